@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Build: compile TypeScript and install production dependencies only.
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY src ./src
+RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev
+
+# Runtime: non-root, only what the gateway needs (dist, production deps, the compiled default policy).
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production LBAC_CONFIG=/etc/lbac-gateway/gateway.yaml LBAC_LISTEN=0.0.0.0:8080
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY wasm ./wasm
+COPY examples/gateway.yaml /etc/lbac-gateway/gateway.yaml
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.LBAC_LISTEN||'127.0.0.1:8080').split(':').pop()+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["node", "bin/lbac-gateway.js"]
+CMD ["serve"]

@@ -1,0 +1,70 @@
+# lbac-gateway — every target runs with the pinned Node.js 24 and tools from
+# $(TOOLS_DIR), installed on first use by scripts/tools.sh (idempotent, cached
+# outside the checkout).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+include scripts/versions.env
+TOOLS_DIR ?= $(HOME)/.cache/lbac-gateway/tools
+export LBAC_TOOLS_DIR := $(TOOLS_DIR)
+NODE_BIN := $(TOOLS_DIR)/node-$(NODE_VERSION)/bin
+OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
+export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+RESULTS := .run/test-results
+
+.PHONY: help tools node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+node-runtime: ## Node.js $(NODE_VERSION) into the tools cache
+	@bash scripts/tools.sh node
+
+tools: node-runtime ## all pinned tools (Node.js, OPA, Prometheus + promtool)
+	@bash scripts/tools.sh opa prometheus
+
+node_modules/.deps-stamp: package.json package-lock.json | node-runtime
+	@echo "[deps] npm ci (node $$(node --version))"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: node_modules/.deps-stamp ## npm dependencies (npm ci)
+
+build: deps ## compile TypeScript to dist/ (the CLI runs sources directly on Node 24)
+	@npm run --silent build
+
+typecheck: deps ## tsc --noEmit over src, test, e2e
+	@echo "[typecheck] tsc"
+	@tsc -p tsconfig.json --noEmit
+
+policy: tools ## opa fmt/check/test (coverage gate) and build wasm/policy.wasm
+	@bash scripts/build-policy.sh
+
+policy-test: tools ## opa fmt/check/test only
+	@mkdir -p $(RESULTS)
+	@bash scripts/build-policy.sh test-only | tee $(RESULTS)/opa.txt
+
+test: tools deps ## everything: typecheck, opa test, vitest unit + e2e; ends with "N passed, N failed"
+	@mkdir -p $(RESULTS)
+	@rm -f $(RESULTS)/vitest.json $(RESULTS)/opa.txt
+	@$(MAKE) --no-print-directory typecheck
+	@bash scripts/build-policy.sh test-only | tee $(RESULTS)/opa.txt || true
+	@echo "[test] vitest (unit + e2e)"
+	@vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || true
+	@node scripts/test-summary.ts $(RESULTS)/vitest.json $(RESULTS)/opa.txt
+
+test-unit: deps ## vitest unit project only
+	@vitest run --project unit
+
+test-e2e: tools deps ## vitest e2e project only (real backends)
+	@vitest run --project e2e
+
+run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl commands
+	@node scripts/demo.ts
+
+bench-rewrite: deps ## rewrite latency over the corpus → bench/results/
+	@node bench/rewrite.ts
+
+clean: ## remove build outputs (not the tools cache)
+	rm -rf dist .run coverage

@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// Entry point. In a checkout on a Node.js that strips TypeScript types natively
+// (22.18+/24), run the sources directly so there is no stale build; otherwise
+// (older Node, or installed under node_modules where Node refuses to strip
+// types) run the compiled dist/ that `npm ci` builds through the `prepare` script.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src', 'cli', 'main.ts');
+const dist = join(root, 'dist', 'cli', 'main.js');
+const canStrip = Boolean(process.features && process.features.typescript) && !root.split(/[\\/]/).includes('node_modules');
+const entry = canStrip && existsSync(src) ? src : dist;
+if (!existsSync(entry)) {
+  console.error(`lbac-gateway: ${entry} is missing; run "npm run build" (or use Node.js >= 22.18)`);
+  process.exit(1);
+}
+const { main } = await import(pathToFileURL(entry).href);
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,334 @@
+# Tests for the default policy (policies/lbac/decision.rego).
+#
+# Data is supplied per key (`with data.lbac.teams as ...`), not as
+# `with data.lbac as ...`: data.lbac is also the policy's own package, and
+# replacing it whole would replace the rules under test as well.
+package lbac_test
+
+import data.lbac
+
+# --- fixtures -------------------------------------------------------------------------
+
+cfg := {
+	"admins": {"groups": ["admins"], "users": ["root"], "headers": {"X-Scope-OrgID": "tenant-a|tenant-b"}},
+	"teams": {
+		"team-a": {
+			"groups": ["team-a"],
+			"users": ["alice"],
+			"upstreams": ["*"],
+			"selectors": [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]],
+			"headers": {"X-Scope-OrgID": "tenant-a"},
+		},
+		"team-b": {
+			"groups": ["team-b"],
+			"users": ["u-bob"],
+			"upstreams": ["metrics", "traces"],
+			"selectors": [
+				[{"name": "namespace", "op": "=", "value": "team-b"}],
+				[{"name": "namespace", "op": "=", "value": "shared"}, {"name": "env", "op": "!=", "value": "prod"}],
+			],
+			"headers": {"X-Scope-OrgID": "tenant-b"},
+		},
+	},
+	"attributes": {"tempo": {"namespace": "resource.k8s.namespace.name"}},
+}
+
+metrics := {"upstream": "metrics", "kind": "prometheus", "endpoint": "query_range", "method": "POST", "path": "/api/v1/query_range"}
+
+logs := {"upstream": "logs", "kind": "loki", "endpoint": "query_range", "method": "GET", "path": "/loki/api/v1/query_range"}
+
+traces := {"upstream": "traces", "kind": "tempo", "endpoint": "search", "method": "GET", "path": "/api/search"}
+
+subject(overrides) := object.union(
+	{"sub": "u-0", "username": "nobody", "groups": [], "roles": [], "auth": "jwt", "claims": {}},
+	overrides,
+)
+
+# decide evaluates the policy for one subject and request against config c.
+decide(c, subj, req) := d if {
+	d := lbac.decision with input as {"subject": subj, "request": req}
+		with data.lbac.admins as object.get(c, "admins", null)
+		with data.lbac.teams as object.get(c, "teams", null)
+		with data.lbac.attributes as object.get(c, "attributes", null)
+}
+
+deny(upstream) := {
+	"allow": false,
+	"reason": concat("", ["no team grants access to upstream ", upstream]),
+	"unrestricted": false,
+	"selectors": [],
+	"headers": {},
+}
+
+# --- allow / deny ---------------------------------------------------------------------
+
+test_team_member_allowed if {
+	decide(cfg, subject({"groups": ["team-a"]}), metrics) == {
+		"allow": true,
+		"reason": "teams: team-a",
+		"unrestricted": false,
+		"selectors": [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]],
+		"headers": {"X-Scope-OrgID": "tenant-a"},
+	}
+}
+
+test_group_not_in_any_team_denied if {
+	decide(cfg, subject({"groups": ["team-c", "viewers"]}), metrics) == deny("metrics")
+}
+
+test_unknown_user_denied if {
+	decide(cfg, subject({"sub": "u-999", "username": "mallory", "groups": []}), logs) == deny("logs")
+}
+
+test_subject_without_groups_denied if {
+	subj := object.remove(subject({}), ["groups"])
+	decide(cfg, subj, metrics) == deny("metrics")
+}
+
+test_subject_without_groups_still_matches_by_username if {
+	subj := object.remove(subject({"username": "alice"}), ["groups"])
+	decide(cfg, subj, metrics).reason == "teams: team-a"
+}
+
+# A role is not a group: only groups and users grant team membership.
+test_roles_do_not_grant if {
+	decide(cfg, subject({"roles": ["team-a", "admins"]}), metrics) == deny("metrics")
+}
+
+# --- users ----------------------------------------------------------------------------
+
+test_user_matched_by_username if {
+	d := decide(cfg, subject({"username": "alice"}), metrics)
+	d.allow
+	d.reason == "teams: team-a"
+}
+
+test_user_matched_by_sub if {
+	d := decide(cfg, subject({"sub": "u-bob", "username": "robert"}), metrics)
+	d.allow
+	d.reason == "teams: team-b"
+}
+
+test_empty_username_matches_no_empty_user_entry if {
+	c := json.patch(cfg, [{"op": "add", "path": "/teams/team-a/users/-", "value": ""}])
+	decide(c, subject({"username": "", "sub": ""}), metrics) == deny("metrics")
+}
+
+# --- several teams --------------------------------------------------------------------
+
+test_multiple_teams_union_and_header_merge if {
+	decide(cfg, subject({"groups": ["team-b", "team-a", "other"]}), metrics) == {
+		"allow": true,
+		"reason": "teams: team-a,team-b",
+		"unrestricted": false,
+		"selectors": [
+			[{"name": "env", "op": "!=", "value": "prod"}, {"name": "namespace", "op": "=", "value": "shared"}],
+			[{"name": "namespace", "op": "=", "value": "team-b"}],
+			[{"name": "namespace", "op": "=~", "value": "team-a-.*"}],
+		],
+		"headers": {"X-Scope-OrgID": "tenant-a|tenant-b"},
+	}
+}
+
+test_team_by_group_and_other_team_by_user if {
+	d := decide(cfg, subject({"groups": ["team-a"], "sub": "u-bob"}), metrics)
+	d.reason == "teams: team-a,team-b"
+	count(d.selectors) == 3
+}
+
+test_header_values_split_sorted_deduplicated if {
+	c := {"teams": {
+		"x": {"groups": ["x"], "selectors": [[{"name": "a", "op": "=", "value": "1"}]], "headers": {"X-Scope-OrgID": "t3|t1", "X-Other": "o"}},
+		"y": {"groups": ["y"], "selectors": [[{"name": "a", "op": "=", "value": "2"}]], "headers": {"X-Scope-OrgID": "t1||t2"}},
+		"z": {"groups": ["z"], "selectors": [[{"name": "a", "op": "=", "value": "3"}]], "headers": {"X-Scope-OrgID": 42, "X-Empty": "|"}},
+	}}
+	decide(c, subject({"groups": ["x", "y", "z"]}), metrics).headers == {"X-Scope-OrgID": "t1|t2|t3", "X-Other": "o"}
+}
+
+test_header_names_merged_case_insensitively if {
+	c := {"teams": {
+		"x": {"groups": ["x"], "selectors": [[{"name": "a", "op": "=", "value": "1"}]], "headers": {"x-scope-orgid": "t2"}},
+		"y": {"groups": ["y"], "selectors": [[{"name": "a", "op": "=", "value": "2"}]], "headers": {"X-Scope-OrgID": "t1"}},
+	}}
+	decide(c, subject({"groups": ["x", "y"]}), metrics).headers == {"X-Scope-OrgID": "t1|t2"}
+}
+
+test_identical_alternatives_appear_once if {
+	sel := [[{"name": "namespace", "op": "=", "value": "shared"}]]
+	c := {"teams": {
+		"x": {"groups": ["x"], "selectors": sel},
+		"y": {"groups": ["y"], "selectors": array.concat(sel, sel)},
+	}}
+	decide(c, subject({"groups": ["x", "y"]}), metrics).selectors == sel
+}
+
+# Within an AND-group, matchers are de-duplicated and sorted; extra keys are dropped.
+test_group_normalised if {
+	c := {"teams": {"x": {"groups": ["x"], "selectors": [[
+		{"name": "b", "op": "=", "value": "2", "comment": "ignored"},
+		{"name": "a", "op": "=", "value": "1"},
+		{"name": "b", "op": "=", "value": "2"},
+	]]}}}
+	decide(c, subject({"groups": ["x"]}), metrics).selectors == [[
+		{"name": "a", "op": "=", "value": "1"},
+		{"name": "b", "op": "=", "value": "2"},
+	]]
+}
+
+# --- values ---------------------------------------------------------------------------
+
+test_regex_values_pass_through_unchanged if {
+	value := `team-a-.*|ops-(dev|stg)\.x|"q"`
+	c := {"teams": {"x": {"groups": ["x"], "selectors": [[{"name": "namespace", "op": "!~", "value": value}]]}}}
+	decide(c, subject({"groups": ["x"]}), logs).selectors == [[{"name": "namespace", "op": "!~", "value": value}]]
+}
+
+# --- admins ---------------------------------------------------------------------------
+
+test_admin_by_group_unrestricted_with_headers if {
+	decide(cfg, subject({"groups": ["team-a", "admins"]}), metrics) == {
+		"allow": true,
+		"reason": "admin",
+		"unrestricted": true,
+		"selectors": [],
+		"headers": {"X-Scope-OrgID": "tenant-a|tenant-b"},
+	}
+}
+
+test_admin_by_user if {
+	d := decide(cfg, subject({"username": "root"}), traces)
+	d.allow
+	d.unrestricted
+}
+
+test_admin_without_headers if {
+	c := json.patch(cfg, [{"op": "remove", "path": "/admins/headers"}])
+	d := decide(c, subject({"groups": ["admins"]}), logs)
+	d.unrestricted
+	d.headers == {}
+}
+
+test_admin_non_string_header_values_dropped if {
+	c := json.patch(cfg, [{"op": "replace", "path": "/admins/headers", "value": {"X-A": "a", "X-B": ["b"]}}])
+	decide(c, subject({"groups": ["admins"]}), logs).headers == {"X-A": "a"}
+}
+
+# --- upstream scoping -----------------------------------------------------------------
+
+test_upstream_in_list_allowed if {
+	decide(cfg, subject({"groups": ["team-b"]}), metrics).allow
+}
+
+test_upstream_not_in_list_denied if {
+	decide(cfg, subject({"groups": ["team-b"]}), logs) == deny("logs")
+}
+
+test_upstream_scoping_per_team if {
+	d := decide(cfg, subject({"groups": ["team-a", "team-b"]}), logs)
+	d.reason == "teams: team-a"
+	d.headers == {"X-Scope-OrgID": "tenant-a"}
+}
+
+test_missing_upstreams_means_all if {
+	c := json.patch(cfg, [{"op": "remove", "path": "/teams/team-b/upstreams"}])
+	decide(c, subject({"groups": ["team-b"]}), logs).allow
+}
+
+test_malformed_upstreams_cover_nothing if {
+	every bad in [null, "logs", {"logs": true}, []] {
+		c := json.patch(cfg, [{"op": "replace", "path": "/teams/team-b/upstreams", "value": bad}])
+		decide(c, subject({"groups": ["team-b"]}), logs) == deny("logs")
+	}
+}
+
+test_request_without_upstream_denied if {
+	c := json.patch(cfg, [{"op": "remove", "path": "/teams/team-a/upstreams"}])
+	d := decide(c, subject({"groups": ["team-b"]}), object.remove(metrics, ["upstream"]))
+	d == deny("(none)")
+}
+
+# --- tempo attribute mapping ----------------------------------------------------------
+
+test_tempo_names_mapped if {
+	d := decide(cfg, subject({"groups": ["team-b"]}), traces)
+	d.selectors == [
+		[{"name": "env", "op": "!=", "value": "prod"}, {"name": "resource.k8s.namespace.name", "op": "=", "value": "shared"}],
+		[{"name": "resource.k8s.namespace.name", "op": "=", "value": "team-b"}],
+	]
+}
+
+test_prometheus_names_not_mapped if {
+	d := decide(cfg, subject({"groups": ["team-a"]}), metrics)
+	d.selectors == [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]]
+}
+
+test_bad_attribute_mapping_keeps_name if {
+	c := object.union(cfg, {"attributes": {"tempo": {"namespace": ""}}})
+	decide(c, subject({"groups": ["team-a"]}), traces).selectors == [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]]
+}
+
+# --- fail closed ----------------------------------------------------------------------
+
+test_team_with_empty_selectors_grants_nothing if {
+	c := {"teams": {"open": {"groups": ["x"], "selectors": [], "headers": {"X-Scope-OrgID": "all"}}}}
+	decide(c, subject({"groups": ["x"]}), metrics) == deny("metrics")
+}
+
+test_team_with_missing_selectors_grants_nothing if {
+	c := {"teams": {"open": {"groups": ["x"]}}}
+	decide(c, subject({"groups": ["x"]}), metrics) == deny("metrics")
+}
+
+test_empty_selectors_team_skipped_next_to_real_team if {
+	c := json.patch(cfg, [{"op": "add", "path": "/teams/open", "value": {"groups": ["team-a"], "selectors": [[]], "headers": {"X-Scope-OrgID": "all"}}}])
+	decide(c, subject({"groups": ["team-a"]}), metrics) == decide(cfg, subject({"groups": ["team-a"]}), metrics)
+}
+
+test_malformed_group_dropped_whole if {
+	c := {"teams": {"x": {"groups": ["x"], "selectors": [
+		[{"name": "namespace", "op": "=", "value": "a"}, {"name": "env", "op": "==", "value": "prod"}],
+		[{"name": "namespace", "op": "=", "value": "b"}, {"name": "", "op": "=", "value": "v"}],
+		[{"name": "namespace", "op": "=", "value": "c"}, {"name": "env", "op": "=", "value": 1}],
+		[{"name": "namespace", "op": "=", "value": "d"}, "env=prod"],
+		{"name": "namespace", "op": "=", "value": "e"},
+		[{"name": "namespace", "op": "=", "value": "ok"}],
+	]}}}
+	decide(c, subject({"groups": ["x"]}), metrics).selectors == [[{"name": "namespace", "op": "=", "value": "ok"}]]
+}
+
+test_no_data_at_all_denied if {
+	d := lbac.decision with input as {"subject": subject({"groups": ["admins", "team-a"], "username": "root"}), "request": metrics}
+	d == deny("metrics")
+}
+
+test_no_input_at_all_denied if {
+	lbac.decision == deny("(none)")
+}
+
+test_odd_data_never_allows if {
+	every c in [
+		{"teams": [{"groups": ["team-a"], "selectors": [[{"name": "a", "op": "=", "value": "1"}]]}]},
+		{"teams": {"t": {"groups": "team-a", "selectors": [[{"name": "a", "op": "=", "value": "1"}]]}}},
+		{"teams": {"t": {"groups": {"team-a": true}, "selectors": [[{"name": "a", "op": "=", "value": "1"}]]}}},
+		{"teams": {"t": "team-a"}},
+		{"teams": "team-a"},
+		{"admins": {"groups": "admins"}},
+		{"admins": ["admins"]},
+		{"admins": {"groups": {"admins": "admins"}}},
+	] {
+		decide(c, subject({"groups": ["team-a", "admins"]}), metrics) == deny("metrics")
+	}
+}
+
+test_odd_subject_never_allows if {
+	every subj in [
+		subject({"groups": "team-a"}),
+		subject({"groups": {"team-a": "team-a"}}),
+		subject({"groups": [["team-a"]]}),
+		subject({"groups": null, "username": ["alice"], "sub": null}),
+		"alice",
+		null,
+	] {
+		decide(cfg, subj, metrics) == deny("metrics")
+	}
+}

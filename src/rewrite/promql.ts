@@ -1,0 +1,799 @@
+/**
+ * The PromQL rewriter: every vector selector in a query gets the policy's
+ * matchers ANDed, by splicing text at Lezer node positions so that everything
+ * else the user wrote survives byte for byte.
+ *
+ * Pipeline (see docs in ARCHITECTURE.md, "Rewriting semantics"):
+ *   limits → lexical pre-scan → strict parse (@prometheus-io/lezer-promql) →
+ *   one tree walk (depth, string literals, comments, selectors) → splice →
+ *   verification by an independent walk of a fresh parse of the output.
+ *
+ * Policies are DNF (`SelectorPolicy`). One group is spliced everywhere. More
+ * than one group is rewritten to an `or` of the per-group forms where that is
+ * exact, and rejected (`rewrite_unsupported`) where it is not; see
+ * `rewriteDnf`.
+ */
+import type { SyntaxNode, Tree } from '@lezer/common';
+import {
+  AnchoredExpr,
+  DurationExpr,
+  FunctionCall,
+  FunctionCallBody,
+  Identifier,
+  Info,
+  LabelMatchers,
+  LabelName,
+  LineComment,
+  MatchOp,
+  MatrixSelector,
+  OffsetDurationExpr,
+  OffsetExpr,
+  ParenExpr,
+  QuotedLabelMatcher,
+  QuotedLabelName,
+  SmoothedExpr,
+  StepInvariantExpr,
+  StringLiteral,
+  SubqueryExpr,
+  UnquotedLabelMatcher,
+  VectorSelector,
+  parser,
+} from '@prometheus-io/lezer-promql';
+import { QueryError } from '../errors.ts';
+import { RewriteCache } from './cache.ts';
+import { LiteralError, describeAt, firstErrorPos, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
+import type { MatchOp as MatchOpT, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
+import { isMatchOp } from './matcher.ts';
+import { formatMatcher, quotePromQLString } from './promql-escape.ts';
+import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
+import { DEFAULT_LIMITS } from './rewriter.ts';
+
+export { formatMatcher } from './promql-escape.ts';
+
+const LANG = 'promql';
+
+/**
+ * Lezer gives up on left-associative chains of a few hundred binary
+ * operators (an internal recursion guard). A parse failure on a query with
+ * at least this many operator characters is reported as too large rather
+ * than as a syntax error at a confusing position.
+ */
+const LEZER_CHAIN_LIMIT = 300;
+
+/** Comments that contain '\r' followed by more text: Prometheus ends a comment at '\r', Lezer only at '\n'. */
+const CR_IN_COMMENT = /\r[^\r]/;
+
+// ---------------------------------------------------------------------------
+// Policy preparation
+// ---------------------------------------------------------------------------
+
+interface PreparedGroup {
+  readonly matchers: readonly Matcher[];
+  /** `formatMatcher(matchers[i])`. */
+  readonly texts: readonly string[];
+}
+
+interface PreparedPolicy {
+  readonly groups: readonly PreparedGroup[];
+  /** Unambiguous canonical key, for caches. */
+  readonly key: string;
+  /** Longest `texts.join(',')` of any group; bounds DNF output size. */
+  readonly maxGroupText: number;
+}
+
+const prepared = new WeakMap<SelectorPolicy, PreparedPolicy>();
+
+function policyError(message: string): QueryError {
+  return new QueryError(LANG, message, 'policy_error');
+}
+
+function validateMatcher(m: unknown): Matcher {
+  if (typeof m !== 'object' || m === null) throw policyError('policy matcher must be an object');
+  const { name, op, value } = m as Record<string, unknown>;
+  if (typeof name !== 'string' || name === '') throw policyError('policy matcher name must be a non-empty string');
+  if (!isWellFormedUnicode(name)) throw policyError('policy matcher name is not valid Unicode');
+  if (!isMatchOp(op)) throw policyError(`policy matcher for ${JSON.stringify(name)} has invalid operator ${JSON.stringify(op)}`);
+  if (typeof value !== 'string') throw policyError(`policy matcher value for ${JSON.stringify(name)} must be a string`);
+  if (!isWellFormedUnicode(value)) throw policyError(`policy matcher value for ${JSON.stringify(name)} is not valid Unicode`);
+  return { name, op, value };
+}
+
+function preparePolicy(policy: SelectorPolicy): PreparedPolicy {
+  const hit = prepared.get(policy);
+  if (hit !== undefined) return hit;
+  if (!Array.isArray(policy) || policy.length === 0) throw policyError('policy has no selector groups (nothing would be visible)');
+  // Normalise: validate, de-duplicate matchers within a group, then drop any
+  // group whose matcher set is a superset of another's (it selects a subset
+  // of that group's series, so the OR is unchanged). Exact, and it turns many
+  // accidental multi-group policies into single-group ones.
+  const groups: { matchers: Matcher[]; keys: Set<string> }[] = [];
+  for (const g of policy as readonly MatcherGroup[]) {
+    if (!Array.isArray(g) || g.length === 0) {
+      throw policyError('policy has an empty selector group (that would be unrestricted; use "unrestricted" instead)');
+    }
+    const keys = new Set<string>();
+    const matchers: Matcher[] = [];
+    for (const raw of g) {
+      const m = validateMatcher(raw);
+      const k = JSON.stringify([m.name, m.op, m.value]);
+      if (keys.has(k)) continue;
+      keys.add(k);
+      matchers.push(m);
+    }
+    groups.push({ matchers, keys });
+  }
+  const kept = groups.filter((g, i) =>
+    !groups.some((h, j) => {
+      if (j === i || h.keys.size > g.keys.size) return false;
+      for (const k of h.keys) if (!g.keys.has(k)) return false;
+      // h ⊆ g: g is redundant. For equal sets keep the first one only.
+      return h.keys.size < g.keys.size || j < i;
+    }),
+  );
+  const out: PreparedGroup[] = kept.map((g) => ({ matchers: g.matchers, texts: g.matchers.map(formatMatcher) }));
+  const key = JSON.stringify(kept.map((g) => [...g.keys].sort()));
+  const maxGroupText = Math.max(...out.map((g) => g.texts.join(',').length));
+  const p: PreparedPolicy = { groups: out, key, maxGroupText };
+  prepared.set(policy, p);
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// Analysis: parse + one walk
+// ---------------------------------------------------------------------------
+
+interface MatcherItem {
+  readonly from: number;
+  readonly to: number;
+  /** Unescaped label name; null when unknown (value not valid UTF-8). */
+  name: string | null;
+  op: MatchOpT | null;
+  /** Unescaped value; null when not representable (invalid UTF-8 from byte escapes). */
+  value: string | null;
+}
+
+interface SelectorInfo {
+  readonly from: number;
+  readonly to: number;
+  ident: { readonly from: number; readonly to: number; readonly text: string } | null;
+  braces: { readonly from: number; readonly to: number } | null;
+  readonly items: MatcherItem[];
+  /** Only collected for multi-group policies (needs parent navigation). */
+  readonly node: SyntaxNode | null;
+}
+
+interface Analysis {
+  readonly tree: Tree;
+  readonly selectors: SelectorInfo[];
+}
+
+/** Node types that count towards `maxDepth`: expressions (minus leaves) and duration expressions. */
+const COUNTED = new Uint8Array(parser.nodeSet.types.length);
+for (const t of parser.nodeSet.types) {
+  if ((t.is('Expr') && t.id !== StringLiteral && t.name !== 'NumberDurationLiteral') || t.id === DurationExpr || t.id === OffsetDurationExpr) {
+    COUNTED[t.id] = 1;
+  }
+}
+
+function checkLength(query: string, limits: RewriteLimits): void {
+  if (query.length > limits.maxQueryLength || (query.length * 3 > limits.maxQueryLength && Buffer.byteLength(query, 'utf8') > limits.maxQueryLength)) {
+    throw new QueryError(LANG, `query is too long: more than ${limits.maxQueryLength} bytes`, 'query_too_large');
+  }
+}
+
+interface AnalyzeOptions {
+  readonly limits: RewriteLimits;
+  readonly needNodes: boolean;
+  /** Added to reported character positions (e.g. -1 when the text was wrapped in '{'). */
+  readonly posOffset: number;
+  /** Prefix for error messages, e.g. 'invalid parameter "match[]": '. */
+  readonly prefix: string;
+}
+
+function parseError(opts: AnalyzeOptions, pos: number, what: string): QueryError {
+  return new QueryError(LANG, `${opts.prefix}parse error at char ${Math.max(1, pos + 1 + opts.posOffset)}: ${what}`, 'bad_query');
+}
+
+function functionName(text: string, call: SyntaxNode): string {
+  const id = call.firstChild;
+  return id === null ? '' : text.slice(id.from, id.to);
+}
+
+function exprArgs(body: SyntaxNode): SyntaxNode[] {
+  const out: SyntaxNode[] = [];
+  for (let c = body.firstChild; c !== null; c = c.nextSibling) if (c.type.is('Expr')) out.push(c);
+  return out;
+}
+
+function analyze(text: string, opts: AnalyzeOptions): Analysis {
+  const { limits } = opts;
+  if (text.trim() === '') throw new QueryError(LANG, `${opts.prefix}empty query`, 'bad_query');
+  checkLength(text, limits);
+  if (!isWellFormedUnicode(text)) throw new QueryError(LANG, `${opts.prefix}query is not valid UTF-8`, 'bad_query');
+  const scan = prescan(text, { lineComment: '#', escapedQuotes: `"'`, rawQuotes: '`' });
+  if (scan.bracketDepth > limits.maxDepth) {
+    throw new QueryError(LANG, `${opts.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
+  }
+  const parsed = parseStrict(parser, text);
+  if (!parsed.ok) {
+    if (scan.operatorChars >= LEZER_CHAIN_LIMIT) {
+      throw new QueryError(
+        LANG,
+        `${opts.prefix}query could not be parsed: it is invalid or too complex (${scan.operatorChars} operators; parse failed at char ${parsed.pos + 1 + opts.posOffset})`,
+        'query_too_large',
+      );
+    }
+    throw parseError(opts, parsed.pos, describeAt(text, parsed.pos));
+  }
+  const tree = parsed.tree;
+  const selectors: SelectorInfo[] = [];
+  const c = tree.cursor();
+  const stack: number[] = []; // type ids of the ancestors of the cursor's node
+  let depth = 0;
+  let sel: SelectorInfo | null = null;
+  let item: MatcherItem | null = null;
+
+  const leave = (id: number): void => {
+    if (COUNTED[id] === 1) depth--;
+    if (id === VectorSelector) sel = null;
+    else if (id === UnquotedLabelMatcher || id === QuotedLabelMatcher) item = null;
+    else if (id === QuotedLabelName && stack[stack.length - 1] === LabelMatchers) item = null;
+  };
+
+  for (;;) {
+    const type = c.type;
+    const id = type.id;
+    if (type.isError) throw parseError(opts, c.from, describeAt(text, c.from));
+    if (COUNTED[id] === 1) {
+      depth++;
+      if (depth > limits.maxDepth) {
+        throw new QueryError(LANG, `${opts.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
+      }
+    }
+    const parent = stack.length > 0 ? stack[stack.length - 1] : -1;
+    switch (id) {
+      case VectorSelector:
+        sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null };
+        selectors.push(sel);
+        break;
+      case Identifier:
+        if (parent === VectorSelector && sel !== null) sel.ident = { from: c.from, to: c.to, text: text.slice(c.from, c.to) };
+        break;
+      case LabelMatchers:
+        if (sel !== null) sel.braces = { from: c.from, to: c.to };
+        break;
+      case UnquotedLabelMatcher:
+      case QuotedLabelMatcher:
+        if (sel !== null) {
+          item = { from: c.from, to: c.to, name: null, op: null, value: null };
+          sel.items.push(item);
+        }
+        break;
+      case QuotedLabelName:
+        if (parent === LabelMatchers && sel !== null) {
+          // Bare `{"metric.name"}`: the metric name.
+          item = { from: c.from, to: c.to, name: '__name__', op: '=', value: null };
+          sel.items.push(item);
+        }
+        break;
+      case LabelName:
+        if (parent === UnquotedLabelMatcher && item !== null) item.name = text.slice(c.from, c.to);
+        break;
+      case MatchOp:
+        if (item !== null) {
+          const op = text.slice(c.from, c.to);
+          item.op = isMatchOp(op) ? op : null;
+        }
+        break;
+      case StringLiteral: {
+        let value: string | null;
+        try {
+          value = unquoteStringLiteral(text.slice(c.from, c.to));
+        } catch (e) {
+          if (e instanceof LiteralError) throw parseError(opts, c.from + e.offset, e.message);
+          throw e;
+        }
+        if (item !== null) {
+          if (parent === QuotedLabelName) {
+            const grand = stack.length > 1 ? stack[stack.length - 2] : -1;
+            if (grand === LabelMatchers) item.value = value;
+            else if (grand === QuotedLabelMatcher) item.name = value;
+          } else if (parent === UnquotedLabelMatcher || parent === QuotedLabelMatcher) {
+            item.value = value;
+          }
+        }
+        break;
+      }
+      case LineComment:
+        if (CR_IN_COMMENT.test(text.slice(c.from, c.to))) {
+          // Prometheus ends a comment at '\r'; Lezer does not. What follows
+          // would be hidden from us but evaluated by Prometheus.
+          throw parseError(opts, c.from, 'carriage return inside a comment is not supported');
+        }
+        break;
+      case Info:
+        checkInfoArity(c.node);
+        break;
+      default:
+        break;
+    }
+    if (c.firstChild()) {
+      stack.push(id);
+      continue;
+    }
+    leave(id);
+    for (;;) {
+      if (c.nextSibling()) break;
+      if (!c.parent()) return { tree, selectors };
+      leave(stack.pop() as number);
+    }
+  }
+}
+
+/**
+ * info(v) without a data-label selector reads `target_info` implicitly, a
+ * selector the gateway cannot constrain without changing what info() does.
+ */
+function checkInfoArity(infoKeyword: SyntaxNode): void {
+  const call = infoKeyword.parent?.parent;
+  if (call === null || call === undefined || call.type.id !== FunctionCall) return;
+  const body = call.getChild(FunctionCallBody);
+  if (body === null || exprArgs(body).length < 2) {
+    throw new QueryError(
+      LANG,
+      'info() without a data-label selector reads target_info unrestricted; pass the selector explicitly, e.g. info(metric, {__name__="target_info", k8s_cluster_name=~".+"})',
+      'rewrite_unsupported',
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Splicing
+// ---------------------------------------------------------------------------
+
+function hasMatcher(sel: SelectorInfo, m: Matcher): boolean {
+  for (const it of sel.items) {
+    if (it.value !== null && it.name === m.name && it.op === m.op && it.value === m.value) return true;
+  }
+  return m.name === '__name__' && m.op === '=' && sel.ident !== null && sel.ident.text === m.value;
+}
+
+function satisfiesSomeGroup(sel: SelectorInfo, groups: readonly PreparedGroup[]): boolean {
+  return groups.some((g) => g.matchers.every((m) => hasMatcher(sel, m)));
+}
+
+/**
+ * The replacement text for `text[sel.from, sel.to)` with the group's missing
+ * matchers added. Insertion only, except when a `__name__` matcher must be
+ * added to a selector whose name is written outside the braces: Prometheus
+ * rejects `up{__name__=~"…"}` ("metric name must not be set twice"), so the
+ * name moves inside as the equivalent `{__name__="up",…}`.
+ */
+function renderSelector(text: string, sel: SelectorInfo, group: PreparedGroup): string {
+  let ins = '';
+  let move = false;
+  for (let i = 0; i < group.matchers.length; i++) {
+    const m = group.matchers[i] as Matcher;
+    if (hasMatcher(sel, m)) continue;
+    ins = ins === '' ? (group.texts[i] as string) : `${ins},${group.texts[i] as string}`;
+    if (m.name === '__name__' && sel.ident !== null) move = true;
+  }
+  if (ins === '') return text.slice(sel.from, sel.to);
+  const ident = sel.ident;
+  const braces = sel.braces;
+  if (braces === null) {
+    // `metric` alone.
+    const name = ident === null ? '' : ident.text;
+    return move ? `{__name__=${quotePromQLString(name)},${ins}}` : `${name}{${ins}}`;
+  }
+  const nameText = move && ident !== null ? `__name__=${quotePromQLString(ident.text)},` : '';
+  const start = move && ident !== null ? ident.to : sel.from;
+  const open = braces.from + 1;
+  const last = sel.items[sel.items.length - 1];
+  if (last === undefined) {
+    return `${text.slice(start, open)}${nameText}${ins}${text.slice(open, sel.to)}`;
+  }
+  return `${text.slice(start, open)}${nameText}${text.slice(open, last.to)},${ins}${text.slice(last.to, sel.to)}`;
+}
+
+function rewriteSingle(text: string, selectors: readonly SelectorInfo[], group: PreparedGroup): string {
+  let out = '';
+  let pos = 0;
+  for (const sel of selectors) {
+    out += text.slice(pos, sel.from) + renderSelector(text, sel, group);
+    pos = sel.to;
+  }
+  return pos === 0 ? text : out + text.slice(pos);
+}
+
+// ---------------------------------------------------------------------------
+// DNF (more than one group)
+// ---------------------------------------------------------------------------
+
+/**
+ * Range functions for which `f(s{G1}[r]) or f(s{G2}[r])` equals f over the
+ * union: they compute each output series from exactly one input series and
+ * keep its labels (at most dropping the metric name). With a selector pinned
+ * to one metric name, distinct input series give distinct output label sets,
+ * and a series in both alternatives gives the same sample on both sides.
+ *
+ * Deliberately absent: absent_over_time (not per series: its result depends
+ * on the whole set, and its labels on the selector's matchers).
+ */
+const RANGE_FUNCTIONS = new Map<string, { readonly rangeArg: number; readonly minArgs: number; readonly maxArgs: number }>([
+  ...[
+    'rate',
+    'irate',
+    'increase',
+    'delta',
+    'idelta',
+    'deriv',
+    'changes',
+    'resets',
+    'avg_over_time',
+    'min_over_time',
+    'max_over_time',
+    'sum_over_time',
+    'count_over_time',
+    'stddev_over_time',
+    'stdvar_over_time',
+    'last_over_time',
+    'first_over_time',
+    'present_over_time',
+    'mad_over_time',
+    'ts_of_first_over_time',
+    'ts_of_last_over_time',
+    'ts_of_max_over_time',
+    'ts_of_min_over_time',
+  ].map((f) => [f, { rangeArg: 0, minArgs: 1, maxArgs: 1 }] as const),
+  ['quantile_over_time', { rangeArg: 1, minArgs: 2, maxArgs: 2 }],
+  ['predict_linear', { rangeArg: 0, minArgs: 2, maxArgs: 2 }],
+  ['double_exponential_smoothing', { rangeArg: 0, minArgs: 3, maxArgs: 3 }],
+]);
+
+/**
+ * Per-series instant functions that Prometheus evaluates differently when
+ * their argument is literally a vector selector (timestamp() returns sample
+ * times only then). The whole call is the unit that gets OR-ed.
+ */
+const SELECTOR_SENSITIVE_FUNCTIONS = new Set(['timestamp', 'start_timestamp']);
+
+/** Selector modifiers that belong to the selector (`offset`, `@`, `anchored`, `smoothed`). */
+const MODIFIERS = new Set<number>([OffsetExpr, StepInvariantExpr, AnchoredExpr, SmoothedExpr]);
+
+interface Unit {
+  readonly from: number;
+  readonly to: number;
+  readonly sel: SelectorInfo | null;
+  readonly children: Unit[];
+}
+
+function unsupported(message: string): QueryError {
+  return new QueryError(LANG, `${message}; a multi-group policy has no exact rewrite for this query`, 'rewrite_unsupported');
+}
+
+function selectorLabel(text: string, sel: SelectorInfo): string {
+  const s = text.slice(sel.from, sel.to);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** The smallest enclosing expression that can be OR-ed per group without changing the result. */
+function unitFor(text: string, sel: SelectorInfo): { from: number; to: number } {
+  const node = sel.node;
+  if (node === null) throw new Error('internal: selector node missing');
+  const label = selectorLabel(text, sel);
+  for (let a = node.parent; a !== null; a = a.parent) {
+    if (a.type.id === FunctionCall && functionName(text, a) === 'info') throw unsupported(`selector ${label} is used in info()`);
+  }
+  let n: SyntaxNode = node;
+  while (n.parent !== null && MODIFIERS.has(n.parent.type.id)) n = n.parent;
+  const parent = n.parent;
+  if (parent !== null && parent.type.id === MatrixSelector) {
+    // Range context: s[r] (with modifiers), must be the range argument of a per-series range function.
+    let r: SyntaxNode = parent;
+    while (r.parent !== null && (MODIFIERS.has(r.parent.type.id) || r.parent.type.id === ParenExpr)) r = r.parent;
+    const body = r.parent;
+    const call = body?.parent ?? null;
+    if (body === null || body.type.id !== FunctionCallBody || call === null || call.type.id !== FunctionCall) {
+      throw unsupported(`range selector ${label} is not the argument of a range function (an "or" of range vectors is not valid PromQL)`);
+    }
+    const fname = functionName(text, call);
+    const spec = RANGE_FUNCTIONS.get(fname);
+    if (spec === undefined) throw unsupported(`${fname}() over the range selector ${label} is not computed per series`);
+    const args = exprArgs(body);
+    const idx = args.findIndex((x) => x.from === r.from && x.to === r.to);
+    if (idx !== spec.rangeArg || args.length < spec.minArgs || args.length > spec.maxArgs) {
+      throw unsupported(`unexpected arguments to ${fname}()`);
+    }
+    return { from: call.from, to: call.to };
+  }
+  // Instant context (also: directly under a subquery, which evaluates an instant expression per step).
+  let q: SyntaxNode = n;
+  while (q.parent !== null && q.parent.type.id === ParenExpr) q = q.parent;
+  const body = q.parent;
+  if (body !== null && body.type.id === FunctionCallBody && body.parent !== null && body.parent.type.id === FunctionCall) {
+    const fname = functionName(text, body.parent);
+    if (SELECTOR_SENSITIVE_FUNCTIONS.has(fname)) return { from: body.parent.from, to: body.parent.to };
+    if (fname === 'absent') throw unsupported(`absent(${label}) takes its result labels from the selector's matchers`);
+  }
+  return { from: n.from, to: n.to };
+}
+
+function pinsOneMetricName(sel: SelectorInfo): boolean {
+  return sel.ident !== null || sel.items.some((i) => i.name === '__name__' && i.op === '=' && i.value !== null);
+}
+
+/**
+ * More than one group: each selector `s` that no group already covers is
+ * replaced by `(U{G1} or U{G2} …)`, where U is its unit: the selector with
+ * its modifiers in instant context; the enclosing per-series range function
+ * call for `s[r]`; the enclosing timestamp() call.
+ *
+ * Exactness: `or` keeps all of the left side plus right-side samples whose
+ * label set *without the metric name* is new. If the selector pins a single
+ * metric name, two different series never share that label set, so the `or`
+ * is exactly the union (a series matching several groups appears once, with
+ * the same sample). Selectors that can match several metric names are
+ * rejected, as are range selectors outside per-series range functions,
+ * absent(), info() and anything else without an exact form.
+ */
+function rewriteDnf(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
+  const groups = policy.groups;
+  const units: Unit[] = [];
+  for (const sel of selectors) {
+    if (satisfiesSomeGroup(sel, groups)) continue; // already within one alternative: s ∩ (G1 ∪ …) = s
+    if (!pinsOneMetricName(sel)) {
+      throw unsupported(`selector ${selectorLabel(text, sel)} does not pin a single metric name, so an "or" per policy group could drop series`);
+    }
+    const u = unitFor(text, sel);
+    units.push({ from: u.from, to: u.to, sel, children: [] });
+  }
+  if (units.length === 0) return text;
+  units.sort((a, b) => a.from - b.from || b.to - a.to);
+  const root: Unit = { from: 0, to: text.length, sel: null, children: [] };
+  const stack: Unit[] = [root];
+  for (const u of units) {
+    let top = stack[stack.length - 1] as Unit;
+    while (!(u.from >= top.from && u.to <= top.to)) {
+      stack.pop();
+      top = stack[stack.length - 1] as Unit;
+    }
+    if (top !== root && top.from === u.from && top.to === u.to) throw unsupported('two selectors share one function call');
+    top.children.push(u);
+    stack.push(u);
+  }
+  const budget = 4 * groups.length * (text.length + selectors.length * (policy.maxGroupText + 8)) + 1024;
+  let emitted = 0;
+  const emit = (u: Unit, group: PreparedGroup | null): string => {
+    let out = '';
+    let pos = u.from;
+    const parts: { from: number; to: number; unit: Unit | null }[] = u.children.map((ch) => ({ from: ch.from, to: ch.to, unit: ch }));
+    if (u.sel !== null) parts.push({ from: u.sel.from, to: u.sel.to, unit: null });
+    parts.sort((a, b) => a.from - b.from);
+    for (const part of parts) {
+      let piece: string;
+      if (part.unit === null) {
+        piece = renderSelector(text, u.sel as SelectorInfo, group as PreparedGroup);
+      } else {
+        const child = part.unit;
+        piece = `(${groups.map((g) => emit(child, g)).join(' or ')})`;
+      }
+      out += text.slice(pos, part.from) + piece;
+      pos = part.to;
+      emitted += piece.length;
+      if (emitted > budget) {
+        throw new QueryError(LANG, 'query is too large after expanding the multi-group policy', 'query_too_large');
+      }
+    }
+    return out + text.slice(pos, u.to);
+  };
+  return emit(root, null);
+}
+
+// ---------------------------------------------------------------------------
+// Verification (independent of the walk above: SyntaxNode API, fresh parse)
+// ---------------------------------------------------------------------------
+
+interface PlainMatcher {
+  readonly name: string | null;
+  readonly op: string;
+  readonly value: string | null;
+}
+
+function literal(text: string, n: SyntaxNode | null): string | null {
+  if (n === null) return null;
+  return unquoteStringLiteral(text.slice(n.from, n.to));
+}
+
+/** First direct child of `n` with the given type (cheaper than getChild). */
+function child(n: SyntaxNode | null, type: number): SyntaxNode | null {
+  if (n === null) return null;
+  for (let c = n.firstChild; c !== null; c = c.nextSibling) if (c.type.id === type) return c;
+  return null;
+}
+
+function matchersOf(text: string, vs: SyntaxNode): PlainMatcher[] {
+  const out: PlainMatcher[] = [];
+  for (let part = vs.firstChild; part !== null; part = part.nextSibling) {
+    if (part.type.id === Identifier) {
+      out.push({ name: '__name__', op: '=', value: text.slice(part.from, part.to) });
+      continue;
+    }
+    if (part.type.id !== LabelMatchers) continue;
+    for (let m = part.firstChild; m !== null; m = m.nextSibling) {
+      const op = child(m, MatchOp);
+      const opText = op === null ? '' : text.slice(op.from, op.to);
+      if (m.type.id === UnquotedLabelMatcher) {
+        const ln = child(m, LabelName);
+        out.push({ name: ln === null ? null : text.slice(ln.from, ln.to), op: opText, value: literal(text, child(m, StringLiteral)) });
+      } else if (m.type.id === QuotedLabelMatcher) {
+        out.push({ name: literal(text, child(child(m, QuotedLabelName), StringLiteral)), op: opText, value: literal(text, child(m, StringLiteral)) });
+      } else if (m.type.id === QuotedLabelName) {
+        out.push({ name: '__name__', op: '=', value: literal(text, child(m, StringLiteral)) });
+      }
+    }
+  }
+  return out;
+}
+
+function verifyPrepared(text: string, policy: PreparedPolicy, reuse: Tree | null): void {
+  const fail = (why: string): QueryError =>
+    new QueryError(LANG, `rewritten query failed verification: ${why}`, 'rewrite_verification_failed');
+  let tree = reuse;
+  if (tree === null) {
+    const r = parseStrict(parser, text);
+    if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
+    tree = r.tree;
+  }
+  if (firstErrorPos(tree) >= 0) throw fail('it contains a syntax error');
+  let problem: string | null = null;
+  try {
+    tree.iterate({
+      enter(n) {
+        if (problem !== null) return false;
+        switch (n.type.id) {
+          case LineComment:
+            if (CR_IN_COMMENT.test(text.slice(n.from, n.to))) problem = 'carriage return inside a comment';
+            return false;
+          case StringLiteral:
+            unquoteStringLiteral(text.slice(n.from, n.to));
+            return false;
+          case Info: {
+            const call = n.node.parent?.parent ?? null;
+            const body = child(call, FunctionCallBody);
+            if (body === null || exprArgs(body).length < 2) problem = 'info() without a data-label selector';
+            return false;
+          }
+          case VectorSelector: {
+            const ms = matchersOf(text, n.node);
+            const ok = policy.groups.some((g) =>
+              g.matchers.every((m) => ms.some((x) => x.value !== null && x.name === m.name && x.op === m.op && x.value === m.value)),
+            );
+            if (!ok) problem = `selector at char ${n.from + 1} (${JSON.stringify(text.slice(n.from, Math.min(n.to, n.from + 80)))}) lacks the enforced matchers`;
+            return undefined;
+          }
+          default:
+            return undefined;
+        }
+      },
+    });
+  } catch (e) {
+    if (e instanceof LiteralError) throw fail(`invalid string literal (${e.message})`);
+    throw e;
+  }
+  if (problem !== null) throw fail(problem);
+}
+
+/**
+ * Check that `query` parses cleanly and that every vector selector in it
+ * carries all matchers of at least one policy group (parsed, unescaped
+ * values). Throws QueryError('rewrite_verification_failed') otherwise.
+ */
+export function verifyPromQL(query: string, policy: SelectorPolicy): void {
+  verifyPrepared(query, preparePolicy(policy), null);
+}
+
+// ---------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------
+
+const cache = new RewriteCache(4096);
+
+/** For tests and benchmarks. */
+export function clearPromQLCache(): void {
+  cache.clear();
+}
+
+/**
+ * Rewrite a PromQL query so that every vector selector is constrained by the
+ * policy. Throws QueryError: bad_query (parse errors, empty), query_too_large,
+ * rewrite_unsupported (no exact rewrite for a multi-group policy; info()
+ * without a data-label selector), policy_error (malformed policy),
+ * rewrite_verification_failed (a bug; fail closed).
+ */
+export function rewritePromQL(query: string, policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string {
+  if (typeof query !== 'string') throw new QueryError(LANG, 'query must be a string', 'bad_query');
+  const p = preparePolicy(policy);
+  checkLength(query, limits);
+  const key = `${p.key}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  const multi = p.groups.length > 1;
+  const a = analyze(query, { limits, needNodes: multi, posOffset: 0, prefix: '' });
+  const out = multi ? rewriteDnf(query, a.selectors, p) : rewriteSingle(query, a.selectors, p.groups[0] as PreparedGroup);
+  verifyPrepared(out, p, out === query ? a.tree : null);
+  cache.set(key, out);
+  return out;
+}
+
+export const promqlRewriter: QueryRewriter = {
+  language: 'promql',
+  rewrite: rewritePromQL,
+};
+
+/**
+ * Enforce the policy on Prometheus `match[]` parameters (/series, /labels,
+ * /label/<name>/values). Each parameter must be a single vector selector.
+ * Prometheus unions match[] results, so `n` params × `k` groups selectors
+ * is exact. With no params, one `{group}` selector per group.
+ */
+export function rewriteSeriesSelectors(matchParams: readonly string[], policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
+  const p = preparePolicy(policy);
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const add = (s: string): void => {
+    if (seen.has(s)) return;
+    seen.add(s);
+    verifyPrepared(s, p, null);
+    out.push(s);
+  };
+  if (matchParams.length === 0) {
+    for (const g of p.groups) add(`{${g.texts.join(',')}}`);
+    return out;
+  }
+  const prefix = 'invalid parameter "match[]": ';
+  for (const param of matchParams) {
+    if (typeof param !== 'string') throw new QueryError(LANG, `${prefix}must be a string`, 'bad_query');
+    const a = analyze(param, { limits, needNodes: false, posOffset: 0, prefix });
+    const top = a.tree.topNode;
+    const exprs = exprArgs(top);
+    const only = exprs[0];
+    if (exprs.length !== 1 || only === undefined || only.type.id !== VectorSelector) {
+      throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
+    }
+    const sel = a.selectors[0];
+    if (sel === undefined || a.selectors.length !== 1) {
+      throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
+    }
+    for (const g of p.groups) {
+      add(param.slice(0, sel.from) + renderSelector(param, sel, g) + param.slice(sel.to));
+    }
+  }
+  return out;
+}
+
+/**
+ * Parse matcher text in PromQL syntax (the CLI's `--matcher`):
+ * `namespace=~"a|b"`, `a="x", b!="y"`, `"k8s.ns"="x"`.
+ */
+export function parseMatcherExpression(text: string): Matcher[] {
+  if (typeof text !== 'string' || text.trim() === '') throw new QueryError(LANG, 'empty matcher expression', 'bad_query');
+  const wrapped = `{${text}}`;
+  const prefix = 'invalid matcher expression: ';
+  const a = analyze(wrapped, { limits: DEFAULT_LIMITS, needNodes: false, posOffset: -1, prefix });
+  const top = exprArgs(a.tree.topNode);
+  const sel = a.selectors[0];
+  if (top.length !== 1 || top[0]?.type.id !== VectorSelector || sel === undefined || a.selectors.length !== 1 || sel.ident !== null || sel.braces === null) {
+    throw new QueryError(LANG, `${prefix}expected label matchers like name="value"`, 'bad_query');
+  }
+  if (sel.braces.from !== 0 || sel.braces.to !== wrapped.length) {
+    throw new QueryError(LANG, `${prefix}expected label matchers like name="value"`, 'bad_query');
+  }
+  if (sel.items.length === 0) throw new QueryError(LANG, `${prefix}no matchers`, 'bad_query');
+  return sel.items.map((it) => {
+    if (it.name === null || it.op === null || it.value === null) {
+      throw new QueryError(LANG, `${prefix}matcher ${JSON.stringify(wrapped.slice(it.from, it.to))} is not valid UTF-8`, 'bad_query');
+    }
+    return { name: it.name, op: it.op, value: it.value };
+  });
+}

@@ -1,0 +1,50 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { prometheusRoutes } from '../backends/prometheus.ts';
+import type { BackendKind, RouteTable } from '../backends/routes.ts';
+import type { GatewayConfig } from '../config/load.ts';
+import type { Authenticator } from '../identity/authenticator.ts';
+import type { PolicyEngine } from '../policy/engine.ts';
+import { installErrorHandlers } from './plugins/errors.ts';
+import { healthPlugin } from './plugins/health.ts';
+import { identityPlugin } from './plugins/identity.ts';
+import { policyPlugin } from './plugins/policy.ts';
+import { upstreamPlugin } from './plugins/upstream.ts';
+
+/** Route tables by backend kind. Loki and Tempo tables plug in here. */
+export const ROUTE_TABLES: Partial<Record<BackendKind, RouteTable>> = { prometheus: prometheusRoutes };
+
+export interface AppDeps {
+  readonly config: GatewayConfig;
+  readonly authenticator: Authenticator;
+  readonly engine: PolicyEngine;
+  readonly logger: Logger;
+}
+
+/**
+ * The Fastify app: one plugin per concern, wired from the (pure) modules.
+ * Paths are matched exactly — no trailing-slash, duplicate-slash or case folding —
+ * and the upstream path is rebuilt from the route table, never copied from the client.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: config.server.bodyLimitBytes,
+    routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 1024 },
+    disableRequestLogging: false,
+    requestIdHeader: 'x-request-id',
+    return503OnClosing: true,
+  });
+  installErrorHandlers(app, undefined);
+  await app.register(identityPlugin, { authenticator: deps.authenticator });
+  await app.register(policyPlugin, { engine: deps.engine });
+  await app.register(healthPlugin);
+  const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
+  for (const upstream of config.upstreams) {
+    const table = ROUTE_TABLES[upstream.kind];
+    if (table === undefined) throw new Error(`upstream ${upstream.name}: kind ${upstream.kind} is not supported yet`);
+    await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes });
+  }
+  return app;
+}

@@ -1,0 +1,29 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { BackendKind } from '../../backends/routes.ts';
+import { GatewayError } from '../../errors.ts';
+import { InvalidTokenError } from '../../identity/jwt.ts';
+import { renderError, toGatewayError } from '../error-format.ts';
+
+/**
+ * Installs the error and not-found handlers for one encapsulation context,
+ * rendering in `kind`'s native format. Call it at the root (Prometheus-style
+ * default) and again inside each upstream scope.
+ */
+export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | undefined): void {
+  app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    const ge = toGatewayError(err);
+    const level = ge.status >= 500 ? 'error' : 'info';
+    req.log[level]({ code: ge.code, status: ge.status, err: ge.status >= 500 ? err : undefined, details: ge.details }, ge.message);
+    const r = renderError(kind, ge);
+    if (ge.status === 401) {
+      const missing = ge instanceof InvalidTokenError && ge.missing;
+      reply.header('www-authenticate', missing ? 'Bearer realm="lbac-gateway"' : 'Bearer realm="lbac-gateway", error="invalid_token"');
+    }
+    if (ge.status === 503) reply.header('retry-after', '5');
+    return reply.code(r.status).type(r.contentType).send(r.body);
+  });
+  app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => {
+    const r = renderError(kind, new GatewayError('not_found', `unknown path ${req.url.split('?')[0] ?? ''} (not forwarded)`));
+    return reply.code(r.status).type(r.contentType).send(r.body);
+  });
+}

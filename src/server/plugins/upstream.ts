@@ -1,0 +1,108 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import replyFrom from '@fastify/reply-from';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { enforceParams, mergeParams } from '../../backends/params.ts';
+import { upstreamPath, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import type { ResolvedUpstream } from '../../config/load.ts';
+import { GatewayError, QueryError } from '../../errors.ts';
+import type { Decision } from '../../policy/decision.ts';
+import type { RewriteLimits } from '../../rewrite/rewriter.ts';
+import { installErrorHandlers } from './errors.ts';
+
+export interface UpstreamPluginOptions {
+  readonly upstream: ResolvedUpstream;
+  readonly table: RouteTable;
+  readonly limits: RewriteLimits;
+  readonly bodyLimit: number;
+}
+
+/** Headers the gateway owns: a client's copy is never forwarded. */
+const OWNED_HEADERS = ['x-scope-orgid', 'x-prom-label-policy'];
+/** Never forwarded: credentials for the gateway, and framing we recompute. */
+const DROPPED_HEADERS = ['cookie', 'content-length', 'transfer-encoding', 'expect'];
+
+const LANGUAGE: Record<RouteTable['kind'], string> = { prometheus: 'promql', loki: 'logql', tempo: 'traceql' };
+
+/** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
+export function upstreamHeaders(client: IncomingHttpHeaders, upstream: ResolvedUpstream, decision: Decision): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const policyNames = new Set(Object.keys(decision.headers).map((h) => h.toLowerCase()));
+  const configured = new Set(Object.keys(upstream.headers).map((h) => h.toLowerCase()));
+  for (const [name, value] of Object.entries(client)) {
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (OWNED_HEADERS.includes(lower) || DROPPED_HEADERS.includes(lower) || policyNames.has(lower) || configured.has(lower)) continue;
+    if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
+    out[lower] = value;
+  }
+  for (const [name, value] of Object.entries(upstream.headers)) out[name.toLowerCase()] = value;
+  for (const [name, value] of Object.entries(decision.headers)) out[name.toLowerCase()] = value;
+  return out;
+}
+
+/**
+ * One upstream: its route table registered under its mount, each route
+ * authenticated, decided, enforced and forwarded with reply-from. Encapsulated,
+ * so its error format and body parser apply only here.
+ */
+export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginOptions): Promise<void> {
+  const { upstream, table } = opts;
+  installErrorHandlers(app, table.kind);
+  await app.register(replyFrom, {
+    base: upstream.origin,
+    disableRequestLogging: true,
+    undici: { headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs, connections: 128, pipelining: 1 },
+  });
+  // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
+  // content type (JSON included, which Fastify parses by default) → 415.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: opts.bodyLimit }, (_req, body, done) => done(null, body));
+
+  for (const route of table.routes) {
+    app.route({
+      method: [...route.methods],
+      url: route.path,
+      onRequest: app.authenticate,
+      handler: (req, reply) => forward(app, req, reply, route, opts),
+    });
+  }
+}
+
+async function forward(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, route: RouteSpec, opts: UpstreamPluginOptions): Promise<FastifyReply> {
+  const { upstream, table, limits } = opts;
+  const language = LANGUAGE[table.kind];
+  const subject = req.subject;
+  if (subject === null) throw new GatewayError('unauthenticated', 'no identity');
+  const pathParams = (req.params ?? {}) as Record<string, string>;
+  for (const [name, value] of Object.entries(pathParams)) {
+    const problem = route.validatePathParam?.(name, value);
+    if (problem !== undefined) throw new QueryError(language, problem);
+  }
+  const path = upstreamPath(route, pathParams);
+  const decision = app.decide({
+    subject,
+    request: { upstream: upstream.name, kind: table.kind, endpoint: route.endpoint, method: req.method, path },
+  });
+  if (!decision.allow) throw new GatewayError('forbidden', `access denied: ${decision.reason}`);
+
+  const rawUrl = req.raw.url ?? '';
+  const q = rawUrl.indexOf('?');
+  const search = q >= 0 ? rawUrl.slice(q + 1) : '';
+  const body = typeof req.body === 'string' ? req.body : undefined;
+  const params = enforceParams(route, mergeParams(search, body), decision.unrestricted ? undefined : decision.selectors, limits, language);
+  const encoded = params.toString();
+  req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
+
+  const headers = upstreamHeaders(req.headers, upstream, decision);
+  const source = upstream.pathPrefix + path;
+  const common = {
+    rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => ({ ...headers, host: h.host ?? new URL(upstream.origin).host }),
+    onError: (r: { send(payload: unknown): unknown }, { error }: { error: Error }) => {
+      const code = (error as { code?: string })?.code ?? '';
+      const timeout = /TIMEOUT/i.test(code) || (error as { statusCode?: number })?.statusCode === 504;
+      r.send(new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: error }));
+    },
+  };
+  if (req.method === 'GET') return reply.from(source, { ...common, queryString: () => encoded });
+  return reply.from(source, { ...common, queryString: () => '', body: encoded, contentType: 'application/x-www-form-urlencoded' });
+}

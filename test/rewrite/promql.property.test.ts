@@ -1,0 +1,282 @@
+/**
+ * Property tests: random syntactically valid PromQL (built from the grammar's
+ * constructs) × random policies. Checked with the independent oracle in
+ * ./promql-oracle.ts, never with the rewriter's own verification.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { QueryError } from '../../src/errors.ts';
+import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import { rewritePromQL } from '../../src/rewrite/promql.ts';
+import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
+
+// ---------------------------------------------------------------------------
+// Lexical pieces
+// ---------------------------------------------------------------------------
+
+const SPECIAL_CHARS = ['"', "'", '`', '\\', '\n', '\r', '\t', '}', '{', ',', '#', ' ', '=', '~', '\u0000', '\u007f', '\u2028', 'é', 'ß', '🚀', '𝔘', 'a', 'Z', '0', '.', '|', '*', '$'];
+const char = fc.oneof(fc.constantFrom(...SPECIAL_CHARS), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+// Small fixed pools make user matchers collide with policy matchers (same
+// name and value, maybe another operator or quoting), which is where
+// de-duplication bugs would hide.
+const POOL_VALUES = ['a', 'a|b', 'x"}\n', 'é', '', 'team-a', '\\'];
+const value = fc.oneof(
+  { weight: 2, arbitrary: fc.constantFrom(...POOL_VALUES) },
+  { weight: 2, arbitrary: fc.array(char, { maxLength: 8 }).map((cs) => cs.join('')) },
+);
+
+const utf8 = new TextEncoder();
+
+/** A string literal for `v` in a random quoting/escaping style (all valid for Prometheus). */
+const literal = (v: fc.Arbitrary<string>): fc.Arbitrary<string> =>
+  fc
+    .tuple(v, fc.constantFrom('"', "'", '`'), fc.infiniteStream(fc.nat(4)))
+    .map(([s, q, modes]) => {
+      if (q === '`' && !s.includes('`')) return `\`${s}\``;
+      const quote = q === '`' ? '"' : q;
+      let out = quote;
+      const it = modes[Symbol.iterator]();
+      for (const ch of s) {
+        const cp = ch.codePointAt(0) as number;
+        const mode = it.next().value as number;
+        const mustEscape = ch === quote || ch === '\\' || ch === '\n';
+        if (mode === 0 && !mustEscape) out += ch;
+        else if (mode === 1 || (mode === 0 && mustEscape)) {
+          const named: Record<string, string> = { '\n': '\\n', '\\': '\\\\', '\t': '\\t', '\r': '\\r', '\u0007': '\\a', '\b': '\\b', '\f': '\\f', '\v': '\\v' };
+          out += named[ch] ?? (ch === quote ? `\\${quote}` : [...utf8.encode(ch)].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join(''));
+        } else if (mode === 2) {
+          out += cp > 0xffff ? `\\U${cp.toString(16).padStart(8, '0')}` : `\\u${cp.toString(16).padStart(4, '0')}`;
+        } else if (mode === 3) {
+          out += [...utf8.encode(ch)].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('');
+        } else {
+          out += [...utf8.encode(ch)].map((b) => `\\x${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+        }
+      }
+      return out + quote;
+    });
+
+const KEYWORD_LABELS = ['on', 'bool', 'offset', 'by', 'without', 'and', 'or', 'inf', 'nan', 'sum', 'rate', 'le', 'job', 'instance', '_'];
+const legacyName = fc.oneof(fc.constantFrom(...KEYWORD_LABELS), fc.stringMatching(/^[a-zA-Z_][a-zA-Z0-9_]{0,6}$/));
+const POOL_NAMES = ['namespace', 'team', 'k8s.ns', 'on'];
+const anyLabelName = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(...POOL_NAMES) },
+  { weight: 1, arbitrary: legacyName },
+  { weight: 1, arbitrary: value.filter((s) => s.length > 0) },
+);
+const metricName = fc.oneof(
+  fc.constantFrom('up', 'http_requests_total', 'node_cpu_seconds_total', 'job:rate5m:sum', 'x', 'kube_pod_info', 'start', 'end'),
+  fc.stringMatching(/^m_[a-zA-Z0-9_:]{0,6}$/),
+);
+const op = fc.constantFrom<MatchOp>('=', '!=', '=~', '!~');
+// Optional whitespace / comments where tokens are delimited anyway; `sp` where a separator is required.
+const ws = fc.constantFrom('', '', '', ' ', '\n  ', ' # note "} or x\n');
+const sp = fc.constantFrom(' ', ' ', '\n', '\t', ' # c\n');
+const duration = fc.constantFrom('5m', '1h', '30s', '1d', '1h30m', '10m', '2w', '5m * 2', 'step()', '1y');
+const number = fc.constantFrom('0', '1', '0.5', '100', '1e3', '0x1F', '2.5e-3', 'Inf', 'NaN', '1_000');
+
+// ---------------------------------------------------------------------------
+// Selectors and expressions
+// ---------------------------------------------------------------------------
+
+const item = fc.oneof(
+  fc.tuple(fc.oneof(fc.constantFrom('namespace', 'team', 'on'), legacyName), ws, op, ws, literal(value)).map(([n, w1, o, w2, l]) => `${n}${w1}${o}${w2}${l}`),
+  fc.tuple(literal(anyLabelName), op, literal(value)).map(([n, o, l]) => `${n}${o}${l}`),
+);
+
+const selector: fc.Arbitrary<string> = fc
+  .tuple(fc.option(metricName, { nil: null }), fc.option(fc.array(item, { maxLength: 4 }), { nil: null }), fc.boolean(), ws, ws, fc.option(literal(value.filter((s) => s.length > 0)), { nil: null }))
+  .map(([name, items, trailing, w1, w2, bare]) => {
+    let list = items;
+    if (name === null && (list === null || (list.length === 0 && bare === null))) list = [...(list ?? []), 'job="x"'];
+    if (list === null) return name as string;
+    const all = name === null && bare !== null ? [bare, ...list] : list;
+    const inner = all.join(`,${w1}`) + (trailing && all.length > 0 ? ',' : '');
+    return `${name ?? ''}{${w2}${inner}}`;
+  });
+
+/** A selector pinned to one metric name (for multi-group policies). */
+const namedSelector = fc.tuple(metricName, selector).map(([name, s]) => (s.startsWith('{') ? `${name}${s}` : s.replace(/^[^{]*/, name)));
+
+const RANGE_FNS = ['rate', 'irate', 'increase', 'delta', 'deriv', 'changes', 'resets', 'avg_over_time', 'max_over_time', 'count_over_time', 'last_over_time', 'present_over_time', 'stddev_over_time'];
+const INSTANT_FNS = ['abs', 'ceil', 'floor', 'sort', 'sort_desc', 'exp', 'ln', 'sgn', 'timestamp', 'histogram_sum', 'day_of_week'];
+const AGGS = ['sum', 'avg', 'min', 'max', 'count', 'group', 'stddev'];
+const ARITH = ['+', '-', '*', '/', '%', '^', 'atan2'];
+const CMP = ['==', '!=', '>', '<', '>=', '<='];
+const SET = ['and', 'or', 'unless'];
+
+const grouping = fc.array(fc.oneof(legacyName, literal(anyLabelName)), { maxLength: 3 }).map((ls) => `(${ls.join(', ')})`);
+
+const withModifiers = (base: fc.Arbitrary<string>): fc.Arbitrary<string> =>
+  fc
+    .tuple(base, fc.option(fc.tuple(sp, duration.filter((d) => !d.includes(' '))), { nil: null }), fc.option(fc.constantFrom('@ 1609746000', '@ start()', '@ end()'), { nil: null }))
+    .map(([b, off, at]) => `${b}${off === null ? '' : `${off[0]}offset ${off[1]}`}${at === null ? '' : ` ${at}`}`);
+
+function expressions(sel: fc.Arbitrary<string>, opts: { dnfSafe: boolean }) {
+  const matrix = withModifiers(fc.tuple(sel, ws, duration).map(([s, w, d]) => `${s}${w}[${d}]`));
+  const instant = fc.memo((n: number): fc.Arbitrary<string> => {
+    const leaf = withModifiers(sel);
+    if (n <= 1) return leaf;
+    const sub = instant(n - 1);
+    const rangeCall = fc.tuple(fc.constantFrom(...RANGE_FNS), ws, matrix).map(([f, w, m]) => `${f}${w}(${m})`);
+    const subquery = fc.tuple(sub, duration, fc.constantFrom('', '1m', '30s')).map(([e, d, st]) => `(${e})[${d}:${st}]`);
+    const parts: fc.Arbitrary<string>[] = [
+      leaf,
+      rangeCall,
+      fc.tuple(fc.constantFrom(...RANGE_FNS), subquery).map(([f, q]) => `${f}(${q})`),
+      fc.tuple(fc.constantFrom('quantile_over_time', 'predict_linear'), matrix, number).map(([f, m, x]) =>
+        f === 'quantile_over_time' ? `${f}(${x}, ${m})` : `${f}(${m}, ${x})`,
+      ),
+      fc.tuple(fc.constantFrom(...INSTANT_FNS), sub).map(([f, e]) => `${f}(${e})`),
+      fc.tuple(fc.constantFrom(...AGGS), fc.option(fc.tuple(fc.constantFrom('by', 'without'), grouping), { nil: null }), fc.boolean(), sub).map(
+        ([a, g, before, e]) => (g === null ? `${a}(${e})` : before ? `${a} ${g[0]} ${g[1]} (${e})` : `${a}(${e}) ${g[0]} ${g[1]}`),
+      ),
+      fc.tuple(fc.constantFrom('topk', 'bottomk', 'quantile', 'limitk'), number, sub).map(([a, k, e]) => `${a}(${k}, ${e})`),
+      fc.tuple(literal(fc.constantFrom('v', 'ver')), sub).map(([l, e]) => `count_values(${l}, ${e})`),
+      fc.tuple(sub, literal(value), literal(value)).map(([e, a, b]) => `label_replace(${e}, "dst", ${a}, "src", ${b})`),
+      fc.tuple(number, sub).map(([q, e]) => `histogram_quantile(${q}, ${e})`),
+      fc.tuple(sub, fc.constantFrom(...ARITH), fc.option(fc.tuple(fc.constantFrom('on', 'ignoring'), grouping, fc.option(fc.tuple(fc.constantFrom('group_left', 'group_right'), grouping), { nil: null })), { nil: null }), sub).map(
+        ([l, o, m, r]) => `${l} ${o} ${m === null ? '' : `${m[0]}${m[1]} ${m[2] === null ? '' : `${m[2][0]}${m[2][1]} `}`}${r}`,
+      ),
+      fc.tuple(sub, fc.constantFrom(...CMP), fc.boolean(), fc.oneof(sub, number)).map(([l, o, b, r]) => `${l} ${o} ${b ? 'bool ' : ''}${r}`),
+      fc.tuple(sub, fc.constantFrom(...SET), fc.option(fc.tuple(fc.constantFrom('on', 'ignoring'), grouping), { nil: null }), sub).map(
+        ([l, o, m, r]) => `${l} ${o} ${m === null ? '' : `${m[0]}${m[1]} `}${r}`,
+      ),
+      fc.tuple(sub, number).map(([e, x]) => `${e} * ${x}`),
+      fc.tuple(sub, sub).map(([l, r]) => `${l} + fill(0) ${r}`),
+      fc.tuple(ws, sub, ws).map(([a, e, b]) => `(${a}${e}${b})`),
+      sub.map((e) => `-${e}`),
+      fc.tuple(sub, sub).map(([e, s]) => `scalar(${s}) * ${e}`),
+    ];
+    if (!opts.dnfSafe) {
+      parts.push(
+        sub.map((e) => `absent(${e})`),
+        matrix.map((m) => `absent_over_time(${m})`),
+        fc.tuple(sub, fc.array(item, { minLength: 1, maxLength: 2 })).map(([e, its]) => `info(${e}, {${its.join(', ')}})`),
+      );
+    }
+    return fc.oneof(...parts);
+  });
+  const top = opts.dnfSafe
+    ? instant(4)
+    : fc.oneof(
+        { weight: 8, arbitrary: instant(4) },
+        { weight: 1, arbitrary: number },
+        { weight: 1, arbitrary: literal(value) },
+        { weight: 1, arbitrary: fc.tuple(instant(3), number).map(([e, x]) => `vector(${x}) + scalar(${e})`) },
+        { weight: 1, arbitrary: matrix },
+      );
+  return fc.tuple(ws, top, ws).map(([a, e, b]) => `${a}${e}${b}`);
+}
+
+const query = expressions(selector, { dnfSafe: false });
+const dnfQuery = expressions(namedSelector, { dnfSafe: true });
+
+const policyMatcher: fc.Arbitrary<Matcher> = fc.record({
+  name: anyLabelName.filter((n) => n !== '__name__'),
+  op,
+  value,
+});
+const singleGroup: fc.Arbitrary<SelectorPolicy> = fc.array(policyMatcher, { minLength: 1, maxLength: 3 }).map((g) => [g]);
+const multiGroup: fc.Arbitrary<SelectorPolicy> = fc.array(fc.array(policyMatcher, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 3 });
+
+function sameMatcher(a: Matcher, b: Matcher): boolean {
+  return a.name === b.name && a.op === b.op && a.value === b.value;
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------
+
+describe('PromQL rewriting properties', () => {
+  it('generator sanity: generated queries parse', () => {
+    fc.assert(
+      fc.property(query, (q) => {
+        oracleParse(q);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('single group: parses, enforced everywhere, idempotent, same selectors, pure insertion', () => {
+    fc.assert(
+      fc.property(query, singleGroup, (q, policy) => {
+        let out: string;
+        try {
+          out = rewritePromQL(q, policy);
+        } catch (e) {
+          // The generator may build info(x) forms only with a selector; nothing else may fail.
+          throw new Error(`rewrite failed for ${JSON.stringify(q)}: ${(e as Error).message}`);
+        }
+        const group = policy[0] as readonly Matcher[];
+        // (1) parses cleanly
+        oracleParse(out);
+        // (2) every selector carries every policy matcher (independent walk)
+        const inSels = oracleSelectors(q);
+        const outSels = oracleSelectors(out);
+        for (const s of outSels) for (const m of group) expect(carries(s, m)).toBe(true);
+        // (3) idempotent
+        expect(rewritePromQL(out, policy)).toBe(out);
+        // (4) same number of selectors
+        expect(outSels.length).toBe(inSels.length);
+        // (5) removing what was inserted gives back the input exactly
+        const removals: [number, number][] = [];
+        inSels.forEach((before, i) => {
+          const after = outSels[i];
+          if (after === undefined) throw new Error('selector count mismatch');
+          const missing = group.filter((m, k) => !carries(before, m) && group.findIndex((x) => sameMatcher(x, m)) === k);
+          if (missing.length === 0) {
+            expect(out.slice(after.from, after.to)).toBe(q.slice(before.from, before.to));
+            return;
+          }
+          let from: number;
+          if (!before.hasBraces) from = after.identTo;
+          else if (before.hasItems) from = (after.items[before.items.length - 1] as [number, number])[1];
+          else from = after.braceFrom + 1;
+          const to = before.hasBraces ? (after.items[after.items.length - 1] as [number, number])[1] : after.to;
+          removals.push([from, to]);
+          // The inserted matchers are exactly the missing ones, in policy order.
+          const added = after.matchers.slice(before.matchers.length);
+          expect(added).toEqual(missing.map((m) => ({ name: m.name, op: m.op, value: m.value })));
+        });
+        let back = out;
+        for (const [from, to] of removals.reverse()) back = back.slice(0, from) + back.slice(to);
+        expect(back).toBe(q);
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('multi-group: selectors pinned to a metric name are rewritten exactly; every selector carries one whole group', () => {
+    fc.assert(
+      fc.property(dnfQuery, multiGroup, (q, policy) => {
+        const out = rewritePromQL(q, policy);
+        oracleParse(out);
+        for (const s of oracleSelectors(out)) {
+          expect(policy.some((g) => g.every((m) => carries(s, m)))).toBe(true);
+        }
+        expect(rewritePromQL(out, policy)).toBe(out);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('multi-group on arbitrary queries: exact rewrite or rewrite_unsupported, never anything unenforced', () => {
+    fc.assert(
+      fc.property(query, multiGroup, (q, policy) => {
+        let out: string;
+        try {
+          out = rewritePromQL(q, policy);
+        } catch (e) {
+          expect(e).toBeInstanceOf(QueryError);
+          expect((e as QueryError).code).toBe('rewrite_unsupported');
+          return;
+        }
+        oracleParse(out);
+        for (const s of oracleSelectors(out)) {
+          expect(policy.some((g) => g.every((m) => carries(s, m)))).toBe(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});

@@ -1,0 +1,539 @@
+import { describe, expect, it } from 'vitest';
+import { QueryError } from '../../src/errors.ts';
+import type { Matcher, SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import {
+  clearPromQLCache,
+  formatMatcher,
+  parseMatcherExpression,
+  promqlRewriter,
+  rewritePromQL,
+  rewriteSeriesSelectors,
+  verifyPromQL,
+} from '../../src/rewrite/promql.ts';
+import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
+import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
+
+const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'team-a' }]];
+const M = 'namespace="team-a"';
+
+function codeOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof QueryError) return e.code;
+    throw e;
+  }
+  return 'ok';
+}
+
+function errorOf(f: () => unknown): QueryError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof QueryError) return e;
+    throw e;
+  }
+  throw new Error('expected a QueryError');
+}
+
+/** [query, expected] with policy namespace="team-a". */
+const TABLE: [string, string][] = [
+  // plain selectors
+  ['up', `up{${M}}`],
+  ['up{}', `up{${M}}`],
+  ['up{job="api"}', `up{job="api",${M}}`],
+  ['up{job="api",}', `up{job="api",${M},}`],
+  ['up{ job = "api" }', `up{ job = "api",${M} }`],
+  ['up { job="api" }', `up { job="api",${M} }`],
+  ['{job="api"}', `{job="api",${M}}`],
+  ['{__name__="up"}', `{__name__="up",${M}}`],
+  ['{__name__=~"node_cpu.*", mode!="idle"}', `{__name__=~"node_cpu.*", mode!="idle",${M}}`],
+  ['{"my.metric"}', `{"my.metric",${M}}`],
+  ['{"my.metric", "service.name"="checkout"}', `{"my.metric", "service.name"="checkout",${M}}`],
+  ['job:http_requests:rate5m{job="api"}', `job:http_requests:rate5m{job="api",${M}}`],
+  ['sum', `sum{${M}}`],
+  // user matchers on the enforced label are kept; identical ones are not duplicated
+  ['up{namespace="team-b"}', `up{namespace="team-b",${M}}`],
+  ['up{namespace!="team-a"}', `up{namespace!="team-a",${M}}`],
+  ['up{namespace=~"team-a"}', `up{namespace=~"team-a",${M}}`],
+  ['up{namespace="team-a"}', 'up{namespace="team-a"}'],
+  ["up{namespace='team-a'}", "up{namespace='team-a'}"],
+  ['up{namespace=`team-a`}', 'up{namespace=`team-a`}'],
+  ['up{namespace="te\\x61m-\\u0061"}', 'up{namespace="te\\x61m-\\u0061"}'],
+  ['up{namespace="team-a"} / up', `up{namespace="team-a"} / up{${M}}`],
+  // rates and aggregations (dashboards)
+  ['rate(http_requests_total[5m])', `rate(http_requests_total{${M}}[5m])`],
+  ['sum(rate(http_requests_total{code=~"5.."}[5m])) by (service)', `sum(rate(http_requests_total{code=~"5..",${M}}[5m])) by (service)`],
+  ['sum by (service) (rate(http_requests_total[5m]))', `sum by (service) (rate(http_requests_total{${M}}[5m]))`],
+  [
+    'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="api"}[5m])))',
+    `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{job="api",${M}}[5m])))`,
+  ],
+  ['histogram_quantile(0.9, rate(x_bucket[10m]))', `histogram_quantile(0.9, rate(x_bucket{${M}}[10m]))`],
+  [
+    'topk(10, sum by (pod) (rate(container_cpu_usage_seconds_total{container!=""}[5m])))',
+    `topk(10, sum by (pod) (rate(container_cpu_usage_seconds_total{container!="",${M}}[5m])))`,
+  ],
+  ['bottomk(3, up)', `bottomk(3, up{${M}})`],
+  ['count_values("version", build_info)', `count_values("version", build_info{${M}})`],
+  ['quantile(0.95, rate(x[5m]))', `quantile(0.95, rate(x{${M}}[5m]))`],
+  ['avg without (instance) (node_load1)', `avg without (instance) (node_load1{${M}})`],
+  ['count(up) without (instance)', `count(up{${M}}) without (instance)`],
+  ['group(up) by (job)', `group(up{${M}}) by (job)`],
+  ['sum by ("k8s.pod.name") (x)', `sum by ("k8s.pod.name") (x{${M}})`],
+  ['limitk(5, x)', `limitk(5, x{${M}})`],
+  ['sort_desc(sum by (job) (up))', `sort_desc(sum by (job) (up{${M}}))`],
+  ['clamp_max(x, 100)', `clamp_max(x{${M}}, 100)`],
+  ['scalar(up)', `scalar(up{${M}})`],
+  ['predict_linear(node_filesystem_free_bytes[6h], 4 * 3600)', `predict_linear(node_filesystem_free_bytes{${M}}[6h], 4 * 3600)`],
+  ['deriv(x[10m])', `deriv(x{${M}}[10m])`],
+  ['increase(x[1h])', `increase(x{${M}}[1h])`],
+  ['changes(x[1h])', `changes(x{${M}}[1h])`],
+  ['stddev_over_time(x[1h])', `stddev_over_time(x{${M}}[1h])`],
+  ['quantile_over_time(0.9, x[1h])', `quantile_over_time(0.9, x{${M}}[1h])`],
+  ['double_exponential_smoothing(x[1h], 0.5, 0.5)', `double_exponential_smoothing(x{${M}}[1h], 0.5, 0.5)`],
+  ['time() - process_start_time_seconds', `time() - process_start_time_seconds{${M}}`],
+  ['timestamp(up)', `timestamp(up{${M}})`],
+  ['day_of_week(timestamp(up))', `day_of_week(timestamp(up{${M}}))`],
+  // offset and @
+  ['up offset 1h', `up{${M}} offset 1h`],
+  ['up offset -5m', `up{${M}} offset -5m`],
+  ['x{a="b"}offset 5m', `x{a="b",${M}}offset 5m`],
+  ['rate(x[5m] offset 1d)', `rate(x{${M}}[5m] offset 1d)`],
+  ['x @ 1609746000', `x{${M}} @ 1609746000`],
+  ['x @ start()', `x{${M}} @ start()`],
+  ['rate(x[5m] @ end())', `rate(x{${M}}[5m] @ end())`],
+  ['x @ end() offset 1h', `x{${M}} @ end() offset 1h`],
+  // subqueries, incl. nested
+  ['max_over_time(x[1h:5m])', `max_over_time(x{${M}}[1h:5m])`],
+  ['max_over_time(rate(x[5m])[1h:1m])', `max_over_time(rate(x{${M}}[5m])[1h:1m])`],
+  ['min_over_time(max_over_time(rate(x[1m])[10m:1m])[1h:5m])', `min_over_time(max_over_time(rate(x{${M}}[1m])[10m:1m])[1h:5m])`],
+  ['x[5m:] offset 1h', `x{${M}}[5m:] offset 1h`],
+  ['x[1h:5m] @ end()', `x{${M}}[1h:5m] @ end()`],
+  ['avg_over_time((a / b)[30m:])', `avg_over_time((a{${M}} / b{${M}})[30m:])`],
+  // duration expressions, extended range selectors
+  ['rate(x[5m * 2])', `rate(x{${M}}[5m * 2])`],
+  ['rate(x[step()])', `rate(x{${M}}[step()])`],
+  ['x[min_of(5m, 1h)]', `x{${M}}[min_of(5m, 1h)]`],
+  ['rate(x[5m] anchored)', `rate(x{${M}}[5m] anchored)`],
+  ['x smoothed', `x{${M}} smoothed`],
+  // label manipulation, absent, info
+  ['label_replace(up, "host", "$1", "instance", "(.*):.*")', `label_replace(up{${M}}, "host", "$1", "instance", "(.*):.*")`],
+  ['label_join(up, "ij", "-", "instance", "job")', `label_join(up{${M}}, "ij", "-", "instance", "job")`],
+  ['absent(up{job="api"})', `absent(up{job="api",${M}})`],
+  ['absent_over_time(up[5m])', `absent_over_time(up{${M}}[5m])`],
+  ['info(x, {k8s_cluster_name=~".+"})', `info(x{${M}}, {k8s_cluster_name=~".+",${M}})`],
+  // binary operators and modifiers
+  ['a / on(instance) group_left(node) b', `a{${M}} / on(instance) group_left(node) b{${M}}`],
+  ['a * ignoring(code) group_right b', `a{${M}} * ignoring(code) group_right b{${M}}`],
+  ['x and y unless z or w', `x{${M}} and y{${M}} unless z{${M}} or w{${M}}`],
+  ['a > bool 0', `a{${M}} > bool 0`],
+  ['up == 0', `up{${M}} == 0`],
+  ['sum(up) by (job) > 1', `sum(up{${M}}) by (job) > 1`],
+  ['a + fill(0) b', `a{${M}} + fill(0) b{${M}}`],
+  ['{__name__="up", job="x"} or on() vector(0)', `{__name__="up", job="x",${M}} or on() vector(0)`],
+  ['count by (le) (x) unless on(le) y', `count by (le) (x{${M}}) unless on(le) y{${M}}`],
+  ['x / on() group_left y', `x{${M}} / on() group_left y{${M}}`],
+  // unary, parentheses
+  ['-x', `-x{${M}}`],
+  ['+x', `+x{${M}}`],
+  ['(x)', `(x{${M}})`],
+  ['((x + y))', `((x{${M}} + y{${M}}))`],
+  ['abs(-x)', `abs(-x{${M}})`],
+  // comments, whitespace, quoting styles — preserved byte for byte
+  ['sum(x) # comment\n/ sum(y)', `sum(x{${M}}) # comment\n/ sum(y{${M}})`],
+  ['# leading comment\nup', `# leading comment\nup{${M}}`],
+  ['up # trailing comment', `up{${M}} # trailing comment`],
+  ['up{job="api" # inside\n}', `up{job="api",${M} # inside\n}`],
+  ['up{# only a comment\n}', `up{${M}# only a comment\n}`],
+  ['up # between\n{job="api"}', `up # between\n{job="api",${M}}`],
+  ['sum(x) # c\r\n+ y', `sum(x{${M}}) # c\r\n+ y{${M}}`],
+  ['up{path=~`/api/.*`}', `up{path=~\`/api/.*\`,${M}}`],
+  ["up{job='api'}", `up{job='api',${M}}`],
+  ['up{msg="say \\"hi\\""}', `up{msg="say \\"hi\\"",${M}}`],
+  ["up{msg='it\\'s'}", `up{msg='it\\'s',${M}}`],
+  ['up{city="Zürich"}', `up{city="Zürich",${M}}`],
+  ['up{city="Z\\u00fcrich"}', `up{city="Z\\u00fcrich",${M}}`],
+  ['up{emoji="🚀"}', `up{emoji="🚀",${M}}`],
+  ['up{\'quoted\'="x"}', `up{'quoted'="x",${M}}`],
+  [
+    'sum by (job) (\n  rate(\n    http_requests_total{code="500"}[5m]\n  )\n)\n',
+    `sum by (job) (\n  rate(\n    http_requests_total{code="500",${M}}[5m]\n  )\n)\n`,
+  ],
+  ['\t up \t', `\t up{${M}} \t`],
+  // no selectors: unchanged
+  ['1+1', '1+1'],
+  ['vector(1)', 'vector(1)'],
+  ['time() - 3600', 'time() - 3600'],
+  ['"just a string"', '"just a string"'],
+  ['-Inf', '-Inf'],
+  ['0x1F + 1e3', '0x1F + 1e3'],
+];
+
+describe('rewritePromQL: table', () => {
+  it('has at least 80 cases', () => {
+    expect(TABLE.length).toBeGreaterThanOrEqual(80);
+  });
+
+  it.each(TABLE)('%j', (query, expected) => {
+    const out = rewritePromQL(query, NS);
+    expect(out).toBe(expected);
+    // Idempotent, and every selector carries the enforcement (independent oracle).
+    expect(rewritePromQL(out, NS)).toBe(out);
+    const sels = oracleSelectors(out);
+    expect(sels.length).toBe(oracleSelectors(query).length);
+    for (const s of sels) expect(carries(s, { name: 'namespace', op: '=', value: 'team-a' })).toBe(true);
+  });
+
+  it('acceptance example: namespace=~"a|b" on both selectors, nothing else changed', () => {
+    const q = 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))';
+    const policy: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'a|b' }]];
+    expect(rewritePromQL(q, policy)).toBe(
+      'sum(rate(http_requests_total{code=~"5..",namespace=~"a|b"}[5m])) / sum(rate(http_requests_total{namespace=~"a|b"}[5m]))',
+    );
+    expect(promqlRewriter.language).toBe('promql');
+    expect(promqlRewriter.rewrite(q, policy)).toBe(rewritePromQL(q, policy));
+  });
+
+  it('adds every matcher of a multi-matcher group, in policy order, skipping ones present', () => {
+    const policy: SelectorPolicy = [
+      [
+        { name: 'cluster', op: '=', value: 'eu1' },
+        { name: 'namespace', op: '=~', value: 'a|b' },
+        { name: 'cluster', op: '=', value: 'eu1' },
+      ],
+    ];
+    expect(rewritePromQL('up', policy)).toBe('up{cluster="eu1",namespace=~"a|b"}');
+    expect(rewritePromQL('up{namespace=~"a|b"}', policy)).toBe('up{namespace=~"a|b",cluster="eu1"}');
+  });
+
+  it('uses quoted label names for non-legacy names', () => {
+    const policy: SelectorPolicy = [[{ name: 'k8s.namespace.name', op: '=', value: 'a' }]];
+    expect(rewritePromQL('up', policy)).toBe('up{"k8s.namespace.name"="a"}');
+    expect(rewritePromQL('up{"k8s.namespace.name"="a"}', policy)).toBe('up{"k8s.namespace.name"="a"}');
+  });
+
+  it('a __name__ policy matcher moves a bare metric name inside the braces', () => {
+    const policy: SelectorPolicy = [[{ name: '__name__', op: '=~', value: 'up|node_.*' }]];
+    expect(rewritePromQL('node_cpu{mode="idle"}', policy)).toBe('{__name__="node_cpu",mode="idle",__name__=~"up|node_.*"}');
+    expect(rewritePromQL('node_cpu', policy)).toBe('{__name__="node_cpu",__name__=~"up|node_.*"}');
+    expect(rewritePromQL('node_cpu{}', policy)).toBe('{__name__="node_cpu",__name__=~"up|node_.*"}');
+    expect(rewritePromQL('{__name__="x"}', policy)).toBe('{__name__="x",__name__=~"up|node_.*"}');
+    // The identical equality matcher is implied by the metric name.
+    expect(rewritePromQL('up', [[{ name: '__name__', op: '=', value: 'up' }]])).toBe('up');
+    expect(rewritePromQL('rate(up[5m])', [[{ name: '__name__', op: '=', value: 'up' }, { name: 'a', op: '=', value: 'b' }]])).toBe(
+      'rate(up{a="b"}[5m])',
+    );
+  });
+});
+
+describe('rewritePromQL: errors', () => {
+  const cases: [string, string, string][] = [
+    ['', 'bad_query', 'empty'],
+    ['   \n\t', 'bad_query', 'empty'],
+    ['sum(', 'bad_query', 'parse error at char 5'],
+    ['up{a="b"', 'bad_query', 'parse error'],
+    ['up{a="b}', 'bad_query', 'parse error'],
+    ['"abc', 'bad_query', 'unterminated'],
+    ['up{a="\\q"}', 'bad_query', 'unknown escape'],
+    ['up{a="\\uD800"}', 'bad_query', 'invalid Unicode code point'],
+    ["up{a='\\\"'}", 'bad_query', 'unknown escape'],
+    ['up{a="x\\\ny"}', 'bad_query', 'parse error'],
+    ['# only a comment', 'bad_query', 'parse error'],
+    ['sum(x) # c\r or y', 'bad_query', 'carriage return'],
+    ['up{a="\uD800"}', 'bad_query', 'UTF-8'],
+    ['a$b', 'bad_query', 'unexpected "$"'],
+    ['offset', 'bad_query', 'parse error at char 1'],
+    ['rate(x[5m]', 'bad_query', 'parse error'],
+    ['up}', 'bad_query', 'parse error at char 3'],
+    ['x{a="b",,}', 'bad_query', 'parse error'],
+    ['1 1', 'bad_query', 'parse error'],
+    ['info(up)', 'rewrite_unsupported', 'target_info'],
+    ['sum(info(rate(x[5m])))', 'rewrite_unsupported', 'target_info'],
+  ];
+  it.each(cases)('%j → %s', (q, code, msg) => {
+    const e = errorOf(() => rewritePromQL(q, NS));
+    expect(e.code).toBe(code);
+    expect(e.language).toBe('promql');
+    expect(e.message).toContain(msg);
+  });
+
+  it('too long (bytes, not characters)', () => {
+    expect(codeOf(() => rewritePromQL('up{job="abcdef"}', NS, { maxQueryLength: 10, maxDepth: 128 }))).toBe('query_too_large');
+    const q = 'up{a="éééééé"}'; // 14 characters, 20 bytes
+    expect(codeOf(() => rewritePromQL(q, NS, { maxQueryLength: 16, maxDepth: 128 }))).toBe('query_too_large');
+    expect(codeOf(() => rewritePromQL(q, NS, { maxQueryLength: 20, maxDepth: 128 }))).toBe('ok');
+    expect(codeOf(() => rewritePromQL('x'.repeat(DEFAULT_LIMITS.maxQueryLength + 1), NS))).toBe('query_too_large');
+  });
+
+  it('too deep: brackets, function nesting, operator chains', () => {
+    const parens = `${'('.repeat(200)}x${')'.repeat(200)}`;
+    expect(codeOf(() => rewritePromQL(parens, NS))).toBe('query_too_large');
+    expect(codeOf(() => rewritePromQL(`${'('.repeat(100)}x${')'.repeat(100)}`, NS))).toBe('ok');
+    const lim = { maxQueryLength: 1000, maxDepth: 5 };
+    expect(codeOf(() => rewritePromQL('abs(abs(x))', NS, lim))).toBe('ok');
+    expect(codeOf(() => rewritePromQL('abs(abs(abs(abs(abs(x)))))', NS, lim))).toBe('query_too_large');
+    expect(codeOf(() => rewritePromQL('a + b + c + d + e + f + g', NS, lim))).toBe('query_too_large');
+    // Far beyond what Lezer can parse: reported as too large, not as a syntax error.
+    expect(codeOf(() => rewritePromQL(`${'x+'.repeat(3000)}x`, NS))).toBe('query_too_large');
+    // Hostile input is rejected quickly (strict parsing, no error recovery).
+    const t0 = performance.now();
+    expect(codeOf(() => rewritePromQL(')'.repeat(60000), NS))).toBe('bad_query');
+    expect(codeOf(() => rewritePromQL('x y '.repeat(15000), NS))).toBe('bad_query');
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('rejects malformed policies (fail closed)', () => {
+    expect(codeOf(() => rewritePromQL('up', []))).toBe('policy_error');
+    expect(codeOf(() => rewritePromQL('up', [[]]))).toBe('policy_error');
+    expect(codeOf(() => rewritePromQL('up', [[{ name: '', op: '=', value: 'a' }]]))).toBe('policy_error');
+    expect(codeOf(() => rewritePromQL('up', [[{ name: 'a', op: '==', value: 'a' } as unknown as Matcher]]))).toBe('policy_error');
+    expect(codeOf(() => rewritePromQL('up', [[{ name: 'a', op: '=', value: 1 } as unknown as Matcher]]))).toBe('policy_error');
+    expect(codeOf(() => rewritePromQL('up', [[{ name: 'a', op: '=', value: 'x\uD800' }]]))).toBe('policy_error');
+  });
+});
+
+describe('escaping of policy values and names', () => {
+  const values = [
+    'a"b',
+    'a\\b',
+    'a\nb',
+    'a\r\tb',
+    '"}',
+    'x"} or vector(1) or up{a="',
+    '"} or {__name__=~".+',
+    '\\"}',
+    '`',
+    "'",
+    '# not a comment',
+    '\u0000\u0001\u001f\u007f',
+    '\u0085\u2028\u2029',
+    'Zürich 🚀 𝔘',
+    '',
+    '.*',
+    '\\',
+  ];
+  it.each(values)('value %j round-trips exactly', (value) => {
+    for (const op of ['=', '!=', '=~', '!~'] as const) {
+      const policy: SelectorPolicy = [[{ name: 'team', op, value }]];
+      const out = rewritePromQL('sum(rate(x{a="b"}[5m])) / y', policy);
+      oracleParse(out);
+      const sels = oracleSelectors(out);
+      expect(sels).toHaveLength(2);
+      for (const s of sels) expect(carries(s, { name: 'team', op, value })).toBe(true);
+      expect(rewritePromQL(out, policy)).toBe(out);
+    }
+  });
+
+  it.each(['k8s.namespace', 'a"b', 'a\\b', 'ü', 'with space', '0digit', 'a}b'])('label name %j round-trips exactly', (name) => {
+    const policy: SelectorPolicy = [[{ name, op: '=', value: 'v' }]];
+    const out = rewritePromQL('up{job="x"}', policy);
+    const [s] = oracleSelectors(out);
+    expect(s && carries(s, { name, op: '=', value: 'v' })).toBe(true);
+    expect(rewritePromQL(out, policy)).toBe(out);
+  });
+
+  it('formatMatcher renders PromQL syntax', () => {
+    expect(formatMatcher({ name: 'namespace', op: '=~', value: 'a|b' })).toBe('namespace=~"a|b"');
+    expect(formatMatcher({ name: 'k8s.ns', op: '=', value: 'x' })).toBe('"k8s.ns"="x"');
+    expect(formatMatcher({ name: 'a', op: '!=', value: 'q"\\\n\t\u0007\u0000' })).toBe('a!="q\\"\\\\\\n\\t\\a\\x00"');
+    expect(formatMatcher({ name: 'a', op: '!~', value: '\u2028' })).toBe('a!~"\\u2028"');
+    expect(formatMatcher({ name: 'on', op: '=', value: 'x' })).toBe('on="x"');
+  });
+});
+
+describe('rewriteSeriesSelectors (match[])', () => {
+  const DNF: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'team', op: '=', value: 'x' }]];
+
+  it('single group: one selector per param', () => {
+    expect(rewriteSeriesSelectors(['up', '{job="api"}'], NS)).toEqual([`up{${M}}`, `{job="api",${M}}`]);
+    expect(rewriteSeriesSelectors(['up{namespace="team-a"}'], NS)).toEqual(['up{namespace="team-a"}']);
+    expect(rewriteSeriesSelectors(['{__name__=~"node_.+"}'], NS)).toEqual([`{__name__=~"node_.+",${M}}`]);
+  });
+
+  it('DNF: n params × k groups', () => {
+    expect(rewriteSeriesSelectors(['up', '{job="api"}'], DNF)).toEqual([
+      'up{namespace="a"}',
+      'up{team="x"}',
+      '{job="api",namespace="a"}',
+      '{job="api",team="x"}',
+    ]);
+  });
+
+  it('no params: one selector per group', () => {
+    expect(rewriteSeriesSelectors([], NS)).toEqual([`{${M}}`]);
+    expect(rewriteSeriesSelectors([], DNF)).toEqual(['{namespace="a"}', '{team="x"}']);
+  });
+
+  it.each(['up[5m]', 'up or down', 'sum(up)', '1', '', 'rate(up[5m])', 'up offset 5m', '{a="b"', 'up} or {'])('rejects %j', (p) => {
+    const e = errorOf(() => rewriteSeriesSelectors([p], NS));
+    expect(e.code).toBe('bad_query');
+    expect(e.message).toContain('match[]');
+  });
+});
+
+describe('parseMatcherExpression', () => {
+  it('parses the CLI --matcher syntax', () => {
+    expect(parseMatcherExpression('namespace=~"a|b"')).toEqual([{ name: 'namespace', op: '=~', value: 'a|b' }]);
+    expect(parseMatcherExpression('a="x", b!="y"')).toEqual([
+      { name: 'a', op: '=', value: 'x' },
+      { name: 'b', op: '!=', value: 'y' },
+    ]);
+    expect(parseMatcherExpression(' "k8s.ns"!~`x.*` ')).toEqual([{ name: 'k8s.ns', op: '!~', value: 'x.*' }]);
+    expect(parseMatcherExpression("a='q\\'s'")).toEqual([{ name: 'a', op: '=', value: "q's" }]);
+    expect(parseMatcherExpression('a="\\u00fc\\n"')).toEqual([{ name: 'a', op: '=', value: 'ü\n' }]);
+  });
+
+  it.each(['', '  ', 'a', 'a=', 'a="b"} or {c="d"', 'a="b"}', 'a="b" # comment', '{a="b"}', 'a=b', 'a=="b"'])('rejects %j', (t) => {
+    expect(codeOf(() => parseMatcherExpression(t))).toBe('bad_query');
+  });
+
+  it('reports positions relative to the matcher text', () => {
+    expect(errorOf(() => parseMatcherExpression('a=')).message).toContain('char 3');
+  });
+
+  it('round-trips through formatMatcher', () => {
+    const ms: Matcher[] = [
+      { name: 'a', op: '=', value: 'x"}\n\\' },
+      { name: 'k8s.ns', op: '!~', value: 'é|🚀' },
+    ];
+    expect(parseMatcherExpression(ms.map(formatMatcher).join(', '))).toEqual(ms);
+  });
+});
+
+describe('verifyPromQL', () => {
+  it('accepts enforced queries and rejects unenforced ones', () => {
+    expect(codeOf(() => verifyPromQL(`up{${M}}`, NS))).toBe('ok');
+    expect(codeOf(() => verifyPromQL('1 + 1', NS))).toBe('ok');
+    expect(codeOf(() => verifyPromQL('up', NS))).toBe('rewrite_verification_failed');
+    expect(codeOf(() => verifyPromQL(`up{${M}} / down`, NS))).toBe('rewrite_verification_failed');
+    expect(codeOf(() => verifyPromQL('up{namespace=~"team-a"}', NS))).toBe('rewrite_verification_failed');
+    expect(codeOf(() => verifyPromQL('up{namespace="team-b"}', NS))).toBe('rewrite_verification_failed');
+    expect(codeOf(() => verifyPromQL(`up{${M}`, NS))).toBe('rewrite_verification_failed');
+    expect(codeOf(() => verifyPromQL(`up{${M}} # x\r or y`, NS))).toBe('rewrite_verification_failed');
+    expect(codeOf(() => verifyPromQL(`info(up{${M}})`, NS))).toBe('rewrite_verification_failed');
+    // Compares unescaped values, not text.
+    expect(codeOf(() => verifyPromQL("up{namespace='team\\x2da'}", NS))).toBe('ok');
+  });
+
+  it('DNF: every selector must carry one whole group', () => {
+    const DNF: SelectorPolicy = [
+      [
+        { name: 'namespace', op: '=', value: 'a' },
+        { name: 'cluster', op: '=', value: 'c1' },
+      ],
+      [{ name: 'team', op: '=', value: 'x' }],
+    ];
+    expect(codeOf(() => verifyPromQL('(up{namespace="a",cluster="c1"} or up{team="x"})', DNF))).toBe('ok');
+    expect(codeOf(() => verifyPromQL('up{namespace="a",team="y"}', DNF))).toBe('rewrite_verification_failed');
+  });
+});
+
+describe('DNF (multi-group) policies', () => {
+  const A = 'namespace="a"';
+  const B = 'team="x"';
+  const DNF: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'team', op: '=', value: 'x' }]];
+  const exact: [string, string][] = [
+    ['up', `(up{${A}} or up{${B}})`],
+    ['up{job="api"}', `(up{job="api",${A}} or up{job="api",${B}})`],
+    ['{__name__="up"}', `({__name__="up",${A}} or {__name__="up",${B}})`],
+    ['{"my.metric"}', `({"my.metric",${A}} or {"my.metric",${B}})`],
+    ['rate(x[5m])', `(rate(x{${A}}[5m]) or rate(x{${B}}[5m]))`],
+    ['sum by (job) (rate(x{code="500"}[5m]))', `sum by (job) ((rate(x{code="500",${A}}[5m]) or rate(x{code="500",${B}}[5m])))`],
+    [
+      'histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))',
+      `histogram_quantile(0.9, sum by (le) ((rate(x_bucket{${A}}[5m]) or rate(x_bucket{${B}}[5m]))))`,
+    ],
+    ['a / b', `(a{${A}} or a{${B}}) / (b{${A}} or b{${B}})`],
+    ['x offset 5m', `(x{${A}} offset 5m or x{${B}} offset 5m)`],
+    ['x @ start()', `(x{${A}} @ start() or x{${B}} @ start())`],
+    ['rate(x[5m] offset 1h)', `(rate(x{${A}}[5m] offset 1h) or rate(x{${B}}[5m] offset 1h))`],
+    ['rate((x[5m]))', `(rate((x{${A}}[5m])) or rate((x{${B}}[5m])))`],
+    ['timestamp(x)', `(timestamp(x{${A}}) or timestamp(x{${B}}))`],
+    ['timestamp((x @ 100))', `(timestamp((x{${A}} @ 100)) or timestamp((x{${B}} @ 100)))`],
+    ['max_over_time(x[1h:])', `max_over_time((x{${A}} or x{${B}})[1h:])`],
+    ['max_over_time(rate(x[5m])[1h:])', `max_over_time((rate(x{${A}}[5m]) or rate(x{${B}}[5m]))[1h:])`],
+    ['quantile_over_time(0.9, x[5m])', `(quantile_over_time(0.9, x{${A}}[5m]) or quantile_over_time(0.9, x{${B}}[5m]))`],
+    ['predict_linear(x[1h], 3600)', `(predict_linear(x{${A}}[1h], 3600) or predict_linear(x{${B}}[1h], 3600))`],
+    [
+      'quantile_over_time(scalar(q), x[5m])',
+      `(quantile_over_time(scalar((q{${A}} or q{${B}})), x{${A}}[5m]) or quantile_over_time(scalar((q{${A}} or q{${B}})), x{${B}}[5m]))`,
+    ],
+    ['last_over_time(x[5m])', `(last_over_time(x{${A}}[5m]) or last_over_time(x{${B}}[5m]))`],
+    ['absent(sum(x))', `absent(sum((x{${A}} or x{${B}})))`],
+    ['label_replace(x, "a", "$1", "b", "(.*)")', `label_replace((x{${A}} or x{${B}}), "a", "$1", "b", "(.*)")`],
+    // Already inside one alternative: s ⊆ G1, so s ∩ (G1 ∪ G2) = s.
+    ['up{namespace="a"}', 'up{namespace="a"}'],
+    ['up{team="x"} / up', `up{team="x"} / (up{${A}} or up{${B}})`],
+    ['1 + 1', '1 + 1'],
+  ];
+  it.each(exact)('%j', (q, expected) => {
+    const out = rewritePromQL(q, DNF);
+    expect(out).toBe(expected);
+    expect(rewritePromQL(out, DNF)).toBe(out);
+    for (const s of oracleSelectors(out)) {
+      expect(carries(s, { name: 'namespace', op: '=', value: 'a' }) || carries(s, { name: 'team', op: '=', value: 'x' })).toBe(true);
+    }
+  });
+
+  const rejected: [string, string][] = [
+    ['{job="x"}', 'single metric name'],
+    ['{__name__=~"a|b"}', 'single metric name'],
+    ['sum({__name__=~"node_.*"})', 'single metric name'],
+    ['x[5m]', 'range function'],
+    ['x[5m] offset 1h', 'range function'],
+    ['absent(x)', 'absent'],
+    ['absent((x))', 'absent'],
+    ['absent_over_time(x[5m])', 'absent_over_time'],
+    ['info(x, {k="v"})', 'info()'],
+    ['sum(info(rate(x[5m]), {k="v"}))', 'info()'],
+  ];
+  it.each(rejected)('rejects %j', (q, msg) => {
+    const e = errorOf(() => rewritePromQL(q, DNF));
+    expect(e.code).toBe('rewrite_unsupported');
+    expect(e.message).toContain(msg);
+  });
+
+  it('normalises the policy: duplicate and subsumed groups collapse to one', () => {
+    expect(rewritePromQL('up', [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'namespace', op: '=', value: 'a' }]])).toBe(`up{${A}}`);
+    const subsumed: SelectorPolicy = [
+      [
+        { name: 'namespace', op: '=', value: 'a' },
+        { name: 'team', op: '=', value: 'x' },
+      ],
+      [{ name: 'namespace', op: '=', value: 'a' }],
+    ];
+    expect(rewritePromQL('{job="x"}', subsumed)).toBe(`{job="x",${A}}`);
+  });
+
+  it('__name__ groups', () => {
+    const p: SelectorPolicy = [[{ name: '__name__', op: '=', value: 'up' }], [{ name: 'namespace', op: '=', value: 'a' }]];
+    expect(rewritePromQL('up', p)).toBe('up');
+    expect(rewritePromQL('node_cpu', p)).toBe(`({__name__="node_cpu",__name__="up"} or node_cpu{${A}})`);
+  });
+
+  it('bounds the output of nested expansions', () => {
+    let q = 'x[5m]';
+    for (let i = 0; i < 8; i++) q = `quantile_over_time(scalar(quantile_over_time(0.5, y[1m])), ${i === 0 ? q : `(${q})[5m:]`})`;
+    const groups: SelectorPolicy = Array.from({ length: 6 }, (_, i) => [{ name: 'g', op: '=', value: String(i) }]);
+    expect(['ok', 'query_too_large']).toContain(codeOf(() => rewritePromQL(q, groups)));
+    const wide = Array.from({ length: 8 }, (_, i) => `quantile_over_time(scalar(quantile_over_time(scalar(q${i}), y[1m])), x[5m])`).join(' + ');
+    expect(['ok', 'query_too_large']).toContain(codeOf(() => rewritePromQL(wide, groups, { maxQueryLength: 2000, maxDepth: 128 })));
+  });
+});
+
+describe('cache', () => {
+  it('never serves one policy the rewrite of another, nor bypasses limits', () => {
+    clearPromQLCache();
+    const q = 'sum(rate(x[5m]))';
+    const a = rewritePromQL(q, NS);
+    const b = rewritePromQL(q, [[{ name: 'namespace', op: '=', value: 'team-b' }]]);
+    expect(a).toContain('team-a');
+    expect(b).toContain('team-b');
+    expect(rewritePromQL(q, NS)).toBe(a);
+    // A structurally equal policy object shares the entry.
+    expect(rewritePromQL(q, [[{ name: 'namespace', op: '=', value: 'team-a' }]])).toBe(a);
+    expect(codeOf(() => rewritePromQL(q, NS, { maxQueryLength: 5, maxDepth: 128 }))).toBe('query_too_large');
+    expect(codeOf(() => rewritePromQL(q, NS, { maxQueryLength: 1000, maxDepth: 2 }))).toBe('query_too_large');
+  });
+});
