@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help tools node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
+.PHONY: help tools bench-tools node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ node-runtime: ## Node.js $(NODE_VERSION) into the tools cache
 
 tools: node-runtime ## all pinned tools (Node.js, OPA, Prometheus + promtool)
 	@bash scripts/tools.sh opa prometheus
+
+bench-tools: node-runtime ## tools only benchmarks need (prom-label-proxy, the Go peer)
+	@bash scripts/tools.sh prom-label-proxy
 
 node_modules/.deps-stamp: package.json package-lock.json | node-runtime
 	@echo "[deps] npm ci (node $$(node --version))"

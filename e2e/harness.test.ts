@@ -48,7 +48,7 @@ describe('tools', () => {
     const saved = process.env['LBAC_TOOLS_DIR'];
     process.env['LBAC_TOOLS_DIR'] = empty;
     try {
-      expect(() => toolPath('tempo')).toThrow(/tempo .* is not installed.*scripts\/tools\.sh tempo/s);
+      expect(() => toolPath('prom-label-proxy')).toThrow(/prom-label-proxy .* is not installed.*`make bench-tools`/s);
       expect(() => toolPath('promtool')).toThrow(new RegExp(`${empty}/prometheus-.*does not exist.*\`make tools\``));
       expect(() => toolPath('node')).toThrow(/`make node-runtime`/);
     } finally {

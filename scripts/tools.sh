@@ -2,7 +2,7 @@
 # Installs the pinned tools the project needs into a cache outside the checkout:
 #   $LBAC_TOOLS_DIR (default $HOME/.cache/lbac-gateway/tools)/<name>-<version>/
 # Idempotent: a tool whose marker file exists is not rebuilt. Prints progress.
-# Usage: scripts/tools.sh [node|opa|prometheus|prom-label-proxy|loki|tempo|all] ...
+# Usage: scripts/tools.sh [node|opa|prometheus|prom-label-proxy|all] ...
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,22 +17,6 @@ log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 is_done() { [ -f "$1/.complete" ]; }
 mark_done() { touch "$1/.complete"; }
 
-restore_nested_modules() {
-  # Module zips leave out nested modules, but a module's go.mod may replace one
-  # with its local directory (Loki: ./pkg/push). Fetch each missing one at the
-  # version the parent requires and put it where the replace points.
-  local work="$1" line old dir ver src
-  (cd "$work" && GOWORK=off go mod edit -json) |
-    node -e 'const m=JSON.parse(require("fs").readFileSync(0,"utf8"));for(const r of m.Replace||[]){if(r.New.Path.startsWith("./")||r.New.Path.startsWith("../")){const q=(m.Require||[]).find(x=>x.Path===r.Old.Path);console.log(r.Old.Path,r.New.Path,q?q.Version:"")}}' |
-    while read -r old dir ver; do
-      [ -e "$work/$dir/go.mod" ] && continue
-      [ -n "$ver" ] || { log "cannot restore $old ($dir): no required version"; exit 1; }
-      log "restoring nested module $old@$ver into $dir"
-      src="$(cd "$TOOLS_DIR" && GOWORK=off GOFLAGS= go mod download -json "$old@$ver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-      mkdir -p "$work/$dir"; cp -r "$src/." "$work/$dir/"; chmod -R u+w "$work/$dir"
-    done
-}
-
 go_build_module() {
   # go_build_module MODULE@VERSION DEST PKG... : download a module (respecting its
   # own replace directives, which `go install` refuses) and build packages in it.
@@ -43,7 +27,6 @@ go_build_module() {
   [ -n "$moddir" ] || { log "could not download $modver"; exit 1; }
   local work; work="$(mktemp -d)"
   cp -r "$moddir/." "$work/"; chmod -R u+w "$work"
-  restore_nested_modules "$work"
   for pkg in "$@"; do
     log "building $pkg from $modver (this can take several minutes on 2 cores)"
     (cd "$work" && GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$dest/" "$pkg")
@@ -96,22 +79,6 @@ install_prom_label_proxy() {
   mark_done "$dir"
 }
 
-install_loki() {
-  local dir="$TOOLS_DIR/loki-$LOKI_VERSION"
-  is_done "$dir" && return 0
-  rm -rf "$dir"; mkdir -p "$dir"
-  go_build_module "github.com/grafana/loki/v3@$LOKI_VERSION" "$dir" ./cmd/loki
-  mark_done "$dir"
-}
-
-install_tempo() {
-  local dir="$TOOLS_DIR/tempo-$TEMPO_VERSION"
-  is_done "$dir" && return 0
-  rm -rf "$dir"; mkdir -p "$dir"
-  go_build_module "github.com/grafana/tempo@$TEMPO_VERSION" "$dir" ./cmd/tempo
-  mark_done "$dir"
-}
-
 [ $# -gt 0 ] || set -- all
 for t in "$@"; do
   case "$t" in
@@ -119,8 +86,6 @@ for t in "$@"; do
     opa) install_opa ;;
     prometheus) install_prometheus ;;
     prom-label-proxy) install_prom_label_proxy ;;
-    loki) install_loki ;;
-    tempo) install_tempo ;;
     all) install_node; install_opa; install_prometheus ;;
     *) log "unknown tool $t"; exit 2 ;;
   esac

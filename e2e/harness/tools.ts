@@ -8,7 +8,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type ToolName = 'prometheus' | 'promtool' | 'opa' | 'loki' | 'tempo' | 'prom-label-proxy' | 'node';
+export type ToolName = 'prometheus' | 'promtool' | 'opa' | 'prom-label-proxy' | 'node';
 
 /** Absolute path of the repository checkout this harness lives in. */
 export const repoRoot: string = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -28,8 +28,6 @@ const TOOLS: Readonly<Record<ToolName, ToolSpec>> = {
   prometheus: { versionVar: 'PROMETHEUS_VERSION', dirPrefix: 'prometheus', binary: 'prometheus', installer: 'prometheus' },
   promtool: { versionVar: 'PROMETHEUS_VERSION', dirPrefix: 'prometheus', binary: 'promtool', installer: 'prometheus' },
   opa: { versionVar: 'OPA_VERSION', dirPrefix: 'opa', binary: 'opa', installer: 'opa' },
-  loki: { versionVar: 'LOKI_VERSION', dirPrefix: 'loki', binary: 'loki', installer: 'loki' },
-  tempo: { versionVar: 'TEMPO_VERSION', dirPrefix: 'tempo', binary: 'tempo', installer: 'tempo' },
   'prom-label-proxy': {
     versionVar: 'PROM_LABEL_PROXY_VERSION',
     dirPrefix: 'prom-label-proxy',

@@ -1,14 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from '../config/load.ts';
 import { GatewayError, isGatewayError } from '../errors.ts';
-import { PolicyEngine } from '../policy/engine.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
-import { getRewriter, parseMatchers, type SupportedLanguage, isSupportedLanguage } from '../rewrite/index.ts';
-import { validateDecision } from '../policy/decision.ts';
-import { createLogger, startGateway } from '../server/index.ts';
+import type { SupportedLanguage } from '../rewrite/index.ts';
 import { VERSION } from '../version.ts';
+
+// Commands import what they need lazily: `rewrite` must not pay for loading Fastify.
 
 const HELP = `lbac-gateway ${VERSION} — label-based access control for Prometheus, Loki and Tempo
 
@@ -39,6 +37,8 @@ function errorMessage(e: unknown): string {
 }
 
 async function policyFromFlags(lang: SupportedLanguage, matchers: string[], policyFile: string | undefined): Promise<SelectorPolicy> {
+  const { parseMatchers } = await import('../rewrite/index.ts');
+  const { validateDecision } = await import('../policy/decision.ts');
   if (policyFile !== undefined) {
     if (matchers.length > 0) throw new GatewayError('bad_query', 'use either --matcher or --policy, not both');
     const raw: unknown = JSON.parse(await readFile(policyFile, 'utf8'));
@@ -56,6 +56,7 @@ async function cmdRewrite(args: string[], io: Out): Promise<number> {
     allowPositionals: true,
     options: { lang: { type: 'string' }, matcher: { type: 'string', multiple: true }, policy: { type: 'string' }, jsonl: { type: 'boolean' } },
   });
+  const { getRewriter, isSupportedLanguage } = await import('../rewrite/index.ts');
   const lang = values.lang ?? '';
   if (!isSupportedLanguage(lang)) {
     io.err(`rewrite: --lang must be one of promql, logql, traceql (got ${JSON.stringify(lang)})`);
@@ -109,14 +110,16 @@ async function cmdPolicyEval(args: string[], io: Out): Promise<number> {
     return 2;
   }
   try {
+    const { loadConfigFile } = await import('../config/load.ts');
+    const { PolicyEngine } = await import('../policy/engine.ts');
     const input: unknown = JSON.parse(await readFile(values.input, 'utf8'));
     const config = values.config === undefined ? undefined : await loadConfigFile(values.config);
     let data: unknown = config === undefined ? {} : { lbac: config.policyData };
     if (values.data !== undefined) data = JSON.parse(await readFile(values.data, 'utf8'));
     const wasm = values.policy ?? config?.policyWasm ?? (await import('../config/load.ts')).DEFAULT_POLICY_WASM;
     if (wasm.endsWith('.tar.gz')) throw new GatewayError('policy_error', 'bundles (.tar.gz) are not supported by policy eval yet; pass the policy.wasm');
-    const engine = await PolicyEngine.fromFile(wasm, data);
-    const decision = engine.evaluate(input as Parameters<PolicyEngine['evaluate']>[0]);
+    const engine = await PolicyEngine.fromFile(wasm, data, config === undefined ? {} : { entrypoint: config.policy.entrypoint });
+    const decision = engine.evaluate(input as Parameters<typeof engine.evaluate>[0]);
     io.out(JSON.stringify(decision, null, 2));
     return 0;
   } catch (e) {
@@ -132,6 +135,8 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
     return 2;
   }
   try {
+    const { loadConfigFile } = await import('../config/load.ts');
+    const { PolicyEngine } = await import('../policy/engine.ts');
     const config = await loadConfigFile(file);
     // Also prove the policy loads and decides with this data.
     await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
@@ -146,6 +151,8 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
 async function cmdServe(args: string[], io: Out): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   const file = values.config ?? process.env['LBAC_CONFIG'] ?? 'lbac-gateway.yaml';
+  const { loadConfigFile } = await import('../config/load.ts');
+  const { createLogger, startGateway } = await import('../server/index.ts');
   let config;
   try {
     config = await loadConfigFile(file);

@@ -1,21 +1,30 @@
 /**
  * A bounded LRU of successful rewrites, keyed by (policy key, limits, query).
  * Dashboards re-send the same query text on every refresh, so most rewrites
- * are a map lookup. Only results that passed verification are stored; the
- * entry count and the size of one entry are both bounded.
+ * are a map lookup. Only results that passed verification are stored. Both
+ * the number of entries and the total characters held are bounded, and one
+ * oversized entry is simply not cached.
  */
 export class RewriteCache {
-  readonly #max: number;
-  readonly #maxKeyLength: number;
+  readonly #maxEntries: number;
+  readonly #maxChars: number;
+  readonly #maxEntryChars: number;
   readonly #map = new Map<string, string>();
+  #chars = 0;
 
-  constructor(maxEntries = 2048, maxKeyLength = 16 * 1024) {
-    this.#max = Math.max(0, Math.floor(maxEntries));
-    this.#maxKeyLength = maxKeyLength;
+  constructor(maxEntries = 2048, maxChars = 4 * 1024 * 1024, maxEntryChars = 32 * 1024) {
+    this.#maxEntries = Math.max(0, Math.floor(maxEntries));
+    this.#maxChars = maxChars;
+    this.#maxEntryChars = maxEntryChars;
   }
 
   get size(): number {
     return this.#map.size;
+  }
+
+  /** Total characters held (keys + values). */
+  get chars(): number {
+    return this.#chars;
   }
 
   get(key: string): string | undefined {
@@ -28,16 +37,27 @@ export class RewriteCache {
   }
 
   set(key: string, value: string): void {
-    if (this.#max === 0 || key.length > this.#maxKeyLength) return;
-    this.#map.delete(key);
+    const size = key.length + value.length;
+    if (this.#maxEntries === 0 || size > this.#maxEntryChars) return;
+    const old = this.#map.get(key);
+    if (old !== undefined) {
+      this.#map.delete(key);
+      this.#chars -= key.length + old.length;
+    }
     this.#map.set(key, value);
-    if (this.#map.size > this.#max) {
-      const oldest = this.#map.keys().next().value;
-      if (oldest !== undefined) this.#map.delete(oldest);
+    this.#chars += size;
+    while (this.#map.size > this.#maxEntries || this.#chars > this.#maxChars) {
+      const oldest = this.#map.keys().next();
+      if (oldest.done === true) break;
+      const k = oldest.value;
+      const v = this.#map.get(k) ?? '';
+      this.#map.delete(k);
+      this.#chars -= k.length + v.length;
     }
   }
 
   clear(): void {
     this.#map.clear();
+    this.#chars = 0;
   }
 }

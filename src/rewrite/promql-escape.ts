@@ -18,9 +18,7 @@ export function isLegacyLabelName(name: string): boolean {
 // Characters that are escaped: backslash, double quote, C0 controls, DEL, C1
 // controls and the Unicode line/paragraph separators (harmless to Prometheus,
 // but escaping keeps logs and terminals honest).
-// eslint-disable-next-line no-control-regex
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-// eslint-disable-next-line no-control-regex
 const ESCAPE_ALL = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 function escapeChar(ch: string): string {

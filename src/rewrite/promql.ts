@@ -41,7 +41,7 @@ import {
 } from '@prometheus-io/lezer-promql';
 import { QueryError } from '../errors.ts';
 import { RewriteCache } from './cache.ts';
-import { LiteralError, describeAt, firstErrorPos, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
+import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { isMatchOp } from './matcher.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
@@ -81,7 +81,13 @@ interface PreparedPolicy {
   readonly maxGroupText: number;
 }
 
-const prepared = new WeakMap<SelectorPolicy, PreparedPolicy>();
+/**
+ * Prepared policies by their content (name/op/value of every matcher). Keyed by content, not object
+ * identity, so a caller that mutates a policy array between calls can never
+ * be served a stale preparation.
+ */
+const prepared = new Map<string, PreparedPolicy>();
+const PREPARED_MAX = 512;
 
 function policyError(message: string): QueryError {
   return new QueryError(LANG, message, 'policy_error');
@@ -99,9 +105,28 @@ function validateMatcher(m: unknown): Matcher {
 }
 
 function preparePolicy(policy: SelectorPolicy): PreparedPolicy {
-  const hit = prepared.get(policy);
-  if (hit !== undefined) return hit;
   if (!Array.isArray(policy) || policy.length === 0) throw policyError('policy has no selector groups (nothing would be visible)');
+  // The key is built from exactly the fields buildPolicy reads.
+  let text = '';
+  for (const g of policy as readonly unknown[]) {
+    if (!Array.isArray(g)) throw policyError('policy group must be an array of matchers');
+    text += '[';
+    for (const m of g as readonly unknown[]) {
+      if (typeof m !== 'object' || m === null) throw policyError('policy matcher must be an object');
+      const { name, op, value } = m as Record<string, unknown>;
+      text += `${JSON.stringify([typeof name === 'string' ? name : null, typeof op === 'string' ? op : null, typeof value === 'string' ? value : null])},`;
+    }
+    text += ']';
+  }
+  const hit = prepared.get(text);
+  if (hit !== undefined) return hit;
+  const p = buildPolicy(policy);
+  if (prepared.size >= PREPARED_MAX) prepared.clear();
+  prepared.set(text, p);
+  return p;
+}
+
+function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
   // Normalise: validate, de-duplicate matchers within a group, then drop any
   // group whose matcher set is a superset of another's (it selects a subset
   // of that group's series, so the OR is unchanged). Exact, and it turns many
@@ -131,11 +156,9 @@ function preparePolicy(policy: SelectorPolicy): PreparedPolicy {
     }),
   );
   const out: PreparedGroup[] = kept.map((g) => ({ matchers: g.matchers, texts: g.matchers.map(formatMatcher) }));
-  const key = JSON.stringify(kept.map((g) => [...g.keys].sort()));
+  const key = JSON.stringify(kept.map((g) => [...g.keys])); // order-preserving: insertion order follows it
   const maxGroupText = Math.max(...out.map((g) => g.texts.join(',').length));
-  const p: PreparedPolicy = { groups: out, key, maxGroupText };
-  prepared.set(policy, p);
-  return p;
+  return { groups: out, key, maxGroupText };
 }
 
 // ---------------------------------------------------------------------------
@@ -456,7 +479,18 @@ const RANGE_FUNCTIONS = new Map<string, { readonly rangeArg: number; readonly mi
  * their argument is literally a vector selector (timestamp() returns sample
  * times only then). The whole call is the unit that gets OR-ed.
  */
-const SELECTOR_SENSITIVE_FUNCTIONS = new Set(['timestamp', 'start_timestamp']);
+const SELECTOR_SENSITIVE_FUNCTIONS = new Set(['timestamp']);
+
+/**
+ * Functions whose result depends on the argument's syntax (absent: labels
+ * from the selector's equality matchers) or whose evaluation we have not
+ * verified (start_timestamp, experimental). A selector that is their direct
+ * argument has no exact multi-group rewrite.
+ */
+const SELECTOR_ARG_UNSUPPORTED = new Map([
+  ['absent', 'takes its result labels from the selector\'s matchers'],
+  ['start_timestamp', 'is not known to be computed per series from its argument\'s value'],
+]);
 
 /** Selector modifiers that belong to the selector (`offset`, `@`, `anchored`, `smoothed`). */
 const MODIFIERS = new Set<number>([OffsetExpr, StepInvariantExpr, AnchoredExpr, SmoothedExpr]);
@@ -514,7 +548,8 @@ function unitFor(text: string, sel: SelectorInfo): { from: number; to: number } 
   if (body !== null && body.type.id === FunctionCallBody && body.parent !== null && body.parent.type.id === FunctionCall) {
     const fname = functionName(text, body.parent);
     if (SELECTOR_SENSITIVE_FUNCTIONS.has(fname)) return { from: body.parent.from, to: body.parent.to };
-    if (fname === 'absent') throw unsupported(`absent(${label}) takes its result labels from the selector's matchers`);
+    const why = SELECTOR_ARG_UNSUPPORTED.get(fname);
+    if (why !== undefined) throw unsupported(`${fname}(${label}) ${why}`);
   }
   return { from: n.from, to: n.to };
 }
@@ -645,12 +680,15 @@ function verifyPrepared(text: string, policy: PreparedPolicy, reuse: Tree | null
     if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
     tree = r.tree;
   }
-  if (firstErrorPos(tree) >= 0) throw fail('it contains a syntax error');
   let problem: string | null = null;
   try {
     tree.iterate({
       enter(n) {
         if (problem !== null) return false;
+        if (n.type.isError) {
+          problem = `syntax error at char ${n.from + 1}`;
+          return false;
+        }
         switch (n.type.id) {
           case LineComment:
             if (CR_IN_COMMENT.test(text.slice(n.from, n.to))) problem = 'carriage return inside a comment';
@@ -697,7 +735,7 @@ export function verifyPromQL(query: string, policy: SelectorPolicy): void {
 // Public API
 // ---------------------------------------------------------------------------
 
-const cache = new RewriteCache(4096);
+const cache = new RewriteCache();
 
 /** For tests and benchmarks. */
 export function clearPromQLCache(): void {

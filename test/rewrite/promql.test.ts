@@ -461,6 +461,8 @@ describe('DNF (multi-group) policies', () => {
     ],
     ['last_over_time(x[5m])', `(last_over_time(x{${A}}[5m]) or last_over_time(x{${B}}[5m]))`],
     ['absent(sum(x))', `absent(sum((x{${A}} or x{${B}})))`],
+    ['absent_over_time(x[5m:])', `absent_over_time((x{${A}} or x{${B}})[5m:])`],
+    ['count_over_time(x[1h:1m] offset 1d)', `count_over_time((x{${A}} or x{${B}})[1h:1m] offset 1d)`],
     ['label_replace(x, "a", "$1", "b", "(.*)")', `label_replace((x{${A}} or x{${B}}), "a", "$1", "b", "(.*)")`],
     // Already inside one alternative: s ⊆ G1, so s ∩ (G1 ∪ G2) = s.
     ['up{namespace="a"}', 'up{namespace="a"}'],
@@ -486,6 +488,9 @@ describe('DNF (multi-group) policies', () => {
     ['absent((x))', 'absent'],
     ['absent_over_time(x[5m])', 'absent_over_time'],
     ['info(x, {k="v"})', 'info()'],
+    ['start_timestamp(x)', 'start_timestamp'],
+    ['sort(x[5m])', 'not computed per series'],
+    ['rate(x[5m], y[5m])', 'unexpected arguments'],
     ['sum(info(rate(x[5m]), {k="v"}))', 'info()'],
   ];
   it.each(rejected)('rejects %j', (q, msg) => {
@@ -535,5 +540,15 @@ describe('cache', () => {
     expect(rewritePromQL(q, [[{ name: 'namespace', op: '=', value: 'team-a' }]])).toBe(a);
     expect(codeOf(() => rewritePromQL(q, NS, { maxQueryLength: 5, maxDepth: 128 }))).toBe('query_too_large');
     expect(codeOf(() => rewritePromQL(q, NS, { maxQueryLength: 1000, maxDepth: 2 }))).toBe('query_too_large');
+  });
+
+  it('is keyed by policy content, so mutating a policy object between calls is safe', () => {
+    const group: Matcher[] = [{ name: 'namespace', op: '=', value: 'team-a' }];
+    const policy: Matcher[][] = [group];
+    expect(rewritePromQL('up', policy)).toBe(`up{${M}}`);
+    group[0] = { name: 'namespace', op: '=', value: 'team-b' };
+    expect(rewritePromQL('up', policy)).toBe('up{namespace="team-b"}');
+    policy.push([{ name: 'team', op: '=', value: 'x' }]);
+    expect(rewritePromQL('up', policy)).toBe('(up{namespace="team-b"} or up{team="x"})');
   });
 });

@@ -1,0 +1,99 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const bin = new URL('../../bin/lbac-gateway.js', import.meta.url).pathname;
+
+function run(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [bin, ...args], { input, encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('lbac-gateway CLI', () => {
+  it('--help lists the commands; no command is a usage error', () => {
+    const help = run(['--help']);
+    expect(help.code).toBe(0);
+    for (const c of ['serve', 'rewrite', 'policy eval', 'check-config']) expect(help.stdout).toContain(c);
+    expect(run([]).code).toBe(2);
+    expect(run(['frobnicate']).code).toBe(2);
+  });
+
+  it('rewrite: the acceptance example carries the matcher on both selectors and changes nothing else', () => {
+    const q = 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))';
+    const r = run(['rewrite', '--lang', 'promql', '--matcher', 'namespace=~"a|b"', q]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe('sum(rate(http_requests_total{code=~"5..",namespace=~"a|b"}[5m])) / sum(rate(http_requests_total{namespace=~"a|b"}[5m]))');
+  });
+
+  it('rewrite: several --matcher flags form one AND-group', () => {
+    const r = run(['rewrite', '--lang', 'promql', '--matcher', 'namespace="a"', '--matcher', 'cluster!="prod"', 'up']);
+    expect(r.stdout.trim()).toBe('up{namespace="a",cluster!="prod"}');
+  });
+
+  it('rewrite: a parse error goes to stderr with exit 1', () => {
+    const r = run(['rewrite', '--lang', 'promql', '--matcher', 'namespace="a"', 'sum(rate(up[5m])']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/parse error/i);
+  });
+
+  it('rewrite: bad flags are usage errors (exit 2)', () => {
+    expect(run(['rewrite', '--lang', 'sql', '--matcher', 'a="b"', 'x']).code).toBe(2);
+    expect(run(['rewrite', '--lang', 'promql', 'up']).code).toBe(2);
+    expect(run(['rewrite', '--lang', 'promql', '--matcher', 'not a matcher', 'up']).code).toBe(2);
+  });
+
+  it('rewrite --jsonl: one JSON result per input line, same order, errors inline', () => {
+    const input = ['"up"', '"sum(rate(x[5m]"', '42', '"rate(y[1m])"'].join('\n') + '\n';
+    const r = run(['rewrite', '--lang', 'promql', '--matcher', 'ns="a"', '--jsonl'], input);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { query?: string; error?: string });
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toEqual({ query: 'up{ns="a"}' });
+    expect(lines[1]!.error).toMatch(/parse error/i);
+    expect(lines[2]!.error).toMatch(/JSON string/);
+    expect(lines[3]).toEqual({ query: 'rate(y{ns="a"}[1m])' });
+  });
+
+  it('rewrite --policy takes a DNF decision file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const file = join(dir, 'policy.json');
+    writeFileSync(file, JSON.stringify({ selectors: [[{ name: 'ns', op: '=', value: 'a' }]] }));
+    const r = run(['rewrite', '--lang', 'promql', '--policy', file, 'up']);
+    expect(r.stdout.trim()).toBe('up{ns="a"}');
+  });
+
+  it('check-config: OK for the example, file/line/key on error', () => {
+    const ok = run(['check-config', new URL('../../examples/gateway.yaml', import.meta.url).pathname]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/OK \(1 upstream\(s\), 2 team\(s\)\)/);
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'upstreams:\n  - name: p\n    kind: prometheus\n    url: http://x:1\n    colour: red\nidentity:\n  providers: []\n');
+    const r = run(['check-config', bad]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('line 5');
+    expect(r.stderr).toContain('upstreams.0.colour');
+  });
+
+  it('policy eval: prints the validated decision of the bundled policy for the config teams', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const input = join(dir, 'input.json');
+    writeFileSync(
+      input,
+      JSON.stringify({
+        subject: { sub: 'u1', username: 'bob', groups: [], roles: [], auth: 'jwt', claims: {} },
+        request: { upstream: 'prometheus', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' },
+      }),
+    );
+    const r = run(['policy', 'eval', '--input', input, '--config', new URL('../../examples/gateway.yaml', import.meta.url).pathname]);
+    expect(r.stderr).toBe('');
+    const d = JSON.parse(r.stdout) as { allow: boolean; selectors: unknown; headers: unknown };
+    expect(d.allow).toBe(true);
+    expect(d.selectors).toEqual([[{ name: 'namespace', op: '=~', value: 'team-b-api|team-b-db' }]]);
+    expect(d.headers).toEqual({ 'X-Scope-OrgID': 'tenant-b' });
+  });
+});
