@@ -142,7 +142,11 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
     throw e;
   }
   const identity = {
-    providers: parsed.identity.providers.map((p) => (p.jwksFile === undefined ? p : { ...p, jwksFile: resolvePath(p.jwksFile) })),
+    providers: parsed.identity.providers.map((p) => {
+      if (p.type === 'jwt' && p.jwksFile !== undefined) return { ...p, jwksFile: resolvePath(p.jwksFile) };
+      if (p.type === 'introspection' && p.clientSecretFile !== undefined) return { ...p, clientSecretFile: resolvePath(p.clientSecretFile) };
+      return p;
+    }),
   };
   return {
     ...parsed,

@@ -51,27 +51,162 @@ export const claimsSchema = z
   })
   .describe('Where to find identity attributes in verified claims (dotted paths).');
 
+const algorithmsSchema = z
+  .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
+  .min(1)
+  .describe('Accepted signature algorithms (asymmetric only; "none" and HMAC are never accepted).');
+const audienceSchema = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+const httpUrl = z.url({ protocol: /^https?$/ });
+
 export const jwtProviderSchema = z
   .strictObject({
     type: z.literal('jwt'),
-    jwksUrl: z.url({ protocol: /^https?$/ }).optional().describe('JWKS endpoint.'),
+    jwksUrl: httpUrl.optional().describe('JWKS endpoint.'),
     jwksFile: z.string().optional().describe('Local JWKS JSON file (relative to the config file).'),
     issuer: z.string().min(1).describe('Required "iss".'),
-    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).describe('Accepted "aud" value(s).'),
-    algorithms: z
-      .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
-      .min(1)
-      .default(['RS256', 'ES256'])
-      .describe('Accepted signature algorithms (asymmetric only; "none" and HMAC are never accepted).'),
+    audience: audienceSchema.describe('Accepted "aud" value(s).'),
+    algorithms: algorithmsSchema.default(['RS256', 'ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
     claims: claimsSchema.default(claimsSchema.parse({})),
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwksFile === undefined), { message: 'set exactly one of jwksUrl or jwksFile' });
 
+export const userinfoSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    cacheTtlSeconds: z.number().int().positive().default(300).describe('Per-token cache of userinfo claims (never past the token\'s exp).'),
+    cacheSize: z.number().int().positive().default(10_000),
+  })
+  .describe('Enrich verified claims with the OIDC userinfo response (e.g. groups only available there). Token claims win over userinfo claims.');
+
+const jwksCacheSchema = z
+  .strictObject({
+    cooldownSeconds: z.number().int().min(0).default(30).describe('An unknown kid refetches the JWKS at most once per cooldown.'),
+    maxAgeSeconds: z.number().int().positive().default(600).describe('Refetch the JWKS after this long even without an unknown kid.'),
+  })
+  .describe('Remote JWKS caching.');
+
+export const oidcProviderSchema = z
+  .strictObject({
+    type: z.literal('oidc'),
+    issuer: httpUrl.describe('Issuer URL; discovery reads <issuer>/.well-known/openid-configuration and must echo it exactly.'),
+    audience: audienceSchema.describe('Accepted "aud" value(s) of JWT access tokens.'),
+    algorithms: algorithmsSchema.default(['RS256', 'ES256']),
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
+    jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri.'),
+    jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
+    timeoutMs: z.number().int().positive().default(5_000).describe('Timeout for discovery, JWKS and userinfo requests.'),
+    discoveryRetrySeconds: z.number().int().positive().default(10).describe('After a failed discovery, requests answer 503 and discovery is retried at most this often.'),
+    userinfo: userinfoSchema.optional(),
+    claims: claimsSchema.default(claimsSchema.parse({})),
+  })
+  .describe('JWT access tokens verified against keys found by OIDC discovery.');
+
+const secretHash = z
+  .string()
+  .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}$/, 'expected an scrypt hash "scrypt$N$r$p$salt$hash" (see docs/identity.md); plain-text secrets are not accepted');
+
+const staticSubjectSchema = z
+  .strictObject({
+    sub: z.string().min(1).optional().describe('Subject id; default: the key name / username.'),
+    username: z.string().min(1).optional(),
+    email: z.string().min(1).optional(),
+    groups: z.array(z.string().min(1)).default([]),
+    roles: z.array(z.string().min(1)).default([]),
+  })
+  .describe('The subject a static credential authenticates as.');
+
+export const introspectionProviderSchema = z
+  .strictObject({
+    type: z.literal('introspection'),
+    issuer: httpUrl.optional().describe('Issuer URL for discovery of introspection_endpoint (and userinfo_endpoint); also required to match the response "iss" if present.'),
+    introspectionUrl: httpUrl.optional().describe('RFC 7662 endpoint; overrides discovery.'),
+    clientId: z.string().min(1),
+    clientSecret: z.string().min(1).optional().describe('Client secret; use ${ENV_VAR} interpolation or clientSecretFile, never a literal.'),
+    clientSecretFile: z.string().optional().describe('File holding the client secret (relative to the config file).'),
+    clientAuth: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
+    audience: audienceSchema.optional().describe('If set, the response "aud" must contain one of these.'),
+    tokens: z.enum(['opaque', 'all']).default('opaque').describe('"opaque": JWT-shaped bearer tokens are left to other sources.'),
+    cacheTtlSeconds: z.number().int().positive().default(60).describe('Active results are cached this long, never past "exp".'),
+    cacheSize: z.number().int().positive().default(10_000),
+    negativeCacheTtlSeconds: z.number().int().min(0).default(10).describe('"active: false" results are cached this long (0: not at all).'),
+    negativeCacheSize: z.number().int().positive().default(1_000),
+    timeoutMs: z.number().int().positive().default(5_000),
+    maxTokenBytes: z.number().int().positive().default(16 * 1024),
+    discoveryRetrySeconds: z.number().int().positive().default(10),
+    userinfo: userinfoSchema.optional(),
+    claims: claimsSchema.default(claimsSchema.parse({})),
+  })
+  .refine((p) => p.issuer !== undefined || p.introspectionUrl !== undefined, { message: 'set issuer (discovery) or introspectionUrl' })
+  .refine((p) => (p.clientSecret === undefined) !== (p.clientSecretFile === undefined), { message: 'set exactly one of clientSecret or clientSecretFile' })
+  .refine((p) => p.userinfo === undefined || p.issuer !== undefined, { message: 'userinfo needs issuer (discovery)' })
+  .describe('Opaque tokens checked with RFC 7662 token introspection.');
+
+export const grafanaProviderSchema = z
+  .strictObject({
+    type: z.literal('grafana'),
+    url: httpUrl.describe('Grafana\'s root URL: the ID token\'s "iss".'),
+    jwksUrl: httpUrl.optional().describe('Default: <url>/api/signing-keys/keys.'),
+    orgs: z.array(z.number().int().positive()).min(1).default([1]).describe('Accepted Grafana org ids (audience "org:<id>").'),
+    header: headerName.default('X-Grafana-Id').describe('Header carrying the ID token.'),
+    algorithms: algorithmsSchema.default(['ES256']),
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    maxTokenBytes: z.number().int().positive().default(16 * 1024),
+    jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
+    timeoutMs: z.number().int().positive().default(5_000),
+    claims: claimsSchema.default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles' }),
+  })
+  .describe('Grafana\'s signed ID token (X-Grafana-Id); subject.grafanaOrg is the org id from "aud".');
+
+export const apiKeyProviderSchema = z
+  .strictObject({
+    type: z.literal('apikey'),
+    header: headerName.optional().describe('Header carrying the key (e.g. X-API-Key); default: Authorization: Bearer <key>.'),
+    keys: z
+      .array(z.strictObject({ name: z.string().min(1), hash: secretHash, subject: staticSubjectSchema.default(staticSubjectSchema.parse({})) }))
+      .min(1),
+    cacheTtlSeconds: z.number().int().min(0).default(60).describe('Verified keys are cached (by digest) this long.'),
+  })
+  .superRefine((p, ctx) => {
+    const names = new Set<string>();
+    p.keys.forEach((k, i) => {
+      if (names.has(k.name)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'name'], message: `duplicate key name "${k.name}"` });
+      names.add(k.name);
+    });
+  })
+  .describe('Static API keys, stored as scrypt hashes.');
+
+export const basicProviderSchema = z
+  .strictObject({
+    type: z.literal('basic'),
+    users: z
+      .array(z.strictObject({ username: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"'), hash: secretHash, subject: staticSubjectSchema.default(staticSubjectSchema.parse({})) }))
+      .min(1),
+    cacheTtlSeconds: z.number().int().min(0).default(60).describe('Verified credentials are cached (by digest) this long.'),
+  })
+  .superRefine((p, ctx) => {
+    const names = new Set<string>();
+    p.users.forEach((u, i) => {
+      if (names.has(u.username)) ctx.addIssue({ code: 'custom', path: ['users', i, 'username'], message: `duplicate username "${u.username}"` });
+      names.add(u.username);
+    });
+  })
+  .describe('HTTP basic-auth users, passwords stored as scrypt hashes.');
+
+export const providerSchema = z.discriminatedUnion('type', [
+  jwtProviderSchema,
+  oidcProviderSchema,
+  introspectionProviderSchema,
+  grafanaProviderSchema,
+  apiKeyProviderSchema,
+  basicProviderSchema,
+]);
+
 export const identitySchema = z
   .strictObject({
-    providers: z.array(jwtProviderSchema).min(1).describe('Identity sources, tried in order.'),
+    providers: z.array(providerSchema).min(1).describe('Identity sources, tried in order (see docs/identity.md).'),
   })
   .describe('How requests are authenticated.');
 
@@ -133,5 +268,12 @@ export type GatewayConfigInput = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type JwtProviderConfig = z.output<typeof jwtProviderSchema>;
+export type OidcProviderConfig = z.output<typeof oidcProviderSchema>;
+export type IntrospectionProviderConfig = z.output<typeof introspectionProviderSchema>;
+export type GrafanaProviderConfig = z.output<typeof grafanaProviderSchema>;
+export type ApiKeyProviderConfig = z.output<typeof apiKeyProviderSchema>;
+export type BasicProviderConfig = z.output<typeof basicProviderSchema>;
+export type ProviderConfig = z.output<typeof providerSchema>;
+export type UserinfoConfig = z.output<typeof userinfoSchema>;
 export type ClaimsConfig = z.output<typeof claimsSchema>;
 export type TeamConfig = z.output<typeof teamSchema>;

@@ -34,7 +34,6 @@ import {
   SmoothedExpr,
   StepInvariantExpr,
   StringLiteral,
-  SubqueryExpr,
   UnquotedLabelMatcher,
   VectorSelector,
   parser,
@@ -572,7 +571,7 @@ function pinsOneMetricName(sel: SelectorInfo): boolean {
  * rejected, as are range selectors outside per-series range functions,
  * absent(), info() and anything else without an exact form.
  */
-function rewriteDnf(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
+function rewriteDnf(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy, limits: RewriteLimits): string {
   const groups = policy.groups;
   const units: Unit[] = [];
   for (const sel of selectors) {
@@ -597,7 +596,9 @@ function rewriteDnf(text: string, selectors: readonly SelectorInfo[], policy: Pr
     top.children.push(u);
     stack.push(u);
   }
-  const budget = 4 * groups.length * (text.length + selectors.length * (policy.maxGroupText + 8)) + 1024;
+  // The expansion multiplies text (k alternatives per unit, nested units
+  // multiply again); bound the work and the output sent upstream.
+  const budget = Math.min(4 * groups.length * (text.length + selectors.length * (policy.maxGroupText + 8)) + 1024, 4 * limits.maxQueryLength);
   let emitted = 0;
   const emit = (u: Unit, group: PreparedGroup | null): string => {
     let out = '';
@@ -758,7 +759,7 @@ export function rewritePromQL(query: string, policy: SelectorPolicy, limits: Rew
   if (hit !== undefined) return hit;
   const multi = p.groups.length > 1;
   const a = analyze(query, { limits, needNodes: multi, posOffset: 0, prefix: '' });
-  const out = multi ? rewriteDnf(query, a.selectors, p) : rewriteSingle(query, a.selectors, p.groups[0] as PreparedGroup);
+  const out = multi ? rewriteDnf(query, a.selectors, p, limits) : rewriteSingle(query, a.selectors, p.groups[0] as PreparedGroup);
   verifyPrepared(out, p, out === query ? a.tree : null);
   cache.set(key, out);
   return out;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { parseConfig, DEFAULT_POLICY_WASM } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
+import type { JwtProviderConfig } from '../../src/config/schema.ts';
 
 const minimal = `
 upstreams:
@@ -37,8 +38,8 @@ describe('parseConfig', () => {
     const c = parseConfig(minimal, { env: {}, baseDir: '/etc/gw' });
     expect(c.server.listen).toBe('127.0.0.1:8080');
     expect(c.upstreams[0]).toMatchObject({ mount: '/prom', mountPrefix: '/prom', origin: 'http://127.0.0.1:9090', pathPrefix: '/prefix' });
-    expect(c.identity.providers[0]!.jwksFile).toBe('/etc/gw/keys/jwks.json');
-    expect(c.identity.providers[0]!.algorithms).toEqual(['RS256', 'ES256']);
+    expect((c.identity.providers[0] as JwtProviderConfig).jwksFile).toBe('/etc/gw/keys/jwks.json');
+    expect((c.identity.providers[0] as JwtProviderConfig).algorithms).toEqual(['RS256', 'ES256']);
     expect(c.policyWasm).toBe(DEFAULT_POLICY_WASM);
     expect(c.policyData.teams['a']!.selectors).toEqual([
       [
@@ -85,8 +86,8 @@ describe('parseConfig', () => {
   it('interpolates ${VAR} and ${VAR:-default}, and fails on unset variables', () => {
     const t = minimal.replace('audience: gw', 'audience: ${AUD}').replace('issuer: https://issuer', 'issuer: ${ISS:-https://default}');
     const c = parseConfig(t, { env: { AUD: 'from-env' } });
-    expect(c.identity.providers[0]!.audience).toBe('from-env');
-    expect(c.identity.providers[0]!.issuer).toBe('https://default');
+    expect((c.identity.providers[0] as JwtProviderConfig).audience).toBe('from-env');
+    expect((c.identity.providers[0] as JwtProviderConfig).issuer).toBe('https://default');
     const e = configError(t);
     expect(e.message).toMatch(/environment variable AUD is not set/);
     expect(e.key).toBe('identity.providers.0.audience');

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { rewritePromQL } from '../../src/rewrite/promql.ts';
+import { formatMatcher, parseMatcherExpression, rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
 import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
 
 // ---------------------------------------------------------------------------
@@ -242,7 +242,7 @@ describe('PromQL rewriting properties', () => {
         for (const [from, to] of removals.reverse()) back = back.slice(0, from) + back.slice(to);
         expect(back).toBe(q);
       }),
-      { numRuns: 1500 },
+      { numRuns: 2500 },
     );
   });
 
@@ -256,7 +256,7 @@ describe('PromQL rewriting properties', () => {
         }
         expect(rewritePromQL(out, policy)).toBe(out);
       }),
-      { numRuns: 500 },
+      { numRuns: 800 },
     );
   });
 
@@ -275,6 +275,55 @@ describe('PromQL rewriting properties', () => {
         for (const s of oracleSelectors(out)) {
           expect(policy.some((g) => g.every((m) => carries(s, m)))).toBe(true);
         }
+      }),
+      { numRuns: 500 },
+    );
+  });
+  it('mutated (often invalid) queries: either a QueryError or fully enforced output', () => {
+    const mutation = fc.tuple(fc.nat(), fc.constantFrom('', '{', '}', '(', ')', '"', "'", '`', '#', '\n', '\r', ',', '[', ']', ' or ', 'x', '=', '\\'), fc.nat(3));
+    fc.assert(
+      fc.property(query, fc.array(mutation, { minLength: 1, maxLength: 3 }), singleGroup, (q0, muts, policy) => {
+        let q = q0;
+        for (const [at, ins, del] of muts) {
+          const i = q.length === 0 ? 0 : at % q.length;
+          q = q.slice(0, i) + ins + q.slice(i + del);
+        }
+        let out: string;
+        try {
+          out = rewritePromQL(q, policy);
+        } catch (e) {
+          expect(e).toBeInstanceOf(QueryError);
+          expect(['bad_query', 'query_too_large', 'rewrite_unsupported']).toContain((e as QueryError).code);
+          return;
+        }
+        oracleParse(out);
+        const group = policy[0] as readonly Matcher[];
+        for (const s of oracleSelectors(out)) for (const m of group) expect(carries(s, m)).toBe(true);
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('match[]: n params × k groups selectors, each a single selector carrying one whole group', () => {
+    fc.assert(
+      fc.property(fc.array(selector, { maxLength: 3 }), multiGroup, (params, policy) => {
+        const out = rewriteSeriesSelectors(params, policy);
+        expect(out.length).toBeLessThanOrEqual(Math.max(1, params.length) * policy.length);
+        for (const s of out) {
+          const sels = oracleSelectors(s);
+          expect(sels).toHaveLength(1);
+          const [only] = sels;
+          expect(only !== undefined && policy.some((g) => g.every((m) => carries(only, m)))).toBe(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('parseMatcherExpression(formatMatcher(...)) round-trips', () => {
+    fc.assert(
+      fc.property(fc.array(policyMatcher, { minLength: 1, maxLength: 4 }), fc.constantFrom(',', ', ', ' ,\n'), (ms, sep) => {
+        expect(parseMatcherExpression(ms.map(formatMatcher).join(sep))).toEqual(ms.map((m) => ({ name: m.name, op: m.op, value: m.value })));
       }),
       { numRuns: 500 },
     );

@@ -524,6 +524,10 @@ describe('DNF (multi-group) policies', () => {
     expect(['ok', 'query_too_large']).toContain(codeOf(() => rewritePromQL(q, groups)));
     const wide = Array.from({ length: 8 }, (_, i) => `quantile_over_time(scalar(quantile_over_time(scalar(q${i}), y[1m])), x[5m])`).join(' + ');
     expect(['ok', 'query_too_large']).toContain(codeOf(() => rewritePromQL(wide, groups, { maxQueryLength: 2000, maxDepth: 128 })));
+    // The expansion is bounded by 4 × maxQueryLength.
+    const three: SelectorPolicy = [0, 1, 2].map((i) => [{ name: 'g', op: '=', value: String(i) }]);
+    expect(codeOf(() => rewritePromQL('a + b + c + d', three, { maxQueryLength: 20, maxDepth: 128 }))).toBe('query_too_large');
+    expect(codeOf(() => rewritePromQL('a + b', three, { maxQueryLength: 60, maxDepth: 128 }))).toBe('ok');
   });
 });
 
