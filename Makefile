@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help tools bench-tools node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
+.PHONY: help bench tools bench-tools node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ test-e2e: tools deps ## vitest e2e project only (real backends)
 
 run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl commands
 	@node scripts/demo.ts
+
+bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy → bench/results/
+	@node bench/gateway.ts
 
 bench-rewrite: deps ## rewrite latency over the corpus → bench/results/
 	@node bench/rewrite.ts

@@ -5,6 +5,7 @@ import type { BackendKind, RouteTable } from '../backends/routes.ts';
 import type { GatewayConfig } from '../config/load.ts';
 import type { Authenticator } from '../identity/authenticator.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
+import { PolicyHolder } from '../policy/holder.ts';
 import { installErrorHandlers } from './plugins/errors.ts';
 import { healthPlugin } from './plugins/health.ts';
 import { identityPlugin } from './plugins/identity.ts';
@@ -17,7 +18,8 @@ export const ROUTE_TABLES: Partial<Record<BackendKind, RouteTable>> = { promethe
 export interface AppDeps {
   readonly config: GatewayConfig;
   readonly authenticator: Authenticator;
-  readonly engine: PolicyEngine;
+  /** The policy: a fixed engine, or a holder whose engine is swapped at run time (bundles, reloads). */
+  readonly engine: PolicyEngine | PolicyHolder;
   readonly logger: Logger;
 }
 
@@ -32,13 +34,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.server.bodyLimitBytes,
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 1024 },
-    disableRequestLogging: false,
     requestIdHeader: 'x-request-id',
     return503OnClosing: true,
   });
   installErrorHandlers(app, undefined);
   await app.register(identityPlugin, { authenticator: deps.authenticator });
-  await app.register(policyPlugin, { engine: deps.engine });
+  await app.register(policyPlugin, { holder: deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static') });
   await app.register(healthPlugin);
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
   for (const upstream of config.upstreams) {

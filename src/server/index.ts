@@ -2,7 +2,9 @@ import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { GatewayConfig } from '../config/load.ts';
 import { Authenticator } from '../identity/authenticator.ts';
+import { BundleClient } from '../policy/bundle-client.ts';
 import { PolicyEngine } from '../policy/engine.ts';
+import { PolicyHolder } from '../policy/holder.ts';
 import { buildApp } from './app.ts';
 
 export interface RunningGateway {
@@ -26,12 +28,31 @@ export function createLogger(level: string): Logger {
 }
 
 export async function createGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel)): Promise<FastifyInstance> {
-  const [authenticator, engine] = await Promise.all([
+  const holder = new PolicyHolder();
+  const bundle = config.policy.bundle;
+  const configData = { lbac: config.policyData };
+  const upstreams = config.upstreams.map((u) => `${u.name}@${u.mount}`);
+  let bundleClient: BundleClient | undefined;
+  if (bundle === undefined) {
+    const [authenticator, engine] = await Promise.all([
+      Authenticator.fromConfig(config),
+      PolicyEngine.fromFile(config.policyWasm, configData, { entrypoint: config.policy.entrypoint }),
+    ]);
+    holder.activate(engine, `file:${config.policyWasm}`);
+    logger.info({ policy: config.policyWasm, revision: engine.revision, upstreams }, 'policy loaded');
+    return buildApp({ config, authenticator, engine: holder, logger });
+  }
+  // Bundle mode: listen right away, not ready until the persisted or a downloaded bundle is active.
+  const [authenticator, client] = await Promise.all([
     Authenticator.fromConfig(config),
-    PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint }),
+    BundleClient.create({ config: bundle, holder, entrypoint: config.policy.entrypoint, configData, logger: logger.child({ component: 'bundle' }) }),
   ]);
-  logger.info({ policy: config.policyWasm, revision: engine.revision, upstreams: config.upstreams.map((u) => `${u.name}@${u.mount}`) }, 'policy loaded');
-  return buildApp({ config, authenticator, engine, logger });
+  bundleClient = client;
+  logger.info({ bundle: client.url, signed: bundle.signing !== undefined, persistDir: bundle.persistDir ?? null, upstreams }, 'policy from bundle service');
+  const app = await buildApp({ config, authenticator, engine: holder, logger });
+  app.addHook('onClose', async () => bundleClient?.stop());
+  await client.start();
+  return app;
 }
 
 export async function startGateway(config: GatewayConfig, logger?: Logger): Promise<RunningGateway> {

@@ -9,7 +9,7 @@ import { renderError, toGatewayError } from '../error-format.ts';
  * rendering in `kind`'s native format. Call it at the root (Prometheus-style
  * default) and again inside each upstream scope.
  */
-export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | undefined): void {
+export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | undefined, notFound = true): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const ge = toGatewayError(err);
     const level = ge.status >= 500 ? 'error' : 'info';
@@ -22,6 +22,8 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
     if (ge.status === 503) reply.header('retry-after', '5');
     return reply.code(r.status).type(r.contentType).send(r.body);
   });
+  // An upstream mounted at "/" shares the root's not-found handler (Fastify allows one per prefix).
+  if (!notFound) return;
   app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => {
     const r = renderError(kind, new GatewayError('not_found', `unknown path ${req.url.split('?')[0] ?? ''} (not forwarded)`));
     return reply.code(r.status).type(r.contentType).send(r.body);

@@ -18,7 +18,7 @@ export const identityPlugin = fp<{ authenticator: Authenticator }>(
   async (app, { authenticator }) => {
     app.decorateRequest('subject', null);
     app.decorate('authenticate', async (req: FastifyRequest) => {
-      req.subject = await authenticator.authenticate(req.headers);
+      req.subject = await authenticator.authenticate({ headers: req.headers });
     });
   },
   { name: 'lbac-identity' },

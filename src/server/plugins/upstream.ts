@@ -47,7 +47,7 @@ export function upstreamHeaders(client: IncomingHttpHeaders, upstream: ResolvedU
  */
 export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginOptions): Promise<void> {
   const { upstream, table } = opts;
-  installErrorHandlers(app, table.kind);
+  installErrorHandlers(app, table.kind, upstream.mountPrefix !== '');
   await app.register(replyFrom, {
     base: upstream.origin,
     disableRequestLogging: true,
