@@ -186,6 +186,25 @@ describe('bad input never reaches Prometheus', () => {
     expect(proxy.count()).toBe(0);
   });
 
+  it('methods outside the route table (HEAD, PUT, DELETE) → 404, not forwarded', async () => {
+    for (const method of ['HEAD', 'PUT', 'DELETE', 'PATCH']) {
+      const res = await fetch(`${base}/api/v1/query?query=up`, { method, headers: bearer('alice') });
+      expect(res.status, method).toBe(404);
+    }
+    expect(proxy.count()).toBe(0);
+  });
+
+  it('hop-by-hop and framing headers from the client are not forwarded', async () => {
+    const res = await rawRequest(gw.url, '/prometheus/api/v1/query?query=up', {
+      headers: { ...bearer('alice'), 'proxy-authorization': 'Basic eDp5', te: 'trailers', 'x-custom': 'kept', cookie: 'session=secret' },
+    });
+    expect(res.status).toBe(200);
+    const seen = proxy.requests.at(-1)!;
+    expect(seen.headers['proxy-authorization']).toBeUndefined();
+    expect(seen.headers['cookie']).toBeUndefined();
+    expect(seen.headers['x-custom']).toBe('kept');
+  });
+
   it('non-form POST bodies are refused', async () => {
     const res = await fetch(`${base}/api/v1/query`, { method: 'POST', headers: { ...bearer('alice'), 'content-type': 'application/json' }, body: '{"query":"up"}' });
     expect(res.status).toBe(415);

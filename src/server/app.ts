@@ -36,6 +36,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 1024 },
     requestIdHeader: 'x-request-id',
     return503OnClosing: true,
+    // Only the methods in the route tables: no implicit HEAD routes.
+    exposeHeadRoutes: false,
   });
   installErrorHandlers(app, undefined);
   await app.register(identityPlugin, { authenticator: deps.authenticator });

@@ -18,8 +18,22 @@ export interface UpstreamPluginOptions {
 
 /** Headers the gateway owns: a client's copy is never forwarded. */
 const OWNED_HEADERS = ['x-scope-orgid', 'x-prom-label-policy'];
-/** Never forwarded: credentials for the gateway, and framing we recompute. */
-const DROPPED_HEADERS = ['cookie', 'content-length', 'transfer-encoding', 'expect'];
+/** Never forwarded: credentials for the gateway, framing we recompute, and hop-by-hop headers (RFC 9110 §7.6.1). */
+const DROPPED_HEADERS = [
+  'cookie',
+  'content-length',
+  'transfer-encoding',
+  'expect',
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+];
 
 const LANGUAGE: Record<RouteTable['kind'], string> = { prometheus: 'promql', loki: 'logql', tempo: 'traceql' };
 
