@@ -9,6 +9,24 @@ import { createTestIssuer, type TestIssuer } from './harness/tokens.ts';
 import { rawRequest } from './harness/http.ts';
 import { buildTeamsOpenMetrics, seedEndSeconds, TEAM_NAMESPACES, NAMESPACES } from './fixtures/seed.ts';
 
+// Rules whose labels name a team's namespace, one without labels, and alerts that fire at once.
+const RULES = `groups:
+  - name: team-a
+    rules:
+      - alert: TeamAUp
+        expr: up{namespace="team-a-frontend"} >= 0
+        labels: { namespace: team-a-frontend, severity: info }
+  - name: team-b
+    rules:
+      - alert: TeamBUp
+        expr: up{namespace="team-b-api"} >= 0
+        labels: { namespace: team-b-api, severity: info }
+  - name: shared
+    rules:
+      - record: namespace:http_requests:rate5m
+        expr: sum by (namespace) (rate(http_requests_total[5m]))
+`;
+
 let prom: PrometheusInstance;
 let proxy: CountingProxy;
 let gw: GatewayInstance;
@@ -20,7 +38,7 @@ const tokens: Record<string, string> = {};
 beforeAll(async () => {
   const now = Math.floor(Date.now() / 1000);
   evalTime = seedEndSeconds(now);
-  prom = await startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }) });
+  prom = await startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }), ruleFiles: { 'teams.yml': RULES }, evaluationInterval: '1s' });
   proxy = await startCountingProxy({ upstream: prom.url });
   idp = await createTestIssuer({ issuer: 'https://idp.e2e', audience: 'lbac-gateway', alg: 'RS256' });
   gw = await startGateway({
@@ -108,6 +126,39 @@ describe('isolation on real Prometheus data', () => {
     const r = await promGet<{ version: string }>(base, '/api/v1/status/buildinfo', {}, bearer('alice'));
     expect(r.status).toBe(200);
     expect(r.body.status).toBe('success');
+  });
+});
+
+describe('Grafana endpoints beyond queries', () => {
+  type RulesBody = { groups: { name: string; rules: { name: string; alerts?: { labels: Record<string, string> }[] }[] }[] };
+  it('rules and alerts are filtered to what the policy allows', async () => {
+    // Wait until Prometheus itself reports both alerts firing.
+    for (let i = 0; i < 50; i++) {
+      const direct = await promGet<{ alerts: unknown[] }>(prom.url, '/api/v1/alerts');
+      if ((direct.body.data?.alerts.length ?? 0) >= 3) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const a = await promGet<RulesBody>(base, '/api/v1/rules', {}, bearer('alice'));
+    expect(a.status).toBe(200);
+    expect(a.body.data!.groups.map((g) => g.name)).toEqual(['team-a']);
+    expect(a.body.data!.groups[0]!.rules[0]!.alerts!.every((x) => x.labels['namespace'] === 'team-a-frontend')).toBe(true);
+    const b = await promGet<RulesBody>(base, '/api/v1/rules', { type: 'alert' }, bearer('bob'));
+    expect(b.body.data!.groups.map((g) => g.name)).toEqual(['team-b']);
+    const c = await promGet<RulesBody>(base, '/api/v1/rules', {}, bearer('carol'));
+    expect(c.body.data!.groups.map((g) => g.name).sort()).toEqual(['shared', 'team-a', 'team-b']);
+    const alerts = await promGet<{ alerts: { labels: Record<string, string> }[] }>(base, '/api/v1/alerts', {}, bearer('alice'));
+    expect(alerts.status).toBe(200);
+    expect(alerts.body.data!.alerts.length).toBeGreaterThan(0);
+    expect(alerts.body.data!.alerts.every((x) => x.labels['namespace'] === 'team-a-frontend')).toBe(true);
+  });
+
+  it('query_exemplars rewrites its query; format_query formats the text as written', async () => {
+    const ex = await promGet(base, '/api/v1/query_exemplars', { query: 'http_requests_total', start: String(evalTime - 300), end: String(evalTime) }, bearer('alice'));
+    expect(ex.status).toBe(200);
+    expect(proxy.requests.at(-1)!.params.get('query')).toBe('http_requests_total{namespace=~"team-a-.*"}');
+    const f = await promGet<string>(base, '/api/v1/format_query', { query: 'sum(rate(x[5m]))by(job)' }, bearer('alice'));
+    expect(f.status).toBe(200);
+    expect(f.body.data).toBe('sum by (job) (rate(x[5m]))');
   });
 });
 

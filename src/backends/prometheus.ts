@@ -1,4 +1,5 @@
 import { rewritePromQL, rewriteSeriesSelectors } from '../rewrite/promql.ts';
+import { filterAlerts, filterLabelValues, filterRules } from './filters.ts';
 import type { EnforcedParam, RouteTable } from './routes.ts';
 
 /** `query` of /query and /query_range: one PromQL expression. */
@@ -35,8 +36,14 @@ export const prometheusRoutes: RouteTable = {
       path: '/api/v1/label/:name/values',
       methods: ['GET'],
       enforced: [matchParam(false)],
+      responseFilter: filterLabelValues,
       validatePathParam: (_n, v) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined),
     },
+    { endpoint: 'query_exemplars', path: '/api/v1/query_exemplars', methods: ['GET', 'POST'], enforced: [queryParam] },
+    // Formatting reads no data; the query is forwarded as written so Grafana's "format" shows the user's own text.
+    { endpoint: 'format_query', path: '/api/v1/format_query', methods: ['GET', 'POST'], enforced: [] },
+    { endpoint: 'rules', path: '/api/v1/rules', methods: ['GET'], enforced: [], responseFilter: filterRules },
+    { endpoint: 'alerts', path: '/api/v1/alerts', methods: ['GET'], enforced: [], responseFilter: filterAlerts },
     { endpoint: 'buildinfo', path: '/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },
   ],
 };

@@ -1,5 +1,6 @@
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
+import type { ResponseFilter } from './filters.ts';
 
 export type BackendKind = 'prometheus' | 'loki' | 'tempo';
 export type HttpMethod = 'GET' | 'POST';
@@ -36,6 +37,8 @@ export interface RouteSpec {
    * upstream path (e.g. a label name). Returns an error message or undefined.
    */
   readonly validatePathParam?: (name: string, value: string) => string | undefined;
+  /** Filters the upstream's JSON answer where the query cannot enforce (not applied for unrestricted subjects). */
+  readonly responseFilter?: ResponseFilter;
 }
 
 export interface RouteTable {

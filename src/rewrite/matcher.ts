@@ -7,6 +7,7 @@
  * anchored by the backend. A `MatcherGroup` is ANDed; a `SelectorPolicy` is a
  * disjunction (OR) of groups — disjunctive normal form, as in GEM LBAC.
  */
+import { RE2JS } from 're2js';
 export const MATCH_OPS = ['=', '!=', '=~', '!~'] as const;
 export type MatchOp = (typeof MATCH_OPS)[number];
 
@@ -33,4 +34,52 @@ export function matcherEquals(a: Matcher, b: Matcher): boolean {
 /** Stable textual key for a matcher, used for de-duplication and cache keys. */
 export function matcherKey(m: Matcher): string {
   return `${m.name}\u0000${m.op}\u0000${m.value}`;
+}
+
+// ---- Evaluating matchers against label sets (response filtering) ----------
+
+const regexCache = new Map<string, RegExpLike>();
+interface RegExpLike {
+  matches(input: string): boolean;
+}
+
+/** RE2, fully anchored — Prometheus/Loki matcher semantics. Bounded cache. */
+function anchored(re: string): RegExpLike {
+  let compiled = regexCache.get(re);
+  if (compiled === undefined) {
+    const p = RE2JS.compile(`^(?:${re})$`);
+    compiled = { matches: (s: string) => p.matches(s) };
+    if (regexCache.size >= 1024) regexCache.delete(regexCache.keys().next().value as string);
+    regexCache.set(re, compiled);
+  }
+  return compiled;
+}
+
+/** Does one matcher hold for a value? A missing label is the empty string, as in PromQL. */
+export function matcherMatches(m: Matcher, value: string | undefined): boolean {
+  const v = value ?? '';
+  switch (m.op) {
+    case '=':
+      return v === m.value;
+    case '!=':
+      return v !== m.value;
+    case '=~':
+      return anchored(m.value).matches(v);
+    case '!~':
+      return !anchored(m.value).matches(v);
+  }
+}
+
+/** A label set is visible under a policy when every matcher of at least one group holds. */
+export function policyMatchesLabels(policy: SelectorPolicy, labels: Readonly<Record<string, string>>): boolean {
+  return policy.some((group) => group.every((m) => matcherMatches(m, labels[m.name])));
+}
+
+/**
+ * Could a series with label `name` = `value` be visible? Only the group's
+ * matchers on `name` can be judged from one value; the others are left to the
+ * query-side enforcement (match[]), so they do not exclude the value here.
+ */
+export function policyAllowsValue(policy: SelectorPolicy, name: string, value: string): boolean {
+  return policy.some((group) => group.every((m) => m.name !== name || matcherMatches(m, value)));
 }

@@ -37,6 +37,27 @@ const DROPPED_HEADERS = [
 
 const LANGUAGE: Record<RouteTable['kind'], string> = { prometheus: 'promql', loki: 'logql', tempo: 'traceql' };
 
+/** Largest upstream answer the gateway buffers to filter. */
+const MAX_FILTERED_BODY = 64 * 1024 * 1024;
+
+function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new Error('response too large'));
+        (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+        return;
+      }
+      chunks.push(c);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
 /** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
 export function upstreamHeaders(client: IncomingHttpHeaders, upstream: ResolvedUpstream, decision: Decision): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
@@ -108,8 +129,35 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
   const headers = upstreamHeaders(req.headers, upstream, decision);
+  const filter = decision.unrestricted ? undefined : route.responseFilter;
+  // A filtered answer is read whole and re-serialised: ask for it uncompressed.
+  if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
   const common = {
+    ...(filter === undefined
+      ? {}
+      : {
+          // reply-from's typings call `res` a server response; at run time it is the upstream response.
+          onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
+            const rep = replyArg as FastifyReply;
+            const res = resArg as { statusCode: number; stream: NodeJS.ReadableStream };
+            readBounded(res.stream, MAX_FILTERED_BODY).then(
+              (raw) => {
+                rep.removeHeader('content-length');
+                rep.removeHeader('content-encoding');
+                if (res.statusCode !== 200) return rep.send(raw);
+                let parsed: unknown;
+                try {
+                  parsed = JSON.parse(raw.toString('utf8'));
+                } catch (e) {
+                  return rep.send(new GatewayError('upstream_error', 'upstream answered with invalid JSON', { cause: e }));
+                }
+                return rep.type('application/json').send(JSON.stringify(filter(parsed, { policy: decision.selectors, pathParams })));
+              },
+              (e: unknown) => rep.send(new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
+            );
+          },
+        }),
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => ({ ...headers, host: h.host ?? new URL(upstream.origin).host }),
     onError: (r: { send(payload: unknown): unknown }, { error }: { error: Error }) => {
       const code = (error as { code?: string })?.code ?? '';

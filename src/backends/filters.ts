@@ -1,0 +1,61 @@
+import { policyAllowsValue, policyMatchesLabels, type SelectorPolicy } from '../rewrite/matcher.ts';
+
+/**
+ * Response filters for what a query cannot enforce: pure functions from a
+ * parsed upstream JSON body to the body the client may see. A body that does
+ * not have the expected shape is replaced by an empty result (fail closed).
+ */
+export type ResponseFilter = (body: unknown, ctx: { policy: SelectorPolicy; pathParams: Readonly<Record<string, string>> }) => unknown;
+
+type Json = Record<string, unknown>;
+const isObject = (x: unknown): x is Json => typeof x === 'object' && x !== null && !Array.isArray(x);
+const labelsOf = (x: unknown): Record<string, string> => {
+  if (!isObject(x)) return {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(x)) if (typeof v === 'string') out[k] = v;
+  return out;
+};
+
+function successData(body: unknown): unknown {
+  return isObject(body) && body['status'] === 'success' ? body['data'] : undefined;
+}
+
+/**
+ * /api/v1/rules: keep rules whose labels the policy allows (as prom-label-proxy
+ * does with its tenant label); for alerting rules also filter their active alerts.
+ * Groups left without rules are dropped.
+ */
+export const filterRules: ResponseFilter = (body, { policy }) => {
+  const data = successData(body);
+  const groups = isObject(data) && Array.isArray(data['groups']) ? data['groups'] : [];
+  const kept = groups.flatMap((g): Json[] => {
+    if (!isObject(g) || !Array.isArray(g['rules'])) return [];
+    const rules = g['rules'].flatMap((r): Json[] => {
+      if (!isObject(r) || !policyMatchesLabels(policy, labelsOf(r['labels']))) return [];
+      if (!Array.isArray(r['alerts'])) return [r];
+      return [{ ...r, alerts: r['alerts'].filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) }];
+    });
+    return rules.length > 0 ? [{ ...g, rules }] : [];
+  });
+  return { ...(body as Json), status: 'success', data: { ...(isObject(data) ? data : {}), groups: kept } };
+};
+
+/** /api/v1/alerts: active alerts whose labels the policy allows. */
+export const filterAlerts: ResponseFilter = (body, { policy }) => {
+  const data = successData(body);
+  const alerts = isObject(data) && Array.isArray(data['alerts']) ? data['alerts'] : [];
+  return { ...(body as Json), status: 'success', data: { ...(isObject(data) ? data : {}), alerts: alerts.filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) } };
+};
+
+/**
+ * /api/v1/label/<name>/values: the query side already restricts values with
+ * match[]; this second line of defence drops any value the policy's matchers on
+ * that very label could not accept (RE2, fully anchored) — what Grafana's
+ * dropdowns show.
+ */
+export const filterLabelValues: ResponseFilter = (body, { policy, pathParams }) => {
+  const data = successData(body);
+  const name = pathParams['name'] ?? '';
+  const values = Array.isArray(data) ? data.filter((v): v is string => typeof v === 'string') : [];
+  return { ...(body as Json), status: 'success', data: values.filter((v) => policyAllowsValue(policy, name, v)) };
+};
