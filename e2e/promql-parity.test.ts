@@ -1,0 +1,307 @@
+// Parser parity / differential with the real Prometheus (issue 4, item 5).
+//
+// For every query of e2e/corpus/promql.jsonl and several policies:
+//   (a) Prometheus' own parser (/api/v1/parse_query) on the ORIGINAL query;
+//   (b) the gateway's rewritePromQL;
+//   (c) /api/v1/parse_query on the REWRITTEN text, and a walk of the AST
+//       Prometheus returns: every vector/matrix selector must carry all
+//       matchers of at least one policy group (name/type/value as Prometheus
+//       reports them, i.e. after unescaping).
+// Leaks (a selector Prometheus sees without enforcement) and rewritten
+// queries Prometheus cannot parse (when it parses the original) fail the
+// suite, as do "broken dashboards" (Prometheus accepts, the gateway refuses)
+// beyond the allowlist below. Also checks three claims the rewriter's
+// comments make about Prometheus.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTeamsOpenMetrics, seedEndSeconds } from './fixtures/seed.ts';
+import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
+import { loadCorpus, sameAnswer, toAnswer, type Answer } from './isolation/corpus.ts';
+import { GatewayError } from '../src/errors.ts';
+import type { SelectorPolicy } from '../src/rewrite/matcher.ts';
+import { rewritePromQL } from '../src/rewrite/promql.ts';
+
+const POLICIES: Readonly<Record<string, SelectorPolicy>> = {
+  'ns-regex': [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]],
+  'multi-matcher': [
+    [
+      { name: 'namespace', op: '=', value: 'team-b-api' },
+      { name: 'job', op: '!=', value: 'postgres' },
+      { name: 'instance', op: '=~', value: '.+' },
+    ],
+  ],
+  'utf8-name': [[{ name: 'k8s.namespace.name', op: '=', value: 'team-a' }]],
+  'quotes-backslashes': [[{ name: 'namespace', op: '=', value: 'we"ird\\ns \'q\' `b` \u00e9\n' }]],
+  dnf: [
+    [{ name: 'namespace', op: '=~', value: 'team-a-.*' }],
+    [
+      { name: 'namespace', op: '=', value: 'platform' },
+      { name: 'job', op: '=', value: 'api' },
+    ],
+  ],
+};
+
+/**
+ * Known gaps: queries Prometheus 3.16 accepts that the gateway refuses (a
+ * broken dashboard, not a leak). `policy: '*'` = under every policy.
+ * rewrite_unsupported refusals under a multi-group policy are expected by
+ * design (no exact rewrite) and are listed by the test output, not here.
+ */
+const KNOWN_BROKEN: readonly { q: string; policy: string; why: string }[] = [
+  { q: 'up * 0X1f', policy: '*', why: 'lezer-promql lexes only a lower-case 0x hex prefix; Go strconv accepts 0X' },
+  { q: 'up * 5.', policy: '*', why: 'lezer-promql has no number literal with a trailing dot; Go strconv accepts "5."' },
+  // BUG (src/rewrite/promql.ts, multi-group): `group_left up` becomes
+  // `group_left (up{A} or up{B})`, which parses as a label list after
+  // group_left; the verification pass catches it (500, fails closed). The
+  // unit needs a leading space-insensitive guard, e.g. `group_left () (…)`.
+  { q: 'rate(http_requests_total[5m]) / on (namespace, instance, job) group_left up', policy: 'dnf', why: 'DNF "or" group after group_left is read as its label list' },
+  { q: 'sum by (namespace, instance) (rate(http_requests_total[5m])) * on (namespace, instance) group_left node_memory_bytes', policy: 'dnf', why: 'DNF "or" group after group_left is read as its label list' },
+];
+
+/**
+ * Known differentials the other way: Prometheus rejects the original, the
+ * gateway accepts it and Prometheus ACCEPTS the rewritten text (the added
+ * matchers make an invalid query valid). Not a leak (the result is enforced)
+ * but the gateway answers where the backend would not. To be fixed in
+ * src/rewrite/promql.ts (refuse selectors whose user matchers all match the
+ * empty string, as Prometheus does). `policy` as above; a policy whose
+ * matchers all match "" does not make the query valid, hence per policy.
+ */
+const KNOWN_REPAIRED: readonly { q: string; policies: readonly string[]; why: string }[] = [
+  { q: '{}', policies: ['ns-regex', 'multi-matcher', 'utf8-name', 'quotes-backslashes', 'dnf'], why: 'empty selector becomes valid once a non-empty matcher is added' },
+  { q: '{job=~".*"}', policies: ['ns-regex', 'multi-matcher', 'utf8-name', 'quotes-backslashes', 'dnf'], why: 'selector with only empty-matching matchers becomes valid once a non-empty matcher is added' },
+];
+
+/**
+ * BUG (src/rewrite/promql.ts, multi-group policies): lezer-promql parses
+ * `a - b offset 10m` as `(a - b) offset 10m` (OffsetExpr around the
+ * BinaryExpr) where Prometheus binds the modifier to `b`. The DNF rewriter
+ * takes its units from the Lezer tree, leaves `offset` outside the `or`, and
+ * Prometheus rejects the result ("offset modifier must be preceded by an
+ * instant vector selector..."). Fails closed (upstream 400), never a leak.
+ * Listed so a new case fails the suite and the fix shows up as a stale entry.
+ */
+const KNOWN_UNPARSEABLE: readonly { q: string; policy: string }[] = [
+  { q: 'node_memory_bytes - node_memory_bytes offset 10m', policy: 'dnf' },
+  { q: 'up == 0 unless on (instance) up offset 5m == 0', policy: 'dnf' },
+  { q: 'rate(http_requests_total[5m]) == 0 unless http_requests_total offset 1h == 0', policy: 'dnf' },
+  { q: 'http_requests_total - http_requests_total offset 1h', policy: 'dnf' },
+];
+
+interface PromMatcher {
+  name: string;
+  type: string;
+  value: string;
+}
+
+/** Every selector (vectorSelector / matrixSelector) in a Prometheus parse_query AST. */
+function selectorsOf(node: unknown, out: { type: string; matchers: PromMatcher[] }[] = []): { type: string; matchers: PromMatcher[] }[] {
+  if (Array.isArray(node)) {
+    for (const x of node) selectorsOf(x, out);
+  } else if (node !== null && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    if (Array.isArray(o['matchers'])) out.push({ type: String(o['type']), matchers: o['matchers'] as PromMatcher[] });
+    for (const [k, v] of Object.entries(o)) if (k !== 'matchers') selectorsOf(v, out);
+  }
+  return out;
+}
+
+function enforced(sel: { matchers: PromMatcher[] }, policy: SelectorPolicy): boolean {
+  return policy.some((group) => group.every((m) => sel.matchers.some((pm) => pm.name === m.name && pm.type === m.op && pm.value === m.value)));
+}
+
+interface Row {
+  policy: string;
+  total: number;
+  backendAccepts: number;
+  gatewayAccepts: number;
+  /** Prometheus parses the original, the gateway refuses: a broken dashboard. */
+  backendAcceptsGatewayRejects: number;
+  /** ...of which rewrite_unsupported under a multi-group policy (by design). */
+  brokenRewriteUnsupported: number;
+  /** Prometheus refuses the original, the gateway accepts (rewritten is then refused too unless listed in KNOWN_REPAIRED). */
+  backendRejectsGatewayAccepts: number;
+  /** ...of which Prometheus accepts the rewritten text. */
+  backendRejectsRewrittenAccepted: number;
+  /** Rewritten text Prometheus fails to parse although it parses the original. */
+  rewrittenUnparseable: number;
+  selectorsChecked: number;
+  leaks: number;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const corpus = loadCorpus();
+let prom: PrometheusInstance;
+let evalTime: number;
+const originalParse = new Map<string, { ok: boolean; error: string }>();
+
+async function parse(q: string): Promise<{ ok: boolean; error: string; data: unknown }> {
+  const r = await promGet(prom.url, '/api/v1/parse_query', { query: q });
+  return { ok: r.status === 200 && r.body.status === 'success', error: r.body.error ?? '', data: r.body.data };
+}
+
+async function query(q: string): Promise<Answer> {
+  const r = await promGet(prom.url, '/api/v1/query', { query: q, time: String(evalTime) });
+  return toAnswer(r.status, r.body);
+}
+
+beforeAll(async () => {
+  const now = Math.floor(Date.now() / 1000);
+  evalTime = seedEndSeconds(now);
+  prom = await startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }) });
+  for (const { q } of corpus) {
+    const p = await parse(q);
+    originalParse.set(q, { ok: p.ok, error: p.error });
+  }
+}, 180_000);
+
+afterAll(async () => {
+  await prom?.stop();
+});
+
+describe('PromQL parser parity with Prometheus 3.16', () => {
+  it('corpus has >= 300 queries, most of which Prometheus accepts', () => {
+    expect(corpus.length).toBeGreaterThanOrEqual(300);
+    const accepted = [...originalParse.values()].filter((p) => p.ok).length;
+    expect(accepted).toBeGreaterThanOrEqual(300);
+    // Entries tagged "invalid" are there to be rejected; nothing else should be.
+    const invalidAccepted = corpus.filter((e) => e.tags.includes('invalid') && originalParse.get(e.q)?.ok === true).map((e) => e.q);
+    expect(invalidAccepted.filter((q) => !q.startsWith('label_replace('))).toEqual([]);
+  });
+
+  it('every rewritten query is enforced on every selector as Prometheus parses it; no broken dashboards beyond the allowlist', async () => {
+    const rows: Row[] = [];
+    const problems: string[] = [];
+    const brokenSeen: { policy: string; q: string; code: string; message: string }[] = [];
+    const repairedSeen: { policy: string; q: string; rewritten: string }[] = [];
+    const unsupported: { policy: string; q: string; message: string }[] = [];
+    const unparseableSeen: { policy: string; q: string }[] = [];
+    for (const [name, policy] of Object.entries(POLICIES)) {
+      const row: Row = {
+        policy: name,
+        total: 0,
+        backendAccepts: 0,
+        gatewayAccepts: 0,
+        backendAcceptsGatewayRejects: 0,
+        brokenRewriteUnsupported: 0,
+        backendRejectsGatewayAccepts: 0,
+        backendRejectsRewrittenAccepted: 0,
+        rewrittenUnparseable: 0,
+        selectorsChecked: 0,
+        leaks: 0,
+      };
+      for (const { q, line } of corpus) {
+        row.total++;
+        const orig = originalParse.get(q) as { ok: boolean; error: string };
+        if (orig.ok) row.backendAccepts++;
+        let rewritten: string | undefined;
+        let code = '';
+        let message = '';
+        try {
+          rewritten = rewritePromQL(q, policy);
+        } catch (err) {
+          if (!(err instanceof GatewayError)) throw err;
+          code = err.code;
+          message = err.message;
+        }
+        if (rewritten === undefined) {
+          if (orig.ok) {
+            row.backendAcceptsGatewayRejects++;
+            if (code === 'rewrite_unsupported' && policy.length > 1) {
+              row.brokenRewriteUnsupported++;
+              unsupported.push({ policy: name, q, message });
+            } else brokenSeen.push({ policy: name, q, code, message });
+          }
+          continue;
+        }
+        row.gatewayAccepts++;
+        const rp = await parse(rewritten);
+        if (!orig.ok) {
+          row.backendRejectsGatewayAccepts++;
+          if (rp.ok) {
+            row.backendRejectsRewrittenAccepted++;
+            repairedSeen.push({ policy: name, q, rewritten });
+          }
+        } else if (!rp.ok) {
+          row.rewrittenUnparseable++;
+          if (KNOWN_UNPARSEABLE.some((k) => k.q === q && k.policy === name)) unparseableSeen.push({ policy: name, q });
+          else problems.push(`[${name}] line ${line}: rewritten query does not parse in Prometheus: ${JSON.stringify(rewritten)}: ${rp.error}`);
+        }
+        if (!rp.ok) continue;
+        for (const sel of selectorsOf(rp.data)) {
+          row.selectorsChecked++;
+          if (!enforced(sel, policy)) {
+            row.leaks++;
+            problems.push(`[${name}] line ${line}: LEAK: ${sel.type} ${JSON.stringify(sel.matchers)} in ${JSON.stringify(rewritten)}`);
+          }
+        }
+      }
+      rows.push(row);
+    }
+    console.table(rows);
+    if (unsupported.length > 0) {
+      console.log(`rewrite_unsupported under a multi-group policy (expected, ${unsupported.length}):`);
+      for (const u of unsupported) console.log(`  [${u.policy}] ${JSON.stringify(u.q)}: ${u.message}`);
+    }
+    const isKnownBroken = (b: { policy: string; q: string }): boolean => KNOWN_BROKEN.some((k) => k.q === b.q && (k.policy === '*' || k.policy === b.policy));
+    const unexpectedBroken = brokenSeen.filter((b) => !isKnownBroken(b));
+    const isKnownRepaired = (r: { policy: string; q: string }): boolean => KNOWN_REPAIRED.some((k) => k.q === r.q && k.policies.includes(r.policy));
+    const unexpectedRepaired = repairedSeen.filter((r) => !isKnownRepaired(r));
+    console.log(`known broken (allowlisted): ${brokenSeen.length - unexpectedBroken.length}; known repaired-invalid: ${repairedSeen.length - unexpectedRepaired.length}; known unparseable (DNF offset bug): ${unparseableSeen.length}`);
+    mkdirSync(join(here, 'results'), { recursive: true });
+    writeFileSync(
+      join(here, 'results', 'promql-parity.json'),
+      `${JSON.stringify({ date: new Date().toISOString(), corpus: corpus.length, rows, unsupported, broken: brokenSeen, repaired: repairedSeen, unparseable: unparseableSeen, problems }, null, 2)}\n`,
+    );
+    expect(problems).toEqual([]);
+    expect(unexpectedBroken).toEqual([]);
+    expect(unexpectedRepaired).toEqual([]);
+    // The allowlists stay honest: every entry still occurs.
+    for (const k of KNOWN_BROKEN) expect(brokenSeen.some((b) => b.q === k.q), `allowlisted ${k.q} no longer broken: remove it`).toBe(true);
+    for (const k of KNOWN_UNPARSEABLE) expect(unparseableSeen.some((u) => u.q === k.q && u.policy === k.policy), `listed ${k.q} parses now: remove it`).toBe(true);
+    for (const k of KNOWN_REPAIRED) expect(repairedSeen.some((r) => r.q === k.q), `listed ${k.q} no longer repaired: remove it`).toBe(true);
+  }, 300_000);
+});
+
+describe("the rewriter's claims about Prometheus, checked against the real one", () => {
+  it('{__name__="a",__name__=~"b"} is accepted (the form a selector with a name moves to)', async () => {
+    expect((await parse('{__name__="a",__name__=~"b"}')).ok).toBe(true);
+    // ...whereas a name outside the braces plus __name__ inside is refused.
+    const twice = await parse('up{__name__=~"u.*"}');
+    expect(twice.ok).toBe(false);
+    expect(twice.error).toMatch(/metric name must not be set twice/);
+    // And the moved form selects exactly what the original did.
+    const a = await query('{__name__="up",__name__=~"u.*",namespace="platform"}');
+    const b = await query('up{namespace="platform"}');
+    expect(sameAnswer(a, b)).toBe(true);
+  });
+
+  it('max_over_time((x{A} or x{B})[1h:]) is the union of the per-group results', async () => {
+    const groups = ['namespace=~"team-a-.*"', 'instance=~"api-.*"'];
+    const union = await query(`max_over_time((node_memory_bytes{${groups[0]}} or node_memory_bytes{${groups[1]}})[1h:])`);
+    const per = await Promise.all(groups.map((g) => query(`max_over_time(node_memory_bytes{${g}}[1h:])`)));
+    const merged = new Map<string, { labels: string; values: string[] }>();
+    for (const a of per) {
+      if (a.kind !== 'vector') throw new Error(`expected a vector, got ${JSON.stringify(a)}`);
+      for (const s of a.series) merged.set(s.labels, s);
+    }
+    const expected: Answer = { kind: 'vector', series: [...merged.values()].sort((x, y) => (x.labels < y.labels ? -1 : 1)) };
+    expect(union.kind).toBe('vector');
+    expect(merged.size).toBeGreaterThan(4); // overlapping groups: team-a-backend api-* is in both
+    expect(sameAnswer(union, expected)).toBe(true);
+    // The rewriter's actual DNF output for the same query gives the same answer.
+    const policy: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }], [{ name: 'instance', op: '=~', value: 'api-.*' }]];
+    const rewritten = rewritePromQL('max_over_time(node_memory_bytes[1h:])', policy);
+    expect(sameAnswer(await query(rewritten), expected)).toBe(true);
+  });
+
+  it('start_timestamp exists in 3.16 only as an experimental function (disabled by default)', async () => {
+    const st = await parse('start_timestamp(up)');
+    expect(st.ok).toBe(false);
+    expect(st.error).toMatch(/function "start_timestamp" is not enabled/);
+    // Unknown functions are reported differently, so this is not "does not exist".
+    expect((await parse('no_such_function(up)')).error).toMatch(/unknown function/);
+  });
+});
