@@ -21,8 +21,8 @@ help: ## list targets
 node-runtime: ## Node.js $(NODE_VERSION) into the tools cache
 	@bash scripts/tools.sh node
 
-tools: node-runtime ## all pinned tools (Node.js, OPA, Prometheus + promtool)
-	@bash scripts/tools.sh opa prometheus
+tools: node-runtime ## all pinned tools (Node.js, OPA, Prometheus + promtool, Debian nginx)
+	@bash scripts/tools.sh opa prometheus nginx
 
 bench-tools: node-runtime ## tools only benchmarks need (prom-label-proxy, the Go peer)
 	@bash scripts/tools.sh prom-label-proxy
@@ -43,6 +43,9 @@ typecheck: deps ## tsc --noEmit over src, test, e2e
 
 policy: tools ## opa fmt/check/test (coverage gate) and build wasm/policy.wasm
 	@bash scripts/build-policy.sh
+
+bundle: tools ## signed OPA bundle of policies/ → .run/bundle/bundle.tar.gz (BUNDLE_SIGNING_KEY, BUNDLE_REVISION)
+	@bash scripts/build-bundle.sh
 
 policy-test: tools ## opa fmt/check/test only
 	@mkdir -p $(RESULTS)

@@ -2,7 +2,7 @@
 # Installs the pinned tools the project needs into a cache outside the checkout:
 #   $LBAC_TOOLS_DIR (default $HOME/.cache/lbac-gateway/tools)/<name>-<version>/
 # Idempotent: a tool whose marker file exists is not rebuilt. Prints progress.
-# Usage: scripts/tools.sh [node|opa|prometheus|prom-label-proxy|all] ...
+# Usage: scripts/tools.sh [node|opa|prometheus|prom-label-proxy|nginx|all] ...
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,6 +79,18 @@ install_prom_label_proxy() {
   mark_done "$dir"
 }
 
+install_nginx() {
+  # Debian's nginx: the bundle server in e2e tests (static files, ETag, bearer auth).
+  # Only apt-get when it is missing; the harness runs it with its own config as the current user.
+  [ -x /usr/sbin/nginx ] && return 0
+  log "installing nginx (apt-get)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  /usr/sbin/nginx -v
+}
+
 [ $# -gt 0 ] || set -- all
 for t in "$@"; do
   case "$t" in
@@ -86,7 +98,8 @@ for t in "$@"; do
     opa) install_opa ;;
     prometheus) install_prometheus ;;
     prom-label-proxy) install_prom_label_proxy ;;
-    all) install_node; install_opa; install_prometheus ;;
+    nginx) install_nginx ;;
+    all) install_node; install_opa; install_prometheus; install_nginx ;;
     *) log "unknown tool $t"; exit 2 ;;
   esac
 done

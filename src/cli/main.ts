@@ -14,7 +14,7 @@ Usage:
   lbac-gateway serve [--config FILE]
   lbac-gateway rewrite --lang promql|logql|traceql --matcher 'ns=~"a|b"' [--matcher …] 'QUERY'
   lbac-gateway rewrite --lang … (--matcher … | --policy FILE) --jsonl    # stdin: one JSON string per line
-  lbac-gateway policy eval --input FILE [--policy FILE.wasm] [--data FILE] [--config FILE]
+  lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM]] [--data FILE] [--config FILE]
   lbac-gateway check-config FILE
 
 Commands:
@@ -103,22 +103,60 @@ async function cmdPolicyEval(args: string[], io: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { input: { type: 'string' }, policy: { type: 'string' }, data: { type: 'string' }, config: { type: 'string' } },
+    options: {
+      input: { type: 'string' },
+      policy: { type: 'string' },
+      bundle: { type: 'string' },
+      data: { type: 'string' },
+      config: { type: 'string' },
+      'verification-key': { type: 'string' },
+      'verification-key-id': { type: 'string' },
+      'signing-alg': { type: 'string' },
+      scope: { type: 'string' },
+    },
   });
-  if (positionals[0] !== 'eval' || values.input === undefined) {
-    io.err('usage: lbac-gateway policy eval --input FILE [--policy FILE.wasm] [--data FILE] [--config FILE]');
+  const usage =
+    'usage: lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE]';
+  if (positionals[0] !== 'eval' || values.input === undefined || (values.policy !== undefined && values.bundle !== undefined)) {
+    io.err(usage);
     return 2;
   }
   try {
-    const { loadConfigFile } = await import('../config/load.ts');
+    const { loadConfigFile, DEFAULT_POLICY_WASM } = await import('../config/load.ts');
     const { PolicyEngine } = await import('../policy/engine.ts');
     const input: unknown = JSON.parse(await readFile(values.input, 'utf8'));
     const config = values.config === undefined ? undefined : await loadConfigFile(values.config);
-    let data: unknown = config === undefined ? {} : { lbac: config.policyData };
-    if (values.data !== undefined) data = JSON.parse(await readFile(values.data, 'utf8'));
-    const wasm = values.policy ?? config?.policyWasm ?? (await import('../config/load.ts')).DEFAULT_POLICY_WASM;
-    if (wasm.endsWith('.tar.gz')) throw new GatewayError('policy_error', 'bundles (.tar.gz) are not supported by policy eval yet; pass the policy.wasm');
-    const engine = await PolicyEngine.fromFile(wasm, data, config === undefined ? {} : { entrypoint: config.policy.entrypoint });
+    let data: Record<string, unknown> = config === undefined ? {} : { lbac: config.policyData };
+    if (values.data !== undefined) data = JSON.parse(await readFile(values.data, 'utf8')) as Record<string, unknown>;
+    const entrypoint = config?.policy.entrypoint;
+    const file = values.bundle ?? values.policy ?? config?.policyWasm ?? DEFAULT_POLICY_WASM;
+    const bytes = await readFile(file).catch((e: unknown) => {
+      throw new GatewayError('policy_unavailable', `cannot read ${file}: ${errorMessage(e)}`);
+    });
+    const { loadBundle, looksLikeBundle } = await import('../policy/bundle.ts');
+    let engine;
+    if (values.bundle !== undefined || looksLikeBundle(bytes)) {
+      // A bundle: its data merged with --data / the config's team data; signature checked when a key is given.
+      const { prepareVerification } = await import('../policy/bundle-signature.ts');
+      type Alg = Parameters<typeof prepareVerification>[0]['keys'][number]['algorithm'];
+      let verification;
+      if (values['verification-key'] !== undefined) {
+        verification = prepareVerification({
+          keys: [{ keyid: values['verification-key-id'] ?? 'default', algorithm: (values['signing-alg'] ?? 'RS256') as Alg, publicKey: await readFile(values['verification-key'], 'utf8') }],
+          keyid: values['verification-key-id'],
+          scope: values.scope,
+        });
+      } else if (config?.policy.bundle?.signing !== undefined) {
+        const signing = config.policy.bundle.signing;
+        const keys = await Promise.all(signing.keys.map(async (k) => ({ keyid: k.keyid, algorithm: k.algorithm, scope: k.scope, publicKey: k.publicKey ?? (await readFile(k.publicKeyFile!, 'utf8')) })));
+        verification = prepareVerification({ keys, keyid: signing.keyid, scope: signing.scope, excludeFiles: signing.excludeFiles });
+      }
+      const loaded = await loadBundle(bytes, { configData: data, verification, ...(entrypoint === undefined ? {} : { entrypoint }) });
+      io.err(`policy eval: bundle ${file}: revision ${loaded.revision}${loaded.signedBy === undefined ? ' (signature not checked)' : `, signature verified (key ${loaded.signedBy})`}`);
+      engine = loaded.engine;
+    } else {
+      engine = await PolicyEngine.fromBytes(bytes, data, entrypoint === undefined ? {} : { entrypoint });
+    }
     const decision = engine.evaluate(input as Parameters<typeof engine.evaluate>[0]);
     io.out(JSON.stringify(decision, null, 2));
     return 0;

@@ -36,6 +36,7 @@ export const ENV_OVERRIDES: readonly { env: string; path: readonly string[]; typ
   { env: 'LBAC_LISTEN', path: ['server', 'listen'], type: 'string' },
   { env: 'LBAC_LOG_LEVEL', path: ['server', 'logLevel'], type: 'string' },
   { env: 'LBAC_POLICY_WASM', path: ['policy', 'wasm'], type: 'string' },
+  { env: 'LBAC_POLICY_BUNDLE_URL', path: ['policy', 'bundle', 'url'], type: 'string' },
 ];
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
@@ -148,10 +149,26 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
       return p;
     }),
   };
+  const bundle = parsed.policy.bundle;
+  const policy =
+    bundle === undefined
+      ? parsed.policy
+      : {
+          ...parsed.policy,
+          bundle: {
+            ...bundle,
+            auth: bundle.auth.tokenFile === undefined ? bundle.auth : { ...bundle.auth, tokenFile: resolvePath(bundle.auth.tokenFile) },
+            ...(bundle.persistDir === undefined ? {} : { persistDir: resolvePath(bundle.persistDir) }),
+            ...(bundle.signing === undefined
+              ? {}
+              : { signing: { ...bundle.signing, keys: bundle.signing.keys.map((k) => (k.publicKeyFile === undefined ? k : { ...k, publicKeyFile: resolvePath(k.publicKeyFile) })) } }),
+          },
+        };
   return {
     ...parsed,
     file,
     identity,
+    policy,
     upstreams: parsed.upstreams.map(resolveUpstream),
     policyWasm: parsed.policy.wasm === undefined ? DEFAULT_POLICY_WASM : resolvePath(parsed.policy.wasm),
     policyData,

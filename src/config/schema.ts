@@ -231,15 +231,65 @@ export const adminsSchema = z
   })
   .describe('Subjects that see everything (no rewriting), still with these headers.');
 
+const bundleKeySchema = z
+  .strictObject({
+    keyid: z.string().min(1).describe('Key id: matched against the signature\'s "kid" header (opa build --signing-key … sets "default" unless the claims file names one) or the payload "keyid".'),
+    algorithm: z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512']).default('RS256').describe('opa build --signing-alg.'),
+    publicKey: z.string().min(1).optional().describe('PEM public key ("-----BEGIN PUBLIC KEY-----").'),
+    publicKeyFile: z.string().min(1).optional().describe('File holding the PEM public key (relative to the config file).'),
+    scope: z.string().min(1).optional().describe('Required signature "scope" when this key verifies (unless bundle.signing.scope is set).'),
+  })
+  .refine((k) => (k.publicKey === undefined) !== (k.publicKeyFile === undefined), { message: 'set exactly one of publicKey or publicKeyFile' })
+  .describe('A bundle verification key.');
+
+export const bundleSchema = z
+  .strictObject({
+    url: z.url({ protocol: /^https?$/ }).describe('Bundle service base URL (OPA: services.<name>.url).'),
+    resource: z.string().min(1).default('bundles/bundle.tar.gz').describe('Path of the bundle under url (OPA: bundles.<name>.resource); fetched as <url>/<resource>.'),
+    auth: z
+      .strictObject({
+        type: z.enum(['none', 'bearer']).default('none'),
+        token: z.string().min(1).optional().describe('Bearer token; use ${ENV_VAR} interpolation or tokenFile, not a literal.'),
+        tokenFile: z.string().min(1).optional().describe('File holding the bearer token (relative to the config file; re-read on every request, so rotation needs no restart).'),
+        scheme: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/).default('Bearer').describe('Authorization scheme.'),
+      })
+      .refine((a) => a.type === 'none' || (a.token === undefined) !== (a.tokenFile === undefined), { message: 'bearer auth needs exactly one of token or tokenFile' })
+      .default({ type: 'none', scheme: 'Bearer' })
+      .describe('How the gateway authenticates to the bundle service.'),
+    polling: z
+      .strictObject({
+        minDelaySeconds: z.number().positive().default(60).describe('Shortest wait between two downloads (fractions allowed).'),
+        maxDelaySeconds: z.number().positive().default(120).describe('Longest wait between two downloads; also the cap of the error backoff.'),
+      })
+      .refine((p) => p.minDelaySeconds <= p.maxDelaySeconds, { message: 'minDelaySeconds must not exceed maxDelaySeconds' })
+      .default({ minDelaySeconds: 60, maxDelaySeconds: 120 })
+      .describe('Each wait is uniformly random in [min, max] (jitter). After a failure the wait is an exponential backoff from min(1 s, min) doubling per consecutive failure, capped at max, with jitter.'),
+    timeoutMs: z.number().int().positive().default(30_000).describe('Timeout for one download (headers and body).'),
+    maxSizeBytes: z.number().int().positive().default(64 * 1024 * 1024).describe('Largest accepted bundle, compressed and uncompressed.'),
+    signing: z
+      .strictObject({
+        keys: z.array(bundleKeySchema).min(1),
+        keyid: z.string().min(1).optional().describe('Always verify with this key (OPA: bundles.<name>.signing.keyid); default: the key the signature names.'),
+        scope: z.string().min(1).optional().describe('Required signature scope (opa build --scope / claims file).'),
+        excludeFiles: z.array(z.string().min(1)).default([]).describe('Bundle files not covered by the signature (OPA: exclude_files).'),
+      })
+      .optional()
+      .describe('Verify .signatures.json (opa build --signing-key); unsigned, tampered or foreign-key bundles are rejected. Unset: signatures are not checked.'),
+    persistDir: z.string().min(1).optional().describe('Directory where the last activated bundle is kept (relative to the config file); used at start when the service is unreachable. Unset: not persisted.'),
+  })
+  .describe('Fetch the policy as an OPA bundle (opa build -t wasm -e <entrypoint>) from a bundle service, following OPA\'s bundle protocol (ETag / If-None-Match, polling). The gateway is not ready until a bundle (or the persisted one) is active.');
+
 export const policySchema = z
   .strictObject({
-    wasm: z.string().optional().describe('Compiled policy (opa build -t wasm -e lbac/decision); default: the bundled wasm/policy.wasm.'),
+    wasm: z.string().optional().describe('Compiled policy (opa build -t wasm -e lbac/decision); default: the bundled wasm/policy.wasm. Not with bundle.'),
     entrypoint: z.string().default('lbac/decision'),
     attributes: z
       .partialRecord(z.enum(['prometheus', 'loki', 'tempo']), z.record(z.string(), z.string()))
       .default({ tempo: { namespace: 'resource.k8s.namespace.name' } })
       .describe('Per backend kind, label name → backend attribute name (Tempo attributes).'),
+    bundle: bundleSchema.optional(),
   })
+  .refine((p) => p.wasm === undefined || p.bundle === undefined, { message: 'set either policy.wasm or policy.bundle, not both' })
   .describe('Which policy decides.');
 
 export const configSchema = z
@@ -277,3 +327,4 @@ export type ProviderConfig = z.output<typeof providerSchema>;
 export type UserinfoConfig = z.output<typeof userinfoSchema>;
 export type ClaimsConfig = z.output<typeof claimsSchema>;
 export type TeamConfig = z.output<typeof teamSchema>;
+export type BundleConfig = z.output<typeof bundleSchema>;

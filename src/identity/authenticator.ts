@@ -1,54 +1,127 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayConfig } from '../config/load.ts';
+import type { ProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
+import { GrafanaSource } from './grafana.ts';
+import { IntrospectionSource } from './introspection.ts';
 import { InvalidTokenError, JwtVerifier } from './jwt.ts';
+import { createOidcSource } from './oidc.ts';
+import { ApiKeySource, BasicAuthSource } from './static.ts';
+import type { AuthRequest, Credentials, IdentitySource } from './source.ts';
 
-export interface IdentitySource {
-  verify(token: string): Promise<Subject>;
+export type { AuthRequest, Credentials, IdentitySource } from './source.ts';
+
+export async function createSource(p: ProviderConfig): Promise<IdentitySource> {
+  switch (p.type) {
+    case 'jwt':
+      return JwtVerifier.create(p);
+    case 'oidc':
+      return createOidcSource(p);
+    case 'introspection':
+      return IntrospectionSource.create(p);
+    case 'grafana':
+      return new GrafanaSource(p);
+    case 'apikey':
+      return new ApiKeySource(p);
+    case 'basic':
+      return new BasicAuthSource(p);
+  }
+}
+
+/** Counters for identity outcomes (exposed for a metrics endpoint; see docs/identity.md). */
+export interface IdentityStats {
+  accepted: Record<string, number>;
+  rejected: number;
+  unavailable: number;
 }
 
 /**
- * Extracts the bearer credential from `Authorization` only — never from query
- * parameters or cookies (tokens in URLs end up in logs) — and asks each
- * configured source in order. "Could not verify" is never "anonymous".
+ * Extracts credentials from `Authorization` (Bearer, and Basic when a basic
+ * source is configured) and source-specific headers (X-Grafana-Id, an API key
+ * header) — never from query parameters or cookies (tokens in URLs end up in
+ * logs) — and asks each configured source in order. A source that finds
+ * nothing of its kind is skipped; one that rejects the credential lets the
+ * next source try; one that cannot decide (provider unreachable) fails the
+ * request with 503. "Could not verify" is never "anonymous".
  */
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
+  readonly #basic: boolean;
+  readonly stats: IdentityStats = { accepted: {}, rejected: 0, unavailable: 0 };
 
   constructor(sources: readonly IdentitySource[]) {
     if (sources.length === 0) throw new GatewayError('config_invalid', 'no identity providers configured');
     this.#sources = sources;
+    this.#basic = sources.some((s) => s instanceof BasicAuthSource);
   }
 
   static async fromConfig(config: GatewayConfig): Promise<Authenticator> {
-    const sources = await Promise.all(config.identity.providers.map((p) => JwtVerifier.create(p)));
+    const sources = await Promise.all(config.identity.providers.map((p) => createSource(p)));
     return new Authenticator(sources);
   }
 
   /** Parse `Authorization: Bearer <token>` strictly (RFC 6750 b64token syntax, one header). */
   static bearerToken(headers: IncomingHttpHeaders): string {
-    const raw = headers.authorization;
-    if (raw === undefined || raw === '') throw new InvalidTokenError('missing bearer token', undefined, true);
-    if (Array.isArray(raw)) throw new InvalidTokenError('more than one Authorization header');
-    const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(raw);
-    if (m === null) throw new InvalidTokenError('malformed Authorization header (expected "Bearer <token>")');
-    return m[1]!;
+    const c = Authenticator.credentials(headers, false);
+    if (c.bearer === undefined) throw new InvalidTokenError('missing bearer token', undefined, true);
+    return c.bearer;
   }
 
-  async authenticate(headers: IncomingHttpHeaders): Promise<Subject> {
-    const token = Authenticator.bearerToken(headers);
+  /** Parse the Authorization header strictly; a malformed one is a 401 whatever else the request carries. */
+  static credentials(headers: IncomingHttpHeaders, allowBasic: boolean): Credentials {
+    const raw = headers.authorization;
+    if (raw === undefined || raw === '') return { headers, bearer: undefined, basic: undefined };
+    if (Array.isArray(raw)) throw new InvalidTokenError('more than one Authorization header');
+    const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(raw);
+    if (m !== null) return { headers, bearer: m[1]!, basic: undefined };
+    if (allowBasic) {
+      const b = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(raw);
+      if (b !== null) {
+        const decoded = Buffer.from(b[1]!, 'base64').toString('utf8');
+        const i = decoded.indexOf(':');
+        if (i > 0 && !/[\u0000-\u001f\u007f]/.test(decoded)) return { headers, bearer: undefined, basic: { username: decoded.slice(0, i), password: decoded.slice(i + 1) } };
+      }
+      throw new InvalidTokenError('malformed Authorization header (expected "Bearer <token>" or "Basic <credentials>")');
+    }
+    throw new InvalidTokenError('malformed Authorization header (expected "Bearer <token>")');
+  }
+
+  async authenticate(req: AuthRequest): Promise<Subject> {
+    try {
+      const s = await this.#authenticate(req);
+      this.stats.accepted[s.auth] = (this.stats.accepted[s.auth] ?? 0) + 1;
+      return s;
+    } catch (e) {
+      if (e instanceof GatewayError && e.code === 'identity_unavailable') this.stats.unavailable++;
+      else this.stats.rejected++;
+      throw e;
+    }
+  }
+
+  async #authenticate(req: AuthRequest): Promise<Subject> {
+    const creds = Authenticator.credentials(req.headers, this.#basic);
     let lastError: unknown;
+    let judged = false;
     for (const source of this.#sources) {
+      let subject: Subject | undefined;
       try {
-        return await source.verify(token);
+        subject = await source.authenticate(creds);
       } catch (e) {
         // An unreachable provider fails closed for the whole request (503), it does not fall through.
         if (e instanceof GatewayError && e.code === 'identity_unavailable') throw e;
+        judged = true;
         lastError = e;
+        continue;
       }
+      if (subject !== undefined) return subject;
     }
     if (lastError instanceof GatewayError) throw lastError;
-    throw new InvalidTokenError('token not accepted', lastError);
+    if (lastError !== undefined) throw new InvalidTokenError('credentials not accepted', lastError);
+    // Header-based sources (X-Grafana-Id, API key header) judge whenever their header is present.
+    if (!judged && creds.bearer === undefined && creds.basic === undefined) {
+      throw new InvalidTokenError('missing credentials', undefined, true);
+    }
+    throw new InvalidTokenError('no identity source accepts these credentials (unknown issuer or token type)');
   }
 }

@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import type { JwtProviderConfig } from '../config/schema.ts';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { ClaimsConfig, JwtProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { mapClaims } from './claims.ts';
+import type { Credentials, IdentitySource } from './source.ts';
 
 /** Why a bearer token was refused; logged, never sent with token material. */
 export class InvalidTokenError extends GatewayError {
@@ -20,81 +21,186 @@ export class InvalidTokenError extends GatewayError {
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
-/**
- * Verifies JWT bearer tokens with `jose`: signature against the configured JWKS
- * (never keys named by the token: `jku`/`x5u`/`jwk` headers are ignored by
- * jose's key resolution), `iss`, `aud`, `exp`/`nbf` with a small tolerance, and
- * an explicit asymmetric algorithm allowlist (so `none` and HS256-with-a-public-key
- * confusion cannot verify).
- */
-export class JwtVerifier {
-  readonly config: JwtProviderConfig;
-  readonly #getKey: JWTVerifyGetKey;
-  readonly #cache = new LruCache<string, Subject>(10_000);
+/** Cache key for a token: a digest, so caches never hold token material. */
+export function tokenDigest(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
+}
 
-  private constructor(config: JwtProviderConfig, getKey: JWTVerifyGetKey) {
-    this.config = config;
-    this.#getKey = getKey;
+/** Build a Subject from verified claims (frozen). */
+export function subjectFromClaims(
+  claims: Record<string, unknown>,
+  mapping: ClaimsConfig,
+  auth: string,
+  fallbackIssuer: string | undefined,
+  extra: Record<string, unknown> = {},
+): Subject {
+  const mapped = mapClaims(claims, mapping);
+  const sub = mapped.sub;
+  if (sub === undefined) throw new InvalidTokenError(`token has no "${mapping.subject}" claim`);
+  const iss = typeof claims['iss'] === 'string' ? claims['iss'] : fallbackIssuer;
+  const subject: Subject = {
+    sub,
+    ...(mapped.username !== undefined ? { username: mapped.username } : {}),
+    ...(mapped.email !== undefined ? { email: mapped.email } : {}),
+    groups: mapped.groups,
+    roles: mapped.roles,
+    ...(iss !== undefined ? { issuer: iss } : {}),
+    auth,
+    claims: Object.freeze({ ...claims }),
+    ...extra,
+  };
+  return Object.freeze(subject);
+}
+
+/**
+ * Wraps a remote key set so that failures to *obtain* keys (network, timeout,
+ * a non-200 or malformed JWKS) become `identity_unavailable` (503), while "no
+ * key with this kid" stays a 401.
+ */
+export function failClosedKeys(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await getKey(header, token);
+    } catch (e) {
+      if (e instanceof GatewayError) throw e;
+      if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported) throw e;
+      throw new GatewayError('identity_unavailable', `identity provider key set unavailable: ${(e as Error).message}`, { cause: e });
+    }
+  };
+}
+
+export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, timeoutMs: number): JWTVerifyGetKey {
+  // jose caches the key set and refetches on an unknown kid at most once per cooldown.
+  return failClosedKeys(createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs }));
+}
+
+export interface JwtVerifierOptions {
+  /** Accepted `iss` value(s). */
+  readonly issuer: string | string[];
+  readonly audience: string | string[];
+  readonly algorithms: string[];
+  readonly clockToleranceSeconds: number;
+  readonly maxTokenBytes: number;
+  readonly claims: ClaimsConfig;
+  /** `subject.auth`. */
+  readonly auth: string;
+  readonly getKey: JWTVerifyGetKey;
+  /**
+   * Runs after the signature and claims checks: may add claims (userinfo) or
+   * reject (Grafana org). Returns the claims to map and extra Subject fields.
+   */
+  readonly postVerify?: (payload: Record<string, unknown>, token: string) => Promise<{ claims: Record<string, unknown>; extra?: Record<string, unknown> }>;
+  /** Only judge tokens whose (unverified) `iss` is ours; others are left to other sources. Default true. */
+  readonly routeByIssuer?: boolean;
+  readonly cacheSize?: number;
+  /** Upper bound for caching a verified subject (default 5 minutes; never past `exp`). */
+  readonly maxCacheMs?: number;
+}
+
+/**
+ * Verifies JWTs with `jose`: signature against the configured JWKS (never keys
+ * named by the token: `jku`/`x5u`/`jwk` headers are ignored by jose's key
+ * resolution), `iss`, `aud`, `exp`/`nbf` with a small tolerance, and an explicit
+ * asymmetric algorithm allowlist (so `none` and HS256-with-a-public-key
+ * confusion cannot verify). Verified subjects are cached by token digest, never
+ * past `exp` (and at most 5 minutes).
+ */
+export class JwtVerifier implements IdentitySource {
+  readonly name: string;
+  readonly options: JwtVerifierOptions;
+  readonly #cache: LruCache<string, Subject>;
+
+  constructor(options: JwtVerifierOptions) {
+    this.options = options;
+    this.name = `${options.auth}:${String(options.issuer)}`;
+    this.#cache = new LruCache<string, Subject>(options.cacheSize ?? 10_000);
   }
 
   static async create(config: JwtProviderConfig): Promise<JwtVerifier> {
+    let getKey: JWTVerifyGetKey;
     if (config.jwksFile !== undefined) {
       const jwks = JSON.parse(await readFile(config.jwksFile, 'utf8')) as Parameters<typeof createLocalJWKSet>[0];
-      return new JwtVerifier(config, createLocalJWKSet(jwks));
+      getKey = createLocalJWKSet(jwks);
+    } else if (config.jwksUrl !== undefined) {
+      getKey = remoteKeySet(config.jwksUrl, 30_000, 600_000, 5_000);
+    } else {
+      throw new GatewayError('config_invalid', 'jwt provider needs jwksUrl or jwksFile');
     }
-    if (config.jwksUrl !== undefined) {
-      // jose caches the key set, refetches on an unknown kid at most once per cooldown.
-      return new JwtVerifier(config, createRemoteJWKSet(new URL(config.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5_000 }));
-    }
-    throw new GatewayError('config_invalid', 'jwt provider needs jwksUrl or jwksFile');
+    return new JwtVerifier({ ...config, audience: config.audience, auth: 'jwt', getKey });
   }
 
-  /** True when the string looks like a compact JWS, i.e. this provider should judge it. */
+  /** True when the string looks like a compact JWS, i.e. a JWT source should judge it. */
   static looksLikeJwt(token: string): boolean {
     return JWS_COMPACT.test(token);
   }
 
+  /**
+   * True when the token carries a JOSE header (compact JWS, also with an empty
+   * signature as in `alg: none`, or JWE): JWT sources judge it, opaque-token
+   * sources leave it alone.
+   */
+  static hasJoseHeader(token: string): boolean {
+    const parts = token.split('.');
+    if (parts.length !== 3 && parts.length !== 5) return false;
+    try {
+      const h = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as unknown;
+      return typeof h === 'object' && h !== null && typeof (h as { alg?: unknown }).alg === 'string';
+    } catch {
+      return false;
+    }
+  }
+
+  /** The unverified `iss` (for routing only), or undefined. */
+  static unverifiedIssuer(token: string): string | undefined {
+    try {
+      const iss = decodeJwt(token).iss;
+      return typeof iss === 'string' ? iss : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    const token = creds.bearer;
+    if (token === undefined) return undefined;
+    if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
+    if (!JwtVerifier.hasJoseHeader(token)) return undefined;
+    if (this.options.routeByIssuer !== false) {
+      const iss = JwtVerifier.unverifiedIssuer(token);
+      if (iss !== undefined && !(typeof this.options.issuer === 'string' ? [this.options.issuer] : this.options.issuer).includes(iss)) return undefined;
+    }
+    return this.verify(token);
+  }
+
   async verify(token: string): Promise<Subject> {
-    if (token.length > this.config.maxTokenBytes) throw new InvalidTokenError('token too large');
+    if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
     if (!JwtVerifier.looksLikeJwt(token)) throw new InvalidTokenError('malformed token');
-    // Cache by digest so the cache never holds token material; entries die at `exp`.
-    const key = createHash('sha256').update(token).digest('base64url');
+    const key = tokenDigest(token);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
     let payload: Record<string, unknown>;
-    let protectedHeader: { alg: string };
     try {
-      ({ payload, protectedHeader } = await jwtVerify(token, this.#getKey, {
-        issuer: this.config.issuer,
-        audience: this.config.audience,
-        algorithms: this.config.algorithms,
-        clockTolerance: this.config.clockToleranceSeconds,
+      ({ payload } = await jwtVerify(token, this.options.getKey, {
+        issuer: this.options.issuer,
+        audience: this.options.audience,
+        algorithms: this.options.algorithms,
+        clockTolerance: this.options.clockToleranceSeconds,
         requiredClaims: ['exp'],
       }));
     } catch (e) {
+      if (e instanceof GatewayError) throw e;
       if (e instanceof joseErrors.JWKSTimeout || (e instanceof TypeError && /fetch/i.test(e.message))) {
         throw new GatewayError('identity_unavailable', 'identity provider key set unreachable', { cause: e });
       }
       if (e instanceof joseErrors.JOSEError) throw new InvalidTokenError(`${e.code}: ${e.message}`, e);
       throw new GatewayError('identity_unavailable', 'token verification failed unexpectedly', { cause: e });
     }
-    const mapped = mapClaims(payload, this.config.claims);
-    const sub = mapped.sub;
-    if (sub === undefined) throw new InvalidTokenError(`token has no "${this.config.claims.subject}" claim`);
-    const subject: Subject = {
-      sub,
-      ...(mapped.username !== undefined ? { username: mapped.username } : {}),
-      ...(mapped.email !== undefined ? { email: mapped.email } : {}),
-      groups: mapped.groups,
-      roles: mapped.roles,
-      issuer: typeof payload['iss'] === 'string' ? payload['iss'] : this.config.issuer,
-      auth: 'jwt',
-      claims: Object.freeze({ ...payload }),
-    };
-    Object.freeze(subject);
+    let claims: Record<string, unknown> = payload;
+    let extra: Record<string, unknown> | undefined;
+    if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token));
+    const subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
     const exp = typeof payload['exp'] === 'number' ? payload['exp'] * 1000 : Date.now();
-    this.#cache.set(key, subject, Math.min(exp - Date.now(), 300_000));
-    void protectedHeader;
+    this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000));
     return subject;
   }
 }

@@ -95,9 +95,12 @@ export function parseManifest(bytes: Uint8Array | undefined): BundleManifest {
   return { revision, roots, wasm, ...(isObject(metadata) ? { metadata } : {}) };
 }
 
-function underRoots(path: string, roots: readonly string[]): boolean {
-  // path and roots are slash-separated without leading "/"; "" is the whole tree.
-  return roots.some((r) => r === '' || path === r || path.startsWith(r + '/') || r.startsWith(path === '' ? '' : path + '/'));
+/** Paths are slash-separated without leading "/"; the root "" is the whole tree. */
+function inRoot(path: string, roots: readonly string[]): boolean {
+  return roots.some((r) => r === '' || path === r || path.startsWith(r + '/'));
+}
+function aboveRoot(path: string, roots: readonly string[]): boolean {
+  return roots.some((r) => (path === '' ? r !== '' : r.startsWith(path + '/')));
 }
 
 /**
@@ -154,10 +157,10 @@ function bundleData(files: ReadonlyMap<string, Uint8Array>, roots: readonly stri
     }
     if (value === undefined || value === null) value = {};
     // Every key the file sets must be under a declared root.
-    const check = (v: unknown, at: string[]) => {
+    const check = (v: unknown, at: string[]): void => {
       const p = at.join('/');
-      if (roots.some((r) => r === '' || p === r || p.startsWith(r + '/'))) return;
-      if (!underRoots(p, roots) || !isObject(v)) throw new BundleError(`${path}: data at ${p === '' ? '(root)' : p} is outside the manifest roots [${roots.join(', ')}]`);
+      if (inRoot(p, roots)) return;
+      if (!aboveRoot(p, roots) || !isObject(v)) throw new BundleError(`${path}: data at ${p === '' ? '(root)' : p} is outside the manifest roots [${roots.join(', ')}]`);
       for (const [k, x] of Object.entries(v)) check(x, [...at, k]);
     };
     check(value, keys);
@@ -166,7 +169,6 @@ function bundleData(files: ReadonlyMap<string, Uint8Array>, roots: readonly stri
   return doc;
 }
 
-/** The config data must only be merged where it does not clash; see mergeData. */
 function wasmModule(files: ReadonlyMap<string, Uint8Array>, manifest: BundleManifest, entrypoint: string): Uint8Array {
   const entry = manifest.wasm.find((m) => m.entrypoint === entrypoint);
   if (entry === undefined && manifest.wasm.length > 0) {

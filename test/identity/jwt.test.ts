@@ -105,8 +105,8 @@ describe('Authenticator.bearerToken', () => {
     expect(Authenticator.bearerToken({ authorization: 'bearer abc.def.ghi' })).toBe('abc.def.ghi');
   });
   it('authenticate never falls back to anonymous', async () => {
-    await expect(auth.authenticate({})).rejects.toMatchObject({ status: 401 });
-    await expect(auth.authenticate({ authorization: `Bearer ${await idp.mint({ sub: 'x' }, { alg: 'none' })}` })).rejects.toMatchObject({ status: 401 });
+    await expect(auth.authenticate({ headers: {} })).rejects.toMatchObject({ status: 401 });
+    await expect(auth.authenticate({ headers: { authorization: `Bearer ${await idp.mint({ sub: 'x' }, { alg: 'none' })}` } })).rejects.toMatchObject({ status: 401 });
   });
 });
 

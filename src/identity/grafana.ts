@@ -1,0 +1,57 @@
+import type { GrafanaProviderConfig } from '../config/schema.ts';
+import type { Subject } from '../policy/decision.ts';
+import { InvalidTokenError, JwtVerifier, remoteKeySet } from './jwt.ts';
+import type { Credentials, IdentitySource } from './source.ts';
+
+const ORG_AUD = /^org:(\d+)$/;
+
+/**
+ * Grafana's ID token (`X-Grafana-Id`): an ES256 JWT signed by Grafana, `iss` =
+ * Grafana's root URL (accepted with or without the trailing slash), `aud` =
+ * `org:<id>` for the user's current org, keys at `<url>/api/signing-keys/keys`.
+ * Only the configured orgs are accepted; the org id is exposed to policies as
+ * `subject.grafanaOrg` (a number) and `subject.claims.grafana_org`.
+ */
+export class GrafanaSource implements IdentitySource {
+  readonly name: string;
+  readonly #header: string;
+  readonly #verifier: JwtVerifier;
+
+  constructor(cfg: GrafanaProviderConfig) {
+    const root = cfg.url.replace(/\/+$/, '');
+    this.name = `grafana:${root}`;
+    this.#header = cfg.header.toLowerCase();
+    const orgs = new Set(cfg.orgs);
+    this.#verifier = new JwtVerifier({
+      issuer: [root, `${root}/`],
+      audience: cfg.orgs.map((o) => `org:${o}`),
+      algorithms: cfg.algorithms,
+      clockToleranceSeconds: cfg.clockToleranceSeconds,
+      maxTokenBytes: cfg.maxTokenBytes,
+      claims: cfg.claims,
+      auth: 'grafana',
+      getKey: remoteKeySet(cfg.jwksUrl ?? `${root}/api/signing-keys/keys`, cfg.jwks.cooldownSeconds * 1000, cfg.jwks.maxAgeSeconds * 1000, cfg.timeoutMs),
+      routeByIssuer: false,
+      postVerify: async (payload) => {
+        const aud = payload['aud'];
+        const auds = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
+        const matched = auds
+          .map((a) => (typeof a === 'string' ? ORG_AUD.exec(a) : null))
+          .filter((m): m is RegExpExecArray => m !== null)
+          .map((m) => Number(m[1]));
+        // jose already required an accepted audience; a token naming several orgs is ambiguous.
+        const accepted = [...new Set(matched.filter((o) => orgs.has(o)))];
+        if (accepted.length !== 1) throw new InvalidTokenError('Grafana ID token must name exactly one accepted org');
+        const org = accepted[0]!;
+        return { claims: { ...payload, grafana_org: org }, extra: { grafanaOrg: org } };
+      },
+    });
+  }
+
+  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    const raw = creds.headers[this.#header];
+    if (raw === undefined || raw === '') return undefined;
+    if (Array.isArray(raw)) throw new InvalidTokenError(`more than one ${this.#header} header`);
+    return this.#verifier.verify(raw.trim());
+  }
+}

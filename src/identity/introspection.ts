@@ -1,0 +1,147 @@
+import { readFile } from 'node:fs/promises';
+import * as client from 'openid-client';
+import type { IntrospectionProviderConfig } from '../config/schema.ts';
+import { GatewayError } from '../errors.ts';
+import type { Subject } from '../policy/decision.ts';
+import { LruCache } from '../util/lru.ts';
+import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
+import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
+import type { Credentials, IdentitySource } from './source.ts';
+import { providerError, UserinfoEnricher } from './userinfo.ts';
+
+const CLOCK_TOLERANCE_S = 30;
+
+/**
+ * RFC 7662 token introspection for opaque bearer tokens, with client
+ * authentication (client_secret_basic / client_secret_post). `active: false`,
+ * an expired or not-yet-valid token, a wrong `iss` or `aud`, a non-Bearer
+ * `token_type` (e.g. a refresh token) or a sender-constrained token (`cnf`,
+ * whose proof the gateway cannot check) → 401. Active results are cached for
+ * `cacheTtlSeconds`, never past `exp`; inactive ones for `negativeCacheTtlSeconds`
+ * in a separate bounded cache. Provider errors → 503.
+ */
+export class IntrospectionSource implements IdentitySource {
+  readonly name: string;
+  readonly #cfg: IntrospectionProviderConfig;
+  readonly #secret: string;
+  readonly #discovery: OidcDiscovery | undefined;
+  readonly #userinfo: UserinfoEnricher | undefined;
+  readonly #cache: LruCache<string, Subject>;
+  readonly #negative: LruCache<string, string>;
+  #config: client.Configuration | undefined;
+  /** Requests made to the introspection endpoint (tests, diagnostics). */
+  calls = 0;
+
+  private constructor(cfg: IntrospectionProviderConfig, secret: string) {
+    this.#cfg = cfg;
+    this.#secret = secret;
+    this.name = `introspection:${cfg.introspectionUrl ?? cfg.issuer ?? ''}`;
+    this.#cache = new LruCache(cfg.cacheSize);
+    this.#negative = new LruCache(cfg.negativeCacheSize);
+    if (cfg.issuer !== undefined) {
+      this.#discovery = new OidcDiscovery({
+        issuer: cfg.issuer,
+        clientId: cfg.clientId,
+        clientSecret: secret,
+        clientAuth: cfg.clientAuth,
+        timeoutMs: cfg.timeoutMs,
+        retryMs: cfg.discoveryRetrySeconds * 1000,
+      });
+      this.#discovery.warmUp();
+      if (cfg.userinfo?.enabled === true) this.#userinfo = new UserinfoEnricher(this.#discovery, cfg.userinfo);
+    }
+  }
+
+  static async create(cfg: IntrospectionProviderConfig): Promise<IntrospectionSource> {
+    let secret = cfg.clientSecret;
+    if (secret === undefined && cfg.clientSecretFile !== undefined) {
+      try {
+        secret = (await readFile(cfg.clientSecretFile, 'utf8')).trim();
+      } catch (e) {
+        throw new GatewayError('config_invalid', `cannot read clientSecretFile ${cfg.clientSecretFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+    }
+    if (secret === undefined || secret === '') throw new GatewayError('config_invalid', 'introspection provider needs a client secret');
+    return new IntrospectionSource(cfg, secret);
+  }
+
+  async #configuration(): Promise<client.Configuration> {
+    if (this.#config !== undefined) return this.#config;
+    const cfg = this.#cfg;
+    const auth = cfg.clientAuth === 'client_secret_post' ? client.ClientSecretPost(this.#secret) : client.ClientSecretBasic(this.#secret);
+    let config: client.Configuration;
+    if (this.#discovery !== undefined) {
+      const discovered = await this.#discovery.get();
+      const meta = discovered.serverMetadata();
+      const endpoint = cfg.introspectionUrl ?? meta.introspection_endpoint;
+      if (endpoint === undefined) throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} has no introspection_endpoint`);
+      config = cfg.introspectionUrl === undefined ? discovered : new client.Configuration({ ...(JSON.parse(JSON.stringify(meta)) as client.ServerMetadata), introspection_endpoint: endpoint }, cfg.clientId, this.#secret, auth);
+    } else {
+      const endpoint = cfg.introspectionUrl!;
+      config = new client.Configuration({ issuer: new URL(endpoint).origin, introspection_endpoint: endpoint }, cfg.clientId, this.#secret, auth);
+    }
+    for (const f of insecureIfHttp(cfg.introspectionUrl ?? cfg.issuer!)) f(config);
+    config.timeout = Math.max(1, Math.ceil(cfg.timeoutMs / 1000));
+    this.#config = config;
+    return config;
+  }
+
+  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    const token = creds.bearer;
+    if (token === undefined) return undefined;
+    if (this.#cfg.tokens === 'opaque' && JwtVerifier.hasJoseHeader(token)) return undefined;
+    if (token.length > this.#cfg.maxTokenBytes) throw new InvalidTokenError('token too large');
+    return this.verify(token);
+  }
+
+  async verify(token: string): Promise<Subject> {
+    const key = tokenDigest(token);
+    const hit = this.#cache.get(key);
+    if (hit !== undefined) return hit;
+    const refused = this.#negative.get(key);
+    if (refused !== undefined) throw new InvalidTokenError(`introspection: ${refused} (cached)`);
+
+    const config = await this.#configuration();
+    let resp: Record<string, unknown>;
+    try {
+      this.calls++;
+      resp = (await client.tokenIntrospection(config, token, { token_type_hint: 'access_token' })) as Record<string, unknown>;
+    } catch (e) {
+      // RFC 7662 answers every token question with 200 {active}; an error is about the gateway or the provider.
+      throw providerError('introspection', e, false);
+    }
+    const reason = this.#refusal(resp);
+    if (reason !== undefined) {
+      this.#negative.set(key, reason, this.#cfg.negativeCacheTtlSeconds * 1000);
+      throw new InvalidTokenError(`introspection: ${reason}`);
+    }
+    let claims: Record<string, unknown> = { ...resp };
+    // Client-credentials tokens have no user: the client is the subject.
+    if (claims['sub'] === undefined && typeof claims['client_id'] === 'string') claims['sub'] = claims['client_id'];
+    const exp = typeof resp['exp'] === 'number' ? resp['exp'] : undefined;
+    if (this.#userinfo !== undefined && typeof resp['sub'] === 'string') claims = await this.#userinfo.merge(claims, token);
+    const subject = subjectFromClaims(claims, this.#cfg.claims, 'introspection', this.#cfg.issuer);
+    const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : exp * 1000 - Date.now());
+    this.#cache.set(key, subject, ttl);
+    return subject;
+  }
+
+  /** Why an introspection response does not authenticate, or undefined if it does. */
+  #refusal(r: Record<string, unknown>): string | undefined {
+    if (r['active'] !== true) return 'token is not active';
+    const now = Date.now() / 1000;
+    if (typeof r['exp'] === 'number' && r['exp'] + CLOCK_TOLERANCE_S < now) return 'token expired';
+    if (typeof r['nbf'] === 'number' && r['nbf'] - CLOCK_TOLERANCE_S > now) return 'token not yet valid';
+    if (this.#cfg.issuer !== undefined && r['iss'] !== undefined && r['iss'] !== this.#cfg.issuer) return 'unexpected "iss"';
+    const tt = r['token_type'];
+    if (tt !== undefined && (typeof tt !== 'string' || tt.toLowerCase() !== 'bearer')) return `unexpected token_type ${JSON.stringify(tt)}`;
+    if (r['cnf'] !== undefined) return 'sender-constrained token (cnf) cannot be used as a plain bearer token';
+    if (this.#cfg.audience !== undefined) {
+      const want = typeof this.#cfg.audience === 'string' ? [this.#cfg.audience] : this.#cfg.audience;
+      const aud = r['aud'];
+      const got = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
+      if (!got.some((a) => want.includes(a as string))) return 'unexpected "aud"';
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,114 @@
+import * as client from 'openid-client';
+import type { JWTVerifyGetKey } from 'jose';
+import type { OidcProviderConfig } from '../config/schema.ts';
+import { GatewayError } from '../errors.ts';
+import { JwtVerifier, remoteKeySet } from './jwt.ts';
+import { UserinfoEnricher } from './userinfo.ts';
+
+export interface DiscoveryOptions {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret?: string | undefined;
+  readonly clientAuth?: 'client_secret_basic' | 'client_secret_post' | undefined;
+  readonly timeoutMs: number;
+  /** After a failure, discovery is retried at most this often; meanwhile requests fail with 503. */
+  readonly retryMs: number;
+}
+
+function clientAuthFor(o: DiscoveryOptions): client.ClientAuth {
+  if (o.clientSecret === undefined) return client.None();
+  return o.clientAuth === 'client_secret_post' ? client.ClientSecretPost(o.clientSecret) : client.ClientSecretBasic(o.clientSecret);
+}
+
+/** Plain-HTTP identity providers are only used when configured with an http:// URL explicitly (e.g. loopback tests). */
+export function insecureIfHttp(url: string): Array<(c: client.Configuration) => void> {
+  return new URL(url).protocol === 'http:' ? [client.allowInsecureRequests] : [];
+}
+
+/**
+ * Lazy, single-flight OIDC discovery (openid-client). The gateway starts even
+ * when the provider is down; until discovery succeeds every request needing it
+ * fails closed with `identity_unavailable` (503), and discovery is retried at
+ * most once per `retryMs`. openid-client checks that the document's `issuer`
+ * equals the configured issuer.
+ */
+export class OidcDiscovery {
+  readonly options: DiscoveryOptions;
+  #config: client.Configuration | undefined;
+  #pending: Promise<client.Configuration> | undefined;
+  #failedAt = Number.NEGATIVE_INFINITY;
+  #lastError: unknown;
+  /** Number of discovery attempts (for tests and diagnostics). */
+  attempts = 0;
+
+  constructor(options: DiscoveryOptions) {
+    this.options = options;
+  }
+
+  async get(): Promise<client.Configuration> {
+    if (this.#config !== undefined) return this.#config;
+    if (this.#pending !== undefined) return this.#pending;
+    if (Date.now() - this.#failedAt < this.options.retryMs) {
+      throw new GatewayError('identity_unavailable', `OIDC discovery for ${this.options.issuer} failed recently: ${String((this.#lastError as Error | undefined)?.message ?? this.#lastError)}`, {
+        cause: this.#lastError,
+      });
+    }
+    this.attempts++;
+    const o = this.options;
+    this.#pending = client
+      .discovery(new URL(o.issuer), o.clientId, o.clientSecret, clientAuthFor(o), { execute: insecureIfHttp(o.issuer), timeout: Math.max(1, Math.ceil(o.timeoutMs / 1000)) })
+      .then(
+        (c) => {
+          this.#config = c;
+          return c;
+        },
+        (e: unknown) => {
+          this.#failedAt = Date.now();
+          this.#lastError = e;
+          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${(e as Error).message}`, { cause: e });
+        },
+      )
+      .finally(() => {
+        this.#pending = undefined;
+      });
+    return this.#pending;
+  }
+
+  /** Starts discovery in the background (errors are kept for the first request). */
+  warmUp(): void {
+    this.get().catch(() => undefined);
+  }
+}
+
+/** JWT access tokens whose keys come from OIDC discovery (jwks_uri), optionally enriched from userinfo. */
+export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
+  const discovery = new OidcDiscovery({
+    issuer: cfg.issuer,
+    clientId: typeof cfg.audience === 'string' ? cfg.audience : (cfg.audience[0] ?? 'lbac-gateway'),
+    timeoutMs: cfg.timeoutMs,
+    retryMs: cfg.discoveryRetrySeconds * 1000,
+  });
+  let keys: JWTVerifyGetKey | undefined;
+  const getKey: JWTVerifyGetKey = async (header, token) => {
+    if (keys === undefined) {
+      const jwksUri = cfg.jwksUrl ?? (await discovery.get()).serverMetadata().jwks_uri;
+      if (jwksUri === undefined) throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} has no jwks_uri`);
+      keys = remoteKeySet(jwksUri, cfg.jwks.cooldownSeconds * 1000, cfg.jwks.maxAgeSeconds * 1000, cfg.timeoutMs);
+    }
+    return keys(header, token);
+  };
+  const userinfo = cfg.userinfo?.enabled === true ? new UserinfoEnricher(discovery, cfg.userinfo) : undefined;
+  if (cfg.jwksUrl === undefined || userinfo !== undefined) discovery.warmUp();
+  return new JwtVerifier({
+    issuer: cfg.issuer,
+    audience: cfg.audience,
+    algorithms: cfg.algorithms,
+    clockToleranceSeconds: cfg.clockToleranceSeconds,
+    maxTokenBytes: cfg.maxTokenBytes,
+    claims: cfg.claims,
+    auth: 'oidc',
+    getKey,
+    ...(userinfo !== undefined ? { maxCacheMs: cfg.userinfo!.cacheTtlSeconds * 1000 } : {}),
+    ...(userinfo !== undefined ? { postVerify: async (payload, token) => ({ claims: await userinfo.merge(payload, token) }) } : {}),
+  });
+}

@@ -1,0 +1,111 @@
+import type { ApiKeyProviderConfig, BasicProviderConfig } from '../config/schema.ts';
+import type { Subject } from '../policy/decision.ts';
+import { LruCache } from '../util/lru.ts';
+import { InvalidTokenError, JwtVerifier, tokenDigest } from './jwt.ts';
+import { parseSecretHash, verifySecret, type ParsedHash } from './secrets.ts';
+import type { Credentials, IdentitySource } from './source.ts';
+
+type StaticSubject = ApiKeyProviderConfig['keys'][number]['subject'];
+
+function staticSubject(s: StaticSubject, name: string, auth: string, claims: Record<string, unknown>): Subject {
+  return Object.freeze({
+    sub: s.sub ?? name,
+    username: s.username ?? name,
+    ...(s.email !== undefined ? { email: s.email } : {}),
+    groups: [...s.groups],
+    roles: [...s.roles],
+    auth,
+    claims: Object.freeze({ ...claims }),
+  });
+}
+
+const NEGATIVE_TTL_MS = 10_000;
+const MAX_SECRET_BYTES = 4096;
+
+/**
+ * Static API keys (for machine clients), stored as scrypt hashes. The key comes
+ * from `Authorization: Bearer <key>` (JWT-shaped tokens are left to JWT
+ * sources) or from a configured header. Every configured hash is checked (no
+ * early exit, constant-time compares); verified and refused keys are cached by
+ * digest (refusals briefly, bounded), so repeated requests cost one hash lookup.
+ * Revocation: remove the key from the config and restart/reload.
+ */
+export class ApiKeySource implements IdentitySource {
+  readonly name = 'apikey';
+  readonly #cfg: ApiKeyProviderConfig;
+  readonly #keys: { name: string; hash: ParsedHash; subject: Subject }[];
+  readonly #cache = new LruCache<string, Subject>(10_000);
+  readonly #negative = new LruCache<string, true>(1_000);
+  readonly #header: string | undefined;
+
+  constructor(cfg: ApiKeyProviderConfig) {
+    this.#cfg = cfg;
+    this.#header = cfg.header?.toLowerCase();
+    this.#keys = cfg.keys.map((k) => ({ name: k.name, hash: parseSecretHash(k.hash), subject: staticSubject(k.subject, k.name, 'apikey', { apikey: k.name }) }));
+  }
+
+  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    let key: string | undefined;
+    if (this.#header !== undefined && this.#header !== 'authorization') {
+      const raw = creds.headers[this.#header];
+      if (raw === undefined || raw === '') return undefined;
+      if (Array.isArray(raw)) throw new InvalidTokenError(`more than one ${this.#header} header`);
+      key = raw.trim();
+    } else {
+      key = creds.bearer;
+      if (key === undefined || JwtVerifier.hasJoseHeader(key)) return undefined;
+    }
+    if (key.length > MAX_SECRET_BYTES) throw new InvalidTokenError('API key too large');
+    const digest = tokenDigest(key);
+    const hit = this.#cache.get(digest);
+    if (hit !== undefined) return hit;
+    if (this.#negative.get(digest) !== undefined) throw new InvalidTokenError('unknown API key (cached)');
+    const k = key;
+    const results = await Promise.all(this.#keys.map((e) => verifySecret(k, e.hash)));
+    const i = results.indexOf(true);
+    if (i < 0) {
+      this.#negative.set(digest, true, NEGATIVE_TTL_MS);
+      throw new InvalidTokenError('unknown API key');
+    }
+    const subject = this.#keys[i]!.subject;
+    this.#cache.set(digest, subject, this.#cfg.cacheTtlSeconds * 1000);
+    return subject;
+  }
+}
+
+/**
+ * HTTP basic-auth users with scrypt-hashed passwords. An unknown user costs the
+ * same hash as a known one (no user enumeration by timing).
+ */
+export class BasicAuthSource implements IdentitySource {
+  readonly name = 'basic';
+  readonly #cfg: BasicProviderConfig;
+  readonly #users: Map<string, { hash: ParsedHash; subject: Subject }>;
+  readonly #dummy: ParsedHash;
+  readonly #cache = new LruCache<string, Subject>(10_000);
+  readonly #negative = new LruCache<string, true>(1_000);
+
+  constructor(cfg: BasicProviderConfig) {
+    this.#cfg = cfg;
+    this.#users = new Map(cfg.users.map((u) => [u.username, { hash: parseSecretHash(u.hash), subject: staticSubject(u.subject, u.username, 'basic', { username: u.username }) }]));
+    this.#dummy = this.#users.values().next().value!.hash;
+  }
+
+  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    const basic = creds.basic;
+    if (basic === undefined) return undefined;
+    if (basic.password.length > MAX_SECRET_BYTES) throw new InvalidTokenError('password too large');
+    const digest = tokenDigest(`${basic.username}\u0000${basic.password}`);
+    const hit = this.#cache.get(digest);
+    if (hit !== undefined) return hit;
+    if (this.#negative.get(digest) !== undefined) throw new InvalidTokenError('invalid username or password (cached)');
+    const user = this.#users.get(basic.username);
+    const ok = await verifySecret(basic.password, user?.hash ?? this.#dummy);
+    if (user === undefined || !ok) {
+      this.#negative.set(digest, true, NEGATIVE_TTL_MS);
+      throw new InvalidTokenError('invalid username or password');
+    }
+    this.#cache.set(digest, user.subject, this.#cfg.cacheTtlSeconds * 1000);
+    return user.subject;
+  }
+}

@@ -1,0 +1,66 @@
+import * as client from 'openid-client';
+import type { UserinfoConfig } from '../config/schema.ts';
+import { GatewayError } from '../errors.ts';
+import { LruCache } from '../util/lru.ts';
+import { InvalidTokenError, tokenDigest } from './jwt.ts';
+import type { OidcDiscovery } from './oidc.ts';
+
+/** Maps an openid-client failure: the provider refusing the token → 401; anything else (network, 5xx) → 503. */
+export function providerError(what: string, e: unknown, tokenErrorsPossible = true): GatewayError {
+  if (e instanceof GatewayError) return e;
+  const status = (e as { status?: unknown }).status;
+  // invalid_client: the gateway's own credentials are wrong — a configuration problem, not the caller's.
+  const clientProblem = (e as { error?: unknown }).error === 'invalid_client';
+  if (tokenErrorsPossible && !clientProblem && (e instanceof client.WWWAuthenticateChallengeError || status === 401 || status === 403)) {
+    return new InvalidTokenError(`${what}: the identity provider rejected the token`, e);
+  }
+  const code = (e as { code?: unknown }).code;
+  if (code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED') return new InvalidTokenError(`${what}: subject mismatch`, e);
+  return new GatewayError('identity_unavailable', `${what} failed: ${(e as Error).message}`, { cause: e });
+}
+
+/**
+ * OIDC userinfo enrichment: fetches the userinfo response for a verified token
+ * (its `sub` must equal the token's), caches it per token digest for
+ * `cacheTtlSeconds`, never past the token's `exp`.
+ */
+export class UserinfoEnricher {
+  readonly #discovery: OidcDiscovery;
+  readonly #cfg: UserinfoConfig;
+  readonly #cache: LruCache<string, Record<string, unknown>>;
+  /** Requests made to the userinfo endpoint (tests, diagnostics). */
+  fetches = 0;
+
+  constructor(discovery: OidcDiscovery, cfg: UserinfoConfig) {
+    this.#discovery = discovery;
+    this.#cfg = cfg;
+    this.#cache = new LruCache(cfg.cacheSize);
+  }
+
+  async fetch(token: string, sub: string, exp: number | undefined): Promise<Record<string, unknown>> {
+    const key = tokenDigest(token);
+    const hit = this.#cache.get(key);
+    if (hit !== undefined) return hit;
+    const config = await this.#discovery.get();
+    if (config.serverMetadata().userinfo_endpoint === undefined) throw new GatewayError('identity_unavailable', 'the identity provider has no userinfo_endpoint');
+    let info: Record<string, unknown>;
+    try {
+      this.fetches++;
+      info = (await client.fetchUserInfo(config, token, sub)) as Record<string, unknown>;
+    } catch (e) {
+      throw providerError('userinfo', e);
+    }
+    const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : exp * 1000 - Date.now());
+    this.#cache.set(key, info, ttl);
+    return info;
+  }
+
+  /** Verified token claims win over userinfo claims; userinfo fills in what the token lacks (e.g. groups). */
+  async merge(claims: Record<string, unknown>, token: string): Promise<Record<string, unknown>> {
+    const sub = claims['sub'];
+    if (typeof sub !== 'string' || sub === '') throw new InvalidTokenError('token has no "sub" claim (needed for userinfo)');
+    const exp = typeof claims['exp'] === 'number' ? claims['exp'] : undefined;
+    const info = await this.fetch(token, sub, exp);
+    return { ...info, ...claims };
+  }
+}

@@ -1,0 +1,326 @@
+/**
+ * The bundle client: downloads the policy bundle from a bundle service the way
+ * OPA's bundle plugin does, and activates every good one in a PolicyHolder.
+ *
+ * - GET <url>/<resource>, with `If-None-Match: <etag>` once a bundle is
+ *   active: 304 keeps the current policy, 200 carries a new bundle.
+ * - Authorization: none, or `<scheme> <token>` (token inline or from a file
+ *   re-read on every request).
+ * - Polling: after a success, wait uniformly at random in [minDelay, maxDelay]
+ *   (jitter spreads replicas); after a failure (network, timeout, non-2xx/304,
+ *   or a bundle that is rejected), back off exponentially from min(1 s,
+ *   minDelay), doubling per consecutive failure, capped at maxDelay, with
+ *   jitter. A rejected bundle never replaces the active policy, and its ETag is
+ *   not remembered, so the next poll downloads again.
+ * - Persistence (persistDir): each activated bundle's bytes are written to
+ *   <dir>/bundle.tar.gz (temporary file + fsync + rename: a crash never leaves
+ *   a half-written bundle) with its ETag in <dir>/bundle.json. At start the
+ *   persisted bundle is verified and activated before the first download, so a
+ *   restart with the service down still has the last good policy.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BundleConfig } from '../config/schema.ts';
+import { VERSION } from '../version.ts';
+import { loadBundle, type LoadedBundle } from './bundle.ts';
+import { prepareVerification, type VerificationConfig } from './bundle-signature.ts';
+import type { PolicyHolder } from './holder.ts';
+
+export interface BundleLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface BundleClientOptions {
+  config: BundleConfig;
+  holder: PolicyHolder;
+  entrypoint: string;
+  /** The gateway's own data ({lbac: …}), merged with each bundle's data. */
+  configData: Record<string, unknown>;
+  logger: BundleLogger;
+  /** For tests: a source of uniform [0, 1) numbers (jitter). */
+  random?: () => number;
+}
+
+export type PollOutcome =
+  | { kind: 'activated'; revision: string; etag: string | undefined }
+  | { kind: 'not-modified' }
+  | { kind: 'failed'; error: string };
+
+export interface BundleClientStatus {
+  url: string;
+  etag: string | undefined;
+  revision: string | undefined;
+  lastSuccessfulDownload: Date | undefined;
+  lastSuccessfulRequest: Date | undefined;
+  lastError: string | undefined;
+  consecutiveFailures: number;
+}
+
+const PERSIST_BUNDLE = 'bundle.tar.gz';
+const PERSIST_META = 'bundle.json';
+
+interface PersistedMeta {
+  url: string;
+  etag?: string;
+  revision: string;
+  savedAt: string;
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = e.cause instanceof Error && !e.message.includes(e.cause.message) ? `: ${e.cause.message}` : '';
+    return e.name === 'TimeoutError' ? `timed out (${e.message})` : `${e.message}${cause}`;
+  }
+  return String(e);
+}
+
+/** The bundle URL: service url and resource joined by exactly one "/". */
+export function bundleUrl(config: Pick<BundleConfig, 'url' | 'resource'>): string {
+  return `${config.url.replace(/\/+$/, '')}/${config.resource.replace(/^\/+/, '')}`;
+}
+
+/** Delay (ms) before the next poll: jittered interval after success, exponential backoff after failures. */
+export function nextDelayMs(polling: BundleConfig['polling'], consecutiveFailures: number, random: () => number = Math.random): number {
+  const min = polling.minDelaySeconds * 1000;
+  const max = polling.maxDelaySeconds * 1000;
+  if (consecutiveFailures === 0) return min + (max - min) * random();
+  const base = Math.min(1000, min);
+  const capped = Math.min(max, base * 2 ** Math.min(consecutiveFailures - 1, 30));
+  return capped / 2 + (capped / 2) * random();
+}
+
+async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+export class BundleClient {
+  readonly url: string;
+  readonly #opts: BundleClientOptions;
+  readonly #verification: VerificationConfig | undefined;
+  readonly #random: () => number;
+  #etag: string | undefined;
+  #revision: string | undefined;
+  #lastSuccessfulDownload: Date | undefined;
+  #lastSuccessfulRequest: Date | undefined;
+  #lastError: string | undefined;
+  #failures = 0;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #wake: (() => void) | undefined;
+  #inflight: AbortController | undefined;
+  #loop: Promise<void> | undefined;
+
+  private constructor(opts: BundleClientOptions, verification: VerificationConfig | undefined) {
+    this.#opts = opts;
+    this.url = bundleUrl(opts.config);
+    this.#verification = verification;
+    this.#random = opts.random ?? Math.random;
+  }
+
+  /** Reads key files and checks keys (a bad key is a startup error). */
+  static async create(opts: BundleClientOptions): Promise<BundleClient> {
+    const signing = opts.config.signing;
+    let verification: VerificationConfig | undefined;
+    if (signing !== undefined) {
+      const keys = await Promise.all(
+        signing.keys.map(async (k) => ({
+          keyid: k.keyid,
+          algorithm: k.algorithm,
+          scope: k.scope,
+          publicKey: k.publicKey ?? (await readFile(k.publicKeyFile!, 'utf8')),
+        })),
+      );
+      verification = prepareVerification({ keys, keyid: signing.keyid, scope: signing.scope, excludeFiles: signing.excludeFiles });
+    }
+    return new BundleClient(opts, verification);
+  }
+
+  get status(): BundleClientStatus {
+    return {
+      url: this.url,
+      etag: this.#etag,
+      revision: this.#revision,
+      lastSuccessfulDownload: this.#lastSuccessfulDownload,
+      lastSuccessfulRequest: this.#lastSuccessfulRequest,
+      lastError: this.#lastError,
+      consecutiveFailures: this.#failures,
+    };
+  }
+
+  /** Activates the persisted bundle (if any and still valid), then starts polling (first download right away). */
+  async start(): Promise<void> {
+    await this.loadPersisted();
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#wake?.();
+    this.#inflight?.abort();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      await this.poll();
+      if (this.#stopped) break;
+      const delay = nextDelayMs(this.#opts.config.polling, this.#failures, this.#random);
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        this.#timer = setTimeout(resolve, delay);
+        this.#timer.unref();
+      });
+    }
+  }
+
+  async #authorization(): Promise<string | undefined> {
+    const auth = this.#opts.config.auth;
+    if (auth.type === 'none') return undefined;
+    const token = auth.token ?? (await readFile(auth.tokenFile!, 'utf8')).trim();
+    return `${auth.scheme} ${token}`;
+  }
+
+  async #readBody(res: Response): Promise<Uint8Array> {
+    const max = this.#opts.config.maxSizeBytes;
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (Number.isFinite(declared) && declared > max) throw new Error(`bundle is ${declared} bytes, more than maxSizeBytes ${max}`);
+    if (res.body === null) return new Uint8Array(0);
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      total += chunk.length;
+      if (total > max) throw new Error(`bundle is larger than maxSizeBytes ${max}`);
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** One download attempt; never throws. */
+  async poll(): Promise<PollOutcome> {
+    const log = this.#opts.logger;
+    const controller = new AbortController();
+    this.#inflight = controller;
+    const timeout = setTimeout(() => controller.abort(new Error(`bundle download timed out after ${this.#opts.config.timeoutMs} ms`)), this.#opts.config.timeoutMs);
+    try {
+      const headers: Record<string, string> = { 'user-agent': `lbac-gateway/${VERSION}`, accept: 'application/gzip, application/vnd.openpolicyagent.bundles, */*' };
+      const authorization = await this.#authorization();
+      if (authorization !== undefined) headers['authorization'] = authorization;
+      // Only conditional once a policy is active: a 304 before that would leave us with none.
+      if (this.#etag !== undefined && this.#opts.holder.ready) headers['if-none-match'] = this.#etag;
+      const res = await fetch(this.url, { headers, signal: controller.signal, redirect: 'follow' });
+      if (res.status === 304) {
+        await res.body?.cancel();
+        this.#lastSuccessfulRequest = new Date();
+        this.#failures = 0;
+        this.#lastError = undefined;
+        log.debug({ url: this.url, etag: this.#etag }, 'policy bundle not modified');
+        return { kind: 'not-modified' };
+      }
+      if (res.status !== 200) {
+        await res.body?.cancel();
+        throw new Error(`bundle service answered HTTP ${res.status}`);
+      }
+      const etag = res.headers.get('etag') ?? undefined;
+      const bytes = await this.#readBody(res);
+      const loaded = await this.#load(bytes);
+      this.#activate(loaded, `bundle:${this.url}`, etag);
+      this.#lastSuccessfulDownload = this.#lastSuccessfulRequest = new Date();
+      this.#failures = 0;
+      this.#lastError = undefined;
+      await this.#persist(bytes, etag, loaded.revision);
+      return { kind: 'activated', revision: loaded.revision, etag };
+    } catch (e) {
+      const error = controller.signal.aborted && !this.#stopped ? errorText(controller.signal.reason) : errorText(e);
+      this.#failures++;
+      this.#lastError = error;
+      if (!this.#stopped) {
+        log.error({ url: this.url, error, consecutiveFailures: this.#failures, activeRevision: this.#opts.holder.revision ?? null }, 'policy bundle download failed; keeping the active policy');
+      }
+      return { kind: 'failed', error };
+    } finally {
+      clearTimeout(timeout);
+      this.#inflight = undefined;
+    }
+  }
+
+  #load(bytes: Uint8Array): Promise<LoadedBundle> {
+    return loadBundle(bytes, {
+      configData: this.#opts.configData,
+      entrypoint: this.#opts.entrypoint,
+      verification: this.#verification,
+      maxUncompressedBytes: this.#opts.config.maxSizeBytes,
+    });
+  }
+
+  #activate(loaded: LoadedBundle, source: string, etag: string | undefined): void {
+    const previous = this.#opts.holder.revision;
+    this.#opts.holder.activate(loaded.engine, source);
+    this.#etag = etag;
+    this.#revision = loaded.revision;
+    this.#opts.logger.info(
+      { revision: loaded.revision, previousRevision: previous ?? null, source, etag: etag ?? null, signedBy: loaded.signedBy ?? null, roots: loaded.manifest.roots },
+      'policy bundle activated',
+    );
+  }
+
+  async #persist(bytes: Uint8Array, etag: string | undefined, revision: string): Promise<void> {
+    const dir = this.#opts.config.persistDir;
+    if (dir === undefined) return;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeAtomic(join(dir, PERSIST_BUNDLE), bytes);
+      const meta: PersistedMeta = { url: this.url, ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
+      await writeAtomic(join(dir, PERSIST_META), JSON.stringify(meta, null, 2) + '\n');
+    } catch (e) {
+      this.#opts.logger.warn({ dir, error: errorText(e) }, 'could not persist the policy bundle');
+    }
+  }
+
+  /** Activates the persisted bundle, if there is one that still loads and verifies. Returns its revision. */
+  async loadPersisted(): Promise<string | undefined> {
+    const dir = this.#opts.config.persistDir;
+    if (dir === undefined) return undefined;
+    const file = join(dir, PERSIST_BUNDLE);
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn({ file, error: errorText(e) }, 'cannot read the persisted policy bundle');
+      return undefined;
+    }
+    let meta: Partial<PersistedMeta> = {};
+    try {
+      meta = JSON.parse(await readFile(join(dir, PERSIST_META), 'utf8')) as PersistedMeta;
+    } catch {
+      // no ETag then: the first download is unconditional
+    }
+    try {
+      const loaded = await this.#load(bytes);
+      // The ETag is only meaningful for the same URL and the same bytes' revision.
+      const etag = meta.url === this.url && meta.revision === loaded.revision ? meta.etag : undefined;
+      this.#activate(loaded, `persisted:${file}`, etag);
+      return loaded.revision;
+    } catch (e) {
+      this.#opts.logger.error({ file, error: errorText(e) }, 'persisted policy bundle rejected; waiting for the bundle service');
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * A second, independent reading of a LogQL query: a model of Loki's own
+ * lexer (pkg/logql/syntax: a Go `text/scanner` in GoTokens mode plus the
+ * LogQL `Lex` function), written from Loki's documented and observed
+ * behaviour. It does not parse LogQL; it finds the stream selectors exactly
+ * where Loki's lexer would see them:
+ *
+ * - whitespace is only ' ', '\t', '\n', '\r' (anything else is a token);
+ * - comments are `# …` (LogQL) and Go's `// …` and `/* … *\/` (the scanner
+ *   skips them before LogQL's lexer sees a token);
+ * - strings are Go strings: "…" (escapes, no raw newline), `…` (raw);
+ *   '…' is a Go character literal (one character, else a lexer error) that
+ *   LogQL turns into an identifier, never a string;
+ * - `[` starts a range that is read raw up to the next `]`;
+ * - a NUL character anywhere is an error; a byte-order mark at the very
+ *   start is skipped;
+ * - identifiers are Go identifiers; keywords are case-insensitive, so a
+ *   label named `by`, `OR` or `json` cannot be written in a matcher.
+ *
+ * The rewriter cross-checks this reading against the Lezer tree, on the
+ * input and on its own output: any disagreement about where a selector is
+ * or what its matchers are means the two parsers see different queries, and
+ * the query is refused.
+ */
+import { LiteralError, unquoteStringLiteral } from './lezer.ts';
+import type { UnquoteDialect } from './lezer.ts';
+import type { MatchOp } from './matcher.ts';
+
+/**
+ * LogQL strings: Loki's lexer hands "…" and `…` tokens to Prometheus'
+ * `strutil.Unquote` (raw strings keep '\r'); single quotes never make a
+ * string.
+ */
+export const LOGQL_STRINGS: UnquoteDialect = { singleQuotedStrings: false, rawStripsCR: false };
+
+/**
+ * Words Loki's lexer turns into keyword tokens (compared lower-cased), so
+ * they can never be a label name in a matcher. Function names (`rate`,
+ * `sum`, …) are keywords only when followed by `(`, so they are not here.
+ */
+export const LOKI_RESERVED_WORDS: ReadonlySet<string> = new Set([
+  'by',
+  'without',
+  'bool',
+  'label_replace',
+  'offset',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'or',
+  'and',
+  'unless',
+  'json',
+  'regexp',
+  'logfmt',
+  'unpack',
+  'pattern',
+  'label_format',
+  'line_format',
+  'ip',
+  'decolorize',
+  'drop',
+  'keep',
+  'variants',
+  'of',
+  'unwrap',
+]);
+
+export class LokiLexError extends Error {
+  /** UTF-16 offset into the text. */
+  readonly pos: number;
+  constructor(message: string, pos: number) {
+    super(message);
+    this.name = 'LokiLexError';
+    this.pos = pos;
+  }
+}
+
+export interface LokiMatcher {
+  readonly name: string;
+  readonly op: MatchOp;
+  /** Unquoted value; null when the literal's value is not valid UTF-8. */
+  readonly value: string | null;
+}
+
+export interface LokiSelector {
+  /** Offset of `{`. */
+  readonly from: number;
+  /** Offset just after `}`. */
+  readonly to: number;
+  readonly matchers: readonly LokiMatcher[];
+}
+
+const IDENT_START = /[\p{L}_]/u;
+const IDENT_PART = /[\p{L}\p{Nd}_]/u;
+
+function isWs(c: number): boolean {
+  return c === 32 || c === 9 || c === 10 || c === 13;
+}
+
+/** End (exclusive) of a Go-scanner string or char literal starting at `i` (the quote). */
+function scanQuoted(text: string, i: number, quote: string): number {
+  const n = text.length;
+  let j = i + 1;
+  for (;;) {
+    if (j >= n) throw new LokiLexError('literal not terminated', i);
+    const ch = text[j] as string;
+    if (ch === quote) return j + 1;
+    if (ch === '\n') throw new LokiLexError('literal not terminated', i);
+    if (ch === '\\') {
+      const e = text[j + 1];
+      if (e === undefined) throw new LokiLexError('literal not terminated', i);
+      if ('abfnrtv\\'.includes(e) || e === quote) {
+        j += 2;
+      } else if (e >= '0' && e <= '7') {
+        for (let k = 1; k <= 3; k++) if (!/[0-7]/.test(text[j + k] ?? '')) throw new LokiLexError('invalid char escape', j);
+        j += 4;
+      } else if (e === 'x' || e === 'u' || e === 'U') {
+        const len = e === 'x' ? 2 : e === 'u' ? 4 : 8;
+        for (let k = 2; k < 2 + len; k++) if (!/[0-9a-fA-F]/.test(text[j + k] ?? '')) throw new LokiLexError('invalid char escape', j);
+        j += 2 + len;
+      } else {
+        throw new LokiLexError('invalid char escape', j);
+      }
+      continue;
+    }
+    j += (text.codePointAt(j) ?? 0) > 0xffff ? 2 : 1;
+  }
+}
+
+interface Cursor {
+  pos: number;
+}
+
+/** Skip whitespace and comments (all three kinds). */
+function skipTrivia(text: string, cur: Cursor): void {
+  const n = text.length;
+  while (cur.pos < n) {
+    const c = text.charCodeAt(cur.pos);
+    if (isWs(c)) {
+      cur.pos++;
+    } else if (c === 35 /* # */) {
+      const nl = text.indexOf('\n', cur.pos);
+      cur.pos = nl < 0 ? n : nl;
+    } else if (c === 47 /* / */ && text.charCodeAt(cur.pos + 1) === 47) {
+      const nl = text.indexOf('\n', cur.pos);
+      cur.pos = nl < 0 ? n : nl;
+    } else if (c === 47 && text.charCodeAt(cur.pos + 1) === 42 /* * */) {
+      const end = text.indexOf('*/', cur.pos + 2);
+      if (end < 0) throw new LokiLexError('comment not terminated', cur.pos);
+      cur.pos = end + 2;
+    } else {
+      return;
+    }
+  }
+}
+
+function stringValue(raw: string, pos: number): string | null {
+  try {
+    return unquoteStringLiteral(raw, LOGQL_STRINGS);
+  } catch (e) {
+    if (e instanceof LiteralError) throw new LokiLexError(e.message, pos + e.offset);
+    throw e;
+  }
+}
+
+/** Parse one selector whose `{` is at `open`; returns it and moves the cursor past `}`. */
+function scanSelector(text: string, open: number, cur: Cursor): LokiSelector {
+  cur.pos = open + 1;
+  const matchers: LokiMatcher[] = [];
+  const unexpected = (what: string): never => {
+    const at = cur.pos >= text.length ? 'end of input' : JSON.stringify(String.fromCodePoint(text.codePointAt(cur.pos) ?? 0));
+    throw new LokiLexError(`syntax error: unexpected ${at}, expecting ${what}`, cur.pos);
+  };
+  skipTrivia(text, cur);
+  if (text[cur.pos] === '}') {
+    cur.pos++;
+    return { from: open, to: cur.pos, matchers };
+  }
+  for (;;) {
+    skipTrivia(text, cur);
+    // Label name: a Go identifier that is not a keyword.
+    const start = cur.pos;
+    const first = String.fromCodePoint(text.codePointAt(start) ?? 0);
+    if (start >= text.length || !IDENT_START.test(first)) unexpected('a label name');
+    let j = start + first.length;
+    while (j < text.length) {
+      const ch = String.fromCodePoint(text.codePointAt(j) ?? 0);
+      if (!IDENT_PART.test(ch)) break;
+      j += ch.length;
+    }
+    const name = text.slice(start, j);
+    if (LOKI_RESERVED_WORDS.has(name.toLowerCase())) {
+      throw new LokiLexError(`syntax error: unexpected ${name.toLowerCase()}, expecting a label name`, start);
+    }
+    cur.pos = j;
+    skipTrivia(text, cur);
+    let op: MatchOp;
+    const two = text.slice(cur.pos, cur.pos + 2);
+    if (two === '=~' || two === '!=' || two === '!~') {
+      op = two;
+      cur.pos += 2;
+    } else if (text[cur.pos] === '=' && two !== '==') {
+      op = '=';
+      cur.pos += 1;
+    } else {
+      return unexpected('=, !=, =~ or !~');
+    }
+    skipTrivia(text, cur);
+    const q = text[cur.pos];
+    if (q !== '"' && q !== '`') return unexpected('a string');
+    const litStart = cur.pos;
+    let litEnd: number;
+    if (q === '"') {
+      litEnd = scanQuoted(text, litStart, '"');
+    } else {
+      const close = text.indexOf('`', litStart + 1);
+      if (close < 0) throw new LokiLexError('literal not terminated', litStart);
+      litEnd = close + 1;
+    }
+    const value = stringValue(text.slice(litStart, litEnd), litStart);
+    matchers.push({ name, op, value });
+    cur.pos = litEnd;
+    skipTrivia(text, cur);
+    const sep = text[cur.pos];
+    if (sep === ',') {
+      cur.pos++;
+      continue;
+    }
+    if (sep === '}') {
+      cur.pos++;
+      return { from: open, to: cur.pos, matchers };
+    }
+    return unexpected(', or }');
+  }
+}
+
+/**
+ * Every stream selector of `text` as Loki's lexer delimits it, in order.
+ * Throws LokiLexError for input Loki's lexer would reject (and for
+ * selectors Loki's grammar would reject). Tokens outside selectors are not
+ * checked beyond what is needed to delimit strings, comments and ranges.
+ */
+export function scanLokiSelectors(text: string): LokiSelector[] {
+  const n = text.length;
+  const nul = text.indexOf('\u0000');
+  if (nul >= 0) throw new LokiLexError('invalid character NUL', nul);
+  const out: LokiSelector[] = [];
+  const cur: Cursor = { pos: text.charCodeAt(0) === 0xfeff ? 1 : 0 };
+  while (cur.pos < n) {
+    skipTrivia(text, cur);
+    if (cur.pos >= n) break;
+    const i = cur.pos;
+    const ch = text[i] as string;
+    switch (ch) {
+      case '"':
+        stringValue(text.slice(i, (cur.pos = scanQuoted(text, i, '"'))), i);
+        break;
+      case '`': {
+        const close = text.indexOf('`', i + 1);
+        if (close < 0) throw new LokiLexError('literal not terminated', i);
+        cur.pos = close + 1;
+        break;
+      }
+      case "'": {
+        const end = scanQuoted(text, i, "'");
+        const body = text.slice(i + 1, end - 1);
+        if ([...body.replace(/\\(?:[0-7]{3}|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)/gsu, 'x')].length !== 1) {
+          throw new LokiLexError('invalid char literal', i);
+        }
+        cur.pos = end;
+        break;
+      }
+      case '[': {
+        const close = text.indexOf(']', i + 1);
+        if (close < 0) throw new LokiLexError("missing closing ']' in duration", i);
+        cur.pos = close + 1;
+        break;
+      }
+      case '{':
+        out.push(scanSelector(text, i, cur));
+        break;
+      case '}':
+        throw new LokiLexError('syntax error: unexpected }', i);
+      default: {
+        const c = text.charCodeAt(i);
+        // Characters Go's scanner treats as tokens but that no LogQL token
+        // starts with (other control characters, non-ASCII spaces, …):
+        // Loki answers with a syntax error.
+        if (c < 32 || c === 127 || (c >= 0x80 && !IDENT_START.test(String.fromCodePoint(text.codePointAt(i) ?? 0)) && !/\p{Nd}/u.test(String.fromCodePoint(text.codePointAt(i) ?? 0)))) {
+          throw new LokiLexError(`syntax error: unexpected ${JSON.stringify(String.fromCodePoint(text.codePointAt(i) ?? 0))}`, i);
+        }
+        cur.pos = i + ((text.codePointAt(i) ?? 0) > 0xffff ? 2 : 1);
+        break;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,920 @@
+/**
+ * The LogQL rewriter: every stream selector of a query (log or metric) gets
+ * the policy's matchers ANDed, by splicing text at Lezer node positions, so
+ * that pipelines and everything else the user wrote survive byte for byte.
+ *
+ * Pipeline (ARCHITECTURE.md, "Rewriting semantics"):
+ *   limits → lexical pre-scan → strict parse (@grafana/lezer-logql, with a
+ *   narrow same-length repair for implicit-AND label filters) → one walk
+ *   (depth, literals, selectors, Loki's own validation rules) → cross-check
+ *   of the selectors against a model of Loki's lexer (logql-lexer.ts) →
+ *   splice → verification of the output by a fresh parse, an independent
+ *   walk and the lexer model.
+ *
+ * Policies are DNF. One group (or several that merge exactly into one) is
+ * spliced everywhere. Otherwise each selector keeps only the groups it can
+ * still reach; one left → spliced; several → an `or` of per-group range
+ * aggregations where that is provably exact, else rewrite_unsupported. Log
+ * queries cannot `or` streams, so they need the selector itself to decide
+ * (see `rewriteDnf`).
+ *
+ * Why enforcing selectors is enough even though `label_format`,
+ * `label_replace`, parsers and `drop`/`keep` can rename or invent labels:
+ * Loki selects streams by the stream selector first (index lookup on stream
+ * labels); pipelines only transform or drop lines of streams that were
+ * already selected. No pipeline stage can add a stream to the result.
+ */
+import type { SyntaxNode, Tree } from '@lezer/common';
+import {
+  BinOpExpr,
+  By,
+  DropLabel,
+  Eq,
+  Expr,
+  Grouping,
+  Identifier,
+  KeepLabel,
+  KeepLabelsExpr,
+  LabelFilter,
+  LabelFormatMatcher,
+  LabelParser,
+  LabelReplaceExpr,
+  Labels,
+  LogExpr,
+  LogRangeExpr,
+  Matcher as MatcherNode,
+  Matchers,
+  MetricExpr,
+  Neq,
+  Nre,
+  Number as NumberNode,
+  PipelineExpr,
+  RangeAggregationExpr,
+  RangeOp,
+  Re,
+  Selector,
+  String as StringNode,
+  Unpack,
+  UnwrapExpr,
+  VectorAggregationExpr,
+  VectorOp,
+  Without,
+  parser,
+} from '@grafana/lezer-logql';
+import { QueryError } from '../errors.ts';
+import { RewriteCache } from './cache.ts';
+import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
+import { LOGQL_STRINGS, LokiLexError, scanLokiSelectors } from './logql-lexer.ts';
+import type { LokiSelector } from './logql-lexer.ts';
+import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy } from './logql-policy.ts';
+import type { PreparedGroup, PreparedPolicy } from './logql-policy.ts';
+import type { MatchOp, Matcher, SelectorPolicy } from './matcher.ts';
+import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
+import { DEFAULT_LIMITS } from './rewriter.ts';
+
+export { formatLogQLMatcher, isLogQLLabelName, labelPolicyHeader, quoteLogQLString } from './logql-policy.ts';
+
+const LANG = 'logql';
+
+/** Separator between an existing matcher and inserted ones (Grafana's and Loki's own formatting). */
+const SEP = ', ';
+
+/** Implicit-AND repairs attempted per parse (each costs a re-parse). */
+const MAX_REPAIRS = 32;
+
+/** Lezer gives up on very long left-associative chains; report those as too large. */
+const LEZER_CHAIN_LIMIT = 300;
+
+const EMPTY_COMPATIBLE =
+  'queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~".*" does not meet this requirement, but app=~".+" will';
+
+// ---------------------------------------------------------------------------
+// Errors and positions
+// ---------------------------------------------------------------------------
+
+interface Ctx {
+  readonly text: string;
+  /** Prefix for error messages, e.g. 'invalid parameter "match[]": '. */
+  readonly prefix: string;
+  /** Subtracted from positions before reporting (text wrapped in '{'). */
+  readonly posOffset: number;
+}
+
+/** Loki reports `line L, col C` with C counted in characters (code points), both 1-based. */
+function lineCol(text: string, pos: number): { line: number; col: number } {
+  let line = 1;
+  let lineStart = 0;
+  const end = Math.min(Math.max(pos, 0), text.length);
+  for (let i = 0; i < end; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  let col = 1;
+  for (let i = lineStart; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xdc00 && c <= 0xdfff && i > lineStart) continue;
+    col++;
+  }
+  return { line, col };
+}
+
+function parseError(ctx: Ctx, pos: number, what: string): QueryError {
+  const p = Math.max(0, pos + ctx.posOffset);
+  const text = ctx.posOffset === 0 ? ctx.text : ctx.text.slice(-ctx.posOffset, ctx.text.length + ctx.posOffset);
+  const { line, col } = lineCol(text, p);
+  return new QueryError(LANG, `${ctx.prefix}parse error at line ${line}, col ${col}: ${what}`, 'bad_query');
+}
+
+/** A Loki validation error (Loki reports these without a position). */
+function invalid(ctx: Ctx, what: string): QueryError {
+  return new QueryError(LANG, `${ctx.prefix}parse error : ${what}`, 'bad_query');
+}
+
+function unsupported(message: string): QueryError {
+  return new QueryError(LANG, message, 'rewrite_unsupported');
+}
+
+function checkLength(query: string, limits: RewriteLimits): void {
+  if (query.length > limits.maxQueryLength || (query.length * 3 > limits.maxQueryLength && Buffer.byteLength(query, 'utf8') > limits.maxQueryLength)) {
+    throw new QueryError(LANG, `query is too long: more than ${limits.maxQueryLength} bytes`, 'query_too_large');
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing: strict Lezer parse with the implicit-AND repair
+// ---------------------------------------------------------------------------
+
+/** Pipeline stage keywords: a stage starting with one of these is not a label filter. */
+const STAGE_KEYWORDS = new Set(['json', 'logfmt', 'regexp', 'pattern', 'unpack', 'label_format', 'line_format', 'decolorize', 'drop', 'keep', 'unwrap']);
+
+interface Tok {
+  readonly kind: 'str' | 'num' | 'ident' | 'punct';
+  readonly from: number;
+  readonly to: number;
+  readonly text: string;
+}
+
+/**
+ * Tokens of `s` before `end`, roughly as Loki's lexer splits them (enough to
+ * recognise label-filter stages). Returns null on anything unexpected.
+ */
+function tokensBefore(s: string, end: number): Tok[] | null {
+  const out: Tok[] = [];
+  let i = 0;
+  while (i < end) {
+    const c = s[i] as string;
+    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
+      i++;
+    } else if (c === '#') {
+      const nl = s.indexOf('\n', i);
+      i = nl < 0 ? s.length : nl;
+    } else if (c === '"' || c === '`') {
+      let j = i + 1;
+      while (j < s.length && s[j] !== c) j += c === '"' && s[j] === '\\' ? 2 : 1;
+      if (j >= s.length) return null;
+      out.push({ kind: 'str', from: i, to: j + 1, text: s.slice(i, j + 1) });
+      i = j + 1;
+    } else if (c === '[') {
+      const j = s.indexOf(']', i);
+      if (j < 0) return null;
+      out.push({ kind: 'punct', from: i, to: j + 1, text: s.slice(i, j + 1) });
+      i = j + 1;
+    } else if (/[0-9]/.test(c)) {
+      const m = /^[0-9][0-9a-zA-Zµ._]*/u.exec(s.slice(i, i + 64));
+      const len = m === null ? 1 : m[0].length;
+      out.push({ kind: 'num', from: i, to: i + len, text: s.slice(i, i + len) });
+      i += len;
+    } else if (/[A-Za-z_]/.test(c)) {
+      const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(i, i + 256));
+      const len = m === null ? 1 : m[0].length;
+      out.push({ kind: 'ident', from: i, to: i + len, text: s.slice(i, i + len) });
+      i += len;
+    } else {
+      const two = s.slice(i, i + 2);
+      const len = ['|=', '|~', '|>', '!=', '!~', '!>', '=~', '==', '>=', '<='].includes(two) ? 2 : 1;
+      out.push({ kind: 'punct', from: i, to: i + len, text: s.slice(i, i + len) });
+      i += len;
+    }
+  }
+  return out;
+}
+
+/**
+ * Loki accepts label filters written next to each other without `and` or
+ * `,` (`| a="b" c!="d"`, the same as `| a="b", c!="d"`); the official
+ * Lezer grammar does not. When the strict parse fails at `pos` and `pos`
+ * starts a label filter that directly follows a complete one inside a
+ * label-filter stage, the last whitespace character of the gap is replaced
+ * by `,` in a shadow copy (same length, so every node position is the
+ * original's). Returns the repaired shadow, or null.
+ */
+function repairImplicitAnd(s: string, pos: number): string | null {
+  if (pos <= 0 || pos >= s.length) return null;
+  const next = s[pos] as string;
+  if (!/[A-Za-z_(]/.test(next)) return null;
+  const toks = tokensBefore(s, pos);
+  if (toks === null || toks.length === 0) return null;
+  const prev = toks[toks.length - 1] as Tok;
+  if (!(prev.kind === 'str' || prev.kind === 'num' || prev.text === ')')) return null;
+  const gap = s.slice(prev.to, pos);
+  if (gap.length === 0 || !/^[ \t\r\n]+$/.test(gap)) return null;
+  // The stage: everything after the last `|` (a bare pipe, not |= |~ |>).
+  let pipe = -1;
+  for (let k = toks.length - 1; k >= 0; k--) {
+    if ((toks[k] as Tok).text === '|') {
+      pipe = k;
+      break;
+    }
+  }
+  const head = toks[pipe + 1];
+  if (pipe < 0 || head === undefined) return null;
+  if (!(head.text === '(' || (head.kind === 'ident' && !STAGE_KEYWORDS.has(head.text.toLowerCase())))) return null;
+  for (let k = pipe + 1; k < toks.length; k++) {
+    const t = (toks[k] as Tok).text;
+    if (t === '{' || t === '}' || t.startsWith('[') || t === '|=' || t === '|~' || t === '|>') return null;
+  }
+  return `${s.slice(0, pos - 1)},${s.slice(pos)}`;
+}
+
+/**
+ * Loki accepts `f(sel | pipeline | unwrap x [5m] offset 1h)`; the official
+ * Lezer grammar only reads the offset form when the range comes first
+ * (`sel [5m] offset 1h | pipeline | unwrap x`), which Loki accepts too and
+ * evaluates the same. When the strict parse fails at an `offset` that
+ * follows a range, the range and its offset are moved, in the shadow copy,
+ * to just after the selector's closing brace. The selector itself does not
+ * move and the length is unchanged; nodes after the selector are read from
+ * the shadow, never from the original text.
+ */
+function repairOffsetOrder(s: string, pos: number): string | null {
+  if (!s.startsWith('offset', pos) || /[A-Za-z0-9_]/.test(s[pos + 6] ?? '')) return null;
+  const toks = tokensBefore(s, pos);
+  if (toks === null) return null;
+  const range = toks[toks.length - 1];
+  if (range === undefined || !range.text.startsWith('[') || !/^[ \t\r\n]*$/.test(s.slice(range.to, pos))) return null;
+  const dur = /^[ \t\r\n]+-?[0-9][0-9a-zA-Zµ.]*/u.exec(s.slice(pos + 6, pos + 70));
+  if (dur === null) return null;
+  const end = pos + 6 + dur[0].length;
+  let close = -1;
+  let pipe = false;
+  for (let k = toks.length - 2; k >= 0; k--) {
+    const t = toks[k] as Tok;
+    if (t.text === '}') {
+      close = k;
+      break;
+    }
+    if (t.text === '{' || t.text === '(' || t.text === ')' || t.text.startsWith('[')) return null;
+    if (t.text === '|') pipe = true;
+  }
+  if (close < 0 || !pipe) return null;
+  const brace = (toks[close] as Tok).to;
+  return s.slice(0, brace) + s.slice(range.from, end) + s.slice(brace, range.from) + s.slice(end);
+}
+
+type ParseResult = { readonly ok: true; readonly tree: Tree; readonly shadow: string } | { readonly ok: false; readonly pos: number };
+
+/**
+ * Strict parse of `text`. The tree's positions refer to `shadow`, a copy of
+ * `text` of the same length in which only the repairs above were applied:
+ * stream selectors are at the same offsets in both.
+ */
+function parseLogQL(text: string): ParseResult {
+  let shadow = text.charCodeAt(0) === 0xfeff ? ` ${text.slice(1)}` : text;
+  for (let repairs = 0; ; repairs++) {
+    const r = parseStrict(parser, shadow);
+    if (r.ok) return { ok: true, tree: r.tree, shadow };
+    const fixed = repairs < MAX_REPAIRS ? (repairImplicitAnd(shadow, r.pos) ?? repairOffsetOrder(shadow, r.pos)) : null;
+    if (fixed === null) return r;
+    shadow = fixed;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Analysis: one walk over the tree
+// ---------------------------------------------------------------------------
+
+interface MatcherItem {
+  readonly from: number;
+  readonly to: number;
+  readonly name: string;
+  readonly op: MatchOp;
+  /** Unescaped value; null when not representable (invalid UTF-8 from byte escapes). */
+  readonly value: string | null;
+}
+
+interface SelectorInfo {
+  readonly from: number;
+  readonly to: number;
+  readonly items: MatcherItem[];
+  readonly node: SyntaxNode;
+}
+
+interface Analysis {
+  readonly tree: Tree;
+  /** The text the tree's positions refer to (see parseLogQL); selectors are at the same offsets as in the query. */
+  readonly shadow: string;
+  readonly selectors: SelectorInfo[];
+}
+
+/** Node types that count towards `maxDepth`. */
+const COUNTED = new Set<number>([Expr, MetricExpr, LogExpr, LabelFilter]);
+
+const OPS = new Map<number, MatchOp>([
+  [Eq, '='],
+  [Neq, '!='],
+  [Re, '=~'],
+  [Nre, '!~'],
+]);
+
+function unquote(ctx: Ctx, text: string, n: { from: number; to: number }): string | null {
+  try {
+    return unquoteStringLiteral(text.slice(n.from, n.to), LOGQL_STRINGS);
+  } catch (e) {
+    if (e instanceof LiteralError) throw parseError(ctx, n.from + e.offset, e.message);
+    throw e;
+  }
+}
+
+function child(n: SyntaxNode | null, type: number): SyntaxNode | null {
+  if (n === null) return null;
+  for (let c = n.firstChild; c !== null; c = c.nextSibling) if (c.type.id === type) return c;
+  return null;
+}
+
+function children(n: SyntaxNode, type: number): SyntaxNode[] {
+  const out: SyntaxNode[] = [];
+  for (let c = n.firstChild; c !== null; c = c.nextSibling) if (c.type.id === type) out.push(c);
+  return out;
+}
+
+/** `n` and all its descendants of the given type, in document order. */
+function descendants(n: SyntaxNode, type: number): SyntaxNode[] {
+  const out: SyntaxNode[] = [];
+  n.cursor().iterate((c) => {
+    if (c.type.id === type) out.push(c.node);
+  });
+  return out;
+}
+
+function hasNode(tree: Tree, type: number): boolean {
+  let found = false;
+  tree.iterate({
+    enter(n) {
+      if (found) return false;
+      if (n.type.id === type) found = true;
+      return undefined;
+    },
+  });
+  return found;
+}
+
+function readSelector(ctx: Ctx, text: string, node: SyntaxNode): SelectorInfo {
+  const items: MatcherItem[] = [];
+  const list = child(node, Matchers);
+  if (list !== null) {
+    for (const m of descendants(list, MatcherNode)) {
+      const id = child(m, Identifier);
+      let op: MatchOp | undefined;
+      for (let c = m.firstChild; c !== null && op === undefined; c = c.nextSibling) op = OPS.get(c.type.id);
+      const str = child(m, StringNode);
+      if (id === null || op === undefined || str === null) throw parseError(ctx, m.from, describeAt(text, m.from));
+      items.push({ from: m.from, to: m.to, name: text.slice(id.from, id.to), op, value: unquote(ctx, text, str) });
+    }
+  }
+  return { from: node.from, to: node.to, items, node };
+}
+
+/** Loki's SplitFiltersAndMatchers: a matcher that does not match "" selects streams from the index. */
+function selectsFromIndex(it: MatcherItem): boolean {
+  if (it.value === null) return it.op === '=';
+  const m = matcherMatches(it.op, it.value, '');
+  return m === false;
+}
+
+/** Loki's own checks after parsing (syntax.ParseExpr → validateExpr and the AST constructors). */
+function validateNode(ctx: Ctx, text: string, node: SyntaxNode): void {
+  switch (node.type.id) {
+    case RangeAggregationExpr: {
+      const opNode = child(node, RangeOp);
+      const op = opNode === null ? '' : text.slice(opNode.from, opNode.to);
+      const hasParam = child(node, NumberNode) !== null;
+      const range = child(node, LogRangeExpr);
+      const hasUnwrap = range !== null && descendants(range, UnwrapExpr).length > 0;
+      const hasGrouping = child(node, Grouping) !== null;
+      if (hasParam && op !== 'quantile_over_time') throw invalid(ctx, `parameter ${text.slice(child(node, NumberNode)?.from, child(node, NumberNode)?.to)} not supported for operation ${op}`);
+      if (!hasParam && op === 'quantile_over_time') throw invalid(ctx, `parameter required for operation ${op}`);
+      if (hasGrouping && !['avg_over_time', 'stddev_over_time', 'stdvar_over_time', 'quantile_over_time', 'max_over_time', 'min_over_time', 'first_over_time', 'last_over_time'].includes(op)) {
+        throw invalid(ctx, `grouping not allowed for ${op} aggregation`);
+      }
+      if (hasUnwrap) {
+        if (!['avg_over_time', 'sum_over_time', 'max_over_time', 'min_over_time', 'stddev_over_time', 'stdvar_over_time', 'quantile_over_time', 'rate', 'rate_counter', 'absent_over_time', 'first_over_time', 'last_over_time'].includes(op)) {
+          throw invalid(ctx, `invalid aggregation ${op} with unwrap`);
+        }
+      } else if (!['bytes_over_time', 'bytes_rate', 'count_over_time', 'rate', 'absent_over_time'].includes(op)) {
+        throw invalid(ctx, `invalid aggregation ${op} without unwrap`);
+      }
+      return;
+    }
+    case VectorAggregationExpr: {
+      const opNode = child(node, VectorOp);
+      const op = opNode === null ? '' : text.slice(opNode.from, opNode.to);
+      const withParam = op === 'topk' || op === 'bottomk' || op === 'approx_topk';
+      const param = child(node, NumberNode);
+      if (withParam && param === null) throw invalid(ctx, `parameter required for operation ${op}`);
+      if (withParam && param !== null && !/^[+-]?[0-9]+$/.test(text.slice(param.from, param.to))) {
+        throw invalid(ctx, `invalid parameter ${op}(${text.slice(param.from, param.to)},`);
+      }
+      if (!withParam && param !== null) throw invalid(ctx, `unsupported parameter for operation ${op}(${text.slice(param.from, param.to)},`);
+      const g = child(node, Grouping);
+      if ((op === 'sort' || op === 'sort_desc') && g !== null && child(g, Labels) !== null) throw invalid(ctx, 'sort and sort_desc doesn\'t allow grouping by ');
+      return;
+    }
+    case LabelReplaceExpr: {
+      // Loki compiles the regex (as `^(?:…)$`); it does not check the label names.
+      const regex = children(node, StringNode)[3];
+      const value = regex === undefined ? null : unquote(ctx, text, regex);
+      if (value === null || !isValidMatcherRegex(value)) throw invalid(ctx, `invalid regex in label_replace: ${JSON.stringify(value ?? '')}`);
+      return;
+    }
+    default: {
+      // Binary operations: Loki's grammar admits log expressions as operands, its AST does not.
+      if (node.type.id === Expr && node.parent !== null && node.parent.type.id === BinOpExpr && child(node, LogExpr) !== null) {
+        throw invalid(ctx, 'unexpected type for binary operation: log queries cannot be operands of a binary operation');
+      }
+    }
+  }
+}
+
+interface AnalyzeOptions {
+  readonly limits: RewriteLimits;
+  /** Apply Loki's validation (selectors with an index matcher, aggregation rules). Off for bare matcher lists. */
+  readonly validate: boolean;
+}
+
+function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
+  const { text } = ctx;
+  const { limits } = opts;
+  if (text.trim() === '') throw new QueryError(LANG, `${ctx.prefix}empty query`, 'bad_query');
+  checkLength(text, limits);
+  if (!isWellFormedUnicode(text)) throw new QueryError(LANG, `${ctx.prefix}query is not valid UTF-8`, 'bad_query');
+  const scan = prescan(text, { lineComment: '#', escapedQuotes: '"', rawQuotes: '`' });
+  if (scan.bracketDepth > limits.maxDepth) {
+    throw new QueryError(LANG, `${ctx.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
+  }
+  const parsed = parseLogQL(text);
+  if (!parsed.ok) {
+    // Prefer Loki's own lexer error when there is one (unterminated string, bad escape, …).
+    try {
+      scanLokiSelectors(text);
+    } catch (e) {
+      if (e instanceof LokiLexError && e.pos <= parsed.pos) throw parseError(ctx, e.pos, e.message);
+      if (!(e instanceof LokiLexError)) throw e;
+    }
+    if (scan.operatorChars >= LEZER_CHAIN_LIMIT) {
+      throw new QueryError(LANG, `${ctx.prefix}query could not be parsed: it is invalid or too complex (${scan.operatorChars} operators)`, 'query_too_large');
+    }
+    throw parseError(ctx, parsed.pos, `syntax error: ${describeAt(text, parsed.pos)}`);
+  }
+  const tree = parsed.tree;
+  const src = parsed.shadow;
+  const selectors: SelectorInfo[] = [];
+  let depth = 0;
+  let problem: QueryError | null = null;
+  tree.iterate({
+    enter(n) {
+      if (problem !== null) return false;
+      const id = n.type.id;
+      if (n.type.isError) {
+        problem = parseError(ctx, n.from, `syntax error: ${describeAt(text, n.from)}`);
+        return false;
+      }
+      if (COUNTED.has(id)) {
+        depth++;
+        if (depth > limits.maxDepth) {
+          problem = new QueryError(LANG, `${ctx.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
+          return false;
+        }
+      }
+      try {
+        if (id === Selector) {
+          const sel = readSelector(ctx, src, n.node);
+          if (opts.validate) {
+            for (const it of sel.items) {
+              if ((it.op === '=~' || it.op === '!~') && it.value !== null && !isValidMatcherRegex(it.value)) {
+                throw parseError(ctx, it.from, `error parsing regexp: invalid regular expression ${JSON.stringify(it.value)}`);
+              }
+            }
+            if (!sel.items.some(selectsFromIndex)) throw invalid(ctx, EMPTY_COMPATIBLE);
+          }
+          selectors.push(sel);
+          return false;
+        }
+        if (id === StringNode) {
+          unquote(ctx, src, n);
+          return false;
+        }
+        if (opts.validate) validateNode(ctx, src, n.node);
+      } catch (e) {
+        if (e instanceof QueryError) {
+          problem = e;
+          return false;
+        }
+        throw e;
+      }
+      return undefined;
+    },
+    leave(n) {
+      if (COUNTED.has(n.type.id)) depth--;
+    },
+  });
+  if (problem !== null) throw problem;
+  crossCheck(ctx, selectors);
+  return { tree, shadow: src, selectors };
+}
+
+/**
+ * The Lezer tree and the model of Loki's lexer must agree on every selector:
+ * same position, same matchers. Otherwise the two parsers read different
+ * queries and what the gateway enforces is not what Loki evaluates.
+ */
+function crossCheck(ctx: Ctx, selectors: readonly SelectorInfo[]): void {
+  let loki: LokiSelector[];
+  try {
+    loki = scanLokiSelectors(ctx.text);
+  } catch (e) {
+    if (e instanceof LokiLexError) throw parseError(ctx, e.pos, e.message);
+    throw e;
+  }
+  const mismatch = (pos: number): QueryError =>
+    parseError(ctx, pos, 'the query is read differently by Loki and by the gateway; it is refused (rewrite it without unusual whitespace, comments or quoting)');
+  for (let i = 0; i < Math.max(loki.length, selectors.length); i++) {
+    const a = selectors[i];
+    const b = loki[i];
+    if (a === undefined || b === undefined) throw mismatch((a ?? b)?.from ?? 0);
+    if (a.from !== b.from || a.to !== b.to || a.items.length !== b.matchers.length) throw mismatch(Math.min(a.from, b.from));
+    for (let k = 0; k < a.items.length; k++) {
+      const x = a.items[k] as MatcherItem;
+      const y = b.matchers[k] as LokiSelector['matchers'][number];
+      if (x.name !== y.name || x.op !== y.op || x.value !== y.value) throw mismatch(x.from);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Splicing
+// ---------------------------------------------------------------------------
+
+function carries(items: readonly { name: string | null; op: string; value: string | null }[], m: Matcher): boolean {
+  for (const it of items) if (it.value !== null && it.name === m.name && it.op === m.op && it.value === m.value) return true;
+  return false;
+}
+
+function satisfiesSomeGroup(sel: SelectorInfo, groups: readonly PreparedGroup[]): boolean {
+  return groups.some((g) => g.matchers.every((m) => carries(sel.items, m)));
+}
+
+/**
+ * The replacement for `text[sel.from, sel.to)`: the group's missing matchers
+ * inserted after the last matcher, `, `-separated. Insertion only.
+ */
+function renderSelector(text: string, sel: SelectorInfo, group: PreparedGroup): string {
+  let ins = '';
+  for (let i = 0; i < group.matchers.length; i++) {
+    if (carries(sel.items, group.matchers[i] as Matcher)) continue;
+    ins += SEP + (group.texts[i] as string);
+  }
+  if (ins === '') return text.slice(sel.from, sel.to);
+  const last = sel.items[sel.items.length - 1];
+  if (last === undefined) {
+    // `{}` never parses, but keep the function total.
+    return `{${ins.slice(SEP.length)}${text.slice(sel.from + 1, sel.to)}`;
+  }
+  return `${text.slice(sel.from, last.to)}${ins}${text.slice(last.to, sel.to)}`;
+}
+
+interface Piece {
+  readonly from: number;
+  readonly to: number;
+  readonly text: string;
+}
+
+function splice(text: string, pieces: Piece[], budget: number): string {
+  pieces.sort((a, b) => a.from - b.from);
+  let out = '';
+  let pos = 0;
+  for (const p of pieces) {
+    if (p.from < pos) throw new Error('internal: overlapping rewrite units');
+    out += text.slice(pos, p.from) + p.text;
+    pos = p.to;
+    if (out.length > budget) throw new QueryError(LANG, 'query is too large after adding the policy matchers', 'query_too_large');
+  }
+  return pieces.length === 0 ? text : out + text.slice(pos);
+}
+
+function outputBudget(text: string, policy: PreparedPolicy, selectors: number): number {
+  return 4 * Math.max(1, policy.groups.length) * (text.length + selectors * (policy.maxGroupText + 8)) + 1024;
+}
+
+function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
+  const group = policy.groups[0] as PreparedGroup;
+  const pieces: Piece[] = [];
+  for (const sel of selectors) {
+    if (satisfiesSomeGroup(sel, policy.alternatives)) continue;
+    pieces.push({ from: sel.from, to: sel.to, text: renderSelector(text, sel, group) });
+  }
+  return splice(text, pieces, outputBudget(text, policy, selectors.length));
+}
+
+// ---------------------------------------------------------------------------
+// DNF (several groups that do not merge)
+// ---------------------------------------------------------------------------
+
+function selectorLabel(text: string, sel: SelectorInfo): string {
+  const s = text.slice(sel.from, sel.to);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+function enclosing(node: SyntaxNode, type: number): SyntaxNode | null {
+  for (let a = node.parent; a !== null; a = a.parent) if (a.type.id === type) return a;
+  return null;
+}
+
+/**
+ * Does every output series of this range aggregation keep stream label
+ * `label` with its stream value? Parsers and structured metadata never
+ * overwrite a stream label (they add `<name>_extracted`); these can drop or
+ * replace it: label_format (as target or as the source of a rename), drop,
+ * keep without it, unwrap of it, unpack (not analysed), and a by/without
+ * grouping that removes it.
+ */
+function preservesLabel(text: string, agg: SyntaxNode, label: string): boolean {
+  const ident = (n: SyntaxNode | null): string | null => (n === null ? null : text.slice(n.from, n.to));
+  const grouping = child(agg, Grouping);
+  if (grouping !== null) {
+    const names = descendants(grouping, Identifier).map((n) => text.slice(n.from, n.to));
+    if (child(grouping, By) !== null && !names.includes(label)) return false;
+    if (child(grouping, Without) !== null && names.includes(label)) return false;
+  }
+  const range = child(agg, LogRangeExpr);
+  if (range === null) return false;
+  for (const lp of descendants(range, LabelParser)) if (child(lp, Unpack) !== null) return false;
+  for (const f of descendants(range, LabelFormatMatcher)) {
+    const ids = children(f, Identifier);
+    if (ids.some((n) => ident(n) === label)) return false;
+  }
+  for (const d of descendants(range, DropLabel)) {
+    if (ident(child(d, Identifier)) === label || ident(child(child(d, MatcherNode), Identifier)) === label) return false;
+  }
+  for (const k of descendants(range, KeepLabelsExpr)) {
+    if (!descendants(k, KeepLabel).some((kl) => ident(child(kl, Identifier)) === label)) return false;
+  }
+  for (const u of descendants(range, UnwrapExpr)) if (ident(child(u, Identifier)) === label) return false;
+  return true;
+}
+
+/**
+ * More than one group survives for a selector. In a metric query the unit
+ * is the enclosing range aggregation `f(sel | P [r])`, replaced by
+ * `(f(sel{G1} | P [r]) or f(sel{G2} | P [r]) …)`.
+ *
+ * Exactness: LogQL's `or` keeps all left-hand series and the right-hand
+ * series whose label set is new. Without grouping a range aggregation's
+ * series are keyed by the stream's labels plus labels from parsers and
+ * structured metadata, and distinct streams CAN produce the same label set
+ * (structured metadata `pod` on one stream, stream label `pod` on another):
+ * Loki sums them into one series, `or` would keep one side only. So the
+ * rewrite is only accepted when every pair of surviving groups is provably
+ * disjoint on a label L that both groups require to be present (so it is a
+ * stream label of every selected stream) and that the aggregation keeps:
+ * then no left-hand series can share a label set with a right-hand one, and
+ * each side computes exactly the series of its own streams. Everything else
+ * (overlapping groups, absent_over_time, label-dropping pipelines, log
+ * queries) is rejected.
+ */
+function orUnit(text: string, shadow: string, sel: SelectorInfo, groups: readonly PreparedGroup[]): { from: number; to: number } {
+  const label = selectorLabel(text, sel);
+  const agg = enclosing(sel.node, RangeAggregationExpr);
+  if (agg === null) {
+    throw unsupported(
+      `the policy has ${groups.length} alternative selectors that the stream selector ${label} can match, and a log query cannot combine streams with "or"; narrow the selector to one alternative (e.g. add the label that separates them), or configure the Loki upstream to receive the policy as an X-Prom-Label-Policy header instead of rewriting`,
+    );
+  }
+  const opNode = child(agg, RangeOp);
+  const op = opNode === null ? '' : shadow.slice(opNode.from, opNode.to);
+  if (op === 'absent_over_time') {
+    throw unsupported(`absent_over_time(${label}…) is not computed per stream, so a multi-group policy has no exact rewrite for it; narrow the selector to one policy alternative or use the X-Prom-Label-Policy header mode`);
+  }
+  for (let i = 0; i < groups.length; i++) {
+    for (let j = i + 1; j < groups.length; j++) {
+      const gi = (groups[i] as PreparedGroup).matchers;
+      const gj = (groups[j] as PreparedGroup).matchers;
+      const ok = distinguishingLabels(gi, gj).some((l) => preservesLabel(shadow, agg, l));
+      if (!ok) {
+        throw unsupported(
+          `the policy alternatives {${(groups[i] as PreparedGroup).texts.join(', ')}} and {${(groups[j] as PreparedGroup).texts.join(', ')}} are not provably disjoint on a label that ${op}() keeps, so an "or" of per-alternative queries over ${label} could merge or drop series; narrow the selector to one alternative or use the X-Prom-Label-Policy header mode`,
+        );
+      }
+    }
+  }
+  return { from: agg.from, to: agg.to };
+}
+
+function rewriteDnf(text: string, shadow: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
+  const budget = outputBudget(text, policy, selectors.length);
+  const pieces: Piece[] = [];
+  for (const sel of selectors) {
+    if (satisfiesSomeGroup(sel, policy.alternatives)) continue; // sel ⊆ one alternative
+    // Groups that cannot match any stream this selector matches contribute nothing.
+    const alive = policy.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
+    if (alive.length <= 1) {
+      // One group left: exact. None: the selector sees nothing allowed; any group keeps it empty.
+      pieces.push({ from: sel.from, to: sel.to, text: renderSelector(text, sel, alive[0] ?? (policy.alternatives[0] as PreparedGroup)) });
+      continue;
+    }
+    const unit = orUnit(text, shadow, sel, alive);
+    const local = (g: PreparedGroup): string => text.slice(unit.from, sel.from) + renderSelector(text, sel, g) + text.slice(sel.to, unit.to);
+    pieces.push({ from: unit.from, to: unit.to, text: `(${alive.map(local).join(' or ')})` });
+  }
+  return splice(text, pieces, budget);
+}
+
+// ---------------------------------------------------------------------------
+// Verification (independent of the walk above)
+// ---------------------------------------------------------------------------
+
+interface PlainMatcher {
+  readonly name: string;
+  readonly op: string;
+  readonly value: string | null;
+}
+
+function verifyPrepared(text: string, policy: PreparedPolicy): void {
+  const fail = (why: string): QueryError => new QueryError(LANG, `rewritten query failed verification: ${why}`, 'rewrite_verification_failed');
+  const accepted = [...policy.groups, ...policy.alternatives];
+  const ok = (ms: readonly PlainMatcher[]): boolean => accepted.some((g) => g.matchers.every((m) => ms.some((x) => x.value !== null && x.name === m.name && x.op === m.op && x.value === m.value)));
+  const r = parseLogQL(text);
+  if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
+  const src = r.shadow;
+  const starts: number[] = [];
+  let problem: string | null = null;
+  try {
+    r.tree.iterate({
+      enter(n) {
+        if (problem !== null) return false;
+        if (n.type.isError) {
+          problem = `syntax error at char ${n.from + 1}`;
+          return false;
+        }
+        if (n.type.id === StringNode) {
+          unquoteStringLiteral(src.slice(n.from, n.to), LOGQL_STRINGS);
+          return false;
+        }
+        if (n.type.id !== Selector) return undefined;
+        starts.push(n.from);
+        const ms: PlainMatcher[] = [];
+        n.node.cursor().iterate((m) => {
+          if (m.type.id !== MatcherNode) return undefined;
+          let name = '';
+          let op = '';
+          let value: string | null = null;
+          for (let c = m.node.firstChild; c !== null; c = c.nextSibling) {
+            if (c.type.id === Identifier) name = src.slice(c.from, c.to);
+            else if (c.type.id === StringNode) value = unquoteStringLiteral(src.slice(c.from, c.to), LOGQL_STRINGS);
+            else if (OPS.has(c.type.id)) op = src.slice(c.from, c.to);
+          }
+          ms.push({ name, op, value });
+          return false;
+        });
+        if (!ok(ms)) problem = `selector at char ${n.from + 1} (${JSON.stringify(text.slice(n.from, Math.min(n.to, n.from + 80)))}) lacks the enforced matchers`;
+        return false;
+      },
+    });
+  } catch (e) {
+    if (e instanceof LiteralError) throw fail(`invalid string literal (${e.message})`);
+    throw e;
+  }
+  if (problem !== null) throw fail(problem);
+  // Loki's reading of the same text.
+  let loki: LokiSelector[];
+  try {
+    loki = scanLokiSelectors(text);
+  } catch (e) {
+    if (e instanceof LokiLexError) throw fail(`Loki's lexer would reject it (${e.message})`);
+    throw e;
+  }
+  if (loki.length !== starts.length || loki.some((s, i) => s.from !== starts[i])) throw fail('Loki would see different stream selectors');
+  for (const s of loki) {
+    if (!ok(s.matchers)) throw fail(`selector at char ${s.from + 1} lacks the enforced matchers (as Loki reads it)`);
+  }
+}
+
+/**
+ * Check that `query` parses cleanly, as Loki's lexer reads it too, and that
+ * every stream selector carries all matchers of at least one policy group
+ * (after normalisation: see preparePolicy). Throws
+ * QueryError('rewrite_verification_failed') otherwise.
+ */
+export function verifyLogQL(query: string, policy: SelectorPolicy): void {
+  verifyPrepared(query, preparePolicy(policy));
+}
+
+// ---------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------
+
+const cache = new RewriteCache(4096);
+
+/** For tests and benchmarks. */
+export function clearLogQLCache(): void {
+  cache.clear();
+}
+
+/**
+ * Rewrite a LogQL query (log or metric) so that every stream selector is
+ * constrained by the policy. Throws QueryError: bad_query (parse errors in
+ * Loki's format, empty, what Loki itself rejects), query_too_large,
+ * rewrite_unsupported (no exact rewrite for a multi-group policy, label
+ * names LogQL cannot express), policy_error (malformed policy),
+ * rewrite_verification_failed (a bug; fail closed).
+ */
+export function rewriteLogQL(query: string, policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string {
+  if (typeof query !== 'string') throw new QueryError(LANG, 'query must be a string', 'bad_query');
+  const p = preparePolicy(policy);
+  checkLength(query, limits);
+  const key = `${p.key}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  const a = analyze({ text: query, prefix: '', posOffset: 0 }, { limits, validate: true });
+  const out = p.groups.length === 1 ? rewriteSingle(query, a.selectors, p) : rewriteDnf(query, a.shadow, a.selectors, p);
+  verifyPrepared(out, p);
+  cache.set(key, out);
+  return out;
+}
+
+export const logqlRewriter: QueryRewriter = {
+  language: 'logql',
+  rewrite: rewriteLogQL,
+};
+
+/**
+ * Enforce the policy on parameters that must be one stream selector (Loki
+ * `/series` `match[]`, and similar). Loki unions the results of several
+ * `match[]`, so each parameter becomes one selector per policy group it can
+ * still match (de-duplicated). With no parameters: one `{group}` per group
+ * (Loki needs at least one matcher that does not match "" in each; a group
+ * of only negative matchers makes Loki reject the request, which fails closed).
+ */
+export function rewriteLogQLSelectors(matchParams: readonly string[], policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
+  const p = preparePolicy(policy);
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const add = (s: string): void => {
+    if (seen.has(s)) return;
+    seen.add(s);
+    verifyPrepared(s, p);
+    out.push(s);
+  };
+  if (matchParams.length === 0) {
+    for (const g of p.groups) add(`{${g.texts.join(SEP)}}`);
+    return out;
+  }
+  const prefix = 'invalid parameter "match[]": ';
+  const expected = new QueryError(LANG, `${prefix}must be a single stream selector, e.g. {app="api"}`, 'bad_query');
+  for (const param of matchParams) {
+    if (typeof param !== 'string') throw new QueryError(LANG, `${prefix}must be a string`, 'bad_query');
+    const a = analyze({ text: param, prefix, posOffset: 0 }, { limits, validate: true });
+    const sel = a.selectors[0];
+    if (sel === undefined || a.selectors.length !== 1 || hasNode(a.tree, PipelineExpr) || hasNode(a.tree, MetricExpr)) throw expected;
+    let groups: readonly PreparedGroup[];
+    const own = p.alternatives.find((g) => g.matchers.every((m) => carries(sel.items, m)));
+    if (own !== undefined) groups = [own];
+    else if (p.groups.length === 1) groups = p.groups;
+    else {
+      const alive = p.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
+      groups = alive.length === 0 ? [p.alternatives[0] as PreparedGroup] : alive;
+    }
+    for (const g of groups) add(param.slice(0, sel.from) + renderSelector(param, sel, g) + param.slice(sel.to));
+  }
+  return out;
+}
+
+/**
+ * Parse matcher text in LogQL syntax (the CLI's `--matcher`):
+ * `namespace="a"`, `a="x", b!~"y"`. Label names are LogQL identifiers.
+ */
+export function parseLogQLMatchers(text: string): Matcher[] {
+  if (typeof text !== 'string' || text.trim() === '') throw new QueryError(LANG, 'empty matcher expression', 'bad_query');
+  const wrapped = `{${text}}`;
+  const prefix = 'invalid matcher expression: ';
+  const a = analyze({ text: wrapped, prefix, posOffset: -1 }, { limits: DEFAULT_LIMITS, validate: false });
+  const sel = a.selectors[0];
+  if (sel === undefined || a.selectors.length !== 1 || sel.from !== 0 || sel.to !== wrapped.length || hasNode(a.tree, PipelineExpr) || hasNode(a.tree, MetricExpr)) {
+    throw new QueryError(LANG, `${prefix}expected label matchers like name="value"`, 'bad_query');
+  }
+  return sel.items.map((it) => {
+    if (it.value === null) throw new QueryError(LANG, `${prefix}matcher ${JSON.stringify(wrapped.slice(it.from, it.to))} is not valid UTF-8`, 'bad_query');
+    return { name: it.name, op: it.op, value: it.value };
+  });
+}

@@ -1,0 +1,719 @@
+/**
+ * Reading TraceQL the way Tempo does: the grammar-specific half of the
+ * TraceQL rewriter. `analyzeTraceQL` parses a query with the project's own
+ * Lezer grammar (src/rewrite/grammars/traceql.grammar), applies the lexical
+ * rules a regular grammar cannot express (Tempo's Go lexer: string escapes,
+ * integer and float ranges, duration syntax, `nil` placement, hint names, the
+ * greedy attribute and number scanners), and reports what the rewriter needs:
+ *
+ *  - every spanset filter `{ … }` (including the one inside `compare(…)`),
+ *    with the top-level `&&` chain of its expression, each conjunct
+ *    classified (parenthesised expression, string matcher, DNF group list);
+ *  - every spanset pipeline that does not start with a spanset expression
+ *    (`count() > 2`, `by(.a) | …`, `select(.a)`): such a pipeline reads all
+ *    spans of a trace, so the rewriter must put an enforced filter in front.
+ *
+ * The rewriter itself (traceql.ts) only sees these positions and
+ * classifications, so another grammar can be plugged in by providing the
+ * same `TraceQLAnalysis`.
+ */
+import type { SyntaxNode, Tree } from '@lezer/common';
+import { QueryError } from '../errors.ts';
+import { parser } from './grammars/traceql.parser.ts';
+import { GO_STRINGS, LiteralError, describeAt, isWellFormedUnicode, parseStrict, unquoteStringLiteral } from './lezer.ts';
+import type { MatchOp } from './matcher.ts';
+import type { RewriteLimits } from './rewriter.ts';
+import type { AttributeScope, TraceQLField } from './traceql-escape.ts';
+import { fieldKey } from './traceql-escape.ts';
+
+const LANG = 'traceql';
+
+/**
+ * Lezer gives up on left-associative chains of roughly 350 binary operators
+ * (an internal recursion guard). A parse failure on a query with at least
+ * this many operator characters is reported as too large rather than as a
+ * syntax error at a confusing position.
+ */
+const LEZER_CHAIN_LIMIT = 300;
+
+// ---------------------------------------------------------------------------
+// Node types, by name (inline rules have no exported term constant)
+// ---------------------------------------------------------------------------
+
+function nodeId(name: string): number {
+  const t = parser.nodeSet.types.find((x) => x.name === name);
+  if (t === undefined) throw new Error(`internal: TraceQL grammar has no node ${name}`);
+  return t.id;
+}
+
+export const N = {
+  LineComment: nodeId('LineComment'),
+  BlockComment: nodeId('BlockComment'),
+  SpansetFilter: nodeId('SpansetFilter'),
+  OpenBrace: nodeId('{'),
+  CloseBrace: nodeId('}'),
+  FieldParen: nodeId('FieldParen'),
+  LogicalExpr: nodeId('LogicalExpr'),
+  AndOp: nodeId('AndOp'),
+  OrOp: nodeId('OrOp'),
+  CompareExpr: nodeId('CompareExpr'),
+  ArithExpr: nodeId('ArithExpr'),
+  UnaryExpr: nodeId('UnaryExpr'),
+  Eq: nodeId('Eq'),
+  Neq: nodeId('Neq'),
+  Re: nodeId('Re'),
+  NotSibl: nodeId('NotSibl'),
+  String: nodeId('String'),
+  Integer: nodeId('Integer'),
+  Float: nodeId('Float'),
+  Duration: nodeId('Duration'),
+  Nil: nodeId('Nil'),
+  Attribute: nodeId('Attribute'),
+  Intrinsic: nodeId('Intrinsic'),
+  ScopedIntrinsic: nodeId('ScopedIntrinsic'),
+  ScalarFilter: nodeId('ScalarFilter'),
+  GroupOperation: nodeId('GroupOperation'),
+  SelectOperation: nodeId('SelectOperation'),
+  Pipe: nodeId('Pipe'),
+  HintName: nodeId('HintName'),
+} as const;
+
+/** Composite node types: each level counts towards `maxDepth`. */
+const COUNTED = new Uint8Array(parser.nodeSet.types.length);
+for (const name of [
+  'SpansetFilter',
+  'FieldParen',
+  'LogicalExpr',
+  'CompareExpr',
+  'ArithExpr',
+  'UnaryExpr',
+  'SpansetParen',
+  'SpansetOperation',
+  'WrappedPipeline',
+  'PipelineParen',
+  'PipelineOperation',
+  'ScalarFilter',
+  'ScalarParen',
+  'ScalarOperation',
+  'ScalarPipelineFilter',
+  'WrappedScalarPipeline',
+  'ScalarPipelineParen',
+  'ScalarPipelineOperation',
+  'Aggregate',
+  'GroupOperation',
+  'SelectOperation',
+  'FirstStage',
+  'WrappedMetrics',
+  'MetricsParen',
+  'MetricsOperation',
+]) {
+  COUNTED[nodeId(name)] = 1;
+}
+
+/** Node types after which a pipeline stage may follow (`|` token). */
+const PIPELINE_HEAD_TYPES: ReadonlySet<number> = new Set([N.ScalarFilter, N.GroupOperation, N.SelectOperation]);
+
+function isComment(n: SyntaxNode): boolean {
+  return n.type.id === N.LineComment || n.type.id === N.BlockComment;
+}
+
+/** Children of `n` that are not comments. */
+export function significantChildren(n: SyntaxNode): SyntaxNode[] {
+  const out: SyntaxNode[] = [];
+  for (let c = n.firstChild; c !== null; c = c.nextSibling) if (!isComment(c)) out.push(c);
+  return out;
+}
+
+/** The previous sibling that is not a comment, or null. */
+export function prevSignificant(n: SyntaxNode): SyntaxNode | null {
+  let p = n.prevSibling;
+  while (p !== null && isComment(p)) p = p.prevSibling;
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------
+
+/** `field op "value"` as read from the query (unescaped, canonical field name). */
+export interface ReadMatcher {
+  readonly field: string;
+  readonly op: MatchOp;
+  readonly value: string;
+}
+
+/** One element of a filter expression's top-level `&&` chain. */
+export type Conjunct =
+  | { readonly kind: 'paren'; readonly from: number; readonly to: number; readonly groups: readonly (readonly ReadMatcher[])[] | null }
+  | { readonly kind: 'matcher'; readonly from: number; readonly to: number; readonly matcher: ReadMatcher }
+  | { readonly kind: 'other'; readonly from: number; readonly to: number };
+
+export interface FilterSite {
+  /** Position of `{`. */
+  readonly from: number;
+  /** Position after `}`. */
+  readonly to: number;
+  /** The expression between the braces, or null for `{ }`. */
+  readonly expr: { readonly from: number; readonly to: number } | null;
+  /** Top-level `&&` chain of the expression (left to right); empty for `{ }`. */
+  readonly conjuncts: readonly Conjunct[];
+  /** When the whole expression is `( … ) || ( … ) || …` over matcher conjunctions: those groups. */
+  readonly orGroups: readonly (readonly ReadMatcher[])[] | null;
+}
+
+export interface TraceQLAnalysis {
+  readonly tree: Tree;
+  readonly filters: readonly FilterSite[];
+  /** Positions of pipelines that start with a scalar filter, by() or select() (where `{ C } | ` goes). */
+  readonly heads: readonly number[];
+}
+
+export interface AnalyzeOptions {
+  readonly limits: RewriteLimits;
+  /** Prefix for error messages, e.g. 'invalid matcher expression: '. */
+  readonly prefix?: string;
+  /** Added to reported positions (e.g. -2 when the text was wrapped in '{ '). */
+  readonly posOffset?: number;
+}
+
+// ---------------------------------------------------------------------------
+// Positions and errors
+// ---------------------------------------------------------------------------
+
+/** 1-based line and column (in characters, as Go's text/scanner counts) of `pos`. */
+export function lineCol(text: string, pos: number): { line: number; col: number } {
+  let line = 1;
+  let lineStart = 0;
+  const end = Math.min(pos, text.length);
+  for (let i = 0; i < end; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  let col = 1;
+  for (let i = lineStart; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xdc00 && c <= 0xdfff && i > lineStart) continue; // low surrogate: same character
+    col++;
+  }
+  return { line, col };
+}
+
+class Ctx {
+  readonly text: string;
+  readonly prefix: string;
+  readonly posOffset: number;
+  constructor(text: string, opts: AnalyzeOptions) {
+    this.text = text;
+    this.prefix = opts.prefix ?? '';
+    this.posOffset = opts.posOffset ?? 0;
+  }
+  error(pos: number, what: string, code: 'bad_query' | 'query_too_large' | 'rewrite_unsupported' = 'bad_query'): QueryError {
+    const p = Math.max(0, pos + this.posOffset);
+    const shown = this.posOffset === 0 ? this.text : this.text.slice(-this.posOffset);
+    const { line, col } = lineCol(shown, p);
+    return new QueryError(LANG, `${this.prefix}parse error at line ${line}, col ${col}: ${what}`, code);
+  }
+  plain(message: string, code: 'bad_query' | 'query_too_large' | 'rewrite_unsupported'): QueryError {
+    return new QueryError(LANG, `${this.prefix}${message}`, code);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Lexical pre-scan (depth limit, operator count) — Go scanner rules
+// ---------------------------------------------------------------------------
+
+interface Prescan {
+  readonly depth: number;
+  readonly operators: number;
+}
+
+/**
+ * One linear pass skipping strings, raw strings, quoted attribute parts and
+ * Go comments; measures bracket nesting and counts operator characters.
+ */
+function prescan(text: string): Prescan {
+  let depth = 0;
+  let max = 0;
+  let ops = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      // "…" (strings and quoted attribute parts; both use backslash escapes)
+      i++;
+      while (i < n && text.charCodeAt(i) !== 34) {
+        if (text.charCodeAt(i) === 92) i++;
+        i++;
+      }
+      continue;
+    }
+    if (c === 96) {
+      i++;
+      while (i < n && text.charCodeAt(i) !== 96) i++;
+      continue;
+    }
+    if (c === 47 && text.charCodeAt(i + 1) === 47) {
+      while (i < n && text.charCodeAt(i) !== 10) i++;
+      continue;
+    }
+    if (c === 47 && text.charCodeAt(i + 1) === 42) {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? n : end + 1;
+      continue;
+    }
+    switch (c) {
+      case 40: // (
+      case 91: // [
+      case 123: // {
+        depth++;
+        if (depth > max) max = depth;
+        break;
+      case 41:
+      case 93:
+      case 125:
+        if (depth > 0) depth--;
+        break;
+      case 38: // &
+      case 124: // |
+      case 61: // =
+      case 60: // <
+      case 62: // >
+      case 33: // !
+      case 126: // ~
+      case 43: // +
+      case 45: // -
+      case 42: // *
+      case 47: // /
+      case 37: // %
+      case 94: // ^
+        ops++;
+        break;
+      default:
+        break;
+    }
+  }
+  return { depth: max, operators: ops };
+}
+
+// ---------------------------------------------------------------------------
+// Literal checks (what Tempo's Go lexer rejects)
+// ---------------------------------------------------------------------------
+
+const MAX_INT64 = 9223372036854775807n;
+
+function checkInteger(ctx: Ctx, n: SyntaxNode): void {
+  const raw = ctx.text.slice(n.from, n.to);
+  // Go's scanner reads a leading 0 as an octal literal: 08 and 09 are errors.
+  if (raw.length > 1 && raw.charCodeAt(0) === 48 && /[89]/.test(raw)) throw ctx.error(n.from, `invalid digit in octal literal ${raw}`);
+  // strconv.Atoi (int64).
+  if (raw.length > 19 && BigInt(raw) > MAX_INT64) throw ctx.error(n.from, `integer ${raw} out of range`);
+  if (raw.length === 19 && BigInt(raw) > MAX_INT64) throw ctx.error(n.from, `integer ${raw} out of range`);
+}
+
+function checkFloat(ctx: Ctx, n: SyntaxNode): void {
+  const raw = ctx.text.slice(n.from, n.to);
+  if (!Number.isFinite(Number(raw))) throw ctx.error(n.from, `float ${raw} out of range`);
+}
+
+const PROM_DURATION = /^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$/;
+const PROM_UNIT_MS = [365n * 24n * 3600n * 1000n, 7n * 24n * 3600n * 1000n, 24n * 3600n * 1000n, 3600n * 1000n, 60n * 1000n, 1000n, 1n];
+
+/** Prometheus' model.ParseDuration (integer components, fixed unit order, int64 nanoseconds). */
+export function isPromDuration(s: string): boolean {
+  if (s === '') return false;
+  const m = PROM_DURATION.exec(s);
+  if (m === null) return false;
+  let ms = 0n;
+  for (let i = 0; i < PROM_UNIT_MS.length; i++) {
+    const v = m[i + 1];
+    if (v !== undefined) ms += BigInt(v) * (PROM_UNIT_MS[i] as bigint);
+  }
+  return ms * 1000000n <= MAX_INT64;
+}
+
+const GO_UNITS: ReadonlyMap<string, bigint> = new Map([
+  ['ns', 1n],
+  ['us', 1000n],
+  ['µs', 1000n], // U+00B5
+  ['μs', 1000n], // U+03BC
+  ['ms', 1000000n],
+  ['s', 1000000000n],
+  ['m', 60n * 1000000000n],
+  ['h', 3600n * 1000000000n],
+]);
+const GO_COMPONENT = /([0-9]*)(?:\.([0-9]*))?([^0-9.]+)/y;
+
+/** Go's time.ParseDuration, without sign (the scanner never includes one). */
+export function isGoDuration(s: string): boolean {
+  if (s === '' || s === '0') return s === '0';
+  let pos = 0;
+  let total = 0n;
+  while (pos < s.length) {
+    GO_COMPONENT.lastIndex = pos;
+    const m = GO_COMPONENT.exec(s);
+    if (m === null) return false;
+    const intPart = m[1] ?? '';
+    const frac = m[2];
+    if (intPart === '' && (frac === undefined || frac === '')) return false;
+    const unitText = m[3] ?? '';
+    // The unit is the run of non-digit, non-dot characters; it must be a known unit.
+    const unit = GO_UNITS.get(unitText);
+    if (unit === undefined) return false;
+    let ns = BigInt(intPart === '' ? '0' : intPart) * unit;
+    if (frac !== undefined && frac !== '') {
+      ns += (BigInt(frac) * unit) / 10n ** BigInt(frac.length);
+    }
+    total += ns;
+    if (total > MAX_INT64) return false;
+    pos = GO_COMPONENT.lastIndex;
+  }
+  return true;
+}
+
+function checkDuration(ctx: Ctx, n: SyntaxNode): void {
+  const raw = ctx.text.slice(n.from, n.to);
+  if (!isPromDuration(raw) && !isGoDuration(raw)) throw ctx.error(n.from, `invalid duration ${raw}`);
+}
+
+// After a number, Tempo's scanner keeps reading digits, '.' and duration
+// letters (and Go identifier characters start a new token): the gateway
+// refuses any such continuation instead of guessing how Tempo splits it.
+const NUMBER_CONTINUATION = /[0-9A-Za-z_.µ\u0080-\uffff]/;
+
+function checkNumberEnd(ctx: Ctx, n: SyntaxNode): void {
+  const next = ctx.text.charAt(n.to);
+  if (next !== '' && NUMBER_CONTINUATION.test(next) && !/\s/.test(next)) {
+    throw ctx.error(n.to, `unexpected ${JSON.stringify(next)} after number ${ctx.text.slice(n.from, n.to)}`);
+  }
+}
+
+function checkString(ctx: Ctx, n: SyntaxNode): string | null {
+  try {
+    return unquoteStringLiteral(ctx.text.slice(n.from, n.to), GO_STRINGS);
+  } catch (e) {
+    if (e instanceof LiteralError) throw ctx.error(n.from + e.offset, e.message);
+    throw e;
+  }
+}
+
+const GO_IDENT = /^[\p{L}_][\p{L}\p{Nd}_]*$/u;
+
+// ---------------------------------------------------------------------------
+// Attributes
+// ---------------------------------------------------------------------------
+
+export interface DecodedAttribute {
+  readonly parent: boolean;
+  readonly scope: AttributeScope | null;
+  readonly key: string;
+}
+
+const SCOPE_PREFIXES: readonly (readonly [string, AttributeScope])[] = [
+  ['resource.', 'resource'],
+  ['span.', 'span'],
+  ['event.', 'event'],
+  ['link.', 'link'],
+  ['instrumentation.', 'instrumentation'],
+];
+
+/** The key of an attribute token body: bare runes and "quoted" parts (escapes \" and \\) concatenated. */
+function decodeKey(body: string): string | null {
+  let out = '';
+  for (let i = 0; i < body.length; i++) {
+    const ch = body[i] as string;
+    if (ch !== '"') {
+      out += ch;
+      continue;
+    }
+    i++;
+    for (;;) {
+      if (i >= body.length) return null;
+      const c = body[i] as string;
+      if (c === '"') break;
+      if (c === '\\') {
+        const e = body[i + 1];
+        if (e !== '"' && e !== '\\') return null;
+        out += e;
+        i += 2;
+        continue;
+      }
+      out += c;
+      i++;
+    }
+  }
+  return out;
+}
+
+/**
+ * Scope and key of an Attribute token, as Tempo's lexer splits it
+ * (`parent.` then an optional `span.`/`resource.` scope, read on the raw
+ * text before quotes are interpreted). Null when the key is malformed.
+ */
+export function decodeAttribute(raw: string): DecodedAttribute | null {
+  let parent = false;
+  let scope: AttributeScope | null = null;
+  let body: string;
+  if (raw.startsWith('.')) {
+    body = raw.slice(1);
+  } else if (raw.startsWith('parent.')) {
+    parent = true;
+    body = raw.slice(7);
+    if (body.startsWith('span.')) {
+      scope = 'span';
+      body = body.slice(5);
+    } else if (body.startsWith('resource.')) {
+      scope = 'resource';
+      body = body.slice(9);
+    }
+    if (body === '') return null;
+  } else {
+    const hit = SCOPE_PREFIXES.find(([p]) => raw.startsWith(p));
+    if (hit === undefined) return null;
+    scope = hit[1];
+    body = raw.slice(hit[0].length);
+  }
+  const key = decodeKey(body);
+  return key === null ? null : { parent, scope, key };
+}
+
+/** Canonical field name of an operand node (Attribute / Intrinsic / ScopedIntrinsic), or null. */
+export function readField(text: string, n: SyntaxNode): string | null {
+  const id = n.type.id;
+  if (id === N.Attribute) {
+    const a = decodeAttribute(text.slice(n.from, n.to));
+    if (a === null || a.parent) return null;
+    const f: TraceQLField = { kind: 'attribute', scope: a.scope, key: a.key };
+    return fieldKey(f);
+  }
+  if (id === N.Intrinsic) return text.slice(n.from, n.to);
+  if (id === N.ScopedIntrinsic) {
+    const parts = significantChildren(n);
+    const colon = parts[0];
+    const kw = parts[1];
+    if (colon === undefined || kw === undefined) return null;
+    return text.slice(colon.from, colon.to) + text.slice(kw.from, kw.to);
+  }
+  return null;
+}
+
+function matchOpOf(n: SyntaxNode): MatchOp | null {
+  switch (n.type.id) {
+    case N.Eq:
+      return '=';
+    case N.Neq:
+      return '!=';
+    case N.Re:
+      return '=~';
+    case N.NotSibl:
+      return '!~';
+    default:
+      return null;
+  }
+}
+
+/** `field op "value"` when `n` is exactly that (field on the left, string on the right). */
+export function readMatcher(text: string, n: SyntaxNode): ReadMatcher | null {
+  if (n.type.id !== N.CompareExpr) return null;
+  const [l, op, r, extra] = significantChildren(n);
+  if (l === undefined || op === undefined || r === undefined || extra !== undefined) return null;
+  if (r.type.id !== N.String) return null;
+  const mop = matchOpOf(op);
+  if (mop === null) return null;
+  const field = readField(text, l);
+  if (field === null) return null;
+  let value: string | null;
+  try {
+    value = unquoteStringLiteral(text.slice(r.from, r.to), GO_STRINGS);
+  } catch {
+    return null;
+  }
+  if (value === null) return null;
+  return { field, op: mop, value };
+}
+
+/** Operands of a left-associative chain of `op` (AndOp/OrOp) LogicalExprs, left to right. */
+export function chain(n: SyntaxNode, op: number): SyntaxNode[] {
+  const rights: SyntaxNode[] = [];
+  let cur = n;
+  for (;;) {
+    if (cur.type.id !== N.LogicalExpr) break;
+    const [l, o, r] = significantChildren(cur);
+    if (l === undefined || o === undefined || r === undefined || o.type.id !== op) break;
+    rights.push(r);
+    cur = l;
+  }
+  rights.push(cur);
+  return rights.reverse();
+}
+
+/** The expression inside a FieldParen. */
+export function parenInner(n: SyntaxNode): SyntaxNode | null {
+  if (n.type.id !== N.FieldParen) return null;
+  const kids = significantChildren(n);
+  return kids.length === 3 ? (kids[1] as SyntaxNode) : null;
+}
+
+/** `( m && m … ) || ( m … ) || …` → the matcher groups, else null. */
+export function readGroups(text: string, n: SyntaxNode): ReadMatcher[][] | null {
+  const alts = chain(n, N.OrOp);
+  const groups: ReadMatcher[][] = [];
+  for (const alt of alts) {
+    const inner = parenInner(alt);
+    if (inner === null) return null;
+    const ms: ReadMatcher[] = [];
+    for (const c of chain(inner, N.AndOp)) {
+      const m = readMatcher(text, c);
+      if (m === null) return null;
+      ms.push(m);
+    }
+    groups.push(ms);
+  }
+  return groups;
+}
+
+function readFilter(text: string, node: SyntaxNode): FilterSite {
+  const kids = significantChildren(node);
+  const exprNode = kids.length === 3 ? (kids[1] as SyntaxNode) : null;
+  if (exprNode === null) return { from: node.from, to: node.to, expr: null, conjuncts: [], orGroups: null };
+  const conjuncts: Conjunct[] = chain(exprNode, N.AndOp).map((c): Conjunct => {
+    if (c.type.id === N.FieldParen) {
+      const inner = parenInner(c);
+      return { kind: 'paren', from: c.from, to: c.to, groups: inner === null ? null : readGroups(text, inner) };
+    }
+    const m = readMatcher(text, c);
+    return m === null ? { kind: 'other', from: c.from, to: c.to } : { kind: 'matcher', from: c.from, to: c.to, matcher: m };
+  });
+  const orGroups = exprNode.type.id === N.LogicalExpr ? readGroups(text, exprNode) : null;
+  return { from: node.from, to: node.to, expr: { from: exprNode.from, to: exprNode.to }, conjuncts, orGroups };
+}
+
+// ---------------------------------------------------------------------------
+// Analysis
+// ---------------------------------------------------------------------------
+
+function checkLength(ctx: Ctx, text: string, limits: RewriteLimits): void {
+  if (text.length > limits.maxQueryLength || (text.length * 3 > limits.maxQueryLength && Buffer.byteLength(text, 'utf8') > limits.maxQueryLength)) {
+    throw ctx.plain(`query is too long: more than ${limits.maxQueryLength} bytes`, 'query_too_large');
+  }
+}
+
+/**
+ * Parse `text` as Tempo would and collect filters and pipeline heads.
+ * Throws QueryError: bad_query (empty, not valid, position in the message),
+ * query_too_large (length, nesting), rewrite_unsupported (parent attributes).
+ */
+export function analyzeTraceQL(text: string, opts: AnalyzeOptions): TraceQLAnalysis {
+  const ctx = new Ctx(text, opts);
+  const { limits } = opts;
+  if (text.trim() === '') throw ctx.plain('empty query', 'bad_query');
+  checkLength(ctx, text, limits);
+  if (!isWellFormedUnicode(text)) throw ctx.plain('query is not valid UTF-8', 'bad_query');
+  const nul = text.search(/[\u0000\ufeff]/);
+  if (nul >= 0) throw ctx.error(nul, text.charCodeAt(nul) === 0 ? 'invalid character NUL' : 'invalid BOM');
+  const scan = prescan(text);
+  if (scan.depth > limits.maxDepth) {
+    throw ctx.plain(`query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
+  }
+  const parsed = parseStrict(parser, text);
+  if (!parsed.ok) {
+    if (scan.operators >= LEZER_CHAIN_LIMIT) {
+      const { line, col } = lineCol(text, parsed.pos);
+      throw ctx.plain(
+        `query could not be parsed: it is invalid or too complex (${scan.operators} operators; parse failed at line ${line}, col ${col})`,
+        'query_too_large',
+      );
+    }
+    throw ctx.error(parsed.pos, describeAt(text, parsed.pos));
+  }
+  const tree = parsed.tree;
+  const filters: FilterSite[] = [];
+  const heads: number[] = [];
+  const c = tree.cursor();
+  let depth = 0;
+  const counted: number[] = [];
+  for (;;) {
+    const type = c.type;
+    const id = type.id;
+    if (type.isError) throw ctx.error(c.from, describeAt(text, c.from));
+    const isCounted = COUNTED[id] === 1;
+    if (isCounted) {
+      depth++;
+      if (depth > limits.maxDepth) throw ctx.plain(`query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
+    }
+    switch (id) {
+      case N.SpansetFilter:
+        filters.push(readFilter(text, c.node));
+        break;
+      case N.ScalarFilter:
+      case N.GroupOperation:
+      case N.SelectOperation: {
+        const prev = prevSignificant(c.node);
+        if (prev === null || prev.type.id !== N.Pipe) heads.push(c.from);
+        break;
+      }
+      case N.String:
+        checkString(ctx, c.node);
+        break;
+      case N.Integer:
+        checkInteger(ctx, c.node);
+        checkNumberEnd(ctx, c.node);
+        break;
+      case N.Float:
+        checkFloat(ctx, c.node);
+        checkNumberEnd(ctx, c.node);
+        break;
+      case N.Duration:
+        checkDuration(ctx, c.node);
+        checkNumberEnd(ctx, c.node);
+        break;
+      case N.Attribute: {
+        const raw = text.slice(c.from, c.to);
+        const a = decodeAttribute(raw);
+        if (a === null) throw ctx.error(c.from, `invalid attribute name ${raw}`);
+        if (text.charCodeAt(c.to) === 34) throw ctx.error(c.to, `unterminated or invalid quoted part in attribute name ${raw}`);
+        if (a.parent) {
+          throw ctx.error(
+            c.from,
+            `${raw}: parent attributes read another span than the one the policy filters, so the gateway cannot enforce them`,
+            'rewrite_unsupported',
+          );
+        }
+        break;
+      }
+      case N.Nil: {
+        const p = c.node.parent;
+        const kids = p === null ? [] : significantChildren(p);
+        const op = kids[1];
+        if (p === null || p.type.id !== N.CompareExpr || op === undefined || (op.type.id !== N.Eq && op.type.id !== N.Neq)) {
+          throw ctx.error(c.from, 'nil can only be compared with = or !=');
+        }
+        break;
+      }
+      case N.HintName: {
+        const name = text.slice(c.from, c.to);
+        if (!GO_IDENT.test(name)) throw ctx.error(c.from, `invalid hint name ${JSON.stringify(name)}`);
+        break;
+      }
+      default:
+        break;
+    }
+    if (c.firstChild()) {
+      counted.push(isCounted ? 1 : 0);
+      continue;
+    }
+    if (isCounted) depth--;
+    for (;;) {
+      if (c.nextSibling()) break;
+      if (!c.parent()) return { tree, filters, heads };
+      depth -= counted.pop() ?? 0;
+    }
+  }
+}
+
+/** Parse without the lexical checks (for verification of the gateway's own output). */
+export function parseTraceQLTree(text: string): Tree | null {
+  const r = parseStrict(parser, text);
+  return r.ok ? r.tree : null;
+}

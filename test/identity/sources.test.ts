@@ -1,0 +1,250 @@
+// Identity sources against a real oidc-provider over real HTTP (in-process, loopback).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GATEWAY_CLIENT, JWT_AUDIENCE, OPAQUE_RESOURCE, startIdp, type TestIdp } from '../../e2e/harness/idp.ts';
+import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
+import { apiKeyProviderSchema, basicProviderSchema, grafanaProviderSchema, introspectionProviderSchema, oidcProviderSchema } from '../../src/config/schema.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { Authenticator, createSource } from '../../src/identity/authenticator.ts';
+import { hashSecret } from '../../src/identity/secrets.ts';
+import type { IdentitySource } from '../../src/identity/source.ts';
+
+let idp: TestIdp;
+let grafana: TestIssuer;
+let grafanaServer: Server;
+let grafanaUrl: string;
+
+beforeAll(async () => {
+  idp = await startIdp();
+  idp.setAccount('u-alice', { preferred_username: 'alice', groups: ['team-a'] });
+  grafana = await createTestIssuer({ issuer: 'placeholder', audience: 'org:1', alg: 'ES256' });
+  grafanaServer = createServer((req, res) => {
+    if (req.url === '/api/signing-keys/keys') res.setHeader('content-type', 'application/json').end(readFileSync(grafana.jwksPath));
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => grafanaServer.listen(0, '127.0.0.1', () => r()));
+  grafanaUrl = `http://127.0.0.1:${(grafanaServer.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await idp?.stop();
+  grafanaServer?.close();
+  grafana?.cleanup();
+});
+
+const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
+
+async function status(auth: Authenticator, req: { headers: Record<string, string | string[]> }): Promise<number> {
+  try {
+    await auth.authenticate(req);
+    return 200;
+  } catch (e) {
+    if (e instanceof GatewayError) return e.status;
+    throw e;
+  }
+}
+
+describe('oidc source (discovery → JWKS)', () => {
+  let auth: Authenticator;
+  beforeAll(async () => {
+    auth = new Authenticator([await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: idp.issuer, audience: JWT_AUDIENCE, jwks: { cooldownSeconds: 1 } }))]);
+  });
+
+  it('verifies a JWT access token with keys found through discovery and maps groups', async () => {
+    const t = await idp.mintAccessToken({ sub: 'u-alice', claims: { groups: ['team-a'], preferred_username: 'alice' } });
+    const s = await auth.authenticate(bearer(t));
+    expect(s).toMatchObject({ sub: 'u-alice', username: 'alice', groups: ['team-a'], auth: 'oidc', issuer: idp.issuer });
+  });
+
+  it('verifies a client_credentials token from the token endpoint', async () => {
+    const s = await auth.authenticate(bearer(await idp.clientCredentials()));
+    expect(s).toMatchObject({ sub: 'batch-job', groups: [] });
+  });
+
+  it('follows key rotation with one JWKS fetch, and unknown kids do not hammer the JWKS', async () => {
+    await auth.authenticate(bearer(await idp.mintAccessToken({ sub: 'u-alice' })));
+    idp.resetCounts();
+    const kid = await idp.rotateKeys();
+    const t = await idp.mintAccessToken({ sub: 'u-alice', claims: { groups: ['rotated'] } });
+    expect(JSON.parse(Buffer.from(t.split('.')[0]!, 'base64url').toString())).toMatchObject({ kid });
+    await new Promise((r) => setTimeout(r, 1100)); // past the 1 s cooldown
+    expect(await auth.authenticate(bearer(t))).toMatchObject({ groups: ['rotated'] });
+    expect(idp.requests.jwks).toBe(1);
+    // A burst of tokens with unknown kids: at most one refetch per cooldown.
+    const forged = await Promise.all(Array.from({ length: 20 }, (_, i) => idp.sign({ sub: 'x' }, { key: 'foreign', kid: `nope-${i}` })));
+    const codes = await Promise.all(forged.map((f) => status(auth, bearer(f))));
+    expect(new Set(codes)).toEqual(new Set([401]));
+    expect(idp.requests.jwks).toBeLessThanOrEqual(2);
+  });
+
+  it.each([
+    ['alg none', () => idp.sign({ sub: 'x' }, { alg: 'none' })],
+    ['HS256 keyed with the RSA public key', () => idp.sign({ sub: 'x' }, { alg: 'HS256' })],
+    ['expired', () => idp.sign({ sub: 'x', exp: Math.floor(Date.now() / 1000) - 600 })],
+    ['nbf in the future', () => idp.sign({ sub: 'x', nbf: Math.floor(Date.now() / 1000) + 600 })],
+    ['wrong iss', () => idp.sign({ sub: 'x', iss: 'https://evil.example' })],
+    ['wrong aud', () => idp.sign({ sub: 'x', aud: 'another-api' })],
+    ['foreign key with the provider kid', () => idp.sign({ sub: 'x' }, { key: 'foreign' })],
+    ['jku pointing at an attacker', () => idp.sign({ sub: 'x' }, { key: 'foreign', kid: 'evil', header: { jku: 'http://127.0.0.1:1/jwks' } })],
+    ['x5u pointing at an attacker', () => idp.sign({ sub: 'x' }, { key: 'foreign', kid: 'evil', header: { x5u: 'http://127.0.0.1:1/cert.pem' } })],
+    ['tampered payload', async () => {
+      const [h, , sig] = (await idp.sign({ sub: 'x', groups: ['viewer'] })).split('.');
+      return `${h}.${Buffer.from(JSON.stringify({ sub: 'x', groups: ['admins'], iss: idp.issuer, aud: JWT_AUDIENCE, exp: 9999999999 })).toString('base64url')}.${sig}`;
+    }],
+    ['oversized', async () => `${'a'.repeat(20_000)}.b.c`],
+    ['no exp', () => idp.sign({ sub: 'x', exp: undefined })],
+  ])('%s → 401', async (_n, make) => {
+    expect(await status(auth, bearer(await make()))).toBe(401);
+  });
+});
+
+describe('oidc source when the provider is unreachable', () => {
+  it('answers 503 (never anonymous) until discovery succeeds, then recovers', async () => {
+    idp.setAvailable(false);
+    try {
+      const src = await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: idp.issuer, audience: JWT_AUDIENCE, discoveryRetrySeconds: 1, timeoutMs: 1000 }));
+      const auth = new Authenticator([src]);
+      const t = await idp.mintAccessToken({ sub: 'u-alice' });
+      const e = await auth.authenticate(bearer(t)).catch((x: unknown) => x);
+      expect(e).toMatchObject({ code: 'identity_unavailable', status: 503 });
+      expect(auth.stats.unavailable).toBe(1);
+      idp.setAvailable(true);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await auth.authenticate(bearer(t))).toMatchObject({ sub: 'u-alice' });
+    } finally {
+      idp.setAvailable(true);
+    }
+  });
+});
+
+describe('introspection source (RFC 7662) with userinfo enrichment', () => {
+  let src: IdentitySource;
+  let auth: Authenticator;
+  beforeAll(async () => {
+    src = await createSource(
+      introspectionProviderSchema.parse({ type: 'introspection', issuer: idp.issuer, clientId: GATEWAY_CLIENT.id, clientSecret: GATEWAY_CLIENT.secret, userinfo: {}, negativeCacheTtlSeconds: 30 }),
+    );
+    auth = new Authenticator([src]);
+  });
+
+  it('accepts an active opaque token; groups come from userinfo; both results are cached', async () => {
+    const t = await idp.mintAccessToken({ sub: 'u-alice', format: 'opaque' });
+    idp.resetCounts();
+    const s = await auth.authenticate(bearer(t));
+    expect(s).toMatchObject({ sub: 'u-alice', username: 'alice', groups: ['team-a'], auth: 'introspection' });
+    expect(await auth.authenticate(bearer(t))).toBe(s);
+    expect(idp.requests).toMatchObject({ introspection: 1, userinfo: 1 });
+  });
+
+  it('active:false → 401, cached briefly (no second call)', async () => {
+    idp.resetCounts();
+    expect(await status(auth, bearer('not-a-real-token-abcdef'))).toBe(401);
+    expect(await status(auth, bearer('not-a-real-token-abcdef'))).toBe(401);
+    expect(idp.requests.introspection).toBe(1);
+  });
+
+  it('client_credentials opaque tokens: the client is the subject (no userinfo for machine tokens)', async () => {
+    const src2 = await createSource(introspectionProviderSchema.parse({ type: 'introspection', issuer: idp.issuer, clientId: GATEWAY_CLIENT.id, clientSecret: GATEWAY_CLIENT.secret, clientAuth: 'client_secret_post' }));
+    const s = await new Authenticator([src2]).authenticate(bearer(await idp.clientCredentials(OPAQUE_RESOURCE)));
+    expect(s).toMatchObject({ sub: 'batch-job', auth: 'introspection' });
+  });
+
+  it('audience is enforced when configured', async () => {
+    const src3 = await createSource(introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: `${idp.issuer}/token/introspection`, clientId: GATEWAY_CLIENT.id, clientSecret: GATEWAY_CLIENT.secret, audience: 'somebody-else' }));
+    expect(await status(new Authenticator([src3]), bearer(await idp.clientCredentials(OPAQUE_RESOURCE)))).toBe(401);
+  });
+
+  it('wrong gateway client secret → 503 (configuration problem), not 401', async () => {
+    const bad = await createSource(introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: `${idp.issuer}/token/introspection`, clientId: GATEWAY_CLIENT.id, clientSecret: 'wrong' }));
+    expect(await status(new Authenticator([bad]), bearer(await idp.mintAccessToken({ sub: 'u-alice', format: 'opaque' })))).toBe(503);
+  });
+
+  it('provider down → 503 for an uncached token', async () => {
+    const t = await idp.mintAccessToken({ sub: 'u-alice', format: 'opaque' });
+    idp.setAvailable(false);
+    try {
+      expect(await status(auth, bearer(t))).toBe(503);
+    } finally {
+      idp.setAvailable(true);
+    }
+  });
+
+  it('JWT-shaped tokens are left to JWT sources (tokens: opaque)', async () => {
+    const e = await auth.authenticate(bearer(await idp.mintAccessToken({ sub: 'u-alice' }))).catch((x: unknown) => x);
+    expect(e).toMatchObject({ status: 401, message: expect.stringMatching(/no identity source/) });
+  });
+});
+
+describe('grafana ID token source', () => {
+  let auth: Authenticator;
+  beforeAll(async () => {
+    auth = new Authenticator([await createSource(grafanaProviderSchema.parse({ type: 'grafana', url: grafanaUrl, orgs: [1, 3] }))]);
+  });
+  const idToken = (aud: string | string[], extra: Record<string, unknown> = {}) =>
+    grafana.mint({ sub: 'user:7', username: 'alice', email: 'alice@example.com', ...extra }, { issuer: `${grafanaUrl}/`, audience: aud });
+
+  it('accepts a Grafana-signed ES256 ID token and exposes the org', async () => {
+    const s = await auth.authenticate({ headers: { 'x-grafana-id': await idToken('org:3') } });
+    expect(s).toMatchObject({ sub: 'user:7', username: 'alice', auth: 'grafana', grafanaOrg: 3 });
+    expect(s.claims['grafana_org']).toBe(3);
+  });
+  it('rejects an ID token for another org', async () => {
+    expect(await status(auth, { headers: { 'x-grafana-id': await idToken('org:2') } })).toBe(401);
+    expect(await status(auth, { headers: { 'x-grafana-id': await idToken(['org:1', 'org:3']) } })).toBe(401);
+  });
+  it('rejects another issuer, RS/HS confusion and unsigned tokens', async () => {
+    expect(await status(auth, { headers: { 'x-grafana-id': await grafana.mint({ sub: 'user:7' }, { issuer: 'http://other-grafana/', audience: 'org:1' }) } })).toBe(401);
+    expect(await status(auth, { headers: { 'x-grafana-id': await grafana.mint({ sub: 'user:7' }, { issuer: grafanaUrl, audience: 'org:1', alg: 'none' }) } })).toBe(401);
+    expect(await status(auth, { headers: { 'x-grafana-id': await grafana.mint({ sub: 'user:7' }, { issuer: grafanaUrl, audience: 'org:1', alg: 'HS256' }) } })).toBe(401);
+  });
+  it('no header and no Authorization → 401 missing', async () => {
+    expect(await auth.authenticate({ headers: {} }).catch((e: unknown) => e)).toMatchObject({ status: 401, missing: true });
+  });
+});
+
+describe('static API keys and basic-auth users', () => {
+  let auth: Authenticator;
+  const key = 'lbac_test-key-0123456789abcdefghijklmnopqrstuvwxyz';
+  beforeAll(async () => {
+    auth = new Authenticator([
+      await createSource(apiKeyProviderSchema.parse({ type: 'apikey', keys: [{ name: 'ci', hash: await hashSecret(key, { N: 1024 }), subject: { groups: ['team-a'] } }, { name: 'other', hash: await hashSecret('other-key-xyz', { N: 1024 }) }] })),
+      await createSource(apiKeyProviderSchema.parse({ type: 'apikey', header: 'X-API-Key', keys: [{ name: 'hdr', hash: await hashSecret('header-key', { N: 1024 }), subject: { sub: 'svc-1', groups: ['team-b'] } }] })),
+      await createSource(basicProviderSchema.parse({ type: 'basic', users: [{ username: 'bob', hash: await hashSecret('pa:ss w0rd', { N: 1024 }), subject: { groups: ['team-b'], roles: ['viewer'] } }] })),
+    ]);
+  });
+  it('an API key as a bearer token maps to its subject', async () => {
+    expect(await auth.authenticate(bearer(key))).toMatchObject({ sub: 'ci', username: 'ci', groups: ['team-a'], auth: 'apikey', claims: { apikey: 'ci' } });
+  });
+  it('an API key in a configured header', async () => {
+    expect(await auth.authenticate({ headers: { 'x-api-key': 'header-key' } })).toMatchObject({ sub: 'svc-1', groups: ['team-b'] });
+  });
+  it('a wrong key → 401', async () => {
+    expect(await status(auth, bearer('lbac_wrong'))).toBe(401);
+    expect(await status(auth, { headers: { 'x-api-key': 'nope' } })).toBe(401);
+  });
+  it('basic auth (password with ":" and spaces)', async () => {
+    const b = (u: string, p: string) => ({ headers: { authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` } });
+    expect(await auth.authenticate(b('bob', 'pa:ss w0rd'))).toMatchObject({ sub: 'bob', groups: ['team-b'], roles: ['viewer'], auth: 'basic' });
+    expect(await status(auth, b('bob', 'wrong'))).toBe(401);
+    expect(await status(auth, b('nobody', 'pa:ss w0rd'))).toBe(401);
+    expect(await status(auth, { headers: { authorization: 'Basic !!!' } })).toBe(401);
+    expect(await status(auth, { headers: { authorization: `Basic ${Buffer.from('no-colon').toString('base64')}` } })).toBe(401);
+  });
+  it('Basic is malformed when no basic source is configured', () => {
+    expect(() => Authenticator.credentials({ authorization: 'Basic Ym9iOng=' }, false)).toThrow(/malformed/);
+  });
+});
+
+describe('sources in order', () => {
+  it('a JWT for an unknown issuer is rejected; an unreachable source fails the request closed', async () => {
+    const auth = new Authenticator([
+      await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: idp.issuer, audience: JWT_AUDIENCE })),
+      await createSource(introspectionProviderSchema.parse({ type: 'introspection', issuer: idp.issuer, clientId: GATEWAY_CLIENT.id, clientSecret: GATEWAY_CLIENT.secret })),
+    ]);
+    expect(await auth.authenticate(bearer(await idp.mintAccessToken({ sub: 'u-alice' })))).toMatchObject({ auth: 'oidc' });
+    expect(await auth.authenticate(bearer(await idp.mintAccessToken({ sub: 'u-alice', format: 'opaque' })))).toMatchObject({ auth: 'introspection' });
+    expect(await status(auth, bearer(await idp.sign({ sub: 'x', iss: 'https://unknown' })))).toBe(401);
+  });
+});

@@ -1,0 +1,179 @@
+// The bundle client against a local HTTP server (nginx-backed e2e lives in
+// e2e/bundles.test.ts): ETag/304, auth, failures, persistence, delays; and the
+// bundle section of the config.
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import type { BundleConfig } from '../../src/config/schema.ts';
+import { BundleClient, bundleUrl, nextDelayMs } from '../../src/policy/bundle-client.ts';
+import { PolicyHolder } from '../../src/policy/holder.ts';
+
+const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
+let server: Server;
+let url: string;
+let served: { body: Buffer; etag: string; status?: number } = { body: Buffer.alloc(0), etag: '"0"' };
+const seen: IncomingHttpHeaders[] = [];
+let key: SigningKeyPair;
+let b1: Buffer;
+let b2: Buffer;
+
+beforeAll(async () => {
+  key = generateSigningKey('RS256');
+  b1 = readFileSync(await buildBundle({ revision: 'one', signingKey: key }));
+  b2 = readFileSync(await buildBundle({ revision: 'two', signingKey: key }));
+  server = createServer((req, res) => {
+    seen.push(req.headers);
+    if (served.status !== undefined) return void res.writeHead(served.status).end();
+    if (req.headers.authorization !== 'Bearer t0k') return void res.writeHead(401).end();
+    if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
+    res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address();
+  url = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+}, 60_000);
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+function config(over: Partial<BundleConfig> = {}): BundleConfig {
+  return {
+    url: `${url}/`,
+    resource: '/b.tar.gz',
+    auth: { type: 'bearer', token: 't0k', scheme: 'Bearer' },
+    polling: { minDelaySeconds: 60, maxDelaySeconds: 120 },
+    timeoutMs: 2_000,
+    maxSizeBytes: 10 * 1024 * 1024,
+    signing: { keys: [{ keyid: 'default', algorithm: 'RS256', publicKey: key.publicKeyPem }], excludeFiles: [] },
+    ...over,
+  };
+}
+
+describe('BundleClient', () => {
+  it('downloads with auth, activates, then sends If-None-Match and keeps the policy on 304', async () => {
+    served = { body: b1, etag: '"e1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect(client.url).toBe(`${url}/b.tar.gz`);
+    expect(await client.poll()).toEqual({ kind: 'activated', revision: 'one', etag: '"e1"' });
+    expect(holder.info).toMatchObject({ revision: 'one', source: `bundle:${url}/b.tar.gz` });
+    expect(await client.poll()).toEqual({ kind: 'not-modified' });
+    expect(seen.at(-1)!['if-none-match']).toBe('"e1"');
+    served = { body: b2, etag: '"e2"' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'two' });
+  });
+
+  it('keeps the active policy on HTTP errors, wrong auth and rejected bundles, counting failures', async () => {
+    served = { body: b1, etag: '"e1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    await client.poll();
+    served = { body: b2, etag: '"e2"', status: 500 };
+    expect(await client.poll()).toEqual({ kind: 'failed', error: 'bundle service answered HTTP 500' });
+    served = { body: Buffer.from('junk'), etag: '"e3"' };
+    expect(await client.poll()).toMatchObject({ kind: 'failed', error: expect.stringMatching(/not a gzip file/) });
+    const noAuth = await BundleClient.create({ config: config({ auth: { type: 'none', scheme: 'Bearer' } }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect(await noAuth.poll()).toMatchObject({ kind: 'failed', error: 'bundle service answered HTTP 401' });
+    expect(holder.revision).toBe('one');
+    expect(client.status.consecutiveFailures).toBe(2);
+    expect(client.status.etag).toBe('"e1"'); // a rejected bundle's ETag is not remembered
+  });
+
+  it('persists the last good bundle atomically and starts from it when the service is down', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persist-')), 'state');
+    served = { body: b2, etag: '"e2"' };
+    const first = await BundleClient.create({ config: config({ persistDir: dir }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    await first.poll();
+    expect(readFileSync(join(dir, 'bundle.tar.gz')).equals(b2)).toBe(true);
+    expect(JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8'))).toMatchObject({ etag: '"e2"', revision: 'two' });
+    served = { ...served, status: 503 };
+    const holder = new PolicyHolder();
+    const second = await BundleClient.create({ config: config({ persistDir: dir }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect(await second.loadPersisted()).toBe('two');
+    expect(holder.info?.source).toBe(`persisted:${join(dir, 'bundle.tar.gz')}`);
+    expect(second.status.etag).toBe('"e2"');
+    // A persisted bundle that no longer verifies (key rotated) is not used.
+    const other = generateSigningKey('RS256');
+    const strict = await BundleClient.create({
+      config: config({ persistDir: dir, signing: { keys: [{ keyid: 'default', algorithm: 'RS256', publicKey: other.publicKeyPem }], excludeFiles: [] } }),
+      holder: new PolicyHolder(),
+      entrypoint: 'lbac/decision',
+      configData: {},
+      logger: quiet,
+    });
+    expect(await strict.loadPersisted()).toBeUndefined();
+    writeFileSync(join(dir, 'bundle.tar.gz'), 'corrupt');
+    expect(await second.loadPersisted()).toBeUndefined();
+    expect(existsSync(join(dir, 'bundle.json'))).toBe(true);
+  });
+
+  it('start() polls in the background until stop()', async () => {
+    served = { body: b1, etag: '"e1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config({ polling: { minDelaySeconds: 0.05, maxDelaySeconds: 0.1 } }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    const before = seen.length;
+    await client.start();
+    await new Promise((r) => setTimeout(r, 500));
+    await client.stop();
+    expect(holder.revision).toBe('one');
+    expect(seen.length - before).toBeGreaterThanOrEqual(3);
+    const after = seen.length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen.length).toBe(after);
+  });
+});
+
+describe('polling delays', () => {
+  const polling = { minDelaySeconds: 10, maxDelaySeconds: 20 };
+  it('success: uniform in [min, max]', () => {
+    expect(nextDelayMs(polling, 0, () => 0)).toBe(10_000);
+    expect(nextDelayMs(polling, 0, () => 0.999)).toBeCloseTo(19_990);
+  });
+  it('failures: exponential from min(1 s, min), capped at max, jittered in [d/2, d]', () => {
+    expect(nextDelayMs(polling, 1, () => 1)).toBe(1_000);
+    expect(nextDelayMs(polling, 2, () => 1)).toBe(2_000);
+    expect(nextDelayMs(polling, 4, () => 1)).toBe(8_000);
+    expect(nextDelayMs(polling, 5, () => 1)).toBe(16_000);
+    expect(nextDelayMs(polling, 50, () => 1)).toBe(20_000);
+    expect(nextDelayMs(polling, 50, () => 0)).toBe(10_000);
+    expect(nextDelayMs({ minDelaySeconds: 0.2, maxDelaySeconds: 0.4 }, 1, () => 1)).toBe(200);
+  });
+  it('bundleUrl joins with exactly one slash', () => {
+    expect(bundleUrl({ url: 'http://h/x/', resource: '/b/c.tar.gz' })).toBe('http://h/x/b/c.tar.gz');
+  });
+});
+
+describe('config: policy.bundle', () => {
+  const base = `
+upstreams: [{name: metrics, kind: prometheus, url: "http://127.0.0.1:9090"}]
+identity: {providers: [{type: jwt, jwksFile: jwks.json, issuer: i, audience: a}]}
+`;
+  it('fills defaults and resolves files against the config directory', () => {
+    const c = parseConfig(
+      `${base}policy:\n  bundle:\n    url: https://bundles.example.com\n    auth: {type: bearer, tokenFile: token}\n    signing: {keys: [{keyid: ci, algorithm: ES256, publicKeyFile: keys/ci.pem}]}\n    persistDir: state\n`,
+      { baseDir: '/etc/lbac', env: {} },
+    );
+    expect(c.policy.bundle).toMatchObject({
+      url: 'https://bundles.example.com',
+      resource: 'bundles/bundle.tar.gz',
+      auth: { type: 'bearer', tokenFile: '/etc/lbac/token', scheme: 'Bearer' },
+      polling: { minDelaySeconds: 60, maxDelaySeconds: 120 },
+      timeoutMs: 30_000,
+      persistDir: '/etc/lbac/state',
+      signing: { keys: [{ keyid: 'ci', algorithm: 'ES256', publicKeyFile: '/etc/lbac/keys/ci.pem' }], excludeFiles: [] },
+    });
+  });
+  it('rejects wasm together with bundle, bearer without token, min > max, keys without PEM', () => {
+    const bad = (policy: string) => () => parseConfig(`${base}policy:\n${policy}`, { env: {} });
+    expect(bad('  wasm: p.wasm\n  bundle: {url: "http://x"}\n')).toThrow(/either policy.wasm or policy.bundle/);
+    expect(bad('  bundle: {url: "http://x", auth: {type: bearer}}\n')).toThrow(/exactly one of token or tokenFile/);
+    expect(bad('  bundle: {url: "http://x", polling: {minDelaySeconds: 5, maxDelaySeconds: 1}}\n')).toThrow(/must not exceed/);
+    expect(bad('  bundle: {url: "http://x", signing: {keys: [{keyid: k}]}}\n')).toThrow(/exactly one of publicKey or publicKeyFile/);
+    expect(bad('  bundle: {url: "http://x", pollingg: {}}\n')).toThrow(/unknown key "pollingg"/);
+  });
+  it('LBAC_POLICY_BUNDLE_URL sets the bundle url', () => {
+    expect(parseConfig(base, { env: { LBAC_POLICY_BUNDLE_URL: 'http://b:8181' } }).policy.bundle?.url).toBe('http://b:8181');
+  });
+});
