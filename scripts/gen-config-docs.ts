@@ -28,6 +28,7 @@ function typeOf(s: Js): string {
   if (s.const !== undefined) return `\`${JSON.stringify(s.const)}\``;
   if (s.enum) return s.enum.map((e) => `\`${String(e)}\``).join(' \\| ');
   const alts = s.anyOf ?? s.oneOf;
+  if (alts?.every((a) => a.properties?.['type']?.const !== undefined)) return `one of: ${alts.map((a) => `\`${String(a.properties!['type']!.const)}\``).join(', ')} (by \`type\`)`;
   if (alts) return alts.map(typeOf).join(' or ');
   if (s.type === 'array') return `list of ${s.items ? typeOf(s.items) : 'any'}`;
   if (s.type === 'object' && !s.properties && typeof s.additionalProperties === 'object') return `map of ${typeOf(s.additionalProperties)}`;
@@ -45,7 +46,11 @@ function rows(s: Js, prefix: string, out: string[]): void {
     const req = required.has(key) && child.default === undefined ? 'yes' : '';
     const desc = (child.description ?? inner.description ?? '').replace(/\|/g, '\\|');
     out.push(`| \`${path}\` | ${typeOf(child)} | ${req} | ${def} | ${desc} |`);
-    if (inner.properties) rows(inner, child.type === 'array' ? `${path}[].` : `${path}.`, out);
+    const variants = (inner.anyOf ?? inner.oneOf ?? []).filter((v) => v.properties?.['type']?.const !== undefined);
+    if (variants.length > 0) {
+      // A union discriminated by `type` (identity providers): one block of keys per variant.
+      for (const v of variants) rows(v, `${path}${child.type === 'array' ? '[]' : ''}(type=${String(v.properties!['type']!.const)}).`, out);
+    } else if (inner.properties) rows(inner, child.type === 'array' ? `${path}[].` : `${path}.`, out);
     else if (typeof inner.additionalProperties === 'object' && inner.additionalProperties.properties) rows(inner.additionalProperties, `${path}.<name>.`, out);
   }
 }

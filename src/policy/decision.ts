@@ -25,6 +25,8 @@ export interface Subject {
   auth: string;
   /** All verified claims, for custom policies. */
   claims: Record<string, unknown>;
+  /** Grafana organisation id, when the identity is a Grafana ID token (`aud: org:<id>`). */
+  grafanaOrg?: number;
 }
 
 /** What is being asked for. */
