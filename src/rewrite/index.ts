@@ -1,13 +1,14 @@
-import { QueryError } from '../errors.ts';
 import type { Matcher } from './matcher.ts';
+import { logqlRewriter, parseLogQLMatchers } from './logql.ts';
 import { parseMatcherExpression, promqlRewriter } from './promql.ts';
+import { parseTraceQLMatchers, traceqlRewriter } from './traceql.ts';
 import type { QueryLanguage, QueryRewriter } from './rewriter.ts';
 
-/** The rewriters by language. LogQL and TraceQL register here as they land. */
-const REWRITERS: Partial<Record<QueryLanguage, QueryRewriter>> = { promql: promqlRewriter };
+/** The rewriters by language. */
+const REWRITERS: Record<QueryLanguage, QueryRewriter> = { promql: promqlRewriter, logql: logqlRewriter, traceql: traceqlRewriter };
 
 /** `--matcher` / policy matcher text in each language's own syntax. */
-const MATCHER_PARSERS: Partial<Record<QueryLanguage, (text: string) => Matcher[]>> = { promql: parseMatcherExpression };
+const MATCHER_PARSERS: Record<QueryLanguage, (text: string) => Matcher[]> = { promql: parseMatcherExpression, logql: parseLogQLMatchers, traceql: parseTraceQLMatchers };
 
 export type SupportedLanguage = QueryLanguage;
 
@@ -16,13 +17,9 @@ export function isSupportedLanguage(lang: string): lang is QueryLanguage {
 }
 
 export function getRewriter(lang: QueryLanguage): QueryRewriter {
-  const r = REWRITERS[lang];
-  if (r === undefined) throw new QueryError(lang, `${lang} rewriting is not available in this build`, 'rewrite_unsupported');
-  return r;
+  return REWRITERS[lang];
 }
 
 export function parseMatchers(lang: QueryLanguage, text: string): Matcher[] {
-  const p = MATCHER_PARSERS[lang];
-  if (p === undefined) throw new QueryError(lang, `${lang} matchers are not available in this build`, 'rewrite_unsupported');
-  return p(text);
+  return MATCHER_PARSERS[lang](text);
 }

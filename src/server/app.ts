@@ -1,6 +1,8 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { lokiRoutes } from '../backends/loki.ts';
 import { prometheusRoutes } from '../backends/prometheus.ts';
+import { tempoRoutes } from '../backends/tempo.ts';
 import type { BackendKind, RouteTable } from '../backends/routes.ts';
 import type { GatewayConfig } from '../config/load.ts';
 import type { Authenticator } from '../identity/authenticator.ts';
@@ -12,8 +14,8 @@ import { identityPlugin } from './plugins/identity.ts';
 import { policyPlugin } from './plugins/policy.ts';
 import { upstreamPlugin } from './plugins/upstream.ts';
 
-/** Route tables by backend kind. Loki and Tempo tables plug in here. */
-export const ROUTE_TABLES: Partial<Record<BackendKind, RouteTable>> = { prometheus: prometheusRoutes };
+/** Route tables by backend kind. */
+export const ROUTE_TABLES: Record<BackendKind, RouteTable> = { prometheus: prometheusRoutes, loki: lokiRoutes, tempo: tempoRoutes };
 
 export interface AppDeps {
   readonly config: GatewayConfig;
@@ -46,7 +48,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
   for (const upstream of config.upstreams) {
     const table = ROUTE_TABLES[upstream.kind];
-    if (table === undefined) throw new Error(`upstream ${upstream.name}: kind ${upstream.kind} is not supported yet`);
     await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes });
   }
   return app;

@@ -1,0 +1,74 @@
+import { QueryError } from '../errors.ts';
+import { rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
+import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import { filterLabelValues } from './filters.ts';
+import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
+
+/** The policy as one stream selector, for endpoints whose `query` is optional. */
+function policySelector(policy: SelectorPolicy): string {
+  const selectors = rewriteLogQLSelectors([], policy);
+  if (selectors.length !== 1) {
+    throw new QueryError('logql', 'this endpoint takes one stream selector, which cannot express a policy with several alternatives; pass a query', 'rewrite_unsupported');
+  }
+  return selectors[0]!;
+}
+
+/** `query` of /query and /query_range: a LogQL log or metric query. */
+const logQuery: EnforcedParam = {
+  name: 'query',
+  required: true,
+  multiple: false,
+  rewrite: (values, policy, limits) => values.map((q) => rewriteLogQL(q, policy, limits)),
+  missingMessage: 'query parameter is required',
+};
+
+/**
+ * `query` of label, series-like and index endpoints: a stream selector (or a
+ * query). When absent, the policy's selector is sent, so the answer only covers
+ * allowed streams.
+ */
+const scopedQuery: EnforcedParam = {
+  name: 'query',
+  required: false,
+  multiple: false,
+  rewrite: (values, policy, limits) => (values.length === 0 ? [policySelector(policy)] : values.map((q) => rewriteLogQL(q, policy, limits))),
+  missingMessage: 'query parameter is required',
+};
+
+const matchParam: EnforcedParam = {
+  name: 'match[]',
+  required: false,
+  multiple: true,
+  rewrite: (values, policy, limits) => rewriteLogQLSelectors([...values], policy, limits),
+  missingMessage: 'match[] parameter is required',
+};
+
+const validLabelName = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined);
+
+const both = ['GET', 'POST'] as const;
+const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}): RouteSpec => ({ endpoint, path, methods: both, enforced: [scopedQuery], ...extra });
+
+/**
+ * Loki's HTTP API as Grafana's Loki datasource uses it (relative to the mount).
+ * Live tail (WebSocket) is not served yet.
+ */
+export const lokiRoutes: RouteTable = {
+  kind: 'loki',
+  routes: [
+    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery] },
+    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery] },
+    scoped('labels', '/loki/api/v1/labels'),
+    scoped('label_values', '/loki/api/v1/label/:name/values', { methods: ['GET'], responseFilter: filterLabelValues, validatePathParam: validLabelName }),
+    { endpoint: 'series', path: '/loki/api/v1/series', methods: both, enforced: [matchParam] },
+    scoped('index_stats', '/loki/api/v1/index/stats'),
+    scoped('index_volume', '/loki/api/v1/index/volume'),
+    scoped('index_volume_range', '/loki/api/v1/index/volume_range'),
+    scoped('patterns', '/loki/api/v1/patterns'),
+    scoped('detected_fields', '/loki/api/v1/detected_fields'),
+    scoped('detected_labels', '/loki/api/v1/detected_labels'),
+    scoped('detected_field_values', '/loki/api/v1/detected_field/:name/values', { methods: ['GET'], validatePathParam: validLabelName }),
+    // Formatting reads no data; the text is formatted as written.
+    { endpoint: 'format_query', path: '/loki/api/v1/format_query', methods: both, enforced: [] },
+    { endpoint: 'buildinfo', path: '/loki/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },
+  ],
+};

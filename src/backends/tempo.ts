@@ -1,0 +1,61 @@
+import { QueryError } from '../errors.ts';
+import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import { rewriteTraceQL } from '../rewrite/traceql.ts';
+import type { ResponseFilter } from './filters.ts';
+import { policyAllowsValue } from '../rewrite/matcher.ts';
+import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
+
+/** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
+const traceQuery = (required: boolean): EnforcedParam => ({
+  name: 'q',
+  required,
+  multiple: false,
+  rewrite: (values, policy: SelectorPolicy, limits) => (values.length === 0 ? [rewriteTraceQL('{}', policy, limits)] : values.map((q) => rewriteTraceQL(q, policy, limits))),
+  missingMessage: 'invalid TraceQL query: q is required',
+});
+
+/**
+ * Tempo's legacy `tags` search (logfmt key=value) cannot carry the policy; it is
+ * refused so that a search is always a TraceQL query the gateway enforced.
+ */
+const noLegacyTags: EnforcedParam = {
+  name: 'tags',
+  required: false,
+  multiple: false,
+  rewrite: (values) => {
+    if (values.length > 0) throw new QueryError('traceql', 'search by "tags" is not supported through the gateway: use a TraceQL query in "q"');
+    return [];
+  },
+  missingMessage: '',
+};
+
+/** Tag values: v2 answers `{tagValues: [{type, value}]}`, v1 `{tagValues: [string]}`; drop values the policy's matchers on that tag refuse. */
+const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
+  const tag = pathParams['tag'] ?? '';
+  const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
+  const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
+  return { ...(body as object), tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(policy, tag, valueOf(v) as string)) };
+};
+
+const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);
+const get = ['GET'] as const;
+const tagValues = (endpoint: string, path: string): RouteSpec => ({ endpoint, path, methods: get, enforced: [traceQuery(false)], responseFilter: filterTagValues, validatePathParam: validTag });
+
+/**
+ * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id is not
+ * served yet: it needs span filtering of OTLP protobuf answers.
+ */
+export const tempoRoutes: RouteTable = {
+  kind: 'tempo',
+  routes: [
+    { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags] },
+    { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [traceQuery(false)] },
+    { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [traceQuery(false)] },
+    tagValues('search_tag_values', '/api/search/tag/:tag/values'),
+    tagValues('search_tag_values_v2', '/api/v2/search/tag/:tag/values'),
+    { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true)] },
+    { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true)] },
+    { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
+    { endpoint: 'echo', path: '/api/echo', methods: get, enforced: [] },
+  ],
+};
