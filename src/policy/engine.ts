@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { GatewayError, isGatewayError } from '../errors.ts';
+import { DecisionCache } from './decision-cache.ts';
 import { validateDecision } from './decision.ts';
 import type { Decision, DecisionInput } from './decision.ts';
 
@@ -102,6 +103,8 @@ export class PolicyEngine {
   readonly #initialPages: number;
   readonly #maximumPages: number;
   #data: ArrayBuffer;
+  /** Decisions per Subject instance; cleared with new data, and a new engine (revision) starts empty. */
+  readonly decisionCache = new DecisionCache();
   /** The live instance, or undefined after a failed evaluation (rebuilt on next use). */
   #instance: { policy: LoadedPolicy; entrypointId: number } | undefined;
 
@@ -162,6 +165,14 @@ export class PolicyEngine {
    * validated decision; everything else throws `policy_error`.
    */
   evaluate(input: DecisionInput): Decision {
+    const cached = this.decisionCache.get(input);
+    if (cached !== undefined) return cached;
+    const decision = this.#evaluateUncached(input);
+    this.decisionCache.set(input, decision);
+    return decision;
+  }
+
+  #evaluateUncached(input: DecisionInput): Decision {
     let raw: unknown;
     try {
       const instance = (this.#instance ??= this.#instantiate(this.#data));
@@ -192,6 +203,7 @@ export class PolicyEngine {
     const instance = this.#instantiate(serialised);
     this.#data = serialised;
     this.#instance = instance;
+    this.decisionCache.clear();
   }
 
   #instantiate(data: ArrayBuffer): { policy: LoadedPolicy; entrypointId: number } {

@@ -11,6 +11,7 @@ import { GatewayError } from '../../src/errors.ts';
 import { validateDecision } from '../../src/policy/decision.ts';
 import type { Decision, DecisionInput, RequestInfo, Subject } from '../../src/policy/decision.ts';
 import { PolicyEngine } from '../../src/policy/engine.ts';
+import { toolPath } from '../../e2e/harness/tools.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const WASM_PATH = join(ROOT, 'wasm/policy.wasm');
@@ -206,9 +207,9 @@ describe('PolicyEngine with the default policy', () => {
     expect(policy.entrypoints).toEqual({ 'lbac/decision': 0 });
   });
 
-  // Parity between the Rego semantics (opa eval) and the compiled wasm, when the OPA CLI is around.
-  const opa = (process.env['PATH'] ?? '').split(delimiter).map((d) => join(d, 'opa')).find((p) => existsSync(p));
-  it.skipIf(opa === undefined)('gives the same decisions as `opa eval` on the Rego sources', () => {
+  // Parity between the Rego semantics (opa eval, the pinned CLI) and the compiled wasm.
+  it('gives the same decisions as `opa eval` on the Rego sources', () => {
+    const opa = toolPath('opa'); // throws, naming `make tools`, when it is missing
     const dir = mkdtempSync(join(tmpdir(), 'lbac-policy-'));
     try {
       const dataFile = join(dir, 'data.json');

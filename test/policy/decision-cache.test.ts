@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { DecisionCache } from '../../src/policy/decision-cache.ts';
+import { PolicyEngine } from '../../src/policy/engine.ts';
+import type { DecisionInput, Subject } from '../../src/policy/decision.ts';
+
+const wasm = new URL('../../wasm/policy.wasm', import.meta.url).pathname;
+const teams = (value: string) => ({ lbac: { admins: {}, teams: { a: { groups: ['a'], selectors: [[{ name: 'namespace', op: '=', value }]] } }, attributes: {} } });
+const subject = (): Subject => Object.freeze({ sub: 'u', groups: ['a'], roles: [], auth: 'jwt', claims: {} });
+const input = (s: Subject, endpoint = 'query'): DecisionInput => ({ subject: s, request: { upstream: 'p', kind: 'prometheus', endpoint, method: 'GET', path: '/api/v1/query' } });
+
+describe('decision cache', () => {
+  it('the same subject instance and request hit; another request or subject misses', async () => {
+    const engine = await PolicyEngine.fromFile(wasm, teams('x'));
+    const s = subject();
+    const first = engine.evaluate(input(s));
+    expect(engine.evaluate(input(s))).toBe(first);
+    expect(engine.decisionCache.hits).toBe(1);
+    engine.evaluate(input(s, 'series'));
+    engine.evaluate(input(subject()));
+    expect(engine.decisionCache.misses).toBe(3);
+  });
+
+  it('new data clears it: the next decision follows the new data', async () => {
+    const engine = await PolicyEngine.fromFile(wasm, teams('x'));
+    const s = subject();
+    expect(engine.evaluate(input(s)).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'x' }]]);
+    engine.setData(teams('y'));
+    expect(engine.evaluate(input(s)).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'y' }]]);
+  });
+
+  it('a new engine (policy revision) starts with an empty cache', async () => {
+    const s = subject();
+    const a = await PolicyEngine.fromFile(wasm, teams('x'));
+    a.evaluate(input(s));
+    const b = await PolicyEngine.fromFile(wasm, teams('z'));
+    expect(b.evaluate(input(s)).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'z' }]]);
+  });
+
+  it('entries expire after the TTL', () => {
+    const c = new DecisionCache(1000);
+    const i = input(subject());
+    const d = { allow: false, reason: 'r', unrestricted: false, selectors: [], headers: {} };
+    c.set(i, d, 0);
+    expect(c.get(i, 999)).toBe(d);
+    expect(c.get(i, 1000)).toBeUndefined();
+  });
+});
