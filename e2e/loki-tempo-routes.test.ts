@@ -127,6 +127,13 @@ describe('Tempo routes', () => {
     expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "team-a-.*" }');
   });
 
+  it('tag APIs: a half-typed q (autocomplete) falls back to the policy alone; v1 unscoped tag values are filtered too', async () => {
+    await get(`/tempo/api/v2/search/tags?q=${encodeURIComponent('{ span.http.method = ')}`);
+    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "team-a-.*" }');
+    const v1 = await get('/tempo/api/search/tag/k8s.namespace.name/values');
+    expect(await v1.json()).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
+  });
+
   it('metrics need q; trace by id is not served (404) until spans can be filtered', async () => {
     const noQ = await get('/tempo/api/metrics/query_range');
     expect(noQ.status).toBe(400);

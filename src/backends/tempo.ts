@@ -15,6 +15,26 @@ const traceQuery = (required: boolean): EnforcedParam => ({
 });
 
 /**
+ * `q` of the tag APIs: Grafana sends the half-typed query there for
+ * autocompletion, which Tempo parses leniently. A `q` the gateway cannot parse
+ * is replaced by `{ C }` — the policy alone — which can only narrow the answer.
+ */
+const tagScopeQuery: EnforcedParam = {
+  ...traceQuery(false),
+  rewrite: (values, policy, limits) =>
+    values.length === 0
+      ? [rewriteTraceQL('{}', policy, limits)]
+      : values.map((q) => {
+          try {
+            return rewriteTraceQL(q, policy, limits);
+          } catch (e) {
+            if (e instanceof QueryError && e.code === 'bad_query') return rewriteTraceQL('{}', policy, limits);
+            throw e;
+          }
+        }),
+};
+
+/**
  * Tempo's legacy `tags` search (logfmt key=value) cannot carry the policy; it is
  * refused so that a search is always a TraceQL query the gateway enforced.
  */
@@ -29,17 +49,29 @@ const noLegacyTags: EnforcedParam = {
   missingMessage: '',
 };
 
-/** Tag values: v2 answers `{tagValues: [{type, value}]}`, v1 `{tagValues: [string]}`; drop values the policy's matchers on that tag refuse. */
+/** `resource.k8s.namespace.name` → `k8s.namespace.name`; `.x` → `x`: the unscoped name v1 tag APIs use. */
+function unscoped(name: string): string {
+  const m = /^(?:resource|span|event|link|instrumentation)?\.(.*)$/s.exec(name);
+  return m ? m[1]! : name;
+}
+
+/**
+ * Tag values: v2 answers `{tagValues: [{type, value}]}`, v1 `{tagValues: [string]}`.
+ * Drops values the policy's matchers on that tag refuse; v1 names tags without
+ * scope, so a policy name matches it by its unscoped form too.
+ */
 const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
-  const tag = pathParams['tag'] ?? '';
+  const requested = pathParams['tag'] ?? '';
+  const tag = unscoped(requested);
+  const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (m.name === requested || unscoped(m.name) === tag ? { ...m, name: requested } : m)));
   const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
   const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
-  return { ...(body as object), tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(policy, tag, valueOf(v) as string)) };
+  return { ...(body as object), tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(onTag, requested, valueOf(v) as string)) };
 };
 
 const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);
 const get = ['GET'] as const;
-const tagValues = (endpoint: string, path: string): RouteSpec => ({ endpoint, path, methods: get, enforced: [traceQuery(false)], responseFilter: filterTagValues, validatePathParam: validTag });
+const tagValues = (endpoint: string, path: string): RouteSpec => ({ endpoint, path, methods: get, enforced: [tagScopeQuery], responseFilter: filterTagValues, validatePathParam: validTag });
 
 /**
  * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id is not
@@ -49,8 +81,8 @@ export const tempoRoutes: RouteTable = {
   kind: 'tempo',
   routes: [
     { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags] },
-    { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [traceQuery(false)] },
-    { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [traceQuery(false)] },
+    { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [tagScopeQuery] },
+    { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery] },
     tagValues('search_tag_values', '/api/search/tag/:tag/values'),
     tagValues('search_tag_values_v2', '/api/v2/search/tag/:tag/values'),
     { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true)] },

@@ -34,15 +34,27 @@ import type { MatchOp } from './matcher.ts';
 export const LOGQL_STRINGS: UnquoteDialect = { singleQuotedStrings: false, rawStripsCR: false };
 
 /**
+ * The value of a LogQL string literal as a matcher value, or null when it is
+ * not certain: invalid UTF-8 from byte escapes, or a raw string holding '\r'
+ * (Go's strconv.Unquote drops it, Prometheus' strutil.Unquote keeps it; a
+ * value whose reading depends on that never counts as an enforced matcher).
+ * Throws LiteralError for literals Loki's lexer rejects.
+ */
+export function unquoteLogQL(raw: string): string | null {
+  const v = unquoteStringLiteral(raw, LOGQL_STRINGS);
+  return raw.charCodeAt(0) === 96 && raw.includes('\r') ? null : v;
+}
+
+/**
  * Words Loki's lexer turns into keyword tokens (compared lower-cased), so
  * they can never be a label name in a matcher. Function names (`rate`,
- * `sum`, …) are keywords only when followed by `(`, so they are not here.
+ * `sum`, `ip`, `label_replace`, …) are keywords only when followed by `(`
+ * (Loki checks them first), so they are not here.
  */
 export const LOKI_RESERVED_WORDS: ReadonlySet<string> = new Set([
   'by',
   'without',
   'bool',
-  'label_replace',
   'offset',
   'on',
   'ignoring',
@@ -58,7 +70,6 @@ export const LOKI_RESERVED_WORDS: ReadonlySet<string> = new Set([
   'pattern',
   'label_format',
   'line_format',
-  'ip',
   'decolorize',
   'drop',
   'keep',
@@ -158,7 +169,7 @@ function skipTrivia(text: string, cur: Cursor): void {
 
 function stringValue(raw: string, pos: number): string | null {
   try {
-    return unquoteStringLiteral(raw, LOGQL_STRINGS);
+    return unquoteLogQL(raw);
   } catch (e) {
     if (e instanceof LiteralError) throw new LokiLexError(e.message, pos + e.offset);
     throw e;

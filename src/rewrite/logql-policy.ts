@@ -27,7 +27,7 @@ const LANG = 'logql';
  * refuses as a label name in a matcher (case-insensitively), on top of
  * Loki's own keywords.
  */
-const LEZER_RESERVED_WORDS: ReadonlySet<string> = new Set(['vector']);
+const LEZER_RESERVED_WORDS: ReadonlySet<string> = new Set(['vector', 'label_replace']);
 
 const LEGACY_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 

@@ -64,7 +64,7 @@ import {
 import { QueryError } from '../errors.ts';
 import { RewriteCache } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
-import { LOGQL_STRINGS, LokiLexError, scanLokiSelectors } from './logql-lexer.ts';
+import { LOGQL_STRINGS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy } from './logql-policy.ts';
 import type { PreparedGroup, PreparedPolicy } from './logql-policy.ts';
@@ -257,18 +257,23 @@ function repairOffsetOrder(s: string, pos: number): string | null {
   const dur = /^[ \t\r\n]+-?[0-9][0-9a-zA-Zµ.]*/u.exec(s.slice(pos + 6, pos + 70));
   if (dur === null) return null;
   const end = pos + 6 + dur[0].length;
+  // Back to the selector's `}` over a pipeline with balanced parentheses
+  // (`(sel | json)[5m] offset 1h` is a different form and is left alone).
   let close = -1;
   let pipe = false;
+  let depth = 0;
   for (let k = toks.length - 2; k >= 0; k--) {
     const t = toks[k] as Tok;
     if (t.text === '}') {
       close = k;
       break;
     }
-    if (t.text === '{' || t.text === '(' || t.text === ')' || t.text.startsWith('[')) return null;
+    if (t.text === ')') depth++;
+    else if (t.text === '(' && --depth < 0) return null;
+    if (t.text === '{' || t.text.startsWith('[')) return null;
     if (t.text === '|') pipe = true;
   }
-  if (close < 0 || !pipe) return null;
+  if (close < 0 || !pipe || depth !== 0) return null;
   const brace = (toks[close] as Tok).to;
   return s.slice(0, brace) + s.slice(range.from, end) + s.slice(brace, range.from) + s.slice(end);
 }
@@ -300,7 +305,7 @@ interface MatcherItem {
   readonly to: number;
   readonly name: string;
   readonly op: MatchOp;
-  /** Unescaped value; null when not representable (invalid UTF-8 from byte escapes). */
+  /** Unescaped value; null when not certain (invalid UTF-8 from byte escapes, raw string with '\r'): never counts as enforced. */
   readonly value: string | null;
 }
 
@@ -330,7 +335,7 @@ const OPS = new Map<number, MatchOp>([
 
 function unquote(ctx: Ctx, text: string, n: { from: number; to: number }): string | null {
   try {
-    return unquoteStringLiteral(text.slice(n.from, n.to), LOGQL_STRINGS);
+    return unquoteLogQL(text.slice(n.from, n.to));
   } catch (e) {
     if (e instanceof LiteralError) throw parseError(ctx, n.from + e.offset, e.message);
     throw e;
@@ -781,7 +786,7 @@ function verifyPrepared(text: string, policy: PreparedPolicy): void {
           let value: string | null = null;
           for (let c = m.node.firstChild; c !== null; c = c.nextSibling) {
             if (c.type.id === Identifier) name = src.slice(c.from, c.to);
-            else if (c.type.id === StringNode) value = unquoteStringLiteral(src.slice(c.from, c.to), LOGQL_STRINGS);
+            else if (c.type.id === StringNode) value = unquoteLogQL(src.slice(c.from, c.to));
             else if (OPS.has(c.type.id)) op = src.slice(c.from, c.to);
           }
           ms.push({ name, op, value });
@@ -914,7 +919,7 @@ export function parseLogQLMatchers(text: string): Matcher[] {
     throw new QueryError(LANG, `${prefix}expected label matchers like name="value"`, 'bad_query');
   }
   return sel.items.map((it) => {
-    if (it.value === null) throw new QueryError(LANG, `${prefix}matcher ${JSON.stringify(wrapped.slice(it.from, it.to))} is not valid UTF-8`, 'bad_query');
+    if (it.value === null) throw new QueryError(LANG, `${prefix}the value of ${JSON.stringify(wrapped.slice(it.from, it.to))} is not valid UTF-8 or not unambiguous (raw string with a carriage return)`, 'bad_query');
     return { name: it.name, op: it.op, value: it.value };
   });
 }

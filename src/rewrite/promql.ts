@@ -5,8 +5,9 @@
  *
  * Pipeline (see docs in ARCHITECTURE.md, "Rewriting semantics"):
  *   limits → lexical pre-scan → strict parse (@prometheus-io/lezer-promql) →
- *   one tree walk (depth, string literals, comments, selectors) → splice →
- *   verification by an independent walk of a fresh parse of the output.
+ *   one tree walk (depth, string literals, comments, selectors) → Prometheus'
+ *   non-empty matcher rule on what the user wrote → splice → verification by
+ *   an independent walk of a fresh parse of the output.
  *
  * Policies are DNF (`SelectorPolicy`). One group is spliced everywhere. More
  * than one group is rewritten to an `or` of the per-group forms where that is
@@ -16,15 +17,19 @@
 import type { SyntaxNode, Tree } from '@lezer/common';
 import {
   AnchoredExpr,
+  BinaryExpr,
   DurationExpr,
   FunctionCall,
   FunctionCallBody,
+  GroupLeft,
+  GroupRight,
   Identifier,
   Info,
   LabelMatchers,
   LabelName,
   LineComment,
   MatchOp,
+  MatchingModifierClause,
   MatrixSelector,
   OffsetDurationExpr,
   OffsetExpr,
@@ -34,6 +39,7 @@ import {
   SmoothedExpr,
   StepInvariantExpr,
   StringLiteral,
+  UnaryExpr,
   UnquotedLabelMatcher,
   VectorSelector,
   parser,
@@ -42,7 +48,7 @@ import { QueryError } from '../errors.ts';
 import { RewriteCache } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
-import { isMatchOp } from './matcher.ts';
+import { isMatchOp, matcherMatches } from './matcher.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
 import { DEFAULT_LIMITS } from './rewriter.ts';
@@ -182,6 +188,8 @@ interface SelectorInfo {
   readonly items: MatcherItem[];
   /** Only collected for multi-group policies (needs parent navigation). */
   readonly node: SyntaxNode | null;
+  /** The data-label selector of info() (its second argument), exempt from the non-empty matcher rule. */
+  infoLabels: boolean;
 }
 
 interface Analysis {
@@ -245,6 +253,14 @@ function analyze(text: string, opts: AnalyzeOptions): Analysis {
         'query_too_large',
       );
     }
+    const num = unsupportedNumberAt(text, parsed.pos);
+    if (num !== null) {
+      throw parseError(
+        opts,
+        num.from,
+        `number ${JSON.stringify(num.text)} is valid in Prometheus but not supported by the gateway (upper-case 0X, "_" after 0x, or a trailing "."); write it as ${num.suggest}`,
+      );
+    }
     throw parseError(opts, parsed.pos, describeAt(text, parsed.pos));
   }
   const tree = parsed.tree;
@@ -274,10 +290,14 @@ function analyze(text: string, opts: AnalyzeOptions): Analysis {
     }
     const parent = stack.length > 0 ? stack[stack.length - 1] : -1;
     switch (id) {
-      case VectorSelector:
-        sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null };
+      case VectorSelector: {
+        let k = stack.length - 1;
+        while (k >= 0 && MODIFIERS.has(stack[k] as number)) k--;
+        const infoLabels = k >= 1 && stack[k] === FunctionCallBody && stack[k - 1] === FunctionCall && isInfoLabelArg(text, c.node);
+        sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null, infoLabels };
         selectors.push(sel);
         break;
+      }
       case Identifier:
         if (parent === VectorSelector && sel !== null) sel.ident = { from: c.from, to: c.to, text: text.slice(c.from, c.to) };
         break;
@@ -350,6 +370,77 @@ function analyze(text: string, opts: AnalyzeOptions): Analysis {
       leave(stack.pop() as number);
     }
   }
+}
+
+/**
+ * Prometheus refuses a vector selector that has no metric name outside the
+ * braces and whose matchers all match the empty string (`{}`,
+ * `{job=~".*"}`, `{a=""}`, `{a!="x"}`): it would select every series. The
+ * policy's matchers would make such a selector valid, and the gateway would
+ * answer where the backend says bad_data, so the rule is applied to what the
+ * user wrote, before rewriting. A matcher whose value or regular expression
+ * we cannot evaluate counts as non-empty (Prometheus then rejects the query
+ * itself, e.g. for an invalid regular expression).
+ */
+function matchesOnlyEmpty(sel: SelectorInfo): boolean {
+  if (sel.ident !== null || sel.infoLabels) return false;
+  // Equality matchers first: most selectors are decided without compiling a regular expression.
+  for (const regex of [false, true]) {
+    for (const it of sel.items) {
+      if (it.name === null || it.op === null || it.value === null) return false;
+      if ((it.op === '=~' || it.op === '!~') !== regex) continue;
+      let empty: boolean;
+      try {
+        empty = matcherMatches({ name: it.name, op: it.op, value: it.value }, '');
+      } catch {
+        return false;
+      }
+      if (!empty) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Is the selector `vs` (possibly under offset/@ modifiers) the second
+ * argument of info()? Prometheus exempts that data-label selector from the
+ * non-empty matcher rule (`info(up, {k8s_cluster_name=~".*"})` is valid).
+ */
+function isInfoLabelArg(text: string, vs: SyntaxNode): boolean {
+  let n = vs;
+  while (n.parent !== null && MODIFIERS.has(n.parent.type.id)) n = n.parent;
+  const body = n.parent;
+  const call = body?.parent ?? null;
+  if (body === null || call === null || call.type.id !== FunctionCall || functionName(text, call) !== 'info') return false;
+  const args = exprArgs(body);
+  return args.length === 2 && isSame(args[1] ?? null, n);
+}
+
+const EMPTY_SELECTOR = 'vector selector must contain at least one non-empty matcher';
+
+function checkNonEmptySelectors(selectors: readonly SelectorInfo[], opts: AnalyzeOptions): void {
+  for (const sel of selectors) if (matchesOnlyEmpty(sel)) throw parseError(opts, sel.from, EMPTY_SELECTOR);
+}
+
+/**
+ * Number literals that Prometheus 3.16 accepts (Go's strconv) and
+ * lezer-promql does not lex: an upper-case `0X` prefix, `_` right after the
+ * hex prefix, a decimal point with no digit after it (`5.`, `5.e3`). They are
+ * refused like any parse error, not normalised (docs/rewriting.md); this only
+ * makes the message say how to write them. `pos` is where Lezer failed.
+ */
+const LEZER_REJECTED_NUMBER = /0X_?[0-9a-fA-F](?:_?[0-9a-fA-F])*|0x_[0-9a-fA-F](?:_?[0-9a-fA-F])*|[0-9](?:_?[0-9])*\.(?![0-9])(?:[eE][+-]?[0-9](?:_?[0-9])*)?/y;
+
+function unsupportedNumberAt(text: string, pos: number): { from: number; text: string; suggest: string } | null {
+  let from = Math.min(pos, text.length);
+  while (from > 0 && /[0-9A-Za-z_.:]/.test(text[from - 1] as string)) from--;
+  LEZER_REJECTED_NUMBER.lastIndex = from;
+  const m = LEZER_REJECTED_NUMBER.exec(text);
+  if (m === null || from + m[0].length < pos) return null;
+  const after = text[from + m[0].length];
+  if (after !== undefined && /[0-9A-Za-z_.:]/.test(after)) return null;
+  const suggest = m[0].replace(/^0X_?/, '0x').replace(/^0x_/, '0x').replace(/\.(?![0-9])/, '.0');
+  return { from, text: m[0], suggest };
 }
 
 /**
@@ -550,11 +641,81 @@ function unitFor(text: string, sel: SelectorInfo): { from: number; to: number } 
     const why = SELECTOR_ARG_UNSUPPORTED.get(fname);
     if (why !== undefined) throw unsupported(`${fname}(${label}) ${why}`);
   }
-  return { from: n.from, to: n.to };
+  return { from: n.from, to: modifiersEnd(n) };
+}
+
+function isSame(a: SyntaxNode | null, b: SyntaxNode): boolean {
+  return a !== null && a.type.id === b.type.id && a.from === b.from && a.to === b.to;
+}
+
+function lastNonComment(n: SyntaxNode): SyntaxNode | null {
+  let c = n.lastChild;
+  while (c !== null && c.type.id === LineComment) c = c.prevSibling;
+  return c;
+}
+
+function firstNonComment(n: SyntaxNode): SyntaxNode | null {
+  let c = n.firstChild;
+  while (c !== null && c.type.id === LineComment) c = c.nextSibling;
+  return c;
+}
+
+/**
+ * Where the selector-with-modifiers `n` ends as Prometheus parses it.
+ *
+ * Prometheus binds the postfix modifiers (`offset`, `@`, `anchored`,
+ * `smoothed`) tighter than any operator: `a - b offset 5m` is
+ * `a - (b offset 5m)`, `-b @ 100` is `-(b @ 100)`. lezer-promql gives them no
+ * precedence and attaches them to the whole operator expression
+ * (`(a - b) offset 5m`). So a modifier that Lezer hangs on a binary/unary
+ * expression whose rightmost operand is `n` belongs to `n`, and the unit
+ * must include it (`(b{G1} offset 5m or b{G2} offset 5m)`); leaving it
+ * outside the `or` makes Prometheus reject the query.
+ *
+ * Only the DNF units depend on this. Splicing and verification work on
+ * VectorSelector nodes, which are the same tokens in both parsers whatever
+ * the modifiers attach to. (`[…]` and `[…:]` after a binary expression
+ * bind to the rightmost operand in Prometheus too; that makes a range vector
+ * an operand, which Prometheus rejects, so those are left as they are.)
+ */
+function modifiersEnd(n: SyntaxNode): number {
+  let top = n;
+  for (;;) {
+    let m = top;
+    for (let p = m.parent; p !== null && (p.type.id === BinaryExpr || p.type.id === UnaryExpr) && isSame(lastNonComment(p), m); p = m.parent) m = p;
+    const mod = m.parent;
+    if (m === top || mod === null || !MODIFIERS.has(mod.type.id) || !isSame(firstNonComment(mod), m)) return top.to;
+    top = mod;
+    while (top.parent !== null && MODIFIERS.has(top.parent.type.id)) top = top.parent;
+  }
 }
 
 function pinsOneMetricName(sel: SelectorInfo): boolean {
   return sel.ident !== null || sel.items.some((i) => i.name === '__name__' && i.op === '=' && i.value !== null);
+}
+
+/**
+ * Start positions of the right operands that directly follow a bare
+ * `group_left` / `group_right` (no label list). An `or` group placed there
+ * would be read as the label list (`group_left (x{G1} or x{G2})`), so it is
+ * preceded by an explicit empty one: `group_left () (x{G1} or x{G2})`, which
+ * Prometheus treats exactly like a bare `group_left`.
+ */
+function afterBareGroupModifier(tree: Tree): Set<number> {
+  const out = new Set<number>();
+  tree.iterate({
+    enter(n) {
+      if (n.type.id !== MatchingModifierClause) return undefined;
+      const last = lastNonComment(n.node);
+      if (last !== null && (last.type.id === GroupLeft || last.type.id === GroupRight)) {
+        let next = n.node.nextSibling;
+        while (next !== null && next.type.id === LineComment) next = next.nextSibling;
+        if (next !== null && next.type.is('Expr')) out.add(next.from);
+      }
+      return false;
+    },
+  });
+  return out;
 }
 
 /**
@@ -570,8 +731,12 @@ function pinsOneMetricName(sel: SelectorInfo): boolean {
  * the same sample). Selectors that can match several metric names are
  * rejected, as are range selectors outside per-series range functions,
  * absent(), info() and anything else without an exact form.
+ *
+ * Units follow Prometheus' precedence, not Lezer's (see modifiersEnd), and an
+ * `or` group right after a bare group_left/group_right gets an explicit empty
+ * label list in front (see afterBareGroupModifier).
  */
-function rewriteDnf(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy, limits: RewriteLimits): string {
+function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[], policy: PreparedPolicy, limits: RewriteLimits): string {
   const groups = policy.groups;
   const units: Unit[] = [];
   for (const sel of selectors) {
@@ -583,6 +748,7 @@ function rewriteDnf(text: string, selectors: readonly SelectorInfo[], policy: Pr
     units.push({ from: u.from, to: u.to, sel, children: [] });
   }
   if (units.length === 0) return text;
+  const groupModifierEnds = afterBareGroupModifier(tree);
   units.sort((a, b) => a.from - b.from || b.to - a.to);
   const root: Unit = { from: 0, to: text.length, sel: null, children: [] };
   const stack: Unit[] = [root];
@@ -613,6 +779,7 @@ function rewriteDnf(text: string, selectors: readonly SelectorInfo[], policy: Pr
       } else {
         const child = part.unit;
         piece = `(${groups.map((g) => emit(child, g)).join(' or ')})`;
+        if (groupModifierEnds.has(part.from)) piece = `() ${piece}`;
       }
       out += text.slice(pos, part.from) + piece;
       pos = part.to;
@@ -758,8 +925,10 @@ export function rewritePromQL(query: string, policy: SelectorPolicy, limits: Rew
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   const multi = p.groups.length > 1;
-  const a = analyze(query, { limits, needNodes: multi, posOffset: 0, prefix: '' });
-  const out = multi ? rewriteDnf(query, a.selectors, p, limits) : rewriteSingle(query, a.selectors, p.groups[0] as PreparedGroup);
+  const opts: AnalyzeOptions = { limits, needNodes: multi, posOffset: 0, prefix: '' };
+  const a = analyze(query, opts);
+  checkNonEmptySelectors(a.selectors, opts);
+  const out = multi ? rewriteDnf(query, a.tree, a.selectors, p, limits) : rewriteSingle(query, a.selectors, p.groups[0] as PreparedGroup);
   verifyPrepared(out, p, out === query ? a.tree : null);
   cache.set(key, out);
   return out;
@@ -803,6 +972,10 @@ export function rewriteSeriesSelectors(matchParams: readonly string[], policy: S
     const sel = a.selectors[0];
     if (sel === undefined || a.selectors.length !== 1) {
       throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
+    }
+    if (matchesOnlyEmpty(sel)) {
+      // Prometheus' own wording for match[] (web/api/v1: parseMatchersParam).
+      throw new QueryError(LANG, `${prefix}match[] must contain at least one non-empty matcher`, 'bad_query');
     }
     for (const g of p.groups) {
       add(param.slice(0, sel.from) + renderSelector(param, sel, g) + param.slice(sel.to));

@@ -213,6 +213,7 @@ class Ctx {
     const p = Math.max(0, pos + this.posOffset);
     const shown = this.posOffset === 0 ? this.text : this.text.slice(-this.posOffset);
     const { line, col } = lineCol(shown, p);
+    if (code === 'rewrite_unsupported') return new QueryError(LANG, `${this.prefix}${what} (at line ${line}, col ${col})`, code);
     return new QueryError(LANG, `${this.prefix}parse error at line ${line}, col ${col}: ${what}`, code);
   }
   plain(message: string, code: 'bad_query' | 'query_too_large' | 'rewrite_unsupported'): QueryError {
@@ -308,8 +309,7 @@ function checkInteger(ctx: Ctx, n: SyntaxNode): void {
   // Go's scanner reads a leading 0 as an octal literal: 08 and 09 are errors.
   if (raw.length > 1 && raw.charCodeAt(0) === 48 && /[89]/.test(raw)) throw ctx.error(n.from, `invalid digit in octal literal ${raw}`);
   // strconv.Atoi (int64).
-  if (raw.length > 19 && BigInt(raw) > MAX_INT64) throw ctx.error(n.from, `integer ${raw} out of range`);
-  if (raw.length === 19 && BigInt(raw) > MAX_INT64) throw ctx.error(n.from, `integer ${raw} out of range`);
+  if (raw.length >= 19 && BigInt(raw) > MAX_INT64) throw ctx.error(n.from, `integer ${raw} out of range`);
 }
 
 function checkFloat(ctx: Ctx, n: SyntaxNode): void {

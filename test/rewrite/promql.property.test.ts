@@ -4,6 +4,7 @@
  * ./promql-oracle.ts, never with the rewriter's own verification.
  */
 import fc from 'fast-check';
+import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
@@ -87,7 +88,9 @@ const selector: fc.Arbitrary<string> = fc
   .tuple(fc.option(metricName, { nil: null }), fc.option(fc.array(item, { maxLength: 4 }), { nil: null }), fc.boolean(), ws, ws, fc.option(literal(value.filter((s) => s.length > 0)), { nil: null }))
   .map(([name, items, trailing, w1, w2, bare]) => {
     let list = items;
-    if (name === null && (list === null || (list.length === 0 && bare === null))) list = [...(list ?? []), 'job="x"'];
+    // Without a metric name Prometheus needs a matcher that does not match "" (see the
+    // property on empty-matching selectors below); `job="x"` is one.
+    if (name === null) list = bare === null ? [...(list ?? []), 'job="x"'] : (list ?? []);
     if (list === null) return name as string;
     const all = name === null && bare !== null ? [bare, ...list] : list;
     const inner = all.join(`,${w1}`) + (trailing && all.length > 0 ? ',' : '');
@@ -317,6 +320,50 @@ describe('PromQL rewriting properties', () => {
         }
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it('a selector without a metric name is refused exactly when all its matchers match "" (as Prometheus does), in queries and match[]', () => {
+    const matchesEmpty = (m: { op: string; value: string }): boolean => {
+      if (m.op === '=') return m.value === '';
+      if (m.op === '!=') return m.value !== '';
+      let re: RE2JS;
+      try {
+        re = RE2JS.compile(`^(?:${m.value})$`);
+      } catch {
+        return false; // not RE2: Prometheus reports the regexp instead
+      }
+      return re.matches('') === (m.op === '=~');
+    };
+    const bareSelector = fc
+      .tuple(fc.array(item, { maxLength: 4 }), ws, fc.constantFrom('', ' offset 5m', '[5m]'))
+      .map(([items, w, suffix]) => `{${items.join(`,${w}`)}}${suffix}`);
+    fc.assert(
+      fc.property(bareSelector, singleGroup, (q, policy) => {
+        const [sel] = oracleSelectors(q);
+        if (sel === undefined) throw new Error('no selector');
+        const refused = sel.matchers.every(matchesEmpty);
+        const wrapped = q.endsWith(']') ? `rate(${q})` : q;
+        let code = 'ok';
+        try {
+          rewritePromQL(wrapped, policy);
+        } catch (e) {
+          expect(e).toBeInstanceOf(QueryError);
+          expect((e as QueryError).message).toContain('vector selector must contain at least one non-empty matcher');
+          code = (e as QueryError).code;
+        }
+        expect(code).toBe(refused ? 'bad_query' : 'ok');
+        if (q.endsWith(']') || q.endsWith('m')) return;
+        code = 'ok';
+        try {
+          rewriteSeriesSelectors([q], policy);
+        } catch (e) {
+          expect((e as QueryError).message).toContain('match[] must contain at least one non-empty matcher');
+          code = (e as QueryError).code;
+        }
+        expect(code).toBe(refused ? 'bad_query' : 'ok');
+      }),
+      { numRuns: 1000 },
     );
   });
 

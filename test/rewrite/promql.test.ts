@@ -227,6 +227,102 @@ describe('rewritePromQL: table', () => {
   });
 });
 
+describe('rewritePromQL: modifier precedence (lezer-promql vs Prometheus)', () => {
+  // lezer-promql attaches offset/@ to the whole binary/unary expression, Prometheus to the
+  // nearest operand. A single group is spliced into every VectorSelector node, which are the
+  // same tokens under either reading, so every selector is enforced regardless.
+  it.each([
+    ['a - b offset 5m', `a{${M}} - b{${M}} offset 5m`],
+    ['-b @ 100', `-b{${M}} @ 100`],
+    ['a - b offset 5m @ 100 - c', `a{${M}} - b{${M}} offset 5m @ 100 - c{${M}}`],
+    ['a * on(x) group_left b offset 1h', `a{${M}} * on(x) group_left b{${M}} offset 1h`],
+    ['a - b[5m]', `a{${M}} - b{${M}}[5m]`],
+  ])('%j', (q, expected) => {
+    expect(rewritePromQL(q, NS)).toBe(expected);
+  });
+});
+
+describe('rewritePromQL: selectors that match only the empty string', () => {
+  const MSG = 'vector selector must contain at least one non-empty matcher';
+  it.each([
+    ['{}', 1],
+    ['{job=~".*"}', 1],
+    ['{a=""}', 1],
+    ['{a!="x"}', 1],
+    ['{a!~".+"}', 1],
+    ['{a=~"x|"}', 1],
+    ['{a=~"(?i)"}', 1],
+    ['{__name__=~".*"}', 1],
+    ['{a="", b=~".*",}', 1],
+    ['sum(rate({job=~".*"}[5m]))', 10],
+    ['up - {} offset 5m', 6],
+    ['{namespace="team-a"} or {}', 25],
+  ])('refuses %j at char %i, as Prometheus does', (q, pos) => {
+    const e = errorOf(() => rewritePromQL(q, NS));
+    expect(e.code).toBe('bad_query');
+    expect(e.message).toBe(`parse error at char ${pos}: ${MSG}`);
+  });
+
+  it('refuses them under a multi-group policy too, before any rewriting', () => {
+    const dnf: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'team', op: '=', value: 'x' }]];
+    expect(errorOf(() => rewritePromQL('{}', dnf)).message).toContain(MSG);
+    // Even where the policy matchers alone would match "" (the rewritten query would be refused too).
+    expect(errorOf(() => rewritePromQL('{a=""}', [[{ name: 'b', op: '=~', value: '.*' }]])).message).toContain(MSG);
+  });
+
+  it.each([
+    ['up{a=""}', `up{a="",${M}}`], // a metric name is a non-empty matcher
+    ['up{}', `up{${M}}`],
+    ['{a!=""}', `{a!="",${M}}`],
+    ['{a!~""}', `{a!~"",${M}}`],
+    ['{a!~".*"}', `{a!~".*",${M}}`],
+    ['{__name__=~".+"}', `{__name__=~".+",${M}}`],
+    ['{"up"}', `{"up",${M}}`],
+    ['{"up", a=""}', `{"up", a="",${M}}`],
+    ['{a="", b="x"}', `{a="", b="x",${M}}`],
+    // Not RE2: left to Prometheus, which reports the regular expression.
+    ['{a=~"["}', `{a=~"[",${M}}`],
+    // info()'s data-label selector is exempt in Prometheus.
+    ['info(up, {k=~".*"})', `info(up{${M}}, {k=~".*",${M}})`],
+    ['info(up, {k=""} offset 5m)', `info(up{${M}}, {k="",${M}} offset 5m)`],
+  ])('accepts %j', (q, expected) => {
+    expect(rewritePromQL(q, NS)).toBe(expected);
+  });
+
+  it('info(): only its second argument is exempt', () => {
+    expect(errorOf(() => rewritePromQL('info({a=""}, {k="v"})', NS)).message).toContain(MSG);
+    expect(errorOf(() => rewritePromQL('info(up, {k="v"}) + {}', NS)).message).toContain(MSG);
+  });
+});
+
+describe('rewritePromQL: number literals', () => {
+  // Forms lezer-promql and Prometheus 3.16 both accept pass through byte for byte.
+  it.each(['.5', '1e3', '1E+3', '0x1F', '0.5e-3', 'Inf', '+Inf', 'NaN', 'nan', 'iNf', '1_000', '0777', '1h30m', '5ms'])('accepts %j', (n) => {
+    expect(rewritePromQL(`up * ${n}`, NS)).toBe(`up{${M}} * ${n}`);
+  });
+  it.each(['rate(x[5m*2])', 'rate(x[1h30m])', 'rate(x[90])', 'x offset -5m', 'x offset 90'])('durations: %j', (q) => {
+    expect(rewritePromQL(q, NS)).toContain(`x{${M}}`);
+  });
+  // Documented gap: Prometheus accepts these, lezer-promql does not; refused (never forwarded).
+  it.each([
+    ['0X1f', '0x1f'],
+    ['5.', '5.0'],
+    ['0x_1f', '0x1f'],
+    ['0X_1F', '0x1F'],
+    ['5.e3', '5.0e3'],
+  ])('refuses %j (Prometheus accepts it; the gateway parser does not) and says how to write it', (n, suggest) => {
+    const e = errorOf(() => rewritePromQL(`up * ${n}`, NS));
+    expect(e.code).toBe('bad_query');
+    expect(e.message).toContain(`parse error at char 6: number ${JSON.stringify(n)}`);
+    expect(e.message).toContain(`write it as ${suggest}`);
+  });
+  it.each(['up * 0X', 'up * 5.5.', 'a5.', 'up * 5.x'])('no number hint for %j (Prometheus rejects it too)', (q) => {
+    const e = errorOf(() => rewritePromQL(q, NS));
+    expect(e.code).toBe('bad_query');
+    expect(e.message).not.toContain('number');
+  });
+});
+
 describe('rewritePromQL: errors', () => {
   const cases: [string, string, string][] = [
     ['', 'bad_query', 'empty'],
@@ -360,6 +456,16 @@ describe('rewriteSeriesSelectors (match[])', () => {
     ]);
   });
 
+  it.each(['{}', '{a=~".*"}', '{a=""}', ' {job!="x"} '])('refuses %j as Prometheus does (no non-empty matcher)', (p) => {
+    const e = errorOf(() => rewriteSeriesSelectors(['up', p], NS));
+    expect(e.code).toBe('bad_query');
+    expect(e.message).toBe('invalid parameter "match[]": match[] must contain at least one non-empty matcher');
+  });
+
+  it('a metric name or one non-empty matcher is enough', () => {
+    expect(rewriteSeriesSelectors(['up{a=""}', '{a="", b!=""}', '{"up"}'], NS)).toEqual([`up{a="",${M}}`, `{a="", b!="",${M}}`, `{"up",${M}}`]);
+  });
+
   it('no params: one selector per group', () => {
     expect(rewriteSeriesSelectors([], NS)).toEqual([`{${M}}`]);
     expect(rewriteSeriesSelectors([], DNF)).toEqual(['{namespace="a"}', '{team="x"}']);
@@ -468,6 +574,36 @@ describe('DNF (multi-group) policies', () => {
     ['up{namespace="a"}', 'up{namespace="a"}'],
     ['up{team="x"} / up', `up{team="x"} / (up{${A}} or up{${B}})`],
     ['1 + 1', '1 + 1'],
+    // Prometheus binds offset/@/anchored to the nearest selector: `a - b offset 5m` is
+    // `a - (b offset 5m)` (lezer-promql reads `(a - b) offset 5m`); the modifier goes inside b's `or`.
+    ['a - b offset 5m', `(a{${A}} or a{${B}}) - (b{${A}} offset 5m or b{${B}} offset 5m)`],
+    ['a - b @ 100', `(a{${A}} or a{${B}}) - (b{${A}} @ 100 or b{${B}} @ 100)`],
+    ['a - b offset 5m @ 100', `(a{${A}} or a{${B}}) - (b{${A}} offset 5m @ 100 or b{${B}} offset 5m @ 100)`],
+    ['-b offset 5m', `-(b{${A}} offset 5m or b{${B}} offset 5m)`],
+    ['a - -b @ end()', `(a{${A}} or a{${B}}) - -(b{${A}} @ end() or b{${B}} @ end())`],
+    ['a * b - c offset 5m', `(a{${A}} or a{${B}}) * (b{${A}} or b{${B}}) - (c{${A}} offset 5m or c{${B}} offset 5m)`],
+    ['a - b * c offset 5m', `(a{${A}} or a{${B}}) - (b{${A}} or b{${B}}) * (c{${A}} offset 5m or c{${B}} offset 5m)`],
+    ['a - b offset 5m - c', `(a{${A}} or a{${B}}) - (b{${A}} offset 5m or b{${B}} offset 5m) - (c{${A}} or c{${B}})`],
+    ['a > bool b offset 5m', `(a{${A}} or a{${B}}) > bool (b{${A}} offset 5m or b{${B}} offset 5m)`],
+    ['a offset 1m - b offset 5m', `(a{${A}} offset 1m or a{${B}} offset 1m) - (b{${A}} offset 5m or b{${B}} offset 5m)`],
+    ['rate(a[5m]) - b offset 1h', `(rate(a{${A}}[5m]) or rate(a{${B}}[5m])) - (b{${A}} offset 1h or b{${B}} offset 1h)`],
+    ['a - b # c\n offset 5m', `(a{${A}} or a{${B}}) - (b{${A}} # c\n offset 5m or b{${B}} # c\n offset 5m)`],
+    // Prometheus rejects an offset on a parenthesised expression; so does the output (no change of meaning).
+    ['a - (b) offset 5m', `(a{${A}} or a{${B}}) - ((b{${A}} or b{${B}})) offset 5m`],
+    // A bare group_left/group_right takes an optional label list: an `or` group right after it
+    // would be read as one, so an explicit empty list comes first.
+    ['a * on(x) group_left b', `(a{${A}} or a{${B}}) * on(x) group_left () (b{${A}} or b{${B}})`],
+    ['a * ignoring(x) group_right b', `(a{${A}} or a{${B}}) * ignoring(x) group_right () (b{${A}} or b{${B}})`],
+    ['a * on(x) group_left rate(b[5m])', `(a{${A}} or a{${B}}) * on(x) group_left () (rate(b{${A}}[5m]) or rate(b{${B}}[5m]))`],
+    ['a > bool on(x) group_left b', `(a{${A}} or a{${B}}) > bool on(x) group_left () (b{${A}} or b{${B}})`],
+    ['a + on(x) group_left b * c', `(a{${A}} or a{${B}}) + on(x) group_left () (b{${A}} or b{${B}}) * (c{${A}} or c{${B}})`],
+    ['a - on(x) group_left b offset 5m', `(a{${A}} or a{${B}}) - on(x) group_left () (b{${A}} offset 5m or b{${B}} offset 5m)`],
+    ['a * on(x) group_left # c\n b', `(a{${A}} or a{${B}}) * on(x) group_left # c\n () (b{${A}} or b{${B}})`],
+    ['a * on(x) group_left (l) b', `(a{${A}} or a{${B}}) * on(x) group_left (l) (b{${A}} or b{${B}})`],
+    ['a * on(x) group_left() b', `(a{${A}} or a{${B}}) * on(x) group_left() (b{${A}} or b{${B}})`],
+    ['a * on(x) group_left -b', `(a{${A}} or a{${B}}) * on(x) group_left -(b{${A}} or b{${B}})`],
+    ['a > bool b', `(a{${A}} or a{${B}}) > bool (b{${A}} or b{${B}})`],
+    ['a * on(x) b', `(a{${A}} or a{${B}}) * on(x) (b{${A}} or b{${B}})`],
   ];
   it.each(exact)('%j', (q, expected) => {
     const out = rewritePromQL(q, DNF);
@@ -497,6 +633,19 @@ describe('DNF (multi-group) policies', () => {
     const e = errorOf(() => rewritePromQL(q, DNF));
     expect(e.code).toBe('rewrite_unsupported');
     expect(e.message).toContain(msg);
+  });
+
+  it('group_left () is read as an empty label list, the following `or` group as the operand', () => {
+    const out = rewritePromQL('a * on(x) group_left b', DNF);
+    const tree = oracleParse(out);
+    const labels: string[] = [];
+    tree.iterate({
+      enter(n) {
+        if (n.name === 'GroupingLabels') labels.push(out.slice(n.from, n.to));
+      },
+    });
+    expect(labels).toEqual(['(x)', '()']);
+    expect(oracleSelectors(out)).toHaveLength(4);
   });
 
   it('normalises the policy: duplicate and subsumed groups collapse to one', () => {
