@@ -52,43 +52,27 @@ const POLICIES: Readonly<Record<string, SelectorPolicy>> = {
 const KNOWN_BROKEN: readonly { q: string; policy: string; why: string }[] = [
   { q: 'up * 0X1f', policy: '*', why: 'lezer-promql lexes only a lower-case 0x hex prefix; Go strconv accepts 0X' },
   { q: 'up * 5.', policy: '*', why: 'lezer-promql has no number literal with a trailing dot; Go strconv accepts "5."' },
-  // BUG (src/rewrite/promql.ts, multi-group): `group_left up` becomes
-  // `group_left (up{A} or up{B})`, which parses as a label list after
-  // group_left; the verification pass catches it (500, fails closed). The
-  // unit needs a leading space-insensitive guard, e.g. `group_left () (…)`.
-  { q: 'rate(http_requests_total[5m]) / on (namespace, instance, job) group_left up', policy: 'dnf', why: 'DNF "or" group after group_left is read as its label list' },
-  { q: 'sum by (namespace, instance) (rate(http_requests_total[5m])) * on (namespace, instance) group_left node_memory_bytes', policy: 'dnf', why: 'DNF "or" group after group_left is read as its label list' },
 ];
 
 /**
  * Known differentials the other way: Prometheus rejects the original, the
  * gateway accepts it and Prometheus ACCEPTS the rewritten text (the added
  * matchers make an invalid query valid). Not a leak (the result is enforced)
- * but the gateway answers where the backend would not. To be fixed in
- * src/rewrite/promql.ts (refuse selectors whose user matchers all match the
- * empty string, as Prometheus does). `policy` as above; a policy whose
- * matchers all match "" does not make the query valid, hence per policy.
+ * but the gateway answers where the backend would not. `policies`: the
+ * policies under which it happens (a policy whose matchers all match "" does
+ * not make the query valid). Empty since the rewriter refuses selectors whose
+ * matchers all match the empty string, as Prometheus does.
  */
-const KNOWN_REPAIRED: readonly { q: string; policies: readonly string[]; why: string }[] = [
-  { q: '{}', policies: ['ns-regex', 'multi-matcher', 'utf8-name', 'quotes-backslashes', 'dnf'], why: 'empty selector becomes valid once a non-empty matcher is added' },
-  { q: '{job=~".*"}', policies: ['ns-regex', 'multi-matcher', 'utf8-name', 'quotes-backslashes', 'dnf'], why: 'selector with only empty-matching matchers becomes valid once a non-empty matcher is added' },
-];
+const KNOWN_REPAIRED: readonly { q: string; policies: readonly string[]; why: string }[] = [];
 
 /**
- * BUG (src/rewrite/promql.ts, multi-group policies): lezer-promql parses
- * `a - b offset 10m` as `(a - b) offset 10m` (OffsetExpr around the
- * BinaryExpr) where Prometheus binds the modifier to `b`. The DNF rewriter
- * takes its units from the Lezer tree, leaves `offset` outside the `or`, and
- * Prometheus rejects the result ("offset modifier must be preceded by an
- * instant vector selector..."). Fails closed (upstream 400), never a leak.
- * Listed so a new case fails the suite and the fix shows up as a stale entry.
+ * Rewritten queries Prometheus cannot parse although it parses the original
+ * (fails closed: upstream 400, never a leak). Listed so a new case fails the
+ * suite and a fix shows up as a stale entry. Empty since DNF units take the
+ * modifiers Prometheus binds to a selector (`a - b offset 1h` is
+ * `a - (b offset 1h)`, lezer-promql reads `(a - b) offset 1h`).
  */
-const KNOWN_UNPARSEABLE: readonly { q: string; policy: string }[] = [
-  { q: 'node_memory_bytes - node_memory_bytes offset 10m', policy: 'dnf' },
-  { q: 'up == 0 unless on (instance) up offset 5m == 0', policy: 'dnf' },
-  { q: 'rate(http_requests_total[5m]) == 0 unless http_requests_total offset 1h == 0', policy: 'dnf' },
-  { q: 'http_requests_total - http_requests_total offset 1h', policy: 'dnf' },
-];
+const KNOWN_UNPARSEABLE: readonly { q: string; policy: string }[] = [];
 
 interface PromMatcher {
   name: string;
@@ -249,7 +233,7 @@ describe('PromQL parser parity with Prometheus 3.16', () => {
     const unexpectedBroken = brokenSeen.filter((b) => !isKnownBroken(b));
     const isKnownRepaired = (r: { policy: string; q: string }): boolean => KNOWN_REPAIRED.some((k) => k.q === r.q && k.policies.includes(r.policy));
     const unexpectedRepaired = repairedSeen.filter((r) => !isKnownRepaired(r));
-    console.log(`known broken (allowlisted): ${brokenSeen.length - unexpectedBroken.length}; known repaired-invalid: ${repairedSeen.length - unexpectedRepaired.length}; known unparseable (DNF offset bug): ${unparseableSeen.length}`);
+    console.log(`known broken (allowlisted): ${brokenSeen.length - unexpectedBroken.length}; known repaired-invalid: ${repairedSeen.length - unexpectedRepaired.length}; known unparseable: ${unparseableSeen.length}`);
     mkdirSync(join(here, 'results'), { recursive: true });
     writeFileSync(
       join(here, 'results', 'promql-parity.json'),
