@@ -129,6 +129,24 @@ describe('isolation on real Prometheus data', () => {
   });
 });
 
+describe('what Grafana\'s Prometheus datasource sends (docs/grafana.md)', () => {
+  it('health check: POST query 1+1 and buildinfo both succeed for a team user', async () => {
+    const res = await fetch(`${base}/api/v1/query`, { method: 'POST', headers: { ...bearer('bob'), 'content-type': 'application/x-www-form-urlencoded' }, body: `query=1%2B1&time=${evalTime}` });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'success', data: { resultType: 'scalar', result: [evalTime, '2'] } });
+  });
+
+  it('metric browser: __name__ values are the metrics the team has series of; dropdown values are its own', async () => {
+    const names = await promGet<string[]>(base, '/api/v1/label/__name__/values', { start: String(evalTime - 600), end: String(evalTime) }, bearer('alice'));
+    expect(names.status).toBe(200);
+    expect(names.body.data).toContain('up');
+    expect(proxy.requests.at(-1)!.params.getAll('match[]')).toEqual(['{namespace=~"team-a-.*"}']);
+    const inst = await promGet<string[]>(base, '/api/v1/label/instance/values', { 'match[]': 'up', start: String(evalTime - 600), end: String(evalTime) }, bearer('alice'));
+    expect(inst.body.data!.length).toBeGreaterThan(0);
+    expect(inst.body.data!.every((i) => /team-a-/.test(i))).toBe(true);
+  });
+});
+
 describe('Grafana endpoints beyond queries', () => {
   type RulesBody = { groups: { name: string; rules: { name: string; alerts?: { labels: Record<string, string> }[] }[] }[] };
   it('rules and alerts are filtered to what the policy allows', async () => {
