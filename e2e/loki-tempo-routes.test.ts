@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startCannedUpstream, type CannedUpstream } from './harness/canned-upstream.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { createTestIssuer, type TestIssuer } from './harness/tokens.ts';
+import { mixedTrace, spanNamesJson, spanNamesProto, teamBOnlyTrace, traceByIdProto, traceJsonV1, traceJsonV2, traceProto, type ResourceSpec } from '../test/backends/traces-fixtures.ts';
 
 let loki: CannedUpstream;
 let tempo: CannedUpstream;
@@ -15,12 +16,28 @@ const tok: Record<string, string> = {};
 
 const json = (body: unknown): [number, string, string] => [200, 'application/json', JSON.stringify(body)];
 
+// Canned trace-by-id answers in Tempo's documented shapes: protobuf when the
+// request's Accept asks for it, JSON otherwise; unknown ids → Tempo's 404.
+const MIXED_ID = '0123456789abcdef0123456789abcdef';
+const TEAM_B_ID = 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb';
+const TRACES: Record<string, ResourceSpec[]> = { [MIXED_ID]: mixedTrace, [TEAM_B_ID]: teamBOnlyTrace };
+function traceAnswer(path: string, accept: string): [number, string, string | Uint8Array] {
+  const m = /^\/api\/(v2\/)?traces\/([0-9a-f]+)$/.exec(path);
+  const trace = m ? TRACES[m[2]!] : undefined;
+  if (!m || trace === undefined) return [404, 'text/plain; charset=utf-8', 'trace not found'];
+  const v2 = m[1] !== undefined;
+  if (accept.includes('application/protobuf')) return [200, 'application/protobuf', v2 ? traceByIdProto(trace) : traceProto(trace)];
+  return json(v2 ? traceJsonV2(trace) : traceJsonV1(trace));
+}
+
 beforeAll(async () => {
   loki = await startCannedUpstream((path) =>
     path.includes('/label/') ? json({ status: 'success', data: ['team-a-web', 'team-b-api'] }) : json({ status: 'success', data: { resultType: 'streams', result: [] } }),
   );
-  tempo = await startCannedUpstream((path) =>
-    path.includes('/values')
+  tempo = await startCannedUpstream((path, req) =>
+    path.includes('/traces/')
+      ? traceAnswer(path, String(req.headers['accept'] ?? ''))
+      : path.includes('/values')
       ? json({ tagValues: [{ type: 'string', value: 'team-a-web' }, { type: 'string', value: 'team-b-api' }] })
       : json({ traces: [], metrics: {} }),
   );
@@ -35,6 +52,7 @@ beforeAll(async () => {
       identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
       // Tempo filters on attributes: map label names per backend kind.
       policy: { attributes: { tempo: { namespace: 'resource.k8s.namespace.name', cluster: 'resource.k8s.cluster.name' } } },
+      admins: { groups: ['admins'] },
       teams: {
         'team-a': { groups: ['team-a'], selectors: [{ namespace: '~team-a-.*' }], headers: { 'X-Scope-OrgID': 'tenant-a' } },
         'team-dnf': { groups: ['dnf'], selectors: [{ namespace: 'x' }, { namespace: 'y', cluster: 'z' }] },
@@ -43,6 +61,7 @@ beforeAll(async () => {
   });
   tok['alice'] = await idp.mint({ sub: 'alice', groups: ['team-a'] });
   tok['dana'] = await idp.mint({ sub: 'dana', groups: ['dnf'] });
+  tok['carol'] = await idp.mint({ sub: 'carol', groups: ['admins'] });
 }, 60_000);
 
 afterAll(async () => {
@@ -134,10 +153,69 @@ describe('Tempo routes', () => {
     expect(await v1.json()).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
   });
 
-  it('metrics need q; trace by id is not served (404) until spans can be filtered', async () => {
+  it('metrics need q', async () => {
     const noQ = await get('/tempo/api/metrics/query_range');
     expect(noQ.status).toBe(400);
-    expect((await get('/tempo/api/v2/traces/0123456789abcdef0123456789abcdef')).status).toBe(404);
     expect(tempo.requests).toHaveLength(0);
+  });
+});
+
+describe('Tempo trace by id: spans outside the policy are removed', () => {
+  const PROTO = { accept: 'application/protobuf' };
+
+  it('v2 protobuf (what Grafana sends): team A sees only its spans; the upstream was asked for protobuf, uncompressed', async () => {
+    const res = await get(`/tempo/api/v2/traces/${MIXED_ID}?start=1&end=2`, 'alice', PROTO);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/protobuf/);
+    expect(spanNamesProto(new Uint8Array(await res.arrayBuffer()), true)).toEqual(['a-root', 'a-db']);
+    const r = tempo.requests.at(-1)!;
+    expect(r.path).toBe(`/api/v2/traces/${MIXED_ID}`);
+    expect(r.headers['accept']).toBe('application/protobuf');
+    expect(r.headers['accept-encoding']).toBe('identity');
+    expect(r.params.get('start')).toBe('1');
+    expect(r.params.get('end')).toBe('2');
+    expect(r.headers['x-scope-orgid']).toBe('tenant-a');
+  });
+
+  it('v1 protobuf, v1 JSON and v2 JSON: the same spans', async () => {
+    const v1p = await get(`/tempo/api/traces/${MIXED_ID}`, 'alice', PROTO);
+    expect(spanNamesProto(new Uint8Array(await v1p.arrayBuffer()))).toEqual(['a-root', 'a-db']);
+    const v1j = await get(`/tempo/api/traces/${MIXED_ID}`, 'alice', { accept: 'application/json' });
+    expect(v1j.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(spanNamesJson(await v1j.json())).toEqual(['a-root', 'a-db']);
+    const v2j = await get(`/tempo/api/v2/traces/${MIXED_ID}`);
+    const body = (await v2j.json()) as { status?: string };
+    expect(spanNamesJson(body)).toEqual(['a-root', 'a-db']);
+    expect(body.status).toBe('COMPLETE');
+  });
+
+  it('a trace with only team B\'s spans, or an unknown trace → 404 "trace not found"', async () => {
+    for (const [path, headers] of [
+      [`/tempo/api/v2/traces/${TEAM_B_ID}`, PROTO],
+      [`/tempo/api/traces/${TEAM_B_ID}`, {}],
+      [`/tempo/api/v2/traces/ffff`, PROTO],
+    ] as const) {
+      const res = await get(path, 'alice', headers);
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get('content-type'), path).toMatch(/^text\/plain/);
+      expect(await res.text(), path).toBe('trace not found');
+    }
+  });
+
+  it('the unrestricted admin sees every span, unfiltered', async () => {
+    const res = await get(`/tempo/api/v2/traces/${MIXED_ID}`, 'carol', PROTO);
+    expect(spanNamesProto(new Uint8Array(await res.arrayBuffer()), true)).toEqual(['a-root', 'a-db', 'b-handler', 'b-cache', 'p-ingress']);
+    const b = await get(`/tempo/api/traces/${TEAM_B_ID}`, 'carol');
+    expect(spanNamesJson(await b.json())).toEqual(['b-only']);
+  });
+
+  it('invalid trace ids → 400, not forwarded; a DNF policy filters too', async () => {
+    for (const id of ['xyz', '0'.repeat(33), '..%2F..%2Fapi%2Fsearch']) {
+      const res = await get(`/tempo/api/v2/traces/${id}`);
+      expect(res.status, id).toBe(400);
+    }
+    expect(tempo.requests).toHaveLength(0);
+    // dana: namespace x, or namespace y in cluster z — none of the mixed trace's spans.
+    expect((await get(`/tempo/api/v2/traces/${MIXED_ID}`, 'dana', PROTO)).status).toBe(404);
   });
 });

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'config_invalid'
   | 'upstream_error'
   | 'upstream_timeout'
+  | 'overloaded' // load shedding or a per-upstream concurrency limit (503 + Retry-After)
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -39,6 +40,7 @@ const STATUS: Record<ErrorCode, number> = {
   config_invalid: 500,
   upstream_error: 502,
   upstream_timeout: 504,
+  overloaded: 503,
   internal: 500,
 };
 

@@ -19,8 +19,8 @@ export interface CannedUpstream {
   stop(): Promise<void>;
 }
 
-/** `answer(path)` returns [status, contentType, body]. */
-export async function startCannedUpstream(answer: (path: string) => [number, string, string]): Promise<CannedUpstream> {
+/** `answer(path, request)` returns [status, contentType, body]; the request lets an answer depend on e.g. Accept. */
+export async function startCannedUpstream(answer: (path: string, request: CannedRequest) => [number, string, string | Uint8Array]): Promise<CannedUpstream> {
   const requests: CannedRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -31,8 +31,9 @@ export async function startCannedUpstream(answer: (path: string) => [number, str
       if ((req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) {
         for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params.append(k, v);
       }
-      requests.push({ method: req.method ?? '', path: url.pathname, params, headers: req.headers });
-      const [status, type, body] = answer(url.pathname);
+      const recorded: CannedRequest = { method: req.method ?? '', path: url.pathname, params, headers: req.headers };
+      requests.push(recorded);
+      const [status, type, body] = answer(url.pathname, recorded);
       res.writeHead(status, { 'content-type': type }).end(body);
     });
   });

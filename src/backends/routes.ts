@@ -39,7 +39,30 @@ export interface RouteSpec {
   readonly validatePathParam?: (name: string, value: string) => string | undefined;
   /** Filters the upstream's JSON answer where the query cannot enforce (not applied for unrestricted subjects). */
   readonly responseFilter?: ResponseFilter;
+  /**
+   * Filters the upstream's raw 200 answer in whatever representation it came in
+   * (e.g. Tempo traces as JSON or protobuf, as the client's Accept asked). Used
+   * instead of `responseFilter` when present; not applied for unrestricted subjects.
+   */
+  readonly rawResponseFilter?: RawResponseFilter;
 }
+
+/** What a raw response filter answers: the status, content type and body the client gets. */
+export interface RawFilteredResponse {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: Uint8Array | string;
+}
+
+/**
+ * A pure filter over the upstream's raw bytes and Content-Type. Throwing means
+ * the answer could not be understood: the gateway answers 502, never the raw body.
+ */
+export type RawResponseFilter = (
+  raw: Uint8Array,
+  contentType: string,
+  ctx: { readonly policy: SelectorPolicy; readonly pathParams: Readonly<Record<string, string>> },
+) => RawFilteredResponse;
 
 export interface RouteTable {
   readonly kind: BackendKind;

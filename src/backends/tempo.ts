@@ -4,6 +4,7 @@ import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
 import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
+import { filterTraceV1, filterTraceV2 } from './traces.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
 const traceQuery = (required: boolean): EnforcedParam => ({
@@ -70,12 +71,15 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
 };
 
 const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);
+/** Trace ids as Tempo parses them: hex, at most 128 bits (shorter ids are left-padded by Tempo). */
+const validTraceId = (_n: string, v: string) => (/^[0-9a-fA-F]{1,32}$/.test(v) ? undefined : `invalid trace id ${JSON.stringify(v.slice(0, 64))}: expected 1 to 32 hex digits`);
 const get = ['GET'] as const;
 const tagValues = (endpoint: string, path: string): RouteSpec => ({ endpoint, path, methods: get, enforced: [tagScopeQuery], responseFilter: filterTagValues, validatePathParam: validTag });
 
 /**
- * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id is not
- * served yet: it needs span filtering of OTLP protobuf answers.
+ * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id answers
+ * (JSON or protobuf, as the client's Accept asked) are filtered span by span
+ * (src/backends/traces.ts); a trace with no allowed span is 404.
  */
 export const tempoRoutes: RouteTable = {
   kind: 'tempo',
@@ -87,6 +91,8 @@ export const tempoRoutes: RouteTable = {
     tagValues('search_tag_values_v2', '/api/v2/search/tag/:tag/values'),
     { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true)] },
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true)] },
+    { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },
+    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], validatePathParam: validTraceId, rawResponseFilter: filterTraceV2 },
     { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
     { endpoint: 'echo', path: '/api/echo', methods: get, enforced: [] },
   ],

@@ -200,15 +200,31 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
   }
   const logger = createLogger(config.server.logLevel);
   const gw = await startGateway(config, logger);
-  logger.info({ url: gw.url }, 'lbac-gateway listening');
-  await new Promise<void>((resolve) => {
+  logger.info({ url: gw.url, adminUrl: gw.adminUrl ?? null }, 'lbac-gateway listening');
+  const onHup = () => void gw.runtime.reload('SIGHUP');
+  process.on('SIGHUP', onHup);
+  const ok = await new Promise<boolean>((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      gw.close().then(resolve, resolve);
+      if (stopping) {
+        // A second signal: stop waiting for in-flight requests.
+        logger.warn({ signal }, 'second signal: exiting without waiting for in-flight requests');
+        resolve(false);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal, shutdownTimeoutMs: gw.runtime.config.server.shutdownTimeoutMs }, 'shutting down: draining in-flight requests');
+      gw.shutdown().then(resolve, () => resolve(false));
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
   });
+  process.off('SIGHUP', onHup);
+  if (!ok) {
+    logger.error('shutdown did not finish in time; exiting with requests still in flight');
+    process.exit(1);
+  }
+  logger.info('stopped');
   return 0;
 }
 

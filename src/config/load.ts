@@ -169,6 +169,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
     file,
     identity,
     policy,
+    audit: parsed.audit.file === undefined ? parsed.audit : { ...parsed.audit, file: resolvePath(parsed.audit.file) },
     upstreams: parsed.upstreams.map(resolveUpstream),
     policyWasm: parsed.policy.wasm === undefined ? DEFAULT_POLICY_WASM : resolvePath(parsed.policy.wasm),
     policyData,

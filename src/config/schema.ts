@@ -22,8 +22,44 @@ export const serverSchema = z
     bodyLimitBytes: z.number().int().positive().default(1024 * 1024).describe('Largest accepted request body; larger → 413.'),
     maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400.'),
     maxQueryDepth: z.number().int().positive().default(128).describe('Deepest accepted query syntax tree; deeper → 400.'),
+    adminListen: hostPort
+      .optional()
+      .describe('Admin listener ("host:port") serving /metrics, /healthz and /readyz; never on the main port. Unset: no admin listener (no metrics endpoint).'),
+    shutdownDelayMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe('On SIGTERM, answer /readyz with 503 for this long before closing the listener (lets load balancers stop sending traffic).'),
+    shutdownTimeoutMs: z.number().int().positive().default(30_000).describe('On SIGTERM, in-flight requests get this long to finish; then the process exits anyway.'),
+    watchConfig: z.boolean().default(true).describe('Reload the config when its file changes (as on SIGHUP).'),
+    reloadDebounceMs: z.number().int().min(0).default(500).describe('File-change reloads wait until the file has been quiet this long.'),
+    loadShedding: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        maxEventLoopDelayMs: z.number().positive().default(1000).describe('Shed when the mean event-loop delay exceeds this (0 < x).'),
+        maxEventLoopUtilization: z.number().gt(0).max(1).optional().describe('Shed when event-loop utilisation exceeds this (0..1). Unset: not checked.'),
+        maxHeapUsedBytes: z.number().int().positive().optional().describe('Shed when the V8 heap exceeds this. Unset: not checked.'),
+        maxRssBytes: z.number().int().positive().optional().describe('Shed when the resident set exceeds this. Unset: not checked.'),
+        sampleIntervalMs: z.number().int().positive().default(1000).describe('How often the process is sampled.'),
+        retryAfterSeconds: z.number().int().positive().default(10).describe('Retry-After on a shed (503) answer.'),
+      })
+      .default({ enabled: true, maxEventLoopDelayMs: 1000, sampleIntervalMs: 1000, retryAfterSeconds: 10 })
+      .describe('@fastify/under-pressure: upstream routes answer 503 + Retry-After while the process is overloaded (health routes never shed).'),
   })
   .describe('The gateway listener.');
+
+export const auditSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe('One JSON line per policy decision (see docs/operations.md).'),
+    destination: z.enum(['stdout', 'file']).default('stdout'),
+    file: z.string().min(1).optional().describe('With destination "file": the file appended to (relative to the config file).'),
+    sampleRate: z.number().min(0).max(1).default(1).describe('Fraction of allowed decisions logged; denials and errors are always logged.'),
+    hashQueries: z.boolean().default(false).describe('Log sha256 hashes of the original and rewritten queries instead of their text.'),
+    redact: z.array(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, 'a dotted field path such as "input.subject.username"')).default([]).describe('Dotted record paths removed from every line (listed in its "erased" field).'),
+  })
+  .refine((a) => a.destination !== 'file' || a.file !== undefined, { message: 'destination "file" needs audit.file' })
+  .describe('The decision (audit) log.');
 
 export const upstreamSchema = z
   .strictObject({
@@ -38,6 +74,7 @@ export const upstreamSchema = z
     timeoutMs: z.number().int().positive().default(60_000).describe('Upstream response timeout.'),
     forwardAuthorization: z.boolean().default(false).describe('Forward the client\'s Authorization header upstream (off: the gateway owns credentials).'),
     headers: headerMap.default({}).describe('Extra headers sent upstream (e.g. upstream credentials).'),
+    maxConcurrent: z.number().int().positive().optional().describe('Most requests in flight to this upstream; more → 503 + Retry-After. Unset: no limit.'),
   })
   .describe('A backend behind the gateway.');
 
@@ -300,6 +337,7 @@ export const configSchema = z
     policy: policySchema.default(policySchema.parse({})),
     admins: adminsSchema.default(adminsSchema.parse({})),
     teams: z.record(z.string().min(1), teamSchema).default({}),
+    audit: auditSchema.default(auditSchema.parse({})),
     janus: z.record(z.string(), z.unknown()).optional().describe('Teams in the Janus ConfigMap format (admin, <service>.user-label-constraints, tenant-header-constraints).'),
   })
   .superRefine((c, ctx) => {
@@ -328,3 +366,5 @@ export type UserinfoConfig = z.output<typeof userinfoSchema>;
 export type ClaimsConfig = z.output<typeof claimsSchema>;
 export type TeamConfig = z.output<typeof teamSchema>;
 export type BundleConfig = z.output<typeof bundleSchema>;
+export type AuditConfig = z.output<typeof auditSchema>;
+export type ServerConfig = z.output<typeof serverSchema>;

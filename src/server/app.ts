@@ -8,9 +8,14 @@ import type { GatewayConfig } from '../config/load.ts';
 import type { Authenticator } from '../identity/authenticator.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
 import { PolicyHolder } from '../policy/holder.ts';
+import type { GatewayMetrics } from './metrics.ts';
+import { AuditLog, auditPlugin } from './plugins/audit.ts';
+import { contextPlugin, requestIdFor, type RouteIndex } from './plugins/context.ts';
 import { installErrorHandlers } from './plugins/errors.ts';
 import { healthPlugin } from './plugins/health.ts';
 import { identityPlugin } from './plugins/identity.ts';
+import { limitsPlugin } from './plugins/limits.ts';
+import { metricsPlugin } from './plugins/metrics.ts';
 import { policyPlugin } from './plugins/policy.ts';
 import { upstreamPlugin } from './plugins/upstream.ts';
 
@@ -19,10 +24,30 @@ export const ROUTE_TABLES: Record<BackendKind, RouteTable> = { prometheus: prome
 
 export interface AppDeps {
   readonly config: GatewayConfig;
-  readonly authenticator: Authenticator;
+  /** The authenticator, or a getter for the current one (config reloads swap it). */
+  readonly authenticator: Authenticator | (() => Authenticator);
   /** The policy: a fixed engine, or a holder whose engine is swapped at run time (bundles, reloads). */
   readonly engine: PolicyEngine | PolicyHolder;
   readonly logger: Logger;
+  /** The current config, for the settings a reload may change (audit). Default: `config`. */
+  readonly current?: () => GatewayConfig;
+  /** Metrics registry to record into (served by the admin listener). Unset: no metrics. */
+  readonly metrics?: GatewayMetrics;
+  /** Audit destination (tests pass one with a sink). Default: from the config. */
+  readonly auditLog?: AuditLog;
+  /** Short hash of the policy data (teams/admins), reported in audit records. */
+  readonly dataRevision?: () => string | undefined;
+  /** True once shutdown began (/readyz → 503). */
+  readonly draining?: () => boolean;
+}
+
+/** Registered route URL → upstream and endpoint, for hooks that run before the handler (limits, metrics). */
+export function routeIndex(config: GatewayConfig): RouteIndex {
+  const index = new Map<string, { upstream: string; endpoint: string }>();
+  for (const u of config.upstreams) {
+    for (const r of ROUTE_TABLES[u.kind].routes) index.set(u.mountPrefix + r.path, { upstream: u.name, endpoint: r.endpoint });
+  }
+  return index;
 }
 
 /**
@@ -32,19 +57,37 @@ export interface AppDeps {
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
+  const current = deps.current ?? (() => config);
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.server.bodyLimitBytes,
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 1024 },
-    requestIdHeader: 'x-request-id',
+    // X-Request-Id: the client's if valid, else generated; echoed and forwarded (plugins/context.ts).
+    requestIdHeader: false,
+    genReqId: requestIdFor,
     return503OnClosing: true,
     // Only the methods in the route tables: no implicit HEAD routes.
     exposeHeadRoutes: false,
   });
+  const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');
   installErrorHandlers(app, undefined);
+  // Order matters: the context hook runs first on every request, then limits (shedding before any work).
+  await app.register(contextPlugin, { routes: routeIndex(config) });
+  await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, upstreams: config.upstreams, metrics: deps.metrics });
+  if (deps.metrics !== undefined) {
+    deps.metrics.watchPolicy(holder);
+    await app.register(metricsPlugin, { metrics: deps.metrics });
+  }
+  await app.register(auditPlugin, {
+    config: () => current().audit,
+    log: deps.auditLog ?? new AuditLog(),
+    entrypoint: () => current().policy.entrypoint,
+    dataRevision: deps.dataRevision ?? (() => undefined),
+    metrics: deps.metrics,
+  });
   await app.register(identityPlugin, { authenticator: deps.authenticator });
-  await app.register(policyPlugin, { holder: deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static') });
-  await app.register(healthPlugin);
+  await app.register(policyPlugin, { holder });
+  await app.register(healthPlugin, { ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
   for (const upstream of config.upstreams) {
     const table = ROUTE_TABLES[upstream.kind];

@@ -1,16 +1,40 @@
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import type { GatewayConfig } from '../config/load.ts';
+import { loadConfigFile, type GatewayConfig } from '../config/load.ts';
 import { Authenticator } from '../identity/authenticator.ts';
 import { BundleClient } from '../policy/bundle-client.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { PolicyHolder } from '../policy/holder.ts';
+import { buildAdminApp, splitHostPort } from './admin.ts';
 import { buildApp } from './app.ts';
+import { createMetrics, type GatewayMetrics } from './metrics.ts';
+import { AuditLog } from './plugins/audit.ts';
+import { dataRevision, mergeReloadable, restartRequiredChanges } from './reload.ts';
 
 export interface RunningGateway {
   readonly url: string;
+  /** The admin listener's URL (/metrics), when `server.adminListen` is set. */
+  readonly adminUrl: string | undefined;
   readonly app: FastifyInstance;
+  readonly runtime: GatewayRuntime;
+  /** Stop immediately (no drain delay). */
   close(): Promise<void>;
+  /**
+   * Graceful stop: /readyz → 503, wait `server.shutdownDelayMs`, stop accepting
+   * connections and let in-flight requests finish. Resolves false when they did
+   * not finish within `server.shutdownTimeoutMs`.
+   */
+  shutdown(): Promise<boolean>;
+}
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly error?: string;
+  /** Changed keys that need a restart (kept at their running values). */
+  readonly restartRequired?: readonly string[];
+  readonly unchanged?: boolean;
 }
 
 /** Never log credentials: these paths are censored wherever they appear. */
@@ -27,12 +51,118 @@ export function createLogger(level: string): Logger {
   });
 }
 
-export async function createGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel)): Promise<FastifyInstance> {
+/**
+ * The running gateway's swappable state: the current config, authenticator and
+ * policy (in a PolicyHolder). `reload` validates and builds everything new
+ * before it swaps anything; the swap is a few synchronous assignments, so each
+ * request sees either the old or the new state for identity and policy.
+ */
+export class GatewayRuntime {
+  #config: GatewayConfig;
+  #authenticator: Authenticator;
+  #dataRevision: string;
+  #draining = false;
+  #queue: Promise<unknown> = Promise.resolve();
+  readonly holder: PolicyHolder;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  readonly auditLog: AuditLog;
+  bundleClient: BundleClient | undefined;
+
+  constructor(init: { config: GatewayConfig; authenticator: Authenticator; holder: PolicyHolder; metrics: GatewayMetrics; logger: Logger; auditLog?: AuditLog }) {
+    this.#config = init.config;
+    this.#authenticator = init.authenticator;
+    this.#dataRevision = dataRevision(init.config);
+    this.holder = init.holder;
+    this.metrics = init.metrics;
+    this.logger = init.logger;
+    this.auditLog = init.auditLog ?? new AuditLog();
+  }
+
+  get config(): GatewayConfig {
+    return this.#config;
+  }
+  get authenticator(): Authenticator {
+    return this.#authenticator;
+  }
+  get dataRevision(): string {
+    return this.#dataRevision;
+  }
+  get draining(): boolean {
+    return this.#draining;
+  }
+  startDraining(): void {
+    this.#draining = true;
+  }
+
+  /** Reload from the config file (serialised: one reload at a time). */
+  reload(reason: string, opts: { skipIfUnchanged?: boolean } = {}): Promise<ReloadResult> {
+    const run = this.#queue.then(() => this.#reload(reason, opts));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(reason: string, opts: { skipIfUnchanged?: boolean }): Promise<ReloadResult> {
+    const running = this.#config;
+    const file = running.file;
+    const log = this.logger.child({ component: 'reload', reason, file });
+    const reject = (error: string): ReloadResult => {
+      log.error({ error }, 'config reload rejected');
+      this.metrics.configReloads.inc({ result: 'failure' });
+      this.metrics.configLastReload.set({ result: 'failure' }, Date.now() / 1000);
+      return { ok: false, error };
+    };
+    if (file === undefined) return reject('the running config was not read from a file');
+    let loaded: GatewayConfig;
+    try {
+      loaded = await loadConfigFile(file);
+    } catch (e) {
+      return reject(e instanceof Error ? e.message : String(e));
+    }
+    const restartRequired = restartRequiredChanges(running, loaded);
+    let next = mergeReloadable(running, loaded);
+    const bundleMode = running.policy.bundle !== undefined;
+    if (bundleMode && dataRevision(next) !== this.#dataRevision) {
+      // The bundle client merges the team data into each bundle it activates; it keeps the data it started with.
+      restartRequired.push('teams/admins/janus (policy data in bundle mode)');
+      next = { ...next, policyData: running.policyData, teams: running.teams, admins: running.admins, janus: running.janus };
+    }
+    if (opts.skipIfUnchanged === true && JSON.stringify(next) === JSON.stringify(running) && restartRequired.length === 0) {
+      log.debug('config file unchanged');
+      return { ok: true, unchanged: true };
+    }
+    let authenticator: Authenticator;
+    let engine: PolicyEngine | undefined;
+    try {
+      [authenticator, engine] = await Promise.all([
+        Authenticator.fromConfig(next),
+        bundleMode ? Promise.resolve(undefined) : PolicyEngine.fromFile(next.policyWasm, { lbac: next.policyData }, { entrypoint: next.policy.entrypoint }),
+      ]);
+    } catch (e) {
+      return reject(e instanceof Error ? e.message : String(e));
+    }
+    // The swap: synchronous, nothing can interleave.
+    this.#config = next;
+    this.#authenticator = authenticator;
+    this.#dataRevision = dataRevision(next);
+    if (engine !== undefined) this.holder.activate(engine, `file:${next.policyWasm}`);
+    this.auditLog.configure(next.audit);
+    if (restartRequired.length > 0) log.warn({ keys: restartRequired }, 'config change needs a restart to take effect (running values kept)');
+    log.info({ policyRevision: this.holder.revision, dataRevision: this.#dataRevision, teams: Object.keys(next.policyData.teams).length }, 'config reloaded');
+    this.metrics.configReloads.inc({ result: 'success' });
+    this.metrics.configLastReload.set({ result: 'success' }, Date.now() / 1000);
+    return { ok: true, restartRequired };
+  }
+}
+
+export async function createRuntime(config: GatewayConfig, logger: Logger, opts: { metrics?: GatewayMetrics } = {}): Promise<{ app: FastifyInstance; runtime: GatewayRuntime }> {
   const holder = new PolicyHolder();
+  const metrics = opts.metrics ?? createMetrics();
   const bundle = config.policy.bundle;
   const configData = { lbac: config.policyData };
   const upstreams = config.upstreams.map((u) => `${u.name}@${u.mount}`);
-  let bundleClient: BundleClient | undefined;
+  let runtime: GatewayRuntime;
+  let client: BundleClient | undefined;
   if (bundle === undefined) {
     const [authenticator, engine] = await Promise.all([
       Authenticator.fromConfig(config),
@@ -40,26 +170,102 @@ export async function createGateway(config: GatewayConfig, logger: Logger = crea
     ]);
     holder.activate(engine, `file:${config.policyWasm}`);
     logger.info({ policy: config.policyWasm, revision: engine.revision, upstreams }, 'policy loaded');
-    return buildApp({ config, authenticator, engine: holder, logger });
+    runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger });
+  } else {
+    // Bundle mode: listen right away, not ready until the persisted or a downloaded bundle is active.
+    const [authenticator, c] = await Promise.all([
+      Authenticator.fromConfig(config),
+      BundleClient.create({ config: bundle, holder, entrypoint: config.policy.entrypoint, configData, logger: logger.child({ component: 'bundle' }) }),
+    ]);
+    client = c;
+    logger.info({ bundle: client.url, signed: bundle.signing !== undefined, persistDir: bundle.persistDir ?? null, upstreams }, 'policy from bundle service');
+    runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger });
+    runtime.bundleClient = client;
+    metrics.watchBundle(() => c.status);
   }
-  // Bundle mode: listen right away, not ready until the persisted or a downloaded bundle is active.
-  const [authenticator, client] = await Promise.all([
-    Authenticator.fromConfig(config),
-    BundleClient.create({ config: bundle, holder, entrypoint: config.policy.entrypoint, configData, logger: logger.child({ component: 'bundle' }) }),
-  ]);
-  bundleClient = client;
-  logger.info({ bundle: client.url, signed: bundle.signing !== undefined, persistDir: bundle.persistDir ?? null, upstreams }, 'policy from bundle service');
-  const app = await buildApp({ config, authenticator, engine: holder, logger });
-  app.addHook('onClose', async () => bundleClient?.stop());
-  await client.start();
-  return app;
+  const rt = runtime;
+  const app = await buildApp({
+    config,
+    authenticator: () => rt.authenticator,
+    engine: holder,
+    logger,
+    current: () => rt.config,
+    metrics,
+    auditLog: rt.auditLog,
+    dataRevision: () => rt.dataRevision,
+    draining: () => rt.draining,
+  });
+  if (client !== undefined) {
+    const c = client;
+    app.addHook('onClose', async () => c.stop());
+    await c.start();
+  }
+  return { app, runtime };
 }
 
-export async function startGateway(config: GatewayConfig, logger?: Logger): Promise<RunningGateway> {
-  const app = await createGateway(config, logger);
-  const idx = config.server.listen.lastIndexOf(':');
-  const host = config.server.listen.slice(0, idx).replace(/^\[|\]$/g, '');
-  const port = Number(config.server.listen.slice(idx + 1));
-  const url = await app.listen({ host, port });
-  return { url, app, close: () => app.close() };
+export async function createGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel)): Promise<FastifyInstance> {
+  return (await createRuntime(config, logger)).app;
+}
+
+/** Reload on changes to the config file: the directory is watched (editors replace files), changes are debounced. */
+function watchConfigFile(runtime: GatewayRuntime, file: string, debounceMs: number): FSWatcher | undefined {
+  const dir = path.dirname(path.resolve(file));
+  const base = path.basename(file);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const w = watch(dir, { persistent: false }, (_event, name) => {
+      if (name !== null && name !== base) return;
+      if (timer !== undefined) clearTimeout(timer);
+      timer = setTimeout(() => {
+        timer = undefined;
+        void runtime.reload('file change', { skipIfUnchanged: true });
+      }, debounceMs);
+    });
+    w.on('close', () => timer !== undefined && clearTimeout(timer));
+    w.on('error', (e) => runtime.logger.warn({ err: e, file }, 'config file watch failed; reload with SIGHUP'));
+    return w;
+  } catch (e) {
+    runtime.logger.warn({ err: e, file }, 'cannot watch the config file; reload with SIGHUP');
+    return undefined;
+  }
+}
+
+export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel)): Promise<RunningGateway> {
+  const { app, runtime } = await createRuntime(config, logger);
+  const url = await app.listen(splitHostPort(config.server.listen));
+  let admin: FastifyInstance | undefined;
+  let adminUrl: string | undefined;
+  if (config.server.adminListen !== undefined) {
+    admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining });
+    adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
+    logger.info({ url: adminUrl }, 'admin listener (metrics) started');
+  }
+  const watcher = config.server.watchConfig && config.file !== undefined ? watchConfigFile(runtime, config.file, config.server.reloadDebounceMs) : undefined;
+  const closeAll = async () => {
+    watcher?.close();
+    await Promise.allSettled([app.close(), admin?.close()]);
+  };
+  return {
+    url,
+    adminUrl,
+    app,
+    runtime,
+    close: closeAll,
+    shutdown: async () => {
+      runtime.startDraining();
+      watcher?.close();
+      const { shutdownDelayMs, shutdownTimeoutMs } = runtime.config.server;
+      if (shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, shutdownDelayMs));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<false>((r) => (timer = setTimeout(() => r(false), shutdownTimeoutMs)));
+      // The main listener first (drains in-flight requests); the admin listener stays up for scrapes until then.
+      const done = app.close().then(async () => {
+        await admin?.close();
+        return true as const;
+      });
+      const ok = await Promise.race([done, timedOut]);
+      clearTimeout(timer);
+      return ok;
+    },
+  };
 }

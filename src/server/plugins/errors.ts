@@ -19,7 +19,7 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
       const missing = ge instanceof InvalidTokenError && ge.missing;
       reply.header('www-authenticate', missing ? 'Bearer realm="lbac-gateway"' : 'Bearer realm="lbac-gateway", error="invalid_token"');
     }
-    if (ge.status === 503) reply.header('retry-after', '5');
+    if (ge.status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '5');
     return reply.code(r.status).type(r.contentType).send(r.body);
   });
   // An upstream mounted at "/" shares the root's not-found handler (Fastify allows one per prefix).

@@ -1,18 +1,28 @@
 import type { FastifyInstance } from 'fastify';
+import type { PolicyHolder } from '../../policy/holder.ts';
+
+export interface HealthOptions {
+  /** Default: the app's `policyHolder` decorator. */
+  readonly holder?: PolicyHolder;
+  /** True once shutdown began: /readyz answers 503 so load balancers stop sending traffic. */
+  readonly draining?: () => boolean;
+}
 
 /**
- * Liveness and readiness. Readiness means: a policy is loaded and can decide.
- * With bundles, the gateway listens before the first bundle arrives and stays
- * not ready (503) until one is activated; /readyz reports the active revision
- * and where it came from.
+ * Liveness and readiness. Readiness means: a policy is loaded and can decide,
+ * and the gateway is not shutting down. With bundles, the gateway listens
+ * before the first bundle arrives and stays not ready (503) until one is
+ * activated; /readyz reports the active revision and where it came from.
  */
-export async function healthPlugin(app: FastifyInstance): Promise<void> {
+export async function healthPlugin(app: FastifyInstance, opts: HealthOptions = {}): Promise<void> {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const info = app.policyHolder.info;
-    const ready = app.policyHolder.ready;
+    const holder = opts.holder ?? app.policyHolder;
+    const info = holder.info;
+    const draining = opts.draining?.() ?? false;
+    const ready = holder.ready && !draining;
     return reply.code(ready ? 200 : 503).send({
-      status: ready ? 'ready' : 'not ready',
+      status: ready ? 'ready' : draining ? 'shutting down' : 'not ready',
       policyRevision: info?.revision ?? null,
       policySource: info?.source ?? null,
       policyActivatedAt: info?.activatedAt.toISOString() ?? null,

@@ -8,6 +8,7 @@ import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { installErrorHandlers } from './errors.ts';
+import { noteDecision, noteParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
 
 export interface UpstreamPluginOptions {
   readonly upstream: ResolvedUpstream;
@@ -114,26 +115,60 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
     if (problem !== undefined) throw new QueryError(language, problem);
   }
   const path = upstreamPath(route, pathParams);
-  const decision = app.decide({
-    subject,
-    request: { upstream: upstream.name, kind: table.kind, endpoint: route.endpoint, method: req.method, path },
-  });
+  const request = { upstream: upstream.name, kind: table.kind, endpoint: route.endpoint, method: req.method, path };
+  const decideStartedAt = performance.now(); // lbac: policy stage timing
+  const decision = app.decide({ subject, request });
+  noteDecision(req, request, decision, decideStartedAt); // lbac: audit + metrics (src/server/request-state.ts)
   if (!decision.allow) throw new GatewayError('forbidden', `access denied: ${decision.reason}`);
 
   const rawUrl = req.raw.url ?? '';
   const q = rawUrl.indexOf('?');
   const search = q >= 0 ? rawUrl.slice(q + 1) : '';
   const body = typeof req.body === 'string' ? req.body : undefined;
-  const params = enforceParams(route, mergeParams(search, body), decision.unrestricted ? undefined : decision.selectors, limits, language);
+  const original = mergeParams(search, body);
+  noteParams(req, route, original); // lbac: audit (original query)
+  const params = enforceParams(route, original, decision.unrestricted ? undefined : decision.selectors, limits, language);
+  noteParams(req, route, original, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
   const encoded = params.toString();
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
   const headers = upstreamHeaders(req.headers, upstream, decision);
-  const filter = decision.unrestricted ? undefined : route.responseFilter;
+  // A route filters either the raw answer in any representation (rawResponseFilter, e.g.
+  // Tempo traces as JSON or protobuf) or the parsed JSON (responseFilter); raw wins.
+  // The client's Accept is forwarded unchanged (upstreamHeaders), so the upstream answers
+  // the representation the client asked for; the raw filter refuses any other.
+  const rawFilter = decision.unrestricted ? undefined : route.rawResponseFilter;
+  const filter = decision.unrestricted || rawFilter !== undefined ? undefined : route.responseFilter;
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
-  if (filter !== undefined) headers['accept-encoding'] = 'identity';
+  if (filter !== undefined || rawFilter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
   const common = {
+    ...(rawFilter === undefined
+      ? {}
+      : {
+          onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
+            const rep = replyArg as FastifyReply;
+            const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
+            readBounded(res.stream, MAX_FILTERED_BODY).then(
+              (raw) => {
+                rep.removeHeader('content-length');
+                rep.removeHeader('content-encoding');
+                // Errors (non-2xx) pass through as the upstream wrote them; every 2xx answer is filtered.
+                if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
+                let out;
+                try {
+                  out = rawFilter(raw, String(res.headers['content-type'] ?? ''), { policy: decision.selectors, pathParams });
+                } catch (e) {
+                  return rep.send(new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e }));
+                }
+                const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
+                // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
+                return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
+              },
+              (e: unknown) => rep.send(new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
+            );
+          },
+        }),
     ...(filter === undefined
       ? {}
       : {

@@ -1,0 +1,363 @@
+/**
+ * Span filtering for Tempo's trace-by-id answers: pure functions from the
+ * upstream's bytes to what a restricted subject may see.
+ *
+ * Shapes (Tempo HTTP API, `pkg/tempopb/tempo.proto`, OTLP trace/common protos):
+ *
+ *   /api/traces/<id>     JSON `{"batches": [ResourceSpans…]}`; protobuf
+ *                        `tempopb.Trace { repeated ResourceSpans batches = 1 }`
+ *                        (newer Tempo spells the field `resourceSpans`; both are read).
+ *   /api/v2/traces/<id>  JSON `{"trace": {…as v1…}, "status": …, "message": …}`;
+ *                        protobuf `TraceByIDResponse { Trace trace = 1;
+ *                        TraceByIDMetrics metrics = 2; PartialStatus status = 3;
+ *                        string message = 4 }`.
+ *   ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2;
+ *                   string schema_url = 3 }   (1000: pre-1.0 instrumentation_library_spans,
+ *                                              same layout as ScopeSpans)
+ *   ScopeSpans    { InstrumentationScope scope = 1; repeated Span spans = 2; string schema_url = 3 }
+ *   Resource      { repeated KeyValue attributes = 1; … }
+ *   Span          { …; repeated KeyValue attributes = 9; … }
+ *   KeyValue      { string key = 1; AnyValue value = 2 }
+ *   AnyValue      { oneof: string_value = 1, bool_value = 2, int_value = 3,
+ *                   double_value = 4, array_value = 5, kvlist_value = 6, bytes_value = 7 }
+ *
+ * Semantics: TraceQL's, because the same policy is enforced in TraceQL
+ * searches (`{ (q) && policy }`) and a span found by a search must be a span
+ * shown in the trace view, and vice versa. A span is kept iff every matcher
+ * of at least one policy group holds for it:
+ *
+ * - `resource.k` reads the resource's attributes, `span.k` the span's,
+ *   unscoped `.k` the span's attribute when the span has key `k`, else the
+ *   resource's (TraceQL: span attributes take precedence).
+ * - A missing attribute satisfies no operator, `!=` and `!~` included
+ *   (TraceQL: comparisons with nil are false — unlike PromQL's empty string).
+ * - Policy values are strings; a TraceQL string literal matches only string
+ *   attributes, so an int/bool/double/array/kvlist/bytes value satisfies no
+ *   operator either.
+ * - `=~`/`!~` are RE2, fully anchored (Tempo anchors TraceQL regexes).
+ * - Fail closed: intrinsics (`name`, `span:name`, `trace:rootService`, …),
+ *   `event.`/`link.`/`instrumentation.` attributes and names the gateway cannot
+ *   parse never match, and a key present more than once on one resource or span
+ *   (invalid OTLP) counts as not a string.
+ *
+ * Protobuf is filtered at the wire level: kept spans (and resources, scopes,
+ * schema URLs, v2 metrics/status/message) are copied byte for byte, dropped
+ * spans and unknown fields are left out, and ScopeSpans/ResourceSpans left
+ * without spans are dropped. JSON is filtered the same way on the parsed body.
+ */
+import protobuf from 'protobufjs/minimal.js';
+import { matcherMatches, type Matcher, type SelectorPolicy } from '../rewrite/matcher.ts';
+import { parseFieldName } from '../rewrite/traceql-escape.ts';
+import type { RawFilteredResponse, RawResponseFilter } from './routes.ts';
+
+// ---- Policy evaluation ------------------------------------------------------
+
+/** Attribute values by key: a string, or `null` for a non-string or duplicated key. */
+export type Attributes = ReadonlyMap<string, string | null>;
+
+type CompiledMatcher =
+  | { readonly scope: 'resource' | 'span' | 'unscoped'; readonly key: string; readonly matcher: Matcher }
+  | { readonly scope: 'never' };
+type CompiledPolicy = readonly (readonly CompiledMatcher[])[];
+
+function compileMatcher(m: Matcher): CompiledMatcher {
+  let field;
+  try {
+    field = parseFieldName(m.name);
+  } catch {
+    return { scope: 'never' };
+  }
+  if (field.kind !== 'attribute') return { scope: 'never' };
+  if (field.scope === null) return { scope: 'unscoped', key: field.key, matcher: m };
+  if (field.scope === 'resource' || field.scope === 'span') return { scope: field.scope, key: field.key, matcher: m };
+  return { scope: 'never' };
+}
+
+function compile(policy: SelectorPolicy): CompiledPolicy {
+  return policy.map((group) => group.map(compileMatcher));
+}
+
+function holds(c: CompiledMatcher, resource: Attributes, span: Attributes): boolean {
+  if (c.scope === 'never') return false;
+  const value = c.scope === 'resource' ? resource.get(c.key) : c.scope === 'span' ? span.get(c.key) : span.has(c.key) ? span.get(c.key) : resource.get(c.key);
+  // nil (missing) and non-string values satisfy no operator, as in TraceQL.
+  if (value === undefined || value === null) return false;
+  return matcherMatches(c.matcher, value);
+}
+
+function allowed(policy: CompiledPolicy, resource: Attributes, span: Attributes): boolean {
+  return policy.some((group) => group.every((c) => holds(c, resource, span)));
+}
+
+/** Is a span with these resource and span attributes visible under the policy? (TraceQL semantics, see above.) */
+export function spanAllowed(policy: SelectorPolicy, resource: Attributes, span: Attributes): boolean {
+  return allowed(compile(policy), resource, span);
+}
+
+function addAttribute(into: Map<string, string | null>, key: string, value: string | null): void {
+  into.set(key, into.has(key) ? null : value);
+}
+
+// ---- Protobuf (wire level) --------------------------------------------------
+
+const { Reader, Writer, util } = protobuf;
+const LEN = 2;
+
+interface WireField {
+  readonly num: number;
+  readonly wire: number;
+  /** The whole field, tag included: copied verbatim when kept. */
+  readonly raw: Uint8Array;
+  /** For length-delimited fields, the payload. */
+  readonly body: Uint8Array;
+}
+
+/** The fields of one message, in wire order. Malformed input throws (protobufjs' bounds checks). */
+function fieldsOf(buf: Uint8Array): WireField[] {
+  const r = Reader.create(buf);
+  const out: WireField[] = [];
+  while (r.pos < r.len) {
+    const start = r.pos;
+    const tag = r.uint32();
+    const num = tag >>> 3;
+    const wire = tag & 7;
+    if (num === 0) throw new Error('invalid protobuf: field number 0');
+    let body: Uint8Array = buf.subarray(0, 0);
+    if (wire === LEN) {
+      const len = r.uint32();
+      const at = r.pos;
+      r.skip(len);
+      body = buf.subarray(at, r.pos);
+    } else {
+      r.skipType(wire);
+    }
+    out.push({ num, wire, raw: buf.subarray(start, r.pos), body });
+  }
+  return out;
+}
+
+function lenField(f: WireField): Uint8Array {
+  if (f.wire !== LEN) throw new Error(`invalid protobuf: field ${f.num} is not length-delimited`);
+  return f.body;
+}
+
+/** A length-delimited field `num` holding `payload`. */
+function encodeLen(num: number, payload: Uint8Array): Uint8Array {
+  const head = Writer.create()
+    .uint32(((num << 3) | LEN) >>> 0)
+    .uint32(payload.length)
+    .finish();
+  return concat([head, payload]);
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  return Buffer.concat(parts);
+}
+
+const utf8 = (b: Uint8Array) => util.utf8.read(b, 0, b.length);
+
+/** AnyValue → its string value, or null when the last set oneof member is not string_value (or none is set). */
+function anyValueString(buf: Uint8Array): string | null {
+  let last: WireField | undefined;
+  for (const f of fieldsOf(buf)) if (f.num >= 1 && f.num <= 7) last = f;
+  return last !== undefined && last.num === 1 ? utf8(lenField(last)) : null;
+}
+
+/** Adds one KeyValue to `into`. */
+function readKeyValue(buf: Uint8Array, into: Map<string, string | null>): void {
+  let key = '';
+  let value: string | null = null;
+  for (const f of fieldsOf(buf)) {
+    if (f.num === 1) key = utf8(lenField(f));
+    else if (f.num === 2) value = anyValueString(lenField(f));
+  }
+  addAttribute(into, key, value);
+}
+
+/** Attributes of a message whose `repeated KeyValue` field is `num` (Resource: 1, Span: 9). */
+function protoAttributes(buf: Uint8Array, num: number, into = new Map<string, string | null>()): Map<string, string | null> {
+  for (const f of fieldsOf(buf)) if (f.num === num) readKeyValue(lenField(f), into);
+  return into;
+}
+
+interface Filtered<T> {
+  readonly value: T;
+  /** Spans kept. */
+  readonly spans: number;
+}
+
+/** ScopeSpans (or the legacy InstrumentationLibrarySpans): keep scope and schema URL, allowed spans; undefined when none is left. */
+function filterScopeSpansProto(buf: Uint8Array, policy: CompiledPolicy, resource: Attributes): Filtered<Uint8Array> | undefined {
+  const parts: Uint8Array[] = [];
+  let spans = 0;
+  for (const f of fieldsOf(buf)) {
+    if (f.num === 2) {
+      if (allowed(policy, resource, protoAttributes(lenField(f), 9))) {
+        parts.push(f.raw);
+        spans++;
+      }
+    } else if (f.num === 1 || f.num === 3) parts.push(f.raw);
+  }
+  return spans === 0 ? undefined : { value: concat(parts), spans };
+}
+
+function filterResourceSpansProto(buf: Uint8Array, policy: CompiledPolicy): Filtered<Uint8Array> | undefined {
+  const fields = fieldsOf(buf);
+  // A message field given twice is merged: its repeated attributes concatenate.
+  const resource = new Map<string, string | null>();
+  for (const f of fields) if (f.num === 1) protoAttributes(lenField(f), 1, resource);
+  const parts: Uint8Array[] = [];
+  let spans = 0;
+  for (const f of fields) {
+    if (f.num === 2 || f.num === 1000) {
+      const kept = filterScopeSpansProto(lenField(f), policy, resource);
+      if (kept !== undefined) {
+        parts.push(encodeLen(f.num, kept.value));
+        spans += kept.spans;
+      }
+    } else if (f.num === 1 || f.num === 3) parts.push(f.raw);
+  }
+  return spans === 0 ? undefined : { value: concat(parts), spans };
+}
+
+/** `tempopb.Trace` (= OTLP TracesData on the wire): field 1, repeated ResourceSpans. */
+function filterTraceProtoCompiled(buf: Uint8Array, policy: CompiledPolicy): Filtered<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let spans = 0;
+  for (const f of fieldsOf(buf)) {
+    if (f.num !== 1) continue;
+    const kept = filterResourceSpansProto(lenField(f), policy);
+    if (kept !== undefined) {
+      parts.push(encodeLen(1, kept.value));
+      spans += kept.spans;
+    }
+  }
+  return { value: concat(parts), spans };
+}
+
+/** Filters a protobuf `tempopb.Trace` (the v1 answer). */
+export function filterTraceProto(buf: Uint8Array, policy: SelectorPolicy): Filtered<Uint8Array> {
+  return filterTraceProtoCompiled(buf, compile(policy));
+}
+
+/** Filters a protobuf `TraceByIDResponse` (the v2 answer): trace filtered; metrics, status and message kept. */
+export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPolicy): Filtered<Uint8Array> {
+  const compiled = compile(policy);
+  const parts: Uint8Array[] = [];
+  let spans = 0;
+  for (const f of fieldsOf(buf)) {
+    if (f.num === 1) {
+      const kept = filterTraceProtoCompiled(lenField(f), compiled);
+      spans += kept.spans;
+      parts.push(encodeLen(1, kept.value));
+    } else if (f.num === 2 || f.num === 3 || f.num === 4) parts.push(f.raw);
+  }
+  return { value: concat(parts), spans };
+}
+
+// ---- JSON ---------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+const isObject = (x: unknown): x is Json => typeof x === 'object' && x !== null && !Array.isArray(x);
+const list = (x: unknown): unknown[] => (Array.isArray(x) ? x : []);
+
+/** Copies the listed keys that are present. Unknown keys are dropped (fail closed). */
+function pick(o: Json, keys: readonly string[]): Json {
+  const out: Json = {};
+  for (const k of keys) if (k in o) out[k] = o[k];
+  return out;
+}
+
+/** OTLP JSON `[{key, value: {stringValue}}]` → attributes. */
+function jsonAttributes(x: unknown): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  for (const kv of list(x)) {
+    if (!isObject(kv) || typeof kv['key'] !== 'string') continue;
+    const v = kv['value'];
+    const s = isObject(v) && Object.keys(v).length === 1 && typeof v['stringValue'] === 'string' ? v['stringValue'] : null;
+    addAttribute(out, kv['key'], s);
+  }
+  return out;
+}
+
+const SCOPE_SPANS_KEYS = ['scopeSpans', 'instrumentationLibrarySpans'] as const;
+const RESOURCE_SPANS_KEYS = ['batches', 'resourceSpans'] as const;
+
+function filterResourceSpansJson(rs: unknown, policy: CompiledPolicy): Filtered<Json> | undefined {
+  if (!isObject(rs)) return undefined;
+  const resource = jsonAttributes(isObject(rs['resource']) ? rs['resource']['attributes'] : undefined);
+  const out = pick(rs, ['resource', 'schemaUrl']);
+  let spans = 0;
+  for (const key of SCOPE_SPANS_KEYS) {
+    if (!(key in rs)) continue;
+    const scopes = list(rs[key]).flatMap((ss): Json[] => {
+      if (!isObject(ss)) return [];
+      const kept = list(ss['spans']).filter((s) => isObject(s) && allowed(policy, resource, jsonAttributes(s['attributes'])));
+      spans += kept.length;
+      return kept.length === 0 ? [] : [{ ...pick(ss, ['scope', 'instrumentationLibrary', 'schemaUrl']), spans: kept }];
+    });
+    if (scopes.length > 0) out[key] = scopes;
+  }
+  return spans === 0 ? undefined : { value: out, spans };
+}
+
+function filterTraceJsonCompiled(body: unknown, policy: CompiledPolicy): Filtered<Json> {
+  const out: Json = {};
+  let spans = 0;
+  if (!isObject(body)) return { value: { batches: [] }, spans };
+  for (const key of RESOURCE_SPANS_KEYS) {
+    if (!(key in body)) continue;
+    out[key] = list(body[key]).flatMap((rs) => {
+      const kept = filterResourceSpansJson(rs, policy);
+      if (kept === undefined) return [];
+      spans += kept.spans;
+      return [kept.value];
+    });
+  }
+  return { value: out, spans };
+}
+
+/** Filters the v1 JSON answer `{"batches": [...]}`. */
+export function filterTraceJson(body: unknown, policy: SelectorPolicy): Filtered<Json> {
+  return filterTraceJsonCompiled(body, compile(policy));
+}
+
+/** Filters the v2 JSON answer `{"trace": {...}, "status", "message", "metrics"}`. */
+export function filterTraceByIDResponseJson(body: unknown, policy: SelectorPolicy): Filtered<Json> {
+  if (!isObject(body)) return { value: {}, spans: 0 };
+  const out = pick(body, ['metrics', 'status', 'message']);
+  if (!('trace' in body)) return { value: out, spans: 0 };
+  const trace = filterTraceJsonCompiled(body['trace'], compile(policy));
+  return { value: { trace: trace.value, ...out }, spans: trace.spans };
+}
+
+// ---- Route filters ------------------------------------------------------------
+
+/** Tempo's answer for an unknown trace, in its plain-text style. */
+export const TRACE_NOT_FOUND: RawFilteredResponse = { status: 404, contentType: 'text/plain; charset=utf-8', body: 'trace not found' };
+
+type Representation = 'protobuf' | 'json';
+
+/** The representation of an upstream answer from its Content-Type; anything else throws (fail closed). */
+export function representationOf(contentType: string): Representation {
+  const media = (contentType.split(';')[0] ?? '').trim().toLowerCase();
+  if (media === 'application/protobuf' || media === 'application/x-protobuf') return 'protobuf';
+  if (media === 'application/json' || media.endsWith('+json')) return 'json';
+  throw new Error(`unexpected trace content type ${JSON.stringify(contentType)}`);
+}
+
+function traceFilter(proto: typeof filterTraceProto, json: typeof filterTraceJson): RawResponseFilter {
+  return (raw, contentType, { policy }) => {
+    if (representationOf(contentType) === 'protobuf') {
+      const kept = proto(raw, policy);
+      return kept.spans === 0 ? TRACE_NOT_FOUND : { status: 200, contentType: 'application/protobuf', body: kept.value };
+    }
+    const kept = json(JSON.parse(Buffer.from(raw).toString('utf8')) as unknown, policy);
+    return kept.spans === 0 ? TRACE_NOT_FOUND : { status: 200, contentType: 'application/json', body: JSON.stringify(kept.value) };
+  };
+}
+
+/** `/api/traces/<id>`: a `tempopb.Trace` (protobuf) or `{"batches": …}` (JSON), spans outside the policy removed. */
+export const filterTraceV1: RawResponseFilter = traceFilter(filterTraceProto, filterTraceJson);
+/** `/api/v2/traces/<id>`: a `TraceByIDResponse` (protobuf or JSON), spans outside the policy removed. */
+export const filterTraceV2: RawResponseFilter = traceFilter(filterTraceByIDResponseProto, filterTraceByIDResponseJson);

@@ -1,0 +1,128 @@
+/**
+ * The audit (decision) log record: pure, no I/O. One record per policy
+ * decision, shaped like an OPA decision log entry where the concepts match
+ * (`decision_id`, `path`, `input`, `result`, `metrics`, `erased`, `req_id`),
+ * with the gateway's own additions (`query`, `response`, `revision`).
+ * See docs/operations.md for the field-by-field mapping.
+ *
+ * Never in a record: tokens, Authorization / cookie / ID-token headers, the
+ * subject's raw claims, or the values of policy-set headers (only their names).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { AuditConfig } from '../config/schema.ts';
+import type { Subject } from '../policy/decision.ts';
+import type { LbacRequestState } from './request-state.ts';
+
+export const AUDIT_TYPE = 'lbac-gateway/decision_logs';
+
+export interface AuditContext {
+  readonly requestId: string;
+  readonly subject: Subject | null;
+  readonly state: LbacRequestState;
+  readonly status: number;
+  readonly durationMs: number;
+  /** The policy entrypoint (OPA: `path`). */
+  readonly entrypoint: string;
+  /** Short hash of the config data the policy decided with (teams/admins). */
+  readonly dataRevision?: string;
+  /** Wall-clock time of the decision; default now. */
+  readonly time?: Date;
+  readonly decisionId?: string;
+}
+
+export type AuditRecord = Record<string, unknown>;
+
+const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
+
+function queryBlock(state: LbacRequestState, hash: boolean): Record<string, unknown> | undefined {
+  if (state.original === undefined) return undefined;
+  const conv = (p: Record<string, string[]> | undefined) =>
+    p === undefined ? undefined : Object.fromEntries(Object.entries(p).map(([k, vs]) => [k, hash ? vs.map(sha256) : vs]));
+  const out: Record<string, unknown> = { original: conv(state.original) };
+  if (state.rewritten !== undefined) out['rewritten'] = conv(state.rewritten);
+  if (hash) out['hashed'] = 'sha256';
+  return out;
+}
+
+const round = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : Math.round(ms * 1000) / 1000);
+
+/** Builds the record, or undefined when no decision was made (nothing to audit). */
+export function buildAuditRecord(ctx: AuditContext, config: Pick<AuditConfig, 'hashQueries' | 'redact'>): AuditRecord | undefined {
+  const { state, subject } = ctx;
+  const decision = state.decision;
+  if (decision === undefined || state.request === undefined) return undefined;
+  let record: AuditRecord = {
+    type: AUDIT_TYPE,
+    decision_id: ctx.decisionId ?? randomUUID(),
+    req_id: ctx.requestId,
+    timestamp: (ctx.time ?? new Date()).toISOString(),
+    path: ctx.entrypoint,
+    revision: state.revision ?? null,
+    ...(ctx.dataRevision === undefined ? {} : { data_revision: ctx.dataRevision }),
+    input: {
+      subject:
+        subject === null
+          ? null
+          : {
+              sub: subject.sub,
+              ...(subject.username === undefined ? {} : { username: subject.username }),
+              groups: subject.groups,
+              roles: subject.roles,
+              auth: subject.auth,
+              ...(subject.issuer === undefined ? {} : { issuer: subject.issuer }),
+              ...(subject.grafanaOrg === undefined ? {} : { grafana_org: subject.grafanaOrg }),
+            },
+      request: { ...state.request },
+    },
+    result: {
+      allow: decision.allow,
+      reason: decision.reason,
+      unrestricted: decision.unrestricted,
+      selectors: decision.selectors,
+      headers: Object.keys(decision.headers),
+    },
+    query: queryBlock(state, config.hashQueries),
+    response: {
+      status: ctx.status,
+      duration_ms: round(ctx.durationMs),
+      ...(state.errorCode === undefined ? {} : { error: state.errorCode }),
+    },
+    metrics: {
+      timer_identity_ms: round(state.timings.identity),
+      timer_policy_ms: round(state.timings.policy),
+      timer_rewrite_ms: round(state.timings.rewrite),
+      timer_upstream_ms: round(state.timings.upstream),
+    },
+  };
+  if (record['query'] === undefined) delete record['query'];
+  // Redaction deletes in place: work on a copy so nothing shared (the decision) is touched.
+  if (config.redact.length > 0) record = structuredClone(record);
+  const erased = redact(record, config.redact);
+  if (erased.length > 0) record['erased'] = erased;
+  return record;
+}
+
+/** Removes each dotted path that exists; returns the ones removed (OPA's `erased`). */
+export function redact(record: Record<string, unknown>, paths: readonly string[]): string[] {
+  const erased: string[] = [];
+  for (const p of paths) {
+    const keys = p.split('.');
+    let cur: unknown = record;
+    for (const k of keys.slice(0, -1)) {
+      cur = cur !== null && typeof cur === 'object' ? (cur as Record<string, unknown>)[k] : undefined;
+    }
+    const last = keys[keys.length - 1]!;
+    if (cur !== null && typeof cur === 'object' && Object.hasOwn(cur, last)) {
+      delete (cur as Record<string, unknown>)[last];
+      erased.push(p);
+    }
+  }
+  return erased;
+}
+
+/** Whether to write this decision: denials and failures always, allowed ones at `sampleRate`. */
+export function shouldAudit(state: LbacRequestState, status: number, sampleRate: number, random: () => number = Math.random): boolean {
+  if (state.decision === undefined) return false;
+  if (!state.decision.allow || status >= 400) return true;
+  return sampleRate >= 1 || random() < sampleRate;
+}

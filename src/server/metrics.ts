@@ -1,0 +1,170 @@
+/**
+ * Prometheus metrics (prom-client), one registry per gateway (never the global
+ * default registry, so tests can build several apps). Served only by the admin
+ * listener (src/server/admin.ts), never on the main port. Every name starts
+ * with `lbac_gateway_`; docs/operations.md lists them (a unit test checks).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PolicyHolder } from '../policy/holder.ts';
+import type { BundleClientStatus } from '../policy/bundle-client.ts';
+import { VERSION } from '../version.ts';
+
+export const METRIC_PREFIX = 'lbac_gateway_';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const STAGE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'upstream' | 'endpoint' | 'status' | 'decision'>;
+  readonly requestDuration: Histogram<'upstream' | 'endpoint'>;
+  readonly stageDuration: Histogram<'stage'>;
+  readonly rewriteRejections: Counter<'upstream' | 'code'>;
+  readonly identityResults: Counter<'result' | 'auth'>;
+  readonly identityProviderErrors: Counter;
+  readonly shed: Counter<'reason'>;
+  readonly inflight: Gauge<'upstream'>;
+  readonly configReloads: Counter<'result'>;
+  readonly configLastReload: Gauge<'result'>;
+  readonly auditRecords: Counter<'result'>;
+  /** Watch a policy holder: info gauge, readiness, activation count. */
+  watchPolicy(holder: PolicyHolder): void;
+  /** Report a bundle client's status (bundle mode). */
+  watchBundle(status: () => BundleClientStatus): void;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayMetrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  const registers = [registry];
+  new Gauge({ name: 'lbac_gateway_build_info', help: 'Always 1; the gateway version as a label.', labelNames: ['version'], registers }).set({ version: VERSION }, 1);
+
+  const requests = new Counter({
+    name: 'lbac_gateway_requests_total',
+    help: 'Requests answered, by upstream, route-table endpoint, HTTP status and policy decision (allow, unrestricted, deny, none).',
+    labelNames: ['upstream', 'endpoint', 'status', 'decision'] as const,
+    registers,
+  });
+  const requestDuration = new Histogram({
+    name: 'lbac_gateway_request_duration_seconds',
+    help: 'Total time from request to response end, by upstream and endpoint.',
+    labelNames: ['upstream', 'endpoint'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const stageDuration = new Histogram({
+    name: 'lbac_gateway_stage_duration_seconds',
+    help: 'Time per request stage: identity, policy, rewrite, upstream (handing over to the backend until the response is sent).',
+    labelNames: ['stage'] as const,
+    buckets: STAGE_BUCKETS,
+    registers,
+  });
+  const rewriteRejections = new Counter({
+    name: 'lbac_gateway_rewrite_rejections_total',
+    help: 'Requests refused while enforcing the policy on their query parameters, by error code.',
+    labelNames: ['upstream', 'code'] as const,
+    registers,
+  });
+  const identityResults = new Counter({
+    name: 'lbac_gateway_identity_results_total',
+    help: 'Authentication outcomes (accepted, rejected, unavailable), by identity source kind (auth).',
+    labelNames: ['result', 'auth'] as const,
+    registers,
+  });
+  const identityProviderErrors = new Counter({
+    name: 'lbac_gateway_identity_provider_errors_total',
+    help: 'Requests that could not be authenticated because an identity provider was unreachable or failed (503).',
+    registers,
+  });
+  const shed = new Counter({
+    name: 'lbac_gateway_shed_requests_total',
+    help: 'Requests refused with 503 by load shedding (eventLoopDelay, heapUsedBytes, rssBytes, eventLoopUtilization) or a per-upstream concurrency limit (concurrency).',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  const inflight = new Gauge({ name: 'lbac_gateway_upstream_inflight_requests', help: 'Requests in flight per upstream.', labelNames: ['upstream'] as const, registers });
+  const configReloads = new Counter({ name: 'lbac_gateway_config_reloads_total', help: 'Config reloads (SIGHUP or file change), by result: success, failure.', labelNames: ['result'] as const, registers });
+  const configLastReload = new Gauge({
+    name: 'lbac_gateway_config_last_reload_timestamp_seconds',
+    help: 'Unix time of the last config reload attempt, by result.',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const auditRecords = new Counter({ name: 'lbac_gateway_audit_records_total', help: 'Decisions seen by the audit log, by result: written, sampled_out.', labelNames: ['result'] as const, registers });
+
+  let holder: PolicyHolder | undefined;
+  const policyInfo = new Gauge({
+    name: 'lbac_gateway_policy_info',
+    help: 'Always 1 for the active policy: its revision and source.',
+    labelNames: ['revision', 'source'] as const,
+    registers,
+    collect() {
+      this.reset();
+      const info = holder?.info;
+      if (info !== undefined) this.set({ revision: info.revision, source: info.source }, 1);
+    },
+  });
+  void policyInfo;
+  new Gauge({
+    name: 'lbac_gateway_policy_ready',
+    help: '1 when a policy is loaded and decisions can be made, else 0.',
+    registers,
+    collect() {
+      this.set(holder?.ready === true ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'lbac_gateway_policy_last_activation_timestamp_seconds',
+    help: 'Unix time the active policy was activated.',
+    registers,
+    collect() {
+      const at = holder?.info?.activatedAt;
+      this.set(at === undefined ? 0 : at.getTime() / 1000);
+    },
+  });
+  const activations = new Counter({ name: 'lbac_gateway_policy_activations_total', help: 'Policy activations (startup, bundle updates, config reloads).', registers });
+
+  let bundleStatus: (() => BundleClientStatus) | undefined;
+  new Gauge({
+    name: 'lbac_gateway_bundle_consecutive_failures',
+    help: 'Bundle downloads that failed in a row (0 after a success; absent without a bundle service).',
+    registers,
+    collect() {
+      this.reset();
+      if (bundleStatus !== undefined) this.set(bundleStatus().consecutiveFailures);
+    },
+  });
+  new Gauge({
+    name: 'lbac_gateway_bundle_last_success_timestamp_seconds',
+    help: 'Unix time of the last successful bundle request (200 or 304; absent without a bundle service).',
+    registers,
+    collect() {
+      this.reset();
+      const at = bundleStatus?.().lastSuccessfulRequest;
+      if (bundleStatus !== undefined) this.set(at === undefined ? 0 : at.getTime() / 1000);
+    },
+  });
+
+  return {
+    registry,
+    requests,
+    requestDuration,
+    stageDuration,
+    rewriteRejections,
+    identityResults,
+    identityProviderErrors,
+    shed,
+    inflight,
+    configReloads,
+    configLastReload,
+    auditRecords,
+    watchPolicy(h) {
+      holder = h;
+      if (h.ready) activations.inc();
+      h.onSwap(() => activations.inc());
+    },
+    watchBundle(status) {
+      bundleStatus = status;
+    },
+  };
+}

@@ -1,0 +1,45 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import fp from 'fastify-plugin';
+import { toGatewayError } from '../error-format.ts';
+import { newRequestState } from '../request-state.ts';
+
+/** Which upstream and route-table endpoint a registered route URL belongs to. */
+export type RouteIndex = ReadonlyMap<string, { readonly upstream: string; readonly endpoint: string }>;
+
+/** A client's X-Request-Id is reused only if it is short and plain (it ends up in logs and upstream headers). */
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** Fastify `genReqId`: the client's valid X-Request-Id, else a fresh UUID. */
+export function requestIdFor(req: IncomingMessage): string {
+  const h = req.headers['x-request-id'];
+  return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+}
+
+/**
+ * Per-request context, first of all hooks: the request state read by audit and
+ * metrics (`req.lbac`), the request id echoed to the client and forwarded
+ * upstream (the upstream plugin copies client headers, so the validated id
+ * replaces whatever the client sent), and the error code of a failed request.
+ */
+export const contextPlugin = fp<{ routes: RouteIndex }>(
+  async (app, { routes }) => {
+    app.decorateRequest('lbac', null as never);
+    app.addHook('onRequest', async (req, reply) => {
+      req.lbac = newRequestState();
+      const route = routes.get(req.routeOptions.url ?? '');
+      if (route !== undefined) req.lbac.route = route;
+      req.headers['x-request-id'] = req.id;
+      reply.header('x-request-id', req.id);
+    });
+    app.addHook('onError', async (req, _reply, err) => {
+      req.lbac.errorCode = toGatewayError(err).code;
+    });
+    // First onResponse hook: close the upstream stage before audit and metrics read the timings.
+    app.addHook('onResponse', async (req) => {
+      const s = req.lbac;
+      if (s?.forwardedAt !== undefined) s.timings.upstream = performance.now() - s.forwardedAt;
+    });
+  },
+  { name: 'lbac-context' },
+);

@@ -1,0 +1,75 @@
+import underPressure from '@fastify/under-pressure';
+import fp from 'fastify-plugin';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerConfig } from '../../config/schema.ts';
+import type { ResolvedUpstream } from '../../config/load.ts';
+import { GatewayError } from '../../errors.ts';
+import type { GatewayMetrics } from '../metrics.ts';
+
+export interface LimitsOptions {
+  readonly loadShedding: ServerConfig['loadShedding'];
+  readonly upstreams: readonly ResolvedUpstream[];
+  readonly metrics: GatewayMetrics | undefined;
+}
+
+/** Retry-After for a request refused by a per-upstream concurrency limit. */
+const CONCURRENCY_RETRY_AFTER = '1';
+
+/**
+ * Load shedding and per-upstream concurrency limits. Both answer 503 with
+ * Retry-After in the backend's error format (the route's error handler renders
+ * the GatewayError). Health routes are never shed, so an overloaded gateway
+ * stays visibly alive. Runs after the context plugin (it needs `req.lbac.route`).
+ */
+export const limitsPlugin = fp<LimitsOptions>(
+  async (app, opts) => {
+    const ls = opts.loadShedding;
+    if (ls.enabled) {
+      await app.register(underPressure, {
+        maxEventLoopDelay: ls.maxEventLoopDelayMs,
+        ...(ls.maxEventLoopUtilization === undefined ? {} : { maxEventLoopUtilization: ls.maxEventLoopUtilization }),
+        ...(ls.maxHeapUsedBytes === undefined ? {} : { maxHeapUsedBytes: ls.maxHeapUsedBytes }),
+        ...(ls.maxRssBytes === undefined ? {} : { maxRssBytes: ls.maxRssBytes }),
+        sampleInterval: ls.sampleIntervalMs,
+        retryAfter: ls.retryAfterSeconds,
+        // A rejected promise makes under-pressure fail the request with that error (rendered by the route's error handler).
+        pressureHandler: (req: FastifyRequest, reply: FastifyReply, type: string): Promise<void> | undefined => {
+          if (req.lbac.route === undefined) return undefined; // health, not-found: never shed
+          req.lbac.shed = type;
+          opts.metrics?.shed.inc({ reason: type });
+          reply.header('retry-after', String(ls.retryAfterSeconds));
+          return Promise.reject(new GatewayError('overloaded', 'the gateway is overloaded; retry later'));
+        },
+      });
+    }
+
+    const limits = new Map<string, number>();
+    for (const u of opts.upstreams) if (u.maxConcurrent !== undefined) limits.set(u.name, u.maxConcurrent);
+    const inflight = new Map<string, number>();
+    app.addHook('onRequest', async (req, reply) => {
+      const route = req.lbac.route;
+      if (route === undefined || req.lbac.shed !== undefined) return;
+      const name = route.upstream;
+      const n = inflight.get(name) ?? 0;
+      const max = limits.get(name);
+      if (max !== undefined && n >= max) {
+        req.lbac.shed = 'concurrency';
+        opts.metrics?.shed.inc({ reason: 'concurrency' });
+        reply.header('retry-after', CONCURRENCY_RETRY_AFTER);
+        throw new GatewayError('overloaded', `upstream ${name} is at its concurrency limit (${max}); retry later`);
+      }
+      inflight.set(name, n + 1);
+      opts.metrics?.inflight.set({ upstream: name }, n + 1);
+      let released = false;
+      // 'close' fires once the response is finished or the client went away: always released.
+      reply.raw.once('close', () => {
+        if (released) return;
+        released = true;
+        const left = (inflight.get(name) ?? 1) - 1;
+        inflight.set(name, left);
+        opts.metrics?.inflight.set({ upstream: name }, left);
+      });
+    });
+  },
+  { name: 'lbac-limits', dependencies: ['lbac-context'] },
+);

@@ -1,0 +1,87 @@
+/**
+ * What one request went through, recorded as it happens so the audit log and
+ * the metrics can report it afterwards (onResponse) without re-deriving it.
+ * The upstream plugin calls `noteDecision` / `noteParams`; the identity plugin
+ * times authentication; everything else reads `req.lbac`.
+ */
+import type { FastifyRequest } from 'fastify';
+import type { RouteSpec } from '../backends/routes.ts';
+import type { Decision, RequestInfo } from '../policy/decision.ts';
+
+export type Stage = 'identity' | 'policy' | 'rewrite' | 'upstream';
+
+export interface LbacRequestState {
+  /** performance.now() when the request arrived. */
+  readonly startedAt: number;
+  /** Stage durations in milliseconds (only the stages the request reached). */
+  readonly timings: Partial<Record<Stage, number>>;
+  /** Set once a policy decision was made. */
+  request?: RequestInfo;
+  decision?: Decision;
+  /** The policy revision the decision ran on. */
+  revision?: string;
+  /** Query-bearing parameters as the client sent them (route.enforced names only). */
+  original?: Record<string, string[]>;
+  /** The same parameters as forwarded (after enforcement); absent when rewriting failed. */
+  rewritten?: Record<string, string[]>;
+  /** performance.now() when enforcement (rewriting) started. */
+  rewriteStartedAt?: number;
+  /** performance.now() when the request was handed to the upstream. */
+  forwardedAt?: number;
+  /** Error code of the request's failure (GatewayError.code), if any. */
+  errorCode?: string;
+  /** Why the request was refused by load shedding or a concurrency limit. */
+  shed?: string;
+  /** The upstream route the request matched (from the route index), before any decision. */
+  route?: { readonly upstream: string; readonly endpoint: string };
+  /** Outcome of authentication, when it ran. */
+  identity?: 'accepted' | 'rejected' | 'unavailable';
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Per-request record for audit and metrics (src/server/request-state.ts). */
+    lbac: LbacRequestState;
+  }
+}
+
+export function newRequestState(now = performance.now()): LbacRequestState {
+  return { startedAt: now, timings: {} };
+}
+
+function pick(route: RouteSpec, params: URLSearchParams): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const spec of route.enforced) {
+    const values = params.getAll(spec.name);
+    if (values.length > 0) out[spec.name] = values;
+  }
+  return out;
+}
+
+/** Record the decision; `decideStartedAt` is performance.now() just before the policy ran. */
+export function noteDecision(req: FastifyRequest, request: RequestInfo, decision: Decision, decideStartedAt: number): void {
+  const s = req.lbac as LbacRequestState | null;
+  if (s === null) return;
+  const now = performance.now();
+  s.timings.policy = now - decideStartedAt;
+  s.request = request;
+  s.decision = decision;
+  // Synchronous since the decision: no swap can have happened in between.
+  const revision = (req.server as { policyHolder?: { revision: string | undefined } }).policyHolder?.revision;
+  if (revision !== undefined) s.revision = revision;
+  s.rewriteStartedAt = now;
+}
+
+/** Record the original parameters (before enforcement) and, once enforced, the forwarded ones. */
+export function noteParams(req: FastifyRequest, route: RouteSpec, original: URLSearchParams, rewritten?: URLSearchParams): void {
+  const s = req.lbac as LbacRequestState | null;
+  if (s === null) return;
+  if (rewritten === undefined) {
+    s.original = pick(route, original);
+    return;
+  }
+  s.rewritten = pick(route, rewritten);
+  const now = performance.now();
+  if (s.rewriteStartedAt !== undefined) s.timings.rewrite = now - s.rewriteStartedAt;
+  s.forwardedAt = now;
+}

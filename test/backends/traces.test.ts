@@ -1,0 +1,295 @@
+import fc from 'fast-check';
+import protobuf from 'protobufjs';
+import { describe, expect, it } from 'vitest';
+import {
+  filterTraceByIDResponseJson,
+  filterTraceByIDResponseProto,
+  filterTraceJson,
+  filterTraceProto,
+  filterTraceV1,
+  filterTraceV2,
+  representationOf,
+  spanAllowed,
+  TRACE_NOT_FOUND,
+} from '../../src/backends/traces.ts';
+import type { Matcher, SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import {
+  mixedTrace,
+  spanNamesJson,
+  spanNamesProto,
+  spanObject,
+  T,
+  teamBOnlyTrace,
+  traceByIdProto,
+  traceJsonV1,
+  traceJsonV2,
+  traceProto,
+  type AttrValue,
+  type ResourceSpec,
+} from './traces-fixtures.ts';
+
+const teamA: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]];
+const attrs = (o: Record<string, string | null>) => new Map(Object.entries(o));
+const one = (m: Matcher): SelectorPolicy => [[m]];
+
+describe('spanAllowed: TraceQL semantics', () => {
+  it('resource.* reads the resource, span.* the span', () => {
+    expect(spanAllowed(teamA, attrs({ 'k8s.namespace.name': 'team-a-web' }), attrs({}))).toBe(true);
+    expect(spanAllowed(teamA, attrs({}), attrs({ 'k8s.namespace.name': 'team-a-web' }))).toBe(false);
+    const spanScoped = one({ name: 'span.http.method', op: '=', value: 'GET' });
+    expect(spanAllowed(spanScoped, attrs({ 'http.method': 'GET' }), attrs({}))).toBe(false);
+    expect(spanAllowed(spanScoped, attrs({}), attrs({ 'http.method': 'GET' }))).toBe(true);
+  });
+
+  it('unscoped .x reads the span first, then the resource', () => {
+    const p = one({ name: '.tenant', op: '=', value: 'a' });
+    expect(spanAllowed(p, attrs({ tenant: 'a' }), attrs({}))).toBe(true);
+    expect(spanAllowed(p, attrs({}), attrs({ tenant: 'a' }))).toBe(true);
+    // The span's own attribute takes precedence over the resource's.
+    expect(spanAllowed(p, attrs({ tenant: 'a' }), attrs({ tenant: 'b' }))).toBe(false);
+    expect(spanAllowed(p, attrs({ tenant: 'b' }), attrs({ tenant: 'a' }))).toBe(true);
+    // …even when the span's value is not a string.
+    expect(spanAllowed(p, attrs({ tenant: 'a' }), attrs({ tenant: null }))).toBe(false);
+  });
+
+  it('regexes are RE2 and fully anchored', () => {
+    expect(spanAllowed(teamA, attrs({ 'k8s.namespace.name': 'xteam-a-web' }), attrs({}))).toBe(false);
+    expect(spanAllowed(one({ name: 'resource.ns', op: '=~', value: 'a|b' }), attrs({ ns: 'ab' }), attrs({}))).toBe(false);
+    expect(spanAllowed(one({ name: 'resource.ns', op: '!~', value: 'a|b' }), attrs({ ns: 'ab' }), attrs({}))).toBe(true);
+    expect(spanAllowed(one({ name: 'resource.ns', op: '!~', value: 'a|b' }), attrs({ ns: 'b' }), attrs({}))).toBe(false);
+  });
+
+  it('a missing attribute satisfies no operator, != and !~ included (nil comparisons are false)', () => {
+    for (const op of ['=', '!=', '=~', '!~'] as const) {
+      expect(spanAllowed(one({ name: 'resource.secret', op, value: 'x' }), attrs({}), attrs({})), op).toBe(false);
+      expect(spanAllowed(one({ name: 'resource.secret', op, value: '' }), attrs({}), attrs({})), op).toBe(false);
+    }
+    expect(spanAllowed(one({ name: 'resource.ns', op: '=~', value: '.*' }), attrs({}), attrs({}))).toBe(false);
+  });
+
+  it('non-string values (null here) and duplicated keys match nothing', () => {
+    for (const op of ['=', '!=', '=~', '!~'] as const) expect(spanAllowed(one({ name: 'span.code', op, value: '200' }), attrs({}), attrs({ code: null })), op).toBe(false);
+  });
+
+  it('intrinsics, event/link/instrumentation scopes and unparseable names fail closed', () => {
+    for (const name of ['name', 'span:name', 'trace:rootService', 'event.x', 'link.x', 'instrumentation.x', 'status', 'nonsense', 'parent.x', '']) {
+      expect(spanAllowed(one({ name, op: '!=', value: 'zzz' }), attrs({ x: 'a', status: 'a', nonsense: 'a' }), attrs({ x: 'a' })), name).toBe(false);
+    }
+  });
+
+  it('DNF: some group with all its matchers', () => {
+    const p: SelectorPolicy = [
+      [
+        { name: 'resource.ns', op: '=', value: 'a' },
+        { name: 'span.secret', op: '!=', value: 'true' },
+      ],
+      [{ name: 'resource.ns', op: '=', value: 'b' }],
+    ];
+    expect(spanAllowed(p, attrs({ ns: 'a' }), attrs({ secret: 'false' }))).toBe(true);
+    expect(spanAllowed(p, attrs({ ns: 'a' }), attrs({ secret: 'true' }))).toBe(false);
+    expect(spanAllowed(p, attrs({ ns: 'a' }), attrs({}))).toBe(false); // nil != "true" is false
+    expect(spanAllowed(p, attrs({ ns: 'b' }), attrs({ secret: 'true' }))).toBe(true);
+    expect(spanAllowed(p, attrs({ ns: 'c' }), attrs({}))).toBe(false);
+  });
+});
+
+describe('protobuf: tempopb.Trace (v1)', () => {
+  it('keeps only allowed spans, byte for byte; drops emptied scopes and resources', () => {
+    const input = traceProto(mixedTrace);
+    const out = filterTraceProto(input, teamA);
+    expect(out.spans).toBe(2);
+    expect(spanNamesProto(out.value)).toEqual(['a-root', 'a-db']);
+    const decoded = T.Trace.toObject(T.Trace.decode(out.value), { longs: String, bytes: String }) as { resourceSpans: { resource: unknown; scopeSpans: unknown[]; schemaUrl: string }[] };
+    expect(decoded.resourceSpans).toHaveLength(1);
+    expect(decoded.resourceSpans[0]!.schemaUrl).toBe('https://resource-schema');
+    expect(decoded.resourceSpans[0]!.scopeSpans).toHaveLength(1);
+    // Each kept span is the upstream's encoding, verbatim (events, status, ids, everything).
+    for (const name of ['a-root', 'a-db']) {
+      const spanBytes = T.Span.encode(T.Span.fromObject(spanObject({ name, ...(name === 'a-root' ? { attrs: { 'http.method': 'GET' } } : {}) }))).finish();
+      expect(Buffer.from(out.value).indexOf(Buffer.from(spanBytes))).toBeGreaterThan(0);
+      expect(Buffer.from(input).indexOf(Buffer.from(spanBytes))).toBeGreaterThan(0);
+    }
+  });
+
+  it('an allowed-everything policy returns the same bytes', () => {
+    const input = traceProto(mixedTrace);
+    const out = filterTraceProto(input, [[{ name: 'resource.service.name', op: '=~', value: '.+' }]]);
+    expect(out.spans).toBe(5);
+    expect(Buffer.from(out.value).equals(Buffer.from(input))).toBe(true);
+  });
+
+  it('no allowed span → nothing kept', () => {
+    const out = filterTraceProto(traceProto(teamBOnlyTrace), teamA);
+    expect(out.spans).toBe(0);
+    expect(out.value.length).toBe(0);
+  });
+
+  it('span-level policies filter within one resource and scope', () => {
+    const out = filterTraceProto(traceProto(mixedTrace), one({ name: 'span.http.method', op: '=', value: 'GET' }));
+    expect(spanNamesProto(out.value)).toEqual(['a-root']);
+  });
+
+  it('non-string attribute values do not match string policies', () => {
+    const typed = (v: AttrValue): ResourceSpec[] => [{ attrs: { ns: v }, scopes: [[{ name: 's' }]] }];
+    for (const v of [{ int: 7 }, { bool: true }, { double: 7 }]) {
+      expect(filterTraceProto(traceProto(typed(v)), one({ name: 'resource.ns', op: '=', value: '7' })).spans).toBe(0);
+      expect(filterTraceProto(traceProto(typed(v)), one({ name: 'resource.ns', op: '!=', value: 'x' })).spans).toBe(0);
+    }
+    expect(filterTraceProto(traceProto(typed('7')), one({ name: 'resource.ns', op: '=', value: '7' })).spans).toBe(1);
+  });
+
+  it('reads the resource wherever it is on the wire, and merges repeated resource fields', () => {
+    const rs = T.ResourceSpans.encode(T.ResourceSpans.fromObject({ scopeSpans: [{ spans: [spanObject({ name: 'late' })] }] })).finish();
+    const resource = T.Resource.encode(T.Resource.fromObject({ attributes: [{ key: 'k8s.namespace.name', value: { stringValue: 'team-a-x' } }] })).finish();
+    const tail = new protobuf.Writer().uint32((1 << 3) | 2).bytes(resource).finish();
+    const rsLate = Buffer.concat([rs, tail]);
+    const trace = new protobuf.Writer().uint32((1 << 3) | 2).bytes(rsLate).finish();
+    expect(spanNamesProto(filterTraceProto(trace, teamA).value)).toEqual(['late']);
+    // A second resource field adding the same key makes it ambiguous: fail closed.
+    const dup = new protobuf.Writer().uint32((1 << 3) | 2).bytes(Buffer.concat([rsLate, tail])).finish();
+    expect(filterTraceProto(dup, teamA).spans).toBe(0);
+  });
+
+  it('unknown fields are dropped; legacy instrumentation_library_spans (1000) is filtered like scope_spans', () => {
+    const scope = T.ScopeSpans.encode(T.ScopeSpans.fromObject({ spans: [spanObject({ name: 'legacy-a' })] })).finish();
+    const scopeB = T.ScopeSpans.encode(T.ScopeSpans.fromObject({ spans: [spanObject({ name: 'legacy-b', attrs: { mine: 'no' } })] })).finish();
+    const resource = T.Resource.encode(T.Resource.fromObject({ attributes: [{ key: 'k8s.namespace.name', value: { stringValue: 'team-a-x' } }] })).finish();
+    const rs = new protobuf.Writer()
+      .uint32((1 << 3) | 2).bytes(resource)
+      .uint32((1000 << 3) | 2).bytes(scope)
+      .uint32((77 << 3) | 2).bytes(scopeB) // unknown: could hide anything
+      .finish();
+    const trace = new protobuf.Writer().uint32((1 << 3) | 2).bytes(rs).uint32((9 << 3) | 0).uint32(5).finish();
+    const out = filterTraceProto(trace, teamA);
+    expect(out.spans).toBe(1);
+    expect(Buffer.from(out.value).indexOf(Buffer.from(scopeB))).toBe(-1);
+    expect(Buffer.from(out.value).indexOf(Buffer.from(scope))).toBeGreaterThan(0);
+  });
+
+  it('malformed protobuf throws (the route answers 502)', () => {
+    const good = traceProto(mixedTrace);
+    expect(() => filterTraceProto(good.subarray(0, good.length - 3), teamA)).toThrow();
+    expect(() => filterTraceProto(Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), teamA)).toThrow();
+    expect(() => filterTraceProto(Uint8Array.from([0x08]), teamA)).toThrow();
+  });
+});
+
+describe('protobuf: TraceByIDResponse (v2)', () => {
+  it('filters the trace; keeps metrics, status and message', () => {
+    const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, 'partial result'), teamA);
+    expect(out.spans).toBe(2);
+    expect(spanNamesProto(out.value, true)).toEqual(['a-root', 'a-db']);
+    const decoded = T.TraceByIDResponse.toObject(T.TraceByIDResponse.decode(out.value), { longs: Number }) as { status: number; message: string; metrics: { inspectedBytes: number } };
+    expect(decoded).toMatchObject({ status: 1, message: 'partial result', metrics: { inspectedBytes: 1234 } });
+  });
+  it('no allowed span → nothing kept', () => {
+    expect(filterTraceByIDResponseProto(traceByIdProto(teamBOnlyTrace), teamA).spans).toBe(0);
+    expect(filterTraceByIDResponseProto(new Uint8Array(), teamA).spans).toBe(0);
+  });
+});
+
+describe('JSON', () => {
+  it('v1 {"batches"}: allowed spans kept as they were, emptied scopes/resources dropped', () => {
+    const input = traceJsonV1(mixedTrace);
+    const out = filterTraceJson(input, teamA);
+    expect(out.spans).toBe(2);
+    expect(spanNamesJson(out.value)).toEqual(['a-root', 'a-db']);
+    expect(out.value).toEqual({ batches: [input.batches[0]] });
+  });
+
+  it('v1 with resourceSpans and legacy instrumentationLibrarySpans; unknown keys dropped', () => {
+    const [a, b] = traceJsonV1(mixedTrace).batches as Record<string, unknown>[];
+    const legacyA = { resource: a!['resource'], instrumentationLibrarySpans: [{ instrumentationLibrary: { name: 'x' }, spans: (a!['scopeSpans'] as { spans: unknown[] }[])[0]!.spans }], secretSpans: [{}] };
+    const out = filterTraceJson({ resourceSpans: [legacyA, b], extra: 1 }, teamA);
+    expect(out.spans).toBe(2);
+    expect(out.value).toEqual({ resourceSpans: [{ resource: a!['resource'], instrumentationLibrarySpans: legacyA.instrumentationLibrarySpans }] });
+  });
+
+  it('v1: non-string values never match; no allowed span → 0', () => {
+    const body = { batches: [{ resource: { attributes: [{ key: 'k8s.namespace.name', value: { intValue: '5' } }] }, scopeSpans: [{ spans: [{ name: 'x' }] }] }] };
+    expect(filterTraceJson(body, one({ name: 'resource.k8s.namespace.name', op: '!=', value: 'zzz' })).spans).toBe(0);
+    expect(filterTraceJson(traceJsonV1(teamBOnlyTrace), teamA).spans).toBe(0);
+    expect(filterTraceJson('nonsense', teamA).spans).toBe(0);
+  });
+
+  it('v2 {"trace", "status"}: trace filtered, status/message/metrics kept', () => {
+    const input = { ...traceJsonV2(mixedTrace), message: 'm', metrics: { inspectedBytes: '5' }, junk: true };
+    const out = filterTraceByIDResponseJson(input, teamA);
+    expect(out.spans).toBe(2);
+    expect(spanNamesJson(out.value)).toEqual(['a-root', 'a-db']);
+    expect(out.value).toMatchObject({ status: 'COMPLETE', message: 'm', metrics: { inspectedBytes: '5' } });
+    expect(out.value).not.toHaveProperty('junk');
+    expect(filterTraceByIDResponseJson({ status: 'COMPLETE' }, teamA).spans).toBe(0);
+  });
+});
+
+describe('route filters', () => {
+  const ctx = { policy: teamA, pathParams: { traceId: 'abc' } };
+  it('protobuf in → protobuf out; JSON in → JSON out', () => {
+    const p = filterTraceV2(traceByIdProto(mixedTrace), 'application/protobuf', ctx);
+    expect(p.status).toBe(200);
+    expect(p.contentType).toBe('application/protobuf');
+    expect(spanNamesProto(p.body as Uint8Array, true)).toEqual(['a-root', 'a-db']);
+    const j = filterTraceV1(Buffer.from(JSON.stringify(traceJsonV1(mixedTrace))), 'application/json; charset=utf-8', ctx);
+    expect(j.status).toBe(200);
+    expect(spanNamesJson(JSON.parse(j.body as string))).toEqual(['a-root', 'a-db']);
+    const v1p = filterTraceV1(traceProto(mixedTrace), 'application/x-protobuf', ctx);
+    expect(spanNamesProto(v1p.body as Uint8Array)).toEqual(['a-root', 'a-db']);
+  });
+  it('no allowed span → Tempo-style 404 "trace not found"', () => {
+    expect(filterTraceV2(traceByIdProto(teamBOnlyTrace), 'application/protobuf', ctx)).toEqual(TRACE_NOT_FOUND);
+    expect(filterTraceV1(Buffer.from(JSON.stringify(traceJsonV1(teamBOnlyTrace))), 'application/json', ctx)).toEqual(TRACE_NOT_FOUND);
+    expect(TRACE_NOT_FOUND).toMatchObject({ status: 404, body: 'trace not found' });
+  });
+  it('unknown content types and invalid JSON throw (fail closed)', () => {
+    expect(() => representationOf('text/html')).toThrow();
+    expect(() => representationOf('')).toThrow();
+    expect(() => filterTraceV1(Buffer.from('{"batches": ['), 'application/json', ctx)).toThrow();
+  });
+});
+
+describe('property: protobuf and JSON filters agree with a per-span oracle', () => {
+  const values = ['a', 'b', 'team-a-1', ''];
+  const keys = ['ns', 'svc'];
+  const attrValue = fc.oneof(fc.constantFrom(...values), fc.record({ int: fc.constantFrom(1, 2) }));
+  const attrMap = fc.dictionary(fc.constantFrom(...keys), attrValue, { maxKeys: 2 });
+  const resourceArb = fc.record({
+    attrs: attrMap,
+    scopes: fc.array(fc.array(fc.record({ name: fc.constant(''), attrs: attrMap }), { maxLength: 3 }), { maxLength: 2 }),
+  });
+  const matcherArb = fc.record({
+    name: fc.constantFrom('resource.ns', 'span.ns', '.ns', 'resource.svc', '.svc', 'name'),
+    op: fc.constantFrom('=', '!=', '=~', '!~'),
+    value: fc.constantFrom('a', 'b', 'team-a-.*', '', 'a|b'),
+  }) as fc.Arbitrary<Matcher>;
+  const policyArb = fc.array(fc.array(matcherArb, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 2 });
+
+  /** Independent oracle: evaluates each span from its spec. */
+  function expected(resources: ResourceSpec[], policy: SelectorPolicy): string[] {
+    const str = (v: AttrValue | undefined) => (typeof v === 'string' ? v : v === undefined ? undefined : null);
+    const holds = (m: Matcher, r: Record<string, AttrValue>, s: Record<string, AttrValue>) => {
+      const [scope, key] = m.name.startsWith('.') ? ['', m.name.slice(1)] : [m.name.split('.')[0], m.name.slice(m.name.indexOf('.') + 1)];
+      if (m.name === 'name') return false;
+      const v = scope === 'resource' ? str(r[key!]) : scope === 'span' ? str(s[key!]) : key! in s ? str(s[key!]) : str(r[key!]);
+      if (v === undefined || v === null) return false;
+      const re = new RegExp(`^(?:${m.value})$`);
+      return m.op === '=' ? v === m.value : m.op === '!=' ? v !== m.value : m.op === '=~' ? re.test(v) : !re.test(v);
+    };
+    return resources.flatMap((r) => r.scopes.flatMap((ss) => ss.filter((s) => policy.some((g) => g.every((m) => holds(m, r.attrs, s.attrs ?? {})))).map((s) => s.name)));
+  }
+
+  it('keeps exactly the spans the oracle allows, in both encodings', () => {
+    fc.assert(
+      fc.property(fc.array(resourceArb, { maxLength: 3 }), policyArb, (raw, policy) => {
+        let n = 0;
+        const resources: ResourceSpec[] = raw.map((r) => ({ attrs: r.attrs, scopes: r.scopes.map((ss) => ss.map((s) => ({ ...s, name: `s${n++}` }))) }));
+        const want = expected(resources, policy);
+        expect(spanNamesProto(filterTraceProto(traceProto(resources), policy).value)).toEqual(want);
+        expect(spanNamesProto(filterTraceByIDResponseProto(traceByIdProto(resources), policy).value, true)).toEqual(want);
+        expect(spanNamesJson(filterTraceJson(traceJsonV1(resources), policy).value)).toEqual(want);
+        expect(spanNamesJson(filterTraceByIDResponseJson(traceJsonV2(resources), policy).value)).toEqual(want);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

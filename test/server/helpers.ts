@@ -1,0 +1,105 @@
+// Shared fixtures for server tests: a canned upstream, a fake identity source
+// (bearer token → subject), the real default policy and buildApp.
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { parseConfig, type GatewayConfig } from '../../src/config/load.ts';
+import { Authenticator } from '../../src/identity/authenticator.ts';
+import { InvalidTokenError } from '../../src/identity/jwt.ts';
+import type { IdentitySource } from '../../src/identity/source.ts';
+import type { Subject } from '../../src/policy/decision.ts';
+import { PolicyEngine } from '../../src/policy/engine.ts';
+import { PolicyHolder } from '../../src/policy/holder.ts';
+import { buildApp } from '../../src/server/app.ts';
+import { createMetrics, type GatewayMetrics } from '../../src/server/metrics.ts';
+import { AuditLog } from '../../src/server/plugins/audit.ts';
+import { dataRevision } from '../../src/server/reload.ts';
+
+export const SUBJECTS: Record<string, Subject> = {
+  alice: { sub: 'u-alice', username: 'alice', groups: ['team-a'], roles: [], auth: 'fake', claims: { secret: 'claim-value' } },
+  carol: { sub: 'u-carol', username: 'carol', groups: ['admins'], roles: [], auth: 'fake', claims: {} },
+  mallory: { sub: 'u-mallory', username: 'mallory', groups: ['nobody'], roles: [], auth: 'fake', claims: {} },
+};
+
+export const fakeSource: IdentitySource = {
+  name: 'fake',
+  authenticate: async (c) => {
+    if (c.bearer === undefined) return undefined;
+    const s = SUBJECTS[c.bearer];
+    if (s === undefined) throw new InvalidTokenError('unknown token');
+    return s;
+  },
+};
+
+export interface Upstream {
+  url: string;
+  requests: { path: string; params: URLSearchParams; headers: IncomingHttpHeaders }[];
+  /** Hold answers for this long (ms). */
+  delayMs: number;
+  close(): Promise<void>;
+}
+
+export async function startUpstream(): Promise<Upstream> {
+  const u: Upstream = { url: '', requests: [], delayMs: 0, close: async () => undefined };
+  const server: Server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const params = new URLSearchParams(url.search);
+      for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params.append(k, v);
+      u.requests.push({ path: url.pathname, params, headers: req.headers });
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"success","data":{"resultType":"vector","result":[]}}'), u.delayMs);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  u.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  u.close = () => new Promise<void>((r) => server.close(() => r()));
+  return u;
+}
+
+export function testConfig(upstreamUrl: string, extra = ''): GatewayConfig {
+  return parseConfig(
+    `
+server:
+  loadShedding: { enabled: false }
+upstreams:
+  - { name: metrics, kind: prometheus, url: "${upstreamUrl}", mount: /prometheus, maxConcurrent: 2 }
+identity:
+  providers:
+    - type: apikey
+      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+admins: { groups: [admins] }
+teams:
+  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
+${extra}
+`,
+    { env: {} },
+  );
+}
+
+export interface TestApp {
+  app: FastifyInstance;
+  audit: Record<string, unknown>[];
+  metrics: GatewayMetrics;
+  holder: PolicyHolder;
+}
+
+export async function testApp(config: GatewayConfig, opts: { metrics?: GatewayMetrics } = {}): Promise<TestApp> {
+  const audit: Record<string, unknown>[] = [];
+  const engine = await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
+  const holder = new PolicyHolder(engine, 'test');
+  const metrics = opts.metrics ?? createMetrics({ defaultMetrics: false });
+  const app = await buildApp({
+    config,
+    authenticator: new Authenticator([fakeSource]),
+    engine: holder,
+    logger: pino({ level: 'silent' }),
+    metrics,
+    auditLog: new AuditLog((line) => audit.push(JSON.parse(line) as Record<string, unknown>)),
+    dataRevision: () => dataRevision(config),
+  });
+  await app.ready();
+  return { app, audit, metrics, holder };
+}

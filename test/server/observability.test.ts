@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildAuditRecord, redact, shouldAudit } from '../../src/server/audit.ts';
+import { newRequestState } from '../../src/server/request-state.ts';
+import { startUpstream, testApp, testConfig, SUBJECTS, type TestApp, type Upstream } from './helpers.ts';
+
+let up: Upstream;
+let t: TestApp;
+
+beforeAll(async () => {
+  up = await startUpstream();
+  t = await testApp(testConfig(up.url));
+});
+afterAll(async () => {
+  await t?.app.close();
+  await up?.close();
+});
+beforeEach(() => {
+  up.requests.splice(0);
+  t.audit.splice(0);
+  up.delayMs = 0;
+});
+
+const bearer = (who: string) => ({ authorization: `Bearer ${who}` });
+const query = (q: string) => `/prometheus/api/v1/query?query=${encodeURIComponent(q)}`;
+
+describe('audit log', () => {
+  it('writes one OPA-shaped record per decision, with subject, decision, queries, status and timings — never the token', async () => {
+    const res = await t.app.inject({ method: 'GET', url: query('up'), headers: { ...bearer('alice'), 'x-request-id': 'req-123' } });
+    expect(res.statusCode).toBe(200);
+    expect(t.audit).toHaveLength(1);
+    const r = t.audit[0]!;
+    expect(r).toMatchObject({
+      type: 'lbac-gateway/decision_logs',
+      msg: 'Decision Log',
+      req_id: 'req-123',
+      path: 'lbac/decision',
+      revision: t.holder.revision,
+      input: {
+        subject: { sub: 'u-alice', username: 'alice', groups: ['team-a'], auth: 'fake' },
+        request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' },
+      },
+      result: { allow: true, unrestricted: false, headers: ['X-Scope-OrgID'] },
+      query: { original: { query: ['up'] }, rewritten: { query: ['up{namespace=~"team-a-.*"}'] } },
+      response: { status: 200 },
+    });
+    expect(typeof r['decision_id']).toBe('string');
+    expect(typeof r['time']).toBe('string');
+    expect(typeof r['data_revision']).toBe('string');
+    expect((r['result'] as { reason: string }).reason).toBeTypeOf('string');
+    const m = r['metrics'] as Record<string, number>;
+    for (const k of ['timer_identity_ms', 'timer_policy_ms', 'timer_rewrite_ms', 'timer_upstream_ms']) expect(m[k]).toBeGreaterThanOrEqual(0);
+    expect((r['response'] as { duration_ms: number }).duration_ms).toBeGreaterThan(0);
+    const line = JSON.stringify(r);
+    expect(line).not.toContain('Bearer');
+    expect(line).not.toContain('claim-value'); // raw claims are never logged
+    expect(line).not.toContain('tenant-a'); // policy header values are not logged, only names
+  });
+
+  it('logs denials (403) and rewrite rejections (400) with their error code', async () => {
+    expect((await t.app.inject({ url: query('up'), headers: bearer('mallory') })).statusCode).toBe(403);
+    expect((await t.app.inject({ url: query('sum(('), headers: bearer('alice') })).statusCode).toBe(400);
+    expect(t.audit).toHaveLength(2);
+    expect(t.audit[0]).toMatchObject({ result: { allow: false }, response: { status: 403, error: 'forbidden' } });
+    expect(t.audit[1]).toMatchObject({ result: { allow: true }, query: { original: { query: ['sum(('] } }, response: { status: 400, error: 'bad_query' } });
+    expect((t.audit[1]!['query'] as Record<string, unknown>)['rewritten']).toBeUndefined();
+  });
+
+  it('writes nothing for requests without a decision (health, 401)', async () => {
+    await t.app.inject({ url: '/healthz' });
+    expect((await t.app.inject({ url: query('up') })).statusCode).toBe(401);
+    expect(t.audit).toHaveLength(0);
+  });
+
+  it('hashes queries when configured, and redacts configured paths (listed in "erased")', async () => {
+    const h = await testApp(testConfig(up.url, 'audit: { hashQueries: true, redact: [input.subject.username, result.selectors] }'));
+    try {
+      await h.app.inject({ url: query('up'), headers: bearer('alice') });
+      const r = h.audit[0]!;
+      const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+      expect(r['query']).toEqual({ hashed: 'sha256', original: { query: [sha('up')] }, rewritten: { query: [sha('up{namespace=~"team-a-.*"}')] } });
+      expect((r['input'] as { subject: Record<string, unknown> }).subject['username']).toBeUndefined();
+      expect((r['result'] as Record<string, unknown>)['selectors']).toBeUndefined();
+      expect(r['erased']).toEqual(['input.subject.username', 'result.selectors']);
+      expect(JSON.stringify(r)).not.toContain('"up"');
+    } finally {
+      await h.app.close();
+    }
+  });
+
+  it('samples allowed decisions but always logs denials', () => {
+    const allowed = { ...newRequestState(), decision: { allow: true, reason: 'x', unrestricted: false, selectors: [], headers: {} } };
+    const denied = { ...newRequestState(), decision: { allow: false, reason: 'x', unrestricted: false, selectors: [], headers: {} } };
+    expect(shouldAudit(allowed, 200, 0, () => 0.5)).toBe(false);
+    expect(shouldAudit(allowed, 200, 0.6, () => 0.5)).toBe(true);
+    expect(shouldAudit(allowed, 502, 0, () => 0.5)).toBe(true);
+    expect(shouldAudit(denied, 403, 0, () => 0.99)).toBe(true);
+    expect(shouldAudit(newRequestState(), 401, 1)).toBe(false);
+  });
+
+  it('redaction never touches shared objects', () => {
+    const selectors = [[{ name: 'namespace', op: '=' as const, value: 'a' }]];
+    const state = { ...newRequestState(), request: { upstream: 'm', kind: 'prometheus' as const, endpoint: 'query', method: 'GET', path: '/' }, decision: { allow: true, reason: 'r', unrestricted: false, selectors, headers: {} } };
+    const r = buildAuditRecord({ requestId: '1', subject: SUBJECTS['alice']!, state, status: 200, durationMs: 1, entrypoint: 'lbac/decision' }, { hashQueries: false, redact: ['result.selectors.0'] });
+    expect(r!['erased']).toEqual(['result.selectors.0']);
+    expect(selectors).toHaveLength(1);
+    expect(redact({ a: 1 }, ['b.c'])).toEqual([]);
+  });
+});
+
+describe('request hygiene', () => {
+  it('reuses a valid X-Request-Id, echoes it and forwards it upstream', async () => {
+    const res = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-request-id': 'abc-123' } });
+    expect(res.headers['x-request-id']).toBe('abc-123');
+    expect(up.requests.at(-1)!.headers['x-request-id']).toBe('abc-123');
+  });
+
+  it('replaces an invalid X-Request-Id with a generated one, everywhere', async () => {
+    const res = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-request-id': 'bad id\twith spaces' } });
+    const id = res.headers['x-request-id'] as string;
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(up.requests.at(-1)!.headers['x-request-id']).toBe(id);
+    expect(t.audit.at(-1)!['req_id']).toBe(id);
+    const none = await t.app.inject({ url: '/healthz' });
+    expect(none.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('answers 503 + Retry-After in Prometheus format beyond upstreams[].maxConcurrent', async () => {
+    up.delayMs = 300;
+    const results = await Promise.all([0, 1, 2].map(() => t.app.inject({ url: query('up'), headers: bearer('alice') })));
+    const codes = results.map((r) => r.statusCode).sort();
+    expect(codes).toEqual([200, 200, 503]);
+    const shed = results.find((r) => r.statusCode === 503)!;
+    expect(shed.headers['retry-after']).toBe('1');
+    expect(shed.json()).toMatchObject({ status: 'error', errorType: 'unavailable' });
+    expect(up.requests).toHaveLength(2);
+    // Released afterwards.
+    up.delayMs = 0;
+    expect((await t.app.inject({ url: query('up'), headers: bearer('alice') })).statusCode).toBe(200);
+    const text = await t.metrics.registry.metrics();
+    expect(text).toMatch(/lbac_gateway_shed_requests_total\{reason="concurrency"\} 1/);
+    expect(text).toMatch(/lbac_gateway_upstream_inflight_requests\{upstream="metrics"\} 0/);
+  });
+
+  it('sheds load with 503 + Retry-After when under pressure, but never the health routes', async () => {
+    const base = testConfig(up.url);
+    const p = await testApp({ ...base, server: { ...base.server, loadShedding: { enabled: true, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 1, sampleIntervalMs: 5, retryAfterSeconds: 7 } } });
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const res = await p.app.inject({ url: query('up'), headers: bearer('alice') });
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['retry-after']).toBe('7');
+      expect(res.json()).toMatchObject({ status: 'error', errorType: 'unavailable' });
+      expect((await p.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+      expect(await p.metrics.registry.metrics()).toMatch(/lbac_gateway_shed_requests_total\{reason="heapUsedBytes"\} 1/);
+    } finally {
+      await p.app.close();
+    }
+  });
+});
+
+describe('metrics', () => {
+  it('records requests by upstream/endpoint/status/decision, stage latencies and rewrite rejections', async () => {
+    await t.app.inject({ url: query('up'), headers: bearer('alice') });
+    await t.app.inject({ url: query('up'), headers: bearer('carol') });
+    await t.app.inject({ url: query('up'), headers: bearer('mallory') });
+    await t.app.inject({ url: query('sum(('), headers: bearer('alice') });
+    await t.app.inject({ url: query('up') });
+    await t.app.inject({ url: '/nope' });
+    const text = await t.metrics.registry.metrics();
+    expect(text).toMatch(/lbac_gateway_requests_total\{upstream="metrics",endpoint="query",status="200",decision="allow"\} \d+/);
+    expect(text).toMatch(/lbac_gateway_requests_total\{upstream="metrics",endpoint="query",status="200",decision="unrestricted"\} \d+/);
+    expect(text).toMatch(/lbac_gateway_requests_total\{upstream="metrics",endpoint="query",status="403",decision="deny"\} \d+/);
+    expect(text).toMatch(/lbac_gateway_requests_total\{upstream="metrics",endpoint="query",status="401",decision="none"\} \d+/);
+    expect(text).toMatch(/lbac_gateway_requests_total\{upstream="",endpoint="unmatched",status="404",decision="none"\} \d+/);
+    expect(text).toMatch(/lbac_gateway_rewrite_rejections_total\{upstream="metrics",code="bad_query"\} \d+/);
+    for (const stage of ['identity', 'policy', 'rewrite', 'upstream']) expect(text).toContain(`lbac_gateway_stage_duration_seconds_count{stage="${stage}"}`);
+    expect(text).toMatch(/lbac_gateway_identity_results_total\{result="accepted",auth="fake"\} \d+/);
+    expect(text).toMatch(/lbac_gateway_identity_results_total\{result="rejected",auth=""\} \d+/);
+    expect(text).toMatch(new RegExp(`lbac_gateway_policy_info\\{revision="${t.holder.revision}",source="test"\\} 1`));
+    expect(text).toMatch(/lbac_gateway_policy_ready 1/);
+    expect(text).toMatch(/lbac_gateway_audit_records_total\{result="written"\} \d+/);
+  });
+
+  it('every metric documented in docs/operations.md exists in the registry, and every registered one is documented', async () => {
+    const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('<!-- metrics -->'), doc.indexOf('<!-- /metrics -->'));
+    const documented = new Set([...section.matchAll(/`(lbac_gateway_[a-z_]+)`/g)].map((m) => m[1]!));
+    expect(documented.size).toBeGreaterThan(10);
+    const { createMetrics } = await import('../../src/server/metrics.ts');
+    const registered = new Set((await createMetrics({ defaultMetrics: false }).registry.getMetricsAsJSON()).map((m) => m.name));
+    expect([...documented].filter((n) => !registered.has(n))).toEqual([]);
+    expect([...registered].filter((n) => !documented.has(n))).toEqual([]);
+  });
+});
