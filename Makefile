@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help bench tools bench-tools node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
+.PHONY: help bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,8 +21,14 @@ help: ## list targets
 node-runtime: ## Node.js $(NODE_VERSION) into the tools cache
 	@bash scripts/tools.sh node
 
-tools: node-runtime ## all pinned tools (Node.js, OPA, Prometheus + promtool, Debian nginx)
-	@bash scripts/tools.sh opa prometheus nginx
+tools: node-runtime ## all pinned tools (Node.js, OPA, Prometheus + promtool, Debian nginx, Helm, kubeconform, K8s schemas)
+	@bash scripts/tools.sh opa prometheus nginx helm kubeconform k8s-schemas
+
+deploy-tools: node-runtime ## only what the chart checks need (Helm, kubeconform, Kubernetes JSON schemas)
+	@bash scripts/tools.sh helm kubeconform k8s-schemas
+
+deploy-check: deploy-tools deps ## helm lint + helm template (default and all-enabled values) + kubeconform -strict; dashboard metric names
+	@vitest run --project unit test/deploy
 
 bench-tools: node-runtime ## tools only benchmarks need (prom-label-proxy, the Go peer)
 	@bash scripts/tools.sh prom-label-proxy

@@ -2,7 +2,7 @@
 # Installs the pinned tools the project needs into a cache outside the checkout:
 #   $LBAC_TOOLS_DIR (default $HOME/.cache/lbac-gateway/tools)/<name>-<version>/
 # Idempotent: a tool whose marker file exists is not rebuilt. Prints progress.
-# Usage: scripts/tools.sh [node|opa|prometheus|prom-label-proxy|nginx|all] ...
+# Usage: scripts/tools.sh [node|opa|prometheus|prom-label-proxy|nginx|helm|kubeconform|k8s-schemas|deploy|all] ...
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,6 +79,77 @@ install_prom_label_proxy() {
   mark_done "$dir"
 }
 
+install_helm() {
+  # Helm from the Go module proxy (helm.sh/helm/v3 has no replace directives, so
+  # `go install` works). The ldflags are the ones Helm's Makefile sets: its version,
+  # and the Kubernetes version `helm template`/`helm lint` assume without a cluster
+  # (Capabilities.KubeVersion), which Helm derives from its client-go minor.
+  local dir="$TOOLS_DIR/helm-$HELM_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  log "building Helm $HELM_VERSION (a few minutes on 2 cores)"
+  local k8s_minor; k8s_minor="$(echo "$KUBERNETES_SCHEMA_VERSION" | cut -d. -f2)"
+  GOBIN="$dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w \
+    -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+    -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  "$dir/helm" version --short
+  mark_done "$dir"
+}
+
+install_kubeconform() {
+  local dir="$TOOLS_DIR/kubeconform-$KUBECONFORM_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir"
+  log "building kubeconform $KUBECONFORM_VERSION"
+  GOBIN="$dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w -X main.version=$KUBECONFORM_VERSION" \
+    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  "$dir/kubeconform" -v
+  mark_done "$dir"
+}
+
+install_k8s_schemas() {
+  # JSON schemas for kubeconform, offline. The usual source (the
+  # yannh/kubernetes-json-schema repository) is not a package in any registry
+  # reachable here; the PyPI package kubernetes-validate ships the same
+  # generated schemas (its kubernetes-json-schema/vX.Y.Z-local[-strict]
+  # directories: _definitions.json plus one file per kind referencing it). Only
+  # the wheel is downloaded (pip download --no-deps: nothing is installed) and one
+  # Kubernetes version's strict directory is kept. The ServiceMonitor CRD
+  # comes from the prometheus-operator Go module (a download, no build); the
+  # chart test turns its openAPIV3Schema into a strict JSON schema.
+  local dir="$TOOLS_DIR/k8s-schemas-$KUBERNETES_SCHEMA_VERSION"
+  is_done "$dir" && return 0
+  rm -rf "$dir"; mkdir -p "$dir/crds"
+  log "fetching Kubernetes $KUBERNETES_SCHEMA_VERSION JSON schemas (PyPI kubernetes-validate==$KUBERNETES_VALIDATE_VERSION)"
+  local tmp; tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  local sub="kubernetes_validate/kubernetes-json-schema/v$KUBERNETES_SCHEMA_VERSION-local-strict"
+  python3 - "$tmp"/kubernetes_validate-*.whl "$sub" "$dir" <<'PY'
+import sys, zipfile, os
+whl, sub, dest = sys.argv[1], sys.argv[2], sys.argv[3]
+z = zipfile.ZipFile(whl)
+names = [n for n in z.namelist() if n.startswith(sub + '/') and n.endswith('.json')]
+if not names:
+    sys.exit('no schemas under ' + sub + ' in ' + whl)
+out = os.path.join(dest, os.path.basename(sub))
+os.makedirs(out, exist_ok=True)
+for n in names:
+    with open(os.path.join(out, os.path.basename(n)), 'wb') as f:
+        f.write(z.read(n))
+print(len(names), 'schemas in', out)
+PY
+  log "fetching the ServiceMonitor CRD (Go module prometheus-operator $PROMETHEUS_OPERATOR_VERSION)"
+  local moddir
+  moddir="$(cd "$TOOLS_DIR" && GOWORK=off GOFLAGS= go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -n "$moddir" ] || { log "could not download prometheus-operator $PROMETHEUS_OPERATOR_VERSION"; exit 1; }
+  cp "$moddir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$dir/crds/"
+  rm -rf "$tmp"
+  mark_done "$dir"
+}
+
 install_nginx() {
   # Debian's nginx: the bundle server in e2e tests (static files, ETag, bearer auth).
   # Only apt-get when it is missing; the harness runs it with its own config as the current user.
@@ -99,6 +170,10 @@ for t in "$@"; do
     prometheus) install_prometheus ;;
     prom-label-proxy) install_prom_label_proxy ;;
     nginx) install_nginx ;;
+    helm) install_helm ;;
+    kubeconform) install_kubeconform ;;
+    k8s-schemas) install_k8s_schemas ;;
+    deploy) install_helm; install_kubeconform; install_k8s_schemas ;;
     all) install_node; install_opa; install_prometheus; install_nginx ;;
     *) log "unknown tool $t"; exit 2 ;;
   esac

@@ -8,6 +8,8 @@
 #   data.lbac.admins     {groups: [..], users: [..], headers: {name: value}}
 #   data.lbac.teams      {<team>: {groups, users, upstreams, selectors, headers}}
 #   data.lbac.attributes {<request.kind>: {<selector name>: <backend name>}}
+#   data.lbac.claimsMode {enabled, namespacesClaim, labelsClaim, namespaceLabel,
+#                         teamsFallback}   (optional; see claims.rego)
 #
 # The output is the decision contract (ARCHITECTURE.md, "The decision contract"):
 #   {allow, reason, unrestricted, selectors: [[{name, op, value}]], headers}
@@ -16,7 +18,7 @@
 # nothing". Odd data can only ever narrow access, never widen it, and
 # `decision` is always defined (a deny at worst).
 #
-# The config layer owns the names `admins`, `teams` and `attributes` under
+# The config layer owns the names `admins`, `teams`, `attributes` and `claimsMode` under
 # data.lbac; the rules below live in the same namespace, so they are named
 # differently (data.lbac.<rule> would otherwise be ambiguous).
 package lbac
@@ -33,6 +35,9 @@ decision := {
 	"headers": admin_headers,
 } if {
 	is_admin
+} else := claims_decision if {
+	# Claims-driven mode (claims.rego): the token's own claims are the selectors.
+	claims_mode_applies
 } else := {
 	"allow": true,
 	"reason": concat("", ["teams: ", concat(",", sort(granting_teams))]),

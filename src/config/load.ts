@@ -164,8 +164,14 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
               : { signing: { ...bundle.signing, keys: bundle.signing.keys.map((k) => (k.publicKeyFile === undefined ? k : { ...k, publicKeyFile: resolvePath(k.publicKeyFile) })) } }),
           },
         };
+  const tls = parsed.server.tls;
+  const server =
+    tls === undefined
+      ? parsed.server
+      : { ...parsed.server, tls: { ...tls, cert: resolvePath(tls.cert), key: resolvePath(tls.key), ...(tls.clientCA === undefined ? {} : { clientCA: resolvePath(tls.clientCA) }) } };
   return {
     ...parsed,
+    server,
     file,
     identity,
     policy,

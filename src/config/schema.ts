@@ -15,6 +15,19 @@ const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a vali
 const headerValue = z.string().refine((v) => !/[\r\n\0]/.test(v), 'header values must not contain CR, LF or NUL');
 const headerMap = z.record(headerName, headerValue);
 
+export const serverTlsSchema = z
+  .strictObject({
+    cert: z.string().min(1).describe('PEM certificate (chain) file of the listener (relative to the config file).'),
+    key: z.string().min(1).describe('PEM private key file (relative to the config file).'),
+    clientCA: z.string().min(1).optional().describe('PEM file of the CA(s) client certificates must chain to; needed by identity providers of type "mtls".'),
+    requestClientCert: z
+      .boolean()
+      .optional()
+      .describe('Ask clients for a certificate during the handshake (default: true when clientCA is set). The handshake never fails for a missing or unverified certificate: those requests get a 401 from the identity layer.'),
+  })
+  .refine((t) => t.requestClientCert !== true || t.clientCA !== undefined, { message: 'requestClientCert needs clientCA' })
+  .describe('Listen with HTTPS (TLS) instead of plain HTTP; restart to change.');
+
 export const serverSchema = z
   .strictObject({
     listen: hostPort.default('127.0.0.1:8080'),
@@ -32,6 +45,7 @@ export const serverSchema = z
       .default(0)
       .describe('On SIGTERM, answer /readyz with 503 for this long before closing the listener (lets load balancers stop sending traffic).'),
     shutdownTimeoutMs: z.number().int().positive().default(30_000).describe('On SIGTERM, in-flight requests get this long to finish; then the process exits anyway.'),
+    tls: serverTlsSchema.optional(),
     watchConfig: z.boolean().default(true).describe('Reload the config when its file changes (as on SIGHUP).'),
     reloadDebounceMs: z.number().int().min(0).default(500).describe('File-change reloads wait until the file has been quiet this long.'),
     loadShedding: z
@@ -41,7 +55,7 @@ export const serverSchema = z
         maxEventLoopUtilization: z.number().gt(0).max(1).optional().describe('Shed when event-loop utilisation exceeds this (0..1). Unset: not checked.'),
         maxHeapUsedBytes: z.number().int().positive().optional().describe('Shed when the V8 heap exceeds this. Unset: not checked.'),
         maxRssBytes: z.number().int().positive().optional().describe('Shed when the resident set exceeds this. Unset: not checked.'),
-        sampleIntervalMs: z.number().int().positive().default(1000).describe('How often the process is sampled.'),
+        sampleIntervalMs: z.number().int().min(100).default(1000).describe('How often the process is sampled (≥ 100: shorter intervals can see no event-loop samples, which under-pressure treats as overload).'),
         retryAfterSeconds: z.number().int().positive().default(10).describe('Retry-After on a shed (503) answer.'),
       })
       .default({ enabled: true, maxEventLoopDelayMs: 1000, sampleIntervalMs: 1000, retryAfterSeconds: 10 })
@@ -232,6 +246,31 @@ export const basicProviderSchema = z
   })
   .describe('HTTP basic-auth users, passwords stored as scrypt hashes.');
 
+const certField = z.enum(['cn', 'dns', 'uri', 'email']);
+export const mtlsProviderSchema = z
+  .strictObject({
+    type: z.literal('mtls'),
+    subjectFrom: z
+      .array(certField)
+      .min(1)
+      .default(['cn'])
+      .describe('Certificate fields tried in order for "sub": subject CN, first SAN DNS name, URI (e.g. SPIFFE id) or email.'),
+    usernameFrom: z.array(certField).min(1).optional().describe('Fields tried in order for "username"; default: subjectFrom.'),
+    ouAsGroups: z.boolean().default(true).describe('The subject\'s OU values become groups.'),
+    mapping: z
+      .array(
+        z.strictObject({
+          subject: z.string().min(1).describe('The certificate\'s "sub" (per subjectFrom).'),
+          groups: z.array(z.string().min(1)).default([]),
+          roles: z.array(z.string().min(1)).default([]),
+        }),
+      )
+      .default([])
+      .describe('Extra groups/roles per certificate subject.'),
+    requireMapping: z.boolean().default(false).describe('Refuse (401) verified certificates whose subject has no mapping entry.'),
+  })
+  .describe('Client certificates verified against server.tls.clientCA (needs server.tls).');
+
 export const providerSchema = z.discriminatedUnion('type', [
   jwtProviderSchema,
   oidcProviderSchema,
@@ -239,6 +278,7 @@ export const providerSchema = z.discriminatedUnion('type', [
   grafanaProviderSchema,
   apiKeyProviderSchema,
   basicProviderSchema,
+  mtlsProviderSchema,
 ]);
 
 export const identitySchema = z
@@ -316,6 +356,20 @@ export const bundleSchema = z
   })
   .describe('Fetch the policy as an OPA bundle (opa build -t wasm -e <entrypoint>) from a bundle service, following OPA\'s bundle protocol (ETag / If-None-Match, polling). The gateway is not ready until a bundle (or the persisted one) is active.');
 
+export const claimsModeSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    namespacesClaim: z.string().min(1).default('namespaces').describe('Claim (dotted path) listing the namespaces the token may see: ["a", "b"] or "a".'),
+    labelsClaim: z.string().min(1).default('labels').describe('Claim (dotted path) with label → value(s): {app: "x", team: ["y", "z"]}; ANDed with the namespaces.'),
+    namespaceLabel: z
+      .string()
+      .regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a label name')
+      .default('namespace')
+      .describe('The label the namespaces claim restricts (mapped through policy.attributes for Tempo).'),
+    teamsFallback: z.boolean().default(false).describe('Tokens carrying neither claim are decided by the teams (false: refused, 403).'),
+  })
+  .describe('Claims-driven mode of the default policy: the token\'s own claims are the allowed selectors (values are literals); admins stay unrestricted. See docs/identity.md.');
+
 export const policySchema = z
   .strictObject({
     wasm: z.string().optional().describe('Compiled policy (opa build -t wasm -e lbac/decision); default: the bundled wasm/policy.wasm. Not with bundle.'),
@@ -325,6 +379,7 @@ export const policySchema = z
       .default({ tempo: { namespace: 'resource.k8s.namespace.name' } })
       .describe('Per backend kind, label name → backend attribute name (Tempo attributes).'),
     bundle: bundleSchema.optional(),
+    claimsMode: claimsModeSchema.optional(),
   })
   .refine((p) => p.wasm === undefined || p.bundle === undefined, { message: 'set either policy.wasm or policy.bundle, not both' })
   .describe('Which policy decides.');
@@ -341,6 +396,11 @@ export const configSchema = z
     janus: z.record(z.string(), z.unknown()).optional().describe('Teams in the Janus ConfigMap format (admin, <service>.user-label-constraints, tenant-header-constraints).'),
   })
   .superRefine((c, ctx) => {
+    c.identity.providers.forEach((p, i) => {
+      if (p.type === 'mtls' && c.server.tls?.clientCA === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['identity', 'providers', i, 'type'], message: 'an mtls provider needs server.tls with clientCA' });
+      }
+    });
     const names = new Set<string>();
     const mounts = new Set<string>();
     c.upstreams.forEach((u, i) => {
@@ -361,6 +421,8 @@ export type IntrospectionProviderConfig = z.output<typeof introspectionProviderS
 export type GrafanaProviderConfig = z.output<typeof grafanaProviderSchema>;
 export type ApiKeyProviderConfig = z.output<typeof apiKeyProviderSchema>;
 export type BasicProviderConfig = z.output<typeof basicProviderSchema>;
+export type MtlsProviderConfig = z.output<typeof mtlsProviderSchema>;
+export type ServerTlsConfig = z.output<typeof serverTlsSchema>;
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type UserinfoConfig = z.output<typeof userinfoSchema>;
 export type ClaimsConfig = z.output<typeof claimsSchema>;
@@ -368,3 +430,4 @@ export type TeamConfig = z.output<typeof teamSchema>;
 export type BundleConfig = z.output<typeof bundleSchema>;
 export type AuditConfig = z.output<typeof auditSchema>;
 export type ServerConfig = z.output<typeof serverSchema>;
+export type ClaimsModeConfig = z.output<typeof claimsModeSchema>;

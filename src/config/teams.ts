@@ -1,6 +1,6 @@
 import { RE2JS } from 're2js';
 import type { Matcher, MatcherGroup } from '../rewrite/matcher.ts';
-import type { ParsedConfig, TeamConfig } from './schema.ts';
+import type { ClaimsModeConfig, ParsedConfig, TeamConfig } from './schema.ts';
 
 /**
  * Turns the user's team YAML (native or Janus style) into `data.lbac`, the one
@@ -21,6 +21,8 @@ export interface PolicyData {
   admins: { groups: string[]; users: string[]; headers: Record<string, string> };
   teams: Record<string, PolicyTeam>;
   attributes: Record<string, Record<string, string>>;
+  /** Claims-driven mode (policies/lbac/claims.rego); only present when configured. */
+  claimsMode?: ClaimsModeConfig;
 }
 
 export class TeamsError extends Error {
@@ -196,7 +198,8 @@ export function buildPolicyData(config: ParsedConfig): PolicyData {
   }
   const attributes: Record<string, Record<string, string>> = {};
   for (const [kind, map] of Object.entries(config.policy.attributes)) attributes[kind] = { ...map };
-  return { admins, teams, attributes };
+  const claimsMode = config.policy.claimsMode;
+  return { admins, teams, attributes, ...(claimsMode === undefined ? {} : { claimsMode: { ...claimsMode } }) };
 }
 
 /** Exposed for tests: the AND-group a compact alternative becomes. */

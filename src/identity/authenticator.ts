@@ -7,10 +7,11 @@ import { GrafanaSource } from './grafana.ts';
 import { IntrospectionSource } from './introspection.ts';
 import { InvalidTokenError, JwtVerifier } from './jwt.ts';
 import { createOidcSource } from './oidc.ts';
+import { MtlsSource } from './mtls.ts';
 import { ApiKeySource, BasicAuthSource } from './static.ts';
 import type { AuthRequest, Credentials, IdentitySource } from './source.ts';
 
-export type { AuthRequest, Credentials, IdentitySource } from './source.ts';
+export type { AuthRequest, ClientCertificate, Credentials, IdentitySource, TlsInfo } from './source.ts';
 
 export async function createSource(p: ProviderConfig): Promise<IdentitySource> {
   switch (p.type) {
@@ -26,6 +27,8 @@ export async function createSource(p: ProviderConfig): Promise<IdentitySource> {
       return new ApiKeySource(p);
     case 'basic':
       return new BasicAuthSource(p);
+    case 'mtls':
+      return new MtlsSource(p);
   }
 }
 
@@ -48,12 +51,14 @@ export interface IdentityStats {
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
   readonly #basic: boolean;
+  readonly #mtls: boolean;
   readonly stats: IdentityStats = { accepted: {}, rejected: 0, unavailable: 0 };
 
   constructor(sources: readonly IdentitySource[]) {
     if (sources.length === 0) throw new GatewayError('config_invalid', 'no identity providers configured');
     this.#sources = sources;
     this.#basic = sources.some((s) => s instanceof BasicAuthSource);
+    this.#mtls = sources.some((s) => s instanceof MtlsSource);
   }
 
   static async fromConfig(config: GatewayConfig): Promise<Authenticator> {
@@ -100,7 +105,7 @@ export class Authenticator {
   }
 
   async #authenticate(req: AuthRequest): Promise<Subject> {
-    const creds = Authenticator.credentials(req.headers, this.#basic);
+    const creds: Credentials = { ...Authenticator.credentials(req.headers, this.#basic), tls: req.tls };
     let lastError: unknown;
     let judged = false;
     for (const source of this.#sources) {
@@ -119,7 +124,7 @@ export class Authenticator {
     if (lastError instanceof GatewayError) throw lastError;
     if (lastError !== undefined) throw new InvalidTokenError('credentials not accepted', lastError);
     // Header-based sources (X-Grafana-Id, API key header) judge whenever their header is present.
-    if (!judged && creds.bearer === undefined && creds.basic === undefined) {
+    if (!judged && creds.bearer === undefined && creds.basic === undefined && !(this.#mtls && creds.tls?.certificate !== undefined)) {
       throw new InvalidTokenError('missing credentials', undefined, true);
     }
     throw new InvalidTokenError('no identity source accepts these credentials (unknown issuer or token type)');

@@ -1,9 +1,36 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Subject } from '../policy/decision.ts';
 
+/** The verified client certificate's identity-relevant fields (src/identity/mtls.ts). */
+export interface ClientCertificate {
+  readonly cn: string | undefined;
+  readonly ou: readonly string[];
+  readonly o: readonly string[];
+  /** Subject emailAddress attribute(s). */
+  readonly email: readonly string[];
+  readonly dns: readonly string[];
+  readonly uri: readonly string[];
+  /** SAN email (rfc822Name) entries. */
+  readonly sanEmail: readonly string[];
+  readonly issuerCN: string | undefined;
+  readonly serialNumber: string;
+  readonly fingerprint256: string;
+  readonly validTo: string;
+}
+
+/** What the TLS listener established: `certificate` only when the chain verified against clientCA. */
+export interface TlsInfo {
+  readonly authorized: boolean;
+  readonly certificate: ClientCertificate | undefined;
+  /** Why a presented certificate was not accepted (e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE). */
+  readonly error: string | undefined;
+}
+
 /** What the Authenticator sees of a request. */
 export interface AuthRequest {
   readonly headers: IncomingHttpHeaders;
+  /** Set when the gateway listens with TLS. */
+  readonly tls?: TlsInfo | undefined;
 }
 
 /** Credentials parsed once from the request, strictly. */
@@ -13,6 +40,8 @@ export interface Credentials {
   readonly bearer: string | undefined;
   /** `Authorization: Basic <base64(user:password)>` (only parsed when a basic source is configured). */
   readonly basic: { readonly username: string; readonly password: string } | undefined;
+  /** The TLS connection's client certificate state (only with a TLS listener). */
+  readonly tls?: TlsInfo | undefined;
 }
 
 /**

@@ -72,7 +72,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');
   installErrorHandlers(app, undefined);
   // Order matters: the context hook runs first on every request, then limits (shedding before any work).
-  await app.register(contextPlugin, { routes: routeIndex(config) });
+  await app.register(contextPlugin, { routes: routeIndex(config), ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
   await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, upstreams: config.upstreams, metrics: deps.metrics });
   if (deps.metrics !== undefined) {
     deps.metrics.watchPolicy(holder);

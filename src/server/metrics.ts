@@ -127,7 +127,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   let bundleStatus: (() => BundleClientStatus) | undefined;
   new Gauge({
     name: 'lbac_gateway_bundle_consecutive_failures',
-    help: 'Bundle downloads that failed in a row (0 after a success; absent without a bundle service).',
+    help: 'Bundle downloads that failed in a row (0 after a success, and without a bundle service).',
     registers,
     collect() {
       this.reset();
@@ -136,7 +136,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   });
   new Gauge({
     name: 'lbac_gateway_bundle_last_success_timestamp_seconds',
-    help: 'Unix time of the last successful bundle request (200 or 304; absent without a bundle service).',
+    help: 'Unix time of the last successful bundle request (200 or 304; 0 without a bundle service or before the first).',
     registers,
     collect() {
       this.reset();

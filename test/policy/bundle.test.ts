@@ -59,7 +59,7 @@ async function rejected(p: Promise<unknown>, message: RegExp): Promise<void> {
 describe('bundle archive', () => {
   it('reads the members opa build writes (absolute paths)', () => {
     const files = readTar(gunzipBundle(plain));
-    expect([...files.keys()].sort()).toEqual(['/.manifest', '/data.json', '/lbac/decision.rego', '/policy.wasm']);
+    expect([...files.keys()].sort()).toEqual(['/.manifest', '/data.json', '/lbac/claims.rego', '/lbac/decision.rego', '/policy.wasm']);
   });
 
   it('rejects not-gzip, truncated gzip, truncated tar and bad checksums', async () => {

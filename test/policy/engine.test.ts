@@ -211,12 +211,16 @@ describe('PolicyEngine with the default policy', () => {
   it('gives the same decisions as `opa eval` on the Rego sources', () => {
     const opa = toolPath('opa'); // throws, naming `make tools`, when it is missing
     const dir = mkdtempSync(join(tmpdir(), 'lbac-policy-'));
+    // Every policy file of package lbac (decision.rego, claims.rego, …), not the tests.
+    const regoSources = readdirSync(join(POLICY_DIR, 'lbac'))
+      .filter((f) => f.endsWith('.rego') && !f.endsWith('_test.rego'))
+      .map((f) => join(POLICY_DIR, 'lbac', f));
     try {
       const dataFile = join(dir, 'data.json');
       writeFileSync(dataFile, JSON.stringify(data));
       for (const s of [alice, bob, admin, stranger, multi]) {
         for (const r of [metrics, logs, traces]) {
-          const out = execFileSync(opa!, ['eval', '--format', 'json', '--stdin-input', '--data', join(POLICY_DIR, 'lbac/decision.rego'), '--data', dataFile, 'data.lbac.decision'], {
+          const out = execFileSync(opa!, ['eval', '--format', 'json', '--stdin-input', ...regoSources.flatMap((f) => ['--data', f]), '--data', dataFile, 'data.lbac.decision'], {
             input: JSON.stringify(input(s, r)),
             encoding: 'utf8',
           });

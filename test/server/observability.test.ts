@@ -145,9 +145,9 @@ describe('request hygiene', () => {
 
   it('sheds load with 503 + Retry-After when under pressure, but never the health routes', async () => {
     const base = testConfig(up.url);
-    const p = await testApp({ ...base, server: { ...base.server, loadShedding: { enabled: true, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 1, sampleIntervalMs: 5, retryAfterSeconds: 7 } } });
+    const p = await testApp({ ...base, server: { ...base.server, loadShedding: { enabled: true, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 1, sampleIntervalMs: 100, retryAfterSeconds: 7 } } });
     try {
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 250));
       const res = await p.app.inject({ url: query('up'), headers: bearer('alice') });
       expect(res.statusCode).toBe(503);
       expect(res.headers['retry-after']).toBe('7');

@@ -22,8 +22,8 @@ export function requestIdFor(req: IncomingMessage): string {
  * upstream (the upstream plugin copies client headers, so the validated id
  * replaces whatever the client sent), and the error code of a failed request.
  */
-export const contextPlugin = fp<{ routes: RouteIndex }>(
-  async (app, { routes }) => {
+export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }>(
+  async (app, { routes, draining }) => {
     app.decorateRequest('lbac', null as never);
     app.addHook('onRequest', async (req, reply) => {
       req.lbac = newRequestState();
@@ -35,6 +35,14 @@ export const contextPlugin = fp<{ routes: RouteIndex }>(
     app.addHook('onError', async (req, _reply, err) => {
       req.lbac.errorCode = toGatewayError(err).code;
     });
+    // While shutting down, every response closes its connection: in-flight requests finish,
+    // and their keep-alive sockets do not hold the process open afterwards.
+    if (draining !== undefined) {
+      app.addHook('onSend', async (_req, reply, payload) => {
+        if (draining()) reply.header('connection', 'close');
+        return payload;
+      });
+    }
     // First onResponse hook: close the upstream stage before audit and metrics read the timings.
     app.addHook('onResponse', async (req) => {
       const s = req.lbac;

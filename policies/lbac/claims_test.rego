@@ -1,0 +1,217 @@
+# Tests for the claims-driven mode (policies/lbac/claims.rego).
+package lbac_claims_test
+
+import data.lbac
+
+mode := {"enabled": true, "namespacesClaim": "namespaces", "labelsClaim": "labels", "namespaceLabel": "namespace"}
+
+teams := {"team-a": {
+	"groups": ["team-a"],
+	"selectors": [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]],
+	"headers": {"X-Scope-OrgID": "tenant-a"},
+}}
+
+admins := {"groups": ["admins"], "headers": {"X-Scope-OrgID": "all"}}
+
+metrics := {"upstream": "metrics", "kind": "prometheus", "endpoint": "query", "method": "GET", "path": "/api/v1/query"}
+
+traces := {"upstream": "traces", "kind": "tempo", "endpoint": "search", "method": "GET", "path": "/api/search"}
+
+subj(groups, claims) := {"sub": "u-1", "username": "u", "groups": groups, "roles": [], "auth": "jwt", "claims": claims}
+
+decide_with(m, groups, claims, req) := d if {
+	d := lbac.decision with input as {"subject": subj(groups, claims), "request": req}
+		with data.lbac.admins as admins
+		with data.lbac.teams as teams
+		with data.lbac.attributes as {"tempo": {"namespace": "resource.k8s.namespace.name"}}
+		with data.lbac.claimsMode as m
+}
+
+decide(claims) := decide_with(mode, [], claims, metrics)
+
+allowed(reason, group) := {"allow": true, "reason": reason, "unrestricted": false, "selectors": [group], "headers": {}}
+
+denied(reason) := {"allow": false, "reason": reason, "unrestricted": false, "selectors": [], "headers": {}}
+
+neither := "claims mode: the token carries neither a namespaces nor a labels claim"
+
+# --- allow ------------------------------------------------------------------------------
+
+test_namespaces_claim_becomes_alternation if {
+	decide({"namespaces": ["b", "a"]}) == allowed("claims: namespaces", [{"name": "namespace", "op": "=~", "value": "a|b"}])
+}
+
+test_single_namespace_is_equality if {
+	decide({"namespaces": ["a"]}) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a"}])
+}
+
+test_namespace_string_claim if {
+	decide({"namespaces": "a.b"}) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a.b"}])
+}
+
+test_duplicate_namespaces_collapse if {
+	decide({"namespaces": ["a", "a"]}) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a"}])
+}
+
+test_labels_claim_becomes_and_group if {
+	decide({"labels": {"app": "x", "team": ["z", "y"]}}) == allowed("claims: labels", [
+		{"name": "app", "op": "=", "value": "x"},
+		{"name": "team", "op": "=~", "value": "y|z"},
+	])
+}
+
+test_both_claims_anded if {
+	decide({"namespaces": ["a", "b"], "labels": {"app": "x"}}) == allowed("claims: labels,namespaces", [
+		{"name": "app", "op": "=", "value": "x"},
+		{"name": "namespace", "op": "=~", "value": "a|b"},
+	])
+}
+
+test_namespace_also_in_labels_both_kept if {
+	decide({"namespaces": ["a"], "labels": {"namespace": "b"}}).selectors == [[
+		{"name": "namespace", "op": "=", "value": "a"},
+		{"name": "namespace", "op": "=", "value": "b"},
+	]]
+}
+
+test_configured_claim_paths_and_label if {
+	m := {"enabled": true, "namespacesClaim": "ext.tenancy.ns", "labelsClaim": "https://example.com/labels", "namespaceLabel": "kubernetes_namespace"}
+	d := decide_with(m, [], {"ext": {"tenancy": {"ns": ["a"]}}, "https://example.com/labels": {"env": "dev"}}, metrics)
+	d == allowed("claims: ext.tenancy.ns,https://example.com/labels", [
+		{"name": "env", "op": "=", "value": "dev"},
+		{"name": "kubernetes_namespace", "op": "=", "value": "a"},
+	])
+}
+
+test_literal_dotted_key_wins if {
+	m := object.union(mode, {"namespacesClaim": "a.b"})
+	decide_with(m, [], {"a.b": ["lit"], "a": {"b": ["nested"]}}, metrics).selectors == [[{"name": "namespace", "op": "=", "value": "lit"}]]
+}
+
+test_defaults_when_settings_missing if {
+	decide_with({"enabled": true}, [], {"namespaces": ["a"]}, metrics) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a"}])
+}
+
+test_tempo_names_mapped if {
+	decide_with(mode, [], {"namespaces": ["a"]}, traces).selectors == [[{"name": "resource.k8s.namespace.name", "op": "=", "value": "a"}]]
+}
+
+test_claims_win_over_team_membership if {
+	decide_with(mode, ["team-a"], {"namespaces": ["a"]}, metrics) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a"}])
+}
+
+test_admin_still_unrestricted if {
+	d := decide_with(mode, ["admins"], {}, metrics)
+	d.unrestricted == true
+	d.headers == {"X-Scope-OrgID": "all"}
+}
+
+# --- RE2 quoting ------------------------------------------------------------------------
+
+test_metacharacters_quoted if {
+	d := decide({"namespaces": ["a.b", "c|d", "e(f)*", "g[h]{2}", "i+j?", "^k$", "l\\m", "ñ.ü"]})
+	d.selectors == [[{
+		"name": "namespace", "op": "=~",
+		"value": `\^k\$|a\.b|c\|d|e\(f\)\*|g\[h\]\{2\}|i\+j\?|l\\m|ñ\.ü`,
+	}]]
+}
+
+test_quoted_values_match_themselves_only if {
+	values := ["a.b", "c|d", "e(f)*", "g[h]{2}", "i+j?", "^k$", "l\\m", "ñ.ü", "-#/ x"]
+	every v in values {
+		q := lbac.re2_quote(v)
+		regex.match(concat("", ["^(?:", q, ")$"]), v)
+	}
+	not regex.match(concat("", ["^(?:", lbac.re2_quote("a.b"), ")$"]), "aXb")
+	not regex.match(concat("", ["^(?:", lbac.re2_quote("c|d"), ")$"]), "c")
+	not regex.match(concat("", ["^(?:", lbac.re2_quote("e(f)*"), ")$"]), "e")
+	d := decide({"namespaces": values})
+	re := concat("", ["^(?:", d.selectors[0][0].value, ")$"])
+	every v in values {
+		regex.match(re, v)
+	}
+	not regex.match(re, "aXb")
+	not regex.match(re, "c")
+	not regex.match(re, "k")
+}
+
+test_quote_empty_string if {
+	lbac.re2_quote("") == ""
+}
+
+# --- deny -------------------------------------------------------------------------------
+
+test_neither_claim_denied if {
+	decide({"sub": "u-1"}) == denied(neither)
+}
+
+test_null_claims_count_as_absent if {
+	decide({"namespaces": null, "labels": null}) == denied(neither)
+}
+
+test_team_member_without_claims_denied_without_fallback if {
+	decide_with(mode, ["team-a"], {}, metrics) == denied(neither)
+}
+
+test_fallback_to_teams_when_configured if {
+	m := object.union(mode, {"teamsFallback": true})
+	d := decide_with(m, ["team-a"], {}, metrics)
+	d.reason == "teams: team-a"
+	d.selectors == [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]]
+}
+
+test_fallback_not_used_when_claims_present if {
+	m := object.union(mode, {"teamsFallback": true})
+	decide_with(m, ["team-a"], {"namespaces": ["x"]}, metrics).selectors == [[{"name": "namespace", "op": "=", "value": "x"}]]
+}
+
+test_fallback_non_member_denied if {
+	m := object.union(mode, {"teamsFallback": true})
+	decide_with(m, [], {}, metrics).allow == false
+}
+
+test_malformed_namespaces_denied if {
+	every bad in [[], [""], "", 3, ["a", 1], {"a": "b"}, true] {
+		decide({"namespaces": bad}) == denied("claims mode: malformed claim(s) namespaces")
+	}
+}
+
+test_malformed_namespaces_deny_even_with_good_labels if {
+	decide({"namespaces": [], "labels": {"app": "x"}}) == denied("claims mode: malformed claim(s) namespaces")
+}
+
+test_malformed_labels_denied if {
+	every bad in [{}, [], "app=x", {"app": ""}, {"app": []}, {"app": [""]}, {"app": 1}, {"bad-name": "x"}, {"app": "x", "team": null}] {
+		decide({"labels": bad}) == denied("claims mode: malformed claim(s) labels")
+	}
+}
+
+test_malformed_labels_deny_even_with_good_namespaces if {
+	decide({"namespaces": ["a"], "labels": {"app": ""}}) == denied("claims mode: malformed claim(s) labels")
+}
+
+test_both_malformed if {
+	decide({"namespaces": 1, "labels": 2}) == denied("claims mode: malformed claim(s) labels,namespaces")
+}
+
+test_claims_not_an_object if {
+	decide_with(mode, [], "namespaces", metrics) == denied(neither)
+}
+
+# --- mode off ---------------------------------------------------------------------------
+
+test_disabled_mode_ignores_claims if {
+	d := decide_with({"enabled": false}, [], {"namespaces": ["a"]}, metrics)
+	d.allow == false
+	startswith(d.reason, "no team grants access")
+}
+
+test_non_boolean_enabled_is_off if {
+	decide_with({"enabled": "true"}, ["team-a"], {"namespaces": ["a"]}, metrics).reason == "teams: team-a"
+}
+
+test_absent_mode_is_off if {
+	d := lbac.decision with input as {"subject": subj(["team-a"], {"namespaces": ["a"]}), "request": metrics}
+		with data.lbac.teams as teams
+	d.reason == "teams: team-a"
+}

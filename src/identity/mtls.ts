@@ -1,0 +1,141 @@
+import type { Socket } from 'node:net';
+import { TLSSocket, type PeerCertificate } from 'node:tls';
+import type { MtlsProviderConfig } from '../config/schema.ts';
+import type { Subject } from '../policy/decision.ts';
+import { InvalidTokenError } from './jwt.ts';
+import type { ClientCertificate, Credentials, IdentitySource, TlsInfo } from './source.ts';
+
+/** Subject-alternative-name entries as Node prints them: `DNS:a, URI:spiffe://x, email:"quoted, value"`. */
+const SAN_ENTRY = /(DNS|URI|email|IP Address|DirName|othername|Registered ID):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g;
+
+export function parseSubjectAltName(san: string | undefined): { dns: string[]; uri: string[]; email: string[] } {
+  const out = { dns: [] as string[], uri: [] as string[], email: [] as string[] };
+  if (san === undefined || san === '') return out;
+  for (const m of san.matchAll(SAN_ENTRY)) {
+    const raw = m[2]!;
+    let value = raw;
+    if (raw.startsWith('"')) {
+      try {
+        value = JSON.parse(raw) as string;
+      } catch {
+        continue;
+      }
+    }
+    if (value === '') continue;
+    if (m[1] === 'DNS') out.dns.push(value);
+    else if (m[1] === 'URI') out.uri.push(value);
+    else if (m[1] === 'email') out.email.push(value);
+  }
+  return out;
+}
+
+const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]).filter((s) => s !== '');
+
+/** The parts of a peer certificate identity uses. */
+export function clientCertificateOf(pc: PeerCertificate): ClientCertificate {
+  const subject = pc.subject as unknown as Record<string, string | string[] | undefined>;
+  const issuer = (pc.issuer ?? {}) as unknown as Record<string, string | string[] | undefined>;
+  const san = parseSubjectAltName(pc.subjectaltname);
+  return {
+    cn: list(subject['CN'])[0],
+    ou: list(subject['OU']),
+    o: list(subject['O']),
+    email: list(subject['emailAddress']),
+    dns: san.dns,
+    uri: san.uri,
+    sanEmail: san.email,
+    issuerCN: list(issuer['CN'])[0],
+    serialNumber: pc.serialNumber,
+    fingerprint256: pc.fingerprint256,
+    validTo: pc.valid_to,
+  };
+}
+
+/**
+ * What the TLS layer established about the client: a certificate only counts
+ * when the socket is `authorized`, i.e. the chain verified against the
+ * listener's clientCA (the server accepts the handshake either way, so that
+ * refusals are 401s in the backend's format rather than TLS alerts).
+ */
+export function tlsInfoOf(socket: Socket): TlsInfo | undefined {
+  if (!(socket instanceof TLSSocket)) return undefined;
+  const pc = socket.getPeerCertificate();
+  const presented = pc !== null && typeof pc === 'object' && Object.keys(pc).length > 0;
+  if (!presented) return { authorized: false, certificate: undefined, error: undefined };
+  if (!socket.authorized) return { authorized: false, certificate: undefined, error: String(socket.authorizationError ?? 'certificate not verified') };
+  return { authorized: true, certificate: clientCertificateOf(pc), error: undefined };
+}
+
+type Field = MtlsProviderConfig['subjectFrom'][number];
+
+function firstOf(cert: ClientCertificate, fields: readonly Field[]): string | undefined {
+  for (const f of fields) {
+    const v = f === 'cn' ? cert.cn : f === 'dns' ? cert.dns[0] : f === 'uri' ? cert.uri[0] : (cert.sanEmail[0] ?? cert.email[0]);
+    if (v !== undefined && v !== '') return v;
+  }
+  return undefined;
+}
+
+/**
+ * `type: mtls`: the client certificate the listener verified against
+ * `server.tls.clientCA` becomes the subject. `sub`/`username` come from the
+ * first present field of `subjectFrom` / `usernameFrom` (CN, SAN DNS, URI or
+ * email); groups from the subject's OU values (`ouAsGroups`) plus any
+ * `mapping` entry for that subject. A certificate that failed verification is
+ * a 401; no certificate means this source has nothing to judge.
+ */
+export class MtlsSource implements IdentitySource {
+  readonly name = 'mtls';
+  readonly #cfg: MtlsProviderConfig;
+  readonly #mapping: Map<string, { groups: string[]; roles: string[] }>;
+
+  constructor(cfg: MtlsProviderConfig) {
+    this.#cfg = cfg;
+    this.#mapping = new Map();
+    for (const m of cfg.mapping) {
+      const e = this.#mapping.get(m.subject) ?? { groups: [], roles: [] };
+      e.groups.push(...m.groups);
+      e.roles.push(...m.roles);
+      this.#mapping.set(m.subject, e);
+    }
+  }
+
+  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    const tls = creds.tls;
+    if (tls === undefined) return undefined;
+    if (!tls.authorized || tls.certificate === undefined) {
+      if (tls.error !== undefined) throw new InvalidTokenError(`client certificate not verified against clientCA: ${tls.error}`);
+      return undefined;
+    }
+    const cert = tls.certificate;
+    const sub = firstOf(cert, this.#cfg.subjectFrom);
+    if (sub === undefined) throw new InvalidTokenError(`client certificate has none of ${this.#cfg.subjectFrom.join(', ')} for the subject`);
+    const username = firstOf(cert, this.#cfg.usernameFrom ?? this.#cfg.subjectFrom) ?? sub;
+    const mapped = this.#mapping.get(sub);
+    if (this.#cfg.requireMapping && mapped === undefined) throw new InvalidTokenError(`client certificate subject "${sub}" is not in mtls.mapping`);
+    const groups = [...new Set([...(this.#cfg.ouAsGroups ? cert.ou : []), ...(mapped?.groups ?? [])])];
+    const roles = [...new Set(mapped?.roles ?? [])];
+    const email = cert.sanEmail[0] ?? cert.email[0];
+    return Object.freeze({
+      sub,
+      username,
+      ...(email !== undefined ? { email } : {}),
+      groups,
+      roles,
+      ...(cert.issuerCN !== undefined ? { issuer: cert.issuerCN } : {}),
+      auth: 'mtls',
+      claims: Object.freeze({
+        cn: cert.cn ?? null,
+        ou: cert.ou,
+        o: cert.o,
+        dns: cert.dns,
+        uri: cert.uri,
+        email: [...cert.sanEmail, ...cert.email],
+        serialNumber: cert.serialNumber,
+        fingerprint256: cert.fingerprint256,
+        notAfter: cert.validTo,
+        issuer: cert.issuerCN ?? null,
+      }),
+    });
+  }
+}

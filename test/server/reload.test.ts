@@ -1,0 +1,91 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { loadConfigFile } from '../../src/config/load.ts';
+import { createRuntime } from '../../src/server/index.ts';
+import { createMetrics } from '../../src/server/metrics.ts';
+import { restartRequiredChanges } from '../../src/server/reload.ts';
+import { testConfig } from './helpers.ts';
+
+const yaml = (team: string, extra = '') => `
+upstreams:
+  - { name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }
+identity:
+  providers:
+    - type: apikey
+      keys: [{ name: k, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+teams:
+  team-a: { groups: [team-a], selectors: [{ namespace: "${team}" }] }
+${extra}`;
+
+describe('config reload', () => {
+  it('lists the keys that need a restart', () => {
+    const a = testConfig('http://127.0.0.1:1');
+    const b = testConfig('http://127.0.0.1:2', 'audit: { sampleRate: 0.5 }');
+    expect(restartRequiredChanges(a, b)).toEqual(['upstreams']);
+    expect(restartRequiredChanges(a, { ...a, server: { ...a.server, adminListen: '127.0.0.1:9091' } })).toEqual(['server.adminListen']);
+    expect(restartRequiredChanges(a, testConfig('http://127.0.0.1:1', 'audit: { sampleRate: 0.5 }'))).toEqual([]);
+  });
+
+  it('swaps the policy data on a good config, keeps everything on a bad one, keeps restart-only keys', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, yaml('a'));
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
+    const metrics = createMetrics({ defaultMetrics: false });
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), logger, { metrics });
+    try {
+      const before = runtime.dataRevision;
+      const authBefore = runtime.authenticator;
+      writeFileSync(file, yaml('b', 'server: { listen: "127.0.0.1:9999" }'));
+      const ok = await runtime.reload('test');
+      expect(ok).toMatchObject({ ok: true, restartRequired: ['server.listen'] });
+      expect(runtime.dataRevision).not.toBe(before);
+      expect(runtime.authenticator).not.toBe(authBefore);
+      expect(runtime.config.server.listen).toBe('127.0.0.1:8080');
+      expect(runtime.config.teams['team-a']!.selectors).toEqual([{ namespace: 'b' }]);
+      const decision = runtime.holder.decide({
+        subject: { sub: 'x', groups: ['team-a'], roles: [], auth: 'test', claims: {} },
+        request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' },
+      });
+      expect(decision.selectors).toEqual([[{ name: 'namespace', op: '=', value: 'b' }]]);
+
+      const rev = runtime.dataRevision;
+      writeFileSync(file, yaml('c', 'nonsense: true'));
+      const bad = await runtime.reload('test');
+      expect(bad.ok).toBe(false);
+      expect(bad.error).toMatch(/unknown key "nonsense"/);
+      expect(runtime.dataRevision).toBe(rev);
+      expect(lines.join('')).toContain('config reload rejected');
+      const text = await metrics.registry.metrics();
+      expect(text).toMatch(/lbac_gateway_config_reloads_total\{result="success"\} 1/);
+      expect(text).toMatch(/lbac_gateway_config_reloads_total\{result="failure"\} 1/);
+      expect(text).toMatch(/lbac_gateway_policy_activations_total 2/);
+
+      writeFileSync(file, yaml('b', 'server: { listen: "127.0.0.1:9999" }'));
+      expect(await runtime.reload('test', { skipIfUnchanged: true })).toMatchObject({ ok: true });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('/readyz answers 503 while draining', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, yaml('a'));
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    try {
+      expect((await app.inject({ url: '/readyz' })).statusCode).toBe(200);
+      runtime.startDraining();
+      const res = await app.inject({ url: '/readyz' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({ status: 'shutting down' });
+      expect(res.headers['connection']).toBe('close');
+    } finally {
+      await app.close();
+    }
+  });
+});
