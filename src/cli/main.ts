@@ -11,7 +11,7 @@ import { VERSION } from '../version.ts';
 const HELP = `lbac-gateway ${VERSION} — label-based access control for Prometheus, Loki and Tempo
 
 Usage:
-  lbac-gateway serve [--config FILE]
+  lbac-gateway serve [--config FILE] [--workers N|auto]
   lbac-gateway rewrite --lang promql|logql|traceql --matcher 'ns=~"a|b"' [--matcher …] 'QUERY'
   lbac-gateway rewrite --lang … (--matcher … | --policy FILE) --jsonl    # stdin: one JSON string per line
   lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM]] [--data FILE] [--config FILE]
@@ -187,7 +187,7 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
 }
 
 async function cmdServe(args: string[], io: Out): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, workers: { type: 'string' } } });
   const file = values.config ?? process.env['LBAC_CONFIG'] ?? 'lbac-gateway.yaml';
   const { loadConfigFile } = await import('../config/load.ts');
   const { createLogger, startGateway } = await import('../server/index.ts');
@@ -199,6 +199,17 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
     return 1;
   }
   const logger = createLogger(config.server.logLevel);
+  const { default: cluster } = await import('node:cluster');
+  const { resolveWorkers, superviseWorkers } = await import('./cluster.ts');
+  const flag = values.workers;
+  if (flag !== undefined && flag !== 'auto' && !/^[1-9][0-9]*$/.test(flag)) {
+    io.err(`serve: --workers must be a positive number or "auto" (got ${JSON.stringify(flag)})`);
+    return 2;
+  }
+  const workers = resolveWorkers(flag === undefined ? config.server.workers : flag === 'auto' ? 'auto' : Number(flag));
+  if (workers > 1 && cluster.isPrimary) {
+    return superviseWorkers(workers, (msg, extra) => logger.info({ ...extra }, msg));
+  }
   const gw = await startGateway(config, logger);
   logger.info({ url: gw.url, adminUrl: gw.adminUrl ?? null }, 'lbac-gateway listening');
   const onHup = () => void gw.runtime.reload('SIGHUP');
@@ -225,6 +236,8 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
     process.exit(1);
   }
   logger.info('stopped');
+  // A cluster worker's IPC channel would keep it alive: let go of it.
+  if (cluster.isWorker) process.disconnect?.();
   return 0;
 }
 

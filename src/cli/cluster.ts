@@ -1,0 +1,47 @@
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+
+/**
+ * Runs `workers` copies of the server under node:cluster. The primary only
+ * supervises: it shares the listening socket, forwards SIGTERM/SIGINT (drain
+ * and stop) and SIGHUP (reload) to every worker, replaces a worker that dies
+ * unexpectedly (with a delay, so a crash loop cannot spin), and exits when all
+ * workers have stopped. Each worker is a complete gateway: its own policy
+ * engine (WASM instances are per process), identity and decision caches, and
+ * bundle polling — the same as independent replicas.
+ */
+export function resolveWorkers(setting: number | 'auto'): number {
+  return setting === 'auto' ? availableParallelism() : setting;
+}
+
+export async function superviseWorkers(count: number, log: (msg: string, extra?: Record<string, unknown>) => void): Promise<number> {
+  let stopping = false;
+  let failures = 0;
+  const fork = (): Worker => cluster.fork({ LBAC_CLUSTER_WORKER: '1' });
+  for (let i = 0; i < count; i++) fork();
+  log('started workers', { workers: count });
+
+  const forward = (signal: NodeJS.Signals) => {
+    if (signal !== 'SIGHUP') stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
+  };
+  process.on('SIGTERM', () => forward('SIGTERM'));
+  process.on('SIGINT', () => forward('SIGINT'));
+  process.on('SIGHUP', () => forward('SIGHUP'));
+
+  return new Promise<number>((resolve) => {
+    cluster.on('exit', (worker, code, signal) => {
+      const alive = Object.keys(cluster.workers ?? {}).length;
+      if (!stopping) {
+        failures++;
+        log('worker exited unexpectedly; replacing it', { pid: worker.process.pid, code, signal });
+        setTimeout(fork, Math.min(30_000, 250 * 2 ** Math.min(failures, 7)));
+        return;
+      }
+      // A worker still starting when the signal came dies of it: that is a clean stop too.
+      const stoppedBySignal = code === null && (signal === 'SIGTERM' || signal === 'SIGINT');
+      if (code !== 0 && !stoppedBySignal) failures++;
+      if (alive === 0) resolve(failures > 0 ? 1 : 0);
+    });
+  });
+}
