@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite clean
+.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite bench-identity clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -78,8 +78,14 @@ run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl com
 bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy → bench/results/
 	@node bench/gateway.ts
 
+soak: tools deps ## 10 minutes of steady load: RSS and event-loop delay growth → bench/results/
+	@node bench/soak.ts
+
 bench-rewrite: deps ## rewrite latency over the corpus → bench/results/
 	@node bench/rewrite.ts
+
+bench-identity: deps ## verified-and-cached JWT cost per request (ES256, RS256) → bench/results/
+	@node bench/identity.ts
 
 clean: ## remove build outputs (not the tools cache)
 	rm -rf dist .run coverage
