@@ -64,6 +64,21 @@ export type RawResponseFilter = (
   ctx: { readonly policy: SelectorPolicy; readonly pathParams: Readonly<Record<string, string>> },
 ) => RawFilteredResponse;
 
+/** A JSON response filter as a raw one: parse, filter, re-serialise (a body that is not JSON throws → 502). */
+export function jsonResponseFilter(filter: ResponseFilter): RawResponseFilter {
+  return (raw, _contentType, ctx) => ({
+    status: 200,
+    contentType: 'application/json',
+    body: JSON.stringify(filter(JSON.parse(new TextDecoder().decode(raw)), ctx)),
+  });
+}
+
+/** The filter that applies to a route's answer, if any: a raw filter wins over a JSON one. */
+export function responseFilterOf(route: RouteSpec): RawResponseFilter | undefined {
+  if (route.rawResponseFilter !== undefined) return route.rawResponseFilter;
+  return route.responseFilter === undefined ? undefined : jsonResponseFilter(route.responseFilter);
+}
+
 export interface RouteTable {
   readonly kind: BackendKind;
   readonly routes: readonly RouteSpec[];

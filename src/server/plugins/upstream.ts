@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
-import { upstreamPath, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import { responseFilterOf, upstreamPath, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
@@ -34,7 +34,16 @@ const DROPPED_HEADERS = [
   'trailer',
   'upgrade',
   'host',
+  // The gateway forwards its own re-encoding of the form, never the client's bytes.
+  'content-encoding',
 ];
+
+/**
+ * Header names compared as backends may read them: case-insensitively and with `_` as `-`
+ * (CGI/WSGI-style servers and some proxies map both to the same variable), so `X_Scope_OrgID`
+ * cannot stand in for the owned `X-Scope-OrgID`.
+ */
+const headerKey = (name: string): string => name.toLowerCase().replace(/_/g, '-');
 
 const LANGUAGE: Record<RouteTable['kind'], string> = { prometheus: 'promql', loki: 'logql', tempo: 'traceql' };
 
@@ -62,12 +71,13 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
 /** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
 export function upstreamHeaders(client: IncomingHttpHeaders, upstream: ResolvedUpstream, decision: Decision): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  const policyNames = new Set(Object.keys(decision.headers).map((h) => h.toLowerCase()));
-  const configured = new Set(Object.keys(upstream.headers).map((h) => h.toLowerCase()));
+  const policyNames = new Set(Object.keys(decision.headers).map(headerKey));
+  const configured = new Set(Object.keys(upstream.headers).map(headerKey));
   for (const [name, value] of Object.entries(client)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
-    if (OWNED_HEADERS.includes(lower) || DROPPED_HEADERS.includes(lower) || policyNames.has(lower) || configured.has(lower)) continue;
+    const key = headerKey(name);
+    if (OWNED_HEADERS.includes(key) || DROPPED_HEADERS.includes(key) || policyNames.has(key) || configured.has(key)) continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
     out[lower] = value;
   }
@@ -133,19 +143,18 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
   const headers = upstreamHeaders(req.headers, upstream, decision);
-  // A route filters either the raw answer in any representation (rawResponseFilter, e.g.
-  // Tempo traces as JSON or protobuf) or the parsed JSON (responseFilter); raw wins.
-  // The client's Accept is forwarded unchanged (upstreamHeaders), so the upstream answers
-  // the representation the client asked for; the raw filter refuses any other.
-  const rawFilter = decision.unrestricted ? undefined : route.rawResponseFilter;
-  const filter = decision.unrestricted || rawFilter !== undefined ? undefined : route.responseFilter;
+  // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
+  // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
+  // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
+  const filter = decision.unrestricted ? undefined : responseFilterOf(route);
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
-  if (filter !== undefined || rawFilter !== undefined) headers['accept-encoding'] = 'identity';
+  if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
   const common = {
-    ...(rawFilter === undefined
+    ...(filter === undefined
       ? {}
       : {
+          // reply-from's typings call `res` a server response; at run time it is the upstream response.
           onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
             const rep = replyArg as FastifyReply;
             const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
@@ -157,37 +166,13 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
                 let out;
                 try {
-                  out = rawFilter(raw, String(res.headers['content-type'] ?? ''), { policy: decision.selectors, pathParams });
+                  out = filter(raw, String(res.headers['content-type'] ?? ''), { policy: decision.selectors, pathParams });
                 } catch (e) {
                   return rep.send(new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e }));
                 }
                 const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
                 // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
                 return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
-              },
-              (e: unknown) => rep.send(new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
-            );
-          },
-        }),
-    ...(filter === undefined
-      ? {}
-      : {
-          // reply-from's typings call `res` a server response; at run time it is the upstream response.
-          onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
-            const rep = replyArg as FastifyReply;
-            const res = resArg as { statusCode: number; stream: NodeJS.ReadableStream };
-            readBounded(res.stream, MAX_FILTERED_BODY).then(
-              (raw) => {
-                rep.removeHeader('content-length');
-                rep.removeHeader('content-encoding');
-                if (res.statusCode !== 200) return rep.send(raw);
-                let parsed: unknown;
-                try {
-                  parsed = JSON.parse(raw.toString('utf8'));
-                } catch (e) {
-                  return rep.send(new GatewayError('upstream_error', 'upstream answered with invalid JSON', { cause: e }));
-                }
-                return rep.type('application/json').send(JSON.stringify(filter(parsed, { policy: decision.selectors, pathParams })));
               },
               (e: unknown) => rep.send(new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
             );
