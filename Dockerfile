@@ -17,8 +17,10 @@ COPY package.json ./
 COPY bin ./bin
 COPY wasm ./wasm
 COPY examples/gateway.yaml /etc/lbac-gateway/gateway.yaml
-USER node
-EXPOSE 8080
+# Numeric (the image's "node" user): Kubernetes can only verify runAsNonRoot for a numeric USER.
+USER 1000:1000
+# 8080: the gateway (LBAC_LISTEN); 9091: the admin listener (/metrics) when server.adminListen is set.
+EXPOSE 8080 9091
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.LBAC_LISTEN||'127.0.0.1:8080').split(':').pop()+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "bin/lbac-gateway.js"]
 CMD ["serve"]

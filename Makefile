@@ -16,7 +16,7 @@ RESULTS := .run/test-results
 .PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite bench-identity clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 node-runtime: ## Node.js $(NODE_VERSION) into the tools cache
 	@bash scripts/tools.sh node

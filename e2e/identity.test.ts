@@ -128,6 +128,13 @@ describe('each identity source end to end', () => {
   it('basic-auth user', async () => {
     expect(await namespaces({ authorization: `Basic ${Buffer.from('erin:erin-password').toString('base64')}` })).toEqual(B);
   });
+  it('401s offer Basic next to Bearer because a basic source is configured', async () => {
+    const res = await fetch(`${base}/api/v1/query?query=up`, { headers: { authorization: `Basic ${Buffer.from('erin:wrong').toString('base64')}` } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toBe('Bearer realm="lbac-gateway", error="invalid_token", Basic realm="lbac-gateway"');
+    const none = await fetch(`${base}/api/v1/query?query=up`);
+    expect(none.headers.get('www-authenticate')).toBe('Bearer realm="lbac-gateway", Basic realm="lbac-gateway"');
+  });
 });
 
 describe('key rotation at the provider while the gateway runs', () => {

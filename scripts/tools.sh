@@ -128,7 +128,7 @@ install_k8s_schemas() {
   python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   local sub="kubernetes_validate/kubernetes-json-schema/v$KUBERNETES_SCHEMA_VERSION-local-strict"
   python3 - "$tmp"/kubernetes_validate-*.whl "$sub" "$dir" <<'PY'
-import sys, zipfile, os
+import sys, zipfile, os, json
 whl, sub, dest = sys.argv[1], sys.argv[2], sys.argv[3]
 z = zipfile.ZipFile(whl)
 names = [n for n in z.namelist() if n.startswith(sub + '/') and n.endswith('.json')]
@@ -136,9 +136,17 @@ if not names:
     sys.exit('no schemas under ' + sub + ' in ' + whl)
 out = os.path.join(dest, os.path.basename(sub))
 os.makedirs(out, exist_ok=True)
+# The files carry "$id": "https://kubernetes.io/api/..." and reference
+# "/api/_definitions.json#/$defs/...", which kubernetes-validate resolves itself;
+# against that $id a JSON-schema compiler (kubeconform's) would fetch
+# kubernetes.io. Drop the $id and make the references file-relative, so
+# kubeconform resolves them next to the kind's file, offline.
 for n in names:
-    with open(os.path.join(out, os.path.basename(n)), 'wb') as f:
-        f.write(z.read(n))
+    doc = json.loads(z.read(n))
+    doc.pop('$id', None)
+    text = json.dumps(doc).replace('"/api/_definitions.json#/', '"_definitions.json#/')
+    with open(os.path.join(out, os.path.basename(n)), 'w') as f:
+        f.write(text)
 print(len(names), 'schemas in', out)
 PY
   log "fetching the ServiceMonitor CRD (Go module prometheus-operator $PROMETHEUS_OPERATOR_VERSION)"

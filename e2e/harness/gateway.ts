@@ -22,6 +22,10 @@ export interface StartGatewayOptions {
   /** Default 30 000 ms. */
   readyTimeoutMs?: number;
   logFile?: string;
+  /** 'https' when the config sets server.tls; then `readyUrl` must name a plain-HTTP readiness URL (e.g. the admin listener's). */
+  scheme?: 'http' | 'https';
+  /** Readiness URL polled instead of `<url>/readyz`. */
+  readyUrl?: string;
 }
 
 export interface GatewayInstance {
@@ -67,7 +71,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<GatewayIn
 
   for (let attempt = 1; ; attempt++) {
     const port = opts.port ?? (await freePort());
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${opts.scheme ?? 'http'}://127.0.0.1:${port}`;
     writeFileSync(configFile, stringify(withListen(opts.config, port)));
     try {
       const proc = await startProcess({
@@ -76,7 +80,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<GatewayIn
         args: [gatewayBin, 'serve', '--config', configFile],
         cwd: repoRoot,
         ...(opts.env !== undefined ? { env: opts.env } : {}),
-        readyUrl: `${url}/readyz`,
+        readyUrl: opts.readyUrl ?? `${url}/readyz`,
         readyTimeoutMs: opts.readyTimeoutMs ?? 30_000,
         ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
       });

@@ -53,6 +53,18 @@ test_duplicate_namespaces_collapse if {
 	decide({"namespaces": ["a", "a"]}) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a"}])
 }
 
+test_label_names if {
+	decide({"labels": {"a": "x", "_b9": "y", "__name__": "up", "Z": "z"}}).selectors == [[
+		{"name": "Z", "op": "=", "value": "z"},
+		{"name": "__name__", "op": "=", "value": "up"},
+		{"name": "_b9", "op": "=", "value": "y"},
+		{"name": "a", "op": "=", "value": "x"},
+	]]
+	every bad in ["9a", "a-b", "a.b", "ñ", "a b", "a:b"] {
+		decide({"labels": {bad: "x"}}).allow == false
+	}
+}
+
 test_labels_claim_becomes_and_group if {
 	decide({"labels": {"app": "x", "team": ["z", "y"]}}) == allowed("claims: labels", [
 		{"name": "app", "op": "=", "value": "x"},

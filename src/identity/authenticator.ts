@@ -100,6 +100,8 @@ export class Authenticator {
     } catch (e) {
       if (e instanceof GatewayError && e.code === 'identity_unavailable') this.stats.unavailable++;
       else this.stats.rejected++;
+      // With a basic source configured, 401s also offer `WWW-Authenticate: Basic` (server/plugins/errors.ts).
+      if (this.#basic && e instanceof InvalidTokenError) throw e.withBasicChallenge();
       throw e;
     }
   }

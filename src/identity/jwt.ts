@@ -12,10 +12,19 @@ import type { Credentials, IdentitySource } from './source.ts';
 export class InvalidTokenError extends GatewayError {
   /** No credentials at all (RFC 6750 §3.1: then the challenge carries no error code). */
   readonly missing: boolean;
-  constructor(message: string, cause?: unknown, missing = false) {
+  /** Also challenge with `Basic` (set by the Authenticator when a basic source is configured). */
+  readonly basicChallenge: boolean;
+  constructor(message: string, cause?: unknown, missing = false, basicChallenge = false) {
     super('unauthenticated', message, cause === undefined ? undefined : { cause });
     this.name = 'InvalidTokenError';
     this.missing = missing;
+    this.basicChallenge = basicChallenge;
+  }
+
+  /** The same refusal, also challenging with Basic. */
+  withBasicChallenge(): InvalidTokenError {
+    if (this.basicChallenge) return this;
+    return new InvalidTokenError(this.message, this.cause, this.missing, true);
   }
 }
 
@@ -164,6 +173,10 @@ export class JwtVerifier implements IdentitySource {
     const token = creds.bearer;
     if (token === undefined) return undefined;
     if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
+    // A token this verifier already verified (cache keyed by digest, bounded by exp) needs no
+    // header/issuer decoding to be routed here: the common case costs one SHA-256 and a lookup.
+    const hit = this.#cache.get(tokenDigest(token));
+    if (hit !== undefined) return hit;
     if (!JwtVerifier.hasJoseHeader(token)) return undefined;
     if (this.options.routeByIssuer !== false) {
       const iss = JwtVerifier.unverifiedIssuer(token);

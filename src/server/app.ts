@@ -18,6 +18,7 @@ import { limitsPlugin } from './plugins/limits.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { policyPlugin } from './plugins/policy.ts';
 import { upstreamPlugin } from './plugins/upstream.ts';
+import { httpsOptions } from './tls.ts';
 
 /** Route tables by backend kind. */
 export const ROUTE_TABLES: Record<BackendKind, RouteTable> = { prometheus: prometheusRoutes, loki: lokiRoutes, tempo: tempoRoutes };
@@ -68,6 +69,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     // Only the methods in the route tables: no implicit HEAD routes.
     exposeHeadRoutes: false,
+    // server.tls: HTTPS, client certificates requested for `mtls` identity (server/tls.ts).
+    ...(config.server.tls === undefined ? {} : { https: httpsOptions(config.server.tls) }),
   });
   const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');
   installErrorHandlers(app, undefined);

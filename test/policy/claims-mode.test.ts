@@ -150,6 +150,10 @@ describe('claims mode through wasm/policy.wasm', () => {
         { labels: { app: 'x.y', team: ['(a)', 'b|c'] }, namespaces: 'ns' },
         {},
         { namespaces: [], labels: { app: 'x' } },
+        { labels: { a: 'x', _b9: 'y', Z: 'z', __name__: 'up' } },
+        { labels: { '9a': 'x' } },
+        { labels: { 'a-b': 'x' } },
+        { labels: { 'ñ': 'x' } },
       ];
       for (const claims of cases) {
         for (const request of [metrics, traces]) {

@@ -17,7 +17,9 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
     const r = renderError(kind, ge);
     if (ge.status === 401) {
       const missing = ge instanceof InvalidTokenError && ge.missing;
-      reply.header('www-authenticate', missing ? 'Bearer realm="lbac-gateway"' : 'Bearer realm="lbac-gateway", error="invalid_token"');
+      const bearer = missing ? 'Bearer realm="lbac-gateway"' : 'Bearer realm="lbac-gateway", error="invalid_token"';
+      // One challenge per header line; Basic only when a basic source is configured (the Authenticator marks the error).
+      reply.header('www-authenticate', ge instanceof InvalidTokenError && ge.basicChallenge ? [bearer, 'Basic realm="lbac-gateway"'] : bearer);
     }
     if (ge.status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '5');
     return reply.code(r.status).type(r.contentType).send(r.body);

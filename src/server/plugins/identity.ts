@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../../errors.ts';
 import type { Authenticator } from '../../identity/authenticator.ts';
+import { tlsInfoOf } from '../../identity/mtls.ts';
 import type { Subject } from '../../policy/decision.ts';
 
 declare module 'fastify' {
@@ -27,7 +28,7 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
       const started = performance.now();
       const state = req.lbac as FastifyRequest['lbac'] | null;
       try {
-        req.subject = await current().authenticate({ headers: req.headers });
+        req.subject = await current().authenticate({ headers: req.headers, tls: tlsInfoOf(req.raw.socket) });
         if (state) state.identity = 'accepted';
       } catch (e) {
         if (state) state.identity = e instanceof GatewayError && e.code === 'identity_unavailable' ? 'unavailable' : 'rejected';

@@ -1,0 +1,32 @@
+import { readFileSync } from 'node:fs';
+import type { ServerOptions } from 'node:https';
+import type { ServerTlsConfig } from '../config/schema.ts';
+import { ConfigError } from '../errors.ts';
+
+function read(file: string, key: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { key });
+  }
+}
+
+/**
+ * node:https options for `server.tls`. Client certificates are requested (when
+ * clientCA is set) but never required at the TLS layer
+ * (`rejectUnauthorized: false`): a missing or unverified certificate reaches
+ * the identity layer, which answers 401 in the backend's format; only a
+ * certificate whose chain verified against clientCA (`socket.authorized`)
+ * identifies anyone (src/identity/mtls.ts).
+ */
+export function httpsOptions(tls: ServerTlsConfig): ServerOptions {
+  const requestCert = tls.requestClientCert ?? tls.clientCA !== undefined;
+  return {
+    cert: read(tls.cert, 'server.tls.cert'),
+    key: read(tls.key, 'server.tls.key'),
+    ...(tls.clientCA === undefined ? {} : { ca: read(tls.clientCA, 'server.tls.clientCA') }),
+    requestCert,
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2',
+  };
+}

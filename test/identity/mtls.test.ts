@@ -1,0 +1,118 @@
+// The mtls identity source: certificate fields → subject, and the TLS layer's
+// verdict (a real HTTPS server with requestCert, certificates from openssl).
+import { createServer, request } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
+import { configSchema, mtlsProviderSchema } from '../../src/config/schema.ts';
+import { Authenticator } from '../../src/identity/authenticator.ts';
+import { InvalidTokenError } from '../../src/identity/jwt.ts';
+import { MtlsSource, parseSubjectAltName, tlsInfoOf } from '../../src/identity/mtls.ts';
+import type { ClientCertificate, TlsInfo } from '../../src/identity/source.ts';
+
+const cert = (c: Partial<ClientCertificate>): TlsInfo => ({
+  authorized: true,
+  error: undefined,
+  certificate: { cn: undefined, ou: [], o: [], email: [], dns: [], uri: [], sanEmail: [], issuerCN: 'CA', serialNumber: '01', fingerprint256: 'AA', validTo: 'x', ...c },
+});
+const creds = (tls: TlsInfo | undefined) => ({ headers: {}, bearer: undefined, basic: undefined, tls });
+const source = (cfg: Record<string, unknown> = {}) => new MtlsSource(mtlsProviderSchema.parse({ type: 'mtls', ...cfg }));
+
+describe('parseSubjectAltName', () => {
+  it('splits DNS, URI and email entries, JSON-quoted values included', () => {
+    expect(parseSubjectAltName('DNS:a.example, URI:spiffe://td/ns/x, email:a@b.c, IP Address:127.0.0.1, DNS:"we, ird"')).toEqual({
+      dns: ['a.example', 'we, ird'],
+      uri: ['spiffe://td/ns/x'],
+      email: ['a@b.c'],
+    });
+    expect(parseSubjectAltName(undefined)).toEqual({ dns: [], uri: [], email: [] });
+  });
+});
+
+describe('MtlsSource', () => {
+  it('CN → sub/username, OU → groups, SAN email → email', async () => {
+    const s = await source().authenticate(creds(cert({ cn: 'alice', ou: ['team-a', 'ops'], sanEmail: ['alice@example.com'] })));
+    expect(s).toMatchObject({ sub: 'alice', username: 'alice', email: 'alice@example.com', groups: ['team-a', 'ops'], roles: [], auth: 'mtls', issuer: 'CA' });
+    expect(s?.claims).toMatchObject({ cn: 'alice', ou: ['team-a', 'ops'], fingerprint256: 'AA' });
+  });
+  it('subjectFrom is tried in order; usernameFrom separately; mapping adds groups and roles', async () => {
+    const src = source({ subjectFrom: ['uri', 'dns', 'cn'], usernameFrom: ['dns'], ouAsGroups: false, mapping: [{ subject: 'spiffe://td/x', groups: ['team-b'], roles: ['viewer'] }] });
+    const s = await src.authenticate(creds(cert({ cn: 'x', ou: ['ignored'], uri: ['spiffe://td/x'], dns: ['x.svc'] })));
+    expect(s).toMatchObject({ sub: 'spiffe://td/x', username: 'x.svc', groups: ['team-b'], roles: ['viewer'] });
+    expect((await src.authenticate(creds(cert({ cn: 'only-cn' }))))?.sub).toBe('only-cn');
+  });
+  it('no usable field, unmapped subject with requireMapping, unverified certificate → 401', async () => {
+    await expect(source({ subjectFrom: ['uri'] }).authenticate(creds(cert({ cn: 'a' })))).rejects.toBeInstanceOf(InvalidTokenError);
+    await expect(source({ requireMapping: true }).authenticate(creds(cert({ cn: 'a' })))).rejects.toThrow(/not in mtls.mapping/);
+    await expect(source().authenticate(creds({ authorized: false, certificate: undefined, error: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }))).rejects.toThrow(/not verified/);
+  });
+  it('no TLS, or no certificate: nothing to judge', async () => {
+    expect(await source().authenticate(creds(undefined))).toBeUndefined();
+    expect(await source().authenticate(creds({ authorized: false, certificate: undefined, error: undefined }))).toBeUndefined();
+  });
+  it('Authenticator: no certificate and no other credential is "missing" (401 with a plain challenge)', async () => {
+    const auth = new Authenticator([source()]);
+    const err = await auth.authenticate({ headers: {}, tls: { authorized: false, certificate: undefined, error: undefined } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidTokenError);
+    expect((err as InvalidTokenError).missing).toBe(true);
+    expect((await auth.authenticate({ headers: {}, tls: cert({ cn: 'bob' }) })).sub).toBe('bob');
+  });
+  it('config: an mtls provider needs server.tls.clientCA; requestClientCert needs clientCA', () => {
+    const base = { upstreams: [{ name: 'm', kind: 'prometheus', url: 'http://127.0.0.1:9090' }], identity: { providers: [{ type: 'mtls' }] } };
+    expect(configSchema.safeParse(base).success).toBe(false);
+    expect(configSchema.safeParse({ ...base, server: { tls: { cert: 'c', key: 'k', clientCA: 'ca' } } }).success).toBe(true);
+    expect(configSchema.safeParse({ ...base, server: { tls: { cert: 'c', key: 'k', requestClientCert: true } } }).success).toBe(false);
+  });
+});
+
+describe('tlsInfoOf on a real TLS socket', () => {
+  let pki: TestPki;
+  let other: TestPki;
+  let server: ReturnType<typeof createServer>;
+  let port: number;
+  const seen: (TlsInfo | undefined)[] = [];
+  const c: Record<string, CertFiles> = {};
+
+  beforeAll(async () => {
+    pki = createTestPki('/CN=unit CA');
+    other = createTestPki('/CN=unit CA');
+    c['server'] = pki.issue('server', { subject: '/CN=server', san: ['IP:127.0.0.1'], serverAuth: true });
+    c['good'] = pki.issue('good', { subject: '/OU=team-a/OU=ops/CN=good', san: ['URI:spiffe://td/good', 'DNS:good.svc', 'email:good@example.com'] });
+    c['bad'] = other.issue('bad', { subject: '/OU=team-a/CN=good' });
+    server = createServer({ cert: c['server'].certPem, key: c['server'].keyPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+      seen.push(tlsInfoOf(req.socket));
+      res.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => {
+    server?.close();
+    pki?.cleanup();
+    other?.cleanup();
+  });
+
+  const hit = (client?: CertFiles) =>
+    new Promise<TlsInfo | undefined>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/', ca: pki.ca.certPem, agent: false, ...(client ? { cert: client.certPem, key: client.keyPem } : {}) }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(seen.at(-1)));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  it('a certificate chaining to the CA is authorized and parsed', async () => {
+    const info = await hit(c['good']);
+    expect(info?.authorized).toBe(true);
+    expect(info?.certificate).toMatchObject({ cn: 'good', ou: ['team-a', 'ops'], uri: ['spiffe://td/good'], dns: ['good.svc'], sanEmail: ['good@example.com'], issuerCN: 'unit CA' });
+  });
+  it('a certificate from another CA (same names) is not, and says why', async () => {
+    const info = await hit(c['bad']);
+    expect(info).toMatchObject({ authorized: false, certificate: undefined });
+    expect(info?.error).toMatch(/UNABLE_TO_VERIFY|unable to verify|self.signed|certificate/i);
+  });
+  it('no certificate: nothing', async () => {
+    expect(await hit()).toEqual({ authorized: false, certificate: undefined, error: undefined });
+  });
+});

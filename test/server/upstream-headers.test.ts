@@ -1,0 +1,26 @@
+// upstreamHeaders: what the gateway forwards of the client's headers (bypass suite, e2e/bypass).
+import { describe, expect, it } from 'vitest';
+import type { ResolvedUpstream } from '../../src/config/load.ts';
+import type { Decision } from '../../src/policy/decision.ts';
+import { upstreamHeaders } from '../../src/server/plugins/upstream.ts';
+
+const upstream = { headers: { 'X-Upstream-Key': 'configured' }, forwardAuthorization: false } as unknown as ResolvedUpstream;
+const decision: Decision = { allow: true, reason: 't', unrestricted: false, selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: { 'X-Scope-OrgID': 'tenant-a', 'X-Policy-Tenant': 'p' } };
+
+describe('upstreamHeaders', () => {
+  it('owned, policy and configured header names spelt with underscores are not forwarded', () => {
+    const out = upstreamHeaders(
+      { x_scope_orgid: 'tenant-b', 'x-prom_label_policy': 'tenant-b:%7B%7D', x_policy_tenant: 'evil', x_upstream_key: 'evil', x_custom: 'kept' },
+      upstream,
+      decision,
+    );
+    expect(out).toEqual({ 'x-upstream-key': 'configured', 'x-scope-orgid': 'tenant-a', 'x-policy-tenant': 'p', x_custom: 'kept' });
+  });
+
+  it('Content-Encoding is not forwarded: the gateway sends its own re-encoding of the body', () => {
+    const out = upstreamHeaders({ 'content-encoding': 'gzip', content_encoding: 'gzip', 'content-type': 'application/x-www-form-urlencoded' }, upstream, decision);
+    expect(out['content-encoding']).toBeUndefined();
+    expect(out['content_encoding']).toBeUndefined();
+    expect(out['content-type']).toBe('application/x-www-form-urlencoded');
+  });
+});
