@@ -207,27 +207,42 @@ export async function createGateway(config: GatewayConfig, logger: Logger = crea
   return (await createRuntime(config, logger)).app;
 }
 
-/** Reload on changes to the config file: the directory is watched (editors replace files), changes are debounced. */
-function watchConfigFile(runtime: GatewayRuntime, file: string, debounceMs: number): FSWatcher | undefined {
-  const dir = path.dirname(path.resolve(file));
-  const base = path.basename(file);
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const w = watch(dir, { persistent: false }, (_event, name) => {
-      if (name !== null && name !== base) return;
-      if (timer !== undefined) clearTimeout(timer);
-      timer = setTimeout(() => {
-        timer = undefined;
-        void runtime.reload('file change', { skipIfUnchanged: true });
-      }, debounceMs);
-    });
-    w.on('close', () => timer !== undefined && clearTimeout(timer));
-    w.on('error', (e) => runtime.logger.warn({ err: e, file }, 'config file watch failed; reload with SIGHUP'));
-    return w;
-  } catch (e) {
-    runtime.logger.warn({ err: e, file }, 'cannot watch the config file; reload with SIGHUP');
-    return undefined;
+/**
+ * Reload when a watched file changes: the config file, and in local mode the
+ * policy wasm. Directories are watched (editors and Kubernetes replace files:
+ * a mounted ConfigMap changes by swapping its `..data` link, so that name counts
+ * for every file in the directory). Changes are debounced. A wasm change always
+ * rebuilds the engine; a config change is skipped when the parsed config is equal.
+ */
+function watchForReload(runtime: GatewayRuntime, files: readonly { file: string; always: boolean }[], debounceMs: number): FSWatcher[] {
+  const byDir = new Map<string, { names: Set<string>; always: boolean }>();
+  for (const { file, always } of files) {
+    const dir = path.dirname(path.resolve(file));
+    const entry = byDir.get(dir) ?? { names: new Set(['..data']), always: false };
+    entry.names.add(path.basename(file));
+    entry.always ||= always;
+    byDir.set(dir, entry);
   }
+  const watchers: FSWatcher[] = [];
+  for (const [dir, { names, always }] of byDir) {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const w = watch(dir, { persistent: false }, (_event, name) => {
+        if (name !== null && !names.has(name)) return;
+        if (timer !== undefined) clearTimeout(timer);
+        timer = setTimeout(() => {
+          timer = undefined;
+          void runtime.reload('file change', { skipIfUnchanged: !always });
+        }, debounceMs);
+      });
+      w.on('close', () => timer !== undefined && clearTimeout(timer));
+      w.on('error', (e) => runtime.logger.warn({ err: e, dir }, 'file watch failed; reload with SIGHUP'));
+      watchers.push(w);
+    } catch (e) {
+      runtime.logger.warn({ err: e, dir }, 'cannot watch for changes; reload with SIGHUP');
+    }
+  }
+  return watchers;
 }
 
 export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel)): Promise<RunningGateway> {
@@ -240,9 +255,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
     logger.info({ url: adminUrl }, 'admin listener (metrics) started');
   }
-  const watcher = config.server.watchConfig && config.file !== undefined ? watchConfigFile(runtime, config.file, config.server.reloadDebounceMs) : undefined;
+  const watched = [
+    ...(config.file !== undefined ? [{ file: config.file, always: false }] : []),
+    // Local mode: a rebuilt wasm (make policy) is picked up like a config change, validated before the swap.
+    ...(config.policy.bundle === undefined ? [{ file: config.policyWasm, always: true }] : []),
+  ];
+  const watchers = config.server.watchConfig ? watchForReload(runtime, watched, config.server.reloadDebounceMs) : [];
   const closeAll = async () => {
-    watcher?.close();
+    for (const w of watchers) w.close();
     await Promise.allSettled([app.close(), admin?.close()]);
   };
   return {
@@ -253,7 +273,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     close: closeAll,
     shutdown: async () => {
       runtime.startDraining();
-      watcher?.close();
+      for (const w of watchers) w.close();
       const { shutdownDelayMs, shutdownTimeoutMs } = runtime.config.server;
       if (shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, shutdownDelayMs));
       let timer: NodeJS.Timeout | undefined;
