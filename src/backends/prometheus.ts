@@ -1,6 +1,39 @@
 import { rewritePromQL, rewriteSeriesSelectors } from '../rewrite/promql.ts';
-import { filterAlerts, filterLabelValues, filterRules } from './filters.ts';
+import { filterAlerts, filterLabelValues, filterRules, type ResponseFilter } from './filters.ts';
 import type { EnforcedParam, RouteTable } from './routes.ts';
+
+/**
+ * Prometheus 3 accepts UTF-8 label names in the label-values path in its
+ * "underscore escaping": `U__` + the name with `_` as `__` and any other
+ * character outside [A-Za-z0-9] as `_<hex code point>_`. The response filter
+ * must judge the name Prometheus will use. Anything malformed stays as written
+ * (Prometheus then treats it literally as well).
+ */
+export function unescapeLabelName(name: string): string {
+  if (!name.startsWith('U__')) return name;
+  let out = '';
+  const s = name.slice(3);
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c !== '_') {
+      out += c;
+      continue;
+    }
+    if (s[i + 1] === '_') {
+      out += '_';
+      i++;
+      continue;
+    }
+    const end = s.indexOf('_', i + 1);
+    const hex = end < 0 ? '' : s.slice(i + 1, end);
+    if (!/^[0-9A-Fa-f]{1,6}$/.test(hex) || Number.parseInt(hex, 16) > 0x10ffff) return name;
+    out += String.fromCodePoint(Number.parseInt(hex, 16));
+    i = end;
+  }
+  return out;
+}
+
+const filterPromLabelValues: ResponseFilter = (body, ctx) => filterLabelValues(body, { ...ctx, pathParams: { ...ctx.pathParams, name: unescapeLabelName(ctx.pathParams['name'] ?? '') } });
 
 /** `query` of /query and /query_range: one PromQL expression. */
 const queryParam: EnforcedParam = {
@@ -36,7 +69,7 @@ export const prometheusRoutes: RouteTable = {
       path: '/api/v1/label/:name/values',
       methods: ['GET'],
       enforced: [matchParam(false)],
-      responseFilter: filterLabelValues,
+      responseFilter: filterPromLabelValues,
       validatePathParam: (_n, v) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined),
     },
     { endpoint: 'query_exemplars', path: '/api/v1/query_exemplars', methods: ['GET', 'POST'], enforced: [queryParam] },

@@ -92,9 +92,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(policyPlugin, { holder });
   await app.register(healthPlugin, { ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
+  // Headers identity sources read credentials from (API keys, Grafana ID tokens): never forwarded upstream.
+  const credentialHeaders = config.identity.providers.flatMap((p) => ('header' in p && typeof p.header === 'string' ? [p.header] : []));
   for (const upstream of config.upstreams) {
     const table = ROUTE_TABLES[upstream.kind];
-    await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes });
+    await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes, credentialHeaders });
   }
   return app;
 }

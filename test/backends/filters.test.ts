@@ -71,3 +71,15 @@ describe('response filters', () => {
     expect(filterLabelValues({ status: 'success', data: { x: 1 } }, { policy: teamA, pathParams: { name: 'namespace' } })).toMatchObject({ data: [] });
   });
 });
+
+describe('Prometheus U__ label-name escaping', async () => {
+  const { unescapeLabelName } = await import('../../src/backends/prometheus.ts');
+  it('decodes what Prometheus decodes, leaves the rest alone', () => {
+    expect(unescapeLabelName('U__namespace')).toBe('namespace');
+    expect(unescapeLabelName('U__k8s_2e_namespace')).toBe('k8s.namespace');
+    expect(unescapeLabelName('U__a__b')).toBe('a_b');
+    expect(unescapeLabelName('U__x_1f600_')).toBe('x😀');
+    expect(unescapeLabelName('namespace')).toBe('namespace');
+    expect(unescapeLabelName('U__bad_zz_')).toBe('U__bad_zz_');
+  });
+});

@@ -23,4 +23,10 @@ describe('upstreamHeaders', () => {
     expect(out['content_encoding']).toBeUndefined();
     expect(out['content-type']).toBe('application/x-www-form-urlencoded');
   });
+
+  it('credential headers (Grafana ID tokens, configured API-key headers) are never forwarded', () => {
+    const out = upstreamHeaders({ 'x-grafana-id': 'eyJ…', 'x-id-token': 'eyJ…', 'x-api-key': 'secret', 'x_api_key': 'secret', 'x-kept': 'v' }, upstream, decision, ['X-API-Key']);
+    for (const h of ['x-grafana-id', 'x-id-token', 'x-api-key', 'x_api_key']) expect(out[h], h).toBeUndefined();
+    expect(out['x-kept']).toBe('v');
+  });
 });

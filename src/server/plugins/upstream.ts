@@ -15,7 +15,12 @@ export interface UpstreamPluginOptions {
   readonly table: RouteTable;
   readonly limits: RewriteLimits;
   readonly bodyLimit: number;
+  /** Headers that carry the client's credentials for the gateway (identity sources' headers): never forwarded. */
+  readonly credentialHeaders?: readonly string[];
 }
+
+/** Credential headers Grafana may send (ID tokens): never forwarded, whatever identity sources are configured. */
+export const GRAFANA_CREDENTIAL_HEADERS = ['x-grafana-id', 'x-id-token'];
 
 /** Headers the gateway owns: a client's copy is never forwarded. */
 const OWNED_HEADERS = ['x-scope-orgid', 'x-prom-label-policy'];
@@ -69,15 +74,21 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
 }
 
 /** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
-export function upstreamHeaders(client: IncomingHttpHeaders, upstream: ResolvedUpstream, decision: Decision): Record<string, string | string[]> {
+export function upstreamHeaders(
+  client: IncomingHttpHeaders,
+  upstream: ResolvedUpstream,
+  decision: Decision,
+  credentialHeaders: readonly string[] = [],
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
+  const credentials = new Set([...GRAFANA_CREDENTIAL_HEADERS, ...credentialHeaders].map(headerKey));
   const policyNames = new Set(Object.keys(decision.headers).map(headerKey));
   const configured = new Set(Object.keys(upstream.headers).map(headerKey));
   for (const [name, value] of Object.entries(client)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
     const key = headerKey(name);
-    if (OWNED_HEADERS.includes(key) || DROPPED_HEADERS.includes(key) || policyNames.has(key) || configured.has(key)) continue;
+    if (OWNED_HEADERS.includes(key) || DROPPED_HEADERS.includes(key) || credentials.has(key) || policyNames.has(key) || configured.has(key)) continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
     out[lower] = value;
   }
@@ -142,7 +153,7 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
   const encoded = params.toString();
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
-  const headers = upstreamHeaders(req.headers, upstream, decision);
+  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
   // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
   // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
