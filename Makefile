@@ -13,10 +13,10 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e run bench-rewrite bench-identity clean
+.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity clean
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 node-runtime: ## Node.js $(NODE_VERSION) into the tools cache
 	@bash scripts/tools.sh node
@@ -60,17 +60,22 @@ policy-test: tools ## opa fmt/check/test only
 test: tools deps ## everything: typecheck, opa test, vitest unit + e2e; ends with "N passed, N failed"
 	@mkdir -p $(RESULTS)
 	@rm -f $(RESULTS)/vitest.json $(RESULTS)/opa.txt
+	@touch $(RESULTS)/started
 	@$(MAKE) --no-print-directory typecheck
 	@bash scripts/build-policy.sh test-only | tee $(RESULTS)/opa.txt || true
 	@echo "[test] vitest (unit + e2e)"
 	@vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || true
+	@node scripts/e2e-report.ts --since $(RESULTS)/started || true
 	@node scripts/test-summary.ts $(RESULTS)/vitest.json $(RESULTS)/opa.txt
 
 test-unit: deps ## vitest unit project only
 	@vitest run --project unit
 
-test-e2e: tools deps ## vitest e2e project only (real backends)
+test-e2e: tools deps ## vitest e2e project only (real backends; LBAC_E2E_MODE=containers: official images, e2e/README.md)
 	@vitest run --project e2e
+
+e2e-report: node-runtime ## table of the e2e results (backend × tenant × endpoint: run, matches, leaks) → e2e/results/report.md
+	@node scripts/e2e-report.ts
 
 run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl commands
 	@node scripts/demo.ts

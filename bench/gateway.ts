@@ -23,11 +23,12 @@ import { repoRoot, toolPath } from '../e2e/harness/tools.ts';
 import { rewritePromQL } from '../src/rewrite/promql.ts';
 
 const { values: args } = parseArgs({
-  options: { duration: { type: 'string', default: '8' }, connections: { type: 'string', default: '16' }, rate: { type: 'string', default: '300' } },
+  options: { duration: { type: 'string', default: '8' }, connections: { type: 'string', default: '16' }, rate: { type: 'string', default: '300' }, workers: { type: 'string', default: '1' } },
 });
 const DURATION = Number(args.duration);
 const CONNECTIONS = Number(args.connections);
 const RATE = Number(args.rate);
+const WORKERS = args.workers === 'auto' ? 'auto' : Number(args.workers);
 const TENANTS = ['team-a-frontend', 'team-b-api'] as const;
 
 type Target = 'direct' | 'prom-label-proxy' | 'lbac-gateway' | 'passthrough';
@@ -127,7 +128,8 @@ async function main(): Promise<void> {
       });
       const gw: GatewayInstance = await startGateway({
         config: {
-          server: { logLevel: 'warn' },
+          server: { logLevel: 'warn', workers: WORKERS },
+          audit: { enabled: false },
           upstreams: [{ name: 'metrics', kind: 'prometheus', url: upstreamUrl, mount: '/' }],
           identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
           teams: Object.fromEntries(TENANTS.map((t) => [t, { groups: [t], selectors: [{ namespace: t }] }])),
@@ -196,14 +198,14 @@ async function main(): Promise<void> {
     }));
     const result = {
       date: new Date().toISOString(),
-      command: `node bench/gateway.ts --duration ${DURATION} --connections ${CONNECTIONS} --rate ${RATE}`,
+      command: `node bench/gateway.ts --duration ${DURATION} --connections ${CONNECTIONS} --rate ${RATE} --workers ${WORKERS}`,
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
       samples,
       summary,
     };
     const dir = join(repoRoot, 'bench', 'results');
     mkdirSync(dir, { recursive: true });
-    const file = join(dir, `gateway-${result.date.slice(0, 10)}.json`);
+    const file = join(dir, `gateway-${result.date.slice(0, 10)}-workers-${WORKERS}.json`);
     writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
     console.log('\nupstream    target            mode        req/s    p50 ms  p99 ms  p99.9 ms');
     for (const s of samples) {

@@ -63,6 +63,22 @@ await gw.stop();
 await stub.stop();
 
 const window = (from: number, to: number) => samples.filter((s) => s.t >= from && s.t < to);
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length === 0 ? NaN : v[Math.floor(v.length / 2)]!;
+};
+// RSS follows the garbage collector's sawtooth; compare medians of the halves
+// (after a minute of warm-up) and fit a line, rather than trust two points.
+const steady = window(60, MINUTES * 60 + 10);
+const half = 60 + (MINUTES * 60 - 60) / 2;
+const slope = (() => {
+  const n = steady.length;
+  const mx = steady.reduce((a, s) => a + s.t, 0) / n;
+  const my = steady.reduce((a, s) => a + s.rssMiB, 0) / n;
+  const num = steady.reduce((a, s) => a + (s.t - mx) * (s.rssMiB - my), 0);
+  const den = steady.reduce((a, s) => a + (s.t - mx) ** 2, 0);
+  return den === 0 ? NaN : (num / den) * 60;
+})();
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 const first = window(60, 120);
 const last = window(MINUTES * 60 - 60, MINUTES * 60 + 10);
@@ -75,6 +91,10 @@ const summary = {
   rssMiBSecondMinute: mean(first.map((s) => s.rssMiB)),
   rssMiBLastMinute: mean(last.map((s) => s.rssMiB)),
   rssGrowthPercent: (100 * (mean(last.map((s) => s.rssMiB)) - mean(first.map((s) => s.rssMiB)))) / mean(first.map((s) => s.rssMiB)),
+  rssMedianMiBFirstHalf: median(window(60, half).map((s) => s.rssMiB)),
+  rssMedianMiBSecondHalf: median(window(half, MINUTES * 60 + 10).map((s) => s.rssMiB)),
+  rssMedianGrowthPercent: (100 * (median(window(half, MINUTES * 60 + 10).map((s) => s.rssMiB)) - median(window(60, half).map((s) => s.rssMiB)))) / median(window(60, half).map((s) => s.rssMiB)),
+  rssTrendMiBPerMinute: slope,
   eventLoopP99MsMax: Math.max(...samples.map((s) => s.eventLoopP99Ms).filter(Number.isFinite)),
   samples,
 };

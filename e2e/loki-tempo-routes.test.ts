@@ -106,11 +106,12 @@ describe('Loki routes', () => {
     }
   });
 
-  it('a bad LogQL query → 400 in Loki\'s format, nothing forwarded; unknown paths and tail → 404', async () => {
+  it('a bad LogQL query → 400 in Loki\'s format, nothing forwarded; unknown paths → 404; tail without an upgrade → 400', async () => {
     const res = await get(`/loki/loki/api/v1/query?query=${encodeURIComponent('{app="api"')}`);
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ status: 'error', errorType: 'bad_data' });
-    expect((await get('/loki/loki/api/v1/tail?query={a="b"}')).status).toBe(404);
+    // Tail is a WebSocket (e2e/loki-tail.test.ts); a plain GET is refused.
+    expect((await get('/loki/loki/api/v1/tail?query={a="b"}')).status).toBe(400);
     expect((await get('/loki/loki/api/v1/push')).status).toBe(404);
     expect(loki.requests).toHaveLength(0);
   });

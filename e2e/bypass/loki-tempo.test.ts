@@ -15,10 +15,12 @@
 import { connect } from 'node:net';
 import { parser as logqlParser } from '@grafana/lezer-logql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { startCannedUpstream, type CannedRequest, type CannedUpstream } from '../harness/canned-upstream.ts';
 import { startGateway, type GatewayInstance } from '../harness/gateway.ts';
 import { rawRequest } from '../harness/http.ts';
 import { createTestIssuer, type TestIssuer } from '../harness/tokens.ts';
+import { writeBypassSummary } from '../harness/results.ts';
 import { rewriteLogQL } from '../../src/rewrite/logql.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { rewriteTraceQL } from '../../src/rewrite/traceql.ts';
@@ -48,8 +50,11 @@ function traceAnswer(path: string, accept: string): [number, string, string | Ui
 }
 
 beforeAll(async () => {
-  loki = await startCannedUpstream((path) =>
-    path.includes('/values') ? json({ status: 'success', data: ['team-a-web', 'team-b-api', 'platform'] }) : json({ status: 'success', data: { resultType: 'streams', result: [] } }),
+  loki = await startCannedUpstream(
+    (path) =>
+      path.includes('/values') ? json({ status: 'success', data: ['team-a-web', 'team-b-api', 'platform'] }) : json({ status: 'success', data: { resultType: 'streams', result: [] } }),
+    // Live tail: one (allowed) batch, then the tail ends.
+    { websocket: (ws) => ws.send(JSON.stringify({ streams: [{ stream: { namespace: 'team-a-web' }, values: [['1', 'line']] }] }), () => ws.close(1000)) },
   );
   tempo = await startCannedUpstream((path, req) =>
     path.includes('/traces/')
@@ -121,6 +126,22 @@ function socket(data: string, timeoutMs = 3_000): Promise<Res> {
 const q = (x: string) => encodeURIComponent(x);
 const auth = `Authorization: Bearer `;
 
+/** A WebSocket client: 101 and the messages received until the tail ended, or the HTTP refusal. */
+function wsTail(path: string, headers: Record<string, string>): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${gw.url.replace(/^http/, 'ws')}${path}`, { headers: { authorization: `Bearer ${tok['alice']}`, ...headers } });
+    const messages: string[] = [];
+    ws.on('message', (d) => messages.push(String(d)));
+    ws.on('close', () => resolve({ status: 101, body: messages.join('\n'), contentType: '', raw: Buffer.from(messages.join('\n')) }));
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += String(c)));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, contentType: String(res.headers['content-type'] ?? ''), raw: Buffer.from(body) }));
+    });
+    ws.on('error', (e) => (ws.readyState === WebSocket.CLOSED ? undefined : reject(e)));
+  });
+}
+
 // ---------------------------------------------------------------- oracle
 
 /** Stream selectors of a LogQL query as Grafana's grammar reads them, and whether it parsed cleanly. */
@@ -137,7 +158,7 @@ function logqlSelectors(query: string): { selectors: string[]; errors: number } 
   return { selectors, errors };
 }
 
-const LOKI_QUERY_PATHS = /^\/loki\/api\/v1\/(query|query_range|labels|label\/[^/]+\/values|index\/(stats|volume|volume_range)|patterns|detected_fields|detected_labels|detected_field\/[^/]+\/values)$/;
+const LOKI_QUERY_PATHS = /^\/loki\/api\/v1\/(query|query_range|tail|labels|label\/[^/]+\/values|index\/(stats|volume|volume_range)|patterns|detected_fields|detected_labels|detected_field\/[^/]+\/values)$/;
 const TEMPO_Q_PATHS = /^\/api\/(search|search\/tags|v2\/search\/tags|(v2\/)?search\/tag\/[^/]+\/values|metrics\/query_range|metrics\/query)$/;
 
 function commonProblems(r: CannedRequest, where: string): string[] {
@@ -147,7 +168,8 @@ function commonProblems(r: CannedRequest, where: string): string[] {
     const norm = name.replace(/_/g, '-');
     if (norm === 'x-prom-label-policy' || (norm === 'x-scope-orgid' && name !== 'x-scope-orgid')) p.push(`${where}: owned header ${name} forwarded`);
   }
-  if (r.headers['upgrade'] !== undefined) p.push(`${where}: Upgrade forwarded`);
+  // Only the gateway's own upgrade for live tail (its query is checked like any other).
+  if (r.headers['upgrade'] !== undefined && !(r.upgrade === true && r.path === '/loki/api/v1/tail')) p.push(`${where}: Upgrade forwarded`);
   return p;
 }
 
@@ -280,18 +302,22 @@ const LOKI_ATTACKS: Attack[] = [
   }, status: 200 },
   { name: 'format_query reads no data', send: () => send('GET', `${L}/format_query?query=${q(EVIL_STREAM)}`), status: 200, blocked: false },
   {
-    name: 'WebSocket tail with a forged query: 404, no upgrade reaches Loki',
-    send: () => socket(`GET ${L}/tail?query=${q('{namespace=~".+"}')} HTTP/1.1\r\nHost: x\r\n${auth}${tok['alice']}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Scope-OrgID: tenant-b\r\n\r\n`),
-    status: [0, 404],
-    check: (r) => expect(r.body).not.toMatch(/^HTTP\/1\.1 101/),
+    name: 'WebSocket tail with a forged query and tenant: enforced before the upgrade reaches Loki',
+    send: () => wsTail(`${L}/tail?query=${q('{namespace=~".+"} |= "x"')}&limit=10`, { 'X-Scope-OrgID': 'tenant-b', 'X-Prom-Label-Policy': 'tenant-b:{}' }),
+    status: 101,
+    check: (_r, ls) => {
+      expect(ls.map((r) => [r.upgrade, r.path, r.params.get('query'), r.headers['authorization']])).toEqual([[true, '/loki/api/v1/tail', '{namespace=~".+", namespace=~"team-a-.*"} |= "x"', undefined]]);
+    },
   },
+  { name: 'WebSocket tail with a second query', send: () => wsTail(`${L}/tail?query=${q('{app="x"}')}&query=${q(EVIL_STREAM)}`, {}), status: 400 },
+  { name: 'WebSocket tail with a metric query', send: () => wsTail(`${L}/tail?query=${q(`count_over_time(${EVIL_STREAM}[1m])`)}`, {}), status: 400 },
   {
     name: 'WebSocket upgrade on a served route: answered as HTTP, no upgrade forwarded',
     send: () => socket(`GET ${L}/query?query=${q('{app="x"}')} HTTP/1.1\r\nHost: x\r\n${auth}${tok['alice']}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
     status: [0, 200, 400, 404],
     check: (r) => expect(r.body).not.toMatch(/^HTTP\/1\.1 101/),
   },
-  { name: 'tail without upgrade', send: () => send('GET', `${L}/tail?query=${q('{app="x"}')}`), status: 404 },
+  { name: 'tail without upgrade', send: () => send('GET', `${L}/tail?query=${q('{app="x"}')}`), status: 400 },
   ...['/loki/loki/api/v1/push', '/loki/api/v1/query', '/loki/loki/api/v1/query/', '/loki//loki/api/v1/query', '/loki/loki/api/v1/../v1/query', '/loki/loki/api/v1/%2e%2e/v1/query', '/loki/loki/api/v1/delete', '/loki/loki/api/v1/rules', '/loki/loki/api/prom/tail', '/loki/loki/api/v1/LABELS'].map(
     (p): Attack => ({ name: `path ${p}`, send: () => send('GET', `${p}?query=${q(EVIL_STREAM)}`), status: [400, 404] }),
   ),
@@ -364,4 +390,9 @@ describe('bypass attempts against Loki (canned stand-in; alice = namespace=~"tea
 
 describe('bypass attempts against Tempo (canned stand-in; alice = resource.k8s.namespace.name=~"team-a-.*")', () => {
   it.each(TEMPO_ATTACKS.map((r) => [r.name, r] as const))('%s', async (_n, row) => run(row));
+});
+
+// For `make e2e-report`: rows per group (blocked / leaks / mismatches) → e2e/results/bypass-loki-tempo.json.
+afterAll(({}, file) => {
+  writeBypassSummary(file, { suite: 'bypass-loki-tempo', backend: (group) => (/Tempo/.test(group) ? 'tempo (stand-in)' : 'loki (stand-in)'), tenant: 'team-a' });
 });

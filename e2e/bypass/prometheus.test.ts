@@ -26,6 +26,7 @@ import { startGateway, type GatewayInstance } from '../harness/gateway.ts';
 import { rawRequest } from '../harness/http.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from '../harness/prometheus.ts';
 import { createTestIssuer, type TestIssuer } from '../harness/tokens.ts';
+import { writeBypassSummary } from '../harness/results.ts';
 
 const RULES = `groups:
   - name: team-a
@@ -590,3 +591,7 @@ describe('bypass attempts against Prometheus (alice = team-a: namespace=~"team-a
   });
 });
 
+// For `make e2e-report`: rows per group (blocked / leaks / mismatches) → e2e/results/bypass-prometheus.json.
+afterAll(({}, file) => {
+  writeBypassSummary(file, { suite: 'bypass-prometheus', backend: 'prometheus', tenant: 'team-a' });
+});

@@ -4,12 +4,24 @@
 // assert exactly what the gateway forwarded. Never used where a real backend exists.
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
 
 export interface CannedRequest {
   method: string;
   path: string;
   params: URLSearchParams;
   headers: IncomingHttpHeaders;
+  /** True for a WebSocket upgrade request. */
+  upgrade?: boolean;
+}
+
+export interface CannedOptions {
+  /**
+   * Accept WebSocket upgrades (recorded in `requests` like any request) and hand
+   * each socket to this function. Without it an upgrade request is answered by
+   * `answer` as plain HTTP (so the client's upgrade fails), and still recorded.
+   */
+  websocket?: (socket: WebSocket, request: CannedRequest) => void;
 }
 
 export interface CannedUpstream {
@@ -17,10 +29,12 @@ export interface CannedUpstream {
   requests: CannedRequest[];
   clear(): void;
   stop(): Promise<void>;
+  /** Open WebSocket connections (with `websocket`). */
+  sockets: Set<WebSocket>;
 }
 
 /** `answer(path, request)` returns [status, contentType, body]; the request lets an answer depend on e.g. Accept. */
-export async function startCannedUpstream(answer: (path: string, request: CannedRequest) => [number, string, string | Uint8Array]): Promise<CannedUpstream> {
+export async function startCannedUpstream(answer: (path: string, request: CannedRequest) => [number, string, string | Uint8Array], opts: CannedOptions = {}): Promise<CannedUpstream> {
   const requests: CannedRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -37,12 +51,36 @@ export async function startCannedUpstream(answer: (path: string, request: Canned
       res.writeHead(status, { 'content-type': type }).end(body);
     });
   });
+  const sockets = new Set<WebSocket>();
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const recorded: CannedRequest = { method: req.method ?? '', path: url.pathname, params: new URLSearchParams(url.search), headers: req.headers, upgrade: true };
+    requests.push(recorded);
+    const handler = opts.websocket;
+    if (handler === undefined) {
+      const [status, type, body] = answer(url.pathname, recorded);
+      const bytes = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
+      socket.end(`HTTP/1.1 ${status} X\r\ncontent-type: ${type}\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n${bytes.toString('latin1')}`, 'latin1');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      sockets.add(ws);
+      ws.on('close', () => sockets.delete(ws));
+      handler(ws, recorded);
+    });
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
     clear: () => void requests.splice(0),
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    sockets,
+    stop: () => {
+      for (const ws of sockets) ws.terminate();
+      wss.close();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }

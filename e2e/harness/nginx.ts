@@ -3,12 +3,15 @@
 // ETag / If-None-Match → 304 (nginx's own `etag on`) and optional bearer
 // authentication (a `map` on the Authorization header; anything else → 401).
 // The access log records status and request per line, so tests can count 304s.
+// LBAC_E2E_MODE=containers runs the same config in the official
+// nginx:<NGINX_VERSION>-alpine image (containers.ts) instead.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { freePort } from './ports.ts';
-import { startProcess, type RunningProcess } from './process.ts';
+import { CONTAINER_NGINX_PORT, CONTAINER_WORK, CONTAINER_WWW, e2eMode, requireContainerRuntime } from './mode.ts';
+import { startProcess } from './process.ts';
 
 export const NGINX_BIN = process.env['LBAC_NGINX'] ?? '/usr/sbin/nginx';
 
@@ -43,7 +46,7 @@ export interface NginxInstance {
 
 let mtimeSeq = Math.floor(Date.now() / 1000) - 100_000;
 
-function config(opts: { port: number; root: string; work: string; bearerToken: string | undefined }): string {
+function config(opts: { listen: string; root: string; work: string; bearerToken: string | undefined }): string {
   const user = process.getuid?.() === 0 ? 'user root root;\n' : '';
   const auth =
     opts.bearerToken === undefined
@@ -67,7 +70,7 @@ http {
   log_format lbac '$status $request_method "$request_uri" "$http_if_none_match" ${opts.bearerToken === undefined ? '1' : '$lbac_authorized'}';
   access_log ${opts.work}/access.log lbac;
 ${auth}  server {
-    listen 127.0.0.1:${opts.port};
+    listen ${opts.listen};
     server_name localhost;
     root ${opts.root};
     etag on;
@@ -81,19 +84,25 @@ ${check}      try_files $uri =404;
 }
 
 export async function startNginx(opts: StartNginxOptions = {}): Promise<NginxInstance> {
-  if (!existsSync(NGINX_BIN)) throw new Error(`nginx is not installed at ${NGINX_BIN}: run \`make tools\` (it runs \`scripts/tools.sh nginx\`, apt-get install nginx)`);
+  const inContainer = e2eMode() === 'containers';
+  if (inContainer) await requireContainerRuntime();
+  else if (!existsSync(NGINX_BIN)) throw new Error(`nginx is not installed at ${NGINX_BIN}: run \`make tools\` (it runs \`scripts/tools.sh nginx\`, apt-get install nginx)`);
   const work = await mkdtemp(join(tmpdir(), 'lbac-nginx-'));
   mkdirSync(join(work, 'tmp'), { recursive: true });
   const root = opts.root ?? join(work, 'www');
   mkdirSync(root, { recursive: true });
-  let proc: RunningProcess | undefined;
-  let port = opts.port ?? 0;
-  for (let attempt = 1; ; attempt++) {
-    port = opts.port ?? (await freePort());
+  let proc: { url: string; port: number; stop(): Promise<void>; tail(lines?: number): string } | undefined;
+  if (inContainer) {
+    writeFileSync(join(work, 'nginx.conf'), config({ listen: `0.0.0.0:${CONTAINER_NGINX_PORT}`, root: CONTAINER_WWW, work: CONTAINER_WORK, bearerToken: opts.bearerToken }));
+    const { startNginxContainer } = await import('./containers.ts');
+    proc = await startNginxContainer({ work, root, ...(opts.port !== undefined ? { hostPort: opts.port } : {}) });
+  }
+  for (let attempt = 1; proc === undefined; attempt++) {
+    const port = opts.port ?? (await freePort());
     const confFile = join(work, 'nginx.conf');
-    writeFileSync(confFile, config({ port, root, work, bearerToken: opts.bearerToken }));
+    writeFileSync(confFile, config({ listen: `127.0.0.1:${port}`, root, work, bearerToken: opts.bearerToken }));
     try {
-      proc = await startProcess({
+      const started = await startProcess({
         name: 'nginx',
         cmd: NGINX_BIN,
         args: ['-p', work, '-c', confFile, '-e', join(work, 'error.log')],
@@ -101,7 +110,7 @@ export async function startNginx(opts: StartNginxOptions = {}): Promise<NginxIns
         readyTimeoutMs: 15_000,
         stopGraceMs: 3_000,
       });
-      break;
+      proc = { url: `http://127.0.0.1:${port}`, port, stop: started.stop, tail: started.tail };
     } catch (e) {
       const log = existsSync(join(work, 'error.log')) ? readFileSync(join(work, 'error.log'), 'utf8') : '';
       if (opts.port === undefined && attempt < 3 && /Address already in use/.test(log)) continue;
@@ -110,8 +119,8 @@ export async function startNginx(opts: StartNginxOptions = {}): Promise<NginxIns
   }
   const running = proc;
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: running.url,
+    port: running.port,
     root,
     put(path, content) {
       const file = join(root, path);

@@ -8,14 +8,18 @@
 // records every PromQL query the engine executed (query, query_range, rule
 // evaluation), one JSON object per line, written before the HTTP response is
 // sent. /api/v1/format_query and /api/v1/parse_query need no feature flag.
+//
+// LBAC_E2E_MODE=containers runs the same steps in the official prom/prometheus
+// image (containers.ts) on a bind-mounted work dir: same handle, same files.
 import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from './ports.ts';
 import { runCommand, startProcess } from './process.ts';
 import type { ExitInfo } from './process.ts';
+import { CONTAINER_WORK, e2eMode, requireContainerRuntime } from './mode.ts';
 import { toolPath } from './tools.ts';
 
 export interface StartPrometheusOptions {
@@ -56,6 +60,7 @@ export interface PrometheusInstance {
   configFile: string;
   queryLogFile: string;
   logFile: string;
+  /** The Prometheus process id (local mode); reading it throws in containers mode. */
   pid: number;
   /** Last lines of Prometheus's own log. */
   tail(lines?: number): string;
@@ -95,6 +100,9 @@ export function readQueryLog(file: string): QueryLogEntry[] {
 }
 
 export async function startPrometheus(opts: StartPrometheusOptions): Promise<PrometheusInstance> {
+  // Containers mode: fail here, before anything is written, when no engine answers.
+  const inContainer = e2eMode() === 'containers';
+  if (inContainer) await requireContainerRuntime();
   const ownsWorkDir = opts.workDir === undefined;
   const workDir = opts.workDir !== undefined ? resolve(opts.workDir) : await mkdtemp(join(tmpdir(), 'lbac-prometheus-'));
   if (!ownsWorkDir) {
@@ -105,27 +113,81 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
   const configFile = join(workDir, 'prometheus.yml');
   const queryLogFile = join(workDir, 'query.log');
   const seedFile = join(workDir, 'seed.om');
+  /** A path under workDir as Prometheus sees it (the bind mount in containers mode). */
+  const seen = (file: string): string => (inContainer ? `${CONTAINER_WORK}/${relative(workDir, file)}` : file);
+  const removeWorkDir = (): void => {
+    if (ownsWorkDir && process.env['LBAC_E2E_KEEP_TMP'] !== '1') rmSync(workDir, { recursive: true, force: true });
+  };
 
-  const prometheus = toolPath('prometheus');
-  const promtool = toolPath('promtool');
+  const prometheus = inContainer ? '' : toolPath('prometheus');
+  const promtool = inContainer ? '' : toolPath('promtool');
 
   writeFileSync(seedFile, opts.openMetrics);
-  await runCommand(promtool, ['tsdb', 'create-blocks-from', 'openmetrics', '--quiet', seedFile, dataDir]);
-
   const ruleFileNames: string[] = [];
   for (const [name, content] of Object.entries(opts.ruleFiles ?? {})) {
     const file = join(workDir, name);
     writeFileSync(file, content);
-    ruleFileNames.push(file);
+    ruleFileNames.push(seen(file));
   }
   const config: Record<string, unknown> = {
     global: {
-      query_log_file: queryLogFile,
+      query_log_file: seen(queryLogFile),
       evaluation_interval: opts.evaluationInterval ?? '15s',
     },
   };
   if (ruleFileNames.length > 0) config['rule_files'] = ruleFileNames;
   writeFileSync(configFile, stringify(config));
+
+  const instance = (proc: { url: string; logFile: string; pid: () => number; exited: Promise<ExitInfo>; tail: (lines?: number) => string; stop: () => Promise<void> }): PrometheusInstance => ({
+    url: proc.url,
+    workDir,
+    dataDir,
+    configFile,
+    queryLogFile,
+    logFile: proc.logFile,
+    get pid() {
+      return proc.pid();
+    },
+    exited: proc.exited,
+    tail: proc.tail,
+    stop: async () => {
+      await proc.stop();
+      removeWorkDir();
+    },
+    queryLog: async () => readQueryLog(queryLogFile),
+    queriesSeen: async () => readQueryLog(queryLogFile).map((e) => e.params.query),
+    clearQueryLog: () => {
+      try {
+        truncateSync(queryLogFile, 0);
+      } catch {
+        // not created yet
+      }
+    },
+  });
+
+  if (inContainer) {
+    try {
+      const { startPrometheusContainer } = await import('./containers.ts');
+      const c = await startPrometheusContainer({
+        workDir,
+        extraArgs: opts.extraArgs ?? [],
+        retention: opts.retention ?? '3650d',
+        readyTimeoutMs: opts.readyTimeoutMs ?? 60_000,
+        ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
+      });
+      return instance({
+        ...c,
+        pid: () => {
+          throw new Error('Prometheus runs in a container (LBAC_E2E_MODE=containers): there is no host pid to signal');
+        },
+      });
+    } catch (err) {
+      removeWorkDir();
+      throw err;
+    }
+  }
+
+  await runCommand(promtool, ['tsdb', 'create-blocks-from', 'openmetrics', '--quiet', seedFile, dataDir]);
 
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
@@ -146,35 +208,11 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
         readyTimeoutMs: opts.readyTimeoutMs ?? 60_000,
         ...(opts.logFile !== undefined ? { logFile: opts.logFile } : {}),
       });
-      const stop = async (): Promise<void> => {
-        await proc.stop();
-        if (ownsWorkDir && process.env['LBAC_E2E_KEEP_TMP'] !== '1') rmSync(workDir, { recursive: true, force: true });
-      };
-      return {
-        url,
-        workDir,
-        dataDir,
-        configFile,
-        queryLogFile,
-        logFile: proc.logFile,
-        pid: proc.pid,
-        exited: proc.exited,
-        tail: proc.tail,
-        stop,
-        queryLog: async () => readQueryLog(queryLogFile),
-        queriesSeen: async () => readQueryLog(queryLogFile).map((e) => e.params.query),
-        clearQueryLog: () => {
-          try {
-            truncateSync(queryLogFile, 0);
-          } catch {
-            // not created yet
-          }
-        },
-      };
+      return instance({ url, logFile: proc.logFile, pid: () => proc.pid, exited: proc.exited, tail: proc.tail, stop: proc.stop });
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       if (attempt < PORT_ATTEMPTS && /address already in use/i.test(msg)) continue;
-      if (ownsWorkDir && process.env['LBAC_E2E_KEEP_TMP'] !== '1') rmSync(workDir, { recursive: true, force: true });
+      removeWorkDir();
       throw err;
     }
   }

@@ -16,18 +16,24 @@ export interface CorpusEntry {
 
 export const corpusDir: string = join(dirname(fileURLToPath(import.meta.url)), '..', 'corpus');
 
-/** Reads a JSONL corpus (`{"q": "...", "tags": [...]}` per line); blank lines are skipped. */
+/**
+ * Reads a JSONL corpus; blank lines are skipped. Two line shapes:
+ * `{"q": "...", "tags": [...]}` (promql.jsonl) and `{"q": "...", "valid": bool,
+ * "note": "..."}` (logql.jsonl, traceql.jsonl: read as tags `[]`, or
+ * `["invalid"]` when `valid` is false).
+ */
 export function loadCorpus(file: string = join(corpusDir, 'promql.jsonl')): CorpusEntry[] {
   const out: CorpusEntry[] = [];
   readFileSync(file, 'utf8')
     .split('\n')
     .forEach((text, i) => {
       if (text.trim() === '') return;
-      const o = JSON.parse(text) as { q?: unknown; tags?: unknown };
-      if (typeof o.q !== 'string' || !Array.isArray(o.tags) || !o.tags.every((t) => typeof t === 'string')) {
-        throw new Error(`${file}:${i + 1}: expected {"q": string, "tags": string[]}`);
+      const o = JSON.parse(text) as { q?: unknown; tags?: unknown; valid?: unknown };
+      const tags = Array.isArray(o.tags) ? o.tags : o.tags === undefined && typeof o.valid === 'boolean' ? (o.valid ? [] : ['invalid']) : undefined;
+      if (typeof o.q !== 'string' || tags === undefined || !tags.every((t) => typeof t === 'string')) {
+        throw new Error(`${file}:${i + 1}: expected {"q": string, "tags": string[]} or {"q": string, "valid": boolean}`);
       }
-      out.push({ q: o.q, tags: o.tags as string[], line: i + 1 });
+      out.push({ q: o.q, tags: tags as string[], line: i + 1 });
     });
   return out;
 }

@@ -1,3 +1,4 @@
+import { parser as logqlParser } from '@grafana/lezer-logql';
 import { QueryError } from '../errors.ts';
 import { rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
@@ -19,6 +20,31 @@ const logQuery: EnforcedParam = {
   required: true,
   multiple: false,
   rewrite: (values, policy, limits) => values.map((q) => rewriteLogQL(q, policy, limits)),
+  missingMessage: 'query parameter is required',
+};
+
+/** True when a (valid) LogQL query is a log query, not a metric query. */
+function isLogQuery(query: string): boolean {
+  // LogQL → Expr → LogExpr | MetricExpr
+  const expr = logqlParser.parse(query).topNode.firstChild;
+  return expr?.firstChild?.name === 'LogExpr';
+}
+
+/**
+ * `query` of /tail: a log query (Loki streams log lines only). Rewritten like
+ * /query's; a policy with several alternatives that cannot be one selector is
+ * refused by the rewriter (log queries cannot union streams).
+ */
+const tailQuery: EnforcedParam = {
+  name: 'query',
+  required: true,
+  multiple: false,
+  rewrite: (values, policy, limits) =>
+    values.map((q) => {
+      const out = rewriteLogQL(q, policy, limits);
+      if (!isLogQuery(out)) throw new QueryError('logql', 'tail supports log queries only, not metric queries');
+      return out;
+    }),
   missingMessage: 'query parameter is required',
 };
 
@@ -49,14 +75,17 @@ const both = ['GET', 'POST'] as const;
 const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}): RouteSpec => ({ endpoint, path, methods: both, enforced: [scopedQuery], ...extra });
 
 /**
- * Loki's HTTP API as Grafana's Loki datasource uses it (relative to the mount).
- * Live tail (WebSocket) is not served yet.
+ * Loki's HTTP API as Grafana's Loki datasource uses it (relative to the mount),
+ * and live tail as a WebSocket.
  */
 export const lokiRoutes: RouteTable = {
   kind: 'loki',
   routes: [
     { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery] },
     { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery] },
+    // WebSocket; delay_for, limit and start pass through. Upstream messages are relayed as-is
+    // (the rewritten query already restricts the streams); client messages are dropped.
+    { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true },
     scoped('labels', '/loki/api/v1/labels'),
     scoped('label_values', '/loki/api/v1/label/:name/values', { methods: ['GET'], responseFilter: filterLabelValues, validatePathParam: validLabelName }),
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, enforced: [matchParam] },

@@ -45,6 +45,12 @@ export interface RouteSpec {
    * instead of `responseFilter` when present; not applied for unrestricted subjects.
    */
   readonly rawResponseFilter?: RawResponseFilter;
+  /**
+   * Served as a WebSocket (GET with an upgrade only, e.g. Loki's live tail): identity,
+   * decision and `enforced` are checked before the upgrade completes, then the
+   * connection is relayed to the upstream (src/server/plugins/websocket.ts).
+   */
+  readonly websocket?: boolean;
 }
 
 /** What a raw response filter answers: the status, content type and body the client gets. */

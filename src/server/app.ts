@@ -18,6 +18,7 @@ import { limitsPlugin } from './plugins/limits.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { policyPlugin } from './plugins/policy.ts';
 import { upstreamPlugin } from './plugins/upstream.ts';
+import { websocketPlugin } from './plugins/websocket.ts';
 import { httpsOptions } from './tls.ts';
 
 /** Route tables by backend kind. */
@@ -90,6 +91,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(identityPlugin, { authenticator: deps.authenticator });
   await app.register(policyPlugin, { holder });
+  // WebSocket routes (Loki tail): one upgrade listener for the server; registered before any route it must see.
+  if (config.upstreams.some((u) => ROUTE_TABLES[u.kind].routes.some((r) => r.websocket === true))) await app.register(websocketPlugin);
   await app.register(healthPlugin, { ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
   // Headers identity sources read credentials from (API keys, Grafana ID tokens): never forwarded upstream.

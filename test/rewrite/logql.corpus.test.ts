@@ -1,7 +1,7 @@
 /**
  * Parser parity on a corpus of realistic LogQL (dashboards, alert rules,
  * Explore), each line marked valid or invalid according to Loki's documented
- * syntax and its parser's rules (test/rewrite/corpus/logql.jsonl). Loki
+ * syntax and its parser's rules (e2e/corpus/logql.jsonl). Loki
  * itself cannot run on this machine, so the reference is the documentation.
  *
  * Fails when any accepted query (valid or not) comes out with a selector
@@ -21,7 +21,7 @@ interface Entry {
   readonly note: string;
 }
 
-const corpus: Entry[] = readFileSync(new URL('./corpus/logql.jsonl', import.meta.url), 'utf8')
+const corpus: Entry[] = readFileSync(new URL('../../e2e/corpus/logql.jsonl', import.meta.url), 'utf8')
   .split('\n')
   .filter((l) => l.trim() !== '')
   .map((l) => JSON.parse(l) as Entry);

@@ -1,5 +1,5 @@
 /**
- * Parser parity on the TraceQL corpus (test/rewrite/corpus/traceql.jsonl:
+ * Parser parity on the TraceQL corpus (e2e/corpus/traceql.jsonl:
  * {"q", "valid", "note"}, `valid` = Tempo's parser accepts the query, from
  * Tempo's documentation and its published valid/invalid example queries).
  *
@@ -25,7 +25,7 @@ interface Row {
   readonly note: string;
 }
 
-const rows: Row[] = readFileSync(join(import.meta.dirname, 'corpus/traceql.jsonl'), 'utf8')
+const rows: Row[] = readFileSync(join(import.meta.dirname, '..', '..', 'e2e', 'corpus', 'traceql.jsonl'), 'utf8')
   .split('\n')
   .filter((l) => l.trim() !== '')
   .map((l) => JSON.parse(l) as Row);

@@ -8,6 +8,7 @@ import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { installErrorHandlers } from './errors.ts';
+import { websocketRoute } from './websocket.ts';
 import { noteDecision, noteParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
 
 export interface UpstreamPluginOptions {
@@ -116,6 +117,21 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: opts.bodyLimit }, (_req, body, done) => done(null, body));
 
   for (const route of table.routes) {
+    if (route.websocket === true) {
+      // The WebSocket plumbing lives in ./websocket.ts; the front half (identity, decision, enforcement) is shared.
+      websocketRoute(app, route, {
+        kind: table.kind,
+        timeoutMs: upstream.timeoutMs,
+        prepare: (req) => {
+          const { decision, path, encoded } = decideAndEnforce(app, req, route, opts);
+          const url = new URL(upstream.pathPrefix + path, upstream.origin);
+          url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+          url.search = encoded;
+          return { url: url.href, headers: upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders) };
+        },
+      });
+      continue;
+    }
     app.route({
       method: [...route.methods],
       url: route.path,
@@ -125,7 +141,22 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
   }
 }
 
-async function forward(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, route: RouteSpec, opts: UpstreamPluginOptions): Promise<FastifyReply> {
+/** What the shared front half of every route established: the decision and the parameters to forward. */
+export interface Enforced {
+  readonly decision: Decision;
+  /** Upstream path (relative to the mount, without the upstream's path prefix). */
+  readonly path: string;
+  readonly pathParams: Record<string, string>;
+  /** The enforced parameters, encoded. */
+  readonly encoded: string;
+}
+
+/**
+ * Identity checked (by the route's onRequest), policy decided, path parameters
+ * validated and query parameters enforced: the same path for HTTP and WebSocket
+ * routes. Throws (4xx/5xx in the backend's format) before anything is forwarded.
+ */
+export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, route: RouteSpec, opts: UpstreamPluginOptions): Enforced {
   const { upstream, table, limits } = opts;
   const language = LANGUAGE[table.kind];
   const subject = req.subject;
@@ -150,7 +181,12 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
   noteParams(req, route, original); // lbac: audit (original query)
   const params = enforceParams(route, original, decision.unrestricted ? undefined : decision.selectors, limits, language);
   noteParams(req, route, original, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
-  const encoded = params.toString();
+  return { decision, path, pathParams, encoded: params.toString() };
+}
+
+async function forward(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, route: RouteSpec, opts: UpstreamPluginOptions): Promise<FastifyReply> {
+  const { upstream } = opts;
+  const { decision, path, pathParams, encoded } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);

@@ -1,0 +1,274 @@
+/**
+ * WebSocket routes (Loki's live tail): the client's upgrade goes through the same
+ * identity → policy → enforcement path as every HTTP route, and the upstream
+ * connection is opened BEFORE the client's upgrade completes, so every refusal
+ * (401/403/400, an upstream that refuses or is down) is an HTTP answer in the
+ * backend's error format and nothing is relayed. Once both sides are open,
+ * upstream messages are relayed to the client as they are (the rewritten query
+ * already restricts them); client messages are dropped (Loki reads none).
+ * Either side closing closes the other; shutdown closes every relay with 1001.
+ */
+import type { IncomingMessage } from 'node:http';
+import websocket from '@fastify/websocket';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import WebSocket from 'ws';
+import type { BackendKind, RouteSpec } from '../../backends/routes.ts';
+import { GatewayError } from '../../errors.ts';
+
+/** Largest message a client may send (they are dropped; the limit bounds what is read). */
+const CLIENT_MAX_PAYLOAD = 64 * 1024;
+/** Largest message accepted from the upstream (a tail batch). */
+const UPSTREAM_MAX_PAYLOAD = 64 * 1024 * 1024;
+/** A client that stops reading: once this much is queued for it, the tail is closed. */
+const CLIENT_MAX_BUFFERED = 16 * 1024 * 1024;
+/** Largest upstream error body relayed when the upstream refuses the upgrade. */
+const MAX_ERROR_BODY = 64 * 1024;
+/** How long shutdown waits for close handshakes before cutting the connections. */
+const SHUTDOWN_GRACE_MS = 2_000;
+
+/** Where and how to open the upstream side. */
+export interface WebSocketTarget {
+  /** ws:// or wss:// URL, enforced query included. */
+  readonly url: string;
+  /** Request headers for the upstream handshake (upstreamHeaders(): owned, credential and hop-by-hop headers stripped). */
+  readonly headers: Readonly<Record<string, string | string[]>>;
+}
+
+export interface WebSocketRouteOptions {
+  readonly kind: BackendKind;
+  /** Upstream handshake timeout. */
+  readonly timeoutMs: number;
+  /** Identity is checked by then; decides and enforces (throws to refuse) and names the upstream. */
+  readonly prepare: (req: FastifyRequest) => WebSocketTarget;
+}
+
+/** One live relay, closable from outside (shutdown). */
+interface Relay {
+  close(code: number, reason: string): void;
+  readonly done: Promise<void>;
+  terminate(): void;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Live WebSocket relays (closed with 1001 on shutdown). */
+    websocketRelays: Set<Relay>;
+  }
+  interface FastifyContextConfig {
+    /** Set on WebSocket routes: an upgrade request to any other route is refused. */
+    websocket?: boolean;
+  }
+}
+
+/** Close codes that may be sent in a close frame (RFC 6455 §7.4; ws' own check). */
+function sendableCode(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
+
+/** The code and reason to pass on when the other side closed with `code`. */
+function relayedClose(code: number, reason: Buffer, lost: string): [number, string] {
+  if (code === 1005) return [1000, ''];
+  if (!sendableCode(code)) return [1011, lost];
+  return [code, reason.toString('utf8')];
+}
+
+/**
+ * Root plugin: @fastify/websocket (one `upgrade` listener for the whole server),
+ * upgrades refused on every non-WebSocket route, and relays closed with 1001
+ * when the server closes.
+ */
+export const websocketPlugin = fp(
+  async (app: FastifyInstance) => {
+    const relays = new Set<Relay>();
+    app.decorate('websocketRelays', relays);
+    // Registered before @fastify/websocket's own preClose (which closes its clients
+    // without a code): ours goes first, so tails see 1001 "going away".
+    app.addHook('preClose', async () => {
+      if (relays.size === 0) return;
+      const all = [...relays];
+      for (const r of all) r.close(1001, 'server shutting down');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(all.map((r) => r.done)), new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)))]);
+      clearTimeout(timer);
+      for (const r of all) r.terminate();
+    });
+    await app.register(websocket, { options: { maxPayload: CLIENT_MAX_PAYLOAD, perMessageDeflate: false } });
+    app.addHook('onRequest', async (req) => {
+      // @fastify/websocket would upgrade (and immediately close) on any route: refuse instead.
+      if (req.ws && req.routeOptions.config?.websocket !== true && !req.is404) {
+        throw new GatewayError('bad_query', 'WebSocket upgrade is not served on this path', { status: 400 });
+      }
+    });
+  },
+  { name: 'lbac-websocket', dependencies: ['lbac-context'] },
+);
+
+/** The upstream side, open; messages that arrive before the client is upgraded are held. */
+interface Pending {
+  readonly upstream: WebSocket;
+  readonly held: [WebSocket.RawData, boolean][];
+  closed: [number, Buffer] | undefined;
+  /** Set once the client side is open. */
+  onMessage: ((data: WebSocket.RawData, binary: boolean) => void) | undefined;
+  onClose: ((code: number, reason: Buffer) => void) | undefined;
+}
+
+type Connected = { readonly kind: 'open'; readonly pending: Pending } | { readonly kind: 'refused'; readonly status: number; readonly contentType: string; readonly body: Buffer };
+
+/** Open the upstream WebSocket; an upstream that answers with HTTP instead is reported, not thrown. */
+function connectUpstream(target: WebSocketTarget, timeoutMs: number): Promise<Connected> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | string[]> = {};
+    // ws computes the handshake headers itself; the client's are never copied.
+    for (const [k, v] of Object.entries(target.headers)) if (!k.startsWith('sec-websocket-')) headers[k] = v;
+    const upstream = new WebSocket(target.url, { headers, handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: UPSTREAM_MAX_PAYLOAD, followRedirects: false });
+    const pending: Pending = { upstream, held: [], closed: undefined, onMessage: undefined, onClose: undefined };
+    let settled = false;
+    upstream.on('unexpected-response', (clientReq, res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        clientReq.destroy();
+        resolve({ kind: 'refused', status: res.statusCode ?? 502, contentType: String(res.headers['content-type'] ?? 'text/plain; charset=utf-8'), body: Buffer.concat(chunks) });
+      };
+      res.on('data', (c: Buffer) => {
+        if (size < MAX_ERROR_BODY) chunks.push(c.subarray(0, MAX_ERROR_BODY - size));
+        size += c.length;
+      });
+      res.on('end', finish);
+      res.on('error', finish);
+      res.on('close', finish);
+    });
+    upstream.on('error', (e: Error) => {
+      if (settled) return;
+      settled = true;
+      const timeout = /timed out/i.test(e.message);
+      reject(new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: e }));
+    });
+    upstream.once('open', () => {
+      settled = true;
+      resolve({ kind: 'open', pending });
+    });
+    upstream.on('message', (data, binary) => (pending.onMessage === undefined ? pending.held.push([data, binary]) : pending.onMessage(data, binary)));
+    upstream.on('close', (code, reason) => {
+      if (pending.onClose === undefined) pending.closed = [code, reason];
+      else pending.onClose(code, reason);
+    });
+  });
+}
+
+/** Register `route` as a WebSocket route relaying to the upstream `opts.prepare` names. */
+export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: WebSocketRouteOptions): void {
+  const opened = new WeakMap<FastifyRequest, { pending: Pending; reply: FastifyReply }>();
+  app.route({
+    method: 'GET',
+    url: route.path,
+    config: { websocket: true },
+    onRequest: app.authenticate,
+    // Everything that can refuse runs here, before the upgrade: a throw is an HTTP error answer.
+    preHandler: async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!req.ws) throw new GatewayError('bad_query', `${route.path} is a WebSocket endpoint: send an upgrade request`, { status: 400 });
+      const target = opts.prepare(req);
+      const connected = await connectUpstream(target, opts.timeoutMs);
+      if (connected.kind === 'refused') {
+        // The upstream's own refusal (e.g. Loki's 400 for a query it rejects) passes through; anything else is a bad gateway.
+        if (connected.status >= 400 && connected.status <= 599) return reply.code(connected.status).type(connected.contentType).send(connected.body);
+        throw new GatewayError('upstream_error', `upstream answered ${connected.status} instead of switching protocols`);
+      }
+      const { pending } = connected;
+      // The client may be gone by the time the upstream answered, or vanish before its upgrade completes.
+      const socket = req.raw.socket;
+      if (socket.destroyed) {
+        pending.upstream.terminate();
+        reply.hijack(); // nobody to answer
+        return undefined;
+      }
+      socket.once('close', () => {
+        if (pending.onClose === undefined) pending.upstream.terminate();
+      });
+      opened.set(req, { pending, reply });
+      req.log.debug({ endpoint: route.endpoint }, 'websocket upstream open');
+      return undefined;
+    },
+    handler: async () => {
+      throw new GatewayError('bad_query', `${route.path} is a WebSocket endpoint: send an upgrade request`, { status: 400 });
+    },
+    wsHandler: (client: WebSocket, req: FastifyRequest) => {
+      const entry = opened.get(req);
+      opened.delete(req);
+      if (entry === undefined) {
+        client.close(1011, 'no upstream');
+        return;
+      }
+      relay(app, req, entry.reply, client, entry.pending);
+    },
+  });
+}
+
+function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, client: WebSocket, pending: Pending): void {
+  const { upstream } = pending;
+  let finished!: () => void;
+  const done = new Promise<void>((r) => (finished = r));
+  const closeBoth = (code: number, reason: string) => {
+    if (client.readyState === WebSocket.OPEN) client.close(code, reason);
+    if (upstream.readyState === WebSocket.OPEN) upstream.close(code === 1001 ? 1001 : 1000);
+  };
+  const r: Relay = {
+    close: closeBoth,
+    done,
+    terminate: () => {
+      client.terminate();
+      upstream.terminate();
+    },
+  };
+  app.websocketRelays.add(r);
+
+  const send = (data: WebSocket.RawData, binary: boolean) => {
+    if (client.readyState !== WebSocket.OPEN) return;
+    if (client.bufferedAmount > CLIENT_MAX_BUFFERED) {
+      req.log.warn({ buffered: client.bufferedAmount }, 'websocket client is not reading; closing');
+      closeBoth(1008, 'client too slow');
+      return;
+    }
+    client.send(data, { binary });
+  };
+  let upstreamClosed = false;
+  let clientClosed = false;
+  const maybeFinished = () => {
+    if (!upstreamClosed || !clientClosed) return;
+    app.websocketRelays.delete(r);
+    finished();
+    // The request's lifecycle ends with the tail: run onResponse (audit record, metrics, in-flight accounting)
+    // by finishing the hijacked response object, with 101 as the status the client saw.
+    // (@fastify/websocket hijacks the reply, so Fastify would not run them on its own.)
+    reply.raw.statusCode = 101;
+    reply.raw.emit('finish');
+  };
+  const onUpstreamClose = (code: number, reason: Buffer) => {
+    upstreamClosed = true;
+    if (client.readyState === WebSocket.OPEN || client.readyState === WebSocket.CONNECTING) {
+      const [c, why] = relayedClose(code, reason, 'upstream connection lost');
+      client.close(c, why);
+    }
+    maybeFinished();
+  };
+
+  for (const [data, binary] of pending.held.splice(0)) send(data, binary);
+  pending.onMessage = send;
+  pending.onClose = onUpstreamClose;
+  if (pending.closed !== undefined) onUpstreamClose(...pending.closed);
+
+  upstream.on('error', (e) => req.log.info({ err: e }, 'websocket upstream error'));
+  // Client messages are not read by Loki: dropped (maxPayload bounds them).
+  client.on('close', (code, reason) => {
+    clientClosed = true;
+    if (upstream.readyState === WebSocket.OPEN) {
+      const [c, why] = relayedClose(code, reason, 'client connection lost');
+      upstream.close(c === 1011 ? 1000 : c, why);
+    } else if (upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
+    maybeFinished();
+  });
+}
