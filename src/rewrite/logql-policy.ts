@@ -16,6 +16,7 @@ import { RE2JS } from 're2js';
 import { QueryError } from '../errors.ts';
 import { isWellFormedUnicode } from './lezer.ts';
 import { LOKI_RESERVED_WORDS } from './logql-lexer.ts';
+import { memoizedPreparation, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
 import type { MatchOp, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { isMatchOp } from './matcher.ts';
 import { formatMatcher as formatPromQLMatcher, quotePromQLString } from './promql-escape.ts';
@@ -156,22 +157,14 @@ export interface PreparedPolicy {
   readonly maxGroupText: number;
 }
 
-function policyError(message: string): QueryError {
-  return new QueryError(LANG, message, 'policy_error');
-}
+const policyError = policyErrorFor(LANG);
 
-function validateMatcher(m: unknown): Matcher {
-  if (typeof m !== 'object' || m === null) throw policyError('policy matcher must be an object');
-  const { name, op, value } = m as Record<string, unknown>;
-  if (typeof name !== 'string' || name === '') throw policyError('policy matcher name must be a non-empty string');
-  if (!isWellFormedUnicode(name)) throw policyError('policy matcher name is not valid Unicode');
-  if (!isMatchOp(op)) throw policyError(`policy matcher for ${JSON.stringify(name)} has invalid operator ${JSON.stringify(op)}`);
-  if (typeof value !== 'string') throw policyError(`policy matcher value for ${JSON.stringify(name)} must be a string`);
-  if (!isWellFormedUnicode(value)) throw policyError(`policy matcher value for ${JSON.stringify(name)} is not valid Unicode`);
-  if ((op === '=~' || op === '!~') && !isValidMatcherRegex(value)) {
-    throw policyError(`policy matcher for ${JSON.stringify(name)} has an invalid RE2 regular expression ${JSON.stringify(value)}`);
+function validateMatcher(raw: unknown): Matcher {
+  const m = validatePolicyMatcher(raw, policyError);
+  if ((m.op === '=~' || m.op === '!~') && !isValidMatcherRegex(m.value)) {
+    throw policyError(`policy matcher for ${JSON.stringify(m.name)} has an invalid RE2 regular expression ${JSON.stringify(m.value)}`);
   }
-  return { name, op, value };
+  return m;
 }
 
 function keyOf(m: Matcher): string {
@@ -222,30 +215,8 @@ export function mergeGroups(groups: readonly (readonly Matcher[])[]): Matcher[] 
   return [...common, { name: label, op: '=~', value: alts.map((a) => `(?:${a})`).join('|') }];
 }
 
-/** Prepared policies by their JSON text (content, not identity). */
-const prepared = new Map<string, PreparedPolicy>();
-const PREPARED_MAX = 512;
 
-export function preparePolicy(policy: SelectorPolicy): PreparedPolicy {
-  if (!Array.isArray(policy) || policy.length === 0) throw policyError('policy has no selector groups (nothing would be visible)');
-  let text = '';
-  for (const g of policy as readonly unknown[]) {
-    if (!Array.isArray(g)) throw policyError('policy group must be an array of matchers');
-    text += '[';
-    for (const m of g as readonly unknown[]) {
-      if (typeof m !== 'object' || m === null) throw policyError('policy matcher must be an object');
-      const { name, op, value } = m as Record<string, unknown>;
-      text += `${JSON.stringify([typeof name === 'string' ? name : null, typeof op === 'string' ? op : null, typeof value === 'string' ? value : null])},`;
-    }
-    text += ']';
-  }
-  const hit = prepared.get(text);
-  if (hit !== undefined) return hit;
-  const p = buildPolicy(policy);
-  if (prepared.size >= PREPARED_MAX) prepared.clear();
-  prepared.set(text, p);
-  return p;
-}
+export const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
   const groups: { matchers: Matcher[]; keys: Set<string> }[] = [];

@@ -50,6 +50,7 @@ import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, un
 import type { MatchOp as MatchOpT, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
+import { memoizedPreparation, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
 import { DEFAULT_LIMITS } from './rewriter.ts';
 
@@ -86,50 +87,14 @@ interface PreparedPolicy {
   readonly maxGroupText: number;
 }
 
-/**
- * Prepared policies by their content (name/op/value of every matcher). Keyed by content, not object
- * identity, so a caller that mutates a policy array between calls can never
- * be served a stale preparation.
- */
-const prepared = new Map<string, PreparedPolicy>();
-const PREPARED_MAX = 512;
 
-function policyError(message: string): QueryError {
-  return new QueryError(LANG, message, 'policy_error');
-}
+const policyError = policyErrorFor(LANG);
 
 function validateMatcher(m: unknown): Matcher {
-  if (typeof m !== 'object' || m === null) throw policyError('policy matcher must be an object');
-  const { name, op, value } = m as Record<string, unknown>;
-  if (typeof name !== 'string' || name === '') throw policyError('policy matcher name must be a non-empty string');
-  if (!isWellFormedUnicode(name)) throw policyError('policy matcher name is not valid Unicode');
-  if (!isMatchOp(op)) throw policyError(`policy matcher for ${JSON.stringify(name)} has invalid operator ${JSON.stringify(op)}`);
-  if (typeof value !== 'string') throw policyError(`policy matcher value for ${JSON.stringify(name)} must be a string`);
-  if (!isWellFormedUnicode(value)) throw policyError(`policy matcher value for ${JSON.stringify(name)} is not valid Unicode`);
-  return { name, op, value };
+  return validatePolicyMatcher(m, policyError);
 }
 
-function preparePolicy(policy: SelectorPolicy): PreparedPolicy {
-  if (!Array.isArray(policy) || policy.length === 0) throw policyError('policy has no selector groups (nothing would be visible)');
-  // The key is built from exactly the fields buildPolicy reads.
-  let text = '';
-  for (const g of policy as readonly unknown[]) {
-    if (!Array.isArray(g)) throw policyError('policy group must be an array of matchers');
-    text += '[';
-    for (const m of g as readonly unknown[]) {
-      if (typeof m !== 'object' || m === null) throw policyError('policy matcher must be an object');
-      const { name, op, value } = m as Record<string, unknown>;
-      text += `${JSON.stringify([typeof name === 'string' ? name : null, typeof op === 'string' ? op : null, typeof value === 'string' ? value : null])},`;
-    }
-    text += ']';
-  }
-  const hit = prepared.get(text);
-  if (hit !== undefined) return hit;
-  const p = buildPolicy(policy);
-  if (prepared.size >= PREPARED_MAX) prepared.clear();
-  prepared.set(text, p);
-  return p;
-}
+const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
   // Normalise: validate, de-duplicate matchers within a group, then drop any

@@ -29,6 +29,7 @@ import type { SyntaxNode, Tree } from '@lezer/common';
 import { QueryError } from '../errors.ts';
 import { RewriteCache } from './cache.ts';
 import type { Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
+import { memoizedPreparation, policyErrorFor } from './policy-prep.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
 import { DEFAULT_LIMITS } from './rewriter.ts';
 import { checkMatcher, formatField, quoteTraceQLString } from './traceql-escape.ts';
@@ -59,33 +60,10 @@ interface PreparedPolicy {
   readonly alone: string;
 }
 
-const prepared = new Map<string, PreparedPolicy>();
-const PREPARED_MAX = 512;
 
-function policyError(message: string): QueryError {
-  return new QueryError(LANG, message, 'policy_error');
-}
+const policyError = policyErrorFor(LANG);
 
-function preparePolicy(policy: SelectorPolicy): PreparedPolicy {
-  if (!Array.isArray(policy) || policy.length === 0) throw policyError('policy has no selector groups (nothing would be visible)');
-  let text = '';
-  for (const g of policy as readonly unknown[]) {
-    if (!Array.isArray(g)) throw policyError('policy group must be an array of matchers');
-    text += '[';
-    for (const m of g as readonly unknown[]) {
-      if (typeof m !== 'object' || m === null) throw policyError('policy matcher must be an object');
-      const { name, op, value } = m as Record<string, unknown>;
-      text += `${JSON.stringify([typeof name === 'string' ? name : null, typeof op === 'string' ? op : null, typeof value === 'string' ? value : null])},`;
-    }
-    text += ']';
-  }
-  const hit = prepared.get(text);
-  if (hit !== undefined) return hit;
-  const p = buildPolicy(policy);
-  if (prepared.size >= PREPARED_MAX) prepared.clear();
-  prepared.set(text, p);
-  return p;
-}
+const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
   // Validate; de-duplicate matchers within a group; drop a group whose
