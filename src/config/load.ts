@@ -159,6 +159,15 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
             ...bundle,
             auth: bundle.auth.tokenFile === undefined ? bundle.auth : { ...bundle.auth, tokenFile: resolvePath(bundle.auth.tokenFile) },
             ...(bundle.persistDir === undefined ? {} : { persistDir: resolvePath(bundle.persistDir) }),
+            ...(bundle.tls === undefined
+              ? {}
+              : {
+                  tls: {
+                    ...(bundle.tls.ca === undefined ? {} : { ca: resolvePath(bundle.tls.ca) }),
+                    ...(bundle.tls.cert === undefined ? {} : { cert: resolvePath(bundle.tls.cert) }),
+                    ...(bundle.tls.key === undefined ? {} : { key: resolvePath(bundle.tls.key) }),
+                  },
+                }),
             ...(bundle.signing === undefined
               ? {}
               : { signing: { ...bundle.signing, keys: bundle.signing.keys.map((k) => (k.publicKeyFile === undefined ? k : { ...k, publicKeyFile: resolvePath(k.publicKeyFile) })) } }),

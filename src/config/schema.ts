@@ -341,6 +341,14 @@ export const bundleSchema = z
       .strictObject({
         minDelaySeconds: z.number().positive().default(60).describe('Shortest wait between two downloads (fractions allowed).'),
         maxDelaySeconds: z.number().positive().default(120).describe('Longest wait between two downloads; also the cap of the error backoff.'),
+        longPollingTimeoutSeconds: z
+          .number()
+          .int()
+          .positive()
+          .optional()
+          .describe(
+            'Enable HTTP long polling (OPA: polling.long_polling_timeout_seconds): once the service answers with Content-Type application/vnd.openpolicyagent.bundles, conditional requests carry "Prefer: modes=snapshot;wait=<this>" and the next request follows each answer at once; a service answering otherwise is polled with the delays above. Unset: plain polling.',
+          ),
       })
       .refine((p) => p.minDelaySeconds <= p.maxDelaySeconds, { message: 'minDelaySeconds must not exceed maxDelaySeconds' })
       .default({ minDelaySeconds: 60, maxDelaySeconds: 120 })
@@ -357,7 +365,17 @@ export const bundleSchema = z
       .optional()
       .describe('Verify .signatures.json (opa build --signing-key); unsigned, tampered or foreign-key bundles are rejected. Unset: signatures are not checked.'),
     persistDir: z.string().min(1).optional().describe('Directory where the last activated bundle is kept (relative to the config file); used at start when the service is unreachable. Unset: not persisted.'),
+    tls: z
+      .strictObject({
+        ca: z.string().min(1).optional().describe('PEM file of the CA(s) that sign the bundle service\'s certificate (relative to the config file); replaces the system trust store for this service.'),
+        cert: z.string().min(1).optional().describe('PEM client certificate (chain) presented to the bundle service (relative to the config file). With key.'),
+        key: z.string().min(1).optional().describe('PEM private key of cert (relative to the config file).'),
+      })
+      .refine((t) => (t.cert === undefined) === (t.key === undefined), { message: 'set both cert and key, or neither' })
+      .optional()
+      .describe('TLS towards an https bundle service: a private CA and/or a client certificate (OPA: services.<name>.tls.ca_cert, credentials.client_tls). Files are read at start.'),
   })
+  .refine((b) => b.tls === undefined || b.url.startsWith('https:'), { message: 'tls needs an https url', path: ['tls'] })
   .describe('Fetch the policy as an OPA bundle (opa build -t wasm -e <entrypoint>) from a bundle service, following OPA\'s bundle protocol (ETag / If-None-Match, polling). The gateway is not ready until a bundle (or the persisted one) is active.');
 
 export const claimsModeSchema = z

@@ -12,6 +12,17 @@
  *   minDelay), doubling per consecutive failure, capped at maxDelay, with
  *   jitter. A rejected bundle never replaces the active policy, and its ETag is
  *   not remembered, so the next poll downloads again.
+ * - Long polling (polling.longPollingTimeoutSeconds), as OPA's downloader does
+ *   it: every request says `Prefer: modes=snapshot`; once the service has
+ *   answered a 200 with Content-Type application/vnd.openpolicyagent.bundles,
+ *   conditional requests add `;wait=<seconds>` (the service may hold them
+ *   until a new bundle is published or the wait ends with a 304) and, while
+ *   that lasts (a 304 to a long-poll request keeps it), the next request is
+ *   sent at once instead of after the polling delay. Such a request's timeout
+ *   is the wait plus timeoutMs. A 200 with another content type or any failure
+ *   switches back to plain polling (failures back off as usual).
+ * - TLS (tls): a private CA and/or a client certificate for an https service,
+ *   through this client's own undici Agent; the files are read at start.
  * - Persistence (persistDir): each activated bundle's bytes are written to
  *   <dir>/bundle.tar.gz (temporary file + fsync + rename: a crash never leaves
  *   a half-written bundle) with its ETag in <dir>/bundle.json. At start the
@@ -21,6 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Agent, fetch, type Response } from 'undici';
 import type { BundleConfig } from '../config/schema.ts';
 import { VERSION } from '../version.ts';
 import { loadBundle, type LoadedBundle } from './bundle.ts';
@@ -58,7 +70,12 @@ export interface BundleClientStatus {
   lastSuccessfulRequest: Date | undefined;
   lastError: string | undefined;
   consecutiveFailures: number;
+  /** The service announced long polling; requests are long-poll requests. */
+  longPolling: boolean;
 }
+
+/** OPA's bundle content type; a 200 carrying it announces long-polling support. */
+export const BUNDLE_CONTENT_TYPE = 'application/vnd.openpolicyagent.bundles';
 
 const PERSIST_BUNDLE = 'bundle.tar.gz';
 const PERSIST_META = 'bundle.json';
@@ -115,6 +132,8 @@ export class BundleClient {
   readonly #opts: BundleClientOptions;
   readonly #verification: VerificationConfig | undefined;
   readonly #random: () => number;
+  readonly #agent: Agent;
+  #longPolling = false;
   #etag: string | undefined;
   #revision: string | undefined;
   #lastSuccessfulDownload: Date | undefined;
@@ -127,8 +146,9 @@ export class BundleClient {
   #inflight: AbortController | undefined;
   #loop: Promise<void> | undefined;
 
-  private constructor(opts: BundleClientOptions, verification: VerificationConfig | undefined) {
+  private constructor(opts: BundleClientOptions, verification: VerificationConfig | undefined, agent: Agent) {
     this.#opts = opts;
+    this.#agent = agent;
     this.url = bundleUrl(opts.config);
     this.#verification = verification;
     this.#random = opts.random ?? Math.random;
@@ -149,7 +169,16 @@ export class BundleClient {
       );
       verification = prepareVerification({ keys, keyid: signing.keyid, scope: signing.scope, excludeFiles: signing.excludeFiles });
     }
-    return new BundleClient(opts, verification);
+    const tls = opts.config.tls;
+    const read = (file: string | undefined) => (file === undefined ? undefined : readFile(file, 'utf8'));
+    const [ca, cert, key] = await Promise.all([read(tls?.ca), read(tls?.cert), read(tls?.key)]);
+    // Our own timeouts (timeoutMs, plus the wait of a long-poll request) bound each request.
+    const agent = new Agent({
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) },
+    });
+    return new BundleClient(opts, verification, agent);
   }
 
   get status(): BundleClientStatus {
@@ -161,6 +190,7 @@ export class BundleClient {
       lastSuccessfulRequest: this.#lastSuccessfulRequest,
       lastError: this.#lastError,
       consecutiveFailures: this.#failures,
+      longPolling: this.#longPolling,
     };
   }
 
@@ -176,12 +206,14 @@ export class BundleClient {
     this.#wake?.();
     this.#inflight?.abort();
     await this.#loop;
+    await this.#agent.destroy().catch(() => {});
   }
 
   async #run(): Promise<void> {
     while (!this.#stopped) {
       await this.poll();
       if (this.#stopped) break;
+      if (this.#failures === 0 && this.#longPolling) continue; // the service holds the next request
       const delay = nextDelayMs(this.#opts.config.polling, this.#failures, this.#random);
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
@@ -218,15 +250,22 @@ export class BundleClient {
     const log = this.#opts.logger;
     const controller = new AbortController();
     this.#inflight = controller;
-    const timeout = setTimeout(() => controller.abort(new Error(`bundle download timed out after ${this.#opts.config.timeoutMs} ms`)), this.#opts.config.timeoutMs);
+    const headers: Record<string, string> = { 'user-agent': `lbac-gateway/${VERSION}`, accept: `application/gzip, ${BUNDLE_CONTENT_TYPE}, */*` };
+    // Only conditional once a policy is active: a 304 before that would leave us with none.
+    const conditional = this.#etag !== undefined && this.#opts.holder.ready;
+    if (conditional) headers['if-none-match'] = this.#etag!;
+    const longPollWait = this.#opts.config.polling.longPollingTimeoutSeconds;
+    const wait = longPollWait !== undefined && this.#longPolling && conditional ? longPollWait : undefined;
+    if (longPollWait !== undefined) headers['prefer'] = wait === undefined ? 'modes=snapshot' : `modes=snapshot;wait=${wait}`;
+    const timeoutMs = this.#opts.config.timeoutMs + (wait ?? 0) * 1000;
+    const timeout = setTimeout(() => controller.abort(new Error(`bundle download timed out after ${timeoutMs} ms`)), timeoutMs);
     try {
-      const headers: Record<string, string> = { 'user-agent': `lbac-gateway/${VERSION}`, accept: 'application/gzip, application/vnd.openpolicyagent.bundles, */*' };
       const authorization = await this.#authorization();
       if (authorization !== undefined) headers['authorization'] = authorization;
-      // Only conditional once a policy is active: a 304 before that would leave us with none.
-      if (this.#etag !== undefined && this.#opts.holder.ready) headers['if-none-match'] = this.#etag;
-      const res = await fetch(this.url, { headers, signal: controller.signal, redirect: 'follow' });
+      const res = await fetch(this.url, { headers, signal: controller.signal, redirect: 'follow', dispatcher: this.#agent });
       if (res.status === 304) {
+        // A 304 to a long-poll request keeps long polling; to a plain one it changes nothing.
+        this.#longPolling = wait !== undefined;
         await res.body?.cancel();
         this.#lastSuccessfulRequest = new Date();
         this.#failures = 0;
@@ -239,6 +278,8 @@ export class BundleClient {
         throw new Error(`bundle service answered HTTP ${res.status}`);
       }
       const etag = res.headers.get('etag') ?? undefined;
+      const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      this.#longPolling = longPollWait !== undefined && mediaType === BUNDLE_CONTENT_TYPE;
       const bytes = await this.#readBody(res);
       const loaded = await this.#load(bytes);
       this.#activate(loaded, `bundle:${this.url}`, etag);
@@ -251,6 +292,7 @@ export class BundleClient {
       const error = controller.signal.aborted && !this.#stopped ? errorText(controller.signal.reason) : errorText(e);
       this.#failures++;
       this.#lastError = error;
+      this.#longPolling = false;
       if (!this.#stopped) {
         log.error({ url: this.url, error, consecutiveFailures: this.#failures, activeRevision: this.#opts.holder.revision ?? null }, 'policy bundle download failed; keeping the active policy');
       }

@@ -1,15 +1,19 @@
 // The bundle client against a local HTTP server (nginx-backed e2e lives in
 // e2e/bundles.test.ts): ETag/304, auth, failures, persistence, delays; and the
 // bundle section of the config.
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
+import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
-import { BundleClient, bundleUrl, nextDelayMs } from '../../src/policy/bundle-client.ts';
+import { BUNDLE_CONTENT_TYPE, BundleClient, bundleUrl, nextDelayMs } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
@@ -125,6 +129,186 @@ describe('BundleClient', () => {
   });
 });
 
+/** Polls `cond` every 10 ms until it holds or `ms` pass. */
+async function until(cond: () => boolean, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function listen(s: Server): Promise<number> {
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return (s.address() as AddressInfo).port;
+}
+
+/**
+ * A bundle service that holds conditional requests carrying `Prefer: …wait=N`
+ * until publish() or the wait ends (304), as a long-polling OPA bundle server
+ * does; with longPoll false it answers at once with application/gzip.
+ */
+function longPollServer(longPoll: boolean) {
+  let current: { body: Buffer; etag: string } = { body: Buffer.alloc(0), etag: '"0"' };
+  const requests: { prefer: string | undefined; at: number }[] = [];
+  const held = new Set<ServerResponse>();
+  const contentType = longPoll ? BUNDLE_CONTENT_TYPE : 'application/gzip';
+  const send = (res: ServerResponse) => void res.writeHead(200, { etag: current.etag, 'content-type': contentType }).end(current.body);
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const prefer = [req.headers.prefer ?? []].flat().join(',') || undefined;
+    requests.push({ prefer, at: Date.now() });
+    const wait = /(?:^|;)\s*wait=(\d+)/.exec(prefer ?? '')?.[1];
+    if (req.headers['if-none-match'] !== current.etag) return send(res);
+    if (!longPoll || wait === undefined) return void res.writeHead(304).end();
+    held.add(res);
+    const timer = setTimeout(() => {
+      held.delete(res);
+      res.writeHead(304).end();
+    }, Number(wait) * 1000);
+    res.on('close', () => {
+      clearTimeout(timer);
+      held.delete(res);
+    });
+  });
+  return {
+    server,
+    requests,
+    held,
+    publish(body: Buffer, etag: string) {
+      current = { body, etag };
+      for (const res of held) send(res);
+      held.clear();
+    },
+  };
+}
+
+describe('long polling', () => {
+  const lpConfig = (port: number, over: Partial<BundleConfig['polling']> = {}): BundleConfig =>
+    config({ url: `http://127.0.0.1:${port}`, auth: { type: 'none', scheme: 'Bearer' }, timeoutMs: 300, polling: { minDelaySeconds: 30, maxDelaySeconds: 60, longPollingTimeoutSeconds: 1, ...over } });
+
+  it('a long-polling service gets held requests and delivers a new bundle at once, without the polling delay', async () => {
+    const svc = longPollServer(true);
+    svc.publish(b1, '"lp1"');
+    const port = await listen(svc.server);
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: lpConfig(port), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    try {
+      await client.start();
+      await until(() => holder.revision === 'one' && svc.held.size === 1);
+      expect(client.status.longPolling).toBe(true);
+      // The first request is plain, the next ones carry the wait.
+      expect(svc.requests[0]!.prefer).toBe('modes=snapshot');
+      expect(svc.requests[1]!.prefer).toBe('modes=snapshot;wait=1');
+      // A held request outlives timeoutMs (300 ms): its timeout is the wait plus timeoutMs;
+      // the wait ends with a 304 and the next long-poll request follows at once.
+      await until(() => svc.requests.length >= 3, 3_000);
+      await until(() => svc.held.size === 1);
+      expect(client.status.consecutiveFailures).toBe(0);
+      expect(client.status.lastError).toBeUndefined();
+      const published = Date.now();
+      svc.publish(b2, '"lp2"');
+      await until(() => holder.revision === 'two', 2_000);
+      expect(Date.now() - published).toBeLessThan(2_000); // polling delay is 30–60 s
+      expect(client.status.etag).toBe('"lp2"');
+    } finally {
+      await client.stop();
+      await new Promise<void>((r) => svc.server.close(() => r()));
+    }
+  });
+
+  it('a service without long polling (plain content type) is polled with the normal delays', async () => {
+    const svc = longPollServer(false);
+    svc.publish(b1, '"p1"');
+    const port = await listen(svc.server);
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: lpConfig(port), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    try {
+      await client.start();
+      await until(() => holder.revision === 'one');
+      expect(client.status.longPolling).toBe(false);
+      svc.publish(b2, '"p2"');
+      await new Promise((r) => setTimeout(r, 700));
+      // Still waiting out the 30–60 s polling delay: one request, no wait, old policy.
+      expect(svc.requests).toHaveLength(1);
+      expect(svc.requests[0]!.prefer).toBe('modes=snapshot');
+      expect(holder.revision).toBe('one');
+    } finally {
+      await client.stop();
+      await new Promise<void>((r) => svc.server.close(() => r()));
+    }
+  });
+
+  it('without longPollingTimeoutSeconds no Prefer header is sent and the bundle content type changes nothing', async () => {
+    const svc = longPollServer(true);
+    svc.publish(b1, '"n1"');
+    const port = await listen(svc.server);
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: lpConfig(port, { longPollingTimeoutSeconds: undefined }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    try {
+      expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'one' });
+      expect(await client.poll()).toEqual({ kind: 'not-modified' });
+      expect(svc.requests.map((r) => r.prefer)).toEqual([undefined, undefined]);
+      expect(client.status.longPolling).toBe(false);
+    } finally {
+      await client.stop();
+      await new Promise<void>((r) => svc.server.close(() => r()));
+    }
+  });
+});
+
+describe('TLS to the bundle service', () => {
+  let pki: TestPki;
+  let otherPki: TestPki;
+  let clientCert: CertFiles;
+  let foreignClient: CertFiles;
+  let https: HttpsServer;
+  let httpsUrl: string;
+  const clients: string[] = [];
+
+  beforeAll(async () => {
+    pki = createTestPki('/CN=Bundle Test CA');
+    const serverCert = pki.issue('bundle-server', { subject: '/CN=127.0.0.1', san: ['IP:127.0.0.1', 'DNS:localhost'], serverAuth: true });
+    clientCert = pki.issue('gateway-client', { subject: '/CN=lbac-gateway' });
+    otherPki = createTestPki('/CN=Other CA');
+    foreignClient = otherPki.issue('foreign-client', { subject: '/CN=intruder' });
+    https = createHttpsServer({ key: serverCert.keyPem, cert: serverCert.certPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+      clients.push(String((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? ''));
+      res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+    });
+    await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+    httpsUrl = `https://127.0.0.1:${(https.address() as AddressInfo).port}`;
+  }, 60_000);
+  afterAll(async () => {
+    await new Promise<void>((r) => https.close(() => r()));
+    pki.cleanup();
+    otherPki.cleanup();
+  });
+
+  const tlsClient = (tls: BundleConfig['tls'], holder: PolicyHolder) =>
+    BundleClient.create({ config: config({ url: httpsUrl, auth: { type: 'none', scheme: 'Bearer' }, tls }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+
+  it('downloads with the private CA and the client certificate; without them the active policy stays', async () => {
+    served = { body: b1, etag: '"t1"' };
+    const holder = new PolicyHolder();
+    const good = await tlsClient({ ca: pki.ca.cert, cert: clientCert.cert, key: clientCert.key }, holder);
+    expect(await good.poll()).toMatchObject({ kind: 'activated', revision: 'one' });
+    expect(clients.at(-1)).toBe('lbac-gateway');
+    await good.stop();
+
+    served = { body: b2, etag: '"t2"' };
+    const answered = clients.length;
+    const noCert = await tlsClient({ ca: pki.ca.cert }, holder); // the server requires a client certificate
+    expect(await noCert.poll()).toMatchObject({ kind: 'failed' });
+    const foreign = await tlsClient({ ca: pki.ca.cert, cert: foreignClient.cert, key: foreignClient.key }, holder); // not signed by the server's client CA
+    expect(await foreign.poll()).toMatchObject({ kind: 'failed' });
+    const noCa = await tlsClient({ cert: clientCert.cert, key: clientCert.key }, holder); // server certificate not trusted
+    expect(await noCa.poll()).toMatchObject({ kind: 'failed', error: expect.stringMatching(/certificate/i) });
+    expect(clients.length).toBe(answered); // the TLS handshake refused them before any HTTP request
+    expect(holder.revision).toBe('one');
+    await Promise.all([noCert.stop(), foreign.stop(), noCa.stop()]);
+  });
+});
+
 describe('polling delays', () => {
   const polling = { minDelaySeconds: 10, maxDelaySeconds: 20 };
   it('success: uniform in [min, max]', () => {
@@ -172,6 +356,20 @@ identity: {providers: [{type: jwt, jwksFile: jwks.json, issuer: i, audience: a}]
     expect(bad('  bundle: {url: "http://x", polling: {minDelaySeconds: 5, maxDelaySeconds: 1}}\n')).toThrow(/must not exceed/);
     expect(bad('  bundle: {url: "http://x", signing: {keys: [{keyid: k}]}}\n')).toThrow(/exactly one of publicKey or publicKeyFile/);
     expect(bad('  bundle: {url: "http://x", pollingg: {}}\n')).toThrow(/unknown key "pollingg"/);
+  });
+  it('long polling and tls: paths resolved, cert and key together, https only', () => {
+    const c = parseConfig(
+      `${base}policy:\n  bundle:\n    url: https://bundles.example.com\n    polling: {longPollingTimeoutSeconds: 30}\n    tls: {ca: pki/ca.pem, cert: pki/gw.pem, key: /abs/gw.key}\n`,
+      { baseDir: '/etc/lbac', env: {} },
+    );
+    expect(c.policy.bundle).toMatchObject({
+      polling: { minDelaySeconds: 60, maxDelaySeconds: 120, longPollingTimeoutSeconds: 30 },
+      tls: { ca: '/etc/lbac/pki/ca.pem', cert: '/etc/lbac/pki/gw.pem', key: '/abs/gw.key' },
+    });
+    const bad = (policy: string) => () => parseConfig(`${base}policy:\n${policy}`, { env: {} });
+    expect(bad('  bundle: {url: "https://x", tls: {cert: c.pem}}\n')).toThrow(/both cert and key/);
+    expect(bad('  bundle: {url: "http://x", tls: {ca: ca.pem}}\n')).toThrow(/tls needs an https url/);
+    expect(bad('  bundle: {url: "https://x", polling: {longPollingTimeoutSeconds: 0}}\n')).toThrow(/longPollingTimeoutSeconds/);
   });
   it('LBAC_POLICY_BUNDLE_URL sets the bundle url', () => {
     expect(parseConfig(base, { env: { LBAC_POLICY_BUNDLE_URL: 'http://b:8181' } }).policy.bundle?.url).toBe('http://b:8181');
