@@ -355,3 +355,25 @@ function checkWellFormed(body: string, offset: number): void {
   const m = LONE_SURROGATE.exec(body);
   if (m !== null) throw new LiteralError('invalid UTF-8 rune', offset + m.index);
 }
+
+// Escaped when quoting: backslash, double quote, C0 controls, DEL, C1 controls
+// and the Unicode line/paragraph separators (harmless to the backends, but
+// escaping keeps logs and terminals honest).
+const GO_NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const GO_ESCAPE_ALL = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const GO_SHORT_ESCAPES: Readonly<Record<string, string>> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\u0007': '\\a', '\b': '\\b', '\f': '\\f', '\v': '\\v' };
+
+/**
+ * A double-quoted Go string literal (the syntax PromQL, LogQL and TraceQL share)
+ * whose value is exactly `value`, which must be well-formed Unicode (callers
+ * check, with their own error). Never lets a value end the string.
+ */
+export function quoteGoString(value: string): string {
+  if (!GO_NEEDS_ESCAPE.test(value)) return `"${value}"`;
+  return `"${value.replace(GO_ESCAPE_ALL, (ch) => {
+    const short = GO_SHORT_ESCAPES[ch];
+    if (short !== undefined) return short;
+    const c = ch.charCodeAt(0);
+    return c < 0x80 ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
+  })}"`;
+}

@@ -6,7 +6,7 @@
 import { QueryError } from '../errors.ts';
 import type { Matcher } from './matcher.ts';
 import { isMatchOp } from './matcher.ts';
-import { isWellFormedUnicode } from './lezer.ts';
+import { isWellFormedUnicode, quoteGoString } from './lezer.ts';
 
 const LEGACY_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
@@ -15,38 +15,6 @@ export function isLegacyLabelName(name: string): boolean {
   return LEGACY_NAME.test(name);
 }
 
-// Characters that are escaped: backslash, double quote, C0 controls, DEL, C1
-// controls and the Unicode line/paragraph separators (harmless to Prometheus,
-// but escaping keeps logs and terminals honest).
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-const ESCAPE_ALL = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-
-function escapeChar(ch: string): string {
-  switch (ch) {
-    case '"':
-      return '\\"';
-    case '\\':
-      return '\\\\';
-    case '\n':
-      return '\\n';
-    case '\r':
-      return '\\r';
-    case '\t':
-      return '\\t';
-    case '\u0007':
-      return '\\a';
-    case '\b':
-      return '\\b';
-    case '\f':
-      return '\\f';
-    case '\v':
-      return '\\v';
-    default: {
-      const c = ch.charCodeAt(0);
-      return c < 0x80 ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
-    }
-  }
-}
 
 /**
  * A double-quoted PromQL string literal whose value is exactly `value`.
@@ -56,8 +24,7 @@ export function quotePromQLString(value: string): string {
   if (!isWellFormedUnicode(value)) {
     throw new QueryError('promql', 'matcher value is not valid Unicode (unpaired surrogate)', 'policy_error');
   }
-  if (!NEEDS_ESCAPE.test(value)) return `"${value}"`;
-  return `"${value.replace(ESCAPE_ALL, escapeChar)}"`;
+  return quoteGoString(value);
 }
 
 /** A label name as written in a matcher: bare when legacy, else quoted (Prometheus 3 UTF-8 syntax). */

@@ -27,7 +27,7 @@
  */
 import { RE2JS } from 're2js';
 import { QueryError } from '../errors.ts';
-import { isWellFormedUnicode } from './lezer.ts';
+import { isWellFormedUnicode, quoteGoString } from './lezer.ts';
 import type { Matcher } from './matcher.ts';
 import { isMatchOp } from './matcher.ts';
 
@@ -120,35 +120,11 @@ export function formatField(f: TraceQLField): string {
   return f.scope === null ? `.${key}` : `${f.scope}.${key}`;
 }
 
-// Escaped in values: backslash, double quote, C0 controls, DEL, C1 controls,
-// U+2028/U+2029 (harmless to Tempo, but escaping keeps logs honest).
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-const ESCAPE_ALL = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-
-function escapeChar(ch: string): string {
-  switch (ch) {
-    case '"':
-      return '\\"';
-    case '\\':
-      return '\\\\';
-    case '\n':
-      return '\\n';
-    case '\r':
-      return '\\r';
-    case '\t':
-      return '\\t';
-    default: {
-      const c = ch.charCodeAt(0);
-      return c < 0x80 ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
-    }
-  }
-}
 
 /** A double-quoted TraceQL (Go) string literal whose value is exactly `value`. */
 export function quoteTraceQLString(value: string): string {
   if (!isWellFormedUnicode(value)) throw policyError('TraceQL matcher value is not valid Unicode (unpaired surrogate)');
-  if (!NEEDS_ESCAPE.test(value)) return `"${value}"`;
-  return `"${value.replace(ESCAPE_ALL, escapeChar)}"`;
+  return quoteGoString(value);
 }
 
 /** Validates a matcher (shape, name, RE2 syntax of regex values) and returns its field. */
