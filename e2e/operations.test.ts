@@ -138,6 +138,10 @@ describe('audit log, metrics and request ids', () => {
     expect(text).toMatch(/lbac_gateway_policy_info\{revision="[0-9a-f]{12}",source="file:[^"]+"\} 1/);
     expect(text).toContain('lbac_gateway_stage_duration_seconds_bucket{le="0.001",stage="upstream"}');
     expect(text).toContain('lbac_gateway_process_resident_memory_bytes');
+    // The same query by the same token a second time: served from the rewrite and decision caches.
+    expect(text).toMatch(/lbac_gateway_cache_lookups\{cache="rewrite_promql",result="hit"\} [1-9]/);
+    expect(text).toMatch(/lbac_gateway_cache_lookups\{cache="decision",result="hit"\} [1-9]/);
+    expect(text).toMatch(/lbac_gateway_cache_entries\{cache="rewrite_promql"\} [1-9]/);
     expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
     expect((await fetch(`${gw.url}/metrics`)).status).toBe(404);
   });

@@ -11,6 +11,9 @@ export class RewriteCache {
   readonly #maxEntryChars: number;
   readonly #map = new Map<string, string>();
   #chars = 0;
+  /** Lookups answered from / missing in the cache, for the metrics endpoint. */
+  hits = 0;
+  misses = 0;
 
   constructor(maxEntries = 2048, maxChars = 4 * 1024 * 1024, maxEntryChars = 32 * 1024) {
     this.#maxEntries = Math.max(0, Math.floor(maxEntries));
@@ -32,7 +35,8 @@ export class RewriteCache {
     if (v !== undefined) {
       this.#map.delete(key);
       this.#map.set(key, v);
-    }
+      this.hits++;
+    } else this.misses++;
     return v;
   }
 
@@ -60,4 +64,12 @@ export class RewriteCache {
     this.#map.clear();
     this.#chars = 0;
   }
+}
+
+/** The rewriters' caches by language, so the metrics endpoint can report them. */
+export const REWRITE_CACHES = new Map<string, RewriteCache>();
+
+export function registerRewriteCache(language: string, cache: RewriteCache): RewriteCache {
+  REWRITE_CACHES.set(language, cache);
+  return cache;
 }

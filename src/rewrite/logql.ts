@@ -62,7 +62,7 @@ import {
   parser,
 } from '@grafana/lezer-logql';
 import { QueryError } from '../errors.ts';
-import { RewriteCache } from './cache.ts';
+import { RewriteCache, registerRewriteCache } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
 import { LOGQL_STRINGS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
@@ -829,7 +829,7 @@ export function verifyLogQL(query: string, policy: SelectorPolicy): void {
 // Public API
 // ---------------------------------------------------------------------------
 
-const cache = new RewriteCache(4096);
+const cache = registerRewriteCache('logql', new RewriteCache(4096));
 
 /** For tests and benchmarks. */
 export function clearLogQLCache(): void {

@@ -45,7 +45,7 @@ import {
   parser,
 } from '@prometheus-io/lezer-promql';
 import { QueryError } from '../errors.ts';
-import { RewriteCache } from './cache.ts';
+import { RewriteCache, registerRewriteCache } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
@@ -868,7 +868,7 @@ export function verifyPromQL(query: string, policy: SelectorPolicy): void {
 // Public API
 // ---------------------------------------------------------------------------
 
-const cache = new RewriteCache();
+const cache = registerRewriteCache('promql', new RewriteCache());
 
 /** For tests and benchmarks. */
 export function clearPromQLCache(): void {

@@ -27,7 +27,7 @@
  */
 import type { SyntaxNode, Tree } from '@lezer/common';
 import { QueryError } from '../errors.ts';
-import { RewriteCache } from './cache.ts';
+import { RewriteCache, registerRewriteCache } from './cache.ts';
 import type { Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { memoizedPreparation, policyErrorFor } from './policy-prep.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
@@ -295,7 +295,7 @@ export function verifyTraceQL(query: string, policy: SelectorPolicy): void {
 // Public API
 // ---------------------------------------------------------------------------
 
-const cache = new RewriteCache(4096);
+const cache = registerRewriteCache('traceql', new RewriteCache(4096));
 
 /** For tests and benchmarks. */
 export function clearTraceQLCache(): void {

@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PolicyHolder } from '../policy/holder.ts';
 import type { BundleClientStatus } from '../policy/bundle-client.ts';
+import { REWRITE_CACHES } from '../rewrite/cache.ts';
 import { VERSION } from '../version.ts';
 
 export const METRIC_PREFIX = 'lbac_gateway_';
@@ -37,6 +38,38 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
   const registers = [registry];
+
+  // Cache effectiveness: the rewrite caches (per language) and the active engine's decision cache.
+  // Their own counters are read at scrape time; a new engine (policy swap) starts its counts anew.
+  let cacheHolder: PolicyHolder | undefined;
+  const cacheCounts = (): [string, { hits: number; misses: number; size?: number }][] => [
+    ...[...REWRITE_CACHES].map(([lang, c]): [string, { hits: number; misses: number; size?: number }] => [`rewrite_${lang}`, c]),
+    ...(cacheHolder?.engine !== undefined ? [['decision', cacheHolder.engine.decisionCache] as [string, { hits: number; misses: number }]] : []),
+  ];
+  const watchCaches = (h: PolicyHolder) => (cacheHolder = h);
+  new Gauge({
+    name: 'lbac_gateway_cache_lookups',
+    help: 'Cache lookups since the cache was created, by cache (rewrite_<language>, decision) and result (hit, miss); hit ratio = hit / (hit + miss).',
+    labelNames: ['cache', 'result'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [name, c] of cacheCounts()) {
+        this.set({ cache: name, result: 'hit' }, c.hits);
+        this.set({ cache: name, result: 'miss' }, c.misses);
+      }
+    },
+  });
+  new Gauge({
+    name: 'lbac_gateway_cache_entries',
+    help: 'Entries held, by cache (rewrite caches).',
+    labelNames: ['cache'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [name, c] of cacheCounts()) if (c.size !== undefined) this.set({ cache: name }, c.size);
+    },
+  });
   new Gauge({ name: 'lbac_gateway_build_info', help: 'Always 1; the gateway version as a label.', labelNames: ['version'], registers }).set({ version: VERSION }, 1);
 
   const requests = new Counter({
@@ -159,6 +192,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     configLastReload,
     auditRecords,
     watchPolicy(h) {
+      watchCaches(h);
       holder = h;
       if (h.ready) activations.inc();
       h.onSwap(() => activations.inc());
