@@ -82,6 +82,7 @@ run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl com
 
 bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy → bench/results/
 	@node bench/gateway.ts
+	@node bench/chart.ts
 
 soak: tools deps ## 10 minutes of steady load: RSS and event-loop delay growth → bench/results/
 	@node bench/soak.ts
