@@ -16,7 +16,7 @@ import { RE2JS } from 're2js';
 import { QueryError } from '../errors.ts';
 import { isWellFormedUnicode } from './lezer.ts';
 import { LOKI_RESERVED_WORDS } from './logql-lexer.ts';
-import { memoizedPreparation, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
+import { matcherKeyOf, memoizedPreparation, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
 import type { MatchOp, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { isMatchOp } from './matcher.ts';
 import { formatMatcher as formatPromQLMatcher, quotePromQLString } from './promql-escape.ts';
@@ -167,9 +167,7 @@ function validateMatcher(raw: unknown): Matcher {
   return m;
 }
 
-function keyOf(m: Matcher): string {
-  return JSON.stringify([m.name, m.op, m.value]);
-}
+const keyOf = matcherKeyOf;
 
 function prepareGroup(matchers: readonly Matcher[]): PreparedGroup {
   return { matchers, texts: matchers.map(formatLogQLMatcher) };
@@ -219,32 +217,8 @@ export function mergeGroups(groups: readonly (readonly Matcher[])[]): Matcher[] 
 export const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
-  const groups: { matchers: Matcher[]; keys: Set<string> }[] = [];
-  for (const g of policy as readonly MatcherGroup[]) {
-    if (!Array.isArray(g) || g.length === 0) {
-      throw policyError('policy has an empty selector group (that would be unrestricted; use "unrestricted" instead)');
-    }
-    const keys = new Set<string>();
-    const matchers: Matcher[] = [];
-    for (const raw of g) {
-      const m = validateMatcher(raw);
-      const k = keyOf(m);
-      if (keys.has(k)) continue;
-      keys.add(k);
-      matchers.push(m);
-    }
-    groups.push({ matchers, keys });
-  }
-  // A group whose matcher set contains another group's selects a subset of
-  // it: dropping it leaves the union unchanged.
-  const kept = groups.filter(
-    (g, i) =>
-      !groups.some((h, j) => {
-        if (j === i || h.keys.size > g.keys.size) return false;
-        for (const k of h.keys) if (!g.keys.has(k)) return false;
-        return h.keys.size < g.keys.size || j < i;
-      }),
-  );
+  // Validated, de-duplicated, groups containing another group dropped (policy-prep.ts).
+  const kept = normaliseGroups(policy, validateMatcher, (m) => m, policyError).map((g) => ({ matchers: g.items, keys: g.keys }));
   const alternatives = kept.map((g) => prepareGroup(g.matchers));
   const merged = mergeGroups(kept.map((g) => g.matchers));
   const effective = merged === null ? alternatives : [prepareGroup(merged)];

@@ -57,3 +57,52 @@ export function memoizedPreparation<P>(build: (policy: SelectorPolicy) => P, pol
     return p;
   };
 }
+
+/** One AND-group after normalisation: its checked items (in first-seen order) and their matcher keys. */
+export interface NormalisedGroup<T> {
+  readonly items: T[];
+  readonly keys: Set<string>;
+}
+
+/** `[name, op, value]` as a string: identical matchers have identical keys. */
+export function matcherKeyOf(m: Matcher): string {
+  return JSON.stringify([m.name, m.op, m.value]);
+}
+
+/**
+ * Validate every matcher (`check`), de-duplicate matchers within a group, and
+ * drop any group whose matcher set contains another group's: it selects a subset
+ * of that group's data, so the OR is unchanged. Exact, and it turns accidental
+ * multi-group policies into single-group ones. For equal sets the first is kept.
+ */
+export function normaliseGroups<T>(
+  policy: SelectorPolicy,
+  check: (raw: unknown) => T,
+  matcherOf: (item: T) => Matcher,
+  policyError: PolicyErrorFactory,
+): NormalisedGroup<T>[] {
+  const groups: NormalisedGroup<T>[] = [];
+  for (const g of policy as readonly (readonly unknown[])[]) {
+    if (!Array.isArray(g) || g.length === 0) {
+      throw policyError('policy has an empty selector group (that would be unrestricted; use "unrestricted" instead)');
+    }
+    const keys = new Set<string>();
+    const items: T[] = [];
+    for (const raw of g) {
+      const item = check(raw);
+      const k = matcherKeyOf(matcherOf(item));
+      if (keys.has(k)) continue;
+      keys.add(k);
+      items.push(item);
+    }
+    groups.push({ items, keys });
+  }
+  return groups.filter(
+    (g, i) =>
+      !groups.some((h, j) => {
+        if (j === i || h.keys.size > g.keys.size) return false;
+        for (const k of h.keys) if (!g.keys.has(k)) return false;
+        return h.keys.size < g.keys.size || j < i;
+      }),
+  );
+}

@@ -47,10 +47,10 @@ import {
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
-import type { MatchOp as MatchOpT, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
+import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
-import { memoizedPreparation, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
+import { memoizedPreparation, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
 import { DEFAULT_LIMITS } from './rewriter.ts';
 
@@ -97,34 +97,8 @@ function validateMatcher(m: unknown): Matcher {
 const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
-  // Normalise: validate, de-duplicate matchers within a group, then drop any
-  // group whose matcher set is a superset of another's (it selects a subset
-  // of that group's series, so the OR is unchanged). Exact, and it turns many
-  // accidental multi-group policies into single-group ones.
-  const groups: { matchers: Matcher[]; keys: Set<string> }[] = [];
-  for (const g of policy as readonly MatcherGroup[]) {
-    if (!Array.isArray(g) || g.length === 0) {
-      throw policyError('policy has an empty selector group (that would be unrestricted; use "unrestricted" instead)');
-    }
-    const keys = new Set<string>();
-    const matchers: Matcher[] = [];
-    for (const raw of g) {
-      const m = validateMatcher(raw);
-      const k = JSON.stringify([m.name, m.op, m.value]);
-      if (keys.has(k)) continue;
-      keys.add(k);
-      matchers.push(m);
-    }
-    groups.push({ matchers, keys });
-  }
-  const kept = groups.filter((g, i) =>
-    !groups.some((h, j) => {
-      if (j === i || h.keys.size > g.keys.size) return false;
-      for (const k of h.keys) if (!g.keys.has(k)) return false;
-      // h ⊆ g: g is redundant. For equal sets keep the first one only.
-      return h.keys.size < g.keys.size || j < i;
-    }),
-  );
+  // Validated, de-duplicated, redundant groups dropped (policy-prep.ts).
+  const kept = normaliseGroups(policy, validateMatcher, (m) => m, policyError).map((g) => ({ matchers: g.items, keys: g.keys }));
   const out: PreparedGroup[] = kept.map((g) => ({ matchers: g.matchers, texts: g.matchers.map(formatMatcher) }));
   const key = JSON.stringify(kept.map((g) => [...g.keys])); // order-preserving: insertion order follows it
   const maxGroupText = Math.max(...out.map((g) => g.texts.join(',').length));

@@ -28,8 +28,8 @@
 import type { SyntaxNode, Tree } from '@lezer/common';
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache } from './cache.ts';
-import type { Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
-import { memoizedPreparation, policyErrorFor } from './policy-prep.ts';
+import type { Matcher, SelectorPolicy } from './matcher.ts';
+import { memoizedPreparation, normaliseGroups, policyErrorFor } from './policy-prep.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
 import { DEFAULT_LIMITS } from './rewriter.ts';
 import { checkMatcher, formatField, quoteTraceQLString } from './traceql-escape.ts';
@@ -66,36 +66,13 @@ const policyError = policyErrorFor(LANG);
 const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
-  // Validate; de-duplicate matchers within a group; drop a group whose
-  // matcher set contains another group's (it selects a subset, so the OR is
-  // unchanged). Exact, and it turns accidental multi-group policies into
-  // one-group ones.
-  const groups: { matchers: Matcher[]; texts: string[]; keys: Set<string> }[] = [];
-  for (const g of policy as readonly MatcherGroup[]) {
-    if (!Array.isArray(g) || g.length === 0) {
-      throw policyError('policy has an empty selector group (that would be unrestricted; use "unrestricted" instead)');
-    }
-    const keys = new Set<string>();
-    const matchers: Matcher[] = [];
-    const texts: string[] = [];
-    for (const raw of g) {
-      const { matcher, field } = checkMatcher(raw);
-      const k = JSON.stringify([matcher.name, matcher.op, matcher.value]);
-      if (keys.has(k)) continue;
-      keys.add(k);
-      matchers.push(matcher);
-      texts.push(`${formatField(field)} ${matcher.op} ${quoteTraceQLString(matcher.value)}`);
-    }
-    groups.push({ matchers, texts, keys });
-  }
-  const kept = groups.filter(
-    (g, i) =>
-      !groups.some((h, j) => {
-        if (j === i || h.keys.size > g.keys.size) return false;
-        for (const k of h.keys) if (!g.keys.has(k)) return false;
-        return h.keys.size < g.keys.size || j < i;
-      }),
-  );
+  // Validated, de-duplicated, redundant groups dropped (policy-prep.ts); each
+  // matcher is rendered `field op "value"` once here.
+  const kept = normaliseGroups(policy, checkMatcher, (c) => c.matcher, policyError).map((g) => ({
+    matchers: g.items.map((c) => c.matcher),
+    texts: g.items.map(({ matcher, field }) => `${formatField(field)} ${matcher.op} ${quoteTraceQLString(matcher.value)}`),
+    keys: g.keys,
+  }));
   const out: PreparedGroup[] = kept.map((g) => ({ matchers: g.matchers, texts: g.texts }));
   const key = JSON.stringify(kept.map((g) => [...g.keys].sort()));
   const first = out[0] as PreparedGroup;
