@@ -48,11 +48,10 @@ const POLICIES: Readonly<Record<string, SelectorPolicy>> = {
  * broken dashboard, not a leak). `policy: '*'` = under every policy.
  * rewrite_unsupported refusals under a multi-group policy are expected by
  * design (no exact rewrite) and are listed by the test output, not here.
+ * Empty since number literals lezer-promql does not lex (`0X1f`, `0x1_f`,
+ * `5.`) are respelled in place (src/rewrite/promql.ts, unsupportedNumberAt).
  */
-const KNOWN_BROKEN: readonly { q: string; policy: string; why: string }[] = [
-  { q: 'up * 0X1f', policy: '*', why: 'lezer-promql lexes only a lower-case 0x hex prefix; Go strconv accepts 0X' },
-  { q: 'up * 5.', policy: '*', why: 'lezer-promql has no number literal with a trailing dot; Go strconv accepts "5."' },
-];
+const KNOWN_BROKEN: readonly { q: string; policy: string; why: string }[] = [];
 
 /**
  * Known differentials the other way: Prometheus rejects the original, the

@@ -132,6 +132,8 @@ interface SelectorInfo {
 }
 
 interface Analysis {
+  /** The text the tree was parsed from: the input, with number literals respelled (see respellNumbers). */
+  readonly text: string;
   readonly tree: Tree;
   readonly selectors: SelectorInfo[];
 }
@@ -174,16 +176,26 @@ function exprArgs(body: SyntaxNode): SyntaxNode[] {
   return out;
 }
 
-function analyze(text: string, opts: AnalyzeOptions): Analysis {
+function analyze(input: string, opts: AnalyzeOptions): Analysis {
   const { limits } = opts;
-  if (text.trim() === '') throw new QueryError(LANG, `${opts.prefix}empty query`, 'bad_query');
-  checkLength(text, limits);
-  if (!isWellFormedUnicode(text)) throw new QueryError(LANG, `${opts.prefix}query is not valid UTF-8`, 'bad_query');
-  const scan = prescan(text, { lineComment: '#', escapedQuotes: `"'`, rawQuotes: '`' });
+  if (input.trim() === '') throw new QueryError(LANG, `${opts.prefix}empty query`, 'bad_query');
+  checkLength(input, limits);
+  if (!isWellFormedUnicode(input)) throw new QueryError(LANG, `${opts.prefix}query is not valid UTF-8`, 'bad_query');
+  const scan = prescan(input, { lineComment: '#', escapedQuotes: `"'`, rawQuotes: '`' });
   if (scan.bracketDepth > limits.maxDepth) {
     throw new QueryError(LANG, `${opts.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
   }
-  const parsed = parseStrict(parser, text);
+  let text = input;
+  let parsed = parseStrict(parser, text);
+  // Number literals Prometheus accepts and lezer-promql does not lex are respelled
+  // in place (same length, same value) where the parse failed, and parsed again.
+  // The respelled text is what gets rewritten, verified and forwarded.
+  for (let respelled = 0; !parsed.ok && respelled < MAX_RESPELLED_NUMBERS; respelled++) {
+    const num = unsupportedNumberAt(text, parsed.pos);
+    if (num === null) break;
+    text = text.slice(0, num.from) + num.respelled + text.slice(num.from + num.respelled.length);
+    parsed = parseStrict(parser, text);
+  }
   if (!parsed.ok) {
     if (scan.operatorChars >= LEZER_CHAIN_LIMIT) {
       throw new QueryError(
@@ -197,7 +209,7 @@ function analyze(text: string, opts: AnalyzeOptions): Analysis {
       throw parseError(
         opts,
         num.from,
-        `number ${JSON.stringify(num.text)} is valid in Prometheus but not supported by the gateway (upper-case 0X, "_" after 0x, or a trailing "."); write it as ${num.suggest}`,
+        `more than ${MAX_RESPELLED_NUMBERS} number literals the gateway must respell (upper-case 0X, "_" after 0x, or a trailing "."); write ${JSON.stringify(num.text)} as ${num.respelled.trim()}`,
       );
     }
     throw parseError(opts, parsed.pos, describeAt(text, parsed.pos));
@@ -305,7 +317,7 @@ function analyze(text: string, opts: AnalyzeOptions): Analysis {
     leave(id);
     for (;;) {
       if (c.nextSibling()) break;
-      if (!c.parent()) return { tree, selectors };
+      if (!c.parent()) return { text, tree, selectors };
       leave(stack.pop() as number);
     }
   }
@@ -364,13 +376,17 @@ function checkNonEmptySelectors(selectors: readonly SelectorInfo[], opts: Analyz
 /**
  * Number literals that Prometheus 3.16 accepts (Go's strconv) and
  * lezer-promql does not lex: an upper-case `0X` prefix, `_` right after the
- * hex prefix, a decimal point with no digit after it (`5.`, `5.e3`). They are
- * refused like any parse error, not normalised (docs/rewriting.md); this only
- * makes the message say how to write them. `pos` is where Lezer failed.
+ * hex prefix, `_` between hex digits, a decimal point with no digit after it
+ * (`5.`, `5.e3`). Each is respelled with the same length and value (`0X1f` →
+ * `0x1f`, `0x1_f` → `0x01f`: each `_` becomes a leading zero; `5.` → `5 `,
+ * `5.e3` → `5e3 `) so positions stay valid; only where Lezer failed (`pos`),
+ * i.e. never inside a string, comment or identifier.
  */
-const LEZER_REJECTED_NUMBER = /0X_?[0-9a-fA-F](?:_?[0-9a-fA-F])*|0x_[0-9a-fA-F](?:_?[0-9a-fA-F])*|[0-9](?:_?[0-9])*\.(?![0-9])(?:[eE][+-]?[0-9](?:_?[0-9])*)?/y;
+const LEZER_REJECTED_NUMBER = /0[xX]_?[0-9a-fA-F](?:_?[0-9a-fA-F])*|[0-9](?:_?[0-9])*\.(?![0-9])(?:[eE][+-]?[0-9](?:_?[0-9])*)?/y;
+/** Bounds the parse retries a hostile query can cause. */
+const MAX_RESPELLED_NUMBERS = 16;
 
-function unsupportedNumberAt(text: string, pos: number): { from: number; text: string; suggest: string } | null {
+function unsupportedNumberAt(text: string, pos: number): { from: number; text: string; respelled: string } | null {
   let from = Math.min(pos, text.length);
   while (from > 0 && /[0-9A-Za-z_.:]/.test(text[from - 1] as string)) from--;
   LEZER_REJECTED_NUMBER.lastIndex = from;
@@ -378,8 +394,15 @@ function unsupportedNumberAt(text: string, pos: number): { from: number; text: s
   if (m === null || from + m[0].length < pos) return null;
   const after = text[from + m[0].length];
   if (after !== undefined && /[0-9A-Za-z_.:]/.test(after)) return null;
-  const suggest = m[0].replace(/^0X_?/, '0x').replace(/^0x_/, '0x').replace(/\.(?![0-9])/, '.0');
-  return { from, text: m[0], suggest };
+  const n = m[0];
+  let respelled: string;
+  if (n[1] === 'x' || n[1] === 'X') {
+    const digits = n.slice(2).replace(/_/g, '');
+    respelled = `0x${'0'.repeat(n.length - 2 - digits.length)}${digits}`;
+  } else {
+    respelled = `${n.replace('.', '')} `;
+  }
+  return respelled === n ? null : { from, text: n, respelled };
 }
 
 /**
@@ -867,8 +890,8 @@ export function rewritePromQL(query: string, policy: SelectorPolicy, limits: Rew
   const opts: AnalyzeOptions = { limits, needNodes: multi, posOffset: 0, prefix: '' };
   const a = analyze(query, opts);
   checkNonEmptySelectors(a.selectors, opts);
-  const out = multi ? rewriteDnf(query, a.tree, a.selectors, p, limits) : rewriteSingle(query, a.selectors, p.groups[0] as PreparedGroup);
-  verifyPrepared(out, p, out === query ? a.tree : null);
+  const out = multi ? rewriteDnf(a.text, a.tree, a.selectors, p, limits) : rewriteSingle(a.text, a.selectors, p.groups[0] as PreparedGroup);
+  verifyPrepared(out, p, out === a.text ? a.tree : null);
   cache.set(key, out);
   return out;
 }
@@ -917,7 +940,7 @@ export function rewriteSeriesSelectors(matchParams: readonly string[], policy: S
       throw new QueryError(LANG, `${prefix}match[] must contain at least one non-empty matcher`, 'bad_query');
     }
     for (const g of p.groups) {
-      add(param.slice(0, sel.from) + renderSelector(param, sel, g) + param.slice(sel.to));
+      add(a.text.slice(0, sel.from) + renderSelector(a.text, sel, g) + a.text.slice(sel.to));
     }
   }
   return out;

@@ -303,20 +303,35 @@ describe('rewritePromQL: number literals', () => {
   it.each(['rate(x[5m*2])', 'rate(x[1h30m])', 'rate(x[90])', 'x offset -5m', 'x offset 90'])('durations: %j', (q) => {
     expect(rewritePromQL(q, NS)).toContain(`x{${M}}`);
   });
-  // Documented gap: Prometheus accepts these, lezer-promql does not; refused (never forwarded).
+  // Prometheus accepts these, lezer-promql does not lex them: respelled in place (same length, same value).
   it.each([
     ['0X1f', '0x1f'],
-    ['5.', '5.0'],
-    ['0x_1f', '0x1f'],
-    ['0X_1F', '0x1F'],
-    ['5.e3', '5.0e3'],
-  ])('refuses %j (Prometheus accepts it; the gateway parser does not) and says how to write it', (n, suggest) => {
-    const e = errorOf(() => rewritePromQL(`up * ${n}`, NS));
-    expect(e.code).toBe('bad_query');
-    expect(e.message).toContain(`parse error at char 6: number ${JSON.stringify(n)}`);
-    expect(e.message).toContain(`write it as ${suggest}`);
+    ['5.', '5 '],
+    ['0x_1f', '0x01f'],
+    ['0X_1F', '0x01F'],
+    ['5.e3', '5e3 '],
+    ['1_000.', '1_000 '],
+    ['0X1f_ff', '0x01fff'],
+    ['0x1_f', '0x01f'],
+    ['0X_1_f_F', '0x0001fF'],
+  ])('respells %j as %j (Prometheus accepts it; lezer-promql does not lex it)', (n, respelled) => {
+    expect(rewritePromQL(`up * ${n}`, NS)).toBe(`up{${M}} * ${respelled}`);
+    expect(rewritePromQL(`${n} > bool up`, NS)).toBe(`${respelled} > bool up{${M}}`);
   });
-  it.each(['up * 0X', 'up * 5.5.', 'a5.', 'up * 5.x'])('no number hint for %j (Prometheus rejects it too)', (q) => {
+  it('respells several numbers and keeps strings, comments and the DNF path exact', () => {
+    const q = 'sum(rate(x{a="5."}[5m])) * 0X1f + 5. # 0X1f 5.\n';
+    expect(rewritePromQL(q, NS)).toBe(`sum(rate(x{a="5.",${M}}[5m])) * 0x1f + 5  # 0X1f 5.\n`);
+    const dnf: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'job', op: '=', value: 'b' }]];
+    expect(rewritePromQL('up * 5.', dnf)).toBe('(up{namespace="a"} or up{job="b"}) * 5 ');
+  });
+  it('bounds the re-parses a query full of such numbers can cause', () => {
+    const q = Array.from({ length: 17 }, () => '5.').join(' + ');
+    const e = errorOf(() => rewritePromQL(q, NS));
+    expect(e.code).toBe('bad_query');
+    expect(e.message).toContain('more than 16 number literals');
+    expect(rewritePromQL(Array.from({ length: 16 }, () => '5.').join(' + ') + ' + up', NS)).toContain(`up{${M}}`);
+  });
+  it.each(['up * 0X', 'up * 5.5.', 'a5.', 'up * 5.x', 'up * 0x1__f', 'up * 0x1f_', 'up * 5._5', 'up * 0b101'])('no number hint for %j (Prometheus rejects it too)', (q) => {
     const e = errorOf(() => rewritePromQL(q, NS));
     expect(e.code).toBe('bad_query');
     expect(e.message).not.toContain('number');
