@@ -10,10 +10,9 @@ import type { RouteSpec } from './routes.ts';
  * difference cannot reach the backend unenforced.
  */
 export function mergeParams(search: string, formBody: string | undefined): URLSearchParams {
-  const merged = new URLSearchParams();
   // Body first, as Go's r.Form lists PostForm values before URL values.
-  if (formBody !== undefined) for (const [k, v] of new URLSearchParams(formBody)) merged.append(k, v);
-  for (const [k, v] of new URLSearchParams(search)) merged.append(k, v);
+  const merged = new URLSearchParams(formBody ?? '');
+  if (search !== '') for (const [k, v] of new URLSearchParams(search)) merged.append(k, v);
   return merged;
 }
 
