@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
 import fp from 'fastify-plugin';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
 import { buildAuditRecord, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
@@ -59,7 +60,8 @@ export interface AuditPluginOptions {
 export const auditPlugin = fp<AuditPluginOptions>(
   async (app, opts) => {
     opts.log.configure(opts.config());
-    app.addHook('onResponse', async (req, reply) => {
+    // Callback style (no promise per request); the record is built in a function that may return early.
+    const audit = (req: FastifyRequest, reply: FastifyReply): void => {
       const state = req.lbac;
       if (state?.decision === undefined) return;
       const cfg = opts.config();
@@ -83,6 +85,14 @@ export const auditPlugin = fp<AuditPluginOptions>(
       if (record === undefined) return;
       opts.log.write(record);
       opts.metrics?.auditRecords.inc({ result: 'written' });
+    };
+    app.addHook('onResponse', (req, reply, done) => {
+      try {
+        audit(req, reply);
+      } catch (e) {
+        req.log.error({ err: e }, 'audit record failed');
+      }
+      done();
     });
     app.addHook('onClose', async () => opts.log.close());
   },

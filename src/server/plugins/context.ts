@@ -25,28 +25,32 @@ export function requestIdFor(req: IncomingMessage): string {
 export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }>(
   async (app, { routes, draining }) => {
     app.decorateRequest('lbac', null as never);
-    app.addHook('onRequest', async (req, reply) => {
+    // Callback-style hooks on the per-request path: no promise per hook.
+    app.addHook('onRequest', (req, reply, done) => {
       req.lbac = newRequestState();
       const route = routes.get(req.routeOptions.url ?? '');
       if (route !== undefined) req.lbac.route = route;
       req.headers['x-request-id'] = req.id;
       reply.header('x-request-id', req.id);
+      done();
     });
-    app.addHook('onError', async (req, _reply, err) => {
+    app.addHook('onError', (req, _reply, err, done) => {
       req.lbac.errorCode = toGatewayError(err).code;
+      done();
     });
     // While shutting down, every response closes its connection: in-flight requests finish,
     // and their keep-alive sockets do not hold the process open afterwards.
     if (draining !== undefined) {
-      app.addHook('onSend', async (_req, reply, payload) => {
+      app.addHook('onSend', (_req, reply, payload, done) => {
         if (draining()) reply.header('connection', 'close');
-        return payload;
+        done(null, payload);
       });
     }
     // First onResponse hook: close the upstream stage before audit and metrics read the timings.
-    app.addHook('onResponse', async (req) => {
+    app.addHook('onResponse', (req, _reply, done) => {
       const s = req.lbac;
       if (s?.forwardedAt !== undefined) s.timings.upstream = performance.now() - s.forwardedAt;
+      done();
     });
   },
   { name: 'lbac-context' },

@@ -46,9 +46,9 @@ export const limitsPlugin = fp<LimitsOptions>(
     const limits = new Map<string, number>();
     for (const u of opts.upstreams) if (u.maxConcurrent !== undefined) limits.set(u.name, u.maxConcurrent);
     const inflight = new Map<string, number>();
-    app.addHook('onRequest', async (req, reply) => {
+    app.addHook('onRequest', (req, reply, done) => {
       const route = req.lbac.route;
-      if (route === undefined || req.lbac.shed !== undefined) return;
+      if (route === undefined || req.lbac.shed !== undefined) return done();
       const name = route.upstream;
       const n = inflight.get(name) ?? 0;
       const max = limits.get(name);
@@ -56,7 +56,7 @@ export const limitsPlugin = fp<LimitsOptions>(
         req.lbac.shed = 'concurrency';
         opts.metrics?.shed.inc({ reason: 'concurrency' });
         reply.header('retry-after', CONCURRENCY_RETRY_AFTER);
-        throw new GatewayError('overloaded', `upstream ${name} is at its concurrency limit (${max}); retry later`);
+        return done(new GatewayError('overloaded', `upstream ${name} is at its concurrency limit (${max}); retry later`));
       }
       inflight.set(name, n + 1);
       opts.metrics?.inflight.set({ upstream: name }, n + 1);
@@ -69,6 +69,7 @@ export const limitsPlugin = fp<LimitsOptions>(
         inflight.set(name, left);
         opts.metrics?.inflight.set({ upstream: name }, left);
       });
+      done();
     });
   },
   { name: 'lbac-limits', dependencies: ['lbac-context'] },

@@ -1,10 +1,12 @@
 import fp from 'fastify-plugin';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayMetrics } from '../metrics.ts';
 
 /** Records each answered request into the registry (served by the admin listener only). */
 export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
   async (app, { metrics }) => {
-    app.addHook('onResponse', async (req, reply) => {
+    // Callback style: no promise per request.
+    const record = (req: FastifyRequest, reply: FastifyReply): void => {
       const s = req.lbac;
       if (s === null || s === undefined) return;
       const upstream = s.request?.upstream ?? s.route?.upstream ?? '';
@@ -22,6 +24,14 @@ export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
         metrics.identityResults.inc({ result: s.identity, auth: req.subject?.auth ?? '' });
         if (s.identity === 'unavailable') metrics.identityProviderErrors.inc();
       }
+    };
+    app.addHook('onResponse', (req, reply, done) => {
+      try {
+        record(req, reply);
+      } catch (e) {
+        req.log.error({ err: e }, 'metrics update failed');
+      }
+      done();
     });
   },
   { name: 'lbac-metrics', dependencies: ['lbac-context'] },
