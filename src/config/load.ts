@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { CredentialsError, resolveAuth, resolveTls, type UpstreamCredentials, type UpstreamTls } from '../backends/credentials.ts';
 import { ConfigError } from '../errors.ts';
 import { configSchema, type ParsedConfig, type UpstreamConfig } from './schema.ts';
 import { buildPolicyData, TeamsError, type PolicyData } from './teams.ts';
@@ -10,7 +12,11 @@ import { buildPolicyData, TeamsError, type PolicyData } from './teams.ts';
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEFAULT_POLICY_WASM = path.join(PACKAGE_ROOT, 'wasm', 'policy.wasm');
 
-export interface ResolvedUpstream extends UpstreamConfig {
+export interface ResolvedUpstream extends Omit<UpstreamConfig, 'auth' | 'tls'> {
+  /** Credentials presented upstream (secrets read); serialises without its secrets. */
+  readonly auth?: UpstreamCredentials | undefined;
+  /** TLS towards the upstream (files read); serialises without the private key. */
+  readonly tls?: UpstreamTls | undefined;
   /** Gateway path prefix, "" for "/". */
   readonly mountPrefix: string;
   /** Scheme://host:port of the backend. */
@@ -68,11 +74,36 @@ function setPath(obj: Record<string, unknown>, keys: readonly string[], value: u
   cur[keys[keys.length - 1]!] = value;
 }
 
-function resolveUpstream(u: UpstreamConfig): ResolvedUpstream {
+/** Where resolveUpstream reads secrets and reports problems. */
+interface UpstreamContext {
+  readonly env: NodeJS.ProcessEnv;
+  readonly file: string | undefined;
+  readonly resolvePath: (p: string) => string;
+  readonly locate: (keyPath: readonly PropertyKey[]) => { line?: number };
+}
+
+function resolveUpstream(u: UpstreamConfig, index: number, ctx: UpstreamContext): ResolvedUpstream {
   const url = new URL(u.url);
   const pathPrefix = url.pathname.replace(/\/+$/, '');
   const mount = u.mount ?? `/${u.name}`;
-  return { ...u, mount, mountPrefix: mount === '/' ? '' : mount, origin: url.origin, pathPrefix };
+  const { auth, tls, ...rest } = u;
+  // Secret and certificate files: relative to the config file, read now (never logged: see backends/credentials.ts).
+  const readFile = (p: string) => readFileSync(ctx.resolvePath(p), 'utf8');
+  try {
+    return {
+      ...rest,
+      mount,
+      mountPrefix: mount === '/' ? '' : mount,
+      origin: url.origin,
+      pathPrefix,
+      ...(auth === undefined ? {} : { auth: resolveAuth(auth, { readFile, env: ctx.env }) }),
+      ...(tls === undefined ? {} : { tls: resolveTls(tls, readFile) }),
+    };
+  } catch (e) {
+    if (!(e instanceof CredentialsError)) throw e;
+    const keyPath = ['upstreams', index, ...e.key.split('.')];
+    throw new ConfigError(e.message, { file: ctx.file, ...ctx.locate(keyPath), key: keyPath.join('.') });
+  }
 }
 
 export interface LoadOptions {
@@ -185,7 +216,7 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
     identity,
     policy,
     audit: parsed.audit.file === undefined ? parsed.audit : { ...parsed.audit, file: resolvePath(parsed.audit.file) },
-    upstreams: parsed.upstreams.map(resolveUpstream),
+    upstreams: parsed.upstreams.map((u, i) => resolveUpstream(u, i, { env, file, resolvePath, locate })),
     policyWasm: parsed.policy.wasm === undefined ? DEFAULT_POLICY_WASM : resolvePath(parsed.policy.wasm),
     policyData,
   };

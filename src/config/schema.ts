@@ -34,8 +34,8 @@ export const serverSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
     workers: z
       .union([z.number().int().min(1).max(256), z.literal('auto')])
-      .default(1)
-      .describe('Worker processes sharing the listener (node:cluster), each with its own policy engine and caches; "auto" = one per CPU core.'),
+      .default('auto')
+      .describe('Worker processes sharing the listener (node:cluster), each with its own policy engine and caches; "auto" = one per CPU core (available parallelism). The admin listener is then served by the primary, with metrics summed over the workers.'),
     bodyLimitBytes: z.number().int().positive().default(1024 * 1024).describe('Largest accepted request body; larger → 413.'),
     maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400.'),
     maxQueryDepth: z.number().int().positive().default(128).describe('Deepest accepted query syntax tree; deeper → 400.'),
@@ -79,6 +79,71 @@ export const auditSchema = z
   .refine((a) => a.destination !== 'file' || a.file !== undefined, { message: 'destination "file" needs audit.file' })
   .describe('The decision (audit) log.');
 
+/** A secret given in the config itself (prefer the *File variant or ${ENV_VAR} interpolation over a literal). */
+const secretString = z
+  .string()
+  .min(1)
+  .refine((v) => !/[\r\n\0]/.test(v), 'must not contain CR, LF or NUL');
+const exactlyOne = (a: unknown, b: unknown) => (a === undefined) !== (b === undefined);
+
+export const upstreamAuthSchema = z
+  .discriminatedUnion('type', [
+    z
+      .strictObject({
+        type: z.literal('basic'),
+        username: z.string().min(1).regex(/^[^:\r\n\0]+$/, 'must not contain ":", CR, LF or NUL').describe('Basic-auth user name (e.g. the Grafana Cloud / Mimir tenant id).'),
+        password: secretString.optional().describe('Password; prefer passwordFile or ${ENV_VAR} interpolation over a literal.'),
+        passwordFile: z.string().min(1).optional().describe('File holding the password (relative to the config file; read at load, trailing newline removed).'),
+      })
+      .refine((a) => exactlyOne(a.password, a.passwordFile), { message: 'set exactly one of password or passwordFile' }),
+    z
+      .strictObject({
+        type: z.literal('bearer'),
+        token: secretString.optional().describe('Bearer token; prefer tokenFile or ${ENV_VAR} interpolation over a literal.'),
+        tokenFile: z.string().min(1).optional().describe('File holding the token (relative to the config file; read at load, trailing newline removed).'),
+      })
+      .refine((a) => exactlyOne(a.token, a.tokenFile), { message: 'set exactly one of token or tokenFile' }),
+    z
+      .strictObject({
+        type: z.literal('sigv4'),
+        region: z.string().regex(/^[a-z0-9-]+$/, 'an AWS region such as "eu-west-1"').describe('AWS region of the endpoint (e.g. "eu-west-1").'),
+        service: z.string().regex(/^[a-z0-9-]+$/, 'an AWS service signing name such as "aps"').default('aps').describe('Service signing name: "aps" for Amazon Managed Service for Prometheus.'),
+        accessKeyId: z.string().min(1).optional().describe('Access key id. With secretAccessKey; when both are unset, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN are read from the environment at load.'),
+        secretAccessKey: secretString.optional().describe('Secret access key (use ${ENV_VAR} interpolation, not a literal).'),
+        sessionToken: secretString.optional().describe('Session token of temporary credentials (needs accessKeyId and secretAccessKey).'),
+      })
+      .refine((a) => (a.accessKeyId === undefined) === (a.secretAccessKey === undefined), {
+        message: 'set both accessKeyId and secretAccessKey, or neither (then they are read from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)',
+      })
+      .refine((a) => a.sessionToken === undefined || a.accessKeyId !== undefined, { message: 'sessionToken needs accessKeyId and secretAccessKey' }),
+  ])
+  .describe(
+    'Credentials the gateway presents to this upstream (the client\'s Authorization is never forwarded with them). "basic" / "bearer": an Authorization header; "sigv4": each request is signed with AWS Signature Version 4 after rewriting (Amazon Managed Service for Prometheus, other AWS-signed endpoints). Secrets are read at load; changing them needs a restart.',
+  );
+
+export const upstreamTlsSchema = z
+  .strictObject({
+    caFile: z.string().min(1).optional().describe('PEM file of the CA(s) that sign the upstream\'s certificate (relative to the config file); replaces the system trust store for this upstream (Prometheus: tls_config.ca_file).'),
+    certFile: z.string().min(1).optional().describe('PEM client certificate (chain) presented to the upstream for mutual TLS (relative to the config file). With keyFile.'),
+    keyFile: z.string().min(1).optional().describe('Unencrypted PEM private key of certFile (relative to the config file).'),
+    serverName: z
+      .string()
+      .regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, 'a DNS name')
+      .optional()
+      .describe('Name sent as SNI and checked against the upstream\'s certificate instead of the URL\'s host (e.g. when the URL uses an IP address).'),
+    insecureSkipVerify: z.boolean().default(false).describe('Do not verify the upstream\'s certificate (a warning is logged at start). Never in production.'),
+  })
+  .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'set both certFile and keyFile, or neither' })
+  .describe('TLS towards an https upstream: a private CA, a client certificate (mTLS), the verification name. Files are read at load; a change needs a restart.');
+
+/** Header names as backends may read them (case-insensitive, "_" as "-"): the upstream plugin compares them the same way. */
+const headerKey = (name: string): string => name.toLowerCase().replace(/_/g, '-');
+const AUTH_HEADERS: Record<string, readonly string[]> = {
+  basic: ['authorization'],
+  bearer: ['authorization'],
+  sigv4: ['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256'],
+};
+
 export const upstreamSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'lower-case letters, digits, "-" and "_"').describe('Name used in decisions (request.upstream) and logs.'),
@@ -90,9 +155,22 @@ export const upstreamSchema = z
       .optional()
       .describe('Gateway path prefix for this upstream; default "/<name>".'),
     timeoutMs: z.number().int().positive().default(60_000).describe('Upstream response timeout.'),
-    forwardAuthorization: z.boolean().default(false).describe('Forward the client\'s Authorization header upstream (off: the gateway owns credentials).'),
-    headers: headerMap.default({}).describe('Extra headers sent upstream (e.g. upstream credentials).'),
+    forwardAuthorization: z.boolean().default(false).describe('Forward the client\'s Authorization header upstream (off: the gateway owns credentials). Not with auth.'),
+    headers: headerMap.default({}).describe('Extra headers sent upstream (e.g. a tenant id). Credentials belong in auth: a header auth sets (Authorization, X-Amz-*) may not also be set here.'),
+    auth: upstreamAuthSchema.optional(),
+    tls: upstreamTlsSchema.optional(),
     maxConcurrent: z.number().int().positive().optional().describe('Most requests in flight to this upstream; more → 503 + Retry-After. Unset: no limit.'),
+  })
+  .superRefine((u, ctx) => {
+    if (u.tls !== undefined && !u.url.startsWith('https:')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls needs an https url' });
+    if (u.auth === undefined) return;
+    if (u.forwardAuthorization) {
+      ctx.addIssue({ code: 'custom', path: ['forwardAuthorization'], message: 'forwardAuthorization cannot be combined with auth (which credential would the upstream see?)' });
+    }
+    const owned = AUTH_HEADERS[u.auth.type] ?? [];
+    for (const name of Object.keys(u.headers)) {
+      if (owned.includes(headerKey(name))) ctx.addIssue({ code: 'custom', path: ['headers', name], message: `header "${name}" is set by auth (type ${u.auth.type}): set it in one place only` });
+    }
   })
   .describe('A backend behind the gateway.');
 

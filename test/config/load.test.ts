@@ -1,8 +1,12 @@
-import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { parseConfig, DEFAULT_POLICY_WASM } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import type { JwtProviderConfig } from '../../src/config/schema.ts';
+import { restartRequiredChanges } from '../../src/server/reload.ts';
 
 const minimal = `
 upstreams:
@@ -148,5 +152,103 @@ janus:
     const text = readFileSync(new URL('../../examples/gateway.yaml', import.meta.url), 'utf8');
     const c = parseConfig(text, { env: {} });
     expect(Object.keys(c.policyData.teams)).toEqual(['team-a', 'team-b']);
+  });
+});
+
+describe('upstream credentials and TLS (upstreams[].auth, upstreams[].tls)', () => {
+  const withUpstream = (lines: string, url = 'http://127.0.0.1:9090/prefix/') =>
+    minimal.replace('    url: http://127.0.0.1:9090/prefix/\n', `    url: ${url}\n${lines.replace(/^/gm, '    ')}\n`);
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'lbac-cred-'));
+    mkdirSync(join(dir, 'secrets'));
+    writeFileSync(join(dir, 'secrets', 'mimir-password'), 'file-password\n');
+    writeFileSync(join(dir, 'secrets', 'token'), 'file-token\r\n');
+    writeFileSync(join(dir, 'secrets', 'bad.pem'), '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const load = (text: string, env: NodeJS.ProcessEnv = {}) => parseConfig(text, { file: 'gw.yaml', env, baseDir: dir });
+  const loadError = (text: string, env: NodeJS.ProcessEnv = {}): ConfigError => {
+    try {
+      load(text, env);
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return e as ConfigError;
+    }
+    throw new Error('expected a ConfigError');
+  };
+
+  it('reads passwordFile / tokenFile relative to the config file, trailing newline trimmed', () => {
+    const basic = load(withUpstream('auth: { type: basic, username: "123456", passwordFile: secrets/mimir-password }'));
+    expect(basic.upstreams[0]!.auth!.headers()).toEqual({ authorization: `Basic ${Buffer.from('123456:file-password').toString('base64')}` });
+    const bearer = load(withUpstream('auth: { type: bearer, tokenFile: secrets/token }'));
+    expect(bearer.upstreams[0]!.auth!.headers()).toEqual({ authorization: 'Bearer file-token' });
+    const literal = load(withUpstream('auth: { type: bearer, token: "${TOKEN}" }'), { TOKEN: 'env-token' });
+    expect(literal.upstreams[0]!.auth!.headers()).toEqual({ authorization: 'Bearer env-token' });
+  });
+
+  it('a missing secret file is an error naming file, line and key', () => {
+    const e = loadError(withUpstream('auth:\n  type: bearer\n  tokenFile: secrets/missing'));
+    expect(e.key).toBe('upstreams.0.auth.tokenFile');
+    expect(e.line).toBe(8);
+    expect(e.message).toMatch(/gw\.yaml.*cannot read tokenFile "secrets\/missing": ENOENT/);
+  });
+
+  it('sigv4 takes credentials from the config, else from the environment at load; none is an error', () => {
+    const env = { AWS_ACCESS_KEY_ID: 'AKIAENVIRONMENT', AWS_SECRET_ACCESS_KEY: 'env-secret', AWS_SESSION_TOKEN: 'env-session' };
+    const fromEnv = load(withUpstream('auth: { type: sigv4, region: eu-west-1 }', 'https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1'), env);
+    const u = fromEnv.upstreams[0]!;
+    expect(u.auth!.toJSON()).toMatchObject({ type: 'sigv4', region: 'eu-west-1', service: 'aps' });
+    const h = u.auth!.sign({ method: 'GET', url: `${u.origin}/x`, headers: {} });
+    expect(h['authorization']).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIAENVIRONMENT\/\d{8}\/eu-west-1\/aps\/aws4_request, /);
+    expect(h['x-amz-security-token']).toBe('env-session');
+    const fromConfig = load(withUpstream('auth: { type: sigv4, region: us-east-1, service: execute-api, accessKeyId: AKIACONFIG, secretAccessKey: "${SECRET}" }'), { ...env, SECRET: 's' });
+    expect(fromConfig.upstreams[0]!.auth!.sign({ method: 'GET', url: 'https://h/', headers: {} })['authorization']).toMatch(/Credential=AKIACONFIG\/\d{8}\/us-east-1\/execute-api\//);
+    const e = loadError(withUpstream('auth: { type: sigv4, region: eu-west-1 }'), { AWS_SECRET_ACCESS_KEY: 'only-half' });
+    expect(e.key).toBe('upstreams.0.auth');
+    expect(e.message).toMatch(/sigv4 needs credentials/);
+    expect(e.message).not.toContain('only-half');
+    expect(loadError(withUpstream('auth: { type: sigv4, region: eu-west-1, accessKeyId: AKIA }')).message).toMatch(/both accessKeyId and secretAccessKey, or neither/);
+  });
+
+  it('conflicts and ambiguities are config errors naming the key', () => {
+    expect(loadError(withUpstream('auth: { type: basic, username: u, password: p, passwordFile: secrets/mimir-password }'))).toMatchObject({ key: 'upstreams.0.auth' });
+    expect(loadError(withUpstream('auth: { type: basic, username: u, password: p, passwordFile: secrets/mimir-password }')).message).toMatch(/exactly one of password or passwordFile/);
+    expect(loadError(withUpstream('auth: { type: bearer }')).message).toMatch(/exactly one of token or tokenFile/);
+    expect(loadError(withUpstream('auth: { type: digest, username: u }')).key).toBe('upstreams.0.auth.type');
+    const header = loadError(withUpstream('headers: { authorization: "Basic abc" }\nauth: { type: bearer, token: t }'));
+    expect(header.key).toBe('upstreams.0.headers.authorization');
+    expect(header.message).toMatch(/set by auth/);
+    expect(loadError(withUpstream('headers: { X_Amz_Date: "x" }\nauth: { type: sigv4, region: eu-west-1, accessKeyId: a, secretAccessKey: b }')).key).toBe('upstreams.0.headers.X_Amz_Date');
+    const fwd = loadError(withUpstream('forwardAuthorization: true\nauth: { type: bearer, token: t }'));
+    expect(fwd.key).toBe('upstreams.0.forwardAuthorization');
+    expect(fwd.line).toBe(6);
+    // Without auth, a static Authorization header stays allowed (as before).
+    expect(load(withUpstream('headers: { Authorization: "Bearer static" }')).upstreams[0]!.headers).toEqual({ Authorization: 'Bearer static' });
+  });
+
+  it('tls: https only, certFile and keyFile together, files relative to the config file, invalid PEM names the key', () => {
+    expect(loadError(withUpstream('tls: { insecureSkipVerify: true }')).key).toBe('upstreams.0.tls');
+    expect(loadError(withUpstream('tls: { certFile: c.pem }', 'https://prom:9090')).message).toMatch(/both certFile and keyFile/);
+    const bad = loadError(withUpstream('tls:\n  caFile: secrets/bad.pem', 'https://prom:9090'));
+    expect(bad.key).toBe('upstreams.0.tls.caFile');
+    expect(bad.message).toMatch(/invalid PEM certificate/);
+    expect(loadError(withUpstream('tls: { caFile: secrets/none.pem }', 'https://prom:9090')).message).toMatch(/cannot read caFile "secrets\/none.pem": ENOENT/);
+    const ok = load(withUpstream('tls: { serverName: prom.internal, insecureSkipVerify: true }', 'https://10.0.0.1:9090'));
+    expect(ok.upstreams[0]!.tls!.connectOptions()).toEqual({ servername: 'prom.internal', rejectUnauthorized: false });
+  });
+
+  it('the resolved config never shows secrets (JSON, inspection, check-config style output)', () => {
+    const c = load(withUpstream('auth: { type: basic, username: "123456", passwordFile: secrets/mimir-password }'));
+    const c2 = load(withUpstream('auth: { type: sigv4, region: eu-west-1, accessKeyId: AKIA, secretAccessKey: "${S}" }'), { S: 'aws-secret-value' });
+    for (const text of [JSON.stringify(c), inspect(c, { depth: 10 }), JSON.stringify(c2), inspect(c2, { depth: 10 })]) {
+      expect(text).not.toContain('file-password');
+      expect(text).not.toContain('aws-secret-value');
+    }
+    expect(JSON.stringify(c.upstreams[0]!.auth)).toMatch(/"username":"123456"/);
+    // A rotated secret still shows as an upstreams change (restart needed), the same one does not.
+    expect(restartRequiredChanges(c, load(withUpstream('auth: { type: basic, username: "123456", passwordFile: secrets/mimir-password }')))).toEqual([]);
+    writeFileSync(join(dir, 'secrets', 'rotated'), 'new-password\n');
+    expect(restartRequiredChanges(c, load(withUpstream('auth: { type: basic, username: "123456", passwordFile: secrets/rotated }')))).toEqual(['upstreams']);
   });
 });

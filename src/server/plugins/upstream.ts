@@ -91,11 +91,25 @@ export function upstreamHeaders(
     const key = headerKey(name);
     if (OWNED_HEADERS.includes(key) || DROPPED_HEADERS.includes(key) || credentials.has(key) || policyNames.has(key) || configured.has(key)) continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
+    // SigV4 (upstreams[].auth): X-Amz-* headers are the signer's; a client's copy would change what the upstream verifies.
+    if (upstream.auth?.signsRequests === true && key.startsWith('x-amz-')) continue;
     out[lower] = value;
   }
   for (const [name, value] of Object.entries(upstream.headers)) out[name.toLowerCase()] = value;
   for (const [name, value] of Object.entries(decision.headers)) out[name.toLowerCase()] = value;
+  // upstreams[].auth (basic, bearer): the gateway's own credential, last so nothing overrides it. SigV4 is added per request (signedHeaders).
+  if (upstream.auth !== undefined) for (const [name, value] of Object.entries(upstream.auth.headers())) out[name] = value;
   return out;
+}
+
+/**
+ * upstreams[].auth of type sigv4: `headers` plus the signature over the request exactly
+ * as it is sent (method, `target` = origin + path + query, `headers` incl. host, body).
+ * Other upstreams: `headers` unchanged.
+ */
+function signedHeaders(upstream: ResolvedUpstream, method: string, target: string, headers: Record<string, string | string[]>, body?: string): Record<string, string | string[]> {
+  if (upstream.auth?.signsRequests !== true) return headers;
+  return { ...headers, ...upstream.auth.sign({ method, url: target, headers, body }) };
 }
 
 /**
@@ -106,10 +120,14 @@ export function upstreamHeaders(
 export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginOptions): Promise<void> {
   const { upstream, table } = opts;
   installErrorHandlers(app, table.kind, upstream.mountPrefix !== '');
+  // upstreams[].tls: private CA, client certificate, SNI/verification name (undici's `connect` = tls.connect options).
+  // Always passed: reply-from defaults undici to rejectUnauthorized: false, i.e. unverified https upstreams.
+  const tls = upstream.tls?.connectOptions();
+  if (upstream.tls?.insecureSkipVerify === true) app.log.warn({ upstream: upstream.name }, 'upstream TLS certificate verification is disabled (tls.insecureSkipVerify)');
   await app.register(replyFrom, {
     base: upstream.origin,
     disableRequestLogging: true,
-    undici: { headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs, connections: 128, pipelining: 1 },
+    undici: { headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs, connections: 128, pipelining: 1, connect: tls ?? { rejectUnauthorized: true } },
   });
   // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
   // content type (JSON included, which Fastify parses by default) → 415.
@@ -126,8 +144,10 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
           const { decision, path, encoded } = decideAndEnforce(app, req, route, opts);
           const url = new URL(upstream.pathPrefix + path, upstream.origin);
           url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-          url.search = encoded;
-          return { url: url.href, headers: upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders) };
+          url.search = upstream.auth?.query(encoded) ?? encoded;
+          const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
+          if (upstream.auth?.signsRequests === true) headers['host'] = url.host;
+          return { url: url.href, headers: signedHeaders(upstream, 'GET', url.href, headers), ...(tls === undefined ? {} : { tls }) };
         },
       });
       continue;
@@ -197,6 +217,7 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
   if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
+  const query = req.method === 'GET' ? (upstream.auth?.query(encoded) ?? encoded) : '';
   const common = {
     ...(filter === undefined
       ? {}
@@ -225,13 +246,19 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
             );
           },
         }),
-    rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => ({ ...headers, host: h.host ?? new URL(upstream.origin).host }),
+    rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
+      const out = { ...headers, host: h.host ?? new URL(upstream.origin).host };
+      if (upstream.auth?.signsRequests !== true) return out;
+      // reply-from sends new URL(source, base).pathname + "?" + query, and `body` as given.
+      const target = upstream.origin + new URL(source.startsWith('//') ? `.${source}` : source, upstream.origin).pathname + (query === '' ? '' : `?${query}`);
+      return signedHeaders(upstream, req.method, target, out, req.method === 'GET' ? undefined : encoded);
+    },
     onError: (r: { send(payload: unknown): unknown }, { error }: { error: Error }) => {
       const code = (error as { code?: string })?.code ?? '';
       const timeout = /TIMEOUT/i.test(code) || (error as { statusCode?: number })?.statusCode === 504;
       r.send(new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: error }));
     },
   };
-  if (req.method === 'GET') return reply.from(source, { ...common, queryString: () => encoded });
+  if (req.method === 'GET') return reply.from(source, { ...common, queryString: () => query });
   return reply.from(source, { ...common, queryString: () => '', body: encoded, contentType: 'application/x-www-form-urlencoded' });
 }

@@ -13,6 +13,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import WebSocket from 'ws';
+import type { TlsConnectOptions } from '../../backends/credentials.ts';
 import type { BackendKind, RouteSpec } from '../../backends/routes.ts';
 import { GatewayError } from '../../errors.ts';
 
@@ -33,6 +34,8 @@ export interface WebSocketTarget {
   readonly url: string;
   /** Request headers for the upstream handshake (upstreamHeaders(): owned, credential and hop-by-hop headers stripped). */
   readonly headers: Readonly<Record<string, string | string[]>>;
+  /** upstreams[].tls for a wss:// URL (CA, client certificate, servername, rejectUnauthorized). */
+  readonly tls?: TlsConnectOptions;
 }
 
 export interface WebSocketRouteOptions {
@@ -122,7 +125,7 @@ function connectUpstream(target: WebSocketTarget, timeoutMs: number): Promise<Co
     const headers: Record<string, string | string[]> = {};
     // ws computes the handshake headers itself; the client's are never copied.
     for (const [k, v] of Object.entries(target.headers)) if (!k.startsWith('sec-websocket-')) headers[k] = v;
-    const upstream = new WebSocket(target.url, { headers, handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: UPSTREAM_MAX_PAYLOAD, followRedirects: false });
+    const upstream = new WebSocket(target.url, { ...target.tls, headers, handshakeTimeout: timeoutMs, perMessageDeflate: false, maxPayload: UPSTREAM_MAX_PAYLOAD, followRedirects: false });
     const pending: Pending = { upstream, held: [], closed: undefined, onMessage: undefined, onClose: undefined };
     let settled = false;
     upstream.on('unexpected-response', (clientReq, res: IncomingMessage) => {
