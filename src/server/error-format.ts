@@ -36,13 +36,18 @@ export function toGatewayError(err: unknown): GatewayError {
   return new GatewayError('internal', 'internal error', { cause: err });
 }
 
-/** Render an error in the backend's own format: Prometheus/Loki JSON envelope, Tempo plain text. */
+/**
+ * Render an error in the backend's own format: Prometheus' JSON envelope, Tempo
+ * plain text, and for Loki its own `{code, status, message}` (Loki's JSONError;
+ * Grafana's Loki datasource shows `message`) plus the Prometheus-style
+ * `errorType`/`error`, which Loki clients of the query API also read.
+ */
 export function renderError(kind: BackendKind | undefined, err: GatewayError): RenderedError {
   if (kind === 'tempo') return { status: err.status, contentType: 'text/plain; charset=utf-8', body: err.message + '\n' };
   const errorType = PROM_ERROR_TYPE[err.status] ?? (err.status >= 500 ? 'internal' : 'bad_data');
-  return {
-    status: err.status,
-    contentType: 'application/json',
-    body: JSON.stringify({ status: 'error', errorType, error: err.message }),
-  };
+  const body =
+    kind === 'loki'
+      ? { code: err.status, status: 'error', message: err.message, errorType, error: err.message }
+      : { status: 'error', errorType, error: err.message };
+  return { status: err.status, contentType: 'application/json', body: JSON.stringify(body) };
 }
