@@ -1,6 +1,9 @@
 // `server.workers: 2`: the gateway runs as a node:cluster primary with two
-// workers sharing the port; both serve enforced answers, and SIGTERM stops all.
+// workers sharing the port; both serve enforced answers, the primary's admin
+// listener sums the workers' metrics and reports every worker's readiness, and
+// SIGTERM stops all.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './harness/ports.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { rawRequest } from './harness/http.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
@@ -11,15 +14,20 @@ let prom: PrometheusInstance;
 let gw: GatewayInstance;
 let token: string;
 let evalTime: number;
+let adminUrl: string;
+/** Requests the first test sent through the gateway (all 200). */
+let sent = 0;
 
 beforeAll(async () => {
   const now = Math.floor(Date.now() / 1000);
   evalTime = seedEndSeconds(now);
   prom = await startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }) });
   const idp = await createTestIssuer({ issuer: 'https://idp.workers', audience: 'lbac-gateway', alg: 'ES256' });
+  const adminPort = await freePort();
+  adminUrl = `http://127.0.0.1:${adminPort}`;
   gw = await startGateway({
     config: {
-      server: { logLevel: 'info', workers: 2 },
+      server: { logLevel: 'info', workers: 2, adminListen: `127.0.0.1:${adminPort}` },
       upstreams: [{ name: 'metrics', kind: 'prometheus', url: prom.url, mount: '/prometheus' }],
       identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
       teams: { 'team-a': { groups: ['team-a'], selectors: [{ namespace: '~team-a-.*' }] } },
@@ -50,13 +58,41 @@ describe('worker processes', () => {
         headers: { authorization: `Bearer ${token}`, connection: 'close' },
       });
       expect(r.status).toBe(200);
+      sent++;
       const ns = (JSON.parse(r.body) as { data: { result: { metric: { namespace: string } }[] } }).data.result.map((x) => x.metric.namespace).sort();
       expect(ns).toEqual([...TEAM_NAMESPACES['team-a']].sort());
     }
     expect(pidsSeen().size, gw.tail(60)).toBe(2);
   });
 
-  it('readiness is served by the workers; SIGTERM stops every process', async () => {
+  it('the primary serves the admin listener: metrics summed over both workers', async () => {
+    const r = await rawRequest(adminUrl, '/metrics');
+    expect(r.status).toBe(200);
+    const sample = (name: string, labels: string): number => {
+      const total = r.body
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) && labels.split(',').every((kv) => l.includes(kv)))
+        .reduce((acc, l) => acc + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+      return total;
+    };
+    // Each worker counted only the requests it answered: the sum is every request sent.
+    expect(sample('lbac_gateway_requests_total', 'upstream="metrics",status="200"')).toBe(sent);
+    expect(sample('lbac_gateway_policy_ready', '')).toBe(0); // not exported with labels
+    expect(r.body).toMatch(/^lbac_gateway_policy_ready 1$/m); // min over workers: both ready
+    expect(r.body).toMatch(/^lbac_gateway_build_info\{version="[^"]+"\} 1$/m); // first, not summed
+  });
+
+  it('admin readiness lists every worker; the main port serves readiness too', async () => {
+    const r = await rawRequest(adminUrl, '/readyz');
+    expect(r.status, r.body).toBe(200);
+    const body = JSON.parse(r.body) as { status: string; workers: { pid: number; ready: boolean; policyRevision: string | null }[] };
+    expect(body.status).toBe('ready');
+    expect(body.workers).toHaveLength(2);
+    expect(new Set(body.workers.map((w) => w.pid)).size).toBe(2);
+    for (const w of body.workers) expect(w).toMatchObject({ ready: true, status: 'ready', policyRevision: expect.any(String) });
+  });
+
+  it('SIGTERM stops every process', async () => {
     expect((await promGet(gw.url, '/readyz')).status).toBe(200);
     await gw.stop();
     const exit = await gw.exited;

@@ -53,6 +53,8 @@ function withListen(config: Record<string, unknown>, port: number): Record<strin
   const serverObj: Record<string, unknown> =
     server !== null && typeof server === 'object' && !Array.isArray(server) ? (server as Record<string, unknown>) : {};
   serverObj['listen'] = `127.0.0.1:${port}`;
+  // The product defaults to one worker per core; suites get one process unless they ask for more.
+  serverObj['workers'] ??= 1;
   copy['server'] = serverObj;
   return copy;
 }

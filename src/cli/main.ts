@@ -208,9 +208,21 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
   }
   const workers = resolveWorkers(flag === undefined ? config.server.workers : flag === 'auto' ? 'auto' : Number(flag));
   if (workers > 1 && cluster.isPrimary) {
-    return superviseWorkers(workers, (msg, extra) => logger.info({ ...extra }, msg));
+    // The primary owns the admin listener: metrics aggregated over all workers, readiness of all.
+    const adminListen = config.server.adminListen;
+    let admin: import('fastify').FastifyInstance | undefined;
+    if (adminListen !== undefined) {
+      const { buildClusterAdminApp } = await import('../server/cluster-admin.ts');
+      const { splitHostPort } = await import('../server/admin.ts');
+      admin = await buildClusterAdminApp(logger.child({ component: 'admin' }), () => workers);
+      const adminUrl = await admin.listen(splitHostPort(adminListen));
+      logger.info({ url: adminUrl, workers }, 'admin listener (metrics of all workers) started');
+    }
+    const code = await superviseWorkers(workers, (msg, extra) => logger.info({ ...extra }, msg));
+    await admin?.close();
+    return code;
   }
-  const gw = await startGateway(config, logger);
+  const gw = await startGateway(config, logger, { admin: cluster.isWorker ? 'cluster-worker' : 'own' });
   logger.info({ url: gw.url, adminUrl: gw.adminUrl ?? null }, 'lbac-gateway listening');
   const onHup = () => void gw.runtime.reload('SIGHUP');
   process.on('SIGHUP', onHup);

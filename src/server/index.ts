@@ -8,6 +8,7 @@ import { BundleClient } from '../policy/bundle-client.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { PolicyHolder } from '../policy/holder.ts';
 import { buildAdminApp, splitHostPort } from './admin.ts';
+import { serveWorkerAdmin } from './cluster-admin.ts';
 import { buildApp } from './app.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { AuditLog } from './plugins/audit.ts';
@@ -245,12 +246,26 @@ function watchForReload(runtime: GatewayRuntime, files: readonly { file: string;
   return watchers;
 }
 
-export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel)): Promise<RunningGateway> {
+export interface StartOptions {
+  /**
+   * 'own': this process serves `server.adminListen` (a single process).
+   * 'cluster-worker': the cluster primary serves it; this worker answers the
+   * primary's metric and readiness requests over IPC (src/server/cluster-admin.ts).
+   */
+  readonly admin?: 'own' | 'cluster-worker';
+}
+
+export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel), opts: StartOptions = {}): Promise<RunningGateway> {
   const { app, runtime } = await createRuntime(config, logger);
   const url = await app.listen(splitHostPort(config.server.listen));
   let admin: FastifyInstance | undefined;
   let adminUrl: string | undefined;
-  if (config.server.adminListen !== undefined) {
+  if (opts.admin === 'cluster-worker') {
+    serveWorkerAdmin(runtime.metrics.registry, () => {
+      const ready = runtime.holder.ready && !runtime.draining;
+      return { ready, status: ready ? 'ready' : runtime.draining ? 'shutting down' : 'not ready', policyRevision: runtime.holder.info?.revision ?? null };
+    });
+  } else if (config.server.adminListen !== undefined) {
     admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining });
     adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
     logger.info({ url: adminUrl }, 'admin listener (metrics) started');

@@ -70,7 +70,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
       for (const [name, c] of cacheCounts()) if (c.size !== undefined) this.set({ cache: name }, c.size);
     },
   });
-  new Gauge({ name: 'lbac_gateway_build_info', help: 'Always 1; the gateway version as a label.', labelNames: ['version'], registers }).set({ version: VERSION }, 1);
+  new Gauge({ name: 'lbac_gateway_build_info', help: 'Always 1; the gateway version as a label.', labelNames: ['version'], registers, aggregator: 'first' }).set({ version: VERSION }, 1);
 
   const requests = new Counter({
     name: 'lbac_gateway_requests_total',
@@ -119,6 +119,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   const configReloads = new Counter({ name: 'lbac_gateway_config_reloads_total', help: 'Config reloads (SIGHUP or file change), by result: success, failure.', labelNames: ['result'] as const, registers });
   const configLastReload = new Gauge({
     name: 'lbac_gateway_config_last_reload_timestamp_seconds',
+    aggregator: 'max',
     help: 'Unix time of the last config reload attempt, by result.',
     labelNames: ['result'] as const,
     registers,
@@ -128,6 +129,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   let holder: PolicyHolder | undefined;
   const policyInfo = new Gauge({
     name: 'lbac_gateway_policy_info',
+    aggregator: 'max',
     help: 'Always 1 for the active policy: its revision and source.',
     labelNames: ['revision', 'source'] as const,
     registers,
@@ -140,6 +142,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   void policyInfo;
   new Gauge({
     name: 'lbac_gateway_policy_ready',
+    aggregator: 'min',
     help: '1 when a policy is loaded and decisions can be made, else 0.',
     registers,
     collect() {
@@ -148,6 +151,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   });
   new Gauge({
     name: 'lbac_gateway_policy_last_activation_timestamp_seconds',
+    aggregator: 'min',
     help: 'Unix time the active policy was activated.',
     registers,
     collect() {
@@ -160,6 +164,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   let bundleStatus: (() => BundleClientStatus) | undefined;
   new Gauge({
     name: 'lbac_gateway_bundle_consecutive_failures',
+    aggregator: 'max',
     help: 'Bundle downloads that failed in a row (0 after a success, and without a bundle service).',
     registers,
     collect() {
@@ -169,6 +174,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   });
   new Gauge({
     name: 'lbac_gateway_bundle_last_success_timestamp_seconds',
+    aggregator: 'min',
     help: 'Unix time of the last successful bundle request (200 or 304; 0 without a bundle service or before the first).',
     registers,
     collect() {
