@@ -212,6 +212,7 @@ function tempoProblems(reqs: readonly CannedRequest[]): string[] {
       continue;
     }
     if (r.params.has('tags')) p.push(`${where}: legacy tags forwarded`);
+    if (r.params.has('query')) p.push(`${where}: query (an unenforced TraceQL alias) forwarded`);
     const qs = r.params.getAll('q');
     if (qs.length !== 1 || qs[0]!.trim() === '') p.push(`${where}: q must be present once and non-empty (else Tempo searches by other parameters)`);
     for (const v of qs) {
@@ -335,6 +336,10 @@ const TEMPO_ATTACKS: Attack[] = [
   { name: 'spoofed X-Scope-OrgID', send: () => send('GET', `${T}/search?q=${q('{ }')}`, { headers: { 'X-Scope-OrgID': 'tenant-b' } }), status: 200 },
   { name: 'legacy tags= search', send: () => send('GET', `${T}/search?tags=${q('resource.k8s.namespace.name=team-b-api')}`), status: 400 },
   { name: 'empty tags= next to q', send: () => send('GET', `${T}/search?tags=&q=${q('{ }')}`), status: 400 },
+  // `query` is what Grafana 10.x sent for TraceQL metrics: a Tempo that reads it would run it unenforced.
+  { name: 'query= next to an enforced q (search)', send: () => send('GET', `${T}/search?q=${q('{ }')}&query=${q('{ resource.k8s.namespace.name = "team-b-api" }')}`), status: 400 },
+  { name: 'query= instead of q (metrics query_range)', send: () => send('GET', `${T}/metrics/query_range?query=${q('{ } | rate()')}&start=1&end=2&step=1`), status: 400 },
+  { name: 'query= next to q (metrics instant)', send: () => send('GET', `${T}/metrics/query?q=${q('{ } | rate()')}&query=${q('{ } | rate()')}`), status: 400 },
   { name: 'empty q= (Tempo would fall back to other parameters as tags)', send: () => send('GET', `${T}/search?q=&k8s.namespace.name=team-b-api`), status: 400 },
   { name: 'whitespace q', send: () => send('GET', `${T}/search?q=%20%20&service.name=x`), status: 400 },
   { name: 'individual tag parameters without q', send: () => send('GET', `${T}/search?k8s.namespace.name=team-b-api&service.name=api`), status: 200 },

@@ -36,19 +36,23 @@ const tagScopeQuery: EnforcedParam = {
 };
 
 /**
- * Tempo's legacy `tags` search (logfmt key=value) cannot carry the policy; it is
- * refused so that a search is always a TraceQL query the gateway enforced.
+ * A parameter that could carry a query the gateway does not enforce: refused
+ * when present. Tempo's legacy `tags` search (logfmt key=value) cannot carry
+ * the policy; `query` is the name Grafana 10.x used for TraceQL metrics, which
+ * a Tempo version may read besides `q`: a search is always the TraceQL in `q`.
  */
-const noLegacyTags: EnforcedParam = {
-  name: 'tags',
+const refused = (name: string, message: string): EnforcedParam => ({
+  name,
   required: false,
   multiple: false,
   rewrite: (values) => {
-    if (values.length > 0) throw new QueryError('traceql', 'search by "tags" is not supported through the gateway: use a TraceQL query in "q"');
+    if (values.length > 0) throw new QueryError('traceql', message);
     return [];
   },
   missingMessage: '',
-};
+});
+const noLegacyTags = refused('tags', 'search by "tags" is not supported through the gateway: use a TraceQL query in "q"');
+const noQueryAlias = refused('query', 'parameter "query" is not supported through the gateway: send the TraceQL query in "q"');
 
 /** `resource.k8s.namespace.name` → `k8s.namespace.name`; `.x` → `x`: the unscoped name v1 tag APIs use. */
 function unscoped(name: string): string {
@@ -84,13 +88,13 @@ const tagValues = (endpoint: string, path: string): RouteSpec => ({ endpoint, pa
 export const tempoRoutes: RouteTable = {
   kind: 'tempo',
   routes: [
-    { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags] },
+    { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags, noQueryAlias] },
     { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [tagScopeQuery] },
     { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery] },
     tagValues('search_tag_values', '/api/search/tag/:tag/values'),
     tagValues('search_tag_values_v2', '/api/v2/search/tag/:tag/values'),
-    { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true)] },
-    { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true)] },
+    { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias] },
+    { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias] },
     { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },
     { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], validatePathParam: validTraceId, rawResponseFilter: filterTraceV2 },
     { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
