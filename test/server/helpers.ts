@@ -59,6 +59,19 @@ export async function startUpstream(): Promise<Upstream> {
   return u;
 }
 
+/**
+ * The identity, admins and teams of every in-process test config: an API-key
+ * source no test token matches (tests use fakeSource), admins, and team-a.
+ */
+export const TEST_IDENTITY_AND_TEAMS = `identity:
+  providers:
+    - type: apikey
+      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+admins: { groups: [admins] }
+teams:
+  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
+`;
+
 export function testConfig(upstreamUrl: string, extra = ''): GatewayConfig {
   return parseConfig(
     `
@@ -66,14 +79,7 @@ server:
   loadShedding: { enabled: false }
 upstreams:
   - { name: metrics, kind: prometheus, url: "${upstreamUrl}", mount: /prometheus, maxConcurrent: 2 }
-identity:
-  providers:
-    - type: apikey
-      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
-admins: { groups: [admins] }
-teams:
-  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
-${extra}
+${TEST_IDENTITY_AND_TEAMS}${extra}
 `,
     { env: {} },
   );

@@ -25,7 +25,7 @@ import { buildApp } from '../../src/server/app.ts';
 import { createMetrics, type GatewayMetrics } from '../../src/server/metrics.ts';
 import { AuditLog } from '../../src/server/plugins/audit.ts';
 import { dataRevision } from '../../src/server/reload.ts';
-import { fakeSource } from './helpers.ts';
+import { fakeSource, TEST_IDENTITY_AND_TEAMS } from './helpers.ts';
 
 // The secrets under test: none of these strings may appear in any log line, audit line, metric or CLI output.
 const BASIC_PASSWORD = 'basic-pw-5f3c9e1a';
@@ -204,14 +204,7 @@ ${https('sni-name', u['dnsOnly']!.url, 'tls: { caFile: pki/ca.crt, serverName: p
     url: "${u['wss']!.url}/loki-prefix"
     tls: { caFile: pki/ca.crt }
     auth: { type: sigv4, region: eu-west-1, service: logs }
-identity:
-  providers:
-    - type: apikey
-      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
-admins: { groups: [admins] }
-teams:
-  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
-`;
+${TEST_IDENTITY_AND_TEAMS}`;
 }
 
 beforeAll(async () => {

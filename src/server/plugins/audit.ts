@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
 import { buildAuditRecord, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
+import { recordOnResponse } from './hook.ts';
 
 /** Where audit lines go: a dedicated pino logger (stdout or an appended file), separate from the process log. */
 export class AuditLog {
@@ -60,7 +61,6 @@ export interface AuditPluginOptions {
 export const auditPlugin = fp<AuditPluginOptions>(
   async (app, opts) => {
     opts.log.configure(opts.config());
-    // Callback style (no promise per request); the record is built in a function that may return early.
     const audit = (req: FastifyRequest, reply: FastifyReply): void => {
       const state = req.lbac;
       if (state?.decision === undefined) return;
@@ -86,14 +86,7 @@ export const auditPlugin = fp<AuditPluginOptions>(
       opts.log.write(record);
       opts.metrics?.auditRecords.inc({ result: 'written' });
     };
-    app.addHook('onResponse', (req, reply, done) => {
-      try {
-        audit(req, reply);
-      } catch (e) {
-        req.log.error({ err: e }, 'audit record failed');
-      }
-      done();
-    });
+    app.addHook('onResponse', recordOnResponse('audit record', audit));
     app.addHook('onClose', async () => opts.log.close());
   },
   { name: 'lbac-audit', dependencies: ['lbac-context'] },

@@ -1,11 +1,11 @@
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayMetrics } from '../metrics.ts';
+import { recordOnResponse } from './hook.ts';
 
 /** Records each answered request into the registry (served by the admin listener only). */
 export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
   async (app, { metrics }) => {
-    // Callback style: no promise per request.
     const record = (req: FastifyRequest, reply: FastifyReply): void => {
       const s = req.lbac;
       if (s === null || s === undefined) return;
@@ -25,14 +25,7 @@ export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
         if (s.identity === 'unavailable') metrics.identityProviderErrors.inc();
       }
     };
-    app.addHook('onResponse', (req, reply, done) => {
-      try {
-        record(req, reply);
-      } catch (e) {
-        req.log.error({ err: e }, 'metrics update failed');
-      }
-      done();
-    });
+    app.addHook('onResponse', recordOnResponse('metrics update', record));
   },
   { name: 'lbac-metrics', dependencies: ['lbac-context'] },
 );
