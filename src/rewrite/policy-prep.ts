@@ -35,8 +35,16 @@ const PREPARED_MAX = 512;
  */
 export function memoizedPreparation<P>(build: (policy: SelectorPolicy) => P, policyError: PolicyErrorFactory): (policy: SelectorPolicy) => P {
   const prepared = new Map<string, P>();
+  // Decisions are deeply frozen (src/policy/decision.ts): such a policy cannot change, so
+  // its preparation is also found by identity, without building the content key per request.
+  const byIdentity = new WeakMap<object, P>();
   return (policy) => {
     if (!Array.isArray(policy) || policy.length === 0) throw policyError('policy has no selector groups (nothing would be visible)');
+    const frozen = deeplyFrozen(policy);
+    if (frozen) {
+      const hit = byIdentity.get(policy);
+      if (hit !== undefined) return hit;
+    }
     // The key is built from exactly the fields the builders read.
     let text = '';
     for (const g of policy as readonly unknown[]) {
@@ -49,13 +57,25 @@ export function memoizedPreparation<P>(build: (policy: SelectorPolicy) => P, pol
       }
       text += ']';
     }
-    const hit = prepared.get(text);
-    if (hit !== undefined) return hit;
-    const p = build(policy);
-    if (prepared.size >= PREPARED_MAX) prepared.clear();
-    prepared.set(text, p);
+    let p = prepared.get(text);
+    if (p === undefined) {
+      p = build(policy);
+      if (prepared.size >= PREPARED_MAX) prepared.clear();
+      prepared.set(text, p);
+    }
+    if (frozen) byIdentity.set(policy, p);
     return p;
   };
+}
+
+/** The policy array, its groups and their matchers are all frozen (so is every string in them). */
+function deeplyFrozen(policy: readonly unknown[]): boolean {
+  if (!Object.isFrozen(policy)) return false;
+  for (const g of policy) {
+    if (!Array.isArray(g) || !Object.isFrozen(g)) return false;
+    for (const m of g as readonly unknown[]) if (typeof m !== 'object' || m === null || !Object.isFrozen(m)) return false;
+  }
+  return true;
 }
 
 /** One AND-group after normalisation: its checked items (in first-seen order) and their matcher keys. */

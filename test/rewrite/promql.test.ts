@@ -719,4 +719,19 @@ describe('cache', () => {
     policy.push([{ name: 'team', op: '=', value: 'x' }]);
     expect(rewritePromQL('up', policy)).toBe('(up{namespace="team-b"} or up{team="x"})');
   });
+  it('finds a frozen policy (as decisions are) by identity, and never confuses two of them', () => {
+    const frozen = (v: string): SelectorPolicy => Object.freeze([Object.freeze([Object.freeze({ name: 'namespace', op: '=' as const, value: v })])]);
+    const a = frozen('team-a');
+    const b = frozen('team-b');
+    for (let i = 0; i < 3; i++) {
+      expect(rewritePromQL('up', a)).toBe(`up{${M}}`);
+      expect(rewritePromQL('up', b)).toBe('up{namespace="team-b"}');
+    }
+    // A frozen outer array with a mutable group is keyed by content, not identity.
+    const group: Matcher[] = [{ name: 'namespace', op: '=', value: 'team-a' }];
+    const half = Object.freeze([group]);
+    expect(rewritePromQL('up', half)).toBe(`up{${M}}`);
+    group[0] = { name: 'namespace', op: '=', value: 'team-c' };
+    expect(rewritePromQL('up', half)).toBe('up{namespace="team-c"}');
+  });
 });

@@ -49,7 +49,33 @@ const DROPPED_HEADERS = [
  * (CGI/WSGI-style servers and some proxies map both to the same variable), so `X_Scope_OrgID`
  * cannot stand in for the owned `X-Scope-OrgID`.
  */
-const headerKey = (name: string): string => name.toLowerCase().replace(/_/g, '-');
+const headerKey = (name: string): string => {
+  const lower = name.toLowerCase();
+  return lower.includes('_') ? lower.replace(/_/g, '-') : lower;
+};
+
+const NO_HEADERS: readonly string[] = [];
+
+/** Per upstream (and credential-header list): every client header name never forwarded, as headerKey. */
+const strippedByUpstream = new WeakMap<ResolvedUpstream, { credentialHeaders: readonly string[]; names: ReadonlySet<string> }>();
+function strippedNames(upstream: ResolvedUpstream, credentialHeaders: readonly string[]): ReadonlySet<string> {
+  const hit = strippedByUpstream.get(upstream);
+  if (hit !== undefined && hit.credentialHeaders === credentialHeaders) return hit.names;
+  const names = new Set([...OWNED_HEADERS, ...DROPPED_HEADERS, ...GRAFANA_CREDENTIAL_HEADERS, ...credentialHeaders, ...Object.keys(upstream.headers)].map(headerKey));
+  strippedByUpstream.set(upstream, { credentialHeaders, names });
+  return names;
+}
+
+/** The policy's header names (decisions are frozen, so one set per decision). */
+const policyHeaderNames = new WeakMap<object, ReadonlySet<string>>();
+function policyNamesOf(headers: Decision['headers']): ReadonlySet<string> {
+  let names = policyHeaderNames.get(headers);
+  if (names === undefined) {
+    names = new Set(Object.keys(headers).map(headerKey));
+    if (Object.isFrozen(headers)) policyHeaderNames.set(headers, names);
+  }
+  return names;
+}
 
 const LANGUAGE: Record<RouteTable['kind'], string> = { prometheus: 'promql', loki: 'logql', tempo: 'traceql' };
 
@@ -79,17 +105,16 @@ export function upstreamHeaders(
   client: IncomingHttpHeaders,
   upstream: ResolvedUpstream,
   decision: Decision,
-  credentialHeaders: readonly string[] = [],
+  credentialHeaders: readonly string[] = NO_HEADERS,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  const credentials = new Set([...GRAFANA_CREDENTIAL_HEADERS, ...credentialHeaders].map(headerKey));
-  const policyNames = new Set(Object.keys(decision.headers).map(headerKey));
-  const configured = new Set(Object.keys(upstream.headers).map(headerKey));
+  const stripped = strippedNames(upstream, credentialHeaders);
+  const policyNames = policyNamesOf(decision.headers);
   for (const [name, value] of Object.entries(client)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
     const key = headerKey(name);
-    if (OWNED_HEADERS.includes(key) || DROPPED_HEADERS.includes(key) || credentials.has(key) || policyNames.has(key) || configured.has(key)) continue;
+    if (stripped.has(key) || policyNames.has(key)) continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
     // SigV4 (upstreams[].auth): X-Amz-* headers are the signer's; a client's copy would change what the upstream verifies.
     if (upstream.auth?.signsRequests === true && key.startsWith('x-amz-')) continue;
