@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity clean
+.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,6 +62,8 @@ test: tools deps ## everything: typecheck, opa test, vitest unit + e2e; ends wit
 	@rm -f $(RESULTS)/vitest.json $(RESULTS)/opa.txt
 	@touch $(RESULTS)/started
 	@$(MAKE) --no-print-directory typecheck
+	@echo "[build] dist/ (the container suite runs the compiled CLI)"
+	@$(MAKE) --no-print-directory build
 	@bash scripts/build-policy.sh test-only | tee $(RESULTS)/opa.txt || true
 	@echo "[test] vitest (unit + e2e)"
 	@vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || true
@@ -80,9 +82,13 @@ e2e-report: node-runtime ## table of the e2e results (backend × tenant × endpo
 run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl commands
 	@node scripts/demo.ts
 
-bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy → bench/results/
+bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy (throughput, then added latency) → bench/results/
 	@node bench/gateway.ts
 	@node bench/chart.ts
+	@node bench/latency.ts
+
+bench-latency: tools deps ## added latency in µs at fixed rates (open loop), same targets as bench → bench/results/
+	@node bench/latency.ts
 
 soak: tools deps ## 10 minutes of steady load: RSS and event-loop delay growth → bench/results/
 	@node bench/soak.ts
@@ -92,6 +98,9 @@ bench-rewrite: deps ## rewrite latency over the corpus → bench/results/
 
 bench-identity: deps ## verified-and-cached JWT cost per request (ES256, RS256) → bench/results/
 	@node bench/identity.ts
+
+bench-decision: deps ## policy decision cost: DecisionCache hit and uncached OPA-WASM evaluation → bench/results/
+	@node bench/decision.ts
 
 clean: ## remove build outputs (not the tools cache)
 	rm -rf dist .run coverage

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { loadCorpus, type CorpusEntry } from '../e2e/isolation/corpus.ts';
 import type { SelectorPolicy } from '../src/rewrite/matcher.ts';
 import { clearPromQLCache, rewritePromQL } from '../src/rewrite/promql.ts';
+import { sampleStats } from './lib/report.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -109,12 +110,8 @@ interface Stats {
 }
 
 function stats(samples: Float64Array, queries: number): Stats {
-  const s = Float64Array.from(samples).sort();
-  const at = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? NaN;
-  let sum = 0;
-  for (const x of s) sum += x;
-  const r = (x: number): number => Math.round(x * 1000) / 1000;
-  return { n: s.length, queries, p50_us: r(at(0.5)), p90_us: r(at(0.9)), p99_us: r(at(0.99)), max_us: r(s[s.length - 1] ?? NaN), mean_us: r(sum / s.length) };
+  const s = sampleStats(samples, 3);
+  return { n: s.n, queries, p50_us: s.p50, p90_us: s.p90, p99_us: s.p99, max_us: s.max, mean_us: s.mean };
 }
 
 /** Per-call latencies in µs for one query. */

@@ -1,0 +1,144 @@
+// Starting what the proxy benchmarks measure, shared by bench/gateway.ts and
+// bench/latency.ts: the two upstreams (a real Prometheus with the seeded demo
+// data and the canned stub, bench/stub-upstream.ts), a test IdP with one token
+// per tenant, and per upstream the targets in front of it: prom-label-proxy
+// (the Go peer), lbac-gateway and the bare Fastify/reply-from pass-through.
+// Everything is a child process listening on loopback.
+import { join } from 'node:path';
+import { buildTeamsOpenMetrics, seedEndSeconds } from '../../e2e/fixtures/seed.ts';
+import { startGateway } from '../../e2e/harness/gateway.ts';
+import { freePort } from '../../e2e/harness/ports.ts';
+import { startProcess } from '../../e2e/harness/process.ts';
+import { startPrometheus } from '../../e2e/harness/prometheus.ts';
+import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
+import { hasTool, repoRoot, toolPath } from '../../e2e/harness/tools.ts';
+import { requestMix, TENANTS, type BenchRequest } from './mix.ts';
+
+export type Target = 'direct' | 'prom-label-proxy' | 'lbac-gateway' | 'passthrough';
+export type UpstreamName = 'prometheus' | 'stub';
+
+export interface Stoppable {
+  stop(): Promise<void>;
+}
+
+export function logger(prefix: string): (msg: string) => void {
+  return (msg) => process.stderr.write(`[${prefix}] ${msg}\n`);
+}
+
+/** Stops in reverse start order, never throwing. */
+export async function stopAll(procs: Stoppable[]): Promise<void> {
+  for (const p of [...procs].reverse()) await p.stop().catch(() => undefined);
+}
+
+export interface Upstreams extends Stoppable {
+  /** End of the seeded data window: the evaluation time of every query. */
+  evalTime: number;
+  urls: Record<UpstreamName, string>;
+  idp: TestIssuer;
+  /** One ES256 bearer token per tenant (groups: [tenant]). */
+  tokens: Record<string, string>;
+}
+
+/** A real Prometheus with small seeded data, the canned stub, and a test IdP with a token per tenant. */
+export async function startUpstreams(log: (msg: string) => void): Promise<Upstreams> {
+  const now = Math.floor(Date.now() / 1000);
+  const procs: Stoppable[] = [];
+  try {
+    log('starting upstreams (real Prometheus with small data, canned stub)');
+    const prom = await startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }) });
+    procs.push(prom);
+    const stubPort = await freePort();
+    procs.push(
+      await startProcess({
+        name: 'bench-stub',
+        cmd: process.execPath,
+        args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)],
+        readyUrl: `http://127.0.0.1:${stubPort}/api/v1/status/buildinfo`,
+      }),
+    );
+    const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
+    const tokens: Record<string, string> = {};
+    for (const t of TENANTS) tokens[t] = await idp.mint({ sub: `u-${t}`, groups: [t] }, { expiresIn: '2h' });
+    return {
+      evalTime: seedEndSeconds(now),
+      urls: { prometheus: prom.url, stub: `http://127.0.0.1:${stubPort}` },
+      idp,
+      tokens,
+      stop: () => stopAll(procs),
+    };
+  } catch (e) {
+    await stopAll(procs);
+    throw e;
+  }
+}
+
+export interface TargetSpec {
+  url: string;
+  requests: BenchRequest[];
+}
+
+export interface Targets extends Stoppable {
+  /** In the order direct, prom-label-proxy (absent if not installed and optional), lbac-gateway, passthrough. */
+  targets: Partial<Record<Target, TargetSpec>>;
+}
+
+export interface StartTargetsOptions {
+  /** server.workers of the gateway. */
+  workers: number | 'auto';
+  /** 'if-present': skip prom-label-proxy when `make bench-tools` has not installed it. */
+  promLabelProxy: 'required' | 'if-present';
+  log: (msg: string) => void;
+}
+
+/**
+ * The targets in front of one upstream, each with the same request mix: the
+ * upstream itself and the pass-through get the already-enforced queries (so the
+ * backend does the same work), prom-label-proxy the tenant as a parameter,
+ * lbac-gateway the tenant's bearer token.
+ */
+export async function startTargets(upstreamUrl: string, up: Upstreams, opts: StartTargetsOptions): Promise<Targets> {
+  const procs: Stoppable[] = [];
+  const targets: Partial<Record<Target, TargetSpec>> = {};
+  try {
+    targets.direct = { url: upstreamUrl, requests: requestMix(up.evalTime, () => ({ path: '', headers: {} }), true) };
+    if (opts.promLabelProxy === 'required' || hasTool('prom-label-proxy')) {
+      const plpPort = await freePort();
+      procs.push(
+        await startProcess({
+          name: 'prom-label-proxy',
+          cmd: toolPath('prom-label-proxy'),
+          args: ['-label', 'namespace', '-upstream', upstreamUrl, '-insecure-listen-address', `127.0.0.1:${plpPort}`, '-enable-label-apis'],
+          readyUrl: `http://127.0.0.1:${plpPort}/api/v1/query?query=1&namespace=x`,
+        }),
+      );
+      targets['prom-label-proxy'] = { url: `http://127.0.0.1:${plpPort}`, requests: requestMix(up.evalTime, (t) => ({ path: `namespace=${t}`, headers: {} })) };
+    } else {
+      opts.log('prom-label-proxy is not installed (make bench-tools): skipping it');
+    }
+    const gw = await startGateway({
+      config: {
+        server: { logLevel: 'warn', workers: opts.workers },
+        audit: { enabled: false },
+        upstreams: [{ name: 'metrics', kind: 'prometheus', url: upstreamUrl, mount: '/' }],
+        identity: { providers: [{ type: 'jwt', jwksFile: up.idp.jwksPath, issuer: up.idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
+        teams: Object.fromEntries(TENANTS.map((t) => [t, { groups: [t], selectors: [{ namespace: t }] }])),
+      },
+    });
+    procs.push(gw);
+    targets['lbac-gateway'] = { url: gw.url, requests: requestMix(up.evalTime, (t) => ({ path: '', headers: { authorization: `Bearer ${up.tokens[t]}` } })) };
+    const ptPort = await freePort();
+    procs.push(
+      await startProcess({
+        name: 'passthrough',
+        cmd: process.execPath,
+        args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), upstreamUrl],
+        readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo`,
+      }),
+    );
+    targets.passthrough = { url: `http://127.0.0.1:${ptPort}`, requests: requestMix(up.evalTime, () => ({ path: '', headers: {} }), true) };
+    return { targets, stop: () => Promise.all(procs.map((p) => p.stop().catch(() => undefined))).then(() => undefined) };
+  } catch (e) {
+    await stopAll(procs);
+    throw e;
+  }
+}
