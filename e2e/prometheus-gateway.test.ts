@@ -150,12 +150,18 @@ describe('what Grafana\'s Prometheus datasource sends (docs/grafana.md)', () => 
 describe('Grafana endpoints beyond queries', () => {
   type RulesBody = { groups: { name: string; rules: { name: string; alerts?: { labels: Record<string, string> }[] }[] }[] };
   it('rules and alerts are filtered to what the policy allows', async () => {
-    // Wait until Prometheus itself reports both alerts firing.
-    for (let i = 0; i < 50; i++) {
-      const direct = await promGet<{ alerts: unknown[] }>(prom.url, '/api/v1/alerts');
-      if ((direct.body.data?.alerts.length ?? 0) >= 3) break;
+    // Wait until Prometheus itself reports alerts of both alerting rules (each group
+    // evaluates at its own offset within the interval, so one may come later).
+    const alertNames = async (): Promise<Set<string>> => {
+      const direct = await promGet<{ alerts: { labels: Record<string, string> }[] }>(prom.url, '/api/v1/alerts');
+      return new Set((direct.body.data?.alerts ?? []).map((x) => x.labels['alertname'] ?? ''));
+    };
+    let names = await alertNames();
+    for (let i = 0; i < 150 && !(names.has('TeamAUp') && names.has('TeamBUp')); i++) {
       await new Promise((r) => setTimeout(r, 200));
+      names = await alertNames();
     }
+    expect([...names].sort(), 'Prometheus never reported both alerts').toEqual(expect.arrayContaining(['TeamAUp', 'TeamBUp']));
     const a = await promGet<RulesBody>(base, '/api/v1/rules', {}, bearer('alice'));
     expect(a.status).toBe(200);
     expect(a.body.data!.groups.map((g) => g.name)).toEqual(['team-a']);

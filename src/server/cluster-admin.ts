@@ -3,21 +3,29 @@
  *
  * Workers share the main port but not the admin port: the primary owns it, so a
  * scrape sees the whole process group, not whichever worker took the connection.
- *   /metrics  prom-client's AggregatorRegistry: the primary asks every worker for
- *             its registry over IPC and merges (counters and histograms summed,
- *             gauges by the aggregator each metric declares).
- *   /readyz   ready only when every live worker is ready (policy loaded, not draining).
+ *   /metrics  every worker's registry, fetched over IPC and merged with
+ *             prom-client's AggregatorRegistry.aggregate (counters and histograms
+ *             summed, gauges by the aggregator each metric declares).
+ *   /readyz   ready only when every expected worker runs and is ready (policy
+ *             loaded, not draining).
  *   /healthz  the primary is alive.
+ *
+ * A worker announces itself once its IPC handlers are installed; the primary
+ * asks only announced workers (a message sent earlier would be lost, and the
+ * scrape would hang until its timeout). A worker that has not announced itself
+ * yet counts as not ready and contributes no series.
  */
 import cluster, { type Worker } from 'node:cluster';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 
-const READINESS_REQUEST = 'lbac:readiness-request';
-const READINESS_RESPONSE = 'lbac:readiness-response';
-/** A worker that does not answer within this time counts as not ready. */
-const READINESS_TIMEOUT_MS = 2_000;
+/** Worker → primary: handlers installed. */
+const ANNOUNCE = 'lbac:admin-ready';
+const REQUEST = 'lbac:admin-request';
+const RESPONSE = 'lbac:admin-response';
+/** A worker that does not answer within this time fails the scrape (503), never a partial sum. */
+const ANSWER_TIMEOUT_MS = 3_000;
 
 export interface WorkerReadiness {
   readonly ready: boolean;
@@ -25,71 +33,111 @@ export interface WorkerReadiness {
   readonly policyRevision: string | null;
 }
 
-interface ReadinessMessage {
-  readonly type: typeof READINESS_RESPONSE;
+type Ask = 'metrics' | 'readiness';
+interface AdminRequest {
+  readonly type: typeof REQUEST;
   readonly requestId: number;
-  readonly readiness: WorkerReadiness;
+  readonly ask: Ask;
+}
+interface AdminResponse {
+  readonly type: typeof RESPONSE;
+  readonly requestId: number;
+  /** registry.getMetricsAsJSON() of the worker. */
+  readonly metrics?: object[];
+  readonly readiness?: WorkerReadiness;
+  readonly error?: string;
 }
 
-const isReadinessResponse = (m: unknown): m is ReadinessMessage =>
-  typeof m === 'object' && m !== null && (m as { type?: unknown }).type === READINESS_RESPONSE;
+const typed = (m: unknown, type: string): boolean => typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type;
 
 /**
- * In a worker: answer the primary's metric and readiness requests. `readiness`
- * is asked each time, so it reflects policy swaps and draining.
+ * In a worker: answer the primary's metric and readiness requests, then
+ * announce this worker. `readiness` is asked each time (policy swaps, draining).
  */
 export function serveWorkerAdmin(registry: Registry, readiness: () => WorkerReadiness): void {
   if (!cluster.isWorker) return;
-  // Constructing an AggregatorRegistry installs prom-client's worker-side IPC listener.
-  new AggregatorRegistry();
-  AggregatorRegistry.setRegistries([registry]);
   process.on('message', (m: unknown) => {
-    if (typeof m !== 'object' || m === null || (m as { type?: unknown }).type !== READINESS_REQUEST) return;
-    const requestId = (m as { requestId?: unknown }).requestId;
-    if (typeof requestId !== 'number') return;
-    process.send?.({ type: READINESS_RESPONSE, requestId, readiness: readiness() } satisfies ReadinessMessage);
+    if (!typed(m, REQUEST)) return;
+    const { requestId, ask } = m as AdminRequest;
+    const reply = (r: Omit<AdminResponse, 'type' | 'requestId'>): void => void process.send?.({ type: RESPONSE, requestId, ...r } satisfies AdminResponse);
+    if (ask === 'readiness') return reply({ readiness: readiness() });
+    registry.getMetricsAsJSON().then(
+      (metrics) => reply({ metrics }),
+      (e: unknown) => reply({ error: e instanceof Error ? e.message : String(e) }),
+    );
   });
+  process.send?.({ type: ANNOUNCE });
 }
 
-let nextRequestId = 0;
+/** In the primary: which workers have announced themselves. */
+export class ClusterAdmin {
+  readonly #announced = new Set<Worker>();
+  #nextRequestId = 0;
 
-/** In the primary: every live worker's readiness (a silent worker counts as not ready). */
-export async function clusterReadiness(timeoutMs = READINESS_TIMEOUT_MS): Promise<{ pid: number | undefined; readiness: WorkerReadiness }[]> {
-  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
-  return Promise.all(
-    workers.map(
-      (w) =>
-        new Promise<{ pid: number | undefined; readiness: WorkerReadiness }>((resolve) => {
-          const requestId = nextRequestId++;
-          const pid = w.process.pid;
-          const done = (readiness: WorkerReadiness): void => {
-            clearTimeout(timer);
-            w.off('message', onMessage);
-            resolve({ pid, readiness });
-          };
-          const onMessage = (m: unknown): void => {
-            if (isReadinessResponse(m) && m.requestId === requestId) done(m.readiness);
-          };
-          const timer = setTimeout(() => done({ ready: false, status: 'no answer', policyRevision: null }), timeoutMs);
-          w.on('message', onMessage);
-          try {
-            w.send({ type: READINESS_REQUEST, requestId });
-          } catch {
-            done({ ready: false, status: 'unreachable', policyRevision: null });
-          }
-        }),
-    ),
-  );
+  constructor() {
+    cluster.on('message', (worker, m: unknown) => {
+      if (typed(m, ANNOUNCE)) this.#announced.add(worker);
+    });
+    cluster.on('exit', (worker) => this.#announced.delete(worker));
+  }
+
+  /** Live workers that answer admin requests. */
+  get workers(): Worker[] {
+    return [...this.#announced].filter((w) => w.isConnected());
+  }
+
+  /** Ask one worker; rejects on timeout or a worker-side error. */
+  ask(worker: Worker, ask: Ask, timeoutMs = ANSWER_TIMEOUT_MS): Promise<AdminResponse> {
+    const requestId = this.#nextRequestId++;
+    return new Promise((resolve, reject) => {
+      const done = (err: Error | undefined, r?: AdminResponse): void => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        if (err !== undefined) reject(err);
+        else resolve(r as AdminResponse);
+      };
+      const onMessage = (m: unknown): void => {
+        if (!typed(m, RESPONSE) || (m as AdminResponse).requestId !== requestId) return;
+        const r = m as AdminResponse;
+        done(r.error === undefined ? undefined : new Error(r.error), r);
+      };
+      const timer = setTimeout(() => done(new Error(`worker ${worker.process.pid} did not answer within ${timeoutMs} ms`)), timeoutMs);
+      worker.on('message', onMessage);
+      try {
+        worker.send({ type: REQUEST, requestId, ask } satisfies AdminRequest);
+      } catch (e) {
+        done(e instanceof Error ? e : new Error(String(e)));
+      }
+    });
+  }
+
+  /** Every announced worker's metrics, merged. */
+  async metrics(): Promise<Registry> {
+    const answers = await Promise.all(this.workers.map((w) => this.ask(w, 'metrics')));
+    return AggregatorRegistry.aggregate(answers.map((a) => a.metrics ?? []));
+  }
+
+  /** Every announced worker's readiness; a silent worker counts as not ready. */
+  async readiness(): Promise<{ pid: number | undefined; readiness: WorkerReadiness }[]> {
+    return Promise.all(
+      this.workers.map((w) =>
+        this.ask(w, 'readiness', 2_000).then(
+          (r) => ({ pid: w.process.pid, readiness: r.readiness ?? { ready: false, status: 'no answer', policyRevision: null } }),
+          () => ({ pid: w.process.pid, readiness: { ready: false, status: 'no answer', policyRevision: null } }),
+        ),
+      ),
+    );
+  }
 }
 
-/** In the primary: the admin app for the whole process group. */
+/** In the primary: the admin app for the whole process group. Create it before forking workers. */
 export async function buildClusterAdminApp(logger: Logger, expectedWorkers: () => number): Promise<FastifyInstance> {
-  const aggregator = new AggregatorRegistry();
+  const group = new ClusterAdmin();
   const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, disableRequestLogging: true, exposeHeadRoutes: false });
   app.get('/metrics', async (_req, reply) => {
     try {
-      const body = await aggregator.clusterMetrics();
-      return reply.type(aggregator.contentType).send(body);
+      const registry = await group.metrics();
+      return reply.type(registry.contentType).send(await registry.metrics());
     } catch (e) {
       logger.warn({ err: e }, 'cluster metrics unavailable');
       return reply.code(503).type('text/plain').send('metrics unavailable: a worker did not answer\n');
@@ -97,7 +145,7 @@ export async function buildClusterAdminApp(logger: Logger, expectedWorkers: () =
   });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const workers = await clusterReadiness();
+    const workers = await group.readiness();
     // Until every expected worker runs (start-up, replacement after a crash) the group is not ready.
     const ready = workers.length >= expectedWorkers() && workers.every((w) => w.readiness.ready);
     return reply.code(ready ? 200 : 503).send({
