@@ -160,8 +160,17 @@ export const upstreamSchema = z
     auth: upstreamAuthSchema.optional(),
     tls: upstreamTlsSchema.optional(),
     maxConcurrent: z.number().int().positive().optional().describe('Most requests in flight to this upstream; more → 503 + Retry-After. Unset: no limit.'),
+    policyEnforcement: z
+      .enum(['rewrite', 'header'])
+      .default('rewrite')
+      .describe(
+        'How the policy reaches the backend. "rewrite": the gateway rewrites every query (all kinds). "header" (Loki only): queries are forwarded as sent (still parsed and checked) and the policy goes in X-Prom-Label-Policy, one entry per tenant of the decision\'s X-Scope-OrgID, for Loki ≥ 3.7 with its label-based access control enabled; a Loki without it would answer unenforced. Exact for every DNF policy.',
+      ),
   })
   .superRefine((u, ctx) => {
+    if (u.policyEnforcement === 'header' && u.kind !== 'loki') {
+      ctx.addIssue({ code: 'custom', path: ['policyEnforcement'], message: 'policyEnforcement "header" is for Loki upstreams (X-Prom-Label-Policy)' });
+    }
     if (u.tls !== undefined && !u.url.startsWith('https:')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'tls needs an https url' });
     if (u.auth === undefined) return;
     if (u.forwardAuthorization) {

@@ -703,13 +703,13 @@ function orUnit(text: string, shadow: string, sel: SelectorInfo, groups: readonl
   const agg = enclosing(sel.node, RangeAggregationExpr);
   if (agg === null) {
     throw unsupported(
-      `the policy has ${groups.length} alternative selectors that the stream selector ${label} can match, and a log query cannot combine streams with "or"; narrow the selector to one alternative (e.g. add the label that separates them), or configure the Loki upstream to receive the policy as an X-Prom-Label-Policy header instead of rewriting`,
+      `the policy has ${groups.length} alternative selectors that the stream selector ${label} can match, and a log query cannot combine streams with "or"; narrow the selector to one alternative (e.g. add the label that separates them), or set policyEnforcement: header on the Loki upstream (Loki ≥ 3.7 enforces the policy from X-Prom-Label-Policy)`,
     );
   }
   const opNode = child(agg, RangeOp);
   const op = opNode === null ? '' : shadow.slice(opNode.from, opNode.to);
   if (op === 'absent_over_time') {
-    throw unsupported(`absent_over_time(${label}…) is not computed per stream, so a multi-group policy has no exact rewrite for it; narrow the selector to one policy alternative or use the X-Prom-Label-Policy header mode`);
+    throw unsupported(`absent_over_time(${label}…) is not computed per stream, so a multi-group policy has no exact rewrite for it; narrow the selector to one policy alternative or set policyEnforcement: header on the Loki upstream`);
   }
   for (let i = 0; i < groups.length; i++) {
     for (let j = i + 1; j < groups.length; j++) {
@@ -718,7 +718,7 @@ function orUnit(text: string, shadow: string, sel: SelectorInfo, groups: readonl
       const ok = distinguishingLabels(gi, gj).some((l) => preservesLabel(shadow, agg, l));
       if (!ok) {
         throw unsupported(
-          `the policy alternatives {${(groups[i] as PreparedGroup).texts.join(', ')}} and {${(groups[j] as PreparedGroup).texts.join(', ')}} are not provably disjoint on a label that ${op}() keeps, so an "or" of per-alternative queries over ${label} could merge or drop series; narrow the selector to one alternative or use the X-Prom-Label-Policy header mode`,
+          `the policy alternatives {${(groups[i] as PreparedGroup).texts.join(', ')}} and {${(groups[j] as PreparedGroup).texts.join(', ')}} are not provably disjoint on a label that ${op}() keeps, so an "or" of per-alternative queries over ${label} could merge or drop series; narrow the selector to one alternative or set policyEnforcement: header on the Loki upstream`,
         );
       }
     }

@@ -61,6 +61,15 @@ describe('parseConfig', () => {
     expect(e.message).toMatch(/unknown key "timout"/);
   });
 
+  it('policyEnforcement: rewrite by default; header only for Loki', () => {
+    expect(parseConfig(minimal, { env: {}, baseDir: '/etc/gw' }).upstreams[0]!.policyEnforcement).toBe('rewrite');
+    const e = configError(minimal.replace('    kind: prometheus', '    kind: prometheus\n    policyEnforcement: header'));
+    expect(e.key).toBe('upstreams.0.policyEnforcement');
+    expect(e.message).toContain('for Loki upstreams');
+    const loki = parseConfig(minimal.replace('    kind: prometheus', '    kind: loki\n    policyEnforcement: header'), { env: {}, baseDir: '/etc/gw' });
+    expect(loki.upstreams[0]!.policyEnforcement).toBe('header');
+  });
+
   it('names the line of a wrongly typed value', () => {
     const e = configError(minimal.replace('audience: gw', 'audience: 42'));
     expect(e.key).toBe('identity.providers.0.audience');

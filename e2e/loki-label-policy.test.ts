@@ -1,0 +1,106 @@
+// policyEnforcement: header — a Loki upstream that enforces the policy itself
+// (Loki ≥ 3.7 label-based access control): the gateway forwards queries as sent
+// and puts the policy in X-Prom-Label-Policy, once per tenant of the decision's
+// X-Scope-OrgID. Against a recording Loki stand-in (Loki is AGPL: no binary here).
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startCannedUpstream, type CannedUpstream } from './harness/canned-upstream.ts';
+import { startGateway, type GatewayInstance } from './harness/gateway.ts';
+import { createTestIssuer, type TestIssuer } from './harness/tokens.ts';
+import { lokiAnswer } from './fixtures/grafana/answers.ts';
+
+let loki: CannedUpstream;
+let gw: GatewayInstance;
+let idp: TestIssuer;
+const tokens: Record<string, string> = {};
+
+beforeAll(async () => {
+  loki = await startCannedUpstream(lokiAnswer);
+  idp = await createTestIssuer({ issuer: 'https://idp.label-policy', audience: 'lbac-gateway', alg: 'ES256' });
+  gw = await startGateway({
+    config: {
+      server: { logLevel: 'warn' },
+      upstreams: [
+        { name: 'logs', kind: 'loki', url: loki.url, mount: '/loki', policyEnforcement: 'header' },
+        { name: 'logs-rewrite', kind: 'loki', url: loki.url, mount: '/loki-rewrite' },
+      ],
+      identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
+      admins: { groups: ['admins'] },
+      teams: {
+        // Two alternatives (DNF): the rewrite mode refuses queries it cannot split exactly.
+        'team-a': {
+          groups: ['team-a'],
+          selectors: [{ namespace: '~team-a-.*' }, { namespace: 'shared', app: 'api' }],
+          headers: { 'X-Scope-OrgID': 'tenant-a|tenant-shared' },
+        },
+        'team-n': { groups: ['team-n'], selectors: [{ namespace: 'n' }] },
+      },
+    },
+  });
+  for (const [who, groups] of [['alice', ['team-a']], ['nina', ['team-n']], ['root', ['admins']]] as const) {
+    tokens[who] = await idp.mint({ sub: `u-${who}`, groups: [...groups] });
+  }
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  await loki?.stop();
+  idp?.cleanup();
+});
+
+beforeEach(() => loki.clear());
+
+const get = (path: string, who: string, headers: Record<string, string> = {}) =>
+  fetch(`${gw.url}${path}`, { headers: { authorization: `Bearer ${tokens[who]}`, ...headers } });
+
+const QUERY = 'sum by (level) (count_over_time({app="api"} |= "error" [5m]))';
+
+describe('policyEnforcement: header (Loki enforces X-Prom-Label-Policy)', () => {
+  it('forwards the query as sent and the policy per tenant; a spoofed policy header is replaced', async () => {
+    const res = await get(`/loki/loki/api/v1/query_range?query=${encodeURIComponent(QUERY)}&start=1&end=2&step=1`, 'alice', {
+      'x-prom-label-policy': 'tenant-a:%7Bnamespace%3D~%22.%2B%22%7D',
+      'x-scope-orgid': 'tenant-b',
+    });
+    expect(res.status).toBe(200);
+    expect(loki.requests).toHaveLength(1);
+    const r = loki.requests[0]!;
+    expect(r.params.getAll('query')).toEqual([QUERY]);
+    expect(r.headers['x-scope-orgid']).toBe('tenant-a|tenant-shared');
+    const entries = String(r.headers['x-prom-label-policy']).split(',');
+    const decoded = entries.map((e) => {
+      const i = e.indexOf(':');
+      return [e.slice(0, i), decodeURIComponent(e.slice(i + 1))];
+    });
+    // Every tenant gets every alternative (matchers in the decision's order: the policy sorts them).
+    expect(decoded.map(([t, sel]) => `${t} ${sel}`).sort()).toEqual(
+      ['tenant-a {app="api", namespace="shared"}', 'tenant-a {namespace=~"team-a-.*"}', 'tenant-shared {app="api", namespace="shared"}', 'tenant-shared {namespace=~"team-a-.*"}'].sort(),
+    );
+  });
+
+  it('the same DNF query is refused by the rewriting upstream (no exact rewrite), never forwarded unenforced', async () => {
+    const res = await get(`/loki-rewrite/loki/api/v1/query_range?query=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'alice');
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toContain('policyEnforcement: header');
+    expect(loki.requests).toHaveLength(0);
+  });
+
+  it('metadata requests carry the policy header; their answers are still filtered', async () => {
+    const res = await get('/loki/loki/api/v1/label/namespace/values', 'alice');
+    expect(res.status).toBe(200);
+    expect(String(loki.requests[0]!.headers['x-prom-label-policy'])).toMatch(/^tenant-a:/);
+    // Response filtering still applies as defence in depth.
+    const values = ((await res.json()) as { data: string[] }).data;
+    expect(values.every((v) => /^team-a-/.test(v) || v === 'shared')).toBe(true);
+  });
+
+  it('fails closed when the decision names no tenant (Loki applies the header per tenant)', async () => {
+    const res = await get(`/loki/loki/api/v1/query?query=${encodeURIComponent('{app="api"}')}`, 'nina');
+    expect(res.status).toBe(500);
+    expect(loki.requests).toHaveLength(0);
+  });
+
+  it('unrestricted decisions send no policy header', async () => {
+    const res = await get(`/loki/loki/api/v1/query?query=${encodeURIComponent('{app="api"}')}`, 'root', { 'x-prom-label-policy': 'x:%7B%7D' });
+    expect(res.status).toBe(200);
+    expect(loki.requests[0]!.headers['x-prom-label-policy']).toBeUndefined();
+  });
+});
