@@ -14,6 +14,8 @@ import type { Subject } from '../policy/decision.ts';
 import type { LbacRequestState } from './request-state.ts';
 
 export const AUDIT_TYPE = 'lbac-gateway/decision_logs';
+/** Requests to an upstream route refused before any decision: credentials missing, invalid, or the IdP down. */
+export const AUTH_AUDIT_TYPE = 'lbac-gateway/authentication';
 
 export interface AuditContext {
   readonly requestId: string;
@@ -96,6 +98,47 @@ export function buildAuditRecord(ctx: AuditContext, config: Pick<AuditConfig, 'h
   };
   if (record['query'] === undefined) delete record['query'];
   // Redaction deletes in place: work on a copy so nothing shared (the decision) is touched.
+  if (config.redact.length > 0) record = structuredClone(record);
+  const erased = redact(record, config.redact);
+  if (erased.length > 0) record['erased'] = erased;
+  return record;
+}
+
+export interface AuthAuditContext {
+  readonly requestId: string;
+  readonly state: LbacRequestState;
+  readonly status: number;
+  readonly durationMs: number;
+  readonly method: string;
+  /** The request path without its query string (which may carry anything). */
+  readonly path: string;
+  readonly remoteAddress: string | undefined;
+  /** The Authorization scheme the client used ("Bearer", "Basic", …), never its value. */
+  readonly authorizationScheme: string | undefined;
+  readonly time?: Date;
+}
+
+/**
+ * The record for a request to an upstream route that authentication refused
+ * (401) or could not judge (IdP unavailable, 503): undefined otherwise.
+ */
+export function buildAuthFailureRecord(ctx: AuthAuditContext, config: Pick<AuditConfig, 'redact'>): AuditRecord | undefined {
+  const { state } = ctx;
+  if (state.decision !== undefined || state.route === undefined) return undefined;
+  if (state.identity !== 'rejected' && state.identity !== 'unavailable') return undefined;
+  let record: AuditRecord = {
+    type: AUTH_AUDIT_TYPE,
+    req_id: ctx.requestId,
+    timestamp: (ctx.time ?? new Date()).toISOString(),
+    input: {
+      request: { upstream: state.route.upstream, endpoint: state.route.endpoint, method: ctx.method, path: ctx.path },
+      remote_address: ctx.remoteAddress ?? null,
+      authorization_scheme: ctx.authorizationScheme ?? null,
+    },
+    result: { authenticated: false, reason: state.identity === 'unavailable' ? 'identity_unavailable' : (state.errorCode ?? 'unauthenticated') },
+    response: { status: ctx.status, duration_ms: round(ctx.durationMs) },
+    metrics: { timer_identity_ms: round(state.timings.identity) },
+  };
   if (config.redact.length > 0) record = structuredClone(record);
   const erased = redact(record, config.redact);
   if (erased.length > 0) record['erased'] = erased;

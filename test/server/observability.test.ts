@@ -67,10 +67,31 @@ describe('audit log', () => {
     expect((t.audit[1]!['query'] as Record<string, unknown>)['rewritten']).toBeUndefined();
   });
 
-  it('writes nothing for requests without a decision (health, 401)', async () => {
+  it('writes nothing for requests outside the upstream routes (health, 404)', async () => {
     await t.app.inject({ url: '/healthz' });
-    expect((await t.app.inject({ url: query('up') })).statusCode).toBe(401);
+    expect((await t.app.inject({ url: '/nowhere', headers: bearer('alice') })).statusCode).toBe(404);
     expect(t.audit).toHaveLength(0);
+  });
+
+  it('records refused authentication on upstream routes: scheme and path only, never the credential or the query', async () => {
+    expect((await t.app.inject({ url: query('up') })).statusCode).toBe(401);
+    expect((await t.app.inject({ url: query('secret_metric'), headers: { authorization: 'Bearer not-a-known-token-s3cr3t' } })).statusCode).toBe(401);
+    expect(t.audit).toHaveLength(2);
+    for (const r of t.audit) {
+      expect(r).toMatchObject({
+        type: 'lbac-gateway/authentication',
+        input: { request: { upstream: 'metrics', endpoint: 'query', method: 'GET', path: '/prometheus/api/v1/query' } },
+        result: { authenticated: false },
+        response: { status: 401 },
+      });
+      expect(typeof r['req_id']).toBe('string');
+    }
+    expect((t.audit[0]!['input'] as Record<string, unknown>)['authorization_scheme']).toBeNull();
+    expect((t.audit[1]!['input'] as Record<string, unknown>)['authorization_scheme']).toBe('Bearer');
+    const text = JSON.stringify(t.audit);
+    expect(text).not.toContain('s3cr3t');
+    expect(text).not.toContain('secret_metric');
+    expect(up.requests).toHaveLength(0);
   });
 
   it('hashes queries when configured, and redacts configured paths (listed in "erased")', async () => {

@@ -2,7 +2,7 @@ import { pino, type Logger } from 'pino';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
-import { buildAuditRecord, shouldAudit } from '../audit.ts';
+import { buildAuditRecord, buildAuthFailureRecord, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { recordOnResponse } from './hook.ts';
 
@@ -63,7 +63,8 @@ export const auditPlugin = fp<AuditPluginOptions>(
     opts.log.configure(opts.config());
     const audit = (req: FastifyRequest, reply: FastifyReply): void => {
       const state = req.lbac;
-      if (state?.decision === undefined) return;
+      if (state === null || state === undefined) return;
+      if (state.decision === undefined) return auditAuthFailure(req, reply);
       const cfg = opts.config();
       if (!cfg.enabled) return;
       if (!shouldAudit(state, reply.statusCode, cfg.sampleRate, opts.random)) {
@@ -79,6 +80,28 @@ export const auditPlugin = fp<AuditPluginOptions>(
           durationMs: performance.now() - state.startedAt,
           entrypoint: opts.entrypoint(),
           ...(opts.dataRevision() === undefined ? {} : { dataRevision: opts.dataRevision()! }),
+        },
+        cfg,
+      );
+      if (record === undefined) return;
+      opts.log.write(record);
+      opts.metrics?.auditRecords.inc({ result: 'written' });
+    };
+    /** Refused before any decision (authentication): always written, never sampled. */
+    const auditAuthFailure = (req: FastifyRequest, reply: FastifyReply): void => {
+      const cfg = opts.config();
+      if (!cfg.enabled) return;
+      const auth = req.headers.authorization;
+      const record = buildAuthFailureRecord(
+        {
+          requestId: req.id,
+          state: req.lbac,
+          status: reply.statusCode,
+          durationMs: performance.now() - req.lbac.startedAt,
+          method: req.method,
+          path: (req.raw.url ?? '').split('?')[0] ?? '',
+          remoteAddress: req.ip,
+          authorizationScheme: typeof auth === 'string' && auth.trim() !== '' ? (auth.trim().split(/\s+/)[0] ?? '').slice(0, 32) : undefined,
         },
         cfg,
       );
