@@ -58,8 +58,8 @@ describe('Finding 1: Loki errors in Loki\'s shape, readable by Grafana', () => {
   it.each([
     // A dashboard query with a typo, as Grafana's backend sends it (api.go makeDataRequest).
     ['bad LogQL (400)', `/loki/loki/api/v1/query_range?direction=backward&end=${ns(NOW_S)}&limit=1000&query=${encodeURIComponent('{app="api"')}&start=${ns(NOW_S - 3600)}&step=2000ms`, 400],
-    // Logs Drilldown's boot call, which the gateway does not serve.
-    ['unknown path (404)', '/loki/loki/api/v1/drilldown-limits', 404],
+    // Data-source-managed alerting's ruler API, which the gateway does not serve.
+    ['unknown path (404)', '/loki/loki/api/v1/rules', 404],
   ])('%s: {code, status: "error", message}', async (_name, path, status) => {
     const res = await fetch(`${gw.url}${path}`, { headers: { authorization: `Bearer ${token}`, 'x-grafana-org-id': '1' } });
     const body = await res.text();

@@ -99,5 +99,7 @@ export const lokiRoutes: RouteTable = {
     // Formatting reads no data; the text is formatted as written.
     { endpoint: 'format_query', path: '/loki/api/v1/format_query', methods: both, enforced: [] },
     { endpoint: 'buildinfo', path: '/loki/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },
+    // Logs Drilldown's boot call: the tenant's limits (configuration, no log data), for the policy's tenant.
+    { endpoint: 'drilldown_limits', path: '/loki/api/v1/drilldown-limits', methods: ['GET'], enforced: [] },
   ],
 };
