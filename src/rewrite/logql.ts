@@ -64,7 +64,7 @@ import {
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
-import { LOGQL_STRINGS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
+import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy } from './logql-policy.ts';
 import type { PreparedGroup, PreparedPolicy } from './logql-policy.ts';
@@ -278,6 +278,59 @@ function repairOffsetOrder(s: string, pos: number): string | null {
   return s.slice(0, brace) + s.slice(range.from, end) + s.slice(brace, range.from) + s.slice(end);
 }
 
+/**
+ * Loki's scanner skips Go comments (`// …` to the end of the line, `/* … *\/`);
+ * the grammar knows only `#`. When the strict parse fails at a `/` that starts
+ * one, or right after it (the grammar took the first `/` for a division), the
+ * comment is blanked in the shadow copy (newlines kept). Strings never reach
+ * here: Lezer lexed them as strings, so the failure is in code.
+ */
+function repairGoComment(s: string, pos: number): string | null {
+  for (const p of [pos, pos - 1]) {
+    if (p < 0 || s[p] !== '/') continue;
+    const next = s[p + 1];
+    let end: number;
+    if (next === '/') {
+      const nl = s.indexOf('\n', p);
+      end = nl < 0 ? s.length : nl;
+    } else if (next === '*') {
+      const close = s.indexOf('*/', p + 2);
+      if (close < 0) return null;
+      end = close + 2;
+    } else {
+      continue;
+    }
+    return s.slice(0, p) + s.slice(p, end).replace(/[^\n]/g, ' ') + s.slice(end);
+  }
+  return null;
+}
+
+/** Loki's function names: keywords (matched lower-cased) when followed by `(`. */
+const LOKI_FUNCTIONS: ReadonlySet<string> = new Set([
+  'rate', 'rate_counter', 'count_over_time', 'bytes_rate', 'bytes_over_time', 'avg_over_time', 'sum_over_time', 'min_over_time',
+  'max_over_time', 'stddev_over_time', 'stdvar_over_time', 'quantile_over_time', 'first_over_time', 'last_over_time',
+  'absent_over_time', 'sum', 'avg', 'max', 'min', 'count', 'stddev', 'stdvar', 'bottomk', 'topk', 'approx_topk', 'sort',
+  'sort_desc', 'label_replace', 'vector', 'bytes', 'duration', 'duration_seconds', 'ip',
+]);
+
+/**
+ * Loki compares keywords and function names lower-cased (`SUM(RATE(…))` is
+ * `sum(rate(…))`); the grammar's are lower-case only. When the strict parse
+ * fails at an identifier that is a reserved word, or a function name followed
+ * by `(`, in another case, it is lower-cased in the shadow copy (same length).
+ */
+function repairKeywordCase(s: string, pos: number): string | null {
+  if (pos > 0 && /[A-Za-z0-9_]/.test(s[pos - 1] as string)) return null;
+  const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(pos, pos + 64));
+  if (m === null) return null;
+  const word = m[0];
+  const lower = word.toLowerCase();
+  if (lower === word) return null;
+  const call = /^[ \t\r\n]*\(/.test(s.slice(pos + word.length, pos + word.length + 64));
+  if (!LOKI_RESERVED_WORDS.has(lower) && !(LOKI_FUNCTIONS.has(lower) && call)) return null;
+  return s.slice(0, pos) + lower + s.slice(pos + word.length);
+}
+
 type ParseResult = { readonly ok: true; readonly tree: Tree; readonly shadow: string } | { readonly ok: false; readonly pos: number };
 
 /**
@@ -290,7 +343,8 @@ function parseLogQL(text: string): ParseResult {
   for (let repairs = 0; ; repairs++) {
     const r = parseStrict(parser, shadow);
     if (r.ok) return { ok: true, tree: r.tree, shadow };
-    const fixed = repairs < MAX_REPAIRS ? (repairImplicitAnd(shadow, r.pos) ?? repairOffsetOrder(shadow, r.pos)) : null;
+    const fixed =
+      repairs < MAX_REPAIRS ? (repairImplicitAnd(shadow, r.pos) ?? repairOffsetOrder(shadow, r.pos) ?? repairGoComment(shadow, r.pos) ?? repairKeywordCase(shadow, r.pos)) : null;
     if (fixed === null) return r;
     shadow = fixed;
   }

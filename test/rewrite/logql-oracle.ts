@@ -82,8 +82,8 @@ function skipString(q: string, i: number): number {
   return j + 1;
 }
 
-// Whitespace and `#` comments may sit between any two tokens.
-const T = '(?:[ \\t\\r\\n]|#[^\\n]*(?:\\n|$))*';
+// Whitespace and comments (`#`, Go's `//` and `/* */`) may sit between any two tokens.
+const T = '(?:[ \\t\\r\\n]|#[^\\n]*(?:\\n|$)|//[^\\n]*(?:\\n|$)|/\\*[\\s\\S]*?\\*/)*';
 const ITEM = new RegExp(`^${T}([A-Za-z_][A-Za-z0-9_]*)${T}(=~|!~|!=|=)${T}("(?:[^"\\\\\\n]|\\\\.)*"|\`[^\`]*\`)${T}`);
 
 /** Every `{…}` stream selector, by a lexical scan. */
