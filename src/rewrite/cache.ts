@@ -1,3 +1,5 @@
+import type { RewriteLimits } from './rewriter.ts';
+
 /**
  * A bounded LRU of successful rewrites, keyed by (policy key, limits, query).
  * Dashboards re-send the same query text on every refresh, so most rewrites
@@ -63,6 +65,40 @@ export class RewriteCache {
   clear(): void {
     this.#map.clear();
     this.#chars = 0;
+  }
+
+  /**
+   * The cached rewrite of `query` under a prepared policy and limits, else
+   * `rewrite()` (which verifies its output before returning it), stored.
+   */
+  through(policyKey: string, limits: RewriteLimits, query: string, rewrite: () => string): string {
+    const key = `${policyKey}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
+    const hit = this.get(key);
+    if (hit !== undefined) return hit;
+    const out = rewrite();
+    this.set(key, out);
+    return out;
+  }
+}
+
+/**
+ * Selectors for a `match[]`-style parameter list: each kept once, in order,
+ * and only after `verify` accepted it.
+ */
+export class VerifiedSelectors {
+  readonly list: string[] = [];
+  readonly #seen = new Set<string>();
+  readonly #verify: (selector: string) => void;
+
+  constructor(verify: (selector: string) => void) {
+    this.#verify = verify;
+  }
+
+  add(selector: string): void {
+    if (this.#seen.has(selector)) return;
+    this.#seen.add(selector);
+    this.#verify(selector);
+    this.list.push(selector);
   }
 }
 

@@ -62,7 +62,7 @@ import {
   parser,
 } from '@grafana/lezer-logql';
 import { QueryError } from '../errors.ts';
-import { RewriteCache, registerRewriteCache } from './cache.ts';
+import { RewriteCache, registerRewriteCache, VerifiedSelectors } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
 import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
@@ -902,14 +902,12 @@ export function rewriteLogQL(query: string, policy: SelectorPolicy, limits: Rewr
   if (typeof query !== 'string') throw new QueryError(LANG, 'query must be a string', 'bad_query');
   const p = preparePolicy(policy);
   checkLength(query, limits);
-  const key = `${p.key}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
-  const hit = cache.get(key);
-  if (hit !== undefined) return hit;
-  const a = analyze({ text: query, prefix: '', posOffset: 0 }, { limits, validate: true });
-  const out = p.groups.length === 1 ? rewriteSingle(query, a.selectors, p) : rewriteDnf(query, a.shadow, a.selectors, p);
-  verifyPrepared(out, p);
-  cache.set(key, out);
-  return out;
+  return cache.through(p.key, limits, query, () => {
+    const a = analyze({ text: query, prefix: '', posOffset: 0 }, { limits, validate: true });
+    const out = p.groups.length === 1 ? rewriteSingle(query, a.selectors, p) : rewriteDnf(query, a.shadow, a.selectors, p);
+    verifyPrepared(out, p);
+    return out;
+  });
 }
 
 export const logqlRewriter: QueryRewriter = {
@@ -927,17 +925,11 @@ export const logqlRewriter: QueryRewriter = {
  */
 export function rewriteLogQLSelectors(matchParams: readonly string[], policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
   const p = preparePolicy(policy);
-  const out: string[] = [];
-  const seen = new Set<string>();
-  const add = (s: string): void => {
-    if (seen.has(s)) return;
-    seen.add(s);
-    verifyPrepared(s, p);
-    out.push(s);
-  };
+  const out = new VerifiedSelectors((s) => verifyPrepared(s, p));
+  const add = (s: string): void => out.add(s);
   if (matchParams.length === 0) {
     for (const g of p.groups) add(`{${g.texts.join(SEP)}}`);
-    return out;
+    return out.list;
   }
   const prefix = 'invalid parameter "match[]": ';
   const expected = new QueryError(LANG, `${prefix}must be a single stream selector, e.g. {app="api"}`, 'bad_query');
@@ -956,7 +948,7 @@ export function rewriteLogQLSelectors(matchParams: readonly string[], policy: Se
     }
     for (const g of groups) add(param.slice(0, sel.from) + renderSelector(param, sel, g) + param.slice(sel.to));
   }
-  return out;
+  return out.list;
 }
 
 /**

@@ -45,7 +45,7 @@ import {
   parser,
 } from '@prometheus-io/lezer-promql';
 import { QueryError } from '../errors.ts';
-import { RewriteCache, registerRewriteCache } from './cache.ts';
+import { RewriteCache, registerRewriteCache, VerifiedSelectors } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
@@ -883,17 +883,15 @@ export function rewritePromQL(query: string, policy: SelectorPolicy, limits: Rew
   if (typeof query !== 'string') throw new QueryError(LANG, 'query must be a string', 'bad_query');
   const p = preparePolicy(policy);
   checkLength(query, limits);
-  const key = `${p.key}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
-  const hit = cache.get(key);
-  if (hit !== undefined) return hit;
-  const multi = p.groups.length > 1;
-  const opts: AnalyzeOptions = { limits, needNodes: multi, posOffset: 0, prefix: '' };
-  const a = analyze(query, opts);
-  checkNonEmptySelectors(a.selectors, opts);
-  const out = multi ? rewriteDnf(a.text, a.tree, a.selectors, p, limits) : rewriteSingle(a.text, a.selectors, p.groups[0] as PreparedGroup);
-  verifyPrepared(out, p, out === a.text ? a.tree : null);
-  cache.set(key, out);
-  return out;
+  return cache.through(p.key, limits, query, () => {
+    const multi = p.groups.length > 1;
+    const opts: AnalyzeOptions = { limits, needNodes: multi, posOffset: 0, prefix: '' };
+    const a = analyze(query, opts);
+    checkNonEmptySelectors(a.selectors, opts);
+    const out = multi ? rewriteDnf(a.text, a.tree, a.selectors, p, limits) : rewriteSingle(a.text, a.selectors, p.groups[0] as PreparedGroup);
+    verifyPrepared(out, p, out === a.text ? a.tree : null);
+    return out;
+  });
 }
 
 export const promqlRewriter: QueryRewriter = {
@@ -909,17 +907,11 @@ export const promqlRewriter: QueryRewriter = {
  */
 export function rewriteSeriesSelectors(matchParams: readonly string[], policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
   const p = preparePolicy(policy);
-  const out: string[] = [];
-  const seen = new Set<string>();
-  const add = (s: string): void => {
-    if (seen.has(s)) return;
-    seen.add(s);
-    verifyPrepared(s, p, null);
-    out.push(s);
-  };
+  const out = new VerifiedSelectors((s) => verifyPrepared(s, p, null));
+  const add = (s: string): void => out.add(s);
   if (matchParams.length === 0) {
     for (const g of p.groups) add(`{${g.texts.join(',')}}`);
-    return out;
+    return out.list;
   }
   const prefix = 'invalid parameter "match[]": ';
   for (const param of matchParams) {
@@ -943,7 +935,7 @@ export function rewriteSeriesSelectors(matchParams: readonly string[], policy: S
       add(a.text.slice(0, sel.from) + renderSelector(a.text, sel, g) + a.text.slice(sel.to));
     }
   }
-  return out;
+  return out.list;
 }
 
 /**

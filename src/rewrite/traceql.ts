@@ -292,14 +292,12 @@ export function rewriteTraceQL(query: string, policy: SelectorPolicy, limits: Re
   if (query.length > limits.maxQueryLength) {
     throw new QueryError(LANG, `query is too long: more than ${limits.maxQueryLength} bytes`, 'query_too_large');
   }
-  const key = `${p.key}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
-  const hit = cache.get(key);
-  if (hit !== undefined) return hit;
-  const a = analyzeTraceQL(query, { limits });
-  const out = rewriteAnalysis(query, a, p);
-  verifyPrepared(out, p, out === query ? a.tree : null, a.filters.length + a.heads.length);
-  cache.set(key, out);
-  return out;
+  return cache.through(p.key, limits, query, () => {
+    const a = analyzeTraceQL(query, { limits });
+    const out = rewriteAnalysis(query, a, p);
+    verifyPrepared(out, p, out === query ? a.tree : null, a.filters.length + a.heads.length);
+    return out;
+  });
 }
 
 export const traceqlRewriter: QueryRewriter = {
