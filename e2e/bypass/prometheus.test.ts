@@ -178,7 +178,7 @@ async function forwardedProblems(reqs: readonly RecordedRequest[]): Promise<stri
       const matches = r.params.getAll('match[]');
       if (matches.length === 0) problems.push(`${where}: no match[] (reads every series)`);
       for (const x of matches) problems.push(...(await unenforced(x)).map((p) => `${where}: ${p}`));
-    } else if (!['/api/v1/format_query', '/api/v1/rules', '/api/v1/alerts', '/api/v1/status/buildinfo'].includes(r.path)) {
+    } else if (!['/api/v1/format_query', '/api/v1/rules', '/api/v1/alerts', '/api/v1/status/buildinfo', '/api/v1/metadata'].includes(r.path)) {
       problems.push(`${where}: path outside the route table reached Prometheus`);
     }
   }
@@ -432,7 +432,6 @@ const PATH_ATTACKS: Attack[] = [
     '/api/v1/query_range/../query',
     '/api/v1/admin/tsdb/delete_series',
     '/api/v1/admin/tsdb/snapshot',
-    '/api/v1/metadata',
     '/api/v1/targets',
     '/api/v1/status/config',
     '/api/v1/read',
@@ -440,6 +439,8 @@ const PATH_ATTACKS: Attack[] = [
     '/graph',
     '/-/quit',
   ].map((p): Attack => ({ name: `path ${p}`, send: () => send('GET', `${P}${p}?query=up&match[]=up`), status: [400, 404] })),
+  // Served, filtered by an enforced lookup of visible metric names (its match[] is checked above like any other).
+  { name: 'metadata with a forged match[] and metric name', send: () => send('GET', `${P}/api/v1/metadata?match[]=${q('{namespace="team-b-api"}')}&metric=up&limit=1000`), status: 200 },
   ...['/prometheus/../prometheus/api/v1/query', '/prometheus//api/v1/query', '//prometheus/api/v1/query', '/PROMETHEUS/api/v1/query', '/prometheus%2Fapi/v1/query', '/prometheus/prometheus/api/v1/query', '/api/v1/query', '/prometheus;x/api/v1/query'].map(
     (p): Attack => ({ name: `mount ${p}`, send: () => send('GET', `${p}?query=up`), status: [400, 404] }),
   ),

@@ -39,6 +39,8 @@ export interface StartPrometheusOptions {
   readyTimeoutMs?: number;
   /** Where Prometheus's own stdout/stderr go. Default: a file under logDir(). */
   logFile?: string;
+  /** Scrape these `host:port` targets every second (job "scraped"), e.g. for /api/v1/metadata, which comes from scrapes only. */
+  scrapeTargets?: readonly string[];
 }
 
 /** One line of the Prometheus query log. */
@@ -136,6 +138,9 @@ export async function startPrometheus(opts: StartPrometheusOptions): Promise<Pro
     },
   };
   if (ruleFileNames.length > 0) config['rule_files'] = ruleFileNames;
+  if (opts.scrapeTargets !== undefined && opts.scrapeTargets.length > 0) {
+    config['scrape_configs'] = [{ job_name: 'scraped', scrape_interval: '1s', static_configs: [{ targets: [...opts.scrapeTargets] }] }];
+  }
   writeFileSync(configFile, stringify(config));
 
   const instance = (proc: { url: string; logFile: string; pid: () => number; exited: Promise<ExitInfo>; tail: (lines?: number) => string; stop: () => Promise<void> }): PrometheusInstance => ({

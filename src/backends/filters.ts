@@ -1,11 +1,12 @@
 import { policyAllowsValue, policyMatchesLabels, type SelectorPolicy } from '../rewrite/matcher.ts';
+import type { FilterContext } from './routes.ts';
 
 /**
  * Response filters for what a query cannot enforce: pure functions from a
  * parsed upstream JSON body to the body the client may see. A body that does
  * not have the expected shape is replaced by an empty result (fail closed).
  */
-export type ResponseFilter = (body: unknown, ctx: { policy: SelectorPolicy; pathParams: Readonly<Record<string, string>> }) => unknown;
+export type ResponseFilter = (body: unknown, ctx: FilterContext) => unknown;
 
 type Json = Record<string, unknown>;
 const isObject = (x: unknown): x is Json => typeof x === 'object' && x !== null && !Array.isArray(x);
@@ -58,4 +59,18 @@ export const filterLabelValues: ResponseFilter = (body, { policy, pathParams }) 
   const name = pathParams['name'] ?? '';
   const values = Array.isArray(data) ? data.filter((v): v is string => typeof v === 'string') : [];
   return { ...(body as Json), status: 'success', data: values.filter((v) => policyAllowsValue(policy, name, v)) };
+};
+
+/**
+ * Prometheus `/api/v1/metadata` (`{metric: [{type, help, unit}]}`) keeps only the
+ * metrics the policy can see: `ctx.lookup` is the answer of
+ * `/api/v1/label/__name__/values` with the policy's selectors as `match[]`.
+ * Anything unexpected in either answer leaves nothing (fail closed).
+ */
+export const filterMetadata: ResponseFilter = (body, { lookup }) => {
+  const data = successData(body);
+  const names = successData(lookup);
+  const visible = new Set(Array.isArray(names) ? names.filter((n): n is string => typeof n === 'string') : []);
+  const kept = isObject(data) ? Object.fromEntries(Object.entries(data).filter(([metric]) => visible.has(metric))) : {};
+  return { ...(isObject(body) ? body : {}), status: 'success', data: kept };
 };

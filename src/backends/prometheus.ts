@@ -1,6 +1,6 @@
 import { rewritePromQL, rewriteSeriesSelectors } from '../rewrite/promql.ts';
-import { filterAlerts, filterLabelValues, filterRules, type ResponseFilter } from './filters.ts';
-import type { EnforcedParam, RouteTable } from './routes.ts';
+import { filterAlerts, filterLabelValues, filterMetadata, filterRules, type ResponseFilter } from './filters.ts';
+import type { EnforcedParam, LookupSpec, RouteTable } from './routes.ts';
 
 /**
  * Prometheus 3 accepts UTF-8 label names in the label-values path in its
@@ -53,6 +53,25 @@ const matchParam = (required: boolean): EnforcedParam => ({
   missingMessage: 'no match[] parameter provided',
 });
 
+/** How far back a metric must have a visible series for its metadata to be shown. */
+export const METADATA_LOOKBACK_SECONDS = 3600;
+
+/**
+ * The metric names the policy can see: Prometheus' metadata is per metric name
+ * (from the targets being scraped), so names with a visible series in the last
+ * hour decide which metadata a restricted subject gets.
+ */
+const visibleMetricNames: LookupSpec = {
+  path: '/api/v1/label/__name__/values',
+  params: (policy, now) => {
+    const p = new URLSearchParams();
+    for (const m of rewriteSeriesSelectors([], policy)) p.append('match[]', m);
+    p.set('start', String(now - METADATA_LOOKBACK_SECONDS));
+    p.set('end', String(now));
+    return p;
+  },
+};
+
 /**
  * The Prometheus HTTP API routes the gateway serves (relative to the upstream
  * mount). Grafana's Prometheus datasource POSTs form bodies for queries.
@@ -78,5 +97,7 @@ export const prometheusRoutes: RouteTable = {
     { endpoint: 'rules', path: '/api/v1/rules', methods: ['GET'], enforced: [], responseFilter: filterRules },
     { endpoint: 'alerts', path: '/api/v1/alerts', methods: ['GET'], enforced: [], responseFilter: filterAlerts },
     { endpoint: 'buildinfo', path: '/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },
+    // Metric type/help for Grafana's query builder: only metrics the policy can see (a lookup of their names).
+    { endpoint: 'metadata', path: '/api/v1/metadata', methods: ['GET'], enforced: [], responseFilter: filterMetadata, lookup: visibleMetricNames },
   ],
 };

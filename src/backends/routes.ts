@@ -51,6 +51,29 @@ export interface RouteSpec {
    * connection is relayed to the upstream (src/server/plugins/websocket.ts).
    */
   readonly websocket?: boolean;
+  /**
+   * A second upstream request the response filter needs, made before the main
+   * one with the same headers and credentials; its JSON answer reaches the
+   * filter as `ctx.lookup` (e.g. the metric names the policy can see, to filter
+   * /api/v1/metadata). Only for restricted subjects; if it fails, so does the
+   * request (502), never an unfiltered answer.
+   */
+  readonly lookup?: LookupSpec;
+}
+
+/** An enforced upstream request: its path (relative to the upstream) and parameters under a policy. */
+export interface LookupSpec {
+  readonly path: string;
+  /** `nowSeconds`: the request's time, so the parameters stay a pure function. */
+  readonly params: (policy: SelectorPolicy, nowSeconds: number) => URLSearchParams;
+}
+
+/** What response filters get besides the answer. */
+export interface FilterContext {
+  readonly policy: SelectorPolicy;
+  readonly pathParams: Readonly<Record<string, string>>;
+  /** The route's lookup answer (parsed JSON), when the route has one. */
+  readonly lookup?: unknown;
 }
 
 /** What a raw response filter answers: the status, content type and body the client gets. */
@@ -64,11 +87,7 @@ export interface RawFilteredResponse {
  * A pure filter over the upstream's raw bytes and Content-Type. Throwing means
  * the answer could not be understood: the gateway answers 502, never the raw body.
  */
-export type RawResponseFilter = (
-  raw: Uint8Array,
-  contentType: string,
-  ctx: { readonly policy: SelectorPolicy; readonly pathParams: Readonly<Record<string, string>> },
-) => RawFilteredResponse;
+export type RawResponseFilter = (raw: Uint8Array, contentType: string, ctx: FilterContext) => RawFilteredResponse;
 
 /** A JSON response filter as a raw one: parse, filter, re-serialise (a body that is not JSON throws → 502). */
 export function jsonResponseFilter(filter: ResponseFilter): RawResponseFilter {

@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
+import { Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
-import { responseFilterOf, upstreamPath, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import { responseFilterOf, upstreamPath, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
@@ -177,6 +178,12 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
     disableRequestLogging: true,
     undici: { headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs, connections: 128, pipelining: 1, connect: tls ?? { rejectUnauthorized: true } },
   });
+  // Routes whose filter needs a second answer (RouteSpec.lookup) ask the upstream through this pool,
+  // with the same TLS settings as reply-from.
+  const lookupPool = table.routes.some((r) => r.lookup !== undefined)
+    ? new Pool(upstream.origin, { connect: tls ?? { rejectUnauthorized: true }, connections: 8, headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs })
+    : undefined;
+  if (lookupPool !== undefined) app.addHook('onClose', async () => lookupPool.close());
   // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
   // content type (JSON included, which Fastify parses by default) → 415.
   app.removeAllContentTypeParsers();
@@ -204,7 +211,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
       method: [...route.methods],
       url: route.path,
       onRequest: app.authenticate,
-      handler: (req, reply) => forward(app, req, reply, route, opts),
+      handler: (req, reply) => forward(app, req, reply, route, opts, lookupPool),
     });
   }
 }
@@ -254,7 +261,34 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   return { decision, path, pathParams, encoded: params.toString() };
 }
 
-async function forward(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, route: RouteSpec, opts: UpstreamPluginOptions): Promise<FastifyReply> {
+/**
+ * A route's lookup (RouteSpec.lookup): one GET to the upstream with the request's
+ * upstream headers (tenant, credentials; SigV4 signed for this URL), its JSON
+ * answer parsed. Any failure is the request's failure (502).
+ */
+async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, pool: Pool): Promise<unknown> {
+  const encoded = spec.params(decision.selectors, Math.floor(Date.now() / 1000)).toString();
+  const path = `${upstream.pathPrefix}${spec.path}?${upstream.auth?.query(encoded) ?? encoded}`;
+  const base: Record<string, string | string[]> = { ...headers, host: new URL(upstream.origin).host, 'accept-encoding': 'identity', accept: 'application/json' };
+  delete base['content-type'];
+  try {
+    const res = await pool.request({ method: 'GET', path, headers: signedHeaders(upstream, 'GET', upstream.origin + path, base) });
+    const raw = await readBounded(res.body, MAX_FILTERED_BODY);
+    if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`lookup answered ${res.statusCode}`);
+    return JSON.parse(raw.toString('utf8')) as unknown;
+  } catch (e) {
+    throw new GatewayError('upstream_error', 'upstream unavailable', { cause: e });
+  }
+}
+
+async function forward(
+  app: FastifyInstance,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  route: RouteSpec,
+  opts: UpstreamPluginOptions,
+  lookupPool?: Pool,
+): Promise<FastifyReply> {
   const { upstream } = opts;
   const { decision, path, pathParams, encoded } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
@@ -264,6 +298,7 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
   // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
   const filter = decision.unrestricted ? undefined : responseFilterOf(route);
+  const lookup = filter !== undefined && route.lookup !== undefined && lookupPool !== undefined ? await runLookup(route.lookup, decision, headers, upstream, lookupPool) : undefined;
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
   if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
@@ -284,7 +319,7 @@ async function forward(app: FastifyInstance, req: FastifyRequest, reply: Fastify
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
                 let out;
                 try {
-                  out = filter(raw, String(res.headers['content-type'] ?? ''), { policy: decision.selectors, pathParams });
+                  out = filter(raw, String(res.headers['content-type'] ?? ''), { policy: decision.selectors, pathParams, lookup });
                 } catch (e) {
                   return rep.send(new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e }));
                 }
