@@ -389,6 +389,9 @@ const MAX_RESPELLED_NUMBERS = 16;
 function unsupportedNumberAt(text: string, pos: number): { from: number; text: string; respelled: string } | null {
   let from = Math.min(pos, text.length);
   while (from > 0 && /[0-9A-Za-z_.:]/.test(text[from - 1] as string)) from--;
+  // A run that starts with a digit is no identifier: `5m:0X1f` is a subquery's range and step.
+  const colon = text.lastIndexOf(':', pos - 1);
+  if (/[0-9]/.test(text[from] ?? '') && colon >= from) from = colon + 1;
   LEZER_REJECTED_NUMBER.lastIndex = from;
   const m = LEZER_REJECTED_NUMBER.exec(text);
   if (m === null || from + m[0].length < pos) return null;

@@ -324,6 +324,10 @@ describe('rewritePromQL: number literals', () => {
     const dnf: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'job', op: '=', value: 'b' }]];
     expect(rewritePromQL('up * 5.', dnf)).toBe('(up{namespace="a"} or up{job="b"}) * 5 ');
   });
+  it('respells a subquery step too (after the range\'s colon)', () => {
+    expect(rewritePromQL('max_over_time(up[5m:0X1f])', NS)).toBe(`max_over_time(up{${M}}[5m:0x1f])`);
+    expect(rewritePromQL('up[1h:5.]', NS)).toBe(`up{${M}}[1h:5 ]`);
+  });
   it('bounds the re-parses a query full of such numbers can cause', () => {
     const q = Array.from({ length: 17 }, () => '5.').join(' + ');
     const e = errorOf(() => rewritePromQL(q, NS));
