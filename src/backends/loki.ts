@@ -1,9 +1,30 @@
 import { parser as logqlParser } from '@grafana/lezer-logql';
-import { QueryError } from '../errors.ts';
-import { rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
+import { GatewayError, QueryError } from '../errors.ts';
+import { labelPolicyHeader, rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { filterLabelValues } from './filters.ts';
 import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
+
+/**
+ * `policyEnforcement: header`: Loki's X-Prom-Label-Policy for a decision — the
+ * policy once per tenant of its X-Scope-OrgID (`a|b` reads several tenants).
+ * No tenant → fail closed: Loki applies the header per tenant, so without one
+ * nothing would be enforced.
+ */
+export function lokiPolicyHeader(policy: SelectorPolicy, decisionHeaders: Readonly<Record<string, string>>): string {
+  const orgId = Object.entries(decisionHeaders).find(([name]) => name.toLowerCase().replace(/_/g, '-') === 'x-scope-orgid')?.[1];
+  if (orgId === undefined || orgId === '') {
+    throw new GatewayError('policy_error', 'policyEnforcement "header" needs an X-Scope-OrgID tenant header in the decision');
+  }
+  try {
+    return orgId
+      .split('|')
+      .map((tenant) => labelPolicyHeader(policy, tenant))
+      .join(',');
+  } catch (e) {
+    throw new GatewayError('policy_error', 'the decision cannot be sent as X-Prom-Label-Policy', { cause: e });
+  }
+}
 
 /** The policy as one stream selector, for endpoints whose `query` is optional. */
 function policySelector(policy: SelectorPolicy): string {

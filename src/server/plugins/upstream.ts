@@ -2,12 +2,12 @@ import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import { Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
 import { responseFilterOf, upstreamPath, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
-import { labelPolicyHeader } from '../../rewrite/logql.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
@@ -102,26 +102,6 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
   });
 }
 
-/**
- * Loki's X-Prom-Label-Policy for a decision: the policy once per tenant of its
- * X-Scope-OrgID (`a|b` reads several tenants). No tenant → fail closed: Loki
- * applies the header per tenant, so without one nothing would be enforced.
- */
-export function labelPolicyHeaderFor(decision: Decision): string {
-  const orgId = Object.entries(decision.headers).find(([name]) => headerKey(name) === 'x-scope-orgid')?.[1];
-  if (orgId === undefined || orgId === '') {
-    throw new GatewayError('policy_error', 'policyEnforcement "header" needs an X-Scope-OrgID tenant header in the decision');
-  }
-  try {
-    return orgId
-      .split('|')
-      .map((tenant) => labelPolicyHeader(decision.selectors, tenant))
-      .join(',');
-  } catch (e) {
-    throw new GatewayError('policy_error', 'the decision cannot be sent as X-Prom-Label-Policy', { cause: e });
-  }
-}
-
 /** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
 export function upstreamHeaders(
   client: IncomingHttpHeaders,
@@ -145,7 +125,7 @@ export function upstreamHeaders(
   for (const [name, value] of Object.entries(upstream.headers)) out[name.toLowerCase()] = value;
   for (const [name, value] of Object.entries(decision.headers)) out[name.toLowerCase()] = value;
   // policyEnforcement "header" (Loki): the policy itself, for every tenant the request reads.
-  if (upstream.policyEnforcement === 'header' && !decision.unrestricted) out['x-prom-label-policy'] = labelPolicyHeaderFor(decision);
+  if (upstream.policyEnforcement === 'header' && !decision.unrestricted) out['x-prom-label-policy'] = lokiPolicyHeader(decision.selectors, decision.headers);
   // upstreams[].auth (basic, bearer): the gateway's own credential, last so nothing overrides it. SigV4 is added per request (signedHeaders).
   if (upstream.auth !== undefined) for (const [name, value] of Object.entries(upstream.auth.headers())) out[name] = value;
   return out;
