@@ -336,7 +336,8 @@ class Parser {
     return out;
   }
   /** `left (op right)*` over results. */
-  chain(p: number, atom: (q: number) => Res[], ops: ReadonlySet<string>): Res[] {
+  /** `atom (op rest)*`; `rest` defaults to `atom`. */
+  chain(p: number, atom: (q: number) => Res[], ops: ReadonlySet<string>, rest: (q: number) => Res[] = atom): Res[] {
     const out: Res[] = [];
     let frontier = atom(p);
     while (frontier.length > 0) {
@@ -345,7 +346,7 @@ class Parser {
       for (const r of frontier) {
         const op = this.t[r.end];
         if (op !== undefined && op.k === 'op' && ops.has(op.v)) {
-          for (const r2 of atom(r.end + 1)) next.push({ end: r2.end, badHead: r.badHead || r2.badHead });
+          for (const r2 of rest(r.end + 1)) next.push({ end: r2.end, badHead: r.badHead || r2.badHead });
         }
       }
       frontier = next;
@@ -497,20 +498,21 @@ class Parser {
     return out;
   }
   metricsMath(p: number): Res[] {
-    return this.m('mm', p, () =>
-      this.chain(
-        p,
-        (q) => {
-          const out: Res[] = [];
-          if (this.is(q, '(')) {
-            for (const r of this.metricsQuery(q + 1)) if (this.is(r.end, ')')) out.push({ end: r.end + 1, badHead: r.badHead });
-            for (const r of this.metricsMath(q + 1)) if (this.is(r.end, ')')) out.push({ end: r.end + 1, badHead: r.badHead });
-          }
-          return out;
-        },
-        new Set(['+', '-', '*', '/']),
-      ),
-    );
+    const wrapped = (q: number): Res[] => {
+      const out: Res[] = [];
+      if (this.is(q, '(')) {
+        for (const r of this.metricsQuery(q + 1)) if (this.is(r.end, ')')) out.push({ end: r.end + 1, badHead: r.badHead });
+        for (const r of this.metricsMath(q + 1)) if (this.is(r.end, ')')) out.push({ end: r.end + 1, badHead: r.badHead });
+      }
+      return out;
+    };
+    // Right of an operator, a plain number (no duration) rescales every point (Tempo's metrics math).
+    const operand = (q: number): Res[] => {
+      const t = this.t[q];
+      const num = t !== undefined && t.k === 'num' && /^(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(t.v);
+      return num ? [{ end: q + 1, badHead: false }, ...wrapped(q)] : wrapped(q);
+    };
+    return this.m('mm', p, () => this.chain(p, wrapped, new Set(['+', '-', '*', '/']), operand));
   }
   root(): Res[] {
     const cands: Res[] = [...this.pipeline(0), ...this.pipelineExpr(0), ...this.metricsQuery(0)];

@@ -246,7 +246,7 @@ describe('errors and limits', () => {
       '{ .a + nil = 1 }',
       '{} | rate() with(name=1)',
       '{ span."a\\n" = 1 }',
-      '({} | rate()) * 100',
+      '({} | rate()) * 1s',
     ]) {
       expect(codeOf(() => rewriteTraceQL(q, NS)), q).toBe('bad_query');
     }

@@ -122,6 +122,7 @@ export const
   MetricsFilter = 135,
   MetricsMathQuery = 136,
   MetricsOperation = 139,
-  Hints = 140,
-  _with = 141,
-  Hint = 142
+  MetricsScalar = 140,
+  Hints = 141,
+  _with = 142,
+  Hint = 143
