@@ -2,6 +2,7 @@ import { parser as logqlParser } from '@grafana/lezer-logql';
 import { GatewayError, QueryError } from '../errors.ts';
 import { labelPolicyHeader, rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import { headerKey } from '../util/header-name.ts';
 import { filterLabelValues } from './filters.ts';
 import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
 
@@ -12,7 +13,7 @@ import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
  * nothing would be enforced.
  */
 export function lokiPolicyHeader(policy: SelectorPolicy, decisionHeaders: Readonly<Record<string, string>>): string {
-  const orgId = Object.entries(decisionHeaders).find(([name]) => name.toLowerCase().replace(/_/g, '-') === 'x-scope-orgid')?.[1];
+  const orgId = Object.entries(decisionHeaders).find(([name]) => headerKey(name) === 'x-scope-orgid')?.[1];
   if (orgId === undefined || orgId === '') {
     throw new GatewayError('policy_error', 'policyEnforcement "header" needs an X-Scope-OrgID tenant header in the decision');
   }

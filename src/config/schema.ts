@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { headerKey } from '../util/header-name.ts';
 
 /**
  * The configuration schema: one source of truth for validation, TypeScript
@@ -136,8 +137,6 @@ export const upstreamTlsSchema = z
   .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'set both certFile and keyFile, or neither' })
   .describe('TLS towards an https upstream: a private CA, a client certificate (mTLS), the verification name. Files are read at load; a change needs a restart.');
 
-/** Header names as backends may read them (case-insensitive, "_" as "-"): the upstream plugin compares them the same way. */
-const headerKey = (name: string): string => name.toLowerCase().replace(/_/g, '-');
 const AUTH_HEADERS: Record<string, readonly string[]> = {
   basic: ['authorization'],
   bearer: ['authorization'],

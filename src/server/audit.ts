@@ -53,7 +53,7 @@ export function buildAuditRecord(ctx: AuditContext, config: Pick<AuditConfig, 'h
   const { state, subject } = ctx;
   const decision = state.decision;
   if (decision === undefined || state.request === undefined) return undefined;
-  let record: AuditRecord = {
+  const record: AuditRecord = {
     type: AUDIT_TYPE,
     decision_id: ctx.decisionId ?? randomUUID(),
     req_id: ctx.requestId,
@@ -97,11 +97,16 @@ export function buildAuditRecord(ctx: AuditContext, config: Pick<AuditConfig, 'h
     },
   };
   if (record['query'] === undefined) delete record['query'];
-  // Redaction deletes in place: work on a copy so nothing shared (the decision) is touched.
-  if (config.redact.length > 0) record = structuredClone(record);
-  const erased = redact(record, config.redact);
-  if (erased.length > 0) record['erased'] = erased;
-  return record;
+  return withRedactions(record, config.redact);
+}
+
+/** The record with `paths` removed and listed in `erased` (OPA's); a copy, so nothing shared (the decision) is touched. */
+function withRedactions(record: AuditRecord, paths: readonly string[]): AuditRecord {
+  if (paths.length === 0) return record;
+  const copy = structuredClone(record);
+  const erased = redact(copy, paths);
+  if (erased.length > 0) copy['erased'] = erased;
+  return copy;
 }
 
 export interface AuthAuditContext {
@@ -126,7 +131,7 @@ export function buildAuthFailureRecord(ctx: AuthAuditContext, config: Pick<Audit
   const { state } = ctx;
   if (state.decision !== undefined || state.route === undefined) return undefined;
   if (state.identity !== 'rejected' && state.identity !== 'unavailable') return undefined;
-  let record: AuditRecord = {
+  const record: AuditRecord = {
     type: AUTH_AUDIT_TYPE,
     req_id: ctx.requestId,
     timestamp: (ctx.time ?? new Date()).toISOString(),
@@ -139,10 +144,7 @@ export function buildAuthFailureRecord(ctx: AuthAuditContext, config: Pick<Audit
     response: { status: ctx.status, duration_ms: round(ctx.durationMs) },
     metrics: { timer_identity_ms: round(state.timings.identity) },
   };
-  if (config.redact.length > 0) record = structuredClone(record);
-  const erased = redact(record, config.redact);
-  if (erased.length > 0) record['erased'] = erased;
-  return record;
+  return withRedactions(record, config.redact);
 }
 
 /** Removes each dotted path that exists; returns the ones removed (OPA's `erased`). */

@@ -61,50 +61,48 @@ export interface AuditPluginOptions {
 export const auditPlugin = fp<AuditPluginOptions>(
   async (app, opts) => {
     opts.log.configure(opts.config());
+    /**
+     * A decision's record (allowed ones sampled), or, for a request refused before any
+     * decision (authentication), its record: always written, never sampled.
+     */
     const audit = (req: FastifyRequest, reply: FastifyReply): void => {
       const state = req.lbac;
       if (state === null || state === undefined) return;
-      if (state.decision === undefined) return auditAuthFailure(req, reply);
       const cfg = opts.config();
       if (!cfg.enabled) return;
-      if (!shouldAudit(state, reply.statusCode, cfg.sampleRate, opts.random)) {
+      let record;
+      if (state.decision === undefined) {
+        const auth = req.headers.authorization;
+        record = buildAuthFailureRecord(
+          {
+            requestId: req.id,
+            state,
+            status: reply.statusCode,
+            durationMs: performance.now() - state.startedAt,
+            method: req.method,
+            path: (req.raw.url ?? '').split('?')[0] ?? '',
+            remoteAddress: req.ip,
+            authorizationScheme: typeof auth === 'string' && auth.trim() !== '' ? (auth.trim().split(/\s+/)[0] ?? '').slice(0, 32) : undefined,
+          },
+          cfg,
+        );
+      } else if (!shouldAudit(state, reply.statusCode, cfg.sampleRate, opts.random)) {
         opts.metrics?.auditRecords.inc({ result: 'sampled_out' });
         return;
+      } else {
+        record = buildAuditRecord(
+          {
+            requestId: req.id,
+            subject: req.subject,
+            state,
+            status: reply.statusCode,
+            durationMs: performance.now() - state.startedAt,
+            entrypoint: opts.entrypoint(),
+            ...(opts.dataRevision() === undefined ? {} : { dataRevision: opts.dataRevision()! }),
+          },
+          cfg,
+        );
       }
-      const record = buildAuditRecord(
-        {
-          requestId: req.id,
-          subject: req.subject,
-          state,
-          status: reply.statusCode,
-          durationMs: performance.now() - state.startedAt,
-          entrypoint: opts.entrypoint(),
-          ...(opts.dataRevision() === undefined ? {} : { dataRevision: opts.dataRevision()! }),
-        },
-        cfg,
-      );
-      if (record === undefined) return;
-      opts.log.write(record);
-      opts.metrics?.auditRecords.inc({ result: 'written' });
-    };
-    /** Refused before any decision (authentication): always written, never sampled. */
-    const auditAuthFailure = (req: FastifyRequest, reply: FastifyReply): void => {
-      const cfg = opts.config();
-      if (!cfg.enabled) return;
-      const auth = req.headers.authorization;
-      const record = buildAuthFailureRecord(
-        {
-          requestId: req.id,
-          state: req.lbac,
-          status: reply.statusCode,
-          durationMs: performance.now() - req.lbac.startedAt,
-          method: req.method,
-          path: (req.raw.url ?? '').split('?')[0] ?? '',
-          remoteAddress: req.ip,
-          authorizationScheme: typeof auth === 'string' && auth.trim() !== '' ? (auth.trim().split(/\s+/)[0] ?? '').slice(0, 32) : undefined,
-        },
-        cfg,
-      );
       if (record === undefined) return;
       opts.log.write(record);
       opts.metrics?.auditRecords.inc({ result: 'written' });

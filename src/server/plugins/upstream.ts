@@ -9,6 +9,7 @@ import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
+import { headerKey } from '../../util/header-name.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
 import { noteDecision, noteParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
@@ -45,16 +46,6 @@ const DROPPED_HEADERS = [
   // The gateway forwards its own re-encoding of the form, never the client's bytes.
   'content-encoding',
 ];
-
-/**
- * Header names compared as backends may read them: case-insensitively and with `_` as `-`
- * (CGI/WSGI-style servers and some proxies map both to the same variable), so `X_Scope_OrgID`
- * cannot stand in for the owned `X-Scope-OrgID`.
- */
-const headerKey = (name: string): string => {
-  const lower = name.toLowerCase();
-  return lower.includes('_') ? lower.replace(/_/g, '-') : lower;
-};
 
 const NO_HEADERS: readonly string[] = [];
 
