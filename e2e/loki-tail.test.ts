@@ -50,10 +50,25 @@ beforeEach(() => {
 
 const tailPath = (query: string, extra = '') => `/loki/loki/api/v1/tail?query=${encodeURIComponent(query)}${extra}`;
 
+/**
+ * Messages each client received, in order, and who waits for the next one. Listening starts
+ * when the socket is created: a first frame can arrive in the same packet as the handshake,
+ * before the code awaiting `openTail` could attach a listener.
+ */
+const inboxes = new WeakMap<WebSocket, { queue: string[]; waiting: ((m: string) => void)[] }>();
+
 /** Open a tail as a client; resolves on open, rejects with the HTTP refusal (status + body). */
 function openTail(base: string, path: string, headers: Record<string, string>): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(base.replace(/^http/, 'ws') + path, { headers });
+    const inbox = { queue: [] as string[], waiting: [] as ((m: string) => void)[] };
+    inboxes.set(ws, inbox);
+    ws.on('message', (d) => {
+      const m = d.toString('utf8');
+      const w = inbox.waiting.shift();
+      if (w !== undefined) w(m);
+      else inbox.queue.push(m);
+    });
     ws.once('open', () => resolve(ws));
     ws.on('unexpected-response', (_req, res) => {
       let body = '';
@@ -65,7 +80,14 @@ function openTail(base: string, path: string, headers: Record<string, string>): 
 }
 
 const auth = (user: string) => ({ authorization: `Bearer ${tok[user]}` });
-const nextMessage = (ws: WebSocket) => new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString('utf8'))));
+const nextMessage = (ws: WebSocket) =>
+  new Promise<string>((resolve) => {
+    const inbox = inboxes.get(ws);
+    if (inbox === undefined) return ws.once('message', (d) => resolve(d.toString('utf8')));
+    const m = inbox.queue.shift();
+    if (m !== undefined) resolve(m);
+    else inbox.waiting.push(resolve);
+  });
 const closed = (ws: WebSocket) => new Promise<[number, string]>((resolve) => ws.once('close', (code, reason) => resolve([code, reason.toString('utf8')])));
 const refusal = async (p: Promise<WebSocket>) => {
   try {
