@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision clean
+.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision bench-cpu clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ bench-rewrite: deps ## rewrite latency over the corpus → bench/results/
 
 bench-identity: deps ## verified-and-cached JWT cost per request (ES256, RS256) → bench/results/
 	@node bench/identity.ts
+
+bench-cpu: tools deps ## CPU µs per request: bare pass-through vs lbac-gateway (audit on/off), stub upstream → bench/results/
+	@node bench/cpu.ts
 
 bench-decision: deps ## policy decision cost: DecisionCache hit and uncached OPA-WASM evaluation → bench/results/
 	@node bench/decision.ts

@@ -76,6 +76,7 @@ export const auditSchema = z
     sampleRate: z.number().min(0).max(1).default(1).describe('Fraction of allowed decisions logged; denials and errors are always logged.'),
     hashQueries: z.boolean().default(false).describe('Log sha256 hashes of the original and rewritten queries instead of their text.'),
     redact: z.array(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, 'a dotted field path such as "input.subject.username"')).default([]).describe('Dotted record paths removed from every line (listed in its "erased" field).'),
+    flushIntervalMs: z.number().int().min(0).max(10_000).default(200).describe('Lines are gathered for up to this long (or 64 KiB) and written together; 0 writes every line at once. Pending lines are written on shutdown, reload and exit; only a hard kill loses them.'),
   })
   .refine((a) => a.destination !== 'file' || a.file !== undefined, { message: 'destination "file" needs audit.file' })
   .describe('The decision (audit) log.');

@@ -1,3 +1,4 @@
+import { isStale } from '../util/lru.ts';
 import type { RewriteLimits } from './rewriter.ts';
 
 /**
@@ -11,7 +12,8 @@ export class RewriteCache {
   readonly #maxEntries: number;
   readonly #maxChars: number;
   readonly #maxEntryChars: number;
-  readonly #map = new Map<string, string>();
+  readonly #map = new Map<string, { value: string; tick: number }>();
+  #tick = 0;
   #chars = 0;
   /** Lookups answered from / missing in the cache, for the metrics endpoint. */
   hits = 0;
@@ -33,13 +35,19 @@ export class RewriteCache {
   }
 
   get(key: string): string | undefined {
-    const v = this.#map.get(key);
-    if (v !== undefined) {
+    const e = this.#map.get(key);
+    if (e === undefined) {
+      this.misses++;
+      return undefined;
+    }
+    // Hot entries in the newer half stay where they are (src/util/lru.ts).
+    if (isStale(this.#tick, e.tick, this.#maxEntries)) {
       this.#map.delete(key);
-      this.#map.set(key, v);
-      this.hits++;
-    } else this.misses++;
-    return v;
+      e.tick = ++this.#tick;
+      this.#map.set(key, e);
+    }
+    this.hits++;
+    return e.value;
   }
 
   set(key: string, value: string): void {
@@ -48,15 +56,15 @@ export class RewriteCache {
     const old = this.#map.get(key);
     if (old !== undefined) {
       this.#map.delete(key);
-      this.#chars -= key.length + old.length;
+      this.#chars -= key.length + old.value.length;
     }
-    this.#map.set(key, value);
+    this.#map.set(key, { value, tick: ++this.#tick });
     this.#chars += size;
     while (this.#map.size > this.#maxEntries || this.#chars > this.#maxChars) {
       const oldest = this.#map.keys().next();
       if (oldest.done === true) break;
       const k = oldest.value;
-      const v = this.#map.get(k) ?? '';
+      const v = this.#map.get(k)?.value ?? '';
       this.#map.delete(k);
       this.#chars -= k.length + v.length;
     }

@@ -40,11 +40,10 @@ export function memoizedPreparation<P>(build: (policy: SelectorPolicy) => P, pol
   const byIdentity = new WeakMap<object, P>();
   return (policy) => {
     if (!Array.isArray(policy) || policy.length === 0) throw policyError('policy has no selector groups (nothing would be visible)');
+    // Only deeply frozen policies are stored by identity, and freezing cannot be undone.
+    const hit = byIdentity.get(policy);
+    if (hit !== undefined) return hit;
     const frozen = deeplyFrozen(policy);
-    if (frozen) {
-      const hit = byIdentity.get(policy);
-      if (hit !== undefined) return hit;
-    }
     // The key is built from exactly the fields the builders read.
     let text = '';
     for (const g of policy as readonly unknown[]) {

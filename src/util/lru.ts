@@ -1,10 +1,15 @@
 /**
  * A small bounded LRU map with per-entry expiry. Map iteration order is
  * insertion order, so re-inserting on hit keeps recency; the oldest key is first.
+ * A hit re-inserts only an entry in the older half of the order (see
+ * `isStale`): a hot entry is not moved on every request, and no entry hit
+ * while in the older half is evicted before one that was not.
  */
 export class LruCache<K, V> {
   readonly #max: number;
-  readonly #map = new Map<K, { value: V; expiresAt: number }>();
+  readonly #map = new Map<K, { value: V; expiresAt: number; tick: number }>();
+  /** Insertions and re-insertions so far: an entry's `tick` is when it last moved to the end. */
+  #tick = 0;
   readonly #now: () => number;
   hits = 0;
   misses = 0;
@@ -30,8 +35,11 @@ export class LruCache<K, V> {
       this.misses++;
       return undefined;
     }
-    this.#map.delete(key);
-    this.#map.set(key, e);
+    if (isStale(this.#tick, e.tick, this.#max)) {
+      this.#map.delete(key);
+      e.tick = ++this.#tick;
+      this.#map.set(key, e);
+    }
     this.hits++;
     return e.value;
   }
@@ -40,7 +48,7 @@ export class LruCache<K, V> {
   set(key: K, value: V, ttlMs = Number.POSITIVE_INFINITY): void {
     if (!(ttlMs > 0)) return;
     this.#map.delete(key);
-    this.#map.set(key, { value, expiresAt: this.#now() + ttlMs });
+    this.#map.set(key, { value, expiresAt: this.#now() + ttlMs, tick: ++this.#tick });
     while (this.#map.size > this.#max) {
       const oldest = this.#map.keys().next().value as K;
       this.#map.delete(oldest);
@@ -50,4 +58,13 @@ export class LruCache<K, V> {
   clear(): void {
     this.#map.clear();
   }
+}
+
+/**
+ * Whether an entry that last moved at `entryTick` may be in the older half of
+ * a cache of `max` entries: fewer than max/2 moves since then leave it in the
+ * newer half, so moving it again would change nothing an eviction can see soon.
+ */
+export function isStale(nowTick: number, entryTick: number, max: number): boolean {
+  return 2 * (nowTick - entryTick) >= max;
 }

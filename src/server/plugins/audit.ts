@@ -1,17 +1,30 @@
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
-import { buildAuditRecord, buildAuthFailureRecord, shouldAudit } from '../audit.ts';
+import { auditLine, buildAuditRecord, buildAuthFailureRecord, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { recordOnResponse } from './hook.ts';
 
-/** Where audit lines go: a dedicated pino logger (stdout or an appended file), separate from the process log. */
+/** Pending audit text that is written at once, whatever the flush interval. */
+const MAX_PENDING_CHARS = 64 * 1024;
+
+/**
+ * Where audit lines go: stdout or an appended file, separate from the process
+ * log. Lines are gathered for up to `audit.flushIntervalMs` (or 64 KiB) and
+ * written together: one write per line was the largest single per-request cost
+ * in the gateway's profile (docs/performance.md). Writes are synchronous, so
+ * lines never interleave with the process log on stdout. Pending lines are
+ * written on `close()` (shutdown, reload) and when the process exits, so only a
+ * hard kill (SIGKILL, OOM) loses them: at most one interval's worth.
+ */
 export class AuditLog {
   #key = '';
-  #logger: Logger | undefined;
   #dest: ReturnType<typeof pino.destination> | undefined;
-  /** Test hook: replaces the destination (receives each JSON line). */
+  #flushMs = 0;
+  #pending = '';
+  #timer: NodeJS.Timeout | undefined;
+  /** Test hook: replaces the destination (receives each JSON line, at once). */
   readonly #sink: ((line: string) => void) | undefined;
 
   constructor(sink?: (line: string) => void) {
@@ -20,25 +33,40 @@ export class AuditLog {
 
   /** (Re)opens the destination when it changed; called at start and on every config reload. */
   configure(cfg: AuditConfig): void {
-    const key = cfg.enabled ? `${cfg.destination}:${cfg.file ?? ''}` : 'off';
+    const key = cfg.enabled ? `${cfg.destination}:${cfg.file ?? ''}:${cfg.flushIntervalMs}` : 'off';
     if (key === this.#key) return;
     this.close();
     this.#key = key;
-    if (!cfg.enabled) return;
-    const sink = this.#sink;
-    const stream =
-      sink !== undefined
-        ? { write: (s: string) => sink(s.endsWith('\n') ? s.slice(0, -1) : s) }
-        : (this.#dest = pino.destination(cfg.destination === 'file' ? { dest: cfg.file!, mkdir: true, append: true, sync: true } : { dest: 1, sync: true }));
-    this.#logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, stream);
+    this.#flushMs = cfg.flushIntervalMs;
+    if (!cfg.enabled || this.#sink !== undefined) return;
+    this.#dest = pino.destination(cfg.destination === 'file' ? { dest: cfg.file!, mkdir: true, append: true, sync: true } : { dest: 1, sync: true });
+    process.on('exit', this.flush);
   }
 
   write(record: Record<string, unknown>): void {
-    this.#logger?.info(record, 'Decision Log');
+    if (this.#key === '' || this.#key === 'off') return;
+    const line = auditLine(record, new Date());
+    if (this.#sink !== undefined) this.#sink(line);
+    else if (this.#flushMs === 0) this.#dest?.write(line + '\n');
+    else {
+      this.#pending += line + '\n';
+      if (this.#pending.length >= MAX_PENDING_CHARS) this.flush();
+      else if (this.#timer === undefined) this.#timer = setTimeout(this.flush, this.#flushMs).unref();
+    }
   }
 
+  /** Writes the pending lines now. */
+  readonly flush = (): void => {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const text = this.#pending;
+    this.#pending = '';
+    if (text !== '') this.#dest?.write(text);
+  };
+
   close(): void {
-    this.#logger = undefined;
+    this.flush();
+    process.off('exit', this.flush);
     const d = this.#dest;
     this.#dest = undefined;
     if (d !== undefined && this.#key.startsWith('file:')) d.end();

@@ -1,0 +1,129 @@
+// `make bench-cpu`: CPU time each proxy spends per request, the figure the
+// throughput ratio against the bare pass-through follows (one worker saturates
+// one core, so req/s ≈ 1 / CPU per request).
+//
+// The canned stub upstream (bench/stub-upstream.ts), and in front of it the bare
+// Fastify/reply-from pass-through and lbac-gateway (one worker) twice: with the
+// default config (an audit line per decision) and with `audit.enabled: false`,
+// so the audit line's own cost is visible. Each target gets the same dashboard
+// `query_range` POST at a fixed rate (autocannon `overallRate`, well below
+// saturation) in interleaved rounds; per round the proxy's CPU time is read from
+// /proc/<pid>/task/*/schedstat (ns, every thread: main, libuv pool, GC helpers)
+// before and after. The median over rounds is reported. Linux only.
+// Results: bench/results/cpu-<date>.json.
+//
+//   node bench/cpu.ts [--rate 2000] [--requests 8000] [--rounds 7] [--warmup 4000] [--out FILE]
+import autocannon from 'autocannon';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startGateway } from '../e2e/harness/gateway.ts';
+import { freePort } from '../e2e/harness/ports.ts';
+import { startProcess } from '../e2e/harness/process.ts';
+import { createTestIssuer } from '../e2e/harness/tokens.ts';
+import { repoRoot } from '../e2e/harness/tools.ts';
+import { logger, stopAll, type Stoppable } from './lib/fleet.ts';
+import { machineInfo, row, writeResult } from './lib/report.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '2000' },
+    requests: { type: 'string', default: '8000' },
+    rounds: { type: 'string', default: '7' },
+    warmup: { type: 'string', default: '4000' },
+    out: { type: 'string' },
+  },
+});
+const RATE = Number(args.rate);
+const REQUESTS = Number(args.requests);
+const ROUNDS = Number(args.rounds);
+const WARMUP = Number(args.warmup);
+const log = logger('bench-cpu');
+
+/** CPU time of every thread of `pid` so far, in µs. */
+function cpuMicros(pid: number): number {
+  let ns = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between listing and reading.
+    }
+  }
+  return ns / 1000;
+}
+
+interface Target {
+  name: string;
+  url: string;
+  pid: number;
+}
+
+const procs: Stoppable[] = [];
+try {
+  const stubPort = await freePort();
+  const stubUrl = `http://127.0.0.1:${stubPort}`;
+  procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `${stubUrl}/api/v1/status/buildinfo` }));
+  const ptPort = await freePort();
+  const passthrough = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
+  procs.push(passthrough);
+  const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
+  const gateway = (extra: Record<string, unknown>) =>
+    startGateway({
+      config: {
+        ...extra,
+        server: { logLevel: 'warn', workers: 1 },
+        upstreams: [{ name: 'metrics', kind: 'prometheus', url: stubUrl, mount: '/' }],
+        identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://bench.invalid', audience: 'lbac-gateway', algorithms: ['ES256'] }] },
+        teams: { a: { groups: ['team-a'], selectors: [{ namespace: 'team-a' }] } },
+      },
+    });
+  const withAudit = await gateway({});
+  procs.push(withAudit);
+  const noAudit = await gateway({ audit: { enabled: false } });
+  procs.push(noAudit);
+  const token = await idp.mint({ sub: 'u-a', groups: ['team-a'] }, { expiresIn: '2h' });
+  // Already enforced, so every target forwards the same text.
+  const query = 'sum by (pod) (rate(http_requests_total{namespace="team-a",code=~"5.."}[5m]))';
+  const request = {
+    method: 'POST' as const,
+    path: '/api/v1/query_range',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ query, start: '1700000000', end: '1700003600', step: '15' }).toString(),
+  };
+  const targets: Target[] = [
+    { name: 'bare pass-through', url: `http://127.0.0.1:${ptPort}`, pid: passthrough.pid },
+    { name: 'lbac-gateway', url: withAudit.url, pid: withAudit.pid },
+    { name: 'lbac-gateway, audit off', url: noAudit.url, pid: noAudit.pid },
+  ];
+  const run = async (t: Target, amount: number): Promise<number> => {
+    const before = cpuMicros(t.pid);
+    const r = await autocannon({ url: t.url, connections: 16, amount, overallRate: RATE, requests: [request] });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`${t.name}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    return (cpuMicros(t.pid) - before) / amount;
+  };
+  log(`warm-up: ${WARMUP} requests per target`);
+  for (const t of targets) await run(t, WARMUP);
+  const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    log(`round ${round + 1}/${ROUNDS}: ${REQUESTS} requests per target at ${RATE} req/s`);
+    // Rotate the order so drift in the machine's background load spreads over all targets.
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(i + round) % targets.length]!;
+      samples.get(t.name)!.push(await run(t, REQUESTS));
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const floor = median(samples.get('bare pass-through')!);
+  const results = targets.map((t) => {
+    const us = median(samples.get(t.name)!);
+    return { target: t.name, cpuMicrosPerRequest: Math.round(us * 10) / 10, overFloor: Math.round((us - floor) * 10) / 10, floorRatio: Math.round((floor / us) * 100) / 100, rounds: samples.get(t.name)!.map((x) => Math.round(x)) };
+  });
+  const widths = [26, 12, 12, 14];
+  process.stdout.write(`\n${row(['target', 'CPU µs/req', 'over floor', 'floor ÷ target'], widths)}\n`);
+  for (const r of results) process.stdout.write(`${row([r.target, r.cpuMicrosPerRequest, r.overFloor, r.floorRatio], widths)}\n`);
+  const file = writeResult('cpu', { date: new Date().toISOString(), machine: machineInfo(), command: `node bench/cpu.ts --rate ${RATE} --requests ${REQUESTS} --rounds ${ROUNDS}`, rate: RATE, requests: REQUESTS, rounds: ROUNDS, query, results }, args.out);
+  process.stdout.write(`\nwritten: ${file}\n`);
+} finally {
+  await stopAll(procs);
+}

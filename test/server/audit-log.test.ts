@@ -1,0 +1,106 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { auditLine } from '../../src/server/audit.ts';
+import { AuditLog } from '../../src/server/plugins/audit.ts';
+import { auditSchema } from '../../src/config/schema.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const fileConfig = (extra: Record<string, unknown> = {}) => {
+  const dir = mkdtempSync(join(tmpdir(), 'lbac-audit-'));
+  dirs.push(dir);
+  const file = join(dir, 'sub', 'audit.log');
+  return { file, cfg: auditSchema.parse({ destination: 'file', file, ...extra }) };
+};
+const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+const nextTurn = () => new Promise((r) => setImmediate(r));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('auditLine', () => {
+  it('keeps the pino line shape: level and time first, the record, msg last', () => {
+    const line = auditLine({ type: 't', input: { a: [1, 'x"y'] } }, new Date('2025-01-01T12:00:00.000Z'));
+    expect(line).toBe('{"level":30,"time":"2025-01-01T12:00:00.000Z","type":"t","input":{"a":[1,"x\\"y"]},"msg":"Decision Log"}');
+    expect(Object.keys(JSON.parse(line) as object)).toEqual(['level', 'time', 'type', 'input', 'msg']);
+    expect(JSON.parse(auditLine({}, new Date(0)))).toEqual({ level: 30, time: '1970-01-01T00:00:00.000Z', msg: 'Decision Log' });
+  });
+});
+
+describe('AuditLog to a file', () => {
+  it('gathers lines for flushIntervalMs and writes them together, each a whole JSON line', async () => {
+    const { file, cfg } = fileConfig({ flushIntervalMs: 30 });
+    const log = new AuditLog();
+    log.configure(cfg);
+    for (let i = 0; i < 3; i++) log.write({ type: 'lbac-gateway/decision_logs', req_id: `r${i}` });
+    await nextTurn();
+    expect(lines(file)).toEqual([]);
+    await sleep(60);
+    expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['r0', 'r1', 'r2']);
+    log.write({ req_id: 'r3' });
+    await sleep(60);
+    expect(lines(file)).toHaveLength(4);
+    log.close();
+  });
+
+  it('writes at once when 64 KiB are pending, and with flushIntervalMs 0 every line at once', () => {
+    const { file, cfg } = fileConfig({ flushIntervalMs: 10_000 });
+    const log = new AuditLog();
+    log.configure(cfg);
+    const big = 'x'.repeat(1000);
+    let n = 0;
+    while (lines(file).length === 0 && n < 100) log.write({ req_id: `r${n++}`, pad: big });
+    expect(n).toBeGreaterThan(60);
+    expect(n).toBeLessThan(70);
+    expect(lines(file)).toHaveLength(n);
+    log.close();
+    const immediate = fileConfig({ flushIntervalMs: 0 });
+    const log0 = new AuditLog();
+    log0.configure(immediate.cfg);
+    log0.write({ req_id: 'now' });
+    expect(lines(immediate.file)).toHaveLength(1);
+    log0.close();
+  });
+
+  it('close() writes what is pending (shutdown, reload) and nothing is written after it', async () => {
+    const { file, cfg } = fileConfig();
+    const log = new AuditLog();
+    log.configure(cfg);
+    log.write({ req_id: 'pending' });
+    log.close();
+    expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['pending']);
+    log.write({ req_id: 'after-close' });
+    await sleep(250);
+    expect(lines(file)).toHaveLength(1);
+  });
+
+  it('a reload that disables it writes what was pending first, then nothing', async () => {
+    const { file, cfg } = fileConfig();
+    const log = new AuditLog();
+    log.configure(cfg);
+    log.write({ req_id: 'before' });
+    log.configure(auditSchema.parse({ enabled: false }));
+    log.write({ req_id: 'while-off' });
+    await sleep(250);
+    expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['before']);
+  });
+
+  it('pending lines are written when the process exits (process.exit with the interval not over)', () => {
+    const { file } = fileConfig();
+    const script = [
+      `import { AuditLog } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '../../src/server/plugins/audit.ts')).href)};`,
+      `import { auditSchema } from ${JSON.stringify(pathToFileURL(join(import.meta.dirname, '../../src/config/schema.ts')).href)};`,
+      `const log = new AuditLog();`,
+      `log.configure(auditSchema.parse({ destination: 'file', file: ${JSON.stringify(file)}, flushIntervalMs: 10000 }));`,
+      `log.write({ req_id: 'last' });`,
+      `process.exit(3);`,
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(3);
+    expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['last']);
+  });
+});
