@@ -35,14 +35,16 @@ interface LanguageBench {
   policies: Readonly<Record<string, SelectorPolicy>>;
 }
 
-const NS_POLICY: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
-const DNF_POLICY: SelectorPolicy = [
+/** Deeply frozen, as the gateway's decisions are (src/policy/decision.ts), so policies are prepared as in production. */
+const frozenPolicy = (groups: SelectorPolicy): SelectorPolicy => Object.freeze(groups.map((g) => Object.freeze(g.map((m) => Object.freeze({ ...m })))));
+const NS_POLICY: SelectorPolicy = frozenPolicy([[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]]);
+const DNF_POLICY: SelectorPolicy = frozenPolicy([
   [{ name: 'namespace', op: '=~', value: 'team-a-.*' }],
   [
     { name: 'namespace', op: '=', value: 'platform' },
     { name: 'job', op: '=', value: 'api' },
   ],
-];
+]);
 
 /** Imports src/rewrite/<lang>.ts if it exists and exports rewrite<Lang>/clear<Lang>Cache. */
 async function optionalRewriter(file: string, rewriteName: string, clearName: string) {
@@ -76,7 +78,7 @@ const LANGUAGES: readonly LanguageBench[] = [
     corpus: join(root, 'e2e', 'corpus', 'traceql.jsonl'),
     load: () => optionalRewriter('traceql.ts', 'rewriteTraceQL', 'clearTraceQLCache'),
     policies: {
-      single: [[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]],
+      single: frozenPolicy([[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]]),
     },
   },
 ];

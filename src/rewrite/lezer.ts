@@ -34,6 +34,11 @@ export function parseStrict(parser: LRParser, text: string): ParseOutcome {
     strict = parser.configure({ strict: true });
     strictParsers.set(parser, strict);
   }
+  // A strict parse reports failure by throwing; only the message is read, so no
+  // stack trace is captured (that costs as much as parsing a short query, and
+  // the number-respelling and LogQL repair loops fail on purpose).
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
     return { ok: true, tree: strict.parse(text) };
   } catch (e) {
@@ -41,7 +46,13 @@ export function parseStrict(parser: LRParser, text: string): ParseOutcome {
       const m = /No parse at (\d+)/.exec(e.message);
       return { ok: false, pos: m?.[1] === undefined ? 0 : Number(m[1]) };
     }
+    // Not a parse failure (a bug, or a resource limit): parsing is deterministic,
+    // so parse again with stack traces on and let that error carry one.
+    Error.stackTraceLimit = limit;
+    strict.parse(text);
     throw e;
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 
@@ -88,11 +99,39 @@ export interface PrescanResult {
   readonly operatorChars: number;
 }
 
+const PRESCAN_COMMENT = 1;
+const PRESCAN_ESCAPED = 2;
+const PRESCAN_RAW = 4;
+
+/** Per-options class table for ASCII (bit flags above), built once per options object. */
+const prescanTables = new WeakMap<PrescanOptions, Uint8Array>();
+
+function prescanTable(opts: PrescanOptions): Uint8Array {
+  let t = prescanTables.get(opts);
+  if (t !== undefined) return t;
+  t = new Uint8Array(128);
+  const lc = opts.lineComment;
+  for (let c = 0; c < 128; c++) {
+    const ch = String.fromCharCode(c);
+    // '' would start a comment everywhere (startsWith('') is true); the confirmation below keeps that.
+    t[c] =
+      (lc !== null && (lc === '' || lc.charCodeAt(0) === c) ? PRESCAN_COMMENT : 0) |
+      (opts.escapedQuotes.includes(ch) ? PRESCAN_ESCAPED : 0) |
+      (opts.rawQuotes.includes(ch) ? PRESCAN_RAW : 0);
+  }
+  prescanTables.set(opts, t);
+  return t;
+}
+
 /**
  * One linear pass over the text, skipping strings and comments, measuring
  * bracket nesting. Used before parsing to refuse pathologically nested input
  * cheaply (and with a precise error), and to classify parser failures caused
  * by Lezer's own limits.
+ *
+ * Runs on every query, so ASCII characters are classified through a table
+ * (pass the options as a module constant to build it once); other characters
+ * take the generic checks, which give the same answers.
  */
 export function prescan(text: string, opts: PrescanOptions): PrescanResult {
   let depth = 0;
@@ -101,25 +140,34 @@ export function prescan(text: string, opts: PrescanOptions): PrescanResult {
   let ops = 0;
   const n = text.length;
   const lc = opts.lineComment;
+  const table = prescanTable(opts);
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
-    const ch = text[i] as string;
-    if (lc !== null && text.startsWith(lc, i)) {
-      while (i < n && text.charCodeAt(i) !== 10 && text.charCodeAt(i) !== 13) i++;
-      continue;
+    let cls: number;
+    if (c < 128) {
+      cls = table[c] as number;
+    } else {
+      const ch = text[i] as string;
+      cls = (lc !== null && (lc === '' || lc.charCodeAt(0) === c) ? PRESCAN_COMMENT : 0) | (opts.escapedQuotes.includes(ch) ? PRESCAN_ESCAPED : 0) | (opts.rawQuotes.includes(ch) ? PRESCAN_RAW : 0);
     }
-    if (opts.escapedQuotes.includes(ch)) {
-      i++;
-      while (i < n && text[i] !== ch && text.charCodeAt(i) !== 10) {
-        if (text.charCodeAt(i) === 92) i++;
-        i++;
+    if (cls !== 0) {
+      if ((cls & PRESCAN_COMMENT) !== 0 && text.startsWith(lc as string, i)) {
+        while (i < n && text.charCodeAt(i) !== 10 && text.charCodeAt(i) !== 13) i++;
+        continue;
       }
-      continue;
-    }
-    if (opts.rawQuotes.includes(ch)) {
-      i++;
-      while (i < n && text[i] !== ch) i++;
-      continue;
+      if ((cls & PRESCAN_ESCAPED) !== 0) {
+        i++;
+        while (i < n && text.charCodeAt(i) !== c && text.charCodeAt(i) !== 10) {
+          if (text.charCodeAt(i) === 92) i++;
+          i++;
+        }
+        continue;
+      }
+      if ((cls & PRESCAN_RAW) !== 0) {
+        i++;
+        while (i < n && text.charCodeAt(i) !== c) i++;
+        continue;
+      }
     }
     switch (c) {
       case 40: // (
@@ -346,12 +394,19 @@ export function unquoteStringLiteral(raw: string, dialect: UnquoteDialect = PROM
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
+/**
+ * String.prototype.isWellFormed (ES2024, native in Node >= 20): the same answer
+ * as LONE_SURROGATE, without running a look-behind regex over every query.
+ */
+const nativeIsWellFormed = (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed;
+
 /** True when `s` has no unpaired UTF-16 surrogate (i.e. it encodes to UTF-8 losslessly). */
 export function isWellFormedUnicode(s: string): boolean {
-  return !LONE_SURROGATE.test(s);
+  return nativeIsWellFormed === undefined ? !LONE_SURROGATE.test(s) : nativeIsWellFormed.call(s);
 }
 
 function checkWellFormed(body: string, offset: number): void {
+  if (nativeIsWellFormed !== undefined && nativeIsWellFormed.call(body)) return;
   const m = LONE_SURROGATE.exec(body);
   if (m !== null) throw new LiteralError('invalid UTF-8 rune', offset + m.index);
 }

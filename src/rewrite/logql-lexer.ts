@@ -106,6 +106,29 @@ export interface LokiSelector {
 const IDENT_START = /[\p{L}_]/u;
 const IDENT_PART = /[\p{L}\p{Nd}_]/u;
 
+/**
+ * Does the character at `i` match `re` (IDENT_START or IDENT_PART)? ASCII is
+ * decided without the Unicode regex: among ASCII, \p{L} is [A-Za-z] and
+ * \p{Nd} is [0-9].
+ */
+function isIdentChar(text: string, i: number, re: RegExp): boolean {
+  const c = text.charCodeAt(i);
+  if (c < 128) return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || (re === IDENT_PART && c >= 48 && c <= 57);
+  return re.test(String.fromCodePoint(text.codePointAt(i) ?? 0));
+}
+
+/** UTF-16 length of the code point at `i`. */
+function identCharLength(text: string, i: number): number {
+  return (text.codePointAt(i) ?? 0) > 0xffff ? 2 : 1;
+}
+
+/**
+ * Printable ASCII that neither starts trivia (whitespace, `#`, `/`) nor is
+ * a case of scanLokiSelectors' switch (quotes, `[`, `{`, `}`).
+ */
+const PLAIN_ASCII = new Uint8Array(128);
+for (let c = 33; c < 127; c++) PLAIN_ASCII[c] = '#/"`\'[{}'.includes(String.fromCharCode(c)) ? 0 : 1;
+
 function isWs(c: number): boolean {
   return c === 32 || c === 9 || c === 10 || c === 13;
 }
@@ -193,14 +216,9 @@ function scanSelector(text: string, open: number, cur: Cursor): LokiSelector {
     skipTrivia(text, cur);
     // Label name: a Go identifier that is not a keyword.
     const start = cur.pos;
-    const first = String.fromCodePoint(text.codePointAt(start) ?? 0);
-    if (start >= text.length || !IDENT_START.test(first)) unexpected('a label name');
-    let j = start + first.length;
-    while (j < text.length) {
-      const ch = String.fromCodePoint(text.codePointAt(j) ?? 0);
-      if (!IDENT_PART.test(ch)) break;
-      j += ch.length;
-    }
+    if (start >= text.length || !isIdentChar(text, start, IDENT_START)) unexpected('a label name');
+    let j = start + identCharLength(text, start);
+    while (j < text.length && isIdentChar(text, j, IDENT_PART)) j += identCharLength(text, j);
     const name = text.slice(start, j);
     if (LOKI_RESERVED_WORDS.has(name.toLowerCase())) {
       throw new LokiLexError(`syntax error: unexpected ${name.toLowerCase()}, expecting a label name`, start);
@@ -302,7 +320,11 @@ export function scanLokiSelectors(text: string): LokiSelector[] {
         if (c < 32 || c === 127 || (c >= 0x80 && !IDENT_START.test(String.fromCodePoint(text.codePointAt(i) ?? 0)) && !/\p{Nd}/u.test(String.fromCodePoint(text.codePointAt(i) ?? 0)))) {
           throw new LokiLexError(`syntax error: unexpected ${JSON.stringify(String.fromCodePoint(text.codePointAt(i) ?? 0))}`, i);
         }
-        cur.pos = i + ((text.codePointAt(i) ?? 0) > 0xffff ? 2 : 1);
+        let j = i + ((text.codePointAt(i) ?? 0) > 0xffff ? 2 : 1);
+        // The printable ASCII characters that follow would each land here again
+        // with nothing else to do (skipTrivia, the cases above): step over the run.
+        while (j < n && PLAIN_ASCII[text.charCodeAt(j)] === 1) j++;
+        cur.pos = j;
         break;
       }
     }

@@ -63,7 +63,7 @@ import {
 } from '@grafana/lezer-logql';
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, VerifiedSelectors } from './cache.ts';
-import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
+import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy } from './logql-policy.ts';
@@ -84,6 +84,9 @@ const MAX_REPAIRS = 32;
 
 /** Lezer gives up on very long left-associative chains; report those as too large. */
 const LEZER_CHAIN_LIMIT = 300;
+
+/** LogQL's lexical shape for prescan (a constant: prescan builds its table once per options object). */
+const PRESCAN: PrescanOptions = { lineComment: '#', escapedQuotes: '"', rawQuotes: '`' };
 
 const EMPTY_COMPATIBLE =
   'queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~".*" does not meet this requirement, but app=~".+" will';
@@ -452,7 +455,11 @@ function selectsFromIndex(it: MatcherItem): boolean {
   return m === false;
 }
 
-/** Loki's own checks after parsing (syntax.ParseExpr → validateExpr and the AST constructors). */
+/**
+ * Loki's own checks after parsing (syntax.ParseExpr → validateExpr and the AST constructors).
+ * Only RangeAggregationExpr, VectorAggregationExpr, LabelReplaceExpr and Expr have any
+ * (analyze() calls it for those alone): keep that list in step with the cases here.
+ */
 function validateNode(ctx: Ctx, text: string, node: SyntaxNode): void {
   switch (node.type.id) {
     case RangeAggregationExpr: {
@@ -518,7 +525,7 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
   if (text.trim() === '') throw new QueryError(LANG, `${ctx.prefix}empty query`, 'bad_query');
   checkLength(text, limits);
   if (!isWellFormedUnicode(text)) throw new QueryError(LANG, `${ctx.prefix}query is not valid UTF-8`, 'bad_query');
-  const scan = prescan(text, { lineComment: '#', escapedQuotes: '"', rawQuotes: '`' });
+  const scan = prescan(text, PRESCAN);
   if (scan.bracketDepth > limits.maxDepth) {
     throw new QueryError(LANG, `${ctx.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
   }
@@ -574,7 +581,8 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
           unquote(ctx, src, n);
           return false;
         }
-        if (opts.validate) validateNode(ctx, src, n.node);
+        // Only these node types have checks; materialising every node as a SyntaxNode is not free.
+        if (opts.validate && (id === RangeAggregationExpr || id === VectorAggregationExpr || id === LabelReplaceExpr || id === Expr)) validateNode(ctx, src, n.node);
       } catch (e) {
         if (e instanceof QueryError) {
           problem = e;

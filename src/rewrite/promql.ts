@@ -46,7 +46,7 @@ import {
 } from '@prometheus-io/lezer-promql';
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, VerifiedSelectors } from './cache.ts';
-import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral } from './lezer.ts';
+import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
@@ -65,6 +65,9 @@ const LANG = 'promql';
  * than as a syntax error at a confusing position.
  */
 const LEZER_CHAIN_LIMIT = 300;
+
+/** PromQL's lexical shape for prescan (a constant: prescan builds its table once per options object). */
+const PRESCAN: PrescanOptions = { lineComment: '#', escapedQuotes: `"'`, rawQuotes: '`' };
 
 /** Comments that contain '\r' followed by more text: Prometheus ends a comment at '\r', Lezer only at '\n'. */
 const CR_IN_COMMENT = /\r[^\r]/;
@@ -181,7 +184,7 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
   if (input.trim() === '') throw new QueryError(LANG, `${opts.prefix}empty query`, 'bad_query');
   checkLength(input, limits);
   if (!isWellFormedUnicode(input)) throw new QueryError(LANG, `${opts.prefix}query is not valid UTF-8`, 'bad_query');
-  const scan = prescan(input, { lineComment: '#', escapedQuotes: `"'`, rawQuotes: '`' });
+  const scan = prescan(input, PRESCAN);
   if (scan.bracketDepth > limits.maxDepth) {
     throw new QueryError(LANG, `${opts.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
   }
@@ -789,15 +792,27 @@ function matchersOf(text: string, vs: SyntaxNode): PlainMatcher[] {
     }
     if (part.type.id !== LabelMatchers) continue;
     for (let m = part.firstChild; m !== null; m = m.nextSibling) {
-      const op = child(m, MatchOp);
+      const mt = m.type.id;
+      if (mt !== UnquotedLabelMatcher && mt !== QuotedLabelMatcher && mt !== QuotedLabelName) continue;
+      // The first direct child of each kind (as child() would find it), in one pass.
+      let op: SyntaxNode | null = null;
+      let ln: SyntaxNode | null = null;
+      let qn: SyntaxNode | null = null;
+      let str: SyntaxNode | null = null;
+      for (let c = m.firstChild; c !== null; c = c.nextSibling) {
+        const ct = c.type.id;
+        if (ct === MatchOp) op ??= c;
+        else if (ct === LabelName) ln ??= c;
+        else if (ct === QuotedLabelName) qn ??= c;
+        else if (ct === StringLiteral) str ??= c;
+      }
       const opText = op === null ? '' : text.slice(op.from, op.to);
-      if (m.type.id === UnquotedLabelMatcher) {
-        const ln = child(m, LabelName);
-        out.push({ name: ln === null ? null : text.slice(ln.from, ln.to), op: opText, value: literal(text, child(m, StringLiteral)) });
-      } else if (m.type.id === QuotedLabelMatcher) {
-        out.push({ name: literal(text, child(child(m, QuotedLabelName), StringLiteral)), op: opText, value: literal(text, child(m, StringLiteral)) });
-      } else if (m.type.id === QuotedLabelName) {
-        out.push({ name: '__name__', op: '=', value: literal(text, child(m, StringLiteral)) });
+      if (mt === UnquotedLabelMatcher) {
+        out.push({ name: ln === null ? null : text.slice(ln.from, ln.to), op: opText, value: literal(text, str) });
+      } else if (mt === QuotedLabelMatcher) {
+        out.push({ name: literal(text, child(qn, StringLiteral)), op: opText, value: literal(text, str) });
+      } else {
+        out.push({ name: '__name__', op: '=', value: literal(text, str) });
       }
     }
   }

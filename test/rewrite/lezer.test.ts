@@ -77,6 +77,19 @@ describe('lexical and tree helpers', () => {
     expect(good.ok).toBe(true);
     if (good.ok) expect(firstErrorPos(good.tree)).toBe(-1);
     expect(firstErrorPos(parser.parse('x +'))).toBe(3);
+    // Failures are cheap (no stack trace captured) and leave the global setting as it was.
+    const before = Error.stackTraceLimit;
+    expect(parseStrict(parser, '0X1f').ok).toBe(false);
+    expect(Error.stackTraceLimit).toBe(before);
+  });
+
+  it('prescan gives the same answers for non-ASCII and unusual options', () => {
+    expect(prescan('é("((", ((x)))', opts)).toEqual({ bracketDepth: 3, operatorChars: 0 });
+    expect(prescan('a # ((\r(b)', opts)).toEqual({ bracketDepth: 1, operatorChars: 0 });
+    const odd = { lineComment: '//', escapedQuotes: '"é', rawQuotes: '`\u00ff' };
+    expect(prescan('a / (b) // ((\n[c]', odd)).toEqual({ bracketDepth: 1, operatorChars: 1 });
+    expect(prescan('é(((é(\u00ff[[\u00ff(', odd)).toEqual({ bracketDepth: 2, operatorChars: 0 });
+    expect(prescan('((x))', { lineComment: '', escapedQuotes: '', rawQuotes: '' })).toEqual({ bracketDepth: 0, operatorChars: 0 });
   });
 
   it('nestingDepth counts only the selected node types', () => {

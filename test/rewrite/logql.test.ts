@@ -12,6 +12,7 @@ import {
   rewriteLogQLSelectors,
   verifyLogQL,
 } from '../../src/rewrite/logql.ts';
+import { LokiLexError, scanLokiSelectors } from '../../src/rewrite/logql-lexer.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import { carries, oracleSelectors } from './logql-oracle.ts';
 
@@ -422,5 +423,24 @@ describe('cache', () => {
     expect(rewriteLogQL(q, policy)).toBe('{app="x", namespace="b"}');
     // limits are part of the key: a cached result is not served past a stricter limit
     expect(codeOf(() => rewriteLogQL(q, NS, { maxQueryLength: 5, maxDepth: 1 }))).toBe('query_too_large');
+  });
+});
+
+describe("Loki lexer model (scanLokiSelectors)", () => {
+  it('reads label names as Go identifiers (ASCII and Unicode letters and digits)', () => {
+    const names = (q: string): string[] => scanLokiSelectors(q).flatMap((s) => s.matchers.map((m) => m.name));
+    expect(names('{a_1="x", é٣="y", 𝒜b="z"}')).toEqual(['a_1', 'é٣', '𝒜b']);
+    expect(() => scanLokiSelectors('{1a="x"}')).toThrow(LokiLexError);
+    expect(() => scanLokiSelectors('{٣="x"}')).toThrow(LokiLexError);
+    expect(() => scanLokiSelectors('{a-b="x"}')).toThrow(LokiLexError);
+  });
+
+  it('steps over plain text between selectors but not over comments, strings or ranges', () => {
+    const at = (q: string): number[] => scanLokiSelectors(q).map((s) => s.from);
+    expect(at('sum(rate({a="x"}|="{"[5m]))/count({b="y"})')).toEqual([9, 34]);
+    expect(at('x/*{a="x"}*/+{b="y"}')).toEqual([13]);
+    expect(at('x//{a="x"}\n{b="y"}')).toEqual([11]);
+    expect(at('x#{a="x"}\n{b="y"}')).toEqual([10]);
+    expect(() => scanLokiSelectors('{a="x"} |= "y" \u0001')).toThrow(LokiLexError);
   });
 });

@@ -722,6 +722,17 @@ describe('cache', () => {
     expect(rewritePromQL('up', policy)).toBe('up{namespace="team-b"}');
     policy.push([{ name: 'team', op: '=', value: 'x' }]);
     expect(rewritePromQL('up', policy)).toBe('(up{namespace="team-b"} or up{team="x"})');
+    // In place, on the same objects (the preparation is also found by identity, after a content check).
+    policy.pop();
+    expect(rewritePromQL('up', policy)).toBe('up{namespace="team-b"}');
+    (group[0] as { value: string }).value = 'team-d';
+    expect(rewritePromQL('up', policy)).toBe('up{namespace="team-d"}');
+    (group[0] as { op: string }).op = '!=';
+    expect(rewritePromQL('up', policy)).toBe('up{namespace!="team-d"}');
+    group.push({ name: 'job', op: '=', value: 'api' });
+    expect(rewritePromQL('up', policy)).toBe('up{namespace!="team-d",job="api"}');
+    (group[1] as { name: string }).name = 'pod';
+    expect(rewritePromQL('up', policy)).toBe('up{namespace!="team-d",pod="api"}');
   });
   it('finds a frozen policy (as decisions are) by identity, and never confuses two of them', () => {
     const frozen = (v: string): SelectorPolicy => Object.freeze([Object.freeze([Object.freeze({ name: 'namespace', op: '=' as const, value: v })])]);
