@@ -120,8 +120,8 @@ export class MtlsSource implements IdentitySource {
       sub,
       username,
       ...(email !== undefined ? { email } : {}),
-      groups,
-      roles,
+      groups: Object.freeze(groups),
+      roles: Object.freeze(roles),
       ...(cert.issuerCN !== undefined ? { issuer: cert.issuerCN } : {}),
       auth: 'mtls',
       claims: Object.freeze({

@@ -12,8 +12,8 @@ function staticSubject(s: StaticSubject, name: string, auth: string, claims: Rec
     sub: s.sub ?? name,
     username: s.username ?? name,
     ...(s.email !== undefined ? { email: s.email } : {}),
-    groups: [...s.groups],
-    roles: [...s.roles],
+    groups: Object.freeze([...s.groups]),
+    roles: Object.freeze([...s.roles]),
     auth,
     claims: Object.freeze({ ...claims }),
   });

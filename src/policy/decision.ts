@@ -18,8 +18,8 @@ export interface Subject {
   sub: string;
   username?: string;
   email?: string;
-  groups: string[];
-  roles: string[];
+  readonly groups: readonly string[];
+  readonly roles: readonly string[];
   issuer?: string;
   /** How the subject was authenticated: jwt, introspection, userinfo, grafana, apikey, … */
   auth: string;

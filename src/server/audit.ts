@@ -10,7 +10,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { AuditConfig } from '../config/schema.ts';
-import type { Subject } from '../policy/decision.ts';
+import type { Decision, Subject } from '../policy/decision.ts';
 import type { LbacRequestState } from './request-state.ts';
 
 export const AUDIT_TYPE = 'lbac-gateway/decision_logs';
@@ -49,6 +49,47 @@ function queryBlock(state: LbacRequestState, hash: boolean): Record<string, unkn
 
 const round = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : Math.round(ms * 1000) / 1000);
 
+/** The subject as audited: never the raw claims. */
+function auditedSubject(subject: Subject): Record<string, unknown> {
+  return {
+    sub: subject.sub,
+    ...(subject.username === undefined ? {} : { username: subject.username }),
+    groups: subject.groups,
+    roles: subject.roles,
+    auth: subject.auth,
+    ...(subject.issuer === undefined ? {} : { issuer: subject.issuer }),
+    ...(subject.grafanaOrg === undefined ? {} : { grafana_org: subject.grafanaOrg }),
+  };
+}
+
+/** The decision as audited: the names of policy-set headers, never their values. */
+function auditedResult(decision: Decision): Record<string, unknown> {
+  return {
+    allow: decision.allow,
+    reason: decision.reason,
+    unrestricted: decision.unrestricted,
+    selectors: decision.selectors,
+    headers: Object.keys(decision.headers),
+  };
+}
+
+function responseBlock(ctx: AuditContext): Record<string, unknown> {
+  return {
+    status: ctx.status,
+    duration_ms: round(ctx.durationMs),
+    ...(ctx.state.errorCode === undefined ? {} : { error: ctx.state.errorCode }),
+  };
+}
+
+function metricsBlock(state: LbacRequestState): Record<string, unknown> {
+  return {
+    timer_identity_ms: round(state.timings.identity),
+    timer_policy_ms: round(state.timings.policy),
+    timer_rewrite_ms: round(state.timings.rewrite),
+    timer_upstream_ms: round(state.timings.upstream),
+  };
+}
+
 /** Builds the record, or undefined when no decision was made (nothing to audit). */
 export function buildAuditRecord(ctx: AuditContext, config: Pick<AuditConfig, 'hashQueries' | 'redact'>): AuditRecord | undefined {
   const { state, subject } = ctx;
@@ -64,42 +105,70 @@ export function buildAuditRecord(ctx: AuditContext, config: Pick<AuditConfig, 'h
     path: ctx.entrypoint,
     revision: state.revision ?? null,
     ...(ctx.dataRevision === undefined ? {} : { data_revision: ctx.dataRevision }),
-    input: {
-      subject:
-        subject === null
-          ? null
-          : {
-              sub: subject.sub,
-              ...(subject.username === undefined ? {} : { username: subject.username }),
-              groups: subject.groups,
-              roles: subject.roles,
-              auth: subject.auth,
-              ...(subject.issuer === undefined ? {} : { issuer: subject.issuer }),
-              ...(subject.grafanaOrg === undefined ? {} : { grafana_org: subject.grafanaOrg }),
-            },
-      request: { ...state.request },
-    },
-    result: {
-      allow: decision.allow,
-      reason: decision.reason,
-      unrestricted: decision.unrestricted,
-      selectors: decision.selectors,
-      headers: Object.keys(decision.headers),
-    },
+    input: { subject: subject === null ? null : auditedSubject(subject), request: { ...state.request } },
+    result: auditedResult(decision),
     ...(query === undefined ? {} : { query }),
-    response: {
-      status: ctx.status,
-      duration_ms: round(ctx.durationMs),
-      ...(state.errorCode === undefined ? {} : { error: state.errorCode }),
-    },
-    metrics: {
-      timer_identity_ms: round(state.timings.identity),
-      timer_policy_ms: round(state.timings.policy),
-      timer_rewrite_ms: round(state.timings.rewrite),
-      timer_upstream_ms: round(state.timings.upstream),
-    },
+    response: responseBlock(ctx),
+    metrics: metricsBlock(state),
   };
   return withRedactions(record, config.redact);
+}
+
+/**
+ * JSON of what repeats from one request to the next (a subject from the token
+ * cache, a decision from the decision cache), serialised once per object. Only
+ * objects frozen all the way down are cached: their JSON cannot go stale.
+ */
+const subjectJsonCache = new WeakMap<Subject, string>();
+const resultJsonCache = new WeakMap<Decision, string>();
+
+function subjectJson(subject: Subject): string {
+  const cached = subjectJsonCache.get(subject);
+  if (cached !== undefined) return cached;
+  const json = JSON.stringify(auditedSubject(subject));
+  if (Object.isFrozen(subject) && Object.isFrozen(subject.groups) && Object.isFrozen(subject.roles)) subjectJsonCache.set(subject, json);
+  return json;
+}
+
+function resultJson(decision: Decision): string {
+  const cached = resultJsonCache.get(decision);
+  if (cached !== undefined) return cached;
+  const json = JSON.stringify(auditedResult(decision));
+  const frozen =
+    Object.isFrozen(decision) &&
+    Object.isFrozen(decision.headers) &&
+    Object.isFrozen(decision.selectors) &&
+    decision.selectors.every((g) => Object.isFrozen(g) && g.every((m) => Object.isFrozen(m)));
+  if (frozen) resultJsonCache.set(decision, json);
+  return json;
+}
+
+/**
+ * The decision's audit line, the same text as `auditLine(buildAuditRecord(…))`
+ * (a property test holds them equal), built without the intermediate record:
+ * the subject's and the decision's JSON come from the caches above, so a
+ * request serialises only what is its own (ids, query, status, timings).
+ * With `redact` paths it takes the record route.
+ */
+export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, 'hashQueries' | 'redact'>, time: Date): string | undefined {
+  if (config.redact.length > 0) {
+    const record = buildAuditRecord(ctx, config);
+    return record === undefined ? undefined : auditLine(record, time);
+  }
+  const { state, subject } = ctx;
+  const decision = state.decision;
+  if (decision === undefined || state.request === undefined) return undefined;
+  const query = queryBlock(state, config.hashQueries);
+  const str = JSON.stringify;
+  const iso = time.toISOString();
+  return (
+    `{"level":30,"time":"${iso}","type":"${AUDIT_TYPE}","decision_id":${str(ctx.decisionId ?? randomUUID())}` +
+    `,"req_id":${str(ctx.requestId)},"timestamp":"${ctx.time === undefined ? iso : ctx.time.toISOString()}","path":${str(ctx.entrypoint)}` +
+    `,"revision":${str(state.revision ?? null)}${ctx.dataRevision === undefined ? '' : `,"data_revision":${str(ctx.dataRevision)}`}` +
+    `,"input":{"subject":${subject === null ? 'null' : subjectJson(subject)},"request":${str({ ...state.request })}}` +
+    `,"result":${resultJson(decision)}${query === undefined ? '' : `,"query":${str(query)}`}` +
+    `,"response":${str(responseBlock(ctx))},"metrics":${str(metricsBlock(state))},"msg":"Decision Log"}`
+  );
 }
 
 /** The record with `paths` removed and listed in `erased` (OPA's); a copy, so nothing shared (the decision) is touched. */

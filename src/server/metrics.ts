@@ -4,7 +4,8 @@
  * listener (src/server/admin.ts), never on the main port. Every name starts
  * with `lbac_gateway_`; docs/operations.md lists them (a unit test checks).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { BoundHistogram } from './histogram.ts';
 import type { PolicyHolder } from '../policy/holder.ts';
 import type { BundleClientStatus } from '../policy/bundle-client.ts';
 import { REWRITE_CACHES } from '../rewrite/cache.ts';
@@ -18,8 +19,8 @@ const STAGE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 export interface GatewayMetrics {
   readonly registry: Registry;
   readonly requests: Counter<'upstream' | 'endpoint' | 'status' | 'decision'>;
-  readonly requestDuration: Histogram<'upstream' | 'endpoint'>;
-  readonly stageDuration: Histogram<'stage'>;
+  readonly requestDuration: BoundHistogram<'upstream' | 'endpoint'>;
+  readonly stageDuration: BoundHistogram<'stage'>;
   readonly rewriteRejections: Counter<'upstream' | 'code'>;
   readonly identityResults: Counter<'result' | 'auth'>;
   readonly identityProviderErrors: Counter;
@@ -78,14 +79,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     labelNames: ['upstream', 'endpoint', 'status', 'decision'] as const,
     registers,
   });
-  const requestDuration = new Histogram({
+  const requestDuration = new BoundHistogram({
     name: 'lbac_gateway_request_duration_seconds',
     help: 'Total time from request to response end, by upstream and endpoint.',
     labelNames: ['upstream', 'endpoint'] as const,
     buckets: LATENCY_BUCKETS,
     registers,
   });
-  const stageDuration = new Histogram({
+  const stageDuration = new BoundHistogram({
     name: 'lbac_gateway_stage_duration_seconds',
     help: 'Time per request stage: identity, policy, rewrite, upstream (handing over to the backend until the response is sent).',
     labelNames: ['stage'] as const,

@@ -41,9 +41,10 @@ describe('AuditLog to a file', () => {
     expect(lines(file)).toEqual([]);
     await sleep(60);
     expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['r0', 'r1', 'r2']);
-    log.write({ req_id: 'r3' });
+    log.write({ req_id: 'r3', query: 'up{ns="ü€𝄞"}' });
     await sleep(60);
     expect(lines(file)).toHaveLength(4);
+    expect((JSON.parse(lines(file)[3]!) as { query: string }).query).toBe('up{ns="ü€𝄞"}');
     log.close();
   });
 

@@ -1,11 +1,16 @@
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { HistogramChild } from '../histogram.ts';
 import type { GatewayMetrics } from '../metrics.ts';
+import type { Stage } from '../request-state.ts';
 import { recordOnResponse } from './hook.ts';
 
 /** Records each answered request into the registry (served by the admin listener only). */
 export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
   async (app, { metrics }) => {
+    // Bound once per label set: an observation is then a few additions (src/server/histogram.ts).
+    const durationChildren = new Map<string, HistogramChild>();
+    const stageChildren = new Map<string, HistogramChild>();
     const record = (req: FastifyRequest, reply: FastifyReply): void => {
       const s = req.lbac;
       if (s === null || s === undefined) return;
@@ -15,8 +20,17 @@ export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
       const d = s.decision;
       const decision = d === undefined ? 'none' : !d.allow ? 'deny' : d.unrestricted ? 'unrestricted' : 'allow';
       metrics.requests.inc({ upstream, endpoint, status: String(reply.statusCode), decision });
-      metrics.requestDuration.observe({ upstream, endpoint }, (performance.now() - s.startedAt) / 1000);
-      for (const [stage, ms] of Object.entries(s.timings)) metrics.stageDuration.observe({ stage }, ms / 1000);
+      const key = `${upstream}\u0000${endpoint}`;
+      let duration = durationChildren.get(key);
+      if (duration === undefined) durationChildren.set(key, (duration = metrics.requestDuration.child({ upstream, endpoint })));
+      duration.observe((performance.now() - s.startedAt) / 1000);
+      for (const stage in s.timings) {
+        const ms = s.timings[stage as Stage];
+        if (ms === undefined) continue;
+        let child = stageChildren.get(stage);
+        if (child === undefined) stageChildren.set(stage, (child = metrics.stageDuration.child({ stage })));
+        child.observe(ms / 1000);
+      }
       if (d?.allow === true && s.original !== undefined && s.rewritten === undefined && s.errorCode !== undefined) {
         metrics.rewriteRejections.inc({ upstream, code: s.errorCode });
       }

@@ -1,0 +1,142 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { Decision, Subject } from '../../src/policy/decision.ts';
+import { auditLine, buildAuditRecord, decisionAuditLine, type AuditContext } from '../../src/server/audit.ts';
+import type { LbacRequestState } from '../../src/server/request-state.ts';
+
+// Text that JSON escapes: quotes, backslashes, control characters, lone surrogates, non-ASCII.
+const text = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constantFrom('a"b', 'c\\d', '\n\t\u0000', '\ud800', 'ü€𝄞'));
+const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+const ms = maybe(fc.double({ min: 0, max: 1e5, noNaN: true }));
+
+const subjectArb = fc
+  .record({
+    sub: text,
+    username: maybe(text),
+    groups: fc.array(text, { maxLength: 3 }),
+    roles: fc.array(text, { maxLength: 2 }),
+    issuer: maybe(text),
+    auth: fc.constantFrom('jwt', 'apikey', 'grafana', 'mtls'),
+    grafanaOrg: maybe(fc.integer({ min: 1, max: 1000 })),
+    email: maybe(text),
+    frozen: fc.boolean(),
+  })
+  .map(({ frozen, ...s }): Subject => {
+    const subject = Object.fromEntries(Object.entries({ ...s, claims: { secret: 'claim' } }).filter(([, v]) => v !== undefined)) as unknown as Subject;
+    if (!frozen) return subject;
+    return Object.freeze({ ...subject, groups: Object.freeze([...subject.groups]), roles: Object.freeze([...subject.roles]) });
+  });
+
+const decisionArb = fc
+  .record({
+    allow: fc.boolean(),
+    reason: text,
+    unrestricted: fc.boolean(),
+    selectors: fc.array(fc.array(fc.record({ name: text, op: fc.constantFrom('=', '!=', '=~', '!~'), value: text }), { minLength: 1, maxLength: 2 }), { maxLength: 2 }),
+    headers: fc.dictionary(text, text, { maxKeys: 2 }),
+    frozen: fc.boolean(),
+  })
+  .map(({ frozen, ...d }): Decision => {
+    if (!frozen) return d as Decision;
+    return Object.freeze({ ...d, selectors: Object.freeze(d.selectors.map((g) => Object.freeze(g.map((m) => Object.freeze(m))))), headers: Object.freeze(d.headers) }) as Decision;
+  });
+
+const params = maybe(fc.dictionary(fc.constantFrom('query', 'match[]', 'q'), fc.array(text, { minLength: 1, maxLength: 2 }), { maxKeys: 2 }));
+
+const contextArb = fc.record({
+  requestId: text,
+  decisionId: fc.uuid(),
+  subject: fc.option(subjectArb, { nil: null }),
+  status: fc.integer({ min: 100, max: 599 }),
+  durationMs: fc.double({ min: 0, max: 1e5, noNaN: true }),
+  entrypoint: text,
+  dataRevision: maybe(text),
+  time: fc.date({ min: new Date(0), max: new Date('2100-01-01T00:00:00Z'), noInvalidDate: true }),
+  decision: decisionArb,
+  request: fc.record({ upstream: text, kind: fc.constantFrom('prometheus', 'loki', 'tempo'), endpoint: text, method: fc.constantFrom('GET', 'POST'), path: text }),
+  revision: maybe(text),
+  original: params,
+  rewritten: params,
+  errorCode: maybe(text),
+  timings: fc.record({ identity: ms, policy: ms, rewrite: ms, upstream: ms }, { requiredKeys: [] }),
+});
+
+type GeneratedContext = typeof contextArb extends fc.Arbitrary<infer T> ? T : never;
+
+function toContext(c: GeneratedContext): AuditContext {
+  const timings = Object.fromEntries(Object.entries(c.timings).filter(([, v]) => v !== undefined));
+  const state = { startedAt: 0, timings, request: c.request, decision: c.decision } as LbacRequestState;
+  if (c.revision !== undefined) state.revision = c.revision;
+  if (c.original !== undefined) state.original = c.original;
+  if (c.original !== undefined && c.rewritten !== undefined) state.rewritten = c.rewritten;
+  if (c.errorCode !== undefined) state.errorCode = c.errorCode;
+  return {
+    requestId: c.requestId,
+    decisionId: c.decisionId,
+    subject: c.subject,
+    state,
+    status: c.status,
+    durationMs: c.durationMs,
+    entrypoint: c.entrypoint,
+    time: c.time,
+    ...(c.dataRevision === undefined ? {} : { dataRevision: c.dataRevision }),
+  };
+}
+
+describe('decisionAuditLine', () => {
+  it('is the same text as auditLine(buildAuditRecord(…)), first and cached alike', () => {
+    fc.assert(
+      fc.property(contextArb, fc.boolean(), fc.date({ min: new Date(0), noInvalidDate: true }), (c, hashQueries, lineTime) => {
+        const ctx = toContext(c);
+        const config = { hashQueries, redact: [] };
+        const expected = auditLine(buildAuditRecord(ctx, config)!, lineTime);
+        expect(decisionAuditLine(ctx, config, lineTime)).toBe(expected);
+        // Again: the subject's and the decision's JSON now come from the caches.
+        expect(decisionAuditLine(ctx, config, lineTime)).toBe(expected);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('with redact paths takes the record route (erased listed)', () => {
+    fc.assert(
+      fc.property(contextArb, (c) => {
+        const ctx = toContext(c);
+        const config = { hashQueries: false, redact: ['input.subject', 'result.selectors'] };
+        const t = new Date(0);
+        const line = decisionAuditLine(ctx, config, t)!;
+        expect(line).toBe(auditLine(buildAuditRecord(ctx, config)!, t));
+        const parsed = JSON.parse(line) as { input: Record<string, unknown>; result: Record<string, unknown>; erased: string[] };
+        expect(parsed.input).not.toHaveProperty('subject');
+        expect(parsed.result).not.toHaveProperty('selectors');
+        expect(parsed.erased).toEqual(['input.subject', 'result.selectors']);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('never serves stale JSON for a subject or decision that can still change', () => {
+    const subject: Subject = { sub: 'u', groups: ['team-a'], roles: [], auth: 'jwt', claims: {} };
+    const decision = { allow: true, reason: 'r', unrestricted: false, selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: {} } as Decision;
+    const state = { startedAt: 0, timings: {}, request: { upstream: 'm', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/' }, decision } as LbacRequestState;
+    const ctx: AuditContext = { requestId: 'r', decisionId: 'd', subject, state, status: 200, durationMs: 1, entrypoint: 'lbac/decision' };
+    const config = { hashQueries: false, redact: [] };
+    const first = JSON.parse(decisionAuditLine(ctx, config, new Date(0))!) as { input: { subject: Subject }; result: Decision };
+    expect(first.input.subject.groups).toEqual(['team-a']);
+    (subject.groups as string[]).push('team-b');
+    (decision.selectors[0] as { name: string; op: string; value: string }[])[0]!.value = 'b';
+    const second = JSON.parse(decisionAuditLine(ctx, config, new Date(0))!) as { input: { subject: Subject }; result: Decision };
+    expect(second.input.subject.groups).toEqual(['team-a', 'team-b']);
+    expect(second.result.selectors).toEqual([[{ name: 'namespace', op: '=', value: 'b' }]]);
+  });
+
+  it('never carries the raw claims, tokens or header values', () => {
+    const subject = Object.freeze({ sub: 'u', groups: Object.freeze(['g']), roles: Object.freeze([]), auth: 'jwt', claims: Object.freeze({ secret: 'claim-value' }) }) as Subject;
+    const decision = Object.freeze({ allow: true, reason: 'r', unrestricted: false, selectors: Object.freeze([]), headers: Object.freeze({ 'X-Scope-OrgID': 'tenant-secret' }) }) as Decision;
+    const state = { startedAt: 0, timings: {}, request: { upstream: 'm', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/' }, decision } as LbacRequestState;
+    const line = decisionAuditLine({ requestId: 'r', subject, state, status: 200, durationMs: 1, entrypoint: 'e' }, { hashQueries: false, redact: [] }, new Date(0))!;
+    expect(line).not.toContain('claim-value');
+    expect(line).not.toContain('tenant-secret');
+    expect(line).toContain('"headers":["X-Scope-OrgID"]');
+  });
+});
