@@ -26,7 +26,7 @@ export interface AuditContext {
   /** The policy entrypoint (OPA: `path`). */
   readonly entrypoint: string;
   /** Short hash of the config data the policy decided with (teams/admins). */
-  readonly dataRevision?: string;
+  readonly dataRevision?: string | undefined;
   /** Wall-clock time of the decision; default now. */
   readonly time?: Date;
   readonly decisionId?: string;
@@ -150,25 +150,83 @@ function resultJson(decision: Decision): string {
  * request serialises only what is its own (ids, query, status, timings).
  * With `redact` paths it takes the record route.
  */
-export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, 'hashQueries' | 'redact'>, time: Date): string | undefined {
+export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, 'hashQueries' | 'redact'>, nowMs: number): string | undefined {
   if (config.redact.length > 0) {
     const record = buildAuditRecord(ctx, config);
-    return record === undefined ? undefined : auditLine(record, time);
+    return record === undefined ? undefined : auditLine(record, new Date(nowMs));
   }
   const { state, subject } = ctx;
   const decision = state.decision;
   if (decision === undefined || state.request === undefined) return undefined;
   const query = queryBlock(state, config.hashQueries);
   const str = JSON.stringify;
-  const iso = time.toISOString();
+  const iso = isoTime(nowMs);
   return (
     `{"level":30,"time":"${iso}","type":"${AUDIT_TYPE}","decision_id":${str(ctx.decisionId ?? randomUUID())}` +
     `,"req_id":${str(ctx.requestId)},"timestamp":"${ctx.time === undefined ? iso : ctx.time.toISOString()}","path":${str(ctx.entrypoint)}` +
     `,"revision":${str(state.revision ?? null)}${ctx.dataRevision === undefined ? '' : `,"data_revision":${str(ctx.dataRevision)}`}` +
     `,"input":{"subject":${subject === null ? 'null' : subjectJson(subject)},"request":${str({ ...state.request })}}` +
     `,"result":${resultJson(decision)}${query === undefined ? '' : `,"query":${str(query)}`}` +
-    `,"response":${str(responseBlock(ctx))},"metrics":${str(metricsBlock(state))},"msg":"Decision Log"}`
+    // responseBlock and metricsBlock, written out: keys in the same order, undefined ones left out.
+    `,"response":{"status":${jsonNumber(ctx.status)},"duration_ms":${millisJson(ctx.durationMs)}${state.errorCode === undefined ? '' : `,"error":${str(state.errorCode)}`}}` +
+    `,"metrics":${metricsJson(state.timings)},"msg":"Decision Log"}`
   );
+}
+
+/** metricsBlock's JSON: the stages the request reached, in the block's key order. */
+function metricsJson(t: LbacRequestState['timings']): string {
+  let out = '';
+  for (const [key, ms] of [
+    ['timer_identity_ms', t.identity],
+    ['timer_policy_ms', t.policy],
+    ['timer_rewrite_ms', t.rewrite],
+    ['timer_upstream_ms', t.upstream],
+  ] as const) {
+    if (ms !== undefined) out += `${out === '' ? '' : ','}"${key}":${millisJson(ms)}`;
+  }
+  return `{${out}}`;
+}
+
+/**
+ * `round(ms)` as JSON.stringify writes it, from the integer count of
+ * microseconds: for 0 < n < 1e15 the shortest decimal that JavaScript prints
+ * for n / 1000 is n's digits with the point three places in (a property test
+ * holds it to String). Printing doubles cost ≈ 0.4 µs each, five per line.
+ */
+export function millisJson(ms: number): string {
+  const micros = Math.round(ms * 1000);
+  if (!(micros > 0 && micros < 1e15)) return jsonNumber(micros / 1000);
+  const whole = Math.floor(micros / 1000);
+  const frac = micros - whole * 1000;
+  if (frac === 0) return `${whole}`;
+  if (frac % 100 === 0) return `${whole}.${frac / 100}`;
+  if (frac % 10 === 0) return `${whole}.${frac < 100 ? '0' : ''}${frac / 10}`;
+  return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
+}
+
+/** A number as JSON.stringify writes it (non-finite numbers become null). */
+const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
+
+/**
+ * Date#toISOString of `ms`, formatting the date and time of day once per
+ * second: it showed at ≈ 1 µs per line in the gateway's profile. Years
+ * outside 0000–9999 (a longer, signed form) go to toISOString.
+ */
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+
+
+export function isoTime(epochMs: number): string {
+  const ms = Math.trunc(epochMs);
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    const full = new Date(ms).toISOString();
+    if (full.length !== 24) return full;
+    isoSecond = second;
+    isoPrefix = full.slice(0, 20);
+  }
+  const milli = ms - second * 1000;
+  return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 /** The record with `paths` removed and listed in `erased` (OPA's); a copy, so nothing shared (the decision) is touched. */

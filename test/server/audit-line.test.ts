@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Decision, Subject } from '../../src/policy/decision.ts';
-import { auditLine, buildAuditRecord, decisionAuditLine, type AuditContext } from '../../src/server/audit.ts';
+import { auditLine, buildAuditRecord, decisionAuditLine, isoTime, millisJson, type AuditContext } from '../../src/server/audit.ts';
 import type { LbacRequestState } from '../../src/server/request-state.ts';
 
 // Text that JSON escapes: quotes, backslashes, control characters, lone surrogates, non-ASCII.
@@ -90,9 +90,9 @@ describe('decisionAuditLine', () => {
         const ctx = toContext(c);
         const config = { hashQueries, redact: [] };
         const expected = auditLine(buildAuditRecord(ctx, config)!, lineTime);
-        expect(decisionAuditLine(ctx, config, lineTime)).toBe(expected);
+        expect(decisionAuditLine(ctx, config, lineTime.getTime())).toBe(expected);
         // Again: the subject's and the decision's JSON now come from the caches.
-        expect(decisionAuditLine(ctx, config, lineTime)).toBe(expected);
+        expect(decisionAuditLine(ctx, config, lineTime.getTime())).toBe(expected);
       }),
       { numRuns: 400 },
     );
@@ -104,7 +104,7 @@ describe('decisionAuditLine', () => {
         const ctx = toContext(c);
         const config = { hashQueries: false, redact: ['input.subject', 'result.selectors'] };
         const t = new Date(0);
-        const line = decisionAuditLine(ctx, config, t)!;
+        const line = decisionAuditLine(ctx, config, t.getTime())!;
         expect(line).toBe(auditLine(buildAuditRecord(ctx, config)!, t));
         const parsed = JSON.parse(line) as { input: Record<string, unknown>; result: Record<string, unknown>; erased: string[] };
         expect(parsed.input).not.toHaveProperty('subject');
@@ -121,11 +121,11 @@ describe('decisionAuditLine', () => {
     const state = { startedAt: 0, timings: {}, request: { upstream: 'm', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/' }, decision } as LbacRequestState;
     const ctx: AuditContext = { requestId: 'r', decisionId: 'd', subject, state, status: 200, durationMs: 1, entrypoint: 'lbac/decision' };
     const config = { hashQueries: false, redact: [] };
-    const first = JSON.parse(decisionAuditLine(ctx, config, new Date(0))!) as { input: { subject: Subject }; result: Decision };
+    const first = JSON.parse(decisionAuditLine(ctx, config, 0)!) as { input: { subject: Subject }; result: Decision };
     expect(first.input.subject.groups).toEqual(['team-a']);
     (subject.groups as string[]).push('team-b');
     (decision.selectors[0] as { name: string; op: string; value: string }[])[0]!.value = 'b';
-    const second = JSON.parse(decisionAuditLine(ctx, config, new Date(0))!) as { input: { subject: Subject }; result: Decision };
+    const second = JSON.parse(decisionAuditLine(ctx, config, 0)!) as { input: { subject: Subject }; result: Decision };
     expect(second.input.subject.groups).toEqual(['team-a', 'team-b']);
     expect(second.result.selectors).toEqual([[{ name: 'namespace', op: '=', value: 'b' }]]);
   });
@@ -134,9 +134,43 @@ describe('decisionAuditLine', () => {
     const subject = Object.freeze({ sub: 'u', groups: Object.freeze(['g']), roles: Object.freeze([]), auth: 'jwt', claims: Object.freeze({ secret: 'claim-value' }) }) as Subject;
     const decision = Object.freeze({ allow: true, reason: 'r', unrestricted: false, selectors: Object.freeze([]), headers: Object.freeze({ 'X-Scope-OrgID': 'tenant-secret' }) }) as Decision;
     const state = { startedAt: 0, timings: {}, request: { upstream: 'm', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/' }, decision } as LbacRequestState;
-    const line = decisionAuditLine({ requestId: 'r', subject, state, status: 200, durationMs: 1, entrypoint: 'e' }, { hashQueries: false, redact: [] }, new Date(0))!;
+    const line = decisionAuditLine({ requestId: 'r', subject, state, status: 200, durationMs: 1, entrypoint: 'e' }, { hashQueries: false, redact: [] }, 0)!;
     expect(line).not.toContain('claim-value');
     expect(line).not.toContain('tenant-secret');
     expect(line).toContain('"headers":["X-Scope-OrgID"]');
+  });
+});
+
+describe('isoTime', () => {
+  it('is Date#toISOString, in any order of calls (the per-second cache never leaks into another second)', () => {
+    const instant = fc.oneof(
+      fc.integer({ min: -62198755200000, max: 253402300799999 }),
+      fc.integer({ min: 1_700_000_000_000, max: 1_700_000_003_000 }),
+      fc.constantFrom(-1, 0, 999, 1000, -62198755200001, 253402300800000, 8.64e15, -8.64e15),
+      fc.double({ min: -1e13, max: 1e13, noNaN: true }),
+    );
+    fc.assert(
+      fc.property(fc.array(instant, { minLength: 1, maxLength: 20 }), (times) => {
+        for (const ms of times) expect(isoTime(ms)).toBe(new Date(ms).toISOString());
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('millisJson', () => {
+  it('is JSON.stringify of the value rounded to the microsecond', () => {
+    const ms = fc.oneof(
+      fc.double({ min: 0, max: 1e6, noNaN: true }),
+      fc.double({ noNaN: false }),
+      fc.integer({ min: 0, max: 2 ** 53 }).map((n) => n / 1000),
+      fc.constantFrom(0, -0, 0.0004, 0.0005, 0.001, 0.01, 0.1, 0.5, 1, 1.05, 12.3, 999999999999.999, 1e12, 1e15, 1e21, -1.5, Number.NaN, Infinity),
+    );
+    fc.assert(
+      fc.property(ms, (x) => {
+        expect(millisJson(x)).toBe(JSON.stringify(Math.round(x * 1000) / 1000));
+      }),
+      { numRuns: 5000 },
+    );
   });
 });

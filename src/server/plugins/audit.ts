@@ -140,10 +140,10 @@ export const auditPlugin = fp<AuditPluginOptions>(
             status: reply.statusCode,
             durationMs: performance.now() - state.startedAt,
             entrypoint: opts.entrypoint(),
-            ...(dataRevision === undefined ? {} : { dataRevision }),
+            dataRevision,
           },
           cfg,
-          new Date(),
+          Date.now(),
         );
         if (line === undefined) return;
         opts.log.writeLine(line);
