@@ -12,7 +12,7 @@
 // before and after. The median over rounds is reported. Linux only.
 // Results: bench/results/cpu-<date>.json.
 //
-//   node bench/cpu.ts [--rate 2000] [--requests 8000] [--rounds 7] [--warmup 4000] [--out FILE]
+//   node bench/cpu.ts [--rate 2000] [--requests 8000] [--rounds 11] [--warmup 10000] [--out FILE]
 import autocannon from 'autocannon';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,8 +29,8 @@ const { values: args } = parseArgs({
   options: {
     rate: { type: 'string', default: '2000' },
     requests: { type: 'string', default: '8000' },
-    rounds: { type: 'string', default: '7' },
-    warmup: { type: 'string', default: '4000' },
+    rounds: { type: 'string', default: '11' },
+    warmup: { type: 'string', default: '10000' },
     out: { type: 'string' },
   },
 });

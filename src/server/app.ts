@@ -11,6 +11,7 @@ import { PolicyHolder } from '../policy/holder.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { AuditLog, auditPlugin } from './plugins/audit.ts';
 import { contextPlugin, requestIdFor, type RouteIndex } from './plugins/context.ts';
+import { lazyRequestLogger } from './request-logger.ts';
 import { installErrorHandlers } from './plugins/errors.ts';
 import { healthPlugin } from './plugins/health.ts';
 import { identityPlugin } from './plugins/identity.ts';
@@ -67,6 +68,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // X-Request-Id: the client's if valid, else generated; echoed and forwarded (plugins/context.ts).
     requestIdHeader: false,
     genReqId: requestIdFor,
+    // The request's pino child is made only when the request logs something (server/request-logger.ts).
+    childLoggerFactory: lazyRequestLogger,
     return503OnClosing: true,
     // Only the methods in the route tables: no implicit HEAD routes.
     exposeHeadRoutes: false,
