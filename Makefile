@@ -82,8 +82,9 @@ e2e-report: node-runtime ## table of the e2e results (backend × tenant × endpo
 run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl commands
 	@node scripts/demo.ts
 
-bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy (throughput, then added latency) → bench/results/
+bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy (throughput with 1 worker and with one per core, then added latency) → bench/results/
 	@node bench/gateway.ts
+	@node bench/gateway.ts --workers auto
 	@node bench/chart.ts
 	@node bench/latency.ts
 
