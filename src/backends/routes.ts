@@ -111,6 +111,8 @@ export interface RouteTable {
 
 /** Build the upstream path from the route pattern, percent-encoding each path parameter. */
 export function upstreamPath(route: RouteSpec, params: Readonly<Record<string, string>>): string {
+  // Most routes have no parameter: no regex run per request.
+  if (!route.path.includes(':')) return route.path;
   return route.path.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_m, name: string) => {
     const v = params[name];
     if (v === undefined) throw new Error(`route ${route.endpoint}: missing path parameter ${name}`);
