@@ -90,6 +90,52 @@ describe('AuditLog to a file', () => {
     expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['before']);
   });
 
+  it('writeLater serialises at flush time, in the order lines were written, and counts toward the 64 KiB', async () => {
+    const { file, cfg } = fileConfig({ flushIntervalMs: 30 });
+    const log = new AuditLog();
+    log.configure(cfg);
+    const calls: string[] = [];
+    const later = (id: string) => () => {
+      calls.push(id);
+      return JSON.stringify({ req_id: id });
+    };
+    log.writeLater(later('a'));
+    log.write({ req_id: 'b' });
+    log.writeLater(later('c'));
+    log.writeLater(() => undefined); // nothing to write: no line, no empty line
+    expect(calls).toEqual([]);
+    await sleep(60);
+    expect(calls).toEqual(['a', 'c']);
+    expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['a', 'b', 'c']);
+    log.close();
+    // 64 deferred lines reach the bound (each counted as 1 KiB) and are written without waiting.
+    const bound = fileConfig({ flushIntervalMs: 10_000 });
+    const big = new AuditLog();
+    big.configure(bound.cfg);
+    for (let i = 0; i < 63; i++) big.writeLater(later(`x${i}`));
+    expect(lines(bound.file)).toHaveLength(0);
+    big.writeLater(later('x63'));
+    expect(lines(bound.file)).toHaveLength(64);
+    // close() serialises and writes what is pending.
+    big.writeLater(later('last'));
+    big.close();
+    expect(lines(bound.file).at(-1)).toBe('{"req_id":"last"}');
+  });
+
+  it('writeLater writes at once with flushIntervalMs 0 and to a sink', () => {
+    const immediate = fileConfig({ flushIntervalMs: 0 });
+    const log = new AuditLog();
+    log.configure(immediate.cfg);
+    log.writeLater(() => '{"req_id":"now"}');
+    expect(lines(immediate.file)).toEqual(['{"req_id":"now"}']);
+    log.close();
+    const seen: string[] = [];
+    const sinkLog = new AuditLog((l) => seen.push(l));
+    sinkLog.configure(auditSchema.parse({}));
+    sinkLog.writeLater(() => '{"req_id":"sunk"}');
+    expect(seen).toEqual(['{"req_id":"sunk"}']);
+  });
+
   it('pending lines are written when the process exits (process.exit with the interval not over)', () => {
     const { file } = fileConfig();
     const script = [

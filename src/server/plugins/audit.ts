@@ -8,6 +8,8 @@ import { recordOnResponse } from './hook.ts';
 
 /** Pending audit text that is written at once, whatever the flush interval. */
 const MAX_PENDING_CHARS = 64 * 1024;
+/** What a line serialised at flush time is counted as against MAX_PENDING_CHARS (a typical decision line). */
+const DEFERRED_LINE_CHARS = 1024;
 
 /**
  * Where audit lines go: stdout or an appended file, separate from the process
@@ -22,7 +24,9 @@ export class AuditLog {
   #key = '';
   #dest: ReturnType<typeof pino.destination> | undefined;
   #flushMs = 0;
-  #pending = '';
+  /** Lines, or the serialisers of lines, in the order they were written. */
+  #pending: (string | (() => string | undefined))[] = [];
+  #pendingChars = 0;
   #timer: NodeJS.Timeout | undefined;
   /** Test hook: replaces the destination (receives each JSON line, at once). */
   readonly #sink: ((line: string) => void) | undefined;
@@ -55,19 +59,43 @@ export class AuditLog {
     if (this.#key === '' || this.#key === 'off') return;
     if (this.#sink !== undefined) this.#sink(line);
     else if (this.#flushMs === 0) this.#writeOut(line + '\n');
-    else {
-      this.#pending += line + '\n';
-      if (this.#pending.length >= MAX_PENDING_CHARS) this.flush();
-      else if (this.#timer === undefined) this.#timer = setTimeout(this.flush, this.#flushMs).unref();
-    }
+    else this.#enqueue(line, line.length);
+  }
+
+  /**
+   * A line serialised when the batch is written rather than now: a batch is
+   * serialised in one tight loop, which costs less CPU than the same work
+   * interleaved with requests. `serialise` must read only what no longer
+   * changes (a finished request's state, frozen subjects and decisions) and
+   * must not throw. Written at once with a sink or `flushIntervalMs: 0`.
+   */
+  writeLater(serialise: () => string | undefined): void {
+    if (this.#key === '' || this.#key === 'off') return;
+    if (this.#sink !== undefined || this.#flushMs === 0) {
+      const line = serialise();
+      if (line !== undefined) this.writeLine(line);
+    } else this.#enqueue(serialise, DEFERRED_LINE_CHARS);
+  }
+
+  #enqueue(entry: string | (() => string | undefined), chars: number): void {
+    this.#pending.push(entry);
+    this.#pendingChars += chars;
+    if (this.#pendingChars >= MAX_PENDING_CHARS) this.flush();
+    else if (this.#timer === undefined) this.#timer = setTimeout(this.flush, this.#flushMs).unref();
   }
 
   /** Writes the pending lines now. */
   readonly flush = (): void => {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const text = this.#pending;
-    this.#pending = '';
+    const pending = this.#pending;
+    this.#pending = [];
+    this.#pendingChars = 0;
+    let text = '';
+    for (const entry of pending) {
+      const line = typeof entry === 'string' ? entry : entry();
+      if (line !== undefined) text += line + '\n';
+    }
     if (text !== '') this.#writeOut(text);
   };
 
@@ -131,22 +159,25 @@ export const auditPlugin = fp<AuditPluginOptions>(
         opts.metrics?.auditRecords.inc({ result: 'sampled_out' });
         return;
       } else {
-        const dataRevision = opts.dataRevision();
-        const line = decisionAuditLine(
-          {
-            requestId: req.id,
-            subject: req.subject,
-            state,
-            status: reply.statusCode,
-            durationMs: performance.now() - state.startedAt,
-            entrypoint: opts.entrypoint(),
-            dataRevision,
-          },
-          cfg,
-          Date.now(),
-        );
-        if (line === undefined) return;
-        opts.log.writeLine(line);
+        const ctx = {
+          requestId: req.id,
+          subject: req.subject,
+          state,
+          status: reply.statusCode,
+          durationMs: performance.now() - state.startedAt,
+          entrypoint: opts.entrypoint(),
+          dataRevision: opts.dataRevision(),
+        };
+        const now = Date.now();
+        // Serialised with the batch; the request is finished, so nothing it refers to changes any more.
+        opts.log.writeLater(() => {
+          try {
+            return decisionAuditLine(ctx, cfg, now);
+          } catch (e) {
+            app.log.error({ err: e, reqId: ctx.requestId }, 'audit record failed');
+            return undefined;
+          }
+        });
       }
       opts.metrics?.auditRecords.inc({ result: 'written' });
     };
