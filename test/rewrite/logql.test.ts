@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { QueryError } from '../../src/errors.ts';
+import { codeOf, errorOf } from './query-errors.ts';
 import type { Matcher, SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import {
   clearLogQLCache,
@@ -19,26 +19,6 @@ import { carries, oracleSelectors } from './logql-oracle.ts';
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }]];
 const M = 'namespace="a"';
 const m = (name: string, op: Matcher['op'], value: string): Matcher => ({ name, op, value });
-
-function errorOf(f: () => unknown): QueryError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof QueryError) return e;
-    throw e;
-  }
-  throw new Error('expected a QueryError');
-}
-
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof QueryError) return e.code;
-    throw e;
-  }
-};
 
 /** [query, expected] with policy namespace="a". */
 const TABLE: [string, string][] = [

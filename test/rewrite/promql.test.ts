@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { QueryError } from '../../src/errors.ts';
+import { codeOf, errorOf } from './query-errors.ts';
 import type { Matcher, SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import {
   clearPromQLCache,
@@ -15,26 +15,6 @@ import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
 
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'team-a' }]];
 const M = 'namespace="team-a"';
-
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof QueryError) return e.code;
-    throw e;
-  }
-  return 'ok';
-}
-
-function errorOf(f: () => unknown): QueryError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof QueryError) return e;
-    throw e;
-  }
-  throw new Error('expected a QueryError');
-}
 
 /** [query, expected] with policy namespace="team-a". */
 const TABLE: [string, string][] = [

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { QueryError } from '../../src/errors.ts';
+import { codeOf, errorOf } from './query-errors.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import {
@@ -14,26 +14,6 @@ import { isGoDuration, isPromDuration } from '../../src/rewrite/traceql-syntax.t
 
 const NS: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }]];
 const M = 'resource.k8s.namespace.name = "a"';
-
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof QueryError) return e.code;
-    throw e;
-  }
-  return 'ok';
-}
-
-function errorOf(f: () => unknown): QueryError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof QueryError) return e;
-    throw e;
-  }
-  throw new Error('expected a QueryError');
-}
 
 const STRUCTURAL = ['&&', '||', '>', '<', '>>', '<<', '~', '!>', '!<', '!>>', '!<<', '!~', '&>', '&<', '&>>', '&<<', '&~'];
 
