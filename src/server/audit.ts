@@ -207,15 +207,15 @@ export function millisJson(ms: number): string {
 /** A number as JSON.stringify writes it (non-finite numbers become null). */
 const jsonNumber = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
 
+/** The second isoTime last formatted, and its text up to the milliseconds. */
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+
 /**
  * Date#toISOString of `ms`, formatting the date and time of day once per
  * second: it showed at ≈ 1 µs per line in the gateway's profile. Years
  * outside 0000–9999 (a longer, signed form) go to toISOString.
  */
-let isoSecond = Number.NaN;
-let isoPrefix = '';
-
-
 export function isoTime(epochMs: number): string {
   const ms = Math.trunc(epochMs);
   const second = Math.floor(ms / 1000);

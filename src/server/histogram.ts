@@ -43,6 +43,8 @@ export class BoundHistogram<L extends string = string> {
   readonly labelNames: readonly L[];
   readonly upperBounds: readonly number[];
   readonly #series = new Map<string, Series<L>>();
+  /** Bumped by reset(): children holding a series from before look it up again. */
+  #generation = 0;
 
   constructor(cfg: { name: string; help: string; labelNames: readonly L[]; buckets: readonly number[]; registers: readonly Registry[] }) {
     for (const l of cfg.labelNames) {
@@ -63,16 +65,21 @@ export class BoundHistogram<L extends string = string> {
     const bounds = this.upperBounds;
     const self = this;
     let series: Series<L> | undefined;
+    let generation = -1;
     return {
       observe(value: number): void {
         if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
-        // Looked up again only after a reset() dropped it.
-        if (series === undefined || self.#series.get(key) !== series) series = self.#attach(key, labels);
+        // Looked up again only after a reset() dropped every series.
+        if (generation !== self.#generation) {
+          series = self.#attach(key, labels);
+          generation = self.#generation;
+        }
+        const s = series!; // attached above on the first observation
         let i = 0;
         while (i < bounds.length && value > bounds[i]!) i++;
-        series.counts[i]! += 1;
-        series.sum += value;
-        series.count += 1;
+        s.counts[i]! += 1;
+        s.sum += value;
+        s.count += 1;
       },
     };
   }
@@ -130,5 +137,6 @@ export class BoundHistogram<L extends string = string> {
 
   reset(): void {
     this.#series.clear();
+    this.#generation++;
   }
 }
