@@ -3,9 +3,10 @@
 // one core, so req/s ≈ 1 / CPU per request).
 //
 // The canned stub upstream (bench/stub-upstream.ts), and in front of it the bare
-// Fastify/reply-from pass-through and lbac-gateway (one worker) twice: with the
-// default config (an audit line per decision) and with `audit.enabled: false`,
-// so the audit line's own cost is visible. Each target gets the same dashboard
+// Fastify/reply-from pass-through and lbac-gateway (one worker) three times: with
+// the default config (an audit line per decision, log level info, no access log),
+// with `audit.enabled: false` and with `server.accessLog: true`, so the audit
+// line's and the access log's own costs are visible. Each target gets the same dashboard
 // `query_range` POST at a fixed rate (autocannon `overallRate`, well below
 // saturation) in interleaved rounds; per round the proxy's CPU time is read from
 // /proc/<pid>/task/*/schedstat (ns, every thread: main, libuv pool, GC helpers)
@@ -68,11 +69,12 @@ try {
   const passthrough = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
   procs.push(passthrough);
   const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
-  const gateway = (extra: Record<string, unknown>) =>
+  const gateway = (extra: Record<string, unknown>, server: Record<string, unknown> = {}) =>
     startGateway({
       config: {
         ...extra,
-        server: { logLevel: 'warn', workers: 1 },
+        // The default log level (info): what a deployment runs.
+        server: { workers: 1, ...server },
         upstreams: [{ name: 'metrics', kind: 'prometheus', url: stubUrl, mount: '/' }],
         identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://bench.invalid', audience: 'lbac-gateway', algorithms: ['ES256'] }] },
         teams: { a: { groups: ['team-a'], selectors: [{ namespace: 'team-a' }] } },
@@ -82,6 +84,8 @@ try {
   procs.push(withAudit);
   const noAudit = await gateway({ audit: { enabled: false } });
   procs.push(noAudit);
+  const accessLog = await gateway({}, { accessLog: true });
+  procs.push(accessLog);
   const token = await idp.mint({ sub: 'u-a', groups: ['team-a'] }, { expiresIn: '2h' });
   // Already enforced, so every target forwards the same text.
   const query = 'sum by (pod) (rate(http_requests_total{namespace="team-a",code=~"5.."}[5m]))';
@@ -95,6 +99,7 @@ try {
     { name: 'bare pass-through', url: `http://127.0.0.1:${ptPort}`, pid: passthrough.pid },
     { name: 'lbac-gateway', url: withAudit.url, pid: withAudit.pid },
     { name: 'lbac-gateway, audit off', url: noAudit.url, pid: noAudit.pid },
+    { name: 'lbac-gateway, access log on', url: accessLog.url, pid: accessLog.pid },
   ];
   const run = async (t: Target, amount: number): Promise<number> => {
     const before = cpuMicros(t.pid);

@@ -27,7 +27,7 @@ beforeAll(async () => {
   adminUrl = `http://127.0.0.1:${adminPort}`;
   gw = await startGateway({
     config: {
-      server: { logLevel: 'info', workers: 2, adminListen: `127.0.0.1:${adminPort}` },
+      server: { logLevel: 'info', accessLog: true, workers: 2, adminListen: `127.0.0.1:${adminPort}` },
       upstreams: [{ name: 'metrics', kind: 'prometheus', url: prom.url, mount: '/prometheus' }],
       identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
       teams: { 'team-a': { groups: ['team-a'], selectors: [{ namespace: '~team-a-.*' }] } },

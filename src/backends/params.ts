@@ -10,21 +10,21 @@ import type { RouteSpec } from './routes.ts';
  * difference cannot reach the backend unenforced.
  */
 export function mergeParams(search: string, formBody: string | undefined): URLSearchParams {
+  if (formBody === undefined || formBody === '') return new URLSearchParams(search);
   // Body first, as Go's r.Form lists PostForm values before URL values.
-  const merged = new URLSearchParams(formBody ?? '');
+  const merged = new URLSearchParams(formBody);
   if (search !== '') for (const [k, v] of new URLSearchParams(search)) merged.append(k, v);
   return merged;
 }
 
 /**
- * Enforce the policy on every query-bearing parameter of a route and return the
- * canonical parameter list to forward. `policy === undefined` means unrestricted
- * (admins): parameters are checked for ambiguity but not rewritten.
+ * Enforce the policy on every query-bearing parameter of a route, in place:
+ * `params` becomes the canonical parameter list to forward (other parameters
+ * in their order, then the enforced ones in the route's order) and is returned.
+ * `policy === undefined` means unrestricted (admins): parameters are checked
+ * for ambiguity but not rewritten.
  */
 export function enforceParams(route: RouteSpec, params: URLSearchParams, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): URLSearchParams {
-  const out = new URLSearchParams();
-  const enforcedNames = new Set(route.enforced.map((p) => p.name));
-  for (const [k, v] of params) if (!enforcedNames.has(k)) out.append(k, v);
   for (const spec of route.enforced) {
     const values = params.getAll(spec.name);
     if (values.length === 0 && spec.required) throw new QueryError(language, spec.missingMessage, 'missing_parameter');
@@ -37,7 +37,8 @@ export function enforceParams(route: RouteSpec, params: URLSearchParams, policy:
     if (policy !== undefined && forwarded.length === 0 && (values.length > 0 || spec.multiple)) {
       throw new GatewayError('rewrite_verification_failed', `rewriting ${spec.name} produced no selector`);
     }
-    for (const v of forwarded) out.append(spec.name, v);
+    params.delete(spec.name);
+    for (const v of forwarded) params.append(spec.name, v);
   }
-  return out;
+  return params;
 }

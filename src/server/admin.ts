@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { PolicyHolder } from '../policy/holder.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { healthPlugin } from './plugins/health.ts';
+import { silentRequestLogging } from './log-controller.ts';
 
 /**
  * The admin listener (`server.adminListen`): /metrics (Prometheus text format),
@@ -10,7 +11,7 @@ import { healthPlugin } from './plugins/health.ts';
  * /metrics is never reachable through the main listener and needs no credentials.
  */
 export async function buildAdminApp(deps: { metrics: GatewayMetrics; holder: PolicyHolder; logger: Logger; draining?: () => boolean }): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, disableRequestLogging: true, exposeHeadRoutes: false });
+  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, logController: silentRequestLogging(), exposeHeadRoutes: false });
   app.get('/metrics', async (_req, reply) => {
     const body = await deps.metrics.registry.metrics();
     return reply.type(deps.metrics.registry.contentType).send(body);

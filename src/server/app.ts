@@ -11,6 +11,7 @@ import { PolicyHolder } from '../policy/holder.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { AuditLog, auditPlugin } from './plugins/audit.ts';
 import { contextPlugin, requestIdFor, type RouteIndex } from './plugins/context.ts';
+import { GatewayLogController } from './log-controller.ts';
 import { lazyRequestLogger } from './request-logger.ts';
 import { installErrorHandlers } from './plugins/errors.ts';
 import { healthPlugin } from './plugins/health.ts';
@@ -70,6 +71,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     genReqId: requestIdFor,
     // The request's pino child is made only when the request logs something (server/request-logger.ts).
     childLoggerFactory: lazyRequestLogger,
+    // "incoming request" / "request completed" only with server.accessLog (server/log-controller.ts).
+    logController: new GatewayLogController({ accessLog: config.server.accessLog }),
     return503OnClosing: true,
     // Only the methods in the route tables: no implicit HEAD routes.
     exposeHeadRoutes: false,

@@ -19,6 +19,7 @@ import cluster, { type Worker } from 'node:cluster';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
+import { silentRequestLogging } from './log-controller.ts';
 
 /** Worker → primary: handlers installed. */
 const ANNOUNCE = 'lbac:admin-ready';
@@ -133,7 +134,7 @@ export class ClusterAdmin {
 /** In the primary: the admin app for the whole process group. Create it before forking workers. */
 export async function buildClusterAdminApp(logger: Logger, expectedWorkers: () => number): Promise<FastifyInstance> {
   const group = new ClusterAdmin();
-  const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, disableRequestLogging: true, exposeHeadRoutes: false });
+  const app = Fastify({ loggerInstance: logger as FastifyBaseLogger, logController: silentRequestLogging(), exposeHeadRoutes: false });
   app.get('/metrics', async (_req, reply) => {
     try {
       const registry = await group.metrics();

@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BoundHistogram } from './histogram.ts';
+import { TalliedCounter } from './tally.ts';
 import type { PolicyHolder } from '../policy/holder.ts';
 import type { BundleClientStatus } from '../policy/bundle-client.ts';
 import { REWRITE_CACHES } from '../rewrite/cache.ts';
@@ -18,17 +19,17 @@ const STAGE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 
 export interface GatewayMetrics {
   readonly registry: Registry;
-  readonly requests: Counter<'upstream' | 'endpoint' | 'status' | 'decision'>;
+  readonly requests: TalliedCounter<'upstream' | 'endpoint' | 'status' | 'decision'>;
   readonly requestDuration: BoundHistogram<'upstream' | 'endpoint'>;
   readonly stageDuration: BoundHistogram<'stage'>;
   readonly rewriteRejections: Counter<'upstream' | 'code'>;
-  readonly identityResults: Counter<'result' | 'auth'>;
+  readonly identityResults: TalliedCounter<'result' | 'auth'>;
   readonly identityProviderErrors: Counter;
   readonly shed: Counter<'reason'>;
   readonly inflight: Gauge<'upstream'>;
   readonly configReloads: Counter<'result'>;
   readonly configLastReload: Gauge<'result'>;
-  readonly auditRecords: Counter<'result'>;
+  readonly auditRecords: TalliedCounter<'result'>;
   /** Watch a policy holder: info gauge, readiness, activation count. */
   watchPolicy(holder: PolicyHolder): void;
   /** Report a bundle client's status (bundle mode). */
@@ -73,7 +74,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   });
   new Gauge({ name: 'lbac_gateway_build_info', help: 'Always 1; the gateway version as a label.', labelNames: ['version'], registers, aggregator: 'first' }).set({ version: VERSION }, 1);
 
-  const requests = new Counter({
+  // Counted on every request: tallied, copied into prom-client's Counter when scraped (src/server/tally.ts).
+  const requests = new TalliedCounter({
     name: 'lbac_gateway_requests_total',
     help: 'Requests answered, by upstream, route-table endpoint, HTTP status and policy decision (allow, unrestricted, deny, none).',
     labelNames: ['upstream', 'endpoint', 'status', 'decision'] as const,
@@ -99,7 +101,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     labelNames: ['upstream', 'code'] as const,
     registers,
   });
-  const identityResults = new Counter({
+  const identityResults = new TalliedCounter({
     name: 'lbac_gateway_identity_results_total',
     help: 'Authentication outcomes (accepted, rejected, unavailable), by identity source kind (auth).',
     labelNames: ['result', 'auth'] as const,
@@ -125,7 +127,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     labelNames: ['result'] as const,
     registers,
   });
-  const auditRecords = new Counter({ name: 'lbac_gateway_audit_records_total', help: 'Decisions seen by the audit log, by result: written, sampled_out.', labelNames: ['result'] as const, registers });
+  const auditRecords = new TalliedCounter({ name: 'lbac_gateway_audit_records_total', help: 'Decisions seen by the audit log, by result: written, sampled_out.', labelNames: ['result'] as const, registers });
 
   let holder: PolicyHolder | undefined;
   const policyInfo = new Gauge({

@@ -1,8 +1,9 @@
 /**
  * What one request went through, recorded as it happens so the audit log and
  * the metrics can report it afterwards (onResponse) without re-deriving it.
- * The upstream plugin calls `noteDecision` / `noteParams`; the identity plugin
- * times authentication; everything else reads `req.lbac`.
+ * The upstream plugin calls `noteDecision`, `noteOriginalParams` and
+ * `noteForwardedParams`; the identity plugin times authentication; everything
+ * else reads `req.lbac`.
  */
 import type { FastifyRequest } from 'fastify';
 import type { RouteSpec } from '../backends/routes.ts';
@@ -72,15 +73,17 @@ export function noteDecision(req: FastifyRequest, request: RequestInfo, decision
   s.rewriteStartedAt = now;
 }
 
-/** Record the original parameters (before enforcement) and, once enforced, the forwarded ones. */
-export function noteParams(req: FastifyRequest, route: RouteSpec, original: URLSearchParams, rewritten?: URLSearchParams): void {
+/** Record the query parameters as the client sent them (copied: enforcement then changes `params` in place). */
+export function noteOriginalParams(req: FastifyRequest, route: RouteSpec, params: URLSearchParams): void {
+  const s = req.lbac as LbacRequestState | null;
+  if (s !== null) s.original = pick(route, params);
+}
+
+/** Record the parameters as forwarded (after enforcement); ends the rewrite stage and starts the upstream one. */
+export function noteForwardedParams(req: FastifyRequest, route: RouteSpec, params: URLSearchParams): void {
   const s = req.lbac as LbacRequestState | null;
   if (s === null) return;
-  if (rewritten === undefined) {
-    s.original = pick(route, original);
-    return;
-  }
-  s.rewritten = pick(route, rewritten);
+  s.rewritten = pick(route, params);
   const now = performance.now();
   if (s.rewriteStartedAt !== undefined) s.timings.rewrite = now - s.rewriteStartedAt;
   s.forwardedAt = now;

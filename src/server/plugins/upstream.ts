@@ -12,7 +12,7 @@ import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { headerKey } from '../../util/header-name.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
-import { noteDecision, noteParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
+import { noteDecision, noteForwardedParams, noteOriginalParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
 
 export interface UpstreamPluginOptions {
   readonly upstream: ResolvedUpstream;
@@ -223,12 +223,12 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   const q = rawUrl.indexOf('?');
   const search = q >= 0 ? rawUrl.slice(q + 1) : '';
   const body = typeof req.body === 'string' ? req.body : undefined;
-  const original = mergeParams(search, body);
-  noteParams(req, route, original); // lbac: audit (original query)
+  const params = mergeParams(search, body);
+  noteOriginalParams(req, route, params); // lbac: audit (original query, copied before enforcement changes params)
   // policyEnforcement "header": Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders); parameters are checked, not rewritten.
   const rewriteWith = decision.unrestricted || upstream.policyEnforcement === 'header' ? undefined : decision.selectors;
-  const params = enforceParams(route, original, rewriteWith, limits, language);
-  noteParams(req, route, original, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
+  enforceParams(route, params, rewriteWith, limits, language);
+  noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
   return { decision, path, pathParams, encoded: params.toString() };
 }
 
