@@ -321,6 +321,11 @@ const LOKI_ATTACKS: Attack[] = [
   { name: 'labels with a query naming another team', send: () => lq('{namespace=~".+"}', 'labels', ''), status: 200 },
   { name: 'labels without a query', send: () => send('GET', `${L}/labels`), status: 200 },
   { name: 'label values of namespace are filtered', send: () => send('GET', `${L}/label/namespace/values?query=${q('{namespace=~".+"}')}`), status: 200, check: (r) => expect(JSON.parse(r.body).data).toEqual(['team-a-web']) },
+  // A dot segment as the whole name would be removed from the upstream URL (also as %2E): refused, nothing forwarded.
+  ...['.', '%2E', '..'].flatMap((seg) => [
+    { name: `label values of a dot-segment name (/label/${seg}/values)`, send: () => send('GET', `${L}/label/${seg}/values`), status: 400 },
+    { name: `detected field values of a dot-segment name (/detected_field/${seg}/values)`, send: () => send('GET', `${L}/detected_field/${seg}/values`), status: 400 },
+  ]),
   { name: 'series with many match[] incl. other teams', send: () => send('GET', `${L}/series?${Array.from({ length: 50 }, (_, i) => `match[]=${q(i % 2 ? EVIL_STREAM : '{namespace=~".+"}')}`).join('&')}`), status: 200 },
   { name: 'series without match[]', send: () => send('GET', `${L}/series`), status: 200 },
   { name: 'index volume / stats / patterns / detected_* with other teams\' selectors', send: async () => {
@@ -397,6 +402,10 @@ const TEMPO_ATTACKS: Attack[] = [
   { name: 'metrics without q', send: () => send('GET', `${T}/metrics/query_range`), status: 400 },
   { name: 'deeply nested filters', send: () => tq(`{ ${'('.repeat(2000)}.a = 1${')'.repeat(2000)} }`), status: [400, 414, 431] },
   { name: 'tag values of the tenant attribute are filtered (v2)', send: () => send('GET', `${T}/v2/search/tag/resource.k8s.namespace.name/values?q=${q(EVIL_SPANS)}`), status: 200, check: (r) => expect(JSON.parse(r.body).tagValues).toEqual([{ type: 'string', value: 'team-a-web' }]) },
+  ...['.', '%2E', '..'].flatMap((seg) => [
+    { name: `tag values of a dot-segment tag, v1 (/search/tag/${seg}/values)`, send: () => send('GET', `${T}/search/tag/${seg}/values`), status: 400 },
+    { name: `tag values of a dot-segment tag, v2 (/v2/search/tag/${seg}/values)`, send: () => send('GET', `${T}/v2/search/tag/${seg}/values`), status: 400 },
+  ]),
   { name: 'tag values v1 (unscoped) are filtered', send: () => send('GET', `${T}/search/tag/k8s.namespace.name/values`), status: 200 },
   { name: 'tag values: a half-typed q falls back to the policy', send: () => send('GET', `${T}/v2/search/tags?q=${q('{ resource.k8s.namespace.name = "team-b-api" || ')}`), status: 200 },
   { name: 'trace by id of another team → 404', send: () => sendBinary(`${T}/v2/traces/${TEAM_B_ID}`, { accept: 'application/protobuf' }), status: 404, blocked: false },

@@ -444,6 +444,9 @@ const PATH_ATTACKS: Attack[] = [
   ...['/prometheus/../prometheus/api/v1/query', '/prometheus//api/v1/query', '//prometheus/api/v1/query', '/PROMETHEUS/api/v1/query', '/prometheus%2Fapi/v1/query', '/prometheus/prometheus/api/v1/query', '/api/v1/query', '/prometheus;x/api/v1/query'].map(
     (p): Attack => ({ name: `mount ${p}`, send: () => send('GET', `${p}?query=up`), status: [400, 404] }),
   ),
+  // A dot segment as the whole label name would be removed when the upstream URL is built
+  // (also encoded: URL parsing treats %2E as a dot): refused before anything is forwarded.
+  ...['.', '..', '%2E', '%2e', '%2E%2E', '.%2e'].map((seg): Attack => ({ name: `label name that is a dot segment (/label/${seg}/values)`, send: () => send('GET', `${P}/api/v1/label/${seg}/values`), status: 400 })),
   {
     name: 'label name with encoded slashes and dot segments (/label/..%2F..%2Fquery/values)',
     send: () => send('GET', `${P}/api/v1/label/..%2F..%2Fadmin%2Ftsdb%2Fsnapshot/values?query=${q(EVIL)}`),

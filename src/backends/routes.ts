@@ -116,6 +116,21 @@ export function upstreamPath(route: RouteSpec, params: Readonly<Record<string, s
   return route.path.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_m, name: string) => {
     const v = params[name];
     if (v === undefined) throw new Error(`route ${route.endpoint}: missing path parameter ${name}`);
+    // Callers refuse these first (pathParamProblem); never build a path that is not the route's.
+    if (isDotSegment(v)) throw new Error(`route ${route.endpoint}: path parameter ${name} is a dot segment`);
     return encodeURIComponent(v);
   });
+}
+
+const isDotSegment = (v: string): boolean => v === '.' || v === '..';
+
+/**
+ * Why a path parameter cannot be forwarded, or undefined. `.` and `..` (also
+ * sent as %2E, which the router decodes) would be dot segments in the upstream
+ * URL, and URL parsing removes those: the request would reach another upstream
+ * path than the route's. Then the route's own check.
+ */
+export function pathParamProblem(route: RouteSpec, name: string, value: string): string | undefined {
+  if (isDotSegment(value)) return `invalid ${name} ${JSON.stringify(value)}: a path parameter cannot be a dot segment`;
+  return route.validatePathParam?.(name, value);
 }

@@ -34,7 +34,8 @@
  * - Policy values are strings; a TraceQL string literal matches only string
  *   attributes, so an int/bool/double/array/kvlist/bytes value satisfies no
  *   operator either.
- * - `=~`/`!~` are RE2, fully anchored (Tempo anchors TraceQL regexes).
+ * - `=~`/`!~` are RE2 as `^(?s:re)$` (Tempo compiles TraceQL regexes with
+ *   Prometheus' `labels.NewFastRegexMatcher`).
  * - Fail closed: intrinsics (`name`, `span:name`, `trace:rootService`, …),
  *   `event.`/`link.`/`instrumentation.` attributes and names the gateway cannot
  *   parse never match, and a key present more than once on one resource or span

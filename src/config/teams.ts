@@ -36,7 +36,7 @@ export class TeamsError extends Error {
 
 function checkRegex(re: string, path: (string | number)[]): void {
   try {
-    RE2JS.compile(`^(?:${re})$`);
+    RE2JS.compile(`^(?s:${re})$`);
   } catch (e) {
     throw new TeamsError(`invalid RE2 regular expression ${JSON.stringify(re)}: ${(e as Error).message}`, path);
   }

@@ -43,11 +43,15 @@ interface RegExpLike {
   matches(input: string): boolean;
 }
 
-/** RE2, fully anchored — Prometheus/Loki matcher semantics. Bounded cache. */
+/**
+ * RE2, fully anchored, `.` matching a newline: `^(?s:re)$`, as Prometheus'
+ * `labels.NewFastRegexMatcher` compiles it (Loki and Tempo use the same
+ * matcher). Bounded cache.
+ */
 function anchored(re: string): RegExpLike {
   let compiled = regexCache.get(re);
   if (compiled === undefined) {
-    const p = RE2JS.compile(`^(?:${re})$`);
+    const p = RE2JS.compile(`^(?s:${re})$`);
     compiled = { matches: (s: string) => p.matches(s) };
     if (regexCache.size >= 1024) regexCache.delete(regexCache.keys().next().value as string);
     regexCache.set(re, compiled);

@@ -16,6 +16,14 @@ describe('policyMatchesLabels', () => {
     expect(policyMatchesLabels([[{ name: 'x', op: '!=', value: 'v' }]], {})).toBe(true);
     expect(policyMatchesLabels([[{ name: 'x', op: '!~', value: '.+' }]], {})).toBe(true);
   });
+  it('`.` matches a newline, as in Prometheus (^(?s:re)$): a negative policy hides such values too', () => {
+    const notTeamB: SelectorPolicy = [[{ name: 'namespace', op: '!~', value: 'team-b-.*' }]];
+    expect(policyMatchesLabels(notTeamB, { namespace: 'team-b-api\nx' })).toBe(false);
+    expect(policyMatchesLabels(notTeamB, { namespace: 'team-a-api\nx' })).toBe(true);
+    expect(policyMatchesLabels([[{ name: 'namespace', op: '=~', value: 'a.b' }]], { namespace: 'a\nb' })).toBe(true);
+    expect(policyAllowsValue(notTeamB, 'namespace', 'team-b-api\r\nx')).toBe(false);
+  });
+
   it('DNF: any group, all matchers of it', () => {
     expect(policyMatchesLabels(dnf, { namespace: 'a' })).toBe(true);
     expect(policyMatchesLabels(dnf, { namespace: 'a', secret: 'true' })).toBe(false);
@@ -57,6 +65,12 @@ describe('response filters', () => {
   });
   it('alerts: only allowed alerts', () => {
     const out = filterAlerts({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }, { labels: { namespace: 'team-b' } }, 'junk'] } }, { policy: teamA, pathParams: {} });
+    expect(out).toEqual({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }] } });
+  });
+  it('alerts under a negative policy: a value with a newline is judged as Prometheus judges it', () => {
+    const notTeamB: SelectorPolicy = [[{ name: 'namespace', op: '!~', value: 'team-b-.*' }]];
+    const alerts = [{ labels: { namespace: 'team-b-api\nx' } }, { labels: { namespace: 'team-a-1' } }];
+    const out = filterAlerts({ status: 'success', data: { alerts } }, { policy: notTeamB, pathParams: {} });
     expect(out).toEqual({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }] } });
   });
   it('label values: only values the policy accepts for that label', () => {

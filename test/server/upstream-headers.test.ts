@@ -24,6 +24,16 @@ describe('upstreamHeaders', () => {
     expect(out['content-type']).toBe('application/x-www-form-urlencoded');
   });
 
+  it('headers the client\'s Connection header lists are hop-by-hop: not forwarded; owned ones stay the policy\'s', () => {
+    const out = upstreamHeaders({ connection: 'keep-alive, X-Hop ,x-scope-orgid', 'x-hop': 'h', 'keep-alive': 'timeout=5', 'x-scope-orgid': 'tenant-b', 'x-kept': 'v' }, upstream, decision);
+    expect(out['x-hop']).toBeUndefined();
+    expect(out['keep-alive']).toBeUndefined();
+    expect(out['x-scope-orgid']).toBe('tenant-a');
+    expect(out['x-kept']).toBe('v');
+    const listed = upstreamHeaders({ connection: ['close', 'x-a'], 'x-a': '1', 'x-b': '2' } as never, upstream, decision);
+    expect([listed['x-a'], listed['x-b']]).toEqual([undefined, '2']);
+  });
+
   it('credential headers (Grafana ID tokens, configured API-key headers) are never forwarded', () => {
     const out = upstreamHeaders({ 'x-grafana-id': 'eyJ…', 'x-id-token': 'eyJ…', 'x-api-key': 'secret', 'x_api_key': 'secret', 'x-kept': 'v' }, upstream, decision, ['X-API-Key']);
     for (const h of ['x-grafana-id', 'x-id-token', 'x-api-key', 'x_api_key']) expect(out[h], h).toBeUndefined();

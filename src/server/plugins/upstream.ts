@@ -4,7 +4,7 @@ import { Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
-import { responseFilterOf, upstreamPath, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import { pathParamProblem, responseFilterOf, upstreamPath, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
@@ -93,6 +93,23 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
   });
 }
 
+/**
+ * The header names a client's `Connection` header lists: hop-by-hop for this
+ * connection only, never forwarded (RFC 9110 §7.6.1, as reply-from does for
+ * the headers it copies itself). Absent when the client sent no Connection.
+ */
+function connectionNominated(connection: string | string[] | undefined): ReadonlySet<string> | undefined {
+  if (connection === undefined) return undefined;
+  const names = new Set<string>();
+  for (const value of Array.isArray(connection) ? connection : [connection]) {
+    for (const token of value.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '') names.add(name);
+    }
+  }
+  return names;
+}
+
 /** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
 export function upstreamHeaders(
   client: IncomingHttpHeaders,
@@ -103,11 +120,13 @@ export function upstreamHeaders(
   const out: Record<string, string | string[]> = {};
   const stripped = strippedNames(upstream, credentialHeaders);
   const policyNames = policyNamesOf(decision.headers);
+  const nominated = connectionNominated(client.connection);
   for (const [name, value] of Object.entries(client)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
     const key = headerKey(name);
     if (stripped.has(key) || policyNames.has(key)) continue;
+    if (nominated !== undefined && nominated.has(lower)) continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
     // SigV4 (upstreams[].auth): X-Amz-* headers are the signer's; a client's copy would change what the upstream verifies.
     if (upstream.auth?.signsRequests === true && key.startsWith('x-amz-')) continue;
@@ -209,7 +228,7 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   if (subject === null) throw new GatewayError('unauthenticated', 'no identity');
   const pathParams = (req.params ?? {}) as Record<string, string>;
   for (const [name, value] of Object.entries(pathParams)) {
-    const problem = route.validatePathParam?.(name, value);
+    const problem = pathParamProblem(route, name, value);
     if (problem !== undefined) throw new QueryError(language, problem);
   }
   const path = upstreamPath(route, pathParams);
