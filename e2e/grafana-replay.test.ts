@@ -157,7 +157,8 @@ const T = (k: Tok['k'], v: string): Tok => ({ k, v, from: 0, to: 0 });
 /** Every spanset filter is `C` or `( … ) && C`, C being the team's matcher. */
 function expectTraceQLEnforced(forwarded: string, m: Matcher): void {
   const r = oracleAnalyze(forwarded);
-  const clause = [T('field', m.name), T('op', m.op), T('str', m.value)];
+  // Policy regexes are written anchored (src/rewrite/traceql.ts enforcedRegex).
+  const clause = [T('field', m.name), T('op', m.op), T('str', m.op === '=~' || m.op === '!~' ? `^(?s:${m.value})$` : m.value)];
   expect(r.filters.length, forwarded).toBeGreaterThan(0);
   for (const f of r.filters) expect(filterEnforced(r, f, clause, clause), `unenforced filter ${filterText(forwarded, r, f)} in ${forwarded}`).toBe(true);
   expect(r.badHead, `a pipeline without a leading filter in ${forwarded}`).toBe(false);

@@ -126,10 +126,10 @@ describe('Loki routes', () => {
 describe('Tempo routes', () => {
   it('search: q is rewritten; a missing q searches only allowed spans; legacy tags are refused', async () => {
     await get(`/tempo/api/search?q=${encodeURIComponent('{ span.http.method = "GET" }')}&limit=20`);
-    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ (span.http.method = "GET") && resource.k8s.namespace.name =~ "team-a-.*" }');
+    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ (span.http.method = "GET") && resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
     expect(tempo.requests.at(-1)!.params.get('limit')).toBe('20');
     await get('/tempo/api/search');
-    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "team-a-.*" }');
+    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
     const legacy = await get('/tempo/api/search?tags=service.name%3Dapi');
     expect(legacy.status).toBe(400);
     expect(legacy.headers.get('content-type')).toMatch(/^text\/plain/);
@@ -144,12 +144,12 @@ describe('Tempo routes', () => {
   it('tag values are scoped by q and filtered by the policy', async () => {
     const res = await get('/tempo/api/v2/search/tag/resource.k8s.namespace.name/values');
     expect(await res.json()).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
-    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "team-a-.*" }');
+    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
   });
 
   it('tag APIs: a half-typed q (autocomplete) falls back to the policy alone; v1 unscoped tag values are filtered too', async () => {
     await get(`/tempo/api/v2/search/tags?q=${encodeURIComponent('{ span.http.method = ')}`);
-    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "team-a-.*" }');
+    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
     const v1 = await get('/tempo/api/search/tag/k8s.namespace.name/values');
     expect(await v1.json()).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
   });

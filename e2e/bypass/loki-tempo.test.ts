@@ -251,7 +251,7 @@ function tempoProblems(reqs: readonly CannedRequest[]): string[] {
         p.push(`${where}: forwarded q does not re-parse: ${String(e)}`);
       }
       if (again !== undefined && again !== v) p.push(`${where}: rewriting the forwarded q changes it: ${again}`);
-      if (!v.includes('resource.k8s.namespace.name =~ "team-a-.*"')) p.push(`${where}: policy missing from ${v}`);
+      if (!v.includes('resource.k8s.namespace.name =~ "^(?s:team-a-.*)$"')) p.push(`${where}: policy missing from ${v}`);
     }
   }
   return p;

@@ -65,14 +65,34 @@ const policyError = policyErrorFor(LANG);
 
 const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 
+/**
+ * A policy regex as the gateway writes it into queries: `^(?s:re)$`. Tempo 2.7
+ * and later anchor TraceQL regexes themselves, with the same `^(?s:…)$`
+ * (Prometheus' `labels.NewFastRegexMatcher`), where the extra anchors change
+ * nothing; earlier Tempo matched them unanchored, so `=~ "team-a-.*"` also
+ * matched `evil-team-a-x`. Written anchored, a policy means the same on both.
+ * The value compiles on its own (checkMatcher), so it cannot close the group.
+ */
+export function enforcedRegex(value: string): string {
+  return `^(?s:${value})$`;
+}
+
+const enforcedMatcher = (m: Matcher): Matcher => (m.op === '=~' || m.op === '!~' ? { name: m.name, op: m.op, value: enforcedRegex(m.value) } : m);
+
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
   // Validated, de-duplicated, redundant groups dropped (policy-prep.ts); each
-  // matcher is rendered `field op "value"` once here.
-  const kept = normaliseGroups(policy, checkMatcher, (c) => c.matcher, policyError).map((g) => ({
-    matchers: g.items.map((c) => c.matcher),
-    texts: g.items.map(({ matcher, field }) => `${formatField(field)} ${matcher.op} ${quoteTraceQLString(matcher.value)}`),
-    keys: g.keys,
-  }));
+  // matcher is rendered `field op "value"` once here, regexes anchored (enforcedRegex).
+  const kept = normaliseGroups(policy, checkMatcher, (c) => c.matcher, policyError).map((g) => {
+    const matchers = g.items.map((c) => enforcedMatcher(c.matcher));
+    return {
+      matchers,
+      texts: g.items.map(({ field }, i) => {
+        const m = matchers[i] as Matcher;
+        return `${formatField(field)} ${m.op} ${quoteTraceQLString(m.value)}`;
+      }),
+      keys: g.keys,
+    };
+  });
   const out: PreparedGroup[] = kept.map((g) => ({ matchers: g.matchers, texts: g.texts }));
   const key = JSON.stringify(kept.map((g) => [...g.keys].sort()));
   const first = out[0] as PreparedGroup;
@@ -222,8 +242,31 @@ function filterEnforced(text: string, filter: SyntaxNode, p: PreparedPolicy): bo
   });
 }
 
+/**
+ * Longest TraceQL text, in UTF-8 bytes, the gateway sends to Tempo. Tempo's
+ * lexer (pkg/traceql/lexer.go) looks ahead on by-value copies of Go's
+ * text/scanner, and the copies share its input reader: a look-ahead that
+ * crosses the scanner's 1024-byte buffer pulls the next chunk into the copy,
+ * and Tempo's own scanner never sees those bytes (grafana/tempo#3513). Tempo
+ * would then parse another query than the one verified here, and a crafted
+ * query can put the policy's clause in the skipped bytes. A text that fits in
+ * the first buffer is read in one piece, so nothing can be skipped. (Tempo
+ * itself fails on most longer queries for the same reason.)
+ */
+export const TEMPO_MAX_QUERY_BYTES = 1024;
+
+function checkTempoLength(text: string, what: string): void {
+  // UTF-16 length ≤ 1024 bounds the UTF-8 length by 3 × 1024: measure only past the cheap bound.
+  if (text.length <= TEMPO_MAX_QUERY_BYTES / 3) return;
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > TEMPO_MAX_QUERY_BYTES) {
+    throw new QueryError(LANG, `${what} is ${bytes} bytes; Tempo misreads TraceQL longer than ${TEMPO_MAX_QUERY_BYTES} bytes (grafana/tempo#3513), so longer queries are refused`, 'query_too_large');
+  }
+}
+
 function verifyPrepared(text: string, p: PreparedPolicy, reuse: Tree | null, expectedFilters: number | null): void {
   const fail = (why: string): QueryError => new QueryError(LANG, `rewritten query failed verification: ${why}`, 'rewrite_verification_failed');
+  checkTempoLength(text, 'the query with the policy\'s matchers');
   const tree = reuse ?? parseTraceQLTree(text);
   if (tree === null) throw fail('it does not parse');
   let problem: string | null = null;
@@ -292,6 +335,8 @@ export function rewriteTraceQL(query: string, policy: SelectorPolicy, limits: Re
   if (query.length > limits.maxQueryLength) {
     throw new QueryError(LANG, `query is too long: more than ${limits.maxQueryLength} bytes`, 'query_too_large');
   }
+  // Rewriting only inserts text: a query already too long for Tempo is refused before parsing.
+  checkTempoLength(query, 'the query');
   return cache.through(p.key, limits, query, () => {
     const a = analyzeTraceQL(query, { limits });
     const out = rewriteAnalysis(query, a, p);

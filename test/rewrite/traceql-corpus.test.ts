@@ -35,7 +35,7 @@ const DNF: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', va
 
 const T = (k: Tok['k'], v: string): Tok => ({ k, v, from: 0, to: 0 });
 const SINGLE = [T('field', 'resource.k8s.namespace.name'), T('op', '='), T('str', 'team-a')];
-const DNF_ALONE = [T('op', '('), ...SINGLE, T('op', ')'), T('op', '||'), T('op', '('), T('field', 'span.tenant'), T('op', '=~'), T('str', 'a|b'), T('op', ')')];
+const DNF_ALONE = [T('op', '('), ...SINGLE, T('op', ')'), T('op', '||'), T('op', '('), T('field', 'span.tenant'), T('op', '=~'), T('str', '^(?s:a|b)$'), T('op', ')')];
 const DNF_CLAUSE = [T('op', '('), ...DNF_ALONE, T('op', ')')];
 
 interface Tally {

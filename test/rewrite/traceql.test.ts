@@ -7,6 +7,7 @@ import {
   formatTraceQLMatcher,
   parseTraceQLMatchers,
   rewriteTraceQL,
+  TEMPO_MAX_QUERY_BYTES,
   traceqlRewriter,
   verifyTraceQL,
 } from '../../src/rewrite/traceql.ts';
@@ -116,7 +117,7 @@ describe('rewriteTraceQL: DNF policies', () => {
     ],
     [{ name: 'resource.team', op: '=~', value: 'b|c' }],
   ];
-  const ALONE = '(resource.k8s.namespace.name = "a" && span.x != "y") || (resource.team =~ "b|c")';
+  const ALONE = '(resource.k8s.namespace.name = "a" && span.x != "y") || (resource.team =~ "^(?s:b|c)$")';
 
   it('empty filter: the disjunction alone', () => {
     expect(rewriteTraceQL('{}', D)).toBe(`{ ${ALONE} }`);
@@ -173,8 +174,8 @@ describe('policy names and values are escaped for TraceQL', () => {
     expect(one('.5xx', '=', 'a')).toBe('{ ."5xx" = "a" }');
     expect(one('resource.5xx', '=', 'a')).toBe('{ resource.5xx = "a" }');
     expect(one('event.exception.type', '!=', 'a')).toBe('{ event.exception.type != "a" }');
-    expect(one('span:name', '=~', 'GET .*')).toBe('{ span:name =~ "GET .*" }');
-    expect(one('trace:rootService', '!~', 'x')).toBe('{ trace:rootService !~ "x" }');
+    expect(one('span:name', '=~', 'GET .*')).toBe('{ span:name =~ "^(?s:GET .*)$" }');
+    expect(one('trace:rootService', '!~', 'x')).toBe('{ trace:rootService !~ "^(?s:x)$" }');
   });
   it('escaped names and values are recognised as enforced (idempotence)', () => {
     const p: SelectorPolicy = [[{ name: 'span.a"b c', op: '=', value: 'x"\n' }]];
@@ -252,9 +253,37 @@ describe('errors and limits', () => {
   });
   it('hostile input is rejected quickly', () => {
     const t0 = performance.now();
-    expect(codeOf(() => rewriteTraceQL(')'.repeat(60000), NS))).toBe('bad_query');
+    expect(codeOf(() => rewriteTraceQL(')'.repeat(60000), NS))).toBe('query_too_large');
     expect(codeOf(() => rewriteTraceQL('{'.repeat(60000), NS))).toBe('query_too_large');
+    expect(codeOf(() => rewriteTraceQL(')'.repeat(1000), NS))).toBe('bad_query');
     expect(performance.now() - t0).toBeLessThan(2000);
+  });
+  it(`refuses text longer than Tempo's lexer reads safely (${TEMPO_MAX_QUERY_BYTES} UTF-8 bytes, with the policy's matchers)`, () => {
+    // Rewriting '{ .a = 1<spaces> }' inserts the same text whatever the padding.
+    const added = Buffer.byteLength(rewriteTraceQL('{ .a = 1 }', NS)) - Buffer.byteLength('{ .a = 1 }');
+    const sized = (outBytes: number) => `{ .a = 1${' '.repeat(outBytes - added - Buffer.byteLength('{ .a = 1 }'))} }`;
+    const at = sized(TEMPO_MAX_QUERY_BYTES);
+    const out = rewriteTraceQL(at, NS);
+    expect(Buffer.byteLength(out)).toBe(TEMPO_MAX_QUERY_BYTES);
+    expect(codeOf(() => rewriteTraceQL(sized(TEMPO_MAX_QUERY_BYTES + 1), NS))).toBe('query_too_large');
+    // Bytes, not UTF-16 units: U+00E9 is two bytes in UTF-8.
+    const wide = `{ .a = "${'\u00e9'.repeat(520)}" }`;
+    expect(wide.length).toBeLessThan(TEMPO_MAX_QUERY_BYTES);
+    expect(errorOf(() => rewriteTraceQL(wide, NS))).toMatchObject({ code: 'query_too_large', message: expect.stringMatching(/grafana\/tempo#3513/) });
+    // Already too long before rewriting: refused without parsing.
+    expect(codeOf(() => rewriteTraceQL(`{ .a = "${'x'.repeat(TEMPO_MAX_QUERY_BYTES)}" }`, NS))).toBe('query_too_large');
+    // The shape of the lexer desync (a look-ahead straddling byte 1024, a comment hidden in a string) is refused.
+    const desync = `{${' '.repeat(1009)}duration > 1ms && .q = "${' '.repeat(1014)}) } /*" } // */`;
+    expect(codeOf(() => rewriteTraceQL(desync, NS))).toBe('query_too_large');
+  });
+  it('policy regexes are written anchored, ^(?s:re)$, so they mean the same on every Tempo version', () => {
+    const re: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }, { name: 'span.x', op: '!~', value: 'b|c' }]];
+    const out = rewriteTraceQL('{ .a = 1 }', re);
+    expect(out).toBe('{ (.a = 1) && resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" && span.x !~ "^(?s:b|c)$" }');
+    expect(rewriteTraceQL(out, re)).toBe(out);
+    verifyTraceQL(out, re);
+    // The unanchored spelling is not the enforced form.
+    expect(codeOf(() => verifyTraceQL('{ (.a = 1) && resource.k8s.namespace.name =~ "team-a-.*" && span.x !~ "b|c" }', re))).toBe('rewrite_verification_failed');
   });
   it('non-string query', () => {
     expect(codeOf(() => rewriteTraceQL(42 as unknown as string, NS))).toBe('bad_query');
