@@ -234,9 +234,14 @@ describe('identity provider unreachable → 503, never anonymous', () => {
       const t = await idp.mintAccessToken({ sub: 'u-alice', claims: { groups: ['team-a'] } });
       const res = await fetch(`${gw2.url}/prometheus/api/v1/query?query=up`, { headers: bearer(t) });
       expect(res.status).toBe(503);
+      // The client learns that the provider failed, not where or why (that is in the log).
+      const body = (await res.json()) as { error: string };
+      expect(body.error).toBe('identity provider unavailable; retry later');
+      expect(JSON.stringify(body)).not.toContain(new URL(idp.issuer).host);
       expect(proxy.count()).toBe(0);
       await new Promise((r) => setTimeout(r, 300));
       expect(gw2.tail(50)).toMatch(/identity_unavailable/);
+      expect(gw2.tail(50)).toContain(new URL(idp.issuer).host);
       idp.setAvailable(true);
       await new Promise((r) => setTimeout(r, 1100));
       const ok = await fetch(`${gw2.url}/prometheus/api/v1/query?query=up`, { headers: bearer(t) });

@@ -48,6 +48,16 @@ export interface IdentityStats {
  * next source try; one that cannot decide (provider unreachable) fails the
  * request with 503. "Could not verify" is never "anonymous".
  */
+/** How many Authorization header lines a request carried (rawHeaders: name, value, name, value, …). */
+function authorizationLines(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 13 && name.toLowerCase() === 'authorization') n++;
+  }
+  return n;
+}
+
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
   readonly #basic: boolean;
@@ -56,7 +66,9 @@ export class Authenticator {
 
   constructor(sources: readonly IdentitySource[]) {
     if (sources.length === 0) throw new GatewayError('config_invalid', 'no identity providers configured');
-    this.#sources = sources;
+    // Local sources first, in config order, then those that send the credential away (introspection):
+    // an API key is accepted before any provider could see it, and does not depend on the provider being up.
+    this.#sources = [...sources.filter((s) => s.sendsCredentials !== true), ...sources.filter((s) => s.sendsCredentials === true)];
     this.#basic = sources.some((s) => s instanceof BasicAuthSource);
     this.#mtls = sources.some((s) => s instanceof MtlsSource);
   }
@@ -107,6 +119,7 @@ export class Authenticator {
   }
 
   async #authenticate(req: AuthRequest): Promise<Subject> {
+    if (req.rawHeaders !== undefined && authorizationLines(req.rawHeaders) > 1) throw new InvalidTokenError('more than one Authorization header');
     const creds: Credentials = { ...Authenticator.credentials(req.headers, this.#basic), tls: req.tls };
     let lastError: unknown;
     let judged = false;

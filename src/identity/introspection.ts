@@ -6,6 +6,7 @@ import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
+import { API_KEY_PREFIX } from './secrets.ts';
 import type { Credentials, IdentitySource } from './source.ts';
 import { providerError, UserinfoEnricher } from './userinfo.ts';
 
@@ -22,6 +23,7 @@ const CLOCK_TOLERANCE_S = 30;
  */
 export class IntrospectionSource implements IdentitySource {
   readonly name: string;
+  readonly sendsCredentials = true;
   readonly #cfg: IntrospectionProviderConfig;
   readonly #secret: string;
   readonly #discovery: OidcDiscovery | undefined;
@@ -89,6 +91,8 @@ export class IntrospectionSource implements IdentitySource {
   async authenticate(creds: Credentials): Promise<Subject | undefined> {
     const token = creds.bearer;
     if (token === undefined) return undefined;
+    // The gateway's own API keys are never the IdP's tokens: they are not sent to it, even when no key matched.
+    if (token.startsWith(API_KEY_PREFIX)) return undefined;
     if (this.#cfg.tokens === 'opaque' && JwtVerifier.hasJoseHeader(token)) return undefined;
     if (token.length > this.#cfg.maxTokenBytes) throw new InvalidTokenError('token too large');
     return this.verify(token);
@@ -130,6 +134,10 @@ export class IntrospectionSource implements IdentitySource {
   #refusal(r: Record<string, unknown>): string | undefined {
     if (r['active'] !== true) return 'token is not active';
     const now = Date.now() / 1000;
+    // RFC 7662: NumericDate. Present in another shape, it cannot be checked: refused, not ignored.
+    for (const claim of ['exp', 'nbf', 'iat']) {
+      if (r[claim] !== undefined && (typeof r[claim] !== 'number' || !Number.isFinite(r[claim]))) return `"${claim}" is not a number`;
+    }
     if (typeof r['exp'] === 'number' && r['exp'] + CLOCK_TOLERANCE_S < now) return 'token expired';
     if (typeof r['nbf'] === 'number' && r['nbf'] - CLOCK_TOLERANCE_S > now) return 'token not yet valid';
     if (this.#cfg.issuer !== undefined && r['iss'] !== undefined && r['iss'] !== this.#cfg.issuer) return 'unexpected "iss"';

@@ -38,6 +38,7 @@ export function clientCertificateOf(pc: PeerCertificate): ClientCertificate {
   const san = parseSubjectAltName(pc.subjectaltname);
   return {
     cn: list(subject['CN'])[0],
+    cnCount: list(subject['CN']).length,
     ou: list(subject['OU']),
     o: list(subject['O']),
     email: list(subject['emailAddress']),
@@ -108,6 +109,9 @@ export class MtlsSource implements IdentitySource {
       return undefined;
     }
     const cert = tls.certificate;
+    // Which CN names the holder differs between readers (Node takes the first, Go's x509 the last):
+    // a CA that copies a requested subject could be steered, so such a certificate names no one.
+    if ((cert.cnCount ?? 0) > 1) throw new InvalidTokenError(`client certificate has ${cert.cnCount} CN attributes; exactly one is accepted`);
     const sub = firstOf(cert, this.#cfg.subjectFrom);
     if (sub === undefined) throw new InvalidTokenError(`client certificate has none of ${this.#cfg.subjectFrom.join(', ')} for the subject`);
     const username = firstOf(cert, this.#cfg.usernameFrom ?? this.#cfg.subjectFrom) ?? sub;

@@ -13,6 +13,7 @@
  *   node -e "import('./src/identity/secrets.ts').then(async (m) => { const k = m.generateApiKey(); console.log(k, await m.hashSecret(k)); })"
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { GatewayError } from '../errors.ts';
 
 export interface ScryptParams {
   /** CPU/memory cost, a power of two. Default 2^15. */
@@ -33,6 +34,32 @@ function scryptAsync(secret: string, salt: Buffer, keylen: number, opts: ScryptO
   return new Promise((resolve, reject) => {
     scrypt(secret, salt, keylen, opts, (err, key) => (err ? reject(err) : resolve(key)));
   });
+}
+
+/**
+ * Verification runs at most this many scrypt computations at once. Each takes
+ * a libuv pool thread for tens of milliseconds, and every new unknown key or
+ * password costs one per configured hash: without a bound, an anonymous client
+ * sending random keys holds the whole pool, which JWT verification shares
+ * (seconds of latency for every first-seen token). Beyond the queue: 503.
+ */
+export const MAX_CONCURRENT_VERIFICATIONS = 2;
+const MAX_QUEUED_VERIFICATIONS = 64;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function boundedScrypt(secret: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  if (running >= MAX_CONCURRENT_VERIFICATIONS) {
+    if (waiting.length >= MAX_QUEUED_VERIFICATIONS) throw new GatewayError('overloaded', 'too many credential checks in progress; retry later');
+    await new Promise<void>((resolve) => waiting.push(resolve));
+  }
+  running++;
+  try {
+    return await scryptAsync(secret, salt, keylen, opts);
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
 }
 
 /** 128 * N * r bytes plus slack: what scrypt needs; node's default maxmem (32 MiB) is too small for N=2^15, r=8. */
@@ -80,11 +107,14 @@ export async function hashSecret(secret: string, params: ScryptParams = {}): Pro
 /** Constant-time check of `secret` against a parsed stored hash. */
 export async function verifySecret(secret: string, stored: ParsedHash | string): Promise<boolean> {
   const h = typeof stored === 'string' ? parseSecretHash(stored) : stored;
-  const got = await scryptAsync(secret, h.salt, h.hash.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmem(h.N, h.r) });
+  const got = await boundedScrypt(secret, h.salt, h.hash.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmem(h.N, h.r) });
   return got.length === h.hash.length && timingSafeEqual(got, h.hash);
 }
 
+/** The prefix of generated API keys: recognisable by secret scanners, and never sent to an identity provider. */
+export const API_KEY_PREFIX = 'lbac_';
+
 /** A new random API key (256 bits), prefixed so it is recognisable in secret scanners and never JWT-shaped. */
 export function generateApiKey(): string {
-  return `lbac_${randomBytes(32).toString('base64url')}`;
+  return `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
 }

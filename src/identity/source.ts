@@ -4,6 +4,8 @@ import type { Subject } from '../policy/decision.ts';
 /** The verified client certificate's identity-relevant fields (src/identity/mtls.ts). */
 export interface ClientCertificate {
   readonly cn: string | undefined;
+  /** How many CN attributes the subject has; more than one is ambiguous and refused. */
+  readonly cnCount?: number;
   readonly ou: readonly string[];
   readonly o: readonly string[];
   /** Subject emailAddress attribute(s). */
@@ -29,6 +31,12 @@ export interface TlsInfo {
 /** What the Authenticator sees of a request. */
 export interface AuthRequest {
   readonly headers: IncomingHttpHeaders;
+  /**
+   * The request's header lines as received (Node's `rawHeaders`: name, value, …).
+   * Node keeps only the first of repeated Authorization headers in `headers`;
+   * these show the repeats, which are refused.
+   */
+  readonly rawHeaders?: readonly string[];
   /** Set when the gateway listens with TLS. */
   readonly tls?: TlsInfo | undefined;
 }
@@ -52,5 +60,11 @@ export interface Credentials {
  */
 export interface IdentitySource {
   readonly name: string;
+  /**
+   * True for a source that judges a credential by sending it to a third party
+   * (token introspection). The Authenticator tries such sources after all local
+   * ones, so a credential a local source accepts (an API key) never leaves.
+   */
+  readonly sendsCredentials?: boolean;
   authenticate(creds: Credentials): Promise<Subject | undefined>;
 }

@@ -25,9 +25,11 @@ const MAX_SECRET_BYTES = 4096;
 /**
  * Static API keys (for machine clients), stored as scrypt hashes. The key comes
  * from `Authorization: Bearer <key>` (JWT-shaped tokens are left to JWT
- * sources) or from a configured header. Every configured hash is checked (no
- * early exit, constant-time compares); verified and refused keys are cached by
- * digest (refusals briefly, bounded), so repeated requests cost one hash lookup.
+ * sources) or from a configured header. Configured hashes are checked one at
+ * a time until one matches (constant-time compares; a refused key costs every
+ * hash, and the timing of an accepted one tells only its position to someone
+ * who holds it); verified and refused keys are cached by digest (refusals
+ * briefly, bounded), so repeated requests cost one hash lookup.
  * Revocation: remove the key from the config and restart/reload.
  */
 export class ApiKeySource implements IdentitySource {
@@ -60,9 +62,9 @@ export class ApiKeySource implements IdentitySource {
     const hit = this.#cache.get(digest);
     if (hit !== undefined) return hit;
     if (this.#negative.get(digest) !== undefined) throw new InvalidTokenError('unknown API key (cached)');
-    const k = key;
-    const results = await Promise.all(this.#keys.map((e) => verifySecret(k, e.hash)));
-    const i = results.indexOf(true);
+    // One hash at a time, so one request holds at most one of the bounded verification slots (secrets.ts).
+    let i = -1;
+    for (let j = 0; j < this.#keys.length && i < 0; j++) if (await verifySecret(key, this.#keys[j]!.hash)) i = j;
     if (i < 0) {
       this.#negative.set(digest, true, NEGATIVE_TTL_MS);
       throw new InvalidTokenError('unknown API key');

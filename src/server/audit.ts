@@ -252,6 +252,25 @@ export interface AuthAuditContext {
   readonly time?: Date;
 }
 
+/** HTTP authentication schemes (IANA registry, plus the common `ApiKey` and `Token`), by lower-case name. */
+const AUTH_SCHEMES = new Map(
+  ['Basic', 'Bearer', 'Digest', 'DPoP', 'GNAP', 'HOBA', 'Mutual', 'Negotiate', 'NTLM', 'OAuth', 'PrivateToken', 'SCRAM-SHA-1', 'SCRAM-SHA-256', 'vapid', 'AWS4-HMAC-SHA256', 'ApiKey', 'Token'].map((s) => [s.toLowerCase(), s]),
+);
+
+/**
+ * The scheme of an Authorization header, for the audit log: a known scheme
+ * followed by credentials, in its registered spelling; "other" for anything
+ * else (`Authorization: <key>` without a scheme would otherwise log the key);
+ * undefined when there is no header.
+ */
+export function authorizationSchemeOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const value = (Array.isArray(header) ? header[0] : header)?.trim() ?? '';
+  if (value === '') return undefined;
+  const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+) +\S/.exec(value);
+  return (m === null ? undefined : AUTH_SCHEMES.get((m[1] as string).toLowerCase())) ?? 'other';
+}
+
 /**
  * The record for a request to an upstream route that authentication refused
  * (401) or could not judge (IdP unavailable, 503): undefined otherwise.

@@ -7,7 +7,7 @@ import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/c
 import { configSchema, mtlsProviderSchema } from '../../src/config/schema.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 import { InvalidTokenError } from '../../src/identity/jwt.ts';
-import { MtlsSource, parseSubjectAltName, tlsInfoOf } from '../../src/identity/mtls.ts';
+import { MtlsSource, clientCertificateOf, parseSubjectAltName, tlsInfoOf } from '../../src/identity/mtls.ts';
 import type { ClientCertificate, TlsInfo } from '../../src/identity/source.ts';
 
 const cert = (c: Partial<ClientCertificate>): TlsInfo => ({
@@ -45,6 +45,12 @@ describe('MtlsSource', () => {
     await expect(source({ subjectFrom: ['uri'] }).authenticate(creds(cert({ cn: 'a' })))).rejects.toBeInstanceOf(InvalidTokenError);
     await expect(source({ requireMapping: true }).authenticate(creds(cert({ cn: 'a' })))).rejects.toThrow(/not in mtls.mapping/);
     await expect(source().authenticate(creds({ authorized: false, certificate: undefined, error: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }))).rejects.toThrow(/not verified/);
+  });
+  it('a certificate with more than one CN is refused (readers disagree on which one names the holder)', async () => {
+    await expect(source().authenticate(creds(cert({ cn: 'root', cnCount: 2 })))).rejects.toThrow(/2 CN attributes/);
+    await expect(source({ subjectFrom: ['uri'] }).authenticate(creds(cert({ cn: 'root', cnCount: 2, uri: ['spiffe://td/x'] })))).rejects.toBeInstanceOf(InvalidTokenError);
+    expect((await source().authenticate(creds(cert({ cn: 'alice', cnCount: 1 }))))?.sub).toBe('alice');
+    expect(clientCertificateOf({ subject: { CN: ['root', 'nobody'] }, issuer: {}, serialNumber: '1', fingerprint256: 'F', valid_to: 'x' } as never).cnCount).toBe(2);
   });
   it('no TLS, or no certificate: nothing to judge', async () => {
     expect(await source().authenticate(creds(undefined))).toBeUndefined();

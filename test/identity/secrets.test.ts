@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { apiKeyProviderSchema, basicProviderSchema } from '../../src/config/schema.ts';
-import { generateApiKey, hashSecret, parseSecretHash, verifySecret } from '../../src/identity/secrets.ts';
+import { MAX_CONCURRENT_VERIFICATIONS, generateApiKey, hashSecret, parseSecretHash, verifySecret } from '../../src/identity/secrets.ts';
 
 describe('scrypt secrets', () => {
   it('hashes in the scrypt$N$r$p$salt$hash format and verifies in constant time', async () => {
@@ -21,6 +21,18 @@ describe('scrypt secrets', () => {
     expect(() => parseSecretHash(`scrypt$16$8$1$${'A'.repeat(22)}$${'B'.repeat(43)}`)).toThrow(/power of two/);
     expect(() => parseSecretHash(`scrypt$1000$8$1$${'A'.repeat(22)}$${'B'.repeat(43)}`)).toThrow(/power of two/);
     expect(() => parseSecretHash(`scrypt$1024$8$1$AAAA$${'B'.repeat(43)}`)).toThrow(/salt/);
+  });
+  it(`runs at most ${MAX_CONCURRENT_VERIFICATIONS} scrypt computations at once and refuses (503) beyond a bounded queue`, async () => {
+    const stored = await hashSecret('k', { N: 1024 });
+    const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => verifySecret(i === 0 ? 'k' : `guess-${i}`, stored)));
+    const refused = results.filter((r) => r.status === 'rejected');
+    // 2 running + 64 queued are verified; the other 34 are refused without costing a computation.
+    expect(refused).toHaveLength(100 - MAX_CONCURRENT_VERIFICATIONS - 64);
+    for (const r of refused) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'overloaded', status: 503 });
+    expect(results[0]).toEqual({ status: 'fulfilled', value: true });
+    expect(results.filter((r) => r.status === 'fulfilled' && r.value === false)).toHaveLength(MAX_CONCURRENT_VERIFICATIONS + 64 - 1);
+    // The slots are free again afterwards.
+    expect(await verifySecret('k', stored)).toBe(true);
   });
   it('generates recognisable random API keys', () => {
     const k = generateApiKey();

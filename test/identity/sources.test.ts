@@ -22,7 +22,22 @@ beforeAll(async () => {
   grafana = await createTestIssuer({ issuer: 'placeholder', audience: 'org:1', alg: 'ES256' });
   grafanaServer = createServer((req, res) => {
     if (req.url === '/api/signing-keys/keys') res.setHeader('content-type', 'application/json').end(readFileSync(grafana.jwksPath));
-    else res.writeHead(404).end();
+    else if (req.url === '/introspect' && req.method === 'POST') {
+      // A canned RFC 7662 endpoint: the token names the answer's time-claim shapes.
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const token = new URLSearchParams(body).get('token') ?? '';
+        const later = Math.floor(Date.now() / 1000) + 3600;
+        const answers: Record<string, Record<string, unknown>> = {
+          numeric: { exp: later },
+          'string-exp': { exp: String(later - 7200) },
+          'string-nbf': { exp: later, nbf: 'soon' },
+          'null-iat': { exp: later, iat: null },
+        };
+        res.setHeader('content-type', 'application/json').end(JSON.stringify({ active: true, sub: 'machine', ...(answers[token] ?? {}) }));
+      });
+    } else res.writeHead(404).end();
   });
   await new Promise<void>((r) => grafanaServer.listen(0, '127.0.0.1', () => r()));
   grafanaUrl = `http://127.0.0.1:${(grafanaServer.address() as AddressInfo).port}`;
@@ -234,6 +249,47 @@ describe('static API keys and basic-auth users', () => {
   });
   it('Basic is malformed when no basic source is configured', () => {
     expect(() => Authenticator.credentials({ authorization: 'Basic Ym9iOng=' }, false)).toThrow(/malformed/);
+  });
+});
+
+describe('introspection answers whose time claims cannot be checked', () => {
+  it('a non-numeric exp, nbf or iat is refused, not ignored (RFC 7662: NumericDate)', async () => {
+    const src = await createSource(introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: `${grafanaUrl}/introspect`, clientId: 'c', clientSecret: 's' }));
+    const auth = new Authenticator([src]);
+    expect(await auth.authenticate(bearer('numeric'))).toMatchObject({ sub: 'machine', auth: 'introspection' });
+    for (const t of ['string-exp', 'string-nbf', 'null-iat']) expect(await status(auth, bearer(t)), t).toBe(401);
+  });
+});
+
+describe('credentials that must not reach the identity provider', () => {
+  const key = 'lbac_local-key-0123456789abcdefghijklmnopqrstuvwxyz';
+  let auth: Authenticator;
+  beforeAll(async () => {
+    // Introspection listed first, as in a config that puts the OAuth sources before machine clients.
+    auth = new Authenticator([
+      await createSource(introspectionProviderSchema.parse({ type: 'introspection', issuer: idp.issuer, clientId: GATEWAY_CLIENT.id, clientSecret: GATEWAY_CLIENT.secret })),
+      await createSource(apiKeyProviderSchema.parse({ type: 'apikey', keys: [{ name: 'ci', hash: await hashSecret(key, { N: 1024 }), subject: { groups: ['team-a'] } }] })),
+    ]);
+  });
+  it('an API key is judged locally first: never introspected, accepted while the provider is down', async () => {
+    idp.resetCounts();
+    expect(await auth.authenticate(bearer(key))).toMatchObject({ sub: 'ci', auth: 'apikey' });
+    expect(await status(auth, bearer('lbac_unknown-key-0123456789'))).toBe(401);
+    expect(idp.requests.introspection).toBe(0);
+    idp.setAvailable(false);
+    try {
+      expect(await auth.authenticate(bearer(key))).toMatchObject({ sub: 'ci' });
+    } finally {
+      idp.setAvailable(true);
+    }
+    // An opaque token of the provider still goes to introspection.
+    expect(await auth.authenticate(bearer(await idp.mintAccessToken({ sub: 'u-alice', format: 'opaque' })))).toMatchObject({ auth: 'introspection' });
+    expect(idp.requests.introspection).toBe(1);
+  });
+  it('repeated Authorization headers are refused (Node keeps only the first in req.headers)', async () => {
+    const e = await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, rawHeaders: ['Authorization', `Bearer ${key}`, 'authorization', 'Bearer junk'] }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ status: 401, message: expect.stringMatching(/more than one Authorization/) });
+    expect(await auth.authenticate({ headers: { authorization: `Bearer ${key}` }, rawHeaders: ['Host', 'x', 'Authorization', `Bearer ${key}`] })).toMatchObject({ sub: 'ci' });
   });
 });
 

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
-import { auditLine, buildAuthFailureRecord, decisionAuditLine, shouldAudit } from '../audit.ts';
+import { auditLine, authorizationSchemeOf, buildAuthFailureRecord, decisionAuditLine, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { recordOnResponse } from './hook.ts';
 
@@ -149,7 +149,7 @@ export const auditPlugin = fp<AuditPluginOptions>(
             method: req.method,
             path: (req.raw.url ?? '').split('?')[0] ?? '',
             remoteAddress: req.ip,
-            authorizationScheme: typeof auth === 'string' && auth.trim() !== '' ? (auth.trim().split(/\s+/)[0] ?? '').slice(0, 32) : undefined,
+            authorizationScheme: authorizationSchemeOf(auth),
           },
           cfg,
         );

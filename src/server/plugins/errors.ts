@@ -14,7 +14,8 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
     const ge = toGatewayError(err);
     const level = ge.status >= 500 ? 'error' : 'info';
     req.log[level]({ code: ge.code, status: ge.status, err: ge.status >= 500 ? err : undefined, details: ge.details }, ge.message);
-    const r = renderError(kind, ge);
+    // An identity provider's failure is logged in full; the client (often anonymous) learns only that it failed.
+    const r = renderError(kind, ge.code === 'identity_unavailable' ? new GatewayError('identity_unavailable', 'identity provider unavailable; retry later') : ge);
     if (ge.status === 401) {
       const missing = ge instanceof InvalidTokenError && ge.missing;
       const bearer = missing ? 'Bearer realm="lbac-gateway"' : 'Bearer realm="lbac-gateway", error="invalid_token"';

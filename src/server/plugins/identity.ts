@@ -28,7 +28,7 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
       const started = performance.now();
       const state = req.lbac as FastifyRequest['lbac'] | null;
       try {
-        req.subject = await current().authenticate({ headers: req.headers, tls: tlsInfoOf(req.raw.socket) });
+        req.subject = await current().authenticate({ headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(req.raw.socket) });
         if (state) state.identity = 'accepted';
       } catch (e) {
         if (state) state.identity = e instanceof GatewayError && e.code === 'identity_unavailable' ? 'unavailable' : 'rejected';
