@@ -22,6 +22,22 @@ function successData(body: unknown): unknown {
 }
 
 /**
+ * What a filtered answer keeps of the upstream's envelope: Prometheus'
+ * `warnings` and `infos` when they are lists of strings. Everything else is
+ * rebuilt from what the filter checked; unknown fields (a page token, a
+ * non-standard backend's extras) and bodies of another shape are not copied.
+ */
+function notes(body: unknown): Json {
+  const out: Json = {};
+  if (!isObject(body)) return out;
+  for (const key of ['warnings', 'infos']) {
+    const v = body[key];
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[key] = v;
+  }
+  return out;
+}
+
+/**
  * /api/v1/rules: keep rules whose labels the policy allows (as prom-label-proxy
  * does with its tenant label); for alerting rules also filter their active alerts.
  * Groups left without rules are dropped.
@@ -38,14 +54,14 @@ export const filterRules: ResponseFilter = (body, { policy }) => {
     });
     return rules.length > 0 ? [{ ...g, rules }] : [];
   });
-  return { ...(body as Json), status: 'success', data: { ...(isObject(data) ? data : {}), groups: kept } };
+  return { status: 'success', data: { groups: kept }, ...notes(body) };
 };
 
 /** /api/v1/alerts: active alerts whose labels the policy allows. */
 export const filterAlerts: ResponseFilter = (body, { policy }) => {
   const data = successData(body);
   const alerts = isObject(data) && Array.isArray(data['alerts']) ? data['alerts'] : [];
-  return { ...(body as Json), status: 'success', data: { ...(isObject(data) ? data : {}), alerts: alerts.filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) } };
+  return { status: 'success', data: { alerts: alerts.filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) }, ...notes(body) };
 };
 
 /**
@@ -58,7 +74,7 @@ export const filterLabelValues: ResponseFilter = (body, { policy, pathParams }) 
   const data = successData(body);
   const name = pathParams['name'] ?? '';
   const values = Array.isArray(data) ? data.filter((v): v is string => typeof v === 'string') : [];
-  return { ...(body as Json), status: 'success', data: values.filter((v) => policyAllowsValue(policy, name, v)) };
+  return { status: 'success', data: values.filter((v) => policyAllowsValue(policy, name, v)), ...notes(body) };
 };
 
 /**
@@ -72,5 +88,5 @@ export const filterMetadata: ResponseFilter = (body, { lookup }) => {
   const names = successData(lookup);
   const visible = new Set(Array.isArray(names) ? names.filter((n): n is string => typeof n === 'string') : []);
   const kept = isObject(data) ? Object.fromEntries(Object.entries(data).filter(([metric]) => visible.has(metric))) : {};
-  return { ...(isObject(body) ? body : {}), status: 'success', data: kept };
+  return { status: 'success', data: kept, ...notes(body) };
 };

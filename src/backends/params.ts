@@ -25,6 +25,7 @@ export function mergeParams(search: string, formBody: string | undefined): URLSe
  * for ambiguity but not rewritten.
  */
 export function enforceParams(route: RouteSpec, params: URLSearchParams, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): URLSearchParams {
+  if (policy !== undefined && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
   for (const spec of route.enforced) {
     const values = params.getAll(spec.name);
     if (values.length === 0 && spec.required) throw new QueryError(language, spec.missingMessage, 'missing_parameter');

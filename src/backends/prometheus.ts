@@ -94,7 +94,9 @@ export const prometheusRoutes: RouteTable = {
     { endpoint: 'query_exemplars', path: '/api/v1/query_exemplars', methods: ['GET', 'POST'], enforced: [queryParam] },
     // Formatting reads no data; the query is forwarded as written so Grafana's "format" shows the user's own text.
     { endpoint: 'format_query', path: '/api/v1/format_query', methods: ['GET', 'POST'], enforced: [] },
-    { endpoint: 'rules', path: '/api/v1/rules', methods: ['GET'], enforced: [], responseFilter: filterRules },
+    // Paging happens before the filter: Prometheus would page over every tenant's groups (and its
+    // groupNextToken counts and fingerprints them), so restricted subjects get the whole, filtered list.
+    { endpoint: 'rules', path: '/api/v1/rules', methods: ['GET'], enforced: [], droppedParams: ['group_limit', 'group_next_token'], responseFilter: filterRules },
     { endpoint: 'alerts', path: '/api/v1/alerts', methods: ['GET'], enforced: [], responseFilter: filterAlerts },
     { endpoint: 'buildinfo', path: '/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },
     // Metric type/help for Grafana's query builder: only metrics the policy can see (a lookup of their names).

@@ -33,6 +33,12 @@ export interface RouteSpec {
   /** Query-bearing parameters (query string or form body). */
   readonly enforced: readonly EnforcedParam[];
   /**
+   * Parameters never forwarded for restricted subjects: ones that make the
+   * upstream page or select before the response filter sees the whole answer
+   * (its page tokens would count and fingerprint other tenants' entries).
+   */
+  readonly droppedParams?: readonly string[];
+  /**
    * Path parameters that must be validated before they are re-encoded into the
    * upstream path (e.g. a label name). Returns an error message or undefined.
    */

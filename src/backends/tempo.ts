@@ -71,7 +71,12 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (m.name === requested || unscoped(m.name) === tag ? { ...m, name: requested } : m)));
   const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
   const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
-  return { ...(body as object), tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(onTag, requested, valueOf(v) as string)) };
+  // Rebuilt from what was checked (and Tempo's `metrics` object, which counts bytes inspected): nothing else is copied.
+  const metrics = typeof body === 'object' && body !== null ? (body as { metrics?: unknown }).metrics : undefined;
+  return {
+    tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(onTag, requested, valueOf(v) as string)),
+    ...(typeof metrics === 'object' && metrics !== null && !Array.isArray(metrics) ? { metrics } : {}),
+  };
 };
 
 const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);

@@ -34,9 +34,16 @@ export class TeamsError extends Error {
   }
 }
 
+/**
+ * A regex value must compile on its own and inside a group: the backends wrap it
+ * (`^(?s:re)$`) and value lists join it (`a|(?:re)`), and a value like
+ * `x)|(.*` is valid only once wrapped, where it means "anything". An
+ * unterminated `\Q` would swallow the wrapper's closing parenthesis.
+ */
 function checkRegex(re: string, path: (string | number)[]): void {
   try {
-    RE2JS.compile(`^(?s:${re})$`);
+    RE2JS.compile(re);
+    RE2JS.compile(`(?:${re})`);
   } catch (e) {
     throw new TeamsError(`invalid RE2 regular expression ${JSON.stringify(re)}: ${(e as Error).message}`, path);
   }
@@ -94,7 +101,12 @@ function janusHeaders(raw: unknown, path: (string | number)[]): Record<string, s
   const out: Record<string, string> = {};
   const add = (k: string, v: unknown, p: (string | number)[]) => {
     if (typeof v !== 'string' && typeof v !== 'number') throw new TeamsError('header value must be a string', p);
-    out[k.trim()] = String(v).trim();
+    const name = k.trim();
+    const value = String(v).trim();
+    // The same rules as native teams' headers (config/schema.ts): refused at load, not on every request.
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new TeamsError(`not a valid HTTP header name: ${JSON.stringify(name)}`, p);
+    if (/[\r\n\0]/.test(value)) throw new TeamsError('header values must not contain CR, LF or NUL', p);
+    out[name] = value;
   };
   if (raw === undefined) return out;
   if (isRecord(raw)) for (const [k, v] of Object.entries(raw)) add(k, v, [...path, k]);
@@ -111,9 +123,14 @@ function janusHeaders(raw: unknown, path: (string | number)[]): Record<string, s
   return out;
 }
 
-/** Janus wildcard values ("*order-service") are globs; "~re" stays a regex; "*" alone is any value. */
+/**
+ * Janus wildcard values ("*order-service") are globs; "~re" stays a regex; "*"
+ * alone is any value; anything else is that literal value, also when it starts
+ * with "!" or "=" (Janus has no negation).
+ */
 function janusValue(v: string): string {
-  if (v === '*' || v.startsWith('~') || !v.includes('*')) return v;
+  if (v === '*' || v.startsWith('~')) return v;
+  if (!v.includes('*')) return `=${v}`;
   return '~' + v.split('*').map((s) => RE2JS.quote(s)).join('.*');
 }
 

@@ -27,7 +27,8 @@
  *   <dir>/bundle.tar.gz (temporary file + fsync + rename: a crash never leaves
  *   a half-written bundle) with its ETag in <dir>/bundle.json. At start the
  *   persisted bundle is verified and activated before the first download, so a
- *   restart with the service down still has the last good policy.
+ *   restart with the service down still has the last good policy; that first
+ *   download is unconditional (the persisted ETag is not reused).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
@@ -348,17 +349,12 @@ export class BundleClient {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn({ file, error: errorText(e) }, 'cannot read the persisted policy bundle');
       return undefined;
     }
-    let meta: Partial<PersistedMeta> = {};
-    try {
-      meta = JSON.parse(await readFile(join(dir, PERSIST_META), 'utf8')) as PersistedMeta;
-    } catch {
-      // no ETag then: the first download is unconditional
-    }
     try {
       const loaded = await this.#load(bytes);
-      // The ETag is only meaningful for the same URL and the same bytes' revision.
-      const etag = meta.url === this.url && meta.revision === loaded.revision ? meta.etag : undefined;
-      this.#activate(loaded, `persisted:${file}`, etag);
+      // No ETag from disk: the first download after a start is unconditional. A persisted ETag would let
+      // an older (still validly signed) bundle placed in persistDir, or an ETag collision on the server,
+      // keep the old policy active through 304s while everything looks healthy.
+      this.#activate(loaded, `persisted:${file}`, undefined);
       return loaded.revision;
     } catch (e) {
       this.#opts.logger.error({ file, error: errorText(e) }, 'persisted policy bundle rejected; waiting for the bundle service');

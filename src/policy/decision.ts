@@ -151,6 +151,9 @@ function checkRegex(value: string, where: string): void {
   if (validRegexes.has(value)) return;
   try {
     RE2JS.compile(value);
+    // Backends wrap the value (`^(?s:re)$`): one that is valid only as written (`x)|(.*`, an unterminated `\Q`)
+    // would change meaning there, e.g. into "anything".
+    RE2JS.compile(`(?:${value})`);
   } catch (e) {
     fail(`${where}.value is not a valid RE2 regular expression ${JSON.stringify(value)}: ${e instanceof Error ? e.message : String(e)}`);
   }

@@ -139,6 +139,8 @@ export function checkMatcher(m: unknown): { readonly matcher: Matcher; readonly 
   if (op === '=~' || op === '!~') {
     try {
       RE2JS.compile(value);
+      // Also inside a group, as it is written into queries (enforcedRegex) and as Tempo wraps it.
+      RE2JS.compile(`(?:${value})`);
     } catch (e) {
       throw policyError(`policy matcher ${name}${op}${JSON.stringify(value)}: invalid RE2 regular expression (${e instanceof Error ? e.message : String(e)})`);
     }

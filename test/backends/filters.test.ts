@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
+import { enforceParams } from '../../src/backends/params.ts';
+import { prometheusRoutes } from '../../src/backends/prometheus.ts';
+import { tempoRoutes } from '../../src/backends/tempo.ts';
+import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import { policyAllowsValue, policyMatchesLabels, type SelectorPolicy } from '../../src/rewrite/matcher.ts';
 
 const teamA: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
@@ -72,6 +76,30 @@ describe('response filters', () => {
     const alerts = [{ labels: { namespace: 'team-b-api\nx' } }, { labels: { namespace: 'team-a-1' } }];
     const out = filterAlerts({ status: 'success', data: { alerts } }, { policy: notTeamB, pathParams: {} });
     expect(out).toEqual({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }] } });
+  });
+  it('answers are rebuilt from what was checked: no page token, no unknown field, no other body shape', () => {
+    const ctx = { policy: teamA, pathParams: { name: 'namespace' } };
+    const rules = { status: 'success', data: { groups: [{ name: 'a', rules: [{ name: 'R', labels: { namespace: 'team-a-1' } }] }], groupNextToken: 'abc' }, warnings: ['w'], extra: { namespace: 'team-b' } };
+    expect(filterRules(rules, ctx)).toEqual({ status: 'success', data: { groups: [{ name: 'a', rules: [{ name: 'R', labels: { namespace: 'team-a-1' } }] }] }, warnings: ['w'] });
+    for (const filter of [filterRules, filterAlerts, filterLabelValues]) {
+      for (const body of [['team-b-secret'], 'team-b-secret', { status: 'success', data: [], other: 'team-b-secret' }, { warnings: [{ namespace: 'team-b' }] }]) {
+        expect(JSON.stringify(filter(body, ctx)), `${filter.name} ${JSON.stringify(body)}`).not.toContain('team-b');
+      }
+    }
+    const tagValues = tempoRoutes.routes.find((r) => r.endpoint === 'search_tag_values_v2')?.responseFilter;
+    expect(tagValues).toBeDefined();
+    const tempoCtx = { policy: [[{ name: 'resource.k8s.namespace.name', op: '=' as const, value: 'team-a' }]], pathParams: { tag: 'resource.k8s.namespace.name' } };
+    expect(tagValues!(['team-b'], tempoCtx)).toEqual({ tagValues: [] });
+    expect(tagValues!({ tagValues: [{ type: 'string', value: 'team-a' }, { type: 'string', value: 'team-b' }], metrics: { inspectedBytes: '1' }, other: 'team-b' }, tempoCtx)).toEqual({
+      tagValues: [{ type: 'string', value: 'team-a' }],
+      metrics: { inspectedBytes: '1' },
+    });
+  });
+  it('rules: paging parameters are not forwarded for restricted subjects (Prometheus would page over every tenant)', () => {
+    const route = prometheusRoutes.routes.find((r) => r.endpoint === 'rules')!;
+    const params = () => new URLSearchParams('type=alert&group_limit=1&group_next_token=t&rule_name[]=X');
+    expect([...enforceParams(route, params(), teamA, DEFAULT_LIMITS, 'promql').keys()]).toEqual(['type', 'rule_name[]']);
+    expect([...enforceParams(route, params(), undefined, DEFAULT_LIMITS, 'promql').keys()]).toEqual(['type', 'group_limit', 'group_next_token', 'rule_name[]']);
   });
   it('label values: only values the policy accepts for that label', () => {
     const out = filterLabelValues({ status: 'success', data: ['team-a-x', 'team-b-y', 7] }, { policy: teamA, pathParams: { name: 'namespace' } });

@@ -96,6 +96,14 @@ describe('parseConfig', () => {
     expect(e.line).toBe(16);
   });
 
+  it('refuses regex values that are valid only once wrapped or joined (they would match anything)', () => {
+    for (const v of ['"~team-a-x)|(.*"', '["team-a-prod", "~team-a-x)|(.*"]', '"!~a)|(b"', '["a", "~\\\\Qx"]']) {
+      const e = configError(minimal.replace('"~a|b"', v));
+      expect(e.message, v).toMatch(/invalid RE2/);
+      expect(e.key, v).toMatch(/^teams\.a\.selectors\.0\.namespace/);
+    }
+  });
+
   it('interpolates ${VAR} and ${VAR:-default}, and fails on unset variables', () => {
     const t = minimal.replace('audience: gw', 'audience: ${AUD}').replace('issuer: https://issuer', 'issuer: ${ISS:-https://default}');
     const c = parseConfig(t, { env: { AUD: 'from-env' } });
@@ -155,6 +163,12 @@ janus:
       labels: ['service', 'namespace'],
     });
     expect(configError(`${minimal}\njanus:\n  loki:\n    user-label-constraints: {}\n`).message).toMatch(/no upstream named "loki"/);
+    // Janus values are literals unless globbed or "~re": "!prod" is the value "!prod", not "everything but prod".
+    const bang = parseConfig(janus.replace('namespace: [demo]', 'namespace: ["!prod"]'), { env: {} });
+    expect(bang.policyData.teams['janus:thanos:order-team']!.selectors[0]![1]).toEqual({ name: 'namespace', op: '=', value: '!prod' });
+    // Header names and values are checked at load, as for native teams.
+    expect(configError(janus.replace('X-Scope-OrgID: tenant1', 'X-Scope-OrgID: "a\\r\\nX-Evil: 1"')).message).toMatch(/CR, LF or NUL/);
+    expect(configError(janus.replace('X-Scope-OrgID: tenant1', '"Bad Header": t')).message).toMatch(/not a valid HTTP header name/);
   });
 
   it('the shipped example config is valid', () => {

@@ -97,6 +97,13 @@ describe('BundleClient', () => {
     const second = await BundleClient.create({ config: config({ persistDir: dir }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
     expect(await second.loadPersisted()).toBe('two');
     expect(holder.info?.source).toBe(`persisted:${join(dir, 'bundle.tar.gz')}`);
+    // The persisted ETag is not reused: the first download after a start is unconditional, so an
+    // older bundle placed in persistDir cannot stay active through 304s.
+    expect(second.status.etag).toBeUndefined();
+    served = { body: b2, etag: '"e2"' };
+    const before = seen.length;
+    await second.poll();
+    expect(seen.slice(before).map((h) => h['if-none-match'])).toEqual([undefined]);
     expect(second.status.etag).toBe('"e2"');
     // A persisted bundle that no longer verifies (key rotated) is not used.
     const other = generateSigningKey('RS256');

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ResolvedUpstream } from '../../src/config/load.ts';
 import type { Decision } from '../../src/policy/decision.ts';
-import { upstreamHeaders } from '../../src/server/plugins/upstream.ts';
+import { downstreamHeaders, upstreamHeaders } from '../../src/server/plugins/upstream.ts';
 
 const upstream = { headers: { 'X-Upstream-Key': 'configured' }, forwardAuthorization: false } as unknown as ResolvedUpstream;
 const decision: Decision = { allow: true, reason: 't', unrestricted: false, selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: { 'X-Scope-OrgID': 'tenant-a', 'X-Policy-Tenant': 'p' } };
@@ -38,5 +38,19 @@ describe('upstreamHeaders', () => {
     const out = upstreamHeaders({ 'x-grafana-id': 'eyJ…', 'x-id-token': 'eyJ…', 'x-api-key': 'secret', 'x_api_key': 'secret', 'x-kept': 'v' }, upstream, decision, ['X-API-Key']);
     for (const h of ['x-grafana-id', 'x-id-token', 'x-api-key', 'x_api_key']) expect(out[h], h).toBeUndefined();
     expect(out['x-kept']).toBe('v');
+  });
+
+  it('the upstream answer\'s hop-by-hop headers (and those its Connection lists) are not relayed to the client', () => {
+    const relayed = downstreamHeaders({
+      connection: 'keep-alive, X-Upstream-Hop',
+      'keep-alive': 'timeout=5',
+      'transfer-encoding': 'chunked',
+      trailer: 'x-checksum',
+      upgrade: 'h2c',
+      'x-upstream-hop': 'h',
+      'content-type': 'application/json',
+      'content-length': '2',
+    });
+    expect(relayed).toEqual({ 'content-type': 'application/json', 'content-length': '2' });
   });
 });

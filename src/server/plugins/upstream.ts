@@ -110,6 +110,27 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
   return names;
 }
 
+/** Connection-scoped response headers (RFC 9110 §7.6.1): the upstream's, never relayed to the client. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+/**
+ * The upstream answer's headers as relayed to the client: without the
+ * hop-by-hop ones and those the upstream's `Connection` header lists.
+ * reply-from strips them only for HTTP/2 upstreams; relayed from HTTP/1, an
+ * upstream's `Connection: keep-alive` overrode the client's `close`, and a
+ * `Trailer` header broke the answer.
+ */
+export function downstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
+  const nominated = connectionNominated(upstream.connection);
+  const out: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || nominated?.has(lower) === true) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
 /** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
 export function upstreamHeaders(
   client: IncomingHttpHeaders,
@@ -321,6 +342,7 @@ async function forward(
             );
           },
         }),
+    rewriteHeaders: (h: IncomingHttpHeaders) => downstreamHeaders(h),
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
       const out = { ...headers, host: h.host ?? new URL(upstream.origin).host };
       if (upstream.auth?.signsRequests !== true) return out;
