@@ -1,6 +1,7 @@
 // Loki live tail (`/loki/api/v1/tail`, WebSocket) through the real gateway
 // process. The upstream is a canned stand-in that accepts WebSocket upgrades and
 // records them (real Loki cannot run on these machines: docs/operations.md).
+import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startCannedUpstream, type CannedUpstream } from './harness/canned-upstream.ts';
@@ -203,6 +204,30 @@ describe('Loki live tail (WebSocket)', () => {
   it('a multi-alternative policy that cannot be one selector is refused, not widened', async () => {
     const e = await refusal(openTail(gw.url, tailPath('{job="j"}'), auth('dana')));
     expect(e.status).toBe(400);
+    expect(loki.requests).toHaveLength(0);
+  });
+
+  it('an upgrade whose handshake the client side would fail (no key, bad key, old version) → 400 before any upstream tail starts', async () => {
+    // A raw socket: HTTP clients refuse to send such handshakes themselves.
+    const u = new URL(gw.url);
+    const upgrade = (extra: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const lines = Object.entries({ host: u.host, ...auth('alice'), connection: 'Upgrade', upgrade: 'websocket', ...extra }).map(([k, v]) => `${k}: ${v}\r\n`);
+        const s = connect(Number(u.port), u.hostname, () => s.write(`GET ${tailPath('{app="api"}')} HTTP/1.1\r\n${lines.join('')}\r\n`));
+        let got = '';
+        s.on('data', (c: Buffer) => {
+          got += c.toString('latin1');
+          const m = /^HTTP\/1\.1 (\d{3})/.exec(got);
+          if (m !== null) {
+            s.destroy();
+            resolve(Number(m[1]));
+          }
+        });
+        s.on('error', reject);
+      });
+    expect(await upgrade({ 'sec-websocket-version': '13' })).toBe(400);
+    expect(await upgrade({ 'sec-websocket-version': '13', 'sec-websocket-key': 'not-a-key' })).toBe(400);
+    expect(await upgrade({ 'sec-websocket-version': '8', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })).toBe(400);
     expect(loki.requests).toHaveLength(0);
   });
 

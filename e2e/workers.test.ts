@@ -95,6 +95,35 @@ describe('worker processes', () => {
     for (const w of body.workers) expect(w).toMatchObject({ ready: true, status: 'ready', policyRevision: expect.any(String) });
   });
 
+  it('a reload signal while a replacement worker starts does not kill it', async () => {
+    const workerPids = () =>
+      gw
+        .tail(2000)
+        .split('\n')
+        .filter((l) => l.includes('"request completed"'))
+        .map((l) => (JSON.parse(l) as { pid: number }).pid);
+    const before = new Set(workerPids());
+    const victim = [...before][0]!;
+    process.kill(victim, 'SIGKILL');
+    // Reload signals all through the replacement's start (it is forked after a short delay).
+    for (let i = 0; i < 40; i++) {
+      process.kill(gw.pid, 'SIGHUP');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const deadline = Date.now() + 30_000;
+    let replaced = false;
+    while (!replaced && Date.now() < deadline) {
+      const r = await rawRequest(gw.url, `/prometheus/api/v1/query?query=up&time=${evalTime}`, { headers: { authorization: `Bearer ${token}`, connection: 'close' } });
+      expect(r.status).toBe(200);
+      replaced = workerPids().some((p) => !before.has(p));
+      if (!replaced) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(replaced, gw.tail(40)).toBe(true);
+    // Only the SIGKILL'd worker exited; no worker died of the reload signal.
+    const exits = gw.tail(2000).split('\n').filter((l) => l.includes('worker exited unexpectedly'));
+    expect(exits.map((l) => (JSON.parse(l) as { signal: string | null }).signal)).toEqual(['SIGKILL']);
+  });
+
   it('SIGTERM stops every process', async () => {
     expect((await promGet(gw.url, '/readyz')).status).toBe(200);
     await gw.stop();

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 /**
  * Runs `workers` copies of the server under node:cluster. The primary only
  * supervises: it shares the listening socket, forwards SIGTERM/SIGINT (drain
- * and stop) and SIGHUP (reload) to every worker, replaces a worker that dies
+ * and stop) and SIGHUP (reload) to every serving worker, replaces a worker that dies
  * unexpectedly (with a delay, so a crash loop cannot spin), and exits when all
  * workers have stopped. Each worker is a complete gateway: its own policy
  * engine (WASM instances are per process), identity and decision caches, and
@@ -14,16 +14,30 @@ export function resolveWorkers(setting: number | 'auto'): number {
   return setting === 'auto' ? availableParallelism() : setting;
 }
 
+/** How long a worker must serve before a crash streak is considered over. */
+const STABLE_AFTER_MS = 30_000;
+
 export async function superviseWorkers(count: number, log: (msg: string, extra?: Record<string, unknown>) => void): Promise<number> {
   let stopping = false;
   let failures = 0;
+  let uncleanStops = 0;
   const fork = (): Worker => cluster.fork({ LBAC_CLUSTER_WORKER: '1' });
   for (let i = 0; i < count; i++) fork();
   log('started workers', { workers: count });
 
+  // Workers that are serving. A reload (SIGHUP) goes only to them: one still starting reads the
+  // config as it starts, and has no SIGHUP handler yet (the signal's default action would kill it).
+  const listening = new Set<number>();
+  cluster.on('listening', (worker) => {
+    listening.add(worker.id);
+    // A worker that keeps serving ends a crash streak: the replacement delay starts over.
+    setTimeout(() => {
+      if (!worker.isDead()) failures = 0;
+    }, STABLE_AFTER_MS).unref();
+  });
   const forward = (signal: NodeJS.Signals) => {
     if (signal !== 'SIGHUP') stopping = true;
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
+    for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined && (signal !== 'SIGHUP' || listening.has(w.id))) w.process.kill(signal);
   };
   process.on('SIGTERM', () => forward('SIGTERM'));
   process.on('SIGINT', () => forward('SIGINT'));
@@ -31,6 +45,7 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
 
   return new Promise<number>((resolve) => {
     cluster.on('exit', (worker, code, signal) => {
+      listening.delete(worker.id);
       const alive = Object.keys(cluster.workers ?? {}).length;
       if (!stopping) {
         failures++;
@@ -39,9 +54,10 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
         return;
       }
       // A worker still starting when the signal came dies of it: that is a clean stop too.
+      // The exit status reports the stop; crashes replaced earlier were logged when they happened.
       const stoppedBySignal = code === null && (signal === 'SIGTERM' || signal === 'SIGINT');
-      if (code !== 0 && !stoppedBySignal) failures++;
-      if (alive === 0) resolve(failures > 0 ? 1 : 0);
+      if (code !== 0 && !stoppedBySignal) uncleanStops++;
+      if (alive === 0) resolve(uncleanStops > 0 ? 1 : 0);
     });
   });
 }

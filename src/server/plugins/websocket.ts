@@ -8,7 +8,7 @@
  * already restricts them); client messages are dropped (Loki reads none).
  * Either side closing closes the other; shutdown closes every relay with 1001.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -23,6 +23,17 @@ const CLIENT_MAX_PAYLOAD = 64 * 1024;
 const UPSTREAM_MAX_PAYLOAD = 64 * 1024 * 1024;
 /** A client that stops reading: once this much is queued for it, the tail is closed. */
 const CLIENT_MAX_BUFFERED = 16 * 1024 * 1024;
+/**
+ * Why a client's WebSocket handshake would be refused (RFC 6455 §4.2.1: a
+ * Sec-WebSocket-Key of 16 base64 bytes, version 13), or undefined.
+ */
+export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | undefined {
+  const key = headers['sec-websocket-key'];
+  if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim())) return 'missing or invalid Sec-WebSocket-Key';
+  if (headers['sec-websocket-version'] !== '13') return 'unsupported Sec-WebSocket-Version (13 is required)';
+  return undefined;
+}
+
 /** Largest upstream error body relayed when the upstream refuses the upgrade. */
 const MAX_ERROR_BODY = 64 * 1024;
 /** How long shutdown waits for close handshakes before cutting the connections. */
@@ -174,6 +185,9 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
     // Everything that can refuse runs here, before the upgrade: a throw is an HTTP error answer.
     preHandler: async (req: FastifyRequest, reply: FastifyReply) => {
       if (!req.ws) throw new GatewayError('bad_query', `${route.path} is a WebSocket endpoint: send an upgrade request`, { status: 400 });
+      // The client's handshake is checked as ws would check it, before an upstream tail is started for it.
+      const problem = clientHandshakeProblem(req.headers);
+      if (problem !== undefined) throw new GatewayError('bad_query', problem, { status: 400 });
       const target = opts.prepare(req);
       const connected = await connectUpstream(target, opts.timeoutMs);
       if (connected.kind === 'refused') {
