@@ -276,6 +276,12 @@ describe('errors and limits', () => {
     const desync = `{${' '.repeat(1009)}duration > 1ms && .q = "${' '.repeat(1014)}) } /*" } // */`;
     expect(codeOf(() => rewriteTraceQL(desync, NS))).toBe('query_too_large');
   });
+  it('the integer bound constants minInt and maxInt are literals', () => {
+    expect(rewriteTraceQL('{ span.value != minInt && span.value != maxInt }', NS)).toBe(`{ (span.value != minInt && span.value != maxInt) && ${M} }`);
+    expect(rewriteTraceQL('{ span.minInt = maxInt }', NS)).toBe(`{ (span.minInt = maxInt) && ${M} }`);
+    // Where an integer literal goes, so do they.
+    expect(codeOf(() => rewriteTraceQL('{ minInt }', NS))).toBe(codeOf(() => rewriteTraceQL('{ 1 }', NS)));
+  });
   it('policy regexes are written anchored, ^(?s:re)$, so they mean the same on every Tempo version', () => {
     const re: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }, { name: 'span.x', op: '!~', value: 'b|c' }]];
     const out = rewriteTraceQL('{ .a = 1 }', re);
