@@ -17,6 +17,9 @@ export function mergeParams(search: string, formBody: string | undefined): URLSe
   return merged;
 }
 
+/** Most values one query-bearing parameter (e.g. `match[]`) may have; Grafana sends one or a few. */
+export const MAX_VALUES_PER_PARAMETER = 100;
+
 /**
  * Enforce the policy on every query-bearing parameter of a route, in place:
  * `params` becomes the canonical parameter list to forward (other parameters
@@ -29,6 +32,10 @@ export function enforceParams(route: RouteSpec, params: URLSearchParams, policy:
   for (const spec of route.enforced) {
     const values = params.getAll(spec.name);
     if (values.length === 0 && spec.required) throw new QueryError(language, spec.missingMessage, 'missing_parameter');
+    if (values.length > MAX_VALUES_PER_PARAMETER) {
+      // Each value is parsed and rewritten synchronously: an unbounded list would hold the event loop for everyone.
+      throw new QueryError(language, `parameter "${spec.name}" given ${values.length} times; at most ${MAX_VALUES_PER_PARAMETER} are accepted`, 'query_too_large');
+    }
     if (values.length > 1 && !spec.multiple) {
       // Backends take the first value; a second, unchecked one is a smuggling attempt or a client bug.
       throw new QueryError(language, `parameter "${spec.name}" given ${values.length} times; send it once`);

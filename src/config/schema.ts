@@ -44,6 +44,12 @@ export const serverSchema = z
       .default('auto')
       .describe('Worker processes sharing the listener (node:cluster), each with its own policy engine and caches; "auto" = one per CPU core (available parallelism). The admin listener is then served by the primary, with metrics summed over the workers.'),
     bodyLimitBytes: z.number().int().positive().default(1024 * 1024).describe('Largest accepted request body; larger → 413.'),
+    requestTimeoutMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(30_000)
+      .describe('Longest time to receive a whole request (headers and body); a client that sends slower is disconnected, so a stalled body holds no memory, socket or authenticated request for long.'),
     maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400.'),
     maxQueryDepth: z.number().int().positive().default(128).describe('Deepest accepted query syntax tree; deeper → 400.'),
     adminListen: hostPort

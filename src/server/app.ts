@@ -65,6 +65,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.server.bodyLimitBytes,
+    // Node's own bound on receiving one request (Fastify's default, 0, disables it): a stalled body is cut off.
+    requestTimeout: config.server.requestTimeoutMs,
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 1024 },
     // X-Request-Id: the client's if valid, else generated; echoed and forwarded (plugins/context.ts).
     requestIdHeader: false,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
-import { enforceParams } from '../../src/backends/params.ts';
+import { MAX_VALUES_PER_PARAMETER, enforceParams } from '../../src/backends/params.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
@@ -94,6 +94,18 @@ describe('response filters', () => {
       tagValues: [{ type: 'string', value: 'team-a' }],
       metrics: { inspectedBytes: '1' },
     });
+  });
+  it(`at most ${MAX_VALUES_PER_PARAMETER} values per query-bearing parameter (each is parsed and rewritten synchronously)`, () => {
+    const route = prometheusRoutes.routes.find((r) => r.endpoint === 'series')!;
+    const many = (n: number) => new URLSearchParams(Array.from({ length: n }, (_, i): [string, string] => ['match[]', `up{job="j${i}"}`]));
+    expect(enforceParams(route, many(MAX_VALUES_PER_PARAMETER), teamA, DEFAULT_LIMITS, 'promql').getAll('match[]')).toHaveLength(MAX_VALUES_PER_PARAMETER);
+    let code: string | undefined;
+    try {
+      enforceParams(route, many(MAX_VALUES_PER_PARAMETER + 1), teamA, DEFAULT_LIMITS, 'promql');
+    } catch (e) {
+      code = (e as { code?: string }).code;
+    }
+    expect(code).toBe('query_too_large');
   });
   it('rules: paging parameters are not forwarded for restricted subjects (Prometheus would page over every tenant)', () => {
     const route = prometheusRoutes.routes.find((r) => r.endpoint === 'rules')!;

@@ -169,6 +169,18 @@ describe('request hygiene', () => {
     expect(text).toMatch(/lbac_gateway_upstream_inflight_requests\{upstream="metrics"\} 0/);
   });
 
+  it('a request the gateway refuses (no credentials) never takes a concurrency slot; the request timeout is set', async () => {
+    up.delayMs = 300;
+    const busy = [0, 1].map(() => t.app.inject({ url: query('up'), headers: bearer('alice') }));
+    await new Promise((r) => setTimeout(r, 50));
+    // Both slots are taken: an unauthenticated request is still answered 401, not 503.
+    expect((await t.app.inject({ url: query('up') })).statusCode).toBe(401);
+    expect((await Promise.all(busy)).map((r) => r.statusCode)).toEqual([200, 200]);
+    up.delayMs = 0;
+    // Node's own bound on receiving a whole request (Fastify's default, 0, would disable it).
+    expect(t.app.server.requestTimeout).toBe(30_000);
+  });
+
   it('sheds load with 503 + Retry-After when under pressure, but never the health routes', async () => {
     const base = testConfig(up.url);
     const p = await testApp({ ...base, server: { ...base.server, loadShedding: { enabled: true, maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 1, sampleIntervalMs: 100, retryAfterSeconds: 7 } } });

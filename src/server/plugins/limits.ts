@@ -46,7 +46,9 @@ export const limitsPlugin = fp<LimitsOptions>(
     const limits = new Map<string, number>();
     for (const u of opts.upstreams) if (u.maxConcurrent !== undefined) limits.set(u.name, u.maxConcurrent);
     const inflight = new Map<string, number>();
-    app.addHook('onRequest', (req, reply, done) => {
+    // Taken once the request is authenticated and its body read (preHandler), just before the upstream
+    // work: a client that stalls its body, or one the gateway refuses, never holds a slot.
+    app.addHook('preHandler', (req, reply, done) => {
       const route = req.lbac.route;
       if (route === undefined || req.lbac.shed !== undefined) return done();
       const name = route.upstream;
