@@ -99,7 +99,8 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
  * the headers it copies itself). Absent when the client sent no Connection.
  */
 function connectionNominated(connection: string | string[] | undefined): ReadonlySet<string> | undefined {
-  if (connection === undefined) return undefined;
+  // The usual values name no other header (keep-alive is hop-by-hop anyway): nothing to build per request.
+  if (connection === undefined || (typeof connection === 'string' && PLAIN_CONNECTION.test(connection))) return undefined;
   const names = new Set<string>();
   for (const value of Array.isArray(connection) ? connection : [connection]) {
     for (const token of value.split(',')) {
@@ -112,6 +113,7 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
 
 /** Connection-scoped response headers (RFC 9110 §7.6.1): the upstream's, never relayed to the client. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
 /**
  * The upstream answer's headers as relayed to the client: without the
@@ -121,6 +123,15 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  * `Trailer` header broke the answer.
  */
 export function downstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
+  let hopByHop = false;
+  for (const name in upstream) {
+    if (HOP_BY_HOP.has(name.toLowerCase())) {
+      hopByHop = true;
+      break;
+    }
+  }
+  // Most answers carry none (a Go backend sends no Connection header): relayed as they are.
+  if (!hopByHop) return upstream;
   const nominated = connectionNominated(upstream.connection);
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
