@@ -128,8 +128,24 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
   }
 }
 
+/**
+ * The bundle URL as it may be shown (logs, /readyz, metrics labels): without
+ * credentials, query string or fragment. A pre-signed URL carries its
+ * signature in the query, which would let anyone download the policy.
+ */
+export function displayUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(unparsable bundle URL)';
+  }
+}
+
 export class BundleClient {
   readonly url: string;
+  /** `url` without credentials or query (displayUrl): what logs, status and policy sources show. */
+  readonly shownUrl: string;
   readonly #opts: BundleClientOptions;
   readonly #verification: VerificationConfig | undefined;
   readonly #random: () => number;
@@ -151,6 +167,7 @@ export class BundleClient {
     this.#opts = opts;
     this.#agent = agent;
     this.url = bundleUrl(opts.config);
+    this.shownUrl = displayUrl(this.url);
     this.#verification = verification;
     this.#random = opts.random ?? Math.random;
   }
@@ -184,7 +201,7 @@ export class BundleClient {
 
   get status(): BundleClientStatus {
     return {
-      url: this.url,
+      url: this.shownUrl,
       etag: this.#etag,
       revision: this.#revision,
       lastSuccessfulDownload: this.#lastSuccessfulDownload,
@@ -271,7 +288,7 @@ export class BundleClient {
         this.#lastSuccessfulRequest = new Date();
         this.#failures = 0;
         this.#lastError = undefined;
-        log.debug({ url: this.url, etag: this.#etag }, 'policy bundle not modified');
+        log.debug({ url: this.shownUrl, etag: this.#etag }, 'policy bundle not modified');
         return { kind: 'not-modified' };
       }
       if (res.status !== 200) {
@@ -283,7 +300,7 @@ export class BundleClient {
       this.#longPolling = longPollWait !== undefined && mediaType === BUNDLE_CONTENT_TYPE;
       const bytes = await this.#readBody(res);
       const loaded = await this.#load(bytes);
-      this.#activate(loaded, `bundle:${this.url}`, etag);
+      this.#activate(loaded, `bundle:${this.shownUrl}`, etag);
       this.#lastSuccessfulDownload = this.#lastSuccessfulRequest = new Date();
       this.#failures = 0;
       this.#lastError = undefined;
@@ -295,7 +312,7 @@ export class BundleClient {
       this.#lastError = error;
       this.#longPolling = false;
       if (!this.#stopped) {
-        log.error({ url: this.url, error, consecutiveFailures: this.#failures, activeRevision: this.#opts.holder.revision ?? null }, 'policy bundle download failed; keeping the active policy');
+        log.error({ url: this.shownUrl, error, consecutiveFailures: this.#failures, activeRevision: this.#opts.holder.revision ?? null }, 'policy bundle download failed; keeping the active policy');
       }
       return { kind: 'failed', error };
     } finally {
@@ -330,7 +347,7 @@ export class BundleClient {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await writeAtomic(join(dir, PERSIST_BUNDLE), bytes);
-      const meta: PersistedMeta = { url: this.url, ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
+      const meta: PersistedMeta = { url: this.shownUrl, ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
       await writeAtomic(join(dir, PERSIST_META), JSON.stringify(meta, null, 2) + '\n');
     } catch (e) {
       this.#opts.logger.warn({ dir, error: errorText(e) }, 'could not persist the policy bundle');

@@ -179,7 +179,7 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
       BundleClient.create({ config: bundle, holder, entrypoint: config.policy.entrypoint, configData, logger: logger.child({ component: 'bundle' }) }),
     ]);
     client = c;
-    logger.info({ bundle: client.url, signed: bundle.signing !== undefined, persistDir: bundle.persistDir ?? null, upstreams }, 'policy from bundle service');
+    logger.info({ bundle: client.shownUrl, signed: bundle.signing !== undefined, persistDir: bundle.persistDir ?? null, upstreams }, 'policy from bundle service');
     runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger });
     runtime.bundleClient = client;
     metrics.watchBundle(() => c.status);

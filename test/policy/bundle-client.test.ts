@@ -13,7 +13,7 @@ import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/
 import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
-import { BUNDLE_CONTENT_TYPE, BundleClient, bundleUrl, nextDelayMs } from '../../src/policy/bundle-client.ts';
+import { BUNDLE_CONTENT_TYPE, BundleClient, bundleUrl, displayUrl, nextDelayMs } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
@@ -83,6 +83,24 @@ describe('BundleClient', () => {
     expect(holder.revision).toBe('one');
     expect(client.status.consecutiveFailures).toBe(2);
     expect(client.status.etag).toBe('"e1"'); // a rejected bundle's ETag is not remembered
+  });
+
+  it('a secret in the bundle URL (pre-signed query, userinfo) is used to download but never shown', async () => {
+    served = { body: b1, etag: '"e-sig"' };
+    const holder = new PolicyHolder();
+    const lines: string[] = [];
+    const record = (level: string) => (o: unknown, msg?: string) => void lines.push(`${level} ${JSON.stringify(o)} ${msg ?? ''}`);
+    const logger = { info: record('info'), warn: record('warn'), error: record('error'), debug: record('debug') };
+    const client = await BundleClient.create({ config: config({ resource: '/b.tar.gz?X-Amz-Signature=s3cr3t' }), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+    served = { ...served, status: 503 };
+    await client.poll();
+    served = { body: b1, etag: '"e-sig"' };
+    await client.poll();
+    expect(holder.revision).toBe('one');
+    expect(client.url).toContain('s3cr3t');
+    expect(`${holder.info?.source} ${client.status.url} ${lines.join('')}`).not.toContain('s3cr3t');
+    expect(holder.info?.source).toBe(`bundle:${url}/b.tar.gz`);
+    expect(displayUrl('https://user:pa55@bundles.example/p/b.tar.gz?sig=x#f')).toBe('https://bundles.example/p/b.tar.gz');
   });
 
   it('persists the last good bundle atomically and starts from it when the service is down', async () => {
