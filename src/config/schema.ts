@@ -12,8 +12,11 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"')
   .describe('Address to listen on, "host:port".');
 
-const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid HTTP header name');
-const headerValue = z.string().refine((v) => !/[\r\n\0]/.test(v), 'header values must not contain CR, LF or NUL');
+/** An HTTP header name (RFC 9110 token), and what a header value must not contain: shared with the Janus format (teams.ts). */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+export const HEADER_VALUE_FORBIDDEN = /[\r\n\0]/;
+const headerName = z.string().regex(HEADER_NAME, 'not a valid HTTP header name');
+const headerValue = z.string().refine((v) => !HEADER_VALUE_FORBIDDEN.test(v), 'header values must not contain CR, LF or NUL');
 const headerMap = z.record(headerName, headerValue);
 
 export const serverTlsSchema = z

@@ -1,6 +1,6 @@
 import { RE2JS } from 're2js';
 import type { Matcher, MatcherGroup } from '../rewrite/matcher.ts';
-import type { ClaimsModeConfig, ParsedConfig, TeamConfig } from './schema.ts';
+import { HEADER_NAME, HEADER_VALUE_FORBIDDEN, type ClaimsModeConfig, type ParsedConfig, type TeamConfig } from './schema.ts';
 
 /**
  * Turns the user's team YAML (native or Janus style) into `data.lbac`, the one
@@ -104,8 +104,8 @@ function janusHeaders(raw: unknown, path: (string | number)[]): Record<string, s
     const name = k.trim();
     const value = String(v).trim();
     // The same rules as native teams' headers (config/schema.ts): refused at load, not on every request.
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new TeamsError(`not a valid HTTP header name: ${JSON.stringify(name)}`, p);
-    if (/[\r\n\0]/.test(value)) throw new TeamsError('header values must not contain CR, LF or NUL', p);
+    if (!HEADER_NAME.test(name)) throw new TeamsError(`not a valid HTTP header name: ${JSON.stringify(name)}`, p);
+    if (HEADER_VALUE_FORBIDDEN.test(value)) throw new TeamsError('header values must not contain CR, LF or NUL', p);
     out[name] = value;
   };
   if (raw === undefined) return out;
