@@ -1,5 +1,5 @@
 import { RE2JS } from 're2js';
-import type { Matcher, MatcherGroup } from '../rewrite/matcher.ts';
+import { checkMatcherRegex, type Matcher, type MatcherGroup } from '../rewrite/matcher.ts';
 import { HEADER_NAME, HEADER_VALUE_FORBIDDEN, type ClaimsModeConfig, type ParsedConfig, type TeamConfig } from './schema.ts';
 
 /**
@@ -34,16 +34,10 @@ export class TeamsError extends Error {
   }
 }
 
-/**
- * A regex value must compile on its own and inside a group: the backends wrap it
- * (`^(?s:re)$`) and value lists join it (`a|(?:re)`), and a value like
- * `x)|(.*` is valid only once wrapped, where it means "anything". An
- * unterminated `\Q` would swallow the wrapper's closing parenthesis.
- */
+/** A regex value as the backends and value lists use it (checkMatcherRegex). */
 function checkRegex(re: string, path: (string | number)[]): void {
   try {
-    RE2JS.compile(re);
-    RE2JS.compile(`(?:${re})`);
+    checkMatcherRegex(re);
   } catch (e) {
     throw new TeamsError(`invalid RE2 regular expression ${JSON.stringify(re)}: ${(e as Error).message}`, path);
   }

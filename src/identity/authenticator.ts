@@ -39,15 +39,6 @@ export interface IdentityStats {
   unavailable: number;
 }
 
-/**
- * Extracts credentials from `Authorization` (Bearer, and Basic when a basic
- * source is configured) and source-specific headers (X-Grafana-Id, an API key
- * header) — never from query parameters or cookies (tokens in URLs end up in
- * logs) — and asks each configured source in order. A source that finds
- * nothing of its kind is skipped; one that rejects the credential lets the
- * next source try; one that cannot decide (provider unreachable) fails the
- * request with 503. "Could not verify" is never "anonymous".
- */
 /** How many Authorization header lines a request carried (rawHeaders: name, value, name, value, …). */
 function authorizationLines(raw: readonly string[]): number {
   let n = 0;
@@ -58,6 +49,15 @@ function authorizationLines(raw: readonly string[]): number {
   return n;
 }
 
+/**
+ * Extracts credentials from `Authorization` (Bearer, and Basic when a basic
+ * source is configured) and source-specific headers (X-Grafana-Id, an API key
+ * header) — never from query parameters or cookies (tokens in URLs end up in
+ * logs) — and asks each configured source in order. A source that finds
+ * nothing of its kind is skipped; one that rejects the credential lets the
+ * next source try; one that cannot decide (provider unreachable) fails the
+ * request with 503. "Could not verify" is never "anonymous".
+ */
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
   readonly #basic: boolean;

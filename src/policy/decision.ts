@@ -6,9 +6,8 @@
  * before anything acts on it; a malformed decision is a `policy_error` (500
  * with a log line naming the bad field), never an allow.
  */
-import { RE2JS } from 're2js';
 import { GatewayError } from '../errors.ts';
-import { isMatchOp, matcherKey, MATCH_OPS } from '../rewrite/matcher.ts';
+import { checkMatcherRegex, isMatchOp, matcherKey, MATCH_OPS } from '../rewrite/matcher.ts';
 import type { Matcher, MatcherGroup, SelectorPolicy } from '../rewrite/matcher.ts';
 
 export type BackendKind = 'prometheus' | 'loki' | 'tempo';
@@ -150,10 +149,7 @@ const VALID_REGEX_MEMO_MAX = 1024;
 function checkRegex(value: string, where: string): void {
   if (validRegexes.has(value)) return;
   try {
-    RE2JS.compile(value);
-    // Backends wrap the value (`^(?s:re)$`): one that is valid only as written (`x)|(.*`, an unterminated `\Q`)
-    // would change meaning there, e.g. into "anything".
-    RE2JS.compile(`(?:${value})`);
+    checkMatcherRegex(value);
   } catch (e) {
     fail(`${where}.value is not a valid RE2 regular expression ${JSON.stringify(value)}: ${e instanceof Error ? e.message : String(e)}`);
   }

@@ -38,6 +38,18 @@ export function matcherKey(m: Matcher): string {
 
 // ---- Evaluating matchers against label sets (response filtering) ----------
 
+/**
+ * Throws (RE2's error) unless a matcher's regex value compiles on its own and
+ * inside a group. Backends wrap the value (`^(?s:re)$`) and value lists join it
+ * (`a|(?:re)`): a value valid only as written (`x)|(.*`) or only once wrapped,
+ * or an unterminated `\Q` that swallows the wrapper's parenthesis, would change
+ * meaning there, e.g. into "anything".
+ */
+export function checkMatcherRegex(value: string): void {
+  RE2JS.compile(value);
+  RE2JS.compile(`(?:${value})`);
+}
+
 const regexCache = new Map<string, RegExpLike>();
 interface RegExpLike {
   matches(input: string): boolean;

@@ -25,11 +25,10 @@
  * strconv.Unquote). `=~`/`!~` values are Go (RE2) regular expressions,
  * fully anchored by Tempo.
  */
-import { RE2JS } from 're2js';
 import { QueryError } from '../errors.ts';
 import { isWellFormedUnicode, quoteGoString } from './lezer.ts';
 import type { Matcher } from './matcher.ts';
-import { isMatchOp } from './matcher.ts';
+import { checkMatcherRegex, isMatchOp } from './matcher.ts';
 
 const LANG = 'traceql';
 
@@ -138,9 +137,8 @@ export function checkMatcher(m: unknown): { readonly matcher: Matcher; readonly 
   const field = parseFieldName(name);
   if (op === '=~' || op === '!~') {
     try {
-      RE2JS.compile(value);
-      // Also inside a group, as it is written into queries (enforcedRegex) and as Tempo wraps it.
-      RE2JS.compile(`(?:${value})`);
+      // As written into queries (enforcedRegex) and as Tempo wraps it.
+      checkMatcherRegex(value);
     } catch (e) {
       throw policyError(`policy matcher ${name}${op}${JSON.stringify(value)}: invalid RE2 regular expression (${e instanceof Error ? e.message : String(e)})`);
     }

@@ -71,7 +71,8 @@ const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPrepar
  * (Prometheus' `labels.NewFastRegexMatcher`), where the extra anchors change
  * nothing; earlier Tempo matched them unanchored, so `=~ "team-a-.*"` also
  * matched `evil-team-a-x`. Written anchored, a policy means the same on both.
- * The value compiles on its own (checkMatcher), so it cannot close the group.
+ * The value compiles on its own and inside a group (checkMatcherRegex), so it
+ * cannot close the group or swallow its end.
  */
 export function enforcedRegex(value: string): string {
   return `^(?s:${value})$`;
