@@ -67,7 +67,8 @@ beforeAll(async () => {
         ],
       },
       teams: {
-        'team-a': { groups: ['team-a'], users: ['grafana-alice'], selectors: [{ namespace: '~team-a-.*' }] },
+        // Grafana users are listed by their fixed id (sub "user:<id>"): a Grafana login can be edited by its owner.
+        'team-a': { groups: ['team-a'], users: ['user:1'], selectors: [{ namespace: '~team-a-.*' }] },
         'team-b': { groups: ['team-b'], users: ['batch-job'], selectors: [{ namespace: ['team-b-api', 'team-b-db'] }] },
       },
     },
@@ -121,6 +122,13 @@ describe('each identity source end to end', () => {
   it('Grafana ID token (X-Grafana-Id)', async () => {
     const t = await grafana.mint({ sub: 'user:1', username: 'grafana-alice' }, { issuer: `${grafanaUrl}/`, audience: 'org:1' });
     expect(await namespaces({ 'x-grafana-id': t })).toEqual(A);
+  });
+  it('Grafana ID token of another user who took a listed login gets nothing', async () => {
+    const t = await grafana.mint({ sub: 'user:7', username: 'user:1', login: 'user:1' }, { issuer: `${grafanaUrl}/`, audience: 'org:1' });
+    await refused({ 'x-grafana-id': t }, 403);
+  });
+  it('OIDC token whose preferred_username is a listed user id gets nothing', async () => {
+    await refused(bearer(await idp.mintAccessToken({ sub: 'u-mallory', claims: { preferred_username: 'batch-job' } })), 403);
   });
   it('static API key', async () => {
     expect(await namespaces(bearer(API_KEY))).toEqual(A);

@@ -62,10 +62,20 @@ subject_groups contains g if {
 	is_string(g)
 }
 
-# `users` entries match either the username or the stable subject id.
+# `users` entries match the stable subject id, and the username only where the
+# gateway marks it trusted (`usernameTrusted`: static credentials, client
+# certificates, providers configured with `claims.trustUsername`). OIDC Core
+# §5.1: `preferred_username` may be chosen or changed by its holder, so a
+# username alone must not grant what a `users` entry grants.
 subject_users contains u if {
-	some key in ["username", "sub"]
-	u := input.subject[key]
+	u := input.subject.sub
+	is_string(u)
+	u != ""
+}
+
+subject_users contains u if {
+	input.subject.usernameTrusted == true
+	u := input.subject.username
 	is_string(u)
 	u != ""
 }

@@ -86,7 +86,7 @@ test_subject_without_groups_denied if {
 }
 
 test_subject_without_groups_still_matches_by_username if {
-	subj := object.remove(subject({"username": "alice"}), ["groups"])
+	subj := object.remove(subject({"username": "alice", "usernameTrusted": true}), ["groups"])
 	decide(cfg, subj, metrics).reason == "teams: team-a"
 }
 
@@ -97,10 +97,21 @@ test_roles_do_not_grant if {
 
 # --- users ----------------------------------------------------------------------------
 
-test_user_matched_by_username if {
-	d := decide(cfg, subject({"username": "alice"}), metrics)
+test_user_matched_by_trusted_username if {
+	d := decide(cfg, subject({"username": "alice", "usernameTrusted": true}), metrics)
 	d.allow
 	d.reason == "teams: team-a"
+}
+
+# A username the source does not vouch for (an IdP's preferred_username, a
+# Grafana login) matches no `users` entry, for teams and admins alike.
+test_untrusted_username_matches_no_user_entry if {
+	every trusted in [false, "true", 1, null] {
+		decide(cfg, subject({"username": "alice", "usernameTrusted": trusted}), metrics) == deny("metrics")
+		decide(cfg, subject({"username": "root", "usernameTrusted": trusted}), traces) == deny("traces")
+	}
+	decide(cfg, subject({"username": "alice"}), metrics) == deny("metrics")
+	decide(cfg, subject({"username": "root"}), traces) == deny("traces")
 }
 
 test_user_matched_by_sub if {
@@ -111,7 +122,13 @@ test_user_matched_by_sub if {
 
 test_empty_username_matches_no_empty_user_entry if {
 	c := json.patch(cfg, [{"op": "add", "path": "/teams/team-a/users/-", "value": ""}])
-	decide(c, subject({"username": "", "sub": ""}), metrics) == deny("metrics")
+	decide(c, subject({"username": "", "sub": "", "usernameTrusted": true}), metrics) == deny("metrics")
+}
+
+test_admin_by_sub if {
+	d := decide(cfg, subject({"sub": "root", "username": "someone"}), traces)
+	d.allow
+	d.unrestricted
 }
 
 # --- several teams --------------------------------------------------------------------
@@ -196,7 +213,7 @@ test_admin_by_group_unrestricted_with_headers if {
 }
 
 test_admin_by_user if {
-	d := decide(cfg, subject({"username": "root"}), traces)
+	d := decide(cfg, subject({"username": "root", "usernameTrusted": true}), traces)
 	d.allow
 	d.unrestricted
 }
@@ -325,7 +342,7 @@ test_odd_subject_never_allows if {
 		subject({"groups": "team-a"}),
 		subject({"groups": {"team-a": "team-a"}}),
 		subject({"groups": [["team-a"]]}),
-		subject({"groups": null, "username": ["alice"], "sub": null}),
+		subject({"groups": null, "username": ["alice"], "usernameTrusted": true, "sub": null}),
 		"alice",
 		null,
 	] {

@@ -205,6 +205,12 @@ export const claimsSchema = z
     email: z.string().default('email'),
     groups: z.string().default('groups').describe('Dotted claim path; arrays, space-separated strings and arrays of {name} objects are accepted.'),
     roles: z.string().default('roles'),
+    trustUsername: z
+      .boolean()
+      .default(false)
+      .describe(
+        'The username claim is unique and its holder cannot choose or change it in this provider (e.g. Keycloak without "edit username"), so team and admin `users` entries may match it. Default: they match the subject id only (OIDC Core §5.1: preferred_username is not a stable identifier).',
+      ),
   })
   .describe('Where to find identity attributes in verified claims (dotted paths).');
 
@@ -225,6 +231,10 @@ export const jwtProviderSchema = z
     algorithms: algorithmsSchema.default(['RS256', 'ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
+    typ: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .optional()
+      .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.'),
     claims: claimsSchema.default(claimsSchema.parse({})),
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwksFile === undefined), { message: 'set exactly one of jwksUrl or jwksFile' });
@@ -253,6 +263,10 @@ export const oidcProviderSchema = z
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
     jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri.'),
+    typ: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .optional()
+      .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.'),
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000).describe('Timeout for discovery, JWKS and userinfo requests.'),
     discoveryRetrySeconds: z.number().int().positive().default(10).describe('After a failed discovery, requests answer 503 and discovery is retried at most this often.'),
@@ -313,7 +327,7 @@ export const grafanaProviderSchema = z
     maxTokenBytes: z.number().int().positive().default(16 * 1024),
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000),
-    claims: claimsSchema.default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles' }),
+    claims: claimsSchema.default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles', trustUsername: false }),
   })
   .describe('Grafana\'s signed ID token (X-Grafana-Id); subject.grafanaOrg is the org id from "aud".');
 
@@ -398,7 +412,7 @@ const selectorValue = z.union([z.string(), z.array(z.string()).min(1)]);
 export const teamSchema = z
   .strictObject({
     groups: z.array(z.string().min(1)).default([]),
-    users: z.array(z.string().min(1)).default([]).describe('Usernames or subject ids.'),
+    users: z.array(z.string().min(1)).default([]).describe('Subject ids (`sub`); usernames only from sources that vouch for them (static credentials, client certificates, `claims.trustUsername`).'),
     upstreams: z.array(z.string().min(1)).default(['*']).describe('Upstream names this team applies to; "*" = all.'),
     selectors: z.array(z.record(z.string().min(1), selectorValue)).default([]).describe('Alternatives (OR); each maps label → value (AND).'),
     headers: headerMap.default({}).describe('Tenant headers (e.g. X-Scope-OrgID); several teams join values with "|".'),

@@ -5,7 +5,7 @@ import type { ClaimsConfig, JwtProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
-import { mapClaims } from './claims.ts';
+import { claimsWellFormed, mapClaims } from './claims.ts';
 import type { Credentials, IdentitySource } from './source.ts';
 
 /** Why a bearer token was refused; logged, never sent with token material. */
@@ -28,6 +28,16 @@ export class InvalidTokenError extends GatewayError {
   }
 }
 
+/**
+ * A JOSE `typ` as RFC 7515 §4.1.9 compares it: media types are
+ * case-insensitive and "application/" may be left out. Not a string: "".
+ */
+export function normalizedTyp(typ: unknown): string {
+  if (typeof typ !== 'string') return '';
+  const t = typ.toLowerCase();
+  return t.startsWith('application/') && !t.slice('application/'.length).includes('/') ? t.slice('application/'.length) : t;
+}
+
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /**
@@ -46,6 +56,7 @@ export function subjectFromClaims(
   fallbackIssuer: string | undefined,
   extra: Record<string, unknown> = {},
 ): Subject {
+  if (!claimsWellFormed(claims)) throw new InvalidTokenError('token claims contain text that is not well-formed Unicode (an unpaired surrogate)');
   const mapped = mapClaims(claims, mapping);
   const sub = mapped.sub;
   if (sub === undefined) throw new InvalidTokenError(`token has no "${mapping.subject}" claim`);
@@ -58,6 +69,7 @@ export function subjectFromClaims(
     roles: Object.freeze(mapped.roles),
     ...(iss !== undefined ? { issuer: iss } : {}),
     auth,
+    ...(mapped.username !== undefined && mapping.trustUsername ? { usernameTrusted: true } : {}),
     claims: Object.freeze({ ...claims }),
     ...extra,
   };
@@ -94,6 +106,8 @@ export interface JwtVerifierOptions {
   readonly clockToleranceSeconds: number;
   readonly maxTokenBytes: number;
   readonly claims: ClaimsConfig;
+  /** Accepted JOSE `typ` values (any when absent). */
+  readonly typ?: string | readonly string[];
   /** `subject.auth`. */
   readonly auth: string;
   readonly getKey: JWTVerifyGetKey;
@@ -121,9 +135,12 @@ export class JwtVerifier implements IdentitySource {
   readonly name: string;
   readonly options: JwtVerifierOptions;
   readonly #cache: LruCache<string, Subject>;
+  readonly #acceptedTyp: ReadonlySet<string> | undefined;
 
   constructor(options: JwtVerifierOptions) {
     this.options = options;
+    const typ = options.typ;
+    this.#acceptedTyp = typ === undefined ? undefined : new Set((typeof typ === 'string' ? [typ] : typ).map(normalizedTyp));
     this.name = `${options.auth}:${String(options.issuer)}`;
     this.#cache = new LruCache<string, Subject>(options.cacheSize ?? 10_000);
   }
@@ -196,13 +213,17 @@ export class JwtVerifier implements IdentitySource {
     if (cached !== undefined) return cached;
     let payload: Record<string, unknown>;
     try {
-      ({ payload } = await jwtVerify(token, this.options.getKey, {
+      let protectedHeader: { typ?: unknown };
+      ({ payload, protectedHeader } = await jwtVerify(token, this.options.getKey, {
         issuer: this.options.issuer,
         audience: this.options.audience,
         algorithms: this.options.algorithms,
         clockTolerance: this.options.clockToleranceSeconds,
         requiredClaims: ['exp'],
       }));
+      if (this.#acceptedTyp !== undefined && !this.#acceptedTyp.has(normalizedTyp(protectedHeader.typ))) {
+        throw new InvalidTokenError(`token type ${JSON.stringify(protectedHeader.typ ?? null)} is not accepted (expected ${[...this.#acceptedTyp].join(' or ')})`);
+      }
     } catch (e) {
       if (e instanceof GatewayError) throw e;
       if (e instanceof joseErrors.JWKSTimeout || (e instanceof TypeError && /fetch/i.test(e.message))) {

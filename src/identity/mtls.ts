@@ -128,6 +128,8 @@ export class MtlsSource implements IdentitySource {
       roles: Object.freeze(roles),
       ...(cert.issuerCN !== undefined ? { issuer: cert.issuerCN } : {}),
       auth: 'mtls',
+      // Issued by the operator's client CA (`server.tls.clientCA`), not chosen by the holder.
+      usernameTrusted: true,
       claims: Object.freeze({
         cn: cert.cn ?? null,
         ou: cert.ou,

@@ -106,6 +106,7 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     clockToleranceSeconds: cfg.clockToleranceSeconds,
     maxTokenBytes: cfg.maxTokenBytes,
     claims: cfg.claims,
+    ...(cfg.typ !== undefined ? { typ: cfg.typ } : {}),
     auth: 'oidc',
     getKey,
     ...(userinfo !== undefined ? { maxCacheMs: cfg.userinfo!.cacheTtlSeconds * 1000 } : {}),

@@ -15,6 +15,8 @@ function staticSubject(s: StaticSubject, name: string, auth: string, claims: Rec
     groups: Object.freeze([...s.groups]),
     roles: Object.freeze([...s.roles]),
     auth,
+    // The operator wrote this username into the config: it names one holder.
+    usernameTrusted: true,
     claims: Object.freeze({ ...claims }),
   });
 }

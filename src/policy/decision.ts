@@ -22,6 +22,13 @@ export interface Subject {
   issuer?: string;
   /** How the subject was authenticated: jwt, introspection, userinfo, grafana, apikey, … */
   auth: string;
+  /**
+   * The source vouches that `username` names one holder who cannot choose it
+   * (static credentials, client certificates, providers with
+   * `claims.trustUsername`), so team and admin `users` entries may match it.
+   * Absent: they match `sub` only.
+   */
+  usernameTrusted?: boolean;
   /** All verified claims, for custom policies. */
   claims: Record<string, unknown>;
   /** Grafana organisation id, when the identity is a Grafana ID token (`aud: org:<id>`). */

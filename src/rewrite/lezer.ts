@@ -8,6 +8,9 @@
  */
 import type { Tree } from '@lezer/common';
 import type { LRParser } from '@lezer/lr';
+import { LONE_SURROGATE, isWellFormedUnicode } from '../util/unicode.ts';
+
+export { isWellFormedUnicode };
 
 /** A string literal the backend would reject. `offset` is relative to the literal's first character. */
 export class LiteralError extends Error {
@@ -392,21 +395,8 @@ export function unquoteStringLiteral(raw: string, dialect: UnquoteDialect = PROM
   }
 }
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/**
- * String.prototype.isWellFormed (ES2024, native in Node >= 20): the same answer
- * as LONE_SURROGATE, without running a look-behind regex over every query.
- */
-const nativeIsWellFormed = (String.prototype as { isWellFormed?: (this: string) => boolean }).isWellFormed;
-
-/** True when `s` has no unpaired UTF-16 surrogate (i.e. it encodes to UTF-8 losslessly). */
-export function isWellFormedUnicode(s: string): boolean {
-  return nativeIsWellFormed === undefined ? !LONE_SURROGATE.test(s) : nativeIsWellFormed.call(s);
-}
-
 function checkWellFormed(body: string, offset: number): void {
-  if (nativeIsWellFormed !== undefined && nativeIsWellFormed.call(body)) return;
+  if (isWellFormedUnicode(body)) return;
   const m = LONE_SURROGATE.exec(body);
   if (m !== null) throw new LiteralError('invalid UTF-8 rune', offset + m.index);
 }

@@ -54,6 +54,7 @@ function auditedSubject(subject: Subject): Record<string, unknown> {
   return {
     sub: subject.sub,
     ...(subject.username === undefined ? {} : { username: subject.username }),
+    ...(subject.usernameTrusted === true ? { username_trusted: true } : {}),
     groups: subject.groups,
     roles: subject.roles,
     auth: subject.auth,

@@ -85,7 +85,7 @@ describe('lbac-gateway CLI', () => {
     writeFileSync(
       input,
       JSON.stringify({
-        subject: { sub: 'u1', username: 'bob', groups: [], roles: [], auth: 'jwt', claims: {} },
+        subject: { sub: '4c1d2a7e-bob', username: 'someone', groups: [], roles: [], auth: 'jwt', claims: {} },
         request: { upstream: 'prometheus', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' },
       }),
     );

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { claimsSchema, jwtProviderSchema } from '../../src/config/schema.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
-import { claimAt, mapClaims, stringList } from '../../src/identity/claims.ts';
+import { claimAt, isSpaceDelimitedClaim, mapClaims, stringList } from '../../src/identity/claims.ts';
 import { JwtVerifier } from '../../src/identity/jwt.ts';
 import { GatewayError } from '../../src/errors.ts';
 
@@ -40,6 +40,42 @@ describe('JwtVerifier', () => {
     // Cached result is the same frozen subject.
     expect(await verifier.verify(token)).toBe(s);
     expect(Object.isFrozen(s)).toBe(true);
+  });
+
+  it('a username from the token is not trusted unless the provider says so', async () => {
+    const s = await verifier.verify(await idp.mint({ sub: 'u-2', preferred_username: 'root' }));
+    expect(s.username).toBe('root');
+    expect(s.usernameTrusted).toBeUndefined();
+    const trusting = await JwtVerifier.create(
+      jwtProviderSchema.parse({ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://idp.test', audience: 'lbac-gateway', claims: { trustUsername: true } }),
+    );
+    expect(await trusting.verify(await idp.mint({ sub: 'u-2', preferred_username: 'root' }))).toMatchObject({ username: 'root', usernameTrusted: true });
+    expect((await trusting.verify(await idp.mint({ sub: 'u-3' }))).usernameTrusted).toBeUndefined();
+  });
+
+  it('typ: only the configured token types are accepted (RFC 7515 comparison)', async () => {
+    const typed = await JwtVerifier.create(
+      jwtProviderSchema.parse({ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://idp.test', audience: 'lbac-gateway', typ: 'at+jwt' }),
+    );
+    for (const typ of ['at+jwt', 'AT+JWT', 'application/at+jwt']) {
+      await expect(typed.verify(await idp.mint({ sub: 'x', jti: typ }, { header: { typ } }))).resolves.toMatchObject({ sub: 'x' });
+    }
+    for (const typ of ['JWT', 'id_token+jwt', 'application/jwt', 'text/at+jwt', 123, undefined]) {
+      const err = await typed.verify(await idp.mint({ sub: 'x', jti: String(typ) }, { header: { typ } })).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, `typ ${String(typ)}`).toMatchObject({ status: 401, message: expect.stringMatching(/token type .* is not accepted/) });
+    }
+    // Without the option any typ is accepted, as before.
+    await expect(verifier.verify(await idp.mint({ sub: 'x' }, { header: { typ: 'JWT' } }))).resolves.toMatchObject({ sub: 'x' });
+  });
+
+  it('refuses claims with an unpaired surrogate anywhere (401, not a policy error later)', async () => {
+    for (const claims of [{ name: '\ud800' }, { groups: ['ok', 'x\udc00'] }, { nested: { deep: [{ ['k\ud83d']: 1 }] } }]) {
+      await rejects(idp.mint({ sub: 'u-s', ...claims }), /not well-formed Unicode/);
+    }
+    await expect(verifier.verify(await idp.mint({ sub: 'u-s', name: 'ok 𝄞 \ud83d\ude00' }))).resolves.toMatchObject({ sub: 'u-s' });
   });
 
   it('rejects alg "none"', async () => {
@@ -116,10 +152,28 @@ describe('claim mapping', () => {
     expect(claimAt(claims, 'a.b')).toBe('literal');
     expect(claimAt(claims, 'resource_access.grafana.roles')).toEqual(['editor']);
     expect(claimAt(claims, 'missing.path')).toBeUndefined();
-    expect(stringList('read write,admin')).toEqual(['read', 'write', 'admin']);
+    expect(stringList('read write', true)).toEqual(['read', 'write']);
     expect(stringList(claims.objs)).toEqual(['g1', 'g2']);
     expect(stringList({ not: 'a list' })).toEqual([]);
-    const m = mapClaims({ sub: 's', groups: 'x y' }, claimsSchema.parse({}));
-    expect(m).toEqual({ sub: 's', username: undefined, email: undefined, groups: ['x', 'y'], roles: [] });
+  });
+  it('a string group is one group: spaces and commas are part of its name', () => {
+    const m = mapClaims({ sub: 's', groups: 'Domain Admins' }, claimsSchema.parse({}));
+    expect(m).toEqual({ sub: 's', username: undefined, email: undefined, groups: ['Domain Admins'], roles: [] });
+    expect(mapClaims({ sub: 's', groups: 'evil,admins' }, claimsSchema.parse({})).groups).toEqual(['evil,admins']);
+    expect(mapClaims({ sub: 's', groups: 'evil team-a' }, claimsSchema.parse({})).groups).toEqual(['evil team-a']);
+  });
+  it('scope-like claims (scope, scp, at any depth) are split on spaces only', () => {
+    const cfg = claimsSchema.parse({ groups: 'scope', roles: 'ext.scp' });
+    const m = mapClaims({ sub: 's', scope: 'read  write read', ext: { scp: 'a,b c' } }, cfg);
+    expect(m.groups).toEqual(['read', 'write']);
+    expect(m.roles).toEqual(['a,b', 'c']);
+    expect(isSpaceDelimitedClaim('scope')).toBe(true);
+    expect(isSpaceDelimitedClaim('groups')).toBe(false);
+    expect(isSpaceDelimitedClaim('my_scope')).toBe(false);
+  });
+  it('an object entry is named by the first of name, value, id that it has', () => {
+    expect(stringList([{ name: null, value: 'admins' }])).toEqual([]);
+    expect(stringList([{ name: 'display', id: 'admins' }])).toEqual(['display']);
+    expect(stringList([{ value: 'v', id: 'i' }, { id: 'i2' }, ['nested']])).toEqual(['v', 'i2']);
   });
 });

@@ -32,7 +32,7 @@ describe('parseSubjectAltName', () => {
 describe('MtlsSource', () => {
   it('CN → sub/username, OU → groups, SAN email → email', async () => {
     const s = await source().authenticate(creds(cert({ cn: 'alice', ou: ['team-a', 'ops'], sanEmail: ['alice@example.com'] })));
-    expect(s).toMatchObject({ sub: 'alice', username: 'alice', email: 'alice@example.com', groups: ['team-a', 'ops'], roles: [], auth: 'mtls', issuer: 'CA' });
+    expect(s).toMatchObject({ sub: 'alice', username: 'alice', usernameTrusted: true, email: 'alice@example.com', groups: ['team-a', 'ops'], roles: [], auth: 'mtls', issuer: 'CA' });
     expect(s?.claims).toMatchObject({ cn: 'alice', ou: ['team-a', 'ops'], fingerprint256: 'AA' });
   });
   it('subjectFrom is tried in order; usernameFrom separately; mapping adds groups and roles', async () => {

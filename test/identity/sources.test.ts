@@ -71,6 +71,7 @@ describe('oidc source (discovery → JWKS)', () => {
     const t = await idp.mintAccessToken({ sub: 'u-alice', claims: { groups: ['team-a'], preferred_username: 'alice' } });
     const s = await auth.authenticate(bearer(t));
     expect(s).toMatchObject({ sub: 'u-alice', username: 'alice', groups: ['team-a'], auth: 'oidc', issuer: idp.issuer });
+    expect(s.usernameTrusted).toBeUndefined();
   });
 
   it('verifies a client_credentials token from the token endpoint', async () => {
@@ -149,6 +150,7 @@ describe('introspection source (RFC 7662) with userinfo enrichment', () => {
     idp.resetCounts();
     const s = await auth.authenticate(bearer(t));
     expect(s).toMatchObject({ sub: 'u-alice', username: 'alice', groups: ['team-a'], auth: 'introspection' });
+    expect(s.usernameTrusted).toBeUndefined();
     expect(await auth.authenticate(bearer(t))).toBe(s);
     expect(idp.requests).toMatchObject({ introspection: 1, userinfo: 1 });
   });
@@ -230,7 +232,7 @@ describe('static API keys and basic-auth users', () => {
     ]);
   });
   it('an API key as a bearer token maps to its subject', async () => {
-    expect(await auth.authenticate(bearer(key))).toMatchObject({ sub: 'ci', username: 'ci', groups: ['team-a'], auth: 'apikey', claims: { apikey: 'ci' } });
+    expect(await auth.authenticate(bearer(key))).toMatchObject({ sub: 'ci', username: 'ci', usernameTrusted: true, groups: ['team-a'], auth: 'apikey', claims: { apikey: 'ci' } });
   });
   it('an API key in a configured header', async () => {
     expect(await auth.authenticate({ headers: { 'x-api-key': 'header-key' } })).toMatchObject({ sub: 'svc-1', groups: ['team-b'] });
@@ -241,7 +243,7 @@ describe('static API keys and basic-auth users', () => {
   });
   it('basic auth (password with ":" and spaces)', async () => {
     const b = (u: string, p: string) => ({ headers: { authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` } });
-    expect(await auth.authenticate(b('bob', 'pa:ss w0rd'))).toMatchObject({ sub: 'bob', groups: ['team-b'], roles: ['viewer'], auth: 'basic' });
+    expect(await auth.authenticate(b('bob', 'pa:ss w0rd'))).toMatchObject({ sub: 'bob', usernameTrusted: true, groups: ['team-b'], roles: ['viewer'], auth: 'basic' });
     expect(await status(auth, b('bob', 'wrong'))).toBe(401);
     expect(await status(auth, b('nobody', 'pa:ss w0rd'))).toBe(401);
     expect(await status(auth, { headers: { authorization: 'Basic !!!' } })).toBe(401);

@@ -53,7 +53,7 @@ const traces: RequestInfo = { upstream: 'traces', kind: 'tempo', endpoint: 'sear
 function subject(s: Partial<Subject> & { sub: string }): Subject {
   return { groups: [], roles: [], auth: 'jwt', issuer: 'https://idp.example.com', claims: { sub: s.sub }, ...s };
 }
-const alice = subject({ sub: 'u-alice', username: 'alice', email: 'alice@example.com', groups: ['viewers'] });
+const alice = subject({ sub: 'u-alice', username: 'alice', usernameTrusted: true, email: 'alice@example.com', groups: ['viewers'] });
 const bob = subject({ sub: 'u-bob', username: 'bob', groups: ['team-b'] });
 const admin = subject({ sub: 'u-admin', username: 'carol', groups: ['team-a', 'admins'], roles: ['admin'] });
 const stranger = subject({ sub: 'u-eve', username: 'eve', groups: ['contractors'] });
@@ -130,6 +130,11 @@ describe('PolicyEngine with the default policy', () => {
         headers: { 'X-Scope-OrgID': 'tenant-a' },
       });
     }
+  });
+
+  it('the same username from a source that does not vouch for it grants nothing', () => {
+    const { usernameTrusted: _, ...untrusted } = alice;
+    for (const s of [untrusted, { ...alice, usernameTrusted: false }]) expect(engine.evaluate(input(s, metrics)).allow).toBe(false);
   });
 
   it('bob (group team-b) is allowed on metrics, denied on logs (upstream scoping)', () => {

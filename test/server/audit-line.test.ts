@@ -13,6 +13,7 @@ const subjectArb = fc
   .record({
     sub: text,
     username: maybe(text),
+    usernameTrusted: maybe(fc.boolean()),
     groups: fc.array(text, { maxLength: 3 }),
     roles: fc.array(text, { maxLength: 2 }),
     issuer: maybe(text),
