@@ -26,7 +26,12 @@ export interface GatewayMetrics {
   readonly identityResults: TalliedCounter<'result' | 'auth'>;
   readonly identityProviderErrors: Counter;
   readonly shed: Counter<'reason'>;
-  readonly inflight: Gauge<'upstream'>;
+  /**
+   * Requests in flight per upstream name, kept by the limits plugin and copied
+   * into `lbac_gateway_upstream_inflight_requests` when it is collected (no
+   * prom-client call on the request path).
+   */
+  readonly inflight: Map<string, number>;
   readonly configReloads: Counter<'result'>;
   readonly configLastReload: Gauge<'result'>;
   readonly auditRecords: TalliedCounter<'result'>;
@@ -118,7 +123,16 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     labelNames: ['reason'] as const,
     registers,
   });
-  const inflight = new Gauge({ name: 'lbac_gateway_upstream_inflight_requests', help: 'Requests in flight per upstream.', labelNames: ['upstream'] as const, registers });
+  const inflight = new Map<string, number>();
+  new Gauge({
+    name: 'lbac_gateway_upstream_inflight_requests',
+    help: 'Requests in flight per upstream.',
+    labelNames: ['upstream'] as const,
+    registers,
+    collect() {
+      for (const [upstream, n] of inflight) this.set({ upstream }, n);
+    },
+  });
   const configReloads = new Counter({ name: 'lbac_gateway_config_reloads_total', help: 'Config reloads (SIGHUP or file change), by result: success, failure.', labelNames: ['result'] as const, registers });
   const configLastReload = new Gauge({
     name: 'lbac_gateway_config_last_reload_timestamp_seconds',

@@ -45,7 +45,7 @@ export const limitsPlugin = fp<LimitsOptions>(
 
     const limits = new Map<string, number>();
     for (const u of opts.upstreams) if (u.maxConcurrent !== undefined) limits.set(u.name, u.maxConcurrent);
-    const inflight = new Map<string, number>();
+    const inflight = opts.metrics?.inflight ?? new Map<string, number>();
     // Taken once the request is authenticated and its body read (preHandler), just before the upstream
     // work: a client that stalls its body, or one the gateway refuses, never holds a slot.
     app.addHook('preHandler', (req, reply, done) => {
@@ -61,7 +61,6 @@ export const limitsPlugin = fp<LimitsOptions>(
         return done(new GatewayError('overloaded', `upstream ${name} is at its concurrency limit (${max}); retry later`));
       }
       inflight.set(name, n + 1);
-      opts.metrics?.inflight.set({ upstream: name }, n + 1);
       let released = false;
       // 'close' fires once the response is finished or the client went away: always released.
       reply.raw.once('close', () => {
@@ -69,7 +68,6 @@ export const limitsPlugin = fp<LimitsOptions>(
         released = true;
         const left = (inflight.get(name) ?? 1) - 1;
         inflight.set(name, left);
-        opts.metrics?.inflight.set({ upstream: name }, left);
       });
       done();
     });
