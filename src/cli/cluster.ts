@@ -14,6 +14,39 @@ export function resolveWorkers(setting: number | 'auto'): number {
   return setting === 'auto' ? availableParallelism() : setting;
 }
 
+/**
+ * Which workers a reload (SIGHUP) goes to, and when. A serving worker gets it
+ * at once. One still starting may have no SIGHUP handler yet (the signal's
+ * default action would kill it), so its reload is kept and sent when it
+ * listens: it may have read the config before the change, and a revocation it
+ * missed would otherwise stay unapplied until the next reload.
+ */
+export class ReloadRelay {
+  readonly #listening = new Set<number>();
+  readonly #pending = new Set<number>();
+
+  /** A worker listens; true when a reload was asked for while it started (send it now). */
+  listening(id: number): boolean {
+    this.#listening.add(id);
+    return this.#pending.delete(id);
+  }
+
+  /** A reload is asked for: the workers to signal now (the others get it when they listen). */
+  reload(workers: readonly number[]): number[] {
+    const now: number[] = [];
+    for (const id of workers) {
+      if (this.#listening.has(id)) now.push(id);
+      else this.#pending.add(id);
+    }
+    return now;
+  }
+
+  exited(id: number): void {
+    this.#listening.delete(id);
+    this.#pending.delete(id);
+  }
+}
+
 /** How long a worker must serve before a crash streak is considered over. */
 const STABLE_AFTER_MS = 30_000;
 
@@ -25,11 +58,9 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   for (let i = 0; i < count; i++) fork();
   log('started workers', { workers: count });
 
-  // Workers that are serving. A reload (SIGHUP) goes only to them: one still starting reads the
-  // config as it starts, and has no SIGHUP handler yet (the signal's default action would kill it).
-  const listening = new Set<number>();
+  const relay = new ReloadRelay();
   cluster.on('listening', (worker) => {
-    listening.add(worker.id);
+    if (relay.listening(worker.id)) worker.process.kill('SIGHUP');
     // A worker that keeps serving ends a crash streak: the replacement delay starts over.
     setTimeout(() => {
       if (!worker.isDead()) failures = 0;
@@ -37,7 +68,11 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   });
   const forward = (signal: NodeJS.Signals) => {
     if (signal !== 'SIGHUP') stopping = true;
-    for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined && (signal !== 'SIGHUP' || listening.has(w.id))) w.process.kill(signal);
+    const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+    if (signal === 'SIGHUP') {
+      const now = new Set(relay.reload(workers.map((w) => w.id)));
+      for (const w of workers) if (now.has(w.id)) w.process.kill(signal);
+    } else for (const w of workers) w.process.kill(signal);
   };
   process.on('SIGTERM', () => forward('SIGTERM'));
   process.on('SIGINT', () => forward('SIGINT'));
@@ -45,7 +80,7 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
 
   return new Promise<number>((resolve) => {
     cluster.on('exit', (worker, code, signal) => {
-      listening.delete(worker.id);
+      relay.exited(worker.id);
       const alive = Object.keys(cluster.workers ?? {}).length;
       if (!stopping) {
         failures++;

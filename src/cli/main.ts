@@ -222,10 +222,18 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
     await admin?.close();
     return code;
   }
+  // SIGHUP is handled from here on: one that arrives while the gateway starts (after the config
+  // was read) is kept and run once it serves, never lost and never fatal (the default action).
+  let hupWhileStarting = false;
+  let reload = (): void => {
+    hupWhileStarting = true;
+  };
+  const onHup = () => reload();
+  process.on('SIGHUP', onHup);
   const gw = await startGateway(config, logger, { admin: cluster.isWorker ? 'cluster-worker' : 'own' });
   logger.info({ url: gw.url, adminUrl: gw.adminUrl ?? null }, 'lbac-gateway listening');
-  const onHup = () => void gw.runtime.reload('SIGHUP');
-  process.on('SIGHUP', onHup);
+  reload = () => void gw.runtime.reload('SIGHUP');
+  if (hupWhileStarting) reload();
   const ok = await new Promise<boolean>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -13,6 +13,11 @@ import type { AuthRequest, Credentials, IdentitySource } from './source.ts';
 
 export type { AuthRequest, ClientCertificate, Credentials, IdentitySource, TlsInfo } from './source.ts';
 
+/** Whether a provider's source reads a file when it is built (its content may change without the config changing). */
+function readsFile(p: ProviderConfig): boolean {
+  return ('jwksFile' in p && p.jwksFile !== undefined) || ('clientSecretFile' in p && p.clientSecretFile !== undefined);
+}
+
 export async function createSource(p: ProviderConfig): Promise<IdentitySource> {
   switch (p.type) {
     case 'jwt':
@@ -63,6 +68,8 @@ export class Authenticator {
   readonly #basic: boolean;
   readonly #mtls: boolean;
   readonly stats: IdentityStats = { accepted: {}, rejected: 0, unavailable: 0 };
+  /** Sources built from config, by the provider's JSON, that a reload may reuse (fromConfig). */
+  #reusable: ReadonlyMap<string, IdentitySource> = new Map();
 
   constructor(sources: readonly IdentitySource[]) {
     if (sources.length === 0) throw new GatewayError('config_invalid', 'no identity providers configured');
@@ -73,9 +80,31 @@ export class Authenticator {
     this.#mtls = sources.some((s) => s instanceof MtlsSource);
   }
 
-  static async fromConfig(config: GatewayConfig): Promise<Authenticator> {
-    const sources = await Promise.all(config.identity.providers.map((p) => createSource(p)));
-    return new Authenticator(sources);
+  /**
+   * The sources of `config`. On a reload (`previous`), a source whose provider
+   * config is unchanged and reads no file is reused with its key set and
+   * verified-token cache: a reload (even one that changes only teams) must not
+   * refuse every user while the identity provider is down, nor send every
+   * token back to a healthy one. A source that reads a file (`jwksFile`,
+   * `clientSecretFile`) is rebuilt, so the reload picks up the file's content.
+   */
+  static async fromConfig(config: GatewayConfig, previous?: Authenticator): Promise<Authenticator> {
+    const keys = config.identity.providers.map((p) => (readsFile(p) ? undefined : JSON.stringify(p)));
+    const reusable = previous === undefined ? undefined : previous.#reusable;
+    const sources = await Promise.all(
+      config.identity.providers.map((p, i) => {
+        const key = keys[i];
+        return (key === undefined ? undefined : reusable?.get(key)) ?? createSource(p);
+      }),
+    );
+    const auth = new Authenticator(sources);
+    const built = new Map<string, IdentitySource>();
+    sources.forEach((s, i) => {
+      const key = keys[i];
+      if (key !== undefined) built.set(key, s);
+    });
+    auth.#reusable = built;
+    return auth;
   }
 
   /** Parse `Authorization: Bearer <token>` strictly (RFC 6750 b64token syntax, one header). */

@@ -10,13 +10,17 @@ import { silentRequestLogging } from './log-controller.ts';
  * /healthz and /readyz. A separate Fastify instance on its own port, so
  * /metrics is never reachable through the main listener and needs no credentials.
  */
-export async function buildAdminApp(deps: { metrics: GatewayMetrics; holder: PolicyHolder; logger: Logger; draining?: () => boolean }): Promise<FastifyInstance> {
+export async function buildAdminApp(deps: { metrics: GatewayMetrics; holder: PolicyHolder; logger: Logger; draining?: () => boolean; dataRevision?: () => string }): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, logController: silentRequestLogging(), exposeHeadRoutes: false });
   app.get('/metrics', async (_req, reply) => {
     const body = await deps.metrics.registry.metrics();
     return reply.type(deps.metrics.registry.contentType).send(body);
   });
-  await app.register(healthPlugin, { holder: deps.holder, ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
+  await app.register(healthPlugin, {
+    holder: deps.holder,
+    ...(deps.draining === undefined ? {} : { draining: deps.draining }),
+    ...(deps.dataRevision === undefined ? {} : { dataRevision: deps.dataRevision }),
+  });
   return app;
 }
 

@@ -32,6 +32,8 @@ export interface WorkerReadiness {
   readonly ready: boolean;
   readonly status: string;
   readonly policyRevision: string | null;
+  /** Digest of the policy data (teams, admins, …): after a reload every worker should show the same. */
+  readonly dataRevision?: string;
 }
 
 type Ask = 'metrics' | 'readiness';

@@ -136,7 +136,7 @@ export class GatewayRuntime {
     let engine: PolicyEngine | undefined;
     try {
       [authenticator, engine] = await Promise.all([
-        Authenticator.fromConfig(next),
+        Authenticator.fromConfig(next, this.#authenticator),
         bundleMode ? Promise.resolve(undefined) : PolicyEngine.fromFile(next.policyWasm, { lbac: next.policyData }, { entrypoint: next.policy.entrypoint }),
       ]);
     } catch (e) {
@@ -263,10 +263,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
   if (opts.admin === 'cluster-worker') {
     serveWorkerAdmin(runtime.metrics.registry, () => {
       const ready = runtime.holder.ready && !runtime.draining;
-      return { ready, status: ready ? 'ready' : runtime.draining ? 'shutting down' : 'not ready', policyRevision: runtime.holder.info?.revision ?? null };
+      return { ready, status: ready ? 'ready' : runtime.draining ? 'shutting down' : 'not ready', policyRevision: runtime.holder.info?.revision ?? null, dataRevision: runtime.dataRevision };
     });
   } else if (config.server.adminListen !== undefined) {
-    admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining });
+    admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining, dataRevision: () => runtime.dataRevision });
     adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
     logger.info({ url: adminUrl }, 'admin listener (metrics) started');
   }
@@ -276,6 +276,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     ...(config.policy.bundle === undefined ? [{ file: config.policyWasm, always: true }] : []),
   ];
   const watchers = config.server.watchConfig ? watchForReload(runtime, watched, config.server.reloadDebounceMs) : [];
+  // A change made between reading the config and watching it would go unnoticed: compare once now.
+  if (watchers.length > 0 && config.file !== undefined) void runtime.reload('file check after start', { skipIfUnchanged: true });
   const closeAll = async () => {
     for (const w of watchers) w.close();
     await Promise.allSettled([app.close(), admin?.close()]);

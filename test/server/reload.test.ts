@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.ts';
-import { createRuntime } from '../../src/server/index.ts';
+import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { restartRequiredChanges } from '../../src/server/reload.ts';
 import { testConfig } from './helpers.ts';
@@ -69,6 +69,24 @@ describe('config reload', () => {
       expect(await runtime.reload('test', { skipIfUnchanged: true })).toMatchObject({ ok: true });
     } finally {
       await app.close();
+    }
+  });
+
+  it('a change written between reading the config and watching it is applied once the gateway runs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const file = join(dir, 'gateway.yaml');
+    const listen = 'server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }';
+    writeFileSync(file, yaml('a', listen));
+    const config = await loadConfigFile(file);
+    // The file changes after it was read, before anything watches it (a worker starting in a cluster).
+    writeFileSync(file, yaml('b', listen));
+    const gw = await startGateway(config, pino({ level: 'silent' }));
+    try {
+      const deadline = Date.now() + 5_000;
+      while (gw.runtime.config.teams['team-a']!.selectors[0]!['namespace'] !== 'b' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(gw.runtime.config.teams['team-a']!.selectors).toEqual([{ namespace: 'b' }]);
+    } finally {
+      await gw.close();
     }
   });
 

@@ -6,6 +6,8 @@ export interface HealthOptions {
   readonly holder?: PolicyHolder;
   /** True once shutdown began: /readyz answers 503 so load balancers stop sending traffic. */
   readonly draining?: () => boolean;
+  /** Digest of the running policy data (teams, admins, …), shown so a reload can be confirmed. */
+  readonly dataRevision?: () => string | undefined;
 }
 
 /**
@@ -26,6 +28,7 @@ export async function healthPlugin(app: FastifyInstance, opts: HealthOptions = {
       policyRevision: info?.revision ?? null,
       policySource: info?.source ?? null,
       policyActivatedAt: info?.activatedAt.toISOString() ?? null,
+      dataRevision: opts.dataRevision?.() ?? null,
     });
   });
 }

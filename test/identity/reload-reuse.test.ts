@@ -1,0 +1,96 @@
+// A reload keeps the identity sources whose provider config did not change: their key sets
+// and verified-token caches survive, so a reload while the identity provider is down does not
+// turn every cached user into a 503.
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { Authenticator } from '../../src/identity/authenticator.ts';
+
+let idp: TestIssuer;
+let jwks: Server;
+let jwksUrl: string;
+let up = true;
+
+beforeAll(async () => {
+  idp = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
+  jwks = createServer((_req, res) => {
+    if (!up) return void res.writeHead(503).end();
+    res.setHeader('content-type', 'application/json').end(readFileSync(idp.jwksPath));
+  });
+  await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
+  const addr = jwks.address();
+  jwksUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}/jwks`;
+});
+afterAll(() => {
+  jwks?.close();
+  idp?.cleanup();
+});
+
+const config = (audience: string, extra = '') =>
+  parseConfig(
+    `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+    - { type: jwt, jwksUrl: "${jwksUrl}", issuer: "https://idp.test", audience: ${audience}, algorithms: [ES256] }
+${extra}
+teams: { a: { groups: [team-a], selectors: [{ namespace: a }] } }
+`,
+    { env: {} },
+  );
+
+const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
+
+describe('Authenticator.fromConfig on reload', () => {
+  it('reuses an unchanged source: a cached token still works while the key set is unreachable', async () => {
+    up = true;
+    const first = await Authenticator.fromConfig(config('lbac-gateway'));
+    const token = await idp.mint({ sub: 'u-1', groups: ['team-a'] });
+    const subject = await first.authenticate(bearer(token));
+    up = false;
+    const reloaded = await Authenticator.fromConfig(config('lbac-gateway'), first);
+    // Same cached subject: no key fetch needed.
+    expect(await reloaded.authenticate(bearer(token))).toBe(subject);
+    // A source built afresh has no key set and cannot reach it: 503, not the cached answer.
+    await expect(Authenticator.fromConfig(config('lbac-gateway')).then((a) => a.authenticate(bearer(token)))).rejects.toMatchObject({ status: 503 });
+  });
+
+  it('rebuilds a source whose provider config changed', async () => {
+    up = true;
+    const first = await Authenticator.fromConfig(config('lbac-gateway'));
+    const token = await idp.mint({ sub: 'u-2' });
+    await first.authenticate(bearer(token));
+    const changed = await Authenticator.fromConfig(config('other-audience'), first);
+    await expect(changed.authenticate(bearer(token))).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('rebuilds a source that reads a file, so the file is read again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reuse-'));
+    const file = join(dir, 'jwks.json');
+    writeFileSync(file, readFileSync(idp.jwksPath));
+    const withFile = (aud: string) =>
+      parseConfig(
+        `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+    - { type: jwt, jwksFile: "${file}", issuer: "https://idp.test", audience: ${aud}, algorithms: [ES256] }
+`,
+        { env: {} },
+      );
+    const first = await Authenticator.fromConfig(withFile('lbac-gateway'));
+    const other = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
+    try {
+      await expect(first.authenticate(bearer(await other.mint({ sub: 'u-3' })))).rejects.toMatchObject({ status: 401 });
+      writeFileSync(file, readFileSync(other.jwksPath));
+      const reloaded = await Authenticator.fromConfig(withFile('lbac-gateway'), first);
+      await expect(reloaded.authenticate(bearer(await other.mint({ sub: 'u-3' })))).resolves.toMatchObject({ sub: 'u-3' });
+    } finally {
+      other.cleanup();
+    }
+  });
+});
