@@ -3,6 +3,7 @@ import * as client from 'openid-client';
 import type { IntrospectionProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
+import { ConcurrencyGate, SingleFlight } from '../util/gate.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
@@ -11,6 +12,15 @@ import type { Credentials, IdentitySource } from './source.ts';
 import { providerError, UserinfoEnricher } from './userinfo.ts';
 
 const CLOCK_TOLERANCE_S = 30;
+
+/**
+ * Calls to the introspection endpoint at once, and waiting, per provider. Any
+ * bearer token that is not cached costs one call, so without a bound a client
+ * sending random tokens (no credentials needed) could hold hundreds of calls
+ * open against the identity provider. Beyond the queue: 503 `overloaded`.
+ */
+export const MAX_CONCURRENT_INTROSPECTIONS = 16;
+const MAX_QUEUED_INTROSPECTIONS = 256;
 
 /**
  * RFC 7662 token introspection for opaque bearer tokens, with client
@@ -30,6 +40,8 @@ export class IntrospectionSource implements IdentitySource {
   readonly #userinfo: UserinfoEnricher | undefined;
   readonly #cache: LruCache<string, Subject>;
   readonly #negative: LruCache<string, string>;
+  readonly #calls = new ConcurrencyGate(MAX_CONCURRENT_INTROSPECTIONS, MAX_QUEUED_INTROSPECTIONS, 'token introspections');
+  readonly #flights = new SingleFlight<string, Subject>();
   #config: client.Configuration | undefined;
   /** Requests made to the introspection endpoint (tests, diagnostics). */
   calls = 0;
@@ -104,12 +116,18 @@ export class IntrospectionSource implements IdentitySource {
     if (hit !== undefined) return hit;
     const refused = this.#negative.get(key);
     if (refused !== undefined) throw new InvalidTokenError(`introspection: ${refused} (cached)`);
+    // Requests carrying the same new token (a dashboard's panels) share one introspection.
+    return this.#flights.run(key, () => this.#introspect(token, key));
+  }
 
+  async #introspect(token: string, key: string): Promise<Subject> {
     const config = await this.#configuration();
     let resp: Record<string, unknown>;
     try {
-      this.calls++;
-      resp = (await client.tokenIntrospection(config, token, { token_type_hint: 'access_token' })) as Record<string, unknown>;
+      resp = await this.#calls.run(async () => {
+        this.calls++;
+        return (await client.tokenIntrospection(config, token, { token_type_hint: 'access_token' })) as Record<string, unknown>;
+      });
     } catch (e) {
       // RFC 7662 answers every token question with 200 {active}; an error is about the gateway or the provider.
       throw providerError('introspection', e, false);
@@ -125,7 +143,9 @@ export class IntrospectionSource implements IdentitySource {
     const exp = typeof resp['exp'] === 'number' ? resp['exp'] : undefined;
     if (this.#userinfo !== undefined && typeof resp['sub'] === 'string') claims = await this.#userinfo.merge(claims, token);
     const subject = subjectFromClaims(claims, this.#cfg.claims, 'introspection', this.#cfg.issuer);
-    const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : exp * 1000 - Date.now());
+    // Accepted up to exp + tolerance (#refusal), so cached that long too: a token in its last
+    // seconds would otherwise cost one introspection per request.
+    const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : (exp + CLOCK_TOLERANCE_S) * 1000 - Date.now());
     this.#cache.set(key, subject, ttl);
     return subject;
   }

@@ -13,7 +13,7 @@
  *   node -e "import('./src/identity/secrets.ts').then(async (m) => { const k = m.generateApiKey(); console.log(k, await m.hashSecret(k)); })"
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { GatewayError } from '../errors.ts';
+import { ConcurrencyGate } from '../util/gate.ts';
 
 export interface ScryptParams {
   /** CPU/memory cost, a power of two. Default 2^15. */
@@ -45,21 +45,10 @@ function scryptAsync(secret: string, salt: Buffer, keylen: number, opts: ScryptO
  */
 export const MAX_CONCURRENT_VERIFICATIONS = 2;
 const MAX_QUEUED_VERIFICATIONS = 64;
-let running = 0;
-const waiting: (() => void)[] = [];
+const verifications = new ConcurrencyGate(MAX_CONCURRENT_VERIFICATIONS, MAX_QUEUED_VERIFICATIONS, 'credential checks');
 
-async function boundedScrypt(secret: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
-  if (running >= MAX_CONCURRENT_VERIFICATIONS) {
-    if (waiting.length >= MAX_QUEUED_VERIFICATIONS) throw new GatewayError('overloaded', 'too many credential checks in progress; retry later');
-    await new Promise<void>((resolve) => waiting.push(resolve));
-  }
-  running++;
-  try {
-    return await scryptAsync(secret, salt, keylen, opts);
-  } finally {
-    running--;
-    waiting.shift()?.();
-  }
+function boundedScrypt(secret: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+  return verifications.run(() => scryptAsync(secret, salt, keylen, opts));
 }
 
 /** 128 * N * r bytes plus slack: what scrypt needs; node's default maxmem (32 MiB) is too small for N=2^15, r=8. */

@@ -1,6 +1,7 @@
 import * as client from 'openid-client';
 import type { UserinfoConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
+import { ConcurrencyGate, SingleFlight } from '../util/gate.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, tokenDigest } from './jwt.ts';
 import type { OidcDiscovery } from './oidc.ts';
@@ -28,6 +29,10 @@ export class UserinfoEnricher {
   readonly #discovery: OidcDiscovery;
   readonly #cfg: UserinfoConfig;
   readonly #cache: LruCache<string, Record<string, unknown>>;
+  // As for introspection (introspection.ts): one call per new token however many requests carry it,
+  // and a bounded number at once.
+  readonly #calls = new ConcurrencyGate(16, 256, 'userinfo requests');
+  readonly #flights = new SingleFlight<string, Record<string, unknown>>();
   /** Requests made to the userinfo endpoint (tests, diagnostics). */
   fetches = 0;
 
@@ -41,12 +46,18 @@ export class UserinfoEnricher {
     const key = tokenDigest(token);
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
+    return this.#flights.run(key, () => this.#fetch(token, key, sub, exp));
+  }
+
+  async #fetch(token: string, key: string, sub: string, exp: number | undefined): Promise<Record<string, unknown>> {
     const config = await this.#discovery.get();
     if (config.serverMetadata().userinfo_endpoint === undefined) throw new GatewayError('identity_unavailable', 'the identity provider has no userinfo_endpoint');
     let info: Record<string, unknown>;
     try {
-      this.fetches++;
-      info = (await client.fetchUserInfo(config, token, sub)) as Record<string, unknown>;
+      info = await this.#calls.run(async () => {
+        this.fetches++;
+        return (await client.fetchUserInfo(config, token, sub)) as Record<string, unknown>;
+      });
     } catch (e) {
       throw providerError('userinfo', e);
     }

@@ -7,17 +7,32 @@ import type { Decision, DecisionInput } from './decision.ts';
  * an entry dies with its subject — never outliving the token's own cache.
  * Entries also expire after `ttlMs`, bounding staleness for policies that
  * consult the clock. An engine owns one cache; new data means a new cache.
+ *
+ * Bounded twice: per subject (`perSubject` request shapes; path parameters such
+ * as label names are part of the shape) and in total (`maxEntries`): subjects
+ * live as long as the token cache keeps them, so without a total bound 10 000
+ * cached tokens × 256 shapes could hold gigabytes. The total is counted on
+ * insertion (entries of collected subjects are not subtracted), so it errs
+ * towards clearing early; a clear only costs re-evaluations.
  */
 export class DecisionCache {
   readonly #ttlMs: number;
   readonly #perSubject: number;
+  readonly #maxEntries: number;
   #bySubject = new WeakMap<object, Map<string, { decision: Decision; at: number }>>();
+  #entries = 0;
   hits = 0;
   misses = 0;
 
-  constructor(ttlMs = 10_000, perSubject = 256) {
+  constructor(ttlMs = 10_000, perSubject = 256, maxEntries = 20_000) {
     this.#ttlMs = ttlMs;
     this.#perSubject = perSubject;
+    this.#maxEntries = maxEntries;
+  }
+
+  /** Entries inserted since the last full clear (an upper bound of those held). */
+  get entries(): number {
+    return this.#entries;
   }
 
   static key(input: DecisionInput): string {
@@ -43,13 +58,20 @@ export class DecisionCache {
 
   set(input: DecisionInput, decision: Decision, now = Date.now()): void {
     if (!DecisionCache.#cacheable(input)) return;
+    if (this.#entries >= this.#maxEntries) this.clear();
     let m = this.#bySubject.get(input.subject);
     if (m === undefined) this.#bySubject.set(input.subject, (m = new Map()));
-    if (m.size >= this.#perSubject) m.clear();
-    m.set(DecisionCache.key(input), { decision, at: now });
+    if (m.size >= this.#perSubject) {
+      this.#entries -= m.size;
+      m.clear();
+    }
+    const key = DecisionCache.key(input);
+    if (!m.has(key)) this.#entries++;
+    m.set(key, { decision, at: now });
   }
 
   clear(): void {
     this.#bySubject = new WeakMap();
+    this.#entries = 0;
   }
 }

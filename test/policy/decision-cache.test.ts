@@ -44,4 +44,24 @@ describe('decision cache', () => {
     expect(c.get(i, 999)).toBe(d);
     expect(c.get(i, 1000)).toBeUndefined();
   });
+
+  it('is bounded in total, not only per subject: many subjects × many request shapes stay under maxEntries', () => {
+    const c = new DecisionCache(60_000, 4, 50);
+    const d = { allow: true, reason: 'r', unrestricted: false, selectors: [], headers: {} };
+    const subjects = Array.from({ length: 40 }, () => subject());
+    const shapes = Array.from({ length: 10 }, (_, i) => `/api/v1/label/l${i}/values`);
+    for (const s of subjects) for (const path of shapes) c.set({ subject: s, request: { upstream: 'p', kind: 'prometheus', endpoint: 'label_values', method: 'GET', path } }, d, 0);
+    expect(c.entries).toBeLessThanOrEqual(50);
+    // Held entries, counted the hard way: never more than the bound.
+    let held = 0;
+    for (const s of subjects) for (const path of shapes) if (c.get({ subject: s, request: { upstream: 'p', kind: 'prometheus', endpoint: 'label_values', method: 'GET', path } }, 1) !== undefined) held++;
+    expect(held).toBeLessThanOrEqual(50);
+    expect(held).toBeGreaterThan(0);
+    // Setting the same key again is not a new entry.
+    const one = input(subjects[0]!);
+    c.clear();
+    c.set(one, d, 0);
+    c.set(one, d, 0);
+    expect(c.entries).toBe(1);
+  });
 });

@@ -1,0 +1,80 @@
+// Introspection is the one identity source a client can make call out without holding any
+// credential (every uncached bearer token is sent to the provider): calls for the same token
+// are shared, and calls at once are bounded.
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { introspectionProviderSchema } from '../../src/config/schema.ts';
+import { createSource } from '../../src/identity/authenticator.ts';
+import { MAX_CONCURRENT_INTROSPECTIONS } from '../../src/identity/introspection.ts';
+import type { IdentitySource } from '../../src/identity/source.ts';
+
+let server: Server;
+let url: string;
+let calls = 0;
+let inFlight = 0;
+let maxInFlight = 0;
+let delayMs = 50;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      calls++;
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      const token = new URLSearchParams(body).get('token') ?? '';
+      setTimeout(() => {
+        inFlight--;
+        const answer = token.startsWith('ok-') ? { active: true, sub: `u-${token}`, exp: Math.floor(Date.now() / 1000) + 600 } : { active: false };
+        res.setHeader('content-type', 'application/json').end(JSON.stringify(answer));
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const a = server.address();
+  url = `http://127.0.0.1:${typeof a === 'object' && a !== null ? a.port : 0}/introspect`;
+});
+afterAll(() => server?.close());
+
+const source = async (): Promise<IdentitySource> =>
+  createSource(introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: url, clientId: 'c', clientSecret: 's', negativeCacheTtlSeconds: 0 }));
+const bearer = (t: string) => ({ headers: {}, bearer: t, basic: undefined });
+const reset = () => {
+  calls = 0;
+  maxInFlight = 0;
+};
+
+describe('introspection calls', () => {
+  it('requests carrying the same new token share one call', async () => {
+    const src = await source();
+    reset();
+    const subjects = await Promise.all(Array.from({ length: 40 }, () => src.authenticate(bearer('ok-panel'))));
+    expect(calls).toBe(1);
+    expect(new Set(subjects).size).toBe(1);
+    expect(subjects[0]).toMatchObject({ sub: 'u-ok-panel' });
+    // Refusals are shared the same way (and each later request asks again: negative cache off here).
+    reset();
+    const refused = await Promise.allSettled(Array.from({ length: 10 }, () => src.authenticate(bearer('bad-token'))));
+    expect(refused.every((r) => r.status === 'rejected' && (r.reason as { status: number }).status === 401)).toBe(true);
+    expect(calls).toBe(1);
+  });
+
+  it('a flood of distinct tokens never has more calls open than the bound; beyond the queue it is 503 overloaded', async () => {
+    const src = await source();
+    reset();
+    delayMs = 30;
+    const results = await Promise.allSettled(Array.from({ length: 600 }, (_, i) => src.authenticate(bearer(`random-${i}`))));
+    expect(maxInFlight).toBeLessThanOrEqual(MAX_CONCURRENT_INTROSPECTIONS);
+    expect(maxInFlight).toBeGreaterThan(1);
+    const statuses = results.map((r) => (r.status === 'rejected' ? (r.reason as { status: number; code: string }) : { status: 200, code: 'ok' }));
+    // Queued ones were answered (401: inactive); the rest was refused before reaching the provider.
+    const overloaded = statuses.filter((s) => s.code === 'overloaded');
+    expect(overloaded.length).toBeGreaterThan(0);
+    expect(overloaded.every((s) => s.status === 503)).toBe(true);
+    expect(calls).toBe(600 - overloaded.length);
+    // Once the flood is over a real user gets through.
+    await expect(src.authenticate(bearer('ok-after'))).resolves.toMatchObject({ sub: 'u-ok-after' });
+    delayMs = 50;
+  });
+});
