@@ -257,6 +257,18 @@ export interface StartOptions {
 
 export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel), opts: StartOptions = {}): Promise<RunningGateway> {
   const { app, runtime } = await createRuntime(config, logger);
+  if (opts.admin === 'cluster-worker' && !runtime.holder.ready) {
+    // Bundle mode in a cluster: a worker without a policy (a replacement started while the bundle
+    // service is down, with nothing persisted) would take its share of connections only to answer
+    // 503 while its siblings can decide. It joins the shared port once it has a policy.
+    logger.info('cluster worker: waiting for a policy bundle before accepting connections');
+    await new Promise<void>((resolve) => {
+      const off = runtime.holder.onSwap(() => {
+        off();
+        resolve();
+      });
+    });
+  }
   const url = await app.listen(splitHostPort(config.server.listen));
   let admin: FastifyInstance | undefined;
   let adminUrl: string | undefined;
