@@ -175,9 +175,11 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
   try {
     const { loadConfigFile } = await import('../config/load.ts');
     const { PolicyEngine } = await import('../policy/engine.ts');
+    const { configWarnings } = await import('../config/warnings.ts');
     const config = await loadConfigFile(file);
     // Also prove the policy loads and decides with this data.
     await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
+    for (const w of configWarnings(config)) io.err(`${file}: warning: ${w}`);
     io.out(`${file}: OK (${config.upstreams.length} upstream(s), ${Object.keys(config.policyData.teams).length} team(s))`);
     return 0;
   } catch (e) {

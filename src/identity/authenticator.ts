@@ -92,9 +92,12 @@ export class Authenticator {
     const keys = config.identity.providers.map((p) => (readsFile(p) ? undefined : JSON.stringify(p)));
     const reusable = previous === undefined ? undefined : previous.#reusable;
     const sources = await Promise.all(
-      config.identity.providers.map((p, i) => {
+      config.identity.providers.map(async (p, i) => {
         const key = keys[i];
-        return (key === undefined ? undefined : reusable?.get(key)) ?? createSource(p);
+        const kept = key === undefined ? undefined : reusable?.get(key);
+        if (kept === undefined) return createSource(p);
+        await kept.reloaded?.();
+        return kept;
       }),
     );
     const auth = new Authenticator(sources);
@@ -149,7 +152,7 @@ export class Authenticator {
 
   async #authenticate(req: AuthRequest): Promise<Subject> {
     if (req.rawHeaders !== undefined && authorizationLines(req.rawHeaders) > 1) throw new InvalidTokenError('more than one Authorization header');
-    const creds: Credentials = { ...Authenticator.credentials(req.headers, this.#basic), tls: req.tls };
+    const creds: Credentials = { ...Authenticator.credentials(req.headers, this.#basic), tls: req.tls, gone: req.gone };
     let lastError: unknown;
     let judged = false;
     for (const source of this.#sources) {

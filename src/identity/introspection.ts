@@ -107,27 +107,27 @@ export class IntrospectionSource implements IdentitySource {
     if (token.startsWith(API_KEY_PREFIX)) return undefined;
     if (this.#cfg.tokens === 'opaque' && JwtVerifier.hasJoseHeader(token)) return undefined;
     if (token.length > this.#cfg.maxTokenBytes) throw new InvalidTokenError('token too large');
-    return this.verify(token);
+    return this.verify(token, creds.gone);
   }
 
-  async verify(token: string): Promise<Subject> {
+  async verify(token: string, gone?: () => boolean): Promise<Subject> {
     const key = tokenDigest(token);
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
     const refused = this.#negative.get(key);
     if (refused !== undefined) throw new InvalidTokenError(`introspection: ${refused} (cached)`);
     // Requests carrying the same new token (a dashboard's panels) share one introspection.
-    return this.#flights.run(key, () => this.#introspect(token, key));
+    return this.#flights.run(key, (abandoned) => this.#introspect(token, key, abandoned), gone);
   }
 
-  async #introspect(token: string, key: string): Promise<Subject> {
+  async #introspect(token: string, key: string, abandoned: () => boolean): Promise<Subject> {
     const config = await this.#configuration();
     let resp: Record<string, unknown>;
     try {
       resp = await this.#calls.run(async () => {
         this.calls++;
         return (await client.tokenIntrospection(config, token, { token_type_hint: 'access_token' })) as Record<string, unknown>;
-      });
+      }, abandoned);
     } catch (e) {
       // RFC 7662 answers every token question with 200 {active}; an error is about the gateway or the provider.
       throw providerError('introspection', e, false);
@@ -141,7 +141,7 @@ export class IntrospectionSource implements IdentitySource {
     // Client-credentials tokens have no user: the client is the subject.
     if (claims['sub'] === undefined && typeof claims['client_id'] === 'string') claims['sub'] = claims['client_id'];
     const exp = typeof resp['exp'] === 'number' ? resp['exp'] : undefined;
-    if (this.#userinfo !== undefined && typeof resp['sub'] === 'string') claims = await this.#userinfo.merge(claims, token);
+    if (this.#userinfo !== undefined && typeof resp['sub'] === 'string') claims = await this.#userinfo.merge(claims, token, abandoned);
     const subject = subjectFromClaims(claims, this.#cfg.claims, 'introspection', this.#cfg.issuer);
     // Accepted up to exp + tolerance (#refusal), so cached that long too: a token in its last
     // seconds would otherwise cost one introspection per request.

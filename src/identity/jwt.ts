@@ -93,9 +93,15 @@ export function failClosedKeys(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
   };
 }
 
-export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, timeoutMs: number): JWTVerifyGetKey {
+/** A key lookup whose remote key set can be refetched on demand (a failed refetch keeps the keys it had). */
+export type RefreshableKeys = JWTVerifyGetKey & { refresh?: () => Promise<void> };
+
+export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, timeoutMs: number): RefreshableKeys {
   // jose caches the key set and refetches on an unknown kid at most once per cooldown.
-  return failClosedKeys(createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs }));
+  const set = createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs });
+  const keys: RefreshableKeys = failClosedKeys(set);
+  keys.refresh = () => set.reload();
+  return keys;
 }
 
 export interface JwtVerifierOptions {
@@ -110,12 +116,12 @@ export interface JwtVerifierOptions {
   readonly typ?: string | readonly string[];
   /** `subject.auth`. */
   readonly auth: string;
-  readonly getKey: JWTVerifyGetKey;
+  readonly getKey: RefreshableKeys;
   /**
    * Runs after the signature and claims checks: may add claims (userinfo) or
    * reject (Grafana org). Returns the claims to map and extra Subject fields.
    */
-  readonly postVerify?: (payload: Record<string, unknown>, token: string) => Promise<{ claims: Record<string, unknown>; extra?: Record<string, unknown> }>;
+  readonly postVerify?: (payload: Record<string, unknown>, token: string, gone?: () => boolean) => Promise<{ claims: Record<string, unknown>; extra?: Record<string, unknown> }>;
   /** Only judge tokens whose (unverified) `iss` is ours; others are left to other sources. Default true. */
   readonly routeByIssuer?: boolean;
   readonly cacheSize?: number;
@@ -156,6 +162,15 @@ export class JwtVerifier implements IdentitySource {
       throw new GatewayError('config_invalid', 'jwt provider needs jwksUrl or jwksFile');
     }
     return new JwtVerifier({ ...config, audience: config.audience, auth: 'jwt', getKey });
+  }
+
+  async reloaded(): Promise<void> {
+    try {
+      await this.options.getKey.refresh?.();
+    } catch {
+      // Unreachable: keep the keys held (jose keeps its key set when a refetch fails).
+    }
+    this.#cache.clear();
   }
 
   /** True when the string looks like a compact JWS, i.e. a JWT source should judge it. */
@@ -202,10 +217,11 @@ export class JwtVerifier implements IdentitySource {
       const iss = JwtVerifier.unverifiedIssuer(token);
       if (iss !== undefined && !(typeof this.options.issuer === 'string' ? [this.options.issuer] : this.options.issuer).includes(iss)) return undefined;
     }
-    return this.verify(token);
+    return this.verify(token, creds.gone);
   }
 
-  async verify(token: string): Promise<Subject> {
+  /** `gone`: the client went away (calls to the provider queued for it are dropped). */
+  async verify(token: string, gone?: () => boolean): Promise<Subject> {
     if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
     if (!JwtVerifier.looksLikeJwt(token)) throw new InvalidTokenError('malformed token');
     const key = tokenDigest(token);
@@ -234,7 +250,7 @@ export class JwtVerifier implements IdentitySource {
     }
     let claims: Record<string, unknown> = payload;
     let extra: Record<string, unknown> | undefined;
-    if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token));
+    if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token, gone));
     const subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
     const exp = typeof payload['exp'] === 'number' ? payload['exp'] * 1000 : Date.now();
     this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000));

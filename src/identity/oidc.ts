@@ -1,8 +1,7 @@
 import * as client from 'openid-client';
-import type { JWTVerifyGetKey } from 'jose';
 import type { OidcProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
-import { JwtVerifier, remoteKeySet } from './jwt.ts';
+import { JwtVerifier, remoteKeySet, type RefreshableKeys } from './jwt.ts';
 import { UserinfoEnricher } from './userinfo.ts';
 
 export interface DiscoveryOptions {
@@ -88,14 +87,17 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     timeoutMs: cfg.timeoutMs,
     retryMs: cfg.discoveryRetrySeconds * 1000,
   });
-  let keys: JWTVerifyGetKey | undefined;
-  const getKey: JWTVerifyGetKey = async (header, token) => {
+  let keys: RefreshableKeys | undefined;
+  const getKey: RefreshableKeys = async (header, token) => {
     if (keys === undefined) {
       const jwksUri = cfg.jwksUrl ?? (await discovery.get()).serverMetadata().jwks_uri;
       if (jwksUri === undefined) throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} has no jwks_uri`);
       keys = remoteKeySet(jwksUri, cfg.jwks.cooldownSeconds * 1000, cfg.jwks.maxAgeSeconds * 1000, cfg.timeoutMs);
     }
     return keys(header, token);
+  };
+  getKey.refresh = async () => {
+    await keys?.refresh?.();
   };
   const userinfo = cfg.userinfo?.enabled === true ? new UserinfoEnricher(discovery, cfg.userinfo) : undefined;
   if (cfg.jwksUrl === undefined || userinfo !== undefined) discovery.warmUp();
@@ -110,6 +112,6 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     auth: 'oidc',
     getKey,
     ...(userinfo !== undefined ? { maxCacheMs: cfg.userinfo!.cacheTtlSeconds * 1000 } : {}),
-    ...(userinfo !== undefined ? { postVerify: async (payload, token) => ({ claims: await userinfo.merge(payload, token) }) } : {}),
+    ...(userinfo !== undefined ? { postVerify: async (payload, token, gone) => ({ claims: await userinfo.merge(payload, token, gone) }) } : {}),
   });
 }

@@ -47,8 +47,8 @@ export const MAX_CONCURRENT_VERIFICATIONS = 2;
 const MAX_QUEUED_VERIFICATIONS = 64;
 const verifications = new ConcurrencyGate(MAX_CONCURRENT_VERIFICATIONS, MAX_QUEUED_VERIFICATIONS, 'credential checks');
 
-function boundedScrypt(secret: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
-  return verifications.run(() => scryptAsync(secret, salt, keylen, opts));
+function boundedScrypt(secret: string, salt: Buffer, keylen: number, opts: ScryptOptions, gone?: () => boolean): Promise<Buffer> {
+  return verifications.run(() => scryptAsync(secret, salt, keylen, opts), gone);
 }
 
 /** 128 * N * r bytes plus slack: what scrypt needs; node's default maxmem (32 MiB) is too small for N=2^15, r=8. */
@@ -93,10 +93,10 @@ export async function hashSecret(secret: string, params: ScryptParams = {}): Pro
   return out;
 }
 
-/** Constant-time check of `secret` against a parsed stored hash. */
-export async function verifySecret(secret: string, stored: ParsedHash | string): Promise<boolean> {
+/** Constant-time check of `secret` against a parsed stored hash. `gone`: the client went away (the check is dropped if still queued). */
+export async function verifySecret(secret: string, stored: ParsedHash | string, gone?: () => boolean): Promise<boolean> {
   const h = typeof stored === 'string' ? parseSecretHash(stored) : stored;
-  const got = await boundedScrypt(secret, h.salt, h.hash.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmem(h.N, h.r) });
+  const got = await boundedScrypt(secret, h.salt, h.hash.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmem(h.N, h.r) }, gone);
   return got.length === h.hash.length && timingSafeEqual(got, h.hash);
 }
 

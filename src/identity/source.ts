@@ -39,6 +39,8 @@ export interface AuthRequest {
   readonly rawHeaders?: readonly string[];
   /** Set when the gateway listens with TLS. */
   readonly tls?: TlsInfo | undefined;
+  /** True once the client has gone away (its connection closed): work queued for it is dropped. */
+  readonly gone?: (() => boolean) | undefined;
 }
 
 /** Credentials parsed once from the request, strictly. */
@@ -50,6 +52,8 @@ export interface Credentials {
   readonly basic: { readonly username: string; readonly password: string } | undefined;
   /** The TLS connection's client certificate state (only with a TLS listener). */
   readonly tls?: TlsInfo | undefined;
+  /** See AuthRequest.gone. */
+  readonly gone?: (() => boolean) | undefined;
 }
 
 /**
@@ -67,4 +71,12 @@ export interface IdentitySource {
    */
   readonly sendsCredentials?: boolean;
   authenticate(creds: Credentials): Promise<Subject | undefined>;
+  /**
+   * A config reload keeps this source (its settings did not change). Refetch
+   * remote key material, keeping what it has when the provider cannot be
+   * reached, and forget verified tokens, so that a key the provider has
+   * removed stops working at the reload, as it did when reloads rebuilt
+   * every source, while an unreachable provider does not fail cached users.
+   */
+  reloaded?(): Promise<void>;
 }

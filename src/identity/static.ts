@@ -66,7 +66,7 @@ export class ApiKeySource implements IdentitySource {
     if (this.#negative.get(digest) !== undefined) throw new InvalidTokenError('unknown API key (cached)');
     // One hash at a time, so one request holds at most one of the bounded verification slots (secrets.ts).
     let i = -1;
-    for (let j = 0; j < this.#keys.length && i < 0; j++) if (await verifySecret(key, this.#keys[j]!.hash)) i = j;
+    for (let j = 0; j < this.#keys.length && i < 0; j++) if (await verifySecret(key, this.#keys[j]!.hash, creds.gone)) i = j;
     if (i < 0) {
       this.#negative.set(digest, true, NEGATIVE_TTL_MS);
       throw new InvalidTokenError('unknown API key');
@@ -104,7 +104,7 @@ export class BasicAuthSource implements IdentitySource {
     if (hit !== undefined) return hit;
     if (this.#negative.get(digest) !== undefined) throw new InvalidTokenError('invalid username or password (cached)');
     const user = this.#users.get(basic.username);
-    const ok = await verifySecret(basic.password, user?.hash ?? this.#dummy);
+    const ok = await verifySecret(basic.password, user?.hash ?? this.#dummy, creds.gone);
     if (user === undefined || !ok) {
       this.#negative.set(digest, true, NEGATIVE_TTL_MS);
       throw new InvalidTokenError('invalid username or password');

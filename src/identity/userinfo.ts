@@ -3,6 +3,7 @@ import type { UserinfoConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { ConcurrencyGate, SingleFlight } from '../util/gate.ts';
 import { LruCache } from '../util/lru.ts';
+import { claimAt } from './claims.ts';
 import { InvalidTokenError, tokenDigest } from './jwt.ts';
 import type { OidcDiscovery } from './oidc.ts';
 
@@ -18,6 +19,21 @@ export function providerError(what: string, e: unknown, tokenErrorsPossible = tr
   const code = (e as { code?: unknown }).code;
   if (code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED') return new InvalidTokenError(`${what}: subject mismatch`, e);
   return new GatewayError('identity_unavailable', `${what} failed: ${(e as Error).message}`, { cause: e });
+}
+
+/**
+ * Token claims merged over userinfo claims: the token wins. Claim paths are
+ * dotted and a literal dotted key wins over the nested path (claims.ts
+ * `claimAt`), so a userinfo key such as `"realm_access.roles"` would otherwise
+ * override the token's own `realm_access.roles`; such a key is dropped where
+ * the token has a value at that path.
+ */
+export function mergeUserinfo(claims: Record<string, unknown>, info: Record<string, unknown>): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...info, ...claims };
+  for (const k of Object.keys(info)) {
+    if (k.includes('.') && !Object.hasOwn(claims, k) && claimAt(claims, k) !== undefined) delete merged[k];
+  }
+  return merged;
 }
 
 /**
@@ -42,14 +58,14 @@ export class UserinfoEnricher {
     this.#cache = new LruCache(cfg.cacheSize);
   }
 
-  async fetch(token: string, sub: string, exp: number | undefined): Promise<Record<string, unknown>> {
+  async fetch(token: string, sub: string, exp: number | undefined, gone?: () => boolean): Promise<Record<string, unknown>> {
     const key = tokenDigest(token);
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
-    return this.#flights.run(key, () => this.#fetch(token, key, sub, exp));
+    return this.#flights.run(key, (abandoned) => this.#fetch(token, key, sub, exp, abandoned), gone);
   }
 
-  async #fetch(token: string, key: string, sub: string, exp: number | undefined): Promise<Record<string, unknown>> {
+  async #fetch(token: string, key: string, sub: string, exp: number | undefined, abandoned: () => boolean): Promise<Record<string, unknown>> {
     const config = await this.#discovery.get();
     if (config.serverMetadata().userinfo_endpoint === undefined) throw new GatewayError('identity_unavailable', 'the identity provider has no userinfo_endpoint');
     let info: Record<string, unknown>;
@@ -57,7 +73,7 @@ export class UserinfoEnricher {
       info = await this.#calls.run(async () => {
         this.fetches++;
         return (await client.fetchUserInfo(config, token, sub)) as Record<string, unknown>;
-      });
+      }, abandoned);
     } catch (e) {
       throw providerError('userinfo', e);
     }
@@ -67,11 +83,11 @@ export class UserinfoEnricher {
   }
 
   /** Verified token claims win over userinfo claims; userinfo fills in what the token lacks (e.g. groups). */
-  async merge(claims: Record<string, unknown>, token: string): Promise<Record<string, unknown>> {
+  async merge(claims: Record<string, unknown>, token: string, gone?: () => boolean): Promise<Record<string, unknown>> {
     const sub = claims['sub'];
     if (typeof sub !== 'string' || sub === '') throw new InvalidTokenError('token has no "sub" claim (needed for userinfo)');
     const exp = typeof claims['exp'] === 'number' ? claims['exp'] : undefined;
-    const info = await this.fetch(token, sub, exp);
-    return { ...info, ...claims };
+    const info = await this.fetch(token, sub, exp, gone);
+    return mergeUserinfo(claims, info);
   }
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { loadConfigFile, type GatewayConfig } from '../config/load.ts';
+import { configWarnings } from '../config/warnings.ts';
 import { Authenticator } from '../identity/authenticator.ts';
 import { BundleClient } from '../policy/bundle-client.ts';
 import { PolicyEngine } from '../policy/engine.ts';
@@ -257,6 +258,7 @@ export interface StartOptions {
 
 export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel), opts: StartOptions = {}): Promise<RunningGateway> {
   const { app, runtime } = await createRuntime(config, logger);
+  for (const warning of configWarnings(config)) logger.warn({ file: config.file ?? null }, `config: ${warning}`);
   if (opts.admin === 'cluster-worker' && !runtime.holder.ready) {
     // Bundle mode in a cluster: a worker without a policy (a replacement started while the bundle
     // service is down, with nothing persisted) would take its share of connections only to answer

@@ -13,7 +13,7 @@ export class ConcurrencyGate {
   readonly #maxQueued: number;
   readonly #what: string;
   #running = 0;
-  readonly #waiting: (() => void)[] = [];
+  #waiting: Waiter[] = [];
 
   /** `what` names the calls in the 503 message ("credential checks"). */
   constructor(maxRunning: number, maxQueued: number, what: string) {
@@ -29,22 +29,57 @@ export class ConcurrencyGate {
     return this.#waiting.length;
   }
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` when a slot is free. `abandoned` (optional) says that nobody
+   * waits for the result any more (the client went away): such a call is
+   * dropped from the queue instead of taking a slot, and a full queue is first
+   * cleared of them, so clients that send a burst and hang up cannot keep the
+   * queue full for those who stay.
+   */
+  async run<T>(fn: () => Promise<T>, abandoned?: () => boolean): Promise<T> {
     if (this.#running < this.#maxRunning) this.#running++;
     else {
+      if (this.#waiting.length >= this.#maxQueued) this.#dropAbandoned();
       if (this.#waiting.length >= this.#maxQueued) throw new GatewayError('overloaded', `too many ${this.#what} in progress; retry later`);
       // Resolved by a finishing call, which hands over its slot (running stays counted).
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      await new Promise<void>((resolve, reject) => this.#waiting.push({ resolve, reject, abandoned }));
     }
     try {
       return await fn();
     } finally {
-      const next = this.#waiting.shift();
-      if (next !== undefined) next();
-      else this.#running--;
+      this.#handOver();
     }
   }
+
+  #handOver(): void {
+    for (;;) {
+      const next = this.#waiting.shift();
+      if (next === undefined) {
+        this.#running--;
+        return;
+      }
+      if (next.abandoned?.() === true) next.reject(gone(this.#what));
+      else return next.resolve();
+    }
+  }
+
+  #dropAbandoned(): void {
+    const keep: Waiter[] = [];
+    for (const w of this.#waiting) {
+      if (w.abandoned?.() === true) w.reject(gone(this.#what));
+      else keep.push(w);
+    }
+    this.#waiting = keep;
+  }
 }
+
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+  readonly abandoned: (() => boolean) | undefined;
+}
+
+const gone = (what: string) => new GatewayError('overloaded', `dropped from the queue of ${what}: the client went away`);
 
 /**
  * Concurrent calls for the same key share one in-flight promise: a dashboard
@@ -52,14 +87,24 @@ export class ConcurrencyGate {
  * identity provider, not one per panel.
  */
 export class SingleFlight<K, V> {
-  readonly #inflight = new Map<K, Promise<V>>();
+  readonly #inflight = new Map<K, { readonly promise: Promise<V>; readonly joiners: ((() => boolean) | undefined)[] }>();
 
-  run(key: K, fn: () => Promise<V>): Promise<V> {
+  /**
+   * `gone` (optional) tells when this caller stops waiting; `fn` gets
+   * `abandoned`, true once every caller sharing the call has gone (one without
+   * `gone` never goes), to pass on to a queue (ConcurrencyGate.run).
+   */
+  run(key: K, fn: (abandoned: () => boolean) => Promise<V>, gone?: () => boolean): Promise<V> {
     const existing = this.#inflight.get(key);
-    if (existing !== undefined) return existing;
-    const p = (async () => fn())().finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, p);
-    return p;
+    if (existing !== undefined) {
+      existing.joiners.push(gone);
+      return existing.promise;
+    }
+    const joiners: ((() => boolean) | undefined)[] = [gone];
+    const abandoned = () => joiners.every((g) => g?.() === true);
+    const promise = (async () => fn(abandoned))().finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, { promise, joiners });
+    return promise;
   }
 
   get size(): number {

@@ -39,7 +39,7 @@ afterAll(() => server?.close());
 
 const source = async (): Promise<IdentitySource> =>
   createSource(introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: url, clientId: 'c', clientSecret: 's', negativeCacheTtlSeconds: 0 }));
-const bearer = (t: string) => ({ headers: {}, bearer: t, basic: undefined });
+const bearer = (t: string, gone?: () => boolean) => ({ headers: {}, bearer: t, basic: undefined, gone });
 const reset = () => {
   calls = 0;
   maxInFlight = 0;
@@ -75,6 +75,23 @@ describe('introspection calls', () => {
     expect(calls).toBe(600 - overloaded.length);
     // Once the flood is over a real user gets through.
     await expect(src.authenticate(bearer('ok-after'))).resolves.toMatchObject({ sub: 'u-ok-after' });
+    delayMs = 50;
+  });
+
+  it('requests whose clients hung up while queued are dropped: the next user does not wait behind them', async () => {
+    const src = await source();
+    reset();
+    delayMs = 200;
+    // A burst of random tokens whose clients are already gone (they hung up while queued).
+    const burst = Array.from({ length: 300 }, (_, i) => src.authenticate(bearer(`abandoned-${i}`, () => true)).catch(() => undefined));
+    await new Promise((r) => setTimeout(r, 20));
+    const started = Date.now();
+    await expect(src.authenticate(bearer('ok-user'))).resolves.toMatchObject({ sub: 'u-ok-user' });
+    // Only the calls already running when the user came are ahead of it (one provider round trip),
+    // not the 284 queued ones (≈ 18 rounds of 200 ms).
+    expect(Date.now() - started).toBeLessThan(1_500);
+    await Promise.all(burst);
+    expect(calls).toBeLessThanOrEqual(MAX_CONCURRENT_INTROSPECTIONS + 1);
     delayMs = 50;
   });
 });

@@ -177,3 +177,17 @@ describe('claim mapping', () => {
     expect(stringList([{ value: 'v', id: 'i' }, { id: 'i2' }, ['nested']])).toEqual(['v', 'i2']);
   });
 });
+
+describe('userinfo merge', () => {
+  it('the token wins, also over a userinfo key that spells one of its paths with dots', async () => {
+    const { mergeUserinfo } = await import('../../src/identity/userinfo.ts');
+    const token = { sub: 's', realm_access: { roles: ['team-a'] }, email: 'a@x' };
+    const info = { 'realm_access.roles': ['admins'], email: 'evil@x', groups: ['from-userinfo'], 'org.unit': 'kept' };
+    const merged = mergeUserinfo(token, info);
+    expect(mapClaims(merged, claimsSchema.parse({ groups: 'realm_access.roles' }))).toMatchObject({ groups: ['team-a'], email: 'a@x' });
+    // What the token lacks, userinfo fills in (also dotted keys the token has nothing at).
+    expect(merged['groups']).toEqual(['from-userinfo']);
+    expect(merged['org.unit']).toBe('kept');
+    expect(claimAt(mergeUserinfo({ sub: 's' }, info), 'realm_access.roles')).toEqual(['admins']);
+  });
+});

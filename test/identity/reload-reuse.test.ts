@@ -1,6 +1,7 @@
 // A reload keeps the identity sources whose provider config did not change: their key sets
-// and verified-token caches survive, so a reload while the identity provider is down does not
-// turn every cached user into a 503.
+// survive (refetched, the old ones kept when the provider is down), so a reload while the
+// identity provider is down does not turn every cached user into a 503, while a key the
+// provider removed stops working at the reload.
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -14,12 +15,14 @@ let idp: TestIssuer;
 let jwks: Server;
 let jwksUrl: string;
 let up = true;
+/** Key set served instead of the issuer's own (a rotation at the provider). */
+let served: Buffer | undefined;
 
 beforeAll(async () => {
   idp = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
   jwks = createServer((_req, res) => {
     if (!up) return void res.writeHead(503).end();
-    res.setHeader('content-type', 'application/json').end(readFileSync(idp.jwksPath));
+    res.setHeader('content-type', 'application/json').end(served ?? readFileSync(idp.jwksPath));
   });
   await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
   const addr = jwks.address();
@@ -53,10 +56,31 @@ describe('Authenticator.fromConfig on reload', () => {
     const subject = await first.authenticate(bearer(token));
     up = false;
     const reloaded = await Authenticator.fromConfig(config('lbac-gateway'), first);
-    // Same cached subject: no key fetch needed.
-    expect(await reloaded.authenticate(bearer(token))).toBe(subject);
+    // Verified again against the key set it holds (the refetch failed): no fetch needed.
+    expect(await reloaded.authenticate(bearer(token))).toEqual(subject);
     // A source built afresh has no key set and cannot reach it: 503, not the cached answer.
     await expect(Authenticator.fromConfig(config('lbac-gateway')).then((a) => a.authenticate(bearer(token)))).rejects.toMatchObject({ status: 503 });
+  });
+
+  it('refetches the key set of a kept source: a key the provider removed stops working at the reload', async () => {
+    up = true;
+    served = undefined;
+    const first = await Authenticator.fromConfig(config('lbac-gateway'));
+    const token = await idp.mint({ sub: 'u-4' });
+    await first.authenticate(bearer(token));
+    // The provider rotates: the old key is gone from its key set (e.g. it leaked).
+    const rotated = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
+    try {
+      served = readFileSync(rotated.jwksPath);
+      // Until the reload the verified token stays cached (at most 5 minutes, never past exp).
+      await expect(first.authenticate(bearer(token))).resolves.toMatchObject({ sub: 'u-4' });
+      const reloaded = await Authenticator.fromConfig(config('lbac-gateway'), first);
+      await expect(reloaded.authenticate(bearer(token))).rejects.toMatchObject({ status: 401 });
+      await expect(reloaded.authenticate(bearer(await rotated.mint({ sub: 'u-5' })))).resolves.toMatchObject({ sub: 'u-5' });
+    } finally {
+      served = undefined;
+      rotated.cleanup();
+    }
   });
 
   it('rebuilds a source whose provider config changed', async () => {

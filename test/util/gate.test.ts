@@ -34,6 +34,27 @@ describe('ConcurrencyGate', () => {
     );
   });
 
+  it('calls whose clients went away are dropped from the queue: never run, and a full queue makes room', async () => {
+    const gate = new ConcurrencyGate(1, 2, 'checks');
+    let release!: () => void;
+    const ran: string[] = [];
+    const first = gate.run(() => new Promise<void>((r) => (release = r)).then(() => void ran.push('first')));
+    let goneA = false;
+    const a = gate.run(async () => void ran.push('a'), () => goneA);
+    const b = gate.run(async () => void ran.push('b'), () => true);
+    // The queue is full (a, b); b's client is gone, so c gets its place instead of a 503.
+    const c = gate.run(async () => void ran.push('c'));
+    await expect(b).rejects.toMatchObject({ code: 'overloaded', message: expect.stringMatching(/went away/) });
+    goneA = true;
+    release();
+    await first;
+    await expect(a).rejects.toMatchObject({ code: 'overloaded' });
+    await c;
+    expect(ran).toEqual(['first', 'c']);
+    expect(gate.running).toBe(0);
+    expect(gate.queued).toBe(0);
+  });
+
   it('a failing call frees its slot', async () => {
     const gate = new ConcurrencyGate(1, 1, 'x');
     const a = gate.run(async () => {
@@ -62,6 +83,28 @@ describe('SingleFlight', () => {
     expect(f.size).toBe(0);
     await f.run('k', work);
     expect(calls).toBe(3);
+  });
+
+  it('a shared call is abandoned only when every caller sharing it has gone', async () => {
+    const f = new SingleFlight<string, boolean>();
+    let seen!: () => boolean;
+    let finish!: () => void;
+    let goneA = false;
+    let goneB = false;
+    const p = f.run('k', (abandoned) => {
+      seen = abandoned;
+      return new Promise<boolean>((r) => (finish = () => r(true)));
+    }, () => goneA);
+    void f.run('k', async () => false, () => goneB);
+    goneA = true;
+    expect(seen()).toBe(false);
+    goneB = true;
+    expect(seen()).toBe(true);
+    // A caller that cannot tell (no gone function) keeps it wanted.
+    void f.run('k', async () => false);
+    expect(seen()).toBe(false);
+    finish();
+    await p;
   });
 
   it('shares a failure too, and a synchronous throw becomes a rejection', async () => {

@@ -28,7 +28,8 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
       const started = performance.now();
       const state = req.lbac as FastifyRequest['lbac'] | null;
       try {
-        req.subject = await current().authenticate({ headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(req.raw.socket) });
+        const socket = req.raw.socket;
+        req.subject = await current().authenticate({ headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), gone: () => socket.destroyed });
         if (state) state.identity = 'accepted';
       } catch (e) {
         if (state) state.identity = e instanceof GatewayError && e.code === 'identity_unavailable' ? 'unavailable' : 'rejected';

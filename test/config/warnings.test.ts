@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import { configWarnings } from '../../src/config/warnings.ts';
+
+const config = (provider: string) =>
+  parseConfig(
+    `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+    - ${provider}
+`,
+    { env: {} },
+  );
+
+describe('config warnings', () => {
+  it('a subject mapped from a claim its holder may choose is flagged, unless the provider is trusted for it', () => {
+    for (const subject of ['preferred_username', 'email', 'attributes.preferred_username']) {
+      const w = configWarnings(config(`{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a, claims: { subject: "${subject}" } }`));
+      expect(w).toHaveLength(1);
+      expect(w[0]).toMatch(new RegExp(`identity.providers\\[0\\] \\(jwt\\): claims.subject is "${subject.replace('.', '\\.')}"`));
+    }
+    // The same claim as the username: as mutable as the username.
+    expect(configWarnings(config(`{ type: oidc, issuer: "http://127.0.0.1:9", audience: a, claims: { subject: "login_id", username: "login_id" } }`))).toHaveLength(1);
+    expect(configWarnings(config(`{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a, claims: { subject: preferred_username, trustUsername: true } }`))).toEqual([]);
+    expect(configWarnings(config(`{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }`))).toEqual([]);
+    expect(configWarnings(config(`{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a, claims: { subject: oid } }`))).toEqual([]);
+  });
+});
