@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
  * supervises: it shares the listening socket, forwards SIGTERM/SIGINT (drain
  * and stop) and SIGHUP (reload) to every serving worker, replaces a worker that dies
  * unexpectedly (with a delay, so a crash loop cannot spin), and exits when all
- * workers have stopped. Each worker is a complete gateway: its own policy
+ * workers have stopped — also when a worker fails before any has served. Each worker is a complete gateway: its own policy
  * engine (WASM instances are per process), identity and decision caches, and
  * bundle polling — the same as independent replicas.
  */
@@ -59,7 +59,13 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   log('started workers', { workers: count });
 
   const relay = new ReloadRelay();
+  // Until a worker has served, an exit is a failure to start (a TLS file that cannot be read, a
+  // port in use): every worker would fail alike, so the group stops and reports it, as a single
+  // process does, instead of replacing workers forever with nothing listening.
+  let served = false;
+  let startFailure: number | undefined;
   cluster.on('listening', (worker) => {
+    served = true;
     if (relay.listening(worker.id)) worker.process.kill('SIGHUP');
     // A worker that keeps serving ends a crash streak: the replacement delay starts over.
     setTimeout(() => {
@@ -82,6 +88,12 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
     cluster.on('exit', (worker, code, signal) => {
       relay.exited(worker.id);
       const alive = Object.keys(cluster.workers ?? {}).length;
+      if (!stopping && !served) {
+        stopping = true;
+        startFailure = code !== null && code !== 0 ? code : 1;
+        log('a worker failed to start; stopping', { pid: worker.process.pid, code, signal });
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      }
       if (!stopping) {
         failures++;
         log('worker exited unexpectedly; replacing it', { pid: worker.process.pid, code, signal });
@@ -92,7 +104,7 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
       // The exit status reports the stop; crashes replaced earlier were logged when they happened.
       const stoppedBySignal = code === null && (signal === 'SIGTERM' || signal === 'SIGINT');
       if (code !== 0 && !stoppedBySignal) uncleanStops++;
-      if (alive === 0) resolve(uncleanStops > 0 ? 1 : 0);
+      if (alive === 0) resolve(startFailure ?? (uncleanStops > 0 ? 1 : 0));
     });
   });
 }

@@ -232,7 +232,15 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
   };
   const onHup = () => reload();
   process.on('SIGHUP', onHup);
-  const gw = await startGateway(config, logger, { admin: cluster.isWorker ? 'cluster-worker' : 'own' });
+  let gw: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gw = await startGateway(config, logger, { admin: cluster.isWorker ? 'cluster-worker' : 'own' });
+  } catch (e) {
+    // A worker's IPC channel to the primary would keep it alive: close it, so the worker exits
+    // with the status below and the primary sees the failure.
+    if (cluster.isWorker) cluster.worker?.disconnect();
+    throw e;
+  }
   logger.info({ url: gw.url, adminUrl: gw.adminUrl ?? null }, 'lbac-gateway listening');
   reload = () => void gw.runtime.reload('SIGHUP');
   if (hupWhileStarting) reload();

@@ -1,0 +1,62 @@
+// `serve` that cannot start exits non-zero, with one process or several workers: a
+// supervisor must see the failure (CrashLoopBackOff), not a primary waiting forever.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const bin = new URL('../../bin/lbac-gateway.js', import.meta.url).pathname;
+
+async function busyPort(): Promise<{ port: number; close: () => void }> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const a = s.address();
+  return { port: typeof a === 'object' && a !== null ? a.port : 0, close: () => s.close() };
+}
+
+function serve(config: string, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'lbac-serve-'));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(file, config);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`serve did not exit within ${timeoutMs} ms:\n${output.slice(-2000)}`));
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+const config = (listen: string, workers: number) => `
+server: { listen: "${listen}", workers: ${workers}, logLevel: info }
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+    - { type: jwt, jwksUrl: "http://127.0.0.1:9/jwks", issuer: i, audience: a }
+`;
+
+describe('serve that cannot start', () => {
+  for (const workers of [1, 2]) {
+    it(`exits non-zero when the port is taken (workers: ${workers})`, async () => {
+      const busy = await busyPort();
+      try {
+        const r = await serve(config(`127.0.0.1:${busy.port}`, workers));
+        expect(r.code, r.output.slice(-2000)).not.toBe(0);
+        expect(r.code).not.toBeNull();
+        expect(r.output).toMatch(/EADDRINUSE/);
+        if (workers > 1) expect(r.output).toMatch(/a worker failed to start; stopping/);
+      } finally {
+        busy.close();
+      }
+    }, 30_000);
+  }
+});
