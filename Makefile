@@ -13,16 +13,23 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help soak bench tools bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision bench-cpu clean
+.PHONY: help soak bench tools demo-tools policy-tools bundle bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision bench-cpu clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-node-runtime: ## Node.js $(NODE_VERSION) into the tools cache
+node-runtime: ## Node.js (NODE_VERSION in scripts/versions.env) into the tools cache
 	@bash scripts/tools.sh node
 
 tools: node-runtime ## all pinned tools (Node.js, OPA, Prometheus + promtool, Debian nginx, Helm, kubeconform, K8s schemas)
 	@bash scripts/tools.sh opa prometheus nginx helm kubeconform k8s-schemas
+
+# After `tools`: the e2e harness names the first target that installs a missing tool.
+demo-tools: node-runtime ## only what make run needs (Prometheus)
+	@bash scripts/tools.sh prometheus
+
+policy-tools: node-runtime ## only what the policy targets need (OPA)
+	@bash scripts/tools.sh opa
 
 deploy-tools: node-runtime ## only what the chart checks need (Helm, kubeconform, Kubernetes JSON schemas)
 	@bash scripts/tools.sh helm kubeconform k8s-schemas
@@ -47,13 +54,13 @@ typecheck: deps ## tsc --noEmit over src, test, e2e
 	@echo "[typecheck] tsc"
 	@tsc -p tsconfig.json --noEmit
 
-policy: tools ## opa fmt/check/test (coverage gate) and build wasm/policy.wasm
+policy: policy-tools ## opa fmt/check/test (coverage gate) and build wasm/policy.wasm
 	@bash scripts/build-policy.sh
 
-bundle: tools ## signed OPA bundle of policies/ → .run/bundle/bundle.tar.gz (BUNDLE_SIGNING_KEY, BUNDLE_REVISION)
+bundle: policy-tools ## signed OPA bundle of policies/ → .run/bundle/bundle.tar.gz (BUNDLE_SIGNING_KEY, BUNDLE_REVISION)
 	@bash scripts/build-bundle.sh
 
-policy-test: tools ## opa fmt/check/test only
+policy-test: policy-tools ## opa fmt/check/test only
 	@mkdir -p $(RESULTS)
 	@bash scripts/build-policy.sh test-only | tee $(RESULTS)/opa.txt
 
@@ -79,7 +86,7 @@ test-e2e: tools deps ## vitest e2e project only (real backends; LBAC_E2E_MODE=co
 e2e-report: node-runtime ## table of the e2e results (backend × tenant × endpoint: run, matches, leaks) → e2e/results/report.md
 	@node scripts/e2e-report.ts
 
-run: tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl commands
+run: demo-tools deps ## demo: seeded Prometheus + gateway, prints tokens and curl commands
 	@node scripts/demo.ts
 
 bench: tools bench-tools deps ## gateway vs direct vs prom-label-proxy vs bare proxy (throughput with 1 worker and with one per core, then added latency) → bench/results/

@@ -72,4 +72,9 @@ mv "$OUT.tmp" "$OUT"
 chmod 644 "$OUT"
 sha256sum "$OUT" | cut -d' ' -f1 >"$OUT.sha256"
 log "wrote $OUT_DIR/bundle.tar.gz (revision $REVISION, $(wc -c <"$OUT") bytes, signed $ALG; public key $PUB)"
-log "serve it as <url>/<resource> and configure policy.bundle.signing.keys: [{keyid: default, algorithm: $ALG, publicKeyFile: $PUB}]"
+KEYID=default
+if [ -n "${BUNDLE_CLAIMS_FILE:-}" ]; then
+  # The claims file may name the key (opa build signs with that keyid); the config must use the same.
+  KEYID="$(node -e 'const c = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); process.stdout.write(typeof c.keyid === "string" ? c.keyid : "default")' "$BUNDLE_CLAIMS_FILE")"
+fi
+log "serve it as <url>/<resource> and configure policy.bundle.signing.keys: [{keyid: $KEYID, algorithm: $ALG, publicKeyFile: $PUB}]"

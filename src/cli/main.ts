@@ -14,7 +14,7 @@ Usage:
   lbac-gateway serve [--config FILE] [--workers N|auto]
   lbac-gateway rewrite --lang promql|logql|traceql --matcher 'ns=~"a|b"' [--matcher …] 'QUERY'
   lbac-gateway rewrite --lang … (--matcher … | --policy FILE) --jsonl    # stdin: one JSON string per line
-  lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM]] [--data FILE] [--config FILE]
+  lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE]
   lbac-gateway check-config FILE
 
 Commands:
@@ -179,6 +179,15 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
     const config = await loadConfigFile(file);
     // Also prove the policy loads and decides with this data.
     await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
+    // And read the files only `serve` reads: the listener's TLS files, the bundle's keys and TLS files.
+    if (config.server.tls !== undefined) (await import('../server/tls.ts')).httpsOptions(config.server.tls);
+    if (config.policy.bundle !== undefined) {
+      const { BundleClient } = await import('../policy/bundle-client.ts');
+      const { PolicyHolder } = await import('../policy/holder.ts');
+      const { pino } = await import('pino');
+      const client = await BundleClient.create({ config: config.policy.bundle, holder: new PolicyHolder(), entrypoint: config.policy.entrypoint, configData: { lbac: config.policyData }, logger: pino({ level: 'silent' }) });
+      await client.stop();
+    }
     for (const w of configWarnings(config)) io.err(`${file}: warning: ${w}`);
     io.out(`${file}: OK (${config.upstreams.length} upstream(s), ${Object.keys(config.policyData.teams).length} team(s))`);
     return 0;

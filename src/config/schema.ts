@@ -510,7 +510,7 @@ export const claimsModeSchema = z
 
 export const policySchema = z
   .strictObject({
-    wasm: z.string().optional().describe('Compiled policy (opa build -t wasm -e lbac/decision); default: the bundled wasm/policy.wasm. Not with bundle.'),
+    wasm: z.string().optional().describe('Compiled policy: the policy.wasm inside the bundle that opa build -t wasm -e lbac/decision writes (tar -xzf bundle.tar.gz /policy.wasm); default: the bundled wasm/policy.wasm. Not with bundle.'),
     entrypoint: z.string().default('lbac/decision'),
     attributes: z
       .partialRecord(z.enum(['prometheus', 'loki', 'tempo']), z.record(z.string(), z.string()))

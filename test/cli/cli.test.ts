@@ -79,6 +79,27 @@ describe('lbac-gateway CLI', () => {
     expect(r.stderr).toContain('upstreams.0.colour');
   });
 
+  it('check-config reads the files only serve reads (listener TLS, bundle keys) and prints warnings', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const base = 'upstreams: [{ name: p, kind: prometheus, url: "http://127.0.0.1:9", mount: / }]\n';
+    const jwt = (claims = '') => `identity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a${claims} }] }\n`;
+    const tls = join(dir, 'tls.yaml');
+    writeFileSync(tls, `server: { tls: { cert: ${join(dir, 'missing.crt')}, key: ${join(dir, 'missing.key')} } }\n${base}${jwt()}`);
+    const t = run(['check-config', tls]);
+    expect(t.code).toBe(1);
+    expect(t.stderr).toMatch(/missing\.crt/);
+    const bundle = join(dir, 'bundle.yaml');
+    writeFileSync(bundle, `${base}${jwt()}policy: { bundle: { url: "http://127.0.0.1:9", signing: { keys: [{ keyid: k, publicKeyFile: ${join(dir, 'missing.pem')} }] } } }\n`);
+    const b = run(['check-config', bundle]);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/missing\.pem/);
+    const warn = join(dir, 'warn.yaml');
+    writeFileSync(warn, `${base}${jwt(', claims: { subject: preferred_username }')}`);
+    const w = run(['check-config', warn]);
+    expect(w.code).toBe(0);
+    expect(w.stderr).toMatch(/warning: identity.providers\[0\] \(jwt\): claims.subject is "preferred_username"/);
+  });
+
   it('policy eval: prints the validated decision of the bundled policy for the config teams', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
     const input = join(dir, 'input.json');
