@@ -16,5 +16,11 @@ if (!existsSync(entry)) {
   console.error(`lbac-gateway: ${entry} is missing; run "npm run build" (or use Node.js >= 22.18)`);
   process.exit(1);
 }
+// SIGHUP's default action ends the process: until `serve` installs its own handler (its first
+// statement), one is ignored (the config is not read yet, so nothing is missed).
+const ignoreEarlyHup = () => {};
+process.on('SIGHUP', ignoreEarlyHup);
 const { main } = await import(pathToFileURL(entry).href);
-process.exitCode = await main(process.argv.slice(2));
+const done = main(process.argv.slice(2));
+process.off('SIGHUP', ignoreEarlyHup);
+process.exitCode = await done;

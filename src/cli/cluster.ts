@@ -54,7 +54,9 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   let stopping = false;
   let failures = 0;
   let uncleanStops = 0;
-  const fork = (): Worker => cluster.fork({ LBAC_CLUSTER_WORKER: '1' });
+  // Once a worker has served, replacements wait for a policy before they take connections (bundle mode).
+  let served = false;
+  const fork = (): Worker => cluster.fork({ LBAC_CLUSTER_WORKER: '1', LBAC_SIBLINGS_SERVING: served ? '1' : '0' });
   for (let i = 0; i < count; i++) fork();
   log('started workers', { workers: count });
 
@@ -62,7 +64,6 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   // Until a worker has served, an exit is a failure to start (a TLS file that cannot be read, a
   // port in use): every worker would fail alike, so the group stops and reports it, as a single
   // process does, instead of replacing workers forever with nothing listening.
-  let served = false;
   let startFailure: number | undefined;
   cluster.on('listening', (worker) => {
     served = true;

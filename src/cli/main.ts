@@ -198,6 +198,15 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
 }
 
 async function cmdServe(args: string[], io: Out): Promise<number> {
+  // SIGHUP is handled from the first line: its default action would kill a process still
+  // loading. One that arrives while the gateway starts is kept and run once it serves (a
+  // cluster primary forwards reloads itself once its workers run; see cluster.ts).
+  let hupWhileStarting = false;
+  let reload = (): void => {
+    hupWhileStarting = true;
+  };
+  const onHup = () => reload();
+  process.on('SIGHUP', onHup);
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, workers: { type: 'string' } } });
   const file = values.config ?? process.env['LBAC_CONFIG'] ?? 'lbac-gateway.yaml';
   const { loadConfigFile } = await import('../config/load.ts');
@@ -229,21 +238,20 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
       const adminUrl = await admin.listen(splitHostPort(adminListen));
       logger.info({ url: adminUrl, workers }, 'admin listener (metrics of all workers) started');
     }
+    // Workers read the config themselves, after any reload asked for so far.
+    process.off('SIGHUP', onHup);
     const code = await superviseWorkers(workers, (msg, extra) => logger.info({ ...extra }, msg));
     await admin?.close();
     return code;
   }
-  // SIGHUP is handled from here on: one that arrives while the gateway starts (after the config
-  // was read) is kept and run once it serves, never lost and never fatal (the default action).
-  let hupWhileStarting = false;
-  let reload = (): void => {
-    hupWhileStarting = true;
-  };
-  const onHup = () => reload();
-  process.on('SIGHUP', onHup);
   let gw: Awaited<ReturnType<typeof startGateway>>;
   try {
-    gw = await startGateway(config, logger, { admin: cluster.isWorker ? 'cluster-worker' : 'own' });
+    gw = await startGateway(config, logger, {
+      admin: cluster.isWorker ? 'cluster-worker' : 'own',
+      // A replacement worker waits for a policy (bundle mode) while its siblings serve; the first ones
+      // listen at once and answer 503 until a bundle arrives, as a single process does.
+      waitForPolicy: cluster.isWorker && process.env['LBAC_SIBLINGS_SERVING'] === '1',
+    });
   } catch (e) {
     // A worker's IPC channel to the primary would keep it alive: close it, so the worker exits
     // with the status below and the primary sees the failure.

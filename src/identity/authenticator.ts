@@ -70,6 +70,19 @@ export class Authenticator {
   readonly stats: IdentityStats = { accepted: {}, rejected: 0, unavailable: 0 };
   /** Sources built from config, by the provider's JSON, that a reload may reuse (fromConfig). */
   #reusable: ReadonlyMap<string, IdentitySource> = new Map();
+  /** Sources this authenticator took over from the previous one (fromConfig). */
+  #kept: readonly IdentitySource[] = [];
+
+  /**
+   * For a reload that is about to be applied (everything else built): kept
+   * sources refetch key sets (keeping theirs when the provider is unreachable)
+   * and forget what they verified, introspected or fetched, as a reload did
+   * when it rebuilt every source. Called last, so a reload that is rejected
+   * changes nothing.
+   */
+  async refreshKeptSources(): Promise<void> {
+    await Promise.all(this.#kept.map((s) => s.reloaded?.()));
+  }
 
   constructor(sources: readonly IdentitySource[]) {
     if (sources.length === 0) throw new GatewayError('config_invalid', 'no identity providers configured');
@@ -82,25 +95,28 @@ export class Authenticator {
 
   /**
    * The sources of `config`. On a reload (`previous`), a source whose provider
-   * config is unchanged and reads no file is reused with its key set and
-   * verified-token cache: a reload (even one that changes only teams) must not
-   * refuse every user while the identity provider is down, nor send every
-   * token back to a healthy one. A source that reads a file (`jwksFile`,
-   * `clientSecretFile`) is rebuilt, so the reload picks up the file's content.
+   * config is unchanged and reads no file is reused, with its key set: a
+   * reload (even one that changes only teams) must not refuse every JWT user
+   * while the identity provider is down. What it learned about tokens is
+   * dropped by `refreshKeptSources`, called when the reload is about to be
+   * applied. A source that reads a file (`jwksFile`, `clientSecretFile`) is
+   * rebuilt, so the reload picks up the file's content.
    */
   static async fromConfig(config: GatewayConfig, previous?: Authenticator): Promise<Authenticator> {
     const keys = config.identity.providers.map((p) => (readsFile(p) ? undefined : JSON.stringify(p)));
     const reusable = previous === undefined ? undefined : previous.#reusable;
+    const kept: IdentitySource[] = [];
     const sources = await Promise.all(
       config.identity.providers.map(async (p, i) => {
         const key = keys[i];
-        const kept = key === undefined ? undefined : reusable?.get(key);
-        if (kept === undefined) return createSource(p);
-        await kept.reloaded?.();
-        return kept;
+        const source = key === undefined ? undefined : reusable?.get(key);
+        if (source === undefined) return createSource(p);
+        kept.push(source);
+        return source;
       }),
     );
     const auth = new Authenticator(sources);
+    auth.#kept = kept;
     const built = new Map<string, IdentitySource>();
     sources.forEach((s, i) => {
       const key = keys[i];
@@ -160,8 +176,9 @@ export class Authenticator {
       try {
         subject = await source.authenticate(creds);
       } catch (e) {
-        // An unreachable provider fails closed for the whole request (503), it does not fall through.
-        if (e instanceof GatewayError && e.code === 'identity_unavailable') throw e;
+        // An unreachable or overloaded provider fails the whole request (503, retry), it does not
+        // fall through: a later source would refuse the credential (401) and send the user to log in again.
+        if (e instanceof GatewayError && (e.code === 'identity_unavailable' || e.code === 'overloaded')) throw e;
         judged = true;
         lastError = e;
         continue;

@@ -54,4 +54,8 @@ export class GrafanaSource implements IdentitySource {
     if (Array.isArray(raw)) throw new InvalidTokenError(`more than one ${this.#header} header`);
     return this.#verifier.verify(raw.trim());
   }
+
+  reloaded(): Promise<void> {
+    return this.#verifier.reloaded();
+  }
 }

@@ -42,6 +42,8 @@ export class IntrospectionSource implements IdentitySource {
   readonly #negative: LruCache<string, string>;
   readonly #calls = new ConcurrencyGate(MAX_CONCURRENT_INTROSPECTIONS, MAX_QUEUED_INTROSPECTIONS, 'token introspections');
   readonly #flights = new SingleFlight<string, Subject>();
+  /** Bumped by `reloaded`: answers to introspections started before are not cached. */
+  #generation = 0;
   #config: client.Configuration | undefined;
   /** Requests made to the introspection endpoint (tests, diagnostics). */
   calls = 0;
@@ -120,7 +122,16 @@ export class IntrospectionSource implements IdentitySource {
     return this.#flights.run(key, (abandoned) => this.#introspect(token, key, abandoned), gone);
   }
 
+  /** A reload keeps this source: forget every answer, so revocations at the provider apply at once. */
+  async reloaded(): Promise<void> {
+    this.#generation++;
+    this.#cache.clear();
+    this.#negative.clear();
+    this.#userinfo?.forget();
+  }
+
   async #introspect(token: string, key: string, abandoned: () => boolean): Promise<Subject> {
+    const generation = this.#generation;
     const config = await this.#configuration();
     let resp: Record<string, unknown>;
     try {
@@ -134,7 +145,7 @@ export class IntrospectionSource implements IdentitySource {
     }
     const reason = this.#refusal(resp);
     if (reason !== undefined) {
-      this.#negative.set(key, reason, this.#cfg.negativeCacheTtlSeconds * 1000);
+      if (generation === this.#generation) this.#negative.set(key, reason, this.#cfg.negativeCacheTtlSeconds * 1000);
       throw new InvalidTokenError(`introspection: ${reason}`);
     }
     let claims: Record<string, unknown> = { ...resp };
@@ -146,7 +157,7 @@ export class IntrospectionSource implements IdentitySource {
     // Accepted up to exp + tolerance (#refusal), so cached that long too: a token in its last
     // seconds would otherwise cost one introspection per request.
     const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : (exp + CLOCK_TOLERANCE_S) * 1000 - Date.now());
-    this.#cache.set(key, subject, ttl);
+    if (generation === this.#generation) this.#cache.set(key, subject, ttl);
     return subject;
   }
 

@@ -125,6 +125,8 @@ export interface JwtVerifierOptions {
   /** Only judge tokens whose (unverified) `iss` is ours; others are left to other sources. Default true. */
   readonly routeByIssuer?: boolean;
   readonly cacheSize?: number;
+  /** Runs on `reloaded` (e.g. to forget userinfo answers). */
+  readonly reloaded?: () => Promise<void> | void;
   /** Upper bound for caching a verified subject (default 5 minutes; never past `exp`). */
   readonly maxCacheMs?: number;
 }
@@ -142,6 +144,8 @@ export class JwtVerifier implements IdentitySource {
   readonly options: JwtVerifierOptions;
   readonly #cache: LruCache<string, Subject>;
   readonly #acceptedTyp: ReadonlySet<string> | undefined;
+  /** Bumped by `reloaded`: results of verifications started before are not cached. */
+  #generation = 0;
 
   constructor(options: JwtVerifierOptions) {
     this.options = options;
@@ -170,6 +174,9 @@ export class JwtVerifier implements IdentitySource {
     } catch {
       // Unreachable: keep the keys held (jose keeps its key set when a refetch fails).
     }
+    await this.options.reloaded?.();
+    // A verification still running was started before: its result must not land in the fresh cache.
+    this.#generation++;
     this.#cache.clear();
   }
 
@@ -227,6 +234,7 @@ export class JwtVerifier implements IdentitySource {
     const key = tokenDigest(token);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
+    const generation = this.#generation;
     let payload: Record<string, unknown>;
     try {
       let protectedHeader: { typ?: unknown };
@@ -253,7 +261,7 @@ export class JwtVerifier implements IdentitySource {
     if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token, gone));
     const subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
     const exp = typeof payload['exp'] === 'number' ? payload['exp'] * 1000 : Date.now();
-    this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000));
+    if (generation === this.#generation) this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000));
     return subject;
   }
 }

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import type { MtlsProviderConfig } from '../config/schema.ts';
 import type { Subject } from '../policy/decision.ts';
+import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError } from './jwt.ts';
 import type { ClientCertificate, Credentials, IdentitySource, TlsInfo } from './source.ts';
 
@@ -89,6 +90,12 @@ export class MtlsSource implements IdentitySource {
   readonly name = 'mtls';
   readonly #cfg: MtlsProviderConfig;
   readonly #mapping: Map<string, { groups: string[]; roles: string[] }>;
+  /**
+   * Subjects by certificate fingerprint: a client's requests share one Subject
+   * object, so its decisions are cached (the decision cache is keyed by the
+   * Subject instance) instead of filling that cache with one entry per request.
+   */
+  readonly #subjects = new LruCache<string, Subject>(10_000);
 
   constructor(cfg: MtlsProviderConfig) {
     this.#cfg = cfg;
@@ -109,6 +116,8 @@ export class MtlsSource implements IdentitySource {
       return undefined;
     }
     const cert = tls.certificate;
+    const known = cert.fingerprint256 === '' ? undefined : this.#subjects.get(cert.fingerprint256);
+    if (known !== undefined) return known;
     // Which CN names the holder differs between readers (Node takes the first, Go's x509 the last):
     // a CA that copies a requested subject could be steered, so such a certificate names no one.
     if ((cert.cnCount ?? 0) > 1) throw new InvalidTokenError(`client certificate has ${cert.cnCount} CN attributes; exactly one is accepted`);
@@ -120,7 +129,7 @@ export class MtlsSource implements IdentitySource {
     const groups = [...new Set([...(this.#cfg.ouAsGroups ? cert.ou : []), ...(mapped?.groups ?? [])])];
     const roles = [...new Set(mapped?.roles ?? [])];
     const email = cert.sanEmail[0] ?? cert.email[0];
-    return Object.freeze({
+    const subject: Subject = Object.freeze({
       sub,
       username,
       ...(email !== undefined ? { email } : {}),
@@ -143,5 +152,9 @@ export class MtlsSource implements IdentitySource {
         issuer: cert.issuerCN ?? null,
       }),
     });
+    // Until the certificate expires, at most a minute: a changed mapping comes with a reload (a new source).
+    const ttl = Math.min(60_000, Date.parse(cert.validTo) - Date.now());
+    if (cert.fingerprint256 !== '' && ttl > 0) this.#subjects.set(cert.fingerprint256, subject, ttl);
+    return subject;
   }
 }

@@ -112,6 +112,6 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     auth: 'oidc',
     getKey,
     ...(userinfo !== undefined ? { maxCacheMs: cfg.userinfo!.cacheTtlSeconds * 1000 } : {}),
-    ...(userinfo !== undefined ? { postVerify: async (payload, token, gone) => ({ claims: await userinfo.merge(payload, token, gone) }) } : {}),
+    ...(userinfo !== undefined ? { postVerify: async (payload, token, gone) => ({ claims: await userinfo.merge(payload, token, gone) }), reloaded: () => userinfo.forget() } : {}),
   });
 }

@@ -49,6 +49,7 @@ export class UserinfoEnricher {
   // and a bounded number at once.
   readonly #calls = new ConcurrencyGate(16, 256, 'userinfo requests');
   readonly #flights = new SingleFlight<string, Record<string, unknown>>();
+  #generation = 0;
   /** Requests made to the userinfo endpoint (tests, diagnostics). */
   fetches = 0;
 
@@ -66,6 +67,7 @@ export class UserinfoEnricher {
   }
 
   async #fetch(token: string, key: string, sub: string, exp: number | undefined, abandoned: () => boolean): Promise<Record<string, unknown>> {
+    const generation = this.#generation;
     const config = await this.#discovery.get();
     if (config.serverMetadata().userinfo_endpoint === undefined) throw new GatewayError('identity_unavailable', 'the identity provider has no userinfo_endpoint');
     let info: Record<string, unknown>;
@@ -78,8 +80,14 @@ export class UserinfoEnricher {
       throw providerError('userinfo', e);
     }
     const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : exp * 1000 - Date.now());
-    this.#cache.set(key, info, ttl);
+    if (generation === this.#generation) this.#cache.set(key, info, ttl);
     return info;
+  }
+
+  /** Drop every cached answer (a config reload: groups may have changed at the provider). */
+  forget(): void {
+    this.#generation++;
+    this.#cache.clear();
   }
 
   /** Verified token claims win over userinfo claims; userinfo fills in what the token lacks (e.g. groups). */

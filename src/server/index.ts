@@ -143,6 +143,7 @@ export class GatewayRuntime {
     } catch (e) {
       return reject(e instanceof Error ? e.message : String(e));
     }
+    await authenticator.refreshKeptSources();
     // The swap: synchronous, nothing can interleave.
     this.#config = next;
     this.#authenticator = authenticator;
@@ -254,12 +255,17 @@ export interface StartOptions {
    * primary's metric and readiness requests over IPC (src/server/cluster-admin.ts).
    */
   readonly admin?: 'own' | 'cluster-worker';
+  /**
+   * Listen only once a policy is active (bundle mode). For a cluster worker replacing one that
+   * died while its siblings serve: without a policy it would take connections only to answer 503.
+   */
+  readonly waitForPolicy?: boolean;
 }
 
 export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel), opts: StartOptions = {}): Promise<RunningGateway> {
   const { app, runtime } = await createRuntime(config, logger);
   for (const warning of configWarnings(config)) logger.warn({ file: config.file ?? null }, `config: ${warning}`);
-  if (opts.admin === 'cluster-worker' && !runtime.holder.ready) {
+  if (opts.waitForPolicy === true && !runtime.holder.ready) {
     // Bundle mode in a cluster: a worker without a policy (a replacement started while the bundle
     // service is down, with nothing persisted) would take its share of connections only to answer
     // 503 while its siblings can decide. It joins the shared port once it has a policy.
@@ -281,7 +287,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     });
   } else if (config.server.adminListen !== undefined) {
     admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining, dataRevision: () => runtime.dataRevision });
-    adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
+    try {
+      adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
+    } catch (e) {
+      // Fail the start as a whole: a gateway serving without its admin listener (metrics,
+      // readiness) would look healthy to clients and be invisible to operators.
+      await Promise.allSettled([app.close(), admin.close()]);
+      throw e;
+    }
     logger.info({ url: adminUrl }, 'admin listener (metrics) started');
   }
   const watched = [

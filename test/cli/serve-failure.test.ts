@@ -60,3 +60,40 @@ describe('serve that cannot start', () => {
     }, 30_000);
   }
 });
+
+describe('serve whose admin listener cannot start', () => {
+  it('exits non-zero instead of serving without it', async () => {
+    const busy = await busyPort();
+    try {
+      const r = await serve(`${config('127.0.0.1:0', 1)}`.replace('logLevel: info }', `logLevel: info, adminListen: "127.0.0.1:${busy.port}" }`));
+      expect(r.code, r.output.slice(-2000)).not.toBe(0);
+      expect(r.output).toMatch(/EADDRINUSE/);
+    } finally {
+      busy.close();
+    }
+  }, 30_000);
+});
+
+describe('an early SIGHUP', () => {
+  it('does not kill a gateway that is still starting', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-serve-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, config('127.0.0.1:0', 1));
+    const child = spawn(process.execPath, [bin, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    // As soon as the process runs, before it has read its config; then again while it starts.
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 5; i++) {
+      child.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const deadline = Date.now() + 15_000;
+    while (!output.includes('lbac-gateway listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(output, output.slice(-2000)).toContain('lbac-gateway listening');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  }, 30_000);
+});

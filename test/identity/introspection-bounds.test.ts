@@ -14,6 +14,8 @@ let calls = 0;
 let inFlight = 0;
 let maxInFlight = 0;
 let delayMs = 50;
+/** Tokens the provider has revoked since it first answered for them. */
+const revoked = new Set<string>();
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -26,7 +28,7 @@ beforeAll(async () => {
       const token = new URLSearchParams(body).get('token') ?? '';
       setTimeout(() => {
         inFlight--;
-        const answer = token.startsWith('ok-') ? { active: true, sub: `u-${token}`, exp: Math.floor(Date.now() / 1000) + 600 } : { active: false };
+        const answer = token.startsWith('ok-') && !revoked.has(token) ? { active: true, sub: `u-${token}`, exp: Math.floor(Date.now() / 1000) + 600 } : { active: false };
         res.setHeader('content-type', 'application/json').end(JSON.stringify(answer));
       }, delayMs);
     });
@@ -93,5 +95,36 @@ describe('introspection calls', () => {
     await Promise.all(burst);
     expect(calls).toBeLessThanOrEqual(MAX_CONCURRENT_INTROSPECTIONS + 1);
     delayMs = 50;
+  });
+
+  it('a reload that keeps the source forgets its answers: a token revoked at the provider stops working', async () => {
+    const { parseConfig } = await import('../../src/config/load.ts');
+    const { Authenticator } = await import('../../src/identity/authenticator.ts');
+    const cfg = parseConfig(`
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+    - { type: introspection, introspectionUrl: "${url}", clientId: c, clientSecret: s }
+`, { env: {} });
+    const first = await Authenticator.fromConfig(cfg);
+    const req = { headers: { authorization: 'Bearer ok-revoke-me' } };
+    await expect(first.authenticate(req)).resolves.toMatchObject({ sub: 'u-ok-revoke-me' });
+    revoked.add('ok-revoke-me');
+    // Cached: the provider is not asked again until the TTL or a reload.
+    await expect(first.authenticate(req)).resolves.toMatchObject({ sub: 'u-ok-revoke-me' });
+    const reloaded = await Authenticator.fromConfig(cfg, first);
+    await reloaded.refreshKeptSources();
+    await expect(reloaded.authenticate(req)).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('an overloaded source fails the request with 503; the next source does not turn it into a 401', async () => {
+    const { Authenticator } = await import('../../src/identity/authenticator.ts');
+    const { GatewayError } = await import('../../src/errors.ts');
+    const { InvalidTokenError } = await import('../../src/identity/jwt.ts');
+    const auth = new Authenticator([
+      { name: 'busy', sendsCredentials: true, authenticate: async () => Promise.reject(new GatewayError('overloaded', 'too many token introspections in progress; retry later')) },
+      { name: 'other', sendsCredentials: true, authenticate: async () => Promise.reject(new InvalidTokenError('not mine')) },
+    ]);
+    await expect(auth.authenticate({ headers: { authorization: 'Bearer opaque-token' } })).rejects.toMatchObject({ code: 'overloaded', status: 503 });
   });
 });

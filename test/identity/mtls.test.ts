@@ -35,6 +35,15 @@ describe('MtlsSource', () => {
     expect(s).toMatchObject({ sub: 'alice', username: 'alice', usernameTrusted: true, email: 'alice@example.com', groups: ['team-a', 'ops'], roles: [], auth: 'mtls', issuer: 'CA' });
     expect(s?.claims).toMatchObject({ cn: 'alice', ou: ['team-a', 'ops'], fingerprint256: 'AA' });
   });
+  it('one certificate is one Subject object (its decisions are cached), another certificate another', async () => {
+    const src = source();
+    const valid = { validTo: new Date(Date.now() + 3_600_000).toUTCString() };
+    const a = await src.authenticate(creds(cert({ cn: 'alice', fingerprint256: 'F1', ...valid })));
+    expect(await src.authenticate(creds(cert({ cn: 'alice', fingerprint256: 'F1', ...valid })))).toBe(a);
+    const b = await src.authenticate(creds(cert({ cn: 'alice', fingerprint256: 'F2', ...valid })));
+    expect(b).not.toBe(a);
+    expect(b).toEqual(expect.objectContaining({ sub: 'alice' }));
+  });
   it('subjectFrom is tried in order; usernameFrom separately; mapping adds groups and roles', async () => {
     const src = source({ subjectFrom: ['uri', 'dns', 'cn'], usernameFrom: ['dns'], ouAsGroups: false, mapping: [{ subject: 'spiffe://td/x', groups: ['team-b'], roles: ['viewer'] }] });
     const s = await src.authenticate(creds(cert({ cn: 'x', ou: ['ignored'], uri: ['spiffe://td/x'], dns: ['x.svc'] })));

@@ -56,6 +56,7 @@ describe('Authenticator.fromConfig on reload', () => {
     const subject = await first.authenticate(bearer(token));
     up = false;
     const reloaded = await Authenticator.fromConfig(config('lbac-gateway'), first);
+    await reloaded.refreshKeptSources();
     // Verified again against the key set it holds (the refetch failed): no fetch needed.
     expect(await reloaded.authenticate(bearer(token))).toEqual(subject);
     // A source built afresh has no key set and cannot reach it: 503, not the cached answer.
@@ -75,6 +76,9 @@ describe('Authenticator.fromConfig on reload', () => {
       // Until the reload the verified token stays cached (at most 5 minutes, never past exp).
       await expect(first.authenticate(bearer(token))).resolves.toMatchObject({ sub: 'u-4' });
       const reloaded = await Authenticator.fromConfig(config('lbac-gateway'), first);
+      // Built, not yet applied: nothing refreshed (a reload that is then rejected changes nothing).
+      await expect(first.authenticate(bearer(token))).resolves.toMatchObject({ sub: 'u-4' });
+      await reloaded.refreshKeptSources();
       await expect(reloaded.authenticate(bearer(token))).rejects.toMatchObject({ status: 401 });
       await expect(reloaded.authenticate(bearer(await rotated.mint({ sub: 'u-5' })))).resolves.toMatchObject({ sub: 'u-5' });
     } finally {
