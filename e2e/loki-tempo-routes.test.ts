@@ -94,6 +94,11 @@ describe('Loki routes', () => {
     const res = await get('/loki/loki/api/v1/label/namespace/values');
     expect(await res.json()).toEqual({ status: 'success', data: ['team-a-web'] });
     expect(loki.requests.at(-1)!.params.get('query')).toBe('{namespace=~"team-a-.*"}');
+    // An empty query (Logs Drilldown without label filters) is "no selector" too.
+    for (const ep of ['detected_labels', 'labels', 'index/volume']) {
+      expect((await get(`/loki/loki/api/v1/${ep}?query=&start=1`)).status, ep).toBe(200);
+      expect(loki.requests.at(-1)!.params.getAll('query'), ep).toEqual(['{namespace=~"team-a-.*"}']);
+    }
   });
 
   it('series match[], index stats/volume, patterns and detected_* carry the policy', async () => {

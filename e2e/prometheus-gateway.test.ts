@@ -263,11 +263,20 @@ describe('bad input never reaches Prometheus', () => {
     expect(proxy.count()).toBe(0);
   });
 
-  it('methods outside the route table (HEAD, PUT, DELETE) → 404, not forwarded', async () => {
-    for (const method of ['HEAD', 'PUT', 'DELETE', 'PATCH']) {
+  it('another method on a known path → 405 with Allow (as Prometheus answers), HEAD → 404; never forwarded', async () => {
+    for (const method of ['PUT', 'DELETE', 'PATCH']) {
       const res = await fetch(`${base}/api/v1/query?query=up`, { method, headers: bearer('alice') });
-      expect(res.status, method).toBe(404);
+      expect(res.status, method).toBe(405);
+      expect(res.headers.get('allow'), method).toBe('GET, POST');
     }
+    // Grafana falls back from POST to GET on a 405 (GET-only routes such as label values and buildinfo).
+    for (const path of ['/api/v1/label/namespace/values', '/api/v1/status/buildinfo', '/api/v1/rules']) {
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers: { ...bearer('alice'), 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
+      expect(res.status, path).toBe(405);
+      expect(res.headers.get('allow'), path).toBe('GET');
+      expect(await res.json(), path).toMatchObject({ status: 'error', errorType: 'bad_data' });
+    }
+    expect((await fetch(`${base}/api/v1/query?query=up`, { method: 'HEAD', headers: bearer('alice') })).status).toBe(404);
     expect(proxy.count()).toBe(0);
   });
 

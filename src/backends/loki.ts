@@ -72,14 +72,18 @@ const tailQuery: EnforcedParam = {
 
 /**
  * `query` of label, series-like and index endpoints: a stream selector (or a
- * query). When absent, the policy's selector is sent, so the answer only covers
- * allowed streams.
+ * query). When absent, or sent empty (`query=`, as Logs Drilldown does without
+ * label filters, which Loki reads as "no selector"), the policy's selector is
+ * sent, so the answer only covers allowed streams.
  */
 const scopedQuery: EnforcedParam = {
   name: 'query',
   required: false,
   multiple: false,
-  rewrite: (values, policy, limits) => (values.length === 0 ? [policySelector(policy)] : values.map((q) => rewriteLogQL(q, policy, limits))),
+  rewrite: (values, policy, limits) => {
+    const given = values.filter((q) => q !== '');
+    return given.length === 0 ? [policySelector(policy)] : given.map((q) => rewriteLogQL(q, policy, limits));
+  },
   missingMessage: 'query parameter is required',
 };
 

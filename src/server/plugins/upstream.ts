@@ -235,8 +235,25 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
       onRequest: app.authenticate,
       handler: (req, reply) => forward(app, req, reply, route, opts, lookupPool),
     });
+    // A known path with another method: 405 with Allow, as the backends answer (Grafana falls back
+    // from POST to GET on a 405, not on a 404). Nothing is forwarded.
+    const others = HTTP_METHODS.filter((m) => !(route.methods as readonly string[]).includes(m));
+    if (others.length > 0) {
+      const allow = [...route.methods].join(', ');
+      app.route({
+        method: others,
+        url: route.path,
+        handler: (req, reply) => {
+          reply.header('allow', allow);
+          throw new GatewayError('method_not_allowed', `method ${req.method} not allowed for ${route.endpoint}; use ${allow}`);
+        },
+      });
+    }
   }
 }
+
+/** Methods answered 405 on a route that does not take them. */
+const HTTP_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const;
 
 /** What the shared front half of every route established: the decision and the parameters to forward. */
 export interface Enforced {
