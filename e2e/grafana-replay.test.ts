@@ -178,7 +178,7 @@ function expectForwarded(row: GrafanaRequest, t: Team, r: Replayed): CannedReque
   for (const h of PASSED_HEADERS) if (r.sentHeaders[h] !== undefined) expect(got.headers[h], h).toBe(r.sentHeaders[h]);
   // Parameters: Grafana's non-query ones untouched, nothing else added but the enforced ones.
   for (const k of new Set(r.sentParams.keys())) if (!row.enforced.includes(k)) expect(got.params.getAll(k), k).toEqual(r.sentParams.getAll(k));
-  for (const k of new Set(got.params.keys())) expect(r.sentParams.has(k) || row.enforced.includes(k), `unexpected parameter ${k}`).toBe(true);
+  for (const k of new Set(got.params.keys())) expect(r.sentParams.has(k) || row.enforced.includes(k) || (row.derived ?? []).includes(k), `unexpected parameter ${k}`).toBe(true);
   for (const name of row.enforced) {
     const values = got.params.getAll(name);
     expect(values, `${name} forwarded once`).toHaveLength(1);

@@ -111,6 +111,21 @@ describe('Loki routes', () => {
     }
   });
 
+  it('index volume keeps the client\'s grouping: targetLabels from its own selector, unless it sent one', async () => {
+    for (const ep of ['index/volume', 'index/volume_range']) {
+      await get(`/loki/loki/api/v1/${ep}?query=${encodeURIComponent('{service_name=~".+", env="prod"}')}&limit=100`);
+      const r = loki.requests.at(-1)!;
+      expect(r.params.get('query'), ep).toBe('{service_name=~".+", env="prod", namespace=~"team-a-.*"}');
+      expect(r.params.get('targetLabels'), ep).toBe('service_name,env');
+    }
+    await get(`/loki/loki/api/v1/index/volume?query=${encodeURIComponent('{service_name=~".+"}')}&targetLabels=level`);
+    expect(loki.requests.at(-1)!.params.getAll('targetLabels')).toEqual(['level']);
+    await get(`/loki/loki/api/v1/index/volume?query=${encodeURIComponent('{service_name=~".+"}')}&targetLabels=`);
+    expect(loki.requests.at(-1)!.params.getAll('targetLabels')).toEqual(['service_name']);
+    await get(`/loki/loki/api/v1/index/volume?query=${encodeURIComponent('{service_name=~".+"}')}&aggregateBy=labels`);
+    expect(loki.requests.at(-1)!.params.has('targetLabels')).toBe(false);
+  });
+
   it('a bad LogQL query → 400 in Loki\'s format, nothing forwarded; unknown paths → 404; tail without an upgrade → 400', async () => {
     const res = await get(`/loki/loki/api/v1/query?query=${encodeURIComponent('{app="api"')}`);
     expect(res.status).toBe(400);

@@ -1,6 +1,6 @@
 import { parser as logqlParser } from '@grafana/lezer-logql';
 import { GatewayError, QueryError } from '../errors.ts';
-import { labelPolicyHeader, rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
+import { labelPolicyHeader, logQLSelectorLabels, rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { headerKey } from '../util/header-name.ts';
 import { filterLabelValues } from './filters.ts';
@@ -95,6 +95,22 @@ const matchParam: EnforcedParam = {
   missingMessage: 'match[] parameter is required',
 };
 
+/**
+ * Loki aggregates a volume by every label its selector matches on unless
+ * `targetLabels` says otherwise, so the policy's added matcher (e.g. on
+ * `namespace`) would split each service's volume by namespace (Logs
+ * Drilldown's service list). Without `targetLabels`, the client's own
+ * selector's labels are sent as the grouping, as Loki would have used them.
+ */
+function volumeTargetLabels(params: URLSearchParams): void {
+  // Loki splits targetLabels on commas and reads an empty value as none.
+  if ((params.get('targetLabels') ?? '') !== '' || (params.get('aggregateBy') ?? 'series') !== 'series') return;
+  const query = params.get('query');
+  if (query === null || query === '') return;
+  const labels = logQLSelectorLabels(query);
+  if (labels.length > 0) params.set('targetLabels', labels.join(','));
+}
+
 const validLabelName = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined);
 
 const both = ['GET', 'POST'] as const;
@@ -116,8 +132,8 @@ export const lokiRoutes: RouteTable = {
     scoped('label_values', '/loki/api/v1/label/:name/values', { methods: ['GET'], responseFilter: filterLabelValues, validatePathParam: validLabelName }),
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, enforced: [matchParam] },
     scoped('index_stats', '/loki/api/v1/index/stats'),
-    scoped('index_volume', '/loki/api/v1/index/volume'),
-    scoped('index_volume_range', '/loki/api/v1/index/volume_range'),
+    scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels }),
+    scoped('index_volume_range', '/loki/api/v1/index/volume_range', { completeParams: volumeTargetLabels }),
     scoped('patterns', '/loki/api/v1/patterns'),
     scoped('detected_fields', '/loki/api/v1/detected_fields'),
     scoped('detected_labels', '/loki/api/v1/detected_labels'),

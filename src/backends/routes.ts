@@ -39,6 +39,12 @@ export interface RouteSpec {
    */
   readonly droppedParams?: readonly string[];
   /**
+   * For restricted subjects, before enforcement: parameters the route derives
+   * from the client's own ones so that the policy's matchers change only which
+   * data is read, not how it is grouped (Loki volume's `targetLabels`).
+   */
+  readonly completeParams?: (params: URLSearchParams) => void;
+  /**
    * Path parameters that must be validated before they are re-encoded into the
    * upstream path (e.g. a label name). Returns an error message or undefined.
    */

@@ -959,6 +959,12 @@ export function rewriteLogQLSelectors(matchParams: readonly string[], policy: Se
   return out.list;
 }
 
+/** The label names the stream selectors of a LogQL query match on, each once, in order. */
+export function logQLSelectorLabels(query: string, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
+  const a = analyze({ text: query, prefix: '', posOffset: 0 }, { limits, validate: false });
+  return [...new Set(a.selectors.flatMap((s) => s.items.map((it) => it.name)))];
+}
+
 /**
  * Parse matcher text in LogQL syntax (the CLI's `--matcher`):
  * `namespace="a"`, `a="x", b!~"y"`. Label names are LogQL identifiers.
