@@ -271,6 +271,8 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
         return;
       }
       stopping = true;
+      // A reload now would rebuild what is being shut down.
+      reload = () => undefined;
       logger.info({ signal, shutdownTimeoutMs: gw.runtime.config.server.shutdownTimeoutMs }, 'shutting down: draining in-flight requests');
       gw.shutdown().then(resolve, () => resolve(false));
     };
