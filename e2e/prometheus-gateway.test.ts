@@ -276,6 +276,9 @@ describe('bad input never reaches Prometheus', () => {
       expect(res.headers.get('allow'), path).toBe('GET');
       expect(await res.json(), path).toMatchObject({ status: 'error', errorType: 'bad_data' });
     }
+    // Answered before the body is read (and before authentication and the concurrency limit).
+    const json = await fetch(`${base}/api/v1/status/buildinfo`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(json.status).toBe(405);
     expect((await fetch(`${base}/api/v1/query?query=up`, { method: 'HEAD', headers: bearer('alice') })).status).toBe(404);
     expect(proxy.count()).toBe(0);
   });

@@ -2,6 +2,7 @@ import { parser as logqlParser } from '@grafana/lezer-logql';
 import { GatewayError, QueryError } from '../errors.ts';
 import { labelPolicyHeader, logQLSelectorLabels, rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import { headerKey } from '../util/header-name.ts';
 import { filterLabelValues } from './filters.ts';
 import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
@@ -102,12 +103,12 @@ const matchParam: EnforcedParam = {
  * Drilldown's service list). Without `targetLabels`, the client's own
  * selector's labels are sent as the grouping, as Loki would have used them.
  */
-function volumeTargetLabels(params: URLSearchParams): void {
+function volumeTargetLabels(params: URLSearchParams, limits: RewriteLimits): void {
   // Loki splits targetLabels on commas and reads an empty value as none.
   if ((params.get('targetLabels') ?? '') !== '' || (params.get('aggregateBy') ?? 'series') !== 'series') return;
   const query = params.get('query');
   if (query === null || query === '') return;
-  const labels = logQLSelectorLabels(query);
+  const labels = logQLSelectorLabels(query, limits);
   if (labels.length > 0) params.set('targetLabels', labels.join(','));
 }
 

@@ -29,7 +29,7 @@ export const MAX_VALUES_PER_PARAMETER = 100;
  */
 export function enforceParams(route: RouteSpec, params: URLSearchParams, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): URLSearchParams {
   if (policy !== undefined && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
-  if (policy !== undefined) route.completeParams?.(params);
+  if (policy !== undefined) route.completeParams?.(params, limits);
   for (const spec of route.enforced) {
     const values = params.getAll(spec.name);
     if (values.length === 0 && spec.required) throw new QueryError(language, spec.missingMessage, 'missing_parameter');

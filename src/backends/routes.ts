@@ -43,7 +43,7 @@ export interface RouteSpec {
    * from the client's own ones so that the policy's matchers change only which
    * data is read, not how it is grouped (Loki volume's `targetLabels`).
    */
-  readonly completeParams?: (params: URLSearchParams) => void;
+  readonly completeParams?: (params: URLSearchParams, limits: RewriteLimits) => void;
   /**
    * Path parameters that must be validated before they are re-encoded into the
    * upstream path (e.g. a label name). Returns an error message or undefined.

@@ -170,21 +170,25 @@ export class Authenticator {
     if (req.rawHeaders !== undefined && authorizationLines(req.rawHeaders) > 1) throw new InvalidTokenError('more than one Authorization header');
     const creds: Credentials = { ...Authenticator.credentials(req.headers, this.#basic), tls: req.tls, gone: req.gone };
     let lastError: unknown;
+    let overloaded: GatewayError | undefined;
     let judged = false;
     for (const source of this.#sources) {
       let subject: Subject | undefined;
       try {
         subject = await source.authenticate(creds);
       } catch (e) {
-        // An unreachable or overloaded provider fails the whole request (503, retry), it does not
-        // fall through: a later source would refuse the credential (401) and send the user to log in again.
-        if (e instanceof GatewayError && (e.code === 'identity_unavailable' || e.code === 'overloaded')) throw e;
+        // An unreachable provider fails the whole request (503), it does not fall through.
+        if (e instanceof GatewayError && e.code === 'identity_unavailable') throw e;
+        // An overloaded one may be the wrong provider for this credential: later sources still try,
+        // and if none accepts, the answer is its 503 (retry), not a 401 (log in again).
+        if (e instanceof GatewayError && e.code === 'overloaded') overloaded ??= e;
         judged = true;
         lastError = e;
         continue;
       }
       if (subject !== undefined) return subject;
     }
+    if (overloaded !== undefined) throw overloaded;
     if (lastError instanceof GatewayError) throw lastError;
     if (lastError !== undefined) throw new InvalidTokenError('credentials not accepted', lastError);
     // Header-based sources (X-Grafana-Id, API key header) judge whenever their header is present.

@@ -126,5 +126,11 @@ identity:
       { name: 'other', sendsCredentials: true, authenticate: async () => Promise.reject(new InvalidTokenError('not mine')) },
     ]);
     await expect(auth.authenticate({ headers: { authorization: 'Bearer opaque-token' } })).rejects.toMatchObject({ code: 'overloaded', status: 503 });
+    // A busy provider does not block the users of another one.
+    const other = new Authenticator([
+      { name: 'busy', sendsCredentials: true, authenticate: async () => Promise.reject(new GatewayError('overloaded', 'too many token introspections in progress; retry later')) },
+      { name: 'healthy', sendsCredentials: true, authenticate: async () => ({ sub: 'u-b', groups: [], roles: [], auth: 'introspection', claims: {} }) },
+    ]);
+    await expect(other.authenticate({ headers: { authorization: 'Bearer opaque-token' } })).resolves.toMatchObject({ sub: 'u-b' });
   });
 });

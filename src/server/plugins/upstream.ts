@@ -240,12 +240,17 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
     const others = HTTP_METHODS.filter((m) => !(route.methods as readonly string[]).includes(m));
     if (others.length > 0) {
       const allow = [...route.methods].join(', ');
+      const refuse = (req: FastifyRequest, reply: FastifyReply): GatewayError => {
+        reply.header('allow', allow);
+        return new GatewayError('method_not_allowed', `method ${req.method} not allowed for ${route.endpoint}; use ${allow}`);
+      };
       app.route({
         method: others,
         url: route.path,
+        // Answered in onRequest: before the body is read, and before the concurrency limit (preHandler).
+        onRequest: (req, reply, done) => done(refuse(req, reply)),
         handler: (req, reply) => {
-          reply.header('allow', allow);
-          throw new GatewayError('method_not_allowed', `method ${req.method} not allowed for ${route.endpoint}; use ${allow}`);
+          throw refuse(req, reply);
         },
       });
     }
