@@ -9,18 +9,12 @@ import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from '
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
 import { API_KEY_PREFIX } from './secrets.ts';
 import type { Credentials, IdentitySource } from './source.ts';
-import { providerError, UserinfoEnricher } from './userinfo.ts';
+import { MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, providerError, UserinfoEnricher } from './userinfo.ts';
 
 const CLOCK_TOLERANCE_S = 30;
 
-/**
- * Calls to the introspection endpoint at once, and waiting, per provider. Any
- * bearer token that is not cached costs one call, so without a bound a client
- * sending random tokens (no credentials needed) could hold hundreds of calls
- * open against the identity provider. Beyond the queue: 503 `overloaded`.
- */
-export const MAX_CONCURRENT_INTROSPECTIONS = 16;
-const MAX_QUEUED_INTROSPECTIONS = 256;
+/** Introspection calls at once per provider (userinfo.ts: any uncached token, even a random one, costs a call). */
+export const MAX_CONCURRENT_INTROSPECTIONS = MAX_CONCURRENT_PROVIDER_CALLS;
 
 /**
  * RFC 7662 token introspection for opaque bearer tokens, with client
@@ -40,10 +34,8 @@ export class IntrospectionSource implements IdentitySource {
   readonly #userinfo: UserinfoEnricher | undefined;
   readonly #cache: LruCache<string, Subject>;
   readonly #negative: LruCache<string, string>;
-  readonly #calls = new ConcurrencyGate(MAX_CONCURRENT_INTROSPECTIONS, MAX_QUEUED_INTROSPECTIONS, 'token introspections');
+  readonly #calls = new ConcurrencyGate(MAX_CONCURRENT_INTROSPECTIONS, MAX_QUEUED_PROVIDER_CALLS, 'token introspections');
   readonly #flights = new SingleFlight<string, Subject>();
-  /** Bumped by `reloaded`: answers to introspections started before are not cached. */
-  #generation = 0;
   #config: client.Configuration | undefined;
   /** Requests made to the introspection endpoint (tests, diagnostics). */
   calls = 0;
@@ -124,14 +116,15 @@ export class IntrospectionSource implements IdentitySource {
 
   /** A reload keeps this source: forget every answer, so revocations at the provider apply at once. */
   async reloaded(): Promise<void> {
-    this.#generation++;
+    // Introspections still running were started before: their answers are not cached (`since`).
     this.#cache.clear();
     this.#negative.clear();
     this.#userinfo?.forget();
   }
 
   async #introspect(token: string, key: string, abandoned: () => boolean): Promise<Subject> {
-    const generation = this.#generation;
+    const since = this.#cache.generation;
+    const sinceRefused = this.#negative.generation;
     const config = await this.#configuration();
     let resp: Record<string, unknown>;
     try {
@@ -145,7 +138,7 @@ export class IntrospectionSource implements IdentitySource {
     }
     const reason = this.#refusal(resp);
     if (reason !== undefined) {
-      if (generation === this.#generation) this.#negative.set(key, reason, this.#cfg.negativeCacheTtlSeconds * 1000);
+      this.#negative.set(key, reason, this.#cfg.negativeCacheTtlSeconds * 1000, sinceRefused);
       throw new InvalidTokenError(`introspection: ${reason}`);
     }
     let claims: Record<string, unknown> = { ...resp };
@@ -157,7 +150,7 @@ export class IntrospectionSource implements IdentitySource {
     // Accepted up to exp + tolerance (#refusal), so cached that long too: a token in its last
     // seconds would otherwise cost one introspection per request.
     const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : (exp + CLOCK_TOLERANCE_S) * 1000 - Date.now());
-    if (generation === this.#generation) this.#cache.set(key, subject, ttl);
+    this.#cache.set(key, subject, ttl, since);
     return subject;
   }
 

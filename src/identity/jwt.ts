@@ -144,8 +144,6 @@ export class JwtVerifier implements IdentitySource {
   readonly options: JwtVerifierOptions;
   readonly #cache: LruCache<string, Subject>;
   readonly #acceptedTyp: ReadonlySet<string> | undefined;
-  /** Bumped by `reloaded`: results of verifications started before are not cached. */
-  #generation = 0;
 
   constructor(options: JwtVerifierOptions) {
     this.options = options;
@@ -175,8 +173,7 @@ export class JwtVerifier implements IdentitySource {
       // Unreachable: keep the keys held (jose keeps its key set when a refetch fails).
     }
     await this.options.reloaded?.();
-    // A verification still running was started before: its result must not land in the fresh cache.
-    this.#generation++;
+    // A verification still running was started before: its result does not land in the fresh cache (`since`).
     this.#cache.clear();
   }
 
@@ -234,7 +231,7 @@ export class JwtVerifier implements IdentitySource {
     const key = tokenDigest(token);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
-    const generation = this.#generation;
+    const since = this.#cache.generation;
     let payload: Record<string, unknown>;
     try {
       let protectedHeader: { typ?: unknown };
@@ -261,7 +258,7 @@ export class JwtVerifier implements IdentitySource {
     if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token, gone));
     const subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
     const exp = typeof payload['exp'] === 'number' ? payload['exp'] * 1000 : Date.now();
-    if (generation === this.#generation) this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000));
+    this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000), since);
     return subject;
   }
 }

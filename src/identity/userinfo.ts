@@ -7,6 +7,14 @@ import { claimAt } from './claims.ts';
 import { InvalidTokenError, tokenDigest } from './jwt.ts';
 import type { OidcDiscovery } from './oidc.ts';
 
+/**
+ * Calls to one identity provider's endpoint (introspection, userinfo) at once,
+ * and waiting; beyond that 503 `overloaded`. Any uncached token costs a call,
+ * so without a bound a client sending random tokens could hold hundreds open.
+ */
+export const MAX_CONCURRENT_PROVIDER_CALLS = 16;
+export const MAX_QUEUED_PROVIDER_CALLS = 256;
+
 /** Maps an openid-client failure: the provider refusing the token → 401; anything else (network, 5xx) → 503. */
 export function providerError(what: string, e: unknown, tokenErrorsPossible = true): GatewayError {
   if (e instanceof GatewayError) return e;
@@ -45,11 +53,9 @@ export class UserinfoEnricher {
   readonly #discovery: OidcDiscovery;
   readonly #cfg: UserinfoConfig;
   readonly #cache: LruCache<string, Record<string, unknown>>;
-  // As for introspection (introspection.ts): one call per new token however many requests carry it,
-  // and a bounded number at once.
-  readonly #calls = new ConcurrencyGate(16, 256, 'userinfo requests');
+  // One call per new token however many requests carry it, and a bounded number at once.
+  readonly #calls = new ConcurrencyGate(MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, 'userinfo requests');
   readonly #flights = new SingleFlight<string, Record<string, unknown>>();
-  #generation = 0;
   /** Requests made to the userinfo endpoint (tests, diagnostics). */
   fetches = 0;
 
@@ -67,7 +73,7 @@ export class UserinfoEnricher {
   }
 
   async #fetch(token: string, key: string, sub: string, exp: number | undefined, abandoned: () => boolean): Promise<Record<string, unknown>> {
-    const generation = this.#generation;
+    const since = this.#cache.generation;
     const config = await this.#discovery.get();
     if (config.serverMetadata().userinfo_endpoint === undefined) throw new GatewayError('identity_unavailable', 'the identity provider has no userinfo_endpoint');
     let info: Record<string, unknown>;
@@ -80,13 +86,12 @@ export class UserinfoEnricher {
       throw providerError('userinfo', e);
     }
     const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : exp * 1000 - Date.now());
-    if (generation === this.#generation) this.#cache.set(key, info, ttl);
+    this.#cache.set(key, info, ttl, since);
     return info;
   }
 
   /** Drop every cached answer (a config reload: groups may have changed at the provider). */
   forget(): void {
-    this.#generation++;
     this.#cache.clear();
   }
 

@@ -11,6 +11,7 @@ export class LruCache<K, V> {
   /** Insertions and re-insertions so far: an entry's `tick` is when it last moved to the end. */
   #tick = 0;
   readonly #now: () => number;
+  #generation = 0;
   hits = 0;
   misses = 0;
 
@@ -22,6 +23,11 @@ export class LruCache<K, V> {
 
   get size(): number {
     return this.#map.size;
+  }
+
+  /** Bumped by `clear`. Read it before computing a value; `set(…, since)` drops a value computed before a clear. */
+  get generation(): number {
+    return this.#generation;
   }
 
   get(key: K): V | undefined {
@@ -44,9 +50,9 @@ export class LruCache<K, V> {
     return e.value;
   }
 
-  /** `ttlMs` ≤ 0 stores nothing. */
-  set(key: K, value: V, ttlMs = Number.POSITIVE_INFINITY): void {
-    if (!(ttlMs > 0)) return;
+  /** `ttlMs` ≤ 0 stores nothing; nor does a `since` (a `generation` read earlier) from before the last `clear`. */
+  set(key: K, value: V, ttlMs = Number.POSITIVE_INFINITY, since?: number): void {
+    if (!(ttlMs > 0) || (since !== undefined && since !== this.#generation)) return;
     this.#map.delete(key);
     this.#map.set(key, { value, expiresAt: this.#now() + ttlMs, tick: ++this.#tick });
     while (this.#map.size > this.#max) {
@@ -57,6 +63,7 @@ export class LruCache<K, V> {
 
   clear(): void {
     this.#map.clear();
+    this.#generation++;
   }
 }
 

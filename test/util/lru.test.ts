@@ -12,6 +12,20 @@ describe('LruCache', () => {
     expect([c.get('a'), c.get('c'), c.get('d'), c.get('e')]).toEqual([0, 2, 3, 4]);
   });
 
+  it('a value computed before a clear (set with an older generation) is not stored', () => {
+    const c = new LruCache<string, number>(4);
+    const since = c.generation;
+    c.set('a', 1, 1000, since);
+    expect(c.get('a')).toBe(1);
+    const before = c.generation;
+    c.clear();
+    c.set('b', 2, 1000, before);
+    expect(c.get('b')).toBeUndefined();
+    c.set('b', 3, 1000, c.generation);
+    c.set('c', 4);
+    expect([c.get('b'), c.get('c')]).toEqual([3, 4]);
+  });
+
   it('expires entries after their ttl and stores nothing for a ttl ≤ 0', () => {
     let now = 1000;
     const c = new LruCache<string, number>(4, () => now);
