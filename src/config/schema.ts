@@ -219,6 +219,10 @@ const algorithmsSchema = z
   .min(1)
   .describe('Accepted signature algorithms (asymmetric only; "none" and HMAC are never accepted).');
 const audienceSchema = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+const typSchema = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+  .optional()
+  .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.');
 const httpUrl = z.url({ protocol: /^https?$/ });
 
 export const jwtProviderSchema = z
@@ -231,10 +235,7 @@ export const jwtProviderSchema = z
     algorithms: algorithmsSchema.default(['RS256', 'ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
-    typ: z
-      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
-      .optional()
-      .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.'),
+    typ: typSchema,
     claims: claimsSchema.default(claimsSchema.parse({})),
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwksFile === undefined), { message: 'set exactly one of jwksUrl or jwksFile' });
@@ -263,10 +264,7 @@ export const oidcProviderSchema = z
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
     jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri.'),
-    typ: z
-      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
-      .optional()
-      .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.'),
+    typ: typSchema,
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000).describe('Timeout for discovery, JWKS and userinfo requests.'),
     discoveryRetrySeconds: z.number().int().positive().default(10).describe('After a failed discovery, requests answer 503 and discovery is retried at most this often.'),

@@ -103,25 +103,21 @@ export class Authenticator {
    * rebuilt, so the reload picks up the file's content.
    */
   static async fromConfig(config: GatewayConfig, previous?: Authenticator): Promise<Authenticator> {
-    const keys = config.identity.providers.map((p) => (readsFile(p) ? undefined : JSON.stringify(p)));
     const reusable = previous === undefined ? undefined : previous.#reusable;
     const kept: IdentitySource[] = [];
+    const built = new Map<string, IdentitySource>();
     const sources = await Promise.all(
-      config.identity.providers.map(async (p, i) => {
-        const key = keys[i];
-        const source = key === undefined ? undefined : reusable?.get(key);
-        if (source === undefined) return createSource(p);
-        kept.push(source);
+      config.identity.providers.map(async (p) => {
+        const key = readsFile(p) ? undefined : JSON.stringify(p);
+        let source = key === undefined ? undefined : reusable?.get(key);
+        if (source === undefined) source = await createSource(p);
+        else kept.push(source);
+        if (key !== undefined) built.set(key, source);
         return source;
       }),
     );
     const auth = new Authenticator(sources);
     auth.#kept = kept;
-    const built = new Map<string, IdentitySource>();
-    sources.forEach((s, i) => {
-      const key = keys[i];
-      if (key !== undefined) built.set(key, s);
-    });
     auth.#reusable = built;
     return auth;
   }
