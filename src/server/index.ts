@@ -39,6 +39,13 @@ export interface ReloadResult {
   readonly unchanged?: boolean;
 }
 
+/** A reload waiting for the running one: the requests it answers. */
+interface QueuedReload {
+  readonly reasons: Set<string>;
+  skipIfUnchanged: boolean;
+  result: Promise<ReloadResult>;
+}
+
 /** Never log credentials: these paths are censored wherever they appear. */
 export const REDACT_PATHS = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-grafana-id"]', 'req.headers["x-id-token"]'];
 
@@ -65,6 +72,9 @@ export class GatewayRuntime {
   #dataRevision: string;
   #draining = false;
   #queue: Promise<unknown> = Promise.resolve();
+  /** The reload queued behind the running one, not started yet: later requests join it. */
+  #waiting: QueuedReload | undefined;
+  readonly #onReloaded = new Set<(config: GatewayConfig) => void>();
   readonly holder: PolicyHolder;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
@@ -97,11 +107,34 @@ export class GatewayRuntime {
     this.#draining = true;
   }
 
-  /** Reload from the config file (serialised: one reload at a time). */
+  /**
+   * Reload from the config file. One reload runs at a time; requests made while
+   * one runs share a single next reload (it reads the file after all of them),
+   * so a burst of SIGHUPs or file events costs at most two reloads, not one
+   * identity-provider key refetch per signal. The shared reload is skipped when
+   * unchanged only if every request allowed that.
+   */
   reload(reason: string, opts: { skipIfUnchanged?: boolean } = {}): Promise<ReloadResult> {
-    const run = this.#queue.then(() => this.#reload(reason, opts));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    const waiting = this.#waiting;
+    if (waiting !== undefined) {
+      waiting.reasons.add(reason);
+      if (opts.skipIfUnchanged !== true) waiting.skipIfUnchanged = false;
+      return waiting.result;
+    }
+    const next: QueuedReload = { reasons: new Set([reason]), skipIfUnchanged: opts.skipIfUnchanged === true, result: Promise.resolve({ ok: true }) };
+    next.result = this.#queue.then(() => {
+      if (this.#waiting === next) this.#waiting = undefined;
+      return this.#reload([...next.reasons].join(', '), { skipIfUnchanged: next.skipIfUnchanged });
+    });
+    this.#waiting = next;
+    this.#queue = next.result.catch(() => undefined);
+    return next.result;
+  }
+
+  /** `listener` runs after each applied reload with the config now running; returns its remover. */
+  onReloaded(listener: (config: GatewayConfig) => void): () => void {
+    this.#onReloaded.add(listener);
+    return () => this.#onReloaded.delete(listener);
   }
 
   async #reload(reason: string, opts: { skipIfUnchanged?: boolean }): Promise<ReloadResult> {
@@ -154,6 +187,13 @@ export class GatewayRuntime {
     log.info({ policyRevision: this.holder.revision, dataRevision: this.#dataRevision, teams: Object.keys(next.policyData.teams).length }, 'config reloaded');
     this.metrics.configReloads.inc({ result: 'success' });
     this.metrics.configLastReload.set({ result: 'success' }, Date.now() / 1000);
+    for (const listener of this.#onReloaded) {
+      try {
+        listener(next);
+      } catch (e) {
+        log.warn({ err: e }, 'reload listener failed');
+      }
+    }
     return { ok: true, restartRequired };
   }
 }
@@ -210,42 +250,85 @@ export async function createGateway(config: GatewayConfig, logger: Logger = crea
   return (await createRuntime(config, logger)).app;
 }
 
+/** The files whose change reloads the gateway: the config file, and in local mode the policy wasm (always reloaded). */
+function watchedFiles(config: GatewayConfig): { file: string; always: boolean }[] {
+  return [
+    ...(config.file !== undefined ? [{ file: config.file, always: false }] : []),
+    // Local mode: a rebuilt wasm (make policy) is picked up like a config change, validated before the swap.
+    ...(config.policy.bundle === undefined ? [{ file: config.policyWasm, always: true }] : []),
+  ];
+}
+
 /**
- * Reload when a watched file changes: the config file, and in local mode the
- * policy wasm. Directories are watched (editors and Kubernetes replace files:
- * a mounted ConfigMap changes by swapping its `..data` link, so that name counts
- * for every file in the directory). Changes are debounced. A wasm change always
- * rebuilds the engine; a config change is skipped when the parsed config is equal.
+ * Reload when a watched file changes. Directories are watched (editors and
+ * Kubernetes replace files: a mounted ConfigMap changes by swapping its `..data`
+ * link, so that name counts for every file in the directory). Changes are
+ * debounced. A wasm change always rebuilds the engine; a config change is
+ * skipped when the parsed config is equal. `watch` is called again after each
+ * reload: a reload that points policy.wasm elsewhere moves the watch with it.
  */
-function watchForReload(runtime: GatewayRuntime, files: readonly { file: string; always: boolean }[], debounceMs: number): FSWatcher[] {
-  const byDir = new Map<string, { names: Set<string>; always: boolean }>();
-  for (const { file, always } of files) {
-    const dir = path.dirname(path.resolve(file));
-    const entry = byDir.get(dir) ?? { names: new Set(['..data']), always: false };
-    entry.names.add(path.basename(file));
-    entry.always ||= always;
-    byDir.set(dir, entry);
+class ReloadWatch {
+  readonly #runtime: GatewayRuntime;
+  readonly #debounceMs: number;
+  readonly #dirs = new Map<string, { names: Set<string>; always: boolean; watcher: FSWatcher; timer: NodeJS.Timeout | undefined }>();
+
+  constructor(runtime: GatewayRuntime, debounceMs: number) {
+    this.#runtime = runtime;
+    this.#debounceMs = debounceMs;
   }
-  const watchers: FSWatcher[] = [];
-  for (const [dir, { names, always }] of byDir) {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const w = watch(dir, { persistent: false }, (_event, name) => {
-        if (name !== null && !names.has(name)) return;
-        if (timer !== undefined) clearTimeout(timer);
-        timer = setTimeout(() => {
-          timer = undefined;
-          void runtime.reload('file change', { skipIfUnchanged: !always });
-        }, debounceMs);
-      });
-      w.on('close', () => timer !== undefined && clearTimeout(timer));
-      w.on('error', (e) => runtime.logger.warn({ err: e, dir }, 'file watch failed; reload with SIGHUP'));
-      watchers.push(w);
-    } catch (e) {
-      runtime.logger.warn({ err: e, dir }, 'cannot watch for changes; reload with SIGHUP');
+
+  get watching(): boolean {
+    return this.#dirs.size > 0;
+  }
+
+  /** Watch exactly these files' directories (stops watching the others). */
+  watch(files: readonly { file: string; always: boolean }[]): void {
+    const wanted = new Map<string, { names: Set<string>; always: boolean }>();
+    for (const { file, always } of files) {
+      const dir = path.dirname(path.resolve(file));
+      const entry = wanted.get(dir) ?? { names: new Set(['..data']), always: false };
+      entry.names.add(path.basename(file));
+      entry.always ||= always;
+      wanted.set(dir, entry);
+    }
+    for (const [dir, entry] of this.#dirs) {
+      if (!wanted.has(dir)) {
+        entry.watcher.close();
+        this.#dirs.delete(dir);
+      }
+    }
+    for (const [dir, { names, always }] of wanted) {
+      const existing = this.#dirs.get(dir);
+      if (existing !== undefined) {
+        // The event handler reads these: a running watch takes the new names at once.
+        existing.names = names;
+        existing.always = always;
+        continue;
+      }
+      try {
+        const watcher = watch(dir, { persistent: false }, (_event, name) => {
+          const entry = this.#dirs.get(dir);
+          if (entry === undefined || (name !== null && !entry.names.has(name))) return;
+          if (entry.timer !== undefined) clearTimeout(entry.timer);
+          entry.timer = setTimeout(() => {
+            entry.timer = undefined;
+            void this.#runtime.reload('file change', { skipIfUnchanged: !entry.always });
+          }, this.#debounceMs);
+        });
+        const entry = { names, always, watcher, timer: undefined as NodeJS.Timeout | undefined };
+        watcher.on('close', () => entry.timer !== undefined && clearTimeout(entry.timer));
+        watcher.on('error', (e) => this.#runtime.logger.warn({ err: e, dir }, 'file watch failed; reload with SIGHUP'));
+        this.#dirs.set(dir, entry);
+      } catch (e) {
+        this.#runtime.logger.warn({ err: e, dir }, 'cannot watch for changes; reload with SIGHUP');
+      }
     }
   }
-  return watchers;
+
+  close(): void {
+    for (const entry of this.#dirs.values()) entry.watcher.close();
+    this.#dirs.clear();
+  }
 }
 
 export interface StartOptions {
@@ -297,16 +380,17 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     }
     logger.info({ url: adminUrl }, 'admin listener (metrics) started');
   }
-  const watched = [
-    ...(config.file !== undefined ? [{ file: config.file, always: false }] : []),
-    // Local mode: a rebuilt wasm (make policy) is picked up like a config change, validated before the swap.
-    ...(config.policy.bundle === undefined ? [{ file: config.policyWasm, always: true }] : []),
-  ];
-  const watchers = config.server.watchConfig ? watchForReload(runtime, watched, config.server.reloadDebounceMs) : [];
+  const fileWatch = new ReloadWatch(runtime, config.server.reloadDebounceMs);
+  const stopFollowing = config.server.watchConfig ? runtime.onReloaded((running) => fileWatch.watch(watchedFiles(running))) : () => false;
+  if (config.server.watchConfig) fileWatch.watch(watchedFiles(config));
   // A change made between reading the config and watching it would go unnoticed: compare once now.
-  if (watchers.length > 0 && config.file !== undefined) void runtime.reload('file check after start', { skipIfUnchanged: true });
+  if (fileWatch.watching && config.file !== undefined) void runtime.reload('file check after start', { skipIfUnchanged: true });
+  const stopWatching = (): void => {
+    stopFollowing();
+    fileWatch.close();
+  };
   const closeAll = async () => {
-    for (const w of watchers) w.close();
+    stopWatching();
     await Promise.allSettled([app.close(), admin?.close()]);
   };
   return {
@@ -317,7 +401,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     close: closeAll,
     shutdown: async () => {
       runtime.startDraining();
-      for (const w of watchers) w.close();
+      stopWatching();
       const { shutdownDelayMs, shutdownTimeoutMs } = runtime.config.server;
       if (shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, shutdownDelayMs));
       let timer: NodeJS.Timeout | undefined;

@@ -1,0 +1,152 @@
+// What starts a reload: bursts of requests (SIGHUP, file events) share reloads instead of
+// queueing one each, and the file watch follows policy.wasm when a reload points it elsewhere.
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
+import { loadConfigFile } from '../../src/config/load.ts';
+import { createRuntime, startGateway } from '../../src/server/index.ts';
+import { createMetrics } from '../../src/server/metrics.ts';
+
+let idp: TestIssuer;
+let jwks: Server;
+let jwksUrl: string;
+let jwksFetches = 0;
+
+beforeAll(async () => {
+  idp = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
+  jwks = createServer((_req, res) => {
+    jwksFetches++;
+    res.setHeader('content-type', 'application/json').end(readFileSync(idp.jwksPath));
+  });
+  await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
+  const addr = jwks.address();
+  jwksUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}/jwks`;
+});
+afterAll(() => {
+  jwks?.close();
+  idp?.cleanup();
+});
+
+const gatewayYaml = (namespace: string, extra = '') => `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+    - { type: jwt, jwksUrl: "${jwksUrl}", issuer: "https://idp.test", audience: lbac-gateway, algorithms: [ES256] }
+teams: { a: { groups: [team-a], selectors: [{ namespace: "${namespace}" }] } }
+${extra}`;
+
+const until = async (done: () => boolean, ms = 5_000): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+};
+
+describe('reload requests', () => {
+  it('a burst shares reloads: one key-set refetch per applied reload, not one per request', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-burst-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, gatewayYaml('a'));
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    try {
+      // The key set is fetched once, for the first token.
+      await runtime.authenticator.authenticate({ headers: { authorization: `Bearer ${await idp.mint({ sub: 'u-1', groups: ['team-a'] })}` } });
+      let applied = 0;
+      runtime.onReloaded(() => applied++);
+      const before = jwksFetches;
+      // Requests made before the reload starts share it.
+      const together = await Promise.all(Array.from({ length: 20 }, () => runtime.reload('SIGHUP')));
+      expect(together.every((r) => r.ok)).toBe(true);
+      expect(applied).toBe(1);
+      expect(jwksFetches - before).toBe(1);
+      // Requests made while one runs share the one reload queued behind it.
+      const running = runtime.reload('SIGHUP');
+      await new Promise((r) => setImmediate(r));
+      const queued = await Promise.all([running, ...Array.from({ length: 19 }, () => runtime.reload('SIGHUP'))]);
+      expect(queued.every((r) => r.ok)).toBe(true);
+      expect(applied).toBe(3);
+      expect(jwksFetches - before).toBe(3);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a request made while a reload runs gets a later reload, which reads the file as it is then', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-burst-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, gatewayYaml('a'));
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    try {
+      const first = runtime.reload('SIGHUP');
+      await new Promise((r) => setImmediate(r)); // the first reload is reading the file
+      writeFileSync(file, gatewayYaml('b'));
+      const second = runtime.reload('file change', { skipIfUnchanged: true });
+      expect(second).not.toBe(first);
+      await first;
+      expect(await second).toMatchObject({ ok: true });
+      expect(runtime.config.teams['a']!.selectors).toEqual([{ namespace: 'b' }]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a shared reload is skipped when unchanged only if every request allowed that', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-burst-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, gatewayYaml('a'));
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    try {
+      const running = runtime.reload('SIGHUP');
+      const watched = runtime.reload('file change', { skipIfUnchanged: true });
+      const forced = runtime.reload('SIGHUP');
+      expect(forced).toBe(watched);
+      await running;
+      // The file did not change, but a SIGHUP asked: the shared reload runs (and refetches keys).
+      expect(await watched).toMatchObject({ ok: true });
+      expect((await watched).unchanged).toBeUndefined();
+      const skipped = await Promise.all([runtime.reload('file change', { skipIfUnchanged: true }), runtime.reload('file change', { skipIfUnchanged: true })]);
+      expect(skipped.map((r) => r.unchanged)).toEqual([true, true]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('file watch', () => {
+  it('follows policy.wasm to the path a reload points it to', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'lbac-reload-watch-'));
+    const [configDir, oldDir, newDir] = ['config', 'old', 'new'].map((d) => join(root, d)) as [string, string, string];
+    for (const d of [configDir, oldDir, newDir]) mkdirSync(d);
+    copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));
+    copyFileSync('wasm/policy.wasm', join(newDir, 'policy.wasm'));
+    const file = join(configDir, 'gateway.yaml');
+    const settings = (wasmDir: string) => `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }\npolicy: { wasm: "${join(wasmDir, 'policy.wasm')}" }`;
+    writeFileSync(file, gatewayYaml('a', settings(oldDir)));
+    const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // the check after start
+      let applied = 0;
+      gw.runtime.onReloaded(() => applied++);
+      // A rebuilt wasm where the config points is applied.
+      copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));
+      await until(() => applied === 1);
+      expect(applied).toBe(1);
+      writeFileSync(file, gatewayYaml('a', settings(newDir)));
+      await until(() => gw.runtime.config.policyWasm === join(newDir, 'policy.wasm'));
+      expect(gw.runtime.config.policyWasm).toBe(join(newDir, 'policy.wasm'));
+      await new Promise((r) => setTimeout(r, 100));
+      const moved = applied;
+      // The new file is watched now; the old one is not.
+      copyFileSync('wasm/policy.wasm', join(newDir, 'policy.wasm'));
+      await until(() => applied === moved + 1);
+      expect(applied).toBe(moved + 1);
+      copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(applied).toBe(moved + 1);
+    } finally {
+      await gw.close();
+    }
+  });
+});
