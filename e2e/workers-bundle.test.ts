@@ -1,6 +1,7 @@
 // Bundle mode with two workers: a worker replaced while the bundle service is down (nothing
 // persisted) has no policy; it must not take connections its sibling can serve. It joins once
-// the service is back.
+// the service is back. When no sibling listens any more, it listens anyway: the port answers
+// 503 (no policy yet) instead of refusing connections.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -83,5 +84,34 @@ describe('bundle mode with two workers', () => {
       joined = workerPids().some((p) => !before.includes(p));
     }
     expect(joined, gw.tail(30)).toBe(true);
+  });
+
+  it('when every serving worker is gone during the outage, the waiting ones listen and answer 503', async () => {
+    const deadline = Date.now() + 30_000;
+    let warm: number[] = [];
+    while ((warm.length === 0 || warm.some((s) => s !== 200)) && Date.now() < deadline) warm = await statuses(4);
+    expect(warm).toEqual([200, 200, 200, 200]);
+    serviceDown = true;
+    const serving = workerPids().slice(-2);
+    // One dies: its replacement waits for a policy while the other serves.
+    process.kill(serving[0]!, 'SIGKILL');
+    const waits = Date.now() + 15_000;
+    while (gw.tail(1_000_000).split('waiting for a policy bundle').length < 3 && Date.now() < waits) await new Promise((r) => setTimeout(r, 100));
+    expect(gw.tail(1_000_000).split('waiting for a policy bundle').length, gw.tail(30)).toBe(3);
+    // The other dies too: nothing that has a policy listens any more.
+    process.kill(serving[1]!, 'SIGKILL');
+    const answered: (number | string)[] = [];
+    const until = Date.now() + 15_000;
+    while (answered.filter((s) => s === 503).length < 4 && Date.now() < until) {
+      answered.push(await rawRequest(gw.url, '/prometheus/api/v1/query?query=up', { headers: { authorization: `Bearer ${token}`, connection: 'close' } }).then((r) => r.status, (e: NodeJS.ErrnoException) => e.code ?? 'error'));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Refused only in the moment between the exit and the waiting worker's listen.
+    expect(answered.slice(-4), gw.tail(30)).toEqual([503, 503, 503, 503]);
+    serviceDown = false;
+    const back = Date.now() + 30_000;
+    let ok: number[] = [];
+    while ((ok.length === 0 || ok.some((s) => s !== 200)) && Date.now() < back) ok = await statuses(4);
+    expect(ok, gw.tail(30)).toEqual([200, 200, 200, 200]);
   });
 });

@@ -47,6 +47,9 @@ export class ReloadRelay {
   }
 }
 
+/** Primary → worker: no sibling listens any more; stop waiting for a policy and listen. */
+export const LISTEN_WITHOUT_POLICY = 'lbac:listen-without-policy';
+
 /** How long a worker must serve before a crash streak is considered over. */
 const STABLE_AFTER_MS = 30_000;
 
@@ -54,9 +57,13 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   let stopping = false;
   let failures = 0;
   let uncleanStops = 0;
-  // Once a worker has served, replacements wait for a policy before they take connections (bundle mode).
+  // Whether any worker ever listened (then an exit is no longer a failure to start).
   let served = false;
-  const fork = (): Worker => cluster.fork({ LBAC_CLUSTER_WORKER: '1', LBAC_SIBLINGS_SERVING: served ? '1' : '0' });
+  // Workers listening now. While one does, a replacement waits for a policy before it takes
+  // connections (bundle mode); when the last one exits, the waiting ones are told to listen, so the
+  // port answers (503 until a bundle arrives) instead of refusing connections.
+  const listening = new Set<number>();
+  const fork = (): Worker => cluster.fork({ LBAC_CLUSTER_WORKER: '1', LBAC_SIBLINGS_SERVING: listening.size > 0 ? '1' : '0' });
   for (let i = 0; i < count; i++) fork();
   log('started workers', { workers: count });
 
@@ -67,6 +74,7 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   let startFailure: number | undefined;
   cluster.on('listening', (worker) => {
     served = true;
+    listening.add(worker.id);
     if (relay.listening(worker.id)) worker.process.kill('SIGHUP');
     // A worker that keeps serving ends a crash streak: the replacement delay starts over.
     setTimeout(() => {
@@ -88,7 +96,11 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   return new Promise<number>((resolve) => {
     cluster.on('exit', (worker, code, signal) => {
       relay.exited(worker.id);
+      listening.delete(worker.id);
       const alive = Object.keys(cluster.workers ?? {}).length;
+      if (!stopping && listening.size === 0) {
+        for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined && w.isConnected()) w.send(LISTEN_WITHOUT_POLICY);
+      }
       if (!stopping && !served) {
         stopping = true;
         startFailure = code !== null && code !== 0 ? code : 1;

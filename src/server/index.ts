@@ -343,6 +343,8 @@ export interface StartOptions {
    * died while its siblings serve: without a policy it would take connections only to answer 503.
    */
   readonly waitForPolicy?: boolean;
+  /** With `waitForPolicy`: listen without a policy once this settles (the siblings stopped listening). */
+  readonly stopWaitingForPolicy?: Promise<void>;
 }
 
 export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel), opts: StartOptions = {}): Promise<RunningGateway> {
@@ -353,12 +355,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     // service is down, with nothing persisted) would take its share of connections only to answer
     // 503 while its siblings can decide. It joins the shared port once it has a policy.
     logger.info('cluster worker: waiting for a policy bundle before accepting connections');
-    await new Promise<void>((resolve) => {
-      const off = runtime.holder.onSwap(() => {
-        off();
-        resolve();
-      });
-    });
+    let off: () => void = () => undefined;
+    await Promise.race([new Promise<void>((resolve) => (off = runtime.holder.onSwap(() => resolve()))), opts.stopWaitingForPolicy ?? new Promise<never>(() => undefined)]);
+    off();
+    if (!runtime.holder.ready) logger.warn('cluster worker: no other worker listens; accepting connections without a policy (503 until a bundle arrives)');
   }
   const url = await app.listen(splitHostPort(config.server.listen));
   let admin: FastifyInstance | undefined;
