@@ -3,16 +3,16 @@
 // identity provider is down does not turn every cached user into a 503, while a key the
 // provider removed stops working at the reload.
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startJwksServer, type JwksServer } from '../../e2e/harness/jwks-server.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 
 let idp: TestIssuer;
-let jwks: Server;
+let jwks: JwksServer;
 let jwksUrl: string;
 let up = true;
 /** Key set served instead of the issuer's own (a rotation at the provider). */
@@ -20,16 +20,11 @@ let served: Buffer | undefined;
 
 beforeAll(async () => {
   idp = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
-  jwks = createServer((_req, res) => {
-    if (!up) return void res.writeHead(503).end();
-    res.setHeader('content-type', 'application/json').end(served ?? readFileSync(idp.jwksPath));
-  });
-  await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
-  const addr = jwks.address();
-  jwksUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}/jwks`;
+  jwks = await startJwksServer(() => (up ? (served ?? readFileSync(idp.jwksPath)) : undefined));
+  jwksUrl = jwks.url;
 });
-afterAll(() => {
-  jwks?.close();
+afterAll(async () => {
+  await jwks?.close();
   idp?.cleanup();
 });
 

@@ -1,33 +1,25 @@
 // What starts a reload: bursts of requests (SIGHUP, file events) share reloads instead of
 // queueing one each, and the file watch follows policy.wasm when a reload points it elsewhere.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startJwksServer, type JwksServer } from '../../e2e/harness/jwks-server.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { loadConfigFile } from '../../src/config/load.ts';
 import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 
 let idp: TestIssuer;
-let jwks: Server;
-let jwksUrl: string;
-let jwksFetches = 0;
+let jwks: JwksServer;
 
 beforeAll(async () => {
   idp = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
-  jwks = createServer((_req, res) => {
-    jwksFetches++;
-    res.setHeader('content-type', 'application/json').end(readFileSync(idp.jwksPath));
-  });
-  await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
-  const addr = jwks.address();
-  jwksUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}/jwks`;
+  jwks = await startJwksServer(() => readFileSync(idp.jwksPath));
 });
-afterAll(() => {
-  jwks?.close();
+afterAll(async () => {
+  await jwks?.close();
   idp?.cleanup();
 });
 
@@ -35,9 +27,16 @@ const gatewayYaml = (namespace: string, extra = '') => `
 upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
 identity:
   providers:
-    - { type: jwt, jwksUrl: "${jwksUrl}", issuer: "https://idp.test", audience: lbac-gateway, algorithms: [ES256] }
+    - { type: jwt, jwksUrl: "${jwks.url}", issuer: "https://idp.test", audience: lbac-gateway, algorithms: [ES256] }
 teams: { a: { groups: [team-a], selectors: [{ namespace: "${namespace}" }] } }
 ${extra}`;
+
+/** A runtime started from a config file with this text (the file is what reloads read). */
+async function runtimeFromFile(text: string) {
+  const file = join(mkdtempSync(join(tmpdir(), 'lbac-reload-burst-')), 'gateway.yaml');
+  writeFileSync(file, text);
+  return { file, ...(await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) })) };
+}
 
 const until = async (done: () => boolean, ms = 5_000): Promise<void> => {
   const deadline = Date.now() + ms;
@@ -46,38 +45,32 @@ const until = async (done: () => boolean, ms = 5_000): Promise<void> => {
 
 describe('reload requests', () => {
   it('a burst shares reloads: one key-set refetch per applied reload, not one per request', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-burst-'));
-    const file = join(dir, 'gateway.yaml');
-    writeFileSync(file, gatewayYaml('a'));
-    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    const { app, runtime, file } = await runtimeFromFile(gatewayYaml('a'));
     try {
       // The key set is fetched once, for the first token.
       await runtime.authenticator.authenticate({ headers: { authorization: `Bearer ${await idp.mint({ sub: 'u-1', groups: ['team-a'] })}` } });
       let applied = 0;
       runtime.onReloaded(() => applied++);
-      const before = jwksFetches;
+      const before = jwks.fetches();
       // Requests made before the reload starts share it.
       const together = await Promise.all(Array.from({ length: 20 }, () => runtime.reload('SIGHUP')));
       expect(together.every((r) => r.ok)).toBe(true);
       expect(applied).toBe(1);
-      expect(jwksFetches - before).toBe(1);
+      expect(jwks.fetches() - before).toBe(1);
       // Requests made while one runs share the one reload queued behind it.
       const running = runtime.reload('SIGHUP');
       await new Promise((r) => setImmediate(r));
       const queued = await Promise.all([running, ...Array.from({ length: 19 }, () => runtime.reload('SIGHUP'))]);
       expect(queued.every((r) => r.ok)).toBe(true);
       expect(applied).toBe(3);
-      expect(jwksFetches - before).toBe(3);
+      expect(jwks.fetches() - before).toBe(3);
     } finally {
       await app.close();
     }
   });
 
   it('a request made while a reload runs gets a later reload, which reads the file as it is then', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-burst-'));
-    const file = join(dir, 'gateway.yaml');
-    writeFileSync(file, gatewayYaml('a'));
-    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    const { app, runtime, file } = await runtimeFromFile(gatewayYaml('a'));
     try {
       const first = runtime.reload('SIGHUP');
       await new Promise((r) => setImmediate(r)); // the first reload is reading the file
@@ -93,10 +86,7 @@ describe('reload requests', () => {
   });
 
   it('a shared reload is skipped when unchanged only if every request allowed that', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-burst-'));
-    const file = join(dir, 'gateway.yaml');
-    writeFileSync(file, gatewayYaml('a'));
-    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    const { app, runtime, file } = await runtimeFromFile(gatewayYaml('a'));
     try {
       const running = runtime.reload('SIGHUP');
       const watched = runtime.reload('file change', { skipIfUnchanged: true });
