@@ -49,7 +49,7 @@ const matchParam = (required: boolean): EnforcedParam => ({
   name: 'match[]',
   required,
   multiple: true,
-  rewrite: (values, policy) => rewriteSeriesSelectors([...values], policy),
+  rewrite: (values, policy, limits) => rewriteSeriesSelectors([...values], policy, limits),
   missingMessage: 'no match[] parameter provided',
 });
 

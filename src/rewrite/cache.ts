@@ -1,18 +1,24 @@
 import { isStale } from '../util/lru.ts';
 import type { RewriteLimits } from './rewriter.ts';
 
+/** A cached rewrite: a query, or the selectors one `match[]` parameter (or none) became. */
+type Rewritten = string | readonly string[];
+
+const charsOf = (v: Rewritten): number => (typeof v === 'string' ? v.length : v.reduce((n, s) => n + s.length + 1, 0));
+
 /**
- * A bounded LRU of successful rewrites, keyed by (policy key, limits, query).
- * Dashboards re-send the same query text on every refresh, so most rewrites
- * are a map lookup. Only results that passed verification are stored. Both
- * the number of entries and the total characters held are bounded, and one
- * oversized entry is simply not cached.
+ * A bounded LRU of successful rewrites, keyed by (policy key, limits, query),
+ * and of `match[]` parameters' selector lists. Dashboards re-send the same
+ * query text on every refresh, and Grafana's label and series lookups the same
+ * selectors, so most rewrites are a map lookup. Only results that passed
+ * verification are stored. Both the number of entries and the total
+ * characters held are bounded, and one oversized entry is simply not cached.
  */
 export class RewriteCache {
   readonly #maxEntries: number;
   readonly #maxChars: number;
   readonly #maxEntryChars: number;
-  readonly #map = new Map<string, { value: string; tick: number }>();
+  readonly #map = new Map<string, { value: Rewritten; tick: number }>();
   #tick = 0;
   #chars = 0;
   /** Lookups answered from / missing in the cache, for the metrics endpoint. */
@@ -34,7 +40,7 @@ export class RewriteCache {
     return this.#chars;
   }
 
-  get(key: string): string | undefined {
+  get(key: string): Rewritten | undefined {
     const e = this.#map.get(key);
     if (e === undefined) {
       this.misses++;
@@ -50,13 +56,13 @@ export class RewriteCache {
     return e.value;
   }
 
-  set(key: string, value: string): void {
-    const size = key.length + value.length;
+  set(key: string, value: Rewritten): void {
+    const size = key.length + charsOf(value);
     if (this.#maxEntries === 0 || size > this.#maxEntryChars) return;
     const old = this.#map.get(key);
     if (old !== undefined) {
       this.#map.delete(key);
-      this.#chars -= key.length + old.value.length;
+      this.#chars -= key.length + charsOf(old.value);
     }
     this.#map.set(key, { value, tick: ++this.#tick });
     this.#chars += size;
@@ -66,7 +72,7 @@ export class RewriteCache {
       const k = oldest.value;
       const v = this.#map.get(k)?.value ?? '';
       this.#map.delete(k);
-      this.#chars -= k.length + v.length;
+      this.#chars -= k.length + charsOf(v);
     }
   }
 
@@ -80,13 +86,44 @@ export class RewriteCache {
    * `rewrite()` (which verifies its output before returning it), stored.
    */
   through(policyKey: string, limits: RewriteLimits, query: string, rewrite: () => string): string {
-    const key = `${policyKey}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
+    const key = `q\u0000${policyKey}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${query}`;
     const hit = this.get(key);
-    if (hit !== undefined) return hit;
+    if (typeof hit === 'string') return hit;
     const out = rewrite();
     this.set(key, out);
     return out;
   }
+
+  /**
+   * The cached selectors of one `match[]` parameter (`undefined`: the
+   * selectors that stand for no parameter) under a prepared policy and
+   * limits, else `rewrite()` (which verifies each selector), stored.
+   */
+  throughSelectors(policyKey: string, limits: RewriteLimits, param: string | undefined, rewrite: () => readonly string[]): readonly string[] {
+    const key = `${param === undefined ? 'n' : 'm'}\u0000${policyKey}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${param ?? ''}`;
+    const hit = this.get(key);
+    if (hit !== undefined && typeof hit !== 'string') return hit;
+    const out = Object.freeze([...rewrite()]);
+    this.set(key, out);
+    return out;
+  }
+}
+
+/**
+ * The union of `match[]` parameters' selector lists as the backend takes it:
+ * each selector once, in order of first appearance.
+ */
+export function unionOfSelectors(lists: Iterable<readonly string[]>): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const list of lists) {
+    for (const s of list) {
+      if (seen.has(s)) continue;
+      seen.add(s);
+      out.push(s);
+    }
+  }
+  return out;
 }
 
 /**

@@ -9,7 +9,7 @@ import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { formatLogQLMatcher, parseLogQLMatchers, rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
+import { clearLogQLCache, formatLogQLMatcher, parseLogQLMatchers, rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
 import { carries, oracleParse, oracleSelectors } from './logql-oracle.ts';
 import type { OracleSelector } from './logql-oracle.ts';
 
@@ -396,6 +396,22 @@ describe('LogQL rewriting properties', () => {
         for (const s of oracleSelectors(out)) for (const m of group) expect(carries(s, m)).toBe(true);
       }),
       { numRuns: 1200 },
+    );
+  });
+
+  it('match[]: the same selectors from the cache as computed afresh, and the list is the union of each parameter\'s', () => {
+    fc.assert(
+      fc.property(fc.array(selector, { maxLength: 3 }), multiGroup, fc.boolean(), (params, policy, warmFirst) => {
+        if (warmFirst) rewriteLogQLSelectors(params.slice(1), policy);
+        const cached = rewriteLogQLSelectors(params, policy);
+        clearLogQLCache();
+        const fresh = rewriteLogQLSelectors(params, policy);
+        expect(cached).toEqual(fresh);
+        const union: string[] = [];
+        for (const p of params) for (const s of (clearLogQLCache(), rewriteLogQLSelectors([p], policy))) if (!union.includes(s)) union.push(s);
+        expect(fresh).toEqual(params.length === 0 ? rewriteLogQLSelectors([], policy) : union);
+      }),
+      { numRuns: 300 },
     );
   });
 

@@ -8,7 +8,7 @@ import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { formatMatcher, parseMatcherExpression, rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
+import { clearPromQLCache, formatMatcher, parseMatcherExpression, rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
 import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
 
 // ---------------------------------------------------------------------------
@@ -304,6 +304,22 @@ describe('PromQL rewriting properties', () => {
         for (const s of oracleSelectors(out)) for (const m of group) expect(carries(s, m)).toBe(true);
       }),
       { numRuns: 1500 },
+    );
+  });
+
+  it('match[]: the same selectors from the cache as computed afresh, and the list is the union of each parameter\'s', () => {
+    fc.assert(
+      fc.property(fc.array(selector, { maxLength: 3 }), multiGroup, fc.boolean(), (params, policy, warmFirst) => {
+        if (warmFirst) rewriteSeriesSelectors(params.slice(1), policy);
+        const cached = rewriteSeriesSelectors(params, policy);
+        clearPromQLCache();
+        const fresh = rewriteSeriesSelectors(params, policy);
+        expect(cached).toEqual(fresh);
+        const union: string[] = [];
+        for (const p of params) for (const s of (clearPromQLCache(), rewriteSeriesSelectors([p], policy))) if (!union.includes(s)) union.push(s);
+        expect(fresh).toEqual(params.length === 0 ? rewriteSeriesSelectors([], policy) : union);
+      }),
+      { numRuns: 300 },
     );
   });
 

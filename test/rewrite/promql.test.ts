@@ -10,6 +10,7 @@ import {
   rewriteSeriesSelectors,
   verifyPromQL,
 } from '../../src/rewrite/promql.ts';
+import { REWRITE_CACHES } from '../../src/rewrite/cache.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
 
@@ -728,5 +729,41 @@ describe('cache', () => {
     expect(rewritePromQL('up', half)).toBe(`up{${M}}`);
     group[0] = { name: 'namespace', op: '=', value: 'team-c' };
     expect(rewritePromQL('up', half)).toBe('up{namespace="team-c"}');
+  });
+});
+
+describe('match[] cache', () => {
+  const cacheOf = () => REWRITE_CACHES.get('promql')!;
+  const TWO: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'team', op: '=', value: 'b' }]];
+
+  it('answers a repeated match[] from the cache with the same selectors, per policy and limits', () => {
+    clearPromQLCache();
+    const first = rewriteSeriesSelectors(['up', 'node_load1{job="x"}'], TWO);
+    expect(first).toEqual(['up{namespace="a"}', 'up{team="b"}', 'node_load1{job="x",namespace="a"}', 'node_load1{job="x",team="b"}']);
+    const hits = cacheOf().hits;
+    expect(rewriteSeriesSelectors(['node_load1{job="x"}', 'up'], TWO)).toEqual(['node_load1{job="x",namespace="a"}', 'node_load1{job="x",team="b"}', 'up{namespace="a"}', 'up{team="b"}']);
+    expect(cacheOf().hits - hits).toBe(2);
+    // Another policy, or tighter limits, never gets these entries.
+    expect(rewriteSeriesSelectors(['up'], NS)).toEqual([`up{${M}}`]);
+    expect(codeOf(() => rewriteSeriesSelectors(['node_load1{job="x"}'], TWO, { maxQueryLength: 10, maxDepth: 128 }))).toBe('query_too_large');
+    // No match[]: the policy's own selectors, cached too; a returned list is the caller's to change.
+    const none = rewriteSeriesSelectors([], TWO);
+    none.push('{__name__=~".+"}');
+    expect(rewriteSeriesSelectors([], TWO)).toEqual(['{namespace="a"}', '{team="b"}']);
+  });
+
+  it('unions the parameters as Prometheus does: each selector once, in order of first appearance', () => {
+    clearPromQLCache();
+    expect(rewriteSeriesSelectors(['up', 'up', 'up{namespace="a"}'], NS)).toEqual([`up{${M}}`, `up{namespace="a",${M}}`]);
+    expect(rewriteSeriesSelectors(['up', 'up'], NS)).toEqual([`up{${M}}`]);
+  });
+
+  it('does not cache refusals: a bad match[] is refused every time', () => {
+    clearPromQLCache();
+    for (let i = 0; i < 2; i++) {
+      expect(codeOf(() => rewriteSeriesSelectors(['sum(up)'], NS))).toBe('bad_query');
+      expect(codeOf(() => rewriteSeriesSelectors(['{job=""}'], NS))).toBe('bad_query');
+    }
+    expect(cacheOf().size).toBe(0);
   });
 });
