@@ -101,12 +101,15 @@ export interface RawFilteredResponse {
  */
 export type RawResponseFilter = (raw: Uint8Array, contentType: string, ctx: FilterContext) => RawFilteredResponse;
 
+/** Decodes answers as JSON.parse needs them (malformed bytes become U+FFFD, as in Go's encoding/json). Stateless per call. */
+const utf8 = new TextDecoder();
+
 /** A JSON response filter as a raw one: parse, filter, re-serialise (a body that is not JSON throws → 502). */
 export function jsonResponseFilter(filter: ResponseFilter): RawResponseFilter {
   return (raw, _contentType, ctx) => ({
     status: 200,
     contentType: 'application/json',
-    body: JSON.stringify(filter(JSON.parse(new TextDecoder().decode(raw)), ctx)),
+    body: JSON.stringify(filter(JSON.parse(utf8.decode(raw)), ctx)),
   });
 }
 
@@ -123,15 +126,27 @@ export interface RouteTable {
 
 /** Build the upstream path from the route pattern, percent-encoding each path parameter. */
 export function upstreamPath(route: RouteSpec, params: Readonly<Record<string, string>>): string {
-  // Most routes have no parameter: no regex run per request.
-  if (!route.path.includes(':')) return route.path;
-  return route.path.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, (_m, name: string) => {
+  const template = pathTemplateOf(route.path);
+  // Most routes have no parameter.
+  if (template.length === 1) return route.path;
+  let out = template[0]!;
+  for (let i = 1; i < template.length; i += 2) {
+    const name = template[i]!;
     const v = params[name];
     if (v === undefined) throw new Error(`route ${route.endpoint}: missing path parameter ${name}`);
     // Callers refuse these first (pathParamProblem); never build a path that is not the route's.
     if (isDotSegment(v)) throw new Error(`route ${route.endpoint}: path parameter ${name} is a dot segment`);
-    return encodeURIComponent(v);
-  });
+    out += encodeURIComponent(v) + template[i + 1]!;
+  }
+  return out;
+}
+
+/** A route pattern split once into literal text and parameter names: [text, name, text, name, …, text]. */
+const pathTemplates = new Map<string, readonly string[]>();
+function pathTemplateOf(pattern: string): readonly string[] {
+  let template = pathTemplates.get(pattern);
+  if (template === undefined) pathTemplates.set(pattern, (template = pattern.split(/:([A-Za-z_][A-Za-z0-9_]*)/)));
+  return template;
 }
 
 const isDotSegment = (v: string): boolean => v === '.' || v === '..';
