@@ -222,7 +222,8 @@ function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
   const alternatives = kept.map((g) => prepareGroup(g.matchers));
   const merged = mergeGroups(kept.map((g) => g.matchers));
   const effective = merged === null ? alternatives : [prepareGroup(merged)];
-  const key = JSON.stringify([kept.map((g) => [...g.keys].sort()), merged === null ? null : merged.map(keyOf)]);
+  // Order-preserving: the rendered selectors follow the policy's matcher order, so two orders are two entries.
+  const key = JSON.stringify([kept.map((g) => [...g.keys]), merged === null ? null : merged.map(keyOf)]);
   const maxGroupText = Math.max(...[...effective, ...alternatives].map((g) => g.texts.join(', ').length));
   return { groups: effective, alternatives, key, maxGroupText };
 }

@@ -95,7 +95,7 @@ function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
     };
   });
   const out: PreparedGroup[] = kept.map((g) => ({ matchers: g.matchers, texts: g.texts }));
-  const key = JSON.stringify(kept.map((g) => [...g.keys].sort()));
+  const key = JSON.stringify(kept.map((g) => [...g.keys])); // order-preserving: the rendered clause follows it
   const first = out[0] as PreparedGroup;
   let clause: string;
   let alone: string;

@@ -424,3 +424,15 @@ describe("Loki lexer model (scanLokiSelectors)", () => {
     expect(() => scanLokiSelectors('{a="x"} |= "y" \u0001')).toThrow(LokiLexError);
   });
 });
+
+describe('cache and matcher order', () => {
+  it('each policy gets its own matcher order, whatever was cached before', () => {
+    const teamFirst: SelectorPolicy = [[{ name: 'team', op: '=', value: 'a' }, { name: 'env', op: '=', value: 'prod' }]];
+    const envFirst: SelectorPolicy = [[{ name: 'env', op: '=', value: 'prod' }, { name: 'team', op: '=', value: 'a' }]];
+    clearLogQLCache();
+    expect(rewriteLogQLSelectors(['{app="y"}'], teamFirst)).toEqual(['{app="y", team="a", env="prod"}']);
+    expect(rewriteLogQLSelectors(['{app="y"}'], envFirst)).toEqual(['{app="y", env="prod", team="a"}']);
+    expect(rewriteLogQL('{app="y"}', teamFirst)).toBe('{app="y", team="a", env="prod"}');
+    expect(rewriteLogQL('{app="y"}', envFirst)).toBe('{app="y", env="prod", team="a"}');
+  });
+});

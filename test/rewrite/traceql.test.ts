@@ -374,3 +374,15 @@ describe('misc', () => {
     expect(isPromDuration('999999999999y')).toBe(false);
   });
 });
+
+describe('cache and matcher order', () => {
+  it('each policy gets its own matcher order, whatever was cached before', () => {
+    const a = { name: 'resource.k8s.namespace.name', op: '=' as const, value: 'a' };
+    const b = { name: 'resource.env', op: '=' as const, value: 'prod' };
+    clearTraceQLCache();
+    const ab = rewriteTraceQL('{ .x = 1 }', [[a, b]]);
+    const ba = rewriteTraceQL('{ .x = 1 }', [[b, a]]);
+    expect(ab.indexOf('k8s.namespace.name')).toBeLessThan(ab.indexOf('resource.env'));
+    expect(ba.indexOf('resource.env')).toBeLessThan(ba.indexOf('k8s.namespace.name'));
+  });
+});
