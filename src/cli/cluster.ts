@@ -47,8 +47,31 @@ export class ReloadRelay {
   }
 }
 
-/** Primary → worker: no sibling listens any more; stop waiting for a policy and listen. */
-export const LISTEN_WITHOUT_POLICY = 'lbac:listen-without-policy';
+/** Worker → primary: this worker waits for a policy before it listens (bundle mode, a sibling listened when it was started). */
+const WAITING_FOR_POLICY = 'lbac:waiting-for-policy';
+/** Primary → worker: no sibling listens (any more); stop waiting for a policy and listen. */
+const LISTEN_WITHOUT_POLICY = 'lbac:listen-without-policy';
+
+/**
+ * Worker side of the above: settles when the primary says no other worker
+ * listens. The primary answers the worker's own announcement too, so a
+ * message sent while the worker was still loading is not needed. `cancel`
+ * removes the IPC listener (a 'message' listener keeps the channel referenced).
+ */
+export function untilNoSiblingListens(): { readonly promise: Promise<void>; cancel(): void } {
+  let cancel = (): void => undefined;
+  const promise = new Promise<void>((resolve) => {
+    const onMessage = (message: unknown): void => {
+      if (message !== LISTEN_WITHOUT_POLICY) return;
+      cancel();
+      resolve();
+    };
+    process.on('message', onMessage);
+    cancel = () => void process.off('message', onMessage);
+  });
+  process.send?.(WAITING_FOR_POLICY);
+  return { promise, cancel: () => cancel() };
+}
 
 /** How long a worker must serve before a crash streak is considered over. */
 const STABLE_AFTER_MS = 30_000;
@@ -72,6 +95,11 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   // port in use): every worker would fail alike, so the group stops and reports it, as a single
   // process does, instead of replacing workers forever with nothing listening.
   let startFailure: number | undefined;
+  // A worker that dies as the message goes out is not an error here (its exit is handled below).
+  const releaseWaiting = (w: Worker): void => void (w.isConnected() && w.send(LISTEN_WITHOUT_POLICY, () => undefined));
+  cluster.on('message', (worker, message) => {
+    if (message === WAITING_FOR_POLICY && listening.size === 0 && !stopping) releaseWaiting(worker);
+  });
   cluster.on('listening', (worker) => {
     served = true;
     listening.add(worker.id);
@@ -98,9 +126,7 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
       relay.exited(worker.id);
       listening.delete(worker.id);
       const alive = Object.keys(cluster.workers ?? {}).length;
-      if (!stopping && listening.size === 0) {
-        for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined && w.isConnected()) w.send(LISTEN_WITHOUT_POLICY);
-      }
+      if (!stopping && listening.size === 0) for (const w of Object.values(cluster.workers ?? {})) if (w !== undefined) releaseWaiting(w);
       if (!stopping && !served) {
         stopping = true;
         startFailure = code !== null && code !== 0 ? code : 1;

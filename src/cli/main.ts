@@ -5,7 +5,6 @@ import { GatewayError, isGatewayError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import type { SupportedLanguage } from '../rewrite/index.ts';
 import { VERSION } from '../version.ts';
-import { LISTEN_WITHOUT_POLICY } from './cluster.ts';
 
 // Commands import what they need lazily: `rewrite` must not pay for loading Fastify.
 
@@ -208,16 +207,6 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
   };
   const onHup = () => reload();
   process.on('SIGHUP', onHup);
-  // A cluster worker waiting for a policy is told to listen anyway once no sibling listens (cluster.ts).
-  const noSiblingListens = new Promise<void>((resolve) => {
-    if (process.send === undefined) return;
-    const onMessage = (message: unknown) => {
-      if (message !== LISTEN_WITHOUT_POLICY) return;
-      process.off('message', onMessage);
-      resolve();
-    };
-    process.on('message', onMessage);
-  });
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, workers: { type: 'string' } } });
   const file = values.config ?? process.env['LBAC_CONFIG'] ?? 'lbac-gateway.yaml';
   const { loadConfigFile } = await import('../config/load.ts');
@@ -231,7 +220,7 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
   }
   const logger = createLogger(config.server.logLevel);
   const { default: cluster } = await import('node:cluster');
-  const { resolveWorkers, superviseWorkers } = await import('./cluster.ts');
+  const { resolveWorkers, superviseWorkers, untilNoSiblingListens } = await import('./cluster.ts');
   const flag = values.workers;
   if (flag !== undefined && flag !== 'auto' && !/^[1-9][0-9]*$/.test(flag)) {
     io.err(`serve: --workers must be a positive number or "auto" (got ${JSON.stringify(flag)})`);
@@ -262,7 +251,8 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
       // A replacement worker waits for a policy (bundle mode) while its siblings serve; the first ones
       // listen at once and answer 503 until a bundle arrives, as a single process does.
       waitForPolicy: cluster.isWorker && process.env['LBAC_SIBLINGS_SERVING'] === '1',
-      stopWaitingForPolicy: noSiblingListens,
+      // …and listens anyway once no sibling listens (the primary tells it; cluster.ts).
+      stopWaitingForPolicy: untilNoSiblingListens,
     });
   } catch (e) {
     // A worker's IPC channel to the primary would keep it alive: close it, so the worker exits

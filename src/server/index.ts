@@ -75,6 +75,7 @@ export class GatewayRuntime {
   /** The reload queued behind the running one, not started yet: later requests join it. */
   #waiting: QueuedReload | undefined;
   readonly #onReloaded = new Set<(config: GatewayConfig) => void>();
+  readonly #onConfigRead = new Set<(next: GatewayConfig) => void>();
   readonly holder: PolicyHolder;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
@@ -137,6 +138,25 @@ export class GatewayRuntime {
     return () => this.#onReloaded.delete(listener);
   }
 
+  /**
+   * `listener` runs when a reload has read a changed config, before it loads the
+   * files that config names (policy.wasm); returns its remover.
+   */
+  onConfigRead(listener: (next: GatewayConfig) => void): () => void {
+    this.#onConfigRead.add(listener);
+    return () => this.#onConfigRead.delete(listener);
+  }
+
+  #notify<T>(listeners: Set<(value: T) => void>, value: T, log: Logger): void {
+    for (const listener of listeners) {
+      try {
+        listener(value);
+      } catch (e) {
+        log.warn({ err: e }, 'reload listener failed');
+      }
+    }
+  }
+
   async #reload(reason: string, opts: { skipIfUnchanged?: boolean }): Promise<ReloadResult> {
     const running = this.#config;
     const file = running.file;
@@ -166,6 +186,7 @@ export class GatewayRuntime {
       log.debug('config file unchanged');
       return { ok: true, unchanged: true };
     }
+    this.#notify(this.#onConfigRead, next, log);
     let authenticator: Authenticator;
     let engine: PolicyEngine | undefined;
     try {
@@ -187,13 +208,7 @@ export class GatewayRuntime {
     log.info({ policyRevision: this.holder.revision, dataRevision: this.#dataRevision, teams: Object.keys(next.policyData.teams).length }, 'config reloaded');
     this.metrics.configReloads.inc({ result: 'success' });
     this.metrics.configLastReload.set({ result: 'success' }, Date.now() / 1000);
-    for (const listener of this.#onReloaded) {
-      try {
-        listener(next);
-      } catch (e) {
-        log.warn({ err: e }, 'reload listener failed');
-      }
-    }
+    this.#notify(this.#onReloaded, next, log);
     return { ok: true, restartRequired };
   }
 }
@@ -343,8 +358,8 @@ export interface StartOptions {
    * died while its siblings serve: without a policy it would take connections only to answer 503.
    */
   readonly waitForPolicy?: boolean;
-  /** With `waitForPolicy`: listen without a policy once this settles (the siblings stopped listening). */
-  readonly stopWaitingForPolicy?: Promise<void>;
+  /** With `waitForPolicy`, called when the wait starts: listen without a policy once `promise` settles (no sibling listens). */
+  readonly stopWaitingForPolicy?: () => { readonly promise: Promise<void>; cancel(): void };
 }
 
 export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel), opts: StartOptions = {}): Promise<RunningGateway> {
@@ -356,8 +371,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     // 503 while its siblings can decide. It joins the shared port once it has a policy.
     logger.info('cluster worker: waiting for a policy bundle before accepting connections');
     let off: () => void = () => undefined;
-    await Promise.race([new Promise<void>((resolve) => (off = runtime.holder.onSwap(() => resolve()))), opts.stopWaitingForPolicy ?? new Promise<never>(() => undefined)]);
+    const released = opts.stopWaitingForPolicy?.();
+    await Promise.race([new Promise<void>((resolve) => (off = runtime.holder.onSwap(() => resolve()))), released?.promise ?? new Promise<never>(() => undefined)]);
     off();
+    released?.cancel();
     if (!runtime.holder.ready) logger.warn('cluster worker: no other worker listens; accepting connections without a policy (503 until a bundle arrives)');
   }
   const url = await app.listen(splitHostPort(config.server.listen));
@@ -381,7 +398,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     logger.info({ url: adminUrl }, 'admin listener (metrics) started');
   }
   const fileWatch = new ReloadWatch(runtime, config.server.reloadDebounceMs);
-  const stopFollowing = config.server.watchConfig ? runtime.onReloaded((running) => fileWatch.watch(watchedFiles(running))) : () => false;
+  // The watch follows the files the config names: widened to a reload's new ones before they are
+  // read (a rebuild while the reload runs is seen), narrowed to the running config's once applied.
+  // A rejected reload leaves it widened, so fixing the file it named is seen too.
+  const following = config.server.watchConfig
+    ? [runtime.onConfigRead((next) => fileWatch.watch([...watchedFiles(runtime.config), ...watchedFiles(next)])), runtime.onReloaded((running) => fileWatch.watch(watchedFiles(running)))]
+    : [];
+  const stopFollowing = (): void => following.forEach((off) => off());
   if (config.server.watchConfig) fileWatch.watch(watchedFiles(config));
   // A change made between reading the config and watching it would go unnoticed: compare once now.
   if (fileWatch.watching && config.file !== undefined) void runtime.reload('file check after start', { skipIfUnchanged: true });

@@ -1,6 +1,6 @@
 // `serve` that cannot start exits non-zero, with one process or several workers: a
 // supervisor must see the failure (CrashLoopBackOff), not a primary waiting forever.
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -96,4 +96,36 @@ describe('an early SIGHUP', () => {
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
   }, 30_000);
+});
+
+describe('serve started with an IPC channel (child_process.fork: pm2 fork mode, nodemon)', () => {
+  // Only a cluster worker listens for the primary's messages: a 'message' listener would keep the
+  // channel, and so the process, alive after serve returns.
+  const run = (args: string[], stopWhenListening: boolean): Promise<number | null> =>
+    new Promise((resolve, reject) => {
+      const child = fork(bin, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+      let output = '';
+      const onData = (d: Buffer): void => {
+        output += d.toString();
+        if (stopWhenListening && output.includes('lbac-gateway listening')) child.kill('SIGTERM');
+      };
+      child.stdout!.on('data', onData);
+      child.stderr!.on('data', onData);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`still running after 15 s:\n${output.slice(-2000)}`));
+      }, 15_000);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+
+  it('exits when it cannot start, and after a graceful stop', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-serve-'));
+    expect(await run(['serve', '--config', join(dir, 'missing.yaml')], false)).toBe(1);
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, config('127.0.0.1:0', 1));
+    expect(await run(['serve', '--config', file], true)).toBe(0);
+  }, 40_000);
 });

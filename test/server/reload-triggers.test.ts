@@ -13,10 +13,12 @@ import { createMetrics } from '../../src/server/metrics.ts';
 
 let idp: TestIssuer;
 let jwks: JwksServer;
+/** How long the key-set endpoint takes to answer (a remote identity provider). */
+let jwksDelayMs = 0;
 
 beforeAll(async () => {
   idp = await createTestIssuer({ issuer: 'https://idp.test', audience: 'lbac-gateway', alg: 'ES256' });
-  jwks = await startJwksServer(() => readFileSync(idp.jwksPath));
+  jwks = await startJwksServer(() => readFileSync(idp.jwksPath), { delayMs: () => jwksDelayMs });
 });
 afterAll(async () => {
   await jwks?.close();
@@ -136,6 +138,37 @@ describe('file watch', () => {
       await new Promise((r) => setTimeout(r, 300));
       expect(applied).toBe(moved + 1);
     } finally {
+      await gw.close();
+    }
+  });
+
+  it('sees a rebuild of the new policy.wasm made while the reload that moved it is still running', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'lbac-reload-watch-'));
+    const [configDir, oldDir, newDir] = ['config', 'old', 'new'].map((d) => join(root, d)) as [string, string, string];
+    for (const d of [configDir, oldDir, newDir]) mkdirSync(d);
+    copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));
+    copyFileSync('wasm/policy.wasm', join(newDir, 'policy.wasm'));
+    const file = join(configDir, 'gateway.yaml');
+    const settings = (wasmDir: string) => `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }\npolicy: { wasm: "${join(wasmDir, 'policy.wasm')}" }`;
+    writeFileSync(file, gatewayYaml('a', settings(oldDir)));
+    const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // the check after start
+      const applied: string[] = [];
+      gw.runtime.onReloaded((c) => applied.push(c.policyWasm));
+      // The reload that moves policy.wasm waits for the key set (refetched before it is applied).
+      jwksDelayMs = 800;
+      writeFileSync(file, gatewayYaml('a', settings(newDir)));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(applied).toEqual([]);
+      copyFileSync('wasm/policy.wasm', join(newDir, 'policy.wasm'));
+      jwksDelayMs = 0;
+      const wasm = join(newDir, 'policy.wasm');
+      await until(() => applied.length === 2);
+      // The move, then the rebuild.
+      expect(applied).toEqual([wasm, wasm]);
+    } finally {
+      jwksDelayMs = 0;
       await gw.close();
     }
   });
