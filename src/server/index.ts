@@ -13,6 +13,7 @@ import { serveWorkerAdmin } from './cluster-admin.ts';
 import { buildApp } from './app.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { AuditLog } from './plugins/audit.ts';
+import { readinessOf } from './plugins/health.ts';
 import { dataRevision, mergeReloadable, restartRequiredChanges } from './reload.ts';
 
 export interface RunningGateway {
@@ -381,10 +382,11 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
   let admin: FastifyInstance | undefined;
   let adminUrl: string | undefined;
   if (opts.admin === 'cluster-worker') {
-    serveWorkerAdmin(runtime.metrics.registry, () => {
-      const ready = runtime.holder.ready && !runtime.draining;
-      return { ready, status: ready ? 'ready' : runtime.draining ? 'shutting down' : 'not ready', policyRevision: runtime.holder.info?.revision ?? null, dataRevision: runtime.dataRevision };
-    });
+    serveWorkerAdmin(runtime.metrics.registry, () => ({
+      ...readinessOf(runtime.holder, runtime.draining),
+      policyRevision: runtime.holder.info?.revision ?? null,
+      dataRevision: runtime.dataRevision,
+    }));
   } else if (config.server.adminListen !== undefined) {
     admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining, dataRevision: () => runtime.dataRevision });
     try {

@@ -21,14 +21,19 @@ export async function healthPlugin(app: FastifyInstance, opts: HealthOptions = {
   app.get('/readyz', async (_req, reply) => {
     const holder = opts.holder ?? app.policyHolder;
     const info = holder.info;
-    const draining = opts.draining?.() ?? false;
-    const ready = holder.ready && !draining;
-    return reply.code(ready ? 200 : 503).send({
-      status: ready ? 'ready' : draining ? 'shutting down' : 'not ready',
+    const r = readinessOf(holder, opts.draining?.() ?? false);
+    return reply.code(r.ready ? 200 : 503).send({
+      status: r.status,
       policyRevision: info?.revision ?? null,
       policySource: info?.source ?? null,
       policyActivatedAt: info?.activatedAt.toISOString() ?? null,
       dataRevision: opts.dataRevision?.() ?? null,
     });
   });
+}
+
+/** Ready = a policy can decide and shutdown has not begun (the rule of /readyz, here and for cluster workers). */
+export function readinessOf(holder: PolicyHolder, draining: boolean): { readonly ready: boolean; readonly status: 'ready' | 'shutting down' | 'not ready' } {
+  const ready = holder.ready && !draining;
+  return { ready, status: ready ? 'ready' : draining ? 'shutting down' : 'not ready' };
 }

@@ -28,20 +28,16 @@ export const GRAFANA_CREDENTIAL_HEADERS = ['x-grafana-id', 'x-id-token'];
 
 /** Headers the gateway owns: a client's copy is never forwarded. */
 const OWNED_HEADERS = ['x-scope-orgid', 'x-prom-label-policy'];
-/** Never forwarded: credentials for the gateway, framing we recompute, and hop-by-hop headers (RFC 9110 §7.6.1). */
+/** Connection-scoped headers (RFC 9110 §7.6.1): never relayed in either direction. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+/** Never forwarded: hop-by-hop headers, credentials for the gateway, and framing we recompute. */
 const DROPPED_HEADERS = [
+  ...HOP_BY_HOP,
   'cookie',
   'content-length',
-  'transfer-encoding',
   'expect',
-  'connection',
-  'keep-alive',
   'proxy-authenticate',
   'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'upgrade',
   'host',
   // The gateway forwards its own re-encoding of the form, never the client's bytes.
   'content-encoding',
@@ -111,8 +107,6 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
   return names;
 }
 
-/** Connection-scoped response headers (RFC 9110 §7.6.1): the upstream's, never relayed to the client. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
 /**
