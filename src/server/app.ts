@@ -1,9 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { lokiRoutes } from '../backends/loki.ts';
-import { prometheusRoutes } from '../backends/prometheus.ts';
-import { tempoRoutes } from '../backends/tempo.ts';
-import type { BackendKind, RouteTable } from '../backends/routes.ts';
+import { ROUTE_TABLES } from '../backends/tables.ts';
+import { closeFilterPool } from './filter-offload.ts';
 import type { GatewayConfig } from '../config/load.ts';
 import type { Authenticator } from '../identity/authenticator.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
@@ -24,7 +22,6 @@ import { websocketPlugin } from './plugins/websocket.ts';
 import { httpsOptions } from './tls.ts';
 
 /** Route tables by backend kind. */
-export const ROUTE_TABLES: Record<BackendKind, RouteTable> = { prometheus: prometheusRoutes, loki: lokiRoutes, tempo: tempoRoutes };
 
 export interface AppDeps {
   readonly config: GatewayConfig;
@@ -83,6 +80,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');
   installErrorHandlers(app, undefined);
+  // The thread that filters large answers (server/filter-offload.ts) would keep the process alive.
+  app.addHook('onClose', closeFilterPool);
   // Order matters: the context hook runs first on every request, then limits (shedding before any work).
   await app.register(contextPlugin, { routes: routeIndex(config), ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
   await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, upstreams: config.upstreams, metrics: deps.metrics });

@@ -10,6 +10,7 @@ import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { headerKey } from '../../util/header-name.ts';
+import { filterAnswer, OFFLOAD_MIN_BYTES } from '../filter-offload.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
 import { noteDecision, noteForwardedParams, noteOriginalParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
@@ -87,6 +88,13 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
     stream.on('end', () => resolve(Buffer.concat(chunks)));
     stream.on('error', reject);
   });
+}
+
+/** A signal that fires when the response is closed (answered, or its client went away). */
+function abortedOnClose(res: NodeJS.EventEmitter): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => controller.abort());
+  return controller.signal;
 }
 
 /**
@@ -355,15 +363,17 @@ async function forward(
                 rep.removeHeader('content-encoding');
                 // Errors (non-2xx) pass through as the upstream wrote them; every 2xx answer is filtered.
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
-                let out;
-                try {
-                  out = filter(raw, String(res.headers['content-type'] ?? ''), { policy: decision.selectors, pathParams, lookup });
-                } catch (e) {
-                  return rep.send(new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e }));
-                }
-                const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
-                // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
-                return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
+                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup } };
+                // A large answer waits for the filter thread: dropped there if its client goes away meanwhile.
+                const gone = raw.byteLength >= OFFLOAD_MIN_BYTES ? abortedOnClose(rep.raw) : undefined;
+                return filterAnswer(filter, task, gone).then(
+                  (out) => {
+                    const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
+                    // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
+                    return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
+                  },
+                  (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
+                );
               },
               (e: unknown) => rep.send(new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
             );

@@ -1,0 +1,132 @@
+// Large upstream answers are filtered on a worker thread (src/server/filter-offload.ts): the same
+// result as filtering inline, and the event loop keeps serving other requests meanwhile.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { routeOf } from '../../src/backends/tables.ts';
+import { responseFilterOf } from '../../src/backends/routes.ts';
+import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import { closeFilterPool, filterAnswer, OFFLOAD_MIN_BYTES, type FilterTask } from '../../src/server/filter-offload.ts';
+import { mixedTrace, spanNamesJson, spanNamesProto, traceByIdProto, traceJsonV1, type ResourceSpec } from '../backends/traces-fixtures.ts';
+import { startUpstream, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
+
+const TEAM_A: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
+const utf8 = new TextEncoder();
+
+/** A label-values answer of about `bytes`, every fourth value team-a's. */
+function labelValues(bytes: number): string {
+  const data: string[] = [];
+  for (let i = 0, size = 0; size < bytes; i++) {
+    const v = `${i % 4 === 0 ? 'team-a' : 'team-b'}-ns-${i}`;
+    data.push(v);
+    size += v.length + 3;
+  }
+  return JSON.stringify({ status: 'success', data });
+}
+
+const task = (kind: FilterTask['kind'], endpoint: string, body: Uint8Array, contentType: string, policy: SelectorPolicy, pathParams: Record<string, string> = {}): FilterTask => ({
+  kind,
+  endpoint,
+  raw: body,
+  contentType,
+  ctx: { policy, pathParams },
+});
+
+afterAll(() => closeFilterPool());
+
+describe('filterAnswer', () => {
+  it('filters a large answer on the thread exactly as inline', async () => {
+    const filter = responseFilterOf(routeOf('prometheus', 'label_values')!)!;
+    const raw = utf8.encode(labelValues(2 * OFFLOAD_MIN_BYTES));
+    const inline = filter(raw, 'application/json', { policy: TEAM_A, pathParams: { name: 'namespace' } });
+    // The bytes are transferred to the thread: hand it a copy.
+    const offloaded = await filterAnswer(filter, task('prometheus', 'label_values', raw.slice(), 'application/json', TEAM_A, { name: 'namespace' }));
+    expect(offloaded).toEqual(inline);
+    const values = (JSON.parse(String(offloaded.body)) as { data: string[] }).data;
+    expect(values.length).toBeGreaterThan(10_000);
+    expect(values.every((v) => v.startsWith('team-a-'))).toBe(true);
+  });
+
+  it('filters large traces (JSON and protobuf) on the thread exactly as inline', async () => {
+    const policy: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]];
+    // The mixed trace, repeated until it is large: team-a's spans kept, team-b's removed.
+    const big: ResourceSpec[] = Array.from({ length: 1000 }, () => mixedTrace).flat();
+    const json = utf8.encode(JSON.stringify(traceJsonV1(big)));
+    const proto = traceByIdProto(big);
+    expect(json.byteLength).toBeGreaterThan(OFFLOAD_MIN_BYTES);
+    for (const [endpoint, body, type] of [
+      ['trace_by_id', json, 'application/json'],
+      ['trace_by_id_v2', proto, 'application/protobuf'],
+    ] as const) {
+      if (body.byteLength < OFFLOAD_MIN_BYTES) continue;
+      const filter = responseFilterOf(routeOf('tempo', endpoint)!)!;
+      const inline = filter(body, type, { policy, pathParams: {} });
+      const offloaded = await filterAnswer(filter, task('tempo', endpoint, body.slice(), type, policy));
+      expect(offloaded.status).toBe(inline.status);
+      if (type === 'application/json') expect(spanNamesJson(JSON.parse(String(offloaded.body)))).toEqual(spanNamesJson(JSON.parse(String(inline.body))));
+      else expect(spanNamesProto(offloaded.body as Uint8Array, true)).toEqual(spanNamesProto(inline.body as Uint8Array, true));
+    }
+  });
+
+  it('filters small answers inline, and fails closed when the thread cannot filter', async () => {
+    const filter = responseFilterOf(routeOf('prometheus', 'label_values')!)!;
+    const small = utf8.encode(labelValues(1000));
+    const r = await filterAnswer(filter, task('prometheus', 'label_values', small, 'application/json', TEAM_A, { name: 'namespace' }));
+    expect(small.byteLength).toBeGreaterThan(0); // not transferred: still readable
+    expect((JSON.parse(String(r.body)) as { data: string[] }).data.every((v) => v.startsWith('team-a-'))).toBe(true);
+    // Not JSON: the thread's filter throws, and so does the call (the gateway answers 502).
+    const junk = new Uint8Array(OFFLOAD_MIN_BYTES).fill(0x7b);
+    await expect(filterAnswer(filter, task('prometheus', 'label_values', junk, 'application/json', TEAM_A, { name: 'namespace' }))).rejects.toThrow();
+    // A route that has no filter: refused on the thread, never answered unfiltered.
+    await expect(filterAnswer(filter, task('prometheus', 'query', new Uint8Array(OFFLOAD_MIN_BYTES), 'application/json', TEAM_A))).rejects.toThrow(/no response filter/);
+  });
+
+  it('refuses more waiting answers than it may hold (503 overloaded), and answers the rest', async () => {
+    const filter = responseFilterOf(routeOf('prometheus', 'label_values')!)!;
+    const raw = utf8.encode(labelValues(2 * OFFLOAD_MIN_BYTES));
+    const results = await Promise.allSettled(
+      Array.from({ length: 14 }, () => filterAnswer(filter, task('prometheus', 'label_values', raw.slice(), 'application/json', TEAM_A, { name: 'namespace' }))),
+    );
+    const refused = results.filter((r) => r.status === 'rejected');
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'overloaded', status: 503 });
+    expect(results.filter((r) => r.status === 'fulfilled').length).toBeGreaterThanOrEqual(8);
+  });
+});
+
+describe('a large filtered answer in the gateway', () => {
+  let up: Upstream;
+  let t: TestApp;
+  beforeAll(async () => {
+    up = await startUpstream();
+    // ≈ 24 MB: seconds of filtering; the other request asks for a small answer.
+    const big = labelValues(24 * 1024 * 1024);
+    up.answer = (path) => (path === '/api/v1/label/namespace/values' ? [200, big] : undefined);
+    t = await testApp(testConfig(up.url));
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+  });
+  afterAll(async () => {
+    await t?.app.close();
+    await up?.close();
+  });
+
+  it('does not hold other requests while it is filtered', async () => {
+    const base = `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}/prometheus`;
+    const auth = { authorization: 'Bearer alice' };
+    const finished: string[] = [];
+    const large = fetch(`${base}/api/v1/label/namespace/values`, { headers: auth }).then(async (r) => {
+      finished.push('large');
+      return { status: r.status, body: (await r.json()) as { data: string[] } };
+    });
+    // Once the large answer has arrived and is being filtered, a small request.
+    const deadline = Date.now() + 10_000;
+    while (up.requests.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 150));
+    const small = await fetch(`${base}/api/v1/query?query=up`, { headers: auth });
+    finished.push('small');
+    expect(small.status).toBe(200);
+    const l = await large;
+    expect(l.status).toBe(200);
+    expect(l.body.data.length).toBeGreaterThan(100_000);
+    expect(l.body.data.every((v) => v.startsWith('team-a-'))).toBe(true);
+    expect(finished).toEqual(['small', 'large']);
+  }, 60_000);
+});
