@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ROUTE_TABLES } from '../backends/tables.ts';
-import { closeFilterPool } from './filter-offload.ts';
+import { assertFilterWorker, closeFilterPool } from './filter-offload.ts';
 import type { GatewayConfig } from '../config/load.ts';
 import type { Authenticator } from '../identity/authenticator.ts';
 import type { PolicyEngine } from '../policy/engine.ts';
@@ -80,7 +80,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');
   installErrorHandlers(app, undefined);
-  // The thread that filters large answers (server/filter-offload.ts) would keep the process alive.
+  // The thread that filters large answers (server/filter-offload.ts): its module must be there, and
+  // a running thread would keep the process alive after close.
+  assertFilterWorker();
   app.addHook('onClose', closeFilterPool);
   // Order matters: the context hook runs first on every request, then limits (shedding before any work).
   await app.register(contextPlugin, { routes: routeIndex(config), ...(deps.draining === undefined ? {} : { draining: deps.draining }) });

@@ -8,7 +8,14 @@
  * filtering it. One thread per process, created on first use and ended when
  * idle; at most MAX_QUEUED answers wait for it (each holds its bytes), beyond
  * that the request is refused with 503 (`overloaded`).
+ *
+ * A task, once queued, runs to its end even if its client went away: piscina
+ * cancels a running task by ending its thread, which stalled the answers
+ * queued behind it. A thread that fails outside a task (it cannot start)
+ * rejects every waiting answer (→ 502) and the next large answer starts a new one.
  */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { BackendKind, FilterContext, RawFilteredResponse, RawResponseFilter } from '../backends/routes.ts';
 import { GatewayError } from '../errors.ts';
@@ -29,32 +36,62 @@ export interface FilterTask {
   readonly ctx: FilterContext;
 }
 
-let pool: Piscina<FilterTask, RawFilteredResponse> | undefined;
+/** The worker module: a sibling of this one, as .ts (Node strips types) or compiled to dist/ as .js. */
+export const FILTER_WORKER = new URL(import.meta.url.endsWith('.ts') ? './filter-worker.ts' : './filter-worker.js', import.meta.url);
 
-function filterPool(): Piscina<FilterTask, RawFilteredResponse> {
-  // The sources run as .ts (Node strips types) or compiled to dist/ as .js: the worker is the sibling of this module.
-  const worker = new URL(import.meta.url.endsWith('.ts') ? './filter-worker.ts' : './filter-worker.js', import.meta.url);
-  return (pool ??= new Piscina({ filename: worker.href, minThreads: 0, maxThreads: 1, maxQueue: MAX_QUEUED, idleTimeout: IDLE_MS }));
+/** Fails the start of a deployment that lacks the worker module, rather than its first large answer. */
+export function assertFilterWorker(worker: URL = FILTER_WORKER): void {
+  if (!existsSync(fileURLToPath(worker))) throw new Error(`the response filter thread's module is missing: ${fileURLToPath(worker)}`);
 }
 
-/**
- * The route's filter applied to an answer: inline when small, else on the
- * filter thread (`raw` is then transferred: the caller must not use it after).
- * `signal` drops a queued answer whose client went away.
- */
-export async function filterAnswer(filter: RawResponseFilter, task: FilterTask, signal?: AbortSignal): Promise<RawFilteredResponse> {
+/** The filter thread: a piscina pool of one, re-created after a failure. */
+export class FilterThread {
+  readonly #worker: URL;
+  #pool: Piscina<FilterTask, RawFilteredResponse> | undefined;
+
+  constructor(worker: URL = FILTER_WORKER) {
+    this.#worker = worker;
+  }
+
+  #current(): Piscina<FilterTask, RawFilteredResponse> {
+    if (this.#pool !== undefined) return this.#pool;
+    const pool = new Piscina<FilterTask, RawFilteredResponse>({ filename: this.#worker.href, minThreads: 0, maxThreads: 1, maxQueue: MAX_QUEUED, idleTimeout: IDLE_MS });
+    // A failure outside a task (the thread cannot start): the waiting answers are rejected, the next one starts afresh.
+    pool.on('error', () => {
+      if (this.#pool === pool) this.#pool = undefined;
+      void pool.destroy().catch(() => undefined);
+    });
+    return (this.#pool = pool);
+  }
+
+  /** Filters on the thread; `task.raw` is transferred when it owns its whole buffer (the caller must not use it after). */
+  async run(task: FilterTask): Promise<RawFilteredResponse> {
+    const pool = this.#current();
+    if (pool.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being filtered; retry');
+    const { raw } = task;
+    // Buffer.concat of a large answer owns its buffer; anything else is copied.
+    const transferList = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer ? [raw.buffer] : [];
+    return pool.run(task, { transferList });
+  }
+
+  async close(): Promise<void> {
+    const pool = this.#pool;
+    this.#pool = undefined;
+    await pool?.destroy();
+  }
+}
+
+let shared: FilterThread | undefined;
+
+/** The route's filter applied to an answer: inline when small, else on the process's filter thread. */
+export async function filterAnswer(filter: RawResponseFilter, task: FilterTask): Promise<RawFilteredResponse> {
   if (task.raw.byteLength < OFFLOAD_MIN_BYTES) return filter(task.raw, task.contentType, task.ctx);
-  const p = filterPool();
-  if (p.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being filtered; retry');
-  const { raw } = task;
-  // Transfer the bytes when the view owns its whole buffer (Buffer.concat of a large answer does), else they are copied.
-  const transferList = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer ? [raw.buffer] : [];
-  return p.run(task, { transferList, ...(signal === undefined ? {} : { signal }) });
+  return (shared ??= new FilterThread()).run(task);
 }
 
 /** Ends the filter thread (at shutdown); a later large answer starts a new one. */
 export async function closeFilterPool(): Promise<void> {
-  const p = pool;
-  pool = undefined;
-  await p?.destroy();
+  const thread = shared;
+  shared = undefined;
+  await thread?.close();
 }

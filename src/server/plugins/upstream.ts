@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { finished } from 'node:stream';
 import replyFrom from '@fastify/reply-from';
 import { Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -10,7 +11,7 @@ import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { headerKey } from '../../util/header-name.ts';
-import { filterAnswer, OFFLOAD_MIN_BYTES } from '../filter-offload.ts';
+import { filterAnswer } from '../filter-offload.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
 import { noteDecision, noteForwardedParams, noteOriginalParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
@@ -85,16 +86,10 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
       }
       chunks.push(c);
     });
-    stream.on('end', () => resolve(Buffer.concat(chunks)));
-    stream.on('error', reject);
+    // The end, an error, or a close before the end (the upstream request was destroyed because the
+    // client went away): 'end' and 'error' alone left the request pending forever in the last case.
+    finished(stream, (err) => (err ? reject(err) : resolve(Buffer.concat(chunks))));
   });
-}
-
-/** A signal that fires when the response is closed (answered, or its client went away). */
-function abortedOnClose(res: NodeJS.EventEmitter): AbortSignal {
-  const controller = new AbortController();
-  res.once('close', () => controller.abort());
-  return controller.signal;
 }
 
 /**
@@ -364,9 +359,7 @@ async function forward(
                 // Errors (non-2xx) pass through as the upstream wrote them; every 2xx answer is filtered.
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
                 const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup } };
-                // A large answer waits for the filter thread: dropped there if its client goes away meanwhile.
-                const gone = raw.byteLength >= OFFLOAD_MIN_BYTES ? abortedOnClose(rep.raw) : undefined;
-                return filterAnswer(filter, task, gone).then(
+                return filterAnswer(filter, task).then(
                   (out) => {
                     const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
                     // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
