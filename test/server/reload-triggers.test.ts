@@ -106,17 +106,23 @@ describe('reload requests', () => {
   });
 });
 
+/** A watching gateway whose config (in its own directory) points policy.wasm at old/; new/ holds a copy too. */
+async function gatewayWithWasmDirs() {
+  const root = mkdtempSync(join(tmpdir(), 'lbac-reload-watch-'));
+  const [configDir, oldDir, newDir] = ['config', 'old', 'new'].map((d) => join(root, d)) as [string, string, string];
+  for (const d of [configDir, oldDir, newDir]) mkdirSync(d);
+  copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));
+  copyFileSync('wasm/policy.wasm', join(newDir, 'policy.wasm'));
+  const file = join(configDir, 'gateway.yaml');
+  const settings = (wasmDir: string) => `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }\npolicy: { wasm: "${join(wasmDir, 'policy.wasm')}" }`;
+  writeFileSync(file, gatewayYaml('a', settings(oldDir)));
+  const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
+  return { gw, file, oldDir, newDir, settings };
+}
+
 describe('file watch', () => {
   it('follows policy.wasm to the path a reload points it to', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'lbac-reload-watch-'));
-    const [configDir, oldDir, newDir] = ['config', 'old', 'new'].map((d) => join(root, d)) as [string, string, string];
-    for (const d of [configDir, oldDir, newDir]) mkdirSync(d);
-    copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));
-    copyFileSync('wasm/policy.wasm', join(newDir, 'policy.wasm'));
-    const file = join(configDir, 'gateway.yaml');
-    const settings = (wasmDir: string) => `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }\npolicy: { wasm: "${join(wasmDir, 'policy.wasm')}" }`;
-    writeFileSync(file, gatewayYaml('a', settings(oldDir)));
-    const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
+    const { gw, file, oldDir, newDir, settings } = await gatewayWithWasmDirs();
     try {
       await new Promise((r) => setTimeout(r, 100)); // the check after start
       let applied = 0;
@@ -143,15 +149,7 @@ describe('file watch', () => {
   });
 
   it('sees a rebuild of the new policy.wasm made while the reload that moved it is still running', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'lbac-reload-watch-'));
-    const [configDir, oldDir, newDir] = ['config', 'old', 'new'].map((d) => join(root, d)) as [string, string, string];
-    for (const d of [configDir, oldDir, newDir]) mkdirSync(d);
-    copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));
-    copyFileSync('wasm/policy.wasm', join(newDir, 'policy.wasm'));
-    const file = join(configDir, 'gateway.yaml');
-    const settings = (wasmDir: string) => `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }\npolicy: { wasm: "${join(wasmDir, 'policy.wasm')}" }`;
-    writeFileSync(file, gatewayYaml('a', settings(oldDir)));
-    const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
+    const { gw, file, oldDir, newDir, settings } = await gatewayWithWasmDirs();
     try {
       await new Promise((r) => setTimeout(r, 100)); // the check after start
       const applied: string[] = [];
