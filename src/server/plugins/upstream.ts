@@ -86,8 +86,7 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
       }
       chunks.push(c);
     });
-    // The end, an error, or a close before the end (the upstream request was destroyed because the
-    // client went away): 'end' and 'error' alone left the request pending forever in the last case.
+    // Settles on the end, an error, or a close before the end (a destroyed stream need not emit 'error').
     finished(stream, (err) => (err ? reject(err) : resolve(Buffer.concat(chunks))));
   });
 }
