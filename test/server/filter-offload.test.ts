@@ -121,8 +121,8 @@ describe('a large filtered answer in the gateway', () => {
     await t.app.listen({ port: 0, host: '127.0.0.1' });
   });
   afterAll(async () => {
-    // After a client aborted mid-answer one keep-alive connection stays open past app.close()
-    // (also before the filter thread existed; see the session note): close it here.
+    // The aborted fetch leaves the client's pool with a connection that never sent a request;
+    // Node's server.close() waits for such a connection until its headers timeout: close it here.
     t?.app.server.closeAllConnections();
     await t?.app.close();
     await up?.close();
