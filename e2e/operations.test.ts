@@ -3,7 +3,7 @@
 // (SIGHUP and file watch, good and bad configs) and graceful shutdown.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -210,6 +210,27 @@ describe('graceful shutdown', () => {
       expect(Date.now() - answeredAt).toBeLessThan(1500);
       expect(gw.tail(20)).toContain('shutting down');
     } finally {
+      await gw.stop();
+    }
+  });
+
+  it('a connection that never sent a request does not hold the stop (a preconnect, a TCP probe)', async () => {
+    const gw = await startGateway({ config: gatewayConfig({ namespace: '~team-a-.*' }) });
+    const u = new URL(gw.url);
+    const silent = connect(Number(u.port), u.hostname);
+    try {
+      await new Promise((r) => silent.once('connect', r));
+      const closed = new Promise((r) => silent.once('close', r));
+      const started = Date.now();
+      process.kill(gw.pid, 'SIGTERM');
+      const exit = await gw.exited;
+      // Before: the stop waited for it until shutdownTimeoutMs (30 s), then exited 1
+      // ("shutdown did not finish in time; exiting with requests still in flight").
+      expect(exit.code, gw.tail(5)).toBe(0);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      await closed;
+    } finally {
+      silent.destroy();
       await gw.stop();
     }
   });

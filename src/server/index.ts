@@ -1,4 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
@@ -347,6 +349,17 @@ class ReloadWatch {
   }
 }
 
+/** The server's connections that have not sent a request yet (TLS: once the handshake is done). */
+function unusedConnections(server: Server, tls: boolean): ReadonlySet<Socket> {
+  const unused = new Set<Socket>();
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    unused.add(socket);
+    socket.once('close', () => unused.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage) => unused.delete(req.socket));
+  return unused;
+}
+
 export interface StartOptions {
   /**
    * 'own': this process serves `server.adminListen` (a single process).
@@ -378,6 +391,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     released?.cancel();
     if (!runtime.holder.ready) logger.warn('cluster worker: no other worker listens; accepting connections without a policy (503 until a bundle arrives)');
   }
+  // Tracked from before listening, so no connection is missed.
+  const unused = unusedConnections(app.server, config.server.tls !== undefined);
   const url = await app.listen(splitHostPort(config.server.listen));
   let admin: FastifyInstance | undefined;
   let adminUrl: string | undefined;
@@ -436,6 +451,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
         await admin?.close();
         return true as const;
       });
+      // Connections that never sent a request (a browser's preconnect, a TCP probe that stays): nothing
+      // to drain on them. Node's closeIdleConnections leaves them open until their headers timeout, so
+      // every stop would wait the whole shutdownTimeoutMs and report requests still in flight.
+      for (const socket of unused) socket.destroy();
       const ok = await Promise.race([done, timedOut]);
       clearTimeout(timer);
       return ok;
