@@ -356,7 +356,12 @@ function unusedConnections(server: Server, tls: boolean): ReadonlySet<Socket> {
     unused.add(socket);
     socket.once('close', () => unused.delete(socket));
   });
-  server.on('request', (req: IncomingMessage) => unused.delete(req.socket));
+  const used = (req: IncomingMessage): boolean => unused.delete(req.socket);
+  server.on('request', used);
+  // A WebSocket upgrade (Loki tail) is routed without a 'request' event; the websocket plugin closes
+  // those sockets itself (1001). Only with that plugin: an 'upgrade' listener makes Node hand every
+  // upgrade request to listeners, and a gateway without one must keep answering them as requests.
+  if (server.listenerCount('upgrade') > 0) server.on('upgrade', used);
   return unused;
 }
 
