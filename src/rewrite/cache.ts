@@ -97,15 +97,24 @@ export class RewriteCache {
   /**
    * The cached selectors of one `match[]` parameter (`undefined`: the
    * selectors that stand for no parameter) under a prepared policy and
-   * limits, else `rewrite()` (which verifies each selector), stored.
+   * limits; on a miss, what `build` adds, each selector kept once and only
+   * after `verify` accepted it, stored.
    */
-  throughSelectors(policyKey: string, limits: RewriteLimits, param: string | undefined, rewrite: () => readonly string[]): readonly string[] {
+  throughSelectors(
+    policyKey: string,
+    limits: RewriteLimits,
+    param: string | undefined,
+    verify: (selector: string) => void,
+    build: (add: (selector: string) => void) => void,
+  ): readonly string[] {
     const key = `${param === undefined ? 'n' : 'm'}\u0000${policyKey}\u0000${limits.maxQueryLength}\u0000${limits.maxDepth}\u0000${param ?? ''}`;
     const hit = this.get(key);
     if (hit !== undefined && typeof hit !== 'string') return hit;
-    const out = Object.freeze([...rewrite()]);
-    this.set(key, out);
-    return out;
+    const out = new VerifiedSelectors(verify);
+    build((selector) => out.add(selector));
+    const list = Object.freeze(out.list);
+    this.set(key, list);
+    return list;
   }
 }
 
@@ -127,10 +136,10 @@ export function unionOfSelectors(lists: Iterable<readonly string[]>): string[] {
 }
 
 /**
- * Selectors for a `match[]`-style parameter list: each kept once, in order,
- * and only after `verify` accepted it.
+ * Selectors for a `match[]`-style parameter: each kept once, in order, and
+ * only after `verify` accepted it.
  */
-export class VerifiedSelectors {
+class VerifiedSelectors {
   readonly list: string[] = [];
   readonly #seen = new Set<string>();
   readonly #verify: (selector: string) => void;

@@ -62,7 +62,7 @@ import {
   parser,
 } from '@grafana/lezer-logql';
 import { QueryError } from '../errors.ts';
-import { RewriteCache, registerRewriteCache, unionOfSelectors, VerifiedSelectors } from './cache.ts';
+import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
@@ -933,36 +933,30 @@ export const logqlRewriter: QueryRewriter = {
  */
 export function rewriteLogQLSelectors(matchParams: readonly string[], policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
   const p = preparePolicy(policy);
-  const verified = (build: (add: (s: string) => void) => void): readonly string[] => {
-    const out = new VerifiedSelectors((s) => verifyPrepared(s, p));
-    build((s) => out.add(s));
-    return out.list;
-  };
+  const verify = (s: string): void => verifyPrepared(s, p);
   if (matchParams.length === 0) {
-    return [...cache.throughSelectors(p.key, limits, undefined, () => verified((add) => p.groups.forEach((g) => add(`{${g.texts.join(SEP)}}`))))];
+    return [...cache.throughSelectors(p.key, limits, undefined, verify, (add) => p.groups.forEach((g) => add(`{${g.texts.join(SEP)}}`)))];
   }
   const prefix = 'invalid parameter "match[]": ';
   const lists = matchParams.map((param) => {
     if (typeof param !== 'string') throw new QueryError(LANG, `${prefix}must be a string`, 'bad_query');
     checkLength(param, limits);
-    return cache.throughSelectors(p.key, limits, param, () =>
-      verified((add) => {
-        const a = analyze({ text: param, prefix, posOffset: 0 }, { limits, validate: true });
-        const sel = a.selectors[0];
-        if (sel === undefined || a.selectors.length !== 1 || hasNode(a.tree, PipelineExpr) || hasNode(a.tree, MetricExpr)) {
-          throw new QueryError(LANG, `${prefix}must be a single stream selector, e.g. {app="api"}`, 'bad_query');
-        }
-        let groups: readonly PreparedGroup[];
-        const own = p.alternatives.find((g) => g.matchers.every((m) => carries(sel.items, m)));
-        if (own !== undefined) groups = [own];
-        else if (p.groups.length === 1) groups = p.groups;
-        else {
-          const alive = p.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
-          groups = alive.length === 0 ? [p.alternatives[0] as PreparedGroup] : alive;
-        }
-        for (const g of groups) add(param.slice(0, sel.from) + renderSelector(param, sel, g) + param.slice(sel.to));
-      }),
-    );
+    return cache.throughSelectors(p.key, limits, param, verify, (add) => {
+      const a = analyze({ text: param, prefix, posOffset: 0 }, { limits, validate: true });
+      const sel = a.selectors[0];
+      if (sel === undefined || a.selectors.length !== 1 || hasNode(a.tree, PipelineExpr) || hasNode(a.tree, MetricExpr)) {
+        throw new QueryError(LANG, `${prefix}must be a single stream selector, e.g. {app="api"}`, 'bad_query');
+      }
+      let groups: readonly PreparedGroup[];
+      const own = p.alternatives.find((g) => g.matchers.every((m) => carries(sel.items, m)));
+      if (own !== undefined) groups = [own];
+      else if (p.groups.length === 1) groups = p.groups;
+      else {
+        const alive = p.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
+        groups = alive.length === 0 ? [p.alternatives[0] as PreparedGroup] : alive;
+      }
+      for (const g of groups) add(param.slice(0, sel.from) + renderSelector(param, sel, g) + param.slice(sel.to));
+    });
   });
   return unionOfSelectors(lists);
 }

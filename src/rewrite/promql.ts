@@ -45,7 +45,7 @@ import {
   parser,
 } from '@prometheus-io/lezer-promql';
 import { QueryError } from '../errors.ts';
-import { RewriteCache, registerRewriteCache, unionOfSelectors, VerifiedSelectors } from './cache.ts';
+import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
@@ -925,38 +925,32 @@ export const promqlRewriter: QueryRewriter = {
  */
 export function rewriteSeriesSelectors(matchParams: readonly string[], policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
   const p = preparePolicy(policy);
-  const verified = (build: (add: (s: string) => void) => void): readonly string[] => {
-    const out = new VerifiedSelectors((s) => verifyPrepared(s, p, null));
-    build((s) => out.add(s));
-    return out.list;
-  };
+  const verify = (s: string): void => verifyPrepared(s, p, null);
   if (matchParams.length === 0) {
-    return [...cache.throughSelectors(p.key, limits, undefined, () => verified((add) => p.groups.forEach((g) => add(`{${g.texts.join(',')}}`))))];
+    return [...cache.throughSelectors(p.key, limits, undefined, verify, (add) => p.groups.forEach((g) => add(`{${g.texts.join(',')}}`)))];
   }
   const prefix = 'invalid parameter "match[]": ';
   const lists = matchParams.map((param) => {
     if (typeof param !== 'string') throw new QueryError(LANG, `${prefix}must be a string`, 'bad_query');
     checkLength(param, limits);
-    return cache.throughSelectors(p.key, limits, param, () =>
-      verified((add) => {
-        const a = analyze(param, { limits, needNodes: false, posOffset: 0, prefix });
-        const top = a.tree.topNode;
-        const exprs = exprArgs(top);
-        const only = exprs[0];
-        if (exprs.length !== 1 || only === undefined || only.type.id !== VectorSelector) {
-          throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
-        }
-        const sel = a.selectors[0];
-        if (sel === undefined || a.selectors.length !== 1) {
-          throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
-        }
-        if (matchesOnlyEmpty(sel)) {
-          // Prometheus' own wording for match[] (web/api/v1: parseMatchersParam).
-          throw new QueryError(LANG, `${prefix}match[] must contain at least one non-empty matcher`, 'bad_query');
-        }
-        for (const g of p.groups) add(a.text.slice(0, sel.from) + renderSelector(a.text, sel, g) + a.text.slice(sel.to));
-      }),
-    );
+    return cache.throughSelectors(p.key, limits, param, verify, (add) => {
+      const a = analyze(param, { limits, needNodes: false, posOffset: 0, prefix });
+      const top = a.tree.topNode;
+      const exprs = exprArgs(top);
+      const only = exprs[0];
+      if (exprs.length !== 1 || only === undefined || only.type.id !== VectorSelector) {
+        throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
+      }
+      const sel = a.selectors[0];
+      if (sel === undefined || a.selectors.length !== 1) {
+        throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
+      }
+      if (matchesOnlyEmpty(sel)) {
+        // Prometheus' own wording for match[] (web/api/v1: parseMatchersParam).
+        throw new QueryError(LANG, `${prefix}match[] must contain at least one non-empty matcher`, 'bad_query');
+      }
+      for (const g of p.groups) add(a.text.slice(0, sel.from) + renderSelector(a.text, sel, g) + a.text.slice(sel.to));
+    });
   });
   return unionOfSelectors(lists);
 }
