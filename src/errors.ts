@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'upstream_error'
   | 'upstream_timeout'
   | 'overloaded' // load shedding or a per-upstream concurrency limit (503 + Retry-After)
+  | 'client_closed' // the client went away before the answer was complete (recorded as 499, nginx's "client closed request")
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -41,6 +42,7 @@ const STATUS: Record<ErrorCode, number> = {
   upstream_error: 502,
   upstream_timeout: 504,
   overloaded: 503,
+  client_closed: 499,
   internal: 500,
 };
 

@@ -63,6 +63,8 @@ export const METADATA_LOOKBACK_SECONDS = 3600;
  */
 const visibleMetricNames: LookupSpec = {
   path: '/api/v1/label/__name__/values',
+  // A metric whose first series appeared in the last half minute may lack its metadata that long.
+  maxAgeMs: 30_000,
   params: (policy, now) => {
     const p = new URLSearchParams();
     for (const m of rewriteSeriesSelectors([], policy)) p.append('match[]', m);

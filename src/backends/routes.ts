@@ -78,6 +78,12 @@ export interface LookupSpec {
   readonly path: string;
   /** `nowSeconds`: the request's time, so the parameters stay a pure function. */
   readonly params: (policy: SelectorPolicy, nowSeconds: number) => URLSearchParams;
+  /**
+   * How long an answer may be reused by requests under the same policy and
+   * tenant headers (src/server/lookup-cache.ts); absent: asked per request.
+   * Never reused for upstreams that get the client's Authorization.
+   */
+  readonly maxAgeMs?: number;
 }
 
 /** What response filters get besides the answer. */

@@ -37,6 +37,15 @@ export interface LbacRequestState {
   route?: { readonly upstream: string; readonly endpoint: string };
   /** Outcome of authentication, when it ran. */
   identity?: 'accepted' | 'rejected' | 'unavailable';
+  /**
+   * The client went away before the answer was complete: the request was
+   * recorded (audit, metrics) at that moment, and nothing more is forwarded.
+   */
+  clientClosed?: boolean;
+  /** The answer was sent whole (onResponse ran; a response's 'close' after that is not the client leaving). */
+  answered?: boolean;
+  /** Cancels the forwarded request's upstream request (src/server/upstream-dispatcher.ts). */
+  cancelUpstream?: { fire(): void };
 }
 
 declare module 'fastify' {

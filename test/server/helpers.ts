@@ -3,7 +3,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { parseConfig, type GatewayConfig } from '../../src/config/load.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 import { InvalidTokenError } from '../../src/identity/jwt.ts';
@@ -95,16 +95,16 @@ export interface TestApp {
   holder: PolicyHolder;
 }
 
-export async function testApp(config: GatewayConfig, opts: { metrics?: GatewayMetrics } = {}): Promise<TestApp> {
+export async function testApp(config: GatewayConfig, opts: { metrics?: GatewayMetrics; logger?: Logger; identity?: IdentitySource } = {}): Promise<TestApp> {
   const audit: Record<string, unknown>[] = [];
   const engine = await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
   const holder = new PolicyHolder(engine, 'test');
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: false });
   const app = await buildApp({
     config,
-    authenticator: new Authenticator([fakeSource]),
+    authenticator: new Authenticator([opts.identity ?? fakeSource]),
     engine: holder,
-    logger: pino({ level: 'silent' }),
+    logger: opts.logger ?? pino({ level: 'silent' }),
     metrics,
     auditLog: new AuditLog((line) => audit.push(JSON.parse(line) as Record<string, unknown>)),
     dataRevision: () => dataRevision(config),

@@ -1,16 +1,22 @@
 // /api/v1/metadata: the gateway first asks the upstream which metric names the
 // policy can see (an enforced label-values lookup with the request's tenant
 // header), then filters the metadata answer to those names.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { filterMetadata } from '../../src/backends/filters.ts';
 import { METADATA_LOOKBACK_SECONDS } from '../../src/backends/prometheus.ts';
-import { startUpstream, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import { startUpstream, SUBJECTS, TEST_IDENTITY_AND_TEAMS, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
 
 const METADATA = { status: 'success', data: { a_total: [{ type: 'counter', help: 'A', unit: '' }], b_total: [{ type: 'gauge', help: 'B', unit: '' }] } };
 
 let up: Upstream;
 let t: TestApp;
 let lookupStatus = 200;
+
+// A second member of team-a, and bob of team-b (another policy and tenant).
+SUBJECTS['alice2'] = { ...SUBJECTS['alice']!, sub: 'u-alice2', username: 'alice2' };
+SUBJECTS['bob'] = { sub: 'u-bob', username: 'bob', groups: ['team-b'], roles: [], auth: 'fake', claims: {} };
+const TEAM_B = `  team-b: { groups: [team-b], selectors: [{ namespace: team-b }], headers: { X-Scope-OrgID: tenant-b } }\n`;
 
 beforeAll(async () => {
   up = await startUpstream();
@@ -20,15 +26,19 @@ beforeAll(async () => {
       : path === '/api/v1/metadata'
         ? [200, JSON.stringify(METADATA)]
         : undefined;
-  t = await testApp(testConfig(up.url));
 });
 afterAll(async () => {
-  await t?.app.close();
   await up?.close();
 });
-beforeEach(() => {
+// A new gateway per test: lookup answers are kept per gateway (below).
+beforeEach(async () => {
   up.requests.splice(0);
+  up.delayMs = 0;
   lookupStatus = 200;
+  t = await testApp(testConfig(up.url, TEAM_B));
+});
+afterEach(async () => {
+  await t?.app.close();
 });
 
 const get = (who: string, query = '') => t.app.inject({ url: `/prometheus/api/v1/metadata${query}`, headers: { authorization: `Bearer ${who}`, 'x-scope-orgid': 'spoofed' } });
@@ -72,5 +82,58 @@ describe('/api/v1/metadata', () => {
     expect(filterMetadata(METADATA, { ...ctx, lookup: { status: 'error' } })).toEqual({ status: 'success', data: {} });
     expect(filterMetadata(METADATA, { ...ctx, lookup: { status: 'success', data: 'a_total' } })).toEqual({ status: 'success', data: {} });
     expect(filterMetadata({ status: 'error' }, { ...ctx, lookup: { status: 'success', data: ['a_total'] } })).toEqual({ status: 'success', data: {} });
+  });
+});
+
+describe('/api/v1/metadata: lookup answers are reused for 30 s per policy and tenant', () => {
+  const lookups = () => up.requests.filter((r) => r.path === '/api/v1/label/__name__/values');
+
+  it('a second request under the same policy and tenant (another user) reuses the lookup', async () => {
+    const first = await get('alice');
+    const second = await get('alice2');
+    expect(second.statusCode).toBe(200);
+    expect(JSON.parse(second.body)).toEqual(JSON.parse(first.body));
+    expect(JSON.parse(second.body)).toEqual({ status: 'success', data: { a_total: METADATA.data.a_total } });
+    expect(lookups()).toHaveLength(1);
+    expect(up.requests.filter((r) => r.path === '/api/v1/metadata')).toHaveLength(2);
+  });
+
+  it('another policy and tenant asks for its own', async () => {
+    await get('alice');
+    await get('bob');
+    expect(lookups().map((r) => [r.params.getAll('match[]'), r.headers['x-scope-orgid']])).toEqual([
+      [['{namespace=~"team-a-.*"}'], 'tenant-a'],
+      [['{namespace="team-b"}'], 'tenant-b'],
+    ]);
+  });
+
+  it('requests at the same time share one lookup', async () => {
+    up.delayMs = 50;
+    // Two: the test upstream's maxConcurrent.
+    const rs = await Promise.all(['alice', 'alice2'].map((who) => get(who)));
+    expect(rs.map((r) => r.statusCode)).toEqual([200, 200]);
+    expect(lookups()).toHaveLength(1);
+  });
+
+  it('a failed lookup is not kept: the next request asks again', async () => {
+    lookupStatus = 500;
+    expect((await get('alice')).statusCode).toBe(502);
+    lookupStatus = 200;
+    const r = await get('alice');
+    expect(r.statusCode).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ status: 'success', data: { a_total: METADATA.data.a_total } });
+    expect(lookups()).toHaveLength(2);
+  });
+
+  it('an upstream that gets the client\'s Authorization is asked every time (it may answer per user)', async () => {
+    await t.app.close();
+    const config = parseConfig(
+      `server:\n  loadShedding: { enabled: false }\nupstreams:\n  - { name: metrics, kind: prometheus, url: "${up.url}", mount: /prometheus, forwardAuthorization: true }\n${TEST_IDENTITY_AND_TEAMS}`,
+      { env: {} },
+    );
+    t = await testApp(config);
+    await get('alice');
+    await get('alice');
+    expect(lookups().map((r) => r.headers['authorization'])).toEqual(['Bearer alice', 'Bearer alice']);
   });
 });

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
 import { auditLine, authorizationSchemeOf, buildAuthFailureRecord, decisionAuditLine, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
-import { recordOnResponse } from './hook.ts';
+import { addRecorder } from './hook.ts';
 
 /** Pending audit text that is written at once, whatever the flush interval. */
 const MAX_PENDING_CHARS = 64 * 1024;
@@ -181,7 +181,7 @@ export const auditPlugin = fp<AuditPluginOptions>(
       }
       opts.metrics?.auditRecords.inc({ result: 'written' });
     };
-    app.addHook('onResponse', recordOnResponse('audit record', audit));
+    addRecorder(app, 'audit record', audit);
     app.addHook('onClose', async () => opts.log.close());
   },
   { name: 'lbac-audit', dependencies: ['lbac-context'] },

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import fp from 'fastify-plugin';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toGatewayError } from '../error-format.ts';
 import { newRequestState } from '../request-state.ts';
+import type { Recorder } from './hook.ts';
 
 /** Which upstream and route-table endpoint a registered route URL belongs to. */
 export type RouteIndex = ReadonlyMap<string, { readonly upstream: string; readonly endpoint: string }>;
@@ -25,6 +27,8 @@ export function requestIdFor(req: IncomingMessage): string {
 export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }>(
   async (app, { routes, draining }) => {
     app.decorateRequest('lbac', null as never);
+    app.decorate('lbacRecorders', [] as Recorder[]);
+    const recorders = app.lbacRecorders;
     // Callback-style hooks on the per-request path: no promise per hook.
     app.addHook('onRequest', (req, reply, done) => {
       req.lbac = newRequestState();
@@ -32,10 +36,18 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
       if (route !== undefined) req.lbac.route = route;
       req.headers['x-request-id'] = req.id;
       reply.header('x-request-id', req.id);
+      // 'close' comes after every response; before its end only when the connection went first.
+      // A WebSocket upgrade's lifecycle is the relay's (plugins/websocket.ts records it when it ends).
+      const res = reply.raw;
+      if ((req.raw as { upgrade?: boolean }).upgrade !== true) {
+        res.on('close', () => {
+          if (!res.writableFinished && req.lbac.answered !== true) clientClosed(req, reply, recorders);
+        });
+      }
       done();
     });
     app.addHook('onError', (req, _reply, err, done) => {
-      req.lbac.errorCode = toGatewayError(err).code;
+      if (req.lbac.clientClosed !== true) req.lbac.errorCode = toGatewayError(err).code;
       done();
     });
     // While shutting down, every response closes its connection: in-flight requests finish,
@@ -49,9 +61,34 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
     // First onResponse hook: close the upstream stage before audit and metrics read the timings.
     app.addHook('onResponse', (req, _reply, done) => {
       const s = req.lbac;
-      if (s?.forwardedAt !== undefined) s.timings.upstream = performance.now() - s.forwardedAt;
+      if (s !== null && s !== undefined && s.clientClosed !== true) {
+        s.answered = true;
+        if (s.forwardedAt !== undefined) s.timings.upstream = performance.now() - s.forwardedAt;
+      }
       done();
     });
   },
   { name: 'lbac-context' },
 );
+
+/**
+ * The client went away before the answer was complete (Grafana cancels a
+ * panel's queries on refresh and navigation): Fastify runs no onResponse hook
+ * for such a request, so it is recorded now, as nginx records it: status 499
+ * when no status line was sent, else the status sent. A request still being
+ * authenticated is not forwarded any more; one waiting for the upstream has
+ * its upstream request cancelled (src/server/upstream-dispatcher.ts).
+ */
+function clientClosed(req: FastifyRequest, reply: FastifyReply, recorders: readonly Recorder[]): void {
+  const s = req.lbac;
+  if (s === null || s === undefined || s.clientClosed === true) return;
+  s.clientClosed = true;
+  if (s.forwardedAt !== undefined) s.timings.upstream = performance.now() - s.forwardedAt;
+  if (!reply.raw.headersSent) {
+    reply.raw.statusCode = 499;
+    s.errorCode = 'client_closed';
+  }
+  s.cancelUpstream?.fire();
+  req.log.info({ code: 'client_closed', status: reply.raw.statusCode, forwarded: s.forwardedAt !== undefined }, 'the client closed the connection before the answer was complete');
+  for (const record of recorders) record(req, reply);
+}

@@ -12,7 +12,9 @@ import { renderError, toGatewayError } from '../error-format.ts';
 export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | undefined, notFound = true): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const ge = toGatewayError(err);
-    const level = ge.status >= 500 ? 'error' : 'info';
+    // Whatever failed after the client left (the abandoned upstream answer, a refusal to forward) is
+    // nobody's answer: the request was recorded and logged when the client went (plugins/context.ts).
+    const level = req.lbac?.clientClosed === true ? 'debug' : ge.status >= 500 ? 'error' : 'info';
     req.log[level]({ code: ge.code, status: ge.status, err: ge.status >= 500 ? err : undefined, details: ge.details }, ge.message);
     // An identity provider's failure is logged in full; the client (often anonymous) learns only that it failed.
     const r = renderError(kind, ge.code === 'identity_unavailable' ? new GatewayError('identity_unavailable', 'identity provider unavailable; retry later') : ge);

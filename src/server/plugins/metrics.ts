@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { HistogramChild } from '../histogram.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import type { Stage } from '../request-state.ts';
-import { recordOnResponse } from './hook.ts';
+import { addRecorder } from './hook.ts';
 
 /** Records each answered request into the registry (served by the admin listener only). */
 export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
@@ -39,7 +39,7 @@ export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
         if (s.identity === 'unavailable') metrics.identityProviderErrors.inc();
       }
     };
-    app.addHook('onResponse', recordOnResponse('metrics update', record));
+    addRecorder(app, 'metrics update', record);
   },
   { name: 'lbac-metrics', dependencies: ['lbac-context'] },
 );

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { finished } from 'node:stream';
 import replyFrom from '@fastify/reply-from';
-import { Pool } from 'undici';
+import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
@@ -12,6 +12,8 @@ import type { Decision } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { headerKey } from '../../util/header-name.ts';
 import { filterAnswer } from '../filter-offload.ts';
+import { LookupCache } from '../lookup-cache.ts';
+import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
 import { noteDecision, noteForwardedParams, noteOriginalParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
@@ -191,17 +193,20 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
   // Always passed: reply-from defaults undici to rejectUnauthorized: false, i.e. unverified https upstreams.
   const tls = upstream.tls?.connectOptions();
   if (upstream.tls?.insecureSkipVerify === true) app.log.warn({ upstream: upstream.name }, 'upstream TLS certificate verification is disabled (tls.insecureSkipVerify)');
-  await app.register(replyFrom, {
-    base: upstream.origin,
-    disableRequestLogging: true,
-    undici: { headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs, connections: 128, pipelining: 1, connect: tls ?? { rejectUnauthorized: true } },
-  });
+  // reply-from's own Agent settings (128 connections, no pipelining), with each request cancelled
+  // when its client leaves (../upstream-dispatcher.ts).
+  const dispatcher = cancellingDispatcher(
+    new Agent({ headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs, connections: 128, pipelining: 1, connect: tls ?? { rejectUnauthorized: true } }),
+  );
+  app.addHook('onClose', async () => dispatcher.close());
+  await app.register(replyFrom, { base: upstream.origin, disableRequestLogging: true, undici: dispatcher as unknown as Pool });
   // Routes whose filter needs a second answer (RouteSpec.lookup) ask the upstream through this pool,
   // with the same TLS settings as reply-from.
   const lookupPool = table.routes.some((r) => r.lookup !== undefined)
     ? new Pool(upstream.origin, { connect: tls ?? { rejectUnauthorized: true }, connections: 8, headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs })
     : undefined;
   if (lookupPool !== undefined) app.addHook('onClose', async () => lookupPool.close());
+  const lookups = lookupPool === undefined ? undefined : new LookupCache();
   // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
   // content type (JSON included, which Fastify parses by default) → 415.
   app.removeAllContentTypeParsers();
@@ -229,7 +234,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
       method: [...route.methods],
       url: route.path,
       onRequest: app.authenticate,
-      handler: (req, reply) => forward(app, req, reply, route, opts, lookupPool),
+      handler: (req, reply) => forward(app, req, reply, route, opts, lookupPool === undefined || lookups === undefined ? undefined : { pool: lookupPool, cache: lookups }),
     });
     // A known path with another method: 405 with Allow, as the backends answer (Grafana falls back
     // from POST to GET on a 405, not on a 404). Nothing is forwarded.
@@ -321,15 +326,34 @@ async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<s
   }
 }
 
+/**
+ * The route's lookup answer: reused from `cache` when the spec allows it and
+ * the answer cannot depend on more than the policy and its tenant headers (a
+ * forwarded Authorization lets the upstream answer per user), else asked now.
+ */
+function lookupAnswer(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, lookups: Lookups): Promise<unknown> {
+  const ask = () => runLookup(spec, decision, headers, upstream, lookups.pool);
+  if (spec.maxAgeMs === undefined || upstream.forwardAuthorization) return ask();
+  return lookups.cache.get(`${spec.path}\u0000${JSON.stringify(decision.selectors)}\u0000${JSON.stringify(decision.headers)}`, spec.maxAgeMs, ask);
+}
+
+/** Where route lookups go: their own connection pool, and the answers kept for reuse. */
+interface Lookups {
+  readonly pool: Pool;
+  readonly cache: LookupCache;
+}
+
 async function forward(
   app: FastifyInstance,
   req: FastifyRequest,
   reply: FastifyReply,
   route: RouteSpec,
   opts: UpstreamPluginOptions,
-  lookupPool?: Pool,
+  lookups?: Lookups,
 ): Promise<FastifyReply> {
   const { upstream } = opts;
+  // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
+  if (req.lbac?.clientClosed === true) throw new GatewayError('client_closed', 'the client closed the connection');
   const { decision, path, pathParams, encoded } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
@@ -338,11 +362,14 @@ async function forward(
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
   // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
   const filter = decision.unrestricted ? undefined : responseFilterOf(route);
-  const lookup = filter !== undefined && route.lookup !== undefined && lookupPool !== undefined ? await runLookup(route.lookup, decision, headers, upstream, lookupPool) : undefined;
+  const lookup = filter !== undefined && route.lookup !== undefined && lookups !== undefined ? await lookupAnswer(route.lookup, decision, headers, upstream, lookups) : undefined;
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
   if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
   const query = req.method === 'GET' ? (upstream.auth?.query(encoded) ?? encoded) : '';
+  // Cancels the upstream request if the client leaves before the answer (fired by plugins/context.ts).
+  const gone = new ClientGone();
+  if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
   const common = {
     ...(filter === undefined
       ? {}
@@ -373,7 +400,8 @@ async function forward(
         }),
     rewriteHeaders: (h: IncomingHttpHeaders) => downstreamHeaders(h),
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
-      const out = { ...headers, host: h.host ?? new URL(upstream.origin).host };
+      const out: Record<string, string | string[]> = { ...headers, host: h.host ?? new URL(upstream.origin).host };
+      (out as Record<symbol, unknown>)[CLIENT_GONE] = gone;
       if (upstream.auth?.signsRequests !== true) return out;
       // reply-from sends new URL(source, base).pathname + "?" + query, and `body` as given.
       const target = upstream.origin + new URL(source.startsWith('//') ? `.${source}` : source, upstream.origin).pathname + (query === '' ? '' : `?${query}`);
