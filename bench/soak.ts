@@ -4,7 +4,7 @@
 // Reports growth between the first and the last minute → bench/results/soak-<date>.json.
 //
 //   node bench/soak.ts [--minutes 10] [--rate 400]
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -35,8 +35,9 @@ const idp = await createTestIssuer({ issuer: 'https://soak.invalid', audience: '
 const adminPort = await freePort();
 const gw = await startGateway({
   config: {
-    server: { logLevel: 'warn', adminListen: `127.0.0.1:${adminPort}` },
-    audit: { enabled: false },
+    // The defaults a deployment runs (log level info, an audit line per decision, to the harness's
+    // log file); until 2026-11-26 the soak ran with audit off, so the audit batching was not in it.
+    server: { adminListen: `127.0.0.1:${adminPort}` },
     upstreams: [{ name: 'metrics', kind: 'prometheus', url: `http://127.0.0.1:${stubPort}`, mount: '/' }],
     identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
     teams: { a: { groups: ['a'], selectors: [{ namespace: '~team-a-.*' }] }, b: { groups: ['b'], selectors: [{ namespace: 'team-b' }] } },
@@ -60,6 +61,7 @@ process.stderr.write(`[soak] ${MINUTES} min at ${RATE} req/s against pid ${gw.pi
 const result = await autocannon({ url: gw.url, requests, connections: 8, overallRate: RATE, duration: MINUTES * 60 });
 clearInterval(sampler);
 await gw.stop();
+rmSync(gw.logFile, { force: true }); // an audit line per request: ≈ 150 MB after ten minutes
 await stub.stop();
 
 const window = (from: number, to: number) => samples.filter((s) => s.t >= from && s.t < to);

@@ -4,6 +4,7 @@
 // per tenant, and per upstream the targets in front of it: prom-label-proxy
 // (the Go peer), lbac-gateway and the bare Fastify/reply-from pass-through.
 // Everything is a child process listening on loopback.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildTeamsOpenMetrics, seedEndSeconds } from '../../e2e/fixtures/seed.ts';
 import { startGateway } from '../../e2e/harness/gateway.ts';
@@ -117,14 +118,17 @@ export async function startTargets(upstreamUrl: string, up: Upstreams, opts: Sta
     }
     const gw = await startGateway({
       config: {
-        server: { logLevel: 'warn', workers: opts.workers },
-        audit: { enabled: false },
+        // The defaults a deployment runs: log level info and an audit line per decision (to the
+        // harness's log file, as stdout would go to a container runtime). Until 2026-11-26 the
+        // benchmarks ran with audit off and log level warn (docs/performance.md).
+        server: { workers: opts.workers },
         upstreams: [{ name: 'metrics', kind: 'prometheus', url: upstreamUrl, mount: '/' }],
         identity: { providers: [{ type: 'jwt', jwksFile: up.idp.jwksPath, issuer: up.idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
         teams: Object.fromEntries(TENANTS.map((t) => [t, { groups: [t], selectors: [{ namespace: t }] }])),
       },
     });
-    procs.push(gw);
+    // Its log holds an audit line per request (≈ 100 MB per run): removed once the gateway has stopped.
+    procs.push({ stop: () => gw.stop().finally(() => rmSync(gw.logFile, { force: true })) });
     targets['lbac-gateway'] = { url: gw.url, requests: requestMix(up.evalTime, (t) => ({ path: '', headers: { authorization: `Bearer ${up.tokens[t]}` } })) };
     const ptPort = await freePort();
     procs.push(
