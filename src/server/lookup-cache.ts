@@ -2,45 +2,76 @@
  * Answers of route lookups (RouteSpec.lookup, e.g. the metric names a policy
  * can see, asked before every `/api/v1/metadata`), kept for the lookup's
  * `maxAgeMs` and shared by requests with the same key: the same policy and
- * tenant headers get the same answer from the upstream, and the lookup is a
- * label-values scan over an hour of the index that Grafana repeats each time a
- * query editor opens. Requests that miss at the same time share one upstream
- * request. A failed lookup is not kept: the next request asks again.
+ * tenant headers get the same answer from the upstream (the lookup carries no
+ * other client header), and the lookup is a label-values scan over an hour of
+ * the index that Grafana repeats each time a query editor opens. Requests that
+ * miss at the same time share one upstream request. A failed lookup is not
+ * kept: the next request asks again.
+ *
+ * Bounded by the answers' size (their bytes on the wire; parsed, they take a
+ * few times that): expired answers are dropped whenever one is added, then the
+ * oldest until the new one fits; one larger than a quarter of the budget is
+ * not kept at all.
  *
  * No I/O here: `load` is the caller's upstream request.
  */
-import { LruCache } from '../util/lru.ts';
+
+interface Kept {
+  readonly value: unknown;
+  readonly bytes: number;
+  readonly expiresAt: number;
+}
+
+/** What `load` fetched: the parsed answer and its size on the wire. */
+export interface LoadedAnswer {
+  readonly value: unknown;
+  readonly bytes: number;
+}
 
 export class LookupCache {
-  readonly #answers: LruCache<string, unknown>;
+  readonly #maxBytes: number;
+  readonly #now: () => number;
+  /** In insertion order, which is expiry order (one maxAgeMs per route; a replaced key moves to the end). */
+  readonly #kept = new Map<string, Kept>();
   readonly #inFlight = new Map<string, Promise<unknown>>();
+  #bytes = 0;
+  #generation = 0;
+  hits = 0;
+  misses = 0;
 
-  constructor(max = 1024, now: () => number = Date.now) {
-    this.#answers = new LruCache(max, now);
+  constructor(maxBytes = 32 * 1024 * 1024, now: () => number = Date.now) {
+    this.#maxBytes = maxBytes;
+    this.#now = now;
   }
 
-  get hits(): number {
-    return this.#answers.hits;
+  /** Bytes of the answers kept now. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
-  get misses(): number {
-    return this.#answers.misses;
+  get size(): number {
+    return this.#kept.size;
   }
 
   /** The kept answer for `key`, or the one `load` is fetching for it, or a new `load()`; answers are frozen. */
-  get(key: string, maxAgeMs: number, load: () => Promise<unknown>): Promise<unknown> {
-    const kept = this.#answers.get(key);
-    if (kept !== undefined) return Promise.resolve(kept);
+  get(key: string, maxAgeMs: number, load: () => Promise<LoadedAnswer>): Promise<unknown> {
+    const kept = this.#kept.get(key);
+    if (kept !== undefined && kept.expiresAt > this.#now()) {
+      this.hits++;
+      return Promise.resolve(kept.value);
+    }
     const pending = this.#inFlight.get(key);
-    if (pending !== undefined) return pending;
-    const generation = this.#answers.generation;
-    const fetching = load().then(
-      (answer) => {
-        const frozen = deepFreeze(answer);
-        this.#answers.set(key, frozen, maxAgeMs, generation);
-        return frozen;
-      },
-    );
+    if (pending !== undefined) {
+      this.hits++;
+      return pending;
+    }
+    this.misses++;
+    const generation = this.#generation;
+    const fetching = load().then(({ value, bytes }) => {
+      const frozen = deepFreeze(value);
+      if (generation === this.#generation) this.#keep(key, frozen, bytes, maxAgeMs);
+      return frozen;
+    });
     this.#inFlight.set(key, fetching);
     // Settled either way: later requests ask the cache (a kept answer) or the upstream again (a failure).
     const forget = (): void => void (this.#inFlight.get(key) === fetching && this.#inFlight.delete(key));
@@ -50,8 +81,30 @@ export class LookupCache {
 
   /** Forgets every answer (and lets requests in flight finish without keeping theirs). */
   clear(): void {
-    this.#answers.clear();
+    this.#kept.clear();
     this.#inFlight.clear();
+    this.#bytes = 0;
+    this.#generation++;
+  }
+
+  #drop(key: string): void {
+    const kept = this.#kept.get(key);
+    if (kept === undefined) return;
+    this.#kept.delete(key);
+    this.#bytes -= kept.bytes;
+  }
+
+  #keep(key: string, value: unknown, bytes: number, maxAgeMs: number): void {
+    this.#drop(key);
+    if (!(maxAgeMs > 0) || bytes * 4 > this.#maxBytes) return;
+    const now = this.#now();
+    // Expired ones first, then the oldest, until the new answer fits.
+    for (const [k, kept] of this.#kept) {
+      if (kept.expiresAt > now && this.#bytes + bytes <= this.#maxBytes) break;
+      this.#drop(k);
+    }
+    this.#kept.set(key, { value, bytes, expiresAt: now + maxAgeMs });
+    this.#bytes += bytes;
   }
 }
 

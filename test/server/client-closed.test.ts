@@ -35,9 +35,9 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Sends a query and closes the connection after `closeAfterMs`, before the answer. */
-function abandonedQuery(closeAfterMs: number, token = 'alice', gateway = base): Promise<void> {
+function abandonedQuery(closeAfterMs: number, token = 'alice', gateway = base, path = '/prometheus/api/v1/query?query=up'): Promise<void> {
   return new Promise((resolve) => {
-    const req = request(`${gateway}/prometheus/api/v1/query?query=up`, { headers: { authorization: `Bearer ${token}` } });
+    const req = request(`${gateway}${path}`, { headers: { authorization: `Bearer ${token}` } });
     req.on('error', () => resolve());
     req.on('close', () => resolve());
     req.end();
@@ -92,5 +92,14 @@ describe('a client that closes the connection before the answer', () => {
       slow.closeAllConnections();
       await new Promise((r) => slow.close(r));
     }
+  });
+
+  it('is not forwarded when it leaves while the gateway asks the upstream for what to filter by (metadata lookup)', async () => {
+    up.requests.splice(0);
+    up.delayMs = 300;
+    await abandonedQuery(80, 'alice', base, '/prometheus/api/v1/metadata');
+    await sleep(700);
+    expect(up.requests.map((r) => r.path)).toEqual(['/api/v1/label/__name__/values']);
+    expect(logLines.some((l) => l['code'] === 'client_closed' && l['upstreamCancelled'] === false)).toBe(true);
   });
 });

@@ -98,6 +98,16 @@ describe('/api/v1/metadata: lookup answers are reused for 30 s per policy and te
     expect(up.requests.filter((r) => r.path === '/api/v1/metadata')).toHaveLength(2);
   });
 
+  it('the lookup carries only what the gateway controls (its answer is shared): no client header but the request id', async () => {
+    await t.app.inject({ url: '/prometheus/api/v1/metadata', headers: { authorization: 'Bearer alice', 'x-grafana-org-id': '2', 'x-custom': 'c', 'x-request-id': 'req-1' } });
+    const [lookup, main] = up.requests;
+    expect(lookup!.headers['x-grafana-org-id']).toBeUndefined();
+    expect(lookup!.headers['x-custom']).toBeUndefined();
+    expect(lookup!.headers['x-request-id']).toBe('req-1');
+    expect(lookup!.headers['x-scope-orgid']).toBe('tenant-a');
+    expect(main!.headers['x-grafana-org-id']).toBe('2');
+  });
+
   it('another policy and tenant asks for its own', async () => {
     await get('alice');
     await get('bob');

@@ -89,6 +89,6 @@ function clientClosed(req: FastifyRequest, reply: FastifyReply, recorders: reado
     s.errorCode = 'client_closed';
   }
   s.cancelUpstream?.fire();
-  req.log.info({ code: 'client_closed', status: reply.raw.statusCode, forwarded: s.forwardedAt !== undefined }, 'the client closed the connection before the answer was complete');
+  req.log.info({ code: 'client_closed', status: reply.raw.statusCode, upstreamCancelled: s.cancelUpstream !== undefined }, 'the client closed the connection before the answer was complete');
   for (const record of recorders) record(req, reply);
 }

@@ -311,7 +311,7 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
  * upstream headers (tenant, credentials; SigV4 signed for this URL), its JSON
  * answer parsed. Any failure is the request's failure (502).
  */
-async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, pool: Pool): Promise<unknown> {
+async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, pool: Pool): Promise<{ value: unknown; bytes: number }> {
   const encoded = spec.params(decision.selectors, Math.floor(Date.now() / 1000)).toString();
   const path = `${upstream.pathPrefix}${spec.path}?${upstream.auth?.query(encoded) ?? encoded}`;
   const base: Record<string, string | string[]> = { ...headers, host: new URL(upstream.origin).host, 'accept-encoding': 'identity', accept: 'application/json' };
@@ -320,7 +320,7 @@ async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<s
     const res = await pool.request({ method: 'GET', path, headers: signedHeaders(upstream, 'GET', upstream.origin + path, base) });
     const raw = await readBounded(res.body, MAX_FILTERED_BODY);
     if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`lookup answered ${res.statusCode}`);
-    return JSON.parse(raw.toString('utf8')) as unknown;
+    return { value: JSON.parse(raw.toString('utf8')) as unknown, bytes: raw.length };
   } catch (e) {
     throw new GatewayError('upstream_error', 'upstream unavailable', { cause: e });
   }
@@ -333,8 +333,18 @@ async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<s
  */
 function lookupAnswer(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, lookups: Lookups): Promise<unknown> {
   const ask = () => runLookup(spec, decision, headers, upstream, lookups.pool);
-  if (spec.maxAgeMs === undefined || upstream.forwardAuthorization) return ask();
+  if (spec.maxAgeMs === undefined || upstream.forwardAuthorization) return ask().then((a) => a.value);
   return lookups.cache.get(`${spec.path}\u0000${JSON.stringify(decision.selectors)}\u0000${JSON.stringify(decision.headers)}`, spec.maxAgeMs, ask);
+}
+
+/** Whether the request's client went away (plugins/context.ts). A function: it changes across awaits. */
+const clientLeft = (req: FastifyRequest): boolean => req.lbac?.clientClosed === true;
+
+/** The client headers a route lookup takes: the request id, and Authorization where the upstream gets it. */
+function lookupClientHeaders(req: FastifyRequest, upstream: ResolvedUpstream): IncomingHttpHeaders {
+  const own: IncomingHttpHeaders = { 'x-request-id': req.id };
+  if (upstream.forwardAuthorization && req.headers.authorization !== undefined) own.authorization = req.headers.authorization;
+  return own;
 }
 
 /** Where route lookups go: their own connection pool, and the answers kept for reuse. */
@@ -353,7 +363,7 @@ async function forward(
 ): Promise<FastifyReply> {
   const { upstream } = opts;
   // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
-  if (req.lbac?.clientClosed === true) throw new GatewayError('client_closed', 'the client closed the connection');
+  if (clientLeft(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   const { decision, path, pathParams, encoded } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
@@ -362,7 +372,13 @@ async function forward(
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
   // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
   const filter = decision.unrestricted ? undefined : responseFilterOf(route);
-  const lookup = filter !== undefined && route.lookup !== undefined && lookups !== undefined ? await lookupAnswer(route.lookup, decision, headers, upstream, lookups) : undefined;
+  // The lookup carries only what the gateway controls (its answer is shared: lookup-cache.ts), plus the
+  // client's Authorization for upstreams that get it (never shared). The client may leave while it runs.
+  const lookup =
+    filter !== undefined && route.lookup !== undefined && lookups !== undefined
+      ? await lookupAnswer(route.lookup, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders), upstream, lookups)
+      : undefined;
+  if (clientLeft(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
   if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
