@@ -3,11 +3,13 @@
 // no error-level log with a stack, and status 499 ("client closed request", as
 // nginx records it) in the metrics and the audit line instead of a 500.
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import { parseConfig } from '../../src/config/load.ts';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { fakeSource, startUpstream, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
+import { fakeSource, startUpstream, TEST_IDENTITY_AND_TEAMS, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
 
 let up: Upstream;
 let t: TestApp;
@@ -101,5 +103,43 @@ describe('a client that closes the connection before the answer', () => {
     await sleep(700);
     expect(up.requests.map((r) => r.path)).toEqual(['/api/v1/label/__name__/values']);
     expect(logLines.some((l) => l['code'] === 'client_closed' && l['upstreamCancelled'] === false)).toBe(true);
+  });
+
+  it('a Loki live tail whose client leaves before its upgrade completes is recorded as 499, and the upstream tail is closed', async () => {
+    const server = createServer((_req, res) => res.end());
+    const wss = new WebSocketServer({ server });
+    let opened = 0;
+    let closed = 0;
+    wss.on('connection', (ws) => {
+      opened++;
+      ws.on('close', () => closed++);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const config = parseConfig(
+      `server:\n  loadShedding: { enabled: false }\nupstreams:\n  - { name: logs, kind: loki, url: "http://127.0.0.1:${(server.address() as AddressInfo).port}", mount: /loki }\n${TEST_IDENTITY_AND_TEAMS}`,
+      { env: {} },
+    );
+    const slowAuth = { ...fakeSource, authenticate: async (c: Parameters<typeof fakeSource.authenticate>[0]) => (await sleep(300), fakeSource.authenticate({ ...c, bearer: 'alice' })) };
+    const tail = await testApp(config, { identity: slowAuth });
+    try {
+      const port = Number(new URL(await tail.app.listen({ port: 0, host: '127.0.0.1' })).port);
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(
+        `GET /loki/loki/api/v1/tail?query=${encodeURIComponent('{app="api"}')} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer slow\r\n` +
+          'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      await sleep(80);
+      socket.destroy();
+      await sleep(800);
+      expect(await tail.metrics.registry.metrics()).toMatch(/lbac_gateway_requests_total\{upstream="logs",endpoint="tail",status="499",decision="allow"\} 1/);
+      expect(tail.audit.map((l) => (l['response'] as { status: number }).status)).toEqual([499]);
+      expect(closed).toBe(opened);
+    } finally {
+      await tail.app.close();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });

@@ -37,7 +37,8 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
       req.headers['x-request-id'] = req.id;
       reply.header('x-request-id', req.id);
       // 'close' comes after every response; before its end only when the connection went first.
-      // A WebSocket upgrade's lifecycle is the relay's (plugins/websocket.ts records it when it ends).
+      // A WebSocket upgrade's lifecycle is the websocket plugin's: it records the relay when it ends, and
+      // calls clientClosed itself for a client that leaves before the relay starts.
       const res = reply.raw;
       if ((req.raw as { upgrade?: boolean }).upgrade !== true) {
         res.on('close', () => {
@@ -79,7 +80,7 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
  * authenticated is not forwarded any more; one waiting for the upstream has
  * its upstream request cancelled (src/server/upstream-dispatcher.ts).
  */
-function clientClosed(req: FastifyRequest, reply: FastifyReply, recorders: readonly Recorder[]): void {
+export function clientClosed(req: FastifyRequest, reply: FastifyReply, recorders: readonly Recorder[]): void {
   const s = req.lbac;
   if (s === null || s === undefined || s.clientClosed === true) return;
   s.clientClosed = true;

@@ -16,6 +16,7 @@ import WebSocket from 'ws';
 import type { TlsConnectOptions } from '../../backends/credentials.ts';
 import type { BackendKind, RouteSpec } from '../../backends/routes.ts';
 import { GatewayError } from '../../errors.ts';
+import { clientClosed } from './context.ts';
 
 /** Largest message a client may send (they are dropped; the limit bounds what is read). */
 const CLIENT_MAX_PAYLOAD = 64 * 1024;
@@ -174,6 +175,13 @@ function connectUpstream(target: WebSocketTarget, timeoutMs: number): Promise<Co
   });
 }
 
+/** A client that left before its upgrade completed: recorded as 499 (plugins/context.ts), nobody to answer. */
+function abandoned(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): undefined {
+  clientClosed(req, reply, app.lbacRecorders);
+  reply.hijack();
+  return undefined;
+}
+
 /** Register `route` as a WebSocket route relaying to the upstream `opts.prepare` names. */
 export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: WebSocketRouteOptions): void {
   const opened = new WeakMap<FastifyRequest, { pending: Pending; reply: FastifyReply }>();
@@ -188,23 +196,27 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       // The client's handshake is checked as ws would check it, before an upstream tail is started for it.
       const problem = clientHandshakeProblem(req.headers);
       if (problem !== undefined) throw new GatewayError('bad_query', problem, { status: 400 });
+      const socket = req.raw.socket;
+      // Left while being authenticated: no upstream tail for nobody.
+      if (socket.destroyed) return abandoned(app, req, reply);
       const target = opts.prepare(req);
       const connected = await connectUpstream(target, opts.timeoutMs);
+      // The client may be gone by the time the upstream answered, or vanish before its upgrade completes.
+      if (socket.destroyed) {
+        if (connected.kind === 'open') connected.pending.upstream.terminate();
+        return abandoned(app, req, reply);
+      }
       if (connected.kind === 'refused') {
         // The upstream's own refusal (e.g. Loki's 400 for a query it rejects) passes through; anything else is a bad gateway.
         if (connected.status >= 400 && connected.status <= 599) return reply.code(connected.status).type(connected.contentType).send(connected.body);
         throw new GatewayError('upstream_error', `upstream answered ${connected.status} instead of switching protocols`);
       }
       const { pending } = connected;
-      // The client may be gone by the time the upstream answered, or vanish before its upgrade completes.
-      const socket = req.raw.socket;
-      if (socket.destroyed) {
-        pending.upstream.terminate();
-        reply.hijack(); // nobody to answer
-        return undefined;
-      }
       socket.once('close', () => {
-        if (pending.onClose === undefined) pending.upstream.terminate();
+        // Gone before the relay started (it records itself once it has).
+        if (pending.onClose !== undefined) return;
+        pending.upstream.terminate();
+        clientClosed(req, reply, app.lbacRecorders);
       });
       opened.set(req, { pending, reply });
       req.log.debug({ endpoint: route.endpoint }, 'websocket upstream open');
