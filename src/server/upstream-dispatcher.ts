@@ -28,13 +28,6 @@ export class ClientGone extends EventEmitter {
   aborted = false;
   reason: Error | undefined;
 
-  constructor() {
-    super();
-    // One per request, but reply-from retries a GET answered 503 up to ten times through the same
-    // header set, and undici keeps each attempt's listener until its unread body goes: not a leak.
-    this.setMaxListeners(0);
-  }
-
   fire(): void {
     if (this.aborted) return;
     this.aborted = true;

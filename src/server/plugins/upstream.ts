@@ -414,6 +414,10 @@ async function forward(
             );
           },
         }),
+    // No retries: reply-from retries a GET answered 503 up to ten times (and any request on a socket
+    // error when asked to), which multiplied the load on a backend that had just said it was
+    // overloaded and held the client meanwhile. The answer is relayed; retrying is the client's call.
+    retryDelay: () => null,
     rewriteHeaders: (h: IncomingHttpHeaders) => downstreamHeaders(h),
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
       const out: Record<string, string | string[]> = { ...headers, host: h.host ?? new URL(upstream.origin).host };
