@@ -142,6 +142,9 @@ describe('audit log, metrics and request ids', () => {
     expect(text).toMatch(/lbac_gateway_cache_lookups\{cache="rewrite_promql",result="hit"\} [1-9]/);
     expect(text).toMatch(/lbac_gateway_cache_lookups\{cache="decision",result="hit"\} [1-9]/);
     expect(text).toMatch(/lbac_gateway_cache_entries\{cache="rewrite_promql"\} [1-9]/);
+    // …and the verified-token cache of the jwt source.
+    expect(text).toMatch(/lbac_gateway_cache_lookups\{cache="identity_jwt",result="hit"\} [1-9]/);
+    expect(text).toMatch(/lbac_gateway_cache_entries\{cache="identity_jwt"\} [1-9]/);
     expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
     expect((await fetch(`${gw.url}/metrics`)).status).toBe(404);
   });

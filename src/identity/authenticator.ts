@@ -122,6 +122,18 @@ export class Authenticator {
     return auth;
   }
 
+  /** The sources' caches of verified credentials, summed per cache name (`identity_<kind>`). */
+  cacheStats(): Map<string, { hits: number; misses: number; size: number }> {
+    const out = new Map<string, { hits: number; misses: number; size: number }>();
+    for (const source of this.#sources) {
+      const s = source.cacheStats?.();
+      if (s === undefined) continue;
+      const sum = out.get(s.cache) ?? { hits: 0, misses: 0, size: 0 };
+      out.set(s.cache, { hits: sum.hits + s.hits, misses: sum.misses + s.misses, size: sum.size + s.size });
+    }
+    return out;
+  }
+
   /** Parse `Authorization: Bearer <token>` strictly (RFC 6750 b64token syntax, one header). */
   static bearerToken(headers: IncomingHttpHeaders): string {
     const c = Authenticator.credentials(headers, false);

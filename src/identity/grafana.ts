@@ -1,7 +1,7 @@
 import type { GrafanaProviderConfig } from '../config/schema.ts';
 import type { Subject } from '../policy/decision.ts';
 import { InvalidTokenError, JwtVerifier, remoteKeySet } from './jwt.ts';
-import type { Credentials, IdentitySource } from './source.ts';
+import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
 
 const ORG_AUD = /^org:(\d+)$/;
 
@@ -46,6 +46,10 @@ export class GrafanaSource implements IdentitySource {
         return { claims: { ...payload, grafana_org: org }, extra: { grafanaOrg: org } };
       },
     });
+  }
+
+  cacheStats(): IdentityCacheStats {
+    return this.#verifier.cacheStats();
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

@@ -8,7 +8,7 @@ import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
 import { API_KEY_PREFIX } from './secrets.ts';
-import type { Credentials, IdentitySource } from './source.ts';
+import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
 import { MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, providerError, UserinfoEnricher } from './userinfo.ts';
 
 const CLOCK_TOLERANCE_S = 30;
@@ -92,6 +92,10 @@ export class IntrospectionSource implements IdentitySource {
     config.timeout = Math.max(1, Math.ceil(cfg.timeoutMs / 1000));
     this.#config = config;
     return config;
+  }
+
+  cacheStats(): IdentityCacheStats {
+    return { cache: 'identity_introspection', hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size };
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { claimsWellFormed, mapClaims } from './claims.ts';
-import type { Credentials, IdentitySource } from './source.ts';
+import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
 
 /** Why a bearer token was refused; logged, never sent with token material. */
 export class InvalidTokenError extends GatewayError {
@@ -164,6 +164,10 @@ export class JwtVerifier implements IdentitySource {
       throw new GatewayError('config_invalid', 'jwt provider needs jwksUrl or jwksFile');
     }
     return new JwtVerifier({ ...config, audience: config.audience, auth: 'jwt', getKey });
+  }
+
+  cacheStats(): IdentityCacheStats {
+    return { cache: `identity_${this.options.auth}`, hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size };
   }
 
   async reloaded(): Promise<void> {

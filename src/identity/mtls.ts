@@ -4,7 +4,7 @@ import type { MtlsProviderConfig } from '../config/schema.ts';
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError } from './jwt.ts';
-import type { ClientCertificate, Credentials, IdentitySource, TlsInfo } from './source.ts';
+import type { ClientCertificate, Credentials, IdentityCacheStats, IdentitySource, TlsInfo } from './source.ts';
 
 /** Subject-alternative-name entries as Node prints them: `DNS:a, URI:spiffe://x, email:"quoted, value"`. */
 const SAN_ENTRY = /(DNS|URI|email|IP Address|DirName|othername|Registered ID):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g;
@@ -106,6 +106,10 @@ export class MtlsSource implements IdentitySource {
       e.roles.push(...m.roles);
       this.#mapping.set(m.subject, e);
     }
+  }
+
+  cacheStats(): IdentityCacheStats {
+    return { cache: 'identity_mtls', hits: this.#subjects.hits, misses: this.#subjects.misses, size: this.#subjects.size };
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

@@ -79,4 +79,17 @@ export interface IdentitySource {
    * every source, while an unreachable provider does not fail cached users.
    */
   reloaded?(): Promise<void>;
+  /**
+   * The source's cache of verified credentials, if it has one: `cache` names it
+   * in `lbac_gateway_cache_lookups` (`identity_<kind>`); counts since the source
+   * was built (a reload that changes the source starts them anew).
+   */
+  cacheStats?(): IdentityCacheStats;
+}
+
+export interface IdentityCacheStats {
+  readonly cache: string;
+  readonly hits: number;
+  readonly misses: number;
+  readonly size: number;
 }

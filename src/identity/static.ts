@@ -3,7 +3,7 @@ import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, JwtVerifier, tokenDigest } from './jwt.ts';
 import { parseSecretHash, verifySecret, type ParsedHash } from './secrets.ts';
-import type { Credentials, IdentitySource } from './source.ts';
+import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
 
 type StaticSubject = ApiKeyProviderConfig['keys'][number]['subject'];
 
@@ -46,6 +46,10 @@ export class ApiKeySource implements IdentitySource {
     this.#cfg = cfg;
     this.#header = cfg.header?.toLowerCase();
     this.#keys = cfg.keys.map((k) => ({ name: k.name, hash: parseSecretHash(k.hash), subject: staticSubject(k.subject, k.name, 'apikey', { apikey: k.name }) }));
+  }
+
+  cacheStats(): IdentityCacheStats {
+    return { cache: 'identity_apikey', hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size };
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {
@@ -93,6 +97,10 @@ export class BasicAuthSource implements IdentitySource {
     this.#cfg = cfg;
     this.#users = new Map(cfg.users.map((u) => [u.username, { hash: parseSecretHash(u.hash), subject: staticSubject(u.subject, u.username, 'basic', { username: u.username }) }]));
     this.#dummy = this.#users.values().next().value!.hash;
+  }
+
+  cacheStats(): IdentityCacheStats {
+    return { cache: 'identity_basic', hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size };
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

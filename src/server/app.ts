@@ -89,6 +89,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, upstreams: config.upstreams, metrics: deps.metrics });
   if (deps.metrics !== undefined) {
     deps.metrics.watchPolicy(holder);
+    const { authenticator } = deps;
+    deps.metrics.watchIdentity(() => (typeof authenticator === 'function' ? authenticator() : authenticator).cacheStats());
     await app.register(metricsPlugin, { metrics: deps.metrics });
   }
   await app.register(auditPlugin, {

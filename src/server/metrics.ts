@@ -39,6 +39,8 @@ export interface GatewayMetrics {
   watchPolicy(holder: PolicyHolder): void;
   /** Report a bundle client's status (bundle mode). */
   watchBundle(status: () => BundleClientStatus): void;
+  /** Report the identity sources' caches (read at scrape time, so a reload's new authenticator is seen). */
+  watchIdentity(caches: () => Map<string, { hits: number; misses: number; size: number }>): void;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayMetrics {
@@ -52,11 +54,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   const cacheCounts = (): [string, { hits: number; misses: number; size?: number }][] => [
     ...[...REWRITE_CACHES].map(([lang, c]): [string, { hits: number; misses: number; size?: number }] => [`rewrite_${lang}`, c]),
     ...(cacheHolder?.engine !== undefined ? [['decision', cacheHolder.engine.decisionCache] as [string, { hits: number; misses: number }]] : []),
+    ...(identityCaches?.() ?? []),
   ];
   const watchCaches = (h: PolicyHolder) => (cacheHolder = h);
+  // The identity sources' caches of verified credentials (the current authenticator's: reloads swap it).
+  let identityCaches: (() => Map<string, { hits: number; misses: number; size: number }>) | undefined;
   new Gauge({
     name: 'lbac_gateway_cache_lookups',
-    help: 'Cache lookups since the cache was created, by cache (rewrite_<language>, decision) and result (hit, miss); hit ratio = hit / (hit + miss).',
+    help: 'Cache lookups since the cache was created, by cache (rewrite_<language>, decision, identity_<kind>) and result (hit, miss); hit ratio = hit / (hit + miss).',
     labelNames: ['cache', 'result'] as const,
     registers,
     collect() {
@@ -69,7 +74,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   });
   new Gauge({
     name: 'lbac_gateway_cache_entries',
-    help: 'Entries held, by cache (rewrite caches).',
+    help: 'Entries held, by cache (rewrite and identity caches).',
     labelNames: ['cache'] as const,
     registers,
     collect() {
@@ -222,6 +227,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     },
     watchBundle(status) {
       bundleStatus = status;
+    },
+    watchIdentity(caches) {
+      identityCaches = caches;
     },
   };
 }

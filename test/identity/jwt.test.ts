@@ -42,6 +42,18 @@ describe('JwtVerifier', () => {
     expect(Object.isFrozen(s)).toBe(true);
   });
 
+  it('counts its verified-token cache for the metrics: a miss, then hits; summed per kind by the Authenticator', async () => {
+    const fresh = await JwtVerifier.create(jwtProviderSchema.parse({ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://idp.test', audience: 'lbac-gateway' }));
+    const other = await JwtVerifier.create(jwtProviderSchema.parse({ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://idp.other', audience: 'lbac-gateway' }));
+    const token = await idp.mint({ sub: 'u-c' });
+    for (let i = 0; i < 3; i++) await fresh.verify(token);
+    expect(fresh.cacheStats()).toEqual({ cache: 'identity_jwt', hits: 2, misses: 1, size: 1 });
+    const both = new Authenticator([fresh, other]);
+    await both.authenticate({ headers: { authorization: `Bearer ${await idp.mint({ sub: 'u-d' })}` } });
+    // Both verifiers looked the new token up (a source looks before it reads the issuer): two misses.
+    expect(both.cacheStats()).toEqual(new Map([['identity_jwt', { hits: 2, misses: 3, size: 2 }]]));
+  });
+
   it('a username from the token is not trusted unless the provider says so', async () => {
     const s = await verifier.verify(await idp.mint({ sub: 'u-2', preferred_username: 'root' }));
     expect(s.username).toBe('root');
