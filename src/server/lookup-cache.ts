@@ -67,7 +67,13 @@ export class LookupCache {
     }
     this.misses++;
     const generation = this.#generation;
-    const fetching = load().then(({ value, bytes }) => {
+    let loading: Promise<LoadedAnswer>;
+    try {
+      loading = load();
+    } catch (e) {
+      loading = Promise.reject(e);
+    }
+    const fetching = loading.then(({ value, bytes }) => {
       const frozen = deepFreeze(value);
       if (generation === this.#generation) this.#keep(key, frozen, bytes, maxAgeMs);
       return frozen;
@@ -96,7 +102,7 @@ export class LookupCache {
 
   #keep(key: string, value: unknown, bytes: number, maxAgeMs: number): void {
     this.#drop(key);
-    if (!(maxAgeMs > 0) || bytes * 4 > this.#maxBytes) return;
+    if (!(maxAgeMs > 0) || !(bytes >= 0) || bytes * 4 > this.#maxBytes) return;
     const now = this.#now();
     // Expired ones first, then the oldest, until the new answer fits.
     for (const [k, kept] of this.#kept) {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toGatewayError } from '../error-format.ts';
@@ -71,6 +72,20 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
   },
   { name: 'lbac-context' },
 );
+
+/**
+ * Whether the request's client is gone: its response closed early (HTTP,
+ * recorded by clientClosed), or its socket is: destroyed, or, for a WebSocket
+ * upgrade (whose socket is not read until the upgrade, so a client's FIN
+ * leaves it undestroyed), no longer readable or writable, as ws itself checks.
+ * A function: it changes across awaits.
+ */
+export function clientGone(req: FastifyRequest): boolean {
+  if (req.lbac?.clientClosed === true) return true;
+  const socket = req.raw.socket as Socket | null | undefined;
+  if (socket === null || socket === undefined || socket.destroyed) return true;
+  return (req.raw as { upgrade?: boolean }).upgrade === true && (!socket.readable || !socket.writable);
+}
 
 /**
  * The client went away before the answer was complete (Grafana cancels a

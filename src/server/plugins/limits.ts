@@ -5,6 +5,7 @@ import type { ServerConfig } from '../../config/schema.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError } from '../../errors.ts';
 import type { GatewayMetrics } from '../metrics.ts';
+import { clientGone } from './context.ts';
 
 export interface LimitsOptions {
   readonly loadShedding: ServerConfig['loadShedding'];
@@ -51,6 +52,9 @@ export const limitsPlugin = fp<LimitsOptions>(
     app.addHook('preHandler', (req, reply, done) => {
       const route = req.lbac.route;
       if (route === undefined || req.lbac.shed !== undefined) return done();
+      // A client gone while it was authenticated takes no slot: its response has closed already, so
+      // the release below would never come (and nothing is forwarded for it: plugins/upstream.ts).
+      if (clientGone(req)) return done();
       const name = route.upstream;
       const n = inflight.get(name) ?? 0;
       const max = limits.get(name);

@@ -14,6 +14,7 @@ import { headerKey } from '../../util/header-name.ts';
 import { filterAnswer } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
 import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
+import { clientGone } from './context.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
 import { noteDecision, noteForwardedParams, noteOriginalParams } from '../request-state.ts'; // lbac: decision/query/timings for audit + metrics
@@ -337,9 +338,6 @@ function lookupAnswer(spec: LookupSpec, decision: Decision, headers: Record<stri
   return lookups.cache.get(`${spec.path}\u0000${JSON.stringify(decision.selectors)}\u0000${JSON.stringify(decision.headers)}`, spec.maxAgeMs, ask);
 }
 
-/** Whether the request's client went away (plugins/context.ts). A function: it changes across awaits. */
-const clientLeft = (req: FastifyRequest): boolean => req.lbac?.clientClosed === true;
-
 /** The client headers a route lookup takes: the request id, and Authorization where the upstream gets it. */
 function lookupClientHeaders(req: FastifyRequest, upstream: ResolvedUpstream): IncomingHttpHeaders {
   const own: IncomingHttpHeaders = { 'x-request-id': req.id };
@@ -363,7 +361,7 @@ async function forward(
 ): Promise<FastifyReply> {
   const { upstream } = opts;
   // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
-  if (clientLeft(req)) throw new GatewayError('client_closed', 'the client closed the connection');
+  if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   const { decision, path, pathParams, encoded } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
 
@@ -378,7 +376,7 @@ async function forward(
     filter !== undefined && route.lookup !== undefined && lookups !== undefined
       ? await lookupAnswer(route.lookup, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders), upstream, lookups)
       : undefined;
-  if (clientLeft(req)) throw new GatewayError('client_closed', 'the client closed the connection');
+  if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
   if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;

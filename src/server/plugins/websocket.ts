@@ -16,7 +16,7 @@ import WebSocket from 'ws';
 import type { TlsConnectOptions } from '../../backends/credentials.ts';
 import type { BackendKind, RouteSpec } from '../../backends/routes.ts';
 import { GatewayError } from '../../errors.ts';
-import { clientClosed } from './context.ts';
+import { clientClosed, clientGone } from './context.ts';
 
 /** Largest message a client may send (they are dropped; the limit bounds what is read). */
 const CLIENT_MAX_PAYLOAD = 64 * 1024;
@@ -175,10 +175,14 @@ function connectUpstream(target: WebSocketTarget, timeoutMs: number): Promise<Co
   });
 }
 
-/** A client that left before its upgrade completed: recorded as 499 (plugins/context.ts), nobody to answer. */
+/**
+ * A client that left before its upgrade completed: recorded as 499
+ * (plugins/context.ts); nobody to answer, and its half-closed socket is ended.
+ */
 function abandoned(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): undefined {
   clientClosed(req, reply, app.lbacRecorders);
   reply.hijack();
+  req.raw.socket.destroy();
   return undefined;
 }
 
@@ -198,11 +202,18 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       if (problem !== undefined) throw new GatewayError('bad_query', problem, { status: 400 });
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
-      if (socket.destroyed) return abandoned(app, req, reply);
+      if (clientGone(req)) return abandoned(app, req, reply);
       const target = opts.prepare(req);
-      const connected = await connectUpstream(target, opts.timeoutMs);
+      let connected: Connected;
+      try {
+        connected = await connectUpstream(target, opts.timeoutMs);
+      } catch (e) {
+        // The upstream failed, but nobody is there to be told: recorded as the client's departure.
+        if (clientGone(req)) return abandoned(app, req, reply);
+        throw e;
+      }
       // The client may be gone by the time the upstream answered, or vanish before its upgrade completes.
-      if (socket.destroyed) {
+      if (clientGone(req)) {
         if (connected.kind === 'open') connected.pending.upstream.terminate();
         return abandoned(app, req, reply);
       }
