@@ -2,10 +2,10 @@
  * What reply-from sends upstream requests through: an undici Agent, with each
  * request cancelled when the client that asked for it goes away. Grafana
  * cancels a panel's queries on every refresh and navigation; cancelled, the
- * upstream request's connection closes and Prometheus stops evaluating the
- * query (Go cancels a request's context when its connection closes), as it
- * would had Grafana talked to it directly. Without this, every abandoned query
- * ran to its end on the backend.
+ * upstream request's connection closes, Go cancels the request's context and
+ * Prometheus stops the query at its next check, as it would had Grafana talked
+ * to it directly (e2e/cancellation.test.ts). Without this, every abandoned
+ * query ran to its end on the backend.
  *
  * reply-from takes any object with undici's `request(options, callback)` as
  * its dispatcher, and passes no per-request options of its own: the request's
@@ -13,8 +13,8 @@
  * removed here before undici sees the headers).
  */
 import { EventEmitter } from 'node:events';
-import type { Agent, Dispatcher } from 'undici';
 import { Readable } from 'node:stream';
+import type { Agent, Dispatcher } from 'undici';
 
 /** Header-set key of a request's ClientGone. */
 export const CLIENT_GONE: unique symbol = Symbol('lbac.clientGone');
