@@ -78,6 +78,7 @@ describe('Grafana dashboard deploy/grafana/lbac-gateway-dashboard.json', () => {
       'lbac_gateway_policy_info',
       'lbac_gateway_bundle_consecutive_failures',
       'lbac_gateway_config_reloads_total',
+      'lbac_gateway_cache_lookups',
     ]) expect(used.has(m), m).toBe(true);
   });
 
