@@ -1,7 +1,7 @@
 import { parser as logqlParser } from '@grafana/lezer-logql';
 import { GatewayError, QueryError } from '../errors.ts';
 import { labelPolicyHeader, logQLSelectorLabels, rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
-import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import { policyConstrainsLabel, type SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import { headerKey } from '../util/header-name.ts';
 import { filterLabelValues } from './filters.ts';
@@ -130,7 +130,7 @@ export const lokiRoutes: RouteTable = {
     // (the rewritten query already restricts the streams); client messages are dropped.
     { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true },
     scoped('labels', '/loki/api/v1/labels'),
-    scoped('label_values', '/loki/api/v1/label/:name/values', { methods: ['GET'], responseFilter: filterLabelValues, validatePathParam: validLabelName }),
+    scoped('label_values', '/loki/api/v1/label/:name/values', { methods: ['GET'], responseFilter: filterLabelValues, filters: (policy, { name }) => policyConstrainsLabel(policy, name ?? ''), validatePathParam: validLabelName }),
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, enforced: [matchParam] },
     scoped('index_stats', '/loki/api/v1/index/stats'),
     scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels }),

@@ -1,4 +1,5 @@
 import { rewritePromQL, rewriteSeriesSelectors } from '../rewrite/promql.ts';
+import { policyConstrainsLabel } from '../rewrite/matcher.ts';
 import { filterAlerts, filterLabelValues, filterMetadata, filterRules, type ResponseFilter } from './filters.ts';
 import type { EnforcedParam, LookupSpec, RouteTable } from './routes.ts';
 
@@ -91,6 +92,9 @@ export const prometheusRoutes: RouteTable = {
       methods: ['GET'],
       enforced: [matchParam(false)],
       responseFilter: filterPromLabelValues,
+      // Values of a label the policy does not restrict (job, pod, __name__ for the metric browser) are
+      // only those of the series match[] already limits: streamed, not read whole and re-encoded.
+      filters: (policy, { name }) => policyConstrainsLabel(policy, unescapeLabelName(name ?? '')),
       validatePathParam: (_n, v) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined),
     },
     { endpoint: 'query_exemplars', path: '/api/v1/query_exemplars', methods: ['GET', 'POST'], enforced: [queryParam] },

@@ -52,6 +52,12 @@ export interface RouteSpec {
   /** Filters the upstream's JSON answer where the query cannot enforce (not applied for unrestricted subjects). */
   readonly responseFilter?: ResponseFilter;
   /**
+   * Whether this request's answer needs the route's filter; absent: always. A
+   * filtered answer is read whole and re-encoded; one the filter could not
+   * change is streamed as the upstream sent it.
+   */
+  readonly filters?: (policy: SelectorPolicy, pathParams: Readonly<Record<string, string>>) => boolean;
+  /**
    * Filters the upstream's raw 200 answer in whatever representation it came in
    * (e.g. Tempo traces as JSON or protobuf, as the client's Accept asked). Used
    * instead of `responseFilter` when present; not applied for unrestricted subjects.

@@ -99,3 +99,12 @@ export function policyMatchesLabels(policy: SelectorPolicy, labels: Readonly<Rec
 export function policyAllowsValue(policy: SelectorPolicy, name: string, value: string): boolean {
   return policy.some((group) => group.every((m) => m.name !== name || matcherMatches(m, value)));
 }
+
+/**
+ * Whether the policy restricts the values of label `name` at all: every group
+ * has a matcher on it. Otherwise a group without one allows every value, and
+ * `policyAllowsValue(policy, name, v)` is true for all `v` (property-tested).
+ */
+export function policyConstrainsLabel(policy: SelectorPolicy, name: string): boolean {
+  return policy.every((group) => group.some((m) => m.name === name));
+}

@@ -1,10 +1,11 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
 import { MAX_VALUES_PER_PARAMETER, enforceParams } from '../../src/backends/params.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
-import { policyAllowsValue, policyMatchesLabels, type SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import { policyAllowsValue, policyConstrainsLabel, policyMatchesLabels, type MatchOp, type SelectorPolicy } from '../../src/rewrite/matcher.ts';
 
 const teamA: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
 const dnf: SelectorPolicy = [
@@ -34,6 +35,25 @@ describe('policyMatchesLabels', () => {
     expect(policyMatchesLabels(dnf, { namespace: 'c', secret: 'true' })).toBe(true);
     expect(policyMatchesLabels(dnf, { namespace: 'd' })).toBe(false);
   });
+  it('policyConstrainsLabel: when false, policyAllowsValue accepts every value of that label (its filter is skipped)', () => {
+    const names = ['namespace', 'job', 'pod'];
+    const matcher = fc.record({
+      name: fc.constantFrom(...names),
+      op: fc.constantFrom<MatchOp>('=', '!=', '=~', '!~'),
+      value: fc.constantFrom('a', 'b', 'team-a-.*', '.*', '.+', '', 'a|b'),
+    });
+    const policy = fc.array(fc.array(matcher, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 3 });
+    fc.assert(
+      fc.property(policy, fc.constantFrom(...names, '__name__'), fc.array(fc.constantFrom('a', 'b', 'team-a-x', '', 'zz'), { maxLength: 6 }), (p, name, values) => {
+        if (!policyConstrainsLabel(p, name)) for (const v of values) expect(policyAllowsValue(p, name, v)).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+    expect(policyConstrainsLabel(dnf, 'namespace')).toBe(true);
+    expect(policyConstrainsLabel(dnf, 'secret')).toBe(false);
+    expect(policyConstrainsLabel([], 'namespace')).toBe(true);
+  });
+
   it('policyAllowsValue judges only the matchers on that label', () => {
     expect(policyAllowsValue(dnf, 'namespace', 'a')).toBe(true);
     expect(policyAllowsValue(dnf, 'namespace', 'd')).toBe(false);

@@ -369,7 +369,7 @@ async function forward(
   // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
   // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
-  const filter = decision.unrestricted ? undefined : responseFilterOf(route);
+  const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
   // The lookup carries only what the gateway controls (its answer is shared: lookup-cache.ts), plus the
   // client's Authorization for upstreams that get it (never shared). The client may leave while it runs.
   const lookup =
