@@ -5,6 +5,9 @@ import type { FilterContext } from './routes.ts';
  * Response filters for what a query cannot enforce: pure functions from a
  * parsed upstream JSON body to the body the client may see. A body that does
  * not have the expected shape is replaced by an empty result (fail closed).
+ * Applied only where a route's `filters` says the request needs it: label
+ * values of a label the policy does not restrict pass as the upstream sent
+ * them, like the answers of query routes (RouteSpec.filters).
  */
 export type ResponseFilter = (body: unknown, ctx: FilterContext) => unknown;
 
