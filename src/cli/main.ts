@@ -260,7 +260,6 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
     if (cluster.isWorker) cluster.worker?.disconnect();
     throw e;
   }
-  logger.info({ url: gw.url, adminUrl: gw.adminUrl ?? null }, 'lbac-gateway listening');
   reload = () => void gw.runtime.reload('SIGHUP');
   if (hupWhileStarting) reload();
   const ok = await new Promise<boolean>((resolve) => {
@@ -280,6 +279,9 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    // Announced once the stop signals are handled: a supervisor (or test) that stops the process as soon
+    // as it reads this line gets a graceful stop, not the default action of a signal nobody handles yet.
+    logger.info({ url: gw.url, adminUrl: gw.adminUrl ?? null }, 'lbac-gateway listening');
   });
   process.off('SIGHUP', onHup);
   if (!ok) {
