@@ -36,8 +36,6 @@ export class LookupCache {
   readonly #inFlight = new Map<string, Promise<unknown>>();
   #bytes = 0;
   #generation = 0;
-  hits = 0;
-  misses = 0;
 
   constructor(maxBytes = 32 * 1024 * 1024, now: () => number = Date.now) {
     this.#maxBytes = maxBytes;
@@ -56,16 +54,9 @@ export class LookupCache {
   /** The kept answer for `key`, or the one `load` is fetching for it, or a new `load()`; answers are frozen. */
   get(key: string, maxAgeMs: number, load: () => Promise<LoadedAnswer>): Promise<unknown> {
     const kept = this.#kept.get(key);
-    if (kept !== undefined && kept.expiresAt > this.#now()) {
-      this.hits++;
-      return Promise.resolve(kept.value);
-    }
+    if (kept !== undefined && kept.expiresAt > this.#now()) return Promise.resolve(kept.value);
     const pending = this.#inFlight.get(key);
-    if (pending !== undefined) {
-      this.hits++;
-      return pending;
-    }
-    this.misses++;
+    if (pending !== undefined) return pending;
     const generation = this.#generation;
     let loading: Promise<LoadedAnswer>;
     try {

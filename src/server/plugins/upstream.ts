@@ -207,7 +207,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
     ? new Pool(upstream.origin, { connect: tls ?? { rejectUnauthorized: true }, connections: 8, headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs })
     : undefined;
   if (lookupPool !== undefined) app.addHook('onClose', async () => lookupPool.close());
-  const lookups = lookupPool === undefined ? undefined : new LookupCache();
+  const lookups: Lookups | undefined = lookupPool === undefined ? undefined : { pool: lookupPool, cache: new LookupCache() };
   // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
   // content type (JSON included, which Fastify parses by default) → 415.
   app.removeAllContentTypeParsers();
@@ -235,7 +235,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
       method: [...route.methods],
       url: route.path,
       onRequest: app.authenticate,
-      handler: (req, reply) => forward(app, req, reply, route, opts, lookupPool === undefined || lookups === undefined ? undefined : { pool: lookupPool, cache: lookups }),
+      handler: (req, reply) => forward(app, req, reply, route, opts, lookups),
     });
     // A known path with another method: 405 with Allow, as the backends answer (Grafana falls back
     // from POST to GET on a 405, not on a 404). Nothing is forwarded.
