@@ -6,7 +6,8 @@
 // Fastify/reply-from pass-through and lbac-gateway (one worker) three times: with
 // the default config (an audit line per decision, log level info, no access log),
 // with `audit.enabled: false` and with `server.accessLog: true`, so the audit
-// line's and the access log's own costs are visible. Each target gets the same dashboard
+// line's and the access log's own costs are visible, plus a twin of the default
+// one, whose distance from it (`twinSpread`) is the run's own noise. Each target gets the same dashboard
 // `query_range` POST at a fixed rate (autocannon `overallRate`, well below
 // saturation) in interleaved rounds; per round the proxy's CPU time is read from
 // /proc/<pid>/task/*/schedstat (ns, every thread: main, libuv pool, GC helpers)
@@ -82,6 +83,10 @@ try {
     });
   const withAudit = await gateway({});
   procs.push(withAudit);
+  // The same config again: how far two identical processes land apart in one run is the noise floor
+  // a difference between the other targets has to clear.
+  const twin = await gateway({});
+  procs.push(twin);
   const noAudit = await gateway({ audit: { enabled: false } });
   procs.push(noAudit);
   const accessLog = await gateway({}, { accessLog: true });
@@ -98,6 +103,7 @@ try {
   const targets: Target[] = [
     { name: 'bare pass-through', url: `http://127.0.0.1:${ptPort}`, pid: passthrough.pid },
     { name: 'lbac-gateway', url: withAudit.url, pid: withAudit.pid },
+    { name: 'lbac-gateway (twin)', url: twin.url, pid: twin.pid },
     { name: 'lbac-gateway, audit off', url: noAudit.url, pid: noAudit.pid },
     { name: 'lbac-gateway, access log on', url: accessLog.url, pid: accessLog.pid },
   ];
@@ -127,7 +133,12 @@ try {
   const widths = [26, 12, 12, 14];
   process.stdout.write(`\n${row(['target', 'CPU µs/req', 'over floor', 'floor ÷ target'], widths)}\n`);
   for (const r of results) process.stdout.write(`${row([r.target, r.cpuMicrosPerRequest, r.overFloor, r.floorRatio], widths)}\n`);
-  const file = writeResult('cpu', { date: new Date().toISOString(), machine: machineInfo(), command: `node bench/cpu.ts --rate ${RATE} --requests ${REQUESTS} --rounds ${ROUNDS}`, rate: RATE, requests: REQUESTS, rounds: ROUNDS, query, results }, args.out);
+  const gw = results.find((r) => r.target === 'lbac-gateway')!.cpuMicrosPerRequest;
+  const tw = results.find((r) => r.target === 'lbac-gateway (twin)')!.cpuMicrosPerRequest;
+  // Relative difference between the twins: differences between targets smaller than this are noise.
+  const twinSpread = Math.round((Math.abs(gw - tw) / Math.min(gw, tw)) * 1000) / 1000;
+  process.stdout.write(`\ntwin spread (identical gateways): ${(twinSpread * 100).toFixed(1)} %\n`);
+  const file = writeResult('cpu', { date: new Date().toISOString(), machine: machineInfo(), command: `node bench/cpu.ts --rate ${RATE} --requests ${REQUESTS} --rounds ${ROUNDS}`, rate: RATE, requests: REQUESTS, rounds: ROUNDS, query, results, twinSpread }, args.out);
   process.stdout.write(`\nwritten: ${file}\n`);
 } finally {
   await stopAll(procs);

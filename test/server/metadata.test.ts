@@ -22,7 +22,10 @@ beforeAll(async () => {
   up = await startUpstream();
   up.answer = (path) =>
     path === '/api/v1/label/__name__/values'
-      ? [lookupStatus, JSON.stringify({ status: 'success', data: ['a_total', 'up'] })]
+      ? [
+          lookupStatus,
+          JSON.stringify(lookupStatus === 200 ? { status: 'success', data: ['a_total', 'up'] } : { status: 'error', errorType: 'unavailable', error: 'too busy for {namespace=~"team-a-.*"}' }),
+        ]
       : path === '/api/v1/metadata'
         ? [200, JSON.stringify(METADATA)]
         : undefined;
@@ -73,6 +76,24 @@ describe('/api/v1/metadata', () => {
     lookupStatus = 500;
     const r = await get('alice');
     expect(r.statusCode).toBe(502);
+    expect(r.body).not.toContain('b_total');
+    expect(up.requests.map((x) => x.path)).toEqual(['/api/v1/label/__name__/values']);
+  });
+
+  it.each([
+    [503, 503],
+    [429, 429],
+    [504, 504],
+    [404, 502],
+  ])('a lookup answered %i fails the request with %i: back-off statuses are kept, the lookup text is not relayed', async (upstreamStatus, clientStatus) => {
+    lookupStatus = upstreamStatus;
+    const r = await get('alice');
+    expect(r.statusCode).toBe(clientStatus);
+    const body = JSON.parse(r.body) as { status: string; errorType: string; error: string };
+    expect(body.status).toBe('error');
+    expect(body.error).toContain(`upstream answered ${upstreamStatus}`);
+    // The lookup's match[] is the policy: neither it nor the metadata reaches the client.
+    expect(r.body).not.toContain('team-a');
     expect(r.body).not.toContain('b_total');
     expect(up.requests.map((x) => x.path)).toEqual(['/api/v1/label/__name__/values']);
   });

@@ -317,14 +317,34 @@ async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<s
   const path = `${upstream.pathPrefix}${spec.path}?${upstream.auth?.query(encoded) ?? encoded}`;
   const base: Record<string, string | string[]> = { ...headers, host: new URL(upstream.origin).host, 'accept-encoding': 'identity', accept: 'application/json' };
   delete base['content-type'];
+  let status: number;
+  let raw: Buffer;
   try {
     const res = await pool.request({ method: 'GET', path, headers: signedHeaders(upstream, 'GET', upstream.origin + path, base) });
-    const raw = await readBounded(res.body, MAX_FILTERED_BODY);
-    if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`lookup answered ${res.statusCode}`);
-    return { value: JSON.parse(raw.toString('utf8')) as unknown, bytes: raw.length };
+    status = res.statusCode;
+    raw = await readBounded(res.body, MAX_FILTERED_BODY);
   } catch (e) {
     throw new GatewayError('upstream_error', 'upstream unavailable', { cause: e });
   }
+  if (status < 200 || status > 299) throw lookupRefused(status);
+  try {
+    return { value: JSON.parse(raw.toString('utf8')) as unknown, bytes: raw.length };
+  } catch (e) {
+    throw new GatewayError('upstream_error', 'upstream answer could not be read', { cause: e });
+  }
+}
+
+/**
+ * A lookup the upstream did not answer with 2xx fails its request. Back-off answers
+ * keep their status, as the upstream would have answered the request itself: 429 and
+ * 503 (overloaded, rate-limited: a client should retry later, not report a broken
+ * backend) and 504. Anything else is 502. The upstream's error text is not relayed:
+ * it is about the lookup, which carries the policy's matchers.
+ */
+export function lookupRefused(status: number): GatewayError {
+  const message = `upstream answered ${status} to the gateway's lookup`;
+  if (status === 504) return new GatewayError('upstream_timeout', message);
+  return new GatewayError('upstream_error', message, status === 429 || status === 503 ? { status } : undefined);
 }
 
 /**
