@@ -8,8 +8,10 @@
 // stub that isolates proxy cost. Load comes from this process (autocannon) on
 // loopback only, bounded in time. Results: bench/results/gateway-<date>.json.
 //
-//   node bench/gateway.ts [--duration 12] [--rounds 6] [--connections 16] [--rate 300]
+//   node bench/gateway.ts [--duration 12] [--rounds 6] [--connections 16] [--rate 300] [--workers 1|auto] [--no-twin]
 //
+// A second, identical lbac-gateway ("lbac-gateway twin") runs alongside unless
+// --no-twin: its ratio to the first (`twinVsGateway`) is the run's own noise.
 // Throughput is measured in rounds: each target gets duration/rounds seconds
 // per round, the target order rotating each round, so noise from the shared
 // cores lands on all targets alike; ratios are the median of the per-round
@@ -23,7 +25,8 @@ import { repoRoot } from '../e2e/harness/tools.ts';
 import { logger, startTargets, startUpstreams, type Target, type TargetSpec } from './lib/fleet.ts';
 
 const { values: args } = parseArgs({
-  options: { duration: { type: 'string', default: '12' }, rounds: { type: 'string', default: '6' }, connections: { type: 'string', default: '16' }, rate: { type: 'string', default: '300' }, workers: { type: 'string', default: '1' } },
+  allowNegative: true,
+  options: { duration: { type: 'string', default: '12' }, rounds: { type: 'string', default: '6' }, connections: { type: 'string', default: '16' }, rate: { type: 'string', default: '300' }, workers: { type: 'string', default: '1' }, twin: { type: 'boolean', default: true } },
 });
 const DURATION = Number(args.duration);
 const ROUNDS = Math.max(1, Math.round(Number(args.rounds)));
@@ -70,7 +73,7 @@ async function main(): Promise<void> {
     const samples: Sample[] = [];
     for (const [upstreamName, upstreamUrl] of Object.entries(upstreams)) {
       log(`upstream ${upstreamName}: starting prom-label-proxy, lbac-gateway, passthrough`);
-      const { targets, stop } = await startTargets(upstreamUrl, up, { workers: WORKERS, promLabelProxy: 'required', log });
+      const { targets, stop } = await startTargets(upstreamUrl, up, { workers: WORKERS, promLabelProxy: 'required', log, twin: args.twin });
       const entries = Object.entries(targets) as [Target, TargetSpec][];
       for (const [, t] of entries) await load(t.url, t.requests, 'throughput', 2).catch(() => undefined); // warm-up, not recorded
       // Throughput: rounds with a rotating target order (see the header comment).
@@ -141,6 +144,8 @@ async function main(): Promise<void> {
         gatewayVsPromLabelProxy: ratio(u, 'throughput', 'lbac-gateway', 'prom-label-proxy'),
         gatewayVsPassthrough: ratio(u, 'throughput', 'lbac-gateway', 'passthrough'),
         promLabelProxyVsDirect: ratio(u, 'throughput', 'prom-label-proxy', 'direct'),
+        // Two identical gateways: a ratio between other targets closer to 1 than this one's distance is noise.
+        twinVsGateway: ratio(u, 'throughput', 'lbac-gateway twin', 'lbac-gateway'),
       },
       addedLatencyMsAtModerateLoad: {
         gatewayP50: added(u, 'lbac-gateway', 'p50'),
@@ -151,7 +156,7 @@ async function main(): Promise<void> {
     }));
     const result = {
       date: new Date().toISOString(),
-      command: `node bench/gateway.ts --duration ${DURATION} --rounds ${ROUNDS} --connections ${CONNECTIONS} --rate ${RATE} --workers ${WORKERS}`,
+      command: `node bench/gateway.ts --duration ${DURATION} --rounds ${ROUNDS} --connections ${CONNECTIONS} --rate ${RATE} --workers ${WORKERS}${args.twin ? '' : ' --no-twin'}`,
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
       samples,
       summary,
@@ -162,7 +167,7 @@ async function main(): Promise<void> {
     writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
     console.log('\nupstream    target            mode        req/s    p50 ms  p99 ms  p99.9 ms');
     for (const s of samples) {
-      console.log(`${s.upstream.padEnd(11)} ${s.target.padEnd(17)} ${s.mode.padEnd(11)} ${s.requestsPerSec.toFixed(0).padStart(6)} ${String(s.p50).padStart(8)} ${String(s.p99).padStart(7)} ${String(s.p999).padStart(9)}`);
+      console.log(`${s.upstream.padEnd(11)} ${s.target.padEnd(18)} ${s.mode.padEnd(11)} ${s.requestsPerSec.toFixed(0).padStart(6)} ${String(s.p50).padStart(8)} ${String(s.p99).padStart(7)} ${String(s.p999).padStart(9)}`);
     }
     console.log(JSON.stringify(summary, null, 2));
     log(`written ${file}`);

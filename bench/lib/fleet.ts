@@ -15,7 +15,7 @@ import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { hasTool, repoRoot, toolPath } from '../../e2e/harness/tools.ts';
 import { requestMix, TENANTS, type BenchRequest } from './mix.ts';
 
-export type Target = 'direct' | 'prom-label-proxy' | 'lbac-gateway' | 'passthrough';
+export type Target = 'direct' | 'prom-label-proxy' | 'lbac-gateway' | 'lbac-gateway twin' | 'passthrough';
 export type UpstreamName = 'prometheus' | 'stub';
 
 export interface Stoppable {
@@ -79,7 +79,7 @@ export interface TargetSpec {
 }
 
 export interface Targets extends Stoppable {
-  /** In the order direct, prom-label-proxy (absent if not installed and optional), lbac-gateway, passthrough. */
+  /** In the order direct, prom-label-proxy (absent if not installed and optional), lbac-gateway, its twin (if asked for), passthrough. */
   targets: Partial<Record<Target, TargetSpec>>;
 }
 
@@ -89,6 +89,8 @@ export interface StartTargetsOptions {
   /** 'if-present': skip prom-label-proxy when `make bench-tools` has not installed it. */
   promLabelProxy: 'required' | 'if-present';
   log: (msg: string) => void;
+  /** Also start a second, identical lbac-gateway: how far the two land apart is the run's own noise. */
+  twin?: boolean;
 }
 
 /**
@@ -116,7 +118,8 @@ export async function startTargets(upstreamUrl: string, up: Upstreams, opts: Sta
     } else {
       opts.log('prom-label-proxy is not installed (make bench-tools): skipping it');
     }
-    const gw = await startGateway({
+    const startOneGateway = () =>
+      startGateway({
       config: {
         // The defaults a deployment runs: log level info and an audit line per decision (to the
         // harness's log file, as stdout would go to a container runtime). Until 2026-11-26 the
@@ -127,9 +130,12 @@ export async function startTargets(upstreamUrl: string, up: Upstreams, opts: Sta
         teams: Object.fromEntries(TENANTS.map((t) => [t, { groups: [t], selectors: [{ namespace: t }] }])),
       },
     });
-    // Its log holds an audit line per request (≈ 100 MB per run): removed once the gateway has stopped.
-    procs.push({ stop: () => gw.stop().finally(() => rmSync(gw.logFile, { force: true })) });
-    targets['lbac-gateway'] = { url: gw.url, requests: requestMix(up.evalTime, (t) => ({ path: '', headers: { authorization: `Bearer ${up.tokens[t]}` } })) };
+    for (const name of opts.twin === true ? (['lbac-gateway', 'lbac-gateway twin'] as const) : (['lbac-gateway'] as const)) {
+      const gw = await startOneGateway();
+      // Its log holds an audit line per request (≈ 100 MB per run): removed once the gateway has stopped.
+      procs.push({ stop: () => gw.stop().finally(() => rmSync(gw.logFile, { force: true })) });
+      targets[name] = { url: gw.url, requests: requestMix(up.evalTime, (t) => ({ path: '', headers: { authorization: `Bearer ${up.tokens[t]}` } })) };
+    }
     const ptPort = await freePort();
     procs.push(
       await startProcess({

@@ -6,6 +6,7 @@ import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import { headerKey } from '../util/header-name.ts';
 import { filterLabelValues } from './filters.ts';
 import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
+import type { Params } from './form-params.ts';
 
 /**
  * `policyEnforcement: header`: Loki's X-Prom-Label-Policy for a decision — the
@@ -103,7 +104,7 @@ const matchParam: EnforcedParam = {
  * Drilldown's service list). Without `targetLabels`, the client's own
  * selector's labels are sent as the grouping, as Loki would have used them.
  */
-function volumeTargetLabels(params: URLSearchParams, limits: RewriteLimits): void {
+function volumeTargetLabels(params: Params, limits: RewriteLimits): void {
   // Loki splits targetLabels on commas and reads an empty value as none.
   if ((params.get('targetLabels') ?? '') !== '' || (params.get('aggregateBy') ?? 'series') !== 'series') return;
   const query = params.get('query');

@@ -1,6 +1,7 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
+import { FormParams, type Params } from './form-params.ts';
 import type { RouteSpec } from './routes.ts';
 
 /**
@@ -9,11 +10,11 @@ import type { RouteSpec } from './routes.ts';
  * re-serialises exactly what it checked, so a parameter smuggled by an encoding
  * difference cannot reach the backend unenforced.
  */
-export function mergeParams(search: string, formBody: string | undefined): URLSearchParams {
-  if (formBody === undefined || formBody === '') return new URLSearchParams(search);
+export function mergeParams(search: string, formBody: string | undefined): FormParams {
+  if (formBody === undefined || formBody === '') return new FormParams(search);
   // Body first, as Go's r.Form lists PostForm values before URL values.
-  const merged = new URLSearchParams(formBody);
-  if (search !== '') for (const [k, v] of new URLSearchParams(search)) merged.append(k, v);
+  const merged = new FormParams(formBody);
+  if (search !== '') merged.appendEncoded(search);
   return merged;
 }
 
@@ -27,7 +28,7 @@ export const MAX_VALUES_PER_PARAMETER = 100;
  * `policy === undefined` means unrestricted (admins): parameters are checked
  * for ambiguity but not rewritten.
  */
-export function enforceParams(route: RouteSpec, params: URLSearchParams, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): URLSearchParams {
+export function enforceParams<P extends Params>(route: RouteSpec, params: P, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): P {
   if (policy !== undefined && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
   if (policy !== undefined) route.completeParams?.(params, limits);
   for (const spec of route.enforced) {

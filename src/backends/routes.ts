@@ -1,6 +1,7 @@
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import type { ResponseFilter } from './filters.ts';
+import type { Params } from './form-params.ts';
 
 export type BackendKind = 'prometheus' | 'loki' | 'tempo';
 export type HttpMethod = 'GET' | 'POST';
@@ -43,7 +44,7 @@ export interface RouteSpec {
    * from the client's own ones so that the policy's matchers change only which
    * data is read, not how it is grouped (Loki volume's `targetLabels`).
    */
-  readonly completeParams?: (params: URLSearchParams, limits: RewriteLimits) => void;
+  readonly completeParams?: (params: Params, limits: RewriteLimits) => void;
   /**
    * Path parameters that must be validated before they are re-encoded into the
    * upstream path (e.g. a label name). Returns an error message or undefined.

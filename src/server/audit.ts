@@ -8,7 +8,8 @@
  * Never in a record: tokens, Authorization / cookie / ID-token headers, the
  * subject's raw claims, or the values of policy-set headers (only their names).
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { newId } from '../util/ids.ts';
 import type { AuditConfig } from '../config/schema.ts';
 import type { Decision, Subject } from '../policy/decision.ts';
 import type { LbacRequestState } from './request-state.ts';
@@ -100,7 +101,7 @@ export function buildAuditRecord(ctx: AuditContext, config: Pick<AuditConfig, 'h
   // No `delete` on the record (it would turn it into a slow dictionary object for JSON.stringify).
   const record: AuditRecord = {
     type: AUDIT_TYPE,
-    decision_id: ctx.decisionId ?? randomUUID(),
+    decision_id: ctx.decisionId ?? newId(),
     req_id: ctx.requestId,
     timestamp: (ctx.time ?? new Date()).toISOString(),
     path: ctx.entrypoint,
@@ -163,7 +164,7 @@ export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, '
   const str = JSON.stringify;
   const iso = isoTime(nowMs);
   return (
-    `{"level":30,"time":"${iso}","type":"${AUDIT_TYPE}","decision_id":${str(ctx.decisionId ?? randomUUID())}` +
+    `{"level":30,"time":"${iso}","type":"${AUDIT_TYPE}","decision_id":${str(ctx.decisionId ?? newId())}` +
     `,"req_id":${str(ctx.requestId)},"timestamp":"${ctx.time === undefined ? iso : ctx.time.toISOString()}","path":${str(ctx.entrypoint)}` +
     `,"revision":${str(state.revision ?? null)}${ctx.dataRevision === undefined ? '' : `,"data_revision":${str(ctx.dataRevision)}`}` +
     `,"input":{"subject":${subject === null ? 'null' : subjectJson(subject)},"request":${str({ ...state.request })}}` +

@@ -8,6 +8,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { RouteSpec } from '../backends/routes.ts';
 import type { Decision, RequestInfo } from '../policy/decision.ts';
+import type { Params } from '../backends/form-params.ts';
 
 export type Stage = 'identity' | 'policy' | 'rewrite' | 'upstream';
 
@@ -59,7 +60,7 @@ export function newRequestState(now = performance.now()): LbacRequestState {
   return { startedAt: now, timings: {} };
 }
 
-function pick(route: RouteSpec, params: URLSearchParams): Record<string, string[]> {
+function pick(route: RouteSpec, params: Params): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const spec of route.enforced) {
     const values = params.getAll(spec.name);
@@ -83,13 +84,13 @@ export function noteDecision(req: FastifyRequest, request: RequestInfo, decision
 }
 
 /** Record the query parameters as the client sent them (copied: enforcement then changes `params` in place). */
-export function noteOriginalParams(req: FastifyRequest, route: RouteSpec, params: URLSearchParams): void {
+export function noteOriginalParams(req: FastifyRequest, route: RouteSpec, params: Params): void {
   const s = req.lbac as LbacRequestState | null;
   if (s !== null) s.original = pick(route, params);
 }
 
 /** Record the parameters as forwarded (after enforcement); ends the rewrite stage and starts the upstream one. */
-export function noteForwardedParams(req: FastifyRequest, route: RouteSpec, params: URLSearchParams): void {
+export function noteForwardedParams(req: FastifyRequest, route: RouteSpec, params: Params): void {
   const s = req.lbac as LbacRequestState | null;
   if (s === null) return;
   s.rewritten = pick(route, params);

@@ -9,10 +9,9 @@
  *
  * reply-from takes any object with undici's `request(options, callback)` as
  * its dispatcher, and passes no per-request options of its own: the request's
- * cancellation travels in its header set under a symbol key (never serialised,
- * removed here before undici sees the headers).
+ * cancellation travels in its header set under a symbol key (never serialised:
+ * undici takes header names from Object.keys, which lists no symbols).
  */
-import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
 
@@ -20,19 +19,40 @@ import type { Agent, Dispatcher } from 'undici';
 export const CLIENT_GONE: unique symbol = Symbol('lbac.clientGone');
 
 /**
- * Fires once when the client leaves before its answer is complete. An
- * EventEmitter with `aborted`, which undici accepts as a request's signal
- * (lighter than an AbortController, and one is made per forwarded request).
+ * Fires once when the client leaves before its answer is complete. undici
+ * takes any object with `on`/`once`/`removeListener` and `aborted`/`reason` as
+ * a request's signal; one is made per forwarded request, so this is the least
+ * of an EventEmitter (no listener map, no once-wrapper per request).
  */
-export class ClientGone extends EventEmitter {
+export class ClientGone {
   aborted = false;
-  reason: Error | undefined;
+  reason: Error | undefined = undefined;
+  #listeners: (() => void)[] = [];
+
+  on(event: string, listener: () => void): this {
+    if (event === 'abort' && !this.aborted) this.#listeners.push(listener);
+    return this;
+  }
+
+  /** It fires at most once, so every listener is a once-listener. */
+  once(event: string, listener: () => void): this {
+    return this.on(event, listener);
+  }
+
+  removeListener(event: string, listener: () => void): this {
+    if (event !== 'abort') return this;
+    const i = this.#listeners.indexOf(listener);
+    if (i >= 0) this.#listeners.splice(i, 1);
+    return this;
+  }
 
   fire(): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = new ClientGoneError();
-    this.emit('abort');
+    const listeners = this.#listeners;
+    this.#listeners = [];
+    for (const listener of listeners) listener();
   }
 }
 
@@ -62,8 +82,11 @@ export function cancellingDispatcher(agent: Agent): CancellingDispatcher {
         agent.request(options, callback as never);
         return;
       }
-      delete headers![CLIENT_GONE];
-      agent.request({ ...options, signal: gone }, (err, res) => {
+      // The symbol key stays: undici reads header names with Object.keys, which skips symbols, and a
+      // `delete` would turn every request's header set into a slow dictionary-mode object.
+      // `options` is reply-from's own per-request object.
+      (options as { signal?: unknown }).signal = gone;
+      agent.request(options, (err, res) => {
         // Cancelled because the client left: no one reads the answer. reply-from gets an empty one
         // (status 499, as the request is recorded) instead of an error it would log as a failure.
         if (err !== null && gone.aborted) return callback(null, { statusCode: 499, headers: {}, body: Readable.from([]) });

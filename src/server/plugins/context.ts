@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../../util/ids.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
@@ -13,10 +13,10 @@ export type RouteIndex = ReadonlyMap<string, { readonly upstream: string; readon
 /** A client's X-Request-Id is reused only if it is short and plain (it ends up in logs and upstream headers). */
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
-/** Fastify `genReqId`: the client's valid X-Request-Id, else a fresh UUID. */
+/** Fastify `genReqId`: the client's valid X-Request-Id, else a fresh UUID-shaped id (src/util/ids.ts). */
 export function requestIdFor(req: IncomingMessage): string {
   const h = req.headers['x-request-id'];
-  return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+  return typeof h === 'string' && REQUEST_ID.test(h) ? h : newId();
 }
 
 /**

@@ -101,7 +101,7 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buff
  */
 function connectionNominated(connection: string | string[] | undefined): ReadonlySet<string> | undefined {
   // The usual values name no other header (keep-alive is hop-by-hop anyway): nothing to build per request.
-  if (connection === undefined || (typeof connection === 'string' && PLAIN_CONNECTION.test(connection))) return undefined;
+  if (connection === undefined || connection === 'keep-alive' || connection === 'close' || (typeof connection === 'string' && PLAIN_CONNECTION.test(connection))) return undefined;
   const names = new Set<string>();
   for (const value of Array.isArray(connection) ? connection : [connection]) {
     for (const token of value.split(',')) {
@@ -152,7 +152,9 @@ export function upstreamHeaders(
   const stripped = strippedNames(upstream, credentialHeaders);
   const policyNames = policyNamesOf(decision.headers);
   const nominated = connectionNominated(client.connection);
-  for (const [name, value] of Object.entries(client)) {
+  // for…in, not Object.entries: no pair array per header on every request.
+  for (const name in client) {
+    const value = client[name];
     if (value === undefined) continue;
     const lower = name.toLowerCase();
     const key = headerKey(name);
@@ -163,8 +165,8 @@ export function upstreamHeaders(
     if (upstream.auth?.signsRequests === true && key.startsWith('x-amz-')) continue;
     out[lower] = value;
   }
-  for (const [name, value] of Object.entries(upstream.headers)) out[name.toLowerCase()] = value;
-  for (const [name, value] of Object.entries(decision.headers)) out[name.toLowerCase()] = value;
+  for (const name in upstream.headers) out[name.toLowerCase()] = upstream.headers[name] as string;
+  for (const name in decision.headers) out[name.toLowerCase()] = decision.headers[name] as string;
   // policyEnforcement "header" (Loki): the policy itself, for every tenant the request reads.
   if (upstream.policyEnforcement === 'header' && !decision.unrestricted) out['x-prom-label-policy'] = lokiPolicyHeader(decision.selectors, decision.headers);
   // upstreams[].auth (basic, bearer): the gateway's own credential, last so nothing overrides it. SigV4 is added per request (signedHeaders).
@@ -438,7 +440,9 @@ async function forward(
     retryDelay: () => null,
     rewriteHeaders: (h: IncomingHttpHeaders) => downstreamHeaders(h),
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
-      const out: Record<string, string | string[]> = { ...headers, host: h.host ?? new URL(upstream.origin).host };
+      // `headers` is this request's own object: completed in place rather than copied once more.
+      const out = headers as Record<string | symbol, unknown> as Record<string, string | string[]>;
+      out['host'] = h.host ?? new URL(upstream.origin).host;
       (out as Record<symbol, unknown>)[CLIENT_GONE] = gone;
       if (upstream.auth?.signsRequests !== true) return out;
       // reply-from sends new URL(source, base).pathname + "?" + query, and `body` as given.
