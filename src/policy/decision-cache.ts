@@ -15,6 +15,9 @@ import type { Decision, DecisionInput } from './decision.ts';
  * insertion (entries of collected subjects are not subtracted), so it errs
  * towards clearing early; a clear only costs re-evaluations.
  */
+/** Keys of frozen request objects (their fields cannot change). */
+const frozenRequestKeys = new WeakMap<object, string>();
+
 export class DecisionCache {
   readonly #ttlMs: number;
   readonly #perSubject: number;
@@ -37,7 +40,13 @@ export class DecisionCache {
 
   static key(input: DecisionInput): string {
     const r = input.request;
-    return `${r.upstream}\u0000${r.kind}\u0000${r.endpoint}\u0000${r.method}\u0000${r.path}`;
+    // The gateway passes one frozen request object per request shape (plugins/upstream.ts): its key is
+    // built once, and the same string object (its hash cached) is looked up every time.
+    const known = frozenRequestKeys.get(r);
+    if (known !== undefined) return known;
+    const key = `${r.upstream}\u0000${r.kind}\u0000${r.endpoint}\u0000${r.method}\u0000${r.path}`;
+    if (Object.isFrozen(r)) frozenRequestKeys.set(r, key);
+    return key;
   }
 
   /** Malformed inputs are never cached: the policy alone judges them. */

@@ -132,6 +132,16 @@ function subjectJson(subject: Subject): string {
   return json;
 }
 
+/** The request's JSON; the gateway's request objects are frozen and shared per request shape, so kept by identity. */
+const requestJsonCache = new WeakMap<object, string>();
+function requestJson(request: NonNullable<LbacRequestState['request']>): string {
+  const cached = requestJsonCache.get(request);
+  if (cached !== undefined) return cached;
+  const json = JSON.stringify({ ...request });
+  if (Object.isFrozen(request)) requestJsonCache.set(request, json);
+  return json;
+}
+
 function resultJson(decision: Decision): string {
   const cached = resultJsonCache.get(decision);
   if (cached !== undefined) return cached;
@@ -167,7 +177,7 @@ export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, '
     `{"level":30,"time":"${iso}","type":"${AUDIT_TYPE}","decision_id":${str(ctx.decisionId ?? newId())}` +
     `,"req_id":${str(ctx.requestId)},"timestamp":"${ctx.time === undefined ? iso : ctx.time.toISOString()}","path":${str(ctx.entrypoint)}` +
     `,"revision":${str(state.revision ?? null)}${ctx.dataRevision === undefined ? '' : `,"data_revision":${str(ctx.dataRevision)}`}` +
-    `,"input":{"subject":${subject === null ? 'null' : subjectJson(subject)},"request":${str({ ...state.request })}}` +
+    `,"input":{"subject":${subject === null ? 'null' : subjectJson(subject)},"request":${requestJson(state.request)}}` +
     `,"result":${resultJson(decision)}${query === undefined ? '' : `,"query":${str(query)}`}` +
     // responseBlock and metricsBlock, written out: keys in the same order, undefined ones left out.
     `,"response":{"status":${jsonNumber(ctx.status)},"duration_ms":${millisJson(ctx.durationMs)}${state.errorCode === undefined ? '' : `,"error":${str(state.errorCode)}`}}` +

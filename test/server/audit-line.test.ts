@@ -54,7 +54,10 @@ const contextArb = fc.record({
   dataRevision: maybe(text),
   time: fc.date({ min: new Date(0), max: new Date('2100-01-01T00:00:00Z'), noInvalidDate: true }),
   decision: decisionArb,
-  request: fc.record({ upstream: text, kind: fc.constantFrom('prometheus', 'loki', 'tempo'), endpoint: text, method: fc.constantFrom('GET', 'POST'), path: text }),
+  // Frozen, as the gateway's shared request objects are (their JSON is then kept by identity).
+  request: fc
+    .tuple(fc.record({ upstream: text, kind: fc.constantFrom('prometheus', 'loki', 'tempo'), endpoint: text, method: fc.constantFrom('GET', 'POST'), path: text }), fc.boolean())
+    .map(([r, frozen]) => (frozen ? Object.freeze(r) : r)),
   revision: maybe(text),
   original: params,
   rewritten: params,
@@ -92,7 +95,7 @@ describe('decisionAuditLine', () => {
         const config = { hashQueries, redact: [] };
         const expected = auditLine(buildAuditRecord(ctx, config)!, lineTime);
         expect(decisionAuditLine(ctx, config, lineTime.getTime())).toBe(expected);
-        // Again: the subject's and the decision's JSON now come from the caches.
+        // Again: the subject's, the decision's and the request's JSON now come from the caches.
         expect(decisionAuditLine(ctx, config, lineTime.getTime())).toBe(expected);
       }),
       { numRuns: 400 },

@@ -58,6 +58,21 @@ describe('audit log', () => {
     expect(line).not.toContain('tenant-a'); // policy header values are not logged, only names
   });
 
+  it('records each request shape as asked, however many (the decision input objects are shared per shape, bounded per route)', async () => {
+    // More label names than a route keeps shared request objects for (256), then the first ones again, by GET and POST.
+    const names = Array.from({ length: 300 }, (_, i) => `label_${i}`);
+    for (const name of [...names, ...names.slice(0, 5)]) {
+      expect((await t.app.inject({ url: `/prometheus/api/v1/label/${name}/values`, headers: bearer('alice') })).statusCode).toBe(200);
+    }
+    const q = await t.app.inject({ method: 'POST', url: '/prometheus/api/v1/query', headers: { ...bearer('alice'), 'content-type': 'application/x-www-form-urlencoded' }, payload: 'query=up' });
+    expect(q.statusCode).toBe(200);
+    const requests = t.audit.map((r) => (r['input'] as { request: Record<string, unknown> }).request);
+    expect(requests.slice(0, 305).map((r) => r['path'])).toEqual([...names, ...names.slice(0, 5)].map((n) => `/api/v1/label/${n}/values`));
+    expect(requests.slice(0, 305).every((r) => r['endpoint'] === 'label_values' && r['method'] === 'GET' && r['upstream'] === 'metrics')).toBe(true);
+    expect(requests[305]).toEqual({ upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'POST', path: '/api/v1/query' });
+    expect(up.requests.map((r) => r.path).slice(0, 3)).toEqual(['/api/v1/label/label_0/values', '/api/v1/label/label_1/values', '/api/v1/label/label_2/values']);
+  });
+
   it('logs denials (403) and rewrite rejections (400) with their error code', async () => {
     expect((await t.app.inject({ url: query('up'), headers: bearer('mallory') })).statusCode).toBe(403);
     expect((await t.app.inject({ url: query('sum(('), headers: bearer('alice') })).statusCode).toBe(400);

@@ -8,7 +8,7 @@ import { enforceParams, mergeParams } from '../../backends/params.ts';
 import { pathParamProblem, responseFilterOf, upstreamPath, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
-import type { Decision } from '../../policy/decision.ts';
+import type { Decision, RequestInfo } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { headerKey } from '../../util/header-name.ts';
 import { filterAnswer } from '../filter-offload.ts';
@@ -264,6 +264,31 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
 /** Methods answered 405 on a route that does not take them. */
 const HTTP_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const;
 
+/**
+ * The decision input's `request`: one frozen object per (upstream, route, method, path),
+ * reused by every request with that shape, so what is derived from it (the decision-cache
+ * key, the audit line's JSON) is computed once and found by identity. Bounded per route:
+ * path parameters (label names) come from clients.
+ */
+const requestInfos = new WeakMap<ResolvedUpstream, Map<RouteSpec, Map<string, Map<string, RequestInfo>>>>();
+const MAX_REQUEST_INFOS_PER_ROUTE = 256;
+
+function requestInfoOf(upstream: ResolvedUpstream, kind: RouteTable['kind'], route: RouteSpec, method: string, path: string): RequestInfo {
+  let byRoute = requestInfos.get(upstream);
+  if (byRoute === undefined) requestInfos.set(upstream, (byRoute = new Map()));
+  let byMethod = byRoute.get(route);
+  if (byMethod === undefined) byRoute.set(route, (byMethod = new Map()));
+  let byPath = byMethod.get(method);
+  if (byPath === undefined) byMethod.set(method, (byPath = new Map()));
+  let info = byPath.get(path);
+  if (info === undefined) {
+    if (byPath.size >= MAX_REQUEST_INFOS_PER_ROUTE) byPath.clear();
+    info = Object.freeze({ upstream: upstream.name, kind, endpoint: route.endpoint, method, path });
+    byPath.set(path, info);
+  }
+  return info;
+}
+
 /** What the shared front half of every route established: the decision and the parameters to forward. */
 export interface Enforced {
   readonly decision: Decision;
@@ -290,7 +315,7 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
     if (problem !== undefined) throw new QueryError(language, problem);
   }
   const path = upstreamPath(route, pathParams);
-  const request = { upstream: upstream.name, kind: table.kind, endpoint: route.endpoint, method: req.method, path };
+  const request = requestInfoOf(upstream, table.kind, route, req.method, path);
   const decideStartedAt = performance.now(); // lbac: policy stage timing
   const decision = app.decide({ subject, request });
   noteDecision(req, request, decision, decideStartedAt); // lbac: audit + metrics (src/server/request-state.ts)
