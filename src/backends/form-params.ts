@@ -132,7 +132,7 @@ function usv(s: string): string {
 }
 
 /** One name or value of well-formed input: "+" is a space, then percent-decoded as UTF-8. */
-function decodeComponent(raw: string): string {
+function decodeUncached(raw: string): string {
   let out = '';
   let run = 0; // start of the text not yet copied to `out`
   for (let i = 0; i < raw.length; i++) {
@@ -198,7 +198,7 @@ const FORM_ASCII: readonly string[] = Array.from({ length: 128 }, (_, c) => {
 const URI_ONLY = /[!'()~]|%20/g;
 const URI_ONLY_AS_FORM: Readonly<Record<string, string>> = { '!': '%21', "'": '%27', '(': '%28', ')': '%29', '~': '%7E', '%20': '+' };
 
-function encodeComponent(s: string): string {
+function encodeUncached(s: string): string {
   let out = '';
   let run = 0; // start of the safe text not yet copied to `out`
   for (let i = 0; i < s.length; i++) {
@@ -214,3 +214,47 @@ function encodeComponent(s: string): string {
   }
   return run === 0 ? s : out + s.slice(run);
 }
+
+/**
+ * Recent long components and their decoded / encoded forms. Dashboards send the same query
+ * text on every refresh, and the rewritten text comes back from the rewrite cache as the very
+ * same string (its hash already computed), so a lookup costs less than walking the text
+ * again. Pure functions of the text: a kept answer cannot go stale. Bounded by entries and
+ * characters; cleared when full.
+ */
+class ComponentMemo {
+  readonly #map = new Map<string, string>();
+  #chars = 0;
+  readonly #compute: (s: string) => string;
+
+  constructor(compute: (s: string) => string) {
+    this.#compute = compute;
+  }
+
+  get(s: string): string {
+    // Short components (numbers, names) cost less to convert than to look up.
+    if (s.length < MEMO_MIN_CHARS) return this.#compute(s);
+    const known = this.#map.get(s);
+    if (known !== undefined) return known;
+    const out = this.#compute(s);
+    if (s.length <= MEMO_MAX_CHARS) {
+      if (this.#map.size >= MEMO_ENTRIES || this.#chars > MEMO_TOTAL_CHARS) {
+        this.#map.clear();
+        this.#chars = 0;
+      }
+      this.#map.set(s, out);
+      this.#chars += s.length + out.length;
+    }
+    return out;
+  }
+}
+
+const MEMO_MIN_CHARS = 24;
+const MEMO_MAX_CHARS = 16 * 1024;
+const MEMO_ENTRIES = 1024;
+const MEMO_TOTAL_CHARS = 2 * 1024 * 1024;
+
+const decodeMemo = new ComponentMemo(decodeUncached);
+const encodeMemo = new ComponentMemo(encodeUncached);
+const decodeComponent = (raw: string): string => decodeMemo.get(raw);
+const encodeComponent = (s: string): string => encodeMemo.get(s);
