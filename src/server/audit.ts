@@ -170,19 +170,65 @@ export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, '
   const { state, subject } = ctx;
   const decision = state.decision;
   if (decision === undefined || state.request === undefined) return undefined;
-  const query = queryBlock(state, config.hashQueries);
   const str = JSON.stringify;
+  const queryText = config.hashQueries ? queryJsonHashed(state) : queryJson(state);
   const iso = isoTime(nowMs);
   return (
     `{"level":30,"time":"${iso}","type":"${AUDIT_TYPE}","decision_id":${str(ctx.decisionId ?? newId())}` +
     `,"req_id":${str(ctx.requestId)},"timestamp":"${ctx.time === undefined ? iso : ctx.time.toISOString()}","path":${str(ctx.entrypoint)}` +
     `,"revision":${str(state.revision ?? null)}${ctx.dataRevision === undefined ? '' : `,"data_revision":${str(ctx.dataRevision)}`}` +
     `,"input":{"subject":${subject === null ? 'null' : subjectJson(subject)},"request":${requestJson(state.request)}}` +
-    `,"result":${resultJson(decision)}${query === undefined ? '' : `,"query":${str(query)}`}` +
+    `,"result":${resultJson(decision)}${queryText === undefined ? '' : `,"query":${queryText}`}` +
     // responseBlock and metricsBlock, written out: keys in the same order, undefined ones left out.
     `,"response":{"status":${jsonNumber(ctx.status)},"duration_ms":${millisJson(ctx.durationMs)}${state.errorCode === undefined ? '' : `,"error":${str(state.errorCode)}`}}` +
     `,"metrics":${metricsJson(state.timings)},"msg":"Decision Log"}`
   );
+}
+
+/** queryBlock's JSON, unhashed: written out, each text through jsonText (the same characters as JSON.stringify). */
+function queryJson(state: LbacRequestState): string | undefined {
+  if (state.original === undefined) return undefined;
+  return `{"original":${paramsJson(state.original)}${state.rewritten === undefined ? '' : `,"rewritten":${paramsJson(state.rewritten)}`}}`;
+}
+
+function queryJsonHashed(state: LbacRequestState): string | undefined {
+  const block = queryBlock(state, true);
+  return block === undefined ? undefined : JSON.stringify(block);
+}
+
+function paramsJson(params: Record<string, string[]>): string {
+  let out = '';
+  // Object.keys: JSON.stringify's own order.
+  for (const name of Object.keys(params)) {
+    const values = params[name] as string[];
+    let list = '';
+    for (const v of values) list += (list === '' ? '' : ',') + jsonText(v);
+    out += `${out === '' ? '' : ','}${jsonText(name)}:[${list}]`;
+  }
+  return `{${out}}`;
+}
+
+/**
+ * JSON.stringify of a string, kept for recent long ones: a dashboard's query text repeats on
+ * every refresh, and the texts audited are the very strings the parameter parser and the
+ * rewrite cache hand out again (their hashes already computed). Bounded; cleared when full.
+ */
+const jsonTexts = new Map<string, string>();
+let jsonTextChars = 0;
+function jsonText(s: string): string {
+  if (s.length < 24) return JSON.stringify(s);
+  const known = jsonTexts.get(s);
+  if (known !== undefined) return known;
+  const json = JSON.stringify(s);
+  if (s.length <= 16 * 1024) {
+    if (jsonTexts.size >= 1024 || jsonTextChars > 4 * 1024 * 1024) {
+      jsonTexts.clear();
+      jsonTextChars = 0;
+    }
+    jsonTexts.set(s, json);
+    jsonTextChars += s.length + json.length;
+  }
+  return json;
 }
 
 /** metricsBlock's JSON: the stages the request reached, in the block's key order. */

@@ -6,6 +6,12 @@ import type { LbacRequestState } from '../../src/server/request-state.ts';
 
 // Text that JSON escapes: quotes, backslashes, control characters, lone surrogates, non-ASCII.
 const text = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constantFrom('a"b', 'c\\d', '\n\t\u0000', '\ud800', 'ü€𝄞'));
+/** Query texts: long ones too (the audit line keeps the JSON of recent long texts), repeated across runs. */
+const queryText = fc.oneof(
+  text,
+  fc.string({ unit: 'binary', minLength: 24, maxLength: 80 }),
+  fc.constantFrom('sum by (pod) (rate(http_requests_total{namespace="team-a",code=~"5.."}[5m]))', `{app="x"} |= "\\"quoted\\" \ud800 ü"`),
+);
 const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
 const ms = maybe(fc.double({ min: 0, max: 1e5, noNaN: true }));
 
@@ -42,7 +48,7 @@ const decisionArb = fc
     return Object.freeze({ ...d, selectors: Object.freeze(d.selectors.map((g) => Object.freeze(g.map((m) => Object.freeze(m))))), headers: Object.freeze(d.headers) }) as Decision;
   });
 
-const params = maybe(fc.dictionary(fc.constantFrom('query', 'match[]', 'q'), fc.array(text, { minLength: 1, maxLength: 2 }), { maxKeys: 2 }));
+const params = maybe(fc.dictionary(fc.constantFrom('query', 'match[]', 'q'), fc.array(queryText, { minLength: 1, maxLength: 2 }), { maxKeys: 2 }));
 
 const contextArb = fc.record({
   requestId: text,

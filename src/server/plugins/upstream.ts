@@ -398,6 +398,20 @@ interface Lookups {
   readonly cache: LookupCache;
 }
 
+/**
+ * No retries: reply-from retries a GET answered 503 up to ten times (and any request on a socket
+ * error when asked to), which multiplied the load on a backend that had just said it was
+ * overloaded and held the client meanwhile. The answer is relayed; retrying is the client's call.
+ */
+const NO_RETRY = (): null => null;
+
+/** reply-from's onError: the upstream failed or timed out (no answer to relay). */
+function upstreamFailed(r: { send(payload: unknown): unknown }, { error }: { error: Error }): void {
+  const code = (error as { code?: string })?.code ?? '';
+  const timeout = /TIMEOUT/i.test(code) || (error as { statusCode?: number })?.statusCode === 504;
+  r.send(new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: error }));
+}
+
 async function forward(
   app: FastifyInstance,
   req: FastifyRequest,
@@ -459,11 +473,8 @@ async function forward(
             );
           },
         }),
-    // No retries: reply-from retries a GET answered 503 up to ten times (and any request on a socket
-    // error when asked to), which multiplied the load on a backend that had just said it was
-    // overloaded and held the client meanwhile. The answer is relayed; retrying is the client's call.
-    retryDelay: () => null,
-    rewriteHeaders: (h: IncomingHttpHeaders) => downstreamHeaders(h),
+    retryDelay: NO_RETRY,
+    rewriteHeaders: downstreamHeaders,
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
       // `headers` is this request's own object: completed in place rather than copied once more.
       const out = headers as Record<string | symbol, unknown> as Record<string, string | string[]>;
@@ -474,11 +485,7 @@ async function forward(
       const target = upstream.origin + new URL(source.startsWith('//') ? `.${source}` : source, upstream.origin).pathname + (query === '' ? '' : `?${query}`);
       return signedHeaders(upstream, req.method, target, out, req.method === 'GET' ? undefined : encoded);
     },
-    onError: (r: { send(payload: unknown): unknown }, { error }: { error: Error }) => {
-      const code = (error as { code?: string })?.code ?? '';
-      const timeout = /TIMEOUT/i.test(code) || (error as { statusCode?: number })?.statusCode === 504;
-      r.send(new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: error }));
-    },
+    onError: upstreamFailed,
   };
   if (req.method === 'GET') return reply.from(source, { ...common, queryString: () => query });
   return reply.from(source, { ...common, queryString: () => '', body: encoded, contentType: 'application/x-www-form-urlencoded' });
