@@ -14,7 +14,11 @@
 // before and after. The median over rounds is reported. Linux only.
 // Results: bench/results/cpu-<date>.json.
 //
-//   node bench/cpu.ts [--rate 2000] [--requests 8000] [--rounds 11] [--warmup 10000] [--out FILE]
+//   node bench/cpu.ts [--rate 2000] [--requests 8000] [--rounds 11] [--warmup 10000] [--parallel] [--out FILE]
+//
+// --parallel loads every target at once (each at rate / targets) instead of one after
+// the other: all processes then share the same seconds of this noisy machine, so the
+// comparison is paired (per-request CPU is higher at the lower per-target rate).
 import autocannon from 'autocannon';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +34,7 @@ import { machineInfo, row, writeResult } from './lib/report.ts';
 const { values: args } = parseArgs({
   options: {
     rate: { type: 'string', default: '2000' },
+    parallel: { type: 'boolean', default: false },
     requests: { type: 'string', default: '8000' },
     rounds: { type: 'string', default: '11' },
     warmup: { type: 'string', default: '10000' },
@@ -37,6 +42,8 @@ const { values: args } = parseArgs({
   },
 });
 const RATE = Number(args.rate);
+/** --parallel: every target loaded at once, each at RATE / targets, so all see the same machine in the same seconds. */
+const PARALLEL = args.parallel === true;
 const REQUESTS = Number(args.requests);
 const ROUNDS = Number(args.rounds);
 const WARMUP = Number(args.warmup);
@@ -107,9 +114,10 @@ try {
     { name: 'lbac-gateway, audit off', url: noAudit.url, pid: noAudit.pid },
     { name: 'lbac-gateway, access log on', url: accessLog.url, pid: accessLog.pid },
   ];
+  const rate = PARALLEL ? Math.max(1, Math.round(RATE / targets.length)) : RATE;
   const run = async (t: Target, amount: number): Promise<number> => {
     const before = cpuMicros(t.pid);
-    const r = await autocannon({ url: t.url, connections: 16, amount, overallRate: RATE, requests: [request] });
+    const r = await autocannon({ url: t.url, connections: PARALLEL ? 8 : 16, amount, overallRate: rate, requests: [request] });
     if (r.non2xx > 0 || r.errors > 0) throw new Error(`${t.name}: ${r.non2xx} non-2xx, ${r.errors} errors`);
     return (cpuMicros(t.pid) - before) / amount;
   };
@@ -117,7 +125,12 @@ try {
   for (const t of targets) await run(t, WARMUP);
   const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
-    log(`round ${round + 1}/${ROUNDS}: ${REQUESTS} requests per target at ${RATE} req/s`);
+    log(`round ${round + 1}/${ROUNDS}: ${REQUESTS} requests per target at ${rate} req/s${PARALLEL ? ', all targets at once' : ''}`);
+    if (PARALLEL) {
+      const perTarget = await Promise.all(targets.map((t) => run(t, REQUESTS)));
+      targets.forEach((t, i) => samples.get(t.name)!.push(perTarget[i]!));
+      continue;
+    }
     // Rotate the order so drift in the machine's background load spreads over all targets.
     for (let i = 0; i < targets.length; i++) {
       const t = targets[(i + round) % targets.length]!;
@@ -138,7 +151,7 @@ try {
   // Relative difference between the twins: differences between targets smaller than this are noise.
   const twinSpread = Math.round((Math.abs(gw - tw) / Math.min(gw, tw)) * 1000) / 1000;
   process.stdout.write(`\ntwin spread (identical gateways): ${(twinSpread * 100).toFixed(1)} %\n`);
-  const file = writeResult('cpu', { date: new Date().toISOString(), machine: machineInfo(), command: `node bench/cpu.ts --rate ${RATE} --requests ${REQUESTS} --rounds ${ROUNDS}`, rate: RATE, requests: REQUESTS, rounds: ROUNDS, query, results, twinSpread }, args.out);
+  const file = writeResult('cpu', { date: new Date().toISOString(), machine: machineInfo(), command: `node bench/cpu.ts --rate ${RATE} --requests ${REQUESTS} --rounds ${ROUNDS}${PARALLEL ? ' --parallel' : ''}`, rate: RATE, parallel: PARALLEL, requests: REQUESTS, rounds: ROUNDS, query, results, twinSpread }, args.out);
   process.stdout.write(`\nwritten: ${file}\n`);
 } finally {
   await stopAll(procs);
