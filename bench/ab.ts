@@ -12,17 +12,15 @@
 // checkout's node_modules) and removed afterwards. Linux only (reads
 // /proc/<pid>/task/*/schedstat, as bench/cpu.ts does).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { startGateway } from '../e2e/harness/gateway.ts';
-import { freePort } from '../e2e/harness/ports.ts';
-import { startProcess } from '../e2e/harness/process.ts';
-import { createTestIssuer } from '../e2e/harness/tokens.ts';
 import { repoRoot } from '../e2e/harness/tools.ts';
-import { logger, stopAll, type Stoppable } from './lib/fleet.ts';
+import { cpuMicros, logger, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
+import { CPU_BENCH_QUERY, cpuBenchRequest } from './lib/mix.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
 
 const { values: args } = parseArgs({
@@ -44,19 +42,6 @@ const log = logger('bench-ab');
 
 const git = (...a: string[]): string => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8' }).trim();
 
-/** CPU time of every thread of `pid` so far, in µs. */
-function cpuMicros(pid: number): number {
-  let ns = 0;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // The thread ended between listing and reading.
-    }
-  }
-  return ns / 1000;
-}
-
 const baseRev = git('rev-parse', '--verify', `${args.base}^{commit}`);
 const headRev = git('rev-parse', 'HEAD');
 const dirty = git('status', '--porcelain', '--untracked-files=no') !== '';
@@ -70,13 +55,7 @@ try {
   if (!existsSync(baseHarness)) throw new Error(`${args.base} has no e2e/harness/gateway.ts to start its gateway with`);
   const startBase = ((await import(baseHarness)) as { startGateway: typeof startGateway }).startGateway;
 
-  const stubPort = await freePort();
-  const stubUrl = `http://127.0.0.1:${stubPort}`;
-  procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `${stubUrl}/api/v1/status/buildinfo` }));
-  const ptPort = await freePort();
-  const passthrough = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
-  procs.push(passthrough);
-  const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
+  const { stubUrl, passthrough, idp } = await startStubAndPassthrough(procs);
   // The default configuration (audit on, log level info), one worker.
   const config = {
     server: { workers: 1 },
@@ -89,15 +68,10 @@ try {
   const head = await startGateway({ config });
   procs.push(head);
   const token = await idp.mint({ sub: 'u-a', groups: ['team-a'] }, { expiresIn: '2h' });
-  const query = 'sum by (pod) (rate(http_requests_total{namespace="team-a",code=~"5.."}[5m]))';
-  const request = {
-    method: 'POST' as const,
-    path: '/api/v1/query_range',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ query, start: '1700000000', end: '1700003600', step: '15' }).toString(),
-  };
+  const query = CPU_BENCH_QUERY;
+  const request = cpuBenchRequest(token);
   const targets = [
-    { name: 'bare pass-through', url: `http://127.0.0.1:${ptPort}`, pid: passthrough.pid },
+    { name: 'bare pass-through', ...passthrough },
     { name: `base ${baseRev.slice(0, 7)}`, url: base.url, pid: base.pid },
     { name: `this checkout${dirty ? ' (uncommitted changes)' : ''}`, url: head.url, pid: head.pid },
   ];

@@ -20,15 +20,10 @@
 // the other: all processes then share the same seconds of this noisy machine, so the
 // comparison is paired (per-request CPU is higher at the lower per-target rate).
 import autocannon from 'autocannon';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startGateway } from '../e2e/harness/gateway.ts';
-import { freePort } from '../e2e/harness/ports.ts';
-import { startProcess } from '../e2e/harness/process.ts';
-import { createTestIssuer } from '../e2e/harness/tokens.ts';
-import { repoRoot } from '../e2e/harness/tools.ts';
-import { logger, stopAll, type Stoppable } from './lib/fleet.ts';
+import { cpuMicros, logger, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
+import { CPU_BENCH_QUERY, cpuBenchRequest } from './lib/mix.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
 
 const { values: args } = parseArgs({
@@ -49,19 +44,6 @@ const ROUNDS = Number(args.rounds);
 const WARMUP = Number(args.warmup);
 const log = logger('bench-cpu');
 
-/** CPU time of every thread of `pid` so far, in µs. */
-function cpuMicros(pid: number): number {
-  let ns = 0;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // The thread ended between listing and reading.
-    }
-  }
-  return ns / 1000;
-}
-
 interface Target {
   name: string;
   url: string;
@@ -70,13 +52,7 @@ interface Target {
 
 const procs: Stoppable[] = [];
 try {
-  const stubPort = await freePort();
-  const stubUrl = `http://127.0.0.1:${stubPort}`;
-  procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `${stubUrl}/api/v1/status/buildinfo` }));
-  const ptPort = await freePort();
-  const passthrough = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
-  procs.push(passthrough);
-  const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
+  const { stubUrl, passthrough, idp } = await startStubAndPassthrough(procs);
   const gateway = (extra: Record<string, unknown>, server: Record<string, unknown> = {}) =>
     startGateway({
       config: {
@@ -99,16 +75,10 @@ try {
   const accessLog = await gateway({}, { accessLog: true });
   procs.push(accessLog);
   const token = await idp.mint({ sub: 'u-a', groups: ['team-a'] }, { expiresIn: '2h' });
-  // Already enforced, so every target forwards the same text.
-  const query = 'sum by (pod) (rate(http_requests_total{namespace="team-a",code=~"5.."}[5m]))';
-  const request = {
-    method: 'POST' as const,
-    path: '/api/v1/query_range',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ query, start: '1700000000', end: '1700003600', step: '15' }).toString(),
-  };
+  const query = CPU_BENCH_QUERY;
+  const request = cpuBenchRequest(token);
   const targets: Target[] = [
-    { name: 'bare pass-through', url: `http://127.0.0.1:${ptPort}`, pid: passthrough.pid },
+    { name: 'bare pass-through', ...passthrough },
     { name: 'lbac-gateway', url: withAudit.url, pid: withAudit.pid },
     { name: 'lbac-gateway (twin)', url: twin.url, pid: twin.pid },
     { name: 'lbac-gateway, audit off', url: noAudit.url, pid: noAudit.pid },

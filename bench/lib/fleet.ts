@@ -4,7 +4,7 @@
 // per tenant, and per upstream the targets in front of it: prom-label-proxy
 // (the Go peer), lbac-gateway and the bare Fastify/reply-from pass-through.
 // Everything is a child process listening on loopback.
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildTeamsOpenMetrics, seedEndSeconds } from '../../e2e/fixtures/seed.ts';
 import { startGateway } from '../../e2e/harness/gateway.ts';
@@ -29,6 +29,34 @@ export function logger(prefix: string): (msg: string) => void {
 /** Stops in reverse start order, never throwing. */
 export async function stopAll(procs: Stoppable[]): Promise<void> {
   for (const p of [...procs].reverse()) await p.stop().catch(() => undefined);
+}
+
+/** CPU time of every thread of `pid` so far (main, libuv pool, GC helpers), in µs. Linux only. */
+export function cpuMicros(pid: number): number {
+  let ns = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between listing and reading.
+    }
+  }
+  return ns / 1000;
+}
+
+/**
+ * The CPU benchmarks' fixture (bench/cpu.ts, bench/ab.ts): the canned stub and the bare
+ * pass-through in front of it, pushed onto `procs` (stopped by the caller), and a test IdP.
+ */
+export async function startStubAndPassthrough(procs: Stoppable[]): Promise<{ stubUrl: string; passthrough: { url: string; pid: number }; idp: TestIssuer }> {
+  const stubPort = await freePort();
+  const stubUrl = `http://127.0.0.1:${stubPort}`;
+  procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `${stubUrl}/api/v1/status/buildinfo` }));
+  const ptPort = await freePort();
+  const pt = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
+  procs.push(pt);
+  const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
+  return { stubUrl, passthrough: { url: `http://127.0.0.1:${ptPort}`, pid: pt.pid }, idp };
 }
 
 export interface Upstreams extends Stoppable {

@@ -52,3 +52,15 @@ export function requestMix(
   }
   return out;
 }
+
+/** The CPU benchmarks' one request (bench/cpu.ts, bench/ab.ts): a dashboard `query_range` POST, already enforced, so every target forwards the same text. */
+export const CPU_BENCH_QUERY = 'sum by (pod) (rate(http_requests_total{namespace="team-a",code=~"5.."}[5m]))';
+
+export function cpuBenchRequest(token: string): BenchRequest & { method: 'POST' } {
+  return {
+    method: 'POST',
+    path: '/api/v1/query_range',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ query: CPU_BENCH_QUERY, start: '1700000000', end: '1700003600', step: '15' }).toString(),
+  };
+}
