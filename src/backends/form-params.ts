@@ -10,6 +10,7 @@
  * standard's algorithm, and to URLSearchParams wherever Node's implementation
  * follows the standard (test/backends/form-params.test.ts).
  */
+import { TextMemo } from '../util/text-memo.ts';
 import { isWellFormedUnicode } from '../util/unicode.ts';
 
 /** The part of URLSearchParams that parameter enforcement uses. */
@@ -215,46 +216,8 @@ function encodeUncached(s: string): string {
   return run === 0 ? s : out + s.slice(run);
 }
 
-/**
- * Recent long components and their decoded / encoded forms. Dashboards send the same query
- * text on every refresh, and the rewritten text comes back from the rewrite cache as the very
- * same string (its hash already computed), so a lookup costs less than walking the text
- * again. Pure functions of the text: a kept answer cannot go stale. Bounded by entries and
- * characters; cleared when full.
- */
-class ComponentMemo {
-  readonly #map = new Map<string, string>();
-  #chars = 0;
-  readonly #compute: (s: string) => string;
-
-  constructor(compute: (s: string) => string) {
-    this.#compute = compute;
-  }
-
-  get(s: string): string {
-    // Short components (numbers, names) cost less to convert than to look up.
-    if (s.length < MEMO_MIN_CHARS) return this.#compute(s);
-    const known = this.#map.get(s);
-    if (known !== undefined) return known;
-    const out = this.#compute(s);
-    if (s.length <= MEMO_MAX_CHARS) {
-      if (this.#map.size >= MEMO_ENTRIES || this.#chars > MEMO_TOTAL_CHARS) {
-        this.#map.clear();
-        this.#chars = 0;
-      }
-      this.#map.set(s, out);
-      this.#chars += s.length + out.length;
-    }
-    return out;
-  }
-}
-
-const MEMO_MIN_CHARS = 24;
-const MEMO_MAX_CHARS = 16 * 1024;
-const MEMO_ENTRIES = 1024;
-const MEMO_TOTAL_CHARS = 2 * 1024 * 1024;
-
-const decodeMemo = new ComponentMemo(decodeUncached);
-const encodeMemo = new ComponentMemo(encodeUncached);
+/** Long components (query text) repeat: their conversions are kept (src/util/text-memo.ts). */
+const decodeMemo = new TextMemo(decodeUncached);
+const encodeMemo = new TextMemo(encodeUncached);
 const decodeComponent = (raw: string): string => decodeMemo.get(raw);
 const encodeComponent = (s: string): string => encodeMemo.get(s);

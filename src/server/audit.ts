@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { newId } from '../util/ids.ts';
+import { TextMemo } from '../util/text-memo.ts';
 import type { AuditConfig } from '../config/schema.ts';
 import type { Decision, Subject } from '../policy/decision.ts';
 import type { LbacRequestState } from './request-state.ts';
@@ -208,28 +209,9 @@ function paramsJson(params: Record<string, string[]>): string {
   return `{${out}}`;
 }
 
-/**
- * JSON.stringify of a string, kept for recent long ones: a dashboard's query text repeats on
- * every refresh, and the texts audited are the very strings the parameter parser and the
- * rewrite cache hand out again (their hashes already computed). Bounded; cleared when full.
- */
-const jsonTexts = new Map<string, string>();
-let jsonTextChars = 0;
-function jsonText(s: string): string {
-  if (s.length < 24) return JSON.stringify(s);
-  const known = jsonTexts.get(s);
-  if (known !== undefined) return known;
-  const json = JSON.stringify(s);
-  if (s.length <= 16 * 1024) {
-    if (jsonTexts.size >= 1024 || jsonTextChars > 4 * 1024 * 1024) {
-      jsonTexts.clear();
-      jsonTextChars = 0;
-    }
-    jsonTexts.set(s, json);
-    jsonTextChars += s.length + json.length;
-  }
-  return json;
-}
+/** JSON.stringify of a string; a dashboard's query texts repeat, so long ones are kept (src/util/text-memo.ts). */
+const jsonTexts = new TextMemo((s) => JSON.stringify(s));
+const jsonText = (s: string): string => jsonTexts.get(s);
 
 /** metricsBlock's JSON: the stages the request reached, in the block's key order. */
 function metricsJson(t: LbacRequestState['timings']): string {
