@@ -1,5 +1,8 @@
 import type { Decision, DecisionInput } from './decision.ts';
 
+/** Keys of frozen request objects (their fields cannot change). */
+const frozenRequestKeys = new WeakMap<object, string>();
+
 /**
  * Caches decisions per subject object and request shape. Keyed by the Subject
  * *instance* (a WeakMap): identity sources return the same frozen Subject for a
@@ -15,9 +18,6 @@ import type { Decision, DecisionInput } from './decision.ts';
  * insertion (entries of collected subjects are not subtracted), so it errs
  * towards clearing early; a clear only costs re-evaluations.
  */
-/** Keys of frozen request objects (their fields cannot change). */
-const frozenRequestKeys = new WeakMap<object, string>();
-
 export class DecisionCache {
   readonly #ttlMs: number;
   readonly #perSubject: number;

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 
-/** Groups 1–4 of the UUID: 72 random bits, version and variant bits set. */
+/** Groups 1–4 of the UUID: 74 random bits (72 in hex digits, 2 beside the variant bits), version 4. */
 const prefix = (() => {
   const b = randomBytes(10).toString('hex');
   const variant = ((parseInt(b[15] as string, 16) & 0x3) | 0x8).toString(16);

@@ -368,7 +368,7 @@ async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<s
  * backend) and 504. Anything else is 502. The upstream's error text is not relayed:
  * it is about the lookup, which carries the policy's matchers.
  */
-export function lookupRefused(status: number): GatewayError {
+function lookupRefused(status: number): GatewayError {
   const message = `upstream answered ${status} to the gateway's lookup`;
   if (status === 504) return new GatewayError('upstream_timeout', message);
   return new GatewayError('upstream_error', message, status === 429 || status === 503 ? { status } : undefined);
