@@ -70,6 +70,15 @@ const TENANTS: readonly Tenant[] = [
     keep: (l) => /^team-a-.*$/.test(l['namespace'] ?? '') || (l['namespace'] === 'platform' && l['job'] === 'api'),
     namespaces: [...TEAM_NAMESPACES['team-a'], 'platform'],
   },
+  {
+    // A user in two teams: alternatives that differ only in the namespace, which the
+    // rewriter merges into one regex group (src/rewrite/policy-prep.ts, mergeGroups).
+    name: 'two-teams',
+    selectors: [{ namespace: '~team-a-.*' }, { namespace: 'platform' }],
+    policy: [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }], [{ name: 'namespace', op: '=', value: 'platform' }]],
+    keep: (l) => /^team-a-.*$/.test(l['namespace'] ?? '') || l['namespace'] === 'platform',
+    namespaces: [...TEAM_NAMESPACES['team-a'], 'platform'],
+  },
 ];
 
 interface Exclusion {

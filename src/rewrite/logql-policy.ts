@@ -16,7 +16,7 @@ import { RE2JS } from 're2js';
 import { QueryError } from '../errors.ts';
 import { isWellFormedUnicode } from './lezer.ts';
 import { LOKI_RESERVED_WORDS } from './logql-lexer.ts';
-import { matcherKeyOf, memoizedPreparation, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
+import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
 import type { MatchOp, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { isMatchOp } from './matcher.ts';
 import { formatMatcher as formatPromQLMatcher, quotePromQLString } from './promql-escape.ts';
@@ -122,11 +122,6 @@ export function matcherMatches(op: MatchOp, value: string | null, s: string): bo
   }
 }
 
-/** Go's regexp.QuoteMeta: a regex matching exactly `s`. */
-export function quoteMeta(s: string): string {
-  return s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
-}
-
 // ---------------------------------------------------------------------------
 // Policy preparation
 // ---------------------------------------------------------------------------
@@ -172,47 +167,6 @@ const keyOf = matcherKeyOf;
 function prepareGroup(matchers: readonly Matcher[]): PreparedGroup {
   return { matchers, texts: matchers.map(formatLogQLMatcher) };
 }
-
-/**
- * Merge groups that share all matchers but one, where the differing
- * matchers are positive (`=`, `=~`) and on the same label L:
- * `(C ∧ L=v1) ∨ (C ∧ L=~r2)` is exactly `C ∧ L=~"(?:QuoteMeta(v1))|(?:r2)"`
- * (matchers see a missing label as "", for every operator, so the
- * equivalence holds for empty values too). Regexes are only merged when they
- * compile on their own, so each alternative is a closed group. Returns null
- * when the groups do not have that shape.
- */
-export function mergeGroups(groups: readonly (readonly Matcher[])[]): Matcher[] | null {
-  if (groups.length < 2) return null;
-  const keySets = groups.map((g) => new Set(g.map(keyOf)));
-  const first = groups[0] as readonly Matcher[];
-  const common = first.filter((m) => keySets.every((s) => s.has(keyOf(m))));
-  const commonKeys = new Set(common.map(keyOf));
-  let label: string | null = null;
-  const alts: string[] = [];
-  for (const g of groups) {
-    const diff = g.filter((m) => !commonKeys.has(keyOf(m)));
-    if (diff.length !== 1) return null;
-    const d = diff[0] as Matcher;
-    if (label === null) label = d.name;
-    else if (label !== d.name) return null;
-    if (d.op === '=') {
-      alts.push(quoteMeta(d.value));
-    } else if (d.op === '=~') {
-      try {
-        RE2JS.compile(d.value);
-      } catch {
-        return null;
-      }
-      alts.push(d.value);
-    } else {
-      return null;
-    }
-  }
-  if (label === null) return null;
-  return [...common, { name: label, op: '=~', value: alts.map((a) => `(?:${a})`).join('|') }];
-}
-
 
 export const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPreparation((policy) => buildPolicy(policy), policyError);
 

@@ -1,6 +1,6 @@
 import { QueryError } from '../errors.ts';
 import { isWellFormedUnicode } from './lezer.ts';
-import { isMatchOp, type Matcher, type SelectorPolicy } from './matcher.ts';
+import { checkMatcherRegex, isMatchOp, type Matcher, type SelectorPolicy } from './matcher.ts';
 
 /**
  * What the three rewriters share about turning a policy into their prepared
@@ -124,4 +124,57 @@ export function normaliseGroups<T>(
         return h.keys.size < g.keys.size || j < i;
       }),
   );
+}
+
+/** Go's regexp.QuoteMeta: a regex matching exactly `s`. */
+export function quoteMeta(s: string): string {
+  return s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+}
+
+/**
+ * One group equivalent to all of `groups`, when they share all matchers but
+ * one and the differing matchers are positive (`=`, `=~`) and on the same
+ * label L: `(C ∧ L=v1) ∨ (C ∧ L=~r2)` is exactly
+ * `C ∧ L=~"(?:QuoteMeta(v1))|(?:r2)"`. Prometheus and Loki anchor a regex
+ * matcher as `^(?s:re)$` and see a missing label as "" for every operator,
+ * so the equivalence holds for empty values too (property-tested against
+ * both forms). Each regex must be valid on its own and inside a group
+ * (checkMatcherRegex), so every alternative is a closed group. Null when the
+ * groups do not have that shape. Not for TraceQL, whose filters have `||`
+ * and whose regex semantics differ.
+ *
+ * The common case is a user in two teams that each own a namespace: one
+ * group instead of an OR of two, so every query a single group can rewrite
+ * works, not only those with an exact multi-group form.
+ */
+export function mergeGroups(groups: readonly (readonly Matcher[])[]): Matcher[] | null {
+  if (groups.length < 2) return null;
+  const keySets = groups.map((g) => new Set(g.map(matcherKeyOf)));
+  const first = groups[0] as readonly Matcher[];
+  const common = first.filter((m) => keySets.every((s) => s.has(matcherKeyOf(m))));
+  const commonKeys = new Set(common.map(matcherKeyOf));
+  let label: string | null = null;
+  const alts: string[] = [];
+  for (const g of groups) {
+    const diff = g.filter((m) => !commonKeys.has(matcherKeyOf(m)));
+    if (diff.length !== 1) return null;
+    const d = diff[0] as Matcher;
+    if (label === null) label = d.name;
+    else if (label !== d.name) return null;
+    if (d.op === '=') alts.push(quoteMeta(d.value));
+    else if (d.op === '=~' && compiles(d.value)) alts.push(d.value);
+    else return null;
+  }
+  if (label === null) return null;
+  const value = alts.map((a) => `(?:${a})`).join('|');
+  return compiles(value) ? [...common, { name: label, op: '=~', value }] : null;
+}
+
+function compiles(re: string): boolean {
+  try {
+    checkMatcherRegex(re);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -50,7 +50,7 @@ import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, un
 import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
-import { memoizedPreparation, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
+import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
 import { DEFAULT_LIMITS } from './rewriter.ts';
 
@@ -83,7 +83,16 @@ interface PreparedGroup {
 }
 
 interface PreparedPolicy {
+  /** What is spliced: the policy's groups, or the one group they merge into (mergeGroups). */
   readonly groups: readonly PreparedGroup[];
+  /**
+   * The policy's own groups (normalised). A selector that already carries all
+   * matchers of one of these is inside the policy and is left alone. Equal to
+   * `groups` unless a merge happened.
+   */
+  readonly alternatives: readonly PreparedGroup[];
+  /** Whether `groups` is the one group that `alternatives` merged into. */
+  readonly merged: boolean;
   /** Unambiguous canonical key, for caches. */
   readonly key: string;
   /** Longest `texts.join(',')` of any group; bounds DNF output size. */
@@ -102,10 +111,18 @@ const preparePolicy: (policy: SelectorPolicy) => PreparedPolicy = memoizedPrepar
 function buildPolicy(policy: SelectorPolicy): PreparedPolicy {
   // Validated, de-duplicated, redundant groups dropped (policy-prep.ts).
   const kept = normaliseGroups(policy, validateMatcher, (m) => m, policyError).map((g) => ({ matchers: g.items, keys: g.keys }));
-  const out: PreparedGroup[] = kept.map((g) => ({ matchers: g.matchers, texts: g.matchers.map(formatMatcher) }));
-  const key = JSON.stringify(kept.map((g) => [...g.keys])); // order-preserving: insertion order follows it
-  const maxGroupText = Math.max(...out.map((g) => g.texts.join(',').length));
-  return { groups: out, key, maxGroupText };
+  const alternatives: PreparedGroup[] = kept.map((g) => prepareGroup(g.matchers));
+  // Groups that differ only in one label's allowed values are one group with a regex (exact; policy-prep.ts).
+  const merged = mergeGroups(kept.map((g) => g.matchers));
+  const groups = merged === null ? alternatives : [prepareGroup(merged)];
+  // Order-preserving: insertion order follows it.
+  const key = JSON.stringify([kept.map((g) => [...g.keys]), merged === null ? null : merged.map(matcherKeyOf)]);
+  const maxGroupText = Math.max(...[...groups, ...alternatives].map((g) => g.texts.join(',').length));
+  return { groups, alternatives, merged: merged !== null, key, maxGroupText };
+}
+
+function prepareGroup(matchers: readonly Matcher[]): PreparedGroup {
+  return { matchers, texts: matchers.map(formatMatcher) };
 }
 
 // ---------------------------------------------------------------------------
@@ -477,10 +494,13 @@ function renderSelector(text: string, sel: SelectorInfo, group: PreparedGroup): 
   return `${text.slice(start, open)}${nameText}${text.slice(open, last.to)},${ins}${text.slice(last.to, sel.to)}`;
 }
 
-function rewriteSingle(text: string, selectors: readonly SelectorInfo[], group: PreparedGroup): string {
+/** One group spliced into every selector; with a merged policy, a selector already inside one of its alternatives stays as written. */
+function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
+  const group = policy.groups[0] as PreparedGroup;
   let out = '';
   let pos = 0;
   for (const sel of selectors) {
+    if (policy.merged && satisfiesSomeGroup(sel, policy.alternatives)) continue;
     out += text.slice(pos, sel.from) + renderSelector(text, sel, group);
     pos = sel.to;
   }
@@ -828,6 +848,8 @@ function verifyPrepared(text: string, policy: PreparedPolicy, reuse: Tree | null
     if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
     tree = r.tree;
   }
+  // A selector inside one of a merged policy's alternatives is inside the policy (rewriteSingle leaves it).
+  const accepted = policy.merged ? [...policy.groups, ...policy.alternatives] : policy.groups;
   let problem: string | null = null;
   try {
     tree.iterate({
@@ -852,7 +874,7 @@ function verifyPrepared(text: string, policy: PreparedPolicy, reuse: Tree | null
           }
           case VectorSelector: {
             const ms = matchersOf(text, n.node);
-            const ok = policy.groups.some((g) =>
+            const ok = accepted.some((g) =>
               g.matchers.every((m) => ms.some((x) => x.value !== null && x.name === m.name && x.op === m.op && x.value === m.value)),
             );
             if (!ok) problem = `selector at char ${n.from + 1} (${JSON.stringify(text.slice(n.from, Math.min(n.to, n.from + 80)))}) lacks the enforced matchers`;
@@ -906,7 +928,7 @@ export function rewritePromQL(query: string, policy: SelectorPolicy, limits: Rew
     const opts: AnalyzeOptions = { limits, needNodes: multi, posOffset: 0, prefix: '' };
     const a = analyze(query, opts);
     checkNonEmptySelectors(a.selectors, opts);
-    const out = multi ? rewriteDnf(a.text, a.tree, a.selectors, p, limits) : rewriteSingle(a.text, a.selectors, p.groups[0] as PreparedGroup);
+    const out = multi ? rewriteDnf(a.text, a.tree, a.selectors, p, limits) : rewriteSingle(a.text, a.selectors, p);
     verifyPrepared(out, p, out === a.text ? a.tree : null);
     return out;
   });
@@ -949,7 +971,9 @@ export function rewriteSeriesSelectors(matchParams: readonly string[], policy: S
         // Prometheus' own wording for match[] (web/api/v1: parseMatchersParam).
         throw new QueryError(LANG, `${prefix}match[] must contain at least one non-empty matcher`, 'bad_query');
       }
-      for (const g of p.groups) add(a.text.slice(0, sel.from) + renderSelector(a.text, sel, g) + a.text.slice(sel.to));
+      // With a merged policy, a selector already inside one of its alternatives is forwarded as written.
+      if (p.merged && satisfiesSomeGroup(sel, p.alternatives)) add(a.text);
+      else for (const g of p.groups) add(a.text.slice(0, sel.from) + renderSelector(a.text, sel, g) + a.text.slice(sel.to));
     });
   });
   return unionOfSelectors(lists);

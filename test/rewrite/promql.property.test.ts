@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { clearPromQLCache, formatMatcher, parseMatcherExpression, rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
-import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
+import { mergeGroups, normaliseGroups, policyErrorFor } from '../../src/rewrite/policy-prep.ts';
+import { carries, oracleParse, oracleSelectors, type OracleSelector } from './promql-oracle.ts';
 
 // ---------------------------------------------------------------------------
 // Lexical pieces
@@ -182,6 +183,30 @@ const policyMatcher: fc.Arbitrary<Matcher> = fc.record({
 const singleGroup: fc.Arbitrary<SelectorPolicy> = fc.array(policyMatcher, { minLength: 1, maxLength: 3 }).map((g) => [g]);
 const multiGroup: fc.Arbitrary<SelectorPolicy> = fc.array(fc.array(policyMatcher, { minLength: 1, maxLength: 2 }), { minLength: 2, maxLength: 3 });
 
+/**
+ * Every matcher of one of the policy's groups, or of the one group they merge
+ * into (mergeGroups; whose exactness is its own property below).
+ */
+function carriesPolicy(s: OracleSelector, policy: SelectorPolicy): boolean {
+  if (policy.some((g) => g.every((m) => carries(s, m)))) return true;
+  const merged = mergeGroups(normaliseGroups(policy, (m) => m as Matcher, (m) => m, policyErrorFor('PromQL')).map((g) => g.items));
+  return merged !== null && merged.every((m) => carries(s, m));
+}
+
+/** Anchored as Prometheus anchors a regex matcher; a missing label is "". Independent of src/rewrite. */
+function evalMatcher(m: { op: string; value: string }, v: string): boolean {
+  switch (m.op) {
+    case '=':
+      return v === m.value;
+    case '!=':
+      return v !== m.value;
+    case '=~':
+      return RE2JS.compile(`^(?s:${m.value})$`).matcher(v).find();
+    default:
+      return !RE2JS.compile(`^(?s:${m.value})$`).matcher(v).find();
+  }
+}
+
 function sameMatcher(a: Matcher, b: Matcher): boolean {
   return a.name === b.name && a.op === b.op && a.value === b.value;
 }
@@ -254,9 +279,7 @@ describe('PromQL rewriting properties', () => {
       fc.property(dnfQuery, multiGroup, (q, policy) => {
         const out = rewritePromQL(q, policy);
         oracleParse(out);
-        for (const s of oracleSelectors(out)) {
-          expect(policy.some((g) => g.every((m) => carries(s, m)))).toBe(true);
-        }
+        for (const s of oracleSelectors(out)) expect(carriesPolicy(s, policy)).toBe(true);
         expect(rewritePromQL(out, policy)).toBe(out);
       }),
       { numRuns: 800 },
@@ -275,9 +298,7 @@ describe('PromQL rewriting properties', () => {
           return;
         }
         oracleParse(out);
-        for (const s of oracleSelectors(out)) {
-          expect(policy.some((g) => g.every((m) => carries(s, m)))).toBe(true);
-        }
+        for (const s of oracleSelectors(out)) expect(carriesPolicy(s, policy)).toBe(true);
       }),
       { numRuns: 500 },
     );
@@ -332,7 +353,7 @@ describe('PromQL rewriting properties', () => {
           const sels = oracleSelectors(s);
           expect(sels).toHaveLength(1);
           const [only] = sels;
-          expect(only !== undefined && policy.some((g) => g.every((m) => carries(only, m)))).toBe(true);
+          expect(only !== undefined && carriesPolicy(only, policy)).toBe(true);
         }
       }),
       { numRuns: 500 },
@@ -381,6 +402,58 @@ describe('PromQL rewriting properties', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  // A small universe where policy values and regexes collide: '' (label absent), literals with regex metacharacters.
+  const VALUES = ['', 'a', 'b', 'A', 'B', 'a.b', 'axb', 'a|b', 'team-a', 'é', '\n'];
+  const smallMatcher = fc.record({
+    name: fc.constantFrom('namespace', 'team', 'app'),
+    op: fc.constantFrom<MatchOp>('=', '!=', '=~', '!~'),
+    value: fc.constantFrom('a', 'b', 'a.b', 'a|b', '', 'team-.*', '.+', '(?i)A', '\\Qa.b\\E', 'é'),
+  });
+  const randomPolicy = fc.array(fc.array(smallMatcher, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 3 });
+  // Shaped to merge most of the time: shared matchers, then one positive matcher per group on one label.
+  const mergeablePolicy = fc
+    .tuple(fc.array(smallMatcher, { maxLength: 1 }), fc.constantFrom('namespace', 'team'), fc.array(fc.tuple(fc.constantFrom<MatchOp>('=', '=~'), smallMatcher), { minLength: 2, maxLength: 3 }))
+    .map(([common, name, alts]) => alts.map(([op, m]) => [...common, { name, op, value: m.value }]));
+  const smallPolicy = fc.oneof(randomPolicy, mergeablePolicy);
+  const labelSet = fc.record({ namespace: fc.constantFrom(...VALUES), team: fc.constantFrom(...VALUES), app: fc.constantFrom(...VALUES) });
+  const admits = (ms: readonly { name: string; op: string; value: string }[], ls: Record<string, string>): boolean => ms.every((m) => evalMatcher(m, ls[m.name] ?? ''));
+
+  it('merged groups admit exactly the label sets that one of the groups admits', () => {
+    let mergedCount = 0;
+    fc.assert(
+      fc.property(smallPolicy, fc.array(labelSet, { minLength: 30, maxLength: 30 }), (policy, sets) => {
+        const merged = mergeGroups(policy);
+        if (merged === null) return;
+        mergedCount++;
+        for (const ls of sets) expect(admits(merged, ls)).toBe(policy.some((g) => admits(g, ls)));
+      }),
+      { numRuns: 3000 },
+    );
+    expect(mergedCount).toBeGreaterThan(100);
+  });
+
+  it('what the rewritten selectors admit together is exactly selector ∧ (G1 ∨ G2 ∨ …), merged or not', () => {
+    const userSel = fc.array(smallMatcher, { maxLength: 2 });
+    let rewritten = 0;
+    fc.assert(
+      fc.property(userSel, smallPolicy, fc.array(labelSet, { minLength: 20, maxLength: 20 }), (user, policy, sets) => {
+        const q = `x{${[...user, { name: 'job', op: '=' as MatchOp, value: 'j' }].map(formatMatcher).join(',')}}`;
+        const out = rewritePromQL(q, policy);
+        rewritten++;
+        const sels = oracleSelectors(out);
+        expect(sels.length).toBeGreaterThan(0);
+        for (const ls of sets) {
+          const full = { ...ls, __name__: 'x', job: 'j' } as Record<string, string>;
+          const want = admits(user, full) && policy.some((g) => admits(g, full));
+          const got = sels.some((s) => s.matchers.every((m) => evalMatcher(m, full[m.name] ?? '')));
+          expect(got).toBe(want);
+        }
+      }),
+      { numRuns: 800 },
+    );
+    expect(rewritten).toBe(800);
   });
 
   it('parseMatcherExpression(formatMatcher(...)) round-trips', () => {

@@ -669,14 +669,67 @@ describe('DNF (multi-group) policies', () => {
   it('bounds the output of nested expansions', () => {
     let q = 'x[5m]';
     for (let i = 0; i < 8; i++) q = `quantile_over_time(scalar(quantile_over_time(0.5, y[1m])), ${i === 0 ? q : `(${q})[5m:]`})`;
-    const groups: SelectorPolicy = Array.from({ length: 6 }, (_, i) => [{ name: 'g', op: '=', value: String(i) }]);
+    // Two labels per group, so the groups do not merge into one (mergeGroups).
+    const groups: SelectorPolicy = Array.from({ length: 6 }, (_, i) => [{ name: 'g', op: '=', value: String(i) }, { name: 'h', op: '=', value: String(i) }]);
     expect(['ok', 'query_too_large']).toContain(codeOf(() => rewritePromQL(q, groups)));
     const wide = Array.from({ length: 8 }, (_, i) => `quantile_over_time(scalar(quantile_over_time(scalar(q${i}), y[1m])), x[5m])`).join(' + ');
     expect(['ok', 'query_too_large']).toContain(codeOf(() => rewritePromQL(wide, groups, { maxQueryLength: 2000, maxDepth: 128 })));
     // The expansion is bounded by 4 × maxQueryLength.
-    const three: SelectorPolicy = [0, 1, 2].map((i) => [{ name: 'g', op: '=', value: String(i) }]);
+    const three: SelectorPolicy = [0, 1, 2].map((i) => [{ name: 'g', op: '=', value: String(i) }, { name: 'h', op: '=', value: String(i) }]);
     expect(codeOf(() => rewritePromQL('a + b + c + d', three, { maxQueryLength: 20, maxDepth: 128 }))).toBe('query_too_large');
     expect(codeOf(() => rewritePromQL('a + b', three, { maxQueryLength: 60, maxDepth: 128 }))).toBe('ok');
+  });
+});
+
+describe('groups that merge into one (a subject in several teams)', () => {
+  const ns = (value: string): Matcher => ({ name: 'namespace', op: '=', value });
+  const TWO: SelectorPolicy = [[ns('a')], [ns('b')]];
+  const ONE = 'namespace=~"(?:a)|(?:b)"';
+  it('differing only in one label\'s positive matcher: one regex, so queries with no exact "or" form work', () => {
+    // Each of these is refused (rewrite_unsupported) when the groups are kept apart.
+    expect(rewritePromQL('sum(rate({job="x"}[5m]))', TWO)).toBe(`sum(rate({job="x",${ONE}}[5m]))`);
+    expect(rewritePromQL('absent(up)', TWO)).toBe(`absent(up{${ONE}})`);
+    expect(rewritePromQL('max_over_time(rate(x[5m])[1h:])', TWO)).toBe(`max_over_time(rate(x{${ONE}}[5m])[1h:])`);
+    // The same query under groups that do not merge: no exact rewrite.
+    expect(codeOf(() => rewritePromQL('sum(rate({job="x"}[5m]))', [[ns('a'), { name: 'team', op: '=', value: 't' }], [ns('b')]]))).toBe('rewrite_unsupported');
+  });
+  it('common matchers stay, values are quoted as Go\'s regexp.QuoteMeta does, regexes are grouped', () => {
+    const P: SelectorPolicy = [
+      [{ name: 'team', op: '=', value: 't' }, ns('a.b')],
+      [{ name: 'namespace', op: '=~', value: 'c|d' }, { name: 'team', op: '=', value: 't' }],
+    ];
+    expect(rewritePromQL('up', P)).toBe('up{team="t",namespace=~"(?:a\\\\.b)|(?:c|d)"}');
+    // An empty value is "label absent or empty", as the regex's empty alternative is.
+    expect(rewritePromQL('up', [[ns('')], [ns('b')]])).toBe('up{namespace=~"(?:)|(?:b)"}');
+  });
+  it('a selector already inside one of the groups is left as written; rewriting is idempotent', () => {
+    expect(rewritePromQL('up{namespace="a"} / up', TWO)).toBe(`up{namespace="a"} / up{${ONE}}`);
+    const before = '(up{namespace="a"} or up{namespace="b"})';
+    expect(rewritePromQL(before, TWO)).toBe(before);
+    const once = rewritePromQL('rate(x[5m])', TWO);
+    expect(rewritePromQL(once, TWO)).toBe(once);
+  });
+  it('match[]: one selector per parameter, none added for one already inside a group', () => {
+    expect(rewriteSeriesSelectors([], TWO)).toEqual([`{${ONE}}`]);
+    expect(rewriteSeriesSelectors(['up', 'x{namespace="b"}'], TWO)).toEqual([`up{${ONE}}`, 'x{namespace="b"}']);
+  });
+  it('a metric-name alternative moves the written name into the braces, as for any __name__ matcher', () => {
+    const names: SelectorPolicy = [[{ name: '__name__', op: '=', value: 'a' }], [{ name: '__name__', op: '=~', value: 'b_.*' }]];
+    expect(rewritePromQL('x', names)).toBe('{__name__="x",__name__=~"(?:a)|(?:b_.*)"}');
+    expect(rewritePromQL('{__name__="a",job="j"}', names)).toBe('{__name__="a",job="j"}');
+  });
+  it('does not merge what is not one label\'s positive alternatives', () => {
+    const keptApart: SelectorPolicy[] = [
+      [[{ name: 'namespace', op: '!=', value: 'a' }], [{ name: 'namespace', op: '!=', value: 'b' }]],
+      [[ns('a')], [{ name: 'team', op: '=', value: 'b' }]],
+      [[ns('a'), { name: 'team', op: '=', value: 'x' }], [ns('b'), { name: 'team', op: '=', value: 'y' }]],
+      [[ns('a')], [{ name: 'namespace', op: '!~', value: 'b' }]],
+    ];
+    for (const p of keptApart) {
+      const out = rewritePromQL('up', p);
+      expect(out.startsWith('(up{')).toBe(true);
+      expect(out).not.toContain('(?:');
+    }
   });
 });
 
