@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ResolvedUpstream } from '../../src/config/load.ts';
 import type { Decision } from '../../src/policy/decision.ts';
-import { downstreamHeaders, upstreamHeaders } from '../../src/server/plugins/upstream.ts';
+import { downstreamHeaders, filteredDownstreamHeaders, upstreamHeaders } from '../../src/server/plugins/upstream.ts';
 
 const upstream = { headers: { 'X-Upstream-Key': 'configured' }, forwardAuthorization: false } as unknown as ResolvedUpstream;
 const decision: Decision = { allow: true, reason: 't', unrestricted: false, selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: { 'X-Scope-OrgID': 'tenant-a', 'X-Policy-Tenant': 'p' } };
@@ -52,5 +52,14 @@ describe('upstreamHeaders', () => {
       'content-length': '2',
     });
     expect(relayed).toEqual({ 'content-type': 'application/json', 'content-length': '2' });
+  });
+});
+
+describe('filteredDownstreamHeaders', () => {
+  it('a filtered answer keeps the upstream\'s headers but not the length and encoding of bytes the client does not get, nor hop-by-hop ones', () => {
+    const up = { 'content-type': 'application/json', 'content-length': '1234', 'Content-Encoding': 'gzip', date: 'd', connection: 'x-hop', 'x-hop': '1', 'x-kept': 'v' };
+    expect(filteredDownstreamHeaders(up)).toEqual({ 'content-type': 'application/json', date: 'd', 'x-kept': 'v' });
+    // Without hop-by-hop headers too (downstreamHeaders returns the same object then).
+    expect(filteredDownstreamHeaders({ 'content-length': '5', vary: 'Accept-Encoding' })).toEqual({ vary: 'Accept-Encoding' });
   });
 });

@@ -9,7 +9,7 @@ import { addRecorder } from './hook.ts';
 export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
   async (app, { metrics }) => {
     // Bound once per label set: an observation is then a few additions (src/server/histogram.ts).
-    const durationChildren = new Map<string, HistogramChild>();
+    const durationChildren = new Map<string, Map<string, HistogramChild>>();
     const stageChildren = new Map<string, HistogramChild>();
     const record = (req: FastifyRequest, reply: FastifyReply): void => {
       const s = req.lbac;
@@ -20,9 +20,10 @@ export const metricsPlugin = fp<{ metrics: GatewayMetrics }>(
       const d = s.decision;
       const decision = d === undefined ? 'none' : !d.allow ? 'deny' : d.unrestricted ? 'unrestricted' : 'allow';
       metrics.requests.inc({ upstream, endpoint, status: String(reply.statusCode), decision });
-      const key = `${upstream}\u0000${endpoint}`;
-      let duration = durationChildren.get(key);
-      if (duration === undefined) durationChildren.set(key, (duration = metrics.requestDuration.child({ upstream, endpoint })));
+      let byEndpoint = durationChildren.get(upstream);
+      if (byEndpoint === undefined) durationChildren.set(upstream, (byEndpoint = new Map()));
+      let duration = byEndpoint.get(endpoint);
+      if (duration === undefined) byEndpoint.set(endpoint, (duration = metrics.requestDuration.child({ upstream, endpoint })));
       duration.observe((performance.now() - s.startedAt) / 1000);
       for (const stage in s.timings) {
         const ms = s.timings[stage as Stage];

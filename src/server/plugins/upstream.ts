@@ -141,6 +141,22 @@ export function downstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHe
   return out;
 }
 
+/**
+ * downstreamHeaders for an answer the gateway filters and re-serialises: also
+ * without the upstream's Content-Length and Content-Encoding, which describe
+ * bytes the client does not get. Left out of the copy rather than removed from
+ * the reply afterwards (a delete per header on the reply's header object).
+ */
+export function filteredDownstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
+  const relayed = downstreamHeaders(upstream);
+  const out: IncomingHttpHeaders = {};
+  for (const name in relayed) {
+    const lower = name.toLowerCase();
+    if (lower !== 'content-length' && lower !== 'content-encoding') out[name] = relayed[name];
+  }
+  return out;
+}
+
 /** Build the upstream request headers: strip owned/spoofable ones, add the policy's and the upstream's. */
 export function upstreamHeaders(
   client: IncomingHttpHeaders,
@@ -455,8 +471,7 @@ async function forward(
             const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
             readBounded(res.stream, MAX_FILTERED_BODY).then(
               (raw) => {
-                rep.removeHeader('content-length');
-                rep.removeHeader('content-encoding');
+                // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
                 // Errors (non-2xx) pass through as the upstream wrote them; every 2xx answer is filtered.
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
                 const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup } };
@@ -474,7 +489,7 @@ async function forward(
           },
         }),
     retryDelay: NO_RETRY,
-    rewriteHeaders: downstreamHeaders,
+    rewriteHeaders: filter === undefined ? downstreamHeaders : filteredDownstreamHeaders,
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
       // `headers` is this request's own object: completed in place rather than copied once more.
       const out = headers as Record<string | symbol, unknown> as Record<string, string | string[]>;

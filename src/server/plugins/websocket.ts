@@ -109,11 +109,14 @@ export const websocketPlugin = fp(
       for (const r of all) r.terminate();
     });
     await app.register(websocket, { options: { maxPayload: CLIENT_MAX_PAYLOAD, perMessageDeflate: false } });
-    app.addHook('onRequest', async (req) => {
+    // Callback style: this hook runs on every request, and an async one costs a promise each.
+    app.addHook('onRequest', (req, _reply, done) => {
       // @fastify/websocket would upgrade (and immediately close) on any route: refuse instead.
       if (req.ws && req.routeOptions.config?.websocket !== true && !req.is404) {
-        throw new GatewayError('bad_query', 'WebSocket upgrade is not served on this path', { status: 400 });
+        done(new GatewayError('bad_query', 'WebSocket upgrade is not served on this path', { status: 400 }));
+        return;
       }
+      done();
     });
   },
   { name: 'lbac-websocket', dependencies: ['lbac-context'] },
