@@ -9,12 +9,17 @@
  * idle; at most MAX_QUEUED answers wait for it (each holds its bytes), beyond
  * that the request is refused with 503 (`overloaded`).
  *
+ * A thread that runs out of heap is ended by Node (ERR_WORKER_OUT_OF_MEMORY),
+ * not the process: the answer it was filtering gets 502 and the next one a new
+ * thread (tested).
+ *
  * A task, once queued, runs to its end even if its client went away: piscina
  * cancels a running task by ending its thread, which stalled the answers
  * queued behind it. A thread that fails outside a task (it cannot start)
  * rejects every waiting answer (→ 502) and the next large answer starts a new one.
  */
 import { existsSync } from 'node:fs';
+import type { ResourceLimits } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { BackendKind, FilterContext, RawFilteredResponse, RawResponseFilter } from '../backends/routes.ts';
@@ -47,15 +52,29 @@ export function assertFilterWorker(worker: URL = FILTER_WORKER): void {
 /** The filter thread: a piscina pool of one, re-created after a failure. */
 export class FilterThread {
   readonly #worker: URL;
+  readonly #limits: ResourceLimits | undefined;
   #pool: Piscina<FilterTask, RawFilteredResponse> | undefined;
 
-  constructor(worker: URL = FILTER_WORKER) {
+  /**
+   * `limits`: the thread's heap limits (default: V8's, as for the event loop). A thread that
+   * reaches its limit is ended by Node with ERR_WORKER_OUT_OF_MEMORY, not the process: the
+   * answer it was filtering is refused (→ 502) and the next large answer starts a new thread.
+   */
+  constructor(worker: URL = FILTER_WORKER, limits?: ResourceLimits) {
     this.#worker = worker;
+    this.#limits = limits;
   }
 
   #current(): Piscina<FilterTask, RawFilteredResponse> {
     if (this.#pool !== undefined) return this.#pool;
-    const pool = new Piscina<FilterTask, RawFilteredResponse>({ filename: this.#worker.href, minThreads: 0, maxThreads: 1, maxQueue: MAX_QUEUED, idleTimeout: IDLE_MS });
+    const pool = new Piscina<FilterTask, RawFilteredResponse>({
+      filename: this.#worker.href,
+      minThreads: 0,
+      maxThreads: 1,
+      maxQueue: MAX_QUEUED,
+      idleTimeout: IDLE_MS,
+      ...(this.#limits === undefined ? {} : { resourceLimits: this.#limits }),
+    });
     // A failure outside a task (the thread cannot start): the waiting answers are rejected, the next one starts afresh.
     pool.on('error', () => {
       if (this.#pool === pool) this.#pool = undefined;

@@ -109,6 +109,27 @@ describe('FilterThread', () => {
   });
 });
 
+describe('FilterThread out of memory', () => {
+  it('a thread that runs out of heap fails its answer (→ 502), not the process; the next answer gets a new thread', async () => {
+    // A small heap, and an answer that parses into far more than it: ≈ 8 MB of short distinct values.
+    const thread = new FilterThread(undefined, { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 });
+    try {
+      const policy: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
+      const huge = utf8.encode(labelValues(8 * 1024 * 1024));
+      const err = await thread.run(task('prometheus', 'label_values', huge, 'application/json', policy, { name: 'namespace' })).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string },
+      );
+      expect(err?.code).toBe('ERR_WORKER_OUT_OF_MEMORY');
+      const small = utf8.encode(JSON.stringify({ status: 'success', data: ['team-a-x', 'team-b-y'] }));
+      const next = await thread.run(task('prometheus', 'label_values', small, 'application/json', policy, { name: 'namespace' }));
+      expect(JSON.parse(String(next.body))).toEqual({ status: 'success', data: ['team-a-x'] });
+    } finally {
+      await thread.close();
+    }
+  }, 60_000);
+});
+
 describe('a large filtered answer in the gateway', () => {
   let up: Upstream;
   let t: TestApp;
