@@ -43,6 +43,8 @@ const POLICIES: Readonly<Record<string, SelectorPolicy>> = {
   ],
   // Merged into one regex group by the rewriter (MERGED below): no rewrite_unsupported.
   'two-teams': [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }], [{ name: 'namespace', op: '=', value: 'platform' }]],
+  // The same, with values that need regex quoting and PromQL string escaping.
+  'two-teams-quoted': [[{ name: 'namespace', op: '=', value: 'a.b"c\\d|e' }], [{ name: 'namespace', op: '=~', value: '(?i)x|y' }]],
 };
 
 /**
@@ -99,6 +101,7 @@ function selectorsOf(node: unknown, out: { type: string; matchers: PromMatcher[]
  */
 const MERGED: Readonly<Record<string, SelectorPolicy>> = {
   'two-teams': [[{ name: 'namespace', op: '=~', value: '(?:team-a-.*)|(?:platform)' }]],
+  'two-teams-quoted': [[{ name: 'namespace', op: '=~', value: '(?:a\\.b"c\\\\d\\|e)|(?:(?i)x|y)' }]],
 };
 
 function enforced(sel: { matchers: PromMatcher[] }, policy: SelectorPolicy, merged: SelectorPolicy = []): boolean {
