@@ -31,8 +31,13 @@ function traceAnswer(path: string, accept: string): [number, string, string | Ui
 }
 
 beforeAll(async () => {
-  loki = await startCannedUpstream((path) =>
-    path.includes('/label/') ? json({ status: 'success', data: ['team-a-web', 'team-b-api'] }) : json({ status: 'success', data: { resultType: 'streams', result: [] } }),
+  loki = await startCannedUpstream((path, req) =>
+    path.includes('/label/')
+      ? json({ status: 'success', data: ['team-a-web', 'team-b-api'] })
+      : path.endsWith('/labels')
+      ? // The label names of the streams the query selects (here: by namespace).
+        json({ status: 'success', data: req.params.get('query')?.includes('namespace="y"') ? ['cluster', 'namespace', 'y_only'] : ['app', 'namespace'] })
+      : json({ status: 'success', data: { resultType: 'streams', result: [] } }),
   );
   tempo = await startCannedUpstream((path, req) =>
     path.includes('/traces/')
@@ -136,9 +141,13 @@ describe('Loki routes', () => {
     expect(loki.requests).toHaveLength(0);
   });
 
-  it('a multi-alternative policy cannot be one stream selector: refused, not widened', async () => {
-    const res = await get('/loki/loki/api/v1/labels', 'dana');
-    expect(res.status).toBe(400);
+  it('a multi-alternative policy: the label browser asks once per alternative; what needs one selector is refused, not widened', async () => {
+    const res = await get('/loki/loki/api/v1/labels?start=1', 'dana');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'success', data: ['app', 'cluster', 'namespace', 'y_only'] });
+    expect(loki.requests.map((r) => r.params.getAll('query')).sort()).toEqual([['{cluster="z", namespace="y"}'], ['{namespace="x"}']]);
+    loki.clear();
+    expect((await get('/loki/loki/api/v1/index/stats', 'dana')).status).toBe(400);
     expect(loki.requests).toHaveLength(0);
   });
 });

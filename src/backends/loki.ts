@@ -89,6 +89,34 @@ const scopedQuery: EnforcedParam = {
   missingMessage: 'query parameter is required',
 };
 
+/**
+ * `query` of labels and label values: as scopedQuery, except that a policy one
+ * stream selector cannot express (alternatives that do not merge) is not
+ * refused. Without a query, one selector per alternative; with a stream
+ * selector that several alternatives can reach, one rewritten selector per
+ * alternative (as for `match[]`). The route then asks Loki once per selector
+ * and answers the union (RouteSpec.fanOut): label names and values are sets,
+ * so the union is exact.
+ */
+const listQuery: EnforcedParam = {
+  ...scopedQuery,
+  rewrite: (values, policy, limits) => {
+    const given = values.filter((q) => q !== '');
+    if (given.length === 0) return rewriteLogQLSelectors([], policy, limits);
+    try {
+      return given.map((q) => rewriteLogQL(q, policy, limits));
+    } catch (e) {
+      if (!(e instanceof QueryError) || e.code !== 'rewrite_unsupported') throw e;
+      try {
+        return rewriteLogQLSelectors(given, policy, limits);
+      } catch {
+        // Not a plain stream selector (a pipeline, a metric query): the rewriter's own refusal.
+        throw e;
+      }
+    }
+  },
+};
+
 const matchParam: EnforcedParam = {
   name: 'match[]',
   required: false,
@@ -130,8 +158,16 @@ export const lokiRoutes: RouteTable = {
     // WebSocket; delay_for, limit and start pass through. Upstream messages are relayed as-is
     // (the rewritten query already restricts the streams); client messages are dropped.
     { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true },
-    scoped('labels', '/loki/api/v1/labels'),
-    scoped('label_values', '/loki/api/v1/label/:name/values', { methods: ['GET'], responseFilter: filterLabelValues, filters: (policy, { name }) => policyConstrainsLabel(policy, name ?? ''), validatePathParam: validLabelName }),
+    // Grafana's label browser: under alternatives one selector cannot express, one request per alternative.
+    scoped('labels', '/loki/api/v1/labels', { enforced: [listQuery], fanOut: 'query' }),
+    scoped('label_values', '/loki/api/v1/label/:name/values', {
+      methods: ['GET'],
+      enforced: [listQuery],
+      fanOut: 'query',
+      responseFilter: filterLabelValues,
+      filters: (policy, { name }) => policyConstrainsLabel(policy, name ?? ''),
+      validatePathParam: validLabelName,
+    }),
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, enforced: [matchParam] },
     scoped('index_stats', '/loki/api/v1/index/stats'),
     scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels }),

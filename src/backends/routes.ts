@@ -78,6 +78,15 @@ export interface RouteSpec {
    * request (502), never an unfiltered answer.
    */
   readonly lookup?: LookupSpec;
+  /**
+   * An enforced parameter whose rewritten values are alternatives, not a list:
+   * a policy that one value cannot express (Loki's one `query` selector under
+   * alternatives that do not merge) gives one value per alternative the request
+   * can reach. The gateway then asks the upstream once per value (GET, the same
+   * headers) and answers the sorted union of their lists
+   * (src/backends/list-answers.ts), filtered as the route's answer would be.
+   */
+  readonly fanOut?: string;
 }
 
 /** An enforced upstream request: its path (relative to the upstream) and parameters under a policy. */

@@ -37,8 +37,8 @@ export interface Upstream {
   requests: { path: string; params: URLSearchParams; headers: IncomingHttpHeaders }[];
   /** Hold answers for this long (ms). */
   delayMs: number;
-  /** Per-path answer [status, JSON body]; undefined → 200 with an empty vector. */
-  answer?: (path: string) => [number, string] | undefined;
+  /** Per-request answer [status, JSON body]; undefined → 200 with an empty vector. */
+  answer?: (path: string, params: URLSearchParams) => [number, string] | undefined;
   close(): Promise<void>;
 }
 
@@ -52,7 +52,7 @@ export async function startUpstream(): Promise<Upstream> {
       const params = new URLSearchParams(url.search);
       for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params.append(k, v);
       u.requests.push({ path: url.pathname, params, headers: req.headers });
-      const [status, body] = u.answer?.(url.pathname) ?? [200, '{"status":"success","data":{"resultType":"vector","result":[]}}'];
+      const [status, body] = u.answer?.(url.pathname, params) ?? [200, '{"status":"success","data":{"resultType":"vector","result":[]}}'];
       setTimeout(() => res.writeHead(status, { 'content-type': 'application/json' }).end(body), u.delayMs);
     });
   });

@@ -4,6 +4,8 @@ import replyFrom from '@fastify/reply-from';
 import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
+import { FormParams } from '../../backends/form-params.ts';
+import { mergeListAnswers } from '../../backends/list-answers.ts';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
 import { pathParamProblem, responseFilterOf, upstreamPath, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
@@ -221,7 +223,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
   await app.register(replyFrom, { base: upstream.origin, disableRequestLogging: true, undici: dispatcher as unknown as Pool });
   // Routes whose filter needs a second answer (RouteSpec.lookup) ask the upstream through this pool,
   // with the same TLS settings as reply-from.
-  const lookupPool = table.routes.some((r) => r.lookup !== undefined)
+  const lookupPool = table.routes.some((r) => r.lookup !== undefined || r.fanOut !== undefined)
     ? new Pool(upstream.origin, { connect: tls ?? { rejectUnauthorized: true }, connections: 8, headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs })
     : undefined;
   if (lookupPool !== undefined) app.addHook('onClose', async () => lookupPool.close());
@@ -313,6 +315,8 @@ export interface Enforced {
   readonly pathParams: Record<string, string>;
   /** The enforced parameters, encoded. */
   readonly encoded: string;
+  /** The same, as parameters. */
+  readonly params: FormParams;
 }
 
 /**
@@ -347,7 +351,7 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   const rewriteWith = decision.unrestricted || upstream.policyEnforcement === 'header' ? undefined : decision.selectors;
   enforceParams(route, params, rewriteWith, limits, language);
   noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
-  return { decision, path, pathParams, encoded: params.toString() };
+  return { decision, path, pathParams, encoded: params.toString(), params };
 }
 
 /**
@@ -408,6 +412,70 @@ function lookupClientHeaders(req: FastifyRequest, upstream: ResolvedUpstream): I
   return own;
 }
 
+/** Most upstream requests one fanned-out request makes (one per policy alternative it can reach). */
+const MAX_FAN_OUT = 32;
+
+/**
+ * RouteSpec.fanOut: the request once per value of the fan-out parameter (a GET
+ * through the lookup pool, with the headers the forwarded request would carry,
+ * SigV4 signed per URL), and the sorted union of the answers' lists, filtered
+ * as the route's answer is. An upstream refusal of a client error (4xx but 429)
+ * is relayed as the upstream wrote it; other failures as for lookups.
+ */
+async function fanOutReply(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  route: RouteSpec,
+  name: string,
+  enforced: Pick<Enforced, 'decision' | 'path' | 'pathParams' | 'params'>,
+  opts: UpstreamPluginOptions,
+  pool: Pool,
+): Promise<FastifyReply> {
+  const { upstream } = opts;
+  const { decision, pathParams, params } = enforced;
+  const values = params.getAll(name);
+  if (values.length > MAX_FAN_OUT) {
+    throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
+  }
+  const base: Record<string, string | string[]> = { ...upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders), host: new URL(upstream.origin).host, 'accept-encoding': 'identity', accept: 'application/json' };
+  delete base['content-type'];
+  delete base['content-length'];
+  const gone = new ClientGone();
+  if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
+  const all = params.toString();
+  const answers = await Promise.all(
+    values.map(async (value) => {
+      // The forwarded parameters with only this value of the fan-out parameter, where the first was.
+      const one = new FormParams(all);
+      one.set(name, value);
+      const encoded = one.toString();
+      const target = `${upstream.pathPrefix}${enforced.path}?${upstream.auth?.query(encoded) ?? encoded}`;
+      try {
+        const res = await pool.request({ method: 'GET', path: target, headers: signedHeaders(upstream, 'GET', upstream.origin + target, base), signal: gone as never });
+        return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, MAX_FILTERED_BODY) };
+      } catch (e) {
+        throw gone.aborted ? new GatewayError('client_closed', 'the client closed the connection', { cause: e }) : new GatewayError('upstream_error', 'upstream unavailable', { cause: e });
+      }
+    }),
+  );
+  const failed = answers.find((a) => a.status < 200 || a.status > 299);
+  if (failed !== undefined) {
+    if (failed.status >= 400 && failed.status < 500 && failed.status !== 429) return reply.code(failed.status).type(failed.contentType || 'text/plain').send(failed.raw);
+    throw lookupRefused(failed.status);
+  }
+  let merged: Buffer;
+  try {
+    merged = Buffer.from(JSON.stringify(mergeListAnswers(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown))));
+  } catch (e) {
+    throw e instanceof GatewayError ? e : new GatewayError('upstream_error', 'upstream answer could not be read', { cause: e });
+  }
+  const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
+  if (filter === undefined) return reply.type('application/json').send(merged);
+  const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams } });
+  const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
+  return reply.code(out.status).type(out.contentType).send(body);
+}
+
 /** Where route lookups go: their own connection pool, and the answers kept for reuse. */
 interface Lookups {
   readonly pool: Pool;
@@ -439,8 +507,11 @@ async function forward(
   const { upstream } = opts;
   // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
-  const { decision, path, pathParams, encoded } = decideAndEnforce(app, req, route, opts);
+  const { decision, path, pathParams, encoded, params } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
+  if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut).length > 1) {
+    return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.pool);
+  }
 
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
   // A route may filter the upstream's answer (the raw bytes in any representation, e.g.

@@ -1,0 +1,125 @@
+// Loki's label browser under a policy one stream selector cannot express (a user in two
+// teams whose selectors differ in more than one label): /labels and /label/<name>/values
+// are asked once per alternative and answered with the union (RouteSpec.fanOut), instead
+// of being refused. Every upstream request carries one whole alternative.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import type { IdentitySource } from '../../src/identity/source.ts';
+import type { Subject } from '../../src/policy/decision.ts';
+import { startUpstream, testApp, type TestApp, type Upstream } from './helpers.ts';
+
+const subject = (sub: string, groups: string[]): Subject => ({ sub, username: sub, groups, roles: [], auth: 'fake', claims: {} });
+const PEOPLE: Record<string, Subject> = { both: subject('u-both', ['eu-a', 'us-b']), one: subject('u-one', ['eu-a']), admin: subject('u-admin', ['admins']) };
+const people: IdentitySource = { name: 'fake', authenticate: async (c) => (c.bearer === undefined ? undefined : PEOPLE[c.bearer]) };
+
+const G1 = 'cluster="eu", namespace="a"';
+const G2 = 'cluster="us", namespace="b"';
+// What the stub "stores": label names and namespace values per alternative, with overlaps.
+const NAMES: Record<string, string[]> = { [G1]: ['app', 'cluster', 'namespace', 'é'], [G2]: ['app', 'cluster', 'job', 'namespace', 'z'] };
+const NAMESPACES: Record<string, string[]> = { [G1]: ['a'], [G2]: ['b'] };
+
+let up: Upstream;
+let t: TestApp;
+const alternativeOf = (q: string | null): string => {
+  for (const g of [G1, G2]) if (q !== null && q.includes(g)) return g;
+  return '';
+};
+
+beforeAll(async () => {
+  up = await startUpstream();
+  up.answer = (path, params) => {
+    const g = alternativeOf(params.get('query'));
+    if (params.get('start') === 'bad') return [400, 'invalid start'];
+    if (params.get('start') === 'boom') return [500, 'boom'];
+    if (path === '/loki/api/v1/labels') return [200, JSON.stringify({ status: 'success', data: NAMES[g] ?? [] })];
+    if (path === '/loki/api/v1/label/namespace/values') return [200, JSON.stringify({ status: 'success', data: [...(NAMESPACES[g] ?? []), 'other-tenant'] })];
+    if (path === '/loki/api/v1/label/app/values') return [200, JSON.stringify({ status: 'success', data: g === G1 ? ['api', 'web'] : ['api', 'db'] })];
+    return undefined;
+  };
+  const config = parseConfig(
+    `
+server:
+  loadShedding: { enabled: false }
+upstreams:
+  - { name: logs, kind: loki, url: "${up.url}", mount: /loki-gw }
+identity:
+  providers:
+    - type: apikey
+      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+admins: { groups: [admins] }
+teams:
+  eu-a: { groups: [eu-a], selectors: [{ cluster: eu, namespace: a }], headers: { X-Scope-OrgID: tenant-1 } }
+  us-b: { groups: [us-b], selectors: [{ cluster: us, namespace: b }], headers: { X-Scope-OrgID: tenant-1 } }
+`,
+    { env: {} },
+  );
+  t = await testApp(config, { identity: people });
+});
+afterAll(async () => {
+  await t?.app.close();
+  await up?.close();
+});
+
+const get = (who: string, path: string) => t.app.inject({ url: `/loki-gw${path}`, headers: { authorization: `Bearer ${who}`, 'x-scope-orgid': 'spoofed' } });
+
+describe('Loki label browser under alternatives that one selector cannot express', () => {
+  it('/labels without a query: one request per alternative, the union of the names in Go\'s order', async () => {
+    up.requests.splice(0);
+    const r = await get('both', '/loki/api/v1/labels?start=1&end=2');
+    expect(r.statusCode).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ status: 'success', data: ['app', 'cluster', 'job', 'namespace', 'z', 'é'] });
+    expect(up.requests.map((q) => q.params.get('query')).sort()).toEqual([`{${G1}}`, `{${G2}}`]);
+    for (const q of up.requests) {
+      expect(q.path).toBe('/loki/api/v1/labels');
+      expect(q.params.getAll('query')).toHaveLength(1);
+      expect([q.params.get('start'), q.params.get('end')]).toEqual(['1', '2']);
+      expect(q.headers['x-scope-orgid']).toBe('tenant-1');
+      expect(q.headers.authorization).toBeUndefined();
+    }
+  });
+
+  it('/labels with a stream selector both alternatives can reach: the selector rewritten per alternative', async () => {
+    up.requests.splice(0);
+    const r = await get('both', `/loki/api/v1/labels?query=${encodeURIComponent('{app="api"}')}`);
+    expect(r.statusCode).toBe(200);
+    expect(up.requests.map((q) => q.params.get('query')).sort()).toEqual([`{app="api", ${G1}}`, `{app="api", ${G2}}`]);
+    // A selector inside one alternative: one request, no fan-out.
+    up.requests.splice(0);
+    expect((await get('both', `/loki/api/v1/labels?query=${encodeURIComponent('{cluster="eu", namespace="a"}')}`)).statusCode).toBe(200);
+    expect(up.requests.map((q) => q.params.get('query'))).toEqual(['{cluster="eu", namespace="a"}']);
+  });
+
+  it('label values: the union, then the policy\'s filter for a label it restricts', async () => {
+    const ns = await get('both', '/loki/api/v1/label/namespace/values');
+    expect(JSON.parse(ns.body)).toEqual({ status: 'success', data: ['a', 'b'] });
+    const app = await get('both', '/loki/api/v1/label/app/values');
+    expect(JSON.parse(app.body)).toEqual({ status: 'success', data: ['api', 'db', 'web'] });
+  });
+
+  it('one alternative, or an admin: a single request as before', async () => {
+    up.requests.splice(0);
+    expect((await get('one', '/loki/api/v1/labels')).statusCode).toBe(200);
+    expect(up.requests.map((q) => q.params.get('query'))).toEqual([`{${G1}}`]);
+    up.requests.splice(0);
+    expect((await get('admin', '/loki/api/v1/labels')).statusCode).toBe(200);
+    expect(up.requests.map((q) => q.params.get('query'))).toEqual([null]);
+  });
+
+  it('what cannot be split per alternative is still refused; nothing reaches Loki', async () => {
+    up.requests.splice(0);
+    const r = await get('both', `/loki/api/v1/labels?query=${encodeURIComponent('{app="api"} |= "x"')}`);
+    expect(r.statusCode).toBe(400);
+    expect(JSON.parse(r.body).errorType ?? JSON.parse(r.body).error).toBeDefined();
+    const stats = await get('both', '/loki/api/v1/index/stats');
+    expect(stats.statusCode).toBe(400);
+    expect(up.requests).toHaveLength(0);
+  });
+
+  it('an upstream refusal of the client\'s parameters is relayed; an upstream failure is 502', async () => {
+    const bad = await get('both', '/loki/api/v1/labels?start=bad');
+    expect([bad.statusCode, bad.body]).toEqual([400, 'invalid start']);
+    const boom = await get('both', '/loki/api/v1/labels?start=boom');
+    expect(boom.statusCode).toBe(502);
+    expect(boom.body).not.toContain('boom');
+  });
+});
