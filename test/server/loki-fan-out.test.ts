@@ -41,7 +41,7 @@ beforeAll(async () => {
 server:
   loadShedding: { enabled: false }
 upstreams:
-  - { name: logs, kind: loki, url: "${up.url}", mount: /loki-gw }
+  - { name: logs, kind: loki, url: "${up.url}", mount: /loki-gw, timeoutMs: 400 }
 identity:
   providers:
     - type: apikey
@@ -115,11 +115,17 @@ describe('Loki label browser under alternatives that one selector cannot express
     expect(up.requests).toHaveLength(0);
   });
 
-  it('an upstream refusal of the client\'s parameters is relayed; an upstream failure is 502', async () => {
+  it('an upstream refusal of the client\'s parameters is relayed; an upstream failure is 502, a part that times out 504', async () => {
     const bad = await get('both', '/loki/api/v1/labels?start=bad');
     expect([bad.statusCode, bad.body]).toEqual([400, 'invalid start']);
     const boom = await get('both', '/loki/api/v1/labels?start=boom');
     expect(boom.statusCode).toBe(502);
     expect(boom.body).not.toContain('boom');
+    up.delayMs = 1000;
+    try {
+      expect((await get('both', '/loki/api/v1/labels')).statusCode).toBe(504);
+    } finally {
+      up.delayMs = 0;
+    }
   });
 });

@@ -454,7 +454,9 @@ async function fanOutReply(
         const res = await pool.request({ method: 'GET', path: target, headers: signedHeaders(upstream, 'GET', upstream.origin + target, base), signal: gone as never });
         return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, MAX_FILTERED_BODY) };
       } catch (e) {
-        throw gone.aborted ? new GatewayError('client_closed', 'the client closed the connection', { cause: e }) : new GatewayError('upstream_error', 'upstream unavailable', { cause: e });
+        if (gone.aborted) throw new GatewayError('client_closed', 'the client closed the connection', { cause: e });
+        const timeout = /TIMEOUT/i.test((e as { code?: string })?.code ?? '');
+        throw new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: e });
       }
     }),
   );
