@@ -5,11 +5,11 @@
  * verification.
  */
 import fc from 'fast-check';
-import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { clearLogQLCache, formatLogQLMatcher, parseLogQLMatchers, rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
+import { evalMatcher } from './matcher-oracle.ts';
 import { carries, oracleParse, oracleSelectors } from './logql-oracle.ts';
 import type { OracleSelector } from './logql-oracle.ts';
 
@@ -58,23 +58,6 @@ const op = fc.constantFrom<MatchOp>('=', '!=', '=~', '!~');
 const ws = fc.constantFrom('', '', '', ' ', '\n  ', ' # note "}{ or x\n', '\t');
 const sp = fc.constantFrom(' ', ' ', '\n', '\t', ' # c {x="y"}\n');
 
-function anchoredMatch(re: string, s: string): boolean {
-  return RE2JS.compile(`^(?s:${re})$`).matcher(s).find();
-}
-
-/** Independent evaluation of a matcher on a label value ("" when absent). */
-function evalMatcher(m: { op: string; value: string }, s: string): boolean {
-  switch (m.op) {
-    case '=':
-      return m.value === s;
-    case '!=':
-      return m.value !== s;
-    case '=~':
-      return anchoredMatch(m.value, s);
-    default:
-      return !anchoredMatch(m.value, s);
-  }
-}
 
 interface GenMatcher {
   readonly name: string;

@@ -10,6 +10,7 @@ import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { clearPromQLCache, formatMatcher, parseMatcherExpression, rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
 import { mergeGroups, normaliseGroups, policyErrorFor } from '../../src/rewrite/policy-prep.ts';
+import { evalMatcher } from './matcher-oracle.ts';
 import { carries, oracleParse, oracleSelectors, type OracleSelector } from './promql-oracle.ts';
 
 // ---------------------------------------------------------------------------
@@ -193,19 +194,6 @@ function carriesPolicy(s: OracleSelector, policy: SelectorPolicy): boolean {
   return merged !== null && merged.every((m) => carries(s, m));
 }
 
-/** Anchored as Prometheus anchors a regex matcher; a missing label is "". Independent of src/rewrite. */
-function evalMatcher(m: { op: string; value: string }, v: string): boolean {
-  switch (m.op) {
-    case '=':
-      return v === m.value;
-    case '!=':
-      return v !== m.value;
-    case '=~':
-      return RE2JS.compile(`^(?s:${m.value})$`).matcher(v).find();
-    default:
-      return !RE2JS.compile(`^(?s:${m.value})$`).matcher(v).find();
-  }
-}
 
 function sameMatcher(a: Matcher, b: Matcher): boolean {
   return a.name === b.name && a.op === b.op && a.value === b.value;
