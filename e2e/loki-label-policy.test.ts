@@ -26,7 +26,7 @@ beforeAll(async () => {
       identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
       admins: { groups: ['admins'] },
       teams: {
-        // Two alternatives (DNF): the rewrite mode refuses queries it cannot split exactly.
+        // Two alternatives (DNF): the rewrite mode splits log queries, and refuses what it cannot split exactly.
         'team-a': {
           groups: ['team-a'],
           selectors: [{ namespace: '~team-a-.*' }, { namespace: 'shared', app: 'api' }],
@@ -76,10 +76,17 @@ describe('policyEnforcement: header (Loki enforces X-Prom-Label-Policy)', () => 
     );
   });
 
-  it('the same DNF query is refused by the rewriting upstream (no exact rewrite), never forwarded unenforced', async () => {
+  it('the rewriting upstream asks a log query once per alternative (each one enforced), and refuses what it cannot split exactly', async () => {
     const res = await get(`/loki-rewrite/loki/api/v1/query_range?query=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'alice');
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { message: string }).message).toContain('policyEnforcement: header');
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { data: { resultType: string } }).data.resultType).toBe('streams');
+    expect(loki.requests.map((r) => r.params.get('query')).sort()).toEqual(['{app="api", namespace="shared"}', '{app="api", namespace=~"team-a-.*"}']);
+    for (const r of loki.requests) expect(r.headers['x-prom-label-policy']).toBeUndefined();
+    loki.clear();
+    // A metric query whose pipeline drops the label that tells the alternatives apart: no exact "or".
+    const refused = await get(`/loki-rewrite/loki/api/v1/query_range?query=${encodeURIComponent('sum(count_over_time({app="api"} | drop namespace [5m]))')}&start=1&end=2`, 'alice');
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { message: string }).message).toContain('policyEnforcement: header');
     expect(loki.requests).toHaveLength(0);
   });
 

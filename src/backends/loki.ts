@@ -1,11 +1,13 @@
 import { parser as logqlParser } from '@grafana/lezer-logql';
 import { GatewayError, QueryError } from '../errors.ts';
-import { labelPolicyHeader, logQLSelectorLabels, rewriteLogQL, rewriteLogQLSelectors } from '../rewrite/logql.ts';
+import { labelPolicyHeader, logQLSelectorLabels, rewriteLogQL, rewriteLogQLPerAlternative, rewriteLogQLSelectors } from '../rewrite/logql.ts';
 import { policyConstrainsLabel, type SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import { headerKey } from '../util/header-name.ts';
 import { filterLabelValues } from './filters.ts';
-import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
+import { mergeListAnswers } from './list-answers.ts';
+import { logQueryOptions, mergeStreamAnswers } from './log-answers.ts';
+import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import type { Params } from './form-params.ts';
 
 /**
@@ -38,14 +40,24 @@ function policySelector(policy: SelectorPolicy): string {
   return selectors[0]!;
 }
 
-/** `query` of /query and /query_range: a LogQL log or metric query. */
+/**
+ * `query` of /query and /query_range: a LogQL log or metric query. A log query
+ * whose selector can reach several policy alternatives that one selector cannot
+ * express becomes one query per alternative; the route fans out and merges the
+ * streams (RouteSpec.fanOut, ./log-answers.ts).
+ */
 const logQuery: EnforcedParam = {
   name: 'query',
   required: true,
   multiple: false,
-  rewrite: (values, policy, limits) => values.map((q) => rewriteLogQL(q, policy, limits)),
+  rewrite: (values, policy, limits) => values.flatMap((q) => rewriteLogQLPerAlternative(q, policy, limits)),
   missingMessage: 'query parameter is required',
 };
+
+/** Log entries asked once per alternative: the first `limit` of the union in the query's direction. */
+const streamsFanOut: FanOutSpec = { param: 'query', merge: (answers, params) => mergeStreamAnswers(answers, logQueryOptions(params)) };
+/** Label names or values asked once per alternative: the sorted union. */
+const listsFanOut: FanOutSpec = { param: 'query', merge: (answers) => mergeListAnswers(answers) };
 
 /** True when a (valid) LogQL query is a log query, not a metric query. */
 function isLogQuery(query: string): boolean {
@@ -153,17 +165,17 @@ const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}):
 export const lokiRoutes: RouteTable = {
   kind: 'loki',
   routes: [
-    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery] },
-    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery] },
+    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], fanOut: streamsFanOut },
+    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], fanOut: streamsFanOut },
     // WebSocket; delay_for, limit and start pass through. Upstream messages are relayed as-is
     // (the rewritten query already restricts the streams); client messages are dropped.
     { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true },
     // Grafana's label browser: under alternatives one selector cannot express, one request per alternative.
-    scoped('labels', '/loki/api/v1/labels', { enforced: [listQuery], fanOut: 'query' }),
+    scoped('labels', '/loki/api/v1/labels', { enforced: [listQuery], fanOut: listsFanOut }),
     scoped('label_values', '/loki/api/v1/label/:name/values', {
       methods: ['GET'],
       enforced: [listQuery],
-      fanOut: 'query',
+      fanOut: listsFanOut,
       responseFilter: filterLabelValues,
       filters: (policy, { name }) => policyConstrainsLabel(policy, name ?? ''),
       validatePathParam: validLabelName,

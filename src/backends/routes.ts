@@ -83,10 +83,16 @@ export interface RouteSpec {
    * a policy that one value cannot express (Loki's one `query` selector under
    * alternatives that do not merge) gives one value per alternative the request
    * can reach. The gateway then asks the upstream once per value (GET, the same
-   * headers) and answers the sorted union of their lists
-   * (src/backends/list-answers.ts), filtered as the route's answer would be.
+   * headers and other parameters) and answers what `merge` makes of the parts,
+   * filtered as the route's answer would be.
    */
-  readonly fanOut?: string;
+  readonly fanOut?: FanOutSpec;
+}
+
+export interface FanOutSpec {
+  readonly param: string;
+  /** The parts' parsed JSON answers (all 2xx), in value order, and the forwarded parameters → the answer. Throws → 502. */
+  readonly merge: (answers: readonly unknown[], params: Params) => unknown;
 }
 
 /** An enforced upstream request: its path (relative to the upstream) and parameters under a policy. */

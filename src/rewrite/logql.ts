@@ -918,6 +918,35 @@ export function rewriteLogQL(query: string, policy: SelectorPolicy, limits: Rewr
   });
 }
 
+/**
+ * A log query whose one stream selector can reach several policy alternatives
+ * has no single rewrite (Loki cannot combine streams with `or`): the query
+ * once per alternative it can reach, that alternative spliced into the
+ * selector, each verified. The caller asks Loki once per query and merges the
+ * streams (src/backends/log-answers.ts). Anything else gets what rewriteLogQL
+ * gives: one rewritten query, or its error (metric queries keep their exact
+ * `or` form or their refusal).
+ */
+export function rewriteLogQLPerAlternative(query: string, policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
+  try {
+    return [rewriteLogQL(query, policy, limits)];
+  } catch (e) {
+    if (!(e instanceof QueryError) || e.code !== 'rewrite_unsupported') throw e;
+    const p = preparePolicy(policy);
+    const a = analyze({ text: query, prefix: '', posOffset: 0 }, { limits, validate: true });
+    const sel = a.selectors[0];
+    if (a.selectors.length !== 1 || sel === undefined || hasNode(a.tree, MetricExpr) || enclosing(sel.node, RangeAggregationExpr) !== null) throw e;
+    const alive = p.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
+    if (alive.length < 2) throw e;
+    const budget = outputBudget(query, p, 1);
+    return alive.map((g) => {
+      const out = splice(query, [{ from: sel.from, to: sel.to, text: renderSelector(query, sel, g) }], budget);
+      verifyPrepared(out, p);
+      return out;
+    });
+  }
+}
+
 export const logqlRewriter: QueryRewriter = {
   language: 'logql',
   rewrite: rewriteLogQL,

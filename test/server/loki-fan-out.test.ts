@@ -1,7 +1,7 @@
-// Loki's label browser under a policy one stream selector cannot express (a user in two
-// teams whose selectors differ in more than one label): /labels and /label/<name>/values
-// are asked once per alternative and answered with the union (RouteSpec.fanOut), instead
-// of being refused. Every upstream request carries one whole alternative.
+// Loki under a policy one stream selector cannot express (a user in two teams whose
+// selectors differ in more than one label): label names and values, and log queries, are
+// asked once per alternative and merged (RouteSpec.fanOut), instead of being refused.
+// Every upstream request carries one whole alternative.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { IdentitySource } from '../../src/identity/source.ts';
@@ -9,7 +9,12 @@ import type { Subject } from '../../src/policy/decision.ts';
 import { startUpstream, testApp, type TestApp, type Upstream } from './helpers.ts';
 
 const subject = (sub: string, groups: string[]): Subject => ({ sub, username: sub, groups, roles: [], auth: 'fake', claims: {} });
-const PEOPLE: Record<string, Subject> = { both: subject('u-both', ['eu-a', 'us-b']), one: subject('u-one', ['eu-a']), admin: subject('u-admin', ['admins']) };
+const PEOPLE: Record<string, Subject> = {
+  both: subject('u-both', ['eu-a', 'us-b']),
+  one: subject('u-one', ['eu-a']),
+  overlap: subject('u-overlap', ['ov-1', 'ov-2']),
+  admin: subject('u-admin', ['admins']),
+};
 const people: IdentitySource = { name: 'fake', authenticate: async (c) => (c.bearer === undefined ? undefined : PEOPLE[c.bearer]) };
 
 const G1 = 'cluster="eu", namespace="a"';
@@ -34,6 +39,12 @@ beforeAll(async () => {
     if (path === '/loki/api/v1/labels') return [200, JSON.stringify({ status: 'success', data: NAMES[g] ?? [] })];
     if (path === '/loki/api/v1/label/namespace/values') return [200, JSON.stringify({ status: 'success', data: [...(NAMESPACES[g] ?? []), 'other-tenant'] })];
     if (path === '/loki/api/v1/label/app/values') return [200, JSON.stringify({ status: 'success', data: g === G1 ? ['api', 'web'] : ['api', 'db'] })];
+    if (path === '/loki/api/v1/query_range' || path === '/loki/api/v1/query') {
+      // Loki's answer for one alternative: its entries, newest first, at most `limit`.
+      const stream = g === G1 ? { app: 'api', cluster: 'eu', namespace: 'a' } : { app: 'api', cluster: 'us', namespace: 'b' };
+      const values = (g === G1 ? [['3000', 'eu 3'], ['1000', 'eu 1']] : [['2000', 'us 2'], ['500', 'us 0.5']]).slice(0, Number(params.get('limit') ?? '100'));
+      return [200, JSON.stringify({ status: 'success', data: { resultType: 'streams', result: [{ stream, values }], stats: { summary: { totalLinesProcessed: 2 } } } })];
+    }
     return undefined;
   };
   const config = parseConfig(
@@ -50,6 +61,8 @@ admins: { groups: [admins] }
 teams:
   eu-a: { groups: [eu-a], selectors: [{ cluster: eu, namespace: a }], headers: { X-Scope-OrgID: tenant-1 } }
   us-b: { groups: [us-b], selectors: [{ cluster: us, namespace: b }], headers: { X-Scope-OrgID: tenant-1 } }
+  ov-1: { groups: [ov-1], selectors: [{ namespace: a, team: t }], headers: { X-Scope-OrgID: tenant-1 } }
+  ov-2: { groups: [ov-2], selectors: [{ cluster: us }], headers: { X-Scope-OrgID: tenant-1 } }
 `,
     { env: {} },
   );
@@ -62,7 +75,7 @@ afterAll(async () => {
 
 const get = (who: string, path: string) => t.app.inject({ url: `/loki-gw${path}`, headers: { authorization: `Bearer ${who}`, 'x-scope-orgid': 'spoofed' } });
 
-describe('Loki label browser under alternatives that one selector cannot express', () => {
+describe('Loki under alternatives that one stream selector cannot express', () => {
   it('/labels without a query: one request per alternative, the union of the names in Go\'s order', async () => {
     up.requests.splice(0);
     const r = await get('both', '/loki/api/v1/labels?start=1&end=2');
@@ -94,6 +107,44 @@ describe('Loki label browser under alternatives that one selector cannot express
     expect(JSON.parse(ns.body)).toEqual({ status: 'success', data: ['a', 'b'] });
     const app = await get('both', '/loki/api/v1/label/app/values');
     expect(JSON.parse(app.body)).toEqual({ status: 'success', data: ['api', 'db', 'web'] });
+  });
+
+  it('a log query reaching both alternatives: one query each, merged into the newest `limit` entries of the union', async () => {
+    up.requests.splice(0);
+    const q = encodeURIComponent('{app="api"} |= "x"');
+    const r = await get('both', `/loki/api/v1/query_range?query=${q}&limit=2&start=1&end=9&direction=backward`);
+    expect(r.statusCode).toBe(200);
+    const body = JSON.parse(r.body);
+    expect(body.data.resultType).toBe('streams');
+    expect(body.data.result).toEqual([
+      { stream: { app: 'api', cluster: 'eu', namespace: 'a' }, values: [['3000', 'eu 3']] },
+      { stream: { app: 'api', cluster: 'us', namespace: 'b' }, values: [['2000', 'us 2']] },
+    ]);
+    expect(body.data.stats).toEqual({ summary: { totalLinesProcessed: 4 } });
+    expect(up.requests.map((x) => x.params.get('query')).sort()).toEqual([`{app="api", ${G1}} |= "x"`, `{app="api", ${G2}} |= "x"`]);
+    for (const x of up.requests) expect([x.params.get('limit'), x.params.get('direction'), x.params.get('start'), x.params.get('end')]).toEqual(['2', 'backward', '1', '9']);
+    // Oldest first: the other end of the union.
+    const fwd = JSON.parse((await get('both', `/loki/api/v1/query_range?query=${q}&limit=1&direction=forward`)).body);
+    expect(fwd.data.result.flatMap((x: { values: unknown[] }) => x.values)).toHaveLength(1);
+  });
+
+  it('metric queries are not fanned out: an exact "or" form where the alternatives are provably disjoint, else refused', async () => {
+    const metric = encodeURIComponent('sum by (level) (count_over_time({app="api"}[1m]))');
+    up.requests.splice(0);
+    // cluster="eu" vs cluster="us": disjoint, and count_over_time keeps the stream labels.
+    expect((await get('both', `/loki/api/v1/query_range?query=${metric}`)).statusCode).toBe(200);
+    expect(up.requests.map((x) => x.params.get('query'))).toEqual([
+      `sum by (level) ((count_over_time({app="api", ${G1}}[1m]) or count_over_time({app="api", ${G2}}[1m])))`,
+    ]);
+    // {namespace="a", team="t"} or {cluster="us"}: not provably disjoint, so an "or" could drop series.
+    up.requests.splice(0);
+    const r = await get('overlap', `/loki/api/v1/query_range?query=${metric}`);
+    expect(r.statusCode).toBe(400);
+    expect(r.body).toContain('not provably disjoint');
+    expect(up.requests).toHaveLength(0);
+    // Its log queries are fanned out: overlapping alternatives select a stream twice, merged once.
+    expect((await get('overlap', `/loki/api/v1/query_range?query=${encodeURIComponent('{app="api"}')}`)).statusCode).toBe(200);
+    expect(up.requests.map((x) => x.params.get('query')).sort()).toEqual(['{app="api", cluster="us"}', '{app="api", namespace="a", team="t"}']);
   });
 
   it('one alternative, or an admin: a single request as before', async () => {

@@ -5,9 +5,8 @@ import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { FormParams } from '../../backends/form-params.ts';
-import { mergeListAnswers } from '../../backends/list-answers.ts';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
-import { pathParamProblem, responseFilterOf, upstreamPath, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision, RequestInfo } from '../../policy/decision.ts';
@@ -418,21 +417,22 @@ const MAX_FAN_OUT = 32;
 /**
  * RouteSpec.fanOut: the request once per value of the fan-out parameter (a GET
  * through the lookup pool, with the headers the forwarded request would carry,
- * SigV4 signed per URL), and the sorted union of the answers' lists, filtered
- * as the route's answer is. An upstream refusal of a client error (4xx but 429)
+ * SigV4 signed per URL), and what the route's merge makes of the answers,
+ * filtered as the route's answer is. An upstream refusal of a client error (4xx but 429)
  * is relayed as the upstream wrote it; other failures as for lookups.
  */
 async function fanOutReply(
   req: FastifyRequest,
   reply: FastifyReply,
   route: RouteSpec,
-  name: string,
+  spec: FanOutSpec,
   enforced: Pick<Enforced, 'decision' | 'path' | 'pathParams' | 'params'>,
   opts: UpstreamPluginOptions,
   pool: Pool,
 ): Promise<FastifyReply> {
   const { upstream } = opts;
   const { decision, pathParams, params } = enforced;
+  const name = spec.param;
   const values = params.getAll(name);
   if (values.length > MAX_FAN_OUT) {
     throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
@@ -467,7 +467,10 @@ async function fanOutReply(
   }
   let merged: Buffer;
   try {
-    merged = Buffer.from(JSON.stringify(mergeListAnswers(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown))));
+    // The merge sees the parameters as Loki would (limit, direction): the forwarded ones, with the first part's value.
+    const first = new FormParams(all);
+    first.set(name, values[0] as string);
+    merged = Buffer.from(JSON.stringify(spec.merge(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown), first)));
   } catch (e) {
     throw e instanceof GatewayError ? e : new GatewayError('upstream_error', 'upstream answer could not be read', { cause: e });
   }
@@ -511,7 +514,7 @@ async function forward(
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   const { decision, path, pathParams, encoded, params } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
-  if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut).length > 1) {
+  if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) {
     return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.pool);
   }
 

@@ -1,0 +1,65 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { FormParams } from '../../src/backends/form-params.ts';
+import { logQueryOptions, mergeStreamAnswers, type LogQueryOptions } from '../../src/backends/log-answers.ts';
+
+/** A stream as stored: its labels and its entries' timestamps (ns), in time order. */
+interface Stored {
+  labels: Record<string, string>;
+  ts: bigint[];
+}
+
+/** Loki, simulated: the first `limit` entries of the selected streams in the query's direction, grouped by stream. */
+function loki(store: readonly Stored[], selected: ReadonlySet<number>, opts: LogQueryOptions): unknown {
+  const entries: { s: number; ts: bigint }[] = [];
+  for (const i of selected) for (const ts of store[i]!.ts) entries.push({ s: i, ts });
+  entries.sort((a, b) => (a.ts === b.ts ? 0 : a.ts < b.ts ? -1 : 1) * (opts.direction === 'backward' ? -1 : 1));
+  const byStream = new Map<number, [string, string][]>();
+  for (const e of entries.slice(0, opts.limit)) {
+    const values = byStream.get(e.s) ?? [];
+    values.push([String(e.ts), `line ${e.s} ${e.ts}`]);
+    byStream.set(e.s, values);
+  }
+  return { status: 'success', data: { resultType: 'streams', result: [...byStream].map(([s, values]) => ({ stream: store[s]!.labels, values })), stats: { summary: { totalEntriesReturned: entries.length } } } };
+}
+
+/** Streams as a set: labels JSON → values, order-independent. */
+const asSet = (answer: unknown): Map<string, unknown> =>
+  new Map(((answer as { data: { result: { stream: Record<string, string>; values: unknown }[] } }).data.result).map((s) => [JSON.stringify(Object.entries(s.stream).sort()), s.values]));
+
+describe('mergeStreamAnswers', () => {
+  it('the parts\' answers merge into what Loki answers over the union of their streams (limit, direction, overlapping alternatives)', () => {
+    // Distinct timestamps across all entries, so the cut is unambiguous.
+    const store = fc.array(fc.array(fc.nat(1_000_000), { maxLength: 12 }), { minLength: 1, maxLength: 8 }).map((tss) => {
+      let n = 0n;
+      return tss.map((ts, i): Stored => ({ labels: { app: `a${i % 3}`, pod: `p${i}` }, ts: ts.map((t) => BigInt(t) * 1000n + (n += 1n)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) }));
+    });
+    fc.assert(
+      fc.property(store, fc.array(fc.array(fc.nat(7), { maxLength: 8 }), { minLength: 2, maxLength: 4 }), fc.integer({ min: 1, max: 30 }), fc.constantFrom<'backward' | 'forward'>('backward', 'forward'), (st, picks, limit, direction) => {
+        const opts = { limit, direction };
+        const parts = picks.map((p) => new Set(p.filter((i) => i < st.length)));
+        const union = new Set(parts.flatMap((p) => [...p]));
+        const merged = mergeStreamAnswers(parts.map((p) => loki(st, p, opts)), opts);
+        expect(asSet(merged)).toEqual(asSet(loki(st, union, opts)));
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('keeps the first part\'s other fields, adds up the stats, and refuses answers of another shape (→ 502)', () => {
+    const part = (ts: string, stats: number) => ({ status: 'success', data: { resultType: 'streams', encodingFlags: ['categorize-labels'], result: [{ stream: { a: '1' }, values: [[ts, 'x', { structuredMetadata: { k: 'v' } }]] }], stats: { summary: { n: stats } } } });
+    const out = mergeStreamAnswers([part('2', 1), part('1', 2)], { limit: 10, direction: 'backward' }) as { data: Record<string, unknown> };
+    expect(out.data['encodingFlags']).toEqual(['categorize-labels']);
+    expect(out.data['stats']).toEqual({ summary: { n: 3 } });
+    // The same stream from both parts: the longer prefix is kept (here both have one entry; equal → the first).
+    expect(out.data['result']).toEqual([{ stream: { a: '1' }, values: [['2', 'x', { structuredMetadata: { k: 'v' } }]] }]);
+    for (const bad of [null, { status: 'error' }, { status: 'success', data: { resultType: 'matrix', result: [] } }, { status: 'success', data: { resultType: 'streams', result: [{ stream: {}, values: [['x1', 'l']] }] } }]) {
+      expect(() => mergeStreamAnswers([part('1', 1), bad], { limit: 10, direction: 'backward' })).toThrow(/could not be read/);
+    }
+  });
+
+  it('reads limit and direction as Loki does by default (100, backward)', () => {
+    expect(logQueryOptions(new FormParams('query=x'))).toEqual({ limit: 100, direction: 'backward' });
+    expect(logQueryOptions(new FormParams('limit=1000&direction=FORWARD'))).toEqual({ limit: 1000, direction: 'forward' });
+  });
+});
