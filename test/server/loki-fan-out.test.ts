@@ -36,6 +36,8 @@ beforeAll(async () => {
     const g = alternativeOf(params.get('query'));
     if (params.get('start') === 'bad') return [400, 'invalid start'];
     if (params.get('start') === 'boom') return [500, 'boom'];
+    // Over half of the 64 MiB one filtered answer may hold: too much for one of two parts.
+    if (params.get('start') === 'huge') return [200, JSON.stringify({ status: 'success', data: ['x'.repeat(33 * 1024 * 1024)] })];
     if (path === '/loki/api/v1/labels') return [200, JSON.stringify({ status: 'success', data: NAMES[g] ?? [] })];
     if (path === '/loki/api/v1/label/namespace/values') return [200, JSON.stringify({ status: 'success', data: [...(NAMESPACES[g] ?? []), 'other-tenant'] })];
     if (path === '/loki/api/v1/label/app/values') return [200, JSON.stringify({ status: 'success', data: g === G1 ? ['api', 'web'] : ['api', 'db'] })];
@@ -172,6 +174,9 @@ describe('Loki under alternatives that one stream selector cannot express', () =
     const boom = await get('both', '/loki/api/v1/labels?start=boom');
     expect(boom.statusCode).toBe(502);
     expect(boom.body).not.toContain('boom');
+    const huge = await get('both', '/loki/api/v1/labels?start=huge');
+    expect(huge.statusCode).toBe(502);
+    expect(huge.body).toContain('too large');
     up.delayMs = 1000;
     try {
       expect((await get('both', '/loki/api/v1/labels')).statusCode).toBe(504);

@@ -443,6 +443,8 @@ async function fanOutReply(
   const gone = new ClientGone();
   if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
   const all = params.toString();
+  // The parts together hold no more than one filtered answer may.
+  const partLimit = Math.floor(MAX_FILTERED_BODY / values.length);
   const answers = await Promise.all(
     values.map(async (value) => {
       // The forwarded parameters with only this value of the fan-out parameter, where the first was.
@@ -452,9 +454,10 @@ async function fanOutReply(
       const target = `${upstream.pathPrefix}${enforced.path}?${upstream.auth?.query(encoded) ?? encoded}`;
       try {
         const res = await pool.request({ method: 'GET', path: target, headers: signedHeaders(upstream, 'GET', upstream.origin + target, base), signal: gone as never });
-        return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, MAX_FILTERED_BODY) };
+        return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, partLimit) };
       } catch (e) {
         if (gone.aborted) throw new GatewayError('client_closed', 'the client closed the connection', { cause: e });
+        if (e instanceof Error && e.message === 'response too large') throw new GatewayError('upstream_error', 'upstream answers too large to merge', { cause: e });
         const timeout = /TIMEOUT/i.test((e as { code?: string })?.code ?? '');
         throw new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: e });
       }
