@@ -104,28 +104,16 @@ const scopedQuery: EnforcedParam = {
 /**
  * `query` of labels and label values: as scopedQuery, except that a policy one
  * stream selector cannot express (alternatives that do not merge) is not
- * refused. Without a query, one selector per alternative; with a stream
- * selector that several alternatives can reach, one rewritten selector per
- * alternative (as for `match[]`). The route then asks Loki once per selector
- * and answers the union (RouteSpec.fanOut): label names and values are sets,
- * so the union is exact.
+ * refused. Without a query, one selector per alternative; with a query whose
+ * selector several alternatives can reach, one query per alternative, as for
+ * log queries. The route then asks Loki once per value and answers the union
+ * (RouteSpec.fanOut): label names and values are sets, so the union is exact.
  */
 const listQuery: EnforcedParam = {
   ...scopedQuery,
   rewrite: (values, policy, limits) => {
     const given = values.filter((q) => q !== '');
-    if (given.length === 0) return rewriteLogQLSelectors([], policy, limits);
-    try {
-      return given.map((q) => rewriteLogQL(q, policy, limits));
-    } catch (e) {
-      if (!(e instanceof QueryError) || e.code !== 'rewrite_unsupported') throw e;
-      try {
-        return rewriteLogQLSelectors(given, policy, limits);
-      } catch {
-        // Not a plain stream selector (a pipeline, a metric query): the rewriter's own refusal.
-        throw e;
-      }
-    }
+    return given.length === 0 ? rewriteLogQLSelectors([], policy, limits) : given.flatMap((q) => rewriteLogQLPerAlternative(q, policy, limits));
   },
 };
 
