@@ -91,7 +91,7 @@ export interface RouteSpec {
 
 export interface FanOutSpec {
   readonly param: string;
-  /** The parts' parsed JSON answers (all 2xx), in value order, and the forwarded parameters → the answer. Throws → 502. */
+  /** The parts' parsed JSON answers (all 2xx), in value order, and the enforced parameters (every value of `param`) → the answer. Throws → 502. */
   readonly merge: (answers: readonly unknown[], params: Params) => unknown;
 }
 

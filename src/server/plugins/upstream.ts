@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { FormParams } from '../../backends/form-params.ts';
 import { enforceParams, mergeParams } from '../../backends/params.ts';
-import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision, RequestInfo } from '../../policy/decision.ts';
@@ -411,6 +411,11 @@ function lookupClientHeaders(req: FastifyRequest, upstream: ResolvedUpstream): I
   return own;
 }
 
+/** A filtered answer's body as Fastify sends it (a Buffer view of the filter's bytes, or its text). */
+function sendable(out: RawFilteredResponse): string | Buffer {
+  return typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
+}
+
 /** Most upstream requests one fanned-out request makes (one per policy alternative it can reach). */
 const MAX_FAN_OUT = 32;
 
@@ -470,17 +475,14 @@ async function fanOutReply(
   }
   let merged: Buffer;
   try {
-    // The merge sees the parameters as Loki would (limit, direction): the forwarded ones, with the first part's value.
-    const first = new FormParams(all);
-    first.set(name, values[0] as string);
-    merged = Buffer.from(JSON.stringify(spec.merge(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown), first)));
+    merged = Buffer.from(JSON.stringify(spec.merge(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown), params)));
   } catch (e) {
     throw e instanceof GatewayError ? e : new GatewayError('upstream_error', 'upstream answer could not be read', { cause: e });
   }
   const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
   if (filter === undefined) return reply.type('application/json').send(merged);
   const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams } });
-  const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
+  const body = sendable(out);
   return reply.code(out.status).type(out.contentType).send(body);
 }
 
@@ -556,7 +558,7 @@ async function forward(
                 const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup } };
                 return filterAnswer(filter, task).then(
                   (out) => {
-                    const body = typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
+                    const body = sendable(out);
                     // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
                     return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
                   },
