@@ -935,7 +935,7 @@ export function rewriteLogQLPerAlternative(query: string, policy: SelectorPolicy
     const p = preparePolicy(policy);
     const a = analyze({ text: query, prefix: '', posOffset: 0 }, { limits, validate: true });
     const sel = a.selectors[0];
-    if (a.selectors.length !== 1 || sel === undefined || hasNode(a.tree, MetricExpr) || enclosing(sel.node, RangeAggregationExpr) !== null) throw e;
+    if (a.selectors.length !== 1 || sel === undefined || hasNode(a.tree, MetricExpr)) throw e;
     const alive = p.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
     if (alive.length < 2) throw e;
     const budget = outputBudget(query, p, 1);

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { clearLogQLCache, formatLogQLMatcher, parseLogQLMatchers, rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
+import { clearLogQLCache, formatLogQLMatcher, parseLogQLMatchers, rewriteLogQL, rewriteLogQLPerAlternative, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
 import { evalMatcher } from './matcher-oracle.ts';
 import { carries, oracleParse, oracleSelectors } from './logql-oracle.ts';
 import type { OracleSelector } from './logql-oracle.ts';
@@ -326,15 +326,16 @@ describe('LogQL rewriting properties', () => {
     expect(rewritten).toBeGreaterThan(20);
   });
 
+  // Small universe of label values for the semantic properties below.
+  const VALUES = ['', 'a', 'b', 'team-a', 'x', 'é'];
+  const assignment = fc.record({ namespace: fc.constantFrom(...VALUES), team: fc.constantFrom(...VALUES), app: fc.constantFrom(...VALUES), job: fc.constantFrom(...VALUES) });
+  const smallMatcher = fc.record({ name: fc.constantFrom('namespace', 'team', 'app'), op: fc.constantFrom<MatchOp>('=', '!=', '=~', '!~'), value: fc.constantFrom('a', 'b', 'team-a', '', 'a|b', '.+') });
+  const smallPolicy = fc.array(fc.array(smallMatcher, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 3 });
+  const userSel = fc.array(smallMatcher, { minLength: 0, maxLength: 2 }).map((ms) => [{ name: 'job', op: '=' as MatchOp, value: 'x' }, ...ms]);
+
   it('multi-group semantics: what a rewritten selector admits is exactly selector ∧ (G1 ∨ G2 ∨ …)', () => {
-    // Small universe of label values; the rewritten selector (one per log
-    // query) must accept exactly the label sets that the original selector
-    // and some group accept.
-    const VALUES = ['', 'a', 'b', 'team-a', 'x', 'é'];
-    const assignment = fc.record({ namespace: fc.constantFrom(...VALUES), team: fc.constantFrom(...VALUES), app: fc.constantFrom(...VALUES), job: fc.constantFrom(...VALUES) });
-    const smallMatcher = fc.record({ name: fc.constantFrom('namespace', 'team', 'app'), op: fc.constantFrom<MatchOp>('=', '!=', '=~', '!~'), value: fc.constantFrom('a', 'b', 'team-a', '', 'a|b', '.+') });
-    const smallPolicy = fc.array(fc.array(smallMatcher, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 3 });
-    const userSel = fc.array(smallMatcher, { minLength: 0, maxLength: 2 }).map((ms) => [{ name: 'job', op: '=' as MatchOp, value: 'x' }, ...ms]);
+    // The rewritten selector (one per log query) must accept exactly the label
+    // sets that the original selector and some group accept.
     fc.assert(
       fc.property(userSel, smallPolicy, fc.array(assignment, { minLength: 20, maxLength: 20 }), (user, policy, labelSets) => {
         const q = `{${user.map(formatLogQLMatcher).join(', ')}} |= "y"`;
@@ -356,6 +357,33 @@ describe('LogQL rewriting properties', () => {
       }),
       { numRuns: 600 },
     );
+  });
+
+  it('log queries per alternative: never refused, each query carries one whole group, together they admit exactly selector ∧ (G1 ∨ G2 ∨ …)', () => {
+    let split = 0;
+    fc.assert(
+      fc.property(userSel, smallPolicy, fc.array(assignment, { minLength: 20, maxLength: 20 }), (user, policy, labelSets) => {
+        const q = `{${user.map(formatLogQLMatcher).join(', ')}} |= "y" | json`;
+        const outs = rewriteLogQLPerAlternative(q, policy);
+        if (outs.length > 1) split++;
+        const sels = outs.map((out) => {
+          const found = oracleSelectors(out);
+          expect(found).toHaveLength(1);
+          // The pipeline is kept as written.
+          expect(out.endsWith(' |= "y" | json')).toBe(true);
+          return found[0] as OracleSelector;
+        });
+        if (outs.length > 1) for (const s of sels) expect(policy.some((g) => carriesGroup(s, g))).toBe(true);
+        for (const ls of labelSets) {
+          const get = (n: string): string => (ls as Record<string, string>)[n] ?? '';
+          const want = user.every((m) => evalMatcher(m, get(m.name))) && policy.some((g) => g.every((m) => evalMatcher(m, get(m.name))));
+          const got = sels.some((s) => s.matchers.every((m) => evalMatcher({ op: m.op, value: m.value as string }, get(m.name))));
+          expect(got).toBe(want);
+        }
+      }),
+      { numRuns: 600 },
+    );
+    expect(split).toBeGreaterThan(30);
   });
 
   it('mutated (often invalid) queries: either a QueryError or fully enforced output', () => {
