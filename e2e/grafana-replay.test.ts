@@ -45,6 +45,13 @@ const PASSED_HEADERS = ['x-grafana-org-id', 'x-datasource-uid', 'x-dashboard-uid
 /** Span names of the mixed trace each team may see (test/backends/traces-fixtures.ts mixedTrace). */
 const MIXED_SPANS: Record<string, string[]> = { 'team-a': ['a-root', 'a-db'], 'team-b': ['b-handler', 'b-cache'] };
 
+/** A user in team-eu and team-us: Grafana's requests built as for team A, sent with her token. */
+const TWO_TEAMS: Team = { ...(TEAMS[0] as Team), name: 'team-eu + team-us', user: 'dana' };
+const DANA_ALTERNATIVES: readonly (readonly Matcher[])[] = [
+  [{ name: 'cluster', op: '=', value: 'eu' }, { name: 'namespace', op: '=', value: 'team-a-web' }],
+  [{ name: 'cluster', op: '=', value: 'us' }, { name: 'namespace', op: '=', value: 'team-b-api' }],
+];
+
 let loki: CannedUpstream;
 let tempo: CannedUpstream;
 let gw: GatewayInstance;
@@ -68,9 +75,14 @@ beforeAll(async () => {
       teams: {
         'team-a': { groups: ['team-a'], selectors: [{ namespace: '~team-a-.*' }], headers: { 'X-Scope-OrgID': 'tenant-a' } },
         'team-b': { groups: ['team-b'], selectors: [{ namespace: ['team-b-api', 'team-b-db'] }], headers: { 'X-Scope-OrgID': 'tenant-b' } },
+        // Two teams whose selectors differ in two labels: no single stream selector expresses their union.
+        'team-eu': { groups: ['team-eu'], selectors: [{ cluster: 'eu', namespace: 'team-a-web' }], headers: { 'X-Scope-OrgID': 'tenant-a' } },
+        'team-us': { groups: ['team-us'], selectors: [{ cluster: 'us', namespace: 'team-b-api' }], headers: { 'X-Scope-OrgID': 'tenant-a' } },
       },
     },
   });
+  access[TWO_TEAMS.user] = await idp.mint({ sub: 'u-dana', preferred_username: 'dana', groups: ['team-eu', 'team-us'] });
+  idToken[TWO_TEAMS.user] = await idp.mint({ sub: 'u-dana', aud: 'grafana', nonce: 'n' });
   for (const t of TEAMS) {
     access[t.user] = await idp.mint({ sub: `u-${t.user}`, preferred_username: t.user, groups: [...t.groups] });
     // Grafana forwards the ID token next to the access token; the gateway must not pass it on.
@@ -213,6 +225,44 @@ describe.each(TEAMS)('Loki datasource as $user ($name)', (t) => {
 // ---------------------------------------------------------------------------
 // Tempo
 // ---------------------------------------------------------------------------
+
+describe('Loki datasource as a user of two teams no single stream selector covers', () => {
+  const outcomes = { split: [] as string[], single: [] as string[], refused: [] as string[] };
+  it.each(LOKI_REQUESTS)('$id: answered from requests that each carry one whole team, or refused with nothing sent', async (row) => {
+    const r = await replay(row, TWO_TEAMS);
+    if (r.status === 400) {
+      expect(r.forwarded, 'a refusal sends nothing').toHaveLength(0);
+      outcomes.refused.push(row.id);
+      return;
+    }
+    expect(r.status, r.body.toString('utf8').slice(0, 300)).toBe(200);
+    expect(r.forwarded.length).toBeGreaterThan(0);
+    (r.forwarded.length > 1 ? outcomes.split : outcomes.single).push(row.id);
+    for (const got of r.forwarded) {
+      expect(got.headers['x-scope-orgid']).toBe('tenant-a');
+      expect(got.headers['authorization']).toBeUndefined();
+      for (const name of row.enforced) {
+        const values = got.params.getAll(name);
+        // match[] is a list Loki unions (one selector per team); `query` is one value per request.
+        if (name === 'match[]') expect(values.length).toBeGreaterThan(0);
+        else expect(values, `${name} forwarded once per request`).toHaveLength(1);
+        for (const value of values) {
+          oracleParse(value);
+          for (const sel of oracleSelectors(value)) {
+            expect(DANA_ALTERNATIVES.some((g) => g.every((m) => carries(sel, m))), `${value.slice(sel.from, sel.to)} carries one whole team`).toBe(true);
+          }
+        }
+      }
+    }
+  });
+  it('the label browser and Explore\'s log queries are split per team; only the aggregates are refused', () => {
+    expect(outcomes.split).toEqual(expect.arrayContaining(['loki-explore-logs', 'loki-infinite-scroll', 'loki-explore-forward', 'loki-logs-sample', 'loki-labels', 'loki-labels-scoped', 'loki-label-values', 'loki-label-values-scoped']));
+    // Metric queries whose teams `cluster` tells apart: one exact "or" query.
+    expect(outcomes.single).toEqual(expect.arrayContaining(['loki-logs-volume', 'loki-dashboard-metric']));
+    // Per-stream aggregates a union of separate answers would count twice.
+    expect([...outcomes.refused].sort()).toEqual(['loki-detected-field-values', 'loki-detected-fields', 'loki-detected-labels', 'loki-detected-labels-probe', 'loki-index-stats', 'loki-index-volume', 'loki-patterns']);
+  });
+});
 
 describe.each(TEAMS)('Tempo datasource as $user ($name)', (t) => {
   it.each(TEMPO_REQUESTS)('$id: $feature', async (row) => {
