@@ -354,21 +354,38 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
 }
 
 /**
+ * A GET to the upstream outside reply-from (route lookups, fan-out parts): `target`
+ * (path and query, relative to the upstream's path prefix) with `headers` plus the
+ * gateway's own (uncompressed JSON, no body), SigV4 signed for this URL; the answer
+ * read whole, up to `limit` bytes. Throws what undici or the read throw.
+ */
+async function getUpstream(
+  pool: Pool,
+  upstream: ResolvedUpstream,
+  target: string,
+  headers: Record<string, string | string[]>,
+  limit: number,
+  signal?: ClientGone,
+): Promise<{ status: number; contentType: string; raw: Buffer }> {
+  const path = upstream.pathPrefix + target;
+  const base: Record<string, string | string[]> = { ...headers, host: new URL(upstream.origin).host, 'accept-encoding': 'identity', accept: 'application/json' };
+  delete base['content-type'];
+  delete base['content-length'];
+  const res = await pool.request({ method: 'GET', path, headers: signedHeaders(upstream, 'GET', upstream.origin + path, base), ...(signal === undefined ? {} : { signal: signal as never }) });
+  return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, limit) };
+}
+
+/**
  * A route's lookup (RouteSpec.lookup): one GET to the upstream with the request's
  * upstream headers (tenant, credentials; SigV4 signed for this URL), its JSON
  * answer parsed. Any failure is the request's failure (502).
  */
 async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, pool: Pool): Promise<{ value: unknown; bytes: number }> {
   const encoded = spec.params(decision.selectors, Math.floor(Date.now() / 1000)).toString();
-  const path = `${upstream.pathPrefix}${spec.path}?${upstream.auth?.query(encoded) ?? encoded}`;
-  const base: Record<string, string | string[]> = { ...headers, host: new URL(upstream.origin).host, 'accept-encoding': 'identity', accept: 'application/json' };
-  delete base['content-type'];
   let status: number;
   let raw: Buffer;
   try {
-    const res = await pool.request({ method: 'GET', path, headers: signedHeaders(upstream, 'GET', upstream.origin + path, base) });
-    status = res.statusCode;
-    raw = await readBounded(res.body, MAX_FILTERED_BODY);
+    ({ status, raw } = await getUpstream(pool, upstream, `${spec.path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, MAX_FILTERED_BODY));
   } catch (e) {
     throw new GatewayError('upstream_error', 'upstream unavailable', { cause: e });
   }
@@ -442,9 +459,7 @@ async function fanOutReply(
   if (values.length > MAX_FAN_OUT) {
     throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
   }
-  const base: Record<string, string | string[]> = { ...upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders), host: new URL(upstream.origin).host, 'accept-encoding': 'identity', accept: 'application/json' };
-  delete base['content-type'];
-  delete base['content-length'];
+  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
   const gone = new ClientGone();
   if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
   const all = params.toString();
@@ -456,15 +471,12 @@ async function fanOutReply(
       const one = new FormParams(all);
       one.set(name, value);
       const encoded = one.toString();
-      const target = `${upstream.pathPrefix}${enforced.path}?${upstream.auth?.query(encoded) ?? encoded}`;
       try {
-        const res = await pool.request({ method: 'GET', path: target, headers: signedHeaders(upstream, 'GET', upstream.origin + target, base), signal: gone as never });
-        return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, partLimit) };
+        return await getUpstream(pool, upstream, `${enforced.path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, partLimit, gone);
       } catch (e) {
         if (gone.aborted) throw new GatewayError('client_closed', 'the client closed the connection', { cause: e });
         if (e instanceof Error && e.message === 'response too large') throw new GatewayError('upstream_error', 'upstream answers too large to merge', { cause: e });
-        const timeout = /TIMEOUT/i.test((e as { code?: string })?.code ?? '');
-        throw new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: e });
+        throw upstreamFailure(e);
       }
     }),
   );
@@ -482,8 +494,7 @@ async function fanOutReply(
   const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
   if (filter === undefined) return reply.type('application/json').send(merged);
   const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams } });
-  const body = sendable(out);
-  return reply.code(out.status).type(out.contentType).send(body);
+  return reply.code(out.status).type(out.contentType).send(sendable(out));
 }
 
 /** Where route lookups go: their own connection pool, and the answers kept for reuse. */
@@ -499,11 +510,16 @@ interface Lookups {
  */
 const NO_RETRY = (): null => null;
 
-/** reply-from's onError: the upstream failed or timed out (no answer to relay). */
-function upstreamFailed(r: { send(payload: unknown): unknown }, { error }: { error: Error }): void {
+/** An upstream request that got no answer to relay: 504 when it timed out, else 502. */
+function upstreamFailure(error: unknown): GatewayError {
   const code = (error as { code?: string })?.code ?? '';
   const timeout = /TIMEOUT/i.test(code) || (error as { statusCode?: number })?.statusCode === 504;
-  r.send(new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: error }));
+  return new GatewayError(timeout ? 'upstream_timeout' : 'upstream_error', timeout ? 'upstream timed out' : 'upstream unavailable', { cause: error });
+}
+
+/** reply-from's onError: the upstream failed or timed out (no answer to relay). */
+function upstreamFailed(r: { send(payload: unknown): unknown }, { error }: { error: Error }): void {
+  r.send(upstreamFailure(error));
 }
 
 async function forward(
