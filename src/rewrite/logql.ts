@@ -765,7 +765,7 @@ function orUnit(text: string, shadow: string, sel: SelectorInfo, groups: readonl
   const agg = enclosing(sel.node, RangeAggregationExpr);
   if (agg === null) {
     throw unsupported(
-      `the policy has ${groups.length} alternative selectors that the stream selector ${label} can match, and a log query cannot combine streams with "or"; narrow the selector to one alternative (e.g. add the label that separates them), or set policyEnforcement: header on the Loki upstream (Loki ≥ 3.7 enforces the policy from X-Prom-Label-Policy)`,
+      `the policy has ${groups.length} alternative selectors that the stream selector ${label} can match, and Loki can combine the streams of several selectors only inside a metric query (with "or"); narrow the selector to one alternative (e.g. add the label that separates them), or set policyEnforcement: header on the Loki upstream (Loki ≥ 3.7 enforces the policy from X-Prom-Label-Policy)`,
     );
   }
   const opNode = child(agg, RangeOp);

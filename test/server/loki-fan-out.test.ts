@@ -170,6 +170,13 @@ describe('Loki under alternatives that one stream selector cannot express', () =
     expect(r.body).toContain('not provably disjoint');
     const stats = await get('both', '/loki/api/v1/index/stats');
     expect(stats.statusCode).toBe(400);
+    // Logs Drilldown's per-stream aggregates, with a selector both alternatives can match: refused in their own terms.
+    for (const path of ['/loki/api/v1/index/stats', '/loki/api/v1/detected_fields', '/loki/api/v1/patterns']) {
+      const agg = await get('both', `${path}?query=${encodeURIComponent('{app="api"}')}`);
+      expect(agg.statusCode).toBe(400);
+      expect(agg.body).toContain('only inside a metric query');
+      expect(agg.body).not.toContain('log query');
+    }
     expect(up.requests).toHaveLength(0);
   });
 
