@@ -254,13 +254,26 @@ describe('Loki datasource as a user of two teams no single stream selector cover
         }
       }
     }
+    // Index totals: the teams' streams are disjoint (cluster eu or us), so the parts' answers add up.
+    const canned = (path: string): unknown => cannedJson(lokiAnswer(path, r.forwarded[0]!));
+    if (row.id === 'loki-index-stats') {
+      const one = canned('/loki/api/v1/index/stats') as Record<string, number>;
+      expect(jsonBody(r)).toEqual(Object.fromEntries(Object.entries(one).map(([k, v]) => [k, v * r.forwarded.length])));
+    }
+    if (row.id === 'loki-index-volume') {
+      const one = canned('/loki/api/v1/index/volume') as { data: { result: { metric: unknown; value: [number, string] }[] } };
+      const doubled = one.data.result.map((x) => ({ metric: x.metric, value: [x.value[0], String(Number(x.value[1]) * r.forwarded.length)] }));
+      expect((jsonBody(r) as typeof one).data.result).toEqual(doubled);
+    }
   });
-  it('the label browser and Explore\'s log queries are split per team; only the aggregates are refused', () => {
-    expect(outcomes.split).toEqual(expect.arrayContaining(['loki-explore-logs', 'loki-infinite-scroll', 'loki-explore-forward', 'loki-logs-sample', 'loki-labels', 'loki-labels-scoped', 'loki-label-values', 'loki-label-values-scoped']));
+  it('the label browser, Explore\'s log queries and the index totals are split per team; only the other aggregates are refused', () => {
+    expect(outcomes.split).toEqual(
+      expect.arrayContaining(['loki-explore-logs', 'loki-infinite-scroll', 'loki-explore-forward', 'loki-logs-sample', 'loki-labels', 'loki-labels-scoped', 'loki-label-values', 'loki-label-values-scoped', 'loki-index-stats', 'loki-index-volume']),
+    );
     // Metric queries whose teams `cluster` tells apart: one exact "or" query.
     expect(outcomes.single).toEqual(expect.arrayContaining(['loki-logs-volume', 'loki-dashboard-metric']));
-    // Per-stream aggregates a union of separate answers would count twice.
-    expect([...outcomes.refused].sort()).toEqual(['loki-detected-field-values', 'loki-detected-fields', 'loki-detected-labels', 'loki-detected-labels-probe', 'loki-index-stats', 'loki-index-volume', 'loki-patterns']);
+    // Per-stream aggregates that are not sums (distinct counts, clustered patterns): separate answers do not combine.
+    expect([...outcomes.refused].sort()).toEqual(['loki-detected-field-values', 'loki-detected-fields', 'loki-detected-labels', 'loki-detected-labels-probe', 'loki-patterns']);
   });
 });
 

@@ -34,6 +34,9 @@ beforeAll(async () => {
   loki = await startCannedUpstream((path, req) =>
     path.includes('/label/')
       ? json({ status: 'success', data: ['team-a-web', 'team-b-api'] })
+      : path.endsWith('/index/stats')
+      ? // Index counters of the streams the query selects (here: by namespace).
+        json(req.params.get('query')?.includes('namespace="y"') ? { streams: 1, chunks: 3, bytes: 700, entries: 9 } : { streams: 2, chunks: 2, bytes: 50, entries: 4 })
       : path.endsWith('/labels')
       ? // The label names of the streams the query selects (here: by namespace).
         json({ status: 'success', data: req.params.get('query')?.includes('namespace="y"') ? ['cluster', 'namespace', 'y_only'] : ['app', 'namespace'] })
@@ -141,13 +144,20 @@ describe('Loki routes', () => {
     expect(loki.requests).toHaveLength(0);
   });
 
-  it('a multi-alternative policy: the label browser asks once per alternative; what needs one selector is refused, not widened', async () => {
+  it('a multi-alternative policy: the label browser and index counters ask once per alternative; what needs one selector is refused, not widened', async () => {
     const res = await get('/loki/loki/api/v1/labels?start=1', 'dana');
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'success', data: ['app', 'cluster', 'namespace', 'y_only'] });
     expect(loki.requests.map((r) => r.params.getAll('query')).sort()).toEqual([['{cluster="z", namespace="y"}'], ['{namespace="x"}']]);
     loki.clear();
-    expect((await get('/loki/loki/api/v1/index/stats', 'dana')).status).toBe(400);
+    // Index counters: the alternatives select disjoint streams (namespace x or y), so one request each, added up.
+    const stats = await get('/loki/loki/api/v1/index/stats?start=1', 'dana');
+    expect(stats.status).toBe(200);
+    expect(await stats.json()).toEqual({ streams: 3, chunks: 5, bytes: 750, entries: 13 });
+    expect(loki.requests.map((r) => r.params.getAll('query')).sort()).toEqual([['{cluster="z", namespace="y"}'], ['{namespace="x"}']]);
+    loki.clear();
+    // Detected labels count distinct values: not a sum, refused.
+    expect((await get('/loki/loki/api/v1/detected_labels', 'dana')).status).toBe(400);
     expect(loki.requests).toHaveLength(0);
   });
 });

@@ -1,10 +1,11 @@
 import { parser as logqlParser } from '@grafana/lezer-logql';
 import { GatewayError, QueryError } from '../errors.ts';
-import { labelPolicyHeader, logQLSelectorLabels, rewriteLogQL, rewriteLogQLPerAlternative, rewriteLogQLSelectors } from '../rewrite/logql.ts';
+import { labelPolicyHeader, logQLSelectorLabels, rewriteLogQL, rewriteLogQLDisjointParts, rewriteLogQLPerAlternative, rewriteLogQLSelectors } from '../rewrite/logql.ts';
 import { policyConstrainsLabel, type SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import { headerKey } from '../util/header-name.ts';
 import { filterLabelValues } from './filters.ts';
+import { mergeStatsAnswers, mergeVolumeAnswers } from './index-answers.ts';
 import { mergeListAnswers } from './list-answers.ts';
 import { logQueryOptions, mergeStreamAnswers } from './log-answers.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
@@ -117,6 +118,22 @@ const listQuery: EnforcedParam = {
   },
 };
 
+/**
+ * `query` of the index totals (stats, volume): as scopedQuery, except that a
+ * policy one stream selector cannot express is not refused when the
+ * alternatives the request reaches select disjoint streams: one selector per
+ * alternative, and the route adds up the parts (RouteSpec.fanOut).
+ */
+const totalsQuery: EnforcedParam = {
+  ...scopedQuery,
+  rewrite: (values, policy, limits) => rewriteLogQLDisjointParts(values, policy, limits),
+};
+
+/** Index stats asked once per disjoint alternative: the counters added up. */
+const statsFanOut: FanOutSpec = { param: 'query', merge: (answers) => mergeStatsAnswers(answers) };
+/** Index volume asked once per disjoint alternative: equal label sets added up, the first `limit`. */
+const volumeFanOut: FanOutSpec = { param: 'query', merge: (answers, params) => mergeVolumeAnswers(answers, params) };
+
 const matchParam: EnforcedParam = {
   name: 'match[]',
   required: false,
@@ -169,8 +186,9 @@ export const lokiRoutes: RouteTable = {
       validatePathParam: validLabelName,
     }),
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, enforced: [matchParam] },
-    scoped('index_stats', '/loki/api/v1/index/stats'),
-    scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels }),
+    // Sums over streams: under disjoint alternatives one selector cannot express, one request per alternative, added up.
+    scoped('index_stats', '/loki/api/v1/index/stats', { enforced: [totalsQuery], fanOut: statsFanOut }),
+    scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels, enforced: [totalsQuery], fanOut: volumeFanOut }),
     scoped('index_volume_range', '/loki/api/v1/index/volume_range', { completeParams: volumeTargetLabels }),
     scoped('patterns', '/loki/api/v1/patterns'),
     scoped('detected_fields', '/loki/api/v1/detected_fields'),

@@ -282,6 +282,45 @@ function repairOffsetOrder(s: string, pos: number): string | null {
 }
 
 /**
+ * Loki reads a parenthesised log range with stages before its unwrap,
+ * `(sel | json | unwrap x)[5m]`, as `sel | json | unwrap x [5m]` (the
+ * parentheses only group); the official Lezer grammar has the parenthesised
+ * form only without those stages (`(sel | unwrap x)[5m]`). When the strict
+ * parse fails at the `)` that closes such a group, and a range follows it,
+ * both parentheses are blanked in the shadow copy (same length; the selector
+ * does not move).
+ */
+function repairParenthesisedUnwrap(s: string, pos: number): string | null {
+  if (!/^\)[ \t\r\n]*\[/.test(s.slice(pos, pos + 64))) return null;
+  const toks = tokensBefore(s, pos);
+  if (toks === null) return null;
+  let depth = 0;
+  let open = -1;
+  for (let k = toks.length - 1; k >= 0; k--) {
+    const t = (toks[k] as Tok).text;
+    if (t === ')') depth++;
+    else if (t === '(' && depth-- === 0) {
+      open = k;
+      break;
+    }
+  }
+  // The group: a selector, then stages at its own level, the last an unwrap.
+  if (open < 0 || toks[open + 1]?.text !== '{') return null;
+  let unwrap = -1;
+  depth = 0;
+  for (let k = open + 1; k < toks.length; k++) {
+    const t = toks[k] as Tok;
+    if (t.text === '(') depth++;
+    else if (t.text === ')') depth--;
+    else if (depth === 0 && t.kind === 'ident' && t.text === 'unwrap' && toks[k - 1]?.text === '|') unwrap = k;
+    else if (depth === 0 && t.text.startsWith('[')) return null;
+  }
+  if (unwrap < 0) return null;
+  const at = (toks[open] as Tok).from;
+  return `${s.slice(0, at)} ${s.slice(at + 1, pos)} ${s.slice(pos + 1)}`;
+}
+
+/**
  * Loki's scanner skips Go comments (`// …` to the end of the line, `/* … *\/`);
  * the grammar knows only `#`. When the strict parse fails at a `/` that starts
  * one, or right after it (the grammar took the first `/` for a division), the
@@ -347,7 +386,9 @@ function parseLogQL(text: string): ParseResult {
     const r = parseStrict(parser, shadow);
     if (r.ok) return { ok: true, tree: r.tree, shadow };
     const fixed =
-      repairs < MAX_REPAIRS ? (repairImplicitAnd(shadow, r.pos) ?? repairOffsetOrder(shadow, r.pos) ?? repairGoComment(shadow, r.pos) ?? repairKeywordCase(shadow, r.pos)) : null;
+      repairs < MAX_REPAIRS
+        ? (repairImplicitAnd(shadow, r.pos) ?? repairOffsetOrder(shadow, r.pos) ?? repairParenthesisedUnwrap(shadow, r.pos) ?? repairGoComment(shadow, r.pos) ?? repairKeywordCase(shadow, r.pos))
+        : null;
     if (fixed === null) return r;
     shadow = fixed;
   }
@@ -928,8 +969,13 @@ export function rewriteLogQL(query: string, policy: SelectorPolicy, limits: Rewr
  * `or` form or their refusal).
  */
 export function rewriteLogQLPerAlternative(query: string, policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
+  return perAlternative(query, policy, limits).queries;
+}
+
+/** rewriteLogQLPerAlternative, and the alternatives its queries carry (none: one query for all). */
+function perAlternative(query: string, policy: SelectorPolicy, limits: RewriteLimits): { queries: string[]; alternatives: readonly PreparedGroup[] } {
   try {
-    return [rewriteLogQL(query, policy, limits)];
+    return { queries: [rewriteLogQL(query, policy, limits)], alternatives: [] };
   } catch (e) {
     if (!(e instanceof QueryError) || e.code !== 'rewrite_unsupported') throw e;
     const p = preparePolicy(policy);
@@ -939,12 +985,56 @@ export function rewriteLogQLPerAlternative(query: string, policy: SelectorPolicy
     const alive = p.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
     if (alive.length < 2) throw e;
     const budget = outputBudget(query, p, 1);
-    return alive.map((g) => {
+    const queries = alive.map((g) => {
       const out = splice(query, [{ from: sel.from, to: sel.to, text: renderSelector(query, sel, g) }], budget);
       verifyPrepared(out, p);
       return out;
     });
+    return { queries, alternatives: alive };
   }
+}
+
+/**
+ * Two alternatives no stream can satisfy both of: some label they both
+ * constrain takes values in one that the other excludes (`cluster="eu"` and
+ * `cluster="us"`), so a stream lies in at most one of their selectors.
+ */
+function provablyDisjoint(groups: readonly PreparedGroup[]): { a: PreparedGroup; b: PreparedGroup } | null {
+  for (let i = 0; i < groups.length; i++) {
+    for (let j = i + 1; j < groups.length; j++) {
+      const a = groups[i] as PreparedGroup;
+      const b = groups[j] as PreparedGroup;
+      if (distinguishingLabels(a.matchers, b.matchers).length === 0) return { a, b };
+    }
+  }
+  return null;
+}
+
+/**
+ * For requests whose answer is a sum over the selected streams (Loki
+ * `index/stats`, `index/volume`): the stream selector once per policy
+ * alternative it can reach, as rewriteLogQLPerAlternative, but only when
+ * those alternatives are pairwise provably disjoint, so that no stream is
+ * counted in two parts and the sum of the parts is the answer for the
+ * union. Without a query (`[]` or `['']`), one selector per policy group,
+ * under the same condition. One result: the request needs no fan-out.
+ */
+export function rewriteLogQLDisjointParts(values: readonly string[], policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
+  const p = preparePolicy(policy);
+  const given = values.filter((q) => q !== '');
+  if (given.length > 1) throw new QueryError(LANG, 'parameter "query" given more than once; send it once', 'bad_query');
+  const { queries: parts, alternatives } =
+    given.length === 0 ? { queries: rewriteLogQLSelectors([], policy, limits), alternatives: p.groups } : perAlternative(given[0] as string, policy, limits);
+  if (parts.length < 2) return parts;
+  const overlap = provablyDisjoint(alternatives);
+  if (overlap !== null) {
+    throw new QueryError(
+      LANG,
+      `the policy alternatives {${overlap.a.texts.join(', ')}} and {${overlap.b.texts.join(', ')}} can select the same streams, so this total cannot be summed per alternative without counting them twice; narrow the selector to one alternative or set policyEnforcement: header on the Loki upstream`,
+      'rewrite_unsupported',
+    );
+  }
+  return parts;
 }
 
 export const logqlRewriter: QueryRewriter = {

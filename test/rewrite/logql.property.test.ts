@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { clearLogQLCache, formatLogQLMatcher, parseLogQLMatchers, rewriteLogQL, rewriteLogQLPerAlternative, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
+import { clearLogQLCache, formatLogQLMatcher, parseLogQLMatchers, rewriteLogQL, rewriteLogQLDisjointParts, rewriteLogQLPerAlternative, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
 import { evalMatcher } from './matcher-oracle.ts';
 import { carries, oracleParse, oracleSelectors } from './logql-oracle.ts';
 import type { OracleSelector } from './logql-oracle.ts';
@@ -384,6 +384,41 @@ describe('LogQL rewriting properties', () => {
       { numRuns: 600 },
     );
     expect(split).toBeGreaterThan(30);
+  });
+
+  it('index totals per disjoint alternative: the parts admit exactly selector ∧ (G1 ∨ G2 ∨ …), and no label set is admitted by two parts', () => {
+    let split = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(fc.option(userSel, { nil: undefined }), smallPolicy, fc.array(assignment, { minLength: 30, maxLength: 30 }), (user, policy, labelSets) => {
+        const q = user === undefined ? '' : `{${user.map(formatLogQLMatcher).join(', ')}}`;
+        let outs: string[];
+        try {
+          outs = rewriteLogQLDisjointParts([q], policy);
+        } catch (e) {
+          expect((e as QueryError).code).toBe('rewrite_unsupported');
+          refused++;
+          return;
+        }
+        if (outs.length > 1) split++;
+        const sels = outs.map((out) => {
+          const found = oracleSelectors(out);
+          expect(found).toHaveLength(1);
+          return found[0] as OracleSelector;
+        });
+        for (const ls of labelSets) {
+          const get = (n: string): string => (ls as Record<string, string>)[n] ?? '';
+          const want = (user ?? []).every((m) => evalMatcher(m, get(m.name))) && policy.some((g) => g.every((m) => evalMatcher(m, get(m.name))));
+          const admitting = sels.filter((s) => s.matchers.every((m) => evalMatcher({ op: m.op, value: m.value as string }, get(m.name))));
+          expect(admitting.length > 0).toBe(want);
+          // A stream counted by two parts would be counted twice in the sum.
+          expect(admitting.length).toBeLessThanOrEqual(1);
+        }
+      }),
+      { numRuns: 1500 },
+    );
+    expect(split).toBeGreaterThan(15);
+    expect(refused).toBeGreaterThan(20);
   });
 
   it('mutated (often invalid) queries: either a QueryError or fully enforced output', () => {

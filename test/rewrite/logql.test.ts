@@ -81,6 +81,13 @@ const TABLE: [string, string][] = [
   ['count_over_time({app="api"}[5m] offset 1h | json)', `count_over_time({app="api", ${M}}[5m] offset 1h | json)`],
   ['sum_over_time({app="api"} | logfmt | unwrap x [5m] offset 1h)', `sum_over_time({app="api", ${M}} | logfmt | unwrap x [5m] offset 1h)`],
   ['rate(({app="api"} |= "x")[5m])', `rate(({app="api", ${M}} |= "x")[5m])`],
+  // a parenthesised log range with stages before its unwrap (Loki reads it; the official Lezer grammar does not)
+  ['max_over_time(({app="api"} | json | unwrap x)[5m])', `max_over_time(({app="api", ${M}} | json | unwrap x)[5m])`],
+  [
+    'sum by (r) (quantile_over_time(0.99, ({app="api"} |= "x" | logfmt | (a="1" or b!="2") | unwrap bytes(size) | __error__="" ) [1m] offset 1h))',
+    `sum by (r) (quantile_over_time(0.99, ({app="api", ${M}} |= "x" | logfmt | (a="1" or b!="2") | unwrap bytes(size) | __error__="" ) [1m] offset 1h))`,
+  ],
+  ['max_over_time(({app="a"} | json | unwrap x)[5m]) / max_over_time(({app="b"} | logfmt | unwrap y)[5m])', `max_over_time(({app="a", ${M}} | json | unwrap x)[5m]) / max_over_time(({app="b", ${M}} | logfmt | unwrap y)[5m])`],
   ['label_replace(rate({app="api"}[5m]), "dst", "$1", "pod", "(.*)")', `label_replace(rate({app="api", ${M}}[5m]), "dst", "$1", "pod", "(.*)")`],
   ['sum(rate({app="a"}[5m])) / sum(rate({app="b"}[5m])) > bool 0.5', `sum(rate({app="a", ${M}}[5m])) / sum(rate({app="b", ${M}}[5m])) > bool 0.5`],
   ['sum(rate({app="a"}[5m])) or vector(0)', `sum(rate({app="a", ${M}}[5m])) or vector(0)`],
@@ -370,6 +377,9 @@ describe('verifyLogQL', () => {
     expect(rewriteLogQL('{// c\napp="x"}', NS)).toBe(`{// c\napp="x", ${M}}`);
     // Strings stay strings; label names keep their case.
     expect(rewriteLogQL('{app="x"} |= "a // b" | LEVEL="e"', NS)).toBe(`{app="x", ${M}} |= "a // b" | LEVEL="e"`);
+    // The parenthesised unwrap range is read only with its range after the group.
+    expect(codeOf(() => rewriteLogQL('max_over_time(({app="x"} | json | unwrap y))', NS))).toBe('bad_query');
+    expect(codeOf(() => rewriteLogQL('max_over_time(({app="x"} | json) | unwrap y [5m])', NS))).toBe('bad_query');
   });
 });
 

@@ -41,6 +41,15 @@ beforeAll(async () => {
     if (path === '/loki/api/v1/labels') return [200, JSON.stringify({ status: 'success', data: NAMES[g] ?? [] })];
     if (path === '/loki/api/v1/label/namespace/values') return [200, JSON.stringify({ status: 'success', data: [...(NAMESPACES[g] ?? []), 'other-tenant'] })];
     if (path === '/loki/api/v1/label/app/values') return [200, JSON.stringify({ status: 'success', data: g === G1 ? ['api', 'web'] : ['api', 'db'] })];
+    if (path === '/loki/api/v1/index/stats') {
+      return [200, JSON.stringify(g === G1 ? { streams: 2, chunks: 5, bytes: 1000, entries: 40 } : g === G2 ? { streams: 1, chunks: 2, bytes: 300, entries: 7 } : {})];
+    }
+    if (path === '/loki/api/v1/index/volume') {
+      // Volume by service: "api" runs in both alternatives, "web" and "db" in one each.
+      const rows = g === G1 ? [['api', '700'], ['web', '300']] : g === G2 ? [['db', '900'], ['api', '250']] : [];
+      const result = rows.map(([service, bytes]) => ({ metric: { service_name: service }, value: [1700000000, bytes] }));
+      return [200, JSON.stringify({ status: 'success', data: { resultType: 'vector', result } })];
+    }
     if (path === '/loki/api/v1/query_range' || path === '/loki/api/v1/query') {
       // Loki's answer for one alternative: its entries, newest first, at most `limit`.
       const stream = g === G1 ? { app: 'api', cluster: 'eu', namespace: 'a' } : { app: 'api', cluster: 'us', namespace: 'b' };
@@ -158,6 +167,52 @@ describe('Loki under alternatives that one stream selector cannot express', () =
     expect(up.requests.map((q) => q.params.get('query'))).toEqual([null]);
   });
 
+  it('index stats and volume: asked once per disjoint alternative and added up', async () => {
+    up.requests.splice(0);
+    const stats = await get('both', `/loki/api/v1/index/stats?query=${encodeURIComponent('{app="api"}')}&start=1&end=2`);
+    expect(stats.statusCode).toBe(200);
+    expect(stats.json()).toEqual({ streams: 3, chunks: 7, bytes: 1300, entries: 47 });
+    expect(up.requests.map((q) => q.params.get('query')).sort()).toEqual([`{app="api", ${G1}}`, `{app="api", ${G2}}`]);
+    expect(up.requests.every((q) => q.params.get('start') === '1' && q.headers['x-scope-orgid'] === 'tenant-1')).toBe(true);
+    // Without a query: one selector per alternative.
+    up.requests.splice(0);
+    expect((await get('both', '/loki/api/v1/index/stats')).json()).toEqual({ streams: 3, chunks: 7, bytes: 1300, entries: 47 });
+    expect(up.requests.map((q) => q.params.get('query')).sort()).toEqual([`{${G1}}`, `{${G2}}`]);
+
+    up.requests.splice(0);
+    const volume = await get('both', `/loki/api/v1/index/volume?query=${encodeURIComponent('{service_name=~".+"}')}&limit=3`);
+    expect(volume.statusCode).toBe(200);
+    expect(volume.json()).toEqual({
+      status: 'success',
+      data: {
+        resultType: 'vector',
+        result: [
+          { metric: { service_name: 'api' }, value: [1700000000, '950'] },
+          { metric: { service_name: 'db' }, value: [1700000000, '900'] },
+          { metric: { service_name: 'web' }, value: [1700000000, '300'] },
+        ],
+      },
+    });
+    // Grouped by the client's own selector's labels in every part, not by the policy's.
+    expect(up.requests.map((q) => q.params.get('targetLabels'))).toEqual(['service_name', 'service_name']);
+    // The merged list is cut at limit; a part that itself reached the limit could have cut a series short: refused.
+    expect((await get('both', `/loki/api/v1/index/volume?query=${encodeURIComponent('{service_name=~".+"}')}&limit=1`)).statusCode).toBe(400);
+    const cut = await get('both', `/loki/api/v1/index/volume?query=${encodeURIComponent('{service_name=~".+"}')}&limit=2`);
+    expect(cut.statusCode).toBe(400);
+    expect(cut.body).toContain('raise limit');
+    expect((await get('both', `/loki/api/v1/index/volume?query=${encodeURIComponent('{service_name=~".+"}')}`)).statusCode).toBe(400);
+  });
+
+  it('index totals under alternatives that can select the same streams are refused; nothing reaches Loki', async () => {
+    up.requests.splice(0);
+    // {namespace="a", team="t"} and {cluster="us"}: a stream can carry both, and would be counted twice.
+    const r = await get('overlap', '/loki/api/v1/index/stats');
+    expect(r.statusCode).toBe(400);
+    expect(r.body).toContain('counting them twice');
+    expect((await get('overlap', `/loki/api/v1/index/volume?query=${encodeURIComponent('{app="api"}')}&limit=10`)).statusCode).toBe(400);
+    expect(up.requests).toHaveLength(0);
+  });
+
   it('what cannot be split per alternative is still refused; nothing reaches Loki', async () => {
     up.requests.splice(0);
     // A log query as the selector: split like any log query.
@@ -168,10 +223,8 @@ describe('Loki under alternatives that one stream selector cannot express', () =
     const r = await get('both', `/loki/api/v1/labels?query=${encodeURIComponent('sum(count_over_time({app="api"} | drop cluster, namespace [1m]))')}`);
     expect(r.statusCode).toBe(400);
     expect(r.body).toContain('not provably disjoint');
-    const stats = await get('both', '/loki/api/v1/index/stats');
-    expect(stats.statusCode).toBe(400);
-    // Logs Drilldown's per-stream aggregates, with a selector both alternatives can match: refused in their own terms.
-    for (const path of ['/loki/api/v1/index/stats', '/loki/api/v1/detected_fields', '/loki/api/v1/patterns']) {
+    // Logs Drilldown's per-stream aggregates that are not sums, with a selector both alternatives can match: refused in their own terms.
+    for (const path of ['/loki/api/v1/index/volume_range', '/loki/api/v1/detected_fields', '/loki/api/v1/patterns']) {
       const agg = await get('both', `${path}?query=${encodeURIComponent('{app="api"}')}`);
       expect(agg.statusCode).toBe(400);
       expect(agg.body).toContain('only inside a metric query');
