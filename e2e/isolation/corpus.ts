@@ -17,10 +17,11 @@ export interface CorpusEntry {
 export const corpusDir: string = join(dirname(fileURLToPath(import.meta.url)), '..', 'corpus');
 
 /**
- * Reads a JSONL corpus; blank lines are skipped. Two line shapes:
+ * Reads a JSONL corpus; blank lines are skipped. Three line shapes:
  * `{"q": "...", "tags": [...]}` (promql.jsonl) and `{"q": "...", "valid": bool,
  * "note": "..."}` (logql.jsonl, traceql.jsonl: read as tags `[]`, or
- * `["invalid"]` when `valid` is false).
+ * `["invalid"]` when `valid` is false); `{"q": "...", "src": "..."}`
+ * (promql-realworld.jsonl: tags `[]`).
  */
 export function loadCorpus(file: string = join(corpusDir, 'promql.jsonl')): CorpusEntry[] {
   const out: CorpusEntry[] = [];
@@ -28,10 +29,18 @@ export function loadCorpus(file: string = join(corpusDir, 'promql.jsonl')): Corp
     .split('\n')
     .forEach((text, i) => {
       if (text.trim() === '') return;
-      const o = JSON.parse(text) as { q?: unknown; tags?: unknown; valid?: unknown };
-      const tags = Array.isArray(o.tags) ? o.tags : o.tags === undefined && typeof o.valid === 'boolean' ? (o.valid ? [] : ['invalid']) : undefined;
+      const o = JSON.parse(text) as { q?: unknown; tags?: unknown; valid?: unknown; src?: unknown };
+      const tags = Array.isArray(o.tags)
+        ? o.tags
+        : o.tags === undefined && typeof o.valid === 'boolean'
+          ? o.valid
+            ? []
+            : ['invalid']
+          : o.tags === undefined && o.valid === undefined && typeof o.src === 'string'
+            ? []
+            : undefined;
       if (typeof o.q !== 'string' || tags === undefined || !tags.every((t) => typeof t === 'string')) {
-        throw new Error(`${file}:${i + 1}: expected {"q": string, "tags": string[]} or {"q": string, "valid": boolean}`);
+        throw new Error(`${file}:${i + 1}: expected {"q": string, "tags": string[]}, {"q": string, "valid": boolean} or {"q": string, "src": string}`);
       }
       out.push({ q: o.q, tags: tags as string[], line: i + 1 });
     });
