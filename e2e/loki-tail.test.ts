@@ -4,7 +4,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startCannedUpstream, type CannedUpstream } from './harness/canned-upstream.ts';
+import { startCannedUpstream, type CannedRequest, type CannedUpstream } from './harness/canned-upstream.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { freePort } from './harness/ports.ts';
 import { createTestIssuer, type TestIssuer } from './harness/tokens.ts';
@@ -14,7 +14,9 @@ let gw: GatewayInstance;
 let idp: TestIssuer;
 const tok: Record<string, string> = {};
 /** What the canned Loki does with each tail connection (set per test). */
-let onTail: (ws: WebSocket) => void = () => undefined;
+let onTail: (ws: WebSocket, request: CannedRequest) => void = () => undefined;
+/** Which tail upgrades the canned Loki refuses, and how (set per test). */
+let refuseTail: (request: CannedRequest) => [number, string, string] | undefined = () => undefined;
 
 const TAIL_MESSAGE = JSON.stringify({ streams: [{ stream: { namespace: 'team-a-web', app: 'api' }, values: [['1700000000000000000', 'GET /health 200']] }], dropped_entries: null });
 
@@ -26,15 +28,19 @@ const config = (lokiUrl: string) => ({
   teams: {
     'team-a': { groups: ['team-a'], selectors: [{ namespace: '~team-a-.*' }], headers: { 'X-Scope-OrgID': 'tenant-a' } },
     'team-dnf': { groups: ['dnf'], selectors: [{ namespace: 'x' }, { app: 'y' }] },
+    // Two teams no one selector covers, whose streams are disjoint (cluster eu or us).
+    'team-eu': { groups: ['eu'], selectors: [{ cluster: 'eu', namespace: 'a' }], headers: { 'X-Scope-OrgID': 'tenant-a' } },
+    'team-us': { groups: ['us'], selectors: [{ cluster: 'us', namespace: 'b' }], headers: { 'X-Scope-OrgID': 'tenant-a' } },
   },
 });
 
 beforeAll(async () => {
-  loki = await startCannedUpstream(() => [200, 'application/json', '{}'], { websocket: (ws) => onTail(ws) });
+  loki = await startCannedUpstream(() => [200, 'application/json', '{}'], { websocket: (ws, r) => onTail(ws, r), refuseUpgrade: (r) => refuseTail(r) });
   idp = await createTestIssuer({ issuer: 'https://idp.tail', audience: 'lbac-gateway', alg: 'ES256' });
   gw = await startGateway({ config: config(loki.url) });
   tok['alice'] = await idp.mint({ sub: 'alice', groups: ['team-a'] });
   tok['dana'] = await idp.mint({ sub: 'dana', groups: ['dnf'] });
+  tok['erin'] = await idp.mint({ sub: 'erin', groups: ['eu', 'us'] });
   tok['nobody'] = await idp.mint({ sub: 'nobody', groups: ['no-team'] });
 }, 60_000);
 
@@ -47,6 +53,7 @@ afterAll(async () => {
 beforeEach(() => {
   loki.clear();
   onTail = () => undefined;
+  refuseTail = () => undefined;
 });
 
 const tailPath = (query: string, extra = '') => `/loki/loki/api/v1/tail?query=${encodeURIComponent(query)}${extra}`;
@@ -201,10 +208,62 @@ describe('Loki live tail (WebSocket)', () => {
     expect(loki.requests).toHaveLength(0);
   });
 
-  it('a multi-alternative policy that cannot be one selector is refused, not widened', async () => {
+  it('a multi-alternative policy whose alternatives can select the same streams is refused, not widened', async () => {
+    // {namespace="x"} or {app="y"}: a stream can be in both, and one tail per alternative would repeat its lines.
     const e = await refusal(openTail(gw.url, tailPath('{job="j"}'), auth('dana')));
     expect(e.status).toBe(400);
+    expect(e.body).toContain('return those streams twice');
     expect(loki.requests).toHaveLength(0);
+  });
+
+  it('disjoint alternatives one selector cannot express: one upstream tail per alternative, each relayed; either ending ends the tail', async () => {
+    const sides = new Map<string, WebSocket>();
+    const both = new Promise<void>((resolve) => {
+      onTail = (ws, r) => {
+        sides.set(r.params.get('query') ?? '', ws);
+        if (sides.size === 2) resolve();
+      };
+    });
+    const EU = '{app="api", cluster="eu", namespace="a"} |= "x"';
+    const US = '{app="api", cluster="us", namespace="b"} |= "x"';
+    const client = await openTail(gw.url, tailPath('{app="api"} |= "x"', '&limit=30'), { ...auth('erin'), 'X-Scope-OrgID': 'spoofed' });
+    await both;
+    const ups = loki.requests.filter((r) => r.upgrade === true);
+    expect(ups.map((r) => r.params.getAll('query')).sort()).toEqual([[EU], [US]]);
+    for (const r of ups) expect([r.params.get('limit'), r.headers['x-scope-orgid'], r.headers['authorization']]).toEqual(['30', 'tenant-a', undefined]);
+    // Each part's messages reach the client as they come.
+    const first = nextMessage(client);
+    sides.get(US)!.send('{"streams":["us"]}');
+    expect(await first).toBe('{"streams":["us"]}');
+    const second = nextMessage(client);
+    sides.get(EU)!.send('{"streams":["eu"]}');
+    expect(await second).toBe('{"streams":["eu"]}');
+    // One part ending ends the tail: the client gets its code, the other part is closed.
+    const clientDone = closed(client);
+    const otherDone = closed(sides.get(US)!);
+    sides.get(EU)!.close(4000, 'tail ended');
+    expect(await clientDone).toEqual([4000, 'tail ended']);
+    expect((await otherDone)[0]).toBe(1000);
+  });
+
+  it('disjoint alternatives: the client leaving closes every part; one part refused → the refusal, no upgrade, the other part closed', async () => {
+    const sides: WebSocket[] = [];
+    const both = new Promise<void>((resolve) => (onTail = (ws) => (sides.push(ws), sides.length === 2 && resolve())));
+    const client = await openTail(gw.url, tailPath('{app="api"}'), auth('erin'));
+    await both;
+    const partsDone = sides.map(closed);
+    client.close(1000, 'bye');
+    expect((await Promise.all(partsDone)).map(([code]) => code)).toEqual([1000, 1000]);
+
+    loki.clear();
+    const accepted: WebSocket[] = [];
+    onTail = (ws) => accepted.push(ws);
+    refuseTail = (r) => ((r.params.get('query') ?? '').includes('cluster="us"') ? [400, 'text/plain; charset=utf-8', 'too many tails'] : undefined);
+    const e = await refusal(openTail(gw.url, tailPath('{app="api"}'), auth('erin')));
+    expect([e.status, e.body]).toEqual([400, 'too many tails']);
+    expect(loki.requests.filter((r) => r.upgrade === true)).toHaveLength(2);
+    // The part that was accepted is not left open.
+    await expect.poll(() => accepted.every((ws) => ws.readyState === WebSocket.CLOSED), { timeout: 5_000 }).toBe(true);
   });
 
   it('an upgrade whose handshake the client side would fail (no key, bad key, old version) → 400 before any upstream tail starts', async () => {

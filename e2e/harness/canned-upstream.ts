@@ -22,6 +22,8 @@ export interface CannedOptions {
    * `answer` as plain HTTP (so the client's upgrade fails), and still recorded.
    */
   websocket?: (socket: WebSocket, request: CannedRequest) => void;
+  /** With `websocket`: an upgrade this returns an answer for is refused with it (plain HTTP) instead. */
+  refuseUpgrade?: (request: CannedRequest) => [number, string, string] | undefined;
 }
 
 export interface CannedUpstream {
@@ -58,8 +60,9 @@ export async function startCannedUpstream(answer: (path: string, request: Canned
     const recorded: CannedRequest = { method: req.method ?? '', path: url.pathname, params: new URLSearchParams(url.search), headers: req.headers, upgrade: true };
     requests.push(recorded);
     const handler = opts.websocket;
-    if (handler === undefined) {
-      const [status, type, body] = answer(url.pathname, recorded);
+    const refusal = handler === undefined ? undefined : opts.refuseUpgrade?.(recorded);
+    if (handler === undefined || refusal !== undefined) {
+      const [status, type, body] = refusal ?? answer(url.pathname, recorded);
       const bytes = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body);
       socket.end(`HTTP/1.1 ${status} X\r\ncontent-type: ${type}\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n${bytes.toString('latin1')}`, 'latin1');
       return;

@@ -69,18 +69,20 @@ function isLogQuery(query: string): boolean {
 
 /**
  * `query` of /tail: a log query (Loki streams log lines only). Rewritten like
- * /query's; a policy with several alternatives that cannot be one selector is
- * refused by the rewriter (log queries cannot union streams).
+ * /query's; under a policy with several alternatives that cannot be one
+ * selector, one query per alternative when they are provably disjoint (the
+ * route opens a tail for each, RouteSpec.fanOut), else refused.
  */
 const tailQuery: EnforcedParam = {
   name: 'query',
   required: true,
   multiple: false,
   rewrite: (values, policy, limits) =>
-    values.map((q) => {
-      const out = rewriteLogQL(q, policy, limits);
-      if (!isLogQuery(out)) throw new QueryError('logql', 'tail supports log queries only, not metric queries');
-      return out;
+    values.flatMap((q) => {
+      // Under alternatives one selector cannot express, one tail per alternative when no stream can be in two (no line twice).
+      const outs = q === '' ? [rewriteLogQL(q, policy, limits)] : rewriteLogQLDisjointParts([q], policy, limits);
+      for (const out of outs) if (!isLogQuery(out)) throw new QueryError('logql', 'tail supports log queries only, not metric queries');
+      return outs;
     }),
   missingMessage: 'query parameter is required',
 };
@@ -174,7 +176,7 @@ export const lokiRoutes: RouteTable = {
     { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], fanOut: streamsFanOut },
     // WebSocket; delay_for, limit and start pass through. Upstream messages are relayed as-is
     // (the rewritten query already restricts the streams); client messages are dropped.
-    { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true },
+    { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true, fanOut: { param: 'query' } },
     // Grafana's label browser: under alternatives one selector cannot express, one request per alternative.
     scoped('labels', '/loki/api/v1/labels', { enforced: [listQuery], fanOut: listsFanOut }),
     scoped('label_values', '/loki/api/v1/label/:name/values', {

@@ -84,15 +84,20 @@ export interface RouteSpec {
    * alternatives that do not merge) gives one value per alternative the request
    * can reach. The gateway then asks the upstream once per value (GET, the same
    * headers and other parameters) and answers what `merge` makes of the parts,
-   * filtered as the route's answer would be.
+   * filtered as the route's answer would be. A WebSocket route opens one
+   * upstream connection per value and relays each one's messages as they come.
    */
   readonly fanOut?: FanOutSpec;
 }
 
 export interface FanOutSpec {
   readonly param: string;
-  /** The parts' parsed JSON answers (all 2xx), in value order, and the enforced parameters (every value of `param`) → the answer. Throws → 502. */
-  readonly merge: (answers: readonly unknown[], params: Params) => unknown;
+  /**
+   * HTTP routes: the parts' parsed JSON answers (all 2xx), in value order, and
+   * the enforced parameters (every value of `param`) → the answer. Throws →
+   * 502 (a GatewayError: its own status). Absent on WebSocket routes.
+   */
+  readonly merge?: (answers: readonly unknown[], params: Params) => unknown;
 }
 
 /** An enforced upstream request: its path (relative to the upstream) and parameters under a policy. */

@@ -1030,7 +1030,7 @@ export function rewriteLogQLDisjointParts(values: readonly string[], policy: Sel
   if (overlap !== null) {
     throw new QueryError(
       LANG,
-      `the policy alternatives {${overlap.a.texts.join(', ')}} and {${overlap.b.texts.join(', ')}} can select the same streams, so this total cannot be summed per alternative without counting them twice; narrow the selector to one alternative or set policyEnforcement: header on the Loki upstream`,
+      `the policy alternatives {${overlap.a.texts.join(', ')}} and {${overlap.b.texts.join(', ')}} can select the same streams, so asking once per alternative would return those streams twice (counting them twice in a total); narrow the selector to one alternative or set policyEnforcement: header on the Loki upstream`,
       'rewrite_unsupported',
     );
   }

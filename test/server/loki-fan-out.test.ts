@@ -208,7 +208,7 @@ describe('Loki under alternatives that one stream selector cannot express', () =
     // {namespace="a", team="t"} and {cluster="us"}: a stream can carry both, and would be counted twice.
     const r = await get('overlap', '/loki/api/v1/index/stats');
     expect(r.statusCode).toBe(400);
-    expect(r.body).toContain('counting them twice');
+    expect(r.body).toContain('return those streams twice');
     expect((await get('overlap', `/loki/api/v1/index/volume?query=${encodeURIComponent('{app="api"}')}&limit=10`)).statusCode).toBe(400);
     expect(up.requests).toHaveLength(0);
   });

@@ -239,13 +239,29 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
         kind: table.kind,
         timeoutMs: upstream.timeoutMs,
         prepare: (req) => {
-          const { decision, path, encoded } = decideAndEnforce(app, req, route, opts);
-          const url = new URL(upstream.pathPrefix + path, upstream.origin);
-          url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-          url.search = upstream.auth?.query(encoded) ?? encoded;
-          const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
-          if (upstream.auth?.signsRequests === true) headers['host'] = url.host;
-          return { url: url.href, headers: signedHeaders(upstream, 'GET', url.href, headers), ...(tls === undefined ? {} : { tls }) };
+          const { decision, path, encoded, params } = decideAndEnforce(app, req, route, opts);
+          // RouteSpec.fanOut: one upstream connection per value of its parameter (a tail per policy alternative).
+          const name = route.fanOut?.param;
+          const values = name === undefined ? [] : params.getAll(name);
+          if (values.length > MAX_FAN_OUT) {
+            throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
+          }
+          const searches =
+            name === undefined || values.length < 2
+              ? [encoded]
+              : values.map((value) => {
+                  const one = new FormParams(encoded);
+                  one.set(name, value);
+                  return one.toString();
+                });
+          return searches.map((search) => {
+            const url = new URL(upstream.pathPrefix + path, upstream.origin);
+            url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+            url.search = upstream.auth?.query(search) ?? search;
+            const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
+            if (upstream.auth?.signsRequests === true) headers['host'] = url.host;
+            return { url: url.href, headers: signedHeaders(upstream, 'GET', url.href, headers), ...(tls === undefined ? {} : { tls }) };
+          });
         },
       });
       continue;
@@ -455,6 +471,8 @@ async function fanOutReply(
   const { upstream } = opts;
   const { decision, pathParams, params } = enforced;
   const name = spec.param;
+  const merge = spec.merge;
+  if (merge === undefined) throw new GatewayError('internal', `route ${route.endpoint} fans out without a merge`);
   const values = params.getAll(name);
   if (values.length > MAX_FAN_OUT) {
     throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
@@ -487,7 +505,7 @@ async function fanOutReply(
   }
   let merged: Buffer;
   try {
-    merged = Buffer.from(JSON.stringify(spec.merge(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown), params)));
+    merged = Buffer.from(JSON.stringify(merge(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown), params)));
   } catch (e) {
     throw e instanceof GatewayError ? e : new GatewayError('upstream_error', 'upstream answer could not be read', { cause: e });
   }

@@ -7,6 +7,10 @@
  * upstream messages are relayed to the client as they are (the rewritten query
  * already restricts them); client messages are dropped (Loki reads none).
  * Either side closing closes the other; shutdown closes every relay with 1001.
+ * A route may name several upstream connections (a tail per policy
+ * alternative, RouteSpec.fanOut): all open before the upgrade or none is kept,
+ * the messages of each are relayed as they come, and any one closing ends the
+ * tail (a tail that silently lost one alternative's lines would mislead).
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import websocket from '@fastify/websocket';
@@ -54,8 +58,8 @@ export interface WebSocketRouteOptions {
   readonly kind: BackendKind;
   /** Upstream handshake timeout. */
   readonly timeoutMs: number;
-  /** Identity is checked by then; decides and enforces (throws to refuse) and names the upstream. */
-  readonly prepare: (req: FastifyRequest) => WebSocketTarget;
+  /** Identity is checked by then; decides and enforces (throws to refuse) and names the upstream connections (one or more). */
+  readonly prepare: (req: FastifyRequest) => readonly WebSocketTarget[];
 }
 
 /** One live relay, closable from outside (shutdown). */
@@ -179,6 +183,21 @@ function connectUpstream(target: WebSocketTarget, timeoutMs: number): Promise<Co
 }
 
 /**
+ * Every target opened, or none kept: the first refusal is reported (the
+ * others are closed), the first failure thrown once every attempt settled.
+ */
+async function connectAll(targets: readonly WebSocketTarget[], timeoutMs: number): Promise<Connected[]> {
+  const settled = await Promise.allSettled(targets.map((t) => connectUpstream(t, timeoutMs)));
+  const open = settled.flatMap((s) => (s.status === 'fulfilled' && s.value.kind === 'open' ? [s.value.pending] : []));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  const refused = settled.find((s) => s.status === 'fulfilled' && s.value.kind === 'refused') as PromiseFulfilledResult<Connected> | undefined;
+  if (failed === undefined && refused === undefined) return open.map((pending) => ({ kind: 'open', pending }));
+  for (const p of open) p.upstream.terminate();
+  if (refused !== undefined) return [refused.value];
+  throw failed?.reason;
+}
+
+/**
  * A client that left before its upgrade completed: recorded as 499
  * (plugins/context.ts); nobody to answer, and its half-closed socket is ended.
  */
@@ -191,7 +210,7 @@ function abandoned(app: FastifyInstance, req: FastifyRequest, reply: FastifyRepl
 
 /** Register `route` as a WebSocket route relaying to the upstream `opts.prepare` names. */
 export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: WebSocketRouteOptions): void {
-  const opened = new WeakMap<FastifyRequest, { pending: Pending; reply: FastifyReply }>();
+  const opened = new WeakMap<FastifyRequest, { pending: readonly Pending[]; reply: FastifyReply }>();
   app.route({
     method: 'GET',
     url: route.path,
@@ -206,10 +225,10 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
       if (clientGone(req)) return abandoned(app, req, reply);
-      const target = opts.prepare(req);
-      let connected: Connected;
+      const targets = opts.prepare(req);
+      let connected: Connected[];
       try {
-        connected = await connectUpstream(target, opts.timeoutMs);
+        connected = await connectAll(targets, opts.timeoutMs);
       } catch (e) {
         // The upstream failed, but nobody is there to be told: recorded as the client's departure.
         if (clientGone(req)) return abandoned(app, req, reply);
@@ -217,19 +236,20 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       }
       // The client may be gone by the time the upstream answered, or vanish before its upgrade completes.
       if (clientGone(req)) {
-        if (connected.kind === 'open') connected.pending.upstream.terminate();
+        for (const c of connected) if (c.kind === 'open') c.pending.upstream.terminate();
         return abandoned(app, req, reply);
       }
-      if (connected.kind === 'refused') {
+      const refused = connected.find((c) => c.kind === 'refused');
+      if (refused !== undefined) {
         // The upstream's own refusal (e.g. Loki's 400 for a query it rejects) passes through; anything else is a bad gateway.
-        if (connected.status >= 400 && connected.status <= 599) return reply.code(connected.status).type(connected.contentType).send(connected.body);
-        throw new GatewayError('upstream_error', `upstream answered ${connected.status} instead of switching protocols`);
+        if (refused.status >= 400 && refused.status <= 599) return reply.code(refused.status).type(refused.contentType).send(refused.body);
+        throw new GatewayError('upstream_error', `upstream answered ${refused.status} instead of switching protocols`);
       }
-      const { pending } = connected;
+      const pending = connected.flatMap((c) => (c.kind === 'open' ? [c.pending] : []));
       socket.once('close', () => {
         // Gone before the relay started (it records itself once it has).
-        if (pending.onClose !== undefined) return;
-        pending.upstream.terminate();
+        if (pending.some((p) => p.onClose !== undefined)) return;
+        for (const p of pending) p.upstream.terminate();
         clientClosed(req, reply, app.lbacRecorders);
       });
       opened.set(req, { pending, reply });
@@ -251,20 +271,25 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
   });
 }
 
-function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, client: WebSocket, pending: Pending): void {
-  const { upstream } = pending;
+function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, client: WebSocket, parts: readonly Pending[]): void {
   let finished!: () => void;
   const done = new Promise<void>((r) => (finished = r));
+  const closeUpstreams = (code: number, reason?: string) => {
+    for (const { upstream } of parts) {
+      if (upstream.readyState === WebSocket.OPEN) upstream.close(code, reason);
+      else if (upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
+    }
+  };
   const closeBoth = (code: number, reason: string) => {
     if (client.readyState === WebSocket.OPEN) client.close(code, reason);
-    if (upstream.readyState === WebSocket.OPEN) upstream.close(code === 1001 ? 1001 : 1000);
+    closeUpstreams(code === 1001 ? 1001 : 1000);
   };
   const r: Relay = {
     close: closeBoth,
     done,
     terminate: () => {
       client.terminate();
-      upstream.terminate();
+      for (const { upstream } of parts) upstream.terminate();
     },
   };
   app.websocketRelays.add(r);
@@ -278,10 +303,10 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
     }
     client.send(data, { binary });
   };
-  let upstreamClosed = false;
+  let upstreamsOpen = parts.length;
   let clientClosed = false;
   const maybeFinished = () => {
-    if (!upstreamClosed || !clientClosed) return;
+    if (upstreamsOpen > 0 || !clientClosed) return;
     app.websocketRelays.delete(r);
     finished();
     // The request's lifecycle ends with the tail: run onResponse (audit record, metrics, in-flight accounting)
@@ -291,27 +316,29 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
     reply.raw.emit('finish');
   };
   const onUpstreamClose = (code: number, reason: Buffer) => {
-    upstreamClosed = true;
+    upstreamsOpen--;
+    // The first upstream to close ends the tail: its code goes to the client, the other parts are closed.
     if (client.readyState === WebSocket.OPEN || client.readyState === WebSocket.CONNECTING) {
       const [c, why] = relayedClose(code, reason, 'upstream connection lost');
       client.close(c, why);
+      closeUpstreams(1000);
     }
     maybeFinished();
   };
 
-  for (const [data, binary] of pending.held.splice(0)) send(data, binary);
-  pending.onMessage = send;
-  pending.onClose = onUpstreamClose;
-  if (pending.closed !== undefined) onUpstreamClose(...pending.closed);
+  for (const part of parts) {
+    for (const [data, binary] of part.held.splice(0)) send(data, binary);
+    part.onMessage = send;
+    part.onClose = onUpstreamClose;
+    part.upstream.on('error', (e) => req.log.info({ err: e }, 'websocket upstream error'));
+  }
+  for (const part of parts) if (part.closed !== undefined) onUpstreamClose(...part.closed);
 
-  upstream.on('error', (e) => req.log.info({ err: e }, 'websocket upstream error'));
   // Client messages are not read by Loki: dropped (maxPayload bounds them).
   client.on('close', (code, reason) => {
     clientClosed = true;
-    if (upstream.readyState === WebSocket.OPEN) {
-      const [c, why] = relayedClose(code, reason, 'client connection lost');
-      upstream.close(c === 1011 ? 1000 : c, why);
-    } else if (upstream.readyState === WebSocket.CONNECTING) upstream.terminate();
+    const [c, why] = relayedClose(code, reason, 'client connection lost');
+    closeUpstreams(c === 1011 ? 1000 : c, why);
     maybeFinished();
   });
 }
