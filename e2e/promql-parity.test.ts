@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTeamsOpenMetrics, seedEndSeconds } from './fixtures/seed.ts';
-import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
+import { astSelectors, promGet, startPrometheus, type PromAstMatcher, type PrometheusInstance } from './harness/prometheus.ts';
 import { loadCorpus, sameAnswer, toAnswer, type Answer } from './isolation/corpus.ts';
 import { GatewayError } from '../src/errors.ts';
 import type { SelectorPolicy } from '../src/rewrite/matcher.ts';
@@ -77,24 +77,6 @@ const KNOWN_REPAIRED: readonly { q: string; policies: readonly string[]; why: st
  */
 const KNOWN_UNPARSEABLE: readonly { q: string; policy: string }[] = [];
 
-interface PromMatcher {
-  name: string;
-  type: string;
-  value: string;
-}
-
-/** Every selector (vectorSelector / matrixSelector) in a Prometheus parse_query AST. */
-function selectorsOf(node: unknown, out: { type: string; matchers: PromMatcher[] }[] = []): { type: string; matchers: PromMatcher[] }[] {
-  if (Array.isArray(node)) {
-    for (const x of node) selectorsOf(x, out);
-  } else if (node !== null && typeof node === 'object') {
-    const o = node as Record<string, unknown>;
-    if (Array.isArray(o['matchers'])) out.push({ type: String(o['type']), matchers: o['matchers'] as PromMatcher[] });
-    for (const [k, v] of Object.entries(o)) if (k !== 'matchers') selectorsOf(v, out);
-  }
-  return out;
-}
-
 /**
  * Policies whose groups the rewriter merges into one (src/rewrite/policy-prep.ts, mergeGroups),
  * with the merged group written out by hand: a selector carrying it is enforced too.
@@ -104,7 +86,7 @@ const MERGED: Readonly<Record<string, SelectorPolicy>> = {
   'two-teams-quoted': [[{ name: 'namespace', op: '=~', value: '(?:a\\.b"c\\\\d\\|e)|(?:(?i)x|y)' }]],
 };
 
-function enforced(sel: { matchers: PromMatcher[] }, policy: SelectorPolicy, merged: SelectorPolicy = []): boolean {
+function enforced(sel: { matchers: PromAstMatcher[] }, policy: SelectorPolicy, merged: SelectorPolicy = []): boolean {
   return [...policy, ...merged].some((group) => group.every((m) => sel.matchers.some((pm) => pm.name === m.name && pm.type === m.op && pm.value === m.value)));
 }
 
@@ -226,7 +208,7 @@ describe('PromQL parser parity with Prometheus 3.16', () => {
           else problems.push(`[${name}] line ${line}: rewritten query does not parse in Prometheus: ${JSON.stringify(rewritten)}: ${rp.error}`);
         }
         if (!rp.ok) continue;
-        for (const sel of selectorsOf(rp.data)) {
+        for (const sel of astSelectors(rp.data)) {
           row.selectorsChecked++;
           if (!enforced(sel, policy, MERGED[name])) {
             row.leaks++;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueryError } from '../src/errors.ts';
 import type { SelectorPolicy } from '../src/rewrite/matcher.ts';
 import { rewritePromQL } from '../src/rewrite/promql.ts';
-import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
+import { astSelectors, promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
 
 interface Entry {
   readonly q: string;
@@ -35,22 +35,6 @@ const POLICIES: Readonly<Record<string, SelectorPolicy>> = {
  * on one side of a `__name__` match would change the result.
  */
 const DNF_REFUSED = /absent\(.*takes its result labels|does not pin a single metric name/;
-
-interface PromMatcher {
-  readonly name: string;
-  readonly type: string;
-  readonly value: string;
-}
-
-function selectorsOf(node: unknown, out: PromMatcher[][] = []): PromMatcher[][] {
-  if (Array.isArray(node)) for (const x of node) selectorsOf(x, out);
-  else if (node !== null && typeof node === 'object') {
-    const o = node as Record<string, unknown>;
-    if (Array.isArray(o['matchers'])) out.push(o['matchers'] as PromMatcher[]);
-    for (const [k, v] of Object.entries(o)) if (k !== 'matchers') selectorsOf(v, out);
-  }
-  return out;
-}
 
 let prom: PrometheusInstance;
 const parse = async (q: string): Promise<{ ok: boolean; error: string; data: unknown }> => {
@@ -94,7 +78,7 @@ describe('real-world PromQL through the rewriter, checked by Prometheus', () => 
         problems.push(`Prometheus cannot parse the rewrite (${p.error}): ${JSON.stringify(out)} [${src}]`);
         continue;
       }
-      for (const ms of selectorsOf(p.data)) {
+      for (const { matchers: ms } of astSelectors(p.data)) {
         selectors++;
         const ok = policy.some((g) => g.every((m) => ms.some((pm) => pm.name === m.name && pm.type === m.op && pm.value === m.value)));
         if (!ok) problems.push(`unenforced selector ${JSON.stringify(ms)} in ${JSON.stringify(out)} [${src}]`);

@@ -24,7 +24,7 @@ import { buildTeamsOpenMetrics, seedEndSeconds, TEAM_NAMESPACES } from '../fixtu
 import { startCountingProxy, type CountingProxy, type RecordedRequest } from '../harness/counting-proxy.ts';
 import { startGateway, type GatewayInstance } from '../harness/gateway.ts';
 import { rawRequest } from '../harness/http.ts';
-import { promGet, startPrometheus, type PrometheusInstance } from '../harness/prometheus.ts';
+import { astSelectors, promGet, startPrometheus, type PrometheusInstance } from '../harness/prometheus.ts';
 import { createTestIssuer, type TestIssuer } from '../harness/tokens.ts';
 import { writeBypassSummary } from '../harness/results.ts';
 
@@ -131,28 +131,12 @@ const P = '/prometheus';
 
 // ---------------------------------------------------------------- oracle
 
-interface PromMatcher {
-  name: string;
-  type: string;
-  value: string;
-}
-
-function selectorsOf(node: unknown, out: PromMatcher[][] = []): PromMatcher[][] {
-  if (Array.isArray(node)) for (const x of node) selectorsOf(x, out);
-  else if (node !== null && typeof node === 'object') {
-    const o = node as Record<string, unknown>;
-    if (Array.isArray(o['matchers'])) out.push(o['matchers'] as PromMatcher[]);
-    for (const [k, v] of Object.entries(o)) if (k !== 'matchers') selectorsOf(v, out);
-  }
-  return out;
-}
-
 /** Problems with one PromQL expression / series selector, as Prometheus parses it. */
 async function unenforced(expr: string): Promise<string[]> {
   const r = await promGet(prom.url, '/api/v1/parse_query', { query: expr });
   // A query Prometheus cannot parse selects nothing (Prometheus answered 400 too).
   if (r.status !== 200) return [];
-  const sels = selectorsOf(r.body.data);
+  const sels = astSelectors(r.body.data).map((s) => s.matchers);
   return sels
     .filter((ms) => !ms.some((m) => m.name === ENFORCED.name && m.type === ENFORCED.type && m.value === ENFORCED.value))
     .map((ms) => `selector without the policy in ${JSON.stringify(expr)}: ${JSON.stringify(ms)}`);

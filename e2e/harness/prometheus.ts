@@ -287,3 +287,21 @@ export async function instantQuery(
   }
   return body.data.result;
 }
+
+/** A matcher as Prometheus' /api/v1/parse_query reports it (`type`: `=`, `!=`, `=~`, `!~`; the value unescaped). */
+export interface PromAstMatcher {
+  readonly name: string;
+  readonly type: string;
+  readonly value: string;
+}
+
+/** Every selector (vector and matrix) in a /api/v1/parse_query AST: its node type and matchers. */
+export function astSelectors(node: unknown, out: { type: string; matchers: PromAstMatcher[] }[] = []): { type: string; matchers: PromAstMatcher[] }[] {
+  if (Array.isArray(node)) for (const x of node) astSelectors(x, out);
+  else if (node !== null && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    if (Array.isArray(o['matchers'])) out.push({ type: String(o['type']), matchers: o['matchers'] as PromAstMatcher[] });
+    for (const [k, v] of Object.entries(o)) if (k !== 'matchers') astSelectors(v, out);
+  }
+  return out;
+}
