@@ -422,3 +422,26 @@ export function quoteGoString(value: string): string {
     return c < 0x80 ? `\\x${c.toString(16).padStart(2, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
   })}"`;
 }
+
+/**
+ * 1-based line and column of `pos`, the column in characters (code points), as
+ * Go's text/scanner counts them and Loki and Tempo report parse errors.
+ */
+export function lineCol(text: string, pos: number): { line: number; col: number } {
+  let line = 1;
+  let lineStart = 0;
+  const end = Math.min(Math.max(pos, 0), text.length);
+  for (let i = 0; i < end; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      lineStart = i + 1;
+    }
+  }
+  let col = 1;
+  for (let i = lineStart; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xdc00 && c <= 0xdfff && i > lineStart) continue; // low surrogate: same character
+    col++;
+  }
+  return { line, col };
+}

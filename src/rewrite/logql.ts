@@ -63,7 +63,7 @@ import {
 } from '@grafana/lezer-logql';
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
-import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
+import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy } from './logql-policy.ts';
@@ -101,26 +101,6 @@ interface Ctx {
   readonly prefix: string;
   /** Subtracted from positions before reporting (text wrapped in '{'). */
   readonly posOffset: number;
-}
-
-/** Loki reports `line L, col C` with C counted in characters (code points), both 1-based. */
-function lineCol(text: string, pos: number): { line: number; col: number } {
-  let line = 1;
-  let lineStart = 0;
-  const end = Math.min(Math.max(pos, 0), text.length);
-  for (let i = 0; i < end; i++) {
-    if (text.charCodeAt(i) === 10) {
-      line++;
-      lineStart = i + 1;
-    }
-  }
-  let col = 1;
-  for (let i = lineStart; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 0xdc00 && c <= 0xdfff && i > lineStart) continue;
-    col++;
-  }
-  return { line, col };
 }
 
 function parseError(ctx: Ctx, pos: number, what: string): QueryError {

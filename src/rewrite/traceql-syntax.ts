@@ -20,7 +20,7 @@
 import type { SyntaxNode, Tree } from '@lezer/common';
 import { QueryError } from '../errors.ts';
 import { parser } from './grammars/traceql.parser.ts';
-import { GO_STRINGS, LiteralError, describeAt, isWellFormedUnicode, parseStrict, unquoteStringLiteral } from './lezer.ts';
+import { GO_STRINGS, LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, unquoteStringLiteral } from './lezer.ts';
 import type { MatchOp } from './matcher.ts';
 import type { RewriteLimits } from './rewriter.ts';
 import type { AttributeScope, TraceQLField } from './traceql-escape.ts';
@@ -179,26 +179,6 @@ export interface AnalyzeOptions {
 // ---------------------------------------------------------------------------
 // Positions and errors
 // ---------------------------------------------------------------------------
-
-/** 1-based line and column (in characters, as Go's text/scanner counts) of `pos`. */
-export function lineCol(text: string, pos: number): { line: number; col: number } {
-  let line = 1;
-  let lineStart = 0;
-  const end = Math.min(pos, text.length);
-  for (let i = 0; i < end; i++) {
-    if (text.charCodeAt(i) === 10) {
-      line++;
-      lineStart = i + 1;
-    }
-  }
-  let col = 1;
-  for (let i = lineStart; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 0xdc00 && c <= 0xdfff && i > lineStart) continue; // low surrogate: same character
-    col++;
-  }
-  return { line, col };
-}
 
 class Ctx {
   readonly text: string;
