@@ -60,25 +60,32 @@ function samplesOf(a: unknown): VolumeSample[] {
   return o.data.result as VolumeSample[];
 }
 
-/** A label set's identity: its pairs sorted by name. */
+/**
+ * A label set's name as Loki keys volumes (`{a="x", b="y"}`, names sorted),
+ * which also orders equal volumes (seriesvolume.MapToVolumeResponse).
+ */
 function labelKey(metric: Record<string, string>): string {
-  return JSON.stringify(Object.entries(metric).sort((x, y) => compareCodePoints(x[0], y[0])));
+  const pairs = Object.entries(metric).sort((x, y) => compareCodePoints(x[0], y[0]));
+  return `{${pairs.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}}`;
 }
 
+/** Loki's volume `limit` when absent, empty or 0 (loghttp volumeLimit, seriesvolume.DefaultLimit). */
+export const LOKI_VOLUME_DEFAULT_LIMIT = 100;
+
 /**
- * `index/volume`: the volumes of equal label sets added up, largest first (ties
- * in label order), the first `limit`. Exact only when no part was cut at the
- * limit: a part that returned `limit` series may have left out the rest of a
- * label set another part counts. So the client must give `limit` (Loki's
- * default is not restated here), and a part that reached it is refused with a
- * 400 naming the way out.
+ * `index/volume`: Loki's own merge of volume answers (seriesvolume.Merge):
+ * equal label sets added up (exactly, as integers), largest first, ties in
+ * label-set order, the first `limit`. For disjoint parts that is the union's
+ * answer unless a part was cut at the limit: a part that returned `limit`
+ * series may have left out the rest of a label set another part counts, so
+ * such a request is refused with a 400 naming the way out.
  */
 export function mergeVolumeAnswers(answers: readonly unknown[], params: Params): VolumeAnswer {
   const limitText = params.get('limit') ?? '';
-  const limit = /^\d{1,9}$/.test(limitText) ? Number(limitText) : 0;
-  if (limit <= 0) {
-    throw new QueryError('logql', 'a volume over several policy alternatives is summed per alternative, which needs an explicit positive limit parameter', 'rewrite_unsupported');
-  }
+  // Go's strconv.Atoi; Loki itself refuses a negative or unreadable limit (that 400 is relayed before any merge).
+  const asked = limitText === '' ? 0 : /^[+-]?\d{1,9}$/.test(limitText) ? Number(limitText) : -1;
+  if (asked < 0) throw unreadable();
+  const limit = asked === 0 ? LOKI_VOLUME_DEFAULT_LIMIT : asked;
   const totals = new Map<string, { metric: Record<string, string>; ts: number; bytes: bigint }>();
   for (const a of answers) {
     const samples = samplesOf(a);

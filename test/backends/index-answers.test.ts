@@ -60,11 +60,18 @@ describe('mergeVolumeAnswers', () => {
     expect(out.data.result[0]?.value[1]).toBe('18014398509481986');
   });
 
-  it('needs an explicit limit, and refuses when a part reached it (the part may have cut a series short)', () => {
+  it("limit as Loki reads it (absent, empty or 0: 100); refused when a part reached it (the part may have cut a series short)", () => {
     const parts = [vector([[{ s: 'a' }, '1']]), vector([[{ s: 'b' }, '2']])];
-    for (const bad of ['', 'limit=0', 'limit=-1', 'limit=x']) expect(() => mergeVolumeAnswers(parts, params(bad))).toThrow(QueryError);
+    expect(() => mergeVolumeAnswers(parts, params('limit=1'))).toThrow(QueryError);
     expect(() => mergeVolumeAnswers(parts, params('limit=1'))).toThrow(/raise limit/);
     expect(mergeVolumeAnswers(parts, params('limit=2')).data.result).toHaveLength(2);
+    expect(mergeVolumeAnswers(parts, params('limit=%2B2')).data.result).toHaveLength(2);
+    for (const dflt of ['', 'limit=', 'limit=0']) expect(mergeVolumeAnswers(parts, params(dflt)).data.result).toHaveLength(2);
+    const hundred = (k: string) => vector(Array.from({ length: 100 }, (_, i): [Record<string, string>, string] => [{ s: `${k}${i}` }, '1']));
+    expect(() => mergeVolumeAnswers([hundred('a'), hundred('b')], params(''))).toThrow(/limit=100/);
+    expect(mergeVolumeAnswers([hundred('a'), hundred('b')], params('limit=101')).data.result).toHaveLength(101);
+    // Loki refuses these itself; were one to reach the merge, it is not guessed at.
+    for (const bad of ['limit=-1', 'limit=x', 'limit=1.5']) expect(() => mergeVolumeAnswers(parts, params(bad))).toThrow(/could not be read/);
   });
 
   it('an answer of another shape fails the whole (→ 502)', () => {
@@ -89,7 +96,8 @@ describe('mergeVolumeAnswers', () => {
     const volume = (streams: { service: string; bytes: number }[], limit: number): [string, number][] => {
       const by = new Map<string, number>();
       for (const s of streams) by.set(s.service, (by.get(s.service) ?? 0) + s.bytes);
-      const key = (service: string) => Buffer.from(JSON.stringify([['service_name', service]]), 'utf8');
+      // Loki orders equal volumes by the label set's name, `{service_name="…"}`, in Go's (byte) order.
+      const key = (service: string) => Buffer.from(`{service_name=${JSON.stringify(service)}}`, 'utf8');
       return [...by].sort((x, y) => y[1] - x[1] || Buffer.compare(key(x[0]), key(y[0]))).slice(0, limit);
     };
     fc.assert(
