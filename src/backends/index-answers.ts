@@ -7,6 +7,7 @@
  * that cannot be read is never left out of a total.
  */
 import { GatewayError, QueryError } from '../errors.ts';
+import { labelSetString } from './label-set.ts';
 import { compareCodePoints } from './list-answers.ts';
 import type { Params } from './form-params.ts';
 
@@ -60,15 +61,6 @@ function samplesOf(a: unknown): VolumeSample[] {
   return o.data.result as VolumeSample[];
 }
 
-/**
- * A label set's name as Loki keys volumes (`{a="x", b="y"}`, names sorted),
- * which also orders equal volumes (seriesvolume.MapToVolumeResponse).
- */
-function labelKey(metric: Record<string, string>): string {
-  const pairs = Object.entries(metric).sort((x, y) => compareCodePoints(x[0], y[0]));
-  return `{${pairs.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ')}}`;
-}
-
 /** Loki's volume `limit` when absent, empty or 0 (loghttp volumeLimit, seriesvolume.DefaultLimit). */
 export const LOKI_VOLUME_DEFAULT_LIMIT = 100;
 
@@ -97,7 +89,8 @@ export function mergeVolumeAnswers(answers: readonly unknown[], params: Params):
       );
     }
     for (const s of samples) {
-      const key = labelKey(s.metric);
+      // Loki's key for a volume's series, which also orders equal volumes (seriesvolume.MapToVolumeResponse).
+      const key = labelSetString(s.metric);
       const t = totals.get(key);
       if (t === undefined) totals.set(key, { metric: s.metric, ts: s.value[0], bytes: BigInt(s.value[1]) });
       else {

@@ -9,11 +9,14 @@
  * prefix of its own entries, and the first `limit` entries of the union are
  * among the parts' entries. A stream that two alternatives both select comes
  * back from both, as two prefixes of one sequence: the longer one is kept.
- * Entries with equal timestamps at the cut are ordered by stream labels, which
- * need not be Loki's own order for ties.
+ * Entries with equal timestamps from different streams are ordered by the
+ * streams' label sets, as Loki's query frontend orders them when it merges
+ * the answers of sharded queries (iter.lessDescending without a stream hash).
  */
 import { GatewayError } from '../errors.ts';
 import type { Params } from './form-params.ts';
+import { labelSetString } from './label-set.ts';
+import { compareCodePoints } from './list-answers.ts';
 
 export interface LogQueryOptions {
   readonly limit: number;
@@ -48,10 +51,6 @@ function streamsOf(answer: unknown): { data: Record<string, unknown>; result: St
   return { data, result: result as Stream[] };
 }
 
-/** A stream's identity: its labels, in name order. */
-function streamKey(stream: Record<string, unknown>): string {
-  return JSON.stringify(Object.keys(stream).sort().map((k) => [k, stream[k]]));
-}
 
 /** Numbers added, objects merged key by key, anything else from the first. Loki's stats: counts over the parts. */
 function addStats(a: unknown, b: unknown): unknown {
@@ -69,7 +68,7 @@ export function mergeStreamAnswers(answers: readonly unknown[], opts: LogQueryOp
   const streams = new Map<string, Stream>();
   for (const { result } of parts) {
     for (const s of result) {
-      const key = streamKey(s.stream);
+      const key = labelSetString(s.stream);
       const seen = streams.get(key);
       if (seen === undefined || s.values.length > seen.values.length) streams.set(key, s);
     }
@@ -79,7 +78,7 @@ export function mergeStreamAnswers(answers: readonly unknown[], opts: LogQueryOp
   const newestFirst = opts.direction === 'backward';
   entries.sort((x, y) => {
     if (x.ts !== y.ts) return (x.ts < y.ts ? -1 : 1) * (newestFirst ? -1 : 1);
-    if (x.key !== y.key) return x.key < y.key ? -1 : 1;
+    if (x.key !== y.key) return compareCodePoints(x.key, y.key);
     return x.index - y.index;
   });
   const kept = new Map<string, (readonly unknown[])[]>();

@@ -58,6 +58,20 @@ describe('mergeStreamAnswers', () => {
     }
   });
 
+  it('entries with equal timestamps at the cut: ordered by the streams\' label sets in Go\'s byte order, as Loki\'s frontend orders them', () => {
+    // U+FFFF sorts before U+10000 in bytes (Go), after it in UTF-16 code units (JS `<`).
+    const part = (app: string) => ({ status: 'success', data: { resultType: 'streams', result: [{ stream: { app }, values: [['5', `from ${app}`]] }] } });
+    for (const direction of ['backward', 'forward'] as const) {
+      for (const order of [['\u{10000}', '\u{ffff}'], ['\u{ffff}', '\u{10000}']]) {
+        const out = mergeStreamAnswers(order.map(part), { limit: 1, direction }) as { data: { result: { stream: { app: string } }[] } };
+        expect(out.data.result.map((r) => r.stream.app)).toEqual(['\u{ffff}']);
+      }
+      // Names first: {a="x", b="y"} before {a="x"} ("," < "}"), whatever the key order in the answer.
+      const two = mergeStreamAnswers([part('x'), { status: 'success', data: { resultType: 'streams', result: [{ stream: { b: 'y', app: 'x' }, values: [['5', 'l']] }] } }], { limit: 1, direction });
+      expect((two as { data: { result: { stream: Record<string, string> }[] } }).data.result[0]?.stream).toEqual({ b: 'y', app: 'x' });
+    }
+  });
+
   it('reads limit and direction as Loki does by default (100, backward)', () => {
     expect(logQueryOptions(new FormParams('query=x'))).toEqual({ limit: 100, direction: 'backward' });
     expect(logQueryOptions(new FormParams('limit=1000&direction=FORWARD'))).toEqual({ limit: 1000, direction: 'forward' });
