@@ -30,11 +30,10 @@ const POLICIES: Readonly<Record<string, SelectorPolicy>> = {
 
 /**
  * Refusals under the multi-group policy, by design (no exact rewrite; see
- * docs/rewriting.md): `absent()` takes its result labels from its selector's
- * matchers, and an `or` per group of a selector with no single metric name
- * on one side of a `__name__` match would change the result.
+ * docs/rewriting.md): an `or` per group of a selector with no single metric
+ * name on one side of a `__name__` match would change the result.
  */
-const DNF_REFUSED = /absent\(.*takes its result labels|does not pin a single metric name/;
+const DNF_REFUSED = /does not pin a single metric name/;
 
 let prom: PrometheusInstance;
 const parse = async (q: string): Promise<{ ok: boolean; error: string; data: unknown }> => {

@@ -16,11 +16,14 @@
  */
 import type { SyntaxNode, Tree } from '@lezer/common';
 import {
+  Absent,
+  AbsentOverTime,
   AnchoredExpr,
   BinaryExpr,
   DurationExpr,
   FunctionCall,
   FunctionCallBody,
+  FunctionIdentifier,
   GroupLeft,
   GroupRight,
   Identifier,
@@ -149,6 +152,12 @@ interface SelectorInfo {
   readonly node: SyntaxNode | null;
   /** The data-label selector of info() (its second argument), exempt from the non-empty matcher rule. */
   infoLabels: boolean;
+  /**
+   * The absent() call whose argument is this selector (with its modifiers), or
+   * the absent_over_time() call whose argument is its range: Prometheus builds
+   * that call's result labels from the selector's matchers.
+   */
+  absentCall: { readonly from: number; readonly to: number } | null;
 }
 
 interface Analysis {
@@ -241,10 +250,13 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
   let depth = 0;
   let sel: SelectorInfo | null = null;
   let item: MatcherItem | null = null;
+  // Enclosing function calls, innermost last: their extent and, for absent()/absent_over_time(), which.
+  const calls: { from: number; to: number; fn: number }[] = [];
 
   const leave = (id: number): void => {
     if (COUNTED[id] === 1) depth--;
-    if (id === VectorSelector) sel = null;
+    if (id === FunctionCall) calls.pop();
+    else if (id === VectorSelector) sel = null;
     else if (id === UnquotedLabelMatcher || id === QuotedLabelMatcher) item = null;
     else if (id === QuotedLabelName && stack[stack.length - 1] === LabelMatchers) item = null;
   };
@@ -265,10 +277,26 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
         let k = stack.length - 1;
         while (k >= 0 && MODIFIERS.has(stack[k] as number)) k--;
         const infoLabels = k >= 1 && stack[k] === FunctionCallBody && stack[k - 1] === FunctionCall && isInfoLabelArg(text, c.node);
-        sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null, infoLabels };
+        // absent(s) or absent_over_time(s[r]), modifiers allowed, parentheses not (Prometheus reads no labels through them).
+        let j = k;
+        let want = Absent;
+        if (j >= 0 && stack[j] === MatrixSelector) {
+          want = AbsentOverTime;
+          for (j--; j >= 0 && MODIFIERS.has(stack[j] as number); j--);
+        }
+        const call = calls[calls.length - 1];
+        const absentCall = j >= 1 && stack[j] === FunctionCallBody && stack[j - 1] === FunctionCall && call !== undefined && call.fn === want ? { from: call.from, to: call.to } : null;
+        sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null, infoLabels, absentCall };
         selectors.push(sel);
         break;
       }
+      case FunctionCall:
+        calls.push({ from: c.from, to: c.to, fn: -1 });
+        break;
+      case Absent:
+      case AbsentOverTime:
+        if (parent === FunctionIdentifier && calls.length > 0) (calls[calls.length - 1] as { fn: number }).fn = id;
+        break;
       case Identifier:
         if (parent === VectorSelector && sel !== null) sel.ident = { from: c.from, to: c.to, text: text.slice(c.from, c.to) };
         break;
@@ -494,6 +522,59 @@ function renderSelector(text: string, sel: SelectorInfo, group: PreparedGroup): 
   return `${text.slice(start, open)}${nameText}${text.slice(open, last.to)},${ins}${text.slice(last.to, sel.to)}`;
 }
 
+/** Labels Prometheus never takes from absent()'s matchers (schema.IsMetadataLabel). */
+const METADATA_LABELS: ReadonlySet<string> = new Set(['__name__', '__type__', '__unit__']);
+
+type AbsentMatcher = { readonly name: string | null; readonly op: MatchOpT | null; readonly value: string | null };
+
+/**
+ * The result labels of absent()/absent_over_time() over a selector with these
+ * matchers, in order, as Prometheus builds them (createLabelsForAbsentFunction):
+ * each first `=` matcher of a name sets it (an empty value sets nothing), any
+ * other matcher of that name removes it. Null when a matcher cannot be read.
+ */
+function absentLabels(matchers: readonly AbsentMatcher[]): Map<string, string> | null {
+  const out = new Map<string, string>();
+  const has = new Set<string>();
+  for (const m of matchers) {
+    if (m.name === null || m.op === null || m.value === null) return null;
+    if (METADATA_LABELS.has(m.name)) continue;
+    if (m.op === '=' && !has.has(m.name)) {
+      has.add(m.name);
+      if (m.value === '') out.delete(m.name);
+      else out.set(m.name, m.value);
+    } else {
+      out.delete(m.name);
+    }
+  }
+  return out;
+}
+
+/**
+ * absent(s) takes its result labels from s's matchers, so the policy's
+ * matchers would change them (an added `namespace="a"` appears in the result;
+ * an added regex on a label the user pinned removes it). The label changes
+ * that give back the labels of the selector as written, for label_replace
+ * (`[name, value]`, an empty value deletes the label), or null when a matcher
+ * cannot be read.
+ */
+function absentLabelFix(sel: SelectorInfo, group: PreparedGroup): [string, string][] | null {
+  const asWritten = absentLabels(sel.items);
+  const enforced = absentLabels([...sel.items, ...group.matchers.filter((m) => !hasMatcher(sel, m))]);
+  if (asWritten === null || enforced === null) return null;
+  const fix: [string, string][] = [];
+  for (const name of enforced.keys()) if (!asWritten.has(name)) fix.push([name, '']);
+  for (const [name, value] of asWritten) if (enforced.get(name) !== value) fix.push([name, value]);
+  return fix;
+}
+
+/** `expr` with label_replace applied for each fix: "" as source and regex match every series; `$` is literal as `$$`. */
+function withLabels(expr: string, fix: readonly [string, string][]): string {
+  let out = expr;
+  for (const [name, value] of fix) out = `label_replace(${out}, ${quotePromQLString(name)}, ${quotePromQLString(value.split('$').join('$$'))}, "", "")`;
+  return out;
+}
+
 /** One group spliced into every selector; with a merged policy, a selector already inside one of its alternatives stays as written. */
 function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
   const group = policy.groups[0] as PreparedGroup;
@@ -501,8 +582,18 @@ function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy:
   let pos = 0;
   for (const sel of selectors) {
     if (policy.merged && satisfiesSomeGroup(sel, policy.alternatives)) continue;
-    out += text.slice(pos, sel.from) + renderSelector(text, sel, group);
-    pos = sel.to;
+    const rendered = renderSelector(text, sel, group);
+    const call = sel.absentCall;
+    const fix = call === null ? null : absentLabelFix(sel, group);
+    if (call === null || fix === null || fix.length === 0) {
+      out += text.slice(pos, sel.from) + rendered;
+      pos = sel.to;
+      continue;
+    }
+    // absent(s): the call's result labels put back to those of s as written.
+    const inner = text.slice(call.from, sel.from) + rendered + text.slice(sel.to, call.to);
+    out += text.slice(pos, call.from) + withLabels(inner, fix);
+    pos = call.to;
   }
   return pos === 0 ? text : out + text.slice(pos);
 }
@@ -565,10 +656,7 @@ const SELECTOR_SENSITIVE_FUNCTIONS = new Set(['timestamp']);
  * verified (start_timestamp, experimental). A selector that is their direct
  * argument has no exact multi-group rewrite.
  */
-const SELECTOR_ARG_UNSUPPORTED = new Map([
-  ['absent', 'takes its result labels from the selector\'s matchers'],
-  ['start_timestamp', 'is not known to be computed per series from its argument\'s value'],
-]);
+const SELECTOR_ARG_UNSUPPORTED = new Map([['start_timestamp', 'is not known to be computed per series from its argument\'s value']]);
 
 /** Selector modifiers that belong to the selector (`offset`, `@`, `anchored`, `smoothed`). */
 const MODIFIERS = new Set<number>([OffsetExpr, StepInvariantExpr, AnchoredExpr, SmoothedExpr]);
@@ -578,6 +666,8 @@ interface Unit {
   readonly to: number;
   readonly sel: SelectorInfo | null;
   readonly children: Unit[];
+  /** An absent()/absent_over_time() call: its per-group forms are joined with `and on()`, not `or`. */
+  readonly absent?: boolean;
 }
 
 function unsupported(message: string): QueryError {
@@ -589,8 +679,12 @@ function selectorLabel(text: string, sel: SelectorInfo): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
-/** The smallest enclosing expression that can be OR-ed per group without changing the result. */
-function unitFor(text: string, sel: SelectorInfo): { from: number; to: number } {
+/**
+ * The smallest enclosing expression that can be OR-ed per group without
+ * changing the result; for the argument of absent() or absent_over_time(),
+ * the call (`absent` set), whose per-group forms are AND-ed instead.
+ */
+function unitFor(text: string, sel: SelectorInfo): { from: number; to: number; absent?: boolean } {
   const node = sel.node;
   if (node === null) throw new Error('internal: selector node missing');
   const label = selectorLabel(text, sel);
@@ -610,6 +704,7 @@ function unitFor(text: string, sel: SelectorInfo): { from: number; to: number } 
       throw unsupported(`range selector ${label} is not the argument of a range function (an "or" of range vectors is not valid PromQL)`);
     }
     const fname = functionName(text, call);
+    if (fname === 'absent_over_time') return { from: call.from, to: call.to, absent: true };
     const spec = RANGE_FUNCTIONS.get(fname);
     if (spec === undefined) throw unsupported(`${fname}() over the range selector ${label} is not computed per series`);
     const args = exprArgs(body);
@@ -626,6 +721,7 @@ function unitFor(text: string, sel: SelectorInfo): { from: number; to: number } 
   if (body !== null && body.type.id === FunctionCallBody && body.parent !== null && body.parent.type.id === FunctionCall) {
     const fname = functionName(text, body.parent);
     if (SELECTOR_SENSITIVE_FUNCTIONS.has(fname)) return { from: body.parent.from, to: body.parent.to };
+    if (fname === 'absent') return { from: body.parent.from, to: body.parent.to, absent: true };
     const why = SELECTOR_ARG_UNSUPPORTED.get(fname);
     if (why !== undefined) throw unsupported(`${fname}(${label}) ${why}`);
   }
@@ -729,11 +825,11 @@ function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[]
   const units: Unit[] = [];
   for (const sel of selectors) {
     if (satisfiesSomeGroup(sel, groups)) continue; // already within one alternative: s ∩ (G1 ∪ …) = s
-    if (!pinsOneMetricName(sel)) {
+    const u = unitFor(text, sel);
+    if (u.absent !== true && !pinsOneMetricName(sel)) {
       throw unsupported(`selector ${selectorLabel(text, sel)} does not pin a single metric name, so an "or" per policy group could drop series`);
     }
-    const u = unitFor(text, sel);
-    units.push({ from: u.from, to: u.to, sel, children: [] });
+    units.push({ from: u.from, to: u.to, sel, children: [], absent: u.absent === true });
   }
   if (units.length === 0) return text;
   const groupModifierEnds = afterBareGroupModifier(tree);
@@ -766,7 +862,16 @@ function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[]
         piece = renderSelector(text, u.sel as SelectorInfo, group as PreparedGroup);
       } else {
         const child = part.unit;
-        piece = `(${groups.map((g) => emit(child, g)).join(' or ')})`;
+        if (child.absent === true) {
+          // absent over the union is absent over every part: `absent(s{G1}) and on() absent(s{G2})`,
+          // with the first part's result labels put back to those of s as written (none through parentheses).
+          const sel = child.sel as SelectorInfo;
+          const fix = sel.absentCall === null ? [] : absentLabelFix(sel, groups[0] as PreparedGroup);
+          if (fix === null) throw unsupported(`absent() of ${selectorLabel(text, sel)}, a selector with a matcher that cannot be read,`);
+          piece = withLabels(`(${groups.map((g) => emit(child, g)).join(' and on() ')})`, fix);
+        } else {
+          piece = `(${groups.map((g) => emit(child, g)).join(' or ')})`;
+        }
         if (groupModifierEnds.has(part.from)) piece = `() ${piece}`;
       }
       out += text.slice(pos, part.from) + piece;

@@ -101,8 +101,12 @@ const TABLE: [string, string][] = [
   // label manipulation, absent, info
   ['label_replace(up, "host", "$1", "instance", "(.*):.*")', `label_replace(up{${M}}, "host", "$1", "instance", "(.*):.*")`],
   ['label_join(up, "ij", "-", "instance", "job")', `label_join(up{${M}}, "ij", "-", "instance", "job")`],
-  ['absent(up{job="api"})', `absent(up{job="api",${M}})`],
-  ['absent_over_time(up[5m])', `absent_over_time(up{${M}}[5m])`],
+  // absent(s) builds its result labels from s's matchers: the policy's `=` matcher is taken back out of them.
+  ['absent(up{job="api"})', `label_replace(absent(up{job="api",${M}}), "namespace", "", "", "")`],
+  ['absent_over_time(up[5m])', `label_replace(absent_over_time(up{${M}}[5m]), "namespace", "", "", "")`],
+  ['absent(up{namespace="team-a"})', 'absent(up{namespace="team-a"})'],
+  ['absent((up{job="api"}))', `absent((up{job="api",${M}}))`],
+  ['absent(sum(up))', `absent(sum(up{${M}}))`],
   ['info(x, {k8s_cluster_name=~".+"})', `info(x{${M}}, {k8s_cluster_name=~".+",${M}})`],
   // binary operators and modifiers
   ['a / on(instance) group_left(node) b', `a{${M}} / on(instance) group_left(node) b{${M}}`],
@@ -567,6 +571,12 @@ describe('DNF (multi-group) policies', () => {
     ],
     ['last_over_time(x[5m])', `(last_over_time(x{${A}}[5m]) or last_over_time(x{${B}}[5m]))`],
     ['absent(sum(x))', `absent(sum((x{${A}} or x{${B}})))`],
+    // absent over the union is absent over every part; the first part's labels put back to those of x as written.
+    ['absent(x)', `label_replace((absent(x{${A}}) and on() absent(x{${B}})), "namespace", "", "", "")`],
+    ['absent(x{job="j"}) + 1', `label_replace((absent(x{job="j",${A}}) and on() absent(x{job="j",${B}})), "namespace", "", "", "") + 1`],
+    ['absent((x))', `(absent((x{${A}})) and on() absent((x{${B}})))`],
+    ['absent({job="j"})', `label_replace((absent({job="j",${A}}) and on() absent({job="j",${B}})), "namespace", "", "", "")`],
+    ['absent_over_time(x[5m] offset 1h)', `label_replace((absent_over_time(x{${A}}[5m] offset 1h) and on() absent_over_time(x{${B}}[5m] offset 1h)), "namespace", "", "", "")`],
     ['absent_over_time(x[5m:])', `absent_over_time((x{${A}} or x{${B}})[5m:])`],
     ['count_over_time(x[1h:1m] offset 1d)', `count_over_time((x{${A}} or x{${B}})[1h:1m] offset 1d)`],
     ['label_replace(x, "a", "$1", "b", "(.*)")', `label_replace((x{${A}} or x{${B}}), "a", "$1", "b", "(.*)")`],
@@ -620,9 +630,6 @@ describe('DNF (multi-group) policies', () => {
     ['sum({__name__=~"node_.*"})', 'single metric name'],
     ['x[5m]', 'range function'],
     ['x[5m] offset 1h', 'range function'],
-    ['absent(x)', 'absent'],
-    ['absent((x))', 'absent'],
-    ['absent_over_time(x[5m])', 'absent_over_time'],
     ['info(x, {k="v"})', 'info()'],
     ['start_timestamp(x)', 'start_timestamp'],
     ['sort(x[5m])', 'not computed per series'],
