@@ -66,7 +66,7 @@ import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts
 import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
-import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy } from './logql-policy.ts';
+import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy, quoteLogQLString } from './logql-policy.ts';
 import type { PreparedGroup, PreparedPolicy } from './logql-policy.ts';
 import type { MatchOp, Matcher, SelectorPolicy } from './matcher.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
@@ -705,12 +705,71 @@ function outputBudget(text: string, policy: PreparedPolicy, selectors: number): 
   return 4 * Math.max(1, policy.groups.length) * (text.length + selectors * (policy.maxGroupText + 8)) + 1024;
 }
 
-function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
+/**
+ * The result labels of absent_over_time over a stream selector with these
+ * matchers, as Loki builds them (logql absentLabels): each first `=` matcher of
+ * a name sets it (an empty value sets nothing); every name that also has
+ * another matcher, or a later `=`, is removed at the end. Null when a value
+ * cannot be read.
+ */
+function lokiAbsentLabels(matchers: readonly { readonly name: string; readonly op: MatchOp; readonly value: string | null }[]): Map<string, string> | null {
+  const out = new Map<string, string>();
+  const removed: string[] = [];
+  for (const m of matchers) {
+    if (m.value === null) return null;
+    if (m.name === '__name__') continue;
+    if (m.op === '=' && !out.has(m.name)) {
+      if (m.value !== '') out.set(m.name, m.value);
+    } else {
+      removed.push(m.name);
+    }
+  }
+  for (const name of removed) out.delete(name);
+  return out;
+}
+
+/**
+ * absent_over_time(sel …) takes its result labels from the stream selector's
+ * matchers, so the policy's would change them (an added `namespace="a"`
+ * appears in the alert). The range aggregation around `sel` when its operation
+ * is absent_over_time, with the label changes (for label_replace: an empty
+ * value removes the label) that give back the labels of the selector as
+ * written; null when there is nothing to put back.
+ */
+function absentFix(shadow: string, sel: SelectorInfo, group: PreparedGroup): { agg: SyntaxNode; fix: [string, string][] } | null {
+  const agg = enclosing(sel.node, RangeAggregationExpr);
+  const op = agg === null ? null : child(agg, RangeOp);
+  if (agg === null || op === null || shadow.slice(op.from, op.to) !== 'absent_over_time') return null;
+  const asWritten = lokiAbsentLabels(sel.items);
+  const enforced = lokiAbsentLabels([...sel.items, ...group.matchers.filter((m) => !carries(sel.items, m))]);
+  if (asWritten === null || enforced === null) return null;
+  const fix: [string, string][] = [];
+  for (const name of enforced.keys()) if (!asWritten.has(name)) fix.push([name, '']);
+  for (const [name, value] of asWritten) if (enforced.get(name) !== value) fix.push([name, value]);
+  return fix.length === 0 ? null : { agg, fix };
+}
+
+/** `expr` with label_replace(…, "name", "value", "", "") per fix: "" as source and regex match every series; `$` is literal as `$$`. */
+function withLabels(expr: string, fix: readonly [string, string][]): string {
+  let out = expr;
+  for (const [name, value] of fix) out = `label_replace(${out}, ${quoteLogQLString(name)}, ${quoteLogQLString(value.split('$').join('$$'))}, "", "")`;
+  return out;
+}
+
+/** The selector with one group spliced in; inside absent_over_time, the whole call with the result labels put back. */
+function singlePiece(text: string, shadow: string, sel: SelectorInfo, group: PreparedGroup): Piece {
+  const rendered = renderSelector(text, sel, group);
+  const absent = absentFix(shadow, sel, group);
+  if (absent === null) return { from: sel.from, to: sel.to, text: rendered };
+  return { from: absent.agg.from, to: absent.agg.to, text: withLabels(text.slice(absent.agg.from, sel.from) + rendered + text.slice(sel.to, absent.agg.to), absent.fix) };
+}
+
+function rewriteSingle(text: string, shadow: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
   const group = policy.groups[0] as PreparedGroup;
   const pieces: Piece[] = [];
   for (const sel of selectors) {
     if (satisfiesSomeGroup(sel, policy.alternatives)) continue;
-    pieces.push({ from: sel.from, to: sel.to, text: renderSelector(text, sel, group) });
+    pieces.push(singlePiece(text, shadow, sel, group));
   }
   return splice(text, pieces, outputBudget(text, policy, selectors.length));
 }
@@ -781,7 +840,7 @@ function preservesLabel(text: string, agg: SyntaxNode, label: string): boolean {
  * (overlapping groups, absent_over_time, label-dropping pipelines, log
  * queries) is rejected.
  */
-function orUnit(text: string, shadow: string, sel: SelectorInfo, groups: readonly PreparedGroup[]): { from: number; to: number } {
+function orUnit(text: string, shadow: string, sel: SelectorInfo, groups: readonly PreparedGroup[]): { from: number; to: number; absent?: boolean } {
   const label = selectorLabel(text, sel);
   const agg = enclosing(sel.node, RangeAggregationExpr);
   if (agg === null) {
@@ -791,9 +850,8 @@ function orUnit(text: string, shadow: string, sel: SelectorInfo, groups: readonl
   }
   const opNode = child(agg, RangeOp);
   const op = opNode === null ? '' : shadow.slice(opNode.from, opNode.to);
-  if (op === 'absent_over_time') {
-    throw unsupported(`absent_over_time(${label}…) is not computed per stream, so a multi-group policy has no exact rewrite for it; narrow the selector to one policy alternative or set policyEnforcement: header on the Loki upstream`);
-  }
+  // Absent over the union is absent over every part: the per-group forms AND-ed on nothing (no disjointness needed).
+  if (op === 'absent_over_time') return { from: agg.from, to: agg.to, absent: true };
   for (let i = 0; i < groups.length; i++) {
     for (let j = i + 1; j < groups.length; j++) {
       const gi = (groups[i] as PreparedGroup).matchers;
@@ -818,12 +876,19 @@ function rewriteDnf(text: string, shadow: string, selectors: readonly SelectorIn
     const alive = policy.alternatives.filter((g) => !contradicts(sel.items, g.matchers));
     if (alive.length <= 1) {
       // One group left: exact. None: the selector sees nothing allowed; any group keeps it empty.
-      pieces.push({ from: sel.from, to: sel.to, text: renderSelector(text, sel, alive[0] ?? (policy.alternatives[0] as PreparedGroup)) });
+      const group = alive[0] ?? (policy.alternatives[0] as PreparedGroup);
+      pieces.push(singlePiece(text, shadow, sel, group));
       continue;
     }
     const unit = orUnit(text, shadow, sel, alive);
     const local = (g: PreparedGroup): string => text.slice(unit.from, sel.from) + renderSelector(text, sel, g) + text.slice(sel.to, unit.to);
-    pieces.push({ from: unit.from, to: unit.to, text: `(${alive.map(local).join(' or ')})` });
+    if (unit.absent === true) {
+      // The first part's result labels put back to those of the selector as written.
+      const fix = absentFix(shadow, sel, alive[0] as PreparedGroup)?.fix ?? [];
+      pieces.push({ from: unit.from, to: unit.to, text: withLabels(`(${alive.map(local).join(' and on() ')})`, fix) });
+    } else {
+      pieces.push({ from: unit.from, to: unit.to, text: `(${alive.map(local).join(' or ')})` });
+    }
   }
   return splice(text, pieces, budget);
 }
@@ -933,7 +998,7 @@ export function rewriteLogQL(query: string, policy: SelectorPolicy, limits: Rewr
   checkLength(query, limits);
   return cache.through(p.key, limits, query, () => {
     const a = analyze({ text: query, prefix: '', posOffset: 0 }, { limits, validate: true });
-    const out = p.groups.length === 1 ? rewriteSingle(query, a.selectors, p) : rewriteDnf(query, a.shadow, a.selectors, p);
+    const out = p.groups.length === 1 ? rewriteSingle(query, a.shadow, a.selectors, p) : rewriteDnf(query, a.shadow, a.selectors, p);
     verifyPrepared(out, p);
     return out;
   });

@@ -76,7 +76,10 @@ const TABLE: [string, string][] = [
   ['quantile_over_time(0.99, {app="api"} | json | unwrap latency | __error__="" [5m]) by (route)', `quantile_over_time(0.99, {app="api", ${M}} | json | unwrap latency | __error__="" [5m]) by (route)`],
   ['sum_over_time({app="api"} | logfmt | unwrap bytes(size) [1m])', `sum_over_time({app="api", ${M}} | logfmt | unwrap bytes(size) [1m])`],
   ['avg_over_time({app="api"} | logfmt | unwrap duration_seconds(t) [1m]) by (x)', `avg_over_time({app="api", ${M}} | logfmt | unwrap duration_seconds(t) [1m]) by (x)`],
-  ['absent_over_time({app="api"}[10m])', `absent_over_time({app="api", ${M}}[10m])`],
+  // absent_over_time takes its result labels from the selector's `=` matchers: the policy's is taken back out.
+  ['absent_over_time({app="api"}[10m])', `label_replace(absent_over_time({app="api", ${M}}[10m]), "namespace", "", "", "")`],
+  ['absent_over_time({app="api", namespace=~"a|b"} |= "x" [10m])', `absent_over_time({app="api", namespace=~"a|b", ${M}} |= "x" [10m])`],
+  ['absent_over_time({app="api", namespace="b"}[10m])', `label_replace(absent_over_time({app="api", namespace="b", ${M}}[10m]), "namespace", "b", "", "")`],
   ['count_over_time({app="api"}[5m] offset 1h)', `count_over_time({app="api", ${M}}[5m] offset 1h)`],
   ['count_over_time({app="api"}[5m] offset 1h | json)', `count_over_time({app="api", ${M}}[5m] offset 1h | json)`],
   ['sum_over_time({app="api"} | logfmt | unwrap x [5m] offset 1h)', `sum_over_time({app="api", ${M}} | logfmt | unwrap x [5m] offset 1h)`],
@@ -305,7 +308,6 @@ describe('multi-group policies (DNF)', () => {
       'sum(sum_over_time({app="api"} | unwrap namespace [5m]))',
       'max_over_time({app="api"} | unwrap t [5m]) by (pod)',
       'max_over_time({app="api"} | unwrap t [5m]) without (namespace)',
-      'absent_over_time({app="api"}[5m])',
       'sum(rate({app="api"}[5m]))', // with overlapping groups, below
     ];
     for (const q of unsup.slice(0, -1)) expect(codeOf(() => rewriteLogQL(q, DISJ))).toBe('rewrite_unsupported');
@@ -313,6 +315,16 @@ describe('multi-group policies (DNF)', () => {
     // keep that keeps the distinguishing label, and a grouping that keeps it, are fine
     expect(codeOf(() => rewriteLogQL('sum(rate({app="api"} | json | keep namespace, level [5m]))', DISJ))).toBe('ok');
     expect(codeOf(() => rewriteLogQL('max_over_time({app="api"} | unwrap t [5m]) without (pod)', DISJ))).toBe('ok');
+  });
+  it('absent_over_time under several groups: the per-group calls AND-ed on nothing, the first part\'s labels put back', () => {
+    expect(rewriteLogQL('absent_over_time({app="api"}[5m])', DISJ)).toBe(
+      'label_replace(label_replace((absent_over_time({app="api", namespace="a", team="x"}[5m]) and on() absent_over_time({app="api", namespace="b"}[5m])), "namespace", "", "", ""), "team", "", "", "")',
+    );
+    // Only one group can match: that group alone (here already written), labels put back.
+    expect(rewriteLogQL('absent_over_time({app="api", namespace="b"}[5m])', DISJ)).toBe('absent_over_time({app="api", namespace="b"}[5m])');
+    expect(rewriteLogQL('absent_over_time({app="api", namespace=~"a|c"}[5m])', DISJ)).toBe(
+      'label_replace(absent_over_time({app="api", namespace=~"a|c", namespace="a", team="x"}[5m]), "team", "", "", "")',
+    );
   });
   it('every output selector carries one whole group', () => {
     const out = rewriteLogQL('sum(rate({app="a"}[1m])) + sum(count_over_time({app="b"} | logfmt [5m]))', DISJ);
