@@ -78,6 +78,7 @@ export function mergeVolumeAnswers(answers: readonly unknown[], params: Params):
   const asked = limitText === '' ? 0 : /^[+-]?\d{1,9}$/.test(limitText) ? Number(limitText) : -1;
   if (asked < 0) throw unreadable();
   const limit = asked === 0 ? LOKI_VOLUME_DEFAULT_LIMIT : asked;
+  const byLabelName = params.get('aggregateBy') === 'labels';
   const totals = new Map<string, { metric: Record<string, string>; ts: number; bytes: bigint }>();
   for (const a of answers) {
     const samples = samplesOf(a);
@@ -89,8 +90,9 @@ export function mergeVolumeAnswers(answers: readonly unknown[], params: Params):
       );
     }
     for (const s of samples) {
-      // Loki's key for a volume's series, which also orders equal volumes (seriesvolume.MapToVolumeResponse).
-      const key = labelSetString(s.metric);
+      // Loki's name for a volume's series, which also orders equal volumes (seriesvolume.MapToVolumeResponse):
+      // the label set, or with aggregateBy=labels the one label name (its metric is {name: ""}).
+      const key = byLabelName ? Object.keys(s.metric).join(',') : labelSetString(s.metric);
       const t = totals.get(key);
       if (t === undefined) totals.set(key, { metric: s.metric, ts: s.value[0], bytes: BigInt(s.value[1]) });
       else {

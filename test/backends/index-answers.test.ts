@@ -55,6 +55,14 @@ describe('mergeVolumeAnswers', () => {
     ]);
   });
 
+  it('aggregateBy=labels: series are label names ({name: ""}), equal volumes ordered by the name as Loki orders them', () => {
+    // "a" before "a1" in Go; as label sets `{a1=""}` would sort before `{a=""}`.
+    const part = vector([[{ a1: '' }, '5'], [{ a: '' }, '5']]);
+    const out = mergeVolumeAnswers([part, vector([])], params('aggregateBy=labels&limit=10'));
+    expect(out.data.result.map((r) => Object.keys(r.metric)[0])).toEqual(['a', 'a1']);
+    expect(mergeVolumeAnswers([part, vector([])], params('limit=10')).data.result.map((r) => Object.keys(r.metric)[0])).toEqual(['a1', 'a']);
+  });
+
   it('sums beyond 2^53 exactly', () => {
     const out = mergeVolumeAnswers([vector([[{ a: 'x' }, '9007199254740993']]), vector([[{ a: 'x' }, '9007199254740993']])], params('limit=5'));
     expect(out.data.result[0]?.value[1]).toBe('18014398509481986');
