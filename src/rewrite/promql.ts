@@ -220,7 +220,7 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
   // in place (same length, same value) where the parse failed, and parsed again.
   // The respelled text is what gets rewritten, verified and forwarded.
   for (let respelled = 0; !parsed.ok && respelled < MAX_RESPELLED_NUMBERS; respelled++) {
-    const num = unsupportedNumberAt(text, parsed.pos);
+    const num = unsupportedNumberAt(text, parsed.pos) ?? unsupportedKeywordCaseAt(text, parsed.pos);
     if (num === null) break;
     text = text.slice(0, num.from) + num.respelled + text.slice(num.from + num.respelled.length);
     parsed = parseStrict(parser, text);
@@ -454,6 +454,24 @@ function unsupportedNumberAt(text: string, pos: number): { from: number; text: s
     respelled = `${n.replace('.', '')} `;
   }
   return respelled === n ? null : { from, text: n, respelled };
+}
+
+/** Duration functions Prometheus reads in any case (its lexer looks keywords up lower-cased); lezer-promql only in lower case. */
+const DURATION_KEYWORDS: ReadonlySet<string> = new Set(['step', 'range', 'min_of', 'max_of']);
+
+/**
+ * A duration function written in another case (`x[STEP()]`, `offset -Range()`)
+ * where the parse failed at `pos`: respelled lower-case, same length, as for
+ * number literals; an identifier elsewhere (a metric named `STEP`) is not at a
+ * parse failure followed by `(` in a duration, so it is never touched.
+ */
+function unsupportedKeywordCaseAt(text: string, pos: number): { from: number; text: string; respelled: string } | null {
+  const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(text.slice(pos, pos + 16));
+  if (m === null || (pos > 0 && /[0-9A-Za-z_]/.test(text[pos - 1] as string))) return null;
+  const word = m[0];
+  const lower = word.toLowerCase();
+  if (word === lower || !DURATION_KEYWORDS.has(lower) || !/^[ \t\r\n]*\(/.test(text.slice(pos + word.length, pos + word.length + 64))) return null;
+  return { from: pos, text: word, respelled: lower };
 }
 
 /**

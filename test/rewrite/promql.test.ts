@@ -309,6 +309,20 @@ describe('rewritePromQL: number literals', () => {
     const dnf: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'job', op: '=', value: 'b' }]];
     expect(rewritePromQL('up * 5.', dnf)).toBe('(up{namespace="a"} or up{job="b"}) * 5 ');
   });
+  // Duration functions in another case: Prometheus reads keywords lower-cased, lezer-promql only lower case.
+  it.each([
+    ['x[MAX_OF(STEP(), 1m)]', `x{${M}}[max_of(step(), 1m)]`],
+    ['rate(x[Range()]) offset -STEP()', `rate(x{${M}}[range()]) offset -step()`],
+    ['max_over_time(up[1h:Step()])', `max_over_time(up{${M}}[1h:step()])`],
+    // Not at a parse failure, or not a duration function call: left alone.
+    ['STEP + x{a="STEP()"}', `STEP{${M}} + x{a="STEP()",${M}}`],
+  ])('respells the duration function case in %j', (q, out) => {
+    expect(rewritePromQL(q, NS)).toBe(out);
+    for (const s of oracleSelectors(out)) expect(carries(s, { name: 'namespace', op: '=', value: 'team-a' })).toBe(true);
+  });
+  it.each(['STEP()', 'x[STEPS()]', 'x[Rate()]'])('no respelling for %j (Prometheus rejects it too)', (q) => {
+    expect(errorOf(() => rewritePromQL(q, NS)).code).toBe('bad_query');
+  });
   it('respells a subquery step too (after the range\'s colon)', () => {
     expect(rewritePromQL('max_over_time(up[5m:0X1f])', NS)).toBe(`max_over_time(up{${M}}[5m:0x1f])`);
     expect(rewritePromQL('up[1h:5.]', NS)).toBe(`up{${M}}[1h:5 ]`);
