@@ -686,7 +686,19 @@ interface Unit {
   readonly children: Unit[];
   /** An absent()/absent_over_time() call: its per-group forms are joined with `and on()`, not `or`. */
   readonly absent?: boolean;
+  /** An instant selector over several metric names: its per-group forms carry the name in NAME_LABEL for the `or`. */
+  readonly byName?: boolean;
 }
+
+/**
+ * The metric name, copied into a label so that `or` tells apart series of
+ * different metrics with otherwise equal labels (it compares label sets
+ * without `__name__`), and removed again around the `or`. A reserved name
+ * (`__` prefix): no stored series carries it.
+ */
+const NAME_LABEL = '__lbac_metric_name__';
+const withNameLabel = (expr: string): string => `label_replace(${expr}, "${NAME_LABEL}", "$1", "__name__", "(.+)")`;
+const withoutNameLabel = (expr: string): string => `label_replace(${expr}, "${NAME_LABEL}", "", "", "")`;
 
 function unsupported(message: string): QueryError {
   return new QueryError(LANG, `${message}; a multi-group policy has no exact rewrite for this query`, 'rewrite_unsupported');
@@ -702,7 +714,7 @@ function selectorLabel(text: string, sel: SelectorInfo): string {
  * changing the result; for the argument of absent() or absent_over_time(),
  * the call (`absent` set), whose per-group forms are AND-ed instead.
  */
-function unitFor(text: string, sel: SelectorInfo): { from: number; to: number; absent?: boolean } {
+function unitFor(text: string, sel: SelectorInfo): { from: number; to: number; absent?: boolean; instant?: boolean } {
   const node = sel.node;
   if (node === null) throw new Error('internal: selector node missing');
   const label = selectorLabel(text, sel);
@@ -743,7 +755,7 @@ function unitFor(text: string, sel: SelectorInfo): { from: number; to: number; a
     const why = SELECTOR_ARG_UNSUPPORTED.get(fname);
     if (why !== undefined) throw unsupported(`${fname}(${label}) ${why}`);
   }
-  return { from: n.from, to: modifiersEnd(n) };
+  return { from: n.from, to: modifiersEnd(n), instant: true };
 }
 
 function isSame(a: SyntaxNode | null, b: SyntaxNode): boolean {
@@ -844,10 +856,13 @@ function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[]
   for (const sel of selectors) {
     if (satisfiesSomeGroup(sel, groups)) continue; // already within one alternative: s ∩ (G1 ∪ …) = s
     const u = unitFor(text, sel);
-    if (u.absent !== true && !pinsOneMetricName(sel)) {
+    // `or` matches series on their labels without the metric name: over several metric names, the
+    // name is copied into a label for the `or` (instant vectors only; range functions drop the name).
+    const byName = u.absent !== true && !pinsOneMetricName(sel);
+    if (byName && u.instant !== true) {
       throw unsupported(`selector ${selectorLabel(text, sel)} does not pin a single metric name, so an "or" per policy group could drop series`);
     }
-    units.push({ from: u.from, to: u.to, sel, children: [], absent: u.absent === true });
+    units.push({ from: u.from, to: u.to, sel, children: [], absent: u.absent === true, byName });
   }
   if (units.length === 0) return text;
   const groupModifierEnds = afterBareGroupModifier(tree);
@@ -887,6 +902,8 @@ function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[]
           const fix = sel.absentCall === null ? [] : absentLabelFix(sel, groups[0] as PreparedGroup);
           if (fix === null) throw unsupported(`absent() of ${selectorLabel(text, sel)}, a selector with a matcher that cannot be read,`);
           piece = withLabels(`(${groups.map((g) => emit(child, g)).join(' and on() ')})`, fix);
+        } else if (child.byName === true) {
+          piece = withoutNameLabel(`(${groups.map((g) => withNameLabel(emit(child, g))).join(' or ')})`);
         } else {
           piece = `(${groups.map((g) => emit(child, g)).join(' or ')})`;
         }

@@ -585,6 +585,15 @@ describe('DNF (multi-group) policies', () => {
     ],
     ['last_over_time(x[5m])', `(last_over_time(x{${A}}[5m]) or last_over_time(x{${B}}[5m]))`],
     ['absent(sum(x))', `absent(sum((x{${A}} or x{${B}})))`],
+    // Several metric names: `or` compares labels without the name, so the name rides along in a label.
+    [
+      '{job="x"}',
+      `label_replace((label_replace({job="x",${A}}, "__lbac_metric_name__", "$1", "__name__", "(.+)") or label_replace({job="x",${B}}, "__lbac_metric_name__", "$1", "__name__", "(.+)")), "__lbac_metric_name__", "", "", "")`,
+    ],
+    [
+      'sum({__name__=~"node_.*"} offset 1m)',
+      `sum(label_replace((label_replace({__name__=~"node_.*",${A}} offset 1m, "__lbac_metric_name__", "$1", "__name__", "(.+)") or label_replace({__name__=~"node_.*",${B}} offset 1m, "__lbac_metric_name__", "$1", "__name__", "(.+)")), "__lbac_metric_name__", "", "", ""))`,
+    ],
     // absent over the union is absent over every part; the first part's labels put back to those of x as written.
     ['absent(x)', `label_replace((absent(x{${A}}) and on() absent(x{${B}})), "namespace", "", "", "")`],
     ['absent(x{job="j"}) + 1', `label_replace((absent(x{job="j",${A}}) and on() absent(x{job="j",${B}})), "namespace", "", "", "") + 1`],
@@ -639,9 +648,8 @@ describe('DNF (multi-group) policies', () => {
   });
 
   const rejected: [string, string][] = [
-    ['{job="x"}', 'single metric name'],
-    ['{__name__=~"a|b"}', 'single metric name'],
-    ['sum({__name__=~"node_.*"})', 'single metric name'],
+    ['rate({job="x"}[5m])', 'single metric name'],
+    ['timestamp({__name__=~"a|b"})', 'single metric name'],
     ['x[5m]', 'range function'],
     ['x[5m] offset 1h', 'range function'],
     ['info(x, {k="v"})', 'info()'],
