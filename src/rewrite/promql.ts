@@ -598,10 +598,13 @@ function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy:
   const group = policy.groups[0] as PreparedGroup;
   let out = '';
   let pos = 0;
-  for (const sel of selectors) {
+  for (let i = 0; i < selectors.length; i++) {
+    const sel = selectors[i] as SelectorInfo;
     if (policy.merged && satisfiesSomeGroup(sel, policy.alternatives)) continue;
     const rendered = renderSelector(text, sel, group);
-    const call = sel.absentCall;
+    // The call must hold this selector alone (Lezer also parses `absent(a, b)`, which Prometheus refuses).
+    const next = selectors[i + 1];
+    const call = sel.absentCall !== null && sel.absentCall.from >= pos && (next === undefined || next.from >= sel.absentCall.to) ? sel.absentCall : null;
     const fix = call === null ? null : absentLabelFix(sel, group);
     if (call === null || fix === null || fix.length === 0) {
       out += text.slice(pos, sel.from) + rendered;

@@ -107,6 +107,8 @@ const TABLE: [string, string][] = [
   ['absent(up{namespace="team-a"})', 'absent(up{namespace="team-a"})'],
   ['absent((up{job="api"}))', `absent((up{job="api",${M}}))`],
   ['absent(sum(up))', `absent(sum(up{${M}}))`],
+  // Two arguments (Lezer parses it, Prometheus refuses it): plain insertion, no call wrapped around another selector.
+  ['absent(up{job="api"}, x)', `absent(up{job="api",${M}}, x{${M}})`],
   ['info(x, {k8s_cluster_name=~".+"})', `info(x{${M}}, {k8s_cluster_name=~".+",${M}})`],
   // binary operators and modifiers
   ['a / on(instance) group_left(node) b', `a{${M}} / on(instance) group_left(node) b{${M}}`],
