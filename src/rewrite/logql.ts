@@ -63,6 +63,7 @@ import {
 } from '@grafana/lezer-logql';
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
+import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
@@ -736,25 +737,18 @@ function lokiAbsentLabels(matchers: readonly { readonly name: string; readonly o
  * value removes the label) that give back the labels of the selector as
  * written; null when there is nothing to put back.
  */
-function absentFix(shadow: string, sel: SelectorInfo, group: PreparedGroup): { agg: SyntaxNode; fix: [string, string][] } | null {
+function absentFix(shadow: string, sel: SelectorInfo, group: PreparedGroup): { agg: SyntaxNode; fix: LabelChange[] } | null {
   const agg = enclosing(sel.node, RangeAggregationExpr);
   const op = agg === null ? null : child(agg, RangeOp);
   if (agg === null || op === null || shadow.slice(op.from, op.to) !== 'absent_over_time') return null;
   const asWritten = lokiAbsentLabels(sel.items);
   const enforced = lokiAbsentLabels([...sel.items, ...group.matchers.filter((m) => !carries(sel.items, m))]);
   if (asWritten === null || enforced === null) return null;
-  const fix: [string, string][] = [];
-  for (const name of enforced.keys()) if (!asWritten.has(name)) fix.push([name, '']);
-  for (const [name, value] of asWritten) if (enforced.get(name) !== value) fix.push([name, value]);
+  const fix = labelChanges(asWritten, enforced);
   return fix.length === 0 ? null : { agg, fix };
 }
 
-/** `expr` with label_replace(…, "name", "value", "", "") per fix: "" as source and regex match every series; `$` is literal as `$$`. */
-function withLabels(expr: string, fix: readonly [string, string][]): string {
-  let out = expr;
-  for (const [name, value] of fix) out = `label_replace(${out}, ${quoteLogQLString(name)}, ${quoteLogQLString(value.split('$').join('$$'))}, "", "")`;
-  return out;
-}
+const withLabels = (expr: string, fix: readonly LabelChange[]): string => withLabelChanges(expr, fix, quoteLogQLString);
 
 /** The selector with one group spliced in; inside absent_over_time, the whole call with the result labels put back. */
 function singlePiece(text: string, shadow: string, sel: SelectorInfo, group: PreparedGroup): Piece {

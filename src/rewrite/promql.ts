@@ -52,6 +52,7 @@ import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
+import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
 import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';
@@ -576,22 +577,13 @@ function absentLabels(matchers: readonly AbsentMatcher[]): Map<string, string> |
  * (`[name, value]`, an empty value deletes the label), or null when a matcher
  * cannot be read.
  */
-function absentLabelFix(sel: SelectorInfo, group: PreparedGroup): [string, string][] | null {
+function absentLabelFix(sel: SelectorInfo, group: PreparedGroup): LabelChange[] | null {
   const asWritten = absentLabels(sel.items);
   const enforced = absentLabels([...sel.items, ...group.matchers.filter((m) => !hasMatcher(sel, m))]);
-  if (asWritten === null || enforced === null) return null;
-  const fix: [string, string][] = [];
-  for (const name of enforced.keys()) if (!asWritten.has(name)) fix.push([name, '']);
-  for (const [name, value] of asWritten) if (enforced.get(name) !== value) fix.push([name, value]);
-  return fix;
+  return asWritten === null || enforced === null ? null : labelChanges(asWritten, enforced);
 }
 
-/** `expr` with label_replace applied for each fix: "" as source and regex match every series; `$` is literal as `$$`. */
-function withLabels(expr: string, fix: readonly [string, string][]): string {
-  let out = expr;
-  for (const [name, value] of fix) out = `label_replace(${out}, ${quotePromQLString(name)}, ${quotePromQLString(value.split('$').join('$$'))}, "", "")`;
-  return out;
-}
+const withLabels = (expr: string, fix: readonly LabelChange[]): string => withLabelChanges(expr, fix, quotePromQLString);
 
 /** One group spliced into every selector; with a merged policy, a selector already inside one of its alternatives stays as written. */
 function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
