@@ -1,7 +1,8 @@
-import { rewritePromQL, rewriteSeriesSelectors } from '../rewrite/promql.ts';
+import { rewritePromQL, rewritePromQLPerGroup, rewriteSeriesSelectors } from '../rewrite/promql.ts';
 import { policyConstrainsLabel } from '../rewrite/matcher.ts';
 import { filterAlerts, filterLabelValues, filterMetadata, filterRules, type ResponseFilter } from './filters.ts';
-import type { EnforcedParam, LookupSpec, RouteTable } from './routes.ts';
+import { mergeMatrixAnswers, pinEvaluationTime } from './matrix-answers.ts';
+import type { EnforcedParam, FanOutSpec, LookupSpec, RouteTable } from './routes.ts';
 
 /**
  * Prometheus 3 accepts UTF-8 label names in the label-values path in its
@@ -45,6 +46,19 @@ const queryParam: EnforcedParam = {
   missingMessage: 'invalid parameter "query": unknown position: parse error: no expression found in input',
 };
 
+/**
+ * `query` of /query: as queryParam, except that a query that is only a range
+ * selector, which a policy of several groups cannot rewrite into one query,
+ * becomes one query per group; the route asks each and merges the matrices.
+ */
+const instantQueryParam: EnforcedParam = {
+  ...queryParam,
+  rewrite: (values, policy, limits) => values.flatMap((q) => rewritePromQLPerGroup(q, policy, limits)),
+};
+
+/** Raw samples asked once per policy group, at one evaluation time: the sorted union of the series. */
+const matrixFanOut: FanOutSpec = { param: 'query', merge: mergeMatrixAnswers, pin: pinEvaluationTime };
+
 /** `match[]`: series selectors, unioned by Prometheus; with a policy they are never absent. */
 const matchParam = (required: boolean): EnforcedParam => ({
   name: 'match[]',
@@ -82,7 +96,7 @@ const visibleMetricNames: LookupSpec = {
 export const prometheusRoutes: RouteTable = {
   kind: 'prometheus',
   routes: [
-    { endpoint: 'query', path: '/api/v1/query', methods: ['GET', 'POST'], enforced: [queryParam] },
+    { endpoint: 'query', path: '/api/v1/query', methods: ['GET', 'POST'], enforced: [instantQueryParam], fanOut: matrixFanOut },
     { endpoint: 'query_range', path: '/api/v1/query_range', methods: ['GET', 'POST'], enforced: [queryParam] },
     { endpoint: 'series', path: '/api/v1/series', methods: ['GET', 'POST'], enforced: [matchParam(true)] },
     { endpoint: 'labels', path: '/api/v1/labels', methods: ['GET', 'POST'], enforced: [matchParam(false)] },

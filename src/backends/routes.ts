@@ -98,6 +98,12 @@ export interface FanOutSpec {
    * 502 (a GatewayError: its own status). Absent on WebSocket routes.
    */
   readonly merge?: (answers: readonly unknown[], params: Params) => unknown;
+  /**
+   * Sets, once for all parts, parameters whose default the upstream computes per
+   * request (e.g. Prometheus' evaluation `time`, "now"), so every part answers
+   * for the same instant. `nowMs`: the request's time.
+   */
+  readonly pin?: (params: Params, nowMs: number) => void;
 }
 
 /** An enforced upstream request: its path (relative to the upstream) and parameters under a policy. */

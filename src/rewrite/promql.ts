@@ -1069,6 +1069,35 @@ export function rewritePromQL(query: string, policy: SelectorPolicy, limits: Rew
   });
 }
 
+/**
+ * `query` of an instant query (/api/v1/query) under a policy of several groups:
+ * the rewrite when there is one, else, for a query that is only a range
+ * selector (`up[5m]`, also with `offset`/`@`/`anchored`/`smoothed` and in
+ * parentheses), one query per group. An "or" of range vectors is not PromQL,
+ * but the raw samples of the union are the union of each group's samples:
+ * the route asks once per group and merges the matrices
+ * (src/backends/matrix-answers.ts). Anything else keeps the refusal.
+ */
+export function rewritePromQLPerGroup(query: string, policy: SelectorPolicy, limits: RewriteLimits = DEFAULT_LIMITS): string[] {
+  try {
+    return [rewritePromQL(query, policy, limits)];
+  } catch (e) {
+    if (!(e instanceof QueryError) || e.code !== 'rewrite_unsupported' || policy.length < 2 || !isBareRangeSelector(query, limits)) throw e;
+    const parts = [...new Set(policy.map((group) => rewritePromQL(query, [group], limits)))];
+    return parts;
+  }
+}
+
+/** Whether the (valid) query is one range selector: `s[r]` with modifiers and parentheses around it, nothing else. */
+function isBareRangeSelector(query: string, limits: RewriteLimits): boolean {
+  const a = analyze(query, { limits, needNodes: false, posOffset: 0, prefix: '' });
+  if (a.selectors.length !== 1) return false;
+  let n: SyntaxNode | null = exprArgs(a.tree.topNode)[0] ?? null;
+  while (n !== null && (n.type.id === ParenExpr || MODIFIERS.has(n.type.id))) n = firstNonComment(n);
+  if (n === null || n.type.id !== MatrixSelector) return false;
+  return firstNonComment(n)?.type.id === VectorSelector;
+}
+
 export const promqlRewriter: QueryRewriter = {
   language: 'promql',
   rewrite: rewritePromQL,

@@ -7,6 +7,7 @@ import {
   parseMatcherExpression,
   promqlRewriter,
   rewritePromQL,
+  rewritePromQLPerGroup,
   rewriteSeriesSelectors,
   verifyPromQL,
 } from '../../src/rewrite/promql.ts';
@@ -709,6 +710,47 @@ describe('DNF (multi-group) policies', () => {
     const three: SelectorPolicy = [0, 1, 2].map((i) => [{ name: 'g', op: '=', value: String(i) }, { name: 'h', op: '=', value: String(i) }]);
     expect(codeOf(() => rewritePromQL('a + b + c + d', three, { maxQueryLength: 20, maxDepth: 128 }))).toBe('query_too_large');
     expect(codeOf(() => rewritePromQL('a + b', three, { maxQueryLength: 60, maxDepth: 128 }))).toBe('ok');
+  });
+});
+
+describe('rewritePromQLPerGroup (instant queries: one query per group for a bare range selector)', () => {
+  const GA: Matcher[] = [{ name: 'namespace', op: '=', value: 'a' }];
+  const GB: Matcher[] = [{ name: 'team', op: '=', value: 'x' }];
+  const DNF: SelectorPolicy = [GA, GB];
+
+  it('is the one rewrite wherever there is one (one group, or an exact "or" form)', () => {
+    for (const q of ['up[5m]', 'rate(x[5m])', 'sum(up)', 'up{namespace="a"}[5m]']) {
+      expect(rewritePromQLPerGroup(q, NS)).toEqual([rewritePromQL(q, NS)]);
+    }
+    for (const q of ['rate(x[5m])', 'up', 'max_over_time(x[1h:])', 'up{namespace="a"}[5m]']) expect(rewritePromQLPerGroup(q, DNF)).toEqual([rewritePromQL(q, DNF)]);
+  });
+
+  it('a query that is only a range selector becomes each group\'s own rewrite, every part enforced by its group', () => {
+    const cases = ['up[5m]', 'up{job="api"}[5m]', '{job="api"}[5m]', '{__name__=~"node_.*"}[1m]', 'up[5m] offset 1h', '(up[5m] @ 100)', 'up[5m] @ end()', '((up[5m])) # raw samples', 'up[5m] anchored'];
+    for (const q of cases) {
+      expect(codeOf(() => rewritePromQL(q, DNF)), q).toBe('rewrite_unsupported');
+      const parts = rewritePromQLPerGroup(q, DNF);
+      expect(parts, q).toEqual([rewritePromQL(q, [GA]), rewritePromQL(q, [GB])]);
+      parts.forEach((part, i) => {
+        const sels = oracleSelectors(part);
+        expect(sels, part).toHaveLength(1);
+        for (const m of DNF[i]!) expect(carries(sels[0]!, m), `${part} carries ${m.name}`).toBe(true);
+      });
+    }
+  });
+
+  it('one part per distinct rewrite: duplicate groups are not asked twice', () => {
+    expect(rewritePromQLPerGroup('up[5m]', [GA, GB, GA])).toHaveLength(2);
+  });
+
+  it('anything else without an exact form stays refused', () => {
+    // Range vectors as operands or arguments of functions that are not per series, offset before the range
+    // (Prometheus refuses these three too), several metric names under a range function, info().
+    for (const q of ['up[5m] + 1', 'label_replace(up[5m], "a", "b", "c", "d")', 'up offset 1h[5m]', 'rate({job="x"}[5m])', 'info(up)']) {
+      expect(codeOf(() => rewritePromQLPerGroup(q, DNF)), q).not.toBe('ok');
+    }
+    // Parse errors stay parse errors.
+    expect(codeOf(() => rewritePromQLPerGroup('up[5m', DNF))).toBe('bad_query');
   });
 });
 

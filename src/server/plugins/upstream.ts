@@ -480,6 +480,7 @@ async function fanOutReply(
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
   const gone = new ClientGone();
   if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
+  spec.pin?.(params, Date.now());
   const all = params.toString();
   // The parts together hold no more than one filtered answer may.
   const partLimit = Math.floor(MAX_FILTERED_BODY / values.length);
