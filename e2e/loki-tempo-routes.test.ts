@@ -155,6 +155,16 @@ describe('Loki routes', () => {
     expect(stats.status).toBe(200);
     expect(await stats.json()).toEqual({ streams: 3, chunks: 5, bytes: 750, entries: 13 });
     expect(loki.requests.map((r) => r.params.getAll('query')).sort()).toEqual([['{cluster="z", namespace="y"}'], ['{namespace="x"}']]);
+    // Without `end`, Loki would take its own now per part: the gateway fixes one (Unix ns) for both.
+    const ends = loki.requests.map((r) => r.params.getAll('end'));
+    expect(ends[0]).toHaveLength(1);
+    expect(ends[0]![0]).toMatch(/^\d{19}$/);
+    expect(Math.abs(Number(BigInt(ends[0]![0]!) / 1_000_000n) - Date.now())).toBeLessThan(60_000);
+    expect(ends[1]).toEqual(ends[0]);
+    loki.clear();
+    // An `end` the client sent is kept as sent.
+    expect((await get('/loki/loki/api/v1/labels?start=1&end=1700000000', 'dana')).status).toBe(200);
+    expect(loki.requests.map((r) => r.params.getAll('end'))).toEqual([['1700000000'], ['1700000000']]);
     loki.clear();
     // Detected labels count distinct values: not a sum, refused.
     expect((await get('/loki/loki/api/v1/detected_labels', 'dana')).status).toBe(400);

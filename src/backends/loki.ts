@@ -55,10 +55,24 @@ const logQuery: EnforcedParam = {
   missingMessage: 'query parameter is required',
 };
 
+/**
+ * Loki reads a missing `time` (instant queries) or `end` (everything with a
+ * range; `start` defaults to an hour, or `since`, before it) as its own now,
+ * per request. Fixed once, as Unix nanoseconds, so that every part of a
+ * fan-out answers for the same instant and window.
+ */
+export const pinNow =
+  (name: 'time' | 'end') =>
+  (params: Params, nowMs: number): void => {
+    if ((params.get(name) ?? '') === '') params.set(name, String(BigInt(Math.round(nowMs)) * 1_000_000n));
+  };
+
+const merged = (merge: NonNullable<FanOutSpec['merge']>, pin: 'time' | 'end'): FanOutSpec => ({ param: 'query', merge, pin: pinNow(pin) });
+
 /** Log entries asked once per alternative: the first `limit` of the union in the query's direction. */
-const streamsFanOut: FanOutSpec = { param: 'query', merge: (answers, params) => mergeStreamAnswers(answers, logQueryOptions(params)) };
+const mergeStreams: NonNullable<FanOutSpec['merge']> = (answers, params) => mergeStreamAnswers(answers, logQueryOptions(params));
 /** Label names or values asked once per alternative: the sorted union. */
-const listsFanOut: FanOutSpec = { param: 'query', merge: (answers) => mergeListAnswers(answers) };
+const listsFanOut = merged((answers) => mergeListAnswers(answers), 'end');
 
 /** True when a (valid) LogQL query is a log query, not a metric query. */
 function isLogQuery(query: string): boolean {
@@ -132,9 +146,9 @@ const totalsQuery: EnforcedParam = {
 };
 
 /** Index stats asked once per disjoint alternative: the counters added up. */
-const statsFanOut: FanOutSpec = { param: 'query', merge: (answers) => mergeStatsAnswers(answers) };
+const statsFanOut = merged((answers) => mergeStatsAnswers(answers), 'end');
 /** Index volume asked once per disjoint alternative: equal label sets added up, the first `limit`. */
-const volumeFanOut: FanOutSpec = { param: 'query', merge: (answers, params) => mergeVolumeAnswers(answers, params) };
+const volumeFanOut = merged((answers, params) => mergeVolumeAnswers(answers, params), 'end');
 
 const matchParam: EnforcedParam = {
   name: 'match[]',
@@ -172,8 +186,8 @@ const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}):
 export const lokiRoutes: RouteTable = {
   kind: 'loki',
   routes: [
-    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], fanOut: streamsFanOut },
-    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], fanOut: streamsFanOut },
+    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'time') },
+    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'end') },
     // WebSocket; delay_for, limit and start pass through. Upstream messages are relayed as-is
     // (the rewritten query already restricts the streams); client messages are dropped.
     { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true, fanOut: { param: 'query' } },
