@@ -8,7 +8,7 @@ import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
 import { QueryError } from '../../src/errors.ts';
 import type { Matcher, MatchOp, SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { clearPromQLCache, formatMatcher, parseMatcherExpression, rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
+import { clearPromQLCache, formatMatcher, parseMatcherExpression, rewritePromQL, rewritePromQLPerGroup, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
 import { mergeGroups, normaliseGroups, policyErrorFor } from '../../src/rewrite/policy-prep.ts';
 import { evalMatcher } from './matcher-oracle.ts';
 import { carries, oracleParse, oracleSelectors, oracleUnquote, type OracleSelector } from './promql-oracle.ts';
@@ -294,6 +294,46 @@ describe('PromQL rewriting properties', () => {
       { numRuns: 500 },
     );
   });
+  it('instant queries under several groups: the one rewrite, or (a bare range selector) one part per group carrying that whole group', () => {
+    // Bare range selectors over any selector (several metric names too), with modifiers and parentheses, among arbitrary queries.
+    const bareRange = withModifiers(fc.tuple(selector, ws, duration).map(([s, w, d]) => `${s}${w}[${d}]`)).chain((m) => fc.constantFrom(m, `(${m})`, `( ${m} )`));
+    let fannedOut = 0;
+    fc.assert(
+      fc.property(fc.oneof(bareRange, query), multiGroup, (q, policy) => {
+        let parts: string[];
+        try {
+          parts = rewritePromQLPerGroup(q, policy);
+        } catch (e) {
+          expect(e).toBeInstanceOf(QueryError);
+          expect((e as QueryError).code).toBe('rewrite_unsupported');
+          return;
+        }
+        let single: string | undefined;
+        try {
+          single = rewritePromQL(q, policy);
+        } catch {
+          single = undefined;
+        }
+        if (single !== undefined) {
+          expect(parts).toEqual([single]);
+          return;
+        }
+        // Fanned out: one distinct part per group, each the group's own single-group rewrite, one selector each.
+        fannedOut++;
+        expect(parts).toEqual([...new Set(policy.map((g) => rewritePromQL(q, [g])))]);
+        parts.forEach((part) => {
+          oracleParse(part);
+          const sels = oracleSelectors(part);
+          expect(sels).toHaveLength(1);
+          expect(policy.some((g) => g.every((m) => carries(sels[0]!, m)))).toBe(true);
+        });
+      }),
+      { numRuns: 800 },
+    );
+    // Not vacuous: a good share of the runs took the per-group path.
+    expect(fannedOut).toBeGreaterThan(100);
+  });
+
   it('mutated (often invalid) queries: either a QueryError or fully enforced output', () => {
     const mutation = fc.tuple(fc.nat(), fc.constantFrom('', '{', '}', '(', ')', '"', "'", '`', '#', '\n', '\r', ',', '[', ']', ' or ', 'x', '=', '\\'), fc.nat(3));
     fc.assert(
