@@ -62,7 +62,7 @@ function stringList(v: unknown): string[] {
  * (labels.Compare), cut at the request's `limit` as Prometheus cuts it (each part
  * holds its own first `limit` series, so the union's first `limit` are among
  * them); warnings and infos once each. A part of another shape throws (→ 502).
- * Query statistics (`stats`) are per evaluation and are not merged.
+ * Query statistics and cost estimates (`stats`, `cost`) are per evaluation and are not merged.
  */
 export function mergeMatrixAnswers(answers: readonly unknown[], params: Params): MatrixAnswer {
   const bySet = new Map<string, { labels: [string, string][]; series: MatrixSeries }>();
