@@ -1083,8 +1083,8 @@ export function rewritePromQLPerGroup(query: string, policy: SelectorPolicy, lim
     return [rewritePromQL(query, policy, limits)];
   } catch (e) {
     if (!(e instanceof QueryError) || e.code !== 'rewrite_unsupported' || policy.length < 2 || !isBareRangeSelector(query, limits)) throw e;
-    const parts = [...new Set(policy.map((group) => rewritePromQL(query, [group], limits)))];
-    return parts;
+    // The normalised alternatives: a group that contains another adds nothing to the union, nor a part.
+    return [...new Set(preparePolicy(policy).alternatives.map((group) => rewritePromQL(query, [group.matchers], limits)))];
   }
 }
 

@@ -739,8 +739,9 @@ describe('rewritePromQLPerGroup (instant queries: one query per group for a bare
     }
   });
 
-  it('one part per distinct rewrite: duplicate groups are not asked twice', () => {
+  it('one part per alternative: duplicate groups, and groups that contain another, are not asked', () => {
     expect(rewritePromQLPerGroup('up[5m]', [GA, GB, GA])).toHaveLength(2);
+    expect(rewritePromQLPerGroup('up[5m]', [GA, GB, [...GA, ...GB]])).toEqual([rewritePromQL('up[5m]', [GA]), rewritePromQL('up[5m]', [GB])]);
   });
 
   it('anything else without an exact form stays refused', () => {
