@@ -38,7 +38,7 @@ beforeAll(async () => {
       server: { logLevel: 'warn' },
       upstreams: [{ name: 'metrics', kind: 'prometheus', url: proxy.url, mount: '/' }],
       identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway' }] },
-      teams: { overlap: { groups: ['overlap'], selectors: [{ namespace: '~team-a-.*' }, { job: 'api' }] } },
+      teams: { overlap: { groups: ['overlap'], selectors: [{ namespace: '~team-a-.*' }, { job: 'api' }], headers: { 'X-Scope-OrgID': 'tenant-o' } } },
     },
   });
   auth = { authorization: `Bearer ${await idp.mint({ sub: 'u-overlap', groups: ['overlap'] }, { expiresIn: '1h' })}` };
@@ -121,6 +121,20 @@ describe('a bare range selector in an instant query, several groups', () => {
     expect(r.status).toBe(400);
     expect(r.body.status).toBe('error');
     expect(r.body.errorType).toBe('bad_data');
+  });
+
+  it('every part carries the policy\'s tenant header and none of the client\'s tenant, policy or credential headers', async () => {
+    const spoof = { ...auth, 'X-Scope-OrgID': 'tenant-b', 'X-Prom-Label-Policy': 'tenant-b:%7B%7D', Cookie: 'session=x' };
+    const r = await promGet(gw.url, '/api/v1/query', { query: 'up[5m]', time: String(evalTime) }, spoof);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const parts = proxy.requests.filter((x) => x.path === '/api/v1/query');
+    expect(parts).toHaveLength(2);
+    for (const part of parts) {
+      expect(part.headers['x-scope-orgid']).toBe('tenant-o');
+      expect(part.headers['x-prom-label-policy']).toBeUndefined();
+      expect(part.headers['authorization']).toBeUndefined();
+      expect(part.headers['cookie']).toBeUndefined();
+    }
   });
 
   it('a range query of a range selector is still refused (Prometheus has no range query of raw samples), nothing forwarded', async () => {
