@@ -49,7 +49,7 @@ import {
 } from '@prometheus-io/lezer-promql';
 import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
-import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
+import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type ParseOutcome, type PrescanOptions } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
 import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
@@ -216,15 +216,23 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
     throw new QueryError(LANG, `${opts.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
   }
   let text = input;
-  let parsed = parseStrict(parser, text);
+  // What Lezer reads: `text` with newer functions' names replaced by stand-ins (newerFunctionAt).
+  let shadow = input;
+  let parsed = parseStrict(parser, shadow);
   // Number literals Prometheus accepts and lezer-promql does not lex are respelled
   // in place (same length, same value) where the parse failed, and parsed again.
   // The respelled text is what gets rewritten, verified and forwarded.
   for (let respelled = 0; !parsed.ok && respelled < MAX_RESPELLED_NUMBERS; respelled++) {
-    const num = unsupportedNumberAt(text, parsed.pos) ?? unsupportedKeywordCaseAt(text, parsed.pos);
-    if (num === null) break;
-    text = text.slice(0, num.from) + num.respelled + text.slice(num.from + num.respelled.length);
-    parsed = parseStrict(parser, text);
+    const num = unsupportedNumberAt(shadow, parsed.pos) ?? unsupportedKeywordCaseAt(shadow, parsed.pos);
+    if (num !== null) {
+      text = respell(text, num);
+      shadow = respell(shadow, num);
+    } else {
+      const fn = newerFunctionAt(shadow, parsed.pos);
+      if (fn === null) break;
+      shadow = respell(shadow, fn);
+    }
+    parsed = parseStrict(parser, shadow);
   }
   if (!parsed.ok) {
     if (scan.operatorChars >= LEZER_CHAIN_LIMIT) {
@@ -434,6 +442,51 @@ function checkNonEmptySelectors(selectors: readonly SelectorInfo[], opts: Analyz
 const LEZER_REJECTED_NUMBER = /0[xX]_?[0-9a-fA-F](?:_?[0-9a-fA-F])*|[0-9](?:_?[0-9])*\.(?![0-9])(?:[eE][+-]?[0-9](?:_?[0-9])*)?/y;
 /** Bounds the parse retries a hostile query can cause. */
 const MAX_RESPELLED_NUMBERS = 16;
+
+const respell = (text: string, r: { readonly from: number; readonly respelled: string }): string =>
+  text.slice(0, r.from) + r.respelled + text.slice(r.from + r.respelled.length);
+
+/**
+ * Functions of the Prometheus release the gateway targets (3.16) that
+ * lezer-promql (latest release 0.315) does not know yet, each with a stand-in
+ * the grammar knows: the same length and the same call syntax (the grammar
+ * does not check arguments). Lezer reads the stand-in, so the tree has the
+ * call, its arguments and every selector where Prometheus has them; the text
+ * forwarded keeps the real name. `integral` is experimental in Prometheus
+ * (`--enable-feature=promql-experimental-functions`).
+ */
+const NEWER_FUNCTIONS: ReadonlyMap<string, string> = new Map([['integral', 'increase']]);
+
+/**
+ * Where Lezer failed at the `(` of a call to a function in NEWER_FUNCTIONS
+ * (its name, then only blanks): that name and its stand-in. Prometheus reads
+ * an identifier followed by `(` as a function call wherever an expression
+ * may start, and function names are case-sensitive.
+ */
+function newerFunctionAt(text: string, pos: number): { from: number; text: string; respelled: string } | null {
+  if (text[pos] !== '(') return null;
+  let end = pos;
+  while (end > 0 && /[ \t\r\n]/.test(text[end - 1] as string)) end--;
+  let from = end;
+  while (from > 0 && /[A-Za-z0-9_]/.test(text[from - 1] as string)) from--;
+  if (from > 0 && /[A-Za-z0-9_:.]/.test(text[from - 1] as string)) return null;
+  const name = text.slice(from, end);
+  const standIn = NEWER_FUNCTIONS.get(name);
+  return standIn === undefined ? null : { from, text: name, respelled: standIn };
+}
+
+/** A strict parse of `text`, reading newer functions' names as their stand-ins (for the verification of an output). */
+function parseWithStandIns(text: string): ParseOutcome {
+  let shadow = text;
+  let parsed = parseStrict(parser, shadow);
+  for (let i = 0; !parsed.ok && i < MAX_RESPELLED_NUMBERS; i++) {
+    const fn = newerFunctionAt(shadow, parsed.pos);
+    if (fn === null) break;
+    shadow = respell(shadow, fn);
+    parsed = parseStrict(parser, shadow);
+  }
+  return parsed;
+}
 
 function unsupportedNumberAt(text: string, pos: number): { from: number; text: string; respelled: string } | null {
   let from = Math.min(pos, text.length);
@@ -653,6 +706,8 @@ const RANGE_FUNCTIONS = new Map<string, { readonly rangeArg: number; readonly mi
   ].map((f) => [f, { rangeArg: 0, minArgs: 1, maxArgs: 1 }] as const),
   ['quantile_over_time', { rangeArg: 1, minArgs: 2, maxArgs: 2 }],
   ['predict_linear', { rangeArg: 0, minArgs: 2, maxArgs: 2 }],
+  // integral(v range-vector, strategy=2 scalar): per series, as sum_over_time.
+  ['integral', { rangeArg: 0, minArgs: 1, maxArgs: 2 }],
   ['double_exponential_smoothing', { rangeArg: 0, minArgs: 3, maxArgs: 3 }],
 ]);
 
@@ -979,7 +1034,7 @@ function verifyPrepared(text: string, policy: PreparedPolicy, reuse: Tree | null
     new QueryError(LANG, `rewritten query failed verification: ${why}`, 'rewrite_verification_failed');
   let tree = reuse;
   if (tree === null) {
-    const r = parseStrict(parser, text);
+    const r = parseWithStandIns(text);
     if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
     tree = r.tree;
   }

@@ -713,6 +713,37 @@ describe('DNF (multi-group) policies', () => {
   });
 });
 
+describe('functions newer than the Lezer grammar (integral)', () => {
+  const DNF: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'team', op: '=', value: 'x' }]];
+
+  it('are rewritten with their real name, every selector enforced, in one group and under several', () => {
+    const cases: [string, string][] = [
+      ['integral(x[5m])', `integral(x{${M}}[5m])`],
+      ['integral(x{code="500"}[5m], 0)', `integral(x{code="500",${M}}[5m], 0)`],
+      ['sum by (job) (integral (x[5m] offset 1h))', `sum by (job) (integral (x{${M}}[5m] offset 1h))`],
+      ['integral(rate(x[5m])[1h:1m]) / integral(y[1h])', `integral(rate(x{${M}}[5m])[1h:1m]) / integral(y{${M}}[1h])`],
+    ];
+    for (const [q, want] of cases) {
+      const out = rewritePromQL(q, NS);
+      expect(out, q).toBe(want);
+      // Verified through the same reading, and idempotent.
+      expect(rewritePromQL(out, NS)).toBe(out);
+    }
+    expect(rewritePromQL('integral(x[5m])', DNF)).toBe('(integral(x{namespace="a"}[5m]) or integral(x{team="x"}[5m]))');
+  });
+
+  it('only as a call: the name elsewhere is what it was (a metric, a label), and other spellings stay parse errors as in Prometheus', () => {
+    expect(rewritePromQL('integral', NS)).toBe(`integral{${M}}`);
+    expect(rewritePromQL('integral{integral="1"}', NS)).toBe(`integral{integral="1",${M}}`);
+    expect(rewritePromQL('sum by (integral) (x)', NS)).toBe(`sum by (integral) (x{${M}})`);
+    // Function names are case-sensitive in Prometheus; a recording-rule name with ":" is a metric name; a
+    // comment between name and "(" is refused (the safe direction), as is an unknown function.
+    for (const q of ['Integral(x[5m])', 'job:integral(x[5m])', 'integral # c\n(x[5m])', 'integrals(x[5m])', 'x[integral(5m)]']) {
+      expect(codeOf(() => rewritePromQL(q, NS)), q).toBe('bad_query');
+    }
+  });
+});
+
 describe('rewritePromQLPerGroup (instant queries: one query per group for a bare range selector)', () => {
   const GA: Matcher[] = [{ name: 'namespace', op: '=', value: 'a' }];
   const GB: Matcher[] = [{ name: 'team', op: '=', value: 'x' }];
