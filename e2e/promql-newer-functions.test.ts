@@ -4,7 +4,9 @@
 // a real Prometheus with experimental functions enabled: it parses every
 // rewrite, every selector in its AST carries the policy, and the answers are
 // exactly the allowed series of the unrestricted answer.
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QueryError } from '../src/errors.ts';
 import type { SelectorPolicy } from '../src/rewrite/matcher.ts';
 import { rewritePromQL } from '../src/rewrite/promql.ts';
 import { evalMatcher } from '../test/rewrite/matcher-oracle.ts';
@@ -56,6 +58,59 @@ describe('integral() (newer than the Lezer grammar) on Prometheus 3.16 with expe
     const p = await promGet(prom.url, '/api/v1/parse_query', { query: 'integral(up[5m])' });
     expect(p.status).toBe(200);
   });
+
+  it('every corpus query with its range functions renamed to integral(): accepted where Prometheus accepts, every selector enforced, nothing repaired', async () => {
+    // Both PromQL corpora; each range function call renamed (all, every other one, or wrapped: often invalid).
+    const corpus = ['promql.jsonl', 'promql-realworld.jsonl'].flatMap((f) =>
+      readFileSync(new URL(`./corpus/${f}`, import.meta.url), 'utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => (JSON.parse(l) as { q: string }).q),
+    );
+    const FNS = /\b(rate|irate|increase|delta|deriv|sum_over_time|avg_over_time|max_over_time|changes|resets)(\s*)\(/g;
+    const variants = new Set<string>();
+    for (const q of corpus) {
+      if (q.search(FNS) < 0) continue;
+      let i = 0;
+      variants.add(q.replace(FNS, 'integral$2('));
+      variants.add(q.replace(FNS, (m, _f, sp: string) => (i++ % 2 === 0 ? `integral${sp}(` : m)));
+      variants.add(q.replace(FNS, (_m, f: string, sp: string) => `integral${sp}(${f}(`).replace(/\]\)/g, ']))'));
+    }
+    expect(variants.size).toBeGreaterThan(1500);
+    const policy = POLICIES['one group'] as SelectorPolicy;
+    const parses = async (q: string) => {
+      const r = await promGet(prom.url, '/api/v1/parse_query', { query: q });
+      return { ok: r.status === 200, data: r.body.data };
+    };
+    const problems: string[] = [];
+    let checked = 0;
+    for (const q of variants) {
+      const original = await parses(q);
+      let out: string;
+      try {
+        out = rewritePromQL(q, policy);
+      } catch (e) {
+        if (!(e instanceof QueryError)) throw e;
+        if (original.ok) problems.push(`refused although Prometheus parses it: ${JSON.stringify(q)}: ${e.message}`);
+        continue;
+      }
+      const rewritten = await parses(out);
+      if (!original.ok) {
+        if (rewritten.ok) problems.push(`Prometheus refuses the original but parses the rewrite: ${JSON.stringify(q)}`);
+        continue;
+      }
+      if (!rewritten.ok) {
+        problems.push(`Prometheus cannot parse the rewrite: ${JSON.stringify(out)}`);
+        continue;
+      }
+      checked++;
+      for (const s of astSelectors(rewritten.data)) {
+        if (!s.matchers.some((m) => m.name === 'namespace' && m.type === '=~' && m.value === 'team-a-.*')) problems.push(`unenforced selector in ${JSON.stringify(out)}`);
+      }
+    }
+    expect(problems).toEqual([]);
+    expect(checked).toBeGreaterThan(1000);
+  }, 300_000);
 
   for (const [name, policy] of Object.entries(POLICIES)) {
     it.each(QUERIES)(`${name}: %s is rewritten, parsed by Prometheus with every selector enforced, and answers the allowed series`, async (q) => {
