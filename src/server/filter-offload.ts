@@ -1,5 +1,6 @@
 /**
- * Large upstream answers are filtered on a worker thread. Filtering is
+ * Large upstream answers are filtered on a worker thread, and the large parts
+ * of a fanned-out request merged there (./merge-parts.ts). Filtering is
  * synchronous (JSON.parse, the route's filter, JSON.stringify or protobuf
  * re-encoding): for a multi-MiB answer (a big trace, a tenant's whole list of
  * label values) it held the event loop, and with it every other request of the
@@ -22,8 +23,11 @@ import { existsSync } from 'node:fs';
 import type { ResourceLimits } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import type { BackendKind, FilterContext, RawFilteredResponse, RawResponseFilter } from '../backends/routes.ts';
-import { GatewayError } from '../errors.ts';
+import type { BackendKind, FanOutSpec, FilterContext, RawFilteredResponse, RawResponseFilter } from '../backends/routes.ts';
+import { GatewayError, QueryError } from '../errors.ts';
+import { mergeParts, type MergeOutcome, type MergeTask } from './merge-parts.ts';
+
+export type { MergeOutcome, MergeTask };
 
 /** Answers at least this large are filtered off the event loop. */
 export const OFFLOAD_MIN_BYTES = 1024 * 1024;
@@ -53,7 +57,7 @@ export function assertFilterWorker(worker: URL = FILTER_WORKER): void {
 export class FilterThread {
   readonly #worker: URL;
   readonly #limits: ResourceLimits | undefined;
-  #pool: Piscina<FilterTask, RawFilteredResponse> | undefined;
+  #pool: Piscina<FilterTask | MergeTask, RawFilteredResponse | MergeOutcome> | undefined;
 
   /**
    * `limits`: the thread's heap limits (default: V8's, as for the event loop). A thread that
@@ -65,9 +69,9 @@ export class FilterThread {
     this.#limits = limits;
   }
 
-  #current(): Piscina<FilterTask, RawFilteredResponse> {
+  #current(): Piscina<FilterTask | MergeTask, RawFilteredResponse | MergeOutcome> {
     if (this.#pool !== undefined) return this.#pool;
-    const pool = new Piscina<FilterTask, RawFilteredResponse>({
+    const pool = new Piscina<FilterTask | MergeTask, RawFilteredResponse | MergeOutcome>({
       filename: this.#worker.href,
       minThreads: 0,
       maxThreads: 1,
@@ -89,8 +93,14 @@ export class FilterThread {
     if (pool.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being filtered; retry');
     const { raw } = task;
     // Buffer.concat of a large answer owns its buffer; anything else is copied.
-    const transferList = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer ? [raw.buffer] : [];
-    return pool.run(task, { transferList });
+    return pool.run(task, { transferList: owned(raw) }) as Promise<RawFilteredResponse>;
+  }
+
+  /** Merges on the thread (the worker's `mergeTask`); the parts are transferred where they own their buffers. */
+  async merge(task: MergeTask): Promise<MergeOutcome> {
+    const pool = this.#current();
+    if (pool.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being merged; retry');
+    return pool.run(task, { name: 'mergeTask', transferList: task.parts.flatMap(owned) }) as Promise<MergeOutcome>;
   }
 
   async close(): Promise<void> {
@@ -100,12 +110,31 @@ export class FilterThread {
   }
 }
 
+/** `raw`'s buffer, to transfer, when `raw` is all of it (Buffer.concat of a large answer); else nothing (it is copied). */
+function owned(raw: Uint8Array): ArrayBuffer[] {
+  return raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer ? [raw.buffer] : [];
+}
+
 let shared: FilterThread | undefined;
 
 /** The route's filter applied to an answer: inline when small, else on the process's filter thread. */
 export async function filterAnswer(filter: RawResponseFilter, task: FilterTask): Promise<RawFilteredResponse> {
   if (task.raw.byteLength < OFFLOAD_MIN_BYTES) return filter(task.raw, task.contentType, task.ctx);
   return (shared ??= new FilterThread()).run(task);
+}
+
+/**
+ * A fan-out's parts merged (RouteSpec.fanOut): inline when they are small
+ * together, else on the process's filter thread, so that parsing and merging
+ * large answers does not hold the event loop. Throws what the merge refuses.
+ */
+export async function mergeAnswers(merge: NonNullable<FanOutSpec['merge']>, task: MergeTask): Promise<Uint8Array> {
+  const bytes = task.parts.reduce((n, p) => n + p.byteLength, 0);
+  if (bytes < OFFLOAD_MIN_BYTES) return mergeParts(merge, task.parts, task.params);
+  const out = await (shared ??= new FilterThread()).merge(task);
+  if ('body' in out) return out.body;
+  const { code, message, status, language } = out.error;
+  throw language === undefined ? new GatewayError(code, message, { status }) : new QueryError(language, message, code);
 }
 
 /** Ends the filter thread (at shutdown); a later large answer starts a new one. */

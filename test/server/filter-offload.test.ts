@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { routeOf } from '../../src/backends/tables.ts';
 import { responseFilterOf } from '../../src/backends/routes.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { assertFilterWorker, closeFilterPool, filterAnswer, FilterThread, OFFLOAD_MIN_BYTES, type FilterTask } from '../../src/server/filter-offload.ts';
+import { GatewayError, QueryError } from '../../src/errors.ts';
+import { assertFilterWorker, closeFilterPool, filterAnswer, FilterThread, mergeAnswers, OFFLOAD_MIN_BYTES, type FilterTask } from '../../src/server/filter-offload.ts';
+import { mergeParts } from '../../src/server/merge-parts.ts';
 import { mixedTrace, spanNamesJson, spanNamesProto, traceByIdProto, traceJsonV1, type ResourceSpec } from '../backends/traces-fixtures.ts';
 import { startUpstream, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
 
@@ -128,6 +130,71 @@ describe('FilterThread out of memory', () => {
       await thread.close();
     }
   }, 60_000);
+});
+
+describe('mergeAnswers (a fan-out\'s parts merged)', () => {
+  /** A raw-samples answer (Prometheus /api/v1/query of `x[5m]`) of `series` series, labels `ns` and `i`. */
+  const matrix = (ns: string, series: number, from = 0): Uint8Array =>
+    utf8.encode(
+      JSON.stringify({
+        status: 'success',
+        data: { resultType: 'matrix', result: Array.from({ length: series }, (_, k) => ({ metric: { __name__: 'x', ns, i: String(from + k) }, values: Array.from({ length: 20 }, (_, t) => [1700000000 + t * 15, String(t)]) })) },
+      }),
+    );
+  const promMerge = routeOf('prometheus', 'query')!.fanOut!.merge!;
+  const volumeMerge = routeOf('loki', 'index_volume')!.fanOut!.merge!;
+
+  it('large parts are merged on the thread exactly as inline (and small ones inline)', async () => {
+    // Overlapping parts: series 1500–2999 of "a" are in both.
+    const parts = [matrix('a', 3000), matrix('a', 3000, 1500), matrix('b', 2000)];
+    expect(parts.reduce((n, p) => n + p.byteLength, 0)).toBeGreaterThanOrEqual(OFFLOAD_MIN_BYTES);
+    const inline = mergeParts(promMerge, parts, 'limit=0');
+    const offloaded = await mergeAnswers(promMerge, { kind: 'prometheus', endpoint: 'query', parts: parts.map((p) => p.slice()), params: 'limit=0' });
+    expect(Buffer.from(offloaded).equals(Buffer.from(inline))).toBe(true);
+    expect((JSON.parse(Buffer.from(offloaded).toString()) as { data: { result: unknown[] } }).data.result).toHaveLength(6500);
+    // The thread's own task (what mergeAnswers hands over for large parts) gives the same bytes.
+    const thread = new FilterThread();
+    try {
+      const out = await thread.merge({ kind: 'prometheus', endpoint: 'query', parts: parts.map((p) => p.slice()), params: 'limit=0' });
+      expect('body' in out && Buffer.from(out.body).equals(Buffer.from(inline))).toBe(true);
+    } finally {
+      await thread.close();
+    }
+    const small = [matrix('a', 2), matrix('b', 2)];
+    expect(Buffer.from(await mergeAnswers(promMerge, { kind: 'prometheus', endpoint: 'query', parts: small, params: '' })).equals(Buffer.from(mergeParts(promMerge, small, '')))).toBe(true);
+  });
+
+  it('what a merge refuses on the thread keeps its class, code and status; an unreadable part is 502', async () => {
+    // Two volume parts that each reached limit=20000: the merge refuses (400), on the thread (the parts are large).
+    const volume = (ns: string, n: number) =>
+      utf8.encode(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: Array.from({ length: n }, (_, k) => ({ metric: { service_name: `svc-${ns}-${k}` }, value: [1700000000, String(1000 + k)] })) } }));
+    const parts = [volume('a', 20_000), volume('b', 20_000)];
+    expect(parts.reduce((n, p) => n + p.byteLength, 0)).toBeGreaterThanOrEqual(OFFLOAD_MIN_BYTES);
+    const refused = await mergeAnswers(volumeMerge, { kind: 'loki', endpoint: 'index_volume', parts, params: 'limit=20000' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(QueryError);
+    expect((refused as QueryError).code).toBe('rewrite_unsupported');
+    expect((refused as QueryError).status).toBe(400);
+    expect((refused as QueryError).language).toBe('logql');
+    // On the thread the refusal crosses as data, and comes back as the same error.
+    const thread = new FilterThread();
+    try {
+      const out = await thread.merge({ kind: 'loki', endpoint: 'index_volume', parts: [volume('a', 20_000), volume('b', 20_000)], params: 'limit=20000' });
+      expect(out).toEqual({ error: { code: 'rewrite_unsupported', message: (refused as QueryError).message, status: 400, language: 'logql' } });
+    } finally {
+      await thread.close();
+    }
+    const big = matrix('a', 3000);
+    const unreadable = await mergeAnswers(promMerge, { kind: 'prometheus', endpoint: 'query', parts: [big, utf8.encode(`{"status":"success","data":${'['.repeat(10)}`)], params: '' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(unreadable).toBeInstanceOf(GatewayError);
+    expect((unreadable as GatewayError).code).toBe('upstream_error');
+    expect((unreadable as GatewayError).status).toBe(502);
+  });
 });
 
 describe('a large filtered answer in the gateway', () => {

@@ -12,7 +12,7 @@ import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision, RequestInfo } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
 import { headerKey } from '../../util/header-name.ts';
-import { filterAnswer } from '../filter-offload.ts';
+import { filterAnswer, mergeAnswers } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
 import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
 import { clientGone } from './context.ts';
@@ -504,12 +504,9 @@ async function fanOutReply(
     if (failed.status >= 400 && failed.status < 500 && failed.status !== 429) return reply.code(failed.status).type(failed.contentType || 'text/plain').send(failed.raw);
     throw lookupRefused(failed.status);
   }
-  let merged: Buffer;
-  try {
-    merged = Buffer.from(JSON.stringify(merge(answers.map((a) => JSON.parse(a.raw.toString('utf8')) as unknown), params)));
-  } catch (e) {
-    throw e instanceof GatewayError ? e : new GatewayError('upstream_error', 'upstream answer could not be read', { cause: e });
-  }
+  // Large parts are parsed and merged off the event loop (../filter-offload.ts).
+  const bytes = await mergeAnswers(merge, { kind: opts.table.kind, endpoint: route.endpoint, parts: answers.map((a) => a.raw), params: params.toString() });
+  const merged = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
   if (filter === undefined) return reply.type('application/json').send(merged);
   const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams } });
