@@ -8,7 +8,7 @@ import { GatewayError, QueryError } from '../../src/errors.ts';
 import { assertFilterWorker, closeFilterPool, filterAnswer, FilterThread, mergeAnswers, OFFLOAD_MIN_BYTES, type FilterTask } from '../../src/server/filter-offload.ts';
 import { mergeParts } from '../../src/server/merge-parts.ts';
 import { mixedTrace, spanNamesJson, spanNamesProto, traceByIdProto, traceJsonV1, type ResourceSpec } from '../backends/traces-fixtures.ts';
-import { startUpstream, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
+import { startUpstream, SUBJECTS, testApp, testConfig, type TestApp, type Upstream } from './helpers.ts';
 
 const TEAM_A: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
 const utf8 = new TextEncoder();
@@ -254,5 +254,52 @@ describe('a large filtered answer in the gateway', () => {
     const r = await behind;
     expect(r.status).toBe(200);
     expect(((await r.json()) as { data: string[] }).data.length).toBeGreaterThan(100_000);
+  }, 60_000);
+});
+
+describe('a large fan-out in the gateway', () => {
+  let up: Upstream;
+  let t: TestApp;
+  beforeAll(async () => {
+    up = await startUpstream();
+    // ≈ 12 MB of raw samples per group: the two parts take a noticeable time to parse and merge.
+    const result = Array.from({ length: 40_000 }, (_, k) => ({
+      metric: { __name__: 'up', namespace: `team-a-${k % 7}`, job: 'api', instance: `i-${k}` },
+      values: Array.from({ length: 12 }, (_, s) => [1700000000 + s * 15, '1']),
+    }));
+    const big = JSON.stringify({ status: 'success', data: { resultType: 'matrix', result } });
+    up.answer = (path, params) => (path === '/api/v1/query' && params.get('query')?.endsWith('[5m]') === true ? [200, big] : undefined);
+    // A user whose two groups do not merge: `up[5m]` is asked once per group.
+    SUBJECTS['olga'] = { sub: 'u-olga', username: 'olga', groups: ['team-o'], roles: [], auth: 'fake', claims: {} };
+    t = await testApp(testConfig(up.url, '  team-o: { groups: [team-o], selectors: [{ namespace: "~team-a-.*" }, { job: api }] }\n'));
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+  });
+  afterAll(async () => {
+    delete SUBJECTS['olga'];
+    t?.app.server.closeAllConnections();
+    await t?.app.close();
+    await up?.close();
+  });
+
+  it('does not hold other requests while its parts are merged', async () => {
+    const base = `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}/prometheus`;
+    const auth = { authorization: 'Bearer olga' };
+    const finished: string[] = [];
+    const large = fetch(`${base}/api/v1/query?query=${encodeURIComponent('up[5m]')}&time=1700000180`, { headers: auth }).then(async (r) => {
+      finished.push('large');
+      return { status: r.status, body: (await r.json()) as { data: { result: unknown[] } } };
+    });
+    // Once both parts have been asked for, a small request.
+    const deadline = Date.now() + 10_000;
+    while (up.requests.filter((r) => r.path === '/api/v1/query').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 150));
+    const small = await fetch(`${base}/api/v1/query?query=up`, { headers: auth });
+    finished.push('small');
+    expect(small.status).toBe(200);
+    const l = await large;
+    expect(l.status).toBe(200);
+    // The two parts are the same series: merged, each once.
+    expect(l.body.data.result).toHaveLength(40_000);
+    expect(finished).toEqual(['small', 'large']);
   }, 60_000);
 });
