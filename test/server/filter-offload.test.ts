@@ -197,6 +197,29 @@ describe('mergeAnswers (a fan-out\'s parts merged)', () => {
   });
 });
 
+/**
+ * Through the gateway as `user`: a request for a large answer (`largePath`), then,
+ * once `arrived()` says the upstream has been asked (the answer is on its way
+ * to being filtered or merged) and a moment later, a small one that must answer
+ * 200. Which finished first, and the large answer.
+ */
+async function largeThenSmall<T>(t: TestApp, user: string, largePath: string, arrived: () => boolean): Promise<{ finished: string[]; large: { status: number; body: T } }> {
+  const base = `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}/prometheus`;
+  const auth = { authorization: `Bearer ${user}` };
+  const finished: string[] = [];
+  const large = fetch(`${base}${largePath}`, { headers: auth }).then(async (r) => {
+    finished.push('large');
+    return { status: r.status, body: (await r.json()) as T };
+  });
+  const deadline = Date.now() + 10_000;
+  while (!arrived() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 150));
+  const small = await fetch(`${base}/api/v1/query?query=up`, { headers: auth });
+  finished.push('small');
+  expect(small.status).toBe(200);
+  return { finished, large: await large };
+}
+
 describe('a large filtered answer in the gateway', () => {
   let up: Upstream;
   let t: TestApp;
@@ -217,21 +240,8 @@ describe('a large filtered answer in the gateway', () => {
   });
 
   it('does not hold other requests while it is filtered', async () => {
-    const base = `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}/prometheus`;
-    const auth = { authorization: 'Bearer alice' };
-    const finished: string[] = [];
-    const large = fetch(`${base}/api/v1/label/namespace/values`, { headers: auth }).then(async (r) => {
-      finished.push('large');
-      return { status: r.status, body: (await r.json()) as { data: string[] } };
-    });
     // Once the large answer has arrived and is being filtered, a small request.
-    const deadline = Date.now() + 10_000;
-    while (up.requests.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 150));
-    const small = await fetch(`${base}/api/v1/query?query=up`, { headers: auth });
-    finished.push('small');
-    expect(small.status).toBe(200);
-    const l = await large;
+    const { finished, large: l } = await largeThenSmall<{ data: string[] }>(t, 'alice', '/api/v1/label/namespace/values', () => up.requests.length > 0);
     expect(l.status).toBe(200);
     expect(l.body.data.length).toBeGreaterThan(100_000);
     expect(l.body.data.every((v) => v.startsWith('team-a-'))).toBe(true);
@@ -282,21 +292,13 @@ describe('a large fan-out in the gateway', () => {
   });
 
   it('does not hold other requests while its parts are merged', async () => {
-    const base = `http://127.0.0.1:${(t.app.server.address() as { port: number }).port}/prometheus`;
-    const auth = { authorization: 'Bearer olga' };
-    const finished: string[] = [];
-    const large = fetch(`${base}/api/v1/query?query=${encodeURIComponent('up[5m]')}&time=1700000180`, { headers: auth }).then(async (r) => {
-      finished.push('large');
-      return { status: r.status, body: (await r.json()) as { data: { result: unknown[] } } };
-    });
     // Once both parts have been asked for, a small request.
-    const deadline = Date.now() + 10_000;
-    while (up.requests.filter((r) => r.path === '/api/v1/query').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 150));
-    const small = await fetch(`${base}/api/v1/query?query=up`, { headers: auth });
-    finished.push('small');
-    expect(small.status).toBe(200);
-    const l = await large;
+    const { finished, large: l } = await largeThenSmall<{ data: { result: unknown[] } }>(
+      t,
+      'olga',
+      `/api/v1/query?query=${encodeURIComponent('up[5m]')}&time=1700000180`,
+      () => up.requests.filter((r) => r.path === '/api/v1/query').length >= 2,
+    );
     expect(l.status).toBe(200);
     // The two parts are the same series: merged, each once.
     expect(l.body.data.result).toHaveLength(40_000);
