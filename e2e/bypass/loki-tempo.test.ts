@@ -206,7 +206,8 @@ function lokiProblems(reqs: readonly CannedRequest[]): string[] {
   for (const r of reqs) {
     const where = `loki ${r.method} ${r.path}?${r.params}`;
     p.push(...commonProblems(r, where));
-    const values = LOKI_QUERY_PATHS.test(r.path) ? r.params.getAll('query') : r.path === '/loki/api/v1/series' ? r.params.getAll('match[]') : null;
+    // Loki's series endpoint answers for the union of `match` and `match[]` (loghttp.ParseSeriesQuery).
+    const values = LOKI_QUERY_PATHS.test(r.path) ? r.params.getAll('query') : r.path === '/loki/api/v1/series' ? [...r.params.getAll('match'), ...r.params.getAll('match[]')] : null;
     if (values === null) {
       if (!['/loki/api/v1/format_query', '/loki/api/v1/status/buildinfo'].includes(r.path)) p.push(`${where}: path outside the route table`);
       continue;
@@ -328,6 +329,8 @@ const LOKI_ATTACKS: Attack[] = [
   ]),
   { name: 'series with many match[] incl. other teams', send: () => send('GET', `${L}/series?${Array.from({ length: 50 }, (_, i) => `match[]=${q(i % 2 ? EVIL_STREAM : '{namespace=~".+"}')}`).join('&')}`), status: 200 },
   { name: 'series without match[]', send: () => send('GET', `${L}/series`), status: 200 },
+  { name: 'series with match (Loki reads it next to match[])', send: () => send('GET', `${L}/series?match=${q(EVIL_STREAM)}&start=1&end=2`), status: 200 },
+  { name: 'series with match and match[] in a form body', send: () => send('POST', `${L}/series`, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `match=${q('{namespace=~".+"}')}&match[]=${q('{app="x"}')}` }), status: 200 },
   { name: 'index volume / stats / patterns / detected_* with other teams\' selectors', send: async () => {
     for (const ep of ['index/stats', 'index/volume', 'index/volume_range', 'patterns', 'detected_fields', 'detected_labels', 'detected_field/namespace/values']) {
       const r = await lq('{namespace=~".+"}', ep, '');

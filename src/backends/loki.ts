@@ -174,6 +174,18 @@ function volumeTargetLabels(params: Params, limits: RewriteLimits): void {
   if (labels.length > 0) params.set('targetLabels', labels.join(','));
 }
 
+/**
+ * Loki's series endpoint reads `match` as well as `match[]` and answers for
+ * their union (loghttp.ParseSeriesQuery), so a bare `match` is a selector too:
+ * it joins `match[]` before enforcement and never reaches Loki on its own.
+ */
+function seriesMatchAlias(params: Params): void {
+  const bare = params.getAll('match');
+  if (bare.length === 0) return;
+  params.delete('match');
+  for (const v of bare) params.append('match[]', v);
+}
+
 const validLabelName = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined);
 
 const both = ['GET', 'POST'] as const;
@@ -201,7 +213,7 @@ export const lokiRoutes: RouteTable = {
       filters: (policy, { name }) => policyConstrainsLabel(policy, name ?? ''),
       validatePathParam: validLabelName,
     }),
-    { endpoint: 'series', path: '/loki/api/v1/series', methods: both, enforced: [matchParam] },
+    { endpoint: 'series', path: '/loki/api/v1/series', methods: both, completeParams: seriesMatchAlias, enforced: [matchParam] },
     // Sums over streams: under disjoint alternatives one selector cannot express, one request per alternative, added up.
     scoped('index_stats', '/loki/api/v1/index/stats', { enforced: [totalsQuery], fanOut: statsFanOut }),
     scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels, enforced: [totalsQuery], fanOut: volumeFanOut }),
