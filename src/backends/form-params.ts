@@ -20,6 +20,8 @@ export interface Params {
   set(name: string, value: string): void;
   append(name: string, value: string): void;
   delete(name: string): void;
+  /** How many name/value pairs there are. */
+  readonly size: number;
   toString(): string;
 }
 

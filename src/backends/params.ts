@@ -22,6 +22,15 @@ export function mergeParams(search: string, formBody: string | undefined): FormP
 export const MAX_VALUES_PER_PARAMETER = 100;
 
 /**
+ * Most parameters one forwarded request may carry, after enforcement. Go's
+ * `url.ParseQuery` refuses a query string or form body of more than 10 000
+ * parameters, and handlers that ignore `ParseForm`'s error (Prometheus'
+ * `/api/v1/labels`) then read no `match[]` at all: padding a request past
+ * that limit would drop the enforced selectors. Grafana sends about ten.
+ */
+export const MAX_FORWARDED_PARAMETERS = 1000;
+
+/**
  * Enforce the policy on every query-bearing parameter of a route, in place:
  * `params` becomes the canonical parameter list to forward (other parameters
  * in their order, then the enforced ones in the route's order) and is returned.
@@ -49,6 +58,9 @@ export function enforceParams<P extends Params>(route: RouteSpec, params: P, pol
     }
     params.delete(spec.name);
     for (const v of forwarded) params.append(spec.name, v);
+  }
+  if (params.size > MAX_FORWARDED_PARAMETERS) {
+    throw new QueryError(language, `${params.size} parameters; at most ${MAX_FORWARDED_PARAMETERS} are accepted`, 'query_too_large');
   }
   return params;
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
-import { MAX_VALUES_PER_PARAMETER, enforceParams } from '../../src/backends/params.ts';
+import { MAX_FORWARDED_PARAMETERS, MAX_VALUES_PER_PARAMETER, enforceParams } from '../../src/backends/params.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
@@ -126,6 +126,25 @@ describe('response filters', () => {
       code = (e as { code?: string }).code;
     }
     expect(code).toBe('query_too_large');
+  });
+  it(`at most ${MAX_FORWARDED_PARAMETERS} parameters in all, after enforcement (Go refuses a form of > 10 000 and handlers that ignore that read no match[])`, () => {
+    const route = prometheusRoutes.routes.find((r) => r.endpoint === 'labels')!;
+    const padded = (n: number) => new URLSearchParams([...Array.from({ length: n }, (): [string, string] => ['x', '1']), ['match[]', 'up']]);
+    const codeOf = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+      return undefined;
+    };
+    // The limit counts what would be forwarded: the padding plus the enforced match[].
+    expect(enforceParams(route, padded(MAX_FORWARDED_PARAMETERS - 1), teamA, DEFAULT_LIMITS, 'promql').size).toBe(MAX_FORWARDED_PARAMETERS);
+    expect(codeOf(() => enforceParams(route, padded(MAX_FORWARDED_PARAMETERS), teamA, DEFAULT_LIMITS, 'promql'))).toBe('query_too_large');
+    expect(codeOf(() => enforceParams(route, padded(10_001), teamA, DEFAULT_LIMITS, 'promql'))).toBe('query_too_large');
+    // Without match[], the policy's own selector is added: it counts too.
+    const bare = new URLSearchParams(Array.from({ length: MAX_FORWARDED_PARAMETERS }, (): [string, string] => ['x', '1']));
+    expect(codeOf(() => enforceParams(route, bare, teamA, DEFAULT_LIMITS, 'promql'))).toBe('query_too_large');
   });
   it('rules: paging parameters are not forwarded for restricted subjects (Prometheus would page over every tenant)', () => {
     const route = prometheusRoutes.routes.find((r) => r.endpoint === 'rules')!;
