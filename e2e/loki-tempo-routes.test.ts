@@ -46,7 +46,13 @@ beforeAll(async () => {
     path.includes('/traces/')
       ? traceAnswer(path, String(req.headers['accept'] ?? ''))
       : path.includes('/values')
-      ? json({ tagValues: [{ type: 'string', value: 'team-a-web' }, { type: 'string', value: 'team-b-api' }] })
+      ? json({
+          tagValues: [{ type: 'string', value: 'team-a-web' }, { type: 'string', value: 'team-b-api' }, ...(req.params.get('q')?.includes('"y"') ? [{ type: 'string', value: 'y' }] : [])],
+          metrics: { inspectedBytes: '7' },
+        })
+      : path.endsWith('/search/tags')
+      ? // The tag names of the spans q selects (here: by namespace), as Tempo's v2 tag API answers.
+        json({ scopes: [{ name: 'resource', tags: req.params.get('q')?.includes('"y"') ? ['k8s.cluster.name', 'y.only'] : ['service.name'] }], metrics: { inspectedBytes: '5' } })
       : json({ traces: [], metrics: {} }),
   );
   idp = await createTestIssuer({ issuer: 'https://idp.routes', audience: 'lbac-gateway', alg: 'ES256' });
@@ -192,15 +198,46 @@ describe('Tempo routes', () => {
 
   it('tag values are scoped by q and filtered by the policy', async () => {
     const res = await get('/tempo/api/v2/search/tag/resource.k8s.namespace.name/values');
-    expect(await res.json()).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
+    expect(await res.json()).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }], metrics: { inspectedBytes: '7' } });
     expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
   });
 
-  it('tag APIs: a half-typed q (autocomplete) falls back to the policy alone; v1 unscoped tag values are filtered too', async () => {
+  it('tag APIs: a half-typed q (autocomplete) falls back to the policy alone; a typed filter is kept; v1 (which reads no q) is refused', async () => {
     await get(`/tempo/api/v2/search/tags?q=${encodeURIComponent('{ span.http.method = ')}`);
     expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
-    const v1 = await get('/tempo/api/search/tag/k8s.namespace.name/values');
-    expect(await v1.json()).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
+    await get(`/tempo/api/v2/search/tags?scope=span&q=${encodeURIComponent('{ resource.service.name = "api" }')}`);
+    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ (resource.service.name = "api") && resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
+    // Tempo extracts no condition from a structural query and would list every span's tags: the client's part is dropped.
+    await get(`/tempo/api/v2/search/tags?q=${encodeURIComponent('{ .a = "x" } >> { .b = "y" }')}`);
+    expect(tempo.requests.at(-1)!.params.get('q')).toBe('{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }');
+    const before = tempo.requests.length;
+    for (const path of ['/tempo/api/search/tag/k8s.namespace.name/values', '/tempo/api/search/tags']) {
+      const v1 = await get(path);
+      expect(v1.status, path).toBe(403);
+      await v1.arrayBuffer();
+    }
+    expect(tempo.requests).toHaveLength(before);
+    // An admin is not restricted: v1 passes.
+    const admin = await get('/tempo/api/search/tags', 'carol');
+    expect(admin.status).toBe(200);
+    await admin.arrayBuffer();
+  });
+
+  it('tag APIs under two alternatives: one request per alternative, each q one filter without ||, the answers merged', async () => {
+    const names = await get(`/tempo/api/v2/search/tags?scope=resource&q=${encodeURIComponent('{ span.http.method = "GET" }')}`, 'dana');
+    expect(names.status).toBe(200);
+    expect(await names.json()).toEqual({ scopes: [{ name: 'resource', tags: ['k8s.cluster.name', 'service.name', 'y.only'] }], metrics: { inspectedBytes: '10' } });
+    const qs = tempo.requests.map((r) => r.params.get('q')).sort();
+    expect(qs).toEqual([
+      '{ (span.http.method = "GET") && resource.k8s.cluster.name = "z" && resource.k8s.namespace.name = "y" }',
+      '{ (span.http.method = "GET") && resource.k8s.namespace.name = "x" }',
+    ]);
+    expect(tempo.requests.every((r) => r.params.get('scope') === 'resource')).toBe(true);
+    tempo.clear();
+    // Values of the policy attribute: merged, then filtered to what either alternative allows.
+    const values = await get(`/tempo/api/v2/search/tag/${encodeURIComponent('resource."k8s.namespace.name"')}/values`, 'dana');
+    expect(await values.json()).toEqual({ tagValues: [{ type: 'string', value: 'y' }], metrics: { inspectedBytes: '14' } });
+    expect(tempo.requests).toHaveLength(2);
   });
 
   it('metrics need q', async () => {

@@ -230,6 +230,12 @@ function lokiProblems(reqs: readonly CannedRequest[]): string[] {
   return p;
 }
 
+/** One `{ … }` whose inside, strings aside, has no brace, `|` or `||` (an independent reading, not the gateway's parser). */
+function oneConjunctiveFilter(q: string): boolean {
+  const bare = q.replace(/"(?:[^"\\]|\\.)*"|`[^`]*`/g, '""').trim();
+  return bare.startsWith('{') && bare.endsWith('}') && !/[{}|]/.test(bare.slice(1, -1));
+}
+
 function tempoProblems(reqs: readonly CannedRequest[]): string[] {
   const p: string[] = [];
   for (const r of reqs) {
@@ -253,6 +259,8 @@ function tempoProblems(reqs: readonly CannedRequest[]): string[] {
       }
       if (again !== undefined && again !== v) p.push(`${where}: rewriting the forwarded q changes it: ${again}`);
       if (!v.includes('resource.k8s.namespace.name =~ "^(?s:team-a-.*)$"')) p.push(`${where}: policy missing from ${v}`);
+      // Tempo's tag APIs read conditions only from one spanset filter without `||`; anything else is answered from every span.
+      if (/\/search\/tags$|\/search\/tag\//.test(r.path) && !oneConjunctiveFilter(v)) p.push(`${where}: tag lookup q Tempo would read as no condition: ${v}`);
     }
   }
   return p;
@@ -409,8 +417,25 @@ const TEMPO_ATTACKS: Attack[] = [
     { name: `tag values of a dot-segment tag, v1 (/search/tag/${seg}/values)`, send: () => send('GET', `${T}/search/tag/${seg}/values`), status: 400 },
     { name: `tag values of a dot-segment tag, v2 (/v2/search/tag/${seg}/values)`, send: () => send('GET', `${T}/v2/search/tag/${seg}/values`), status: 400 },
   ]),
-  { name: 'tag values v1 (unscoped) are filtered', send: () => send('GET', `${T}/search/tag/k8s.namespace.name/values`), status: 200 },
+  // Tempo's v1 tag APIs take no query: nothing could restrict them.
+  { name: 'tag values v1 are refused (Tempo reads no q there)', send: () => send('GET', `${T}/search/tag/k8s.namespace.name/values`), status: 403 },
+  { name: 'tag names v1 are refused (Tempo reads no q there)', send: () => send('GET', `${T}/search/tags`), status: 403 },
   { name: 'tag values: a half-typed q falls back to the policy', send: () => send('GET', `${T}/v2/search/tags?q=${q('{ resource.k8s.namespace.name = "team-b-api" || ')}`), status: 200 },
+  // Tempo extracts no condition from these (structural operator, ||, pipeline) and would answer from every span:
+  // the oracle holds each forwarded q to one filter without || (the stand-in answers tag values whatever q says,
+  // so these ask for the policy attribute, whose values the gateway filters besides).
+  ...['{ .a = "x" } >> { .b = "y" }', '{ } && { }', '{ .a = "x" || true }', '{ .a = "x" } | count() > 1', '{ .a = "}" }'].flatMap((query) => [
+    { name: `tag values v2 with q ${query}`, send: () => send('GET', `${T}/v2/search/tag/resource.k8s.namespace.name/values?q=${q(query)}`), status: 200 },
+    { name: `tag names v2 with q ${query}`, send: () => send('GET', `${T}/v2/search/tags?scope=resource&q=${q(query)}`), status: 200 },
+  ]),
+  // Tempo reads the tag as TraceQL: these spell the policy's attribute, and its values are filtered as such.
+  ...['resource."k8s.namespace.name"', ' resource.k8s.namespace.name', 'resource.k8s.namespace.name '].map((tag) => ({
+    name: `tag values of the tenant attribute spelt ${JSON.stringify(tag)} are filtered`,
+    send: () => send('GET', `${T}/v2/search/tag/${encodeURIComponent(tag)}/values?q=${q('{ } >> { }')}`),
+    status: 200,
+    check: (r: { body: string }) => expect(JSON.parse(r.body).tagValues).toEqual([{ type: 'string', value: 'team-a-web' }]),
+  })),
+  { name: 'tag values v2 of a name that is not one field', send: () => send('GET', `${T}/v2/search/tag/${encodeURIComponent('.a } >> { .b')}/values`), status: 400 },
   { name: 'trace by id of another team → 404', send: () => sendBinary(`${T}/v2/traces/${TEAM_B_ID}`, { accept: 'application/protobuf' }), status: 404, blocked: false },
   { name: 'trace by id of another team (v1 JSON) → 404', send: () => send('GET', `${T}/traces/${TEAM_B_ID}`), status: 404, blocked: false },
   { name: 'trace by id, upper-case hex', send: () => send('GET', `${T}/traces/${TEAM_B_ID.toUpperCase()}`), status: 404, blocked: false },

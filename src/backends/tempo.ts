@@ -1,9 +1,12 @@
-import { QueryError } from '../errors.ts';
+import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
+import { fieldKey, parseFieldName } from '../rewrite/traceql-escape.ts';
+import { isConjunctiveFilter, tagField } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
-import type { EnforcedParam, RouteSpec, RouteTable } from './routes.ts';
+import type { EnforcedParam, FanOutSpec, RouteTable } from './routes.ts';
+import { mergeTagScopeAnswers, mergeTagValueAnswers } from './tag-answers.ts';
 import { filterTraceV1, filterTraceV2 } from './traces.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
@@ -16,23 +19,56 @@ const traceQuery = (required: boolean): EnforcedParam => ({
 });
 
 /**
- * `q` of the tag APIs: Grafana sends the half-typed query there for
- * autocompletion, which Tempo parses leniently. A `q` the gateway cannot parse
- * is replaced by `{ C }` — the policy alone — which can only narrow the answer.
+ * `q` of the v2 tag APIs. Tempo does not run it as a search: it takes the
+ * conditions of its first spanset filter (traceql.ExtractConditions) and, where
+ * that gives up (a structural operator, `||` anywhere, no condition), answers
+ * from every span of the tenant. So each forwarded `q` is one spanset filter
+ * without `||`: the client's filter where it is one (Grafana sends the query
+ * typed so far), else none, AND one policy alternative. Under several
+ * alternatives that is one `q` per alternative (RouteSpec.fanOut), the answers
+ * merged. A `q` the gateway cannot parse (half-typed) or enforce adds
+ * nothing: the policy alone can only narrow the answer.
  */
 const tagScopeQuery: EnforcedParam = {
-  ...traceQuery(false),
-  rewrite: (values, policy, limits) =>
-    values.length === 0
-      ? [rewriteTraceQL('{}', policy, limits)]
-      : values.map((q) => {
-          try {
-            return rewriteTraceQL(q, policy, limits);
-          } catch (e) {
-            if (e instanceof QueryError && e.code === 'bad_query') return rewriteTraceQL('{}', policy, limits);
-            throw e;
-          }
-        }),
+  name: 'q',
+  required: false,
+  multiple: false,
+  rewrite: (values, policy, limits) => {
+    const client = values[0];
+    const own = client !== undefined && isConjunctiveFilter(client) ? client : '{}';
+    const parts = new Set<string>();
+    for (const group of policy) {
+      let q: string;
+      try {
+        q = rewriteTraceQL(own, [group], limits);
+      } catch (e) {
+        // Half-typed, or a filter the rewriter cannot enforce (parent attributes): the policy alone. Too large: refused.
+        if (!(e instanceof QueryError) || e.code === 'query_too_large') throw e;
+        q = rewriteTraceQL('{}', [group], limits);
+      }
+      // The rewriter adds one alternative as a conjunction; anything else would be read as no condition at all.
+      if (!isConjunctiveFilter(q)) throw new GatewayError('rewrite_verification_failed', 'a tag lookup\'s query is not one conjunctive spanset filter');
+      parts.add(q);
+    }
+    return [...parts];
+  },
+  missingMessage: '',
+};
+
+/**
+ * Tempo's v1 tag APIs take no query (its ingesters list every tag and value
+ * of the tenant), so nothing can restrict them: refused for restricted
+ * subjects, who use the v2 APIs (Grafana's Tempo datasource does; it falls
+ * back to v1 only where v2 is missing).
+ */
+const v1TagLookup: EnforcedParam = {
+  name: 'q',
+  required: false,
+  multiple: false,
+  rewrite: () => {
+    throw new GatewayError('forbidden', "Tempo's v1 tag APIs cannot be restricted by a query; use /api/v2/search/tags and /api/v2/search/tag/<tag>/values");
+  },
+  missingMessage: '',
 };
 
 /**
@@ -54,21 +90,16 @@ const refused = (name: string, message: string): EnforcedParam => ({
 const noLegacyTags = refused('tags', 'search by "tags" is not supported through the gateway: use a TraceQL query in "q"');
 const noQueryAlias = refused('query', 'parameter "query" is not supported through the gateway: send the TraceQL query in "q"');
 
-/** `resource.k8s.namespace.name` → `k8s.namespace.name`; `.x` → `x`: the unscoped name v1 tag APIs use. */
-function unscoped(name: string): string {
-  const m = /^(?:resource|span|event|link|instrumentation)?\.(.*)$/s.exec(name);
-  return m ? m[1]! : name;
-}
-
 /**
- * Tag values: v2 answers `{tagValues: [{type, value}]}`, v1 `{tagValues: [string]}`.
- * Drops values the policy's matchers on that tag refuse; v1 names tags without
- * scope, so a policy name matches it by its unscoped form too.
+ * Tag values (v2: `{tagValues: [{type, value}]}`): drops values the policy's
+ * matchers on that tag refuse. The tag is compared as Tempo reads it, as a
+ * TraceQL field (`resource."k8s.namespace.name"` is `resource.k8s.namespace.name`).
  */
 const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const requested = pathParams['tag'] ?? '';
-  const tag = unscoped(requested);
-  const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (m.name === requested || unscoped(m.name) === tag ? { ...m, name: requested } : m)));
+  const field = tagField(requested);
+  // validatePathParam refused names that are not one field; a policy name is compared in its canonical form.
+  const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (field !== null && canonicalName(m.name) === field ? { ...m, name: requested } : m)));
   const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
   const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
   // Rebuilt from what was checked (and Tempo's `metrics` object, which counts bytes inspected): nothing else is copied.
@@ -79,11 +110,24 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   };
 };
 
+/** A policy matcher's name as a canonical field name (policies are checked when loaded; a name that is not one compares as written). */
+function canonicalName(name: string): string {
+  try {
+    return fieldKey(parseFieldName(name));
+  } catch {
+    return name;
+  }
+}
+
 const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);
 /** Trace ids as Tempo parses them: hex, at most 128 bits (shorter ids are left-padded by Tempo). */
 const validTraceId = (_n: string, v: string) => (/^[0-9a-fA-F]{1,32}$/.test(v) ? undefined : `invalid trace id ${JSON.stringify(v.slice(0, 64))}: expected 1 to 32 hex digits`);
 const get = ['GET'] as const;
-const tagValues = (endpoint: string, path: string): RouteSpec => ({ endpoint, path, methods: get, enforced: [tagScopeQuery], responseFilter: filterTagValues, validatePathParam: validTag });
+/** A v2 tag name must be one TraceQL field, as Tempo reads it, so that the answer's filter knows which field it lists. */
+const validV2Tag = (n: string, v: string) => validTag(n, v) ?? (tagField(v) === null ? `invalid tag ${JSON.stringify(v)}: expected one TraceQL field, e.g. resource.service.name, span."http.method" or name` : undefined);
+/** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
+const tagScopesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagScopeAnswers(answers) };
+const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagValueAnswers(answers) };
 
 /**
  * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id answers
@@ -94,10 +138,18 @@ export const tempoRoutes: RouteTable = {
   kind: 'tempo',
   routes: [
     { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags, noQueryAlias] },
-    { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [tagScopeQuery] },
-    { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery] },
-    tagValues('search_tag_values', '/api/search/tag/:tag/values'),
-    tagValues('search_tag_values_v2', '/api/v2/search/tag/:tag/values'),
+    { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [v1TagLookup] },
+    { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery], fanOut: tagScopesFanOut },
+    { endpoint: 'search_tag_values', path: '/api/search/tag/:tag/values', methods: get, enforced: [v1TagLookup], validatePathParam: validTag },
+    {
+      endpoint: 'search_tag_values_v2',
+      path: '/api/v2/search/tag/:tag/values',
+      methods: get,
+      enforced: [tagScopeQuery],
+      fanOut: tagValuesFanOut,
+      responseFilter: filterTagValues,
+      validatePathParam: validV2Tag,
+    },
     { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias] },
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias] },
     { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },

@@ -697,3 +697,54 @@ export function parseTraceQLTree(text: string): Tree | null {
   const r = parseStrict(parser, text);
   return r.ok ? r.tree : null;
 }
+
+/** The single spanset filter `text` consists of (no pipeline, no structural operator), or null. */
+function soleSpansetFilter(tree: Tree): SyntaxNode | null {
+  const [query, extra] = significantChildren(tree.topNode);
+  if (query === undefined || extra !== undefined) return null;
+  const [filter, more] = significantChildren(query);
+  return filter !== undefined && more === undefined && filter.type.id === N.SpansetFilter ? filter : null;
+}
+
+/**
+ * Whether `text` is one spanset filter with no `||` anywhere in it and no
+ * brace but its own: a query from which Tempo's tag APIs extract conditions
+ * that must all hold (traceql.ExtractConditions gives up on structural
+ * operators and on `||`, and Tempo then answers from every span; releases that
+ * read the filter with a regular expression stop at the first `}`).
+ */
+export function isConjunctiveFilter(text: string): boolean {
+  const tree = parseTraceQLTree(text);
+  if (tree === null) return false;
+  const filter = soleSpansetFilter(tree);
+  if (filter === null) return false;
+  if (/[{}]/.test(text.slice(filter.from + 1, filter.to - 1))) return false;
+  let or = false;
+  tree.iterate({
+    from: filter.from,
+    to: filter.to,
+    enter: (n) => {
+      if (n.type.id === N.OrOp) or = true;
+      return !or;
+    },
+  });
+  return !or;
+}
+
+/**
+ * The canonical field a tag name of Tempo's v2 tag APIs denotes: Tempo reads
+ * the name as TraceQL (`{` + name + `}`), so `resource."k8s.namespace.name"`
+ * and ` resource.k8s.namespace.name` are `resource.k8s.namespace.name`. Null
+ * when the name is not one field.
+ */
+export function tagField(name: string): string | null {
+  if (!isWellFormedUnicode(name) || /[\u0000\ufeff]/.test(name)) return null;
+  const text = `{${name}}`;
+  const tree = parseTraceQLTree(text);
+  if (tree === null) return null;
+  const filter = soleSpansetFilter(tree);
+  if (filter === null) return null;
+  const kids = significantChildren(filter);
+  if (kids.length !== 3) return null;
+  return readField(text, kids[1] as SyntaxNode);
+}

@@ -1,0 +1,72 @@
+/**
+ * Merging the answers of Tempo's v2 tag APIs asked once per policy
+ * alternative (RouteSpec.fanOut): tag names per scope, `{"scopes": [{"name",
+ * "tags": […]}]}`, and tag values, `{"tagValues": [{"type", "value"}]}`.
+ * Pure; no I/O. Tempo's `metrics` (bytes inspected) is added up.
+ */
+import { GatewayError } from '../errors.ts';
+import { compareCodePoints } from './list-answers.ts';
+
+const unreadable = () => new GatewayError('upstream_error', 'upstream answer could not be read');
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `metrics.inspectedBytes` (a uint64 as a JSON string) summed over the answers that carry it. */
+function summedMetrics(answers: readonly Record<string, unknown>[]): { metrics?: { inspectedBytes: string } } {
+  let total = 0n;
+  let any = false;
+  for (const a of answers) {
+    const bytes = isObject(a['metrics']) ? a['metrics']['inspectedBytes'] : undefined;
+    if ((typeof bytes === 'string' && /^[0-9]{1,20}$/.test(bytes)) || (typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0)) {
+      total += BigInt(bytes);
+      any = true;
+    }
+  }
+  return any ? { metrics: { inspectedBytes: total.toString() } } : {};
+}
+
+export interface TagScopes {
+  readonly scopes: { name: string; tags: string[] }[];
+  readonly metrics?: { inspectedBytes: string };
+}
+
+/** Tag names: per scope (in first-seen order), the sorted union. Any answer of another shape throws (→ 502). */
+export function mergeTagScopeAnswers(answers: readonly unknown[]): TagScopes {
+  const scopes = new Map<string, Set<string>>();
+  for (const a of answers) {
+    if (!isObject(a) || !Array.isArray(a['scopes'])) throw unreadable();
+    for (const s of a['scopes'] as unknown[]) {
+      if (!isObject(s) || typeof s['name'] !== 'string') throw unreadable();
+      const tags = s['tags'] ?? [];
+      if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw unreadable();
+      let set = scopes.get(s['name']);
+      if (set === undefined) scopes.set(s['name'], (set = new Set()));
+      for (const t of tags as string[]) set.add(t);
+    }
+  }
+  return {
+    scopes: [...scopes].map(([name, tags]) => ({ name, tags: [...tags].sort(compareCodePoints) })),
+    ...summedMetrics(answers as Record<string, unknown>[]),
+  };
+}
+
+export interface TagValues {
+  readonly tagValues: { type: string; value: string }[];
+  readonly metrics?: { inspectedBytes: string };
+}
+
+/** Tag values: the union of (type, value) pairs, sorted by value then type. Any answer of another shape throws (→ 502). */
+export function mergeTagValueAnswers(answers: readonly unknown[]): TagValues {
+  const seen = new Map<string, { type: string; value: string }>();
+  for (const a of answers) {
+    if (!isObject(a)) throw unreadable();
+    const values = a['tagValues'] ?? [];
+    if (!Array.isArray(values)) throw unreadable();
+    for (const v of values as unknown[]) {
+      if (!isObject(v) || typeof v['type'] !== 'string' || typeof v['value'] !== 'string') throw unreadable();
+      seen.set(JSON.stringify([v['type'], v['value']]), { type: v['type'], value: v['value'] });
+    }
+  }
+  const tagValues = [...seen.values()].sort((x, y) => compareCodePoints(x.value, y.value) || compareCodePoints(x.type, y.type));
+  return { tagValues, ...summedMetrics(answers as Record<string, unknown>[]) };
+}

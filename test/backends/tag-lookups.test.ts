@@ -1,0 +1,161 @@
+// Tempo's tag APIs (v2): Tempo reads `q` only as the conditions of one spanset
+// filter without `||` (traceql.ExtractConditions) and otherwise answers from
+// every span; v1 reads no `q` at all. What the gateway forwards, and how the
+// answers of one request per policy alternative are merged.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { enforceParams } from '../../src/backends/params.ts';
+import { mergeTagScopeAnswers, mergeTagValueAnswers } from '../../src/backends/tag-answers.ts';
+import { tempoRoutes } from '../../src/backends/tempo.ts';
+import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import { isConjunctiveFilter, tagField } from '../../src/rewrite/traceql-syntax.ts';
+import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
+
+const route = (endpoint: string) => tempoRoutes.routes.find((r) => r.endpoint === endpoint)!;
+const codeOf = (f: () => unknown): string | undefined => {
+  try {
+    f();
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+};
+
+const corpus: string[] = readFileSync(join(import.meta.dirname, '..', '..', 'e2e', 'corpus', 'traceql.jsonl'), 'utf8')
+  .split('\n')
+  .filter((l) => l.trim() !== '')
+  .map((l) => (JSON.parse(l) as { q: string }).q);
+
+const NS = 'resource.k8s.namespace.name';
+const policies: Record<string, SelectorPolicy> = {
+  single: [[{ name: NS, op: '=~', value: 'team-a-.*' }]],
+  negative: [[{ name: NS, op: '!~', value: 'kube-.*' }, { name: 'span.tier', op: '!=', value: 'internal' }]],
+  dnf: [[{ name: NS, op: '=', value: 'x' }], [{ name: NS, op: '=', value: 'y' }, { name: 'resource.k8s.cluster.name', op: '=', value: 'z' }]],
+};
+
+describe('isConjunctiveFilter: what Tempo reads as conditions that must all hold', () => {
+  it.each([
+    ['{}', true],
+    ['{ .a = "x" && (.b = 1 && !(.c > 2)) }', true],
+    ['{ .a = "x" } // comment', true],
+    ['{ .a = "x" || true }', false],
+    ['{ .a || .b }', false],
+    ['{ (.a = "x") && (.b = "y" || .c = "z") }', false],
+    ['{ .a } >> { .b }', false],
+    ['{ } && { }', false],
+    ['{ .a = "x" } | count() > 1', false],
+    ['({ .a = "x" })', false],
+    ['{ .a = "}" }', false],
+    ['{ span."a{b" = 1 }', false],
+    ['{ .a = "x" && resource.', false],
+  ])('%s → %s', (q, expected) => {
+    expect(isConjunctiveFilter(q)).toBe(expected);
+  });
+});
+
+describe('tagField: a v2 tag name read as Tempo reads it ({ + name + })', () => {
+  it.each([
+    ['resource.k8s.namespace.name', NS],
+    ['resource."k8s.namespace.name"', NS],
+    [' resource.k8s.namespace.name ', NS],
+    ['span."http method"', 'span.http method'],
+    ['.a', '.a'],
+    ['name', 'name'],
+    ['span:name', 'span:name'],
+    ['k8s.namespace.name', null],
+    ['.a } >> { .b', null],
+    ['.a && .b', null],
+    ['', null],
+  ])('%j → %j', (name, expected) => {
+    expect(tagField(name)).toBe(expected);
+  });
+});
+
+describe('v2 tag lookups: every forwarded q is one conjunctive filter carrying one alternative', () => {
+  for (const [policyName, policy] of Object.entries(policies)) {
+    for (const endpoint of ['search_tags_v2', 'search_tag_values_v2']) {
+      it(`${policyName}, ${endpoint}: over the TraceQL corpus and random text`, () => {
+        const check = (client: string | undefined) => {
+          const params = new URLSearchParams(client === undefined ? 'scope=resource' : [['q', client], ['scope', 'resource']]);
+          let forwarded: string[];
+          try {
+            forwarded = enforceParams(route(endpoint), params, policy, DEFAULT_LIMITS, 'traceql').getAll('q');
+          } catch (e) {
+            // Only a refusal of the client's text itself (too long, too deep) is acceptable.
+            expect((e as { code?: string }).code, String(e)).toBe('query_too_large');
+            return;
+          }
+          // One part per alternative (the route fans out and merges), each the alternative's conjunction.
+          expect(forwarded).toHaveLength(policy.length);
+          policy.forEach((group, i) => {
+            const q = forwarded[i]!;
+            expect(isConjunctiveFilter(q), q).toBe(true);
+            for (const m of group) expect(q).toContain(`${m.name} ${m.op} `);
+          });
+          expect(params.get('scope')).toBe('resource');
+        };
+        check(undefined);
+        for (const q of corpus) check(q);
+        fc.assert(
+          fc.property(fc.string({ unit: fc.constantFrom(...'{}()|&=!~<>". \n.abxy12'.split('')), maxLength: 40 }), (q) => check(q)),
+          { numRuns: 300 },
+        );
+      });
+    }
+  }
+
+  it('the client filter is kept where Tempo would read it as conditions, dropped where it would not', () => {
+    const q = (client: string) => enforceParams(route('search_tags_v2'), new URLSearchParams([['q', client]]), policies['single']!, DEFAULT_LIMITS, 'traceql').getAll('q');
+    expect(q('{ span.http.method = "GET" }')).toEqual([`{ (span.http.method = "GET") && ${NS} =~ "^(?s:team-a-.*)$" }`]);
+    for (const client of ['{ .a = "x" } >> { .b = "y" }', '{ .a = "x" || true }', '{ .a = "}" }', '{ span.http.method = ']) {
+      expect(q(client), client).toEqual([`{ ${NS} =~ "^(?s:team-a-.*)$" }`]);
+    }
+  });
+
+  it('v1 tag names and values (Tempo reads no q there) are refused for restricted subjects, passed for unrestricted ones', () => {
+    for (const endpoint of ['search_tags', 'search_tag_values']) {
+      expect(codeOf(() => enforceParams(route(endpoint), new URLSearchParams(), policies['single']!, DEFAULT_LIMITS, 'traceql'))).toBe('forbidden');
+      expect(enforceParams(route(endpoint), new URLSearchParams('q=x'), undefined, DEFAULT_LIMITS, 'traceql').get('q')).toBe('x');
+    }
+  });
+
+  it('a v2 tag name that is not one field is refused before anything is forwarded', () => {
+    const validate = route('search_tag_values_v2').validatePathParam!;
+    expect(validate('tag', 'resource."k8s.namespace.name"')).toBeUndefined();
+    expect(validate('tag', '.a } >> { .b')).toMatch(/invalid tag/);
+    expect(validate('tag', 'k8s.namespace.name')).toMatch(/invalid tag/);
+  });
+});
+
+describe('v2 tag answers of one request per alternative, merged', () => {
+  it('tag names: per scope (first-seen order), the union in Go string order; bytes inspected added up', () => {
+    const merged = mergeTagScopeAnswers([
+      { scopes: [{ name: 'resource', tags: ['service.name', 'b'] }, { name: 'span', tags: ['http.method'] }], metrics: { inspectedBytes: '5' } },
+      { scopes: [{ name: 'resource', tags: ['a', 'service.name'] }, { name: 'intrinsic', tags: ['duration'] }], metrics: { inspectedBytes: '7' } },
+    ]);
+    expect(merged).toEqual({
+      scopes: [
+        { name: 'resource', tags: ['a', 'b', 'service.name'] },
+        { name: 'span', tags: ['http.method'] },
+        { name: 'intrinsic', tags: ['duration'] },
+      ],
+      metrics: { inspectedBytes: '12' },
+    });
+  });
+  it('tag values: the union of (type, value), sorted by value', () => {
+    expect(
+      mergeTagValueAnswers([
+        { tagValues: [{ type: 'string', value: 'b' }, { type: 'int', value: '200' }] },
+        { tagValues: [{ type: 'string', value: 'a' }, { type: 'string', value: 'b' }, { type: 'string', value: '200' }] },
+      ]),
+    ).toEqual({ tagValues: [{ type: 'int', value: '200' }, { type: 'string', value: '200' }, { type: 'string', value: 'a' }, { type: 'string', value: 'b' }] });
+  });
+  it('an answer of another shape is not left out: 502', () => {
+    expect(codeOf(() => mergeTagScopeAnswers([{ scopes: [] }, { tagNames: ['x'] }]))).toBe('upstream_error');
+    expect(codeOf(() => mergeTagScopeAnswers([{ scopes: [{ name: 'span', tags: [1] }] }]))).toBe('upstream_error');
+    expect(codeOf(() => mergeTagValueAnswers([{ tagValues: ['x'] }]))).toBe('upstream_error');
+    expect(codeOf(() => mergeTagValueAnswers([null]))).toBe('upstream_error');
+  });
+});
