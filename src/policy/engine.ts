@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { GatewayError, isGatewayError } from '../errors.ts';
+import { headerKey } from '../util/header-name.ts';
 import { DecisionCache } from './decision-cache.ts';
 import { validateDecision } from './decision.ts';
 import type { Decision, DecisionInput } from './decision.ts';
@@ -95,6 +96,21 @@ function serialiseData(data: unknown): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
+/** The header names the teams and admins of `data.lbac` set, as headerKey; other data shapes set none that can be known. */
+export function policyHeaderNames(data: unknown): ReadonlySet<string> {
+  const names = new Set<string>();
+  const lbac = isRecord(data) ? data['lbac'] : undefined;
+  if (!isRecord(lbac)) return names;
+  const add = (headers: unknown) => {
+    if (isRecord(headers)) for (const name of Object.keys(headers)) names.add(headerKey(name));
+  };
+  if (isRecord(lbac['admins'])) add(lbac['admins']['headers']);
+  if (isRecord(lbac['teams'])) for (const team of Object.values(lbac['teams'])) if (isRecord(team)) add(team['headers']);
+  return names;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 export class PolicyEngine {
   /** Identifies the loaded policy in logs and /ready. */
   readonly revision: string;
@@ -105,12 +121,20 @@ export class PolicyEngine {
   #data: ArrayBuffer;
   /** Decisions per Subject instance; cleared with new data, and a new engine (revision) starts empty. */
   readonly decisionCache = new DecisionCache();
+  /**
+   * Header names (headerKey form) that the data's teams or admins set
+   * (`data.lbac.teams.*.headers`, `data.lbac.admins.headers`): the gateway owns
+   * them for every request, whether or not this request's decision sets them,
+   * so a client's own copy (e.g. another team's THANOS-TENANT) never passes.
+   */
+  #ownedHeaders: ReadonlySet<string>;
   /** The live instance, or undefined after a failed evaluation (rebuilt on next use). */
   #instance: { policy: LoadedPolicy; entrypointId: number } | undefined;
 
-  private constructor(module: CompiledModule, data: ArrayBuffer, revision: string, opts: PolicyEngineOptions) {
+  private constructor(module: CompiledModule, data: ArrayBuffer, owned: ReadonlySet<string>, revision: string, opts: PolicyEngineOptions) {
     this.#module = module;
     this.#data = data;
+    this.#ownedHeaders = owned;
     this.revision = revision;
     this.entrypoint = opts.entrypoint ?? DEFAULT_ENTRYPOINT;
     this.#initialPages = opts.memory?.initialPages ?? DEFAULT_INITIAL_PAGES;
@@ -141,7 +165,7 @@ export class PolicyEngine {
       throw new GatewayError('policy_error', `policy is a WebAssembly module but not an OPA policy (built with \`opa build -t wasm\`?): it lacks ${missing.join(', ')}`);
     }
     const revision = opts.revision ?? createHash('sha256').update(bytes).digest('hex').slice(0, 12);
-    return new PolicyEngine(module, serialiseData(data), revision, opts);
+    return new PolicyEngine(module, serialiseData(data), policyHeaderNames(data), revision, opts);
   }
 
   /** `fromBytes` for a file; a file that cannot be read is `policy_unavailable`. */
@@ -193,6 +217,11 @@ export class PolicyEngine {
     }
   }
 
+  /** See #ownedHeaders. */
+  get ownedHeaders(): ReadonlySet<string> {
+    return this.#ownedHeaders;
+  }
+
   /**
    * Replaces the data document. Atomic: the new data is loaded into a fresh
    * instance, which replaces the current one only once that has succeeded; on
@@ -201,8 +230,10 @@ export class PolicyEngine {
   setData(data: unknown): void {
     const serialised = serialiseData(data);
     const instance = this.#instantiate(serialised);
+    const owned = policyHeaderNames(data);
     this.#data = serialised;
     this.#instance = instance;
+    this.#ownedHeaders = owned;
     this.decisionCache.clear();
   }
 

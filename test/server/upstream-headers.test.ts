@@ -2,6 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ResolvedUpstream } from '../../src/config/load.ts';
 import type { Decision } from '../../src/policy/decision.ts';
+import { policyHeaderNames } from '../../src/policy/engine.ts';
+import { startUpstream, testApp, testConfig } from './helpers.ts';
 import { downstreamHeaders, filteredDownstreamHeaders, upstreamHeaders } from '../../src/server/plugins/upstream.ts';
 
 const upstream = { headers: { 'X-Upstream-Key': 'configured' }, forwardAuthorization: false } as unknown as ResolvedUpstream;
@@ -61,5 +63,47 @@ describe('filteredDownstreamHeaders', () => {
     expect(filteredDownstreamHeaders(up)).toEqual({ 'content-type': 'application/json', date: 'd', 'x-kept': 'v' });
     // Without hop-by-hop headers too (downstreamHeaders returns the same object then).
     expect(filteredDownstreamHeaders({ 'content-length': '5', vary: 'Accept-Encoding' })).toEqual({ vary: 'Accept-Encoding' });
+  });
+});
+
+describe('header names any team or the admins set are owned for every request', () => {
+  it('policyHeaderNames: the names of data.lbac teams and admins headers, as header keys', () => {
+    const names = policyHeaderNames({ lbac: { admins: { headers: { 'X-Admin-Tenant': 'all' } }, teams: { a: { headers: { 'X-Scope-OrgID': 'a' } }, b: { headers: { 'X-Tenant_Id': 'b' } }, c: {} } } });
+    expect([...names].sort()).toEqual(['x-admin-tenant', 'x-scope-orgid', 'x-tenant-id']);
+    expect(policyHeaderNames({ other: { teams: { a: { headers: { X: '1' } } } } }).size).toBe(0);
+  });
+
+  it("a client's copy of another team's tenant header never reaches the upstream, also after the teams change", async () => {
+    const up = await startUpstream();
+    const config = testConfig(
+      up.url,
+      `  team-b: { groups: [team-b], selectors: [{ namespace: "team-b-api" }], headers: { X-Tenant-Id: tenant-b } }
+  team-c: { groups: [team-c], selectors: [{ namespace: "team-c-api" }] }
+`,
+    );
+    const t = await testApp(config);
+    try {
+      const send = async (token: string, headers: Record<string, string>) => {
+        const res = await t.app.inject({ url: '/prometheus/api/v1/query?query=up', headers: { authorization: `Bearer ${token}`, ...headers } });
+        expect(res.statusCode).toBe(200);
+        return up.requests.at(-1)!.headers;
+      };
+      // alice (team-a) sets only X-Scope-OrgID; X-Tenant-Id is team-b's, THANOS-TENANT is Thanos' own.
+      const got = await send('alice', { 'x-tenant-id': 'tenant-b', x_tenant_id: 'tenant-b', 'thanos-tenant': 'tenant-b', 'x-kept': 'v' });
+      expect(got['x-tenant-id']).toBeUndefined();
+      expect(got['x_tenant_id']).toBeUndefined();
+      expect(got['thanos-tenant']).toBeUndefined();
+      expect(got['x-scope-orgid']).toBe('tenant-a');
+      expect(got['x-kept']).toBe('v');
+      // New data (a reload, a bundle) brings new names.
+      const engine = t.holder.engine!;
+      engine.setData({ lbac: { ...config.policyData, teams: { ...config.policyData.teams, 'team-d': { ...config.policyData.teams['team-b']!, headers: { 'X-Other-Tenant': 'd' } } } } });
+      const after = await send('alice', { 'x-other-tenant': 'tenant-d', 'x-tenant-id': 'tenant-b' });
+      expect(after['x-other-tenant']).toBeUndefined();
+      expect(after['x-tenant-id']).toBeUndefined();
+    } finally {
+      await t.app.close();
+      await up.close();
+    }
   });
 });

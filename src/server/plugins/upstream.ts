@@ -32,8 +32,12 @@ export interface UpstreamPluginOptions {
 /** Credential headers Grafana may send (ID tokens): never forwarded, whatever identity sources are configured. */
 export const GRAFANA_CREDENTIAL_HEADERS = ['x-grafana-id', 'x-id-token'];
 
-/** Headers the gateway owns: a client's copy is never forwarded. */
-const OWNED_HEADERS = ['x-scope-orgid', 'x-prom-label-policy'];
+/**
+ * Headers the gateway owns: a client's copy is never forwarded. Besides these,
+ * every header name the policy data's teams or admins set (PolicyEngine.ownedHeaders).
+ * THANOS-TENANT is Thanos Receive's tenant header, owned even where no team sets it.
+ */
+const OWNED_HEADERS = ['x-scope-orgid', 'x-prom-label-policy', 'thanos-tenant'];
 /** Connection-scoped headers (RFC 9110 §7.6.1): never relayed in either direction. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 /** Never forwarded: hop-by-hop headers, credentials for the gateway, and framing we recompute. */
@@ -59,6 +63,13 @@ function strippedNames(upstream: ResolvedUpstream, credentialHeaders: readonly s
   const names = new Set([...OWNED_HEADERS, ...DROPPED_HEADERS, ...GRAFANA_CREDENTIAL_HEADERS, ...credentialHeaders, ...Object.keys(upstream.headers)].map(headerKey));
   strippedByUpstream.set(upstream, { credentialHeaders, names });
   return names;
+}
+
+const NO_NAMES: ReadonlySet<string> = new Set();
+
+/** The header names the active policy's data sets for any team or the admins. */
+function ownedHeaders(req: FastifyRequest): ReadonlySet<string> {
+  return req.server.policyEngine?.ownedHeaders ?? NO_NAMES;
 }
 
 /** The policy's header names (decisions are frozen, so one set per decision). */
@@ -164,6 +175,7 @@ export function upstreamHeaders(
   upstream: ResolvedUpstream,
   decision: Decision,
   credentialHeaders: readonly string[] = NO_HEADERS,
+  owned: ReadonlySet<string> = NO_NAMES,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const stripped = strippedNames(upstream, credentialHeaders);
@@ -175,7 +187,7 @@ export function upstreamHeaders(
     if (value === undefined) continue;
     const lower = name.toLowerCase();
     const key = headerKey(name);
-    if (stripped.has(key) || policyNames.has(key)) continue;
+    if (stripped.has(key) || policyNames.has(key) || owned.has(key)) continue;
     if (nominated !== undefined && nominated.has(lower)) continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
     // SigV4 (upstreams[].auth): X-Amz-* headers are the signer's; a client's copy would change what the upstream verifies.
@@ -258,7 +270,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
             const url = new URL(upstream.pathPrefix + path, upstream.origin);
             url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
             url.search = upstream.auth?.query(search) ?? search;
-            const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
+            const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
             if (upstream.auth?.signsRequests === true) headers['host'] = url.host;
             return { url: url.href, headers: signedHeaders(upstream, 'GET', url.href, headers), ...(tls === undefined ? {} : { tls }) };
           });
@@ -477,7 +489,7 @@ async function fanOutReply(
   if (values.length > MAX_FAN_OUT) {
     throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
   }
-  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
+  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
   const gone = new ClientGone();
   if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
   spec.pin?.(params, Date.now());
@@ -555,7 +567,7 @@ async function forward(
     return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.pool);
   }
 
-  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders);
+  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
   // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
   // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
@@ -564,7 +576,7 @@ async function forward(
   // client's Authorization for upstreams that get it (never shared). The client may leave while it runs.
   const lookup =
     filter !== undefined && route.lookup !== undefined && lookups !== undefined
-      ? await lookupAnswer(route.lookup, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders), upstream, lookups)
+      ? await lookupAnswer(route.lookup, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders, ownedHeaders(req)), upstream, lookups)
       : undefined;
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
