@@ -1,0 +1,131 @@
+/**
+ * How large a regular expression becomes once compiled, estimated from its
+ * text without compiling it. re2js (like RE2's simplifier) expands a counted
+ * repetition into copies (`x{1000}` is a thousand `x`; nested counts
+ * multiply) and copies a character class's ranges with each copy, so a short
+ * text such as `(?i)\pL{1000}` repeated a few hundred times takes seconds and
+ * gigabytes to compile, on the event loop. Go compiles the same text cheaply
+ * (Loki's own parser accepts it), so such a regex is refused as too large
+ * before it is compiled. Pure; no I/O.
+ */
+
+/**
+ * Most estimated units the regexes of one query may compile to: about 20–60 ms
+ * of re2js at worst (measured 0.3–3 µs per unit), far above what dashboards
+ * write (`[0-9]{1,3}` is 24 units, a 200-character alternation about 200).
+ */
+export const MAX_REGEX_EXPANSION = 20_000;
+
+/** Weight of a character class or class escape (`[a-z]`, `\pL`, `\w`), in literals: re2js copies its ranges. */
+const CLASS_WEIGHT = 8;
+
+function readRepeat(s: string, i: number): { end: number; factor: number } | null {
+  // `{n}`, `{n,}`, `{n,m}` (RE2 syntax); anything else is a literal brace.
+  const m = /^\{([0-9]{1,4})(,([0-9]{0,4}))?\}/.exec(s.slice(i, i + 12));
+  if (m === null) return null;
+  const n = Number(m[1]);
+  const max = m[2] === undefined ? n : m[3] === '' ? n + 1 : Number(m[3]);
+  return { end: i + m[0].length, factor: Math.max(1, n, max) };
+}
+
+/** The end (exclusive) of the bracket class starting at `i` (`[`), or the text's end. */
+function classEnd(s: string, i: number): number {
+  let j = i + 1;
+  if (s[j] === '^') j++;
+  if (s[j] === ']') j++;
+  while (j < s.length) {
+    const c = s[j];
+    if (c === '\\') j += 2;
+    else if (c === '[' && s[j + 1] === ':') {
+      const close = s.indexOf(':]', j + 2);
+      j = close < 0 ? j + 1 : close + 2;
+    } else if (c === ']') return j + 1;
+    else j++;
+  }
+  return s.length;
+}
+
+/** The estimated compiled size of `source`, in literal-sized units (upper-bound-ish; not exact). */
+export function regexExpansion(source: string): number {
+  const stack: { sum: number; last: number }[] = [];
+  let sum = 0;
+  let last = 0;
+  const atom = (w: number) => {
+    sum += w;
+    last = w;
+  };
+  for (let i = 0; i < source.length; ) {
+    const c = source[i]!;
+    if (c === '\\') {
+      const e = source[i + 1];
+      if (e === 'p' || e === 'P') {
+        const close = source[i + 2] === '{' ? source.indexOf('}', i + 3) : -1;
+        i = close >= 0 ? close + 1 : i + 3;
+        atom(CLASS_WEIGHT);
+      } else if (e === 'Q') {
+        const end = source.indexOf('\\E', i + 2);
+        const stop = end < 0 ? source.length : end;
+        for (let k = i + 2; k < stop; k++) atom(1);
+        i = end < 0 ? source.length : end + 2;
+      } else if (e === 'x' && source[i + 2] === '{') {
+        const close = source.indexOf('}', i + 3);
+        i = close >= 0 ? close + 1 : source.length;
+        atom(1);
+      } else {
+        i += 2;
+        atom(e !== undefined && 'dDsSwW'.includes(e) ? CLASS_WEIGHT : 1);
+      }
+    } else if (c === '[') {
+      i = classEnd(source, i);
+      atom(CLASS_WEIGHT);
+    } else if (c === '(') {
+      let body = i + 1;
+      if (source[i + 1] === '?') {
+        // `(?flags)` sets flags and is no group; `(?flags:`, `(?P<name>`, `(?<name>` open one.
+        let j = i + 2;
+        if (source[j] === 'P') j++;
+        if (source[j] === '<') {
+          const close = source.indexOf('>', j);
+          body = close < 0 ? source.length : close + 1;
+        } else {
+          while (j < source.length && /[a-zA-Z-]/.test(source[j]!)) j++;
+          if (source[j] === ')') {
+            i = j + 1;
+            continue;
+          }
+          body = source[j] === ':' ? j + 1 : j;
+        }
+      }
+      stack.push({ sum, last });
+      sum = 0;
+      last = 0;
+      i = body;
+    } else if (c === ')') {
+      const group = sum;
+      const outer = stack.pop();
+      sum = (outer?.sum ?? 0) + group;
+      last = group;
+      i++;
+    } else if (c === '|') {
+      last = 0;
+      i++;
+    } else if (c === '{') {
+      const r = readRepeat(source, i);
+      if (r === null) {
+        atom(1);
+        i++;
+      } else {
+        sum += last * (r.factor - 1);
+        last *= r.factor;
+        i = r.end;
+      }
+    } else if (c === '*' || c === '+' || c === '?') {
+      i++;
+    } else {
+      atom(1);
+      i += c.charCodeAt(0) >= 0xd800 && c.charCodeAt(0) <= 0xdbff ? 2 : 1;
+    }
+  }
+  while (stack.length > 0) sum += stack.pop()!.sum;
+  return sum;
+}

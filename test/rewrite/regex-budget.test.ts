@@ -1,0 +1,78 @@
+// The compiled-size estimate that bounds the regexes the gateway compiles
+// (re2js expands counted repetitions into copies, so a few kilobytes of
+// `\pL{1000}` would take seconds and gigabytes on the event loop).
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
+import { MAX_REGEX_EXPANSION, regexExpansion } from '../../src/rewrite/regex-budget.ts';
+import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
+
+const policy: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
+const codeOf = (f: () => unknown): string | undefined => {
+  try {
+    f();
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+};
+
+describe('regexExpansion', () => {
+  it.each([
+    ['abc', 3],
+    ['a{1000}', 1000],
+    ['a{2,5}', 5],
+    ['a{3,}', 4],
+    ['(ab){10}', 20],
+    ['(?:a|bc){4}', 12],
+    ['[a-z]{10}', 80],
+    ['\\pL{1000}', 8000],
+    ['\\p{Greek}{2}', 16],
+    ['(?i)\\w', 8],
+    ['\\Qa{9}\\E', 4],
+    ['a\\{9}', 4],
+    ['x{', 2],
+    ['(?i)(a{10}){10}', 100],
+  ])('%s → %d', (re, units) => {
+    expect(regexExpansion(re)).toBe(units);
+  });
+
+  const piece = fc.constantFrom('a', 'b', '.', '[0-9]', '\\d', '\\pL', '(?i)', '|', '*', '+', '?', '\\.', 'é');
+  const regex = fc.array(piece, { maxLength: 12 }).map((p) => p.join(''));
+
+  it('a counted repetition of a group multiplies its size', () => {
+    fc.assert(
+      fc.property(regex, fc.integer({ min: 1, max: 1000 }), (r, n) => {
+        expect(regexExpansion(`(?:${r}){${n}}`)).toBe(n * regexExpansion(r));
+      }),
+    );
+  });
+
+  it('appending never makes a regex smaller', () => {
+    fc.assert(
+      fc.property(regex, regex, (a, b) => {
+        expect(regexExpansion(a + b)).toBeGreaterThanOrEqual(regexExpansion(a));
+      }),
+    );
+  });
+});
+
+describe('LogQL: the regexes of one query are refused as too large before they are compiled', () => {
+  const big = '(?i)\\\\pL{1000}'.repeat(300); // LogQL text; the regex is (?i)\pL{1000}…
+  it('one selector regex', () => {
+    expect(codeOf(() => rewriteLogQL(`{app=~"${big}"}`, policy))).toBe('query_too_large');
+    // A realistic regex passes.
+    expect(rewriteLogQL('{app=~"(?i)api-[0-9]{1,3}|web"}', policy)).toContain('namespace=~"team-a-.*"');
+  });
+  it('many small ones add up, across the selectors of a query and the values of match[]', () => {
+    const each = '\\\\pL{1000}'; // 8 000 units
+    const three = [1, 2, 3].map((i) => `{app${i}=~"${each}"}`);
+    expect(codeOf(() => rewriteLogQL(`sum(count_over_time(${three[0]}[1m])) + sum(count_over_time(${three[1]}[1m])) + sum(count_over_time(${three[2]}[1m]))`, policy))).toBe('query_too_large');
+    expect(codeOf(() => rewriteLogQLSelectors(three, policy))).toBe('query_too_large');
+    expect(codeOf(() => rewriteLogQLSelectors(three.slice(0, 2), policy))).toBeUndefined();
+    expect(3 * regexExpansion(each.replace(/\\\\/g, '\\'))).toBeGreaterThan(MAX_REGEX_EXPANSION);
+  });
+  it('label_replace', () => {
+    expect(codeOf(() => rewriteLogQL(`label_replace(rate({app="x"}[5m]), "a", "$1", "b", "${'x{1000}'.repeat(30)}")`, policy))).toBe('query_too_large');
+  });
+});
