@@ -19,6 +19,12 @@ describe('upstreamHeaders', () => {
     expect(out).toEqual({ 'x-upstream-key': 'configured', 'x-scope-orgid': 'tenant-a', 'x-policy-tenant': 'p', x_custom: 'kept' });
   });
 
+  it("Loki's internal X-Loki-Disable-Pipeline-Wrappers is not forwarded; Grafana's X-Loki-Response-Encoding-Flags is", () => {
+    const out = upstreamHeaders({ 'x-loki-disable-pipeline-wrappers': 'true', 'x-loki-response-encoding-flags': 'categorize-labels' }, upstream, decision);
+    expect(out['x-loki-disable-pipeline-wrappers']).toBeUndefined();
+    expect(out['x-loki-response-encoding-flags']).toBe('categorize-labels');
+  });
+
   it('Content-Encoding is not forwarded: the gateway sends its own re-encoding of the body', () => {
     const out = upstreamHeaders({ 'content-encoding': 'gzip', content_encoding: 'gzip', 'content-type': 'application/x-www-form-urlencoded' }, upstream, decision);
     expect(out['content-encoding']).toBeUndefined();

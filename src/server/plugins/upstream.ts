@@ -51,6 +51,8 @@ const DROPPED_HEADERS = [
   'host',
   // The gateway forwards its own re-encoding of the form, never the client's bytes.
   'content-encoding',
+  // Loki's internal switch that turns off every pipeline wrapper a deployment installed for its queries.
+  'x-loki-disable-pipeline-wrappers',
 ];
 
 const NO_HEADERS: readonly string[] = [];
