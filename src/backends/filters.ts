@@ -53,12 +53,20 @@ export const filterRules: ResponseFilter = (body, { policy }) => {
     const rules = g['rules'].flatMap((r): Json[] => {
       if (!isObject(r) || !policyMatchesLabels(policy, labelsOf(r['labels']))) return [];
       if (!Array.isArray(r['alerts'])) return [r];
-      return [{ ...r, alerts: r['alerts'].filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) }];
+      const alerts = r['alerts'].filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels'])));
+      if (alerts.length === r['alerts'].length) return [r];
+      // An alerting rule's state is its alerts' (firing over pending over inactive): recomputed from those kept.
+      return [{ ...r, alerts, ...(typeof r['state'] === 'string' ? { state: ruleState(alerts) } : {}) }];
     });
     return rules.length > 0 ? [{ ...g, rules }] : [];
   });
   return { status: 'success', data: { groups: kept }, ...notes(body) };
 };
+
+function ruleState(alerts: readonly Json[]): string {
+  const states = new Set(alerts.map((a) => (isObject(a) ? a['state'] : undefined)));
+  return states.has('firing') ? 'firing' : states.has('pending') ? 'pending' : 'inactive';
+}
 
 /** /api/v1/alerts: active alerts whose labels the policy allows. */
 export const filterAlerts: ResponseFilter = (body, { policy }) => {

@@ -87,6 +87,25 @@ describe('response filters', () => {
     expect(r.map((x) => x.name)).toEqual(['AErr']);
     expect(r[0]!.alerts).toEqual([{ labels: { namespace: 'team-a-web' } }]);
   });
+  it("rules: an alerting rule's state is recomputed from the alerts kept (a hidden firing alert leaves no trace)", () => {
+    const notKube: SelectorPolicy = [[{ name: 'namespace', op: '!=', value: 'kube-system' }]];
+    const rule = (alerts: { state: string; ns: string }[], state: string) => ({
+      type: 'alerting',
+      name: 'Down',
+      state,
+      labels: {},
+      alerts: alerts.map((a) => ({ state: a.state, labels: { namespace: a.ns } })),
+    });
+    const stateOf = (r: ReturnType<typeof rule>) => {
+      const out = filterRules({ status: 'success', data: { groups: [{ name: 'g', rules: [r] }] } }, { policy: notKube, pathParams: {} }) as { data: { groups: { rules: { state: string; alerts: unknown[] }[] }[] } };
+      return out.data.groups[0]!.rules[0]!.state;
+    };
+    expect(stateOf(rule([{ state: 'firing', ns: 'kube-system' }], 'firing'))).toBe('inactive');
+    expect(stateOf(rule([{ state: 'firing', ns: 'kube-system' }, { state: 'pending', ns: 'team-a' }], 'firing'))).toBe('pending');
+    expect(stateOf(rule([{ state: 'firing', ns: 'team-a' }, { state: 'pending', ns: 'kube-system' }], 'firing'))).toBe('firing');
+    // Nothing hidden: the rule as Prometheus sent it.
+    expect(stateOf(rule([{ state: 'pending', ns: 'team-a' }], 'pending'))).toBe('pending');
+  });
   it('alerts: only allowed alerts', () => {
     const out = filterAlerts({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }, { labels: { namespace: 'team-b' } }, 'junk'] } }, { policy: teamA, pathParams: {} });
     expect(out).toEqual({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }] } });
