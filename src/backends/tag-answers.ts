@@ -55,8 +55,12 @@ export interface TagValues {
   readonly metrics?: { inspectedBytes: string };
 }
 
-/** Tag values: the union of (type, value) pairs, sorted by value then type. Any answer of another shape throws (→ 502). */
-export function mergeTagValueAnswers(answers: readonly unknown[]): TagValues {
+/**
+ * Tag values: the union of (type, value) pairs, sorted by value then type, at
+ * most `limit` of them (the request's own `limit`, which each part applied).
+ * Any answer of another shape throws (→ 502).
+ */
+export function mergeTagValueAnswers(answers: readonly unknown[], limit = 0): TagValues {
   const seen = new Map<string, { type: string; value: string }>();
   for (const a of answers) {
     if (!isObject(a)) throw unreadable();
@@ -67,6 +71,7 @@ export function mergeTagValueAnswers(answers: readonly unknown[]): TagValues {
       seen.set(JSON.stringify([v['type'], v['value']]), { type: v['type'], value: v['value'] });
     }
   }
-  const tagValues = [...seen.values()].sort((x, y) => compareCodePoints(x.value, y.value) || compareCodePoints(x.type, y.type));
+  const sorted = [...seen.values()].sort((x, y) => compareCodePoints(x.value, y.value) || compareCodePoints(x.type, y.type));
+  const tagValues = limit > 0 ? sorted.slice(0, limit) : sorted;
   return { tagValues, ...summedMetrics(answers as Record<string, unknown>[]) };
 }

@@ -127,7 +127,12 @@ const get = ['GET'] as const;
 const validV2Tag = (n: string, v: string) => validTag(n, v) ?? (tagField(v) === null ? `invalid tag ${JSON.stringify(v)}: expected one TraceQL field, e.g. resource.service.name, span."http.method" or name` : undefined);
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
 const tagScopesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagScopeAnswers(answers) };
-const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagValueAnswers(answers) };
+const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => mergeTagValueAnswers(answers, positiveInt(params.get('limit'))) };
+
+/** A positive decimal integer parameter, else 0 (none). */
+function positiveInt(v: string | null): number {
+  return v !== null && /^[0-9]{1,9}$/.test(v) ? Number(v) : 0;
+}
 
 /**
  * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id answers

@@ -152,6 +152,12 @@ describe('v2 tag answers of one request per alternative, merged', () => {
       ]),
     ).toEqual({ tagValues: [{ type: 'int', value: '200' }, { type: 'string', value: '200' }, { type: 'string', value: 'a' }, { type: 'string', value: 'b' }] });
   });
+  it("tag values: the request's limit applies to the union too", () => {
+    const parts = [{ tagValues: [{ type: 'string', value: 'c' }, { type: 'string', value: 'a' }] }, { tagValues: [{ type: 'string', value: 'b' }] }];
+    expect(mergeTagValueAnswers(parts, 2).tagValues.map((v) => v.value)).toEqual(['a', 'b']);
+    expect(route('search_tag_values_v2').fanOut!.merge!(parts, new URLSearchParams('limit=1'))).toEqual({ tagValues: [{ type: 'string', value: 'a' }] });
+    expect(route('search_tag_values_v2').fanOut!.merge!(parts, new URLSearchParams('limit=x'))).toMatchObject({ tagValues: [{ value: 'a' }, { value: 'b' }, { value: 'c' }] });
+  });
   it('an answer of another shape is not left out: 502', () => {
     expect(codeOf(() => mergeTagScopeAnswers([{ scopes: [] }, { tagNames: ['x'] }]))).toBe('upstream_error');
     expect(codeOf(() => mergeTagScopeAnswers([{ scopes: [{ name: 'span', tags: [1] }] }]))).toBe('upstream_error');
