@@ -424,6 +424,28 @@ function isInfoLabelArg(text: string, vs: SyntaxNode): boolean {
   return args.length === 2 && isSame(args[1] ?? null, n);
 }
 
+/**
+ * info(v, {__name__="target_info"}) adds every data label of the info series,
+ * but once its selector has a matcher on any other label, Prometheus adds only
+ * the labels matched there (promql/info.go, dataLabelMatchers). The policy's
+ * matchers in that selector would turn "all data labels" into "only the
+ * policy's labels", which v already has: the answer would silently lose its
+ * data labels. Refused unless the user names data labels themselves or the
+ * policy matches on `__name__` only.
+ */
+function checkInfoDataLabels(selectors: readonly SelectorInfo[], p: PreparedPolicy): void {
+  if (!p.groups.some((g) => g.matchers.some((m) => m.name !== '__name__'))) return;
+  for (const sel of selectors) {
+    if (sel.infoLabels && !sel.items.some((it) => it.name !== null && it.name !== '__name__')) {
+      throw new QueryError(
+        LANG,
+        'info() with a data-label selector that names no data label would, with the policy\'s matchers added, add only the policy\'s labels; name the data labels to add, e.g. info(metric, {__name__="target_info", k8s_cluster_name=~".+"})',
+        'rewrite_unsupported',
+      );
+    }
+  }
+}
+
 const EMPTY_SELECTOR = 'vector selector must contain at least one non-empty matcher';
 
 function checkNonEmptySelectors(selectors: readonly SelectorInfo[], opts: AnalyzeOptions): void {
@@ -1118,6 +1140,7 @@ export function rewritePromQL(query: string, policy: SelectorPolicy, limits: Rew
     const opts: AnalyzeOptions = { limits, needNodes: multi, posOffset: 0, prefix: '' };
     const a = analyze(query, opts);
     checkNonEmptySelectors(a.selectors, opts);
+    checkInfoDataLabels(a.selectors, p);
     const out = multi ? rewriteDnf(a.text, a.tree, a.selectors, p, limits) : rewriteSingle(a.text, a.selectors, p);
     verifyPrepared(out, p, out === a.text ? a.tree : null);
     return out;

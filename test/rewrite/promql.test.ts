@@ -277,6 +277,11 @@ describe('rewritePromQL: selectors that match only the empty string', () => {
     expect(rewritePromQL(q, NS)).toBe(expected);
   });
 
+  it('info() naming no data label is rewritten where the policy matches on __name__ only (the data labels stay all)', () => {
+    const byName: SelectorPolicy = [[{ name: '__name__', op: '=~', value: 'up|target_info' }]];
+    expect(rewritePromQL('info(up, {__name__="target_info"})', byName)).toBe('info({__name__="up",__name__=~"up|target_info"}, {__name__="target_info",__name__=~"up|target_info"})');
+    expect(rewritePromQL('info(up, {__name__="target_info", k8s_cluster_name=~".+"})', NS)).toBe(`info(up{${M}}, {__name__="target_info", k8s_cluster_name=~".+",${M}})`);
+  });
   it('info(): only its second argument is exempt', () => {
     expect(errorOf(() => rewritePromQL('info({a=""}, {k="v"})', NS)).message).toContain(MSG);
     expect(errorOf(() => rewritePromQL('info(up, {k="v"}) + {}', NS)).message).toContain(MSG);
@@ -367,6 +372,10 @@ describe('rewritePromQL: errors', () => {
     ['1 1', 'bad_query', 'parse error'],
     ['info(up)', 'rewrite_unsupported', 'target_info'],
     ['sum(info(rate(x[5m])))', 'rewrite_unsupported', 'target_info'],
+    // Names no data label: Prometheus adds all of them, but only the policy's once its matchers are there.
+    ['info(up, {__name__="target_info"})', 'rewrite_unsupported', 'names no data label'],
+    ['info(up, target_info)', 'rewrite_unsupported', 'names no data label'],
+    ['info(up, {__name__=~".+_info"} offset 5m)', 'rewrite_unsupported', 'names no data label'],
   ];
   it.each(cases)('%j → %s', (q, code, msg) => {
     const e = errorOf(() => rewritePromQL(q, NS));
