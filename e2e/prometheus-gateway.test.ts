@@ -168,6 +168,16 @@ describe('Grafana endpoints beyond queries', () => {
     expect(a.body.data!.groups[0]!.rules[0]!.alerts!.every((x) => x.labels['namespace'] === 'team-a-frontend')).toBe(true);
     const b = await promGet<RulesBody>(base, '/api/v1/rules', { type: 'alert' }, bearer('bob'));
     expect(b.body.data!.groups.map((g) => g.name)).toEqual(['team-b']);
+    // exclude_alerts is not forwarded for a restricted user (the rule's state is computed from the alerts she may see), and the answer still has none.
+    const ex = await promGet<RulesBody>(base, '/api/v1/rules', { exclude_alerts: 'true' }, bearer('alice'));
+    expect(ex.status).toBe(200);
+    expect(proxy.requests.at(-1)!.params.get('exclude_alerts')).toBeNull();
+    const exRules = ex.body.data!.groups.flatMap((g) => g.rules) as { type?: string; alerts?: unknown }[];
+    expect(exRules.filter((r) => r.type === 'alerting').length).toBeGreaterThan(0);
+    for (const r of exRules) if (r.type === 'alerting') expect(r.alerts).toBeNull();
+    const exAdmin = await promGet<RulesBody>(base, '/api/v1/rules', { exclude_alerts: 'true' }, bearer('carol'));
+    expect(exAdmin.status).toBe(200);
+    expect(proxy.requests.at(-1)!.params.get('exclude_alerts')).toBe('true');
     const c = await promGet<RulesBody>(base, '/api/v1/rules', {}, bearer('carol'));
     expect(c.body.data!.groups.map((g) => g.name).sort()).toEqual(['shared', 'team-a', 'team-b']);
     const alerts = await promGet<{ alerts: { labels: Record<string, string> }[] }>(base, '/api/v1/alerts', {}, bearer('alice'));

@@ -45,23 +45,40 @@ function notes(body: unknown): Json {
  * does with its tenant label); for alerting rules also filter their active alerts.
  * Groups left without rules are dropped.
  */
-export const filterRules: ResponseFilter = (body, { policy }) => {
+export const filterRules: ResponseFilter = (body, { policy, held }) => {
   const data = successData(body);
   const groups = isObject(data) && Array.isArray(data['groups']) ? data['groups'] : [];
+  // exclude_alerts is held back (RouteSpec.heldParams): the alerts are needed for the state, then left out here.
+  const excludeAlerts = held?.['exclude_alerts'] === 'true';
   const kept = groups.flatMap((g): Json[] => {
     if (!isObject(g) || !Array.isArray(g['rules'])) return [];
-    const rules = g['rules'].flatMap((r): Json[] => {
-      if (!isObject(r) || !policyMatchesLabels(policy, labelsOf(r['labels']))) return [];
-      if (!Array.isArray(r['alerts'])) return [r];
-      const alerts = r['alerts'].filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels'])));
-      if (alerts.length === r['alerts'].length) return [r];
-      // An alerting rule's state is its alerts' (firing over pending over inactive): recomputed from those kept.
-      return [{ ...r, alerts, ...(typeof r['state'] === 'string' ? { state: ruleState(alerts) } : {}) }];
-    });
+    const rules = g['rules'].flatMap((r): Json[] => (isObject(r) && policyMatchesLabels(policy, labelsOf(r['labels'])) ? [filterRule(r, policy, excludeAlerts)] : []));
     return rules.length > 0 ? [{ ...g, rules }] : [];
   });
   return { status: 'success', data: { groups: kept }, ...notes(body) };
 };
+
+/**
+ * One rule the policy keeps: its alerts filtered and its state recomputed
+ * from them; its last evaluation error withheld, since the error text quotes
+ * the series involved, which may be other teams' (e.g. "found duplicate series
+ * for the match group … [{…namespace="team-b"…}]").
+ */
+function filterRule(r: Json, policy: SelectorPolicy, excludeAlerts: boolean): Json {
+  const out: Json = { ...r };
+  if (typeof r['lastError'] === 'string' && r['lastError'] !== '') out['lastError'] = WITHHELD_RULE_ERROR;
+  if (Array.isArray(r['alerts'])) {
+    const alerts = r['alerts'].filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels'])));
+    // An alerting rule's state is its alerts' (firing over pending over inactive).
+    if (alerts.length !== r['alerts'].length && typeof r['state'] === 'string') out['state'] = ruleState(alerts);
+    out['alerts'] = alerts;
+  }
+  if (excludeAlerts && r['type'] === 'alerting') out['alerts'] = null;
+  return out;
+}
+
+/** What a restricted subject reads instead of a rule's evaluation error. */
+export const WITHHELD_RULE_ERROR = 'rule evaluation failed (the error text is withheld by the gateway: it may quote series outside your access)';
 
 function ruleState(alerts: readonly Json[]): string {
   const states = new Set(alerts.map((a) => (isObject(a) ? a['state'] : undefined)));

@@ -116,7 +116,7 @@ export const prometheusRoutes: RouteTable = {
     { endpoint: 'format_query', path: '/api/v1/format_query', methods: ['GET', 'POST'], enforced: [] },
     // Paging happens before the filter: Prometheus would page over every tenant's groups (and its
     // groupNextToken counts and fingerprints them), so restricted subjects get the whole, filtered list.
-    { endpoint: 'rules', path: '/api/v1/rules', methods: ['GET'], enforced: [], droppedParams: ['group_limit', 'group_next_token'], responseFilter: filterRules },
+    { endpoint: 'rules', path: '/api/v1/rules', methods: ['GET'], enforced: [], droppedParams: ['group_limit', 'group_next_token'], heldParams: ['exclude_alerts'], responseFilter: filterRules },
     { endpoint: 'alerts', path: '/api/v1/alerts', methods: ['GET'], enforced: [], responseFilter: filterAlerts },
     { endpoint: 'buildinfo', path: '/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },
     // Metric type/help for Grafana's query builder: only metrics the policy can see (a lookup of their names).

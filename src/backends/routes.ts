@@ -40,6 +40,13 @@ export interface RouteSpec {
    */
   readonly droppedParams?: readonly string[];
   /**
+   * For restricted subjects: parameters the response filter applies instead of
+   * the upstream. They are not forwarded; their first values reach the filter as
+   * FilterContext.held (Prometheus rules' `exclude_alerts`: a rule's state under
+   * the policy is computed from the alerts the policy keeps, so they are fetched).
+   */
+  readonly heldParams?: readonly string[];
+  /**
    * For restricted subjects, before enforcement: parameters the route derives
    * from the client's own ones so that the policy's matchers change only which
    * data is read, not how it is grouped (Loki volume's `targetLabels`).
@@ -125,6 +132,8 @@ export interface FilterContext {
   readonly pathParams: Readonly<Record<string, string>>;
   /** The route's lookup answer (parsed JSON), when the route has one. */
   readonly lookup?: unknown;
+  /** RouteSpec.heldParams the client sent: name → first value. */
+  readonly held?: Readonly<Record<string, string>>;
 }
 
 /** What a raw response filter answers: the status, content type and body the client gets. */

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
+import { WITHHELD_RULE_ERROR, filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
 import { MAX_FORWARDED_PARAMETERS, MAX_VALUES_PER_PARAMETER, enforceParams } from '../../src/backends/params.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
@@ -105,6 +105,34 @@ describe('response filters', () => {
     expect(stateOf(rule([{ state: 'firing', ns: 'team-a' }, { state: 'pending', ns: 'kube-system' }], 'firing'))).toBe('firing');
     // Nothing hidden: the rule as Prometheus sent it.
     expect(stateOf(rule([{ state: 'pending', ns: 'team-a' }], 'pending'))).toBe('pending');
+  });
+  it('rules with exclude_alerts (held back from Prometheus): the state is computed from the kept alerts, then the alerts are left out', () => {
+    const notKube: SelectorPolicy = [[{ name: 'namespace', op: '!=', value: 'kube-system' }]];
+    const body = {
+      status: 'success',
+      data: {
+        groups: [
+          {
+            name: 'g',
+            rules: [
+              { type: 'alerting', name: 'Down', state: 'firing', labels: {}, alerts: [{ state: 'firing', labels: { namespace: 'kube-system' } }] },
+              { type: 'recording', name: 'r', labels: {} },
+            ],
+          },
+        ],
+      },
+    };
+    const out = filterRules(body, { policy: notKube, pathParams: {}, held: { exclude_alerts: 'true' } }) as { data: { groups: { rules: Record<string, unknown>[] }[] } };
+    expect(out.data.groups[0]!.rules[0]).toMatchObject({ name: 'Down', state: 'inactive', alerts: null });
+    expect(out.data.groups[0]!.rules[1]).toEqual({ type: 'recording', name: 'r', labels: {} });
+    const kept = filterRules(body, { policy: notKube, pathParams: {}, held: { exclude_alerts: 'false' } }) as typeof out;
+    expect(kept.data.groups[0]!.rules[0]).toMatchObject({ state: 'inactive', alerts: [] });
+  });
+  it("rules: a rule's evaluation error is withheld (it quotes the series involved, which may be other teams')", () => {
+    const body = { status: 'success', data: { groups: [{ name: 'g', rules: [{ type: 'recording', name: 'r', labels: { namespace: 'team-a-1' }, health: 'err', lastError: 'found duplicate series for the match group {job="api"} on the right hand-side of the operation: [{namespace="team-b-api"}]' }] }] } };
+    const out = filterRules(body, { policy: teamA, pathParams: {} }) as { data: { groups: { rules: Record<string, unknown>[] }[] } };
+    expect(out.data.groups[0]!.rules[0]).toMatchObject({ health: 'err', lastError: WITHHELD_RULE_ERROR });
+    expect(JSON.stringify(out)).not.toContain('team-b');
   });
   it('alerts: only allowed alerts', () => {
     const out = filterAlerts({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }, { labels: { namespace: 'team-b' } }, 'junk'] } }, { policy: teamA, pathParams: {} });

@@ -346,6 +346,8 @@ export interface Enforced {
   readonly encoded: string;
   /** The same, as parameters. */
   readonly params: FormParams;
+  /** RouteSpec.heldParams the client sent (restricted subjects): for the response filter. */
+  readonly held: Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -378,9 +380,22 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   noteOriginalParams(req, route, params); // lbac: audit (original query, copied before enforcement changes params)
   // policyEnforcement "header": Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders); parameters are checked, not rewritten.
   const rewriteWith = decision.unrestricted || upstream.policyEnforcement === 'header' ? undefined : decision.selectors;
+  const held = decision.unrestricted ? undefined : holdParams(route, params);
   enforceParams(route, params, rewriteWith, limits, language);
   noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
-  return { decision, path, pathParams, encoded: params.toString(), params };
+  return { decision, path, pathParams, encoded: params.toString(), params, held };
+}
+
+/** Takes RouteSpec.heldParams out of `params`: name → first value (undefined when the route holds none). */
+function holdParams(route: RouteSpec, params: FormParams): Record<string, string> | undefined {
+  if (route.heldParams === undefined) return undefined;
+  const held: Record<string, string> = {};
+  for (const name of route.heldParams) {
+    const value = params.get(name);
+    if (value !== null) held[name] = value;
+    params.delete(name);
+  }
+  return held;
 }
 
 /**
@@ -563,7 +578,7 @@ async function forward(
   const { upstream } = opts;
   // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
-  const { decision, path, pathParams, encoded, params } = decideAndEnforce(app, req, route, opts);
+  const { decision, path, pathParams, encoded, params, held } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
   if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) {
     return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.pool);
@@ -601,7 +616,7 @@ async function forward(
                 // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
                 // Errors (non-2xx) pass through as the upstream wrote them; every 2xx answer is filtered.
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
-                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup } };
+                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }) } };
                 return filterAnswer(filter, task).then(
                   (out) => {
                     const body = sendable(out);
