@@ -230,10 +230,18 @@ function lokiProblems(reqs: readonly CannedRequest[]): string[] {
   return p;
 }
 
-/** One `{ … }` whose inside, strings aside, has no brace, `|` or `||` (an independent reading, not the gateway's parser). */
+/**
+ * One `{ … }` that is only `&&`-joined `attribute op "string"` comparisons
+ * (parentheses aside): what Tempo's tag APIs read and validate as conditions.
+ * An independent reading, not the gateway's parser.
+ */
 function oneConjunctiveFilter(q: string): boolean {
   const bare = q.replace(/"(?:[^"\\]|\\.)*"|`[^`]*`/g, '""').trim();
-  return bare.startsWith('{') && bare.endsWith('}') && !/[{}|]/.test(bare.slice(1, -1));
+  if (!bare.startsWith('{') || !bare.endsWith('}') || /[{}|]/.test(bare.slice(1, -1))) return false;
+  const inside = bare.slice(1, -1).trim();
+  if (inside === '') return true;
+  const comparison = /^(?:(?:resource|span|event|link|instrumentation)?\.[A-Za-z0-9_.\-/:]+|name|span:name) *(?:=|!=|=~|!~) *""$/;
+  return inside.split('&&').every((part) => comparison.test(part.replace(/[()]/g, '').trim()));
 }
 
 function tempoProblems(reqs: readonly CannedRequest[]): string[] {
@@ -424,7 +432,8 @@ const TEMPO_ATTACKS: Attack[] = [
   // Tempo extracts no condition from these (structural operator, ||, pipeline) and would answer from every span:
   // the oracle holds each forwarded q to one filter without || (the stand-in answers tag values whatever q says,
   // so these ask for the policy attribute, whose values the gateway filters besides).
-  ...['{ .a = "x" } >> { .b = "y" }', '{ } && { }', '{ .a = "x" || true }', '{ .a = "x" } | count() > 1', '{ .a = "}" }'].flatMap((query) => [
+  // So it does when the query fails Tempo's validation (an enum compared with a string, nil, a bad regex).
+  ...['{ .a = "x" } >> { .b = "y" }', '{ } && { }', '{ .a = "x" || true }', '{ .a = "x" } | count() > 1', '{ .a = "}" }', '{ status = "error" }', '{ .a = nil }', '{ .a =~ "(" }', '{ childCount > 1 }'].flatMap((query) => [
     { name: `tag values v2 with q ${query}`, send: () => send('GET', `${T}/v2/search/tag/resource.k8s.namespace.name/values?q=${q(query)}`), status: 200 },
     { name: `tag names v2 with q ${query}`, send: () => send('GET', `${T}/v2/search/tags?scope=resource&q=${q(query)}`), status: 200 },
   ]),

@@ -1,7 +1,7 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { fieldKey, parseFieldName } from '../rewrite/traceql-escape.ts';
-import { isConjunctiveFilter, tagField } from '../rewrite/traceql-syntax.ts';
+import { isPlainConditionFilter, tagField } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
@@ -22,9 +22,11 @@ const traceQuery = (required: boolean): EnforcedParam => ({
  * `q` of the v2 tag APIs. Tempo does not run it as a search: it takes the
  * conditions of its first spanset filter (traceql.ExtractConditions) and, where
  * that gives up (a structural operator, `||` anywhere, no condition), answers
- * from every span of the tenant. So each forwarded `q` is one spanset filter
- * without `||`: the client's filter where it is one (Grafana sends the query
- * typed so far), else none, AND one policy alternative. Under several
+ * from every span of the tenant; so it does when the query fails its
+ * validation (`{ status = "error" }`). So each forwarded `q` is one spanset
+ * filter without `||`: the client's filter where it is only string
+ * comparisons on attributes (Grafana sends the query typed so far;
+ * isPlainConditionFilter), else none, AND one policy alternative. Under several
  * alternatives that is one `q` per alternative (RouteSpec.fanOut), the answers
  * merged. A `q` the gateway cannot parse (half-typed) or enforce adds
  * nothing: the policy alone can only narrow the answer.
@@ -35,7 +37,7 @@ const tagScopeQuery: EnforcedParam = {
   multiple: false,
   rewrite: (values, policy, limits) => {
     const client = values[0];
-    const own = client !== undefined && isConjunctiveFilter(client) ? client : '{}';
+    const own = client !== undefined && isPlainConditionFilter(client) ? client : '{}';
     const parts = new Set<string>();
     for (const group of policy) {
       let q: string;
@@ -46,8 +48,8 @@ const tagScopeQuery: EnforcedParam = {
         if (!(e instanceof QueryError) || e.code === 'query_too_large') throw e;
         q = rewriteTraceQL('{}', [group], limits);
       }
-      // The rewriter adds one alternative as a conjunction; anything else would be read as no condition at all.
-      if (!isConjunctiveFilter(q)) throw new GatewayError('rewrite_verification_failed', 'a tag lookup\'s query is not one conjunctive spanset filter');
+      // The rewriter adds one alternative as a conjunction; anything else Tempo could read as no condition at all.
+      if (!isPlainConditionFilter(q)) throw new GatewayError('rewrite_verification_failed', 'a tag lookup\'s query is not one filter of plain conditions');
       parts.add(q);
     }
     return [...parts];

@@ -21,10 +21,11 @@ import type { SyntaxNode, Tree } from '@lezer/common';
 import { QueryError } from '../errors.ts';
 import { parser } from './grammars/traceql.parser.ts';
 import { GO_STRINGS, LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, unquoteStringLiteral } from './lezer.ts';
-import type { MatchOp } from './matcher.ts';
+import { checkMatcherRegex, type MatchOp } from './matcher.ts';
+import { MAX_REGEX_EXPANSION, regexExpansion } from './regex-budget.ts';
 import type { RewriteLimits } from './rewriter.ts';
 import type { AttributeScope, TraceQLField } from './traceql-escape.ts';
-import { fieldKey } from './traceql-escape.ts';
+import { fieldKey, parseFieldName } from './traceql-escape.ts';
 
 const LANG = 'traceql';
 
@@ -730,6 +731,53 @@ export function isConjunctiveFilter(text: string): boolean {
   });
   return !or;
 }
+
+/**
+ * Whether `text` is one spanset filter that is empty or a `&&` chain (any
+ * parentheses) of `field op "string"` comparisons on attributes or string
+ * intrinsics, each regular expression valid RE2: conditions Tempo's tag APIs
+ * read *and validate* as written. Tempo drops the whole query when its
+ * validation fails (traceql.ExtractConditionGroups; `{ status = "error" }`
+ * compares an enum with a string, `{ .a = nil }`, `{ .a =~ "(" }`) and then
+ * answers from every span, so nothing else of a client's filter is kept.
+ */
+export function isPlainConditionFilter(text: string): boolean {
+  if (text.length > PLAIN_FILTER_MAX_LENGTH || !isConjunctiveFilter(text)) return false;
+  const tree = parseTraceQLTree(text);
+  const filter = tree === null ? null : soleSpansetFilter(tree);
+  if (filter === null) return false;
+  const kids = significantChildren(filter);
+  if (kids.length === 2) return true;
+  if (kids.length !== 3) return false;
+  let regexUnits = 0;
+  const plain = (n: SyntaxNode): boolean => {
+    if (n.type.id === N.FieldParen) {
+      const inner = parenInner(n);
+      return inner !== null && plain(inner);
+    }
+    if (n.type.id === N.LogicalExpr) {
+      const [l, op, r, extra] = significantChildren(n);
+      return l !== undefined && r !== undefined && extra === undefined && op?.type.id === N.AndOp && plain(l) && plain(r);
+    }
+    const m = readMatcher(text, n);
+    if (m === null) return false;
+    try {
+      parseFieldName(m.field);
+      if (m.op === '=~' || m.op === '!~') {
+        regexUnits += regexExpansion(m.value);
+        if (regexUnits > MAX_REGEX_EXPANSION) return false;
+        checkMatcherRegex(m.value);
+      }
+    } catch {
+      return false;
+    }
+    return true;
+  };
+  return plain(kids[1] as SyntaxNode);
+}
+
+/** Longer client filters are not kept in tag lookups (Grafana sends the few conditions typed so far). */
+const PLAIN_FILTER_MAX_LENGTH = 2048;
 
 /**
  * The canonical field a tag name of Tempo's v2 tag APIs denotes: Tempo reads

@@ -10,7 +10,7 @@ import { enforceParams } from '../../src/backends/params.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers } from '../../src/backends/tag-answers.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { isConjunctiveFilter, tagField } from '../../src/rewrite/traceql-syntax.ts';
+import { isConjunctiveFilter, isPlainConditionFilter, tagField } from '../../src/rewrite/traceql-syntax.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 
 const route = (endpoint: string) => tempoRoutes.routes.find((r) => r.endpoint === endpoint)!;
@@ -55,6 +55,31 @@ describe('isConjunctiveFilter: what Tempo reads as conditions that must all hold
   });
 });
 
+describe('isPlainConditionFilter: conditions Tempo reads and validates as written', () => {
+  it.each([
+    ['{}', true],
+    ['{ resource.service.name = "api" && (span.http.method = "GET" && .x !~ "a.*") }', true],
+    ['{ name = "GET /" && span:name != "x" }', true],
+    // Tempo's validation rejects these, and then answers from every span.
+    ['{ status = "error" }', false],
+    ['{ .a = nil }', false],
+    ['{ 1 = "x" }', false],
+    ['{ "x" }', false],
+    ['{ childCount > 1 }', false],
+    ['{ .a =~ "(" }', false],
+    ['{ kind = 1 }', false],
+    ['{ .a = -"x" }', false],
+    // Not plain string comparisons: kept out too.
+    ['{ span.http.status_code = 200 }', false],
+    ['{ !(.a = "x") }', false],
+    ['{ parent.resource.service.name = "x" }', false],
+    ['{ .a = "x" || .b = "y" }', false],
+    [`{ .a =~ "${'\\pL{1000}'.repeat(3)}" }`, false],
+  ])('%s → %s', (q, expected) => {
+    expect(isPlainConditionFilter(q)).toBe(expected);
+  });
+});
+
 describe('tagField: a v2 tag name read as Tempo reads it ({ + name + })', () => {
   it.each([
     ['resource.k8s.namespace.name', NS],
@@ -92,6 +117,7 @@ describe('v2 tag lookups: every forwarded q is one conjunctive filter carrying o
           policy.forEach((group, i) => {
             const q = forwarded[i]!;
             expect(isConjunctiveFilter(q), q).toBe(true);
+            expect(isPlainConditionFilter(q), q).toBe(true);
             for (const m of group) expect(q).toContain(`${m.name} ${m.op} `);
           });
           expect(params.get('scope')).toBe('resource');
@@ -109,7 +135,7 @@ describe('v2 tag lookups: every forwarded q is one conjunctive filter carrying o
   it('the client filter is kept where Tempo would read it as conditions, dropped where it would not', () => {
     const q = (client: string) => enforceParams(route('search_tags_v2'), new URLSearchParams([['q', client]]), policies['single']!, DEFAULT_LIMITS, 'traceql').getAll('q');
     expect(q('{ span.http.method = "GET" }')).toEqual([`{ (span.http.method = "GET") && ${NS} =~ "^(?s:team-a-.*)$" }`]);
-    for (const client of ['{ .a = "x" } >> { .b = "y" }', '{ .a = "x" || true }', '{ .a = "}" }', '{ span.http.method = ']) {
+    for (const client of ['{ .a = "x" } >> { .b = "y" }', '{ .a = "x" || true }', '{ .a = "}" }', '{ span.http.method = ', '{ status = "error" }', '{ .a = nil }', '{ .a =~ "(" }', '{ childCount > 1 }']) {
       expect(q(client), client).toEqual([`{ ${NS} =~ "^(?s:team-a-.*)$" }`]);
     }
   });
