@@ -33,10 +33,11 @@ beforeAll(async () => {
           headers: { 'X-Scope-OrgID': 'tenant-a|tenant-shared' },
         },
         'team-n': { groups: ['team-n'], selectors: [{ namespace: 'n' }] },
+        'team-n-tenant': { groups: ['team-n-tenant'], selectors: [{ namespace: 'n' }], headers: { 'X-Scope-OrgID': 'tenant-n' } },
       },
     },
   });
-  for (const [who, groups] of [['alice', ['team-a']], ['nina', ['team-n']], ['root', ['admins']]] as const) {
+  for (const [who, groups] of [['alice', ['team-a']], ['nina', ['team-n']], ['nina-t', ['team-n-tenant']], ['root', ['admins']]] as const) {
     tokens[who] = await idp.mint({ sub: `u-${who}`, groups: [...groups] });
   }
 }, 60_000);
@@ -97,6 +98,34 @@ describe('policyEnforcement: header (Loki enforces X-Prom-Label-Policy)', () => 
     // Response filtering still applies as defence in depth.
     const values = ((await res.json()) as { data: string[] }).data;
     expect(values.every((v) => /^team-a-/.test(v) || v === 'shared')).toBe(true);
+  });
+
+  it("endpoints Loki's access control does not cover (label names, series, index stats, patterns, detected_*) are rewritten as well", async () => {
+    // Loki ≥ 3.7 enforces the header on queries, tail, label values and volume only.
+    const cases: [string, string, (q: URLSearchParams) => string[]][] = [
+      ['/loki/loki/api/v1/labels?start=1&end=2', 'labels', (q) => q.getAll('query')],
+      [`/loki/loki/api/v1/series?match[]=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'series', (q) => q.getAll('match[]')],
+      [`/loki/loki/api/v1/index/stats?query=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'index stats', (q) => q.getAll('query')],
+      [`/loki/loki/api/v1/patterns?query=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'patterns', (q) => q.getAll('query')],
+      [`/loki/loki/api/v1/detected_labels?query=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'detected labels', (q) => q.getAll('query')],
+    ];
+    for (const [path, what, selectorsOf] of cases) {
+      loki.clear();
+      const res = await get(path, 'nina-t');
+      expect(res.status, what).toBe(200);
+      await res.arrayBuffer();
+      expect(loki.requests.length, what).toBeGreaterThan(0);
+      for (const r of loki.requests) {
+        const selectors = selectorsOf(r.params);
+        expect(selectors.length, what).toBeGreaterThan(0);
+        for (const sel of selectors) expect(sel, what).toContain('namespace="n"');
+        expect(String(r.headers['x-prom-label-policy']), what).toMatch(/^tenant-n:/);
+      }
+    }
+    // The query itself is still left to Loki.
+    loki.clear();
+    await (await get(`/loki/loki/api/v1/query_range?query=${encodeURIComponent(QUERY)}&start=1&end=2`, 'nina-t')).arrayBuffer();
+    expect(loki.requests[0]!.params.get('query')).toBe(QUERY);
   });
 
   it('fails closed when the decision names no tenant (Loki applies the header per tenant)', async () => {

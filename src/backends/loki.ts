@@ -198,11 +198,11 @@ const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}):
 export const lokiRoutes: RouteTable = {
   kind: 'loki',
   routes: [
-    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'time') },
-    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'end') },
+    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'time'), headerEnforced: true },
+    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'end'), headerEnforced: true },
     // WebSocket; delay_for, limit and start pass through. Upstream messages are relayed as-is
     // (the rewritten query already restricts the streams); client messages are dropped.
-    { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true, fanOut: { param: 'query' } },
+    { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true, fanOut: { param: 'query' }, headerEnforced: true },
     // Grafana's label browser: under alternatives one selector cannot express, one request per alternative.
     scoped('labels', '/loki/api/v1/labels', { enforced: [listQuery], fanOut: listsFanOut }),
     scoped('label_values', '/loki/api/v1/label/:name/values', {
@@ -212,12 +212,13 @@ export const lokiRoutes: RouteTable = {
       responseFilter: filterLabelValues,
       filters: (policy, { name }) => policyConstrainsLabel(policy, name ?? ''),
       validatePathParam: validLabelName,
+      headerEnforced: true,
     }),
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, completeParams: seriesMatchAlias, enforced: [matchParam] },
     // Sums over streams: under disjoint alternatives one selector cannot express, one request per alternative, added up.
     scoped('index_stats', '/loki/api/v1/index/stats', { enforced: [totalsQuery], fanOut: statsFanOut }),
-    scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels, enforced: [totalsQuery], fanOut: volumeFanOut }),
-    scoped('index_volume_range', '/loki/api/v1/index/volume_range', { completeParams: volumeTargetLabels }),
+    scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels, enforced: [totalsQuery], fanOut: volumeFanOut, headerEnforced: true }),
+    scoped('index_volume_range', '/loki/api/v1/index/volume_range', { completeParams: volumeTargetLabels, headerEnforced: true }),
     scoped('patterns', '/loki/api/v1/patterns'),
     scoped('detected_fields', '/loki/api/v1/detected_fields'),
     scoped('detected_labels', '/loki/api/v1/detected_labels'),

@@ -47,6 +47,13 @@ export interface RouteSpec {
    */
   readonly heldParams?: readonly string[];
   /**
+   * Loki with `policyEnforcement: header`: its label-based access control
+   * enforces X-Prom-Label-Policy on this endpoint (queries, tail, label values,
+   * volume), so parameters are checked, not rewritten. On every other route the
+   * gateway rewrites as in "rewrite" mode, and sends the header too.
+   */
+  readonly headerEnforced?: boolean;
+  /**
    * For restricted subjects, before enforcement: parameters the route derives
    * from the client's own ones so that the policy's matchers change only which
    * data is read, not how it is grouped (Loki volume's `targetLabels`).

@@ -378,8 +378,8 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   const body = typeof req.body === 'string' ? req.body : undefined;
   const params = mergeParams(search, body);
   noteOriginalParams(req, route, params); // lbac: audit (original query, copied before enforcement changes params)
-  // policyEnforcement "header": Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders); parameters are checked, not rewritten.
-  const rewriteWith = decision.unrestricted || upstream.policyEnforcement === 'header' ? undefined : decision.selectors;
+  // policyEnforcement "header": where Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders), parameters are checked, not rewritten.
+  const rewriteWith = decision.unrestricted || (upstream.policyEnforcement === 'header' && route.headerEnforced === true) ? undefined : decision.selectors;
   const held = decision.unrestricted ? undefined : holdParams(route, params);
   enforceParams(route, params, rewriteWith, limits, language);
   noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
