@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { thrownCode as codeOf } from '../rewrite/query-errors.ts';
 import { WITHHELD_RULE_ERROR, filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
 import { MAX_FORWARDED_PARAMETERS, MAX_VALUES_PER_PARAMETER, enforceParams } from '../../src/backends/params.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
@@ -177,14 +178,6 @@ describe('response filters', () => {
   it(`at most ${MAX_FORWARDED_PARAMETERS} parameters in all, after enforcement (Go refuses a form of > 10 000 and handlers that ignore that read no match[])`, () => {
     const route = prometheusRoutes.routes.find((r) => r.endpoint === 'labels')!;
     const padded = (n: number) => new URLSearchParams([...Array.from({ length: n }, (): [string, string] => ['x', '1']), ['match[]', 'up']]);
-    const codeOf = (f: () => unknown) => {
-      try {
-        f();
-      } catch (e) {
-        return (e as { code?: string }).code;
-      }
-      return undefined;
-    };
     // The limit counts what would be forwarded: the padding plus the enforced match[].
     expect(enforceParams(route, padded(MAX_FORWARDED_PARAMETERS - 1), teamA, DEFAULT_LIMITS, 'promql').size).toBe(MAX_FORWARDED_PARAMETERS);
     expect(codeOf(() => enforceParams(route, padded(MAX_FORWARDED_PARAMETERS), teamA, DEFAULT_LIMITS, 'promql'))).toBe('query_too_large');

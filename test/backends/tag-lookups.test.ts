@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { thrownCode as codeOf } from '../rewrite/query-errors.ts';
 import { enforceParams } from '../../src/backends/params.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers } from '../../src/backends/tag-answers.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
@@ -14,14 +15,6 @@ import { isConjunctiveFilter, isPlainConditionFilter, tagField } from '../../src
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 
 const route = (endpoint: string) => tempoRoutes.routes.find((r) => r.endpoint === endpoint)!;
-const codeOf = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return undefined;
-};
 
 const corpus: string[] = readFileSync(join(import.meta.dirname, '..', '..', 'e2e', 'corpus', 'traceql.jsonl'), 'utf8')
   .split('\n')

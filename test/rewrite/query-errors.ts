@@ -21,3 +21,15 @@ export function errorOf(f: () => unknown): QueryError {
   }
   throw new Error('expected a QueryError');
 }
+
+/** The code of the typed error `f` throws (QueryError or GatewayError), or undefined when it throws nothing. */
+export function thrownCode(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (e) {
+    const code: unknown = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
+    if (typeof code === 'string') return code;
+    throw e;
+  }
+  return undefined;
+}

@@ -3,19 +3,12 @@
 // `\pL{1000}` would take seconds and gigabytes on the event loop).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { thrownCode as codeOf } from './query-errors.ts';
 import { rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
 import { MAX_REGEX_EXPANSION, regexExpansion } from '../../src/rewrite/regex-budget.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 
 const policy: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
-const codeOf = (f: () => unknown): string | undefined => {
-  try {
-    f();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return undefined;
-};
 
 describe('regexExpansion', () => {
   it.each([
