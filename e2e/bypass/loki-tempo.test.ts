@@ -446,6 +446,14 @@ const TEMPO_ATTACKS: Attack[] = [
   })),
   { name: 'tag values v2 of a name that is not one field', send: () => send('GET', `${T}/v2/search/tag/${encodeURIComponent('.a } >> { .b')}/values`), status: 400 },
   { name: 'trace by id of another team → 404', send: () => sendBinary(`${T}/v2/traces/${TEAM_B_ID}`, { accept: 'application/protobuf' }), status: 404, blocked: false },
+  // Newer Tempo evaluates a trace-by-id q over every span of the trace: only the time range may reach it.
+  {
+    name: 'trace by id with a q probing other spans (Tempo tracefilter) and keep_hierarchy',
+    send: () => send('GET', `${T}/v2/traces/${MIXED_ID}?start=1&end=2&q=${q('{ span.card.last4 =~ "4.*" }')}&keep_hierarchy=false`),
+    status: 200,
+    blocked: false,
+    check: (_r, _ls, ts) => expect([...ts.at(-1)!.params.keys()]).toEqual(['start', 'end']),
+  },
   { name: 'trace by id of another team (v1 JSON) → 404', send: () => send('GET', `${T}/traces/${TEAM_B_ID}`), status: 404, blocked: false },
   { name: 'trace by id, upper-case hex', send: () => send('GET', `${T}/traces/${TEAM_B_ID.toUpperCase()}`), status: 404, blocked: false },
   { name: 'trace by id, short id (left-padded by Tempo)', send: () => send('GET', `${T}/v2/traces/ffff`), status: 404, blocked: false },

@@ -22,6 +22,8 @@ export interface Params {
   delete(name: string): void;
   /** How many name/value pairs there are. */
   readonly size: number;
+  /** The name/value pairs, in order. */
+  [Symbol.iterator](): Iterator<[string, string]>;
   toString(): string;
 }
 

@@ -18,6 +18,14 @@ export function mergeParams(search: string, formBody: string | undefined): FormP
   return merged;
 }
 
+/** Deletes every parameter but the route's allowed and enforced ones. */
+function keepOnly(params: Params, route: RouteSpec): void {
+  const keep = new Set([...(route.allowedParams ?? []), ...route.enforced.map((spec) => spec.name)]);
+  const others = new Set<string>();
+  for (const [name] of params) if (!keep.has(name)) others.add(name);
+  for (const name of others) params.delete(name);
+}
+
 /** Most values one query-bearing parameter (e.g. `match[]`) may have; Grafana sends one or a few. */
 export const MAX_VALUES_PER_PARAMETER = 100;
 
@@ -39,6 +47,7 @@ export const MAX_FORWARDED_PARAMETERS = 1000;
  */
 export function enforceParams<P extends Params>(route: RouteSpec, params: P, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): P {
   if (policy !== undefined && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
+  if (policy !== undefined && route.allowedParams !== undefined) keepOnly(params, route);
   if (policy !== undefined) route.completeParams?.(params, limits);
   for (const spec of route.enforced) {
     const values = params.getAll(spec.name);

@@ -47,6 +47,13 @@ export interface RouteSpec {
    */
   readonly heldParams?: readonly string[];
   /**
+   * For restricted subjects: the only parameters forwarded besides the enforced
+   * ones. For routes whose answer the gateway filters, where a parameter the
+   * upstream reads could make it test other teams' data (Tempo's trace-by-id
+   * `q`, which Tempo evaluates over every span of the trace).
+   */
+  readonly allowedParams?: readonly string[];
+  /**
    * Loki with `policyEnforcement: header`: its label-based access control
    * enforces X-Prom-Label-Policy on this endpoint (queries, tail, label values,
    * volume), so parameters are checked, not rewritten. On every other route the

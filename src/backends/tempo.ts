@@ -121,10 +121,32 @@ function canonicalName(name: string): string {
   }
 }
 
+/**
+ * Search results: each trace's `serviceStats` counts the spans and errors of
+ * every service in the trace, other teams' included (Tempo computes it over
+ * the whole trace, not over the spans the policy's filter matched): left out.
+ * Everything else is relayed as Tempo wrote it; an answer of another shape is
+ * not (→ 502).
+ */
+const filterSearchResults: ResponseFilter = (body) => {
+  const traces = typeof body === 'object' && body !== null ? (body as { traces?: unknown }).traces : undefined;
+  if (traces !== undefined && traces !== null && !Array.isArray(traces)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
+  if (!Array.isArray(traces)) return body;
+  return {
+    ...(body as Record<string, unknown>),
+    traces: traces.map((t: unknown) => {
+      if (typeof t !== 'object' || t === null || Array.isArray(t)) return t;
+      const { serviceStats: _hidden, ...kept } = t as Record<string, unknown>;
+      return kept;
+    }),
+  };
+};
+
 const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);
 /** Trace ids as Tempo parses them: hex, at most 128 bits (shorter ids are left-padded by Tempo). */
 const validTraceId = (_n: string, v: string) => (/^[0-9a-fA-F]{1,32}$/.test(v) ? undefined : `invalid trace id ${JSON.stringify(v.slice(0, 64))}: expected 1 to 32 hex digits`);
 const get = ['GET'] as const;
+const TRACE_RANGE = ['start', 'end'] as const;
 /** A v2 tag name must be one TraceQL field, as Tempo reads it, so that the answer's filter knows which field it lists. */
 const validV2Tag = (n: string, v: string) => validTag(n, v) ?? (tagField(v) === null ? `invalid tag ${JSON.stringify(v)}: expected one TraceQL field, e.g. resource.service.name, span."http.method" or name` : undefined);
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
@@ -144,7 +166,7 @@ function positiveInt(v: string | null): number {
 export const tempoRoutes: RouteTable = {
   kind: 'tempo',
   routes: [
-    { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags, noQueryAlias] },
+    { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags, noQueryAlias], responseFilter: filterSearchResults },
     { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [v1TagLookup] },
     { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery], fanOut: tagScopesFanOut },
     { endpoint: 'search_tag_values', path: '/api/search/tag/:tag/values', methods: get, enforced: [v1TagLookup], validatePathParam: validTag },
@@ -159,8 +181,10 @@ export const tempoRoutes: RouteTable = {
     },
     { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias] },
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias] },
-    { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },
-    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], validatePathParam: validTraceId, rawResponseFilter: filterTraceV2 },
+    // Only the time range is forwarded for restricted subjects: newer Tempo also reads `q` (and `keep_hierarchy`) here and
+    // tests it against every span of the trace, so the answer's kept ancestors and PARTIAL status would tell another team's values.
+    { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },
+    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV2 },
     { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
     { endpoint: 'echo', path: '/api/echo', methods: get, enforced: [] },
   ],

@@ -1,0 +1,54 @@
+// Tempo routes whose answers the gateway filters: what reaches Tempo from a
+// restricted subject's parameters, and what of Tempo's answer reaches the client.
+import { describe, expect, it } from 'vitest';
+import { enforceParams } from '../../src/backends/params.ts';
+import { tempoRoutes } from '../../src/backends/tempo.ts';
+import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
+
+const route = (endpoint: string) => tempoRoutes.routes.find((r) => r.endpoint === endpoint)!;
+const teamA: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]];
+
+describe('trace by id: only the time range is forwarded for restricted subjects', () => {
+  // Newer Tempo evaluates a trace-by-id `q` over every span of the trace (keeping matched spans' ancestors, PARTIAL status):
+  // a probe of other teams' span attributes.
+  it.each(['trace_by_id', 'trace_by_id_v2'])('%s', (endpoint) => {
+    const sent = () => new URLSearchParams('start=1&end=2&q=%7B+span.card.last4+%3D~+%224.*%22+%7D&keep_hierarchy=false&mode=all');
+    expect([...enforceParams(route(endpoint), sent(), teamA, DEFAULT_LIMITS, 'traceql')]).toEqual([
+      ['start', '1'],
+      ['end', '2'],
+    ]);
+    // Unrestricted subjects get Tempo's own behaviour.
+    expect([...enforceParams(route(endpoint), sent(), undefined, DEFAULT_LIMITS, 'traceql')].map(([k]) => k)).toEqual(['start', 'end', 'q', 'keep_hierarchy', 'mode']);
+  });
+});
+
+describe('search: serviceStats (counted over the whole trace, other teams\' services included) is left out', () => {
+  const filter = route('search').responseFilter!;
+  it('per trace; everything else as Tempo wrote it', () => {
+    const body = {
+      traces: [
+        {
+          traceID: 'a1',
+          rootServiceName: 'web',
+          spanSets: [{ spans: [{ spanID: 's1' }], matched: 1 }],
+          serviceStats: { web: { spanCount: 2 }, 'payments-secret': { spanCount: 7, errorCount: 3 } },
+        },
+        { traceID: 'a2', rootServiceName: 'web' },
+      ],
+      metrics: { inspectedTraces: 2 },
+    };
+    const out = filter(body, { policy: teamA, pathParams: {} });
+    expect(out).toEqual({
+      traces: [
+        { traceID: 'a1', rootServiceName: 'web', spanSets: [{ spans: [{ spanID: 's1' }], matched: 1 }] },
+        { traceID: 'a2', rootServiceName: 'web' },
+      ],
+      metrics: { inspectedTraces: 2 },
+    });
+    expect(JSON.stringify(out)).not.toContain('payments-secret');
+  });
+  it('an answer of another shape is not relayed', () => {
+    expect(() => filter({ traces: 'x' }, { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
+  });
+});
