@@ -715,11 +715,16 @@ function soleSpansetFilter(tree: Tree): SyntaxNode | null {
  * read the filter with a regular expression stop at the first `}`).
  */
 export function isConjunctiveFilter(text: string): boolean {
+  return conjunctiveFilter(text) !== null;
+}
+
+/** The spanset filter of isConjunctiveFilter, or null. */
+function conjunctiveFilter(text: string): SyntaxNode | null {
   const tree = parseTraceQLTree(text);
-  if (tree === null) return false;
+  if (tree === null) return null;
   const filter = soleSpansetFilter(tree);
-  if (filter === null) return false;
-  if (/[{}]/.test(text.slice(filter.from + 1, filter.to - 1))) return false;
+  if (filter === null) return null;
+  if (/[{}]/.test(text.slice(filter.from + 1, filter.to - 1))) return null;
   let or = false;
   tree.iterate({
     from: filter.from,
@@ -729,7 +734,7 @@ export function isConjunctiveFilter(text: string): boolean {
       return !or;
     },
   });
-  return !or;
+  return or ? null : filter;
 }
 
 /**
@@ -742,9 +747,8 @@ export function isConjunctiveFilter(text: string): boolean {
  * answers from every span, so nothing else of a client's filter is kept.
  */
 export function isPlainConditionFilter(text: string): boolean {
-  if (text.length > PLAIN_FILTER_MAX_LENGTH || !isConjunctiveFilter(text)) return false;
-  const tree = parseTraceQLTree(text);
-  const filter = tree === null ? null : soleSpansetFilter(tree);
+  if (text.length > PLAIN_FILTER_MAX_LENGTH) return false;
+  const filter = conjunctiveFilter(text);
   if (filter === null) return false;
   const kids = significantChildren(filter);
   if (kids.length === 2) return true;
