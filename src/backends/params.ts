@@ -18,6 +18,18 @@ export function mergeParams(search: string, formBody: string | undefined): FormP
   return merged;
 }
 
+/** Takes RouteSpec.heldParams out of `params`: name → first value (undefined when the route holds none). */
+export function holdParams(route: RouteSpec, params: Params): Record<string, string> | undefined {
+  if (route.heldParams === undefined) return undefined;
+  const held: Record<string, string> = {};
+  for (const name of route.heldParams) {
+    const value = params.get(name);
+    if (value !== null) held[name] = value;
+    params.delete(name);
+  }
+  return held;
+}
+
 /** Deletes every parameter but the route's allowed and enforced ones. */
 function keepOnly(params: Params, route: RouteSpec): void {
   const keep = new Set([...(route.allowedParams ?? []), ...route.enforced.map((spec) => spec.name)]);

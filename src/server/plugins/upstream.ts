@@ -5,7 +5,7 @@ import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { FormParams } from '../../backends/form-params.ts';
-import { enforceParams, mergeParams } from '../../backends/params.ts';
+import { enforceParams, holdParams, mergeParams } from '../../backends/params.ts';
 import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
@@ -386,17 +386,6 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   return { decision, path, pathParams, encoded: params.toString(), params, held };
 }
 
-/** Takes RouteSpec.heldParams out of `params`: name → first value (undefined when the route holds none). */
-function holdParams(route: RouteSpec, params: FormParams): Record<string, string> | undefined {
-  if (route.heldParams === undefined) return undefined;
-  const held: Record<string, string> = {};
-  for (const name of route.heldParams) {
-    const value = params.get(name);
-    if (value !== null) held[name] = value;
-    params.delete(name);
-  }
-  return held;
-}
 
 /**
  * A GET to the upstream outside reply-from (route lookups, fan-out parts): `target`
