@@ -42,9 +42,11 @@
  *   (invalid OTLP) counts as not a string.
  *
  * Protobuf is filtered at the wire level: kept spans (and resources, scopes,
- * schema URLs, v2 metrics/status/message) are copied byte for byte, dropped
+ * schema URLs, v2 status/message) are copied byte for byte, dropped
  * spans and unknown fields are left out, and ScopeSpans/ResourceSpans left
  * without spans are dropped. JSON is filtered the same way on the parsed body.
+ * The v2 `metrics` (bytes Tempo inspected: the size of the whole trace, other
+ * teams' spans included) is left out: it would measure what was filtered.
  */
 import protobuf from 'protobufjs/minimal.js';
 import { matcherMatches, type Matcher, type SelectorPolicy } from '../rewrite/matcher.ts';
@@ -241,7 +243,7 @@ export function filterTraceProto(buf: Uint8Array, policy: SelectorPolicy): Filte
   return filterTraceProtoCompiled(buf, compile(policy));
 }
 
-/** Filters a protobuf `TraceByIDResponse` (the v2 answer): trace filtered; metrics, status and message kept. */
+/** Filters a protobuf `TraceByIDResponse` (the v2 answer): trace filtered; status and message kept, metrics left out. */
 export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPolicy): Filtered<Uint8Array> {
   const compiled = compile(policy);
   const parts: Uint8Array[] = [];
@@ -251,7 +253,7 @@ export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPo
       const kept = filterTraceProtoCompiled(lenField(f), compiled);
       spans += kept.spans;
       parts.push(encodeLen(1, kept.value));
-    } else if (f.num === 2 || f.num === 3 || f.num === 4) parts.push(f.raw);
+    } else if (f.num === 3 || f.num === 4) parts.push(f.raw);
   }
   return { value: concat(parts), spans };
 }
@@ -323,10 +325,10 @@ export function filterTraceJson(body: unknown, policy: SelectorPolicy): Filtered
   return filterTraceJsonCompiled(body, compile(policy));
 }
 
-/** Filters the v2 JSON answer `{"trace": {...}, "status", "message", "metrics"}`. */
+/** Filters the v2 JSON answer `{"trace": {...}, "status", "message", "metrics"}`; `metrics` is left out. */
 export function filterTraceByIDResponseJson(body: unknown, policy: SelectorPolicy): Filtered<Json> {
   if (!isObject(body)) return { value: {}, spans: 0 };
-  const out = pick(body, ['metrics', 'status', 'message']);
+  const out = pick(body, ['status', 'message']);
   if (!('trace' in body)) return { value: out, spans: 0 };
   const trace = filterTraceJsonCompiled(body['trace'], compile(policy));
   return { value: { trace: trace.value, ...out }, spans: trace.spans };

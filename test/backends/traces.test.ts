@@ -175,12 +175,14 @@ describe('protobuf: tempopb.Trace (v1)', () => {
 });
 
 describe('protobuf: TraceByIDResponse (v2)', () => {
-  it('filters the trace; keeps metrics, status and message', () => {
+  it('filters the trace; keeps status and message, leaves out metrics (the whole trace\'s size)', () => {
     const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, 'partial result'), teamA);
     expect(out.spans).toBe(2);
     expect(spanNamesProto(out.value, true)).toEqual(['a-root', 'a-db']);
-    const decoded = T.TraceByIDResponse.toObject(T.TraceByIDResponse.decode(out.value), { longs: Number }) as { status: number; message: string; metrics: { inspectedBytes: number } };
-    expect(decoded).toMatchObject({ status: 1, message: 'partial result', metrics: { inspectedBytes: 1234 } });
+    const decoded = T.TraceByIDResponse.toObject(T.TraceByIDResponse.decode(out.value), { longs: Number }) as { status: number; message: string; metrics?: unknown };
+    expect(decoded).toMatchObject({ status: 1, message: 'partial result' });
+    expect(decoded.metrics).toBeUndefined();
+    expect(T.TraceByIDResponse.decode(traceByIdProto(mixedTrace, 1, 'partial result')).toJSON()).toHaveProperty('metrics');
   });
   it('no allowed span → nothing kept', () => {
     expect(filterTraceByIDResponseProto(traceByIdProto(teamBOnlyTrace), teamA).spans).toBe(0);
@@ -212,13 +214,14 @@ describe('JSON', () => {
     expect(filterTraceJson('nonsense', teamA).spans).toBe(0);
   });
 
-  it('v2 {"trace", "status"}: trace filtered, status/message/metrics kept', () => {
+  it('v2 {"trace", "status"}: trace filtered, status/message kept, metrics left out', () => {
     const input = { ...traceJsonV2(mixedTrace), message: 'm', metrics: { inspectedBytes: '5' }, junk: true };
     const out = filterTraceByIDResponseJson(input, teamA);
     expect(out.spans).toBe(2);
     expect(spanNamesJson(out.value)).toEqual(['a-root', 'a-db']);
-    expect(out.value).toMatchObject({ status: 'COMPLETE', message: 'm', metrics: { inspectedBytes: '5' } });
+    expect(out.value).toMatchObject({ status: 'COMPLETE', message: 'm' });
     expect(out.value).not.toHaveProperty('junk');
+    expect(out.value).not.toHaveProperty('metrics');
     expect(filterTraceByIDResponseJson({ status: 'COMPLETE' }, teamA).spans).toBe(0);
   });
 });
