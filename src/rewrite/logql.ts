@@ -67,7 +67,7 @@ import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts
 import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
-import { MAX_REGEX_EXPANSION, regexExpansion } from './regex-budget.ts';
+import { RegexBudget } from './regex-budget.ts';
 import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy, quoteLogQLString } from './logql-policy.ts';
 import type { PreparedGroup, PreparedPolicy } from './logql-policy.ts';
 import type { MatchOp, Matcher, SelectorPolicy } from './matcher.ts';
@@ -483,22 +483,6 @@ function selectsFromIndex(it: MatcherItem): boolean {
  * Only RangeAggregationExpr, VectorAggregationExpr, LabelReplaceExpr and Expr have any
  * (analyze() calls it for those alone): keep that list in step with the cases here.
  */
-/**
- * The regexes of one query that the gateway compiles (selector matchers,
- * label_replace), charged by their estimated compiled size before compiling
- * (src/rewrite/regex-budget.ts): re2js expands counted repetitions, so a few
- * kilobytes of `\pL{1000}` would hold the event loop for seconds.
- */
-class RegexBudget {
-  #spent = 0;
-  charge(ctx: Ctx, value: string): void {
-    this.#spent += regexExpansion(value);
-    if (this.#spent > MAX_REGEX_EXPANSION) {
-      throw new QueryError(LANG, `${ctx.prefix}the query's regular expressions are too large (counted repetitions expand to more than ${MAX_REGEX_EXPANSION} units)`, 'query_too_large');
-    }
-  }
-}
-
 function validateNode(ctx: Ctx, text: string, node: SyntaxNode, regexes: RegexBudget): void {
   switch (node.type.id) {
     case RangeAggregationExpr: {
@@ -540,7 +524,7 @@ function validateNode(ctx: Ctx, text: string, node: SyntaxNode, regexes: RegexBu
       // Loki compiles the regex (as `^(?:…)$`); it does not check the label names.
       const regex = children(node, StringNode)[3];
       const value = regex === undefined ? null : unquote(ctx, text, regex);
-      if (value !== null) regexes.charge(ctx, value);
+      if (value !== null) regexes.charge(value, ctx.prefix);
       if (value === null || !isValidMatcherRegex(value)) throw invalid(ctx, `invalid regex in label_replace: ${JSON.stringify(value ?? '')}`);
       return;
     }
@@ -587,7 +571,7 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
   }
   const tree = parsed.tree;
   const src = parsed.shadow;
-  const regexes = opts.regexes ?? new RegexBudget();
+  const regexes = opts.regexes ?? new RegexBudget(LANG);
   const selectors: SelectorInfo[] = [];
   let depth = 0;
   let problem: QueryError | null = null;
@@ -611,7 +595,7 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
           const sel = readSelector(ctx, src, n.node);
           if (opts.validate) {
             for (const it of sel.items) {
-              if ((it.op === '=~' || it.op === '!~') && it.value !== null) regexes.charge(ctx, it.value);
+              if ((it.op === '=~' || it.op === '!~') && it.value !== null) regexes.charge(it.value, ctx.prefix);
               if ((it.op === '=~' || it.op === '!~') && it.value !== null && !isValidMatcherRegex(it.value)) {
                 throw parseError(ctx, it.from, `error parsing regexp: invalid regular expression ${JSON.stringify(it.value)}`);
               }
@@ -1118,7 +1102,7 @@ export function rewriteLogQLSelectors(matchParams: readonly string[], policy: Se
     return [...cache.throughSelectors(p.key, limits, undefined, verify, (add) => p.groups.forEach((g) => add(`{${g.texts.join(SEP)}}`)))];
   }
   const prefix = 'invalid parameter "match[]": ';
-  const regexes = new RegexBudget();
+  const regexes = new RegexBudget(LANG);
   const lists = matchParams.map((param) => {
     if (typeof param !== 'string') throw new QueryError(LANG, `${prefix}must be a string`, 'bad_query');
     checkLength(param, limits);

@@ -52,6 +52,7 @@ import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type ParseOutcome, type PrescanOptions } from './lezer.ts';
 import type { MatchOp as MatchOpT, Matcher, SelectorPolicy } from './matcher.ts';
 import { isMatchOp, matcherMatches } from './matcher.ts';
+import { RegexBudget } from './regex-budget.ts';
 import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
 import { formatMatcher, quotePromQLString } from './promql-escape.ts';
 import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
@@ -388,15 +389,18 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
  * answer where the backend says bad_data, so the rule is applied to what the
  * user wrote, before rewriting. A matcher whose value or regular expression
  * we cannot evaluate counts as non-empty (Prometheus then rejects the query
- * itself, e.g. for an invalid regular expression).
+ * itself, e.g. for an invalid regular expression). Each regular expression
+ * is charged to `regexes` before it is compiled (re2js expands counted
+ * repetitions: `(?i)\pL{1000}` repeated would hold the event loop for seconds).
  */
-function matchesOnlyEmpty(sel: SelectorInfo): boolean {
+function matchesOnlyEmpty(sel: SelectorInfo, regexes: RegexBudget, prefix: string): boolean {
   if (sel.ident !== null || sel.infoLabels) return false;
   // Equality matchers first: most selectors are decided without compiling a regular expression.
   for (const regex of [false, true]) {
     for (const it of sel.items) {
       if (it.name === null || it.op === null || it.value === null) return false;
       if ((it.op === '=~' || it.op === '!~') !== regex) continue;
+      if (regex) regexes.charge(it.value, prefix);
       let empty: boolean;
       try {
         empty = matcherMatches({ name: it.name, op: it.op, value: it.value }, '');
@@ -449,7 +453,8 @@ function checkInfoDataLabels(selectors: readonly SelectorInfo[], p: PreparedPoli
 const EMPTY_SELECTOR = 'vector selector must contain at least one non-empty matcher';
 
 function checkNonEmptySelectors(selectors: readonly SelectorInfo[], opts: AnalyzeOptions): void {
-  for (const sel of selectors) if (matchesOnlyEmpty(sel)) throw parseError(opts, sel.from, EMPTY_SELECTOR);
+  const regexes = new RegexBudget(LANG);
+  for (const sel of selectors) if (matchesOnlyEmpty(sel, regexes, opts.prefix)) throw parseError(opts, sel.from, EMPTY_SELECTOR);
 }
 
 /**
@@ -1194,6 +1199,8 @@ export function rewriteSeriesSelectors(matchParams: readonly string[], policy: S
     return [...cache.throughSelectors(p.key, limits, undefined, verify, (add) => p.groups.forEach((g) => add(`{${g.texts.join(',')}}`)))];
   }
   const prefix = 'invalid parameter "match[]": ';
+  // One budget for every match[] value of the request (a series lookup may carry many).
+  const regexes = new RegexBudget(LANG);
   const lists = matchParams.map((param) => {
     if (typeof param !== 'string') throw new QueryError(LANG, `${prefix}must be a string`, 'bad_query');
     checkLength(param, limits);
@@ -1209,7 +1216,7 @@ export function rewriteSeriesSelectors(matchParams: readonly string[], policy: S
       if (sel === undefined || a.selectors.length !== 1) {
         throw new QueryError(LANG, `${prefix}must be a single series selector, e.g. up{job="api"}`, 'bad_query');
       }
-      if (matchesOnlyEmpty(sel)) {
+      if (matchesOnlyEmpty(sel, regexes, prefix)) {
         // Prometheus' own wording for match[] (web/api/v1: parseMatchersParam).
         throw new QueryError(LANG, `${prefix}match[] must contain at least one non-empty matcher`, 'bad_query');
       }

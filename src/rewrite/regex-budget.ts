@@ -8,6 +8,7 @@
  * (Loki's own parser accepts it), so such a regex is refused as too large
  * before it is compiled. Pure; no I/O.
  */
+import { QueryError } from '../errors.ts';
 
 /**
  * Most estimated units the regexes of one query may compile to: about 20–60 ms
@@ -128,4 +129,24 @@ export function regexExpansion(source: string): number {
   }
   while (stack.length > 0) sum += stack.pop()!.sum;
   return sum;
+}
+
+/**
+ * The regexes of one query (or of one request's `match[]` values) that the
+ * gateway compiles, charged by their estimated compiled size before they are
+ * compiled: over MAX_REGEX_EXPANSION in all, the query is refused as too large.
+ */
+export class RegexBudget {
+  readonly #language: string;
+  #spent = 0;
+  constructor(language: string) {
+    this.#language = language;
+  }
+  /** Charges `source`; throws `query_too_large` (a QueryError of this budget's language) once the total is over the budget. */
+  charge(source: string, prefix = ''): void {
+    this.#spent += regexExpansion(source);
+    if (this.#spent > MAX_REGEX_EXPANSION) {
+      throw new QueryError(this.#language, `${prefix}the query's regular expressions are too large (counted repetitions expand to more than ${MAX_REGEX_EXPANSION} units)`, 'query_too_large');
+    }
+  }
 }

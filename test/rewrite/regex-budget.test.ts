@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { thrownCode as codeOf } from './query-errors.ts';
 import { rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts';
+import { rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
 import { MAX_REGEX_EXPANSION, regexExpansion } from '../../src/rewrite/regex-budget.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 
@@ -67,5 +68,28 @@ describe('LogQL: the regexes of one query are refused as too large before they a
   });
   it('label_replace', () => {
     expect(codeOf(() => rewriteLogQL(`label_replace(rate({app="x"}[5m]), "a", "$1", "b", "${'x{1000}'.repeat(30)}")`, policy))).toBe('query_too_large');
+  });
+});
+
+describe('PromQL: the regexes compiled for the non-empty-matcher rule are charged before they are compiled', () => {
+  // Prometheus refuses a selector with no metric name whose matchers all match "": the gateway
+  // decides that by compiling the client's regexes, so they are budgeted as LogQL's are.
+  const each = '\\\\pL{1000}'; // PromQL text; the regex \pL{1000} is 8 000 units
+  it('one selector regex', () => {
+    const t0 = performance.now();
+    expect(codeOf(() => rewritePromQL(`{a=~"${'(?i)\\\\pL{1000}'.repeat(100)}"}`, policy))).toBe('query_too_large');
+    // Refused from the text, not after compiling it (compiling takes seconds).
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(rewritePromQL('{job=~"(?i)api-[0-9]{1,3}|web"}', policy)).toContain('namespace=~"team-a-.*"');
+  });
+  it('many small ones add up, across the selectors of a query and the values of match[]', () => {
+    const three = [1, 2, 3].map((i) => `{a${i}=~"${each}"}`);
+    expect(codeOf(() => rewritePromQL(three.join(' + '), policy))).toBe('query_too_large');
+    expect(codeOf(() => rewritePromQL(three.slice(0, 2).join(' + '), policy))).toBeUndefined();
+    expect(codeOf(() => rewriteSeriesSelectors(three, policy))).toBe('query_too_large');
+    expect(codeOf(() => rewriteSeriesSelectors(three.slice(0, 2), policy))).toBeUndefined();
+  });
+  it('regexes that are not compiled (a metric name decides the rule) are not charged', () => {
+    expect(codeOf(() => rewritePromQL(`up{a=~"${'\\\\pL{1000}'.repeat(3)}"}`, policy))).toBeUndefined();
   });
 });
