@@ -34,6 +34,8 @@ import {
   MatchOp,
   MatchingModifierClause,
   MatrixSelector,
+  NumberDurationLiteral,
+  NumberDurationLiteralInDurationContext,
   OffsetDurationExpr,
   OffsetExpr,
   ParenExpr,
@@ -303,6 +305,12 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
       case FunctionCall:
         calls.push({ from: c.from, to: c.to, fn: -1 });
         break;
+      case NumberDurationLiteral:
+      case NumberDurationLiteralInDurationContext:
+        if (text.charCodeAt(c.from) === 0x2e && c.from > 0 && NAME_CHAR.test(text[c.from - 1] as string)) {
+          throw parseError(opts, c.from, NAME_THEN_FRACTION);
+        }
+        break;
       case Absent:
       case AbsentOverTime:
         if (parent === FunctionIdentifier && calls.length > 0) (calls[calls.length - 1] as { fn: number }).fn = id;
@@ -451,6 +459,17 @@ function checkInfoDataLabels(selectors: readonly SelectorInfo[], p: PreparedPoli
 }
 
 const EMPTY_SELECTOR = 'vector selector must contain at least one non-empty matcher';
+
+/**
+ * `bool.5`, `group_left.5`: lezer-promql (and Prometheus by default) reads a
+ * keyword and the number `.5`; a Prometheus started with
+ * `--enable-feature=promql-unquoted-utf8-names` reads one metric name,
+ * `bool.5`, a selector the gateway would not see. Refused either way: written
+ * with a space (`bool .5`) or a leading zero (`bool 0.5`) it means the same
+ * to both.
+ */
+const NAME_CHAR = /^[A-Za-z0-9_]$/;
+const NAME_THEN_FRACTION = 'a number starting with "." right after a name (e.g. bool.5) is read as one metric name by Prometheus with unquoted UTF-8 names; write a space or a leading zero (bool 0.5)';
 
 function checkNonEmptySelectors(selectors: readonly SelectorInfo[], opts: AnalyzeOptions): void {
   const regexes = new RegexBudget(LANG);

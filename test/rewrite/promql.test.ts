@@ -347,6 +347,22 @@ describe('rewritePromQL: number literals', () => {
     expect(e.code).toBe('bad_query');
     expect(e.message).not.toContain('number');
   });
+  // Prometheus with unquoted UTF-8 names reads `bool.5` as one metric name (e2e/promql-utf8-names.test.ts).
+  it.each(['up > bool.5', 'vector(1) * on() group_left.5', 'up * on(job) group_right.5e3', 'x offset.5', 'up > bool.5 + up'])('refuses a fraction right after a name: %j', (q) => {
+    const e = errorOf(() => rewritePromQL(q, NS));
+    expect(e.code).toBe('bad_query');
+    expect(e.message).toContain('right after a name');
+  });
+  it.each(['up > bool .5', 'up > bool 0.5', 'up>.5', 'up*1.5', '(up).5 + 1', 'x[5m:.5m]', 'x offset .5m'])('a fraction after a separator is read alike by both: %j', (q) => {
+    let out: string | undefined;
+    try {
+      out = rewritePromQL(q, NS);
+    } catch (e) {
+      // Invalid PromQL (as Prometheus would say too), but never for this reason.
+      expect((e as Error).message).not.toContain('right after a name');
+    }
+    if (out !== undefined) for (const s of oracleSelectors(out)) expect(carries(s, { name: 'namespace', op: '=', value: 'team-a' })).toBe(true);
+  });
 });
 
 describe('rewritePromQL: errors', () => {
