@@ -159,11 +159,30 @@ const AUTH_HEADERS: Record<string, readonly string[]> = {
   sigv4: ['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256'],
 };
 
+/**
+ * An http(s) URL without userinfo (`user:password@`): fetch refuses such URLs
+ * and its error quotes them whole, so the password would reach the logs; the
+ * credentials belong in the auth settings. The message never repeats the URL.
+ */
+function credentialFreeUrl(instead = 'configure credentials in the auth settings') {
+  return z.url({ protocol: /^https?$/ }).refine(
+    (u) => {
+      try {
+        const url = new URL(u);
+        return url.username === '' && url.password === '';
+      } catch {
+        return true; // z.url() reports it
+      }
+    },
+    { message: `must not contain credentials (user:password@); ${instead}` },
+  );
+}
+
 export const upstreamSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'lower-case letters, digits, "-" and "_"').describe('Name used in decisions (request.upstream) and logs.'),
     kind: z.enum(['prometheus', 'loki', 'tempo']).describe('Backend kind; selects the route table and query language.'),
-    url: z.url({ protocol: /^https?$/ }).describe('Base URL of the backend, may include a path prefix (e.g. Mimir\'s /prometheus).'),
+    url: credentialFreeUrl('use upstreams[].auth').describe('Base URL of the backend, may include a path prefix (e.g. Mimir\'s /prometheus).'),
     mount: z
       .string()
       .regex(/^\/([a-zA-Z0-9._-]+(\/[a-zA-Z0-9._-]+)*)?$/, 'an absolute path such as "/prometheus" (or "/")')
@@ -223,7 +242,7 @@ const typSchema = z
   .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
   .optional()
   .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.');
-const httpUrl = z.url({ protocol: /^https?$/ });
+const httpUrl = credentialFreeUrl();
 
 export const jwtProviderSchema = z
   .strictObject({
@@ -439,7 +458,7 @@ const bundleKeySchema = z
 
 export const bundleSchema = z
   .strictObject({
-    url: z.url({ protocol: /^https?$/ }).describe('Bundle service base URL (OPA: services.<name>.url).'),
+    url: credentialFreeUrl('use policy.bundle.auth').describe('Bundle service base URL (OPA: services.<name>.url).'),
     resource: z.string().min(1).default('bundles/bundle.tar.gz').describe('Path of the bundle under url (OPA: bundles.<name>.resource); fetched as <url>/<resource>.'),
     auth: z
       .strictObject({

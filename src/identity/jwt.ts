@@ -7,6 +7,7 @@ import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { claimsWellFormed, mapClaims } from './claims.ts';
 import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
+import { redactUrls } from '../util/shown-url.ts';
 
 /** Why a bearer token was refused; logged, never sent with token material. */
 export class InvalidTokenError extends GatewayError {
@@ -88,7 +89,7 @@ export function failClosedKeys(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
     } catch (e) {
       if (e instanceof GatewayError) throw e;
       if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported) throw e;
-      throw new GatewayError('identity_unavailable', `identity provider key set unavailable: ${(e as Error).message}`, { cause: e });
+      throw new GatewayError('identity_unavailable', `identity provider key set unavailable: ${redactUrls((e as Error).message)}`, { cause: e });
     }
   };
 }

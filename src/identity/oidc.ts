@@ -3,6 +3,7 @@ import type { OidcProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { JwtVerifier, remoteKeySet, type RefreshableKeys } from './jwt.ts';
 import { UserinfoEnricher } from './userinfo.ts';
+import { redactUrls } from '../util/shown-url.ts';
 
 export interface DiscoveryOptions {
   readonly issuer: string;
@@ -64,7 +65,7 @@ export class OidcDiscovery {
         (e: unknown) => {
           this.#failedAt = Date.now();
           this.#lastError = e;
-          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${(e as Error).message}`, { cause: e });
+          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${redactUrls((e as Error).message)}`, { cause: e });
         },
       )
       .finally(() => {

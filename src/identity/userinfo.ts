@@ -6,6 +6,7 @@ import { LruCache } from '../util/lru.ts';
 import { claimAt } from './claims.ts';
 import { InvalidTokenError, tokenDigest } from './jwt.ts';
 import type { OidcDiscovery } from './oidc.ts';
+import { redactUrls } from '../util/shown-url.ts';
 
 /**
  * Calls to one identity provider's endpoint (introspection, userinfo) at once,
@@ -26,7 +27,7 @@ export function providerError(what: string, e: unknown, tokenErrorsPossible = tr
   }
   const code = (e as { code?: unknown }).code;
   if (code === 'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED') return new InvalidTokenError(`${what}: subject mismatch`, e);
-  return new GatewayError('identity_unavailable', `${what} failed: ${(e as Error).message}`, { cause: e });
+  return new GatewayError('identity_unavailable', `${what} failed: ${redactUrls((e as Error).message)}`, { cause: e });
 }
 
 /**

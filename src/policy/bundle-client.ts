@@ -25,16 +25,19 @@
  *   through this client's own undici Agent; the files are read at start.
  * - Persistence (persistDir): each activated bundle's bytes are written to
  *   <dir>/bundle.tar.gz (temporary file + fsync + rename: a crash never leaves
- *   a half-written bundle) with its ETag in <dir>/bundle.json. At start the
- *   persisted bundle is verified and activated before the first download, so a
- *   restart with the service down still has the last good policy; that first
- *   download is unconditional (the persisted ETag is not reused).
+ *   a half-written bundle) with its ETag and (shown) URL in <dir>/bundle.json.
+ *   At start the persisted bundle is verified and activated before the first
+ *   download, if it came from the bundle URL configured now, so a restart with
+ *   the service down still has the last good policy; that first download is
+ *   unconditional (the persisted ETag is not reused), and a 304 to it is a
+ *   failure, not "not modified".
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, fetch, type Response } from 'undici';
 import type { BundleConfig } from '../config/schema.ts';
+import { redactUrls, shownUrl } from '../util/shown-url.ts';
 import { VERSION } from '../version.ts';
 import { loadBundle, type LoadedBundle } from './bundle.ts';
 import { prepareVerification, type VerificationConfig } from './bundle-signature.ts';
@@ -88,12 +91,13 @@ interface PersistedMeta {
   savedAt: string;
 }
 
+/** An error as logged and kept in the status: URLs in it shown without credentials or query (fetch errors quote them). */
 function errorText(e: unknown): string {
   if (e instanceof Error) {
     const cause = e.cause instanceof Error && !e.message.includes(e.cause.message) ? `: ${e.cause.message}` : '';
-    return e.name === 'TimeoutError' ? `timed out (${e.message})` : `${e.message}${cause}`;
+    return redactUrls(e.name === 'TimeoutError' ? `timed out (${e.message})` : `${e.message}${cause}`);
   }
-  return String(e);
+  return redactUrls(String(e));
 }
 
 /** The bundle URL: service url and resource joined by exactly one "/". */
@@ -133,14 +137,7 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
  * credentials, query string or fragment. A pre-signed URL carries its
  * signature in the query, which would let anyone download the policy.
  */
-export function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return '(unparsable bundle URL)';
-  }
-}
+export const displayUrl = shownUrl;
 
 export class BundleClient {
   readonly url: string;
@@ -281,6 +278,12 @@ export class BundleClient {
       const authorization = await this.#authorization();
       if (authorization !== undefined) headers['authorization'] = authorization;
       const res = await fetch(this.url, { headers, signal: controller.signal, redirect: 'follow', dispatcher: this.#agent });
+      if (res.status === 304 && !conditional) {
+        // RFC 9110 §15.4.5: a 304 answers only a conditional request. Taken as "not modified", it would keep
+        // the persisted (possibly revoked) policy active indefinitely while every poll looked healthy.
+        await res.body?.cancel();
+        throw new Error('bundle service answered 304 Not Modified to an unconditional request');
+      }
       if (res.status === 304) {
         // A 304 to a long-poll request keeps long polling; to a plain one it changes nothing.
         this.#longPolling = wait !== undefined;
@@ -354,7 +357,17 @@ export class BundleClient {
     }
   }
 
-  /** Activates the persisted bundle, if there is one that still loads and verifies. Returns its revision. */
+  /** The (shown) URL bundle.json says the persisted bundle came from; undefined if it is missing or unreadable. */
+  async #persistedUrl(dir: string): Promise<string | undefined> {
+    try {
+      const meta = JSON.parse(await readFile(join(dir, PERSIST_META), 'utf8')) as Partial<PersistedMeta> | null;
+      return typeof meta?.url === 'string' ? meta.url : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Activates the persisted bundle, if there is one from this bundle URL that still loads and verifies. Returns its revision. */
   async loadPersisted(): Promise<string | undefined> {
     const dir = this.#opts.config.persistDir;
     if (dir === undefined) return undefined;
@@ -364,6 +377,16 @@ export class BundleClient {
       bytes = await readFile(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn({ file, error: errorText(e) }, 'cannot read the persisted policy bundle');
+      return undefined;
+    }
+    // The bundle must have been downloaded from the bundle service configured now: one persisted from
+    // another service (staging, an old resource) signed with the same key would otherwise become the policy.
+    const recorded = await this.#persistedUrl(dir);
+    if (recorded !== this.shownUrl) {
+      this.#opts.logger.error(
+        { file, persistedFrom: recorded ?? null, url: this.shownUrl },
+        'persisted policy bundle was downloaded from another bundle URL (or its bundle.json is missing); ignored, waiting for the bundle service',
+      );
       return undefined;
     }
     try {

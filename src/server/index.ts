@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import path from 'node:path';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { loadConfigFile, type GatewayConfig } from '../config/load.ts';
 import { configWarnings } from '../config/warnings.ts';
@@ -17,6 +17,7 @@ import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { AuditLog } from './plugins/audit.ts';
 import { readinessOf } from './plugins/health.ts';
 import { dataRevision, mergeReloadable, restartRequiredChanges } from './reload.ts';
+import { redactErrorUrls } from '../util/shown-url.ts';
 
 export interface RunningGateway {
   readonly url: string;
@@ -52,15 +53,19 @@ interface QueuedReload {
 /** Never log credentials: these paths are censored wherever they appear. */
 export const REDACT_PATHS = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-grafana-id"]', 'req.headers["x-id-token"]'];
 
-export function createLogger(level: string): Logger {
-  return pino({
+/** The gateway's logger (stdout unless `destination` is given: tests). */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options: LoggerOptions = {
     level,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: {
       // Log the path only: query strings may carry anything a client chose to put there.
       req: (req: { method: string; url: string; id: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0] }),
+      // Errors quote the URLs they failed on (fetch, jose): shown without credentials or query, causes included.
+      err: (e: Error) => redactErrorUrls(pino.stdSerializers.err(e)),
     },
-  });
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
 
 /**

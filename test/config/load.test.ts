@@ -178,6 +178,21 @@ janus:
   });
 });
 
+describe('URLs with credentials (user:password@) are refused, without repeating them', () => {
+  it.each([
+    ['an upstream', minimal.replace('url: http://127.0.0.1:9090/prefix/', 'url: http://tenant:S3CRET@127.0.0.1:9090/prefix/'), /upstreams\.0\.url: must not contain credentials.*upstreams\[\]\.auth/],
+    ['a JWKS URL', minimal.replace('jwksFile: keys/jwks.json', 'jwksUrl: https://r:S3CRET@idp.example/jwks'), /jwksUrl: must not contain credentials/],
+    ['the bundle service', `${minimal}policy:\n  bundle:\n    url: https://r:S3CRET@bundles.example\n    resource: b.tar.gz\n`, /policy\.bundle\.url: must not contain credentials.*policy\.bundle\.auth/],
+  ])('%s', (_what, text, message) => {
+    const e = configError(text);
+    expect(e.message).toMatch(message);
+    expect(`${e.message} ${inspect(e)}`).not.toContain('S3CRET');
+  });
+  it('a pre-signed query is allowed (it is never shown: logs and status drop the query)', () => {
+    expect(() => parseConfig(`${minimal}policy:\n  bundle:\n    url: https://bundles.example\n    resource: b.tar.gz?X-Amz-Signature=abc\n`, { env: {}, baseDir: '/etc/gw' })).not.toThrow();
+  });
+});
+
 describe('upstream credentials and TLS (upstreams[].auth, upstreams[].tls)', () => {
   const withUpstream = (lines: string, url = 'http://127.0.0.1:9090/prefix/') =>
     minimal.replace('    url: http://127.0.0.1:9090/prefix/\n', `    url: ${url}\n${lines.replace(/^/gm, '    ')}\n`);

@@ -5,7 +5,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -136,6 +136,58 @@ describe('BundleClient', () => {
     writeFileSync(join(dir, 'bundle.tar.gz'), 'corrupt');
     expect(await second.loadPersisted()).toBeUndefined();
     expect(existsSync(join(dir, 'bundle.json'))).toBe(true);
+  });
+
+  it('a persisted bundle from another bundle URL (or without its bundle.json) is not activated', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persist-')), 'state');
+    served = { body: b2, etag: '"e2"' };
+    const staging = await BundleClient.create({ config: config({ persistDir: dir, resource: '/staging.tar.gz' }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect((await staging.poll()).kind).toBe('activated');
+    const lines: string[] = [];
+    const logger = { ...quiet, error: (o: object, m: string) => void lines.push(`${JSON.stringify(o)} ${m}`) };
+    const holder = new PolicyHolder();
+    const production = await BundleClient.create({ config: config({ persistDir: dir }), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+    expect(await production.loadPersisted()).toBeUndefined();
+    expect(holder.ready).toBe(false);
+    expect(lines.join('')).toContain('another bundle URL');
+    // The same URL still starts from it; without bundle.json, nothing says where it came from.
+    const again = await BundleClient.create({ config: config({ persistDir: dir, resource: '/staging.tar.gz' }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect(await again.loadPersisted()).toBe('two');
+    rmSync(join(dir, 'bundle.json'));
+    expect(await again.loadPersisted()).toBeUndefined();
+  });
+
+  it('a 304 to the unconditional first download is a failure, not "not modified"', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persist-')), 'state');
+    served = { body: b1, etag: '"e1"' };
+    const first = await BundleClient.create({ config: config({ persistDir: dir }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    await first.poll();
+    // After a restart the persisted bundle is active and the first request carries no If-None-Match.
+    served = { body: b1, etag: '"e1"', status: 304 };
+    const holder = new PolicyHolder();
+    const restarted = await BundleClient.create({ config: config({ persistDir: dir }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect(await restarted.loadPersisted()).toBe('one');
+    const outcome = await restarted.poll();
+    expect(outcome).toMatchObject({ kind: 'failed', error: expect.stringContaining('unconditional') });
+    expect(restarted.status.consecutiveFailures).toBe(1);
+    // A 304 to a conditional request is still "not modified".
+    served = { body: b1, etag: '"e1"' };
+    expect((await restarted.poll()).kind).toBe('activated');
+    expect((await restarted.poll()).kind).toBe('not-modified');
+    expect(restarted.status.consecutiveFailures).toBe(0);
+  });
+
+  it('errors quote URLs without credentials or query (a fetch error quotes the URL it was given)', async () => {
+    const lines: string[] = [];
+    const logger = { ...quiet, error: (o: object, m: string) => void lines.push(`${JSON.stringify(o)} ${m}`) };
+    // Not through the config schema (which refuses credentials in URLs): what fetch says is still redacted.
+    const client = await BundleClient.create({ config: config({ url: 'http://reader:PASSW0RD@127.0.0.1:9/', resource: 'b.tar.gz?X-Amz-Signature=PRESIGNED' }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+    const outcome = await client.poll();
+    expect(outcome.kind).toBe('failed');
+    const shown = `${JSON.stringify(outcome)} ${client.status.lastError} ${lines.join('')}`;
+    expect(shown).toContain('127.0.0.1');
+    expect(shown).not.toContain('PASSW0RD');
+    expect(shown).not.toContain('PRESIGNED');
   });
 
   it('start() polls in the background until stop()', async () => {
