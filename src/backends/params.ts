@@ -51,6 +51,26 @@ export const MAX_VALUES_PER_PARAMETER = 100;
 export const MAX_FORWARDED_PARAMETERS = 1000;
 
 /**
+ * Most bytes of the parameters one request forwards, as the gateway encodes
+ * them. Go's `ParseForm` reads at most 10 MiB of a form body and, past that,
+ * no body parameter at all; `/api/v1/labels` ignores the error and answers
+ * every label name. The encoding is the gateway's (a raw byte the client sent
+ * may become `%EF%BF%BD`, and `match[]` is repeated per policy group), so a
+ * body within the request limit could grow past Go's: bounded here, after
+ * enforcement, well below it.
+ */
+export const MAX_FORWARDED_BYTES = 4 * 1024 * 1024;
+
+/** The enforced parameters as forwarded (query string or form body); refused past MAX_FORWARDED_BYTES. */
+export function encodeForwarded(params: Params, language: string): string {
+  const encoded = params.toString();
+  if (encoded.length > MAX_FORWARDED_BYTES) {
+    throw new QueryError(language, `the enforced parameters are ${encoded.length} bytes; at most ${MAX_FORWARDED_BYTES} are forwarded`, 'query_too_large');
+  }
+  return encoded;
+}
+
+/**
  * Enforce the policy on every query-bearing parameter of a route, in place:
  * `params` becomes the canonical parameter list to forward (other parameters
  * in their order, then the enforced ones in the route's order) and is returned.

@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { thrownCode as codeOf } from '../rewrite/query-errors.ts';
 import { WITHHELD_RULE_ERROR, filterAlerts, filterLabelValues, filterRules } from '../../src/backends/filters.ts';
-import { MAX_FORWARDED_PARAMETERS, MAX_VALUES_PER_PARAMETER, enforceParams } from '../../src/backends/params.ts';
+import { MAX_FORWARDED_BYTES, MAX_FORWARDED_PARAMETERS, MAX_VALUES_PER_PARAMETER, encodeForwarded, enforceParams } from '../../src/backends/params.ts';
+import { FormParams } from '../../src/backends/form-params.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
@@ -185,6 +186,15 @@ describe('response filters', () => {
     // Without match[], the policy's own selector is added: it counts too.
     const bare = new URLSearchParams(Array.from({ length: MAX_FORWARDED_PARAMETERS }, (): [string, string] => ['x', '1']));
     expect(codeOf(() => enforceParams(route, bare, teamA, DEFAULT_LIMITS, 'promql'))).toBe('query_too_large');
+  });
+  it(`at most ${MAX_FORWARDED_BYTES} bytes forwarded, as the gateway encodes them (Go reads no form body past 10 MiB)`, () => {
+    const route = prometheusRoutes.routes.find((r) => r.endpoint === 'labels')!;
+    // Raw bytes that are not UTF-8 reach the parser as U+FFFD (the body is decoded as UTF-8) and are sent as %EF%BF%BD: nine times their size.
+    const raw = (n: number) => `match%5B%5D=up&pad=${'\uFFFD'.repeat(n)}`;
+    const within = enforceParams(route, new FormParams(raw(100_000)), teamA, DEFAULT_LIMITS, 'promql');
+    expect(encodeForwarded(within, 'promql')).toContain('match%5B%5D=up%7Bnamespace');
+    const grown = enforceParams(route, new FormParams(raw(Math.ceil(MAX_FORWARDED_BYTES / 9) + 1)), teamA, DEFAULT_LIMITS, 'promql');
+    expect(codeOf(() => encodeForwarded(grown, 'promql'))).toBe('query_too_large');
   });
   it('rules: paging parameters are not forwarded for restricted subjects (Prometheus would page over every tenant)', () => {
     const route = prometheusRoutes.routes.find((r) => r.endpoint === 'rules')!;

@@ -5,7 +5,7 @@ import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { FormParams } from '../../backends/form-params.ts';
-import { enforceParams, holdParams, mergeParams } from '../../backends/params.ts';
+import { encodeForwarded, enforceParams, holdParams, mergeParams } from '../../backends/params.ts';
 import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
@@ -383,7 +383,7 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   const held = decision.unrestricted ? undefined : holdParams(route, params);
   enforceParams(route, params, rewriteWith, limits, language);
   noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
-  return { decision, path, pathParams, encoded: params.toString(), params, held };
+  return { decision, path, pathParams, encoded: encodeForwarded(params, language), params, held };
 }
 
 
