@@ -187,6 +187,8 @@ export class Authenticator {
       } catch (e) {
         // An unreachable provider fails the whole request (503), it does not fall through.
         if (e instanceof GatewayError && e.code === 'identity_unavailable') throw e;
+        // Verified as its issuer's token and refused on its claims: no later source may accept it.
+        if (e instanceof InvalidTokenError && e.final) throw e;
         // An overloaded one may be the wrong provider for this credential: later sources still try,
         // and if none accepts, the answer is its 503 (retry), not a 401 (log in again).
         if (e instanceof GatewayError && e.code === 'overloaded') overloaded ??= e;

@@ -15,17 +15,25 @@ export class InvalidTokenError extends GatewayError {
   readonly missing: boolean;
   /** Also challenge with `Basic` (set by the Authenticator when a basic source is configured). */
   readonly basicChallenge: boolean;
-  constructor(message: string, cause?: unknown, missing = false, basicChallenge = false) {
+  /**
+   * The source that refused owns the token: a JWT whose signature verified
+   * against its issuer's keys, refused on its claims (audience, expiry, typ).
+   * No later source may accept it (an introspection endpoint would call a
+   * token for another audience active).
+   */
+  readonly final: boolean;
+  constructor(message: string, cause?: unknown, missing = false, basicChallenge = false, final = false) {
     super('unauthenticated', message, cause === undefined ? undefined : { cause });
     this.name = 'InvalidTokenError';
     this.missing = missing;
     this.basicChallenge = basicChallenge;
+    this.final = final;
   }
 
   /** The same refusal, also challenging with Basic. */
   withBasicChallenge(): InvalidTokenError {
     if (this.basicChallenge) return this;
-    return new InvalidTokenError(this.message, this.cause, this.missing, true);
+    return new InvalidTokenError(this.message, this.cause, this.missing, true, this.final);
   }
 }
 
@@ -248,14 +256,16 @@ export class JwtVerifier implements IdentitySource {
         requiredClaims: ['exp'],
       }));
       if (this.#acceptedTyp !== undefined && !this.#acceptedTyp.has(normalizedTyp(protectedHeader.typ))) {
-        throw new InvalidTokenError(`token type ${JSON.stringify(protectedHeader.typ ?? null)} is not accepted (expected ${[...this.#acceptedTyp].join(' or ')})`);
+        throw new InvalidTokenError(`token type ${JSON.stringify(protectedHeader.typ ?? null)} is not accepted (expected ${[...this.#acceptedTyp].join(' or ')})`, undefined, false, false, true);
       }
     } catch (e) {
       if (e instanceof GatewayError) throw e;
       if (e instanceof joseErrors.JWKSTimeout || (e instanceof TypeError && /fetch/i.test(e.message))) {
         throw new GatewayError('identity_unavailable', 'identity provider key set unreachable', { cause: e });
       }
-      if (e instanceof joseErrors.JOSEError) throw new InvalidTokenError(`${e.code}: ${e.message}`, e);
+      // jose checks claims only once the signature verified: a claim refusal (other than the issuer) is by this token's issuer.
+      const owned = (e instanceof joseErrors.JWTClaimValidationFailed || e instanceof joseErrors.JWTExpired) && e.claim !== 'iss';
+      if (e instanceof joseErrors.JOSEError) throw new InvalidTokenError(`${e.code}: ${e.message}`, e, false, false, owned);
       throw new GatewayError('identity_unavailable', 'token verification failed unexpectedly', { cause: e });
     }
     let claims: Record<string, unknown> = payload;

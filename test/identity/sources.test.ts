@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GATEWAY_CLIENT, JWT_AUDIENCE, OPAQUE_RESOURCE, startIdp, type TestIdp } from '../../e2e/harness/idp.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
-import { apiKeyProviderSchema, basicProviderSchema, grafanaProviderSchema, introspectionProviderSchema, oidcProviderSchema } from '../../src/config/schema.ts';
+import { apiKeyProviderSchema, basicProviderSchema, grafanaProviderSchema, introspectionProviderSchema, jwtProviderSchema, oidcProviderSchema } from '../../src/config/schema.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { Authenticator, createSource } from '../../src/identity/authenticator.ts';
 import { hashSecret } from '../../src/identity/secrets.ts';
@@ -304,5 +304,46 @@ describe('sources in order', () => {
     expect(await auth.authenticate(bearer(await idp.mintAccessToken({ sub: 'u-alice' })))).toMatchObject({ auth: 'oidc' });
     expect(await auth.authenticate(bearer(await idp.mintAccessToken({ sub: 'u-alice', format: 'opaque' })))).toMatchObject({ auth: 'introspection' });
     expect(await status(auth, bearer(await idp.sign({ sub: 'x', iss: 'https://unknown' })))).toBe(401);
+  });
+});
+
+describe('a JWT its issuer\'s JWT source verified and refused is refused by every later source', () => {
+  // An introspection endpoint (Keycloak) calls any valid realm token active, whatever its audience or
+  // type: were a later source asked, the JWT source's audience, expiry and typ checks would protect nothing.
+  it('wrong audience, expired, wrong typ: 401 without asking the next source; unknown issuers and forged signatures still reach it', async () => {
+    const issuer = await createTestIssuer({ issuer: 'https://idp.final', audience: 'gw', alg: 'ES256' });
+    try {
+      const asked: string[] = [];
+      const everything: IdentitySource = {
+        name: 'introspection-like',
+        sendsCredentials: true,
+        authenticate: async (creds) => {
+          asked.push(creds.bearer ?? '');
+          return { id: 'anyone', groups: ['team-a'], auth: 'introspection', claims: {} } as never;
+        },
+      };
+      const auth = new Authenticator([
+        await createSource(jwtProviderSchema.parse({ type: 'jwt', jwksFile: issuer.jwksPath, issuer: issuer.issuer, audience: 'gw', algorithms: ['ES256'], typ: 'at+jwt' })),
+        everything,
+      ]);
+      const at = { header: { typ: 'at+jwt' } };
+      expect(await auth.authenticate(bearer(await issuer.mint({ sub: 'alice' }, at)))).toMatchObject({ auth: 'jwt' });
+      for (const token of [
+        await issuer.mint({ sub: 'alice' }, { ...at, audience: 'another-resource' }),
+        await issuer.mint({ sub: 'alice' }, { ...at, expiresIn: -600 }),
+        await issuer.mint({ sub: 'alice' }, { header: { typ: 'JWT' } }),
+      ]) {
+        expect(await status(auth, bearer(token))).toBe(401);
+      }
+      expect(asked).toEqual([]);
+      // Not its issuer's token, or not signed by its keys: not the JWT source's to judge alone.
+      const foreign = await issuer.mint({ sub: 'mallory' }, { ...at, key: 'foreign' });
+      const other = await issuer.mint({ sub: 'bob' }, { ...at, issuer: 'https://elsewhere' });
+      expect(await auth.authenticate(bearer(foreign))).toMatchObject({ auth: 'introspection' });
+      expect(await auth.authenticate(bearer(other))).toMatchObject({ auth: 'introspection' });
+      expect(asked).toEqual([foreign, other]);
+    } finally {
+      issuer.cleanup();
+    }
   });
 });
