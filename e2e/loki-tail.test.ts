@@ -287,6 +287,10 @@ describe('Loki live tail (WebSocket)', () => {
     expect(await upgrade({ 'sec-websocket-version': '13' })).toBe(400);
     expect(await upgrade({ 'sec-websocket-version': '13', 'sec-websocket-key': 'not-a-key' })).toBe(400);
     expect(await upgrade({ 'sec-websocket-version': '8', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })).toBe(400);
+    // Node reports any Upgrade as an upgrade: one that is not to websocket is refused before the upstream tail opens.
+    const valid = { 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' };
+    expect(await upgrade({ ...valid, upgrade: 'h2c' })).toBe(400);
+    expect(await upgrade({ ...valid, connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c' })).toBe(400);
     expect(loki.requests).toHaveLength(0);
   });
 

@@ -33,10 +33,19 @@ const CLIENT_MAX_BUFFERED = 16 * 1024 * 1024;
  * Sec-WebSocket-Key of 16 base64 bytes, version 13), or undefined.
  */
 export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | undefined {
+  // Node reports any Upgrade (h2c, …) as an upgrade; ws then refuses all but websocket, after the upstream tail was opened.
+  if (!headerTokens(headers['upgrade']).includes('websocket')) return 'not a WebSocket upgrade (Upgrade: websocket is required)';
+  if (!headerTokens(headers['connection']).includes('upgrade')) return 'not a WebSocket upgrade (Connection: Upgrade is required)';
   const key = headers['sec-websocket-key'];
   if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim())) return 'missing or invalid Sec-WebSocket-Key';
   if (headers['sec-websocket-version'] !== '13') return 'unsupported Sec-WebSocket-Version (13 is required)';
   return undefined;
+}
+
+/** The comma-separated tokens of a header, trimmed and lower-cased. */
+function headerTokens(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value.join(',') : value).split(',').map((t) => t.trim().toLowerCase());
 }
 
 /** Largest upstream error body relayed when the upstream refuses the upgrade. */
