@@ -63,6 +63,27 @@ describe('upstreamHeaders', () => {
   });
 });
 
+describe('redirects are not relayed', () => {
+  it('Location (the upstream\'s own address) is left out of every relayed answer', () => {
+    expect(downstreamHeaders({ 'content-type': 'text/html', Location: 'http://prometheus.internal:9090/graph' })).toEqual({ 'content-type': 'text/html' });
+    expect(filteredDownstreamHeaders({ location: 'http://prometheus.internal:9090/x', 'x-kept': 'v' })).toEqual({ 'x-kept': 'v' });
+  });
+  it('a redirect on a filtered route is a 502, its unfiltered body never relayed', async () => {
+    const up = await startUpstream();
+    up.answer = () => [302, JSON.stringify({ status: 'success', data: ['team-a-web', 'team-b-secret'] })];
+    const t = await testApp(testConfig(up.url));
+    try {
+      const res = await t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: { authorization: 'Bearer alice' } });
+      expect(up.requests).toHaveLength(1);
+      expect(res.statusCode).toBe(502);
+      expect(res.body).not.toContain('team-b-secret');
+    } finally {
+      await t.app.close();
+      await up.close();
+    }
+  });
+});
+
 describe('filteredDownstreamHeaders', () => {
   it('a filtered answer keeps the upstream\'s headers but not the length and encoding of bytes the client does not get, nor hop-by-hop ones', () => {
     const up = { 'content-type': 'application/json', 'content-length': '1234', 'Content-Encoding': 'gzip', date: 'd', connection: 'x-hop', 'x-hop': '1', 'x-kept': 'v' };

@@ -128,9 +128,12 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
 
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
+/** Upstream answer headers never relayed: hop-by-hop ones, and `Location` (the upstream's own address; the client would follow it past the gateway). */
+const NOT_RELAYED = new Set([...HOP_BY_HOP, 'location']);
+
 /**
  * The upstream answer's headers as relayed to the client: without the
- * hop-by-hop ones and those the upstream's `Connection` header lists.
+ * hop-by-hop ones, `Location`, and those the upstream's `Connection` header lists.
  * reply-from strips them only for HTTP/2 upstreams; relayed from HTTP/1, an
  * upstream's `Connection: keep-alive` overrode the client's `close`, and a
  * `Trailer` header broke the answer.
@@ -138,7 +141,7 @@ const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 export function downstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
   let hopByHop = false;
   for (const name in upstream) {
-    if (HOP_BY_HOP.has(name.toLowerCase())) {
+    if (NOT_RELAYED.has(name.toLowerCase())) {
       hopByHop = true;
       break;
     }
@@ -149,7 +152,7 @@ export function downstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHe
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || nominated?.has(lower) === true) continue;
+    if (NOT_RELAYED.has(lower) || nominated?.has(lower) === true) continue;
     out[name] = value;
   }
   return out;
@@ -603,7 +606,9 @@ async function forward(
             readBounded(res.stream, MAX_FILTERED_BODY).then(
               (raw) => {
                 // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
-                // Errors (non-2xx) pass through as the upstream wrote them; every 2xx answer is filtered.
+                // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
+                if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
+                // Errors (4xx/5xx) pass through as the upstream wrote them; every 2xx answer is filtered.
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
                 const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }) } };
                 return filterAnswer(filter, task).then(
