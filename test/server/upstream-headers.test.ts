@@ -42,6 +42,12 @@ describe('upstreamHeaders', () => {
     expect([listed['x-a'], listed['x-b']]).toEqual([undefined, '2']);
   });
 
+  it('path and method overrides some proxies honour are never forwarded (the gateway enforced this path and method)', () => {
+    const out = upstreamHeaders({ 'x-original-url': '/api/v1/admin/tsdb/delete_series', 'X-Rewrite-URL': '/federate', 'x-http-method-override': 'DELETE', 'x-original-method': 'PUT', 'x-http-method': 'PUT', 'x-method-override': 'PUT', 'x-kept': 'v' }, upstream, decision);
+    expect(Object.keys(out).filter((h) => h.includes('url') || h.includes('method'))).toEqual([]);
+    expect(out['x-kept']).toBe('v');
+  });
+
   it('credential headers (Grafana ID tokens, configured API-key headers) are never forwarded', () => {
     const out = upstreamHeaders({ 'x-grafana-id': 'eyJ…', 'x-id-token': 'eyJ…', 'x-api-key': 'secret', 'x_api_key': 'secret', 'x-kept': 'v' }, upstream, decision, ['X-API-Key']);
     for (const h of ['x-grafana-id', 'x-id-token', 'x-api-key', 'x_api_key']) expect(out[h], h).toBeUndefined();

@@ -53,6 +53,14 @@ const DROPPED_HEADERS = [
   'content-encoding',
   // Loki's internal switch that turns off every pipeline wrapper a deployment installed for its queries.
   'x-loki-disable-pipeline-wrappers',
+  // Read by some proxies and frameworks in front of a backend as the real path or method: the gateway
+  // enforced this request's path and method, and a client's override would change them behind it.
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-method',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
 ];
 
 const NO_HEADERS: readonly string[] = [];
