@@ -10,6 +10,13 @@ const MUTABLE_CLAIMS = new Set(['preferred_username', 'username', 'nickname', 'n
 export function configWarnings(config: GatewayConfig): string[] {
   const out: string[] = [];
   config.identity.providers.forEach((p, i) => {
+    // RFC 7662 says nothing of audiences: many providers (Keycloak) call any valid token of the realm active,
+    // including tokens issued for other services, which this gateway would then accept.
+    if (p.type === 'introspection' && p.audience === undefined) {
+      out.push(
+        `identity.providers[${i}] (introspection): no audience; the provider may call tokens issued for other services active, and the gateway would accept them. Set audience to this gateway's audience (the response "aud" must then contain it).`,
+      );
+    }
     if (!('claims' in p)) return;
     const { subject, username, trustUsername } = p.claims;
     // `users` entries match the subject; a subject read from a claim its holder can set makes

@@ -26,4 +26,12 @@ describe('config warnings', () => {
     expect(configWarnings(config(`{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }`))).toEqual([]);
     expect(configWarnings(config(`{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a, claims: { subject: oid } }`))).toEqual([]);
   });
+
+  it('an introspection source without an audience is flagged (providers call other services\' tokens active)', () => {
+    const base = 'type: introspection, introspectionUrl: "http://127.0.0.1:9/i", clientId: gw, clientSecret: s';
+    const w = configWarnings(config(`{ ${base} }`));
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/identity\.providers\[0\] \(introspection\): no audience/);
+    expect(configWarnings(config(`{ ${base}, audience: gw }`))).toEqual([]);
+  });
 });
