@@ -61,7 +61,9 @@ beforeAll(async () => {
       ? traceAnswer(path, String(req.headers['accept'] ?? ''))
       : path.includes('/values')
         ? json({ tagValues: [{ type: 'string', value: 'team-a-web' }, { type: 'string', value: 'team-b-api' }, 'team-b-db'] })
-        : json({ traces: [], metrics: {} }),
+        : path.endsWith('/search/tags')
+          ? json({ scopes: [{ name: 'resource', tags: ['service.name'] }], metrics: { inspectedBytes: '5' } })
+          : json({ traces: [], metrics: {} }),
   );
   idp = await createTestIssuer({ issuer: 'https://idp.bypass-lt', audience: 'lbac-gateway', alg: 'ES256' });
   gw = await startGateway({

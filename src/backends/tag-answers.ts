@@ -2,7 +2,8 @@
  * Merging the answers of Tempo's v2 tag APIs asked once per policy
  * alternative (RouteSpec.fanOut): tag names per scope, `{"scopes": [{"name",
  * "tags": […]}]}`, and tag values, `{"tagValues": [{"type", "value"}]}`.
- * Pure; no I/O. Tempo's `metrics` (bytes inspected) is added up.
+ * Pure; no I/O. Tempo's `metrics` (bytes inspected: the whole tenant's data,
+ * not the policy's share) is left out.
  */
 import { GatewayError } from '../errors.ts';
 import { compareCodePoints } from './list-answers.ts';
@@ -11,31 +12,19 @@ const unreadable = () => new GatewayError('upstream_error', 'upstream answer cou
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** `metrics.inspectedBytes` (a uint64 as a JSON string) summed over the answers that carry it. */
-function summedMetrics(answers: readonly Record<string, unknown>[]): { metrics?: { inspectedBytes: string } } {
-  let total = 0n;
-  let any = false;
-  for (const a of answers) {
-    const bytes = isObject(a['metrics']) ? a['metrics']['inspectedBytes'] : undefined;
-    if ((typeof bytes === 'string' && /^[0-9]{1,20}$/.test(bytes)) || (typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0)) {
-      total += BigInt(bytes);
-      any = true;
-    }
-  }
-  return any ? { metrics: { inspectedBytes: total.toString() } } : {};
-}
-
 export interface TagScopes {
   readonly scopes: { name: string; tags: string[] }[];
-  readonly metrics?: { inspectedBytes: string };
 }
 
 /** Tag names: per scope (in first-seen order), the sorted union. Any answer of another shape throws (→ 502). */
 export function mergeTagScopeAnswers(answers: readonly unknown[]): TagScopes {
   const scopes = new Map<string, Set<string>>();
   for (const a of answers) {
-    if (!isObject(a) || !Array.isArray(a['scopes'])) throw unreadable();
-    for (const s of a['scopes'] as unknown[]) {
+    // Tempo's JSON leaves an empty list out (`{}` or only `metrics` when nothing matched); any other shape is not read.
+    const empty = isObject(a) && a['scopes'] === undefined && Object.keys(a).every((k) => k === 'metrics');
+    const scopesOf = empty ? [] : isObject(a) ? a['scopes'] : undefined;
+    if (!Array.isArray(scopesOf)) throw unreadable();
+    for (const s of scopesOf as unknown[]) {
       if (!isObject(s) || typeof s['name'] !== 'string') throw unreadable();
       const tags = s['tags'] ?? [];
       if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw unreadable();
@@ -44,15 +33,11 @@ export function mergeTagScopeAnswers(answers: readonly unknown[]): TagScopes {
       for (const t of tags as string[]) set.add(t);
     }
   }
-  return {
-    scopes: [...scopes].map(([name, tags]) => ({ name, tags: [...tags].sort(compareCodePoints) })),
-    ...summedMetrics(answers as Record<string, unknown>[]),
-  };
+  return { scopes: [...scopes].map(([name, tags]) => ({ name, tags: [...tags].sort(compareCodePoints) })) };
 }
 
 export interface TagValues {
   readonly tagValues: { type: string; value: string }[];
-  readonly metrics?: { inspectedBytes: string };
 }
 
 /**
@@ -73,5 +58,5 @@ export function mergeTagValueAnswers(answers: readonly unknown[], limit = 0): Ta
   }
   const sorted = [...seen.values()].sort((x, y) => compareCodePoints(x.value, y.value) || compareCodePoints(x.type, y.type));
   const tagValues = limit > 0 ? sorted.slice(0, limit) : sorted;
-  return { tagValues, ...summedMetrics(answers as Record<string, unknown>[]) };
+  return { tagValues };
 }

@@ -104,12 +104,8 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (field !== null && canonicalName(m.name) === field ? { ...m, name: requested } : m)));
   const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
   const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
-  // Rebuilt from what was checked (and Tempo's `metrics` object, which counts bytes inspected): nothing else is copied.
-  const metrics = typeof body === 'object' && body !== null ? (body as { metrics?: unknown }).metrics : undefined;
-  return {
-    tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(onTag, requested, valueOf(v) as string)),
-    ...(typeof metrics === 'object' && metrics !== null && !Array.isArray(metrics) ? { metrics } : {}),
-  };
+  // Rebuilt from what was checked; Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
+  return { tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(onTag, requested, valueOf(v) as string)) };
 };
 
 /** A policy matcher's name as a canonical field name (policies are checked when loaded; a name that is not one compares as written). */
@@ -122,24 +118,32 @@ function canonicalName(name: string): string {
 }
 
 /**
- * Search results: each trace's `serviceStats` counts the spans and errors of
- * every service in the trace, other teams' included (Tempo computes it over
- * the whole trace, not over the spans the policy's filter matched): left out.
- * Everything else is relayed as Tempo wrote it; an answer of another shape is
- * not (→ 502).
+ * Search results, rebuilt as `{traces}`: each trace's `serviceStats` counts
+ * the spans and errors of every service in the trace, other teams' included
+ * (Tempo computes it over the whole trace, not over the spans the policy's
+ * filter matched), and the answer's `metrics` (blocks, bytes and traces
+ * inspected) measure the whole tenant's data: both left out. An answer of
+ * another shape is not relayed (→ 502).
  */
 const filterSearchResults: ResponseFilter = (body) => {
-  const traces = typeof body === 'object' && body !== null ? (body as { traces?: unknown }).traces : undefined;
-  if (traces !== undefined && traces !== null && !Array.isArray(traces)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
-  if (!Array.isArray(traces)) return body;
+  const traces = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as { traces?: unknown }).traces : undefined;
+  if ((traces !== undefined && traces !== null && !Array.isArray(traces)) || typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new GatewayError('upstream_error', 'upstream answer could not be read');
+  }
   return {
-    ...(body as Record<string, unknown>),
-    traces: traces.map((t: unknown) => {
+    traces: (traces ?? []).map((t: unknown) => {
       if (typeof t !== 'object' || t === null || Array.isArray(t)) return t;
       const { serviceStats: _hidden, ...kept } = t as Record<string, unknown>;
       return kept;
     }),
   };
+};
+
+/** Tag names (v2), rebuilt as `{scopes}` in Tempo's order: the answer's `metrics` (bytes inspected, the whole tenant's) left out. */
+const filterTagScopes: ResponseFilter = (body) => {
+  mergeTagScopeAnswers([body]); // throws on any other shape (→ 502)
+  const scopes = (body as { scopes?: { name: string; tags?: string[] }[] }).scopes ?? [];
+  return { scopes: scopes.map((s) => ({ name: s.name, tags: s.tags ?? [] })) };
 };
 
 const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);
@@ -168,7 +172,7 @@ export const tempoRoutes: RouteTable = {
   routes: [
     { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags, noQueryAlias], responseFilter: filterSearchResults },
     { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [v1TagLookup] },
-    { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery], fanOut: tagScopesFanOut },
+    { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery], fanOut: tagScopesFanOut, responseFilter: filterTagScopes },
     { endpoint: 'search_tag_values', path: '/api/search/tag/:tag/values', methods: get, enforced: [v1TagLookup], validatePathParam: validTag },
     {
       endpoint: 'search_tag_values_v2',

@@ -159,10 +159,14 @@ describe('response filters', () => {
     expect(tagValues).toBeDefined();
     const tempoCtx = { policy: [[{ name: 'resource.k8s.namespace.name', op: '=' as const, value: 'team-a' }]], pathParams: { tag: 'resource.k8s.namespace.name' } };
     expect(tagValues!(['team-b'], tempoCtx)).toEqual({ tagValues: [] });
+    // Tempo's metrics (bytes inspected) measure the whole tenant's data: left out too.
     expect(tagValues!({ tagValues: [{ type: 'string', value: 'team-a' }, { type: 'string', value: 'team-b' }], metrics: { inspectedBytes: '1' }, other: 'team-b' }, tempoCtx)).toEqual({
       tagValues: [{ type: 'string', value: 'team-a' }],
-      metrics: { inspectedBytes: '1' },
     });
+    const tagNames = tempoRoutes.routes.find((r) => r.endpoint === 'search_tags_v2')?.responseFilter;
+    expect(tagNames!({ scopes: [{ name: 'span', tags: ['b', 'a'], extra: 1 }], metrics: { inspectedBytes: '1' } }, tempoCtx)).toEqual({ scopes: [{ name: 'span', tags: ['b', 'a'] }] });
+    expect(tagNames!({ metrics: { inspectedBytes: '1' } }, tempoCtx)).toEqual({ scopes: [] });
+    expect(() => tagNames!({ other: 'x' }, tempoCtx)).toThrow();
   });
   it(`at most ${MAX_VALUES_PER_PARAMETER} values per query-bearing parameter (each is parsed and rewritten synchronously)`, () => {
     const route = prometheusRoutes.routes.find((r) => r.endpoint === 'series')!;

@@ -23,9 +23,9 @@ describe('trace by id: only the time range is forwarded for restricted subjects'
   });
 });
 
-describe('search: serviceStats (counted over the whole trace, other teams\' services included) is left out', () => {
+describe('search: serviceStats (counted over the whole trace, other teams\' services included) and metrics (the whole tenant\'s) are left out', () => {
   const filter = route('search').responseFilter!;
-  it('per trace; everything else as Tempo wrote it', () => {
+  it('per trace; each trace otherwise as Tempo wrote it; the answer rebuilt as {traces}', () => {
     const body = {
       traces: [
         {
@@ -44,11 +44,14 @@ describe('search: serviceStats (counted over the whole trace, other teams\' serv
         { traceID: 'a1', rootServiceName: 'web', spanSets: [{ spans: [{ spanID: 's1' }], matched: 1 }] },
         { traceID: 'a2', rootServiceName: 'web' },
       ],
-      metrics: { inspectedTraces: 2 },
     });
     expect(JSON.stringify(out)).not.toContain('payments-secret');
+    // No traces: an empty list, nothing else relayed.
+    expect(filter({ metrics: { totalBlockBytes: '123456' }, other: 'x' }, { policy: teamA, pathParams: {} })).toEqual({ traces: [] });
+    expect(filter({ traces: null }, { policy: teamA, pathParams: {} })).toEqual({ traces: [] });
   });
   it('an answer of another shape is not relayed', () => {
     expect(() => filter({ traces: 'x' }, { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
+    expect(() => filter([], { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
   });
 });
