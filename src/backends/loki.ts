@@ -189,6 +189,12 @@ function seriesMatchAlias(params: Params): void {
 const validLabelName = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined);
 
 const both = ['GET', 'POST'] as const;
+/**
+ * Loki's query frontend hands queriers the chunks to read in `storeChunks`
+ * (its own internal parameter): a client's copy would make Loki fetch the
+ * chunks it names instead of those its index finds for the query.
+ */
+const LOKI_INTERNAL = ['storeChunks'] as const;
 const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}): RouteSpec => ({ endpoint, path, methods: both, enforced: [scopedQuery], ...extra });
 
 /**
@@ -198,8 +204,8 @@ const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}):
 export const lokiRoutes: RouteTable = {
   kind: 'loki',
   routes: [
-    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'time'), headerEnforced: true },
-    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], fanOut: merged(mergeStreams, 'end'), headerEnforced: true },
+    { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], droppedParams: LOKI_INTERNAL, fanOut: merged(mergeStreams, 'time'), headerEnforced: true },
+    { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], droppedParams: LOKI_INTERNAL, fanOut: merged(mergeStreams, 'end'), headerEnforced: true },
     // WebSocket; delay_for, limit and start pass through. Upstream messages are relayed as-is
     // (the rewritten query already restricts the streams); client messages are dropped.
     { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true, fanOut: { param: 'query' }, headerEnforced: true },

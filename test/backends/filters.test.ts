@@ -6,6 +6,7 @@ import { MAX_FORWARDED_BYTES, MAX_FORWARDED_PARAMETERS, MAX_VALUES_PER_PARAMETER
 import { FormParams } from '../../src/backends/form-params.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
+import { lokiRoutes } from '../../src/backends/loki.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import { policyAllowsValue, policyConstrainsLabel, policyMatchesLabels, type MatchOp, type SelectorPolicy } from '../../src/rewrite/matcher.ts';
 
@@ -199,6 +200,14 @@ describe('response filters', () => {
     expect(encodeForwarded(within, 'promql')).toContain('match%5B%5D=up%7Bnamespace');
     const grown = enforceParams(route, new FormParams(raw(Math.ceil(MAX_FORWARDED_BYTES / 9) + 1)), teamA, DEFAULT_LIMITS, 'promql');
     expect(codeOf(() => encodeForwarded(grown, 'promql'))).toBe('query_too_large');
+  });
+  it('loki queries: the frontend\'s internal storeChunks (chunks to read instead of the index\'s) is not forwarded for restricted subjects', () => {
+    for (const endpoint of ['query', 'query_range']) {
+      const route = lokiRoutes.routes.find((r) => r.endpoint === endpoint)!;
+      const params = () => new URLSearchParams('query={app="x"}&storeChunks=abc&limit=5');
+      expect([...enforceParams(route, params(), teamA, DEFAULT_LIMITS, 'logql').keys()].sort()).toEqual(['limit', 'query']);
+      expect(enforceParams(route, params(), undefined, DEFAULT_LIMITS, 'logql').get('storeChunks')).toBe('abc');
+    }
   });
   it('rules: paging parameters are not forwarded for restricted subjects (Prometheus would page over every tenant)', () => {
     const route = prometheusRoutes.routes.find((r) => r.endpoint === 'rules')!;
