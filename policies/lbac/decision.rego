@@ -39,6 +39,17 @@ decision := {
 	# Claims-driven mode (claims.rego): the token's own claims are the selectors.
 	claims_mode_applies
 } else := {
+	"allow": false,
+	"reason": concat("", [
+		"teams ", concat(",", sort(conflicting_teams)),
+		" set different headers (tenants) and grant different selectors: one request would apply each team's selectors in the other's tenant",
+	]),
+	"unrestricted": false,
+	"selectors": [],
+	"headers": {},
+} if {
+	count(conflicting_teams) > 0
+} else := {
 	"allow": true,
 	"reason": concat("", ["teams: ", concat(",", sort(granting_teams))]),
 	"unrestricted": false,
@@ -180,6 +191,29 @@ team_headers[name] := concat("|", sort(values)) if {
 		some v in vs
 	}
 	count(values) > 0
+}
+
+# Granting teams whose headers (tenants) differ from another granting team's
+# while their selectors differ too. The decision carries one set of selectors
+# and one header value for the whole request (X-Scope-OrgID: a|b reads both
+# tenants with the same selectors), so merging them would let one team's
+# selectors read the other team's tenant: e.g. `namespace: "*"` in tenant-a
+# and `namespace: shared` in tenant-b would read all of tenant-b. Denied
+# instead (fail closed); teams that differ only in headers, or only in
+# selectors, still merge.
+conflicting_teams contains t1 if {
+	some t1 in granting_teams
+	some t2 in granting_teams
+	team_header_set(t1) != team_header_set(t2)
+	team_alternatives(data.lbac.teams[t1]) != team_alternatives(data.lbac.teams[t2])
+}
+
+# A team's headers as {[lower-case name, single value]}.
+team_header_set(t) := {[lower(n), v] |
+	some n, raw in as_object(data.lbac.teams[t].headers)
+	is_string(raw)
+	some v in split(raw, "|")
+	v != ""
 }
 
 # Header name -> set of single values, over the granting teams.

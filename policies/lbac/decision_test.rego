@@ -133,8 +133,26 @@ test_admin_by_sub if {
 
 # --- several teams --------------------------------------------------------------------
 
-test_multiple_teams_union_and_header_merge if {
-	decide(cfg, subject({"groups": ["team-b", "team-a", "other"]}), metrics) == {
+# Two teams on different tenants with different selectors: one request cannot keep each team's
+# selectors in its own tenant (X-Scope-OrgID a|b reads both with the same selectors), so it is denied.
+test_teams_with_different_tenants_and_selectors_denied if {
+	d := decide(cfg, subject({"groups": ["team-b", "team-a", "other"]}), metrics)
+	not d.allow
+	d.selectors == []
+	d.headers == {}
+	startswith(d.reason, "teams team-a,team-b set different headers")
+}
+
+# A headerless team and a team with a tenant: the headerless team's selectors would read that tenant.
+test_headerless_team_and_tenant_team_denied if {
+	c := json.patch(cfg, [{"op": "remove", "path": "/teams/team-a/headers"}])
+	not decide(c, subject({"groups": ["team-a", "team-b"]}), metrics).allow
+}
+
+# Same tenant, different selectors: the union of the selectors.
+test_same_tenant_teams_union_selectors if {
+	c := json.patch(cfg, [{"op": "replace", "path": "/teams/team-b/headers", "value": {"x-scope-orgid": "tenant-a"}}])
+	decide(c, subject({"groups": ["team-b", "team-a", "other"]}), metrics) == {
 		"allow": true,
 		"reason": "teams: team-a,team-b",
 		"unrestricted": false,
@@ -143,29 +161,35 @@ test_multiple_teams_union_and_header_merge if {
 			[{"name": "namespace", "op": "=", "value": "team-b"}],
 			[{"name": "namespace", "op": "=~", "value": "team-a-.*"}],
 		],
-		"headers": {"X-Scope-OrgID": "tenant-a|tenant-b"},
+		"headers": {"X-Scope-OrgID": "tenant-a"},
 	}
 }
 
 test_team_by_group_and_other_team_by_user if {
-	d := decide(cfg, subject({"groups": ["team-a"], "sub": "u-bob"}), metrics)
+	c := json.patch(cfg, [{"op": "replace", "path": "/teams/team-b/headers", "value": {"X-Scope-OrgID": "tenant-a"}}])
+	d := decide(c, subject({"groups": ["team-a"], "sub": "u-bob"}), metrics)
 	d.reason == "teams: team-a,team-b"
 	count(d.selectors) == 3
 }
 
+# Same selectors, different tenants: the union of the tenants (the form Loki, Tempo and Mimir read).
 test_header_values_split_sorted_deduplicated if {
+	sel := [[{"name": "a", "op": "=", "value": "1"}]]
 	c := {"teams": {
-		"x": {"groups": ["x"], "selectors": [[{"name": "a", "op": "=", "value": "1"}]], "headers": {"X-Scope-OrgID": "t3|t1", "X-Other": "o"}},
-		"y": {"groups": ["y"], "selectors": [[{"name": "a", "op": "=", "value": "2"}]], "headers": {"X-Scope-OrgID": "t1||t2"}},
-		"z": {"groups": ["z"], "selectors": [[{"name": "a", "op": "=", "value": "3"}]], "headers": {"X-Scope-OrgID": 42, "X-Empty": "|"}},
+		"x": {"groups": ["x"], "selectors": sel, "headers": {"X-Scope-OrgID": "t3|t1", "X-Other": "o"}},
+		"y": {"groups": ["y"], "selectors": sel, "headers": {"X-Scope-OrgID": "t1||t2"}},
+		"z": {"groups": ["z"], "selectors": sel, "headers": {"X-Scope-OrgID": 42, "X-Empty": "|"}},
 	}}
-	decide(c, subject({"groups": ["x", "y", "z"]}), metrics).headers == {"X-Scope-OrgID": "t1|t2|t3", "X-Other": "o"}
+	d := decide(c, subject({"groups": ["x", "y", "z"]}), metrics)
+	d.headers == {"X-Scope-OrgID": "t1|t2|t3", "X-Other": "o"}
+	d.selectors == sel
 }
 
 test_header_names_merged_case_insensitively if {
+	sel := [[{"name": "a", "op": "=", "value": "1"}]]
 	c := {"teams": {
-		"x": {"groups": ["x"], "selectors": [[{"name": "a", "op": "=", "value": "1"}]], "headers": {"x-scope-orgid": "t2"}},
-		"y": {"groups": ["y"], "selectors": [[{"name": "a", "op": "=", "value": "2"}]], "headers": {"X-Scope-OrgID": "t1"}},
+		"x": {"groups": ["x"], "selectors": sel, "headers": {"x-scope-orgid": "t2"}},
+		"y": {"groups": ["y"], "selectors": sel, "headers": {"X-Scope-OrgID": "t1"}},
 	}}
 	decide(c, subject({"groups": ["x", "y"]}), metrics).headers == {"X-Scope-OrgID": "t1|t2"}
 }

@@ -27,5 +27,41 @@ export function configWarnings(config: GatewayConfig): string[] {
       );
     }
   });
+  out.push(...teamTenantConflicts(config.policyData.teams));
+  return out;
+}
+
+/** A team's headers as a canonical string: lower-case names, single "|"-separated values, sorted. */
+function headerSet(headers: Record<string, string>): string {
+  const pairs = Object.entries(headers).flatMap(([n, v]) => v.split('|').filter((x) => x !== '').map((x) => `${n.toLowerCase()}=${x}`));
+  return JSON.stringify([...new Set(pairs)].sort());
+}
+
+/** A team's selector alternatives as a canonical string (each group's matchers sorted, groups sorted). */
+function selectorSet(selectors: readonly (readonly { name: string; op: string; value: string }[])[]): string {
+  const groups = selectors.map((g) => JSON.stringify([...new Set(g.map((m) => JSON.stringify([m.name, m.op, m.value])))].sort()));
+  return JSON.stringify([...new Set(groups)].sort());
+}
+
+/**
+ * Teams that share a group or user, set different headers (tenants) and grant
+ * different selectors: the default policy denies their common members
+ * (policies/lbac/decision.rego, conflicting_teams), since one request's
+ * selectors would apply in both tenants.
+ */
+function teamTenantConflicts(teams: GatewayConfig['policyData']['teams']): string[] {
+  const out: string[] = [];
+  const names = Object.keys(teams).sort();
+  for (const [i, a] of names.entries()) {
+    for (const b of names.slice(i + 1)) {
+      const ta = teams[a]!;
+      const tb = teams[b]!;
+      const shared = [...ta.groups.filter((g) => tb.groups.includes(g)).map((g) => `group ${JSON.stringify(g)}`), ...ta.users.filter((u) => tb.users.includes(u)).map((u) => `user ${JSON.stringify(u)}`)];
+      if (shared.length === 0 || headerSet(ta.headers) === headerSet(tb.headers) || selectorSet(ta.selectors) === selectorSet(tb.selectors)) continue;
+      out.push(
+        `teams ${a} and ${b} share ${shared.join(', ')} but set different headers (tenants) and different selectors: requests of their common members are denied (one request's selectors would apply in both tenants).`,
+      );
+    }
+  }
   return out;
 }

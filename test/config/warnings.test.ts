@@ -34,4 +34,27 @@ describe('config warnings', () => {
     expect(w[0]).toMatch(/identity\.providers\[0\] \(introspection\): no audience/);
     expect(configWarnings(config(`{ ${base}, audience: gw }`))).toEqual([]);
   });
+
+  it('teams that share a member, set different tenants and grant different selectors are flagged (their common members are denied)', () => {
+    const withTeams = (teams: string) =>
+      parseConfig(
+        `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }] }
+teams:
+${teams}
+`,
+        { env: {} },
+      );
+    const conflict = withTeams(`  a: { groups: [ops, a], selectors: [{ namespace: "*" }], headers: { X-Scope-OrgID: tenant-a } }
+  b: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: tenant-b } }`);
+    expect(configWarnings(conflict)).toEqual([expect.stringMatching(/^teams a and b share group "ops" but set different headers/)]);
+    // Same tenant, or same selectors, or no shared member: they merge (or never meet).
+    expect(configWarnings(withTeams(`  a: { groups: [ops], selectors: [{ namespace: "*" }], headers: { X-Scope-OrgID: t } }
+  b: { groups: [ops], selectors: [{ namespace: shared }], headers: { x-scope-orgid: t } }`))).toEqual([]);
+    expect(configWarnings(withTeams(`  a: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t1 } }
+  b: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t2 } }`))).toEqual([]);
+    expect(configWarnings(withTeams(`  a: { groups: [a], selectors: [{ namespace: "*" }], headers: { X-Scope-OrgID: t1 } }
+  b: { groups: [b], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t2 } }`))).toEqual([]);
+  });
 });

@@ -171,23 +171,31 @@ describe('PolicyEngine with the default policy', () => {
     expect(Object.isFrozen(d)).toBe(true);
   });
 
-  it('a user in two teams gets the union of selectors and merged tenant headers', () => {
-    expect(engine.evaluate(input(multi, metrics))).toEqual({
+  it('a user in two teams on different tenants with different selectors is denied (one request would apply each team\'s selectors in the other\'s tenant)', () => {
+    const d = engine.evaluate(input(multi, metrics));
+    expect(d).toMatchObject({ allow: false, selectors: [], headers: {} });
+    expect(d.reason).toMatch(/^teams team-a,team-b set different headers/);
+  });
+
+  const sameTenant = () => PolicyEngine.fromBytes(wasm, { lbac: { ...lbac, teams: { ...lbac.teams, 'team-b': { ...lbac.teams['team-b'], headers: { 'X-Scope-OrgID': 'tenant-a' } } } } });
+
+  it('a user in two teams on one tenant gets the union of selectors', async () => {
+    expect((await sameTenant()).evaluate(input(multi, metrics))).toEqual({
       allow: true,
       reason: 'teams: team-a,team-b',
       unrestricted: false,
       selectors: [...teamB, ...teamA],
-      headers: { 'X-Scope-OrgID': 'tenant-a|tenant-b' },
+      headers: { 'X-Scope-OrgID': 'tenant-a' },
     });
   });
 
-  it('merges header names case-insensitively across teams', async () => {
-    const e = await PolicyEngine.fromBytes(wasm, { lbac: { ...lbac, teams: { ...lbac.teams, 'team-b': { ...lbac.teams['team-b'], headers: { 'x-scope-orgid': 'tenant-c|tenant-b' } } } } });
-    expect(e.evaluate(input(multi, metrics)).headers).toEqual({ 'X-Scope-OrgID': 'tenant-a|tenant-b|tenant-c' });
+  it('teams with the same selectors merge their tenants, header names case-insensitively', async () => {
+    const e = await PolicyEngine.fromBytes(wasm, { lbac: { ...lbac, teams: { ...lbac.teams, 'team-b': { ...lbac.teams['team-b'], selectors: lbac.teams['team-a'].selectors, headers: { 'x-scope-orgid': 'tenant-c|tenant-b' } } } } });
+    expect(e.evaluate(input(multi, metrics))).toMatchObject({ allow: true, selectors: teamA, headers: { 'X-Scope-OrgID': 'tenant-a|tenant-b|tenant-c' } });
   });
 
-  it('maps selector names to Tempo attributes for tempo upstreams', () => {
-    expect(engine.evaluate(input(multi, traces)).selectors).toEqual([
+  it('maps selector names to Tempo attributes for tempo upstreams', async () => {
+    expect((await sameTenant()).evaluate(input(multi, traces)).selectors).toEqual([
       [
         { name: 'resource.k8s.cluster.name', op: '!=', value: 'prod-eu' },
         { name: 'resource.k8s.namespace.name', op: '=', value: 'team-b' },
