@@ -125,6 +125,13 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
     const e = doc.errors[0]!;
     throw new ConfigError(`YAML syntax: ${e.message.split('\n')[0]}`, { file, line: lineCounter.linePos(e.pos[0]).line });
   }
+  // A warning is YAML read otherwise than written; the one that matters is an unquoted `!value`, a tag:
+  // `env: !prod` would load as env: "" (a selector on series without the label), `!prod x` as "x".
+  if (doc.warnings.length > 0) {
+    const w = doc.warnings[0]!;
+    const hint = /tag/i.test(w.message) ? ' (an unquoted value starting with "!" is a YAML tag: quote it, e.g. "!prod")' : '';
+    throw new ConfigError(`YAML: ${w.message.split('\n')[0]}${hint}`, { file, line: lineCounter.linePos(w.pos[0]).line });
+  }
   interpolate(doc, env, lineOf, file);
   const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('the config must be a YAML mapping', { file });

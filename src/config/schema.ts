@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { headerKey } from '../util/header-name.ts';
+import { headerKey, policyHeaderProblem } from '../util/header-name.ts';
 
 /**
  * The configuration schema: one source of truth for validation, TypeScript
@@ -18,6 +18,17 @@ export const HEADER_VALUE_FORBIDDEN = /[\r\n\0]/;
 const headerName = z.string().regex(HEADER_NAME, 'not a valid HTTP header name');
 const headerValue = z.string().refine((v) => !HEADER_VALUE_FORBIDDEN.test(v), 'header values must not contain CR, LF or NUL');
 const headerMap = z.record(headerName, headerValue);
+/**
+ * Headers a team or the admins set: what the decision validator accepts
+ * (refused at load, not on every request), each with a value: an empty one
+ * (an unset ${VAR}, or "|") would send no tenant at all.
+ */
+const policyHeaderMap = z.record(headerName, z.string()).superRefine((headers, ctx) => {
+  for (const [name, value] of Object.entries(headers)) {
+    const problem = policyHeaderProblem(name, value) ?? (value.split('|').every((v) => v.trim() === '') ? `the value of ${JSON.stringify(name)} is empty (an unset \${VAR}?)` : undefined);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, path: [name] });
+  }
+});
 
 export const serverTlsSchema = z
   .strictObject({
@@ -432,7 +443,7 @@ export const teamSchema = z
     users: z.array(z.string().min(1)).default([]).describe('Subject ids (`sub`); usernames only from sources that vouch for them (static credentials, client certificates, `claims.trustUsername`).'),
     upstreams: z.array(z.string().min(1)).default(['*']).describe('Upstream names this team applies to; "*" = all.'),
     selectors: z.array(z.record(z.string().min(1), selectorValue)).default([]).describe('Alternatives (OR); each maps label → value (AND).'),
-    headers: headerMap.default({}).describe('Tenant headers (e.g. X-Scope-OrgID); several teams join values with "|".'),
+    headers: policyHeaderMap.default({}).describe('Tenant headers (e.g. X-Scope-OrgID); several teams join values with "|".'),
     labels: z.array(z.string().min(1)).default(['*']).describe('Label-name allowlist for label-name endpoints (passed to the policy as data; response filtering by it is not applied yet).'),
   })
   .describe('A team: who belongs to it and what it may see.');
@@ -441,7 +452,7 @@ export const adminsSchema = z
   .strictObject({
     groups: z.array(z.string().min(1)).default([]),
     users: z.array(z.string().min(1)).default([]),
-    headers: headerMap.default({}),
+    headers: policyHeaderMap.default({}),
   })
   .describe('Subjects that see everything (no rewriting), still with these headers.');
 

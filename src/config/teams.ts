@@ -1,6 +1,7 @@
 import { RE2JS } from 're2js';
 import { checkMatcherRegex, type Matcher, type MatcherGroup } from '../rewrite/matcher.ts';
-import { HEADER_NAME, HEADER_VALUE_FORBIDDEN, type ClaimsModeConfig, type ParsedConfig, type TeamConfig } from './schema.ts';
+import { policyHeaderProblem } from '../util/header-name.ts';
+import type { ClaimsModeConfig, ParsedConfig, TeamConfig } from './schema.ts';
 
 /**
  * Turns the user's team YAML (native or Janus style) into `data.lbac`, the one
@@ -52,6 +53,11 @@ export function parseCompactValue(name: string, raw: string, path: (string | num
   else if (raw.startsWith('!')) m = { name, op: '!=', value: raw.slice(1) };
   else if (raw.startsWith('=')) m = { name, op: '=', value: raw.slice(1) };
   else m = { name, op: '=', value: raw };
+  // "" selects series WITHOUT the label (= "", =~ "") or every series with it (!= "", !~ ""): never what an
+  // empty value means in a team, which is usually an unset ${VAR}. Absence can be written as "!~.+".
+  if (m.value === '') {
+    throw new TeamsError(`empty value ${JSON.stringify(raw)} (an unset \${VAR}?): it would select series by the absence or presence of ${JSON.stringify(name)}; write "*" for any value, "!~.+" for series without the label`, path);
+  }
   if (m.op === '=~' || m.op === '!~') checkRegex(m.value, path);
   return m;
 }
@@ -98,8 +104,8 @@ function janusHeaders(raw: unknown, path: (string | number)[]): Record<string, s
     const name = k.trim();
     const value = String(v).trim();
     // The same rules as native teams' headers (config/schema.ts): refused at load, not on every request.
-    if (!HEADER_NAME.test(name)) throw new TeamsError(`not a valid HTTP header name: ${JSON.stringify(name)}`, p);
-    if (HEADER_VALUE_FORBIDDEN.test(value)) throw new TeamsError('header values must not contain CR, LF or NUL', p);
+    const problem = policyHeaderProblem(name, value) ?? (value.split('|').every((v) => v.trim() === '') ? `the value of ${JSON.stringify(name)} is empty` : undefined);
+    if (problem !== undefined) throw new TeamsError(problem, p);
     out[name] = value;
   };
   if (raw === undefined) return out;

@@ -7,6 +7,7 @@
  * with a log line naming the bad field), never an allow.
  */
 import { GatewayError } from '../errors.ts';
+import { BAD_HEADER_VALUE_CHAR, FORBIDDEN_POLICY_HEADERS, HEADER_NAME } from '../util/header-name.ts';
 import { checkMatcherRegex, isMatchOp, matcherKey, MATCH_OPS } from '../rewrite/matcher.ts';
 import type { Matcher, MatcherGroup, SelectorPolicy } from '../rewrite/matcher.ts';
 
@@ -64,32 +65,6 @@ export interface Decision {
 
 const DECISION_KEYS = ['allow', 'reason', 'unrestricted', 'selectors', 'headers'] as const;
 const MATCHER_KEYS = ['name', 'op', 'value'] as const;
-
-/** RFC 9110 `token`: what a header field name may consist of. */
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/**
- * Characters a header value must not hold: CR/LF/NUL (header injection) and the
- * other controls Node's http client rejects anyway (all C0 but HTAB, DEL) and
- * anything beyond Latin-1, which cannot be sent as a header byte.
- */
-const BAD_HEADER_VALUE_CHAR = /[\u0000-\u0008\u000a-\u001f\u007f]|[^\u0000-\u00ff]/u;
-/**
- * Headers a policy may not set: they frame the HTTP message or belong to the
- * connection (setting them could desynchronise the upstream connection), or
- * name the upstream host.
- */
-const FORBIDDEN_HEADERS = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'upgrade',
-  'te',
-  'trailer',
-  'expect',
-]);
 
 export const FAIL_CLOSED_REASON = 'policy allowed without selectors (fail closed)';
 
@@ -202,7 +177,7 @@ function validateHeaders(raw: unknown): Record<string, string> {
   for (const [name, value] of Object.entries(raw)) {
     if (!HEADER_NAME.test(name)) fail(`headers: ${JSON.stringify(name)} is not a valid HTTP header name`);
     const lower = name.toLowerCase();
-    if (FORBIDDEN_HEADERS.has(lower)) fail(`headers: the policy may not set ${JSON.stringify(name)}`);
+    if (FORBIDDEN_POLICY_HEADERS.has(lower)) fail(`headers: the policy may not set ${JSON.stringify(name)}`);
     const previous = seen.get(lower);
     if (previous !== undefined) fail(`headers: ${JSON.stringify(previous)} and ${JSON.stringify(name)} are the same header (names are case-insensitive)`);
     seen.set(lower, name);

@@ -7,3 +7,39 @@ export function headerKey(name: string): string {
   const lower = name.toLowerCase();
   return lower.includes('_') ? lower.replace(/_/g, '-') : lower;
 }
+
+/** An HTTP header name (RFC 9110 token). */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Characters a header value must not hold: CR/LF/NUL (header injection) and the
+ * other controls Node's http client rejects anyway (all C0 but HTAB, DEL) and
+ * anything beyond Latin-1, which cannot be sent as a header byte.
+ */
+export const BAD_HEADER_VALUE_CHAR = /[\u0000-\u0008\u000a-\u001f\u007f]|[^\u0000-\u00ff]/u;
+
+/**
+ * Headers a policy (or a team) may not set: they frame the HTTP message or
+ * belong to the connection (setting them could desynchronise the upstream
+ * connection), or name the upstream host.
+ */
+export const FORBIDDEN_POLICY_HEADERS: ReadonlySet<string> = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+  'expect',
+]);
+
+/** Why a policy may not set this header (name or value), or undefined. */
+export function policyHeaderProblem(name: string, value: string): string | undefined {
+  if (!HEADER_NAME.test(name)) return `${JSON.stringify(name)} is not a valid HTTP header name`;
+  if (FORBIDDEN_POLICY_HEADERS.has(name.toLowerCase())) return `the policy may not set ${JSON.stringify(name)}`;
+  if (BAD_HEADER_VALUE_CHAR.test(value)) return `the value of ${JSON.stringify(name)} contains a control character (CR, LF, NUL, …) or a non-Latin-1 character`;
+  return undefined;
+}

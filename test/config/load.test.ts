@@ -167,7 +167,7 @@ janus:
     const bang = parseConfig(janus.replace('namespace: [demo]', 'namespace: ["!prod"]'), { env: {} });
     expect(bang.policyData.teams['janus:thanos:order-team']!.selectors[0]![1]).toEqual({ name: 'namespace', op: '=', value: '!prod' });
     // Header names and values are checked at load, as for native teams.
-    expect(configError(janus.replace('X-Scope-OrgID: tenant1', 'X-Scope-OrgID: "a\\r\\nX-Evil: 1"')).message).toMatch(/CR, LF or NUL/);
+    expect(configError(janus.replace('X-Scope-OrgID: tenant1', 'X-Scope-OrgID: "a\\r\\nX-Evil: 1"')).message).toMatch(/control character \(CR, LF, NUL/);
     expect(configError(janus.replace('X-Scope-OrgID: tenant1', '"Bad Header": t')).message).toMatch(/not a valid HTTP header name/);
   });
 
@@ -175,6 +175,34 @@ janus:
     const text = readFileSync(new URL('../../examples/gateway.yaml', import.meta.url), 'utf8');
     const c = parseConfig(text, { env: {} });
     expect(Object.keys(c.policyData.teams)).toEqual(['team-a', 'team-b']);
+  });
+});
+
+describe('team values that would not mean what they say are refused at load', () => {
+  const team = (lines: string) => minimal.replace(`      - namespace: "~a|b"\n        env: "!prod"\n`, lines);
+  it.each([
+    ['an empty value (an unset ${VAR})', `      - namespace: "\${TEAM_NS}"\n`, /empty value "" \(an unset \$\{VAR\}\?\)/],
+    ['a bare "~"', '      - namespace: "~"\n', /empty value "~"/],
+    ['a bare "!"', '      - namespace: "!"\n', /empty value "!"/],
+    ['"=" alone', '      - namespace: "="\n', /empty value "="/],
+    ['an empty list member', '      - namespace: [team-a, ""]\n', /empty value ""/],
+  ])('%s', (_what, lines, message) => {
+    expect(configError(team(lines), { TEAM_NS: '' }).message).toMatch(message);
+  });
+  it('an unquoted "!value" is a YAML tag, not a negation: refused with a hint', () => {
+    const text = team('      - namespace: team-a\n        env: !prod\n');
+    const e = configError(text);
+    expect(e.message).toMatch(/Unresolved tag.*quote it, e\.g\. "!prod"/);
+    expect(e.line).toBe(text.split('\n').findIndex((l) => l.includes('!prod')) + 1);
+    expect(() => parseConfig(team('      - namespace: team-a\n        env: "!prod"\n'), { env: {}, baseDir: '/etc/gw' })).not.toThrow();
+  });
+  it.each([
+    ['an empty tenant (an unset ${VAR})', '    headers: { X-Scope-OrgID: "${TENANT}" }\n', /X-Scope-OrgID.*empty/],
+    ['a tenant list of nothing', '    headers: { X-Scope-OrgID: "|" }\n', /X-Scope-OrgID.*empty/],
+    ['a header the decision validator refuses', '    headers: { Host: other }\n', /may not set "Host"/],
+    ['a value that cannot be sent', '    headers: { X-Scope-OrgID: "t\\x01" }\n', /control character/],
+  ])('team headers: %s', (_what, lines, message) => {
+    expect(configError(minimal.replace('    groups: [team-a]\n', `    groups: [team-a]\n${lines}`), { TENANT: '' }).message).toMatch(message);
   });
 });
 
