@@ -27,6 +27,22 @@ export function configWarnings(config: GatewayConfig): string[] {
       );
     }
   });
+  const upstreamNames = new Set(config.upstreams.map((u) => u.name));
+  for (const [name, team] of Object.entries(config.policyData.teams)) {
+    // An alternative with no positive matcher reaches every series but the ones it names (a misspelt
+    // label under a negation reaches everything): valid, but rarely meant.
+    team.selectors.forEach((group, i) => {
+      if (group.every((m) => m.op === '!=' || m.op === '!~' || (m.op === '=~' && m.value === '.*'))) {
+        out.push(`teams.${name}.selectors[${i}] has no positive matcher (${group.map((m) => `${m.name}${m.op}${JSON.stringify(m.value)}`).join(', ')}): it grants every series except those it names, including series without these labels.`);
+      }
+    });
+    const unknown = team.upstreams.filter((u) => u !== '*' && !upstreamNames.has(u));
+    if (unknown.length > 0) out.push(`teams.${name}.upstreams names no configured upstream: ${unknown.map((u) => JSON.stringify(u)).join(', ')}.`);
+    // Loaded for the policy (data.lbac), but the default policy and the gateway do not enforce it.
+    if (!(team.labels.length === 1 && team.labels[0] === '*')) {
+      out.push(`teams.${name}.labels (${JSON.stringify(team.labels)}) is not enforced: every label name the team's selectors reach stays visible. Restrict with selectors, or remove labels.`);
+    }
+  }
   out.push(...teamTenantConflicts(config.policyData.teams));
   return out;
 }

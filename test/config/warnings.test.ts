@@ -46,15 +46,47 @@ ${teams}
 `,
         { env: {} },
       );
-    const conflict = withTeams(`  a: { groups: [ops, a], selectors: [{ namespace: "*" }], headers: { X-Scope-OrgID: tenant-a } }
+    const conflict = withTeams(`  a: { groups: [ops, a], selectors: [{ namespace: "~.+" }], headers: { X-Scope-OrgID: tenant-a } }
   b: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: tenant-b } }`);
     expect(configWarnings(conflict)).toEqual([expect.stringMatching(/^teams a and b share group "ops" but set different headers/)]);
     // Same tenant, or same selectors, or no shared member: they merge (or never meet).
-    expect(configWarnings(withTeams(`  a: { groups: [ops], selectors: [{ namespace: "*" }], headers: { X-Scope-OrgID: t } }
+    expect(configWarnings(withTeams(`  a: { groups: [ops], selectors: [{ namespace: "~.+" }], headers: { X-Scope-OrgID: t } }
   b: { groups: [ops], selectors: [{ namespace: shared }], headers: { x-scope-orgid: t } }`))).toEqual([]);
     expect(configWarnings(withTeams(`  a: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t1 } }
   b: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t2 } }`))).toEqual([]);
-    expect(configWarnings(withTeams(`  a: { groups: [a], selectors: [{ namespace: "*" }], headers: { X-Scope-OrgID: t1 } }
+    expect(configWarnings(withTeams(`  a: { groups: [a], selectors: [{ namespace: "~.+" }], headers: { X-Scope-OrgID: t1 } }
   b: { groups: [b], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t2 } }`))).toEqual([]);
+  });
+
+  it('a labels allowlist is flagged as not enforced', () => {
+    const cfg = parseConfig(
+      `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }] }
+teams:
+  a: { groups: [a], selectors: [{ namespace: a }], labels: [service, namespace] }
+  b: { groups: [b], selectors: [{ namespace: b }] }
+`,
+      { env: {} },
+    );
+    expect(configWarnings(cfg)).toEqual([expect.stringMatching(/^teams\.a\.labels \(\["service","namespace"\]\) is not enforced/)]);
+  });
+
+  it('an alternative without a positive matcher, and an upstream name that is not configured, are flagged', () => {
+    const cfg = parseConfig(
+      `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }] }
+teams:
+  a: { groups: [a], selectors: [{ namspace: "!kube-system" }, { namespace: a, env: "!prod" }], upstreams: [metrics, metrcs] }
+  b: { groups: [b], selectors: [{ namespace: "*" }] }
+`,
+      { env: {} },
+    );
+    const w = configWarnings(cfg);
+    expect(w).toHaveLength(3);
+    expect(w[0]).toMatch(/^teams\.a\.selectors\[0\] has no positive matcher \(namspace!="kube-system"\)/);
+    expect(w[1]).toMatch(/^teams\.a\.upstreams names no configured upstream: "metrcs"/);
+    expect(w[2]).toMatch(/^teams\.b\.selectors\[0\] has no positive matcher/);
   });
 });
