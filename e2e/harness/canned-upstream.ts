@@ -24,6 +24,12 @@ export interface CannedOptions {
   websocket?: (socket: WebSocket, request: CannedRequest) => void;
   /** With `websocket`: an upgrade this returns an answer for is refused with it (plain HTTP) instead. */
   refuseUpgrade?: (request: CannedRequest) => [number, string, string] | undefined;
+  /**
+   * Loki's `/loki/api/v1/status/buildinfo` answer, `{"version": …}` (the gateway asks it for
+   * routes older releases answer for the whole tenant). Default "3.6.0"; null: left to `answer`.
+   * These requests go to `buildinfoRequests`, not `requests`.
+   */
+  lokiVersion?: string | null;
 }
 
 export interface CannedUpstream {
@@ -33,11 +39,14 @@ export interface CannedUpstream {
   stop(): Promise<void>;
   /** Open WebSocket connections (with `websocket`). */
   sockets: Set<WebSocket>;
+  /** Loki buildinfo requests answered with `lokiVersion`. */
+  buildinfoRequests: CannedRequest[];
 }
 
 /** `answer(path, request)` returns [status, contentType, body]; the request lets an answer depend on e.g. Accept. */
 export async function startCannedUpstream(answer: (path: string, request: CannedRequest) => [number, string, string | Uint8Array], opts: CannedOptions = {}): Promise<CannedUpstream> {
   const requests: CannedRequest[] = [];
+  const buildinfoRequests: CannedRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -48,6 +57,12 @@ export async function startCannedUpstream(answer: (path: string, request: Canned
         for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params.append(k, v);
       }
       const recorded: CannedRequest = { method: req.method ?? '', path: url.pathname, params, headers: req.headers };
+      const lokiVersion = opts.lokiVersion === undefined ? '3.6.0' : opts.lokiVersion;
+      if (lokiVersion !== null && url.pathname === '/loki/api/v1/status/buildinfo') {
+        buildinfoRequests.push(recorded);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ version: lokiVersion, revision: 'canned', branch: 'HEAD', buildUser: '', buildDate: '', goVersion: 'go1.24' }));
+        return;
+      }
       requests.push(recorded);
       const [status, type, body] = answer(url.pathname, recorded);
       res.writeHead(status, { 'content-type': type }).end(body);
@@ -78,6 +93,7 @@ export async function startCannedUpstream(answer: (path: string, request: Canned
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    buildinfoRequests,
     clear: () => void requests.splice(0),
     sockets,
     stop: () => {

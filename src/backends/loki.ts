@@ -203,6 +203,7 @@ const scoped = (endpoint: string, path: string, extra: Partial<RouteSpec> = {}):
  */
 export const lokiRoutes: RouteTable = {
   kind: 'loki',
+  buildinfoPath: '/loki/api/v1/status/buildinfo',
   routes: [
     { endpoint: 'query', path: '/loki/api/v1/query', methods: both, enforced: [logQuery], droppedParams: LOKI_INTERNAL, fanOut: merged(mergeStreams, 'time'), headerEnforced: true },
     { endpoint: 'query_range', path: '/loki/api/v1/query_range', methods: both, enforced: [logQuery], droppedParams: LOKI_INTERNAL, fanOut: merged(mergeStreams, 'end'), headerEnforced: true },
@@ -210,9 +211,11 @@ export const lokiRoutes: RouteTable = {
     // (the rewritten query already restricts the streams); client messages are dropped.
     { endpoint: 'tail', path: '/loki/api/v1/tail', methods: ['GET'], enforced: [tailQuery], websocket: true, fanOut: { param: 'query' }, headerEnforced: true },
     // Grafana's label browser: under alternatives one selector cannot express, one request per alternative.
-    scoped('labels', '/loki/api/v1/labels', { enforced: [listQuery], fanOut: listsFanOut }),
+    // Loki reads `query` on label names from 3.0 (grafana/loki#11982) and, for recent data, on label values from 3.0 too (#10759).
+    scoped('labels', '/loki/api/v1/labels', { enforced: [listQuery], fanOut: listsFanOut, minVersion: '3.0.0' }),
     scoped('label_values', '/loki/api/v1/label/:name/values', {
       methods: ['GET'],
+      minVersion: '3.0.0',
       enforced: [listQuery],
       fanOut: listsFanOut,
       responseFilter: filterLabelValues,
@@ -227,7 +230,8 @@ export const lokiRoutes: RouteTable = {
     scoped('index_volume_range', '/loki/api/v1/index/volume_range', { completeParams: volumeTargetLabels, headerEnforced: true }),
     scoped('patterns', '/loki/api/v1/patterns'),
     scoped('detected_fields', '/loki/api/v1/detected_fields'),
-    scoped('detected_labels', '/loki/api/v1/detected_labels'),
+    // Before 3.2 (grafana/loki#14012) the store side of detected_labels ignores the selector.
+    scoped('detected_labels', '/loki/api/v1/detected_labels', { minVersion: '3.2.0' }),
     scoped('detected_field_values', '/loki/api/v1/detected_field/:name/values', { methods: ['GET'], validatePathParam: validLabelName }),
     // Formatting reads no data; the text is formatted as written.
     { endpoint: 'format_query', path: '/loki/api/v1/format_query', methods: both, enforced: [] },

@@ -40,6 +40,14 @@ export interface RouteSpec {
    */
   readonly droppedParams?: readonly string[];
   /**
+   * For restricted subjects: the oldest backend release whose handler reads the
+   * enforced parameter (src/backends/versions.ts). Older ones, and versions
+   * that cannot be compared, are refused (403) rather than answered for the
+   * whole tenant. The version is the upstream's `version` setting, else its
+   * buildinfo (RouteTable.buildinfoPath), asked once every few minutes.
+   */
+  readonly minVersion?: string;
+  /**
    * For restricted subjects: parameters the response filter applies instead of
    * the upstream. They are not forwarded; their first values reach the filter as
    * FilterContext.held (Prometheus rules' `exclude_alerts`: a rule's state under
@@ -184,6 +192,8 @@ export function responseFilterOf(route: RouteSpec): RawResponseFilter | undefine
 export interface RouteTable {
   readonly kind: BackendKind;
   readonly routes: readonly RouteSpec[];
+  /** Where the backend reports its version (`{"version": …}`), for RouteSpec.minVersion. */
+  readonly buildinfoPath?: string;
 }
 
 /** Build the upstream path from the route pattern, percent-encoding each path parameter. */

@@ -63,7 +63,7 @@ beforeAll(async () => {
 server:
   loadShedding: { enabled: false }
 upstreams:
-  - { name: logs, kind: loki, url: "${up.url}", mount: /loki-gw, timeoutMs: 400 }
+  - { name: logs, kind: loki, url: "${up.url}", mount: /loki-gw, timeoutMs: 400, version: "3.6.0" }
 identity:
   providers:
     - type: apikey

@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { FormParams } from '../../backends/form-params.ts';
 import { encodeForwarded, enforceParams, holdParams, mergeParams } from '../../backends/params.ts';
+import { buildinfoVersion, versionProblem } from '../../backends/versions.ts';
 import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
@@ -542,6 +543,43 @@ async function fanOutReply(
   return reply.code(out.status).type(out.contentType).send(sendable(out));
 }
 
+/** How long an upstream's reported version is kept (a rolling upgrade shows within this). */
+const VERSION_MAX_AGE_MS = 5 * 60_000;
+
+/**
+ * RouteSpec.minVersion: the upstream (its `version` setting, else its
+ * buildinfo, kept for a few minutes) must be at least `min`, or the request
+ * is refused (403): an older release would answer it for the whole tenant.
+ * A buildinfo that cannot be read fails the request (502), not the check.
+ */
+async function requireVersion(req: FastifyRequest, endpoint: string, min: string, decision: Decision, opts: UpstreamPluginOptions, lookups: Lookups | undefined): Promise<void> {
+  const { upstream, table } = opts;
+  let reported = upstream.version;
+  if (reported === undefined && lookups !== undefined && table.buildinfoPath !== undefined) {
+    const path = table.buildinfoPath;
+    const headers = upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders, ownedHeaders(req));
+    const value = await lookups.cache.get(`buildinfo\u0000${path}`, VERSION_MAX_AGE_MS, async () => {
+      let answer: { status: number; raw: Buffer };
+      try {
+        answer = await getUpstream(lookups.pool, upstream, path, headers, 64 * 1024);
+      } catch (e) {
+        throw upstreamFailure(e as Error);
+      }
+      if (answer.status !== 200) throw new GatewayError('upstream_error', `the upstream's buildinfo answered ${answer.status}`);
+      let body: unknown;
+      try {
+        body = JSON.parse(answer.raw.toString('utf8'));
+      } catch (e) {
+        throw new GatewayError('upstream_error', "the upstream's buildinfo could not be read", { cause: e });
+      }
+      return { value: buildinfoVersion(body) ?? null, bytes: answer.raw.length };
+    });
+    reported = typeof value === 'string' ? value : undefined;
+  }
+  const problem = versionProblem(table.kind, endpoint, min, reported);
+  if (problem !== undefined) throw new GatewayError('forbidden', problem);
+}
+
 /** Where route lookups go: their own connection pool, and the answers kept for reuse. */
 interface Lookups {
   readonly pool: Pool;
@@ -580,6 +618,7 @@ async function forward(
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   const { decision, path, pathParams, encoded, params, held } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
+  if (route.minVersion !== undefined && !decision.unrestricted) await requireVersion(req, route.endpoint, route.minVersion, decision, opts, lookups);
   if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) {
     return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.pool);
   }
