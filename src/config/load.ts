@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import { CredentialsError, resolveAuth, resolveTls, type UpstreamCredentials, type UpstreamTls } from '../backends/credentials.ts';
 import { ConfigError } from '../errors.ts';
 import { configSchema, type ParsedConfig, type UpstreamConfig } from './schema.ts';
@@ -132,6 +132,13 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
     const hint = /tag/i.test(w.message) ? ' (an unquoted value starting with "!" is a YAML tag: quote it, e.g. "!prod")' : '';
     throw new ConfigError(`YAML: ${w.message.split('\n')[0]}${hint}`, { file, line: lineCounter.linePos(w.pos[0]).line });
   }
+  // JavaScript objects cannot hold a `__proto__` key as data: a team or label of that name would vanish
+  // on the way (a selector without one of its matchers is wider). Refused where it is written.
+  visit(doc, {
+    Pair(_key, pair) {
+      if (isScalar(pair.key) && pair.key.value === '__proto__') throw new ConfigError('the key "__proto__" is not allowed', { file, ...lineOf(pair.key) });
+    },
+  });
   interpolate(doc, env, lineOf, file);
   const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('the config must be a YAML mapping', { file });

@@ -547,8 +547,10 @@ export const policySchema = z
     entrypoint: z.string().default('lbac/decision'),
     attributes: z
       .partialRecord(z.enum(['prometheus', 'loki', 'tempo']), z.record(z.string(), z.string()))
-      .default({ tempo: { namespace: 'resource.k8s.namespace.name' } })
-      .describe('Per backend kind, label name → backend attribute name (Tempo attributes).'),
+      .default({})
+      // Per kind: mapping another kind keeps Tempo's default (without it, Tempo selectors would name a bare `namespace`).
+      .transform((a) => ({ tempo: { namespace: 'resource.k8s.namespace.name' }, ...a }))
+      .describe('Per backend kind, label name → backend attribute name (Tempo attributes). Default for tempo: {namespace: resource.k8s.namespace.name}, kept unless tempo is set.'),
     bundle: bundleSchema.optional(),
     claimsMode: claimsModeSchema.optional(),
   })

@@ -178,6 +178,24 @@ janus:
   });
 });
 
+describe('"__proto__" keys', () => {
+  it('are refused where they are written (a selector would silently lose that matcher)', () => {
+    const text = minimal.replace('        env: "!prod"\n', '        env: "!prod"\n        __proto__: x\n');
+    const e = configError(text);
+    expect(e.message).toMatch(/"__proto__" is not allowed/);
+    expect(e.line).toBe(text.split('\n').findIndex((l) => l.includes('__proto__')) + 1);
+  });
+});
+
+describe('policy.attributes', () => {
+  it('Tempo\'s default mapping stays when another kind is mapped, and yields to a tempo mapping', () => {
+    const withAttributes = (yaml: string) => parseConfig(`${minimal}policy:\n  attributes: ${yaml}\n`, { env: {}, baseDir: '/etc/gw' }).policyData.attributes;
+    expect(parseConfig(minimal, { env: {}, baseDir: '/etc/gw' }).policyData.attributes).toEqual({ tempo: { namespace: 'resource.k8s.namespace.name' } });
+    expect(withAttributes('{ loki: { namespace: k8s_namespace } }')).toEqual({ tempo: { namespace: 'resource.k8s.namespace.name' }, loki: { namespace: 'k8s_namespace' } });
+    expect(withAttributes('{ tempo: { ns: resource.ns } }')).toEqual({ tempo: { ns: 'resource.ns' } });
+  });
+});
+
 describe('team values that would not mean what they say are refused at load', () => {
   const team = (lines: string) => minimal.replace(`      - namespace: "~a|b"\n        env: "!prod"\n`, lines);
   it.each([
