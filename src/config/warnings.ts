@@ -1,4 +1,14 @@
 import type { GatewayConfig } from './load.ts';
+import { matcherMatches } from '../rewrite/matcher.ts';
+
+/** Does a (load-checked) regex match the empty string, fully anchored as the backends read it? */
+function matchesEmpty(re: string): boolean {
+  try {
+    return matcherMatches({ name: 'x', op: '=~', value: re }, '');
+  } catch {
+    return false;
+  }
+}
 
 /** Claims that an identity provider may let their holder choose or change (OIDC Core §5.1 and common IdPs). */
 const MUTABLE_CLAIMS = new Set(['preferred_username', 'username', 'nickname', 'name', 'given_name', 'family_name', 'email', 'login', 'upn', 'unique_name']);
@@ -36,6 +46,17 @@ export function configWarnings(config: GatewayConfig): string[] {
         out.push(`teams.${name}.selectors[${i}] has no positive matcher (${group.map((m) => `${m.name}${m.op}${JSON.stringify(m.value)}`).join(', ')}): it grants every series except those it names, including series without these labels.`);
       }
     });
+    // A regex that matches "" also grants series without the label: usually a stray "|" (`~team-a|`).
+    team.selectors.forEach((group, i) => {
+      for (const m of group) {
+        if (m.op === '=~' && m.value !== '.*' && matchesEmpty(m.value)) {
+          out.push(`teams.${name}.selectors[${i}].${m.name}: the regex ${JSON.stringify(m.value)} matches the empty string, so it also grants series without "${m.name}".`);
+        }
+      }
+    });
+    if (team.groups.length === 0 && team.users.length === 0) out.push(`teams.${name} names no groups and no users: it grants nothing.`);
+    if (team.selectors.length === 0) out.push(`teams.${name} has no selectors: it grants nothing.`);
+    if (team.upstreams.length === 0) out.push(`teams.${name}.upstreams is empty: it grants nothing.`);
     const unknown = team.upstreams.filter((u) => u !== '*' && !upstreamNames.has(u));
     if (unknown.length > 0) out.push(`teams.${name}.upstreams names no configured upstream: ${unknown.map((u) => JSON.stringify(u)).join(', ')}.`);
     // Loaded for the policy (data.lbac), but the default policy and the gateway do not enforce it.

@@ -89,4 +89,26 @@ teams:
     expect(w[1]).toMatch(/^teams\.a\.upstreams names no configured upstream: "metrcs"/);
     expect(w[2]).toMatch(/^teams\.b\.selectors\[0\] has no positive matcher/);
   });
+
+  it('a regex that matches the empty string, and teams that can never grant, are flagged', () => {
+    const cfg = parseConfig(
+      `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }] }
+teams:
+  a: { groups: [a], selectors: [{ namespace: "~team-a|", app: x }] }
+  b: { selectors: [{ namespace: b }] }
+  c: { groups: [c], selectors: [{ namespace: c }], upstreams: [] }
+  d: { groups: [d] }
+`,
+      { env: {} },
+    );
+    const w = configWarnings(cfg);
+    expect(w).toEqual([
+      expect.stringMatching(/^teams\.a\.selectors\[0\]\.namespace: the regex "team-a\|" matches the empty string/),
+      'teams.b names no groups and no users: it grants nothing.',
+      'teams.c.upstreams is empty: it grants nothing.',
+      'teams.d has no selectors: it grants nothing.',
+    ]);
+  });
 });
