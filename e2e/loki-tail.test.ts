@@ -1,7 +1,9 @@
 // Loki live tail (`/loki/api/v1/tail`, WebSocket) through the real gateway
 // process. The upstream is a canned stand-in that accepts WebSocket upgrades and
 // records them (real Loki cannot run on these machines: docs/operations.md).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startCannedUpstream, type CannedRequest, type CannedUpstream } from './harness/canned-upstream.ts';
@@ -317,6 +319,40 @@ describe('Loki live tail: shutdown', () => {
       expect((await clientClosed)[0]).toBe(1001);
       expect((await upstreamClosed)[0]).toBe(1001);
       expect((await own.exited).code).toBe(0);
+    } finally {
+      await own.stop();
+    }
+  }, 30_000);
+});
+
+describe('Loki live tail: a tail ends when its grant may no longer hold', () => {
+  it('at the token\'s exp: 1008, the upstream closed', async () => {
+    const upstreamSide = new Promise<WebSocket>((resolve) => (onTail = resolve));
+    const short = await idp.mint({ sub: 'alice', groups: ['team-a'] }, { expiresIn: 2 });
+    const client = await openTail(gw.url, tailPath('{app="api"}'), { authorization: `Bearer ${short}` });
+    const up = await upstreamSide;
+    const [clientClosed, upstreamClosed] = [closed(client), closed(up)];
+    up.send(TAIL_MESSAGE);
+    expect(JSON.parse(await nextMessage(client))).toMatchObject({ streams: [{ stream: { namespace: 'team-a-web' } }] });
+    expect(await clientClosed).toEqual([1008, 'credentials expired']);
+    expect((await upstreamClosed)[0]).toBe(1000);
+  }, 15_000);
+
+  it('a config reload ends every open tail with 1012 (decided again when the client reconnects)', async () => {
+    const own = await startGateway({ config: config(loki.url) });
+    try {
+      const upstreamSide = new Promise<WebSocket>((resolve) => (onTail = resolve));
+      const client = await openTail(own.url, tailPath('{app="api"}'), auth('alice'));
+      await upstreamSide;
+      const clientClosed = closed(client);
+      // The team loses its grant: the open tail must not keep relaying under the old decision.
+      const running = parse(readFileSync(own.configFile, 'utf8')) as { teams: Record<string, unknown> };
+      delete running.teams['team-a'];
+      writeFileSync(own.configFile, stringify(running));
+      process.kill(own.pid, 'SIGHUP');
+      // The reload activates a new policy engine (its swap comes first): either reason, code 1012.
+      expect(await clientClosed).toEqual([1012, expect.stringMatching(/^(policy|configuration) changed; reconnect$/)]);
+      expect((await refusal(openTail(own.url, tailPath('{app="api"}'), auth('alice')))).status).toBe(403);
     } finally {
       await own.stop();
     }

@@ -18,6 +18,7 @@ import { AuditLog } from './plugins/audit.ts';
 import { readinessOf } from './plugins/health.ts';
 import { dataRevision, mergeReloadable, restartRequiredChanges } from './reload.ts';
 import { redactErrorUrls } from '../util/shown-url.ts';
+import { closeRelays } from './plugins/websocket.ts';
 
 export interface RunningGateway {
   readonly url: string;
@@ -260,6 +261,15 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
     auditLog: rt.auditLog,
     dataRevision: () => rt.dataRevision,
     draining: () => rt.draining,
+  });
+  // Live tails were decided under the policy and configuration they opened with: a change ends them (clients reconnect).
+  const offSwap = holder.onSwap((_info, previous) => {
+    if (previous !== undefined) closeRelays(app, 1012, 'policy changed; reconnect');
+  });
+  const offReload = rt.onReloaded(() => closeRelays(app, 1012, 'configuration changed; reconnect'));
+  app.addHook('onClose', async () => {
+    offSwap();
+    offReload();
   });
   if (client !== undefined) {
     const c = client;

@@ -7,6 +7,9 @@
  * upstream messages are relayed to the client as they are (the rewritten query
  * already restricts them); client messages are dropped (Loki reads none).
  * Either side closing closes the other; shutdown closes every relay with 1001.
+ * A tail is decided once, at the upgrade, so it ends when that decision may no
+ * longer hold: at the credential's `exp` (1008), and when the policy or the
+ * configuration changes (1012, "reconnect": closeRelays from the runtime).
  * A route may name several upstream connections (a tail per policy
  * alternative, RouteSpec.fanOut): all open before the upgrade or none is kept,
  * the messages of each are relayed as they come, and any one closing ends the
@@ -280,9 +283,29 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
   });
 }
 
+/**
+ * Close every live relay (e.g. 1012 when the policy or the configuration
+ * changed: each tail was decided under the old one; clients reconnect and are
+ * decided again).
+ */
+export function closeRelays(app: FastifyInstance, code: number, reason: string): void {
+  if (!app.hasDecorator('websocketRelays')) return;
+  for (const r of [...app.websocketRelays]) r.close(code, reason);
+}
+
+/** Milliseconds until the subject's credential expires (`exp`, seconds), or undefined when it carries none. */
+function msUntilExpiry(req: FastifyRequest): number | undefined {
+  const exp = req.subject?.claims['exp'];
+  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 - Date.now() : undefined;
+}
+
+// setTimeout's largest delay; a credential valid for longer is checked again then.
+const MAX_TIMER_MS = 2_147_483_647;
+
 function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, client: WebSocket, parts: readonly Pending[]): void {
   let finished!: () => void;
   const done = new Promise<void>((r) => (finished = r));
+  let expiry: NodeJS.Timeout | undefined;
   const closeUpstreams = (code: number, reason?: string) => {
     for (const { upstream } of parts) {
       if (upstream.readyState === WebSocket.OPEN) upstream.close(code, reason);
@@ -292,6 +315,14 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   const closeBoth = (code: number, reason: string) => {
     if (client.readyState === WebSocket.OPEN) client.close(code, reason);
     closeUpstreams(code === 1001 ? 1001 : 1000);
+  };
+  // The tail was granted to a credential: it ends when the credential does.
+  const armExpiry = () => {
+    const left = msUntilExpiry(req);
+    if (left === undefined) return;
+    if (left <= 0) return closeBoth(1008, 'credentials expired');
+    expiry = setTimeout(left > MAX_TIMER_MS ? armExpiry : () => closeBoth(1008, 'credentials expired'), Math.min(left, MAX_TIMER_MS));
+    expiry.unref();
   };
   const r: Relay = {
     close: closeBoth,
@@ -316,6 +347,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   let clientClosed = false;
   const maybeFinished = () => {
     if (upstreamsOpen > 0 || !clientClosed) return;
+    clearTimeout(expiry);
     app.websocketRelays.delete(r);
     finished();
     // The request's lifecycle ends with the tail: run onResponse (audit record, metrics, in-flight accounting)
@@ -342,6 +374,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
     part.upstream.on('error', (e) => req.log.info({ err: e }, 'websocket upstream error'));
   }
   for (const part of parts) if (part.closed !== undefined) onUpstreamClose(...part.closed);
+  armExpiry();
 
   // Client messages are not read by Loki: dropped (maxPayload bounds them).
   client.on('close', (code, reason) => {
