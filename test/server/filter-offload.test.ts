@@ -281,7 +281,9 @@ describe('a large fan-out in the gateway', () => {
     up.answer = (path, params) => (path === '/api/v1/query' && params.get('query')?.endsWith('[5m]') === true ? [200, big] : undefined);
     // A user whose two groups do not merge: `up[5m]` is asked once per group.
     SUBJECTS['olga'] = { sub: 'u-olga', username: 'olga', groups: ['team-o'], roles: [], auth: 'fake', claims: {} };
-    t = await testApp(testConfig(up.url, '  team-o: { groups: [team-o], selectors: [{ namespace: "~team-a-.*" }, { job: api }] }\n'));
+    // Room for both parts and the small request (fan-out parts count against maxConcurrent).
+    const config = testConfig(up.url, '  team-o: { groups: [team-o], selectors: [{ namespace: "~team-a-.*" }, { job: api }] }\n');
+    t = await testApp({ ...config, upstreams: config.upstreams.map((u) => ({ ...u, maxConcurrent: 4 })) });
     await t.app.listen({ port: 0, host: '127.0.0.1' });
   });
   afterAll(async () => {

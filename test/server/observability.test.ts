@@ -184,6 +184,32 @@ describe('request hygiene', () => {
     expect(text).toMatch(/lbac_gateway_upstream_inflight_requests\{upstream="metrics"\} 0/);
   });
 
+  it('a request asked once per policy group counts each extra upstream request against maxConcurrent', async () => {
+    const own = await startUpstream();
+    own.answer = (path, params) => (path === '/api/v1/query' && params.get('query')?.endsWith('[5m]') === true ? [200, '{"status":"success","data":{"resultType":"matrix","result":[]}}'] : undefined);
+    SUBJECTS['olga'] = { sub: 'u-olga', username: 'olga', groups: ['team-o'], roles: [], auth: 'fake', claims: {} };
+    // olga's two groups do not merge: a bare range selector is asked once per group (two upstream requests).
+    const app = await testApp(testConfig(own.url, '  team-o: { groups: [team-o], selectors: [{ namespace: "~team-a-.*" }, { job: api }] }\n'));
+    try {
+      own.delayMs = 300;
+      const fanned = app.app.inject({ url: query('up[5m]'), headers: bearer('olga') });
+      while (own.requests.length < 2) await new Promise((r) => setTimeout(r, 5));
+      // Both of maxConcurrent's 2 slots are olga's: another request is refused, not queued.
+      const other = await app.app.inject({ url: query('up'), headers: bearer('alice') });
+      expect(other.statusCode).toBe(503);
+      expect(other.headers['retry-after']).toBe('1');
+      expect((await fanned).statusCode).toBe(200);
+      own.delayMs = 0;
+      // Released with the answer.
+      expect((await app.app.inject({ url: query('up'), headers: bearer('alice') })).statusCode).toBe(200);
+      expect(await app.metrics.registry.metrics()).toMatch(/lbac_gateway_upstream_inflight_requests\{upstream="metrics"\} 0/);
+    } finally {
+      delete SUBJECTS['olga'];
+      await app.app.close();
+      await own.close();
+    }
+  });
+
   it('a request the gateway refuses (no credentials) never takes a concurrency slot; the request timeout is set', async () => {
     up.delayMs = 300;
     const busy = [0, 1].map(() => t.app.inject({ url: query('up'), headers: bearer('alice') }));

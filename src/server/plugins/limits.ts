@@ -17,6 +17,22 @@ export interface LimitsOptions {
 const CONCURRENCY_RETRY_AFTER = '1';
 
 /**
+ * Upstream request slots beyond the one each request takes: a request the
+ * gateway asks the upstream several times (RouteSpec.fanOut) takes one more
+ * per extra part, so it counts against `maxConcurrent` as what it costs.
+ */
+export interface UpstreamSlots {
+  /** Takes `n` more slots of `upstream` until `reply` closes; false (nothing taken) when that would pass its limit. */
+  takeExtra(upstream: string, n: number, reply: FastifyReply): boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    upstreamSlots: UpstreamSlots;
+  }
+}
+
+/**
  * Load shedding and per-upstream concurrency limits. Both answer 503 with
  * Retry-After in the backend's error format (the route's error handler renders
  * the GatewayError). Health routes are never shed, so an overloaded gateway
@@ -64,16 +80,27 @@ export const limitsPlugin = fp<LimitsOptions>(
         reply.header('retry-after', CONCURRENCY_RETRY_AFTER);
         return done(new GatewayError('overloaded', `upstream ${name} is at its concurrency limit (${max}); retry later`));
       }
-      inflight.set(name, n + 1);
+      hold(name, 1, reply);
+      done();
+    });
+    /** Counts `n` slots of `name` in flight until `reply` closes ('close' fires once the response is finished or the client went away: always released). */
+    function hold(name: string, n: number, reply: FastifyReply): void {
+      inflight.set(name, (inflight.get(name) ?? 0) + n);
       let released = false;
-      // 'close' fires once the response is finished or the client went away: always released.
       reply.raw.once('close', () => {
         if (released) return;
         released = true;
-        const left = (inflight.get(name) ?? 1) - 1;
-        inflight.set(name, left);
+        inflight.set(name, (inflight.get(name) ?? n) - n);
       });
-      done();
+    }
+    app.decorate('upstreamSlots', {
+      takeExtra(name: string, n: number, reply: FastifyReply): boolean {
+        if (n <= 0) return true;
+        const max = limits.get(name);
+        if (max !== undefined && (inflight.get(name) ?? 0) + n > max) return false;
+        hold(name, n, reply);
+        return true;
+      },
     });
   },
   { name: 'lbac-limits', dependencies: ['lbac-context'] },

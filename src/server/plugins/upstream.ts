@@ -246,13 +246,16 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
   );
   app.addHook('onClose', async () => dispatcher.close());
   await app.register(replyFrom, { base: upstream.origin, disableRequestLogging: true, undici: dispatcher as unknown as Pool });
-  // Routes whose filter needs a second answer (RouteSpec.lookup) ask the upstream through this pool,
-  // with the same TLS settings as reply-from.
-  const lookupPool = table.routes.some((r) => r.lookup !== undefined || r.fanOut !== undefined)
-    ? new Pool(upstream.origin, { connect: tls ?? { rejectUnauthorized: true }, connections: 8, headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs })
-    : undefined;
-  if (lookupPool !== undefined) app.addHook('onClose', async () => lookupPool.close());
-  const lookups: Lookups | undefined = lookupPool === undefined ? undefined : { pool: lookupPool, cache: new LookupCache() };
+  // Routes whose filter needs a second answer (RouteSpec.lookup) and version checks ask the upstream
+  // through a small pool of their own; fan-out parts through another, as large as the upstream's
+  // concurrency limit (their slots are counted: fanOutReply), so neither queues behind the other.
+  // Both with the same TLS settings as reply-from.
+  const needsPools = table.routes.some((r) => r.lookup !== undefined || r.fanOut !== undefined || r.minVersion !== undefined);
+  const pool = (connections: number) => new Pool(upstream.origin, { connect: tls ?? { rejectUnauthorized: true }, connections, headersTimeout: upstream.timeoutMs, bodyTimeout: upstream.timeoutMs });
+  const lookupPool = needsPools ? pool(8) : undefined;
+  const fanOutPool = needsPools ? pool(upstream.maxConcurrent ?? 128) : undefined;
+  for (const p of [lookupPool, fanOutPool]) if (p !== undefined) app.addHook('onClose', async () => p.close());
+  const lookups: Lookups | undefined = lookupPool === undefined || fanOutPool === undefined ? undefined : { pool: lookupPool, fanOutPool, cache: new LookupCache() };
   // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
   // content type (JSON included, which Fastify parses by default) → 415.
   app.removeAllContentTypeParsers();
@@ -507,6 +510,11 @@ async function fanOutReply(
   if (values.length > MAX_FAN_OUT) {
     throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
   }
+  // Each part is an upstream request: the ones beyond the request's own slot count against maxConcurrent too.
+  if (req.server.hasDecorator('upstreamSlots') && !req.server.upstreamSlots.takeExtra(upstream.name, values.length - 1, reply)) {
+    reply.header('retry-after', '1');
+    throw new GatewayError('overloaded', `upstream ${upstream.name} is at its concurrency limit (${upstream.maxConcurrent}; this request needs ${values.length}); retry later`);
+  }
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
   const gone = new ClientGone();
   if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
@@ -580,9 +588,11 @@ async function requireVersion(req: FastifyRequest, endpoint: string, min: string
   if (problem !== undefined) throw new GatewayError('forbidden', problem);
 }
 
-/** Where route lookups go: their own connection pool, and the answers kept for reuse. */
+/** Where route lookups and fan-out parts go: their own connection pools, and the lookup answers kept for reuse. */
 interface Lookups {
   readonly pool: Pool;
+  /** Fan-out parts (RouteSpec.fanOut): their own pool, sized to the upstream's concurrency limit. */
+  readonly fanOutPool: Pool;
   readonly cache: LookupCache;
 }
 
@@ -620,7 +630,7 @@ async function forward(
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
   if (route.minVersion !== undefined && !decision.unrestricted) await requireVersion(req, route.endpoint, route.minVersion, decision, opts, lookups);
   if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) {
-    return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.pool);
+    return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.fanOutPool);
   }
 
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
