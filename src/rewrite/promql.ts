@@ -289,13 +289,15 @@ function analyze(input: string, opts: AnalyzeOptions): Analysis {
         let k = stack.length - 1;
         while (k >= 0 && MODIFIERS.has(stack[k] as number)) k--;
         const infoLabels = k >= 1 && stack[k] === FunctionCallBody && stack[k - 1] === FunctionCall && isInfoLabelArg(text, c.node);
-        // absent(s) or absent_over_time(s[r]), modifiers allowed, parentheses not (Prometheus reads no labels through them).
+        // absent(s) or absent_over_time(s[r]), modifiers and parentheses allowed: Prometheus' engine unwraps
+        // parentheses around a call's arguments (unwrapParenExpr) before absent reads the selector's labels.
         let j = k;
         let want = Absent;
         if (j >= 0 && stack[j] === MatrixSelector) {
           want = AbsentOverTime;
           for (j--; j >= 0 && MODIFIERS.has(stack[j] as number); j--);
         }
+        while (j >= 0 && stack[j] === ParenExpr) j--;
         const call = calls[calls.length - 1];
         const absentCall = j >= 1 && stack[j] === FunctionCallBody && stack[j - 1] === FunctionCall && call !== undefined && call.fn === want ? { from: call.from, to: call.to } : null;
         sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null, infoLabels, absentCall };
@@ -993,7 +995,7 @@ function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[]
         const child = part.unit;
         if (child.absent === true) {
           // absent over the union is absent over every part: `absent(s{G1}) and on() absent(s{G2})`,
-          // with the first part's result labels put back to those of s as written (none through parentheses).
+          // with the first part's result labels put back to those of s as written.
           const sel = child.sel as SelectorInfo;
           const fix = sel.absentCall === null ? [] : absentLabelFix(sel, groups[0] as PreparedGroup);
           if (fix === null) throw unsupported(`absent() of ${selectorLabel(text, sel)}, a selector with a matcher that cannot be read,`);

@@ -106,7 +106,9 @@ const TABLE: [string, string][] = [
   ['absent(up{job="api"})', `label_replace(absent(up{job="api",${M}}), "namespace", "", "", "")`],
   ['absent_over_time(up[5m])', `label_replace(absent_over_time(up{${M}}[5m]), "namespace", "", "", "")`],
   ['absent(up{namespace="team-a"})', 'absent(up{namespace="team-a"})'],
-  ['absent((up{job="api"}))', `absent((up{job="api",${M}}))`],
+  // Prometheus unwraps parentheses around a call's arguments before absent reads the labels: the same fix.
+  ['absent((up{job="api"}))', `label_replace(absent((up{job="api",${M}})), "namespace", "", "", "")`],
+  ['absent_over_time(((up[5m])))', `label_replace(absent_over_time(((up{${M}}[5m]))), "namespace", "", "", "")`],
   ['absent(sum(up))', `absent(sum(up{${M}}))`],
   // Two arguments (Lezer parses it, Prometheus refuses it): plain insertion, no call wrapped around another selector.
   ['absent(up{job="api"}, x)', `absent(up{job="api",${M}}, x{${M}})`],
@@ -625,7 +627,7 @@ describe('DNF (multi-group) policies', () => {
     // absent over the union is absent over every part; the first part's labels put back to those of x as written.
     ['absent(x)', `label_replace((absent(x{${A}}) and on() absent(x{${B}})), "namespace", "", "", "")`],
     ['absent(x{job="j"}) + 1', `label_replace((absent(x{job="j",${A}}) and on() absent(x{job="j",${B}})), "namespace", "", "", "") + 1`],
-    ['absent((x))', `(absent((x{${A}})) and on() absent((x{${B}})))`],
+    ['absent((x))', `label_replace((absent((x{${A}})) and on() absent((x{${B}}))), "namespace", "", "", "")`],
     ['absent({job="j"})', `label_replace((absent({job="j",${A}}) and on() absent({job="j",${B}})), "namespace", "", "", "")`],
     ['absent_over_time(x[5m] offset 1h)', `label_replace((absent_over_time(x{${A}}[5m] offset 1h) and on() absent_over_time(x{${B}}[5m] offset 1h)), "namespace", "", "", "")`],
     ['absent_over_time(x[5m:])', `absent_over_time((x{${A}} or x{${B}})[5m:])`],
