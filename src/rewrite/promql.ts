@@ -903,8 +903,10 @@ function modifiersEnd(n: SyntaxNode): number {
 }
 
 function pinsOneMetricName(sel: SelectorInfo): boolean {
-  return sel.ident !== null || sel.items.some((i) => i.name === '__name__' && i.op === '=' && i.value !== null);
+  // `__name__=~"up"`: a fully anchored regex without metacharacters matches that one name only.
+  return sel.ident !== null || sel.items.some((i) => i.name === '__name__' && i.value !== null && (i.op === '=' || (i.op === '=~' && PLAIN_METRIC_NAME.test(i.value))));
 }
+const PLAIN_METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 /**
  * Start positions of the right operands that directly follow a bare

@@ -667,6 +667,9 @@ describe('DNF (multi-group) policies', () => {
     ['a * on(x) group_left -b', `(a{${A}} or a{${B}}) * on(x) group_left -(b{${A}} or b{${B}})`],
     ['a > bool b', `(a{${A}} or a{${B}}) > bool (b{${A}} or b{${B}})`],
     ['a * on(x) b', `(a{${A}} or a{${B}}) * on(x) (b{${A}} or b{${B}})`],
+    // A name regex without metacharacters pins one metric name, as `__name__="up"` does.
+    ['changes({__name__=~"up"}[10m])', `(changes({__name__=~"up",${A}}[10m]) or changes({__name__=~"up",${B}}[10m]))`],
+    ['timestamp({__name__=~"up", instance=~".+"})', `(timestamp({__name__=~"up", instance=~".+",${A}}) or timestamp({__name__=~"up", instance=~".+",${B}}))`],
   ];
   it.each(exact)('%j', (q, expected) => {
     const out = rewritePromQL(q, DNF);
