@@ -1,0 +1,112 @@
+// Classification of one (tenant, mode, query) against the reference.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeAnswer, sameAnswer, type Answer } from '../corpus.ts';
+import { rewritePromQL, rewritePromQLPerGroup } from '../../../src/rewrite/promql.ts';
+import type { Env, Mode, Tenant } from './env.ts';
+
+export type Cls = 'match' | 'match-empty' | 'float-nondeterminism' | 'both-error' | 'leak' | 'mismatch' | 'false-refusal' | 'gateway-5xx' | 'tie' | 'excluded';
+
+export interface Outcome {
+  cls: Cls;
+  detail: string;
+  rewritten: string;
+  gateway: string;
+  reference: string;
+  unrestricted?: string;
+}
+
+interface Exclusion {
+  q: string;
+  tenants: readonly string[];
+  mode?: Mode;
+}
+const exclusions = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'promql-exclusions.json'), 'utf8')) as { entries: Exclusion[] }).entries;
+
+export function localRewrite(t: Tenant, mode: Mode, q: string): { ok: boolean; text: string } {
+  try {
+    return { ok: true, text: (mode === 'instant' ? rewritePromQLPerGroup(q, t.policy) : [rewritePromQL(q, t.policy)]).join('  ||  ') };
+  } catch (e) {
+    return { ok: false, text: `${(e as { code?: string }).code ?? 'error'}: ${(e as Error).message}` };
+  }
+}
+
+function labelValues(a: Answer): Set<string> {
+  const out = new Set<string>();
+  if (!('series' in a)) return out;
+  for (const s of a.series) for (const [k, v] of JSON.parse(s.labels) as [string, string][]) out.add(`${k}=${v}`);
+  return out;
+}
+
+/** Numeric-looking label values (count_values output) rounded to 12 significant digits. */
+function loose(a: Answer): Answer {
+  if (!('series' in a)) return a;
+  const series = a.series.map((x) => ({
+    ...x,
+    labels: JSON.stringify((JSON.parse(x.labels) as [string, string][]).map(([k, v]) => [k, v !== '' && Number.isFinite(Number(v)) ? Number(v).toPrecision(12) : v])),
+  }));
+  series.sort((p, q2) => (p.labels < q2.labels ? -1 : p.labels > q2.labels ? 1 : 0));
+  return { ...a, series };
+}
+
+const TIE_FNS = /\b(topk|bottomk|limitk)\b/;
+
+/** Two numbers equal up to floating-point summation order (relative 1e-6; irate/deriv over stddev amplify the last digits). */
+function closeNumbers(a: string, b: string): boolean {
+  if (a === b) return true;
+  const x = Number(a);
+  const y = Number(b);
+  if (!Number.isFinite(x) || !Number.isFinite(y)) return false;
+  return Math.abs(x - y) <= 1e-6 * Math.max(Math.abs(x), Math.abs(y), 1e-9);
+}
+
+/** Same series and timestamps, values equal up to summation order. */
+function closeAnswers(g: Answer, r: Answer): boolean {
+  if (!('series' in g) || !('series' in r) || g.kind !== r.kind || g.series.length !== r.series.length) return false;
+  return g.series.every((s, i) => {
+    const t = r.series[i]!;
+    if (s.labels !== t.labels || s.values.length !== t.values.length) return false;
+    return s.values.every((v, j) => {
+      const [ts, x] = v.split('=');
+      const [tt, y] = (t.values[j] as string).split('=');
+      return ts === tt && closeNumbers(x as string, y as string);
+    });
+  });
+}
+
+export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Promise<Outcome> {
+  const [g, r] = await Promise.all([env.gw(t.name, mode, q), env.ref(t.name, mode, q)]);
+  const rw = localRewrite(t, mode, q);
+  const base = { rewritten: rw.text, gateway: describeAnswer(g.answer), reference: describeAnswer(r.answer) };
+  if (g.status >= 500 && r.status < 500) return { cls: 'gateway-5xx', detail: `HTTP ${g.status}`, ...base };
+  if (sameAnswer(g.answer, r.answer)) return { cls: g.answer.kind === 'error' ? 'both-error' : 'series' in g.answer && g.answer.series.length === 0 ? 'match-empty' : 'match', detail: '', ...base };
+  if (exclusions.some((e) => e.q === q && (e.tenants.includes('*') || e.tenants.includes(t.name)) && (e.mode === undefined || e.mode === mode))) {
+    return { cls: 'excluded', detail: '', ...base };
+  }
+  if (g.answer.kind === 'error') {
+    if (!rw.ok) return { cls: 'false-refusal', detail: rw.text, ...base };
+    return { cls: 'mismatch', detail: `gateway error HTTP ${g.status} (${g.answer.errorType}: ${g.answer.error}) on a query the rewriter accepted; the reference answers`, ...base };
+  }
+  // Leak: label values of other tenants' series that the reference answer does not have.
+  const refVals = labelValues(r.answer);
+  const visible = env.visible(t.name);
+  const foreign = [...labelValues(g.answer)].filter((kv) => {
+    const [k, ...rest] = kv.split('=');
+    const v = rest.join('=');
+    return ['namespace', 'job', 'instance'].includes(k as string) && env.allValues.has(v) && !visible.has(v) && !refVals.has(kv);
+  });
+  if (foreign.length > 0) return { cls: 'leak', detail: `foreign label values ${foreign.join(', ')}`, ...base };
+  if (r.answer.kind === 'error') return { cls: 'mismatch', detail: `gateway answers, reference errors (${r.answer.errorType}: ${r.answer.error})`, ...base };
+  if (TIE_FNS.test(q) && 'series' in g.answer && 'series' in r.answer && g.answer.series.length === r.answer.series.length) {
+    return { cls: 'tie', detail: 'topk/bottomk/limitk: ties broken by series order; same result size', ...base };
+  }
+  if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(loose(g.answer), loose(r.answer))) {
+    return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values to 1e-6 relative, count_values label text to 12 digits)', ...base };
+  }
+  const f = await env.full(mode, q);
+  const unrestricted = describeAnswer(f.answer);
+  if (sameAnswer(g.answer, f.answer) && !sameAnswer(f.answer, r.answer)) {
+    return { cls: 'leak', detail: 'gateway answer equals the unrestricted answer (other tenants\' data), not the reference', ...base, unrestricted };
+  }
+  return { cls: 'mismatch', detail: '', ...base, unrestricted };
+}
