@@ -22,6 +22,8 @@ export interface LbacRequestState {
   decision?: Decision;
   /** The policy revision the decision ran on. */
   revision?: string;
+  /** The team/admin data revision the decision ran on (a reload may come before the response ends). */
+  dataRevision?: string;
   /** Query-bearing parameters as the client sent them (route.enforced names only). */
   original?: Record<string, string[]>;
   /** The same parameters as forwarded (after enforcement); absent when rewriting failed. */
@@ -78,8 +80,11 @@ export function noteDecision(req: FastifyRequest, request: RequestInfo, decision
   s.request = request;
   s.decision = decision;
   // Synchronous since the decision: no swap can have happened in between.
-  const revision = (req.server as { policyHolder?: { revision: string | undefined } }).policyHolder?.revision;
+  const server = req.server as { policyHolder?: { revision: string | undefined }; lbacDataRevision?: () => string | undefined };
+  const revision = server.policyHolder?.revision;
   if (revision !== undefined) s.revision = revision;
+  const dataRevision = server.lbacDataRevision?.();
+  if (dataRevision !== undefined) s.dataRevision = dataRevision;
   s.rewriteStartedAt = now;
 }
 

@@ -95,7 +95,7 @@ export interface TestApp {
   holder: PolicyHolder;
 }
 
-export async function testApp(config: GatewayConfig, opts: { metrics?: GatewayMetrics; logger?: Logger; identity?: IdentitySource } = {}): Promise<TestApp> {
+export async function testApp(config: GatewayConfig, opts: { metrics?: GatewayMetrics; logger?: Logger; identity?: IdentitySource; dataRevision?: () => string } = {}): Promise<TestApp> {
   const audit: Record<string, unknown>[] = [];
   const engine = await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
   const holder = new PolicyHolder(engine, 'test');
@@ -107,7 +107,7 @@ export async function testApp(config: GatewayConfig, opts: { metrics?: GatewayMe
     logger: opts.logger ?? pino({ level: 'silent' }),
     metrics,
     auditLog: new AuditLog((line) => audit.push(JSON.parse(line) as Record<string, unknown>)),
-    dataRevision: () => dataRevision(config),
+    dataRevision: opts.dataRevision ?? (() => dataRevision(config)),
   });
   await app.ready();
   return { app, audit, metrics, holder };

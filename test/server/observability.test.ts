@@ -210,6 +210,24 @@ describe('request hygiene', () => {
     }
   });
 
+  it('the audit line names the data revision its decision ran on, not the one current when the answer ends', async () => {
+    const own = await startUpstream();
+    let revision = 'before-reload';
+    const app = await testApp(testConfig(own.url), { dataRevision: () => revision });
+    try {
+      own.delayMs = 200;
+      const pending = app.app.inject({ url: query('up'), headers: bearer('alice') });
+      while (own.requests.length < 1) await new Promise((r) => setTimeout(r, 5));
+      revision = 'after-reload'; // a reload while the upstream answers
+      expect((await pending).statusCode).toBe(200);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(app.audit.at(-1)).toMatchObject({ data_revision: 'before-reload' });
+    } finally {
+      await app.app.close();
+      await own.close();
+    }
+  });
+
   it('a request the gateway refuses (no credentials) never takes a concurrency slot; the request timeout is set', async () => {
     up.delayMs = 300;
     const busy = [0, 1].map(() => t.app.inject({ url: query('up'), headers: bearer('alice') }));

@@ -129,6 +129,8 @@ export interface AuditPluginOptions {
 export const auditPlugin = fp<AuditPluginOptions>(
   async (app, opts) => {
     opts.log.configure(opts.config());
+    // Read at decision time (request-state.ts noteDecision): the record names the data the decision ran on.
+    app.decorate('lbacDataRevision', opts.dataRevision);
     /**
      * A decision's record (allowed ones sampled), or, for a request refused before any
      * decision (authentication), its record: always written, never sampled.
@@ -166,7 +168,7 @@ export const auditPlugin = fp<AuditPluginOptions>(
           status: reply.statusCode,
           durationMs: performance.now() - state.startedAt,
           entrypoint: opts.entrypoint(),
-          dataRevision: opts.dataRevision(),
+          dataRevision: state.dataRevision ?? opts.dataRevision(),
         };
         const now = Date.now();
         // Serialised with the batch; the request is finished, so nothing it refers to changes any more.
