@@ -202,7 +202,7 @@ export const upstreamSchema = z
     timeoutMs: z.number().int().positive().default(60_000).describe('Upstream response timeout.'),
     version: z
       .string()
-      .regex(/^v?\d{1,4}\.\d{1,4}(\.\d{1,6})?$/, 'a release version such as "3.4.2"')
+      .regex(/^v?\d{1,4}\.\d{1,4}(\.\d{1,6})?([-+][0-9A-Za-z.-]*)?$/, 'a release version such as "3.4.2"')
       .optional()
       .describe('The backend release (e.g. "3.4.2"), for endpoints older releases answer for the whole tenant (Loki labels and label values before 3.0, detected_labels before 3.2). Default: read from its buildinfo every few minutes; set it for builds whose version is not a release (weekly k123-…, main-…).'),
     forwardAuthorization: z.boolean().default(false).describe('Forward the client\'s Authorization header upstream (off: the gateway owns credentials). Not with auth.'),

@@ -94,7 +94,9 @@ function teamTenantConflicts(teams: GatewayConfig['policyData']['teams']): strin
       const ta = teams[a]!;
       const tb = teams[b]!;
       const shared = [...ta.groups.filter((g) => tb.groups.includes(g)).map((g) => `group ${JSON.stringify(g)}`), ...ta.users.filter((u) => tb.users.includes(u)).map((u) => `user ${JSON.stringify(u)}`)];
-      if (shared.length === 0 || headerSet(ta.headers) === headerSet(tb.headers) || selectorSet(ta.selectors) === selectorSet(tb.selectors)) continue;
+      // Only where both grant the same upstream do they meet in one decision.
+      const meet = ta.upstreams.includes('*') || tb.upstreams.includes('*') || ta.upstreams.some((u) => tb.upstreams.includes(u));
+      if (shared.length === 0 || !meet || headerSet(ta.headers) === headerSet(tb.headers) || selectorSet(ta.selectors) === selectorSet(tb.selectors)) continue;
       out.push(
         `teams ${a} and ${b} share ${shared.join(', ')} but set different headers (tenants) and different selectors: requests of their common members are denied (one request's selectors would apply in both tenants).`,
       );

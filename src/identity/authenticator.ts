@@ -63,8 +63,15 @@ function authorizationLines(raw: readonly string[]): number {
  * next source try; one that cannot decide (provider unreachable) fails the
  * request with 503. "Could not verify" is never "anonymous".
  */
+function issuersOf(s: JwtVerifier): readonly string[] {
+  const iss = s.options.issuer;
+  return typeof iss === 'string' ? [iss] : iss;
+}
+
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
+  /** Per source: whether its final refusal (InvalidTokenError.final) ends the search. */
+  readonly #finalRefusal: readonly boolean[];
   readonly #basic: boolean;
   readonly #mtls: boolean;
   readonly stats: IdentityStats = { accepted: {}, rejected: 0, unavailable: 0 };
@@ -89,6 +96,12 @@ export class Authenticator {
     // Local sources first, in config order, then those that send the credential away (introspection):
     // an API key is accepted before any provider could see it, and does not depend on the provider being up.
     this.#sources = [...sources.filter((s) => s.sendsCredentials !== true), ...sources.filter((s) => s.sendsCredentials === true)];
+    // A JWT source's claim refusal is final unless a later JWT source judges the same issuer (another audience).
+    this.#finalRefusal = this.#sources.map((s, i) => {
+      if (!(s instanceof JwtVerifier)) return true;
+      const mine = issuersOf(s);
+      return !this.#sources.slice(i + 1).some((later) => later instanceof JwtVerifier && issuersOf(later).some((iss) => mine.includes(iss)));
+    });
     this.#basic = sources.some((s) => s instanceof BasicAuthSource);
     this.#mtls = sources.some((s) => s instanceof MtlsSource);
   }
@@ -180,7 +193,7 @@ export class Authenticator {
     let lastError: unknown;
     let overloaded: GatewayError | undefined;
     let judged = false;
-    for (const source of this.#sources) {
+    for (const [i, source] of this.#sources.entries()) {
       let subject: Subject | undefined;
       try {
         subject = await source.authenticate(creds);
@@ -188,7 +201,7 @@ export class Authenticator {
         // An unreachable provider fails the whole request (503), it does not fall through.
         if (e instanceof GatewayError && e.code === 'identity_unavailable') throw e;
         // Verified as its issuer's token and refused on its claims: no later source may accept it.
-        if (e instanceof InvalidTokenError && e.final) throw e;
+        if (e instanceof InvalidTokenError && e.final && this.#finalRefusal[i] === true) throw e;
         // An overloaded one may be the wrong provider for this credential: later sources still try,
         // and if none accepts, the answer is its 503 (retry), not a 401 (log in again).
         if (e instanceof GatewayError && e.code === 'overloaded') overloaded ??= e;

@@ -54,6 +54,9 @@ ${teams}
   b: { groups: [ops], selectors: [{ namespace: shared }], headers: { x-scope-orgid: t } }`))).toEqual([]);
     expect(configWarnings(withTeams(`  a: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t1 } }
   b: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t2 } }`))).toEqual([]);
+    // On different upstreams they never meet in one decision.
+    expect(configWarnings(withTeams(`  a: { groups: [ops], selectors: [{ namespace: "~.+" }], headers: { X-Scope-OrgID: t1 }, upstreams: [metrics] }
+  b: { groups: [ops], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t2 }, upstreams: [logs] }`)).filter((w) => w.startsWith('teams a and b'))).toEqual([]);
     expect(configWarnings(withTeams(`  a: { groups: [a], selectors: [{ namespace: "~.+" }], headers: { X-Scope-OrgID: t1 } }
   b: { groups: [b], selectors: [{ namespace: shared }], headers: { X-Scope-OrgID: t2 } }`))).toEqual([]);
   });

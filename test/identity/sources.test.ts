@@ -346,4 +346,26 @@ describe('a JWT its issuer\'s JWT source verified and refused is refused by ever
       issuer.cleanup();
     }
   });
+
+  it('a later JWT source for the same issuer (another audience) is still asked; introspection after both is not', async () => {
+    const issuer = await createTestIssuer({ issuer: 'https://idp.two-audiences', audience: 'gw-a', alg: 'ES256' });
+    try {
+      const asked: string[] = [];
+      const everything: IdentitySource = {
+        name: 'introspection-like',
+        sendsCredentials: true,
+        authenticate: async (creds) => {
+          asked.push(creds.bearer ?? '');
+          return { id: 'anyone', groups: [], auth: 'introspection', claims: {} } as never;
+        },
+      };
+      const jwt = (audience: string) => createSource(jwtProviderSchema.parse({ type: 'jwt', jwksFile: issuer.jwksPath, issuer: issuer.issuer, audience, algorithms: ['ES256'] }));
+      const auth = new Authenticator([await jwt('gw-a'), await jwt('gw-b'), everything]);
+      expect(await auth.authenticate(bearer(await issuer.mint({ sub: 'b' }, { audience: 'gw-b' })))).toMatchObject({ auth: 'jwt', sub: 'b' });
+      expect(await status(auth, bearer(await issuer.mint({ sub: 'c' }, { audience: 'gw-c' })))).toBe(401);
+      expect(asked).toEqual([]);
+    } finally {
+      issuer.cleanup();
+    }
+  });
 });

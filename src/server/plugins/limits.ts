@@ -84,7 +84,9 @@ export const limitsPlugin = fp<LimitsOptions>(
       done();
     });
     /** Counts `n` slots of `name` in flight until `reply` closes ('close' fires once the response is finished or the client went away: always released). */
-    function hold(name: string, n: number, reply: FastifyReply): void {
+    function hold(name: string, n: number, reply: FastifyReply): boolean {
+      // A response already closed (its client left while the request waited) would never release them.
+      if (reply.raw.closed || reply.raw.destroyed) return false;
       inflight.set(name, (inflight.get(name) ?? 0) + n);
       let released = false;
       reply.raw.once('close', () => {
@@ -92,14 +94,14 @@ export const limitsPlugin = fp<LimitsOptions>(
         released = true;
         inflight.set(name, (inflight.get(name) ?? n) - n);
       });
+      return true;
     }
     app.decorate('upstreamSlots', {
       takeExtra(name: string, n: number, reply: FastifyReply): boolean {
         if (n <= 0) return true;
         const max = limits.get(name);
         if (max !== undefined && (inflight.get(name) ?? 0) + n > max) return false;
-        hold(name, n, reply);
-        return true;
+        return hold(name, n, reply);
       },
     });
   },

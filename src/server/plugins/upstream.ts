@@ -510,8 +510,11 @@ async function fanOutReply(
   if (values.length > MAX_FAN_OUT) {
     throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
   }
-  // Each part is an upstream request: the ones beyond the request's own slot count against maxConcurrent too.
-  if (req.server.hasDecorator('upstreamSlots') && !req.server.upstreamSlots.takeExtra(upstream.name, values.length - 1, reply)) {
+  // Each part is an upstream request: the ones beyond the request's own slot count against maxConcurrent too
+  // (at most the limit in all: a policy with more alternatives than the limit is still served, its parts queued in the pool).
+  const extra = Math.min(values.length, upstream.maxConcurrent ?? values.length) - 1;
+  if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
+  if (req.server.hasDecorator('upstreamSlots') && !req.server.upstreamSlots.takeExtra(upstream.name, extra, reply)) {
     reply.header('retry-after', '1');
     throw new GatewayError('overloaded', `upstream ${upstream.name} is at its concurrency limit (${upstream.maxConcurrent}; this request needs ${values.length}); retry later`);
   }
@@ -573,7 +576,7 @@ async function requireVersion(req: FastifyRequest, endpoint: string, min: string
       } catch (e) {
         throw upstreamFailure(e as Error);
       }
-      if (answer.status !== 200) throw new GatewayError('upstream_error', `the upstream's buildinfo answered ${answer.status}`);
+      if (answer.status !== 200) throw new GatewayError('upstream_error', `the upstream's buildinfo (${path}) answered ${answer.status}; set upstreams[].version if it cannot be reached`);
       let body: unknown;
       try {
         body = JSON.parse(answer.raw.toString('utf8'));
@@ -628,7 +631,10 @@ async function forward(
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   const { decision, path, pathParams, encoded, params, held } = decideAndEnforce(app, req, route, opts);
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
-  if (route.minVersion !== undefined && !decision.unrestricted) await requireVersion(req, route.endpoint, route.minVersion, decision, opts, lookups);
+  if (route.minVersion !== undefined && !decision.unrestricted) {
+    await requireVersion(req, route.endpoint, route.minVersion, decision, opts, lookups);
+    if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
+  }
   if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) {
     return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.fanOutPool);
   }

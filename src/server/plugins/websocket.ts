@@ -222,7 +222,7 @@ function abandoned(app: FastifyInstance, req: FastifyRequest, reply: FastifyRepl
 
 /** Register `route` as a WebSocket route relaying to the upstream `opts.prepare` names. */
 export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: WebSocketRouteOptions): void {
-  const opened = new WeakMap<FastifyRequest, { pending: readonly Pending[]; reply: FastifyReply }>();
+  const opened = new WeakMap<FastifyRequest, { pending: readonly Pending[]; reply: FastifyReply; generation: number }>();
   app.route({
     method: 'GET',
     url: route.path,
@@ -237,6 +237,8 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
       if (clientGone(req)) return abandoned(app, req, reply);
+      // The state the tail is decided under: a change before it becomes a relay closes it then (wsHandler).
+      const generation = relayGeneration(app);
       const targets = opts.prepare(req);
       let connected: Connected[];
       try {
@@ -264,7 +266,7 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
         for (const p of pending) p.upstream.terminate();
         clientClosed(req, reply, app.lbacRecorders);
       });
-      opened.set(req, { pending, reply });
+      opened.set(req, { pending, reply, generation });
       req.log.debug({ endpoint: route.endpoint }, 'websocket upstream open');
       return undefined;
     },
@@ -278,7 +280,9 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
         client.close(1011, 'no upstream');
         return;
       }
-      relay(app, req, entry.reply, client, entry.pending);
+      const r = relay(app, req, entry.reply, client, entry.pending);
+      // The policy or configuration changed while the upstream side opened: closeRelays did not see this tail yet.
+      if (entry.generation !== relayGeneration(app)) r.close(1012, 'policy or configuration changed; reconnect');
     },
   });
 }
@@ -290,7 +294,18 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
  */
 export function closeRelays(app: FastifyInstance, code: number, reason: string): void {
   if (!app.hasDecorator('websocketRelays')) return;
+  generations.set(app.websocketRelays, relayGeneration(app) + 1);
   for (const r of [...app.websocketRelays]) r.close(code, reason);
+}
+
+/**
+ * How many times closeRelays ran for this server (keyed by its relay set, which
+ * every encapsulated context shares): a tail decided under an older count is
+ * closed once it opens.
+ */
+const generations = new WeakMap<Set<Relay>, number>();
+function relayGeneration(app: FastifyInstance): number {
+  return app.hasDecorator('websocketRelays') ? (generations.get(app.websocketRelays) ?? 0) : 0;
 }
 
 /** Milliseconds until the subject's credential expires (`exp`, seconds), or undefined when it carries none. */
@@ -302,7 +317,7 @@ function msUntilExpiry(req: FastifyRequest): number | undefined {
 // setTimeout's largest delay; a credential valid for longer is checked again then.
 const MAX_TIMER_MS = 2_147_483_647;
 
-function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, client: WebSocket, parts: readonly Pending[]): void {
+function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, client: WebSocket, parts: readonly Pending[]): Relay {
   let finished!: () => void;
   const done = new Promise<void>((r) => (finished = r));
   let expiry: NodeJS.Timeout | undefined;
@@ -375,6 +390,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   }
   for (const part of parts) if (part.closed !== undefined) onUpstreamClose(...part.closed);
   armExpiry();
+  return r;
 
   // Client messages are not read by Loki: dropped (maxPayload bounds them).
   client.on('close', (code, reason) => {
