@@ -390,7 +390,6 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   }
   for (const part of parts) if (part.closed !== undefined) onUpstreamClose(...part.closed);
   armExpiry();
-  return r;
 
   // Client messages are not read by Loki: dropped (maxPayload bounds them).
   client.on('close', (code, reason) => {
@@ -399,4 +398,5 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
     closeUpstreams(c === 1011 ? 1000 : c, why);
     maybeFinished();
   });
+  return r;
 }
