@@ -307,6 +307,18 @@ describe('sources in order', () => {
   });
 });
 
+/** A source that accepts every bearer token it is asked about (as an introspection endpoint calls any realm token active), recording them. */
+function introspectionLike(asked: string[]): IdentitySource {
+  return {
+    name: 'introspection-like',
+    sendsCredentials: true,
+    authenticate: async (creds) => {
+      asked.push(creds.bearer ?? '');
+      return { id: 'anyone', groups: ['team-a'], auth: 'introspection', claims: {} } as never;
+    },
+  };
+}
+
 describe('a JWT its issuer\'s JWT source verified and refused is refused by every later source', () => {
   // An introspection endpoint (Keycloak) calls any valid realm token active, whatever its audience or
   // type: were a later source asked, the JWT source's audience, expiry and typ checks would protect nothing.
@@ -314,14 +326,7 @@ describe('a JWT its issuer\'s JWT source verified and refused is refused by ever
     const issuer = await createTestIssuer({ issuer: 'https://idp.final', audience: 'gw', alg: 'ES256' });
     try {
       const asked: string[] = [];
-      const everything: IdentitySource = {
-        name: 'introspection-like',
-        sendsCredentials: true,
-        authenticate: async (creds) => {
-          asked.push(creds.bearer ?? '');
-          return { id: 'anyone', groups: ['team-a'], auth: 'introspection', claims: {} } as never;
-        },
-      };
+      const everything = introspectionLike(asked);
       const auth = new Authenticator([
         await createSource(jwtProviderSchema.parse({ type: 'jwt', jwksFile: issuer.jwksPath, issuer: issuer.issuer, audience: 'gw', algorithms: ['ES256'], typ: 'at+jwt' })),
         everything,
@@ -351,14 +356,7 @@ describe('a JWT its issuer\'s JWT source verified and refused is refused by ever
     const issuer = await createTestIssuer({ issuer: 'https://idp.two-audiences', audience: 'gw-a', alg: 'ES256' });
     try {
       const asked: string[] = [];
-      const everything: IdentitySource = {
-        name: 'introspection-like',
-        sendsCredentials: true,
-        authenticate: async (creds) => {
-          asked.push(creds.bearer ?? '');
-          return { id: 'anyone', groups: [], auth: 'introspection', claims: {} } as never;
-        },
-      };
+      const everything = introspectionLike(asked);
       const jwt = (audience: string) => createSource(jwtProviderSchema.parse({ type: 'jwt', jwksFile: issuer.jwksPath, issuer: issuer.issuer, audience, algorithms: ['ES256'] }));
       const auth = new Authenticator([await jwt('gw-a'), await jwt('gw-b'), everything]);
       expect(await auth.authenticate(bearer(await issuer.mint({ sub: 'b' }, { audience: 'gw-b' })))).toMatchObject({ auth: 'jwt', sub: 'b' });

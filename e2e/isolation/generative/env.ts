@@ -4,50 +4,14 @@
 // (same tenants, same answers), with promql-experimental-functions enabled on
 // every Prometheus so limitk/limit_ratio/sort_by_label/info/… are evaluated
 // instead of erroring on both sides.
-import { buildTeamsOpenMetrics, seedEndSeconds, seedSeries, TEAM_NAMESPACES } from '../../fixtures/seed.ts';
+import { buildTeamsOpenMetrics, seedEndSeconds, seedSeries } from '../../fixtures/seed.ts';
 import { startGateway, type GatewayInstance } from '../../harness/gateway.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from '../../harness/prometheus.ts';
 import { createTestIssuer, type TestIssuer } from '../../harness/tokens.ts';
 import { buildFilteredOpenMetrics, toAnswer, type Answer } from '../corpus.ts';
-import type { SelectorPolicy } from '../../../src/rewrite/matcher.ts';
+import { TENANTS, type Tenant } from '../tenants.ts';
 
-export interface Tenant {
-  name: string;
-  selectors: Record<string, string | string[]>[];
-  policy: SelectorPolicy;
-  keep: (labels: Readonly<Record<string, string>>) => boolean;
-  namespaces: readonly string[];
-}
-
-const teamRegex = (ns: readonly string[]): string => ns.join('|');
-
-/** The tenants of e2e/isolation/promql.test.ts, verbatim. */
-export const TENANTS: readonly Tenant[] = [
-  { name: 'team-a', selectors: [{ namespace: '~team-a-.*' }], policy: [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]], keep: (l) => /^team-a-.*$/.test(l['namespace'] ?? ''), namespaces: TEAM_NAMESPACES['team-a'] },
-  { name: 'team-b', selectors: [{ namespace: [...TEAM_NAMESPACES['team-b']] }], policy: [[{ name: 'namespace', op: '=~', value: teamRegex(TEAM_NAMESPACES['team-b']) }]], keep: (l) => TEAM_NAMESPACES['team-b'].includes(l['namespace'] ?? ''), namespaces: TEAM_NAMESPACES['team-b'] },
-  { name: 'platform', selectors: [{ namespace: 'platform' }], policy: [[{ name: 'namespace', op: '=', value: 'platform' }]], keep: (l) => l['namespace'] === 'platform', namespaces: TEAM_NAMESPACES['platform'] },
-  {
-    name: 'mixed',
-    selectors: [{ namespace: '~team-a-.*' }, { namespace: 'platform', job: 'api' }],
-    policy: [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }], [{ name: 'namespace', op: '=', value: 'platform' }, { name: 'job', op: '=', value: 'api' }]],
-    keep: (l) => /^team-a-.*$/.test(l['namespace'] ?? '') || (l['namespace'] === 'platform' && l['job'] === 'api'),
-    namespaces: [...TEAM_NAMESPACES['team-a'], 'platform'],
-  },
-  {
-    name: 'two-teams',
-    selectors: [{ namespace: '~team-a-.*' }, { namespace: 'platform' }],
-    policy: [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }], [{ name: 'namespace', op: '=', value: 'platform' }]],
-    keep: (l) => /^team-a-.*$/.test(l['namespace'] ?? '') || l['namespace'] === 'platform',
-    namespaces: [...TEAM_NAMESPACES['team-a'], 'platform'],
-  },
-  {
-    name: 'overlap',
-    selectors: [{ namespace: '~team-a-.*' }, { job: 'api' }],
-    policy: [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }], [{ name: 'job', op: '=', value: 'api' }]],
-    keep: (l) => /^team-a-.*$/.test(l['namespace'] ?? '') || l['job'] === 'api',
-    namespaces: [...TEAM_NAMESPACES['team-a'], 'team-b-api', 'platform'],
-  },
-];
+export { TENANTS, type Tenant };
 
 export type Mode = 'instant' | 'range';
 
