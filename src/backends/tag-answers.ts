@@ -16,21 +16,33 @@ export interface TagScopes {
   readonly scopes: { name: string; tags: string[] }[];
 }
 
+/**
+ * One tag-names answer as `{scopes}`, in Tempo's order, nothing else copied.
+ * Tempo's JSON leaves an empty list out (`{}` or only `metrics` when nothing
+ * matched); any other shape throws (→ 502).
+ */
+export function readTagScopes(answer: unknown): TagScopes {
+  const empty = isObject(answer) && answer['scopes'] === undefined && Object.keys(answer).every((k) => k === 'metrics');
+  const scopes = empty ? [] : isObject(answer) ? answer['scopes'] : undefined;
+  if (!Array.isArray(scopes)) throw unreadable();
+  return {
+    scopes: scopes.map((s: unknown) => {
+      if (!isObject(s) || typeof s['name'] !== 'string') throw unreadable();
+      const tags = s['tags'] ?? [];
+      if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw unreadable();
+      return { name: s['name'], tags: tags as string[] };
+    }),
+  };
+}
+
 /** Tag names: per scope (in first-seen order), the sorted union. Any answer of another shape throws (→ 502). */
 export function mergeTagScopeAnswers(answers: readonly unknown[]): TagScopes {
   const scopes = new Map<string, Set<string>>();
   for (const a of answers) {
-    // Tempo's JSON leaves an empty list out (`{}` or only `metrics` when nothing matched); any other shape is not read.
-    const empty = isObject(a) && a['scopes'] === undefined && Object.keys(a).every((k) => k === 'metrics');
-    const scopesOf = empty ? [] : isObject(a) ? a['scopes'] : undefined;
-    if (!Array.isArray(scopesOf)) throw unreadable();
-    for (const s of scopesOf as unknown[]) {
-      if (!isObject(s) || typeof s['name'] !== 'string') throw unreadable();
-      const tags = s['tags'] ?? [];
-      if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw unreadable();
-      let set = scopes.get(s['name']);
-      if (set === undefined) scopes.set(s['name'], (set = new Set()));
-      for (const t of tags as string[]) set.add(t);
+    for (const { name, tags } of readTagScopes(a).scopes) {
+      let set = scopes.get(name);
+      if (set === undefined) scopes.set(name, (set = new Set()));
+      for (const t of tags) set.add(t);
     }
   }
   return { scopes: [...scopes].map(([name, tags]) => ({ name, tags: [...tags].sort(compareCodePoints) })) };

@@ -6,7 +6,7 @@ import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
 import type { EnforcedParam, FanOutSpec, RouteTable } from './routes.ts';
-import { mergeTagScopeAnswers, mergeTagValueAnswers } from './tag-answers.ts';
+import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes } from './tag-answers.ts';
 import { filterTraceV1, filterTraceV2 } from './traces.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
@@ -140,11 +140,7 @@ const filterSearchResults: ResponseFilter = (body) => {
 };
 
 /** Tag names (v2), rebuilt as `{scopes}` in Tempo's order: the answer's `metrics` (bytes inspected, the whole tenant's) left out. */
-const filterTagScopes: ResponseFilter = (body) => {
-  mergeTagScopeAnswers([body]); // throws on any other shape (→ 502)
-  const scopes = (body as { scopes?: { name: string; tags?: string[] }[] }).scopes ?? [];
-  return { scopes: scopes.map((s) => ({ name: s.name, tags: s.tags ?? [] })) };
-};
+const filterTagScopes: ResponseFilter = (body) => readTagScopes(body);
 
 const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid tag ${JSON.stringify(v)}` : undefined);
 /** Trace ids as Tempo parses them: hex, at most 128 bits (shorter ids are left-padded by Tempo). */
