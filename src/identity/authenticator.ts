@@ -5,7 +5,7 @@ import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
 import { GrafanaSource } from './grafana.ts';
 import { IntrospectionSource } from './introspection.ts';
-import { InvalidTokenError, JwtVerifier } from './jwt.ts';
+import { connectionTokenDigest, InvalidTokenError, JwtVerifier } from './jwt.ts';
 import { createOidcSource } from './oidc.ts';
 import { MtlsSource } from './mtls.ts';
 import { ApiKeySource, BasicAuthSource } from './static.ts';
@@ -189,7 +189,15 @@ export class Authenticator {
 
   async #authenticate(req: AuthRequest): Promise<Subject> {
     if (req.rawHeaders !== undefined && authorizationLines(req.rawHeaders) > 1) throw new InvalidTokenError('more than one Authorization header');
-    const creds: Credentials = { ...Authenticator.credentials(req.headers, this.#basic), tls: req.tls, gone: req.gone };
+    const parsed = Authenticator.credentials(req.headers, this.#basic);
+    const bearer = parsed.bearer;
+    const creds: Credentials = {
+      ...parsed,
+      tls: req.tls,
+      gone: req.gone,
+      // Computed on first use: a source may refuse the token (too large, not its kind) before needing it.
+      bearerDigest: bearer === undefined ? undefined : () => connectionTokenDigest(bearer, req.connection),
+    };
     let lastError: unknown;
     let overloaded: GatewayError | undefined;
     let judged = false;

@@ -105,11 +105,12 @@ export class IntrospectionSource implements IdentitySource {
     if (token.startsWith(API_KEY_PREFIX)) return undefined;
     if (this.#cfg.tokens === 'opaque' && JwtVerifier.hasJoseHeader(token)) return undefined;
     if (token.length > this.#cfg.maxTokenBytes) throw new InvalidTokenError('token too large');
-    return this.verify(token, creds.gone);
+    return this.verify(token, creds.gone, creds.bearerDigest?.());
   }
 
-  async verify(token: string, gone?: () => boolean): Promise<Subject> {
-    const key = tokenDigest(token);
+  /** `digest`: the token's `tokenDigest`, when the caller has it. */
+  async verify(token: string, gone?: () => boolean, digest?: string): Promise<Subject> {
+    const key = digest ?? tokenDigest(token);
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
     const refused = this.#negative.get(key);

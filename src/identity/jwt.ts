@@ -57,6 +57,25 @@ export function tokenDigest(token: string): string {
   return hash('sha256', token, 'base64url');
 }
 
+/** Per connection, the last bearer token seen on it and its digest. */
+const lastTokenOn = new WeakMap<object, { readonly token: string; readonly digest: string }>();
+
+/**
+ * `tokenDigest(token)`, remembered for the connection the token came on:
+ * Grafana and other clients re-send one token on a keep-alive connection, and
+ * comparing it with the last one costs a fraction of hashing it again. The
+ * token is held no longer than that connection, which carried it anyway, and
+ * only compared with tokens that arrive on the same connection.
+ */
+export function connectionTokenDigest(token: string, connection: object | undefined): string {
+  if (connection === undefined) return tokenDigest(token);
+  const last = lastTokenOn.get(connection);
+  if (last !== undefined && last.token === token) return last.digest;
+  const digest = tokenDigest(token);
+  lastTokenOn.set(connection, { token, digest });
+  return digest;
+}
+
 /** Build a Subject from verified claims (frozen). */
 export function subjectFromClaims(
   claims: Record<string, unknown>,
@@ -227,7 +246,7 @@ export class JwtVerifier implements IdentitySource {
     if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
     // A token this verifier already verified (cache keyed by digest, bounded by exp) needs no
     // header/issuer decoding to be routed here: the common case costs one SHA-256 and a lookup.
-    const hit = this.#cache.get(tokenDigest(token));
+    const hit = this.#cache.get(creds.bearerDigest?.() ?? tokenDigest(token));
     if (hit !== undefined) return hit;
     if (!JwtVerifier.hasJoseHeader(token)) return undefined;
     if (this.options.routeByIssuer !== false) {

@@ -39,6 +39,12 @@ export interface AuthRequest {
   readonly rawHeaders?: readonly string[];
   /** Set when the gateway listens with TLS. */
   readonly tls?: TlsInfo | undefined;
+  /**
+   * The connection the request arrived on (any object that lives as long as
+   * it): the digest of the last bearer token seen on it is remembered, so a
+   * client re-sending its token on a keep-alive connection is not hashed again.
+   */
+  readonly connection?: object | undefined;
   /** True once the client has gone away (its connection closed): work queued for it is dropped. */
   readonly gone?: (() => boolean) | undefined;
 }
@@ -54,6 +60,8 @@ export interface Credentials {
   readonly tls?: TlsInfo | undefined;
   /** See AuthRequest.gone. */
   readonly gone?: (() => boolean) | undefined;
+  /** The bearer token's cache key (`tokenDigest`), remembered per connection; set with `bearer`. */
+  readonly bearerDigest?: (() => string) | undefined;
 }
 
 /**

@@ -3,7 +3,8 @@ import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { claimsSchema, jwtProviderSchema } from '../../src/config/schema.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 import { claimAt, isSpaceDelimitedClaim, mapClaims, stringList } from '../../src/identity/claims.ts';
-import { JwtVerifier } from '../../src/identity/jwt.ts';
+import { connectionTokenDigest, JwtVerifier, tokenDigest } from '../../src/identity/jwt.ts';
+import fc from 'fast-check';
 import { GatewayError } from '../../src/errors.ts';
 
 let idp: TestIssuer;
@@ -131,6 +132,35 @@ describe('JwtVerifier', () => {
   });
   it('rejects a token with no subject claim', async () => {
     await rejects(idp.mint({ sub: undefined }), /sub/);
+  });
+});
+
+describe('per-connection token digest', () => {
+  it('is always the digest of the token given, whatever came before on any connection', () => {
+    // Tokens that share prefixes and lengths, so a memo comparing less than the whole token would show.
+    const token = fc.constantFrom('aaaa.bbbb.cccc', 'aaaa.bbbb.cccd', 'aaaa.bbbb.ccc', 'baaa.bbbb.cccc', 'x', 'aaaa.bbbb.cccc ');
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), token), { maxLength: 40 }), (steps) => {
+        const connections = [{}, {}, {}, undefined];
+        for (const [c, t] of steps) expect(connectionTokenDigest(t, connections[c])).toBe(tokenDigest(t));
+      }),
+    );
+  });
+
+  it('two users alternating on one keep-alive connection are each themselves (cache hits included)', async () => {
+    const connection = {};
+    const alice = await idp.mint({ sub: 'u-alice', realm_access: { roles: ['team-a'] } });
+    const bob = await idp.mint({ sub: 'u-bob', realm_access: { roles: ['team-b'] } });
+    for (let i = 0; i < 8; i++) {
+      const [token, sub] = i % 3 === 2 ? [bob, 'u-bob'] : [alice, 'u-alice'];
+      const s = await auth.authenticate({ headers: { authorization: `Bearer ${token}` }, connection });
+      expect(s.sub).toBe(sub);
+    }
+    // A forged token right after a valid one on the same connection (same length, one signature character
+    // changed) is verified, not taken for the one before.
+    const forged = alice.slice(0, -2) + (alice.at(-2) === 'A' ? 'B' : 'A') + alice.at(-1);
+    await expect(auth.authenticate({ headers: { authorization: `Bearer ${forged}` }, connection })).rejects.toMatchObject({ status: 401 });
+    expect((await auth.authenticate({ headers: { authorization: `Bearer ${alice}` }, connection })).sub).toBe('u-alice');
   });
 });
 

@@ -29,7 +29,7 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
       const state = req.lbac as FastifyRequest['lbac'] | null;
       try {
         const socket = req.raw.socket;
-        req.subject = await current().authenticate({ headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), gone: () => socket.destroyed });
+        req.subject = await current().authenticate({ headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), connection: socket, gone: () => socket.destroyed });
         if (state) state.identity = 'accepted';
       } catch (e) {
         if (state) state.identity = e instanceof GatewayError && e.code === 'identity_unavailable' ? 'unavailable' : 'rejected';
