@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { claimsWellFormed, mapClaims } from './claims.ts';
-import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
+import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 import { redactUrls } from '../util/shown-url.ts';
 
 /** Why a bearer token was refused; logged, never sent with token material. */
@@ -238,6 +238,14 @@ export class JwtVerifier implements IdentitySource {
     } catch {
       return undefined;
     }
+  }
+
+  /** `authenticate`'s answer without waiting: no bearer token, or one verified and cached (IdentitySource.peek). */
+  peek(creds: Credentials): Subject | undefined | typeof UNDECIDED {
+    const token = creds.bearer;
+    if (token === undefined) return undefined;
+    if (token.length > this.options.maxTokenBytes) return UNDECIDED;
+    return this.#cache.peek(creds.bearerDigest?.() ?? tokenDigest(token)) ?? UNDECIDED;
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

@@ -64,6 +64,9 @@ export interface Credentials {
   readonly bearerDigest?: (() => string) | undefined;
 }
 
+/** What a source's `peek` answers when only its asynchronous `authenticate` can tell. */
+export const UNDECIDED: unique symbol = Symbol('lbac.identity.undecided');
+
 /**
  * One identity source. `authenticate` returns undefined when the request
  * carries nothing this source judges (no credential of its kind, or a JWT from
@@ -79,6 +82,14 @@ export interface IdentitySource {
    */
   readonly sendsCredentials?: boolean;
   authenticate(creds: Credentials): Promise<Subject | undefined>;
+  /**
+   * What `authenticate` would answer, when that is known without waiting: the
+   * Subject of a credential already verified and cached, or undefined when the
+   * request carries no credential of this source's kind; otherwise UNDECIDED
+   * (also for any answer that would be an error). No I/O, never throws. A
+   * source without it is always undecided.
+   */
+  peek?(creds: Credentials): Subject | undefined | typeof UNDECIDED;
   /**
    * A config reload keeps this source (its settings did not change). Refetch
    * remote key material, keeping what it has when the provider cannot be

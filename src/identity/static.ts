@@ -3,7 +3,7 @@ import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, JwtVerifier, tokenDigest } from './jwt.ts';
 import { parseSecretHash, verifySecret, type ParsedHash } from './secrets.ts';
-import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
+import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 
 type StaticSubject = ApiKeyProviderConfig['keys'][number]['subject'];
 
@@ -50,6 +50,22 @@ export class ApiKeySource implements IdentitySource {
 
   cacheStats(): IdentityCacheStats {
     return { cache: 'identity_apikey', hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size };
+  }
+
+  /** `authenticate`'s answer without waiting: no key of its kind, or a key accepted before (IdentitySource.peek). */
+  peek(creds: Credentials): Subject | undefined | typeof UNDECIDED {
+    let key: string | undefined;
+    if (this.#header !== undefined && this.#header !== 'authorization') {
+      const raw = creds.headers[this.#header];
+      if (raw === undefined || raw === '') return undefined;
+      if (Array.isArray(raw)) return UNDECIDED;
+      key = raw.trim();
+    } else {
+      key = creds.bearer;
+      if (key === undefined || JwtVerifier.hasJoseHeader(key)) return undefined;
+    }
+    if (key.length > MAX_SECRET_BYTES) return UNDECIDED;
+    return this.#cache.peek(tokenDigest(key)) ?? UNDECIDED;
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {
@@ -101,6 +117,14 @@ export class BasicAuthSource implements IdentitySource {
 
   cacheStats(): IdentityCacheStats {
     return { cache: 'identity_basic', hits: this.#cache.hits, misses: this.#cache.misses, size: this.#cache.size };
+  }
+
+  /** `authenticate`'s answer without waiting: no basic credentials, or ones accepted before (IdentitySource.peek). */
+  peek(creds: Credentials): Subject | undefined | typeof UNDECIDED {
+    const basic = creds.basic;
+    if (basic === undefined) return undefined;
+    if (basic.password.length > MAX_SECRET_BYTES) return UNDECIDED;
+    return this.#cache.peek(tokenDigest(`${basic.username}\u0000${basic.password}`)) ?? UNDECIDED;
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

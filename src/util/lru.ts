@@ -31,14 +31,23 @@ export class LruCache<K, V> {
   }
 
   get(key: K): V | undefined {
+    return this.#lookup(key, true);
+  }
+
+  /** Like `get`, but a miss is not counted: for a caller that asks `get` next when this misses. */
+  peek(key: K): V | undefined {
+    return this.#lookup(key, false);
+  }
+
+  #lookup(key: K, countMiss: boolean): V | undefined {
     const e = this.#map.get(key);
     if (e === undefined) {
-      this.misses++;
+      if (countMiss) this.misses++;
       return undefined;
     }
     if (e.expiresAt <= this.#now()) {
       this.#map.delete(key);
-      this.misses++;
+      if (countMiss) this.misses++;
       return undefined;
     }
     if (isStale(this.#tick, e.tick, this.#max)) {

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../../errors.ts';
-import type { Authenticator } from '../../identity/authenticator.ts';
+import { UNDECIDED, type Authenticator, type AuthRequest } from '../../identity/authenticator.ts';
 import { tlsInfoOf } from '../../identity/mtls.ts';
 import type { Subject } from '../../policy/decision.ts';
 
@@ -10,8 +10,8 @@ declare module 'fastify' {
     subject: Subject | null;
   }
   interface FastifyInstance {
-    /** onRequest hook: sets request.subject or fails with 401/503. */
-    authenticate(req: FastifyRequest, reply: FastifyReply): Promise<void>;
+    /** onRequest hook (callback style): sets request.subject or fails with 401/503. */
+    authenticate(req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void;
   }
 }
 
@@ -24,19 +24,40 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
   async (app, opts) => {
     const current = typeof opts.authenticator === 'function' ? opts.authenticator : () => opts.authenticator as Authenticator;
     app.decorateRequest('subject', null);
-    app.decorate('authenticate', async (req: FastifyRequest) => {
+    // Callback-style: a token seen before is answered without a promise (Authenticator.peek).
+    app.decorate('authenticate', (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
       const started = performance.now();
       const state = req.lbac as FastifyRequest['lbac'] | null;
-      try {
-        const socket = req.raw.socket;
-        req.subject = await current().authenticate({ headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), connection: socket, gone: () => socket.destroyed });
-        if (state) state.identity = 'accepted';
-      } catch (e) {
-        if (state) state.identity = e instanceof GatewayError && e.code === 'identity_unavailable' ? 'unavailable' : 'rejected';
-        throw e;
-      } finally {
-        if (state) state.timings.identity = performance.now() - started;
+      const socket = req.raw.socket;
+      const authenticator = current();
+      const request: AuthRequest = { headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), connection: socket, gone: () => socket.destroyed };
+      const known = authenticator.peek(request);
+      if (known !== UNDECIDED) {
+        req.subject = known;
+        if (state) {
+          state.identity = 'accepted';
+          state.timings.identity = performance.now() - started;
+        }
+        done();
+        return;
       }
+      authenticator.authenticate(request).then(
+        (subject) => {
+          req.subject = subject;
+          if (state) {
+            state.identity = 'accepted';
+            state.timings.identity = performance.now() - started;
+          }
+          done();
+        },
+        (e: unknown) => {
+          if (state) {
+            state.identity = e instanceof GatewayError && e.code === 'identity_unavailable' ? 'unavailable' : 'rejected';
+            state.timings.identity = performance.now() - started;
+          }
+          done(e as Error);
+        },
+      );
     });
   },
   { name: 'lbac-identity' },

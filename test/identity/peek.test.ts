@@ -1,0 +1,110 @@
+// Authenticator.peek, the synchronous answer for credentials seen before: whenever it
+// answers, authenticate() (the full, asynchronous walk over the sources) must answer the
+// same Subject for the same request; otherwise it must stay out of the way (UNDECIDED).
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
+import { apiKeyProviderSchema, basicProviderSchema, jwtProviderSchema } from '../../src/config/schema.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { Authenticator, createSource, UNDECIDED, type AuthRequest } from '../../src/identity/authenticator.ts';
+import { hashSecret } from '../../src/identity/secrets.ts';
+import type { Subject } from '../../src/policy/decision.ts';
+
+let idpA: TestIssuer;
+let idpB: TestIssuer;
+const requests: Record<string, AuthRequest> = {};
+const API_KEY = 'lbac_peek-key-0123456789abcdefghijklmnop';
+
+async function sources() {
+  return [
+    await createSource(apiKeyProviderSchema.parse({ type: 'apikey', keys: [{ name: 'ci', hash: await hashSecret(API_KEY, { N: 1024 }), subject: { groups: ['team-a'] } }] })),
+    await createSource(jwtProviderSchema.parse({ type: 'jwt', jwksFile: idpA.jwksPath, issuer: idpA.issuer, audience: 'lbac-gateway' })),
+    await createSource(jwtProviderSchema.parse({ type: 'jwt', jwksFile: idpB.jwksPath, issuer: idpB.issuer, audience: 'lbac-gateway' })),
+    await createSource(apiKeyProviderSchema.parse({ type: 'apikey', header: 'X-API-Key', keys: [{ name: 'hdr', hash: await hashSecret('header-key', { N: 1024 }), subject: { groups: ['team-b'] } }] })),
+    await createSource(basicProviderSchema.parse({ type: 'basic', users: [{ username: 'bob', hash: await hashSecret('pw-bob', { N: 1024 }), subject: { groups: ['team-b'] } }] })),
+  ];
+}
+
+beforeAll(async () => {
+  idpA = await createTestIssuer({ issuer: 'https://idp-a.test', audience: 'lbac-gateway', alg: 'ES256' });
+  idpB = await createTestIssuer({ issuer: 'https://idp-b.test', audience: 'lbac-gateway', alg: 'ES256' });
+  const bearer = (t: string): AuthRequest => ({ headers: { authorization: `Bearer ${t}` } });
+  const alice = await idpA.mint({ sub: 'alice', groups: ['team-a'] });
+  const carol = await idpA.mint({ sub: 'carol', groups: ['team-b'] });
+  Object.assign(requests, {
+    alice: bearer(alice),
+    carol: bearer(carol),
+    dave: bearer(await idpB.mint({ sub: 'dave', groups: ['team-b'] })),
+    expired: bearer(await idpA.mint({ sub: 'old', exp: Math.floor(Date.now() / 1000) - 3600 })),
+    otherAudience: bearer(await idpA.mint({ sub: 'aud' }, { audience: 'someone-else' })),
+    forged: bearer(alice.slice(0, -2) + (alice.at(-2) === 'A' ? 'B' : 'A') + alice.at(-1)),
+    apiKey: bearer(API_KEY),
+    wrongKey: bearer('lbac_wrong-key-0123456789abcdefghijklmnop'),
+    headerKey: { headers: { 'x-api-key': 'header-key' } },
+    headerKeyAndAlice: { headers: { 'x-api-key': 'header-key', authorization: `Bearer ${alice}` } },
+    basic: { headers: { authorization: `Basic ${Buffer.from('bob:pw-bob').toString('base64')}` } },
+    basicWrong: { headers: { authorization: `Basic ${Buffer.from('bob:nope').toString('base64')}` } },
+    none: { headers: {} },
+    malformed: { headers: { authorization: 'Bearer a b' } },
+    twoHeaders: { headers: { authorization: `Bearer ${alice}` }, rawHeaders: ['Authorization', `Bearer ${alice}`, 'authorization', `Bearer ${carol}`] },
+  } satisfies Record<string, AuthRequest>);
+});
+
+afterAll(() => {
+  idpA?.cleanup();
+  idpB?.cleanup();
+});
+
+async function outcome(auth: Authenticator, req: AuthRequest): Promise<Subject | number> {
+  try {
+    return await auth.authenticate(req);
+  } catch (e) {
+    if (e instanceof GatewayError) return e.status;
+    throw e;
+  }
+}
+
+describe('Authenticator.peek', () => {
+  it('answers only what authenticate answers, for any sequence of requests on shared or separate connections', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom(...Object.keys(requests)), fc.integer({ min: 0, max: 2 })), { minLength: 1, maxLength: 30 }), async (steps) => {
+        // A fresh authenticator per sequence: every cache starts empty.
+        const auth = new Authenticator(await sources());
+        const connections = [{}, {}, undefined];
+        for (const [name, c] of steps) {
+          const req = { ...(requests[name] as AuthRequest), connection: connections[c] };
+          const peeked = auth.peek(req);
+          const full = await outcome(auth, req);
+          if (peeked !== UNDECIDED) expect(full, `${name}: peek answered, authenticate must agree`).toBe(peeked);
+        }
+      }),
+      { numRuns: 40 },
+    );
+  }, 60_000);
+
+  it('answers a token, key or password accepted before (from the first source that judges it), and nothing else', async () => {
+    const auth = new Authenticator(await sources());
+    for (const name of Object.keys(requests)) expect(auth.peek(requests[name] as AuthRequest), `${name} before any authenticate`).toBe(UNDECIDED);
+    for (const name of Object.keys(requests)) await outcome(auth, requests[name] as AuthRequest);
+    const decided = Object.keys(requests).filter((name) => auth.peek(requests[name] as AuthRequest) !== UNDECIDED);
+    // dave's issuer is the second JWT source's: the first is undecided about his token (not in its cache), so
+    // peek stops there. Without a bearer token the JWT sources judge nothing (undefined), so the header key
+    // behind them is answered; with alice's token as well, the first JWT source answers, as authenticate does.
+    expect(decided.sort()).toEqual(['alice', 'apiKey', 'basic', 'carol', 'headerKey', 'headerKeyAndAlice'].sort());
+    expect(auth.peek(requests['headerKeyAndAlice'] as AuthRequest)).toMatchObject({ sub: 'alice' });
+    expect(auth.peek(requests['alice'] as AuthRequest)).toMatchObject({ sub: 'alice' });
+    expect(auth.peek(requests['headerKey'] as AuthRequest)).toMatchObject({ sub: 'hdr' });
+  });
+
+  it('counts a peeked answer as an accepted request and a cache hit, and an undecided peek as nothing', async () => {
+    const auth = new Authenticator(await sources());
+    const req = requests['alice'] as AuthRequest;
+    expect(auth.peek(req)).toBe(UNDECIDED);
+    await auth.authenticate(req);
+    // The first JWT source looked the token up twice (authenticate, then verify); peek's miss is not counted.
+    expect(auth.cacheStats().get('identity_jwt')).toEqual({ hits: 0, misses: 2, size: 1 });
+    auth.peek(req);
+    expect(auth.stats.accepted['jwt']).toBe(2);
+    expect(auth.cacheStats().get('identity_jwt')).toMatchObject({ hits: 1, misses: 2 });
+  });
+});
