@@ -186,8 +186,14 @@ export function jsonResponseFilter(filter: ResponseFilter): RawResponseFilter {
 /** The filter that applies to a route's answer, if any: a raw filter wins over a JSON one. */
 export function responseFilterOf(route: RouteSpec): RawResponseFilter | undefined {
   if (route.rawResponseFilter !== undefined) return route.rawResponseFilter;
-  return route.responseFilter === undefined ? undefined : jsonResponseFilter(route.responseFilter);
+  if (route.responseFilter === undefined) return undefined;
+  let raw = jsonFilters.get(route.responseFilter);
+  if (raw === undefined) jsonFilters.set(route.responseFilter, (raw = jsonResponseFilter(route.responseFilter)));
+  return raw;
 }
+
+/** Each JSON filter's raw form, made once (asked for on every filtered request). */
+const jsonFilters = new WeakMap<ResponseFilter, RawResponseFilter>();
 
 export interface RouteTable {
   readonly kind: BackendKind;

@@ -7,7 +7,7 @@ import { lokiPolicyHeader } from '../../backends/loki.ts';
 import { FormParams } from '../../backends/form-params.ts';
 import { encodeForwarded, enforceParams, holdParams, mergeParams } from '../../backends/params.ts';
 import { buildinfoVersion, versionProblem } from '../../backends/versions.ts';
-import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import { pathParamProblem, responseFilterOf, upstreamPath, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RawResponseFilter, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision, RequestInfo } from '../../policy/decision.ts';
@@ -618,19 +618,50 @@ function upstreamFailed(r: { send(payload: unknown): unknown }, { error }: { err
   r.send(upstreamFailure(error));
 }
 
-async function forward(
+/**
+ * The route handler. Synchronous unless the request needs to wait for
+ * something first (the upstream's version, a fan-out, a lookup for the
+ * response filter): Fastify then gets a promise, otherwise nothing, and the
+ * reply is sent by reply-from; a handler's promise costs microtask turns on
+ * every request.
+ */
+function forward(
   app: FastifyInstance,
   req: FastifyRequest,
   reply: FastifyReply,
   route: RouteSpec,
   opts: UpstreamPluginOptions,
   lookups?: Lookups,
-): Promise<FastifyReply> {
-  const { upstream } = opts;
+): Promise<FastifyReply> | undefined {
   // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
-  const { decision, path, pathParams, encoded, params, held } = decideAndEnforce(app, req, route, opts);
+  const enforced = decideAndEnforce(app, req, route, opts);
+  const { decision, params } = enforced;
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
+  // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
+  // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
+  // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
+  const filter = decision.unrestricted || route.filters?.(decision.selectors, enforced.pathParams) === false ? undefined : responseFilterOf(route);
+  const waits =
+    (route.minVersion !== undefined && !decision.unrestricted) ||
+    (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) ||
+    (filter !== undefined && route.lookup !== undefined && lookups !== undefined);
+  if (waits) return forwardAfterWaiting(req, reply, route, opts, enforced, filter, lookups);
+  relay(req, reply, route, opts, enforced, filter, undefined);
+  return undefined;
+}
+
+async function forwardAfterWaiting(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  route: RouteSpec,
+  opts: UpstreamPluginOptions,
+  enforced: Enforced,
+  filter: RawResponseFilter | undefined,
+  lookups: Lookups | undefined,
+): Promise<FastifyReply> {
+  const { upstream } = opts;
+  const { decision, path, pathParams, params } = enforced;
   if (route.minVersion !== undefined && !decision.unrestricted) {
     await requireVersion(req, route.endpoint, route.minVersion, decision, opts, lookups);
     if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
@@ -638,12 +669,6 @@ async function forward(
   if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) {
     return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.fanOutPool);
   }
-
-  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
-  // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
-  // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
-  // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
-  const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
   // The lookup carries only what the gateway controls (its answer is shared: lookup-cache.ts), plus the
   // client's Authorization for upstreams that get it (never shared). The client may leave while it runs.
   const lookup =
@@ -651,6 +676,22 @@ async function forward(
       ? await lookupAnswer(route.lookup, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders, ownedHeaders(req)), upstream, lookups)
       : undefined;
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
+  return relay(req, reply, route, opts, enforced, filter, lookup);
+}
+
+/** Sends the enforced request upstream and relays (or filters) its answer. */
+function relay(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  route: RouteSpec,
+  opts: UpstreamPluginOptions,
+  enforced: Enforced,
+  filter: RawResponseFilter | undefined,
+  lookup: unknown,
+): FastifyReply {
+  const { upstream } = opts;
+  const { decision, path, pathParams, encoded, held } = enforced;
+  const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
   // A filtered answer is read whole and re-serialised: ask for it uncompressed.
   if (filter !== undefined) headers['accept-encoding'] = 'identity';
   const source = upstream.pathPrefix + path;
