@@ -435,7 +435,7 @@ export const providerSchema = z.discriminatedUnion('type', [
 
 export const identitySchema = z
   .strictObject({
-    providers: z.array(providerSchema).min(1).describe('Identity sources, tried in order (see docs/identity.md).'),
+    providers: z.array(providerSchema).min(1).describe('Identity sources, tried in order, except that introspection sources (which send the credential to the provider) come after all the others (see docs/identity.md).'),
   })
   .describe('How requests are authenticated.');
 
