@@ -359,7 +359,11 @@ export const grafanaProviderSchema = z
     maxTokenBytes: z.number().int().positive().default(16 * 1024),
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000),
-    claims: claimsSchema.default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles', trustUsername: false }),
+    claims: claimsSchema
+      .default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles', trustUsername: false })
+      .describe(
+        'Where to find identity attributes in the ID token (dotted paths). Without a claims block, username is read from Grafana\'s "username" claim; a claims block gives every key it leaves out the defaults below (username: "preferred_username", not Grafana\'s claim), so set username: username in it.',
+      ),
   })
   .describe('Grafana\'s signed ID token (X-Grafana-Id); subject.grafanaOrg is the org id from "aud".');
 
