@@ -237,7 +237,7 @@ export const claimsSchema = z
     subject: z.string().default('sub'),
     username: z.string().default('preferred_username'),
     email: z.string().default('email'),
-    groups: z.string().default('groups').describe('Dotted claim path; arrays, space-separated strings and arrays of {name} objects are accepted.'),
+    groups: z.string().default('groups').describe('Dotted claim path; an array of strings, an array of objects (each named by its name, value or id), or one string, which is one group (only a scope or scp claim is split on spaces).'),
     roles: z.string().default('roles'),
     trustUsername: z
       .boolean()
