@@ -42,7 +42,9 @@ function rows(s: Js, prefix: string, out: string[]): void {
   for (const [key, child] of Object.entries(props)) {
     const path = `${prefix}${key}`;
     const inner = child.type === 'array' && child.items ? child.items : child;
-    const def = child.default === undefined || typeof child.default === 'object' ? '' : `\`${JSON.stringify(child.default)}\``;
+    // Scalars and non-empty lists of scalars (e.g. algorithms, orgs); objects and empty lists say nothing a reader needs.
+    const shown = typeof child.default !== 'object' || (Array.isArray(child.default) && child.default.length > 0 && child.default.every((d) => typeof d !== 'object'));
+    const def = child.default === undefined || child.default === null || !shown ? '' : `\`${JSON.stringify(child.default)}\``;
     const req = required.has(key) && child.default === undefined ? 'yes' : '';
     const desc = (child.description ?? inner.description ?? '').replace(/\|/g, '\\|');
     out.push(`| \`${path}\` | ${typeOf(child)} | ${req} | ${def} | ${desc} |`);

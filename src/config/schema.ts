@@ -237,7 +237,7 @@ export const claimsSchema = z
     subject: z.string().default('sub'),
     username: z.string().default('preferred_username'),
     email: z.string().default('email'),
-    groups: z.string().default('groups').describe('Dotted claim path; arrays, space-separated strings and arrays of {name} objects are accepted.'),
+    groups: z.string().default('groups').describe('Dotted claim path; an array of strings, an array of objects (each named by its name, value or id), or one string, which is one group (only a scope or scp claim is split on spaces).'),
     roles: z.string().default('roles'),
     trustUsername: z
       .boolean()
@@ -359,7 +359,11 @@ export const grafanaProviderSchema = z
     maxTokenBytes: z.number().int().positive().default(16 * 1024),
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000),
-    claims: claimsSchema.default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles', trustUsername: false }),
+    claims: claimsSchema
+      .default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles', trustUsername: false })
+      .describe(
+        'Where to find identity attributes in the ID token (dotted paths). Without a claims block, username is read from Grafana\'s "username" claim; a claims block gives every key it leaves out the defaults below (username: "preferred_username", not Grafana\'s claim), so set username: username in it.',
+      ),
   })
   .describe('Grafana\'s signed ID token (X-Grafana-Id); subject.grafanaOrg is the org id from "aud".');
 
@@ -435,7 +439,7 @@ export const providerSchema = z.discriminatedUnion('type', [
 
 export const identitySchema = z
   .strictObject({
-    providers: z.array(providerSchema).min(1).describe('Identity sources, tried in order (see docs/identity.md).'),
+    providers: z.array(providerSchema).min(1).describe('Identity sources, tried in order, except that introspection sources (which send the credential to the provider) come after all the others (see docs/identity.md).'),
   })
   .describe('How requests are authenticated.');
 
