@@ -248,6 +248,9 @@ export const claimsSchema = z
   })
   .describe('Where to find identity attributes in verified claims (dotted paths).');
 
+/** Grafana's ID token names the login "username", not OIDC's preferred_username: the default also when a claims block leaves it out. */
+const grafanaClaimsSchema = claimsSchema.extend({ username: z.string().default('username') });
+
 const algorithmsSchema = z
   .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
   .min(1)
@@ -359,11 +362,9 @@ export const grafanaProviderSchema = z
     maxTokenBytes: z.number().int().positive().default(16 * 1024),
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000),
-    claims: claimsSchema
-      .default({ subject: 'sub', username: 'username', email: 'email', groups: 'groups', roles: 'roles', trustUsername: false })
-      .describe(
-        'Where to find identity attributes in the ID token (dotted paths). Without a claims block, username is read from Grafana\'s "username" claim; a claims block gives every key it leaves out the defaults below (username: "preferred_username", not Grafana\'s claim), so set username: username in it.',
-      ),
+    claims: grafanaClaimsSchema
+      .default(grafanaClaimsSchema.parse({}))
+      .describe('Where to find identity attributes in the ID token (dotted paths); username is Grafana\'s "username" claim unless set.'),
   })
   .describe('Grafana\'s signed ID token (X-Grafana-Id); subject.grafanaOrg is the org id from "aud".');
 

@@ -207,6 +207,11 @@ describe('grafana ID token source', () => {
     expect(s).toMatchObject({ sub: 'user:7', username: 'alice', auth: 'grafana', grafanaOrg: 3 });
     expect(s.claims['grafana_org']).toBe(3);
   });
+  it('a claims block that leaves username out (e.g. only trustUsername) still reads Grafana\'s "username" claim', async () => {
+    const trusting = new Authenticator([await createSource(grafanaProviderSchema.parse({ type: 'grafana', url: grafanaUrl, orgs: [3], claims: { trustUsername: true } }))]);
+    const s = await trusting.authenticate({ headers: { 'x-grafana-id': await idToken('org:3', { preferred_username: 'mallory' }) } });
+    expect(s).toMatchObject({ sub: 'user:7', username: 'alice', usernameTrusted: true });
+  });
   it('rejects an ID token for another org', async () => {
     expect(await status(auth, { headers: { 'x-grafana-id': await idToken('org:2') } })).toBe(401);
     expect(await status(auth, { headers: { 'x-grafana-id': await idToken(['org:1', 'org:3']) } })).toBe(401);
