@@ -210,6 +210,28 @@ describe('request hygiene', () => {
     }
   });
 
+  it('a fan-out refused because its extra upstream requests do not fit is counted as shed (concurrency)', async () => {
+    const own = await startUpstream();
+    own.answer = (path, params) => (path === '/api/v1/query' && params.get('query')?.endsWith('[5m]') === true ? [200, '{"status":"success","data":{"resultType":"matrix","result":[]}}'] : undefined);
+    SUBJECTS['olga'] = { sub: 'u-olga', username: 'olga', groups: ['team-o'], roles: [], auth: 'fake', claims: {} };
+    const app = await testApp(testConfig(own.url, '  team-o: { groups: [team-o], selectors: [{ namespace: "~team-a-.*" }, { job: api }] }\n'));
+    try {
+      own.delayMs = 300;
+      // alice holds one of maxConcurrent's 2 slots; olga's request needs both.
+      const slow = app.app.inject({ url: query('up'), headers: bearer('alice') });
+      while (own.requests.length < 1) await new Promise((r) => setTimeout(r, 5));
+      const fanned = await app.app.inject({ url: query('up[5m]'), headers: bearer('olga') });
+      expect(fanned.statusCode).toBe(503);
+      expect(fanned.headers['retry-after']).toBe('1');
+      expect(await app.metrics.registry.metrics()).toMatch(/lbac_gateway_shed_requests_total\{reason="concurrency"\} 1/);
+      expect((await slow).statusCode).toBe(200);
+    } finally {
+      delete SUBJECTS['olga'];
+      await app.app.close();
+      await own.close();
+    }
+  });
+
   it('the audit line names the data revision its decision ran on, not the one current when the answer ends', async () => {
     const own = await startUpstream();
     let revision = 'before-reload';

@@ -100,7 +100,13 @@ export const limitsPlugin = fp<LimitsOptions>(
       takeExtra(name: string, n: number, reply: FastifyReply): boolean {
         if (n <= 0) return true;
         const max = limits.get(name);
-        if (max !== undefined && (inflight.get(name) ?? 0) + n > max) return false;
+        if (max !== undefined && (inflight.get(name) ?? 0) + n > max) {
+          // Shed like a request refused at its own slot (preHandler above): counted, and named in its audit line.
+          const state = reply.request.lbac;
+          if (state !== null && state !== undefined) state.shed = 'concurrency';
+          opts.metrics?.shed.inc({ reason: 'concurrency' });
+          return false;
+        }
         return hold(name, n, reply);
       },
     });
