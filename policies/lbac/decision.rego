@@ -59,6 +59,14 @@ decision := {
 	count(granting_teams) > 0
 } else := {
 	"allow": false,
+	"reason": concat("", ["team ", requested_team_name, " does not grant this subject access to upstream ", upstream_name]),
+	"unrestricted": false,
+	"selectors": [],
+	"headers": {},
+} if {
+	has_key(input.request, "team")
+} else := {
+	"allow": false,
 	"reason": concat("", ["no team grants access to upstream ", upstream_name]),
 	"unrestricted": false,
 	"selectors": [],
@@ -114,10 +122,23 @@ admin_headers := string_values(data.lbac.admins.headers)
 # everything", so it is never produced (fail closed).
 granting_teams contains name if {
 	some name, team in as_object(data.lbac.teams)
+	selected(name)
 	member(team)
 	covers_upstream(team)
 	some _ in team_alternatives(team)
 }
+
+# A request may name the team it acts as (header X-Lbac-Team, input.request.team):
+# then that team alone may grant, so a member of teams on different tenants
+# picks one per request instead of being refused. It can only narrow: the
+# subject must still be a member. A team that is not a string selects nothing.
+selected(_) if not has_key(input.request, "team")
+
+selected(name) if input.request.team == name
+
+default requested_team_name := "(not a string)"
+
+requested_team_name := input.request.team if is_string(input.request.team)
 
 member(team) if {
 	some g in as_array(team.groups)

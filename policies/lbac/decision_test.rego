@@ -143,6 +143,51 @@ test_teams_with_different_tenants_and_selectors_denied if {
 	startswith(d.reason, "teams team-a,team-b set different headers")
 }
 
+# --- the team a request names (X-Lbac-Team → input.request.team) ------------------------
+
+with_team(req, team) := object.union(req, {"team": team})
+
+# A member of teams on different tenants picks one per request: that team's selectors and tenant only.
+test_requested_team_alone_grants if {
+	both := subject({"groups": ["team-b", "team-a"]})
+	decide(cfg, both, with_team(metrics, "team-b")) == {
+		"allow": true,
+		"reason": "teams: team-b",
+		"unrestricted": false,
+		"selectors": [
+			[{"name": "env", "op": "!=", "value": "prod"}, {"name": "namespace", "op": "=", "value": "shared"}],
+			[{"name": "namespace", "op": "=", "value": "team-b"}],
+		],
+		"headers": {"X-Scope-OrgID": "tenant-b"},
+	}
+	a := decide(cfg, both, with_team(metrics, "team-a"))
+	a.selectors == [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]]
+	a.headers == {"X-Scope-OrgID": "tenant-a"}
+}
+
+# Naming a team never widens: not a member, an unknown team, a team not covering the upstream,
+# or a team that is not a string is a deny that names the team.
+test_requested_team_must_grant if {
+	d := decide(cfg, subject({"groups": ["team-a"]}), with_team(metrics, "team-b"))
+	not d.allow
+	d.reason == "team team-b does not grant this subject access to upstream metrics"
+	d.selectors == []
+	d.headers == {}
+	not decide(cfg, subject({"groups": ["team-a"]}), with_team(metrics, "team-c")).allow
+	not decide(cfg, subject({"groups": ["team-b"]}), with_team(logs, "team-b")).allow
+	n := decide(cfg, subject({"groups": ["team-a"]}), with_team(metrics, ["team-a"]))
+	not n.allow
+	n.reason == "team (not a string) does not grant this subject access to upstream metrics"
+	not decide(cfg, subject({"groups": ["team-a"]}), with_team(metrics, null)).allow
+}
+
+# A member of one team naming it gets what the team grants anyway; admins stay unrestricted.
+test_requested_team_same_as_without if {
+	alice := subject({"groups": ["team-a"]})
+	decide(cfg, alice, with_team(metrics, "team-a")) == decide(cfg, alice, metrics)
+	decide(cfg, subject({"groups": ["admins"]}), with_team(metrics, "team-a")).unrestricted
+}
+
 # A headerless team and a team with a tenant: the headerless team's selectors would read that tenant.
 test_headerless_team_and_tenant_team_denied if {
 	c := json.patch(cfg, [{"op": "remove", "path": "/teams/team-a/headers"}])

@@ -98,7 +98,7 @@ function teamTenantConflicts(teams: GatewayConfig['policyData']['teams']): strin
       const meet = ta.upstreams.includes('*') || tb.upstreams.includes('*') || ta.upstreams.some((u) => tb.upstreams.includes(u));
       if (shared.length === 0 || !meet || headerSet(ta.headers) === headerSet(tb.headers) || selectorSet(ta.selectors) === selectorSet(tb.selectors)) continue;
       out.push(
-        `teams ${a} and ${b} share ${shared.join(', ')} but set different headers (tenants) and different selectors: requests of their common members are denied (one request's selectors would apply in both tenants).`,
+        `teams ${a} and ${b} share ${shared.join(', ')} but set different headers (tenants) and different selectors: requests of their common members are denied (one request's selectors would apply in both tenants) unless they name one team with X-Lbac-Team (e.g. one Grafana datasource per team).`,
       );
     }
   }

@@ -44,7 +44,9 @@ export class DecisionCache {
     // built once, and the same string object (its hash cached) is looked up every time.
     const known = frozenRequestKeys.get(r);
     if (known !== undefined) return known;
-    const key = `${r.upstream}\u0000${r.kind}\u0000${r.endpoint}\u0000${r.method}\u0000${r.path}`;
+    // The team is part of the shape (a decision for one team is never another's, nor one for no team),
+    // written before the path with its length, so no path can pass for a team.
+    const key = `${r.upstream}\u0000${r.kind}\u0000${r.endpoint}\u0000${r.method}\u0000${r.team === undefined ? '-' : `${r.team.length}:${r.team}`}${r.path}`;
     if (Object.isFrozen(r)) frozenRequestKeys.set(r, key);
     return key;
   }

@@ -45,6 +45,13 @@ export interface RequestInfo {
   endpoint: string;
   method: string;
   path: string;
+  /**
+   * The team the client asked to act as (header `X-Lbac-Team`), when it did:
+   * the default policy then grants that team alone (a member of teams on
+   * different tenants picks one per request, e.g. one Grafana datasource per
+   * team). Absent when the client named none.
+   */
+  team?: string;
 }
 
 export interface DecisionInput {

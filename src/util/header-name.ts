@@ -8,6 +8,12 @@ export function headerKey(name: string): string {
   return lower.includes('_') ? lower.replace(/_/g, '-') : lower;
 }
 
+/**
+ * The header a client names the team it acts as with (RequestInfo.team).
+ * Read by the gateway, never forwarded.
+ */
+export const TEAM_HEADER = 'x-lbac-team';
+
 /** An HTTP header name (RFC 9110 token). */
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 

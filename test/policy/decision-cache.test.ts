@@ -20,6 +20,32 @@ describe('decision cache', () => {
     expect(engine.decisionCache.misses).toBe(3);
   });
 
+  it('the requested team is part of the key: no team, each team and any path stay apart', () => {
+    const r = { upstream: 'p', kind: 'prometheus' as const, endpoint: 'query', method: 'GET' };
+    const keys = [
+      { ...r, path: '/x' },
+      { ...r, path: '/x', team: 'a' },
+      { ...r, path: '/x', team: 'b' },
+      { ...r, path: '/x', team: 'a/x' },
+      { ...r, path: 'a/x', team: '' },
+      { ...r, path: '1:a/x' },
+      { ...r, path: '-/x' },
+      { ...r, path: '/x', team: '-' },
+    ].map((request) => DecisionCache.key({ subject: subject(), request }));
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  it('a decision for one team is not served for another or for none', async () => {
+    const engine = await PolicyEngine.fromFile(wasm, { lbac: { admins: {}, teams: { a: { groups: ['a'], selectors: [[{ name: 'namespace', op: '=', value: 'x' }]] } }, attributes: {} } });
+    const s = subject();
+    const asked = (team?: string): DecisionInput => ({ subject: s, request: { ...input(s).request, ...(team === undefined ? {} : { team }) } });
+    expect(engine.evaluate(asked('a')).allow).toBe(true);
+    expect(engine.evaluate(asked('b')).allow).toBe(false);
+    expect(engine.evaluate(asked()).allow).toBe(true);
+    expect(engine.evaluate(asked('b')).allow).toBe(false);
+    expect(engine.decisionCache.hits).toBe(1);
+  });
+
   it('new data clears it: the next decision follows the new data', async () => {
     const engine = await PolicyEngine.fromFile(wasm, teams('x'));
     const s = subject();

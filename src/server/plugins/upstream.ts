@@ -12,7 +12,7 @@ import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision, RequestInfo } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
-import { headerKey } from '../../util/header-name.ts';
+import { BAD_HEADER_VALUE_CHAR, headerKey, TEAM_HEADER } from '../../util/header-name.ts';
 import { filterAnswer, mergeAnswers } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
 import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
@@ -52,6 +52,8 @@ const DROPPED_HEADERS = [
   'host',
   // The gateway forwards its own re-encoding of the form, never the client's bytes.
   'content-encoding',
+  // The gateway's own: the team the client acts as (decision input), not the upstream's business.
+  TEAM_HEADER,
   // Loki's internal switch that turns off every pipeline wrapper a deployment installed for its queries.
   'x-loki-disable-pipeline-wrappers',
   // Read by some proxies and frameworks in front of a backend as the real path or method: the gateway
@@ -335,20 +337,43 @@ const HTTP_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const;
 const requestInfos = new WeakMap<ResolvedUpstream, Map<RouteSpec, Map<string, Map<string, RequestInfo>>>>();
 const MAX_REQUEST_INFOS_PER_ROUTE = 256;
 
-function requestInfoOf(upstream: ResolvedUpstream, kind: RouteTable['kind'], route: RouteSpec, method: string, path: string): RequestInfo {
+function requestInfoOf(upstream: ResolvedUpstream, kind: RouteTable['kind'], route: RouteSpec, method: string, path: string, team: string | undefined): RequestInfo {
   let byRoute = requestInfos.get(upstream);
   if (byRoute === undefined) requestInfos.set(upstream, (byRoute = new Map()));
   let byMethod = byRoute.get(route);
   if (byMethod === undefined) byRoute.set(route, (byMethod = new Map()));
   let byPath = byMethod.get(method);
   if (byPath === undefined) byMethod.set(method, (byPath = new Map()));
-  let info = byPath.get(path);
+  // Keyed by path and team, unambiguously (the team's length ends it; paths may hold any character).
+  const key = team === undefined ? `-${path}` : `${team.length}:${team}${path}`;
+  let info = byPath.get(key);
   if (info === undefined) {
     if (byPath.size >= MAX_REQUEST_INFOS_PER_ROUTE) byPath.clear();
-    info = Object.freeze({ upstream: upstream.name, kind, endpoint: route.endpoint, method, path });
-    byPath.set(path, info);
+    info = Object.freeze(team === undefined ? { upstream: upstream.name, kind, endpoint: route.endpoint, method, path } : { upstream: upstream.name, kind, endpoint: route.endpoint, method, path, team });
+    byPath.set(key, info);
   }
   return info;
+}
+
+/** Longest team name a client may ask for (config keys are longer only in theory). */
+const MAX_TEAM_CHARS = 256;
+
+/**
+ * The team the client asks to act as (TEAM_HEADER), or undefined; a malformed
+ * one is refused (400), as is a repeated one (Node joins repeats with ", ",
+ * which would read as one team's name: the raw header lines show them).
+ */
+export function requestedTeam(headers: IncomingHttpHeaders, rawHeaders: readonly string[], language: string): string | undefined {
+  const raw = headers[TEAM_HEADER];
+  if (raw === undefined) return undefined;
+  let lines = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).toLowerCase() === TEAM_HEADER) lines++;
+  if (Array.isArray(raw) || lines > 1) throw new QueryError(language, `more than one ${TEAM_HEADER} header`);
+  const team = raw.trim();
+  if (team === '' || team.length > MAX_TEAM_CHARS || BAD_HEADER_VALUE_CHAR.test(team)) {
+    throw new QueryError(language, `${TEAM_HEADER} must name one team (1 to ${MAX_TEAM_CHARS} characters)`);
+  }
+  return team;
 }
 
 /** What the shared front half of every route established: the decision and the parameters to forward. */
@@ -381,7 +406,7 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
     if (problem !== undefined) throw new QueryError(language, problem);
   }
   const path = upstreamPath(route, pathParams);
-  const request = requestInfoOf(upstream, table.kind, route, req.method, path);
+  const request = requestInfoOf(upstream, table.kind, route, req.method, path, requestedTeam(req.headers, req.raw.rawHeaders, language));
   const decideStartedAt = performance.now(); // lbac: policy stage timing
   const decision = app.decide({ subject, request });
   noteDecision(req, request, decision, decideStartedAt); // lbac: audit + metrics (src/server/request-state.ts)
