@@ -1,7 +1,7 @@
 import type { GrafanaProviderConfig } from '../config/schema.ts';
 import type { Subject } from '../policy/decision.ts';
 import { InvalidTokenError, JwtVerifier, remoteKeySet } from './jwt.ts';
-import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
+import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 
 const ORG_AUD = /^org:(\d+)$/;
 
@@ -50,6 +50,14 @@ export class GrafanaSource implements IdentitySource {
 
   cacheStats(): IdentityCacheStats {
     return this.#verifier.cacheStats();
+  }
+
+  /** `authenticate`'s answer without waiting: no ID token header, or a token verified before (IdentitySource.peek). */
+  peek(creds: Credentials): Subject | undefined | typeof UNDECIDED {
+    const raw = creds.headers[this.#header];
+    if (raw === undefined || raw === '') return undefined;
+    if (Array.isArray(raw)) return UNDECIDED;
+    return this.#verifier.peekToken(raw.trim());
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

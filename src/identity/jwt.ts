@@ -248,6 +248,12 @@ export class JwtVerifier implements IdentitySource {
     return this.#cache.peek(creds.bearerDigest?.() ?? tokenDigest(token)) ?? UNDECIDED;
   }
 
+  /** `verify(token)`'s Subject when the token was verified before and is still cached, else UNDECIDED. */
+  peekToken(token: string): Subject | typeof UNDECIDED {
+    if (token.length > this.options.maxTokenBytes || !JwtVerifier.looksLikeJwt(token)) return UNDECIDED;
+    return this.#cache.peek(tokenDigest(token)) ?? UNDECIDED;
+  }
+
   async authenticate(creds: Credentials): Promise<Subject | undefined> {
     const token = creds.bearer;
     if (token === undefined) return undefined;

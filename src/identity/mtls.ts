@@ -4,7 +4,7 @@ import type { MtlsProviderConfig } from '../config/schema.ts';
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError } from './jwt.ts';
-import type { ClientCertificate, Credentials, IdentityCacheStats, IdentitySource, TlsInfo } from './source.ts';
+import { UNDECIDED, type ClientCertificate, type Credentials, type IdentityCacheStats, type IdentitySource, type TlsInfo } from './source.ts';
 
 /** Subject-alternative-name entries as Node prints them: `DNS:a, URI:spiffe://x, email:"quoted, value"`. */
 const SAN_ENTRY = /(DNS|URI|email|IP Address|DirName|othername|Registered ID):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g;
@@ -110,6 +110,15 @@ export class MtlsSource implements IdentitySource {
 
   cacheStats(): IdentityCacheStats {
     return { cache: 'identity_mtls', hits: this.#subjects.hits, misses: this.#subjects.misses, size: this.#subjects.size };
+  }
+
+  /** `authenticate`'s answer without waiting: no client certificate, or one mapped before (IdentitySource.peek). */
+  peek(creds: Credentials): Subject | undefined | typeof UNDECIDED {
+    const tls = creds.tls;
+    if (tls === undefined) return undefined;
+    if (!tls.authorized || tls.certificate === undefined) return tls.error !== undefined ? UNDECIDED : undefined;
+    const fingerprint = tls.certificate.fingerprint256;
+    return (fingerprint === '' ? undefined : this.#subjects.peek(fingerprint)) ?? UNDECIDED;
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {

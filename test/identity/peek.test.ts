@@ -3,8 +3,10 @@
 // same Subject for the same request; otherwise it must stay out of the way (UNDECIDED).
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { startJwksServer, type JwksServer } from '../../e2e/harness/jwks-server.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
-import { apiKeyProviderSchema, basicProviderSchema, jwtProviderSchema } from '../../src/config/schema.ts';
+import { apiKeyProviderSchema, basicProviderSchema, grafanaProviderSchema, jwtProviderSchema, mtlsProviderSchema } from '../../src/config/schema.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { Authenticator, createSource, UNDECIDED, type AuthRequest } from '../../src/identity/authenticator.ts';
 import { hashSecret } from '../../src/identity/secrets.ts';
@@ -12,6 +14,9 @@ import type { Subject } from '../../src/policy/decision.ts';
 
 let idpA: TestIssuer;
 let idpB: TestIssuer;
+let grafana: TestIssuer;
+let grafanaKeys: JwksServer;
+const GRAFANA_URL = 'https://grafana.peek.test';
 const requests: Record<string, AuthRequest> = {};
 const API_KEY = 'lbac_peek-key-0123456789abcdefghijklmnop';
 
@@ -22,13 +27,23 @@ async function sources() {
     await createSource(jwtProviderSchema.parse({ type: 'jwt', jwksFile: idpB.jwksPath, issuer: idpB.issuer, audience: 'lbac-gateway' })),
     await createSource(apiKeyProviderSchema.parse({ type: 'apikey', header: 'X-API-Key', keys: [{ name: 'hdr', hash: await hashSecret('header-key', { N: 1024 }), subject: { groups: ['team-b'] } }] })),
     await createSource(basicProviderSchema.parse({ type: 'basic', users: [{ username: 'bob', hash: await hashSecret('pw-bob', { N: 1024 }), subject: { groups: ['team-b'] } }] })),
+    await createSource(grafanaProviderSchema.parse({ type: 'grafana', url: GRAFANA_URL, jwksUrl: grafanaKeys.url, orgs: [1] })),
+    await createSource(mtlsProviderSchema.parse({ type: 'mtls' })),
   ];
 }
 
 beforeAll(async () => {
   idpA = await createTestIssuer({ issuer: 'https://idp-a.test', audience: 'lbac-gateway', alg: 'ES256' });
   idpB = await createTestIssuer({ issuer: 'https://idp-b.test', audience: 'lbac-gateway', alg: 'ES256' });
+  grafana = await createTestIssuer({ issuer: GRAFANA_URL, audience: 'org:1', alg: 'ES256' });
+  grafanaKeys = await startJwksServer(() => readFileSync(grafana.jwksPath));
   const bearer = (t: string): AuthRequest => ({ headers: { authorization: `Bearer ${t}` } });
+  const grafanaId = await grafana.mint({ sub: 'user:7', username: 'gina' });
+  const tls = (fingerprint256: string, authorized = true): AuthRequest['tls'] => ({
+    authorized,
+    error: authorized ? undefined : 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    certificate: { cn: 'svc', ou: ['team-a'], o: [], email: [], dns: [], uri: [], sanEmail: [], issuerCN: 'CA', serialNumber: '01', fingerprint256, validTo: new Date(Date.now() + 3_600_000).toUTCString() },
+  });
   const alice = await idpA.mint({ sub: 'alice', groups: ['team-a'] });
   const carol = await idpA.mint({ sub: 'carol', groups: ['team-b'] });
   Object.assign(requests, {
@@ -47,12 +62,20 @@ beforeAll(async () => {
     none: { headers: {} },
     malformed: { headers: { authorization: 'Bearer a b' } },
     twoHeaders: { headers: { authorization: `Bearer ${alice}` }, rawHeaders: ['Authorization', `Bearer ${alice}`, 'authorization', `Bearer ${carol}`] },
+    grafanaId: { headers: { 'x-grafana-id': grafanaId } },
+    grafanaOtherOrg: { headers: { 'x-grafana-id': await grafana.mint({ sub: 'user:8' }, { audience: 'org:2' }) } },
+    grafanaTwice: { headers: { 'x-grafana-id': [grafanaId, grafanaId] } },
+    cert: { headers: {}, tls: tls('F1') },
+    certUnverified: { headers: {}, tls: tls('F2', false) },
+    certAndGrafana: { headers: { 'x-grafana-id': grafanaId }, tls: tls('F1') },
   } satisfies Record<string, AuthRequest>);
 });
 
-afterAll(() => {
+afterAll(async () => {
   idpA?.cleanup();
   idpB?.cleanup();
+  grafana?.cleanup();
+  await grafanaKeys?.close();
 });
 
 async function outcome(auth: Authenticator, req: AuthRequest): Promise<Subject | number> {
@@ -90,7 +113,11 @@ describe('Authenticator.peek', () => {
     // dave's issuer is the second JWT source's: the first is undecided about his token (not in its cache), so
     // peek stops there. Without a bearer token the JWT sources judge nothing (undefined), so the header key
     // behind them is answered; with alice's token as well, the first JWT source answers, as authenticate does.
-    expect(decided.sort()).toEqual(['alice', 'apiKey', 'basic', 'carol', 'headerKey', 'headerKeyAndAlice'].sort());
+    expect(decided.sort()).toEqual(['alice', 'apiKey', 'basic', 'carol', 'cert', 'certAndGrafana', 'grafanaId', 'headerKey', 'headerKeyAndAlice'].sort());
+    expect(auth.peek(requests['grafanaId'] as AuthRequest)).toMatchObject({ sub: 'user:7', auth: 'grafana' });
+    // The Grafana source comes before mTLS in this config: its token answers.
+    expect(auth.peek(requests['certAndGrafana'] as AuthRequest)).toMatchObject({ sub: 'user:7' });
+    expect(auth.peek(requests['cert'] as AuthRequest)).toMatchObject({ sub: 'svc', auth: 'mtls' });
     expect(auth.peek(requests['headerKeyAndAlice'] as AuthRequest)).toMatchObject({ sub: 'alice' });
     expect(auth.peek(requests['alice'] as AuthRequest)).toMatchObject({ sub: 'alice' });
     expect(auth.peek(requests['headerKey'] as AuthRequest)).toMatchObject({ sub: 'hdr' });
