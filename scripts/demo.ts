@@ -29,6 +29,7 @@ const USERS = [
   { name: 'alice', env: 'ALICE', groups: ['team-a'], sees: 'team-a namespaces (team-a-.*)' },
   { name: 'bob', env: 'BOB', groups: ['team-b'], sees: 'team-b namespaces (team-b-.*)' },
   { name: 'carol', env: 'CAROL', groups: ['admins'], sees: 'everything (admin, no rewriting)' },
+  { name: 'dana', env: 'DANA', groups: ['team-a', 'team-b'], sees: 'one team per request, named by X-Lbac-Team (the teams are on different tenants); 403 without it' },
 ] as const;
 
 function log(msg: string): void {
@@ -165,6 +166,21 @@ async function runSmoke(gw: string, tokens: Record<string, string>): Promise<Che
   }
 
   {
+    const r = await call(q(QUERY), tokens['dana']);
+    add('dana (team-a and team-b, different tenants) without X-Lbac-Team → 403', r.status === 403, `HTTP ${r.status} ${short(r.text, 160)}`);
+  }
+
+  for (const team of ['team-a', 'team-b'] as const) {
+    const r = await call(q(QUERY), tokens['dana'], { 'X-Lbac-Team': team });
+    const ns = resultNamespaces(r.body);
+    add(
+      `dana with "X-Lbac-Team: ${team}" sees only ${TEAM_NAMESPACES[team].join(', ')}`,
+      r.status === 200 && sameSet(ns, TEAM_NAMESPACES[team]),
+      `HTTP ${r.status}, namespaces: ${ns?.join(', ') ?? short(r.text)}`,
+    );
+  }
+
+  {
     const r = await call(q(QUERY), undefined);
     add('no token → 401', r.status === 401, `HTTP ${r.status} ${short(r.text, 160)}`);
   }
@@ -209,16 +225,19 @@ function printBanner(opts: {
   lines.push(`export GW=${opts.gw}`);
   for (const u of USERS) lines.push(`export ${u.env}=${opts.tokens[u.name]}`);
   lines.push('', '# 1. The same query, three users, three answers (pipe to jq for readability):');
-  for (const u of USERS) lines.push(curl(u.env, '/api/v1/query', { query: QUERY }));
+  for (const u of USERS) if (u.name !== 'dana') lines.push(curl(u.env, '/api/v1/query', { query: QUERY }));
   lines.push('', '# 2. Label values are filtered too (Grafana dropdowns):');
   lines.push(curl('ALICE', '/api/v1/label/namespace/values', {}));
   lines.push(curl('BOB', '/api/v1/label/namespace/values', {}));
   lines.push('', '# 3. Spoofing does not help: the client X-Scope-OrgID is dropped, explicit matchers stay ANDed:');
   lines.push(curl('ALICE', '/api/v1/query', { query: QUERY }, ' -H "X-Scope-OrgID: tenant-b"'));
   lines.push(curl('ALICE', '/api/v1/query', { query: 'up{namespace="team-b-db"}' }));
-  lines.push('', '# 4. No token → 401:');
+  lines.push('', '# 4. dana is in both teams, which read different tenants: she names one per request (403 without):');
+  lines.push(curl('DANA', '/api/v1/query', { query: QUERY }));
+  lines.push(curl('DANA', '/api/v1/query', { query: QUERY }, ' -H "X-Lbac-Team: team-b"'));
+  lines.push('', '# 5. No token → 401:');
   lines.push(curl('', '/api/v1/query', { query: 'up' }).replace('curl -s', 'curl -s -i'));
-  lines.push('', '# 5. A query the gateway cannot parse is never forwarded → 400:');
+  lines.push('', '# 6. A query the gateway cannot parse is never forwarded → 400:');
   lines.push(curl('ALICE', '/api/v1/query', { query: 'sum(rate(http_requests_total[5m])' }));
   lines.push('', `# Compare with Prometheus itself (no access control): curl -s -G ${opts.prom.url}/api/v1/query --data-urlencode ${sq(`query=${QUERY}`)}`);
   lines.push('', 'Stop with Ctrl-C.', hr, '');
