@@ -53,6 +53,9 @@ beforeAll(async () => {
       : path.endsWith('/search/tags')
       ? // The tag names of the spans q selects (here: by namespace), as Tempo's v2 tag API answers.
         json({ scopes: [{ name: 'resource', tags: req.params.get('q')?.includes('"y"') ? ['k8s.cluster.name', 'y.only'] : ['service.name'] }], metrics: { inspectedBytes: '5' } })
+      : path.startsWith('/api/metrics/')
+      ? // A TraceQL metrics answer with Tempo's counters of the data it read (the whole tenant's).
+        json({ series: [{ labels: [], samples: [{ timestampMs: '1000', value: 1 }] }], metrics: { inspectedBytes: '987654', inspectedSpans: '31' } })
       : json({ traces: [], metrics: {} }),
   );
   idp = await createTestIssuer({ issuer: 'https://idp.routes', audience: 'lbac-gateway', alg: 'ES256' });
@@ -194,6 +197,16 @@ describe('Tempo routes', () => {
     await get(`/tempo/api/metrics/query_range?q=${encodeURIComponent('{ } | rate()')}`, 'dana');
     const q = tempo.requests.at(-1)!.params.get('q')!;
     expect(q).toBe('{ (resource.k8s.cluster.name = "z" && resource.k8s.namespace.name = "y") || (resource.k8s.namespace.name = "x") } | rate()');
+  });
+
+  it('TraceQL metrics answers lose Tempo\'s counters of the data read; a JSON-filtered answer is asked for in JSON', async () => {
+    const res = await get(`/tempo/api/metrics/query_range?q=${encodeURIComponent('{ } | rate()')}`, 'alice', { accept: 'application/protobuf' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ series: [{ labels: [], samples: [{ timestampMs: '1000', value: 1 }] }] });
+    expect(tempo.requests.at(-1)!.headers['accept']).toBe('application/json');
+    // An admin's answer is Tempo's own, in the representation asked for.
+    expect(await (await get(`/tempo/api/metrics/query?q=${encodeURIComponent('{ } | rate()')}`, 'carol')).json()).toMatchObject({ metrics: { inspectedBytes: '987654' } });
+    expect(tempo.requests.at(-1)!.headers['accept']).toBe('*/*');
   });
 
   it('tag values are scoped by q and filtered by the policy', async () => {

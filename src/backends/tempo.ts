@@ -139,6 +139,19 @@ const filterSearchResults: ResponseFilter = (body) => {
   };
 };
 
+/**
+ * TraceQL metrics answers (range and instant), rebuilt from `series`,
+ * `status` and `message`: their `metrics` (blocks, bytes and spans
+ * inspected) measure the whole tenant's data, as search's do. An answer of
+ * another shape is not relayed (→ 502).
+ */
+const filterMetricsAnswer: ResponseFilter = (body) => {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
+  const { series, status, message } = body as { series?: unknown; status?: unknown; message?: unknown };
+  if (series !== undefined && series !== null && !Array.isArray(series)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
+  return { series: series ?? [], ...(status === undefined ? {} : { status }), ...(message === undefined ? {} : { message }) };
+};
+
 /** Tag names (v2), rebuilt as `{scopes}` in Tempo's order: the answer's `metrics` (bytes inspected, the whole tenant's) left out. */
 const filterTagScopes: ResponseFilter = (body) => readTagScopes(body);
 
@@ -179,8 +192,8 @@ export const tempoRoutes: RouteTable = {
       responseFilter: filterTagValues,
       validatePathParam: validV2Tag,
     },
-    { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias] },
-    { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias] },
+    { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },
+    { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },
     // Only the time range is forwarded for restricted subjects: newer Tempo also reads `q` (and `keep_hierarchy`) here and
     // tests it against every span of the trace, so the answer's kept ancestors and PARTIAL status would tell another team's values.
     { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },

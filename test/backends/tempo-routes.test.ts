@@ -55,3 +55,15 @@ describe('search: serviceStats (counted over the whole trace, other teams\' serv
     expect(() => filter([], { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
   });
 });
+
+describe('TraceQL metrics: the answer\'s metrics (blocks, bytes and spans inspected: the whole tenant\'s) are left out', () => {
+  it.each(['metrics_query_range', 'metrics_query'])('%s: rebuilt from series, status and message', (endpoint) => {
+    const filter = route(endpoint).responseFilter!;
+    const series = [{ labels: [{ key: 'resource.service.name', value: { stringValue: 'web' } }], samples: [{ timestampMs: '1', value: 2 }] }];
+    const body = { series, metrics: { inspectedBytes: '987654321', inspectedSpans: '42', totalBlocks: 13 }, status: 'PARTIAL', message: 'limit reached', extra: 'x' };
+    expect(filter(body, { policy: teamA, pathParams: {} })).toEqual({ series, status: 'PARTIAL', message: 'limit reached' });
+    expect(filter({ metrics: { inspectedBytes: '1' } }, { policy: teamA, pathParams: {} })).toEqual({ series: [] });
+    expect(() => filter({ series: 'x' }, { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
+    expect(() => filter([series], { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
+  });
+});

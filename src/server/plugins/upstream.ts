@@ -717,8 +717,12 @@ function relay(
   const { upstream } = opts;
   const { decision, path, pathParams, encoded, held } = enforced;
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
-  // A filtered answer is read whole and re-serialised: ask for it uncompressed.
-  if (filter !== undefined) headers['accept-encoding'] = 'identity';
+  // A filtered answer is read whole and re-serialised: ask for it uncompressed, and where only JSON
+  // is filtered, not as protobuf (Tempo answers protobuf to a client that asks for it: a 502 here).
+  if (filter !== undefined) {
+    headers['accept-encoding'] = 'identity';
+    if (route.rawResponseFilter === undefined && /protobuf/i.test(String(headers['accept'] ?? ''))) headers['accept'] = 'application/json';
+  }
   const source = upstream.pathPrefix + path;
   const query = req.method === 'GET' ? (upstream.auth?.query(encoded) ?? encoded) : '';
   // Cancels the upstream request if the client leaves before the answer (fired by plugins/context.ts).
