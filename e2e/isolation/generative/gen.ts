@@ -434,8 +434,12 @@ export class Gen {
         return node('iv', `fn:${name}`, [this.iv(d - 1)], ([x]) => `${name}(${x})`);
       }
       case 22: {
-        // Quoted metric and label names in absent(): its result labels come from the matchers as written.
-        const ms = r.pick(['{"up", "namespace"="nope"}', '{"missing_metric", "job"="api"}', '{"namespace"="team-b-db", "up"}', '{"__name__"="up", "namespace"=\'platform\'}', 'missing_metric{"namespace"=`team-a-x`}']);
+        // Quoted metric and label names in absent(): its result labels come from the matchers.
+        // Also several matchers on one label, whose result labels depend on the order the TSDB leaves them in.
+        const ms = r.pick([
+          '{"up", "namespace"="nope"}', '{"missing_metric", "job"="api"}', '{"namespace"="team-b-db", "up"}', '{"__name__"="up", "namespace"=\'platform\'}', 'missing_metric{"namespace"=`team-a-x`}',
+          'missing_metric{namespace!="platform", namespace="team-b-db"}', 'missing_metric{namespace="team-b-db", namespace!~"plat.*"}', 'missing_metric{job!="x", job="api"}', 'missing_metric{namespace=~"", namespace="nope"}',
+        ]);
         return leaf('iv', r.chance(0.5) ? `absent(${ms})` : `absent_over_time(${ms}[5m])`, 'fn:absent:quoted');
       }
       case 13:
