@@ -20,8 +20,10 @@
 // Asserted: no leak, no gateway 5xx, no mismatch. Refusals of queries the
 // reference answers (under several policy groups some constructs have no
 // exact rewrite and are refused by design) are counted and printed, and
-// bounded. Ties (topk/bottomk/limitk), numeric label text of count_values
-// and the exclusions file's entries are not differences.
+// bounded. Ties (topk/bottomk/limitk; in a range query, per step), numeric
+// label text of count_values, `%` of sums reordered by a multi-group `or`
+// (same series and timestamps) and the exclusions file's entries are not
+// differences.
 //
 // More: FUZZ_SEED=<n> FUZZ_N=<queries per tenant> npx vitest run e2e/isolation/generative.test.ts
 // (FUZZ_COVERAGE=1 adds a table of outcomes per construct tag.)
