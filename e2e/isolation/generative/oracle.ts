@@ -52,6 +52,16 @@ function loose(a: Answer): Answer {
 const TIE_FNS = /\b(topk|bottomk|limitk)\b/;
 
 /**
+ * A vector-matching error (duplicate series on one side) in a query with topk/bottomk/limitk: which
+ * of tied series they keep decides whether two kept series fall into one match group, so one side may
+ * answer and the other refuse (`bottomk(3, x) + on(job) …` under a multi-group `or`).
+ */
+function tieChoiceError(q: string, a: Answer): boolean {
+  return TIE_FNS.test(q) && a.kind === 'error' && /duplicate series|many-to-many|multiple matches/.test(a.error);
+}
+const TIE_ERROR = 'topk/bottomk/limitk kept other tied series, which one side could not match (duplicate series in a match group)';
+
+/**
  * Equal result size at every timestamp (instant: series count). In a range query topk/bottomk/limitk
  * choose per step, so a tie broken differently at some step changes which series the matrix holds.
  */
@@ -109,6 +119,7 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
   }
   if (g.answer.kind === 'error') {
     if (!rw.ok) return { cls: 'false-refusal', detail: rw.text, ...base };
+    if (tieChoiceError(q, g.answer)) return { cls: 'tie', detail: TIE_ERROR, ...base };
     return { cls: 'mismatch', detail: `gateway error HTTP ${g.status} (${g.answer.errorType}: ${g.answer.error}) on a query the rewriter accepted; the reference answers`, ...base };
   }
   // Leak: label values of other tenants' series that the reference answer does not have.
@@ -120,6 +131,7 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
     return ['namespace', 'job', 'instance'].includes(k as string) && env.allValues.has(v) && !visible.has(v) && !refVals.has(kv);
   });
   if (foreign.length > 0) return { cls: 'leak', detail: `foreign label values ${foreign.join(', ')}`, ...base };
+  if (tieChoiceError(q, r.answer)) return { cls: 'tie', detail: TIE_ERROR, ...base };
   if (r.answer.kind === 'error') return { cls: 'mismatch', detail: `gateway answers, reference errors (${r.answer.errorType}: ${r.answer.error})`, ...base };
   if (TIE_FNS.test(q) && sameSizeAtEveryStep(g.answer, r.answer)) {
     return { cls: 'tie', detail: 'topk/bottomk/limitk: ties broken by series order; same result size', ...base };
