@@ -136,6 +136,12 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
   if (TIE_FNS.test(q) && sameSizeAtEveryStep(g.answer, r.answer)) {
     return { cls: 'tie', detail: 'topk/bottomk/limitk: ties broken by series order; same result size', ...base };
   }
+  if (/\blimitk\b/.test(q) && rw.text.includes(' or ')) {
+    // limitk keeps the first k series it is given, whatever their values; the `or` of a multi-group
+    // rewrite hands them over in another order, so other series are kept and whatever groups them
+    // afterwards (`count(limitk(3, x)) without (code)`) differs in size too. No foreign label (checked above).
+    return { cls: 'tie', detail: 'limitk: which k series are kept depends on the order the multi-group `or` gives them in', ...base };
+  }
   if (q.includes('%') && rw.text.includes(' or ') && sameShape(g.answer, r.answer)) {
     // A multi-group rewrite's `or` changes the order in which series reach sum/avg/stddev, so the sum
     // differs in its last bits; the remainder of that by a small divisor (`x % (16 / time())`) keeps
