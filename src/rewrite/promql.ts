@@ -671,17 +671,104 @@ function absentLabels(matchers: readonly AbsentMatcher[]): Map<string, string> |
 }
 
 /**
+ * The orders in which createLabelsForAbsentFunction may read a selector's
+ * matchers: as written, and as the TSDB leaves them. Looking the selector up,
+ * the TSDB sorts the selector's own matcher slice in place (tsdb/querier.go
+ * PostingsForMatchers: a stable partition, "intersecting" matchers first), and
+ * absent() reads that slice afterwards; the sort happens only when the lookup
+ * reaches a block (some data in the query's time range), so either order is
+ * possible. `{namespace!="a", namespace="b"}` gives `namespace="b"` as written
+ * and no label once sorted. Only the relative order of one label's matchers
+ * matters to absentLabels, and whether a matcher is "subtracting" depends only
+ * on the matchers of its label, so labels with one matcher are left alone (no
+ * regex compiled). Null when a matcher cannot be read.
+ */
+function absentOrders(matchers: readonly AbsentMatcher[], regexes: RegexBudget): (readonly AbsentMatcher[])[] | null {
+  const byName = new Map<string, Matcher[]>();
+  for (const m of matchers) {
+    if (m.name === null || m.op === null || m.value === null) return null;
+    const list = byName.get(m.name) ?? [];
+    list.push(m as Matcher);
+    byName.set(m.name, list);
+  }
+  const subtracting = new Set<AbsentMatcher>();
+  for (const list of byName.values()) {
+    if (list.length < 2) continue;
+    const empty = list.map((m) => matchesEmpty(m, regexes));
+    // tsdb: a label no matcher requires to be set, or a negative matcher that matches the empty string.
+    const mustBeSet = empty.includes(false);
+    list.forEach((m, i) => {
+      if (!mustBeSet || ((m.op === '!=' || m.op === '!~') && empty[i] === true)) subtracting.add(m);
+    });
+  }
+  if (subtracting.size === 0) return [matchers];
+  return [matchers, [...matchers.filter((m) => !subtracting.has(m)), ...matchers.filter((m) => subtracting.has(m))]];
+}
+
+/** Whether the matcher holds for a missing label. A regex that does not compile counts as not: Prometheus rejects the query, the order is moot. */
+function matchesEmpty(m: Matcher, regexes: RegexBudget): boolean {
+  if (m.op === '=~' || m.op === '!~') regexes.charge(m.value);
+  try {
+    return matcherMatches(m, '');
+  } catch {
+    return false;
+  }
+}
+
+function sameLabels(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  return a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
+}
+
+function applyLabelChanges(labels: ReadonlyMap<string, string>, fix: readonly LabelChange[]): Map<string, string> {
+  const out = new Map(labels);
+  for (const [name, value] of fix) {
+    if (value === '') out.delete(name);
+    else out.set(name, value);
+  }
+  return out;
+}
+
+/**
  * absent(s) takes its result labels from s's matchers, so the policy's
  * matchers would change them (an added `namespace="a"` appears in the result;
  * an added regex on a label the user pinned removes it). The label changes
  * that give back the labels of the selector as written, for label_replace
- * (`[name, value]`, an empty value deletes the label), or null when a matcher
- * cannot be read.
+ * (`[name, value]`, an empty value deletes the label), in whichever order the
+ * backend reads the matchers (absentOrders); null when a matcher cannot be
+ * read. Throws rewrite_unsupported when no one set of changes is right for
+ * both orders: the policy's matchers are on a label whose result, as written,
+ * depends on the order.
  */
-function absentLabelFix(sel: SelectorInfo, group: PreparedGroup): LabelChange[] | null {
-  const asWritten = absentLabels(sel.items);
-  const enforced = absentLabels([...sel.items, ...group.matchers.filter((m) => !hasMatcher(sel, m))]);
-  return asWritten === null || enforced === null ? null : labelChanges(asWritten, enforced);
+function absentLabelFix(text: string, sel: SelectorInfo, group: PreparedGroup, regexes: RegexBudget): LabelChange[] | null {
+  const written = absentOrders(sel.items, regexes);
+  const enforced = absentOrders([...sel.items, ...group.matchers.filter((m) => !hasMatcher(sel, m))], regexes);
+  if (written === null || enforced === null) return null;
+  // Per order (as written, as the TSDB leaves them): the labels wanted and the labels the enforced selector gets.
+  const pairs = [0, 1].map((i) => ({ wanted: labelsInOrder(written, i), got: labelsInOrder(enforced, i) }));
+  const fix = uniqueChanges(pairs.flatMap((p) => labelChanges(p.wanted, p.got)));
+  if (pairs.some((p) => !sameLabels(applyLabelChanges(p.got, fix), p.wanted))) {
+    throw new QueryError(
+      LANG,
+      `absent() of ${selectorLabel(text, sel)}: its result labels depend on the order in which the backend's storage leaves the selector's matchers, and the policy's matchers change them; write the "=" matcher of each label before its other matchers, or drop the redundant one`,
+      'rewrite_unsupported',
+    );
+  }
+  return fix;
+}
+
+/** absentLabels in order `i` of absentOrders (the last one when there is only one); never null, every matcher was read. */
+function labelsInOrder(orders: readonly (readonly AbsentMatcher[])[], i: number): Map<string, string> {
+  return absentLabels(orders[Math.min(i, orders.length - 1)] as readonly AbsentMatcher[]) as Map<string, string>;
+}
+
+function uniqueChanges(changes: readonly LabelChange[]): LabelChange[] {
+  const seen = new Set<string>();
+  return changes.filter(([name, value]) => {
+    const key = `${name}\u0000${value}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 const withLabels = (expr: string, fix: readonly LabelChange[]): string => withLabelChanges(expr, fix, quotePromQLString);
@@ -689,6 +776,7 @@ const withLabels = (expr: string, fix: readonly LabelChange[]): string => withLa
 /** One group spliced into every selector; with a merged policy, a selector already inside one of its alternatives stays as written. */
 function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
   const group = policy.groups[0] as PreparedGroup;
+  const regexes = new RegexBudget(LANG);
   let out = '';
   let pos = 0;
   for (let i = 0; i < selectors.length; i++) {
@@ -698,7 +786,7 @@ function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy:
     // The call must hold this selector alone (Lezer also parses `absent(a, b)`, which Prometheus refuses).
     const next = selectors[i + 1];
     const call = sel.absentCall !== null && sel.absentCall.from >= pos && (next === undefined || next.from >= sel.absentCall.to) ? sel.absentCall : null;
-    const fix = call === null ? null : absentLabelFix(sel, group);
+    const fix = call === null ? null : absentLabelFix(text, sel, group, regexes);
     if (call === null || fix === null || fix.length === 0) {
       out += text.slice(pos, sel.from) + rendered;
       pos = sel.to;
@@ -952,6 +1040,7 @@ function afterBareGroupModifier(tree: Tree): Set<number> {
  */
 function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[], policy: PreparedPolicy, limits: RewriteLimits): string {
   const groups = policy.groups;
+  const regexes = new RegexBudget(LANG);
   const units: Unit[] = [];
   for (const sel of selectors) {
     if (satisfiesSomeGroup(sel, groups)) continue; // already within one alternative: s ∩ (G1 ∪ …) = s
@@ -999,7 +1088,7 @@ function rewriteDnf(text: string, tree: Tree, selectors: readonly SelectorInfo[]
           // absent over the union is absent over every part: `absent(s{G1}) and on() absent(s{G2})`,
           // with the first part's result labels put back to those of s as written.
           const sel = child.sel as SelectorInfo;
-          const fix = sel.absentCall === null ? [] : absentLabelFix(sel, groups[0] as PreparedGroup);
+          const fix = sel.absentCall === null ? [] : absentLabelFix(text, sel, groups[0] as PreparedGroup, regexes);
           if (fix === null) throw unsupported(`absent() of ${selectorLabel(text, sel)}, a selector with a matcher that cannot be read,`);
           piece = withLabels(`(${groups.map((g) => emit(child, g)).join(' and on() ')})`, fix);
         } else if (child.byName === true) {

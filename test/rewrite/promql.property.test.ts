@@ -220,6 +220,9 @@ describe('PromQL rewriting properties', () => {
         try {
           out = rewritePromQL(q, policy);
         } catch (e) {
+          // absent() over a selector whose label the policy touches and whose result labels depend on
+          // the matchers' order (the absent() property below checks when that refusal is right).
+          if ((e as QueryError).code === 'rewrite_unsupported' && (e as Error).message.includes('order in which')) return;
           // The generator may build info(x) forms only with a selector; nothing else may fail.
           throw new Error(`rewrite failed for ${JSON.stringify(q)}: ${(e as Error).message}`);
         }
@@ -525,6 +528,26 @@ function absentLabelsOracle(matchers: readonly { name: string; op: string; value
   return labels;
 }
 
+/** Does a matcher hold for a missing label? A regex that does not compile: no (the query is invalid anyway). */
+function matchesEmptyOracle(m: { op: string; value: string }): boolean {
+  try {
+    return evalMatcher(m, '');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The order the TSDB leaves a selector's matchers in after looking it up (tsdb/querier.go
+ * PostingsForMatchers sorts the slice in place, stably, "intersecting" matchers first), written out
+ * from its source; absent() reads them after the lookup when some block covers the time range.
+ */
+function tsdbOrderOracle<M extends { name: string; op: string; value: string }>(matchers: readonly M[]): M[] {
+  const mustBeSet = new Set(matchers.filter((m) => !matchesEmptyOracle(m)).map((m) => m.name));
+  const subtracting = (m: M): boolean => !mustBeSet.has(m.name) || ((m.op === '!=' || m.op === '!~') && matchesEmptyOracle(m));
+  return [...matchers.filter((m) => !subtracting(m)), ...matchers.filter(subtracting)];
+}
+
 /** The label_replace(…, "name", "value", "", "") wrappers around the output, innermost first, and what they wrap. */
 function peelLabelReplace(out: string): { inner: string; fixes: [string, string][] } {
   let text = out;
@@ -554,12 +577,20 @@ describe('absent() under a policy', () => {
 
   it('the rewritten call has the result labels of the call as written (label_replace puts back what the policy changed), and is enforced', () => {
     let fixed = 0;
+    let refused = 0;
     fc.assert(
       fc.property(absentQuery, fc.oneof(singleGroup, multiGroup), (q, policy) => {
         let out: string;
         try {
           out = rewritePromQL(q, policy);
         } catch (e) {
+          const written = (oracleSelectors(q)[0] as OracleSelector).matchers;
+          if ((e as QueryError).code === 'rewrite_unsupported') {
+            // Refused only when the labels as written depend on the order Prometheus reads the matchers in.
+            expect(absentLabelsOracle(tsdbOrderOracle(written))).not.toEqual(absentLabelsOracle(written));
+            refused++;
+            return;
+          }
           // Selectors Prometheus refuses (only empty-matching matchers) are refused here too.
           expect((e as QueryError).code).toBe('bad_query');
           return;
@@ -570,18 +601,24 @@ describe('absent() under a policy', () => {
         const sels = oracleSelectors(inner);
         // Enforced: every selector carries one whole group (or the one group they merge into).
         for (const s of sels) expect(carriesPolicy(s, policy)).toBe(true);
-        // The result labels, from the first (left-most) part, after the label_replace wrappers.
-        const labels = absentLabelsOracle((sels[0] as OracleSelector).matchers);
-        for (const [name, value] of fixes) {
-          if (value === '') labels.delete(name);
-          else labels.set(name, value);
+        // The result labels, from the first (left-most) part, after the label_replace wrappers: those of
+        // the selector as written, whichever order Prometheus reads the matchers in (as written, or as the
+        // TSDB leaves them after the lookup).
+        for (const order of [(ms: OracleSelector['matchers']) => ms, tsdbOrderOracle]) {
+          const labels = absentLabelsOracle(order((sels[0] as OracleSelector).matchers));
+          for (const [name, value] of fixes) {
+            if (value === '') labels.delete(name);
+            else labels.set(name, value);
+          }
+          expect(labels).toEqual(absentLabelsOracle(order(written.matchers)));
         }
-        expect(labels).toEqual(absentLabelsOracle(written.matchers));
         // One part per group when a part was needed, AND-ed on nothing.
         if (sels.length > 1) expect(inner.split(' and on() ').length).toBe(sels.length);
       }),
       { numRuns: 1500 },
     );
     expect(fixed).toBeGreaterThan(100);
+    // Order-dependent labels need a `!=`/`!~` before an `=` on one label: rare, but the generator reaches them.
+    expect(refused).toBeLessThan(1500 / 10);
   });
 });

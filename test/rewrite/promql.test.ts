@@ -437,6 +437,37 @@ describe('rewritePromQL: errors', () => {
   });
 });
 
+describe('absent(): result labels in either order the backend reads the matchers', () => {
+  // Prometheus' TSDB sorts a selector's matchers in place while looking it up ("intersecting" ones first;
+  // tsdb/querier.go PostingsForMatchers), and absent() builds its labels from them afterwards, but only
+  // when some block covers the query's time range: `x{namespace!="b", namespace="c"}` gives namespace="c"
+  // as written (`@ 100`, no data) and no label once sorted (the usual case). The label fix must be right
+  // for both orders, or the query is refused.
+  const DNF: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }], [{ name: 'namespace', op: '=', value: 'b' }, { name: 'job', op: '=', value: 'j' }]];
+
+  it.each([
+    'absent(x{namespace!="b", namespace="c"})',
+    'absent((x{namespace!="b", namespace="c"} offset 5m))',
+    'absent_over_time(x{namespace!~"b.*", namespace="c"}[5m])',
+  ])('%s: the policy label depends on the order → refused', (q) => {
+    const e = errorOf(() => rewritePromQL(q, NS));
+    expect(e.code).toBe('rewrite_unsupported');
+    expect(e.message).toContain('order');
+    expect(codeOf(() => rewritePromQL(q, DNF))).toBe('rewrite_unsupported');
+  });
+
+  it.each([
+    // "=" first: no label in either order.
+    ['absent(x{namespace="c", namespace!="b"})', `absent(x{namespace="c", namespace!="b",${M}})`],
+    // A label the policy does not touch: Prometheus reads the user's matchers of it in its own order.
+    ['absent(x{job!="j", job="api"})', `label_replace(absent(x{job!="j", job="api",${M}}), "namespace", "", "", "")`],
+    // The added namespace="team-a" shows as written, not once sorted: removing it is right for both.
+    ['absent(x{namespace!="z"})', `label_replace(absent(x{namespace!="z",${M}}), "namespace", "", "", "")`],
+  ])('%s → %s', (q, want) => {
+    expect(rewritePromQL(q, NS)).toBe(want);
+  });
+});
+
 describe('escaping of policy values and names', () => {
   const values = [
     'a"b',

@@ -3,7 +3,8 @@
 // real gateway in front of the full one. Mirrors e2e/isolation/promql.test.ts
 // (same tenants, same answers), with promql-experimental-functions enabled on
 // every Prometheus so limitk/limit_ratio/sort_by_label/info/… are evaluated
-// instead of erroring on both sides.
+// instead of erroring on both sides, and promql-binop-fill-modifiers so
+// `a + fill(0) b` is too.
 import { buildTeamsOpenMetrics, seedEndSeconds, seedSeries } from '../../fixtures/seed.ts';
 import { startGateway, type GatewayInstance } from '../../harness/gateway.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from '../../harness/prometheus.ts';
@@ -31,7 +32,8 @@ export interface Env {
   stop(): Promise<void>;
 }
 
-const EXTRA = ['--enable-feature=promql-experimental-functions'];
+// Fill modifiers on binary operators (`a + fill(0) b`) are behind their own flag in Prometheus 3.16.
+const EXTRA = ['--enable-feature=promql-experimental-functions,promql-binop-fill-modifiers'];
 
 export async function startEnv(names?: readonly string[]): Promise<Env> {
   const tenants = TENANTS.filter((t) => names === undefined || names.includes(t.name));

@@ -51,6 +51,40 @@ function loose(a: Answer): Answer {
 
 const TIE_FNS = /\b(topk|bottomk|limitk)\b/;
 
+/**
+ * A vector-matching error (duplicate series on one side) in a query with topk/bottomk/limitk: which
+ * of tied series they keep decides whether two kept series fall into one match group, so one side may
+ * answer and the other refuse (`bottomk(3, x) + on(job) …` under a multi-group `or`).
+ */
+function tieChoiceError(q: string, a: Answer): boolean {
+  return TIE_FNS.test(q) && a.kind === 'error' && /duplicate series|many-to-many|multiple matches/.test(a.error);
+}
+const TIE_ERROR = 'topk/bottomk/limitk kept other tied series, which one side could not match (duplicate series in a match group)';
+
+/**
+ * Equal result size at every timestamp (instant: series count). In a range query topk/bottomk/limitk
+ * choose per step, so a tie broken differently at some step changes which series the matrix holds.
+ */
+function sameSizeAtEveryStep(g: Answer, r: Answer): boolean {
+  if (!('series' in g) || !('series' in r) || g.kind !== r.kind) return false;
+  if (g.kind !== 'matrix') return g.series.length === r.series.length;
+  const sizes = (a: typeof g): string => {
+    const n = new Map<string, number>();
+    for (const s of a.series) for (const v of s.values) n.set(v.split('=')[0] as string, (n.get(v.split('=')[0] as string) ?? 0) + 1);
+    return JSON.stringify([...n].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+  };
+  return sizes(g) === sizes(r as typeof g);
+}
+
+/** Same series labels and timestamps, in the same order (values may differ). */
+function sameShape(g: Answer, r: Answer): boolean {
+  if (!('series' in g) || !('series' in r) || g.kind !== r.kind || g.series.length !== r.series.length) return false;
+  return g.series.every((s, i) => {
+    const t = r.series[i]!;
+    return s.labels === t.labels && s.values.length === t.values.length && s.values.every((v, j) => v.split('=')[0] === (t.values[j] as string).split('=')[0]);
+  });
+}
+
 /** Two numbers equal up to floating-point summation order (relative 1e-6; irate/deriv over stddev amplify the last digits). */
 function closeNumbers(a: string, b: string): boolean {
   if (a === b) return true;
@@ -85,6 +119,7 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
   }
   if (g.answer.kind === 'error') {
     if (!rw.ok) return { cls: 'false-refusal', detail: rw.text, ...base };
+    if (tieChoiceError(q, g.answer)) return { cls: 'tie', detail: TIE_ERROR, ...base };
     return { cls: 'mismatch', detail: `gateway error HTTP ${g.status} (${g.answer.errorType}: ${g.answer.error}) on a query the rewriter accepted; the reference answers`, ...base };
   }
   // Leak: label values of other tenants' series that the reference answer does not have.
@@ -96,9 +131,22 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
     return ['namespace', 'job', 'instance'].includes(k as string) && env.allValues.has(v) && !visible.has(v) && !refVals.has(kv);
   });
   if (foreign.length > 0) return { cls: 'leak', detail: `foreign label values ${foreign.join(', ')}`, ...base };
+  if (tieChoiceError(q, r.answer)) return { cls: 'tie', detail: TIE_ERROR, ...base };
   if (r.answer.kind === 'error') return { cls: 'mismatch', detail: `gateway answers, reference errors (${r.answer.errorType}: ${r.answer.error})`, ...base };
-  if (TIE_FNS.test(q) && 'series' in g.answer && 'series' in r.answer && g.answer.series.length === r.answer.series.length) {
+  if (TIE_FNS.test(q) && sameSizeAtEveryStep(g.answer, r.answer)) {
     return { cls: 'tie', detail: 'topk/bottomk/limitk: ties broken by series order; same result size', ...base };
+  }
+  if (/\blimitk\b/.test(q) && rw.text.includes(' or ')) {
+    // limitk keeps the first k series it is given, whatever their values; the `or` of a multi-group
+    // rewrite hands them over in another order, so other series are kept and whatever groups them
+    // afterwards (`count(limitk(3, x)) without (code)`) differs in size too. No foreign label (checked above).
+    return { cls: 'tie', detail: 'limitk: which k series are kept depends on the order the multi-group `or` gives them in', ...base };
+  }
+  if (q.includes('%') && rw.text.includes(' or ') && sameShape(g.answer, r.answer)) {
+    // A multi-group rewrite's `or` changes the order in which series reach sum/avg/stddev, so the sum
+    // differs in its last bits; the remainder of that by a small divisor (`x % (16 / time())`) keeps
+    // only those bits. Same series, same timestamps: only the values, which no tolerance bounds.
+    return { cls: 'float-nondeterminism', detail: '% of a sum whose last bits depend on the order of the `or` of a multi-group rewrite; same series and timestamps', ...base };
   }
   if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(loose(g.answer), loose(r.answer))) {
     return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values to 1e-6 relative, count_values label text to 12 digits)', ...base };
