@@ -184,13 +184,26 @@ describe('request hygiene', () => {
     expect(text).toMatch(/lbac_gateway_upstream_inflight_requests\{upstream="metrics"\} 0/);
   });
 
-  it('a request asked once per policy group counts each extra upstream request against maxConcurrent', async () => {
+  /**
+   * olga's two groups do not merge: a bare range selector is asked once per group (two upstream
+   * requests, against the test config's maxConcurrent of 2). The upstream answers range queries.
+   */
+  async function withFanningOutUser(body: (t: TestApp, own: Upstream) => Promise<void>): Promise<void> {
     const own = await startUpstream();
     own.answer = (path, params) => (path === '/api/v1/query' && params.get('query')?.endsWith('[5m]') === true ? [200, '{"status":"success","data":{"resultType":"matrix","result":[]}}'] : undefined);
     SUBJECTS['olga'] = { sub: 'u-olga', username: 'olga', groups: ['team-o'], roles: [], auth: 'fake', claims: {} };
-    // olga's two groups do not merge: a bare range selector is asked once per group (two upstream requests).
     const app = await testApp(testConfig(own.url, '  team-o: { groups: [team-o], selectors: [{ namespace: "~team-a-.*" }, { job: api }] }\n'));
     try {
+      await body(app, own);
+    } finally {
+      delete SUBJECTS['olga'];
+      await app.app.close();
+      await own.close();
+    }
+  }
+
+  it('a request asked once per policy group counts each extra upstream request against maxConcurrent', () =>
+    withFanningOutUser(async (app, own) => {
       own.delayMs = 300;
       const fanned = app.app.inject({ url: query('up[5m]'), headers: bearer('olga') });
       while (own.requests.length < 2) await new Promise((r) => setTimeout(r, 5));
@@ -203,19 +216,10 @@ describe('request hygiene', () => {
       // Released with the answer.
       expect((await app.app.inject({ url: query('up'), headers: bearer('alice') })).statusCode).toBe(200);
       expect(await app.metrics.registry.metrics()).toMatch(/lbac_gateway_upstream_inflight_requests\{upstream="metrics"\} 0/);
-    } finally {
-      delete SUBJECTS['olga'];
-      await app.app.close();
-      await own.close();
-    }
-  });
+    }));
 
-  it('a fan-out refused because its extra upstream requests do not fit is counted as shed (concurrency)', async () => {
-    const own = await startUpstream();
-    own.answer = (path, params) => (path === '/api/v1/query' && params.get('query')?.endsWith('[5m]') === true ? [200, '{"status":"success","data":{"resultType":"matrix","result":[]}}'] : undefined);
-    SUBJECTS['olga'] = { sub: 'u-olga', username: 'olga', groups: ['team-o'], roles: [], auth: 'fake', claims: {} };
-    const app = await testApp(testConfig(own.url, '  team-o: { groups: [team-o], selectors: [{ namespace: "~team-a-.*" }, { job: api }] }\n'));
-    try {
+  it('a fan-out refused because its extra upstream requests do not fit is counted as shed (concurrency)', () =>
+    withFanningOutUser(async (app, own) => {
       own.delayMs = 300;
       // alice holds one of maxConcurrent's 2 slots; olga's request needs both.
       const slow = app.app.inject({ url: query('up'), headers: bearer('alice') });
@@ -225,12 +229,7 @@ describe('request hygiene', () => {
       expect(fanned.headers['retry-after']).toBe('1');
       expect(await app.metrics.registry.metrics()).toMatch(/lbac_gateway_shed_requests_total\{reason="concurrency"\} 1/);
       expect((await slow).statusCode).toBe(200);
-    } finally {
-      delete SUBJECTS['olga'];
-      await app.app.close();
-      await own.close();
-    }
-  });
+    }));
 
   it('the audit line names the data revision its decision ran on, not the one current when the answer ends', async () => {
     const own = await startUpstream();
