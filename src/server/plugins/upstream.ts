@@ -665,57 +665,60 @@ function forward(
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
   // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
-  // unchanged (upstreamHeaders), so the upstream answers the representation asked for.
+  // (upstreamHeaders), so the upstream answers the representation asked for, except that
+  // an answer only filtered as JSON is not asked for as protobuf (relay).
   const filter = decision.unrestricted || route.filters?.(decision.selectors, enforced.pathParams) === false ? undefined : responseFilterOf(route);
-  const waits =
-    (route.minVersion !== undefined && !decision.unrestricted) ||
-    (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) ||
-    (filter !== undefined && route.lookup !== undefined && lookups !== undefined);
-  if (waits) return forwardAfterWaiting(req, reply, route, opts, enforced, filter, lookups);
-  relay(req, reply, route, opts, enforced, filter, undefined);
+  const f: Forwarding = { req, reply, route, opts, enforced, filter };
+  if (waitsForVersion(route, decision) || fansOut(route, params, lookups) || needsLookup(route, filter, lookups)) return forwardAfterWaiting(f, lookups);
+  relay(f, undefined);
   return undefined;
 }
 
-async function forwardAfterWaiting(
-  req: FastifyRequest,
-  reply: FastifyReply,
-  route: RouteSpec,
-  opts: UpstreamPluginOptions,
-  enforced: Enforced,
-  filter: RawResponseFilter | undefined,
-  lookups: Lookups | undefined,
-): Promise<FastifyReply> {
+/** One request on its way upstream, once decided and enforced. */
+interface Forwarding {
+  readonly req: FastifyRequest;
+  readonly reply: FastifyReply;
+  readonly route: RouteSpec;
+  readonly opts: UpstreamPluginOptions;
+  readonly enforced: Enforced;
+  /** The response filter, when the answer is filtered for this decision. */
+  readonly filter: RawResponseFilter | undefined;
+}
+
+/** The upstream's version must be checked first (RouteSpec.minVersion; restricted subjects only). */
+const waitsForVersion = (route: RouteSpec, decision: Decision): boolean => route.minVersion !== undefined && !decision.unrestricted;
+/** Asked once per value of the fan-out parameter (RouteSpec.fanOut). */
+const fansOut = (route: RouteSpec, params: FormParams, lookups: Lookups | undefined): lookups is Lookups =>
+  route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1;
+/** The response filter needs a lookup's answer (RouteSpec.lookup). */
+const needsLookup = (route: RouteSpec, filter: RawResponseFilter | undefined, lookups: Lookups | undefined): lookups is Lookups =>
+  filter !== undefined && route.lookup !== undefined && lookups !== undefined;
+
+async function forwardAfterWaiting(f: Forwarding, lookups: Lookups | undefined): Promise<FastifyReply> {
+  const { req, reply, route, opts, filter } = f;
   const { upstream } = opts;
-  const { decision, path, pathParams, params } = enforced;
-  if (route.minVersion !== undefined && !decision.unrestricted) {
-    await requireVersion(req, route.endpoint, route.minVersion, decision, opts, lookups);
+  const { decision, path, pathParams, params } = f.enforced;
+  if (waitsForVersion(route, decision)) {
+    await requireVersion(req, route.endpoint, route.minVersion as string, decision, opts, lookups);
     if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   }
-  if (route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1) {
-    return fanOutReply(req, reply, route, route.fanOut, { decision, path, pathParams, params }, opts, lookups.fanOutPool);
+  if (fansOut(route, params, lookups)) {
+    return fanOutReply(req, reply, route, route.fanOut as FanOutSpec, { decision, path, pathParams, params }, opts, lookups.fanOutPool);
   }
   // The lookup carries only what the gateway controls (its answer is shared: lookup-cache.ts), plus the
   // client's Authorization for upstreams that get it (never shared). The client may leave while it runs.
-  const lookup =
-    filter !== undefined && route.lookup !== undefined && lookups !== undefined
-      ? await lookupAnswer(route.lookup, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders, ownedHeaders(req)), upstream, lookups)
-      : undefined;
+  const lookup = needsLookup(route, filter, lookups)
+    ? await lookupAnswer(route.lookup as LookupSpec, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders, ownedHeaders(req)), upstream, lookups)
+    : undefined;
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
-  return relay(req, reply, route, opts, enforced, filter, lookup);
+  return relay(f, lookup);
 }
 
 /** Sends the enforced request upstream and relays (or filters) its answer. */
-function relay(
-  req: FastifyRequest,
-  reply: FastifyReply,
-  route: RouteSpec,
-  opts: UpstreamPluginOptions,
-  enforced: Enforced,
-  filter: RawResponseFilter | undefined,
-  lookup: unknown,
-): FastifyReply {
+function relay(f: Forwarding, lookup: unknown): FastifyReply {
+  const { req, reply, route, opts, filter } = f;
   const { upstream } = opts;
-  const { decision, path, pathParams, encoded, held } = enforced;
+  const { decision, path, pathParams, encoded, held } = f.enforced;
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
   // A filtered answer is read whole and re-serialised: ask for it uncompressed, and where only JSON
   // is filtered, not as protobuf (Tempo answers protobuf to a client that asks for it: a 502 here).
