@@ -54,17 +54,26 @@ export class GrafanaSource implements IdentitySource {
 
   /** `authenticate`'s answer without waiting: no ID token header, or a token verified before (IdentitySource.peek). */
   peek(creds: Credentials): Subject | undefined | typeof UNDECIDED {
-    const raw = creds.headers[this.#header];
-    if (raw === undefined || raw === '') return undefined;
-    if (Array.isArray(raw)) return UNDECIDED;
-    return this.#verifier.peekToken(raw.trim());
+    let token: string | undefined;
+    try {
+      token = this.#tokenOf(creds);
+    } catch {
+      return UNDECIDED;
+    }
+    return token === undefined ? undefined : this.#verifier.peekToken(token);
   }
 
   async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    const token = this.#tokenOf(creds);
+    return token === undefined ? undefined : this.#verifier.verify(token);
+  }
+
+  /** The ID token the request carries (undefined: no header); throws for a repeated header. */
+  #tokenOf(creds: Credentials): string | undefined {
     const raw = creds.headers[this.#header];
     if (raw === undefined || raw === '') return undefined;
     if (Array.isArray(raw)) throw new InvalidTokenError(`more than one ${this.#header} header`);
-    return this.#verifier.verify(raw.trim());
+    return raw.trim();
   }
 
   reloaded(): Promise<void> {

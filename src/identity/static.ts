@@ -55,20 +55,16 @@ export class ApiKeySource implements IdentitySource {
   /** `authenticate`'s answer without waiting: no key of its kind, or a key accepted before (IdentitySource.peek). */
   peek(creds: Credentials): Subject | undefined | typeof UNDECIDED {
     let key: string | undefined;
-    if (this.#header !== undefined && this.#header !== 'authorization') {
-      const raw = creds.headers[this.#header];
-      if (raw === undefined || raw === '') return undefined;
-      if (Array.isArray(raw)) return UNDECIDED;
-      key = raw.trim();
-    } else {
-      key = creds.bearer;
-      if (key === undefined || JwtVerifier.hasJoseHeader(key)) return undefined;
+    try {
+      key = this.#keyOf(creds);
+    } catch {
+      return UNDECIDED;
     }
-    if (key.length > MAX_SECRET_BYTES) return UNDECIDED;
-    return this.#cache.peek(tokenDigest(key)) ?? UNDECIDED;
+    return key === undefined ? undefined : (this.#cache.peek(tokenDigest(key)) ?? UNDECIDED);
   }
 
-  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+  /** The API key the request carries for this source (undefined: none of its kind); throws for a repeated header or an oversized key. */
+  #keyOf(creds: Credentials): string | undefined {
     let key: string | undefined;
     if (this.#header !== undefined && this.#header !== 'authorization') {
       const raw = creds.headers[this.#header];
@@ -80,6 +76,12 @@ export class ApiKeySource implements IdentitySource {
       if (key === undefined || JwtVerifier.hasJoseHeader(key)) return undefined;
     }
     if (key.length > MAX_SECRET_BYTES) throw new InvalidTokenError('API key too large');
+    return key;
+  }
+
+  async authenticate(creds: Credentials): Promise<Subject | undefined> {
+    const key = this.#keyOf(creds);
+    if (key === undefined) return undefined;
     const digest = tokenDigest(key);
     const hit = this.#cache.get(digest);
     if (hit !== undefined) return hit;
