@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayConfig } from '../config/load.ts';
 import type { ProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
+import { headerLines } from '../util/header-name.ts';
 import type { Subject } from '../policy/decision.ts';
 import { GrafanaSource } from './grafana.ts';
 import { IntrospectionSource } from './introspection.ts';
@@ -45,15 +46,6 @@ export interface IdentityStats {
   unavailable: number;
 }
 
-/** How many Authorization header lines a request carried (rawHeaders: name, value, name, value, …). */
-function authorizationLines(raw: readonly string[]): number {
-  let n = 0;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 13 && name.toLowerCase() === 'authorization') n++;
-  }
-  return n;
-}
 
 /**
  * Extracts credentials from `Authorization` (Bearer, and Basic when a basic
@@ -198,7 +190,7 @@ export class Authenticator {
    * promises per request for the common case, a token seen before.
    */
   peek(req: AuthRequest): Subject | typeof UNDECIDED {
-    if (req.rawHeaders !== undefined && authorizationLines(req.rawHeaders) > 1) return UNDECIDED;
+    if (req.rawHeaders !== undefined && headerLines(req.rawHeaders, 'authorization') > 1) return UNDECIDED;
     let creds: Credentials;
     try {
       creds = this.#credentialsOf(req);
@@ -229,7 +221,7 @@ export class Authenticator {
   }
 
   async #authenticate(req: AuthRequest): Promise<Subject> {
-    if (req.rawHeaders !== undefined && authorizationLines(req.rawHeaders) > 1) throw new InvalidTokenError('more than one Authorization header');
+    if (req.rawHeaders !== undefined && headerLines(req.rawHeaders, 'authorization') > 1) throw new InvalidTokenError('more than one Authorization header');
     const creds = this.#credentialsOf(req);
     let lastError: unknown;
     let overloaded: GatewayError | undefined;

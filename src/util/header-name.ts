@@ -14,6 +14,20 @@ export function headerKey(name: string): string {
  */
 export const TEAM_HEADER = 'x-lbac-team';
 
+/**
+ * How many header lines named `lowerName` a request carried (Node's
+ * rawHeaders: name, value, name, value, …). Node joins repeats of most
+ * headers with ", " or keeps only the first, so only the raw lines show them.
+ */
+export function headerLines(rawHeaders: readonly string[], lowerName: string): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) n++;
+  }
+  return n;
+}
+
 /** An HTTP header name (RFC 9110 token). */
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 

@@ -12,7 +12,7 @@ import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision, RequestInfo } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
-import { BAD_HEADER_VALUE_CHAR, headerKey, TEAM_HEADER } from '../../util/header-name.ts';
+import { BAD_HEADER_VALUE_CHAR, headerKey, headerLines, TEAM_HEADER } from '../../util/header-name.ts';
 import { filterAnswer, mergeAnswers } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
 import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
@@ -366,9 +366,7 @@ const MAX_TEAM_CHARS = 256;
 export function requestedTeam(headers: IncomingHttpHeaders, rawHeaders: readonly string[], language: string): string | undefined {
   const raw = headers[TEAM_HEADER];
   if (raw === undefined) return undefined;
-  let lines = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).toLowerCase() === TEAM_HEADER) lines++;
-  if (Array.isArray(raw) || lines > 1) throw new QueryError(language, `more than one ${TEAM_HEADER} header`);
+  if (Array.isArray(raw) || headerLines(rawHeaders, TEAM_HEADER) > 1) throw new QueryError(language, `more than one ${TEAM_HEADER} header`);
   const team = raw.trim();
   if (team === '' || team.length > MAX_TEAM_CHARS || BAD_HEADER_VALUE_CHAR.test(team)) {
     throw new QueryError(language, `${TEAM_HEADER} must name one team (1 to ${MAX_TEAM_CHARS} characters)`);
