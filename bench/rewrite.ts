@@ -5,7 +5,10 @@
 // rewritten many times and every call is timed on its own
 // (process.hrtime.bigint), both
 //   cold:   the rewrite cache cleared before each call (parse + splice + verify),
-//   cached: the same query again (a cache hit, what a refreshing dashboard costs).
+//   cached: the same query again (a cache hit, what a refreshing dashboard costs),
+//   parse:  one strict Lezer parse of the query and nothing else: the floor a
+//           cold rewrite cannot go below (it parses the query, then verifies
+//           its output by parsing that again).
 // Percentiles (p50/p99) are over all calls of a group: per language, per policy,
 // per mode, per query-size bucket (bytes), plus "dashboard" (corpus tag) for the
 // issue's target. Results: a table on stdout and bench/results/rewrite-<date>.json.
@@ -22,6 +25,10 @@ import { fileURLToPath } from 'node:url';
 import { loadCorpus, type CorpusEntry } from '../e2e/isolation/corpus.ts';
 import type { SelectorPolicy } from '../src/rewrite/matcher.ts';
 import { clearPromQLCache, rewritePromQL } from '../src/rewrite/promql.ts';
+import { parser as logqlParser } from '@grafana/lezer-logql';
+import { parser as promqlParser } from '@prometheus-io/lezer-promql';
+import { parseStrict } from '../src/rewrite/lezer.ts';
+import { parseTraceQLTree } from '../src/rewrite/traceql-syntax.ts';
 import { sampleStats } from './lib/report.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -36,6 +43,8 @@ interface LanguageBench {
   repsScale?: number;
   /** Loaded lazily so a language without a rewriter yet is simply skipped. */
   load(): Promise<{ rewrite: (q: string, p: SelectorPolicy) => string; clearCache: () => void } | undefined>;
+  /** One strict parse of a query with the grammar its rewriter uses (the `parse` mode). */
+  parse(q: string): void;
   policies: Readonly<Record<string, SelectorPolicy>>;
 }
 
@@ -69,6 +78,7 @@ const LANGUAGES: readonly LanguageBench[] = [
     language: 'promql',
     corpus: join(root, 'e2e', 'corpus', 'promql.jsonl'),
     load: async () => ({ rewrite: rewritePromQL, clearCache: clearPromQLCache }),
+    parse: (q) => void parseStrict(promqlParser, q),
     policies: { single: NS_POLICY, dnf2: DNF_POLICY },
   },
   {
@@ -78,18 +88,21 @@ const LANGUAGES: readonly LanguageBench[] = [
     group: 'real-world',
     repsScale: 0.1,
     load: async () => ({ rewrite: rewritePromQL, clearCache: clearPromQLCache }),
+    parse: (q) => void parseStrict(promqlParser, q),
     policies: { single: NS_POLICY },
   },
   {
     language: 'logql',
     corpus: join(root, 'e2e', 'corpus', 'logql.jsonl'),
     load: () => optionalRewriter('logql.ts', 'rewriteLogQL', 'clearLogQLCache'),
+    parse: (q) => void parseStrict(logqlParser, q),
     policies: { single: NS_POLICY, dnf2: DNF_POLICY },
   },
   {
     language: 'traceql',
     corpus: join(root, 'e2e', 'corpus', 'traceql.jsonl'),
     load: () => optionalRewriter('traceql.ts', 'rewriteTraceQL', 'clearTraceQLCache'),
+    parse: (q) => void parseTraceQLTree(q),
     policies: {
       single: frozenPolicy([[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]]),
     },
@@ -154,7 +167,7 @@ function concat(parts: readonly Float64Array[]): Float64Array {
 interface Row {
   language: string;
   policy: string;
-  mode: 'cold' | 'cached';
+  mode: 'cold' | 'cached' | 'parse';
   group: string;
   stats: Stats;
 }
@@ -199,11 +212,14 @@ async function main(): Promise<void> {
           impl.rewrite(e.q, policy);
         }
       }
-      for (const mode of ['cold', 'cached'] as const) {
+      // The parse floor does not depend on the policy: measured with the first one only.
+      const modes = pname === Object.keys(lang.policies)[0] ? (['cold', 'cached', 'parse'] as const) : (['cold', 'cached'] as const);
+      for (const mode of modes) {
         const byQuery = new Map<CorpusEntry, Float64Array>();
         for (const e of ok) {
           const run = (): void => void impl.rewrite(e.q, policy);
           if (mode === 'cold') byQuery.set(e, measure(run, Math.max(1, Math.round(repsCold * scale)), impl.clearCache));
+          else if (mode === 'parse') byQuery.set(e, measure(() => lang.parse(e.q), Math.max(1, Math.round(repsCold * scale))));
           else {
             impl.clearCache();
             run();
