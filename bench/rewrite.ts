@@ -87,7 +87,7 @@ const LANGUAGES: readonly LanguageBench[] = [
     policies: { single: NS_POLICY, dnf2: DNF_POLICY },
   },
   {
-    // Dashboard panels and rules from public repositories plus Grafana's editor grammar tests (e2e/corpus/README.md).
+    // Dashboard panels, rules and tool examples from public repositories plus Grafana's editor grammar tests (e2e/corpus/README.md).
     language: 'logql',
     corpus: join(root, 'e2e', 'corpus', 'logql-realworld.jsonl'),
     group: 'real-world',
@@ -103,7 +103,7 @@ const LANGUAGES: readonly LanguageBench[] = [
     },
   },
   {
-    // Grafana's TraceQL editor grammar tests (e2e/corpus/README.md).
+    // Grafana's MCP server TraceQL examples and TraceQL editor grammar tests (e2e/corpus/README.md).
     language: 'traceql',
     corpus: join(root, 'e2e', 'corpus', 'traceql-realworld.jsonl'),
     group: 'real-world',
