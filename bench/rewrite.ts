@@ -99,10 +99,28 @@ const LANGUAGES: readonly LanguageBench[] = [
     policies: { single: NS_POLICY, dnf2: DNF_POLICY },
   },
   {
+    // Dashboard panels, rules and tool examples from public repositories plus Grafana's editor grammar tests (e2e/corpus/README.md).
+    language: 'logql',
+    corpus: join(root, 'e2e', 'corpus', 'logql-realworld.jsonl'),
+    group: 'real-world',
+    load: () => optionalRewriter('logql.ts', 'rewriteLogQL', 'clearLogQLCache'),
+    policies: { single: NS_POLICY, dnf2: DNF_POLICY },
+  },
+  {
     language: 'traceql',
     corpus: join(root, 'e2e', 'corpus', 'traceql.jsonl'),
     load: () => optionalRewriter('traceql.ts', 'rewriteTraceQL', 'clearTraceQLCache'),
     parse: (q) => void parseTraceQLTree(q),
+    policies: {
+      single: frozenPolicy([[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]]),
+    },
+  },
+  {
+    // Grafana's MCP server TraceQL examples and TraceQL editor grammar tests (e2e/corpus/README.md).
+    language: 'traceql',
+    corpus: join(root, 'e2e', 'corpus', 'traceql-realworld.jsonl'),
+    group: 'real-world',
+    load: () => optionalRewriter('traceql.ts', 'rewriteTraceQL', 'clearTraceQLCache'),
     policies: {
       single: frozenPolicy([[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]]),
     },
