@@ -104,6 +104,7 @@ const LANGUAGES: readonly LanguageBench[] = [
     corpus: join(root, 'e2e', 'corpus', 'logql-realworld.jsonl'),
     group: 'real-world',
     load: () => optionalRewriter('logql.ts', 'rewriteLogQL', 'clearLogQLCache'),
+    parse: (q) => void parseStrict(logqlParser, q),
     policies: { single: NS_POLICY, dnf2: DNF_POLICY },
   },
   {
@@ -121,6 +122,7 @@ const LANGUAGES: readonly LanguageBench[] = [
     corpus: join(root, 'e2e', 'corpus', 'traceql-realworld.jsonl'),
     group: 'real-world',
     load: () => optionalRewriter('traceql.ts', 'rewriteTraceQL', 'clearTraceQLCache'),
+    parse: (q) => void parseTraceQLTree(q),
     policies: {
       single: frozenPolicy([[{ name: 'resource.k8s.namespace.name', op: '=~', value: 'team-a-.*' }]]),
     },
