@@ -14,6 +14,7 @@
 // issue's target. Results: a table on stdout and bench/results/rewrite-<date>.json.
 //
 // Options (environment): BENCH_REPS_COLD (default 100), BENCH_REPS_CACHED (200),
+// BENCH_WARMUP (passes over a corpus before timing it; default 30, scaled like the reps),
 // BENCH_OUT (output file; default bench/results/rewrite-<YYYY-MM-DD>.json).
 // A hand-rolled loop rather than tinybench/mitata: the figures needed are
 // percentiles over individual calls pooled across many queries (size buckets),
@@ -195,6 +196,7 @@ interface Row {
 async function main(): Promise<void> {
   const repsCold = intEnv('BENCH_REPS_COLD', 100);
   const repsCached = intEnv('BENCH_REPS_CACHED', 200);
+  const warmup = intEnv('BENCH_WARMUP', 30);
   const rows: Row[] = [];
   const skipped: string[] = [];
   const accepted: Record<string, Record<string, { accepted: number; rejected: number }>> = {};
@@ -225,7 +227,7 @@ async function main(): Promise<void> {
       (accepted[lang.group === undefined ? lang.language : `${lang.language} ${lang.group}`] ??= {})[pname] = { accepted: ok.length, rejected: corpus.length - ok.length };
       const scale = lang.repsScale ?? 1;
       // Warm up the JIT on the whole set, cold and cached.
-      for (let i = 0; i < Math.max(3, Math.round(30 * scale)); i++) {
+      for (let i = 0; i < Math.max(Math.min(3, warmup), Math.round(warmup * scale)); i++) {
         for (const e of ok) {
           impl.clearCache();
           impl.rewrite(e.q, policy);
