@@ -25,11 +25,12 @@ describe('upstreamHeaders', () => {
     expect(out['x-loki-response-encoding-flags']).toBe('categorize-labels');
   });
 
-  it('Content-Encoding is not forwarded: the gateway sends its own re-encoding of the body', () => {
-    const out = upstreamHeaders({ 'content-encoding': 'gzip', content_encoding: 'gzip', 'content-type': 'application/x-www-form-urlencoded' }, upstream, decision);
+  it('Content-Encoding and Content-Type are not forwarded: the gateway sends its own re-encoding of the body, under its own type', () => {
+    // Go's mime.ParseMediaType refuses a parameter given twice, and ParseForm then reads no body (Fastify took it as a form).
+    const out = upstreamHeaders({ 'content-encoding': 'gzip', content_encoding: 'gzip', 'content-type': 'application/x-www-form-urlencoded; charset=a; charset=b' }, upstream, decision);
     expect(out['content-encoding']).toBeUndefined();
     expect(out['content_encoding']).toBeUndefined();
-    expect(out['content-type']).toBe('application/x-www-form-urlencoded');
+    expect(out['content-type']).toBeUndefined();
   });
 
   it('headers the client\'s Connection header lists are hop-by-hop: not forwarded; owned ones stay the policy\'s', () => {
