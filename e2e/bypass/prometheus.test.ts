@@ -308,6 +308,35 @@ const HEADER_ATTACKS: Attack[] = [
     status: 200,
     check: (_r, fw) => expect(fw.at(-1)!.headers['host']).toBe(new URL(proxy.url).host),
   },
+  {
+    name: 'X-Scope-OrgID and X-Lbac-Team as trailers of a chunked body: never headers',
+    send: () => {
+      const body = `query=up&time=${now()}`;
+      return socket(`POST ${P}/api/v1/query HTTP/1.1\r\nHost: x\r\n${auth()}Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nTrailer: X-Scope-OrgID, X-Lbac-Team\r\nConnection: close\r\n\r\n${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\nX-Scope-OrgID: tenant-b\r\nX-Lbac-Team: team-b\r\n\r\n`);
+    },
+    status: 200,
+    check: (_r, fw) => expect(fw.map((r) => [r.headers['x-scope-orgid'], r.headers['trailer'], r.headers['x-lbac-team']])).toEqual([['tenant-a', undefined, undefined]]),
+  },
+  {
+    name: 'X-Scope-OrgID continued on a folded line (obs-fold)',
+    send: () => socket(`GET ${P}/api/v1/query?query=up&time=${now()} HTTP/1.1\r\nHost: x\r\n${auth()}X-Scope-OrgID: tenant-a\r\n |tenant-b\r\nConnection: close\r\n\r\n`),
+    status: 400,
+  },
+  {
+    name: 'Expect: 100-continue on a form POST: not forwarded',
+    send: () => post('', `query=${q(EVIL)}&time=${now()}`, { ...FORM, expect: '100-continue' }),
+    status: 200,
+    check: (r, fw) => {
+      expect(nsOf(r)).toEqual([]);
+      expect(fw.at(-1)!.headers['expect']).toBeUndefined();
+    },
+  },
+  {
+    name: 'Forwarded / X-Forwarded-* / X-Real-IP are not identity: still team A',
+    send: () => get(`query=up`, { forwarded: 'for=10.0.0.1;host=admin', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1', 'x-forwarded-user': 'carol', 'x-forwarded-groups': 'admins', 'x-auth-request-groups': 'admins' }),
+    status: 200,
+    check: onlyTeamA,
+  },
 ];
 
 const PARAM_ATTACKS: Attack[] = [
@@ -356,6 +385,11 @@ const PARAM_ATTACKS: Attack[] = [
   { name: 'label values without match[]', send: () => send('GET', `${P}/api/v1/label/namespace/values`), status: 200 },
   { name: 'label values with U__ escaped name (U__namespace)', send: () => send('GET', `${P}/api/v1/label/U__namespace/values`), status: 200 },
   { name: 'label values of instance with another team\'s match[]', send: () => send('GET', `${P}/api/v1/label/instance/values?match[]=${q('{namespace="team-b-api"}')}`), status: 200, check: (r) => expect(JSON.parse(r.body).data).toEqual([]) },
+  { name: 'empty names and empty pairs around query (=x&&query=…&=)', send: () => get(`=${q(EVIL)}&&&query=up&=&${q('')}=${q(EVIL)}`), status: 200, check: onlyTeamA },
+  { name: 'query with an empty value next to a real one', send: () => get(`query=&query=${q(EVIL)}`), status: 400 },
+  { name: 'query= (empty) alone', send: () => get(`query=`), status: 400 },
+  { name: 'form body with query and a raw ; pair (Go would refuse it; the gateway re-encodes ;)', send: () => post('', `query=up;query=${q(EVIL)}&time=${now()}`), status: 400 },
+  { name: 'match[] on labels with %5B%5D and [] spellings mixed (one parameter)', send: () => send('GET', `${P}/api/v1/labels?match%5B%5D=${q('{namespace=~".+"}')}&match[]=${q('{namespace="team-b-api"}')}`), status: 200 },
   { name: '_method=DELETE parameter', send: () => get(`query=up&_method=DELETE`), status: 200, check: (_r, fw) => expect(fw.at(-1)!.method).toBe('GET') },
 ];
 
@@ -494,6 +528,12 @@ const METHOD_ATTACKS: Attack[] = [
   { name: 'X-HTTP-Method-Override: DELETE on POST', send: () => post('', `query=up&time=${now()}`, { ...FORM, 'x-http-method-override': 'DELETE', 'x-method-override': 'PUT' }), status: 200, check: (_r, fw) => expect(fw.at(-1)!.method).toBe('POST') },
   { name: 'X-HTTP-Method-Override: GET on an admin path', send: () => send('POST', `${P}/api/v1/admin/tsdb/snapshot`, { headers: { 'x-http-method-override': 'GET' } }), status: 404 },
   { name: 'POST on a GET-only route (label values)', send: () => send('POST', `${P}/api/v1/label/namespace/values`, { headers: FORM, body: '' }), status: [404, 405] },
+  {
+    name: 'Upgrade: h2c on a query route: answered as HTTP/1.1, no upgrade forwarded',
+    send: () => get(`query=${q(EVIL)}`, { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAARAAAAAAAIAAAAA' }),
+    status: [200, 400, 404],
+    check: (_r, fw) => expect(fw.every((r) => r.headers['upgrade'] === undefined && r.headers['http2-settings'] === undefined)).toBe(true),
+  },
   { name: 'WebSocket upgrade on a query route: no upgrade forwarded', send: () => get(`query=up`, { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }), status: [200, 400, 404], check: (_r, fw) => expect(fw.every((r) => r.headers['upgrade'] === undefined)).toBe(true) },
 ];
 
