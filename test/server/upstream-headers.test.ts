@@ -75,6 +75,26 @@ describe('redirects are not relayed', () => {
     expect(downstreamHeaders({ 'content-type': 'text/html', Location: 'http://prometheus.internal:9090/graph' })).toEqual({ 'content-type': 'text/html' });
     expect(filteredDownstreamHeaders({ location: 'http://prometheus.internal:9090/x', 'x-kept': 'v' })).toEqual({ 'x-kept': 'v' });
   });
+  it("a POST is forwarded with the gateway's form Content-Type, whatever parameters the client's had; a GET with none", async () => {
+    // Fastify reads the body by media type alone; Go's mime.ParseMediaType refuses a repeated parameter and
+    // ParseForm then reads no body (Prometheus /api/v1/labels would answer every label name).
+    const up = await startUpstream();
+    const t = await testApp(testConfig(up.url));
+    try {
+      for (const ct of ['application/x-www-form-urlencoded; charset=a; charset=b', 'APPLICATION/X-WWW-FORM-URLENCODED;a=1;A=2', 'application/x-www-form-urlencoded; charset=utf-16']) {
+        const res = await t.app.inject({ method: 'POST', url: '/prometheus/api/v1/labels', headers: { authorization: 'Bearer alice', 'content-type': ct }, payload: 'match[]=up' });
+        expect(res.statusCode).toBe(200);
+        expect(up.requests.at(-1)!.headers['content-type']).toBe('application/x-www-form-urlencoded');
+        expect(up.requests.at(-1)!.params.getAll('match[]')).toEqual(['up{namespace=~"team-a-.*"}']);
+      }
+      const res = await t.app.inject({ url: '/prometheus/api/v1/labels?match[]=up', headers: { authorization: 'Bearer alice', 'content-type': 'application/x-www-form-urlencoded; charset=a; charset=b' } });
+      expect(res.statusCode).toBe(200);
+      expect(up.requests.at(-1)!.headers['content-type']).toBeUndefined();
+    } finally {
+      await t.app.close();
+      await up.close();
+    }
+  });
   it('a redirect on a filtered route is a 502, its unfiltered body never relayed', async () => {
     const up = await startUpstream();
     up.answer = () => [302, JSON.stringify({ status: 'success', data: ['team-a-web', 'team-b-secret'] })];
