@@ -264,6 +264,16 @@ const HEADER_ATTACKS: Attack[] = [
     send: () => socket(`GET ${P}/api/v1/query?query=up&time=${now()} HTTP/1.1\r\nHost: x\r\n${auth()}X-Scope-OrgID: tenant-b\r\nX-Scope-OrgID: tenant-a\r\nConnection: close\r\n\r\n`),
     status: 200,
   },
+  {
+    name: 'Connection naming X-Scope-OrgID (a hop-by-hop removal game): the policy\'s tenant header is still sent',
+    send: () => get(`query=up`, { connection: 'keep-alive, X-Scope-OrgID, x-prom-label-policy', 'x-scope-orgid': 'tenant-b' }),
+    status: 200,
+    check: (res, fw) => {
+      onlyTeamA(res);
+      expect(lastHeader('x-scope-orgid')(res, fw)).toBe('tenant-a');
+      expect(lastHeader('connection')(res, fw) ?? '').not.toMatch(/scope/i);
+    },
+  },
   { name: 'owned header names in odd case', send: () => get(`query=up`, { 'x-sCoPe-OrGiD': 'tenant-b', 'X-PROM-LABEL-POLICY': 'tenant-b:%7B%7D' }), status: 200 },
   {
     name: 'owned header names with underscores (X_Scope_OrgID: CGI/WSGI-style backends read it as X-Scope-OrgID)',
@@ -525,6 +535,8 @@ const PATH_ATTACKS: Attack[] = [
 const METHOD_ATTACKS: Attack[] = [
   ...['HEAD', 'OPTIONS', 'PUT', 'DELETE', 'PATCH', 'TRACE', 'PROPFIND', 'SEARCH', 'QUERY'].map((m): Attack => ({ name: `method ${m}`, send: () => send(m, `${P}/api/v1/query?query=up`, m === 'HEAD' || m === 'TRACE' ? {} : { headers: FORM, body: 'query=up' }), status: [400, 404, 405] })),
   { name: 'method CONNECT', send: () => socket(`CONNECT 127.0.0.1:${new URL(proxy.url).port} HTTP/1.1\r\nHost: x\r\n${auth()}\r\n`), status: [0, 400, 404] },
+  { name: 'lower-case method (get)', send: () => socket(`get ${P}/api/v1/query?query=${q(EVIL)} HTTP/1.1\r\nHost: x\r\n${auth()}Connection: close\r\n\r\n`), status: [0, 400, 404, 405] },
+  { name: 'HTTP/2 prior-knowledge preface on the HTTP/1.1 listener', send: () => socket('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), status: [0, 400, 505] },
   { name: 'X-HTTP-Method-Override: DELETE on POST', send: () => post('', `query=up&time=${now()}`, { ...FORM, 'x-http-method-override': 'DELETE', 'x-method-override': 'PUT' }), status: 200, check: (_r, fw) => expect(fw.at(-1)!.method).toBe('POST') },
   { name: 'X-HTTP-Method-Override: GET on an admin path', send: () => send('POST', `${P}/api/v1/admin/tsdb/snapshot`, { headers: { 'x-http-method-override': 'GET' } }), status: 404 },
   { name: 'POST on a GET-only route (label values)', send: () => send('POST', `${P}/api/v1/label/namespace/values`, { headers: FORM, body: '' }), status: [404, 405] },
