@@ -393,6 +393,18 @@ const PARAM_ATTACKS: Attack[] = [
   { name: 'empty match[]', send: () => send('GET', `${P}/api/v1/series?match[]=`), status: 400 },
   { name: 'labels without match[] (every label of every series otherwise)', send: () => send('GET', `${P}/api/v1/labels`), status: 200 },
   { name: 'label values without match[]', send: () => send('GET', `${P}/api/v1/label/namespace/values`), status: 200 },
+  {
+    name: 'label values of namespace asked gzip-compressed, as protobuf: filtered, uncompressed JSON',
+    send: () => send('GET', `${P}/api/v1/label/namespace/values?match[]=${q('{namespace=~".+"}')}`, { headers: { 'accept-encoding': 'gzip, br', accept: 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited, application/cbor' } }),
+    status: 200,
+    check: (r, fw) => {
+      expect(r.headers['content-encoding']).toBeUndefined();
+      expect((JSON.parse(r.body) as { data: string[] }).data.every((v) => v.startsWith('team-a-'))).toBe(true);
+      expect([fw.at(-1)!.headers['accept-encoding'], fw.at(-1)!.headers['accept']]).toEqual(['identity', 'application/json']);
+    },
+  },
+  { name: 'label values with a U__ escape Prometheus refuses (6 hex digits): answers nothing', send: () => send('GET', `${P}/api/v1/label/U__n_000061_mespace/values`), status: 200, check: (r) => expect(JSON.parse(r.body).data).toEqual([]) },
+  { name: 'label values with a U__ escape spelling namespace (U__n_61_mespace)', send: () => send('GET', `${P}/api/v1/label/U__n_61_mespace/values`), status: 200, check: (r) => expect((JSON.parse(r.body) as { data: string[] }).data.every((v) => v.startsWith('team-a-'))).toBe(true) },
   { name: 'label values with U__ escaped name (U__namespace)', send: () => send('GET', `${P}/api/v1/label/U__namespace/values`), status: 200 },
   { name: 'label values of instance with another team\'s match[]', send: () => send('GET', `${P}/api/v1/label/instance/values?match[]=${q('{namespace="team-b-api"}')}`), status: 200, check: (r) => expect(JSON.parse(r.body).data).toEqual([]) },
   { name: 'empty names and empty pairs around query (=x&&query=…&=)', send: () => get(`=${q(EVIL)}&&&query=up&=&${q('')}=${q(EVIL)}`), status: 200, check: onlyTeamA },

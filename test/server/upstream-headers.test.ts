@@ -1,4 +1,7 @@
 // upstreamHeaders: what the gateway forwards of the client's headers (bypass suite, e2e/bypass).
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { ResolvedUpstream } from '../../src/config/load.ts';
 import type { Decision } from '../../src/policy/decision.ts';
@@ -93,6 +96,21 @@ describe('redirects are not relayed', () => {
     } finally {
       await t.app.close();
       await up.close();
+    }
+  });
+  it('a filtered route whose upstream compresses anyway (Accept-Encoding: identity ignored) answers 502, never the compressed unfiltered body', async () => {
+    const secret = JSON.stringify({ status: 'success', data: ['team-a-web', 'team-b-secret'] });
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(secret)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const t = await testApp(testConfig(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
+    try {
+      const res = await t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: { authorization: 'Bearer alice', 'accept-encoding': 'gzip' } });
+      expect(res.statusCode).toBe(502);
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.rawPayload.includes(gzipSync(secret).subarray(10, 30))).toBe(false);
+    } finally {
+      await t.app.close();
+      await new Promise<void>((r) => server.close(() => r()));
     }
   });
   it('a redirect on a filtered route is a 502, its unfiltered body never relayed', async () => {
