@@ -463,6 +463,16 @@ const TEMPO_ATTACKS: Attack[] = [
     blocked: false,
     check: (_r, _ls, ts) => expect([...ts.at(-1)!.params.keys()]).toEqual(['start', 'end']),
   },
+  // Search answers are filtered as JSON: asked uncompressed and as JSON whatever the client's Accept says.
+  {
+    name: 'search asked as protobuf, gzip-compressed: the gateway asks for uncompressed JSON',
+    send: () => send('GET', `${T}/search?q=${q('{ }')}`, { headers: { accept: 'application/protobuf', 'accept-encoding': 'gzip' } }),
+    status: 200,
+    check: (r, _l, t) => {
+      expect(r.contentType).toMatch(/^application\/json/);
+      expect([t.at(-1)!.headers['accept'], t.at(-1)!.headers['accept-encoding']]).toEqual(['application/json', 'identity']);
+    },
+  },
   { name: 'trace by id of another team (v1 JSON) → 404', send: () => send('GET', `${T}/traces/${TEAM_B_ID}`), status: 404, blocked: false },
   { name: 'trace by id, upper-case hex', send: () => send('GET', `${T}/traces/${TEAM_B_ID.toUpperCase()}`), status: 404, blocked: false },
   { name: 'trace by id, short id (left-padded by Tempo)', send: () => send('GET', `${T}/v2/traces/ffff`), status: 404, blocked: false },
