@@ -428,10 +428,10 @@ const BODY_ATTACKS: Attack[] = [
   },
   { name: 'JSON body', send: () => post(`query=up`, JSON.stringify({ query: EVIL }), { 'content-type': 'application/json' }), status: 415 },
   // Fastify matches the media type and ignores the parameters; Go's mime.ParseMediaType refuses a parameter given
-  // twice, and ParseForm then reads no body: the enforced match[] would be lost and /labels answer every label name.
+  // twice with different values, and ParseForm then reads no body: the enforced match[] would be lost and /labels answer every label name.
   // The gateway sends its own Content-Type with the form it re-encoded.
   ...[
-    'application/x-www-form-urlencoded; charset=utf-8; charset=utf-8',
+    'application/x-www-form-urlencoded; charset=utf-8; charset=UTF-8',
     'application/x-www-form-urlencoded; a=1; A=2',
     'application/x-www-form-urlencoded;charset="utf-8";charset=x',
   ].flatMap((ct): Attack[] => [

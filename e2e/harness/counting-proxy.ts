@@ -68,23 +68,27 @@ function forwardHeaders(headers: IncomingHttpHeaders, host: string): OutgoingHtt
 /**
  * The media type Go's mime.ParseMediaType gives net/http's parsePostForm for a
  * Content-Type: lower-cased and trimmed, or "" when Go refuses the header (a
- * type that is not token/token, a parameter given twice). A parameter Go cannot
- * read otherwise keeps the type (Go returns it with ErrInvalidMediaParameter).
+ * type that is not token/token, a parameter given twice with different values;
+ * Go 1.26 allows equal repeats). A parameter Go cannot read otherwise keeps the
+ * type (Go returns it with ErrInvalidMediaParameter). Checked against Go 1.26's
+ * ParseForm (test/e2e-harness/go-media-type.test.ts).
  */
 export function goMediaType(contentType: string): string {
   const semi = contentType.indexOf(';');
   const type = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
   if (!/^[!#$%&'*+.^_`|~0-9a-z-]+\/[!#$%&'*+.^_`|~0-9a-z-]+$/.test(type)) return '';
   if (semi < 0) return type;
-  const seen = new Set<string>();
+  const seen = new Map<string, string>();
   let rest = contentType.slice(semi);
   for (;;) {
     // `; key=value` (token or quoted string), as consumeMediaParam reads it.
-    const m = /^\s*;\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\]|\\.)*")/.exec(rest);
+    const m = /^\s*;\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\]|\\.)*")/.exec(rest);
     if (m === null) return type;
     const key = (m[1] as string).toLowerCase();
-    if (seen.has(key)) return '';
-    seen.add(key);
+    const raw = m[2] as string;
+    const value = raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw;
+    if (seen.has(key) && seen.get(key) !== value) return '';
+    seen.set(key, value);
     rest = rest.slice(m[0].length);
   }
 }
