@@ -29,7 +29,7 @@ describe('upstreamHeaders', () => {
   });
 
   it('Content-Encoding and Content-Type are not forwarded: the gateway sends its own re-encoding of the body, under its own type', () => {
-    // Go's mime.ParseMediaType refuses a parameter given twice, and ParseForm then reads no body (Fastify took it as a form).
+    // Go's mime.ParseMediaType refuses a parameter repeated with another value, and ParseForm then reads no body (Fastify took it as a form).
     const out = upstreamHeaders({ 'content-encoding': 'gzip', content_encoding: 'gzip', 'content-type': 'application/x-www-form-urlencoded; charset=a; charset=b' }, upstream, decision);
     expect(out['content-encoding']).toBeUndefined();
     expect(out['content_encoding']).toBeUndefined();
@@ -79,7 +79,7 @@ describe('redirects are not relayed', () => {
     expect(filteredDownstreamHeaders({ location: 'http://prometheus.internal:9090/x', 'x-kept': 'v' })).toEqual({ 'x-kept': 'v' });
   });
   it("a POST is forwarded with the gateway's form Content-Type, whatever parameters the client's had; a GET with none", async () => {
-    // Fastify reads the body by media type alone; Go's mime.ParseMediaType refuses a repeated parameter and
+    // Fastify reads the body by media type alone; Go's mime.ParseMediaType refuses a parameter repeated with another value and
     // ParseForm then reads no body (Prometheus /api/v1/labels would answer every label name).
     const up = await startUpstream();
     const t = await testApp(testConfig(up.url));

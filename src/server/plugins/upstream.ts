@@ -52,7 +52,7 @@ const DROPPED_HEADERS = [
   'host',
   // The gateway forwards its own re-encoding of the form, never the client's bytes, under its own
   // Content-Type (relay): Fastify matched the client's by media type alone, and a parameter Go's
-  // mime.ParseMediaType refuses (one given twice) made the backend read no body at all.
+  // mime.ParseMediaType refuses (one repeated with another value) made the backend read no body at all.
   'content-encoding',
   'content-type',
   // The gateway's own: the team the client acts as (decision input), not the upstream's business.
