@@ -128,6 +128,20 @@ describe('policyEnforcement: header (Loki enforces X-Prom-Label-Policy)', () => 
     expect(loki.requests[0]!.params.get('query')).toBe(QUERY);
   });
 
+  it("Loki's internal storeChunks is dropped for restricted subjects where Loki enforces the header too (query, query_range)", async () => {
+    // A client's chunk list would make Loki read the chunks it names instead of those its index finds for the query.
+    for (const ep of ['query', 'query_range']) {
+      loki.clear();
+      const res = await get(`/loki/loki/api/v1/${ep}?query=${encodeURIComponent(QUERY)}&storeChunks=CgQIARAC&start=1&end=2&step=1`, 'nina-t');
+      expect(res.status).toBe(200);
+      expect(loki.requests.map((r) => [r.params.get('query'), r.params.has('storeChunks')])).toEqual([[QUERY, false]]);
+    }
+    // Unrestricted subjects: forwarded as sent.
+    loki.clear();
+    await (await get(`/loki/loki/api/v1/query?query=${encodeURIComponent(QUERY)}&storeChunks=CgQIARAC`, 'root')).arrayBuffer();
+    expect(loki.requests[0]!.params.get('storeChunks')).toBe('CgQIARAC');
+  });
+
   it('fails closed when the decision names no tenant (Loki applies the header per tenant)', async () => {
     const res = await get(`/loki/loki/api/v1/query?query=${encodeURIComponent('{app="api"}')}`, 'nina');
     expect(res.status).toBe(500);

@@ -349,6 +349,13 @@ const LOKI_ATTACKS: Attack[] = [
   { name: 'series without match[]', send: () => send('GET', `${L}/series`), status: 200 },
   { name: 'series with match (Loki reads it next to match[])', send: () => send('GET', `${L}/series?match=${q(EVIL_STREAM)}&start=1&end=2`), status: 200 },
   { name: 'series with match and match[] in a form body', send: () => send('POST', `${L}/series`, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `match=${q('{namespace=~".+"}')}&match[]=${q('{app="x"}')}` }), status: 200 },
+  // A form Content-Type with a parameter given twice: Fastify reads the body by its media type, Go's mime.ParseMediaType
+  // refuses it and Loki would read no body (labels and index stats of the whole tenant). The gateway sends its own type.
+  ...['labels', 'series', 'index/stats', 'detected_labels'].map((ep): Attack => ({
+    name: `${ep} POST with Content-Type "application/x-www-form-urlencoded; charset=a; charset=b"`,
+    send: () => send('POST', `${L}/${ep}`, { headers: { 'content-type': 'application/x-www-form-urlencoded; charset=a; charset=b' }, body: `${ep === 'series' ? 'match[]' : 'query'}=${q('{app="x"}')}` }),
+    status: 200,
+  })),
   { name: 'index volume / stats / patterns / detected_* with other teams\' selectors', send: async () => {
     for (const ep of ['index/stats', 'index/volume', 'index/volume_range', 'patterns', 'detected_fields', 'detected_labels', 'detected_field/namespace/values']) {
       const r = await lq('{namespace=~".+"}', ep, '');
@@ -455,6 +462,16 @@ const TEMPO_ATTACKS: Attack[] = [
     status: 200,
     blocked: false,
     check: (_r, _ls, ts) => expect([...ts.at(-1)!.params.keys()]).toEqual(['start', 'end']),
+  },
+  // Search answers are filtered as JSON: asked uncompressed and as JSON whatever the client's Accept says.
+  {
+    name: 'search asked as protobuf, gzip-compressed: the gateway asks for uncompressed JSON',
+    send: () => send('GET', `${T}/search?q=${q('{ }')}`, { headers: { accept: 'application/protobuf', 'accept-encoding': 'gzip' } }),
+    status: 200,
+    check: (r, _l, t) => {
+      expect(r.contentType).toMatch(/^application\/json/);
+      expect([t.at(-1)!.headers['accept'], t.at(-1)!.headers['accept-encoding']]).toEqual(['application/json', 'identity']);
+    },
   },
   { name: 'trace by id of another team (v1 JSON) → 404', send: () => send('GET', `${T}/traces/${TEAM_B_ID}`), status: 404, blocked: false },
   { name: 'trace by id, upper-case hex', send: () => send('GET', `${T}/traces/${TEAM_B_ID.toUpperCase()}`), status: 404, blocked: false },

@@ -264,6 +264,16 @@ const HEADER_ATTACKS: Attack[] = [
     send: () => socket(`GET ${P}/api/v1/query?query=up&time=${now()} HTTP/1.1\r\nHost: x\r\n${auth()}X-Scope-OrgID: tenant-b\r\nX-Scope-OrgID: tenant-a\r\nConnection: close\r\n\r\n`),
     status: 200,
   },
+  {
+    name: 'Connection naming X-Scope-OrgID (a hop-by-hop removal game): the policy\'s tenant header is still sent',
+    send: () => get(`query=up`, { connection: 'keep-alive, X-Scope-OrgID, x-prom-label-policy', 'x-scope-orgid': 'tenant-b' }),
+    status: 200,
+    check: (res, fw) => {
+      onlyTeamA(res);
+      expect(lastHeader('x-scope-orgid')(res, fw)).toBe('tenant-a');
+      expect(lastHeader('connection')(res, fw) ?? '').not.toMatch(/scope/i);
+    },
+  },
   { name: 'owned header names in odd case', send: () => get(`query=up`, { 'x-sCoPe-OrGiD': 'tenant-b', 'X-PROM-LABEL-POLICY': 'tenant-b:%7B%7D' }), status: 200 },
   {
     name: 'owned header names with underscores (X_Scope_OrgID: CGI/WSGI-style backends read it as X-Scope-OrgID)',
@@ -307,6 +317,35 @@ const HEADER_ATTACKS: Attack[] = [
     send: () => get(`query=up`, { host: 'evil.example', 'x-forwarded-host': 'evil.example' }),
     status: 200,
     check: (_r, fw) => expect(fw.at(-1)!.headers['host']).toBe(new URL(proxy.url).host),
+  },
+  {
+    name: 'X-Scope-OrgID and X-Lbac-Team as trailers of a chunked body: never headers',
+    send: () => {
+      const body = `query=up&time=${now()}`;
+      return socket(`POST ${P}/api/v1/query HTTP/1.1\r\nHost: x\r\n${auth()}Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nTrailer: X-Scope-OrgID, X-Lbac-Team\r\nConnection: close\r\n\r\n${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\nX-Scope-OrgID: tenant-b\r\nX-Lbac-Team: team-b\r\n\r\n`);
+    },
+    status: 200,
+    check: (_r, fw) => expect(fw.map((r) => [r.headers['x-scope-orgid'], r.headers['trailer'], r.headers['x-lbac-team']])).toEqual([['tenant-a', undefined, undefined]]),
+  },
+  {
+    name: 'X-Scope-OrgID continued on a folded line (obs-fold)',
+    send: () => socket(`GET ${P}/api/v1/query?query=up&time=${now()} HTTP/1.1\r\nHost: x\r\n${auth()}X-Scope-OrgID: tenant-a\r\n |tenant-b\r\nConnection: close\r\n\r\n`),
+    status: 400,
+  },
+  {
+    name: 'Expect: 100-continue on a form POST: not forwarded',
+    send: () => post('', `query=${q(EVIL)}&time=${now()}`, { ...FORM, expect: '100-continue' }),
+    status: 200,
+    check: (r, fw) => {
+      expect(nsOf(r)).toEqual([]);
+      expect(fw.at(-1)!.headers['expect']).toBeUndefined();
+    },
+  },
+  {
+    name: 'Forwarded / X-Forwarded-* / X-Real-IP are not identity: still team A',
+    send: () => get(`query=up`, { forwarded: 'for=10.0.0.1;host=admin', 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1', 'x-forwarded-user': 'carol', 'x-forwarded-groups': 'admins', 'x-auth-request-groups': 'admins' }),
+    status: 200,
+    check: onlyTeamA,
   },
 ];
 
@@ -354,8 +393,25 @@ const PARAM_ATTACKS: Attack[] = [
   { name: 'empty match[]', send: () => send('GET', `${P}/api/v1/series?match[]=`), status: 400 },
   { name: 'labels without match[] (every label of every series otherwise)', send: () => send('GET', `${P}/api/v1/labels`), status: 200 },
   { name: 'label values without match[]', send: () => send('GET', `${P}/api/v1/label/namespace/values`), status: 200 },
+  {
+    name: 'label values of namespace asked gzip-compressed, as protobuf: filtered, uncompressed JSON',
+    send: () => send('GET', `${P}/api/v1/label/namespace/values?match[]=${q('{namespace=~".+"}')}`, { headers: { 'accept-encoding': 'gzip, br', accept: 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited, application/cbor' } }),
+    status: 200,
+    check: (r, fw) => {
+      expect(r.headers['content-encoding']).toBeUndefined();
+      expect((JSON.parse(r.body) as { data: string[] }).data.every((v) => v.startsWith('team-a-'))).toBe(true);
+      expect([fw.at(-1)!.headers['accept-encoding'], fw.at(-1)!.headers['accept']]).toEqual(['identity', 'application/json']);
+    },
+  },
+  { name: 'label values with a U__ escape Prometheus refuses (6 hex digits): answers nothing', send: () => send('GET', `${P}/api/v1/label/U__n_000061_mespace/values`), status: 200, check: (r) => expect(JSON.parse(r.body).data).toEqual([]) },
+  { name: 'label values with a U__ escape spelling namespace (U__n_61_mespace)', send: () => send('GET', `${P}/api/v1/label/U__n_61_mespace/values`), status: 200, check: (r) => expect((JSON.parse(r.body) as { data: string[] }).data.every((v) => v.startsWith('team-a-'))).toBe(true) },
   { name: 'label values with U__ escaped name (U__namespace)', send: () => send('GET', `${P}/api/v1/label/U__namespace/values`), status: 200 },
   { name: 'label values of instance with another team\'s match[]', send: () => send('GET', `${P}/api/v1/label/instance/values?match[]=${q('{namespace="team-b-api"}')}`), status: 200, check: (r) => expect(JSON.parse(r.body).data).toEqual([]) },
+  { name: 'empty names and empty pairs around query (=x&&query=…&=)', send: () => get(`=${q(EVIL)}&&&query=up&=&${q('')}=${q(EVIL)}`), status: 200, check: onlyTeamA },
+  { name: 'query with an empty value next to a real one', send: () => get(`query=&query=${q(EVIL)}`), status: 400 },
+  { name: 'query= (empty) alone', send: () => get(`query=`), status: 400 },
+  { name: 'form body with query and a raw ; pair (Go would refuse it; the gateway re-encodes ;)', send: () => post('', `query=up;query=${q(EVIL)}&time=${now()}`), status: 400 },
+  { name: 'match[] on labels with %5B%5D and [] spellings mixed (one parameter)', send: () => send('GET', `${P}/api/v1/labels?match%5B%5D=${q('{namespace=~".+"}')}&match[]=${q('{namespace="team-b-api"}')}`), status: 200 },
   { name: '_method=DELETE parameter', send: () => get(`query=up&_method=DELETE`), status: 200, check: (_r, fw) => expect(fw.at(-1)!.method).toBe('GET') },
 ];
 
@@ -371,6 +427,18 @@ const BODY_ATTACKS: Attack[] = [
     status: 415,
   },
   { name: 'JSON body', send: () => post(`query=up`, JSON.stringify({ query: EVIL }), { 'content-type': 'application/json' }), status: 415 },
+  // Fastify matches the media type and ignores the parameters; Go's mime.ParseMediaType refuses a parameter given
+  // twice with different values, and ParseForm then reads no body: the enforced match[] would be lost and /labels answer every label name.
+  // The gateway sends its own Content-Type with the form it re-encoded.
+  ...[
+    'application/x-www-form-urlencoded; charset=utf-8; charset=UTF-8',
+    'application/x-www-form-urlencoded; a=1; A=2',
+    'application/x-www-form-urlencoded;charset="utf-8";charset=x',
+  ].flatMap((ct): Attack[] => [
+    { name: `labels POST with Content-Type ${JSON.stringify(ct)}`, send: () => send('POST', `${P}/api/v1/labels`, { headers: { 'content-type': ct }, body: `match[]=${q('{namespace=~".+"}')}` }), status: 200 },
+    { name: `series POST with Content-Type ${JSON.stringify(ct)}`, send: () => send('POST', `${P}/api/v1/series`, { headers: { 'content-type': ct }, body: `match[]=${q('{namespace=~".+"}')}` }), status: 200 },
+    { name: `query POST with Content-Type ${JSON.stringify(ct)}`, send: () => post('', `query=${q(EVIL)}&time=${now()}`, { 'content-type': ct }), status: 200, check: (r) => expect(nsOf(r)).toEqual([]) },
+  ]),
   { name: 'Content-Type missing with a form body, query in the URL', send: () => post(`query=up&time=${now()}`, `query=${q(EVIL)}`, {}), status: [200, 415] },
   {
     name: 'GET with a form body (Go ignores GET bodies; nothing of it is forwarded)',
@@ -479,9 +547,17 @@ const PATH_ATTACKS: Attack[] = [
 const METHOD_ATTACKS: Attack[] = [
   ...['HEAD', 'OPTIONS', 'PUT', 'DELETE', 'PATCH', 'TRACE', 'PROPFIND', 'SEARCH', 'QUERY'].map((m): Attack => ({ name: `method ${m}`, send: () => send(m, `${P}/api/v1/query?query=up`, m === 'HEAD' || m === 'TRACE' ? {} : { headers: FORM, body: 'query=up' }), status: [400, 404, 405] })),
   { name: 'method CONNECT', send: () => socket(`CONNECT 127.0.0.1:${new URL(proxy.url).port} HTTP/1.1\r\nHost: x\r\n${auth()}\r\n`), status: [0, 400, 404] },
+  { name: 'lower-case method (get)', send: () => socket(`get ${P}/api/v1/query?query=${q(EVIL)} HTTP/1.1\r\nHost: x\r\n${auth()}Connection: close\r\n\r\n`), status: [0, 400, 404, 405] },
+  { name: 'HTTP/2 prior-knowledge preface on the HTTP/1.1 listener', send: () => socket('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), status: [0, 400, 505] },
   { name: 'X-HTTP-Method-Override: DELETE on POST', send: () => post('', `query=up&time=${now()}`, { ...FORM, 'x-http-method-override': 'DELETE', 'x-method-override': 'PUT' }), status: 200, check: (_r, fw) => expect(fw.at(-1)!.method).toBe('POST') },
   { name: 'X-HTTP-Method-Override: GET on an admin path', send: () => send('POST', `${P}/api/v1/admin/tsdb/snapshot`, { headers: { 'x-http-method-override': 'GET' } }), status: 404 },
   { name: 'POST on a GET-only route (label values)', send: () => send('POST', `${P}/api/v1/label/namespace/values`, { headers: FORM, body: '' }), status: [404, 405] },
+  {
+    name: 'Upgrade: h2c on a query route: answered as HTTP/1.1, no upgrade forwarded',
+    send: () => get(`query=${q(EVIL)}`, { connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAARAAAAAAAIAAAAA' }),
+    status: [200, 400, 404],
+    check: (_r, fw) => expect(fw.every((r) => r.headers['upgrade'] === undefined && r.headers['http2-settings'] === undefined)).toBe(true),
+  },
   { name: 'WebSocket upgrade on a query route: no upgrade forwarded', send: () => get(`query=up`, { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }), status: [200, 400, 404], check: (_r, fw) => expect(fw.every((r) => r.headers['upgrade'] === undefined)).toBe(true) },
 ];
 

@@ -5,6 +5,7 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { goMediaType } from './counting-proxy.ts';
 
 export interface CannedRequest {
   method: string;
@@ -53,7 +54,8 @@ export async function startCannedUpstream(answer: (path: string, request: Canned
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://x');
       const params = new URLSearchParams(url.search);
-      if ((req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) {
+      // A body only where Go's ParseForm reads one (Loki and Tempo are Go servers).
+      if (req.method !== 'GET' && goMediaType(req.headers['content-type'] ?? '') === 'application/x-www-form-urlencoded') {
         for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params.append(k, v);
       }
       const recorded: CannedRequest = { method: req.method ?? '', path: url.pathname, params, headers: req.headers };

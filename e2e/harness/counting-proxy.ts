@@ -65,6 +65,34 @@ function forwardHeaders(headers: IncomingHttpHeaders, host: string): OutgoingHtt
   return out;
 }
 
+/**
+ * The media type Go's mime.ParseMediaType gives net/http's parsePostForm for a
+ * Content-Type: lower-cased and trimmed, or "" when Go refuses the header (a
+ * type that is not token/token, a parameter given twice with different values;
+ * Go 1.26 allows equal repeats). A parameter Go cannot read otherwise keeps the
+ * type (Go returns it with ErrInvalidMediaParameter). Checked against Go 1.26's
+ * ParseForm (test/e2e-harness/go-media-type.test.ts).
+ */
+export function goMediaType(contentType: string): string {
+  const semi = contentType.indexOf(';');
+  const type = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  if (!/^[!#$%&'*+.^_`|~0-9a-z-]+\/[!#$%&'*+.^_`|~0-9a-z-]+$/.test(type)) return '';
+  if (semi < 0) return type;
+  const seen = new Map<string, string>();
+  let rest = contentType.slice(semi);
+  for (;;) {
+    // `; key=value` (token or quoted string), as consumeMediaParam reads it.
+    const m = /^\s*;\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\]|\\.)*")/.exec(rest);
+    if (m === null) return type;
+    const key = (m[1] as string).toLowerCase();
+    const raw = m[2] as string;
+    const value = raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw;
+    if (seen.has(key) && seen.get(key) !== value) return '';
+    seen.set(key, value);
+    rest = rest.slice(m[0].length);
+  }
+}
+
 export async function startCountingProxy(opts: { upstream: string; port?: number }): Promise<CountingProxy> {
   const upstream = new URL(opts.upstream);
   if (upstream.protocol !== 'http:') throw new Error(`counting proxy supports http upstreams only, got ${opts.upstream}`);
@@ -77,9 +105,9 @@ export async function startCountingProxy(opts: { upstream: string; port?: number
   const record = (method: string, url: string, headers: IncomingHttpHeaders, body: Buffer, upgrade: boolean): RecordedRequest => {
     const parsed = new URL(url, 'http://proxy.invalid');
     const params = new URLSearchParams(parsed.search);
-    const ctype = String(headers['content-type'] ?? '').toLowerCase();
     const bodyText = body.toString('utf8');
-    if (ctype.startsWith('application/x-www-form-urlencoded')) {
+    // Only what Go's ParseForm reads as a form body (the media type as mime.ParseMediaType reads it).
+    if (method !== 'GET' && goMediaType(String(headers['content-type'] ?? '')) === 'application/x-www-form-urlencoded') {
       for (const [k, v] of new URLSearchParams(bodyText)) params.append(k, v);
     }
     const r: RecordedRequest = {

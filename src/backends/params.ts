@@ -74,12 +74,23 @@ export function encodeForwarded(params: Params, language: string): string {
  * Enforce the policy on every query-bearing parameter of a route, in place:
  * `params` becomes the canonical parameter list to forward (other parameters
  * in their order, then the enforced ones in the route's order) and is returned.
- * `policy === undefined` means unrestricted (admins): parameters are checked
- * for ambiguity but not rewritten.
+ * `policy === undefined` means not rewritten: unrestricted (admins), or a
+ * route whose upstream enforces the policy itself (Loki's X-Prom-Label-Policy);
+ * parameters are checked for ambiguity. `restricted` (default: a policy is
+ * given) says whether the subject is restricted: RouteSpec.droppedParams and
+ * allowedParams apply to every restricted subject, also where the upstream
+ * enforces the policy (they are what no enforcement covers).
  */
-export function enforceParams<P extends Params>(route: RouteSpec, params: P, policy: SelectorPolicy | undefined, limits: RewriteLimits, language: string): P {
-  if (policy !== undefined && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
-  if (policy !== undefined && route.allowedParams !== undefined) keepOnly(params, route);
+export function enforceParams<P extends Params>(
+  route: RouteSpec,
+  params: P,
+  policy: SelectorPolicy | undefined,
+  limits: RewriteLimits,
+  language: string,
+  restricted: boolean = policy !== undefined,
+): P {
+  if (restricted && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
+  if (restricted && route.allowedParams !== undefined) keepOnly(params, route);
   if (policy !== undefined) route.completeParams?.(params, limits);
   for (const spec of route.enforced) {
     const values = params.getAll(spec.name);

@@ -169,6 +169,14 @@ describe('response filters', () => {
     expect(tagNames!({ metrics: { inspectedBytes: '1' } }, tempoCtx)).toEqual({ scopes: [] });
     expect(() => tagNames!({ other: 'x' }, tempoCtx)).toThrow();
   });
+  it("dropped parameters go for every restricted subject, also where the upstream enforces the policy (not rewritten); not for unrestricted ones", () => {
+    const route = lokiRoutes.routes.find((r) => r.endpoint === 'query_range')!;
+    const sent = () => new FormParams('query=%7Bapp%3D%22x%22%7D&storeChunks=CgQIARAC&limit=5');
+    // Header mode: checked, not rewritten, but the subject is restricted.
+    expect([...enforceParams(route, sent(), undefined, DEFAULT_LIMITS, 'logql', true)]).toEqual([['limit', '5'], ['query', '{app="x"}']]);
+    expect([...enforceParams(route, sent(), teamA, DEFAULT_LIMITS, 'logql')].map(([k]) => k)).toEqual(['limit', 'query']);
+    expect([...enforceParams(route, sent(), undefined, DEFAULT_LIMITS, 'logql')].map(([k]) => k)).toEqual(['storeChunks', 'limit', 'query']);
+  });
   it(`at most ${MAX_VALUES_PER_PARAMETER} values per query-bearing parameter (each is parsed and rewritten synchronously)`, () => {
     const route = prometheusRoutes.routes.find((r) => r.endpoint === 'series')!;
     const many = (n: number) => new URLSearchParams(Array.from({ length: n }, (_, i): [string, string] => ['match[]', `up{job="j${i}"}`]));

@@ -50,8 +50,11 @@ const DROPPED_HEADERS = [
   'proxy-authenticate',
   'proxy-authorization',
   'host',
-  // The gateway forwards its own re-encoding of the form, never the client's bytes.
+  // The gateway forwards its own re-encoding of the form, never the client's bytes, under its own
+  // Content-Type (relay): Fastify matched the client's by media type alone, and a parameter Go's
+  // mime.ParseMediaType refuses (one repeated with another value) made the backend read no body at all.
   'content-encoding',
+  'content-type',
   // The gateway's own: the team the client acts as (decision input), not the upstream's business.
   TEAM_HEADER,
   // Loki's internal switch that turns off every pipeline wrapper a deployment installed for its queries.
@@ -67,6 +70,9 @@ const DROPPED_HEADERS = [
 ];
 
 const NO_HEADERS: readonly string[] = [];
+
+/** The Content-Type of every forwarded body: the form the gateway encoded, exactly as Go's ParseForm reads one. */
+const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
 
 /** Per upstream (and credential-header list): every client header name never forwarded, as headerKey. */
 const strippedByUpstream = new WeakMap<ResolvedUpstream, { credentialHeaders: readonly string[]; names: ReadonlySet<string> }>();
@@ -419,7 +425,8 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   // policyEnforcement "header": where Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders), parameters are checked, not rewritten.
   const rewriteWith = decision.unrestricted || (upstream.policyEnforcement === 'header' && route.headerEnforced === true) ? undefined : decision.selectors;
   const held = decision.unrestricted ? undefined : holdParams(route, params);
-  enforceParams(route, params, rewriteWith, limits, language);
+  // Parameters no enforcement covers (Loki's storeChunks) go for every restricted subject, also where Loki enforces the header.
+  enforceParams(route, params, rewriteWith, limits, language, !decision.unrestricted);
   noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
   return { decision, path, pathParams, encoded: encodeForwarded(params, language), params, held };
 }
@@ -764,6 +771,8 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
       // `headers` is this request's own object: completed in place rather than copied once more.
       const out = headers as Record<string | symbol, unknown> as Record<string, string | string[]>;
       out['host'] = h.host ?? new URL(upstream.origin).host;
+      // The body is the gateway's form (the client's Content-Type is never forwarded: upstreamHeaders).
+      if (req.method !== 'GET') out['content-type'] = FORM_CONTENT_TYPE;
       (out as Record<symbol, unknown>)[CLIENT_GONE] = gone;
       if (upstream.auth?.signsRequests !== true) return out;
       // reply-from sends new URL(source, base).pathname + "?" + query, and `body` as given.
@@ -773,5 +782,5 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
     onError: upstreamFailed,
   };
   if (req.method === 'GET') return reply.from(source, { ...common, queryString: () => query });
-  return reply.from(source, { ...common, queryString: () => '', body: encoded, contentType: 'application/x-www-form-urlencoded' });
+  return reply.from(source, { ...common, queryString: () => '', body: encoded, contentType: FORM_CONTENT_TYPE });
 }
