@@ -206,6 +206,13 @@ export const upstreamSchema = z
       .describe('The backend release (e.g. "3.4.2"), for endpoints older releases answer for the whole tenant (Loki labels and label values before 3.0, detected_labels before 3.2). Default: read from its buildinfo every few minutes; set it for builds whose version is not a release (weekly k123-…, main-…).'),
     forwardAuthorization: z.boolean().default(false).describe('Forward the client\'s Authorization header upstream (off: the gateway owns credentials). Not with auth.'),
     headers: headerMap.default({}).describe('Extra headers sent upstream (e.g. a tenant id). Credentials belong in auth: a header auth sets (Authorization, X-Amz-*) may not also be set here.'),
+    dropHeaders: z
+      .array(headerName)
+      .max(256)
+      .default([])
+      .describe(
+        "Client headers never forwarded to this upstream, besides those the gateway always drops (docs/policies.md): e.g. X-Forwarded-User or X-WEBAUTH-USER where the backend sits behind an auth proxy that trusts them. Case-insensitive; '_' and '-' are the same.",
+      ),
     auth: upstreamAuthSchema.optional(),
     tls: upstreamTlsSchema.optional(),
     maxConcurrent: z.number().int().positive().optional().describe('Most requests in flight to this upstream; more → 503 + Retry-After. Unset: no limit.'),

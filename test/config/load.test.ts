@@ -311,6 +311,12 @@ describe('upstream credentials and TLS (upstreams[].auth, upstreams[].tls)', () 
     expect(load(withUpstream('headers: { Authorization: "Bearer static" }')).upstreams[0]!.headers).toEqual({ Authorization: 'Bearer static' });
   });
 
+  it('dropHeaders: a list of header names, empty by default; a name that is not a header name is an error naming the key', () => {
+    expect(load(withUpstream('')).upstreams[0]!.dropHeaders).toEqual([]);
+    expect(load(withUpstream('dropHeaders: [X-Forwarded-User, X_WEBAUTH_USER]')).upstreams[0]!.dropHeaders).toEqual(['X-Forwarded-User', 'X_WEBAUTH_USER']);
+    expect(loadError(withUpstream('dropHeaders: ["X Forwarded User"]')).key).toBe('upstreams.0.dropHeaders.0');
+  });
+
   it('tls: https only, certFile and keyFile together, files relative to the config file, invalid PEM names the key', () => {
     expect(loadError(withUpstream('tls: { insecureSkipVerify: true }')).key).toBe('upstreams.0.tls');
     expect(loadError(withUpstream('tls: { certFile: c.pem }', 'https://prom:9090')).message).toMatch(/both certFile and keyFile/);

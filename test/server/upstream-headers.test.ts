@@ -52,6 +52,17 @@ describe('upstreamHeaders', () => {
     expect(out['x-kept']).toBe('v');
   });
 
+  it('upstreams[].dropHeaders: the configured names are never forwarded, in any case or spelt with underscores; other headers are', () => {
+    const proxied = { ...upstream, dropHeaders: ['X-Forwarded-User', 'x-webauth-user'] } as unknown as ResolvedUpstream;
+    const client = { 'x-forwarded-user': 'admin', X_Forwarded_User: 'admin', 'X-WEBAUTH-USER': 'admin', 'x-webauth_user': 'admin', 'x-forwarded-for': '10.0.0.1', 'x-kept': 'v' };
+    const out = upstreamHeaders(client, proxied, decision);
+    expect(Object.keys(out).filter((h) => h.includes('user'))).toEqual([]);
+    expect(out['x-forwarded-for']).toBe('10.0.0.1');
+    expect(out['x-kept']).toBe('v');
+    // Without the setting they go through: the list is what makes the difference.
+    expect(upstreamHeaders(client, upstream, decision)['x-forwarded-user']).toBe('admin');
+  });
+
   it('credential headers (Grafana ID tokens, configured API-key headers) are never forwarded', () => {
     const out = upstreamHeaders({ 'x-grafana-id': 'eyJ…', 'x-id-token': 'eyJ…', 'x-api-key': 'secret', 'x_api_key': 'secret', 'x-kept': 'v' }, upstream, decision, ['X-API-Key']);
     for (const h of ['x-grafana-id', 'x-id-token', 'x-api-key', 'x_api_key']) expect(out[h], h).toBeUndefined();

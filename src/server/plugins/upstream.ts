@@ -79,7 +79,7 @@ const strippedByUpstream = new WeakMap<ResolvedUpstream, { credentialHeaders: re
 function strippedNames(upstream: ResolvedUpstream, credentialHeaders: readonly string[]): ReadonlySet<string> {
   const hit = strippedByUpstream.get(upstream);
   if (hit !== undefined && hit.credentialHeaders === credentialHeaders) return hit.names;
-  const names = new Set([...OWNED_HEADERS, ...DROPPED_HEADERS, ...GRAFANA_CREDENTIAL_HEADERS, ...credentialHeaders, ...Object.keys(upstream.headers)].map(headerKey));
+  const names = new Set([...OWNED_HEADERS, ...DROPPED_HEADERS, ...GRAFANA_CREDENTIAL_HEADERS, ...credentialHeaders, ...Object.keys(upstream.headers), ...(upstream.dropHeaders ?? [])].map(headerKey));
   strippedByUpstream.set(upstream, { credentialHeaders, names });
   return names;
 }
