@@ -51,6 +51,9 @@ function loose(a: Answer): Answer {
 
 const TIE_FNS = /\b(topk|bottomk|limitk)\b/;
 
+/** Operations whose result keeps only the last bits of a large operand: a remainder, and the periodic functions. */
+const PERIODIC = /%|\b(sin|cos|tan)\s*\(/;
+
 /**
  * A vector-matching error (duplicate series on one side) in a query with topk/bottomk/limitk: which
  * of tied series they keep decides whether two kept series fall into one match group, so one side may
@@ -142,11 +145,18 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
     // afterwards (`count(limitk(3, x)) without (code)`) differs in size too. No foreign label (checked above).
     return { cls: 'tie', detail: 'limitk: which k series are kept depends on the order the multi-group `or` gives them in', ...base };
   }
-  if (q.includes('%') && rw.text.includes(' or ') && sameShape(g.answer, r.answer)) {
-    // A multi-group rewrite's `or` changes the order in which series reach sum/avg/stddev, so the sum
-    // differs in its last bits; the remainder of that by a small divisor (`x % (16 / time())`) keeps
-    // only those bits. Same series, same timestamps: only the values, which no tolerance bounds.
-    return { cls: 'float-nondeterminism', detail: '% of a sum whose last bits depend on the order of the `or` of a multi-group rewrite; same series and timestamps', ...base };
+  if (/\blimit_ratio\b/.test(q) && TIE_FNS.test(q) && rw.text.includes(' or ')) {
+    // limit_ratio keeps series by a hash of their labels; which tied series topk/bottomk/limitk handed
+    // it depends on the order the multi-group `or` gives them in, so the sample differs in size too
+    // (`limit_ratio(-0.5, bottomk(3, x == bool 1e3))`: all values tie at 0). No foreign label (checked above).
+    return { cls: 'tie', detail: 'limit_ratio over the series topk/bottomk/limitk kept from ties, which depend on the order of the multi-group `or`', ...base };
+  }
+  if (PERIODIC.test(q) && rw.text.includes(' or ') && sameShape(g.answer, r.answer)) {
+    // A multi-group rewrite's `or` changes the order in which series reach sum/avg/stddev/stdvar, so
+    // the aggregate differs in its last bits; a remainder by a small divisor (`x % (16 / time())`) or
+    // sin/cos/tan of a large value keeps only those bits. Same series, same timestamps: only the
+    // values, which no tolerance bounds.
+    return { cls: 'float-nondeterminism', detail: '% or sin/cos/tan of an aggregate whose last bits depend on the order of the `or` of a multi-group rewrite; same series and timestamps', ...base };
   }
   if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(loose(g.answer), loose(r.answer))) {
     return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values to 1e-6 relative, count_values label text to 12 digits)', ...base };
