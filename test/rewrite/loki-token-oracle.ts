@@ -134,7 +134,7 @@ function quotedEnd(text: string, i: number, quote: string): { end: number; chars
 
 /** Loki's token stream for `text`. Throws LokiOracleError where Loki's scanner or lexer reports an error. */
 export function lokiTokens(text: string): LokiTok[] {
-  if (!text.isWellFormed()) throw new LokiOracleError('invalid UTF-8');
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text)) throw new LokiOracleError('invalid UTF-8');
   if (text.includes('\u0000')) throw new LokiOracleError('invalid character NUL');
   const toks: LokiTok[] = [];
   const n = text.length;
