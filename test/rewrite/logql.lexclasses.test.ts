@@ -78,6 +78,7 @@ describe('the Loki token oracle reads what Loki reads', () => {
   });
   it('a leading byte-order mark is skipped; operators join only when adjacent', () => {
     expect(at('\ufeff{a="b"}')).toEqual([1]);
+    expect(lokiSelectors('{label_replace="x", ip="y", rate="z"}')[0]?.matchers.map((m) => m.name)).toEqual(['label_replace', 'ip', 'rate']);
     expect(lokiTokens('!= ! = =~ = ~').map((t) => t.value)).toEqual(['!=', '!', '=', '=~', '=', '~']);
   });
 });

@@ -52,12 +52,14 @@ export interface LokiOracleSelector {
 
 const TWO_CHAR_OPS = new Set(['!=', '=~', '!~', '!>', '|=', '|~', '|>', '==', '>=', '<=']);
 
-/** Words Loki's lexer always turns into keyword tokens (never a label name). */
+/** Words Loki's lexer always turns into keyword tokens, compared lower-cased (never a label name). */
 const KEYWORDS = new Set([
   'by', 'without', 'bool', 'offset', 'on', 'ignoring', 'group_left', 'group_right', 'or', 'and', 'unless',
   'json', 'regexp', 'logfmt', 'unpack', 'pattern', 'label_format', 'line_format', 'decolorize', 'drop', 'keep',
-  'variants', 'of', 'unwrap', 'label_replace',
+  'variants', 'of', 'unwrap',
 ]);
+// Not here: function names (`rate`, `sum`, `ip`, `label_replace`, …). Loki checks them first and reads
+// them as identifiers unless `(` (or `by`/`without` and `(`) follows, so they can be label names.
 
 const isGoWs = (c: string | undefined): boolean => c === ' ' || c === '\t' || c === '\n' || c === '\r';
 const isLetter = (c: string): boolean => c === '_' || /^\p{L}$/u.test(c);
