@@ -353,3 +353,51 @@ describe('LogQL lexical fuzz against the Loki token oracle', () => {
     expect(accepted).toBeGreaterThan(100);
   });
 });
+
+// ---------------------------------------------------------------------------
+// Structured fuzz: queries built from tricky but valid tokens
+// ---------------------------------------------------------------------------
+
+const gap = fc.constantFrom('', ' ', '\t', '\n', '\r\n', ' # c {x="y"} " `\n', ' // {x="y"} "\n', ' /* } { " ` # */ ', '/**/', ' /*/ { */ ');
+const sep = fc.constantFrom(' ', '\n', '\t', ' # {x="y"}\n', ' /* { */ ');
+const dq = fc
+  .array(fc.constantFrom('{', '}', 'a', ' ', '#', '/*', '*/', '//', '`', "'", '\\"', '\\\\', '\\x7b', '\\x7d', '\\u007b', '\\U0000007d', '\\173', '\\n', '\\t', 'é', '🚀', '[', ']', '|'), { maxLength: 6 })
+  .map((cs) => `"${cs.join('')}"`);
+const raw = fc.array(fc.constantFrom('{', '}', '"', "'", '#', '/*', '\\', '\n', '\r', 'a', ' ', '[', ']'), { maxLength: 6 }).map((cs) => `\`${cs.join('')}\``);
+const lit = fc.oneof(dq, raw);
+const labelName = fc.constantFrom('app', 'env', 'namespace', 'rate', 'ip', 'Namespace', '_x', 'by', 'é');
+const matchOp = fc.constantFrom('=', '!=', '=~', '!~');
+const selector = fc
+  .tuple(gap, lit, fc.array(fc.tuple(gap, gap, labelName, gap, matchOp, gap, lit), { maxLength: 2 }), gap)
+  .map(([g0, v0, rest, g9]) => `{${g0}app="x"${rest.map(([a, b, n, c, o, d, v]) => `${a},${b}${n}${c}${o}${d}${v}`).join('')}${g9}}`);
+const stage = fc.oneof(
+  fc.tuple(fc.constantFrom('|=', '!=', '|~', '!~', '|>', '!>'), gap, lit).map(([o, g, v]) => `${o}${g}${v}`),
+  fc.tuple(gap, fc.constantFrom('json', 'logfmt', 'unpack', 'decolorize')).map(([g, k]) => `|${g}${k}`),
+  fc.tuple(gap, fc.constantFrom('line_format', 'pattern', 'regexp'), sep, lit).map(([g, k, s, v]) => `|${g}${k}${s}${v}`),
+  fc.tuple(gap, gap, lit).map(([g, h, v]) => `|${g}label_format${h === '' ? ' ' : h}x=${v}`),
+  fc.tuple(gap, fc.constantFrom('level', 'x'), gap, fc.constantFrom('=', '!=', '=~'), gap, lit).map(([g, n, a, o, b, v]) => `|${g}${n}${a}${o}${b}${v}`),
+);
+const logQuery = fc.tuple(selector, fc.array(fc.tuple(gap, stage), { maxLength: 3 })).map(([s, st]) => s + st.map(([g, x]) => g + x).join(''));
+const anyQuery = fc.oneof(
+  logQuery,
+  fc.tuple(logQuery, gap).map(([q, g]) => `count_over_time(${q}${g}[5m])`),
+  fc.tuple(logQuery, logQuery, gap).map(([a, b, g]) => `sum by (x) (rate(${a} [1m]))${g}/${g}sum(rate(${b}[1m]))`),
+);
+
+describe('LogQL structured lexical fuzz against the Loki token oracle', () => {
+  it('tricky strings, raw strings, comments and blanks around every token: refused, or every selector Loki reads carries the policy', () => {
+    let accepted = 0;
+    fc.assert(
+      fc.property(anyQuery, fc.option(fc.tuple(fc.nat(), fc.constantFrom(...FRAGMENTS)), { freq: 4 }), (q0, ins) => {
+        let q = q0;
+        if (ins !== null) {
+          const at = ins[0] % (q.length + 1);
+          q = q.slice(0, at) + ins[1] + q.slice(at);
+        }
+        if (expectSafe(q).ok) accepted++;
+      }),
+      { numRuns: 1500 },
+    );
+    expect(accepted).toBeGreaterThan(300);
+  });
+});

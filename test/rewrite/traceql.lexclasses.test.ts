@@ -366,3 +366,56 @@ describe('TraceQL lexical fuzz against the Tempo lexer oracle', () => {
     expect(accepted).toBeGreaterThan(50);
   });
 });
+
+// ---------------------------------------------------------------------------
+// Structured fuzz: queries built from tricky but valid tokens
+// ---------------------------------------------------------------------------
+
+const gap = fc.constantFrom('', ' ', '\n', '\t', '\r\n', ' // } { " `\n', ' /* } { " ` */ ', '/**/', ' /*/ { */ ');
+const sp = fc.constantFrom(' ', '\n', ' // }\n', ' /* { */ ');
+const attrPart = fc.constantFrom('a', 'b.c', '"x y"', '"}"', '"{"', '"\\""', '"\\\\"', '"a\nb"', '//', '/*', '*/', '#', '`', "'", '[', ':', '-', '0', 'é', '\u200b', '"', '.');
+const attr = fc
+  .tuple(fc.constantFrom('.', 'span.', 'resource.', 'event.', 'link.', 'instrumentation.'), fc.array(attrPart, { minLength: 1, maxLength: 3 }))
+  .map(([s, ps]) => s + ps.join(''));
+const intrinsic = fc.constantFrom('name', 'status', 'duration', 'span:name', 'span: status', 'trace:rootService', 'span:/**/id', 'kind');
+const str = fc.oneof(
+  fc.array(fc.constantFrom('{', '}', 'a', ' ', '\\"', '\\\\', '\\x7b', '\\u007d', '\\175', '#', '//', '/*', '`', "'", ')', '('), { maxLength: 5 }).map((cs) => `"${cs.join('')}"`),
+  fc.array(fc.constantFrom('{', '}', '"', '\\', '\n', '\r', 'a', ')'), { maxLength: 5 }).map((cs) => `\`${cs.join('')}\``),
+);
+const value = fc.oneof(str, fc.constantFrom('1', '-1', '1.5', '.5', '1e3', '1h30m', '10ms', 'nil', 'true', 'error', 'server'));
+const cmp = fc.tuple(fc.oneof(attr, intrinsic), gap, fc.constantFrom('=', '!=', '=~', '!~', '>', '<=', '>='), gap, value).map(([a, g, o, h, v]) => `${a}${g === '' ? ' ' : g}${o}${h}${v}`);
+const fieldExpr = fc
+  .tuple(cmp, fc.array(fc.tuple(gap, fc.constantFrom('&&', '||'), gap, fc.boolean(), cmp), { maxLength: 2 }))
+  .map(([c0, rest]) => c0 + rest.map(([g, o, h, paren, c]) => `${g === '' ? ' ' : g}${o}${h}${paren ? `(${c})` : c}`).join(''));
+const filter = fc.tuple(gap, fc.option(fieldExpr, { freq: 4 }), gap).map(([a, e, b]) => `{${a}${e ?? ''}${b}}`);
+const tqStage = fc.oneof(
+  filter,
+  fc.constantFrom('count() > 1', 'avg(duration) > 1s'),
+  attr.map((a) => `by(${a})`),
+  fc.tuple(attr, attr).map(([a, b]) => `select(${a}, ${b})`),
+);
+const tqQuery = fc.oneof(
+  fc.tuple(filter, fc.array(fc.tuple(gap, fc.constantFrom('&&', '||', '>>', '>', '<', '~', '!~', '&>>', '!<<'), gap, filter), { maxLength: 2 }), fc.array(fc.tuple(gap, gap, tqStage), { maxLength: 2 })).map(
+    ([f0, ops, stages]) => f0 + ops.map(([g, o, h, f]) => `${g === '' ? ' ' : g}${o}${h === '' ? ' ' : h}${f}`).join('') + stages.map(([g, h, s]) => `${g}|${h}${s}`).join(''),
+  ),
+  fc.tuple(filter, gap, attr).map(([f, g, a]) => `${f}${g}|${g}rate()${g}by${g}(${a})`),
+  fc.tuple(filter, sp).map(([f, s]) => `({ .x } |${s}count())${s}>${s}1 && ${f}`),
+);
+
+describe('TraceQL structured lexical fuzz against the Tempo lexer oracle', () => {
+  it('tricky attribute names, strings, comments and blanks around every token: refused, or every filter Tempo reads is enforced', () => {
+    let accepted = 0;
+    fc.assert(
+      fc.property(tqQuery, fc.option(fc.tuple(fc.nat(), fc.constantFrom(...FRAGMENTS)), { freq: 4 }), (q0, ins) => {
+        let q = q0;
+        if (ins !== null) {
+          const at = ins[0] % (q.length + 1);
+          q = q.slice(0, at) + ins[1] + q.slice(at);
+        }
+        if (expectSafe(q).ok) accepted++;
+      }),
+      { numRuns: 1500 },
+    );
+    expect(accepted).toBeGreaterThan(300);
+  });
+});
