@@ -139,6 +139,8 @@ const CLASSES: [string, string[]][] = [
       '{app="x"} /**/ |= "y"',
       '{app="x"} |= "y" #',
       '# {b="c"}\n{app="x"}',
+      '{app="x"} # c\r{b="c"}',
+      '{app="x"} // c\u2028{b="c"}',
     ],
   ],
   [
@@ -291,6 +293,17 @@ describe('LogQL token classes: exact outcomes', () => {
     expect(out('{app="x" # }\n}')).toBe(`{app="x", ${M} # }\n}`);
     expect(out('{app="x" /* } */}')).toBe(`{app="x", ${M} /* } */}`);
     expect(out('{app="x"} /*/ {b="c"} */')).toBe(`{app="x", ${M}} /*/ {b="c"} */`);
+  });
+
+  it('line comments end at LF only: CR, NEL and U+2028 leave the rest of the line in the comment, as for Loki', () => {
+    for (const eol of ['\r', '\u0085', '\u2028', '\u2029']) {
+      for (const c of ['#', '//']) {
+        const q = `{app="x"} ${c} c${eol}{b="c"}`;
+        expect(out(q), JSON.stringify(q)).toBe(`{app="x", ${M}} ${c} c${eol}{b="c"}`);
+        expect(lokiSelectors(q)).toHaveLength(1);
+      }
+    }
+    expect(out('rate({app="x"}[1m]) # c\r\n/ rate({b="c"}[1m])')).toBe(`rate({app="x", ${M}}[1m]) # c\r\n/ rate({b="c", ${M}}[1m])`);
   });
 
   it('only space, tab, CR and LF are blanks: any other space character is refused', () => {

@@ -93,6 +93,8 @@ const CLASSES: [string, string[]][] = [
       '{ span:/* } */status = error }',
       '{ .a = 1 } /*/ } { */',
       '{ .a = 1 } /**/ && /***/ { .b }',
+      '{ .a } // c\r{ .b }',
+      '{ .a } // c\u2028 && { .b }',
     ],
   ],
   [
@@ -279,6 +281,14 @@ describe('TraceQL token classes: exact outcomes', () => {
     expect(out('{ .a//x = 1 }')).toBe(`{ (.a//x = 1) && ${C} }`);
     // `.a/*` is the attribute, so the brace closes the filter and the rest is a syntax error
     expect(refused('{ .a/* } */ = "x" }')).toBe(true);
+  });
+
+  it('line comments end at LF only: CR, NEL and U+2028 leave the rest of the line in the comment, as for Tempo', () => {
+    for (const eol of ['\r', '\u0085', '\u2028', '\u2029']) {
+      const q = `{ .a } // c${eol} && { .b }`;
+      expect(out(q), JSON.stringify(q)).toBe(`{ (.a) && ${C} } // c${eol} && { .b }`);
+    }
+    expect(out('{ .a } // c\r\n && { .b }')).toBe(`{ (.a) && ${C} } // c\r\n && { (.b) && ${C} }`);
   });
 
   it('TraceQL has no # comments', () => {
