@@ -49,6 +49,23 @@ export function normalizedTyp(typ: unknown): string {
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Whether an unpadded base64url segment is the one spelling of its bytes
+ * (RFC 4648 §3.5: the bits past the last byte are zero; a length of 1 mod 4
+ * encodes no whole byte). Decoders ignore those bits, so without this check
+ * one signed token has up to 16 spellings per segment that all verify, each
+ * a separate cache entry (and userinfo call) keyed by its own digest.
+ */
+export function canonicalBase64url(segment: string): boolean {
+  const rest = segment.length % 4;
+  if (rest === 0) return true;
+  if (rest === 1) return false;
+  const last = BASE64URL.indexOf(segment[segment.length - 1]!);
+  return (last & (rest === 2 ? 0x0f : 0x03)) === 0;
+}
+
 /**
  * Cache key for a token: a digest, so caches never hold token material.
  * crypto.hash (one shot) costs a fraction of createHash().update().digest() on the hot path.
@@ -274,6 +291,7 @@ export class JwtVerifier implements IdentitySource {
   async verify(token: string, gone?: () => boolean): Promise<Subject> {
     if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
     if (!JwtVerifier.looksLikeJwt(token)) throw new InvalidTokenError('malformed token');
+    if (!token.split('.').every(canonicalBase64url)) throw new InvalidTokenError('malformed token (a segment is not canonical base64url)');
     const key = tokenDigest(token);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
