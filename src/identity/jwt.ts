@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hash } from 'node:crypto';
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { ClaimsConfig, JwtProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
@@ -8,6 +8,7 @@ import { LruCache } from '../util/lru.ts';
 import { claimsWellFormed, mapClaims } from './claims.ts';
 import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 import { redactUrls } from '../util/shown-url.ts';
+import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
 
 /** Why a bearer token was refused; logged, never sent with token material. */
 export class InvalidTokenError extends GatewayError {
@@ -132,6 +133,8 @@ export function failClosedKeys(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
       return await getKey(header, token);
     } catch (e) {
       if (e instanceof GatewayError) throw e;
+      const bounded = boundExceeded(e);
+      if (bounded !== undefined) throw bounded;
       if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported) throw e;
       throw new GatewayError('identity_unavailable', `identity provider key set unavailable: ${redactUrls((e as Error).message)}`, { cause: e });
     }
@@ -143,7 +146,8 @@ export type RefreshableKeys = JWTVerifyGetKey & { refresh?: () => Promise<void> 
 
 export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, timeoutMs: number): RefreshableKeys {
   // jose caches the key set and refetches on an unknown kid at most once per cooldown.
-  const set = createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs });
+  // Bodies are bounded (bounded-fetch.ts): a key set is a few KiB.
+  const set = createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs, [customFetch]: boundedFetch() });
   const keys: RefreshableKeys = failClosedKeys(set);
   keys.refresh = () => set.reload();
   return keys;

@@ -4,6 +4,7 @@ import { GatewayError } from '../errors.ts';
 import { JwtVerifier, remoteKeySet, type RefreshableKeys } from './jwt.ts';
 import { UserinfoEnricher } from './userinfo.ts';
 import { redactUrls } from '../util/shown-url.ts';
+import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
 
 export interface DiscoveryOptions {
   readonly issuer: string;
@@ -56,7 +57,12 @@ export class OidcDiscovery {
     this.attempts++;
     const o = this.options;
     this.#pending = client
-      .discovery(new URL(o.issuer), o.clientId, o.clientSecret, clientAuthFor(o), { execute: insecureIfHttp(o.issuer), timeout: Math.max(1, Math.ceil(o.timeoutMs / 1000)) })
+      .discovery(new URL(o.issuer), o.clientId, o.clientSecret, clientAuthFor(o), {
+        execute: insecureIfHttp(o.issuer),
+        timeout: Math.max(1, Math.ceil(o.timeoutMs / 1000)),
+        // Bounded answers (bounded-fetch.ts); the configuration keeps it for userinfo and introspection.
+        [client.customFetch]: boundedFetch(),
+      })
       .then(
         (c) => {
           this.#config = c;
@@ -65,7 +71,7 @@ export class OidcDiscovery {
         (e: unknown) => {
           this.#failedAt = Date.now();
           this.#lastError = e;
-          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${redactUrls((e as Error).message)}`, { cause: e });
+          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${boundExceeded(e)?.message ?? redactUrls((e as Error).message)}`, { cause: e });
         },
       )
       .finally(() => {

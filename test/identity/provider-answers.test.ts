@@ -1,0 +1,192 @@
+// What an identity provider answers is bounded and judged strictly: oversized bodies (introspection,
+// userinfo, discovery, JWKS), non-boolean `active`, a provider that hangs; and Basic credentials
+// are decoded as UTF-8 strictly.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
+import { basicProviderSchema, introspectionProviderSchema, oidcProviderSchema } from '../../src/config/schema.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { Authenticator, createSource } from '../../src/identity/authenticator.ts';
+import { boundedFetch, MAX_PROVIDER_RESPONSE_BYTES } from '../../src/identity/bounded-fetch.ts';
+import { hashSecret } from '../../src/identity/secrets.ts';
+import type { IdentitySource } from '../../src/identity/source.ts';
+
+type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
+let server: Server;
+let base: string;
+let handler: Handler = (_req, res) => res.end();
+let idp: TestIssuer;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => handler(req, res, body));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const a = server.address();
+  base = `http://127.0.0.1:${typeof a === 'object' && a !== null ? a.port : 0}`;
+  idp = await createTestIssuer({ issuer: `${base}/realm`, audience: 'lbac-gateway', alg: 'RS256' });
+});
+afterAll(() => {
+  server?.closeAllConnections();
+  server?.close();
+  idp?.cleanup();
+});
+
+const json = (res: ServerResponse, value: unknown) => res.setHeader('content-type', 'application/json').end(JSON.stringify(value));
+
+/** Streams a JSON object whose one string member is `mib` MiB long, without Content-Length. */
+function endless(res: ServerResponse, head: Record<string, unknown>, mib: number): void {
+  res.setHeader('content-type', 'application/json');
+  res.write(`${JSON.stringify(head).slice(0, -1)},"padding":"`);
+  const chunk = 'a'.repeat(1 << 20);
+  let n = 0;
+  const more = (): void => {
+    while (n < mib) {
+      n++;
+      if (!res.write(chunk)) {
+        res.once('drain', more);
+        return;
+      }
+    }
+    res.end('"}');
+  };
+  res.on('error', () => undefined);
+  more();
+}
+
+const bearer = (t: string) => ({ headers: {}, bearer: t, basic: undefined });
+
+async function outcome(p: Promise<unknown>): Promise<{ status: number; code: string; message: string } | 'accepted'> {
+  return p.then(
+    () => 'accepted' as const,
+    (e: unknown) => {
+      expect(e).toBeInstanceOf(GatewayError);
+      const ge = e as GatewayError;
+      return { status: ge.status, code: ge.code, message: ge.message };
+    },
+  );
+}
+
+describe('boundedFetch', () => {
+  it('passes bodies up to the bound; beyond it (declared, streamed or compressed) the body fails', async () => {
+    handler = (req, res) => {
+      const n = Number(new URL(req.url!, base).searchParams.get('n'));
+      if (req.url!.startsWith('/gz')) return res.setHeader('content-encoding', 'gzip').end(gzipSync(Buffer.alloc(n, 0x61)));
+      if (req.url!.startsWith('/chunked')) {
+        res.write(Buffer.alloc(n - 1, 0x61));
+        return res.end('a');
+      }
+      res.setHeader('content-length', String(n)).end(Buffer.alloc(n, 0x61));
+    };
+    const f = boundedFetch(1000);
+    for (const path of ['/plain', '/chunked', '/gz']) {
+      expect((await (await f(`${base}${path}?n=1000`)).arrayBuffer()).byteLength, path).toBe(1000);
+      const err = await f(`${base}${path}?n=1001`).then((r) => r.arrayBuffer()).then(() => undefined, (e: unknown) => e);
+      expect(err, path).toBeInstanceOf(GatewayError);
+      expect((err as GatewayError).code).toBe('identity_unavailable');
+    }
+    handler = (_req, res) => res.writeHead(304).end();
+    expect((await f(`${base}/nm`)).status).toBe(304);
+  });
+});
+
+describe('token introspection answers', () => {
+  let src: IdentitySource;
+  beforeAll(async () => {
+    src = await createSource(
+      introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: `${base}/introspect`, clientId: 'gw', clientSecret: 'client-secret-value', negativeCacheTtlSeconds: 0, timeoutMs: 1000 }),
+    );
+  });
+
+  it('"active" that is not the boolean true is never accepted (fail closed, 503: the provider is broken)', async () => {
+    for (const active of ['true', 1, 'yes', null, [true], { value: true }]) {
+      handler = (_req, res) => json(res, { active, sub: 'a', exp: Math.floor(Date.now() / 1000) + 60 });
+      const r = await outcome(src.authenticate(bearer(`tok-${JSON.stringify(active)}`)));
+      expect(r, JSON.stringify(active)).not.toBe('accepted');
+    }
+  });
+
+  it('an answer larger than the bound is a 503 quickly, whether declared or streamed, and is not cached', async () => {
+    const mib = 64;
+    handler = (_req, res) => endless(res, { active: true, sub: 'big' }, mib);
+    const before = process.memoryUsage().rss;
+    const started = performance.now();
+    const r = await outcome(src.authenticate(bearer('tok-endless')));
+    expect(r).toMatchObject({ status: 503, code: 'identity_unavailable', message: expect.stringMatching(/larger than/) });
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(process.memoryUsage().rss - before).toBeLessThan(32 * MAX_PROVIDER_RESPONSE_BYTES);
+    handler = (_req, res) => {
+      const body = JSON.stringify({ active: true, sub: 'big', padding: 'a'.repeat(MAX_PROVIDER_RESPONSE_BYTES) });
+      res.setHeader('content-type', 'application/json').setHeader('content-length', String(Buffer.byteLength(body))).end(body);
+    };
+    expect(await outcome(src.authenticate(bearer('tok-declared')))).toMatchObject({ status: 503, message: expect.stringMatching(/larger than/) });
+    // Just under the bound is an ordinary answer.
+    handler = (_req, res) => json(res, { active: true, sub: 'fits', padding: 'a'.repeat(MAX_PROVIDER_RESPONSE_BYTES - 100) });
+    await expect(src.authenticate(bearer('tok-endless'))).resolves.toMatchObject({ sub: 'fits' });
+  });
+
+  it('a provider that accepts the connection and never answers is a 503 after the timeout, not a hang', async () => {
+    handler = () => undefined;
+    const started = performance.now();
+    expect(await outcome(src.authenticate(bearer('tok-hang')))).toMatchObject({ status: 503, code: 'identity_unavailable' });
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('OIDC discovery, JWKS and userinfo answers', () => {
+  it('an oversized discovery document, key set or userinfo answer is a 503; the bounded ones work', async () => {
+    let oversized: 'discovery' | 'jwks' | 'userinfo' | undefined = 'discovery';
+    const discovery = { issuer: `${base}/realm`, jwks_uri: `${base}/realm/jwks`, userinfo_endpoint: `${base}/realm/userinfo` };
+    handler = (req, res) => {
+      const what = req.url!.endsWith('openid-configuration') ? 'discovery' : req.url!.endsWith('/jwks') ? 'jwks' : 'userinfo';
+      const answer: Record<string, unknown> = what === 'discovery' ? discovery : what === 'jwks' ? { ...idp.jwks } : { sub: 'u1', groups: ['team-a'] };
+      if (what === oversized) return endless(res, answer, 8);
+      json(res, answer);
+    };
+    const make = () =>
+      createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: `${base}/realm`, audience: 'lbac-gateway', userinfo: { enabled: true } }));
+    const token = await idp.mint({ sub: 'u1' });
+    expect(await outcome((await make()).authenticate(bearer(token)))).toMatchObject({ status: 503, code: 'identity_unavailable', message: expect.stringMatching(/larger than/) });
+    oversized = 'jwks';
+    expect(await outcome((await make()).authenticate(bearer(token)))).toMatchObject({ status: 503, code: 'identity_unavailable' });
+    oversized = 'userinfo';
+    expect(await outcome((await make()).authenticate(bearer(token)))).toMatchObject({ status: 503, code: 'identity_unavailable', message: expect.stringMatching(/larger than/) });
+    oversized = undefined;
+    await expect((await make()).authenticate(bearer(token))).resolves.toMatchObject({ sub: 'u1', groups: ['team-a'] });
+  });
+});
+
+describe('Basic credentials', () => {
+  let auth: Authenticator;
+  beforeAll(async () => {
+    auth = new Authenticator([
+      await createSource(
+        basicProviderSchema.parse({
+          type: 'basic',
+          users: [
+            { username: 'jürgen', hash: await hashSecret('pässwörd:€'), subject: { groups: ['team-a'] } },
+            { username: 'rep', hash: await hashSecret('p\uFFFDss'), subject: { groups: ['team-b'] } },
+          ],
+        }),
+      ),
+    ]);
+  });
+  const basic = (bytes: Buffer) => ({ headers: { authorization: `Basic ${bytes.toString('base64')}` } });
+
+  it('UTF-8 user names and passwords (":" after the first belongs to the password) are accepted', async () => {
+    await expect(auth.authenticate(basic(Buffer.from('jürgen:pässwörd:€')))).resolves.toMatchObject({ sub: 'jürgen', groups: ['team-a'] });
+  });
+
+  it('bytes that are not UTF-8 are refused, not turned into U+FFFD (which would make different passwords one)', async () => {
+    await expect(auth.authenticate(basic(Buffer.from('rep:p\uFFFDss')))).resolves.toMatchObject({ sub: 'rep' });
+    for (const bad of [0xff, 0xc3, 0x80, 0xed]) {
+      const bytes = Buffer.concat([Buffer.from('rep:p'), Buffer.from([bad]), Buffer.from('ss')]);
+      expect(await outcome(auth.authenticate(basic(bytes))), bad.toString(16)).toMatchObject({ status: 401, message: expect.stringMatching(/malformed/) });
+    }
+    // Latin-1 "jürgen" (0xfc) is not the UTF-8 user.
+    expect(await outcome(auth.authenticate(basic(Buffer.from('j\xfcrgen:pässwörd:€', 'latin1'))))).toMatchObject({ status: 401 });
+  });
+});
