@@ -119,7 +119,7 @@ describe('credentials never reach the log', () => {
     const wrongAud = remember(await idp.sign({ sub: 'x', aud: 'other-api' }));
     const opaqueUnknown = remember('opaque-token-never-issued-0123456789abcdef');
     const grafanaOtherOrg = remember(await grafana.mint({ sub: 'user:1' }, { issuer: `${grafanaUrl}/`, audience: 'org:2' }));
-    for (const headers of [
+    const attempts: Record<string, string>[] = [
       bearer(forged),
       bearer(expired),
       bearer(wrongAud),
@@ -132,7 +132,8 @@ describe('credentials never reach the log', () => {
       { 'x-grafana-id': grafanaOtherOrg },
       { authorization: `Bearer ${remember('malformed-token-0123456789abcdef')} trailing-junk-0123456789abcdef` },
       { authorization: `Token ${remember('other-scheme-token-0123456789abcdef')}` },
-    ]) {
+    ];
+    for (const headers of attempts) {
       expect(await status(headers), JSON.stringify(headers)).toBe(401);
     }
     secrets.add('lbac_wrong-api-key-0123456789abcdefghijkl');

@@ -128,6 +128,26 @@ describe('token introspection answers', () => {
     await expect(src.authenticate(bearer('tok-endless'))).resolves.toMatchObject({ sub: 'fits' });
   });
 
+  it('an answer without exp is cached for cacheTtlSeconds only: a revocation at the provider applies after it', async () => {
+    const short = await createSource(
+      introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: `${base}/introspect`, clientId: 'gw', clientSecret: 'client-secret-value', cacheTtlSeconds: 1, negativeCacheTtlSeconds: 0 }),
+    );
+    let active = true;
+    let calls = 0;
+    handler = (_req, res) => {
+      calls++;
+      json(res, { active, sub: 'no-exp' });
+    };
+    await expect(short.authenticate(bearer('tok-no-exp'))).resolves.toMatchObject({ sub: 'no-exp' });
+    active = false;
+    // Within the TTL the cached answer stands (documented), without asking again.
+    await expect(short.authenticate(bearer('tok-no-exp'))).resolves.toMatchObject({ sub: 'no-exp' });
+    expect(calls).toBe(1);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await outcome(short.authenticate(bearer('tok-no-exp')))).toMatchObject({ status: 401, message: expect.stringMatching(/not active/) });
+    expect(calls).toBe(2);
+  });
+
   it('a provider that accepts the connection and never answers is a 503 after the timeout, not a hang', async () => {
     handler = () => undefined;
     const started = performance.now();
@@ -156,6 +176,29 @@ describe('OIDC discovery, JWKS and userinfo answers', () => {
     expect(await outcome((await make()).authenticate(bearer(token)))).toMatchObject({ status: 503, code: 'identity_unavailable', message: expect.stringMatching(/larger than/) });
     oversized = undefined;
     await expect((await make()).authenticate(bearer(token))).resolves.toMatchObject({ sub: 'u1', groups: ['team-a'] });
+  });
+});
+
+describe('JSON Web Key Sets that are not one', () => {
+  it('a key set that is not JSON, has no keys array, or no usable key is a 503 or a 401, never an accept', async () => {
+    const token = await idp.mint({ sub: 'u1' });
+    const answers: [string, string][] = [
+      ['text/html', '<html>login</html>'],
+      ['application/json', '{"keys": "not-a-list"}'],
+      ['application/json', '[]'],
+      ['application/json', '{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}'],
+      ['application/json', `{"keys": [${JSON.stringify({ ...idp.jwks.keys[0], use: 'enc' })}]}`],
+    ];
+    for (const [type, body] of answers) {
+      handler = (req, res) => {
+        if (req.url!.endsWith('openid-configuration')) return json(res, { issuer: `${base}/realm`, jwks_uri: `${base}/realm/jwks` });
+        res.setHeader('content-type', type).end(body);
+      };
+      const src = await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: `${base}/realm`, audience: 'lbac-gateway' }));
+      const r = await outcome(src.authenticate(bearer(token)));
+      expect(r, body).not.toBe('accepted');
+      expect([401, 503], body).toContain((r as { status: number }).status);
+    }
   });
 });
 

@@ -104,6 +104,23 @@ describe('key material and processing rules named by the token', () => {
   });
 });
 
+describe('other token forms', () => {
+  it('a JWE (five parts) and a nested JWT (cty: JWT, a JWT as payload) are refused', async () => {
+    const inner = await idp.mint({ sub: 'inner' });
+    await refusal(`${inner.split('.')[0]!}.${'A'.repeat(43)}.${'B'.repeat(22)}.${'C'.repeat(40)}.${'D'.repeat(22)}`);
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const own = new JwtVerifier({
+      issuer: 'https://idp.test', audience: 'lbac-gateway', algorithms: ['RS256'], clockToleranceSeconds: 30, maxTokenBytes: 16384,
+      claims: claimsSchema.parse({}), auth: 'jwt', getKey: createLocalJWKSet({ keys: [{ ...(publicKey.export({ format: 'jwk' }) as Record<string, unknown>), kid: 'own' }] }),
+    });
+    const input = `${Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'own', cty: 'JWT' })).toString('base64url')}.${Buffer.from(inner).toString('base64url')}`;
+    const nested = `${input}.${sign('sha256', Buffer.from(input), privateKey).toString('base64url')}`;
+    const err = await own.verify(nested).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect((err as GatewayError).status).toBe(401);
+  });
+});
+
 describe('claim shapes', () => {
   it('group claims that are objects, numbers or hold __proto__ keys grant no groups and change no prototype', async () => {
     for (const groups of [{ admins: true }, 42, true, null, [1, null, ['admins']], JSON.parse('{"__proto__": ["admins"]}') as unknown]) {
