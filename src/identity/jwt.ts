@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hash } from 'node:crypto';
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors as joseErrors, jwtVerify, type CryptoKey, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose';
 import type { ClaimsConfig, JwtProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
@@ -153,6 +153,37 @@ export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, 
   return keys;
 }
 
+/** Keys of one key set tried for a token that more than one of them matches. */
+const MAX_MATCHING_KEYS = 8;
+
+/**
+ * `jwtVerify` against a key set. When more than one key of the set matches the
+ * token's header (the provider publishes two keys under one `kid`, or keys
+ * without `kid` for tokens without one, as during a rotation), jose refuses
+ * with JWKSMultipleMatchingKeys; each matching key is then tried (up to
+ * MAX_MATCHING_KEYS), as jose documents, so a rotation at the provider does not
+ * refuse every token. Only keys of the configured set are ever used; a token
+ * none of them verifies is a signature failure (401).
+ */
+export async function verifyWithKeySet(token: string, getKey: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTVerifyResult> {
+  try {
+    return await jwtVerify(token, getKey, options);
+  } catch (e) {
+    if (!(e instanceof joseErrors.JWKSMultipleMatchingKeys)) throw e;
+    let tried = 0;
+    for await (const key of e as unknown as AsyncIterable<CryptoKey>) {
+      if (++tried > MAX_MATCHING_KEYS) break;
+      try {
+        return await jwtVerify(token, key, options);
+      } catch (inner) {
+        if (inner instanceof joseErrors.JWSSignatureVerificationFailed) continue;
+        throw inner;
+      }
+    }
+    throw new joseErrors.JWSSignatureVerificationFailed();
+  }
+}
+
 export interface JwtVerifierOptions {
   /** Accepted `iss` value(s). */
   readonly issuer: string | string[];
@@ -303,7 +334,7 @@ export class JwtVerifier implements IdentitySource {
     let payload: Record<string, unknown>;
     try {
       let protectedHeader: { typ?: unknown };
-      ({ payload, protectedHeader } = await jwtVerify(token, this.options.getKey, {
+      ({ payload, protectedHeader } = await verifyWithKeySet(token, this.options.getKey, {
         issuer: this.options.issuer,
         audience: this.options.audience,
         algorithms: this.options.algorithms,

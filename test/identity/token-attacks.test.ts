@@ -96,6 +96,38 @@ describe('key material and processing rules named by the token', () => {
     }
   });
 
+  it('a kid the key set holds twice: the token verifies with the key that signed it, and only with a key of the set', async () => {
+    const one = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const two = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const outsider = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pub = (k: typeof one) => ({ ...(k.publicKey.export({ format: 'jwk' }) as Record<string, unknown>), kid: 'dup', alg: 'RS256' });
+    const twice = new JwtVerifier({
+      issuer: 'https://idp.test', audience: 'lbac-gateway', algorithms: ['RS256'], clockToleranceSeconds: 30, maxTokenBytes: 16384,
+      claims: claimsSchema.parse({}), auth: 'jwt', getKey: createLocalJWKSet({ keys: [pub(one), pub(two)] }),
+    });
+    const now = Math.floor(Date.now() / 1000);
+    const signedBy = (k: typeof one, sub: string) => {
+      const input = `${Buffer.from(JSON.stringify({ alg: 'RS256', kid: 'dup' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: 'https://idp.test', aud: 'lbac-gateway', sub, exp: now + 600 })).toString('base64url')}`;
+      return `${input}.${sign('sha256', Buffer.from(input), k.privateKey).toString('base64url')}`;
+    };
+    await expect(twice.verify(signedBy(one, 'by-one'))).resolves.toMatchObject({ sub: 'by-one' });
+    await expect(twice.verify(signedBy(two, 'by-two'))).resolves.toMatchObject({ sub: 'by-two' });
+    const err = await twice.verify(signedBy(outsider, 'outsider')).then(() => undefined, (e: unknown) => e);
+    expect((err as GatewayError).status).toBe(401);
+    expect((err as GatewayError).message).toMatch(/signature/);
+    // A provider rotating keys that carry no kid, signing tokens without one: both keys match every token.
+    const kidless = new JwtVerifier({
+      ...twice.options,
+      getKey: createLocalJWKSet({ keys: [pub(one), pub(two)].map(({ kid: _kid, ...k }) => k) }),
+    });
+    const noKid = (k: typeof one, sub: string) => {
+      const input = `${Buffer.from(JSON.stringify({ alg: 'RS256' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: 'https://idp.test', aud: 'lbac-gateway', sub, exp: now + 600 })).toString('base64url')}`;
+      return `${input}.${sign('sha256', Buffer.from(input), k.privateKey).toString('base64url')}`;
+    };
+    await expect(kidless.verify(noKid(two, 'rotated'))).resolves.toMatchObject({ sub: 'rotated' });
+    expect((await kidless.verify(noKid(outsider, 'x')).then(() => undefined, (e: unknown) => e) as GatewayError).status).toBe(401);
+  });
+
   it('a path-like or very long kid is an unknown key (401), never a lookup outside the key set', async () => {
     for (const kid of ['../../../../etc/passwd', 'file:///etc/passwd', '\u0000', 'k'.repeat(4000)]) {
       const err = await refusal(await idp.mint({ sub: 'x' }, { kid }));
