@@ -139,6 +139,10 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
  */
 export const displayUrl = shownUrl;
 
+/** Redirects the bundle client follows (#get), and how many in a row. */
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
 export class BundleClient {
   readonly url: string;
   /** `url` without credentials or query (displayUrl): what logs, status and policy sources show. */
@@ -277,7 +281,7 @@ export class BundleClient {
     try {
       const authorization = await this.#authorization();
       if (authorization !== undefined) headers['authorization'] = authorization;
-      const res = await fetch(this.url, { headers, signal: controller.signal, redirect: 'follow', dispatcher: this.#agent });
+      const res = await this.#get(headers, controller.signal);
       if (res.status === 304 && !conditional) {
         // RFC 9110 §15.4.5: a 304 answers only a conditional request. Taken as "not modified", it would keep
         // the persisted (possibly revoked) policy active indefinitely while every poll looked healthy.
@@ -321,6 +325,37 @@ export class BundleClient {
     } finally {
       clearTimeout(timeout);
       this.#inflight = undefined;
+    }
+  }
+
+  /**
+   * GET the bundle URL, following redirects here rather than in fetch: at most
+   * MAX_REDIRECTS, never from HTTPS to anything else (a policy fetched in the
+   * clear could be anyone's, and so could an unsigned one), and the
+   * credential (Authorization) only ever to the origin it is configured for.
+   */
+  async #get(headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
+    let target = new URL(this.url);
+    const secure = target.protocol === 'https:';
+    const sent = { ...headers };
+    for (let hops = 0; ; hops++) {
+      const res = await fetch(target, { headers: sent, signal, redirect: 'manual', dispatcher: this.#agent });
+      if (!REDIRECT_STATUSES.has(res.status)) return res;
+      await res.body?.cancel();
+      const location = res.headers.get('location');
+      if (location === null) throw new Error(`bundle service answered HTTP ${res.status} without a Location`);
+      if (hops >= MAX_REDIRECTS) throw new Error(`bundle service redirected more than ${MAX_REDIRECTS} times`);
+      let next: URL;
+      try {
+        next = new URL(location, target);
+      } catch {
+        throw new Error(`bundle service redirected to an invalid URL`);
+      }
+      if (next.protocol !== 'https:' && (secure || next.protocol !== 'http:')) {
+        throw new Error(`bundle service redirected from ${target.protocol}// to ${shownUrl(next.href)}: refused (a policy is only fetched over HTTPS when the bundle URL is HTTPS)`);
+      }
+      if (next.origin !== target.origin) delete sent['authorization'];
+      target = next;
     }
   }
 
