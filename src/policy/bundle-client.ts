@@ -33,6 +33,7 @@
  *   failure, not "not modified".
  */
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, fetch, type Response } from 'undici';
@@ -113,6 +114,26 @@ export function nextDelayMs(polling: BundleConfig['polling'], consecutiveFailure
   const base = Math.min(1000, min);
   const capped = Math.min(max, base * 2 ** Math.min(consecutiveFailures - 1, 30));
   return capped / 2 + (capped / 2) * random();
+}
+
+/**
+ * The persisted bundle's bytes: a regular file no larger than a download may
+ * be (maxSizeBytes). What else sits there (a device, a FIFO, a file grown on
+ * disk) is refused before it is read, not read whole into memory.
+ */
+async function readPersisted(path: string, maxBytes: number): Promise<Uint8Array> {
+  // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > maxBytes) throw new Error(`larger than maxSizeBytes ${maxBytes}`);
+    const bytes = await fh.readFile();
+    if (bytes.length > maxBytes) throw new Error(`larger than maxSizeBytes ${maxBytes}`);
+    return bytes;
+  } finally {
+    await fh.close();
+  }
 }
 
 async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
@@ -409,7 +430,7 @@ export class BundleClient {
     const file = join(dir, PERSIST_BUNDLE);
     let bytes: Uint8Array;
     try {
-      bytes = await readFile(file);
+      bytes = await readPersisted(file, this.#opts.config.maxSizeBytes);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn({ file, error: errorText(e) }, 'cannot read the persisted policy bundle');
       return undefined;
