@@ -99,6 +99,11 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     if (keys === undefined) {
       const jwksUri = cfg.jwksUrl ?? (await discovery.get()).serverMetadata().jwks_uri;
       if (jwksUri === undefined) throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} has no jwks_uri`);
+      // openid-client refuses plain-HTTP endpoints of an https issuer; jose would fetch the keys from one. Keys in
+      // the clear are anyone's on the path (a provider behind a TLS proxy that announces http:// URLs, say).
+      if (cfg.jwksUrl === undefined && new URL(cfg.issuer).protocol === 'https:' && !jwksUri.startsWith('https:')) {
+        throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} announces jwks_uri ${redactUrls(jwksUri)}, not https: refused (set jwksUrl, or fix the provider's public URL)`);
+      }
       keys = remoteKeySet(jwksUri, cfg.jwks.cooldownSeconds * 1000, cfg.jwks.maxAgeSeconds * 1000, cfg.timeoutMs);
     }
     return keys(header, token);

@@ -2,8 +2,12 @@
 // userinfo, discovery, JWKS), non-boolean `active`, a provider that hangs; and Basic credentials
 // are decoded as UTF-8 strictly.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestPki } from '../../e2e/harness/certs.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { basicProviderSchema, introspectionProviderSchema, oidcProviderSchema } from '../../src/config/schema.ts';
 import { GatewayError } from '../../src/errors.ts';
@@ -198,6 +202,44 @@ describe('JSON Web Key Sets that are not one', () => {
       const r = await outcome(src.authenticate(bearer(token)));
       expect(r, body).not.toBe('accepted');
       expect([401, 503], body).toContain((r as { status: number }).status);
+    }
+  });
+});
+
+describe('an https issuer whose discovery document announces a plain-HTTP jwks_uri', () => {
+  it('is refused (503): the keys are not fetched in the clear; an explicit jwksUrl is the operator\'s choice', async () => {
+    const pki = createTestPki('/CN=Discovery CA');
+    const cert = pki.issue('idp', { subject: '/CN=127.0.0.1', san: ['IP:127.0.0.1'], serverAuth: true });
+    let jwksFetches = 0;
+    let keys: unknown = { keys: [] };
+    handler = (_req, res) => {
+      jwksFetches++;
+      json(res, keys);
+    };
+    const tls = createHttpsServer({ key: cert.keyPem, cert: cert.certPem }, (req, res) => {
+      const issuer = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+      if (req.url!.endsWith('openid-configuration')) return json(res, { issuer, jwks_uri: `${base}/jwks` });
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    const issuer = `https://127.0.0.1:${(tls.address() as AddressInfo).port}`;
+    const previous = getGlobalDispatcher();
+    setGlobalDispatcher(new Agent({ connect: { ca: pki.ca.certPem } }));
+    try {
+      const mint = await createTestIssuer({ issuer, audience: 'lbac-gateway', alg: 'RS256' });
+      keys = mint.jwks;
+      const token = await mint.mint({ sub: 'u1' });
+      const src = await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer, audience: 'lbac-gateway' }));
+      expect(await outcome(src.authenticate(bearer(token)))).toMatchObject({ status: 503, code: 'identity_unavailable', message: expect.stringMatching(/jwks_uri .* not https: refused/) });
+      expect(jwksFetches).toBe(0);
+      const explicit = await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer, audience: 'lbac-gateway', jwksUrl: `${base}/jwks` }));
+      await expect(explicit.authenticate(bearer(token))).resolves.toMatchObject({ sub: 'u1' });
+      mint.cleanup();
+    } finally {
+      setGlobalDispatcher(previous);
+      tls.closeAllConnections();
+      tls.close();
+      pki.cleanup();
     }
   });
 });
