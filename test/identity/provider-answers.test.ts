@@ -9,7 +9,7 @@ import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki } from '../../e2e/harness/certs.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
-import { basicProviderSchema, introspectionProviderSchema, oidcProviderSchema } from '../../src/config/schema.ts';
+import { basicProviderSchema, grafanaProviderSchema, introspectionProviderSchema, oidcProviderSchema } from '../../src/config/schema.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { Authenticator, createSource } from '../../src/identity/authenticator.ts';
 import { boundedFetch, MAX_PROVIDER_RESPONSE_BYTES } from '../../src/identity/bounded-fetch.ts';
@@ -241,6 +241,21 @@ describe('an https issuer whose discovery document announces a plain-HTTP jwks_u
       tls.close();
       pki.cleanup();
     }
+  });
+});
+
+describe('Grafana ID tokens naming orgs', () => {
+  it('one accepted org decides; two accepted orgs are ambiguous (401); a grafana_org claim in the token is overridden', async () => {
+    const grafana = await createTestIssuer({ issuer: `${base}/grafana`, audience: 'org:1', alg: 'ES256' });
+    handler = (_req, res) => json(res, grafana.jwks);
+    const src = await createSource(grafanaProviderSchema.parse({ type: 'grafana', url: `${base}/grafana`, jwksUrl: `${base}/keys`, orgs: [1, 2] }));
+    const id = (aud: string[], claims: Record<string, unknown> = {}) => grafana.mint({ sub: 'user:7', ...claims }, { audience: aud });
+    const withId = (t: string) => ({ headers: { 'x-grafana-id': t }, bearer: undefined, basic: undefined });
+    await expect(src.authenticate(withId(await id(['org:1', 'org:3'], { grafana_org: 2 })))).resolves.toMatchObject({ sub: 'user:7', grafanaOrg: 1, claims: { grafana_org: 1 } });
+    expect(await outcome(src.authenticate(withId(await id(['org:1', 'org:2']))))).toMatchObject({ status: 401, message: expect.stringMatching(/exactly one accepted org/) });
+    expect(await outcome(src.authenticate(withId(await id(['org:3']))))).toMatchObject({ status: 401 });
+    expect(await outcome(src.authenticate(withId(await id(['org:01']))))).toMatchObject({ status: 401 });
+    grafana.cleanup();
   });
 });
 
