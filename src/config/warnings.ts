@@ -13,6 +13,35 @@ function matchesEmpty(re: string): boolean {
 /** Claims that an identity provider may let their holder choose or change (OIDC Core §5.1 and common IdPs). */
 const MUTABLE_CLAIMS = new Set(['preferred_username', 'username', 'nickname', 'name', 'given_name', 'family_name', 'email', 'login', 'upn', 'unique_name']);
 
+/** A plain-HTTP URL to a host other than this machine (loopback names and addresses). */
+function cleartextRemote(url: string | undefined): boolean {
+  if (url === undefined) return false;
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'http:') return false;
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    return !(host === 'localhost' || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1');
+  } catch {
+    return false;
+  }
+}
+
+/** The URLs of an identity provider that keys, tokens or client secrets travel over. */
+function providerUrls(p: GatewayConfig['identity']['providers'][number]): (string | undefined)[] {
+  switch (p.type) {
+    case 'jwt':
+      return [p.jwksUrl];
+    case 'oidc':
+      return [p.issuer, p.jwksUrl];
+    case 'introspection':
+      return [p.issuer, p.introspectionUrl];
+    case 'grafana':
+      return [p.url, p.jwksUrl];
+    default:
+      return [];
+  }
+}
+
 /**
  * Settings that are valid but probably not meant: printed by `check-config`
  * and logged at start. A warning never stops the gateway.
@@ -20,6 +49,14 @@ const MUTABLE_CLAIMS = new Set(['preferred_username', 'username', 'nickname', 'n
 export function configWarnings(config: GatewayConfig): string[] {
   const out: string[] = [];
   config.identity.providers.forEach((p, i) => {
+    // Over plain HTTP anyone on the path can answer: serve their own signing keys (and so mint any token),
+    // call any token active, or read the tokens and client secret sent.
+    const cleartext = providerUrls(p).filter(cleartextRemote);
+    if (cleartext.length > 0) {
+      out.push(
+        `identity.providers[${i}] (${p.type}): ${cleartext.map((u) => JSON.stringify(u)).join(', ')} is plain HTTP to another host: anyone on the path can serve their own keys or answers (and so any identity) and read what is sent. Use https.`,
+      );
+    }
     // RFC 7662 says nothing of audiences: many providers (Keycloak) call any valid token of the realm active,
     // including tokens issued for other services, which this gateway would then accept.
     if (p.type === 'introspection' && p.audience === undefined) {
@@ -63,6 +100,12 @@ export function configWarnings(config: GatewayConfig): string[] {
     if (!(team.labels.length === 1 && team.labels[0] === '*')) {
       out.push(`teams.${name}.labels (${JSON.stringify(team.labels)}) is not enforced: every label name the team's selectors reach stays visible. Restrict with selectors, or remove labels.`);
     }
+  }
+  const bundle = config.policy.bundle;
+  if (bundle !== undefined && cleartextRemote(bundle.url)) {
+    out.push(
+      `policy.bundle.url ${JSON.stringify(bundle.url)} is plain HTTP to another host: ${bundle.signing === undefined ? 'without policy.bundle.signing anyone on the path can serve the gateway a policy' : 'signed bundles cannot be forged there, but an older signed one can be replayed'}${bundle.auth.type === 'none' ? '' : ', and the bundle credential is sent in the clear'}. Use https.`,
+    );
   }
   out.push(...teamTenantConflicts(config.policyData.teams));
   return out;

@@ -39,6 +39,21 @@ export async function createSource(p: ProviderConfig): Promise<IdentitySource> {
   }
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Basic credentials as UTF-8 (RFC 7617 §2.1), or undefined when the bytes are
+ * not UTF-8: a lenient decode would turn every invalid byte into U+FFFD, so
+ * different passwords would arrive as one.
+ */
+function strictUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Counters for identity outcomes (exposed for a metrics endpoint; see docs/identity.md). */
 export interface IdentityStats {
   accepted: Record<string, number>;
@@ -157,9 +172,9 @@ export class Authenticator {
     if (allowBasic) {
       const b = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(raw);
       if (b !== null) {
-        const decoded = Buffer.from(b[1]!, 'base64').toString('utf8');
-        const i = decoded.indexOf(':');
-        if (i > 0 && !/[\u0000-\u001f\u007f]/.test(decoded)) return { headers, bearer: undefined, basic: { username: decoded.slice(0, i), password: decoded.slice(i + 1) } };
+        const decoded = strictUtf8(Buffer.from(b[1]!, 'base64'));
+        const i = decoded === undefined ? -1 : decoded.indexOf(':');
+        if (decoded !== undefined && i > 0 && !/[\u0000-\u001f\u007f]/.test(decoded)) return { headers, bearer: undefined, basic: { username: decoded.slice(0, i), password: decoded.slice(i + 1) } };
       }
       throw new InvalidTokenError('malformed Authorization header (expected "Bearer <token>" or "Basic <credentials>")');
     }

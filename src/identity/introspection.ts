@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
 import { ConcurrencyGate, SingleFlight } from '../util/gate.ts';
 import { LruCache } from '../util/lru.ts';
+import { boundedFetch } from './bounded-fetch.ts';
 import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
 import { API_KEY_PREFIX } from './secrets.ts';
@@ -90,6 +91,7 @@ export class IntrospectionSource implements IdentitySource {
     }
     for (const f of insecureIfHttp(cfg.introspectionUrl ?? cfg.issuer!)) f(config);
     config.timeout = Math.max(1, Math.ceil(cfg.timeoutMs / 1000));
+    config[client.customFetch] = boundedFetch();
     this.#config = config;
     return config;
   }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hash } from 'node:crypto';
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors as joseErrors, jwtVerify, type CryptoKey, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose';
 import type { ClaimsConfig, JwtProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
@@ -8,6 +8,7 @@ import { LruCache } from '../util/lru.ts';
 import { claimsWellFormed, mapClaims } from './claims.ts';
 import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 import { redactUrls } from '../util/shown-url.ts';
+import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
 
 /** Why a bearer token was refused; logged, never sent with token material. */
 export class InvalidTokenError extends GatewayError {
@@ -48,6 +49,23 @@ export function normalizedTyp(typ: unknown): string {
 }
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Whether an unpadded base64url segment is the one spelling of its bytes
+ * (RFC 4648 §3.5: the bits past the last byte are zero; a length of 1 mod 4
+ * encodes no whole byte). Decoders ignore those bits, so without this check
+ * one signed token has up to 16 spellings per segment that all verify, each
+ * a separate cache entry (and userinfo call) keyed by its own digest.
+ */
+export function canonicalBase64url(segment: string): boolean {
+  const rest = segment.length % 4;
+  if (rest === 0) return true;
+  if (rest === 1) return false;
+  const last = BASE64URL.indexOf(segment[segment.length - 1]!);
+  return (last & (rest === 2 ? 0x0f : 0x03)) === 0;
+}
 
 /**
  * Cache key for a token: a digest, so caches never hold token material.
@@ -115,6 +133,8 @@ export function failClosedKeys(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
       return await getKey(header, token);
     } catch (e) {
       if (e instanceof GatewayError) throw e;
+      const bounded = boundExceeded(e);
+      if (bounded !== undefined) throw bounded;
       if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported) throw e;
       throw new GatewayError('identity_unavailable', `identity provider key set unavailable: ${redactUrls((e as Error).message)}`, { cause: e });
     }
@@ -126,10 +146,42 @@ export type RefreshableKeys = JWTVerifyGetKey & { refresh?: () => Promise<void> 
 
 export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, timeoutMs: number): RefreshableKeys {
   // jose caches the key set and refetches on an unknown kid at most once per cooldown.
-  const set = createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs });
+  // Bodies are bounded (bounded-fetch.ts): a key set is a few KiB.
+  const set = createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs, [customFetch]: boundedFetch() });
   const keys: RefreshableKeys = failClosedKeys(set);
   keys.refresh = () => set.reload();
   return keys;
+}
+
+/** Keys of one key set tried for a token that more than one of them matches. */
+const MAX_MATCHING_KEYS = 8;
+
+/**
+ * `jwtVerify` against a key set. When more than one key of the set matches the
+ * token's header (the provider publishes two keys under one `kid`, or keys
+ * without `kid` for tokens without one, as during a rotation), jose refuses
+ * with JWKSMultipleMatchingKeys; each matching key is then tried (up to
+ * MAX_MATCHING_KEYS), as jose documents, so a rotation at the provider does not
+ * refuse every token. Only keys of the configured set are ever used; a token
+ * none of them verifies is a signature failure (401).
+ */
+export async function verifyWithKeySet(token: string, getKey: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTVerifyResult> {
+  try {
+    return await jwtVerify(token, getKey, options);
+  } catch (e) {
+    if (!(e instanceof joseErrors.JWKSMultipleMatchingKeys)) throw e;
+    let tried = 0;
+    for await (const key of e as unknown as AsyncIterable<CryptoKey>) {
+      if (++tried > MAX_MATCHING_KEYS) break;
+      try {
+        return await jwtVerify(token, key, options);
+      } catch (inner) {
+        if (inner instanceof joseErrors.JWSSignatureVerificationFailed) continue;
+        throw inner;
+      }
+    }
+    throw new joseErrors.JWSSignatureVerificationFailed();
+  }
 }
 
 export interface JwtVerifierOptions {
@@ -274,6 +326,7 @@ export class JwtVerifier implements IdentitySource {
   async verify(token: string, gone?: () => boolean): Promise<Subject> {
     if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
     if (!JwtVerifier.looksLikeJwt(token)) throw new InvalidTokenError('malformed token');
+    if (!token.split('.').every(canonicalBase64url)) throw new InvalidTokenError('malformed token (a segment is not canonical base64url)');
     const key = tokenDigest(token);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
@@ -281,7 +334,7 @@ export class JwtVerifier implements IdentitySource {
     let payload: Record<string, unknown>;
     try {
       let protectedHeader: { typ?: unknown };
-      ({ payload, protectedHeader } = await jwtVerify(token, this.options.getKey, {
+      ({ payload, protectedHeader } = await verifyWithKeySet(token, this.options.getKey, {
         issuer: this.options.issuer,
         audience: this.options.audience,
         algorithms: this.options.algorithms,

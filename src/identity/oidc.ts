@@ -4,6 +4,7 @@ import { GatewayError } from '../errors.ts';
 import { JwtVerifier, remoteKeySet, type RefreshableKeys } from './jwt.ts';
 import { UserinfoEnricher } from './userinfo.ts';
 import { redactUrls } from '../util/shown-url.ts';
+import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
 
 export interface DiscoveryOptions {
   readonly issuer: string;
@@ -56,7 +57,12 @@ export class OidcDiscovery {
     this.attempts++;
     const o = this.options;
     this.#pending = client
-      .discovery(new URL(o.issuer), o.clientId, o.clientSecret, clientAuthFor(o), { execute: insecureIfHttp(o.issuer), timeout: Math.max(1, Math.ceil(o.timeoutMs / 1000)) })
+      .discovery(new URL(o.issuer), o.clientId, o.clientSecret, clientAuthFor(o), {
+        execute: insecureIfHttp(o.issuer),
+        timeout: Math.max(1, Math.ceil(o.timeoutMs / 1000)),
+        // Bounded answers (bounded-fetch.ts); the configuration keeps it for userinfo and introspection.
+        [client.customFetch]: boundedFetch(),
+      })
       .then(
         (c) => {
           this.#config = c;
@@ -65,7 +71,7 @@ export class OidcDiscovery {
         (e: unknown) => {
           this.#failedAt = Date.now();
           this.#lastError = e;
-          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${redactUrls((e as Error).message)}`, { cause: e });
+          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${boundExceeded(e)?.message ?? redactUrls((e as Error).message)}`, { cause: e });
         },
       )
       .finally(() => {
@@ -93,6 +99,11 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     if (keys === undefined) {
       const jwksUri = cfg.jwksUrl ?? (await discovery.get()).serverMetadata().jwks_uri;
       if (jwksUri === undefined) throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} has no jwks_uri`);
+      // openid-client refuses plain-HTTP endpoints of an https issuer; jose would fetch the keys from one. Keys in
+      // the clear are anyone's on the path (a provider behind a TLS proxy that announces http:// URLs, say).
+      if (cfg.jwksUrl === undefined && new URL(cfg.issuer).protocol === 'https:' && !jwksUri.startsWith('https:')) {
+        throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} announces jwks_uri ${redactUrls(jwksUri)}, not https: refused (set jwksUrl, or fix the provider's public URL)`);
+      }
       keys = remoteKeySet(jwksUri, cfg.jwks.cooldownSeconds * 1000, cfg.jwks.maxAgeSeconds * 1000, cfg.timeoutMs);
     }
     return keys(header, token);

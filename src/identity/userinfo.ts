@@ -7,6 +7,7 @@ import { claimAt } from './claims.ts';
 import { InvalidTokenError, tokenDigest } from './jwt.ts';
 import type { OidcDiscovery } from './oidc.ts';
 import { redactUrls } from '../util/shown-url.ts';
+import { boundExceeded } from './bounded-fetch.ts';
 
 /**
  * Calls to one identity provider's endpoint (introspection, userinfo) at once,
@@ -19,6 +20,9 @@ export const MAX_QUEUED_PROVIDER_CALLS = 256;
 /** Maps an openid-client failure: the provider refusing the token → 401; anything else (network, 5xx) → 503. */
 export function providerError(what: string, e: unknown, tokenErrorsPossible = true): GatewayError {
   if (e instanceof GatewayError) return e;
+  // A body over the bound fails inside the library's JSON parsing: say so, not "could not parse".
+  const bounded = boundExceeded(e);
+  if (bounded !== undefined) return new GatewayError('identity_unavailable', `${what} failed: ${bounded.message}`, { cause: e });
   const status = (e as { status?: unknown }).status;
   // invalid_client: the gateway's own credentials are wrong — a configuration problem, not the caller's.
   const clientProblem = (e as { error?: unknown }).error === 'invalid_client';

@@ -33,6 +33,7 @@
  *   failure, not "not modified".
  */
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, fetch, type Response } from 'undici';
@@ -115,6 +116,26 @@ export function nextDelayMs(polling: BundleConfig['polling'], consecutiveFailure
   return capped / 2 + (capped / 2) * random();
 }
 
+/**
+ * The persisted bundle's bytes: a regular file no larger than a download may
+ * be (maxSizeBytes). What else sits there (a device, a FIFO, a file grown on
+ * disk) is refused before it is read, not read whole into memory.
+ */
+async function readPersisted(path: string, maxBytes: number): Promise<Uint8Array> {
+  // Non-blocking: opening a FIFO for reading would otherwise wait for a writer.
+  const fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > maxBytes) throw new Error(`larger than maxSizeBytes ${maxBytes}`);
+    const bytes = await fh.readFile();
+    if (bytes.length > maxBytes) throw new Error(`larger than maxSizeBytes ${maxBytes}`);
+    return bytes;
+  } finally {
+    await fh.close();
+  }
+}
+
 async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
@@ -138,6 +159,10 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
  * signature in the query, which would let anyone download the policy.
  */
 export const displayUrl = shownUrl;
+
+/** Redirects the bundle client follows (#get), and how many in a row. */
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
 
 export class BundleClient {
   readonly url: string;
@@ -277,7 +302,7 @@ export class BundleClient {
     try {
       const authorization = await this.#authorization();
       if (authorization !== undefined) headers['authorization'] = authorization;
-      const res = await fetch(this.url, { headers, signal: controller.signal, redirect: 'follow', dispatcher: this.#agent });
+      const res = await this.#get(headers, controller.signal);
       if (res.status === 304 && !conditional) {
         // RFC 9110 §15.4.5: a 304 answers only a conditional request. Taken as "not modified", it would keep
         // the persisted (possibly revoked) policy active indefinitely while every poll looked healthy.
@@ -321,6 +346,37 @@ export class BundleClient {
     } finally {
       clearTimeout(timeout);
       this.#inflight = undefined;
+    }
+  }
+
+  /**
+   * GET the bundle URL, following redirects here rather than in fetch: at most
+   * MAX_REDIRECTS, never from HTTPS to anything else (a policy fetched in the
+   * clear could be anyone's, and so could an unsigned one), and the
+   * credential (Authorization) only ever to the origin it is configured for.
+   */
+  async #get(headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
+    let target = new URL(this.url);
+    const secure = target.protocol === 'https:';
+    const sent = { ...headers };
+    for (let hops = 0; ; hops++) {
+      const res = await fetch(target, { headers: sent, signal, redirect: 'manual', dispatcher: this.#agent });
+      if (!REDIRECT_STATUSES.has(res.status)) return res;
+      await res.body?.cancel();
+      const location = res.headers.get('location');
+      if (location === null) throw new Error(`bundle service answered HTTP ${res.status} without a Location`);
+      if (hops >= MAX_REDIRECTS) throw new Error(`bundle service redirected more than ${MAX_REDIRECTS} times`);
+      let next: URL;
+      try {
+        next = new URL(location, target);
+      } catch {
+        throw new Error(`bundle service redirected to an invalid URL`);
+      }
+      if (next.protocol !== 'https:' && (secure || next.protocol !== 'http:')) {
+        throw new Error(`bundle service redirected from ${target.protocol}// to ${shownUrl(next.href)}: refused (a policy is only fetched over HTTPS when the bundle URL is HTTPS)`);
+      }
+      if (next.origin !== target.origin) delete sent['authorization'];
+      target = next;
     }
   }
 
@@ -374,7 +430,7 @@ export class BundleClient {
     const file = join(dir, PERSIST_BUNDLE);
     let bytes: Uint8Array;
     try {
-      bytes = await readFile(file);
+      bytes = await readPersisted(file, this.#opts.config.maxSizeBytes);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#opts.logger.warn({ file, error: errorText(e) }, 'cannot read the persisted policy bundle');
       return undefined;

@@ -104,6 +104,16 @@ function aboveRoot(path: string, roots: readonly string[]): boolean {
 }
 
 /**
+ * Sets an own data property, whatever the key: `obj[k] = v` with k "__proto__"
+ * would replace obj's prototype instead, dropping that data from the document
+ * the policy sees (JSON keeps it as a key, and OPA evaluates it) while lookups
+ * through the prototype still found it.
+ */
+function put(obj: Record<string, unknown>, k: string, v: unknown): void {
+  Object.defineProperty(obj, k, { value: v, writable: true, enumerable: true, configurable: true });
+}
+
+/**
  * Deep merge of `b` into `a` (both data documents). Objects merge key by key;
  * anything else present on both sides is a conflict at that path.
  */
@@ -111,11 +121,11 @@ export function mergeData(a: Record<string, unknown>, b: Record<string, unknown>
   const out: Record<string, unknown> = { ...a };
   for (const [k, v] of Object.entries(b)) {
     if (!Object.hasOwn(out, k)) {
-      out[k] = v;
+      put(out, k, v);
       continue;
     }
     const cur = out[k];
-    if (isObject(cur) && isObject(v)) out[k] = mergeData(cur, v, [...where, k]);
+    if (isObject(cur) && isObject(v)) put(out, k, mergeData(cur, v, [...where, k]));
     else throw new BundleError(`data conflict at ${[...where, k].join('.')}: both the bundle and the gateway config set it`);
   }
   return out;
@@ -129,10 +139,10 @@ function setAt(doc: Record<string, unknown>, keys: readonly string[], value: unk
   let wrapped: Record<string, unknown> = {};
   let cur = wrapped;
   keys.forEach((k, i) => {
-    if (i === keys.length - 1) cur[k] = value;
+    if (i === keys.length - 1) put(cur, k, value);
     else {
       const next: Record<string, unknown> = {};
-      cur[k] = next;
+      put(cur, k, next);
       cur = next;
     }
   });

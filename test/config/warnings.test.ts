@@ -27,6 +27,39 @@ describe('config warnings', () => {
     expect(configWarnings(config(`{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a, claims: { subject: oid } }`))).toEqual([]);
   });
 
+  it('identity providers reached over plain HTTP on another host are flagged; loopback and https are not', () => {
+    const w = configWarnings(config('{ type: jwt, jwksUrl: "http://idp.example.com/keys", issuer: i, audience: a }'));
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/identity\.providers\[0\] \(jwt\): "http:\/\/idp\.example\.com\/keys" is plain HTTP to another host/);
+    expect(configWarnings(config('{ type: oidc, issuer: "http://10.0.0.5:8080/realms/r", audience: a }'))[0]).toMatch(/\(oidc\): "http:\/\/10\.0\.0\.5:8080\/realms\/r" is plain HTTP/);
+    expect(configWarnings(config('{ type: grafana, url: "http://grafana:3000", orgs: [1] }'))[0]).toMatch(/\(grafana\).*plain HTTP/);
+    expect(configWarnings(config('{ type: introspection, introspectionUrl: "http://idp/i", clientId: gw, clientSecret: s, audience: gw }'))[0]).toMatch(/\(introspection\).*plain HTTP/);
+    for (const local of ['http://127.0.0.1:9/j', 'http://localhost:9/j', 'http://[::1]:9/j', 'https://idp.example.com/keys']) {
+      expect(configWarnings(config(`{ type: jwt, jwksUrl: "${local}", issuer: i, audience: a }`)), local).toEqual([]);
+    }
+  });
+
+  it('a policy bundle fetched over plain HTTP from another host is flagged, saying what an on-path attacker can do', () => {
+    const withBundle = (bundle: string) =>
+      parseConfig(
+        `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity: { providers: [{ type: jwt, jwksUrl: "https://idp/j", issuer: i, audience: a }] }
+policy: { bundle: ${bundle} }
+`,
+        { env: {} },
+      );
+    const unsigned = configWarnings(withBundle('{ url: "http://bundles.internal" }'));
+    expect(unsigned).toHaveLength(1);
+    expect(unsigned[0]).toMatch(/policy\.bundle\.url "http:\/\/bundles\.internal" is plain HTTP to another host: without policy\.bundle\.signing anyone on the path can serve the gateway a policy\. Use https\./);
+    const signedWithToken = configWarnings(
+      withBundle('{ url: "http://bundles.internal", auth: { type: bearer, token: t }, signing: { keys: [{ keyid: default, publicKey: "-----BEGIN PUBLIC KEY-----" }] } }'),
+    );
+    expect(signedWithToken[0]).toMatch(/an older signed one can be replayed, and the bundle credential is sent in the clear/);
+    expect(configWarnings(withBundle('{ url: "https://bundles.internal" }'))).toEqual([]);
+    expect(configWarnings(withBundle('{ url: "http://127.0.0.1:8181" }'))).toEqual([]);
+  });
+
   it('an introspection source without an audience is flagged (providers call other services\' tokens active)', () => {
     const base = 'type: introspection, introspectionUrl: "http://127.0.0.1:9/i", clientId: gw, clientSecret: s';
     const w = configWarnings(config(`{ ${base} }`));

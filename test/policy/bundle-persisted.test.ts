@@ -1,0 +1,53 @@
+// What sits at the persisted bundle's path is checked before it is read: a device, a FIFO or a
+// file larger than a download may be is refused at once (not read whole, not waited on).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BundleClient } from '../../src/policy/bundle-client.ts';
+import { PolicyHolder } from '../../src/policy/holder.ts';
+
+function client(persistDir: string, warnings: string[]): Promise<BundleClient> {
+  return BundleClient.create({
+    config: {
+      url: 'http://127.0.0.1:9/',
+      resource: '/bundle.tar.gz',
+      auth: { type: 'none', scheme: 'Bearer' },
+      polling: { minDelaySeconds: 60, maxDelaySeconds: 120 },
+      timeoutMs: 1_000,
+      maxSizeBytes: 1024 * 1024,
+      persistDir,
+    },
+    holder: new PolicyHolder(),
+    entrypoint: 'lbac/decision',
+    configData: {},
+    logger: { info: () => {}, debug: () => {}, error: () => {}, warn: (o: object, m: string) => void warnings.push(`${m} ${JSON.stringify(o)}`) },
+  });
+}
+
+describe('the persisted bundle file', () => {
+  const dirFor = (): string => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persisted-')), 'state');
+    mkdirSync(dir);
+    return dir;
+  };
+
+  it('a FIFO, a device or an oversized file is refused before it is read', async () => {
+    const cases: [string, (file: string) => void, RegExp][] = [
+      ['fifo', (f) => execFileSync('mkfifo', [f]), /not a regular file/],
+      ['device', (f) => symlinkSync('/dev/zero', f), /not a regular file/],
+      ['oversized', (f) => writeFileSync(f, Buffer.alloc(1024 * 1024 + 1)), /larger than maxSizeBytes/],
+    ];
+    for (const [name, make, why] of cases) {
+      const dir = dirFor();
+      make(join(dir, 'bundle.tar.gz'));
+      const warnings: string[] = [];
+      const c = await client(dir, warnings);
+      const started = performance.now();
+      expect(await c.loadPersisted(), name).toBeUndefined();
+      expect(performance.now() - started, name).toBeLessThan(1000);
+      expect(warnings.join('\n'), name).toMatch(why);
+    }
+  });
+});
