@@ -79,6 +79,13 @@ export interface RouteSpec {
    * upstream path (e.g. a label name). Returns an error message or undefined.
    */
   readonly validatePathParam?: (name: string, value: string) => string | undefined;
+  /**
+   * For restricted subjects, after validatePathParam: path parameters the
+   * upstream cannot answer under the policy (Tempo's tag values of an
+   * unscoped attribute, listed from every span whatever the query). Returns
+   * an error message (400, rewrite_unsupported) or undefined.
+   */
+  readonly restrictedPathParam?: (name: string, value: string) => string | undefined;
   /** Filters the upstream's JSON answer where the query cannot enforce (not applied for unrestricted subjects). */
   readonly responseFilter?: ResponseFilter;
   /**

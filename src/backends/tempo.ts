@@ -1,7 +1,7 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { fieldKey, parseFieldName } from '../rewrite/traceql-escape.ts';
-import { isPlainConditionFilter, tagField } from '../rewrite/traceql-syntax.ts';
+import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, tagField } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
@@ -36,6 +36,15 @@ const tagScopeQuery: EnforcedParam = {
   required: false,
   multiple: false,
   rewrite: (values, policy, limits) => {
+    // A policy condition Tempo's tag APIs cannot place (an unscoped attribute) makes them ignore every condition.
+    const unplaced = policy.flat().find((m) => !isTagConditionField(canonicalName(m.name)));
+    if (unplaced !== undefined) {
+      throw new QueryError(
+        'traceql',
+        `tag lookups cannot be restricted by the policy's condition on ${JSON.stringify(unplaced.name)}: Tempo's tag APIs ignore every condition of a query holding an unscoped attribute or this intrinsic; scope the policy's attributes (resource.… or span.…)`,
+        'rewrite_unsupported',
+      );
+    }
     const client = values[0];
     const own = client !== undefined && isPlainConditionFilter(client) ? client : '{}';
     const parts = new Set<string>();
@@ -162,6 +171,19 @@ const get = ['GET'] as const;
 const TRACE_RANGE = ['start', 'end'] as const;
 /** A v2 tag name must be one TraceQL field, as Tempo reads it, so that the answer's filter knows which field it lists. */
 const validV2Tag = (n: string, v: string) => validTag(n, v) ?? (tagField(v) === null ? `invalid tag ${JSON.stringify(v)}: expected one TraceQL field, e.g. resource.service.name, span."http.method" or name` : undefined);
+/**
+ * For restricted subjects, a v2 tag-values tag Tempo answers from the spans
+ * the conditions select: Tempo adds the tag itself as a condition, and an
+ * unscoped attribute (`.service.name`) or an intrinsic its block readers
+ * cannot place makes the whole lookup unfiltered (isFilteredTagValuesField).
+ */
+const restrictedV2Tag = (_n: string, v: string) => {
+  const field = tagField(v);
+  if (field === null || isFilteredTagValuesField(field)) return undefined;
+  return field.startsWith('.')
+    ? `tag ${JSON.stringify(v)} is unscoped: Tempo lists its values from every span whatever the query, so it cannot be restricted; ask resource${field} or span${field}`
+    : `values of ${JSON.stringify(v)} cannot be restricted: Tempo lists them from every span whatever the query`;
+};
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
 const tagScopesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagScopeAnswers(answers) };
 const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => mergeTagValueAnswers(answers, positiveInt(params.get('limit'))) };
@@ -191,6 +213,7 @@ export const tempoRoutes: RouteTable = {
       fanOut: tagValuesFanOut,
       responseFilter: filterTagValues,
       validatePathParam: validV2Tag,
+      restrictedPathParam: restrictedV2Tag,
     },
     { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },

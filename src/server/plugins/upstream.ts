@@ -415,6 +415,12 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   const decision = app.decide({ subject, request });
   noteDecision(req, request, decision, decideStartedAt); // lbac: audit + metrics (src/server/request-state.ts)
   if (!decision.allow) throw new GatewayError('forbidden', `access denied: ${decision.reason}`);
+  if (!decision.unrestricted && route.restrictedPathParam !== undefined) {
+    for (const [name, value] of Object.entries(pathParams)) {
+      const problem = route.restrictedPathParam(name, value);
+      if (problem !== undefined) throw new QueryError(language, problem, 'rewrite_unsupported');
+    }
+  }
 
   const rawUrl = req.raw.url ?? '';
   const q = rawUrl.indexOf('?');
