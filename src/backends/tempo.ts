@@ -131,9 +131,17 @@ function canonicalName(name: string): string {
  * the spans and errors of every service in the trace, other teams' included
  * (Tempo computes it over the whole trace, not over the spans the policy's
  * filter matched), and the answer's `metrics` (blocks, bytes and traces
- * inspected) measure the whole tenant's data: both left out. An answer of
- * another shape is not relayed (→ 502).
+ * inspected) measure the whole tenant's data: both left out, and so is any
+ * trace field not in SEARCH_TRACE_FIELDS. An answer of another shape is not
+ * relayed (→ 502).
  */
+/**
+ * What a restricted subject gets of each search result (tempopb.TraceSearchMetadata): the id, the
+ * trace-level fields Grafana shows (root service and span name, start and duration: documented as
+ * residual), and the matched spansets, which hold only spans the policy's filter selected.
+ */
+const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'startTimeUnixNano', 'durationMs', 'spanSet', 'spanSets'] as const;
+
 const filterSearchResults: ResponseFilter = (body) => {
   const traces = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as { traces?: unknown }).traces : undefined;
   if ((traces !== undefined && traces !== null && !Array.isArray(traces)) || typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -141,8 +149,10 @@ const filterSearchResults: ResponseFilter = (body) => {
   }
   return {
     traces: (traces ?? []).map((t: unknown) => {
-      if (typeof t !== 'object' || t === null || Array.isArray(t)) return t;
-      const { serviceStats: _hidden, ...kept } = t as Record<string, unknown>;
+      if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
+      // Known fields only: a field a newer Tempo adds may describe the whole trace, as serviceStats does.
+      const kept: Record<string, unknown> = {};
+      for (const k of SEARCH_TRACE_FIELDS) if (k in t) kept[k] = (t as Record<string, unknown>)[k];
       return kept;
     }),
   };
