@@ -1,5 +1,6 @@
 import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
+import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
 
 /** Does a (load-checked) regex match the empty string, fully anchored as the backends read it? */
 function matchesEmpty(re: string): boolean {
@@ -62,6 +63,17 @@ export function configWarnings(config: GatewayConfig): string[] {
     // Loaded for the policy (data.lbac), but the default policy and the gateway do not enforce it.
     if (!(team.labels.length === 1 && team.labels[0] === '*')) {
       out.push(`teams.${name}.labels (${JSON.stringify(team.labels)}) is not enforced: every label name the team's selectors reach stays visible. Restrict with selectors, or remove labels.`);
+    }
+  }
+  // Tempo's tag APIs ignore every condition of a lookup holding an unscoped attribute or an intrinsic their block readers
+  // cannot place, so the gateway refuses tag lookups under such a policy (src/backends/tempo.ts).
+  if (config.upstreams.some((u) => u.kind === 'tempo')) {
+    for (const [label, attribute] of Object.entries(config.policy.attributes.tempo ?? {})) {
+      if (!isTagConditionField(attribute)) {
+        out.push(
+          `policy.attributes.tempo.${label} is ${JSON.stringify(attribute)}: Tempo's tag APIs cannot be restricted by a condition on it (an unscoped attribute or such an intrinsic makes them list every tag and value), so restricted subjects' tag-name and tag-value lookups (Grafana's autocomplete) are refused. Use a scoped attribute, e.g. resource.${attribute.replace(/^\./, '')}.`,
+        );
+      }
     }
   }
   out.push(...teamTenantConflicts(config.policyData.teams));
