@@ -111,5 +111,13 @@ export function mergeStreamAnswers(answers: readonly unknown[], opts: LogQueryOp
   const first = (parts[0] as { data: Record<string, unknown> }).data;
   let stats: unknown = undefined;
   for (const { data } of parts) stats = addStats(stats, data['stats']);
-  return { status: 'success', data: { ...first, resultType: 'streams', result, ...(stats === undefined ? {} : { stats }) } };
+  // Loki's warnings (a limit reached, a partial answer): every part's, once each; a part's is not lost in the merge.
+  const warnings = new Set<string>();
+  for (const a of answers) {
+    const w = (a as { warnings?: unknown }).warnings;
+    if (w === undefined || w === null) continue;
+    if (!Array.isArray(w) || !w.every((x) => typeof x === 'string')) throw unreadable();
+    for (const x of w as string[]) warnings.add(x);
+  }
+  return { status: 'success', data: { ...first, resultType: 'streams', result, ...(stats === undefined ? {} : { stats }) }, ...(warnings.size > 0 ? { warnings: [...warnings] } : {}) };
 }

@@ -89,6 +89,14 @@ describe('mergeStreamAnswers', () => {
     }
   });
 
+  it("every part's warnings reach the client, once each (a part's limit or partial answer is not lost in the merge)", () => {
+    const part = (warnings?: unknown) => ({ status: 'success', data: { resultType: 'streams', result: [] }, ...(warnings === undefined ? {} : { warnings }) });
+    const out = mergeStreamAnswers([part(['max entries limit reached']), part(), part(['partial answer', 'max entries limit reached'])], { limit: 10, direction: 'backward' }) as { warnings?: string[] };
+    expect(out.warnings).toEqual(['max entries limit reached', 'partial answer']);
+    expect('warnings' in (mergeStreamAnswers([part(), part()], { limit: 10, direction: 'backward' }) as object)).toBe(false);
+    expect(() => mergeStreamAnswers([part('x'), part()], { limit: 10, direction: 'backward' })).toThrow(/could not be read/);
+  });
+
   it('entries with equal timestamps at the cut: ordered by the streams\' label sets in Go\'s byte order, as Loki\'s frontend orders them', () => {
     // U+FFFF sorts before U+10000 in bytes (Go), after it in UTF-16 code units (JS `<`).
     const part = (app: string) => ({ status: 'success', data: { resultType: 'streams', result: [{ stream: { app }, values: [['5', `from ${app}`]] }] } });
