@@ -127,6 +127,13 @@ function canonicalName(name: string): string {
 }
 
 /**
+ * What a restricted subject gets of each search result (tempopb.TraceSearchMetadata): the id, the
+ * trace-level fields Grafana shows (root service and span name, start and duration: documented as
+ * residual), and the matched spansets, which hold only spans the policy's filter selected.
+ */
+const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'startTimeUnixNano', 'durationMs', 'spanSet', 'spanSets'] as const;
+
+/**
  * Search results, rebuilt as `{traces}`: each trace's `serviceStats` counts
  * the spans and errors of every service in the trace, other teams' included
  * (Tempo computes it over the whole trace, not over the spans the policy's
@@ -135,13 +142,6 @@ function canonicalName(name: string): string {
  * trace field not in SEARCH_TRACE_FIELDS. An answer of another shape is not
  * relayed (→ 502).
  */
-/**
- * What a restricted subject gets of each search result (tempopb.TraceSearchMetadata): the id, the
- * trace-level fields Grafana shows (root service and span name, start and duration: documented as
- * residual), and the matched spansets, which hold only spans the policy's filter selected.
- */
-const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'startTimeUnixNano', 'durationMs', 'spanSet', 'spanSets'] as const;
-
 const filterSearchResults: ResponseFilter = (body) => {
   const traces = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as { traces?: unknown }).traces : undefined;
   if ((traces !== undefined && traces !== null && !Array.isArray(traces)) || typeof body !== 'object' || body === null || Array.isArray(body)) {
