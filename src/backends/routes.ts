@@ -55,6 +55,11 @@ export interface RouteSpec {
    */
   readonly heldParams?: readonly string[];
   /**
+   * Checks the held parameters as the upstream would have (restricted
+   * subjects): an error message (400 in the backend's format) or undefined.
+   */
+  readonly heldParamsProblem?: (held: Readonly<Record<string, string>>) => string | undefined;
+  /**
    * For restricted subjects: the only parameters forwarded besides the enforced
    * ones. For routes whose answer the gateway filters, where a parameter the
    * upstream reads could make it test other teams' data (Tempo's trace-by-id

@@ -431,6 +431,8 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   // policyEnforcement "header": where Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders), parameters are checked, not rewritten.
   const rewriteWith = decision.unrestricted || (upstream.policyEnforcement === 'header' && route.headerEnforced === true) ? undefined : decision.selectors;
   const held = decision.unrestricted ? undefined : holdParams(route, params);
+  const heldProblem = held === undefined ? undefined : route.heldParamsProblem?.(held);
+  if (heldProblem !== undefined) throw new QueryError(language, heldProblem);
   // Parameters no enforcement covers (Loki's storeChunks) go for every restricted subject, also where Loki enforces the header.
   enforceParams(route, params, rewriteWith, limits, language, !decision.unrestricted);
   noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
