@@ -91,6 +91,15 @@ export interface RouteSpec {
    * an error message (400, rewrite_unsupported) or undefined.
    */
   readonly restrictedPathParam?: (name: string, value: string) => string | undefined;
+  /**
+   * For restricted subjects, before restrictedPathParam: a path parameter the
+   * upstream cannot answer under the policy as sent, but can as the union of
+   * the answers for these values (Tempo's tag values of an unscoped
+   * attribute: those of `resource.<key>` and of `span.<key>`). The request
+   * is then asked once per value (a fan-out, RouteSpec.fanOut's merge) and
+   * never with the value as sent. Undefined: the value as sent.
+   */
+  readonly expandPathParam?: (name: string, value: string) => readonly string[] | undefined;
   /** Filters the upstream's JSON answer where the query cannot enforce (not applied for unrestricted subjects). */
   readonly responseFilter?: ResponseFilter;
   /**

@@ -1,6 +1,6 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
-import { fieldKey, parseFieldName } from '../rewrite/traceql-escape.ts';
+import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape.ts';
 import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, tagField } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
@@ -109,8 +109,11 @@ const noQueryAlias = refused('query', 'parameter "query" is not supported throug
 const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const requested = pathParams['tag'] ?? '';
   const field = tagField(requested);
+  // The fields the tag lists: an unscoped attribute's values are its resource and its span attribute's
+  // (asked as both, expandUnscopedTag), so a policy matcher on either applies to them.
+  const fields = new Set(field === null ? [] : [field, ...(expandUnscopedTag('tag', requested) ?? []).map(canonicalName)]);
   // validatePathParam refused names that are not one field; a policy name is compared in its canonical form.
-  const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (field !== null && canonicalName(m.name) === field ? { ...m, name: requested } : m)));
+  const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (fields.has(canonicalName(m.name)) ? { ...m, name: requested } : m)));
   const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
   const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
   // Rebuilt from what was checked; Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
@@ -194,6 +197,19 @@ const restrictedV2Tag = (_n: string, v: string) => {
     ? `tag ${JSON.stringify(v)} is unscoped: Tempo lists its values from every span whatever the query, so it cannot be restricted; ask resource${field} or span${field}`
     : `values of ${JSON.stringify(v)} cannot be restricted: Tempo lists them from every span whatever the query`;
 };
+/**
+ * For restricted subjects, the values of an unscoped attribute (`.http.method`,
+ * which Tempo would list from every span) are asked as those of
+ * `resource.<key>` and of `span.<key>` (an unscoped attribute reads either),
+ * each under the policy, and merged (RouteSpec.expandPathParam).
+ */
+const expandUnscopedTag = (_n: string, v: string): string[] | undefined => {
+  const field = tagField(v);
+  if (field === null) return undefined;
+  const f = parseFieldName(field);
+  if (f.kind !== 'attribute' || f.scope !== null) return undefined;
+  return [formatField({ kind: 'attribute', scope: 'resource', key: f.key }), formatField({ kind: 'attribute', scope: 'span', key: f.key })];
+};
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
 const tagScopesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagScopeAnswers(answers) };
 const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => mergeTagValueAnswers(answers, positiveInt(params.get('limit'))) };
@@ -224,6 +240,7 @@ export const tempoRoutes: RouteTable = {
       responseFilter: filterTagValues,
       validatePathParam: validV2Tag,
       restrictedPathParam: restrictedV2Tag,
+      expandPathParam: expandUnscopedTag,
     },
     { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },

@@ -171,6 +171,29 @@ describe('v2 tag lookups: every forwarded q is one conjunctive filter carrying o
     }
   });
 
+  it('tag values of an unscoped attribute are asked as those of resource.<key> and span.<key> (each under the policy), never as sent', () => {
+    const expand = route('search_tag_values_v2').expandPathParam!;
+    expect(expand('tag', '.service.name')).toEqual(['resource.service.name', 'span.service.name']);
+    expect(expand('tag', ' .service.name ')).toEqual(['resource.service.name', 'span.service.name']);
+    expect(expand('tag', '."my key"')).toEqual(['resource."my key"', 'span."my key"']);
+    for (const tag of ['resource.service.name', 'span.x', 'name', 'span:parentID', '.a } >> { .b']) expect(expand('tag', tag), tag).toBeUndefined();
+    // Each expansion is a tag the route accepts and Tempo filters.
+    const route_ = route('search_tag_values_v2');
+    for (const v of expand('tag', '."my key"')!) {
+      expect(route_.validatePathParam!('tag', v)).toBeUndefined();
+      expect(route_.restrictedPathParam!('tag', v)).toBeUndefined();
+    }
+  });
+
+  it("values of the policy's attribute asked unscoped are filtered as the policy's attribute", () => {
+    const filter = route('search_tag_values_v2').responseFilter!;
+    const body = { tagValues: [{ type: 'string', value: 'team-a-web' }, { type: 'string', value: 'team-b-api' }] };
+    for (const tag of ['.k8s.namespace.name', '."k8s.namespace.name"', 'resource.k8s.namespace.name']) {
+      expect(filter(body, { policy: policies['single']!, pathParams: { tag } }), tag).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
+    }
+    expect(filter(body, { policy: policies['single']!, pathParams: { tag: 'span.other' } })).toEqual(body);
+  });
+
   it('v1 tag names and values (Tempo reads no q there) are refused for restricted subjects, passed for unrestricted ones', () => {
     for (const endpoint of ['search_tags', 'search_tag_values']) {
       expect(codeOf(() => enforceParams(route(endpoint), new URLSearchParams(), policies['single']!, DEFAULT_LIMITS, 'traceql'))).toBe('forbidden');
