@@ -276,7 +276,9 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
         kind: table.kind,
         timeoutMs: upstream.timeoutMs,
         prepare: (req) => {
-          const { decision, path, encoded, params } = decideAndEnforce(app, req, route, opts);
+          const { decision, path, encoded, params, paths } = decideAndEnforce(app, req, route, opts);
+          // An expanded path parameter (RouteSpec.expandPathParam) is only ever asked as its parts: not over a WebSocket.
+          if (paths !== undefined) throw new GatewayError('internal', `route ${route.endpoint}: an expanded path parameter cannot be forwarded as sent`);
           // RouteSpec.fanOut: one upstream connection per value of its parameter (a tail per policy alternative).
           const name = route.fanOut?.param;
           const values = name === undefined ? [] : params.getAll(name);
