@@ -92,6 +92,22 @@ describe('/api/v1/metadata (Grafana query builder: metric type and help)', () =>
     expect(a.body.data).toEqual({});
   });
 
+  // Prometheus applies limit while it walks its metric names in map order (random), before the gateway's filter:
+  // how often limit=1 came back empty would estimate how many metric names other teams have.
+  it('limit counts only the metrics the team can see (applied after the filter, never by Prometheus)', async () => {
+    const all = Object.keys((await metadata('alice')).body.data ?? {});
+    expect(all).toContain('team_a_checkouts_total');
+    for (let i = 0; i < 20; i++) {
+      const one = await metadata('alice', { limit: '1' });
+      expect(one.status).toBe(200);
+      expect(Object.keys(one.body.data ?? {})).toHaveLength(1);
+    }
+    expect(Object.keys((await metadata('alice', { limit: '0' })).body.data ?? {})).toEqual([]);
+    expect(Object.keys((await metadata('alice', { limit: '-1' })).body.data ?? {}).sort()).toEqual([...all].sort());
+    const bad = await metadata('alice', { limit: 'x' });
+    expect(bad.status).toBe(400);
+  });
+
   it('admins see everything Prometheus has', async () => {
     const c = await metadata('carol');
     expect(Object.keys(c.body.data ?? {})).toEqual(expect.arrayContaining(['team_a_checkouts_total', 'team_b_secret_jobs']));

@@ -625,6 +625,19 @@ const QL: [name: string, query: string, status: number | readonly number[], opts
 const QL_ATTACKS: Attack[] = [
   ...QL.map(([name, query, status, opts]): Attack => ({ name: `PromQL: ${name}`, send: () => post('', `query=${q(query)}&time=${now()}`), status, ...opts })),
   { name: 'query_range with a subquery', send: () => send('GET', `${P}/api/v1/query_range?query=${q(`max_over_time(${EVIL}[5m:1m]) or up`)}&start=${evalTime - 600}&end=${now()}&step=60`), status: 200 },
+  {
+    // Query statistics count what the evaluation read: the team's samples only, as for the same query written with the policy.
+    name: 'stats=all counts only the team\'s samples',
+    send: () => post('', `query=${q('count({__name__=~".+"})')}&time=${now()}&stats=all`),
+    status: 200,
+    check: async (r) => {
+      const samples = (res: Res) => (JSON.parse(res.body) as { data: { stats: { samples: { totalQueryableSamples: number } } } }).data.stats.samples.totalQueryableSamples;
+      const own = await post('', `query=${q('count({__name__=~".+", namespace=~"team-a-.*"})')}&time=${now()}&stats=all`);
+      const all = await send('POST', `${P}/api/v1/query`, { user: 'carol', headers: FORM, body: `query=${q('count({__name__=~".+"})')}&time=${now()}&stats=all` });
+      expect(samples(r)).toBe(samples(own));
+      expect(samples(all)).toBeGreaterThan(samples(r));
+    },
+  },
   { name: 'query_exemplars with another team\'s selector', send: () => send('GET', `${P}/api/v1/query_exemplars?query=${q('{__name__=~".+"}')}&start=${evalTime - 600}&end=${now()}`), status: 200 },
   {
     name: 'format_query only formats: Prometheus executes nothing',

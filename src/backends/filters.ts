@@ -108,13 +108,18 @@ export const filterLabelValues: ResponseFilter = (body, { policy, pathParams }) 
 /**
  * Prometheus `/api/v1/metadata` (`{metric: [{type, help, unit}]}`) keeps only the
  * metrics the policy can see: `ctx.lookup` is the answer of
- * `/api/v1/label/__name__/values` with the policy's selectors as `match[]`.
+ * `/api/v1/label/__name__/values` with the policy's selectors as `match[]`;
+ * then the client's `limit` (held back from Prometheus, which would count
+ * other teams' metrics towards it).
  * Anything unexpected in either answer leaves nothing (fail closed).
  */
-export const filterMetadata: ResponseFilter = (body, { lookup }) => {
+export const filterMetadata: ResponseFilter = (body, { lookup, held }) => {
   const data = successData(body);
   const names = successData(lookup);
   const visible = new Set(Array.isArray(names) ? names.filter((n): n is string => typeof n === 'string') : []);
-  const kept = isObject(data) ? Object.fromEntries(Object.entries(data).filter(([metric]) => visible.has(metric))) : {};
-  return { status: 'success', data: kept, ...notes(body) };
+  let entries = isObject(data) ? Object.entries(data).filter(([metric]) => visible.has(metric)) : [];
+  // `limit` is held back (RouteSpec.heldParams) and applied here, to the visible metrics only; negative: none (as Prometheus).
+  const limit = held?.['limit'] === undefined ? -1 : Number(held['limit']);
+  if (Number.isInteger(limit) && limit >= 0) entries = entries.slice(0, limit);
+  return { status: 'success', data: Object.fromEntries(entries), ...notes(body) };
 };

@@ -8,7 +8,9 @@
  * its streams in the query's direction, so every stream in a part carries a
  * prefix of its own entries, and the first `limit` entries of the union are
  * among the parts' entries. A stream that two alternatives both select comes
- * back from both, as two prefixes of one sequence: the longer one is kept.
+ * back from both, as two prefixes of one sequence: its entries are kept once.
+ * Streams of different parts that a pipeline gave the same labels are one
+ * stream in the answer, their entries united, as in one Loki answer.
  * Entries with equal timestamps from different streams are ordered by the
  * streams' label sets, as Loki's query frontend orders them when it merges
  * the answers of sharded queries (iter.lessDescending without a stream hash).
@@ -65,17 +67,35 @@ function addStats(a: unknown, b: unknown): unknown {
 
 export function mergeStreamAnswers(answers: readonly unknown[], opts: LogQueryOptions): unknown {
   const parts = answers.map(streamsOf);
-  const streams = new Map<string, Stream>();
+  const newestFirst = opts.direction === 'backward';
+  // Streams by their label set as answered, which a pipeline may have rewritten (`| drop pod`,
+  // `| label_format …`): streams of different parts can then share one, and Loki over the union
+  // would answer their entries as one stream. So entries are united per label set, an entry
+  // both parts hold (a stream both alternatives select) kept once, as Loki's merge keeps it.
+  const streams = new Map<string, { stream: Record<string, unknown>; values: (readonly unknown[])[]; seen: Set<string> }>();
   for (const { result } of parts) {
     for (const s of result) {
       const key = labelSetString(s.stream);
-      const seen = streams.get(key);
-      if (seen === undefined || s.values.length > seen.values.length) streams.set(key, s);
+      let into = streams.get(key);
+      if (into === undefined) streams.set(key, (into = { stream: s.stream, values: [], seen: new Set() }));
+      for (const v of s.values) {
+        const id = JSON.stringify([v[0], v[1]]);
+        if (into.seen.has(id)) continue;
+        into.seen.add(id);
+        into.values.push(v);
+      }
     }
+  }
+  for (const s of streams.values()) {
+    // Stable: entries with equal timestamps keep the order the parts gave them.
+    s.values.sort((x, y) => {
+      const a = BigInt(x[0] as string);
+      const b = BigInt(y[0] as string);
+      return a === b ? 0 : (a < b ? -1 : 1) * (newestFirst ? -1 : 1);
+    });
   }
   const entries: { key: string; index: number; ts: bigint; value: readonly unknown[] }[] = [];
   for (const [key, s] of streams) s.values.forEach((value, index) => entries.push({ key, index, ts: BigInt(value[0] as string), value }));
-  const newestFirst = opts.direction === 'backward';
   entries.sort((x, y) => {
     if (x.ts !== y.ts) return (x.ts < y.ts ? -1 : 1) * (newestFirst ? -1 : 1);
     if (x.key !== y.key) return compareCodePoints(x.key, y.key);
@@ -87,9 +107,17 @@ export function mergeStreamAnswers(answers: readonly unknown[], opts: LogQueryOp
     if (values === undefined) kept.set(e.key, (values = []));
     values.push(e.value);
   }
-  const result = [...kept].map(([key, values]) => ({ stream: (streams.get(key) as Stream).stream, values }));
+  const result = [...kept].map(([key, values]) => ({ stream: streams.get(key)!.stream, values }));
   const first = (parts[0] as { data: Record<string, unknown> }).data;
   let stats: unknown = undefined;
   for (const { data } of parts) stats = addStats(stats, data['stats']);
-  return { status: 'success', data: { ...first, resultType: 'streams', result, ...(stats === undefined ? {} : { stats }) } };
+  // Loki's warnings (a limit reached, a partial answer): every part's, once each; a part's is not lost in the merge.
+  const warnings = new Set<string>();
+  for (const a of answers) {
+    const w = (a as { warnings?: unknown }).warnings;
+    if (w === undefined || w === null) continue;
+    if (!Array.isArray(w) || !w.every((x) => typeof x === 'string')) throw unreadable();
+    for (const x of w as string[]) warnings.add(x);
+  }
+  return { status: 'success', data: { ...first, resultType: 'streams', result, ...(stats === undefined ? {} : { stats }) }, ...(warnings.size > 0 ? { warnings: [...warnings] } : {}) };
 }

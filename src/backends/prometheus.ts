@@ -120,6 +120,17 @@ export const prometheusRoutes: RouteTable = {
     { endpoint: 'alerts', path: '/api/v1/alerts', methods: ['GET'], enforced: [], responseFilter: filterAlerts },
     { endpoint: 'buildinfo', path: '/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },
     // Metric type/help for Grafana's query builder: only metrics the policy can see (a lookup of their names).
-    { endpoint: 'metadata', path: '/api/v1/metadata', methods: ['GET'], enforced: [], responseFilter: filterMetadata, lookup: visibleMetricNames },
+    // `limit` is applied after the filter: Prometheus counts every team's metric names towards it (in map order),
+    // so how often a small limit came back short would tell how many names other teams have.
+    {
+      endpoint: 'metadata',
+      path: '/api/v1/metadata',
+      methods: ['GET'],
+      enforced: [],
+      heldParams: ['limit'],
+      heldParamsProblem: ({ limit }) => (limit !== undefined && !/^[+-]?[0-9]{1,18}$/.test(limit) ? 'limit must be a number' : undefined),
+      responseFilter: filterMetadata,
+      lookup: visibleMetricNames,
+    },
   ],
 };

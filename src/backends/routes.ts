@@ -55,6 +55,11 @@ export interface RouteSpec {
    */
   readonly heldParams?: readonly string[];
   /**
+   * Checks the held parameters as the upstream would have (restricted
+   * subjects): an error message (400 in the backend's format) or undefined.
+   */
+  readonly heldParamsProblem?: (held: Readonly<Record<string, string>>) => string | undefined;
+  /**
    * For restricted subjects: the only parameters forwarded besides the enforced
    * ones. For routes whose answer the gateway filters, where a parameter the
    * upstream reads could make it test other teams' data (Tempo's trace-by-id
@@ -79,6 +84,22 @@ export interface RouteSpec {
    * upstream path (e.g. a label name). Returns an error message or undefined.
    */
   readonly validatePathParam?: (name: string, value: string) => string | undefined;
+  /**
+   * For restricted subjects, after validatePathParam: path parameters the
+   * upstream cannot answer under the policy (Tempo's tag values of an
+   * unscoped attribute, listed from every span whatever the query). Returns
+   * an error message (400, rewrite_unsupported) or undefined.
+   */
+  readonly restrictedPathParam?: (name: string, value: string) => string | undefined;
+  /**
+   * For restricted subjects, before restrictedPathParam: a path parameter the
+   * upstream cannot answer under the policy as sent, but can as the union of
+   * the answers for these values (Tempo's tag values of an unscoped
+   * attribute: those of `resource.<key>` and of `span.<key>`). The request
+   * is then asked once per value (a fan-out, RouteSpec.fanOut's merge) and
+   * never with the value as sent. Undefined: the value as sent.
+   */
+  readonly expandPathParam?: (name: string, value: string) => readonly string[] | undefined;
   /** Filters the upstream's JSON answer where the query cannot enforce (not applied for unrestricted subjects). */
   readonly responseFilter?: ResponseFilter;
   /**

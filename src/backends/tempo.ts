@@ -1,7 +1,7 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
-import { fieldKey, parseFieldName } from '../rewrite/traceql-escape.ts';
-import { isPlainConditionFilter, tagField } from '../rewrite/traceql-syntax.ts';
+import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape.ts';
+import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, tagField } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
@@ -36,6 +36,15 @@ const tagScopeQuery: EnforcedParam = {
   required: false,
   multiple: false,
   rewrite: (values, policy, limits) => {
+    // A policy condition Tempo's tag APIs cannot place (an unscoped attribute) makes them ignore every condition.
+    const unplaced = policy.flat().find((m) => !isTagConditionField(canonicalName(m.name)));
+    if (unplaced !== undefined) {
+      throw new QueryError(
+        'traceql',
+        `tag lookups cannot be restricted by the policy's condition on ${JSON.stringify(unplaced.name)}: Tempo's tag APIs ignore every condition of a query holding an unscoped attribute or this intrinsic; scope the policy's attributes (resource.… or span.…)`,
+        'rewrite_unsupported',
+      );
+    }
     const client = values[0];
     const own = client !== undefined && isPlainConditionFilter(client) ? client : '{}';
     const parts = new Set<string>();
@@ -100,8 +109,11 @@ const noQueryAlias = refused('query', 'parameter "query" is not supported throug
 const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const requested = pathParams['tag'] ?? '';
   const field = tagField(requested);
+  // The fields the tag lists: an unscoped attribute's values are its resource and its span attribute's
+  // (asked as both, expandUnscopedTag), so a policy matcher on either applies to them.
+  const fields = new Set(field === null ? [] : [field, ...(expandUnscopedTag('tag', requested) ?? []).map(canonicalName)]);
   // validatePathParam refused names that are not one field; a policy name is compared in its canonical form.
-  const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (field !== null && canonicalName(m.name) === field ? { ...m, name: requested } : m)));
+  const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (fields.has(canonicalName(m.name)) ? { ...m, name: requested } : m)));
   const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
   const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
   // Rebuilt from what was checked; Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
@@ -118,12 +130,20 @@ function canonicalName(name: string): string {
 }
 
 /**
+ * What a restricted subject gets of each search result (tempopb.TraceSearchMetadata): the id, the
+ * trace-level fields Grafana shows (root service and span name, start and duration: documented as
+ * residual), and the matched spansets, which hold only spans the policy's filter selected.
+ */
+const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'startTimeUnixNano', 'durationMs', 'spanSet', 'spanSets'] as const;
+
+/**
  * Search results, rebuilt as `{traces}`: each trace's `serviceStats` counts
  * the spans and errors of every service in the trace, other teams' included
  * (Tempo computes it over the whole trace, not over the spans the policy's
  * filter matched), and the answer's `metrics` (blocks, bytes and traces
- * inspected) measure the whole tenant's data: both left out. An answer of
- * another shape is not relayed (→ 502).
+ * inspected) measure the whole tenant's data: both left out, and so is any
+ * trace field not in SEARCH_TRACE_FIELDS. An answer of another shape is not
+ * relayed (→ 502).
  */
 const filterSearchResults: ResponseFilter = (body) => {
   const traces = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as { traces?: unknown }).traces : undefined;
@@ -132,8 +152,10 @@ const filterSearchResults: ResponseFilter = (body) => {
   }
   return {
     traces: (traces ?? []).map((t: unknown) => {
-      if (typeof t !== 'object' || t === null || Array.isArray(t)) return t;
-      const { serviceStats: _hidden, ...kept } = t as Record<string, unknown>;
+      if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
+      // Known fields only: a field a newer Tempo adds may describe the whole trace, as serviceStats does.
+      const kept: Record<string, unknown> = {};
+      for (const k of SEARCH_TRACE_FIELDS) if (k in t) kept[k] = (t as Record<string, unknown>)[k];
       return kept;
     }),
   };
@@ -162,6 +184,32 @@ const get = ['GET'] as const;
 const TRACE_RANGE = ['start', 'end'] as const;
 /** A v2 tag name must be one TraceQL field, as Tempo reads it, so that the answer's filter knows which field it lists. */
 const validV2Tag = (n: string, v: string) => validTag(n, v) ?? (tagField(v) === null ? `invalid tag ${JSON.stringify(v)}: expected one TraceQL field, e.g. resource.service.name, span."http.method" or name` : undefined);
+/**
+ * For restricted subjects, a v2 tag-values tag Tempo answers from the spans
+ * the conditions select: Tempo adds the tag itself as a condition, and an
+ * unscoped attribute (`.service.name`) or an intrinsic its block readers
+ * cannot place makes the whole lookup unfiltered (isFilteredTagValuesField).
+ */
+const restrictedV2Tag = (_n: string, v: string) => {
+  const field = tagField(v);
+  if (field === null || isFilteredTagValuesField(field)) return undefined;
+  return field.startsWith('.')
+    ? `tag ${JSON.stringify(v)} is unscoped: Tempo lists its values from every span whatever the query, so it cannot be restricted; ask resource${field} or span${field}`
+    : `values of ${JSON.stringify(v)} cannot be restricted: Tempo lists them from every span whatever the query`;
+};
+/**
+ * For restricted subjects, the values of an unscoped attribute (`.http.method`,
+ * which Tempo would list from every span) are asked as those of
+ * `resource.<key>` and of `span.<key>` (an unscoped attribute reads either),
+ * each under the policy, and merged (RouteSpec.expandPathParam).
+ */
+const expandUnscopedTag = (_n: string, v: string): string[] | undefined => {
+  const field = tagField(v);
+  if (field === null) return undefined;
+  const f = parseFieldName(field);
+  if (f.kind !== 'attribute' || f.scope !== null) return undefined;
+  return [formatField({ kind: 'attribute', scope: 'resource', key: f.key }), formatField({ kind: 'attribute', scope: 'span', key: f.key })];
+};
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
 const tagScopesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagScopeAnswers(answers) };
 const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => mergeTagValueAnswers(answers, positiveInt(params.get('limit'))) };
@@ -191,6 +239,8 @@ export const tempoRoutes: RouteTable = {
       fanOut: tagValuesFanOut,
       responseFilter: filterTagValues,
       validatePathParam: validV2Tag,
+      restrictedPathParam: restrictedV2Tag,
+      expandPathParam: expandUnscopedTag,
     },
     { endpoint: 'metrics_query_range', path: '/api/metrics/query_range', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },

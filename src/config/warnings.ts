@@ -1,5 +1,6 @@
 import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
+import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
 
 /** Does a (load-checked) regex match the empty string, fully anchored as the backends read it? */
 function matchesEmpty(re: string): boolean {
@@ -106,6 +107,17 @@ export function configWarnings(config: GatewayConfig): string[] {
     out.push(
       `policy.bundle.url ${JSON.stringify(bundle.url)} is plain HTTP to another host: ${bundle.signing === undefined ? 'without policy.bundle.signing anyone on the path can serve the gateway a policy' : 'signed bundles cannot be forged there, but an older signed one can be replayed'}${bundle.auth.type === 'none' ? '' : ', and the bundle credential is sent in the clear'}. Use https.`,
     );
+  }
+  // Tempo's tag APIs ignore every condition of a lookup holding an unscoped attribute or an intrinsic their block readers
+  // cannot place, so the gateway refuses tag lookups under such a policy (src/backends/tempo.ts).
+  if (config.upstreams.some((u) => u.kind === 'tempo')) {
+    for (const [label, attribute] of Object.entries(config.policy.attributes.tempo ?? {})) {
+      if (!isTagConditionField(attribute)) {
+        out.push(
+          `policy.attributes.tempo.${label} is ${JSON.stringify(attribute)}: Tempo's tag APIs cannot be restricted by a condition on it (an unscoped attribute or such an intrinsic makes them list every tag and value), so restricted subjects' tag-name and tag-value lookups (Grafana's autocomplete) are refused. Use a scoped attribute, e.g. resource.${attribute.replace(/^\./, '')}.`,
+        );
+      }
+    }
   }
   out.push(...teamTenantConflicts(config.policyData.teams));
   return out;

@@ -764,7 +764,7 @@ export function isPlainConditionFilter(text: string): boolean {
       return l !== undefined && r !== undefined && extra === undefined && op?.type.id === N.AndOp && plain(l) && plain(r);
     }
     const m = readMatcher(text, n);
-    if (m === null) return false;
+    if (m === null || !isTagConditionField(m.field)) return false;
     try {
       parseFieldName(m.field);
       if (m.op === '=~' || m.op === '!~') {
@@ -778,6 +778,69 @@ export function isPlainConditionFilter(text: string): boolean {
     return true;
   };
   return plain(kids[1] as SyntaxNode);
+}
+
+/**
+ * Fields Tempo's tag APIs read a condition on *within its own scope*. Tempo's
+ * block readers sort conditions by scope (span, resource, trace, event, link,
+ * instrumentation: vparquet's categorizeConditions) and call a set holding a
+ * condition they cannot place "mingled": an unscoped attribute (`.a`, span or
+ * resource) and an intrinsic missing from their intrinsic column table
+ * (`span:parentID`, `event:name`, `link:…`, `instrumentation:…` in releases
+ * that lack them). FetchTagNames/FetchTagValues then take their old path,
+ * which ignores every condition and lists every tag or value of the block:
+ * the policy's condition included. So a tag lookup's `q` may hold only scoped
+ * attributes and the intrinsics below, which every supported release places.
+ */
+const TAG_CONDITION_INTRINSICS: ReadonlySet<string> = new Set(['name', 'statusMessage', 'rootName', 'rootServiceName', 'span:name', 'span:statusMessage', 'trace:rootName', 'trace:rootService']);
+
+/** Whether a condition on this canonical field keeps Tempo's tag APIs on their filtered path (TAG_CONDITION_INTRINSICS). */
+export function isTagConditionField(field: string): boolean {
+  let f: TraceQLField;
+  try {
+    f = parseFieldName(field);
+  } catch {
+    return false;
+  }
+  return f.kind === 'attribute' ? f.scope !== null : TAG_CONDITION_INTRINSICS.has(f.name);
+}
+
+/**
+ * Tags whose values Tempo's v2 tag-values API lists from the spans the
+ * conditions select, for restricted subjects: Tempo adds the tag itself as a
+ * condition (no operator), so an unscoped attribute (`.service.name`) or an
+ * intrinsic Tempo cannot place makes the lookup "mingled" and unfiltered
+ * (TAG_CONDITION_INTRINSICS). Scoped attributes and the intrinsics in Tempo's
+ * intrinsic column table in every supported release.
+ */
+const TAG_VALUE_INTRINSICS: ReadonlySet<string> = new Set([
+  'name',
+  'status',
+  'statusMessage',
+  'kind',
+  'duration',
+  'rootName',
+  'rootServiceName',
+  'traceDuration',
+  'span:name',
+  'span:status',
+  'span:statusMessage',
+  'span:kind',
+  'span:duration',
+  'trace:rootName',
+  'trace:rootService',
+  'trace:duration',
+]);
+
+/** Whether the canonical field of a v2 tag-values path (tagField) may be asked by a restricted subject (TAG_VALUE_INTRINSICS). */
+export function isFilteredTagValuesField(field: string): boolean {
+  if (TAG_VALUE_INTRINSICS.has(field)) return true;
+  try {
+    const f = parseFieldName(field);
+    return f.kind === 'attribute' && f.scope !== null;
+  } catch {
+    return false;
+  }
 }
 
 /** Longer client filters are not kept in tag lookups (Grafana sends the few conditions typed so far). */

@@ -51,8 +51,16 @@ describe('isConjunctiveFilter: what Tempo reads as conditions that must all hold
 describe('isPlainConditionFilter: conditions Tempo reads and validates as written', () => {
   it.each([
     ['{}', true],
-    ['{ resource.service.name = "api" && (span.http.method = "GET" && .x !~ "a.*") }', true],
+    ['{ resource.service.name = "api" && (span.http.method = "GET" && span.x !~ "a.*") }', true],
     ['{ name = "GET /" && span:name != "x" }', true],
+    ['{ event.a = "x" && instrumentation.b = "y" && trace:rootService = "z" }', true],
+    // Conditions Tempo's block readers cannot place by scope ("mingled"): the lookup then ignores every condition.
+    ['{ .x !~ "a.*" }', false],
+    ['{ resource.service.name = "api" && .x = "y" }', false],
+    ['{ span:parentID = "x" }', false],
+    ['{ event:name = "x" }', false],
+    ['{ link:traceID = "x" }', false],
+    ['{ instrumentation:name = "x" }', false],
     // Tempo's validation rejects these, and then answers from every span.
     ['{ status = "error" }', false],
     ['{ .a = nil }', false],
@@ -131,6 +139,59 @@ describe('v2 tag lookups: every forwarded q is one conjunctive filter carrying o
     for (const client of ['{ .a = "x" } >> { .b = "y" }', '{ .a = "x" || true }', '{ .a = "}" }', '{ span.http.method = ', '{ status = "error" }', '{ .a = nil }', '{ .a =~ "(" }', '{ childCount > 1 }']) {
       expect(q(client), client).toEqual([`{ ${NS} =~ "^(?s:team-a-.*)$" }`]);
     }
+  });
+
+  it('a client condition on an unscoped attribute is dropped: Tempo would list every value of the block (mingled conditions)', () => {
+    for (const endpoint of ['search_tags_v2', 'search_tag_values_v2']) {
+      const forwarded = enforceParams(route(endpoint), new URLSearchParams([['q', '{ .service.name = "api" }']]), policies['single']!, DEFAULT_LIMITS, 'traceql').getAll('q');
+      expect(forwarded).toEqual([`{ ${NS} =~ "^(?s:team-a-.*)$" }`]);
+    }
+  });
+
+  it('a policy with an unscoped attribute or an intrinsic Tempo cannot place is refused on the tag APIs, not forwarded unfiltered', () => {
+    for (const name of ['.k8s.namespace.name', 'span:parentID', 'event:name', 'link:traceID', 'instrumentation:name', 'span:id', 'trace:id']) {
+      const policy: SelectorPolicy = [[{ name: NS, op: '=', value: 'a' }], [{ name, op: '=', value: 'a' }]];
+      for (const endpoint of ['search_tags_v2', 'search_tag_values_v2']) {
+        expect(codeOf(() => enforceParams(route(endpoint), new URLSearchParams(), policy, DEFAULT_LIMITS, 'traceql')), `${name} ${endpoint}`).toBe('rewrite_unsupported');
+      }
+      // Searches read the policy as written: only the tag APIs are affected.
+      expect(enforceParams(route('search'), new URLSearchParams(), policy, DEFAULT_LIMITS, 'traceql').get('q')).toContain(name);
+    }
+    const scoped: SelectorPolicy = [[{ name: NS, op: '=', value: 'a' }, { name: 'trace:rootService', op: '=', value: 'x' }, { name: 'span:name', op: '!=', value: 'y' }]];
+    expect(enforceParams(route('search_tags_v2'), new URLSearchParams(), scoped, DEFAULT_LIMITS, 'traceql').getAll('q')).toHaveLength(1);
+  });
+
+  it('tag values of an unscoped attribute or an unplaceable intrinsic are refused for restricted subjects (Tempo adds the tag as a condition)', () => {
+    const restricted = route('search_tag_values_v2').restrictedPathParam!;
+    for (const tag of ['.service.name', ' .service.name', '."k8s.namespace.name"', 'span:parentID', 'event:name', 'link:spanID', 'instrumentation:version', 'childCount', 'nestedSetParent', 'span:id', 'trace:id']) {
+      expect(restricted('tag', tag), tag).toMatch(/cannot be restricted/);
+    }
+    for (const tag of ['resource.service.name', 'span."http.method"', 'event.exception.type', 'link.x', 'instrumentation.y', 'span.a:b', 'name', 'status', 'kind', 'duration', 'statusMessage', 'rootServiceName', 'rootName', 'traceDuration', 'span:name', 'span:status', 'trace:rootService', 'trace:duration']) {
+      expect(restricted('tag', tag), tag).toBeUndefined();
+    }
+  });
+
+  it('tag values of an unscoped attribute are asked as those of resource.<key> and span.<key> (each under the policy), never as sent', () => {
+    const expand = route('search_tag_values_v2').expandPathParam!;
+    expect(expand('tag', '.service.name')).toEqual(['resource.service.name', 'span.service.name']);
+    expect(expand('tag', ' .service.name ')).toEqual(['resource.service.name', 'span.service.name']);
+    expect(expand('tag', '."my key"')).toEqual(['resource."my key"', 'span."my key"']);
+    for (const tag of ['resource.service.name', 'span.x', 'name', 'span:parentID', '.a } >> { .b']) expect(expand('tag', tag), tag).toBeUndefined();
+    // Each expansion is a tag the route accepts and Tempo filters.
+    const route_ = route('search_tag_values_v2');
+    for (const v of expand('tag', '."my key"')!) {
+      expect(route_.validatePathParam!('tag', v)).toBeUndefined();
+      expect(route_.restrictedPathParam!('tag', v)).toBeUndefined();
+    }
+  });
+
+  it("values of the policy's attribute asked unscoped are filtered as the policy's attribute", () => {
+    const filter = route('search_tag_values_v2').responseFilter!;
+    const body = { tagValues: [{ type: 'string', value: 'team-a-web' }, { type: 'string', value: 'team-b-api' }] };
+    for (const tag of ['.k8s.namespace.name', '."k8s.namespace.name"', 'resource.k8s.namespace.name']) {
+      expect(filter(body, { policy: policies['single']!, pathParams: { tag } }), tag).toEqual({ tagValues: [{ type: 'string', value: 'team-a-web' }] });
+    }
+    expect(filter(body, { policy: policies['single']!, pathParams: { tag: 'span.other' } })).toEqual(body);
   });
 
   it('v1 tag names and values (Tempo reads no q there) are refused for restricted subjects, passed for unrestricted ones', () => {

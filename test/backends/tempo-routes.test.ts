@@ -25,7 +25,7 @@ describe('trace by id: only the time range is forwarded for restricted subjects'
 
 describe('search: serviceStats (counted over the whole trace, other teams\' services included) and metrics (the whole tenant\'s) are left out', () => {
   const filter = route('search').responseFilter!;
-  it('per trace; each trace otherwise as Tempo wrote it; the answer rebuilt as {traces}', () => {
+  it('per trace; each trace otherwise as Tempo wrote it, known fields only; the answer rebuilt as {traces}', () => {
     const body = {
       traces: [
         {
@@ -34,7 +34,7 @@ describe('search: serviceStats (counted over the whole trace, other teams\' serv
           spanSets: [{ spans: [{ spanID: 's1' }], matched: 1 }],
           serviceStats: { web: { spanCount: 2 }, 'payments-secret': { spanCount: 7, errorCount: 3 } },
         },
-        { traceID: 'a2', rootServiceName: 'web' },
+        { traceID: 'a2', rootServiceName: 'web', rootTraceName: 'GET /', startTimeUnixNano: '1', durationMs: 3, spanSet: { spans: [], matched: 0 }, futureWholeTraceStat: { 'payments-secret': 1 } },
       ],
       metrics: { inspectedTraces: 2 },
     };
@@ -42,7 +42,7 @@ describe('search: serviceStats (counted over the whole trace, other teams\' serv
     expect(out).toEqual({
       traces: [
         { traceID: 'a1', rootServiceName: 'web', spanSets: [{ spans: [{ spanID: 's1' }], matched: 1 }] },
-        { traceID: 'a2', rootServiceName: 'web' },
+        { traceID: 'a2', rootServiceName: 'web', rootTraceName: 'GET /', startTimeUnixNano: '1', durationMs: 3, spanSet: { spans: [], matched: 0 } },
       ],
     });
     expect(JSON.stringify(out)).not.toContain('payments-secret');
@@ -53,6 +53,7 @@ describe('search: serviceStats (counted over the whole trace, other teams\' serv
   it('an answer of another shape is not relayed', () => {
     expect(() => filter({ traces: 'x' }, { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
     expect(() => filter([], { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
+    expect(() => filter({ traces: ['x'] }, { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
   });
 });
 

@@ -147,4 +147,23 @@ teams:
       'teams.d has no selectors: it grants nothing.',
     ]);
   });
+
+  it("a Tempo attribute Tempo's tag APIs cannot filter on (unscoped, or an unplaceable intrinsic) is flagged: tag lookups are refused under it", () => {
+    const withAttributes = (attributes: string, kind = 'tempo') =>
+      parseConfig(
+        `
+upstreams: [{ name: traces, kind: ${kind}, url: "http://127.0.0.1:9", mount: /tempo }]
+identity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }] }
+policy: { attributes: { tempo: ${attributes} } }
+`,
+        { env: {} },
+      );
+    expect(configWarnings(withAttributes('{ namespace: .k8s.namespace.name, team: "span:parentID" }'))).toEqual([
+      expect.stringMatching(/^policy\.attributes\.tempo\.namespace is "\.k8s\.namespace\.name": Tempo's tag APIs cannot be restricted .* e\.g\. resource\.k8s\.namespace\.name\.$/),
+      expect.stringMatching(/^policy\.attributes\.tempo\.team is "span:parentID"/),
+    ]);
+    expect(configWarnings(withAttributes('{ namespace: resource.k8s.namespace.name, team: span.team, svc: "trace:rootService" }'))).toEqual([]);
+    // Without a Tempo upstream, nothing to say.
+    expect(configWarnings(withAttributes('{ namespace: .k8s.namespace.name }', 'prometheus'))).toEqual([]);
+  });
 });

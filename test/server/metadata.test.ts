@@ -49,7 +49,7 @@ const get = (who: string, query = '') => t.app.inject({ url: `/prometheus/api/v1
 describe('/api/v1/metadata', () => {
   it('looks up the visible metric names with the policy as match[] and the policy tenant, then filters', async () => {
     const before = Math.floor(Date.now() / 1000);
-    const r = await get('alice', '?limit=10');
+    const r = await get('alice', '?limit=1');
     expect(r.statusCode).toBe(200);
     expect(JSON.parse(r.body)).toEqual({ status: 'success', data: { a_total: METADATA.data.a_total } });
     const [lookup, main] = up.requests;
@@ -62,8 +62,25 @@ describe('/api/v1/metadata', () => {
     expect(lookup!.headers['x-scope-orgid']).toBe('tenant-a');
     expect(lookup!.headers['authorization']).toBeUndefined();
     expect(main!.path).toBe('/api/v1/metadata');
-    expect(main!.params.get('limit')).toBe('10');
+    // Held back: Prometheus would count other teams' metrics towards it (applied after the filter instead).
+    expect(main!.params.get('limit')).toBeNull();
     expect(main!.headers['x-scope-orgid']).toBe('tenant-a');
+  });
+
+  it('limit applies to the visible metrics only (negative: no limit, as Prometheus reads it)', () => {
+    const lookup = { status: 'success', data: ['a_total', 'b_total'] };
+    const filtered = (limit?: string) => filterMetadata(METADATA, { policy: [], pathParams: {}, lookup, ...(limit === undefined ? {} : { held: { limit } }) }) as { data: Record<string, unknown> };
+    expect(Object.keys(filtered().data)).toEqual(['a_total', 'b_total']);
+    expect(Object.keys(filtered('1').data)).toEqual(['a_total']);
+    expect(Object.keys(filtered('0').data)).toEqual([]);
+    expect(Object.keys(filtered('-1').data)).toEqual(['a_total', 'b_total']);
+  });
+
+  it('a limit Prometheus would refuse is refused (400) and nothing is asked', async () => {
+    const r = await get('alice', '?limit=ten');
+    expect(r.statusCode).toBe(400);
+    expect(JSON.parse(r.body)).toMatchObject({ status: 'error', errorType: 'bad_data', error: 'limit must be a number' });
+    expect(up.requests).toEqual([]);
   });
 
   it('admins get the upstream answer without a lookup', async () => {

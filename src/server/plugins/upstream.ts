@@ -276,7 +276,9 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
         kind: table.kind,
         timeoutMs: upstream.timeoutMs,
         prepare: (req) => {
-          const { decision, path, encoded, params } = decideAndEnforce(app, req, route, opts);
+          const { decision, path, encoded, params, paths } = decideAndEnforce(app, req, route, opts);
+          // An expanded path parameter (RouteSpec.expandPathParam) is only ever asked as its parts: not over a WebSocket.
+          if (paths !== undefined) throw new GatewayError('internal', `route ${route.endpoint}: an expanded path parameter cannot be forwarded as sent`);
           // RouteSpec.fanOut: one upstream connection per value of its parameter (a tail per policy alternative).
           const name = route.fanOut?.param;
           const values = name === undefined ? [] : params.getAll(name);
@@ -392,6 +394,11 @@ export interface Enforced {
   readonly params: FormParams;
   /** RouteSpec.heldParams the client sent (restricted subjects): for the response filter. */
   readonly held: Readonly<Record<string, string>> | undefined;
+  /**
+   * RouteSpec.expandPathParam (restricted subjects): the upstream paths to ask
+   * instead of `path`, each a part of a fan-out; `path` itself is never asked.
+   */
+  readonly paths?: readonly string[];
 }
 
 /**
@@ -415,6 +422,24 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   const decision = app.decide({ subject, request });
   noteDecision(req, request, decision, decideStartedAt); // lbac: audit + metrics (src/server/request-state.ts)
   if (!decision.allow) throw new GatewayError('forbidden', `access denied: ${decision.reason}`);
+  let paths: string[] | undefined;
+  if (!decision.unrestricted) {
+    for (const [name, value] of Object.entries(pathParams)) {
+      const expanded = route.expandPathParam?.(name, value);
+      if (expanded !== undefined) {
+        if (paths !== undefined || expanded.length === 0) throw new GatewayError('internal', `route ${route.endpoint}: a path parameter expands to nothing, or two do`);
+        paths = expanded.map((v) => {
+          const problem = pathParamProblem(route, name, v) ?? route.restrictedPathParam?.(name, v);
+          if (problem !== undefined) throw new GatewayError('rewrite_verification_failed', `route ${route.endpoint}: an expanded path parameter is refused: ${problem}`);
+          return upstreamPath(route, { ...pathParams, [name]: v });
+        });
+        continue;
+      }
+      const problem = route.restrictedPathParam?.(name, value);
+      if (problem !== undefined) throw new QueryError(language, problem, 'rewrite_unsupported');
+    }
+    if (paths !== undefined && route.fanOut === undefined) throw new GatewayError('internal', `route ${route.endpoint} expands a path parameter without a fan-out`);
+  }
 
   const rawUrl = req.raw.url ?? '';
   const q = rawUrl.indexOf('?');
@@ -425,10 +450,12 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   // policyEnforcement "header": where Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders), parameters are checked, not rewritten.
   const rewriteWith = decision.unrestricted || (upstream.policyEnforcement === 'header' && route.headerEnforced === true) ? undefined : decision.selectors;
   const held = decision.unrestricted ? undefined : holdParams(route, params);
+  const heldProblem = held === undefined ? undefined : route.heldParamsProblem?.(held);
+  if (heldProblem !== undefined) throw new QueryError(language, heldProblem);
   // Parameters no enforcement covers (Loki's storeChunks) go for every restricted subject, also where Loki enforces the header.
   enforceParams(route, params, rewriteWith, limits, language, !decision.unrestricted);
   noteForwardedParams(req, route, params); // lbac: audit (rewritten query), rewrite/upstream stage timing
-  return { decision, path, pathParams, encoded: encodeForwarded(params, language), params, held };
+  return { decision, path, pathParams, encoded: encodeForwarded(params, language), params, held, ...(paths === undefined ? {} : { paths }) };
 }
 
 
@@ -527,7 +554,7 @@ async function fanOutReply(
   reply: FastifyReply,
   route: RouteSpec,
   spec: FanOutSpec,
-  enforced: Pick<Enforced, 'decision' | 'path' | 'pathParams' | 'params'>,
+  enforced: Pick<Enforced, 'decision' | 'path' | 'pathParams' | 'params' | 'paths'>,
   opts: UpstreamPluginOptions,
   pool: Pool,
 ): Promise<FastifyReply> {
@@ -537,16 +564,19 @@ async function fanOutReply(
   const merge = spec.merge;
   if (merge === undefined) throw new GatewayError('internal', `route ${route.endpoint} fans out without a merge`);
   const values = params.getAll(name);
-  if (values.length > MAX_FAN_OUT) {
-    throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request; at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
+  // One part per upstream path (RouteSpec.expandPathParam) and value of the fan-out parameter.
+  const paths = enforced.paths ?? [enforced.path];
+  const count = values.length * paths.length;
+  if (count > MAX_FAN_OUT) {
+    throw new QueryError(LANGUAGE[opts.table.kind], `the policy has ${values.length} alternatives for this request (${count} upstream requests); at most ${MAX_FAN_OUT} are asked separately`, 'query_too_large');
   }
   // Each part is an upstream request: the ones beyond the request's own slot count against maxConcurrent too
   // (at most the limit in all: a policy with more alternatives than the limit is still served, its parts queued in the pool).
-  const extra = Math.min(values.length, upstream.maxConcurrent ?? values.length) - 1;
+  const extra = Math.min(count, upstream.maxConcurrent ?? count) - 1;
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   if (req.server.hasDecorator('upstreamSlots') && !req.server.upstreamSlots.takeExtra(upstream.name, extra, reply)) {
     reply.header('retry-after', '1');
-    throw new GatewayError('overloaded', `upstream ${upstream.name} is at its concurrency limit (${upstream.maxConcurrent}; this request needs ${values.length}); retry later`);
+    throw new GatewayError('overloaded', `upstream ${upstream.name} is at its concurrency limit (${upstream.maxConcurrent}; this request needs ${count}); retry later`);
   }
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
   const gone = new ClientGone();
@@ -554,15 +584,15 @@ async function fanOutReply(
   spec.pin?.(params, Date.now());
   const all = params.toString();
   // The parts together hold no more than one filtered answer may.
-  const partLimit = Math.floor(MAX_FILTERED_BODY / values.length);
+  const partLimit = Math.floor(MAX_FILTERED_BODY / count);
   const answers = await Promise.all(
-    values.map(async (value) => {
+    paths.flatMap((path) => values.map((value) => [path, value] as const)).map(async ([path, value]) => {
       // The forwarded parameters with only this value of the fan-out parameter, where the first was.
       const one = new FormParams(all);
       one.set(name, value);
       const encoded = one.toString();
       try {
-        return await getUpstream(pool, upstream, `${enforced.path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, partLimit, gone);
+        return await getUpstream(pool, upstream, `${path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, partLimit, gone);
       } catch (e) {
         if (gone.aborted) throw new GatewayError('client_closed', 'the client closed the connection', { cause: e });
         if (e instanceof Error && e.message === 'response too large') throw new GatewayError('upstream_error', 'upstream answers too large to merge', { cause: e });
@@ -666,7 +696,7 @@ function forward(
   // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   const enforced = decideAndEnforce(app, req, route, opts);
-  const { decision, params } = enforced;
+  const { decision } = enforced;
   req.log.debug({ endpoint: route.endpoint, unrestricted: decision.unrestricted }, 'forwarding');
   // A route may filter the upstream's answer (the raw bytes in any representation, e.g.
   // Tempo traces as JSON or protobuf, or parsed JSON). The client's Accept is forwarded
@@ -674,7 +704,7 @@ function forward(
   // an answer only filtered as JSON is not asked for as protobuf (relay).
   const filter = decision.unrestricted || route.filters?.(decision.selectors, enforced.pathParams) === false ? undefined : responseFilterOf(route);
   const f: Forwarding = { req, reply, route, opts, enforced, filter };
-  if (waitsForVersion(route, decision) || fansOut(route, params, lookups) || needsLookup(route, filter, lookups)) return forwardAfterWaiting(f, lookups);
+  if (waitsForVersion(route, decision) || fansOut(route, enforced, lookups) || needsLookup(route, filter, lookups)) return forwardAfterWaiting(f, lookups);
   relay(f, undefined);
   return undefined;
 }
@@ -693,8 +723,8 @@ interface Forwarding {
 /** The upstream's version must be checked first (RouteSpec.minVersion; restricted subjects only). */
 const waitsForVersion = (route: RouteSpec, decision: Decision): boolean => route.minVersion !== undefined && !decision.unrestricted;
 /** Asked once per value of the fan-out parameter (RouteSpec.fanOut). */
-const fansOut = (route: RouteSpec, params: FormParams, lookups: Lookups | undefined): lookups is Lookups =>
-  route.fanOut !== undefined && lookups !== undefined && params.getAll(route.fanOut.param).length > 1;
+const fansOut = (route: RouteSpec, enforced: Enforced, lookups: Lookups | undefined): lookups is Lookups =>
+  route.fanOut !== undefined && lookups !== undefined && (enforced.paths !== undefined || enforced.params.getAll(route.fanOut.param).length > 1);
 /** The response filter needs a lookup's answer (RouteSpec.lookup). */
 const needsLookup = (route: RouteSpec, filter: RawResponseFilter | undefined, lookups: Lookups | undefined): lookups is Lookups =>
   filter !== undefined && route.lookup !== undefined && lookups !== undefined;
@@ -707,8 +737,8 @@ async function forwardAfterWaiting(f: Forwarding, lookups: Lookups | undefined):
     await requireVersion(req, route.endpoint, route.minVersion as string, decision, opts, lookups);
     if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   }
-  if (fansOut(route, params, lookups)) {
-    return fanOutReply(req, reply, route, route.fanOut as FanOutSpec, { decision, path, pathParams, params }, opts, lookups.fanOutPool);
+  if (fansOut(route, f.enforced, lookups)) {
+    return fanOutReply(req, reply, route, route.fanOut as FanOutSpec, { decision, path, pathParams, params, ...(f.enforced.paths === undefined ? {} : { paths: f.enforced.paths }) }, opts, lookups.fanOutPool);
   }
   // The lookup carries only what the gateway controls (its answer is shared: lookup-cache.ts), plus the
   // client's Authorization for upstreams that get it (never shared). The client may leave while it runs.
@@ -722,6 +752,8 @@ async function forwardAfterWaiting(f: Forwarding, lookups: Lookups | undefined):
 /** Sends the enforced request upstream and relays (or filters) its answer. */
 function relay(f: Forwarding, lookup: unknown): FastifyReply {
   const { req, reply, route, opts, filter } = f;
+  // An expanded path parameter (RouteSpec.expandPathParam) is only ever asked as its parts.
+  if (f.enforced.paths !== undefined) throw new GatewayError('internal', `route ${route.endpoint}: an expanded path parameter cannot be forwarded as sent`);
   const { upstream } = opts;
   const { decision, path, pathParams, encoded, held } = f.enforced;
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));

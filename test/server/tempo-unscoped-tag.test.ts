@@ -1,0 +1,72 @@
+// Tempo's v2 tag values of an unscoped attribute (`.http.method`): Tempo's block
+// readers ignore every condition of such a lookup ("mingled" conditions), so for
+// restricted subjects the gateway asks for `resource.<key>` and `span.<key>`,
+// each under the policy, merges the answers, and never forwards the unscoped tag.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import { startUpstream, TEST_IDENTITY_AND_TEAMS, testApp, type TestApp, type Upstream } from './helpers.ts';
+
+let up: Upstream;
+let t: TestApp;
+
+beforeAll(async () => {
+  up = await startUpstream();
+  up.answer = (path) =>
+    path.endsWith('/values')
+      ? [200, JSON.stringify({ tagValues: [{ type: 'string', value: path.includes('/resource.') ? 'from-resource' : path.includes('/span.') ? 'from-span' : 'unscoped' }], metrics: { inspectedBytes: '1' } })]
+      : undefined;
+  t = await testApp(
+    parseConfig(
+      `
+server:
+  loadShedding: { enabled: false }
+upstreams:
+  - { name: traces, kind: tempo, url: "${up.url}", mount: /tempo }
+${TEST_IDENTITY_AND_TEAMS}`,
+      { env: {} },
+    ),
+  );
+});
+afterAll(async () => {
+  await t?.app.close();
+  await up?.close();
+});
+beforeEach(() => {
+  up.requests.splice(0);
+});
+
+const get = (who: string, tag: string, query = '') => t.app.inject({ url: `/tempo/api/v2/search/tag/${encodeURIComponent(tag)}/values${query}`, headers: { authorization: `Bearer ${who}` } });
+
+describe('v2 tag values of an unscoped attribute', () => {
+  it('restricted: asked as resource.<key> and span.<key>, each with the policy, the answers merged', async () => {
+    const r = await get('alice', '.http.method', '?limit=10&q=%7B%20.x%20%3D%20%22y%22%20%7D');
+    expect(r.statusCode).toBe(200);
+    expect(JSON.parse(r.body)).toEqual({ tagValues: [{ type: 'string', value: 'from-resource' }, { type: 'string', value: 'from-span' }] });
+    expect(up.requests.map((q) => q.path).sort()).toEqual(['/api/v2/search/tag/resource.http.method/values', '/api/v2/search/tag/span.http.method/values']);
+    for (const q of up.requests) {
+      // The client's unscoped condition is dropped too; only the policy is sent.
+      expect(q.params.getAll('q')).toEqual(['{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" }']);
+      expect(q.params.get('limit')).toBe('10');
+      expect(q.headers['x-scope-orgid']).toBe('tenant-a');
+    }
+  });
+
+  it('admins: forwarded as sent (no policy to lose)', async () => {
+    const r = await get('carol', '.http.method');
+    expect(r.statusCode).toBe(200);
+    expect(up.requests.map((q) => q.path)).toEqual(['/api/v2/search/tag/.http.method/values']);
+  });
+
+  it('scoped tags are asked once, as sent', async () => {
+    const r = await get('alice', 'span.http.method');
+    expect(r.statusCode).toBe(200);
+    expect(up.requests.map((q) => q.path)).toEqual(['/api/v2/search/tag/span.http.method/values']);
+  });
+
+  it('an intrinsic Tempo cannot filter by is refused for restricted subjects, with nothing forwarded', async () => {
+    const r = await get('alice', 'span:parentID');
+    expect(r.statusCode).toBe(400);
+    expect(up.requests).toEqual([]);
+    expect((await get('carol', 'span:parentID')).statusCode).toBe(200);
+  });
+});
