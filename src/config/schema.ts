@@ -526,7 +526,7 @@ export const bundleSchema = z
       })
       .optional()
       .describe('Verify .signatures.json (opa build --signing-key); unsigned, tampered or foreign-key bundles are rejected. Unset: signatures are not checked.'),
-    persistDir: z.string().min(1).optional().describe('Directory where the last activated bundle is kept (relative to the config file); used at start when the service is unreachable, if it is a regular file within maxSizeBytes. Unset: not persisted.'),
+    persistDir: z.string().min(1).optional().describe('Directory where the last activated bundle is kept (relative to the config file); used at start when the service is unreachable; the persisted bundle must be a regular file within maxSizeBytes. Unset: not persisted.'),
     tls: z
       .strictObject({
         ca: z.string().min(1).optional().describe('PEM file of the CA(s) that sign the bundle service\'s certificate (relative to the config file); replaces the system trust store for this service.'),
