@@ -307,7 +307,7 @@ export const oidcProviderSchema = z
     algorithms: algorithmsSchema.default(['RS256', 'ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
-    jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri.'),
+    jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri. Needed when an https issuer announces a jwks_uri that is not https: that one is refused (503).'),
     typ: typSchema,
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000).describe('Timeout for discovery, JWKS and userinfo requests.'),
@@ -516,7 +516,7 @@ export const bundleSchema = z
       .default({ minDelaySeconds: 60, maxDelaySeconds: 120 })
       .describe('Each wait is uniformly random in [min, max] (jitter). After a failure the wait is an exponential backoff from min(1 s, min) doubling per consecutive failure, capped at max, with jitter.'),
     timeoutMs: z.number().int().positive().default(30_000).describe('Timeout for one download (headers and body).'),
-    maxSizeBytes: z.number().int().positive().default(64 * 1024 * 1024).describe('Largest accepted bundle, compressed and uncompressed.'),
+    maxSizeBytes: z.number().int().positive().default(64 * 1024 * 1024).describe('Largest accepted bundle, compressed and uncompressed; also bounds the persisted bundle read at start.'),
     signing: z
       .strictObject({
         keys: z.array(bundleKeySchema).min(1),
@@ -526,7 +526,7 @@ export const bundleSchema = z
       })
       .optional()
       .describe('Verify .signatures.json (opa build --signing-key); unsigned, tampered or foreign-key bundles are rejected. Unset: signatures are not checked.'),
-    persistDir: z.string().min(1).optional().describe('Directory where the last activated bundle is kept (relative to the config file); used at start when the service is unreachable. Unset: not persisted.'),
+    persistDir: z.string().min(1).optional().describe('Directory where the last activated bundle is kept (relative to the config file); used at start when the service is unreachable; the persisted bundle must be a regular file within maxSizeBytes. Unset: not persisted.'),
     tls: z
       .strictObject({
         ca: z.string().min(1).optional().describe('PEM file of the CA(s) that sign the bundle service\'s certificate (relative to the config file); replaces the system trust store for this service.'),
