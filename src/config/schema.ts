@@ -486,7 +486,7 @@ const bundleKeySchema = z
 export const bundleSchema = z
   .strictObject({
     url: credentialFreeUrl('use policy.bundle.auth').describe(
-      "Bundle service base URL (OPA: services.<name>.url). Up to 5 redirects are followed; the credential (`auth`) is only sent to this URL's origin, and from an `https` URL a redirect to anything but `https` is refused (the download fails, the active policy stays).",
+      "Bundle service base URL (OPA: services.<name>.url). Up to 5 redirects are followed; the credential (`auth`) is only sent to this URL's origin, and from an `https` URL (or once a redirect reached `https`) a redirect to anything but `https` is refused (the download fails, the active policy stays).",
     ),
     resource: z.string().min(1).default('bundles/bundle.tar.gz').describe('Path of the bundle under url (OPA: bundles.<name>.resource); fetched as <url>/<resource>.'),
     auth: z

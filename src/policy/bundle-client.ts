@@ -136,6 +136,9 @@ async function readPersisted(path: string, maxBytes: number): Promise<Uint8Array
   }
 }
 
+/** bundle.json holds a URL and a few fields; anything larger is not one the gateway wrote. */
+const PERSIST_META_MAX_BYTES = 64 * 1024;
+
 async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
@@ -352,12 +355,14 @@ export class BundleClient {
   /**
    * GET the bundle URL, following redirects here rather than in fetch: at most
    * MAX_REDIRECTS, never from HTTPS to anything else (a policy fetched in the
-   * clear could be anyone's, and so could an unsigned one), and the
-   * credential (Authorization) only ever to the origin it is configured for.
+   * clear could be anyone's, and so could an unsigned one) — neither from an
+   * https:// bundle URL nor once a chain that began over HTTP has reached
+   * HTTPS —, and the credential (Authorization) only ever to the origin it is
+   * configured for.
    */
   async #get(headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
     let target = new URL(this.url);
-    const secure = target.protocol === 'https:';
+    let secure = target.protocol === 'https:';
     const sent = { ...headers };
     for (let hops = 0; ; hops++) {
       const res = await fetch(target, { headers: sent, signal, redirect: 'manual', dispatcher: this.#agent });
@@ -373,10 +378,11 @@ export class BundleClient {
         throw new Error(`bundle service redirected to an invalid URL`);
       }
       if (next.protocol !== 'https:' && (secure || next.protocol !== 'http:')) {
-        throw new Error(`bundle service redirected from ${target.protocol}// to ${shownUrl(next.href)}: refused (a policy is only fetched over HTTPS when the bundle URL is HTTPS)`);
+        throw new Error(`bundle service redirected from ${target.protocol}// to ${shownUrl(next.href)}: refused (once a bundle URL or redirect is HTTPS, the policy is only fetched over HTTPS)`);
       }
       if (next.origin !== target.origin) delete sent['authorization'];
       target = next;
+      if (target.protocol === 'https:') secure = true;
     }
   }
 
@@ -416,7 +422,9 @@ export class BundleClient {
   /** The (shown) URL bundle.json says the persisted bundle came from; undefined if it is missing or unreadable. */
   async #persistedUrl(dir: string): Promise<string | undefined> {
     try {
-      const meta = JSON.parse(await readFile(join(dir, PERSIST_META), 'utf8')) as Partial<PersistedMeta> | null;
+      // Read as the bundle is (readPersisted): a FIFO or device there must not hang or flood the start.
+      const bytes = await readPersisted(join(dir, PERSIST_META), PERSIST_META_MAX_BYTES);
+      const meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as Partial<PersistedMeta> | null;
       return typeof meta?.url === 'string' ? meta.url : undefined;
     } catch {
       return undefined;

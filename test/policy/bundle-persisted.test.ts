@@ -50,4 +50,22 @@ describe('the persisted bundle file', () => {
       expect(warnings.join('\n'), name).toMatch(why);
     }
   });
+
+  it('bundle.json is read the same way: a FIFO, a device or an oversized file there is refused at once, and the bundle is not activated', async () => {
+    const cases: [string, (file: string) => void][] = [
+      ['fifo', (f) => execFileSync('mkfifo', [f])],
+      ['device', (f) => symlinkSync('/dev/zero', f)],
+      ['oversized', (f) => writeFileSync(f, `{"url":"http://127.0.0.1:9/bundle.tar.gz","pad":"${'x'.repeat(128 * 1024)}"}`)],
+    ];
+    for (const [name, make] of cases) {
+      const dir = dirFor();
+      writeFileSync(join(dir, 'bundle.tar.gz'), Buffer.alloc(64));
+      make(join(dir, 'bundle.json'));
+      const warnings: string[] = [];
+      const c = await client(dir, warnings);
+      const started = performance.now();
+      expect(await c.loadPersisted(), name).toBeUndefined();
+      expect(performance.now() - started, name).toBeLessThan(1000);
+    }
+  });
 });

@@ -37,6 +37,7 @@ beforeAll(async () => {
   otherUrl = await listen(other, 'http');
   origin = createServer((req, res) => {
     if (req.url!.startsWith('/same/')) return void res.writeHead(302, { location: '/bundle.tar.gz' }).end();
+    if (req.url!.startsWith('/to-https/')) return void res.writeHead(302, { location: `${httpsUrl}/hop` }).end();
     if (req.url === '/bundle.tar.gz') return void res.writeHead(200, { etag: '"s"', 'content-type': 'application/gzip' }).end(bundle);
     res.writeHead(302, { location: redirectTo }).end();
   });
@@ -92,6 +93,18 @@ describe('bundle service redirects', () => {
     otherSeen.length = 0;
     const holder = new PolicyHolder();
     const c = await client(httpsUrl, holder, { tls: { ca: pki.ca.cert } });
+    const outcome = await c.poll();
+    await c.stop();
+    expect(outcome).toMatchObject({ kind: 'failed', error: expect.stringMatching(/redirect/i) });
+    expect(otherSeen).toEqual([]);
+    expect(holder.ready).toBe(false);
+  });
+
+  it('once a redirect chain has reached HTTPS it never goes back to plain HTTP, also from an http:// bundle URL', async () => {
+    redirectTo = `${otherUrl}/downgraded-again.tar.gz`;
+    otherSeen.length = 0;
+    const holder = new PolicyHolder();
+    const c = await client(`${originUrl}/to-https/`, holder, { tls: { ca: pki.ca.cert } });
     const outcome = await c.poll();
     await c.stop();
     expect(outcome).toMatchObject({ kind: 'failed', error: expect.stringMatching(/redirect/i) });
