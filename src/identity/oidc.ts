@@ -101,7 +101,7 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
       if (jwksUri === undefined) throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} has no jwks_uri`);
       // openid-client refuses plain-HTTP endpoints of an https issuer; jose would fetch the keys from one. Keys in
       // the clear are anyone's on the path (a provider behind a TLS proxy that announces http:// URLs, say).
-      if (cfg.jwksUrl === undefined && new URL(cfg.issuer).protocol === 'https:' && !jwksUri.startsWith('https:')) {
+      if (cfg.jwksUrl === undefined && new URL(cfg.issuer).protocol === 'https:' && protocolOf(jwksUri) !== 'https:') {
         throw new GatewayError('identity_unavailable', `the discovery document of ${cfg.issuer} announces jwks_uri ${redactUrls(jwksUri)}, not https: refused (set jwksUrl, or fix the provider's public URL)`);
       }
       keys = remoteKeySet(jwksUri, cfg.jwks.cooldownSeconds * 1000, cfg.jwks.maxAgeSeconds * 1000, cfg.timeoutMs);
@@ -126,4 +126,13 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     ...(userinfo !== undefined ? { maxCacheMs: cfg.userinfo!.cacheTtlSeconds * 1000 } : {}),
     ...(userinfo !== undefined ? { postVerify: async (payload, token, gone) => ({ claims: await userinfo.merge(payload, token, gone) }), reloaded: () => userinfo.forget() } : {}),
   });
+}
+
+/** A URL's scheme as URL parses it (lower-case, e.g. "https:"); '' for text that is not a URL. */
+function protocolOf(url: string): string {
+  try {
+    return new URL(url).protocol;
+  } catch {
+    return '';
+  }
 }
