@@ -6,23 +6,16 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { QueryError } from '../../src/errors.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { rewriteLogQL } from '../../src/rewrite/logql.ts';
+import { attempt, describeClasses, exactOutcomes, spliceFuzz, type Outcome } from './lexclass-harness.ts';
 import { LokiOracleError, lokiSelectors, lokiTokens } from './loki-token-oracle.ts';
 
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }]];
 const M = 'namespace="a"';
 
-type Outcome = { ok: true; out: string } | { ok: false; code: string };
-
 function run(q: string, policy: SelectorPolicy = NS): Outcome {
-  try {
-    return { ok: true, out: rewriteLogQL(q, policy) };
-  } catch (e) {
-    if (e instanceof QueryError) return { ok: false, code: e.code };
-    throw e;
-  }
+  return attempt(() => rewriteLogQL(q, policy));
 }
 
 /** Loki's selectors of `q`, or null when Loki refuses it. */
@@ -255,23 +248,10 @@ const CLASSES: [string, string[]][] = [
   ],
 ];
 
-describe('LogQL parser differentials, by token class: refused, or every selector Loki reads is enforced', () => {
-  for (const [cls, qs] of CLASSES) {
-    it(cls, () => {
-      let accepted = 0;
-      for (const q of qs) if (expectSafe(q).ok) accepted++;
-      expect(accepted).toBeGreaterThan(0);
-    });
-  }
-});
+describeClasses('LogQL parser differentials, by token class: refused, or every selector Loki reads is enforced', CLASSES, (q) => expectSafe(q));
 
 describe('LogQL token classes: exact outcomes', () => {
-  const out = (q: string): string => {
-    const r = run(q);
-    if (!r.ok) throw new Error(`refused (${r.code}): ${q}`);
-    return r.out;
-  };
-  const refused = (q: string): boolean => !run(q).ok;
+  const { out, refused } = exactOutcomes((q) => run(q));
 
   it('escaped braces and quotes stay inside the string', () => {
     expect(out('{app="x"} |= "\\x7bnamespace=\\x22b\\x22\\x7d"')).toBe(`{app="x", ${M}} |= "\\x7bnamespace=\\x22b\\x22\\x7d"`);
@@ -350,20 +330,7 @@ const FRAGMENTS = [
 
 describe('LogQL lexical fuzz against the Loki token oracle', () => {
   it('inserted adversarial fragments: refused, or every selector Loki reads carries the policy', () => {
-    let accepted = 0;
-    const edit = fc.tuple(fc.nat(), fc.array(fc.constantFrom(...FRAGMENTS), { minLength: 1, maxLength: 3 }), fc.nat(2));
-    fc.assert(
-      fc.property(fc.constantFrom(...SEEDS), fc.array(edit, { minLength: 1, maxLength: 3 }), (seed, edits) => {
-        let q = seed;
-        for (const [pos, frags, del] of edits) {
-          const at = pos % (q.length + 1);
-          q = q.slice(0, at) + frags.join('') + q.slice(at + del);
-        }
-        if (expectSafe(q).ok) accepted++;
-      }),
-      { numRuns: 2500 },
-    );
-    expect(accepted).toBeGreaterThan(100);
+    expect(spliceFuzz(SEEDS, FRAGMENTS, (q) => expectSafe(q))).toBeGreaterThan(100);
   });
 });
 

@@ -6,9 +6,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { QueryError } from '../../src/errors.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { rewriteTraceQL } from '../../src/rewrite/traceql.ts';
+import { attempt, describeClasses, exactOutcomes, spliceFuzz, type Outcome } from './lexclass-harness.ts';
 import type { Tok } from './traceql-oracle.ts';
 import { OracleError, filterEnforced, filterText, lex, oracleFilters } from './traceql-oracle.ts';
 
@@ -16,15 +16,8 @@ const P: SelectorPolicy = [[{ name: 'resource.ns', op: '=', value: 'a' }]];
 const C = 'resource.ns = "a"';
 const CLAUSE: readonly Tok[] = lex(C);
 
-type Outcome = { ok: true; out: string } | { ok: false; code: string };
-
 function run(q: string): Outcome {
-  try {
-    return { ok: true, out: rewriteTraceQL(q, P) };
-  } catch (e) {
-    if (e instanceof QueryError) return { ok: false, code: e.code };
-    throw e;
-  }
+  return attempt(() => rewriteTraceQL(q, P));
 }
 
 function tempoFilters(q: string): ReturnType<typeof oracleFilters> | null {
@@ -254,23 +247,10 @@ const CLASSES: [string, string[]][] = [
   ],
 ];
 
-describe('TraceQL parser differentials, by token class: refused, or every filter Tempo reads is enforced', () => {
-  for (const [cls, qs] of CLASSES) {
-    it(cls, () => {
-      let accepted = 0;
-      for (const q of qs) if (expectSafe(q).ok) accepted++;
-      expect(accepted).toBeGreaterThan(0);
-    });
-  }
-});
+describeClasses('TraceQL parser differentials, by token class: refused, or every filter Tempo reads is enforced', CLASSES, (q) => expectSafe(q));
 
 describe('TraceQL token classes: exact outcomes', () => {
-  const out = (q: string): string => {
-    const r = run(q);
-    if (!r.ok) throw new Error(`refused (${r.code}): ${q}`);
-    return r.out;
-  };
-  const refused = (q: string): boolean => !run(q).ok;
+  const { out, refused } = exactOutcomes((q) => run(q));
 
   it('the closing parenthesis and the policy go before a comment that would hide the closing brace', () => {
     expect(out('{ .a = "x" // }\n }')).toBe(`{ (.a = "x") && ${C} // }\n }`);
@@ -360,20 +340,7 @@ const FRAGMENTS = [
 
 describe('TraceQL lexical fuzz against the Tempo lexer oracle', () => {
   it('inserted adversarial fragments: refused, or every filter Tempo reads is enforced', () => {
-    let accepted = 0;
-    const edit = fc.tuple(fc.nat(), fc.array(fc.constantFrom(...FRAGMENTS), { minLength: 1, maxLength: 3 }), fc.nat(2));
-    fc.assert(
-      fc.property(fc.constantFrom(...SEEDS), fc.array(edit, { minLength: 1, maxLength: 3 }), (seed, edits) => {
-        let q = seed;
-        for (const [pos, frags, del] of edits) {
-          const at = pos % (q.length + 1);
-          q = q.slice(0, at) + frags.join('') + q.slice(at + del);
-        }
-        if (expectSafe(q).ok) accepted++;
-      }),
-      { numRuns: 2500 },
-    );
-    expect(accepted).toBeGreaterThan(50);
+    expect(spliceFuzz(SEEDS, FRAGMENTS, (q) => expectSafe(q))).toBeGreaterThan(50);
   });
 });
 
