@@ -68,3 +68,24 @@ export function spliceFuzz(seeds: readonly string[], fragments: readonly string[
   );
   return accepted;
 }
+
+/**
+ * 1 500 queries from `queries` (a generator of valid-looking queries built
+ * from tricky tokens), four in five with one of `fragments` inserted at an
+ * arbitrary place: each must be safe; returns how many were accepted.
+ */
+export function structuredFuzz(queries: fc.Arbitrary<string>, fragments: readonly string[], expectSafe: (q: string) => Outcome): number {
+  let accepted = 0;
+  fc.assert(
+    fc.property(queries, fc.option(fc.tuple(fc.nat(), fc.constantFrom(...fragments)), { freq: 4 }), (q0, ins) => {
+      let q = q0;
+      if (ins !== null) {
+        const at = ins[0] % (q.length + 1);
+        q = q.slice(0, at) + ins[1] + q.slice(at);
+      }
+      if (expectSafe(q).ok) accepted++;
+    }),
+    { numRuns: 1500 },
+  );
+  return accepted;
+}
