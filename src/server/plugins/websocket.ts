@@ -2,13 +2,14 @@
  * WebSocket routes (Loki's live tail): the client's upgrade goes through the same
  * identity → policy → enforcement path as every HTTP route, and the upstream
  * connection is opened BEFORE the client's upgrade completes, so every refusal
- * (401/403/400, an upstream that refuses or is down) is an HTTP answer in the
+ * (401/403/400 — a browser's cross-origin upgrade with ambient credentials
+ * included, crossOriginProblem — an upstream that refuses or is down) is an HTTP answer in the
  * backend's error format and nothing is relayed. Once both sides are open,
  * upstream messages are relayed to the client as they are (the rewritten query
  * already restricts them); client messages are dropped (Loki reads none).
  * Either side closing closes the other; shutdown closes every relay with 1001.
  * A tail is decided once, at the upgrade, so it ends when that decision may no
- * longer hold: at the credential's `exp` (1008), and when the policy or the
+ * longer hold: at the credential's `exp` or client certificate's `notAfter` (1008), and when the policy or the
  * configuration changes (1012, "reconnect": closeRelays from the runtime).
  * A route may name several upstream connections (a tail per policy
  * alternative, RouteSpec.fanOut): all open before the upgrade or none is kept,
@@ -43,6 +44,37 @@ export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | u
   if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim())) return 'missing or invalid Sec-WebSocket-Key';
   if (headers['sec-websocket-version'] !== '13') return 'unsupported Sec-WebSocket-Version (13 is required)';
   return undefined;
+}
+
+/**
+ * How a subject was authenticated when a browser attaches the credential on its
+ * own: cached Basic credentials (the gateway's 401 offers `WWW-Authenticate:
+ * Basic`) and TLS client certificates. A browser's WebSocket handshake carries
+ * them from a page on any site, and WebSockets have no CORS: the page would read
+ * the tail (cross-site WebSocket hijacking). A bearer token, an API-key header or
+ * X-Grafana-Id is never attached by a browser on its own.
+ */
+const AMBIENT_AUTH: ReadonlySet<string> = new Set(['basic', 'mtls']);
+
+/**
+ * Why an upgrade from a browser page on another origin is refused for a subject
+ * authenticated by `auth` (RFC 6455 §10.2), or undefined. Clients that are not
+ * browsers send no Origin; the gateway's own origin is its Host.
+ */
+export function crossOriginProblem(headers: IncomingHttpHeaders, auth: string | undefined): string | undefined {
+  const origin = headers['origin'];
+  if (origin === undefined || auth === undefined || !AMBIENT_AUTH.has(auth)) return undefined;
+  const host = headers['host'];
+  if (typeof host === 'string' && host !== '') {
+    try {
+      const o = new URL(origin);
+      // Both as URL normalises them (case, default port), under the Origin's scheme.
+      if ((o.protocol === 'http:' || o.protocol === 'https:') && o.host === new URL(`${o.protocol}//${host}`).host) return undefined;
+    } catch {
+      // An Origin or Host that is no URL: not the gateway's own origin.
+    }
+  }
+  return 'cross-origin WebSocket upgrade refused: a browser sends these credentials (Basic, client certificate) from any site; connect without an Origin or from the gateway\'s own origin';
 }
 
 /** The comma-separated tokens of a header, trimmed and lower-cased. */
@@ -234,6 +266,8 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       // The client's handshake is checked as ws would check it, before an upstream tail is started for it.
       const problem = clientHandshakeProblem(req.headers);
       if (problem !== undefined) throw new GatewayError('bad_query', problem, { status: 400 });
+      const crossOrigin = crossOriginProblem(req.headers, req.subject?.auth);
+      if (crossOrigin !== undefined) throw new GatewayError('forbidden', crossOrigin);
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
       if (clientGone(req)) return abandoned(app, req, reply);
@@ -308,10 +342,23 @@ function relayGeneration(app: FastifyInstance): number {
   return app.hasDecorator('websocketRelays') ? (generations.get(app.websocketRelays) ?? 0) : 0;
 }
 
-/** Milliseconds until the subject's credential expires (`exp`, seconds), or undefined when it carries none. */
-function msUntilExpiry(req: FastifyRequest): number | undefined {
-  const exp = req.subject?.claims['exp'];
-  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 - Date.now() : undefined;
+/**
+ * Milliseconds until the subject's credential expires — a token's `exp`
+ * (seconds), a client certificate's `notAfter` (as Node reports it: "Nov 27
+ * 09:00:00 2026 GMT") — or undefined when it carries neither. A client
+ * certificate is verified at the TLS handshake only, so without this a tail
+ * would outlive it. A `notAfter` that does not parse is already expired (fail closed).
+ */
+export function msUntilExpiry(subject: { readonly auth: string; readonly claims: Readonly<Record<string, unknown>> } | undefined, now = Date.now()): number | undefined {
+  if (subject === undefined) return undefined;
+  const exp = subject.claims['exp'];
+  if (typeof exp === 'number' && Number.isFinite(exp)) return exp * 1000 - now;
+  const notAfter = subject.claims['notAfter'];
+  if (subject.auth === 'mtls' && notAfter !== undefined) {
+    const t = typeof notAfter === 'string' ? Date.parse(notAfter) : Number.NaN;
+    return Number.isFinite(t) ? t - now : 0;
+  }
+  return undefined;
 }
 
 // setTimeout's largest delay; a credential valid for longer is checked again then.
@@ -333,7 +380,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   };
   // The tail was granted to a credential: it ends when the credential does.
   const armExpiry = () => {
-    const left = msUntilExpiry(req);
+    const left = msUntilExpiry(req.subject ?? undefined);
     if (left === undefined) return;
     if (left <= 0) return closeBoth(1008, 'credentials expired');
     expiry = setTimeout(left > MAX_TIMER_MS ? armExpiry : () => closeBoth(1008, 'credentials expired'), Math.min(left, MAX_TIMER_MS));
