@@ -159,3 +159,61 @@ describe('client frames', () => {
     ws.close();
   });
 });
+
+describe('upgrades elsewhere, and the concurrency slot of a tail', () => {
+  it('an upgrade on the health routes or an unknown path is never switched (no 101), nothing reaches Loki', async () => {
+    for (const path of ['/healthz', '/readyz', '/nope', '/loki-gw/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D']) {
+      const r = await new Promise<number | string>((resolve) => {
+        const ws = new WebSocket(base + path, { headers: { authorization: 'Bearer jwt' } });
+        ws.once('open', () => (ws.terminate(), resolve('upgraded')));
+        ws.once('unexpected-response', (_req, res) => (res.resume(), resolve(res.statusCode ?? 0)));
+        ws.once('error', (e) => resolve(String(e)));
+      });
+      expect([path, r]).toEqual([path, expect.any(Number)]);
+    }
+    expect(upgrades).toHaveLength(0);
+  });
+
+  it('a tail holds its slot while open and gives it back when it ends; a refused upgrade holds none', async () => {
+    const cfg = parseConfig(
+      `
+server:
+  loadShedding: { enabled: false }
+upstreams:
+  - { name: logs, kind: loki, url: "http://127.0.0.1:${(wss.address() as AddressInfo).port}", mount: /loki-gw, timeoutMs: 2000, version: "3.6.0", maxConcurrent: 1 }
+identity:
+  providers:
+    - type: apikey
+      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+teams:
+  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
+`,
+      { env: {} },
+    );
+    const own = await testApp(cfg, { identity: source });
+    await own.app.listen({ port: 0, host: '127.0.0.1' });
+    const url = `ws://127.0.0.1:${(own.app.server.address() as AddressInfo).port}${TAIL}`;
+    const inflight = () => own.metrics.inflight.get('logs') ?? 0;
+    try {
+      const refused = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(url, { headers: { authorization: 'Bearer basic', origin: 'https://evil.example' } });
+        ws.once('unexpected-response', (_req, res) => (res.resume(), resolve(res.statusCode ?? 0)));
+        ws.once('open', () => (ws.terminate(), resolve(101)));
+      });
+      expect(refused).toBe(403);
+      await expect.poll(inflight).toBe(0);
+      const ws = await new Promise<WebSocket>((resolve, reject) => {
+        const s = new WebSocket(url, { headers: { authorization: 'Bearer jwt' } });
+        s.once('open', () => resolve(s));
+        s.once('error', reject);
+      });
+      expect(inflight()).toBe(1);
+      const done = closed(ws);
+      ws.close();
+      await done;
+      await expect.poll(inflight, { timeout: 2000 }).toBe(0);
+    } finally {
+      await own.app.close();
+    }
+  });
+});
