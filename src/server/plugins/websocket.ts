@@ -2,8 +2,8 @@
  * WebSocket routes (Loki's live tail): the client's upgrade goes through the same
  * identity → policy → enforcement path as every HTTP route, and the upstream
  * connection is opened BEFORE the client's upgrade completes, so every refusal
- * (401/403/400 — a browser's cross-origin upgrade with ambient credentials
- * included, crossOriginProblem — an upstream that refuses or is down) is an HTTP answer in the
+ * (401/403/400 — a browser's cross-origin upgrade included, crossOriginProblem —
+ * an upstream that refuses or is down) is an HTTP answer in the
  * backend's error format and nothing is relayed. Once both sides are open,
  * upstream messages are relayed to the client as they are (the rewritten query
  * already restricts them); client messages are dropped (Loki reads none).
@@ -47,23 +47,21 @@ export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | u
 }
 
 /**
- * How a subject was authenticated when a browser attaches the credential on its
- * own: cached Basic credentials (the gateway's 401 offers `WWW-Authenticate:
- * Basic`) and TLS client certificates. A browser's WebSocket handshake carries
- * them from a page on any site, and WebSockets have no CORS: the page would read
- * the tail (cross-site WebSocket hijacking). A bearer token, an API-key header or
- * X-Grafana-Id is never attached by a browser on its own.
+ * Why an upgrade sent by a browser page on another origin is refused, or
+ * undefined (RFC 6455 §10.2: cross-site WebSocket hijacking). A page on any
+ * site can open a WebSocket to the gateway, WebSockets have no CORS, and the
+ * browser attaches what it sends on its own: cached Basic credentials (the
+ * gateway's 401 offers `WWW-Authenticate: Basic`), a TLS client certificate,
+ * and the cookies a proxy in front may turn into a bearer token. The page would
+ * then read the tail. A browser always sends `Origin` with the handshake; other
+ * clients (logcli, Grafana's backend) send none, and Grafana's data source proxy
+ * (the way Grafana's browser side opens a tail) removes it. So an `Origin` that
+ * is not the gateway's own (its `Host`; `null` and values that are no http(s)
+ * origin included) is refused, whatever the credential.
  */
-const AMBIENT_AUTH: ReadonlySet<string> = new Set(['basic', 'mtls']);
-
-/**
- * Why an upgrade from a browser page on another origin is refused for a subject
- * authenticated by `auth` (RFC 6455 §10.2), or undefined. Clients that are not
- * browsers send no Origin; the gateway's own origin is its Host.
- */
-export function crossOriginProblem(headers: IncomingHttpHeaders, auth: string | undefined): string | undefined {
+export function crossOriginProblem(headers: IncomingHttpHeaders): string | undefined {
   const origin = headers['origin'];
-  if (origin === undefined || auth === undefined || !AMBIENT_AUTH.has(auth)) return undefined;
+  if (origin === undefined) return undefined;
   const host = headers['host'];
   if (typeof host === 'string' && host !== '') {
     try {
@@ -74,7 +72,7 @@ export function crossOriginProblem(headers: IncomingHttpHeaders, auth: string | 
       // An Origin or Host that is no URL: not the gateway's own origin.
     }
   }
-  return 'cross-origin WebSocket upgrade refused: a browser sends these credentials (Basic, client certificate) from any site; connect without an Origin or from the gateway\'s own origin';
+  return 'cross-origin WebSocket upgrade refused (a browser page on another site would read the tail with the credentials the browser sends on its own); connect without an Origin header';
 }
 
 /** The comma-separated tokens of a header, trimmed and lower-cased. */
@@ -266,7 +264,7 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       // The client's handshake is checked as ws would check it, before an upstream tail is started for it.
       const problem = clientHandshakeProblem(req.headers);
       if (problem !== undefined) throw new GatewayError('bad_query', problem, { status: 400 });
-      const crossOrigin = crossOriginProblem(req.headers, req.subject?.auth);
+      const crossOrigin = crossOriginProblem(req.headers);
       if (crossOrigin !== undefined) throw new GatewayError('forbidden', crossOrigin);
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
