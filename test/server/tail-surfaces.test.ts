@@ -7,6 +7,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { parseConfig } from '../../src/config/load.ts';
 import type { IdentitySource } from '../../src/identity/source.ts';
 import type { Subject } from '../../src/policy/decision.ts';
+import { msUntilExpiry } from '../../src/server/plugins/websocket.ts';
 import { testApp, type TestApp } from './helpers.ts';
 
 /** Subjects by bearer token; `auth` is the kind of credential that named them. */
@@ -125,6 +126,19 @@ describe('a tail ends when its credential does', () => {
     const outcome = await Promise.race([closed(r), new Promise<string>((res) => setTimeout(() => res('still open'), 1000))]);
     r.terminate();
     expect(outcome).toEqual([1008, 'credentials expired']);
+  });
+});
+
+describe('msUntilExpiry', () => {
+  it('reads exp and a client certificate\'s notAfter; one it cannot read is already expired, never unending', () => {
+    const now = Date.parse('2026-11-27T09:00:00Z');
+    expect(msUntilExpiry({ auth: 'jwt', claims: { exp: now / 1000 + 60 } }, now)).toBe(60_000);
+    expect(msUntilExpiry({ auth: 'mtls', claims: { notAfter: 'Nov 27 09:01:00 2026 GMT' } }, now)).toBe(60_000);
+    for (const claims of [{ exp: '9999999999' }, { exp: Number.NaN }, { exp: [1] }]) expect(msUntilExpiry({ auth: 'introspection', claims }, now)).toBe(0);
+    expect(msUntilExpiry({ auth: 'mtls', claims: { notAfter: 'soon' } }, now)).toBe(0);
+    // Credentials without an expiry (API keys, Basic): the tail ends on a reload that changes them (1012).
+    expect(msUntilExpiry({ auth: 'basic', claims: { username: 'x' } }, now)).toBeUndefined();
+    expect(msUntilExpiry(undefined, now)).toBeUndefined();
   });
 });
 

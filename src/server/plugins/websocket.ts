@@ -345,12 +345,14 @@ function relayGeneration(app: FastifyInstance): number {
  * (seconds), a client certificate's `notAfter` (as Node reports it: "Nov 27
  * 09:00:00 2026 GMT") — or undefined when it carries neither. A client
  * certificate is verified at the TLS handshake only, so without this a tail
- * would outlive it. A `notAfter` that does not parse is already expired (fail closed).
+ * would outlive it. An `exp` that is no number, or a `notAfter` that does not
+ * parse, is already expired (fail closed).
  */
 export function msUntilExpiry(subject: { readonly auth: string; readonly claims: Readonly<Record<string, unknown>> } | undefined, now = Date.now()): number | undefined {
   if (subject === undefined) return undefined;
   const exp = subject.claims['exp'];
-  if (typeof exp === 'number' && Number.isFinite(exp)) return exp * 1000 - now;
+  // An `exp` in another shape cannot be checked: the credential is treated as expired, not as unending.
+  if (exp !== undefined && exp !== null) return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 - now : 0;
   const notAfter = subject.claims['notAfter'];
   if (subject.auth === 'mtls' && notAfter !== undefined) {
     const t = typeof notAfter === 'string' ? Date.parse(notAfter) : Number.NaN;
