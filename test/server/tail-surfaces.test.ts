@@ -7,7 +7,8 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { parseConfig } from '../../src/config/load.ts';
 import type { IdentitySource } from '../../src/identity/source.ts';
 import type { Subject } from '../../src/policy/decision.ts';
-import { msUntilExpiry } from '../../src/server/plugins/websocket.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { msUntilExpiry, tailRecheck } from '../../src/server/plugins/websocket.ts';
 import { testApp, type TestApp } from './helpers.ts';
 
 /** Subjects by bearer token; `auth` is the kind of credential that named them. */
@@ -17,7 +18,15 @@ const people = new Map<string, Subject>([
   ['mtls', subject('mtls')],
   ['jwt', subject('jwt', { exp: Math.floor(Date.now() / 1000) + 3600 })],
 ]);
-const source: IdentitySource = { name: 'fake', authenticate: async (c) => (c.bearer === undefined ? undefined : people.get(c.bearer)) };
+/** Tokens the (fake) provider can no longer be asked about. */
+const unreachable = new Set<string>();
+const source: IdentitySource = {
+  name: 'fake',
+  authenticate: async (c) => {
+    if (c.bearer !== undefined && unreachable.has(c.bearer)) throw new GatewayError('identity_unavailable', 'provider down');
+    return c.bearer === undefined ? undefined : people.get(c.bearer);
+  },
+};
 
 let wss: WebSocketServer;
 let t: TestApp;
@@ -127,6 +136,35 @@ describe('a tail ends when its credential does', () => {
     r.terminate();
     expect(outcome).toEqual([1008, 'credentials expired']);
   });
+});
+
+describe('a tail\'s credentials are judged again while it is open', () => {
+  // An introspected token revoked at the provider: HTTP requests are refused once the
+  // source's cache expires; a tail decided at its upgrade must not go on for hours.
+  it('revoked → 1008; the subject changed (groups) → 1012; provider unreachable → 1013; unchanged → stays open', async () => {
+    const before = tailRecheck.intervalMs;
+    tailRecheck.intervalMs = 150;
+    try {
+      const outcome = async (token: string, change: () => void) => {
+        people.set(token, subject('introspection'));
+        const ws = (await open(token)) as WebSocket;
+        expect(ws).toBeInstanceOf(WebSocket);
+        const done = closed(ws);
+        // Several checks pass while nothing changes.
+        const early = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('open'), 600))]);
+        change();
+        const late = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('still open'), 1500))]);
+        ws.terminate();
+        return [early, late];
+      };
+      expect(await outcome('revoked', () => people.delete('revoked'))).toEqual(['open', [1008, 'credentials no longer accepted']]);
+      expect(await outcome('moved', () => people.set('moved', { ...subject('introspection'), groups: ['team-b'] }))).toEqual(['open', [1012, 'identity changed; reconnect']]);
+      expect(await outcome('down', () => unreachable.add('down'))).toEqual(['open', [1013, 'identity provider unavailable; reconnect later']]);
+      expect(await outcome('same', () => people.set('same', subject('introspection')))).toEqual(['open', 'still open']);
+    } finally {
+      tailRecheck.intervalMs = before;
+    }
+  }, 20_000);
 });
 
 describe('msUntilExpiry', () => {

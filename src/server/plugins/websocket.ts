@@ -10,7 +10,8 @@
  * Either side closing closes the other; shutdown closes every relay with 1001.
  * A tail is decided once, at the upgrade, so it ends when that decision may no
  * longer hold: at the credential's `exp` or client certificate's `notAfter` (1008), and when the policy or the
- * configuration changes (1012, "reconnect": closeRelays from the runtime).
+ * configuration changes (1012, "reconnect": closeRelays from the runtime); its
+ * credentials are judged again every tailRecheck.intervalMs (1008 / 1012 / 1013).
  * A route may name several upstream connections (a tail per policy
  * alternative, RouteSpec.fanOut): all open before the upgrade or none is kept,
  * the messages of each are relayed as they come, and any one closing ends the
@@ -361,6 +362,23 @@ export function msUntilExpiry(subject: { readonly auth: string; readonly claims:
   return undefined;
 }
 
+/**
+ * How often an open tail's credentials are judged again (FastifyInstance.reauthenticate).
+ * A token's `exp` bounds a tail, but a credential can stop being accepted sooner —
+ * an introspected token revoked at the provider, a key the provider withdrew —
+ * and HTTP requests see that within the sources' cache TTLs (introspection: 60 s
+ * by default). A tail is checked as often: refused → 1008, a provider that cannot
+ * answer → 1013, a subject that changed (groups, claims) → 1012 (the reconnect is
+ * decided again). A credential still cached is answered without a provider call.
+ * Mutable for tests.
+ */
+export const tailRecheck = { intervalMs: 60_000 };
+
+/** Whether two subjects would be decided alike: the same object, or equal in every field. */
+function sameSubject(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
 // setTimeout's largest delay; a credential valid for longer is checked again then.
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -386,6 +404,26 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
     expiry = setTimeout(left > MAX_TIMER_MS ? armExpiry : () => closeBoth(1008, 'credentials expired'), Math.min(left, MAX_TIMER_MS));
     expiry.unref();
   };
+  // The credential judged again while the tail is open (tailRecheck).
+  let recheck: NodeJS.Timeout | undefined;
+  const armRecheck = () => {
+    recheck = setTimeout(() => {
+      app.reauthenticate(req).then(
+        (subject) => {
+          if (client.readyState !== WebSocket.OPEN) return;
+          if (!sameSubject(subject, req.subject)) return closeBoth(1012, 'identity changed; reconnect');
+          armRecheck();
+        },
+        (e: unknown) => {
+          if (client.readyState !== WebSocket.OPEN) return;
+          req.log.info({ err: e }, 'websocket tail: credentials no longer accepted');
+          if (e instanceof GatewayError && e.code === 'identity_unavailable') closeBoth(1013, 'identity provider unavailable; reconnect later');
+          else closeBoth(1008, 'credentials no longer accepted');
+        },
+      );
+    }, tailRecheck.intervalMs);
+    recheck.unref();
+  };
   const r: Relay = {
     close: closeBoth,
     done,
@@ -410,6 +448,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   const maybeFinished = () => {
     if (upstreamsOpen > 0 || !clientClosed) return;
     clearTimeout(expiry);
+    clearTimeout(recheck);
     app.websocketRelays.delete(r);
     finished();
     // The request's lifecycle ends with the tail: run onResponse (audit record, metrics, in-flight accounting)
@@ -437,6 +476,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   }
   for (const part of parts) if (part.closed !== undefined) onUpstreamClose(...part.closed);
   armExpiry();
+  armRecheck();
 
   // Client messages are not read by Loki: dropped (maxPayload bounds them).
   client.on('close', (code, reason) => {
