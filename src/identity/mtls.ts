@@ -70,6 +70,17 @@ export function tlsInfoOf(socket: Socket): TlsInfo | undefined {
 
 type Field = MtlsProviderConfig['subjectFrom'][number];
 
+/**
+ * Whether a verified certificate is past its notAfter now. The TLS layer checks
+ * validity at the handshake only: a keep-alive connection (or a tail upgraded on
+ * one) would otherwise go on authenticating a certificate that has expired. A
+ * notAfter that does not parse counts as expired (fail closed).
+ */
+export function certificateExpired(cert: ClientCertificate, now = Date.now()): boolean {
+  const t = Date.parse(cert.validTo);
+  return !Number.isFinite(t) || t <= now;
+}
+
 function firstOf(cert: ClientCertificate, fields: readonly Field[]): string | undefined {
   for (const f of fields) {
     const v = f === 'cn' ? cert.cn : f === 'dns' ? cert.dns[0] : f === 'uri' ? cert.uri[0] : (cert.sanEmail[0] ?? cert.email[0]);
@@ -117,6 +128,8 @@ export class MtlsSource implements IdentitySource {
     const tls = creds.tls;
     if (tls === undefined) return undefined;
     if (!tls.authorized || tls.certificate === undefined) return tls.error !== undefined ? UNDECIDED : undefined;
+    // An expired one is refused by authenticate (with its reason).
+    if (certificateExpired(tls.certificate)) return UNDECIDED;
     const fingerprint = tls.certificate.fingerprint256;
     return (fingerprint === '' ? undefined : this.#subjects.peek(fingerprint)) ?? UNDECIDED;
   }
@@ -129,6 +142,7 @@ export class MtlsSource implements IdentitySource {
       return undefined;
     }
     const cert = tls.certificate;
+    if (certificateExpired(cert)) throw new InvalidTokenError('client certificate expired (notAfter passed since the TLS handshake)');
     const known = cert.fingerprint256 === '' ? undefined : this.#subjects.get(cert.fingerprint256);
     if (known !== undefined) return known;
     // Which CN names the holder differs between readers (Node takes the first, Go's x509 the last):

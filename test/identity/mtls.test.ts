@@ -13,7 +13,7 @@ import type { ClientCertificate, TlsInfo } from '../../src/identity/source.ts';
 const cert = (c: Partial<ClientCertificate>): TlsInfo => ({
   authorized: true,
   error: undefined,
-  certificate: { cn: undefined, ou: [], o: [], email: [], dns: [], uri: [], sanEmail: [], issuerCN: 'CA', serialNumber: '01', fingerprint256: 'AA', validTo: 'x', ...c },
+  certificate: { cn: undefined, ou: [], o: [], email: [], dns: [], uri: [], sanEmail: [], issuerCN: 'CA', serialNumber: '01', fingerprint256: 'AA', validTo: new Date(Date.now() + 3_600_000).toUTCString(), ...c },
 });
 const creds = (tls: TlsInfo | undefined) => ({ headers: {}, bearer: undefined, basic: undefined, tls });
 const source = (cfg: Record<string, unknown> = {}) => new MtlsSource(mtlsProviderSchema.parse({ type: 'mtls', ...cfg }));
@@ -48,12 +48,24 @@ describe('MtlsSource', () => {
     const src = source({ subjectFrom: ['uri', 'dns', 'cn'], usernameFrom: ['dns'], ouAsGroups: false, mapping: [{ subject: 'spiffe://td/x', groups: ['team-b'], roles: ['viewer'] }] });
     const s = await src.authenticate(creds(cert({ cn: 'x', ou: ['ignored'], uri: ['spiffe://td/x'], dns: ['x.svc'] })));
     expect(s).toMatchObject({ sub: 'spiffe://td/x', username: 'x.svc', groups: ['team-b'], roles: ['viewer'] });
-    expect((await src.authenticate(creds(cert({ cn: 'only-cn' }))))?.sub).toBe('only-cn');
+    expect((await src.authenticate(creds(cert({ cn: 'only-cn', fingerprint256: 'AB' }))))?.sub).toBe('only-cn');
   });
   it('no usable field, unmapped subject with requireMapping, unverified certificate → 401', async () => {
     await expect(source({ subjectFrom: ['uri'] }).authenticate(creds(cert({ cn: 'a' })))).rejects.toBeInstanceOf(InvalidTokenError);
     await expect(source({ requireMapping: true }).authenticate(creds(cert({ cn: 'a' })))).rejects.toThrow(/not in mtls.mapping/);
     await expect(source().authenticate(creds({ authorized: false, certificate: undefined, error: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }))).rejects.toThrow(/not verified/);
+  });
+  it('a certificate past its notAfter is refused on every request, though the TLS handshake verified it (keep-alive connections, tails); also once its subject was cached', async () => {
+    const src = source();
+    const notAfter = Math.ceil((Date.now() + 500) / 1000) * 1000;
+    const c = cert({ cn: 'alice', fingerprint256: 'F9', validTo: new Date(notAfter).toUTCString() });
+    expect((await src.authenticate(creds(c)))?.sub).toBe('alice');
+    await new Promise((r) => setTimeout(r, notAfter - Date.now() + 20));
+    expect(src.peek(creds(c))).not.toMatchObject({ sub: 'alice' });
+    await expect(src.authenticate(creds(c))).rejects.toThrow(/client certificate expired/);
+    await expect(src.authenticate(creds(cert({ cn: 'bob', validTo: 'Jan  1 00:00:00 2020 GMT' })))).rejects.toThrow(/client certificate expired/);
+    // One whose notAfter does not parse is not trusted for ever.
+    await expect(src.authenticate(creds(cert({ cn: 'bob', validTo: 'x' })))).rejects.toThrow(/client certificate expired/);
   });
   it('a certificate with more than one CN is refused (readers disagree on which one names the holder)', async () => {
     await expect(source().authenticate(creds(cert({ cn: 'root', cnCount: 2 })))).rejects.toThrow(/2 CN attributes/);

@@ -167,6 +167,18 @@ describe('request hygiene', () => {
     expect(none.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it('an X-Request-Id that is too long, would break a JSON or logfmt line, or is sent twice is replaced; 128 characters are kept', async () => {
+    const kept = 'a'.repeat(128);
+    expect((await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-request-id': kept } })).headers['x-request-id']).toBe(kept);
+    for (const bad of ['a'.repeat(129), 'x","level":"fatal', 'x\\u000a', 'x level=error msg=forged', ['one', 'two']]) {
+      const res = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-request-id': bad } });
+      const id = res.headers['x-request-id'] as string;
+      expect([bad, id]).toEqual([bad, expect.stringMatching(/^[0-9a-f-]{36}$/)]);
+      expect(up.requests.at(-1)!.headers['x-request-id']).toBe(id);
+      expect(t.audit.at(-1)!['req_id']).toBe(id);
+    }
+  });
+
   it('answers 503 + Retry-After in Prometheus format beyond upstreams[].maxConcurrent', async () => {
     up.delayMs = 300;
     const results = await Promise.all([0, 1, 2].map(() => t.app.inject({ url: query('up'), headers: bearer('alice') })));

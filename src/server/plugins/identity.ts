@@ -12,6 +12,12 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook (callback style): sets request.subject or fails with 401/503. */
     authenticate(req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void;
+    /**
+     * The request's credentials judged again, by the authenticator current now
+     * (a long-lived Loki tail: a revoked or changed identity must not keep it).
+     * Rejects as authentication does (401, 503); records nothing.
+     */
+    reauthenticate(req: FastifyRequest): Promise<Subject>;
   }
 }
 
@@ -58,6 +64,13 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
           done(e as Error);
         },
       );
+    });
+    app.decorate('reauthenticate', (req: FastifyRequest): Promise<Subject> => {
+      const socket = req.raw.socket;
+      const authenticator = current();
+      const request: AuthRequest = { headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), connection: socket, gone: () => socket.destroyed };
+      const known = authenticator.peek(request);
+      return known !== UNDECIDED ? Promise.resolve(known) : authenticator.authenticate(request);
     });
   },
   { name: 'lbac-identity' },

@@ -2,14 +2,16 @@
  * WebSocket routes (Loki's live tail): the client's upgrade goes through the same
  * identity → policy → enforcement path as every HTTP route, and the upstream
  * connection is opened BEFORE the client's upgrade completes, so every refusal
- * (401/403/400, an upstream that refuses or is down) is an HTTP answer in the
+ * (401/403/400 — a browser's cross-origin upgrade included, crossOriginProblem —
+ * an upstream that refuses or is down) is an HTTP answer in the
  * backend's error format and nothing is relayed. Once both sides are open,
  * upstream messages are relayed to the client as they are (the rewritten query
  * already restricts them); client messages are dropped (Loki reads none).
  * Either side closing closes the other; shutdown closes every relay with 1001.
  * A tail is decided once, at the upgrade, so it ends when that decision may no
- * longer hold: at the credential's `exp` (1008), and when the policy or the
- * configuration changes (1012, "reconnect": closeRelays from the runtime).
+ * longer hold: at the credential's `exp` or client certificate's `notAfter` (1008), and when the policy or the
+ * configuration changes (1012, "reconnect": closeRelays from the runtime); its
+ * credentials are judged again every tailRecheck.intervalMs (1008 / 1012 / 1013).
  * A route may name several upstream connections (a tail per policy
  * alternative, RouteSpec.fanOut): all open before the upgrade or none is kept,
  * the messages of each are relayed as they come, and any one closing ends the
@@ -43,6 +45,35 @@ export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | u
   if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim())) return 'missing or invalid Sec-WebSocket-Key';
   if (headers['sec-websocket-version'] !== '13') return 'unsupported Sec-WebSocket-Version (13 is required)';
   return undefined;
+}
+
+/**
+ * Why an upgrade sent by a browser page on another origin is refused, or
+ * undefined (RFC 6455 §10.2: cross-site WebSocket hijacking). A page on any
+ * site can open a WebSocket to the gateway, WebSockets have no CORS, and the
+ * browser attaches what it sends on its own: cached Basic credentials (the
+ * gateway's 401 offers `WWW-Authenticate: Basic`), a TLS client certificate,
+ * and the cookies a proxy in front may turn into a bearer token. The page would
+ * then read the tail. A browser always sends `Origin` with the handshake; other
+ * clients (logcli, Grafana's backend) send none, and Grafana's data source proxy
+ * (the way Grafana's browser side opens a tail) removes it. So an `Origin` that
+ * is not the gateway's own (its `Host`; `null` and values that are no http(s)
+ * origin included) is refused, whatever the credential.
+ */
+export function crossOriginProblem(headers: IncomingHttpHeaders): string | undefined {
+  const origin = headers['origin'];
+  if (origin === undefined) return undefined;
+  const host = headers['host'];
+  if (typeof host === 'string' && host !== '') {
+    try {
+      const o = new URL(origin);
+      // Both as URL normalises them (case, default port), under the Origin's scheme.
+      if ((o.protocol === 'http:' || o.protocol === 'https:') && o.host === new URL(`${o.protocol}//${host}`).host) return undefined;
+    } catch {
+      // An Origin or Host that is no URL: not the gateway's own origin.
+    }
+  }
+  return 'cross-origin WebSocket upgrade refused (a browser page on another site would read the tail with the credentials the browser sends on its own); connect without an Origin header';
 }
 
 /** The comma-separated tokens of a header, trimmed and lower-cased. */
@@ -234,6 +265,8 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       // The client's handshake is checked as ws would check it, before an upstream tail is started for it.
       const problem = clientHandshakeProblem(req.headers);
       if (problem !== undefined) throw new GatewayError('bad_query', problem, { status: 400 });
+      const crossOrigin = crossOriginProblem(req.headers);
+      if (crossOrigin !== undefined) throw new GatewayError('forbidden', crossOrigin);
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
       if (clientGone(req)) return abandoned(app, req, reply);
@@ -308,10 +341,42 @@ function relayGeneration(app: FastifyInstance): number {
   return app.hasDecorator('websocketRelays') ? (generations.get(app.websocketRelays) ?? 0) : 0;
 }
 
-/** Milliseconds until the subject's credential expires (`exp`, seconds), or undefined when it carries none. */
-function msUntilExpiry(req: FastifyRequest): number | undefined {
-  const exp = req.subject?.claims['exp'];
-  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 - Date.now() : undefined;
+/**
+ * Milliseconds until the subject's credential expires — a token's `exp`
+ * (seconds), a client certificate's `notAfter` (as Node reports it: "Nov 27
+ * 09:00:00 2026 GMT") — or undefined when it carries neither. A client
+ * certificate is verified at the TLS handshake only, so without this a tail
+ * would outlive it. An `exp` that is no number, or a `notAfter` that does not
+ * parse, is already expired (fail closed).
+ */
+export function msUntilExpiry(subject: { readonly auth: string; readonly claims: Readonly<Record<string, unknown>> } | undefined, now = Date.now()): number | undefined {
+  if (subject === undefined) return undefined;
+  const exp = subject.claims['exp'];
+  // An `exp` in another shape cannot be checked: the credential is treated as expired, not as unending.
+  if (exp !== undefined && exp !== null) return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 - now : 0;
+  const notAfter = subject.claims['notAfter'];
+  if (subject.auth === 'mtls' && notAfter !== undefined) {
+    const t = typeof notAfter === 'string' ? Date.parse(notAfter) : Number.NaN;
+    return Number.isFinite(t) ? t - now : 0;
+  }
+  return undefined;
+}
+
+/**
+ * How often an open tail's credentials are judged again (FastifyInstance.reauthenticate).
+ * A token's `exp` bounds a tail, but a credential can stop being accepted sooner —
+ * an introspected token revoked at the provider, a key the provider withdrew —
+ * and HTTP requests see that within the sources' cache TTLs (introspection: 60 s
+ * by default). A tail is checked as often: refused → 1008, a provider that cannot
+ * answer → 1013, a subject that changed (groups, claims) → 1012 (the reconnect is
+ * decided again). A credential still cached is answered without a provider call.
+ * Mutable for tests.
+ */
+export const tailRecheck = { intervalMs: 60_000 };
+
+/** Whether two subjects would be decided alike: the same object, or equal in every field. */
+function sameSubject(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
 }
 
 // setTimeout's largest delay; a credential valid for longer is checked again then.
@@ -333,11 +398,31 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   };
   // The tail was granted to a credential: it ends when the credential does.
   const armExpiry = () => {
-    const left = msUntilExpiry(req);
+    const left = msUntilExpiry(req.subject ?? undefined);
     if (left === undefined) return;
     if (left <= 0) return closeBoth(1008, 'credentials expired');
     expiry = setTimeout(left > MAX_TIMER_MS ? armExpiry : () => closeBoth(1008, 'credentials expired'), Math.min(left, MAX_TIMER_MS));
     expiry.unref();
+  };
+  // The credential judged again while the tail is open (tailRecheck).
+  let recheck: NodeJS.Timeout | undefined;
+  const armRecheck = () => {
+    recheck = setTimeout(() => {
+      app.reauthenticate(req).then(
+        (subject) => {
+          if (client.readyState !== WebSocket.OPEN) return;
+          if (!sameSubject(subject, req.subject)) return closeBoth(1012, 'identity changed; reconnect');
+          armRecheck();
+        },
+        (e: unknown) => {
+          if (client.readyState !== WebSocket.OPEN) return;
+          req.log.info({ err: e }, 'websocket tail: credentials no longer accepted');
+          if (e instanceof GatewayError && e.code === 'identity_unavailable') closeBoth(1013, 'identity provider unavailable; reconnect later');
+          else closeBoth(1008, 'credentials no longer accepted');
+        },
+      );
+    }, tailRecheck.intervalMs);
+    recheck.unref();
   };
   const r: Relay = {
     close: closeBoth,
@@ -363,6 +448,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   const maybeFinished = () => {
     if (upstreamsOpen > 0 || !clientClosed) return;
     clearTimeout(expiry);
+    clearTimeout(recheck);
     app.websocketRelays.delete(r);
     finished();
     // The request's lifecycle ends with the tail: run onResponse (audit record, metrics, in-flight accounting)
@@ -390,6 +476,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   }
   for (const part of parts) if (part.closed !== undefined) onUpstreamClose(...part.closed);
   armExpiry();
+  armRecheck();
 
   // Client messages are not read by Loki: dropped (maxPayload bounds them).
   client.on('close', (code, reason) => {

@@ -1,0 +1,272 @@
+// Loki live tail: what a browser on another site, a credential that ends while the tail is
+// open, and the client's own frames can do to it. In process, against a ws stand-in for Loki.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { parseConfig } from '../../src/config/load.ts';
+import type { IdentitySource } from '../../src/identity/source.ts';
+import type { Subject } from '../../src/policy/decision.ts';
+import { GatewayError } from '../../src/errors.ts';
+import { msUntilExpiry, tailRecheck } from '../../src/server/plugins/websocket.ts';
+import { testApp, type TestApp } from './helpers.ts';
+
+/** Subjects by bearer token; `auth` is the kind of credential that named them. */
+const subject = (auth: string, claims: Record<string, unknown> = {}): Subject => ({ sub: `u-${auth}`, username: `u-${auth}`, groups: ['team-a'], roles: [], auth, claims });
+const people = new Map<string, Subject>([
+  ['basic', subject('basic')],
+  ['mtls', subject('mtls')],
+  ['jwt', subject('jwt', { exp: Math.floor(Date.now() / 1000) + 3600 })],
+]);
+/** Tokens the (fake) provider can no longer be asked about. */
+const unreachable = new Set<string>();
+const source: IdentitySource = {
+  name: 'fake',
+  authenticate: async (c) => {
+    if (c.bearer !== undefined && unreachable.has(c.bearer)) throw new GatewayError('identity_unavailable', 'provider down');
+    return c.bearer === undefined ? undefined : people.get(c.bearer);
+  },
+};
+
+let wss: WebSocketServer;
+let t: TestApp;
+let base: string;
+let host: string;
+const upgrades: IncomingHttpHeaders[] = [];
+const upstreamSockets: WebSocket[] = [];
+const upstreamReceived: string[] = [];
+
+beforeAll(async () => {
+  wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  wss.on('connection', (ws, req) => {
+    upgrades.push(req.headers);
+    upstreamSockets.push(ws);
+    ws.on('message', (d) => upstreamReceived.push(String(d)));
+  });
+  await new Promise((r) => wss.once('listening', r));
+  const config = parseConfig(
+    `
+server:
+  loadShedding: { enabled: false }
+upstreams:
+  - { name: logs, kind: loki, url: "http://127.0.0.1:${(wss.address() as AddressInfo).port}", mount: /loki-gw, timeoutMs: 2000, version: "3.6.0" }
+identity:
+  providers:
+    - type: apikey
+      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+teams:
+  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
+`,
+    { env: {} },
+  );
+  t = await testApp(config, { identity: source });
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  host = `127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+  base = `ws://${host}`;
+});
+afterAll(async () => {
+  await t.app.close();
+  for (const ws of upstreamSockets) ws.terminate();
+  await new Promise((r) => wss.close(r));
+});
+beforeEach(() => {
+  upgrades.length = 0;
+  upstreamReceived.length = 0;
+});
+
+const TAIL = `/loki-gw/loki/api/v1/tail?query=${encodeURIComponent('{app="api"}')}`;
+
+/** Open a tail; resolves with the open socket or the HTTP status of the refusal. */
+function open(token: string, headers: Record<string, string> = {}, options: WebSocket.ClientOptions = {}): Promise<WebSocket | number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(base + TAIL, { ...options, headers: { authorization: `Bearer ${token}`, ...headers } });
+    ws.once('open', () => resolve(ws));
+    ws.once('unexpected-response', (_req, res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    ws.once('error', reject);
+  });
+}
+const closed = (ws: WebSocket) => new Promise<[number, string]>((resolve) => ws.once('close', (code, reason) => resolve([code, reason.toString('utf8')])));
+
+describe('cross-site WebSocket hijacking', () => {
+  // A page on any site can open a WebSocket to the gateway; the browser attaches cached Basic
+  // credentials, a TLS client certificate and cookies (which a proxy in front may turn into a
+  // bearer token) on its own, and WebSockets have no CORS.
+  it('a cross-origin upgrade → 403 whatever the credential (Basic, client certificate, a bearer a proxy added), no upstream tail', async () => {
+    for (const who of ['basic', 'mtls', 'jwt']) {
+      for (const origin of ['https://evil.example', 'null', `http://${host}.evil.example`, 'not a url']) {
+        expect([who, origin, await open(who, { origin })]).toEqual([who, origin, 403]);
+      }
+    }
+    expect(upgrades).toHaveLength(0);
+  });
+
+  it('the same credentials without an Origin (not a browser; Grafana\'s data source proxy removes it) or from the gateway\'s own origin are served', async () => {
+    for (const [who, headers] of [['basic', {}], ['mtls', {}], ['jwt', {}], ['basic', { origin: `http://${host}` }], ['jwt', { origin: `HTTP://${host.toUpperCase()}` }]] as const) {
+      const ws = await open(who, headers);
+      expect(ws).toBeInstanceOf(WebSocket);
+      const done = closed(ws as WebSocket);
+      (ws as WebSocket).close();
+      await done;
+    }
+    expect(upgrades).toHaveLength(5);
+  });
+});
+
+describe('a tail ends when its credential does', () => {
+  it('a client certificate\'s notAfter ends the tail (1008), as a token\'s exp does', async () => {
+    const notAfter = new Date(Math.ceil((Date.now() + 1500) / 1000) * 1000);
+    // As Node reports it (X509Certificate.validTo): "Nov 27 09:00:00 2026 GMT".
+    const validTo = `${notAfter.toUTCString().slice(8, 11)} ${notAfter.getUTCDate()} ${notAfter.toISOString().slice(11, 19)} ${notAfter.getUTCFullYear()} GMT`;
+    people.set('mtls-short', subject('mtls', { notAfter: validTo }));
+    const ws = (await open('mtls-short')) as WebSocket;
+    expect(ws).toBeInstanceOf(WebSocket);
+    const outcome = await Promise.race([closed(ws), new Promise<string>((r) => setTimeout(() => r('still open'), 4000))]);
+    ws.terminate();
+    expect(outcome).toEqual([1008, 'credentials expired']);
+  }, 10_000);
+
+  it('a client certificate already past notAfter is not given a tail that outlives it', async () => {
+    people.set('mtls-past', subject('mtls', { notAfter: 'Jan  1 00:00:00 2020 GMT' }));
+    const r = await open('mtls-past');
+    if (typeof r === 'number') return expect(r).toBe(401);
+    const outcome = await Promise.race([closed(r), new Promise<string>((res) => setTimeout(() => res('still open'), 1000))]);
+    r.terminate();
+    expect(outcome).toEqual([1008, 'credentials expired']);
+  });
+});
+
+describe('a tail\'s credentials are judged again while it is open', () => {
+  // An introspected token revoked at the provider: HTTP requests are refused once the
+  // source's cache expires; a tail decided at its upgrade must not go on for hours.
+  it('revoked → 1008; the subject changed (groups) → 1012; provider unreachable → 1013; unchanged → stays open', async () => {
+    const before = tailRecheck.intervalMs;
+    tailRecheck.intervalMs = 150;
+    try {
+      const outcome = async (token: string, change: () => void) => {
+        people.set(token, subject('introspection'));
+        const ws = (await open(token)) as WebSocket;
+        expect(ws).toBeInstanceOf(WebSocket);
+        const done = closed(ws);
+        // Several checks pass while nothing changes.
+        const early = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('open'), 600))]);
+        change();
+        const late = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('still open'), 1500))]);
+        ws.terminate();
+        return [early, late];
+      };
+      expect(await outcome('revoked', () => people.delete('revoked'))).toEqual(['open', [1008, 'credentials no longer accepted']]);
+      expect(await outcome('moved', () => people.set('moved', { ...subject('introspection'), groups: ['team-b'] }))).toEqual(['open', [1012, 'identity changed; reconnect']]);
+      expect(await outcome('down', () => unreachable.add('down'))).toEqual(['open', [1013, 'identity provider unavailable; reconnect later']]);
+      expect(await outcome('same', () => people.set('same', subject('introspection')))).toEqual(['open', 'still open']);
+    } finally {
+      tailRecheck.intervalMs = before;
+    }
+  }, 20_000);
+});
+
+describe('msUntilExpiry', () => {
+  it('reads exp and a client certificate\'s notAfter; one it cannot read is already expired, never unending', () => {
+    const now = Date.parse('2026-11-27T09:00:00Z');
+    expect(msUntilExpiry({ auth: 'jwt', claims: { exp: now / 1000 + 60 } }, now)).toBe(60_000);
+    expect(msUntilExpiry({ auth: 'mtls', claims: { notAfter: 'Nov 27 09:01:00 2026 GMT' } }, now)).toBe(60_000);
+    for (const claims of [{ exp: '9999999999' }, { exp: Number.NaN }, { exp: [1] }]) expect(msUntilExpiry({ auth: 'introspection', claims }, now)).toBe(0);
+    expect(msUntilExpiry({ auth: 'mtls', claims: { notAfter: 'soon' } }, now)).toBe(0);
+    // Credentials without an expiry (API keys, Basic): the tail ends on a reload that changes them (1012).
+    expect(msUntilExpiry({ auth: 'basic', claims: { username: 'x' } }, now)).toBeUndefined();
+    expect(msUntilExpiry(undefined, now)).toBeUndefined();
+  });
+});
+
+describe('client frames', () => {
+  it('binary frames and pings are not relayed; a frame over 64 KiB closes the tail (1009) and its upstream', async () => {
+    const ws = (await open('jwt')) as WebSocket;
+    await expect.poll(() => upstreamSockets.length).toBeGreaterThan(0);
+    const up = upstreamSockets.at(-1)!;
+    const upClosed = closed(up);
+    ws.send(Buffer.from('{"query":"{}"}'), { binary: true });
+    ws.ping('x');
+    const pong = new Promise((r) => ws.once('pong', r));
+    await pong;
+    expect(upstreamReceived).toEqual([]);
+    const done = closed(ws);
+    ws.send('x'.repeat(64 * 1024 + 1));
+    expect((await done)[0]).toBe(1009);
+    expect((await upClosed)[0]).toBeGreaterThanOrEqual(1000);
+    expect(upstreamReceived).toEqual([]);
+  });
+
+  it('permessage-deflate is not negotiated and the client\'s subprotocols and extensions never reach Loki', async () => {
+    const ws = (await new Promise<WebSocket>((resolve, reject) => {
+      const s = new WebSocket(base + TAIL, ['token.abc', 'base64.binary.k8s.io'], { headers: { authorization: 'Bearer jwt' }, perMessageDeflate: { clientMaxWindowBits: 15 } });
+      s.once('open', () => resolve(s));
+      s.once('error', reject);
+    }));
+    expect(ws.extensions).toBe('');
+    const up = upgrades.at(-1)!;
+    expect(up['sec-websocket-protocol']).toBeUndefined();
+    expect(up['sec-websocket-extensions']).toBeUndefined();
+    expect(up['authorization']).toBeUndefined();
+    ws.close();
+  });
+});
+
+describe('upgrades elsewhere, and the concurrency slot of a tail', () => {
+  it('an upgrade on the health routes or an unknown path is never switched (no 101), nothing reaches Loki', async () => {
+    for (const path of ['/healthz', '/readyz', '/nope', '/loki-gw/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D']) {
+      const r = await new Promise<number | string>((resolve) => {
+        const ws = new WebSocket(base + path, { headers: { authorization: 'Bearer jwt' } });
+        ws.once('open', () => (ws.terminate(), resolve('upgraded')));
+        ws.once('unexpected-response', (_req, res) => (res.resume(), resolve(res.statusCode ?? 0)));
+        ws.once('error', (e) => resolve(String(e)));
+      });
+      expect([path, r]).toEqual([path, expect.any(Number)]);
+    }
+    expect(upgrades).toHaveLength(0);
+  });
+
+  it('a tail holds its slot while open and gives it back when it ends; a refused upgrade holds none', async () => {
+    const cfg = parseConfig(
+      `
+server:
+  loadShedding: { enabled: false }
+upstreams:
+  - { name: logs, kind: loki, url: "http://127.0.0.1:${(wss.address() as AddressInfo).port}", mount: /loki-gw, timeoutMs: 2000, version: "3.6.0", maxConcurrent: 1 }
+identity:
+  providers:
+    - type: apikey
+      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+teams:
+  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
+`,
+      { env: {} },
+    );
+    const own = await testApp(cfg, { identity: source });
+    await own.app.listen({ port: 0, host: '127.0.0.1' });
+    const url = `ws://127.0.0.1:${(own.app.server.address() as AddressInfo).port}${TAIL}`;
+    const inflight = () => own.metrics.inflight.get('logs') ?? 0;
+    try {
+      const refused = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(url, { headers: { authorization: 'Bearer basic', origin: 'https://evil.example' } });
+        ws.once('unexpected-response', (_req, res) => (res.resume(), resolve(res.statusCode ?? 0)));
+        ws.once('open', () => (ws.terminate(), resolve(101)));
+      });
+      expect(refused).toBe(403);
+      await expect.poll(inflight).toBe(0);
+      const ws = await new Promise<WebSocket>((resolve, reject) => {
+        const s = new WebSocket(url, { headers: { authorization: 'Bearer jwt' } });
+        s.once('open', () => resolve(s));
+        s.once('error', reject);
+      });
+      expect(inflight()).toBe(1);
+      const done = closed(ws);
+      ws.close();
+      await done;
+      await expect.poll(inflight, { timeout: 2000 }).toBe(0);
+    } finally {
+      await own.app.close();
+    }
+  });
+});
