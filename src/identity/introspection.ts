@@ -9,7 +9,7 @@ import { boundedFetch } from './bounded-fetch.ts';
 import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
 import { API_KEY_PREFIX } from './secrets.ts';
-import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
+import { noteRecheck, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 import { MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, providerError, UserinfoEnricher } from './userinfo.ts';
 
 const CLOCK_TOLERANCE_S = 30;
@@ -158,6 +158,8 @@ export class IntrospectionSource implements IdentitySource {
     // seconds would otherwise cost one introspection per request.
     const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : (exp + CLOCK_TOLERANCE_S) * 1000 - Date.now());
     this.#cache.set(key, subject, ttl, since);
+    // A tail opened with this subject ends when a request would introspect the token again (revocation).
+    if (Number.isFinite(ttl)) noteRecheck(subject, Date.now() + ttl);
     return subject;
   }
 

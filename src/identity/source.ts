@@ -1,6 +1,24 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Subject } from '../policy/decision.ts';
 
+/**
+ * When a source would ask about a subject's credential again (the end of its
+ * cache entry: token introspection, whose provider can revoke a token before
+ * its `exp`). Something that keeps acting on a subject past one request — a
+ * Loki tail — ends then, so a revocation reaches it as it reaches requests.
+ */
+const recheckAt = new WeakMap<Subject, number>();
+
+/** `subject` is only known valid until `atMs` (epoch ms): its source asks again after that. */
+export function noteRecheck(subject: Subject, atMs: number): void {
+  recheckAt.set(subject, atMs);
+}
+
+/** Epoch ms after which `subject`'s source asks about its credential again, if it does. */
+export function recheckTime(subject: Subject): number | undefined {
+  return recheckAt.get(subject);
+}
+
 /** The verified client certificate's identity-relevant fields (src/identity/mtls.ts). */
 export interface ClientCertificate {
   readonly cn: string | undefined;

@@ -9,7 +9,7 @@ import { apiKeyProviderSchema, basicProviderSchema, grafanaProviderSchema, intro
 import { GatewayError } from '../../src/errors.ts';
 import { Authenticator, createSource } from '../../src/identity/authenticator.ts';
 import { hashSecret } from '../../src/identity/secrets.ts';
-import type { IdentitySource } from '../../src/identity/source.ts';
+import { recheckTime, type IdentitySource } from '../../src/identity/source.ts';
 
 let idp: TestIdp;
 let grafana: TestIssuer;
@@ -153,6 +153,10 @@ describe('introspection source (RFC 7662) with userinfo enrichment', () => {
     expect(s.usernameTrusted).toBeUndefined();
     expect(await auth.authenticate(bearer(t))).toBe(s);
     expect(idp.requests).toMatchObject({ introspection: 1, userinfo: 1 });
+    // Asked again when the cache entry ends (cacheTtlSeconds, default 60 s; or exp): what a tail holding it is bounded by.
+    const recheck = recheckTime(s);
+    expect(recheck).toBeGreaterThan(Date.now());
+    expect(recheck).toBeLessThanOrEqual(Date.now() + 60_000);
   });
 
   it('active:false → 401, cached briefly (no second call)', async () => {

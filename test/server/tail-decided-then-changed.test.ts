@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { parseConfig } from '../../src/config/load.ts';
-import type { IdentitySource } from '../../src/identity/source.ts';
+import { noteRecheck, type IdentitySource } from '../../src/identity/source.ts';
 import type { Subject } from '../../src/policy/decision.ts';
 import { closeRelays } from '../../src/server/plugins/websocket.ts';
 import { testApp, type TestApp } from './helpers.ts';
@@ -20,6 +20,12 @@ const people: IdentitySource = {
       authenticating++;
       await new Promise((r) => setTimeout(r, 300));
       return one;
+    }
+    if (c.bearer === 'rechecked') {
+      // An introspected token: asked about again in 400 ms (and maybe revoked by then).
+      const s: Subject = { ...one, claims: { exp: Math.floor(Date.now() / 1000) + 3600 } };
+      noteRecheck(s, Date.now() + 400);
+      return s;
     }
     return c.bearer === 'one' ? one : undefined;
   },
@@ -84,4 +90,13 @@ it('a tail whose credential was being checked during a reload or swap is closed 
   client.terminate();
   expect(handshakes).toBeGreaterThan(before);
   expect(outcome).toBe(1012);
+});
+
+it('a tail ends when its credential would be checked again (introspection: a token revoked before its exp)', async () => {
+  const client = new WebSocket(`${base}/loki-gw/loki/api/v1/tail?query=${encodeURIComponent('{app="api"}')}`, { headers: { authorization: 'Bearer rechecked' } });
+  const closed = new Promise<[number, string]>((r) => client.on('close', (code, reason) => r([code, reason.toString()])));
+  client.on('error', () => undefined);
+  const outcome = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(`still open (readyState ${client.readyState})`), 3000))]);
+  client.terminate();
+  expect(outcome).toEqual([1008, 'credentials to be checked again; reconnect']);
 });

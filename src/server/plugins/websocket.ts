@@ -23,6 +23,7 @@ import WebSocket from 'ws';
 import type { TlsConnectOptions } from '../../backends/credentials.ts';
 import type { BackendKind, RouteSpec } from '../../backends/routes.ts';
 import { GatewayError } from '../../errors.ts';
+import { recheckTime } from '../../identity/source.ts';
 import { clientClosed, clientGone } from './context.ts';
 
 /** Largest message a client may send (they are dropped; the limit bounds what is read). */
@@ -317,10 +318,20 @@ function relayGeneration(app: FastifyInstance): number {
   return app.hasDecorator('websocketRelays') ? (generations.get(app.websocketRelays) ?? 0) : 0;
 }
 
-/** Milliseconds until the subject's credential expires (`exp`, seconds), or undefined when it carries none. */
-function msUntilExpiry(req: FastifyRequest): number | undefined {
-  const exp = req.subject?.claims['exp'];
-  return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 - Date.now() : undefined;
+/**
+ * Milliseconds until the tail's credential no longer holds, and why: its `exp`
+ * (seconds), or the time its source would ask about it again (introspection:
+ * a token revoked at the provider), whichever comes first; undefined when
+ * neither applies.
+ */
+function msUntilExpiry(req: FastifyRequest): { ms: number; reason: string } | undefined {
+  const subject = req.subject;
+  if (subject === null || subject === undefined) return undefined;
+  const exp = subject.claims['exp'];
+  const byExp = typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  const recheck = recheckTime(subject);
+  if (recheck !== undefined && (byExp === undefined || recheck < byExp)) return { ms: recheck - Date.now(), reason: 'credentials to be checked again; reconnect' };
+  return byExp === undefined ? undefined : { ms: byExp - Date.now(), reason: 'credentials expired' };
 }
 
 // setTimeout's largest delay; a credential valid for longer is checked again then.
@@ -342,10 +353,11 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
   };
   // The tail was granted to a credential: it ends when the credential does.
   const armExpiry = () => {
-    const left = msUntilExpiry(req);
-    if (left === undefined) return;
-    if (left <= 0) return closeBoth(1008, 'credentials expired');
-    expiry = setTimeout(left > MAX_TIMER_MS ? armExpiry : () => closeBoth(1008, 'credentials expired'), Math.min(left, MAX_TIMER_MS));
+    const until = msUntilExpiry(req);
+    if (until === undefined) return;
+    const { ms: left, reason } = until;
+    if (left <= 0) return closeBoth(1008, reason);
+    expiry = setTimeout(left > MAX_TIMER_MS ? armExpiry : () => closeBoth(1008, reason), Math.min(left, MAX_TIMER_MS));
     expiry.unref();
   };
   const r: Relay = {
