@@ -31,6 +31,11 @@
  *   the service down still has the last good policy; that first download is
  *   unconditional (the persisted ETag is not reused), and a 304 to it is a
  *   failure, not "not modified".
+ * - Config data: each bundle is merged with the gateway's data (teams,
+ *   admins). A config reload that changes it loads the active bundle again
+ *   with the new data (prepareConfigData) and activates it in the reload's
+ *   swap; loads and activations are serialised, so a download is never
+ *   activated with data a reload has replaced.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
