@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { claimsWellFormed, mapClaims } from './claims.ts';
-import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
+import { noteRecheck, UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 import { redactUrls } from '../util/shown-url.ts';
 import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
 
@@ -359,7 +359,10 @@ export class JwtVerifier implements IdentitySource {
     if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token, gone));
     const subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
     const exp = typeof payload['exp'] === 'number' ? payload['exp'] * 1000 : Date.now();
-    this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000), since);
+    const ttl = Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000);
+    this.#cache.set(key, subject, ttl, since);
+    // Claims from elsewhere (userinfo: groups the provider may change) are asked for again then; a tail ends with them.
+    if (this.options.postVerify !== undefined && this.options.maxCacheMs !== undefined) noteRecheck(subject, Date.now() + ttl);
     return subject;
   }
 }

@@ -14,7 +14,7 @@ import { GatewayError } from '../../src/errors.ts';
 import { Authenticator, createSource } from '../../src/identity/authenticator.ts';
 import { boundedFetch, MAX_PROVIDER_RESPONSE_BYTES } from '../../src/identity/bounded-fetch.ts';
 import { hashSecret } from '../../src/identity/secrets.ts';
-import type { IdentitySource } from '../../src/identity/source.ts';
+import { recheckTime, type IdentitySource } from '../../src/identity/source.ts';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 let server: Server;
@@ -179,7 +179,11 @@ describe('OIDC discovery, JWKS and userinfo answers', () => {
     oversized = 'userinfo';
     expect(await outcome((await make()).authenticate(bearer(token)))).toMatchObject({ status: 503, code: 'identity_unavailable', message: expect.stringMatching(/larger than/) });
     oversized = undefined;
-    await expect((await make()).authenticate(bearer(token))).resolves.toMatchObject({ sub: 'u1', groups: ['team-a'] });
+    const subject = await (await make()).authenticate(bearer(token));
+    expect(subject).toMatchObject({ sub: 'u1', groups: ['team-a'] });
+    // Groups from userinfo are asked for again after userinfo.cacheTtlSeconds (default 300 s): a tail ends then too.
+    expect(recheckTime(subject!)).toBeGreaterThan(Date.now());
+    expect(recheckTime(subject!)).toBeLessThanOrEqual(Date.now() + 300_000);
   });
 });
 
