@@ -2,6 +2,7 @@
 // workers sharing the port; both serve enforced answers, the primary's admin
 // listener sums the workers' metrics and reports every worker's readiness, and
 // SIGTERM stops all.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './harness/ports.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
@@ -27,7 +28,8 @@ beforeAll(async () => {
   adminUrl = `http://127.0.0.1:${adminPort}`;
   gw = await startGateway({
     config: {
-      server: { logLevel: 'info', accessLog: true, workers: 2, adminListen: `127.0.0.1:${adminPort}` },
+      // No file watch: the reload tests decide which worker gets a SIGHUP.
+      server: { logLevel: 'info', accessLog: true, workers: 2, adminListen: `127.0.0.1:${adminPort}`, watchConfig: false },
       upstreams: [{ name: 'metrics', kind: 'prometheus', url: prom.url, mount: '/prometheus' }],
       identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
       teams: { 'team-a': { groups: ['team-a'], selectors: [{ namespace: '~team-a-.*' }] } },
@@ -122,6 +124,39 @@ describe('worker processes', () => {
     // Only the SIGKILL'd worker exited; no worker died of the reload signal.
     const exits = gw.tail(2000).split('\n').filter((l) => l.includes('worker exited unexpectedly'));
     expect(exits.map((l) => (JSON.parse(l) as { signal: string | null }).signal)).toEqual(['SIGKILL']);
+  });
+
+  it('workers on different team data (a reload one of them missed) make the group not ready until all agree', async () => {
+    type Readiness = { status: string; workers: { pid: number; dataRevision: string }[] };
+    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
+      const r = await rawRequest(adminUrl, '/readyz');
+      return { code: r.status, body: JSON.parse(r.body) as Readiness };
+    };
+    const until = async (want: (r: { code: number; body: Readiness }) => boolean): Promise<{ code: number; body: Readiness }> => {
+      const deadline = Date.now() + 15_000;
+      let r = await readiness();
+      while (!want(r) && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await readiness();
+      }
+      return r;
+    };
+    const start = await until((r) => r.code === 200);
+    expect(start.code, JSON.stringify(start.body)).toBe(200);
+    // A narrowed team, reloaded by one worker only (as if the other's reload had been rejected).
+    const original = readFileSync(gw.configFile, 'utf8');
+    writeFileSync(gw.configFile, original.replace('~team-a-.*', '~team-a-1.*'));
+    expect(readFileSync(gw.configFile, 'utf8')).not.toBe(original);
+    const [one] = start.body.workers;
+    process.kill(one!.pid, 'SIGHUP');
+    const split = await until((r) => new Set(r.body.workers.map((w) => w.dataRevision)).size > 1);
+    expect(split.code, JSON.stringify(split.body)).toBe(503);
+    expect(split.body.status).toMatch(/workers run different policy data/);
+    // The reload that reaches every worker ends it.
+    process.kill(gw.pid, 'SIGHUP');
+    const agreed = await until((r) => r.code === 200);
+    expect(agreed.code, JSON.stringify(agreed.body)).toBe(200);
+    expect(new Set(agreed.body.workers.map((w) => w.dataRevision)).size).toBe(1);
   });
 
   it('SIGTERM stops every process', async () => {

@@ -31,6 +31,11 @@
  *   the service down still has the last good policy; that first download is
  *   unconditional (the persisted ETag is not reused), and a 304 to it is a
  *   failure, not "not modified".
+ * - Config data: each bundle is merged with the gateway's data (teams,
+ *   admins). A config reload that changes it loads the active bundle again
+ *   with the new data (prepareConfigData) and activates it in the reload's
+ *   swap; loads and activations are serialised, so a download is never
+ *   activated with data a reload has replaced.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
@@ -39,6 +44,7 @@ import { join } from 'node:path';
 import { Agent, fetch, type Response } from 'undici';
 import type { BundleConfig } from '../config/schema.ts';
 import { redactUrls, shownUrl } from '../util/shown-url.ts';
+import { GatewayError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { loadBundle, type LoadedBundle } from './bundle.ts';
 import { prepareVerification, type VerificationConfig } from './bundle-signature.ts';
@@ -55,7 +61,7 @@ export interface BundleClientOptions {
   config: BundleConfig;
   holder: PolicyHolder;
   entrypoint: string;
-  /** The gateway's own data ({lbac: …}), merged with each bundle's data. */
+  /** The gateway's own data ({lbac: …}), merged with each bundle's data (a config reload replaces it: prepareConfigData). */
   configData: Record<string, unknown>;
   logger: BundleLogger;
   /** For tests: a source of uniform [0, 1) numbers (jitter). */
@@ -84,6 +90,14 @@ export const BUNDLE_CONTENT_TYPE = 'application/vnd.openpolicyagent.bundles';
 
 const PERSIST_BUNDLE = 'bundle.tar.gz';
 const PERSIST_META = 'bundle.json';
+
+/** A config reload's new policy data, loaded with the active bundle and waiting for the reload's swap. */
+export interface PreparedConfigData {
+  /** Makes the data the one every later bundle is merged with, and activates the active bundle with it. Synchronous. */
+  commit(): void;
+  /** The reload was rejected: nothing changes. */
+  release(): void;
+}
 
 interface PersistedMeta {
   url: string;
@@ -187,6 +201,11 @@ export class BundleClient {
   #wake: (() => void) | undefined;
   #inflight: AbortController | undefined;
   #loop: Promise<void> | undefined;
+  #configData: Record<string, unknown>;
+  /** The active bundle, as activated: a config reload loads it again with its new data. */
+  #active: { bytes: Uint8Array; source: string; etag: string | undefined } | undefined;
+  /** Loading and activating a bundle are exclusive: a download never activates with data a reload replaced meanwhile. */
+  #lock: Promise<void> = Promise.resolve();
 
   private constructor(opts: BundleClientOptions, verification: VerificationConfig | undefined, agent: Agent) {
     this.#opts = opts;
@@ -195,6 +214,59 @@ export class BundleClient {
     this.shownUrl = displayUrl(this.url);
     this.#verification = verification;
     this.#random = opts.random ?? Math.random;
+    this.#configData = opts.configData;
+  }
+
+  /** Runs `fn` alone among loads and activations (see #lock). */
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.#lock;
+    let release!: () => void;
+    this.#lock = new Promise<void>((r) => (release = r));
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * A config reload changes the gateway's policy data (teams, admins): the
+   * active bundle is loaded again with it here, before the reload swaps
+   * anything, and `commit` (in the reload's synchronous swap) activates it, so
+   * a narrowed team applies at the reload, as in local mode. Until `commit`
+   * or `release`, no download is activated (it would be merged with the data
+   * being replaced). A bundle that does not load with the new data (a team
+   * the bundle's data.json also sets) rejects the reload: `config_invalid`.
+   */
+  async prepareConfigData(configData: Record<string, unknown>): Promise<PreparedConfigData> {
+    const previous = this.#lock;
+    let unlock!: () => void;
+    this.#lock = new Promise<void>((r) => (unlock = r));
+    await previous;
+    const active = this.#active;
+    let loaded: LoadedBundle | undefined;
+    try {
+      loaded = active === undefined ? undefined : await this.#load(active.bytes, configData);
+    } catch (e) {
+      unlock();
+      throw new GatewayError('config_invalid', `the active policy bundle does not load with the new policy data (teams, admins): ${errorText(e)}`, { cause: e });
+    }
+    let settled = false;
+    return {
+      commit: () => {
+        if (settled) return;
+        settled = true;
+        this.#configData = configData;
+        if (loaded !== undefined && active !== undefined) this.#activate(loaded, active.source, active.etag, active.bytes);
+        unlock();
+      },
+      release: () => {
+        if (settled) return;
+        settled = true;
+        unlock();
+      },
+    };
   }
 
   /** Reads key files and checks keys (a bad key is a startup error). */
@@ -330,8 +402,11 @@ export class BundleClient {
       const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
       this.#longPolling = longPollWait !== undefined && mediaType === BUNDLE_CONTENT_TYPE;
       const bytes = await this.#readBody(res);
-      const loaded = await this.#load(bytes);
-      this.#activate(loaded, `bundle:${this.shownUrl}`, etag);
+      const loaded = await this.#exclusive(async () => {
+        const l = await this.#load(bytes, this.#configData);
+        this.#activate(l, `bundle:${this.shownUrl}`, etag, bytes);
+        return l;
+      });
       this.#lastSuccessfulDownload = this.#lastSuccessfulRequest = new Date();
       this.#failures = 0;
       this.#lastError = undefined;
@@ -386,18 +461,19 @@ export class BundleClient {
     }
   }
 
-  #load(bytes: Uint8Array): Promise<LoadedBundle> {
+  #load(bytes: Uint8Array, configData: Record<string, unknown>): Promise<LoadedBundle> {
     return loadBundle(bytes, {
-      configData: this.#opts.configData,
+      configData,
       entrypoint: this.#opts.entrypoint,
       verification: this.#verification,
       maxUncompressedBytes: this.#opts.config.maxSizeBytes,
     });
   }
 
-  #activate(loaded: LoadedBundle, source: string, etag: string | undefined): void {
+  #activate(loaded: LoadedBundle, source: string, etag: string | undefined, bytes: Uint8Array): void {
     const previous = this.#opts.holder.revision;
     this.#opts.holder.activate(loaded.engine, source);
+    this.#active = { bytes, source, etag };
     this.#etag = etag;
     this.#revision = loaded.revision;
     this.#opts.logger.info(
@@ -454,11 +530,14 @@ export class BundleClient {
       return undefined;
     }
     try {
-      const loaded = await this.#load(bytes);
-      // No ETag from disk: the first download after a start is unconditional. A persisted ETag would let
-      // an older (still validly signed) bundle placed in persistDir, or an ETag collision on the server,
-      // keep the old policy active through 304s while everything looks healthy.
-      this.#activate(loaded, `persisted:${file}`, undefined);
+      const loaded = await this.#exclusive(async () => {
+        const l = await this.#load(bytes, this.#configData);
+        // No ETag from disk: the first download after a start is unconditional. A persisted ETag would let
+        // an older (still validly signed) bundle placed in persistDir, or an ETag collision on the server,
+        // keep the old policy active through 304s while everything looks healthy.
+        this.#activate(l, `persisted:${file}`, undefined, bytes);
+        return l;
+      });
       return loaded.revision;
     } catch (e) {
       this.#opts.logger.error({ file, error: errorText(e) }, 'persisted policy bundle rejected; waiting for the bundle service');

@@ -133,6 +133,24 @@ export class ClusterAdmin {
   }
 }
 
+/** Status of a group whose workers run on different policy data (see groupReadiness). */
+export const WORKERS_DISAGREE = 'not ready: workers run different policy data (a reload failed in some; see the log, fix and reload again)';
+
+/**
+ * The group's readiness. Until every expected worker runs (start-up,
+ * replacement after a crash) the group is not ready. Nor is it while workers
+ * report different `dataRevision`s: each worker reloads on its own, and one
+ * whose reload was rejected (a file it could not read, an identity provider
+ * it could not reach) keeps the team data the others replaced — perhaps wider
+ * — until the next reload. Never more than a reload's own duration otherwise.
+ */
+export function groupReadiness(workers: readonly WorkerReadiness[], expected: number): { ready: boolean; status: string } {
+  if (workers.length < expected || !workers.every((w) => w.ready)) return { ready: false, status: 'not ready' };
+  const data = new Set(workers.map((w) => w.dataRevision));
+  if (data.size > 1) return { ready: false, status: WORKERS_DISAGREE };
+  return { ready: true, status: 'ready' };
+}
+
 /** In the primary: the admin app for the whole process group. Create it before forking workers. */
 export async function buildClusterAdminApp(logger: Logger, expectedWorkers: () => number): Promise<FastifyInstance> {
   const group = new ClusterAdmin();
@@ -149,10 +167,9 @@ export async function buildClusterAdminApp(logger: Logger, expectedWorkers: () =
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const workers = await group.readiness();
-    // Until every expected worker runs (start-up, replacement after a crash) the group is not ready.
-    const ready = workers.length >= expectedWorkers() && workers.every((w) => w.readiness.ready);
+    const { ready, status } = groupReadiness(workers.map((w) => w.readiness), expectedWorkers());
     return reply.code(ready ? 200 : 503).send({
-      status: ready ? 'ready' : 'not ready',
+      status,
       workers: workers.map((w) => ({ pid: w.pid ?? null, ...w.readiness })),
     });
   });

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfigFile, type GatewayConfig } from '../config/load.ts';
 import { configWarnings } from '../config/warnings.ts';
 import { Authenticator } from '../identity/authenticator.ts';
-import { BundleClient } from '../policy/bundle-client.ts';
+import { BundleClient, type PreparedConfigData } from '../policy/bundle-client.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { PolicyHolder } from '../policy/holder.ts';
 import { buildAdminApp, splitHostPort } from './admin.ts';
@@ -186,8 +186,9 @@ export class GatewayRuntime {
     const restartRequired = restartRequiredChanges(running, loaded);
     let next = mergeReloadable(running, loaded);
     const bundleMode = running.policy.bundle !== undefined;
-    if (bundleMode && dataRevision(next) !== this.#dataRevision) {
-      // The bundle client merges the team data into each bundle it activates; it keeps the data it started with.
+    const bundleData = bundleMode && dataRevision(next) !== this.#dataRevision ? this.bundleClient : undefined;
+    if (bundleMode && bundleData === undefined && dataRevision(next) !== this.#dataRevision) {
+      // No bundle client to merge the new data into bundles (a runtime built without one): the running data stays.
       restartRequired.push('teams/admins/janus (policy data in bundle mode)');
       next = { ...next, policyData: running.policyData, teams: running.teams, admins: running.admins, janus: running.janus };
     }
@@ -198,20 +199,32 @@ export class GatewayRuntime {
     this.#notify(this.#onConfigRead, next, log);
     let authenticator: Authenticator;
     let engine: PolicyEngine | undefined;
+    // Bundle mode with new team data: the active bundle loaded again with it (PreparedConfigData), activated in the swap.
+    const prepared = bundleData?.prepareConfigData({ lbac: next.policyData });
+    prepared?.catch(() => undefined);
+    let data: PreparedConfigData | undefined;
     try {
-      [authenticator, engine] = await Promise.all([
+      [authenticator, engine, data] = await Promise.all([
         Authenticator.fromConfig(next, this.#authenticator),
         bundleMode ? Promise.resolve(undefined) : PolicyEngine.fromFile(next.policyWasm, { lbac: next.policyData }, { entrypoint: next.policy.entrypoint }),
+        prepared,
       ]);
     } catch (e) {
+      void prepared?.then((p) => p.release(), () => undefined);
       return reject(e instanceof Error ? e.message : String(e));
     }
-    await authenticator.refreshKeptSources();
+    try {
+      await authenticator.refreshKeptSources();
+    } catch (e) {
+      data?.release();
+      throw e;
+    }
     // The swap: synchronous, nothing can interleave.
     this.#config = next;
     this.#authenticator = authenticator;
     this.#dataRevision = dataRevision(next);
     if (engine !== undefined) this.holder.activate(engine, `file:${next.policyWasm}`);
+    data?.commit();
     this.auditLog.configure(next.audit);
     if (restartRequired.length > 0) log.warn({ keys: restartRequired }, 'config change needs a restart to take effect (running values kept)');
     log.info({ policyRevision: this.holder.revision, dataRevision: this.#dataRevision, teams: Object.keys(next.policyData.teams).length }, 'config reloaded');

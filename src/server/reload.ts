@@ -9,7 +9,8 @@ import type { GatewayConfig } from '../config/load.ts';
  * Keys a reload cannot apply (the listener, the Fastify app's routes, the
  * bundle client): a change is logged as needing a restart and the running
  * value is kept. Everything else — teams, admins, janus, policy.wasm and
- * attributes (policy data), identity providers, audit — is swapped.
+ * attributes (policy data; in bundle mode merged into the active bundle
+ * again), identity providers, audit — is swapped.
  */
 export function restartRequiredChanges(running: GatewayConfig, next: GatewayConfig): string[] {
   const changed: string[] = [];

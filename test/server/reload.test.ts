@@ -1,4 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -8,6 +10,7 @@ import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { restartRequiredChanges } from '../../src/server/reload.ts';
 import { testConfig } from './helpers.ts';
+import { buildBundle } from '../../e2e/harness/bundles.ts';
 
 const yaml = (team: string, extra = '') => `
 upstreams:
@@ -104,6 +107,38 @@ describe('config reload', () => {
       expect(res.headers['connection']).toBe('close');
     } finally {
       await app.close();
+    }
+  });
+
+  it('bundle mode: a reload that takes a user out of a team applies at once (the active bundle with the new data)', async () => {
+    const bundle = readFileSync(await buildBundle({ revision: 'r1' }));
+    const server = createServer((_req, res) => void res.writeHead(200, { etag: '"r1"', 'content-type': 'application/gzip' }).end(bundle));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const bundleUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-bundle-'));
+    const file = join(dir, 'gateway.yaml');
+    const policy = `policy:\n  bundle: { url: "${bundleUrl}", resource: b.tar.gz, polling: { minDelaySeconds: 60, maxDelaySeconds: 120 } }\n`;
+    const teamB = (groups: string) => `  team-b: { groups: [${groups}], selectors: [{ namespace: "b" }] }\n${policy}`;
+    writeFileSync(file, yaml('a', teamB('team-a')));
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    try {
+      while (!runtime.holder.ready) await new Promise((r) => setTimeout(r, 10));
+      const decide = () =>
+        runtime.holder.decide({
+          subject: { sub: 'x', groups: ['team-a'], roles: [], auth: 'test', claims: {} },
+          request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' },
+        }).selectors.flatMap((g) => g.map((m) => m.value)).sort();
+      expect(decide()).toEqual(['a', 'b']);
+      const before = runtime.dataRevision;
+      writeFileSync(file, yaml('a', teamB('others')));
+      expect(await runtime.reload('test')).toEqual({ ok: true, restartRequired: [] });
+      expect(decide()).toEqual(['a']);
+      expect(runtime.dataRevision).not.toBe(before);
+      expect(runtime.holder.revision).toBe('r1');
+      expect(runtime.config.teams['team-b']!.groups).toEqual(['others']);
+    } finally {
+      await app.close();
+      await new Promise((r) => server.close(r));
     }
   });
 });

@@ -11,7 +11,19 @@ import { closeRelays } from '../../src/server/plugins/websocket.ts';
 import { testApp, type TestApp } from './helpers.ts';
 
 const one: Subject = { sub: 'u-one', username: 'u-one', groups: ['eu-a'], roles: [], auth: 'fake', claims: {} };
-const people: IdentitySource = { name: 'fake', authenticate: async (c) => (c.bearer === 'one' ? one : undefined) };
+// "slow": a credential whose check takes 300 ms (a scrypt-hashed API key, an introspection call).
+let authenticating = 0;
+const people: IdentitySource = {
+  name: 'fake',
+  authenticate: async (c) => {
+    if (c.bearer === 'slow') {
+      authenticating++;
+      await new Promise((r) => setTimeout(r, 300));
+      return one;
+    }
+    return c.bearer === 'one' ? one : undefined;
+  },
+};
 let wss: WebSocketServer;
 let t: TestApp;
 let base: string;
@@ -55,5 +67,21 @@ it('a tail whose upstream handshake was in flight during a policy swap is closed
   closeRelays(t.app, 1012, 'policy changed; reconnect');
   const outcome = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(`still open (readyState ${client.readyState})`), 1500))]);
   client.terminate();
+  expect(outcome).toBe(1012);
+});
+
+it('a tail whose credential was being checked during a reload or swap is closed once it relays', async () => {
+  // Authenticated by the identity providers in place before the change (a key the reload removed),
+  // then decided and opened after it: closeRelays ran before this tail existed, so only the state
+  // it was authenticated under can tell that it must go.
+  const before = handshakes;
+  const client = new WebSocket(`${base}/loki-gw/loki/api/v1/tail?query=${encodeURIComponent('{app="api"}')}`, { headers: { authorization: 'Bearer slow' } });
+  const closed = new Promise<number>((r) => client.on('close', (code) => r(code)));
+  client.on('error', () => undefined);
+  while (authenticating === 0) await new Promise((r) => setTimeout(r, 5));
+  closeRelays(t.app, 1012, 'configuration changed; reconnect');
+  const outcome = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(`still open (readyState ${client.readyState})`), 2000))]);
+  client.terminate();
+  expect(handshakes).toBeGreaterThan(before);
   expect(outcome).toBe(1012);
 });

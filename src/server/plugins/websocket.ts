@@ -254,11 +254,20 @@ function abandoned(app: FastifyInstance, req: FastifyRequest, reply: FastifyRepl
 /** Register `route` as a WebSocket route relaying to the upstream `opts.prepare` names. */
 export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: WebSocketRouteOptions): void {
   const opened = new WeakMap<FastifyRequest, { pending: readonly Pending[]; reply: FastifyReply; generation: number }>();
+  // The state a tail is authenticated under: read before the identity providers are (a reload may land while a
+  // credential is checked, e.g. a scrypt-hashed API key the reload removes), so a change after it closes the tail.
+  const authenticatedUnder = new WeakMap<FastifyRequest, number>();
   app.route({
     method: 'GET',
     url: route.path,
     config: { websocket: true },
-    onRequest: app.authenticate,
+    onRequest: [
+      (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
+        authenticatedUnder.set(req, relayGeneration(app));
+        done();
+      },
+      app.authenticate,
+    ],
     // Everything that can refuse runs here, before the upgrade: a throw is an HTTP error answer.
     preHandler: async (req: FastifyRequest, reply: FastifyReply) => {
       if (!req.ws) throw new GatewayError('bad_query', `${route.path} is a WebSocket endpoint: send an upgrade request`, { status: 400 });
@@ -270,8 +279,8 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
       if (clientGone(req)) return abandoned(app, req, reply);
-      // The state the tail is decided under: a change before it becomes a relay closes it then (wsHandler).
-      const generation = relayGeneration(app);
+      // The state the tail is authenticated and decided under: a change since, or before it becomes a relay, closes it then (wsHandler).
+      const generation = authenticatedUnder.get(req) ?? -1;
       const targets = opts.prepare(req);
       let connected: Connected[];
       try {

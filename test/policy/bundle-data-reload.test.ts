@@ -1,0 +1,146 @@
+// Bundle mode: a config reload that changes the team data (a user's group removed from a team)
+// applies to the active bundle at the reload's swap (BundleClient.prepareConfigData), and a
+// download running meanwhile is never activated with the data the reload replaced.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBundle } from '../../e2e/harness/bundles.ts';
+import { parseConfig } from '../../src/config/load.ts';
+import type { BundleConfig } from '../../src/config/schema.ts';
+import { isGatewayError } from '../../src/errors.ts';
+import { BundleClient } from '../../src/policy/bundle-client.ts';
+import type { DecisionInput, Subject } from '../../src/policy/decision.ts';
+import { PolicyHolder } from '../../src/policy/holder.ts';
+
+const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
+const alice: Subject = Object.freeze({ sub: 'u-alice', username: 'alice', groups: Object.freeze(['team-a']), roles: Object.freeze([]), auth: 'fake', claims: {} });
+const input: DecisionInput = { subject: alice, request: Object.freeze({ upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' }) };
+
+function data(teams: string): Record<string, unknown> {
+  const config = parseConfig(
+    `
+upstreams:
+  - { name: metrics, kind: prometheus, url: "http://127.0.0.1:1", mount: /prometheus }
+identity:
+  providers:
+    - type: apikey
+      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
+teams:
+${teams}
+`,
+    { env: {} },
+  );
+  return { lbac: config.policyData };
+}
+// Alice is in team-a and team-b; the reload takes her out of team-b.
+const WIDE = data(`  team-a: { groups: [team-a], selectors: [{ namespace: a }] }\n  team-b: { groups: [team-a], selectors: [{ namespace: b }] }`);
+const NARROW = data(`  team-a: { groups: [team-a], selectors: [{ namespace: a }] }\n  team-b: { groups: [others], selectors: [{ namespace: b }] }`);
+const namespaces = (holder: PolicyHolder): string[] =>
+  holder
+    .decide(input)
+    .selectors.flatMap((g) => g.map((m) => m.value))
+    .sort();
+
+let server: Server;
+let url: string;
+let b1: Buffer;
+let b2: Buffer;
+let withTeamB: Buffer;
+let served: { body: Buffer; etag: string };
+let hold: Promise<void> = Promise.resolve();
+
+beforeAll(async () => {
+  b1 = readFileSync(await buildBundle({ revision: 'one' }));
+  b2 = readFileSync(await buildBundle({ revision: 'two' }));
+  // A bundle whose own data.json sets team-b: config data that also sets it conflicts.
+  withTeamB = readFileSync(await buildBundle({ revision: 'own-team-b', data: { lbac: { teams: { 'team-b': { groups: ['x'], users: [], upstreams: [], selectors: [[{ name: 'namespace', op: '=', value: 'b' }]], headers: {} } } } } }));
+  served = { body: b1, etag: '"1"' };
+  server = createServer((req, res) => {
+    void hold.then(() => {
+      if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
+      res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}, 60_000);
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+function config(): BundleConfig {
+  return { url, resource: 'b.tar.gz', auth: { type: 'none', scheme: 'Bearer' }, polling: { minDelaySeconds: 60, maxDelaySeconds: 120 }, timeoutMs: 5_000, maxSizeBytes: 10 * 1024 * 1024 };
+}
+
+describe('BundleClient.prepareConfigData', () => {
+  it('a narrowed team applies to the active bundle at commit (same revision), not before', async () => {
+    served = { body: b1, etag: '"1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'one' });
+    expect(namespaces(holder)).toEqual(['a', 'b']);
+    const prepared = await client.prepareConfigData(NARROW);
+    expect(namespaces(holder)).toEqual(['a', 'b']); // the reload has not swapped yet
+    prepared.commit();
+    expect(namespaces(holder)).toEqual(['a']);
+    expect(holder.revision).toBe('one');
+    // The next download is merged with the new data too.
+    served = { body: b2, etag: '"2"' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'two' });
+    expect(namespaces(holder)).toEqual(['a']);
+  });
+
+  it('a download that arrives while a reload is pending is activated after it, with the new data', async () => {
+    served = { body: b1, etag: '"1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    await client.poll();
+    const prepared = await client.prepareConfigData(NARROW);
+    served = { body: b2, etag: '"2"' };
+    let polled = false;
+    const poll = client.poll().then((o) => ((polled = true), o));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(polled).toBe(false); // waits for the reload: activating now would merge the replaced data
+    expect(holder.revision).toBe('one');
+    prepared.commit();
+    expect(await poll).toMatchObject({ kind: 'activated', revision: 'two' });
+    expect(namespaces(holder)).toEqual(['a']);
+  });
+
+  it('a rejected reload (release) changes nothing and lets downloads go on', async () => {
+    served = { body: b1, etag: '"1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    await client.poll();
+    const prepared = await client.prepareConfigData(NARROW);
+    prepared.release();
+    prepared.commit(); // after release: nothing
+    expect(namespaces(holder)).toEqual(['a', 'b']);
+    served = { body: b2, etag: '"2"' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'two' });
+    expect(namespaces(holder)).toEqual(['a', 'b']);
+  });
+
+  it('data the active bundle does not load with rejects the reload (config_invalid); the policy stays', async () => {
+    served = { body: withTeamB, etag: '"b"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: data(`  team-a: { groups: [team-a], selectors: [{ namespace: a }] }`), logger: quiet });
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'own-team-b' });
+    const e = await client.prepareConfigData(WIDE).catch((err: unknown) => err);
+    expect(isGatewayError(e) && e.code).toBe('config_invalid');
+    expect(holder.revision).toBe('own-team-b');
+    expect(namespaces(holder)).toEqual(['a']);
+    // Not left locked: the next download is activated.
+    served = { body: b2, etag: '"2"' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'two' });
+  });
+
+  it('before any bundle is active, the new data is what the first download is merged with', async () => {
+    served = { body: b1, etag: '"1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    (await client.prepareConfigData(NARROW)).commit();
+    expect(holder.ready).toBe(false);
+    await client.poll();
+    expect(namespaces(holder)).toEqual(['a']);
+  });
+});
