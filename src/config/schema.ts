@@ -216,6 +216,14 @@ export const upstreamSchema = z
     auth: upstreamAuthSchema.optional(),
     tls: upstreamTlsSchema.optional(),
     maxConcurrent: z.number().int().positive().optional().describe('Most requests in flight to this upstream; more → 503 + Retry-After. Unset: no limit.'),
+    maxConcurrentPerSubject: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        'Most requests in flight to this upstream for one subject (issuer and sub), so one user cannot hold every maxConcurrent slot; more → 503 + Retry-After. A request asked once per policy group counts each part, up to this limit. Unset: no per-subject limit.',
+      ),
     policyEnforcement: z
       .enum(['rewrite', 'header'])
       .default('rewrite')

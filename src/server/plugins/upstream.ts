@@ -576,6 +576,9 @@ async function fanOutReply(
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   if (req.server.hasDecorator('upstreamSlots') && !req.server.upstreamSlots.takeExtra(upstream.name, extra, reply)) {
     reply.header('retry-after', '1');
+    if (req.lbac?.shed === 'subject_concurrency') {
+      throw new GatewayError('overloaded', `this subject has ${upstream.maxConcurrentPerSubject} requests in flight to upstream ${upstream.name} (its per-subject limit; this request needs ${count}); retry later`);
+    }
     throw new GatewayError('overloaded', `upstream ${upstream.name} is at its concurrency limit (${upstream.maxConcurrent}; this request needs ${count}); retry later`);
   }
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
