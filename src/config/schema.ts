@@ -63,7 +63,15 @@ export const serverSchema = z
       .min(1000)
       .default(30_000)
       .describe('Longest time to receive a whole request (headers and body); a client that sends slower is disconnected, so a stalled body holds no memory, socket or authenticated request for long.'),
-    maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400.'),
+    maxConnections: z
+      .number()
+      .int()
+      .positive()
+      .default(10_000)
+      .describe(
+        'Most client connections one process holds open (idle keep-alive ones included); a connection beyond it is closed at once, unanswered, and counted as shed (reason "connections"). Keeps a flood of connections from exhausting the file descriptors the upstream connections and the audit file need. Per process: server.workers multiplies it.',
+      ),
+    maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400. Also the most bytes of queries (e.g. match[] values) one request may carry in all.'),
     maxQueryDepth: z.number().int().positive().default(128).describe('Deepest accepted query syntax tree; deeper → 400.'),
     adminListen: hostPort
       .optional()

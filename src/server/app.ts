@@ -78,6 +78,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // server.tls: HTTPS, client certificates requested for `mtls` identity (server/tls.ts).
     ...(config.server.tls === undefined ? {} : { https: httpsOptions(config.server.tls) }),
   });
+  // A flood of connections (slow or idle ones included) is refused at the door before it exhausts the
+  // process's file descriptors, which its upstream connections and audit file need too.
+  app.server.maxConnections = config.server.maxConnections;
+  const { metrics } = deps;
+  if (metrics !== undefined) app.server.on('drop', () => metrics.shed.inc({ reason: 'connections' }));
   const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');
   installErrorHandlers(app, undefined);
   // The thread that filters large answers (server/filter-offload.ts): its module must be there, and
