@@ -81,6 +81,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // A flood of connections (slow or idle ones included) is refused at the door before it exhausts the
   // process's file descriptors, which its upstream connections and audit file need too.
   app.server.maxConnections = config.server.maxConnections;
+  // In a cluster worker, a connection the worker is too full for is otherwise handed back to the
+  // primary, which passes it to the next worker: with every worker full, round and round over IPC.
+  // Dropped here instead, as in a single process (Node's server.dropMaxConnection, not in @types/node).
+  (app.server as { dropMaxConnection?: boolean }).dropMaxConnection = true;
   const { metrics } = deps;
   if (metrics !== undefined) app.server.on('drop', () => metrics.shed.inc({ reason: 'connections' }));
   const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');

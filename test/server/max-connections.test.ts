@@ -37,6 +37,11 @@ const ask = (s: Socket) =>
   });
 
 describe('server.maxConnections', () => {
+  it('drops in a cluster worker too (dropMaxConnection): else the primary passes an excess connection from full worker to full worker over IPC, ≈ 60 % of a core for two connections', () => {
+    expect(t.app.server.maxConnections).toBe(2);
+    expect((t.app.server as { dropMaxConnection?: boolean }).dropMaxConnection).toBe(true);
+  });
+
   it('closes a connection beyond the limit unanswered, counts it, and serves again once one is gone', async () => {
     const idle = [await open(), await open()];
     await new Promise((r) => setTimeout(r, 50));
