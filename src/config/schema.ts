@@ -71,6 +71,14 @@ export const serverSchema = z
       .describe(
         'Most client connections one process holds open (idle keep-alive ones included); a connection beyond it is closed at once, unanswered, and counted as shed (reason "connections"). Keeps a flood of connections from exhausting the file descriptors the upstream connections and the audit file need. Per process: server.workers multiplies it.',
       ),
+    maxBufferedAnswerBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(256 * 1024 * 1024)
+      .describe(
+        'Most bytes of upstream answers one process reads whole at once (answers it filters or merges, each at most 64 MiB); a request whose answer does not fit → 503 + Retry-After. Bounds the memory many concurrent large answers (label values, series, traces) take.',
+      ),
     maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400. Also the most bytes of queries (e.g. match[] values) one request may carry in all.'),
     maxQueryDepth: z.number().int().positive().default(128).describe('Deepest accepted query syntax tree; deeper → 400.'),
     adminListen: hostPort

@@ -17,7 +17,7 @@ import { identityPlugin } from './plugins/identity.ts';
 import { limitsPlugin } from './plugins/limits.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { policyPlugin } from './plugins/policy.ts';
-import { upstreamPlugin } from './plugins/upstream.ts';
+import { ByteBudget, upstreamPlugin } from './plugins/upstream.ts';
 import { websocketPlugin } from './plugins/websocket.ts';
 import { httpsOptions } from './tls.ts';
 
@@ -117,9 +117,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
   // Headers identity sources read credentials from (API keys, Grafana ID tokens): never forwarded upstream.
   const credentialHeaders = config.identity.providers.flatMap((p) => ('header' in p && typeof p.header === 'string' ? [p.header] : []));
+  // Shared by every upstream: the process's memory is what it bounds.
+  const answerBudget = new ByteBudget(config.server.maxBufferedAnswerBytes);
   for (const upstream of config.upstreams) {
     const table = ROUTE_TABLES[upstream.kind];
-    await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes, credentialHeaders });
+    await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes, credentialHeaders, answerBudget });
   }
   return app;
 }
