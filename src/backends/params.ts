@@ -33,6 +33,9 @@ export function holdParams(route: RouteSpec, params: Params): Record<string, str
 /** Deletes every parameter but the route's allowed and enforced ones. */
 function keepOnly(params: Params, route: RouteSpec): void {
   const keep = new Set([...(route.allowedParams ?? []), ...route.enforced.map((spec) => spec.name)]);
+  // One pass: a delete per distinct name walks every pair each time, quadratic in what the client sent
+  // (40 000 distinct names, 300 KB, took 6 s).
+  if (params instanceof FormParams) return params.keepOnly(keep);
   const others = new Set<string>();
   for (const [name] of params) if (!keep.has(name)) others.add(name);
   for (const name of others) params.delete(name);
@@ -49,6 +52,9 @@ export const MAX_VALUES_PER_PARAMETER = 100;
  * that limit would drop the enforced selectors. Grafana sends about ten.
  */
 export const MAX_FORWARDED_PARAMETERS = 1000;
+
+/** Most parameters a request may arrive with (some may be dropped before forwarding): Go's own limit. */
+export const MAX_RECEIVED_PARAMETERS = 10_000;
 
 /**
  * Most bytes of the parameters one request forwards, as the gateway encodes
@@ -115,6 +121,11 @@ export function enforceParams<P extends Params>(
   language: string,
   restricted: boolean = policy !== undefined,
 ): P {
+  // Go's form parser refuses more than 10 000 parameters: so many are no backend's request. Refused
+  // before any work on them (the pass per enforced or dropped parameter is linear in their number).
+  if (params.size > MAX_RECEIVED_PARAMETERS) {
+    throw new QueryError(language, `${params.size} parameters; at most ${MAX_FORWARDED_PARAMETERS} are accepted`, 'query_too_large');
+  }
   if (restricted && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
   if (restricted && route.allowedParams !== undefined) keepOnly(params, route);
   if (policy !== undefined) route.completeParams?.(params, limits);
