@@ -63,6 +63,14 @@ export const serverSchema = z
       .min(1000)
       .default(30_000)
       .describe('Longest time to receive a whole request (headers and body); a client that sends slower is disconnected, so a stalled body holds no memory, socket or authenticated request for long.'),
+    sendTimeoutMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(60_000)
+      .describe(
+        'Once an answer is being sent, a client that takes none of it for this long is disconnected: its upstream request is cancelled and its concurrency slots are freed. Without it a client that stopped reading held them for good.',
+      ),
     maxConnections: z
       .number()
       .int()

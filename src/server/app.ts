@@ -95,7 +95,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onClose', closeFilterPool);
   // Order matters: the context hook runs first on every request, then limits (shedding before any work).
   await app.register(contextPlugin, { routes: routeIndex(config), ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
-  await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, upstreams: config.upstreams, metrics: deps.metrics });
+  await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, sendTimeoutMs: config.server.sendTimeoutMs, upstreams: config.upstreams, metrics: deps.metrics });
   if (deps.metrics !== undefined) {
     deps.metrics.watchPolicy(holder);
     const { authenticator } = deps;

@@ -9,8 +9,15 @@ import { clientGone } from './context.ts';
 
 export interface LimitsOptions {
   readonly loadShedding: ServerConfig['loadShedding'];
+  /** server.sendTimeoutMs (unset: none). */
+  readonly sendTimeoutMs?: number;
   readonly upstreams: readonly ResolvedUpstream[];
   readonly metrics: GatewayMetrics | undefined;
+}
+
+/** A response's socket timeout (plugins below): the client took nothing for sendTimeoutMs. */
+function onStalled(this: { destroy(): void }): void {
+  this.destroy();
 }
 
 /** Retry-After for a request refused by a per-upstream concurrency limit. */
@@ -60,6 +67,19 @@ export const limitsPlugin = fp<LimitsOptions>(
       });
     }
 
+    // A client that stops reading its answer would hold the answer's buffers, the upstream
+    // connection streaming it and its concurrency slots for good (Node has no send timeout, and the
+    // upstream's body timeout does not run while the client's backpressure pauses it). Once the
+    // answer is being sent, the socket's inactivity timeout cuts such a client off: 'close' follows,
+    // which frees the slots and cancels the upstream request (plugins/context.ts). After the answer,
+    // Node sets the socket's keep-alive timeout again. Not for WebSocket upgrades (live tails).
+    const sendTimeoutMs = opts.sendTimeoutMs;
+    if (sendTimeoutMs !== undefined) {
+      app.addHook('onSend', (req, reply, payload, done) => {
+        if (req.lbac.route !== undefined && req.headers.upgrade === undefined) reply.raw.setTimeout(sendTimeoutMs, onStalled);
+        done(null, payload);
+      });
+    }
     const limits = new Map<string, number>();
     for (const u of opts.upstreams) if (u.maxConcurrent !== undefined) limits.set(u.name, u.maxConcurrent);
     const inflight = opts.metrics?.inflight ?? new Map<string, number>();
