@@ -34,7 +34,8 @@ export function holdParams(route: RouteSpec, params: Params): Record<string, str
 function keepOnly(params: Params, route: RouteSpec): void {
   const keep = new Set([...(route.allowedParams ?? []), ...route.enforced.map((spec) => spec.name)]);
   // One pass: a delete per distinct name walks every pair each time, quadratic in what the client sent
-  // (40 000 distinct names, 300 KB, took 6 s).
+  // (the routes with allowedParams take GET only: a 16 KiB query string of 3 900 names took ≈ 90 ms;
+  // 40 000 names, 300 KB, 6 s).
   if (params instanceof FormParams) return params.keepOnly(keep);
   const others = new Set<string>();
   for (const [name] of params) if (!keep.has(name)) others.add(name);
