@@ -89,13 +89,21 @@ describe('forwarded forms stay below Go\'s 10 MiB form limit', () => {
 
   it('four policy groups, default body limit: a 1 MiB body whose match[] grows past the limit is refused, never forwarded', async () => {
     // Four alternatives on different labels (they do not merge into one matcher): each match[] is sent four times.
-    const gw = await gateway([{ namespace: '~team-a-.*' }, { job: 'shared' }, { instance: 'shared-0' }, { env: 'shared' }]);
+    // maxQueryLength raised: at its default the match[] values (1 MiB together) are refused before any is parsed.
+    const gw = await gateway([{ namespace: '~team-a-.*' }, { job: 'shared' }, { instance: 'shared-0' }, { env: 'shared' }], { maxQueryLength: 2 * 1024 * 1024 });
     const small = await labelNames(gw.url, Buffer.from('match%5B%5D=up'));
     expect(small.status).toBe(200);
     expect(small.names).not.toContain(SECRET_LABEL);
     const r = await labelNames(gw.url, paddedMatches(1024 * 1024 - 1024));
     expect(r.status).toBe(400);
     expect(r.names).not.toContain(SECRET_LABEL);
+  }, 60_000);
+
+  it('default limits: match[] values over maxQueryLength together are refused before they are parsed', async () => {
+    const gw = await gateway([{ namespace: '~team-a-.*' }]);
+    const r = await rawRequest(gw.url, '/prometheus/api/v1/labels', { method: 'POST', headers: { ...FORM, authorization: `Bearer ${alice}` }, body: paddedMatches(1024 * 1024 - 1024), timeoutMs: 30_000 });
+    expect(r.status).toBe(400);
+    expect(r.body).toMatch(/bytes together; at most 65536 are accepted/);
   }, 60_000);
 
   it('one group, a 2 MiB body limit: a padding parameter of raw 0xFF bytes (nine bytes each once encoded) is refused', async () => {

@@ -63,7 +63,31 @@ export const serverSchema = z
       .min(1000)
       .default(30_000)
       .describe('Longest time to receive a whole request (headers and body); a client that sends slower is disconnected, so a stalled body holds no memory, socket or authenticated request for long.'),
-    maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400.'),
+    sendTimeoutMs: z
+      .number()
+      .int()
+      .min(1000)
+      .default(60_000)
+      .describe(
+        'Once an answer is being sent, a client that takes none of it for this long is disconnected: its upstream request is cancelled and its concurrency slots are freed. Without it a client that stopped reading held them for good.',
+      ),
+    maxConnections: z
+      .number()
+      .int()
+      .positive()
+      .default(10_000)
+      .describe(
+        'Most client connections one process holds open (idle keep-alive ones included); a connection beyond it is closed at once, unanswered, and counted as shed (reason "connections"). Keeps a flood of connections from exhausting the file descriptors the upstream connections and the audit file need. Per process: server.workers multiplies it.',
+      ),
+    maxBufferedAnswerBytes: z
+      .number()
+      .int()
+      .min(1024 * 1024)
+      .default(256 * 1024 * 1024)
+      .describe(
+        'Most bytes of upstream answers one process reads whole at once (answers it filters or merges, each at most 64 MiB); a request whose answer does not fit → 503 + Retry-After. Bounds the memory many concurrent large answers (label values, series, traces) take.',
+      ),
+    maxQueryLength: z.number().int().positive().default(64 * 1024).describe('Longest accepted query, in bytes; longer → 400. Also the most bytes of queries (e.g. match[] values) one request may carry in all.'),
     maxQueryDepth: z.number().int().positive().default(128).describe('Deepest accepted query syntax tree; deeper → 400.'),
     adminListen: hostPort
       .optional()
@@ -216,6 +240,14 @@ export const upstreamSchema = z
     auth: upstreamAuthSchema.optional(),
     tls: upstreamTlsSchema.optional(),
     maxConcurrent: z.number().int().positive().optional().describe('Most requests in flight to this upstream; more → 503 + Retry-After. Unset: no limit.'),
+    maxConcurrentPerSubject: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        'Most requests in flight to this upstream for one subject (issuer and sub), so one user cannot hold every maxConcurrent slot; more → 503 + Retry-After. A request asked once per policy group counts each part, up to this limit. Unset: no per-subject limit.',
+      ),
     policyEnforcement: z
       .enum(['rewrite', 'header'])
       .default('rewrite')

@@ -17,7 +17,7 @@ import { identityPlugin } from './plugins/identity.ts';
 import { limitsPlugin } from './plugins/limits.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { policyPlugin } from './plugins/policy.ts';
-import { upstreamPlugin } from './plugins/upstream.ts';
+import { ByteBudget, upstreamPlugin } from './plugins/upstream.ts';
 import { websocketPlugin } from './plugins/websocket.ts';
 import { httpsOptions } from './tls.ts';
 
@@ -78,6 +78,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // server.tls: HTTPS, client certificates requested for `mtls` identity (server/tls.ts).
     ...(config.server.tls === undefined ? {} : { https: httpsOptions(config.server.tls) }),
   });
+  // A flood of connections (slow or idle ones included) is refused at the door before it exhausts the
+  // process's file descriptors, which its upstream connections and audit file need too.
+  app.server.maxConnections = config.server.maxConnections;
+  // In a cluster worker, a connection the worker is too full for is otherwise handed back to the
+  // primary, which passes it to the next worker: with every worker full, round and round over IPC.
+  // Dropped here instead, as in a single process (Node's server.dropMaxConnection, not in @types/node).
+  (app.server as { dropMaxConnection?: boolean }).dropMaxConnection = true;
+  const { metrics } = deps;
+  if (metrics !== undefined) app.server.on('drop', () => metrics.shed.inc({ reason: 'connections' }));
   const holder = deps.engine instanceof PolicyHolder ? deps.engine : new PolicyHolder(deps.engine, 'static');
   installErrorHandlers(app, undefined);
   // The thread that filters large answers (server/filter-offload.ts): its module must be there, and
@@ -86,7 +95,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onClose', closeFilterPool);
   // Order matters: the context hook runs first on every request, then limits (shedding before any work).
   await app.register(contextPlugin, { routes: routeIndex(config), ...(deps.draining === undefined ? {} : { draining: deps.draining }) });
-  await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, upstreams: config.upstreams, metrics: deps.metrics });
+  await app.register(limitsPlugin, { loadShedding: config.server.loadShedding, sendTimeoutMs: config.server.sendTimeoutMs, upstreams: config.upstreams, metrics: deps.metrics });
   if (deps.metrics !== undefined) {
     deps.metrics.watchPolicy(holder);
     const { authenticator } = deps;
@@ -108,9 +117,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
   // Headers identity sources read credentials from (API keys, Grafana ID tokens): never forwarded upstream.
   const credentialHeaders = config.identity.providers.flatMap((p) => ('header' in p && typeof p.header === 'string' ? [p.header] : []));
+  // Shared by every upstream: the process's memory is what it bounds.
+  const answerBudget = new ByteBudget(config.server.maxBufferedAnswerBytes);
   for (const upstream of config.upstreams) {
     const table = ROUTE_TABLES[upstream.kind];
-    await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes, credentialHeaders });
+    await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes, credentialHeaders, answerBudget });
   }
   return app;
 }

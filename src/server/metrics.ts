@@ -124,7 +124,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   });
   const shed = new Counter({
     name: 'lbac_gateway_shed_requests_total',
-    help: 'Requests refused with 503 by load shedding (eventLoopDelay, heapUsedBytes, rssBytes, eventLoopUtilization) or a per-upstream concurrency limit (concurrency).',
+    help: 'Requests refused with 503 by load shedding (eventLoopDelay, heapUsedBytes, rssBytes, eventLoopUtilization) or a per-upstream concurrency limit (concurrency, subject_concurrency); connections: connections closed at server.maxConnections.',
     labelNames: ['reason'] as const,
     registers,
   });

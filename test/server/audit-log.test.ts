@@ -122,6 +122,18 @@ describe('AuditLog to a file', () => {
     expect(lines(bound.file).at(-1)).toBe('{"req_id":"last"}');
   });
 
+  it('writeLater counts a line by its query size: one with a 1 MiB query is written at once, not held for the interval', () => {
+    const { file, cfg } = fileConfig({ flushIntervalMs: 10_000 });
+    const log = new AuditLog();
+    log.configure(cfg);
+    const query = 'x'.repeat(1024 * 1024);
+    log.writeLater(() => JSON.stringify({ req_id: 'small' }));
+    expect(lines(file)).toHaveLength(0);
+    log.writeLater(() => JSON.stringify({ req_id: 'big', query }), query.length);
+    expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['small', 'big']);
+    log.close();
+  });
+
   it('writeLater writes at once with flushIntervalMs 0 and to a sink', () => {
     const immediate = fileConfig({ flushIntervalMs: 0 });
     const log = new AuditLog();

@@ -68,13 +68,17 @@ export class AuditLog {
    * interleaved with requests. `serialise` must read only what no longer
    * changes (a finished request's state, frozen subjects and decisions) and
    * must not throw. Written at once with a sink or `flushIntervalMs: 0`.
+   * `approxChars`: what the line will be about (its query texts), counted
+   * against the 64 KiB that are written at once, so pending lines never hold
+   * much more than that: counted as 1 KiB each, 64 lines of 5 MiB queries
+   * (1 MiB sent, 4 MiB rewritten) were held until the interval ended.
    */
-  writeLater(serialise: () => string | undefined): void {
+  writeLater(serialise: () => string | undefined, approxChars = DEFERRED_LINE_CHARS): void {
     if (this.#key === '' || this.#key === 'off') return;
     if (this.#sink !== undefined || this.#flushMs === 0) {
       const line = serialise();
       if (line !== undefined) this.writeLine(line);
-    } else this.#enqueue(serialise, DEFERRED_LINE_CHARS);
+    } else this.#enqueue(serialise, Math.max(approxChars, DEFERRED_LINE_CHARS));
   }
 
   #enqueue(entry: string | (() => string | undefined), chars: number): void {
@@ -123,6 +127,14 @@ export interface AuditPluginOptions {
   readonly dataRevision: () => string | undefined;
   readonly metrics: GatewayMetrics | undefined;
   readonly random?: () => number;
+}
+
+/** Characters of a request's recorded parameter values (what its audit line's query block holds). */
+function paramChars(params: Record<string, string[]> | undefined): number {
+  if (params === undefined) return 0;
+  let n = 0;
+  for (const name in params) for (const v of params[name]!) n += v.length;
+  return n;
 }
 
 /** One structured line per policy decision, written when the response is finished (status and duration known). */
@@ -179,7 +191,7 @@ export const auditPlugin = fp<AuditPluginOptions>(
             app.log.error({ err: e, reqId: ctx.requestId }, 'audit record failed');
             return undefined;
           }
-        });
+        }, DEFERRED_LINE_CHARS + paramChars(state.original) + paramChars(state.rewritten));
       }
       opts.metrics?.auditRecords.inc({ result: 'written' });
     };

@@ -9,8 +9,15 @@ import { clientGone } from './context.ts';
 
 export interface LimitsOptions {
   readonly loadShedding: ServerConfig['loadShedding'];
+  /** server.sendTimeoutMs (unset: none). */
+  readonly sendTimeoutMs?: number;
   readonly upstreams: readonly ResolvedUpstream[];
   readonly metrics: GatewayMetrics | undefined;
+}
+
+/** A response's socket timeout (plugins below): the client took nothing for sendTimeoutMs. */
+function onStalled(this: { destroy(): void }): void {
+  this.destroy();
 }
 
 /** Retry-After for a request refused by a per-upstream concurrency limit. */
@@ -60,9 +67,26 @@ export const limitsPlugin = fp<LimitsOptions>(
       });
     }
 
+    // A client that stops reading its answer would hold the answer's buffers, the upstream
+    // connection streaming it and its concurrency slots for good (Node has no send timeout, and the
+    // upstream's body timeout does not run while the client's backpressure pauses it). Once the
+    // answer is being sent, the socket's inactivity timeout cuts such a client off: 'close' follows,
+    // which frees the slots and cancels the upstream request (plugins/context.ts). After the answer,
+    // Node sets the socket's keep-alive timeout again. Not for WebSocket upgrades (live tails).
+    const sendTimeoutMs = opts.sendTimeoutMs;
+    if (sendTimeoutMs !== undefined) {
+      app.addHook('onSend', (req, reply, payload, done) => {
+        if (req.lbac.route !== undefined && req.headers.upgrade === undefined) reply.raw.setTimeout(sendTimeoutMs, onStalled);
+        done(null, payload);
+      });
+    }
     const limits = new Map<string, number>();
     for (const u of opts.upstreams) if (u.maxConcurrent !== undefined) limits.set(u.name, u.maxConcurrent);
     const inflight = opts.metrics?.inflight ?? new Map<string, number>();
+    // Per upstream with maxConcurrentPerSubject: its limit and the slots each subject holds (an entry
+    // only while it holds one, so the map is bounded by the requests in flight, not by who ever came).
+    const perSubject = new Map<string, { max: number; held: Map<string, number> }>();
+    for (const u of opts.upstreams) if (u.maxConcurrentPerSubject !== undefined) perSubject.set(u.name, { max: u.maxConcurrentPerSubject, held: new Map() });
     // Taken once the request is authenticated and its body read (preHandler), just before the upstream
     // work: a client that stalls its body, or one the gateway refuses, never holds a slot.
     app.addHook('preHandler', (req, reply, done) => {
@@ -80,34 +104,72 @@ export const limitsPlugin = fp<LimitsOptions>(
         reply.header('retry-after', CONCURRENCY_RETRY_AFTER);
         return done(new GatewayError('overloaded', `upstream ${name} is at its concurrency limit (${max}); retry later`));
       }
-      hold(name, 1, reply);
+      const mine = perSubject.get(name);
+      const who = mine === undefined ? undefined : subjectKey(req);
+      if (mine !== undefined && who !== undefined && (mine.held.get(who) ?? 0) >= mine.max) {
+        req.lbac.shed = 'subject_concurrency';
+        opts.metrics?.shed.inc({ reason: 'subject_concurrency' });
+        reply.header('retry-after', CONCURRENCY_RETRY_AFTER);
+        return done(new GatewayError('overloaded', `this subject has ${mine.max} requests in flight to upstream ${name} (its per-subject limit); retry later`));
+      }
+      hold(name, 1, reply, 1);
       done();
     });
-    /** Counts `n` slots of `name` in flight until `reply` closes ('close' fires once the response is finished or the client went away: always released). */
-    function hold(name: string, n: number, reply: FastifyReply): boolean {
+    /** The subject a request counts against for maxConcurrentPerSubject (undefined: none authenticated). */
+    function subjectKey(req: FastifyRequest): string | undefined {
+      const s = req.subject;
+      if (s === null || s === undefined) return undefined;
+      return `${s.issuer ?? ''}\u0000${s.auth}\u0000${s.sub}`;
+    }
+    /**
+     * Counts `n` slots of `name` in flight (and `own` of them against the request's subject)
+     * until `reply` closes ('close' fires once the response is finished or the client went
+     * away: always released).
+     */
+    function hold(name: string, n: number, reply: FastifyReply, own: number): boolean {
       // A response already closed (its client left while the request waited) would never release them.
       if (reply.raw.closed || reply.raw.destroyed) return false;
       inflight.set(name, (inflight.get(name) ?? 0) + n);
+      const mine = perSubject.get(name);
+      const who = mine === undefined || own <= 0 ? undefined : subjectKey(reply.request);
+      if (mine !== undefined && who !== undefined) mine.held.set(who, (mine.held.get(who) ?? 0) + own);
       let released = false;
       reply.raw.once('close', () => {
         if (released) return;
         released = true;
         inflight.set(name, (inflight.get(name) ?? n) - n);
+        if (mine !== undefined && who !== undefined) {
+          const left = (mine.held.get(who) ?? own) - own;
+          if (left > 0) mine.held.set(who, left);
+          else mine.held.delete(who);
+        }
       });
       return true;
+    }
+    /** Shed like a request refused at its own slot (preHandler above): counted, and named in its audit line. */
+    function refuse(reply: FastifyReply, reason: string): false {
+      const state = reply.request.lbac;
+      if (state !== null && state !== undefined) state.shed = reason;
+      opts.metrics?.shed.inc({ reason });
+      return false;
     }
     app.decorate('upstreamSlots', {
       takeExtra(name: string, n: number, reply: FastifyReply): boolean {
         if (n <= 0) return true;
         const max = limits.get(name);
-        if (max !== undefined && (inflight.get(name) ?? 0) + n > max) {
-          // Shed like a request refused at its own slot (preHandler above): counted, and named in its audit line.
-          const state = reply.request.lbac;
-          if (state !== null && state !== undefined) state.shed = 'concurrency';
-          opts.metrics?.shed.inc({ reason: 'concurrency' });
-          return false;
+        if (max !== undefined && (inflight.get(name) ?? 0) + n > max) return refuse(reply, 'concurrency');
+        // The subject's share: its parts count up to its own limit (a lone request with more
+        // groups than the limit is still served, its parts queued in the pool).
+        const mine = perSubject.get(name);
+        const who = mine === undefined ? undefined : subjectKey(reply.request);
+        let own = 0;
+        if (mine !== undefined && who !== undefined) {
+          const held = mine.held.get(who) ?? 0;
+          own = Math.min(n, Math.max(0, mine.max - held));
+          // Already at its limit with other requests (this one's own slot included): refused.
+          if (own < n && held > 1) return refuse(reply, 'subject_concurrency');
         }
-        return hold(name, n, reply);
+        return hold(name, n, reply, own);
       },
     });
   },

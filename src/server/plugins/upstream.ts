@@ -28,7 +28,39 @@ export interface UpstreamPluginOptions {
   readonly bodyLimit: number;
   /** Headers that carry the client's credentials for the gateway (identity sources' headers): never forwarded. */
   readonly credentialHeaders?: readonly string[];
+  /** Bytes of upstream answers being read whole at once, shared by the app's upstreams (server.maxBufferedAnswerBytes). Unset: per plugin, the default. */
+  readonly answerBudget?: ByteBudget;
 }
+
+/**
+ * Bytes of upstream answers the process is reading whole (to filter or merge
+ * them) at once. Each answer is bounded (64 MiB), but without this their sum
+ * was bounded only by the requests in flight: fifty clients asking for large
+ * label-value lists held 3 GiB. A chunk that does not fit fails its request
+ * with 503 (`overloaded`); the bytes come back when the read ends (the filter
+ * queue bounds the answers held after it: filter-offload.ts).
+ */
+export class ByteBudget {
+  #used = 0;
+  readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  get used(): number {
+    return this.#used;
+  }
+  take(n: number): boolean {
+    if (this.#used + n > this.max) return false;
+    this.#used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.#used -= n;
+  }
+}
+
+/** server.maxBufferedAnswerBytes' default. */
+export const DEFAULT_BUFFERED_ANSWER_BYTES = 256 * 1024 * 1024;
 
 /** Credential headers Grafana may send (ID tokens): never forwarded, whatever identity sources are configured. */
 export const GRAFANA_CREDENTIAL_HEADERS = ['x-grafana-id', 'x-id-token'];
@@ -104,24 +136,41 @@ function policyNamesOf(headers: Decision['headers']): ReadonlySet<string> {
 
 const LANGUAGE: Record<RouteTable['kind'], string> = { prometheus: 'promql', loki: 'logql', tempo: 'traceql' };
 
+/** Per plugin options without a shared budget (tests): one of its own. */
+const ownBudgets = new WeakMap<UpstreamPluginOptions, ByteBudget>();
+function budgetOf(opts: UpstreamPluginOptions): ByteBudget {
+  if (opts.answerBudget !== undefined) return opts.answerBudget;
+  let b = ownBudgets.get(opts);
+  if (b === undefined) ownBudgets.set(opts, (b = new ByteBudget(DEFAULT_BUFFERED_ANSWER_BYTES)));
+  return b;
+}
+
 /** Largest upstream answer the gateway buffers to filter. */
 const MAX_FILTERED_BODY = 64 * 1024 * 1024;
 
-function readBounded(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
+function readBounded(stream: NodeJS.ReadableStream, limit: number, budget: ByteBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let taken = 0;
+    const stop = (e: Error) => {
+      reject(e);
+      (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+    };
     stream.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        reject(new Error('response too large'));
-        (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-        return;
-      }
+      if (size > limit) return stop(new Error('response too large'));
+      if (!budget.take(c.length)) return stop(new GatewayError('overloaded', 'the gateway is reading too many large upstream answers at once; retry later'));
+      taken += c.length;
       chunks.push(c);
     });
     // Settles on the end, an error, or a close before the end (a destroyed stream need not emit 'error').
-    finished(stream, (err) => (err ? reject(err) : resolve(Buffer.concat(chunks))));
+    finished(stream, (err) => {
+      budget.give(taken);
+      taken = 0;
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks));
+    });
   });
 }
 
@@ -263,7 +312,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
   const lookupPool = needsPools ? pool(8) : undefined;
   const fanOutPool = needsPools ? pool(upstream.maxConcurrent ?? 128) : undefined;
   for (const p of [lookupPool, fanOutPool]) if (p !== undefined) app.addHook('onClose', async () => p.close());
-  const lookups: Lookups | undefined = lookupPool === undefined || fanOutPool === undefined ? undefined : { pool: lookupPool, fanOutPool, cache: new LookupCache() };
+  const lookups: Lookups | undefined = lookupPool === undefined || fanOutPool === undefined ? undefined : { pool: lookupPool, fanOutPool, cache: new LookupCache(), budget: budgetOf(opts) };
   // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
   // content type (JSON included, which Fastify parses by default) → 415.
   app.removeAllContentTypeParsers();
@@ -471,6 +520,7 @@ async function getUpstream(
   target: string,
   headers: Record<string, string | string[]>,
   limit: number,
+  budget: ByteBudget,
   signal?: ClientGone,
 ): Promise<{ status: number; contentType: string; raw: Buffer }> {
   const path = upstream.pathPrefix + target;
@@ -478,7 +528,7 @@ async function getUpstream(
   delete base['content-type'];
   delete base['content-length'];
   const res = await pool.request({ method: 'GET', path, headers: signedHeaders(upstream, 'GET', upstream.origin + path, base), ...(signal === undefined ? {} : { signal: signal as never }) });
-  return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, limit) };
+  return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? ''), raw: await readBounded(res.body, limit, budget) };
 }
 
 /**
@@ -486,13 +536,14 @@ async function getUpstream(
  * upstream headers (tenant, credentials; SigV4 signed for this URL), its JSON
  * answer parsed. Any failure is the request's failure (502).
  */
-async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, pool: Pool): Promise<{ value: unknown; bytes: number }> {
+async function runLookup(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, pool: Pool, budget: ByteBudget): Promise<{ value: unknown; bytes: number }> {
   const encoded = spec.params(decision.selectors, Math.floor(Date.now() / 1000)).toString();
   let status: number;
   let raw: Buffer;
   try {
-    ({ status, raw } = await getUpstream(pool, upstream, `${spec.path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, MAX_FILTERED_BODY));
+    ({ status, raw } = await getUpstream(pool, upstream, `${spec.path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, MAX_FILTERED_BODY, budget));
   } catch (e) {
+    if (e instanceof GatewayError && e.code === 'overloaded') throw e;
     throw new GatewayError('upstream_error', 'upstream unavailable', { cause: e });
   }
   if (status < 200 || status > 299) throw lookupRefused(status);
@@ -522,7 +573,7 @@ function lookupRefused(status: number): GatewayError {
  * forwarded Authorization lets the upstream answer per user), else asked now.
  */
 function lookupAnswer(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, lookups: Lookups): Promise<unknown> {
-  const ask = () => runLookup(spec, decision, headers, upstream, lookups.pool);
+  const ask = () => runLookup(spec, decision, headers, upstream, lookups.pool, lookups.budget);
   if (spec.maxAgeMs === undefined || upstream.forwardAuthorization) return ask().then((a) => a.value);
   return lookups.cache.get(`${spec.path}\u0000${JSON.stringify(decision.selectors)}\u0000${JSON.stringify(decision.headers)}`, spec.maxAgeMs, ask);
 }
@@ -576,6 +627,9 @@ async function fanOutReply(
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   if (req.server.hasDecorator('upstreamSlots') && !req.server.upstreamSlots.takeExtra(upstream.name, extra, reply)) {
     reply.header('retry-after', '1');
+    if (req.lbac?.shed === 'subject_concurrency') {
+      throw new GatewayError('overloaded', `this subject has ${upstream.maxConcurrentPerSubject} requests in flight to upstream ${upstream.name} (its per-subject limit; this request needs ${count}); retry later`);
+    }
     throw new GatewayError('overloaded', `upstream ${upstream.name} is at its concurrency limit (${upstream.maxConcurrent}; this request needs ${count}); retry later`);
   }
   const headers = upstreamHeaders(req.headers, upstream, decision, opts.credentialHeaders, ownedHeaders(req));
@@ -592,9 +646,10 @@ async function fanOutReply(
       one.set(name, value);
       const encoded = one.toString();
       try {
-        return await getUpstream(pool, upstream, `${path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, partLimit, gone);
+        return await getUpstream(pool, upstream, `${path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, partLimit, budgetOf(opts), gone);
       } catch (e) {
         if (gone.aborted) throw new GatewayError('client_closed', 'the client closed the connection', { cause: e });
+        if (e instanceof GatewayError && e.code === 'overloaded') throw e;
         if (e instanceof Error && e.message === 'response too large') throw new GatewayError('upstream_error', 'upstream answers too large to merge', { cause: e });
         throw upstreamFailure(e);
       }
@@ -632,7 +687,7 @@ async function requireVersion(req: FastifyRequest, endpoint: string, min: string
     const value = await lookups.cache.get(`buildinfo\u0000${path}`, VERSION_MAX_AGE_MS, async () => {
       let answer: { status: number; raw: Buffer };
       try {
-        answer = await getUpstream(lookups.pool, upstream, path, headers, 64 * 1024);
+        answer = await getUpstream(lookups.pool, upstream, path, headers, 64 * 1024, budgetOf(opts));
       } catch (e) {
         throw upstreamFailure(e as Error);
       }
@@ -657,6 +712,8 @@ interface Lookups {
   /** Fan-out parts (RouteSpec.fanOut): their own pool, sized to the upstream's concurrency limit. */
   readonly fanOutPool: Pool;
   readonly cache: LookupCache;
+  /** Bytes of answers being read whole (UpstreamPluginOptions.answerBudget). */
+  readonly budget: ByteBudget;
 }
 
 /**
@@ -776,7 +833,7 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
           onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
             const rep = replyArg as FastifyReply;
             const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
-            readBounded(res.stream, MAX_FILTERED_BODY).then(
+            readBounded(res.stream, MAX_FILTERED_BODY, budgetOf(opts)).then(
               (raw) => {
                 // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
                 // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
@@ -793,7 +850,7 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
                   (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
                 );
               },
-              (e: unknown) => rep.send(new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
+              (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
             );
           },
         }),
