@@ -146,7 +146,7 @@ export const limitsPlugin = fp<LimitsOptions>(
       });
       return true;
     }
-    /** Shed like a request refused at its own slot (preHandler above): counted, and named in its audit line. */
+    /** Shed like a request refused at its own slot (preHandler above): counted by reason; the request was decided, so its audit line has the 503 and `error: overloaded` (the reason itself is in the metric only). */
     function refuse(reply: FastifyReply, reason: string): false {
       const state = reply.request.lbac;
       if (state !== null && state !== undefined) state.shed = reason;
