@@ -36,20 +36,14 @@ const upgrades: IncomingHttpHeaders[] = [];
 const upstreamSockets: WebSocket[] = [];
 const upstreamReceived: string[] = [];
 
-beforeAll(async () => {
-  wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-  wss.on('connection', (ws, req) => {
-    upgrades.push(req.headers);
-    upstreamSockets.push(ws);
-    ws.on('message', (d) => upstreamReceived.push(String(d)));
-  });
-  await new Promise((r) => wss.once('listening', r));
-  const config = parseConfig(
+/** The gateway config of these tests: one Loki upstream (the stand-in above), team-a; `extra` is added to the upstream's entry. */
+function tailConfig(extra = '') {
+  return parseConfig(
     `
 server:
   loadShedding: { enabled: false }
 upstreams:
-  - { name: logs, kind: loki, url: "http://127.0.0.1:${(wss.address() as AddressInfo).port}", mount: /loki-gw, timeoutMs: 2000, version: "3.6.0" }
+  - { name: logs, kind: loki, url: "http://127.0.0.1:${(wss.address() as AddressInfo).port}", mount: /loki-gw, timeoutMs: 2000, version: "3.6.0"${extra} }
 identity:
   providers:
     - type: apikey
@@ -59,6 +53,17 @@ teams:
 `,
     { env: {} },
   );
+}
+
+beforeAll(async () => {
+  wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  wss.on('connection', (ws, req) => {
+    upgrades.push(req.headers);
+    upstreamSockets.push(ws);
+    ws.on('message', (d) => upstreamReceived.push(String(d)));
+  });
+  await new Promise((r) => wss.once('listening', r));
+  const config = tailConfig();
   t = await testApp(config, { identity: source });
   await t.app.listen({ port: 0, host: '127.0.0.1' });
   host = `127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
@@ -228,21 +233,7 @@ describe('upgrades elsewhere, and the concurrency slot of a tail', () => {
   });
 
   it('a tail holds its slot while open and gives it back when it ends; a refused upgrade holds none', async () => {
-    const cfg = parseConfig(
-      `
-server:
-  loadShedding: { enabled: false }
-upstreams:
-  - { name: logs, kind: loki, url: "http://127.0.0.1:${(wss.address() as AddressInfo).port}", mount: /loki-gw, timeoutMs: 2000, version: "3.6.0", maxConcurrent: 1 }
-identity:
-  providers:
-    - type: apikey
-      keys: [{ name: unused, hash: "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" }]
-teams:
-  team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
-`,
-      { env: {} },
-    );
+    const cfg = tailConfig(', maxConcurrent: 1');
     const own = await testApp(cfg, { identity: source });
     await own.app.listen({ port: 0, host: '127.0.0.1' });
     const url = `ws://127.0.0.1:${(own.app.server.address() as AddressInfo).port}${TAIL}`;
