@@ -90,7 +90,7 @@ export class FilterThread {
   /** Filters on the thread; `task.raw` is transferred when it owns its whole buffer (the caller must not use it after). */
   async run(task: FilterTask): Promise<RawFilteredResponse> {
     const pool = this.#current();
-    if (pool.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being filtered; retry');
+    if (pool.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being filtered; retry', { details: { shed: 'filter_queue' } });
     const { raw } = task;
     // Buffer.concat of a large answer owns its buffer; anything else is copied.
     return pool.run(task, { transferList: owned(raw) }) as Promise<RawFilteredResponse>;
@@ -99,7 +99,7 @@ export class FilterThread {
   /** Merges on the thread (the worker's `mergeTask`); the parts are transferred where they own their buffers. */
   async merge(task: MergeTask): Promise<MergeOutcome> {
     const pool = this.#current();
-    if (pool.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being merged; retry');
+    if (pool.queueSize >= MAX_QUEUED) throw new GatewayError('overloaded', 'too many large upstream answers are being merged; retry', { details: { shed: 'filter_queue' } });
     return pool.run(task, { name: 'mergeTask', transferList: task.parts.flatMap(owned) }) as Promise<MergeOutcome>;
   }
 

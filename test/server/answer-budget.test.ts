@@ -43,6 +43,8 @@ afterAll(async () => {
   await new Promise<void>((r) => server.close(() => r()));
 });
 
+/** lbac_gateway_shed_requests_total{reason} of the app under test. */
+const shedCount = async (reason: string): Promise<number> => (await t.metrics.shed.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
 const values = () => t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: { authorization: 'Bearer alice' } });
 const until = async (cond: () => boolean) => {
   for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -58,6 +60,8 @@ describe('server.maxBufferedAnswerBytes', () => {
     expect(second.headers['retry-after']).toBeDefined();
     expect(second.json()).toMatchObject({ status: 'error', errorType: 'unavailable' });
     expect(second.body).toMatch(/too many large upstream answers/);
+    // Counted as shed, under its own reason, once.
+    expect(await shedCount('answer_budget')).toBe(1);
     release();
     const ok = await first;
     expect(ok.statusCode, ok.body.slice(0, 200)).toBe(200);

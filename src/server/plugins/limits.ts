@@ -67,6 +67,19 @@ export const limitsPlugin = fp<LimitsOptions>(
       });
     }
 
+    // Refusals for want of room later in a request (the buffered-answer budget, the filter
+    // thread's queue) are shed too: counted under the reason the error names, once per request.
+    app.addHook('onError', (req, _reply, error, done) => {
+      const state = req.lbac as FastifyRequest['lbac'] | null | undefined;
+      if (error instanceof GatewayError && error.code === 'overloaded' && state !== null && state !== undefined && state.shed === undefined) {
+        const named = error.details?.['shed'];
+        const reason = typeof named === 'string' ? named : 'overloaded';
+        state.shed = reason;
+        opts.metrics?.shed.inc({ reason });
+      }
+      done();
+    });
+
     // A client that stops reading its answer would hold the answer's buffers, the upstream
     // connection streaming it and its concurrency slots for good (Node has no send timeout, and the
     // upstream's body timeout does not run while the client's backpressure pauses it). Once the

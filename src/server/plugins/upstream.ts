@@ -160,7 +160,7 @@ function readBounded(stream: NodeJS.ReadableStream, limit: number, budget: ByteB
     stream.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) return stop(new Error('response too large'));
-      if (!budget.take(c.length)) return stop(new GatewayError('overloaded', 'the gateway is reading too many large upstream answers at once; retry later'));
+      if (!budget.take(c.length)) return stop(new GatewayError('overloaded', 'the gateway is reading too many large upstream answers at once; retry later', { details: { shed: 'answer_budget' } }));
       taken += c.length;
       chunks.push(c);
     });
