@@ -102,21 +102,18 @@ export class FormParams implements Params {
 
   /** Deletes every pair whose name is not in `names`, in one pass (a delete per name is a pass each). */
   keepOnly(names: ReadonlySet<string>): void {
-    let kept = 0;
-    for (let i = 0; i < this.#names.length; i++) {
-      if (!names.has(this.#names[i] as string)) continue;
-      this.#names[kept] = this.#names[i] as string;
-      this.#values[kept] = this.#values[i] as string;
-      kept++;
-    }
-    this.#names.length = kept;
-    this.#values.length = kept;
+    this.#retain(0, (name) => names.has(name));
   }
 
   #remove(name: string, from: number): void {
+    this.#retain(from, (n) => n !== name);
+  }
+
+  /** Keeps, from index `from` on, the pairs whose name `keep` accepts, in order (one pass). */
+  #retain(from: number, keep: (name: string) => boolean): void {
     let kept = from;
     for (let i = from; i < this.#names.length; i++) {
-      if (this.#names[i] === name) continue;
+      if (!keep(this.#names[i] as string)) continue;
       this.#names[kept] = this.#names[i] as string;
       this.#values[kept] = this.#values[i] as string;
       kept++;
