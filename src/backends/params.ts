@@ -125,7 +125,7 @@ export function enforceParams<P extends Params>(
   // Go's form parser refuses more than 10 000 parameters: so many are no backend's request. Refused
   // before any work on them (the pass per enforced or dropped parameter is linear in their number).
   if (params.size > MAX_RECEIVED_PARAMETERS) {
-    throw new QueryError(language, `${params.size} parameters; at most ${MAX_FORWARDED_PARAMETERS} are accepted`, 'query_too_large');
+    throw new QueryError(language, `${params.size} parameters; at most ${MAX_RECEIVED_PARAMETERS} are accepted`, 'query_too_large');
   }
   if (restricted && route.droppedParams !== undefined) for (const name of route.droppedParams) params.delete(name);
   if (restricted && route.allowedParams !== undefined) keepOnly(params, route);
@@ -151,7 +151,7 @@ export function enforceParams<P extends Params>(
     for (const v of forwarded) params.append(spec.name, v);
   }
   if (params.size > MAX_FORWARDED_PARAMETERS) {
-    throw new QueryError(language, `${params.size} parameters; at most ${MAX_FORWARDED_PARAMETERS} are accepted`, 'query_too_large');
+    throw new QueryError(language, `${params.size} parameters; at most ${MAX_RECEIVED_PARAMETERS} are accepted`, 'query_too_large');
   }
   return params;
 }

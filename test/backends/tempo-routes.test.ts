@@ -37,7 +37,7 @@ describe('many parameters', () => {
 
   it('a request with more parameters than Go parses (10 000) is refused before any work on them', () => {
     const text = Array.from({ length: MAX_RECEIVED_PARAMETERS + 1 }, (_, i) => `k${i}=`).join('&');
-    expect(() => enforceParams(route('trace_by_id'), new FormParams(text), teamA, DEFAULT_LIMITS, 'traceql')).toThrow(/10001 parameters; at most 1000/);
+    expect(() => enforceParams(route('trace_by_id'), new FormParams(text), teamA, DEFAULT_LIMITS, 'traceql')).toThrow(/10001 parameters; at most 10000 are accepted/);
     expect(() => enforceParams(route('trace_by_id'), new FormParams(text), undefined, DEFAULT_LIMITS, 'traceql')).toThrow(/10001 parameters/);
   });
 });
