@@ -26,6 +26,12 @@ declare module 'fastify' {
  * `authenticator` may be a getter, so a config reload can swap it: each
  * request uses the one current when it arrives.
  */
+/** What the identity sources read of a request: its headers, its TLS state and its connection. */
+function authRequestOf(req: FastifyRequest): AuthRequest {
+  const socket = req.raw.socket;
+  return { headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), connection: socket, gone: () => socket.destroyed };
+}
+
 export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authenticator) }>(
   async (app, opts) => {
     const current = typeof opts.authenticator === 'function' ? opts.authenticator : () => opts.authenticator as Authenticator;
@@ -34,9 +40,8 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
     app.decorate('authenticate', (req: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void => {
       const started = performance.now();
       const state = req.lbac as FastifyRequest['lbac'] | null;
-      const socket = req.raw.socket;
       const authenticator = current();
-      const request: AuthRequest = { headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), connection: socket, gone: () => socket.destroyed };
+      const request = authRequestOf(req);
       const known = authenticator.peek(request);
       if (known !== UNDECIDED) {
         req.subject = known;
@@ -66,9 +71,8 @@ export const identityPlugin = fp<{ authenticator: Authenticator | (() => Authent
       );
     });
     app.decorate('reauthenticate', (req: FastifyRequest): Promise<Subject> => {
-      const socket = req.raw.socket;
       const authenticator = current();
-      const request: AuthRequest = { headers: req.headers, rawHeaders: req.raw.rawHeaders, tls: tlsInfoOf(socket), connection: socket, gone: () => socket.destroyed };
+      const request = authRequestOf(req);
       const known = authenticator.peek(request);
       return known !== UNDECIDED ? Promise.resolve(known) : authenticator.authenticate(request);
     });
