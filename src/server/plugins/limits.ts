@@ -112,16 +112,14 @@ export const limitsPlugin = fp<LimitsOptions>(
       const n = inflight.get(name) ?? 0;
       const max = limits.get(name);
       if (max !== undefined && n >= max) {
-        req.lbac.shed = 'concurrency';
-        opts.metrics?.shed.inc({ reason: 'concurrency' });
+        refuse(reply, 'concurrency');
         reply.header('retry-after', CONCURRENCY_RETRY_AFTER);
         return done(new GatewayError('overloaded', `upstream ${name} is at its concurrency limit (${max}); retry later`));
       }
       const mine = perSubject.get(name);
       const who = mine === undefined ? undefined : subjectKey(req);
       if (mine !== undefined && who !== undefined && (mine.held.get(who) ?? 0) >= mine.max) {
-        req.lbac.shed = 'subject_concurrency';
-        opts.metrics?.shed.inc({ reason: 'subject_concurrency' });
+        refuse(reply, 'subject_concurrency');
         reply.header('retry-after', CONCURRENCY_RETRY_AFTER);
         return done(new GatewayError('overloaded', `this subject has ${mine.max} requests in flight to upstream ${name} (its per-subject limit); retry later`));
       }
@@ -159,7 +157,7 @@ export const limitsPlugin = fp<LimitsOptions>(
       });
       return true;
     }
-    /** Shed like a request refused at its own slot (preHandler above): counted by reason; the request was decided, so its audit line has the 503 and `error: overloaded` (the reason itself is in the metric only). */
+    /** A request shed for want of a slot (its own, preHandler above, or a fan-out's extra ones): counted by reason. A fan-out was decided, so its audit line has the 503 and `error: overloaded` (the reason itself is in the metric only). */
     function refuse(reply: FastifyReply, reason: string): false {
       const state = reply.request.lbac;
       if (state !== null && state !== undefined) state.shed = reason;
