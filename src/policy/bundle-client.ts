@@ -217,12 +217,18 @@ export class BundleClient {
     this.#configData = opts.configData;
   }
 
-  /** Runs `fn` alone among loads and activations (see #lock). */
-  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  /** Waits for the loads and activations before it (see #lock); resolves to the function that lets the next one go. */
+  async #acquire(): Promise<() => void> {
     const previous = this.#lock;
     let release!: () => void;
     this.#lock = new Promise<void>((r) => (release = r));
     await previous;
+    return release;
+  }
+
+  /** Runs `fn` alone among loads and activations (see #lock). */
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.#acquire();
     try {
       return await fn();
     } finally {
@@ -240,10 +246,8 @@ export class BundleClient {
    * the bundle's data.json also sets) rejects the reload: `config_invalid`.
    */
   async prepareConfigData(configData: Record<string, unknown>): Promise<PreparedConfigData> {
-    const previous = this.#lock;
-    let unlock!: () => void;
-    this.#lock = new Promise<void>((r) => (unlock = r));
-    await previous;
+    // Held until the reload commits or releases: no download is activated meanwhile.
+    const unlock = await this.#acquire();
     const active = this.#active;
     let loaded: LoadedBundle | undefined;
     try {
