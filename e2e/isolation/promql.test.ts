@@ -31,6 +31,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const exclusions = (JSON.parse(readFileSync(join(here, 'promql-exclusions.json'), 'utf8')) as { entries: Exclusion[] }).entries;
 const corpus = loadCorpus();
 
+// The corpus has experimental functions (info(), limitk, …): evaluated, not refused by both sides.
+const EXPERIMENTAL = ['--enable-feature=promql-experimental-functions'];
+
 let full: PrometheusInstance;
 const refs = new Map<string, PrometheusInstance>();
 let gw: GatewayInstance;
@@ -41,8 +44,8 @@ const tokens = new Map<string, string>();
 beforeAll(async () => {
   const now = Math.floor(Date.now() / 1000);
   evalTime = seedEndSeconds(now);
-  const starts: Promise<unknown>[] = [startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }) }).then((p) => (full = p))];
-  for (const t of TENANTS) starts.push(startPrometheus({ openMetrics: buildFilteredOpenMetrics({ now, keep: t.keep }) }).then((p) => refs.set(t.name, p)));
+  const starts: Promise<unknown>[] = [startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }), extraArgs: EXPERIMENTAL }).then((p) => (full = p))];
+  for (const t of TENANTS) starts.push(startPrometheus({ openMetrics: buildFilteredOpenMetrics({ now, keep: t.keep }), extraArgs: EXPERIMENTAL }).then((p) => refs.set(t.name, p)));
   await Promise.all(starts);
   idp = await createTestIssuer({ issuer: 'https://idp.isolation', audience: 'lbac-gateway', alg: 'ES256' });
   const teams: Record<string, unknown> = {};

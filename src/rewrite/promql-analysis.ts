@@ -36,7 +36,7 @@ import {
   parser,
 } from '@prometheus-io/lezer-promql';
 import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
-import { isMatchOp, matcherMatches, type MatchOp as MatchOpT } from './matcher.ts';
+import { isMatchOp, matcherMatches, type MatchOp as MatchOpT, type Matcher } from './matcher.ts';
 import { RegexBudget } from './regex-budget.ts';
 import type { PreparedPolicy } from './promql-policy.ts';
 import { MAX_RESPELLED_NUMBERS, newerFunctionAt, respell, unsupportedKeywordCaseAt, unsupportedNumberAt } from './promql-respell.ts';
@@ -69,6 +69,13 @@ export interface MatcherItem {
   value: string | null;
 }
 
+/** An info() call: its extent and that of its first argument (the base vector). */
+export interface InfoCall {
+  readonly from: number;
+  readonly to: number;
+  readonly base: { readonly from: number; readonly to: number };
+}
+
 export interface SelectorInfo {
   readonly from: number;
   readonly to: number;
@@ -77,8 +84,8 @@ export interface SelectorInfo {
   readonly items: MatcherItem[];
   /** Only collected for multi-group policies (needs parent navigation). */
   readonly node: SyntaxNode | null;
-  /** The data-label selector of info() (its second argument), exempt from the non-empty matcher rule. */
-  infoLabels: boolean;
+  /** The info() call whose data-label selector (second argument) this is; such a selector is exempt from the non-empty matcher rule. */
+  info: InfoCall | null;
   /**
    * The absent() call whose argument is this selector (with its modifiers), or
    * the absent_over_time() call whose argument is its range: Prometheus builds
@@ -211,7 +218,7 @@ export function analyze(input: string, opts: AnalyzeOptions): Analysis {
       case VectorSelector: {
         let k = stack.length - 1;
         while (k >= 0 && MODIFIERS.has(stack[k] as number)) k--;
-        const infoLabels = k >= 1 && stack[k] === FunctionCallBody && stack[k - 1] === FunctionCall && isInfoLabelArg(text, c.node);
+        const info = k >= 1 && stack[k] === FunctionCallBody && stack[k - 1] === FunctionCall ? infoCallOf(text, c.node) : null;
         // absent(s) or absent_over_time(s[r]), modifiers and parentheses allowed: Prometheus' engine unwraps
         // parentheses around a call's arguments (unwrapParenExpr) before absent reads the selector's labels.
         let j = k;
@@ -223,7 +230,7 @@ export function analyze(input: string, opts: AnalyzeOptions): Analysis {
         while (j >= 0 && stack[j] === ParenExpr) j--;
         const call = calls[calls.length - 1];
         const absentCall = j >= 1 && stack[j] === FunctionCallBody && stack[j - 1] === FunctionCall && call !== undefined && call.fn === want ? { from: call.from, to: call.to } : null;
-        sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null, infoLabels, absentCall };
+        sel = { from: c.from, to: c.to, ident: null, braces: null, items: [], node: opts.needNodes ? c.node : null, info, absentCall };
         selectors.push(sel);
         break;
       }
@@ -327,7 +334,7 @@ export function analyze(input: string, opts: AnalyzeOptions): Analysis {
  * repetitions: `(?i)\pL{1000}` repeated would hold the event loop for seconds).
  */
 export function matchesOnlyEmpty(sel: SelectorInfo, regexes: RegexBudget, prefix: string): boolean {
-  if (sel.ident !== null || sel.infoLabels) return false;
+  if (sel.ident !== null || sel.info !== null) return false;
   // Equality matchers first: most selectors are decided without compiling a regular expression.
   for (const regex of [false, true]) {
     for (const it of sel.items) {
@@ -347,18 +354,20 @@ export function matchesOnlyEmpty(sel: SelectorInfo, regexes: RegexBudget, prefix
 }
 
 /**
- * Is the selector `vs` (possibly under offset/@ modifiers) the second
- * argument of info()? Prometheus exempts that data-label selector from the
- * non-empty matcher rule (`info(up, {k8s_cluster_name=~".*"})` is valid).
+ * The info() call of which the selector `vs` (possibly under offset/@
+ * modifiers) is the second argument, or null. Prometheus exempts that
+ * data-label selector from the non-empty matcher rule
+ * (`info(up, {k8s_cluster_name=~".*"})` is valid).
  */
-function isInfoLabelArg(text: string, vs: SyntaxNode): boolean {
+function infoCallOf(text: string, vs: SyntaxNode): InfoCall | null {
   let n = vs;
   while (n.parent !== null && MODIFIERS.has(n.parent.type.id)) n = n.parent;
   const body = n.parent;
   const call = body?.parent ?? null;
-  if (body === null || call === null || call.type.id !== FunctionCall || functionName(text, call) !== 'info') return false;
+  if (body === null || call === null || call.type.id !== FunctionCall || functionName(text, call) !== 'info') return null;
   const args = exprArgs(body);
-  return args.length === 2 && isSame(args[1] ?? null, n);
+  const base = args[0];
+  return args.length === 2 && base !== undefined && isSame(args[1] ?? null, n) ? { from: call.from, to: call.to, base: { from: base.from, to: base.to } } : null;
 }
 
 /**
@@ -366,20 +375,48 @@ function isInfoLabelArg(text: string, vs: SyntaxNode): boolean {
  * but once its selector has a matcher on any other label, Prometheus adds only
  * the labels matched there (promql/info.go, dataLabelMatchers). The policy's
  * matchers in that selector would turn "all data labels" into "only the
- * policy's labels", which v already has: the answer would silently lose its
- * data labels. Refused unless the user names data labels themselves or the
- * policy matches on `__name__` only.
+ * policy's labels": the answer would silently lose its data labels. Refused
+ * unless the user names data labels themselves or the policy matches on
+ * `__name__` only.
+ *
+ * And when every data label the user names may be missing (all their
+ * matchers match the empty string), Prometheus keeps a base series that no
+ * info series matches; a policy matcher that needs its label set makes it drop
+ * such a series (a base series whose info series the team cannot see would
+ * vanish). Refused too. The policy's labels becoming data labels is undone by
+ * the splice (promql-splice.ts, infoLabelEdits).
  */
 export function checkInfoDataLabels(selectors: readonly SelectorInfo[], p: PreparedPolicy): void {
   if (!p.groups.some((g) => g.matchers.some((m) => m.name !== '__name__'))) return;
+  const regexes = new RegexBudget(LANG);
   for (const sel of selectors) {
-    if (sel.infoLabels && !sel.items.some((it) => it.name !== null && it.name !== '__name__')) {
+    if (sel.info === null) continue;
+    const named = sel.items.filter((it) => it.name !== '__name__');
+    if (named.length === 0 || named.some((it) => it.name === null)) {
       throw new QueryError(
         LANG,
         'info() with a data-label selector that names no data label would, with the policy\'s matchers added, add only the policy\'s labels; name the data labels to add, e.g. info(metric, {__name__="target_info", k8s_cluster_name=~".+"})',
         'rewrite_unsupported',
       );
     }
+    const mayLackAll = named.every((it) => it.op !== null && it.value !== null && matchesEmpty({ name: it.name as string, op: it.op, value: it.value }, regexes));
+    if (mayLackAll && p.groups.some((g) => g.matchers.some((m) => m.name !== '__name__' && !named.some((it) => it.name === m.name) && !matchesEmpty(m, regexes)))) {
+      throw new QueryError(
+        LANG,
+        'info() whose data-label matchers all match the empty string keeps base series without an info series; with the policy\'s matchers added it would drop those whose info series the policy hides; require one data label (e.g. k8s_cluster_name=~".+")',
+        'rewrite_unsupported',
+      );
+    }
+  }
+}
+
+/** Whether the matcher holds for a missing label. A regex that does not compile counts as not: Prometheus rejects the query. */
+export function matchesEmpty(m: Matcher, regexes: RegexBudget): boolean {
+  if (m.op === '=~' || m.op === '!~') regexes.charge(m.value);
+  try {
+    return matcherMatches(m, '');
+  } catch {
+    return false;
   }
 }
 

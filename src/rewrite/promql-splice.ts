@@ -5,8 +5,8 @@
  */
 import { QueryError } from '../errors.ts';
 import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
-import { matcherMatches, type MatchOp as MatchOpT, type Matcher } from './matcher.ts';
-import { LANG, selectorLabel, type SelectorInfo } from './promql-analysis.ts';
+import type { MatchOp as MatchOpT, Matcher } from './matcher.ts';
+import { LANG, matchesEmpty, selectorLabel, type InfoCall, type SelectorInfo } from './promql-analysis.ts';
 import { quotePromQLString } from './promql-escape.ts';
 import type { PreparedGroup, PreparedPolicy } from './promql-policy.ts';
 import { RegexBudget } from './regex-budget.ts';
@@ -119,16 +119,6 @@ function absentOrders(matchers: readonly AbsentMatcher[], regexes: RegexBudget):
   return [matchers, [...matchers.filter((m) => !subtracting.has(m)), ...matchers.filter((m) => subtracting.has(m))]];
 }
 
-/** Whether the matcher holds for a missing label. A regex that does not compile counts as not: Prometheus rejects the query, the order is moot. */
-function matchesEmpty(m: Matcher, regexes: RegexBudget): boolean {
-  if (m.op === '=~' || m.op === '!~') regexes.charge(m.value);
-  try {
-    return matcherMatches(m, '');
-  } catch {
-    return false;
-  }
-}
-
 function sameLabels(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
   return a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
 }
@@ -187,29 +177,88 @@ function uniqueChanges(changes: readonly LabelChange[]): LabelChange[] {
 
 export const withLabels = (expr: string, fix: readonly LabelChange[]): string => withLabelChanges(expr, fix, quotePromQLString);
 
+/** A text edit of the splice: `[from, to)` replaced by `text` (an insertion when from === to). */
+interface Edit {
+  readonly from: number;
+  readonly to: number;
+  readonly text: string;
+  /**
+   * For insertions: whether it closes a construct (after what it wraps) and
+   * the length of what it wraps, so that at one position closings come first,
+   * innermost first, then openings, outermost first.
+   */
+  readonly closes?: boolean;
+  readonly span?: number;
+}
+
+function byPosition(a: Edit, b: Edit): number {
+  if (a.from !== b.from) return a.from - b.from;
+  // Closings, then openings, then the replacement of what starts here (a selector, wrapped by the openings).
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb) return ra - rb;
+  return ra === 0 ? (a.span ?? 0) - (b.span ?? 0) : (b.span ?? 0) - (a.span ?? 0);
+}
+
+const rank = (e: Edit): number => (e.closes === true ? 0 : e.closes === false ? 1 : 2);
+
+const INFO_LABEL = (i: number): string => `__lbac_info_${i}__`;
+
+/**
+ * info(v, {…}) adds, as data labels, the labels its selector has matchers
+ * on, where v's series lack them (promql/info.go): the policy's matchers in
+ * that selector would add the policy's labels to series of v that lack them
+ * (e.g. `sum by (job) (…)`). Each such label is copied from v into a
+ * reserved label before info() and put back afterwards (an empty copy
+ * removes it), so the result keeps the labels of the query as written:
+ * `label_replace(label_replace(info(label_replace(v, T, "$1", L, "(.*)"), {…}), L, "$1", T, "(.*)"), T, "", "", "")`.
+ */
+function infoLabelEdits(info: InfoCall, sel: SelectorInfo, group: PreparedGroup): Edit[] {
+  const labels = [...new Set(group.matchers.filter((m) => m.name !== '__name__' && !sel.items.some((it) => it.name === m.name)).map((m) => m.name))];
+  if (labels.length === 0) return [];
+  const baseSpan = info.base.to - info.base.from;
+  const callSpan = info.to - info.from;
+  const copy = labels.map((l, i) => `, "${INFO_LABEL(i)}", "$1", ${quotePromQLString(l)}, "(.*)")`).join('');
+  const restore = labels.map((l, i) => `, ${quotePromQLString(l)}, "$1", "${INFO_LABEL(i)}", "(.*)"), "${INFO_LABEL(i)}", "", "", "")`).join('');
+  return [
+    { from: info.from, to: info.from, text: 'label_replace('.repeat(2 * labels.length), closes: false, span: callSpan },
+    { from: info.base.from, to: info.base.from, text: 'label_replace('.repeat(labels.length), closes: false, span: baseSpan },
+    { from: info.base.to, to: info.base.to, text: copy, closes: true, span: baseSpan },
+    { from: info.to, to: info.to, text: restore, closes: true, span: callSpan },
+  ];
+}
+
 /** One group spliced into every selector; with a merged policy, a selector already inside one of its alternatives stays as written. */
 export function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
   const group = policy.groups[0] as PreparedGroup;
   const regexes = new RegexBudget(LANG);
-  let out = '';
+  const edits: Edit[] = [];
   let pos = 0;
   for (let i = 0; i < selectors.length; i++) {
     const sel = selectors[i] as SelectorInfo;
     if (policy.merged && satisfiesSomeGroup(sel, policy.alternatives)) continue;
     const rendered = renderSelector(text, sel, group);
+    if (sel.info !== null) edits.push(...infoLabelEdits(sel.info, sel, group));
     // The call must hold this selector alone (Lezer also parses `absent(a, b)`, which Prometheus refuses).
     const next = selectors[i + 1];
     const call = sel.absentCall !== null && sel.absentCall.from >= pos && (next === undefined || next.from >= sel.absentCall.to) ? sel.absentCall : null;
     const fix = call === null ? null : absentLabelFix(text, sel, group, regexes);
     if (call === null || fix === null || fix.length === 0) {
-      out += text.slice(pos, sel.from) + rendered;
+      edits.push({ from: sel.from, to: sel.to, text: rendered });
       pos = sel.to;
       continue;
     }
     // absent(s): the call's result labels put back to those of s as written.
-    const inner = text.slice(call.from, sel.from) + rendered + text.slice(sel.to, call.to);
-    out += text.slice(pos, call.from) + withLabels(inner, fix);
+    edits.push({ from: call.from, to: call.to, text: withLabels(text.slice(call.from, sel.from) + rendered + text.slice(sel.to, call.to), fix) });
     pos = call.to;
   }
-  return pos === 0 ? text : out + text.slice(pos);
+  if (edits.length === 0) return text;
+  edits.sort(byPosition);
+  let out = '';
+  pos = 0;
+  for (const e of edits) {
+    out += text.slice(pos, e.from) + e.text;
+    pos = e.to;
+  }
+  return out + text.slice(pos);
 }

@@ -17,6 +17,9 @@ import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
 
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'team-a' }]];
 const M = 'namespace="team-a"';
+/** What info(base, sel) becomes when the policy's label (namespace) is not one of the data labels sel names: it is kept as base had it. */
+const infoKeeping = (base: string, sel: string, label = 'namespace'): string =>
+  `label_replace(label_replace(info(label_replace(${base}, "__lbac_info_0__", "$1", "${label}", "(.*)"), ${sel}), "${label}", "$1", "__lbac_info_0__", "(.*)"), "__lbac_info_0__", "", "", "")`;
 
 /** [query, expected] with policy namespace="team-a". */
 const TABLE: [string, string][] = [
@@ -112,7 +115,13 @@ const TABLE: [string, string][] = [
   ['absent(sum(up))', `absent(sum(up{${M}}))`],
   // Two arguments (Lezer parses it, Prometheus refuses it): plain insertion, no call wrapped around another selector.
   ['absent(up{job="api"}, x)', `absent(up{job="api",${M}}, x{${M}})`],
-  ['info(x, {k8s_cluster_name=~".+"})', `info(x{${M}}, {k8s_cluster_name=~".+",${M}})`],
+  // info(): the policy's label is not one of the data labels asked for: put back as the base vector had it.
+  ['info(x, {k8s_cluster_name=~".+"})', infoKeeping(`x{${M}}`, `{k8s_cluster_name=~".+",${M}}`)],
+  ['info(sum by (instance, job) (x), {k=~".+"} offset 5m)', infoKeeping(`sum by (instance, job) (x{${M}})`, `{k=~".+",${M}} offset 5m`)],
+  // ... unless the user asks for it.
+  ['info(x, {k=~".+", namespace=~".+"})', `info(x{${M}}, {k=~".+", namespace=~".+",${M}})`],
+  // Nested: each call keeps its own base's labels (the inner call's copy is gone before the outer one's).
+  ['info(info(a, {k=~".+"}), {j="x"})', infoKeeping(infoKeeping(`a{${M}}`, `{k=~".+",${M}}`), `{j="x",${M}}`)],
   // binary operators and modifiers
   ['a / on(instance) group_left(node) b', `a{${M}} / on(instance) group_left(node) b{${M}}`],
   ['a * ignoring(code) group_right b', `a{${M}} * ignoring(code) group_right b{${M}}`],
@@ -272,17 +281,21 @@ describe('rewritePromQL: selectors that match only the empty string', () => {
     ['{a="", b="x"}', `{a="", b="x",${M}}`],
     // Not RE2: left to Prometheus, which reports the regular expression.
     ['{a=~"["}', `{a=~"[",${M}}`],
-    // info()'s data-label selector is exempt in Prometheus.
-    ['info(up, {k=~".*"})', `info(up{${M}}, {k=~".*",${M}})`],
-    ['info(up, {k=""} offset 5m)', `info(up{${M}}, {k="",${M}} offset 5m)`],
   ])('accepts %j', (q, expected) => {
     expect(rewritePromQL(q, NS)).toBe(expected);
+  });
+
+  it.each([
+    ['info(up, {k=~".*"})', infoKeeping('up{namespace!="kube-system"}', '{k=~".*",namespace!="kube-system"}')],
+    ['info(up, {k=""} offset 5m)', infoKeeping('up{namespace!="kube-system"}', '{k="",namespace!="kube-system"} offset 5m')],
+  ])('info()\'s data-label selector is exempt in Prometheus: accepts %j (a policy matcher that holds for a missing label)', (q, expected) => {
+    expect(rewritePromQL(q, [[{ name: 'namespace', op: '!=', value: 'kube-system' }]])).toBe(expected);
   });
 
   it('info() naming no data label is rewritten where the policy matches on __name__ only (the data labels stay all)', () => {
     const byName: SelectorPolicy = [[{ name: '__name__', op: '=~', value: 'up|target_info' }]];
     expect(rewritePromQL('info(up, {__name__="target_info"})', byName)).toBe('info({__name__="up",__name__=~"up|target_info"}, {__name__="target_info",__name__=~"up|target_info"})');
-    expect(rewritePromQL('info(up, {__name__="target_info", k8s_cluster_name=~".+"})', NS)).toBe(`info(up{${M}}, {__name__="target_info", k8s_cluster_name=~".+",${M}})`);
+    expect(rewritePromQL('info(up, {__name__="target_info", k8s_cluster_name=~".+"})', NS)).toBe(infoKeeping(`up{${M}}`, `{__name__="target_info", k8s_cluster_name=~".+",${M}}`));
   });
   it('info(): only its second argument is exempt', () => {
     expect(errorOf(() => rewritePromQL('info({a=""}, {k="v"})', NS)).message).toContain(MSG);
@@ -394,6 +407,9 @@ describe('rewritePromQL: errors', () => {
     ['info(up, {__name__="target_info"})', 'rewrite_unsupported', 'names no data label'],
     ['info(up, target_info)', 'rewrite_unsupported', 'names no data label'],
     ['info(up, {__name__=~".+_info"} offset 5m)', 'rewrite_unsupported', 'names no data label'],
+    // Every data label named may be missing: Prometheus keeps base series without an info series, the policy's matcher would drop them.
+    ['info(up, {k=~".*"})', 'rewrite_unsupported', 'all match the empty string'],
+    ['info(up, {__name__="target_info", k="", j!="x"})', 'rewrite_unsupported', 'all match the empty string'],
   ];
   it.each(cases)('%j → %s', (q, code, msg) => {
     const e = errorOf(() => rewritePromQL(q, NS));
