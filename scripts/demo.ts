@@ -1,18 +1,19 @@
 // `make run`: a seeded Prometheus, a test JWT issuer and the gateway (started
-// through its CLI), then tokens and ready-to-paste curl commands showing that
-// the same query answers differently per user.
+// through its CLI with examples/demo-teams.yaml), then tokens and ready-to-paste
+// curl commands showing that the same query answers differently per user.
 //
 //   node scripts/demo.ts            run until Ctrl-C (files in .run/demo/)
 //   node scripts/demo.ts --smoke    start, check isolation with real requests, exit 0/1
 //                                   (files in a temp dir, free ports: safe beside a running demo)
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { parse } from 'yaml';
 import { NAMESPACES, SEED_TARGETS, TEAM_NAMESPACES, buildTeamsOpenMetrics } from '../e2e/fixtures/seed.ts';
 import { gatewayBin, startGateway } from '../e2e/harness/gateway.ts';
 import type { GatewayInstance } from '../e2e/harness/gateway.ts';
-import { isPortFree } from '../e2e/harness/ports.ts';
+import { freePort, isPortFree } from '../e2e/harness/ports.ts';
 import { startPrometheus } from '../e2e/harness/prometheus.ts';
 import type { PrometheusInstance } from '../e2e/harness/prometheus.ts';
 import { createTestIssuer } from '../e2e/harness/tokens.ts';
@@ -24,6 +25,8 @@ const ISSUER = 'https://issuer.demo.lbac-gateway.invalid';
 const AUDIENCE = 'lbac-gateway';
 const TOKEN_HOURS = 12;
 const PREFERRED_PORT = 8080;
+const PREFERRED_ADMIN_PORT = 9091;
+const CONFIG_TEMPLATE = join(repoRoot, 'examples', 'demo-teams.yaml');
 
 const USERS = [
   { name: 'alice', env: 'ALICE', groups: ['team-a'], sees: 'team-a namespaces (team-a-.*)' },
@@ -36,39 +39,23 @@ function log(msg: string): void {
   process.stderr.write(`[demo] ${msg}\n`);
 }
 
-function demoConfig(promUrl: string): Record<string, unknown> {
-  return {
-    server: { listen: `127.0.0.1:${PREFERRED_PORT}`, logLevel: 'info' },
-    upstreams: [{ name: 'prometheus', kind: 'prometheus', url: promUrl, mount: '/prometheus' }],
-    identity: {
-      providers: [
-        {
-          type: 'jwt',
-          jwksFile: 'jwks.json', // relative to this config file
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          algorithms: ['RS256'],
-          clockToleranceSeconds: 30,
-          claims: { username: 'preferred_username', groups: 'groups', roles: 'roles' },
-        },
-      ],
-    },
-    admins: { groups: ['admins'] },
-    teams: {
-      'team-a': {
-        groups: ['team-a'],
-        users: [],
-        selectors: [{ namespace: '~team-a-.*' }],
-        headers: { 'X-Scope-OrgID': 'tenant-a' },
-      },
-      'team-b': {
-        groups: ['team-b'],
-        users: [],
-        selectors: [{ namespace: '~team-b-.*' }],
-        headers: { 'X-Scope-OrgID': 'tenant-b' },
-      },
-    },
+/**
+ * examples/demo-teams.yaml with this run's Prometheus and admin port; its `jwksFile:
+ * jwks.json` resolves next to the written config, where the test issuer puts its keys.
+ */
+function demoConfig(promUrl: string, adminPort: number): Record<string, unknown> {
+  const config = parse(readFileSync(CONFIG_TEMPLATE, 'utf8')) as {
+    server: Record<string, unknown>;
+    upstreams: Array<Record<string, unknown>>;
+    identity: { providers: Array<Record<string, unknown>> };
   };
+  const provider = config.identity.providers[0];
+  if (config.upstreams.length !== 1 || provider?.['jwksFile'] !== 'jwks.json' || provider['issuer'] !== ISSUER || provider['audience'] !== AUDIENCE) {
+    throw new Error(`${relative(process.cwd(), CONFIG_TEMPLATE)} no longer has the one upstream and the jwt provider (jwksFile jwks.json, issuer ${ISSUER}, audience ${AUDIENCE}) the demo fills in`);
+  }
+  config.upstreams[0]!['url'] = promUrl;
+  config.server['adminListen'] = `127.0.0.1:${adminPort}`;
+  return config;
 }
 
 // ---- smoke checks ------------------------------------------------------------
@@ -110,7 +97,7 @@ function short(text: string, max = 300): string {
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
-async function runSmoke(gw: string, tokens: Record<string, string>): Promise<CheckResult[]> {
+async function runSmoke(gw: string, admin: string, tokens: Record<string, string>): Promise<CheckResult[]> {
   const api = `${gw}/prometheus/api/v1`;
   const q = (query: string): string => `${api}/query?${new URLSearchParams({ query })}`;
   const checks: CheckResult[] = [];
@@ -186,8 +173,25 @@ async function runSmoke(gw: string, tokens: Record<string, string>): Promise<Che
   }
 
   {
+    const r = await call(q(QUERY), tokens['forged']);
+    add('a token claiming "admins", signed with a key the issuer does not publish → 401', r.status === 401, `HTTP ${r.status} ${short(r.text, 160)}`);
+  }
+
+  {
     const r = await call(q('sum(rate(http_requests_total[5m])'), tokens['alice']);
     add('unparsable query → 400', r.status === 400, `HTTP ${r.status} ${short(r.text, 160)}`);
+  }
+
+  {
+    const r = await call(`${gw}/readyz`, undefined);
+    add('/readyz on the main port → 200 "ready"', r.status === 200 && (r.body as { status?: unknown } | undefined)?.status === 'ready', `HTTP ${r.status} ${short(r.text, 160)}`);
+    const main = await call(`${gw}/metrics`, undefined);
+    const m = await call(`${admin}/metrics`, undefined);
+    add(
+      '/metrics only on the admin listener, counting the requests above',
+      main.status === 404 && m.status === 200 && /^lbac_gateway_requests_total\{.*status="401"/m.test(m.text),
+      `main port HTTP ${main.status}, admin HTTP ${m.status}`,
+    );
   }
   return checks;
 }
@@ -200,6 +204,7 @@ function sq(s: string): string {
 
 function printBanner(opts: {
   gw: string;
+  admin: string;
   prom: PrometheusInstance;
   gateway: GatewayInstance;
   runDir: string;
@@ -217,13 +222,16 @@ function printBanner(opts: {
   const lines: string[] = [];
   const hr = '─'.repeat(78);
   lines.push('', hr, ` lbac-gateway demo — ready in ${(opts.startedMs / 1000).toFixed(1)} s`, hr);
-  lines.push(`  gateway     ${opts.gw}    (config ${rel(join(opts.runDir, 'config.yaml'))}, log ${rel(opts.gateway.logFile)})`);
+  lines.push(`  gateway     ${opts.gw}    (config ${rel(join(opts.runDir, 'config.yaml'))}, from ${rel(CONFIG_TEMPLATE)}; log ${rel(opts.gateway.logFile)})`);
+  lines.push(`  admin       ${opts.admin}    (/metrics, /healthz, /readyz: docs/operations.md)`);
   lines.push(`  prometheus  ${opts.prom.url}    (direct, NO access control; ${SEED_TARGETS.length} targets in ${NAMESPACES.length} namespaces: ${NAMESPACES.join(', ')})`);
   lines.push(`  issuer      ${ISSUER}, audience ${AUDIENCE}, RS256, keys in ${rel(opts.runDir)}/`);
   for (const u of USERS) lines.push(`  ${u.name.padEnd(6)} groups [${u.groups.join(', ')}] → sees ${u.sees}`);
   lines.push('', `# Paste into a shell (tokens valid for ${TOKEN_HOURS} h):`, '');
   lines.push(`export GW=${opts.gw}`);
   for (const u of USERS) lines.push(`export ${u.env}=${opts.tokens[u.name]}`);
+  lines.push(`export FORGED=${opts.tokens['forged']}`);
+  lines.push(`export ADMIN=${opts.admin}`);
   lines.push('', '# 1. The same query, three users, three answers (pipe to jq for readability):');
   for (const u of USERS) if (u.name !== 'dana') lines.push(curl(u.env, '/api/v1/query', { query: QUERY }));
   lines.push('', '# 2. Label values are filtered too (Grafana dropdowns):');
@@ -235,10 +243,15 @@ function printBanner(opts: {
   lines.push('', '# 4. dana is in both teams, which read different tenants: she names one per request (403 without):');
   lines.push(curl('DANA', '/api/v1/query', { query: QUERY }));
   lines.push(curl('DANA', '/api/v1/query', { query: QUERY }, ' -H "X-Lbac-Team: team-b"'));
-  lines.push('', '# 5. No token → 401:');
+  lines.push('', '# 5. No token → 401; nor does a forged one get in (FORGED claims "admins", signed with a key the issuer does not publish):');
   lines.push(curl('', '/api/v1/query', { query: 'up' }).replace('curl -s', 'curl -s -i'));
+  lines.push(curl('FORGED', '/api/v1/query', { query: 'up' }));
   lines.push('', '# 6. A query the gateway cannot parse is never forwarded → 400:');
   lines.push(curl('ALICE', '/api/v1/query', { query: 'sum(rate(http_requests_total[5m])' }));
+  lines.push('', '# 7. Operations (docs/operations.md): readiness on both ports, metrics only on the admin listener;');
+  lines.push('#    edit the config file above and the gateway reloads it (its log: "config reloaded"):');
+  lines.push('curl -s "$GW/readyz"; echo');
+  lines.push('curl -s "$ADMIN/metrics" | grep "^lbac_gateway_requests_total"');
   lines.push('', `# Compare with Prometheus itself (no access control): curl -s -G ${opts.prom.url}/api/v1/query --data-urlencode ${sq(`query=${QUERY}`)}`);
   lines.push('', 'Stop with Ctrl-C.', hr, '');
   process.stdout.write(lines.join('\n'));
@@ -300,19 +313,27 @@ async function main(): Promise<number> {
         { expiresIn: `${TOKEN_HOURS}h` },
       );
     }
+    // Well-formed, right issuer, audience and kid, but signed with a key not in jwks.json.
+    tokens['forged'] = await issuer.mint(
+      { sub: 'u-mallory', preferred_username: 'mallory', groups: ['admins'] },
+      { expiresIn: `${TOKEN_HOURS}h`, key: 'foreign' },
+    );
     if (!smoke) {
       writeFileSync(
         join(runDir, 'tokens.env'),
-        USERS.map((u) => `export ${u.env}=${tokens[u.name]}\n`).join(''),
+        [...USERS.map((u) => `export ${u.env}=${tokens[u.name]}\n`), `export FORGED=${tokens['forged']}\n`].join(''),
         { mode: 0o600 },
       );
     }
 
     const port = !smoke && (await isPortFree(PREFERRED_PORT)) ? PREFERRED_PORT : undefined;
     if (!smoke && port === undefined) log(`port ${PREFERRED_PORT} is taken, using a free port`);
+    const adminPort = !smoke && (await isPortFree(PREFERRED_ADMIN_PORT)) ? PREFERRED_ADMIN_PORT : await freePort();
+    if (!smoke && adminPort !== PREFERRED_ADMIN_PORT) log(`port ${PREFERRED_ADMIN_PORT} is taken, the admin listener uses ${adminPort}`);
+    const admin = `http://127.0.0.1:${adminPort}`;
     log(`starting the gateway: ${relative(process.cwd(), gatewayBin)} serve --config ${join(runDir, 'config.yaml')}`);
     gateway = await startGateway({
-      config: demoConfig(prom.url),
+      config: demoConfig(prom.url, adminPort),
       configFile: join(runDir, 'config.yaml'),
       ...(port !== undefined ? { port } : {}),
       logFile: join(runDir, 'gateway.log'),
@@ -321,14 +342,14 @@ async function main(): Promise<number> {
     log(`gateway ready at ${gw}`);
 
     if (smoke) {
-      const checks = await runSmoke(gw, tokens);
+      const checks = await runSmoke(gw, admin, tokens);
       const failed = checks.filter((c) => !c.ok);
       process.stdout.write(`\nsmoke: ${checks.length - failed.length} passed, ${failed.length} failed\n`);
       if (failed.length > 0) process.stdout.write(`gateway log tail:\n${gateway.tail(30)}\n`);
       return shutdown(failed.length === 0 ? 0 : 1);
     }
 
-    printBanner({ gw, prom, gateway, runDir, tokens, startedMs: Date.now() - t0 });
+    printBanner({ gw, admin, prom, gateway, runDir, tokens, startedMs: Date.now() - t0 });
     const g = gateway;
     const p = prom;
     // Ctrl-C also reaches the children (same process group); give our own

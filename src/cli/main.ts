@@ -179,7 +179,12 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
     const config = await loadConfigFile(file);
     // Also prove the policy loads and decides with this data.
     await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
-    // And read the files only `serve` reads: the listener's TLS files, the bundle's keys and TLS files.
+    // And read the files only `serve` reads: the identity sources' local files (a provider reached
+    // over the network is not contacted), the listener's TLS files, the bundle's keys and TLS files.
+    for (const p of config.identity.providers) {
+      if (p.type === 'jwt' && p.jwksFile !== undefined) await (await import('../identity/jwt.ts')).JwtVerifier.create(p);
+      if (p.type === 'introspection') await (await import('../identity/introspection.ts')).IntrospectionSource.clientSecret(p);
+    }
     if (config.server.tls !== undefined) (await import('../server/tls.ts')).httpsOptions(config.server.tls);
     if (config.policy.bundle !== undefined) {
       const { BundleClient } = await import('../policy/bundle-client.ts');

@@ -62,6 +62,11 @@ export class IntrospectionSource implements IdentitySource {
   }
 
   static async create(cfg: IntrospectionProviderConfig): Promise<IntrospectionSource> {
+    return new IntrospectionSource(cfg, await IntrospectionSource.clientSecret(cfg));
+  }
+
+  /** The client secret, read from clientSecretFile when set that way (serve and check-config). */
+  static async clientSecret(cfg: IntrospectionProviderConfig): Promise<string> {
     let secret = cfg.clientSecret;
     if (secret === undefined && cfg.clientSecretFile !== undefined) {
       try {
@@ -71,7 +76,7 @@ export class IntrospectionSource implements IdentitySource {
       }
     }
     if (secret === undefined || secret === '') throw new GatewayError('config_invalid', 'introspection provider needs a client secret');
-    return new IntrospectionSource(cfg, secret);
+    return secret;
   }
 
   async #configuration(): Promise<client.Configuration> {

@@ -10,6 +10,30 @@ import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySour
 import { redactUrls } from '../util/shown-url.ts';
 import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
 
+/**
+ * Reads and checks a `jwksFile` (serve and check-config): a missing file, one
+ * that is not JSON, or one that is not a key set is a config error naming the key.
+ */
+export async function readJwksFile(file: string): Promise<Parameters<typeof createLocalJWKSet>[0]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new GatewayError('config_invalid', `cannot read jwksFile ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(text);
+  } catch (e) {
+    throw new GatewayError('config_invalid', `jwksFile ${file} is not JSON: ${(e as Error).message}`);
+  }
+  const keys = (jwks as { keys?: unknown } | null)?.keys;
+  if (typeof jwks !== 'object' || jwks === null || !Array.isArray(keys) || !keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k))) {
+    throw new GatewayError('config_invalid', `jwksFile ${file} is not a JSON Web Key Set ({"keys": [ … ]})`);
+  }
+  return jwks as Parameters<typeof createLocalJWKSet>[0];
+}
+
 /** Why a bearer token was refused; logged, never sent with token material. */
 export class InvalidTokenError extends GatewayError {
   /** No credentials at all (RFC 6750 §3.1: then the challenge carries no error code). */
@@ -236,8 +260,7 @@ export class JwtVerifier implements IdentitySource {
   static async create(config: JwtProviderConfig): Promise<JwtVerifier> {
     let getKey: JWTVerifyGetKey;
     if (config.jwksFile !== undefined) {
-      const jwks = JSON.parse(await readFile(config.jwksFile, 'utf8')) as Parameters<typeof createLocalJWKSet>[0];
-      getKey = createLocalJWKSet(jwks);
+      getKey = createLocalJWKSet(await readJwksFile(config.jwksFile));
     } else if (config.jwksUrl !== undefined) {
       getKey = remoteKeySet(config.jwksUrl, 30_000, 600_000, 5_000);
     } else {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -66,10 +66,14 @@ describe('lbac-gateway CLI', () => {
     expect(r.stdout.trim()).toBe('up{ns="a"}');
   });
 
-  it('check-config: OK for the example, file/line/key on error', () => {
-    const ok = run(['check-config', new URL('../../examples/gateway.yaml', import.meta.url).pathname]);
-    expect(ok.code).toBe(0);
-    expect(ok.stdout).toMatch(/OK \(1 upstream\(s\), 2 team\(s\)\)/);
+  it('check-config: OK for every example config, file/line/key on error', () => {
+    const examples = readdirSync(new URL('../../examples/', import.meta.url)).filter((f) => f.endsWith('.yaml'));
+    expect(examples).toEqual(expect.arrayContaining(['gateway.yaml', 'demo-teams.yaml']));
+    for (const f of examples) {
+      const ok = run(['check-config', new URL(`../../examples/${f}`, import.meta.url).pathname]);
+      expect({ f, code: ok.code, stderr: ok.stderr }).toEqual({ f, code: 0, stderr: '' });
+      expect(ok.stdout).toMatch(/OK \(1 upstream\(s\), 2 team\(s\)\)/);
+    }
     const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'upstreams:\n  - name: p\n    kind: prometheus\n    url: http://x:1\n    colour: red\nidentity:\n  providers: []\n');
@@ -93,6 +97,27 @@ describe('lbac-gateway CLI', () => {
     const b = run(['check-config', bundle]);
     expect(b.code).toBe(1);
     expect(b.stderr).toMatch(/missing\.pem/);
+    // The identity sources' local files: until 2026-11-27 a missing jwksFile passed check-config and stopped serve.
+    const jwksFile = (file: string) => `identity: { providers: [{ type: jwt, jwksFile: ${file}, issuer: i, audience: a }] }\n`;
+    const noJwks = join(dir, 'no-jwks.yaml');
+    writeFileSync(noJwks, `${base}${jwksFile('missing-jwks.json')}`);
+    const j = run(['check-config', noJwks]);
+    expect(j.code).toBe(1);
+    expect(j.stderr).toMatch(/cannot read jwksFile .*missing-jwks\.json: ENOENT/);
+    writeFileSync(join(dir, 'not-a-jwks.json'), '{"kty": "RSA"}');
+    const notJwks = join(dir, 'not-jwks.yaml');
+    writeFileSync(notJwks, `${base}${jwksFile('not-a-jwks.json')}`);
+    const nj = run(['check-config', notJwks]);
+    expect(nj.code).toBe(1);
+    expect(nj.stderr).toMatch(/jwksFile .*not-a-jwks\.json is not a JSON Web Key Set/);
+    const noSecret = join(dir, 'no-secret.yaml');
+    writeFileSync(
+      noSecret,
+      `${base}identity: { providers: [{ type: introspection, introspectionUrl: "http://127.0.0.1:9/i", clientId: c, clientSecretFile: missing-secret, audience: a }] }\n`,
+    );
+    const s = run(['check-config', noSecret]);
+    expect(s.code).toBe(1);
+    expect(s.stderr).toMatch(/cannot read clientSecretFile .*missing-secret: ENOENT/);
     const warn = join(dir, 'warn.yaml');
     writeFileSync(warn, `${base}${jwt(', claims: { subject: preferred_username }')}`);
     const w = run(['check-config', warn]);
