@@ -299,6 +299,13 @@ const typSchema = z
   .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
   .optional()
   .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.');
+const authorizedPartiesSchema = z
+  .array(z.string().min(1))
+  .min(1)
+  .optional()
+  .describe(
+    'Accepted authorized parties: the client ids a token may have been issued to. The token\'s "azp" must be one of them; a token without "azp" is judged by its audience when it has exactly one (OIDC Core §2: azp may be left out when the authorized party is the sole audience) and refused when it has several. Default: any authorized party.',
+  );
 const httpUrl = credentialFreeUrl();
 
 export const jwtProviderSchema = z
@@ -312,6 +319,7 @@ export const jwtProviderSchema = z
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
     typ: typSchema,
+    authorizedParties: authorizedPartiesSchema,
     claims: claimsSchema.default(claimsSchema.parse({})),
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwksFile === undefined), { message: 'set exactly one of jwksUrl or jwksFile' });
@@ -341,6 +349,7 @@ export const oidcProviderSchema = z
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
     jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri. Needed when an https issuer announces a jwks_uri that is not https: that one is refused (503).'),
     typ: typSchema,
+    authorizedParties: authorizedPartiesSchema,
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000).describe('Timeout for discovery, JWKS and userinfo requests.'),
     discoveryRetrySeconds: z.number().int().positive().default(10).describe('After a failed discovery, requests answer 503 and discovery is retried at most this often.'),

@@ -121,6 +121,7 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     maxTokenBytes: cfg.maxTokenBytes,
     claims: cfg.claims,
     ...(cfg.typ !== undefined ? { typ: cfg.typ } : {}),
+    ...(cfg.authorizedParties !== undefined ? { authorizedParties: cfg.authorizedParties } : {}),
     auth: 'oidc',
     getKey,
     ...(userinfo !== undefined ? { maxCacheMs: cfg.userinfo!.cacheTtlSeconds * 1000 } : {}),
