@@ -100,6 +100,29 @@ export const serverSchema = z
       .describe('On SIGTERM, answer /readyz with 503 for this long before closing the listener (lets load balancers stop sending traffic).'),
     shutdownTimeoutMs: z.number().int().positive().default(30_000).describe('On SIGTERM, in-flight requests get this long to finish; then the process exits anyway.'),
     tls: serverTlsSchema.optional(),
+    tail: z
+      .strictObject({
+        maxPerSubject: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(4)
+          .describe(
+            'Most live tails (Loki\'s WebSocket /tail) one subject (issuer and sub) holds open at once, over all upstreams; one more → 429, refused before Loki is contacted. Besides the concurrency slot each tail holds (upstreams[].maxConcurrent, maxConcurrentPerSubject). Per process: server.workers multiplies it.',
+          ),
+        recheckIntervalMs: z
+          .number()
+          .int()
+          .min(1000)
+          .max(3_600_000)
+          .default(60_000)
+          .describe(
+            'How often an open tail\'s credentials are judged again (a credential still cached by its source costs no provider call): refused → closed 1008, the subject changed → 1012, the provider unreachable → 1013. HTTP requests see a revoked credential within the sources\' cache TTLs; a tail within this.',
+          ),
+      })
+      .default({ maxPerSubject: 4, recheckIntervalMs: 60_000 })
+      .describe('Loki live tails (WebSocket).'),
     watchConfig: z.boolean().default(true).describe('Reload the config when its file changes (as on SIGHUP).'),
     reloadDebounceMs: z.number().int().min(0).default(500).describe('File-change reloads wait until the file has been quiet this long.'),
     loadShedding: z
