@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'upstream_error'
   | 'upstream_timeout'
   | 'overloaded' // load shedding or a per-upstream concurrency limit (503 + Retry-After)
+  | 'too_many_requests' // a per-subject count limit that waiting does not lift (live tails open): 429
   | 'client_closed' // the client went away before the answer was complete (recorded as 499, nginx's "client closed request")
   | 'internal';
 
@@ -42,6 +43,7 @@ const STATUS: Record<ErrorCode, number> = {
   upstream_error: 502,
   upstream_timeout: 504,
   overloaded: 503,
+  too_many_requests: 429,
   client_closed: 499,
   internal: 500,
 };

@@ -100,6 +100,29 @@ export const serverSchema = z
       .describe('On SIGTERM, answer /readyz with 503 for this long before closing the listener (lets load balancers stop sending traffic).'),
     shutdownTimeoutMs: z.number().int().positive().default(30_000).describe('On SIGTERM, in-flight requests get this long to finish; then the process exits anyway.'),
     tls: serverTlsSchema.optional(),
+    tail: z
+      .strictObject({
+        maxPerSubject: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(4)
+          .describe(
+            'Most live tails (Loki\'s WebSocket /tail) one subject (issuer and sub) holds open at once, over all upstreams; one more → 429, refused before Loki is contacted. Besides the concurrency slot each tail holds (upstreams[].maxConcurrent, maxConcurrentPerSubject). Per process: server.workers multiplies it.',
+          ),
+        recheckIntervalMs: z
+          .number()
+          .int()
+          .min(1000)
+          .max(3_600_000)
+          .default(60_000)
+          .describe(
+            'How often an open tail\'s credentials are judged again (a credential still cached by its source costs no provider call): refused → closed 1008, the subject changed → 1012, the provider unreachable → 1013. HTTP requests see a revoked credential within the sources\' cache TTLs; a tail within this.',
+          ),
+      })
+      .default({ maxPerSubject: 4, recheckIntervalMs: 60_000 })
+      .describe('Loki live tails (WebSocket).'),
     watchConfig: z.boolean().default(true).describe('Reload the config when its file changes (as on SIGHUP).'),
     reloadDebounceMs: z.number().int().min(0).default(500).describe('File-change reloads wait until the file has been quiet this long.'),
     loadShedding: z
@@ -299,6 +322,13 @@ const typSchema = z
   .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
   .optional()
   .describe('Accepted JOSE "typ" header value(s), compared as RFC 7515 says (case-insensitive, "application/" optional); e.g. "at+jwt" for RFC 9068 access tokens, so that ID tokens for the same audience are refused. Default: any typ.');
+const authorizedPartiesSchema = z
+  .array(z.string().min(1))
+  .min(1)
+  .optional()
+  .describe(
+    'Accepted authorized parties: the client ids a token may have been issued to. The token\'s "azp" must be one of them; a token without "azp" is judged by its audience when it has exactly one (OIDC Core §2: azp may be left out when the authorized party is the sole audience) and refused when it has several. Default: any authorized party.',
+  );
 const httpUrl = credentialFreeUrl();
 
 export const jwtProviderSchema = z
@@ -312,6 +342,7 @@ export const jwtProviderSchema = z
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
     typ: typSchema,
+    authorizedParties: authorizedPartiesSchema,
     claims: claimsSchema.default(claimsSchema.parse({})),
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwksFile === undefined), { message: 'set exactly one of jwksUrl or jwksFile' });
@@ -341,6 +372,7 @@ export const oidcProviderSchema = z
     maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
     jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri. Needed when an https issuer announces a jwks_uri that is not https: that one is refused (503).'),
     typ: typSchema,
+    authorizedParties: authorizedPartiesSchema,
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000).describe('Timeout for discovery, JWKS and userinfo requests.'),
     discoveryRetrySeconds: z.number().int().positive().default(10).describe('After a failed discovery, requests answer 503 and discovery is retried at most this often.'),

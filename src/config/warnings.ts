@@ -1,6 +1,7 @@
 import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
 import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
+import { cleartextRemote } from '../util/loopback.ts';
 
 /** Does a (load-checked) regex match the empty string, fully anchored as the backends read it? */
 function matchesEmpty(re: string): boolean {
@@ -13,19 +14,6 @@ function matchesEmpty(re: string): boolean {
 
 /** Claims that an identity provider may let their holder choose or change (OIDC Core §5.1 and common IdPs). */
 const MUTABLE_CLAIMS = new Set(['preferred_username', 'username', 'nickname', 'name', 'given_name', 'family_name', 'email', 'login', 'upn', 'unique_name']);
-
-/** A plain-HTTP URL to a host other than this machine (loopback names and addresses). */
-function cleartextRemote(url: string | undefined): boolean {
-  if (url === undefined) return false;
-  try {
-    const u = new URL(url);
-    if (u.protocol !== 'http:') return false;
-    const host = u.hostname.replace(/^\[|\]$/g, '');
-    return !(host === 'localhost' || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1');
-  } catch {
-    return false;
-  }
-}
 
 /** The URLs of an identity provider that keys, tokens or client secrets travel over. */
 function providerUrls(p: GatewayConfig['identity']['providers'][number]): (string | undefined)[] {

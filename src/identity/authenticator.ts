@@ -10,7 +10,7 @@ import { connectionTokenDigest, InvalidTokenError, JwtVerifier } from './jwt.ts'
 import { createOidcSource } from './oidc.ts';
 import { MtlsSource } from './mtls.ts';
 import { ApiKeySource, BasicAuthSource } from './static.ts';
-import { UNDECIDED, type AuthRequest, type Credentials, type IdentitySource } from './source.ts';
+import { UNDECIDED, type AuthRequest, type Credentials, type IdentityLog, type IdentitySource } from './source.ts';
 
 export type { AuthRequest, ClientCertificate, Credentials, IdentitySource, TlsInfo } from './source.ts';
 export { UNDECIDED } from './source.ts';
@@ -20,14 +20,15 @@ function readsFile(p: ProviderConfig): boolean {
   return ('jwksFile' in p && p.jwksFile !== undefined) || ('clientSecretFile' in p && p.clientSecretFile !== undefined);
 }
 
-export async function createSource(p: ProviderConfig): Promise<IdentitySource> {
+/** `log`: where a source warns about what it finds out after start (a plain-HTTP endpoint in a discovery document). */
+export async function createSource(p: ProviderConfig, log?: IdentityLog): Promise<IdentitySource> {
   switch (p.type) {
     case 'jwt':
       return JwtVerifier.create(p);
     case 'oidc':
-      return createOidcSource(p);
+      return createOidcSource(p, log);
     case 'introspection':
-      return IntrospectionSource.create(p);
+      return IntrospectionSource.create(p, log);
     case 'grafana':
       return new GrafanaSource(p);
     case 'apikey':
@@ -123,7 +124,7 @@ export class Authenticator {
    * applied. A source that reads a file (`jwksFile`, `clientSecretFile`) is
    * rebuilt, so the reload picks up the file's content.
    */
-  static async fromConfig(config: GatewayConfig, previous?: Authenticator): Promise<Authenticator> {
+  static async fromConfig(config: GatewayConfig, previous?: Authenticator, log?: IdentityLog): Promise<Authenticator> {
     const reusable = previous === undefined ? undefined : previous.#reusable;
     const kept: IdentitySource[] = [];
     const built = new Map<string, IdentitySource>();
@@ -131,7 +132,7 @@ export class Authenticator {
       config.identity.providers.map(async (p) => {
         const key = readsFile(p) ? undefined : JSON.stringify(p);
         let source = key === undefined ? undefined : reusable?.get(key);
-        if (source === undefined) source = await createSource(p);
+        if (source === undefined) source = await createSource(p, log);
         else kept.push(source);
         if (key !== undefined) built.set(key, source);
         return source;

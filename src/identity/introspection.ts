@@ -9,7 +9,7 @@ import { boundedFetch } from './bounded-fetch.ts';
 import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
 import { API_KEY_PREFIX } from './secrets.ts';
-import type { Credentials, IdentityCacheStats, IdentitySource } from './source.ts';
+import type { Credentials, IdentityCacheStats, IdentityLog, IdentitySource } from './source.ts';
 import { MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, providerError, UserinfoEnricher } from './userinfo.ts';
 
 const CLOCK_TOLERANCE_S = 30;
@@ -41,7 +41,7 @@ export class IntrospectionSource implements IdentitySource {
   /** Requests made to the introspection endpoint (tests, diagnostics). */
   calls = 0;
 
-  private constructor(cfg: IntrospectionProviderConfig, secret: string) {
+  private constructor(cfg: IntrospectionProviderConfig, secret: string, log: IdentityLog | undefined) {
     this.#cfg = cfg;
     this.#secret = secret;
     this.name = `introspection:${cfg.introspectionUrl ?? cfg.issuer ?? ''}`;
@@ -55,14 +55,16 @@ export class IntrospectionSource implements IdentitySource {
         clientAuth: cfg.clientAuth,
         timeoutMs: cfg.timeoutMs,
         retryMs: cfg.discoveryRetrySeconds * 1000,
+        uses: [...(cfg.introspectionUrl === undefined ? ['introspection_endpoint' as const] : []), ...(cfg.userinfo?.enabled === true ? ['userinfo_endpoint' as const] : [])],
+        log,
       });
       this.#discovery.warmUp();
       if (cfg.userinfo?.enabled === true) this.#userinfo = new UserinfoEnricher(this.#discovery, cfg.userinfo);
     }
   }
 
-  static async create(cfg: IntrospectionProviderConfig): Promise<IntrospectionSource> {
-    return new IntrospectionSource(cfg, await IntrospectionSource.clientSecret(cfg));
+  static async create(cfg: IntrospectionProviderConfig, log?: IdentityLog): Promise<IntrospectionSource> {
+    return new IntrospectionSource(cfg, await IntrospectionSource.clientSecret(cfg), log);
   }
 
   /** The client secret, read from clientSecretFile when set that way (serve and check-config). */

@@ -208,6 +208,27 @@ export async function verifyWithKeySet(token: string, getKey: JWTVerifyGetKey, o
   }
 }
 
+/**
+ * Why a token's authorized party is not one of `accepted`, or undefined.
+ * The authorized party is `azp` (OIDC Core §2: the client the token was
+ * issued to); a token without `azp` names it by its sole audience (§2: `azp`
+ * may be left out when the authorized party is the sole audience). A token
+ * with several audiences and no `azp` names none (§3.1.3.7: with several
+ * audiences `azp` should be present) and is refused, as is an `azp` that is
+ * no string.
+ */
+export function authorizedPartyProblem(payload: Record<string, unknown>, accepted: readonly string[]): string | undefined {
+  if (Object.hasOwn(payload, 'azp')) {
+    const azp = payload['azp'];
+    if (typeof azp !== 'string') return '"azp" claim must be a string';
+    return accepted.includes(azp) ? undefined : 'unexpected "azp" claim value';
+  }
+  const aud = payload['aud'];
+  const sole = typeof aud === 'string' ? aud : Array.isArray(aud) && aud.length === 1 && typeof aud[0] === 'string' ? aud[0] : undefined;
+  if (sole === undefined) return 'missing required "azp" claim (a token for several audiences must name its authorized party)';
+  return accepted.includes(sole) ? undefined : 'no "azp" claim, and the sole audience is not an accepted authorized party';
+}
+
 export interface JwtVerifierOptions {
   /** Accepted `iss` value(s). */
   readonly issuer: string | string[];
@@ -218,6 +239,8 @@ export interface JwtVerifierOptions {
   readonly claims: ClaimsConfig;
   /** Accepted JOSE `typ` values (any when absent). */
   readonly typ?: string | readonly string[];
+  /** Accepted authorized parties (`azp`, see authorizedPartyProblem); any when absent. */
+  readonly authorizedParties?: readonly string[];
   /** `subject.auth`. */
   readonly auth: string;
   readonly getKey: RefreshableKeys;
@@ -238,7 +261,8 @@ export interface JwtVerifierOptions {
 /**
  * Verifies JWTs with `jose`: signature against the configured JWKS (never keys
  * named by the token: `jku`/`x5u`/`jwk` headers are ignored by jose's key
- * resolution), `iss`, `aud`, `exp`/`nbf` with a small tolerance, and an explicit
+ * resolution), `iss`, `aud`, `exp`/`nbf`/`iat` with a small tolerance, `azp` when
+ * authorized parties are configured, and an explicit
  * asymmetric algorithm allowlist (so `none` and HS256-with-a-public-key
  * confusion cannot verify). Verified subjects are cached by token digest, never
  * past `exp` (and at most 5 minutes).
@@ -366,6 +390,17 @@ export class JwtVerifier implements IdentitySource {
       }));
       if (this.#acceptedTyp !== undefined && !this.#acceptedTyp.has(normalizedTyp(protectedHeader.typ))) {
         throw new InvalidTokenError(`token type ${JSON.stringify(protectedHeader.typ ?? null)} is not accepted (expected ${[...this.#acceptedTyp].join(' or ')})`, undefined, false, false, true);
+      }
+      // jose checks `iat` against the clock only with maxTokenAge (which would make `iat` required): a token
+      // issued in the future (beyond the tolerance) comes from a provider whose clock is wrong or from a
+      // forged-time replay; refused as jose refuses a future `nbf`.
+      const iat = payload['iat'];
+      if (typeof iat === 'number' && iat > Date.now() / 1000 + this.options.clockToleranceSeconds) {
+        throw new joseErrors.JWTClaimValidationFailed('"iat" claim timestamp check failed (it should be in the past)', payload, 'iat', 'check_failed');
+      }
+      if (this.options.authorizedParties !== undefined) {
+        const problem = authorizedPartyProblem(payload, this.options.authorizedParties);
+        if (problem !== undefined) throw new joseErrors.JWTClaimValidationFailed(problem, payload, 'azp', 'check_failed');
       }
     } catch (e) {
       if (e instanceof GatewayError) throw e;

@@ -3,7 +3,9 @@ import type { OidcProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { JwtVerifier, remoteKeySet, type RefreshableKeys } from './jwt.ts';
 import { UserinfoEnricher } from './userinfo.ts';
-import { redactUrls } from '../util/shown-url.ts';
+import { redactUrls, shownUrl } from '../util/shown-url.ts';
+import { cleartextRemote } from '../util/loopback.ts';
+import type { IdentityLog } from './source.ts';
 import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
 
 export interface DiscoveryOptions {
@@ -14,6 +16,30 @@ export interface DiscoveryOptions {
   readonly timeoutMs: number;
   /** After a failure, discovery is retried at most this often; meanwhile requests fail with 503. */
   readonly retryMs: number;
+  /** The endpoints of the discovery document this source calls (checked for plain HTTP to another host). */
+  readonly uses?: readonly DiscoveredEndpoint[];
+  /** Where a warning about the discovered document goes (the process log). */
+  readonly log?: IdentityLog | undefined;
+}
+
+/** Endpoints of a discovery document that the gateway calls. */
+export type DiscoveredEndpoint = 'jwks_uri' | 'userinfo_endpoint' | 'introspection_endpoint';
+
+/**
+ * The endpoints among `uses` that a plain-HTTP issuer's discovery document
+ * announces as plain HTTP to another host. Such an issuer is accepted for
+ * loopback tests (`http://localhost`), where the configuration warnings see
+ * nothing amiss, but its document may send keys, tokens or the client secret
+ * to another machine in the clear. (An https issuer's plain-HTTP endpoints are
+ * refused: openid-client's for userinfo and introspection, createOidcSource's
+ * for jwks_uri.)
+ */
+export function cleartextEndpoints(issuer: string, metadata: Readonly<Record<string, unknown>>, uses: readonly DiscoveredEndpoint[]): { endpoint: DiscoveredEndpoint; url: string }[] {
+  if (protocolOf(issuer) !== 'http:') return [];
+  return uses.flatMap((endpoint) => {
+    const url = metadata[endpoint];
+    return typeof url === 'string' && cleartextRemote(url) ? [{ endpoint, url: shownUrl(url) }] : [];
+  });
 }
 
 function clientAuthFor(o: DiscoveryOptions): client.ClientAuth {
@@ -66,6 +92,13 @@ export class OidcDiscovery {
       .then(
         (c) => {
           this.#config = c;
+          const cleartext = cleartextEndpoints(o.issuer, c.serverMetadata(), o.uses ?? []);
+          if (cleartext.length > 0) {
+            o.log?.warn(
+              { issuer: shownUrl(o.issuer), endpoints: Object.fromEntries(cleartext.map((e) => [e.endpoint, e.url])) },
+              `identity provider ${shownUrl(o.issuer)}: its discovery document announces ${cleartext.map((e) => `${e.endpoint} ${e.url}`).join(', ')}, plain HTTP to another host: anyone on the path can serve their own keys or answers (and so any identity) and read the tokens and client credentials sent. Use https, or set the endpoint's URL in the provider's config.`,
+            );
+          }
           return c;
         },
         (e: unknown) => {
@@ -87,12 +120,15 @@ export class OidcDiscovery {
 }
 
 /** JWT access tokens whose keys come from OIDC discovery (jwks_uri), optionally enriched from userinfo. */
-export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
+export function createOidcSource(cfg: OidcProviderConfig, log?: IdentityLog): JwtVerifier {
+  const uses: DiscoveredEndpoint[] = [...(cfg.jwksUrl === undefined ? ['jwks_uri' as const] : []), ...(cfg.userinfo?.enabled === true ? ['userinfo_endpoint' as const] : [])];
   const discovery = new OidcDiscovery({
     issuer: cfg.issuer,
     clientId: typeof cfg.audience === 'string' ? cfg.audience : (cfg.audience[0] ?? 'lbac-gateway'),
     timeoutMs: cfg.timeoutMs,
     retryMs: cfg.discoveryRetrySeconds * 1000,
+    uses,
+    log,
   });
   let keys: RefreshableKeys | undefined;
   const getKey: RefreshableKeys = async (header, token) => {
@@ -121,6 +157,7 @@ export function createOidcSource(cfg: OidcProviderConfig): JwtVerifier {
     maxTokenBytes: cfg.maxTokenBytes,
     claims: cfg.claims,
     ...(cfg.typ !== undefined ? { typ: cfg.typ } : {}),
+    ...(cfg.authorizedParties !== undefined ? { authorizedParties: cfg.authorizedParties } : {}),
     auth: 'oidc',
     getKey,
     ...(userinfo !== undefined ? { maxCacheMs: cfg.userinfo!.cacheTtlSeconds * 1000 } : {}),

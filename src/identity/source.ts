@@ -106,6 +106,11 @@ export interface IdentitySource {
   cacheStats?(): IdentityCacheStats;
 }
 
+/** Where a source logs what it finds out after start (e.g. in a discovery document): the process log. */
+export interface IdentityLog {
+  warn(fields: object, message: string): void;
+}
+
 export interface IdentityCacheStats {
   readonly cache: string;
   readonly hits: number;

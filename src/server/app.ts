@@ -112,7 +112,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(identityPlugin, { authenticator: deps.authenticator });
   await app.register(policyPlugin, { holder });
   // WebSocket routes (Loki tail): one upgrade listener for the server; registered before any route it must see.
-  if (config.upstreams.some((u) => ROUTE_TABLES[u.kind].routes.some((r) => r.websocket === true))) await app.register(websocketPlugin);
+  if (config.upstreams.some((u) => ROUTE_TABLES[u.kind].routes.some((r) => r.websocket === true))) {
+    await app.register(websocketPlugin, { maxTailsPerSubject: config.server.tail.maxPerSubject, recheckIntervalMs: config.server.tail.recheckIntervalMs });
+  }
   await app.register(healthPlugin, { ...(deps.draining === undefined ? {} : { draining: deps.draining }), ...(deps.dataRevision === undefined ? {} : { dataRevision: deps.dataRevision }) });
   const limits = { maxQueryLength: config.server.maxQueryLength, maxDepth: config.server.maxQueryDepth };
   // Headers identity sources read credentials from (API keys, Grafana ID tokens): never forwarded upstream.

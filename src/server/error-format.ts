@@ -12,6 +12,7 @@ const PROM_ERROR_TYPE: Record<number, string> = {
   413: 'bad_data',
   415: 'bad_data',
   422: 'execution',
+  429: 'unavailable',
   500: 'internal',
   502: 'unavailable',
   503: 'unavailable',

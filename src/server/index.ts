@@ -205,7 +205,7 @@ export class GatewayRuntime {
     let data: PreparedConfigData | undefined;
     try {
       [authenticator, engine, data] = await Promise.all([
-        Authenticator.fromConfig(next, this.#authenticator),
+        Authenticator.fromConfig(next, this.#authenticator, this.logger),
         bundleMode ? Promise.resolve(undefined) : PolicyEngine.fromFile(next.policyWasm, { lbac: next.policyData }, { entrypoint: next.policy.entrypoint }),
         prepared,
       ]);
@@ -245,7 +245,7 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
   let client: BundleClient | undefined;
   if (bundle === undefined) {
     const [authenticator, engine] = await Promise.all([
-      Authenticator.fromConfig(config),
+      Authenticator.fromConfig(config, undefined, logger),
       PolicyEngine.fromFile(config.policyWasm, configData, { entrypoint: config.policy.entrypoint }),
     ]);
     holder.activate(engine, `file:${config.policyWasm}`);
@@ -254,7 +254,7 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
   } else {
     // Bundle mode: listen right away, not ready until the persisted or a downloaded bundle is active.
     const [authenticator, c] = await Promise.all([
-      Authenticator.fromConfig(config),
+      Authenticator.fromConfig(config, undefined, logger),
       BundleClient.create({ config: bundle, holder, entrypoint: config.policy.entrypoint, configData, logger: logger.child({ component: 'bundle' }) }),
     ]);
     client = c;

@@ -34,8 +34,14 @@ describe('config warnings', () => {
     expect(configWarnings(config('{ type: oidc, issuer: "http://10.0.0.5:8080/realms/r", audience: a }'))[0]).toMatch(/\(oidc\): "http:\/\/10\.0\.0\.5:8080\/realms\/r" is plain HTTP/);
     expect(configWarnings(config('{ type: grafana, url: "http://grafana:3000", orgs: [1] }'))[0]).toMatch(/\(grafana\).*plain HTTP/);
     expect(configWarnings(config('{ type: introspection, introspectionUrl: "http://idp/i", clientId: gw, clientSecret: s, audience: gw }'))[0]).toMatch(/\(introspection\).*plain HTTP/);
-    for (const local of ['http://127.0.0.1:9/j', 'http://localhost:9/j', 'http://[::1]:9/j', 'https://idp.example.com/keys']) {
+    const locals = ['http://127.0.0.1:9/j', 'http://127.1.2.3:9/j', 'http://localhost:9/j', 'http://idp.localhost:9/j', 'http://[::1]:9/j', 'https://idp.example.com/keys'];
+    // Other spellings of loopback: IPv4-mapped IPv6, IPv6 written out, upper case, a trailing dot.
+    locals.push('http://[::ffff:127.0.0.1]:9/j', 'http://[::FFFF:127.9.9.9]/j', 'http://[0:0:0:0:0:0:0:1]/j', 'http://LOCALHOST:9/j', 'http://localhost.:9/j');
+    for (const local of locals) {
       expect(configWarnings(config(`{ type: jwt, jwksUrl: "${local}", issuer: i, audience: a }`)), local).toEqual([]);
+    }
+    for (const remote of ['http://[::ffff:10.0.0.1]/j', 'http://[::2]/j', 'http://localhost.example.com/j', 'http://128.0.0.1/j']) {
+      expect(configWarnings(config(`{ type: jwt, jwksUrl: "${remote}", issuer: i, audience: a }`)), remote).toHaveLength(1);
     }
   });
 

@@ -6,6 +6,7 @@ import { claimAt, isSpaceDelimitedClaim, mapClaims, stringList } from '../../src
 import { connectionTokenDigest, JwtVerifier, tokenDigest } from '../../src/identity/jwt.ts';
 import fc from 'fast-check';
 import { GatewayError } from '../../src/errors.ts';
+import { UNDECIDED } from '../../src/identity/source.ts';
 
 let idp: TestIssuer;
 let verifier: JwtVerifier;
@@ -108,6 +109,48 @@ describe('JwtVerifier', () => {
   });
   it('rejects nbf in the future', async () => {
     await rejects(idp.mint({ sub: 'x' }, { notBefore: '+10m' }), /nbf/);
+  });
+  it('rejects iat in the future beyond the clock tolerance (401, final, never cached); within it, or without iat, accepted', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const future = await idp.mint({ sub: 'x-iat' }, { issuedAt: now + 120 });
+    const err = await rejects(future, /"iat" claim timestamp check failed/);
+    expect(err).toMatchObject({ code: 'unauthenticated', final: true });
+    // Refused again, not answered from the cache of verified tokens.
+    await rejects(future, /iat/);
+    expect(verifier.peekToken(future)).toBe(UNDECIDED);
+    await expect(auth.authenticate({ headers: { authorization: `Bearer ${future}` } })).rejects.toMatchObject({ status: 401 });
+    await expect(verifier.verify(await idp.mint({ sub: 'x-iat' }, { issuedAt: now + 10 }))).resolves.toMatchObject({ sub: 'x-iat' });
+    await expect(verifier.verify(await idp.mint({ sub: 'x-iat' }, { issuedAt: null }))).resolves.toMatchObject({ sub: 'x-iat' });
+    await rejects(idp.mint({ sub: 'x-iat' }, { issuedAt: 'soon' as unknown as number }), /iat/);
+  });
+  it('authorizedParties: azp must be listed; without azp the sole audience is the authorized party; several audiences need azp', async () => {
+    const parties = await JwtVerifier.create(
+      jwtProviderSchema.parse({ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://idp.test', audience: ['lbac-gateway', 'grafana'], authorizedParties: ['grafana', 'logcli'] }),
+    );
+    const refusedBy = async (v: JwtVerifier, token: string) => {
+      const e = await v.verify(token).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(e, 'token must be refused').toMatchObject({ status: 401, code: 'unauthenticated', final: true, message: expect.stringMatching(/azp/) });
+      // A refused token is never cached as valid.
+      expect(v.peekToken(token)).toBe(UNDECIDED);
+    };
+    for (const azp of ['grafana', 'logcli']) await expect(parties.verify(await idp.mint({ sub: 'p', azp }))).resolves.toMatchObject({ sub: 'p' });
+    for (const azp of ['evil-client', 'GRAFANA', '', ['grafana'], 1, null]) await refusedBy(parties, await idp.mint({ sub: 'p', azp }));
+    // No azp: one audience is the authorized party (OIDC Core §2).
+    await expect(parties.verify(await idp.mint({ sub: 'p' }, { audience: 'grafana' }))).resolves.toMatchObject({ sub: 'p' });
+    await expect(parties.verify(await idp.mint({ sub: 'p' }, { audience: ['grafana'] }))).resolves.toMatchObject({ sub: 'p' });
+    await refusedBy(parties, await idp.mint({ sub: 'p' }, { audience: 'lbac-gateway' }));
+    // Several audiences and no azp: no authorized party named.
+    await refusedBy(parties, await idp.mint({ sub: 'p' }, { audience: ['grafana', 'lbac-gateway'] }));
+    await expect(parties.verify(await idp.mint({ sub: 'p', azp: 'logcli' }, { audience: ['grafana', 'lbac-gateway'] }))).resolves.toMatchObject({ sub: 'p' });
+    // A refusal ends the search: no later source is asked for the issuer's token.
+    const both = new Authenticator([parties, { name: 'later', authenticate: async () => ({ sub: 'later', groups: [], roles: [], auth: 'x', claims: {} }) }]);
+    await expect(both.authenticate({ headers: { authorization: `Bearer ${await idp.mint({ sub: 'p', azp: 'evil-client' })}` } })).rejects.toMatchObject({ status: 401 });
+    // Without the setting any azp is accepted, as before.
+    await expect(verifier.verify(await idp.mint({ sub: 'p', azp: 'evil-client' }))).resolves.toMatchObject({ sub: 'p' });
+    expect(() => jwtProviderSchema.parse({ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'i', audience: 'a', authorizedParties: [] })).toThrow();
   });
   it('rejects a wrong issuer and a wrong audience', async () => {
     await rejects(idp.mint({ sub: 'x' }, { issuer: 'https://evil' }), /iss/);

@@ -244,6 +244,44 @@ describe('an https issuer whose discovery document announces a plain-HTTP jwks_u
   });
 });
 
+describe('a plain-HTTP loopback issuer whose discovery document announces plain-HTTP endpoints on another host', () => {
+  it('is warned about once discovered (the endpoints this source calls only, shown without credentials or query)', async () => {
+    const remote = 'http://user:hunter2@idp.example.invalid:8080';
+    let discovered = 0;
+    handler = (req, res) => {
+      if (!req.url!.endsWith('openid-configuration')) return res.writeHead(404).end();
+      discovered++;
+      json(res, {
+        issuer: `${base}/realm`,
+        jwks_uri: `${remote}/jwks?sig=s3cret`,
+        userinfo_endpoint: `${base}/realm/userinfo`,
+        introspection_endpoint: `${remote}/introspect`,
+      });
+    };
+    const warnings: [Record<string, unknown>, string][] = [];
+    const log = { warn: (fields: object, message: string) => warnings.push([fields as Record<string, unknown>, message]) };
+    await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: `${base}/realm`, audience: 'lbac-gateway' }), log);
+    await expect.poll(() => warnings.length).toBe(1);
+    const [fields, message] = warnings[0]!;
+    expect(fields).toEqual({ issuer: `${base}/realm`, endpoints: { jwks_uri: 'http://idp.example.invalid:8080/jwks' } });
+    expect(message).toMatch(/announces jwks_uri http:\/\/idp\.example\.invalid:8080\/jwks, plain HTTP to another host/);
+    expect(JSON.stringify(warnings)).not.toMatch(/hunter2|s3cret|user:/);
+    // Introspection: its endpoint is the one called (with the client secret).
+    warnings.length = 0;
+    await createSource(introspectionProviderSchema.parse({ type: 'introspection', issuer: `${base}/realm`, clientId: 'gw', clientSecret: 'client-s3cret', audience: 'gw' }), log);
+    await expect.poll(() => warnings.length).toBe(1);
+    expect(warnings[0]![0]).toMatchObject({ endpoints: { introspection_endpoint: 'http://idp.example.invalid:8080/introspect' } });
+    expect(JSON.stringify(warnings)).not.toMatch(/hunter2|s3cret/);
+    // Endpoints this source does not call (jwksUrl set; userinfo on loopback): nothing to warn about.
+    warnings.length = 0;
+    const before = discovered;
+    await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: `${base}/realm`, audience: 'lbac-gateway', jwksUrl: `${base}/realm/jwks`, userinfo: { enabled: true } }), log);
+    await expect.poll(() => discovered).toBe(before + 1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(warnings).toEqual([]);
+  });
+});
+
 describe('Grafana ID tokens naming orgs', () => {
   it('one accepted org decides; two accepted orgs are ambiguous (401); a grafana_org claim in the token is overridden', async () => {
     const grafana = await createTestIssuer({ issuer: `${base}/grafana`, audience: 'org:1', alg: 'ES256' });

@@ -100,6 +100,7 @@ describe('oidc source (discovery → JWKS)', () => {
     ['HS256 keyed with the RSA public key', () => idp.sign({ sub: 'x' }, { alg: 'HS256' })],
     ['expired', () => idp.sign({ sub: 'x', exp: Math.floor(Date.now() / 1000) - 600 })],
     ['nbf in the future', () => idp.sign({ sub: 'x', nbf: Math.floor(Date.now() / 1000) + 600 })],
+    ['iat in the future', () => idp.sign({ sub: 'x', iat: Math.floor(Date.now() / 1000) + 600 })],
     ['wrong iss', () => idp.sign({ sub: 'x', iss: 'https://evil.example' })],
     ['wrong aud', () => idp.sign({ sub: 'x', aud: 'another-api' })],
     ['foreign key with the provider kid', () => idp.sign({ sub: 'x' }, { key: 'foreign' })],
@@ -113,6 +114,14 @@ describe('oidc source (discovery → JWKS)', () => {
     ['no exp', () => idp.sign({ sub: 'x', exp: undefined })],
   ])('%s → 401', async (_n, make) => {
     expect(await status(auth, bearer(await make()))).toBe(401);
+  });
+});
+
+describe('oidc source with authorizedParties', () => {
+  it('accepts a token issued to a listed client (azp) and refuses one issued to another (401)', async () => {
+    const auth = new Authenticator([await createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: idp.issuer, audience: JWT_AUDIENCE, authorizedParties: ['grafana'] }))]);
+    expect(await status(auth, bearer(await idp.sign({ sub: 'x', azp: 'grafana' })))).toBe(200);
+    expect(await status(auth, bearer(await idp.sign({ sub: 'x', azp: 'someone-else' })))).toBe(401);
   });
 });
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.ts';
-import { FAIL_CLOSED_REASON, validateDecision } from '../../src/policy/decision.ts';
+import { DECISION_LIMITS, FAIL_CLOSED_REASON, validateDecision } from '../../src/policy/decision.ts';
 import type { Decision } from '../../src/policy/decision.ts';
 
 const ns = (value: string, op = '=~') => ({ name: 'namespace', op, value });
@@ -263,5 +263,42 @@ describe('validateDecision: properties', () => {
         expect(validateDecision(once)).toEqual(once);
       }),
     );
+  });
+});
+
+describe('validateDecision: size bounds (DECISION_LIMITS)', () => {
+  const groups = (n: number, size = 1) => Array.from({ length: n }, (_, i) => Array.from({ length: size }, (_, j) => ({ name: `l${j}`, op: '=', value: `v${i}` })));
+
+  it('accepts a decision at every bound', () => {
+    const { maxGroups, maxMatchersPerGroup, maxHeaders } = DECISION_LIMITS;
+    expect(validateDecision({ allow: true, selectors: groups(maxGroups) }).selectors).toHaveLength(maxGroups);
+    expect(validateDecision({ allow: true, selectors: groups(1, maxMatchersPerGroup) }).selectors[0]).toHaveLength(maxMatchersPerGroup);
+    const headers = Object.fromEntries(Array.from({ length: maxHeaders }, (_, i) => [`X-H${i}`, 'v']));
+    expect(Object.keys(validateDecision({ allow: true, unrestricted: true, headers }).headers)).toHaveLength(maxHeaders);
+    // Exactly the byte bound: one value filling what the name "n" leaves.
+    expect(validateDecision({ allow: true, selectors: [[{ name: 'n', op: '=', value: 'x'.repeat(DECISION_LIMITS.maxStringBytes - 1) }]] }).allow).toBe(true);
+  });
+
+  it('one more group, matcher, header or byte is malformed (policy_error), for an allow and a deny alike', () => {
+    const { maxGroups, maxMatchersPerGroup, maxHeaders, maxStringBytes } = DECISION_LIMITS;
+    for (const allow of [true, false]) {
+      rejects({ allow, selectors: groups(maxGroups + 1) }, /selectors has 1025 groups, more than 1024/);
+      rejects({ allow, selectors: groups(1, maxMatchersPerGroup + 1) }, /selectors\[0\] has 65 matchers, more than 64/);
+      rejects({ allow, unrestricted: true, headers: Object.fromEntries(Array.from({ length: maxHeaders + 1 }, (_, i) => [`X-H${i}`, 'v'])) }, /headers has 65 entries, more than 64/);
+      rejects({ allow, selectors: [[{ name: 'n', op: '=', value: 'x'.repeat(maxStringBytes) }]] }, /more than 262144 bytes \(at selectors\[0\]\[0\]\.value\)/);
+      // Bytes, not characters: 'é' is two.
+      rejects({ allow, selectors: [[{ name: 'n', op: '=', value: 'é'.repeat(maxStringBytes / 2) }]] }, /more than 262144 bytes/);
+      // Summed over the whole decision: reason, matchers and headers.
+      const third = 'x'.repeat(Math.ceil(maxStringBytes / 3));
+      rejects({ allow, reason: third, selectors: [[{ name: 'n', op: '=', value: third }]], headers: { 'X-A': third } }, /more than 262144 bytes \(at headers\["X-A"\]\)/);
+    }
+  });
+
+  it('a policy returning 100 000 groups is refused at once, without validating them', () => {
+    const huge = groups(100_000);
+    const started = performance.now();
+    expect(() => validateDecision({ allow: true, selectors: huge })).toThrow(/100000 groups/);
+    // Validating them took about 0.3 s; the bound is one length check.
+    expect(performance.now() - started).toBeLessThan(50);
   });
 });

@@ -8,7 +8,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { IdentitySource } from '../../src/identity/source.ts';
 import type { Subject } from '../../src/policy/decision.ts';
 import { GatewayError } from '../../src/errors.ts';
-import { msUntilExpiry, tailRecheck } from '../../src/server/plugins/websocket.ts';
+import { msUntilExpiry } from '../../src/server/plugins/websocket.ts';
 import { testApp, type TestApp } from './helpers.ts';
 
 /** Subjects by bearer token; `auth` is the kind of credential that named them. */
@@ -81,10 +81,10 @@ beforeEach(() => {
 
 const TAIL = `/loki-gw/loki/api/v1/tail?query=${encodeURIComponent('{app="api"}')}`;
 
-/** Open a tail; resolves with the open socket or the HTTP status of the refusal. */
-function open(token: string, headers: Record<string, string> = {}, options: WebSocket.ClientOptions = {}): Promise<WebSocket | number> {
+/** Open a tail (on `at`, default the shared app); resolves with the open socket or the HTTP status of the refusal. */
+function open(token: string, headers: Record<string, string> = {}, options: WebSocket.ClientOptions = {}, at = base): Promise<WebSocket | number> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(base + TAIL, { ...options, headers: { authorization: `Bearer ${token}`, ...headers } });
+    const ws = new WebSocket(at + TAIL, { ...options, headers: { authorization: `Bearer ${token}`, ...headers } });
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => {
       res.resume();
@@ -105,6 +105,19 @@ describe('cross-site WebSocket hijacking', () => {
         expect([who, origin, await open(who, { origin })]).toEqual([who, origin, 403]);
       }
     }
+    expect(upgrades).toHaveLength(0);
+  });
+
+  it('a cross-origin refusal is audited like every refused request: the decision, status 403, error forbidden', async () => {
+    t.audit.length = 0;
+    expect(await open('jwt', { origin: 'https://evil.example' })).toBe(403);
+    await expect.poll(() => t.audit.length).toBe(1);
+    expect(t.audit[0]).toMatchObject({
+      type: 'lbac-gateway/decision_logs',
+      input: { subject: { sub: 'u-jwt' }, request: { upstream: 'logs', endpoint: 'tail' } },
+      result: { allow: true },
+      response: { status: 403, error: 'forbidden' },
+    });
     expect(upgrades).toHaveLength(0);
   });
 
@@ -146,13 +159,17 @@ describe('a tail ends when its credential does', () => {
 describe('a tail\'s credentials are judged again while it is open', () => {
   // An introspected token revoked at the provider: HTTP requests are refused once the
   // source's cache expires; a tail decided at its upgrade must not go on for hours.
-  it('revoked → 1008; the subject changed (groups) → 1012; provider unreachable → 1013; unchanged → stays open', async () => {
-    const before = tailRecheck.intervalMs;
-    tailRecheck.intervalMs = 150;
+  it('every server.tail.recheckIntervalMs: revoked → 1008; the subject changed (groups) → 1012; provider unreachable → 1013; unchanged → stays open', async () => {
+    const cfg = tailConfig();
+    // Below the setting's lower bound (1 s), so the test is quick: set after validation.
+    cfg.server.tail.recheckIntervalMs = 150;
+    const own = await testApp(cfg, { identity: source });
+    await own.app.listen({ port: 0, host: '127.0.0.1' });
+    const at = `ws://127.0.0.1:${(own.app.server.address() as AddressInfo).port}`;
     try {
       const outcome = async (token: string, change: () => void) => {
         people.set(token, subject('introspection'));
-        const ws = (await open(token)) as WebSocket;
+        const ws = (await open(token, {}, {}, at)) as WebSocket;
         expect(ws).toBeInstanceOf(WebSocket);
         const done = closed(ws);
         // Several checks pass while nothing changes.
@@ -167,9 +184,60 @@ describe('a tail\'s credentials are judged again while it is open', () => {
       expect(await outcome('down', () => unreachable.add('down'))).toEqual(['open', [1013, 'identity provider unavailable; reconnect later']]);
       expect(await outcome('same', () => people.set('same', subject('introspection')))).toEqual(['open', 'still open']);
     } finally {
-      tailRecheck.intervalMs = before;
+      await own.app.close();
     }
   }, 20_000);
+
+  it('the default interval is 60 s, and the setting is bounded (1 s to 1 h)', async () => {
+    expect(tailConfig().server.tail).toEqual({ maxPerSubject: 4, recheckIntervalMs: 60_000 });
+    expect(t.app.websocketTails.recheckIntervalMs).toBe(60_000);
+    const withTail = (tail: string) => parseConfig(`upstreams: [{ name: logs, kind: loki, url: "http://127.0.0.1:9" }]\nidentity: { providers: [{ type: jwt, jwksUrl: "https://idp/j", issuer: i, audience: a }] }\nserver: { tail: ${tail} }\n`, { env: {} });
+    expect(withTail('{ recheckIntervalMs: 5000, maxPerSubject: 1 }').server.tail).toEqual({ maxPerSubject: 1, recheckIntervalMs: 5000 });
+    for (const bad of ['{ recheckIntervalMs: 999 }', '{ recheckIntervalMs: 3600001 }', '{ maxPerSubject: 0 }']) expect(() => withTail(bad), bad).toThrow();
+  });
+});
+
+describe('live tails per subject (server.tail.maxPerSubject)', () => {
+  it('one tail more than the limit → 429 before Loki is contacted, audited; other subjects unaffected; a closed tail frees its place', async () => {
+    const cfg = tailConfig();
+    cfg.server.tail.maxPerSubject = 2;
+    const own = await testApp(cfg, { identity: source });
+    await own.app.listen({ port: 0, host: '127.0.0.1' });
+    const at = `ws://127.0.0.1:${(own.app.server.address() as AddressInfo).port}`;
+    const held = () => [...own.app.websocketTails.held.values()].reduce((a, b) => a + b, 0);
+    const sockets: WebSocket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) sockets.push((await open('jwt', {}, {}, at)) as WebSocket);
+      expect(sockets.every((ws) => ws instanceof WebSocket)).toBe(true);
+      const before = upgrades.length;
+      own.audit.length = 0;
+      expect(await open('jwt', {}, {}, at)).toBe(429);
+      expect(upgrades).toHaveLength(before);
+      await expect.poll(() => own.audit.length).toBe(1);
+      expect(own.audit[0]).toMatchObject({ input: { subject: { sub: 'u-jwt' }, request: { endpoint: 'tail' } }, response: { status: 429, error: 'too_many_requests' } });
+      // Another subject has its own count.
+      const other = (await open('basic', {}, {}, at)) as WebSocket;
+      expect(other).toBeInstanceOf(WebSocket);
+      sockets.push(other);
+      expect(held()).toBe(3);
+      // A tail that ends gives its place back.
+      const done = closed(sockets[0]!);
+      sockets[0]!.close();
+      await done;
+      await expect.poll(held, { timeout: 2000 }).toBe(2);
+      const again = (await open('jwt', {}, {}, at)) as WebSocket;
+      expect(again).toBeInstanceOf(WebSocket);
+      sockets.push(again);
+      // Refused upgrades hold no place: a cross-origin one, and the 429 itself.
+      expect(await open('jwt', { origin: 'https://evil.example' }, {}, at)).toBe(403);
+      expect(await open('jwt', {}, {}, at)).toBe(429);
+      expect(held()).toBe(3);
+    } finally {
+      for (const ws of sockets) ws.terminate();
+      await expect.poll(held, { timeout: 2000 }).toBe(0);
+      await own.app.close();
+    }
+  });
 });
 
 describe('msUntilExpiry', () => {

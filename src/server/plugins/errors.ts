@@ -29,8 +29,10 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
   });
   // An upstream mounted at "/" shares the root's not-found handler (Fastify allows one per prefix).
   if (!notFound) return;
-  app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => {
-    const r = renderError(kind, new GatewayError('not_found', `unknown path ${req.url.split('?')[0] ?? ''} (not forwarded)`));
+  // The path is not repeated: the body would carry whatever text a link put there (markup, a
+  // phishing line shown as the backend's error), and the client knows what it asked for.
+  app.setNotFoundHandler((_req: FastifyRequest, reply: FastifyReply) => {
+    const r = renderError(kind, new GatewayError('not_found', 'unknown path (not forwarded)'));
     return reply.code(r.status).type(r.contentType).send(r.body);
   });
 }

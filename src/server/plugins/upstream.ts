@@ -136,14 +136,8 @@ function policyNamesOf(headers: Decision['headers']): ReadonlySet<string> {
 
 const LANGUAGE: Record<RouteTable['kind'], string> = { prometheus: 'promql', loki: 'logql', tempo: 'traceql' };
 
-/** Per plugin options without a shared budget (tests): one of its own. */
-const ownBudgets = new WeakMap<UpstreamPluginOptions, ByteBudget>();
-function budgetOf(opts: UpstreamPluginOptions): ByteBudget {
-  if (opts.answerBudget !== undefined) return opts.answerBudget;
-  let b = ownBudgets.get(opts);
-  if (b === undefined) ownBudgets.set(opts, (b = new ByteBudget(DEFAULT_BUFFERED_ANSWER_BYTES)));
-  return b;
-}
+/** The plugin's options with the answer budget settled once (options without a shared one, as in tests: one of its own). */
+type PluginOptions = UpstreamPluginOptions & { readonly answerBudget: ByteBudget };
 
 /** Largest upstream answer the gateway buffers to filter. */
 const MAX_FILTERED_BODY = 64 * 1024 * 1024;
@@ -289,7 +283,8 @@ function signedHeaders(upstream: ResolvedUpstream, method: string, target: strin
  * authenticated, decided, enforced and forwarded with reply-from. Encapsulated,
  * so its error format and body parser apply only here.
  */
-export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginOptions): Promise<void> {
+export async function upstreamPlugin(app: FastifyInstance, given: UpstreamPluginOptions): Promise<void> {
+  const opts: PluginOptions = { ...given, answerBudget: given.answerBudget ?? new ByteBudget(DEFAULT_BUFFERED_ANSWER_BYTES) };
   const { upstream, table } = opts;
   installErrorHandlers(app, table.kind, upstream.mountPrefix !== '');
   // upstreams[].tls: private CA, client certificate, SNI/verification name (undici's `connect` = tls.connect options).
@@ -312,7 +307,7 @@ export async function upstreamPlugin(app: FastifyInstance, opts: UpstreamPluginO
   const lookupPool = needsPools ? pool(8) : undefined;
   const fanOutPool = needsPools ? pool(upstream.maxConcurrent ?? 128) : undefined;
   for (const p of [lookupPool, fanOutPool]) if (p !== undefined) app.addHook('onClose', async () => p.close());
-  const lookups: Lookups | undefined = lookupPool === undefined || fanOutPool === undefined ? undefined : { pool: lookupPool, fanOutPool, cache: new LookupCache(), budget: budgetOf(opts) };
+  const lookups: Lookups | undefined = lookupPool === undefined || fanOutPool === undefined ? undefined : { pool: lookupPool, fanOutPool, cache: new LookupCache() };
   // Keep form bodies raw: they are parsed once, Go-style, in mergeParams. Every other
   // content type (JSON included, which Fastify parses by default) → 415.
   app.removeAllContentTypeParsers();
@@ -572,8 +567,8 @@ function lookupRefused(status: number): GatewayError {
  * the answer cannot depend on more than the policy and its tenant headers (a
  * forwarded Authorization lets the upstream answer per user), else asked now.
  */
-function lookupAnswer(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, lookups: Lookups): Promise<unknown> {
-  const ask = () => runLookup(spec, decision, headers, upstream, lookups.pool, lookups.budget);
+function lookupAnswer(spec: LookupSpec, decision: Decision, headers: Record<string, string | string[]>, upstream: ResolvedUpstream, lookups: Lookups, budget: ByteBudget): Promise<unknown> {
+  const ask = () => runLookup(spec, decision, headers, upstream, lookups.pool, budget);
   if (spec.maxAgeMs === undefined || upstream.forwardAuthorization) return ask().then((a) => a.value);
   return lookups.cache.get(`${spec.path}\u0000${JSON.stringify(decision.selectors)}\u0000${JSON.stringify(decision.headers)}`, spec.maxAgeMs, ask);
 }
@@ -606,7 +601,7 @@ async function fanOutReply(
   route: RouteSpec,
   spec: FanOutSpec,
   enforced: Pick<Enforced, 'decision' | 'path' | 'pathParams' | 'params' | 'paths'>,
-  opts: UpstreamPluginOptions,
+  opts: PluginOptions,
   pool: Pool,
 ): Promise<FastifyReply> {
   const { upstream } = opts;
@@ -646,7 +641,7 @@ async function fanOutReply(
       one.set(name, value);
       const encoded = one.toString();
       try {
-        return await getUpstream(pool, upstream, `${path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, partLimit, budgetOf(opts), gone);
+        return await getUpstream(pool, upstream, `${path}?${upstream.auth?.query(encoded) ?? encoded}`, headers, partLimit, opts.answerBudget, gone);
       } catch (e) {
         if (gone.aborted) throw new GatewayError('client_closed', 'the client closed the connection', { cause: e });
         if (e instanceof GatewayError && e.code === 'overloaded') throw e;
@@ -678,7 +673,7 @@ const VERSION_MAX_AGE_MS = 5 * 60_000;
  * is refused (403): an older release would answer it for the whole tenant.
  * A buildinfo that cannot be read fails the request (502), not the check.
  */
-async function requireVersion(req: FastifyRequest, endpoint: string, min: string, decision: Decision, opts: UpstreamPluginOptions, lookups: Lookups | undefined): Promise<void> {
+async function requireVersion(req: FastifyRequest, endpoint: string, min: string, decision: Decision, opts: PluginOptions, lookups: Lookups | undefined): Promise<void> {
   const { upstream, table } = opts;
   let reported = upstream.version;
   if (reported === undefined && lookups !== undefined && table.buildinfoPath !== undefined) {
@@ -687,7 +682,7 @@ async function requireVersion(req: FastifyRequest, endpoint: string, min: string
     const value = await lookups.cache.get(`buildinfo\u0000${path}`, VERSION_MAX_AGE_MS, async () => {
       let answer: { status: number; raw: Buffer };
       try {
-        answer = await getUpstream(lookups.pool, upstream, path, headers, 64 * 1024, budgetOf(opts));
+        answer = await getUpstream(lookups.pool, upstream, path, headers, 64 * 1024, opts.answerBudget);
       } catch (e) {
         throw upstreamFailure(e as Error);
       }
@@ -712,8 +707,6 @@ interface Lookups {
   /** Fan-out parts (RouteSpec.fanOut): their own pool, sized to the upstream's concurrency limit. */
   readonly fanOutPool: Pool;
   readonly cache: LookupCache;
-  /** Bytes of answers being read whole (UpstreamPluginOptions.answerBudget). */
-  readonly budget: ByteBudget;
 }
 
 /**
@@ -747,7 +740,7 @@ function forward(
   req: FastifyRequest,
   reply: FastifyReply,
   route: RouteSpec,
-  opts: UpstreamPluginOptions,
+  opts: PluginOptions,
   lookups?: Lookups,
 ): Promise<FastifyReply> | undefined {
   // The client left while the request was authenticated or waited for a slot: nothing to ask the upstream for.
@@ -771,7 +764,7 @@ interface Forwarding {
   readonly req: FastifyRequest;
   readonly reply: FastifyReply;
   readonly route: RouteSpec;
-  readonly opts: UpstreamPluginOptions;
+  readonly opts: PluginOptions;
   readonly enforced: Enforced;
   /** The response filter, when the answer is filtered for this decision. */
   readonly filter: RawResponseFilter | undefined;
@@ -800,7 +793,7 @@ async function forwardAfterWaiting(f: Forwarding, lookups: Lookups | undefined):
   // The lookup carries only what the gateway controls (its answer is shared: lookup-cache.ts), plus the
   // client's Authorization for upstreams that get it (never shared). The client may leave while it runs.
   const lookup = needsLookup(route, filter, lookups)
-    ? await lookupAnswer(route.lookup as LookupSpec, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders, ownedHeaders(req)), upstream, lookups)
+    ? await lookupAnswer(route.lookup as LookupSpec, decision, upstreamHeaders(lookupClientHeaders(req, upstream), upstream, decision, opts.credentialHeaders, ownedHeaders(req)), upstream, lookups, opts.answerBudget)
     : undefined;
   if (clientGone(req)) throw new GatewayError('client_closed', 'the client closed the connection');
   return relay(f, lookup);
@@ -833,7 +826,7 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
           onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
             const rep = replyArg as FastifyReply;
             const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
-            readBounded(res.stream, MAX_FILTERED_BODY, budgetOf(opts)).then(
+            readBounded(res.stream, MAX_FILTERED_BODY, opts.answerBudget).then(
               (raw) => {
                 // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
                 // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.

@@ -11,7 +11,10 @@
  * A tail is decided once, at the upgrade, so it ends when that decision may no
  * longer hold: at the credential's `exp` or client certificate's `notAfter` (1008), and when the policy or the
  * configuration changes (1012, "reconnect": closeRelays from the runtime); its
- * credentials are judged again every tailRecheck.intervalMs (1008 / 1012 / 1013).
+ * credentials are judged again every server.tail.recheckIntervalMs (1008 / 1012 / 1013).
+ * One subject holds at most server.tail.maxPerSubject tails open (one more: 429).
+ * The cross-origin and per-subject refusals come after the decision, so they
+ * are audited as every decided refusal is, and before Loki is contacted.
  * A route may name several upstream connections (a tail per policy
  * alternative, RouteSpec.fanOut): all open before the upgrade or none is kept,
  * the messages of each are relayed as they come, and any one closing ends the
@@ -112,10 +115,24 @@ interface Relay {
   terminate(): void;
 }
 
+export interface WebSocketPluginOptions {
+  /** server.tail.maxPerSubject: live tails one subject holds open at once. */
+  readonly maxTailsPerSubject: number;
+  /** server.tail.recheckIntervalMs: how often an open tail's credentials are judged again. */
+  readonly recheckIntervalMs: number;
+}
+
+/** The tails each subject holds open (an entry only while it holds one), and the settings. */
+export interface TailLimits extends WebSocketPluginOptions {
+  readonly held: Map<string, number>;
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     /** Live WebSocket relays (closed with 1001 on shutdown). */
     websocketRelays: Set<Relay>;
+    /** Per-subject tail counts and the tail settings (server.tail). */
+    websocketTails: TailLimits;
   }
   interface FastifyContextConfig {
     /** Set on WebSocket routes: an upgrade request to any other route is refused. */
@@ -140,10 +157,11 @@ function relayedClose(code: number, reason: Buffer, lost: string): [number, stri
  * upgrades refused on every non-WebSocket route, and relays closed with 1001
  * when the server closes.
  */
-export const websocketPlugin = fp(
-  async (app: FastifyInstance) => {
+export const websocketPlugin = fp<WebSocketPluginOptions>(
+  async (app: FastifyInstance, opts: WebSocketPluginOptions) => {
     const relays = new Set<Relay>();
     app.decorate('websocketRelays', relays);
+    app.decorate('websocketTails', { maxTailsPerSubject: opts.maxTailsPerSubject, recheckIntervalMs: opts.recheckIntervalMs, held: new Map<string, number>() });
     // Registered before @fastify/websocket's own preClose (which closes its clients
     // without a code): ours goes first, so tails see 1001 "going away".
     app.addHook('preClose', async () => {
@@ -274,14 +292,19 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       // The client's handshake is checked as ws would check it, before an upstream tail is started for it.
       const problem = clientHandshakeProblem(req.headers);
       if (problem !== undefined) throw new GatewayError('bad_query', problem, { status: 400 });
-      const crossOrigin = crossOriginProblem(req.headers);
-      if (crossOrigin !== undefined) throw new GatewayError('forbidden', crossOrigin);
       const socket = req.raw.socket;
       // Left while being authenticated: no upstream tail for nobody.
       if (clientGone(req)) return abandoned(app, req, reply);
       // The state the tail is authenticated and decided under: a change since, or before it becomes a relay, closes it then (wsHandler).
       const generation = authenticatedUnder.get(req) ?? -1;
       const targets = opts.prepare(req);
+      // Refused once decided (the decision is audited with the refusal), before Loki is contacted.
+      const crossOrigin = crossOriginProblem(req.headers);
+      if (crossOrigin !== undefined) throw new GatewayError('forbidden', crossOrigin);
+      const tails = app.websocketTails;
+      if (!holdTail(tails, req, reply)) {
+        throw new GatewayError('too_many_requests', `this subject has ${tails.maxTailsPerSubject} live tails open (server.tail.maxPerSubject); close one and retry`);
+      }
       let connected: Connected[];
       try {
         connected = await connectAll(targets, opts.timeoutMs);
@@ -371,17 +394,32 @@ export function msUntilExpiry(subject: { readonly auth: string; readonly claims:
   return undefined;
 }
 
+/** The subject a tail counts against (issuer, kind of credential and sub, as limits.ts counts it). */
+function tailSubjectKey(req: FastifyRequest): string {
+  const s = req.subject;
+  return s === null || s === undefined ? '' : `${s.issuer ?? ''}\u0000${s.auth}\u0000${s.sub}`;
+}
+
 /**
- * How often an open tail's credentials are judged again (FastifyInstance.reauthenticate).
- * A token's `exp` bounds a tail, but a credential can stop being accepted sooner —
- * an introspected token revoked at the provider, a key the provider withdrew —
- * and HTTP requests see that within the sources' cache TTLs (introspection: 60 s
- * by default). A tail is checked as often: refused → 1008, a provider that cannot
- * answer → 1013, a subject that changed (groups, claims) → 1012 (the reconnect is
- * decided again). A credential still cached is answered without a provider call.
- * Mutable for tests.
+ * Counts one tail of the request's subject until the response closes (the
+ * tail ended, the upgrade was refused or the client left: 'close' always
+ * comes, as for the concurrency slots in limits.ts); false, nothing counted,
+ * when the subject already holds server.tail.maxPerSubject.
  */
-export const tailRecheck = { intervalMs: 60_000 };
+function holdTail(tails: TailLimits, req: FastifyRequest, reply: FastifyReply): boolean {
+  const who = tailSubjectKey(req);
+  const held = tails.held.get(who) ?? 0;
+  if (held >= tails.maxTailsPerSubject) return false;
+  // A response already closed (the client left) would never release it.
+  if (reply.raw.closed || reply.raw.destroyed) return true;
+  tails.held.set(who, held + 1);
+  reply.raw.once('close', () => {
+    const left = (tails.held.get(who) ?? 1) - 1;
+    if (left > 0) tails.held.set(who, left);
+    else tails.held.delete(who);
+  });
+  return true;
+}
 
 /** Whether two subjects would be decided alike: the same object, or equal in every field. */
 function sameSubject(a: unknown, b: unknown): boolean {
@@ -413,7 +451,12 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
     expiry = setTimeout(left > MAX_TIMER_MS ? armExpiry : () => closeBoth(1008, 'credentials expired'), Math.min(left, MAX_TIMER_MS));
     expiry.unref();
   };
-  // The credential judged again while the tail is open (tailRecheck).
+  // The credential judged again while the tail is open, every server.tail.recheckIntervalMs. A token's `exp`
+  // bounds a tail, but a credential can stop being accepted sooner (an introspected token revoked at the
+  // provider, a key the provider withdrew), and HTTP requests see that within the sources' cache TTLs
+  // (introspection: 60 s by default): refused → 1008, a provider that cannot answer → 1013, a subject that
+  // changed (groups, claims) → 1012 (the reconnect is decided again). A credential still cached is answered
+  // without a provider call.
   let recheck: NodeJS.Timeout | undefined;
   const armRecheck = () => {
     recheck = setTimeout(() => {
@@ -430,7 +473,7 @@ function relay(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply, c
           else closeBoth(1008, 'credentials no longer accepted');
         },
       );
-    }, tailRecheck.intervalMs);
+    }, app.websocketTails.recheckIntervalMs);
     recheck.unref();
   };
   const r: Relay = {
