@@ -65,7 +65,7 @@ import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
 import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
-import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
+import { LOGQL_MAX_CHAIN_WEIGHT, LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, logqlChainWeight, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { RegexBudget } from './regex-budget.ts';
 import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy, quoteLogQLString } from './logql-policy.ts';
@@ -83,9 +83,6 @@ const SEP = ', ';
 
 /** Implicit-AND repairs attempted per parse (each costs a re-parse). */
 const MAX_REPAIRS = 32;
-
-/** Lezer gives up on very long left-associative chains; report those as too large. */
-const LEZER_CHAIN_LIMIT = 300;
 
 /** LogQL's lexical shape for prescan (a constant: prescan builds its table once per options object). */
 const PRESCAN: PrescanOptions = { lineComment: '#', escapedQuotes: '"', rawQuotes: '`' };
@@ -119,6 +116,24 @@ function invalid(ctx: Ctx, what: string): QueryError {
 
 function unsupported(message: string): QueryError {
   return new QueryError(LANG, message, 'rewrite_unsupported');
+}
+
+/**
+ * Refuse, before parsing, a query with more list items or operators at one
+ * bracket level than the parser can build (logqlChainWeight): a clear
+ * `query_too_large`, the same for every query over the limit, instead of
+ * whatever the parser reports where it gives up. `what` names the text
+ * (the query, or the query with the policy's matchers).
+ */
+function checkChains(text: string, prefix: string, what: string, posOffset = 0): void {
+  const at = logqlChainWeight(text);
+  if (at < 0) return;
+  const { line, col } = lineCol(text, Math.max(0, at + posOffset));
+  throw new QueryError(
+    LANG,
+    `${prefix}${what} is too complex: more than ${LOGQL_MAX_CHAIN_WEIGHT} matchers, pipeline stages, list items or operators at one level (a binary operator counts 3), at line ${line}, col ${col}; split it into smaller queries`,
+    'query_too_large',
+  );
 }
 
 function checkLength(query: string, limits: RewriteLimits): void {
@@ -555,6 +570,7 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
   if (scan.bracketDepth > limits.maxDepth) {
     throw new QueryError(LANG, `${ctx.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
   }
+  checkChains(text, ctx.prefix, 'query', ctx.posOffset);
   const parsed = parseLogQL(text);
   if (!parsed.ok) {
     // Prefer Loki's own lexer error when there is one (unterminated string, bad escape, …).
@@ -563,9 +579,6 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
     } catch (e) {
       if (e instanceof LokiLexError && e.pos <= parsed.pos) throw parseError(ctx, e.pos, e.message);
       if (!(e instanceof LokiLexError)) throw e;
-    }
-    if (scan.operatorChars >= LEZER_CHAIN_LIMIT) {
-      throw new QueryError(LANG, `${ctx.prefix}query could not be parsed: it is invalid or too complex (${scan.operatorChars} operators)`, 'query_too_large');
     }
     throw parseError(ctx, parsed.pos, `syntax error: ${describeAt(text, parsed.pos)}`);
   }
@@ -907,6 +920,8 @@ function verifyPrepared(text: string, policy: PreparedPolicy): void {
   const fail = (why: string): QueryError => new QueryError(LANG, `rewritten query failed verification: ${why}`, 'rewrite_verification_failed');
   const accepted = [...policy.groups, ...policy.alternatives];
   const ok = (ms: readonly PlainMatcher[]): boolean => accepted.some((g) => g.matchers.every((m) => ms.some((x) => x.value !== null && x.name === m.name && x.op === m.op && x.value === m.value)));
+  // The policy's matchers lengthen selectors (and several alternatives add `or`s): a client error, not a failed verification.
+  checkChains(text, '', "the query with the policy's matchers");
   const r = parseLogQL(text);
   if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
   const src = r.shadow;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { codeOf, errorOf } from './query-errors.ts';
+import { QueryError } from '../../src/errors.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import {
@@ -250,6 +251,35 @@ describe('errors and limits', () => {
   it('very long operator chains are too large, not a confusing syntax error', () => {
     const q = `{ ${Array.from({ length: 400 }, (_, i) => `.a${i} = ${i}`).join(' && ')} }`;
     expect(codeOf(() => rewriteTraceQL(q, NS, { maxQueryLength: 65536, maxDepth: 10000 }))).toBe('query_too_large');
+  });
+  it('every chain that fits in Tempo\'s 1024 bytes parses: accepted, or refused as nested too deeply (never a parse error)', () => {
+    // Lezer gives up only on a node growing from one start over 2000+ characters
+    // (or thousands of tokens deep); the 1024-byte cap is checked before parsing,
+    // so the parser's own limits are out of reach and the depth limit decides.
+    const forms: [string, (k: number) => string][] = [
+      ['&&', (k) => `{${Array.from({ length: k }, () => '.a').join('&&')}}`],
+      ['||', (k) => `{${Array.from({ length: k }, () => '.a').join('||')}}`],
+      ['&& of comparisons', (k) => `{${Array.from({ length: k }, () => '.a=1').join('&&')}}`],
+      ['spanset &&', (k) => Array.from({ length: k }, () => '{.a}').join('&&')],
+      ['structural', (k) => Array.from({ length: k }, () => '{.a}').join('>>')],
+      ['pipeline', (k) => `{.a}${'|{.a}'.repeat(k)}`],
+      ['arithmetic', (k) => `{.a${'+1'.repeat(k)}>1}`],
+    ];
+    for (const [what, q] of forms) {
+      let refusedFrom: number | null = null;
+      for (let k = 1; Buffer.byteLength(q(k)) <= TEMPO_MAX_QUERY_BYTES; k++) {
+        let code = 'ok';
+        try {
+          rewriteTraceQL(q(k), NS);
+        } catch (e) {
+          code = e instanceof QueryError ? `${e.code}: ${e.message}` : String(e);
+        }
+        if (code === 'ok') continue;
+        expect(code, `${what} × ${k}`).toMatch(/^query_too_large: (?:query is nested too deeply|the query with the policy's matchers is \d+ bytes)/);
+        refusedFrom ??= k;
+      }
+      if (what === '&&') expect(refusedFrom).toBeLessThanOrEqual(130);
+    }
   });
   it('hostile input is rejected quickly', () => {
     const t0 = performance.now();
