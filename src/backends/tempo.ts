@@ -6,7 +6,7 @@ import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
 import type { EnforcedParam, FanOutSpec, RouteTable } from './routes.ts';
-import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes } from './tag-answers.ts';
+import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
 import { filterTraceV1, filterTraceV2 } from './traces.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
@@ -114,10 +114,9 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const fields = new Set(field === null ? [] : [field, ...(expandUnscopedTag('tag', requested) ?? []).map(canonicalName)]);
   // validatePathParam refused names that are not one field; a policy name is compared in its canonical form.
   const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (fields.has(canonicalName(m.name)) ? { ...m, name: requested } : m)));
-  const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
-  const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
-  // Rebuilt from what was checked; Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
-  return { tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(onTag, requested, valueOf(v) as string)) };
+  // Read as each part of a merge is (readTagValues: odd entries left out), rebuilt from what was checked;
+  // Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
+  return { tagValues: readTagValues(body).filter((v) => policyAllowsValue(onTag, requested, tagValueOf(v))) };
 };
 
 /** A policy matcher's name as a canonical field name (policies are checked when loaded; a name that is not one compares as written). */
