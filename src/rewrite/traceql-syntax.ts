@@ -380,6 +380,8 @@ function checkString(ctx: Ctx, n: SyntaxNode): string | null {
 }
 
 const GO_IDENT = /^[\p{L}_][\p{L}\p{Nd}_]*$/u;
+/** A Go character literal as text/scanner reads one: exactly one character (a code point) or one escape. */
+const GO_CHAR_LITERAL = /^'(?:[^\\'\n]|\\(?:[abfnrtv\\']|[0-7]{3}|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}))'$/u;
 
 // ---------------------------------------------------------------------------
 // Attributes
@@ -674,7 +676,8 @@ export function analyzeTraceQL(text: string, opts: AnalyzeOptions): TraceQLAnaly
       }
       case N.HintName: {
         const name = text.slice(c.from, c.to);
-        if (!GO_IDENT.test(name)) throw ctx.error(c.from, `invalid hint name ${JSON.stringify(name)}`);
+        // An identifier, or a Go character literal (Tempo's lexer hands `'x'` on as an identifier, quotes included).
+        if (!GO_IDENT.test(name) && !GO_CHAR_LITERAL.test(name)) throw ctx.error(c.from, `invalid hint name ${JSON.stringify(name)}`);
         break;
       }
       default:
