@@ -1,11 +1,11 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape.ts';
-import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, tagField } from '../rewrite/traceql-syntax.ts';
+import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelIntrinsics } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
-import type { EnforcedParam, FanOutSpec, RouteTable } from './routes.ts';
+import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
 import { filterTraceV1, filterTraceV2 } from './traces.ts';
 
@@ -212,6 +212,31 @@ const expandUnscopedTag = (_n: string, v: string): string[] | undefined => {
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
 const tagScopesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagScopeAnswers(answers) };
 const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => mergeTagValueAnswers(answers, positiveInt(params.get('limit'))) };
+
+/**
+ * `upstreams[].refuseTraceLevelIntrinsics`: the refusal (Tempo's words) of a
+ * restricted subject's request that reads a trace-level intrinsic
+ * (`trace:rootService`, `rootName`, …: they describe the whole trace, other
+ * teams' spans included) in any TraceQL parameter the route enforces, or as
+ * the tag whose values it lists; undefined when it reads none. Checked on the
+ * client's parameters, before enforcement.
+ */
+export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(name: string): string[] }, pathParams: Readonly<Record<string, string>>): string | undefined {
+  const tag = pathParams['tag'];
+  const field = tag === undefined ? null : tagField(tag);
+  if (field !== null && isTraceLevelIntrinsic(field)) {
+    return `tag ${JSON.stringify(tag)} is a trace-level intrinsic (it describes whole traces, other teams' spans included), which this gateway does not answer`;
+  }
+  for (const spec of route.enforced) {
+    for (const q of params.getAll(spec.name)) {
+      const found = traceLevelIntrinsics(q);
+      if (found.length > 0) {
+        return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces, other teams' spans included), which this gateway does not answer`;
+      }
+    }
+  }
+  return undefined;
+}
 
 /** A positive decimal integer parameter, else 0 (none). */
 function positiveInt(v: string | null): number {

@@ -696,6 +696,34 @@ export function analyzeTraceQL(text: string, opts: AnalyzeOptions): TraceQLAnaly
   }
 }
 
+/** Intrinsics that describe a whole trace, other teams' spans included, in the spelling readField gives them. */
+const TRACE_LEVEL_INTRINSICS: ReadonlySet<string> = new Set(['trace:rootService', 'trace:rootName', 'trace:duration', 'trace:id', 'rootServiceName', 'rootName', 'traceDuration']);
+
+/** Whether `field` (a canonical field name, as readField and tagField give it) is a trace-level intrinsic. */
+export function isTraceLevelIntrinsic(field: string): boolean {
+  return TRACE_LEVEL_INTRINSICS.has(field);
+}
+
+/**
+ * The trace-level intrinsics `text` reads (trace:rootService, rootName, …),
+ * each once, in order; empty when it reads none or does not parse (the
+ * rewrite then refuses it anyway).
+ */
+export function traceLevelIntrinsics(text: string): string[] {
+  const tree = parseTraceQLTree(text);
+  if (tree === null) return [];
+  const found = new Set<string>();
+  tree.iterate({
+    enter(n) {
+      if (n.type.id !== N.Intrinsic && n.type.id !== N.ScopedIntrinsic) return undefined;
+      const field = readField(text, n.node);
+      if (field !== null && TRACE_LEVEL_INTRINSICS.has(field)) found.add(field);
+      return false;
+    },
+  });
+  return [...found];
+}
+
 /** Parse without the lexical checks (for verification of the gateway's own output). */
 export function parseTraceQLTree(text: string): Tree | null {
   const r = parseStrict(parser, text);

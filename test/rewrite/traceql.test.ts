@@ -12,7 +12,7 @@ import {
   traceqlRewriter,
   verifyTraceQL,
 } from '../../src/rewrite/traceql.ts';
-import { isGoDuration, isPromDuration } from '../../src/rewrite/traceql-syntax.ts';
+import { isGoDuration, isPromDuration, traceLevelIntrinsics } from '../../src/rewrite/traceql-syntax.ts';
 
 const NS: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }]];
 const M = 'resource.k8s.namespace.name = "a"';
@@ -414,5 +414,21 @@ describe('cache and matcher order', () => {
     const ba = rewriteTraceQL('{ .x = 1 }', [[b, a]]);
     expect(ab.indexOf('k8s.namespace.name')).toBeLessThan(ab.indexOf('resource.env'));
     expect(ba.indexOf('resource.env')).toBeLessThan(ba.indexOf('k8s.namespace.name'));
+  });
+});
+
+describe('traceLevelIntrinsics (upstreams[].refuseTraceLevelIntrinsics)', () => {
+  it('finds every trace-level intrinsic, in any position and spelling Tempo reads', () => {
+    expect(traceLevelIntrinsics('{ trace:rootService = "a" && trace:rootName = "b" }')).toEqual(['trace:rootService', 'trace:rootName']);
+    expect(traceLevelIntrinsics('{ trace: /* c */ duration > 1s }')).toEqual(['trace:duration']);
+    expect(traceLevelIntrinsics('{ trace:id = "x" }')).toEqual(['trace:id']);
+    expect(traceLevelIntrinsics('{ rootServiceName = "a" } | select(rootName, traceDuration)')).toEqual(['rootServiceName', 'rootName', 'traceDuration']);
+    expect(traceLevelIntrinsics('{} | rate() by (trace:rootService)')).toEqual(['trace:rootService']);
+    expect(traceLevelIntrinsics('{ .a } | compare({ trace:rootName = "x" })')).toEqual(['trace:rootName']);
+  });
+  it('not attributes, strings, comments or span-level intrinsics; nothing for text that does not parse', () => {
+    for (const q of ['{ span.rootName = "a" }', '{ .rootServiceName = "a" }', '{ .a = "trace:rootService" }', '{ .a } // trace:rootService', '{ name = "a" && duration > 1s && span:id = "x" }', '{ trace:rootService = }']) {
+      expect(traceLevelIntrinsics(q), q).toEqual([]);
+    }
   });
 });
