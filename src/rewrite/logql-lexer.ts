@@ -344,6 +344,10 @@ export function scanLokiSelectors(text: string): LokiSelector[] {
  */
 export const LOGQL_MAX_CHAIN_WEIGHT = 256;
 
+function isAsciiWordChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
+}
+
 /** Weight of a binary operator between expressions (Lezer reduces three nodes per operator). */
 const BINOP_WEIGHT = 3;
 
@@ -457,7 +461,7 @@ export function logqlChainWeight(text: string, limit: number = LOGQL_MAX_CHAIN_W
       default: {
         if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95) {
           let j = i + 1;
-          while (j < n && /[A-Za-z0-9_]/.test(text[j] as string)) j++;
+          while (j < n && isAsciiWordChar(text.charCodeAt(j))) j++;
           const len = j - i;
           if (len <= 6) {
             const word = text.slice(i, j).toLowerCase();
@@ -468,7 +472,7 @@ export function logqlChainWeight(text: string, limit: number = LOGQL_MAX_CHAIN_W
         } else if (c >= 48 && c <= 57) {
           // Numbers, durations and bytes (`1.5e3`, `5m`, `1KB`): no operators inside.
           let j = i + 1;
-          while (j < n && /[A-Za-z0-9_.]/.test(text[j] as string)) j++;
+          while (j < n && (isAsciiWordChar(text.charCodeAt(j)) || text.charCodeAt(j) === 46)) j++;
           i = j;
         } else {
           i++;
