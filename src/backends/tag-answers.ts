@@ -48,27 +48,51 @@ export function mergeTagScopeAnswers(answers: readonly unknown[]): TagScopes {
   return { scopes: [...scopes].map(([name, tags]) => ({ name, tags: [...tags].sort(compareCodePoints) })) };
 }
 
+/**
+ * One tag-values entry as the gateway relays it: Tempo's `{type, value}`
+ * (only those two fields), or a bare string value (the v1 shape).
+ */
+export type TagValueEntry = string | { readonly type?: string; readonly value: string };
+
 export interface TagValues {
-  readonly tagValues: { type: string; value: string }[];
+  readonly tagValues: TagValueEntry[];
+}
+
+/** The value an entry lists. */
+export const tagValueOf = (e: TagValueEntry): string => (typeof e === 'string' ? e : e.value);
+
+/**
+ * One tag-values answer read leniently, the same for a single answer and for
+ * each part of a merge: an answer that is not an object, or whose
+ * `tagValues` is missing or not a list, lists nothing; an entry is kept when
+ * its value can be read (a string, or an object whose `value` is a string),
+ * rebuilt from `type` and `value` alone, and any other entry is left out.
+ * What is left out is never relayed; the policy's filter then judges what is kept.
+ */
+export function readTagValues(answer: unknown): TagValueEntry[] {
+  const values = isObject(answer) ? answer['tagValues'] : undefined;
+  if (!Array.isArray(values)) return [];
+  const out: TagValueEntry[] = [];
+  for (const v of values as unknown[]) {
+    if (typeof v === 'string') out.push(v);
+    else if (isObject(v) && typeof v['value'] === 'string') out.push(typeof v['type'] === 'string' ? { type: v['type'], value: v['value'] } : { value: v['value'] });
+  }
+  return out;
 }
 
 /**
- * Tag values: the union of (type, value) pairs, sorted by value then type, at
- * most `limit` of them (the request's own `limit`, which each part applied).
- * Any answer of another shape throws (→ 502).
+ * Tag values: the union of the entries (each part read as readTagValues reads
+ * one answer, so an odd entry is left out here as it is from a single answer),
+ * sorted by value then type, at most `limit` of them (the request's own
+ * `limit`, which each part applied).
  */
 export function mergeTagValueAnswers(answers: readonly unknown[], limit = 0): TagValues {
-  const seen = new Map<string, { type: string; value: string }>();
+  const seen = new Map<string, TagValueEntry>();
   for (const a of answers) {
-    if (!isObject(a)) throw unreadable();
-    const values = a['tagValues'] ?? [];
-    if (!Array.isArray(values)) throw unreadable();
-    for (const v of values as unknown[]) {
-      if (!isObject(v) || typeof v['type'] !== 'string' || typeof v['value'] !== 'string') throw unreadable();
-      seen.set(JSON.stringify([v['type'], v['value']]), { type: v['type'], value: v['value'] });
-    }
+    for (const e of readTagValues(a)) seen.set(JSON.stringify(typeof e === 'string' ? [e] : [e.value, e.type ?? null]), e);
   }
-  const sorted = [...seen.values()].sort((x, y) => compareCodePoints(x.value, y.value) || compareCodePoints(x.type, y.type));
+  const typeOf = (e: TagValueEntry): string => (typeof e === 'string' ? '' : (e.type ?? ''));
+  const sorted = [...seen.values()].sort((x, y) => compareCodePoints(tagValueOf(x), tagValueOf(y)) || compareCodePoints(typeOf(x), typeOf(y)) || Number(typeof x === 'string') - Number(typeof y === 'string'));
   const tagValues = limit > 0 ? sorted.slice(0, limit) : sorted;
   return { tagValues };
 }

@@ -1,12 +1,12 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape.ts';
-import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, tagField } from '../rewrite/traceql-syntax.ts';
+import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelIntrinsics } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
-import type { EnforcedParam, FanOutSpec, RouteTable } from './routes.ts';
-import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes } from './tag-answers.ts';
+import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
+import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
 import { filterTraceV1, filterTraceV2 } from './traces.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
@@ -114,10 +114,9 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const fields = new Set(field === null ? [] : [field, ...(expandUnscopedTag('tag', requested) ?? []).map(canonicalName)]);
   // validatePathParam refused names that are not one field; a policy name is compared in its canonical form.
   const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (fields.has(canonicalName(m.name)) ? { ...m, name: requested } : m)));
-  const values = typeof body === 'object' && body !== null && Array.isArray((body as { tagValues?: unknown }).tagValues) ? (body as { tagValues: unknown[] }).tagValues : [];
-  const valueOf = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { value?: unknown }).value : undefined);
-  // Rebuilt from what was checked; Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
-  return { tagValues: values.filter((v) => typeof valueOf(v) === 'string' && policyAllowsValue(onTag, requested, valueOf(v) as string)) };
+  // Read as each part of a merge is (readTagValues: odd entries left out), rebuilt from what was checked;
+  // Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
+  return { tagValues: readTagValues(body).filter((v) => policyAllowsValue(onTag, requested, tagValueOf(v))) };
 };
 
 /** A policy matcher's name as a canonical field name (policies are checked when loaded; a name that is not one compares as written). */
@@ -213,6 +212,31 @@ const expandUnscopedTag = (_n: string, v: string): string[] | undefined => {
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */
 const tagScopesFanOut: FanOutSpec = { param: 'q', merge: (answers) => mergeTagScopeAnswers(answers) };
 const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => mergeTagValueAnswers(answers, positiveInt(params.get('limit'))) };
+
+/**
+ * `upstreams[].refuseTraceLevelIntrinsics`: the refusal (Tempo's words) of a
+ * restricted subject's request that reads a trace-level intrinsic
+ * (`trace:rootService`, `rootName`, …: they describe the whole trace, other
+ * teams' spans included) in any TraceQL parameter the route enforces, or as
+ * the tag whose values it lists; undefined when it reads none. Checked on the
+ * client's parameters, before enforcement.
+ */
+export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(name: string): string[] }, pathParams: Readonly<Record<string, string>>): string | undefined {
+  const tag = pathParams['tag'];
+  const field = tag === undefined ? null : tagField(tag);
+  if (field !== null && isTraceLevelIntrinsic(field)) {
+    return `tag ${JSON.stringify(tag)} is a trace-level intrinsic (it describes whole traces, other teams' spans included), which this gateway does not answer`;
+  }
+  for (const spec of route.enforced) {
+    for (const q of params.getAll(spec.name)) {
+      const found = traceLevelIntrinsics(q);
+      if (found.length > 0) {
+        return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces, other teams' spans included), which this gateway does not answer`;
+      }
+    }
+  }
+  return undefined;
+}
 
 /** A positive decimal integer parameter, else 0 (none). */
 function positiveInt(v: string | null): number {

@@ -277,8 +277,17 @@ export const upstreamSchema = z
       .describe(
         'How the policy reaches the backend. "rewrite": the gateway rewrites every query (all kinds). "header" (Loki only): queries are forwarded as sent (still parsed and checked) and the policy goes in X-Prom-Label-Policy, one entry per tenant of the decision\'s X-Scope-OrgID, for Loki ≥ 3.7 with its label-based access control enabled; a Loki without it would answer unenforced. Exact for every DNF policy on the endpoints Loki enforces (queries, tail, label values, volume); label names, series, index stats, patterns and detected_* are rewritten as in "rewrite" mode, since Loki does not enforce the header there.',
       ),
+    refuseTraceLevelIntrinsics: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Tempo only. Refuse (400) restricted subjects\' TraceQL that reads a trace-level intrinsic (trace:rootService, trace:rootName, trace:duration, trace:id, and the older rootServiceName, rootName, traceDuration), in any q and as the tag of a tag-values lookup: they describe the whole trace, other teams\' spans included (which service started it, how long it ran). Off: they are answered (documented residual).',
+      ),
   })
   .superRefine((u, ctx) => {
+    if (u.refuseTraceLevelIntrinsics && u.kind !== 'tempo') {
+      ctx.addIssue({ code: 'custom', path: ['refuseTraceLevelIntrinsics'], message: 'refuseTraceLevelIntrinsics is for Tempo upstreams (TraceQL)' });
+    }
     if (u.policyEnforcement === 'header' && u.kind !== 'loki') {
       ctx.addIssue({ code: 'custom', path: ['policyEnforcement'], message: 'policyEnforcement "header" is for Loki upstreams (X-Prom-Label-Policy)' });
     }

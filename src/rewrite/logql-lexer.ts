@@ -331,3 +331,155 @@ export function scanLokiSelectors(text: string): LokiSelector[] {
   }
   return out;
 }
+
+/**
+ * Most list items and operators one bracket level of a LogQL query may hold
+ * (see logqlChainWeight). Lezer's parser gives up on a node that keeps
+ * growing from the same start: after 300 reductions of one left-recursive
+ * rule spanning 2000 characters or more (its guard against trees too deep to
+ * walk), so a selector of 301 long matchers, a pipeline of 301 long stages or
+ * a sum of 102 long operands (each binary operator costs three reductions)
+ * cannot be parsed at all. Measured on @grafana/lezer-logql 0.4.2 with
+ * 2000-character items; 256 leaves room for the nodes around a chain.
+ */
+export const LOGQL_MAX_CHAIN_WEIGHT = 256;
+
+function isAsciiWordChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
+}
+
+/** Weight of a binary operator between expressions (Lezer reduces three nodes per operator). */
+const BINOP_WEIGHT = 3;
+
+interface ChainGroup {
+  weight: number;
+  /** A pipeline (`|`, `|=`, `|~`, `|>`) has started at this level: comparisons are label filters, `and`/`or` join filters. */
+  pipeline: boolean;
+  /** Stream selectors seen at this level: a second one is an operand of a binary operation. */
+  selectors: number;
+}
+
+/**
+ * An upper bound, per bracket level, of the length of the left-recursive
+ * chains the parser builds there, as a weight: 1 for each `,` (matchers,
+ * label lists, label filters, stage parameters), each pipeline stage (`|`,
+ * `|=`, `|~`, `|>`, `!=`, `!~`, `!>`) and each `and`/`or` inside a pipeline;
+ * 3 for each binary operator between expressions (`+ - * / % ^`, comparisons
+ * and `and`/`or`/`unless` outside a pipeline, a second stream selector at the
+ * same level). Everything is counted at the level of the innermost `(` or `{`
+ * around it; strings, comments and ranges are skipped as Loki's lexer skips
+ * them. Returns the offset at which some level first exceeds `limit`, or -1.
+ * Deterministic and linear: the refusal of a query too long for the parser
+ * does not depend on how or where the parser fails.
+ */
+export function logqlChainWeight(text: string, limit: number = LOGQL_MAX_CHAIN_WEIGHT): number {
+  const n = text.length;
+  const stack: ChainGroup[] = [{ weight: 0, pipeline: false, selectors: 0 }];
+  let top = stack[0] as ChainGroup;
+  let i = 0;
+  const add = (w: number, at: number): boolean => {
+    top.weight += w;
+    return top.weight > limit && w > 0 && at >= 0;
+  };
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    const at = i;
+    let w = 0;
+    if (c === 34 /* " */ || c === 39 /* ' */) {
+      i++;
+      while (i < n && text.charCodeAt(i) !== c && text.charCodeAt(i) !== 10) i += text.charCodeAt(i) === 92 ? 2 : 1;
+      i++;
+      continue;
+    }
+    if (c === 96 /* ` */) {
+      const close = text.indexOf('`', i + 1);
+      i = close < 0 ? n : close + 1;
+      continue;
+    }
+    if (c === 91 /* [ */) {
+      const close = text.indexOf(']', i + 1);
+      i = close < 0 ? n : close + 1;
+      continue;
+    }
+    if (c === 35 /* # */ || (c === 47 && text.charCodeAt(i + 1) === 47)) {
+      const nl = text.indexOf('\n', i);
+      i = nl < 0 ? n : nl;
+      continue;
+    }
+    if (c === 47 && text.charCodeAt(i + 1) === 42) {
+      const close = text.indexOf('*/', i + 2);
+      i = close < 0 ? n : close + 2;
+      continue;
+    }
+    const next = text.charCodeAt(i + 1);
+    switch (c) {
+      case 40: // (
+      case 123: // {
+        if (c === 123 && top.selectors++ > 0) w = BINOP_WEIGHT;
+        if (w > 0 && add(w, at)) return at;
+        top = { weight: 0, pipeline: false, selectors: 0 };
+        stack.push(top);
+        i++;
+        continue;
+      case 41: // )
+      case 125: // }
+        if (stack.length > 1) {
+          stack.pop();
+          top = stack[stack.length - 1] as ChainGroup;
+        }
+        i++;
+        continue;
+      case 44: // ,
+        w = 1;
+        i++;
+        break;
+      case 124: // |
+        top.pipeline = true;
+        w = 1;
+        i += next === 61 || next === 126 || next === 62 ? 2 : 1;
+        break;
+      case 33: // !
+        // `!=`, `!~`, `!>`: a line filter (a stage) or, outside a pipeline, perhaps a comparison.
+        w = top.pipeline ? 1 : BINOP_WEIGHT;
+        i += next === 61 || next === 126 || next === 62 ? 2 : 1;
+        break;
+      case 61: // = (matchers, label filters, ==)
+      case 60: // <
+      case 62: // >
+        if (c !== 61 || next === 61) w = top.pipeline ? 0 : BINOP_WEIGHT;
+        i += next === 61 || next === 126 ? 2 : 1;
+        break;
+      case 43: // +
+      case 45: // -
+      case 42: // *
+      case 47: // /
+      case 37: // %
+      case 94: // ^
+        w = BINOP_WEIGHT;
+        i++;
+        break;
+      default: {
+        if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95) {
+          let j = i + 1;
+          while (j < n && isAsciiWordChar(text.charCodeAt(j))) j++;
+          const len = j - i;
+          if (len <= 6) {
+            const word = text.slice(i, j).toLowerCase();
+            if (word === 'and' || word === 'or') w = top.pipeline ? 1 : BINOP_WEIGHT;
+            else if (word === 'unless') w = BINOP_WEIGHT;
+          }
+          i = j;
+        } else if (c >= 48 && c <= 57) {
+          // Numbers, durations and bytes (`1.5e3`, `5m`, `1KB`): no operators inside.
+          let j = i + 1;
+          while (j < n && (isAsciiWordChar(text.charCodeAt(j)) || text.charCodeAt(j) === 46)) j++;
+          i = j;
+        } else {
+          i++;
+        }
+      }
+    }
+    if (w > 0 && add(w, at)) return at;
+  }
+  return -1;
+}

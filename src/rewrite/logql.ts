@@ -65,7 +65,7 @@ import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
 import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
-import { LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
+import { LOGQL_MAX_CHAIN_WEIGHT, LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, logqlChainWeight, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { RegexBudget } from './regex-budget.ts';
 import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy, quoteLogQLString } from './logql-policy.ts';
@@ -83,9 +83,6 @@ const SEP = ', ';
 
 /** Implicit-AND repairs attempted per parse (each costs a re-parse). */
 const MAX_REPAIRS = 32;
-
-/** Lezer gives up on very long left-associative chains; report those as too large. */
-const LEZER_CHAIN_LIMIT = 300;
 
 /** LogQL's lexical shape for prescan (a constant: prescan builds its table once per options object). */
 const PRESCAN: PrescanOptions = { lineComment: '#', escapedQuotes: '"', rawQuotes: '`' };
@@ -119,6 +116,24 @@ function invalid(ctx: Ctx, what: string): QueryError {
 
 function unsupported(message: string): QueryError {
   return new QueryError(LANG, message, 'rewrite_unsupported');
+}
+
+/**
+ * Refuse, before parsing, a query with more list items or operators at one
+ * bracket level than the parser can build (logqlChainWeight): a clear
+ * `query_too_large`, the same for every query over the limit, instead of
+ * whatever the parser reports where it gives up. `what` names the text
+ * (the query, or the query with the policy's matchers).
+ */
+function checkChains(text: string, prefix: string, what: string, posOffset = 0): void {
+  const at = logqlChainWeight(text);
+  if (at < 0) return;
+  const { line, col } = lineCol(text, Math.max(0, at + posOffset));
+  throw new QueryError(
+    LANG,
+    `${prefix}${what} is too complex: more than ${LOGQL_MAX_CHAIN_WEIGHT} matchers, pipeline stages, list items or operators at one level (a binary operator counts 3), at line ${line}, col ${col}; split it into smaller queries`,
+    'query_too_large',
+  );
 }
 
 function checkLength(query: string, limits: RewriteLimits): void {
@@ -355,6 +370,79 @@ function repairKeywordCase(s: string, pos: number): string | null {
   return s.slice(0, pos) + lower + s.slice(pos + word.length);
 }
 
+/**
+ * The word a function name that Loki reads as a label name is respelled to in
+ * the shadow copy (repairFunctionNameAsLabel): Lezer reads it as an
+ * identifier, Loki reserves it (`of`), so it is never a policy's label name,
+ * and neither is the word it stands for. Names in selectors are read from
+ * the query itself (labelNameAt).
+ */
+const RESPELLED_LABEL = 'of';
+
+/** Function names the grammar reserves everywhere (in any case), which Loki reads as identifiers unless a call follows. */
+const GRAMMAR_FUNCTION_WORDS: ReadonlySet<string> = new Set(['vector', 'label_replace']);
+
+/**
+ * Loki treats a function name as an identifier unless a call follows (its
+ * lexer's isFunction: after blanks, `(`, or `by`/`without` and then `(`), so
+ * `{label_replace="x"}`, `sum by (vector) (…)` and `| drop vector` name a
+ * label; the grammar reserves `vector` and `label_replace` everywhere. When
+ * the strict parse fails at such a word (whole, any case) and what follows
+ * is not `(` or `by`/`without` (whatever comes after those), the word is
+ * written as RESPELLED_LABEL and blanks in the shadow copy (same length).
+ */
+function repairFunctionNameAsLabel(s: string, pos: number): string | null {
+  if (pos > 0 && /[\p{L}\p{Nd}_]/u.test(s[pos - 1] as string)) return null;
+  const m = /^[A-Za-z_][A-Za-z0-9_]*/.exec(s.slice(pos, pos + 64));
+  if (m === null || !GRAMMAR_FUNCTION_WORDS.has(m[0].toLowerCase())) return null;
+  const end = pos + m[0].length;
+  if (/^[\p{L}\p{Nd}_]/u.test(s.slice(end, end + 2))) return null;
+  const rest = s.slice(end, end + 256).replace(/^\s+/u, '').toLowerCase();
+  if (rest.startsWith('(') || rest.startsWith('by') || rest.startsWith('without')) return null;
+  return s.slice(0, pos) + RESPELLED_LABEL.padEnd(m[0].length, ' ') + s.slice(end);
+}
+
+/**
+ * The label name of a matcher whose identifier node is `id`: the shadow's
+ * text, or, where the shadow has RESPELLED_LABEL, the word the query has at
+ * that offset (selectors are at the same offsets in both).
+ */
+function labelNameAt(text: string, shadow: string, id: { from: number; to: number }): string {
+  const name = shadow.slice(id.from, id.to);
+  if (name !== RESPELLED_LABEL) return name;
+  return /^[A-Za-z_][A-Za-z0-9_]*/.exec(text.slice(id.from, id.from + 64))?.[0] ?? name;
+}
+
+/** A Go decimal literal with `_` between digits, as Loki's scanner reads one (and strconv.ParseFloat then takes). */
+const UNDERSCORE_NUMBER = /^[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?(?:[eE][+-]?[0-9](?:_?[0-9])*)?/;
+
+/**
+ * Loki's scanner reads `_` between the digits of a number (`1_000`,
+ * `0.9_9`; Go's syntax, which strconv.ParseFloat also reads); the grammar
+ * does not. When the strict parse fails at such a `_`, the number is written
+ * without its underscores, padded with leading zeros, in the shadow copy
+ * (`1_000` → `01000`: same length, same value for the grammar). Not when a
+ * letter, digit, `_` or `.` follows the number (a duration or byte size, which
+ * Loki would not read with `_`), when `_` does not separate two digits, or
+ * for an integer Go reads as octal with a digit 8 or 9 (Loki's scanner refuses it).
+ */
+function repairNumberUnderscore(s: string, pos: number): string | null {
+  if (s[pos] !== '_' || !/[0-9]/.test(s[pos - 1] ?? '')) return null;
+  let start = pos;
+  while (start > 0 && /[0-9_.eE+-]/.test(s[start - 1] as string)) start--;
+  // The literal starts at a digit that no identifier character or `.` precedes.
+  while (start < pos && !/[0-9]/.test(s[start] as string)) start++;
+  if (start > 0 && /[\p{L}\p{Nd}_.]/u.test(s[start - 1] as string)) return null;
+  const m = UNDERSCORE_NUMBER.exec(s.slice(start, pos + 512));
+  if (m === null) return null;
+  const lit = m[0];
+  const end = start + lit.length;
+  if (end <= pos || /^[\p{L}\p{N}_.]/u.test(s.slice(end, end + 2))) return null;
+  if (/^0[0-9_]*[89]/.test(lit) && !/[.eE]/.test(lit)) return null;
+  const digits = lit.replaceAll('_', '');
+  return s.slice(0, start) + '0'.repeat(lit.length - digits.length) + digits + s.slice(end);
+}
+
 type ParseResult = { readonly ok: true; readonly tree: Tree; readonly shadow: string } | { readonly ok: false; readonly pos: number };
 
 /**
@@ -369,7 +457,13 @@ function parseLogQL(text: string): ParseResult {
     if (r.ok) return { ok: true, tree: r.tree, shadow };
     const fixed =
       repairs < MAX_REPAIRS
-        ? (repairImplicitAnd(shadow, r.pos) ?? repairOffsetOrder(shadow, r.pos) ?? repairParenthesisedUnwrap(shadow, r.pos) ?? repairGoComment(shadow, r.pos) ?? repairKeywordCase(shadow, r.pos))
+        ? (repairImplicitAnd(shadow, r.pos) ??
+          repairOffsetOrder(shadow, r.pos) ??
+          repairParenthesisedUnwrap(shadow, r.pos) ??
+          repairGoComment(shadow, r.pos) ??
+          repairKeywordCase(shadow, r.pos) ??
+          repairFunctionNameAsLabel(shadow, r.pos) ??
+          repairNumberUnderscore(shadow, r.pos))
         : null;
     if (fixed === null) return r;
     shadow = fixed;
@@ -465,7 +559,7 @@ function readSelector(ctx: Ctx, text: string, node: SyntaxNode): SelectorInfo {
       for (let c = m.firstChild; c !== null && op === undefined; c = c.nextSibling) op = OPS.get(c.type.id);
       const str = child(m, StringNode);
       if (id === null || op === undefined || str === null) throw parseError(ctx, m.from, describeAt(text, m.from));
-      items.push({ from: m.from, to: m.to, name: text.slice(id.from, id.to), op, value: unquote(ctx, text, str) });
+      items.push({ from: m.from, to: m.to, name: labelNameAt(ctx.text, text, id), op, value: unquote(ctx, text, str) });
     }
   }
   return { from: node.from, to: node.to, items, node };
@@ -512,10 +606,12 @@ function validateNode(ctx: Ctx, text: string, node: SyntaxNode, regexes: RegexBu
       const withParam = op === 'topk' || op === 'bottomk' || op === 'approx_topk';
       const param = child(node, NumberNode);
       if (withParam && param === null) throw invalid(ctx, `parameter required for operation ${op}`);
-      if (withParam && param !== null && !/^[+-]?[0-9]+$/.test(text.slice(param.from, param.to))) {
-        throw invalid(ctx, `invalid parameter ${op}(${text.slice(param.from, param.to)},`);
+      // The parameter as written (the shadow may hold a respelled number): Loki reads it with strconv.Atoi, no `_`.
+      const written = param === null ? '' : ctx.text.slice(param.from, param.to);
+      if (withParam && param !== null && !/^[+-]?[0-9]+$/.test(written)) {
+        throw invalid(ctx, `invalid parameter ${op}(${written},`);
       }
-      if (!withParam && param !== null) throw invalid(ctx, `unsupported parameter for operation ${op}(${text.slice(param.from, param.to)},`);
+      if (!withParam && param !== null) throw invalid(ctx, `unsupported parameter for operation ${op}(${written},`);
       const g = child(node, Grouping);
       if ((op === 'sort' || op === 'sort_desc') && g !== null && child(g, Labels) !== null) throw invalid(ctx, 'sort and sort_desc doesn\'t allow grouping by ');
       return;
@@ -555,6 +651,7 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
   if (scan.bracketDepth > limits.maxDepth) {
     throw new QueryError(LANG, `${ctx.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
   }
+  checkChains(text, ctx.prefix, 'query', ctx.posOffset);
   const parsed = parseLogQL(text);
   if (!parsed.ok) {
     // Prefer Loki's own lexer error when there is one (unterminated string, bad escape, …).
@@ -563,9 +660,6 @@ function analyze(ctx: Ctx, opts: AnalyzeOptions): Analysis {
     } catch (e) {
       if (e instanceof LokiLexError && e.pos <= parsed.pos) throw parseError(ctx, e.pos, e.message);
       if (!(e instanceof LokiLexError)) throw e;
-    }
-    if (scan.operatorChars >= LEZER_CHAIN_LIMIT) {
-      throw new QueryError(LANG, `${ctx.prefix}query could not be parsed: it is invalid or too complex (${scan.operatorChars} operators)`, 'query_too_large');
     }
     throw parseError(ctx, parsed.pos, `syntax error: ${describeAt(text, parsed.pos)}`);
   }
@@ -907,6 +1001,8 @@ function verifyPrepared(text: string, policy: PreparedPolicy): void {
   const fail = (why: string): QueryError => new QueryError(LANG, `rewritten query failed verification: ${why}`, 'rewrite_verification_failed');
   const accepted = [...policy.groups, ...policy.alternatives];
   const ok = (ms: readonly PlainMatcher[]): boolean => accepted.some((g) => g.matchers.every((m) => ms.some((x) => x.value !== null && x.name === m.name && x.op === m.op && x.value === m.value)));
+  // The policy's matchers lengthen selectors (and several alternatives add `or`s): a client error, not a failed verification.
+  checkChains(text, '', "the query with the policy's matchers");
   const r = parseLogQL(text);
   if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
   const src = r.shadow;
@@ -933,7 +1029,7 @@ function verifyPrepared(text: string, policy: PreparedPolicy): void {
           let op = '';
           let value: string | null = null;
           for (let c = m.node.firstChild; c !== null; c = c.nextSibling) {
-            if (c.type.id === Identifier) name = src.slice(c.from, c.to);
+            if (c.type.id === Identifier) name = labelNameAt(text, src, c);
             else if (c.type.id === StringNode) value = unquoteLogQL(src.slice(c.from, c.to));
             else if (OPS.has(c.type.id)) op = src.slice(c.from, c.to);
           }

@@ -380,6 +380,8 @@ function checkString(ctx: Ctx, n: SyntaxNode): string | null {
 }
 
 const GO_IDENT = /^[\p{L}_][\p{L}\p{Nd}_]*$/u;
+/** A Go character literal as text/scanner reads one: exactly one character (a code point) or one escape. */
+const GO_CHAR_LITERAL = /^'(?:[^\\'\n]|\\(?:[abfnrtv\\']|[0-7]{3}|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}))'$/u;
 
 // ---------------------------------------------------------------------------
 // Attributes
@@ -674,7 +676,8 @@ export function analyzeTraceQL(text: string, opts: AnalyzeOptions): TraceQLAnaly
       }
       case N.HintName: {
         const name = text.slice(c.from, c.to);
-        if (!GO_IDENT.test(name)) throw ctx.error(c.from, `invalid hint name ${JSON.stringify(name)}`);
+        // An identifier, or a Go character literal (Tempo's lexer hands `'x'` on as an identifier, quotes included).
+        if (!GO_IDENT.test(name) && !GO_CHAR_LITERAL.test(name)) throw ctx.error(c.from, `invalid hint name ${JSON.stringify(name)}`);
         break;
       }
       default:
@@ -691,6 +694,34 @@ export function analyzeTraceQL(text: string, opts: AnalyzeOptions): TraceQLAnaly
       depth -= counted.pop() ?? 0;
     }
   }
+}
+
+/** Intrinsics that describe a whole trace, other teams' spans included, in the spelling readField gives them. */
+const TRACE_LEVEL_INTRINSICS: ReadonlySet<string> = new Set(['trace:rootService', 'trace:rootName', 'trace:duration', 'trace:id', 'rootServiceName', 'rootName', 'traceDuration']);
+
+/** Whether `field` (a canonical field name, as readField and tagField give it) is a trace-level intrinsic. */
+export function isTraceLevelIntrinsic(field: string): boolean {
+  return TRACE_LEVEL_INTRINSICS.has(field);
+}
+
+/**
+ * The trace-level intrinsics `text` reads (trace:rootService, rootName, …),
+ * each once, in order; empty when it reads none or does not parse (the
+ * rewrite then refuses it anyway).
+ */
+export function traceLevelIntrinsics(text: string): string[] {
+  const tree = parseTraceQLTree(text);
+  if (tree === null) return [];
+  const found = new Set<string>();
+  tree.iterate({
+    enter(n) {
+      if (n.type.id !== N.Intrinsic && n.type.id !== N.ScopedIntrinsic) return undefined;
+      const field = readField(text, n.node);
+      if (field !== null && TRACE_LEVEL_INTRINSICS.has(field)) found.add(field);
+      return false;
+    },
+  });
+  return [...found];
 }
 
 /** Parse without the lexical checks (for verification of the gateway's own output). */

@@ -185,6 +185,18 @@ const CLASSES: [string, string[]][] = [
       '{app="x"} | n > 1e',
       '{app="x"} | n > 0x1f',
       '{app="x"} | n > 1_000',
+      '{app="x"} | n > 1_000.5_0',
+      '{app="x"} | n > 1__000',
+      '{app="x"} | n > 1_000_',
+      '{app="x"} | n > 1_',
+      '{app="x"} | n > 0_9',
+      '{app="x"} | d > 1_0s',
+      '{app="x"} | n > 1_000{b="c"}',
+      'rate({app="x"}[1_0m])',
+      'rate({app="x"}[5m] offset 1_0m)',
+      'vector(1_000) + rate({app="x"}[5m])',
+      'topk(1_0, rate({app="x"}[5m]))',
+      'quantile_over_time(0.9_9, {app="x"} | unwrap n [5m])',
       '{app="x"} | n > 08',
       '{app="x"} | d > 1h30m',
       '{app="x"} | d > 1.5h',
@@ -197,6 +209,28 @@ const CLASSES: [string, string[]][] = [
       'rate({app="x"}[5m]) > 1.e3',
       '{app="x"} | logfmt --strict --keep-empty',
       '{app="x"} | logfmt --strict{b="c"}',
+    ],
+  ],
+  [
+    'function names as label names',
+    [
+      '{label_replace="x"}',
+      '{vector="x"}',
+      '{Vector=~"x", b="c"}',
+      '{app="x", LABEL_REPLACE!="y"}',
+      '{vector ="x"} |= "y" {b="c"}',
+      '{vector\n="x"}',
+      '{vector /* ( */ ="x"}',
+      '{vector ("x")}',
+      '{vector by="x"}',
+      '{vector without="x"}',
+      '{vectorx="x"}',
+      '{app="x"} | vector="y"',
+      '{app="x"} | drop vector, label_replace',
+      '{app="x"} | label_format vector=app',
+      'sum by (vector) (rate({app="x"}[5m]))',
+      'sum_over_time({app="x"} | unwrap vector [5m])',
+      'label_replace(rate({label_replace="x"}[5m]), "vector", "$1", "label_replace", "(.*)")',
     ],
   ],
   [
@@ -260,6 +294,31 @@ describe('LogQL token classes: exact outcomes', () => {
 
   it('escapes Loki rejects are refused (never read as ending the string elsewhere)', () => {
     for (const q of ['{app="x"} |= "\\q{b=\\"c\\"}"', '{app="x"} |= "\\\'"', '{app="x"} |= "\\x7"', '{app="x"} |= "\\17"', '{app="x"} |= "\\777"', '{app="x"} |= "a\\\n{b=\\"c\\"}"']) {
+      expect(refused(q), q).toBe(true);
+    }
+  });
+
+  it('function names are label names where no call follows, as for Loki (vector and label_replace, which the grammar reserves, in any case)', () => {
+    expect(out('{label_replace="x"}')).toBe(`{label_replace="x", ${M}}`);
+    expect(out('{Vector=~"x", b="c"}')).toBe(`{Vector=~"x", b="c", ${M}}`);
+    expect(out('{vector\n="x"}')).toBe(`{vector\n="x", ${M}}`);
+    expect(out('sum by (vector) (rate({app="x"}[5m]))')).toBe(`sum by (vector) (rate({app="x", ${M}}[5m]))`);
+    expect(out('{app="x"} | drop vector, label_replace')).toBe(`{app="x", ${M}} | drop vector, label_replace`);
+    expect(out('label_replace(rate({label_replace="x"}[5m]), "vector", "$1", "label_replace", "(.*)")')).toBe(
+      `label_replace(rate({label_replace="x", ${M}}[5m]), "vector", "$1", "label_replace", "(.*)")`,
+    );
+    // A call follows (Loki's isFunction: "(", or by/without then "("): not a label name.
+    for (const q of ['{vector ("x")}', '{vector by="x"}', '{vector without="x"}']) expect(refused(q), q).toBe(true);
+  });
+
+  it('numbers with _ between digits, as Loki reads them (Go syntax, strconv.ParseFloat); other forms refused', () => {
+    expect(out('rate({app="x"}[5m]) > 1_000')).toBe(`rate({app="x", ${M}}[5m]) > 1_000`);
+    expect(out('{app="x"} | n > 1_000.5_0')).toBe(`{app="x", ${M}} | n > 1_000.5_0`);
+    expect(out('quantile_over_time(0.9_9, {app="x"} | unwrap n [5m])')).toBe(`quantile_over_time(0.9_9, {app="x", ${M}} | unwrap n [5m])`);
+    expect(out('vector(1_000) + rate({app="x"}[5m])')).toBe(`vector(1_000) + rate({app="x", ${M}}[5m])`);
+    // Loki reads topk's parameter with strconv.Atoi, which takes no `_`; `_` not between digits, an octal 9,
+    // a duration or byte size (model.ParseDuration and time.ParseDuration take no `_`): Loki refuses them too.
+    for (const q of ['topk(1_0, rate({app="x"}[5m]))', '{app="x"} | n > 1__000', '{app="x"} | n > 1_000_', '{app="x"} | n > 0_9', '{app="x"} | d > 1_0s', 'rate({app="x"}[1_0m])', 'rate({app="x"}[5m] offset 1_0m)']) {
       expect(refused(q), q).toBe(true);
     }
   });

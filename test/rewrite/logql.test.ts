@@ -255,6 +255,56 @@ describe('limits', () => {
   });
 });
 
+describe('chains longer than the parser can build (too complex)', () => {
+  // Lezer gives up after ~300 reductions of one growing node spanning 2000+
+  // characters (a selector of 301 such matchers, a sum of 102 such operands).
+  // The gateway counts instead (logqlChainWeight): at most 256 items or
+  // operators at one level, a binary operator counting 3, checked on the
+  // query and again on the query with the policy's matchers.
+  const BIG = { maxQueryLength: 1 << 24, maxDepth: 100_000 };
+  const LONG = 'x'.repeat(2000);
+  const list = (k: number, f: (i: number) => string, sep: string): string => Array.from({ length: k }, (_, i) => f(i)).join(sep);
+  const cases: [string, (k: number, p: string) => string, number][] = [
+    // [what, query with k items, most items accepted]; the policy adds one matcher to each selector
+    ['matchers of one selector', (k, p) => `{${list(k, (i) => `a${i}="${p}"`, ',')}}`, 256],
+    ['pipeline stages', (k, p) => `{a="x"}${list(k, () => ` | a="${p}"`, '')}`, 256],
+    ['line filters', (k, p) => `{a="x"}${list(k, () => ` |= "${p}"`, '')}`, 256],
+    ['line filter alternatives', (k, p) => `{a="x"} |= ${list(k, () => `"${p}"`, ' or ')}`, 256],
+    ['label filters', (k, p) => `{a="x"} | ${list(k, () => `a="${p}"`, ' and ')}`, 256],
+    ['label_format items', (k, p) => `{a="x"} | label_format ${list(k, (i) => `a${i}="${p}"`, ', ')}`, 256],
+    ['drop items', (k, p) => `{a="x"} | drop ${list(k, (i) => `a${i}="${p}"`, ', ')}`, 256],
+    ['grouping labels', (k, p) => `sum by (${list(k, (i) => `a${i}`, ', ')}) (rate({a="${p}"}[5m]))`, 257],
+    ['operands of a binary operation', (k, p) => list(k, () => `count_over_time({a="${p}"}[5m])`, ' + '), 86],
+    ['operands of or', (k, p) => list(k, () => `count_over_time({a="${p}"}[5m])`, ' or '), 86],
+  ];
+  for (const [what, q, max] of cases) {
+    it(`${what}: ${max} accepted (also 2000-character items), ${max + 1} refused as too complex`, () => {
+      expect(codeOf(() => rewriteLogQL(q(max, LONG), NS, BIG))).toBe('ok');
+      expect(codeOf(() => rewriteLogQL(q(max, 'x'), NS, BIG))).toBe('ok');
+      for (const p of ['x', LONG]) {
+        const e = errorOf(() => rewriteLogQL(q(max + 1, p), NS, BIG));
+        expect(e.code).toBe('query_too_large');
+        expect(e.message).toMatch(/^(?:the query with the policy.s matchers|query) is too complex: more than 256 matchers, pipeline stages, list items or operators at one level/);
+      }
+    });
+  }
+  it('the 500-matcher selector of the review is refused as too complex, not as a parse error', () => {
+    const q = `{${list(500, (i) => `label_${i}="value"`, ', ')}}`;
+    expect(errorOf(() => rewriteLogQL(q, NS))).toMatchObject({ code: 'query_too_large', message: expect.stringMatching(/too complex.*line 1, col \d+/) });
+  });
+  it("a selector that only the policy's matchers take over the limit: too complex (400), not a failed verification", () => {
+    const q = `{${list(257, (i) => `a${i}="${LONG}"`, ',')}}`;
+    expect(errorOf(() => rewriteLogQL(q, NS, BIG))).toMatchObject({ code: 'query_too_large', message: expect.stringMatching(/^the query with the policy's matchers is too complex/) });
+    expect(codeOf(() => rewriteLogQL(q, [[m('namespace', '=', 'a'), m('cluster', '=', 'b')]], BIG))).toBe('query_too_large');
+  });
+  it('items at different levels do not add up; strings, comments and ranges are not counted', () => {
+    const inner = list(200, (i) => `a${i}="x"`, ',');
+    expect(codeOf(() => rewriteLogQL(`{${inner}}${list(200, () => ' | b="y"', '')}`, NS, BIG))).toBe('ok');
+    expect(codeOf(() => rewriteLogQL(`{a="${'|,+'.repeat(400)}"} # ${'|'.repeat(400)}\n |= \`${','.repeat(400)}\``, NS))).toBe('ok');
+    expect(codeOf(() => rewriteLogQL(`sum(${list(80, () => 'count_over_time({a="x"}[5m])', ' + ')}) + sum(${list(80, () => 'count_over_time({a="x"}[5m])', ' + ')})`, NS, BIG))).toBe('ok');
+  });
+});
+
 describe('multi-group policies (DNF)', () => {
   it('groups that differ in one positive matcher on one label merge into one regex', () => {
     const P: SelectorPolicy = [[m('namespace', '=', 'a.b')], [m('namespace', '=~', 'c|d')]];

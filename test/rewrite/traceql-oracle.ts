@@ -139,6 +139,32 @@ export function lex(text: string): Tok[] {
       i = j + 1;
       continue;
     }
+    if (c === "'") {
+      // A Go character literal (exactly one character or escape, else a scanner error);
+      // Tempo's lexer hands it on as an identifier whose text keeps the quotes.
+      let j = i + 1;
+      let chars = 0;
+      while (j < n && text[j] !== "'") {
+        if (text[j] === '\n') throw new OracleError('literal not terminated');
+        if (text[j] === '\\') {
+          const e = text[j + 1] ?? '';
+          const len = /[abfnrtv\\']/.test(e) ? 1 : /[0-7]/.test(e) ? 3 : e === 'x' ? 3 : e === 'u' ? 5 : e === 'U' ? 9 : -1;
+          const digits = e === 'x' || e === 'u' || e === 'U' ? text.slice(j + 2, j + 1 + len) : /[0-7]/.test(e) ? text.slice(j + 1, j + 4) : '';
+          if (len < 0 || (/[0-7xuU]/.test(e) && !(e === 'x' || e === 'u' || e === 'U' ? /^[0-9a-fA-F]*$/ : /^[0-7]*$/).test(digits)) || digits.length !== (/[0-7]/.test(e) ? 3 : e === 'x' || e === 'u' || e === 'U' ? len - 1 : 0)) {
+            throw new OracleError('invalid char escape');
+          }
+          j += 1 + len;
+        } else {
+          j += (text.codePointAt(j) ?? 0) > 0xffff ? 2 : 1;
+        }
+        chars++;
+      }
+      if (j >= n) throw new OracleError('literal not terminated');
+      if (chars !== 1) throw new OracleError('invalid char literal');
+      toks.push({ k: 'ident', v: text.slice(i, j + 1), from: start, to: j + 1 });
+      i = j + 1;
+      continue;
+    }
     if (c === '`') {
       const j = text.indexOf('`', i + 1);
       if (j < 0) throw new OracleError('raw literal not terminated');

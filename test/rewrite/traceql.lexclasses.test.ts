@@ -175,6 +175,12 @@ const CLASSES: [string, string[]][] = [
       '{ kind = Server }',
       '{ .a } with(a=1)',
       "{ .a } with('x'=1)",
+      "{ .a } with('}'=1) && { .b }",
+      "{ .a } with('\\''=1)",
+      "{ .a } with('ab'=1)",
+      "{ .a } with(''=1)",
+      "{ .a } with('\\\"'=1)",
+      "{ .a } with('x'=1, 'y'=\"z\")",
       '{ .a } with(\u2028=1)',
     ],
   ],
@@ -296,6 +302,14 @@ describe('TraceQL token classes: exact outcomes', () => {
     expect(out('{ (.x) && resource.ns = "\\x61" }')).toBe('{ (.x) && resource.ns = "\\x61" }');
     // an unscoped `.resource.ns` is another attribute
     expect(out('{ .resource.ns = "a" }')).toBe(`{ (.resource.ns = "a") && ${C} }`);
+  });
+
+  it("a hint name may be a Go character literal, as for Tempo (its lexer hands 'x' on as an identifier); other quotes are refused", () => {
+    expect(out("{ .a } with('x'=1)")).toBe(`{ (.a) && ${C} } with('x'=1)`);
+    expect(out("{ .a } with('}'=1, '\\''=true)")).toBe(`{ (.a) && ${C} } with('}'=1, '\\''=true)`);
+    for (const q of ["{ .a } with('ab'=1)", "{ .a } with(''=1)", "{ .a } with('\\\"'=1)", "{ .a } with('\n'=1)", '{ .a } with("x"=1)', "{ .a = 'x' }"]) {
+      expect(refused(q), q).toBe(true);
+    }
   });
 
   it('keywords are case-sensitive: other cases are refused', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { codeOf, errorOf } from './query-errors.ts';
+import { QueryError } from '../../src/errors.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import {
@@ -11,7 +12,7 @@ import {
   traceqlRewriter,
   verifyTraceQL,
 } from '../../src/rewrite/traceql.ts';
-import { isGoDuration, isPromDuration } from '../../src/rewrite/traceql-syntax.ts';
+import { isGoDuration, isPromDuration, traceLevelIntrinsics } from '../../src/rewrite/traceql-syntax.ts';
 
 const NS: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }]];
 const M = 'resource.k8s.namespace.name = "a"';
@@ -251,6 +252,35 @@ describe('errors and limits', () => {
     const q = `{ ${Array.from({ length: 400 }, (_, i) => `.a${i} = ${i}`).join(' && ')} }`;
     expect(codeOf(() => rewriteTraceQL(q, NS, { maxQueryLength: 65536, maxDepth: 10000 }))).toBe('query_too_large');
   });
+  it('every chain that fits in Tempo\'s 1024 bytes parses: accepted, or refused as nested too deeply (never a parse error)', () => {
+    // Lezer gives up only on a node growing from one start over 2000+ characters
+    // (or thousands of tokens deep); the 1024-byte cap is checked before parsing,
+    // so the parser's own limits are out of reach and the depth limit decides.
+    const forms: [string, (k: number) => string][] = [
+      ['&&', (k) => `{${Array.from({ length: k }, () => '.a').join('&&')}}`],
+      ['||', (k) => `{${Array.from({ length: k }, () => '.a').join('||')}}`],
+      ['&& of comparisons', (k) => `{${Array.from({ length: k }, () => '.a=1').join('&&')}}`],
+      ['spanset &&', (k) => Array.from({ length: k }, () => '{.a}').join('&&')],
+      ['structural', (k) => Array.from({ length: k }, () => '{.a}').join('>>')],
+      ['pipeline', (k) => `{.a}${'|{.a}'.repeat(k)}`],
+      ['arithmetic', (k) => `{.a${'+1'.repeat(k)}>1}`],
+    ];
+    for (const [what, q] of forms) {
+      let refusedFrom: number | null = null;
+      for (let k = 1; Buffer.byteLength(q(k)) <= TEMPO_MAX_QUERY_BYTES; k++) {
+        let code = 'ok';
+        try {
+          rewriteTraceQL(q(k), NS);
+        } catch (e) {
+          code = e instanceof QueryError ? `${e.code}: ${e.message}` : String(e);
+        }
+        if (code === 'ok') continue;
+        expect(code, `${what} × ${k}`).toMatch(/^query_too_large: (?:query is nested too deeply|the query with the policy's matchers is \d+ bytes)/);
+        refusedFrom ??= k;
+      }
+      if (what === '&&') expect(refusedFrom).toBeLessThanOrEqual(130);
+    }
+  });
   it('hostile input is rejected quickly', () => {
     const t0 = performance.now();
     expect(codeOf(() => rewriteTraceQL(')'.repeat(60000), NS))).toBe('query_too_large');
@@ -384,5 +414,21 @@ describe('cache and matcher order', () => {
     const ba = rewriteTraceQL('{ .x = 1 }', [[b, a]]);
     expect(ab.indexOf('k8s.namespace.name')).toBeLessThan(ab.indexOf('resource.env'));
     expect(ba.indexOf('resource.env')).toBeLessThan(ba.indexOf('k8s.namespace.name'));
+  });
+});
+
+describe('traceLevelIntrinsics (upstreams[].refuseTraceLevelIntrinsics)', () => {
+  it('finds every trace-level intrinsic, in any position and spelling Tempo reads', () => {
+    expect(traceLevelIntrinsics('{ trace:rootService = "a" && trace:rootName = "b" }')).toEqual(['trace:rootService', 'trace:rootName']);
+    expect(traceLevelIntrinsics('{ trace: /* c */ duration > 1s }')).toEqual(['trace:duration']);
+    expect(traceLevelIntrinsics('{ trace:id = "x" }')).toEqual(['trace:id']);
+    expect(traceLevelIntrinsics('{ rootServiceName = "a" } | select(rootName, traceDuration)')).toEqual(['rootServiceName', 'rootName', 'traceDuration']);
+    expect(traceLevelIntrinsics('{} | rate() by (trace:rootService)')).toEqual(['trace:rootService']);
+    expect(traceLevelIntrinsics('{ .a } | compare({ trace:rootName = "x" })')).toEqual(['trace:rootName']);
+  });
+  it('not attributes, strings, comments or span-level intrinsics; nothing for text that does not parse', () => {
+    for (const q of ['{ span.rootName = "a" }', '{ .rootServiceName = "a" }', '{ .a = "trace:rootService" }', '{ .a } // trace:rootService', '{ name = "a" && duration > 1s && span:id = "x" }', '{ trace:rootService = }']) {
+      expect(traceLevelIntrinsics(q), q).toEqual([]);
+    }
   });
 });

@@ -51,6 +51,26 @@ describe('v2 tag values of an unscoped attribute', () => {
     }
   });
 
+  it('odd entries in the parts are left out of the merge as from a single answer (200, not 502), and the policy filters the rest', async () => {
+    const saved = up.answer;
+    const odd = (path: string) =>
+      path.includes('/resource.')
+        ? { tagValues: [{ type: 'string', value: 'team-a-1' }, 'team-a-2', { value: 5 }, null, { type: 'string', value: 'team-b-1' }], metrics: { inspectedBytes: '1' } }
+        : { tagValues: [{ type: 'string', value: 'team-a-1', extra: 'team-b-x' }, 'team-b-2'] };
+    up.answer = (path) => (path.endsWith('/values') ? [200, JSON.stringify(odd(path))] : undefined);
+    try {
+      const merged = await get('alice', '.k8s.namespace.name');
+      expect(merged.statusCode).toBe(200);
+      expect(JSON.parse(merged.body)).toEqual({ tagValues: [{ type: 'string', value: 'team-a-1' }, 'team-a-2'] });
+      // One answer alone is read the same way.
+      const single = await get('alice', 'resource.k8s.namespace.name');
+      expect(single.statusCode).toBe(200);
+      expect(JSON.parse(single.body)).toEqual({ tagValues: [{ type: 'string', value: 'team-a-1' }, 'team-a-2'] });
+    } finally {
+      up.answer = saved;
+    }
+  });
+
   it('admins: forwarded as sent (no policy to lose)', async () => {
     const r = await get('carol', '.http.method');
     expect(r.statusCode).toBe(200);

@@ -127,4 +127,5 @@ export const
   MetricsScalar = 143,
   Hints = 144,
   _with = 145,
-  Hint = 146
+  Hint = 146,
+  CharLiteral = 148

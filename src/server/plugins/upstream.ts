@@ -4,6 +4,7 @@ import replyFrom from '@fastify/reply-from';
 import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../../backends/loki.ts';
+import { traceLevelIntrinsicsRefusal } from '../../backends/tempo.ts';
 import { FormParams } from '../../backends/form-params.ts';
 import { encodeForwarded, enforceParams, holdParams, mergeParams } from '../../backends/params.ts';
 import { buildinfoVersion, versionProblem } from '../../backends/versions.ts';
@@ -493,6 +494,10 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   noteOriginalParams(req, route, params); // lbac: audit (original query, copied before enforcement changes params)
   // policyEnforcement "header": where Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders), parameters are checked, not rewritten.
   const rewriteWith = decision.unrestricted || (upstream.policyEnforcement === 'header' && route.headerEnforced === true) ? undefined : decision.selectors;
+  if (!decision.unrestricted && upstream.refuseTraceLevelIntrinsics) {
+    const refusal = traceLevelIntrinsicsRefusal(route, params, pathParams);
+    if (refusal !== undefined) throw new QueryError(language, refusal, 'rewrite_unsupported');
+  }
   const held = decision.unrestricted ? undefined : holdParams(route, params);
   const heldProblem = held === undefined ? undefined : route.heldParamsProblem?.(held);
   if (heldProblem !== undefined) throw new QueryError(language, heldProblem);

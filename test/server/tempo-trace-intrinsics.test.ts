@@ -1,0 +1,82 @@
+// upstreams[].refuseTraceLevelIntrinsics: trace-level intrinsics (trace:rootService, rootName, …)
+// describe whole traces, other teams' spans included; with the setting on, a restricted subject's
+// TraceQL that reads one is refused with a Tempo-style 400 and nothing is forwarded.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import { startUpstream, TEST_IDENTITY_AND_TEAMS, testApp, type TestApp, type Upstream } from './helpers.ts';
+
+let up: Upstream;
+let on: TestApp;
+let off: TestApp;
+
+const config = (refuse: boolean | undefined) =>
+  parseConfig(
+    `
+server:
+  loadShedding: { enabled: false }
+upstreams:
+  - { name: traces, kind: tempo, url: "${up.url}", mount: /tempo${refuse === undefined ? '' : `, refuseTraceLevelIntrinsics: ${refuse}`} }
+${TEST_IDENTITY_AND_TEAMS}`,
+    { env: {} },
+  );
+
+beforeAll(async () => {
+  up = await startUpstream();
+  up.answer = (path) =>
+    path.endsWith('/values') ? [200, '{"tagValues":[]}'] : path.endsWith('/search/tags') ? [200, '{"scopes":[]}'] : path.startsWith('/api/metrics/') ? [200, '{"series":[]}'] : [200, '{"traces":[]}'];
+  on = await testApp(config(true));
+  off = await testApp(config(undefined));
+});
+afterAll(async () => {
+  await on?.app.close();
+  await off?.app.close();
+  await up?.close();
+});
+beforeEach(() => {
+  up.requests.splice(0);
+});
+
+const get = (t: TestApp, who: string, url: string) => t.app.inject({ url, headers: { authorization: `Bearer ${who}` } });
+const q = (s: string) => encodeURIComponent(s);
+
+describe('refuseTraceLevelIntrinsics', () => {
+  const refused = [
+    `/tempo/api/search?q=${q('{ trace:rootService = "payments" }')}`,
+    `/tempo/api/search?q=${q('{ .a } | select(traceDuration)')}`,
+    `/tempo/api/metrics/query_range?q=${q('{} | rate() by (rootServiceName)')}`,
+    `/tempo/api/metrics/query?q=${q('{ trace:duration > 1s } | count_over_time()')}`,
+    `/tempo/api/v2/search/tags?q=${q('{ rootName = "GET /" }')}`,
+    `/tempo/api/v2/search/tag/resource.service.name/values?q=${q('{ trace:rootName = "GET /" }')}`,
+    '/tempo/api/v2/search/tag/trace:rootService/values',
+    '/tempo/api/v2/search/tag/rootServiceName/values',
+  ];
+  it('on: a restricted subject reading one is refused (400, plain text as Tempo), nothing forwarded', async () => {
+    for (const url of refused) {
+      const r = await get(on, 'alice', url);
+      expect(r.statusCode, url).toBe(400);
+      expect(r.headers['content-type'], url).toMatch(/^text\/plain/);
+      expect(r.body, url).toMatch(/trace-level intrinsic/);
+    }
+    expect(up.requests).toEqual([]);
+  });
+  it('on: queries without one pass; admins pass with one', async () => {
+    expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ resource.service.name = "api" && span.rootName = "x" }')}`)).statusCode).toBe(200);
+    expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ .a = "trace:rootService" }')}`)).statusCode).toBe(200);
+    expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ trace:rootService = "payments" }')}`)).statusCode).toBe(200);
+    expect(up.requests).toHaveLength(3);
+  });
+  it('off (the default): answered as before', async () => {
+    for (const url of refused.slice(0, 6)) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
+  });
+  it('is for Tempo upstreams only', () => {
+    expect(() =>
+      parseConfig(
+        `
+upstreams:
+  - { name: logs, kind: loki, url: "http://loki:3100", refuseTraceLevelIntrinsics: true }
+${TEST_IDENTITY_AND_TEAMS}`,
+        { env: {} },
+      ),
+    ).toThrow(/refuseTraceLevelIntrinsics is for Tempo upstreams/);
+  });
+});
