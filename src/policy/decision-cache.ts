@@ -40,7 +40,7 @@ export class DecisionCache {
 
   static key(input: DecisionInput): string {
     const r = input.request;
-    // The gateway passes one frozen request object per request shape (plugins/upstream.ts): its key is
+    // The gateway passes one frozen request object per request shape (server/enforce.ts, requestInfoOf): its key is
     // built once, and the same string object (its hash cached) is looked up every time.
     const known = frozenRequestKeys.get(r);
     if (known !== undefined) return known;

@@ -68,7 +68,7 @@ import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, pr
 import { LOGQL_MAX_CHAIN_WEIGHT, LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, logqlChainWeight, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { RegexBudget } from './regex-budget.ts';
-import { contradicts, distinguishingLabels, formatLogQLMatcher, isValidMatcherRegex, matcherMatches, preparePolicy, quoteLogQLString } from './logql-policy.ts';
+import { contradicts, distinguishingLabels, isValidMatcherRegex, matcherMatches, preparePolicy, quoteLogQLString } from './logql-policy.ts';
 import type { PreparedGroup, PreparedPolicy } from './logql-policy.ts';
 import type { MatchOp, Matcher, SelectorPolicy } from './matcher.ts';
 import type { QueryRewriter, RewriteLimits } from './rewriter.ts';

@@ -111,9 +111,6 @@ for (const name of [
   COUNTED[nodeId(name)] = 1;
 }
 
-/** Node types after which a pipeline stage may follow (`|` token). */
-const PIPELINE_HEAD_TYPES: ReadonlySet<number> = new Set([N.ScalarFilter, N.GroupOperation, N.SelectOperation]);
-
 function isComment(n: SyntaxNode): boolean {
   return n.type.id === N.LineComment || n.type.id === N.BlockComment;
 }

@@ -17,7 +17,8 @@ import { identityPlugin } from './plugins/identity.ts';
 import { limitsPlugin } from './plugins/limits.ts';
 import { metricsPlugin } from './plugins/metrics.ts';
 import { policyPlugin } from './plugins/policy.ts';
-import { ByteBudget, upstreamPlugin } from './plugins/upstream.ts';
+import { ByteBudget } from './answer-budget.ts';
+import { upstreamPlugin } from './plugins/upstream.ts';
 import { websocketPlugin } from './plugins/websocket.ts';
 import { httpsOptions } from './tls.ts';
 

@@ -8,7 +8,7 @@ import { createTestPki, type TestPki } from '../../e2e/harness/certs.ts';
 import { CredentialsError, resolveAuth, resolveTls, trimSecret, UpstreamCredentials, UpstreamTls, type AuthSecrets } from '../../src/backends/credentials.ts';
 import type { ResolvedUpstream } from '../../src/config/load.ts';
 import type { Decision } from '../../src/policy/decision.ts';
-import { upstreamHeaders } from '../../src/server/plugins/upstream.ts';
+import { upstreamHeaders } from '../../src/server/upstream-headers.ts';
 
 // AWS' SigV4 test suite credentials (aws-sig-v4-test-suite): not real secrets.
 const SUITE: AuthSecrets = { type: 'sigv4', region: 'us-east-1', service: 'service', accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };

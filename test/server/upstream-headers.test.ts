@@ -7,7 +7,7 @@ import type { ResolvedUpstream } from '../../src/config/load.ts';
 import type { Decision } from '../../src/policy/decision.ts';
 import { policyHeaderNames } from '../../src/policy/engine.ts';
 import { startUpstream, testApp, testConfig } from './helpers.ts';
-import { downstreamHeaders, filteredDownstreamHeaders, upstreamHeaders } from '../../src/server/plugins/upstream.ts';
+import { downstreamHeaders, filteredDownstreamHeaders, upstreamHeaders } from '../../src/server/upstream-headers.ts';
 
 const upstream = { headers: { 'X-Upstream-Key': 'configured' }, forwardAuthorization: false } as unknown as ResolvedUpstream;
 const decision: Decision = { allow: true, reason: 't', unrestricted: false, selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: { 'X-Scope-OrgID': 'tenant-a', 'X-Policy-Tenant': 'p' } };
