@@ -400,7 +400,9 @@ export function checkInfoDataLabels(selectors: readonly SelectorInfo[], p: Prepa
       );
     }
     const mayLackAll = named.every((it) => it.op !== null && it.value !== null && matchesEmpty({ name: it.name as string, op: it.op, value: it.value }, regexes));
-    if (mayLackAll && p.groups.some((g) => g.matchers.some((m) => m.name !== '__name__' && !named.some((it) => it.name === m.name) && !matchesEmpty(m, regexes)))) {
+    // Also on a label the user names: Prometheus drops a base series without an info series once any data-label
+    // matcher needs a value, the policy's as much as the user's (`{namespace!="b"}` plus the policy's `namespace="a"`).
+    if (mayLackAll && p.groups.some((g) => g.matchers.some((m) => m.name !== '__name__' && !matchesEmpty(m, regexes)))) {
       throw new QueryError(
         LANG,
         'info() whose data-label matchers all match the empty string keeps base series without an info series; with the policy\'s matchers added it would drop those whose info series the policy hides; require one data label (e.g. k8s_cluster_name=~".+")',

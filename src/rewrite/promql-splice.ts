@@ -7,7 +7,7 @@ import { QueryError } from '../errors.ts';
 import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
 import type { MatchOp as MatchOpT, Matcher } from './matcher.ts';
 import { LANG, matchesEmpty, selectorLabel, type InfoCall, type SelectorInfo } from './promql-analysis.ts';
-import { quotePromQLString } from './promql-escape.ts';
+import { formatMatcher, quotePromQLString } from './promql-escape.ts';
 import type { PreparedGroup, PreparedPolicy } from './promql-policy.ts';
 import { RegexBudget } from './regex-budget.ts';
 
@@ -228,6 +228,23 @@ function infoLabelEdits(info: InfoCall, sel: SelectorInfo, group: PreparedGroup)
   ];
 }
 
+/**
+ * The group to splice into info()'s data-label selector. Which metrics are
+ * info metrics is read from that selector's `__name__` matchers
+ * (promql/info.go, effectiveInfoNameMatchers): none means `target_info`, only
+ * negative ones mean `.+_info` as well, any `=`/`=~` one means exactly those.
+ * A policy's `__name__` matcher would be such a positive matcher and turn
+ * every metric the team may read into an info metric (and every base series
+ * it matches into one that info() leaves alone), so where the user wrote no
+ * positive one, Prometheus' default is written out first.
+ */
+function infoSelectorGroup(sel: SelectorInfo, group: PreparedGroup): PreparedGroup {
+  if (!group.matchers.some((m) => m.name === '__name__' && !hasMatcher(sel, m))) return group;
+  if (sel.ident !== null || sel.items.some((it) => it.name === '__name__' && (it.op === '=' || it.op === '=~'))) return group;
+  const m: Matcher = sel.items.some((it) => it.name === '__name__') ? { name: '__name__', op: '=~', value: '.+_info' } : { name: '__name__', op: '=', value: 'target_info' };
+  return { matchers: [m, ...group.matchers], texts: [formatMatcher(m), ...group.texts] };
+}
+
 /** One group spliced into every selector; with a merged policy, a selector already inside one of its alternatives stays as written. */
 export function rewriteSingle(text: string, selectors: readonly SelectorInfo[], policy: PreparedPolicy): string {
   const group = policy.groups[0] as PreparedGroup;
@@ -237,7 +254,7 @@ export function rewriteSingle(text: string, selectors: readonly SelectorInfo[], 
   for (let i = 0; i < selectors.length; i++) {
     const sel = selectors[i] as SelectorInfo;
     if (policy.merged && satisfiesSomeGroup(sel, policy.alternatives)) continue;
-    const rendered = renderSelector(text, sel, group);
+    const rendered = renderSelector(text, sel, sel.info === null ? group : infoSelectorGroup(sel, group));
     if (sel.info !== null) edits.push(...infoLabelEdits(sel.info, sel, group));
     // The call must hold this selector alone (Lezer also parses `absent(a, b)`, which Prometheus refuses).
     const next = selectors[i + 1];

@@ -297,6 +297,23 @@ describe('rewritePromQL: selectors that match only the empty string', () => {
     expect(rewritePromQL('info(up, {__name__="target_info"})', byName)).toBe('info({__name__="up",__name__=~"up|target_info"}, {__name__="target_info",__name__=~"up|target_info"})');
     expect(rewritePromQL('info(up, {__name__="target_info", k8s_cluster_name=~".+"})', NS)).toBe(infoKeeping(`up{${M}}`, `{__name__="target_info", k8s_cluster_name=~".+",${M}}`));
   });
+  it('info() under a policy on __name__: the info metric is written out where the user named none (target_info) or only excluded some (.+_info)', () => {
+    const byName: SelectorPolicy = [[{ name: '__name__', op: '=~', value: 'team_.*' }]];
+    expect(rewritePromQL('info(team_x, {k=~".+"})', byName)).toBe('info({__name__="team_x",__name__=~"team_.*"}, {k=~".+",__name__="target_info",__name__=~"team_.*"})');
+    expect(rewritePromQL('info(team_x, {__name__!="a_info", k=~".+"})', byName)).toBe(
+      'info({__name__="team_x",__name__=~"team_.*"}, {__name__!="a_info", k=~".+",__name__=~".+_info",__name__=~"team_.*"})',
+    );
+    // A positive __name__ matcher of the user's is the info metric as written.
+    for (const q of ['info(team_x, {__name__=~"team_.+", k=~".+"})', 'info(team_x, team_info{k=~".+"})']) {
+      expect(rewritePromQL(q, byName)).not.toContain('target_info');
+      expect(rewritePromQL(q, byName)).not.toContain('.+_info');
+    }
+    const both: SelectorPolicy = [[{ name: '__name__', op: '=~', value: 'team_.*' }, ...(NS[0] ?? [])]];
+    expect(rewritePromQL('info(team_x, {k=~".+"})', both)).toContain(`{k=~".+",__name__="target_info",__name__=~"team_.*",${M}}`);
+    // Idempotent.
+    const once = rewritePromQL('info(team_x, {k=~".+"})', both);
+    expect(rewritePromQL(once, both)).toBe(once);
+  });
   it('info(): only its second argument is exempt', () => {
     expect(errorOf(() => rewritePromQL('info({a=""}, {k="v"})', NS)).message).toContain(MSG);
     expect(errorOf(() => rewritePromQL('info(up, {k="v"}) + {}', NS)).message).toContain(MSG);
@@ -410,6 +427,9 @@ describe('rewritePromQL: errors', () => {
     // Every data label named may be missing: Prometheus keeps base series without an info series, the policy's matcher would drop them.
     ['info(up, {k=~".*"})', 'rewrite_unsupported', 'all match the empty string'],
     ['info(up, {__name__="target_info", k="", j!="x"})', 'rewrite_unsupported', 'all match the empty string'],
+    // Also when the user names the policy's label: its matcher needs a value, so base series without a visible info series would go.
+    ['info(up, {__name__="target_info", namespace!="b"})', 'rewrite_unsupported', 'all match the empty string'],
+    ['info(up, {namespace=~".*"})', 'rewrite_unsupported', 'all match the empty string'],
   ];
   it.each(cases)('%j → %s', (q, code, msg) => {
     const e = errorOf(() => rewritePromQL(q, NS));
