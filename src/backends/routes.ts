@@ -177,6 +177,12 @@ export interface FilterContext {
   readonly lookup?: unknown;
   /** RouteSpec.heldParams the client sent: name → first value. */
   readonly held?: Readonly<Record<string, string>>;
+  /**
+   * The upstream's `refuseTraceLevelIntrinsics` (Tempo): facts computed over
+   * whole traces (root span, trace start and duration) are withheld from
+   * answers too. Absent: false.
+   */
+  readonly refuseTraceLevelIntrinsics?: boolean;
 }
 
 /** What a raw response filter answers: the status, content type and body the client gets. */

@@ -134,6 +134,12 @@ function canonicalName(name: string): string {
  * residual), and the matched spansets, which hold only spans the policy's filter selected.
  */
 const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'startTimeUnixNano', 'durationMs', 'spanSet', 'spanSets'] as const;
+/**
+ * Under `upstreams[].refuseTraceLevelIntrinsics`: the fields kept as Tempo wrote them. The root
+ * service and span name (the root span may be another team's) are left out; the start and
+ * duration are recomputed from the spans shown (spanSetsExtent).
+ */
+const SEARCH_TRACE_FIELDS_OWN = ['traceID', 'spanSet', 'spanSets'] as const;
 
 /**
  * Search results, rebuilt as `{traces}`: each trace's `serviceStats` counts
@@ -141,24 +147,65 @@ const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'sta
  * (Tempo computes it over the whole trace, not over the spans the policy's
  * filter matched), and the answer's `metrics` (blocks, bytes and traces
  * inspected) measure the whole tenant's data: both left out, and so is any
- * trace field not in SEARCH_TRACE_FIELDS. An answer of another shape is not
- * relayed (→ 502).
+ * trace field not in SEARCH_TRACE_FIELDS. Where the upstream refuses
+ * trace-level intrinsics, so are the fields Tempo computes over the whole
+ * trace (SEARCH_TRACE_FIELDS_OWN). An answer of another shape is not relayed
+ * (→ 502).
  */
-const filterSearchResults: ResponseFilter = (body) => {
+const filterSearchResults: ResponseFilter = (body, ctx) => {
   const traces = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as { traces?: unknown }).traces : undefined;
   if ((traces !== undefined && traces !== null && !Array.isArray(traces)) || typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new GatewayError('upstream_error', 'upstream answer could not be read');
   }
+  const own = ctx.refuseTraceLevelIntrinsics === true;
   return {
     traces: (traces ?? []).map((t: unknown) => {
       if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
       // Known fields only: a field a newer Tempo adds may describe the whole trace, as serviceStats does.
       const kept: Record<string, unknown> = {};
-      for (const k of SEARCH_TRACE_FIELDS) if (k in t) kept[k] = (t as Record<string, unknown>)[k];
-      return kept;
+      for (const k of own ? SEARCH_TRACE_FIELDS_OWN : SEARCH_TRACE_FIELDS) if (k in t) kept[k] = (t as Record<string, unknown>)[k];
+      return own ? { ...kept, ...spanSetsExtent(kept) } : kept;
     }),
   };
 };
+
+/** A uint64 as Tempo's JSON writes it (a decimal string; a number is read too), else undefined. */
+function uint64Of(v: unknown): bigint | undefined {
+  if (typeof v === 'string' && /^[0-9]{1,20}$/.test(v)) return BigInt(v);
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  return undefined;
+}
+
+/**
+ * `startTimeUnixNano` and `durationMs` of the spans a search result shows (its
+ * `spanSets` and the older `spanSet`): the earliest start and the extent to
+ * the latest end, as Tempo writes them for a trace (the start a decimal
+ * string, whole milliseconds, each left out when there is none or, for the
+ * duration, when it is 0, as Tempo's JSON leaves out zero values). These are
+ * the team's own matched spans (at most `spss` per spanset), not the whole
+ * trace, whose start and duration other teams' spans may set.
+ */
+function spanSetsExtent(trace: Record<string, unknown>): { startTimeUnixNano?: string; durationMs?: number } {
+  let start: bigint | undefined;
+  let end: bigint | undefined;
+  const sets = [...(Array.isArray(trace['spanSets']) ? trace['spanSets'] : []), trace['spanSet']];
+  for (const set of sets) {
+    if (typeof set !== 'object' || set === null) continue;
+    const spans = (set as { spans?: unknown }).spans;
+    if (!Array.isArray(spans)) continue;
+    for (const span of spans) {
+      if (typeof span !== 'object' || span === null) continue;
+      const s = uint64Of((span as Record<string, unknown>)['startTimeUnixNano']);
+      if (s === undefined || s === 0n) continue;
+      const d = uint64Of((span as Record<string, unknown>)['durationNanos'] ?? '0') ?? 0n;
+      if (start === undefined || s < start) start = s;
+      if (end === undefined || s + d > end) end = s + d;
+    }
+  }
+  if (start === undefined || end === undefined) return {};
+  const ms = Number((end - start) / 1_000_000n);
+  return { startTimeUnixNano: start.toString(), ...(ms === 0 ? {} : { durationMs: ms }) };
+}
 
 /**
  * TraceQL metrics answers (range and instant), rebuilt from `series`,

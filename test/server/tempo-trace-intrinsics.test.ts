@@ -23,7 +23,7 @@ ${TEST_IDENTITY_AND_TEAMS}`,
 beforeAll(async () => {
   up = await startUpstream();
   up.answer = (path) =>
-    path.endsWith('/values') ? [200, '{"tagValues":[]}'] : path.endsWith('/search/tags') ? [200, '{"scopes":[]}'] : path.startsWith('/api/metrics/') ? [200, '{"series":[]}'] : [200, '{"traces":[]}'];
+    path.endsWith('/values') ? [200, '{"tagValues":[]}'] : path.endsWith('/search/tags') ? [200, '{"scopes":[]}'] : path.startsWith('/api/metrics/') ? [200, '{"series":[]}'] : [200, JSON.stringify(SEARCH_ANSWER)];
   on = await testApp(config(true));
   off = await testApp(config(undefined));
 });
@@ -35,6 +35,22 @@ afterAll(async () => {
 beforeEach(() => {
   up.requests.splice(0);
 });
+
+// A search result whose root span is another team's: Tempo computes the root's service and name, the
+// trace's start and its duration over the whole trace; the spansets hold the team's matched spans.
+const SEARCH_ANSWER = {
+  traces: [
+    {
+      traceID: 'abc',
+      rootServiceName: 'payments',
+      rootTraceName: 'POST /charge',
+      startTimeUnixNano: '1700000000000000000',
+      durationMs: 60000,
+      spanSets: [{ spans: [{ spanID: 's1', name: 'GET /', startTimeUnixNano: '1700000001000000000', durationNanos: '5000000', attributes: [] }], matched: 1 }],
+    },
+  ],
+  metrics: { inspectedTraces: 1 },
+};
 
 const get = (t: TestApp, who: string, url: string) => t.app.inject({ url, headers: { authorization: `Bearer ${who}` } });
 const q = (s: string) => encodeURIComponent(s);
@@ -67,6 +83,17 @@ describe('refuseTraceLevelIntrinsics', () => {
   });
   it('off (the default): answered as before', async () => {
     for (const url of refused.slice(0, 6)) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
+  });
+  it('on: search results lose the root span\'s service and name; start and duration are the matched spans\'', async () => {
+    const r = await get(on, 'alice', `/tempo/api/search?q=${q('{ }')}`);
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ traces: [{ traceID: 'abc', spanSets: SEARCH_ANSWER.traces[0]!.spanSets, startTimeUnixNano: '1700000001000000000', durationMs: 5 }] });
+    // Admins get Tempo's answer.
+    expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ }')}`)).json()).toEqual(SEARCH_ANSWER);
+  });
+  it('off: search results keep Tempo\'s trace-level fields (documented residual)', async () => {
+    const { metrics: _, ...rest } = SEARCH_ANSWER;
+    expect((await get(off, 'alice', `/tempo/api/search?q=${q('{ }')}`)).json()).toEqual(rest);
   });
   it('is for Tempo upstreams only', () => {
     expect(() =>

@@ -585,6 +585,11 @@ function lookupClientHeaders(req: FastifyRequest, upstream: ResolvedUpstream): I
   return own;
 }
 
+/** FilterContext.refuseTraceLevelIntrinsics of an upstream: set only where the upstream sets it, so other filters' contexts stay as they were. */
+function traceLevelContext(upstream: ResolvedUpstream): { refuseTraceLevelIntrinsics?: true } {
+  return upstream.refuseTraceLevelIntrinsics ? { refuseTraceLevelIntrinsics: true } : {};
+}
+
 /** A filtered answer's body as Fastify sends it (a Buffer view of the filter's bytes, or its text). */
 function sendable(out: RawFilteredResponse): string | Buffer {
   return typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
@@ -665,7 +670,7 @@ async function fanOutReply(
   const merged = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
   if (filter === undefined) return reply.type('application/json').send(merged);
-  const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams } });
+  const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams, ...traceLevelContext(upstream) } });
   return reply.code(out.status).type(out.contentType).send(sendable(out));
 }
 
@@ -838,7 +843,7 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
                 if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
                 // Errors (4xx/5xx) pass through as the upstream wrote them; every 2xx answer is filtered.
                 if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
-                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }) } };
+                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }), ...traceLevelContext(opts.upstream) } };
                 return filterAnswer(filter, task).then(
                   (out) => {
                     const body = sendable(out);
