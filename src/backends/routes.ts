@@ -1,3 +1,4 @@
+import type { GatewayError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import type { ResponseFilter } from './filters.ts';
@@ -114,6 +115,13 @@ export interface RouteSpec {
    * instead of `responseFilter` when present; not applied for unrestricted subjects.
    */
   readonly rawResponseFilter?: RawResponseFilter;
+  /**
+   * Where the answer is filtered (restricted subjects): what the client gets
+   * instead of the upstream's non-2xx, non-3xx answer with this status, whose
+   * body is then not relayed. A GatewayError is rendered in the backend's
+   * format. Undefined (or absent): the upstream's answer, as it wrote it.
+   */
+  readonly upstreamErrorAnswer?: (status: number) => RawFilteredResponse | GatewayError | undefined;
   /**
    * Served as a WebSocket (GET with an upgrade only, e.g. Loki's live tail): identity,
    * decision and `enforced` are checked before the upgrade completes, then the

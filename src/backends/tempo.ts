@@ -7,7 +7,8 @@ import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
-import { filterTraceV1, filterTraceV2 } from './traces.ts';
+import { filterTraceV1, filterTraceV2, TRACE_NOT_FOUND } from './traces.ts';
+import type { RawFilteredResponse } from './routes.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
 const traceQuery = (required: boolean): EnforcedParam => ({
@@ -285,6 +286,28 @@ export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(n
   return undefined;
 }
 
+/**
+ * Trace by id, restricted subjects: what the client gets when Tempo answers
+ * with an error. The gateway cannot tell whether the trace holds one of the
+ * team's spans without its body, and Tempo's errors about one trace are about
+ * all of it: "trace exceeds max size" (422, v1), "response larger than the
+ * max" (500), a failed read of one of its blocks (500). Relayed, they would
+ * tell the team that a trace made only of other teams' spans exists and how
+ * large it is. So every answer that could be about the trace is the
+ * gateway's own "trace not found" (404, as for a trace without the team's
+ * spans), whatever Tempo wrote, and the answers that are about Tempo's
+ * availability keep their status with the gateway's own text: 429 and 503
+ * (retry later), 502, and 504. 400 is about the request's form (the range;
+ * the id the gateway has checked; Tempo turns its readers' 4xx into 500) and
+ * is relayed as Tempo wrote it. Tempo unreachable stays the gateway's 502.
+ */
+export function traceErrorAnswer(status: number): RawFilteredResponse | GatewayError | undefined {
+  if (status === 400) return undefined;
+  if (status === 429 || status === 502 || status === 503) return new GatewayError('upstream_error', `upstream answered ${status}`, { status });
+  if (status === 504) return new GatewayError('upstream_timeout', 'upstream timed out');
+  return TRACE_NOT_FOUND;
+}
+
 /** A positive decimal integer parameter, else 0 (none). */
 function positiveInt(v: string | null): number {
   return v !== null && /^[0-9]{1,9}$/.test(v) ? Number(v) : 0;
@@ -293,7 +316,8 @@ function positiveInt(v: string | null): number {
 /**
  * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id answers
  * (JSON or protobuf, as the client's Accept asked) are filtered span by span
- * (src/backends/traces.ts); a trace with no allowed span is 404.
+ * (src/backends/traces.ts); a trace with no allowed span is 404, and so is
+ * any error Tempo answers about a trace (traceErrorAnswer).
  */
 export const tempoRoutes: RouteTable = {
   kind: 'tempo',
@@ -317,8 +341,8 @@ export const tempoRoutes: RouteTable = {
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },
     // Only the time range is forwarded for restricted subjects: newer Tempo also reads `q` (and `keep_hierarchy`) here and
     // tests it against every span of the trace, so the answer's kept ancestors and PARTIAL status would tell another team's values.
-    { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },
-    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV2 },
+    { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1, upstreamErrorAnswer: traceErrorAnswer },
+    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV2, upstreamErrorAnswer: traceErrorAnswer },
     { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
     { endpoint: 'echo', path: '/api/echo', methods: get, enforced: [] },
   ],

@@ -585,6 +585,21 @@ function lookupClientHeaders(req: FastifyRequest, upstream: ResolvedUpstream): I
   return own;
 }
 
+/**
+ * Removes the upstream answer's headers (as relayed) from a reply the gateway
+ * answers itself (Tempo's trace by id: its own 404 for a trace without the
+ * team's spans, and for errors about a trace), but `keep`: that answer must
+ * be the same whatever the upstream answered (Go's http.Error adds
+ * `X-Content-Type-Options`, a 200 does not). The gateway's own headers
+ * (`X-Request-Id`) stay.
+ */
+function dropUpstreamHeaders(reply: FastifyReply, upstream: IncomingHttpHeaders, keep?: string): void {
+  for (const name in upstream) {
+    const lower = name.toLowerCase();
+    if (lower !== keep && lower !== 'x-request-id') reply.removeHeader(lower);
+  }
+}
+
 /** FilterContext.refuseTraceLevelIntrinsics of an upstream: set only where the upstream sets it, so other filters' contexts stay as they were. */
 function traceLevelContext(upstream: ResolvedUpstream): { refuseTraceLevelIntrinsics?: true } {
   return upstream.refuseTraceLevelIntrinsics ? { refuseTraceLevelIntrinsics: true } : {};
@@ -841,13 +856,24 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
                 // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
                 // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
                 if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
-                // Errors (4xx/5xx) pass through as the upstream wrote them; every 2xx answer is filtered.
-                if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
+                // Errors (4xx/5xx) pass through as the upstream wrote them, unless the route answers them itself
+                // (RouteSpec.upstreamErrorAnswer: Tempo's trace by id); every 2xx answer is filtered.
+                if (res.statusCode < 200 || res.statusCode > 299) {
+                  const own = route.upstreamErrorAnswer?.(res.statusCode);
+                  if (own === undefined) return rep.send(raw);
+                  const note = { endpoint: route.endpoint, upstreamStatus: res.statusCode, answered: own.status };
+                  if (res.statusCode >= 500) req.log.warn(note, 'upstream error answered by the route');
+                  else req.log.info(note, 'upstream error answered by the route');
+                  dropUpstreamHeaders(rep, res.headers, own instanceof GatewayError ? 'retry-after' : undefined);
+                  return own instanceof GatewayError ? rep.send(own) : rep.code(own.status).type(own.contentType).send(sendable(own));
+                }
                 const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }), ...traceLevelContext(opts.upstream) } };
                 return filterAnswer(filter, task).then(
                   (out) => {
                     const body = sendable(out);
-                    // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
+                    // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left),
+                    // when the answer is the gateway's own, without the upstream's headers.
+                    if (out.status !== 200) dropUpstreamHeaders(rep, res.headers);
                     return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
                   },
                   (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
