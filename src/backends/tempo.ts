@@ -264,8 +264,9 @@ const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => me
 /**
  * `upstreams[].refuseTraceLevelIntrinsics`: the refusal (Tempo's words) of a
  * restricted subject's request that reads a trace-level intrinsic
- * (`trace:rootService`, `rootName`, …: they describe the whole trace, other
- * teams' spans included) in any TraceQL parameter the route enforces, or as
+ * (`trace:rootService`, `rootName`, `span:childCount`, `nestedSetLeft`, …:
+ * they describe the whole trace or its structure, other teams' spans
+ * included; isTraceLevelIntrinsic) in any TraceQL parameter the route enforces, or as
  * the tag whose values it lists; undefined when it reads none. Checked on the
  * client's parameters, before enforcement.
  */
@@ -273,13 +274,13 @@ export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(n
   const tag = pathParams['tag'];
   const field = tag === undefined ? null : tagField(tag);
   if (field !== null && isTraceLevelIntrinsic(field)) {
-    return `tag ${JSON.stringify(tag)} is a trace-level intrinsic (it describes whole traces, other teams' spans included), which this gateway does not answer`;
+    return `tag ${JSON.stringify(tag)} is a trace-level intrinsic (it describes whole traces or their structure, other teams' spans included), which this gateway does not answer`;
   }
   for (const spec of route.enforced) {
     for (const q of params.getAll(spec.name)) {
       const found = traceLevelIntrinsics(q);
       if (found.length > 0) {
-        return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces, other teams' spans included), which this gateway does not answer`;
+        return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces or their structure, other teams' spans included), which this gateway does not answer`;
       }
     }
   }

@@ -1,6 +1,8 @@
 // upstreams[].refuseTraceLevelIntrinsics: trace-level intrinsics (trace:rootService, rootName, …)
-// describe whole traces, other teams' spans included; with the setting on, a restricted subject's
-// TraceQL that reads one is refused with a Tempo-style 400 and nothing is forwarded.
+// and those computed from the trace's structure (span:childCount, nestedSet*) describe whole traces,
+// other teams' spans included; with the setting on, a restricted subject's TraceQL that reads one is
+// refused with a Tempo-style 400 and nothing is forwarded, and search results lose the trace-level
+// fields Tempo computes over the whole trace.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { startUpstream, TEST_IDENTITY_AND_TEAMS, testApp, type TestApp, type Upstream } from './helpers.ts';
@@ -63,6 +65,11 @@ describe('refuseTraceLevelIntrinsics', () => {
     `/tempo/api/metrics/query?q=${q('{ trace:duration > 1s } | count_over_time()')}`,
     `/tempo/api/v2/search/tags?q=${q('{ rootName = "GET /" }')}`,
     `/tempo/api/v2/search/tag/resource.service.name/values?q=${q('{ trace:rootName = "GET /" }')}`,
+    // Computed from the whole trace's structure: a span's children (whoever's), its place in a walk of every span.
+    `/tempo/api/search?q=${q('{ span:childCount > 1 }')}`,
+    `/tempo/api/search?q=${q('{ .a } | select(nestedSetLeft, nestedSetRight)')}`,
+    `/tempo/api/metrics/query_range?q=${q('{ nestedSetParent = -1 } | rate()')}`,
+    `/tempo/api/search?q=${q('{ childCount = 0 }')}`,
     '/tempo/api/v2/search/tag/trace:rootService/values',
     '/tempo/api/v2/search/tag/rootServiceName/values',
   ];
@@ -78,11 +85,14 @@ describe('refuseTraceLevelIntrinsics', () => {
   it('on: queries without one pass; admins pass with one', async () => {
     expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ resource.service.name = "api" && span.rootName = "x" }')}`)).statusCode).toBe(200);
     expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ .a = "trace:rootService" }')}`)).statusCode).toBe(200);
+    // The parent's id: the trace-by-id answer shows it anyway (parentSpanId).
+    expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ span:parentID = "abc" }')}`)).statusCode).toBe(200);
     expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ trace:rootService = "payments" }')}`)).statusCode).toBe(200);
-    expect(up.requests).toHaveLength(3);
+    expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ span:childCount > 1 }')}`)).statusCode).toBe(200);
+    expect(up.requests).toHaveLength(5);
   });
   it('off (the default): answered as before', async () => {
-    for (const url of refused.slice(0, 6)) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
+    for (const url of refused.filter((u) => !u.endsWith('/values'))) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
   });
   it('on: search results lose the root span\'s service and name; start and duration are the matched spans\'', async () => {
     const r = await get(on, 'alice', `/tempo/api/search?q=${q('{ }')}`);
