@@ -1,3 +1,4 @@
+import type { GatewayError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import type { RewriteLimits } from '../rewrite/rewriter.ts';
 import type { ResponseFilter } from './filters.ts';
@@ -115,6 +116,13 @@ export interface RouteSpec {
    */
   readonly rawResponseFilter?: RawResponseFilter;
   /**
+   * Where the answer is filtered (restricted subjects): what the client gets
+   * instead of the upstream's non-2xx, non-3xx answer with this status, whose
+   * body is then not relayed. A GatewayError is rendered in the backend's
+   * format. Undefined (or absent): the upstream's answer, as it wrote it.
+   */
+  readonly upstreamErrorAnswer?: (status: number) => RawFilteredResponse | GatewayError | undefined;
+  /**
    * Served as a WebSocket (GET with an upgrade only, e.g. Loki's live tail): identity,
    * decision and `enforced` are checked before the upgrade completes, then the
    * connection is relayed to the upstream (src/server/plugins/websocket.ts).
@@ -177,6 +185,12 @@ export interface FilterContext {
   readonly lookup?: unknown;
   /** RouteSpec.heldParams the client sent: name → first value. */
   readonly held?: Readonly<Record<string, string>>;
+  /**
+   * The upstream's `refuseTraceLevelIntrinsics` (Tempo): facts computed over
+   * whole traces (root span, trace start and duration) are withheld from
+   * answers too. Absent: false.
+   */
+  readonly refuseTraceLevelIntrinsics?: boolean;
 }
 
 /** What a raw response filter answers: the status, content type and body the client gets. */

@@ -7,7 +7,8 @@ import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
-import { filterTraceV1, filterTraceV2 } from './traces.ts';
+import { filterTraceV1, filterTraceV2, TRACE_NOT_FOUND } from './traces.ts';
+import type { RawFilteredResponse } from './routes.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
 const traceQuery = (required: boolean): EnforcedParam => ({
@@ -134,6 +135,12 @@ function canonicalName(name: string): string {
  * residual), and the matched spansets, which hold only spans the policy's filter selected.
  */
 const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'startTimeUnixNano', 'durationMs', 'spanSet', 'spanSets'] as const;
+/**
+ * Under `upstreams[].refuseTraceLevelIntrinsics`: the fields kept as Tempo wrote them. The root
+ * service and span name (the root span may be another team's) are left out; the start and
+ * duration are recomputed from the spans shown (spanSetsExtent).
+ */
+const SEARCH_TRACE_FIELDS_OWN = ['traceID', 'spanSet', 'spanSets'] as const;
 
 /**
  * Search results, rebuilt as `{traces}`: each trace's `serviceStats` counts
@@ -141,24 +148,65 @@ const SEARCH_TRACE_FIELDS = ['traceID', 'rootServiceName', 'rootTraceName', 'sta
  * (Tempo computes it over the whole trace, not over the spans the policy's
  * filter matched), and the answer's `metrics` (blocks, bytes and traces
  * inspected) measure the whole tenant's data: both left out, and so is any
- * trace field not in SEARCH_TRACE_FIELDS. An answer of another shape is not
- * relayed (→ 502).
+ * trace field not in SEARCH_TRACE_FIELDS. Where the upstream refuses
+ * trace-level intrinsics, so are the fields Tempo computes over the whole
+ * trace (SEARCH_TRACE_FIELDS_OWN). An answer of another shape is not relayed
+ * (→ 502).
  */
-const filterSearchResults: ResponseFilter = (body) => {
+const filterSearchResults: ResponseFilter = (body, ctx) => {
   const traces = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as { traces?: unknown }).traces : undefined;
   if ((traces !== undefined && traces !== null && !Array.isArray(traces)) || typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new GatewayError('upstream_error', 'upstream answer could not be read');
   }
+  const own = ctx.refuseTraceLevelIntrinsics === true;
   return {
     traces: (traces ?? []).map((t: unknown) => {
       if (typeof t !== 'object' || t === null || Array.isArray(t)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
       // Known fields only: a field a newer Tempo adds may describe the whole trace, as serviceStats does.
       const kept: Record<string, unknown> = {};
-      for (const k of SEARCH_TRACE_FIELDS) if (k in t) kept[k] = (t as Record<string, unknown>)[k];
-      return kept;
+      for (const k of own ? SEARCH_TRACE_FIELDS_OWN : SEARCH_TRACE_FIELDS) if (k in t) kept[k] = (t as Record<string, unknown>)[k];
+      return own ? { ...kept, ...spanSetsExtent(kept) } : kept;
     }),
   };
 };
+
+/** A uint64 as Tempo's JSON writes it (a decimal string; a number is read too), else undefined. */
+function uint64Of(v: unknown): bigint | undefined {
+  if (typeof v === 'string' && /^[0-9]{1,20}$/.test(v)) return BigInt(v);
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  return undefined;
+}
+
+/**
+ * `startTimeUnixNano` and `durationMs` of the spans a search result shows (its
+ * `spanSets` and the older `spanSet`): the earliest start and the extent to
+ * the latest end, as Tempo writes them for a trace (the start a decimal
+ * string, whole milliseconds, each left out when there is none or, for the
+ * duration, when it is 0, as Tempo's JSON leaves out zero values). These are
+ * the team's own matched spans (at most `spss` per spanset), not the whole
+ * trace, whose start and duration other teams' spans may set.
+ */
+function spanSetsExtent(trace: Record<string, unknown>): { startTimeUnixNano?: string; durationMs?: number } {
+  let start: bigint | undefined;
+  let end: bigint | undefined;
+  const sets = [...(Array.isArray(trace['spanSets']) ? trace['spanSets'] : []), trace['spanSet']];
+  for (const set of sets) {
+    if (typeof set !== 'object' || set === null) continue;
+    const spans = (set as { spans?: unknown }).spans;
+    if (!Array.isArray(spans)) continue;
+    for (const span of spans) {
+      if (typeof span !== 'object' || span === null) continue;
+      const s = uint64Of((span as Record<string, unknown>)['startTimeUnixNano']);
+      if (s === undefined || s === 0n) continue;
+      const d = uint64Of((span as Record<string, unknown>)['durationNanos'] ?? '0') ?? 0n;
+      if (start === undefined || s < start) start = s;
+      if (end === undefined || s + d > end) end = s + d;
+    }
+  }
+  if (start === undefined || end === undefined) return {};
+  const ms = Number((end - start) / 1_000_000n);
+  return { startTimeUnixNano: start.toString(), ...(ms === 0 ? {} : { durationMs: ms }) };
+}
 
 /**
  * TraceQL metrics answers (range and instant), rebuilt from `series`,
@@ -216,8 +264,9 @@ const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => me
 /**
  * `upstreams[].refuseTraceLevelIntrinsics`: the refusal (Tempo's words) of a
  * restricted subject's request that reads a trace-level intrinsic
- * (`trace:rootService`, `rootName`, …: they describe the whole trace, other
- * teams' spans included) in any TraceQL parameter the route enforces, or as
+ * (`trace:rootService`, `rootName`, `span:childCount`, `nestedSetLeft`, …:
+ * they describe the whole trace or its structure, other teams' spans
+ * included; isTraceLevelIntrinsic) in any TraceQL parameter the route enforces, or as
  * the tag whose values it lists; undefined when it reads none. Checked on the
  * client's parameters, before enforcement.
  */
@@ -225,17 +274,39 @@ export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(n
   const tag = pathParams['tag'];
   const field = tag === undefined ? null : tagField(tag);
   if (field !== null && isTraceLevelIntrinsic(field)) {
-    return `tag ${JSON.stringify(tag)} is a trace-level intrinsic (it describes whole traces, other teams' spans included), which this gateway does not answer`;
+    return `tag ${JSON.stringify(tag)} is a trace-level intrinsic (it describes whole traces or their structure, other teams' spans included), which this gateway does not answer`;
   }
   for (const spec of route.enforced) {
     for (const q of params.getAll(spec.name)) {
       const found = traceLevelIntrinsics(q);
       if (found.length > 0) {
-        return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces, other teams' spans included), which this gateway does not answer`;
+        return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces or their structure, other teams' spans included), which this gateway does not answer`;
       }
     }
   }
   return undefined;
+}
+
+/**
+ * Trace by id, restricted subjects: what the client gets when Tempo answers
+ * with an error. The gateway cannot tell whether the trace holds one of the
+ * team's spans without its body, and Tempo's errors about one trace are about
+ * all of it: "trace exceeds max size" (422, v1), "response larger than the
+ * max" (500), a failed read of one of its blocks (500). Relayed, they would
+ * tell the team that a trace made only of other teams' spans exists and how
+ * large it is. So every answer that could be about the trace is the
+ * gateway's own "trace not found" (404, as for a trace without the team's
+ * spans), whatever Tempo wrote, and the answers that are about Tempo's
+ * availability keep their status with the gateway's own text: 429 and 503
+ * (retry later), 502, and 504. 400 is about the request's form (the range;
+ * the id the gateway has checked; Tempo turns its readers' 4xx into 500) and
+ * is relayed as Tempo wrote it. Tempo unreachable stays the gateway's 502.
+ */
+export function traceErrorAnswer(status: number): RawFilteredResponse | GatewayError | undefined {
+  if (status === 400) return undefined;
+  if (status === 429 || status === 502 || status === 503) return new GatewayError('upstream_error', `upstream answered ${status}`, { status });
+  if (status === 504) return new GatewayError('upstream_timeout', 'upstream timed out');
+  return TRACE_NOT_FOUND;
 }
 
 /** A positive decimal integer parameter, else 0 (none). */
@@ -246,7 +317,8 @@ function positiveInt(v: string | null): number {
 /**
  * Tempo's HTTP API as Grafana's Tempo datasource uses it. Trace by id answers
  * (JSON or protobuf, as the client's Accept asked) are filtered span by span
- * (src/backends/traces.ts); a trace with no allowed span is 404.
+ * (src/backends/traces.ts); a trace with no allowed span is 404, and so is
+ * any error Tempo answers about a trace (traceErrorAnswer).
  */
 export const tempoRoutes: RouteTable = {
   kind: 'tempo',
@@ -270,8 +342,8 @@ export const tempoRoutes: RouteTable = {
     { endpoint: 'metrics_query', path: '/api/metrics/query', methods: get, enforced: [traceQuery(true), noQueryAlias], responseFilter: filterMetricsAnswer },
     // Only the time range is forwarded for restricted subjects: newer Tempo also reads `q` (and `keep_hierarchy`) here and
     // tests it against every span of the trace, so the answer's kept ancestors and PARTIAL status would tell another team's values.
-    { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1 },
-    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV2 },
+    { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1, upstreamErrorAnswer: traceErrorAnswer },
+    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV2, upstreamErrorAnswer: traceErrorAnswer },
     { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
     { endpoint: 'echo', path: '/api/echo', methods: get, enforced: [] },
   ],

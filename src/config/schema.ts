@@ -281,7 +281,7 @@ export const upstreamSchema = z
       .boolean()
       .default(false)
       .describe(
-        'Tempo only. Refuse (400) restricted subjects\' TraceQL that reads a trace-level intrinsic (trace:rootService, trace:rootName, trace:duration, trace:id, and the older rootServiceName, rootName, traceDuration), in any q and as the tag of a tag-values lookup: they describe the whole trace, other teams\' spans included (which service started it, how long it ran). Off: they are answered (documented residual).',
+        'Tempo only. Refuse (400) restricted subjects\' TraceQL that reads a trace-level intrinsic (trace:rootService, trace:rootName, trace:duration, trace:id, and the older rootServiceName, rootName, traceDuration) or one computed from the whole trace\'s structure (span:childCount, childCount, nestedSetLeft, nestedSetRight, nestedSetParent), in any q and as the tag of a tag-values lookup: they describe the whole trace, other teams\' spans included (which service started it, how long it ran, how many spans sit under a span). Search results then also lose the root span\'s service and name, and their start and duration are those of the matched spans shown, not of the whole trace. Off: they are answered and relayed (documented residual).',
       ),
   })
   .superRefine((u, ctx) => {

@@ -693,10 +693,33 @@ export function analyzeTraceQL(text: string, opts: AnalyzeOptions): TraceQLAnaly
   }
 }
 
-/** Intrinsics that describe a whole trace, other teams' spans included, in the spelling readField gives them. */
-const TRACE_LEVEL_INTRINSICS: ReadonlySet<string> = new Set(['trace:rootService', 'trace:rootName', 'trace:duration', 'trace:id', 'rootServiceName', 'rootName', 'traceDuration']);
+/**
+ * Intrinsics that describe a whole trace, other teams' spans included, in the
+ * spelling readField gives them: the trace-level ones, and those Tempo
+ * computes from the trace's structure, over every span of it.
+ * `span:childCount` (`childCount`) counts a span's children, whoever's;
+ * `nestedSetLeft`/`nestedSetRight` number the spans in a walk of the whole
+ * trace (right − left − 1 is twice the number of descendants, and the left
+ * bound counts the spans before it); `nestedSetParent` is the parent's left
+ * bound. `span:parentID` is not among them: it is the parent span's id,
+ * which the trace-by-id answer shows anyway (each span's `parentSpanId`).
+ */
+const TRACE_LEVEL_INTRINSICS: ReadonlySet<string> = new Set([
+  'trace:rootService',
+  'trace:rootName',
+  'trace:duration',
+  'trace:id',
+  'rootServiceName',
+  'rootName',
+  'traceDuration',
+  'span:childCount',
+  'childCount',
+  'nestedSetLeft',
+  'nestedSetRight',
+  'nestedSetParent',
+]);
 
-/** Whether `field` (a canonical field name, as readField and tagField give it) is a trace-level intrinsic. */
+/** Whether `field` (a canonical field name, as readField and tagField give it) is a trace-level intrinsic (TRACE_LEVEL_INTRINSICS). */
 export function isTraceLevelIntrinsic(field: string): boolean {
   return TRACE_LEVEL_INTRINSICS.has(field);
 }

@@ -98,6 +98,11 @@ export function lookupClientHeaders(req: FastifyRequest, upstream: ResolvedUpstr
   return own;
 }
 
+/** FilterContext.refuseTraceLevelIntrinsics of an upstream: set only where the upstream sets it, so other filters' contexts stay as they were. */
+export function traceLevelContext(upstream: ResolvedUpstream): { refuseTraceLevelIntrinsics?: true } {
+  return upstream.refuseTraceLevelIntrinsics ? { refuseTraceLevelIntrinsics: true } : {};
+}
+
 /** A filtered answer's body as Fastify sends it (a Buffer view of the filter's bytes, or its text). */
 export function sendable(out: RawFilteredResponse): string | Buffer {
   return typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
@@ -178,7 +183,7 @@ export async function fanOutReply(
   const merged = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const filter = decision.unrestricted || route.filters?.(decision.selectors, pathParams) === false ? undefined : responseFilterOf(route);
   if (filter === undefined) return reply.type('application/json').send(merged);
-  const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams } });
+  const out = await filterAnswer(filter, { kind: opts.table.kind, endpoint: route.endpoint, raw: merged, contentType: 'application/json', ctx: { policy: decision.selectors, pathParams, ...traceLevelContext(upstream) } });
   return reply.code(out.status).type(out.contentType).send(sendable(out));
 }
 

@@ -6,7 +6,7 @@
  * `Location`.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { lokiPolicyHeader } from '../backends/loki.ts';
 import type { ResolvedUpstream } from '../config/load.ts';
 import type { Decision } from '../policy/decision.ts';
@@ -192,4 +192,19 @@ export function upstreamHeaders(
 export function signedHeaders(upstream: ResolvedUpstream, method: string, target: string, headers: Record<string, string | string[]>, body?: string): Record<string, string | string[]> {
   if (upstream.auth?.signsRequests !== true) return headers;
   return { ...headers, ...upstream.auth.sign({ method, url: target, headers, body }) };
+}
+
+/**
+ * Removes the upstream answer's headers (as relayed) from a reply the gateway
+ * answers itself (Tempo's trace by id: its own 404 for a trace without the
+ * team's spans, and for errors about a trace), but `keep`: that answer must
+ * be the same whatever the upstream answered (Go's http.Error adds
+ * `X-Content-Type-Options`, a 200 does not). The gateway's own headers
+ * (`X-Request-Id`) stay.
+ */
+export function dropUpstreamHeaders(reply: FastifyReply, upstream: IncomingHttpHeaders, keep?: string): void {
+  for (const name in upstream) {
+    const lower = name.toLowerCase();
+    if (lower !== keep && lower !== 'x-request-id') reply.removeHeader(lower);
+  }
 }

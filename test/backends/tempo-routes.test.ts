@@ -76,6 +76,50 @@ describe('search: serviceStats (counted over the whole trace, other teams\' serv
   });
 });
 
+describe('search under refuseTraceLevelIntrinsics: facts Tempo computes over the whole trace are left out or recomputed from the spans shown', () => {
+  const filter = route('search').responseFilter!;
+  const on = { policy: teamA, pathParams: {}, refuseTraceLevelIntrinsics: true };
+  const span = (spanID: string, start: string, dur?: string) => ({ spanID, name: 'op', startTimeUnixNano: start, ...(dur === undefined ? {} : { durationNanos: dur }), attributes: [] });
+  const trace = {
+    traceID: 'a1',
+    // Another team's root span: its service and name, the whole trace's start and duration.
+    rootServiceName: 'payments-secret',
+    rootTraceName: 'POST /charge-secret',
+    startTimeUnixNano: '1700000000000000000',
+    durationMs: 98765,
+    spanSet: { spans: [span('s2', '1700000001500000000', '250000000')], matched: 1 },
+    spanSets: [
+      { spans: [span('s2', '1700000001500000000', '250000000'), span('s3', '1700000001000000000', '100000000')], matched: 2 },
+      { spans: [span('s4', '1700000001200000000', '900000000')], matched: 1 },
+    ],
+    serviceStats: { 'payments-secret': { spanCount: 7 } },
+  };
+  it('root service and span name left out; start and duration those of the matched spans (earliest start, to the latest end)', () => {
+    const out = filter({ traces: [trace] }, on) as { traces: Record<string, unknown>[] };
+    expect(out.traces).toEqual([{ traceID: 'a1', spanSet: trace.spanSet, spanSets: trace.spanSets, startTimeUnixNano: '1700000001000000000', durationMs: 1100 }]);
+    expect(JSON.stringify(out)).not.toMatch(/secret|98765|1700000000000000000/);
+  });
+  it('whole milliseconds, none when 0 (as Tempo leaves zero values out); no span with a start: neither field', () => {
+    const small = { traceID: 'a2', rootServiceName: 'x', spanSets: [{ spans: [span('s1', '5', '999999'), span('s2', '6')], matched: 2 }] };
+    expect(filter({ traces: [small] }, on)).toEqual({ traces: [{ traceID: 'a2', spanSets: small.spanSets, startTimeUnixNano: '5' }] });
+    const odd = { traceID: 'a3', durationMs: 5, startTimeUnixNano: '9', spanSets: [{ spans: [{ spanID: 's1' }, span('s2', 'x'), span('s3', '0'), 'junk'], matched: 1 }, null], spanSet: 'junk' };
+    expect(filter({ traces: [odd] }, on)).toEqual({ traces: [{ traceID: 'a3', spanSets: odd.spanSets, spanSet: 'junk' }] });
+    expect(filter({ traces: [{ traceID: 'a4', startTimeUnixNano: '9', durationMs: 5 }] }, on)).toEqual({ traces: [{ traceID: 'a4' }] });
+    // Numbers are read too (Tempo writes uint64 as strings); 1 ms and more is kept.
+    expect(filter({ traces: [{ traceID: 'a5', spanSets: [{ spans: [{ spanID: 's', startTimeUnixNano: 1000, durationNanos: 2500000 }] }] }] }, on)).toMatchObject({
+      traces: [{ startTimeUnixNano: '1000', durationMs: 2 }],
+    });
+  });
+  it('off (the default): the trace-level fields are relayed as Tempo wrote them', () => {
+    expect(filter({ traces: [trace] }, { policy: teamA, pathParams: {} })).toEqual({
+      traces: [{ traceID: 'a1', rootServiceName: 'payments-secret', rootTraceName: 'POST /charge-secret', startTimeUnixNano: '1700000000000000000', durationMs: 98765, spanSet: trace.spanSet, spanSets: trace.spanSets }],
+    });
+  });
+  it('an answer of another shape is still not relayed', () => {
+    expect(() => filter({ traces: ['x'] }, on)).toThrow(/could not be read/);
+  });
+});
+
 describe('TraceQL metrics: the answer\'s metrics (blocks, bytes and spans inspected: the whole tenant\'s) are left out', () => {
   it.each(['metrics_query_range', 'metrics_query'])('%s: rebuilt from series, status and message', (endpoint) => {
     const filter = route(endpoint).responseFilter!;

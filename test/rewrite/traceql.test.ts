@@ -426,8 +426,15 @@ describe('traceLevelIntrinsics (upstreams[].refuseTraceLevelIntrinsics)', () => 
     expect(traceLevelIntrinsics('{} | rate() by (trace:rootService)')).toEqual(['trace:rootService']);
     expect(traceLevelIntrinsics('{ .a } | compare({ trace:rootName = "x" })')).toEqual(['trace:rootName']);
   });
+  it('and those Tempo computes from the whole trace\'s structure: childCount, the nested set bounds', () => {
+    expect(traceLevelIntrinsics('{ span:childCount > 2 && childCount = 0 }')).toEqual(['span:childCount', 'childCount']);
+    expect(traceLevelIntrinsics('{ nestedSetParent = -1 } | select(nestedSetLeft, nestedSetRight)')).toEqual(['nestedSetParent', 'nestedSetLeft', 'nestedSetRight']);
+    expect(traceLevelIntrinsics('{ span: /* c */ childCount > 0 } | rate() by (span:childCount)')).toEqual(['span:childCount']);
+    // The parent's id: shown by trace by id anyway (parentSpanId).
+    expect(traceLevelIntrinsics('{ span:parentID = "abc" }')).toEqual([]);
+  });
   it('not attributes, strings, comments or span-level intrinsics; nothing for text that does not parse', () => {
-    for (const q of ['{ span.rootName = "a" }', '{ .rootServiceName = "a" }', '{ .a = "trace:rootService" }', '{ .a } // trace:rootService', '{ name = "a" && duration > 1s && span:id = "x" }', '{ trace:rootService = }']) {
+    for (const q of ['{ span.rootName = "a" }', '{ .rootServiceName = "a" }', '{ span.childCount = 1 }', '{ .nestedSetLeft = 1 }', '{ .a = "trace:rootService" }', '{ .a } // trace:rootService', '{ name = "a" && duration > 1s && span:id = "x" }', '{ trace:rootService = }']) {
       expect(traceLevelIntrinsics(q), q).toEqual([]);
     }
   });

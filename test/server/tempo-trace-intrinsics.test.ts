@@ -1,6 +1,8 @@
 // upstreams[].refuseTraceLevelIntrinsics: trace-level intrinsics (trace:rootService, rootName, …)
-// describe whole traces, other teams' spans included; with the setting on, a restricted subject's
-// TraceQL that reads one is refused with a Tempo-style 400 and nothing is forwarded.
+// and those computed from the trace's structure (span:childCount, nestedSet*) describe whole traces,
+// other teams' spans included; with the setting on, a restricted subject's TraceQL that reads one is
+// refused with a Tempo-style 400 and nothing is forwarded, and search results lose the trace-level
+// fields Tempo computes over the whole trace.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { startUpstream, TEST_IDENTITY_AND_TEAMS, testApp, type TestApp, type Upstream } from './helpers.ts';
@@ -23,7 +25,7 @@ ${TEST_IDENTITY_AND_TEAMS}`,
 beforeAll(async () => {
   up = await startUpstream();
   up.answer = (path) =>
-    path.endsWith('/values') ? [200, '{"tagValues":[]}'] : path.endsWith('/search/tags') ? [200, '{"scopes":[]}'] : path.startsWith('/api/metrics/') ? [200, '{"series":[]}'] : [200, '{"traces":[]}'];
+    path.endsWith('/values') ? [200, '{"tagValues":[]}'] : path.endsWith('/search/tags') ? [200, '{"scopes":[]}'] : path.startsWith('/api/metrics/') ? [200, '{"series":[]}'] : [200, JSON.stringify(SEARCH_ANSWER)];
   on = await testApp(config(true));
   off = await testApp(config(undefined));
 });
@@ -36,6 +38,22 @@ beforeEach(() => {
   up.requests.splice(0);
 });
 
+// A search result whose root span is another team's: Tempo computes the root's service and name, the
+// trace's start and its duration over the whole trace; the spansets hold the team's matched spans.
+const SEARCH_ANSWER = {
+  traces: [
+    {
+      traceID: 'abc',
+      rootServiceName: 'payments',
+      rootTraceName: 'POST /charge',
+      startTimeUnixNano: '1700000000000000000',
+      durationMs: 60000,
+      spanSets: [{ spans: [{ spanID: 's1', name: 'GET /', startTimeUnixNano: '1700000001000000000', durationNanos: '5000000', attributes: [] }], matched: 1 }],
+    },
+  ],
+  metrics: { inspectedTraces: 1 },
+};
+
 const get = (t: TestApp, who: string, url: string) => t.app.inject({ url, headers: { authorization: `Bearer ${who}` } });
 const q = (s: string) => encodeURIComponent(s);
 
@@ -47,6 +65,11 @@ describe('refuseTraceLevelIntrinsics', () => {
     `/tempo/api/metrics/query?q=${q('{ trace:duration > 1s } | count_over_time()')}`,
     `/tempo/api/v2/search/tags?q=${q('{ rootName = "GET /" }')}`,
     `/tempo/api/v2/search/tag/resource.service.name/values?q=${q('{ trace:rootName = "GET /" }')}`,
+    // Computed from the whole trace's structure: a span's children (whoever's), its place in a walk of every span.
+    `/tempo/api/search?q=${q('{ span:childCount > 1 }')}`,
+    `/tempo/api/search?q=${q('{ .a } | select(nestedSetLeft, nestedSetRight)')}`,
+    `/tempo/api/metrics/query_range?q=${q('{ nestedSetParent = -1 } | rate()')}`,
+    `/tempo/api/search?q=${q('{ childCount = 0 }')}`,
     '/tempo/api/v2/search/tag/trace:rootService/values',
     '/tempo/api/v2/search/tag/rootServiceName/values',
   ];
@@ -62,11 +85,25 @@ describe('refuseTraceLevelIntrinsics', () => {
   it('on: queries without one pass; admins pass with one', async () => {
     expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ resource.service.name = "api" && span.rootName = "x" }')}`)).statusCode).toBe(200);
     expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ .a = "trace:rootService" }')}`)).statusCode).toBe(200);
+    // The parent's id: the trace-by-id answer shows it anyway (parentSpanId).
+    expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ span:parentID = "abc" }')}`)).statusCode).toBe(200);
     expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ trace:rootService = "payments" }')}`)).statusCode).toBe(200);
-    expect(up.requests).toHaveLength(3);
+    expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ span:childCount > 1 }')}`)).statusCode).toBe(200);
+    expect(up.requests).toHaveLength(5);
   });
   it('off (the default): answered as before', async () => {
-    for (const url of refused.slice(0, 6)) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
+    for (const url of refused.filter((u) => !u.endsWith('/values'))) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
+  });
+  it('on: search results lose the root span\'s service and name; start and duration are the matched spans\'', async () => {
+    const r = await get(on, 'alice', `/tempo/api/search?q=${q('{ }')}`);
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toEqual({ traces: [{ traceID: 'abc', spanSets: SEARCH_ANSWER.traces[0]!.spanSets, startTimeUnixNano: '1700000001000000000', durationMs: 5 }] });
+    // Admins get Tempo's answer.
+    expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ }')}`)).json()).toEqual(SEARCH_ANSWER);
+  });
+  it('off: search results keep Tempo\'s trace-level fields (documented residual)', async () => {
+    const { metrics: _, ...rest } = SEARCH_ANSWER;
+    expect((await get(off, 'alice', `/tempo/api/search?q=${q('{ }')}`)).json()).toEqual(rest);
   });
   it('is for Tempo upstreams only', () => {
     expect(() =>

@@ -12,9 +12,9 @@ import { ByteBudget, DEFAULT_BUFFERED_ANSWER_BYTES, MAX_FILTERED_BODY, readBound
 import { decideAndEnforce, LANGUAGE, type Enforced } from '../enforce.ts';
 import { filterAnswer } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
-import { fanOutReply, lookupAnswer, lookupClientHeaders, MAX_FAN_OUT, requireVersion, sendable, upstreamFailure, type Lookups } from '../side-requests.ts';
+import { fanOutReply, lookupAnswer, lookupClientHeaders, MAX_FAN_OUT, requireVersion, sendable, traceLevelContext, upstreamFailure, type Lookups } from '../side-requests.ts';
 import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
-import { downstreamHeaders, filteredDownstreamHeaders, FORM_CONTENT_TYPE, ownedHeaders, signedHeaders, upstreamHeaders } from '../upstream-headers.ts';
+import { downstreamHeaders, dropUpstreamHeaders, filteredDownstreamHeaders, FORM_CONTENT_TYPE, ownedHeaders, signedHeaders, upstreamHeaders } from '../upstream-headers.ts';
 import { clientGone } from './context.ts';
 import { installErrorHandlers } from './errors.ts';
 import { websocketRoute } from './websocket.ts';
@@ -257,13 +257,24 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
                 // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
                 // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
                 if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
-                // Errors (4xx/5xx) pass through as the upstream wrote them; every 2xx answer is filtered.
-                if (res.statusCode < 200 || res.statusCode > 299) return rep.send(raw);
-                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }) } };
+                // Errors (4xx/5xx) pass through as the upstream wrote them, unless the route answers them itself
+                // (RouteSpec.upstreamErrorAnswer: Tempo's trace by id); every 2xx answer is filtered.
+                if (res.statusCode < 200 || res.statusCode > 299) {
+                  const own = route.upstreamErrorAnswer?.(res.statusCode);
+                  if (own === undefined) return rep.send(raw);
+                  const note = { endpoint: route.endpoint, upstreamStatus: res.statusCode, answered: own.status };
+                  if (res.statusCode >= 500) req.log.warn(note, 'upstream error answered by the route');
+                  else req.log.info(note, 'upstream error answered by the route');
+                  dropUpstreamHeaders(rep, res.headers, own instanceof GatewayError ? 'retry-after' : undefined);
+                  return own instanceof GatewayError ? rep.send(own) : rep.code(own.status).type(own.contentType).send(sendable(own));
+                }
+                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }), ...traceLevelContext(opts.upstream) } };
                 return filterAnswer(filter, task).then(
                   (out) => {
                     const body = sendable(out);
-                    // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left).
+                    // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left),
+                    // when the answer is the gateway's own, without the upstream's headers.
+                    if (out.status !== 200) dropUpstreamHeaders(rep, res.headers);
                     return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
                   },
                   (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
