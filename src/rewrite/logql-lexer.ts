@@ -25,6 +25,7 @@
 import { LiteralError, unquoteStringLiteral } from './lezer.ts';
 import type { UnquoteDialect } from './lezer.ts';
 import type { MatchOp } from './matcher.ts';
+import { chainWeight, type ChainLevel, type ChainRules } from './chain-weight.ts';
 
 /**
  * LogQL strings: Loki's lexer hands "…" and `…` tokens to Prometheus'
@@ -344,20 +345,63 @@ export function scanLokiSelectors(text: string): LokiSelector[] {
  */
 export const LOGQL_MAX_CHAIN_WEIGHT = 256;
 
-function isAsciiWordChar(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
-}
-
 /** Weight of a binary operator between expressions (Lezer reduces three nodes per operator). */
 const BINOP_WEIGHT = 3;
 
-interface ChainGroup {
-  weight: number;
+interface ChainGroup extends ChainLevel {
   /** A pipeline (`|`, `|=`, `|~`, `|>`) has started at this level: comparisons are label filters, `and`/`or` join filters. */
   pipeline: boolean;
   /** Stream selectors seen at this level: a second one is an operand of a binary operation. */
   selectors: number;
 }
+
+/** LogQL's weights for chainWeight (see logqlChainWeight). */
+export const LOGQL_CHAINS: ChainRules<ChainGroup> = {
+  cComments: true,
+  skipBrackets: true,
+  colonInWords: false,
+  level: () => ({ weight: 0, pipeline: false, selectors: 0 }),
+  opens(outer, opener) {
+    if (opener === 123 && outer.selectors++ > 0) outer.weight += BINOP_WEIGHT;
+  },
+  word(level, text, from, to) {
+    if (to - from > 6) return;
+    const word = text.slice(from, to).toLowerCase();
+    if (word === 'and' || word === 'or') level.weight += level.pipeline ? 1 : BINOP_WEIGHT;
+    else if (word === 'unless') level.weight += BINOP_WEIGHT;
+  },
+  punct(level, text, i, c) {
+    const next = text.charCodeAt(i + 1);
+    switch (c) {
+      case 44: // ,
+        level.weight += 1;
+        return i + 1;
+      case 124: // |
+        level.pipeline = true;
+        level.weight += 1;
+        return i + (next === 61 || next === 126 || next === 62 ? 2 : 1);
+      case 33: // !
+        // `!=`, `!~`, `!>`: a line filter (a stage) or, outside a pipeline, perhaps a comparison.
+        level.weight += level.pipeline ? 1 : BINOP_WEIGHT;
+        return i + (next === 61 || next === 126 || next === 62 ? 2 : 1);
+      case 61: // = (matchers, label filters, ==)
+      case 60: // <
+      case 62: // >
+        if ((c !== 61 || next === 61) && !level.pipeline) level.weight += BINOP_WEIGHT;
+        return i + (next === 61 || next === 126 ? 2 : 1);
+      case 43: // +
+      case 45: // -
+      case 42: // *
+      case 47: // /
+      case 37: // %
+      case 94: // ^
+        level.weight += BINOP_WEIGHT;
+        return i + 1;
+      default:
+        return i + 1;
+    }
+  },
+};
 
 /**
  * An upper bound, per bracket level, of the length of the left-recursive
@@ -373,113 +417,5 @@ interface ChainGroup {
  * does not depend on how or where the parser fails.
  */
 export function logqlChainWeight(text: string, limit: number = LOGQL_MAX_CHAIN_WEIGHT): number {
-  const n = text.length;
-  const stack: ChainGroup[] = [{ weight: 0, pipeline: false, selectors: 0 }];
-  let top = stack[0] as ChainGroup;
-  let i = 0;
-  const add = (w: number, at: number): boolean => {
-    top.weight += w;
-    return top.weight > limit && w > 0 && at >= 0;
-  };
-  while (i < n) {
-    const c = text.charCodeAt(i);
-    const at = i;
-    let w = 0;
-    if (c === 34 /* " */ || c === 39 /* ' */) {
-      i++;
-      while (i < n && text.charCodeAt(i) !== c && text.charCodeAt(i) !== 10) i += text.charCodeAt(i) === 92 ? 2 : 1;
-      i++;
-      continue;
-    }
-    if (c === 96 /* ` */) {
-      const close = text.indexOf('`', i + 1);
-      i = close < 0 ? n : close + 1;
-      continue;
-    }
-    if (c === 91 /* [ */) {
-      const close = text.indexOf(']', i + 1);
-      i = close < 0 ? n : close + 1;
-      continue;
-    }
-    if (c === 35 /* # */ || (c === 47 && text.charCodeAt(i + 1) === 47)) {
-      const nl = text.indexOf('\n', i);
-      i = nl < 0 ? n : nl;
-      continue;
-    }
-    if (c === 47 && text.charCodeAt(i + 1) === 42) {
-      const close = text.indexOf('*/', i + 2);
-      i = close < 0 ? n : close + 2;
-      continue;
-    }
-    const next = text.charCodeAt(i + 1);
-    switch (c) {
-      case 40: // (
-      case 123: // {
-        if (c === 123 && top.selectors++ > 0) w = BINOP_WEIGHT;
-        if (w > 0 && add(w, at)) return at;
-        top = { weight: 0, pipeline: false, selectors: 0 };
-        stack.push(top);
-        i++;
-        continue;
-      case 41: // )
-      case 125: // }
-        if (stack.length > 1) {
-          stack.pop();
-          top = stack[stack.length - 1] as ChainGroup;
-        }
-        i++;
-        continue;
-      case 44: // ,
-        w = 1;
-        i++;
-        break;
-      case 124: // |
-        top.pipeline = true;
-        w = 1;
-        i += next === 61 || next === 126 || next === 62 ? 2 : 1;
-        break;
-      case 33: // !
-        // `!=`, `!~`, `!>`: a line filter (a stage) or, outside a pipeline, perhaps a comparison.
-        w = top.pipeline ? 1 : BINOP_WEIGHT;
-        i += next === 61 || next === 126 || next === 62 ? 2 : 1;
-        break;
-      case 61: // = (matchers, label filters, ==)
-      case 60: // <
-      case 62: // >
-        if (c !== 61 || next === 61) w = top.pipeline ? 0 : BINOP_WEIGHT;
-        i += next === 61 || next === 126 ? 2 : 1;
-        break;
-      case 43: // +
-      case 45: // -
-      case 42: // *
-      case 47: // /
-      case 37: // %
-      case 94: // ^
-        w = BINOP_WEIGHT;
-        i++;
-        break;
-      default: {
-        if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95) {
-          let j = i + 1;
-          while (j < n && isAsciiWordChar(text.charCodeAt(j))) j++;
-          const len = j - i;
-          if (len <= 6) {
-            const word = text.slice(i, j).toLowerCase();
-            if (word === 'and' || word === 'or') w = top.pipeline ? 1 : BINOP_WEIGHT;
-            else if (word === 'unless') w = BINOP_WEIGHT;
-          }
-          i = j;
-        } else if (c >= 48 && c <= 57) {
-          // Numbers, durations and bytes (`1.5e3`, `5m`, `1KB`): no operators inside.
-          let j = i + 1;
-          while (j < n && (isAsciiWordChar(text.charCodeAt(j)) || text.charCodeAt(j) === 46)) j++;
-          i = j;
-        } else {
-          i++;
-        }
-      }
-    }
-    if (w > 0 && add(w, at)) return at;
-  }
-  return -1;
+  return chainWeight(text, LOGQL_CHAINS, limit);
 }

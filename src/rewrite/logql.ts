@@ -65,7 +65,8 @@ import { QueryError } from '../errors.ts';
 import { RewriteCache, registerRewriteCache, unionOfSelectors } from './cache.ts';
 import { labelChanges, withLabelChanges, type LabelChange } from './label-fix.ts';
 import { LiteralError, describeAt, isWellFormedUnicode, lineCol, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
-import { LOGQL_MAX_CHAIN_WEIGHT, LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, logqlChainWeight, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
+import { LOGQL_CHAINS, LOGQL_MAX_CHAIN_WEIGHT, LOGQL_STRINGS, LOKI_RESERVED_WORDS, LokiLexError, scanLokiSelectors, unquoteLogQL } from './logql-lexer.ts';
+import { checkChainWeight } from './chain-weight.ts';
 import type { LokiSelector } from './logql-lexer.ts';
 import { RegexBudget } from './regex-budget.ts';
 import { contradicts, distinguishingLabels, isValidMatcherRegex, matcherMatches, preparePolicy, quoteLogQLString } from './logql-policy.ts';
@@ -120,21 +121,17 @@ function unsupported(message: string): QueryError {
 
 /**
  * Refuse, before parsing, a query with more list items or operators at one
- * bracket level than the parser can build (logqlChainWeight): a clear
+ * bracket level than the parser can build (logqlChainWeight in logql-lexer.ts, chain-weight.ts): a clear
  * `query_too_large`, the same for every query over the limit, instead of
  * whatever the parser reports where it gives up. `what` names the text
  * (the query, or the query with the policy's matchers).
  */
 function checkChains(text: string, prefix: string, what: string, posOffset = 0): void {
-  const at = logqlChainWeight(text);
-  if (at < 0) return;
-  const { line, col } = lineCol(text, Math.max(0, at + posOffset));
-  throw new QueryError(
-    LANG,
-    `${prefix}${what} is too complex: more than ${LOGQL_MAX_CHAIN_WEIGHT} matchers, pipeline stages, list items or operators at one level (a binary operator counts 3), at line ${line}, col ${col}; split it into smaller queries`,
-    'query_too_large',
-  );
+  checkChainWeight(LANG, LOGQL_CHAINS, LOGQL_MAX_CHAIN_WEIGHT, CHAIN_BOUND, text, prefix, what, posOffset);
 }
+
+/** What the refusal says is over the limit. */
+const CHAIN_BOUND = `${LOGQL_MAX_CHAIN_WEIGHT} matchers, pipeline stages, list items or operators at one level (a binary operator counts 3)`;
 
 function checkLength(query: string, limits: RewriteLimits): void {
   if (query.length > limits.maxQueryLength || (query.length * 3 > limits.maxQueryLength && Buffer.byteLength(query, 'utf8') > limits.maxQueryLength)) {

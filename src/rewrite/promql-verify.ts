@@ -8,7 +8,7 @@ import { FunctionCallBody, Identifier, Info, LabelMatchers, LabelName, LineComme
 import { QueryError } from '../errors.ts';
 import { LiteralError, unquoteStringLiteral } from './lezer.ts';
 import type { SelectorPolicy } from './matcher.ts';
-import { CR_IN_COMMENT, LANG, exprArgs } from './promql-analysis.ts';
+import { CR_IN_COMMENT, LANG, checkChains, exprArgs } from './promql-analysis.ts';
 import { preparePolicy, type PreparedPolicy } from './promql-policy.ts';
 import { parseWithStandIns } from './promql-respell.ts';
 
@@ -71,6 +71,8 @@ export function verifyPrepared(text: string, policy: PreparedPolicy, reuse: Tree
     new QueryError(LANG, `rewritten query failed verification: ${why}`, 'rewrite_verification_failed');
   let tree = reuse;
   if (tree === null) {
+    // The policy's matchers lengthen selectors and several groups add `or`s: over the parser's limits, a client error.
+    checkChains(text, '', "the query with the policy's matchers");
     const r = parseWithStandIns(text);
     if (!r.ok) throw fail(`it does not parse (char ${r.pos + 1})`);
     tree = r.tree;

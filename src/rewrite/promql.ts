@@ -4,7 +4,7 @@
  * else the user wrote survives byte for byte.
  *
  * Pipeline (see docs in ARCHITECTURE.md, "Rewriting semantics"):
- *   limits → lexical pre-scan → strict parse (@prometheus-io/lezer-promql) →
+ *   limits → lexical pre-scan (nesting, chains: PROMQL_CHAINS) → strict parse (@prometheus-io/lezer-promql) →
  *   one tree walk (depth, string literals, comments, selectors) → Prometheus'
  *   non-empty matcher rule on what the user wrote → splice → verification by
  *   an independent walk of a fresh parse of the output.

@@ -13,6 +13,8 @@ import {
 } from '../../src/rewrite/promql.ts';
 import { REWRITE_CACHES } from '../../src/rewrite/cache.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
+import { parseStrict } from '../../src/rewrite/lezer.ts';
+import { parser } from '@prometheus-io/lezer-promql';
 import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
 
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'team-a' }]];
@@ -470,6 +472,110 @@ describe('rewritePromQL: errors', () => {
     expect(codeOf(() => rewritePromQL('up', [[{ name: 'a', op: '==', value: 'a' } as unknown as Matcher]]))).toBe('policy_error');
     expect(codeOf(() => rewritePromQL('up', [[{ name: 'a', op: '=', value: 1 } as unknown as Matcher]]))).toBe('policy_error');
     expect(codeOf(() => rewritePromQL('up', [[{ name: 'a', op: '=', value: 'x\uD800' }]]))).toBe('policy_error');
+  });
+});
+
+describe('chains longer than the parser can build (too complex)', () => {
+  // Lezer gives up on a node that keeps growing from one start: after 300
+  // reductions spanning 2000+ characters (chain-weight.ts). In lezer-promql a
+  // binary operator, and a range, subquery or modifier after one, costs two,
+  // so 150 of them with 2000-character operands parse and 151 do not. The
+  // gateway counts instead (PROMQL_CHAINS): at most 128 at one bracket level,
+  // on the query and again on the query with the policy's matchers, whatever
+  // the operands' length and maxQueryDepth. Lists (matchers, arguments,
+  // grouping labels) are repetitions, which Lezer builds balanced: not limited.
+  const BIG = { maxQueryLength: 1 << 24, maxDepth: 100_000 };
+  const LONG = 'x'.repeat(2000);
+  const list = (k: number, f: (i: number) => string, sep: string): string => Array.from({ length: k }, (_, i) => f(i)).join(sep);
+  const sel = (p: string): string => `m{a="${p}"}`;
+  const TOO_COMPLEX = /^query is too complex: more than 128 binary operators, ranges, subqueries or offset\/@\/anchored\/smoothed modifiers at one level, at line \d+, col \d+; split it into smaller queries$/;
+  const groups = (k: number, value = 'v'): SelectorPolicy => Array.from({ length: k }, (_, i) => [{ name: `l${i}`, op: '=', value }, { name: 'g', op: '=', value: String(i) }]);
+
+  it("Lezer's own limit, which the count stays below: 150 operators between 2000-character operands parse, 151 do not", () => {
+    expect(parseStrict(parser, list(151, () => sel(LONG), ' + ')).ok).toBe(true);
+    expect(parseStrict(parser, list(152, () => sel(LONG), ' + ')).ok).toBe(false);
+    // Short operands: the first 2000 characters do not count.
+    expect(parseStrict(parser, list(333, () => sel('x'), ' + ')).ok).toBe(true);
+    expect(parseStrict(parser, list(334, () => sel('x'), ' + ')).ok).toBe(false);
+    // Lists never fail.
+    expect(parseStrict(parser, `{${list(1000, (i) => `a${i}="${LONG}"`, ',')}}`).ok).toBe(true);
+  });
+
+  const cases: [string, (k: number, p: string) => string, number][] = [
+    // [what, query with k operands, most operands accepted]
+    ['+', (k, p) => list(k, () => sel(p), ' + '), 129],
+    ['or', (k, p) => list(k, () => sel(p), ' or '), 129],
+    ['and', (k, p) => list(k, () => sel(p), ' and '), 129],
+    ['unless', (k, p) => list(k, () => sel(p), ' unless '), 129],
+    ['/', (k, p) => list(k, () => sel(p), ' / '), 129],
+    ['== bool', (k, p) => list(k, () => sel(p), ' == bool '), 129],
+    ['>=', (k, p) => list(k, () => sel(p), ' >= '), 129],
+    ['^ (right-associative)', (k, p) => list(k, () => sel(p), ' ^ '), 129],
+    ['atan2', (k, p) => list(k, () => sel(p), ' atan2 '), 129],
+    ['+ on() group_left()', (k, p) => list(k, () => sel(p), ' + on(a) group_left(b) '), 129],
+    ['range function operands', (k, p) => list(k, () => `rate(${sel(p)}[5m])`, ' + '), 129],
+    ['aggregation operands', (k, p) => list(k, () => `sum by (a) (${sel(p)})`, ' + '), 129],
+    ['inside a call', (k, p) => `abs(${list(k, () => sel(p), ' + ')})`, 129],
+    // Lezer reads `a + b offset 1m` as `(a + b) offset 1m`: a modifier or subquery after an operator extends the chain.
+    ['operands with offset', (k, p) => list(k, () => `${sel(p)} offset 1m`, ' + '), 64],
+    ['operands with @', (k, p) => list(k, () => `${sel(p)} @ 100`, ' + '), 64],
+    ['subquery operands', (k, p) => list(k, () => `${sel(p)}[5m:]`, ' + '), 64],
+    ['duration arithmetic', (k, p) => `rate(${sel(p)}[${list(k, () => '1s', ' + ')}])`, 129],
+  ];
+  for (const [what, q, max] of cases) {
+    it(`${what}: ${max} operands accepted (also of 2000 characters), ${max + 1} refused as too complex`, () => {
+      expect(codeOf(() => rewritePromQL(q(max, LONG), NS, BIG))).toBe('ok');
+      expect(codeOf(() => rewritePromQL(q(max, 'x'), NS, BIG))).toBe('ok');
+      for (const p of ['x', LONG]) {
+        const e = errorOf(() => rewritePromQL(q(max + 1, p), NS, BIG));
+        expect(e.code).toBe('query_too_large');
+        expect(e.message).toMatch(TOO_COMPLEX);
+      }
+    });
+  }
+
+  it('a chain only the policy made too long for the parser: 400 too complex, before parsing, not a parse error or a failed verification (500)', () => {
+    // Parsed as written (1331 characters), but not with the policy's matchers in each selector.
+    expect(errorOf(() => rewritePromQL(list(333, () => 'a', ' + '), NS, BIG))).toMatchObject({ code: 'query_too_large', message: expect.stringMatching(TOO_COMPLEX) });
+    // A policy of k groups that do not merge is an `or` of k per-group forms (promql-dnf.ts): 129 is the most.
+    const q = 'rate(http_requests_total{job="api"}[5m])';
+    expect(codeOf(() => rewritePromQL(q, groups(129)))).toBe('ok');
+    expect(codeOf(() => rewritePromQL(q, groups(129, LONG), BIG))).toBe('ok');
+    for (const [k, p, lim] of [[130, 'v', DEFAULT_LIMITS], [200, 'v', DEFAULT_LIMITS], [1024, 'v', DEFAULT_LIMITS], [130, LONG, BIG]] as const) {
+      expect(errorOf(() => rewritePromQL(q, groups(k, p), lim))).toMatchObject({
+        code: 'query_too_large',
+        message: expect.stringMatching(/^the query with the policy's matchers is too complex: more than 128 binary operators/),
+      });
+    }
+  });
+
+  it('reports where the level goes over the limit (line and column)', () => {
+    expect(errorOf(() => rewritePromQL(list(140, () => 'a', ' +\n'), NS)).message).toMatch(/at line 129, col 3;/);
+    expect(errorOf(() => rewritePromQL(`sum(\n  ${list(130, () => 'a', ' or ')})`, NS)).message).toMatch(/at line 2, col 645;/);
+  });
+
+  it('lists are not limited: matchers of one selector, arguments, grouping labels, match[]', () => {
+    expect(codeOf(() => rewritePromQL(`{${list(2000, (i) => `l${i}="v"`, ',')}}`, NS))).toBe('ok');
+    expect(codeOf(() => rewritePromQL(`m{${list(301, (i) => `l${i}="${LONG}"`, ',')}}`, NS, BIG))).toBe('ok');
+    expect(codeOf(() => rewritePromQL(`sum by (${list(2000, (i) => `l${i}`, ', ')}) (m)`, NS))).toBe('ok');
+    expect(codeOf(() => rewritePromQL(`m + on (${list(2000, (i) => `l${i}`, ', ')}) group_left (${list(2000, (i) => `k${i}`, ', ')}) n`, NS))).toBe('ok');
+    expect(codeOf(() => rewritePromQL(`label_join(m, "d", ",", ${list(2000, (i) => `"l${i}"`, ', ')})`, NS))).toBe('ok');
+    expect(rewriteSeriesSelectors([`m{${list(2000, (i) => `l${i}="v"`, ',')}}`], NS)).toHaveLength(1);
+    expect(rewriteSeriesSelectors(['up{job="x"}'], groups(1024))).toHaveLength(1024);
+    // A match[] that is a chain is refused as too complex before it is refused as not a selector.
+    expect(errorOf(() => rewriteSeriesSelectors([list(130, () => 'a', ' + ')], NS)).message).toMatch(/^invalid parameter "match\[\]": query is too complex/);
+  });
+
+  it('levels do not add up; strings, comments, matchers and names are not counted', () => {
+    const half = list(100, () => 'a', ' + ');
+    expect(codeOf(() => rewritePromQL(`sum(${half}) + sum(${half}) * (${half})`, NS))).toBe('ok');
+    const op = '+-*/^ or and unless offset @ == != < >';
+    expect(codeOf(() => rewritePromQL(`m{a="${op.repeat(20)}", b='${op.repeat(20)}', c=~\`${op.repeat(20)}\`} # ${op.repeat(20)}\n+ n`, NS))).toBe('ok');
+    expect(codeOf(() => rewritePromQL(`m{${list(200, () => `or="x", offset!~"y"`, ',')}}`, NS))).toBe('ok');
+    expect(codeOf(() => rewritePromQL(list(129, (i) => (i % 2 === 0 ? 'job:or:unless' : 'offset_total'), ' + '), NS, BIG))).toBe('ok');
+    // Signs count as operators (an upper bound), also in exponents: 65 operators and 65 signs.
+    expect(codeOf(() => rewritePromQL(`${list(65, () => '1e-5', ' * ')} * m`, NS, BIG))).toBe('query_too_large');
+    expect(codeOf(() => rewritePromQL(`${list(64, () => '1e-5', ' * ')} * m`, NS, BIG))).toBe('ok');
   });
 });
 

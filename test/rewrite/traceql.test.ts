@@ -281,6 +281,37 @@ describe('errors and limits', () => {
       if (what === '&&') expect(refusedFrom).toBeLessThanOrEqual(130);
     }
   });
+  it("the rewritten query of every query that fits in 1024 bytes parses, under any maxDepth and policies of several groups: accepted or a 4xx, never a failed verification", () => {
+    // Nesting and right-recursion (brackets, `!`, `-`, `^`) stay far below Lezer's
+    // stack limit (thousands of tokens deep) in 1024 bytes, and the rewritten
+    // query is measured against the same 1024 bytes before it is parsed.
+    const BIG = { maxQueryLength: 65536, maxDepth: 100_000 };
+    const policies: SelectorPolicy[] = [
+      NS,
+      [
+        [{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }, { name: 'resource.k8s.cluster.name', op: '=', value: 'x' }],
+        [{ name: 'resource.k8s.namespace.name', op: '=', value: 'b' }, { name: 'span.team', op: '=', value: 'y' }],
+      ],
+    ];
+    const forms: [string, (k: number) => string][] = [
+      ['&&', (k) => `{${Array.from({ length: k }, () => '.a').join('&&')}}`],
+      ['spanset ||', (k) => Array.from({ length: k }, () => '{.a}').join('||')],
+      ['empty spansets', (k) => Array.from({ length: k }, () => '{}').join('&&')],
+      ['pipeline', (k) => `{.a}${'|{.a}'.repeat(k)}`],
+      ['power', (k) => `{.a${'^1'.repeat(k)}>1}`],
+      ['not', (k) => `{${'!'.repeat(k)}.a}`],
+      ['minus', (k) => `{.a=${'-'.repeat(k)}1}`],
+      ['parentheses in a filter', (k) => `{${'('.repeat(k)}.a${')'.repeat(k)}}`],
+      ['parenthesised spansets', (k) => `${'('.repeat(k)}{.a}${')'.repeat(k)}`],
+    ];
+    for (const policy of policies) {
+      for (const [what, q] of forms) {
+        for (let k = 1; Buffer.byteLength(q(k)) <= TEMPO_MAX_QUERY_BYTES; k += 5) {
+          expect(['ok', 'query_too_large'], `${what} × ${k}`).toContain(codeOf(() => rewriteTraceQL(q(k), policy, BIG)));
+        }
+      }
+    }
+  });
   it('hostile input is rejected quickly', () => {
     const t0 = performance.now();
     expect(codeOf(() => rewriteTraceQL(')'.repeat(60000), NS))).toBe('query_too_large');
