@@ -345,11 +345,17 @@ const SEEDS = [
   '({ .a } | count()) > 2',
   '{ span:status = error /* c */ } && { trace:rootService = `x` } // end',
   '{ .a = 1.5e3 || !.b } | select(.c, span:name)',
+  "{ .a } with('x'=1)",
+  "{ .a } >> { .b } with('}'=true, '\\''=1, 'é'=\"v\")",
+  "{} | rate() with('{'=1, '\\x7b'=2, '\\u007d'=3)",
 ];
 const FRAGMENTS = [
   '{', '}', '"', "'", '`', '#', '//', '/*', '*/', '\n', '\r', '\t', '\v', '\f', '\u0085', '\u00a0', '\u2028', '\u200b', '\ufeff', '\u0000',
   '\\', '\\"', '\\x7d', '\\q', '.', 'span.', 'span:', 'parent.', ':', '|', '||', '&&', '&', '!', '~', '>', '=', ',', ' ', '(', ')',
   'a', 'é', '1', 's', '.5', '0x', '_', 'nil', 'True', '"}"', '"{', '}"', '."}"', C,
+  // around character literals (hint names)
+  "'", "''", "'{'", "'}'", "'\\''", "'\\'", "'\\x7b'", "'\\u007d'", "'\\175'", "'\\U0001F600'", "'\u{1F600}'", "'ab'", "'\"'", "'`'",
+  " with('x'=1)", " with('}'=1, '{'=2)", "with(", "'=1", "=1)", ", '}'=1",
 ];
 
 describe('TraceQL lexical fuzz against the Tempo lexer oracle', () => {
@@ -393,8 +399,20 @@ const tqQuery = fc.oneof(
   fc.tuple(filter, sp).map(([f, s]) => `({ .x } |${s}count())${s}>${s}1 && ${f}`),
 );
 
+// Hints whose names are Go character literals (Tempo's lexer hands `'x'` on as an identifier).
+const charLit = fc.constantFrom("'x'", "'{'", "'}'", "'\\''", "'\\\\'", "'\\x7b'", "'\\u007d'", "'\\175'", "'\\U0000007b'", "'\"'", "'`'", "'/'", "'*'", "'#'", "'é'", "'\u{1F600}'", "' '");
+const hintName = fc.oneof(charLit, fc.constantFrom('sample', 'most_recent', 'x'));
+const hints = fc
+  .array(fc.tuple(gap, hintName, gap, gap, fc.constantFrom('1', 'true', '"}"', '`{`', '1.5', '10ms')), { minLength: 1, maxLength: 3 })
+  .map((hs) => ` with(${hs.map(([g, n, h, k, v]) => `${g}${n}${h}=${k}${v}`).join(',')})`);
+const tqHinted = fc.tuple(tqQuery, fc.option(hints, { freq: 2 }), gap).map(([q, h, g]) => `${q}${h ?? ''}${h === null ? '' : g}`);
+
 describe('TraceQL structured lexical fuzz against the Tempo lexer oracle', () => {
   it('tricky attribute names, strings, comments and blanks around every token: refused, or every filter Tempo reads is enforced', () => {
     expect(structuredFuzz(tqQuery, FRAGMENTS, (q) => expectSafe(q))).toBeGreaterThan(300);
+  });
+
+  it('hints named by character literals, with quotes, braces and comment markers inserted: refused, or every filter Tempo reads is enforced', () => {
+    expect(structuredFuzz(tqHinted, FRAGMENTS, (q) => expectSafe(q))).toBeGreaterThan(300);
   });
 });
