@@ -54,7 +54,8 @@ export function isAsciiWordChar(c: number): boolean {
  * Scans `text` with `rules`: strings (`"…"` and `'…'` with backslash escapes,
  * ending at a newline as the backends' lexers end them; `` `…` `` raw) and
  * comments (`#` to the end of the line) are skipped, numbers (`1.5e3`, `5m`,
- * `0x1F`, `1KB`) hold no operators, everything else is counted at the level of
+ * `0x1F`, `1KB`) hold no operators (but a keyword glued to one, `1or`, is
+ * counted: countNumberTails), everything else is counted at the level of
  * the innermost bracket around it. Returns the offset at which some level's
  * weight first exceeds `limit`, or -1.
  */
@@ -121,10 +122,15 @@ export function chainWeight<L extends ChainLevel>(text: string, rules: ChainRule
       rules.word(top, text, i, j);
       i = j;
     } else if (c >= 48 && c <= 57) {
-      // Numbers, durations and bytes: no operators inside.
+      // Numbers, durations and bytes: no operators inside. But the parsers end a number where no
+      // number goes on (`1or x` is `1 or x` for Lezer, and for Loki's scanner; `5moffset`, `0x1fand`,
+      // `1e3unless`): the end of each word-character run of the number that starts with a letter may
+      // be a keyword, and is counted as one (no number or unit Prometheus or Loki reads ends in one).
       let j = i + 1;
       for (let d = text.charCodeAt(j); j < n && (isAsciiWordChar(d) || d === 46); d = text.charCodeAt(++j));
+      countNumberTails(rules, top, text, i + 1, j);
       i = j;
+      if (top.weight > limit) return at;
       continue;
     } else {
       i = rules.punct(top, text, i, c);
@@ -132,6 +138,27 @@ export function chainWeight<L extends ChainLevel>(text: string, rules: ChainRule
     if (top.weight > limit) return at;
   }
   return -1;
+}
+
+/** Longest keyword a language's `word` counts (`anchored`, `smoothed`); longer tails are never one. */
+const MAX_KEYWORD = 8;
+
+/**
+ * In the number `text[from - 1, to)`: every tail of a word-character run (runs
+ * end at `.`) that starts with a letter and is at most MAX_KEYWORD long is
+ * passed to `rules.word` (an upper bound: `1mor` counts `or`). Linear: only the
+ * last MAX_KEYWORD characters of each run are looked at.
+ */
+function countNumberTails<L extends ChainLevel>(rules: ChainRules<L>, level: L, text: string, from: number, to: number): void {
+  let runEnd = to;
+  for (let k = to - 1; k >= from; k--) {
+    const d = text.charCodeAt(k);
+    if (d === 46) {
+      runEnd = k;
+      continue;
+    }
+    if (runEnd - k <= MAX_KEYWORD && ((d >= 65 && d <= 90) || (d >= 97 && d <= 122))) rules.word(level, text, k, runEnd);
+  }
 }
 
 /**

@@ -303,6 +303,18 @@ describe('chains longer than the parser can build (too complex)', () => {
     expect(codeOf(() => rewriteLogQL(`{a="${'|,+'.repeat(400)}"} # ${'|'.repeat(400)}\n |= \`${','.repeat(400)}\``, NS))).toBe('ok');
     expect(codeOf(() => rewriteLogQL(`sum(${list(80, () => 'count_over_time({a="x"}[5m])', ' + ')}) + sum(${list(80, () => 'count_over_time({a="x"}[5m])', ' + ')})`, NS, BIG))).toBe('ok');
   });
+  it('an operator written against a number (`1or`: Loki and Lezer end the number there) is counted: too complex, not a failed verification (500)', () => {
+    // Parsed as written; the policy's matchers take the chain over Lezer's limit.
+    const sum = `(${list(60, () => 'count_over_time({x="y"}[1m])', '+')})`;
+    for (const glued of ['1or ', '5mor ', '1KBor ', '1.5or ', '1and ', '1unless ']) {
+      expect(errorOf(() => rewriteLogQL(`${sum} or ${glued.repeat(100)}1`, NS, BIG)), glued).toMatchObject({ code: 'query_too_large', message: expect.stringMatching(/is too complex/) });
+    }
+    // Default limits: a plain too-complex refusal, not a parse error at the 101st `1or`.
+    const bal = (n: number): string => (n <= 1 ? 'count_over_time({x="y"}[1m])' : `(${bal(Math.floor(n / 2))}+${bal(n - Math.floor(n / 2))})`);
+    expect(errorOf(() => rewriteLogQL(`${bal(80)} or ${'1or '.repeat(100)}1`, NS))).toMatchObject({ code: 'query_too_large' });
+    // Durations and byte sizes hold no keyword: not counted.
+    expect(codeOf(() => rewriteLogQL(`{a="x"} | ${list(200, () => 'size > 1KiB', ' , ')} | d > 1h30m5s`, NS, BIG))).toBe('ok');
+  });
 });
 
 describe('multi-group policies (DNF)', () => {

@@ -577,6 +577,18 @@ describe('chains longer than the parser can build (too complex)', () => {
     expect(codeOf(() => rewritePromQL(`${list(65, () => '1e-5', ' * ')} * m`, NS, BIG))).toBe('query_too_large');
     expect(codeOf(() => rewritePromQL(`${list(64, () => '1e-5', ' * ')} * m`, NS, BIG))).toBe('ok');
   });
+
+  it('an operator written against a number (`1or m`: Lezer ends the number there) is counted: too complex, not a failed verification (500)', () => {
+    // 400 hidden `or`s after a sum whose selectors the policy lengthens: parsed as written, not with the policy's matchers.
+    const sum = `(${list(100, () => 'x', '+')})`;
+    for (const glued of ['1or ', '5mor ', '1e3or ', '0x1for ', '1.5or ', '1atan2 ', '1and ', '1unless ']) {
+      const q = `${sum} or ${glued.repeat(400)}1`;
+      expect(errorOf(() => rewritePromQL(q, NS, BIG)), glued).toMatchObject({ code: 'query_too_large', message: expect.stringMatching(TOO_COMPLEX) });
+    }
+    expect(codeOf(() => rewritePromQL(`1 or ${'5moffset 1m or '.repeat(64)}m`, NS, BIG))).toBe('query_too_large');
+    // Numbers and durations Prometheus reads hold no keyword: not counted.
+    expect(codeOf(() => rewritePromQL(`m{a="b"}[${list(120, () => '1h30m5s0ms', '+')}] offset 0x1fAbcDE`, NS, BIG))).toBe('ok');
+  });
 });
 
 describe('absent(): result labels in either order the backend reads the matchers', () => {
