@@ -24,8 +24,10 @@ export async function readJwksFile(file: string): Promise<Parameters<typeof crea
   let jwks: unknown;
   try {
     jwks = JSON.parse(text);
-  } catch (e) {
-    throw new GatewayError('config_invalid', `jwksFile ${file} is not JSON: ${(e as Error).message}`);
+  } catch {
+    // Not V8's message: it quotes the file's text ("Unexpected token 's', \"s3cr3t\" is not valid JSON"),
+    // and a jwksFile set to the wrong path (a client secret, a private key) would print that secret.
+    throw new GatewayError('config_invalid', `jwksFile ${file} is not JSON`);
   }
   const keys = (jwks as { keys?: unknown } | null)?.keys;
   if (typeof jwks !== 'object' || jwks === null || !Array.isArray(keys) || !keys.every((k) => typeof k === 'object' && k !== null && !Array.isArray(k))) {

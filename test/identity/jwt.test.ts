@@ -3,7 +3,10 @@ import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { claimsSchema, jwtProviderSchema } from '../../src/config/schema.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 import { claimAt, isSpaceDelimitedClaim, mapClaims, stringList } from '../../src/identity/claims.ts';
-import { connectionTokenDigest, JwtVerifier, tokenDigest } from '../../src/identity/jwt.ts';
+import { connectionTokenDigest, JwtVerifier, readJwksFile, tokenDigest } from '../../src/identity/jwt.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { GatewayError } from '../../src/errors.ts';
 import { UNDECIDED } from '../../src/identity/source.ts';
@@ -274,5 +277,22 @@ describe('userinfo merge', () => {
     expect(merged['groups']).toEqual(['from-userinfo']);
     expect(merged['org.unit']).toBe('kept');
     expect(claimAt(mergeUserinfo({ sub: 's' }, info), 'realm_access.roles')).toEqual(['admins']);
+  });
+});
+
+describe('readJwksFile', () => {
+  it("a file that is not JSON is a config error that does not quote the file's text (a jwksFile set to a secret's path)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jwks-'));
+    for (const secret of ['s3cr3t-client-secret', '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n', '{"keys": [], "x": s3cr3tpassw0rd}']) {
+      const file = join(dir, 'secret');
+      writeFileSync(file, secret);
+      const e = await readJwksFile(file).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(GatewayError);
+      expect((e as GatewayError).message).toBe(`jwksFile ${file} is not JSON`);
+      expect(JSON.stringify(e) + String((e as Error).stack) + String((e as { cause?: unknown }).cause)).not.toMatch(/s3cr3t|MIIE/);
+    }
   });
 });
