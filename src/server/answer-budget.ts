@@ -38,6 +38,14 @@ export const DEFAULT_BUFFERED_ANSWER_BYTES = 256 * 1024 * 1024;
 /** Largest upstream answer the gateway buffers to filter. */
 export const MAX_FILTERED_BODY = 64 * 1024 * 1024;
 
+/** readBounded's refusal of an answer over its limit. */
+export class AnswerTooLarge extends Error {
+  constructor() {
+    super('response too large');
+    this.name = 'AnswerTooLarge';
+  }
+}
+
 export function readBounded(stream: NodeJS.ReadableStream, limit: number, budget: ByteBudget): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -49,7 +57,7 @@ export function readBounded(stream: NodeJS.ReadableStream, limit: number, budget
     };
     stream.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > limit) return stop(new Error('response too large'));
+      if (size > limit) return stop(new AnswerTooLarge());
       if (!budget.take(c.length)) return stop(new GatewayError('overloaded', 'the gateway is reading too many large upstream answers at once; retry later', { details: { shed: 'answer_budget' } }));
       taken += c.length;
       chunks.push(c);

@@ -3,12 +3,12 @@ import replyFrom from '@fastify/reply-from';
 import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FormParams } from '../../backends/form-params.ts';
-import { responseFilterOf, type FanOutSpec, type LookupSpec, type RawResponseFilter, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
+import { responseFilterOf, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RawResponseFilter, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
 import { GatewayError, QueryError } from '../../errors.ts';
 import type { Decision } from '../../policy/decision.ts';
 import type { RewriteLimits } from '../../rewrite/rewriter.ts';
-import { ByteBudget, DEFAULT_BUFFERED_ANSWER_BYTES, MAX_FILTERED_BODY, readBounded } from '../answer-budget.ts';
+import { AnswerTooLarge, ByteBudget, DEFAULT_BUFFERED_ANSWER_BYTES, MAX_FILTERED_BODY, readBounded } from '../answer-budget.ts';
 import { decideAndEnforce, LANGUAGE, type Enforced } from '../enforce.ts';
 import { filterAnswer } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
@@ -252,6 +252,14 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
           onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
             const rep = replyArg as FastifyReply;
             const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
+            // The route's own answer instead of the upstream's (RouteSpec.upstreamErrorAnswer), without the upstream's headers.
+            const answerOwn = (own: RawFilteredResponse | GatewayError, upstreamStatus: number): FastifyReply => {
+              const note = { endpoint: route.endpoint, upstreamStatus, answered: own.status };
+              if (upstreamStatus >= 500) req.log.warn(note, 'upstream error answered by the route');
+              else req.log.info(note, 'upstream error answered by the route');
+              dropUpstreamHeaders(rep, res.headers, own instanceof GatewayError ? 'retry-after' : undefined);
+              return own instanceof GatewayError ? rep.send(own) : rep.code(own.status).type(own.contentType).send(sendable(own));
+            };
             readBounded(res.stream, MAX_FILTERED_BODY, opts.answerBudget).then(
               (raw) => {
                 // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
@@ -262,11 +270,7 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
                 if (res.statusCode < 200 || res.statusCode > 299) {
                   const own = route.upstreamErrorAnswer?.(res.statusCode);
                   if (own === undefined) return rep.send(raw);
-                  const note = { endpoint: route.endpoint, upstreamStatus: res.statusCode, answered: own.status };
-                  if (res.statusCode >= 500) req.log.warn(note, 'upstream error answered by the route');
-                  else req.log.info(note, 'upstream error answered by the route');
-                  dropUpstreamHeaders(rep, res.headers, own instanceof GatewayError ? 'retry-after' : undefined);
-                  return own instanceof GatewayError ? rep.send(own) : rep.code(own.status).type(own.contentType).send(sendable(own));
+                  return answerOwn(own, res.statusCode);
                 }
                 const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }), ...traceLevelContext(opts.upstream) } };
                 return filterAnswer(filter, task).then(
@@ -280,7 +284,14 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
                   (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
                 );
               },
-              (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e })),
+              (e: unknown) => {
+                // An answer too large to filter is, where the route answers errors itself, answered as the upstream's own
+                // "response larger than the max" (500) would be: its size must not tell a trace made only of other
+                // teams' spans (Tempo 200, over MAX_FILTERED_BODY) from a missing one (Tempo 404).
+                const own = e instanceof AnswerTooLarge ? route.upstreamErrorAnswer?.(res.statusCode >= 200 && res.statusCode <= 299 ? 500 : res.statusCode) : undefined;
+                if (own !== undefined) return answerOwn(own, res.statusCode);
+                return rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e }));
+              },
             );
           },
         }),
