@@ -72,13 +72,17 @@ describe('refuseTraceLevelIntrinsics', () => {
     `/tempo/api/search?q=${q('{ childCount = 0 }')}`,
     '/tempo/api/v2/search/tag/trace:rootService/values',
     '/tempo/api/v2/search/tag/rootServiceName/values',
+    // The tag-based search's bounds on the whole trace's duration.
+    `/tempo/api/search?q=${q('{ }')}&minDuration=1s`,
+    '/tempo/api/search?maxDuration=5s',
+    '/tempo/api/search?minDuration=&minDuration=1ms',
   ];
   it('on: a restricted subject reading one is refused (400, plain text as Tempo), nothing forwarded', async () => {
     for (const url of refused) {
       const r = await get(on, 'alice', url);
       expect(r.statusCode, url).toBe(400);
       expect(r.headers['content-type'], url).toMatch(/^text\/plain/);
-      expect(r.body, url).toMatch(/trace-level intrinsic/);
+      expect(r.body, url).toMatch(/trace-level intrinsic|the whole trace's duration/);
     }
     expect(up.requests).toEqual([]);
   });
@@ -93,6 +97,20 @@ describe('refuseTraceLevelIntrinsics', () => {
   });
   it('off (the default): answered as before', async () => {
     for (const url of refused.filter((u) => !u.endsWith('/values'))) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
+  });
+  it('minDuration/maxDuration: inert beside the q the gateway always sends (Tempo applies them to tag-based search only), so never forwarded for restricted subjects; admins\' as sent', async () => {
+    expect((await get(on, 'alice', '/tempo/api/search?minDuration=')).statusCode).toBe(200);
+    expect((await get(off, 'alice', `/tempo/api/search?minDuration=1s&maxDuration=9s&limit=5`)).statusCode).toBe(200);
+    expect((await get(on, 'carol', `/tempo/api/search?minDuration=1s`)).statusCode).toBe(200);
+    const [empty, offed, admin] = up.requests;
+    for (const r of [empty!, offed!]) {
+      expect(r.params.has('minDuration')).toBe(false);
+      expect(r.params.has('maxDuration')).toBe(false);
+      // The policy's own filter: Tempo runs the TraceQL engine, which reads no duration bound.
+      expect(r.params.get('q')).toMatch(/k8s\.namespace\.name/);
+    }
+    expect(offed!.params.get('limit')).toBe('5');
+    expect(admin!.params.get('minDuration')).toBe('1s');
   });
   it('on: search results lose the root span\'s service and name; start and duration are the matched spans\'', async () => {
     const r = await get(on, 'alice', `/tempo/api/search?q=${q('{ }')}`);
