@@ -5,6 +5,7 @@ import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, 
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
+import type { Params } from './form-params.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
 import { filterTraceV1, filterTraceV2, TRACE_NOT_FOUND } from './traces.ts';
@@ -231,6 +232,8 @@ const get = ['GET'] as const;
 /** `/api/search` parameters that filter on the whole trace's duration (Tempo's tag-based search). */
 const SEARCH_TRACE_LEVEL_PARAMS = ['minDuration', 'maxDuration'] as const;
 const TRACE_RANGE = ['start', 'end'] as const;
+/** Trace by id v2, restricted subjects: Tempo's read-time span pruning off (RouteSpec.completeParams, after allowedParams). */
+const noSpanPruning = (params: Params) => params.set('span_pruning', 'false');
 /** A v2 tag name must be one TraceQL field, as Tempo reads it, so that the answer's filter knows which field it lists. */
 const validV2Tag = (n: string, v: string) => validTag(n, v) ?? (tagField(v) === null ? `invalid tag ${JSON.stringify(v)}: expected one TraceQL field, e.g. resource.service.name, span."http.method" or name` : undefined);
 /**
@@ -364,7 +367,20 @@ export const tempoRoutes: RouteTable = {
     // Only the time range is forwarded for restricted subjects: newer Tempo also reads `q` (and `keep_hierarchy`) here and
     // tests it against every span of the trace, so the answer's kept ancestors and PARTIAL status would tell another team's values.
     { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1, upstreamErrorAnswer: traceErrorAnswer },
-    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV2, upstreamErrorAnswer: traceErrorAnswer },
+    // Newer Tempo prunes v2 answers on read (span_pruning, on by default where span_pruning_enabled_by_default is set):
+    // summary spans group similar spans of the whole trace, other teams' included. Asked off for restricted subjects
+    // (an older Tempo ignores the parameter); a summary that comes back anyway is dropped by the filter.
+    {
+      endpoint: 'trace_by_id_v2',
+      path: '/api/v2/traces/:traceId',
+      methods: get,
+      enforced: [],
+      allowedParams: TRACE_RANGE,
+      completeParams: noSpanPruning,
+      validatePathParam: validTraceId,
+      rawResponseFilter: filterTraceV2,
+      upstreamErrorAnswer: traceErrorAnswer,
+    },
     { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
     { endpoint: 'echo', path: '/api/echo', methods: get, enforced: [] },
   ],

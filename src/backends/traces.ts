@@ -36,6 +36,9 @@
  *   operator either.
  * - `=~`/`!~` are RE2 as `^(?s:re)$` (Tempo compiles TraceQL regexes with
  *   Prometheus' `labels.NewFastRegexMatcher`).
+ * - A span pruning summary (a span attribute key ending in `is_summary`:
+ *   `aggregation.is_summary`) is never kept: it counts similar spans of the
+ *   whole trace, other teams' included (isPruningSummary).
  * - Fail closed: intrinsics (`name`, `span:name`, `trace:rootService`, …),
  *   `event.`/`link.`/`instrumentation.` attributes and names the gateway cannot
  *   parse never match, and a key present more than once on one resource or span
@@ -88,11 +91,27 @@ function holds(c: CompiledMatcher, resource: Attributes, span: Attributes): bool
   return matcherMatches(c.matcher, value);
 }
 
-function allowed(policy: CompiledPolicy, resource: Attributes, span: Attributes): boolean {
-  return policy.some((group) => group.every((c) => holds(c, resource, span)));
+/**
+ * A span pruning summary (OpenTelemetry's span pruning processor, which Tempo
+ * runs on its v2 trace-by-id answers and collectors run before Tempo): one
+ * span standing for a group of similar spans of the whole trace (same name,
+ * status, parent name and chosen span attributes, whatever their resource, so
+ * other teams' spans too), placed in the resource of the group's slowest span
+ * and marked `<prefix>is_summary` (default prefix `aggregation.`), with the
+ * group's count, durations and time window. Never kept for restricted
+ * subjects, whatever its value: its resource says nothing of the spans it
+ * counts.
+ */
+function isPruningSummary(span: Attributes): boolean {
+  for (const key of span.keys()) if (key.endsWith('is_summary')) return true;
+  return false;
 }
 
-/** Is a span with these resource and span attributes visible under the policy? (TraceQL semantics, see above.) */
+function allowed(policy: CompiledPolicy, resource: Attributes, span: Attributes): boolean {
+  return !isPruningSummary(span) && policy.some((group) => group.every((c) => holds(c, resource, span)));
+}
+
+/** Is a span with these resource and span attributes visible under the policy? (TraceQL semantics, see above; never a pruning summary.) */
 export function spanAllowed(policy: SelectorPolicy, resource: Attributes, span: Attributes): boolean {
   return allowed(compile(policy), resource, span);
 }
