@@ -8,6 +8,7 @@ import {
   filterTraceProto,
   filterTraceV1,
   filterTraceV2,
+  PARTIAL_TRACE_MESSAGE,
   representationOf,
   spanAllowed,
   TRACE_NOT_FOUND,
@@ -175,14 +176,28 @@ describe('protobuf: tempopb.Trace (v1)', () => {
 });
 
 describe('protobuf: TraceByIDResponse (v2)', () => {
-  it('filters the trace; keeps status and message, leaves out metrics (the whole trace\'s size)', () => {
-    const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, 'partial result'), teamA);
+  it('filters the trace; keeps the status, a message in the gateway\'s words; leaves out metrics (the whole trace\'s size)', () => {
+    const tempoMessage = 'Trace exceeds maximum size of 5000000 bytes, a partial trace is returned; Trace was pruned by Tempo while serving this request';
+    const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, tempoMessage), teamA);
     expect(out.spans).toBe(2);
     expect(spanNamesProto(out.value, true)).toEqual(['a-root', 'a-db']);
     const decoded = T.TraceByIDResponse.toObject(T.TraceByIDResponse.decode(out.value), { longs: Number }) as { status: number; message: string; metrics?: unknown };
-    expect(decoded).toMatchObject({ status: 1, message: 'partial result' });
+    expect(decoded).toMatchObject({ status: 1, message: PARTIAL_TRACE_MESSAGE });
     expect(decoded.metrics).toBeUndefined();
-    expect(T.TraceByIDResponse.decode(traceByIdProto(mixedTrace, 1, 'partial result')).toJSON()).toHaveProperty('metrics');
+    expect(Buffer.from(out.value).includes(Buffer.from('5000000'))).toBe(false);
+    expect(T.TraceByIDResponse.decode(traceByIdProto(mixedTrace, 1, tempoMessage)).toJSON()).toHaveProperty('metrics');
+    // COMPLETE without a message: nothing added.
+    const complete = T.TraceByIDResponse.toObject(T.TraceByIDResponse.decode(filterTraceByIDResponseProto(traceByIdProto(mixedTrace), teamA).value)) as { status?: number; message?: string };
+    expect(complete.message ?? '').toBe('');
+  });
+  it('withholdStatus (refuseTraceLevelIntrinsics): status and message left out (PARTIAL says the whole trace exceeds the size limit)', () => {
+    const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, 'Trace exceeds maximum size of 5000000 bytes'), teamA, { withholdStatus: true });
+    expect(spanNamesProto(out.value, true)).toEqual(['a-root', 'a-db']);
+    const decoded = T.TraceByIDResponse.decode(out.value);
+    expect(decoded.toJSON()).not.toHaveProperty('status');
+    expect(decoded.toJSON()).not.toHaveProperty('message');
+    // Only the trace field is on the wire.
+    expect(Buffer.from(out.value).includes(Buffer.from('exceeds'))).toBe(false);
   });
   it('no allowed span → nothing kept', () => {
     expect(filterTraceByIDResponseProto(traceByIdProto(teamBOnlyTrace), teamA).spans).toBe(0);
@@ -214,15 +229,21 @@ describe('JSON', () => {
     expect(filterTraceJson('nonsense', teamA).spans).toBe(0);
   });
 
-  it('v2 {"trace", "status"}: trace filtered, status/message kept, metrics left out', () => {
-    const input = { ...traceJsonV2(mixedTrace), message: 'm', metrics: { inspectedBytes: '5' }, junk: true };
+  it('v2 {"trace", "status"}: trace filtered, status kept, a message in the gateway\'s words, metrics left out', () => {
+    const input = { ...traceJsonV2(mixedTrace), status: 'PARTIAL', message: 'Trace exceeds maximum size of 5000000 bytes, a partial trace is returned', metrics: { inspectedBytes: '5' }, junk: true };
     const out = filterTraceByIDResponseJson(input, teamA);
     expect(out.spans).toBe(2);
     expect(spanNamesJson(out.value)).toEqual(['a-root', 'a-db']);
-    expect(out.value).toMatchObject({ status: 'COMPLETE', message: 'm' });
+    expect(out.value).toMatchObject({ status: 'PARTIAL', message: PARTIAL_TRACE_MESSAGE });
     expect(out.value).not.toHaveProperty('junk');
     expect(out.value).not.toHaveProperty('metrics');
     expect(filterTraceByIDResponseJson({ status: 'COMPLETE' }, teamA).spans).toBe(0);
+    // No message, an empty one, or one that is not a string: none relayed.
+    for (const message of [undefined, '', 7, { text: 'x' }]) expect(filterTraceByIDResponseJson({ ...traceJsonV2(mixedTrace), message }, teamA).value).not.toHaveProperty('message');
+    // withholdStatus: neither.
+    const withheld = filterTraceByIDResponseJson(input, teamA, { withholdStatus: true });
+    expect(spanNamesJson(withheld.value)).toEqual(['a-root', 'a-db']);
+    expect(Object.keys(withheld.value)).toEqual(['trace']);
   });
 });
 
@@ -238,6 +259,15 @@ describe('route filters', () => {
     expect(spanNamesJson(JSON.parse(j.body as string))).toEqual(['a-root', 'a-db']);
     const v1p = filterTraceV1(traceProto(mixedTrace), 'application/x-protobuf', ctx);
     expect(spanNamesProto(v1p.body as Uint8Array)).toEqual(['a-root', 'a-db']);
+  });
+  it('v2: the route\'s refuseTraceLevelIntrinsics withholds status and message, in both representations', () => {
+    const on = { ...ctx, refuseTraceLevelIntrinsics: true };
+    const p = filterTraceV2(traceByIdProto(mixedTrace, 1, 'Trace exceeds maximum size'), 'application/protobuf', on);
+    expect(T.TraceByIDResponse.decode(p.body as Uint8Array).toJSON()).not.toHaveProperty('status');
+    const j = filterTraceV2(Buffer.from(JSON.stringify({ ...traceJsonV2(mixedTrace), status: 'PARTIAL', message: 'Trace exceeds maximum size' })), 'application/json', on);
+    expect(JSON.parse(j.body as string)).not.toHaveProperty('status');
+    const off = filterTraceV2(Buffer.from(JSON.stringify({ ...traceJsonV2(mixedTrace), status: 'PARTIAL', message: 'Trace exceeds maximum size' })), 'application/json', ctx);
+    expect(JSON.parse(off.body as string)).toMatchObject({ status: 'PARTIAL', message: PARTIAL_TRACE_MESSAGE });
   });
   it('no allowed span → Tempo-style 404 "trace not found"', () => {
     expect(filterTraceV2(traceByIdProto(teamBOnlyTrace), 'application/protobuf', ctx)).toEqual(TRACE_NOT_FOUND);
