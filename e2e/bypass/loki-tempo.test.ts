@@ -491,7 +491,31 @@ const TEMPO_ATTACKS: Attack[] = [
     send: () => send('GET', `${T}/v2/traces/${MIXED_ID}?start=1&end=2&q=${q('{ span.card.last4 =~ "4.*" }')}&keep_hierarchy=false`),
     status: 200,
     blocked: false,
-    check: (_r, _ls, ts) => expect([...ts.at(-1)!.params.keys()]).toEqual(['start', 'end']),
+    check: (_r, _ls, ts) => expect([...ts.at(-1)!.params]).toEqual([['start', '1'], ['end', '2'], ['span_pruning', 'false']]),
+  },
+  // Newer Tempo's read-time span pruning summarises similar spans of the whole trace (other teams' too): asked off.
+  {
+    name: 'trace by id asking for span pruning',
+    send: () => send('GET', `${T}/v2/traces/${MIXED_ID}?span_pruning=true&span_pruning_min_spans=2&span_pruning_group_by=*`),
+    status: 200,
+    blocked: false,
+    check: (_r, _ls, ts) => expect([...ts.at(-1)!.params]).toEqual([['span_pruning', 'false']]),
+  },
+  // Tempo's trace redaction header: unmatched spans become placeholders a negative policy matcher could keep.
+  {
+    name: 'trace by id with X-Span-Matcher',
+    send: () => send('GET', `${T}/v2/traces/${MIXED_ID}`, { headers: { 'x-span-matcher': '{resource.service.name="nothing"}' } }),
+    status: 200,
+    blocked: false,
+    check: (_r, _ls, ts) => expect(ts.at(-1)!.headers['x-span-matcher']).toBeUndefined(),
+  },
+  // The tag-based search's bounds on the whole trace's duration: inert beside the gateway's q, never forwarded.
+  {
+    name: 'search with minDuration/maxDuration',
+    send: () => send('GET', `${T}/search?minDuration=1s&maxDuration=1h`),
+    status: 200,
+    blocked: false,
+    check: (_r, _ls, ts) => expect([...ts.at(-1)!.params.keys()]).toEqual(['q']),
   },
   // Search answers are filtered as JSON: asked uncompressed and as JSON whatever the client's Accept says.
   {

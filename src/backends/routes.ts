@@ -41,6 +41,12 @@ export interface RouteSpec {
    */
   readonly droppedParams?: readonly string[];
   /**
+   * Tempo: parameters that read facts of the whole trace (the search's
+   * `minDuration`/`maxDuration`), refused for restricted subjects where the
+   * upstream sets `refuseTraceLevelIntrinsics` (traceLevelIntrinsicsRefusal).
+   */
+  readonly traceLevelParams?: readonly string[];
+  /**
    * For restricted subjects: the oldest backend release whose handler reads the
    * enforced parameter (src/backends/versions.ts). Older ones, and versions
    * that cannot be compared, are refused (403) rather than answered for the

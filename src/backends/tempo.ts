@@ -5,6 +5,7 @@ import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, 
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
+import type { Params } from './form-params.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
 import { filterTraceV1, filterTraceV2, TRACE_NOT_FOUND } from './traces.ts';
@@ -228,7 +229,11 @@ const validTag = (_n: string, v: string) => (v.length === 0 || v.length > 1024 |
 /** Trace ids as Tempo parses them: hex, at most 128 bits (shorter ids are left-padded by Tempo). */
 const validTraceId = (_n: string, v: string) => (/^[0-9a-fA-F]{1,32}$/.test(v) ? undefined : `invalid trace id ${JSON.stringify(v.slice(0, 64))}: expected 1 to 32 hex digits`);
 const get = ['GET'] as const;
+/** `/api/search` parameters that filter on the whole trace's duration (Tempo's tag-based search). */
+const SEARCH_TRACE_LEVEL_PARAMS = ['minDuration', 'maxDuration'] as const;
 const TRACE_RANGE = ['start', 'end'] as const;
+/** Trace by id v2, restricted subjects: Tempo's read-time span pruning off (RouteSpec.completeParams, after allowedParams). */
+const noSpanPruning = (params: Params) => params.set('span_pruning', 'false');
 /** A v2 tag name must be one TraceQL field, as Tempo reads it, so that the answer's filter knows which field it lists. */
 const validV2Tag = (n: string, v: string) => validTag(n, v) ?? (tagField(v) === null ? `invalid tag ${JSON.stringify(v)}: expected one TraceQL field, e.g. resource.service.name, span."http.method" or name` : undefined);
 /**
@@ -267,10 +272,18 @@ const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => me
  * (`trace:rootService`, `rootName`, `span:childCount`, `nestedSetLeft`, …:
  * they describe the whole trace or its structure, other teams' spans
  * included; isTraceLevelIntrinsic) in any TraceQL parameter the route enforces, or as
- * the tag whose values it lists; undefined when it reads none. Checked on the
- * client's parameters, before enforcement.
+ * the tag whose values it lists, or that filters on one with a parameter of its
+ * own (RouteSpec.traceLevelParams: the search's `minDuration`/`maxDuration`);
+ * undefined when it reads none. Checked on the client's parameters, before
+ * enforcement.
  */
 export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(name: string): string[] }, pathParams: Readonly<Record<string, string>>): string | undefined {
+  for (const name of route.traceLevelParams ?? []) {
+    // Tempo reads a parameter only when it is not empty (extractQueryParam).
+    if (params.getAll(name).some((v) => v !== '')) {
+      return `parameter ${JSON.stringify(name)} filters on the whole trace's duration (other teams' spans included), which this gateway does not answer: use duration (a span's) in the TraceQL query`;
+    }
+  }
   const tag = pathParams['tag'];
   const field = tag === undefined ? null : tagField(tag);
   if (field !== null && isTraceLevelIntrinsic(field)) {
@@ -323,7 +336,18 @@ function positiveInt(v: string | null): number {
 export const tempoRoutes: RouteTable = {
   kind: 'tempo',
   routes: [
-    { endpoint: 'search', path: '/api/search', methods: get, enforced: [traceQuery(false), noLegacyTags, noQueryAlias], responseFilter: filterSearchResults },
+    {
+      endpoint: 'search',
+      path: '/api/search',
+      methods: get,
+      enforced: [traceQuery(false), noLegacyTags, noQueryAlias],
+      responseFilter: filterSearchResults,
+      // The tag-based search's bounds on the whole trace's duration (trace:duration). Tempo applies them only without
+      // `q` (its TraceQL engine reads q, start, end, limit and spss), and the gateway always sends a `q`: inert, so
+      // dropped for restricted subjects; refused where the upstream refuses trace-level intrinsics.
+      droppedParams: SEARCH_TRACE_LEVEL_PARAMS,
+      traceLevelParams: SEARCH_TRACE_LEVEL_PARAMS,
+    },
     { endpoint: 'search_tags', path: '/api/search/tags', methods: get, enforced: [v1TagLookup] },
     { endpoint: 'search_tags_v2', path: '/api/v2/search/tags', methods: get, enforced: [tagScopeQuery], fanOut: tagScopesFanOut, responseFilter: filterTagScopes },
     { endpoint: 'search_tag_values', path: '/api/search/tag/:tag/values', methods: get, enforced: [v1TagLookup], validatePathParam: validTag },
@@ -343,7 +367,20 @@ export const tempoRoutes: RouteTable = {
     // Only the time range is forwarded for restricted subjects: newer Tempo also reads `q` (and `keep_hierarchy`) here and
     // tests it against every span of the trace, so the answer's kept ancestors and PARTIAL status would tell another team's values.
     { endpoint: 'trace_by_id', path: '/api/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV1, upstreamErrorAnswer: traceErrorAnswer },
-    { endpoint: 'trace_by_id_v2', path: '/api/v2/traces/:traceId', methods: get, enforced: [], allowedParams: TRACE_RANGE, validatePathParam: validTraceId, rawResponseFilter: filterTraceV2, upstreamErrorAnswer: traceErrorAnswer },
+    // Newer Tempo prunes v2 answers on read (span_pruning, on by default where span_pruning_enabled_by_default is set):
+    // summary spans group similar spans of the whole trace, other teams' included. Asked off for restricted subjects
+    // (an older Tempo ignores the parameter); a summary that comes back anyway is dropped by the filter.
+    {
+      endpoint: 'trace_by_id_v2',
+      path: '/api/v2/traces/:traceId',
+      methods: get,
+      enforced: [],
+      allowedParams: TRACE_RANGE,
+      completeParams: noSpanPruning,
+      validatePathParam: validTraceId,
+      rawResponseFilter: filterTraceV2,
+      upstreamErrorAnswer: traceErrorAnswer,
+    },
     { endpoint: 'buildinfo', path: '/api/status/buildinfo', methods: get, enforced: [] },
     { endpoint: 'echo', path: '/api/echo', methods: get, enforced: [] },
   ],

@@ -36,17 +36,23 @@
  *   operator either.
  * - `=~`/`!~` are RE2 as `^(?s:re)$` (Tempo compiles TraceQL regexes with
  *   Prometheus' `labels.NewFastRegexMatcher`).
+ * - A span pruning summary (a span attribute key ending in `is_summary`:
+ *   `aggregation.is_summary`) is never kept: it counts similar spans of the
+ *   whole trace, other teams' included (isPruningSummary).
  * - Fail closed: intrinsics (`name`, `span:name`, `trace:rootService`, …),
  *   `event.`/`link.`/`instrumentation.` attributes and names the gateway cannot
  *   parse never match, and a key present more than once on one resource or span
  *   (invalid OTLP) counts as not a string.
  *
  * Protobuf is filtered at the wire level: kept spans (and resources, scopes,
- * schema URLs, v2 status/message) are copied byte for byte, dropped
+ * schema URLs, v2 status) are copied byte for byte, dropped
  * spans and unknown fields are left out, and ScopeSpans/ResourceSpans left
  * without spans are dropped. JSON is filtered the same way on the parsed body.
  * The v2 `metrics` (bytes Tempo inspected: the size of the whole trace, other
- * teams' spans included) is left out: it would measure what was filtered.
+ * teams' spans included) is left out: it would measure what was filtered. The
+ * v2 `message` is the gateway's PARTIAL_TRACE_MESSAGE (Tempo's describe the
+ * whole trace); under `refuseTraceLevelIntrinsics` neither it nor `status` is
+ * relayed (TraceByIDOptions).
  */
 import protobuf from 'protobufjs/minimal.js';
 import { matcherMatches, type Matcher, type SelectorPolicy } from '../rewrite/matcher.ts';
@@ -88,11 +94,27 @@ function holds(c: CompiledMatcher, resource: Attributes, span: Attributes): bool
   return matcherMatches(c.matcher, value);
 }
 
-function allowed(policy: CompiledPolicy, resource: Attributes, span: Attributes): boolean {
-  return policy.some((group) => group.every((c) => holds(c, resource, span)));
+/**
+ * A span pruning summary (OpenTelemetry's span pruning processor, which Tempo
+ * runs on its v2 trace-by-id answers and collectors run before Tempo): one
+ * span standing for a group of similar spans of the whole trace (same name,
+ * status, parent name and chosen span attributes, whatever their resource, so
+ * other teams' spans too), placed in the resource of the group's slowest span
+ * and marked `<prefix>is_summary` (default prefix `aggregation.`), with the
+ * group's count, durations and time window. Never kept for restricted
+ * subjects, whatever its value: its resource says nothing of the spans it
+ * counts.
+ */
+function isPruningSummary(span: Attributes): boolean {
+  for (const key of span.keys()) if (key.endsWith('is_summary')) return true;
+  return false;
 }
 
-/** Is a span with these resource and span attributes visible under the policy? (TraceQL semantics, see above.) */
+function allowed(policy: CompiledPolicy, resource: Attributes, span: Attributes): boolean {
+  return !isPruningSummary(span) && policy.some((group) => group.every((c) => holds(c, resource, span)));
+}
+
+/** Is a span with these resource and span attributes visible under the policy? (TraceQL semantics, see above; never a pruning summary.) */
 export function spanAllowed(policy: SelectorPolicy, resource: Attributes, span: Attributes): boolean {
   return allowed(compile(policy), resource, span);
 }
@@ -243,8 +265,32 @@ export function filterTraceProto(buf: Uint8Array, policy: SelectorPolicy): Filte
   return filterTraceProtoCompiled(buf, compile(policy));
 }
 
-/** Filters a protobuf `TraceByIDResponse` (the v2 answer): trace filtered; status and message kept, metrics left out. */
-export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPolicy): Filtered<Uint8Array> {
+/**
+ * What a restricted subject gets of a v2 answer's `message`, whatever Tempo
+ * wrote: Tempo's messages describe the whole trace ("Trace exceeds maximum
+ * size of N bytes", pruning, a `q` filter) and newer releases add reasons.
+ */
+export const PARTIAL_TRACE_MESSAGE = 'Trace is partial: some of its spans may be missing';
+
+/** Options of the v2 filters. */
+export interface TraceByIDOptions {
+  /**
+   * `upstreams[].refuseTraceLevelIntrinsics`: `status` and `message` left out
+   * (PARTIAL says the whole trace, other teams' spans included, exceeds
+   * Tempo's size limit). Otherwise the status is kept and a message is
+   * PARTIAL_TRACE_MESSAGE.
+   */
+  readonly withholdStatus?: boolean;
+}
+
+const utf8Bytes = (text: string) => Buffer.from(text, 'utf8');
+
+/**
+ * Filters a protobuf `TraceByIDResponse` (the v2 answer): trace filtered;
+ * metrics left out; status kept and a message made PARTIAL_TRACE_MESSAGE, or
+ * both left out (TraceByIDOptions.withholdStatus).
+ */
+export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPolicy, options: TraceByIDOptions = {}): Filtered<Uint8Array> {
   const compiled = compile(policy);
   const parts: Uint8Array[] = [];
   let spans = 0;
@@ -253,7 +299,9 @@ export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPo
       const kept = filterTraceProtoCompiled(lenField(f), compiled);
       spans += kept.spans;
       parts.push(encodeLen(1, kept.value));
-    } else if (f.num === 3 || f.num === 4) parts.push(f.raw);
+    } else if (options.withholdStatus === true) continue;
+    else if (f.num === 3) parts.push(f.raw);
+    else if (f.num === 4 && lenField(f).length > 0) parts.push(encodeLen(4, utf8Bytes(PARTIAL_TRACE_MESSAGE)));
   }
   return { value: concat(parts), spans };
 }
@@ -325,10 +373,17 @@ export function filterTraceJson(body: unknown, policy: SelectorPolicy): Filtered
   return filterTraceJsonCompiled(body, compile(policy));
 }
 
-/** Filters the v2 JSON answer `{"trace": {...}, "status", "message", "metrics"}`; `metrics` is left out. */
-export function filterTraceByIDResponseJson(body: unknown, policy: SelectorPolicy): Filtered<Json> {
+/**
+ * Filters the v2 JSON answer `{"trace": {...}, "status", "message", "metrics"}`: `metrics` left out,
+ * status and message as filterTraceByIDResponseProto.
+ */
+export function filterTraceByIDResponseJson(body: unknown, policy: SelectorPolicy, options: TraceByIDOptions = {}): Filtered<Json> {
   if (!isObject(body)) return { value: {}, spans: 0 };
-  const out = pick(body, ['status', 'message']);
+  const out: Json = {};
+  if (options.withholdStatus !== true) {
+    if ('status' in body) out['status'] = body['status'];
+    if (typeof body['message'] === 'string' && body['message'] !== '') out['message'] = PARTIAL_TRACE_MESSAGE;
+  }
   if (!('trace' in body)) return { value: out, spans: 0 };
   const trace = filterTraceJsonCompiled(body['trace'], compile(policy));
   return { value: { trace: trace.value, ...out }, spans: trace.spans };
@@ -349,13 +404,14 @@ export function representationOf(contentType: string): Representation {
   throw new Error(`unexpected trace content type ${JSON.stringify(contentType)}`);
 }
 
-function traceFilter(proto: typeof filterTraceProto, json: typeof filterTraceJson): RawResponseFilter {
-  return (raw, contentType, { policy }) => {
+function traceFilter(proto: typeof filterTraceByIDResponseProto, json: typeof filterTraceByIDResponseJson): RawResponseFilter {
+  return (raw, contentType, { policy, refuseTraceLevelIntrinsics }) => {
+    const options: TraceByIDOptions = { withholdStatus: refuseTraceLevelIntrinsics === true };
     if (representationOf(contentType) === 'protobuf') {
-      const kept = proto(raw, policy);
+      const kept = proto(raw, policy, options);
       return kept.spans === 0 ? TRACE_NOT_FOUND : { status: 200, contentType: 'application/protobuf', body: kept.value };
     }
-    const kept = json(JSON.parse(Buffer.from(raw).toString('utf8')) as unknown, policy);
+    const kept = json(JSON.parse(Buffer.from(raw).toString('utf8')) as unknown, policy, options);
     return kept.spans === 0 ? TRACE_NOT_FOUND : { status: 200, contentType: 'application/json', body: JSON.stringify(kept.value) };
   };
 }

@@ -53,6 +53,17 @@ const DROPPED_HEADERS = [
 
 const NO_HEADERS: readonly string[] = [];
 
+/**
+ * Never forwarded from restricted subjects. `X-Span-Matcher`: Tempo's trace
+ * redaction (its frontend's SpanMatcher, read by a data-access controller):
+ * spans outside the matchers are kept as placeholders (name `redacted`, no
+ * attributes or events, their resource's attributes replaced by
+ * `service.name: redacted`) with their ids, parent ids, times, kind and
+ * status. A client's matcher could turn other teams' spans into placeholders
+ * that a policy matcher such as `resource.service.name != "payments"` keeps.
+ */
+const RESTRICTED_DROPPED = new Set(['x-span-matcher']);
+
 /** The Content-Type of every forwarded body: the form the gateway encoded, exactly as Go's ParseForm reads one. */
 export const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
 
@@ -169,6 +180,7 @@ export function upstreamHeaders(
     const lower = name.toLowerCase();
     const key = headerKey(name);
     if (stripped.has(key) || policyNames.has(key) || owned.has(key)) continue;
+    if (!decision.unrestricted && RESTRICTED_DROPPED.has(key)) continue;
     if (nominated !== undefined && nominated.has(lower)) continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
     // SigV4 (upstreams[].auth): X-Amz-* headers are the signer's; a client's copy would change what the upstream verifies.

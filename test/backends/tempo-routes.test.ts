@@ -14,13 +14,15 @@ describe('trace by id: only the time range is forwarded for restricted subjects'
   // Newer Tempo evaluates a trace-by-id `q` over every span of the trace (keeping matched spans' ancestors, PARTIAL status):
   // a probe of other teams' span attributes.
   it.each(['trace_by_id', 'trace_by_id_v2'])('%s', (endpoint) => {
-    const sent = () => new URLSearchParams('start=1&end=2&q=%7B+span.card.last4+%3D~+%224.*%22+%7D&keep_hierarchy=false&mode=all');
+    const sent = () => new URLSearchParams('start=1&end=2&q=%7B+span.card.last4+%3D~+%224.*%22+%7D&keep_hierarchy=false&mode=all&span_pruning=true&span_pruning_min_spans=2');
     expect([...enforceParams(route(endpoint), sent(), teamA, DEFAULT_LIMITS, 'traceql')]).toEqual([
       ['start', '1'],
       ['end', '2'],
+      // v2: Tempo's read-time span pruning asked off (its summaries count similar spans of the whole trace).
+      ...(endpoint === 'trace_by_id_v2' ? [['span_pruning', 'false']] : []),
     ]);
     // Unrestricted subjects get Tempo's own behaviour.
-    expect([...enforceParams(route(endpoint), sent(), undefined, DEFAULT_LIMITS, 'traceql')].map(([k]) => k)).toEqual(['start', 'end', 'q', 'keep_hierarchy', 'mode']);
+    expect([...enforceParams(route(endpoint), sent(), undefined, DEFAULT_LIMITS, 'traceql')].map(([k]) => k)).toEqual(['start', 'end', 'q', 'keep_hierarchy', 'mode', 'span_pruning', 'span_pruning_min_spans']);
   });
 });
 
@@ -30,7 +32,7 @@ describe('many parameters', () => {
     const text = `start=1&${Array.from({ length: 9000 }, (_, i) => `k${i}=x`).join('&')}&end=2&k5=y`;
     for (const endpoint of ['trace_by_id', 'trace_by_id_v2']) {
       const form = enforceParams(route(endpoint), new FormParams(text), teamA, DEFAULT_LIMITS, 'traceql');
-      expect(form.size).toBe(2);
+      expect(form.size).toBe(endpoint === 'trace_by_id_v2' ? 3 : 2);
       expect([...form]).toEqual([...enforceParams(route(endpoint), new URLSearchParams(text), teamA, DEFAULT_LIMITS, 'traceql')]);
     }
   });

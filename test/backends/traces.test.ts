@@ -8,6 +8,7 @@ import {
   filterTraceProto,
   filterTraceV1,
   filterTraceV2,
+  PARTIAL_TRACE_MESSAGE,
   representationOf,
   spanAllowed,
   TRACE_NOT_FOUND,
@@ -175,14 +176,28 @@ describe('protobuf: tempopb.Trace (v1)', () => {
 });
 
 describe('protobuf: TraceByIDResponse (v2)', () => {
-  it('filters the trace; keeps status and message, leaves out metrics (the whole trace\'s size)', () => {
-    const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, 'partial result'), teamA);
+  it('filters the trace; keeps the status, a message in the gateway\'s words; leaves out metrics (the whole trace\'s size)', () => {
+    const tempoMessage = 'Trace exceeds maximum size of 5000000 bytes, a partial trace is returned; Trace was pruned by Tempo while serving this request';
+    const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, tempoMessage), teamA);
     expect(out.spans).toBe(2);
     expect(spanNamesProto(out.value, true)).toEqual(['a-root', 'a-db']);
     const decoded = T.TraceByIDResponse.toObject(T.TraceByIDResponse.decode(out.value), { longs: Number }) as { status: number; message: string; metrics?: unknown };
-    expect(decoded).toMatchObject({ status: 1, message: 'partial result' });
+    expect(decoded).toMatchObject({ status: 1, message: PARTIAL_TRACE_MESSAGE });
     expect(decoded.metrics).toBeUndefined();
-    expect(T.TraceByIDResponse.decode(traceByIdProto(mixedTrace, 1, 'partial result')).toJSON()).toHaveProperty('metrics');
+    expect(Buffer.from(out.value).includes(Buffer.from('5000000'))).toBe(false);
+    expect(T.TraceByIDResponse.decode(traceByIdProto(mixedTrace, 1, tempoMessage)).toJSON()).toHaveProperty('metrics');
+    // COMPLETE without a message: nothing added.
+    const complete = T.TraceByIDResponse.toObject(T.TraceByIDResponse.decode(filterTraceByIDResponseProto(traceByIdProto(mixedTrace), teamA).value)) as { status?: number; message?: string };
+    expect(complete.message ?? '').toBe('');
+  });
+  it('withholdStatus (refuseTraceLevelIntrinsics): status and message left out (PARTIAL says the whole trace exceeds the size limit)', () => {
+    const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, 'Trace exceeds maximum size of 5000000 bytes'), teamA, { withholdStatus: true });
+    expect(spanNamesProto(out.value, true)).toEqual(['a-root', 'a-db']);
+    const decoded = T.TraceByIDResponse.decode(out.value);
+    expect(decoded.toJSON()).not.toHaveProperty('status');
+    expect(decoded.toJSON()).not.toHaveProperty('message');
+    // Only the trace field is on the wire.
+    expect(Buffer.from(out.value).includes(Buffer.from('exceeds'))).toBe(false);
   });
   it('no allowed span → nothing kept', () => {
     expect(filterTraceByIDResponseProto(traceByIdProto(teamBOnlyTrace), teamA).spans).toBe(0);
@@ -214,15 +229,21 @@ describe('JSON', () => {
     expect(filterTraceJson('nonsense', teamA).spans).toBe(0);
   });
 
-  it('v2 {"trace", "status"}: trace filtered, status/message kept, metrics left out', () => {
-    const input = { ...traceJsonV2(mixedTrace), message: 'm', metrics: { inspectedBytes: '5' }, junk: true };
+  it('v2 {"trace", "status"}: trace filtered, status kept, a message in the gateway\'s words, metrics left out', () => {
+    const input = { ...traceJsonV2(mixedTrace), status: 'PARTIAL', message: 'Trace exceeds maximum size of 5000000 bytes, a partial trace is returned', metrics: { inspectedBytes: '5' }, junk: true };
     const out = filterTraceByIDResponseJson(input, teamA);
     expect(out.spans).toBe(2);
     expect(spanNamesJson(out.value)).toEqual(['a-root', 'a-db']);
-    expect(out.value).toMatchObject({ status: 'COMPLETE', message: 'm' });
+    expect(out.value).toMatchObject({ status: 'PARTIAL', message: PARTIAL_TRACE_MESSAGE });
     expect(out.value).not.toHaveProperty('junk');
     expect(out.value).not.toHaveProperty('metrics');
     expect(filterTraceByIDResponseJson({ status: 'COMPLETE' }, teamA).spans).toBe(0);
+    // No message, an empty one, or one that is not a string: none relayed.
+    for (const message of [undefined, '', 7, { text: 'x' }]) expect(filterTraceByIDResponseJson({ ...traceJsonV2(mixedTrace), message }, teamA).value).not.toHaveProperty('message');
+    // withholdStatus: neither.
+    const withheld = filterTraceByIDResponseJson(input, teamA, { withholdStatus: true });
+    expect(spanNamesJson(withheld.value)).toEqual(['a-root', 'a-db']);
+    expect(Object.keys(withheld.value)).toEqual(['trace']);
   });
 });
 
@@ -238,6 +259,15 @@ describe('route filters', () => {
     expect(spanNamesJson(JSON.parse(j.body as string))).toEqual(['a-root', 'a-db']);
     const v1p = filterTraceV1(traceProto(mixedTrace), 'application/x-protobuf', ctx);
     expect(spanNamesProto(v1p.body as Uint8Array)).toEqual(['a-root', 'a-db']);
+  });
+  it('v2: the route\'s refuseTraceLevelIntrinsics withholds status and message, in both representations', () => {
+    const on = { ...ctx, refuseTraceLevelIntrinsics: true };
+    const p = filterTraceV2(traceByIdProto(mixedTrace, 1, 'Trace exceeds maximum size'), 'application/protobuf', on);
+    expect(T.TraceByIDResponse.decode(p.body as Uint8Array).toJSON()).not.toHaveProperty('status');
+    const j = filterTraceV2(Buffer.from(JSON.stringify({ ...traceJsonV2(mixedTrace), status: 'PARTIAL', message: 'Trace exceeds maximum size' })), 'application/json', on);
+    expect(JSON.parse(j.body as string)).not.toHaveProperty('status');
+    const off = filterTraceV2(Buffer.from(JSON.stringify({ ...traceJsonV2(mixedTrace), status: 'PARTIAL', message: 'Trace exceeds maximum size' })), 'application/json', ctx);
+    expect(JSON.parse(off.body as string)).toMatchObject({ status: 'PARTIAL', message: PARTIAL_TRACE_MESSAGE });
   });
   it('no allowed span → Tempo-style 404 "trace not found"', () => {
     expect(filterTraceV2(traceByIdProto(teamBOnlyTrace), 'application/protobuf', ctx)).toEqual(TRACE_NOT_FOUND);
@@ -294,5 +324,125 @@ describe('property: protobuf and JSON filters agree with a per-span oracle', () 
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+// Spans as Tempo (or a collector before it) may hand them over: the rule for every one of them is that a span is kept only
+// when the policy's attribute is there, once, as a string the policy accepts. Each case in both encodings and both routes.
+describe('odd spans: missing, empty, duplicated, non-string or summarising attributes are never kept', () => {
+  type Kv = { key: string; value?: Record<string, unknown> };
+  interface OddResource {
+    readonly resource?: Kv[] | null; // null: no resource field at all
+    readonly spans: readonly { readonly name: string; readonly attrs?: Kv[] }[];
+  }
+  const s = (v: string) => ({ stringValue: v });
+  const ns = (value: Record<string, unknown> | undefined): Kv => (value === undefined ? { key: 'k8s.namespace.name' } : { key: 'k8s.namespace.name', value });
+  const protoObject = (rs: readonly OddResource[]) => ({
+    resourceSpans: rs.map((r) => ({
+      ...(r.resource === null ? {} : { resource: { attributes: r.resource ?? [] } }),
+      scopeSpans: [{ spans: r.spans.map((sp) => ({ ...spanObject({ name: sp.name }), attributes: sp.attrs ?? [] })) }],
+    })),
+  });
+  const proto = (rs: readonly OddResource[]) => T.Trace.encode(T.Trace.fromObject(protoObject(rs))).finish();
+  const protoV2 = (rs: readonly OddResource[]) => T.TraceByIDResponse.encode(T.TraceByIDResponse.fromObject({ trace: protoObject(rs) })).finish();
+  /** OTLP JSON: int64 as strings, bytes as base64 (what Tempo writes). */
+  const jsonValue = (v: Record<string, unknown> | undefined): unknown => {
+    if (v === undefined) return undefined;
+    if ('intValue' in v) return { intValue: String(v['intValue']) };
+    if ('bytesValue' in v) return { bytesValue: Buffer.from(v['bytesValue'] as Uint8Array).toString('base64') };
+    if ('arrayValue' in v) return { arrayValue: { values: ((v['arrayValue'] as { values: Record<string, unknown>[] }).values).map(jsonValue) } };
+    return v;
+  };
+  const jsonKvs = (kvs: Kv[] | undefined) => (kvs ?? []).map((kv) => (kv.value === undefined ? { key: kv.key } : { key: kv.key, value: jsonValue(kv.value) }));
+  const jsonBatches = (rs: readonly OddResource[]) =>
+    rs.map((r) => ({
+      ...(r.resource === null ? {} : { resource: { attributes: jsonKvs(r.resource) } }),
+      scopeSpans: [{ spans: r.spans.map((sp) => ({ name: sp.name, spanId: 'aa', attributes: jsonKvs(sp.attrs) })) }],
+    }));
+  /** The spans kept, by every filter: protobuf v1 and v2, JSON v1 and v2; all four must agree. */
+  function kept(rs: readonly OddResource[], policy: SelectorPolicy = teamA): string[] {
+    const results = [
+      spanNamesProto(filterTraceProto(proto(rs), policy).value),
+      spanNamesProto(filterTraceByIDResponseProto(protoV2(rs), policy).value, true),
+      spanNamesJson(filterTraceJson({ batches: jsonBatches(rs) }, policy).value),
+      spanNamesJson(filterTraceByIDResponseJson({ trace: { resourceSpans: jsonBatches(rs) } }, policy).value),
+    ];
+    for (const r of results.slice(1)) expect(r).toEqual(results[0]);
+    return results[0]!;
+  }
+  const mine: OddResource = { resource: [ns(s('team-a-web'))], spans: [{ name: 'mine' }] };
+
+  it('the fixtures themselves: a plain team span is kept in every encoding', () => {
+    expect(kept([mine])).toEqual(['mine']);
+  });
+  it('no resource, a resource without attributes, a policy attribute without a value or with an empty one', () => {
+    expect(kept([mine, { resource: null, spans: [{ name: 'no-resource' }] }])).toEqual(['mine']);
+    expect(kept([{ resource: [], spans: [{ name: 'empty-resource' }] }, mine])).toEqual(['mine']);
+    expect(kept([{ resource: [ns(undefined)], spans: [{ name: 'no-value' }] }])).toEqual([]);
+    expect(kept([{ resource: [ns({})], spans: [{ name: 'empty-value' }] }])).toEqual([]);
+    // The attribute on the span instead of the resource: a resource.… policy does not read it.
+    expect(kept([{ resource: [], spans: [{ name: 'on-span', attrs: [ns(s('team-a-web'))] }] }])).toEqual([]);
+    // Negative matchers too: a missing attribute satisfies no operator (TraceQL's nil).
+    for (const op of ['!=', '!~'] as const) {
+      expect(kept([{ resource: null, spans: [{ name: 'x' }] }, { resource: [], spans: [{ name: 'y', attrs: [] }] }], one({ name: 'resource.k8s.namespace.name', op, value: 'payments' }))).toEqual([]);
+    }
+  });
+  it('the policy attribute twice on one resource or span (invalid OTLP: which one Tempo reads is not defined), whatever the values', () => {
+    expect(kept([{ resource: [ns(s('team-a-web')), ns(s('team-b-api'))], spans: [{ name: 'a-then-b' }] }])).toEqual([]);
+    expect(kept([{ resource: [ns(s('team-b-api')), ns(s('team-a-web'))], spans: [{ name: 'b-then-a' }] }])).toEqual([]);
+    expect(kept([{ resource: [ns(s('team-a-web')), ns(s('team-a-web'))], spans: [{ name: 'same-twice' }] }])).toEqual([]);
+    const spanPolicy = one({ name: 'span.team', op: '=', value: 'a' });
+    expect(kept([{ resource: [], spans: [{ name: 'twice', attrs: [{ key: 'team', value: s('a') }, { key: 'team', value: s('a') }] }, { name: 'once', attrs: [{ key: 'team', value: s('a') }] }] }], spanPolicy)).toEqual(['once']);
+  });
+  it('non-string values: int 1 is not the string "1"; arrays (even of the allowed string), kvlists, bytes, bools and doubles match nothing', () => {
+    const one1 = one({ name: 'resource.k8s.namespace.name', op: '=', value: '1' });
+    expect(kept([{ resource: [ns({ intValue: 1 })], spans: [{ name: 'int' }] }, { resource: [ns(s('1'))], spans: [{ name: 'string' }] }], one1)).toEqual(['string']);
+    expect(kept([{ resource: [ns({ doubleValue: 1 })], spans: [{ name: 'double' }] }, { resource: [ns({ boolValue: true })], spans: [{ name: 'bool' }] }], one({ name: 'resource.k8s.namespace.name', op: '=~', value: '1|true' }))).toEqual([]);
+    const odd: Record<string, unknown>[] = [
+      { arrayValue: { values: [s('team-a-web')] } },
+      { arrayValue: { values: [] } },
+      { kvlistValue: { values: [{ key: 'k8s.namespace.name', value: s('team-a-web') }] } },
+      { bytesValue: Buffer.from('team-a-web') },
+    ];
+    for (const v of odd) expect(kept([{ resource: [ns(v)], spans: [{ name: 'odd' }] }]), JSON.stringify(v)).toEqual([]);
+    // …and under negative matchers, which a string of another value would satisfy.
+    for (const v of [...odd, { intValue: 7 }]) expect(kept([{ resource: [ns(v)], spans: [{ name: 'odd' }] }], one({ name: 'resource.k8s.namespace.name', op: '!=', value: 'payments' })), JSON.stringify(v)).toEqual([]);
+  });
+  it('protobuf: an AnyValue with two oneof members is read as Go reads it, the last one (a string last: that string; an int last: no string)', () => {
+    const kv = (first: [number, number, Uint8Array | number], second: [number, number, Uint8Array | number]) => {
+      const w = new protobuf.Writer();
+      for (const [field, wire, v] of [first, second]) {
+        w.uint32((field << 3) | wire);
+        if (wire === 2) w.bytes(v as Uint8Array);
+        else w.int64(v as number);
+      }
+      const anyValue = w.finish();
+      return new protobuf.Writer().uint32((1 << 3) | 2).string('k8s.namespace.name').uint32((2 << 3) | 2).bytes(anyValue).finish();
+    };
+    const str = [1, 2, Buffer.from('team-a-web')] as [number, number, Uint8Array];
+    const int = [3, 0, 1] as [number, number, number];
+    const traceWith = (keyValue: Uint8Array) => {
+      const resource = new protobuf.Writer().uint32((1 << 3) | 2).bytes(keyValue).finish();
+      const scope = T.ScopeSpans.encode(T.ScopeSpans.fromObject({ spans: [spanObject({ name: 'two-members' })] })).finish();
+      const rs = new protobuf.Writer().uint32((1 << 3) | 2).bytes(resource).uint32((2 << 3) | 2).bytes(scope).finish();
+      return new protobuf.Writer().uint32((1 << 3) | 2).bytes(rs).finish();
+    };
+    expect(spanNamesProto(filterTraceProto(traceWith(kv(int, str)), teamA).value)).toEqual(['two-members']);
+    expect(filterTraceProto(traceWith(kv(str, int)), teamA).spans).toBe(0);
+    // JSON with two members is not OTLP JSON (protojson refuses it): no string.
+    const body = { batches: [{ resource: { attributes: [{ key: 'k8s.namespace.name', value: { intValue: '1', stringValue: 'team-a-web' } }] }, scopeSpans: [{ spans: [{ name: 'x' }] }] }] };
+    expect(filterTraceJson(body, teamA).spans).toBe(0);
+  });
+  it('a span pruning summary in the team\'s resource (it counts similar spans of the whole trace, other teams\' too) is dropped, whatever the prefix', () => {
+    for (const key of ['aggregation.is_summary', 'batch.is_summary', 'is_summary']) {
+      const summary = { name: 'SELECT', attrs: [{ key, value: { boolValue: true } }, { key: 'aggregation.span_count', value: { intValue: 12 } }] };
+      expect(kept([{ resource: [ns(s('team-a-web'))], spans: [{ name: 'mine' }, summary] }]), key).toEqual(['mine']);
+    }
+    // A span policy the summary inherits from its template span does not keep it either.
+    const spanPolicy = one({ name: 'span.db.system', op: '=', value: 'pg' });
+    expect(kept([{ resource: [], spans: [{ name: 'S', attrs: [{ key: 'db.system', value: s('pg') }, { key: 'aggregation.is_summary', value: { boolValue: true } }] }] }], spanPolicy)).toEqual([]);
+  });
+  it('Tempo\'s redaction placeholders (resource service.name: redacted, no span attributes) are not the team\'s', () => {
+    expect(kept([{ resource: [{ key: 'service.name', value: s('redacted') }], spans: [{ name: 'redacted' }] }, mine])).toEqual(['mine']);
   });
 });

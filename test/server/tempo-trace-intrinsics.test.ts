@@ -5,6 +5,8 @@
 // fields Tempo computes over the whole trace.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import { PARTIAL_TRACE_MESSAGE } from '../../src/backends/traces.ts';
+import { mixedTrace, spanNamesJson, traceJsonV2 } from '../backends/traces-fixtures.ts';
 import { startUpstream, TEST_IDENTITY_AND_TEAMS, testApp, type TestApp, type Upstream } from './helpers.ts';
 
 let up: Upstream;
@@ -25,7 +27,9 @@ ${TEST_IDENTITY_AND_TEAMS}`,
 beforeAll(async () => {
   up = await startUpstream();
   up.answer = (path) =>
-    path.endsWith('/values') ? [200, '{"tagValues":[]}'] : path.endsWith('/search/tags') ? [200, '{"scopes":[]}'] : path.startsWith('/api/metrics/') ? [200, '{"series":[]}'] : [200, JSON.stringify(SEARCH_ANSWER)];
+    path.startsWith('/api/v2/traces/')
+      ? [200, JSON.stringify({ ...traceJsonV2(mixedTrace), status: 'PARTIAL', message: 'Trace exceeds maximum size of 4242421 bytes, a partial trace is returned', metrics: { inspectedBytes: '9191919' } })]
+      : path.endsWith('/values') ? [200, '{"tagValues":[]}'] : path.endsWith('/search/tags') ? [200, '{"scopes":[]}'] : path.startsWith('/api/metrics/') ? [200, '{"series":[]}'] : [200, JSON.stringify(SEARCH_ANSWER)];
   on = await testApp(config(true));
   off = await testApp(config(undefined));
 });
@@ -72,13 +76,17 @@ describe('refuseTraceLevelIntrinsics', () => {
     `/tempo/api/search?q=${q('{ childCount = 0 }')}`,
     '/tempo/api/v2/search/tag/trace:rootService/values',
     '/tempo/api/v2/search/tag/rootServiceName/values',
+    // The tag-based search's bounds on the whole trace's duration.
+    `/tempo/api/search?q=${q('{ }')}&minDuration=1s`,
+    '/tempo/api/search?maxDuration=5s',
+    '/tempo/api/search?minDuration=&minDuration=1ms',
   ];
   it('on: a restricted subject reading one is refused (400, plain text as Tempo), nothing forwarded', async () => {
     for (const url of refused) {
       const r = await get(on, 'alice', url);
       expect(r.statusCode, url).toBe(400);
       expect(r.headers['content-type'], url).toMatch(/^text\/plain/);
-      expect(r.body, url).toMatch(/trace-level intrinsic/);
+      expect(r.body, url).toMatch(/trace-level intrinsic|the whole trace's duration/);
     }
     expect(up.requests).toEqual([]);
   });
@@ -94,6 +102,20 @@ describe('refuseTraceLevelIntrinsics', () => {
   it('off (the default): answered as before', async () => {
     for (const url of refused.filter((u) => !u.endsWith('/values'))) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
   });
+  it('minDuration/maxDuration: inert beside the q the gateway always sends (Tempo applies them to tag-based search only), so never forwarded for restricted subjects; admins\' as sent', async () => {
+    expect((await get(on, 'alice', '/tempo/api/search?minDuration=')).statusCode).toBe(200);
+    expect((await get(off, 'alice', `/tempo/api/search?minDuration=1s&maxDuration=9s&limit=5`)).statusCode).toBe(200);
+    expect((await get(on, 'carol', `/tempo/api/search?minDuration=1s`)).statusCode).toBe(200);
+    const [empty, offed, admin] = up.requests;
+    for (const r of [empty!, offed!]) {
+      expect(r.params.has('minDuration')).toBe(false);
+      expect(r.params.has('maxDuration')).toBe(false);
+      // The policy's own filter: Tempo runs the TraceQL engine, which reads no duration bound.
+      expect(r.params.get('q')).toMatch(/k8s\.namespace\.name/);
+    }
+    expect(offed!.params.get('limit')).toBe('5');
+    expect(admin!.params.get('minDuration')).toBe('1s');
+  });
   it('on: search results lose the root span\'s service and name; start and duration are the matched spans\'', async () => {
     const r = await get(on, 'alice', `/tempo/api/search?q=${q('{ }')}`);
     expect(r.statusCode).toBe(200);
@@ -104,6 +126,19 @@ describe('refuseTraceLevelIntrinsics', () => {
   it('off: search results keep Tempo\'s trace-level fields (documented residual)', async () => {
     const { metrics: _, ...rest } = SEARCH_ANSWER;
     expect((await get(off, 'alice', `/tempo/api/search?q=${q('{ }')}`)).json()).toEqual(rest);
+  });
+  it('v2 trace by id: a PARTIAL trace with the team\'s spans; on: no status or message (the whole trace exceeds Tempo\'s size limit); off: the status, in the gateway\'s words', async () => {
+    const url = '/tempo/api/v2/traces/0123456789abcdef0123456789abcdef';
+    const withheld = await get(on, 'alice', url);
+    expect(withheld.statusCode).toBe(200);
+    expect(spanNamesJson(withheld.json())).toEqual(['a-root', 'a-db']);
+    expect(Object.keys(withheld.json() as object)).toEqual(['trace']);
+    const kept = await get(off, 'alice', url);
+    expect(kept.json()).toMatchObject({ status: 'PARTIAL', message: PARTIAL_TRACE_MESSAGE });
+    expect(kept.body).not.toMatch(/4242421|9191919|exceeds/);
+    // Read-time span pruning asked off for restricted subjects; admins get Tempo's answer as it wrote it.
+    expect(up.requests.map((r) => r.params.get('span_pruning'))).toEqual(['false', 'false']);
+    expect((await get(on, 'carol', url)).json()).toMatchObject({ status: 'PARTIAL', message: expect.stringMatching(/4242421/) });
   });
   it('is for Tempo upstreams only', () => {
     expect(() =>

@@ -28,6 +28,14 @@ describe('upstreamHeaders', () => {
     expect(out['x-loki-response-encoding-flags']).toBe('categorize-labels');
   });
 
+  it("Tempo's X-Span-Matcher (trace redaction into placeholders a policy could keep) is not forwarded from restricted subjects; admins' is", () => {
+    for (const name of ['X-Span-Matcher', 'x_span_matcher']) {
+      expect(upstreamHeaders({ [name]: '{resource.service.name="web"}' }, upstream, decision)).not.toHaveProperty(name.toLowerCase());
+    }
+    const admin: Decision = { allow: true, reason: 't', unrestricted: true, selectors: [], headers: {} };
+    expect(upstreamHeaders({ 'x-span-matcher': '{resource.service.name="web"}' }, upstream, admin)['x-span-matcher']).toBe('{resource.service.name="web"}');
+  });
+
   it('Content-Encoding and Content-Type are not forwarded: the gateway sends its own re-encoding of the body, under its own type', () => {
     // Go's mime.ParseMediaType refuses a parameter repeated with another value, and ParseForm then reads no body (Fastify took it as a form).
     const out = upstreamHeaders({ 'content-encoding': 'gzip', content_encoding: 'gzip', 'content-type': 'application/x-www-form-urlencoded; charset=a; charset=b' }, upstream, decision);
