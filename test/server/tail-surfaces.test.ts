@@ -1,6 +1,6 @@
 // Loki live tail: what a browser on another site, a credential that ends while the tail is
 // open, and the client's own frames can do to it. In process, against a ws stand-in for Loki.
-import type { IncomingHttpHeaders } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -238,6 +238,41 @@ describe('live tails per subject (server.tail.maxPerSubject)', () => {
       await expect.poll(held, { timeout: 2000 }).toBe(0);
       await own.app.close();
     }
+  });
+});
+
+describe('refusals before the decision', () => {
+  /** An upgrade request with these headers, sent raw; resolves with the status of the answer. */
+  const rawUpgrade = (path: string, headers: Record<string, string>) =>
+    new Promise<number>((resolve, reject) => {
+      // No agent: the gateway closes a refused upgrade's connection, which a kept-alive agent would reuse.
+      const req = request({ agent: false, host: '127.0.0.1', port: Number(host.split(':')[1]), path, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', ...headers } });
+      req.once('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.once('upgrade', (_res, socket) => {
+        socket.destroy();
+        reject(new Error('upgraded'));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+
+  it('a malformed handshake (400) and an upgrade on a route that is no tail (400) are audited: who, what, the error; no decision', async () => {
+    t.audit.length = 0;
+    expect(await rawUpgrade(TAIL, { authorization: 'Bearer jwt', 'sec-websocket-key': 'not-a-key' })).toBe(400);
+    expect(await rawUpgrade('/loki-gw/loki/api/v1/query?query=x', { authorization: 'Bearer jwt', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })).toBe(400);
+    await expect.poll(() => t.audit.length).toBe(2);
+    expect(t.audit[0]).toMatchObject({
+      type: 'lbac-gateway/decision_logs',
+      input: { subject: { sub: 'u-jwt', auth: 'jwt' }, request: { upstream: 'logs', kind: 'loki', endpoint: 'tail', method: 'GET', path: '/loki-gw/loki/api/v1/tail' } },
+      response: { status: 400, error: 'bad_query' },
+    });
+    // Refused before authentication: no subject.
+    expect(t.audit[1]).toMatchObject({ input: { subject: null, request: { endpoint: 'query' } }, response: { status: 400, error: 'bad_query' } });
+    for (const line of t.audit) expect(line).not.toHaveProperty('result');
+    expect(upgrades).toHaveLength(0);
   });
 });
 
