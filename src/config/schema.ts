@@ -109,7 +109,7 @@ export const serverSchema = z
           .max(1000)
           .default(4)
           .describe(
-            'Most live tails (Loki\'s WebSocket /tail) one subject (issuer and sub) holds open at once, over all upstreams; one more → 429, refused before Loki is contacted. Besides the concurrency slot each tail holds (upstreams[].maxConcurrent, maxConcurrentPerSubject). Per process: server.workers multiplies it.',
+            'Most live tails (Loki\'s WebSocket /tail) one subject holds open at once (a subject: issuer, kind of credential — jwt, apikey, basic, mtls, … — and sub; the same sub under two kinds of credential counts twice), over all upstreams; one more → 429 with Retry-After: 5, refused before Loki is contacted. Besides the concurrency slot each tail holds (upstreams[].maxConcurrent, maxConcurrentPerSubject). Per process: server.workers multiplies it.',
           ),
         recheckIntervalMs: z
           .number()
@@ -269,7 +269,7 @@ export const upstreamSchema = z
       .positive()
       .optional()
       .describe(
-        'Most requests in flight to this upstream for one subject (issuer and sub), so one user cannot hold every maxConcurrent slot; more → 503 + Retry-After. A request asked once per policy group counts each part, up to this limit. Unset: no per-subject limit.',
+        'Most requests in flight to this upstream for one subject (issuer, kind of credential and sub, as server.tail.maxPerSubject counts them), so one user cannot hold every maxConcurrent slot; more → 503 + Retry-After. A request asked once per policy group counts each part, up to this limit. Unset: no per-subject limit.',
       ),
     policyEnforcement: z
       .enum(['rewrite', 'header'])

@@ -1,4 +1,5 @@
 import { RE2JS } from 're2js';
+import { DECISION_LIMITS } from '../policy/decision.ts';
 import { checkMatcherRegex, type Matcher, type MatcherGroup } from '../rewrite/matcher.ts';
 import { policyHeaderProblem } from '../util/header-name.ts';
 import type { ClaimsModeConfig, ParsedConfig, TeamConfig } from './schema.ts';
@@ -201,6 +202,127 @@ export function teamsFromJanus(janus: Record<string, unknown>, upstreams: Parsed
   return { teams, adminHeaders };
 }
 
+// ---- The decision bounds ----------------------------------------------------
+
+/** What the bounds check reads of a config (parsed or loaded). */
+export interface BoundsConfig {
+  readonly upstreams: readonly { readonly name: string; readonly kind: 'prometheus' | 'loki' | 'tempo' }[];
+  readonly policy: { readonly attributes: Partial<Record<'prometheus' | 'loki' | 'tempo', Record<string, string>>>; readonly wasm?: string | undefined; readonly bundle?: unknown };
+}
+
+/** How large the default policy's decision for a set of granting teams is, in DECISION_LIMITS' terms. */
+export interface DecisionSize {
+  readonly groups: number;
+  readonly maxMatchersPerGroup: number;
+  readonly headers: number;
+  /** UTF-8 bytes of the matcher names and values, header names and values, and the reason. */
+  readonly stringBytes: number;
+}
+
+const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+/**
+ * The decision the default policy (policies/lbac/decision.rego) returns when
+ * exactly `names` grant a request to an upstream of a kind with `attributes`
+ * (selector name → backend name), measured as src/policy/decision.ts measures
+ * it: the union of the teams' alternatives (each a set of mapped matchers,
+ * identical ones once), their headers merged case-insensitively with the union
+ * of their "|"-separated values, and the reason "teams: a,b".
+ */
+export function teamDecisionSize(teams: Readonly<Record<string, PolicyTeam>>, names: readonly string[], attributes: Readonly<Record<string, string>>): DecisionSize {
+  const groups = new Map<string, number>();
+  let stringBytes = utf8Bytes(`teams: ${[...names].sort().join(',')}`);
+  const headers = new Map<string, { names: Set<string>; values: Set<string> }>();
+  for (const name of names) {
+    const team = teams[name]!;
+    for (const group of team.selectors) {
+      const matchers = new Map<string, number>();
+      for (const m of group) {
+        const mapped = attributes[m.name];
+        const backendName = typeof mapped === 'string' && mapped !== '' ? mapped : m.name;
+        matchers.set(JSON.stringify([backendName, m.op, m.value]), utf8Bytes(backendName) + utf8Bytes(m.value));
+      }
+      const key = JSON.stringify([...matchers.keys()].sort());
+      if (groups.has(key)) continue;
+      groups.set(key, matchers.size);
+      for (const bytes of matchers.values()) stringBytes += bytes;
+    }
+    for (const [header, raw] of Object.entries(team.headers)) {
+      const values = raw.split('|').filter((v) => v !== '');
+      if (values.length === 0) continue;
+      const entry = headers.get(header.toLowerCase()) ?? { names: new Set<string>(), values: new Set<string>() };
+      headers.set(header.toLowerCase(), entry);
+      entry.names.add(header);
+      for (const v of values) entry.values.add(v);
+    }
+  }
+  for (const { names: spellings, values } of headers.values()) stringBytes += utf8Bytes([...spellings].sort()[0]!) + utf8Bytes([...values].sort().join('|'));
+  return { groups: groups.size, maxMatchersPerGroup: Math.max(0, ...groups.values()), headers: headers.size, stringBytes };
+}
+
+/** Which of DECISION_LIMITS a decision of `size` exceeds, in words; undefined when it fits. */
+export function decisionBoundProblem(size: DecisionSize): string | undefined {
+  const L = DECISION_LIMITS;
+  const over: string[] = [];
+  if (size.groups > L.maxGroups) over.push(`${size.groups} selector alternatives (at most ${L.maxGroups})`);
+  if (size.maxMatchersPerGroup > L.maxMatchersPerGroup) over.push(`an alternative of ${size.maxMatchersPerGroup} matchers (at most ${L.maxMatchersPerGroup})`);
+  if (size.headers > L.maxHeaders) over.push(`${size.headers} headers (at most ${L.maxHeaders})`);
+  if (size.stringBytes > L.maxStringBytes) over.push(`${size.stringBytes} bytes of names, values and reason (at most ${L.maxStringBytes})`);
+  return over.length === 0 ? undefined : over.join(', ');
+}
+
+/** The configured upstreams a team covers (its `upstreams`, "*" for all), with the attribute mapping of each one's kind. */
+export function coveredUpstreams(team: PolicyTeam, config: BoundsConfig): { name: string; attributes: Record<string, string> }[] {
+  return config.upstreams
+    .filter((u) => team.upstreams.includes('*') || team.upstreams.includes(u.name))
+    .map((u) => ({ name: u.name, attributes: config.policy.attributes[u.kind] ?? {} }));
+}
+
+/** A decision over the bounds: whose (a team's members, or undefined: the admins'), what exceeds, for which upstreams. */
+export interface OverBounds {
+  readonly team: string | undefined;
+  readonly problem: string;
+  readonly upstreams: readonly string[];
+}
+
+/**
+ * The admins' decision and each team's alone that are over the decision bounds:
+ * every request its members send to the upstreams named fails with 500 (a
+ * malformed decision), whatever other teams they are in (more teams only add
+ * to it, or deny). Empty when every one fits.
+ */
+export function decisionsOverBounds(data: PolicyData, config: BoundsConfig): OverBounds[] {
+  const out: OverBounds[] = [];
+  const adminHeaders = Object.entries(data.admins.headers);
+  const adminBytes = utf8Bytes('admin') + adminHeaders.reduce((n, [k, v]) => n + utf8Bytes(k) + utf8Bytes(v), 0);
+  const adminProblem = decisionBoundProblem({ groups: 0, maxMatchersPerGroup: 0, headers: adminHeaders.length, stringBytes: adminBytes });
+  if (adminProblem !== undefined) out.push({ team: undefined, problem: adminProblem, upstreams: config.upstreams.map((u) => u.name) });
+  for (const [name, team] of Object.entries(data.teams)) {
+    const byProblem = new Map<string, string[]>();
+    for (const u of coveredUpstreams(team, config)) {
+      const problem = decisionBoundProblem(teamDecisionSize(data.teams, [name], u.attributes));
+      if (problem !== undefined) byProblem.set(problem, [...(byProblem.get(problem) ?? []), u.name]);
+    }
+    for (const [problem, upstreams] of byProblem) out.push({ team: name, problem, upstreams });
+  }
+  return out;
+}
+
+/** Whether the default policy decides: no policy.wasm, no bundle (a custom policy may shape its decisions otherwise). */
+export const usesDefaultPolicy = (config: { readonly policy: Pick<BoundsConfig['policy'], 'wasm' | 'bundle'> }): boolean => config.policy.wasm === undefined && config.policy.bundle === undefined;
+
+/** Where in the YAML a team is defined: teams.<name>, or the Janus entry it came from. */
+function teamPath(name: string): (string | number)[] {
+  const janus = /^janus:([^:]*):(.*)$/s.exec(name);
+  return janus === null ? ['teams', name] : ['janus', janus[1]!];
+}
+
+/** Message of a single team's (or the admins') decision over the bounds. */
+export function overBoundsMessage(over: OverBounds): string {
+  const who = over.team === undefined ? 'admins: the decision for an admin' : `teams.${over.team}: the decision for its members`;
+  return `${who} would hold ${over.problem}, more than the gateway accepts from a policy (src/policy/decision.ts): every such request to ${over.upstreams.map((u) => JSON.stringify(u)).join(', ')} would fail with 500. Split the team's selectors (fewer, broader alternatives; value lists instead of one alternative per value) or its headers.`;
+}
+
 export function buildPolicyData(config: ParsedConfig): PolicyData {
   const teams: Record<string, PolicyTeam> = {};
   for (const [name, team] of Object.entries(config.teams)) teams[name] = normaliseTeam(team, ['teams', name]);
@@ -216,7 +338,14 @@ export function buildPolicyData(config: ParsedConfig): PolicyData {
   const attributes: Record<string, Record<string, string>> = {};
   for (const [kind, map] of Object.entries(config.policy.attributes)) attributes[kind] = { ...map };
   const claimsMode = config.policy.claimsMode;
-  return { admins, teams, attributes, ...(claimsMode === undefined ? {} : { claimsMode: { ...claimsMode } }) };
+  const data: PolicyData = { admins, teams, attributes, ...(claimsMode === undefined ? {} : { claimsMode: { ...claimsMode } }) };
+  // The default policy returns a team's selectors and headers as they are: one over the decision bounds makes every
+  // request of its members fail at runtime, so it is refused here (a custom policy may differ: a warning, warnings.ts).
+  if (usesDefaultPolicy(config)) {
+    const [over] = decisionsOverBounds(data, config);
+    if (over !== undefined) throw new TeamsError(overBoundsMessage(over), over.team === undefined ? ['admins', 'headers'] : teamPath(over.team));
+  }
+  return data;
 }
 
 /** Exposed for tests: the AND-group a compact alternative becomes. */

@@ -2,6 +2,7 @@ import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
 import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
 import { cleartextRemote } from '../util/loopback.ts';
+import { coveredUpstreams, decisionBoundProblem, decisionsOverBounds, overBoundsMessage, teamDecisionSize, usesDefaultPolicy, type PolicyTeam } from './teams.ts';
 
 /** Does a (load-checked) regex match the empty string, fully anchored as the backends read it? */
 function matchesEmpty(re: string): boolean {
@@ -108,7 +109,62 @@ export function configWarnings(config: GatewayConfig): string[] {
     }
   }
   out.push(...teamTenantConflicts(config.policyData.teams));
+  out.push(...decisionBoundWarnings(config));
   return out;
+}
+
+/**
+ * Decisions over the policy decision bounds (src/policy/decision.ts) that the
+ * config can make: with a custom policy, a team's alone (with the default one
+ * that is a config error: teams.ts); with any, the teams that one group or
+ * user entry grants together (their union is one decision), unless they
+ * conflict (then the default policy denies). Combinations of teams through
+ * several groups of one subject are not enumerated.
+ */
+function decisionBoundWarnings(config: GatewayConfig): string[] {
+  const out: string[] = [];
+  const teams = config.policyData.teams;
+  if (!usesDefaultPolicy(config)) {
+    for (const over of decisionsOverBounds(config.policyData, config)) out.push(`${overBoundsMessage(over)} (Measured as the default policy returns teams; policy.${config.policy.bundle === undefined ? 'wasm' : 'bundle'} may return otherwise.)`);
+  }
+  const alone = new Set(decisionsOverBounds(config.policyData, config).map((o) => o.team));
+  // Member entries (group or user) → the teams naming them.
+  const byMember = new Map<string, string[]>();
+  for (const [name, team] of Object.entries(teams)) {
+    for (const key of [...team.groups.map((g) => `group ${JSON.stringify(g)}`), ...team.users.map((u) => `user ${JSON.stringify(u)}`)]) byMember.set(key, [...(byMember.get(key) ?? []), name]);
+  }
+  // Each combination once: its teams → the members and upstreams where it meets, and its problem.
+  const found = new Map<string, { members: Set<string>; upstreams: Set<string>; problem: string }>();
+  for (const [member, names] of byMember) {
+    if (names.length < 2 || names.some((n) => alone.has(n))) continue;
+    for (const u of config.upstreams) {
+      const granting = names.filter((n) => coveredUpstreams(teams[n]!, { ...config, upstreams: [u] }).length > 0).sort();
+      if (granting.length < 2 || conflicting(teams, granting)) continue;
+      const key = JSON.stringify(granting);
+      const attributes = config.policy.attributes[u.kind] ?? {};
+      const entry = found.get(key);
+      if (entry !== undefined) {
+        entry.members.add(member);
+        entry.upstreams.add(u.name);
+        continue;
+      }
+      const problem = decisionBoundProblem(teamDecisionSize(teams, granting, attributes));
+      if (problem !== undefined) found.set(key, { members: new Set([member]), upstreams: new Set([u.name]), problem });
+    }
+  }
+  for (const [key, { members, upstreams, problem }] of found) {
+    const names = JSON.parse(key) as string[];
+    out.push(
+      `teams ${names.join(', ')} together (${[...members].join(', ')} is in all of them) make a decision of ${problem}, more than the gateway accepts from a policy (src/policy/decision.ts): such members' requests to ${[...upstreams].map((u) => JSON.stringify(u)).join(', ')} fail with 500 unless they name one team with X-Lbac-Team. Give them fewer, broader alternatives.`,
+    );
+  }
+  return out;
+}
+
+/** Whether the default policy denies for these granting teams: two set different headers (tenants) and grant different selectors. */
+function conflicting(teams: Readonly<Record<string, PolicyTeam>>, names: readonly string[]): boolean {
+  for (const a of names) for (const b of names) if (headerSet(teams[a]!.headers) !== headerSet(teams[b]!.headers) && selectorSet(teams[a]!.selectors) !== selectorSet(teams[b]!.selectors)) return true;
+  return false;
 }
 
 /** A team's headers as a canonical string: lower-case names, single "|"-separated values, sorted. */

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { BackendKind } from '../backends/routes.ts';
 import { ROUTE_TABLES } from '../backends/tables.ts';
 import { assertFilterWorker, closeFilterPool } from './filter-offload.ts';
 import type { GatewayConfig } from '../config/load.ts';
@@ -45,9 +46,9 @@ export interface AppDeps {
 
 /** Registered route URL → upstream and endpoint, for hooks that run before the handler (limits, metrics). */
 export function routeIndex(config: GatewayConfig): RouteIndex {
-  const index = new Map<string, { upstream: string; endpoint: string }>();
+  const index = new Map<string, { upstream: string; kind: BackendKind; endpoint: string }>();
   for (const u of config.upstreams) {
-    for (const r of ROUTE_TABLES[u.kind].routes) index.set(u.mountPrefix + r.path, { upstream: u.name, endpoint: r.endpoint });
+    for (const r of ROUTE_TABLES[u.kind].routes) index.set(u.mountPrefix + r.path, { upstream: u.name, kind: u.kind, endpoint: r.endpoint });
   }
   return index;
 }

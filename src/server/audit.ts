@@ -2,7 +2,10 @@
  * The audit (decision) log record: pure, no I/O. One record per policy
  * decision, shaped like an OPA decision log entry where the concepts match
  * (`decision_id`, `path`, `input`, `result`, `metrics`, `erased`, `req_id`),
- * with the gateway's own additions (`query`, `response`, `revision`).
+ * with the gateway's own additions (`query`, `response`, `revision`); one per
+ * refused authentication (AUTH_AUDIT_TYPE); and one per other request to an
+ * upstream route that ended without a decision (buildRefusalRecord: the same
+ * type and schema as a decision's, without the decision's fields).
  * See docs/operations.md for the field-by-field mapping.
  *
  * Never in a record: tokens, Authorization / cookie / ID-token headers, the
@@ -76,11 +79,12 @@ function auditedResult(decision: Decision): Record<string, unknown> {
   };
 }
 
-function responseBlock(ctx: AuditContext): Record<string, unknown> {
+function responseBlock(ctx: Pick<AuditContext, 'status' | 'durationMs' | 'state'>): Record<string, unknown> {
   return {
     status: ctx.status,
     duration_ms: round(ctx.durationMs),
     ...(ctx.state.errorCode === undefined ? {} : { error: ctx.state.errorCode }),
+    ...(ctx.state.shed === undefined ? {} : { shed: ctx.state.shed }),
   };
 }
 
@@ -181,7 +185,7 @@ export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, '
     `,"input":{"subject":${subject === null ? 'null' : subjectJson(subject)},"request":${requestJson(state.request)}}` +
     `,"result":${resultJson(decision)}${queryText === undefined ? '' : `,"query":${queryText}`}` +
     // responseBlock and metricsBlock, written out: keys in the same order, undefined ones left out.
-    `,"response":{"status":${jsonNumber(ctx.status)},"duration_ms":${millisJson(ctx.durationMs)}${state.errorCode === undefined ? '' : `,"error":${str(state.errorCode)}`}}` +
+    `,"response":{"status":${jsonNumber(ctx.status)},"duration_ms":${millisJson(ctx.durationMs)}${state.errorCode === undefined ? '' : `,"error":${str(state.errorCode)}`}${state.shed === undefined ? '' : `,"shed":${str(state.shed)}`}}` +
     `,"metrics":${metricsJson(state.timings)},"msg":"Decision Log"}`
   );
 }
@@ -331,6 +335,54 @@ export function buildAuthFailureRecord(ctx: AuthAuditContext, config: Pick<Audit
     result: { authenticated: false, reason: state.identity === 'unavailable' ? 'identity_unavailable' : (state.errorCode ?? 'unauthenticated') },
     response: { status: ctx.status, duration_ms: round(ctx.durationMs) },
     metrics: { timer_identity_ms: round(state.timings.identity) },
+  };
+  return withRedactions(record, config.redact);
+}
+
+/** A request to an upstream route that ended without a decision (buildRefusalRecord). */
+export interface RefusalAuditContext {
+  readonly requestId: string;
+  /** The authenticated subject; null when the request was refused before authentication. */
+  readonly subject: Subject | null;
+  readonly state: LbacRequestState;
+  readonly status: number;
+  readonly durationMs: number;
+  readonly method: string;
+  /** The request path without its query string (which may carry anything). */
+  readonly path: string;
+  readonly remoteAddress: string | undefined;
+  readonly time?: Date;
+}
+
+/**
+ * The record for a request to an upstream route that ended without a policy
+ * decision and whose authentication did not fail (buildAuthFailureRecord has
+ * those): shed (load shedding, a concurrency limit), refused as malformed
+ * before the policy was asked (a WebSocket handshake, a body too large, a
+ * method the route does not take, a bad team header), or the policy unable to
+ * decide. Not a request whose client left before any of that (499): nothing
+ * was refused, nor done, for it. The decision's schema and type, without
+ * what only a decision has (`decision_id`, `path`, `revision`,
+ * `data_revision`, `result`, `query`); `input.request.path` is the path as
+ * sent, and `input.remote_address` says where a request refused before
+ * authentication came from. Undefined for any other request.
+ */
+export function buildRefusalRecord(ctx: RefusalAuditContext, config: Pick<AuditConfig, 'redact'>): AuditRecord | undefined {
+  const { state, subject } = ctx;
+  const route = state.route;
+  if (state.decision !== undefined || route === undefined) return undefined;
+  if (state.identity === 'rejected' || state.identity === 'unavailable' || state.clientClosed === true) return undefined;
+  const record: AuditRecord = {
+    type: AUDIT_TYPE,
+    req_id: ctx.requestId,
+    timestamp: (ctx.time ?? new Date()).toISOString(),
+    input: {
+      subject: subject === null ? null : auditedSubject(subject),
+      request: { upstream: route.upstream, kind: route.kind, endpoint: route.endpoint, method: ctx.method, path: ctx.path },
+      remote_address: ctx.remoteAddress ?? null,
+    },
+    response: responseBlock(ctx),
+    metrics: metricsBlock(state),
   };
   return withRedactions(record, config.redact);
 }

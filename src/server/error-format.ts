@@ -12,7 +12,8 @@ const PROM_ERROR_TYPE: Record<number, string> = {
   413: 'bad_data',
   415: 'bad_data',
   422: 'execution',
-  429: 'unavailable',
+  // Not in Prometheus' vocabulary (it sends no 429); Mimir's name for it (pkg/api/error), where Grafana meets it.
+  429: 'too_many_requests',
   500: 'internal',
   502: 'unavailable',
   503: 'unavailable',

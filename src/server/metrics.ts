@@ -146,7 +146,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     labelNames: ['result'] as const,
     registers,
   });
-  const auditRecords = new TalliedCounter({ name: 'lbac_gateway_audit_records_total', help: 'Decisions seen by the audit log, by result: written, sampled_out.', labelNames: ['result'] as const, registers });
+  const auditRecords = new TalliedCounter({ name: 'lbac_gateway_audit_records_total', help: 'Lines of the audit log, by result: written (decisions, refused authentications, refusals without a decision), sampled_out (allowed decisions).', labelNames: ['result'] as const, registers });
 
   let holder: PolicyHolder | undefined;
   const policyInfo = new Gauge({

@@ -6,7 +6,7 @@
  * else reads `req.lbac`.
  */
 import type { FastifyRequest } from 'fastify';
-import type { RouteSpec } from '../backends/routes.ts';
+import type { BackendKind, RouteSpec } from '../backends/routes.ts';
 import type { Decision, RequestInfo } from '../policy/decision.ts';
 import type { Params } from '../backends/form-params.ts';
 
@@ -37,7 +37,7 @@ export interface LbacRequestState {
   /** Why the request was refused by load shedding or a concurrency limit. */
   shed?: string;
   /** The upstream route the request matched (from the route index), before any decision. */
-  route?: { readonly upstream: string; readonly endpoint: string };
+  route?: { readonly upstream: string; readonly kind: BackendKind; readonly endpoint: string };
   /** Outcome of authentication, when it ran. */
   identity?: 'accepted' | 'rejected' | 'unavailable';
   /**

@@ -123,6 +123,19 @@ describe('lbac-gateway CLI', () => {
     const w = run(['check-config', warn]);
     expect(w.code).toBe(0);
     expect(w.stderr).toMatch(/warning: identity.providers\[0\] \(jwt\): claims.subject is "preferred_username"/);
+    // Teams over the policy decision bounds: alone, an error (the default policy would fail every request of its
+    // members); together through one group, a warning.
+    const alts = (n: number, from: number) => Array.from({ length: n }, (_, i) => `{ namespace: ns-${from + i} }`).join(', ');
+    const huge = join(dir, 'huge.yaml');
+    writeFileSync(huge, `${base}${jwt()}teams:\n  huge: { groups: [h], selectors: [${alts(1025, 0)}] }\n`);
+    const hu = run(['check-config', huge]);
+    expect(hu.code).toBe(1);
+    expect(hu.stderr).toMatch(/line 4, key teams\.huge: teams\.huge: the decision for its members would hold 1025 selector alternatives/);
+    const pair = join(dir, 'pair.yaml');
+    writeFileSync(pair, `${base}${jwt()}teams:\n  a: { groups: [g], selectors: [${alts(600, 0)}] }\n  b: { groups: [g], selectors: [${alts(600, 1000)}] }\n`);
+    const pa = run(['check-config', pair]);
+    expect(pa.code).toBe(0);
+    expect(pa.stderr).toMatch(/warning: teams a, b together \(group "g" is in all of them\) make a decision of 1200 selector alternatives/);
   });
 
   it('policy eval: prints the validated decision of the bundled policy for the config teams', () => {

@@ -62,6 +62,9 @@ describe('server.maxBufferedAnswerBytes', () => {
     expect(second.body).toMatch(/too many large upstream answers/);
     // Counted as shed, under its own reason, once.
     expect(await shedCount('answer_budget')).toBe(1);
+    // And named in its audit line (decided, then shed).
+    await until(() => t.audit.some((r) => (r['response'] as { status: number }).status === 503));
+    expect(t.audit.find((r) => (r['response'] as { status: number }).status === 503)).toMatchObject({ result: { allow: true }, response: { status: 503, error: 'overloaded', shed: 'answer_budget' } });
     release();
     const ok = await first;
     expect(ok.statusCode, ok.body.slice(0, 200)).toBe(200);

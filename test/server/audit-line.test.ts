@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Decision, Subject } from '../../src/policy/decision.ts';
-import { auditLine, buildAuditRecord, decisionAuditLine, isoTime, millisJson, type AuditContext } from '../../src/server/audit.ts';
+import { auditLine, buildAuditRecord, buildRefusalRecord, decisionAuditLine, isoTime, millisJson, type AuditContext } from '../../src/server/audit.ts';
 import type { LbacRequestState } from '../../src/server/request-state.ts';
 
 // Text that JSON escapes: quotes, backslashes, control characters, lone surrogates, non-ASCII.
@@ -68,6 +68,7 @@ const contextArb = fc.record({
   original: params,
   rewritten: params,
   errorCode: maybe(text),
+  shed: maybe(fc.constantFrom('concurrency', 'subject_concurrency', 'answer_budget', 'filter_queue', 'heapUsedBytes')),
   timings: fc.record({ identity: ms, policy: ms, rewrite: ms, upstream: ms }, { requiredKeys: [] }),
 });
 
@@ -80,6 +81,7 @@ function toContext(c: GeneratedContext): AuditContext {
   if (c.original !== undefined) state.original = c.original;
   if (c.original !== undefined && c.rewritten !== undefined) state.rewritten = c.rewritten;
   if (c.errorCode !== undefined) state.errorCode = c.errorCode;
+  if (c.shed !== undefined) state.shed = c.shed;
   return {
     requestId: c.requestId,
     decisionId: c.decisionId,
@@ -148,6 +150,47 @@ describe('decisionAuditLine', () => {
     expect(line).not.toContain('claim-value');
     expect(line).not.toContain('tenant-secret');
     expect(line).toContain('"headers":["X-Scope-OrgID"]');
+  });
+});
+
+describe('shed requests', () => {
+  it('a decided request that was shed names the reason in response.shed, in both serialisations', () => {
+    const decision = Object.freeze({ allow: true, reason: 'r', unrestricted: false, selectors: Object.freeze([]), headers: Object.freeze({}) }) as Decision;
+    const state = { startedAt: 0, timings: {}, request: { upstream: 'm', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/' }, decision, errorCode: 'overloaded', shed: 'answer_budget' } as LbacRequestState;
+    const ctx: AuditContext = { requestId: 'r', subject: null, state, status: 503, durationMs: 1, entrypoint: 'e' };
+    expect(buildAuditRecord(ctx, { hashQueries: false, redact: [] })!['response']).toEqual({ status: 503, duration_ms: 1, error: 'overloaded', shed: 'answer_budget' });
+    expect(JSON.parse(decisionAuditLine(ctx, { hashQueries: false, redact: [] }, 0)!)).toMatchObject({ response: { status: 503, error: 'overloaded', shed: 'answer_budget' } });
+  });
+});
+
+describe('buildRefusalRecord', () => {
+  const subject = Object.freeze({ sub: 'u', username: 'a', groups: Object.freeze(['g']), roles: Object.freeze([]), auth: 'jwt', claims: Object.freeze({ secret: 'claim-value' }) }) as Subject;
+  const route = { upstream: 'metrics', kind: 'prometheus', endpoint: 'query' } as const;
+  const base = { requestId: 'r', status: 503, durationMs: 2, method: 'GET', path: '/prometheus/api/v1/query', remoteAddress: '10.0.0.1', time: new Date(0) };
+
+  it('the decision\'s type and schema without the decision\'s fields; the shed reason; never the claims', () => {
+    const state = { startedAt: 0, timings: { identity: 0.5 }, route, identity: 'accepted', errorCode: 'overloaded', shed: 'subject_concurrency' } as LbacRequestState;
+    const record = buildRefusalRecord({ ...base, subject, state }, { redact: [] })!;
+    expect(record).toEqual({
+      type: 'lbac-gateway/decision_logs',
+      req_id: 'r',
+      timestamp: '1970-01-01T00:00:00.000Z',
+      input: { subject: { sub: 'u', username: 'a', groups: ['g'], roles: [], auth: 'jwt' }, request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/prometheus/api/v1/query' }, remote_address: '10.0.0.1' },
+      response: { status: 503, duration_ms: 2, error: 'overloaded', shed: 'subject_concurrency' },
+      metrics: { timer_identity_ms: 0.5, timer_policy_ms: undefined, timer_rewrite_ms: undefined, timer_upstream_ms: undefined },
+    });
+    expect(auditLine(record, new Date(0))).not.toContain('claim-value');
+    expect(buildRefusalRecord({ ...base, subject, state }, { redact: ['input.remote_address'] })).toMatchObject({ erased: ['input.remote_address'] });
+  });
+
+  it('none for a decided request, a refused authentication (it has its own line), a request outside the upstream routes or one whose client left first', () => {
+    const decision = { allow: true } as Decision;
+    expect(buildRefusalRecord({ ...base, subject, state: { startedAt: 0, timings: {}, route, decision } as LbacRequestState }, { redact: [] })).toBeUndefined();
+    for (const identity of ['rejected', 'unavailable'] as const) expect(buildRefusalRecord({ ...base, subject: null, state: { startedAt: 0, timings: {}, route, identity } as LbacRequestState }, { redact: [] })).toBeUndefined();
+    expect(buildRefusalRecord({ ...base, subject: null, state: { startedAt: 0, timings: {} } as LbacRequestState }, { redact: [] })).toBeUndefined();
+    // Its client left before it was decided (499): nothing was refused, nor done, for it.
+    expect(buildRefusalRecord({ ...base, subject, state: { startedAt: 0, timings: {}, route, identity: 'accepted', clientClosed: true, errorCode: 'client_closed' } as LbacRequestState }, { redact: [] })).toBeUndefined();
+    expect(buildRefusalRecord({ ...base, subject: null, state: { startedAt: 0, timings: {}, route } as LbacRequestState }, { redact: [] })).toMatchObject({ input: { subject: null } });
   });
 });
 

@@ -179,6 +179,45 @@ describe('request hygiene', () => {
     }
   });
 
+  it('audits every request to an upstream route refused before a decision: one line, the decision\'s type and schema without its fields, the shed reason', async () => {
+    const own = await testApp(testConfig(up.url));
+    try {
+      await refusedBeforeDecision(own);
+    } finally {
+      await own.app.close();
+    }
+  });
+  async function refusedBeforeDecision(t: TestApp): Promise<void> {
+    up.delayMs = 300;
+    const results = await Promise.all([0, 1, 2].map(() => t.app.inject({ url: query('up'), headers: bearer('alice') })));
+    expect(results.map((r) => r.statusCode).sort()).toEqual([200, 200, 503]);
+    up.delayMs = 0;
+    // A method the route does not take (refused before authentication), a repeated team header (before the policy is asked).
+    expect((await t.app.inject({ method: 'DELETE', url: query('secret_metric'), headers: bearer('alice') })).statusCode).toBe(405);
+    expect((await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-lbac-team': ['team-a', 'team-a'] } })).statusCode).toBe(400);
+    await expect.poll(() => t.audit.length).toBe(5);
+    const shed = t.audit.find((r) => (r['response'] as { status: number }).status === 503)!;
+    expect(shed).toMatchObject({
+      type: 'lbac-gateway/decision_logs',
+      input: { subject: { sub: 'u-alice', username: 'alice', groups: ['team-a'] }, request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/prometheus/api/v1/query' }, remote_address: '127.0.0.1' },
+      response: { status: 503, error: 'overloaded', shed: 'concurrency' },
+      metrics: { timer_identity_ms: expect.any(Number) },
+    });
+    expect(typeof shed['req_id']).toBe('string');
+    // What only a decision has is absent (not null): the policy was never asked.
+    for (const key of ['decision_id', 'path', 'revision', 'data_revision', 'result', 'query']) expect(shed, key).not.toHaveProperty(key);
+    const [methodLine, teamLine] = t.audit.slice(3);
+    expect(methodLine).toMatchObject({ type: 'lbac-gateway/decision_logs', input: { subject: null, request: { endpoint: 'query', method: 'DELETE', path: '/prometheus/api/v1/query' } }, response: { status: 405, error: 'method_not_allowed' } });
+    expect(methodLine).not.toHaveProperty('result');
+    expect(teamLine).toMatchObject({ input: { subject: { sub: 'u-alice' } }, response: { status: 400, error: 'bad_query' } });
+    expect(teamLine).not.toHaveProperty('result');
+    // The decided lines name no shed reason; none carries the query string or the claims of a refused request.
+    for (const r of t.audit.filter((r) => r['result'] !== undefined)) expect(r['response']).not.toHaveProperty('shed');
+    const text = JSON.stringify(t.audit);
+    expect(text).not.toContain('secret_metric');
+    expect(text).not.toContain('claim-value');
+  }
+
   it('answers 503 + Retry-After in Prometheus format beyond upstreams[].maxConcurrent', async () => {
     up.delayMs = 300;
     const results = await Promise.all([0, 1, 2].map(() => t.app.inject({ url: query('up'), headers: bearer('alice') })));
@@ -240,6 +279,8 @@ describe('request hygiene', () => {
       expect(fanned.statusCode).toBe(503);
       expect(fanned.headers['retry-after']).toBe('1');
       expect(await app.metrics.registry.metrics()).toMatch(/lbac_gateway_shed_requests_total\{reason="concurrency"\} 1/);
+      // Decided, then shed: its decision's line names the reason.
+      expect(app.audit.at(-1)).toMatchObject({ input: { subject: { sub: 'u-olga' } }, result: { allow: true }, response: { status: 503, error: 'overloaded', shed: 'concurrency' } });
       expect((await slow).statusCode).toBe(200);
     }));
 
@@ -284,6 +325,9 @@ describe('request hygiene', () => {
       expect(res.json()).toMatchObject({ status: 'error', errorType: 'unavailable' });
       expect((await p.app.inject({ url: '/healthz' })).statusCode).toBe(200);
       expect(await p.metrics.registry.metrics()).toMatch(/lbac_gateway_shed_requests_total\{reason="heapUsedBytes"\} 1/);
+      // Shed before authentication: no subject, but where it came from and why it was shed.
+      expect(p.audit).toHaveLength(1);
+      expect(p.audit[0]).toMatchObject({ type: 'lbac-gateway/decision_logs', input: { subject: null, request: { endpoint: 'query' }, remote_address: '127.0.0.1' }, response: { status: 503, error: 'overloaded', shed: 'heapUsedBytes' } });
     } finally {
       await p.app.close();
     }

@@ -67,6 +67,13 @@ describe('config reload', () => {
       expect(text).toMatch(/lbac_gateway_config_reloads_total\{result="success"\} 1/);
       expect(text).toMatch(/lbac_gateway_config_reloads_total\{result="failure"\} 1/);
       expect(text).toMatch(/lbac_gateway_policy_activations_total 2/);
+      // A team the default policy could not answer for (over the decision bounds): refused, not activated.
+      const huge = Array.from({ length: 1025 }, (_, i) => `{ namespace: ns-${i} }`).join(', ');
+      writeFileSync(file, `${yaml('c')}  huge: { groups: [h], selectors: [${huge}] }\n`);
+      const over = await runtime.reload('test');
+      expect(over.ok).toBe(false);
+      expect(over.error).toMatch(/key teams\.huge: teams\.huge: the decision for its members would hold 1025 selector alternatives \(at most 1024\)/);
+      expect(runtime.dataRevision).toBe(rev);
 
       writeFileSync(file, yaml('b', 'server: { listen: "127.0.0.1:9999" }'));
       expect(await runtime.reload('test', { skipIfUnchanged: true })).toMatchObject({ ok: true });

@@ -48,6 +48,10 @@ ${TEST_IDENTITY_AND_TEAMS}  team-o: { groups: [team-o], selectors: [{ namespace:
     expect(up.requests.length - before).toBe(3);
     const shed = (await t.metrics.shed.get()).values.find((v) => v.labels['reason'] === 'subject_concurrency');
     expect(shed?.value).toBe(1);
+    // Audited, though never decided: who, what, and why it was shed.
+    const line = t.audit.find((r) => (r['response'] as { status: number }).status === 503);
+    expect(line).toMatchObject({ type: 'lbac-gateway/decision_logs', input: { subject: { sub: 'u-alice' }, request: { upstream: 'metrics', endpoint: 'query' } }, response: { status: 503, error: 'overloaded', shed: 'subject_concurrency' } });
+    expect(line).not.toHaveProperty('result');
     up.delayMs = 0;
     expect(t.metrics.inflight.get('metrics') ?? 0).toBe(0);
     // Its slots came back.

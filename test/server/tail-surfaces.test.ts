@@ -1,10 +1,11 @@
 // Loki live tail: what a browser on another site, a credential that ends while the tail is
 // open, and the client's own frames can do to it. In process, against a ws stand-in for Loki.
-import type { IncomingHttpHeaders } from 'node:http';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { parseConfig } from '../../src/config/load.ts';
+import { serverSchema, upstreamSchema } from '../../src/config/schema.ts';
 import type { IdentitySource } from '../../src/identity/source.ts';
 import type { Subject } from '../../src/policy/decision.ts';
 import { GatewayError } from '../../src/errors.ts';
@@ -235,6 +236,110 @@ describe('live tails per subject (server.tail.maxPerSubject)', () => {
     } finally {
       for (const ws of sockets) ws.terminate();
       await expect.poll(held, { timeout: 2000 }).toBe(0);
+      await own.app.close();
+    }
+  });
+});
+
+describe('refusals before the decision', () => {
+  /** An upgrade request with these headers, sent raw; resolves with the status of the answer. */
+  const rawUpgrade = (path: string, headers: Record<string, string>) =>
+    new Promise<number>((resolve, reject) => {
+      // No agent: the gateway closes a refused upgrade's connection, which a kept-alive agent would reuse.
+      const req = request({ agent: false, host: '127.0.0.1', port: Number(host.split(':')[1]), path, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', ...headers } });
+      req.once('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.once('upgrade', (_res, socket) => {
+        socket.destroy();
+        reject(new Error('upgraded'));
+      });
+      req.once('error', reject);
+      req.end();
+    });
+
+  it('a malformed handshake (400) and an upgrade on a route that is no tail (400) are audited: who, what, the error; no decision', async () => {
+    t.audit.length = 0;
+    expect(await rawUpgrade(TAIL, { authorization: 'Bearer jwt', 'sec-websocket-key': 'not-a-key' })).toBe(400);
+    expect(await rawUpgrade('/loki-gw/loki/api/v1/query?query=x', { authorization: 'Bearer jwt', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' })).toBe(400);
+    await expect.poll(() => t.audit.length).toBe(2);
+    expect(t.audit[0]).toMatchObject({
+      type: 'lbac-gateway/decision_logs',
+      input: { subject: { sub: 'u-jwt', auth: 'jwt' }, request: { upstream: 'logs', kind: 'loki', endpoint: 'tail', method: 'GET', path: '/loki-gw/loki/api/v1/tail' } },
+      response: { status: 400, error: 'bad_query' },
+    });
+    // Refused before authentication: no subject.
+    expect(t.audit[1]).toMatchObject({ input: { subject: null, request: { endpoint: 'query' } }, response: { status: 400, error: 'bad_query' } });
+    for (const line of t.audit) expect(line).not.toHaveProperty('result');
+    expect(upgrades).toHaveLength(0);
+  });
+});
+
+describe('the 429 of server.tail.maxPerSubject', () => {
+  /** A refused upgrade's status, headers and body. */
+  const refusal = (token: string, at: string) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const ws = new WebSocket(at + TAIL, { headers: { authorization: `Bearer ${token}` } });
+      ws.once('open', () => reject(new Error('upgraded')));
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      });
+      ws.once('error', reject);
+    });
+
+  it('says when to retry (Retry-After, as every 503 and 429 of the gateway) and is too_many_requests in Loki\'s error format', async () => {
+    const cfg = tailConfig();
+    cfg.server.tail.maxPerSubject = 1;
+    const own = await testApp(cfg, { identity: source });
+    await own.app.listen({ port: 0, host: '127.0.0.1' });
+    const at = `ws://127.0.0.1:${(own.app.server.address() as AddressInfo).port}`;
+    const ws = (await open('jwt', {}, {}, at)) as WebSocket;
+    try {
+      const r = await refusal('jwt', at);
+      expect(r.status).toBe(429);
+      expect(r.headers['retry-after']).toBe('5');
+      expect(JSON.parse(r.body)).toEqual({
+        code: 429,
+        status: 'error',
+        errorType: 'too_many_requests',
+        message: expect.stringContaining('server.tail.maxPerSubject'),
+        error: expect.stringContaining('server.tail.maxPerSubject'),
+      });
+    } finally {
+      ws.terminate();
+      await own.app.close();
+    }
+  });
+
+  it('counts per issuer, kind of credential and sub, as its description says: the same sub under another kind of credential has its own count', async () => {
+    const cfg = tailConfig();
+    cfg.server.tail.maxPerSubject = 1;
+    people.set('same-jwt', { ...subject('jwt'), sub: 'u-same' });
+    people.set('same-key', { ...subject('apikey'), sub: 'u-same' });
+    const own = await testApp(cfg, { identity: source });
+    await own.app.listen({ port: 0, host: '127.0.0.1' });
+    const at = `ws://127.0.0.1:${(own.app.server.address() as AddressInfo).port}`;
+    const sockets: WebSocket[] = [];
+    try {
+      sockets.push((await open('same-jwt', {}, {}, at)) as WebSocket);
+      const other = await open('same-key', {}, {}, at);
+      expect(other).toBeInstanceOf(WebSocket);
+      sockets.push(other as WebSocket);
+      expect(await open('same-jwt', {}, {}, at)).toBe(429);
+      const tail = serverSchema.shape.tail.unwrap().shape.maxPerSubject.description ?? '';
+      const perSubject = upstreamSchema.shape.maxConcurrentPerSubject.description ?? '';
+      for (const d of [tail, perSubject]) {
+        expect(d).toContain('kind of credential');
+        expect(d).not.toContain('(issuer and sub)');
+      }
+    } finally {
+      for (const ws of sockets) ws.terminate();
+      people.delete('same-jwt');
+      people.delete('same-key');
       await own.app.close();
     }
   });

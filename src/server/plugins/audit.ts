@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
-import { auditLine, authorizationSchemeOf, buildAuthFailureRecord, decisionAuditLine, shouldAudit } from '../audit.ts';
+import { auditLine, authorizationSchemeOf, buildAuthFailureRecord, buildRefusalRecord, decisionAuditLine, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { addRecorder } from './hook.ts';
 
@@ -137,15 +137,16 @@ function paramChars(params: Record<string, string[]> | undefined): number {
   return n;
 }
 
-/** One structured line per policy decision, written when the response is finished (status and duration known). */
+/** One structured line per policy decision and per request to an upstream route refused without one, written when the response is finished (status and duration known). */
 export const auditPlugin = fp<AuditPluginOptions>(
   async (app, opts) => {
     opts.log.configure(opts.config());
     // Read at decision time (request-state.ts noteDecision): the record names the data the decision ran on.
     app.decorate('lbacDataRevision', opts.dataRevision);
     /**
-     * A decision's record (allowed ones sampled), or, for a request refused before any
-     * decision (authentication), its record: always written, never sampled.
+     * A decision's record (allowed ones sampled), or, for a request to an upstream route that
+     * ended without a decision (authentication refused it; or it was shed, malformed, or the
+     * policy failed; not one whose client left first), its record: always written, never sampled.
      */
     const audit = (req: FastifyRequest, reply: FastifyReply): void => {
       const state = req.lbac;
@@ -153,20 +154,20 @@ export const auditPlugin = fp<AuditPluginOptions>(
       const cfg = opts.config();
       if (!cfg.enabled) return;
       if (state.decision === undefined) {
-        const auth = req.headers.authorization;
-        const record = buildAuthFailureRecord(
-          {
-            requestId: req.id,
-            state,
-            status: reply.statusCode,
-            durationMs: performance.now() - state.startedAt,
-            method: req.method,
-            path: (req.raw.url ?? '').split('?')[0] ?? '',
-            remoteAddress: req.ip,
-            authorizationScheme: authorizationSchemeOf(auth),
-          },
-          cfg,
-        );
+        // Health checks and 404s (no upstream route) have no line.
+        if (state.route === undefined) return;
+        const refused = {
+          requestId: req.id,
+          state,
+          status: reply.statusCode,
+          durationMs: performance.now() - state.startedAt,
+          method: req.method,
+          path: (req.raw.url ?? '').split('?')[0] ?? '',
+          remoteAddress: req.ip,
+        };
+        const record =
+          buildAuthFailureRecord({ ...refused, authorizationScheme: authorizationSchemeOf(req.headers.authorization) }, cfg) ??
+          buildRefusalRecord({ ...refused, subject: req.subject ?? null }, cfg);
         if (record === undefined) return;
         opts.log.write(record);
       } else if (!shouldAudit(state, reply.statusCode, cfg.sampleRate, opts.random)) {

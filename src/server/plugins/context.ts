@@ -3,12 +3,13 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { BackendKind } from '../../backends/routes.ts';
 import { toGatewayError } from '../error-format.ts';
 import { newRequestState } from '../request-state.ts';
 import type { Recorder } from './hook.ts';
 
 /** Which upstream and route-table endpoint a registered route URL belongs to. */
-export type RouteIndex = ReadonlyMap<string, { readonly upstream: string; readonly endpoint: string }>;
+export type RouteIndex = ReadonlyMap<string, { readonly upstream: string; readonly kind: BackendKind; readonly endpoint: string }>;
 
 /** A client's X-Request-Id is reused only if it is short and plain (it ends up in logs and upstream headers). */
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;

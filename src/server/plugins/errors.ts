@@ -5,6 +5,14 @@ import { InvalidTokenError } from '../../identity/jwt.ts';
 import { renderError, toGatewayError } from '../error-format.ts';
 
 /**
+ * Retry-After (seconds) of a 503 or 429 whose cause names none: an identity provider
+ * that could not decide, no policy yet, a live tail beyond server.tail.maxPerSubject
+ * (freed when one of the subject's tails ends, minutes or hours later: retrying every
+ * second would only load the gateway).
+ */
+export const DEFAULT_RETRY_AFTER = '5';
+
+/**
  * Installs the error and not-found handlers for one encapsulation context,
  * rendering in `kind`'s native format. Call it at the root (Prometheus-style
  * default) and again inside each upstream scope.
@@ -24,7 +32,8 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
       // One challenge per header line; Basic only when a basic source is configured (the Authenticator marks the error).
       reply.header('www-authenticate', ge instanceof InvalidTokenError && ge.basicChallenge ? [bearer, 'Basic realm="lbac-gateway"'] : bearer);
     }
-    if (ge.status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '5');
+    // Every 503 and 429 the gateway answers itself says when to come back; the limits that know better set their own (plugins/limits.ts).
+    if ((ge.status === 503 || ge.status === 429) && !reply.hasHeader('retry-after')) reply.header('retry-after', DEFAULT_RETRY_AFTER);
     return reply.code(r.status).type(r.contentType).send(r.body);
   });
   // An upstream mounted at "/" shares the root's not-found handler (Fastify allows one per prefix).

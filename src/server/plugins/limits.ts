@@ -157,7 +157,7 @@ export const limitsPlugin = fp<LimitsOptions>(
       });
       return true;
     }
-    /** A request shed for want of a slot (its own, preHandler above, or a fan-out's extra ones): counted by reason. A fan-out was decided, so its audit line has the 503 and `error: overloaded` (the reason itself is in the metric only). */
+    /** A request shed for want of a slot (its own, preHandler above, or a fan-out's extra ones): counted by reason, and named in its audit line (`response.shed`; a fan-out's is its decision's line). */
     function refuse(reply: FastifyReply, reason: string): false {
       const state = reply.request.lbac;
       if (state !== null && state !== undefined) state.shed = reason;
