@@ -50,7 +50,7 @@ export const serverSchema = z
       .boolean()
       .default(false)
       .describe(
-        'Fastify\'s two per-request lines ("incoming request", "request completed", at info). Off by default: the audit log records every decision and every refused authentication, and the lines cost about a fifth of the gateway\'s CPU per request. Failed requests are logged either way.',
+        'Fastify\'s two per-request lines ("incoming request", "request completed", at info). Off by default: the audit log records every decision and every request to an upstream route refused without one (authentication included), and the lines cost about a fifth of the gateway\'s CPU per request. Failed requests are logged either way.',
       ),
     workers: z
       .union([z.number().int().min(1).max(256), z.literal('auto')])
@@ -142,7 +142,7 @@ export const serverSchema = z
 
 export const auditSchema = z
   .strictObject({
-    enabled: z.boolean().default(true).describe('One JSON line per policy decision (see docs/operations.md).'),
+    enabled: z.boolean().default(true).describe('One JSON line per policy decision, per refused authentication and per other request to an upstream route refused without a decision (shed, malformed, the policy unable to decide; see docs/operations.md).'),
     destination: z.enum(['stdout', 'file']).default('stdout'),
     file: z.string().min(1).optional().describe('With destination "file": the file appended to (relative to the config file).'),
     sampleRate: z.number().min(0).max(1).default(1).describe('Fraction of allowed decisions logged; denials and errors are always logged.'),
