@@ -15,7 +15,8 @@ type Json = Record<string, unknown>;
 const isObject = (x: unknown): x is Json => typeof x === 'object' && x !== null && !Array.isArray(x);
 const labelsOf = (x: unknown): Record<string, string> => {
   if (!isObject(x)) return {};
-  const out: Record<string, string> = {};
+  // No prototype: a label named "__proto__" is kept as one (an assignment on a plain object would drop it).
+  const out = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(x)) if (typeof v === 'string') out[k] = v;
   return out;
 };

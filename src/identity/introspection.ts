@@ -6,6 +6,7 @@ import type { Subject } from '../policy/decision.ts';
 import { ConcurrencyGate, SingleFlight } from '../util/gate.ts';
 import { LruCache } from '../util/lru.ts';
 import { boundedFetch } from './bounded-fetch.ts';
+import { claimAt } from './claims.ts';
 import { InvalidTokenError, JwtVerifier, subjectFromClaims, tokenDigest } from './jwt.ts';
 import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
 import { API_KEY_PREFIX } from './secrets.ts';
@@ -13,6 +14,11 @@ import type { Credentials, IdentityCacheStats, IdentityLog, IdentitySource } fro
 import { MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, providerError, UserinfoEnricher } from './userinfo.ts';
 
 const CLOCK_TOLERANCE_S = 30;
+
+/** Whether an introspection answer names the user the token was issued for (RFC 7662 `username`, or the configured username claim). */
+export function namesResourceOwner(claims: Record<string, unknown>, usernameClaim: string): boolean {
+  return [claims['username'], claimAt(claims, usernameClaim)].some((v) => v !== undefined && v !== null && v !== '');
+}
 
 /** Introspection calls at once per provider (userinfo.ts: any uncached token, even a random one, costs a call). */
 export const MAX_CONCURRENT_INTROSPECTIONS = MAX_CONCURRENT_PROVIDER_CALLS;
@@ -156,8 +162,11 @@ export class IntrospectionSource implements IdentitySource {
       throw new InvalidTokenError(`introspection: ${reason}`);
     }
     let claims: Record<string, unknown> = { ...resp };
-    // Client-credentials tokens have no user: the client is the subject.
-    if (claims['sub'] === undefined && typeof claims['client_id'] === 'string') claims['sub'] = claims['client_id'];
+    // Client-credentials tokens have no user: the client is the subject. Not a user's token that lacks
+    // `sub` (Keycloak 25+ for a client without the "basic" scope): its client_id is the client the user
+    // logged in with, the same for all its users, who would all become that client (and match its
+    // `users` entries). Such a token names no subject: refused below (401), as a JWT without one is.
+    if (claims['sub'] === undefined && typeof claims['client_id'] === 'string' && !namesResourceOwner(claims, this.#cfg.claims.username)) claims['sub'] = claims['client_id'];
     const exp = typeof resp['exp'] === 'number' ? resp['exp'] : undefined;
     if (this.#userinfo !== undefined && typeof resp['sub'] === 'string') claims = await this.#userinfo.merge(claims, token, abandoned);
     const subject = subjectFromClaims(claims, this.#cfg.claims, 'introspection', this.#cfg.issuer);

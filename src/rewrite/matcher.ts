@@ -86,9 +86,13 @@ export function matcherMatches(m: Matcher, value: string | undefined): boolean {
   }
 }
 
-/** A label set is visible under a policy when every matcher of at least one group holds. */
+/**
+ * A label set is visible under a policy when every matcher of at least one group holds.
+ * Only the set's own labels count: a label set parsed from JSON inherits `constructor`,
+ * `toString`, `__proto__`…, which are no labels (a missing label is the empty string).
+ */
 export function policyMatchesLabels(policy: SelectorPolicy, labels: Readonly<Record<string, string>>): boolean {
-  return policy.some((group) => group.every((m) => matcherMatches(m, labels[m.name])));
+  return policy.some((group) => group.every((m) => matcherMatches(m, Object.hasOwn(labels, m.name) ? labels[m.name] : undefined)));
 }
 
 /**

@@ -32,6 +32,22 @@ describe('policyMatchesLabels', () => {
     expect(policyAllowsValue(notTeamB, 'namespace', 'team-b-api\r\nx')).toBe(false);
   });
 
+  it('label names that Object.prototype holds (constructor, toString, __proto__) are labels like any other: missing is the empty string', () => {
+    // A label set is a plain object (parsed JSON): its inherited members are not labels.
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', '__proto__']) {
+      expect(policyMatchesLabels([[{ name, op: '!=', value: '' }]], { namespace: 'team-b' })).toBe(false);
+      expect(policyMatchesLabels([[{ name, op: '=~', value: '.+' }]], { namespace: 'team-b' })).toBe(false);
+      expect(policyMatchesLabels([[{ name, op: '!~', value: '.+' }]], { namespace: 'team-b' })).toBe(true);
+      expect(policyMatchesLabels([[{ name, op: '=', value: 'x' }]], JSON.parse(`{"${name}": "x"}`) as Record<string, string>)).toBe(true);
+    }
+    // Alerts and rules of the upstream's answer, through the route filters.
+    const alerts = [{ labels: { namespace: 'team-b' } }, { labels: JSON.parse('{"namespace": "team-a", "__proto__": "x", "constructor": "y"}') as unknown }];
+    const presence: SelectorPolicy = [[{ name: '__proto__', op: '=~', value: '.+' }, { name: 'constructor', op: '!=', value: '' }]];
+    expect(filterAlerts({ status: 'success', data: { alerts } }, { policy: presence, pathParams: {} })).toMatchObject({ data: { alerts: [alerts[1]] } });
+    const rules = { status: 'success', data: { groups: [{ name: 'g', rules: alerts.map((a, i) => ({ name: `r${i}`, type: 'recording', labels: a.labels })) }] } };
+    expect((filterRules(rules, { policy: [[{ name: 'toString', op: '!=', value: '' }]], pathParams: {} }) as { data: { groups: unknown[] } }).data.groups).toEqual([]);
+  });
+
   it('DNF: any group, all matchers of it', () => {
     expect(policyMatchesLabels(dnf, { namespace: 'a' })).toBe(true);
     expect(policyMatchesLabels(dnf, { namespace: 'a', secret: 'true' })).toBe(false);

@@ -67,6 +67,28 @@ describe('X-Lbac-Team', () => {
     expect((await ask('alice', { 'X-Lbac-Team': 'team-b' })).statusCode).toBe(403);
   });
 
+  it('spellings of another team, names Object.prototype holds, and a group name are no team the subject is in', async () => {
+    const n = up.requests.length;
+    // alice is in team-a only; her group "team-a" names a team, her other groups none.
+    SUBJECTS['erin'] = { sub: 'u-erin', username: 'erin', groups: ['team-a', 'team-b-readers'], roles: [], auth: 'fake', claims: {} };
+    try {
+      for (const team of ['Team-B', 'TEAM-B', 'team-b.', 'team\u2011b', 'team-b-readers', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 'admins', 'janus:prometheus:team-b']) {
+        for (const who of ['alice', 'erin']) {
+          const r = await ask(who, { 'X-Lbac-Team': team });
+          // 400: not a header value (beyond Latin-1); 403: no team of the subject's.
+          expect(r.statusCode, `${who} ${team}`).toBe(/^[\x20-\x7e]*$/.test(team) ? 403 : 400);
+        }
+      }
+      // Latin-1 bytes of a header value, and a team name with a trailing NUL or CR, never reach the policy as another team.
+      for (const raw of ['team-b\u0000', 'team-b\r']) {
+        expect([400, 403]).toContain((await ask('alice', { 'X-Lbac-Team': raw }).catch(() => ({ statusCode: 400 }))).statusCode);
+      }
+    } finally {
+      delete SUBJECTS['erin'];
+    }
+    expect(up.requests.length).toBe(n);
+  });
+
   it('an empty, repeated or malformed header is a 400 in the backend\'s format, nothing forwarded', async () => {
     const n = up.requests.length;
     for (const value of ['', '   ', 'x'.repeat(257)]) {
