@@ -1,6 +1,6 @@
 // Loki live tail: what a browser on another site, a credential that ends while the tail is
 // open, and the client's own frames can do to it. In process, against a ws stand-in for Loki.
-import { request, type IncomingHttpHeaders } from 'node:http';
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -245,7 +245,7 @@ describe('refusals before the decision', () => {
   /** An upgrade request with these headers, sent raw; resolves with the status of the answer. */
   const rawUpgrade = (path: string, headers: Record<string, string>) =>
     new Promise<number>((resolve, reject) => {
-      // No agent: the gateway closes a refused upgrade's connection, which a kept-alive agent would reuse.
+      // No agent: the gateway closes a refused upgrade's connection (Connection: close).
       const req = request({ agent: false, host: '127.0.0.1', port: Number(host.split(':')[1]), path, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', ...headers } });
       req.once('response', (res) => {
         res.resume();
@@ -431,6 +431,60 @@ describe('upgrades elsewhere, and the concurrency slot of a tail', () => {
       await expect.poll(inflight, { timeout: 2000 }).toBe(0);
     } finally {
       await own.app.close();
+    }
+  });
+});
+
+describe('a refused upgrade ends its connection, and says so', () => {
+  // @fastify/websocket closes the connection of every upgrade that is answered with HTTP
+  // instead of 101; an answer saying `Connection: keep-alive` let a keep-alive agent put the
+  // socket back in its pool and send the next request on it: "socket hang up".
+  it('401, 403, 400 (malformed handshake, a route that is no tail), 404: Connection: close, the whole body, and the agent\'s next request is served on a new connection', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const port = Number(host.split(':')[1]);
+    const send = (path: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; connection: string | undefined; body: string; socketClosed: Promise<boolean> }>((resolve, reject) => {
+        const req = request({ agent, host: '127.0.0.1', port, path, headers });
+        req.once('response', (res) => {
+          const socket = res.socket;
+          // Closed by the server without an error (no reset) once answered.
+          const socketClosed = new Promise<boolean>((r) => (socket.destroyed ? r(true) : socket.once('close', (hadError: boolean) => r(!hadError))));
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.once('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              connection: res.headers['connection'],
+              body: Buffer.concat(chunks).toString('utf8'),
+              socketClosed,
+            }),
+          );
+        });
+        req.once('upgrade', (_res, socket) => (socket.destroy(), reject(new Error('upgraded'))));
+        req.once('error', reject);
+        req.end();
+      });
+    const upgrade = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' };
+    try {
+      for (const [path, headers, status] of [
+        [TAIL, { ...upgrade, authorization: 'Bearer nobody' }, 401],
+        [TAIL, { ...upgrade, authorization: 'Bearer jwt', origin: 'https://evil.example' }, 403],
+        [TAIL, { ...upgrade, authorization: 'Bearer jwt', 'sec-websocket-key': 'short' }, 400],
+        ['/loki-gw/loki/api/v1/query_range?query=%7Bapp%3D%22api%22%7D', { ...upgrade, authorization: 'Bearer jwt' }, 400],
+        ['/healthz', { ...upgrade, authorization: 'Bearer jwt' }, 400],
+        ['/nope', { ...upgrade, authorization: 'Bearer jwt' }, 404],
+      ] as const) {
+        const refused = await send(path, headers);
+        expect([path, refused.status, refused.connection?.toLowerCase()]).toEqual([path, status, 'close']);
+        expect(refused.body.length).toBeGreaterThan(0);
+        // At once, on the same agent: it must not pick the refused upgrade's connection.
+        const next = await send('/healthz', {});
+        expect([path, next.status]).toEqual([path, 200]);
+        expect(await refused.socketClosed).toBe(true);
+      }
+      expect(upgrades).toHaveLength(0);
+    } finally {
+      agent.destroy();
     }
   });
 });

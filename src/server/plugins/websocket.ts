@@ -174,6 +174,16 @@ export const websocketPlugin = fp<WebSocketPluginOptions>(
       for (const r of all) r.terminate();
     });
     await app.register(websocket, { options: { maxPayload: CLIENT_MAX_PAYLOAD, perMessageDeflate: false } });
+    // An upgrade answered with HTTP instead of 101 (every refusal: 400/401/403/404/429/503, the upstream's own)
+    // ends its connection: @fastify/websocket destroys the socket once the answer is written (onResponse). Say
+    // so, or a keep-alive client (an HTTP agent) puts the socket back in its pool and its next request on it
+    // fails with "socket hang up". Node marks the request of an 'upgrade' event `upgrade`; hooks that refused
+    // before @fastify/websocket's onRequest set `req.ws` (load shedding) are covered too.
+    app.addHook('onSend', (req, reply, payload, done) => {
+      // (Set by Node's parser, not in @types/node's IncomingMessage.)
+      if ((req.raw as { upgrade?: boolean }).upgrade === true) reply.header('connection', 'close');
+      done(null, payload);
+    });
     // Callback style: this hook runs on every request, and an async one costs a promise each.
     app.addHook('onRequest', (req, _reply, done) => {
       // @fastify/websocket would upgrade (and immediately close) on any route: refuse instead.
