@@ -46,7 +46,7 @@ beforeAll(async () => {
       upstreams: [{ name: 'metrics', kind: 'prometheus', url: proxy.url, mount: '/prometheus' }],
       identity: {
         providers: [
-          { type: 'mtls', subjectFrom: ['uri', 'cn'], mapping: [{ subject: SPIFFE_B, groups: ['team-b'] }] },
+          { type: 'mtls', subjectFrom: ['uri', 'cn'], ouAsGroups: true, mapping: [{ subject: SPIFFE_B, groups: ['team-b'] }] },
           { type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway' },
         ],
       },

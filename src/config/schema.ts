@@ -491,9 +491,12 @@ export const mtlsProviderSchema = z
       .array(certField)
       .min(1)
       .default(['cn'])
-      .describe('Certificate fields tried in order for "sub": subject CN, first SAN DNS name, URI (e.g. SPIFFE id) or email.'),
+      .describe('Certificate fields tried in order for "sub": subject CN, first SAN DNS name, URI (e.g. SPIFFE id) or email. A later field whose value looks like an earlier one (a CN "spiffe://…" after uri, "a@b" after email, "a.b" after dns) is refused (401).'),
     usernameFrom: z.array(certField).min(1).optional().describe('Fields tried in order for "username"; default: subjectFrom.'),
-    ouAsGroups: z.boolean().default(true).describe('The subject\'s OU values become groups.'),
+    ouAsGroups: z
+      .boolean()
+      .default(false)
+      .describe('The subject\'s OU values become groups. Only for a client CA that never copies a requested OU into a certificate: otherwise the holder chooses its groups.'),
     mapping: z
       .array(
         z.strictObject({

@@ -81,10 +81,46 @@ export function certificateExpired(cert: ClientCertificate, now = Date.now()): b
   return !Number.isFinite(t) || t <= now;
 }
 
-function firstOf(cert: ClientCertificate, fields: readonly Field[]): string | undefined {
-  for (const f of fields) {
-    const v = f === 'cn' ? cert.cn : f === 'dns' ? cert.dns[0] : f === 'uri' ? cert.uri[0] : (cert.sanEmail[0] ?? cert.email[0]);
-    if (v !== undefined && v !== '') return v;
+/**
+ * Whether `value` has the syntax of what field `kind` holds: a URI (RFC 3986
+ * scheme then ":", so `spiffe://…`, `urn:…`), an email address (an "@"), a DNS
+ * name (labels of letters, digits, "-" and a leading "*", at least two: a
+ * single word is no DNS-looking name). The CN has no syntax of its own.
+ */
+function looksLike(kind: Field, value: string): boolean {
+  switch (kind) {
+    case 'uri':
+      return /^[A-Za-z][A-Za-z0-9+.-]*:/.test(value);
+    case 'email':
+      return value.includes('@');
+    case 'dns':
+      return /^(\*|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+\.?$/.test(value);
+    case 'cn':
+      return false;
+  }
+}
+
+function valueOf(cert: ClientCertificate, f: Field): string | undefined {
+  return f === 'cn' ? cert.cn : f === 'dns' ? cert.dns[0] : f === 'uri' ? cert.uri[0] : (cert.sanEmail[0] ?? cert.email[0]);
+}
+
+/**
+ * The first present field of `fields`, and which one it is. A fallback (a later
+ * field, used because the earlier ones are absent) whose value has the syntax of
+ * an earlier field's kind is refused: with `[uri, cn]`, a certificate without a
+ * URI SAN but with CN `spiffe://td/admin` would otherwise be the subject of that
+ * URI identity — and a CA that copies a requested subject checks CNs less, if at
+ * all, than the SANs it issues.
+ */
+function firstOf(cert: ClientCertificate, fields: readonly Field[], what: string): { value: string; field: Field } | undefined {
+  for (const [i, f] of fields.entries()) {
+    const v = valueOf(cert, f);
+    if (v === undefined || v === '') continue;
+    const imitated = fields.slice(0, i).find((earlier) => looksLike(earlier, v));
+    if (imitated !== undefined) {
+      throw new InvalidTokenError(`client certificate has no ${imitated} for the ${what}, and its ${f} ${JSON.stringify(v)} looks like one (${fields.join(', ')}: a fallback must not imitate an earlier field)`);
+    }
+    return { value: v, field: f };
   }
   return undefined;
 }
@@ -93,7 +129,8 @@ function firstOf(cert: ClientCertificate, fields: readonly Field[]): string | un
  * `type: mtls`: the client certificate the listener verified against
  * `server.tls.clientCA` becomes the subject. `sub`/`username` come from the
  * first present field of `subjectFrom` / `usernameFrom` (CN, SAN DNS, URI or
- * email); groups from the subject's OU values (`ouAsGroups`) plus any
+ * email; a fallback that looks like an earlier field is refused, firstOf);
+ * groups from the subject's OU values (only with `ouAsGroups`) plus any
  * `mapping` entry for that subject. A certificate that failed verification is
  * a 401; no certificate means this source has nothing to judge.
  */
@@ -148,11 +185,14 @@ export class MtlsSource implements IdentitySource {
     // Which CN names the holder differs between readers (Node takes the first, Go's x509 the last):
     // a CA that copies a requested subject could be steered, so such a certificate names no one.
     if ((cert.cnCount ?? 0) > 1) throw new InvalidTokenError(`client certificate has ${cert.cnCount} CN attributes; exactly one is accepted`);
-    const sub = firstOf(cert, this.#cfg.subjectFrom);
-    if (sub === undefined) throw new InvalidTokenError(`client certificate has none of ${this.#cfg.subjectFrom.join(', ')} for the subject`);
-    const username = firstOf(cert, this.#cfg.usernameFrom ?? this.#cfg.subjectFrom) ?? sub;
+    const from = firstOf(cert, this.#cfg.subjectFrom, 'subject');
+    if (from === undefined) throw new InvalidTokenError(`client certificate has none of ${this.#cfg.subjectFrom.join(', ')} for the subject`);
+    const sub = from.value;
+    const username = firstOf(cert, this.#cfg.usernameFrom ?? this.#cfg.subjectFrom, 'username')?.value ?? sub;
     const mapped = this.#mapping.get(sub);
     if (this.#cfg.requireMapping && mapped === undefined) throw new InvalidTokenError(`client certificate subject "${sub}" is not in mtls.mapping`);
+    // OU values are groups only when the operator said so (ouAsGroups, default false): a CA that copies a
+    // requested subject into certificates would let its holder choose them.
     const groups = [...new Set([...(this.#cfg.ouAsGroups ? cert.ou : []), ...(mapped?.groups ?? [])])];
     const roles = [...new Set(mapped?.roles ?? [])];
     const email = cert.sanEmail[0] ?? cert.email[0];
@@ -167,6 +207,8 @@ export class MtlsSource implements IdentitySource {
       // Issued by the operator's client CA (`server.tls.clientCA`), not chosen by the holder.
       usernameTrusted: true,
       claims: Object.freeze({
+        // The field `sub` was read from (subjectFrom): a policy may require it.
+        subjectField: from.field,
         cn: cert.cn ?? null,
         ou: cert.ou,
         o: cert.o,

@@ -46,7 +46,7 @@ const hit = (client: CertFiles) =>
 
 describe('certificate names that imitate other attributes', () => {
   const source = new MtlsSource(
-    mtlsProviderSchema.parse({ type: 'mtls', subjectFrom: ['uri', 'cn'], mapping: [{ subject: 'spiffe://td/admin', groups: ['admins'] }, { subject: 'admins', groups: ['admins'] }] }),
+    mtlsProviderSchema.parse({ type: 'mtls', subjectFrom: ['uri', 'cn'], ouAsGroups: true, mapping: [{ subject: 'spiffe://td/admin', groups: ['admins'] }, { subject: 'admins', groups: ['admins'] }] }),
   );
   const subjectOf = async (name: string) => source.authenticate({ headers: {}, bearer: undefined, basic: undefined, tls: await hit(c[name]!) });
 

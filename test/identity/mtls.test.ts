@@ -30,10 +30,39 @@ describe('parseSubjectAltName', () => {
 });
 
 describe('MtlsSource', () => {
-  it('CN → sub/username, OU → groups, SAN email → email', async () => {
-    const s = await source().authenticate(creds(cert({ cn: 'alice', ou: ['team-a', 'ops'], sanEmail: ['alice@example.com'] })));
+  it('CN → sub/username, OU → groups (ouAsGroups), SAN email → email', async () => {
+    const s = await source({ ouAsGroups: true }).authenticate(creds(cert({ cn: 'alice', ou: ['team-a', 'ops'], sanEmail: ['alice@example.com'] })));
     expect(s).toMatchObject({ sub: 'alice', username: 'alice', usernameTrusted: true, email: 'alice@example.com', groups: ['team-a', 'ops'], roles: [], auth: 'mtls', issuer: 'CA' });
     expect(s?.claims).toMatchObject({ cn: 'alice', ou: ['team-a', 'ops'], fingerprint256: 'AA' });
+  });
+  it('OU values are no groups unless ouAsGroups is set: a CA that copies a requested subject would let the holder choose them', async () => {
+    expect(mtlsProviderSchema.parse({ type: 'mtls' }).ouAsGroups).toBe(false);
+    const s = await source().authenticate(creds(cert({ cn: 'mallory', ou: ['admins'] })));
+    expect(s).toMatchObject({ sub: 'mallory', groups: [] });
+    expect(s?.claims).toMatchObject({ ou: ['admins'] });
+    const mapped = await source({ mapping: [{ subject: 'mallory', groups: ['team-a'] }] }).authenticate(creds(cert({ cn: 'mallory', ou: ['admins'] })));
+    expect(mapped?.groups).toEqual(['team-a']);
+  });
+  it('a fallback field that imitates an earlier one is refused: a CN "spiffe://…" is not a URI identity', async () => {
+    const admin = 'spiffe://td/admin';
+    const src = source({ subjectFrom: ['uri', 'cn'], mapping: [{ subject: admin, groups: ['admins'] }] });
+    // No URI SAN: the CN is the fallback, and it must not look like a URI.
+    for (const cn of [admin, 'urn:example:admin', 'SPIFFE://td/admin', 'x:y']) {
+      await expect(src.authenticate(creds(cert({ cn, fingerprint256: `F-${cn}` }))), cn).rejects.toThrow(/has no uri for the subject, and its cn .* looks like one/);
+    }
+    // The certificate's own URI SAN wins as before; a plain CN still falls back, and the subject says which field named it.
+    const workload = await src.authenticate(creds(cert({ cn: admin, uri: [admin], fingerprint256: 'W' })));
+    expect(workload).toMatchObject({ sub: admin, groups: ['admins'], claims: { subjectField: 'uri' } });
+    expect(await src.authenticate(creds(cert({ cn: 'alice', fingerprint256: 'A' })))).toMatchObject({ sub: 'alice', groups: [], claims: { subjectField: 'cn' } });
+    // email and dns before a fallback: an address, a dotted host name.
+    await expect(source({ subjectFrom: ['email', 'cn'] }).authenticate(creds(cert({ cn: 'root@example.com' })))).rejects.toThrow(/has no email .* looks like one/);
+    await expect(source({ subjectFrom: ['dns', 'cn'] }).authenticate(creds(cert({ cn: 'prometheus.monitoring.svc' })))).rejects.toThrow(/has no dns .* looks like one/);
+    expect((await source({ subjectFrom: ['dns', 'cn'] }).authenticate(creds(cert({ cn: 'alice' }))))?.sub).toBe('alice');
+    // Not only the one just before: any earlier field; and usernameFrom alike.
+    await expect(source({ subjectFrom: ['uri', 'dns', 'cn'] }).authenticate(creds(cert({ cn: admin })))).rejects.toThrow(/has no uri/);
+    await expect(source({ subjectFrom: ['cn'], usernameFrom: ['uri', 'cn'] }).authenticate(creds(cert({ cn: admin })))).rejects.toThrow(/has no uri for the username/);
+    // The first field has no earlier one to imitate: subjectFrom [cn] keeps any CN.
+    expect((await source().authenticate(creds(cert({ cn: admin }))))?.sub).toBe(admin);
   });
   it('one certificate is one Subject object (its decisions are cached), another certificate another', async () => {
     const src = source();
