@@ -20,7 +20,9 @@
 // Asserted: no leak, no gateway 5xx, no mismatch. Refusals of queries the
 // reference answers (under several policy groups some constructs have no
 // exact rewrite and are refused by design) are counted and printed, and
-// bounded. Ties (topk/bottomk/limitk; in a range query, per step), numeric
+// bounded. Ties (topk/bottomk/limitk; in a range query, per step; under
+// further operators, when each call's argument and the query with every call
+// keeping none and all of its series answer alike: tie-free.ts), numeric
 // label text of count_values, `%` of sums reordered by a multi-group `or`
 // (same series and timestamps) and the exclusions file's entries are not
 // differences.

@@ -87,6 +87,31 @@ const NAME_LABEL = '__lbac_metric_name__';
 const withNameLabel = (expr: string): string => `label_replace(${expr}, "${NAME_LABEL}", "$1", "__name__", "(.+)")`;
 const withoutNameLabel = (expr: string): string => `label_replace(${expr}, "${NAME_LABEL}", "", "", "")`;
 
+/**
+ * Most per-group forms joined in one flat chain: `(U1 or U2 or … or U8)`.
+ * Above that the forms are split in two halves, each joined the same way,
+ * `((U1 or … or U8) or (U9 or … or U16))`, so that no bracket level holds
+ * more than FLAT_GROUPS - 1 operators (the parser's chain limit,
+ * PROMQL_MAX_CHAIN, is per level) and the nesting grows with log2 of the
+ * number of groups (1024 groups: 8 levels of `or`).
+ *
+ * Exact: `or` and `and on()` are associative in what they keep. `A or B` is
+ * A and the samples of B whose label set (without the metric name) A lacks;
+ * `(A or B) or C` and `A or (B or C)` both give A, B minus A's label sets,
+ * and C minus A's and B's. `A and on() B` is A if B is non-empty, else
+ * nothing; both groupings give the first part if every part is non-empty.
+ * (The order of the series is no part of the answer either way: Prometheus
+ * collects a binary operator's output series per step in a map.)
+ * e2e/promql-dnf-balanced.test.ts compares both forms on the real Prometheus.
+ */
+const FLAT_GROUPS = 8;
+
+export function joinBalanced(parts: readonly string[], op: string): string {
+  if (parts.length <= FLAT_GROUPS) return `(${parts.join(op)})`;
+  const half = Math.ceil(parts.length / 2);
+  return `(${joinBalanced(parts.slice(0, half), op)}${op}${joinBalanced(parts.slice(half), op)})`;
+}
+
 function unsupported(message: string): QueryError {
   return new QueryError(LANG, `${message}; a multi-group policy has no exact rewrite for this query`, 'rewrite_unsupported');
 }
@@ -202,7 +227,8 @@ function afterBareGroupModifier(tree: Tree): Set<number> {
 
 /**
  * More than one group: each selector `s` that no group already covers is
- * replaced by `(U{G1} or U{G2} …)`, where U is its unit: the selector with
+ * replaced by `(U{G1} or U{G2} …)` (nested in halves above FLAT_GROUPS groups:
+ * joinBalanced), where U is its unit: the selector with
  * its modifiers in instant context; the enclosing per-series range function
  * call for `s[r]`; the enclosing timestamp() call.
  *
@@ -270,11 +296,11 @@ export function rewriteDnf(text: string, tree: Tree, selectors: readonly Selecto
           const sel = child.sel as SelectorInfo;
           const fix = sel.absentCall === null ? [] : absentLabelFix(text, sel, groups[0] as PreparedGroup, regexes);
           if (fix === null) throw unsupported(`absent() of ${selectorLabel(text, sel)}, a selector with a matcher that cannot be read,`);
-          piece = withLabels(`(${groups.map((g) => emit(child, g)).join(' and on() ')})`, fix);
+          piece = withLabels(joinBalanced(groups.map((g) => emit(child, g)), ' and on() '), fix);
         } else if (child.byName === true) {
-          piece = withoutNameLabel(`(${groups.map((g) => withNameLabel(emit(child, g))).join(' or ')})`);
+          piece = withoutNameLabel(joinBalanced(groups.map((g) => withNameLabel(emit(child, g))), ' or '));
         } else {
-          piece = `(${groups.map((g) => emit(child, g)).join(' or ')})`;
+          piece = joinBalanced(groups.map((g) => emit(child, g)), ' or ');
         }
         if (groupModifierEnds.has(part.from)) piece = `() ${piece}`;
       }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describeAnswer, sameAnswer, type Answer } from '../corpus.ts';
 import { rewritePromQL, rewritePromQLPerGroup } from '../../../src/rewrite/promql.ts';
 import type { Env, Mode, Tenant } from './env.ts';
+import { tieFree } from './tie-free.ts';
 
 export type Cls = 'match' | 'match-empty' | 'float-nondeterminism' | 'both-error' | 'leak' | 'mismatch' | 'false-refusal' | 'gateway-5xx' | 'tie' | 'excluded';
 
@@ -114,6 +115,30 @@ function closeAnswers(g: Answer, r: Answer): boolean {
   });
 }
 
+/** Equal up to floating-point summation order (as below: values to 1e-6 relative, count_values label text to 12 digits). */
+function equivalent(a: Answer, b: Answer): boolean {
+  return sameAnswer(a, b) || sameAnswer(loose(a), loose(b)) || closeAnswers(loose(a), loose(b));
+}
+
+/**
+ * Whether a difference can only be which tied series topk/bottomk/limitk kept. The gateway (the
+ * tenant's policy, every tenant's data) and the reference (the tenant's data only) must answer alike
+ * (1) the argument of every such call: the candidates, labels and values, are the same on both sides,
+ * so a call can only choose differently among equal values; (2) the query with every such call keeping
+ * all of its series and (3) keeping none: the rest of the query, with the most and the least of what
+ * the calls feed it (`y unless topk(3, x)` shows all of y with none kept), takes nothing from other
+ * tenants' data and loses nothing of the tenant's. Neither side errs on any of them.
+ */
+async function onlyTieChoice(env: Env, t: Tenant, mode: Mode, q: string): Promise<boolean> {
+  const parts = tieFree(q);
+  if (parts === null) return false;
+  for (const x of [...new Set(parts.args), parts.all, parts.none]) {
+    const [g, r] = await Promise.all([env.gw(t.name, mode, x), env.ref(t.name, mode, x)]);
+    if (g.answer.kind === 'error' || r.answer.kind === 'error' || !equivalent(g.answer, r.answer)) return false;
+  }
+  return true;
+}
+
 export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Promise<Outcome> {
   const [g, r] = await Promise.all([env.gw(t.name, mode, q), env.ref(t.name, mode, q)]);
   const rw = localRewrite(t, mode, q);
@@ -163,6 +188,13 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
   }
   if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(loose(g.answer), loose(r.answer))) {
     return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values to 1e-6 relative, count_values label text to 12 digits)', ...base };
+  }
+  if (TIE_FNS.test(q) && rw.text.includes(' or ') && (await onlyTieChoice(env, t, mode, q))) {
+    // topk/bottomk/limitk over ties under further operators (`stddev by (job) (topk by (pod) (3, group(…)))`):
+    // which tied series are kept depends on the order the multi-group `or` hands them over in (in a range
+    // query, Prometheus collects a binary operator's output series in a map: no defined order), and what
+    // follows shows which ones were kept. No foreign label (checked above).
+    return { cls: 'tie', detail: 'topk/bottomk/limitk: ties broken by series order, under further operators; the gateway answers as the reference with every such call keeping none and all of its series, and on each call\'s argument', ...base };
   }
   const f = await env.full(mode, q);
   const unrestricted = describeAnswer(f.answer);

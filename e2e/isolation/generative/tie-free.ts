@@ -1,0 +1,59 @@
+// The parts of a query that do not depend on how topk/bottomk/limitk break
+// ties (generative/oracle.ts, classify): the query with every such call
+// keeping none of its series and keeping all of them, and each call's vector
+// argument on its own.
+import { parser } from '@prometheus-io/lezer-promql';
+
+const TIE_OPS = new Set(['Topk', 'Bottomk', 'LimitK']);
+
+/** More series than any oracle data set holds: `topk(ALL, x)` keeps every series of x. */
+export const KEEP_ALL = '100000';
+
+export interface TieFree {
+  /** The query with the k of every topk/bottomk/limitk replaced by 0 (each keeps nothing). */
+  readonly none: string;
+  /** The same with KEEP_ALL (each keeps every series it is given). */
+  readonly all: string;
+  /** The vector argument of every topk/bottomk/limitk call, as written. */
+  readonly args: readonly string[];
+}
+
+/** null when the query holds no topk/bottomk/limitk, or does not parse cleanly (lezer-promql). */
+export function tieFree(q: string): TieFree | null {
+  const tree = parser.parse(q);
+  let broken = false;
+  const ks: { from: number; to: number }[] = [];
+  const args: string[] = [];
+  tree.iterate({
+    enter(n) {
+      if (n.type.isError) broken = true;
+      if (n.name !== 'AggregateExpr') return undefined;
+      const op = n.node.getChild('AggregateOp')?.firstChild ?? null;
+      if (op === null || !TIE_OPS.has(op.name)) return undefined;
+      const body = n.node.getChild('FunctionCallBody');
+      const exprs: { from: number; to: number }[] = [];
+      for (let c = body?.firstChild ?? null; c !== null; c = c.nextSibling) if (c.type.is('Expr')) exprs.push(c);
+      const [k, arg] = exprs;
+      if (exprs.length !== 2 || k === undefined || arg === undefined) {
+        broken = true;
+        return false;
+      }
+      ks.push({ from: k.from, to: k.to });
+      args.push(q.slice(arg.from, arg.to));
+      return undefined;
+    },
+  });
+  if (broken || ks.length === 0) return null;
+  // A k inside another call's k (`topk(scalar(topk(1, x)), y)`) goes with the outer one.
+  const outer = ks.filter((a) => !ks.some((b) => b !== a && b.from <= a.from && a.to <= b.to));
+  const withK = (v: string): string => {
+    let out = '';
+    let pos = 0;
+    for (const k of outer.sort((a, b) => a.from - b.from)) {
+      out += `${q.slice(pos, k.from)}${v}`;
+      pos = k.to;
+    }
+    return out + q.slice(pos);
+  };
+  return { none: withK('0'), all: withK(KEEP_ALL), args };
+}

@@ -1,0 +1,31 @@
+// The tie-free parts of a query that the generative isolation oracle compares before it calls a
+// difference a topk/bottomk/limitk tie (e2e/isolation/generative/oracle.ts, onlyTieChoice).
+import { describe, expect, it } from 'vitest';
+import { KEEP_ALL, tieFree } from '../../e2e/isolation/generative/tie-free.ts';
+
+describe('tieFree', () => {
+  it('replaces every k by 0 and by KEEP_ALL, and lists each call\'s vector argument', () => {
+    const q = '(stddev by (job, pod) (topk by (pod) (3, group without (__name__, instance) (http_requests_total)))) or (http_requests_total{namespace=~"platform|team-b-api"})';
+    expect(tieFree(q)).toEqual({
+      none: '(stddev by (job, pod) (topk by (pod) (0, group without (__name__, instance) (http_requests_total)))) or (http_requests_total{namespace=~"platform|team-b-api"})',
+      all: `(stddev by (job, pod) (topk by (pod) (${KEEP_ALL}, group without (__name__, instance) (http_requests_total)))) or (http_requests_total{namespace=~"platform|team-b-api"})`,
+      args: ['group without (__name__, instance) (http_requests_total)'],
+    });
+  });
+
+  it('bottomk, limitk, modifiers after the arguments, nested calls, a k that is an expression', () => {
+    expect(tieFree('bottomk(2, x) by (a) + limitk(1 + 1, LIMITK(5, y))')).toEqual({
+      none: 'bottomk(0, x) by (a) + limitk(0, LIMITK(0, y))',
+      all: `bottomk(${KEEP_ALL}, x) by (a) + limitk(${KEEP_ALL}, LIMITK(${KEEP_ALL}, y))`,
+      args: ['x', 'LIMITK(5, y)', 'y'],
+    });
+    // A call inside another call's k goes with the outer k; its argument is still compared.
+    expect(tieFree('topk(scalar(topk(1, x)), y)')).toEqual({ none: 'topk(0, y)', all: `topk(${KEEP_ALL}, y)`, args: ['y', 'x'] });
+  });
+
+  it('null without topk/bottomk/limitk, or when the query does not parse', () => {
+    expect(tieFree('sum(x) or quantile(0.5, y)')).toBeNull();
+    expect(tieFree('topk(3, x')).toBeNull();
+    expect(tieFree('topk(3)')).toBeNull();
+  });
+});
