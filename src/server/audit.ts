@@ -282,7 +282,8 @@ function withRedactions(record: AuditRecord, paths: readonly string[]): AuditRec
   return copy;
 }
 
-export interface AuthAuditContext {
+/** What every audit line of a request that got no decision records about it (refused authentications, refusals before a decision). */
+interface UndecidedRequestContext {
   readonly requestId: string;
   readonly state: LbacRequestState;
   readonly status: number;
@@ -291,9 +292,12 @@ export interface AuthAuditContext {
   /** The request path without its query string (which may carry anything). */
   readonly path: string;
   readonly remoteAddress: string | undefined;
+  readonly time?: Date;
+}
+
+export interface AuthAuditContext extends UndecidedRequestContext {
   /** The Authorization scheme the client used ("Bearer", "Basic", …), never its value. */
   readonly authorizationScheme: string | undefined;
-  readonly time?: Date;
 }
 
 /** HTTP authentication schemes (IANA registry, plus the common `ApiKey` and `Token`), by lower-case name. */
@@ -340,18 +344,9 @@ export function buildAuthFailureRecord(ctx: AuthAuditContext, config: Pick<Audit
 }
 
 /** A request to an upstream route that ended without a decision (buildRefusalRecord). */
-export interface RefusalAuditContext {
-  readonly requestId: string;
+export interface RefusalAuditContext extends UndecidedRequestContext {
   /** The authenticated subject; null when the request was refused before authentication. */
   readonly subject: Subject | null;
-  readonly state: LbacRequestState;
-  readonly status: number;
-  readonly durationMs: number;
-  readonly method: string;
-  /** The request path without its query string (which may carry anything). */
-  readonly path: string;
-  readonly remoteAddress: string | undefined;
-  readonly time?: Date;
 }
 
 /**
