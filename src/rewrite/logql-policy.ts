@@ -16,7 +16,7 @@ import { RE2JS } from 're2js';
 import { QueryError } from '../errors.ts';
 import { isWellFormedUnicode } from './lezer.ts';
 import { LOKI_RESERVED_WORDS } from './logql-lexer.ts';
-import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
+import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher, type PreparedGroup, type PreparedGroups } from './policy-prep.ts';
 import type { MatchOp, Matcher, MatcherGroup, SelectorPolicy } from './matcher.ts';
 import { isMatchOp } from './matcher.ts';
 import { formatMatcher as formatPromQLMatcher, quotePromQLString } from './promql-escape.ts';
@@ -126,31 +126,9 @@ export function matcherMatches(op: MatchOp, value: string | null, s: string): bo
 // Policy preparation
 // ---------------------------------------------------------------------------
 
-export interface PreparedGroup {
-  readonly matchers: readonly Matcher[];
-  /** `formatLogQLMatcher(matchers[i])`. */
-  readonly texts: readonly string[];
-}
-
-export interface PreparedPolicy {
-  /**
-   * The groups to enforce. A single group when the policy has one group, or
-   * when all groups differ only in one positive matcher on the same label and
-   * merge exactly into one regex matcher (see `mergeGroups`).
-   */
-  readonly groups: readonly PreparedGroup[];
-  /**
-   * The policy's own groups after validation, de-duplication and removal of
-   * groups that are supersets of others. A selector that already carries all
-   * matchers of one of these is inside the policy and is left alone. Equal to
-   * `groups` unless a merge happened.
-   */
-  readonly alternatives: readonly PreparedGroup[];
-  /** Unambiguous canonical key, for caches. */
-  readonly key: string;
-  /** Longest `texts.join(', ')` of any group; bounds output size. */
-  readonly maxGroupText: number;
-}
+export type { PreparedGroup } from './policy-prep.ts';
+/** LogQL's view of a policy (groups rendered by formatLogQLMatcher). */
+export type PreparedPolicy = PreparedGroups;
 
 const policyError = policyErrorFor(LANG);
 

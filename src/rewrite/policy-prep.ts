@@ -77,6 +77,33 @@ function deeplyFrozen(policy: readonly unknown[]): boolean {
   return true;
 }
 
+/** A policy group as a rewriter splices it: its matchers and each one's text in the rewriter's language. */
+export interface PreparedGroup {
+  readonly matchers: readonly Matcher[];
+  /** The rewriter's rendering of `matchers[i]`. */
+  readonly texts: readonly string[];
+}
+
+/** A text rewriter's view of a policy (PromQL, LogQL): validated, normalised, merged where exact. */
+export interface PreparedGroups {
+  /**
+   * The groups to enforce: the policy's own, or the one group they merge into
+   * when all differ only in one positive matcher on the same label (mergeGroups).
+   */
+  readonly groups: readonly PreparedGroup[];
+  /**
+   * The policy's own groups after validation, de-duplication and removal of
+   * groups that are supersets of others. A selector that already carries all
+   * matchers of one of these is inside the policy and is left alone. Equal to
+   * `groups` unless a merge happened.
+   */
+  readonly alternatives: readonly PreparedGroup[];
+  /** Unambiguous canonical key, for caches. */
+  readonly key: string;
+  /** Longest joined `texts` of any group; bounds output size. */
+  readonly maxGroupText: number;
+}
+
 /** One AND-group after normalisation: its checked items (in first-seen order) and their matcher keys. */
 export interface NormalisedGroup<T> {
   readonly items: T[];

@@ -1,31 +1,14 @@
 /** A PromQL rewriter's view of a policy: validated, normalised, merged where exact, with each matcher's text. */
 import type { Matcher, SelectorPolicy } from './matcher.ts';
 import { formatMatcher } from './promql-escape.ts';
-import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher } from './policy-prep.ts';
+import { matcherKeyOf, memoizedPreparation, mergeGroups, normaliseGroups, policyErrorFor, validatePolicyMatcher, type PreparedGroup, type PreparedGroups } from './policy-prep.ts';
 
-export interface PreparedGroup {
-  readonly matchers: readonly Matcher[];
-  /** `formatMatcher(matchers[i])`. */
-  readonly texts: readonly string[];
-}
+export type { PreparedGroup } from './policy-prep.ts';
 
-export interface PreparedPolicy {
-  /** What is spliced: the policy's groups, or the one group they merge into (mergeGroups). */
-  readonly groups: readonly PreparedGroup[];
-  /**
-   * The policy's own groups (normalised). A selector that already carries all
-   * matchers of one of these is inside the policy and is left alone. Equal to
-   * `groups` unless a merge happened.
-   */
-  readonly alternatives: readonly PreparedGroup[];
+export interface PreparedPolicy extends PreparedGroups {
   /** Whether `groups` is the one group that `alternatives` merged into. */
   readonly merged: boolean;
-  /** Unambiguous canonical key, for caches. */
-  readonly key: string;
-  /** Longest `texts.join(',')` of any group; bounds DNF output size. */
-  readonly maxGroupText: number;
 }
-
 
 const policyError = policyErrorFor('promql');
 
