@@ -212,7 +212,9 @@ function spanSetsExtent(trace: Record<string, unknown>): { startTimeUnixNano?: s
 /**
  * TraceQL metrics answers (range and instant), rebuilt from `series`,
  * `status` and `message`: their `metrics` (blocks, bytes and spans
- * inspected) measure the whole tenant's data, as search's do. An answer of
+ * inspected) measure the whole tenant's data, as search's do. `status` and
+ * `message` (max series reached) count the series of the rewritten query,
+ * i.e. the team's: relayed (docs/rewriting-traceql.md). An answer of
  * another shape is not relayed (→ 502).
  */
 const filterMetricsAnswer: ResponseFilter = (body) => {

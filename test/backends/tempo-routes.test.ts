@@ -132,4 +132,16 @@ describe('TraceQL metrics: the answer\'s metrics (blocks, bytes and spans inspec
     expect(() => filter({ series: 'x' }, { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
     expect(() => filter([series], { policy: teamA, pathParams: {} })).toThrow(/could not be read/);
   });
+  // Tempo's status/message say the series limit was reached (frontend combiner, queriers' per-block counts): series of the
+  // query Tempo ran, which for a restricted subject is the rewritten one (the team's condition in every spanset filter), so
+  // the count never includes other teams' series; the text is fixed, with the limit (a tenant setting or the request's max_series).
+  it.each(['metrics_query_range', 'metrics_query'])('%s: status and message describe the rewritten (team-restricted) query, relayed', (endpoint) => {
+    const sent = new URLSearchParams({ q: '{} | rate() by (resource.service.name)', max_series: '2' });
+    const forwarded = new URLSearchParams([...enforceParams(route(endpoint), sent, teamA, DEFAULT_LIMITS, 'traceql')]);
+    expect(forwarded.get('q')).toBe('{ resource.k8s.namespace.name =~ "^(?s:team-a-.*)$" } | rate() by (resource.service.name)');
+    expect(forwarded.get('max_series')).toBe('2');
+    const message = 'Response exceeds maximum series limit of 2, a partial response is returned. Warning: the accuracy of each individual value is not guaranteed.';
+    const series = [{ labels: [{ key: 'resource.service.name', value: { stringValue: 'web' } }], samples: [] }];
+    expect(route(endpoint).responseFilter!({ series, status: 'PARTIAL', message }, { policy: teamA, pathParams: {} })).toEqual({ series, status: 'PARTIAL', message });
+  });
 });
