@@ -414,6 +414,11 @@ export const introspectionProviderSchema = z
     clientSecretFile: z.string().optional().describe('File holding the client secret (relative to the config file).'),
     clientAuth: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
     audience: audienceSchema.optional().describe('If set, the response "aud" must contain one of these.'),
+    authorizedParties: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe('Accepted authorized parties: the client ids a token may have been issued to. The response "client_id" (RFC 7662) must be one of them; an active token without "client_id" is refused. Default: any client.'),
     tokens: z.enum(['opaque', 'all']).default('opaque').describe('"opaque": JWT-shaped bearer tokens are left to other sources.'),
     cacheTtlSeconds: z.number().int().positive().default(60).describe('Active results are cached this long, never past "exp".'),
     cacheSize: z.number().int().positive().default(10_000),

@@ -26,7 +26,8 @@ export const MAX_CONCURRENT_INTROSPECTIONS = MAX_CONCURRENT_PROVIDER_CALLS;
 /**
  * RFC 7662 token introspection for opaque bearer tokens, with client
  * authentication (client_secret_basic / client_secret_post). `active: false`,
- * an expired or not-yet-valid token, a wrong `iss` or `aud`, a non-Bearer
+ * an expired or not-yet-valid token, a wrong `iss` or `aud`, a `client_id`
+ * outside `authorizedParties` (when set; absent too), a non-Bearer
  * `token_type` (e.g. a refresh token) or a sender-constrained token (`cnf`,
  * whose proof the gateway cannot check) → 401. Active results are cached for
  * `cacheTtlSeconds`, never past `exp`; inactive ones for `negativeCacheTtlSeconds`
@@ -196,6 +197,13 @@ export class IntrospectionSource implements IdentitySource {
       const aud = r['aud'];
       const got = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
       if (!got.some((a) => want.includes(a as string))) return 'unexpected "aud"';
+    }
+    // RFC 7662 §2.2: client_id is the client the token was issued to (JWT's azp). Absent, the answer names no
+    // client to check: refused, as a JWT naming no authorized party is.
+    if (this.#cfg.authorizedParties !== undefined) {
+      const clientId = r['client_id'];
+      if (typeof clientId !== 'string') return clientId === undefined ? 'missing "client_id" (authorizedParties is set)' : '"client_id" is not a string';
+      if (!this.#cfg.authorizedParties.includes(clientId)) return 'unexpected "client_id"';
     }
     return undefined;
   }
