@@ -1,11 +1,10 @@
 // authorizedParties on introspection: the RFC 7662 `client_id` (the client the token was issued to) must be
 // listed; a token naming no client, or another one, is refused (401) and never cached as valid.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { introspectionProviderSchema } from '../../src/config/schema.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 import { IntrospectionSource } from '../../src/identity/introspection.ts';
+import { startCannedIntrospection, type CannedIntrospection } from './canned-introspection.ts';
 
 const later = () => Math.floor(Date.now() / 1000) + 3600;
 /** Canned RFC 7662 answers, by token. */
@@ -16,21 +15,13 @@ const answers: Record<string, () => Record<string, unknown>> = {
   number: () => ({ active: true, client_id: 7, sub: 'u-alice', exp: later() }),
 };
 
-let server: Server;
+let canned: CannedIntrospection;
 let url: string;
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => {
-      const token = new URLSearchParams(body).get('token') ?? '';
-      res.setHeader('content-type', 'application/json').end(JSON.stringify(answers[token]?.() ?? { active: false }));
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/introspect`;
+  canned = await startCannedIntrospection(answers);
+  url = canned.url;
 });
-afterAll(() => server?.close());
+afterAll(() => canned?.close());
 
 const source = (extra: Record<string, unknown> = {}) =>
   IntrospectionSource.create(introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: url, clientId: 'gw', clientSecret: 's', negativeCacheTtlSeconds: 0, ...extra }));
