@@ -145,7 +145,9 @@ describe('policy bundles from nginx', () => {
 
   it('polls with the bearer token and If-None-Match: unchanged bundles are answered 304', async () => {
     const before = nginx.accessLog().length;
-    await new Promise((r) => setTimeout(r, 1_500));
+    // At least three polls (0.2–0.4 s apart), waited for rather than slept for: a loaded machine is slower.
+    const deadline = Date.now() + 15_000;
+    while (nginx.accessLog().length - before < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const log = nginx.accessLog().slice(before);
     expect(log.length).toBeGreaterThanOrEqual(3); // 0.2–0.4 s polling
     expect(log.every((e) => e.status === 304 && e.authorized && e.uri === `/${RESOURCE}` && e.ifNoneMatch.startsWith('"'))).toBe(true);

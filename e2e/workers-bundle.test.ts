@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundle } from './harness/bundles.ts';
+import { eventually } from './harness/eventually.ts';
 import { startCannedUpstream, type CannedUpstream } from './harness/canned-upstream.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { rawRequest } from './harness/http.ts';
@@ -71,8 +72,7 @@ describe('bundle mode with two workers', () => {
     serviceDown = true;
     process.kill(before[0]!, 'SIGKILL');
     // The replacement is forked within a second or two; meanwhile and after, every request is served.
-    await new Promise((r) => setTimeout(r, 3_000));
-    expect(gw.tail(200)).toMatch(/waiting for a policy bundle before accepting connections/);
+    expect(await eventually(() => /waiting for a policy bundle before accepting connections/.test(gw.tail(200)), 20_000), gw.tail(30)).toBe(true);
     const during = await statuses(24);
     expect(during.filter((s) => s !== 200), gw.tail(30)).toEqual([]);
     // The service is back: the replacement gets the bundle and serves too.

@@ -7,3 +7,4 @@ export * from './tokens.ts';
 export * from './gateway.ts';
 export * from './counting-proxy.ts';
 export * from './http.ts';
+export * from './eventually.ts';

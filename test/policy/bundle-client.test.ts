@@ -196,7 +196,9 @@ describe('BundleClient', () => {
     const client = await BundleClient.create({ config: config({ polling: { minDelaySeconds: 0.05, maxDelaySeconds: 0.1 } }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
     const before = seen.length;
     await client.start();
-    await new Promise((r) => setTimeout(r, 500));
+    // Polled, not slept: on a loaded machine 0.5 s may hold fewer than three 0.05–0.1 s delays.
+    const deadline = Date.now() + 10_000;
+    while (seen.length - before < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await client.stop();
     expect(holder.revision).toBe('one');
     expect(seen.length - before).toBeGreaterThanOrEqual(3);
