@@ -328,7 +328,7 @@ describe('Loki live tail: shutdown', () => {
 describe('Loki live tail: a tail ends when its grant may no longer hold', () => {
   it('at the token\'s exp: 1008, the upstream closed', async () => {
     const upstreamSide = new Promise<WebSocket>((resolve) => (onTail = resolve));
-    const short = await idp.mint({ sub: 'alice', groups: ['team-a'] }, { expiresIn: 2 });
+    const short = await idp.mint({ sub: 'alice', groups: ['team-a'] }, { expiresIn: 4 });
     const client = await openTail(gw.url, tailPath('{app="api"}'), { authorization: `Bearer ${short}` });
     const up = await upstreamSide;
     const [clientClosed, upstreamClosed] = [closed(client), closed(up)];
