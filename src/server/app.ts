@@ -123,6 +123,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const credentialHeaders = config.identity.providers.flatMap((p) => ('header' in p && typeof p.header === 'string' ? [p.header] : []));
   // Shared by every upstream: the process's memory is what it bounds.
   const answerBudget = new ByteBudget(config.server.maxBufferedAnswerBytes);
+  deps.metrics?.watchAnswerBudget(() => answerBudget.used);
   for (const upstream of config.upstreams) {
     const table = ROUTE_TABLES[upstream.kind];
     await app.register(upstreamPlugin, { prefix: upstream.mountPrefix, upstream, table, limits, bodyLimit: config.server.bodyLimitBytes, credentialHeaders, answerBudget });

@@ -41,6 +41,8 @@ export interface GatewayMetrics {
   watchBundle(status: () => BundleClientStatus): void;
   /** Report the identity sources' caches (read at scrape time, so a reload's new authenticator is seen). */
   watchIdentity(caches: () => Map<string, { hits: number; misses: number; size: number }>): void;
+  /** Report the bytes of upstream answers held whole right now (server.maxBufferedAnswerBytes' budget). */
+  watchAnswerBudget(used: () => number): void;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayMetrics {
@@ -138,6 +140,15 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
       for (const [upstream, n] of inflight) this.set({ upstream }, n);
     },
   });
+  let answerBytes: (() => number) | undefined;
+  new Gauge({
+    name: 'lbac_gateway_buffered_answer_bytes',
+    help: 'Bytes of upstream answers read whole (to filter or merge them) held right now; bounded by server.maxBufferedAnswerBytes.',
+    registers,
+    collect() {
+      if (answerBytes !== undefined) this.set(answerBytes());
+    },
+  });
   const configReloads = new Counter({ name: 'lbac_gateway_config_reloads_total', help: 'Config reloads (SIGHUP or file change), by result: success, failure.', labelNames: ['result'] as const, registers });
   const configLastReload = new Gauge({
     name: 'lbac_gateway_config_last_reload_timestamp_seconds',
@@ -230,6 +241,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
     },
     watchIdentity(caches) {
       identityCaches = caches;
+    },
+    watchAnswerBudget(used) {
+      answerBytes = used;
     },
   };
 }

@@ -16,6 +16,8 @@ function answer(bytes: number): [string, string] {
 }
 
 let server: Server;
+/** The bytes of the part every answer sends before it is held. */
+let headBytes = 0;
 let url = '';
 let t: TestApp;
 /** Answers whose first part was sent, waiting for `release()`. */
@@ -26,6 +28,7 @@ const release = () => {
 
 beforeAll(async () => {
   const [head, rest] = answer(900 * KIB);
+  headBytes = Buffer.byteLength(head);
   server = createServer((req, res) => {
     req.resume();
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -45,6 +48,7 @@ afterAll(async () => {
 
 /** lbac_gateway_shed_requests_total{reason} of the app under test. */
 const shedCount = async (reason: string): Promise<number> => (await t.metrics.shed.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+const bufferedBytes = async (): Promise<number> => (await t.metrics.registry.getSingleMetric('lbac_gateway_buffered_answer_bytes')!.get()).values[0]?.value ?? 0;
 const values = () => t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: { authorization: 'Bearer alice' } });
 const until = async (cond: () => boolean) => {
   for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
@@ -54,7 +58,8 @@ describe('server.maxBufferedAnswerBytes', () => {
   it('refuses with 503 + Retry-After an answer that does not fit beside one being read, and serves the first', async () => {
     const first = values();
     await until(() => held.length === 1);
-    await new Promise((r) => setTimeout(r, 200)); // the first 720 KiB are read (and held)
+    // The first part (≈ 700 KiB) is read and held: waited for on the gauge, not a fixed delay.
+    await expect.poll(() => bufferedBytes(), { timeout: 10_000, interval: 10 }).toBeGreaterThanOrEqual(headBytes);
     const second = await values();
     expect(second.statusCode, second.body).toBe(503);
     expect(second.headers['retry-after']).toBeDefined();
@@ -76,6 +81,7 @@ describe('server.maxBufferedAnswerBytes', () => {
     await until(() => held.length === 1);
     release();
     expect((await next).statusCode).toBe(200);
+    expect(await bufferedBytes()).toBe(0);
   });
 
   it('an answer larger than the budget alone is refused (503), not read past it', async () => {

@@ -54,8 +54,7 @@ teams:
     req.end();
     while (!up.requests.some((r) => r.path === '/loki/api/v1/status/buildinfo')) await new Promise((r) => setTimeout(r, 5));
     req.destroy(); // gone while the gateway waits for buildinfo
-    await new Promise((r) => setTimeout(r, 800));
-    expect(t.metrics.inflight.get('logs') ?? 0).toBe(0);
+    await expect.poll(() => t.metrics.inflight.get('logs') ?? 0, { timeout: 10_000 }).toBe(0);
     up.delayMs = 0;
     // Both slots are free: the next fanned-out request (two parts) is served.
     expect((await fetch(`${base}/loki-gw/loki/api/v1/labels`, { headers: { authorization: 'Bearer both' } })).status).toBe(200);
