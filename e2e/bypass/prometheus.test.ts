@@ -215,8 +215,10 @@ async function run(a: Attack): Promise<void> {
   if (process.env['LBAC_BYPASS_VERBOSE'] === '1') console.log(`[bypass] ${res.status} ${a.name}`);
   expect(want, `${a.name}: HTTP ${res.status} ${res.body.slice(0, 300)}`).toContain(res.status);
   const blocked = a.blocked ?? res.status >= 400;
-  // reply-from answers before the proxy finished recording: give it a moment.
+  // reply-from answers before the proxy finished recording: give it a moment, and wait for
+  // any request still arriving (a loaded machine), so that none is counted with the next attack.
   await new Promise((r) => setTimeout(r, 20));
+  for (const end = Date.now() + 5_000; proxy.receiving() > 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
   const forwarded = [...proxy.requests];
   if (blocked) expect(forwarded.map((r) => `${r.method} ${r.url} ${JSON.stringify(r.headers)} ${r.bodyText.slice(0, 100)} → ${r.status}`), `${a.name}: refused but forwarded (${res.status} ${res.body.slice(0, 200)})`).toEqual([]);
   const problems = [...responseProblems(res, a.forged === true, a.echo === true), ...(await forwardedProblems(forwarded))];

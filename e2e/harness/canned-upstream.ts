@@ -37,6 +37,8 @@ export interface CannedUpstream {
   url: string;
   requests: CannedRequest[];
   clear(): void;
+  /** Requests whose head arrived but whose body has not yet (recorded once it has). */
+  receiving(): number;
   stop(): Promise<void>;
   /** Open WebSocket connections (with `websocket`). */
   sockets: Set<WebSocket>;
@@ -48,10 +50,19 @@ export interface CannedUpstream {
 export async function startCannedUpstream(answer: (path: string, request: CannedRequest) => [number, string, string | Uint8Array], opts: CannedOptions = {}): Promise<CannedUpstream> {
   const requests: CannedRequest[] = [];
   const buildinfoRequests: CannedRequest[] = [];
+  let receiving = 0;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
+    receiving++;
+    let received = false;
+    const done = (): void => {
+      if (!received) receiving--;
+      received = true;
+    };
+    req.on('close', done);
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      done();
       const url = new URL(req.url ?? '/', 'http://x');
       const params = new URLSearchParams(url.search);
       // A body only where Go's ParseForm reads one (Loki and Tempo are Go servers).
@@ -97,6 +108,7 @@ export async function startCannedUpstream(answer: (path: string, request: Canned
     requests,
     buildinfoRequests,
     clear: () => void requests.splice(0),
+    receiving: () => receiving,
     sockets,
     stop: () => {
       for (const ws of sockets) ws.terminate();

@@ -39,6 +39,8 @@ export interface CountingProxy {
   count(pred?: (r: RecordedRequest) => boolean): number;
   /** Forgets the recorded requests. */
   clear(): void;
+  /** Requests whose head arrived but whose body has not yet (recorded once it has). */
+  receiving(): number;
   /** Resolves once `n` requests (matching pred) were recorded; rejects after timeoutMs (default 5 000). */
   waitFor(n: number, pred?: (r: RecordedRequest) => boolean, timeoutMs?: number): Promise<RecordedRequest[]>;
   stop(): Promise<void>;
@@ -127,10 +129,19 @@ export async function startCountingProxy(opts: { upstream: string; port?: number
     return r;
   };
 
+  let receiving = 0;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
+    receiving++;
+    let received = false;
+    const done = (): void => {
+      if (!received) receiving--;
+      received = true;
+    };
+    req.on('close', done);
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      done();
       const body = Buffer.concat(chunks);
       const rec = record(req.method ?? 'GET', req.url ?? '/', req.headers, body, false);
       const headers = forwardHeaders(req.headers, upstream.host);
@@ -210,6 +221,7 @@ export async function startCountingProxy(opts: { upstream: string; port?: number
     clear: () => {
       requests.length = 0;
     },
+    receiving: () => receiving,
     waitFor: async (n, pred, timeoutMs = 5_000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
