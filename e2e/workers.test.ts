@@ -2,7 +2,7 @@
 // workers sharing the port; both serve enforced answers, the primary's admin
 // listener sums the workers' metrics and reports every worker's readiness, and
 // SIGTERM stops all.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './harness/ports.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
@@ -157,6 +157,58 @@ describe('worker processes', () => {
     const agreed = await until((r) => r.code === 200);
     expect(agreed.code, JSON.stringify(agreed.body)).toBe(200);
     expect(new Set(agreed.body.workers.map((w) => w.dataRevision)).size).toBe(1);
+  });
+
+  it('a worker whose reload failed for a transient cause retries it and converges with its sibling, no signal needed', async () => {
+    type Readiness = { status: string; workers: { pid: number; dataRevision: string }[] };
+    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
+      const r = await rawRequest(adminUrl, '/readyz');
+      return { code: r.status, body: JSON.parse(r.body) as Readiness };
+    };
+    const until = async <T>(get: () => Promise<T> | T, want: (v: T) => boolean): Promise<T> => {
+      const deadline = Date.now() + 15_000;
+      let v = await get();
+      while (!want(v) && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+        v = await get();
+      }
+      return v;
+    };
+    const logOf = (pid: number, msg: string) =>
+      gw
+        .tail(3000)
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { pid: number; msg: string; reason?: string; code?: string })
+        .filter((l) => l.pid === pid && l.msg === msg);
+    const start = await until(readiness, (r) => r.code === 200);
+    expect(start.code, JSON.stringify(start.body)).toBe(200);
+    const [one, two] = start.body.workers;
+    const current = readFileSync(gw.configFile, 'utf8');
+    const next = current.replace(/~team-a-[0-9]*\.\*/, '~team-a-2.*');
+    expect(next).not.toBe(current);
+    // Worker one applies the narrowed team: the group disagrees.
+    writeFileSync(gw.configFile, next);
+    process.kill(one!.pid, 'SIGHUP');
+    const split = await until(readiness, (r) => new Set(r.body.workers.map((w) => w.dataRevision)).size > 1);
+    expect(split.body.status).toMatch(/workers run different policy data/);
+    // Worker two reloads while the config path is a directory for a moment: rejected (EISDIR), a retry scheduled.
+    rmSync(gw.configFile);
+    mkdirSync(gw.configFile);
+    try {
+      process.kill(two!.pid, 'SIGHUP');
+      const scheduled = await until(() => logOf(two!.pid, 'config reload retry scheduled'), (l) => l.length > 0);
+      expect(scheduled[0], gw.tail(20)).toMatchObject({ code: 'EISDIR' });
+    } finally {
+      // The file is back (atomically, as a ConfigMap swap): no signal, no file watch (watchConfig: false).
+      writeFileSync(`${gw.configFile}.tmp`, next);
+      rmdirSync(gw.configFile);
+      renameSync(`${gw.configFile}.tmp`, gw.configFile);
+    }
+    const agreed = await until(readiness, (r) => r.code === 200);
+    expect(agreed.code, JSON.stringify(agreed.body)).toBe(200);
+    expect(new Set(agreed.body.workers.map((w) => w.dataRevision)).size).toBe(1);
+    expect(logOf(two!.pid, 'config reloaded').at(-1)).toMatchObject({ reason: 'retry' });
   });
 
   it('SIGTERM stops every process', async () => {

@@ -77,11 +77,12 @@ export class ConfigError extends GatewayError {
   readonly file: string | undefined;
   readonly line: number | undefined;
   readonly key: string | undefined;
-  constructor(message: string, where: { file?: string; line?: number; key?: string } = {}) {
+  /** `options.cause`: the error behind it (a failed read keeps its errno code there: see server/reload-retry.ts). */
+  constructor(message: string, where: { file?: string; line?: number; key?: string } = {}, options?: { cause?: unknown }) {
     const loc = [where.file, where.line === undefined ? undefined : `line ${where.line}`, where.key === undefined ? undefined : `key ${where.key}`]
       .filter((x) => x !== undefined)
       .join(', ');
-    super('config_invalid', loc ? `${loc}: ${message}` : message);
+    super('config_invalid', loc ? `${loc}: ${message}` : message, options);
     this.name = 'ConfigError';
     this.file = where.file;
     this.line = where.line;

@@ -220,7 +220,7 @@ function readSecret(src: SecretSources, file: string, key: string): string {
   try {
     text = src.readFile(file);
   } catch (e) {
-    throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e });
   }
   const secret = trimSecret(text);
   if (secret === '') throw new CredentialsError('empty_secret', key, `${key.split('.').pop()} ${JSON.stringify(file)} is empty`);
@@ -351,7 +351,7 @@ export function resolveTls(tls: UpstreamTlsConfig, readFile: (file: string) => s
     try {
       return readFile(file);
     } catch (e) {
-      throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e });
     }
   };
   return new UpstreamTls({

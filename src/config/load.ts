@@ -102,7 +102,7 @@ function resolveUpstream(u: UpstreamConfig, index: number, ctx: UpstreamContext)
   } catch (e) {
     if (!(e instanceof CredentialsError)) throw e;
     const keyPath = ['upstreams', index, ...e.key.split('.')];
-    throw new ConfigError(e.message, { file: ctx.file, ...ctx.locate(keyPath), key: keyPath.join('.') });
+    throw new ConfigError(e.message, { file: ctx.file, ...ctx.locate(keyPath), key: keyPath.join('.') }, { cause: e });
   }
 }
 
@@ -241,7 +241,8 @@ export async function loadConfigFile(file: string, opts: Omit<LoadOptions, 'file
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(`cannot read config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file });
+    // The failed read is kept as the cause: its errno code tells a reload whether to retry (server/reload-retry.ts).
+    throw new ConfigError(`cannot read config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file }, { cause: e });
   }
   return parseConfig(text, { ...opts, file, baseDir: path.dirname(path.resolve(file)) });
 }

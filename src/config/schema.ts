@@ -125,6 +125,16 @@ export const serverSchema = z
       .describe('Loki live tails (WebSocket).'),
     watchConfig: z.boolean().default(true).describe('Reload the config when its file changes (as on SIGHUP).'),
     reloadDebounceMs: z.number().int().min(0).default(500).describe('File-change reloads wait until the file has been quiet this long.'),
+    reloadRetry: z
+      .strictObject({
+        minDelayMs: z.number().int().positive().default(1000).describe('Wait before the first retry of a reload rejected for a transient cause.'),
+        maxDelayMs: z.number().int().positive().default(30_000).describe('Longest wait between two retries (the cap of the doubling).'),
+      })
+      .refine((r) => r.minDelayMs <= r.maxDelayMs, { message: 'minDelayMs must not exceed maxDelayMs' })
+      .default({ minDelayMs: 1000, maxDelayMs: 30_000 })
+      .describe(
+        'A reload (SIGHUP, file change) rejected for a transient cause — a file that could not be read at that moment, an identity provider or policy that could not be reached — is retried by the same process: after minDelayMs, doubling per failed retry up to maxDelayMs, until it is applied, fails for another cause (a config error is never retried), a newer reload takes over, or the process stops. See docs/operations.md#config-reload.',
+      ),
     loadShedding: z
       .strictObject({
         enabled: z.boolean().default(true),

@@ -81,7 +81,8 @@ export class IntrospectionSource implements IdentitySource {
       try {
         secret = (await readFile(cfg.clientSecretFile, 'utf8')).trim();
       } catch (e) {
-        throw new GatewayError('config_invalid', `cannot read clientSecretFile ${cfg.clientSecretFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        // The failed read is the cause: a reload retries an unreadable file (server/reload-retry.ts).
+        throw new GatewayError('config_invalid', `cannot read clientSecretFile ${cfg.clientSecretFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
       }
     }
     if (secret === undefined || secret === '') throw new GatewayError('config_invalid', 'introspection provider needs a client secret');

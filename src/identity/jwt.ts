@@ -19,7 +19,8 @@ export async function readJwksFile(file: string): Promise<Parameters<typeof crea
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new GatewayError('config_invalid', `cannot read jwksFile ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    // The failed read is the cause: a reload retries an unreadable file (server/reload-retry.ts).
+    throw new GatewayError('config_invalid', `cannot read jwksFile ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
   }
   let jwks: unknown;
   try {

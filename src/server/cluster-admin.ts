@@ -134,15 +134,18 @@ export class ClusterAdmin {
 }
 
 /** Status of a group whose workers run on different policy data (see groupReadiness). */
-export const WORKERS_DISAGREE = 'not ready: workers run different policy data (a reload failed in some; see the log, fix and reload again)';
+export const WORKERS_DISAGREE =
+  'not ready: workers run different policy data (a reload failed in some; see the log: a transient failure is retried by the worker, otherwise fix and reload again)';
 
 /**
  * The group's readiness. Until every expected worker runs (start-up,
  * replacement after a crash) the group is not ready. Nor is it while workers
  * report different `dataRevision`s: each worker reloads on its own, and one
- * whose reload was rejected (a file it could not read, an identity provider
- * it could not reach) keeps the team data the others replaced — perhaps wider
- * — until the next reload. Never more than a reload's own duration otherwise.
+ * whose reload was rejected keeps the team data the others replaced — perhaps
+ * wider. A rejection for a transient cause (a file it could not read at that
+ * moment) is retried by that worker with a backoff (GatewayRuntime.reload), so
+ * the state clears by itself once the retry applies; one for a config error
+ * lasts until the next reload. Never more than a reload's own duration otherwise.
  */
 export function groupReadiness(workers: readonly WorkerReadiness[], expected: number): { ready: boolean; status: string } {
   if (workers.length < expected || !workers.every((w) => w.ready)) return { ready: false, status: 'not ready' };

@@ -17,6 +17,8 @@ import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { AuditLog } from './plugins/audit.ts';
 import { readinessOf } from './plugins/health.ts';
 import { dataRevision, mergeReloadable, restartRequiredChanges } from './reload.ts';
+import { classifyReloadError, reloadRetryDelayMs } from './reload-retry.ts';
+import { ConfigError } from '../errors.ts';
 import { redactErrorUrls } from '../util/shown-url.ts';
 import { closeRelays } from './plugins/websocket.ts';
 
@@ -39,6 +41,12 @@ export interface RunningGateway {
 export interface ReloadResult {
   readonly ok: boolean;
   readonly error?: string;
+  /** A rejection: the code it was classified by (an errno code such as ENOENT, or a gateway error code). */
+  readonly code?: string;
+  /** A rejection: its cause may pass (a file that could not be read, a provider that could not be reached). */
+  readonly transient?: boolean;
+  /** A transient rejection: the retry runs after this many ms (unless a newer reload or a stop comes first). */
+  readonly retryInMs?: number;
   /** Changed keys that need a restart (kept at their running values). */
   readonly restartRequired?: readonly string[];
   readonly unchanged?: boolean;
@@ -48,6 +56,10 @@ export interface ReloadResult {
 interface QueuedReload {
   readonly reasons: Set<string>;
   skipIfUnchanged: boolean;
+  /** A retry of a rejected reload: its number (1 for the first) and what the rejected reload was for. */
+  retry: { readonly attempt: number; readonly of: string } | undefined;
+  /** `GatewayRuntime.#generation` when the last request joined: a later one takes over any retry. */
+  generation: number;
   result: Promise<ReloadResult>;
 }
 
@@ -83,6 +95,12 @@ export class GatewayRuntime {
   #queue: Promise<unknown> = Promise.resolve();
   /** The reload queued behind the running one, not started yet: later requests join it. */
   #waiting: QueuedReload | undefined;
+  /** Counts reload requests (SIGHUP, file change; not retries): a retry is scheduled only if none came after the rejected one. */
+  #generation = 0;
+  /** The pending retry of a reload rejected for a transient cause. */
+  #retryTimer: NodeJS.Timeout | undefined;
+  /** Stopped (close, shutdown): no retry is scheduled any more. */
+  #stopped = false;
   readonly #onReloaded = new Set<(config: GatewayConfig) => void>();
   readonly #onConfigRead = new Set<(next: GatewayConfig) => void>();
   readonly holder: PolicyHolder;
@@ -123,22 +141,81 @@ export class GatewayRuntime {
    * so a burst of SIGHUPs or file events costs at most two reloads, not one
    * identity-provider key refetch per signal. The shared reload is skipped when
    * unchanged only if every request allowed that.
+   *
+   * A reload rejected for a transient cause (classifyReloadError: a file that
+   * could not be read, a provider that could not be reached) is retried by this
+   * process after `server.reloadRetry.minDelayMs`, doubling per failed retry up
+   * to `maxDelayMs`. A request made after it cancels the pending retry (the
+   * newer reload takes over, with a backoff of its own if it fails so too), as
+   * does `stopRetries()` (close, shutdown).
    */
   reload(reason: string, opts: { skipIfUnchanged?: boolean } = {}): Promise<ReloadResult> {
+    this.#generation++;
+    this.#cancelRetry();
+    return this.#request(reason, opts.skipIfUnchanged === true, undefined);
+  }
+
+  #request(reason: string, skipIfUnchanged: boolean, retry: QueuedReload['retry']): Promise<ReloadResult> {
     const waiting = this.#waiting;
     if (waiting !== undefined) {
       waiting.reasons.add(reason);
-      if (opts.skipIfUnchanged !== true) waiting.skipIfUnchanged = false;
+      if (!skipIfUnchanged) waiting.skipIfUnchanged = false;
+      // A new request joined: the shared reload answers it, and its rejection starts a backoff of its own.
+      if (retry === undefined) waiting.retry = undefined;
+      waiting.generation = this.#generation;
       return waiting.result;
     }
-    const next: QueuedReload = { reasons: new Set([reason]), skipIfUnchanged: opts.skipIfUnchanged === true, result: Promise.resolve({ ok: true }) };
-    next.result = this.#queue.then(() => {
+    const next: QueuedReload = { reasons: new Set([reason]), skipIfUnchanged, retry, generation: this.#generation, result: Promise.resolve({ ok: true }) };
+    next.result = this.#queue.then(async () => {
       if (this.#waiting === next) this.#waiting = undefined;
-      return this.#reload([...next.reasons].join(', '), { skipIfUnchanged: next.skipIfUnchanged });
+      const reasons = [...next.reasons].join(', ');
+      const result = await this.#reload(next.retry === undefined ? reasons : 'retry', { skipIfUnchanged: next.skipIfUnchanged, retry: next.retry });
+      if (result.ok || result.transient !== true) return result;
+      // Retried only when nothing newer asked for a reload meanwhile (that one decides) and the process runs on.
+      if (this.#stopped || next.generation !== this.#generation) return result;
+      const attempt = (next.retry?.attempt ?? 0) + 1;
+      const delayMs = this.#scheduleRetry(attempt, next.retry?.of ?? reasons, next.skipIfUnchanged);
+      this.logger
+        .child({ component: 'reload', file: this.#config.file })
+        .warn({ attempt, delayMs, code: result.code, error: result.error, retryOf: next.retry?.of ?? reasons }, 'config reload retry scheduled');
+      return { ...result, retryInMs: delayMs };
     });
     this.#waiting = next;
     this.#queue = next.result.catch(() => undefined);
     return next.result;
+  }
+
+  /** Retry number `attempt` of the reload requested for `of`, after its backoff delay; returns the delay. */
+  #scheduleRetry(attempt: number, of: string, skipIfUnchanged: boolean): number {
+    this.#cancelRetry();
+    const delayMs = reloadRetryDelayMs(attempt, this.#config.server.reloadRetry);
+    const timer = setTimeout(() => {
+      if (this.#retryTimer !== timer) return;
+      this.#retryTimer = undefined;
+      // A rejection is logged and counted by the reload itself; nothing waits for this promise.
+      this.#request('retry', skipIfUnchanged, { attempt, of }).catch((e: unknown) => this.logger.error({ err: e, component: 'reload' }, 'config reload retry failed'));
+    }, delayMs);
+    // A pending retry never keeps the process alive.
+    timer.unref();
+    this.#retryTimer = timer;
+    return delayMs;
+  }
+
+  #cancelRetry(): void {
+    if (this.#retryTimer === undefined) return;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+  }
+
+  /** Whether a retry of a rejected reload is waiting for its time. */
+  get retryPending(): boolean {
+    return this.#retryTimer !== undefined;
+  }
+
+  /** The process stops (close, shutdown): the pending retry is cancelled and none is scheduled any more. */
+  stopRetries(): void {
+    this.#stopped = true;
+    this.#cancelRetry();
   }
 
   /** `listener` runs after each applied reload with the config now running; returns its remover. */
@@ -166,22 +243,25 @@ export class GatewayRuntime {
     }
   }
 
-  async #reload(reason: string, opts: { skipIfUnchanged?: boolean }): Promise<ReloadResult> {
+  async #reload(reason: string, opts: { skipIfUnchanged?: boolean; retry?: QueuedReload['retry'] }): Promise<ReloadResult> {
     const running = this.#config;
     const file = running.file;
-    const log = this.logger.child({ component: 'reload', reason, file });
-    const reject = (error: string): ReloadResult => {
-      log.error({ error }, 'config reload rejected');
+    const retry = opts.retry === undefined ? {} : { attempt: opts.retry.attempt, retryOf: opts.retry.of };
+    const log = this.logger.child({ component: 'reload', reason, file, ...retry });
+    const reject = (e: unknown): ReloadResult => {
+      const error = e instanceof Error ? e.message : String(e);
+      const { transient, code } = classifyReloadError(e);
+      log.error({ error, code, transient }, 'config reload rejected');
       this.metrics.configReloads.inc({ result: 'failure' });
       this.metrics.configLastReload.set({ result: 'failure' }, Date.now() / 1000);
-      return { ok: false, error };
+      return { ok: false, error, code, transient };
     };
-    if (file === undefined) return reject('the running config was not read from a file');
+    if (file === undefined) return reject(new ConfigError('the running config was not read from a file'));
     let loaded: GatewayConfig;
     try {
       loaded = await loadConfigFile(file);
     } catch (e) {
-      return reject(e instanceof Error ? e.message : String(e));
+      return reject(e);
     }
     const restartRequired = restartRequiredChanges(running, loaded);
     let next = mergeReloadable(running, loaded);
@@ -211,7 +291,7 @@ export class GatewayRuntime {
       ]);
     } catch (e) {
       void prepared?.then((p) => p.release(), () => undefined);
-      return reject(e instanceof Error ? e.message : String(e));
+      return reject(e);
     }
     try {
       await authenticator.refreshKeptSources();
@@ -283,6 +363,8 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
   app.addHook('onClose', async () => {
     offSwap();
     offReload();
+    // No reload retry fires after close.
+    rt.stopRetries();
   });
   if (client !== undefined) {
     const c = client;
@@ -464,6 +546,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
   };
   const closeAll = async () => {
     stopWatching();
+    runtime.stopRetries();
     await Promise.allSettled([app.close(), admin?.close()]);
   };
   return {
@@ -475,6 +558,8 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     shutdown: async () => {
       runtime.startDraining();
       stopWatching();
+      // A reload retry now would rebuild what is being shut down.
+      runtime.stopRetries();
       const { shutdownDelayMs, shutdownTimeoutMs } = runtime.config.server;
       if (shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, shutdownDelayMs));
       let timer: NodeJS.Timeout | undefined;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -146,6 +146,169 @@ describe('config reload', () => {
     } finally {
       await app.close();
       await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+/** Retries of a reload rejected for a transient cause (the schedule and classification: reload-retry.test.ts). */
+describe('config reload retry', () => {
+  /** Short backoff (the defaults are 1 s doubling to 30 s); no file watch: only a retry (or an explicit reload) reloads. */
+  const settings = (minDelayMs: number, maxDelayMs: number) => `server: { listen: "127.0.0.1:0", watchConfig: false, reloadRetry: { minDelayMs: ${minDelayMs}, maxDelayMs: ${maxDelayMs} } }`;
+
+  /** A runtime from a config file, its log lines (parsed) and its reload counters. */
+  async function runtimeFor(text: string) {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-retry-'));
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, text);
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+    const metrics = createMetrics({ defaultMetrics: false });
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), logger, { metrics });
+    return { dir, file, lines, metrics, app, runtime, ...helpers(file, lines, () => metrics.registry.metrics()) };
+  }
+
+  function helpers(file: string, lines: Record<string, unknown>[], metricsText: () => Promise<string>) {
+    return {
+      /** The config path becomes a directory (as for a moment while a mount is rebuilt): reading it fails with EISDIR. */
+      breakFile: () => {
+        rmSync(file);
+        mkdirSync(file);
+      },
+      /** The file is back, with this text, written atomically (a half-written file must not be read). */
+      restoreFile: (text: string) => {
+        const tmp = `${file}.tmp`;
+        writeFileSync(tmp, text);
+        rmdirSync(file);
+        renameSync(tmp, file);
+      },
+      reloads: async (result: 'success' | 'failure'): Promise<number> => Number(new RegExp(`lbac_gateway_config_reloads_total\\{result="${result}"\\} (\\d+)`).exec(await metricsText())?.[1] ?? 0),
+      logged: (msg: string) => lines.filter((l) => l['msg'] === msg),
+    };
+  }
+
+  const until = async (done: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const namespaceOf = (config: { teams: Record<string, { selectors: readonly Record<string, unknown>[] }> }) => config.teams['team-a']!.selectors[0]!['namespace'];
+
+  it('a reload that could not read the file is retried with a backoff and applies the new team data, with no other reload', async () => {
+    const t = await runtimeFor(yaml('a', settings(20, 80)));
+    try {
+      t.breakFile();
+      const first = await t.runtime.reload('SIGHUP');
+      expect(first).toMatchObject({ ok: false, transient: true, code: 'EISDIR', retryInMs: 20 });
+      expect(t.runtime.retryPending).toBe(true);
+      // Retries fail while the path is a directory: 20, 40, 80, 80 ms apart.
+      await until(() => t.logged('config reload retry scheduled').length >= 4);
+      const scheduled = t.logged('config reload retry scheduled');
+      expect(scheduled.slice(0, 4).map((l) => [l['attempt'], l['delayMs'], l['code']])).toEqual([
+        [1, 20, 'EISDIR'],
+        [2, 40, 'EISDIR'],
+        [3, 80, 'EISDIR'],
+        [4, 80, 'EISDIR'],
+      ]);
+      expect(scheduled[0]).toMatchObject({ level: 40, retryOf: 'SIGHUP', error: expect.stringMatching(/cannot read config: EISDIR/) });
+      expect(namespaceOf(t.runtime.config)).toBe('a');
+
+      t.restoreFile(yaml('b', settings(20, 80)));
+      await until(() => namespaceOf(t.runtime.config) === 'b');
+      expect(t.runtime.config.teams['team-a']!.selectors).toEqual([{ namespace: 'b' }]);
+      expect(t.runtime.holder.decide({ subject: { sub: 'x', groups: ['team-a'], roles: [], auth: 'test', claims: {} }, request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' } }).selectors).toEqual([
+        [{ name: 'namespace', op: '=', value: 'b' }],
+      ]);
+      expect(t.runtime.retryPending).toBe(false);
+      // The success log says it was a retry; every attempt counted as a reload.
+      const applied = t.logged('config reloaded');
+      expect(applied).toHaveLength(1);
+      expect(applied[0]).toMatchObject({ reason: 'retry', retryOf: 'SIGHUP', attempt: expect.any(Number) });
+      const failures = t.logged('config reload rejected').length;
+      expect(failures).toBeGreaterThanOrEqual(4);
+      expect(await t.reloads('failure')).toBe(failures);
+      expect(await t.reloads('success')).toBe(1);
+      // Nothing more runs once it applied.
+      await sleep(250);
+      expect(await t.reloads('failure')).toBe(failures);
+      expect(await t.reloads('success')).toBe(1);
+    } finally {
+      await t.app.close();
+    }
+  });
+
+  it('a reload rejected for a config error is not retried', async () => {
+    const t = await runtimeFor(yaml('a', settings(20, 40)));
+    try {
+      writeFileSync(t.file, yaml('b', `${settings(20, 40)}\nnonsense: true`));
+      const bad = await t.runtime.reload('SIGHUP');
+      expect(bad).toMatchObject({ ok: false, transient: false, code: 'config_invalid', error: expect.stringMatching(/unknown key "nonsense"/) });
+      expect(bad.retryInMs).toBeUndefined();
+      expect(t.runtime.retryPending).toBe(false);
+      expect(t.logged('config reload rejected')[0]).toMatchObject({ transient: false, code: 'config_invalid' });
+      // Several backoff periods later: still the one attempt.
+      await sleep(300);
+      expect(await t.reloads('failure')).toBe(1);
+      expect(t.logged('config reload retry scheduled')).toEqual([]);
+      expect(namespaceOf(t.runtime.config)).toBe('a');
+    } finally {
+      await t.app.close();
+    }
+  });
+
+  it('a newer reload cancels the pending retry; failing transiently again, it starts a backoff of its own', async () => {
+    // A retry would come 250 ms after the rejection.
+    const t = await runtimeFor(yaml('a', settings(250, 250)));
+    try {
+      t.breakFile();
+      expect(await t.runtime.reload('SIGHUP')).toMatchObject({ ok: false, transient: true, retryInMs: 250 });
+      // The newer reload reads a config that is wrong: rejected, not retried, and the older retry never runs.
+      t.restoreFile(yaml('b', `${settings(250, 250)}\nnonsense: true`));
+      expect(await t.runtime.reload('file change')).toMatchObject({ ok: false, transient: false });
+      expect(t.runtime.retryPending).toBe(false);
+      await sleep(600);
+      expect(await t.reloads('failure')).toBe(2);
+      expect(t.logged('config reload rejected').map((l) => l['reason'])).toEqual(['SIGHUP', 'file change']);
+      expect(namespaceOf(t.runtime.config)).toBe('a');
+    } finally {
+      await t.app.close();
+    }
+
+    const u = await runtimeFor(yaml('a', settings(20, 1000)));
+    try {
+      u.breakFile();
+      await u.runtime.reload('SIGHUP');
+      await until(() => u.logged('config reload retry scheduled').length >= 4);
+      // Backed off to 160 ms by now; a newer reload that fails the same way starts over at 20 ms.
+      const newer = await u.runtime.reload('SIGHUP');
+      expect(newer).toMatchObject({ ok: false, transient: true, retryInMs: 20 });
+      expect(u.logged('config reload retry scheduled').at(-1)).toMatchObject({ attempt: 1, delayMs: 20 });
+    } finally {
+      await u.app.close();
+    }
+    // Closed (onClose): the pending retry is gone.
+    expect(u.runtime.retryPending).toBe(false);
+  });
+
+  it('close() and shutdown() cancel a pending retry: nothing fires after them', async () => {
+    for (const stop of ['close', 'shutdown'] as const) {
+      const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-retry-'));
+      const file = join(dir, 'gateway.yaml');
+      writeFileSync(file, yaml('a', settings(100, 100)));
+      const lines: Record<string, unknown>[] = [];
+      const gw = await startGateway(await loadConfigFile(file), pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }));
+      const t = helpers(file, lines, () => gw.runtime.metrics.registry.metrics());
+      t.breakFile();
+      expect(await gw.runtime.reload('SIGHUP')).toMatchObject({ ok: false, transient: true, retryInMs: 100 });
+      expect(gw.runtime.retryPending).toBe(true);
+      if (stop === 'close') await gw.close();
+      else expect(await gw.shutdown()).toBe(true);
+      expect(gw.runtime.retryPending, stop).toBe(false);
+      // The file is fine again: a retry that still ran would apply it.
+      t.restoreFile(yaml('b', settings(100, 100)));
+      await sleep(350);
+      expect(await t.reloads('failure'), stop).toBe(1);
+      expect(namespaceOf(gw.runtime.config), stop).toBe('a');
+      expect(t.logged('config reload rejected'), stop).toHaveLength(1);
     }
   });
 });
