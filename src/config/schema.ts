@@ -445,6 +445,7 @@ export const grafanaProviderSchema = z
     algorithms: algorithmsSchema.default(['ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024),
+    authorizedParties: authorizedPartiesSchema,
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000),
     claims: grafanaClaimsSchema
