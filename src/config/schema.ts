@@ -144,7 +144,7 @@ export const auditSchema = z
   .strictObject({
     enabled: z.boolean().default(true).describe('One JSON line per policy decision, per refused authentication and per other request to an upstream route refused without a decision (shed, malformed, the policy unable to decide; see docs/operations.md).'),
     destination: z.enum(['stdout', 'file']).default('stdout'),
-    file: z.string().min(1).optional().describe('With destination "file": the file appended to (relative to the config file).'),
+    file: z.string().min(1).optional().describe('With destination "file": the file appended to (relative to the config file; missing directories are created). check-config reports one that cannot be written.'),
     sampleRate: z.number().min(0).max(1).default(1).describe('Fraction of allowed decisions logged; denials and errors are always logged.'),
     hashQueries: z.boolean().default(false).describe('Log sha256 hashes of the original and rewritten queries instead of their text.'),
     redact: z.array(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, 'a dotted field path such as "input.subject.username"')).default([]).describe('Dotted record paths removed from every line (listed in its "erased" field).'),
