@@ -501,8 +501,10 @@ export const mtlsProviderSchema = z
     usernameFrom: z.array(certField).min(1).optional().describe('Fields tried in order for "username"; default: subjectFrom.'),
     ouAsGroups: z
       .boolean()
-      .default(false)
-      .describe('The subject\'s OU values become groups. Only for a client CA that never copies a requested OU into a certificate: otherwise the holder chooses its groups.'),
+      .optional()
+      .describe(
+        'The subject\'s OU values become groups. Only for a client CA that never copies a requested OU into a certificate: otherwise the holder chooses its groups. Default: false (it was true before; left unset, check-config and the start-up log warn).',
+      ),
     mapping: z
       .array(
         z.strictObject({
