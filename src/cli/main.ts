@@ -180,12 +180,15 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
     // Also prove the policy loads and decides with this data.
     await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
     // And read the files only `serve` reads: the identity sources' local files (a provider reached
-    // over the network is not contacted), the listener's TLS files, the bundle's keys and TLS files.
+    // over the network is not contacted), the listener's TLS files, the bundle's keys and TLS files;
+    // and look at the audit file serve appends to.
     for (const p of config.identity.providers) {
       if (p.type === 'jwt' && p.jwksFile !== undefined) await (await import('../identity/jwt.ts')).JwtVerifier.create(p);
       if (p.type === 'introspection') await (await import('../identity/introspection.ts')).IntrospectionSource.clientSecret(p);
     }
     if (config.server.tls !== undefined) (await import('../server/tls.ts')).httpsOptions(config.server.tls);
+    // The audit file serve appends to: looked at, never created or opened.
+    const auditNote = await (await import('../server/plugins/audit.ts')).checkAuditFile(config.audit, file);
     if (config.policy.bundle !== undefined) {
       const { BundleClient } = await import('../policy/bundle-client.ts');
       const { PolicyHolder } = await import('../policy/holder.ts');
@@ -193,7 +196,7 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
       const client = await BundleClient.create({ config: config.policy.bundle, holder: new PolicyHolder(), entrypoint: config.policy.entrypoint, configData: { lbac: config.policyData }, logger: pino({ level: 'silent' }) });
       await client.stop();
     }
-    for (const w of configWarnings(config)) io.err(`${file}: warning: ${w}`);
+    for (const w of [...configWarnings(config), ...(auditNote !== undefined ? [auditNote] : [])]) io.err(`${file}: warning: ${w}`);
     io.out(`${file}: OK (${config.upstreams.length} upstream(s), ${Object.keys(config.policyData.teams).length} team(s))`);
     return 0;
   } catch (e) {

@@ -154,7 +154,7 @@ export const auditSchema = z
   .strictObject({
     enabled: z.boolean().default(true).describe('One JSON line per policy decision, per refused authentication and per other request to an upstream route refused without a decision (shed, malformed, the policy unable to decide; see docs/operations.md).'),
     destination: z.enum(['stdout', 'file']).default('stdout'),
-    file: z.string().min(1).optional().describe('With destination "file": the file appended to (relative to the config file).'),
+    file: z.string().min(1).optional().describe('With destination "file": the file appended to (relative to the config file; missing directories are created). check-config reports one that cannot be written.'),
     sampleRate: z.number().min(0).max(1).default(1).describe('Fraction of allowed decisions logged; denials and errors are always logged.'),
     hashQueries: z.boolean().default(false).describe('Log sha256 hashes of the original and rewritten queries instead of their text.'),
     redact: z.array(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, 'a dotted field path such as "input.subject.username"')).default([]).describe('Dotted record paths removed from every line (listed in its "erased" field).'),
@@ -455,6 +455,7 @@ export const grafanaProviderSchema = z
     algorithms: algorithmsSchema.default(['ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
     maxTokenBytes: z.number().int().positive().default(16 * 1024),
+    authorizedParties: authorizedPartiesSchema,
     jwks: jwksCacheSchema.default(jwksCacheSchema.parse({})),
     timeoutMs: z.number().int().positive().default(5_000),
     claims: grafanaClaimsSchema
@@ -510,8 +511,10 @@ export const mtlsProviderSchema = z
     usernameFrom: z.array(certField).min(1).optional().describe('Fields tried in order for "username"; default: subjectFrom.'),
     ouAsGroups: z
       .boolean()
-      .default(false)
-      .describe('The subject\'s OU values become groups. Only for a client CA that never copies a requested OU into a certificate: otherwise the holder chooses its groups.'),
+      .optional()
+      .describe(
+        'The subject\'s OU values become groups. Only for a client CA that never copies a requested OU into a certificate: otherwise the holder chooses its groups. Default: false (it was true before; left unset, check-config and the start-up log warn).',
+      ),
     mapping: z
       .array(
         z.strictObject({

@@ -54,6 +54,13 @@ export function configWarnings(config: GatewayConfig): string[] {
         `identity.providers[${i}] (introspection): no audience; the provider may call tokens issued for other services active, and the gateway would accept them. Set audience to this gateway's audience (the response "aud" must then contain it).`,
       );
     }
+    // ouAsGroups was true by default before: a config written then that relies on OU groups without saying
+    // so now grants nothing through them (403s). Unset is told apart from false (the schema has no default).
+    if (p.type === 'mtls' && p.ouAsGroups === undefined) {
+      out.push(
+        `identity.providers[${i}] (mtls): ouAsGroups is not set; certificate OU values are not used as groups by default (they were before). Set ouAsGroups: true to keep the old behaviour (only if the client CA controls OUs), or ouAsGroups: false to silence this warning.`,
+      );
+    }
     if (!('claims' in p)) return;
     const { subject, username, trustUsername } = p.claims;
     // `users` entries match the subject; a subject read from a claim its holder can set makes

@@ -29,6 +29,7 @@ export class GrafanaSource implements IdentitySource {
       clockToleranceSeconds: cfg.clockToleranceSeconds,
       maxTokenBytes: cfg.maxTokenBytes,
       claims: cfg.claims,
+      ...(cfg.authorizedParties !== undefined ? { authorizedParties: cfg.authorizedParties } : {}),
       auth: 'grafana',
       getKey: remoteKeySet(cfg.jwksUrl ?? `${root}/api/signing-keys/keys`, cfg.jwks.cooldownSeconds * 1000, cfg.jwks.maxAgeSeconds * 1000, cfg.timeoutMs),
       routeByIssuer: false,

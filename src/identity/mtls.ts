@@ -191,9 +191,9 @@ export class MtlsSource implements IdentitySource {
     const username = firstOf(cert, this.#cfg.usernameFrom ?? this.#cfg.subjectFrom, 'username')?.value ?? sub;
     const mapped = this.#mapping.get(sub);
     if (this.#cfg.requireMapping && mapped === undefined) throw new InvalidTokenError(`client certificate subject "${sub}" is not in mtls.mapping`);
-    // OU values are groups only when the operator said so (ouAsGroups, default false): a CA that copies a
+    // OU values are groups only when the operator said so (ouAsGroups, unset: false): a CA that copies a
     // requested subject into certificates would let its holder choose them.
-    const groups = [...new Set([...(this.#cfg.ouAsGroups ? cert.ou : []), ...(mapped?.groups ?? [])])];
+    const groups = [...new Set([...(this.#cfg.ouAsGroups === true ? cert.ou : []), ...(mapped?.groups ?? [])])];
     const roles = [...new Set(mapped?.roles ?? [])];
     const email = cert.sanEmail[0] ?? cert.email[0];
     const subject: Subject = Object.freeze({

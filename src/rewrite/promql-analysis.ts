@@ -9,15 +9,20 @@ import type { SyntaxNode, Tree } from '@lezer/common';
 import {
   Absent,
   AbsentOverTime,
+  AggregateOp,
   AnchoredExpr,
+  CountValues,
   DurationExpr,
   FunctionCall,
   FunctionCallBody,
   FunctionIdentifier,
+  GroupingLabels,
   Identifier,
   Info,
+  LabelJoin,
   LabelMatchers,
   LabelName,
+  LabelReplace,
   LineComment,
   MatchOp,
   MatrixSelector,
@@ -29,6 +34,8 @@ import {
   QuotedLabelMatcher,
   QuotedLabelName,
   SmoothedExpr,
+  SortByLabel,
+  SortByLabelDesc,
   StepInvariantExpr,
   StringLiteral,
   UnquotedLabelMatcher,
@@ -219,6 +226,61 @@ export function exprArgs(body: SyntaxNode): SyntaxNode[] {
   return out;
 }
 
+/**
+ * The prefix of the labels the rewriter writes into the queries it forwards
+ * (`__lbac_info_<n>__` around info(), promql-splice.ts; `__lbac_metric_name__`
+ * for several metric names under a multi-group policy, promql-dnf.ts): a
+ * label of the client's own with such a name would be overwritten or removed
+ * on the way. Refused wherever a query names a label: matchers (also quoted,
+ * `{"__lbac_x"="v"}`), `by`/`without`/`on`/`ignoring`/`group_left`/`group_right`,
+ * and the label-name arguments of label_replace, label_join, sort_by_label(_desc)
+ * and count_values. Label values, metric names and other strings are free.
+ */
+export const RESERVED_LABEL_PREFIX = '__lbac_';
+
+function reservedLabel(opts: AnalyzeOptions, pos: number, name: string): QueryError {
+  return new QueryError(
+    LANG,
+    `${opts.prefix}label name ${JSON.stringify(name)} at char ${Math.max(1, pos + 1 + opts.posOffset)}: label names starting with "${RESERVED_LABEL_PREFIX}" are reserved by the gateway`,
+    'bad_query',
+  );
+}
+
+/** Which arguments (by index) of a function, known by its keyword's node type, are label names. */
+const LABEL_NAME_ARGS = new Map<number, (i: number) => boolean>([
+  [LabelReplace, (i) => i === 1 || i === 3], // label_replace(v, dst, replacement, src, regex)
+  [LabelJoin, (i) => i === 1 || i >= 3], // label_join(v, dst, separator, src…)
+  [SortByLabel, (i) => i >= 1], // sort_by_label(v, label…)
+  [SortByLabelDesc, (i) => i >= 1],
+  [CountValues, (i) => i === 0], // count_values("label", v)
+]);
+
+/**
+ * Refuse a reserved label name among the string arguments of the call whose
+ * function keyword is `keyword` (label_replace and the others of
+ * LABEL_NAME_ARGS; count_values under AggregateOp). Prometheus reads such an
+ * argument through parentheses (stringFromArg unwraps them); an argument that
+ * is not a well-formed string literal is left to the walk, which reports it.
+ */
+function checkLabelNameArgs(text: string, keyword: SyntaxNode, isLabelArg: (i: number) => boolean, opts: AnalyzeOptions): void {
+  const body = keyword.parent?.parent?.getChild(FunctionCallBody);
+  if (body === null || body === undefined) return;
+  exprArgs(body).forEach((arg, i) => {
+    if (!isLabelArg(i)) return;
+    let n: SyntaxNode | undefined = arg;
+    while (n !== undefined && n.type.id === ParenExpr) n = exprArgs(n)[0];
+    // Unquoted first: an escape may spell the prefix ("\x5f_lbac_x").
+    if (n === undefined || n.type.id !== StringLiteral) return;
+    let name: string | null;
+    try {
+      name = unquoteStringLiteral(text.slice(n.from, n.to));
+    } catch {
+      return;
+    }
+    if (name !== null && name.startsWith(RESERVED_LABEL_PREFIX)) throw reservedLabel(opts, n.from, name);
+  });
+}
+
 export function analyze(input: string, opts: AnalyzeOptions): Analysis {
   const { limits } = opts;
   if (input.trim() === '') throw new QueryError(LANG, `${opts.prefix}empty query`, 'bad_query');
@@ -342,7 +404,16 @@ export function analyze(input: string, opts: AnalyzeOptions): Analysis {
         }
         break;
       case LabelName:
+        // In a matcher or a grouping list (by, without, on, ignoring, group_left, group_right).
+        if (text.startsWith(RESERVED_LABEL_PREFIX, c.from)) throw reservedLabel(opts, c.from, text.slice(c.from, c.to));
         if (parent === UnquotedLabelMatcher && item !== null) item.name = text.slice(c.from, c.to);
+        break;
+      case LabelReplace:
+      case LabelJoin:
+      case SortByLabel:
+      case SortByLabelDesc:
+      case CountValues:
+        if (parent === (id === CountValues ? AggregateOp : FunctionIdentifier)) checkLabelNameArgs(text, c.node, LABEL_NAME_ARGS.get(id)!, opts);
         break;
       case MatchOp:
         if (item !== null) {
@@ -357,6 +428,10 @@ export function analyze(input: string, opts: AnalyzeOptions): Analysis {
         } catch (e) {
           if (e instanceof LiteralError) throw parseError(opts, c.from + e.offset, e.message);
           throw e;
+        }
+        // A quoted label name in a matcher or a grouping list (`{"a"}` alone, under LabelMatchers, is a metric name).
+        if (parent === QuotedLabelName && value !== null && value.startsWith(RESERVED_LABEL_PREFIX) && (stack.length < 2 || stack[stack.length - 2] !== LabelMatchers)) {
+          throw reservedLabel(opts, c.from, value);
         }
         if (item !== null) {
           if (parent === QuotedLabelName) {

@@ -50,7 +50,8 @@ export function clearPromQLCache(): void {
 
 /**
  * Rewrite a PromQL query so that every vector selector is constrained by the
- * policy. Throws QueryError: bad_query (parse errors, empty), query_too_large,
+ * policy. Throws QueryError: bad_query (parse errors, empty, a label name with
+ * the reserved prefix __lbac_), query_too_large,
  * rewrite_unsupported (no exact rewrite for a multi-group policy; info()
  * without a data-label selector), policy_error (malformed policy),
  * rewrite_verification_failed (a bug; fail closed).

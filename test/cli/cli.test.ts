@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -136,6 +136,58 @@ describe('lbac-gateway CLI', () => {
     const pa = run(['check-config', pair]);
     expect(pa.code).toBe(0);
     expect(pa.stderr).toMatch(/warning: teams a, b together \(group "g" is in all of them\) make a decision of 1200 selector alternatives/);
+  });
+
+  describe('check-config looks at audit.file (creating and changing nothing)', () => {
+    const base = 'upstreams: [{ name: p, kind: prometheus, url: "http://127.0.0.1:9", mount: / }]\nidentity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }] }\n';
+    const check = (dir: string, audit: string) => {
+      const cfg = join(dir, `audit-${Math.random().toString(36).slice(2)}.yaml`);
+      writeFileSync(cfg, `${base}audit: ${audit}\n`);
+      return run(['check-config', cfg]);
+    };
+
+    it('a directory, or a path through a regular file, is an error naming audit.file', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+      mkdirSync(join(dir, 'logs'));
+      const d = check(dir, '{ destination: file, file: logs }');
+      expect(d.code).toBe(1);
+      expect(d.stderr).toMatch(/key audit\.file: .*logs is a directory/);
+      writeFileSync(join(dir, 'plain'), '');
+      const f = check(dir, '{ destination: file, file: plain/sub/audit.log }');
+      expect(f.code).toBe(1);
+      expect(f.stderr).toMatch(/key audit\.file: cannot create .*plain\/sub\/audit\.log: .*plain is not a directory/);
+      // Not written to: the audit log is off, or goes to stdout.
+      expect(check(dir, '{ enabled: false, destination: file, file: logs }')).toMatchObject({ code: 0, stderr: '' });
+      expect(check(dir, '{ destination: stdout, file: logs }')).toMatchObject({ code: 0, stderr: '' });
+    });
+
+    it('a missing directory is a warning (serve creates it) and is not created; an existing file is left as it is', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+      const m = check(dir, '{ destination: file, file: new/deeper/audit.log }');
+      expect(m.code).toBe(0);
+      expect(m.stderr).toMatch(/warning: audit\.file: directory .*new\/deeper does not exist; serve creates it/);
+      expect(existsSync(join(dir, 'new'))).toBe(false);
+      const file = join(dir, 'audit.log');
+      writeFileSync(file, 'earlier line\n');
+      const before = statSync(file).mtimeMs;
+      expect(check(dir, '{ destination: file, file: audit.log }')).toMatchObject({ code: 0, stderr: '' });
+      expect(readFileSync(file, 'utf8')).toBe('earlier line\n');
+      expect(statSync(file).mtimeMs).toBe(before);
+    });
+
+    // Root may write anywhere: the permission cases only mean something for another user.
+    it.skipIf(process.getuid?.() === 0)('an unwritable file or directory is an error', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+      writeFileSync(join(dir, 'ro.log'), '');
+      chmodSync(join(dir, 'ro.log'), 0o444);
+      const f = check(dir, '{ destination: file, file: ro.log }');
+      expect(f.code).toBe(1);
+      expect(f.stderr).toMatch(/key audit\.file: .*ro\.log is not writable: EACCES/);
+      mkdirSync(join(dir, 'ro'), 0o555);
+      const d = check(dir, '{ destination: file, file: ro/audit.log }');
+      expect(d.code).toBe(1);
+      expect(d.stderr).toMatch(/key audit\.file: cannot create .*directory .*ro is not writable: EACCES/);
+    });
   });
 
   it('policy eval: prints the validated decision of the bundled policy for the config teams', () => {

@@ -74,6 +74,23 @@ policy: { bundle: ${bundle} }
     expect(configWarnings(config(`{ ${base}, audience: gw }`))).toEqual([]);
   });
 
+  it('an mtls source that leaves ouAsGroups unset is flagged (its default changed to false); set either way, it is not', () => {
+    const withMtls = (provider: string) =>
+      parseConfig(
+        `
+server: { tls: { cert: s.crt, key: s.key, clientCA: ca.crt } }
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity: { providers: [{ type: jwt, jwksUrl: "https://idp/j", issuer: i, audience: a }, ${provider}] }
+`,
+        { env: {} },
+      );
+    const w = configWarnings(withMtls('{ type: mtls, subjectFrom: [uri, cn] }'));
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/^identity\.providers\[1\] \(mtls\): ouAsGroups is not set; certificate OU values are not used as groups by default \(they were before\)\. Set ouAsGroups: true to keep the old behaviour .*, or ouAsGroups: false to silence this warning\.$/);
+    expect(configWarnings(withMtls('{ type: mtls, ouAsGroups: false }'))).toEqual([]);
+    expect(configWarnings(withMtls('{ type: mtls, ouAsGroups: true }'))).toEqual([]);
+  });
+
   it('teams that share a member, set different tenants and grant different selectors are flagged (their common members are denied)', () => {
     const withTeams = (teams: string) =>
       parseConfig(

@@ -233,6 +233,23 @@ describe('grafana ID token source', () => {
   it('no header and no Authorization → 401 missing', async () => {
     expect(await auth.authenticate({ headers: {} }).catch((e: unknown) => e)).toMatchObject({ status: 401, missing: true });
   });
+  it('without authorizedParties any "azp" is accepted', async () => {
+    expect(await status(auth, { headers: { 'x-grafana-id': await idToken('org:3', { azp: 'someone-else' }) } })).toBe(200);
+  });
+  it('authorizedParties: azp must be listed; without azp the sole audience (org:<id>) is the authorized party, as for jwt/oidc', async () => {
+    const restricted = new Authenticator([await createSource(grafanaProviderSchema.parse({ type: 'grafana', url: grafanaUrl, orgs: [1, 3], authorizedParties: ['grafana-app', 'org:1'] }))]);
+    const e = await restricted.authenticate({ headers: { 'x-grafana-id': await idToken('org:3', { azp: 'someone-else' }) } }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ status: 401, message: expect.stringMatching(/unexpected "azp" claim value/) });
+    expect(await status(restricted, { headers: { 'x-grafana-id': await idToken('org:3', { azp: 'grafana-app' }) } })).toBe(200);
+    expect(await status(restricted, { headers: { 'x-grafana-id': await idToken('org:3', { azp: 42 }) } })).toBe(401);
+    // Grafana's own ID tokens carry no azp: the org audience is then the authorized party.
+    expect(await status(restricted, { headers: { 'x-grafana-id': await idToken('org:3') } })).toBe(401);
+    expect(await status(restricted, { headers: { 'x-grafana-id': await idToken('org:1') } })).toBe(200);
+  });
+  it('authorizedParties: an empty list or an empty id is a config error', () => {
+    expect(grafanaProviderSchema.safeParse({ type: 'grafana', url: grafanaUrl, authorizedParties: [] }).success).toBe(false);
+    expect(grafanaProviderSchema.safeParse({ type: 'grafana', url: grafanaUrl, authorizedParties: [''] }).success).toBe(false);
+  });
 });
 
 describe('static API keys and basic-auth users', () => {

@@ -212,6 +212,17 @@ function holdsForMissing(m: Matcher): boolean {
   }
 }
 
+/** Rewriting the output again changes nothing; the gateway's own `__lbac_` labels in it are refused as input, so compared renamed. */
+function expectIdempotent(out: string, policy: SelectorPolicy): void {
+  if (!out.includes('"__lbac_')) {
+    expect(rewritePromQL(out, policy)).toBe(out);
+    return;
+  }
+  expect(() => rewritePromQL(out, policy)).toThrow(/reserved by the gateway/);
+  const renamed = out.replaceAll('"__lbac_', '"__xxxx_');
+  expect(rewritePromQL(renamed, policy)).toBe(renamed);
+}
+
 describe('PromQL rewriting properties', () => {
   it('generator sanity: generated queries parse', () => {
     fc.assert(
@@ -244,8 +255,8 @@ describe('PromQL rewriting properties', () => {
         const inSels = oracleSelectors(q);
         const outSels = oracleSelectors(out);
         for (const s of outSels) for (const m of group) expect(carries(s, m)).toBe(true);
-        // (3) idempotent
-        expect(rewritePromQL(out, policy)).toBe(out);
+        // (3) idempotent (an output holding the gateway's own labels, around info(), is refused as input: compared renamed)
+        expectIdempotent(out, policy);
         // (4) same number of selectors
         expect(outSels.length).toBe(inSels.length);
         // (5) removing what was inserted gives back the input exactly. Not when an absent() call got
@@ -285,7 +296,7 @@ describe('PromQL rewriting properties', () => {
         const out = rewritePromQL(q, policy);
         oracleParse(out);
         for (const s of oracleSelectors(out)) expect(carriesPolicy(s, policy)).toBe(true);
-        expect(rewritePromQL(out, policy)).toBe(out);
+        expectIdempotent(out, policy);
       }),
       { numRuns: 800 },
     );

@@ -1,7 +1,11 @@
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { pino } from 'pino';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditConfig } from '../../config/schema.ts';
+import { ConfigError } from '../../errors.ts';
 import { auditLine, authorizationSchemeOf, buildAuthFailureRecord, buildRefusalRecord, decisionAuditLine, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { addRecorder } from './hook.ts';
@@ -116,6 +120,49 @@ export class AuditLog {
     if (d !== undefined && this.#key.startsWith('file:')) d.end();
     this.#key = '';
   }
+}
+
+/**
+ * check-config's look at `audit.file`, creating and changing nothing: `AuditLog.configure`
+ * appends to the file and creates its missing directories (`mkdir`), so the file must be a
+ * writable non-directory or, absent, the nearest existing ancestor a writable directory. Those
+ * problems throw a ConfigError (key `audit.file`; `configFile` names the config file); missing
+ * directories that serve would create are returned as a warning. Nothing when the audit log is
+ * off or not a file.
+ */
+export async function checkAuditFile(cfg: AuditConfig, configFile?: string): Promise<string | undefined> {
+  if (!cfg.enabled || cfg.destination !== 'file' || cfg.file === undefined) return undefined;
+  const file = cfg.file;
+  const fail = (message: string): never => {
+    throw new ConfigError(message, { ...(configFile !== undefined ? { file: configFile } : {}), key: 'audit.file' });
+  };
+  const code = (e: unknown) => (e as NodeJS.ErrnoException).code ?? String(e);
+  // A missing path component (ENOENT) or one that is no directory (ENOTDIR): look further up.
+  const absent = (e: unknown) => code(e) === 'ENOENT' || code(e) === 'ENOTDIR';
+  try {
+    if ((await stat(file)).isDirectory()) fail(`${file} is a directory`);
+    await access(file, constants.W_OK).catch((e: unknown) => fail(`${file} is not writable: ${code(e)}`));
+    return undefined;
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    if (!absent(e)) fail(`cannot use ${file}: ${code(e)}`);
+  }
+  let dir = path.dirname(file);
+  const missing: string[] = [];
+  for (;;) {
+    try {
+      if (!(await stat(dir)).isDirectory()) fail(`cannot create ${file}: ${dir} is not a directory`);
+      break;
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      if (!absent(e) || path.dirname(dir) === dir) fail(`cannot create ${file}: ${dir}: ${code(e)}`);
+      missing.push(dir);
+      dir = path.dirname(dir);
+    }
+  }
+  // Creating an entry needs write and search permission on the directory.
+  await access(dir, constants.W_OK | constants.X_OK).catch((e: unknown) => fail(`cannot create ${file}: directory ${dir} is not writable: ${code(e)}`));
+  return missing.length === 0 ? undefined : `audit.file: directory ${missing[0]} does not exist; serve creates it (under ${dir})`;
 }
 
 export interface AuditPluginOptions {
