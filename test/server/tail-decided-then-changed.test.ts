@@ -65,7 +65,7 @@ it('a tail whose upstream handshake was in flight during a policy swap is closed
   while (handshakes === 0) await new Promise((r) => setTimeout(r, 5));
   // The decision was made; the policy changes now (server/index.ts: holder.onSwap → closeRelays).
   closeRelays(t.app, 1012, 'policy changed; reconnect');
-  const outcome = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(`still open (readyState ${client.readyState})`), 1500))]);
+  const outcome = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(`still open (readyState ${client.readyState})`), 10_000))]);
   client.terminate();
   expect(outcome).toBe(1012);
 });
@@ -80,7 +80,7 @@ it('a tail whose credential was being checked during a reload or swap is closed 
   client.on('error', () => undefined);
   while (authenticating === 0) await new Promise((r) => setTimeout(r, 5));
   closeRelays(t.app, 1012, 'configuration changed; reconnect');
-  const outcome = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(`still open (readyState ${client.readyState})`), 2000))]);
+  const outcome = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r(`still open (readyState ${client.readyState})`), 10_000))]);
   client.terminate();
   expect(handshakes).toBeGreaterThan(before);
   expect(outcome).toBe(1012);

@@ -136,16 +136,16 @@ describe('cross-site WebSocket hijacking', () => {
 
 describe('a tail ends when its credential does', () => {
   it('a client certificate\'s notAfter ends the tail (1008), as a token\'s exp does', async () => {
-    const notAfter = new Date(Math.ceil((Date.now() + 1500) / 1000) * 1000);
+    const notAfter = new Date(Math.ceil((Date.now() + 2500) / 1000) * 1000);
     // As Node reports it (X509Certificate.validTo): "Nov 27 09:00:00 2026 GMT".
     const validTo = `${notAfter.toUTCString().slice(8, 11)} ${notAfter.getUTCDate()} ${notAfter.toISOString().slice(11, 19)} ${notAfter.getUTCFullYear()} GMT`;
     people.set('mtls-short', subject('mtls', { notAfter: validTo }));
     const ws = (await open('mtls-short')) as WebSocket;
     expect(ws).toBeInstanceOf(WebSocket);
-    const outcome = await Promise.race([closed(ws), new Promise<string>((r) => setTimeout(() => r('still open'), 4000))]);
+    const outcome = await Promise.race([closed(ws), new Promise<string>((r) => setTimeout(() => r('still open'), 8000))]);
     ws.terminate();
     expect(outcome).toEqual([1008, 'credentials expired']);
-  }, 10_000);
+  }, 15_000);
 
   it('a client certificate already past notAfter is not given a tail that outlives it', async () => {
     people.set('mtls-past', subject('mtls', { notAfter: 'Jan  1 00:00:00 2020 GMT' }));
@@ -176,7 +176,7 @@ describe('a tail\'s credentials are judged again while it is open', () => {
         // Several checks pass while nothing changes.
         const early = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('open'), 600))]);
         change();
-        const late = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('still open'), 1500))]);
+        const late = await Promise.race([done, new Promise<string>((r) => setTimeout(() => r('still open'), 3000))]);
         ws.terminate();
         return [early, late];
       };
