@@ -15,6 +15,7 @@ import {
 import { LokiLexError, scanLokiSelectors } from '../../src/rewrite/logql-lexer.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import { carries, oracleSelectors } from './logql-oracle.ts';
+import { cpuMs } from './cpu-time.ts';
 
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }]];
 const M = 'namespace="a"';
@@ -248,10 +249,10 @@ describe('limits', () => {
     expect(codeOf(() => rewriteLogQL(sums, NS))).toBe('ok');
   });
   it('hostile input fails fast', () => {
-    const t0 = Date.now();
+    const t0 = cpuMs();
     expect(codeOf(() => rewriteLogQL(')'.repeat(60000), NS))).toBe('bad_query');
     expect(codeOf(() => rewriteLogQL(`{app="x"} ${'| a="1" '.repeat(3000)}`, NS))).not.toBe('rewrite_verification_failed');
-    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(cpuMs() - t0).toBeLessThan(5000);
   });
 });
 

@@ -8,6 +8,7 @@ import { rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts'
 import { rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
 import { MAX_REGEX_EXPANSION, regexExpansion } from '../../src/rewrite/regex-budget.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import { cpuMs } from './cpu-time.ts';
 
 const policy: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
 
@@ -76,10 +77,10 @@ describe('PromQL: the regexes compiled for the non-empty-matcher rule are charge
   // decides that by compiling the client's regexes, so they are budgeted as LogQL's are.
   const each = '\\\\pL{1000}'; // PromQL text; the regex \pL{1000} is 8 000 units
   it('one selector regex', () => {
-    const t0 = performance.now();
+    const t0 = cpuMs();
     expect(codeOf(() => rewritePromQL(`{a=~"${'(?i)\\\\pL{1000}'.repeat(100)}"}`, policy))).toBe('query_too_large');
     // Refused from the text, not after compiling it (compiling takes seconds).
-    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(cpuMs() - t0).toBeLessThan(1000);
     expect(rewritePromQL('{job=~"(?i)api-[0-9]{1,3}|web"}', policy)).toContain('namespace=~"team-a-.*"');
   });
   it('many small ones add up, across the selectors of a query and the values of match[]', () => {

@@ -13,6 +13,7 @@ import {
   verifyTraceQL,
 } from '../../src/rewrite/traceql.ts';
 import { isGoDuration, isPromDuration, traceLevelIntrinsics } from '../../src/rewrite/traceql-syntax.ts';
+import { cpuMs } from './cpu-time.ts';
 
 const NS: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }]];
 const M = 'resource.k8s.namespace.name = "a"';
@@ -313,11 +314,11 @@ describe('errors and limits', () => {
     }
   });
   it('hostile input is rejected quickly', () => {
-    const t0 = performance.now();
+    const t0 = cpuMs();
     expect(codeOf(() => rewriteTraceQL(')'.repeat(60000), NS))).toBe('query_too_large');
     expect(codeOf(() => rewriteTraceQL('{'.repeat(60000), NS))).toBe('query_too_large');
     expect(codeOf(() => rewriteTraceQL(')'.repeat(1000), NS))).toBe('bad_query');
-    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(cpuMs() - t0).toBeLessThan(2000);
   });
   it(`refuses text longer than Tempo's lexer reads safely (${TEMPO_MAX_QUERY_BYTES} UTF-8 bytes, with the policy's matchers)`, () => {
     // Rewriting '{ .a = 1<spaces> }' inserts the same text whatever the padding.
