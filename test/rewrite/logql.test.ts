@@ -15,7 +15,7 @@ import {
 import { LokiLexError, scanLokiSelectors } from '../../src/rewrite/logql-lexer.ts';
 import { DEFAULT_LIMITS } from '../../src/rewrite/rewriter.ts';
 import { carries, oracleSelectors } from './logql-oracle.ts';
-import { cpuMs } from './cpu-time.ts';
+import { cpuMs } from '../cpu-time.ts';
 
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'a' }]];
 const M = 'namespace="a"';

@@ -19,7 +19,7 @@ import { joinBalanced } from '../../src/rewrite/promql-dnf.ts';
 import { PROMQL_CHAINS } from '../../src/rewrite/promql-analysis.ts';
 import { chainWeight } from '../../src/rewrite/chain-weight.ts';
 import { carries, oracleParse, oracleSelectors } from './promql-oracle.ts';
-import { cpuMs } from './cpu-time.ts';
+import { cpuMs } from '../cpu-time.ts';
 
 const NS: SelectorPolicy = [[{ name: 'namespace', op: '=', value: 'team-a' }]];
 const M = 'namespace="team-a"';

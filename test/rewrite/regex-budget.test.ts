@@ -8,7 +8,7 @@ import { rewriteLogQL, rewriteLogQLSelectors } from '../../src/rewrite/logql.ts'
 import { rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
 import { MAX_REGEX_EXPANSION, regexExpansion } from '../../src/rewrite/regex-budget.ts';
 import type { SelectorPolicy } from '../../src/rewrite/matcher.ts';
-import { cpuMs } from './cpu-time.ts';
+import { cpuMs } from '../cpu-time.ts';
 
 const policy: SelectorPolicy = [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]];
 

@@ -13,7 +13,7 @@ import {
   verifyTraceQL,
 } from '../../src/rewrite/traceql.ts';
 import { isGoDuration, isPromDuration, traceLevelIntrinsics } from '../../src/rewrite/traceql-syntax.ts';
-import { cpuMs } from './cpu-time.ts';
+import { cpuMs } from '../cpu-time.ts';
 
 const NS: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }]];
 const M = 'resource.k8s.namespace.name = "a"';
