@@ -21,7 +21,8 @@ Commands:
   serve          start the gateway (default config: ./lbac-gateway.yaml or $LBAC_CONFIG)
   rewrite        print QUERY with every selector carrying the matchers (several --matcher = one AND-group;
                  --policy takes a decision JSON whose "selectors" is a DNF list of groups)
-  policy eval    evaluate the policy for an input JSON and print the validated decision
+  policy eval    evaluate the policy for an input JSON and print the validated decision (the input's
+                 subject as the gateway hands it over: groups and sub with the providers' prefixes)
   check-config   validate a config file (exit 1 with file, line and key on error)
 
 Options:

@@ -350,6 +350,28 @@ const authorizedPartiesSchema = z
   );
 const httpUrl = credentialFreeUrl();
 
+/**
+ * Per provider: what it yields is put in a namespace of its own (Kubernetes'
+ * --oidc-groups-prefix / --oidc-username-prefix). Applied by the Authenticator
+ * to every subject the provider accepts (src/identity/prefix.ts).
+ */
+const namePrefix = z
+  .string()
+  .min(1)
+  .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must not contain control characters');
+const prefixFields = {
+  groupsPrefix: namePrefix
+    .optional()
+    .describe(
+      'Prepended to every group this provider yields (from tokens, introspection and userinfo answers, static apikey/basic subjects, mTLS OUs and mapping), e.g. "partner:": team and admin `groups` entries then name "partner:team-a". With several providers, keeps one (a less-trusted issuer) from granting itself another\'s groups (docs/identity.md#several-identity-providers-prefixes). Not applied to roles, nor to the raw claims custom policies and claimsMode read. Unset: groups as they come.',
+    ),
+  usersPrefix: namePrefix
+    .optional()
+    .describe(
+      'Prepended to the subject id (`sub`) and the username this provider yields: what team and admin `users` entries match, which then name e.g. "partner:u-1". Email, roles, issuer and the raw claims are left as they are. Unset: as they come.',
+    ),
+};
+
 export const jwtProviderSchema = z
   .strictObject({
     type: z.literal('jwt'),
@@ -363,6 +385,7 @@ export const jwtProviderSchema = z
     typ: typSchema,
     authorizedParties: authorizedPartiesSchema,
     claims: claimsSchema.default(claimsSchema.parse({})),
+    ...prefixFields,
   })
   .refine((p) => (p.jwksUrl === undefined) !== (p.jwksFile === undefined), { message: 'set exactly one of jwksUrl or jwksFile' });
 
@@ -397,6 +420,7 @@ export const oidcProviderSchema = z
     discoveryRetrySeconds: z.number().int().positive().default(10).describe('After a failed discovery, requests answer 503 and discovery is retried at most this often.'),
     userinfo: userinfoSchema.optional(),
     claims: claimsSchema.default(claimsSchema.parse({})),
+    ...prefixFields,
   })
   .describe('JWT access tokens verified against keys found by OIDC discovery.');
 
@@ -439,6 +463,7 @@ export const introspectionProviderSchema = z
     discoveryRetrySeconds: z.number().int().positive().default(10),
     userinfo: userinfoSchema.optional(),
     claims: claimsSchema.default(claimsSchema.parse({})),
+    ...prefixFields,
   })
   .refine((p) => p.issuer !== undefined || p.introspectionUrl !== undefined, { message: 'set issuer (discovery) or introspectionUrl' })
   .refine((p) => (p.clientSecret === undefined) !== (p.clientSecretFile === undefined), { message: 'set exactly one of clientSecret or clientSecretFile' })
@@ -461,6 +486,7 @@ export const grafanaProviderSchema = z
     claims: grafanaClaimsSchema
       .default(grafanaClaimsSchema.parse({}))
       .describe('Where to find identity attributes in the ID token (dotted paths); username is Grafana\'s "username" claim unless set.'),
+    ...prefixFields,
   })
   .describe('Grafana\'s signed ID token (X-Grafana-Id); subject.grafanaOrg is the org id from "aud".');
 
@@ -472,6 +498,7 @@ export const apiKeyProviderSchema = z
       .array(z.strictObject({ name: z.string().min(1), hash: secretHash, subject: staticSubjectSchema.default(staticSubjectSchema.parse({})) }))
       .min(1),
     cacheTtlSeconds: z.number().int().min(0).default(60).describe('Verified keys are cached (by digest) this long.'),
+    ...prefixFields,
   })
   .superRefine((p, ctx) => {
     const names = new Set<string>();
@@ -489,6 +516,7 @@ export const basicProviderSchema = z
       .array(z.strictObject({ username: z.string().min(1).regex(/^[^:]+$/, 'must not contain ":"'), hash: secretHash, subject: staticSubjectSchema.default(staticSubjectSchema.parse({})) }))
       .min(1),
     cacheTtlSeconds: z.number().int().min(0).default(60).describe('Verified credentials are cached (by digest) this long.'),
+    ...prefixFields,
   })
   .superRefine((p, ctx) => {
     const names = new Set<string>();
@@ -526,6 +554,7 @@ export const mtlsProviderSchema = z
       .default([])
       .describe('Extra groups/roles per certificate subject.'),
     requireMapping: z.boolean().default(false).describe('Refuse (401) verified certificates whose subject has no mapping entry.'),
+    ...prefixFields,
   })
   .describe('Client certificates verified against server.tls.clientCA (needs server.tls).');
 
@@ -549,8 +578,11 @@ export const identitySchema = z
 const selectorValue = z.union([z.string(), z.array(z.string()).min(1)]);
 export const teamSchema = z
   .strictObject({
-    groups: z.array(z.string().min(1)).default([]),
-    users: z.array(z.string().min(1)).default([]).describe('Subject ids (`sub`); usernames only from sources that vouch for them (static credentials, client certificates, `claims.trustUsername`).'),
+    groups: z.array(z.string().min(1)).default([]).describe('Group names as subjects carry them: with their provider\'s groupsPrefix, when it sets one ("partner:team-a").'),
+    users: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('Subject ids (`sub`); usernames only from sources that vouch for them (static credentials, client certificates, `claims.trustUsername`). With their provider\'s usersPrefix, when it sets one ("partner:u-1").'),
     upstreams: z.array(z.string().min(1)).default(['*']).describe('Upstream names this team applies to; "*" = all.'),
     selectors: z.array(z.record(z.string().min(1), selectorValue)).default([]).describe('Alternatives (OR); each maps label → value (AND).'),
     headers: policyHeaderMap.default({}).describe('Tenant headers (e.g. X-Scope-OrgID); several teams join values with "|".'),
@@ -560,8 +592,8 @@ export const teamSchema = z
 
 export const adminsSchema = z
   .strictObject({
-    groups: z.array(z.string().min(1)).default([]),
-    users: z.array(z.string().min(1)).default([]),
+    groups: z.array(z.string().min(1)).default([]).describe('As `teams.<name>.groups` (with the provider\'s groupsPrefix).'),
+    users: z.array(z.string().min(1)).default([]).describe('As `teams.<name>.users` (`sub`, a trusted username; with the provider\'s usersPrefix).'),
     headers: policyHeaderMap.default({}),
   })
   .describe('Subjects that see everything (no rewriting), still with these headers.');

@@ -16,8 +16,10 @@ function matchesEmpty(re: string): boolean {
 /** Claims that an identity provider may let their holder choose or change (OIDC Core §5.1 and common IdPs). */
 const MUTABLE_CLAIMS = new Set(['preferred_username', 'username', 'nickname', 'name', 'given_name', 'family_name', 'email', 'login', 'upn', 'unique_name']);
 
+type Provider = GatewayConfig['identity']['providers'][number];
+
 /** The URLs of an identity provider that keys, tokens or client secrets travel over. */
-function providerUrls(p: GatewayConfig['identity']['providers'][number]): (string | undefined)[] {
+function providerUrls(p: Provider): (string | undefined)[] {
   switch (p.type) {
     case 'jwt':
       return [p.jwksUrl];
@@ -30,6 +32,67 @@ function providerUrls(p: GatewayConfig['identity']['providers'][number]): (strin
     default:
       return [];
   }
+}
+
+/**
+ * Where a provider that takes subjects and groups from a third party's tokens
+ * (jwt, oidc, introspection, grafana) gets them: its issuer, trailing "/"
+ * ignored. An introspection source without `issuer` is known by its endpoint
+ * (`byEndpoint`), which lies under its issuer's URL at most providers.
+ * Undefined for the sources whose subjects the operator writes (apikey, basic, mtls).
+ */
+function tokenIssuer(p: Provider): { issuer: string; byEndpoint: boolean } | undefined {
+  const trim = (u: string) => u.replace(/\/+$/, '');
+  switch (p.type) {
+    case 'jwt':
+    case 'oidc':
+      return { issuer: trim(p.issuer), byEndpoint: false };
+    case 'introspection':
+      return p.issuer !== undefined ? { issuer: trim(p.issuer), byEndpoint: false } : { issuer: trim(p.introspectionUrl!), byEndpoint: true };
+    case 'grafana':
+      return { issuer: trim(p.url), byEndpoint: false };
+    default:
+      return undefined;
+  }
+}
+
+function sameIssuer(a: { issuer: string; byEndpoint: boolean }, b: { issuer: string; byEndpoint: boolean }): boolean {
+  if (a.issuer === b.issuer) return true;
+  // An introspection endpoint under the other's issuer URL (Keycloak: <issuer>/protocol/openid-connect/token/introspect).
+  return (a.byEndpoint && !b.byEndpoint && a.issuer.startsWith(`${b.issuer}/`)) || (b.byEndpoint && !a.byEndpoint && b.issuer.startsWith(`${a.issuer}/`));
+}
+
+/**
+ * Token providers of different issuers whose groups or subject ids share one
+ * namespace (src/identity/prefix.ts): team and admin entries cannot tell them
+ * apart, so either issuer can grant what the other's groups and subjects are
+ * granted (a partner IdP minting `groups: [team-a]`, or an admin's `sub`).
+ */
+function sharedNamespaces(providers: readonly Provider[]): string[] {
+  const out: string[] = [];
+  const tokens = providers.flatMap((p, i) => {
+    const from = tokenIssuer(p);
+    return from === undefined ? [] : [{ p, i, from }];
+  });
+  for (const [n, a] of tokens.entries()) {
+    for (const b of tokens.slice(n + 1)) {
+      if (sameIssuer(a.from, b.from)) continue;
+      const groups = (a.p.groupsPrefix ?? '') === (b.p.groupsPrefix ?? '');
+      const users = (a.p.usersPrefix ?? '') === (b.p.usersPrefix ?? '');
+      if (!groups && !users) continue;
+      const shared = [...(groups ? ['groups'] : []), ...(users ? ['subjects'] : [])].join(' and ');
+      const unset = [...(groups ? ['groupsPrefix'] : []), ...(users ? ['usersPrefix'] : [])].join(' and ');
+      const risk = [
+        ...(groups ? ["team and admin groups entries grant to either issuer's tokens carrying that group"] : []),
+        ...(users ? ["users entries match either issuer's sub (and trusted username)"] : []),
+      ].join(', and ');
+      const name = (x: (typeof tokens)[number]) => `identity.providers[${x.i}] (${x.p.type}, ${x.from.byEndpoint ? 'introspection endpoint' : 'issuer'} ${JSON.stringify(x.from.issuer)})`;
+      out.push(
+        `${name(a)} and ${name(b)} are different issuers whose ${shared} share one namespace (${unset} unset or equal on both): ${risk}. Set ${unset} on one of them (e.g. "partner:") and write the team and admin entries for its subjects with that prefix (docs/identity.md#several-identity-providers-prefixes).`,
+      );
+    }
+  }
+  return out;
 }
 
 /**
@@ -71,6 +134,7 @@ export function configWarnings(config: GatewayConfig): string[] {
       );
     }
   });
+  out.push(...sharedNamespaces(config.identity.providers));
   const upstreamNames = new Set(config.upstreams.map((u) => u.name));
   for (const [name, team] of Object.entries(config.policyData.teams)) {
     // An alternative with no positive matcher reaches every series but the ones it names (a misspelt

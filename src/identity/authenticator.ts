@@ -9,11 +9,13 @@ import { IntrospectionSource } from './introspection.ts';
 import { connectionTokenDigest, InvalidTokenError, JwtVerifier } from './jwt.ts';
 import { createOidcSource } from './oidc.ts';
 import { MtlsSource } from './mtls.ts';
+import { prefixesOf, SubjectPrefixer, withoutPrefixes, type SubjectPrefixes } from './prefix.ts';
 import { ApiKeySource, BasicAuthSource } from './static.ts';
 import { UNDECIDED, type AuthRequest, type Credentials, type IdentityLog, type IdentitySource } from './source.ts';
 
 export type { AuthRequest, ClientCertificate, Credentials, IdentitySource, TlsInfo } from './source.ts';
 export { UNDECIDED } from './source.ts';
+export type { SubjectPrefixes } from './prefix.ts';
 
 /** Whether a provider's source reads a file when it is built (its content may change without the config changing). */
 function readsFile(p: ProviderConfig): boolean {
@@ -79,6 +81,8 @@ function issuersOf(s: JwtVerifier): readonly string[] {
 
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
+  /** Per source (same order): its provider's groupsPrefix / usersPrefix, applied to every subject it answers. */
+  readonly #prefixers: readonly SubjectPrefixer[];
   /** Per source: whether its final refusal (InvalidTokenError.final) ends the search. */
   readonly #finalRefusal: readonly boolean[];
   readonly #basic: boolean;
@@ -100,11 +104,18 @@ export class Authenticator {
     await Promise.all(this.#kept.map((s) => s.reloaded?.()));
   }
 
-  constructor(sources: readonly IdentitySource[]) {
+  /**
+   * `prefixes[i]`: the namespace of `sources[i]`'s subjects (its provider's
+   * `groupsPrefix` / `usersPrefix`, src/identity/prefix.ts); none when absent.
+   */
+  constructor(sources: readonly IdentitySource[], prefixes: readonly (SubjectPrefixes | undefined)[] = []) {
     if (sources.length === 0) throw new GatewayError('config_invalid', 'no identity providers configured');
     // Local sources first, in config order, then those that send the credential away (introspection):
     // an API key is accepted before any provider could see it, and does not depend on the provider being up.
-    this.#sources = [...sources.filter((s) => s.sendsCredentials !== true), ...sources.filter((s) => s.sendsCredentials === true)];
+    const entries = sources.map((source, i) => ({ source, prefixer: new SubjectPrefixer(prefixes[i]) }));
+    const ordered = [...entries.filter((e) => e.source.sendsCredentials !== true), ...entries.filter((e) => e.source.sendsCredentials === true)];
+    this.#sources = ordered.map((e) => e.source);
+    this.#prefixers = ordered.map((e) => e.prefixer);
     // A JWT source's claim refusal is final unless a later JWT source judges the same issuer (another audience).
     this.#finalRefusal = this.#sources.map((s, i) => {
       if (!(s instanceof JwtVerifier)) return true;
@@ -130,7 +141,8 @@ export class Authenticator {
     const built = new Map<string, IdentitySource>();
     const sources = await Promise.all(
       config.identity.providers.map(async (p) => {
-        const key = readsFile(p) ? undefined : JSON.stringify(p);
+        // The prefixes are applied here, not by the source: a reload that changes only them keeps the source.
+        const key = readsFile(p) ? undefined : JSON.stringify(withoutPrefixes(p));
         let source = key === undefined ? undefined : reusable?.get(key);
         if (source === undefined) source = await createSource(p, log);
         else kept.push(source);
@@ -138,7 +150,7 @@ export class Authenticator {
         return source;
       }),
     );
-    const auth = new Authenticator(sources);
+    const auth = new Authenticator(sources, config.identity.providers.map(prefixesOf));
     auth.#kept = kept;
     auth.#reusable = built;
     return auth;
@@ -213,12 +225,13 @@ export class Authenticator {
     } catch {
       return UNDECIDED;
     }
-    for (const source of this.#sources) {
+    for (let i = 0; i < this.#sources.length; i++) {
+      const source = this.#sources[i]!;
       const answer = source.peek === undefined ? UNDECIDED : source.peek(creds);
       if (answer === UNDECIDED) return UNDECIDED;
       if (answer !== undefined) {
         this.stats.accepted[answer.auth] = (this.stats.accepted[answer.auth] ?? 0) + 1;
-        return answer;
+        return this.#prefixers[i]!.apply(answer);
       }
     }
     return UNDECIDED;
@@ -258,7 +271,7 @@ export class Authenticator {
         lastError = e;
         continue;
       }
-      if (subject !== undefined) return subject;
+      if (subject !== undefined) return this.#prefixers[i]!.apply(subject);
     }
     if (overloaded !== undefined) throw overloaded;
     if (lastError instanceof GatewayError) throw lastError;

@@ -91,6 +91,74 @@ identity: { providers: [{ type: jwt, jwksUrl: "https://idp/j", issuer: i, audien
     expect(configWarnings(withMtls('{ type: mtls, ouAsGroups: true }'))).toEqual([]);
   });
 
+  describe('token providers of different issuers whose groups and subjects share one namespace', () => {
+    const withProviders = (...providers: string[]) =>
+      parseConfig(
+        `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+${providers.map((p) => `    - ${p}`).join('\n')}
+`,
+        { env: {} },
+      );
+    const corp = (extra = '') => `{ type: oidc, issuer: "https://corp.test/realms/main", audience: gw${extra} }`;
+    const partner = (extra = '') => `{ type: jwt, jwksUrl: "https://partner.test/keys", issuer: "https://partner.test", audience: gw${extra} }`;
+    const shared = (w: string[]) => w.filter((x) => x.includes('share one namespace'));
+
+    it('two issuers, no prefixes: flagged once, naming both providers, what they share and the keys to set', () => {
+      const w = configWarnings(withProviders(corp(), partner()));
+      expect(w).toHaveLength(1);
+      expect(w[0]).toBe(
+        'identity.providers[0] (oidc, issuer "https://corp.test/realms/main") and identity.providers[1] (jwt, issuer "https://partner.test") are different issuers whose groups and subjects share one namespace (groupsPrefix and usersPrefix unset or equal on both): ' +
+          "team and admin groups entries grant to either issuer's tokens carrying that group, and users entries match either issuer's sub (and trusted username). " +
+          'Set groupsPrefix and usersPrefix on one of them (e.g. "partner:") and write the team and admin entries for its subjects with that prefix (docs/identity.md#several-identity-providers-prefixes).',
+      );
+    });
+
+    it('equal prefixes are no prefixes; one part told apart leaves the other flagged; both told apart: no warning', () => {
+      expect(shared(configWarnings(withProviders(corp(', groupsPrefix: "x:", usersPrefix: "x:"'), partner(', groupsPrefix: "x:", usersPrefix: "x:"'))))).toHaveLength(1);
+      const groupsOnly = shared(configWarnings(withProviders(corp(), partner(', groupsPrefix: "partner:"'))));
+      expect(groupsOnly).toEqual([expect.stringMatching(/whose subjects share one namespace \(usersPrefix unset or equal on both\): users entries match either issuer's sub .*Set usersPrefix on one of them/)]);
+      const usersOnly = shared(configWarnings(withProviders(corp(', usersPrefix: "corp:"'), partner())));
+      expect(usersOnly).toEqual([expect.stringMatching(/whose groups share one namespace \(groupsPrefix unset or equal on both\): team and admin groups entries grant .*Set groupsPrefix on one/)]);
+      expect(configWarnings(withProviders(corp(), partner(', groupsPrefix: "partner:", usersPrefix: "partner:"')))).toEqual([]);
+      expect(configWarnings(withProviders(corp(', groupsPrefix: "corp:", usersPrefix: "corp:"'), partner(', groupsPrefix: "partner:", usersPrefix: "partner:"')))).toEqual([]);
+    });
+
+    it('every pair of token providers (jwt, oidc, introspection, grafana) with different issuers is judged', () => {
+      const grafana = '{ type: grafana, url: "https://grafana.test/", orgs: [1] }';
+      const intro = '{ type: introspection, issuer: "https://other.test", clientId: gw, clientSecret: s, audience: gw }';
+      const w = shared(configWarnings(withProviders(corp(), partner(', groupsPrefix: "p:", usersPrefix: "p:"'), grafana, intro)));
+      // corp–grafana, corp–introspection, grafana–introspection; the prefixed partner differs from all.
+      expect(w.map((x) => x.slice(0, x.indexOf(' are different issuers')))).toEqual([
+        'identity.providers[0] (oidc, issuer "https://corp.test/realms/main") and identity.providers[2] (grafana, issuer "https://grafana.test")',
+        'identity.providers[0] (oidc, issuer "https://corp.test/realms/main") and identity.providers[3] (introspection, issuer "https://other.test")',
+        'identity.providers[2] (grafana, issuer "https://grafana.test") and identity.providers[3] (introspection, issuer "https://other.test")',
+      ]);
+    });
+
+    it('not flagged: a single token provider, the same issuer twice, an introspection endpoint under the issuer, or static and mtls sources only', () => {
+      expect(configWarnings(withProviders(corp()))).toEqual([]);
+      // One issuer, two sources: JWT access tokens and opaque tokens, or two audiences (trailing "/" aside).
+      expect(configWarnings(withProviders(corp(), '{ type: introspection, issuer: "https://corp.test/realms/main/", clientId: gw, clientSecret: s, audience: gw }'))).toEqual([]);
+      expect(configWarnings(withProviders(partner(), partner().replace('audience: gw', 'audience: other')))).toEqual([]);
+      // An introspection source known by its endpoint only: the same provider when the endpoint lies under the issuer.
+      expect(
+        configWarnings(withProviders(corp(), '{ type: introspection, introspectionUrl: "https://corp.test/realms/main/protocol/openid-connect/token/introspect", clientId: gw, clientSecret: s, audience: gw }')),
+      ).toEqual([]);
+      expect(
+        shared(configWarnings(withProviders(corp(), '{ type: introspection, introspectionUrl: "https://corp.test/realms/mainx/introspect", clientId: gw, clientSecret: s, audience: gw }'))),
+      ).toEqual([expect.stringMatching(/^identity\.providers\[0\] \(oidc, .*identity\.providers\[1\] \(introspection, introspection endpoint "https:\/\/corp\.test\/realms\/mainx\/introspect"\)/)]);
+      // The operator writes the subjects of these: no third party chooses them.
+      const key = `scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB`;
+      const apikey = `{ type: apikey, keys: [{ name: k, hash: "${key}", subject: { groups: [team-a] } }] }`;
+      const basic = `{ type: basic, users: [{ username: u, hash: "${key}" }] }`;
+      expect(configWarnings(withProviders(apikey, basic))).toEqual([]);
+      expect(configWarnings(withProviders(corp(), apikey, basic))).toEqual([]);
+    });
+  });
+
   it('teams that share a member, set different tenants and grant different selectors are flagged (their common members are denied)', () => {
     const withTeams = (teams: string) =>
       parseConfig(

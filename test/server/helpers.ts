@@ -95,14 +95,18 @@ export interface TestApp {
   holder: PolicyHolder;
 }
 
-export async function testApp(config: GatewayConfig, opts: { metrics?: GatewayMetrics; logger?: Logger; identity?: IdentitySource; dataRevision?: () => string } = {}): Promise<TestApp> {
+/** `authenticator`: instead of one over `identity` (default fakeSource), e.g. `Authenticator.fromConfig(config)`. */
+export async function testApp(
+  config: GatewayConfig,
+  opts: { metrics?: GatewayMetrics; logger?: Logger; identity?: IdentitySource; authenticator?: Authenticator; dataRevision?: () => string } = {},
+): Promise<TestApp> {
   const audit: Record<string, unknown>[] = [];
   const engine = await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
   const holder = new PolicyHolder(engine, 'test');
   const metrics = opts.metrics ?? createMetrics({ defaultMetrics: false });
   const app = await buildApp({
     config,
-    authenticator: new Authenticator([opts.identity ?? fakeSource]),
+    authenticator: opts.authenticator ?? new Authenticator([opts.identity ?? fakeSource]),
     engine: holder,
     logger: opts.logger ?? pino({ level: 'silent' }),
     metrics,
