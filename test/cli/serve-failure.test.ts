@@ -105,9 +105,15 @@ describe('serve started with an IPC channel (child_process.fork: pm2 fork mode, 
     new Promise((resolve, reject) => {
       const child = fork(bin, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
       let output = '';
+      let stopped = false;
       const onData = (d: Buffer): void => {
         output += d.toString();
-        if (stopWhenListening && output.includes('lbac-gateway listening')) child.kill('SIGTERM');
+        // One SIGTERM, as a supervisor sends: one per later chunk of output would be a second signal
+        // (exit 1 without waiting) or arrive as the process exits (killed by it, exit code null).
+        if (stopWhenListening && !stopped && output.includes('lbac-gateway listening')) {
+          stopped = true;
+          child.kill('SIGTERM');
+        }
       };
       child.stdout!.on('data', onData);
       child.stderr!.on('data', onData);
