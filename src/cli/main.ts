@@ -15,7 +15,7 @@ Usage:
   lbac-gateway rewrite --lang promql|logql|traceql --matcher 'ns=~"a|b"' [--matcher …] 'QUERY'
   lbac-gateway rewrite --lang … (--matcher … | --policy FILE) --jsonl    # stdin: one JSON string per line
   lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE]
-  lbac-gateway check-config FILE
+  lbac-gateway check-config [FILE | --config FILE]
 
 Commands:
   serve          start the gateway (default config: ./lbac-gateway.yaml or $LBAC_CONFIG)
@@ -23,7 +23,7 @@ Commands:
                  --policy takes a decision JSON whose "selectors" is a DNF list of groups)
   policy eval    evaluate the policy for an input JSON and print the validated decision (the input's
                  subject as the gateway hands it over: groups and sub with the providers' prefixes)
-  check-config   validate a config file (exit 1 with file, line and key on error)
+  check-config   validate a config file, the one serve would read by default (exit 1 with file, line and key on error)
 
 Options:
   -h, --help     this help
@@ -168,11 +168,17 @@ async function cmdPolicyEval(args: string[], io: Out): Promise<number> {
 }
 
 async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
-  const file = args[0];
-  if (file === undefined) {
-    io.err('usage: lbac-gateway check-config FILE');
+  // The file as serve takes it (--config/-c, else $LBAC_CONFIG, else ./lbac-gateway.yaml), or as a positional argument.
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help === true) {
+    io.out(HELP);
+    return 0;
+  }
+  if (positionals.length > 1 || (positionals.length === 1 && values.config !== undefined)) {
+    io.err('usage: lbac-gateway check-config [FILE | --config FILE]');
     return 2;
   }
+  const file = positionals[0] ?? values.config ?? process.env['LBAC_CONFIG'] ?? 'lbac-gateway.yaml';
   try {
     const { loadConfigFile } = await import('../config/load.ts');
     const { PolicyEngine } = await import('../policy/engine.ts');

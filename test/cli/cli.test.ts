@@ -83,6 +83,23 @@ describe('lbac-gateway CLI', () => {
     expect(r.stderr).toContain('upstreams.0.colour');
   });
 
+  it('check-config takes the file as serve does: --config/-c, $LBAC_CONFIG, ./lbac-gateway.yaml', () => {
+    const example = new URL('../../examples/gateway.yaml', import.meta.url).pathname;
+    for (const args of [['--config', example], ['-c', example]]) {
+      const r = run(['check-config', ...args]);
+      expect({ args, code: r.code, stdout: r.stdout.trim() }).toEqual({ args, code: 0, stdout: `${example}: OK (1 upstream(s), 2 team(s))` });
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    writeFileSync(join(dir, 'lbac-gateway.yaml'), readFileSync(example, 'utf8'));
+    const { LBAC_CONFIG: _unset, ...env } = process.env;
+    const byDefault = spawnSync(process.execPath, [bin, 'check-config'], { cwd: dir, encoding: 'utf8', env });
+    expect({ code: byDefault.status, stdout: byDefault.stdout.trim() }).toEqual({ code: 0, stdout: 'lbac-gateway.yaml: OK (1 upstream(s), 2 team(s))' });
+    const fromEnv = spawnSync(process.execPath, [bin, 'check-config'], { cwd: dir, encoding: 'utf8', env: { ...env, LBAC_CONFIG: example } });
+    expect(fromEnv.stdout.trim()).toBe(`${example}: OK (1 upstream(s), 2 team(s))`);
+    expect(run(['check-config', example, '--config', example]).code).toBe(2);
+    expect(run(['check-config', '--help']).stdout).toContain('check-config [FILE | --config FILE]');
+  });
+
   it('check-config reads the files only serve reads (listener TLS, bundle keys) and prints warnings', () => {
     const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
     const base = 'upstreams: [{ name: p, kind: prometheus, url: "http://127.0.0.1:9", mount: / }]\n';
