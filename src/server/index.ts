@@ -99,6 +99,8 @@ export class GatewayRuntime {
   #generation = 0;
   /** The pending retry of a reload rejected for a transient cause. */
   #retryTimer: NodeJS.Timeout | undefined;
+  /** The pending retry's skipIfUnchanged: a request that takes over from it reloads an unchanged config too when this is false. */
+  #retrySkipIfUnchanged = true;
   /** Stopped (close, shutdown): no retry is scheduled any more. */
   #stopped = false;
   readonly #onReloaded = new Set<(config: GatewayConfig) => void>();
@@ -151,8 +153,11 @@ export class GatewayRuntime {
    */
   reload(reason: string, opts: { skipIfUnchanged?: boolean } = {}): Promise<ReloadResult> {
     this.#generation++;
+    // Taking over from a pending retry: what it would have reloaded (files the config names, an unchanged
+    // config read again after a SIGHUP) is reloaded by this request, which may then not skip it as unchanged.
+    const skipIfUnchanged = opts.skipIfUnchanged === true && (this.#retryTimer === undefined || this.#retrySkipIfUnchanged);
     this.#cancelRetry();
-    return this.#request(reason, opts.skipIfUnchanged === true, undefined);
+    return this.#request(reason, skipIfUnchanged, undefined);
   }
 
   #request(reason: string, skipIfUnchanged: boolean, retry: QueuedReload['retry']): Promise<ReloadResult> {
@@ -172,7 +177,13 @@ export class GatewayRuntime {
       const result = await this.#reload(next.retry === undefined ? reasons : 'retry', { skipIfUnchanged: next.skipIfUnchanged, retry: next.retry });
       if (result.ok || result.transient !== true) return result;
       // Retried only when nothing newer asked for a reload meanwhile (that one decides) and the process runs on.
-      if (this.#stopped || next.generation !== this.#generation) return result;
+      if (this.#stopped) return result;
+      if (next.generation !== this.#generation) {
+        // The newer request, queued behind this one, takes over: it must not skip as unchanged what this one,
+        // retried, would have reloaded.
+        if (!next.skipIfUnchanged && this.#waiting !== undefined) this.#waiting.skipIfUnchanged = false;
+        return result;
+      }
       const attempt = (next.retry?.attempt ?? 0) + 1;
       const delayMs = this.#scheduleRetry(attempt, next.retry?.of ?? reasons, next.skipIfUnchanged);
       this.logger
@@ -198,6 +209,7 @@ export class GatewayRuntime {
     // A pending retry never keeps the process alive.
     timer.unref();
     this.#retryTimer = timer;
+    this.#retrySkipIfUnchanged = skipIfUnchanged;
     return delayMs;
   }
 

@@ -11,6 +11,7 @@ import { createMetrics } from '../../src/server/metrics.ts';
 import { restartRequiredChanges } from '../../src/server/reload.ts';
 import { testConfig } from './helpers.ts';
 import { buildBundle } from '../../e2e/harness/bundles.ts';
+import { createTestIssuer } from '../../e2e/harness/tokens.ts';
 
 const yaml = (team: string, extra = '') => `
 upstreams:
@@ -287,6 +288,60 @@ describe('config reload retry', () => {
     }
     // Closed (onClose): the pending retry is gone.
     expect(u.runtime.retryPending).toBe(false);
+  });
+
+  it('a newer reload that may skip an unchanged config does not drop the retry of one that may not (a rotated jwksFile is read)', async () => {
+    // SIGHUP re-reads the files the config names even when the config is unchanged; a file-change reload skips an
+    // unchanged config. The SIGHUP reload meets the jwksFile mid-rotation (EISDIR); a file event then comes.
+    const old = await createTestIssuer({ issuer: 'https://idp.test', audience: 'gw', alg: 'ES256' });
+    const rotated = await createTestIssuer({ issuer: 'https://idp.test', audience: 'gw', alg: 'ES256' });
+    const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+    const jwtConfig = (jwks: string) =>
+      yaml('a', settings(200, 200)).replace(
+        /identity:[\s\S]*?(?=teams:)/,
+        `identity:\n  providers:\n    - { type: jwt, jwksFile: "${jwks}", issuer: "https://idp.test", audience: gw, algorithms: [ES256] }\n`,
+      );
+    try {
+      for (const during of ['pending retry', 'reload still running'] as const) {
+        const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-retry-'));
+        const jwks = join(dir, 'jwks.json');
+        writeFileSync(jwks, readFileSync(old.jwksPath));
+        const t = await runtimeFor(jwtConfig(jwks));
+        try {
+          const oldToken = await old.mint({ sub: 'u-old' });
+          const newToken = await rotated.mint({ sub: 'u-new' });
+          await expect(t.runtime.authenticator.authenticate(bearer(oldToken))).resolves.toMatchObject({ sub: 'u-old' });
+          // The old key leaked: the jwksFile is being replaced (a directory for a moment) when SIGHUP comes.
+          rmSync(jwks);
+          mkdirSync(jwks);
+          let fileEvent: Promise<unknown> | undefined;
+          if (during === 'reload still running') {
+            // The file event arrives while the SIGHUP reload runs (it has read the config): queued behind it.
+            const off = t.runtime.onConfigRead(() => {
+              off();
+              fileEvent = t.runtime.reload('file change', { skipIfUnchanged: true });
+            });
+          }
+          const sighup = await t.runtime.reload('SIGHUP');
+          expect(sighup, during).toMatchObject({ ok: false, transient: true, code: 'EISDIR' });
+          rmdirSync(jwks);
+          writeFileSync(jwks, readFileSync(rotated.jwksPath));
+          // The config file itself is unchanged; a file event (the mount's ..data link, the config rewritten alike).
+          if (during === 'pending retry') fileEvent = t.runtime.reload('file change', { skipIfUnchanged: true });
+          await fileEvent;
+          await until(async () => (await t.reloads('success')) === 1, 2_000);
+          expect(await t.reloads('success'), during).toBe(1);
+          // The rotated key set is in force: the leaked key's token is refused.
+          await expect(t.runtime.authenticator.authenticate(bearer(oldToken)), during).rejects.toMatchObject({ status: 401 });
+          await expect(t.runtime.authenticator.authenticate(bearer(newToken)), during).resolves.toMatchObject({ sub: 'u-new' });
+        } finally {
+          await t.app.close();
+        }
+      }
+    } finally {
+      old.cleanup();
+      rotated.cleanup();
+    }
   });
 
   it('close() and shutdown() cancel a pending retry: nothing fires after them', async () => {
