@@ -305,11 +305,14 @@ export class GatewayRuntime {
       void prepared?.then((p) => p.release(), () => undefined);
       return reject(e);
     }
+    let switchAudit: () => void;
     try {
       await authenticator.refreshKeptSources();
+      // Opened before the swap: one that cannot be opened rejects the reload (the running config stays).
+      switchAudit = this.auditLog.prepare(next.audit);
     } catch (e) {
       data?.release();
-      throw e;
+      return reject(e);
     }
     // The swap: synchronous, nothing can interleave.
     this.#config = next;
@@ -317,7 +320,7 @@ export class GatewayRuntime {
     this.#dataRevision = dataRevision(next);
     if (engine !== undefined) this.holder.activate(engine, `file:${next.policyWasm}`);
     data?.commit();
-    this.auditLog.configure(next.audit);
+    switchAudit();
     if (restartRequired.length > 0) log.warn({ keys: restartRequired }, 'config change needs a restart to take effect (running values kept)');
     log.info({ policyRevision: this.holder.revision, dataRevision: this.#dataRevision, teams: Object.keys(next.policyData.teams).length }, 'config reloaded');
     this.metrics.configReloads.inc({ result: 'success' });

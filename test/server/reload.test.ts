@@ -25,6 +25,33 @@ teams:
 ${extra}`;
 
 describe('config reload', () => {
+  it('an audit file the reload cannot open rejects it before anything is swapped (the running teams and audit file stay)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const file = join(dir, 'gateway.yaml');
+    const audit = (path: string) => `audit: { enabled: true, destination: file, file: "${path}", flushIntervalMs: 0 }`;
+    writeFileSync(join(dir, 'plain-file'), 'not a directory');
+    writeFileSync(file, yaml('a', audit(join(dir, 'audit.log'))));
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), logger, { metrics: createMetrics({ defaultMetrics: false }) });
+    try {
+      const before = runtime.dataRevision;
+      // New team data, and an audit file under a plain file (ENOTDIR when opened).
+      writeFileSync(file, yaml('b', audit(join(dir, 'plain-file', 'audit.log'))));
+      const r = await runtime.reload('test');
+      expect(r).toMatchObject({ ok: false, error: expect.stringMatching(/EEXIST|ENOTDIR/) });
+      expect(runtime.dataRevision).toBe(before);
+      expect(runtime.config.teams['team-a']!.selectors).toEqual([{ namespace: 'a' }]);
+      expect(lines.join('')).toContain('config reload rejected');
+      // The running audit file is still written to.
+      runtime.auditLog.write({ type: 'probe' });
+      expect(readFileSync(join(dir, 'audit.log'), 'utf8')).toContain('"probe"');
+    } finally {
+      runtime.stopRetries();
+      await app.close();
+    }
+  });
+
   it('lists the keys that need a restart', () => {
     const a = testConfig('http://127.0.0.1:1');
     const b = testConfig('http://127.0.0.1:2', 'audit: { sampleRate: 0.5 }');

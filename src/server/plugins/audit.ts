@@ -41,16 +41,34 @@ export class AuditLog {
 
   /** (Re)opens the destination when it changed; called at start and on every config reload. */
   configure(cfg: AuditConfig): void {
+    this.prepare(cfg)();
+  }
+
+  /**
+   * Opens what `cfg` writes to, if that changed (this throws when it cannot be
+   * opened: a directory, a path through a file, no permission), and returns the
+   * step that switches to it, which cannot fail. A config reload prepares
+   * before it swaps anything in, so an audit file it cannot open rejects the
+   * reload instead of leaving the new teams running with no audit destination.
+   * Run the step once nothing else can fail (it is the last step of the swap).
+   */
+  prepare(cfg: AuditConfig): () => void {
     const key = cfg.enabled ? `${cfg.destination}:${cfg.file ?? ''}:${cfg.flushIntervalMs}` : 'off';
-    if (key === this.#key) return;
-    this.close();
-    this.#key = key;
-    this.#flushMs = cfg.flushIntervalMs;
-    if (!cfg.enabled || this.#sink !== undefined) return;
+    if (key === this.#key) return () => undefined;
     // Buffers in, so the destination does not measure each string's UTF-8 length before encoding it again.
     const mode = { sync: true, contentMode: 'buffer' as const };
-    this.#dest = pino.destination(cfg.destination === 'file' ? { dest: cfg.file!, mkdir: true, append: true, ...mode } : { dest: 1, ...mode });
-    process.on('exit', this.flush);
+    const dest =
+      !cfg.enabled || this.#sink !== undefined
+        ? undefined
+        : pino.destination(cfg.destination === 'file' ? { dest: cfg.file!, mkdir: true, append: true, ...mode } : { dest: 1, ...mode });
+    return () => {
+      this.close();
+      this.#key = key;
+      this.#flushMs = cfg.flushIntervalMs;
+      if (dest === undefined) return;
+      this.#dest = dest;
+      process.on('exit', this.flush);
+    };
   }
 
   write(record: Record<string, unknown>): void {
