@@ -6,6 +6,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { goMediaType } from './counting-proxy.ts';
+import { ReceivingCount } from './receiving.ts';
 
 export interface CannedRequest {
   method: string;
@@ -50,19 +51,12 @@ export interface CannedUpstream {
 export async function startCannedUpstream(answer: (path: string, request: CannedRequest) => [number, string, string | Uint8Array], opts: CannedOptions = {}): Promise<CannedUpstream> {
   const requests: CannedRequest[] = [];
   const buildinfoRequests: CannedRequest[] = [];
-  let receiving = 0;
+  const receiving = new ReceivingCount();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
-    receiving++;
-    let received = false;
-    const done = (): void => {
-      if (!received) receiving--;
-      received = true;
-    };
-    req.on('close', done);
+    receiving.track(req);
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      done();
       const url = new URL(req.url ?? '/', 'http://x');
       const params = new URLSearchParams(url.search);
       // A body only where Go's ParseForm reads one (Loki and Tempo are Go servers).
@@ -108,7 +102,7 @@ export async function startCannedUpstream(answer: (path: string, request: Canned
     requests,
     buildinfoRequests,
     clear: () => void requests.splice(0),
-    receiving: () => receiving,
+    receiving: () => receiving.value,
     sockets,
     stop: () => {
       for (const ws of sockets) ws.terminate();

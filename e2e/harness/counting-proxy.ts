@@ -7,6 +7,7 @@ import { request as httpRequest, createServer } from 'node:http';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
+import { ReceivingCount } from './receiving.ts';
 
 export interface RecordedRequest {
   /** Sequence number, from 0. */
@@ -129,19 +130,12 @@ export async function startCountingProxy(opts: { upstream: string; port?: number
     return r;
   };
 
-  let receiving = 0;
+  const receiving = new ReceivingCount();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
-    receiving++;
-    let received = false;
-    const done = (): void => {
-      if (!received) receiving--;
-      received = true;
-    };
-    req.on('close', done);
+    receiving.track(req);
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      done();
       const body = Buffer.concat(chunks);
       const rec = record(req.method ?? 'GET', req.url ?? '/', req.headers, body, false);
       const headers = forwardHeaders(req.headers, upstream.host);
@@ -221,7 +215,7 @@ export async function startCountingProxy(opts: { upstream: string; port?: number
     clear: () => {
       requests.length = 0;
     },
-    receiving: () => receiving,
+    receiving: () => receiving.value,
     waitFor: async (n, pred, timeoutMs = 5_000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
