@@ -143,7 +143,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): GatewayM
   let answerBytes: (() => number) | undefined;
   new Gauge({
     name: 'lbac_gateway_buffered_answer_bytes',
-    help: 'Bytes of upstream answers read whole (to filter or merge them) held right now; bounded by server.maxBufferedAnswerBytes.',
+    help: 'Bytes of upstream answers read whole (to filter or merge them) held right now; bounded by server.maxBufferedAnswerBytes per process (summed over cluster workers).',
     registers,
     collect() {
       if (answerBytes !== undefined) this.set(answerBytes());
