@@ -178,8 +178,14 @@ describe('worker processes', () => {
       gw
         .tail(3000)
         .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { pid: number; msg: string; reason?: string; code?: string })
+        // A line still being written when the log is read is not JSON yet: skipped, read again next time.
+        .flatMap((l): { pid: number; msg: string; reason?: string; code?: string }[] => {
+          try {
+            return l.startsWith('{') ? [JSON.parse(l) as { pid: number; msg: string; reason?: string; code?: string }] : [];
+          } catch {
+            return [];
+          }
+        })
         .filter((l) => l.pid === pid && l.msg === msg);
     const start = await until(readiness, (r) => r.code === 200);
     expect(start.code, JSON.stringify(start.body)).toBe(200);

@@ -56,7 +56,8 @@ export function tailFile(file: string, lines = 40): string {
   try {
     const text = readFileSync(file, 'utf8');
     const all = text.split('\n');
-    if (all.length > 0 && all[all.length - 1] === '') all.pop();
+    // What follows the last newline: '' or a line still being written (not whole yet, so not JSON yet).
+    all.pop();
     return all.slice(-lines).join('\n');
   } catch {
     return '';
