@@ -164,7 +164,7 @@ describe('Loki live tail (WebSocket)', () => {
     client.close(1000, 'bye');
     expect(await done).toEqual([1000, 'bye']);
     // The tail's audit record is written when it ends (status 101, the rewritten query).
-    await expect.poll(() => gw.tail(200).split('\n').filter((l) => l.includes('Decision Log') && l.includes('"tail"') && l.includes('101')).length, { timeout: 5_000 }).toBeGreaterThan(0);
+    await expect.poll(() => gw.tail(200).split('\n').filter((l) => l.includes('Decision Log') && l.includes('"tail"') && l.includes('101')).length, { timeout: 15_000 }).toBeGreaterThan(0);
   });
 
   it('client messages are dropped, not relayed to Loki', async () => {
@@ -265,7 +265,7 @@ describe('Loki live tail (WebSocket)', () => {
     expect([e.status, e.body]).toEqual([400, 'too many tails']);
     expect(loki.requests.filter((r) => r.upgrade === true)).toHaveLength(2);
     // The part that was accepted is not left open.
-    await expect.poll(() => accepted.every((ws) => ws.readyState === WebSocket.CLOSED), { timeout: 5_000 }).toBe(true);
+    await expect.poll(() => accepted.every((ws) => ws.readyState === WebSocket.CLOSED), { timeout: 15_000 }).toBe(true);
   });
 
   it('an upgrade whose handshake the client side would fail (no key, bad key, old version) → 400 before any upstream tail starts', async () => {

@@ -225,7 +225,7 @@ describe('live tails per subject (server.tail.maxPerSubject)', () => {
       const done = closed(sockets[0]!);
       sockets[0]!.close();
       await done;
-      await expect.poll(held, { timeout: 2000 }).toBe(2);
+      await expect.poll(held, { timeout: 10_000 }).toBe(2);
       const again = (await open('jwt', {}, {}, at)) as WebSocket;
       expect(again).toBeInstanceOf(WebSocket);
       sockets.push(again);
@@ -235,7 +235,7 @@ describe('live tails per subject (server.tail.maxPerSubject)', () => {
       expect(held()).toBe(3);
     } finally {
       for (const ws of sockets) ws.terminate();
-      await expect.poll(held, { timeout: 2000 }).toBe(0);
+      await expect.poll(held, { timeout: 10_000 }).toBe(0);
       await own.app.close();
     }
   });
@@ -428,7 +428,7 @@ describe('upgrades elsewhere, and the concurrency slot of a tail', () => {
       const done = closed(ws);
       ws.close();
       await done;
-      await expect.poll(inflight, { timeout: 2000 }).toBe(0);
+      await expect.poll(inflight, { timeout: 10_000 }).toBe(0);
     } finally {
       await own.app.close();
     }
