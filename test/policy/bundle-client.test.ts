@@ -209,7 +209,7 @@ describe('BundleClient', () => {
 });
 
 /** Polls `cond` every 10 ms until it holds or `ms` pass. */
-async function until(cond: () => boolean, ms = 5_000): Promise<void> {
+async function until(cond: () => boolean, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time');
@@ -280,7 +280,7 @@ describe('long polling', () => {
       expect(svc.requests[1]!.prefer).toBe('modes=snapshot;wait=1');
       // A held request outlives timeoutMs (300 ms): its timeout is the wait plus timeoutMs;
       // the wait ends with a 304 and the next long-poll request follows at once.
-      await until(() => svc.requests.length >= 3, 3_000);
+      await until(() => svc.requests.length >= 3, 10_000);
       await until(() => svc.held.size === 1);
       expect(client.status.consecutiveFailures).toBe(0);
       expect(client.status.lastError).toBeUndefined();

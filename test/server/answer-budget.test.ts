@@ -51,7 +51,7 @@ const shedCount = async (reason: string): Promise<number> => (await t.metrics.sh
 const bufferedBytes = async (): Promise<number> => (await t.metrics.registry.getSingleMetric('lbac_gateway_buffered_answer_bytes')!.get()).values[0]?.value ?? 0;
 const values = () => t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: { authorization: 'Bearer alice' } });
 const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
 };
 
 describe('server.maxBufferedAnswerBytes', () => {

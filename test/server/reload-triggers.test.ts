@@ -40,7 +40,7 @@ async function runtimeFromFile(text: string) {
   return { file, ...(await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) })) };
 }
 
-const until = async (done: () => boolean, ms = 5_000): Promise<void> => {
+const until = async (done: () => boolean, ms = 15_000): Promise<void> => {
   const deadline = Date.now() + ms;
   while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 };

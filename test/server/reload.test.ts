@@ -120,7 +120,7 @@ describe('config reload', () => {
     writeFileSync(file, yaml('b', listen));
     const gw = await startGateway(config, pino({ level: 'silent' }));
     try {
-      const deadline = Date.now() + 5_000;
+      const deadline = Date.now() + 15_000;
       while (gw.runtime.config.teams['team-a']!.selectors[0]!['namespace'] !== 'b' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(gw.runtime.config.teams['team-a']!.selectors).toEqual([{ namespace: 'b' }]);
     } finally {
@@ -214,7 +214,7 @@ describe('config reload retry', () => {
     };
   }
 
-  const until = async (done: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> => {
+  const until = async (done: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> => {
     const deadline = Date.now() + ms;
     while (!(await done()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   };
@@ -356,7 +356,7 @@ describe('config reload retry', () => {
           // The config file itself is unchanged; a file event (the mount's ..data link, the config rewritten alike).
           if (during === 'pending retry') fileEvent = t.runtime.reload('file change', { skipIfUnchanged: true });
           await fileEvent;
-          await until(async () => (await t.reloads('success')) === 1, 2_000);
+          await until(async () => (await t.reloads('success')) === 1, 10_000);
           expect(await t.reloads('success'), during).toBe(1);
           // The rotated key set is in force: the leaked key's token is refused.
           await expect(t.runtime.authenticator.authenticate(bearer(oldToken)), during).rejects.toMatchObject({ status: 401 });

@@ -64,7 +64,7 @@ describe('server.sendTimeoutMs', () => {
     s.on('error', () => undefined);
     s.pause(); // reads nothing: the answer backs up into the gateway, then the upstream
     s.write('GET /prometheus/api/v1/query?query=up HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n');
-    await until(() => (t.metrics.inflight.get('metrics') ?? 0) === 1, 2000);
+    await until(() => (t.metrics.inflight.get('metrics') ?? 0) === 1, 10_000);
     expect(t.metrics.inflight.get('metrics')).toBe(1);
     // Cut off after ≈ 1 s without progress (bounded wait, not a timing assertion).
     // (The paused client sees its end only once it reads again.)
@@ -89,7 +89,7 @@ describe('server.sendTimeoutMs', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(s.destroyed).toBe(false);
     ask();
-    await until(() => answers === 2, 5000);
+    await until(() => answers === 2, 10_000);
     expect(answers).toBe(2);
     s.destroy();
   }, 20_000);
