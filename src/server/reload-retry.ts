@@ -102,16 +102,14 @@ export interface ReloadRetrySchedule {
   readonly maxDelayMs: number;
 }
 
-/** The defaults of `server.reloadRetry`: 1 s, 2 s, 4 s, … up to 30 s. */
-export const DEFAULT_RELOAD_RETRY: ReloadRetrySchedule = { minDelayMs: 1000, maxDelayMs: 30_000 };
-
 /**
  * The wait before retry number `attempt` (1 for the first retry after the
- * rejected reload): `minDelayMs` doubling per attempt, capped at `maxDelayMs`.
+ * rejected reload): `minDelayMs` doubling per attempt, capped at `maxDelayMs`
+ * (`server.reloadRetry`, whose defaults give 1 s, 2 s, 4 s, … up to 30 s).
  * No jitter: the retries of one process read its own file and reach its
  * identity providers at most once per `maxDelayMs`.
  */
-export function reloadRetryDelayMs(attempt: number, schedule: ReloadRetrySchedule = DEFAULT_RELOAD_RETRY): number {
+export function reloadRetryDelayMs(attempt: number, schedule: ReloadRetrySchedule): number {
   const n = Math.max(1, Math.floor(attempt));
   const max = Math.max(schedule.minDelayMs, schedule.maxDelayMs);
   // 2 ** 40 times any positive delay is past any cap: no overflow to Infinity for a long outage.

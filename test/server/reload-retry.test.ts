@@ -10,7 +10,7 @@ import { IntrospectionSource } from '../../src/identity/introspection.ts';
 import { readJwksFile } from '../../src/identity/jwt.ts';
 import { BundleError } from '../../src/policy/bundle.ts';
 import { PolicyEngine } from '../../src/policy/engine.ts';
-import { classifyReloadError, DEFAULT_RELOAD_RETRY, reloadRetryDelayMs } from '../../src/server/reload-retry.ts';
+import { classifyReloadError, reloadRetryDelayMs } from '../../src/server/reload-retry.ts';
 
 const minimal = `
 upstreams: [{ name: prom, kind: prometheus, url: "http://127.0.0.1:9090" }]
@@ -121,9 +121,10 @@ describe('classifyReloadError: config errors (not retried)', () => {
 
 describe('reloadRetryDelayMs', () => {
   it('1 s doubling to a cap of 30 s by default, as server.reloadRetry defaults to', () => {
-    expect([1, 2, 3, 4, 5, 6, 7, 8].map((n) => reloadRetryDelayMs(n))).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
-    expect(reloadRetryDelayMs(10_000)).toBe(30_000);
-    expect(parseConfig(minimal, { env: {} }).server.reloadRetry).toEqual(DEFAULT_RELOAD_RETRY);
+    const defaults = parseConfig(minimal, { env: {} }).server.reloadRetry;
+    expect(defaults).toEqual({ minDelayMs: 1000, maxDelayMs: 30_000 });
+    expect([1, 2, 3, 4, 5, 6, 7, 8].map((n) => reloadRetryDelayMs(n, defaults))).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
+    expect(reloadRetryDelayMs(10_000, defaults)).toBe(30_000);
   });
 
   it('follows the configured schedule; attempt numbers start at 1', () => {
