@@ -16,7 +16,6 @@ import {
   FunctionCall,
   FunctionCallBody,
   FunctionIdentifier,
-  GroupingLabels,
   Identifier,
   Info,
   LabelJoin,
