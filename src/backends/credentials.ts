@@ -14,6 +14,7 @@ import { inspect } from 'node:util';
 import aws4 from 'aws4';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
+import { fileErrorCode } from '../util/file-error.ts';
 
 export type UpstreamAuthConfig = NonNullable<UpstreamConfig['auth']>;
 export type UpstreamTlsConfig = NonNullable<UpstreamConfig['tls']>;
@@ -220,7 +221,7 @@ function readSecret(src: SecretSources, file: string, key: string): string {
   try {
     text = src.readFile(file);
   } catch (e) {
-    throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e });
+    throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${fileErrorCode(e)}`, { cause: e });
   }
   const secret = trimSecret(text);
   if (secret === '') throw new CredentialsError('empty_secret', key, `${key.split('.').pop()} ${JSON.stringify(file)} is empty`);
@@ -351,7 +352,7 @@ export function resolveTls(tls: UpstreamTlsConfig, readFile: (file: string) => s
     try {
       return readFile(file);
     } catch (e) {
-      throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e });
+      throw new CredentialsError('unreadable_file', key, `cannot read ${key.split('.').pop()} ${JSON.stringify(file)}: ${fileErrorCode(e)}`, { cause: e });
     }
   };
   return new UpstreamTls({

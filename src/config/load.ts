@@ -7,6 +7,7 @@ import { CredentialsError, resolveAuth, resolveTls, type UpstreamCredentials, ty
 import { ConfigError } from '../errors.ts';
 import { configSchema, type ParsedConfig, type UpstreamConfig } from './schema.ts';
 import { buildPolicyData, TeamsError, type PolicyData } from './teams.ts';
+import { fileErrorCode } from '../util/file-error.ts';
 
 /** The package root, where the bundled wasm/policy.wasm lives. */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -242,7 +243,7 @@ export async function loadConfigFile(file: string, opts: Omit<LoadOptions, 'file
     text = await readFile(file, 'utf8');
   } catch (e) {
     // The failed read is kept as the cause: its errno code tells a reload whether to retry (server/reload-retry.ts).
-    throw new ConfigError(`cannot read config: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file }, { cause: e });
+    throw new ConfigError(`cannot read config: ${fileErrorCode(e)}`, { file }, { cause: e });
   }
   return parseConfig(text, { ...opts, file, baseDir: path.dirname(path.resolve(file)) });
 }

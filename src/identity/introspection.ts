@@ -12,6 +12,7 @@ import { insecureIfHttp, OidcDiscovery } from './oidc.ts';
 import { API_KEY_PREFIX } from './secrets.ts';
 import type { Credentials, IdentityCacheStats, IdentityLog, IdentitySource } from './source.ts';
 import { MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, providerError, UserinfoEnricher } from './userinfo.ts';
+import { fileErrorCode } from '../util/file-error.ts';
 
 const CLOCK_TOLERANCE_S = 30;
 
@@ -82,7 +83,7 @@ export class IntrospectionSource implements IdentitySource {
         secret = (await readFile(cfg.clientSecretFile, 'utf8')).trim();
       } catch (e) {
         // The failed read is the cause: a reload retries an unreadable file (server/reload-retry.ts).
-        throw new GatewayError('config_invalid', `cannot read clientSecretFile ${cfg.clientSecretFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+        throw new GatewayError('config_invalid', `cannot read clientSecretFile ${cfg.clientSecretFile}: ${fileErrorCode(e)}`, { cause: e });
       }
     }
     if (secret === undefined || secret === '') throw new GatewayError('config_invalid', 'introspection provider needs a client secret');

@@ -9,6 +9,7 @@ import { claimsWellFormed, mapClaims } from './claims.ts';
 import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 import { redactUrls } from '../util/shown-url.ts';
 import { boundedFetch, boundExceeded } from './bounded-fetch.ts';
+import { fileErrorCode } from '../util/file-error.ts';
 
 /**
  * Reads and checks a `jwksFile` (serve and check-config): a missing file, one
@@ -20,7 +21,7 @@ export async function readJwksFile(file: string): Promise<Parameters<typeof crea
     text = await readFile(file, 'utf8');
   } catch (e) {
     // The failed read is the cause: a reload retries an unreadable file (server/reload-retry.ts).
-    throw new GatewayError('config_invalid', `cannot read jwksFile ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { cause: e });
+    throw new GatewayError('config_invalid', `cannot read jwksFile ${file}: ${fileErrorCode(e)}`, { cause: e });
   }
   let jwks: unknown;
   try {

@@ -2,12 +2,13 @@ import { readFileSync } from 'node:fs';
 import type { ServerOptions } from 'node:https';
 import type { ServerTlsConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
+import { fileErrorCode } from '../util/file-error.ts';
 
 function read(file: string, key: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new ConfigError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { key });
+    throw new ConfigError(`cannot read ${file}: ${fileErrorCode(e)}`, { key });
   }
 }
 

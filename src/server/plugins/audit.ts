@@ -9,6 +9,7 @@ import { ConfigError } from '../../errors.ts';
 import { auditLine, authorizationSchemeOf, buildAuthFailureRecord, buildRefusalRecord, decisionAuditLine, shouldAudit } from '../audit.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 import { addRecorder } from './hook.ts';
+import { fileErrorCode } from '../../util/file-error.ts';
 
 /** Pending audit text that is written at once, whatever the flush interval. */
 const MAX_PENDING_CHARS = 64 * 1024;
@@ -154,7 +155,7 @@ export async function checkAuditFile(cfg: AuditConfig, configFile?: string): Pro
   const fail = (message: string): never => {
     throw new ConfigError(message, { ...(configFile !== undefined ? { file: configFile } : {}), key: 'audit.file' });
   };
-  const code = (e: unknown) => (e as NodeJS.ErrnoException).code ?? String(e);
+  const code = fileErrorCode;
   // A missing path component (ENOENT) or one that is no directory (ENOTDIR): look further up.
   const absent = (e: unknown) => code(e) === 'ENOENT' || code(e) === 'ENOTDIR';
   try {
