@@ -53,7 +53,6 @@ const literal = (v: fc.Arbitrary<string>): fc.Arbitrary<string> =>
 const NAMES = ['namespace', 'app', 'job', 'team', 'level', 'rate', 'sum', '_x', 'Namespace', 'pod'];
 const name = fc.constantFrom(...NAMES);
 const POLICY_NAMES = ['namespace', 'team', 'app'];
-const op = fc.constantFrom<MatchOp>('=', '!=', '=~', '!~');
 // Optional whitespace / comments where tokens are delimited anyway; `sp` where a separator is required.
 const ws = fc.constantFrom('', '', '', ' ', '\n  ', ' # note "}{ or x\n', '\t');
 const sp = fc.constantFrom(' ', ' ', '\n', '\t', ' # c {x="y"}\n');

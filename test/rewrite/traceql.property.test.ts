@@ -42,9 +42,8 @@ const stringLit = fc.oneof(
   { weight: 1, arbitrary: rawValue.filter((v) => !v.includes('`') && !/[\u0000\ufeff]/.test(v)).map((v) => `\`${v}\``) },
 );
 
-// Whitespace and comments between tokens; `sp` where a separator is required.
+// Whitespace and comments between tokens (a required separator is written as `a === '' ? ' ' : a`).
 const ws = fc.constantFrom('', '', '', ' ', ' ', '\n', ' /* } { | */ ', ' // } x\n', '\t');
-const sp = fc.constantFrom(' ', ' ', '\n', ' /* { */ ', ' // {\n');
 
 const attrKey = fc.oneof(
   fc.constantFrom('http.method', 'k8s.namespace.name', 'service.name', 'a', 'x-y', 'x+1', 'db/sys', 'http.status_code'),

@@ -47,7 +47,7 @@ const until = async (done: () => boolean, ms = 15_000): Promise<void> => {
 
 describe('reload requests', () => {
   it('a burst shares reloads: one key-set refetch per applied reload, not one per request', async () => {
-    const { app, runtime, file } = await runtimeFromFile(gatewayYaml('a'));
+    const { app, runtime } = await runtimeFromFile(gatewayYaml('a'));
     try {
       // The key set is fetched once, for the first token.
       await runtime.authenticator.authenticate({ headers: { authorization: `Bearer ${await idp.mint({ sub: 'u-1', groups: ['team-a'] })}` } });
@@ -88,7 +88,7 @@ describe('reload requests', () => {
   });
 
   it('a shared reload is skipped when unchanged only if every request allowed that', async () => {
-    const { app, runtime, file } = await runtimeFromFile(gatewayYaml('a'));
+    const { app, runtime } = await runtimeFromFile(gatewayYaml('a'));
     try {
       const running = runtime.reload('SIGHUP');
       const watched = runtime.reload('file change', { skipIfUnchanged: true });
@@ -149,7 +149,7 @@ describe('file watch', () => {
   });
 
   it('sees a rebuild of the new policy.wasm made while the reload that moved it is still running', async () => {
-    const { gw, file, oldDir, newDir, settings } = await gatewayWithWasmDirs();
+    const { gw, file, newDir, settings } = await gatewayWithWasmDirs();
     try {
       await new Promise((r) => setTimeout(r, 100)); // the check after start
       const applied: string[] = [];
