@@ -363,12 +363,12 @@ const prefixFields = {
   groupsPrefix: namePrefix
     .optional()
     .describe(
-      'Prepended to every group this provider yields (from tokens, introspection and userinfo answers, static apikey/basic subjects, mTLS OUs and mapping), e.g. "partner:": team and admin `groups` entries then name "partner:team-a". With several providers, keeps one (a less-trusted issuer) from granting itself another\'s groups (docs/identity.md#several-identity-providers-prefixes). Not applied to roles, nor to the raw claims custom policies and claimsMode read. Unset: groups as they come.',
+      'Prepended to every group this provider yields (from tokens, introspection and userinfo answers, static apikey/basic subjects, mTLS OUs and mapping), e.g. "partner:": team and admin `groups` entries then name "partner:team-a". With several providers, keeps one (a less-trusted issuer) from granting itself another\'s groups (docs/identity.md#several-identity-providers-prefixes). Reserves its namespace: another provider\'s groups that would start with it (an unprefixed provider\'s "partner:ci") are dropped. Not applied to roles, nor to the raw claims custom policies and claimsMode read. Unset: groups as they come.',
     ),
   usersPrefix: namePrefix
     .optional()
     .describe(
-      'Prepended to the subject id (`sub`) and the username this provider yields: what team and admin `users` entries match, which then name e.g. "partner:u-1". Email, roles, issuer and the raw claims are left as they are. Unset: as they come.',
+      'Prepended to the subject id (`sub`) and the username this provider yields: what team and admin `users` entries match, which then name e.g. "partner:u-1". Reserves its namespace: another provider\'s subject whose `sub` would start with it is refused (401), a username there dropped. Email, roles, issuer and the raw claims are left as they are. Unset: as they come.',
     ),
 };
 

@@ -2,6 +2,7 @@ import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
 import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
 import { cleartextRemote } from '../util/loopback.ts';
+import { namespaceOf, reservedNamespaces, type ReservedNamespace } from '../identity/namespace.ts';
 import { coveredUpstreams, decisionBoundProblem, decisionsOverBounds, overBoundsMessage, teamDecisionSize, usesDefaultPolicy, type PolicyTeam } from './teams.ts';
 
 /** Does a (load-checked) regex match the empty string, fully anchored as the backends read it? */
@@ -96,6 +97,81 @@ function sharedNamespaces(providers: readonly Provider[]): string[] {
 }
 
 /**
+ * Prefixes one inside another (src/identity/namespace.ts): "p:q:" is carved
+ * out of "p:", so the provider(s) prefixed "p:" lose every name that would
+ * land there (groups dropped, subjects refused), and team entries "p:q:…"
+ * name the inner provider's subjects only. Valid (the operator put one
+ * provider in another's namespace), but rarely meant.
+ */
+function nestedPrefixes(providers: readonly Provider[]): string[] {
+  const out: string[] = [];
+  const kinds = [
+    { key: 'groupsPrefix', of: (p: Provider) => p.groupsPrefix, names: 'groups', fate: 'dropped' },
+    { key: 'usersPrefix', of: (p: Provider) => p.usersPrefix, names: 'subject ids', fate: 'refused (401; a username there is dropped)' },
+  ] as const;
+  for (const kind of kinds) {
+    providers.forEach((outer, i) => {
+      const p = kind.of(outer);
+      if (p === undefined) return;
+      providers.forEach((inner, j) => {
+        const q = kind.of(inner);
+        if (q === undefined || q === p || !q.startsWith(p)) return;
+        out.push(
+          `identity.providers[${j}] (${inner.type}) ${kind.key} ${JSON.stringify(q)} lies inside identity.providers[${i}] (${outer.type})'s namespace ${JSON.stringify(p)}: every prefix reserves its namespace, so the ${kind.names} identity.providers[${i}] yields that start with ${JSON.stringify(q.slice(p.length))} are ${kind.fate}, and entries ${JSON.stringify(`${q}…`)} name identity.providers[${j}]'s only. If that is not meant, use prefixes neither of which starts with the other (e.g. "corp:" and "partner:") (docs/identity.md#several-identity-providers-prefixes).`,
+        );
+      });
+    });
+  }
+  return out;
+}
+
+/**
+ * Names the operator wrote for apikey, basic and mtls subjects that land, after
+ * their provider's prefix, in another provider's namespace: the Authenticator
+ * drops such groups (and usernames) and refuses such subject ids.
+ */
+function staticNamesInOthersNamespaces(providers: readonly Provider[]): string[] {
+  const out: string[] = [];
+  const groupsPrefixes = providers.map((p) => p.groupsPrefix);
+  const usersPrefixes = providers.map((p) => p.usersPrefix);
+  const owner = (ns: ReservedNamespace) => `${ns.providers.map((k) => `identity.providers[${k}]`).join(', ')}'s namespace ${JSON.stringify(ns.prefix)}`;
+  providers.forEach((p, i) => {
+    const groups = reservedNamespaces(p.groupsPrefix, groupsPrefixes);
+    const users = reservedNamespaces(p.usersPrefix, usersPrefixes);
+    if (groups.length === 0 && users.length === 0) return;
+    const g = p.groupsPrefix ?? '';
+    const u = p.usersPrefix ?? '';
+    const check = (where: string, what: string, name: string, prefix: string, reserved: readonly ReservedNamespace[], fate: string) => {
+      const ns = namespaceOf(prefix + name, reserved);
+      if (ns === undefined) return false;
+      const shown = prefix === '' ? JSON.stringify(name) : `${JSON.stringify(name)} (${JSON.stringify(prefix + name)} with its prefix)`;
+      out.push(`identity.providers[${i}] (${p.type}) ${where}: the ${what} ${shown} lies in ${owner(ns)}, which every prefix reserves for its provider: ${fate}.`);
+      return true;
+    };
+    // A static subject's sub and username default to the key name / username (src/identity/static.ts).
+    const statics =
+      p.type === 'apikey'
+        ? p.keys.map((k, n) => ({ where: `keys[${n}] (${JSON.stringify(k.name)})`, name: k.name, subject: k.subject, uses: 'the key' }))
+        : p.type === 'basic'
+          ? p.users.map((x, n) => ({ where: `users[${n}] (${JSON.stringify(x.username)})`, name: x.username, subject: x.subject, uses: 'the user' }))
+          : [];
+    for (const { where, name, subject, uses } of statics) {
+      // A refused subject's username does not matter.
+      if (!check(where, 'subject id', subject.sub ?? name, u, users, `${uses} is refused (401)`)) check(where, 'username', subject.username ?? name, u, users, 'it is dropped from the subject');
+      for (const group of subject.groups) check(where, 'group', group, g, groups, `it is dropped when ${uses} authenticates`);
+    }
+    if (p.type === 'mtls') {
+      p.mapping.forEach((m, n) => {
+        const where = `mapping[${n}] (${JSON.stringify(m.subject)})`;
+        check(where, 'certificate subject', m.subject, u, users, 'certificates with it are refused (401)');
+        for (const group of m.groups) check(where, 'group', group, g, groups, 'it is dropped when such a certificate authenticates');
+      });
+    }
+  });
+  return out;
+}
+
+/**
  * Settings that are valid but probably not meant: printed by `check-config`
  * and logged at start. A warning never stops the gateway.
  */
@@ -135,6 +211,8 @@ export function configWarnings(config: GatewayConfig): string[] {
     }
   });
   out.push(...sharedNamespaces(config.identity.providers));
+  out.push(...nestedPrefixes(config.identity.providers));
+  out.push(...staticNamesInOthersNamespaces(config.identity.providers));
   const upstreamNames = new Set(config.upstreams.map((u) => u.name));
   for (const [name, team] of Object.entries(config.policyData.teams)) {
     // An alternative with no positive matcher reaches every series but the ones it names (a misspelt

@@ -81,7 +81,10 @@ function issuersOf(s: JwtVerifier): readonly string[] {
 
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
-  /** Per source (same order): its provider's groupsPrefix / usersPrefix, applied to every subject it answers. */
+  /**
+   * Per source (same order): its provider's groupsPrefix / usersPrefix, applied to every subject it answers,
+   * and the namespaces the other providers' prefixes reserve (computed here, once per config).
+   */
   readonly #prefixers: readonly SubjectPrefixer[];
   /** Per source: whether its final refusal (InvalidTokenError.final) ends the search. */
   readonly #finalRefusal: readonly boolean[];
@@ -107,12 +110,16 @@ export class Authenticator {
   /**
    * `prefixes[i]`: the namespace of `sources[i]`'s subjects (its provider's
    * `groupsPrefix` / `usersPrefix`, src/identity/prefix.ts); none when absent.
+   * Each prefix also reserves its namespace: another source's groups there are
+   * dropped, its subjects whose `sub` lies there refused (src/identity/namespace.ts).
+   * `log`: where dropped names and refused subjects are reported (provider index and counts).
    */
-  constructor(sources: readonly IdentitySource[], prefixes: readonly (SubjectPrefixes | undefined)[] = []) {
+  constructor(sources: readonly IdentitySource[], prefixes: readonly (SubjectPrefixes | undefined)[] = [], log?: IdentityLog) {
     if (sources.length === 0) throw new GatewayError('config_invalid', 'no identity providers configured');
     // Local sources first, in config order, then those that send the credential away (introspection):
     // an API key is accepted before any provider could see it, and does not depend on the provider being up.
-    const entries = sources.map((source, i) => ({ source, prefixer: new SubjectPrefixer(prefixes[i]) }));
+    const prefixers = SubjectPrefixer.forProviders(sources.map((_, i) => prefixes[i]), log);
+    const entries = sources.map((source, i) => ({ source, prefixer: prefixers[i]! }));
     const ordered = [...entries.filter((e) => e.source.sendsCredentials !== true), ...entries.filter((e) => e.source.sendsCredentials === true)];
     this.#sources = ordered.map((e) => e.source);
     this.#prefixers = ordered.map((e) => e.prefixer);
@@ -150,7 +157,7 @@ export class Authenticator {
         return source;
       }),
     );
-    const auth = new Authenticator(sources, config.identity.providers.map(prefixesOf));
+    const auth = new Authenticator(sources, config.identity.providers.map(prefixesOf), log);
     auth.#kept = kept;
     auth.#reusable = built;
     return auth;
@@ -230,8 +237,11 @@ export class Authenticator {
       const answer = source.peek === undefined ? UNDECIDED : source.peek(creds);
       if (answer === UNDECIDED) return UNDECIDED;
       if (answer !== undefined) {
-        this.stats.accepted[answer.auth] = (this.stats.accepted[answer.auth] ?? 0) + 1;
-        return this.#prefixers[i]!.apply(answer);
+        // A subject its provider may not yield (its sub in another's namespace) is refused by authenticate.
+        const subject = this.#prefixers[i]!.peek(answer);
+        if (subject === undefined) return UNDECIDED;
+        this.stats.accepted[subject.auth] = (this.stats.accepted[subject.auth] ?? 0) + 1;
+        return subject;
       }
     }
     return UNDECIDED;
@@ -271,6 +281,7 @@ export class Authenticator {
         lastError = e;
         continue;
       }
+      // Refused here (its sub in another provider's namespace) ends the search: the source owned the credential.
       if (subject !== undefined) return this.#prefixers[i]!.apply(subject);
     }
     if (overloaded !== undefined) throw overloaded;

@@ -159,6 +159,71 @@ ${providers.map((p) => `    - ${p}`).join('\n')}
     });
   });
 
+  describe('every prefix reserves its namespace: nested prefixes, and static names in another provider\'s namespace', () => {
+    const withProviders = (providers: string[], server = '') =>
+      parseConfig(
+        `
+${server}
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+${providers.map((p) => `    - ${p}`).join('\n')}
+`,
+        { env: {} },
+      );
+    const token = (iss: string, extra = '') => `{ type: jwt, jwksUrl: "https://${iss}/keys", issuer: "https://${iss}", audience: gw${extra} }`;
+    const hash = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB';
+    const reserves = (w: string[]) => w.filter((x) => x.includes('reserve'));
+
+    it('a prefix inside another\'s namespace is flagged, per kind, saying what the outer provider loses', () => {
+      const w = configWarnings(withProviders([token('corp.test', ', groupsPrefix: "p:", usersPrefix: "p:"'), token('partner.test', ', groupsPrefix: "p:q:", usersPrefix: "p:q:"')]));
+      expect(w).toEqual([
+        'identity.providers[1] (jwt) groupsPrefix "p:q:" lies inside identity.providers[0] (jwt)\'s namespace "p:": every prefix reserves its namespace, so the groups identity.providers[0] yields that start with "q:" are dropped, and entries "p:q:…" name identity.providers[1]\'s only. If that is not meant, use prefixes neither of which starts with the other (e.g. "corp:" and "partner:") (docs/identity.md#several-identity-providers-prefixes).',
+        expect.stringMatching(/^identity\.providers\[1\] \(jwt\) usersPrefix "p:q:" lies inside identity\.providers\[0\] \(jwt\)'s namespace "p:": .*the subject ids identity\.providers\[0\] yields that start with "q:" are refused \(401; a username there is dropped\)/),
+      ]);
+      // Only groups nested: one warning; the order of the providers does not matter.
+      expect(reserves(configWarnings(withProviders([token('partner.test', ', groupsPrefix: "p:q:", usersPrefix: "x:"'), token('corp.test', ', groupsPrefix: "p:", usersPrefix: "y:"')])))).toEqual([
+        expect.stringMatching(/^identity\.providers\[0\] \(jwt\) groupsPrefix "p:q:" lies inside identity\.providers\[1\] \(jwt\)'s namespace "p:"/),
+      ]);
+    });
+
+    it('not flagged: one provider unprefixed and the others prefixed (the recommended setup), equal prefixes, prefixes apart', () => {
+      expect(configWarnings(withProviders([token('corp.test'), token('partner.test', ', groupsPrefix: "partner:", usersPrefix: "partner:"')]))).toEqual([]);
+      expect(reserves(configWarnings(withProviders([token('corp.test', ', groupsPrefix: "x:", usersPrefix: "x:"'), token('partner.test', ', groupsPrefix: "x:", usersPrefix: "x:"')])))).toEqual([]);
+      expect(configWarnings(withProviders([token('corp.test', ', groupsPrefix: "p:", usersPrefix: "p:"'), token('partner.test', ', groupsPrefix: "pq:", usersPrefix: "q:"')]))).toEqual([]);
+    });
+
+    it('apikey and basic subjects written into another provider\'s namespace: groups and usernames dropped, subject ids refused', () => {
+      const partner = token('partner.test', ', groupsPrefix: "partner:", usersPrefix: "partner:"');
+      const apikey = `{ type: apikey, keys: [{ name: ci, hash: "${hash}", subject: { groups: [team-a, "partner:ci"] } }, { name: "partner:k", hash: "${hash}" }, { name: k2, hash: "${hash}", subject: { sub: bot, username: "partner:bot" } }] }`;
+      const basic = `{ type: basic, users: [{ username: bob, hash: "${hash}", subject: { sub: "partner:bob" } }] }`;
+      expect(configWarnings(withProviders([apikey, basic, partner]))).toEqual([
+        'identity.providers[0] (apikey) keys[0] ("ci"): the group "partner:ci" lies in identity.providers[2]\'s namespace "partner:", which every prefix reserves for its provider: it is dropped when the key authenticates.',
+        // The key name is its sub and username: refused once (the username of a refused subject does not matter).
+        'identity.providers[0] (apikey) keys[1] ("partner:k"): the subject id "partner:k" lies in identity.providers[2]\'s namespace "partner:", which every prefix reserves for its provider: the key is refused (401).',
+        'identity.providers[0] (apikey) keys[2] ("k2"): the username "partner:bot" lies in identity.providers[2]\'s namespace "partner:", which every prefix reserves for its provider: it is dropped from the subject.',
+        'identity.providers[1] (basic) users[0] ("bob"): the subject id "partner:bob" lies in identity.providers[2]\'s namespace "partner:", which every prefix reserves for its provider: the user is refused (401).',
+      ]);
+      // In its own namespace (the same prefix), or outside any other: nothing to say.
+      const own = `{ type: apikey, groupsPrefix: "partner:", usersPrefix: "partner:", keys: [{ name: ci, hash: "${hash}", subject: { sub: "x", groups: [ci] } }] }`;
+      expect(configWarnings(withProviders([own, partner]))).toEqual([]);
+    });
+
+    it('a static name with its own prefix that lands in a nested namespace shows both spellings; mtls mapping subjects and groups are judged', () => {
+      const inner = token('partner.test', ', groupsPrefix: "p:q:", usersPrefix: "p:q:"');
+      const apikey = `{ type: apikey, groupsPrefix: "p:", keys: [{ name: ci, hash: "${hash}", subject: { groups: ["q:x", y] } }] }`;
+      expect(reserves(configWarnings(withProviders([apikey, inner])))).toContain(
+        'identity.providers[0] (apikey) keys[0] ("ci"): the group "q:x" ("p:q:x" with its prefix) lies in identity.providers[1]\'s namespace "p:q:", which every prefix reserves for its provider: it is dropped when the key authenticates.',
+      );
+      const mtls = '{ type: mtls, ouAsGroups: false, mapping: [{ subject: "partner:svc", groups: ["partner:ops", ops] }] }';
+      const w = configWarnings(withProviders([mtls, token('partner.test', ', groupsPrefix: "partner:", usersPrefix: "partner:"')], 'server: { tls: { cert: s.crt, key: s.key, clientCA: ca.crt } }'));
+      expect(w).toEqual([
+        'identity.providers[0] (mtls) mapping[0] ("partner:svc"): the certificate subject "partner:svc" lies in identity.providers[1]\'s namespace "partner:", which every prefix reserves for its provider: certificates with it are refused (401).',
+        'identity.providers[0] (mtls) mapping[0] ("partner:svc"): the group "partner:ops" lies in identity.providers[1]\'s namespace "partner:", which every prefix reserves for its provider: it is dropped when such a certificate authenticates.',
+      ]);
+    });
+  });
+
   it('teams that share a member, set different tenants and grant different selectors are flagged (their common members are denied)', () => {
     const withTeams = (teams: string) =>
       parseConfig(

@@ -1,14 +1,16 @@
 // Per-provider groupsPrefix / usersPrefix: every subject a provider yields is put in its
 // namespace (groups; sub and username) by the Authenticator, whatever the source: JWT
 // claims, introspection answers, static API-key and basic-auth subjects, certificates.
-// Without prefixes nothing changes.
+// Without prefixes nothing changes. Every prefix reserves its namespace: another provider's
+// groups there are dropped, its subjects whose sub lies there refused.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startJwksServer, type JwksServer } from '../../e2e/harness/jwks-server.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { mtlsProviderSchema, providerSchema } from '../../src/config/schema.ts';
-import { Authenticator, UNDECIDED, type AuthRequest } from '../../src/identity/authenticator.ts';
+import { Authenticator, UNDECIDED, type AuthRequest, type IdentitySource } from '../../src/identity/authenticator.ts';
+import { InvalidTokenError } from '../../src/identity/jwt.ts';
 import { MtlsSource } from '../../src/identity/mtls.ts';
 import { SubjectPrefixer } from '../../src/identity/prefix.ts';
 import { hashSecret } from '../../src/identity/secrets.ts';
@@ -186,5 +188,122 @@ describe('UNDECIDED stays undecided', () => {
   it('peek is not prefixed into an answer', async () => {
     const auth = await Authenticator.fromConfig(config(jwt(', groupsPrefix: "partner:"')));
     expect(auth.peek(bearer(await idp.mint({ sub: 'u-5' })))).toBe(UNDECIDED);
+  });
+});
+
+describe('every prefix reserves its namespace for its provider', () => {
+  /** A log that keeps what is warned. */
+  const recording = () => {
+    const lines: { fields: Record<string, unknown>; message: string }[] = [];
+    return { lines, warn: (fields: object, message: string) => void lines.push({ fields: fields as Record<string, unknown>, message }) };
+  };
+  /** A source that answers this subject (the same object every time, as a cache would). */
+  const fixed = (name: string, subject: Subject): IdentitySource => ({ name, authenticate: async () => subject, peek: () => subject });
+  const subject = (over: Partial<Subject> = {}): Subject => ({ sub: 'u', groups: [], roles: [], auth: 'x', claims: {}, ...over });
+
+  it('an unprefixed provider\'s groups in the "partner:" namespace are dropped, once per token, and logged with the provider index and count', async () => {
+    const log = recording();
+    const auth = await Authenticator.fromConfig(config(jwt(), apikey(', groupsPrefix: "partner:", usersPrefix: "partner:"')), undefined, log);
+    const req = bearer(await idp.mint({ sub: 'u-6', groups: ['partner:ci', 'team-a', 'partner:'] }));
+    const s = await auth.authenticate(req);
+    expect(s).toMatchObject({ sub: 'u-6', groups: ['team-a'] });
+    expect(Object.isFrozen(s) && Object.isFrozen(s.groups)).toBe(true);
+    // The raw claims stay as the provider sent them.
+    expect(s.claims['groups']).toEqual(['partner:ci', 'team-a', 'partner:']);
+    // Seen again (peek, authenticate): the same filtered Subject, checked and logged once.
+    expect(auth.peek(req)).toBe(s);
+    expect(await auth.authenticate(req)).toBe(s);
+    expect(log.lines).toEqual([{ fields: { provider: 0, droppedGroups: 2, droppedUsername: false }, message: expect.stringMatching(/dropped/) }]);
+    // The partner's own subjects keep their names.
+    expect(await auth.authenticate(bearer(API_KEY))).toMatchObject({ sub: 'partner:ci-bot', groups: ['partner:team-a'] });
+  });
+
+  it('an unprefixed provider\'s sub in the "partner:" namespace is refused (401) however often it comes, and counted as rejected', async () => {
+    const log = recording();
+    const auth = await Authenticator.fromConfig(config(jwt(), apikey(', usersPrefix: "partner:"')), undefined, log);
+    const req = bearer(await idp.mint({ sub: 'partner:ci-bot', groups: ['team-a'] }));
+    for (let n = 0; n < 2; n++) {
+      const refused = await auth.authenticate(req).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(refused).toBeInstanceOf(InvalidTokenError);
+      expect(refused).toMatchObject({ code: 'unauthenticated', status: 401, message: expect.stringMatching(/namespace \("partner:"\)/) });
+      // peek answers no errors: undecided, so authenticate refuses.
+      expect(auth.peek(req)).toBe(UNDECIDED);
+    }
+    expect(auth.stats).toMatchObject({ accepted: {}, rejected: 2 });
+    expect(log.lines).toEqual([{ fields: { provider: 0, namespace: 'partner:', reservedBy: [1] }, message: expect.stringMatching(/refused/) }]);
+    // A sub outside it is accepted; the partner's own key is its own.
+    expect(await auth.authenticate(bearer(await idp.mint({ sub: 'partner-x' })))).toMatchObject({ sub: 'partner-x' });
+    expect(await auth.authenticate(bearer(API_KEY))).toMatchObject({ sub: 'partner:ci-bot' });
+  });
+
+  it('the refusal fails closed: no later source is asked', async () => {
+    const auth = new Authenticator([fixed('plain', subject({ sub: 'partner:x' })), fixed('partner', subject({ sub: 'x' }))], [undefined, { usersPrefix: 'partner:' }]);
+    await expect(auth.authenticate(bearer('t'))).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('a username in another provider\'s users namespace is dropped (with usernameTrusted); the subject stays', async () => {
+    const log = recording();
+    const auth = await Authenticator.fromConfig(config(jwt(', claims: { trustUsername: true }'), apikey(', usersPrefix: "partner:"')), undefined, log);
+    const s = await auth.authenticate(bearer(await idp.mint({ sub: 'u-7', preferred_username: 'partner:ci-bot', groups: ['team-a'] })));
+    expect(s).toMatchObject({ sub: 'u-7', groups: ['team-a'] });
+    expect(s).not.toHaveProperty('username');
+    expect(s).not.toHaveProperty('usernameTrusted');
+    expect(log.lines).toEqual([{ fields: { provider: 0, droppedGroups: 0, droppedUsername: true }, message: expect.any(String) }]);
+    expect(await auth.authenticate(bearer(await idp.mint({ sub: 'u-8', preferred_username: 'pat' })))).toMatchObject({ username: 'pat', usernameTrusted: true });
+  });
+
+  it('providers with the same prefix share their namespace', async () => {
+    const log = recording();
+    const auth = await Authenticator.fromConfig(config(jwt(', groupsPrefix: "partner:", usersPrefix: "partner:"'), apikey(', groupsPrefix: "partner:", usersPrefix: "partner:"')), undefined, log);
+    expect(await auth.authenticate(bearer(await idp.mint({ sub: 'ci-bot', groups: ['team-a', 'ci'] })))).toMatchObject({ sub: 'partner:ci-bot', groups: ['partner:team-a', 'partner:ci'] });
+    expect(await auth.authenticate(bearer(API_KEY))).toMatchObject({ sub: 'partner:ci-bot', groups: ['partner:team-a'] });
+    expect(log.lines).toEqual([]);
+  });
+
+  it('nested prefixes "p:" and "p:q:": the inner namespace is carved out of the outer one', async () => {
+    const auth = new Authenticator(
+      [fixed('outer', subject({ sub: 'u', username: 'q:name', usernameTrusted: true, groups: ['q:x', 'y', 'q'] })), fixed('inner', subject({ sub: 'u', groups: ['x'] }))],
+      [{ groupsPrefix: 'p:', usersPrefix: 'p:' }, { groupsPrefix: 'p:q:', usersPrefix: 'p:q:' }],
+    );
+    // The outer provider's "q:x" would be "p:q:x", the inner one's: dropped; its username too.
+    const outer = await auth.authenticate(bearer('t'));
+    expect(outer).toEqual({ sub: 'p:u', groups: ['p:y', 'p:q'], roles: [], auth: 'x', claims: {} });
+    // The inner provider lies inside the outer's namespace by configuration: left alone (check-config warns).
+    const inner = new Authenticator([fixed('inner', subject({ sub: 'u', groups: ['x'] })), fixed('outer', subject())], [{ groupsPrefix: 'p:q:', usersPrefix: 'p:q:' }, { groupsPrefix: 'p:', usersPrefix: 'p:' }]);
+    expect(await inner.authenticate(bearer('t'))).toMatchObject({ sub: 'p:q:u', groups: ['p:q:x'] });
+    // An outer sub that would land in the inner namespace is refused.
+    const refusing = new Authenticator([fixed('outer', subject({ sub: 'q:u' })), fixed('inner', subject())], [{ usersPrefix: 'p:' }, { usersPrefix: 'p:q:' }]);
+    await expect(refusing.authenticate(bearer('t'))).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/"p:q:"/) });
+    // A third level: "p:" loses both inner namespaces, "p:q:" only "p:q:r:".
+    const three = SubjectPrefixer.forProviders([{ groupsPrefix: 'p:' }, { groupsPrefix: 'p:q:' }, { groupsPrefix: 'p:q:r:' }]);
+    const groups = subject({ groups: ['x', 'q:x', 'q:r:x', 'r:x'] });
+    expect(three.map((p) => p.apply(groups).groups)).toEqual([['p:x', 'p:r:x'], ['p:q:x', 'p:q:q:x', 'p:q:q:r:x'], ['p:q:r:x', 'p:q:r:q:x', 'p:q:r:q:r:x', 'p:q:r:r:x']]);
+  });
+
+  it('no prefixes anywhere: the source\'s Subject object is handed on unchanged; an unprefixed provider with nothing to drop too', async () => {
+    const a = subject({ sub: 'partner:x', groups: ['partner:ci'] });
+    const b = subject({ sub: 'y', groups: ['g'] });
+    const plain = new Authenticator([fixed('a', a), fixed('b', b)]);
+    expect(await plain.authenticate(bearer('t'))).toBe(a);
+    expect(plain.peek(bearer('t'))).toBe(a);
+    for (const p of SubjectPrefixer.forProviders([undefined, {}, { groupsPrefix: undefined }])) expect(p.active).toBe(false);
+    const mixed = new Authenticator([fixed('b', b), fixed('partner', a)], [undefined, { groupsPrefix: 'partner:', usersPrefix: 'partner:' }]);
+    expect(await mixed.authenticate(bearer('t'))).toBe(b);
+    expect(mixed.peek(bearer('t'))).toBe(b);
+  });
+
+  it('the reserved namespaces follow the config: a reload that adds a prefix starts dropping, one that removes it stops', async () => {
+    const token = await idp.mint({ sub: 'u-9', groups: ['partner:ci', 'team-a'] });
+    const before = await Authenticator.fromConfig(config(jwt(), apikey()));
+    expect((await before.authenticate(bearer(token))).groups).toEqual(['partner:ci', 'team-a']);
+    const reserved = await Authenticator.fromConfig(config(jwt(), apikey(', groupsPrefix: "partner:"')), before);
+    await reserved.refreshKeptSources();
+    expect((await reserved.authenticate(bearer(token))).groups).toEqual(['team-a']);
+    const released = await Authenticator.fromConfig(config(jwt(), apikey()), reserved);
+    await released.refreshKeptSources();
+    expect((await released.authenticate(bearer(token))).groups).toEqual(['partner:ci', 'team-a']);
   });
 });

@@ -3,7 +3,8 @@
 // groups and sub it likes; with the prefix they land in its own namespace, so it cannot grant
 // itself the corporate team-a or an admin's sub, while a team written for it
 // (`groups: ["partner:team-x"]`) grants its tokens. What the policy decided with, and the
-// audit line shows, is the prefixed subject.
+// audit line shows, is the prefixed subject. The partner's prefix also reserves its namespace:
+// the corporate issuer (unprefixed) cannot mint "partner:…" groups or subject ids.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -30,7 +31,7 @@ identity:
 admins: { users: [u-admin] }
 teams:
   team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }] }
-  team-x: { groups: ["partner:team-x"], selectors: [{ namespace: team-x }] }
+  team-x: { groups: ["partner:team-x"], users: ["partner:u-lead"], selectors: [{ namespace: team-x }] }
 `,
     { env: {} },
   );
@@ -90,6 +91,30 @@ describe('two JWT issuers, the partner one prefixed', () => {
     expect(r.subject).toMatchObject({ sub: 'partner:u-pat', groups: ['partner:team-x'] });
     // A corporate token carrying the bare team-x group is not in that team.
     expect((await query(await corp.mint({ sub: 'u-bob', groups: ['team-x'] }))).status).toBe(403);
+  });
+
+  it('the corporate (unprefixed) issuer minting the partner\'s group: dropped, so not team-x\'s data (403; with team-a besides, team-a only)', async () => {
+    const r = await query(await corp.mint({ sub: 'u-eve', groups: ['partner:team-x'] }));
+    expect(r.status).toBe(403);
+    expect(r.forwarded).toEqual([]);
+    expect(r.subject).toMatchObject({ sub: 'u-eve', groups: [] });
+    const both = await query(await corp.mint({ sub: 'u-eve', groups: ['partner:team-x', 'team-a'] }));
+    expect(both.status).toBe(200);
+    expect(both.forwarded).toEqual(['up{namespace=~"team-a-.*"}']);
+    expect(both.subject).toMatchObject({ sub: 'u-eve', groups: ['team-a'] });
+  });
+
+  it('the corporate issuer minting a partner sub (a team-x user) is refused (401), counted as a rejected identity; the partner\'s own is team-x', async () => {
+    const rejected = async () => Number(/lbac_gateway_identity_results_total\{result="rejected",auth=""\} (\d+)/.exec(await t.metrics.registry.metrics())?.[1] ?? 0);
+    const before = await rejected();
+    const r = await query(await corp.mint({ sub: 'partner:u-lead', groups: ['team-a'] }));
+    expect(r.status).toBe(401);
+    expect(r.forwarded).toEqual([]);
+    expect(r.subject).toBeUndefined();
+    expect(await rejected()).toBe(before + 1);
+    const lead = await query(await partner.mint({ sub: 'u-lead' }));
+    expect(lead.status).toBe(200);
+    expect(lead.forwarded).toEqual(['up{namespace="team-x"}']);
   });
 
   it('the same config without the partner prefixes: the partner can grant itself team-a and admin (what the prefixes prevent), and check-config warns', async () => {
