@@ -28,13 +28,14 @@
 # (trailing "/" ignored on both sides). Any other subject (another issuer, no
 # issuer, apikey, basic, mtls) is read as carrying no claims at all: refused,
 # or decided by the teams alone with `teamsFallback`. An `issuers` that is not
-# a list of strings trusts no one (fail closed).
+# a list trusts no one (fail closed); entries that are not strings never match.
 package lbac
 
 claims_mode_enabled if data.lbac.claimsMode.enabled == true
 
 # The mode decides this request: enabled, and not handed to the teams because
-# the token carries neither claim and the fallback is on.
+# the token carries neither claim (as this mode reads them: none at all when
+# its issuer is not trusted, mode_claims) and the fallback is on.
 claims_mode_applies if {
 	claims_mode_enabled
 	not claims_fall_back_to_teams
