@@ -7,6 +7,7 @@
 #     labelsClaim:     "labels",      # claim path (dotted); {app: "x", team: ["y", "z"]}
 #     namespaceLabel:  "namespace",   # the label the namespaces claim restricts
 #     teamsFallback:   false,         # tokens carrying neither claim: teams decide (true) or deny
+#     issuers:         ["https://idp.example.com"],  # optional: whose claims count
 #   }
 #
 # A token with `namespaces: ["a", "b"]` and `labels: {app: "x"}` may see one
@@ -20,12 +21,21 @@
 # widen access). A token carrying neither claim is denied unless
 # `teamsFallback` is true, in which case the team rules decide. Admins are
 # decided before this mode and stay unrestricted.
+#
+# Whose claims count: without `issuers`, every subject's. With it, only those
+# of a subject authenticated by a token provider (auth jwt, oidc,
+# introspection or grafana) whose `input.subject.issuer` is in the list
+# (trailing "/" ignored on both sides). Any other subject (another issuer, no
+# issuer, apikey, basic, mtls) is read as carrying no claims at all: refused,
+# or decided by the teams alone with `teamsFallback`. An `issuers` that is not
+# a list trusts no one (fail closed); entries that are not strings never match.
 package lbac
 
 claims_mode_enabled if data.lbac.claimsMode.enabled == true
 
 # The mode decides this request: enabled, and not handed to the teams because
-# the token carries neither claim and the fallback is on.
+# the token carries neither claim (as this mode reads them: none at all when
+# its issuer is not trusted, mode_claims) and the fallback is on.
 claims_mode_applies if {
 	claims_mode_enabled
 	not claims_fall_back_to_teams
@@ -54,7 +64,9 @@ claims_decision := {
 	"headers": {},
 }
 
-claims_denial_reason := "claims mode: the token carries neither a namespaces nor a labels claim" if {
+claims_denial_reason := "claims mode: the subject is not a token of an issuer in claimsMode.issuers" if {
+	not claims_issuer_trusted
+} else := "claims mode: the token carries neither a namespaces nor a labels claim" if {
 	count(present_claims) == 0
 } else := concat("", ["claims mode: malformed claim(s) ", concat(",", sort(malformed_claims))])
 
@@ -72,13 +84,39 @@ labels_claim_path := claims_setting("labelsClaim", "labels")
 
 namespace_label := claims_setting("namespaceLabel", "namespace")
 
+# --- whose claims count ------------------------------------------------------------------
+
+# The `auth` of the subjects token providers yield (src/identity): their
+# `issuer` is the verified token's `iss` (jwt, oidc, grafana) or the
+# introspection answer's (equal to the provider's `issuer` when one is set).
+# An mtls subject's issuer is its CA's CN, which never counts.
+claims_token_auths := {"jwt", "oidc", "introspection", "grafana"}
+
+claims_issuer_trusted if not has_key(data.lbac.claimsMode, "issuers")
+
+claims_issuer_trusted if {
+	input.subject.auth in claims_token_auths
+	is_string(input.subject.issuer)
+	issuer := trim_right(input.subject.issuer, "/")
+	issuer != ""
+	some listed in as_array(data.lbac.claimsMode.issuers)
+	is_string(listed)
+	trim_right(listed, "/") == issuer
+}
+
+# The claims this mode reads: the subject's own, or none when its issuer is
+# not trusted (so nothing below can read them, not even in part).
+mode_claims := as_object(input.subject.claims) if {
+	claims_issuer_trusted
+} else := {}
+
 # --- reading claims ---------------------------------------------------------------------
 
 # A literal key (which may contain dots) wins over a dotted path into nested objects.
 claim_at(path) := v if {
-	v := as_object(input.subject.claims)[path]
+	v := mode_claims[path]
 } else := v if {
-	v := object.get(as_object(input.subject.claims), split(path, "."), null)
+	v := object.get(mode_claims, split(path, "."), null)
 }
 
 namespaces_claim := claim_at(namespaces_claim_path)

@@ -227,3 +227,121 @@ test_absent_mode_is_off if {
 		with data.lbac.teams as teams
 	d.reason == "teams: team-a"
 }
+
+# --- issuers: whose claims count --------------------------------------------------------
+
+corp := "https://corp.example.com"
+
+listed := object.union(mode, {"issuers": [corp, "https://other.example.com/"]})
+
+listed_fallback := object.union(listed, {"teamsFallback": true})
+
+from(auth, issuer, groups, claims) := object.union(subj(groups, claims), {"auth": auth, "issuer": issuer})
+
+decide_subject(m, s) := d if {
+	d := lbac.decision with input as {"subject": s, "request": metrics}
+		with data.lbac.admins as admins
+		with data.lbac.teams as teams
+		with data.lbac.attributes as {"tempo": {"namespace": "resource.k8s.namespace.name"}}
+		with data.lbac.claimsMode as m
+}
+
+untrusted := "claims mode: the subject is not a token of an issuer in claimsMode.issuers"
+
+test_listed_issuer_claims_decide if {
+	every auth in ["jwt", "oidc", "introspection", "grafana"] {
+		decide_subject(listed, from(auth, corp, [], {"namespaces": ["a"]})) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a"}])
+	}
+}
+
+test_listed_issuer_trailing_slash_ignored if {
+	# Grafana accepts its root URL with or without "/" as iss; a listed entry may carry one too.
+	decide_subject(listed, from("grafana", "https://corp.example.com/", [], {"namespaces": ["a"]})).allow == true
+	decide_subject(listed, from("jwt", "https://other.example.com", [], {"namespaces": ["a"]})).allow == true
+	decide_subject(listed, from("jwt", "https://other.example.com//", [], {"namespaces": ["a"]})).allow == true
+}
+
+test_unlisted_issuer_with_claims_denied if {
+	decide_subject(listed, from("jwt", "https://partner.example.com", [], {"namespaces": ["payments"]})) == denied(untrusted)
+
+	# A look-alike is another issuer.
+	decide_subject(listed, from("jwt", "https://corp.example.com.evil", [], {"namespaces": ["a"]})) == denied(untrusted)
+	decide_subject(listed, from("jwt", "https://corp.example.com/x", [], {"namespaces": ["a"]})) == denied(untrusted)
+	decide_subject(listed, from("jwt", "HTTPS://CORP.EXAMPLE.COM", [], {"namespaces": ["a"]})) == denied(untrusted)
+}
+
+test_unlisted_issuer_claims_not_read_even_malformed if {
+	# Denied for its issuer, not for its claims: they are not read at all.
+	decide_subject(listed, from("jwt", "https://partner.example.com", [], {"namespaces": [], "labels": {"bad-name": 1}})) == denied(untrusted)
+}
+
+test_unlisted_issuer_team_member_denied_without_fallback if {
+	decide_subject(listed, from("jwt", "https://partner.example.com", ["team-a"], {"namespaces": ["payments"]})) == denied(untrusted)
+}
+
+test_unlisted_issuer_with_fallback_teams_decide_claims_ignored if {
+	d := decide_subject(listed_fallback, from("jwt", "https://partner.example.com", ["team-a"], {"namespaces": ["payments"], "labels": {"app": "x"}}))
+	d.reason == "teams: team-a"
+	d.selectors == [[{"name": "namespace", "op": "=~", "value": "team-a-.*"}]]
+	d.headers == {"X-Scope-OrgID": "tenant-a"}
+}
+
+test_unlisted_issuer_with_fallback_non_member_denied if {
+	d := decide_subject(listed_fallback, from("jwt", "https://partner.example.com", [], {"namespaces": ["payments"]}))
+	d == denied("no team grants access to upstream metrics")
+}
+
+test_listed_issuer_with_fallback_claims_still_decide if {
+	decide_subject(listed_fallback, from("jwt", corp, ["team-a"], {"namespaces": ["x"]})).selectors == [[{"name": "namespace", "op": "=", "value": "x"}]]
+	decide_subject(listed_fallback, from("jwt", corp, ["team-a"], {})).reason == "teams: team-a"
+}
+
+test_no_issuer_denied_or_teams if {
+	# subj has auth jwt and no issuer field.
+	decide_subject(listed, subj(["team-a"], {"namespaces": ["a"]})) == denied(untrusted)
+	decide_subject(listed_fallback, subj(["team-a"], {"namespaces": ["a"]})).reason == "teams: team-a"
+	decide_subject(listed_fallback, subj([], {"namespaces": ["a"]})).allow == false
+}
+
+test_non_string_issuer_denied if {
+	every issuer in [null, 1, [corp], {"iss": corp}, "", "/"] {
+		decide_subject(listed, from("jwt", issuer, [], {"namespaces": ["a"]})) == denied(untrusted)
+	}
+}
+
+test_static_and_certificate_subjects_never_read if {
+	# apikey and basic subjects have no issuer; an mtls subject's is its CA's CN, never compared.
+	every auth in ["apikey", "basic", "mtls", "fake", ""] {
+		decide_subject(listed, from(auth, corp, [], {"namespaces": ["a"]})) == denied(untrusted)
+		decide_subject(listed_fallback, from(auth, corp, ["team-a"], {"namespaces": ["a"]})).reason == "teams: team-a"
+	}
+	decide_subject(listed, object.union(subj([], {"namespaces": ["a"]}), {"auth": "apikey"})) == denied(untrusted)
+}
+
+test_admin_of_unlisted_issuer_still_unrestricted if {
+	d := decide_subject(listed, from("jwt", "https://partner.example.com", ["admins"], {"namespaces": ["a"]}))
+	d.unrestricted == true
+	d.reason == "admin"
+}
+
+test_malformed_issuers_trust_no_one if {
+	every bad in [corp, null, [], [1], {"a": corp}, true] {
+		m := object.union(mode, {"issuers": bad})
+		decide_subject(m, from("jwt", corp, [], {"namespaces": ["a"]})) == denied(untrusted)
+	}
+
+	# A list with a non-string entry still trusts its string entries.
+	decide_subject(object.union(mode, {"issuers": [1, corp]}), from("jwt", corp, [], {"namespaces": ["a"]})).allow == true
+}
+
+test_issuers_unset_every_issuer_as_before if {
+	every s in [
+		from("jwt", "https://partner.example.com", [], {"namespaces": ["a"]}),
+		from("introspection", corp, [], {"namespaces": ["a"]}),
+		subj([], {"namespaces": ["a"]}),
+		object.union(subj([], {"namespaces": ["a"]}), {"auth": "apikey"}),
+	] {
+		decide_subject(mode, s) == allowed("claims: namespaces", [{"name": "namespace", "op": "=", "value": "a"}])
+	}
+	decide_subject(mode, from("jwt", "https://partner.example.com", [], {})) == denied(neither)
+}

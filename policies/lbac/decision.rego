@@ -9,7 +9,7 @@
 #   data.lbac.teams      {<team>: {groups, users, upstreams, selectors, headers}}
 #   data.lbac.attributes {<request.kind>: {<selector name>: <backend name>}}
 #   data.lbac.claimsMode {enabled, namespacesClaim, labelsClaim, namespaceLabel,
-#                         teamsFallback}   (optional; see claims.rego)
+#                         teamsFallback, issuers}   (optional; see claims.rego)
 #
 # The output is the decision contract (ARCHITECTURE.md, "The decision contract"):
 #   {allow, reason, unrestricted, selectors: [[{name, op, value}]], headers}

@@ -676,7 +676,14 @@ export const claimsModeSchema = z
       .regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a label name')
       .default('namespace')
       .describe('The label the namespaces claim restricts (mapped through policy.attributes for Tempo).'),
-    teamsFallback: z.boolean().default(false).describe('Tokens carrying neither claim are decided by the teams (false: refused, 403).'),
+    teamsFallback: z.boolean().default(false).describe('Tokens carrying neither claim (and, with issuers, subjects of an issuer not listed) are decided by the teams (false: refused, 403).'),
+    issuers: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe(
+        'Only the claims of these token issuers count: a jwt, oidc, introspection or grafana subject whose issuer (the token\'s verified "iss"; for introspection the answer\'s "iss", else the provider\'s issuer) is listed, trailing "/" ignored. Any other subject (another issuer, apikey, basic, mtls) is read as carrying no claims: refused (403), or decided by the teams alone with teamsFallback. Unset: every issuer\'s claims count (check-config warns when there are several).',
+      ),
   })
   .describe('Claims-driven mode of the default policy: the token\'s own claims are the allowed selectors (values are literals); admins stay unrestricted. See docs/identity.md.');
 

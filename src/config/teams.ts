@@ -323,6 +323,16 @@ export function overBoundsMessage(over: OverBounds): string {
   return `${who} would hold ${over.problem}, more than the gateway accepts from a policy (src/policy/decision.ts): every such request to ${over.upstreams.map((u) => JSON.stringify(u)).join(', ')} would fail with 500. Split the team's selectors (fewer, broader alternatives; value lists instead of one alternative per value) or its headers.`;
 }
 
+/**
+ * `data.lbac.claimsMode` (policies/lbac/claims.rego). `issuers` is there only
+ * when set: its absence is what tells the policy that every issuer's claims
+ * count, and an empty or malformed list trusts no one.
+ */
+function claimsModeData(mode: ClaimsModeConfig): ClaimsModeConfig {
+  const { issuers, ...rest } = mode;
+  return { ...rest, ...(issuers === undefined ? {} : { issuers: [...issuers] }) };
+}
+
 export function buildPolicyData(config: ParsedConfig): PolicyData {
   const teams: Record<string, PolicyTeam> = {};
   for (const [name, team] of Object.entries(config.teams)) teams[name] = normaliseTeam(team, ['teams', name]);
@@ -337,8 +347,7 @@ export function buildPolicyData(config: ParsedConfig): PolicyData {
   }
   const attributes: Record<string, Record<string, string>> = {};
   for (const [kind, map] of Object.entries(config.policy.attributes)) attributes[kind] = { ...map };
-  const claimsMode = config.policy.claimsMode;
-  const data: PolicyData = { admins, teams, attributes, ...(claimsMode === undefined ? {} : { claimsMode: { ...claimsMode } }) };
+  const data: PolicyData = { admins, teams, attributes, ...(config.policy.claimsMode === undefined ? {} : { claimsMode: claimsModeData(config.policy.claimsMode) }) };
   // The default policy returns a team's selectors and headers as they are: one over the decision bounds makes every
   // request of its members fail at runtime, so it is refused here (a custom policy may differ: a warning, warnings.ts).
   if (usesDefaultPolicy(config)) {

@@ -97,6 +97,58 @@ function sharedNamespaces(providers: readonly Provider[]): string[] {
 }
 
 /**
+ * The claims-driven mode (policies/lbac/claims.rego) reads a token's own
+ * `namespaces` / `labels` claims, which no provider prefix touches. Without
+ * `policy.claimsMode.issuers` every token issuer can name any namespace;
+ * with it, an entry no provider's subjects carry never matches (a typo
+ * refuses everyone it was meant for), and an introspection source without
+ * `issuer` passes on whatever "iss" its answers name (src/identity/introspection.ts),
+ * so it can carry another, listed issuer.
+ */
+function claimsModeIssuers(config: GatewayConfig): string[] {
+  const mode = config.policy.claimsMode;
+  if (mode === undefined || !mode.enabled) return [];
+  const tokens = config.identity.providers.flatMap((p, i) => {
+    const from = tokenIssuer(p);
+    return from === undefined ? [] : [{ p, i, from }];
+  });
+  const name = (x: (typeof tokens)[number]) => `identity.providers[${x.i}] (${x.p.type}, ${x.from.byEndpoint ? 'introspection endpoint' : 'issuer'} ${JSON.stringify(x.from.issuer)})`;
+  const out: string[] = [];
+  if (mode.issuers === undefined) {
+    const distinct: typeof tokens = [];
+    for (const t of tokens) if (!distinct.some((d) => sameIssuer(d.from, t.from))) distinct.push(t);
+    if (distinct.length >= 2) {
+      out.push(
+        `policy.claimsMode reads the namespaces and labels claims of every token issuer, and ${distinct.map(name).join(', ')} are different issuers: each can grant its tokens any namespace and label through those claims (provider prefixes do not apply to them). Set policy.claimsMode.issuers to the issuer(s) whose claims should decide (docs/identity.md#claims-driven-policy-mode).`,
+      );
+    }
+    return out;
+  }
+  // The policy compares the subject's issuer with trailing "/" ignored, as tokenIssuer gives it.
+  const listed = mode.issuers.map((iss) => ({ issuer: iss.replace(/\/+$/, ''), byEndpoint: false }));
+  const unchecked = tokens.filter((t) => t.p.type === 'introspection' && t.from.byEndpoint);
+  for (const t of unchecked) {
+    const others = mode.issuers.filter((_, k) => !sameIssuer(listed[k]!, t.from));
+    if (others.length === 0) continue;
+    out.push(
+      `${name(t)} has no issuer: the "iss" of its answers is not checked and becomes the subject's issuer as the endpoint sends it, so its tokens can carry ${others.map((o) => JSON.stringify(o)).join(', ')} from policy.claimsMode.issuers and be decided by their claims. Set issuer on it (its answers' "iss" must then equal it).`,
+    );
+  }
+  // Whether an entry is a typo is known only when every token provider's issuer is.
+  if (unchecked.length > 0) return out;
+  const known = new Set(tokens.map((t) => t.from.issuer));
+  const none = listed.every((l) => !known.has(l.issuer));
+  const fate = none ? ` No entry is a configured issuer: claims decide for no one, every non-admin subject is ${mode.teamsFallback ? 'decided by the teams' : 'refused (403)'}.` : '';
+  mode.issuers.forEach((iss, k) => {
+    if (known.has(listed[k]!.issuer)) return;
+    out.push(
+      `policy.claimsMode.issuers[${k}] ${JSON.stringify(iss)} is the issuer of no configured token provider (jwt, oidc, introspection, grafana; trailing "/" aside): no subject carries it.${fate} A typo? Configured: ${known.size === 0 ? 'none' : [...known].map((x) => JSON.stringify(x)).join(', ')}.`,
+    );
+  });
+  return out;
+}
+
+/**
  * Prefixes one inside another (src/identity/namespace.ts): "p:q:" is carved
  * out of "p:", so the provider(s) prefixed "p:" lose every name that would
  * land there (groups dropped, subjects refused), and team entries "p:q:…"
@@ -213,6 +265,7 @@ export function configWarnings(config: GatewayConfig): string[] {
   out.push(...sharedNamespaces(config.identity.providers));
   out.push(...nestedPrefixes(config.identity.providers));
   out.push(...staticNamesInOthersNamespaces(config.identity.providers));
+  out.push(...claimsModeIssuers(config));
   const upstreamNames = new Set(config.upstreams.map((u) => u.name));
   for (const [name, team] of Object.entries(config.policyData.teams)) {
     // An alternative with no positive matcher reaches every series but the ones it names (a misspelt

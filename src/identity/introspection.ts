@@ -172,7 +172,11 @@ export class IntrospectionSource implements IdentitySource {
     if (claims['sub'] === undefined && typeof claims['client_id'] === 'string' && !namesResourceOwner(claims, this.#cfg.claims.username)) claims['sub'] = claims['client_id'];
     const exp = typeof resp['exp'] === 'number' ? resp['exp'] : undefined;
     if (this.#userinfo !== undefined && typeof resp['sub'] === 'string') claims = await this.#userinfo.merge(claims, token, abandoned);
-    const subject = subjectFromClaims(claims, this.#cfg.claims, 'introspection', this.#cfg.issuer);
+    // The subject's issuer is the answer's own "iss" (#refusal: the configured issuer's, when one is set) or else the
+    // configured issuer: never one a userinfo answer adds to the merged claims, which nothing checks (the claims
+    // mode's `issuers` and custom policies trust `subject.issuer`).
+    const issuer = typeof resp['iss'] === 'string' ? resp['iss'] : this.#cfg.issuer;
+    const subject = subjectFromClaims(claims, this.#cfg.claims, 'introspection', this.#cfg.issuer, issuer === undefined ? {} : { issuer });
     // Accepted up to exp + tolerance (#refusal), so cached that long too: a token in its last
     // seconds would otherwise cost one introspection per request.
     const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : (exp + CLOCK_TOLERANCE_S) * 1000 - Date.now());

@@ -159,6 +159,75 @@ ${providers.map((p) => `    - ${p}`).join('\n')}
     });
   });
 
+  describe('claims mode and the token issuers whose claims count', () => {
+    const withMode = (mode: string, ...providers: string[]) =>
+      parseConfig(
+        `
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+${providers.map((p) => `    - ${p}`).join('\n')}
+policy: { claimsMode: ${mode} }
+`,
+        { env: {} },
+      );
+    // Prefixed, so the shared-namespace warning stays out of the way.
+    const corp = '{ type: oidc, issuer: "https://corp.test/realms/main", audience: gw, groupsPrefix: "corp:", usersPrefix: "corp:" }';
+    const partner = '{ type: jwt, jwksUrl: "https://partner.test/keys", issuer: "https://partner.test", audience: gw, groupsPrefix: "p:", usersPrefix: "p:" }';
+    const grafana = '{ type: grafana, url: "https://grafana.test/", orgs: [1], groupsPrefix: "g:", usersPrefix: "g:" }';
+    const key = `scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB`;
+    const apikey = `{ type: apikey, keys: [{ name: k, hash: "${key}", subject: { groups: [team-a] } }], groupsPrefix: "k:", usersPrefix: "k:" }`;
+    const claims = (w: string[]) => w.filter((x) => x.includes('claimsMode'));
+
+    it('issuers unset with two token issuers: flagged once, naming them and the key to set', () => {
+      const w = configWarnings(withMode('{ enabled: true }', corp, partner, apikey));
+      expect(w).toEqual([
+        'policy.claimsMode reads the namespaces and labels claims of every token issuer, and identity.providers[0] (oidc, issuer "https://corp.test/realms/main"), identity.providers[1] (jwt, issuer "https://partner.test") are different issuers: ' +
+          'each can grant its tokens any namespace and label through those claims (provider prefixes do not apply to them). Set policy.claimsMode.issuers to the issuer(s) whose claims should decide (docs/identity.md#claims-driven-policy-mode).',
+      ]);
+      expect(claims(configWarnings(withMode('{}', corp, partner, grafana)))[0]).toMatch(/identity\.providers\[2\] \(grafana, issuer "https:\/\/grafana\.test"\) are different issuers/);
+    });
+
+    it('issuers unset, not flagged: one token issuer (with static sources, or as several sources), or the mode off', () => {
+      expect(configWarnings(withMode('{}', corp, apikey))).toEqual([]);
+      const introspectSameIssuer = '{ type: introspection, issuer: "https://corp.test/realms/main/", clientId: gw, clientSecret: s, audience: gw, groupsPrefix: "corp:", usersPrefix: "corp:" }';
+      const introspectUnder = '{ type: introspection, introspectionUrl: "https://corp.test/realms/main/protocol/openid-connect/token/introspect", clientId: gw, clientSecret: s, audience: gw, groupsPrefix: "corp:", usersPrefix: "corp:" }';
+      expect(configWarnings(withMode('{}', corp, introspectSameIssuer, introspectUnder))).toEqual([]);
+      expect(configWarnings(withMode('{ enabled: false }', corp, partner))).toEqual([]);
+    });
+
+    it('issuers set to configured issuers (trailing "/" aside): no warning', () => {
+      expect(configWarnings(withMode('{ issuers: ["https://corp.test/realms/main/"] }', corp, partner))).toEqual([]);
+      expect(configWarnings(withMode('{ issuers: ["https://corp.test/realms/main", "https://grafana.test"] }', corp, partner, grafana, apikey))).toEqual([]);
+    });
+
+    it('an entry no token provider has is flagged (a typo); all of them: every subject is refused, or decided by the teams', () => {
+      const one = configWarnings(withMode('{ issuers: ["https://corp.test/realms/main", "https://partnr.test"] }', corp, partner));
+      expect(one).toEqual([
+        'policy.claimsMode.issuers[1] "https://partnr.test" is the issuer of no configured token provider (jwt, oidc, introspection, grafana; trailing "/" aside): no subject carries it. A typo? Configured: "https://corp.test/realms/main", "https://partner.test".',
+      ]);
+      const all = configWarnings(withMode('{ issuers: ["https://corp.test/realms/mian"] }', corp, partner));
+      expect(all).toEqual([expect.stringMatching(/^policy\.claimsMode\.issuers\[0\] "https:\/\/corp\.test\/realms\/mian" .* No entry is a configured issuer: claims decide for no one, every non-admin subject is refused \(403\)\. A typo\?/)]);
+      expect(configWarnings(withMode('{ issuers: [x], teamsFallback: true }', corp))).toEqual([expect.stringMatching(/every non-admin subject is decided by the teams\. A typo\? Configured: "https:\/\/corp\.test\/realms\/main"\.$/)]);
+      // Only static sources: no token issuer at all.
+      expect(configWarnings(withMode('{ issuers: [x] }', apikey))).toEqual([expect.stringMatching(/A typo\? Configured: none\.$/)]);
+    });
+
+    it('an introspection source without issuer can name any issuer: flagged when it could carry a listed one not its own; typos then unknowable', () => {
+      const partnerIntrospect = '{ type: introspection, introspectionUrl: "https://partner.test/introspect", clientId: gw, clientSecret: s, audience: gw, groupsPrefix: "p:", usersPrefix: "p:" }';
+      const w = configWarnings(withMode('{ issuers: ["https://corp.test/realms/main", "https://typo.test"] }', corp, partnerIntrospect));
+      expect(w).toEqual([
+        'identity.providers[1] (introspection, introspection endpoint "https://partner.test/introspect") has no issuer: the "iss" of its answers is not checked and becomes the subject\'s issuer as the endpoint sends it, ' +
+          'so its tokens can carry "https://corp.test/realms/main", "https://typo.test" from policy.claimsMode.issuers and be decided by their claims. Set issuer on it (its answers\' "iss" must then equal it).',
+      ]);
+      // Listing only its own issuer (its endpoint lies under it): nothing it could pass for.
+      expect(configWarnings(withMode('{ issuers: ["https://partner.test"] }', partnerIntrospect))).toEqual([]);
+      // With issuer set, its answers' "iss" must equal it: known, and checked like the others.
+      const checked = '{ type: introspection, issuer: "https://partner.test", clientId: gw, clientSecret: s, audience: gw, groupsPrefix: "p:", usersPrefix: "p:" }';
+      expect(configWarnings(withMode('{ issuers: ["https://corp.test/realms/main"] }', corp, checked))).toEqual([]);
+    });
+  });
+
   describe('every prefix reserves its namespace: nested prefixes, and static names in another provider\'s namespace', () => {
     const withProviders = (providers: string[], server = '') =>
       parseConfig(

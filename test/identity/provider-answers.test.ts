@@ -160,6 +160,40 @@ describe('token introspection answers', () => {
   });
 });
 
+describe('the issuer of an introspection subject (what claimsMode.issuers and custom policies compare)', () => {
+  const exp = () => Math.floor(Date.now() / 1000) + 60;
+
+  it('with issuer: the answer\'s "iss" or the configured issuer, never one the userinfo answer adds', async () => {
+    let answer: Record<string, unknown> = {};
+    handler = (req, res) => {
+      if (req.url!.endsWith('openid-configuration')) {
+        return json(res, { issuer: `${base}/realm`, jwks_uri: `${base}/realm/jwks`, introspection_endpoint: `${base}/realm/introspect`, userinfo_endpoint: `${base}/realm/userinfo` });
+      }
+      if (req.url === '/realm/introspect') return json(res, answer);
+      // The userinfo answer names another issuer (and claims): nothing checks it against the configured one.
+      json(res, { sub: 'u-1', iss: 'https://corp.example.com', namespaces: ['payments'] });
+    };
+    const src = await createSource(introspectionProviderSchema.parse({ type: 'introspection', issuer: `${base}/realm`, clientId: 'gw', clientSecret: 'client-s3cret', audience: 'gw', userinfo: {} }));
+    answer = { active: true, sub: 'u-1', aud: 'gw', exp: exp() };
+    const merged = await src.authenticate(bearer('tok-no-iss'));
+    expect(merged).toMatchObject({ issuer: `${base}/realm`, auth: 'introspection', claims: { iss: 'https://corp.example.com', namespaces: ['payments'] } });
+    answer = { active: true, sub: 'u-1', aud: 'gw', exp: exp(), iss: `${base}/realm` };
+    await expect(src.authenticate(bearer('tok-own-iss'))).resolves.toMatchObject({ issuer: `${base}/realm` });
+    answer = { active: true, sub: 'u-1', aud: 'gw', exp: exp(), iss: 'https://corp.example.com' };
+    expect(await outcome(src.authenticate(bearer('tok-other-iss')))).toMatchObject({ status: 401, message: expect.stringMatching(/unexpected "iss"/) });
+  });
+
+  it('without issuer (introspectionUrl only): the answer\'s "iss" as the endpoint sends it, or none', async () => {
+    let answer: Record<string, unknown> = {};
+    handler = (_req, res) => json(res, answer);
+    const src = await createSource(introspectionProviderSchema.parse({ type: 'introspection', introspectionUrl: `${base}/introspect`, clientId: 'gw', clientSecret: 'client-s3cret', audience: 'gw' }));
+    answer = { active: true, sub: 'u-1', aud: 'gw', exp: exp(), iss: 'https://anyone.example.com' };
+    await expect(src.authenticate(bearer('tok-any-iss'))).resolves.toMatchObject({ issuer: 'https://anyone.example.com' });
+    answer = { active: true, sub: 'u-1', aud: 'gw', exp: exp() };
+    expect(await src.authenticate(bearer('tok-none'))).not.toHaveProperty('issuer');
+  });
+});
+
 describe('OIDC discovery, JWKS and userinfo answers', () => {
   it('an oversized discovery document, key set or userinfo answer is a 503; the bounded ones work', async () => {
     let oversized: 'discovery' | 'jwks' | 'userinfo' | undefined = 'discovery';

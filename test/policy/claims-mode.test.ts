@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { toolPath } from '../../e2e/harness/tools.ts';
 import { validateDecision } from '../../src/policy/decision.ts';
 import { parseConfig } from '../../src/config/load.ts';
-import type { Decision, RequestInfo, Subject } from '../../src/policy/decision.ts';
+import type { Decision, DecisionInput, RequestInfo, Subject } from '../../src/policy/decision.ts';
 import { PolicyEngine } from '../../src/policy/engine.ts';
 
 const WASM = fileURLToPath(new URL('../../wasm/policy.wasm', import.meta.url));
@@ -66,6 +66,14 @@ describe('config → data.lbac.claimsMode', () => {
       teamsFallback: false,
     });
     expect(parseConfig(yaml('  attributes: {}')).policyData).not.toHaveProperty('claimsMode');
+    // Unset issuers is absent from the data (every issuer's claims count), not an empty list.
+    expect(parseConfig(yaml('  claimsMode: {}')).policyData.claimsMode).not.toHaveProperty('issuers');
+    expect(parseConfig(yaml('  claimsMode: { issuers: ["https://corp.test"] }')).policyData.claimsMode).toMatchObject({ issuers: ['https://corp.test'] });
+  });
+  it('issuers: a non-empty list of non-empty strings', () => {
+    expect(() => parseConfig(yaml('  claimsMode: { issuers: [] }'))).toThrow(/policy\.claimsMode\.issuers/);
+    expect(() => parseConfig(yaml('  claimsMode: { issuers: [""] }'))).toThrow(/policy\.claimsMode\.issuers/);
+    expect(() => parseConfig(yaml('  claimsMode: { issuers: "https://corp.test" }'))).toThrow(/policy\.claimsMode\.issuers/);
   });
   it('rejects unknown keys and bad label names with the YAML location', () => {
     expect(() => parseConfig(yaml('  claimsMode: { namespaceClaim: ns }'))).toThrow(/unknown key "namespaceClaim"/);
@@ -104,6 +112,22 @@ describe('claims mode through wasm/policy.wasm', () => {
     expect(e.evaluate({ subject: subject({}, ['team-a']), request: metrics }).reason).toBe('teams: team-a');
     expect(e.evaluate({ subject: subject({ namespaces: ['x'] }, ['team-a']), request: metrics }).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'x' }]]);
   });
+  it('issuers: only a listed token issuer\'s claims count; any other subject is read as carrying none', async () => {
+    const e = await engineFor('  claimsMode: { issuers: ["https://corp.test/"] }');
+    const fallback = await engineFor('  claimsMode: { issuers: ["https://corp.test"], teamsFallback: true }');
+    const from = (auth: string, issuer: string | undefined, groups: string[] = []): Subject => ({ ...subject({ namespaces: ['payments'] }, groups), auth, ...(issuer === undefined ? {} : { issuer }) });
+    for (const iss of ['https://corp.test', 'https://corp.test/']) {
+      expect(e.evaluate({ subject: from('jwt', iss), request: metrics }).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'payments' }]]);
+    }
+    for (const s of [from('jwt', 'https://partner.test'), from('jwt', undefined), from('apikey', undefined), from('mtls', 'https://corp.test'), from('jwt', 'https://corp.test.evil')]) {
+      const d = e.evaluate({ subject: s, request: metrics });
+      expect(d, JSON.stringify(s)).toMatchObject({ allow: false, selectors: [], reason: 'claims mode: the subject is not a token of an issuer in claimsMode.issuers' });
+      // With teamsFallback: the teams decide, the claims are not read.
+      expect(fallback.evaluate({ subject: { ...s, groups: ['team-a'] }, request: metrics })).toMatchObject({ allow: true, reason: 'teams: team-a', selectors: [[{ name: 'namespace', op: '=~', value: 'team-a-.*' }]] });
+      expect(fallback.evaluate({ subject: s, request: metrics })).toMatchObject({ allow: false, selectors: [] });
+    }
+    expect(e.evaluate({ subject: from('jwt', 'https://partner.test', ['admins']), request: metrics }).unrestricted).toBe(true);
+  });
   it('custom claim paths (dotted) and namespace label', async () => {
     const e = await engineFor('  claimsMode: { namespacesClaim: tenancy.ns, labelsClaim: "https://example.com/labels", namespaceLabel: kubernetes_namespace }');
     const d = e.evaluate({ subject: subject({ tenancy: { ns: 'a' }, 'https://example.com/labels': { env: 'dev' } }), request: metrics });
@@ -137,7 +161,7 @@ describe('claims mode through wasm/policy.wasm', () => {
     );
   });
 
-  it('gives the same decisions as `opa eval` on the Rego sources (Go builtins vs WebAssembly)', () => {
+  it('gives the same decisions as `opa eval` on the Rego sources (Go builtins vs WebAssembly)', async () => {
     const opa = toolPath('opa');
     const dir = mkdtempSync(join(tmpdir(), 'lbac-claims-'));
     const policyDir = fileURLToPath(new URL('../../policies/lbac/', import.meta.url));
@@ -164,6 +188,23 @@ describe('claims mode through wasm/policy.wasm', () => {
           });
           const value = (JSON.parse(out) as { result: { expressions: { value: unknown }[] }[] }).result[0]!.expressions[0]!.value;
           expect(engine.evaluate(input), JSON.stringify(claims)).toEqual(validateDecision(value));
+        }
+      }
+      // The issuers allow-list (trailing "/" trimmed with trim_right on both sides).
+      const listedMode = '  claimsMode: { issuers: ["https://corp.test/", "https://ünï.test"], teamsFallback: true }';
+      writeFileSync(dataFile, JSON.stringify({ lbac: parseConfig(yaml(listedMode)).policyData }));
+      const listed = parseConfig(yaml(listedMode));
+      const e = await PolicyEngine.fromFile(WASM, { lbac: listed.policyData }, { entrypoint: listed.policy.entrypoint });
+      const issuers: unknown[] = ['https://corp.test', 'https://corp.test/', 'https://corp.test//', 'https://ünï.test/', 'https://partner.test', '/', '', 7, null, undefined];
+      for (const issuer of issuers) {
+        for (const auth of ['jwt', 'grafana', 'mtls']) {
+          const input = { subject: { ...subject({ namespaces: ['x'] }, ['team-a']), auth, ...(issuer === undefined ? {} : { issuer }) }, request: metrics };
+          const out = execFileSync(opa!, ['eval', '--format', 'json', '--stdin-input', ...sources.flatMap((f) => ['--data', f]), '--data', dataFile, 'data.lbac.decision'], {
+            input: JSON.stringify(input),
+            encoding: 'utf8',
+          });
+          const value = (JSON.parse(out) as { result: { expressions: { value: unknown }[] }[] }).result[0]!.expressions[0]!.value;
+          expect(e.evaluate(input as DecisionInput), `${auth} ${String(issuer)}`).toEqual(validateDecision(value));
         }
       }
     } finally {
