@@ -16,6 +16,9 @@ if (!existsSync(entry)) {
   console.error(`lbac-gateway: ${entry} is missing; run "npm run build" (or use Node.js >= 22.18)`);
   process.exit(1);
 }
+// V8 settings first, before any of the gateway's code runs (src/cli/runtime-flags.ts).
+const { applyRuntimeFlags } = await import(pathToFileURL(join(dirname(entry), entry.endsWith('.ts') ? 'runtime-flags.ts' : 'runtime-flags.js')).href);
+applyRuntimeFlags(process.env);
 // SIGHUP's default action ends the process: until `serve` installs its own handler (its first
 // statement), one is ignored (the config is not read yet, so nothing is missed).
 const ignoreEarlyHup = () => {};
