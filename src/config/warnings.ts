@@ -162,16 +162,17 @@ function nestedPrefixes(providers: readonly Provider[]): string[] {
     { key: 'usersPrefix', of: (p: Provider) => p.usersPrefix, names: 'subject ids', fate: 'refused (401; a username there is dropped)' },
   ] as const;
   for (const kind of kinds) {
+    const all = providers.map(kind.of);
     providers.forEach((outer, i) => {
       const p = kind.of(outer);
       if (p === undefined) return;
-      providers.forEach((inner, j) => {
-        const q = kind.of(inner);
-        if (q === undefined || q === p || !q.startsWith(p)) return;
+      // The namespaces carved out of p's: the same rule the Authenticator applies (src/identity/namespace.ts).
+      for (const { prefix: q, providers: inners } of reservedNamespaces(p, all)) for (const j of inners) {
+        const inner = providers[j]!;
         out.push(
           `identity.providers[${j}] (${inner.type}) ${kind.key} ${JSON.stringify(q)} lies inside identity.providers[${i}] (${outer.type})'s namespace ${JSON.stringify(p)}: every prefix reserves its namespace, so the ${kind.names} identity.providers[${i}] yields that start with ${JSON.stringify(q.slice(p.length))} are ${kind.fate}, and entries ${JSON.stringify(`${q}…`)} name identity.providers[${j}]'s only. If that is not meant, use prefixes neither of which starts with the other (e.g. "corp:" and "partner:") (docs/identity.md#several-identity-providers-prefixes).`,
         );
-      });
+      }
     });
   }
   return out;
