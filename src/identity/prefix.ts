@@ -87,6 +87,8 @@ export class SubjectPrefixer {
   readonly #provider: number | undefined;
   readonly #log: IdentityLog | undefined;
   readonly #prefixed = new WeakMap<Subject, Subject | Refusal>();
+  /** Whether this prefixer can change anything (asked on every request: fixed at construction). */
+  readonly active: boolean;
 
   constructor(prefixes: SubjectPrefixes = {}, reserved: ReservedFor = NOTHING_RESERVED, provider?: number, log?: IdentityLog) {
     this.groupsPrefix = prefixes.groupsPrefix ?? '';
@@ -94,6 +96,7 @@ export class SubjectPrefixer {
     this.#reserved = reserved;
     this.#provider = provider;
     this.#log = log;
+    this.active = this.groupsPrefix !== '' || this.usersPrefix !== '' || reserved.groups.length > 0 || reserved.users.length > 0;
   }
 
   /**
@@ -104,11 +107,6 @@ export class SubjectPrefixer {
     const groups = prefixes.map((p) => p?.groupsPrefix);
     const users = prefixes.map((p) => p?.usersPrefix);
     return prefixes.map((p, i) => new SubjectPrefixer(p, { groups: reservedNamespaces(p?.groupsPrefix, groups), users: reservedNamespaces(p?.usersPrefix, users) }, i, log));
-  }
-
-  /** Whether this prefixer can change anything. */
-  get active(): boolean {
-    return this.groupsPrefix !== '' || this.usersPrefix !== '' || this.#reserved.groups.length > 0 || this.#reserved.users.length > 0;
   }
 
   /** The subject in this provider's namespace; throws InvalidTokenError (401) when its `sub` lies in another's. */
