@@ -12,13 +12,19 @@
 // completion minus *scheduled* send time, in a perf_hooks histogram (ns).
 // Targets are measured in interleaved rounds (each rate's duration is split into
 // `rounds` slices, target order rotating), so background noise spreads over all
-// of them. Results: bench/results/latency-<date>.json.
+// of them. `--pin generator` (where taskset and two CPUs are available) runs
+// the generator on the first CPU and the servers (upstreams, proxies under
+// test) on the others (bench/lib/pin.ts); off by default: on this 2-vCPU
+// machine it made every tail worse (docs/performance.md).
+// Results: bench/results/latency-<date>.json.
 //
 //   node bench/latency.ts [--rates 200,1000] [--duration 8] [--warmup 3] [--rounds 8]
-//                         [--upstreams prometheus,stub] [--connections 64] [--workers 1] [--spin 150] [--out FILE]
+//                         [--upstreams prometheus,stub] [--connections 64] [--workers 1] [--spin 150]
+//                         [--pin off|generator] [--out FILE]
 import { parseArgs } from 'node:util';
 import { logger, startTargets, startUpstreams, type Target, type UpstreamName } from './lib/fleet.ts';
 import { forkLoadGenerator, type Percentiles, type RunResult, type TargetResult } from './lib/open-loop.ts';
+import { pinningPlan, pinTree } from './lib/pin.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
 
 const { values: args } = parseArgs({
@@ -31,6 +37,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '64' },
     workers: { type: 'string', default: '1' },
     spin: { type: 'string', default: '150' },
+    pin: { type: 'string', default: 'off' },
     out: { type: 'string' },
   },
 });
@@ -42,6 +49,8 @@ const UPSTREAMS = args.upstreams.split(',') as UpstreamName[];
 const CONNECTIONS = Number(args.connections);
 const WORKERS = args.workers === 'auto' ? 'auto' : Number(args.workers);
 const SPIN_US = Number(args.spin);
+if (args.pin !== 'generator' && args.pin !== 'off') throw new Error(`--pin must be off or generator, not ${args.pin}`);
+const PIN = pinningPlan(args.pin);
 const PCTS = ['p50', 'p90', 'p99', 'p999'] as const;
 const log = logger('bench-latency');
 
@@ -80,8 +89,14 @@ function summarise(runs: RunResult[]) {
 async function main(): Promise<void> {
   const started = Date.now();
   const atStart = machineInfo();
+  // Before anything is started: the servers inherit this process's CPUs; the generator is moved off them.
+  if (PIN !== undefined) pinTree(process.pid, PIN.servers);
   const up = await startUpstreams(log);
   const gen = forkLoadGenerator(log);
+  if (PIN !== undefined) {
+    pinTree(gen.pid, PIN.generator);
+    log(`pinned: load generator on CPU ${PIN.generator}, upstreams and proxies on CPU ${PIN.servers}`);
+  }
   const runs: RunResult[] = [];
   try {
     log(`load generator pid ${gen.pid}; rates ${RATES.join(', ')} req/s, ${DURATION} s each in ${ROUNDS} rounds after ${WARMUP} s warm-up per target`);
@@ -112,15 +127,19 @@ async function main(): Promise<void> {
   const summary = summarise(runs);
   const result = {
     date: new Date().toISOString(),
-    command: `node bench/latency.ts --rates ${RATES.join(',')} --duration ${DURATION} --warmup ${WARMUP} --rounds ${ROUNDS} --upstreams ${UPSTREAMS.join(',')} --connections ${CONNECTIONS} --workers ${WORKERS} --spin ${SPIN_US}`,
+    command: `node bench/latency.ts --rates ${RATES.join(',')} --duration ${DURATION} --warmup ${WARMUP} --rounds ${ROUNDS} --upstreams ${UPSTREAMS.join(',')} --connections ${CONNECTIONS} --workers ${WORKERS} --spin ${SPIN_US} --pin ${args.pin}`,
     unit: 'µs',
     machine: machineInfo(),
     loadavg1mAtStart: atStart.loadavg1m,
+    /** CPU lists (taskset -c) of the load generator and of the servers; null: not pinned. */
+    pinning: PIN ?? null,
     wallSeconds: Math.round((Date.now() - started) / 1000),
     notes: [
       'latency = response body read minus scheduled send time (open loop; includes the generator send lag and any queueing for a connection)',
       'service = response body read minus actual send time',
-      'everything (generator, upstream, proxies) shares the same cores: compare targets within one run',
+      PIN === undefined
+        ? 'everything (generator, upstream, proxies) shares the same cores: compare targets within one run'
+        : `load generator pinned to CPU ${PIN.generator}, upstreams and proxies to CPU ${PIN.servers}: compare targets within one run`,
     ],
     runs,
     summary,
@@ -128,7 +147,7 @@ async function main(): Promise<void> {
   const file = writeResult('latency', result, args.out);
 
   const w = [11, 17, 6, 8, 8, 8, 9, 9, 8, 6];
-  console.log(`\nlatency from scheduled send, µs (${result.machine.node}, ${result.machine.cores} cores, load ${atStart.loadavg1m} at start, ${result.machine.loadavg1m} at end)`);
+  console.log(`\nlatency from scheduled send, µs (${result.machine.node}, ${result.machine.cores} cores, ${PIN === undefined ? 'not pinned' : `generator on CPU ${PIN.generator}`}, load ${atStart.loadavg1m} at start, ${result.machine.loadavg1m} at end)`);
   console.log(row(['upstream', 'target', 'rate', 'p50', 'p90', 'p99', 'p99.9', 'lag p50', 'lag p99', 'errs'], w));
   for (const run of runs) {
     for (const r of run.results as TargetResult[]) {
