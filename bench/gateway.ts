@@ -3,7 +3,7 @@
 //   (a) the upstream directly,
 //   (b) prom-label-proxy (the Go peer) in front of it,
 //   (c) lbac-gateway,
-//   (d) a bare Fastify/reply-from pass-through (the floor),
+//   (d) a bare Fastify/reply-from pass-through (the floor; as many processes as the gateway has workers),
 // for two upstreams: a real Prometheus with small data, and a canned-response
 // stub that isolates proxy cost. Load comes from this process (autocannon) on
 // loopback only, bounded in time. Results: bench/results/gateway-<date>.json.

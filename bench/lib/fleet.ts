@@ -13,6 +13,7 @@ import { startProcess } from '../../e2e/harness/process.ts';
 import { startPrometheus } from '../../e2e/harness/prometheus.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { hasTool, repoRoot, toolPath } from '../../e2e/harness/tools.ts';
+import { resolveWorkers } from '../../src/cli/cluster.ts';
 import { requestMix, TENANTS, type BenchRequest } from './mix.ts';
 
 export type Target = 'direct' | 'prom-label-proxy' | 'lbac-gateway' | 'lbac-gateway twin' | 'passthrough';
@@ -169,7 +170,8 @@ export async function startTargets(upstreamUrl: string, up: Upstreams, opts: Sta
       await startProcess({
         name: 'passthrough',
         cmd: process.execPath,
-        args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), upstreamUrl],
+        // As many processes as the gateway runs workers: the floor for N workers is N pass-through processes.
+        args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), upstreamUrl, String(resolveWorkers(opts.workers))],
         readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo`,
       }),
     );
