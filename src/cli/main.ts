@@ -14,7 +14,7 @@ Usage:
   lbac-gateway serve [--config FILE] [--workers N|auto]
   lbac-gateway rewrite --lang promql|logql|traceql --matcher 'ns=~"a|b"' [--matcher …] 'QUERY'
   lbac-gateway rewrite --lang … (--matcher … | --policy FILE) --jsonl    # stdin: one JSON string per line
-  lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE]
+  lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE [--provider N]]
   lbac-gateway check-config [FILE | --config FILE]
 
 Commands:
@@ -22,7 +22,8 @@ Commands:
   rewrite        print QUERY with every selector carrying the matchers (several --matcher = one AND-group;
                  --policy takes a decision JSON whose "selectors" is a DNF list of groups)
   policy eval    evaluate the policy for an input JSON and print the validated decision (the input's
-                 subject as the gateway hands it over: groups and sub with the providers' prefixes)
+                 subject as the gateway hands it over: groups and sub with the providers' prefixes;
+                 --provider N takes it as identity.providers[N] of --config yields it and prefixes it so)
   check-config   validate a config file, the one serve would read by default (exit 1 with file, line and key on error)
 
 Options:
@@ -114,19 +115,25 @@ async function cmdPolicyEval(args: string[], io: Out): Promise<number> {
       'verification-key-id': { type: 'string' },
       'signing-alg': { type: 'string' },
       scope: { type: 'string' },
+      provider: { type: 'string' },
     },
   });
   const usage =
-    'usage: lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE]';
-  if (positionals[0] !== 'eval' || values.input === undefined || (values.policy !== undefined && values.bundle !== undefined)) {
+    'usage: lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE [--provider N]]';
+  if (positionals[0] !== 'eval' || values.input === undefined || (values.policy !== undefined && values.bundle !== undefined) || (values.provider !== undefined && values.config === undefined)) {
     io.err(usage);
     return 2;
   }
   try {
     const { loadConfigFile, DEFAULT_POLICY_WASM } = await import('../config/load.ts');
     const { PolicyEngine } = await import('../policy/engine.ts');
-    const input: unknown = JSON.parse(await readFile(values.input, 'utf8'));
+    let input: unknown = JSON.parse(await readFile(values.input, 'utf8'));
     const config = values.config === undefined ? undefined : await loadConfigFile(values.config);
+    if (values.provider !== undefined && config !== undefined) {
+      const { subjectAsProviderYields } = await import('./policy-input.ts');
+      input = subjectAsProviderYields(input, config.identity.providers, values.provider);
+      io.err(`policy eval: subject as identity.providers[${values.provider}] yields it: ${JSON.stringify((input as { subject: unknown }).subject)}`);
+    }
     let data: Record<string, unknown> = config === undefined ? {} : { lbac: config.policyData };
     if (values.data !== undefined) data = JSON.parse(await readFile(values.data, 'utf8')) as Record<string, unknown>;
     const entrypoint = config?.policy.entrypoint;

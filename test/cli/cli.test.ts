@@ -225,3 +225,64 @@ describe('lbac-gateway CLI', () => {
     expect(d.headers).toEqual({ 'X-Scope-OrgID': 'tenant-b' });
   });
 });
+
+describe('lbac-gateway policy eval --provider', () => {
+  // Two providers: the in-house issuer without prefixes, a partner's with "partner:" on groups and subject ids.
+  const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-provider-'));
+  const jwks = join(dir, 'jwks.json');
+  writeFileSync(jwks, JSON.stringify({ keys: [] }));
+  const config = join(dir, 'gateway.yaml');
+  writeFileSync(
+    config,
+    [
+      'upstreams:',
+      '  - { name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }',
+      'identity:',
+      '  providers:',
+      `    - { type: jwt, issuer: "https://idp.example", audience: gw, jwksFile: ${JSON.stringify(jwks)} }`,
+      `    - { type: jwt, issuer: "https://partner.example", audience: gw, jwksFile: ${JSON.stringify(jwks)}, groupsPrefix: "partner:", usersPrefix: "partner:" }`,
+      'teams:',
+      '  team-a: { groups: [team-a], selectors: [{ namespace: team-a }] }',
+      '  partner-a: { groups: ["partner:team-a"], selectors: [{ namespace: partner-a }] }',
+    ].join('\n'),
+  );
+  const inputWith = (subject: Record<string, unknown>): string => {
+    const f = join(dir, `input-${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(f, JSON.stringify({ subject: { roles: [], auth: 'jwt', claims: {}, ...subject }, request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' } }));
+    return f;
+  };
+  const evalAs = (subject: Record<string, unknown>, provider?: string) =>
+    run(['policy', 'eval', '--input', inputWith(subject), '--config', config, ...(provider === undefined ? [] : ['--provider', provider])]);
+
+  it('puts the subject in the provider\'s namespace before deciding, as the server does', () => {
+    const asPartner = evalAs({ sub: 'u-1', groups: ['team-a'] }, '1');
+    expect(asPartner.code).toBe(0);
+    expect(asPartner.stderr).toContain('"sub":"partner:u-1"');
+    expect(asPartner.stderr).toContain('"groups":["partner:team-a"]');
+    expect((JSON.parse(asPartner.stdout) as { selectors: unknown }).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'partner-a' }]]);
+    // The same groups from the in-house issuer are its own team-a; without --provider the input is taken as given.
+    for (const r of [evalAs({ sub: 'u-1', groups: ['team-a'] }, '0'), evalAs({ sub: 'u-1', groups: ['team-a'] })]) {
+      expect(r.code).toBe(0);
+      expect((JSON.parse(r.stdout) as { selectors: unknown }).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'team-a' }]]);
+    }
+  });
+
+  it('drops what the provider may not yield, and refuses a subject id in another provider\'s namespace', () => {
+    // An unprefixed issuer minting "partner:team-a" does not get the partner's team.
+    const forged = evalAs({ sub: 'u-2', groups: ['partner:team-a'] }, '0');
+    expect(forged.code).toBe(0);
+    expect((JSON.parse(forged.stdout) as { allow: boolean }).allow).toBe(false);
+    const refused = evalAs({ sub: 'partner:u-1', groups: [] }, '0');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/another identity provider's namespace/);
+  });
+
+  it('needs --config and an index the config has', () => {
+    expect(run(['policy', 'eval', '--input', inputWith({ sub: 'u-1', groups: [] }), '--provider', '0']).code).toBe(2);
+    for (const bad of ['2', '01', '1.5', 'partner']) {
+      const r = evalAs({ sub: 'u-1', groups: [] }, bad);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('identity.providers[0] to [1]');
+    }
+  });
+});
