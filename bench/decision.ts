@@ -15,6 +15,8 @@
 //   wasm-raw:        opa-wasm LoadedPolicy.evaluate on a separate instance (same
 //                    wasm and data): input JSON.stringify + encode into wasm
 //                    memory, opa_eval, result JSON dump + parse;
+//   uncached-groups: uncached, for a team-a member whose token carries 50 or 200
+//              more groups (as enterprise IdPs issue them), in `groups` and the claims.
 //   wasm-raw-noclaims: the same with subject.claims emptied (the default policy
 //                    does not read them; claims mode does);
 //   wasm-preencoded: the same with the input already serialised (an ArrayBuffer),
@@ -131,6 +133,7 @@ async function main(): Promise<void> {
   const rows: Summary[] = [];
   const wants = (name: string) => ONLY === undefined || ONLY.has(name);
   const floor = summarise('timer floor', time(20_000, () => 0));
+  const encoder = new TextEncoder();
 
   // Sanity: each principal gets the decision the example config means.
   const expected = PRINCIPALS.map((p) => holder.decide({ subject: subject(p, -1), request: reqs[0]! }));
@@ -162,13 +165,32 @@ async function main(): Promise<void> {
     PRINCIPALS.forEach((p, k) => rows.push(summarise(`uncached, ${p.kind}`, us.filter((_, i) => i % PRINCIPALS.length === k))));
   }
 
+  if (wants('uncached-groups')) {
+    // Enterprise IdPs put every group of the user in the token (Azure AD up to 200 before its "overage" claim):
+    // a team-a member with that many more groups, in `groups` and in the raw claims, as the jwt source passes them.
+    for (const extra of [50, 200]) {
+      const many = (i: number): Subject => {
+        const base = subject(PRINCIPALS[0], 2_000_000 + extra * 100_000 + i);
+        const groups = [...base.groups, ...Array.from({ length: extra }, (_, k) => `5f0c7a3e-${String(extra).padStart(4, '0')}-4000-8000-${String(k).padStart(12, '0')}`)];
+        return Object.freeze({ ...base, groups, claims: { ...base.claims, groups } });
+      };
+      const n = Math.min(N_UNCACHED, 5_000);
+      for (let i = 0; i < 500; i++) holder.decide({ subject: many(n + i), request: { ...reqs[i % reqs.length]! } });
+      const timed = inputs(n, Array.from({ length: n }, (_, i) => many(i)));
+      if (!timed[0]!.subject.groups.includes('team-a') || !holder.decide({ subject: many(-1), request: reqs[0]! }).allow) throw new Error('uncached-groups: the team-a member is not granted');
+      const missesBefore = engine.decisionCache.misses;
+      const us = time(n, (i) => holder.decide(timed[i]!));
+      if (engine.decisionCache.misses - missesBefore !== n) throw new Error('uncached-groups: not every timed call missed the cache');
+      rows.push(summarise(`uncached, team-a + ${extra} groups (${encoder.encode(JSON.stringify(timed[0])).byteLength} B)`, us));
+    }
+  }
+
   // The pieces, on a separate opa-wasm instance of the same wasm and data.
   const opa = createRequire(import.meta.url)('@open-policy-agent/opa-wasm') as typeof import('@open-policy-agent/opa-wasm');
   const policy: LoadedPolicy = opa.loadPolicySync(readFileSync(config.policyWasm), { initial: 5, maximum: 2048 });
   policy.setData(data);
   const entrypoint = (policy.entrypoints as Record<string, number>)[config.policy.entrypoint]!;
   const pieces = inputs(N_UNCACHED, Array.from({ length: N_UNCACHED }, (_, i) => subject(PRINCIPALS[i % PRINCIPALS.length]!, i)));
-  const encoder = new TextEncoder();
   const encode = (x: unknown): ArrayBuffer => {
     const b = encoder.encode(JSON.stringify(x));
     return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;

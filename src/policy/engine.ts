@@ -22,6 +22,7 @@ import { headerKey } from '../util/header-name.ts';
 import { DecisionCache } from './decision-cache.ts';
 import { validateDecision } from './decision.ts';
 import type { Decision, DecisionInput } from './decision.ts';
+import { BUILTIN_POLICY_WASM_SHA256, builtinPolicyProjection, type SubjectProjection } from './input-projection.ts';
 
 // The package's ESM entry only re-exports `loadPolicy` (async, compiles every
 // time); `loadPolicySync` — instantiate an already compiled module — lives on
@@ -59,6 +60,11 @@ export interface PolicyEngineOptions {
   revision?: string;
   /** Linear memory bounds in 64 KiB pages; default 5 initial, 2048 (128 MiB) maximum. */
   memory?: { initialPages?: number; maximumPages?: number };
+  /**
+   * false: give the built-in policy the subject whole, as any other policy
+   * (src/policy/input-projection.ts; for comparisons and tests). Default true.
+   */
+  projectInput?: boolean;
 }
 
 function errorText(e: unknown): string {
@@ -130,13 +136,19 @@ export class PolicyEngine {
   #ownedHeaders: ReadonlySet<string>;
   /** The live instance, or undefined after a failed evaluation (rebuilt on next use). */
   #instance: { policy: LoadedPolicy; entrypointId: number } | undefined;
+  /** The wasm is the built-in policy (its entrypoint): its input is projected (input-projection.ts). */
+  readonly #builtin: boolean;
+  /** What the built-in policy is given of a subject under the current data; undefined: the whole subject. */
+  #project: SubjectProjection | undefined;
 
-  private constructor(module: CompiledModule, data: ArrayBuffer, owned: ReadonlySet<string>, revision: string, opts: PolicyEngineOptions) {
+  private constructor(module: CompiledModule, data: ArrayBuffer, owned: ReadonlySet<string>, revision: string, opts: PolicyEngineOptions, builtin: boolean, rawData: unknown) {
     this.#module = module;
     this.#data = data;
     this.#ownedHeaders = owned;
     this.revision = revision;
     this.entrypoint = opts.entrypoint ?? DEFAULT_ENTRYPOINT;
+    this.#builtin = builtin && this.entrypoint === DEFAULT_ENTRYPOINT && opts.projectInput !== false;
+    this.#project = this.#builtin ? builtinPolicyProjection(rawData) : undefined;
     this.#initialPages = opts.memory?.initialPages ?? DEFAULT_INITIAL_PAGES;
     this.#maximumPages = opts.memory?.maximumPages ?? DEFAULT_MAXIMUM_PAGES;
     this.#instance = this.#instantiate(data);
@@ -164,8 +176,9 @@ export class PolicyEngine {
     if (missing.length > 0) {
       throw new GatewayError('policy_error', `policy is a WebAssembly module but not an OPA policy (built with \`opa build -t wasm\`?): it lacks ${missing.join(', ')}`);
     }
-    const revision = opts.revision ?? createHash('sha256').update(bytes).digest('hex').slice(0, 12);
-    return new PolicyEngine(module, serialiseData(data), policyHeaderNames(data), revision, opts);
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    const revision = opts.revision ?? digest.slice(0, 12);
+    return new PolicyEngine(module, serialiseData(data), policyHeaderNames(data), revision, opts, digest === BUILTIN_POLICY_WASM_SHA256, data);
   }
 
   /** `fromBytes` for a file; a file that cannot be read is `policy_unavailable`. */
@@ -200,7 +213,8 @@ export class PolicyEngine {
     let raw: unknown;
     try {
       const instance = (this.#instance ??= this.#instantiate(this.#data));
-      raw = instance.policy.evaluate(input, instance.entrypointId);
+      const project = this.#project;
+      raw = instance.policy.evaluate(project === undefined ? input : { ...input, subject: project(input.subject) }, instance.entrypointId);
     } catch (e) {
       // An evaluation that threw may have left the instance's heap in any
       // state; never evaluate on it again. A fresh one is made on next use
@@ -222,6 +236,11 @@ export class PolicyEngine {
     return this.#ownedHeaders;
   }
 
+  /** Whether the policy is given only what it reads of a subject (the built-in policy; input-projection.ts). */
+  get projectsInput(): boolean {
+    return this.#project !== undefined;
+  }
+
   /**
    * Replaces the data document. Atomic: the new data is loaded into a fresh
    * instance, which replaces the current one only once that has succeeded; on
@@ -234,6 +253,7 @@ export class PolicyEngine {
     this.#data = serialised;
     this.#instance = instance;
     this.#ownedHeaders = owned;
+    if (this.#builtin) this.#project = builtinPolicyProjection(data);
     this.decisionCache.clear();
   }
 

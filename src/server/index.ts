@@ -344,7 +344,8 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
       PolicyEngine.fromFile(config.policyWasm, configData, { entrypoint: config.policy.entrypoint }),
     ]);
     holder.activate(engine, `file:${config.policyWasm}`);
-    logger.info({ policy: config.policyWasm, revision: engine.revision, upstreams }, 'policy loaded');
+    // projectsInput: the built-in policy, given only the subject's groups the config names (src/policy/input-projection.ts).
+    logger.info({ policy: config.policyWasm, revision: engine.revision, projectsInput: engine.projectsInput, upstreams }, 'policy loaded');
     runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger });
   } else {
     // Bundle mode: listen right away, not ready until the persisted or a downloaded bundle is active.

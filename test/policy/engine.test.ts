@@ -327,14 +327,15 @@ describe('PolicyEngine.setData', () => {
 describe('PolicyEngine fails closed', () => {
   it('an evaluation that throws is a policy_error with the cause, and the engine recovers', async () => {
     const e = await PolicyEngine.fromBytes(wasm, data, { memory: { maximumPages: 16 } });
-    const huge = input(subject({ sub: 'u-alice', username: 'alice', claims: { blob: 'x'.repeat(4 * 1024 * 1024) } }), metrics);
+    // In a field every policy is given (the built-in one is not given claims outside claims mode: input-projection.ts).
+    const huge = input(subject({ sub: 'u-alice', username: 'alice', email: 'x'.repeat(4 * 1024 * 1024) }), metrics);
     const err = expectPolicyError(() => e.evaluate(huge), /policy evaluation failed \(lbac\/decision, revision [0-9a-f]{12}\)/);
     expect(err.cause).toBeDefined();
     expect(e.evaluate(input(alice, metrics)).allow).toBe(true);
   });
 
   it('an input that cannot be serialised is a policy_error', () => {
-    const bad = input(subject({ sub: 'u-alice', username: 'alice', claims: { n: 1n } }), metrics);
+    const bad = input(subject({ sub: 'u-alice', username: 'alice', email: 1n as unknown as string }), metrics);
     expectPolicyError(() => engine.evaluate(bad), /policy evaluation failed/);
     expect(engine.evaluate(input(alice, metrics)).allow).toBe(true);
   });
