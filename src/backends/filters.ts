@@ -1,5 +1,6 @@
 import { policyAllowsValue, policyMatchesLabels, type SelectorPolicy } from '../rewrite/matcher.ts';
 import type { FilterContext } from './routes.ts';
+import { isRecord } from '../util/is-record.ts';
 
 /**
  * Response filters for what a query cannot enforce: pure functions from a
@@ -12,9 +13,8 @@ import type { FilterContext } from './routes.ts';
 export type ResponseFilter = (body: unknown, ctx: FilterContext) => unknown;
 
 type Json = Record<string, unknown>;
-const isObject = (x: unknown): x is Json => typeof x === 'object' && x !== null && !Array.isArray(x);
 const labelsOf = (x: unknown): Record<string, string> => {
-  if (!isObject(x)) return {};
+  if (!isRecord(x)) return {};
   // No prototype: a label named "__proto__" is kept as one (an assignment on a plain object would drop it).
   const out = Object.create(null) as Record<string, string>;
   for (const [k, v] of Object.entries(x)) if (typeof v === 'string') out[k] = v;
@@ -22,7 +22,7 @@ const labelsOf = (x: unknown): Record<string, string> => {
 };
 
 function successData(body: unknown): unknown {
-  return isObject(body) && body['status'] === 'success' ? body['data'] : undefined;
+  return isRecord(body) && body['status'] === 'success' ? body['data'] : undefined;
 }
 
 /**
@@ -33,7 +33,7 @@ function successData(body: unknown): unknown {
  */
 function notes(body: unknown): Json {
   const out: Json = {};
-  if (!isObject(body)) return out;
+  if (!isRecord(body)) return out;
   for (const key of ['warnings', 'infos']) {
     const v = body[key];
     if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out[key] = v;
@@ -48,12 +48,12 @@ function notes(body: unknown): Json {
  */
 export const filterRules: ResponseFilter = (body, { policy, held }) => {
   const data = successData(body);
-  const groups = isObject(data) && Array.isArray(data['groups']) ? data['groups'] : [];
+  const groups = isRecord(data) && Array.isArray(data['groups']) ? data['groups'] : [];
   // exclude_alerts is held back (RouteSpec.heldParams): the alerts are needed for the state, then left out here.
   const excludeAlerts = held?.['exclude_alerts'] === 'true';
   const kept = groups.flatMap((g): Json[] => {
-    if (!isObject(g) || !Array.isArray(g['rules'])) return [];
-    const rules = g['rules'].flatMap((r): Json[] => (isObject(r) && policyMatchesLabels(policy, labelsOf(r['labels'])) ? [filterRule(r, policy, excludeAlerts)] : []));
+    if (!isRecord(g) || !Array.isArray(g['rules'])) return [];
+    const rules = g['rules'].flatMap((r): Json[] => (isRecord(r) && policyMatchesLabels(policy, labelsOf(r['labels'])) ? [filterRule(r, policy, excludeAlerts)] : []));
     return rules.length > 0 ? [{ ...g, rules }] : [];
   });
   return { status: 'success', data: { groups: kept }, ...notes(body) };
@@ -69,7 +69,7 @@ function filterRule(r: Json, policy: SelectorPolicy, excludeAlerts: boolean): Js
   const out: Json = { ...r };
   if (typeof r['lastError'] === 'string' && r['lastError'] !== '') out['lastError'] = WITHHELD_RULE_ERROR;
   if (Array.isArray(r['alerts'])) {
-    const alerts = r['alerts'].filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels'])));
+    const alerts = r['alerts'].filter((a) => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels'])));
     // An alerting rule's state is its alerts' (firing over pending over inactive).
     if (alerts.length !== r['alerts'].length && typeof r['state'] === 'string') out['state'] = ruleState(alerts);
     out['alerts'] = alerts;
@@ -82,15 +82,15 @@ function filterRule(r: Json, policy: SelectorPolicy, excludeAlerts: boolean): Js
 export const WITHHELD_RULE_ERROR = 'rule evaluation failed (the error text is withheld by the gateway: it may quote series outside your access)';
 
 function ruleState(alerts: readonly Json[]): string {
-  const states = new Set(alerts.map((a) => (isObject(a) ? a['state'] : undefined)));
+  const states = new Set(alerts.map((a) => (isRecord(a) ? a['state'] : undefined)));
   return states.has('firing') ? 'firing' : states.has('pending') ? 'pending' : 'inactive';
 }
 
 /** /api/v1/alerts: active alerts whose labels the policy allows. */
 export const filterAlerts: ResponseFilter = (body, { policy }) => {
   const data = successData(body);
-  const alerts = isObject(data) && Array.isArray(data['alerts']) ? data['alerts'] : [];
-  return { status: 'success', data: { alerts: alerts.filter((a) => isObject(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) }, ...notes(body) };
+  const alerts = isRecord(data) && Array.isArray(data['alerts']) ? data['alerts'] : [];
+  return { status: 'success', data: { alerts: alerts.filter((a) => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) }, ...notes(body) };
 };
 
 /**
@@ -118,7 +118,7 @@ export const filterMetadata: ResponseFilter = (body, { lookup, held }) => {
   const data = successData(body);
   const names = successData(lookup);
   const visible = new Set(Array.isArray(names) ? names.filter((n): n is string => typeof n === 'string') : []);
-  let entries = isObject(data) ? Object.entries(data).filter(([metric]) => visible.has(metric)) : [];
+  let entries = isRecord(data) ? Object.entries(data).filter(([metric]) => visible.has(metric)) : [];
   // `limit` is held back (RouteSpec.heldParams) and applied here, to the visible metrics only; negative: none (as Prometheus).
   const limit = held?.['limit'] === undefined ? -1 : Number(held['limit']);
   if (Number.isInteger(limit) && limit >= 0) entries = entries.slice(0, limit);

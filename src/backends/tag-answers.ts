@@ -7,10 +7,10 @@
  */
 import { GatewayError } from '../errors.ts';
 import { compareCodePoints } from './list-answers.ts';
+import { isRecord } from '../util/is-record.ts';
 
 const unreadable = () => new GatewayError('upstream_error', 'upstream answer could not be read');
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export interface TagScopes {
   readonly scopes: { name: string; tags: string[] }[];
@@ -22,12 +22,12 @@ export interface TagScopes {
  * matched); any other shape throws (→ 502).
  */
 export function readTagScopes(answer: unknown): TagScopes {
-  const empty = isObject(answer) && answer['scopes'] === undefined && Object.keys(answer).every((k) => k === 'metrics');
-  const scopes = empty ? [] : isObject(answer) ? answer['scopes'] : undefined;
+  const empty = isRecord(answer) && answer['scopes'] === undefined && Object.keys(answer).every((k) => k === 'metrics');
+  const scopes = empty ? [] : isRecord(answer) ? answer['scopes'] : undefined;
   if (!Array.isArray(scopes)) throw unreadable();
   return {
     scopes: scopes.map((s: unknown) => {
-      if (!isObject(s) || typeof s['name'] !== 'string') throw unreadable();
+      if (!isRecord(s) || typeof s['name'] !== 'string') throw unreadable();
       const tags = s['tags'] ?? [];
       if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw unreadable();
       return { name: s['name'], tags: tags as string[] };
@@ -70,12 +70,12 @@ export const tagValueOf = (e: TagValueEntry): string => (typeof e === 'string' ?
  * What is left out is never relayed; the policy's filter then judges what is kept.
  */
 export function readTagValues(answer: unknown): TagValueEntry[] {
-  const values = isObject(answer) ? answer['tagValues'] : undefined;
+  const values = isRecord(answer) ? answer['tagValues'] : undefined;
   if (!Array.isArray(values)) return [];
   const out: TagValueEntry[] = [];
   for (const v of values as unknown[]) {
     if (typeof v === 'string') out.push(v);
-    else if (isObject(v) && typeof v['value'] === 'string') out.push(typeof v['type'] === 'string' ? { type: v['type'], value: v['value'] } : { value: v['value'] });
+    else if (isRecord(v) && typeof v['value'] === 'string') out.push(typeof v['type'] === 'string' ? { type: v['type'], value: v['value'] } : { value: v['value'] });
   }
   return out;
 }

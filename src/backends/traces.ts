@@ -58,6 +58,7 @@ import protobuf from 'protobufjs/minimal.js';
 import { matcherMatches, type Matcher, type SelectorPolicy } from '../rewrite/matcher.ts';
 import { parseFieldName } from '../rewrite/traceql-escape.ts';
 import type { RawFilteredResponse, RawResponseFilter } from './routes.ts';
+import { isRecord } from '../util/is-record.ts';
 
 // ---- Policy evaluation ------------------------------------------------------
 
@@ -309,7 +310,6 @@ export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPo
 // ---- JSON ---------------------------------------------------------------------
 
 type Json = Record<string, unknown>;
-const isObject = (x: unknown): x is Json => typeof x === 'object' && x !== null && !Array.isArray(x);
 const list = (x: unknown): unknown[] => (Array.isArray(x) ? x : []);
 
 /** Copies the listed keys that are present. Unknown keys are dropped (fail closed). */
@@ -323,9 +323,9 @@ function pick(o: Json, keys: readonly string[]): Json {
 function jsonAttributes(x: unknown): Map<string, string | null> {
   const out = new Map<string, string | null>();
   for (const kv of list(x)) {
-    if (!isObject(kv) || typeof kv['key'] !== 'string') continue;
+    if (!isRecord(kv) || typeof kv['key'] !== 'string') continue;
     const v = kv['value'];
-    const s = isObject(v) && Object.keys(v).length === 1 && typeof v['stringValue'] === 'string' ? v['stringValue'] : null;
+    const s = isRecord(v) && Object.keys(v).length === 1 && typeof v['stringValue'] === 'string' ? v['stringValue'] : null;
     addAttribute(out, kv['key'], s);
   }
   return out;
@@ -335,15 +335,15 @@ const SCOPE_SPANS_KEYS = ['scopeSpans', 'instrumentationLibrarySpans'] as const;
 const RESOURCE_SPANS_KEYS = ['batches', 'resourceSpans'] as const;
 
 function filterResourceSpansJson(rs: unknown, policy: CompiledPolicy): Filtered<Json> | undefined {
-  if (!isObject(rs)) return undefined;
-  const resource = jsonAttributes(isObject(rs['resource']) ? rs['resource']['attributes'] : undefined);
+  if (!isRecord(rs)) return undefined;
+  const resource = jsonAttributes(isRecord(rs['resource']) ? rs['resource']['attributes'] : undefined);
   const out = pick(rs, ['resource', 'schemaUrl']);
   let spans = 0;
   for (const key of SCOPE_SPANS_KEYS) {
     if (!(key in rs)) continue;
     const scopes = list(rs[key]).flatMap((ss): Json[] => {
-      if (!isObject(ss)) return [];
-      const kept = list(ss['spans']).filter((s) => isObject(s) && allowed(policy, resource, jsonAttributes(s['attributes'])));
+      if (!isRecord(ss)) return [];
+      const kept = list(ss['spans']).filter((s) => isRecord(s) && allowed(policy, resource, jsonAttributes(s['attributes'])));
       spans += kept.length;
       return kept.length === 0 ? [] : [{ ...pick(ss, ['scope', 'instrumentationLibrary', 'schemaUrl']), spans: kept }];
     });
@@ -355,7 +355,7 @@ function filterResourceSpansJson(rs: unknown, policy: CompiledPolicy): Filtered<
 function filterTraceJsonCompiled(body: unknown, policy: CompiledPolicy): Filtered<Json> {
   const out: Json = {};
   let spans = 0;
-  if (!isObject(body)) return { value: { batches: [] }, spans };
+  if (!isRecord(body)) return { value: { batches: [] }, spans };
   for (const key of RESOURCE_SPANS_KEYS) {
     if (!(key in body)) continue;
     out[key] = list(body[key]).flatMap((rs) => {
@@ -378,7 +378,7 @@ export function filterTraceJson(body: unknown, policy: SelectorPolicy): Filtered
  * status and message as filterTraceByIDResponseProto.
  */
 export function filterTraceByIDResponseJson(body: unknown, policy: SelectorPolicy, options: TraceByIDOptions = {}): Filtered<Json> {
-  if (!isObject(body)) return { value: {}, spans: 0 };
+  if (!isRecord(body)) return { value: {}, spans: 0 };
   const out: Json = {};
   if (options.withholdStatus !== true) {
     if ('status' in body) out['status'] = body['status'];

@@ -10,15 +10,15 @@ import type { ProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { prefixesOf, SubjectPrefixer } from '../identity/prefix.ts';
 import type { Subject } from '../policy/decision.ts';
+import { isRecord } from '../util/is-record.ts';
 
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 /** The input with its subject as providers[`index`] yields it; throws (GatewayError) on a bad index or subject, or a subject that provider may not yield. */
 export function subjectAsProviderYields(input: unknown, providers: readonly ProviderConfig[], index: string): unknown {
   if (!/^(0|[1-9][0-9]*)$/.test(index) || Number(index) >= providers.length) {
     throw new GatewayError('config_invalid', `--provider ${JSON.stringify(index)}: the config has identity.providers[0] to [${providers.length - 1}]`);
   }
-  if (!isObject(input) || !isObject(input['subject'])) throw new GatewayError('policy_error', '--provider: the input has no "subject" object');
+  if (!isRecord(input) || !isRecord(input['subject'])) throw new GatewayError('policy_error', '--provider: the input has no "subject" object');
   const subject = input['subject'];
   if (typeof subject['sub'] !== 'string') throw new GatewayError('policy_error', '--provider: the input\'s subject has no "sub" string');
   const groups = subject['groups'] ?? [];

@@ -22,7 +22,8 @@ import { headerKey } from '../util/header-name.ts';
 import { DecisionCache } from './decision-cache.ts';
 import { validateDecision } from './decision.ts';
 import type { Decision, DecisionInput } from './decision.ts';
-import { BUILTIN_POLICY_WASM_SHA256, builtinPolicyProjection, type SubjectProjection } from './input-projection.ts';
+import { BUILTIN_POLICY_WASM_SHA256, builtinPolicyProjection, grantingEntries, type SubjectProjection } from './input-projection.ts';
+import { isRecord } from '../util/is-record.ts';
 
 // The package's ESM entry only re-exports `loadPolicy` (async, compiles every
 // time); `loadPolicySync` — instantiate an already compiled module — lives on
@@ -105,17 +106,13 @@ function serialiseData(data: unknown): ArrayBuffer {
 /** The header names the teams and admins of `data.lbac` set, as headerKey; other data shapes set none that can be known. */
 export function policyHeaderNames(data: unknown): ReadonlySet<string> {
   const names = new Set<string>();
-  const lbac = isRecord(data) ? data['lbac'] : undefined;
-  if (!isRecord(lbac)) return names;
-  const add = (headers: unknown) => {
+  for (const entry of grantingEntries(data)) {
+    const headers = entry['headers'];
     if (isRecord(headers)) for (const name of Object.keys(headers)) names.add(headerKey(name));
-  };
-  if (isRecord(lbac['admins'])) add(lbac['admins']['headers']);
-  if (isRecord(lbac['teams'])) for (const team of Object.values(lbac['teams'])) if (isRecord(team)) add(team['headers']);
+  }
   return names;
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export class PolicyEngine {
   /** Identifies the loaded policy in logs and /ready. */

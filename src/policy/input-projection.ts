@@ -18,6 +18,7 @@
  * policy (a custom wasm, a bundle's) gets the subject whole. Pure; no I/O.
  */
 import type { Subject } from './decision.ts';
+import { isRecord } from '../util/is-record.ts';
 
 /**
  * sha256 of wasm/policy.wasm as committed. Changing policies/lbac changes it:
@@ -28,19 +29,23 @@ export const BUILTIN_POLICY_WASM_SHA256 = '40f0c4f0c88c44ab973c52303964060d2c55e
 
 export type SubjectProjection = (subject: Subject) => Subject;
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const NO_CLAIMS: Record<string, unknown> = Object.freeze({});
+
+/** The entries of `data.lbac` that grant anything: `admins` and every team (objects only, as the policy reads them). */
+export function grantingEntries(data: unknown): Record<string, unknown>[] {
+  const lbac = isRecord(data) ? data['lbac'] : undefined;
+  if (!isRecord(lbac)) return [];
+  const teams = isRecord(lbac['teams']) ? Object.values(lbac['teams']) : [];
+  return [lbac['admins'], ...teams].filter(isRecord);
+}
 
 /** The group names `data.lbac` grants anything to (admins and teams), as the built-in policy reads them. */
 export function namedGroups(data: unknown): ReadonlySet<string> {
   const names = new Set<string>();
-  const lbac = isRecord(data) ? data['lbac'] : undefined;
-  if (!isRecord(lbac)) return names;
-  const add = (groups: unknown): void => {
+  for (const entry of grantingEntries(data)) {
+    const groups = entry['groups'];
     if (Array.isArray(groups)) for (const g of groups) if (typeof g === 'string') names.add(g);
-  };
-  if (isRecord(lbac['admins'])) add(lbac['admins']['groups']);
-  if (isRecord(lbac['teams'])) for (const team of Object.values(lbac['teams'])) if (isRecord(team)) add(team['groups']);
+  }
   return names;
 }
 
