@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help soak bench tools demo-tools policy-tools bundle bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision bench-cpu bench-ab clean
+.PHONY: help soak bench tools demo-tools policy-tools bundle bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision bench-cpu bench-ab bench-profile clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -109,6 +109,9 @@ bench-identity: deps ## verified-and-cached JWT cost per request (ES256, RS256) 
 
 bench-cpu: tools deps ## CPU µs per request: bare pass-through vs lbac-gateway (audit on/off), stub upstream → bench/results/
 	@node bench/cpu.ts
+
+bench-profile: tools deps ## where the gateway's CPU per request goes next to the bare pass-through's (needs perf) → bench/results/
+	@node bench/profile.ts
 
 bench-ab: tools deps ## CPU µs per request of this checkout's gateway vs BASE=<git rev>'s, loaded side by side (paired) → bench/results/
 	@test -n "$(BASE)" || { echo "usage: make bench-ab BASE=<git rev>"; exit 2; }

@@ -49,12 +49,16 @@ export function cpuMicros(pid: number): number {
  * The CPU benchmarks' fixture (bench/cpu.ts, bench/ab.ts): the canned stub and the bare
  * pass-through in front of it, pushed onto `procs` (stopped by the caller), and a test IdP.
  */
-export async function startStubAndPassthrough(procs: Stoppable[]): Promise<{ stubUrl: string; passthrough: { url: string; pid: number }; idp: TestIssuer }> {
+export async function startStubAndPassthrough(
+  procs: Stoppable[],
+  /** Node options for the pass-through process (bench/profile.ts: `--perf-basic-prof`). */
+  passthroughNodeArgs: readonly string[] = [],
+): Promise<{ stubUrl: string; passthrough: { url: string; pid: number }; idp: TestIssuer }> {
   const stubPort = await freePort();
   const stubUrl = `http://127.0.0.1:${stubPort}`;
   procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `${stubUrl}/api/v1/status/buildinfo` }));
   const ptPort = await freePort();
-  const pt = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
+  const pt = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [...passthroughNodeArgs, join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
   procs.push(pt);
   const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
   return { stubUrl, passthrough: { url: `http://127.0.0.1:${ptPort}`, pid: pt.pid }, idp };
