@@ -8,7 +8,10 @@
 // stub that isolates proxy cost. Load comes from this process (autocannon) on
 // loopback only, bounded in time. Results: bench/results/gateway-<date>.json.
 //
-//   node bench/gateway.ts [--duration 12] [--rounds 6] [--connections 16] [--rate 300] [--workers 1|auto] [--no-twin]
+//   node bench/gateway.ts [--duration 12] [--rounds 6] [--connections 16] [--rate 300] [--workers 1|auto] [--warmup 15] [--no-twin]
+//
+// Each target first gets --warmup seconds of saturating load, not recorded
+// (bench/lib/warm-up.ts: the gateway needs ≈ 13 s to reach its steady state).
 //
 // A second, identical lbac-gateway ("lbac-gateway twin") runs alongside unless
 // --no-twin: its ratio to the first (`twinVsGateway`) is the run's own noise.
@@ -23,16 +26,26 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { repoRoot } from '../e2e/harness/tools.ts';
 import { logger, startTargets, startUpstreams, type Target, type TargetSpec } from './lib/fleet.ts';
+import { WARM_UP_SECONDS, warmUp } from './lib/warm-up.ts';
 
 const { values: args } = parseArgs({
   allowNegative: true,
-  options: { duration: { type: 'string', default: '12' }, rounds: { type: 'string', default: '6' }, connections: { type: 'string', default: '16' }, rate: { type: 'string', default: '300' }, workers: { type: 'string', default: '1' }, twin: { type: 'boolean', default: true } },
+  options: {
+    duration: { type: 'string', default: '12' },
+    rounds: { type: 'string', default: '6' },
+    connections: { type: 'string', default: '16' },
+    rate: { type: 'string', default: '300' },
+    workers: { type: 'string', default: '1' },
+    warmup: { type: 'string', default: String(WARM_UP_SECONDS) },
+    twin: { type: 'boolean', default: true },
+  },
 });
 const DURATION = Number(args.duration);
 const ROUNDS = Math.max(1, Math.round(Number(args.rounds)));
 const CONNECTIONS = Number(args.connections);
 const RATE = Number(args.rate);
 const WORKERS = args.workers === 'auto' ? 'auto' : Number(args.workers);
+const WARMUP = Number(args.warmup);
 interface Sample {
   upstream: string;
   target: Target;
@@ -75,7 +88,8 @@ async function main(): Promise<void> {
       log(`upstream ${upstreamName}: starting prom-label-proxy, lbac-gateway, passthrough`);
       const { targets, stop } = await startTargets(upstreamUrl, up, { workers: WORKERS, promLabelProxy: 'required', log, twin: args.twin });
       const entries = Object.entries(targets) as [Target, TargetSpec][];
-      for (const [, t] of entries) await load(t.url, t.requests, 'throughput', 2).catch(() => undefined); // warm-up, not recorded
+      log(`warm-up: ${WARMUP} s of saturating load per target`);
+      for (const [, t] of entries) await warmUp(t.url, t.requests, WARMUP, CONNECTIONS);
       // Throughput: rounds with a rotating target order (see the header comment).
       const roundSecs = Math.max(1, DURATION / ROUNDS);
       const runs = new Map<Target, autocannon.Result[]>(entries.map(([target]) => [target, []]));
@@ -156,7 +170,7 @@ async function main(): Promise<void> {
     }));
     const result = {
       date: new Date().toISOString(),
-      command: `node bench/gateway.ts --duration ${DURATION} --rounds ${ROUNDS} --connections ${CONNECTIONS} --rate ${RATE} --workers ${WORKERS}${args.twin ? '' : ' --no-twin'}`,
+      command: `node bench/gateway.ts --duration ${DURATION} --rounds ${ROUNDS} --connections ${CONNECTIONS} --rate ${RATE} --workers ${WORKERS} --warmup ${WARMUP}${args.twin ? '' : ' --no-twin'}`,
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
       samples,
       summary,

@@ -18,7 +18,12 @@
 // machine it made every tail worse (docs/performance.md).
 // Results: bench/results/latency-<date>.json.
 //
-//   node bench/latency.ts [--rates 200,1000] [--duration 8] [--warmup 3] [--rounds 8]
+// Before its open-loop runs every target gets --saturate seconds of
+// saturating closed-loop load (bench/lib/warm-up.ts): at 1000 req/s a run
+// would never send the ≈ 120 000 requests V8 needs to optimise the gateway;
+// --warmup is then the open-loop warm-up at each rate.
+//
+//   node bench/latency.ts [--rates 200,1000] [--duration 8] [--warmup 3] [--saturate 15] [--rounds 8]
 //                         [--upstreams prometheus,stub] [--connections 64] [--workers 1] [--spin 150]
 //                         [--pin off|generator] [--out FILE]
 import { parseArgs } from 'node:util';
@@ -26,12 +31,14 @@ import { logger, startTargets, startUpstreams, type Target, type UpstreamName } 
 import { forkLoadGenerator, type Percentiles, type RunResult, type TargetResult } from './lib/open-loop.ts';
 import { pinningPlan, pinTree } from './lib/pin.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
+import { WARM_UP_SECONDS, warmUp } from './lib/warm-up.ts';
 
 const { values: args } = parseArgs({
   options: {
     rates: { type: 'string', default: '200,1000' },
     duration: { type: 'string', default: '8' },
     warmup: { type: 'string', default: '3' },
+    saturate: { type: 'string', default: String(WARM_UP_SECONDS) },
     rounds: { type: 'string', default: '8' },
     upstreams: { type: 'string', default: 'prometheus,stub' },
     connections: { type: 'string', default: '64' },
@@ -44,6 +51,7 @@ const { values: args } = parseArgs({
 const RATES = args.rates.split(',').map(Number);
 const DURATION = Number(args.duration);
 const WARMUP = Number(args.warmup);
+const SATURATE = Number(args.saturate);
 const ROUNDS = Number(args.rounds);
 const UPSTREAMS = args.upstreams.split(',') as UpstreamName[];
 const CONNECTIONS = Number(args.connections);
@@ -103,6 +111,8 @@ async function main(): Promise<void> {
     for (const upstream of UPSTREAMS) {
       const { targets, stop } = await startTargets(up.urls[upstream], up, { workers: WORKERS, promLabelProxy: 'if-present', log });
       try {
+        log(`${upstream}: ${SATURATE} s of saturating load per target first`);
+        for (const t of Object.values(targets)) await warmUp(t.url, t.requests, SATURATE);
         runs.push(
           await gen.run({
             label: upstream,
@@ -127,7 +137,7 @@ async function main(): Promise<void> {
   const summary = summarise(runs);
   const result = {
     date: new Date().toISOString(),
-    command: `node bench/latency.ts --rates ${RATES.join(',')} --duration ${DURATION} --warmup ${WARMUP} --rounds ${ROUNDS} --upstreams ${UPSTREAMS.join(',')} --connections ${CONNECTIONS} --workers ${WORKERS} --spin ${SPIN_US} --pin ${args.pin}`,
+    command: `node bench/latency.ts --rates ${RATES.join(',')} --duration ${DURATION} --warmup ${WARMUP} --saturate ${SATURATE} --rounds ${ROUNDS} --upstreams ${UPSTREAMS.join(',')} --connections ${CONNECTIONS} --workers ${WORKERS} --spin ${SPIN_US} --pin ${args.pin}`,
     unit: 'µs',
     machine: machineInfo(),
     loadavg1mAtStart: atStart.loadavg1m,

@@ -5,7 +5,7 @@
 // gateway (one worker, default config: audit on, log level info), both proxies
 // started with `--perf-basic-prof` so perf can name JavaScript frames. Each
 // proxy in turn gets the `make bench` mix (bench/lib/mix.ts, two tenants) from
-// autocannon at saturation: a warm-up, then `--seconds` unprofiled (CPU per
+// autocannon at saturation: a warm-up (bench/lib/warm-up.ts), then `--seconds` unprofiled (CPU per
 // request from /proc, every thread), then `--seconds` under `perf record -F
 // 1999 -g -p <pid>`. Self time per kind of code, and per JavaScript function
 // with the builtins, runtime and kernel time it called counted for it
@@ -16,7 +16,7 @@
 // between runs before acting on a single small row.
 // Results: bench/results/profile-<date>.json.
 //
-//   node bench/profile.ts [--seconds 10] [--connections 16] [--only 0,4] [--top 40] [--out FILE]
+//   node bench/profile.ts [--seconds 10] [--warmup 15] [--connections 16] [--only 0,4] [--top 40] [--out FILE]
 //
 // --only keeps the mix's requests at those indices (per tenant: 0–3 query_range
 // POSTs, 4 label values, 5 series; the second tenant's are 6–11).
@@ -31,10 +31,12 @@ import { cpuMicros, logger, startStubAndPassthrough, stopAll, type Stoppable } f
 import { requestMix, TENANTS, type BenchRequest } from './lib/mix.ts';
 import { diffProfiles, parsePerfScript, symbolKind, type DiffRow, type ProfileSide } from './lib/perf-report.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
+import { WARM_UP_SECONDS, warmUp } from './lib/warm-up.ts';
 
 const { values: args } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: String(WARM_UP_SECONDS) },
     connections: { type: 'string', default: '16' },
     only: { type: 'string' },
     top: { type: 'string', default: '40' },
@@ -42,6 +44,7 @@ const { values: args } = parseArgs({
   },
 });
 const SECONDS = Number(args.seconds);
+const WARMUP = Number(args.warmup);
 const CONNECTIONS = Number(args.connections);
 const ONLY = args.only?.split(',').map(Number);
 const TOP = Number(args.top);
@@ -115,8 +118,8 @@ try {
   const result: Record<string, { unprofiled: Measured; profiled: Measured; script: string }> = {};
   for (const [name, t] of Object.entries(targets)) {
     perfMaps.push(`/tmp/perf-${t.pid}.map`);
-    log(`${name}: warm-up 3 s, ${SECONDS} s unprofiled, ${SECONDS} s under perf`);
-    await load(t.url, t.pid, t.requests, 3);
+    log(`${name}: warm-up ${WARMUP} s, ${SECONDS} s unprofiled, ${SECONDS} s under perf`);
+    await warmUp(t.url, t.requests, WARMUP, CONNECTIONS);
     const unprofiled = await load(t.url, t.pid, t.requests, SECONDS);
     const { measured, script } = await profiled(t.url, t.pid, t.requests, dir, name);
     result[name] = { unprofiled, profiled: measured, script };
@@ -143,7 +146,7 @@ try {
     {
       date: new Date().toISOString(),
       machine: machineInfo(),
-      method: { seconds: SECONDS, connections: CONNECTIONS, only: ONLY ?? null, perfHz: 1999 },
+      method: { seconds: SECONDS, warmup: WARMUP, connections: CONNECTIONS, only: ONLY ?? null, perfHz: 1999 },
       gateway: { unprofiled: strip(g.unprofiled), profiled: strip(g.profiled) },
       passthrough: { unprofiled: strip(p.unprofiled), profiled: strip(p.profiled) },
       byKind,
