@@ -11,7 +11,6 @@ import { isRecord } from '../util/is-record.ts';
 
 const unreadable = () => new GatewayError('upstream_error', 'upstream answer could not be read');
 
-
 export interface TagScopes {
   readonly scopes: { name: string; tags: string[] }[];
 }

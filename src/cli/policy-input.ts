@@ -12,7 +12,6 @@ import { prefixesOf, SubjectPrefixer } from '../identity/prefix.ts';
 import type { Subject } from '../policy/decision.ts';
 import { isRecord } from '../util/is-record.ts';
 
-
 /** The input with its subject as providers[`index`] yields it; throws (GatewayError) on a bad index or subject, or a subject that provider may not yield. */
 export function subjectAsProviderYields(input: unknown, providers: readonly ProviderConfig[], index: string): unknown {
   if (!/^(0|[1-9][0-9]*)$/.test(index) || Number(index) >= providers.length) {

@@ -113,7 +113,6 @@ export function policyHeaderNames(data: unknown): ReadonlySet<string> {
   return names;
 }
 
-
 export class PolicyEngine {
   /** Identifies the loaded policy in logs and /ready. */
   readonly revision: string;
