@@ -64,6 +64,22 @@ export async function startStubAndPassthrough(
   return { stubUrl, passthrough: { url: `http://127.0.0.1:${ptPort}`, pid: pt.pid }, idp };
 }
 
+/**
+ * The gateway the proxy benchmarks measure (bench/gateway.ts, bench/latency.ts, bench/profile.ts):
+ * one team per tenant of the mix, tokens from `idp`, in front of `upstreamUrl`. The defaults a
+ * deployment runs: log level info and an audit line per decision (to the harness's log file, as
+ * stdout would go to a container runtime). Until 2026-11-26 the benchmarks ran with audit off and
+ * log level warn (docs/performance.md).
+ */
+export function benchGatewayConfig(upstreamUrl: string, idp: TestIssuer, workers: number | 'auto'): Record<string, unknown> {
+  return {
+    server: { workers },
+    upstreams: [{ name: 'metrics', kind: 'prometheus', url: upstreamUrl, mount: '/' }],
+    identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
+    teams: Object.fromEntries(TENANTS.map((t) => [t, { groups: [t], selectors: [{ namespace: t }] }])),
+  };
+}
+
 export interface Upstreams extends Stoppable {
   /** End of the seeded data window: the evaluation time of every query. */
   evalTime: number;
@@ -151,18 +167,7 @@ export async function startTargets(upstreamUrl: string, up: Upstreams, opts: Sta
     } else {
       opts.log('prom-label-proxy is not installed (make bench-tools): skipping it');
     }
-    const startOneGateway = () =>
-      startGateway({
-      config: {
-        // The defaults a deployment runs: log level info and an audit line per decision (to the
-        // harness's log file, as stdout would go to a container runtime). Until 2026-11-26 the
-        // benchmarks ran with audit off and log level warn (docs/performance.md).
-        server: { workers: opts.workers },
-        upstreams: [{ name: 'metrics', kind: 'prometheus', url: upstreamUrl, mount: '/' }],
-        identity: { providers: [{ type: 'jwt', jwksFile: up.idp.jwksPath, issuer: up.idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
-        teams: Object.fromEntries(TENANTS.map((t) => [t, { groups: [t], selectors: [{ namespace: t }] }])),
-      },
-    });
+    const startOneGateway = () => startGateway({ config: benchGatewayConfig(upstreamUrl, up.idp, opts.workers) });
     for (const name of opts.twin === true ? (['lbac-gateway', 'lbac-gateway twin'] as const) : (['lbac-gateway'] as const)) {
       const gw = await startOneGateway();
       // Its log holds an audit line per request (≈ 100 MB per run): removed once the gateway has stopped.
