@@ -244,57 +244,61 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
   // Cancels the upstream request if the client leaves before the answer (fired by plugins/context.ts).
   const gone = new ClientGone();
   if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
-  const common = {
-    ...(filter === undefined
-      ? {}
-      : {
-          // reply-from's typings call `res` a server response; at run time it is the upstream response.
-          onResponse: (_r: unknown, replyArg: unknown, resArg: unknown) => {
-            const rep = replyArg as FastifyReply;
-            const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
-            // The route's own answer instead of the upstream's (RouteSpec.upstreamErrorAnswer), without the upstream's headers.
-            const answerOwn = (own: RawFilteredResponse | GatewayError, upstreamStatus: number): FastifyReply => {
-              const note = { endpoint: route.endpoint, upstreamStatus, answered: own.status };
-              if (upstreamStatus >= 500) req.log.warn(note, 'upstream error answered by the route');
-              else req.log.info(note, 'upstream error answered by the route');
-              dropUpstreamHeaders(rep, res.headers, own instanceof GatewayError ? 'retry-after' : undefined);
-              return own instanceof GatewayError ? rep.send(own) : rep.code(own.status).type(own.contentType).send(sendable(own));
-            };
-            readBounded(res.stream, MAX_FILTERED_BODY, opts.answerBudget).then(
-              (raw) => {
-                // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
-                // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
-                if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
-                // Errors (4xx/5xx) pass through as the upstream wrote them, unless the route answers them itself
-                // (RouteSpec.upstreamErrorAnswer: Tempo's trace by id); every 2xx answer is filtered.
-                if (res.statusCode < 200 || res.statusCode > 299) {
-                  const own = route.upstreamErrorAnswer?.(res.statusCode);
-                  if (own === undefined) return rep.send(raw);
-                  return answerOwn(own, res.statusCode);
-                }
-                const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }), ...traceLevelContext(opts.upstream) } };
-                return filterAnswer(filter, task).then(
-                  (out) => {
-                    const body = sendable(out);
-                    // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left),
-                    // when the answer is the gateway's own, without the upstream's headers.
-                    if (out.status !== 200) dropUpstreamHeaders(rep, res.headers);
-                    return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
-                  },
-                  (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
-                );
-              },
-              (e: unknown) => {
-                // An answer too large to filter is, where the route answers errors itself, answered as the upstream's own
-                // "response larger than the max" (500) would be: its size must not tell a trace made only of other
-                // teams' spans (Tempo 200, over MAX_FILTERED_BODY) from a missing one (Tempo 404).
-                const own = e instanceof AnswerTooLarge ? route.upstreamErrorAnswer?.(res.statusCode >= 200 && res.statusCode <= 299 ? 500 : res.statusCode) : undefined;
-                if (own !== undefined) return answerOwn(own, res.statusCode);
-                return rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e }));
-              },
-            );
-          },
-        }),
+  // reply-from's typings call `res` a server response; at run time it is the upstream response.
+  const onResponse =
+    filter === undefined
+      ? undefined
+      : (_r: unknown, replyArg: unknown, resArg: unknown) => {
+          const rep = replyArg as FastifyReply;
+          const res = resArg as { statusCode: number; headers: IncomingHttpHeaders; stream: NodeJS.ReadableStream };
+          // The route's own answer instead of the upstream's (RouteSpec.upstreamErrorAnswer), without the upstream's headers.
+          const answerOwn = (own: RawFilteredResponse | GatewayError, upstreamStatus: number): FastifyReply => {
+            const note = { endpoint: route.endpoint, upstreamStatus, answered: own.status };
+            if (upstreamStatus >= 500) req.log.warn(note, 'upstream error answered by the route');
+            else req.log.info(note, 'upstream error answered by the route');
+            dropUpstreamHeaders(rep, res.headers, own instanceof GatewayError ? 'retry-after' : undefined);
+            return own instanceof GatewayError ? rep.send(own) : rep.code(own.status).type(own.contentType).send(sendable(own));
+          };
+          readBounded(res.stream, MAX_FILTERED_BODY, opts.answerBudget).then(
+            (raw) => {
+              // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
+              // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
+              if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
+              // Errors (4xx/5xx) pass through as the upstream wrote them, unless the route answers them itself
+              // (RouteSpec.upstreamErrorAnswer: Tempo's trace by id); every 2xx answer is filtered.
+              if (res.statusCode < 200 || res.statusCode > 299) {
+                const own = route.upstreamErrorAnswer?.(res.statusCode);
+                if (own === undefined) return rep.send(raw);
+                return answerOwn(own, res.statusCode);
+              }
+              const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }), ...traceLevelContext(opts.upstream) } };
+              return filterAnswer(filter, task).then(
+                (out) => {
+                  const body = sendable(out);
+                  // Keep the upstream's 2xx (e.g. 206) unless the filter decided otherwise (404: nothing left),
+                  // when the answer is the gateway's own, without the upstream's headers.
+                  if (out.status !== 200) dropUpstreamHeaders(rep, res.headers);
+                  return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
+                },
+                (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
+              );
+            },
+            (e: unknown) => {
+              // An answer too large to filter is, where the route answers errors itself, answered as the upstream's own
+              // "response larger than the max" (500) would be: its size must not tell a trace made only of other
+              // teams' spans (Tempo 200, over MAX_FILTERED_BODY) from a missing one (Tempo 404).
+              const own = e instanceof AnswerTooLarge ? route.upstreamErrorAnswer?.(res.statusCode >= 200 && res.statusCode <= 299 ? 500 : res.statusCode) : undefined;
+              if (own !== undefined) return answerOwn(own, res.statusCode);
+              return rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e }));
+            },
+          );
+        };
+  const get = req.method === 'GET';
+  // One options object, of one shape for every kind of request (an absent option is undefined, which
+  // reply-from reads as absent): built as `{ ...common, … }` it was two objects per request, in four
+  // shapes (filtered or not, GET or POST) for reply-from's property reads to tell apart.
+  return reply.from(source, {
+    onResponse,
     retryDelay: NO_RETRY,
     rewriteHeaders: filter === undefined ? downstreamHeaders : filteredDownstreamHeaders,
     rewriteRequestHeaders: (_r: unknown, h: IncomingHttpHeaders) => {
@@ -310,7 +314,11 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
       return signedHeaders(upstream, req.method, target, out, req.method === 'GET' ? undefined : encoded);
     },
     onError: upstreamFailed,
-  };
-  if (req.method === 'GET') return reply.from(source, { ...common, queryString: () => query });
-  return reply.from(source, { ...common, queryString: () => '', body: encoded, contentType: FORM_CONTENT_TYPE });
+    queryString: get ? () => query : NO_QUERY_STRING,
+    body: get ? undefined : encoded,
+    contentType: get ? undefined : FORM_CONTENT_TYPE,
+  });
 }
+
+/** A POST's query string upstream: none (its parameters travel in the body). */
+const NO_QUERY_STRING = (): string => '';
