@@ -98,7 +98,15 @@ export interface TestApp {
 /** `authenticator`: instead of one over `identity` (default fakeSource), e.g. `Authenticator.fromConfig(config)`. */
 export async function testApp(
   config: GatewayConfig,
-  opts: { metrics?: GatewayMetrics; logger?: Logger; identity?: IdentitySource; authenticator?: Authenticator; dataRevision?: () => string } = {},
+  opts: {
+    metrics?: GatewayMetrics;
+    logger?: Logger;
+    identity?: IdentitySource;
+    authenticator?: Authenticator;
+    dataRevision?: () => string;
+    /** Runs on the built app before `ready()` (hooks a test observes requests with). */
+    beforeReady?: (app: FastifyInstance) => void;
+  } = {},
 ): Promise<TestApp> {
   const audit: Record<string, unknown>[] = [];
   const engine = await PolicyEngine.fromFile(config.policyWasm, { lbac: config.policyData }, { entrypoint: config.policy.entrypoint });
@@ -113,6 +121,7 @@ export async function testApp(
     auditLog: new AuditLog((line) => audit.push(JSON.parse(line) as Record<string, unknown>)),
     dataRevision: opts.dataRevision ?? (() => dataRevision(config)),
   });
+  opts.beforeReady?.(app);
   await app.ready();
   return { app, audit, metrics, holder };
 }
