@@ -240,7 +240,8 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
     if (route.rawResponseFilter === undefined && /protobuf/i.test(String(headers['accept'] ?? ''))) headers['accept'] = 'application/json';
   }
   const source = upstream.pathPrefix + path;
-  const query = req.method === 'GET' ? (upstream.auth?.query(encoded) ?? encoded) : '';
+  const get = req.method === 'GET';
+  const query = get ? (upstream.auth?.query(encoded) ?? encoded) : '';
   // Cancels the upstream request if the client leaves before the answer (fired by plugins/context.ts).
   const gone = new ClientGone();
   if (req.lbac !== null && req.lbac !== undefined) req.lbac.cancelUpstream = gone;
@@ -293,7 +294,6 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
             },
           );
         };
-  const get = req.method === 'GET';
   // One options object, of one shape for every kind of request (an absent option is undefined, which
   // reply-from reads as absent): built as `{ ...common, … }` it was two objects per request, in four
   // shapes (filtered or not, GET or POST) for reply-from's property reads to tell apart.
@@ -306,12 +306,12 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
       const out = headers as Record<string | symbol, unknown> as Record<string, string | string[]>;
       out['host'] = h.host ?? new URL(upstream.origin).host;
       // The body is the gateway's form (the client's Content-Type is never forwarded: upstreamHeaders).
-      if (req.method !== 'GET') out['content-type'] = FORM_CONTENT_TYPE;
+      if (!get) out['content-type'] = FORM_CONTENT_TYPE;
       (out as Record<symbol, unknown>)[CLIENT_GONE] = gone;
       if (upstream.auth?.signsRequests !== true) return out;
       // reply-from sends new URL(source, base).pathname + "?" + query, and `body` as given.
       const target = upstream.origin + new URL(source.startsWith('//') ? `.${source}` : source, upstream.origin).pathname + (query === '' ? '' : `?${query}`);
-      return signedHeaders(upstream, req.method, target, out, req.method === 'GET' ? undefined : encoded);
+      return signedHeaders(upstream, req.method, target, out, get ? undefined : encoded);
     },
     onError: upstreamFailed,
     queryString: get ? () => query : NO_QUERY_STRING,
