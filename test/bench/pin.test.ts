@@ -12,7 +12,16 @@ const linux = process.platform === 'linux';
 const canPin = linux && pinningPlan('generator') !== undefined;
 const started: ChildProcess[] = [];
 afterEach(() => {
-  for (const c of started.splice(0)) c.kill('SIGKILL');
+  // The whole tree: a parent killed with SIGKILL cannot end its children, which outlived every test run.
+  for (const c of started.splice(0)) {
+    for (const pid of c.pid === undefined ? [] : processTree(c.pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
 });
 
 /** A node process that starts a child of its own, and later (on 'go' on stdin) another. */
