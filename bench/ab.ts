@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { startGateway } from '../e2e/harness/gateway.ts';
+import type { startGateway } from '../e2e/harness/gateway.ts';
 import { repoRoot } from '../e2e/harness/tools.ts';
-import { cpuMicros, logger, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
+import { cpuMicros, logger, startBenchGateway, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
 import { CPU_BENCH_QUERY, cpuBenchRequest } from './lib/mix.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
 
@@ -63,9 +63,9 @@ try {
     identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'https://bench.invalid', audience: 'lbac-gateway', algorithms: ['ES256'] }] },
     teams: { a: { groups: ['team-a'], selectors: [{ namespace: 'team-a' }] } },
   };
-  const base = await startBase({ config });
+  const base = await startBenchGateway({ config }, startBase);
   procs.push(base);
-  const head = await startGateway({ config });
+  const head = await startBenchGateway({ config });
   procs.push(head);
   const token = await idp.mint({ sub: 'u-a', groups: ['team-a'] }, { expiresIn: '2h' });
   const query = CPU_BENCH_QUERY;

@@ -21,8 +21,7 @@
 // comparison is paired (per-request CPU is higher at the lower per-target rate).
 import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
-import { startGateway } from '../e2e/harness/gateway.ts';
-import { cpuMicros, logger, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
+import { cpuMicros, logger, startBenchGateway, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
 import { CPU_BENCH_QUERY, cpuBenchRequest } from './lib/mix.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
 
@@ -54,7 +53,7 @@ const procs: Stoppable[] = [];
 try {
   const { stubUrl, passthrough, idp } = await startStubAndPassthrough(procs);
   const gateway = (extra: Record<string, unknown>, server: Record<string, unknown> = {}) =>
-    startGateway({
+    startBenchGateway({
       config: {
         ...extra,
         // The default log level (info): what a deployment runs.

@@ -26,8 +26,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startGateway } from '../e2e/harness/gateway.ts';
-import { benchGatewayConfig, cpuMicros, logger, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
+import { benchGatewayConfig, cpuMicros, logger, startBenchGateway, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
 import { requestMix, TENANTS, type BenchRequest } from './lib/mix.ts';
 import { diffProfiles, parsePerfScript, symbolKind, type DiffRow, type ProfileSide } from './lib/perf-report.ts';
 import { machineInfo, row, writeResult } from './lib/report.ts';
@@ -99,7 +98,7 @@ try {
   const { stubUrl, passthrough, idp } = await startStubAndPassthrough(procs, ['--perf-basic-prof']);
   const tokens: Record<string, string> = {};
   for (const t of TENANTS) tokens[t] = await idp.mint({ sub: `u-${t}`, groups: [t] }, { expiresIn: '2h' });
-  const gateway = await startGateway({ config: benchGatewayConfig(stubUrl, idp, 1), env: { NODE_OPTIONS: '--perf-basic-prof' } });
+  const gateway = await startBenchGateway({ config: benchGatewayConfig(stubUrl, idp, 1), env: { NODE_OPTIONS: '--perf-basic-prof' } });
   procs.push(gateway);
   const now = Math.floor(Date.now() / 1000);
   const pick = (mix: BenchRequest[]) => (ONLY === undefined ? mix : mix.filter((_, i) => ONLY.includes(i)));

@@ -4,15 +4,15 @@
 // Reports growth between the first and the last minute → bench/results/soak-<date>.json.
 //
 //   node bench/soak.ts [--minutes 10] [--rate 400]
-import { readFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { startGateway } from '../e2e/harness/gateway.ts';
 import { freePort } from '../e2e/harness/ports.ts';
 import { startProcess } from '../e2e/harness/process.ts';
 import { createTestIssuer } from '../e2e/harness/tokens.ts';
 import { repoRoot } from '../e2e/harness/tools.ts';
+import { startBenchGateway } from './lib/fleet.ts';
 
 const { values: args } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, rate: { type: 'string', default: '400' } } });
 const MINUTES = Number(args.minutes);
@@ -33,7 +33,7 @@ const stubPort = await freePort();
 const stub = await startProcess({ name: 'soak-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `http://127.0.0.1:${stubPort}/api/v1/status/buildinfo` });
 const idp = await createTestIssuer({ issuer: 'https://soak.invalid', audience: 'lbac-gateway', alg: 'ES256' });
 const adminPort = await freePort();
-const gw = await startGateway({
+const gw = await startBenchGateway({
   config: {
     // The defaults a deployment runs (log level info, an audit line per decision, to the harness's
     // log file); until 2026-11-26 the soak ran with audit off, so the audit batching was not in it.
@@ -61,7 +61,6 @@ process.stderr.write(`[soak] ${MINUTES} min at ${RATE} req/s against pid ${gw.pi
 const result = await autocannon({ url: gw.url, requests, connections: 8, overallRate: RATE, duration: MINUTES * 60 });
 clearInterval(sampler);
 await gw.stop();
-rmSync(gw.logFile, { force: true }); // an audit line per request: ≈ 150 MB after ten minutes
 await stub.stop();
 
 const window = (from: number, to: number) => samples.filter((s) => s.t >= from && s.t < to);

@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildTeamsOpenMetrics, seedEndSeconds } from '../../e2e/fixtures/seed.ts';
-import { startGateway } from '../../e2e/harness/gateway.ts';
+import { startGateway, type GatewayInstance, type StartGatewayOptions } from '../../e2e/harness/gateway.ts';
 import { freePort } from '../../e2e/harness/ports.ts';
 import { startProcess } from '../../e2e/harness/process.ts';
 import { startPrometheus } from '../../e2e/harness/prometheus.ts';
@@ -78,6 +78,16 @@ export function benchGatewayConfig(upstreamUrl: string, idp: TestIssuer, workers
     identity: { providers: [{ type: 'jwt', jwksFile: idp.jwksPath, issuer: idp.issuer, audience: 'lbac-gateway', algorithms: ['ES256'] }] },
     teams: Object.fromEntries(TENANTS.map((t) => [t, { groups: [t], selectors: [{ namespace: t }] }])),
   };
+}
+
+/**
+ * A gateway a benchmark loads, started by `start` (this checkout's harness; bench/ab.ts passes the
+ * base commit's). Its log holds an audit line per request, hundreds of MB per run: removed once
+ * the gateway has stopped.
+ */
+export async function startBenchGateway(opts: StartGatewayOptions, start: (opts: StartGatewayOptions) => Promise<GatewayInstance> = startGateway): Promise<GatewayInstance> {
+  const gw = await start(opts);
+  return { ...gw, stop: () => gw.stop().finally(() => rmSync(gw.logFile, { force: true })) };
 }
 
 export interface Upstreams extends Stoppable {
@@ -167,11 +177,9 @@ export async function startTargets(upstreamUrl: string, up: Upstreams, opts: Sta
     } else {
       opts.log('prom-label-proxy is not installed (make bench-tools): skipping it');
     }
-    const startOneGateway = () => startGateway({ config: benchGatewayConfig(upstreamUrl, up.idp, opts.workers) });
     for (const name of opts.twin === true ? (['lbac-gateway', 'lbac-gateway twin'] as const) : (['lbac-gateway'] as const)) {
-      const gw = await startOneGateway();
-      // Its log holds an audit line per request (≈ 100 MB per run): removed once the gateway has stopped.
-      procs.push({ stop: () => gw.stop().finally(() => rmSync(gw.logFile, { force: true })) });
+      const gw = await startBenchGateway({ config: benchGatewayConfig(upstreamUrl, up.idp, opts.workers) });
+      procs.push(gw);
       targets[name] = { url: gw.url, requests: requestMix(up.evalTime, (t) => ({ path: '', headers: { authorization: `Bearer ${up.tokens[t]}` } })) };
     }
     const ptPort = await freePort();
