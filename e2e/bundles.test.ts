@@ -3,19 +3,22 @@
 // it with bearer auth and ETags, and every check of "which policy is active" is
 // made through the gateway against a real, seeded Prometheus: the namespaces
 // Alice's query returns tell which bundle answered.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './harness/eventually.ts';
-import { buildBundle, editBundle, generateSigningKey, type SigningKeyPair } from './harness/bundles.ts';
+import { buildBundle, editBundle, generateSigningKey, removeBundleWorkDir, type SigningKeyPair } from './harness/bundles.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { startNginx, type NginxInstance } from './harness/nginx.ts';
 import { freePort } from './harness/ports.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
 import { createTestIssuer, type TestIssuer } from './harness/tokens.ts';
 import { buildTeamsOpenMetrics, seedEndSeconds, TEAM_NAMESPACES } from './fixtures/seed.ts';
+
+// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
+afterAll(removeBundleWorkDir);
 
 const RESOURCE = 'bundles/lbac.tar.gz';
 const TOKEN = 'bundle-service-token-1';
@@ -30,7 +33,7 @@ let key: SigningKeyPair;
 let foreignKey: SigningKeyPair;
 let evalTime: number;
 let alice: string;
-let persistDir: string;
+let persistDir: string | undefined;
 const bundles: Record<string, Buffer> = {};
 
 /** The bundle data: group team-a sees the given namespace regex. */
@@ -123,6 +126,7 @@ afterAll(async () => {
   await gw?.stop();
   await nginx?.stop();
   await prom?.stop();
+  if (persistDir !== undefined) rmSync(dirname(persistDir), { recursive: true, force: true });
 });
 
 describe('policy bundles from nginx', () => {

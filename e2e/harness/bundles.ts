@@ -48,6 +48,12 @@ function tmp(): string {
 }
 let seq = 0;
 
+/** Removes the helper's temp dir (keys, bundle sources, bundles): a test file that uses the helper calls it in afterAll. */
+export function removeBundleWorkDir(): void {
+  if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true });
+  workDir = undefined;
+}
+
 export function generateSigningKey(algorithm: 'RS256' | 'ES256' = 'RS256'): SigningKeyPair {
   const pair =
     algorithm === 'RS256'

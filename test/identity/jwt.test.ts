@@ -1,10 +1,10 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { claimsSchema, jwtProviderSchema } from '../../src/config/schema.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 import { claimAt, isSpaceDelimitedClaim, mapClaims, stringList } from '../../src/identity/claims.ts';
 import { connectionTokenDigest, JwtVerifier, readJwksFile, tokenDigest } from '../../src/identity/jwt.ts';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -283,6 +283,7 @@ describe('userinfo merge', () => {
 describe('readJwksFile', () => {
   it("a file that is not JSON is a config error that does not quote the file's text (a jwksFile set to a secret's path)", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jwks-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     for (const secret of ['s3cr3t-client-secret', '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n', '{"keys": [], "x": s3cr3tpassw0rd}']) {
       const file = join(dir, 'secret');
       writeFileSync(file, secret);
