@@ -73,7 +73,11 @@ test: tools deps ## everything: typecheck, opa test, vitest unit + e2e; ends wit
 	@$(MAKE) --no-print-directory build
 	@bash scripts/build-policy.sh test-only | tee $(RESULTS)/opa.txt || true
 	@echo "[test] vitest (unit + e2e)"
-	@vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || true
+	@# Every temp file of the run (test dirs, keys, e2e process logs) under one directory: removed when
+	@# every test passed, kept (and named) for a failure's logs.
+	@run_tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/lbac-test.XXXXXX"); \
+	if TMPDIR="$$run_tmp" vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json; then rm -rf "$$run_tmp"; \
+	else echo "[test] temp files and e2e process logs of this run: $$run_tmp"; fi
 	@node scripts/e2e-report.ts --since $(RESULTS)/started || true
 	@node scripts/test-summary.ts $(RESULTS)/vitest.json $(RESULTS)/opa.txt
 
