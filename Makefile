@@ -73,19 +73,16 @@ test: tools deps ## everything: typecheck, opa test, vitest unit + e2e; ends wit
 	@$(MAKE) --no-print-directory build
 	@bash scripts/build-policy.sh test-only | tee $(RESULTS)/opa.txt || true
 	@echo "[test] vitest (unit + e2e)"
-	@# Every temp file of the run (test dirs, keys, e2e process logs) under one directory: removed when
-	@# every test passed, kept (and named) for a failure's logs.
-	@run_tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/lbac-test.XXXXXX"); \
-	if TMPDIR="$$run_tmp" vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json; then rm -rf "$$run_tmp"; \
-	else echo "[test] temp files and e2e process logs of this run: $$run_tmp"; fi
+	@# A failed test does not stop here: the summary below counts it.
+	@bash scripts/vitest-run.sh --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || true
 	@node scripts/e2e-report.ts --since $(RESULTS)/started || true
 	@node scripts/test-summary.ts $(RESULTS)/vitest.json $(RESULTS)/opa.txt
 
 test-unit: deps ## vitest unit project only
-	@vitest run --project unit
+	@bash scripts/vitest-run.sh --project unit
 
 test-e2e: tools deps ## vitest e2e project only (real backends; LBAC_E2E_MODE=containers: official images, e2e/README.md)
-	@vitest run --project e2e
+	@bash scripts/vitest-run.sh --project e2e
 
 e2e-report: node-runtime ## table of the e2e results (backend × tenant × endpoint: run, matches, leaks) → e2e/results/report.md
 	@node scripts/e2e-report.ts
