@@ -13,7 +13,7 @@ OPA_BIN := $(TOOLS_DIR)/opa-$(OPA_VERSION)
 export PATH := $(NODE_BIN):$(OPA_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 RESULTS := .run/test-results
 
-.PHONY: help soak bench tools demo-tools policy-tools bundle bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision bench-cpu bench-ab bench-profile clean
+.PHONY: help soak bench tools demo-tools policy-tools bundle bench-tools deploy-tools deploy-check node-runtime deps build typecheck policy policy-test test test-unit test-e2e e2e-report run bench-rewrite bench-identity bench-latency bench-decision bench-cpu bench-cluster-cpu bench-ab bench-profile clean
 
 help: ## list targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ bench-identity: deps ## verified-and-cached JWT cost per request (ES256, RS256) 
 
 bench-cpu: tools deps ## CPU µs per request: bare pass-through vs lbac-gateway (audit on/off), stub upstream → bench/results/
 	@node bench/cpu.ts
+
+bench-cluster-cpu: tools deps ## CPU µs per request of each process (primary, workers) at saturation, gateway vs pass-through with WORKERS=2 each → bench/results/
+	@node bench/cluster-cpu.ts --workers $(or $(WORKERS),2)
 
 bench-profile: tools deps ## where the gateway's CPU per request goes next to the bare pass-through's (needs perf) → bench/results/
 	@node bench/profile.ts

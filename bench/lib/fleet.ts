@@ -45,6 +45,41 @@ export function cpuMicros(pid: number): number {
   return ns / 1000;
 }
 
+/** The processes `pid` started (every thread's children), read from /proc. Linux only. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ')) if (c.trim() !== '') out.push(Number(c));
+    } catch {
+      // The thread ended between listing and reading.
+    }
+  }
+  return out;
+}
+
+/**
+ * cpuMicros of `pid` and of every process below it (a cluster's primary and
+ * its workers), each alone, the root first: `pids` are read once, so call
+ * again with the same list to take the difference.
+ */
+export function treeCpuMicros(pids: readonly number[]): number[] {
+  return pids.map((p) => {
+    try {
+      return cpuMicros(p);
+    } catch {
+      return Number.NaN; // gone: a worker that died is no steady state to measure
+    }
+  });
+}
+
+/** `pid` and its descendants, root first. */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...childPids(out[i]!));
+  return out;
+}
+
 /**
  * The CPU benchmarks' fixture (bench/cpu.ts, bench/ab.ts): the canned stub and the bare
  * pass-through in front of it, pushed onto `procs` (stopped by the caller), and a test IdP.
@@ -53,12 +88,14 @@ export async function startStubAndPassthrough(
   procs: Stoppable[],
   /** Node options for the pass-through process (bench/profile.ts: `--perf-basic-prof`). */
   passthroughNodeArgs: readonly string[] = [],
+  /** Pass-through processes (node:cluster workers when more than one, as bench/passthrough.ts runs them). */
+  passthroughWorkers = 1,
 ): Promise<{ stubUrl: string; passthrough: { url: string; pid: number }; idp: TestIssuer }> {
   const stubPort = await freePort();
   const stubUrl = `http://127.0.0.1:${stubPort}`;
   procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `${stubUrl}/api/v1/status/buildinfo` }));
   const ptPort = await freePort();
-  const pt = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [...passthroughNodeArgs, join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
+  const pt = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [...passthroughNodeArgs, join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl, String(passthroughWorkers)], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
   procs.push(pt);
   const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
   return { stubUrl, passthrough: { url: `http://127.0.0.1:${ptPort}`, pid: pt.pid }, idp };
