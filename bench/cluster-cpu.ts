@@ -13,7 +13,10 @@
 // by req/s, per round and as the median of the rounds' ratios. Linux only.
 // Results: bench/results/cluster-cpu-<date>.json.
 //
-//   node bench/cluster-cpu.ts [--workers 2] [--seconds 6] [--rounds 5] [--warmup 15] [--out FILE]
+//   node bench/cluster-cpu.ts [--workers 2] [--seconds 6] [--rounds 5] [--warmup 15] [--gateway-config JSON] [--out FILE]
+//
+// --gateway-config: top-level keys merged over the gateway's bench config, e.g.
+// '{"audit":{"enabled":false}}' to see what the audit line costs in a cluster.
 import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
 import { benchGatewayConfig, logger, processTree, startBenchGateway, startStubAndPassthrough, stopAll, treeCpuMicros, type Stoppable } from './lib/fleet.ts';
@@ -26,6 +29,7 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '6' },
     rounds: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '15' },
+    'gateway-config': { type: 'string', default: '{}' },
     out: { type: 'string' },
   },
 });
@@ -33,6 +37,7 @@ const WORKERS = Number(args.workers);
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 const WARMUP = Number(args.warmup);
+const GATEWAY_CONFIG = JSON.parse(args['gateway-config']) as Record<string, unknown>;
 if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error('--workers must be a whole number ≥ 1');
 const log = logger('bench-cluster-cpu');
 
@@ -59,7 +64,7 @@ const procs: Stoppable[] = [];
 try {
   const { stubUrl, passthrough, idp } = await startStubAndPassthrough(procs, [], WORKERS);
   const tokens = Object.fromEntries(await Promise.all(TENANTS.map(async (t) => [t, await idp.mint({ sub: `u-${t}`, groups: [t] }, { expiresIn: '2h' })] as const)));
-  const gw = await startBenchGateway({ config: benchGatewayConfig(stubUrl, idp, WORKERS) });
+  const gw = await startBenchGateway({ config: { ...benchGatewayConfig(stubUrl, idp, WORKERS), ...GATEWAY_CONFIG } });
   procs.push(gw);
   // The mix's timestamps do not matter to the stub; the pass-through gets the queries already enforced.
   const evalTime = Math.floor(Date.now() / 1000);
@@ -115,8 +120,8 @@ try {
   process.stdout.write(`\n${row(['target', 'req/s', 'CPU µs/req', WORKERS === 1 ? 'the process' : 'primary, then each worker'], widths)}\n`);
   for (const r of results) process.stdout.write(`${row([r.target, r.requestsPerSec, r.cpuMicrosPerRequest, r.cpuMicrosPerRequestByProcess.join(' ')], widths)}\n`);
   process.stdout.write(`\nfloor ÷ gateway: CPU ${ratios.cpu} (rounds ${ratios.cpuByRound.join(' ')}), req/s ${ratios.requestsPerSec} (rounds ${ratios.requestsPerSecByRound.join(' ')})\n`);
-  const command = `node bench/cluster-cpu.ts --workers ${WORKERS} --seconds ${SECONDS} --rounds ${ROUNDS} --warmup ${WARMUP}`;
-  const file = writeResult('cluster-cpu', { date: new Date().toISOString(), machine: machineInfo(), command, workers: WORKERS, seconds: SECONDS, rounds: ROUNDS, warmup: WARMUP, results, ratios }, args.out);
+  const command = `node bench/cluster-cpu.ts --workers ${WORKERS} --seconds ${SECONDS} --rounds ${ROUNDS} --warmup ${WARMUP}${args['gateway-config'] === '{}' ? '' : ` --gateway-config '${args['gateway-config']}'`}`;
+  const file = writeResult('cluster-cpu', { date: new Date().toISOString(), machine: machineInfo(), command, workers: WORKERS, gatewayConfig: GATEWAY_CONFIG, seconds: SECONDS, rounds: ROUNDS, warmup: WARMUP, results, ratios }, args.out);
   process.stdout.write(`written: ${file}\n`);
 } finally {
   await stopAll(procs);
