@@ -217,17 +217,13 @@ function paramsJson(params: Record<string, string[]>): string {
 const jsonTexts = new TextMemo((s) => JSON.stringify(s));
 const jsonText = (s: string): string => jsonTexts.get(s);
 
-/** metricsBlock's JSON: the stages the request reached, in the block's key order. */
+/** metricsBlock's JSON: the stages the request reached, in the block's key order (written out: no per-line arrays). */
 function metricsJson(t: LbacRequestState['timings']): string {
   let out = '';
-  for (const [key, ms] of [
-    ['timer_identity_ms', t.identity],
-    ['timer_policy_ms', t.policy],
-    ['timer_rewrite_ms', t.rewrite],
-    ['timer_upstream_ms', t.upstream],
-  ] as const) {
-    if (ms !== undefined) out += `${out === '' ? '' : ','}"${key}":${millisJson(ms)}`;
-  }
+  if (t.identity !== undefined) out = `"timer_identity_ms":${millisJson(t.identity)}`;
+  if (t.policy !== undefined) out += `${out === '' ? '' : ','}"timer_policy_ms":${millisJson(t.policy)}`;
+  if (t.rewrite !== undefined) out += `${out === '' ? '' : ','}"timer_rewrite_ms":${millisJson(t.rewrite)}`;
+  if (t.upstream !== undefined) out += `${out === '' ? '' : ','}"timer_upstream_ms":${millisJson(t.upstream)}`;
   return `{${out}}`;
 }
 
