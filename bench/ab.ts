@@ -21,7 +21,7 @@ import type { startGateway } from '../e2e/harness/gateway.ts';
 import { repoRoot } from '../e2e/harness/tools.ts';
 import { cpuMicros, logger, startBenchGateway, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
 import { CPU_BENCH_QUERY, cpuBenchRequest } from './lib/mix.ts';
-import { machineInfo, row, writeResult } from './lib/report.ts';
+import { machineInfo, row, upperMedian, writeResult } from './lib/report.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -88,14 +88,13 @@ try {
       samples[i]!.push((cpuMicros(targets[i]!.pid) - before[i]!) / REQUESTS);
     });
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const [floor, baseUs, headUs] = samples.map(median) as [number, number, number];
+  const [floor, baseUs, headUs] = samples.map(upperMedian) as [number, number, number];
   const diffs = samples[2]!.map((h, i) => h - samples[1]![i]!);
-  const medianDiff = median(diffs);
+  const medianDiff = upperMedian(diffs);
   const agreeing = diffs.filter((d) => Math.sign(d) === Math.sign(medianDiff)).length;
   const widths = [40, 12, 14];
   process.stdout.write(`\n${row(['target', 'CPU µs/req', 'floor ÷ target'], widths)}\n`);
-  for (const [i, t] of targets.entries()) process.stdout.write(`${row([t.name, median(samples[i]!).toFixed(1), (floor / median(samples[i]!)).toFixed(2)], widths)}\n`);
+  for (const [i, t] of targets.entries()) process.stdout.write(`${row([t.name, upperMedian(samples[i]!).toFixed(1), (floor / upperMedian(samples[i]!)).toFixed(2)], widths)}\n`);
   process.stdout.write(`\nthis checkout − base, per round: median ${medianDiff.toFixed(1)} µs/req; ${agreeing} of ${ROUNDS} rounds agree on the sign\n`);
   const round1 = (x: number) => Math.round(x * 10) / 10;
   const file = writeResult(

@@ -21,7 +21,7 @@ import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
 import { benchGatewayConfig, logger, processTree, startBenchGateway, startStubAndPassthrough, stopAll, treeCpuMicros, type Stoppable } from './lib/fleet.ts';
 import { requestMix, TENANTS } from './lib/mix.ts';
-import { machineInfo, row, writeResult } from './lib/report.ts';
+import { machineInfo, row, upperMedian, writeResult } from './lib/report.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -56,7 +56,6 @@ interface Round {
   readonly total: number;
 }
 
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
@@ -103,16 +102,16 @@ try {
     return {
       target: t.name,
       processes: t.pids.length,
-      requestsPerSec: Math.round(median(rs.map((r) => r.requestsPerSec))),
-      cpuMicrosPerRequest: r1(median(rs.map((r) => r.total))),
+      requestsPerSec: Math.round(upperMedian(rs.map((r) => r.requestsPerSec))),
+      cpuMicrosPerRequest: r1(upperMedian(rs.map((r) => r.total))),
       // Index 0 is the primary when there are workers.
-      cpuMicrosPerRequestByProcess: t.pids.map((_, i) => r1(median(rs.map((r) => r.perProcess[i]!)))),
+      cpuMicrosPerRequestByProcess: t.pids.map((_, i) => r1(upperMedian(rs.map((r) => r.perProcess[i]!)))),
       rounds: rs.map((r) => ({ requestsPerSec: Math.round(r.requestsPerSec), cpuMicrosPerRequest: r1(r.total), byProcess: r.perProcess.map(r1) })),
     };
   });
   const ratios = {
-    cpu: r2(median(floor.map((f, i) => f.total / gateway[i]!.total))),
-    requestsPerSec: r2(median(floor.map((f, i) => gateway[i]!.requestsPerSec / f.requestsPerSec))),
+    cpu: r2(upperMedian(floor.map((f, i) => f.total / gateway[i]!.total))),
+    requestsPerSec: r2(upperMedian(floor.map((f, i) => gateway[i]!.requestsPerSec / f.requestsPerSec))),
     cpuByRound: floor.map((f, i) => r2(f.total / gateway[i]!.total)),
     requestsPerSecByRound: floor.map((f, i) => r2(gateway[i]!.requestsPerSec / f.requestsPerSec)),
   };

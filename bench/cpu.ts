@@ -23,7 +23,7 @@ import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
 import { cpuMicros, logger, startBenchGateway, startStubAndPassthrough, stopAll, type Stoppable } from './lib/fleet.ts';
 import { CPU_BENCH_QUERY, cpuBenchRequest } from './lib/mix.ts';
-import { machineInfo, row, writeResult } from './lib/report.ts';
+import { machineInfo, row, upperMedian, writeResult } from './lib/report.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -106,10 +106,9 @@ try {
       samples.get(t.name)!.push(await run(t, REQUESTS));
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const floor = median(samples.get('bare pass-through')!);
+  const floor = upperMedian(samples.get('bare pass-through')!);
   const results = targets.map((t) => {
-    const us = median(samples.get(t.name)!);
+    const us = upperMedian(samples.get(t.name)!);
     return { target: t.name, cpuMicrosPerRequest: Math.round(us * 10) / 10, overFloor: Math.round((us - floor) * 10) / 10, floorRatio: Math.round((floor / us) * 100) / 100, rounds: samples.get(t.name)!.map((x) => Math.round(x)) };
   });
   const widths = [26, 12, 12, 14];

@@ -13,6 +13,7 @@ import { startProcess } from '../e2e/harness/process.ts';
 import { createTestIssuer } from '../e2e/harness/tokens.ts';
 import { repoRoot } from '../e2e/harness/tools.ts';
 import { startBenchGateway } from './lib/fleet.ts';
+import { upperMedian } from './lib/report.ts';
 
 const { values: args } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, rate: { type: 'string', default: '400' } } });
 const MINUTES = Number(args.minutes);
@@ -64,10 +65,6 @@ await gw.stop();
 await stub.stop();
 
 const window = (from: number, to: number) => samples.filter((s) => s.t >= from && s.t < to);
-const median = (xs: number[]) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length === 0 ? NaN : v[Math.floor(v.length / 2)]!;
-};
 // RSS follows the garbage collector's sawtooth; compare medians of the halves
 // (after a minute of warm-up) and fit a line, rather than trust two points.
 const steady = window(60, MINUTES * 60 + 10);
@@ -92,9 +89,9 @@ const summary = {
   rssMiBSecondMinute: mean(first.map((s) => s.rssMiB)),
   rssMiBLastMinute: mean(last.map((s) => s.rssMiB)),
   rssGrowthPercent: (100 * (mean(last.map((s) => s.rssMiB)) - mean(first.map((s) => s.rssMiB)))) / mean(first.map((s) => s.rssMiB)),
-  rssMedianMiBFirstHalf: median(window(60, half).map((s) => s.rssMiB)),
-  rssMedianMiBSecondHalf: median(window(half, MINUTES * 60 + 10).map((s) => s.rssMiB)),
-  rssMedianGrowthPercent: (100 * (median(window(half, MINUTES * 60 + 10).map((s) => s.rssMiB)) - median(window(60, half).map((s) => s.rssMiB)))) / median(window(60, half).map((s) => s.rssMiB)),
+  rssMedianMiBFirstHalf: upperMedian(window(60, half).map((s) => s.rssMiB)),
+  rssMedianMiBSecondHalf: upperMedian(window(half, MINUTES * 60 + 10).map((s) => s.rssMiB)),
+  rssMedianGrowthPercent: (100 * (upperMedian(window(half, MINUTES * 60 + 10).map((s) => s.rssMiB)) - upperMedian(window(60, half).map((s) => s.rssMiB)))) / upperMedian(window(60, half).map((s) => s.rssMiB)),
   rssTrendMiBPerMinute: slope,
   eventLoopP99MsMax: Math.max(...samples.map((s) => s.eventLoopP99Ms).filter(Number.isFinite)),
   samples,

@@ -30,6 +30,15 @@ export function row(cells: (string | number)[], widths: number[]): string {
   return cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i] ?? 0) : String(c).padStart(widths[i] ?? 0))).join(' ');
 }
 
+/**
+ * The middle sample, the upper of the two for an even count (NaN for none): the
+ * median the round-based CPU benchmarks report (bench/cpu.ts, ab.ts,
+ * cluster-cpu.ts, soak.ts), always a measured round, never an average of two.
+ */
+export function upperMedian(xs: readonly number[]): number {
+  return xs.length === 0 ? Number.NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
 /** Sample statistics in the samples' unit (µs): nearest-rank percentiles, mean, max. */
 export interface SampleStats {
   n: number;
