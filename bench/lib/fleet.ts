@@ -46,7 +46,7 @@ export function cpuMicros(pid: number): number {
 }
 
 /** The processes `pid` started (every thread's children), read from /proc. Linux only. */
-export function childPids(pid: number): number[] {
+function childPids(pid: number): number[] {
   const out: number[] = [];
   for (const task of readdirSync(`/proc/${pid}/task`)) {
     try {
