@@ -45,6 +45,23 @@ export function cpuMicros(pid: number): number {
   return ns / 1000;
 }
 
+/** Context switches of every thread of `pid` so far: voluntary (it waited) and involuntary (the scheduler preempted it). Linux only. */
+export function contextSwitches(pid: number): { voluntary: number; involuntary: number } {
+  let voluntary = 0;
+  let involuntary = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+    } catch {
+      continue; // the thread ended between listing and reading
+    }
+    voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  }
+  return { voluntary, involuntary };
+}
+
 /** The processes `pid` started (every thread's children), read from /proc. Linux only. */
 function childPids(pid: number): number[] {
   const out: number[] = [];

@@ -1,9 +1,9 @@
-// bench/lib/fleet.ts processTree and treeCpuMicros (make bench-cluster-cpu): a cluster's processes
+// bench/lib/fleet.ts processTree, treeCpuMicros and contextSwitches (make bench-cluster-cpu): a cluster's processes
 // are found below its root, and each one's CPU is read on its own, so a busy child's time is not
 // credited to its idle parent, nor lost.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { processTree, treeCpuMicros } from '../../bench/lib/fleet.ts';
+import { contextSwitches, processTree, treeCpuMicros } from '../../bench/lib/fleet.ts';
 
 const started: ChildProcess[] = [];
 afterEach(() => {
@@ -41,5 +41,16 @@ describe('processTree and treeCpuMicros', () => {
 
   it('reads a process that has gone as NaN, not as zero', () => {
     expect(treeCpuMicros([2 ** 22 + 12345])).toEqual([Number.NaN]);
+  });
+
+  it('counts the context switches of a process that keeps going to sleep as voluntary', async () => {
+    // A timer every 5 ms: each wait for it gives up the core (a voluntary switch).
+    const sleeper = spawn(process.execPath, ['-e', 'setInterval(() => {}, 5)'], { stdio: 'ignore', detached: true });
+    started.push(sleeper);
+    const pid = sleeper.pid!;
+    await new Promise((r) => setTimeout(r, 300));
+    const before = contextSwitches(pid);
+    await expect.poll(() => contextSwitches(pid).voluntary - before.voluntary).toBeGreaterThan(20);
+    expect(contextSwitches(pid).involuntary).toBeGreaterThanOrEqual(before.involuntary);
   });
 });
