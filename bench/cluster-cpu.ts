@@ -21,7 +21,8 @@
 // '{"audit":{"enabled":false}}' to see what the audit line costs in a cluster.
 import autocannon from 'autocannon';
 import { parseArgs } from 'node:util';
-import { benchGatewayConfig, contextSwitches, logger, processTree, startBenchGateway, startStubAndPassthrough, stopAll, treeCpuMicros, type Stoppable } from './lib/fleet.ts';
+import { benchGatewayConfig, contextSwitches, logger, startBenchGateway, startStubAndPassthrough, stopAll, treeCpuMicros, type Stoppable } from './lib/fleet.ts';
+import { processTree } from './lib/pin.ts';
 import { requestMix, TENANTS } from './lib/mix.ts';
 import { machineInfo, row, upperMedian, writeResult } from './lib/report.ts';
 

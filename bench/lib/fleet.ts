@@ -62,19 +62,6 @@ export function contextSwitches(pid: number): { voluntary: number; involuntary: 
   return { voluntary, involuntary };
 }
 
-/** The processes `pid` started (every thread's children), read from /proc. Linux only. */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      for (const c of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ')) if (c.trim() !== '') out.push(Number(c));
-    } catch {
-      // The thread ended between listing and reading.
-    }
-  }
-  return out;
-}
-
 /**
  * cpuMicros of `pid` and of every process below it (a cluster's primary and
  * its workers), each alone, the root first: `pids` are read once, so call
@@ -88,13 +75,6 @@ export function treeCpuMicros(pids: readonly number[]): number[] {
       return Number.NaN; // gone: a worker that died is no steady state to measure
     }
   });
-}
-
-/** `pid` and its descendants, root first. */
-export function processTree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) out.push(...childPids(out[i]!));
-  return out;
 }
 
 /**

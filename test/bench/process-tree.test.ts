@@ -1,9 +1,10 @@
-// bench/lib/fleet.ts processTree, treeCpuMicros and contextSwitches (make bench-cluster-cpu): a cluster's processes
+// bench/lib/fleet.ts treeCpuMicros and contextSwitches, with pin.ts's processTree (make bench-cluster-cpu): a cluster's processes
 // are found below its root, and each one's CPU is read on its own, so a busy child's time is not
 // credited to its idle parent, nor lost.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { contextSwitches, processTree, treeCpuMicros } from '../../bench/lib/fleet.ts';
+import { contextSwitches, treeCpuMicros } from '../../bench/lib/fleet.ts';
+import { processTree } from '../../bench/lib/pin.ts';
 
 const started: ChildProcess[] = [];
 afterEach(() => {
