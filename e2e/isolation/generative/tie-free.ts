@@ -57,3 +57,25 @@ export function tieFree(q: string): TieFree | null {
   };
   return { none: withK('0'), all: withK(KEEP_ALL), args };
 }
+
+/**
+ * Every query whose answer does not depend on how topk/bottomk/limitk break ties and which must be
+ * the same on both sides before a difference in `q` is put down to ties: `q` with every k 0 and with
+ * every k KEEP_ALL, and each call's argument, where an argument that itself holds such a call
+ * (`topk(1, bottomk(3, x))`) is replaced by the same queries of its own. null as tieFree.
+ */
+export function tieIndependentQueries(q: string): string[] | null {
+  const parts = tieFree(q);
+  if (parts === null) return null;
+  const out = new Set<string>([parts.all, parts.none]);
+  const pending = [...parts.args];
+  for (let x = pending.pop(); x !== undefined; x = pending.pop()) {
+    const inner = tieFree(x);
+    if (inner === null) out.add(x);
+    else {
+      out.add(inner.all).add(inner.none);
+      pending.push(...inner.args);
+    }
+  }
+  return [...out];
+}
