@@ -3,7 +3,7 @@
  * `@grafana/lezer-logql` lags behind Loki's own parser (implicit `and`
  * between label filters, `offset` order, a parenthesised `unwrap`, Go
  * comments, keyword case, function names Loki reads as label names, `_` in
- * numbers). A repair only ever rewrites a shadow copy of the query, of the
+ * numbers, byte-size suffixes). A repair only ever rewrites a shadow copy of the query, of the
  * same length, so stream selectors sit at the same offsets in the query and
  * in the tree; what the gateway forwards is always built from the query
  * itself (logql.ts). Pure; no I/O.
@@ -313,6 +313,46 @@ function repairNumberUnderscore(s: string, pos: number): string | null {
   return s.slice(0, start) + '0'.repeat(lit.length - digits.length) + digits + s.slice(end);
 }
 
+/**
+ * Byte-size suffixes Loki reads after a number (its lexer's tryScanBytes: a run
+ * of digits, `.` and the letters B i k K M G T P up to a blank, handed to
+ * go-humanize's ParseBytes, which lower-cases the suffix), by length. The
+ * grammar reads only the `B`-terminated SI and IEC forms (`KB`, `MiB`, …).
+ */
+const LOKI_BYTE_SUFFIXES: ReadonlySet<string> = new Set([
+  'B', 'k', 'K', 'M', 'G', 'T', 'P',
+  'kB', 'KB', 'MB', 'GB', 'TB', 'PB', 'ki', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi',
+  'kiB', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB',
+]);
+/** A suffix of each length the grammar reads (Bytes), for the shadow copy. */
+const GRAMMAR_BYTE_SUFFIX = ['', 'B', 'KB', 'KiB'] as const;
+
+/**
+ * Loki reads `20K`, `1.5Mi`, `3kiB` as byte sizes (`| size > 20K`); the
+ * grammar has no such Bytes token. When the strict parse fails at the first
+ * letter of a suffix Loki reads (the whole run of its byte scan), right after
+ * a decimal number that no identifier character precedes, the suffix is
+ * written as one of the
+ * same length the grammar reads (`20K` → `20B`, `20Ki` → `20KB`, `3kiB` →
+ * `3KiB`), and a leading `.` as `0` (`.5KB` → `05KB`), in the shadow copy:
+ * only the value differs, which the rewrite never reads. Not for an integer Go reads as octal with a digit 8 or 9 (Loki's
+ * scanner refuses it).
+ */
+function repairByteSuffix(s: string, pos: number): string | null {
+  const run = /^[0-9.BikKMGTP]+/.exec(s.slice(pos, pos + 8))?.[0];
+  if (run === undefined || !LOKI_BYTE_SUFFIXES.has(run)) return null;
+  let start = pos;
+  while (start > 0 && /[0-9.]/.test(s[start - 1] as string)) start--;
+  const num = s.slice(start, pos);
+  if (!/^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/.test(num)) return null;
+  if (start > 0 && /[\p{L}\p{N}_]/u.test(s[start - 1] as string)) return null;
+  if (/^0[0-9]*[89]/.test(num) && !num.includes('.')) return null;
+  // A leading `.` (Go's `.5`), which the grammar reads in no byte size, as `0`.
+  const size = (num.startsWith('.') ? `0${num.slice(1)}` : num) + GRAMMAR_BYTE_SUFFIX[run.length as 1 | 2 | 3];
+  if (size === s.slice(start, pos + run.length)) return null;
+  return s.slice(0, start) + size + s.slice(pos + run.length);
+}
+
 export type ParseResult = { readonly ok: true; readonly tree: Tree; readonly shadow: string } | { readonly ok: false; readonly pos: number };
 
 /**
@@ -333,7 +373,8 @@ export function parseLogQL(text: string): ParseResult {
           repairGoComment(shadow, r.pos) ??
           repairKeywordCase(shadow, r.pos) ??
           repairFunctionNameAsLabel(shadow, r.pos) ??
-          repairNumberUnderscore(shadow, r.pos))
+          repairNumberUnderscore(shadow, r.pos) ??
+          repairByteSuffix(shadow, r.pos))
         : null;
     if (fixed === null) return r;
     shadow = fixed;

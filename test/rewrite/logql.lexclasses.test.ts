@@ -203,6 +203,12 @@ const CLASSES: [string, string[]][] = [
       '{app="x"} | b > 1KB',
       '{app="x"} | b > 1KiB',
       '{app="x"} | b > 1kB{b="c"}',
+      '{app="x"} | b > 20K',
+      '{app="x"} | b > 1.5Mi',
+      '{app="x"} | b > 3kiB{b="c"}',
+      '{app="x"} | b > 20Kb',
+      '{app="x"} | b > 20kb="c"',
+      '{app="x"} | b > x20K',
       'rate({app="x"}[1h30m])',
       'rate({app="x"}[5m] offset -1h)',
       'rate({app="x"}[5m]) > .5',
@@ -319,6 +325,21 @@ describe('LogQL token classes: exact outcomes', () => {
     // Loki reads topk's parameter with strconv.Atoi, which takes no `_`; `_` not between digits, an octal 9,
     // a duration or byte size (model.ParseDuration and time.ParseDuration take no `_`): Loki refuses them too.
     for (const q of ['topk(1_0, rate({app="x"}[5m]))', '{app="x"} | n > 1__000', '{app="x"} | n > 1_000_', '{app="x"} | n > 0_9', '{app="x"} | d > 1_0s', 'rate({app="x"}[1_0m])', 'rate({app="x"}[5m] offset 1_0m)']) {
+      expect(refused(q), q).toBe(true);
+    }
+  });
+
+  it('byte sizes Loki reads without the grammar\'s B ending (go-humanize ParseBytes); the forms Loki refuses stay refused', () => {
+    for (const unit of ['B', 'k', 'K', 'M', 'G', 'T', 'P', 'kB', 'KB', 'MB', 'GB', 'TB', 'PB', 'ki', 'Ki', 'Mi', 'Gi', 'Ti', 'Pi', 'kiB', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']) {
+      expect(out(`{app="x"} | size > 20${unit}`), unit).toBe(`{app="x", ${M}} | size > 20${unit}`);
+    }
+    expect(out('sum(count_over_time({app="x"} | logfmt | size >= 1.5Mi or size < .5K [5m]))')).toBe(`sum(count_over_time({app="x", ${M}} | logfmt | size >= 1.5Mi or size < .5K [5m]))`);
+    expect(out('{app="x"} | logfmt | size > 3kiB, level="error"')).toBe(`{app="x", ${M}} | logfmt | size > 3kiB, level="error"`);
+    // Go reads `.5` as a number, ParseBytes `.5KB` as 500 bytes; the grammar has no byte size with a leading `.`.
+    expect(out('{app="x"} | size < .5KB')).toBe(`{app="x", ${M}} | size < .5KB`);
+    // Loki: `20k` then an identifier `b`; a duration `20m` then `B`; no byte rune; not a bytes suffix; a digit after the
+    // suffix; an identifier, not a number; an octal 9; a byte size as a range or topk's parameter.
+    for (const q of ['{app="x"} | size > 20kb', '{app="x"} | size > 20Mb', '{app="x"} | size > 20mB', '{app="x"} | size > 20b', '{app="x"} | size > 20EB', '{app="x"} | size > 20KK', '{app="x"} | size > 20K5', '{app="x"} | size > x20K', '{app="x"} | size > 089K', 'rate({app="x"}[5K])', 'topk(5K, rate({app="x"}[5m]))']) {
       expect(refused(q), q).toBe(true);
     }
   });

@@ -104,9 +104,16 @@ const lineFilter = fc.oneof(
   fc.constantFrom('|= ip("10.0.0.0/8")', '!= ip("::1")'),
 );
 
+/**
+ * Byte sizes Loki reads that the official grammar does not, each with a twin of the same length in
+ * the grammar's form (the twin query keeps the grammar's spelling; src/rewrite/logql-parse.ts,
+ * repairByteSuffix): written as \u0005<index>\u0006 until queryPair picks a side.
+ */
+const BYTE_TWINS: readonly (readonly [string, string])[] = [['20K', '20B'], ['512Ki', '512KB'], ['.5MB', '05MB'], ['3kiB', '3KiB']];
+
 const labelFilterAtom = fc.oneof(
   fc.tuple(fc.constantFrom('level', 'status', 'caller', 'namespace'), fc.constantFrom('=', '!=', '=~', '!~'), literal(fc.constantFrom('error', 'x.*', ''))).map(([n, o, l]) => `${n}${o}${l}`),
-  fc.tuple(fc.constantFrom('status', 'latency', 'size'), fc.constantFrom('>', '>=', '<', '<=', '==', '!='), fc.constantFrom('500', '1.5', '-1', '250ms', '10s', '20KB', '1.5MiB')).map(
+  fc.tuple(fc.constantFrom('status', 'latency', 'size'), fc.constantFrom('>', '>=', '<', '<=', '==', '!='), fc.constantFrom('500', '1.5', '-1', '250ms', '10s', '20KB', '1.5MiB', ...BYTE_TWINS.map((_, i) => `\u0005${i}\u0006`))).map(
     ([n, o, v]) => `${n} ${o} ${v}`,
   ),
   fc.constantFrom('addr=ip("10.0.0.0/8")', '__error__=""', '__error__!=""'),
@@ -215,8 +222,9 @@ const queryPair = fc
   .tuple(ws, fc.oneof({ weight: 2, arbitrary: logQuery }, { weight: 3, arbitrary: metricQueries(selector) }), ws)
   .map(([a, e, b]) => {
     const raw = `${a}${e}${b}`;
-    const q = raw.replaceAll(GAP, ' ').replace(/[\u0002-\u0004]/g, '');
+    const q = raw.replaceAll(GAP, ' ').replace(/[\u0002-\u0004]/g, '').replace(/\u0005(\d)\u0006/g, (_, i: string) => (BYTE_TWINS[Number(i)] as readonly [string, string])[0]);
     const qc = raw
+      .replace(/\u0005(\d)\u0006/g, (_, i: string) => (BYTE_TWINS[Number(i)] as readonly [string, string])[1])
       .replaceAll(GAP, ',')
       .replace(/\u0004([^\u0002]*)\u0002([^\u0003]*)\u0003/g, '$2$1')
       .replace(/[\u0002-\u0004]/g, '');
