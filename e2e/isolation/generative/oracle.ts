@@ -52,8 +52,16 @@ function loose(a: Answer): Answer {
 
 const TIE_FNS = /\b(topk|bottomk|limitk)\b/;
 
-/** Operations whose result keeps only the last bits of a large operand: a remainder, and the periodic functions. */
-const PERIODIC = /%|\b(sin|cos|tan)\s*\(/;
+/**
+ * Operations whose result a last-bit difference of the operand can change by a whole step: a
+ * remainder and the periodic functions (they keep only the last bits of a large operand), and the
+ * functions that round (floor, ceil, round, and the date functions, which floor the value read as a
+ * time: `hour(75600)` is 21, `hour(75599.99999999999)` 20).
+ */
+const LAST_BITS = /%|\b(sin|cos|tan|floor|ceil|round|minute|hour|day_of_week|day_of_month|day_of_year|days_in_month|month|year)\s*\(/i;
+
+/** Aggregations whose value depends on the order their input series arrive in (floating-point sums). */
+const ORDER_DEPENDENT_AGGREGATION = /\b(sum|avg|stddev|stdvar)\b/i;
 
 /**
  * A vector-matching error (duplicate series on one side) in a query with topk/bottomk/limitk: which
@@ -180,12 +188,14 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
     // (`limit_ratio(-0.5, bottomk(3, x == bool 1e3))`: all values tie at 0). No foreign label (checked above).
     return { cls: 'tie', detail: 'limit_ratio over the series topk/bottomk/limitk kept from ties, which depend on the order of the multi-group `or`', ...base };
   }
-  if (PERIODIC.test(q) && rw.text.includes(' or ') && sameShape(g.answer, r.answer)) {
-    // A multi-group rewrite's `or` changes the order in which series reach sum/avg/stddev/stdvar, so
-    // the aggregate differs in its last bits; a remainder by a small divisor (`x % (16 / time())`) or
-    // sin/cos/tan of a large value keeps only those bits. Same series, same timestamps: only the
-    // values, which no tolerance bounds.
-    return { cls: 'float-nondeterminism', detail: '% or sin/cos/tan of an aggregate whose last bits depend on the order of the `or` of a multi-group rewrite; same series and timestamps', ...base };
+  if (LAST_BITS.test(q) && (rw.text.includes(' or ') || (mode === 'range' && ORDER_DEPENDENT_AGGREGATION.test(q))) && sameShape(g.answer, r.answer)) {
+    // A multi-group rewrite's `or` changes the order in which series reach sum/avg/stddev/stdvar, and
+    // so does, in a range query, a binary operator below the aggregation (Prometheus collects its output
+    // series in a map; seed 2055: `hour(… stdvar(x and y) …)`), so the aggregate differs in its last
+    // bits; a remainder by a small divisor (`x % (16 / time())`), sin/cos/tan of a large value, or a
+    // rounding at a whole number turns them into a different value. Same series, same timestamps: only
+    // the values, which no tolerance bounds.
+    return { cls: 'float-nondeterminism', detail: 'a remainder, periodic or rounding function of an aggregate whose last bits depend on the order its series arrive in (a multi-group `or`; a range query\'s binary operator); same series and timestamps', ...base };
   }
   if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(loose(g.answer), loose(r.answer))) {
     return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values to 1e-6 relative, count_values label text to 12 digits)', ...base };
