@@ -23,8 +23,9 @@
 // bounded. Ties (topk/bottomk/limitk; in a range query, per step; under
 // further operators, when each call's argument and the query with every call
 // keeping none and all of its series answer alike: tie-free.ts), numeric
-// label text of count_values, `%` of sums reordered by a multi-group `or`
-// (same series and timestamps) and the exclusions file's entries are not
+// label text of count_values, `%`, periodic and rounding functions of sums
+// reordered by a multi-group `or` or a range query's binary operator (same
+// series and timestamps) and the exclusions file's entries are not
 // differences.
 //
 // More: FUZZ_SEED=<n> FUZZ_N=<queries per tenant> npx vitest run e2e/isolation/generative.test.ts

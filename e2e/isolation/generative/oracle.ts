@@ -200,12 +200,13 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
   if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(loose(g.answer), loose(r.answer))) {
     return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values to 1e-6 relative, count_values label text to 12 digits)', ...base };
   }
-  if (TIE_FNS.test(q) && (rw.text.includes(' or ') || mode === 'range') && (await onlyTieChoice(env, t, mode, q))) {
+  if (TIE_FNS.test(q) && (await onlyTieChoice(env, t, mode, q))) {
     // topk/bottomk/limitk over ties under further operators (`stddev by (job) (topk by (pod) (3, group(…)))`):
-    // which tied series are kept depends on the order the multi-group `or` hands them over in, and in a range
-    // query on the order Prometheus itself gives a binary operator's output series (it collects them in a
-    // map: no defined order), with or without a rewrite (seed 2037: `limitk(1, x != 0.9)` forwarded as
-    // written); what follows shows which ones were kept. No foreign label (checked above).
+    // which tied series are kept depends on the order they arrive in: the order the multi-group `or` hands
+    // them over in, and, with or without a rewrite, the order of whatever Prometheus collects in a map (a
+    // range query's binary operator, seed 2037: `limitk(1, x != 0.9)` forwarded as written; count_values,
+    // seed 2061: `limit_ratio(0.5, topk by (__name__) (1, count_values(…)))`); what follows shows which ones
+    // were kept. No foreign label (checked above).
     return { cls: 'tie', detail: 'topk/bottomk/limitk: ties broken by series order, under further operators; the gateway answers as the reference with every such call keeping none and all of its series, and on each call\'s argument', ...base };
   }
   const f = await env.full(mode, q);
