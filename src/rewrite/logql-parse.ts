@@ -3,10 +3,10 @@
  * `@grafana/lezer-logql` lags behind Loki's own parser (implicit `and`
  * between label filters, `offset` order, a parenthesised `unwrap`, Go
  * comments, keyword case, function names Loki reads as label names, `_` in
- * numbers, byte-size suffixes). A repair only ever rewrites a shadow copy of the query, of the
- * same length, so stream selectors sit at the same offsets in the query and
- * in the tree; what the gateway forwards is always built from the query
- * itself (logql.ts). Pure; no I/O.
+ * numbers, byte-size suffixes). A repair only ever rewrites a shadow copy of
+ * the query, of the same length, so stream selectors sit at the same offsets
+ * in the query and in the tree; what the gateway forwards is always built
+ * from the query itself (logql.ts). Pure; no I/O.
  */
 import type { Tree } from '@lezer/common';
 import { parser } from '@grafana/lezer-logql';
@@ -332,11 +332,11 @@ const GRAMMAR_BYTE_SUFFIX = ['', 'B', 'KB', 'KiB'] as const;
  * grammar has no such Bytes token. When the strict parse fails at the first
  * letter of a suffix Loki reads (the whole run of its byte scan), right after
  * a decimal number that no identifier character precedes, the suffix is
- * written as one of the
- * same length the grammar reads (`20K` → `20B`, `20Ki` → `20KB`, `3kiB` →
- * `3KiB`), and a leading `.` as `0` (`.5KB` → `05KB`), in the shadow copy:
- * only the value differs, which the rewrite never reads. Not for an integer Go reads as octal with a digit 8 or 9 (Loki's
- * scanner refuses it).
+ * written as one of the same length the grammar reads (`20K` → `20B`, `20Ki`
+ * → `20KB`, `3kiB` → `3KiB`), and a leading `.` as `0` (`.5KB` → `05KB`), in
+ * the shadow copy: only the value differs, which the rewrite never reads. Not
+ * for an integer Go reads as octal with a digit 8 or 9 (Loki's scanner
+ * refuses it).
  */
 function repairByteSuffix(s: string, pos: number): string | null {
   const run = /^[0-9.BikKMGTP]+/.exec(s.slice(pos, pos + 8))?.[0];

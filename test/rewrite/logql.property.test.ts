@@ -110,6 +110,7 @@ const lineFilter = fc.oneof(
  * repairByteSuffix): written as \u0005<index>\u0006 until queryPair picks a side.
  */
 const BYTE_TWINS: readonly (readonly [string, string])[] = [['20K', '20B'], ['512Ki', '512KB'], ['.5MB', '05MB'], ['3kiB', '3KiB']];
+const withByteTwins = (raw: string, side: 0 | 1): string => raw.replace(/\u0005(\d)\u0006/g, (_, i: string) => (BYTE_TWINS[Number(i)] as readonly [string, string])[side]);
 
 const labelFilterAtom = fc.oneof(
   fc.tuple(fc.constantFrom('level', 'status', 'caller', 'namespace'), fc.constantFrom('=', '!=', '=~', '!~'), literal(fc.constantFrom('error', 'x.*', ''))).map(([n, o, l]) => `${n}${o}${l}`),
@@ -222,9 +223,8 @@ const queryPair = fc
   .tuple(ws, fc.oneof({ weight: 2, arbitrary: logQuery }, { weight: 3, arbitrary: metricQueries(selector) }), ws)
   .map(([a, e, b]) => {
     const raw = `${a}${e}${b}`;
-    const q = raw.replaceAll(GAP, ' ').replace(/[\u0002-\u0004]/g, '').replace(/\u0005(\d)\u0006/g, (_, i: string) => (BYTE_TWINS[Number(i)] as readonly [string, string])[0]);
-    const qc = raw
-      .replace(/\u0005(\d)\u0006/g, (_, i: string) => (BYTE_TWINS[Number(i)] as readonly [string, string])[1])
+    const q = withByteTwins(raw, 0).replaceAll(GAP, ' ').replace(/[\u0002-\u0004]/g, '');
+    const qc = withByteTwins(raw, 1)
       .replaceAll(GAP, ',')
       .replace(/\u0004([^\u0002]*)\u0002([^\u0003]*)\u0003/g, '$2$1')
       .replace(/[\u0002-\u0004]/g, '');
