@@ -88,13 +88,14 @@ try {
       samples[i]!.push((cpuMicros(targets[i]!.pid) - before[i]!) / REQUESTS);
     });
   }
-  const [floor, baseUs, headUs] = samples.map(upperMedian) as [number, number, number];
+  const medians = samples.map(upperMedian);
+  const [floor, baseUs, headUs] = medians as [number, number, number];
   const diffs = samples[2]!.map((h, i) => h - samples[1]![i]!);
   const medianDiff = upperMedian(diffs);
   const agreeing = diffs.filter((d) => Math.sign(d) === Math.sign(medianDiff)).length;
   const widths = [40, 12, 14];
   process.stdout.write(`\n${row(['target', 'CPU µs/req', 'floor ÷ target'], widths)}\n`);
-  for (const [i, t] of targets.entries()) process.stdout.write(`${row([t.name, upperMedian(samples[i]!).toFixed(1), (floor / upperMedian(samples[i]!)).toFixed(2)], widths)}\n`);
+  for (const [i, t] of targets.entries()) process.stdout.write(`${row([t.name, medians[i]!.toFixed(1), (floor / medians[i]!).toFixed(2)], widths)}\n`);
   process.stdout.write(`\nthis checkout − base, per round: median ${medianDiff.toFixed(1)} µs/req; ${agreeing} of ${ROUNDS} rounds agree on the sign\n`);
   const round1 = (x: number) => Math.round(x * 10) / 10;
   const file = writeResult(

@@ -77,6 +77,26 @@ export function treeCpuMicros(pids: readonly number[]): number[] {
   });
 }
 
+/** The canned-response upstream (bench/stub-upstream.ts), pushed onto `procs`; its URL. */
+async function startStub(procs: Stoppable[]): Promise<string> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(port)], readyUrl: `${url}/api/v1/status/buildinfo` }));
+  return url;
+}
+
+/**
+ * The bare pass-through (bench/passthrough.ts) in front of `upstreamUrl`, pushed onto `procs`:
+ * `workers` processes (node:cluster workers when more than one), started with `nodeArgs`.
+ */
+async function startPassthrough(procs: Stoppable[], upstreamUrl: string, workers: number, nodeArgs: readonly string[] = []): Promise<{ url: string; pid: number }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const pt = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [...nodeArgs, join(repoRoot, 'bench', 'passthrough.ts'), String(port), upstreamUrl, String(workers)], readyUrl: `${url}/api/v1/status/buildinfo` });
+  procs.push(pt);
+  return { url, pid: pt.pid };
+}
+
 /**
  * The CPU benchmarks' fixture (bench/cpu.ts, bench/ab.ts): the canned stub and the bare
  * pass-through in front of it, pushed onto `procs` (stopped by the caller), and a test IdP.
@@ -88,14 +108,10 @@ export async function startStubAndPassthrough(
   /** Pass-through processes (node:cluster workers when more than one, as bench/passthrough.ts runs them). */
   passthroughWorkers = 1,
 ): Promise<{ stubUrl: string; passthrough: { url: string; pid: number }; idp: TestIssuer }> {
-  const stubPort = await freePort();
-  const stubUrl = `http://127.0.0.1:${stubPort}`;
-  procs.push(await startProcess({ name: 'bench-stub', cmd: process.execPath, args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)], readyUrl: `${stubUrl}/api/v1/status/buildinfo` }));
-  const ptPort = await freePort();
-  const pt = await startProcess({ name: 'bench-passthrough', cmd: process.execPath, args: [...passthroughNodeArgs, join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), stubUrl, String(passthroughWorkers)], readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo` });
-  procs.push(pt);
+  const stubUrl = await startStub(procs);
+  const passthrough = await startPassthrough(procs, stubUrl, passthroughWorkers, passthroughNodeArgs);
   const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
-  return { stubUrl, passthrough: { url: `http://127.0.0.1:${ptPort}`, pid: pt.pid }, idp };
+  return { stubUrl, passthrough, idp };
 }
 
 /**
@@ -141,21 +157,13 @@ export async function startUpstreams(log: (msg: string) => void): Promise<Upstre
     log('starting upstreams (real Prometheus with small data, canned stub)');
     const prom = await startPrometheus({ openMetrics: buildTeamsOpenMetrics({ now }) });
     procs.push(prom);
-    const stubPort = await freePort();
-    procs.push(
-      await startProcess({
-        name: 'bench-stub',
-        cmd: process.execPath,
-        args: [join(repoRoot, 'bench', 'stub-upstream.ts'), String(stubPort)],
-        readyUrl: `http://127.0.0.1:${stubPort}/api/v1/status/buildinfo`,
-      }),
-    );
+    const stubUrl = await startStub(procs);
     const idp = await createTestIssuer({ issuer: 'https://bench.invalid', audience: 'lbac-gateway', alg: 'ES256' });
     const tokens: Record<string, string> = {};
     for (const t of TENANTS) tokens[t] = await idp.mint({ sub: `u-${t}`, groups: [t] }, { expiresIn: '2h' });
     return {
       evalTime: seedEndSeconds(now),
-      urls: { prometheus: prom.url, stub: `http://127.0.0.1:${stubPort}` },
+      urls: { prometheus: prom.url, stub: stubUrl },
       idp,
       tokens,
       stop: () => stopAll(procs),
@@ -216,17 +224,9 @@ export async function startTargets(upstreamUrl: string, up: Upstreams, opts: Sta
       procs.push(gw);
       targets[name] = { url: gw.url, requests: requestMix(up.evalTime, (t) => ({ path: '', headers: { authorization: `Bearer ${up.tokens[t]}` } })) };
     }
-    const ptPort = await freePort();
-    procs.push(
-      await startProcess({
-        name: 'passthrough',
-        cmd: process.execPath,
-        // As many processes as the gateway runs workers: the floor for N workers is N pass-through processes.
-        args: [join(repoRoot, 'bench', 'passthrough.ts'), String(ptPort), upstreamUrl, String(resolveWorkers(opts.workers))],
-        readyUrl: `http://127.0.0.1:${ptPort}/api/v1/status/buildinfo`,
-      }),
-    );
-    targets.passthrough = { url: `http://127.0.0.1:${ptPort}`, requests: requestMix(up.evalTime, () => ({ path: '', headers: {} }), true) };
+    // As many processes as the gateway runs workers: the floor for N workers is N pass-through processes.
+    const passthrough = await startPassthrough(procs, upstreamUrl, resolveWorkers(opts.workers));
+    targets.passthrough = { url: passthrough.url, requests: requestMix(up.evalTime, () => ({ path: '', headers: {} }), true) };
     return { targets, stop: () => Promise.all(procs.map((p) => p.stop().catch(() => undefined))).then(() => undefined) };
   } catch (e) {
     await stopAll(procs);
