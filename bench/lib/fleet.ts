@@ -32,16 +32,23 @@ export async function stopAll(procs: Stoppable[]): Promise<void> {
   for (const p of [...procs].reverse()) await p.stop().catch(() => undefined);
 }
 
-/** CPU time of every thread of `pid` so far (main, libuv pool, GC helpers), in µs. Linux only. */
-export function cpuMicros(pid: number): number {
-  let ns = 0;
+/** `/proc/<pid>/task/<tid>/<file>` of every thread of `pid`, leaving out threads that ended between listing and reading. Linux only. */
+function threadFiles(pid: number, file: string): string[] {
+  const out: string[] = [];
   for (const task of readdirSync(`/proc/${pid}/task`)) {
     try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+      out.push(readFileSync(`/proc/${pid}/task/${task}/${file}`, 'utf8'));
     } catch {
       // The thread ended between listing and reading.
     }
   }
+  return out;
+}
+
+/** CPU time of every thread of `pid` so far (main, libuv pool, GC helpers), in µs. Linux only. */
+export function cpuMicros(pid: number): number {
+  let ns = 0;
+  for (const schedstat of threadFiles(pid, 'schedstat')) ns += Number(schedstat.split(' ')[0]);
   return ns / 1000;
 }
 
@@ -49,13 +56,7 @@ export function cpuMicros(pid: number): number {
 export function contextSwitches(pid: number): { voluntary: number; involuntary: number } {
   let voluntary = 0;
   let involuntary = 0;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
-    } catch {
-      continue; // the thread ended between listing and reading
-    }
+  for (const status of threadFiles(pid, 'status')) {
     voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
     involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
   }
