@@ -9,16 +9,13 @@ import { dirname, join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './harness/eventually.ts';
-import { buildBundle, editBundle, generateSigningKey, removeBundleWorkDir, type SigningKeyPair } from './harness/bundles.ts';
+import { buildBundle, editBundle, generateSigningKey, type SigningKeyPair } from './harness/bundles.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { startNginx, type NginxInstance } from './harness/nginx.ts';
 import { freePort } from './harness/ports.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
 import { createTestIssuer, type TestIssuer } from './harness/tokens.ts';
 import { buildTeamsOpenMetrics, seedEndSeconds, TEAM_NAMESPACES } from './fixtures/seed.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 const RESOURCE = 'bundles/lbac.tar.gz';
 const TOKEN = 'bundle-service-token-1';

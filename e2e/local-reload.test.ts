@@ -6,14 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBundleArchive } from '../src/policy/bundle-tar.ts';
-import { buildBundle, readBundleFile, removeBundleWorkDir } from './harness/bundles.ts';
+import { buildBundle, readBundleFile } from './harness/bundles.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
 import { createTestIssuer } from './harness/tokens.ts';
 import { buildTeamsOpenMetrics, seedEndSeconds, TEAM_NAMESPACES } from './fixtures/seed.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 let prom: PrometheusInstance;
 let gw: GatewayInstance;

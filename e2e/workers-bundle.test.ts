@@ -6,15 +6,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle, removeBundleWorkDir } from './harness/bundles.ts';
+import { buildBundle } from './harness/bundles.ts';
 import { eventually } from './harness/eventually.ts';
 import { startCannedUpstream, type CannedUpstream } from './harness/canned-upstream.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { rawRequest } from './harness/http.ts';
 import { createTestIssuer, type TestIssuer } from './harness/tokens.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 let bundleServer: Server;
 let serviceDown = false;

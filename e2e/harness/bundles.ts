@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { afterAll } from 'vitest';
 import { repoRoot, toolPath } from './tools.ts';
 
 const run = promisify(execFile);
@@ -48,11 +49,15 @@ function tmp(): string {
 }
 let seq = 0;
 
-/** Removes the helper's temp dir (keys, bundle sources, bundles): a test file that uses the helper calls it in afterAll. */
-export function removeBundleWorkDir(): void {
+/** Removes the helper's temp dir (keys, bundle sources, bundles). */
+function removeBundleWorkDir(): void {
   if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true });
   workDir = undefined;
 }
+// Every test file that imports the helper gets its own copy of this module (vitest isolates files),
+// so this registers the clean-up for that file, before the file's own hooks: after hooks run in
+// reverse, so it runs after them (a server the file stops may still read a bundle until then).
+afterAll(removeBundleWorkDir);
 
 export function generateSigningKey(algorithm: 'RS256' | 'ES256' = 'RS256'): SigningKeyPair {
   const pair =

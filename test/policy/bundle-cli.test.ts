@@ -2,12 +2,9 @@
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle, generateSigningKey, removeBundleWorkDir, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { main } from '../../src/cli/main.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 let bundle: string;
 let key: SigningKeyPair;

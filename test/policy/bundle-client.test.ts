@@ -9,15 +9,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle, generateSigningKey, removeBundleWorkDir, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
+import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
 import { BUNDLE_CONTENT_TYPE, BundleClient, bundleUrl, displayUrl, nextDelayMs } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
 let server: Server;

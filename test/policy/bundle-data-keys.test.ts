@@ -2,13 +2,10 @@
 // gateway's merge of the data documents must too, or that data silently vanishes from what the
 // policy evaluates (the merged object's prototype would be set instead).
 import { readFileSync } from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
-import { buildBundle, removeBundleWorkDir } from '../../e2e/harness/bundles.ts';
+import { describe, expect, it } from 'vitest';
+import { buildBundle } from '../../e2e/harness/bundles.ts';
 import { loadBundle, mergeData } from '../../src/policy/bundle.ts';
 import type { DecisionInput } from '../../src/policy/decision.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 const configData = { lbac: { admins: { groups: ['admins'], users: [], headers: {} }, teams: {}, attributes: {} } };
 const input: DecisionInput = {

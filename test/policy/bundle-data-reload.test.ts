@@ -5,16 +5,13 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle, removeBundleWorkDir } from '../../e2e/harness/bundles.ts';
+import { buildBundle } from '../../e2e/harness/bundles.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
 import { isGatewayError } from '../../src/errors.ts';
 import { BundleClient } from '../../src/policy/bundle-client.ts';
 import type { DecisionInput, Subject } from '../../src/policy/decision.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
 const alice: Subject = Object.freeze({ sub: 'u-alice', username: 'alice', groups: Object.freeze(['team-a']), roles: Object.freeze([]), auth: 'fake', claims: {} });

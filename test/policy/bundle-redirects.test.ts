@@ -6,14 +6,11 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle, removeBundleWorkDir } from '../../e2e/harness/bundles.ts';
+import { buildBundle } from '../../e2e/harness/bundles.ts';
 import { createTestPki, type TestPki } from '../../e2e/harness/certs.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
 import { BundleClient } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
 let bundle: Buffer;

@@ -2,8 +2,8 @@
 // built by the real, pinned `opa build -t wasm` (signed with --signing-key).
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle, editBundle, generateSigningKey, removeBundleWorkDir, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { buildBundle, editBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { loadBundle, mergeData, parseManifest } from '../../src/policy/bundle.ts';
 import { bundleFileHash, canonicalJson } from '../../src/policy/bundle-signature.ts';
@@ -11,9 +11,6 @@ import type { VerificationConfig } from '../../src/policy/bundle-signature.ts';
 import { readTar, gunzipBundle, BundleFormatError } from '../../src/policy/bundle-tar.ts';
 import type { DecisionInput, RequestInfo } from '../../src/policy/decision.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 const metrics: RequestInfo = { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' };
 const asUser = (groups: string[]): DecisionInput => ({ subject: { sub: 'u', groups, roles: [], auth: 'jwt', claims: {} }, request: metrics });

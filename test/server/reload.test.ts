@@ -4,17 +4,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../src/config/load.ts';
 import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { restartRequiredChanges } from '../../src/server/reload.ts';
 import { testConfig } from './helpers.ts';
-import { buildBundle, removeBundleWorkDir } from '../../e2e/harness/bundles.ts';
+import { buildBundle } from '../../e2e/harness/bundles.ts';
 import { createTestIssuer } from '../../e2e/harness/tokens.ts';
-
-// Registered first, so it runs after the file's other afterAll hooks (after hooks run in reverse).
-afterAll(removeBundleWorkDir);
 
 const yaml = (team: string, extra = '') => `
 upstreams:
