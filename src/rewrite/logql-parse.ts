@@ -283,6 +283,9 @@ export function labelNameAt(text: string, shadow: string, id: { from: number; to
   return /^[A-Za-z_][A-Za-z0-9_]*/.exec(text.slice(id.from, id.from + 64))?.[0] ?? name;
 }
 
+/** A number literal (no `_`) Go's scanner reads as an octal integer with a digit 8 or 9, which Loki's scanner refuses. */
+const isRefusedOctal = (lit: string): boolean => /^0[0-9]*[89]/.test(lit) && !/[.eE]/.test(lit);
+
 /** A Go decimal literal with `_` between digits, as Loki's scanner reads one (and strconv.ParseFloat then takes). */
 const UNDERSCORE_NUMBER = /^[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?(?:[eE][+-]?[0-9](?:_?[0-9])*)?/;
 
@@ -308,8 +311,8 @@ function repairNumberUnderscore(s: string, pos: number): string | null {
   const lit = m[0];
   const end = start + lit.length;
   if (end <= pos || /^[\p{L}\p{N}_.]/u.test(s.slice(end, end + 2))) return null;
-  if (/^0[0-9_]*[89]/.test(lit) && !/[.eE]/.test(lit)) return null;
   const digits = lit.replaceAll('_', '');
+  if (isRefusedOctal(digits)) return null;
   return s.slice(0, start) + '0'.repeat(lit.length - digits.length) + digits + s.slice(end);
 }
 
@@ -346,7 +349,7 @@ function repairByteSuffix(s: string, pos: number): string | null {
   const num = s.slice(start, pos);
   if (!/^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$/.test(num)) return null;
   if (start > 0 && /[\p{L}\p{N}_]/u.test(s[start - 1] as string)) return null;
-  if (/^0[0-9]*[89]/.test(num) && !num.includes('.')) return null;
+  if (isRefusedOctal(num)) return null;
   // A leading `.` (Go's `.5`), which the grammar reads in no byte size, as `0`.
   const size = (num.startsWith('.') ? `0${num.slice(1)}` : num) + GRAMMAR_BYTE_SUFFIX[run.length as 1 | 2 | 3];
   if (size === s.slice(start, pos + run.length)) return null;
