@@ -2,6 +2,13 @@
 // JSON report plus `opa test`'s count line, and exits non-zero on any failure
 // or when no test ran at all.
 import { existsSync, readFileSync } from 'node:fs';
+import { relative } from 'node:path';
+
+/** The first non-empty line of a failure message, cut short: enough to name the failure. */
+function firstLine(message: string | undefined): string {
+  const line = (message ?? '').split('\n').find((l) => l.trim() !== '') ?? '(no message)';
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line.trim();
+}
 
 const [vitestJson, opaTxt] = process.argv.slice(2);
 let passed = 0;
@@ -13,16 +20,25 @@ if (vitestJson !== undefined && existsSync(vitestJson)) {
     numPassedTests: number;
     numFailedTests: number;
     numTotalTestSuites: number;
-    testResults?: { status: string; name: string; message?: string }[];
+    testResults?: {
+      status: string;
+      name: string;
+      message?: string;
+      assertionResults?: { status: string; fullName: string; failureMessages?: string[] }[];
+    }[];
   };
   passed += r.numPassedTests;
   failed += r.numFailedTests;
   // A suite that failed to load (import error, hook failure) has no failed tests: count it.
   for (const s of r.testResults ?? []) {
-    if (s.status === 'failed' && !(s as { assertionResults?: { status: string }[] }).assertionResults?.some((a) => a.status === 'failed')) {
+    const file = relative(process.cwd(), s.name);
+    const failedTests = (s.assertionResults ?? []).filter((a) => a.status === 'failed');
+    if (s.status === 'failed' && failedTests.length === 0) {
       failed += 1;
-      problems.push(`suite failed: ${s.name}`);
+      problems.push(`suite failed: ${file}: ${firstLine(s.message)}`);
     }
+    // Named again here, next to the count, because CI keeps only the end of the output.
+    for (const a of failedTests) problems.push(`failed: ${file} > ${a.fullName}: ${firstLine(a.failureMessages?.[0])}`);
   }
 } else problems.push('vitest produced no JSON report');
 
