@@ -7,6 +7,13 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+// SIGHUP's default action ends the process: until `serve` installs its own handler (its first
+// statement), one is ignored (the config is not read yet, so nothing is missed). Installed
+// before anything else is loaded, so the window in which a reload signal kills a starting
+// process is Node's own start-up only.
+const ignoreEarlyHup = () => {};
+process.on('SIGHUP', ignoreEarlyHup);
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src', 'cli', 'main.ts');
 const dist = join(root, 'dist', 'cli', 'main.js');
@@ -19,10 +26,6 @@ if (!existsSync(entry)) {
 // V8 settings first, before any of the gateway's code runs (src/cli/runtime-flags.ts).
 const { applyRuntimeFlags } = await import(pathToFileURL(join(dirname(entry), entry.endsWith('.ts') ? 'runtime-flags.ts' : 'runtime-flags.js')).href);
 applyRuntimeFlags(process.env);
-// SIGHUP's default action ends the process: until `serve` installs its own handler (its first
-// statement), one is ignored (the config is not read yet, so nothing is missed).
-const ignoreEarlyHup = () => {};
-process.on('SIGHUP', ignoreEarlyHup);
 const { main } = await import(pathToFileURL(entry).href);
 const done = main(process.argv.slice(2));
 process.off('SIGHUP', ignoreEarlyHup);

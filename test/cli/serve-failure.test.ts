@@ -1,9 +1,9 @@
 // `serve` that cannot start exits non-zero, with one process or several workers: a
 // supervisor must see the failure (CrashLoopBackOff), not a primary waiting forever.
 import { fork, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -74,6 +74,28 @@ describe('serve whose admin listener cannot start', () => {
   }, 30_000);
 });
 
+/**
+ * Waits until process `pid` has a handler for `signal` (Linux: its bit in /proc/PID/status
+ * SigCgt); elsewhere, 500 ms.
+ */
+async function untilCatching(pid: number, signal: 'SIGHUP'): Promise<void> {
+  const bit = 1n << BigInt(osConstants.signals[signal] - 1);
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      await new Promise((r) => setTimeout(r, 500));
+      return;
+    }
+    const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    if (caught !== undefined && (BigInt(`0x${caught}`) & bit) !== 0n) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  throw new Error(`process ${pid} installed no ${signal} handler within 10 s`);
+}
+
 describe('an early SIGHUP', () => {
   it('does not kill a gateway that is still starting', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'lbac-serve-'));
@@ -83,18 +105,23 @@ describe('an early SIGHUP', () => {
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    // As soon as the process runs, before it has read its config; then again while it starts.
-    await new Promise((r) => setTimeout(r, 100));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+    // As soon as the process handles SIGHUP (the entry file's first statement; before that Node
+    // itself is starting, and no program can catch a signal), long before it has read its
+    // config; then again while it starts. A fixed delay instead was too short on a loaded machine.
+    await untilCatching(child.pid!, 'SIGHUP');
+    expect(output).not.toContain('lbac-gateway listening');
     for (let i = 0; i < 5; i++) {
       child.kill('SIGHUP');
       await new Promise((r) => setTimeout(r, 50));
     }
     const deadline = Date.now() + 15_000;
-    while (!output.includes('lbac-gateway listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    expect(output, output.slice(-2000)).toContain('lbac-gateway listening');
+    while (!output.includes('lbac-gateway listening') && child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(output, `${JSON.stringify({ exitCode: child.exitCode, signal: child.signalCode })}\n${output.slice(-2000)}`).toContain('lbac-gateway listening');
     child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await exited).toEqual({ code: 0, signal: null });
   }, 30_000);
 });
 
