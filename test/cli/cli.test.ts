@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 
 const bin = new URL('../../bin/lbac-gateway.js', import.meta.url).pathname;
 
@@ -59,7 +59,7 @@ describe('lbac-gateway CLI', () => {
   });
 
   it('rewrite --policy takes a DNF decision file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const dir = tempDir('lbac-cli-');
     const file = join(dir, 'policy.json');
     writeFileSync(file, JSON.stringify({ selectors: [[{ name: 'ns', op: '=', value: 'a' }]] }));
     const r = run(['rewrite', '--lang', 'promql', '--policy', file, 'up']);
@@ -74,7 +74,7 @@ describe('lbac-gateway CLI', () => {
       expect({ f, code: ok.code, stderr: ok.stderr }).toEqual({ f, code: 0, stderr: '' });
       expect(ok.stdout).toMatch(/OK \(1 upstream\(s\), 2 team\(s\)\)/);
     }
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const dir = tempDir('lbac-cli-');
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'upstreams:\n  - name: p\n    kind: prometheus\n    url: http://x:1\n    colour: red\nidentity:\n  providers: []\n');
     const r = run(['check-config', bad]);
@@ -89,7 +89,7 @@ describe('lbac-gateway CLI', () => {
       const r = run(['check-config', ...args]);
       expect({ args, code: r.code, stdout: r.stdout.trim() }).toEqual({ args, code: 0, stdout: `${example}: OK (1 upstream(s), 2 team(s))` });
     }
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const dir = tempDir('lbac-cli-');
     writeFileSync(join(dir, 'lbac-gateway.yaml'), readFileSync(example, 'utf8'));
     const { LBAC_CONFIG: _unset, ...env } = process.env;
     const byDefault = spawnSync(process.execPath, [bin, 'check-config'], { cwd: dir, encoding: 'utf8', env });
@@ -101,7 +101,7 @@ describe('lbac-gateway CLI', () => {
   });
 
   it('check-config reads the files only serve reads (listener TLS, bundle keys) and prints warnings', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const dir = tempDir('lbac-cli-');
     const base = 'upstreams: [{ name: p, kind: prometheus, url: "http://127.0.0.1:9", mount: / }]\n';
     const jwt = (claims = '') => `identity: { providers: [{ type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a${claims} }] }\n`;
     const tls = join(dir, 'tls.yaml');
@@ -164,7 +164,7 @@ describe('lbac-gateway CLI', () => {
     };
 
     it('a directory, or a path through a regular file, is an error naming audit.file', () => {
-      const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+      const dir = tempDir('lbac-cli-');
       mkdirSync(join(dir, 'logs'));
       const d = check(dir, '{ destination: file, file: logs }');
       expect(d.code).toBe(1);
@@ -179,7 +179,7 @@ describe('lbac-gateway CLI', () => {
     });
 
     it('a missing directory is a warning (serve creates it) and is not created; an existing file is left as it is', () => {
-      const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+      const dir = tempDir('lbac-cli-');
       const m = check(dir, '{ destination: file, file: new/deeper/audit.log }');
       expect(m.code).toBe(0);
       expect(m.stderr).toMatch(/warning: audit\.file: directory .*new\/deeper does not exist; serve creates it/);
@@ -194,7 +194,7 @@ describe('lbac-gateway CLI', () => {
 
     // Root may write anywhere: the permission cases only mean something for another user.
     it.skipIf(process.getuid?.() === 0)('an unwritable file or directory is an error', () => {
-      const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+      const dir = tempDir('lbac-cli-');
       writeFileSync(join(dir, 'ro.log'), '');
       chmodSync(join(dir, 'ro.log'), 0o444);
       const f = check(dir, '{ destination: file, file: ro.log }');
@@ -208,7 +208,7 @@ describe('lbac-gateway CLI', () => {
   });
 
   it('policy eval: prints the validated decision of the bundled policy for the config teams', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+    const dir = tempDir('lbac-cli-');
     const input = join(dir, 'input.json');
     writeFileSync(
       input,
@@ -228,7 +228,7 @@ describe('lbac-gateway CLI', () => {
 
 describe('lbac-gateway policy eval --provider', () => {
   // Two providers: the in-house issuer without prefixes, a partner's with "partner:" on groups and subject ids.
-  const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-provider-'));
+  const dir = tempDir('lbac-cli-provider-');
   const jwks = join(dir, 'jwks.json');
   writeFileSync(jwks, JSON.stringify({ keys: [] }));
   const config = join(dir, 'gateway.yaml');

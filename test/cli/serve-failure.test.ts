@@ -1,11 +1,12 @@
 // `serve` that cannot start exits non-zero, with one process or several workers: a
 // supervisor must see the failure (CrashLoopBackOff), not a primary waiting forever.
 import { fork, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { constants as osConstants, tmpdir } from 'node:os';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 
 const bin = new URL('../../bin/lbac-gateway.js', import.meta.url).pathname;
 
@@ -17,7 +18,7 @@ async function busyPort(): Promise<{ port: number; close: () => void }> {
 }
 
 function serve(config: string, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'lbac-serve-'));
+  const dir = tempDir('lbac-serve-');
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, config);
   return new Promise((resolve, reject) => {
@@ -98,7 +99,7 @@ async function untilCatching(pid: number, signal: 'SIGHUP'): Promise<void> {
 
 describe('an early SIGHUP', () => {
   it('does not kill a gateway that is still starting', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-serve-'));
+    const dir = tempDir('lbac-serve-');
     const file = join(dir, 'gateway.yaml');
     writeFileSync(file, config('127.0.0.1:0', 1));
     const child = spawn(process.execPath, [bin, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -155,7 +156,7 @@ describe('serve started with an IPC channel (child_process.fork: pm2 fork mode, 
     });
 
   it('exits when it cannot start, and after a graceful stop', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-serve-'));
+    const dir = tempDir('lbac-serve-');
     expect(await run(['serve', '--config', join(dir, 'missing.yaml')], false)).toBe(1);
     const file = join(dir, 'gateway.yaml');
     writeFileSync(file, config('127.0.0.1:0', 1));

@@ -2,10 +2,10 @@
 // survive (refetched, the old ones kept when the provider is down), so a reload while the
 // identity provider is down does not turn every cached user into a 503, while a key the
 // provider removed stops working at the reload.
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 import { startJwksServer, type JwksServer } from '../../e2e/harness/jwks-server.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -92,7 +92,7 @@ describe('Authenticator.fromConfig on reload', () => {
   });
 
   it('rebuilds a source that reads a file, so the file is read again', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reuse-'));
+    const dir = tempDir('lbac-reuse-');
     const file = join(dir, 'jwks.json');
     writeFileSync(file, readFileSync(idp.jwksPath));
     const withFile = (aud: string) =>

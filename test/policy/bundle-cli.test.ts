@@ -1,8 +1,8 @@
 // `lbac-gateway policy eval --bundle`: a real signed bundle, verified or rejected.
-import { writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { main } from '../../src/cli/main.ts';
 
@@ -21,7 +21,7 @@ beforeAll(async () => {
   key = generateSigningKey('RS256');
   const team = { groups: ['team-a'], users: [], upstreams: ['*'], selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: {}, labels: ['*'] };
   bundle = await buildBundle({ revision: 'cli-1', signingKey: key, data: { lbac: { teams: { a: team } } } });
-  const dir = mkdtempSync(join(tmpdir(), 'lbac-cli-'));
+  const dir = tempDir('lbac-cli-');
   input = join(dir, 'input.json');
   writeFileSync(input, JSON.stringify({ subject: { sub: 'u', groups: ['team-a'], roles: [], auth: 'jwt', claims: {} }, request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' } }));
 }, 60_000);

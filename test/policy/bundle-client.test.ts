@@ -5,10 +5,10 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -104,7 +104,7 @@ describe('BundleClient', () => {
   });
 
   it('persists the last good bundle atomically and starts from it when the service is down', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persist-')), 'state');
+    const dir = join(tempDir('lbac-persist-'), 'state');
     served = { body: b2, etag: '"e2"' };
     const first = await BundleClient.create({ config: config({ persistDir: dir }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
     await first.poll();
@@ -139,7 +139,7 @@ describe('BundleClient', () => {
   });
 
   it('a persisted bundle from another bundle URL (or without its bundle.json) is not activated', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persist-')), 'state');
+    const dir = join(tempDir('lbac-persist-'), 'state');
     served = { body: b2, etag: '"e2"' };
     const staging = await BundleClient.create({ config: config({ persistDir: dir, resource: '/staging.tar.gz' }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
     expect((await staging.poll()).kind).toBe('activated');
@@ -158,7 +158,7 @@ describe('BundleClient', () => {
   });
 
   it('a 304 to the unconditional first download is a failure, not "not modified"', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persist-')), 'state');
+    const dir = join(tempDir('lbac-persist-'), 'state');
     served = { body: b1, etag: '"e1"' };
     const first = await BundleClient.create({ config: config({ persistDir: dir }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
     await first.poll();

@@ -1,10 +1,10 @@
 // What sits at the persisted bundle's path is checked before it is read: a device, a FIFO or a
 // file larger than a download may be is refused at once (not read whole, not waited on).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 import { BundleClient } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
 
@@ -28,7 +28,7 @@ function client(persistDir: string, warnings: string[]): Promise<BundleClient> {
 
 describe('the persisted bundle file', () => {
   const dirFor = (): string => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'lbac-persisted-')), 'state');
+    const dir = join(tempDir('lbac-persisted-'), 'state');
     mkdirSync(dir);
     return dir;
   };

@@ -1,9 +1,9 @@
 // Which rejected reloads are retried (classifyReloadError) and when (reloadRetryDelayMs): pure, no timers.
 // The retry itself (GatewayRuntime) is exercised in reload.test.ts.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
 import { ConfigError, GatewayError } from '../../src/errors.ts';
 import { IntrospectionSource } from '../../src/identity/introspection.ts';
@@ -28,7 +28,7 @@ async function thrown(run: () => unknown): Promise<unknown> {
   throw new Error('expected an error');
 }
 
-const dir = () => mkdtempSync(join(tmpdir(), 'lbac-reload-retry-'));
+const dir = () => tempDir('lbac-reload-retry-');
 
 describe('classifyReloadError: transient causes (retried)', () => {
   it('a config file that cannot be read: missing (an editor replacing it), a directory in its place', async () => {

@@ -1,10 +1,10 @@
 // What starts a reload: bursts of requests (SIGHUP, file events) share reloads instead of
 // queueing one each, and the file watch follows policy.wasm when a reload points it elsewhere.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 import { startJwksServer, type JwksServer } from '../../e2e/harness/jwks-server.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { loadConfigFile } from '../../src/config/load.ts';
@@ -35,7 +35,7 @@ ${extra}`;
 
 /** A runtime started from a config file with this text (the file is what reloads read). */
 async function runtimeFromFile(text: string) {
-  const file = join(mkdtempSync(join(tmpdir(), 'lbac-reload-burst-')), 'gateway.yaml');
+  const file = join(tempDir('lbac-reload-burst-'), 'gateway.yaml');
   writeFileSync(file, text);
   return { file, ...(await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) })) };
 }
@@ -108,7 +108,7 @@ describe('reload requests', () => {
 
 /** A watching gateway whose config (in its own directory) points policy.wasm at old/; new/ holds a copy too. */
 async function gatewayWithWasmDirs() {
-  const root = mkdtempSync(join(tmpdir(), 'lbac-reload-watch-'));
+  const root = tempDir('lbac-reload-watch-');
   const [configDir, oldDir, newDir] = ['config', 'old', 'new'].map((d) => join(root, d)) as [string, string, string];
   for (const d of [configDir, oldDir, newDir]) mkdirSync(d);
   copyFileSync('wasm/policy.wasm', join(oldDir, 'policy.wasm'));

@@ -1,10 +1,10 @@
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dir.ts';
 import { loadConfigFile } from '../../src/config/load.ts';
 import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
@@ -26,7 +26,7 @@ ${extra}`;
 
 describe('config reload', () => {
   it('an audit file the reload cannot open rejects it before anything is swapped (the running teams and audit file stay)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const dir = tempDir('lbac-reload-');
     const file = join(dir, 'gateway.yaml');
     const audit = (path: string) => `audit: { enabled: true, destination: file, file: "${path}", flushIntervalMs: 0 }`;
     writeFileSync(join(dir, 'plain-file'), 'not a directory');
@@ -61,7 +61,7 @@ describe('config reload', () => {
   });
 
   it('swaps the policy data on a good config, keeps everything on a bad one, keeps restart-only keys', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const dir = tempDir('lbac-reload-');
     const file = join(dir, 'gateway.yaml');
     writeFileSync(file, yaml('a'));
     const lines: string[] = [];
@@ -111,7 +111,7 @@ describe('config reload', () => {
   });
 
   it('a change written between reading the config and watching it is applied once the gateway runs', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const dir = tempDir('lbac-reload-');
     const file = join(dir, 'gateway.yaml');
     const listen = 'server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }';
     writeFileSync(file, yaml('a', listen));
@@ -129,7 +129,7 @@ describe('config reload', () => {
   });
 
   it('/readyz answers 503 while draining', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-'));
+    const dir = tempDir('lbac-reload-');
     const file = join(dir, 'gateway.yaml');
     writeFileSync(file, yaml('a'));
     const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
@@ -150,7 +150,7 @@ describe('config reload', () => {
     const server = createServer((_req, res) => void res.writeHead(200, { etag: '"r1"', 'content-type': 'application/gzip' }).end(bundle));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const bundleUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-bundle-'));
+    const dir = tempDir('lbac-reload-bundle-');
     const file = join(dir, 'gateway.yaml');
     const policy = `policy:\n  bundle: { url: "${bundleUrl}", resource: b.tar.gz, polling: { minDelaySeconds: 60, maxDelaySeconds: 120 } }\n`;
     const teamB = (groups: string) => `  team-b: { groups: [${groups}], selectors: [{ namespace: "b" }] }\n${policy}`;
@@ -185,7 +185,7 @@ describe('config reload retry', () => {
 
   /** A runtime from a config file, its log lines (parsed) and its reload counters. */
   async function runtimeFor(text: string) {
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-retry-'));
+    const dir = tempDir('lbac-reload-retry-');
     const file = join(dir, 'gateway.yaml');
     writeFileSync(file, text);
     const lines: Record<string, unknown>[] = [];
@@ -330,7 +330,7 @@ describe('config reload retry', () => {
       );
     try {
       for (const during of ['pending retry', 'reload still running'] as const) {
-        const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-retry-'));
+        const dir = tempDir('lbac-reload-retry-');
         const jwks = join(dir, 'jwks.json');
         writeFileSync(jwks, readFileSync(old.jwksPath));
         const t = await runtimeFor(jwtConfig(jwks));
@@ -373,7 +373,7 @@ describe('config reload retry', () => {
 
   it('close() and shutdown() cancel a pending retry: nothing fires after them', async () => {
     for (const stop of ['close', 'shutdown'] as const) {
-      const dir = mkdtempSync(join(tmpdir(), 'lbac-reload-retry-'));
+      const dir = tempDir('lbac-reload-retry-');
       const file = join(dir, 'gateway.yaml');
       writeFileSync(file, yaml('a', settings(100, 100)));
       const lines: Record<string, unknown>[] = [];
