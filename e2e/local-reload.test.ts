@@ -1,12 +1,12 @@
 // Local mode (policy from a wasm file + data from the config): rebuilding the
 // wasm is picked up without a restart, validated before the swap — a broken
 // file is rejected and the running policy stays.
-import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBundleArchive } from '../src/policy/bundle-tar.ts';
 import { buildBundle, readBundleFile } from './harness/bundles.ts';
+import { tempDir } from './harness/temp-dir.ts';
 import { startGateway, type GatewayInstance } from './harness/gateway.ts';
 import { promGet, startPrometheus, type PrometheusInstance } from './harness/prometheus.ts';
 import { createTestIssuer } from './harness/tokens.ts';
@@ -16,7 +16,7 @@ let prom: PrometheusInstance;
 let gw: GatewayInstance;
 let token: string;
 let evalTime: number;
-const dir = mkdtempSync(join(tmpdir(), 'lbac-local-reload-'));
+const dir = tempDir('lbac-local-reload-');
 const wasmPath = join(dir, 'policy.wasm');
 
 /** Replace the file the way `cp`/a build step does it: write beside, then rename over. */

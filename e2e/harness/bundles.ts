@@ -3,12 +3,11 @@
 // and manifest roots, optionally signed with `--signing-key` (RS256/ES256).
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { afterAll } from 'vitest';
+import { tempDir } from './temp-dir.ts';
 import { repoRoot, toolPath } from './tools.ts';
 
 const run = promisify(execFile);
@@ -42,22 +41,13 @@ export interface BuildBundleOptions {
   out?: string;
 }
 
+/** The helper's temp dir (keys, bundle sources, bundles), made on first use and removed after the test file (temp-dir.ts). */
 let workDir: string | undefined;
 function tmp(): string {
-  workDir ??= mkdtempSync(join(tmpdir(), 'lbac-bundles-'));
+  workDir ??= tempDir('lbac-bundles-');
   return workDir;
 }
 let seq = 0;
-
-/** Removes the helper's temp dir (keys, bundle sources, bundles). */
-function removeBundleWorkDir(): void {
-  if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true });
-  workDir = undefined;
-}
-// Every test file that imports the helper gets its own copy of this module (vitest isolates files),
-// so this registers the clean-up for that file, before the file's own hooks: after hooks run in
-// reverse, so it runs after them (a server the file stops may still read a bundle until then).
-afterAll(removeBundleWorkDir);
 
 export function generateSigningKey(algorithm: 'RS256' | 'ES256' = 'RS256'): SigningKeyPair {
   const pair =

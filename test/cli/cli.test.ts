@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../temp-dir.ts';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 
 const bin = new URL('../../bin/lbac-gateway.js', import.meta.url).pathname;
 

@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../temp-dir.ts';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 
 const bin = new URL('../../bin/lbac-gateway.js', import.meta.url).pathname;
 

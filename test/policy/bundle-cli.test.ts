@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../temp-dir.ts';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { main } from '../../src/cli/main.ts';
 

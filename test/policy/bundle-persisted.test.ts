@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../temp-dir.ts';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { BundleClient } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
 

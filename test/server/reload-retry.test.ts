@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { tempDir } from '../temp-dir.ts';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts';
 import { ConfigError, GatewayError } from '../../src/errors.ts';
 import { IntrospectionSource } from '../../src/identity/introspection.ts';

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../temp-dir.ts';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { startJwksServer, type JwksServer } from '../../e2e/harness/jwks-server.ts';
 import { createTestIssuer, type TestIssuer } from '../../e2e/harness/tokens.ts';
 import { loadConfigFile } from '../../src/config/load.ts';

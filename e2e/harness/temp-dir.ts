@@ -3,6 +3,7 @@
 // directory of its own: scripts/vitest-run.sh). The clean-up is registered when a test file
 // imports this module, before the file's own hooks: after-hooks run in reverse, so it runs after
 // them (a server the file stops in its afterAll may still write into a directory until then).
+// For test files and the helpers only they import (bundles.ts): it registers a vitest hook.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
