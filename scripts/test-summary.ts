@@ -53,7 +53,10 @@ if (opaTxt !== undefined && existsSync(opaTxt)) {
   }
 } else problems.push('opa test produced no output');
 
-for (const p of problems) console.error(`[test] ${p}`);
+// Bounded: a broken setup can fail hundreds of tests, and the count line must stay in CI's tail.
+const SHOWN = 40;
+for (const p of problems.slice(0, SHOWN)) console.error(`[test] ${p}`);
+if (problems.length > SHOWN) console.error(`[test] … and ${problems.length - SHOWN} more (the vitest output above has them all)`);
 if (problems.length > 0 && failed === 0) failed = problems.length;
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 || passed === 0 ? 1 : 0);

@@ -86,6 +86,16 @@ describe('scripts/test-summary.ts', () => {
     expect(r.stderr).toContain('[test] suite failed: e2e/c.test.ts: Error: ENOTEMPTY: directory not empty, rmdir');
   });
 
+  it('names at most 40, then says how many more', () => {
+    const many = Array.from({ length: 45 }, (_, i) => ({ status: 'failed', fullName: `t${i}`, failureMessages: [`Error: e${i}`] }));
+    const report = { ...passing, numPassedTests: 0, numFailedTests: 45, testResults: [{ status: 'failed', name: join(repoRoot, 'test/d.test.ts'), assertionResults: many }] };
+    const r = summarise(report, 'opa test: 5 passed, 0 failed\n');
+    expect(r.lastLine).toBe('5 passed, 45 failed');
+    expect(r.stderr).toContain('[test] failed: test/d.test.ts > t39: Error: e39');
+    expect(r.stderr).not.toContain('t40:');
+    expect(r.stderr).toContain('[test] … and 5 more');
+  });
+
   it('fails when opa test did not report its count', () => {
     const r = summarise(passing, 'something else\n');
     expect(r.lastLine).toBe('2 passed, 1 failed');
