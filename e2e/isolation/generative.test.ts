@@ -22,7 +22,8 @@
 // exact rewrite and are refused by design) are counted and printed, and
 // bounded. Ties (topk/bottomk/limitk; in a range query, per step; under
 // further operators, when each call's argument and the query with every call
-// keeping none and all of its series answer alike: tie-free.ts), numeric
+// keeping none and all of its series answer alike, or one of those two fails
+// alike and every vector selector answers alike: tie-free.ts), numeric
 // label text of count_values, `%`, periodic and rounding functions of sums
 // reordered by a multi-group `or` or a range query's binary operator (same
 // series and timestamps) and the exclusions file's entries are not

@@ -1,7 +1,7 @@
 // The tie-free parts of a query that the generative isolation oracle compares before it calls a
 // difference a topk/bottomk/limitk tie (e2e/isolation/generative/oracle.ts, onlyTieChoice).
 import { describe, expect, it } from 'vitest';
-import { KEEP_ALL, tieFree, tieIndependentQueries } from '../../e2e/isolation/generative/tie-free.ts';
+import { KEEP_ALL, tieFree, tieIndependentQueries, vectorSelectors } from '../../e2e/isolation/generative/tie-free.ts';
 
 describe('tieFree', () => {
   it('replaces every k by 0 and by KEEP_ALL, and lists each call\'s vector argument', () => {
@@ -47,5 +47,17 @@ describe('tieIndependentQueries', () => {
 
   it('null where tieFree is', () => {
     expect(tieIndependentQueries('sum(x)')).toBeNull();
+  });
+});
+
+describe('vectorSelectors', () => {
+  it('every vector selector once, as written, without its range, offset or @', () => {
+    const q = 'sum(rate(x{a="b"}[5m] offset 1m)) + on(job) y @ 100 unless topk(3, x{a="b"}) or {__name__=~"http_.*", namespace!~"pla\\u0074.*"}';
+    expect(vectorSelectors(q)).toEqual(['x{a="b"}', 'y', '{__name__=~"http_.*", namespace!~"pla\\u0074.*"}']);
+  });
+
+  it('selectors inside subqueries and function arguments; null when the query does not parse', () => {
+    expect(vectorSelectors('double_exponential_smoothing((topk(3, bottomk(2, x)))[10m:], 0.5, 0.5)')).toEqual(['x']);
+    expect(vectorSelectors('sum(x')).toBeNull();
   });
 });

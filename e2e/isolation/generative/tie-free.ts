@@ -79,3 +79,16 @@ export function tieIndependentQueries(q: string): string[] | null {
   }
   return [...out];
 }
+
+/** Every vector selector of `q` as written (`x{a="b"}` of `rate(x{a="b"}[5m] offset 1m)`), each once; null when it does not parse cleanly. */
+export function vectorSelectors(q: string): string[] | null {
+  const out = new Set<string>();
+  let broken = false;
+  parser.parse(q).iterate({
+    enter(n) {
+      if (n.type.isError) broken = true;
+      if (n.name === 'VectorSelector') out.add(q.slice(n.from, n.to));
+    },
+  });
+  return broken ? null : [...out];
+}
