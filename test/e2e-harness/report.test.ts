@@ -1,24 +1,16 @@
 // `make e2e-report` (scripts/e2e-report.ts) over fixture results, and the
 // bypass suites' task summaries (e2e/harness/results.ts).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RunnerTestFile } from 'vitest';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { summarizeBypass } from '../../e2e/harness/results.ts';
 import { repoRoot } from '../../e2e/harness/tools.ts';
 import { buildReport, renderMarkdown, renderText } from '../../scripts/e2e-report.ts';
 
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'lbac-e2e-report-'));
-  dirs.push(d);
-  return d;
-}
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = (): string => tempDir('lbac-e2e-report-');
 
 const isolation = {
   date: '2026-01-01T00:00:00.000Z',

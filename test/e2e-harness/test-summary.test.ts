@@ -2,20 +2,14 @@
 // counts vitest's JSON report plus opa test, and the lines just above it name each failed test
 // and each suite that failed to load (CI keeps only the end of the output).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { repoRoot } from '../../e2e/harness/tools.ts';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
 function summarise(report: unknown, opa: string | undefined) {
-  const dir = mkdtempSync(join(tmpdir(), 'lbac-test-summary-'));
-  dirs.push(dir);
+  const dir = tempDir('lbac-test-summary-');
   const json = join(dir, 'vitest.json');
   const txt = join(dir, 'opa.txt');
   writeFileSync(json, JSON.stringify(report));

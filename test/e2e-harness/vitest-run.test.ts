@@ -3,20 +3,14 @@
 // script exits with vitest's status and hands its arguments on. A stand-in `vitest` on PATH
 // writes a file into the TMPDIR it was given and exits as told.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { repoRoot } from '../../e2e/harness/tools.ts';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
 function run(exitCode: number) {
-  const root = mkdtempSync(join(tmpdir(), 'lbac-vitest-run-'));
-  dirs.push(root);
+  const root = tempDir('lbac-vitest-run-');
   const bin = join(root, 'bin');
   const tmp = join(root, 'tmp');
   for (const d of [bin, tmp]) mkdirSync(d);

@@ -1,20 +1,15 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { auditLine } from '../../src/server/audit.ts';
 import { AuditLog } from '../../src/server/plugins/audit.ts';
 import { auditSchema } from '../../src/config/schema.ts';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
 const fileConfig = (extra: Record<string, unknown> = {}) => {
-  const dir = mkdtempSync(join(tmpdir(), 'lbac-audit-'));
-  dirs.push(dir);
+  const dir = tempDir('lbac-audit-');
   const file = join(dir, 'sub', 'audit.log');
   return { file, cfg: auditSchema.parse({ destination: 'file', file, ...extra }) };
 };
