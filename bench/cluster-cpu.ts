@@ -91,6 +91,9 @@ try {
     const after = treeCpuMicros(t.pids);
     const switchesAfter = switches(t.pids);
     if (r.non2xx > 0 || r.errors > 0) throw new Error(`${t.name}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    // A process read as gone (NaN) ended during the round: a dead worker is no steady state to measure.
+    const gone = t.pids.filter((_, i) => Number.isNaN(after[i]!));
+    if (gone.length > 0 || Number.isNaN(switchesAfter.voluntary)) throw new Error(`${t.name}: process(es) ${gone.join(', ') || 'of the tree'} ended during the round`);
     const n = r.requests.total;
     const perProcess = t.pids.map((_, i) => (after[i]! - before[i]!) / n);
     return {

@@ -52,11 +52,21 @@ export function cpuMicros(pid: number): number {
   return ns / 1000;
 }
 
-/** Context switches of every thread of `pid` so far: voluntary (it waited) and involuntary (the scheduler preempted it). Linux only. */
+/**
+ * Context switches of every thread of `pid` so far: voluntary (it waited) and
+ * involuntary (the scheduler preempted it); NaN for both when the process has
+ * gone, as treeCpuMicros reads it. Linux only.
+ */
 export function contextSwitches(pid: number): { voluntary: number; involuntary: number } {
+  let statuses: string[];
+  try {
+    statuses = threadFiles(pid, 'status');
+  } catch {
+    return { voluntary: Number.NaN, involuntary: Number.NaN };
+  }
   let voluntary = 0;
   let involuntary = 0;
-  for (const status of threadFiles(pid, 'status')) {
+  for (const status of statuses) {
     voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
     involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
   }

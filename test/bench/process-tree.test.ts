@@ -42,6 +42,7 @@ describe('processTree and treeCpuMicros', () => {
 
   it('reads a process that has gone as NaN, not as zero', () => {
     expect(treeCpuMicros([2 ** 22 + 12345])).toEqual([Number.NaN]);
+    expect(contextSwitches(2 ** 22 + 12345)).toEqual({ voluntary: Number.NaN, involuntary: Number.NaN });
   });
 
   it('counts the context switches of a process that keeps going to sleep as voluntary', async () => {
