@@ -5,6 +5,7 @@ import { describeAnswer, sameAnswer, type Answer } from '../corpus.ts';
 import { rewritePromQL, rewritePromQLPerGroup } from '../../../src/rewrite/promql.ts';
 import type { Env, Mode, Tenant } from './env.ts';
 import { tieFree, tieIndependentQueries, vectorSelectors } from './tie-free.ts';
+import { closeAnswers, equivalent, loose, sameShape } from './compare.ts';
 
 export type Cls = 'match' | 'match-empty' | 'float-nondeterminism' | 'both-error' | 'leak' | 'mismatch' | 'false-refusal' | 'gateway-5xx' | 'tie' | 'excluded';
 
@@ -37,17 +38,6 @@ function labelValues(a: Answer): Set<string> {
   if (!('series' in a)) return out;
   for (const s of a.series) for (const [k, v] of JSON.parse(s.labels) as [string, string][]) out.add(`${k}=${v}`);
   return out;
-}
-
-/** Numeric-looking label values (count_values output) rounded to 12 significant digits. */
-function loose(a: Answer): Answer {
-  if (!('series' in a)) return a;
-  const series = a.series.map((x) => ({
-    ...x,
-    labels: JSON.stringify((JSON.parse(x.labels) as [string, string][]).map(([k, v]) => [k, v !== '' && Number.isFinite(Number(v)) ? Number(v).toPrecision(12) : v])),
-  }));
-  series.sort((p, q2) => (p.labels < q2.labels ? -1 : p.labels > q2.labels ? 1 : 0));
-  return { ...a, series };
 }
 
 const TIE_FNS = /\b(topk|bottomk|limitk)\b/;
@@ -89,43 +79,6 @@ function sameSizeAtEveryStep(g: Answer, r: Answer): boolean {
     return JSON.stringify([...n].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
   };
   return sizes(g) === sizes(r as typeof g);
-}
-
-/** Same series labels and timestamps, in the same order (values may differ). */
-function sameShape(g: Answer, r: Answer): boolean {
-  if (!('series' in g) || !('series' in r) || g.kind !== r.kind || g.series.length !== r.series.length) return false;
-  return g.series.every((s, i) => {
-    const t = r.series[i]!;
-    return s.labels === t.labels && s.values.length === t.values.length && s.values.every((v, j) => v.split('=')[0] === (t.values[j] as string).split('=')[0]);
-  });
-}
-
-/** Two numbers equal up to floating-point summation order (relative 1e-6; irate/deriv over stddev amplify the last digits). */
-function closeNumbers(a: string, b: string): boolean {
-  if (a === b) return true;
-  const x = Number(a);
-  const y = Number(b);
-  if (!Number.isFinite(x) || !Number.isFinite(y)) return false;
-  return Math.abs(x - y) <= 1e-6 * Math.max(Math.abs(x), Math.abs(y), 1e-9);
-}
-
-/** Same series and timestamps, values equal up to summation order. */
-function closeAnswers(g: Answer, r: Answer): boolean {
-  if (!('series' in g) || !('series' in r) || g.kind !== r.kind || g.series.length !== r.series.length) return false;
-  return g.series.every((s, i) => {
-    const t = r.series[i]!;
-    if (s.labels !== t.labels || s.values.length !== t.values.length) return false;
-    return s.values.every((v, j) => {
-      const [ts, x] = v.split('=');
-      const [tt, y] = (t.values[j] as string).split('=');
-      return ts === tt && closeNumbers(x as string, y as string);
-    });
-  });
-}
-
-/** Equal up to floating-point summation order (as below: values to 1e-6 relative, count_values label text to 12 digits). */
-function equivalent(a: Answer, b: Answer): boolean {
-  return sameAnswer(a, b) || sameAnswer(loose(a), loose(b)) || closeAnswers(loose(a), loose(b));
 }
 
 /**
@@ -222,8 +175,8 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
     // the values, which no tolerance bounds.
     return { cls: 'float-nondeterminism', detail: 'a remainder, periodic or rounding function of an aggregate whose last bits depend on the order its series arrive in (a multi-group `or`; a range query\'s binary operator); same series and timestamps', ...base };
   }
-  if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(loose(g.answer), loose(r.answer))) {
-    return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values to 1e-6 relative, count_values label text to 12 digits)', ...base };
+  if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(g.answer, r.answer)) {
+    return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values and count_values label values to 1e-6 relative)', ...base };
   }
   if (TIE_FNS.test(q) && (await onlyTieChoice(env, t, mode, q))) {
     // topk/bottomk/limitk over ties under further operators (`stddev by (job) (topk by (pod) (3, group(…)))`):
