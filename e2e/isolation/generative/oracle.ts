@@ -5,7 +5,7 @@ import { describeAnswer, sameAnswer, type Answer } from '../corpus.ts';
 import { rewritePromQL, rewritePromQLPerGroup } from '../../../src/rewrite/promql.ts';
 import type { Env, Mode, Tenant } from './env.ts';
 import { tieFree, tieIndependentQueries, vectorSelectors } from './tie-free.ts';
-import { closeAnswers, equivalent, loose, sameShape } from './compare.ts';
+import { equivalent, sameShape } from './compare.ts';
 
 export type Cls = 'match' | 'match-empty' | 'float-nondeterminism' | 'both-error' | 'leak' | 'mismatch' | 'false-refusal' | 'gateway-5xx' | 'tie' | 'excluded';
 
@@ -175,7 +175,7 @@ export async function classify(env: Env, t: Tenant, mode: Mode, q: string): Prom
     // the values, which no tolerance bounds.
     return { cls: 'float-nondeterminism', detail: 'a remainder, periodic or rounding function of an aggregate whose last bits depend on the order its series arrive in (a multi-group `or`; a range query\'s binary operator); same series and timestamps', ...base };
   }
-  if (sameAnswer(loose(g.answer), loose(r.answer)) || closeAnswers(g.answer, r.answer)) {
+  if (equivalent(g.answer, r.answer)) {
     return { cls: 'float-nondeterminism', detail: 'equal up to floating-point summation order (values and count_values label values to 1e-6 relative)', ...base };
   }
   if (TIE_FNS.test(q) && (await onlyTieChoice(env, t, mode, q))) {
