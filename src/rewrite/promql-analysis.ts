@@ -42,11 +42,11 @@ import {
   parser,
 } from '@prometheus-io/lezer-promql';
 import { checkChainWeight, type ChainLevel, type ChainRules } from './chain-weight.ts';
-import { LiteralError, describeAt, isWellFormedUnicode, parseStrict, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
+import { LiteralError, describeAt, isWellFormedUnicode, prescan, unquoteStringLiteral, type PrescanOptions } from './lezer.ts';
 import { isMatchOp, matcherMatches, type MatchOp as MatchOpT, type Matcher } from './matcher.ts';
 import { RegexBudget } from './regex-budget.ts';
 import type { PreparedPolicy } from './promql-policy.ts';
-import { MAX_RESPELLED_NUMBERS, newerFunctionAt, respell, unsupportedKeywordCaseAt, unsupportedNumberAt } from './promql-respell.ts';
+import { MAX_RESPELLED_NUMBERS, parseRespelled, unsupportedNumberAt } from './promql-respell.ts';
 import type { RewriteLimits } from './rewriter.ts';
 import { QueryError } from '../errors.ts';
 
@@ -290,25 +290,10 @@ export function analyze(input: string, opts: AnalyzeOptions): Analysis {
     throw new QueryError(LANG, `${opts.prefix}query is nested too deeply (more than ${limits.maxDepth} levels)`, 'query_too_large');
   }
   checkChains(input, opts.prefix, 'query', opts.posOffset);
-  let text = input;
-  // What Lezer reads: `text` with newer functions' names replaced by stand-ins (newerFunctionAt).
-  let shadow = input;
-  let parsed = parseStrict(parser, shadow);
   // Number literals Prometheus accepts and lezer-promql does not lex are respelled
   // in place (same length, same value) where the parse failed, and parsed again.
   // The respelled text is what gets rewritten, verified and forwarded.
-  for (let respelled = 0; !parsed.ok && respelled < MAX_RESPELLED_NUMBERS; respelled++) {
-    const num = unsupportedNumberAt(shadow, parsed.pos) ?? unsupportedKeywordCaseAt(shadow, parsed.pos);
-    if (num !== null) {
-      text = respell(text, num);
-      shadow = respell(shadow, num);
-    } else {
-      const fn = newerFunctionAt(shadow, parsed.pos);
-      if (fn === null) break;
-      shadow = respell(shadow, fn);
-    }
-    parsed = parseStrict(parser, shadow);
-  }
+  const { text, parsed } = parseRespelled(input);
   if (!parsed.ok) {
     const num = unsupportedNumberAt(text, parsed.pos);
     if (num !== null) {

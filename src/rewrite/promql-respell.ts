@@ -64,6 +64,40 @@ export function parseWithStandIns(text: string): ParseOutcome {
   return parsed;
 }
 
+/** What `parseRespelled` gives: the text to forward, the text Lezer read, and Lezer's outcome. */
+export interface RespelledParse {
+  /** The input with unsupported number literals and keyword case respelled (same length, same meaning to Prometheus). */
+  readonly text: string;
+  /** `text` with newer functions' names replaced by stand-ins: what Lezer parsed. */
+  readonly shadow: string;
+  readonly parsed: ParseOutcome;
+}
+
+/**
+ * A strict parse of a query as Prometheus reads it: where Lezer fails on a
+ * number literal, a duration keyword's case or a newer function, that spot is
+ * respelled in place (same length, so positions in the tree are those of the
+ * input) and parsed again, at most MAX_RESPELLED_NUMBERS times.
+ */
+export function parseRespelled(input: string): RespelledParse {
+  let text = input;
+  let shadow = input;
+  let parsed = parseStrict(parser, shadow);
+  for (let respelled = 0; !parsed.ok && respelled < MAX_RESPELLED_NUMBERS; respelled++) {
+    const num = unsupportedNumberAt(shadow, parsed.pos) ?? unsupportedKeywordCaseAt(shadow, parsed.pos);
+    if (num !== null) {
+      text = respell(text, num);
+      shadow = respell(shadow, num);
+    } else {
+      const fn = newerFunctionAt(shadow, parsed.pos);
+      if (fn === null) break;
+      shadow = respell(shadow, fn);
+    }
+    parsed = parseStrict(parser, shadow);
+  }
+  return { text, shadow, parsed };
+}
+
 export function unsupportedNumberAt(text: string, pos: number): { from: number; text: string; respelled: string } | null {
   let from = Math.min(pos, text.length);
   while (from > 0 && /[0-9A-Za-z_.:]/.test(text[from - 1] as string)) from--;

@@ -23,6 +23,16 @@ describe('tieFree', () => {
     expect(tieFree('topk(scalar(topk(1, x)), y)')).toEqual({ none: 'topk(0, y)', all: `topk(${KEEP_ALL}, y)`, args: ['y', 'x'] });
   });
 
+  it('reads Prometheus spellings lezer-promql lags on, and slices the query as written (seed 2175)', () => {
+    const q = 'min (bottomk (3, topk ((5. ^ 2), x{a!="b"}))) by (m) + integral(y[5m]) * 0X1f';
+    expect(tieFree(q)).toEqual({
+      none: 'min (bottomk (0, topk (0, x{a!="b"}))) by (m) + integral(y[5m]) * 0X1f',
+      all: `min (bottomk (${KEEP_ALL}, topk (${KEEP_ALL}, x{a!="b"}))) by (m) + integral(y[5m]) * 0X1f`,
+      args: ['topk ((5. ^ 2), x{a!="b"})', 'x{a!="b"}'],
+    });
+    expect(vectorSelectors(q)).toEqual(['x{a!="b"}', 'y']);
+  });
+
   it('null without topk/bottomk/limitk, or when the query does not parse', () => {
     expect(tieFree('sum(x) or quantile(0.5, y)')).toBeNull();
     expect(tieFree('topk(3, x')).toBeNull();

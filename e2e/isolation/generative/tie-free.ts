@@ -2,7 +2,20 @@
 // ties (generative/oracle.ts, classify): the query with every such call
 // keeping none of its series and keeping all of them, and each call's vector
 // argument on its own.
-import { parser } from '@prometheus-io/lezer-promql';
+import type { Tree } from '@lezer/common';
+import { parseRespelled } from '../../../src/rewrite/promql-respell.ts';
+
+/**
+ * The query's tree as the gateway reads it: Prometheus spellings lezer-promql
+ * lags on (`5.`, `0X1f`, `STEP()`, newer functions) are respelled with the same
+ * length, so the tree's positions slice the query as written (seed 2175:
+ * `topk((5. ^ 2), …)` did not parse, and its ties went unrecognised). null
+ * when it does not parse.
+ */
+function treeOf(q: string): Tree | null {
+  const r = parseRespelled(q).parsed;
+  return r.ok ? r.tree : null;
+}
 
 const TIE_OPS = new Set(['Topk', 'Bottomk', 'LimitK']);
 
@@ -18,9 +31,10 @@ export interface TieFree {
   readonly args: readonly string[];
 }
 
-/** null when the query holds no topk/bottomk/limitk, or does not parse cleanly (lezer-promql). */
+/** null when the query holds no topk/bottomk/limitk, or does not parse (treeOf). */
 export function tieFree(q: string): TieFree | null {
-  const tree = parser.parse(q);
+  const tree = treeOf(q);
+  if (tree === null) return null;
   let broken = false;
   const ks: { from: number; to: number }[] = [];
   const args: string[] = [];
@@ -80,11 +94,13 @@ export function tieIndependentQueries(q: string): string[] | null {
   return [...out];
 }
 
-/** Every vector selector of `q` as written (`x{a="b"}` of `rate(x{a="b"}[5m] offset 1m)`), each once; null when it does not parse cleanly. */
+/** Every vector selector of `q` as written (`x{a="b"}` of `rate(x{a="b"}[5m] offset 1m)`), each once; null when it does not parse (treeOf). */
 export function vectorSelectors(q: string): string[] | null {
   const out = new Set<string>();
   let broken = false;
-  parser.parse(q).iterate({
+  const tree = treeOf(q);
+  if (tree === null) return null;
+  tree.iterate({
     enter(n) {
       if (n.type.isError) broken = true;
       if (n.name === 'VectorSelector') out.add(q.slice(n.from, n.to));
