@@ -1,7 +1,7 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape.ts';
-import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelIntrinsics } from '../rewrite/traceql-syntax.ts';
+import { callsCompare, isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelIntrinsics } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
@@ -273,7 +273,8 @@ const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => me
  * restricted subject's request that reads a trace-level intrinsic
  * (`trace:rootService`, `rootName`, `span:childCount`, `nestedSetLeft`, …:
  * they describe the whole trace or its structure, other teams' spans
- * included; isTraceLevelIntrinsic) in any TraceQL parameter the route enforces, or as
+ * included; isTraceLevelIntrinsic) in any TraceQL parameter the route enforces, or
+ * calls compare() (which reads them all: callsCompare), or names one as
  * the tag whose values it lists, or that filters on one with a parameter of its
  * own (RouteSpec.traceLevelParams: the search's `minDuration`/`maxDuration`);
  * undefined when it reads none. Checked on the client's parameters, before
@@ -296,6 +297,9 @@ export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(n
       const found = traceLevelIntrinsics(q);
       if (found.length > 0) {
         return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces or their structure, other teams' spans included), which this gateway does not answer`;
+      }
+      if (callsCompare(q)) {
+        return 'invalid TraceQL query: compare() answers with every attribute of the spans it observes, trace-level intrinsics included (the root service and span name, the trace\'s structure and duration: other teams\' spans), which this gateway does not answer';
       }
     }
   }

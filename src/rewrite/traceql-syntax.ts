@@ -744,6 +744,28 @@ export function traceLevelIntrinsics(text: string): string[] {
   return [...found];
 }
 
+/**
+ * Whether `text` calls `compare()`. Tempo answers it from every attribute of
+ * each observed span (MetricsCompare asks its storage to select all, which
+ * loads the trace-level intrinsics onto every span): a series per value of
+ * the root service, the root span name, the nested-set bounds, and exemplars
+ * labelled with the trace's duration, whatever the query names. false when
+ * it does not parse (the rewrite then refuses it anyway).
+ */
+export function callsCompare(text: string): boolean {
+  const tree = parseTraceQLTree(text);
+  if (tree === null) return false;
+  let found = false;
+  tree.iterate({
+    enter(n) {
+      if (found) return false;
+      if (n.name === 'compare' && n.node.parent?.name === 'FirstStage') found = true;
+      return undefined;
+    },
+  });
+  return found;
+}
+
 /** Parse without the lexical checks (for verification of the gateway's own output). */
 export function parseTraceQLTree(text: string): Tree | null {
   const r = parseStrict(parser, text);

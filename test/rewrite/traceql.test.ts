@@ -12,7 +12,7 @@ import {
   traceqlRewriter,
   verifyTraceQL,
 } from '../../src/rewrite/traceql.ts';
-import { isGoDuration, isPromDuration, traceLevelIntrinsics } from '../../src/rewrite/traceql-syntax.ts';
+import { callsCompare, isGoDuration, isPromDuration, traceLevelIntrinsics } from '../../src/rewrite/traceql-syntax.ts';
 import { cpuMs } from '../cpu-time.ts';
 
 const NS: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }]];
@@ -468,6 +468,19 @@ describe('traceLevelIntrinsics (upstreams[].refuseTraceLevelIntrinsics)', () => 
   it('not attributes, strings, comments or span-level intrinsics; nothing for text that does not parse', () => {
     for (const q of ['{ span.rootName = "a" }', '{ .rootServiceName = "a" }', '{ span.childCount = 1 }', '{ .nestedSetLeft = 1 }', '{ .a = "trace:rootService" }', '{ .a } // trace:rootService', '{ name = "a" && duration > 1s && span:id = "x" }', '{ trace:rootService = }']) {
       expect(traceLevelIntrinsics(q), q).toEqual([]);
+    }
+  });
+});
+
+describe('callsCompare (compare() reads every attribute, trace-level intrinsics included)', () => {
+  it('finds the call in any form Tempo reads', () => {
+    for (const q of ['{ } | compare({ status = error })', '{ .a } | compare({ .b = 1 }, 10)', '{ } | compare({ status = error }, 10, 1700000000000000000, 1700000060000000000)', '{ } | /* c */ compare ( { } )', '{ } | compare({ }) with (sample = 0.1)']) {
+      expect(callsCompare(q), q).toBe(true);
+    }
+  });
+  it('not an attribute, a string or a comment that spells it; false for text that does not parse', () => {
+    for (const q of ['{ .compare = 1 }', '{ span.compare = "x" }', '{ name = "compare({})" }', '{ } | rate() // compare({ })', '{ } | rate()', '{ } | compare(']) {
+      expect(callsCompare(q), q).toBe(false);
     }
   });
 });

@@ -74,6 +74,9 @@ describe('refuseTraceLevelIntrinsics', () => {
     `/tempo/api/search?q=${q('{ .a } | select(nestedSetLeft, nestedSetRight)')}`,
     `/tempo/api/metrics/query_range?q=${q('{ nestedSetParent = -1 } | rate()')}`,
     `/tempo/api/search?q=${q('{ childCount = 0 }')}`,
+    // compare() answers with every attribute of the spans it observes: Tempo loads the trace-level ones onto each.
+    `/tempo/api/metrics/query_range?q=${q('{ } | compare({ status = error })')}`,
+    `/tempo/api/metrics/query?q=${q('{ .a = 1 } | compare({ .b = 2 }, 10)')}`,
     '/tempo/api/v2/search/tag/trace:rootService/values',
     '/tempo/api/v2/search/tag/rootServiceName/values',
     // The tag-based search's bounds on the whole trace's duration.
@@ -97,7 +100,9 @@ describe('refuseTraceLevelIntrinsics', () => {
     expect((await get(on, 'alice', `/tempo/api/search?q=${q('{ span:parentID = "abc" }')}`)).statusCode).toBe(200);
     expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ trace:rootService = "payments" }')}`)).statusCode).toBe(200);
     expect((await get(on, 'carol', `/tempo/api/search?q=${q('{ span:childCount > 1 }')}`)).statusCode).toBe(200);
-    expect(up.requests).toHaveLength(5);
+    expect((await get(on, 'carol', `/tempo/api/metrics/query_range?q=${q('{ } | compare({ status = error })')}`)).statusCode).toBe(200);
+    expect((await get(on, 'alice', `/tempo/api/metrics/query_range?q=${q('{ .compare = 1 } | rate()')}`)).statusCode).toBe(200);
+    expect(up.requests).toHaveLength(7);
   });
   it('off (the default): answered as before', async () => {
     for (const url of refused.filter((u) => !u.endsWith('/values'))) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
