@@ -243,7 +243,10 @@ export interface UnquoteDialect {
 export const PROMQL_STRINGS: UnquoteDialect = { singleQuotedStrings: true, rawStripsCR: false };
 export const GO_STRINGS: UnquoteDialect = { singleQuotedStrings: false, rawStripsCR: true };
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of a Go string's value; by default a
+// TextDecoder drops it, and `x!="\ufeffprod"` would read as `x!="prod"`, an
+// "already enforced" matcher that enforces nothing.
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function hexVal(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;

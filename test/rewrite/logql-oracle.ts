@@ -27,7 +27,8 @@ export interface OracleSelector {
   readonly matchers: readonly OracleMatcher[];
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: Go keeps a leading U+FEFF in a string's value; TextDecoder would drop it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const enc = new TextEncoder();
 
 /** Decode a Go string literal ("…" or `…`). Throws on anything malformed. */

@@ -66,7 +66,8 @@ const isLetter = (c: string): boolean => c === '_' || /^\p{L}$/u.test(c);
 const isDigit = (c: string): boolean => /^\p{Nd}$/u.test(c);
 const isDecimal = (c: string | undefined): boolean => c !== undefined && c >= '0' && c <= '9';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: Go keeps a leading U+FEFF in a string's value; TextDecoder would drop it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const enc = new TextEncoder();
 
 /** Decode a "…" literal's body the way Prometheus' strutil.Unquote does. Throws on a bad escape. */

@@ -79,7 +79,7 @@ export function oracleUnquote(lit: string): string {
       throw new Error(`bad escape \\${e}`);
     }
   }
-  return new TextDecoder().decode(Uint8Array.from(bytes));
+  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(Uint8Array.from(bytes));
 }
 
 function kids(n: SyntaxNode): SyntaxNode[] {
