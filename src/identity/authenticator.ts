@@ -264,8 +264,12 @@ export class Authenticator {
     const creds = this.#credentialsOf(req);
     let lastError: unknown;
     let overloaded: GatewayError | undefined;
+    let overloadedLocally = false;
     let judged = false;
     for (const [i, source] of this.#sources.entries()) {
+      // A local source that could not judge the credential for load (an API key's hash queue full)
+      // may own it: it must not go on to a source that sends it to a third party. 503, retry.
+      if (overloaded !== undefined && overloadedLocally && source.sendsCredentials === true) break;
       let subject: Subject | undefined;
       try {
         subject = await source.authenticate(creds);
@@ -276,7 +280,10 @@ export class Authenticator {
         if (e instanceof InvalidTokenError && e.final && this.#finalRefusal[i] === true) throw e;
         // An overloaded one may be the wrong provider for this credential: later sources still try,
         // and if none accepts, the answer is its 503 (retry), not a 401 (log in again).
-        if (e instanceof GatewayError && e.code === 'overloaded') overloaded ??= e;
+        if (e instanceof GatewayError && e.code === 'overloaded') {
+          overloaded ??= e;
+          if (source.sendsCredentials !== true) overloadedLocally = true;
+        }
         judged = true;
         lastError = e;
         continue;
