@@ -100,9 +100,11 @@ describe('policyEnforcement: header (Loki enforces X-Prom-Label-Policy)', () => 
     expect(values.every((v) => /^team-a-/.test(v) || v === 'shared')).toBe(true);
   });
 
-  it("endpoints Loki's access control does not cover (label names, series, index stats, patterns, detected_*) are rewritten as well", async () => {
-    // Loki ≥ 3.7 enforces the header on queries, tail, label values and volume only.
+  it("endpoints Loki's access control does not cover (label names, series, index stats, volume, patterns, detected_*) are rewritten as well", async () => {
+    // Loki ≥ 3.7 enforces the header on queries, tail and label values; volume only under a single
+    // alternative and not for aggregateBy=labels, so it is rewritten too.
     const cases: [string, string, (q: URLSearchParams) => string[]][] = [
+      [`/loki/loki/api/v1/index/volume?query=${encodeURIComponent('{app="api"}')}&aggregateBy=labels&start=1&end=2`, 'volume', (q) => q.getAll('query')],
       ['/loki/loki/api/v1/labels?start=1&end=2', 'labels', (q) => q.getAll('query')],
       [`/loki/loki/api/v1/series?match[]=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'series', (q) => q.getAll('match[]')],
       [`/loki/loki/api/v1/index/stats?query=${encodeURIComponent('{app="api"}')}&start=1&end=2`, 'index stats', (q) => q.getAll('query')],
@@ -122,6 +124,11 @@ describe('policyEnforcement: header (Loki enforces X-Prom-Label-Policy)', () => 
         expect(String(r.headers['x-prom-label-policy']), what).toMatch(/^tenant-n:/);
       }
     }
+    // volume_range likewise (the stand-in has no answer for it: only what is forwarded is read).
+    loki.clear();
+    await (await get(`/loki/loki/api/v1/index/volume_range?query=${encodeURIComponent('{app="api"}')}&start=1&end=2&step=60`, 'nina-t')).arrayBuffer();
+    expect(loki.requests).toHaveLength(1);
+    expect(loki.requests[0]!.params.get('query')).toContain('namespace="n"');
     // The query itself is still left to Loki.
     loki.clear();
     await (await get(`/loki/loki/api/v1/query_range?query=${encodeURIComponent(QUERY)}&start=1&end=2`, 'nina-t')).arrayBuffer();

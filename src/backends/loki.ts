@@ -226,8 +226,11 @@ export const lokiRoutes: RouteTable = {
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, completeParams: seriesMatchAlias, enforced: [matchParam] },
     // Sums over streams: under disjoint alternatives one selector cannot express, one request per alternative, added up.
     scoped('index_stats', '/loki/api/v1/index/stats', { enforced: [totalsQuery], fanOut: statsFanOut }),
-    scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels, enforced: [totalsQuery], fanOut: volumeFanOut, headerEnforced: true }),
-    scoped('index_volume_range', '/loki/api/v1/index/volume_range', { completeParams: volumeTargetLabels, headerEnforced: true }),
+    // Rewritten in header mode too: Loki's access control adds the policy to a volume query only
+    // under a single alternative and lets bare label names (aggregateBy=labels) through its answer
+    // filter, so under several alternatives it would answer over every stream of the tenant.
+    scoped('index_volume', '/loki/api/v1/index/volume', { completeParams: volumeTargetLabels, enforced: [totalsQuery], fanOut: volumeFanOut }),
+    scoped('index_volume_range', '/loki/api/v1/index/volume_range', { completeParams: volumeTargetLabels }),
     scoped('patterns', '/loki/api/v1/patterns'),
     scoped('detected_fields', '/loki/api/v1/detected_fields'),
     // Before 3.2 (grafana/loki#14012) the store side of detected_labels ignores the selector.

@@ -285,7 +285,7 @@ export const upstreamSchema = z
       .enum(['rewrite', 'header'])
       .default('rewrite')
       .describe(
-        'How the policy reaches the backend. "rewrite": the gateway rewrites every query (all kinds). "header" (Loki only): queries are forwarded as sent (still parsed and checked) and the policy goes in X-Prom-Label-Policy, one entry per tenant of the decision\'s X-Scope-OrgID, for Loki ≥ 3.7 with its label-based access control enabled; a Loki without it would answer unenforced. Exact for every DNF policy on the endpoints Loki enforces (queries, tail, label values, volume); label names, series, index stats, patterns and detected_* are rewritten as in "rewrite" mode, since Loki does not enforce the header there.',
+        'How the policy reaches the backend. "rewrite": the gateway rewrites every query (all kinds). "header" (Loki only): queries are forwarded as sent (still parsed and checked) and the policy goes in X-Prom-Label-Policy, one entry per tenant of the decision\'s X-Scope-OrgID, for Loki ≥ 3.7 with its label-based access control enabled; a Loki without it would answer unenforced. Exact for every DNF policy on the endpoints Loki enforces (queries, tail, label values); label names, series, index stats, volume, patterns and detected_* are rewritten as in "rewrite" mode, since Loki does not enforce the header there (volume: only under a single alternative, and not for aggregateBy=labels).',
       ),
     refuseTraceLevelIntrinsics: z
       .boolean()
