@@ -404,11 +404,12 @@ function checkWellFormed(body: string, offset: number): void {
   if (m !== null) throw new LiteralError('invalid UTF-8 rune', offset + m.index);
 }
 
-// Escaped when quoting: backslash, double quote, C0 controls, DEL, C1 controls
-// and the Unicode line/paragraph separators (harmless to the backends, but
-// escaping keeps logs and terminals honest).
-const GO_NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-const GO_ESCAPE_ALL = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+// Escaped when quoting: backslash, double quote, C0 controls, DEL, C1 controls,
+// the Unicode line/paragraph separators (harmless to the backends, but
+// escaping keeps logs and terminals honest) and U+FEFF (a byte-order mark
+// inside TraceQL text is refused, Go's scanners treat it specially).
+const GO_NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]/;
+const GO_ESCAPE_ALL = /["\\\u0000-\u001f\u007f-\u009f\u2028\u2029\ufeff]/g;
 const GO_SHORT_ESCAPES: Readonly<Record<string, string>> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\u0007': '\\a', '\b': '\\b', '\f': '\\f', '\v': '\\v' };
 
 /**

@@ -61,4 +61,19 @@ describe('a leading U+FEFF stays in a string value', () => {
       expect(rewriteTraceQL(`{ (.a = 1) && resource.env != "${s}" }`, tracePolicy), s).toBe(`{ ((.a = 1) && resource.env != "${s}") && resource.env != "prod" }`);
     }
   });
+
+  it('a policy value that starts with U+FEFF is written escaped, and the output is taken as enforced when sent again', () => {
+    const bomPolicy = (name: string): SelectorPolicy => [[{ name, op: '=', value: '\ufeffprod' }]];
+    const cases: [(q: string, p: SelectorPolicy) => string, string, string][] = [
+      [rewritePromQL, 'up', 'env'],
+      [rewriteLogQL, '{app="x"}', 'env'],
+      [rewriteTraceQL, '{ .a = 1 }', 'resource.env'],
+    ];
+    for (const [rewrite, query, name] of cases) {
+      const out = rewrite(query, bomPolicy(name));
+      expect(out, query).toContain('"\\ufeffprod"');
+      expect(out, query).not.toContain('\ufeff');
+      expect(rewrite(out, bomPolicy(name)), query).toBe(out);
+    }
+  });
 });
