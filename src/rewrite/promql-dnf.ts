@@ -7,6 +7,7 @@ import type { PreparedGroup, PreparedPolicy } from './promql-policy.ts';
 import { absentLabelFix, renderSelector, satisfiesSomeGroup, withLabels } from './promql-splice.ts';
 import { RegexBudget } from './regex-budget.ts';
 import type { RewriteLimits } from './rewriter.ts';
+import type { LabelChange } from './label-fix.ts';
 
 /**
  * Range functions for which `f(s{G1}[r]) or f(s{G2}[r])` equals f over the
@@ -292,11 +293,13 @@ export function rewriteDnf(text: string, tree: Tree, selectors: readonly Selecto
         const child = part.unit;
         if (child.absent === true) {
           // absent over the union is absent over every part: `absent(s{G1}) and on() absent(s{G2})`,
-          // with the first part's result labels put back to those of s as written.
+          // with the first part's result labels put back to those of s as written. The first part
+          // is the first group whose labels can be put back (`and on()` keeps only its labels), so
+          // what is refused does not depend on the order of the decision's groups.
           const sel = child.sel as SelectorInfo;
-          const fix = sel.absentCall === null ? [] : absentLabelFix(text, sel, groups[0] as PreparedGroup, regexes);
-          if (fix === null) throw unsupported(`absent() of ${selectorLabel(text, sel)}, a selector with a matcher that cannot be read,`);
-          piece = withLabels(joinBalanced(groups.map((g) => emit(child, g)), ' and on() '), fix);
+          const { lead, fix } = sel.absentCall === null ? { lead: 0, fix: [] } : absentLead(text, sel, groups, regexes);
+          const ordered = [groups[lead] as PreparedGroup, ...groups.filter((_, i) => i !== lead)];
+          piece = withLabels(joinBalanced(ordered.map((g) => emit(child, g)), ' and on() '), fix);
         } else if (child.byName === true) {
           piece = withoutNameLabel(joinBalanced(groups.map((g) => withNameLabel(emit(child, g))), ' or '));
         } else {
@@ -314,4 +317,24 @@ export function rewriteDnf(text: string, tree: Tree, selectors: readonly Selecto
     return out + text.slice(pos, u.to);
   };
   return emit(root, null);
+}
+
+/**
+ * The group whose absent() part leads a multi-group absent (its result labels are the answer's)
+ * and the label changes that put them back: the first group for which they exist. When none has,
+ * the first group's refusal.
+ */
+function absentLead(text: string, sel: SelectorInfo, groups: readonly PreparedGroup[], regexes: RegexBudget): { lead: number; fix: LabelChange[] } {
+  let firstError: unknown;
+  for (const [i, g] of groups.entries()) {
+    try {
+      const fix = absentLabelFix(text, sel, g, regexes);
+      if (fix === null) throw unsupported(`absent() of ${selectorLabel(text, sel)}, a selector with a matcher that cannot be read,`);
+      return { lead: i, fix };
+    } catch (e) {
+      if (!(e instanceof QueryError)) throw e;
+      firstError ??= e;
+    }
+  }
+  throw firstError;
 }

@@ -634,6 +634,25 @@ describe('absent(): result labels in either order the backend reads the matchers
   ])('%s → %s', (q, want) => {
     expect(rewritePromQL(q, NS)).toBe(want);
   });
+
+  it('several groups: the part whose labels can be put back leads, whatever the order of the groups (generative seed 2200)', () => {
+    // Group B adds job="api" next to the user's job!~ and job="ingress": its absent() labels depend on
+    // the order; group A's do not. `and on()` keeps only the leading part's labels, so A leads.
+    const A = [{ name: 'namespace', op: '=~', value: 'team-a-.*' }] as const;
+    const B = [
+      { name: 'namespace', op: '=', value: 'platform' },
+      { name: 'job', op: '=', value: 'api' },
+    ] as const;
+    const q = '-(absent_over_time(x{job!~"api|web", job="ingress"}[10m]))';
+    const want = '-((absent_over_time(x{job!~"api|web", job="ingress",namespace=~"team-a-.*"}[10m]) and on() absent_over_time(x{job!~"api|web", job="ingress",namespace="platform",job="api"}[10m])))';
+    expect(rewritePromQL(q, [[...A], [...B]])).toBe(want);
+    expect(rewritePromQL(q, [[...B], [...A]])).toBe(want);
+    expect(rewritePromQLPerGroup(q, [[...B], [...A]])).toEqual([want]);
+    // No group's labels can be put back: refused, in either order.
+    const C = [{ name: 'job', op: '=~', value: 'a.*' }] as const;
+    expect(codeOf(() => rewritePromQL(q, [[...B], [...C]]))).toBe('rewrite_unsupported');
+    expect(codeOf(() => rewritePromQL(q, [[...C], [...B]]))).toBe('rewrite_unsupported');
+  });
 });
 
 describe('escaping of policy values and names', () => {
