@@ -37,7 +37,7 @@
  *   swap; loads and activations are serialised, so a download is never
  *   activated with data a reload has replaced.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -100,10 +100,40 @@ export interface PreparedConfigData {
 }
 
 interface PersistedMeta {
+  /** For people: the URL as shown (no credentials, query or fragment). */
   url: string;
+  /** What decides the match at start: bundleSource, hashed. */
+  source?: string;
   etag?: string;
   revision: string;
   savedAt: string;
+}
+
+/**
+ * Query parameters that sign a pre-signed URL rather than choose what it
+ * names: AWS (SigV4 `X-Amz-*`, SigV2 `Signature`, `Expires`,
+ * `AWSAccessKeyId`), Google Cloud Storage (`X-Goog-*`, `GoogleAccessId`) and
+ * Azure SAS tokens. Re-signing changes them; the bundle stays the same.
+ */
+const SIGNING_PARAM = /^(x-amz-.*|x-goog-.*|signature|expires|awsaccesskeyid|googleaccessid|sv|ss|srt|sp|se|st|spr|sig|sr|si|sdd|sip|skoid|sktid|skt|ske|sks|skv|ses|rscc|rscd|rsce|rscl|rsct)$/i;
+
+/**
+ * The identity of the bundle service a bundle was downloaded from, hashed: the
+ * URL with its query (a service may choose the bundle by it, `?env=prod`)
+ * less the parameters of a URL signature (SIGNING_PARAM: a re-signed URL
+ * still names the same bundle), the auth scheme and the token's origin (the
+ * token itself when configured inline; the file's path for tokenFile, whose
+ * content rotates). A persisted bundle is activated at start only under the
+ * same identity: one saved by a staging configuration sharing persistDir is
+ * not prod's policy.
+ */
+export function bundleSource(config: BundleConfig): string {
+  const url = new URL(bundleUrl(config));
+  const query = [...url.searchParams].filter(([name]) => !SIGNING_PARAM.test(name));
+  const auth = config.auth;
+  const who = auth.type === 'none' ? 'none' : auth.tokenFile !== undefined ? `file:${auth.tokenFile}` : `token:${createHash('sha256').update(auth.token ?? '').digest('hex')}`;
+  const identity = [url.protocol, url.username, url.host, url.pathname, query, auth.type, auth.type === 'none' ? '' : auth.scheme, who];
+  return createHash('sha256').update(JSON.stringify(identity)).digest('hex');
 }
 
 /** An error as logged and kept in the status: URLs in it shown without credentials or query (fetch errors quote them). */
@@ -492,20 +522,20 @@ export class BundleClient {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await writeAtomic(join(dir, PERSIST_BUNDLE), bytes);
-      const meta: PersistedMeta = { url: this.shownUrl, ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
+      const meta: PersistedMeta = { url: this.shownUrl, source: bundleSource(this.#opts.config), ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
       await writeAtomic(join(dir, PERSIST_META), JSON.stringify(meta, null, 2) + '\n');
     } catch (e) {
       this.#opts.logger.warn({ dir, error: errorText(e) }, 'could not persist the policy bundle');
     }
   }
 
-  /** The (shown) URL bundle.json says the persisted bundle came from; undefined if it is missing or unreadable. */
-  async #persistedUrl(dir: string): Promise<string | undefined> {
+  /** Where bundle.json says the persisted bundle came from (shown URL, source identity); undefined if it is missing or unreadable. */
+  async #persistedFrom(dir: string): Promise<{ url: string | undefined; source: string | undefined } | undefined> {
     try {
       // Read as the bundle is (readPersisted): a FIFO or device there must not hang or flood the start.
       const bytes = await readPersisted(join(dir, PERSIST_META), PERSIST_META_MAX_BYTES);
       const meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as Partial<PersistedMeta> | null;
-      return typeof meta?.url === 'string' ? meta.url : undefined;
+      return { url: typeof meta?.url === 'string' ? meta.url : undefined, source: typeof meta?.source === 'string' ? meta.source : undefined };
     } catch {
       return undefined;
     }
@@ -525,11 +555,13 @@ export class BundleClient {
     }
     // The bundle must have been downloaded from the bundle service configured now: one persisted from
     // another service (staging, an old resource) signed with the same key would otherwise become the policy.
-    const recorded = await this.#persistedUrl(dir);
-    if (recorded !== this.shownUrl) {
+    // The whole URL (query included) and the credentials' origin decide (bundleSource): a service may choose the
+    // bundle by either. A bundle.json without `source` (an older gateway's) does not say, so it is not used either.
+    const recorded = await this.#persistedFrom(dir);
+    if (recorded?.source !== bundleSource(this.#opts.config)) {
       this.#opts.logger.error(
-        { file, persistedFrom: recorded ?? null, url: this.shownUrl },
-        'persisted policy bundle was downloaded from another bundle URL (or its bundle.json is missing); ignored, waiting for the bundle service',
+        { file, persistedFrom: recorded?.url ?? null, url: this.shownUrl },
+        'persisted policy bundle was downloaded from another bundle URL, query or credentials (or its bundle.json is missing or from an older version); ignored, waiting for the bundle service',
       );
       return undefined;
     }

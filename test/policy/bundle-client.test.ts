@@ -157,6 +157,47 @@ describe('BundleClient', () => {
     expect(await again.loadPersisted()).toBeUndefined();
   });
 
+  it('a persisted bundle from the same path with another query or other credentials is not activated (a service may choose the bundle by either)', async () => {
+    const dir = join(tempDir('lbac-persist-'), 'state');
+    served = { body: b2, etag: '"e2"' };
+    const staging = await BundleClient.create({ config: config({ persistDir: dir, resource: '/b.tar.gz?env=staging' }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect((await staging.poll()).kind).toBe('activated');
+    const start = async (over: Partial<BundleConfig>) => {
+      const holder = new PolicyHolder();
+      const client = await BundleClient.create({ config: config({ persistDir: dir, ...over }), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+      return { revision: await client.loadPersisted(), ready: holder.ready };
+    };
+    // The shown URL is the same for all of these (no query): only the source identity tells them apart.
+    expect(await start({ resource: '/b.tar.gz?env=prod' })).toEqual({ revision: undefined, ready: false });
+    expect(await start({ resource: '/b.tar.gz' })).toEqual({ revision: undefined, ready: false });
+    expect(await start({ resource: '/b.tar.gz?env=staging', auth: { type: 'bearer', token: 'prod-token', scheme: 'Bearer' } })).toEqual({ revision: undefined, ready: false });
+    expect(await start({ resource: '/b.tar.gz?env=staging' })).toEqual({ revision: 'two', ready: true });
+    // Re-signing a pre-signed URL changes only its signature's parameters: the same bundle.
+    const signed = await BundleClient.create({ config: config({ persistDir: dir, resource: '/b.tar.gz?env=staging&X-Amz-Signature=aa&X-Amz-Date=1&sig=x&se=1' }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect((await signed.poll()).kind).toBe('activated');
+    expect(await start({ resource: '/b.tar.gz?env=staging&X-Amz-Signature=bb&X-Amz-Date=2&sig=y&se=2' })).toEqual({ revision: 'two', ready: true });
+    expect(await start({ resource: '/b.tar.gz?env=prod&X-Amz-Signature=bb&X-Amz-Date=2' })).toEqual({ revision: undefined, ready: false });
+    // A bundle.json written by an older gateway (no source) does not say: not used.
+    const metaFile = join(dir, 'bundle.json');
+    const meta = JSON.parse(readFileSync(metaFile, 'utf8')) as Record<string, unknown>;
+    delete meta['source'];
+    writeFileSync(metaFile, JSON.stringify(meta));
+    expect(await start({ resource: '/b.tar.gz?env=staging' })).toEqual({ revision: undefined, ready: false });
+  });
+
+  it('a token file whose content rotates keeps the persisted bundle: its path is the identity, not the token', async () => {
+    const dir = join(tempDir('lbac-persist-'), 'state');
+    const tokenFile = join(dir, '..', 'token');
+    writeFileSync(tokenFile, 't0k\n');
+    served = { body: b1, etag: '"e1"' };
+    const auth = { type: 'bearer' as const, tokenFile, scheme: 'Bearer' };
+    const first = await BundleClient.create({ config: config({ persistDir: dir, auth }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect((await first.poll()).kind).toBe('activated');
+    writeFileSync(tokenFile, 'rotated\n');
+    const again = await BundleClient.create({ config: config({ persistDir: dir, auth }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect(await again.loadPersisted()).toBe('one');
+  });
+
   it('a 304 to the unconditional first download is a failure, not "not modified"', async () => {
     const dir = join(tempDir('lbac-persist-'), 'state');
     served = { body: b1, etag: '"e1"' };
