@@ -42,6 +42,23 @@ function notes(body: unknown): Json {
 }
 
 /**
+ * The fields of Prometheus' rules and alerts answers (web/api/v1/api.go:
+ * RuleGroup, AlertingRule, RecordingRule, Alert) a filtered answer copies;
+ * `rules` and `alerts` are rebuilt. A field another ruler adds (Thanos,
+ * Mimir, vmalert, a newer Prometheus) is not relayed until reviewed: it could
+ * carry what the filter did not check.
+ */
+const RULE_GROUP_FIELDS = ['name', 'file', 'interval', 'limit', 'evaluationTime', 'lastEvaluation'] as const;
+const RULE_FIELDS = ['state', 'name', 'query', 'duration', 'keepFiringFor', 'labels', 'annotations', 'health', 'lastError', 'evaluationTime', 'lastEvaluation', 'type'] as const;
+const ALERT_FIELDS = ['labels', 'annotations', 'state', 'activeAt', 'keepFiringSince', 'value'] as const;
+
+function pick(x: Json, fields: readonly string[]): Json {
+  const out: Json = {};
+  for (const f of fields) if (Object.hasOwn(x, f)) out[f] = x[f];
+  return out;
+}
+
+/**
  * /api/v1/rules: keep rules whose labels the policy allows (as prom-label-proxy
  * does with its tenant label); for alerting rules also filter their active alerts.
  * Groups left without rules are dropped.
@@ -53,8 +70,13 @@ export const filterRules: ResponseFilter = (body, { policy, held }) => {
   const excludeAlerts = held?.['exclude_alerts'] === 'true';
   const kept = groups.flatMap((g): Json[] => {
     if (!isRecord(g) || !Array.isArray(g['rules'])) return [];
-    const rules = g['rules'].flatMap((r): Json[] => (isRecord(r) && policyMatchesLabels(policy, labelsOf(r['labels'])) ? [filterRule(r, policy, excludeAlerts)] : []));
-    return rules.length > 0 ? [{ ...g, rules }] : [];
+    const rules = g['rules'].flatMap((r): Json[] => {
+      if (!isRecord(r) || !policyMatchesLabels(policy, labelsOf(r['labels']))) return [];
+      // Alerts that are neither a list nor absent cannot be filtered: the rule is left out.
+      if (r['alerts'] !== undefined && r['alerts'] !== null && !Array.isArray(r['alerts'])) return [];
+      return [filterRule(r, policy, excludeAlerts)];
+    });
+    return rules.length > 0 ? [{ ...pick(g, RULE_GROUP_FIELDS), rules }] : [];
   });
   return { status: 'success', data: { groups: kept }, ...notes(body) };
 };
@@ -66,10 +88,11 @@ export const filterRules: ResponseFilter = (body, { policy, held }) => {
  * for the match group … [{…namespace="team-b"…}]").
  */
 function filterRule(r: Json, policy: SelectorPolicy, excludeAlerts: boolean): Json {
-  const out: Json = { ...r };
+  const out: Json = pick(r, RULE_FIELDS);
   if (typeof r['lastError'] === 'string' && r['lastError'] !== '') out['lastError'] = WITHHELD_RULE_ERROR;
+  if (r['alerts'] === null) out['alerts'] = null;
   if (Array.isArray(r['alerts'])) {
-    const alerts = r['alerts'].filter((a) => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels'])));
+    const alerts = r['alerts'].filter((a): a is Json => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels']))).map((a) => pick(a, ALERT_FIELDS));
     // An alerting rule's state is its alerts' (firing over pending over inactive).
     if (alerts.length !== r['alerts'].length && typeof r['state'] === 'string') out['state'] = ruleState(alerts);
     out['alerts'] = alerts;
@@ -90,7 +113,7 @@ function ruleState(alerts: readonly Json[]): string {
 export const filterAlerts: ResponseFilter = (body, { policy }) => {
   const data = successData(body);
   const alerts = isRecord(data) && Array.isArray(data['alerts']) ? data['alerts'] : [];
-  return { status: 'success', data: { alerts: alerts.filter((a) => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels']))) }, ...notes(body) };
+  return { status: 'success', data: { alerts: alerts.filter((a): a is Json => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels']))).map((a) => pick(a, ALERT_FIELDS)) }, ...notes(body) };
 };
 
 /**

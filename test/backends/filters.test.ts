@@ -163,6 +163,26 @@ describe('response filters', () => {
     const out = filterAlerts({ status: 'success', data: { alerts } }, { policy: notTeamB, pathParams: {} });
     expect(out).toEqual({ status: 'success', data: { alerts: [{ labels: { namespace: 'team-a-1' } }] } });
   });
+  it('rules and alerts keep only the fields Prometheus defines, at every level; a rule whose alerts are not a list is left out', () => {
+    const ctx = { policy: teamA, pathParams: {} };
+    const alert = { labels: { namespace: 'team-a-1' }, annotations: {}, state: 'firing', activeAt: 't', value: '1', peers: [{ namespace: 'team-b' }] };
+    const rule = {
+      state: 'firing', name: 'R', query: 'up', duration: 0, labels: { namespace: 'team-a-1' }, annotations: {}, alerts: [alert], health: 'ok', evaluationTime: 0, lastEvaluation: 't', type: 'alerting',
+      related: { namespace: 'team-b' },
+    };
+    const group = { name: 'g', file: 'f', rules: [rule, { ...rule, name: 'odd', alerts: { 0: { labels: { namespace: 'team-b' } } } }], interval: 60, limit: 0, evaluationTime: 0, lastEvaluation: 't', sourceTenants: ['team-b'] };
+    const out = filterRules({ status: 'success', data: { groups: [group] } }, ctx) as { data: { groups: Record<string, unknown>[] } };
+    expect(JSON.stringify(out)).not.toContain('team-b');
+    const { related: _r, ...ruleKept } = rule;
+    const { peers: _p, ...alertKept } = alert;
+    const { sourceTenants: _s, ...groupKept } = group;
+    expect(out.data.groups).toEqual([{ ...groupKept, rules: [{ ...ruleKept, alerts: [alertKept] }] }]);
+    // alerts: null (exclude_alerts, or a recording rule's) stays null.
+    const recording = { name: 'rec', query: 'x', labels: { namespace: 'team-a-1' }, health: 'ok', type: 'recording', alerts: null };
+    expect(filterRules({ status: 'success', data: { groups: [{ name: 'g', rules: [recording] }] } }, ctx)).toEqual({ status: 'success', data: { groups: [{ name: 'g', rules: [recording] }] } });
+    const alerts = filterAlerts({ status: 'success', data: { alerts: [alert] } }, ctx);
+    expect(alerts).toEqual({ status: 'success', data: { alerts: [alertKept] } });
+  });
   it('answers are rebuilt from what was checked: no page token, no unknown field, no other body shape', () => {
     const ctx = { policy: teamA, pathParams: { name: 'namespace' } };
     const rules = { status: 'success', data: { groups: [{ name: 'a', rules: [{ name: 'R', labels: { namespace: 'team-a-1' } }] }], groupNextToken: 'abc' }, warnings: ['w'], extra: { namespace: 'team-b' } };

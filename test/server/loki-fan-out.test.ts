@@ -63,7 +63,7 @@ beforeAll(async () => {
 server:
   loadShedding: { enabled: false }
 upstreams:
-  - { name: logs, kind: loki, url: "${up.url}", mount: /loki-gw, timeoutMs: 400, version: "3.6.0" }
+  - { name: logs, kind: loki, url: "${up.url}", mount: /loki-gw, timeoutMs: 1500, version: "3.6.0" }
 identity:
   providers:
     - type: apikey
@@ -243,7 +243,7 @@ describe('Loki under alternatives that one stream selector cannot express', () =
     const huge = await get('both', '/loki/api/v1/labels?start=huge');
     expect(huge.statusCode).toBe(502);
     expect(huge.body).toContain('too large');
-    up.delayMs = 1000;
+    up.delayMs = 3000;
     try {
       expect((await get('both', '/loki/api/v1/labels')).statusCode).toBe(504);
     } finally {
