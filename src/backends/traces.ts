@@ -138,6 +138,17 @@ interface WireField {
   readonly body: Uint8Array;
 }
 
+/**
+ * A varint protobufjs read as 32 bits must be one Go reads as the same number:
+ * at most 5 bytes, the fifth holding no bit past the 32nd. protobufjs keeps the
+ * low 32 bits of a longer one, where Go's decoder reads all 64 (another field
+ * number, or an error), so a span attribute the gateway reads could be one
+ * Tempo's and Grafana's decoders skip.
+ */
+function checkVarint32(buf: Uint8Array, from: number, to: number, what: string): void {
+  if (to - from > 5 || (to - from === 5 && (buf[from + 4] as number) > 0x0f)) throw new Error(`invalid protobuf: ${what} varint longer than 32 bits`);
+}
+
 /** The fields of one message, in wire order. Malformed input throws (protobufjs' bounds checks). */
 function fieldsOf(buf: Uint8Array): WireField[] {
   const r = Reader.create(buf);
@@ -145,12 +156,15 @@ function fieldsOf(buf: Uint8Array): WireField[] {
   while (r.pos < r.len) {
     const start = r.pos;
     const tag = r.uint32();
+    checkVarint32(buf, start, r.pos, 'field tag');
     const num = tag >>> 3;
     const wire = tag & 7;
     if (num === 0) throw new Error('invalid protobuf: field number 0');
     let body: Uint8Array = buf.subarray(0, 0);
     if (wire === LEN) {
+      const at0 = r.pos;
       const len = r.uint32();
+      checkVarint32(buf, at0, r.pos, 'length');
       const at = r.pos;
       r.skip(len);
       body = buf.subarray(at, r.pos);

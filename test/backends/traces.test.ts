@@ -173,6 +173,17 @@ describe('protobuf: tempopb.Trace (v1)', () => {
     expect(() => filterTraceProto(Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), teamA)).toThrow();
     expect(() => filterTraceProto(Uint8Array.from([0x08]), teamA)).toThrow();
   });
+
+  it('a varint Go reads as another number than protobufjs\'s 32 bits (an over-long tag or length) throws', () => {
+    const good = traceProto(mixedTrace);
+    expect(() => filterTraceProto(good, teamA)).not.toThrow();
+    // Field 1, LEN, spelt in 6 bytes (Go reads the same field; protobufjs' uint32 drops the sixth byte's
+    // bits silently): refused rather than risk reading a field Tempo's and Grafana's decoders skip.
+    const overlongTag = Buffer.concat([Uint8Array.from([0x8a, 0x80, 0x80, 0x80, 0x80, 0x00]), good.subarray(1)]);
+    expect(() => filterTraceProto(overlongTag, teamA)).toThrow(/varint longer than 32 bits/);
+    // Five bytes with bits past the 32nd: Go's field number is another one (or invalid).
+    expect(() => filterTraceProto(Uint8Array.from([0x8a, 0x80, 0x80, 0x80, 0x10, 0x00]), teamA)).toThrow(/varint longer than 32 bits/);
+  });
 });
 
 describe('protobuf: TraceByIDResponse (v2)', () => {
