@@ -221,7 +221,9 @@ const filterMetricsAnswer: ResponseFilter = (body) => {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
   const { series, status, message } = body as { series?: unknown; status?: unknown; message?: unknown };
   if (series !== undefined && series !== null && !Array.isArray(series)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
-  return { series: series ?? [], ...(status === undefined ? {} : { status }), ...(message === undefined ? {} : { message }) };
+  // status: the PartialStatus enum (protojson name or number); message: text. Other types are not Tempo's.
+  const okStatus = (typeof status === 'string' && /^[A-Z_]{1,32}$/.test(status)) || (typeof status === 'number' && Number.isInteger(status));
+  return { series: series ?? [], ...(okStatus ? { status } : {}), ...(typeof message === 'string' ? { message } : {}) };
 };
 
 /** Tag names (v2), rebuilt as `{scopes}` in Tempo's order: the answer's `metrics` (bytes inspected, the whole tenant's) left out. */

@@ -315,7 +315,8 @@ export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPo
       spans += kept.spans;
       parts.push(encodeLen(1, kept.value));
     } else if (options.withholdStatus === true) continue;
-    else if (f.num === 3) parts.push(f.raw);
+    // PartialStatus is an enum (a varint); any other wire type is not Tempo's and not relayed.
+    else if (f.num === 3 && f.wire === 0) parts.push(f.raw);
     else if (f.num === 4 && lenField(f).length > 0) parts.push(encodeLen(4, utf8Bytes(PARTIAL_TRACE_MESSAGE)));
   }
   return { value: concat(parts), spans };
@@ -395,7 +396,9 @@ export function filterTraceByIDResponseJson(body: unknown, policy: SelectorPolic
   if (!isRecord(body)) return { value: {}, spans: 0 };
   const out: Json = {};
   if (options.withholdStatus !== true) {
-    if ('status' in body) out['status'] = body['status'];
+    // PartialStatus as protojson writes it (`"COMPLETE"`, `"PARTIAL"`) or its number; nothing else is relayed.
+    const status = body['status'];
+    if ((typeof status === 'string' && /^[A-Z_]{1,32}$/.test(status)) || (typeof status === 'number' && Number.isInteger(status))) out['status'] = status;
     if (typeof body['message'] === 'string' && body['message'] !== '') out['message'] = PARTIAL_TRACE_MESSAGE;
   }
   if (!('trace' in body)) return { value: out, spans: 0 };

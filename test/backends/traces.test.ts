@@ -14,6 +14,7 @@ import {
   TRACE_NOT_FOUND,
 } from '../../src/backends/traces.ts';
 import type { Matcher, SelectorPolicy } from '../../src/rewrite/matcher.ts';
+import { tempoRoutes } from '../../src/backends/tempo.ts';
 import {
   mixedTrace,
   spanNamesJson,
@@ -187,6 +188,19 @@ describe('protobuf: tempopb.Trace (v1)', () => {
 });
 
 describe('protobuf: TraceByIDResponse (v2)', () => {
+  it('a status that is not the PartialStatus enum (another wire type, JSON of another type) is not relayed', () => {
+    const good = traceByIdProto(mixedTrace, 1);
+    const bogusStatus = new protobuf.Writer().uint32((3 << 3) | 2).string('team-b-secret').finish();
+    const out = filterTraceByIDResponseProto(Buffer.concat([good, bogusStatus]), teamA);
+    expect(Buffer.from(out.value).includes(Buffer.from('team-b-secret'))).toBe(false);
+    const json = filterTraceByIDResponseJson({ ...traceJsonV2(mixedTrace), status: { namespace: 'team-b-secret' } }, teamA);
+    expect(JSON.stringify(json.value)).not.toContain('team-b-secret');
+    expect(filterTraceByIDResponseJson({ ...traceJsonV2(mixedTrace), status: 'PARTIAL' }, teamA).value).toMatchObject({ status: 'PARTIAL' });
+    const metrics = tempoRoutes.routes.find((r) => r.endpoint === 'metrics_query_range')?.responseFilter;
+    const answer = metrics!({ series: [], status: { namespace: 'team-b-secret' }, message: ['team-b-secret'] }, { policy: teamA, pathParams: {} });
+    expect(answer).toEqual({ series: [] });
+    expect(metrics!({ series: [], status: 'PARTIAL', message: 'Response exceeds maximum series limit of 10' }, { policy: teamA, pathParams: {} })).toMatchObject({ status: 'PARTIAL' });
+  });
   it('filters the trace; keeps the status, a message in the gateway\'s words; leaves out metrics (the whole trace\'s size)', () => {
     const tempoMessage = 'Trace exceeds maximum size of 5000000 bytes, a partial trace is returned; Trace was pruned by Tempo while serving this request';
     const out = filterTraceByIDResponseProto(traceByIdProto(mixedTrace, 1, tempoMessage), teamA);
