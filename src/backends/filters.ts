@@ -1,6 +1,7 @@
 import { policyAllowsValue, policyMatchesLabels, type SelectorPolicy } from '../rewrite/matcher.ts';
 import type { FilterContext } from './routes.ts';
 import { isRecord } from '../util/is-record.ts';
+import { pick } from '../util/pick.ts';
 
 /**
  * Response filters for what a query cannot enforce: pure functions from a
@@ -51,12 +52,6 @@ function notes(body: unknown): Json {
 const RULE_GROUP_FIELDS = ['name', 'file', 'interval', 'limit', 'evaluationTime', 'lastEvaluation'] as const;
 const RULE_FIELDS = ['state', 'name', 'query', 'duration', 'keepFiringFor', 'labels', 'annotations', 'health', 'lastError', 'evaluationTime', 'lastEvaluation', 'type'] as const;
 const ALERT_FIELDS = ['labels', 'annotations', 'state', 'activeAt', 'keepFiringSince', 'value'] as const;
-
-function pick(x: Json, fields: readonly string[]): Json {
-  const out: Json = {};
-  for (const f of fields) if (Object.hasOwn(x, f)) out[f] = x[f];
-  return out;
-}
 
 /**
  * /api/v1/rules: keep rules whose labels the policy allows (as prom-label-proxy

@@ -1,14 +1,14 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
 import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape.ts';
-import { callsCompare, isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelIntrinsics } from '../rewrite/traceql-syntax.ts';
+import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelReads } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
 import { policyAllowsValue } from '../rewrite/matcher.ts';
 import type { Params } from './form-params.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
-import { filterTraceV1, filterTraceV2, TRACE_NOT_FOUND } from './traces.ts';
+import { filterTraceV1, filterTraceV2, isPartialStatus, TRACE_NOT_FOUND } from './traces.ts';
 import type { RawFilteredResponse } from './routes.ts';
 
 /** `q`: a TraceQL query. When absent, `{ }` — every span — is sent, enforced, so the answer only covers allowed spans. */
@@ -221,9 +221,8 @@ const filterMetricsAnswer: ResponseFilter = (body) => {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
   const { series, status, message } = body as { series?: unknown; status?: unknown; message?: unknown };
   if (series !== undefined && series !== null && !Array.isArray(series)) throw new GatewayError('upstream_error', 'upstream answer could not be read');
-  // status: the PartialStatus enum (protojson name or number); message: text. Other types are not Tempo's.
-  const okStatus = (typeof status === 'string' && /^[A-Z_]{1,32}$/.test(status)) || (typeof status === 'number' && Number.isInteger(status));
-  return { series: series ?? [], ...(okStatus ? { status } : {}), ...(typeof message === 'string' ? { message } : {}) };
+  // status: the PartialStatus enum; message: text. Other types are not Tempo's.
+  return { series: series ?? [], ...(isPartialStatus(status) ? { status } : {}), ...(typeof message === 'string' ? { message } : {}) };
 };
 
 /** Tag names (v2), rebuilt as `{scopes}` in Tempo's order: the answer's `metrics` (bytes inspected, the whole tenant's) left out. */
@@ -276,7 +275,7 @@ const tagValuesFanOut: FanOutSpec = { param: 'q', merge: (answers, params) => me
  * (`trace:rootService`, `rootName`, `span:childCount`, `nestedSetLeft`, …:
  * they describe the whole trace or its structure, other teams' spans
  * included; isTraceLevelIntrinsic) in any TraceQL parameter the route enforces, or
- * calls compare() (which reads them all: callsCompare), or names one as
+ * calls compare() (which reads them all; traceLevelReads), or names one as
  * the tag whose values it lists, or that filters on one with a parameter of its
  * own (RouteSpec.traceLevelParams: the search's `minDuration`/`maxDuration`);
  * undefined when it reads none. Checked on the client's parameters, before
@@ -296,11 +295,11 @@ export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(n
   }
   for (const spec of route.enforced) {
     for (const q of params.getAll(spec.name)) {
-      const found = traceLevelIntrinsics(q);
+      const { intrinsics: found, compare } = traceLevelReads(q);
       if (found.length > 0) {
         return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces or their structure, other teams' spans included), which this gateway does not answer`;
       }
-      if (callsCompare(q)) {
+      if (compare) {
         return 'invalid TraceQL query: compare() answers with every attribute of the spans it observes, trace-level intrinsics included (the root service and span name, the trace\'s structure and duration: other teams\' spans), which this gateway does not answer';
       }
     }

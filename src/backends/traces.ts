@@ -59,6 +59,7 @@ import { matcherMatches, type Matcher, type SelectorPolicy } from '../rewrite/ma
 import { parseFieldName } from '../rewrite/traceql-escape.ts';
 import type { RawFilteredResponse, RawResponseFilter } from './routes.ts';
 import { isRecord } from '../util/is-record.ts';
+import { pick } from '../util/pick.ts';
 
 // ---- Policy evaluation ------------------------------------------------------
 
@@ -324,15 +325,16 @@ export function filterTraceByIDResponseProto(buf: Uint8Array, policy: SelectorPo
 
 // ---- JSON ---------------------------------------------------------------------
 
+/**
+ * Tempo's PartialStatus enum as protojson writes it (`"COMPLETE"`, `"PARTIAL"`)
+ * or as its number: the only `status` a trace-by-id or metrics answer relays.
+ */
+export function isPartialStatus(x: unknown): boolean {
+  return (typeof x === 'string' && /^[A-Z_]{1,32}$/.test(x)) || (typeof x === 'number' && Number.isInteger(x));
+}
+
 type Json = Record<string, unknown>;
 const list = (x: unknown): unknown[] => (Array.isArray(x) ? x : []);
-
-/** Copies the listed keys that are present. Unknown keys are dropped (fail closed). */
-function pick(o: Json, keys: readonly string[]): Json {
-  const out: Json = {};
-  for (const k of keys) if (k in o) out[k] = o[k];
-  return out;
-}
 
 /** OTLP JSON `[{key, value: {stringValue}}]` → attributes. */
 function jsonAttributes(x: unknown): Map<string, string | null> {
@@ -396,9 +398,7 @@ export function filterTraceByIDResponseJson(body: unknown, policy: SelectorPolic
   if (!isRecord(body)) return { value: {}, spans: 0 };
   const out: Json = {};
   if (options.withholdStatus !== true) {
-    // PartialStatus as protojson writes it (`"COMPLETE"`, `"PARTIAL"`) or its number; nothing else is relayed.
-    const status = body['status'];
-    if ((typeof status === 'string' && /^[A-Z_]{1,32}$/.test(status)) || (typeof status === 'number' && Number.isInteger(status))) out['status'] = status;
+    if (isPartialStatus(body['status'])) out['status'] = body['status'];
     if (typeof body['message'] === 'string' && body['message'] !== '') out['message'] = PARTIAL_TRACE_MESSAGE;
   }
   if (!('trace' in body)) return { value: out, spans: 0 };

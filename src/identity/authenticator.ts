@@ -269,7 +269,7 @@ export class Authenticator {
     for (const [i, source] of this.#sources.entries()) {
       // A local source that could not judge the credential for load (an API key's hash queue full)
       // may own it: it must not go on to a source that sends it to a third party. 503, retry.
-      if (overloaded !== undefined && overloadedLocally && source.sendsCredentials === true) break;
+      if (overloadedLocally && source.sendsCredentials === true) break;
       let subject: Subject | undefined;
       try {
         subject = await source.authenticate(creds);

@@ -217,6 +217,8 @@ export class BundleClient {
   readonly shownUrl: string;
   readonly #opts: BundleClientOptions;
   readonly #verification: VerificationConfig | undefined;
+  /** bundleSource of the configuration: recorded with a persisted bundle, and required of one at start. */
+  readonly #source: string;
   readonly #random: () => number;
   readonly #agent: Agent;
   #longPolling = false;
@@ -242,6 +244,7 @@ export class BundleClient {
     this.#agent = agent;
     this.url = bundleUrl(opts.config);
     this.shownUrl = displayUrl(this.url);
+    this.#source = bundleSource(opts.config);
     this.#verification = verification;
     this.#random = opts.random ?? Math.random;
     this.#configData = opts.configData;
@@ -522,7 +525,7 @@ export class BundleClient {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await writeAtomic(join(dir, PERSIST_BUNDLE), bytes);
-      const meta: PersistedMeta = { url: this.shownUrl, source: bundleSource(this.#opts.config), ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
+      const meta: PersistedMeta = { url: this.shownUrl, source: this.#source, ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
       await writeAtomic(join(dir, PERSIST_META), JSON.stringify(meta, null, 2) + '\n');
     } catch (e) {
       this.#opts.logger.warn({ dir, error: errorText(e) }, 'could not persist the policy bundle');
@@ -558,7 +561,7 @@ export class BundleClient {
     // The whole URL (query included) and the credentials' origin decide (bundleSource): a service may choose the
     // bundle by either. A bundle.json without `source` (an older gateway's) does not say, so it is not used either.
     const recorded = await this.#persistedFrom(dir);
-    if (recorded?.source !== bundleSource(this.#opts.config)) {
+    if (recorded?.source !== this.#source) {
       this.#opts.logger.error(
         { file, persistedFrom: recorded?.url ?? null, url: this.shownUrl },
         'persisted policy bundle was downloaded from another bundle URL, query or credentials (or its bundle.json is missing or from an older version); ignored, waiting for the bundle service',

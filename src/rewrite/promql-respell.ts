@@ -51,17 +51,13 @@ export function newerFunctionAt(text: string, pos: number): { from: number; text
   return standIn === undefined ? null : { from, text: name, respelled: standIn };
 }
 
-/** A strict parse of `text`, reading newer functions' names as their stand-ins (for the verification of an output). */
+/**
+ * A strict parse of `text`, reading newer functions' names as their stand-ins
+ * (for the verification of an output, which is already respelled: a number
+ * literal Lezer cannot read there is a failure, not something to respell).
+ */
 export function parseWithStandIns(text: string): ParseOutcome {
-  let shadow = text;
-  let parsed = parseStrict(parser, shadow);
-  for (let i = 0; !parsed.ok && i < MAX_RESPELLED_NUMBERS; i++) {
-    const fn = newerFunctionAt(shadow, parsed.pos);
-    if (fn === null) break;
-    shadow = respell(shadow, fn);
-    parsed = parseStrict(parser, shadow);
-  }
-  return parsed;
+  return parseRespelled(text, false).parsed;
 }
 
 /** What `parseRespelled` gives: the text to forward, the text Lezer read, and Lezer's outcome. */
@@ -75,16 +71,17 @@ export interface RespelledParse {
 
 /**
  * A strict parse of a query as Prometheus reads it: where Lezer fails on a
- * number literal, a duration keyword's case or a newer function, that spot is
- * respelled in place (same length, so positions in the tree are those of the
- * input) and parsed again, at most MAX_RESPELLED_NUMBERS times.
+ * number literal, a duration keyword's case (only with `respellLiterals`) or a
+ * newer function, that spot is respelled in place (same length, so positions
+ * in the tree are those of the input) and parsed again, at most
+ * MAX_RESPELLED_NUMBERS times.
  */
-export function parseRespelled(input: string): RespelledParse {
+export function parseRespelled(input: string, respellLiterals = true): RespelledParse {
   let text = input;
   let shadow = input;
   let parsed = parseStrict(parser, shadow);
   for (let respelled = 0; !parsed.ok && respelled < MAX_RESPELLED_NUMBERS; respelled++) {
-    const num = unsupportedNumberAt(shadow, parsed.pos) ?? unsupportedKeywordCaseAt(shadow, parsed.pos);
+    const num = respellLiterals ? (unsupportedNumberAt(shadow, parsed.pos) ?? unsupportedKeywordCaseAt(shadow, parsed.pos)) : null;
     if (num !== null) {
       text = respell(text, num);
       shadow = respell(shadow, num);

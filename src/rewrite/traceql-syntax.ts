@@ -724,46 +724,39 @@ export function isTraceLevelIntrinsic(field: string): boolean {
   return TRACE_LEVEL_INTRINSICS.has(field);
 }
 
+/** What a query reads of whole traces (upstreams[].refuseTraceLevelIntrinsics). */
+export interface TraceLevelReads {
+  /** The trace-level intrinsics it names (trace:rootService, rootName, …), each once, in order. */
+  readonly intrinsics: string[];
+  /**
+   * Whether it calls `compare()`. Tempo answers it from every attribute of
+   * each observed span (MetricsCompare asks its storage to select all, which
+   * loads the trace-level intrinsics onto every span): a series per value of
+   * the root service, the root span name, the nested-set bounds, and
+   * exemplars labelled with the trace's duration, whatever the query names.
+   */
+  readonly compare: boolean;
+}
+
 /**
- * The trace-level intrinsics `text` reads (trace:rootService, rootName, …),
- * each once, in order; empty when it reads none or does not parse (the
- * rewrite then refuses it anyway).
+ * The trace-level intrinsics `text` names and whether it calls compare(), in
+ * one parse; nothing when it does not parse (the rewrite then refuses it anyway).
  */
-export function traceLevelIntrinsics(text: string): string[] {
+export function traceLevelReads(text: string): TraceLevelReads {
   const tree = parseTraceQLTree(text);
-  if (tree === null) return [];
+  if (tree === null) return { intrinsics: [], compare: false };
   const found = new Set<string>();
+  let compare = false;
   tree.iterate({
     enter(n) {
+      if (n.name === 'compare' && n.node.parent?.name === 'FirstStage') compare = true;
       if (n.type.id !== N.Intrinsic && n.type.id !== N.ScopedIntrinsic) return undefined;
       const field = readField(text, n.node);
       if (field !== null && TRACE_LEVEL_INTRINSICS.has(field)) found.add(field);
       return false;
     },
   });
-  return [...found];
-}
-
-/**
- * Whether `text` calls `compare()`. Tempo answers it from every attribute of
- * each observed span (MetricsCompare asks its storage to select all, which
- * loads the trace-level intrinsics onto every span): a series per value of
- * the root service, the root span name, the nested-set bounds, and exemplars
- * labelled with the trace's duration, whatever the query names. false when
- * it does not parse (the rewrite then refuses it anyway).
- */
-export function callsCompare(text: string): boolean {
-  const tree = parseTraceQLTree(text);
-  if (tree === null) return false;
-  let found = false;
-  tree.iterate({
-    enter(n) {
-      if (found) return false;
-      if (n.name === 'compare' && n.node.parent?.name === 'FirstStage') found = true;
-      return undefined;
-    },
-  });
-  return found;
+  return { intrinsics: [...found], compare };
 }
 
 /** Parse without the lexical checks (for verification of the gateway's own output). */

@@ -12,8 +12,12 @@ import {
   traceqlRewriter,
   verifyTraceQL,
 } from '../../src/rewrite/traceql.ts';
-import { callsCompare, isGoDuration, isPromDuration, traceLevelIntrinsics } from '../../src/rewrite/traceql-syntax.ts';
+import { isGoDuration, isPromDuration, traceLevelReads } from '../../src/rewrite/traceql-syntax.ts';
 import { cpuMs } from '../cpu-time.ts';
+
+// The two halves of traceLevelReads, as the refusal reads them.
+const traceLevelIntrinsics = (q: string): string[] => traceLevelReads(q).intrinsics;
+const callsCompare = (q: string): boolean => traceLevelReads(q).compare;
 
 const NS: SelectorPolicy = [[{ name: 'resource.k8s.namespace.name', op: '=', value: 'a' }]];
 const M = 'resource.k8s.namespace.name = "a"';
@@ -449,7 +453,7 @@ describe('cache and matcher order', () => {
   });
 });
 
-describe('traceLevelIntrinsics (upstreams[].refuseTraceLevelIntrinsics)', () => {
+describe('traceLevelReads: intrinsics (upstreams[].refuseTraceLevelIntrinsics)', () => {
   it('finds every trace-level intrinsic, in any position and spelling Tempo reads', () => {
     expect(traceLevelIntrinsics('{ trace:rootService = "a" && trace:rootName = "b" }')).toEqual(['trace:rootService', 'trace:rootName']);
     expect(traceLevelIntrinsics('{ trace: /* c */ duration > 1s }')).toEqual(['trace:duration']);
@@ -472,7 +476,7 @@ describe('traceLevelIntrinsics (upstreams[].refuseTraceLevelIntrinsics)', () => 
   });
 });
 
-describe('callsCompare (compare() reads every attribute, trace-level intrinsics included)', () => {
+describe('traceLevelReads: compare() (it reads every attribute, trace-level intrinsics included)', () => {
   it('finds the call in any form Tempo reads', () => {
     for (const q of ['{ } | compare({ status = error })', '{ .a } | compare({ .b = 1 }, 10)', '{ } | compare({ status = error }, 10, 1700000000000000000, 1700000060000000000)', '{ } | /* c */ compare ( { } )', '{ } | compare({ }) with (sample = 0.1)']) {
       expect(callsCompare(q), q).toBe(true);
