@@ -10,7 +10,7 @@ import { parseRespelled } from '../../../src/rewrite/promql-respell.ts';
  * lags on (`5.`, `0X1f`, `STEP()`, newer functions) are respelled with the same
  * length, so the tree's positions slice the query as written (seed 2175:
  * `topk((5. ^ 2), …)` did not parse, and its ties went unrecognised). null
- * when it does not parse.
+ * when it does not parse; a strict parse, so the tree has no error nodes.
  */
 function treeOf(q: string): Tree | null {
   const r = parseRespelled(q).parsed;
@@ -40,7 +40,6 @@ export function tieFree(q: string): TieFree | null {
   const args: string[] = [];
   tree.iterate({
     enter(n) {
-      if (n.type.isError) broken = true;
       if (n.name !== 'AggregateExpr') return undefined;
       const op = n.node.getChild('AggregateOp')?.firstChild ?? null;
       if (op === null || !TIE_OPS.has(op.name)) return undefined;
@@ -97,14 +96,12 @@ export function tieIndependentQueries(q: string): string[] | null {
 /** Every vector selector of `q` as written (`x{a="b"}` of `rate(x{a="b"}[5m] offset 1m)`), each once; null when it does not parse (treeOf). */
 export function vectorSelectors(q: string): string[] | null {
   const out = new Set<string>();
-  let broken = false;
   const tree = treeOf(q);
   if (tree === null) return null;
   tree.iterate({
     enter(n) {
-      if (n.type.isError) broken = true;
       if (n.name === 'VectorSelector') out.add(q.slice(n.from, n.to));
     },
   });
-  return broken ? null : [...out];
+  return [...out];
 }
