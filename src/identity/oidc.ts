@@ -64,7 +64,7 @@ export class OidcDiscovery {
   #config: client.Configuration | undefined;
   #pending: Promise<client.Configuration> | undefined;
   #failedAt = Number.NEGATIVE_INFINITY;
-  #lastError: unknown;
+  #lastError: GatewayError | undefined;
   /** Number of discovery attempts (for tests and diagnostics). */
   attempts = 0;
 
@@ -76,8 +76,9 @@ export class OidcDiscovery {
     if (this.#config !== undefined) return this.#config;
     if (this.#pending !== undefined) return this.#pending;
     if (Date.now() - this.#failedAt < this.options.retryMs) {
-      throw new GatewayError('identity_unavailable', `OIDC discovery for ${this.options.issuer} failed recently: ${String((this.#lastError as Error | undefined)?.message ?? this.#lastError)}`, {
-        cause: this.#lastError,
+      // The message kept is the redacted one the first failure threw, not the raw error's.
+      throw new GatewayError('identity_unavailable', `${this.#lastError?.message ?? `OIDC discovery for ${this.options.issuer} failed`} (recently; retried after ${this.options.retryMs} ms)`, {
+        cause: this.#lastError?.cause,
       });
     }
     this.attempts++;
@@ -103,8 +104,8 @@ export class OidcDiscovery {
         },
         (e: unknown) => {
           this.#failedAt = Date.now();
-          this.#lastError = e;
-          throw new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${boundExceeded(e)?.message ?? redactUrls((e as Error).message)}`, { cause: e });
+          this.#lastError = new GatewayError('identity_unavailable', `OIDC discovery for ${o.issuer} failed: ${boundExceeded(e)?.message ?? redactUrls((e as Error).message)}`, { cause: e });
+          throw this.#lastError;
         },
       )
       .finally(() => {
