@@ -355,6 +355,29 @@ interface ChainGroup extends ChainLevel {
   selectors: number;
 }
 
+/**
+ * Whether a line filter's argument starts at `i`, after blanks and comments:
+ * a string (`"…"`, `` `…` ``) or `ip(`.
+ */
+function startsLineFilterArgument(text: string, i: number): boolean {
+  const n = text.length;
+  for (;;) {
+    while (i < n && /\s/.test(text[i] as string)) i++;
+    const c = text.charCodeAt(i);
+    if (c === 35 /* # */ || (c === 47 && text.charCodeAt(i + 1) === 47)) {
+      const nl = text.indexOf('\n', i);
+      if (nl < 0) return false;
+      i = nl;
+    } else if (c === 47 && text.charCodeAt(i + 1) === 42) {
+      const close = text.indexOf('*/', i + 2);
+      if (close < 0) return false;
+      i = close + 2;
+    } else {
+      return c === 34 || c === 96 || /^ip\s*\(/i.test(text.slice(i, i + 64));
+    }
+  }
+}
+
 /** LogQL's weights for chainWeight (see logqlChainWeight). */
 export const LOGQL_CHAINS: ChainRules<ChainGroup> = {
   cComments: true,
@@ -380,10 +403,14 @@ export const LOGQL_CHAINS: ChainRules<ChainGroup> = {
         level.pipeline = true;
         level.weight += 1;
         return i + (next === 61 || next === 126 || next === 62 ? 2 : 1);
-      case 33: // !
-        // `!=`, `!~`, `!>`: a line filter (a stage) or, outside a pipeline, perhaps a comparison.
+      case 33: {
+        // `!=`, `!~`, `!>`: a line filter (a stage) or, outside a pipeline, perhaps a comparison. One followed by
+        // a string or `ip(` is a line filter (no comparison's operand is a string), so a pipeline, as after `|=`.
+        const after = i + (next === 61 || next === 126 || next === 62 ? 2 : 1);
+        if (!level.pipeline && after === i + 2 && startsLineFilterArgument(text, after)) level.pipeline = true;
         level.weight += level.pipeline ? 1 : BINOP_WEIGHT;
-        return i + (next === 61 || next === 126 || next === 62 ? 2 : 1);
+        return after;
+      }
       case 61: // = (matchers, label filters, ==)
       case 60: // <
       case 62: // >

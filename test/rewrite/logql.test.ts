@@ -271,6 +271,11 @@ describe('chains longer than the parser can build (too complex)', () => {
     ['pipeline stages', (k, p) => `{a="x"}${list(k, () => ` | a="${p}"`, '')}`, 256],
     ['line filters', (k, p) => `{a="x"}${list(k, () => ` |= "${p}"`, '')}`, 256],
     ['line filter alternatives', (k, p) => `{a="x"} |= ${list(k, () => `"${p}"`, ' or ')}`, 256],
+    // Negated line filters before any `|` are stages too, not comparisons (exclusion lists).
+    ['negated line filters', (k, p) => `{a="x"}${list(k, () => ` != "${p}"`, '')}`, 256],
+    ['negated regex line filters', (k, p) => `{a="x"}${list(k, (i) => (i % 2 === 0 ? ` !~ "${p}"` : ` !> \`${p}\``), '')}`, 256],
+    ['negated line filter alternatives', (k, p) => `{a="x"} != ${list(k, () => `"${p}"`, ' or ')}`, 256],
+    ['negated ip line filters', (k, p) => `{a="x"}${list(k, () => ` != ip("${p}")`, '')}`, 256],
     ['label filters', (k, p) => `{a="x"} | ${list(k, () => `a="${p}"`, ' and ')}`, 256],
     ['label_format items', (k, p) => `{a="x"} | label_format ${list(k, (i) => `a${i}="${p}"`, ', ')}`, 256],
     ['drop items', (k, p) => `{a="x"} | drop ${list(k, (i) => `a${i}="${p}"`, ', ')}`, 256],
