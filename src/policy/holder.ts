@@ -25,6 +25,10 @@ export class PolicyHolder {
   #engine: PolicyEngine | undefined;
   #info: ActivationInfo | undefined;
   readonly #listeners = new Set<SwapListener>();
+  /** Every header name a policy active in this process has owned (see ownedHeaders). */
+  #everOwned: ReadonlySet<string> = new Set();
+  /** The engine's owned set last merged into #everOwned (a new set on new data or a new engine). */
+  #ownedFrom: ReadonlySet<string> | undefined;
 
   constructor(engine?: PolicyEngine, source = 'initial') {
     if (engine !== undefined) this.activate(engine, source);
@@ -47,12 +51,36 @@ export class PolicyHolder {
     return this.#engine !== undefined;
   }
 
+  /**
+   * The tenant and policy header names (headerKey form) the gateway owns: a
+   * client's copy is never forwarded. These are the names the active policy's
+   * data sets (PolicyEngine.ownedHeaders) and every name an earlier policy of
+   * this process set: removing the last team that sets `X-Tenant` must not make
+   * that header the client's to choose while the tenant's data is still in the
+   * backend (nor can a request decided just before the swap forward its copy).
+   */
+  get ownedHeaders(): ReadonlySet<string> {
+    const current = this.#engine?.ownedHeaders;
+    if (current !== undefined && current !== this.#ownedFrom) {
+      this.#ownedFrom = current;
+      for (const name of current) {
+        if (!this.#everOwned.has(name)) {
+          this.#everOwned = new Set([...this.#everOwned, ...current]);
+          break;
+        }
+      }
+    }
+    return this.#everOwned;
+  }
+
   /** Makes `engine` the policy for every later decision. Listeners run after the swap. */
   activate(engine: PolicyEngine, source: string): ActivationInfo {
     const previous = this.#info;
     const info: ActivationInfo = { revision: engine.revision, source, activatedAt: new Date() };
+    void this.ownedHeaders; // the outgoing policy's names stay owned
     this.#engine = engine;
     this.#info = info;
+    void this.ownedHeaders;
     for (const l of this.#listeners) {
       try {
         l(info, previous);

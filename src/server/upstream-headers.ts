@@ -17,7 +17,7 @@ export const GRAFANA_CREDENTIAL_HEADERS = ['x-grafana-id', 'x-id-token'];
 
 /**
  * Headers the gateway owns: a client's copy is never forwarded. Besides these,
- * every header name the policy data's teams or admins set (PolicyEngine.ownedHeaders).
+ * every header name the policy data's teams or admins set, or set earlier in this process (PolicyHolder.ownedHeaders).
  * THANOS-TENANT is Thanos Receive's tenant header, owned even where no team sets it.
  */
 const OWNED_HEADERS = ['x-scope-orgid', 'x-prom-label-policy', 'thanos-tenant'];
@@ -79,9 +79,9 @@ function strippedNames(upstream: ResolvedUpstream, credentialHeaders: readonly s
 
 const NO_NAMES: ReadonlySet<string> = new Set();
 
-/** The header names the active policy's data sets for any team or the admins. */
+/** The header names the policy data sets for any team or the admins, now or earlier in this process (PolicyHolder.ownedHeaders). */
 export function ownedHeaders(req: FastifyRequest): ReadonlySet<string> {
-  return req.server.policyEngine?.ownedHeaders ?? NO_NAMES;
+  return req.server.policyHolder.ownedHeaders;
 }
 
 /** The policy's header names (decisions are frozen, so one set per decision). */

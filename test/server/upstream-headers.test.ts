@@ -192,6 +192,14 @@ describe('header names any team or the admins set are owned for every request', 
       const after = await send('alice', { 'x-other-tenant': 'tenant-d', 'x-tenant-id': 'tenant-b' });
       expect(after['x-other-tenant']).toBeUndefined();
       expect(after['x-tenant-id']).toBeUndefined();
+      // The last teams that set them are removed (tenants decommissioned, their data still in the backend):
+      // the names stay owned, so a client cannot choose those tenants now.
+      const { 'team-b': _b, ...rest } = config.policyData.teams;
+      engine.setData({ lbac: { ...config.policyData, teams: rest } });
+      const removed = await send('alice', { 'x-other-tenant': 'tenant-d', 'x-tenant-id': 'tenant-b' });
+      expect(removed['x-other-tenant']).toBeUndefined();
+      expect(removed['x-tenant-id']).toBeUndefined();
+      expect(removed['x-scope-orgid']).toBe('tenant-a');
     } finally {
       await t.app.close();
       await up.close();
