@@ -123,7 +123,7 @@ export const serverSchema = z
       })
       .default({ maxPerSubject: 4, recheckIntervalMs: 60_000 })
       .describe('Loki live tails (WebSocket).'),
-    watchConfig: z.boolean().default(true).describe('Reload the config when its file changes (as on SIGHUP).'),
+    watchConfig: z.boolean().default(true).describe('Reload the config when its file, or a key file it names (jwksFile, clientSecretFile, the bundle\'s publicKeyFile keys), changes (as on SIGHUP).'),
     reloadDebounceMs: z.number().int().min(0).default(500).describe('File-change reloads wait until the file has been quiet this long.'),
     reloadRetry: z
       .strictObject({

@@ -33,7 +33,7 @@
  *   failure, not "not modified".
  * - Config data: each bundle is merged with the gateway's data (teams,
  *   admins). A config reload that changes it loads the active bundle again
- *   with the new data (prepareConfigData) and activates it in the reload's
+ *   with the new data (prepareReload) and activates it in the reload's
  *   swap; loads and activations are serialised, so a download is never
  *   activated with data a reload has replaced.
  */
@@ -61,7 +61,7 @@ export interface BundleClientOptions {
   config: BundleConfig;
   holder: PolicyHolder;
   entrypoint: string;
-  /** The gateway's own data ({lbac: …}), merged with each bundle's data (a config reload replaces it: prepareConfigData). */
+  /** The gateway's own data ({lbac: …}), merged with each bundle's data (a config reload replaces it: prepareReload). */
   configData: Record<string, unknown>;
   logger: BundleLogger;
   /** For tests: a source of uniform [0, 1) numbers (jitter). */
@@ -91,9 +91,13 @@ export const BUNDLE_CONTENT_TYPE = 'application/vnd.openpolicyagent.bundles';
 const PERSIST_BUNDLE = 'bundle.tar.gz';
 const PERSIST_META = 'bundle.json';
 
-/** A config reload's new policy data, loaded with the active bundle and waiting for the reload's swap. */
-export interface PreparedConfigData {
-  /** Makes the data the one every later bundle is merged with, and activates the active bundle with it. Synchronous. */
+/** What a config reload changes in the bundle client (policy data, signing keys read again), waiting for the reload's swap. */
+export interface PreparedReload {
+  /**
+   * Makes the data the one every later bundle is merged with and activates
+   * the active bundle with it; makes the keys read again the ones every later
+   * bundle is verified with. Synchronous.
+   */
   commit(): void;
   /** The reload was rejected: nothing changes. */
   release(): void;
@@ -200,6 +204,30 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
   }
 }
 
+/** The verification a bundle config asks for, and the key files' contents it was built from. */
+interface SigningKeys {
+  readonly verification: VerificationConfig | undefined;
+  /** The publicKeyFile contents, joined (undefined when no key is read from a file): tells a rotated key at a reload. */
+  readonly files: string | undefined;
+}
+
+/** Reads the signing keys' files and checks the keys (a bad key is an error: at start, or a rejected reload). */
+async function readSigningKeys(signing: BundleConfig['signing']): Promise<SigningKeys> {
+  if (signing === undefined) return { verification: undefined, files: undefined };
+  const keys = await Promise.all(
+    signing.keys.map(async (k) => ({
+      keyid: k.keyid,
+      algorithm: k.algorithm,
+      scope: k.scope,
+      publicKey: k.publicKey ?? (await readFile(k.publicKeyFile!, 'utf8')),
+      fromFile: k.publicKeyFile !== undefined,
+    })),
+  );
+  const verification = prepareVerification({ keys: keys.map(({ fromFile: _, ...k }) => k), keyid: signing.keyid, scope: signing.scope, excludeFiles: signing.excludeFiles });
+  const fromFiles = keys.filter((k) => k.fromFile);
+  return { verification, files: fromFiles.length === 0 ? undefined : JSON.stringify(fromFiles.map((k) => [k.keyid, k.publicKey])) };
+}
+
 /**
  * The bundle URL as it may be shown (logs, /readyz, metrics labels): without
  * credentials, query string or fragment. A pre-signed URL carries its
@@ -216,7 +244,10 @@ export class BundleClient {
   /** `url` without credentials or query (displayUrl): what logs, status and policy sources show. */
   readonly shownUrl: string;
   readonly #opts: BundleClientOptions;
-  readonly #verification: VerificationConfig | undefined;
+  /** How bundles are verified; a reload reads publicKeyFile keys again (prepareReload). */
+  #verification: VerificationConfig | undefined;
+  /** The publicKeyFile contents #verification was built from (undefined: no key is read from a file). */
+  #keyFiles: string | undefined;
   /** bundleSource of the configuration: recorded with a persisted bundle, and required of one at start. */
   readonly #source: string;
   readonly #random: () => number;
@@ -234,18 +265,19 @@ export class BundleClient {
   #inflight: AbortController | undefined;
   #loop: Promise<void> | undefined;
   #configData: Record<string, unknown>;
-  /** The active bundle, as activated: a config reload loads it again with its new data. */
-  #active: { bytes: Uint8Array; source: string; etag: string | undefined } | undefined;
+  /** The active bundle, as activated: a config reload loads it again with its new data (and the keys it was verified with). */
+  #active: { bytes: Uint8Array; source: string; etag: string | undefined; verification: VerificationConfig | undefined } | undefined;
   /** Loading and activating a bundle are exclusive: a download never activates with data a reload replaced meanwhile. */
   #lock: Promise<void> = Promise.resolve();
 
-  private constructor(opts: BundleClientOptions, verification: VerificationConfig | undefined, agent: Agent) {
+  private constructor(opts: BundleClientOptions, keys: SigningKeys, agent: Agent) {
     this.#opts = opts;
     this.#agent = agent;
     this.url = bundleUrl(opts.config);
     this.shownUrl = displayUrl(this.url);
     this.#source = bundleSource(opts.config);
-    this.#verification = verification;
+    this.#verification = keys.verification;
+    this.#keyFiles = keys.files;
     this.#random = opts.random ?? Math.random;
     this.#configData = opts.configData;
   }
@@ -270,21 +302,35 @@ export class BundleClient {
   }
 
   /**
-   * A config reload changes the gateway's policy data (teams, admins): the
-   * active bundle is loaded again with it here, before the reload swaps
-   * anything, and `commit` (in the reload's synchronous swap) activates it, so
-   * a narrowed team applies at the reload, as in local mode. Until `commit`
-   * or `release`, no download is activated (it would be merged with the data
-   * being replaced). A bundle that does not load with the new data (a team
-   * the bundle's data.json also sets) rejects the reload: `config_invalid`.
+   * What a config reload changes here, prepared before the reload swaps
+   * anything and applied by `commit` in its synchronous swap:
+   * - new policy data (teams, admins; `configData`, when it changed): the
+   *   active bundle is loaded again with it (verified with the keys it was
+   *   activated under), so a narrowed team applies at the reload, as in local
+   *   mode. A bundle that does not load with the new data (a team the
+   *   bundle's data.json also sets) rejects the reload: `config_invalid`.
+   * - the signing keys' files, read again: a rotated key (the file replaced at
+   *   the same path) verifies every later bundle, and the retired one none;
+   *   the active bundle stays until a bundle signed with the new key arrives,
+   *   which is asked for at once. A key file that cannot be read or is no key
+   *   rejects the reload.
+   * Until `commit` or `release`, no download is activated (it would be merged
+   * with data, or verified with keys, being replaced).
    */
-  async prepareConfigData(configData: Record<string, unknown>): Promise<PreparedConfigData> {
+  async prepareReload(configData: Record<string, unknown> | undefined): Promise<PreparedReload> {
     // Held until the reload commits or releases: no download is activated meanwhile.
     const unlock = await this.#acquire();
     const active = this.#active;
     let loaded: LoadedBundle | undefined;
+    let keys: SigningKeys;
     try {
-      loaded = active === undefined ? undefined : await this.#load(active.bytes, configData);
+      keys = await readSigningKeys(this.#opts.config.signing);
+    } catch (e) {
+      unlock();
+      throw new GatewayError('config_invalid', `cannot read the bundle signing keys: ${errorText(e)}`, { cause: e });
+    }
+    try {
+      loaded = active === undefined || configData === undefined ? undefined : await this.#load(active.bytes, configData, active.verification);
     } catch (e) {
       unlock();
       throw new GatewayError('config_invalid', `the active policy bundle does not load with the new policy data (teams, admins): ${errorText(e)}`, { cause: e });
@@ -294,9 +340,17 @@ export class BundleClient {
       commit: () => {
         if (settled) return;
         settled = true;
-        this.#configData = configData;
-        if (loaded !== undefined && active !== undefined) this.#activate(loaded, active.source, active.etag, active.bytes);
+        if (configData !== undefined) this.#configData = configData;
+        if (loaded !== undefined && active !== undefined) this.#activate(loaded, active.source, active.etag, active.bytes, active.verification);
+        const rotated = keys.files !== this.#keyFiles;
+        this.#verification = keys.verification;
+        this.#keyFiles = keys.files;
         unlock();
+        if (rotated) {
+          this.#opts.logger.info({ url: this.shownUrl, activeRevision: this.#opts.holder.revision ?? null }, 'policy bundle signing keys changed; bundles are verified with the new keys from now on');
+          // The bundle signed with the new key may be there already (rejected before the rotation): ask now.
+          this.#wake?.();
+        }
       },
       release: () => {
         if (settled) return;
@@ -308,19 +362,7 @@ export class BundleClient {
 
   /** Reads key files and checks keys (a bad key is a startup error). */
   static async create(opts: BundleClientOptions): Promise<BundleClient> {
-    const signing = opts.config.signing;
-    let verification: VerificationConfig | undefined;
-    if (signing !== undefined) {
-      const keys = await Promise.all(
-        signing.keys.map(async (k) => ({
-          keyid: k.keyid,
-          algorithm: k.algorithm,
-          scope: k.scope,
-          publicKey: k.publicKey ?? (await readFile(k.publicKeyFile!, 'utf8')),
-        })),
-      );
-      verification = prepareVerification({ keys, keyid: signing.keyid, scope: signing.scope, excludeFiles: signing.excludeFiles });
-    }
+    const keys = await readSigningKeys(opts.config.signing);
     const tls = opts.config.tls;
     const read = (file: string | undefined) => (file === undefined ? undefined : readFile(file, 'utf8'));
     const [ca, cert, key] = await Promise.all([read(tls?.ca), read(tls?.cert), read(tls?.key)]);
@@ -330,7 +372,7 @@ export class BundleClient {
       bodyTimeout: 0,
       connect: { ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }) },
     });
-    return new BundleClient(opts, verification, agent);
+    return new BundleClient(opts, keys, agent);
   }
 
   get status(): BundleClientStatus {
@@ -498,19 +540,19 @@ export class BundleClient {
     }
   }
 
-  #load(bytes: Uint8Array, configData: Record<string, unknown>): Promise<LoadedBundle> {
+  #load(bytes: Uint8Array, configData: Record<string, unknown>, verification = this.#verification): Promise<LoadedBundle> {
     return loadBundle(bytes, {
       configData,
       entrypoint: this.#opts.entrypoint,
-      verification: this.#verification,
+      verification,
       maxUncompressedBytes: this.#opts.config.maxSizeBytes,
     });
   }
 
-  #activate(loaded: LoadedBundle, source: string, etag: string | undefined, bytes: Uint8Array): void {
+  #activate(loaded: LoadedBundle, source: string, etag: string | undefined, bytes: Uint8Array, verification = this.#verification): void {
     const previous = this.#opts.holder.revision;
     this.#opts.holder.activate(loaded.engine, source);
-    this.#active = { bytes, source, etag };
+    this.#active = { bytes, source, etag, verification };
     this.#etag = etag;
     this.#revision = loaded.revision;
     this.#opts.logger.info(
@@ -522,13 +564,26 @@ export class BundleClient {
   async #persist(bytes: Uint8Array, etag: string | undefined, revision: string): Promise<void> {
     const dir = this.#opts.config.persistDir;
     if (dir === undefined) return;
+    const metaFile = join(dir, PERSIST_META);
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
+      // bundle.json goes first: should the new bundle not be written (a full disk, a read-only volume), the older
+      // one left there has no bundle.json and so is not activated at a start (loadPersisted) — it may be revoked.
+      await rm(metaFile, { force: true });
       await writeAtomic(join(dir, PERSIST_BUNDLE), bytes);
       const meta: PersistedMeta = { url: this.shownUrl, source: this.#source, ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
-      await writeAtomic(join(dir, PERSIST_META), JSON.stringify(meta, null, 2) + '\n');
+      await writeAtomic(metaFile, JSON.stringify(meta, null, 2) + '\n');
     } catch (e) {
-      this.#opts.logger.warn({ dir, error: errorText(e) }, 'could not persist the policy bundle');
+      const invalidated = await rm(metaFile, { force: true }).then(
+        () => true,
+        () => false,
+      );
+      this.#opts.logger.error(
+        { dir, revision, error: errorText(e) },
+        invalidated
+          ? 'could not persist the policy bundle; no older persisted bundle will be activated at a start (one started while the bundle service is down waits for it)'
+          : 'could not persist the policy bundle, nor invalidate the one persisted before: a start while the bundle service is down would activate that older policy',
+      );
     }
   }
 

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfigFile, type GatewayConfig } from '../config/load.ts';
 import { configWarnings } from '../config/warnings.ts';
 import { Authenticator } from '../identity/authenticator.ts';
-import { BundleClient, type PreparedConfigData } from '../policy/bundle-client.ts';
+import { BundleClient, type PreparedReload } from '../policy/bundle-client.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { PolicyHolder } from '../policy/holder.ts';
 import { buildAdminApp, splitHostPort } from './admin.ts';
@@ -278,8 +278,8 @@ export class GatewayRuntime {
     const restartRequired = restartRequiredChanges(running, loaded);
     let next = mergeReloadable(running, loaded);
     const bundleMode = running.policy.bundle !== undefined;
-    const bundleData = bundleMode && dataRevision(next) !== this.#dataRevision ? this.bundleClient : undefined;
-    if (bundleMode && bundleData === undefined && dataRevision(next) !== this.#dataRevision) {
+    const dataChanged = dataRevision(next) !== this.#dataRevision;
+    if (bundleMode && this.bundleClient === undefined && dataChanged) {
       // No bundle client to merge the new data into bundles (a runtime built without one): the running data stays.
       restartRequired.push('teams/admins/janus (policy data in bundle mode)');
       next = { ...next, policyData: running.policyData, teams: running.teams, admins: running.admins, janus: running.janus };
@@ -291,10 +291,11 @@ export class GatewayRuntime {
     this.#notify(this.#onConfigRead, next, log);
     let authenticator: Authenticator;
     let engine: PolicyEngine | undefined;
-    // Bundle mode with new team data: the active bundle loaded again with it (PreparedConfigData), activated in the swap.
-    const prepared = bundleData?.prepareConfigData({ lbac: next.policyData });
+    // Bundle mode: the signing keys read again, and with new team data the active bundle loaded again with it
+    // (PreparedReload); both applied in the swap.
+    const prepared = bundleMode ? this.bundleClient?.prepareReload(dataChanged ? { lbac: next.policyData } : undefined) : undefined;
     prepared?.catch(() => undefined);
-    let data: PreparedConfigData | undefined;
+    let data: PreparedReload | undefined;
     try {
       [authenticator, engine, data] = await Promise.all([
         Authenticator.fromConfig(next, this.#authenticator, this.logger),
@@ -400,7 +401,21 @@ function watchedFiles(config: GatewayConfig): { file: string; always: boolean }[
     ...(config.file !== undefined ? [{ file: config.file, always: false }] : []),
     // Local mode: a rebuilt wasm (make policy) is picked up like a config change, validated before the swap.
     ...(config.policy.bundle === undefined ? [{ file: config.policyWasm, always: true }] : []),
+    // Files a reload re-reads but the config's text does not show: a key removed from a jwksFile or a rotated
+    // bundle signing key must not wait for a SIGHUP (a Secret updated in place is the usual way to change them).
+    ...keyFiles(config).map((file) => ({ file, always: true })),
   ];
+}
+
+/** The key and secret files a reload reads again: jwksFile, clientSecretFile, the bundle's signing keys. */
+export function keyFiles(config: GatewayConfig): string[] {
+  const files: string[] = [];
+  for (const p of config.identity.providers) {
+    if (p.type === 'jwt' && p.jwksFile !== undefined) files.push(p.jwksFile);
+    if (p.type === 'introspection' && p.clientSecretFile !== undefined) files.push(p.clientSecretFile);
+  }
+  for (const k of config.policy.bundle?.signing?.keys ?? []) if (k.publicKeyFile !== undefined) files.push(k.publicKeyFile);
+  return files;
 }
 
 /**
@@ -414,7 +429,8 @@ function watchedFiles(config: GatewayConfig): { file: string; always: boolean }[
 class ReloadWatch {
   readonly #runtime: GatewayRuntime;
   readonly #debounceMs: number;
-  readonly #dirs = new Map<string, { names: Set<string>; always: boolean; watcher: FSWatcher; timer: NodeJS.Timeout | undefined }>();
+  /** `always`: a change seen since the last reload was of a file whose change reloads even when the config is unchanged. */
+  readonly #dirs = new Map<string, { names: Map<string, boolean>; always: boolean; watcher: FSWatcher; timer: NodeJS.Timeout | undefined }>();
 
   constructor(runtime: GatewayRuntime, debounceMs: number) {
     this.#runtime = runtime;
@@ -427,12 +443,15 @@ class ReloadWatch {
 
   /** Watch exactly these files' directories (stops watching the others). */
   watch(files: readonly { file: string; always: boolean }[]): void {
-    const wanted = new Map<string, { names: Set<string>; always: boolean }>();
+    // Per directory: the watched names, each with whether its change reloads even when the config is unchanged.
+    const wanted = new Map<string, { names: Map<string, boolean> }>();
     for (const { file, always } of files) {
       const dir = path.dirname(path.resolve(file));
-      const entry = wanted.get(dir) ?? { names: new Set(['..data']), always: false };
-      entry.names.add(path.basename(file));
-      entry.always ||= always;
+      const entry = wanted.get(dir) ?? { names: new Map<string, boolean>() };
+      const name = path.basename(file);
+      entry.names.set(name, always || entry.names.get(name) === true);
+      // A mounted ConfigMap or Secret changes every file by swapping `..data`.
+      entry.names.set('..data', always || entry.names.get('..data') === true);
       wanted.set(dir, entry);
     }
     for (const [dir, entry] of this.#dirs) {
@@ -441,25 +460,29 @@ class ReloadWatch {
         this.#dirs.delete(dir);
       }
     }
-    for (const [dir, { names, always }] of wanted) {
+    for (const [dir, { names }] of wanted) {
       const existing = this.#dirs.get(dir);
       if (existing !== undefined) {
         // The event handler reads these: a running watch takes the new names at once.
         existing.names = names;
-        existing.always = always;
         continue;
       }
       try {
         const watcher = watch(dir, { persistent: false }, (_event, name) => {
           const entry = this.#dirs.get(dir);
-          if (entry === undefined || (name !== null && !entry.names.has(name))) return;
+          // An event without a name (some platforms) counts as a change of every watched file.
+          const always = name === null ? [...(entry?.names.values() ?? [])].some(Boolean) : entry?.names.get(name);
+          if (entry === undefined || always === undefined) return;
+          entry.always ||= always;
           if (entry.timer !== undefined) clearTimeout(entry.timer);
           entry.timer = setTimeout(() => {
             entry.timer = undefined;
-            void this.#runtime.reload('file change', { skipIfUnchanged: !entry.always });
+            const force = entry.always;
+            entry.always = false;
+            void this.#runtime.reload('file change', { skipIfUnchanged: !force });
           }, this.#debounceMs);
         });
-        const entry = { names, always, watcher, timer: undefined as NodeJS.Timeout | undefined };
+        const entry = { names, always: false, watcher, timer: undefined as NodeJS.Timeout | undefined };
         watcher.on('close', () => entry.timer !== undefined && clearTimeout(entry.timer));
         watcher.on('error', (e) => this.#runtime.logger.warn({ err: e, dir }, 'file watch failed; reload with SIGHUP'));
         this.#dirs.set(dir, entry);

@@ -1,11 +1,13 @@
 // Bundle mode: a config reload that changes the team data (a user's group removed from a team)
-// applies to the active bundle at the reload's swap (BundleClient.prepareConfigData), and a
+// applies to the active bundle at the reload's swap (BundleClient.prepareReload), and a
 // download running meanwhile is never activated with the data the reload replaced.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle } from '../../e2e/harness/bundles.ts';
+import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
 import { isGatewayError } from '../../src/errors.ts';
@@ -47,6 +49,11 @@ let url: string;
 let b1: Buffer;
 let b2: Buffer;
 let withTeamB: Buffer;
+let k1: SigningKeyPair;
+let k2: SigningKeyPair;
+/** Signed with k1 (the retired key): the wide revision; with k2 (the new key): the narrow one. */
+let oldWide: Buffer;
+let newNarrow: Buffer;
 let served: { body: Buffer; etag: string };
 let hold: Promise<void> = Promise.resolve();
 
@@ -55,6 +62,10 @@ beforeAll(async () => {
   b2 = readFileSync(await buildBundle({ revision: 'two' }));
   // A bundle whose own data.json sets team-b: config data that also sets it conflicts.
   withTeamB = readFileSync(await buildBundle({ revision: 'own-team-b', data: { lbac: { teams: { 'team-b': { groups: ['x'], users: [], upstreams: [], selectors: [[{ name: 'namespace', op: '=', value: 'b' }]], headers: {} } } } } }));
+  k1 = generateSigningKey('RS256');
+  k2 = generateSigningKey('RS256');
+  oldWide = readFileSync(await buildBundle({ revision: 'old-wide', signingKey: k1 }));
+  newNarrow = readFileSync(await buildBundle({ revision: 'new-narrow', signingKey: k2 }));
   served = { body: b1, etag: '"1"' };
   server = createServer((req, res) => {
     void hold.then(() => {
@@ -71,14 +82,14 @@ function config(): BundleConfig {
   return { url, resource: 'b.tar.gz', auth: { type: 'none', scheme: 'Bearer' }, polling: { minDelaySeconds: 60, maxDelaySeconds: 120 }, timeoutMs: 5_000, maxSizeBytes: 10 * 1024 * 1024 };
 }
 
-describe('BundleClient.prepareConfigData', () => {
+describe('BundleClient.prepareReload', () => {
   it('a narrowed team applies to the active bundle at commit (same revision), not before', async () => {
     served = { body: b1, etag: '"1"' };
     const holder = new PolicyHolder();
     const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
     expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'one' });
     expect(namespaces(holder)).toEqual(['a', 'b']);
-    const prepared = await client.prepareConfigData(NARROW);
+    const prepared = await client.prepareReload(NARROW);
     expect(namespaces(holder)).toEqual(['a', 'b']); // the reload has not swapped yet
     prepared.commit();
     expect(namespaces(holder)).toEqual(['a']);
@@ -94,7 +105,7 @@ describe('BundleClient.prepareConfigData', () => {
     const holder = new PolicyHolder();
     const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
     await client.poll();
-    const prepared = await client.prepareConfigData(NARROW);
+    const prepared = await client.prepareReload(NARROW);
     served = { body: b2, etag: '"2"' };
     let polled = false;
     const poll = client.poll().then((o) => ((polled = true), o));
@@ -111,7 +122,7 @@ describe('BundleClient.prepareConfigData', () => {
     const holder = new PolicyHolder();
     const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
     await client.poll();
-    const prepared = await client.prepareConfigData(NARROW);
+    const prepared = await client.prepareReload(NARROW);
     prepared.release();
     prepared.commit(); // after release: nothing
     expect(namespaces(holder)).toEqual(['a', 'b']);
@@ -125,7 +136,7 @@ describe('BundleClient.prepareConfigData', () => {
     const holder = new PolicyHolder();
     const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: data(`  team-a: { groups: [team-a], selectors: [{ namespace: a }] }`), logger: quiet });
     expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'own-team-b' });
-    const e = await client.prepareConfigData(WIDE).catch((err: unknown) => err);
+    const e = await client.prepareReload(WIDE).catch((err: unknown) => err);
     expect(isGatewayError(e) && e.code).toBe('config_invalid');
     expect(holder.revision).toBe('own-team-b');
     expect(namespaces(holder)).toEqual(['a']);
@@ -138,9 +149,64 @@ describe('BundleClient.prepareConfigData', () => {
     served = { body: b1, etag: '"1"' };
     const holder = new PolicyHolder();
     const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
-    (await client.prepareConfigData(NARROW)).commit();
+    (await client.prepareReload(NARROW)).commit();
     expect(holder.ready).toBe(false);
     await client.poll();
     expect(namespaces(holder)).toEqual(['a']);
+  });
+});
+
+describe('BundleClient.prepareReload: a signing key rotated in its file', () => {
+  it('verifies later bundles with the new key and none with the retired one; the active bundle stays until then', async () => {
+    const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
+    writeFileSync(keyFile, k1.publicKeyPem);
+    const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
+    served = { body: oldWide, etag: '"w1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'old-wide' });
+    // Before the reload, the new key's bundle is refused.
+    served = { body: newNarrow, etag: '"n1"' };
+    expect(await client.poll()).toMatchObject({ kind: 'failed' });
+    // The operator replaces the key file (same path) and reloads; nothing changes until the swap.
+    writeFileSync(keyFile, k2.publicKeyPem);
+    const prepared = await client.prepareReload(undefined);
+    expect(holder.revision).toBe('old-wide');
+    prepared.commit();
+    expect(holder.revision).toBe('old-wide');
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'new-narrow' });
+    // The retired key's bundle, served again (a stale mirror, a replay), is refused now.
+    served = { body: oldWide, etag: '"w2"' };
+    expect(await client.poll()).toMatchObject({ kind: 'failed', error: expect.stringMatching(/signature/) });
+    expect(holder.revision).toBe('new-narrow');
+  });
+
+  it('team data can still change while the active bundle is one the retired key signed', async () => {
+    const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
+    writeFileSync(keyFile, k1.publicKeyPem);
+    const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
+    served = { body: oldWide, etag: '"w1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    await client.poll();
+    writeFileSync(keyFile, k2.publicKeyPem);
+    (await client.prepareReload(undefined)).commit();
+    (await client.prepareReload(NARROW)).commit();
+    expect(holder.revision).toBe('old-wide');
+    expect(namespaces(holder)).toEqual(['a']);
+  });
+
+  it('a key file that no longer holds a key rejects the reload (config_invalid); the keys stay', async () => {
+    const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
+    writeFileSync(keyFile, k1.publicKeyPem);
+    const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
+    served = { body: oldWide, etag: '"w1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    writeFileSync(keyFile, 'not a key\n');
+    const e = await client.prepareReload(undefined).catch((err: unknown) => err);
+    expect(isGatewayError(e) && e.code).toBe('config_invalid');
+    // Not left locked, and still verifying with k1.
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'old-wide' });
   });
 });

@@ -106,6 +106,46 @@ describe('reload requests', () => {
   });
 });
 
+describe('file watch of key files', () => {
+  it('a key removed from a jwksFile (its own directory, as a mounted Secret) is refused without a SIGHUP', async () => {
+    // Its own issuer: the JWKS file is edited here.
+    const local = await createTestIssuer({ issuer: 'https://idp.local', audience: 'lbac-gateway', alg: 'ES256' });
+    const configDir = tempDir('lbac-reload-keys-');
+    const file = join(configDir, 'gateway.yaml');
+    writeFileSync(
+      file,
+      `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }
+upstreams: [{ name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }]
+identity:
+  providers:
+    - { type: jwt, jwksFile: "${local.jwksPath}", issuer: "https://idp.local", audience: lbac-gateway, algorithms: [ES256] }
+teams: { a: { groups: [team-a], selectors: [{ namespace: "a" }] } }
+`,
+    );
+    const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // the check after start
+      const oldKid = local.kid;
+      const token = await local.mint({ sub: 'u-1', groups: ['team-a'] });
+      const authenticate = () => gw.runtime.authenticator.authenticate({ headers: { authorization: `Bearer ${token}` } }).then(() => 'ok', (e: { code?: string }) => e.code ?? 'error');
+      expect(await authenticate()).toBe('ok');
+      let applied = 0;
+      gw.runtime.onReloaded(() => applied++);
+      await local.addKey({ makeCurrent: true });
+      local.removeKey(oldKid);
+      await until(() => applied >= 1);
+      expect(applied).toBeGreaterThanOrEqual(1);
+      expect(await authenticate()).toBe('unauthenticated');
+      // A token of the key now in the file is accepted.
+      const fresh = await local.mint({ sub: 'u-1', groups: ['team-a'] });
+      expect(await gw.runtime.authenticator.authenticate({ headers: { authorization: `Bearer ${fresh}` } })).toMatchObject({ sub: 'u-1' });
+    } finally {
+      await gw.close();
+      local.cleanup();
+    }
+  });
+});
+
 /** A watching gateway whose config (in its own directory) points policy.wasm at old/; new/ holds a copy too. */
 async function gatewayWithWasmDirs() {
   const root = tempDir('lbac-reload-watch-');

@@ -10,7 +10,7 @@ import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { restartRequiredChanges } from '../../src/server/reload.ts';
 import { testConfig } from './helpers.ts';
-import { buildBundle } from '../../e2e/harness/bundles.ts';
+import { buildBundle, generateSigningKey } from '../../e2e/harness/bundles.ts';
 import { createTestIssuer } from '../../e2e/harness/tokens.ts';
 
 const yaml = (team: string, extra = '') => `
@@ -173,6 +173,54 @@ describe('config reload', () => {
       expect(runtime.config.teams['team-b']!.groups).toEqual(['others']);
     } finally {
       await app.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe('bundle signing key rotation', () => {
+  it('a key file replaced in place (a Secret) is read again without a SIGHUP: the new key\'s bundle is fetched and activated, the retired key\'s refused', async () => {
+    const [k1, k2] = [generateSigningKey('ES256'), generateSigningKey('ES256')];
+    const oldWide = readFileSync(await buildBundle({ revision: 'old', signingKey: k1 }));
+    const fresh = readFileSync(await buildBundle({ revision: 'new', signingKey: k2 }));
+    let served = { body: oldWide, etag: '"old"' };
+    const server = createServer((req, res) => {
+      if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
+      res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const bundleUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const secrets = tempDir('lbac-reload-secret-');
+    const keyFile = join(secrets, 'bundle.pem');
+    writeFileSync(keyFile, k1.publicKeyPem);
+    const file = join(tempDir('lbac-reload-keys-'), 'gateway.yaml');
+    const policy = `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }
+policy:
+  bundle:
+    url: "${bundleUrl}"
+    resource: b.tar.gz
+    polling: { minDelaySeconds: 60, maxDelaySeconds: 120 }
+    signing: { keys: [{ keyid: default, algorithm: ES256, publicKeyFile: "${keyFile}" }] }
+`;
+    writeFileSync(file, yaml('a', policy));
+    const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
+    try {
+      const until = async (done: () => boolean) => {
+        for (const deadline = Date.now() + 10_000; !done() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+      };
+      await until(() => gw.runtime.holder.revision === 'old');
+      expect(gw.runtime.holder.revision).toBe('old');
+      // The service publishes the bundle signed with the new key; the operator then rotates the key file.
+      served = { body: fresh, etag: '"new"' };
+      writeFileSync(keyFile, k2.publicKeyPem);
+      await until(() => gw.runtime.holder.revision === 'new');
+      expect(gw.runtime.holder.revision).toBe('new');
+      // The retired key signs nothing any more.
+      served = { body: oldWide, etag: '"old-again"' };
+      expect(await gw.runtime.bundleClient!.poll()).toMatchObject({ kind: 'failed' });
+      expect(gw.runtime.holder.revision).toBe('new');
+    } finally {
+      await gw.close();
       await new Promise((r) => server.close(r));
     }
   });

@@ -1,0 +1,103 @@
+// A bundle that cannot be persisted (a full disk, a read-only volume) must not leave the older persisted
+// bundle — possibly a revoked policy — as the one a start during a bundle-service outage activates.
+// The failure is injected into node:fs/promises' rename (the last step of each atomic write).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { tempDir } from '../../e2e/harness/temp-dir.ts';
+import { buildBundle } from '../../e2e/harness/bundles.ts';
+import type { BundleConfig } from '../../src/config/schema.ts';
+import { BundleClient } from '../../src/policy/bundle-client.ts';
+import { PolicyHolder } from '../../src/policy/holder.ts';
+
+/** When set, renaming onto a file with this name fails (ENOSPC). */
+const failing = vi.hoisted(() => ({ name: undefined as string | undefined }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs/promises')>();
+  return {
+    ...fs,
+    rename: async (from: string, to: string) => {
+      if (failing.name !== undefined && basename(String(to)) === failing.name) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      return fs.rename(from, to);
+    },
+  };
+});
+
+let server: Server;
+let url: string;
+let served: { body: Buffer; etag: string } | undefined;
+let wide: Buffer;
+let narrow: Buffer;
+
+beforeAll(async () => {
+  wide = readFileSync(await buildBundle({ revision: 'wide' }));
+  narrow = readFileSync(await buildBundle({ revision: 'narrow' }));
+  server = createServer((req, res) => {
+    if (served === undefined) return void res.writeHead(503).end();
+    if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
+    res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}, 60_000);
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+const config = (persistDir: string): BundleConfig => ({
+  url,
+  resource: 'b.tar.gz',
+  auth: { type: 'none', scheme: 'Bearer' },
+  polling: { minDelaySeconds: 60, maxDelaySeconds: 120 },
+  timeoutMs: 2_000,
+  maxSizeBytes: 10 * 1024 * 1024,
+  persistDir,
+});
+
+it('a bundle that cannot be persisted invalidates the older one: a start with the service down waits, it does not activate the older policy', async () => {
+  const dir = tempDir('lbac-persist-fail-');
+  const errors: string[] = [];
+  const logger = { info: () => {}, warn: () => {}, debug: () => {}, error: (_o: unknown, msg?: string) => void errors.push(msg ?? '') };
+  const first = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  served = { body: wide, etag: '"w"' };
+  expect(await first.poll()).toMatchObject({ kind: 'activated', revision: 'wide' });
+  expect(existsSync(join(dir, 'bundle.json'))).toBe(true);
+  // The narrowing bundle is activated, but its file cannot be written.
+  failing.name = 'bundle.tar.gz';
+  served = { body: narrow, etag: '"n"' };
+  try {
+    expect(await first.poll()).toMatchObject({ kind: 'activated', revision: 'narrow' });
+  } finally {
+    failing.name = undefined;
+  }
+  expect(errors.some((m) => /could not persist the policy bundle; no older persisted bundle will be activated/.test(m))).toBe(true);
+  // A restart (or a replacement worker) while the service is down.
+  served = undefined;
+  const holder = new PolicyHolder();
+  const restarted = await BundleClient.create({ config: config(dir), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+  expect(await restarted.loadPersisted()).toBeUndefined();
+  expect(holder.ready).toBe(false);
+});
+
+it('bundle.json that cannot be written leaves no persisted bundle a start would use either', async () => {
+  const dir = tempDir('lbac-persist-fail-');
+  const logger = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
+  const first = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  served = { body: wide, etag: '"w"' };
+  await first.poll();
+  failing.name = 'bundle.json';
+  served = { body: narrow, etag: '"n"' };
+  try {
+    await first.poll();
+  } finally {
+    failing.name = undefined;
+  }
+  served = undefined;
+  const holder = new PolicyHolder();
+  const restarted = await BundleClient.create({ config: config(dir), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+  expect(await restarted.loadPersisted()).toBeUndefined();
+  // Once persisting works again, the next activation is persisted as usual.
+  served = { body: wide, etag: '"w2"' };
+  expect(await first.poll()).toMatchObject({ kind: 'activated', revision: 'wide' });
+  expect(await restarted.loadPersisted()).toBe('wide');
+});
