@@ -17,6 +17,17 @@ const EXPOSITION = [
   '# HELP team_b_secret_jobs Jobs only team B may know about.',
   '# TYPE team_b_secret_jobs gauge',
   'team_b_secret_jobs{namespace="team-b-api"} 7',
+  // Families whose series have other names (metadata is keyed by the family: team_a_latency_seconds).
+  '# HELP team_a_latency_seconds Request latency of team A.',
+  '# TYPE team_a_latency_seconds histogram',
+  'team_a_latency_seconds_bucket{namespace="team-a-frontend",le="0.5"} 3',
+  'team_a_latency_seconds_bucket{namespace="team-a-frontend",le="+Inf"} 4',
+  'team_a_latency_seconds_sum{namespace="team-a-frontend"} 1.5',
+  'team_a_latency_seconds_count{namespace="team-a-frontend"} 4',
+  '# HELP team_b_rpc_seconds RPC time of team B.',
+  '# TYPE team_b_rpc_seconds summary',
+  'team_b_rpc_seconds_sum{namespace="team-b-api"} 2',
+  'team_b_rpc_seconds_count{namespace="team-b-api"} 5',
   '',
 ].join('\n');
 
@@ -36,7 +47,7 @@ beforeAll(async () => {
   // Metadata appears after the first scrapes of both families.
   for (let i = 0; i < 100; i++) {
     const m = await promGet<Metadata>(prom.url, '/api/v1/metadata');
-    if (m.body.data?.['team_a_checkouts_total'] !== undefined && m.body.data['team_b_secret_jobs'] !== undefined) break;
+    if (['team_a_checkouts_total', 'team_b_secret_jobs', 'team_a_latency_seconds', 'team_b_rpc_seconds'].every((k) => m.body.data?.[k] !== undefined)) break;
     await new Promise((r) => setTimeout(r, 200));
   }
   idp = await createTestIssuer({ issuer: 'https://idp.metadata', audience: 'lbac-gateway', alg: 'ES256' });
@@ -84,6 +95,15 @@ describe('/api/v1/metadata (Grafana query builder: metric type and help)', () =>
     const b = await metadata('bob');
     expect(Object.keys(b.body.data ?? {})).toContain('team_b_secret_jobs');
     expect(Object.keys(b.body.data ?? {})).not.toContain('team_a_checkouts_total');
+  });
+
+  it('a histogram or summary family is shown to the team that has its _bucket/_count/_sum series, and only to it', async () => {
+    const a = (await metadata('alice')).body.data ?? {};
+    expect(a['team_a_latency_seconds']?.[0]).toMatchObject({ type: 'histogram', help: 'Request latency of team A.' });
+    expect(Object.keys(a)).not.toContain('team_b_rpc_seconds');
+    const b = (await metadata('bob')).body.data ?? {};
+    expect(b['team_b_rpc_seconds']?.[0]).toMatchObject({ type: 'summary', help: 'RPC time of team B.' });
+    expect(Object.keys(b)).not.toContain('team_a_latency_seconds');
   });
 
   it('asking for another team\'s metric by name answers nothing', async () => {

@@ -125,9 +125,25 @@ export const filterLabelValues: ResponseFilter = (body, { policy, pathParams }) 
 };
 
 /**
+ * The series names of a metric family other than its own name, per metadata
+ * type: Prometheus keys metadata by family (`http_seconds`, OpenMetrics'
+ * `requests` and `build`), while the series are `http_seconds_bucket`,
+ * `requests_total`, `build_info`. An entry is shown for a family only when one
+ * of its type's series is visible, so no other type's name matches.
+ */
+const FAMILY_SERIES_SUFFIXES: ReadonlyMap<string, readonly string[]> = new Map([
+  ['counter', ['_total']],
+  ['histogram', ['_bucket', '_count', '_sum']],
+  ['gaugehistogram', ['_bucket', '_gcount', '_gsum']],
+  ['summary', ['_count', '_sum']],
+  ['info', ['_info']],
+]);
+
+/**
  * Prometheus `/api/v1/metadata` (`{metric: [{type, help, unit}]}`) keeps only the
  * metrics the policy can see: `ctx.lookup` is the answer of
- * `/api/v1/label/__name__/values` with the policy's selectors as `match[]`;
+ * `/api/v1/label/__name__/values` with the policy's selectors as `match[]`,
+ * a family matched by its name or by its type's series (FAMILY_SERIES_SUFFIXES);
  * then the client's `limit` (held back from Prometheus, which would count
  * other teams' metrics towards it).
  * Anything unexpected in either answer leaves nothing (fail closed).
@@ -136,7 +152,14 @@ export const filterMetadata: ResponseFilter = (body, { lookup, held }) => {
   const data = successData(body);
   const names = successData(lookup);
   const visible = new Set(Array.isArray(names) ? names.filter((n): n is string => typeof n === 'string') : []);
-  let entries = isRecord(data) ? Object.entries(data).filter(([metric]) => visible.has(metric)) : [];
+  let entries: [string, unknown[]][] = [];
+  if (isRecord(data)) {
+    for (const [family, list] of Object.entries(data)) {
+      if (!Array.isArray(list)) continue;
+      const shown = visible.has(family) ? list : list.filter((m) => isRecord(m) && typeof m['type'] === 'string' && (FAMILY_SERIES_SUFFIXES.get(m['type']) ?? []).some((suffix) => visible.has(family + suffix)));
+      if (shown.length > 0) entries.push([family, shown]);
+    }
+  }
   // `limit` is held back (RouteSpec.heldParams) and applied here, to the visible metrics only; negative: none (as Prometheus).
   const limit = held?.['limit'] === undefined ? -1 : Number(held['limit']);
   if (Number.isInteger(limit) && limit >= 0) entries = entries.slice(0, limit);

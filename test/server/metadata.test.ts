@@ -115,6 +115,30 @@ describe('/api/v1/metadata', () => {
     expect(up.requests.map((x) => x.path)).toEqual(['/api/v1/label/__name__/values']);
   });
 
+  it('families are matched by their type\'s series: histogram, summary, OpenMetrics counter and info; no other type\'s name matches', () => {
+    const entry = (type: string) => [{ type, help: `${type} help`, unit: '' }];
+    const metadata = {
+      status: 'success',
+      data: {
+        http_seconds: entry('histogram'),
+        rpc_seconds: entry('summary'),
+        requests: entry('counter'),
+        build: entry('info'),
+        queue: entry('gaugehistogram'),
+        // Not visible: only names of another type's series are (a gauge "cpu_bucket" is not cpu's histogram).
+        cpu: entry('histogram'),
+        other_seconds: entry('histogram'),
+        mixed: [...entry('gauge'), ...entry('histogram')],
+        weird: [{ type: 'constructor', help: 'x', unit: '' }],
+      },
+    };
+    const lookup = { status: 'success', data: ['http_seconds_bucket', 'rpc_seconds_count', 'requests_total', 'build_info', 'queue_gsum', 'cpu_total', 'mixed_sum', 'weird_total'] };
+    const got = (filterMetadata(metadata, { policy: [], pathParams: {}, lookup }) as { data: Record<string, unknown> }).data;
+    expect(Object.keys(got).sort()).toEqual(['build', 'http_seconds', 'mixed', 'queue', 'requests', 'rpc_seconds']);
+    // Of a family with entries of several types, only those whose series are visible.
+    expect(got['mixed']).toEqual(entry('histogram'));
+  });
+
   it('the filter keeps nothing when either answer has an unexpected shape', () => {
     const ctx = { policy: [], pathParams: {} };
     expect(filterMetadata(METADATA, { ...ctx, lookup: { status: 'error' } })).toEqual({ status: 'success', data: {} });
