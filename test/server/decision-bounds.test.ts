@@ -28,7 +28,12 @@ describe('a decision over the size bounds', () => {
   it('fails closed: 500 in the backend format, nothing forwarded', async () => {
     const r = await t.app.inject({ url: `/prometheus/api/v1/query?query=up`, headers: { authorization: 'Bearer huge' } });
     expect(r.statusCode, r.body).toBe(500);
-    expect(JSON.parse(r.body)).toMatchObject({ status: 'error', errorType: 'internal' });
+    expect(JSON.parse(r.body)).toMatchObject({ status: 'error', errorType: 'internal', error: 'policy evaluation failed (the gateway log has the cause)' });
     expect(up.requests).toHaveLength(0);
+  });
+
+  it("the cause (the decision's problem, the policy's values) is logged, never told to the client", async () => {
+    const r = await t.app.inject({ url: `/prometheus/api/v1/query?query=up`, headers: { authorization: 'Bearer huge' } });
+    expect(r.body).not.toMatch(/ns-\d|groups|1024|decision/);
   });
 });

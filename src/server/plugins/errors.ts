@@ -25,7 +25,15 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
     const level = req.lbac?.clientClosed === true ? 'debug' : ge.status >= 500 ? 'error' : 'info';
     req.log[level]({ code: ge.code, status: ge.status, err: ge.status >= 500 ? err : undefined, details: ge.details }, ge.message);
     // An identity provider's failure is logged in full; the client (often anonymous) learns only that it failed.
-    const r = renderError(kind, ge.code === 'identity_unavailable' ? new GatewayError('identity_unavailable', 'identity provider unavailable; retry later') : ge);
+    // So is a policy's: its text (OPA's error with the policy's source locations, a decision's values) is the
+    // operator's, not the client's.
+    const shown =
+      ge.code === 'identity_unavailable'
+        ? new GatewayError('identity_unavailable', 'identity provider unavailable; retry later')
+        : ge.code === 'policy_error'
+          ? new GatewayError('policy_error', 'policy evaluation failed (the gateway log has the cause)')
+          : ge;
+    const r = renderError(kind, shown);
     if (ge.status === 401) {
       const missing = ge instanceof InvalidTokenError && ge.missing;
       const bearer = missing ? 'Bearer realm="lbac-gateway"' : 'Bearer realm="lbac-gateway", error="invalid_token"';
