@@ -28,10 +28,16 @@ export const respell = (text: string, r: { readonly from: number; readonly respe
  * the grammar knows: the same length and the same call syntax (the grammar
  * does not check arguments). Lezer reads the stand-in, so the tree has the
  * call, its arguments and every selector where Prometheus has them; the text
- * forwarded keeps the real name. `integral` is experimental in Prometheus
- * (`--enable-feature=promql-experimental-functions`).
+ * forwarded keeps the real name. `integral`, `max_of` and `min_of` are
+ * experimental in Prometheus (`--enable-feature=promql-experimental-functions`).
  */
-const NEWER_FUNCTIONS: ReadonlyMap<string, string> = new Map([['integral', 'increase']]);
+const NEWER_FUNCTIONS: ReadonlyMap<string, string> = new Map([
+  ['integral', 'increase'],
+  // Also experimental: scalar functions of two scalars (`max_of(1m, step())`). Lezer reads them only inside a
+  // range or offset, where Prometheus reads them as duration expressions.
+  ['max_of', 'minute'],
+  ['min_of', 'minute'],
+]);
 
 /**
  * Where Lezer failed at the `(` of a call to a function in NEWER_FUNCTIONS

@@ -1057,6 +1057,24 @@ describe('functions newer than the Lezer grammar (integral)', () => {
   });
 });
 
+describe('max_of / min_of as functions (experimental in Prometheus; Lezer knows them only in a range or offset)', () => {
+  it('are forwarded as written, with every selector in and around them enforced', () => {
+    for (const q of ['max_of(1, 2)', 'min_of(step(), 5m)', 'max_of (range(), 1h)']) {
+      expect(rewritePromQL(q, NS), q).toBe(q);
+    }
+    expect(rewritePromQL('max_of(scalar(sum(up)), 1)', NS)).toBe(`max_of(scalar(sum(up{${M}})), 1)`);
+    // Function names are case-sensitive in Prometheus ("unknown function with name MAX_OF").
+    expect(codeOf(() => rewritePromQL('MAX_OF(1m, 2m)', NS))).toBe('bad_query');
+    expect(rewritePromQL('sum(rate(x[5m])) * max_of(step(), 1m)', NS)).toBe(`sum(rate(x{${M}}[5m])) * max_of(step(), 1m)`);
+    // Inside a range they were already read (lezer-promql's durations).
+    expect(rewritePromQL('x[max_of(1m, step())]', NS)).toBe(`x{${M}}[max_of(1m, step())]`);
+    // A selector as an argument (Prometheus refuses it) is still enforced, never forwarded bare.
+    expect(rewritePromQL('max_of(up, 2)', NS)).toBe(`max_of(up{${M}}, 2)`);
+    // The metric and label named so are what they were.
+    expect(rewritePromQL('max_of{max_of="1"}', NS)).toBe(`max_of{max_of="1",${M}}`);
+  });
+});
+
 describe('rewritePromQLPerGroup (instant queries: one query per group for a bare range selector)', () => {
   const GA: Matcher[] = [{ name: 'namespace', op: '=', value: 'a' }];
   const GB: Matcher[] = [{ name: 'team', op: '=', value: 'x' }];
