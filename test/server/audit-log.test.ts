@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -62,6 +62,21 @@ describe('AuditLog to a file', () => {
     log0.write({ req_id: 'now' });
     expect(lines(immediate.file)).toHaveLength(1);
     log0.close();
+  });
+
+  it('a reload after log rotation (the file renamed) writes to a new file at the path; the file is not world-readable', () => {
+    const { file, cfg } = fileConfig();
+    const log = new AuditLog();
+    log.configure(cfg);
+    log.write({ req_id: 'before' });
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    renameSync(file, `${file}.1`); // logrotate's default: rename, then signal
+    log.write({ req_id: 'between' }); // still the open file: the rotated one
+    log.prepare(cfg)(); // the SIGHUP reload, same config
+    log.write({ req_id: 'after' });
+    log.close();
+    expect(lines(`${file}.1`).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['before', 'between']);
+    expect(lines(file).map((l) => (JSON.parse(l) as { req_id: string }).req_id)).toEqual(['after']);
   });
 
   it('close() writes what is pending (shutdown, reload) and nothing is written after it', async () => {

@@ -40,28 +40,33 @@ export class AuditLog {
     this.#sink = sink;
   }
 
-  /** (Re)opens the destination when it changed; called at start and on every config reload. */
+  /** (Re)opens the destination; called at start and on every config reload. */
   configure(cfg: AuditConfig): void {
     this.prepare(cfg)();
   }
 
   /**
-   * Opens what `cfg` writes to, if that changed (this throws when it cannot be
-   * opened: a directory, a path through a file, no permission), and returns the
-   * step that switches to it, which cannot fail. A config reload prepares
-   * before it swaps anything in, so an audit file it cannot open rejects the
-   * reload instead of leaving the new teams running with no audit destination.
-   * Run the step once nothing else can fail (it is the last step of the swap).
+   * Opens what `cfg` writes to (this throws when it cannot be opened: a
+   * directory, a path through a file, no permission), and returns the step
+   * that switches to it, which cannot fail. A config reload prepares before it
+   * swaps anything in, so an audit file it cannot open rejects the reload
+   * instead of leaving the new teams running with no audit destination. Run
+   * the step once nothing else can fail (it is the last step of the swap).
+   * A file is opened again even when its path did not change: a reload
+   * (SIGHUP) after log rotation moved the file writes to a new one at the
+   * path, not on into the moved (compressed, deleted) one.
    */
   prepare(cfg: AuditConfig): () => void {
     const key = cfg.enabled ? `${cfg.destination}:${cfg.file ?? ''}:${cfg.flushIntervalMs}` : 'off';
-    if (key === this.#key) return () => undefined;
+    const file = cfg.enabled && cfg.destination === 'file';
+    if (key === this.#key && !(file && this.#sink === undefined)) return () => undefined;
     // Buffers in, so the destination does not measure each string's UTF-8 length before encoding it again.
     const mode = { sync: true, contentMode: 'buffer' as const };
     const dest =
       !cfg.enabled || this.#sink !== undefined
         ? undefined
-        : pino.destination(cfg.destination === 'file' ? { dest: cfg.file!, mkdir: true, append: true, ...mode } : { dest: 1, ...mode });
+        : // Created readable by owner and group only: the lines name users and hold their queries.
+          pino.destination(file ? { dest: cfg.file!, mkdir: true, append: true, mode: 0o640, ...mode } : { dest: 1, ...mode });
     return () => {
       this.close();
       this.#key = key;
