@@ -167,6 +167,15 @@ describe('helm chart deploy/helm/lbac-gateway', () => {
     expect(byKind(manifests(template()), 'Deployment').spec).toMatchObject({ replicas: 2 });
   });
 
+  it('with several workers, readiness is probed on the admin port (the primary checks every worker); with one, on the main port', () => {
+    const probe = (...extra: string[]) => (byKind(manifests(template(...extra)), 'Deployment') as Any).spec.template.spec.containers[0].readinessProbe.httpGet;
+    expect(probe()).toEqual({ path: '/readyz', port: 'http' });
+    expect(probe('--set', 'config.server.workers=2')).toEqual({ path: '/readyz', port: 'admin' });
+    expect(probe('--set', 'config.server.workers=auto')).toEqual({ path: '/readyz', port: 'admin' });
+    // No admin listener: the main port is all there is.
+    expect(probe('--set', 'config.server.workers=2', '--set', 'metrics.enabled=false')).toEqual({ path: '/readyz', port: 'http' });
+  });
+
   it('keeps /metrics off the main Service; the ServiceMonitor scrapes the admin Service only', () => {
     const ms = manifests(template('-f', ALL_VALUES));
     const main = byKind(ms, 'Service', 'gw-lbac-gateway') as Any;
