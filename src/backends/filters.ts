@@ -125,11 +125,12 @@ export const filterLabelValues: ResponseFilter = (body, { policy, pathParams }) 
 };
 
 /**
- * The series names of a metric family other than its own name, per metadata
- * type: Prometheus keys metadata by family (`http_seconds`, OpenMetrics'
- * `requests` and `build`), while the series are `http_seconds_bucket`,
- * `requests_total`, `build_info`. An entry is shown for a family only when one
- * of its type's series is visible, so no other type's name matches.
+ * The series a metric family of each metadata type has under other names:
+ * Prometheus keys metadata by family (`http_seconds`, OpenMetrics' `requests`
+ * and `build`), while the series are `http_seconds_bucket`, `requests_total`,
+ * `build_info`. An entry is shown for a family whose own name is not a visible
+ * series only when all of its type's series here are visible: a team's own
+ * gauge `jobs_count` alone does not show another team's summary `jobs`.
  */
 const FAMILY_SERIES_SUFFIXES: ReadonlyMap<string, readonly string[]> = new Map([
   ['counter', ['_total']],
@@ -156,7 +157,7 @@ export const filterMetadata: ResponseFilter = (body, { lookup, held }) => {
   if (isRecord(data)) {
     for (const [family, list] of Object.entries(data)) {
       if (!Array.isArray(list)) continue;
-      const shown = visible.has(family) ? list : list.filter((m) => isRecord(m) && typeof m['type'] === 'string' && (FAMILY_SERIES_SUFFIXES.get(m['type']) ?? []).some((suffix) => visible.has(family + suffix)));
+      const shown = visible.has(family) ? list : list.filter((m) => isRecord(m) && typeof m['type'] === 'string' && (FAMILY_SERIES_SUFFIXES.get(m['type'])?.every((suffix) => visible.has(family + suffix)) ?? false));
       if (shown.length > 0) entries.push([family, shown]);
     }
   }

@@ -318,17 +318,18 @@ export class BundleClient {
    * with data, or verified with keys, being replaced).
    */
   async prepareReload(configData: Record<string, unknown> | undefined): Promise<PreparedReload> {
-    // Held until the reload commits or releases: no download is activated meanwhile.
-    const unlock = await this.#acquire();
-    const active = this.#active;
-    let loaded: LoadedBundle | undefined;
     let keys: SigningKeys;
     try {
       keys = await readSigningKeys(this.#opts.config.signing);
     } catch (e) {
-      unlock();
       throw new GatewayError('config_invalid', `cannot read the bundle signing keys: ${errorText(e)}`, { cause: e });
     }
+    // Nothing to change here: no lock, so downloads are not held up while the reload refetches identity keys.
+    if (configData === undefined && keys.files === this.#keyFiles) return { commit: () => undefined, release: () => undefined };
+    // Held until the reload commits or releases: no download is activated meanwhile.
+    const unlock = await this.#acquire();
+    const active = this.#active;
+    let loaded: LoadedBundle | undefined;
     try {
       loaded = active === undefined || configData === undefined ? undefined : await this.#load(active.bytes, configData, active.verification);
     } catch (e) {
@@ -567,13 +568,13 @@ export class BundleClient {
     const metaFile = join(dir, PERSIST_META);
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      // bundle.json goes first: should the new bundle not be written (a full disk, a read-only volume), the older
-      // one left there has no bundle.json and so is not activated at a start (loadPersisted) — it may be revoked.
-      await rm(metaFile, { force: true });
       await writeAtomic(join(dir, PERSIST_BUNDLE), bytes);
       const meta: PersistedMeta = { url: this.shownUrl, source: this.#source, ...(etag === undefined ? {} : { etag }), revision, savedAt: new Date().toISOString() };
       await writeAtomic(metaFile, JSON.stringify(meta, null, 2) + '\n');
     } catch (e) {
+      // Not persisted (a full disk, a read-only volume): the older bundle left there may be revoked, so without
+      // its bundle.json a start does not activate it (loadPersisted). Removed only now: while a bundle is
+      // written, a sibling worker starting from persistDir still finds the older one whole.
       const invalidated = await rm(metaFile, { force: true }).then(
         () => true,
         () => false,

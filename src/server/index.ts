@@ -21,6 +21,7 @@ import { classifyReloadError, reloadRetryDelayMs } from './reload-retry.ts';
 import { ConfigError } from '../errors.ts';
 import { redactErrorUrls } from '../util/shown-url.ts';
 import { closeRelays } from './plugins/websocket.ts';
+import { keyFiles, keyFilesDigest } from './key-files.ts';
 
 export interface RunningGateway {
   readonly url: string;
@@ -91,6 +92,8 @@ export class GatewayRuntime {
   #config: GatewayConfig;
   #authenticator: Authenticator;
   #dataRevision: string;
+  /** keyFilesDigest of the running config, taken before its sources read the files (undefined: not known). */
+  #keyDigest: string | undefined;
   #draining = false;
   #queue: Promise<unknown> = Promise.resolve();
   /** The reload queued behind the running one, not started yet: later requests join it. */
@@ -111,10 +114,11 @@ export class GatewayRuntime {
   readonly auditLog: AuditLog;
   bundleClient: BundleClient | undefined;
 
-  constructor(init: { config: GatewayConfig; authenticator: Authenticator; holder: PolicyHolder; metrics: GatewayMetrics; logger: Logger; auditLog?: AuditLog }) {
+  constructor(init: { config: GatewayConfig; authenticator: Authenticator; holder: PolicyHolder; metrics: GatewayMetrics; logger: Logger; auditLog?: AuditLog; keyDigest?: string }) {
     this.#config = init.config;
     this.#authenticator = init.authenticator;
     this.#dataRevision = dataRevision(init.config);
+    this.#keyDigest = init.keyDigest;
     this.holder = init.holder;
     this.metrics = init.metrics;
     this.logger = init.logger;
@@ -277,6 +281,8 @@ export class GatewayRuntime {
     }
     const restartRequired = restartRequiredChanges(running, loaded);
     let next = mergeReloadable(running, loaded);
+    // Before the sources read them: a change made after this is seen by the next watched reload.
+    const keyDigest = await keyFilesDigest(next);
     const bundleMode = running.policy.bundle !== undefined;
     const dataChanged = dataRevision(next) !== this.#dataRevision;
     if (bundleMode && this.bundleClient === undefined && dataChanged) {
@@ -284,7 +290,7 @@ export class GatewayRuntime {
       restartRequired.push('teams/admins/janus (policy data in bundle mode)');
       next = { ...next, policyData: running.policyData, teams: running.teams, admins: running.admins, janus: running.janus };
     }
-    if (opts.skipIfUnchanged === true && JSON.stringify(next) === JSON.stringify(running) && restartRequired.length === 0) {
+    if (opts.skipIfUnchanged === true && JSON.stringify(next) === JSON.stringify(running) && restartRequired.length === 0 && keyDigest === this.#keyDigest) {
       log.debug('config file unchanged');
       return { ok: true, unchanged: true };
     }
@@ -319,6 +325,7 @@ export class GatewayRuntime {
     this.#config = next;
     this.#authenticator = authenticator;
     this.#dataRevision = dataRevision(next);
+    this.#keyDigest = keyDigest;
     if (engine !== undefined) this.holder.activate(engine, `file:${next.policyWasm}`);
     data?.commit();
     switchAudit();
@@ -337,6 +344,8 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
   const bundle = config.policy.bundle;
   const configData = { lbac: config.policyData };
   const upstreams = config.upstreams.map((u) => `${u.name}@${u.mount}`);
+  // Before the sources read the key files (see GatewayRuntime.#keyDigest).
+  const keyDigest = await keyFilesDigest(config);
   let runtime: GatewayRuntime;
   let client: BundleClient | undefined;
   if (bundle === undefined) {
@@ -347,7 +356,7 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
     holder.activate(engine, `file:${config.policyWasm}`);
     // projectsInput: the built-in policy, given only the subject's groups the config names (src/policy/input-projection.ts).
     logger.info({ policy: config.policyWasm, revision: engine.revision, projectsInput: engine.projectsInput, upstreams }, 'policy loaded');
-    runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger });
+    runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger, keyDigest });
   } else {
     // Bundle mode: listen right away, not ready until the persisted or a downloaded bundle is active.
     const [authenticator, c] = await Promise.all([
@@ -356,7 +365,7 @@ export async function createRuntime(config: GatewayConfig, logger: Logger, opts:
     ]);
     client = c;
     logger.info({ bundle: client.shownUrl, signed: bundle.signing !== undefined, persistDir: bundle.persistDir ?? null, upstreams }, 'policy from bundle service');
-    runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger });
+    runtime = new GatewayRuntime({ config, authenticator, holder, metrics, logger, keyDigest });
     runtime.bundleClient = client;
     metrics.watchBundle(() => c.status);
   }
@@ -403,19 +412,9 @@ function watchedFiles(config: GatewayConfig): { file: string; always: boolean }[
     ...(config.policy.bundle === undefined ? [{ file: config.policyWasm, always: true }] : []),
     // Files a reload re-reads but the config's text does not show: a key removed from a jwksFile or a rotated
     // bundle signing key must not wait for a SIGHUP (a Secret updated in place is the usual way to change them).
-    ...keyFiles(config).map((file) => ({ file, always: true })),
+    // Their contents count as the config's (keyFilesDigest): the same bytes written again reload nothing.
+    ...keyFiles(config).map((file) => ({ file, always: false })),
   ];
-}
-
-/** The key and secret files a reload reads again: jwksFile, clientSecretFile, the bundle's signing keys. */
-export function keyFiles(config: GatewayConfig): string[] {
-  const files: string[] = [];
-  for (const p of config.identity.providers) {
-    if (p.type === 'jwt' && p.jwksFile !== undefined) files.push(p.jwksFile);
-    if (p.type === 'introspection' && p.clientSecretFile !== undefined) files.push(p.clientSecretFile);
-  }
-  for (const k of config.policy.bundle?.signing?.keys ?? []) if (k.publicKeyFile !== undefined) files.push(k.publicKeyFile);
-  return files;
 }
 
 /**

@@ -181,6 +181,21 @@ describe('BundleClient.prepareReload: a signing key rotated in its file', () => 
     expect(holder.revision).toBe('new-narrow');
   });
 
+  it('a reload that changes neither data nor keys holds up no download (the reload may wait on identity providers)', async () => {
+    const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
+    writeFileSync(keyFile, k1.publicKeyPem);
+    const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
+    served = { body: oldWide, etag: '"w1"' };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    await client.poll();
+    const prepared = await client.prepareReload(undefined);
+    // Not committed yet: a download is activated all the same.
+    served = { body: readFileSync(await buildBundle({ revision: 'old-wide-2', signingKey: k1 })), etag: '"w2"' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'old-wide-2' });
+    prepared.commit();
+  });
+
   it('team data can still change while the active bundle is one the retired key signed', async () => {
     const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
     writeFileSync(keyFile, k1.publicKeyPem);

@@ -12,13 +12,18 @@ import type { BundleConfig } from '../../src/config/schema.ts';
 import { BundleClient } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
 
-/** When set, renaming onto a file with this name fails (ENOSPC). */
-const failing = vi.hoisted(() => ({ name: undefined as string | undefined }));
+/** When set, renaming onto a file with this name fails (ENOSPC); `held`: waits for this promise first. */
+const failing = vi.hoisted(() => ({ name: undefined as string | undefined, held: undefined as { name: string; until: Promise<void>; reached: () => void } | undefined }));
 vi.mock('node:fs/promises', async (importOriginal) => {
   const fs = await importOriginal<typeof import('node:fs/promises')>();
   return {
     ...fs,
     rename: async (from: string, to: string) => {
+      const held = failing.held;
+      if (held !== undefined && basename(String(to)) === held.name) {
+        held.reached();
+        await held.until;
+      }
       if (failing.name !== undefined && basename(String(to)) === failing.name) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
       return fs.rename(from, to);
     },
@@ -100,4 +105,30 @@ it('bundle.json that cannot be written leaves no persisted bundle a start would 
   served = { body: wide, etag: '"w2"' };
   expect(await first.poll()).toMatchObject({ kind: 'activated', revision: 'wide' });
   expect(await restarted.loadPersisted()).toBe('wide');
+});
+
+it('a worker starting from persistDir while a sibling writes a new bundle there finds the older bundle whole', async () => {
+  const dir = tempDir('lbac-persist-race-');
+  const logger = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
+  const writer = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  served = { body: wide, etag: '"w"' };
+  await writer.poll();
+  // The next bundle's file is being written (held just before its rename) while a sibling starts.
+  let release!: () => void;
+  let reached!: () => void;
+  const atRename = new Promise<void>((r) => (reached = r));
+  failing.held = { name: 'bundle.tar.gz', until: new Promise<void>((r) => (release = r)), reached };
+  served = { body: narrow, etag: '"n"' };
+  const polling = writer.poll();
+  try {
+    await atRename;
+    const sibling = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+    expect(await sibling.loadPersisted()).toBe('wide');
+  } finally {
+    failing.held = undefined;
+    release();
+  }
+  expect(await polling).toMatchObject({ kind: 'activated', revision: 'narrow' });
+  const later = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  expect(await later.loadPersisted()).toBe('narrow');
 });

@@ -115,7 +115,7 @@ describe('/api/v1/metadata', () => {
     expect(up.requests.map((x) => x.path)).toEqual(['/api/v1/label/__name__/values']);
   });
 
-  it('families are matched by their type\'s series: histogram, summary, OpenMetrics counter and info; no other type\'s name matches', () => {
+  it('families are matched by all of their type\'s series: histogram, summary, OpenMetrics counter and info; no other type\'s names, nor part of them, match', () => {
     const entry = (type: string) => [{ type, help: `${type} help`, unit: '' }];
     const metadata = {
       status: 'success',
@@ -132,7 +132,24 @@ describe('/api/v1/metadata', () => {
         weird: [{ type: 'constructor', help: 'x', unit: '' }],
       },
     };
-    const lookup = { status: 'success', data: ['http_seconds_bucket', 'rpc_seconds_count', 'requests_total', 'build_info', 'queue_gsum', 'cpu_total', 'mixed_sum', 'weird_total'] };
+    const series = (family: string, ...suffixes: string[]) => suffixes.map((x) => family + x);
+    const lookup = {
+      status: 'success',
+      data: [
+        ...series('http_seconds', '_bucket', '_count', '_sum'),
+        ...series('rpc_seconds', '_count', '_sum'),
+        'requests_total',
+        'build_info',
+        ...series('queue', '_bucket', '_gcount', '_gsum'),
+        'cpu_total',
+        ...series('mixed', '_bucket', '_count', '_sum'),
+        'weird_total',
+        // Only part of a family's series: the caller's own gauges named so, not that family.
+        'jobs_count',
+        ...series('lat', '_count', '_sum'),
+      ],
+    };
+    metadata.data = { ...metadata.data, jobs: entry('summary'), lat: entry('histogram') } as typeof metadata.data;
     const got = (filterMetadata(metadata, { policy: [], pathParams: {}, lookup }) as { data: Record<string, unknown> }).data;
     expect(Object.keys(got).sort()).toEqual(['build', 'http_seconds', 'mixed', 'queue', 'requests', 'rpc_seconds']);
     // Of a family with entries of several types, only those whose series are visible.

@@ -139,6 +139,12 @@ teams: { a: { groups: [team-a], selectors: [{ namespace: "a" }] } }
       // A token of the key now in the file is accepted.
       const fresh = await local.mint({ sub: 'u-1', groups: ['team-a'] });
       expect(await gw.runtime.authenticator.authenticate({ headers: { authorization: `Bearer ${fresh}` } })).toMatchObject({ sub: 'u-1' });
+      // The same bytes written again (a Secret's other key changed, a tool that rewrites files) reload nothing.
+      await new Promise((r) => setTimeout(r, 200));
+      const settled = applied;
+      writeFileSync(local.jwksPath, readFileSync(local.jwksPath));
+      await new Promise((r) => setTimeout(r, 400));
+      expect(applied).toBe(settled);
     } finally {
       await gw.close();
       local.cleanup();
