@@ -157,13 +157,19 @@ describe('BundleClient.prepareReload', () => {
 });
 
 describe('BundleClient.prepareReload: a signing key rotated in its file', () => {
-  it('verifies later bundles with the new key and none with the retired one; the active bundle stays until then', async () => {
+  /** A client verifying with k1 read from a key file, the retired key's wide bundle served. */
+  async function clientWithKeyFile() {
     const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
     writeFileSync(keyFile, k1.publicKeyPem);
     const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
     served = { body: oldWide, etag: '"w1"' };
     const holder = new PolicyHolder();
     const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    return { keyFile, holder, client };
+  }
+
+  it('verifies later bundles with the new key and none with the retired one; the active bundle stays until then', async () => {
+    const { keyFile, holder, client } = await clientWithKeyFile();
     expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'old-wide' });
     // Before the reload, the new key's bundle is refused.
     served = { body: newNarrow, etag: '"n1"' };
@@ -182,12 +188,7 @@ describe('BundleClient.prepareReload: a signing key rotated in its file', () => 
   });
 
   it('a reload that changes neither data nor keys holds up no download (the reload may wait on identity providers)', async () => {
-    const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
-    writeFileSync(keyFile, k1.publicKeyPem);
-    const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
-    served = { body: oldWide, etag: '"w1"' };
-    const holder = new PolicyHolder();
-    const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    const { client } = await clientWithKeyFile();
     await client.poll();
     const prepared = await client.prepareReload(undefined);
     // Not committed yet: a download is activated all the same.
@@ -197,12 +198,7 @@ describe('BundleClient.prepareReload: a signing key rotated in its file', () => 
   });
 
   it('team data can still change while the active bundle is one the retired key signed', async () => {
-    const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
-    writeFileSync(keyFile, k1.publicKeyPem);
-    const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
-    served = { body: oldWide, etag: '"w1"' };
-    const holder = new PolicyHolder();
-    const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    const { keyFile, holder, client } = await clientWithKeyFile();
     await client.poll();
     writeFileSync(keyFile, k2.publicKeyPem);
     (await client.prepareReload(undefined)).commit();
@@ -212,12 +208,7 @@ describe('BundleClient.prepareReload: a signing key rotated in its file', () => 
   });
 
   it('a key file that no longer holds a key rejects the reload (config_invalid); the keys stay', async () => {
-    const keyFile = join(tempDir('lbac-bundle-keys-'), 'bundle.pem');
-    writeFileSync(keyFile, k1.publicKeyPem);
-    const signing = { keys: [{ keyid: 'default', algorithm: 'RS256' as const, publicKeyFile: keyFile }], excludeFiles: [] };
-    served = { body: oldWide, etag: '"w1"' };
-    const holder = new PolicyHolder();
-    const client = await BundleClient.create({ config: { ...config(), signing }, holder, entrypoint: 'lbac/decision', configData: WIDE, logger: quiet });
+    const { keyFile, client } = await clientWithKeyFile();
     writeFileSync(keyFile, 'not a key\n');
     const e = await client.prepareReload(undefined).catch((err: unknown) => err);
     expect(isGatewayError(e) && e.code).toBe('config_invalid');

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { buildBundle } from '../../e2e/harness/bundles.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
-import { BundleClient } from '../../src/policy/bundle-client.ts';
+import { BundleClient, type BundleLogger } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
 
 /** When set, renaming onto a file with this name fails (ENOSPC); `held`: waits for this promise first. */
@@ -49,6 +49,11 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
+const silent = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
+/** A client of the test service persisting to `dir` (a process, or a worker, sharing it). */
+const clientIn = (dir: string, logger: BundleLogger = silent, holder = new PolicyHolder()): Promise<BundleClient> =>
+  BundleClient.create({ config: config(dir), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+
 const config = (persistDir: string): BundleConfig => ({
   url,
   resource: 'b.tar.gz',
@@ -63,7 +68,7 @@ it('a bundle that cannot be persisted invalidates the older one: a start with th
   const dir = tempDir('lbac-persist-fail-');
   const errors: string[] = [];
   const logger = { info: () => {}, warn: () => {}, debug: () => {}, error: (_o: unknown, msg?: string) => void errors.push(msg ?? '') };
-  const first = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  const first = await clientIn(dir, logger);
   served = { body: wide, etag: '"w"' };
   expect(await first.poll()).toMatchObject({ kind: 'activated', revision: 'wide' });
   expect(existsSync(join(dir, 'bundle.json'))).toBe(true);
@@ -79,15 +84,15 @@ it('a bundle that cannot be persisted invalidates the older one: a start with th
   // A restart (or a replacement worker) while the service is down.
   served = undefined;
   const holder = new PolicyHolder();
-  const restarted = await BundleClient.create({ config: config(dir), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+  const restarted = await clientIn(dir, logger, holder);
   expect(await restarted.loadPersisted()).toBeUndefined();
   expect(holder.ready).toBe(false);
 });
 
 it('bundle.json that cannot be written leaves no persisted bundle a start would use either', async () => {
   const dir = tempDir('lbac-persist-fail-');
-  const logger = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
-  const first = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  const logger = silent;
+  const first = await clientIn(dir, logger);
   served = { body: wide, etag: '"w"' };
   await first.poll();
   failing.name = 'bundle.json';
@@ -99,7 +104,7 @@ it('bundle.json that cannot be written leaves no persisted bundle a start would 
   }
   served = undefined;
   const holder = new PolicyHolder();
-  const restarted = await BundleClient.create({ config: config(dir), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+  const restarted = await clientIn(dir, logger, holder);
   expect(await restarted.loadPersisted()).toBeUndefined();
   // Once persisting works again, the next activation is persisted as usual.
   served = { body: wide, etag: '"w2"' };
@@ -109,8 +114,8 @@ it('bundle.json that cannot be written leaves no persisted bundle a start would 
 
 it('a worker starting from persistDir while a sibling writes a new bundle there finds the older bundle whole', async () => {
   const dir = tempDir('lbac-persist-race-');
-  const logger = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
-  const writer = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  const logger = silent;
+  const writer = await clientIn(dir, logger);
   served = { body: wide, etag: '"w"' };
   await writer.poll();
   // The next bundle's file is being written (held just before its rename) while a sibling starts.
@@ -122,13 +127,13 @@ it('a worker starting from persistDir while a sibling writes a new bundle there 
   const polling = writer.poll();
   try {
     await atRename;
-    const sibling = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+    const sibling = await clientIn(dir, logger);
     expect(await sibling.loadPersisted()).toBe('wide');
   } finally {
     failing.held = undefined;
     release();
   }
   expect(await polling).toMatchObject({ kind: 'activated', revision: 'narrow' });
-  const later = await BundleClient.create({ config: config(dir), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+  const later = await clientIn(dir, logger);
   expect(await later.loadPersisted()).toBe('narrow');
 });
