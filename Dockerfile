@@ -21,6 +21,7 @@ COPY examples/gateway.yaml /etc/lbac-gateway/gateway.yaml
 USER 1000:1000
 # 8080: the gateway (LBAC_LISTEN); 9091: the admin listener (/metrics) when server.adminListen is set.
 EXPOSE 8080 9091
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.LBAC_LISTEN||'127.0.0.1:8080').split(':').pop()+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# GET /healthz on LBAC_LISTEN's port, plain HTTP or (server.tls) HTTPS.
+HEALTHCHECK --interval=10s --timeout=5s --retries=3 CMD ["node", "bin/healthcheck.js"]
 ENTRYPOINT ["node", "bin/lbac-gateway.js"]
 CMD ["serve"]
