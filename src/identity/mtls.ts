@@ -188,7 +188,12 @@ export class MtlsSource implements IdentitySource {
     const from = firstOf(cert, this.#cfg.subjectFrom, 'subject');
     if (from === undefined) throw new InvalidTokenError(`client certificate has none of ${this.#cfg.subjectFrom.join(', ')} for the subject`);
     const sub = from.value;
-    const username = firstOf(cert, this.#cfg.usernameFrom ?? this.#cfg.subjectFrom, 'username')?.value ?? sub;
+    const userFrom = firstOf(cert, this.#cfg.usernameFrom ?? this.#cfg.subjectFrom, 'username');
+    const username = userFrom?.value ?? sub;
+    // `users` entries match a trusted username as they match `sub`: only one read from the field `sub` was
+    // read from is the CA's word as much as `sub` is. Another field (a CN a CA copies from the request next to
+    // the URI SAN it issues) would let a holder name another workload (its SPIFFE id as CN): display only.
+    const usernameTrusted = userFrom === undefined || userFrom.field === from.field;
     const mapped = this.#mapping.get(sub);
     if (this.#cfg.requireMapping && mapped === undefined) throw new InvalidTokenError(`client certificate subject "${sub}" is not in mtls.mapping`);
     // OU values are groups only when the operator said so (ouAsGroups, unset: false): a CA that copies a
@@ -204,8 +209,9 @@ export class MtlsSource implements IdentitySource {
       roles: Object.freeze(roles),
       ...(cert.issuerCN !== undefined ? { issuer: cert.issuerCN } : {}),
       auth: 'mtls',
-      // Issued by the operator's client CA (`server.tls.clientCA`), not chosen by the holder.
-      usernameTrusted: true,
+      // Issued by the operator's client CA (`server.tls.clientCA`), not chosen by the holder: when it is the
+      // subject's own field (see usernameTrusted above).
+      ...(usernameTrusted ? { usernameTrusted: true } : {}),
       claims: Object.freeze({
         // The field `sub` was read from (subjectFrom): a policy may require it.
         subjectField: from.field,

@@ -8,6 +8,7 @@ import { configSchema, mtlsProviderSchema } from '../../src/config/schema.ts';
 import { Authenticator } from '../../src/identity/authenticator.ts';
 import { InvalidTokenError } from '../../src/identity/jwt.ts';
 import { MtlsSource, clientCertificateOf, parseSubjectAltName, tlsInfoOf } from '../../src/identity/mtls.ts';
+import { PolicyEngine } from '../../src/policy/engine.ts';
 import type { ClientCertificate, TlsInfo } from '../../src/identity/source.ts';
 
 const cert = (c: Partial<ClientCertificate>): TlsInfo => ({
@@ -80,6 +81,21 @@ describe('MtlsSource', () => {
     expect(s).toMatchObject({ sub: 'spiffe://td/x', username: 'x.svc', groups: ['team-b'], roles: ['viewer'] });
     expect((await src.authenticate(creds(cert({ cn: 'only-cn', fingerprint256: 'AB' }))))?.sub).toBe('only-cn');
   });
+  it("a username from another field than sub's is display only (not trusted): a CN naming another workload's SPIFFE id matches no users entry", async () => {
+    const src = source({ subjectFrom: ['uri'], usernameFrom: ['cn'], ouAsGroups: false });
+    const evil = await src.authenticate(creds(cert({ cn: 'spiffe://td/ns/ops/sa/admin', uri: ['spiffe://td/ns/dev/sa/evil'] })));
+    expect(evil).toMatchObject({ sub: 'spiffe://td/ns/dev/sa/evil', username: 'spiffe://td/ns/ops/sa/admin' });
+    expect(evil?.usernameTrusted).toBeUndefined();
+    // The same field as sub's, or no username field present (the username is sub): trusted.
+    const same = source({ subjectFrom: ['uri', 'cn'], usernameFrom: ['uri'], ouAsGroups: false });
+    expect((await same.authenticate(creds(cert({ uri: ['spiffe://td/a'], fingerprint256: 'AC' }))))?.usernameTrusted).toBe(true);
+    expect(await src.authenticate(creds(cert({ uri: ['spiffe://td/b'], fingerprint256: 'AD' })))).toMatchObject({ username: 'spiffe://td/b', usernameTrusted: true });
+    // With the default policy: the admin entry names the CN's SPIFFE id, and the certificate is not admitted as admin.
+    const engine = await PolicyEngine.fromFile('wasm/policy.wasm', { lbac: { teams: {}, admins: { groups: [], users: ['spiffe://td/ns/ops/sa/admin'], headers: {} } } });
+    const decision = engine.evaluate({ subject: evil!, request: { upstream: 'metrics', kind: 'prometheus', endpoint: 'query', method: 'GET', path: '/api/v1/query' } });
+    expect(decision.allow && decision.unrestricted).toBe(false);
+  });
+
   it('no usable field, unmapped subject with requireMapping, unverified certificate → 401', async () => {
     await expect(source({ subjectFrom: ['uri'] }).authenticate(creds(cert({ cn: 'a' })))).rejects.toBeInstanceOf(InvalidTokenError);
     await expect(source({ requireMapping: true }).authenticate(creds(cert({ cn: 'a' })))).rejects.toThrow(/not in mtls.mapping/);
