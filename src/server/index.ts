@@ -428,8 +428,7 @@ function watchedFiles(config: GatewayConfig): { file: string; always: boolean }[
 class ReloadWatch {
   readonly #runtime: GatewayRuntime;
   readonly #debounceMs: number;
-  /** `always`: a change seen since the last reload was of a file whose change reloads even when the config is unchanged. */
-  readonly #dirs = new Map<string, { names: Map<string, boolean>; always: boolean; watcher: FSWatcher; timer: NodeJS.Timeout | undefined }>();
+  readonly #dirs = new Map<string, { names: Set<string>; always: boolean; watcher: FSWatcher; timer: NodeJS.Timeout | undefined }>();
 
   constructor(runtime: GatewayRuntime, debounceMs: number) {
     this.#runtime = runtime;
@@ -442,15 +441,12 @@ class ReloadWatch {
 
   /** Watch exactly these files' directories (stops watching the others). */
   watch(files: readonly { file: string; always: boolean }[]): void {
-    // Per directory: the watched names, each with whether its change reloads even when the config is unchanged.
-    const wanted = new Map<string, { names: Map<string, boolean> }>();
+    const wanted = new Map<string, { names: Set<string>; always: boolean }>();
     for (const { file, always } of files) {
       const dir = path.dirname(path.resolve(file));
-      const entry = wanted.get(dir) ?? { names: new Map<string, boolean>() };
-      const name = path.basename(file);
-      entry.names.set(name, always || entry.names.get(name) === true);
-      // A mounted ConfigMap or Secret changes every file by swapping `..data`.
-      entry.names.set('..data', always || entry.names.get('..data') === true);
+      const entry = wanted.get(dir) ?? { names: new Set(['..data']), always: false };
+      entry.names.add(path.basename(file));
+      entry.always ||= always;
       wanted.set(dir, entry);
     }
     for (const [dir, entry] of this.#dirs) {
@@ -459,29 +455,25 @@ class ReloadWatch {
         this.#dirs.delete(dir);
       }
     }
-    for (const [dir, { names }] of wanted) {
+    for (const [dir, { names, always }] of wanted) {
       const existing = this.#dirs.get(dir);
       if (existing !== undefined) {
         // The event handler reads these: a running watch takes the new names at once.
         existing.names = names;
+        existing.always = always;
         continue;
       }
       try {
         const watcher = watch(dir, { persistent: false }, (_event, name) => {
           const entry = this.#dirs.get(dir);
-          // An event without a name (some platforms) counts as a change of every watched file.
-          const always = name === null ? [...(entry?.names.values() ?? [])].some(Boolean) : entry?.names.get(name);
-          if (entry === undefined || always === undefined) return;
-          entry.always ||= always;
+          if (entry === undefined || (name !== null && !entry.names.has(name))) return;
           if (entry.timer !== undefined) clearTimeout(entry.timer);
           entry.timer = setTimeout(() => {
             entry.timer = undefined;
-            const force = entry.always;
-            entry.always = false;
-            void this.#runtime.reload('file change', { skipIfUnchanged: !force });
+            void this.#runtime.reload('file change', { skipIfUnchanged: !entry.always });
           }, this.#debounceMs);
         });
-        const entry = { names, always: false, watcher, timer: undefined as NodeJS.Timeout | undefined };
+        const entry = { names, always, watcher, timer: undefined as NodeJS.Timeout | undefined };
         watcher.on('close', () => entry.timer !== undefined && clearTimeout(entry.timer));
         watcher.on('error', (e) => this.#runtime.logger.warn({ err: e, dir }, 'file watch failed; reload with SIGHUP'));
         this.#dirs.set(dir, entry);
