@@ -60,27 +60,31 @@ export class PolicyHolder {
    * backend (nor can a request decided just before the swap forward its copy).
    */
   get ownedHeaders(): ReadonlySet<string> {
+    this.#mergeOwned();
+    return this.#everOwned;
+  }
+
+  /** Adds the current engine's owned names to #everOwned (once per owned set: new data or a new engine makes a new one). */
+  #mergeOwned(): void {
     const current = this.#engine?.ownedHeaders;
-    if (current !== undefined && current !== this.#ownedFrom) {
-      this.#ownedFrom = current;
-      for (const name of current) {
-        if (!this.#everOwned.has(name)) {
-          this.#everOwned = new Set([...this.#everOwned, ...current]);
-          break;
-        }
+    if (current === undefined || current === this.#ownedFrom) return;
+    this.#ownedFrom = current;
+    for (const name of current) {
+      if (!this.#everOwned.has(name)) {
+        this.#everOwned = new Set([...this.#everOwned, ...current]);
+        return;
       }
     }
-    return this.#everOwned;
   }
 
   /** Makes `engine` the policy for every later decision. Listeners run after the swap. */
   activate(engine: PolicyEngine, source: string): ActivationInfo {
     const previous = this.#info;
     const info: ActivationInfo = { revision: engine.revision, source, activatedAt: new Date() };
-    void this.ownedHeaders; // the outgoing policy's names stay owned
+    this.#mergeOwned(); // the outgoing policy's names stay owned
     this.#engine = engine;
     this.#info = info;
-    void this.ownedHeaders;
+    this.#mergeOwned();
     for (const l of this.#listeners) {
       try {
         l(info, previous);
