@@ -356,26 +356,18 @@ interface ChainGroup extends ChainLevel {
 }
 
 /**
- * Whether a line filter's argument starts at `i`, after blanks and comments:
- * a string (`"…"`, `` `…` ``) or `ip(`.
+ * Whether a line filter's argument starts at `i`, after blanks and comments
+ * (skipTrivia): a string (`"…"`, `` `…` ``) or `ip(`.
  */
 function startsLineFilterArgument(text: string, i: number): boolean {
-  const n = text.length;
-  for (;;) {
-    while (i < n && /\s/.test(text[i] as string)) i++;
-    const c = text.charCodeAt(i);
-    if (c === 35 /* # */ || (c === 47 && text.charCodeAt(i + 1) === 47)) {
-      const nl = text.indexOf('\n', i);
-      if (nl < 0) return false;
-      i = nl;
-    } else if (c === 47 && text.charCodeAt(i + 1) === 42) {
-      const close = text.indexOf('*/', i + 2);
-      if (close < 0) return false;
-      i = close + 2;
-    } else {
-      return c === 34 || c === 96 || /^ip\s*\(/i.test(text.slice(i, i + 64));
-    }
+  const cur = { pos: i };
+  try {
+    skipTrivia(text, cur);
+  } catch {
+    return false; // an unterminated comment: the parse refuses the query
   }
+  const c = text.charCodeAt(cur.pos);
+  return c === 34 || c === 96 || /^ip[ \t\r\n]*\(/i.test(text.slice(cur.pos, cur.pos + 64));
 }
 
 /** LogQL's weights for chainWeight (see logqlChainWeight). */
