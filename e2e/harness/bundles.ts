@@ -4,6 +4,8 @@
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -168,3 +170,29 @@ export function bundleMembers(bundle: Buffer): string[] {
 export function readBundleFile(path: string): Buffer {
   return readFileSync(path);
 }
+
+/** What a test bundle service serves now: a bundle and its ETag, or nothing (503, the service down). */
+export type ServedBundle = { readonly body: Buffer; readonly etag: string } | undefined;
+
+/**
+ * A bundle service on a loopback port for tests: answers any path with
+ * `current()` (200 with its ETag, 304 to a matching If-None-Match, 503 when
+ * undefined), each answer after `hold()` resolves (a service that is slow to
+ * answer).
+ */
+export async function serveBundles(current: () => ServedBundle, hold: () => Promise<void> = () => Promise.resolve()): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    void hold().then(() => {
+      const served = current();
+      if (served === undefined) return void res.writeHead(503).end();
+      if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
+      res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+

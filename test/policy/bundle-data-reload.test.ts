@@ -1,12 +1,10 @@
 // Bundle mode: a config reload that changes the team data (a user's group removed from a team)
 // applies to the active bundle at the reload's swap (BundleClient.prepareReload), and a
 // download running meanwhile is never activated with the data the reload replaced.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
+import { buildBundle, generateSigningKey, serveBundles, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
@@ -44,8 +42,7 @@ const namespaces = (holder: PolicyHolder): string[] =>
     .selectors.flatMap((g) => g.map((m) => m.value))
     .sort();
 
-let server: Server;
-let url: string;
+let service: { url: string; close(): Promise<void> };
 let b1: Buffer;
 let b2: Buffer;
 let withTeamB: Buffer;
@@ -67,19 +64,12 @@ beforeAll(async () => {
   oldWide = readFileSync(await buildBundle({ revision: 'old-wide', signingKey: k1 }));
   newNarrow = readFileSync(await buildBundle({ revision: 'new-narrow', signingKey: k2 }));
   served = { body: b1, etag: '"1"' };
-  server = createServer((req, res) => {
-    void hold.then(() => {
-      if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
-      res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  service = await serveBundles(() => served, () => hold);
 }, 60_000);
-afterAll(() => new Promise<void>((r) => server.close(() => r())));
+afterAll(() => service?.close());
 
 function config(): BundleConfig {
-  return { url, resource: 'b.tar.gz', auth: { type: 'none', scheme: 'Bearer' }, polling: { minDelaySeconds: 60, maxDelaySeconds: 120 }, timeoutMs: 5_000, maxSizeBytes: 10 * 1024 * 1024 };
+  return { url: service.url, resource: 'b.tar.gz', auth: { type: 'none', scheme: 'Bearer' }, polling: { minDelaySeconds: 60, maxDelaySeconds: 120 }, timeoutMs: 5_000, maxSizeBytes: 10 * 1024 * 1024 };
 }
 
 describe('BundleClient.prepareReload', () => {

@@ -1,13 +1,11 @@
 // A bundle that cannot be persisted (a full disk, a read-only volume) must not leave the older persisted
 // bundle — possibly a revoked policy — as the one a start during a bundle-service outage activates.
 // The failure is injected into node:fs/promises' rename (the last step of each atomic write).
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { tempDir } from '../../e2e/harness/temp-dir.ts';
-import { buildBundle } from '../../e2e/harness/bundles.ts';
+import { buildBundle, serveBundles, type ServedBundle } from '../../e2e/harness/bundles.ts';
 import type { BundleConfig } from '../../src/config/schema.ts';
 import { BundleClient, type BundleLogger } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
@@ -30,24 +28,17 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   };
 });
 
-let server: Server;
-let url: string;
-let served: { body: Buffer; etag: string } | undefined;
+let service: { url: string; close(): Promise<void> };
+let served: ServedBundle;
 let wide: Buffer;
 let narrow: Buffer;
 
 beforeAll(async () => {
   wide = readFileSync(await buildBundle({ revision: 'wide' }));
   narrow = readFileSync(await buildBundle({ revision: 'narrow' }));
-  server = createServer((req, res) => {
-    if (served === undefined) return void res.writeHead(503).end();
-    if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
-    res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  service = await serveBundles(() => served);
 }, 60_000);
-afterAll(() => new Promise<void>((r) => server.close(() => r())));
+afterAll(() => service?.close());
 
 const silent = { info: () => {}, warn: () => {}, debug: () => {}, error: () => {} };
 /** A client of the test service persisting to `dir` (a process, or a worker, sharing it). */
@@ -55,7 +46,7 @@ const clientIn = (dir: string, logger: BundleLogger = silent, holder = new Polic
   BundleClient.create({ config: config(dir), holder, entrypoint: 'lbac/decision', configData: {}, logger });
 
 const config = (persistDir: string): BundleConfig => ({
-  url,
+  url: service.url,
   resource: 'b.tar.gz',
   auth: { type: 'none', scheme: 'Bearer' },
   polling: { minDelaySeconds: 60, maxDelaySeconds: 120 },

@@ -10,7 +10,7 @@ import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { restartRequiredChanges } from '../../src/server/reload.ts';
 import { testConfig } from './helpers.ts';
-import { buildBundle, generateSigningKey } from '../../e2e/harness/bundles.ts';
+import { buildBundle, generateSigningKey, serveBundles } from '../../e2e/harness/bundles.ts';
 import { createTestIssuer } from '../../e2e/harness/tokens.ts';
 
 const yaml = (team: string, extra = '') => `
@@ -184,12 +184,8 @@ describe('bundle signing key rotation', () => {
     const oldWide = readFileSync(await buildBundle({ revision: 'old', signingKey: k1 }));
     const fresh = readFileSync(await buildBundle({ revision: 'new', signingKey: k2 }));
     let served = { body: oldWide, etag: '"old"' };
-    const server = createServer((req, res) => {
-      if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
-      res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const bundleUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const service = await serveBundles(() => served);
+    const bundleUrl = service.url;
     const secrets = tempDir('lbac-reload-secret-');
     const keyFile = join(secrets, 'bundle.pem');
     writeFileSync(keyFile, k1.publicKeyPem);
@@ -221,7 +217,7 @@ policy:
       expect(gw.runtime.holder.revision).toBe('new');
     } finally {
       await gw.close();
-      await new Promise((r) => server.close(r));
+      await service.close();
     }
   });
 });
