@@ -404,7 +404,7 @@ export async function createGateway(config: GatewayConfig, logger: Logger = crea
   return (await createRuntime(config, logger)).app;
 }
 
-/** The files whose change reloads the gateway: the config file, and in local mode the policy wasm (always reloaded). */
+/** The files whose change reloads the gateway: the config file, its key files, and in local mode the policy wasm (always reloaded). */
 function watchedFiles(config: GatewayConfig): { file: string; always: boolean }[] {
   return [
     ...(config.file !== undefined ? [{ file: config.file, always: false }] : []),
@@ -421,8 +421,9 @@ function watchedFiles(config: GatewayConfig): { file: string; always: boolean }[
  * Reload when a watched file changes. Directories are watched (editors and
  * Kubernetes replace files: a mounted ConfigMap changes by swapping its `..data`
  * link, so that name counts for every file in the directory). Changes are
- * debounced. A wasm change always rebuilds the engine; a config change is
- * skipped when the parsed config is equal. `watch` is called again after each
+ * debounced. A change in the wasm's directory always rebuilds the engine;
+ * any other is skipped when the parsed config and the key files' contents
+ * are equal. `watch` is called again after each
  * reload: a reload that points policy.wasm elsewhere moves the watch with it.
  */
 class ReloadWatch {
