@@ -15,34 +15,36 @@ export function resolveWorkers(setting: number | 'auto'): number {
 }
 
 /**
- * Which workers a reload (SIGHUP) goes to, and when. A serving worker gets it
- * at once. One still starting may have no SIGHUP handler yet (the signal's
- * default action would kill it), so its reload is kept and sent when it
- * listens: it may have read the config before the change, and a revocation it
- * missed would otherwise stay unapplied until the next reload.
+ * Which workers a reload (SIGHUP) goes to, and when. A worker that reloads on
+ * SIGHUP gets it at once: one that listens, or one that waits for its first
+ * policy bundle (it has its runtime, and must take a rotated signing key to
+ * ever verify that bundle). One still starting may have no SIGHUP handler yet
+ * (the signal's default action would kill it), so its reload is kept and sent
+ * when it is ready: it may have read the config before the change, and a
+ * revocation it missed would otherwise stay unapplied until the next reload.
  */
 export class ReloadRelay {
-  readonly #listening = new Set<number>();
+  readonly #ready = new Set<number>();
   readonly #pending = new Set<number>();
 
-  /** A worker listens; true when a reload was asked for while it started (send it now). */
-  listening(id: number): boolean {
-    this.#listening.add(id);
+  /** A worker reloads on SIGHUP from now on; true when a reload was asked for while it started (send it now). */
+  ready(id: number): boolean {
+    this.#ready.add(id);
     return this.#pending.delete(id);
   }
 
-  /** A reload is asked for: the workers to signal now (the others get it when they listen). */
+  /** A reload is asked for: the workers to signal now (the others get it when they are ready). */
   reload(workers: readonly number[]): number[] {
     const now: number[] = [];
     for (const id of workers) {
-      if (this.#listening.has(id)) now.push(id);
+      if (this.#ready.has(id)) now.push(id);
       else this.#pending.add(id);
     }
     return now;
   }
 
   exited(id: number): void {
-    this.#listening.delete(id);
+    this.#ready.delete(id);
     this.#pending.delete(id);
   }
 }
@@ -98,12 +100,15 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   // A worker that dies as the message goes out is not an error here (its exit is handled below).
   const releaseWaiting = (w: Worker): void => void (w.isConnected() && w.send(LISTEN_WITHOUT_POLICY, () => undefined));
   cluster.on('message', (worker, message) => {
-    if (message === WAITING_FOR_POLICY && listening.size === 0 && !stopping) releaseWaiting(worker);
+    if (message !== WAITING_FOR_POLICY) return;
+    // It waits with its runtime built (SIGHUP reloads it): a reload must reach it now, not when it listens.
+    if (relay.ready(worker.id)) worker.process.kill('SIGHUP');
+    if (listening.size === 0 && !stopping) releaseWaiting(worker);
   });
   cluster.on('listening', (worker) => {
     served = true;
     listening.add(worker.id);
-    if (relay.listening(worker.id)) worker.process.kill('SIGHUP');
+    if (relay.ready(worker.id)) worker.process.kill('SIGHUP');
     // A worker that keeps serving ends a crash streak: the replacement delay starts over.
     setTimeout(() => {
       if (!worker.isDead()) failures = 0;

@@ -221,8 +221,8 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
 
 async function cmdServe(args: string[], io: Out): Promise<number> {
   // SIGHUP is handled from the first line: its default action would kill a process still
-  // loading. One that arrives while the gateway starts is kept and run once it serves (a
-  // cluster primary forwards reloads itself once its workers run; see cluster.ts).
+  // loading. One that arrives while the gateway starts is kept and run once its runtime exists
+  // (a cluster primary forwards reloads itself once its workers run; see cluster.ts).
   let hupWhileStarting = false;
   let reload = (): void => {
     hupWhileStarting = true;
@@ -275,15 +275,19 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
       waitForPolicy: cluster.isWorker && process.env['LBAC_SIBLINGS_SERVING'] === '1',
       // …and listens anyway once no sibling listens (the primary tells it; cluster.ts).
       stopWaitingForPolicy: untilNoSiblingListens,
+      // From here a SIGHUP reloads, also while a replacement worker waits for its first bundle.
+      onRuntime: (runtime) => {
+        reload = () => void runtime.reload('SIGHUP');
+        if (hupWhileStarting) reload();
+      },
     });
   } catch (e) {
+    reload = () => undefined;
     // A worker's IPC channel to the primary would keep it alive: close it, so the worker exits
     // with the status below and the primary sees the failure.
     if (cluster.isWorker) cluster.worker?.disconnect();
     throw e;
   }
-  reload = () => void gw.runtime.reload('SIGHUP');
-  if (hupWhileStarting) reload();
   const ok = await new Promise<boolean>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -520,46 +520,20 @@ export interface StartOptions {
   readonly waitForPolicy?: boolean;
   /** With `waitForPolicy`, called when the wait starts: listen without a policy once `promise` settles (no sibling listens). */
   readonly stopWaitingForPolicy?: () => { readonly promise: Promise<void>; cancel(): void };
+  /**
+   * Called once the runtime exists, before any wait for a policy: the caller can route SIGHUP to
+   * `runtime.reload` from then on. A worker waiting for its first bundle must take a rotated
+   * signing key, or it would wait for a bundle only the retired key verifies.
+   */
+  readonly onRuntime?: (runtime: GatewayRuntime) => void;
 }
 
 export async function startGateway(config: GatewayConfig, logger: Logger = createLogger(config.server.logLevel), opts: StartOptions = {}): Promise<RunningGateway> {
   const { app, runtime } = await createRuntime(config, logger);
   for (const warning of configWarnings(config)) logger.warn({ file: config.file ?? null }, `config: ${warning}`);
-  if (opts.waitForPolicy === true && !runtime.holder.ready) {
-    // Bundle mode in a cluster: a worker without a policy (a replacement started while the bundle
-    // service is down, with nothing persisted) would take its share of connections only to answer
-    // 503 while its siblings can decide. It joins the shared port once it has a policy.
-    logger.info('cluster worker: waiting for a policy bundle before accepting connections');
-    let off: () => void = () => undefined;
-    const released = opts.stopWaitingForPolicy?.();
-    await Promise.race([new Promise<void>((resolve) => (off = runtime.holder.onSwap(() => resolve()))), released?.promise ?? new Promise<never>(() => undefined)]);
-    off();
-    released?.cancel();
-    if (!runtime.holder.ready) logger.warn('cluster worker: no other worker listens; accepting connections without a policy (503 until a bundle arrives)');
-  }
-  // Tracked from before listening, so no connection is missed.
-  const unused = unusedConnections(app.server, config.server.tls !== undefined);
-  const url = await app.listen(splitHostPort(config.server.listen));
-  let admin: FastifyInstance | undefined;
-  let adminUrl: string | undefined;
-  if (opts.admin === 'cluster-worker') {
-    serveWorkerAdmin(runtime.metrics.registry, () => ({
-      ...readinessOf(runtime.holder, runtime.draining),
-      policyRevision: runtime.holder.info?.revision ?? null,
-      dataRevision: runtime.dataRevision,
-    }));
-  } else if (config.server.adminListen !== undefined) {
-    admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining, dataRevision: () => runtime.dataRevision });
-    try {
-      adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
-    } catch (e) {
-      // Fail the start as a whole: a gateway serving without its admin listener (metrics,
-      // readiness) would look healthy to clients and be invisible to operators.
-      await Promise.allSettled([app.close(), admin.close()]);
-      throw e;
-    }
-    logger.info({ url: adminUrl }, 'admin listener (metrics) started');
-  }
+  opts.onRuntime?.(runtime);
+  // The file watch starts before any wait for a policy: a worker waiting for its first bundle sees
+  // a rotated signing key (or jwksFile) as a serving one does.
   const fileWatch = new ReloadWatch(runtime, config.server.reloadDebounceMs);
   // The watch follows the files the config names: widened to a reload's new ones before they are
   // read (a rebuild while the reload runs is seen), narrowed to the running config's once applied.
@@ -575,6 +549,50 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
     stopFollowing();
     fileWatch.close();
   };
+  if (opts.waitForPolicy === true && !runtime.holder.ready) {
+    // Bundle mode in a cluster: a worker without a policy (a replacement started while the bundle
+    // service is down, with nothing persisted) would take its share of connections only to answer
+    // 503 while its siblings can decide. It joins the shared port once it has a policy.
+    logger.info('cluster worker: waiting for a policy bundle before accepting connections');
+    let off: () => void = () => undefined;
+    const released = opts.stopWaitingForPolicy?.();
+    await Promise.race([new Promise<void>((resolve) => (off = runtime.holder.onSwap(() => resolve()))), released?.promise ?? new Promise<never>(() => undefined)]);
+    off();
+    released?.cancel();
+    if (!runtime.holder.ready) logger.warn('cluster worker: no other worker listens; accepting connections without a policy (503 until a bundle arrives)');
+  }
+  // Tracked from before listening, so no connection is missed.
+  const unused = unusedConnections(app.server, config.server.tls !== undefined);
+  let url: string;
+  try {
+    url = await app.listen(splitHostPort(config.server.listen));
+  } catch (e) {
+    stopWatching();
+    runtime.stopRetries();
+    throw e;
+  }
+  let admin: FastifyInstance | undefined;
+  let adminUrl: string | undefined;
+  if (opts.admin === 'cluster-worker') {
+    serveWorkerAdmin(runtime.metrics.registry, () => ({
+      ...readinessOf(runtime.holder, runtime.draining),
+      policyRevision: runtime.holder.info?.revision ?? null,
+      dataRevision: runtime.dataRevision,
+    }));
+  } else if (config.server.adminListen !== undefined) {
+    admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining, dataRevision: () => runtime.dataRevision });
+    try {
+      adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
+    } catch (e) {
+      // Fail the start as a whole: a gateway serving without its admin listener (metrics,
+      // readiness) would look healthy to clients and be invisible to operators.
+      stopWatching();
+      runtime.stopRetries();
+      await Promise.allSettled([app.close(), admin.close()]);
+      throw e;
+    }
+    logger.info({ url: adminUrl }, 'admin listener (metrics) started');
+  }
   const closeAll = async () => {
     stopWatching();
     runtime.stopRetries();

@@ -4,20 +4,20 @@ import { ReloadRelay } from '../../src/cli/cluster.ts';
 describe('ReloadRelay (which workers a SIGHUP reaches, and when)', () => {
   it('signals serving workers at once', () => {
     const r = new ReloadRelay();
-    expect(r.listening(1)).toBe(false);
-    expect(r.listening(2)).toBe(false);
+    expect(r.ready(1)).toBe(false);
+    expect(r.ready(2)).toBe(false);
     expect(r.reload([1, 2])).toEqual([1, 2]);
   });
 
-  it('keeps a reload for a worker still starting and sends it once it listens', () => {
+  it('keeps a reload for a worker still starting and sends it once it is ready (listens, or waits for its first policy)', () => {
     const r = new ReloadRelay();
-    r.listening(1);
-    // Worker 2 was forked (a replacement) and has not listened yet: it may have read the old config.
+    r.ready(1);
+    // Worker 2 was forked (a replacement) and is not ready yet: it may have read the old config.
     expect(r.reload([1, 2])).toEqual([1]);
     expect(r.reload([1, 2])).toEqual([1]);
-    expect(r.listening(2)).toBe(true);
+    expect(r.ready(2)).toBe(true);
     // Sent once; later reloads reach it directly.
-    expect(r.listening(2)).toBe(false);
+    expect(r.ready(2)).toBe(false);
     expect(r.reload([1, 2])).toEqual([1, 2]);
   });
 
@@ -25,6 +25,6 @@ describe('ReloadRelay (which workers a SIGHUP reaches, and when)', () => {
     const r = new ReloadRelay();
     expect(r.reload([3])).toEqual([]);
     r.exited(3);
-    expect(r.listening(3)).toBe(false);
+    expect(r.ready(3)).toBe(false);
   });
 });

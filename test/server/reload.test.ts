@@ -222,6 +222,78 @@ policy:
   });
 });
 
+describe('a cluster worker waiting for its first policy bundle', () => {
+  // The service publishes only a bundle signed with the new key; the worker read the retired key.
+  const setup = async (watchConfig: boolean) => {
+    const [k1, k2] = [generateSigningKey('ES256'), generateSigningKey('ES256')];
+    const fresh = readFileSync(await buildBundle({ revision: 'new', signingKey: k2 }));
+    const service = await serveBundles(() => ({ body: fresh, etag: '"new"' }));
+    const keyFile = join(tempDir('lbac-wait-secret-'), 'bundle.pem');
+    writeFileSync(keyFile, k1.publicKeyPem);
+    const file = join(tempDir('lbac-wait-keys-'), 'gateway.yaml');
+    writeFileSync(
+      file,
+      yaml(
+        'a',
+        `server: { listen: "127.0.0.1:0", watchConfig: ${watchConfig}, reloadDebounceMs: 10 }
+policy:
+  bundle:
+    url: "${service.url}"
+    resource: b.tar.gz
+    polling: { minDelaySeconds: 1, maxDelaySeconds: 1 }
+    signing: { keys: [{ keyid: default, algorithm: ES256, publicKeyFile: "${keyFile}" }] }
+`,
+      ),
+    );
+    return { k2, keyFile, file, service };
+  };
+  const neverReleased = () => ({ promise: new Promise<void>(() => undefined), cancel: () => undefined });
+  const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<'still waiting'>((r) => setTimeout(() => r('still waiting'), ms))]);
+
+  it('takes a signing key rotated in place while it waits (the file watch runs before the wait) and then listens with the new bundle', async () => {
+    const { k2, keyFile, file, service } = await setup(true);
+    const starting = startGateway(await loadConfigFile(file), pino({ level: 'silent' }), { waitForPolicy: true, stopWaitingForPolicy: neverReleased });
+    try {
+      // With the retired key it cannot verify the only bundle there is: it keeps waiting.
+      expect(await within(starting, 1500)).toBe('still waiting');
+      writeFileSync(keyFile, k2.publicKeyPem);
+      const gw = await within(starting, 10_000);
+      expect(gw).not.toBe('still waiting');
+      if (gw === 'still waiting') return;
+      expect(gw.runtime.holder.revision).toBe('new');
+      expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    } finally {
+      const gw = await within(starting, 10);
+      if (gw !== 'still waiting') await gw.close();
+      await service.close();
+    }
+  });
+
+  it('hands its runtime out before the wait, so a SIGHUP reload reaches it while it waits', async () => {
+    const { k2, keyFile, file, service } = await setup(false);
+    let reload: (() => Promise<unknown>) | undefined;
+    const starting = startGateway(await loadConfigFile(file), pino({ level: 'silent' }), {
+      waitForPolicy: true,
+      stopWaitingForPolicy: neverReleased,
+      onRuntime: (runtime) => (reload = () => runtime.reload('SIGHUP')),
+    });
+    try {
+      expect(await within(starting, 1500)).toBe('still waiting');
+      expect(reload).toBeDefined();
+      writeFileSync(keyFile, k2.publicKeyPem);
+      await reload?.();
+      const gw = await within(starting, 10_000);
+      expect(gw).not.toBe('still waiting');
+      if (gw === 'still waiting') return;
+      expect(gw.runtime.holder.revision).toBe('new');
+    } finally {
+      const gw = await within(starting, 10);
+      if (gw !== 'still waiting') await gw.close();
+      await service.close();
+    }
+  });
+});
+
 /** Retries of a reload rejected for a transient cause (the schedule and classification: reload-retry.test.ts). */
 describe('config reload retry', () => {
   /** Short backoff (the defaults are 1 s doubling to 30 s); no file watch: only a retry (or an explicit reload) reloads. */
