@@ -61,7 +61,7 @@ export function generate(): string {
   const js = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Js;
   const out = ['| key | type | required | default | meaning |', '|---|---|---|---|---|'];
   rows(js, '', out);
-  out.push('', 'Environment overrides (applied after the file, validated like it):', '', '| variable | sets |', '|---|---|');
+  out.push('', 'Environment overrides (applied after the file, validated like it; an invalid value is reported with the variable\'s name):', '', '| variable | sets |', '|---|---|');
   for (const o of ENV_OVERRIDES) out.push(`| \`${o.env}\` | \`${o.path.join('.')}\` |`);
   return `${BEGIN}\n${out.join('\n')}\n${END}`;
 }

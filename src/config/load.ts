@@ -143,10 +143,16 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
   interpolate(doc, env, lineOf, file);
   const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('the config must be a YAML mapping', { file });
+  const applied: (typeof ENV_OVERRIDES)[number][] = [];
   for (const o of ENV_OVERRIDES) {
     const v = env[o.env];
-    if (v !== undefined && v !== '') setPath(raw, o.path, o.type === 'number' ? Number(v) : v);
+    if (v === undefined || v === '') continue;
+    setPath(raw, o.path, o.type === 'number' ? Number(v) : v);
+    applied.push(o);
   }
+  // A problem in a value an environment variable set is reported as that variable's, not at the
+  // line of the file's (overridden) value.
+  const overrideAt = (keyPath: readonly PropertyKey[]) => applied.find((o) => o.path.every((k, i) => keyPath[i] === k));
 
   // Point errors at the deepest YAML node that exists for the path.
   const locate = (keyPath: readonly PropertyKey[]): { line?: number } => {
@@ -175,6 +181,8 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
       }
     }
     const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem(s))` : '';
+    const override = overrideAt(keyPath);
+    if (override !== undefined) throw new ConfigError(`${message} (set by the environment variable ${override.env})${more}`, { key: keyPath.join('.') });
     throw new ConfigError(message + more, { file, ...locate(keyPath), key: keyPath.join('.') || '(root)' });
   }
   const parsed = result.data;

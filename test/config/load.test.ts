@@ -119,6 +119,15 @@ describe('parseConfig', () => {
     expect(configError(minimal, { LBAC_LISTEN: 'nonsense' }).key).toBe('server.listen');
   });
 
+  it('an invalid environment override is reported as the variable\'s, not at a line of the file', () => {
+    const e = configError(minimal, { LBAC_LOG_LEVEL: 'bogus' });
+    expect(e.key).toBe('server.logLevel');
+    expect(e.message).toMatch(/set by the environment variable LBAC_LOG_LEVEL/);
+    expect(e.line).toBeUndefined();
+    // A problem in the file itself is still located in the file.
+    expect(configError(minimal.replace('audience: gw', 'audience: 5'), { LBAC_LOG_LEVEL: 'debug' }).line).toBeTypeOf('number');
+  });
+
   it('compact selector values: lists OR into one escaped regex; "*" is any value', () => {
     const c = parseConfig(minimal.replace('namespace: "~a|b"', 'namespace: [a.b, "~c+", "=~lit"]').replace('env: "!prod"', 'env: "*"'), { env: {} });
     expect(c.policyData.teams['a']!.selectors[0]).toEqual([
