@@ -16,9 +16,16 @@ import { fileErrorCode } from '../util/file-error.ts';
 
 const CLOCK_TOLERANCE_S = 30;
 
-/** Whether an introspection answer names the user the token was issued for (RFC 7662 `username`, or the configured username claim). */
-export function namesResourceOwner(claims: Record<string, unknown>, usernameClaim: string): boolean {
-  return [claims['username'], claimAt(claims, usernameClaim)].some((v) => v !== undefined && v !== null && v !== '');
+/** OIDC Core §5.1 claims that describe a person; a client-credentials answer has none of them. */
+const PERSON_CLAIMS = ['preferred_username', 'email', 'name', 'given_name', 'family_name'] as const;
+
+/**
+ * Whether an introspection answer names the user the token was issued for: RFC 7662 `username`, the
+ * configured username or email claim, or a standard person claim (an answer that names its user
+ * only by `email` is still a user's token, not its client's).
+ */
+export function namesResourceOwner(claims: Record<string, unknown>, paths: { readonly username: string; readonly email: string }): boolean {
+  return [claims['username'], claimAt(claims, paths.username), claimAt(claims, paths.email), ...PERSON_CLAIMS.map((c) => claims[c])].some((v) => v !== undefined && v !== null && v !== '');
 }
 
 /** Introspection calls at once per provider (userinfo.ts: any uncached token, even a random one, costs a call). */
@@ -169,7 +176,7 @@ export class IntrospectionSource implements IdentitySource {
     // `sub` (Keycloak 25+ for a client without the "basic" scope): its client_id is the client the user
     // logged in with, the same for all its users, who would all become that client (and match its
     // `users` entries). Such a token names no subject: refused below (401), as a JWT without one is.
-    if (claims['sub'] === undefined && typeof claims['client_id'] === 'string' && !namesResourceOwner(claims, this.#cfg.claims.username)) claims['sub'] = claims['client_id'];
+    if (claims['sub'] === undefined && typeof claims['client_id'] === 'string' && !namesResourceOwner(claims, this.#cfg.claims)) claims['sub'] = claims['client_id'];
     const exp = typeof resp['exp'] === 'number' ? resp['exp'] : undefined;
     if (this.#userinfo !== undefined && typeof resp['sub'] === 'string') claims = await this.#userinfo.merge(claims, token, abandoned);
     // The subject's issuer is the answer's own "iss" (#refusal: the configured issuer's, when one is set) or else the

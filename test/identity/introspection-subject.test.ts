@@ -12,6 +12,8 @@ const answers: Record<string, () => Record<string, unknown>> = {
   machine: () => ({ active: true, client_id: 'batch-job', exp: later() }),
   'user-rfc7662': () => ({ active: true, client_id: 'grafana', username: 'alice', groups: ['team-a'], exp: later() }),
   'user-preferred': () => ({ active: true, client_id: 'grafana', preferred_username: 'alice', exp: later() }),
+  'user-email-only': () => ({ active: true, client_id: 'grafana', email: 'alice@example.com', exp: later() }),
+  'user-name-only': () => ({ active: true, client_id: 'grafana', name: 'Alice Example', exp: later() }),
   'user-with-sub': () => ({ active: true, client_id: 'grafana', sub: 'u-alice', username: 'alice', exp: later() }),
 };
 
@@ -34,7 +36,7 @@ describe('introspection answers without sub', () => {
 
   it('a user\'s token without sub is refused (401), not taken for its client: every user of the client would be one subject', async () => {
     const a = await auth();
-    for (const token of ['user-rfc7662', 'user-preferred']) {
+    for (const token of ['user-rfc7662', 'user-preferred', 'user-email-only', 'user-name-only']) {
       await expect(a.authenticate(bearer(token))).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/no "sub" claim/) });
     }
   });
@@ -44,10 +46,14 @@ describe('introspection answers without sub', () => {
     expect(await (await auth({ subject: 'username', trustUsername: true })).authenticate(bearer('user-rfc7662'))).toMatchObject({ sub: 'alice', groups: ['team-a'] });
   });
 
-  it('namesResourceOwner: RFC 7662 username or the configured username claim, non-empty', () => {
-    expect(namesResourceOwner({ username: 'alice' }, 'preferred_username')).toBe(true);
-    expect(namesResourceOwner({ ext: { login: 'alice' } }, 'ext.login')).toBe(true);
-    expect(namesResourceOwner({ username: '', client_id: 'x' }, 'preferred_username')).toBe(false);
-    expect(namesResourceOwner({ client_id: 'x' }, 'preferred_username')).toBe(false);
+  it('namesResourceOwner: RFC 7662 username, the configured username or email claim, or a standard person claim, non-empty', () => {
+    const paths = { username: 'preferred_username', email: 'email' };
+    expect(namesResourceOwner({ username: 'alice' }, paths)).toBe(true);
+    expect(namesResourceOwner({ ext: { login: 'alice' } }, { ...paths, username: 'ext.login' })).toBe(true);
+    expect(namesResourceOwner({ ext: { mail: 'a@x' } }, { ...paths, email: 'ext.mail' })).toBe(true);
+    expect(namesResourceOwner({ email: 'a@x' }, paths)).toBe(true);
+    expect(namesResourceOwner({ given_name: 'Alice' }, paths)).toBe(true);
+    expect(namesResourceOwner({ username: '', client_id: 'x' }, paths)).toBe(false);
+    expect(namesResourceOwner({ client_id: 'x', scope: 'read', groups: ['ci'] }, paths)).toBe(false);
   });
 });
