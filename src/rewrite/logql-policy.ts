@@ -13,6 +13,7 @@
  * any (see logql.ts).
  */
 import { RE2JS } from 're2js';
+import { RegexCache } from './regex-cache.ts';
 import { QueryError } from '../errors.ts';
 import { isWellFormedUnicode } from './lezer.ts';
 import { LOKI_RESERVED_WORDS } from './logql-lexer.ts';
@@ -76,21 +77,21 @@ export function formatLogQLMatcher(m: Matcher): string {
 // Regular expressions (RE2, anchored like Prometheus' matchers)
 // ---------------------------------------------------------------------------
 
-const anchored = new Map<string, RE2JS | null>();
-const ANCHORED_MAX = 1024;
+const anchored = new RegexCache<RE2JS | null>();
+/** What the compiled-regex cache holds (for tests). */
+export const logqlRegexCache: { readonly size: number; readonly chars: number } = anchored;
 
 /** `^(?s:v)$` compiled, or null when it does not compile. */
 function anchoredRegex(v: string): RE2JS | null {
-  let r = anchored.get(v);
-  if (r !== undefined) return r;
+  return anchored.get(v, compileAnchoredOrNull);
+}
+
+function compileAnchoredOrNull(v: string): RE2JS | null {
   try {
-    r = RE2JS.compile(`^(?s:${v})$`);
+    return RE2JS.compile(`^(?s:${v})$`);
   } catch {
-    r = null;
+    return null;
   }
-  if (anchored.size >= ANCHORED_MAX) anchored.clear();
-  anchored.set(v, r);
-  return r;
 }
 
 /** True when `v` is a valid matcher regex (as Prometheus compiles it). */

@@ -8,6 +8,7 @@
  * disjunction (OR) of groups — disjunctive normal form, as in GEM LBAC.
  */
 import { RE2JS } from 're2js';
+import { RegexCache } from './regex-cache.ts';
 export const MATCH_OPS = ['=', '!=', '=~', '!~'] as const;
 export type MatchOp = (typeof MATCH_OPS)[number];
 
@@ -50,7 +51,9 @@ export function checkMatcherRegex(value: string): void {
   RE2JS.compile(`(?:${value})`);
 }
 
-const regexCache = new Map<string, RegExpLike>();
+const regexCache = new RegexCache<RegExpLike>();
+/** What the compiled-matcher cache holds (for tests). */
+export const matcherRegexCache: { readonly size: number; readonly chars: number } = regexCache;
 interface RegExpLike {
   matches(input: string): boolean;
 }
@@ -61,14 +64,12 @@ interface RegExpLike {
  * matcher). Bounded cache.
  */
 function anchored(re: string): RegExpLike {
-  let compiled = regexCache.get(re);
-  if (compiled === undefined) {
-    const p = RE2JS.compile(`^(?s:${re})$`);
-    compiled = { matches: (s: string) => p.matches(s) };
-    if (regexCache.size >= 1024) regexCache.delete(regexCache.keys().next().value as string);
-    regexCache.set(re, compiled);
-  }
-  return compiled;
+  return regexCache.get(re, compileAnchored);
+}
+
+function compileAnchored(re: string): RegExpLike {
+  const p = RE2JS.compile(`^(?s:${re})$`);
+  return { matches: (s: string) => p.matches(s) };
 }
 
 /** Does one matcher hold for a value? A missing label is the empty string, as in PromQL. */
