@@ -19,6 +19,16 @@ export const MAX_REGEX_EXPANSION = 20_000;
 
 /** Weight of a character class or class escape (`[a-z]`, `\pL`, `\w`), in literals: re2js copies its ranges. */
 const CLASS_WEIGHT = 8;
+/**
+ * Weight of a group itself, beside its contents: re2js compiles an empty capturing group to
+ * about four literals' work (`()` repeated costs ≈ 11 µs per pair where a literal costs ≈ 5 µs
+ * per two), a non-capturing one to about two. Free groups let 64 KiB of `()()…` cost nothing
+ * here and about a second to compile.
+ */
+const CAPTURE_WEIGHT = 4;
+const GROUP_WEIGHT = 2;
+/** Weight of an operator (`|`, `*`, `+`, `?`): each is a node and an instruction, about a literal's work. */
+const OPERATOR_WEIGHT = 1;
 
 function readRepeat(s: string, i: number): { end: number; factor: number } | null {
   // `{n}`, `{n,}`, `{n,m}` (RE2 syntax); anything else is a literal brace.
@@ -48,7 +58,7 @@ function classEnd(s: string, i: number): number {
 
 /** The estimated compiled size of `source`, in literal-sized units (upper-bound-ish; not exact). */
 export function regexExpansion(source: string): number {
-  const stack: { sum: number; last: number }[] = [];
+  const stack: { sum: number; last: number; weight: number }[] = [];
   let sum = 0;
   let last = 0;
   const atom = (w: number) => {
@@ -81,6 +91,7 @@ export function regexExpansion(source: string): number {
       atom(CLASS_WEIGHT);
     } else if (c === '(') {
       let body = i + 1;
+      let weight = CAPTURE_WEIGHT;
       if (source[i + 1] === '?') {
         // `(?flags)` sets flags and is no group; `(?flags:`, `(?P<name>`, `(?<name>` open one.
         let j = i + 2;
@@ -95,19 +106,21 @@ export function regexExpansion(source: string): number {
             continue;
           }
           body = source[j] === ':' ? j + 1 : j;
+          weight = GROUP_WEIGHT;
         }
       }
-      stack.push({ sum, last });
+      stack.push({ sum, last, weight });
       sum = 0;
       last = 0;
       i = body;
     } else if (c === ')') {
-      const group = sum;
       const outer = stack.pop();
+      const group = sum + (outer?.weight ?? 0);
       sum = (outer?.sum ?? 0) + group;
       last = group;
       i++;
     } else if (c === '|') {
+      sum += OPERATOR_WEIGHT;
       last = 0;
       i++;
     } else if (c === '{') {
@@ -121,13 +134,17 @@ export function regexExpansion(source: string): number {
         i = r.end;
       }
     } else if (c === '*' || c === '+' || c === '?') {
+      sum += OPERATOR_WEIGHT;
       i++;
     } else {
       atom(1);
       i += c.charCodeAt(0) >= 0xd800 && c.charCodeAt(0) <= 0xdbff ? 2 : 1;
     }
   }
-  while (stack.length > 0) sum += stack.pop()!.sum;
+  while (stack.length > 0) {
+    const open = stack.pop()!;
+    sum += open.sum + open.weight;
+  }
   return sum;
 }
 

@@ -18,8 +18,8 @@ describe('regexExpansion', () => {
     ['a{1000}', 1000],
     ['a{2,5}', 5],
     ['a{3,}', 4],
-    ['(ab){10}', 20],
-    ['(?:a|bc){4}', 12],
+    ['(ab){10}', 60], // a capturing group weighs 4 besides its contents
+    ['(?:a|bc){4}', 24], // a non-capturing group 2, an operator 1
     ['[a-z]{10}', 80],
     ['\\pL{1000}', 8000],
     ['\\p{Greek}{2}', 16],
@@ -27,7 +27,13 @@ describe('regexExpansion', () => {
     ['\\Qa{9}\\E', 4],
     ['a\\{9}', 4],
     ['x{', 2],
-    ['(?i)(a{10}){10}', 100],
+    ['(?i)(a{10}){10}', 140],
+    ['()', 4],
+    ['(?:)', 2],
+    ['(?P<n>)', 4],
+    ['a*b+c?', 6],
+    ['a|b', 3],
+    ['((', 8],
   ])('%s → %d', (re, units) => {
     expect(regexExpansion(re)).toBe(units);
   });
@@ -38,7 +44,7 @@ describe('regexExpansion', () => {
   it('a counted repetition of a group multiplies its size', () => {
     fc.assert(
       fc.property(regex, fc.integer({ min: 1, max: 1000 }), (r, n) => {
-        expect(regexExpansion(`(?:${r}){${n}}`)).toBe(n * regexExpansion(r));
+        expect(regexExpansion(`(?:${r}){${n}}`)).toBe(n * (regexExpansion(r) + 2));
       }),
     );
   });
@@ -49,6 +55,21 @@ describe('regexExpansion', () => {
         expect(regexExpansion(a + b)).toBeGreaterThanOrEqual(regexExpansion(a));
       }),
     );
+  });
+});
+
+describe('empty groups and bare operators are charged (they cost re2js as much as literals)', () => {
+  // 64 KiB of `()` counted as nothing and took about a second to compile, per request.
+  it.each([
+    ['()', 32 * 1024],
+    ['(?:)', 16 * 1024],
+    ['|', 64 * 1024],
+    ['a*', 32 * 1024],
+  ])('%s repeated to 64 KiB is refused in PromQL and LogQL as too large', (unit, times) => {
+    const re = unit.repeat(times);
+    expect(regexExpansion(re)).toBeGreaterThan(MAX_REGEX_EXPANSION);
+    expect(codeOf(() => rewritePromQL(`{job=~"${re}x"}`, policy))).toBe('query_too_large');
+    expect(codeOf(() => rewriteLogQL(`{app=~"${re}x"}`, policy))).toBe('query_too_large');
   });
 });
 
