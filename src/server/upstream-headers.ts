@@ -181,7 +181,9 @@ export function upstreamHeaders(
     const key = headerKey(name);
     if (stripped.has(key) || policyNames.has(key) || owned.has(key)) continue;
     if (!decision.unrestricted && RESTRICTED_DROPPED.has(key)) continue;
-    if (nominated !== undefined && nominated.has(lower)) continue;
+    // X-Request-Id is the gateway's own (the context plugin set the validated id): a client naming it
+    // in Connection must not take it off the upstream request (backend logs would lose the id).
+    if (nominated !== undefined && nominated.has(lower) && lower !== 'x-request-id') continue;
     if (lower === 'authorization' && !upstream.forwardAuthorization) continue;
     // SigV4 (upstreams[].auth): X-Amz-* headers are the signer's; a client's copy would change what the upstream verifies.
     if (upstream.auth?.signsRequests === true && key.startsWith('x-amz-')) continue;

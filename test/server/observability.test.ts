@@ -157,6 +157,14 @@ describe('request hygiene', () => {
     expect(up.requests.at(-1)!.headers['x-request-id']).toBe('abc-123');
   });
 
+  it('a client naming X-Request-Id in Connection does not remove the gateway\'s id from the upstream request', async () => {
+    for (const headers of [{ connection: 'close, x-request-id', 'x-request-id': 'abc-456' }, { connection: 'keep-alive, X-Request-Id' }]) {
+      const res = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), ...headers } });
+      const id = res.headers['x-request-id'] as string;
+      expect(up.requests.at(-1)!.headers['x-request-id']).toBe(id);
+    }
+  });
+
   it('replaces an invalid X-Request-Id with a generated one, everywhere', async () => {
     const res = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-request-id': 'bad id\twith spaces' } });
     const id = res.headers['x-request-id'] as string;
