@@ -146,9 +146,11 @@ export class IntrospectionSource implements IdentitySource {
 
   /** A reload keeps this source: forget every answer, so revocations at the provider apply at once. */
   async reloaded(): Promise<void> {
-    // Introspections still running were started before: their answers are not cached (`since`).
+    // Introspections still running were started before: their answers are not cached (`since`), and
+    // a request from now on does not join them.
     this.#cache.clear();
     this.#negative.clear();
+    this.#flights.forget();
     this.#userinfo?.forget();
   }
 

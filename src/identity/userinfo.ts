@@ -98,6 +98,8 @@ export class UserinfoEnricher {
   /** Drop every cached answer (a config reload: groups may have changed at the provider). */
   forget(): void {
     this.#cache.clear();
+    // A request from now on does not join a call started before (its answer is not cached either).
+    this.#flights.forget();
   }
 
   /** Verified token claims win over userinfo claims; userinfo fills in what the token lacks (e.g. groups). */

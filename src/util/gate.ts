@@ -102,9 +102,21 @@ export class SingleFlight<K, V> {
     }
     const joiners: ((() => boolean) | undefined)[] = [gone];
     const abandoned = () => joiners.every((g) => g?.() === true);
-    const promise = (async () => fn(abandoned))().finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, { promise, joiners });
+    // Removed only while it is still the key's call: after `forget`, a newer call may hold the key.
+    const promise = (async () => fn(abandoned))().finally(() => {
+      if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+    });
+    const entry = { promise, joiners };
+    this.#inflight.set(key, entry);
     return promise;
+  }
+
+  /**
+   * Later callers start calls of their own; the running calls finish for the callers they have. A
+   * reload (a revocation to apply at once) must not let a request after it join a call from before.
+   */
+  forget(): void {
+    this.#inflight.clear();
   }
 
   get size(): number {

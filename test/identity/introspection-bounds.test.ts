@@ -26,9 +26,10 @@ beforeAll(async () => {
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       const token = new URLSearchParams(body).get('token') ?? '';
+      // Decided when the question arrives, answered after the delay (a revocation meanwhile is not seen).
+      const answer = token.startsWith('ok-') && !revoked.has(token) ? { active: true, sub: `u-${token}`, exp: Math.floor(Date.now() / 1000) + 600 } : { active: false };
       setTimeout(() => {
         inFlight--;
-        const answer = token.startsWith('ok-') && !revoked.has(token) ? { active: true, sub: `u-${token}`, exp: Math.floor(Date.now() / 1000) + 600 } : { active: false };
         res.setHeader('content-type', 'application/json').end(JSON.stringify(answer));
       }, delayMs);
     });
@@ -115,6 +116,24 @@ identity:
     const reloaded = await Authenticator.fromConfig(cfg, first);
     await reloaded.refreshKeptSources();
     await expect(reloaded.authenticate(req)).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('a request after a reload does not join an introspection started before it (the revocation applies at once)', async () => {
+    const src = await source();
+    delayMs = 400;
+    try {
+      const before = src.authenticate(bearer('ok-revoked-in-flight'));
+      await new Promise((r) => setTimeout(r, 100));
+      revoked.add('ok-revoked-in-flight');
+      await src.reloaded?.();
+      const after = src.authenticate(bearer('ok-revoked-in-flight'));
+      // The call from before the reload answers its own caller as the provider answered then…
+      await expect(before).resolves.toMatchObject({ sub: 'u-ok-revoked-in-flight' });
+      // …a request after the reload asks again, and is refused.
+      await expect(after).rejects.toMatchObject({ status: 401 });
+    } finally {
+      delayMs = 50;
+    }
   });
 
   it('an overloaded source fails the request with 503; the next source does not turn it into a 401', async () => {

@@ -107,6 +107,28 @@ describe('SingleFlight', () => {
     await p;
   });
 
+  it('after forget, a caller starts a new call; the old call still answers its own callers and does not remove the new one', async () => {
+    const f = new SingleFlight<string, number>();
+    let calls = 0;
+    const finish: (() => void)[] = [];
+    const work = () => {
+      const id = ++calls;
+      return new Promise<number>((r) => finish.push(() => r(id)));
+    };
+    const old = f.run('k', work);
+    f.forget();
+    const fresh = f.run('k', work);
+    expect(calls).toBe(2);
+    finish[0]!();
+    expect(await old).toBe(1);
+    // The old call settling leaves the new one in place: a third caller joins it.
+    const joined = f.run('k', work);
+    expect(calls).toBe(2);
+    finish[1]!();
+    expect([await fresh, await joined]).toEqual([2, 2]);
+    expect(f.size).toBe(0);
+  });
+
   it('shares a failure too, and a synchronous throw becomes a rejection', async () => {
     const f = new SingleFlight<string, number>();
     const boom = () => {
