@@ -115,26 +115,31 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
 
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
-/** Upstream answer headers never relayed: hop-by-hop ones, and `Location` (the upstream's own address; the client would follow it past the gateway). */
-const NOT_RELAYED = new Set([...HOP_BY_HOP, 'location']);
+/**
+ * Upstream answer headers never relayed: hop-by-hop ones, `Location` (the upstream's own address;
+ * the client would follow it past the gateway), and `Cache-Control`: an answer through the gateway
+ * depends on who asked, and is always `private` (the context plugin sets it).
+ */
+const NOT_RELAYED = new Set([...HOP_BY_HOP, 'location', 'cache-control']);
 
 /**
  * The upstream answer's headers as relayed to the client: without the
- * hop-by-hop ones, `Location`, and those the upstream's `Connection` header lists.
+ * hop-by-hop ones, `Location`, `Cache-Control` (the gateway's own), and those the
+ * upstream's `Connection` header lists.
  * reply-from strips them only for HTTP/2 upstreams; relayed from HTTP/1, an
  * upstream's `Connection: keep-alive` overrode the client's `close`, and a
  * `Trailer` header broke the answer.
  */
 export function downstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
-  let hopByHop = false;
+  let dropped = false;
   for (const name in upstream) {
     if (NOT_RELAYED.has(name.toLowerCase())) {
-      hopByHop = true;
+      dropped = true;
       break;
     }
   }
   // Most answers carry none (a Go backend sends no Connection header): relayed as they are.
-  if (!hopByHop) return upstream;
+  if (!dropped) return upstream;
   const nominated = connectionNominated(upstream.connection);
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
@@ -214,11 +219,11 @@ export function signedHeaders(upstream: ResolvedUpstream, method: string, target
  * team's spans, and for errors about a trace), but `keep`: that answer must
  * be the same whatever the upstream answered (Go's http.Error adds
  * `X-Content-Type-Options`, a 200 does not). The gateway's own headers
- * (`X-Request-Id`) stay.
+ * (`X-Request-Id`, `Cache-Control`) stay.
  */
 export function dropUpstreamHeaders(reply: FastifyReply, upstream: IncomingHttpHeaders, keep?: string): void {
   for (const name in upstream) {
     const lower = name.toLowerCase();
-    if (lower !== keep && lower !== 'x-request-id') reply.removeHeader(lower);
+    if (lower !== keep && lower !== 'x-request-id' && lower !== 'cache-control') reply.removeHeader(lower);
   }
 }

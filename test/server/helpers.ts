@@ -39,6 +39,8 @@ export interface Upstream {
   delayMs: number;
   /** Per-request answer [status, JSON body]; undefined → 200 with an empty vector. */
   answer?: (path: string, params: URLSearchParams) => [number, string] | undefined;
+  /** Extra headers on every answer. */
+  answerHeaders?: Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -53,7 +55,7 @@ export async function startUpstream(): Promise<Upstream> {
       for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params.append(k, v);
       u.requests.push({ path: url.pathname, params, headers: req.headers });
       const [status, body] = u.answer?.(url.pathname, params) ?? [200, '{"status":"success","data":{"resultType":"vector","result":[]}}'];
-      setTimeout(() => res.writeHead(status, { 'content-type': 'application/json' }).end(body), u.delayMs);
+      setTimeout(() => res.writeHead(status, { 'content-type': 'application/json', ...u.answerHeaders }).end(body), u.delayMs);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -157,6 +157,28 @@ describe('request hygiene', () => {
     expect(up.requests.at(-1)!.headers['x-request-id']).toBe('abc-123');
   });
 
+  it('every answer of an upstream route is Cache-Control: private (it depends on who asked), whatever the upstream said', async () => {
+    const private_ = (res: { headers: Record<string, unknown> }) => expect(res.headers['cache-control']).toBe('private');
+    private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
+    up.answerHeaders = { 'cache-control': 'public, max-age=600' };
+    try {
+      private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
+      private_(await t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: bearer('alice') }));
+    } finally {
+      delete up.answerHeaders;
+    }
+    // The gateway's own refusals too.
+    for (const who of ['nobody', 'mallory']) {
+      const refused = await t.app.inject({ url: query('up'), headers: bearer(who) });
+      expect(refused.statusCode).toBe(who === 'nobody' ? 401 : 403);
+      private_(refused);
+    }
+    private_(await t.app.inject({ url: query('up{'), headers: bearer('alice') }));
+    private_(await t.app.inject({ url: query('up') }));
+    // Not a route of an upstream: nothing said.
+    expect((await t.app.inject({ url: '/healthz' })).headers['cache-control']).toBeUndefined();
+  });
+
   it('a client naming X-Request-Id in Connection does not remove the gateway\'s id from the upstream request', async () => {
     for (const headers of [{ connection: 'close, x-request-id', 'x-request-id': 'abc-456' }, { connection: 'keep-alive, X-Request-Id' }]) {
       const res = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), ...headers } });
