@@ -20,6 +20,12 @@ export interface EnforcedParam {
   readonly rewrite: ParamRewrite;
   /** The backend's message when the parameter is missing. */
   readonly missingMessage: string;
+  /**
+   * False when the rewrite never sends this client value on (it is replaced by the policy's
+   * alone): checks of what the upstream would read (refuseTraceLevelIntrinsics) skip it.
+   * Absent: every value is sent on, rewritten.
+   */
+  readonly forwardsClientValue?: (value: string) => boolean;
 }
 
 /**

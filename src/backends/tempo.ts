@@ -37,6 +37,8 @@ const tagScopeQuery: EnforcedParam = {
   name: 'q',
   required: false,
   multiple: false,
+  // Only a plain condition filter is kept (below); any other client q is replaced by the policy alone.
+  forwardsClientValue: (q) => isPlainConditionFilter(q),
   rewrite: (values, policy, limits) => {
     // A policy condition Tempo's tag APIs cannot place (an unscoped attribute) makes them ignore every condition.
     const unplaced = policy.flat().find((m) => !isTagConditionField(canonicalName(m.name)));
@@ -261,7 +263,13 @@ const restrictedV2Tag = (_n: string, v: string) => {
 const expandUnscopedTag = (_n: string, v: string): string[] | undefined => {
   const field = tagField(v);
   if (field === null) return undefined;
-  const f = parseFieldName(field);
+  let f: ReturnType<typeof parseFieldName>;
+  try {
+    f = parseFieldName(field);
+  } catch {
+    // An intrinsic that is no string field (`status`, `kind`, `duration`): asked once, as sent.
+    return undefined;
+  }
   if (f.kind !== 'attribute' || f.scope !== null) return undefined;
   return [formatField({ kind: 'attribute', scope: 'resource', key: f.key }), formatField({ kind: 'attribute', scope: 'span', key: f.key })];
 };
@@ -295,6 +303,8 @@ export function traceLevelIntrinsicsRefusal(route: RouteSpec, params: { getAll(n
   }
   for (const spec of route.enforced) {
     for (const q of params.getAll(spec.name)) {
+      // A q the rewrite replaces by the policy alone (Traces Drilldown's `{nestedSetParent<0 && …}` in tag lookups) reaches nothing.
+      if (spec.forwardsClientValue?.(q) === false) continue;
       const { intrinsics: found, compare } = traceLevelReads(q);
       if (found.length > 0) {
         return `invalid TraceQL query: ${found.join(', ')} ${found.length === 1 ? 'is a trace-level intrinsic' : 'are trace-level intrinsics'} (describing whole traces or their structure, other teams' spans included), which this gateway does not answer`;

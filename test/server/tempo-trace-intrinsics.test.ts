@@ -104,6 +104,19 @@ describe('refuseTraceLevelIntrinsics', () => {
     expect((await get(on, 'alice', `/tempo/api/metrics/query_range?q=${q('{ .compare = 1 } | rate()')}`)).statusCode).toBe(200);
     expect(up.requests).toHaveLength(7);
   });
+  it('on: a tag lookup whose q the gateway replaces by the policy alone (Traces Drilldown\'s root-span filter) is answered, not refused', async () => {
+    const drilldown = q('{nestedSetParent<0 && true}');
+    for (const url of [`/tempo/api/v2/search/tags?scope=span&q=${drilldown}`, `/tempo/api/v2/search/tag/resource.service.name/values?q=${drilldown}`]) {
+      up.requests.splice(0);
+      expect((await get(on, 'alice', url)).statusCode, url).toBe(200);
+      // What reaches Tempo is the policy's condition, nothing trace-level.
+      for (const r of up.requests) {
+        expect(r.params.get('q'), url).toMatch(/k8s\.namespace\.name/);
+        expect(r.params.get('q'), url).not.toMatch(/nestedSet/);
+      }
+      expect(up.requests.length, url).toBeGreaterThan(0);
+    }
+  });
   it('off (the default): answered as before', async () => {
     for (const url of refused.filter((u) => !u.endsWith('/values'))) expect((await get(off, 'alice', url)).statusCode, url).toBe(200);
   });

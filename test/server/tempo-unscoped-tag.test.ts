@@ -83,6 +83,16 @@ describe('v2 tag values of an unscoped attribute', () => {
     expect(up.requests.map((q) => q.path)).toEqual(['/api/v2/search/tag/span.http.method/values']);
   });
 
+  it('intrinsics Grafana\'s filter bar asks for (status, kind, duration) are asked once, with the policy in q, not refused with a 500', async () => {
+    for (const tag of ['status', 'kind', 'duration', 'span:status', 'span:kind', 'span:duration', 'name']) {
+      up.requests.splice(0);
+      const r = await get('alice', tag);
+      expect(r.statusCode, tag).toBe(200);
+      expect(up.requests.map((q) => decodeURIComponent(q.path)), tag).toEqual([`/api/v2/search/tag/${tag}/values`]);
+      expect(up.requests[0]!.params.get('q'), tag).toContain('team-a-');
+    }
+  });
+
   it('an intrinsic Tempo cannot filter by is refused for restricted subjects, with nothing forwarded', async () => {
     const r = await get('alice', 'span:parentID');
     expect(r.statusCode).toBe(400);
