@@ -61,8 +61,12 @@ const NO_HEADERS: readonly string[] = [];
  * `service.name: redacted`) with their ids, parent ids, times, kind and
  * status. A client's matcher could turn other teams' spans into placeholders
  * that a policy matcher such as `resource.service.name != "payments"` keeps.
+ * `X-Loki-Query-Limits-Context`: Grafana's `lokiQueryLimitsContext` sends the
+ * whole query plan there (`{"expr": <the query>, "from", "to"}`), which Loki
+ * carries to its queriers for limit checks; the gateway rewrites `query`, not
+ * this copy, so Loki would weigh the client's unrestricted selector.
  */
-const RESTRICTED_DROPPED = new Set(['x-span-matcher']);
+const RESTRICTED_DROPPED = new Set(['x-span-matcher', 'x-loki-query-limits-context']);
 
 /** The Content-Type of every forwarded body: the form the gateway encoded, exactly as Go's ParseForm reads one. */
 export const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';

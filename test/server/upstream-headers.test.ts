@@ -28,6 +28,15 @@ describe('upstreamHeaders', () => {
     expect(out['x-loki-response-encoding-flags']).toBe('categorize-labels');
   });
 
+  it("Loki's X-Loki-Query-Limits-Context (Grafana's copy of the whole, unrewritten query) is not forwarded from restricted subjects; admins' is", () => {
+    const context = JSON.stringify({ expr: '{service_name="api"}', from: '2026-01-01T00:00:00Z', to: '2026-01-01T01:00:00Z' });
+    for (const name of ['X-Loki-Query-Limits-Context', 'x_loki_query_limits_context']) {
+      expect(upstreamHeaders({ [name]: context }, upstream, decision)).not.toHaveProperty(name.toLowerCase());
+    }
+    const admin: Decision = { allow: true, reason: 't', unrestricted: true, selectors: [], headers: {} };
+    expect(upstreamHeaders({ 'x-loki-query-limits-context': context }, upstream, admin)['x-loki-query-limits-context']).toBe(context);
+  });
+
   it("Tempo's X-Span-Matcher (trace redaction into placeholders a policy could keep) is not forwarded from restricted subjects; admins' is", () => {
     for (const name of ['X-Span-Matcher', 'x_span_matcher']) {
       expect(upstreamHeaders({ [name]: '{resource.service.name="web"}' }, upstream, decision)).not.toHaveProperty(name.toLowerCase());
