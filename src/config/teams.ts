@@ -101,9 +101,12 @@ function isRecord(x: unknown): x is Record<string, unknown> {
 function janusHeaders(raw: unknown, path: (string | number)[]): Record<string, string> {
   const out: Record<string, string> = {};
   const add = (k: string, v: unknown, p: (string | number)[]) => {
-    if (typeof v !== 'string' && typeof v !== 'number') throw new TeamsError('header value must be a string', p);
+    // YAML has already read an unquoted 0042 as 42 (1e3 as 1000, a long id with lost digits): that
+    // would be another tenant's id. Native teams' headers refuse numbers too.
+    if (typeof v === 'number') throw new TeamsError(`header value ${JSON.stringify(k.trim())} is a number (YAML reads an unquoted 0042 as 42): quote it, e.g. "0042"`, p);
+    if (typeof v !== 'string') throw new TeamsError('header value must be a string', p);
     const name = k.trim();
-    const value = String(v).trim();
+    const value = v.trim();
     // The same rules as native teams' headers (config/schema.ts): refused at load, not on every request.
     const problem = policyHeaderProblem(name, value) ?? (value.split('|').every((v) => v.trim() === '') ? `the value of ${JSON.stringify(name)} is empty` : undefined);
     if (problem !== undefined) throw new TeamsError(problem, p);
@@ -143,6 +146,8 @@ function janusValue(v: string): string {
 export function teamsFromJanus(janus: Record<string, unknown>, upstreams: ParsedConfig['upstreams']): { teams: Record<string, PolicyTeam>; adminHeaders: Record<string, string> } {
   const teams: Record<string, PolicyTeam> = {};
   let adminHeaders: Record<string, string> = {};
+  /** Upstream name → the Janus section that applies to it: two sections on one upstream would merge into one another. */
+  const sectionOf = new Map<string, string>();
   for (const [service, body] of Object.entries(janus)) {
     const base = ['janus', service];
     if (service === 'admin') {
@@ -155,6 +160,15 @@ export function teamsFromJanus(janus: Record<string, unknown>, upstreams: Parsed
     const kind = JANUS_SERVICE_KINDS[service];
     const scoped = byName.length > 0 ? byName : upstreams.filter((u) => u.kind === kind).map((u) => u.name);
     if (scoped.length === 0) throw new TeamsError(`no upstream named "${service}" or of the kind it implies`, base);
+    // Janus keeps its sections apart; here each applies to upstreams, and two on one upstream (thanos and
+    // mimir → every prometheus upstream) would OR their selectors and join their tenants there.
+    for (const u of scoped) {
+      const other = sectionOf.get(u);
+      if (other !== undefined) {
+        throw new TeamsError(`sections "${other}" and "${service}" both apply to upstream "${u}" (a kind name covers every upstream of that kind), so their constraints would merge there: key each section by its upstream's name`, base);
+      }
+      sectionOf.set(u, service);
+    }
     for (const key of Object.keys(body)) {
       if (key !== 'user-label-constraints' && key !== 'tenant-header-constraints') throw new TeamsError(`unknown key "${key}"`, [...base, key]);
     }
@@ -195,6 +209,15 @@ export function teamsFromJanus(janus: Record<string, unknown>, upstreams: Parsed
       for (const [who, c] of Object.entries(headerConstraints)) {
         const p = [...base, 'tenant-header-constraints', who];
         if (!isRecord(c)) throw new TeamsError('expected {header: …}', p);
+        // Janus joins the tenants of all of a subject's groups with the labels of any key; here a key's
+        // tenant goes with that key's own label constraints, so a tenant on a key without any would
+        // never be applied (the member's requests would go without it, or with the upstream's own header).
+        if (!isRecord(labelConstraints) || !(who in labelConstraints)) {
+          throw new TeamsError(
+            `"${who}" has a tenant header but no user-label-constraints in this section: the gateway applies a key's tenant only with that key's own label constraints. Add "${who}" under user-label-constraints (e.g. namespace: ["*"]), or move the header to the key that has them`,
+            p,
+          );
+        }
         Object.assign(ensure(who).headers, janusHeaders(c['header'], [...p, 'header']));
       }
     }

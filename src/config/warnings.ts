@@ -1,5 +1,6 @@
 import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
+import { parseFieldName } from '../rewrite/traceql-escape.ts';
 import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
 import { cleartextRemote } from '../util/loopback.ts';
 import { namespaceOf, reservedNamespaces, type ReservedNamespace } from '../identity/namespace.ts';
@@ -311,9 +312,41 @@ export function configWarnings(config: GatewayConfig): string[] {
       }
     }
   }
+  out.push(...tempoIntrinsicLabels(config));
   out.push(...teamTenantConflicts(config.policyData.teams));
   out.push(...decisionBoundWarnings(config));
   return out;
+}
+
+/**
+ * A team label whose name is a TraceQL string intrinsic (`name`, cAdvisor's container label, is the
+ * span's name) reaches Tempo as that intrinsic unless policy.attributes.tempo maps it: the team
+ * then sees every span so named, whichever service wrote it (a span's name is its instrumenter's choice).
+ */
+function tempoIntrinsicLabels(config: GatewayConfig): string[] {
+  const out: string[] = [];
+  const tempo = config.upstreams.filter((u) => u.kind === 'tempo').map((u) => u.name);
+  if (tempo.length === 0) return out;
+  const mapped = config.policy.attributes.tempo ?? {};
+  for (const [name, team] of Object.entries(config.policyData.teams)) {
+    const reached = tempo.filter((u) => team.upstreams.includes('*') || team.upstreams.includes(u));
+    if (reached.length === 0) continue;
+    const labels = new Set(team.selectors.flat().map((m) => m.name).filter((l) => mapped[l] === undefined && isStringIntrinsic(l)));
+    for (const label of labels) {
+      out.push(
+        `teams.${name}: the selector label "${label}" is TraceQL's "${label}" intrinsic on Tempo (${reached.map((u) => JSON.stringify(u)).join(', ')}), not a label: the team sees every span with that ${label === 'name' ? 'span name' : 'value'}, whichever service wrote it. Map it with policy.attributes.tempo (e.g. ${label}: resource.${label}), or limit the team's upstreams.`,
+      );
+    }
+  }
+  return out;
+}
+
+function isStringIntrinsic(label: string): boolean {
+  try {
+    return parseFieldName(label).kind === 'intrinsic';
+  } catch {
+    return false;
+  }
 }
 
 /**

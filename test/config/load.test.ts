@@ -180,6 +180,49 @@ janus:
     expect(configError(janus.replace('X-Scope-OrgID: tenant1', '"Bad Header": t')).message).toMatch(/not a valid HTTP header name/);
   });
 
+  it('Janus: a numeric header value is refused (YAML read 0042 as 42: another tenant), a quoted one kept', () => {
+    const janus = (tenant: string) => `${minimal}
+janus:
+  thanos:
+    tenant-header-constraints:
+      org: { header: { X-Scope-OrgID: ${tenant} } }
+    user-label-constraints:
+      org: { namespace: ["*"] }
+`;
+    for (const n of ['0042', '1e3', '900719925474099123', '1.10']) expect(configError(janus(n)).message, n).toMatch(/is a number.*quote it/);
+    expect(parseConfig(janus('"0042"'), { env: {} }).policyData.teams['janus:thanos:org']!.headers).toEqual({ 'X-Scope-OrgID': '0042' });
+    // The "Name: value" string form is text already.
+    expect(parseConfig(janus('x').replace('header: { X-Scope-OrgID: x }', 'header: ["X-Scope-OrgID: 0042"]'), { env: {} }).policyData.teams['janus:thanos:org']!.headers).toEqual({ 'X-Scope-OrgID': '0042' });
+  });
+
+  it('Janus: two sections that apply to the same upstream are refused (their constraints would merge there)', () => {
+    const two = (a: string, b: string) => `${minimal}
+janus:
+  ${a}:
+    user-label-constraints: { dev: { namespace: ["*"] } }
+  ${b}:
+    user-label-constraints: { dev: { namespace: [dev] } }
+`;
+    for (const [a, b] of [['thanos', 'mimir'], ['prom', 'prometheus'], ['mimir', 'prom']] as const) {
+      expect(configError(two(a, b)).message, `${a}+${b}`).toMatch(new RegExp(`sections "${a}" and "${b}" both apply to upstream "prom"`));
+    }
+  });
+
+  it('Janus: a tenant header on a key without label constraints of its own is refused (it would never be applied)', () => {
+    const cfg = `${minimal}
+janus:
+  thanos:
+    tenant-header-constraints:
+      team-a-devs: { header: ["X-Scope-OrgID: tenant-a"] }
+    user-label-constraints:
+      alice: { namespace: [checkout] }
+`;
+    expect(configError(cfg).message).toMatch(/"team-a-devs" has a tenant header but no user-label-constraints/);
+    // With its own constraints it is a team with its tenant.
+    const ok = parseConfig(cfg.replace('alice: { namespace: [checkout] }', 'alice: { namespace: [checkout] }\n      team-a-devs: { namespace: ["*"] }'), { env: {} });
+    expect(ok.policyData.teams['janus:thanos:team-a-devs']!.headers).toEqual({ 'X-Scope-OrgID': 'tenant-a' });
+  });
+
   it('the shipped example config is valid', () => {
     const text = readFileSync(new URL('../../examples/gateway.yaml', import.meta.url), 'utf8');
     const c = parseConfig(text, { env: {} });

@@ -392,3 +392,33 @@ policy: { attributes: { tempo: ${attributes} } }
     expect(configWarnings(withAttributes('{ namespace: .k8s.namespace.name }', 'prometheus'))).toEqual([]);
   });
 });
+
+describe('team labels that are TraceQL intrinsics on Tempo', () => {
+  const cfg = (team: string, attributes = '') =>
+    parseConfig(
+      `
+upstreams:
+  - { name: metrics, kind: prometheus, url: "http://127.0.0.1:9", mount: /prometheus }
+  - { name: traces, kind: tempo, url: "http://127.0.0.1:9", mount: /tempo }
+identity:
+  providers:
+    - { type: jwt, jwksUrl: "http://127.0.0.1:9/j", issuer: i, audience: a }
+teams:
+  d: ${team}
+${attributes}`,
+      { env: {} },
+    );
+  const intrinsic = (w: string[]) => w.filter((x) => x.includes('intrinsic on Tempo'));
+
+  it('"name" (cAdvisor\'s container label) reaching Tempo unmapped is flagged: it is the span name there', () => {
+    const w = intrinsic(configWarnings(cfg('{ groups: [gd], selectors: [{ name: x, namespace: a }] }')));
+    expect(w).toHaveLength(1);
+    expect(w[0]).toMatch(/teams\.d: the selector label "name" is TraceQL's "name" intrinsic on Tempo \("traces"\)/);
+  });
+
+  it('not flagged when mapped, when the team does not reach Tempo, or for ordinary labels', () => {
+    expect(intrinsic(configWarnings(cfg('{ groups: [gd], selectors: [{ name: x }] }', 'policy: { attributes: { tempo: { name: resource.k8s.container.name } } }')))).toEqual([]);
+    expect(intrinsic(configWarnings(cfg('{ groups: [gd], upstreams: [metrics], selectors: [{ name: x }] }')))).toEqual([]);
+    expect(intrinsic(configWarnings(cfg('{ groups: [gd], selectors: [{ namespace: a, app: b }] }')))).toEqual([]);
+  });
+});
