@@ -575,7 +575,9 @@ export const identitySchema = z
   .describe('How requests are authenticated.');
 
 /** A selector value in the compact team syntax: "v" (=), "!v" (!=), "~re" (=~), "!~re" (!~), "*" (any); a list ORs values. */
-const selectorValue = z.union([z.string(), z.array(z.string()).min(1)]);
+// YAML reads unquoted 01, 1e3, true or null as other types: say so rather than "Invalid input".
+const QUOTE_IT = { error: 'expected a string or a list of strings: quote values YAML reads as numbers, booleans or null (e.g. "01", "true")' };
+const selectorValue = z.union([z.string(), z.array(z.string(QUOTE_IT)).min(1)], QUOTE_IT);
 export const teamSchema = z
   .strictObject({
     groups: z.array(z.string().min(1)).default([]).describe('Group names as subjects carry them: with their provider\'s groupsPrefix, when it sets one ("partner:team-a").'),

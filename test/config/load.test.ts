@@ -128,6 +128,12 @@ describe('parseConfig', () => {
     expect(configError(minimal.replace('audience: gw', 'audience: 5'), { LBAC_LOG_LEVEL: 'debug' }).line).toBeTypeOf('number');
   });
 
+  it('a selector value YAML reads as a number, boolean or null is refused with a hint to quote it', () => {
+    for (const v of ['01', '1e3', 'true', 'null', '[a, 1]']) {
+      expect(configError(minimal.replace('namespace: "~a|b"', `namespace: ${v}`)).message, v).toMatch(/quote values YAML reads as numbers, booleans or null/);
+    }
+  });
+
   it('compact selector values: lists OR into one escaped regex; "*" is any value', () => {
     const c = parseConfig(minimal.replace('namespace: "~a|b"', 'namespace: [a.b, "~c+", "=~lit"]').replace('env: "!prod"', 'env: "*"'), { env: {} });
     expect(c.policyData.teams['a']!.selectors[0]).toEqual([
