@@ -183,7 +183,10 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
     const more = result.error.issues.length > 1 ? ` (and ${result.error.issues.length - 1} more problem(s))` : '';
     const override = overrideAt(keyPath);
     if (override !== undefined) throw new ConfigError(`${message} (set by the environment variable ${override.env})${more}`, { key: keyPath.join('.') });
-    throw new ConfigError(message + more, { file, ...locate(keyPath), key: keyPath.join('.') || '(root)' });
+    // A problem of a section an override set a key in (policy.wasm and policy.bundle together): name it too.
+    const within = applied.filter((o) => keyPath.every((k, i) => o.path[i] === k));
+    const also = within.length === 0 ? '' : ` (with ${within.map((o) => `${o.env} setting ${o.path.join('.')}`).join(', ')})`;
+    throw new ConfigError(message + also + more, { file, ...locate(keyPath), key: keyPath.join('.') || '(root)' });
   }
   const parsed = result.data;
   const baseDir = opts.baseDir ?? process.cwd();

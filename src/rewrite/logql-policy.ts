@@ -79,7 +79,7 @@ export function formatLogQLMatcher(m: Matcher): string {
 
 const anchored = new RegexCache<RE2JS | null>();
 /** What the compiled-regex cache holds (for tests). */
-export const logqlRegexCache: { readonly size: number; readonly chars: number } = anchored;
+export const logqlRegexCache: { readonly size: number; readonly cost: number } = anchored;
 
 /** `^(?s:v)$` compiled, or null when it does not compile. */
 function anchoredRegex(v: string): RE2JS | null {

@@ -53,7 +53,7 @@ export function checkMatcherRegex(value: string): void {
 
 const regexCache = new RegexCache<RegExpLike>();
 /** What the compiled-matcher cache holds (for tests). */
-export const matcherRegexCache: { readonly size: number; readonly chars: number } = regexCache;
+export const matcherRegexCache: { readonly size: number; readonly cost: number } = regexCache;
 interface RegExpLike {
   matches(input: string): boolean;
 }

@@ -122,7 +122,7 @@ const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 /**
  * Upstream answer headers never relayed: hop-by-hop ones, `Location` (the upstream's own address;
  * the client would follow it past the gateway), and `Cache-Control`: an answer through the gateway
- * depends on who asked, and is always `private` (the context plugin sets it).
+ * depends on who asked, and is always `private, no-store` (the context plugin sets it).
  */
 const NOT_RELAYED = new Set([...HOP_BY_HOP, 'location', 'cache-control']);
 

@@ -124,6 +124,9 @@ describe('parseConfig', () => {
     expect(e.key).toBe('server.logLevel');
     expect(e.message).toMatch(/set by the environment variable LBAC_LOG_LEVEL/);
     expect(e.line).toBeUndefined();
+    // A conflict between the file and an override names the variable too.
+    const both = configError(`${minimal}\npolicy:\n  bundle: { url: "https://b.example/", resource: b.tar.gz }\n`, { LBAC_POLICY_WASM: '/x.wasm' });
+    expect(both.message).toMatch(/with LBAC_POLICY_WASM setting policy\.wasm/);
     // A problem in the file itself is still located in the file.
     expect(configError(minimal.replace('audience: gw', 'audience: 5'), { LBAC_LOG_LEVEL: 'debug' }).line).toBeTypeOf('number');
   });

@@ -1,79 +1,112 @@
 import { describe, expect, it } from 'vitest';
+import { policyAllowsValue } from '../../src/rewrite/matcher.ts';
 import { logqlRegexCache } from '../../src/rewrite/logql-policy.ts';
 import { rewriteLogQL } from '../../src/rewrite/logql.ts';
 import { matcherRegexCache } from '../../src/rewrite/matcher.ts';
 import { rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
+import { regexExpansion } from '../../src/rewrite/regex-budget.ts';
 import { RegexCache } from '../../src/rewrite/regex-cache.ts';
+import { cpuMs } from '../cpu-time.ts';
 
-describe('RegexCache (compiled regexes, bounded in entries and in pattern text)', () => {
+const counting = () => {
+  const c = { compiled: 0, compile: (p: string) => (c.compiled++, p.toUpperCase()) };
+  return c;
+};
+
+describe('RegexCache (compiled regexes, bounded by their estimated compiled size)', () => {
   it('compiles a pattern once while it is kept', () => {
-    const c = new RegexCache<string>(4, 100, 50);
-    let compiled = 0;
-    const compile = (p: string) => (compiled++, p.toUpperCase());
-    expect(c.get('ab', compile)).toBe('AB');
-    expect(c.get('ab', compile)).toBe('AB');
-    expect(compiled).toBe(1);
+    const c = new RegexCache<string>();
+    const k = counting();
+    expect(c.get('ab', k.compile)).toBe('AB');
+    expect(c.get('ab', k.compile)).toBe('AB');
+    c.get('cd', k.compile);
+    expect(c.get('ab', k.compile)).toBe('AB');
+    expect(k.compiled).toBe(2);
   });
 
   it('keeps a null result (a regex that does not compile) like any other', () => {
     const c = new RegexCache<string | null>();
     let compiled = 0;
     c.get('(', () => (compiled++, null));
+    c.get('x', () => 'x');
     expect(c.get('(', () => (compiled++, null))).toBeNull();
     expect(compiled).toBe(1);
   });
 
-  it('holds at most maxChars of pattern text: distinct long client regexes push out the oldest, not grow the heap', () => {
-    const c = new RegexCache<number>(1024, 1000, 400);
-    for (let i = 0; i < 100; i++) c.get(`r${i}-${'a'.repeat(300)}`, () => i);
-    expect(c.chars).toBeLessThanOrEqual(1000);
-    expect(c.size).toBe(3);
-    // The newest are the ones kept.
-    let compiled = 0;
-    c.get(`r99-${'a'.repeat(300)}`, () => (compiled++, 0));
-    expect(compiled).toBe(0);
+  it('bounds what it keeps by expansion, not text: short regexes with counted repetitions count as what they compile to', () => {
+    const c = new RegexCache<number>(1024, 100_000, 50_000);
+    for (let i = 0; i < 200; i++) c.get(`\\pL{1000}\\pL{1000}${i}`, () => i);
+    expect(c.cost).toBeLessThanOrEqual(100_000);
+    expect(c.size).toBeLessThanOrEqual(100_000 / regexExpansion('\\pL{1000}\\pL{1000}0'));
   });
 
-  it('never keeps a pattern longer than maxPatternChars (compiled again each time)', () => {
-    const c = new RegexCache<number>(1024, 10_000, 100);
-    let compiled = 0;
-    const long = 'x'.repeat(101);
-    c.get(long, () => ++compiled);
-    c.get(long, () => ++compiled);
-    expect(compiled).toBe(2);
+  it('least recently used goes first: a regex in use stays while others come and go', () => {
+    const c = new RegexCache<string>(1024, 1000, 1000);
+    const k = counting();
+    const hot = 'h'.repeat(300);
+    c.get(hot, k.compile);
+    for (let i = 0; i < 50; i++) {
+      c.get(`r${i}-${'a'.repeat(300)}`, k.compile);
+      c.get(hot, k.compile);
+    }
+    // Compiled once: every cold one pushed out another cold one, never the hot one.
+    expect(k.compiled).toBe(51);
+    expect(c.cost).toBeLessThanOrEqual(1000);
+  });
+
+  it('a regex too costly to share is compiled once for a run of uses (a filter checking every value), not once per use', () => {
+    const c = new RegexCache<string>(1024, 1000, 100);
+    const k = counting();
+    const big = 'x'.repeat(5000);
+    for (let i = 0; i < 1000; i++) c.get(big, k.compile);
+    expect(k.compiled).toBe(1);
     expect(c.size).toBe(0);
+    // Alternating with a few others (a policy's alternatives) still hits.
+    const other = 'y'.repeat(5000);
+    for (let i = 0; i < 100; i++) {
+      c.get(big, k.compile);
+      c.get(other, k.compile);
+    }
+    expect(k.compiled).toBe(2);
   });
 
   it('holds at most maxEntries', () => {
-    const c = new RegexCache<number>(3, 10_000, 100);
+    const c = new RegexCache<number>(3);
     for (let i = 0; i < 10; i++) c.get(`p${i}`, () => i);
     expect(c.size).toBe(3);
-    expect(c.chars).toBe(6);
-  });
-
-  it('defaults bound the text kept to 256 Ki characters, whatever clients send', () => {
-    const c = new RegexCache<number>();
-    for (let i = 0; i < 200; i++) c.get(`r${i}-${'a'.repeat(18_000)}`, () => i);
-    expect(c.chars).toBeLessThanOrEqual(256 * 1024);
   });
 });
 
-describe('the rewriters keep a bounded amount of client regex text compiled', () => {
-  // Each distinct 18 KB regex passes the per-query regex budget; kept compiled by count alone,
-  // about 230 such requests exhausted a 384 MB heap.
+describe('the rewriters keep a bounded amount of client regexes compiled', () => {
   const policy = [[{ name: 'namespace', op: '=' as const, value: 'team-a' }]];
-  const clientRegex = (i: number) => `r${i}-${'a'.repeat(18_000)}`;
+  // Each distinct regex passes the per-query budget; kept by count alone, 18 KB literals held 1.4 MB each and
+  // short counted repetitions (`\pL{1000}\pL{1000}`) about 300 KB each.
+  const shapes = [(i: number) => `r${i}-${'a'.repeat(18_000)}`, (i: number) => `\\\\pL{1000}\\\\pL{1000}${i}`];
 
-  it('LogQL: stream selectors with distinct long regexes', () => {
-    for (let i = 0; i < 40; i++) rewriteLogQL(`{app=~"${clientRegex(i)}"}`, policy);
-    expect(logqlRegexCache.chars).toBeLessThanOrEqual(256 * 1024);
-    expect(logqlRegexCache.size).toBeLessThan(40);
-  });
+  for (const [s, shape] of shapes.entries()) {
+    it(`LogQL: stream selectors with distinct costly regexes (shape ${s})`, () => {
+      for (let i = 0; i < 40; i++) rewriteLogQL(`{app=~"${shape(i)}"}`, policy);
+      expect(logqlRegexCache.cost).toBeLessThanOrEqual(256 * 1024);
+      expect(logqlRegexCache.size).toBeLessThan(40);
+    });
 
-  it('PromQL: selectors without a metric name, in queries and match[]', () => {
-    for (let i = 0; i < 20; i++) rewritePromQL(`{job=~"${clientRegex(i)}"}`, policy);
-    for (let i = 20; i < 40; i++) rewriteSeriesSelectors([`{job=~"${clientRegex(i)}"}`], policy);
-    expect(matcherRegexCache.chars).toBeLessThanOrEqual(256 * 1024);
-    expect(matcherRegexCache.size).toBeLessThan(40);
+    it(`PromQL: selectors without a metric name, in queries and match[] (shape ${s})`, () => {
+      for (let i = 0; i < 20; i++) rewritePromQL(`{job=~"${shape(i)}"}`, policy);
+      for (let i = 20; i < 40; i++) rewriteSeriesSelectors([`{job=~"${shape(i)}"}`], policy);
+      expect(matcherRegexCache.cost).toBeLessThanOrEqual(256 * 1024);
+      expect(matcherRegexCache.size).toBeLessThan(40);
+    });
+  }
+
+  it('a policy regex listing thousands of values filters thousands of label values with one compile', () => {
+    const namespaces = Array.from({ length: 4000 }, (_, i) => `team-a-namespace-${i}`);
+    const big = [[{ name: 'namespace', op: '=~' as const, value: namespaces.join('|') }]];
+    expect(regexExpansion(big[0]![0]!.value)).toBeGreaterThan(64 * 1024);
+    const values = Array.from({ length: 2000 }, (_, i) => (i % 2 === 0 ? `team-a-namespace-${i}` : `team-b-${i}`));
+    const t0 = cpuMs();
+    const kept = values.filter((v) => policyAllowsValue(big, 'namespace', v));
+    expect(kept).toHaveLength(1000);
+    // One compile of a 60 KB regex is tens of milliseconds; one per value was minutes.
+    expect(cpuMs() - t0).toBeLessThan(30_000);
   });
 });

@@ -157,8 +157,8 @@ describe('request hygiene', () => {
     expect(up.requests.at(-1)!.headers['x-request-id']).toBe('abc-123');
   });
 
-  it('every answer of an upstream route is Cache-Control: private (it depends on who asked), whatever the upstream said', async () => {
-    const private_ = (res: { headers: Record<string, unknown> }) => expect(res.headers['cache-control']).toBe('private');
+  it('every answer of an upstream route is Cache-Control: private, no-store (it depends on who asked), whatever the upstream said', async () => {
+    const private_ = (res: { headers: Record<string, unknown> }) => expect(res.headers['cache-control']).toBe('private, no-store');
     private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
     up.answerHeaders = { 'cache-control': 'public, max-age=600' };
     try {

@@ -38,10 +38,10 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
       if (route !== undefined) req.lbac.route = route;
       req.headers['x-request-id'] = req.id;
       reply.header('x-request-id', req.id);
-      // What an upstream route answers depends on who asked (the policy's selectors and tenants): a
-      // shared cache in front of the gateway must not keep it for the next client of the same URL
-      // (RFC 9111 §5.2.2.7; API keys, mTLS and Grafana ID tokens send no Authorization to stop it).
-      if (route !== undefined) reply.header('cache-control', 'private');
+      // What an upstream route answers depends on who asked (the policy's selectors and tenants): no
+      // cache may keep it for the next client of the same URL (RFC 9111 §5.2.2.5, §5.2.2.7; API keys,
+      // mTLS and Grafana ID tokens send no Authorization that would stop a shared cache).
+      if (route !== undefined) reply.header('cache-control', 'private, no-store');
       // 'close' comes after every response; before its end only when the connection went first.
       // A WebSocket upgrade's lifecycle is the websocket plugin's: it records the relay when it ends, and
       // calls clientClosed itself for a client that leaves before the relay starts.
