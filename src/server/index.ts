@@ -580,15 +580,15 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
       dataRevision: runtime.dataRevision,
     }));
   } else if (config.server.adminListen !== undefined) {
-    admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining, dataRevision: () => runtime.dataRevision });
     try {
+      admin = await buildAdminApp({ metrics: runtime.metrics, holder: runtime.holder, logger: logger.child({ component: 'admin' }), draining: () => runtime.draining, dataRevision: () => runtime.dataRevision });
       adminUrl = await admin.listen(splitHostPort(config.server.adminListen));
     } catch (e) {
       // Fail the start as a whole: a gateway serving without its admin listener (metrics,
       // readiness) would look healthy to clients and be invisible to operators.
       stopWatching();
       runtime.stopRetries();
-      await Promise.allSettled([app.close(), admin.close()]);
+      await Promise.allSettled([app.close(), admin?.close()]);
       throw e;
     }
     logger.info({ url: adminUrl }, 'admin listener (metrics) started');
