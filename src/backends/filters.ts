@@ -1,4 +1,4 @@
-import { policyAllowsValue, policyMatchesLabels, type SelectorPolicy } from '../rewrite/matcher.ts';
+import { policyLabelsTest, policyValueTest } from '../rewrite/matcher.ts';
 import type { FilterContext } from './routes.ts';
 import { isRecord } from '../util/is-record.ts';
 import { pick } from '../util/pick.ts';
@@ -63,13 +63,14 @@ export const filterRules: ResponseFilter = (body, { policy, held }) => {
   const groups = isRecord(data) && Array.isArray(data['groups']) ? data['groups'] : [];
   // exclude_alerts is held back (RouteSpec.heldParams): the alerts are needed for the state, then left out here.
   const excludeAlerts = held?.['exclude_alerts'] === 'true';
+  const visible = policyLabelsTest(policy);
   const kept = groups.flatMap((g): Json[] => {
     if (!isRecord(g) || !Array.isArray(g['rules'])) return [];
     const rules = g['rules'].flatMap((r): Json[] => {
-      if (!isRecord(r) || !policyMatchesLabels(policy, labelsOf(r['labels']))) return [];
+      if (!isRecord(r) || !visible(labelsOf(r['labels']))) return [];
       // Alerts that are neither a list nor absent cannot be filtered: the rule is left out.
       if (r['alerts'] !== undefined && r['alerts'] !== null && !Array.isArray(r['alerts'])) return [];
-      return [filterRule(r, policy, excludeAlerts)];
+      return [filterRule(r, visible, excludeAlerts)];
     });
     return rules.length > 0 ? [{ ...pick(g, RULE_GROUP_FIELDS), rules }] : [];
   });
@@ -82,12 +83,12 @@ export const filterRules: ResponseFilter = (body, { policy, held }) => {
  * the series involved, which may be other teams' (e.g. "found duplicate series
  * for the match group … [{…namespace="team-b"…}]").
  */
-function filterRule(r: Json, policy: SelectorPolicy, excludeAlerts: boolean): Json {
+function filterRule(r: Json, visible: (labels: Readonly<Record<string, string>>) => boolean, excludeAlerts: boolean): Json {
   const out: Json = pick(r, RULE_FIELDS);
   if (typeof r['lastError'] === 'string' && r['lastError'] !== '') out['lastError'] = WITHHELD_RULE_ERROR;
   if (r['alerts'] === null) out['alerts'] = null;
   if (Array.isArray(r['alerts'])) {
-    const alerts = r['alerts'].filter((a): a is Json => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels']))).map((a) => pick(a, ALERT_FIELDS));
+    const alerts = r['alerts'].filter((a): a is Json => isRecord(a) && visible(labelsOf(a['labels']))).map((a) => pick(a, ALERT_FIELDS));
     // An alerting rule's state is its alerts' (firing over pending over inactive).
     if (alerts.length !== r['alerts'].length && typeof r['state'] === 'string') out['state'] = ruleState(alerts);
     out['alerts'] = alerts;
@@ -108,7 +109,8 @@ function ruleState(alerts: readonly Json[]): string {
 export const filterAlerts: ResponseFilter = (body, { policy }) => {
   const data = successData(body);
   const alerts = isRecord(data) && Array.isArray(data['alerts']) ? data['alerts'] : [];
-  return { status: 'success', data: { alerts: alerts.filter((a): a is Json => isRecord(a) && policyMatchesLabels(policy, labelsOf(a['labels']))).map((a) => pick(a, ALERT_FIELDS)) }, ...notes(body) };
+  const visible = policyLabelsTest(policy);
+  return { status: 'success', data: { alerts: alerts.filter((a): a is Json => isRecord(a) && visible(labelsOf(a['labels']))).map((a) => pick(a, ALERT_FIELDS)) }, ...notes(body) };
 };
 
 /**
@@ -121,7 +123,7 @@ export const filterLabelValues: ResponseFilter = (body, { policy, pathParams }) 
   const data = successData(body);
   const name = pathParams['name'] ?? '';
   const values = Array.isArray(data) ? data.filter((v): v is string => typeof v === 'string') : [];
-  return { status: 'success', data: values.filter((v) => policyAllowsValue(policy, name, v)), ...notes(body) };
+  return { status: 'success', data: values.filter(policyValueTest(policy, name)), ...notes(body) };
 };
 
 /**

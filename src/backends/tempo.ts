@@ -4,7 +4,7 @@ import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape
 import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelReads } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
-import { policyAllowsValue } from '../rewrite/matcher.ts';
+import { policyValueTest } from '../rewrite/matcher.ts';
 import type { Params } from './form-params.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import { mergeTagScopeAnswers, mergeTagValueAnswers, readTagScopes, readTagValues, tagValueOf } from './tag-answers.ts';
@@ -120,7 +120,8 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
   const onTag: SelectorPolicy = policy.map((g) => g.map((m) => (fields.has(canonicalName(m.name)) ? { ...m, name: requested } : m)));
   // Read as each part of a merge is (readTagValues: odd entries left out), rebuilt from what was checked;
   // Tempo's `metrics` (bytes inspected, the whole tenant's) is left out.
-  return { tagValues: readTagValues(body).filter((v) => policyAllowsValue(onTag, requested, tagValueOf(v))) };
+  const allowed = policyValueTest(onTag, requested);
+  return { tagValues: readTagValues(body).filter((v) => allowed(tagValueOf(v))) };
 };
 
 /** A policy matcher's name as a canonical field name (policies are checked when loaded; a name that is not one compares as written). */

@@ -55,7 +55,7 @@
  * relayed (TraceByIDOptions).
  */
 import protobuf from 'protobufjs/minimal.js';
-import { matcherMatches, type Matcher, type SelectorPolicy } from '../rewrite/matcher.ts';
+import { matcherTest, type Matcher, type SelectorPolicy } from '../rewrite/matcher.ts';
 import { parseFieldName } from '../rewrite/traceql-escape.ts';
 import type { RawFilteredResponse, RawResponseFilter } from './routes.ts';
 import { isRecord } from '../util/is-record.ts';
@@ -67,7 +67,7 @@ import { pick } from '../util/pick.ts';
 export type Attributes = ReadonlyMap<string, string | null>;
 
 type CompiledMatcher =
-  | { readonly scope: 'resource' | 'span' | 'unscoped'; readonly key: string; readonly matcher: Matcher }
+  | { readonly scope: 'resource' | 'span' | 'unscoped'; readonly key: string; readonly test: (value: string) => boolean }
   | { readonly scope: 'never' };
 type CompiledPolicy = readonly (readonly CompiledMatcher[])[];
 
@@ -79,8 +79,9 @@ function compileMatcher(m: Matcher): CompiledMatcher {
     return { scope: 'never' };
   }
   if (field.kind !== 'attribute') return { scope: 'never' };
-  if (field.scope === null) return { scope: 'unscoped', key: field.key, matcher: m };
-  if (field.scope === 'resource' || field.scope === 'span') return { scope: field.scope, key: field.key, matcher: m };
+  // The regex is resolved here, once per answer, not once per span.
+  if (field.scope === null) return { scope: 'unscoped', key: field.key, test: matcherTest(m) };
+  if (field.scope === 'resource' || field.scope === 'span') return { scope: field.scope, key: field.key, test: matcherTest(m) };
   return { scope: 'never' };
 }
 
@@ -93,7 +94,7 @@ function holds(c: CompiledMatcher, resource: Attributes, span: Attributes): bool
   const value = c.scope === 'resource' ? resource.get(c.key) : c.scope === 'span' ? span.get(c.key) : span.has(c.key) ? span.get(c.key) : resource.get(c.key);
   // nil (missing) and non-string values satisfy no operator, as in TraceQL.
   if (value === undefined || value === null) return false;
-  return matcherMatches(c.matcher, value);
+  return c.test(value);
 }
 
 /**

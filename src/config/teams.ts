@@ -212,7 +212,7 @@ export function teamsFromJanus(janus: Record<string, unknown>, upstreams: Parsed
         // Janus joins the tenants of all of a subject's groups with the labels of any key; here a key's
         // tenant goes with that key's own label constraints, so a tenant on a key without any would
         // never be applied (the member's requests would go without it, or with the upstream's own header).
-        if (!isRecord(labelConstraints) || !(who in labelConstraints)) {
+        if (!isRecord(labelConstraints) || !Object.hasOwn(labelConstraints, who)) {
           throw new TeamsError(
             `"${who}" has a tenant header but no user-label-constraints in this section: the gateway applies a key's tenant only with that key's own label constraints. Add "${who}" under user-label-constraints (e.g. namespace: ["*"]), or move the header to the key that has them`,
             p,

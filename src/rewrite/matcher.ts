@@ -93,7 +93,35 @@ export function matcherMatches(m: Matcher, value: string | undefined): boolean {
  * `toString`, `__proto__`…, which are no labels (a missing label is the empty string).
  */
 export function policyMatchesLabels(policy: SelectorPolicy, labels: Readonly<Record<string, string>>): boolean {
-  return policy.some((group) => group.every((m) => matcherMatches(m, Object.hasOwn(labels, m.name) ? labels[m.name] : undefined)));
+  return policyLabelsTest(policy)(labels);
+}
+
+/**
+ * One matcher as a test of values, its regex resolved once: for a loop over an
+ * answer's values, series or spans. Through the shared cache alone, a policy
+ * regex too large to keep there was compiled again for every value.
+ */
+export function matcherTest(m: Matcher): (value: string | undefined) => boolean {
+  switch (m.op) {
+    case '=':
+      return (v) => (v ?? '') === m.value;
+    case '!=':
+      return (v) => (v ?? '') !== m.value;
+    case '=~': {
+      const re = anchored(m.value);
+      return (v) => re.matches(v ?? '');
+    }
+    case '!~': {
+      const re = anchored(m.value);
+      return (v) => !re.matches(v ?? '');
+    }
+  }
+}
+
+/** `policyMatchesLabels` for many label sets (an answer's rules or alerts): the policy's regexes resolved once. */
+export function policyLabelsTest(policy: SelectorPolicy): (labels: Readonly<Record<string, string>>) => boolean {
+  const groups = policy.map((group) => group.map((m) => ({ name: m.name, test: matcherTest(m) })));
+  return (labels) => groups.some((group) => group.every((m) => m.test(Object.hasOwn(labels, m.name) ? labels[m.name] : undefined)));
 }
 
 /**
@@ -103,6 +131,12 @@ export function policyMatchesLabels(policy: SelectorPolicy, labels: Readonly<Rec
  */
 export function policyAllowsValue(policy: SelectorPolicy, name: string, value: string): boolean {
   return policy.some((group) => group.every((m) => m.name !== name || matcherMatches(m, value)));
+}
+
+/** `policyAllowsValue` for many values of one label (an answer's label values): the policy's regexes resolved once. */
+export function policyValueTest(policy: SelectorPolicy, name: string): (value: string) => boolean {
+  const groups = policy.map((group) => group.filter((m) => m.name === name).map(matcherTest));
+  return (value) => groups.some((tests) => tests.every((test) => test(value)));
 }
 
 /**

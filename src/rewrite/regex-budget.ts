@@ -11,25 +11,35 @@
 import { QueryError } from '../errors.ts';
 
 /**
- * Most estimated units the regexes of one query may compile to: about 20–60 ms
- * of re2js at worst (measured 0.3–3 µs per unit), far above what dashboards
- * write (`[0-9]{1,3}` is 24 units, a 200-character alternation about 200).
+ * Most estimated units the regexes of one query may compile to. A unit is about
+ * a literal's work: 1.5–5.5 µs of re2js and at most ≈ 100 bytes of compiled
+ * program were measured per unit for every construct below, so this is at most
+ * ≈ 110 ms and 2 MB; dashboards write far less (`[0-9]{1,3}` is 24 units, a
+ * 200-character alternation about 200, Grafana's "All" of 960 pod names 19 204).
  */
 export const MAX_REGEX_EXPANSION = 20_000;
 
-/** Weight of a character class or class escape (`[a-z]`, `\pL`, `\w`), in literals: re2js copies its ranges. */
+/** Weight of a character class or class escape (`[a-z]`, `\w`), in literals: re2js copies its ranges. */
 const CLASS_WEIGHT = 8;
 /**
- * Weight of a group itself, beside its contents: re2js compiles an empty capturing group to
- * about four literals' work (`()` repeated costs ≈ 11 µs per pair where a literal costs ≈ 5 µs
- * per two), a non-capturing one to about two. Free groups let 64 KiB of `()()…` cost nothing
- * here and about a second to compile.
+ * Weight of a Unicode class (`\pL`, `\p{Greek}`, also inside brackets): thousands of ranges,
+ * ≈ 70 µs to compile, ≈ 175 µs under `(?i)`.
  */
-const CAPTURE_WEIGHT = 4;
+const UNICODE_CLASS_WEIGHT = 40;
+/**
+ * Weight of a group itself, beside its contents: an empty capturing group `()` costs re2js
+ * ≈ 14 µs and ≈ 800 bytes, a non-capturing one about two literals. Free groups let 64 KiB of
+ * `()()…` cost nothing here and about a second to compile.
+ */
+const CAPTURE_WEIGHT = 8;
 const GROUP_WEIGHT = 2;
-// `|`, `*`, `+` and `?` stay free: an operator follows an atom that is charged (RE2 refuses `**`), and
-// 64 KiB of bare `|` compiles in ≈ 150 ms; charging `|` would refuse Grafana's multi-value
-// variables (`(v1|v2|…)`, hundreds of values) that fit the budget before.
+/** Weight of `*`, `+` or `?` beside what it repeats: `a?` costs ≈ 9 µs and 350 bytes, four literals' worth. */
+const QUANTIFIER_WEIGHT = 3;
+/**
+ * Weight of an empty alternative (`||`, `(|`): ≈ 3 µs each. A `|` after an alternative that holds
+ * something is free, so Grafana's multi-value variables (`(v1|v2|…)`) cost their values only.
+ */
+const EMPTY_ALTERNATIVE_WEIGHT = 1;
 
 function readRepeat(s: string, i: number): { end: number; factor: number } | null {
   // `{n}`, `{n,}`, `{n,m}` (RE2 syntax); anything else is a literal brace.
@@ -57,14 +67,28 @@ function classEnd(s: string, i: number): number {
   return s.length;
 }
 
+/** How many Unicode classes (`\\p…`, `\\P…`) the bracket class source[start, end) holds. */
+function unicodeClassesIn(source: string, start: number, end: number): number {
+  let n = 0;
+  for (let j = start + 1; j < end - 1; j++) {
+    if (source[j] !== '\\') continue;
+    if (source[j + 1] === 'p' || source[j + 1] === 'P') n++;
+    j++;
+  }
+  return n;
+}
+
 /** The estimated compiled size of `source`, in literal-sized units (upper-bound-ish; not exact). */
 export function regexExpansion(source: string): number {
   const stack: { sum: number; last: number; weight: number }[] = [];
   let sum = 0;
   let last = 0;
+  // Whether the current alternative holds nothing yet (at the start, after `(` or `|`).
+  let emptyAlternative = true;
   const atom = (w: number) => {
     sum += w;
     last = w;
+    emptyAlternative = false;
   };
   for (let i = 0; i < source.length; ) {
     const c = source[i]!;
@@ -73,7 +97,7 @@ export function regexExpansion(source: string): number {
       if (e === 'p' || e === 'P') {
         const close = source[i + 2] === '{' ? source.indexOf('}', i + 3) : -1;
         i = close >= 0 ? close + 1 : i + 3;
-        atom(CLASS_WEIGHT);
+        atom(UNICODE_CLASS_WEIGHT);
       } else if (e === 'Q') {
         const end = source.indexOf('\\E', i + 2);
         const stop = end < 0 ? source.length : end;
@@ -88,8 +112,9 @@ export function regexExpansion(source: string): number {
         atom(e !== undefined && 'dDsSwW'.includes(e) ? CLASS_WEIGHT : 1);
       }
     } else if (c === '[') {
-      i = classEnd(source, i);
-      atom(CLASS_WEIGHT);
+      const end = classEnd(source, i);
+      atom(CLASS_WEIGHT + UNICODE_CLASS_WEIGHT * unicodeClassesIn(source, i, end));
+      i = end;
     } else if (c === '(') {
       let body = i + 1;
       let weight = CAPTURE_WEIGHT;
@@ -113,15 +138,19 @@ export function regexExpansion(source: string): number {
       stack.push({ sum, last, weight });
       sum = 0;
       last = 0;
+      emptyAlternative = true;
       i = body;
     } else if (c === ')') {
       const outer = stack.pop();
       const group = sum + (outer?.weight ?? 0);
       sum = (outer?.sum ?? 0) + group;
       last = group;
+      emptyAlternative = false;
       i++;
     } else if (c === '|') {
+      if (emptyAlternative) sum += EMPTY_ALTERNATIVE_WEIGHT;
       last = 0;
+      emptyAlternative = true;
       i++;
     } else if (c === '{') {
       const r = readRepeat(source, i);
@@ -134,6 +163,9 @@ export function regexExpansion(source: string): number {
         i = r.end;
       }
     } else if (c === '*' || c === '+' || c === '?') {
+      // Charged with what it repeats, so a counted repetition of it multiplies both.
+      sum += QUANTIFIER_WEIGHT;
+      last += QUANTIFIER_WEIGHT;
       i++;
     } else {
       atom(1);

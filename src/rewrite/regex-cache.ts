@@ -1,30 +1,27 @@
 import { regexExpansion } from './regex-budget.ts';
 
 /**
- * Compiled regexes kept for reuse, bounded by what they cost to hold. A compiled RE2JS program's
- * size follows the regex's expansion (regex-budget.ts: counted repetitions multiply, classes
- * weigh 8), not its text: `\pL{1000}\pL{1000}` is 19 characters and 16 000 units, and holding
- * 1024 such client regexes took 329 MB when only entries were counted. About 15–80 bytes of heap
- * per unit were measured, so the default 256 Ki units keep at most ≈ 20 MB.
+ * Compiled regexes kept for reuse across requests, bounded by what they cost to hold. A compiled
+ * RE2JS program's size follows the regex's expansion (regex-budget.ts, whose weights were set so
+ * that every construct measured at most ≈ 100 bytes of program per unit), not its text:
+ * `\pL{1000}\pL{1000}` is 19 characters, and holding 1024 such client regexes took 329 MB when
+ * only entries were counted. The default 128 Ki units keep at most ≈ 13 MB.
  *
  * Least recently used goes first: a policy's regexes, used on every request of its team, stay
- * while distinct client regexes come and go. A regex too costly to keep in the shared cache (a
- * policy listing thousands of values) is still held in a few "recent" slots, so a response filter
- * that checks every label value, series or span against it compiles it once per answer, not once
- * per value.
+ * while distinct client regexes come and go. A regex over `maxEntryCost` (a policy listing
+ * thousands of values) is not kept: a response filter resolves its regexes once per answer
+ * (matcher.ts `matcherTest`), so it is compiled once per answer, not once per value.
  */
 export class RegexCache<V> {
   readonly #entries = new Map<string, { readonly value: V; readonly cost: number }>();
   #cost = 0;
-  /** The last few patterns used, whatever their cost: [pattern, value] pairs, newest first. */
-  readonly #recent: [string, V][] = [];
   readonly maxEntries: number;
   /** Sum of the kept regexes' estimated compiled sizes (regexExpansion units). */
   readonly maxCost: number;
-  /** A regex estimated larger than this is held only in the recent slots. */
+  /** A regex estimated larger than this is compiled when asked for and never kept. */
   readonly maxEntryCost: number;
 
-  constructor(maxEntries = 1024, maxCost = 256 * 1024, maxEntryCost = 64 * 1024) {
+  constructor(maxEntries = 1024, maxCost = 128 * 1024, maxEntryCost = 64 * 1024) {
     this.maxEntries = maxEntries;
     this.maxCost = maxCost;
     this.maxEntryCost = maxEntryCost;
@@ -34,34 +31,22 @@ export class RegexCache<V> {
     return this.#entries.size;
   }
 
-  /** Estimated compiled size held in the shared cache now (for tests). */
+  /** Estimated compiled size held now (for tests). */
   get cost(): number {
     return this.#cost;
   }
 
   /** The cached value for `pattern`, or `compile(pattern)`, kept when it fits (least recently used out first). */
   get(pattern: string, compile: (pattern: string) => V): V {
-    const recent = this.#recent;
-    // A filter loop asks for the same pattern again and again: no map work for that.
-    if (recent.length > 0 && recent[0]![0] === pattern) return recent[0]![1];
     const hit = this.#entries.get(pattern);
-    let value: V;
     if (hit !== undefined) {
       this.#entries.delete(pattern);
       this.#entries.set(pattern, hit);
-      value = hit.value;
-    } else {
-      const slot = recent.findIndex(([p]) => p === pattern);
-      value = slot >= 0 ? recent[slot]![1] : compile(pattern);
-      if (slot < 0) this.#keep(pattern, value);
+      return hit.value;
     }
-    this.#remember(pattern, value);
-    return value;
-  }
-
-  #keep(pattern: string, value: V): void {
+    const value = compile(pattern);
     const cost = Math.max(1, regexExpansion(pattern));
-    if (cost > this.maxEntryCost) return;
+    if (cost > this.maxEntryCost) return value;
     while (this.#entries.size > 0 && (this.#entries.size >= this.maxEntries || this.#cost + cost > this.maxCost)) {
       const [oldest, entry] = this.#entries.entries().next().value as [string, { cost: number }];
       this.#entries.delete(oldest);
@@ -69,16 +54,6 @@ export class RegexCache<V> {
     }
     this.#entries.set(pattern, { value, cost });
     this.#cost += cost;
-  }
-
-  #remember(pattern: string, value: V): void {
-    const recent = this.#recent;
-    const at = recent.findIndex(([p]) => p === pattern);
-    if (at >= 0) recent.splice(at, 1);
-    recent.unshift([pattern, value]);
-    if (recent.length > RECENT_SLOTS) recent.pop();
+    return value;
   }
 }
-
-/** Patterns held whatever their cost: enough for a filter that alternates between a few policy regexes. */
-const RECENT_SLOTS = 4;

@@ -227,6 +227,8 @@ janus:
       alice: { namespace: [checkout] }
 `;
     expect(configError(cfg).message).toMatch(/"team-a-devs" has a tenant header but no user-label-constraints/);
+    // Names every object has (constructor, toString) are keys like any other.
+    for (const key of ['constructor', 'toString', 'hasOwnProperty']) expect(configError(cfg.replaceAll('team-a-devs', key)).message, key).toMatch(new RegExp(`"${key}" has a tenant header`));
     // With its own constraints it is a team with its tenant.
     const ok = parseConfig(cfg.replace('alice: { namespace: [checkout] }', 'alice: { namespace: [checkout] }\n      team-a-devs: { namespace: ["*"] }'), { env: {} });
     expect(ok.policyData.teams['janus:thanos:team-a-devs']!.headers).toEqual({ 'X-Scope-OrgID': 'tenant-a' });
