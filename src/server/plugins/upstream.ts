@@ -240,7 +240,11 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
     if (route.rawResponseFilter === undefined && /protobuf/i.test(String(headers['accept'] ?? ''))) headers['accept'] = 'application/json';
   }
   const source = upstream.pathPrefix + path;
-  const get = req.method === 'GET';
+  // Where Loki enforces the policy itself (policyEnforcement "header"), a restricted subject's request goes
+  // as GET: Loki's access control reads some queries from the URL only (its aggregated-metric and volume
+  // rewrites), so a POSTed body would pass them unchecked. Such routes carry short parameters.
+  const asGet = req.method === 'GET' || (upstream.policyEnforcement === 'header' && route.headerEnforced === true && !decision.unrestricted);
+  const get = asGet;
   const query = get ? (upstream.auth?.query(encoded) ?? encoded) : '';
   // Cancels the upstream request if the client leaves before the answer (fired by plugins/context.ts).
   const gone = new ClientGone();
@@ -311,11 +315,13 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
       if (upstream.auth?.signsRequests !== true) return out;
       // reply-from sends new URL(source, base).pathname + "?" + query, and `body` as given.
       const target = upstream.origin + new URL(source.startsWith('//') ? `.${source}` : source, upstream.origin).pathname + (query === '' ? '' : `?${query}`);
-      return signedHeaders(upstream, req.method, target, out, get ? undefined : encoded);
+      return signedHeaders(upstream, get ? 'GET' : req.method, target, out, get ? undefined : encoded);
     },
     onError: upstreamFailed,
+    method: get ? 'GET' : undefined,
     queryString: get ? () => query : NO_QUERY_STRING,
-    body: get ? undefined : encoded,
+    // null: a POST sent on as GET leaves the client's body behind (reply-from would otherwise send it).
+    body: get ? (req.method === 'GET' ? undefined : null) : encoded,
     contentType: get ? undefined : FORM_CONTENT_TYPE,
   });
 }
