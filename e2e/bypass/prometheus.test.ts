@@ -162,6 +162,8 @@ async function forwardedProblems(reqs: readonly RecordedRequest[]): Promise<stri
       const matches = r.params.getAll('match[]');
       if (matches.length === 0) problems.push(`${where}: no match[] (reads every series)`);
       for (const x of matches) problems.push(...(await unenforced(x)).map((p) => `${where}: ${p}`));
+      // Prometheus ignores a bare `match`; VictoriaMetrics reads it beside match[] and answers the union.
+      if (r.params.has('match')) problems.push(`${where}: a bare match parameter forwarded (VictoriaMetrics reads it)`);
     } else if (!['/api/v1/format_query', '/api/v1/rules', '/api/v1/alerts', '/api/v1/status/buildinfo', '/api/v1/metadata'].includes(r.path)) {
       problems.push(`${where}: path outside the route table reached Prometheus`);
     }
@@ -393,6 +395,11 @@ const PARAM_ATTACKS: Attack[] = [
   },
   { name: 'match[] in the URL and in the body (series)', send: () => send('POST', `${P}/api/v1/series?match[]=${q('{namespace=~".+"}')}`, { headers: FORM, body: `match[]=${q('up')}` }), status: 200 },
   { name: 'empty match[]', send: () => send('GET', `${P}/api/v1/series?match[]=`), status: 400 },
+  // VictoriaMetrics reads a bare `match` beside match[] (series, label names, label values) and answers the union.
+  { name: 'series with a bare match beside match[]', send: () => send('GET', `${P}/api/v1/series?match[]=up&match=${q(EVIL)}`), status: 200 },
+  { name: 'series with a bare match in a form body', send: () => send('POST', `${P}/api/v1/series`, { headers: FORM, body: `match=${q(EVIL)}` }), status: 200 },
+  { name: 'labels with a bare match', send: () => send('GET', `${P}/api/v1/labels?match=${q('{__name__=~".+"}')}`), status: 200 },
+  { name: 'label values of an unfiltered label with a bare match', send: () => send('GET', `${P}/api/v1/label/instance/values?match=${q(EVIL)}`), status: 200 },
   { name: 'labels without match[] (every label of every series otherwise)', send: () => send('GET', `${P}/api/v1/labels`), status: 200 },
   { name: 'label values without match[]', send: () => send('GET', `${P}/api/v1/label/namespace/values`), status: 200 },
   {

@@ -10,6 +10,7 @@ import { mergeListAnswers } from './list-answers.ts';
 import { logQueryOptions, mergeStreamAnswers } from './log-answers.ts';
 import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
 import type { Params } from './form-params.ts';
+import { foldBareMatch } from './params.ts';
 
 /**
  * `policyEnforcement: header`: Loki's X-Prom-Label-Policy for a decision — the
@@ -174,18 +175,6 @@ function volumeTargetLabels(params: Params, limits: RewriteLimits): void {
   if (labels.length > 0) params.set('targetLabels', labels.join(','));
 }
 
-/**
- * Loki's series endpoint reads `match` as well as `match[]` and answers for
- * their union (loghttp.ParseSeriesQuery), so a bare `match` is a selector too:
- * it joins `match[]` before enforcement and never reaches Loki on its own.
- */
-function seriesMatchAlias(params: Params): void {
-  const bare = params.getAll('match');
-  if (bare.length === 0) return;
-  params.delete('match');
-  for (const v of bare) params.append('match[]', v);
-}
-
 const validLabelName = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined);
 
 const both = ['GET', 'POST'] as const;
@@ -223,7 +212,7 @@ export const lokiRoutes: RouteTable = {
       validatePathParam: validLabelName,
       headerEnforced: true,
     }),
-    { endpoint: 'series', path: '/loki/api/v1/series', methods: both, completeParams: seriesMatchAlias, enforced: [matchParam] },
+    { endpoint: 'series', path: '/loki/api/v1/series', methods: both, completeParams: foldBareMatch, enforced: [matchParam] },
     // Sums over streams: under disjoint alternatives one selector cannot express, one request per alternative, added up.
     scoped('index_stats', '/loki/api/v1/index/stats', { enforced: [totalsQuery], fanOut: statsFanOut }),
     // Rewritten in header mode too: Loki's access control adds the policy to a volume query only

@@ -42,6 +42,18 @@ function keepOnly(params: Params, route: RouteSpec): void {
   for (const name of others) params.delete(name);
 }
 
+/**
+ * A bare `match` joins `match[]` before enforcement (RouteSpec.completeParams), so it never reaches
+ * the store on its own: Loki (loghttp.ParseSeriesQuery) and VictoriaMetrics (its series, label-name
+ * and label-value handlers, "for backwards compatibility") read both and answer their union.
+ */
+export function foldBareMatch(params: Params): void {
+  const bare = params.getAll('match');
+  if (bare.length === 0) return;
+  params.delete('match');
+  for (const v of bare) params.append('match[]', v);
+}
+
 /** Most values one query-bearing parameter (e.g. `match[]`) may have; Grafana sends one or a few. */
 export const MAX_VALUES_PER_PARAMETER = 100;
 

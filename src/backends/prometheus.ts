@@ -2,6 +2,7 @@ import { rewritePromQL, rewritePromQLPerGroup, rewriteSeriesSelectors } from '..
 import { policyConstrainsLabel } from '../rewrite/matcher.ts';
 import { filterAlerts, filterLabelValues, filterMetadata, filterRules, type ResponseFilter } from './filters.ts';
 import { mergeMatrixAnswers, pinEvaluationTime } from './matrix-answers.ts';
+import { foldBareMatch } from './params.ts';
 import type { EnforcedParam, FanOutSpec, LookupSpec, RouteTable } from './routes.ts';
 
 /**
@@ -98,12 +99,14 @@ export const prometheusRoutes: RouteTable = {
   routes: [
     { endpoint: 'query', path: '/api/v1/query', methods: ['GET', 'POST'], enforced: [instantQueryParam], fanOut: matrixFanOut },
     { endpoint: 'query_range', path: '/api/v1/query_range', methods: ['GET', 'POST'], enforced: [queryParam] },
-    { endpoint: 'series', path: '/api/v1/series', methods: ['GET', 'POST'], enforced: [matchParam(true)] },
-    { endpoint: 'labels', path: '/api/v1/labels', methods: ['GET', 'POST'], enforced: [matchParam(false)] },
+    // A bare `match` is enforced as `match[]` (foldBareMatch): VictoriaMetrics reads both and answers their union.
+    { endpoint: 'series', path: '/api/v1/series', methods: ['GET', 'POST'], completeParams: foldBareMatch, enforced: [matchParam(true)] },
+    { endpoint: 'labels', path: '/api/v1/labels', methods: ['GET', 'POST'], completeParams: foldBareMatch, enforced: [matchParam(false)] },
     {
       endpoint: 'label_values',
       path: '/api/v1/label/:name/values',
       methods: ['GET'],
+      completeParams: foldBareMatch,
       enforced: [matchParam(false)],
       responseFilter: filterPromLabelValues,
       // Values of a label the policy does not restrict (job, pod, __name__ for the metric browser) are
