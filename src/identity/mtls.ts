@@ -64,9 +64,20 @@ export function tlsInfoOf(socket: Socket): TlsInfo | undefined {
   const pc = socket.getPeerCertificate();
   const presented = pc !== null && typeof pc === 'object' && Object.keys(pc).length > 0;
   if (!presented) return { authorized: false, certificate: undefined, error: undefined };
-  if (!socket.authorized) return { authorized: false, certificate: undefined, error: String(socket.authorizationError ?? 'certificate not verified') };
+  // `authorized` is the first handshake's: after a renegotiation (refused by the listener, src/server/tls.ts)
+  // it would stay true for whatever certificate came next. So a verification error counts whenever it is
+  // set, and a connection keeps the certificate it was first verified with.
+  if (!socket.authorized || socket.authorizationError != null) {
+    return { authorized: false, certificate: undefined, error: String(socket.authorizationError ?? 'certificate not verified') };
+  }
+  const pinned = firstCertificate.get(socket);
+  if (pinned === undefined) firstCertificate.set(socket, pc.fingerprint256);
+  else if (pinned !== pc.fingerprint256) return { authorized: false, certificate: undefined, error: 'the client certificate changed on this connection' };
   return { authorized: true, certificate: clientCertificateOf(pc), error: undefined };
 }
+
+/** The fingerprint of the certificate each TLS connection was first verified with. */
+const firstCertificate = new WeakMap<TLSSocket, string>();
 
 type Field = MtlsProviderConfig['subjectFrom'][number];
 

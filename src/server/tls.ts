@@ -1,3 +1,4 @@
+import { constants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ServerOptions } from 'node:https';
 import type { ServerTlsConfig } from '../config/schema.ts';
@@ -19,6 +20,11 @@ function read(file: string, key: string): Buffer {
  * the identity layer, which answers 401 in the backend's format; only a
  * certificate whose chain verified against clientCA (`socket.authorized`)
  * identifies anyone (src/identity/mtls.ts).
+ *
+ * TLS 1.2 renegotiation is refused: on a renegotiated handshake the client can
+ * present another certificate, and Node keeps the connection's `authorized`
+ * from the first one (a self-signed CN=admin certificate was taken for a
+ * verified one). mtls.ts also pins a connection to its first certificate.
  */
 export function httpsOptions(tls: ServerTlsConfig): ServerOptions {
   const requestCert = tls.requestClientCert ?? tls.clientCA !== undefined;
@@ -29,5 +35,6 @@ export function httpsOptions(tls: ServerTlsConfig): ServerOptions {
     requestCert,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
   };
 }

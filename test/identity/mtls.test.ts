@@ -1,6 +1,10 @@
 // The mtls identity source: certificate fields → subject, and the TLS layer's
 // verdict (a real HTTPS server with requestCert, certificates from openssl).
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
@@ -10,6 +14,7 @@ import { InvalidTokenError } from '../../src/identity/jwt.ts';
 import { MtlsSource, clientCertificateOf, parseSubjectAltName, tlsInfoOf } from '../../src/identity/mtls.ts';
 import { PolicyEngine } from '../../src/policy/engine.ts';
 import type { ClientCertificate, TlsInfo } from '../../src/identity/source.ts';
+import { httpsOptions } from '../../src/server/tls.ts';
 
 const cert = (c: Partial<ClientCertificate>): TlsInfo => ({
   authorized: true,
@@ -187,5 +192,62 @@ describe('tlsInfoOf on a real TLS socket', () => {
   });
   it('no certificate: nothing', async () => {
     expect(await hit()).toEqual({ authorized: false, certificate: undefined, error: undefined });
+  });
+});
+
+describe('a connection keeps the certificate it was first verified with (TLS 1.2 renegotiation)', () => {
+  // A stand-in TLSSocket: Node keeps `authorized` from the first handshake, while getPeerCertificate
+  // answers with the certificate of the latest one.
+  const socket = () => {
+    const s = Object.create(TLSSocket.prototype) as TLSSocket & { peer: Record<string, unknown> };
+    Object.defineProperty(s, 'authorized', { value: true, writable: true });
+    Object.defineProperty(s, 'authorizationError', { value: undefined, writable: true });
+    s.getPeerCertificate = (() => s.peer) as unknown as TLSSocket['getPeerCertificate'];
+    return s;
+  };
+  const peer = (cn: string, fingerprint256: string) => ({ subject: { CN: cn }, issuer: { CN: 'unit CA' }, fingerprint256, serialNumber: '01', valid_to: new Date(Date.now() + 3_600_000).toUTCString() });
+
+  it('another certificate on the same connection is refused, however the socket still reads', () => {
+    const s = socket();
+    s.peer = peer('bob', 'B0:B0');
+    expect(tlsInfoOf(s)).toMatchObject({ authorized: true, certificate: { cn: 'bob' } });
+    s.peer = peer('admin', 'AD:AD');
+    expect(tlsInfoOf(s)).toEqual({ authorized: false, certificate: undefined, error: 'the client certificate changed on this connection' });
+    // Its first certificate still counts.
+    s.peer = peer('bob', 'B0:B0');
+    expect(tlsInfoOf(s)).toMatchObject({ authorized: true, certificate: { cn: 'bob' } });
+  });
+
+  it('a verification error counts even while `authorized` is still true', () => {
+    const s = socket();
+    s.peer = peer('admin', 'AD:AD');
+    Object.defineProperty(s, 'authorizationError', { value: new Error('self-signed certificate') });
+    expect(tlsInfoOf(s)).toMatchObject({ authorized: false, certificate: undefined, error: expect.stringMatching(/self-signed/) });
+  });
+
+  it("the gateway's listener refuses a client's renegotiation", async () => {
+    const pki = createTestPki('/CN=reneg CA');
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-reneg-'));
+    const files = pki.issue('server', { subject: '/CN=server', san: ['IP:127.0.0.1'], serverAuth: true });
+    writeFileSync(join(dir, 'cert.pem'), files.certPem);
+    writeFileSync(join(dir, 'key.pem'), files.keyPem);
+    writeFileSync(join(dir, 'ca.pem'), pki.ca.certPem);
+    const server = createServer(httpsOptions({ cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), clientCA: join(dir, 'ca.pem') } as never), (_req, res) => res.end('ok'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const client = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ca: pki.ca.certPem, maxVersion: 'TLSv1.2', servername: 'localhost', checkServerIdentity: () => undefined });
+      client.on('error', () => undefined);
+      await new Promise<void>((r) => client.once('secureConnect', () => r()));
+      const outcome = await new Promise<string>((resolve) => {
+        const started = client.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err === null || err === undefined ? 'renegotiated' : 'refused'));
+        if (started === false) resolve('refused');
+        client.once('close', () => resolve('refused'));
+      });
+      client.destroy();
+      expect(outcome).toBe('refused');
+    } finally {
+      server.close();
+      pki.cleanup();
+    }
   });
 });
