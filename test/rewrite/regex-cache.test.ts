@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { RE2JS } from 're2js';
+import { describe, expect, it, vi } from 'vitest';
 import { policyAllowsValue, policyLabelsTest, policyValueTest } from '../../src/rewrite/matcher.ts';
 import { logqlRegexCache } from '../../src/rewrite/logql-policy.ts';
 import { rewriteLogQL } from '../../src/rewrite/logql.ts';
 import { matcherRegexCache } from '../../src/rewrite/matcher.ts';
 import { rewritePromQL, rewriteSeriesSelectors } from '../../src/rewrite/promql.ts';
-import { regexExpansion } from '../../src/rewrite/regex-budget.ts';
+import { MAX_REGEX_EXPANSION, regexExpansion } from '../../src/rewrite/regex-budget.ts';
 import { RegexCache } from '../../src/rewrite/regex-cache.ts';
 import { cpuMs } from '../cpu-time.ts';
 
@@ -55,14 +56,23 @@ describe('RegexCache (compiled regexes, bounded by their estimated compiled size
     expect(c.cost).toBeLessThanOrEqual(1000);
   });
 
-  it('a regex over maxEntryCost is compiled when asked for and never kept', () => {
+  it('a regex over maxEntryCost (only a policy\'s can be) is held among the last few large ones, outside the entries', () => {
     const c = new RegexCache<string>(1024, 1000, 100);
     const k = counting();
-    const big = 'x'.repeat(500);
-    c.get(big, k.compile);
-    c.get(big, k.compile);
-    expect(k.compiled).toBe(2);
+    const big = (i: number) => `${i}-${'x'.repeat(500)}`;
+    for (let round = 0; round < 3; round++) for (let i = 0; i < 4; i++) c.get(big(i), k.compile);
+    expect(k.compiled).toBe(4);
     expect(c.size).toBe(0);
+    // A fifth pushes out the least recently used one.
+    c.get(big(4), k.compile);
+    c.get(big(0), k.compile);
+    expect(k.compiled).toBe(6);
+  });
+
+  it('a client regex within the per-query budget always fits an entry', () => {
+    const c = new RegexCache<string>();
+    c.get('a'.repeat(MAX_REGEX_EXPANSION), (p) => p);
+    expect(c.size).toBe(1);
   });
 
   it('holds at most maxEntries', () => {
@@ -81,17 +91,36 @@ describe('the rewriters keep a bounded amount of client regexes compiled', () =>
   for (const [s, shape] of shapes.entries()) {
     it(`LogQL: stream selectors with distinct costly regexes (shape ${s})`, () => {
       for (let i = 0; i < 40; i++) rewriteLogQL(`{app=~"${shape(i)}"}`, policy);
-      expect(logqlRegexCache.cost).toBeLessThanOrEqual(256 * 1024);
+      expect(logqlRegexCache.cost).toBeLessThanOrEqual(40 * 1024);
       expect(logqlRegexCache.size).toBeLessThan(40);
     });
 
     it(`PromQL: selectors without a metric name, in queries and match[] (shape ${s})`, () => {
       for (let i = 0; i < 20; i++) rewritePromQL(`{job=~"${shape(i)}"}`, policy);
       for (let i = 20; i < 40; i++) rewriteSeriesSelectors([`{job=~"${shape(i)}"}`], policy);
-      expect(matcherRegexCache.cost).toBeLessThanOrEqual(256 * 1024);
+      expect(matcherRegexCache.cost).toBeLessThanOrEqual(40 * 1024);
       expect(matcherRegexCache.size).toBeLessThan(40);
     });
   }
+
+  it('LogQL: a policy regex too large for an entry is compiled once for a query of many selectors, not once per selector', () => {
+    const namespaces = Array.from({ length: 4000 }, (_, i) => `team-a-namespace-${i}`).join('|');
+    // Two alternatives: for each selector the rewriter decides which are alive, comparing its namespace with the list.
+    const big = [[{ name: 'namespace', op: '=~' as const, value: namespaces }], [{ name: 'app', op: '=' as const, value: 'team-a-app' }]];
+    const compile = vi.spyOn(RE2JS, 'compile');
+    try {
+      const selectors = Array.from({ length: 40 }, (_, i) => `sum(count_over_time({namespace="ns-${i}"}[5m]))`).join(' + ');
+      try {
+        rewriteLogQL(selectors, big);
+      } catch {
+        // Refused or not, what counts is how often the list was compiled on the way.
+      }
+      // Its validation (as written and in a group) and one anchored compile: not one per selector.
+      expect(compile.mock.calls.filter(([p]) => String(p).includes('team-a-namespace-3999')).length).toBeLessThanOrEqual(4);
+    } finally {
+      compile.mockRestore();
+    }
+  });
 
   it('a policy regex too large to keep is compiled once per answer, not once per label value, series or span', () => {
     const namespaces = Array.from({ length: 4000 }, (_, i) => `team-a-namespace-${i}`);
