@@ -178,6 +178,16 @@ describe('config reload', () => {
   });
 });
 
+/** The server and policy sections of a gateway on a signed bundle, verified with the key in `keyFile`. */
+const signedBundleConfig = (url: string, keyFile: string, o: { watchConfig: boolean; pollSeconds: [number, number] }) => `server: { listen: "127.0.0.1:0", watchConfig: ${o.watchConfig}, reloadDebounceMs: 10 }
+policy:
+  bundle:
+    url: "${url}"
+    resource: b.tar.gz
+    polling: { minDelaySeconds: ${o.pollSeconds[0]}, maxDelaySeconds: ${o.pollSeconds[1]} }
+    signing: { keys: [{ keyid: default, algorithm: ES256, publicKeyFile: "${keyFile}" }] }
+`;
+
 describe('bundle signing key rotation', () => {
   it('a key file replaced in place (a Secret) is read again without a SIGHUP: the new key\'s bundle is fetched and activated, the retired key\'s refused', async () => {
     const [k1, k2] = [generateSigningKey('ES256'), generateSigningKey('ES256')];
@@ -190,15 +200,7 @@ describe('bundle signing key rotation', () => {
     const keyFile = join(secrets, 'bundle.pem');
     writeFileSync(keyFile, k1.publicKeyPem);
     const file = join(tempDir('lbac-reload-keys-'), 'gateway.yaml');
-    const policy = `server: { listen: "127.0.0.1:0", watchConfig: true, reloadDebounceMs: 10 }
-policy:
-  bundle:
-    url: "${bundleUrl}"
-    resource: b.tar.gz
-    polling: { minDelaySeconds: 60, maxDelaySeconds: 120 }
-    signing: { keys: [{ keyid: default, algorithm: ES256, publicKeyFile: "${keyFile}" }] }
-`;
-    writeFileSync(file, yaml('a', policy));
+    writeFileSync(file, yaml('a', signedBundleConfig(bundleUrl, keyFile, { watchConfig: true, pollSeconds: [60, 120] })));
     const gw = await startGateway(await loadConfigFile(file), pino({ level: 'silent' }));
     try {
       const until = async (done: () => boolean) => {
@@ -231,20 +233,7 @@ describe('a cluster worker waiting for its first policy bundle', () => {
     const keyFile = join(tempDir('lbac-wait-secret-'), 'bundle.pem');
     writeFileSync(keyFile, k1.publicKeyPem);
     const file = join(tempDir('lbac-wait-keys-'), 'gateway.yaml');
-    writeFileSync(
-      file,
-      yaml(
-        'a',
-        `server: { listen: "127.0.0.1:0", watchConfig: ${watchConfig}, reloadDebounceMs: 10 }
-policy:
-  bundle:
-    url: "${service.url}"
-    resource: b.tar.gz
-    polling: { minDelaySeconds: 1, maxDelaySeconds: 1 }
-    signing: { keys: [{ keyid: default, algorithm: ES256, publicKeyFile: "${keyFile}" }] }
-`,
-      ),
-    );
+    writeFileSync(file, yaml('a', signedBundleConfig(service.url, keyFile, { watchConfig, pollSeconds: [1, 1] })));
     return { k2, keyFile, file, service };
   };
   const neverReleased = () => ({ promise: new Promise<void>(() => undefined), cancel: () => undefined });
