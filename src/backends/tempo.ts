@@ -1,6 +1,6 @@
 import { GatewayError, QueryError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
-import { fieldKey, formatField, parseFieldName } from '../rewrite/traceql-escape.ts';
+import { fieldKey, fieldNameOrNull, formatField } from '../rewrite/traceql-escape.ts';
 import { isFilteredTagValuesField, isPlainConditionFilter, isTagConditionField, isTraceLevelIntrinsic, tagField, traceLevelReads } from '../rewrite/traceql-syntax.ts';
 import { rewriteTraceQL } from '../rewrite/traceql.ts';
 import type { ResponseFilter } from './filters.ts';
@@ -126,11 +126,8 @@ const filterTagValues: ResponseFilter = (body, { policy, pathParams }) => {
 
 /** A policy matcher's name as a canonical field name (policies are checked when loaded; a name that is not one compares as written). */
 function canonicalName(name: string): string {
-  try {
-    return fieldKey(parseFieldName(name));
-  } catch {
-    return name;
-  }
+  const field = fieldNameOrNull(name);
+  return field === null ? name : fieldKey(field);
 }
 
 /**
@@ -264,14 +261,9 @@ const restrictedV2Tag = (_n: string, v: string) => {
 const expandUnscopedTag = (_n: string, v: string): string[] | undefined => {
   const field = tagField(v);
   if (field === null) return undefined;
-  let f: ReturnType<typeof parseFieldName>;
-  try {
-    f = parseFieldName(field);
-  } catch {
-    // An intrinsic that is no string field (`status`, `kind`, `duration`): asked once, as sent.
-    return undefined;
-  }
-  if (f.kind !== 'attribute' || f.scope !== null) return undefined;
+  const f = fieldNameOrNull(field);
+  // Not an unscoped attribute (an intrinsic that is no string field, `status`, `kind`, `duration`, included): asked once, as sent.
+  if (f === null || f.kind !== 'attribute' || f.scope !== null) return undefined;
   return [formatField({ kind: 'attribute', scope: 'resource', key: f.key }), formatField({ kind: 'attribute', scope: 'span', key: f.key })];
 };
 /** Tag names and values asked once per policy alternative: the union. Tempo has no "now" of its own here (without start/end it reads recent data). */

@@ -56,7 +56,7 @@
  */
 import protobuf from 'protobufjs/minimal.js';
 import { matcherTest, type Matcher, type SelectorPolicy } from '../rewrite/matcher.ts';
-import { parseFieldName } from '../rewrite/traceql-escape.ts';
+import { fieldNameOrNull } from '../rewrite/traceql-escape.ts';
 import type { RawFilteredResponse, RawResponseFilter } from './routes.ts';
 import { isRecord } from '../util/is-record.ts';
 import { pick } from '../util/pick.ts';
@@ -72,13 +72,8 @@ type CompiledMatcher =
 type CompiledPolicy = readonly (readonly CompiledMatcher[])[];
 
 function compileMatcher(m: Matcher): CompiledMatcher {
-  let field;
-  try {
-    field = parseFieldName(m.name);
-  } catch {
-    return { scope: 'never' };
-  }
-  if (field.kind !== 'attribute') return { scope: 'never' };
+  const field = fieldNameOrNull(m.name);
+  if (field === null || field.kind !== 'attribute') return { scope: 'never' };
   // The regex is resolved here, once per answer, not once per span.
   if (field.scope === null) return { scope: 'unscoped', key: field.key, test: matcherTest(m) };
   if (field.scope === 'resource' || field.scope === 'span') return { scope: field.scope, key: field.key, test: matcherTest(m) };

@@ -1,6 +1,6 @@
 import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
-import { parseFieldName } from '../rewrite/traceql-escape.ts';
+import { fieldNameOrNull } from '../rewrite/traceql-escape.ts';
 import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
 import { cleartextRemote } from '../util/loopback.ts';
 import { namespaceOf, reservedNamespaces, type ReservedNamespace } from '../identity/namespace.ts';
@@ -342,11 +342,7 @@ function tempoIntrinsicLabels(config: GatewayConfig): string[] {
 }
 
 function isStringIntrinsic(label: string): boolean {
-  try {
-    return parseFieldName(label).kind === 'intrinsic';
-  } catch {
-    return false;
-  }
+  return fieldNameOrNull(label)?.kind === 'intrinsic';
 }
 
 /**

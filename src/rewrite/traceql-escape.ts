@@ -102,6 +102,15 @@ export function parseFieldName(name: string): TraceQLField {
   );
 }
 
+/** parseFieldName, or null for a name TraceQL matchers cannot enforce (for callers that only ask what a name is). */
+export function fieldNameOrNull(name: string): TraceQLField | null {
+  try {
+    return parseFieldName(name);
+  } catch {
+    return null;
+  }
+}
+
 // Keys written bare: a conservative subset of Tempo's attribute runes.
 const BARE_KEY = /^[A-Za-z0-9_.\-/:]+$/;
 

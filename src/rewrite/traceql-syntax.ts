@@ -25,7 +25,7 @@ import { checkMatcherRegex, type MatchOp } from './matcher.ts';
 import { MAX_REGEX_EXPANSION, regexExpansion } from './regex-budget.ts';
 import type { RewriteLimits } from './rewriter.ts';
 import type { AttributeScope, TraceQLField } from './traceql-escape.ts';
-import { fieldKey, parseFieldName } from './traceql-escape.ts';
+import { fieldKey, fieldNameOrNull, parseFieldName } from './traceql-escape.ts';
 
 const LANG = 'traceql';
 
@@ -862,12 +862,8 @@ const TAG_CONDITION_INTRINSICS: ReadonlySet<string> = new Set(['name', 'statusMe
 
 /** Whether a condition on this canonical field keeps Tempo's tag APIs on their filtered path (TAG_CONDITION_INTRINSICS). */
 export function isTagConditionField(field: string): boolean {
-  let f: TraceQLField;
-  try {
-    f = parseFieldName(field);
-  } catch {
-    return false;
-  }
+  const f = fieldNameOrNull(field);
+  if (f === null) return false;
   return f.kind === 'attribute' ? f.scope !== null : TAG_CONDITION_INTRINSICS.has(f.name);
 }
 
@@ -901,12 +897,8 @@ const TAG_VALUE_INTRINSICS: ReadonlySet<string> = new Set([
 /** Whether the canonical field of a v2 tag-values path (tagField) may be asked by a restricted subject (TAG_VALUE_INTRINSICS). */
 export function isFilteredTagValuesField(field: string): boolean {
   if (TAG_VALUE_INTRINSICS.has(field)) return true;
-  try {
-    const f = parseFieldName(field);
-    return f.kind === 'attribute' && f.scope !== null;
-  } catch {
-    return false;
-  }
+  const f = fieldNameOrNull(field);
+  return f !== null && f.kind === 'attribute' && f.scope !== null;
 }
 
 /** Longer client filters are not kept in tag lookups (Grafana sends the few conditions typed so far). */
