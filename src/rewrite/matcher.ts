@@ -72,19 +72,9 @@ function compileAnchored(re: string): RegExpLike {
   return { matches: (s: string) => p.matches(s) };
 }
 
-/** Does one matcher hold for a value? A missing label is the empty string, as in PromQL. */
+/** Does one matcher hold for a value? A missing label is the empty string, as in PromQL. (One value: matcherTest for many.) */
 export function matcherMatches(m: Matcher, value: string | undefined): boolean {
-  const v = value ?? '';
-  switch (m.op) {
-    case '=':
-      return v === m.value;
-    case '!=':
-      return v !== m.value;
-    case '=~':
-      return anchored(m.value).matches(v);
-    case '!~':
-      return !anchored(m.value).matches(v);
-  }
+  return matcherTest(m)(value);
 }
 
 /**
@@ -130,7 +120,7 @@ export function policyLabelsTest(policy: SelectorPolicy): (labels: Readonly<Reco
  * query-side enforcement (match[]), so they do not exclude the value here.
  */
 export function policyAllowsValue(policy: SelectorPolicy, name: string, value: string): boolean {
-  return policy.some((group) => group.every((m) => m.name !== name || matcherMatches(m, value)));
+  return policyValueTest(policy, name)(value);
 }
 
 /** `policyAllowsValue` for many values of one label (an answer's label values): the policy's regexes resolved once. */

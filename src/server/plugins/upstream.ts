@@ -242,9 +242,8 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
   const source = upstream.pathPrefix + path;
   // Where Loki enforces the policy itself (policyEnforcement "header"), a restricted subject's request goes
   // as GET: Loki's access control reads some queries from the URL only (its aggregated-metric and volume
-  // rewrites), so a POSTed body would pass them unchecked. Such routes carry short parameters.
-  const asGet = req.method === 'GET' || (upstream.policyEnforcement === 'header' && route.headerEnforced === true && !decision.unrestricted);
-  const get = asGet;
+  // rewrites), so a POSTed body would pass them unchecked (its query then travels in the URL: docs/rewriting-logql.md).
+  const get = req.method === 'GET' || (upstream.policyEnforcement === 'header' && route.headerEnforced === true && !decision.unrestricted);
   const query = get ? (upstream.auth?.query(encoded) ?? encoded) : '';
   // Cancels the upstream request if the client leaves before the answer (fired by plugins/context.ts).
   const gone = new ClientGone();
