@@ -325,11 +325,11 @@ export function configWarnings(config: GatewayConfig): string[] {
  */
 function tempoIntrinsicLabels(config: GatewayConfig): string[] {
   const out: string[] = [];
-  const tempo = config.upstreams.filter((u) => u.kind === 'tempo').map((u) => u.name);
-  if (tempo.length === 0) return out;
+  const tempo = new Set(config.upstreams.filter((u) => u.kind === 'tempo').map((u) => u.name));
+  if (tempo.size === 0) return out;
   const mapped = config.policy.attributes.tempo ?? {};
   for (const [name, team] of Object.entries(config.policyData.teams)) {
-    const reached = tempo.filter((u) => team.upstreams.includes('*') || team.upstreams.includes(u));
+    const reached = coveredUpstreams(team, config).map((u) => u.name).filter((u) => tempo.has(u));
     if (reached.length === 0) continue;
     const labels = new Set(team.selectors.flat().map((m) => m.name).filter((l) => mapped[l] === undefined && isStringIntrinsic(l)));
     for (const label of labels) {
