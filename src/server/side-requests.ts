@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Pool } from 'undici';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FormParams } from '../backends/form-params.ts';
+import { relayableError, type RelayedError } from '../backends/error-answers.ts';
 import { buildinfoVersion, versionProblem } from '../backends/versions.ts';
 import { responseFilterOf, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RouteSpec } from '../backends/routes.ts';
 import type { ResolvedUpstream } from '../config/load.ts';
@@ -104,6 +105,18 @@ export function traceLevelContext(upstream: ResolvedUpstream): { refuseTraceLeve
 }
 
 /** A filtered answer's body as Fastify sends it (a Buffer view of the filter's bytes, or its text). */
+/**
+ * An upstream's error answer (non-2xx) to a request whose answer is filtered:
+ * the backend's error message (relayableError), else the gateway's own error
+ * with the upstream's status (a body that is not a message is withheld).
+ */
+export function unfilteredErrorAnswer(raw: Uint8Array, contentType: string, status: number): RelayedError | GatewayError {
+  const relayed = relayableError(raw, contentType);
+  if (relayed !== undefined) return relayed;
+  const message = `upstream answered ${status}; its answer is not an error message and is withheld`;
+  return new GatewayError('upstream_error', message, status >= 400 && status <= 599 ? { status } : undefined);
+}
+
 export function sendable(out: RawFilteredResponse): string | Buffer {
   return typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
 }
@@ -116,7 +129,7 @@ export const MAX_FAN_OUT = 32;
  * through the lookup pool, with the headers the forwarded request would carry,
  * SigV4 signed per URL), and what the route's merge makes of the answers,
  * filtered as the route's answer is. An upstream refusal of a client error (4xx but 429)
- * is relayed as the upstream wrote it; other failures as for lookups.
+ * is relayed as its error message (unfilteredErrorAnswer); other failures as for lookups.
  */
 export async function fanOutReply(
   req: FastifyRequest,
@@ -175,7 +188,11 @@ export async function fanOutReply(
   );
   const failed = answers.find((a) => a.status < 200 || a.status > 299);
   if (failed !== undefined) {
-    if (failed.status >= 400 && failed.status < 500 && failed.status !== 429) return reply.code(failed.status).type(failed.contentType || 'text/plain').send(failed.raw);
+    if (failed.status >= 400 && failed.status < 500 && failed.status !== 429) {
+      const relayed = unfilteredErrorAnswer(failed.raw, failed.contentType, failed.status);
+      if (relayed instanceof GatewayError) throw relayed;
+      return reply.code(failed.status).type(relayed.contentType).send(relayed.body);
+    }
     throw lookupRefused(failed.status);
   }
   // Large parts are parsed and merged off the event loop (../filter-offload.ts).

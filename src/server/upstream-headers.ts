@@ -154,18 +154,22 @@ export function downstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHe
   return out;
 }
 
+/** Headers that describe the upstream's bytes, which a filtered answer's client does not get. */
+const UNFILTERED_BODY_HEADERS: ReadonlySet<string> = new Set(['content-length', 'content-encoding', 'etag', 'last-modified', 'content-md5', 'digest', 'content-digest', 'repr-digest']);
+
 /**
  * downstreamHeaders for an answer the gateway filters and re-serialises: also
- * without the upstream's Content-Length and Content-Encoding, which describe
- * bytes the client does not get. Left out of the copy rather than removed from
- * the reply afterwards (a delete per header on the reply's header object).
+ * without the upstream's Content-Length, Content-Encoding and validators
+ * (ETag, Last-Modified, digests), which describe bytes the client does not
+ * get (a cache could otherwise revalidate the filtered answer as the
+ * unfiltered one). Left out of the copy rather than removed from the reply
+ * afterwards (a delete per header on the reply's header object).
  */
 export function filteredDownstreamHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
   const relayed = downstreamHeaders(upstream);
   const out: IncomingHttpHeaders = {};
   for (const name in relayed) {
-    const lower = name.toLowerCase();
-    if (lower !== 'content-length' && lower !== 'content-encoding') out[name] = relayed[name];
+    if (!UNFILTERED_BODY_HEADERS.has(name.toLowerCase())) out[name] = relayed[name];
   }
   return out;
 }

@@ -36,6 +36,8 @@ beforeAll(async () => {
     const g = alternativeOf(params.get('query'));
     if (params.get('start') === 'bad') return [400, 'invalid start'];
     if (params.get('start') === 'boom') return [500, 'boom'];
+    // A cache in front of Loki answering an error status with a stored answer (another tenant's names).
+    if (params.get('start') === 'stored') return [404, JSON.stringify({ status: 'success', data: ['other-tenant-label'] })];
     // Over half of the 64 MiB one filtered answer may hold: too much for one of two parts.
     if (params.get('start') === 'huge') return [200, JSON.stringify({ status: 'success', data: ['x'.repeat(33 * 1024 * 1024)] })];
     if (path === '/loki/api/v1/labels') return [200, JSON.stringify({ status: 'success', data: NAMES[g] ?? [] })];
@@ -237,6 +239,11 @@ describe('Loki under alternatives that one stream selector cannot express', () =
   it('an upstream refusal of the client\'s parameters is relayed; an upstream failure is 502, a part that times out 504', async () => {
     const bad = await get('both', '/loki/api/v1/labels?start=bad');
     expect([bad.statusCode, bad.body]).toEqual([400, 'invalid start']);
+    // Only an error message is relayed: a part's error status with data in it is withheld.
+    const stored = await get('both', '/loki/api/v1/labels?start=stored');
+    expect(stored.statusCode).toBe(404);
+    expect(stored.body).toContain('not an error message');
+    expect(stored.body).not.toContain('other-tenant-label');
     const boom = await get('both', '/loki/api/v1/labels?start=boom');
     expect(boom.statusCode).toBe(502);
     expect(boom.body).not.toContain('boom');

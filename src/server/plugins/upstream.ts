@@ -12,7 +12,7 @@ import { AnswerTooLarge, ByteBudget, DEFAULT_BUFFERED_ANSWER_BYTES, MAX_FILTERED
 import { decideAndEnforce, LANGUAGE, type Enforced } from '../enforce.ts';
 import { filterAnswer } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
-import { fanOutReply, lookupAnswer, lookupClientHeaders, MAX_FAN_OUT, requireVersion, sendable, traceLevelContext, upstreamFailure, type Lookups } from '../side-requests.ts';
+import { fanOutReply, lookupAnswer, lookupClientHeaders, MAX_FAN_OUT, requireVersion, sendable, traceLevelContext, unfilteredErrorAnswer, upstreamFailure, type Lookups } from '../side-requests.ts';
 import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
 import { downstreamHeaders, dropUpstreamHeaders, filteredDownstreamHeaders, FORM_CONTENT_TYPE, ownedHeaders, signedHeaders, upstreamHeaders } from '../upstream-headers.ts';
 import { clientGone } from './context.ts';
@@ -268,12 +268,14 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
               // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
               // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
               if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
-              // Errors (4xx/5xx) pass through as the upstream wrote them, unless the route answers them itself
-              // (RouteSpec.upstreamErrorAnswer: Tempo's trace by id); every 2xx answer is filtered.
+              // Errors (4xx/5xx) pass as the backend's error message (relayableError), unless the route answers them
+              // itself (RouteSpec.upstreamErrorAnswer: Tempo's trace by id); every 2xx answer is filtered.
               if (res.statusCode < 200 || res.statusCode > 299) {
                 const own = route.upstreamErrorAnswer?.(res.statusCode);
-                if (own === undefined) return rep.send(raw);
-                return answerOwn(own, res.statusCode);
+                if (own !== undefined) return answerOwn(own, res.statusCode);
+                const relayed = unfilteredErrorAnswer(raw, String(res.headers['content-type'] ?? ''), res.statusCode);
+                if (relayed instanceof GatewayError) return answerOwn(relayed, res.statusCode);
+                return rep.type(relayed.contentType).send(relayed.body);
               }
               const task = { kind: opts.table.kind, endpoint: route.endpoint, raw, contentType: String(res.headers['content-type'] ?? ''), ctx: { policy: decision.selectors, pathParams, lookup, ...(held === undefined ? {} : { held }), ...traceLevelContext(opts.upstream) } };
               return filterAnswer(filter, task).then(
@@ -284,7 +286,11 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
                   if (out.status !== 200) dropUpstreamHeaders(rep, res.headers);
                   return rep.code(out.status === 200 ? res.statusCode : out.status).type(out.contentType).send(body);
                 },
-                (e: unknown) => rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e })),
+                (e: unknown) => {
+                  // The gateway's own error, without the headers of the upstream answer it could not filter.
+                  dropUpstreamHeaders(rep, res.headers, 'retry-after');
+                  return rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream answer could not be filtered', { cause: e }));
+                },
               );
             },
             (e: unknown) => {
@@ -293,6 +299,7 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
               // teams' spans (Tempo 200, over MAX_FILTERED_BODY) from a missing one (Tempo 404).
               const own = e instanceof AnswerTooLarge ? route.upstreamErrorAnswer?.(res.statusCode >= 200 && res.statusCode <= 299 ? 500 : res.statusCode) : undefined;
               if (own !== undefined) return answerOwn(own, res.statusCode);
+              dropUpstreamHeaders(rep, res.headers, 'retry-after');
               return rep.send(e instanceof GatewayError && e.code === 'overloaded' ? e : new GatewayError('upstream_error', 'upstream response too large or failed', { cause: e }));
             },
           );
