@@ -649,7 +649,7 @@ export const bundleSchema = z
       .strictObject({
         keys: z.array(bundleKeySchema).min(1),
         keyid: z.string().min(1).optional().describe('Always verify with this key (OPA: bundles.<name>.signing.keyid); default: the key the signature names.'),
-        scope: z.string().min(1).optional().describe('Required signature scope (opa build --scope / claims file).'),
+        scope: z.string().min(1).optional().describe('Required signature scope (opa build --scope / claims file). Unset: the signature must name no scope, as in OPA.'),
         excludeFiles: z.array(z.string().min(1)).default([]).describe('Bundle files not covered by the signature (OPA: exclude_files).'),
       })
       .optional()

@@ -4,7 +4,8 @@
  * files and directories only (ustar, with PAX `path` records and GNU long
  * names for paths over 100 bytes); links, devices and anything else are
  * rejected, as are absolute escapes (`..`), duplicate paths, bad header
- * checksums and truncated archives. Sizes are bounded so a gzip bomb fails
+ * checksums, truncated archives, and what Go's reader (OPA's) would read
+ * otherwise (PAX `size` and sparse records, a lone zero block before a header). Sizes are bounded so a gzip bomb fails
  * instead of exhausting memory.
  */
 import { gunzipSync } from 'node:zlib';
@@ -101,6 +102,9 @@ export function readTar(tar: Uint8Array): Map<string, Uint8Array> {
   while (pos + BLOCK <= tar.length) {
     const header = tar.subarray(pos, pos + BLOCK);
     if (header.every((b) => b === 0)) {
+      // Go's archive/tar (OPA's reader): the end is two zero blocks; a zero block before a header is an invalid header.
+      const next = tar.subarray(pos + BLOCK, pos + 2 * BLOCK);
+      if (!next.every((b) => b === 0)) throw new BundleFormatError(`tar: a zero block before a header at offset ${pos}`);
       sawEnd = true;
       break;
     }
@@ -115,6 +119,10 @@ export function readTar(tar: Uint8Array): Map<string, Uint8Array> {
 
     if (type === 'x') {
       pax = parsePax(data);
+      // Records that change where a member's data is (Go reads them: size, sparse maps) are not read here:
+      // refused, so the archive is never read two ways.
+      const layout = Object.keys(pax).find((k) => k === 'size' || k.startsWith('GNU.sparse.'));
+      if (layout !== undefined) throw new BundleFormatError(`tar: PAX record ${JSON.stringify(layout)} is not supported`);
       continue;
     }
     if (type === 'g') continue; // global PAX header: nothing we use
@@ -128,7 +136,9 @@ export function readTar(tar: Uint8Array): Map<string, Uint8Array> {
     pax = {};
     longName = undefined;
     if (type === '5') continue; // directory
-    if (type !== '0' && type !== '\0' && type !== '7') {
+    // Regular files only: '0', and the old '\0' (which Go reads as a directory when the name ends in "/").
+    // OPA loads no other type ('7', contiguous, included), so a member of one is refused, not read as a file.
+    if ((type !== '0' && type !== '\0') || (type === '\0' && rawName.endsWith('/'))) {
       throw new BundleFormatError(`tar: member ${JSON.stringify(rawName)} has unsupported type ${JSON.stringify(type)} (only regular files are allowed)`);
     }
     const path = normaliseBundlePath(rawName);

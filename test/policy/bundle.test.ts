@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildBundle, editBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { GatewayError } from '../../src/errors.ts';
 import { loadBundle, mergeData, parseManifest } from '../../src/policy/bundle.ts';
-import { bundleFileHash, canonicalJson } from '../../src/policy/bundle-signature.ts';
+import { bundleFileHash, canonicalJson } from '../../src/policy/bundle-digest.ts';
 import type { VerificationConfig } from '../../src/policy/bundle-signature.ts';
 import { readTar, gunzipBundle, BundleFormatError } from '../../src/policy/bundle-tar.ts';
 import type { DecisionInput, RequestInfo } from '../../src/policy/decision.ts';
@@ -108,6 +108,21 @@ describe('manifest, wasm and data', () => {
     await rejected(loadBundle(plain, { configData: clash }), /data conflict at lbac\.teams\.team-a\.groups/);
     expect(() => mergeData({ a: { b: 1 } }, { a: { c: 2 } })).not.toThrow();
     expect(() => mergeData({ a: [1] }, { a: [1] })).toThrow(/conflict at a/);
+  });
+
+  it('many data files merge into one document (each at its directory, objects key by key); two files setting one value conflict', async () => {
+    // 3 000 teams, one data.json each, plus one that adds to team-7 from above it.
+    const extra: Record<string, Buffer> = {};
+    for (let i = 0; i < 3000; i++) extra[`/lbac/teams/t-${i}/data.json`] = Buffer.from(JSON.stringify({ ...team(`g-${i}`, `ns-${i}`), labels: undefined }));
+    extra['/lbac/data.json'] = Buffer.from(JSON.stringify({ teams: { 't-7': { labels: ['*'] } } }));
+    const many = editBundle(plain, (n, d) => (n === '/data.json' ? null : d), extra);
+    const b = await loadBundle(many, { configData });
+    expect(b.engine.evaluate(asUser(['g-2999'])).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'ns-2999' }]]);
+    expect(b.engine.evaluate(asUser(['g-7'])).selectors).toEqual([[{ name: 'namespace', op: '=', value: 'ns-7' }]]);
+    const clash = editBundle(plain, (n, d) => d, { '/lbac/teams/team-a/data.json': Buffer.from(JSON.stringify({ selectors: [] })) });
+    await rejected(loadBundle(clash, { configData }), /data conflict at lbac\.teams\.team-a\.selectors/);
+    const scalarAbove = editBundle(plain, (n, d) => d, { '/lbac/teams/team-a/groups/data.json': Buffer.from('{"x": 1}') });
+    await rejected(loadBundle(scalarAbove, { configData }), /data conflict at lbac\.teams\.team-a\.groups/);
   });
 
   it('data outside the manifest roots is rejected; data under them is accepted', async () => {
