@@ -224,6 +224,9 @@ function validateHeaders(raw: unknown, count: ByteCount): Record<string, string>
     if (typeof value !== 'string') fail(`headers[${JSON.stringify(name)}] must be a string, got ${describe(value)}`);
     spend(count, value, `headers[${JSON.stringify(name)}]`);
     if (BAD_HEADER_VALUE_CHAR.test(value)) fail(`headers[${JSON.stringify(name)}] contains a control character (CR, LF, NUL, …) or a non-Latin-1 character`);
+    // As the teams config refuses it: an empty tenant ("", or "|" joining none) is no tenant, and some stores
+    // read a missing tenant as their default one (Thanos' THANOS-TENANT).
+    if (value.split('|').every((part) => part.trim() === '')) fail(`headers[${JSON.stringify(name)}] is empty`);
     out[name] = value;
   }
   return out;

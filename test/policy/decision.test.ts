@@ -124,6 +124,8 @@ describe('validateDecision: rejected shapes (each is a policy_error naming the p
     ['a header name with CRLF', { allow: true, unrestricted: true, headers: { 'X-A\r\nX-B': 'a' } }, /not a valid HTTP header name/],
     ['an empty header name', { allow: true, unrestricted: true, headers: { '': 'a' } }, /not a valid HTTP header name/],
     ['a header name that differs only in case', { allow: true, unrestricted: true, headers: { 'X-Scope-OrgID': 'a', 'x-scope-orgid': 'b' } }, /same header/],
+    ['an empty tenant', { allow: true, selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: { 'THANOS-TENANT': '' } }, /headers\["THANOS-TENANT"\] is empty/],
+    ['a "|" joining no tenant', { allow: true, selectors: [[{ name: 'namespace', op: '=', value: 'a' }]], headers: { 'X-Scope-OrgID': ' | ' } }, /headers\["X-Scope-OrgID"\] is empty/],
     ['Host', { allow: true, unrestricted: true, headers: { Host: 'evil.example' } }, /may not set "Host"/],
     ['Content-Length', { allow: true, unrestricted: true, headers: { 'content-length': '0' } }, /may not set/],
     ['Transfer-Encoding', { allow: true, unrestricted: true, headers: { 'Transfer-Encoding': 'chunked' } }, /may not set/],
