@@ -72,10 +72,31 @@ export const filterRules: ResponseFilter = (body, { policy, held }) => {
       if (r['alerts'] !== undefined && r['alerts'] !== null && !Array.isArray(r['alerts'])) return [];
       return [filterRule(r, visible, excludeAlerts)];
     });
-    return rules.length > 0 ? [{ ...pick(g, RULE_GROUP_FIELDS), rules }] : [];
+    if (rules.length === 0) return [];
+    const group: Json = { ...pick(g, RULE_GROUP_FIELDS), rules };
+    if (rules.length !== g['rules'].length) evaluatedAs(group, rules);
+    return [group];
   });
   return { status: 'success', data: { groups: kept }, ...notes(body) };
 };
+
+/**
+ * A group some of whose rules were left out: its evaluation time and start
+ * are those of the rules kept (the sum of their times, the earliest of their
+ * starts), since the group's own include the time spent on the other rules,
+ * which tells how many and how costly they are. Left out when a kept rule
+ * lacks one.
+ */
+function evaluatedAs(group: Json, rules: readonly Json[]): void {
+  delete group['evaluationTime'];
+  delete group['lastEvaluation'];
+  const times = rules.map((r) => r['evaluationTime']);
+  if (times.every((t): t is number => typeof t === 'number' && Number.isFinite(t))) group['evaluationTime'] = times.reduce((a, b) => a + b, 0);
+  const starts = rules.map((r) => r['lastEvaluation']);
+  if (starts.every((t): t is string => typeof t === 'string' && !Number.isNaN(Date.parse(t)))) {
+    group['lastEvaluation'] = starts.reduce((a, b) => (Date.parse(b) < Date.parse(a) ? b : a));
+  }
+}
 
 /**
  * One rule the policy keeps: its alerts filtered and its state recomputed

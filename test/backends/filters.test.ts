@@ -106,6 +106,21 @@ describe('response filters', () => {
     expect(r.map((x) => x.name)).toEqual(['AErr']);
     expect(r[0]!.alerts).toEqual([{ labels: { namespace: 'team-a-web' } }]);
   });
+  it('rules: a group some of whose rules are left out reports the evaluation time and start of the rules kept, not its own', () => {
+    const rule = (ns: string, evaluationTime: number, lastEvaluation: string) => ({ type: 'recording', name: `r-${ns}`, labels: { namespace: ns }, evaluationTime, lastEvaluation });
+    const group = (rules: ReturnType<typeof rule>[]) => ({ name: 'g', interval: 30, evaluationTime: 0.5, lastEvaluation: '2026-11-29T10:00:00.000Z', rules });
+    const groupOf = (g: ReturnType<typeof group>) => (filterRules({ status: 'success', data: { groups: [g] } }, { policy: teamA, pathParams: {} }) as { data: { groups: Record<string, unknown>[] } }).data.groups[0]!;
+    // Rules of team B run first and take most of the group's time.
+    const mixed = groupOf(group([rule('team-b-x', 0.4, '2026-11-29T10:00:00.001Z'), rule('team-a-x', 0.03, '2026-11-29T10:00:00.401+00:00'), rule('team-a-y', 0.02, '2026-11-29T10:00:00.431Z')]));
+    expect(mixed).toMatchObject({ name: 'g', interval: 30, lastEvaluation: '2026-11-29T10:00:00.401+00:00' });
+    expect(mixed['evaluationTime']).toBeCloseTo(0.05);
+    // A kept rule without a time: the group's time is left out, not made up.
+    const partial = groupOf(group([rule('team-b-x', 0.4, 'x'), { ...rule('team-a-x', 0.03, 'not a time'), evaluationTime: undefined as unknown as number }]));
+    expect(partial).not.toHaveProperty('evaluationTime');
+    expect(partial).not.toHaveProperty('lastEvaluation');
+    // Nothing left out: the group as Prometheus sent it.
+    expect(groupOf(group([rule('team-a-x', 0.03, '2026-11-29T10:00:00.401Z')]))).toMatchObject({ evaluationTime: 0.5, lastEvaluation: '2026-11-29T10:00:00.000Z' });
+  });
   it("rules: an alerting rule's state is recomputed from the alerts kept (a hidden firing alert leaves no trace)", () => {
     const notKube: SelectorPolicy = [[{ name: 'namespace', op: '!=', value: 'kube-system' }]];
     const rule = (alerts: { state: string; ns: string }[], state: string) => ({
@@ -175,7 +190,8 @@ describe('response filters', () => {
     expect(JSON.stringify(out)).not.toContain('team-b');
     const { related: _r, ...ruleKept } = rule;
     const { peers: _p, ...alertKept } = alert;
-    const { sourceTenants: _s, ...groupKept } = group;
+    // 'odd' is left out, so the group's start is its kept rule's, and 't' is not a time: none.
+    const { sourceTenants: _s, lastEvaluation: _l, ...groupKept } = group;
     expect(out.data.groups).toEqual([{ ...groupKept, rules: [{ ...ruleKept, alerts: [alertKept] }] }]);
     // alerts: null (exclude_alerts, or a recording rule's) stays null.
     const recording = { name: 'rec', query: 'x', labels: { namespace: 'team-a-1' }, health: 'ok', type: 'recording', alerts: null };
