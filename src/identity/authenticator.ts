@@ -278,6 +278,9 @@ export class Authenticator {
         if (e instanceof GatewayError && e.code === 'identity_unavailable') throw e;
         // Verified as its issuer's token and refused on its claims: no later source may accept it.
         if (e instanceof InvalidTokenError && e.final && this.#finalRefusal[i] === true) throw e;
+        // A failure that is no refusal (a bug, an answer no code path expected): the source could not judge the
+        // credential, and no later source judges it in its place (it may be one this source refuses for good). 503.
+        if (!(e instanceof GatewayError)) throw new GatewayError('identity_unavailable', `identity source ${source.name} failed unexpectedly`, { cause: e });
         // An overloaded one may be the wrong provider for this credential: later sources still try,
         // and if none accepts, the answer is its 503 (retry), not a 401 (log in again).
         if (e instanceof GatewayError && e.code === 'overloaded') {

@@ -68,3 +68,26 @@ describe('a local source overloaded', () => {
     expect(introspected).not.toContain(KEY);
   });
 });
+
+describe('a source that fails unexpectedly (not a refusal)', () => {
+  it('ends the search with 503: a later source never judges the credential in its place', async () => {
+    const later: string[] = [];
+    const broken: IdentitySource = { name: 'broken', authenticate: async () => Promise.reject(new TypeError("Cannot read properties of undefined (reading 'groups')")) };
+    const accepting: IdentitySource = {
+      name: 'accepting',
+      authenticate: async (c) => {
+        later.push(c.bearer ?? '');
+        return { sub: 'u', groups: ['admins'], roles: [], auth: 'accepting', claims: {} };
+      },
+    };
+    const auth = new Authenticator([broken, accepting]);
+    const e = await auth.authenticate(bearer('some.jwt.token')).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    expect(e).toMatchObject({ code: 'identity_unavailable', status: 503 });
+    expect(later).toEqual([]);
+    expect(auth.stats.unavailable).toBe(1);
+  });
+});
+
