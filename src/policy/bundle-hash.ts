@@ -22,10 +22,13 @@ export type HashResult = { readonly hash: string } | { readonly error: string };
 /** Structured files from this size on are hashed off the event loop (smaller ones cost less than a thread). */
 export const OFF_THREAD_BYTES = 256 * 1024;
 /**
- * The hashing worker's heap: canonical text of files of tens of MB (about 3 bytes of heap per byte of
- * file), and never more than the event loop's own (`--max-old-space-size`, sized for the container).
+ * The hashing worker's heap: the event loop's own limit (`--max-old-space-size`, sized for the
+ * container), so a file the event loop could canonicalise, the worker can (about 3 bytes of heap
+ * per byte of file, once).
  */
-const WORKER_HEAP_MB = Math.min(256, Math.floor(getHeapStatistics().heap_size_limit / 2 ** 20));
+const WORKER_HEAP_MB = Math.floor(getHeapStatistics().heap_size_limit / 2 ** 20);
+/** A worker still hashing after this is ended (a linear pass over the largest bundle takes seconds). */
+const WORKER_TIMEOUT_MS = 60_000;
 
 export const HASH_WORKER = new URL(import.meta.url.endsWith('.ts') ? './bundle-hash-worker.ts' : './bundle-hash-worker.js', import.meta.url);
 
@@ -47,20 +50,24 @@ export async function bundleFileHashes(jobs: readonly HashJob[]): Promise<string
 }
 
 function hashOnWorker(jobs: readonly HashJob[]): Promise<HashResult[]> {
+  const names = jobs.map((j) => j.path.slice(1)).join(', ');
+  // Each file in a buffer of its own, moved to the worker: a view would take its whole archive along.
+  const own = jobs.map((j) => ({ path: j.path, algorithm: j.algorithm, bytes: new Uint8Array(j.bytes) }));
   return new Promise((resolve, reject) => {
-    // The bytes are copied to the worker (the bundle's own buffers stay usable for loading it).
-    const worker = new Worker(HASH_WORKER, { workerData: { jobs }, resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } });
+    const worker = new Worker(HASH_WORKER, { workerData: { jobs: own }, transferList: own.map((j) => j.bytes.buffer as ArrayBuffer), resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } });
     let settled = false;
     const settle = (f: () => void): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
       f();
       void worker.terminate();
     };
+    const timer = setTimeout(() => settle(() => reject(new BundleSignatureError(`${names}: hashing took longer than ${WORKER_TIMEOUT_MS / 1000} s`))), WORKER_TIMEOUT_MS);
     worker.once('message', (m: HashResult[]) => settle(() => resolve(m)));
     worker.once('error', (e: Error & { code?: string }) =>
-      settle(() => reject(new BundleSignatureError(e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'a structured file is too large to canonicalise for its digest' : `hashing failed: ${e.message}`))),
+      settle(() => reject(new BundleSignatureError(e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `${names}: too large to canonicalise for the digest` : `${names}: hashing failed: ${e.message}`))),
     );
-    worker.once('exit', (code) => settle(() => reject(new BundleSignatureError(`hashing worker exited (${code})`))));
+    worker.once('exit', (code) => settle(() => reject(new BundleSignatureError(`${names}: the hashing worker exited (${code})`))));
   });
 }

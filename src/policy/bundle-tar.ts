@@ -135,7 +135,11 @@ export function readTar(tar: Uint8Array): Map<string, Uint8Array> {
     const rawName = pax['path'] ?? longName ?? (prefix === '' ? field(header, 0, 100) : `${prefix}/${field(header, 0, 100)}`);
     pax = {};
     longName = undefined;
-    if (type === '5') continue; // directory
+    if (type === '5') {
+      // Go reads no data for a directory (the blocks after its header are the next header): refused, not skipped.
+      if (size !== 0) throw new BundleFormatError(`tar: directory member ${JSON.stringify(rawName)} has data`);
+      continue;
+    }
     // Regular files only: '0', and the old '\0' (which Go reads as a directory when the name ends in "/").
     // OPA loads no other type ('7', contiguous, included), so a member of one is refused, not read as a file.
     if ((type !== '0' && type !== '\0') || (type === '\0' && rawName.endsWith('/'))) {

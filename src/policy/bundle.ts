@@ -132,40 +132,58 @@ export function mergeData(a: Record<string, unknown>, b: Record<string, unknown>
 }
 
 /**
- * Merges `value` into `doc` at `keys`, in place: `doc` is the bundle's own
- * document under construction (a copy per file made the merge of n data files
- * quadratic: 20 000 small files took minutes). Conflicts as in mergeData.
+ * The bundle's data files merged into one document, each object of it copied
+ * at most once: a merge goes into objects this document owns, never into a
+ * file's own (a YAML alias is one object in two places, so changing it in
+ * place would change both). A copy of the whole document per file made the
+ * merge of n data files quadratic (20 000 small files took minutes).
  */
-function mergeAt(doc: Record<string, unknown>, keys: readonly string[], value: unknown, file: string): void {
-  if (keys.length === 0 && !isObject(value)) throw new BundleError(`${file}: the root data document must be an object`);
-  let cur = doc;
-  for (let i = 0; i < keys.length - 1; i++) {
-    const k = keys[i]!;
-    if (!Object.hasOwn(cur, k)) put(cur, k, {});
-    const next = cur[k];
-    if (!isObject(next)) throw new BundleError(`data conflict at ${keys.slice(0, i + 1).join('.')}: both the bundle and the gateway config set it`);
-    cur = next;
-  }
-  if (keys.length === 0) mergeInto(cur, value as Record<string, unknown>, []);
-  else mergeInto(cur, { [keys[keys.length - 1]!]: value }, keys.slice(0, -1));
-}
+class BundleDocument {
+  readonly root: Record<string, unknown> = {};
+  readonly #owned = new WeakSet<object>([this.root]);
 
-/** mergeData into `a` itself (a document this module built). */
-function mergeInto(a: Record<string, unknown>, b: Record<string, unknown>, where: readonly string[]): void {
-  for (const [k, v] of Object.entries(b)) {
-    if (!Object.hasOwn(a, k)) {
-      put(a, k, v);
-      continue;
+  /** Merges `value` in at `keys`; conflicts as in mergeData. */
+  mergeAt(keys: readonly string[], value: unknown, file: string): void {
+    if (keys.length === 0 && !isObject(value)) throw new BundleError(`${file}: the root data document must be an object`);
+    let cur = this.root;
+    for (let i = 0; i < keys.length - 1; i++) cur = this.#child(cur, keys[i]!, keys.slice(0, i + 1), file, true);
+    if (keys.length === 0) this.#mergeInto(cur, value as Record<string, unknown>, [], file);
+    else this.#mergeInto(cur, { [keys[keys.length - 1]!]: value }, keys.slice(0, -1), file);
+  }
+
+  /** `parent[k]` as an object this document owns (copied from a file's on first change); `create` when absent. */
+  #child(parent: Record<string, unknown>, k: string, where: readonly string[], file: string, create: boolean): Record<string, unknown> {
+    if (!Object.hasOwn(parent, k) && create) {
+      const made: Record<string, unknown> = {};
+      this.#owned.add(made);
+      put(parent, k, made);
+      return made;
     }
-    const cur = a[k];
-    if (isObject(cur) && isObject(v)) mergeInto(cur, v, [...where, k]);
-    else throw new BundleError(`data conflict at ${[...where, k].join('.')}: both the bundle and the gateway config set it`);
+    const cur = parent[k];
+    if (!isObject(cur)) throw new BundleError(`${file}: data conflict at ${where.join('.')}: another data file sets it`);
+    if (this.#owned.has(cur)) return cur;
+    const copy: Record<string, unknown> = {};
+    for (const [ck, cv] of Object.entries(cur)) put(copy, ck, cv);
+    this.#owned.add(copy);
+    put(parent, k, copy);
+    return copy;
+  }
+
+  #mergeInto(a: Record<string, unknown>, b: Record<string, unknown>, where: readonly string[], file: string): void {
+    for (const [k, v] of Object.entries(b)) {
+      if (!Object.hasOwn(a, k)) {
+        put(a, k, v);
+        continue;
+      }
+      if (!isObject(a[k]) || !isObject(v)) throw new BundleError(`${file}: data conflict at ${[...where, k].join('.')}: another data file sets it`);
+      this.#mergeInto(this.#child(a, k, [...where, k], file, false), v, [...where, k], file);
+    }
   }
 }
 
 /** The bundle's data documents merged into one tree; checks roots. */
 function bundleData(files: ReadonlyMap<string, Uint8Array>, roots: readonly string[]): Record<string, unknown> {
-  const doc: Record<string, unknown> = {};
+  const doc = new BundleDocument();
   for (const [path, bytes] of files) {
     const base = path.slice(path.lastIndexOf('/') + 1);
     if (base !== 'data.json' && base !== 'data.yaml' && base !== 'data.yml') continue;
@@ -187,9 +205,9 @@ function bundleData(files: ReadonlyMap<string, Uint8Array>, roots: readonly stri
       for (const [k, x] of Object.entries(v)) check(x, [...at, k]);
     };
     check(value, keys);
-    mergeAt(doc, keys, value, path);
+    doc.mergeAt(keys, value, path);
   }
-  return doc;
+  return doc.root;
 }
 
 function wasmModule(files: ReadonlyMap<string, Uint8Array>, manifest: BundleManifest, entrypoint: string): Uint8Array {

@@ -125,6 +125,22 @@ describe('manifest, wasm and data', () => {
     await rejected(loadBundle(scalarAbove, { configData }), /data conflict at lbac\.teams\.team-a\.groups/);
   });
 
+  it('a merge never changes a data file\'s own objects: a YAML alias shared by two teams stays one team\'s value', async () => {
+    // team-y's headers are an alias of team-x's; a nested file adds a tenant to team-x only (opa eval agrees).
+    const yaml = `lbac:
+  teams:
+    team-x: { groups: [gx], users: [], upstreams: ["*"], labels: ["*"], selectors: [[{ name: namespace, op: "=", value: x }]], headers: &h {} }
+    team-y: { groups: [gy], users: [], upstreams: ["*"], labels: ["*"], selectors: [[{ name: namespace, op: "=", value: y }]], headers: *h }
+`;
+    const b = editBundle(plain, (n, d) => (n === '/data.json' ? null : d), {
+      '/data.yaml': Buffer.from(yaml),
+      '/lbac/teams/team-x/headers/data.json': Buffer.from('{"X-Scope-OrgID": "tenant-x"}'),
+    });
+    const loaded = await loadBundle(b, { configData });
+    expect(loaded.engine.evaluate(asUser(['gx'])).headers).toEqual({ 'X-Scope-OrgID': 'tenant-x' });
+    expect(loaded.engine.evaluate(asUser(['gy'])).headers).toEqual({});
+  });
+
   it('data outside the manifest roots is rejected; data under them is accepted', async () => {
     // opa build itself enforces roots, so the "outside" case edits the manifest afterwards.
     const built = readFileSync(await buildBundle({ revision: 'roots-1', roots: ['lbac'], data: { lbac: { teams: { t: team('g', 'n') } } } }));
