@@ -620,8 +620,8 @@ export const bundleSchema = z
     auth: z
       .strictObject({
         type: z.enum(['none', 'bearer']).default('none'),
-        token: z.string().min(1).optional().describe('Bearer token; use ${ENV_VAR} interpolation or tokenFile, not a literal.'),
-        tokenFile: z.string().min(1).optional().describe('File holding the bearer token (relative to the config file; re-read on every request, so rotation needs no restart).'),
+        token: secretString.optional().describe('Bearer token; use ${ENV_VAR} interpolation or tokenFile, not a literal.'),
+        tokenFile: z.string().min(1).optional().describe('File holding the bearer token (relative to the config file; re-read on every request, so rotation needs no restart; a regular file of one line).'),
         scheme: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/).default('Bearer').describe('Authorization scheme.'),
       })
       .refine((a) => a.type === 'none' || (a.token === undefined) !== (a.tokenFile === undefined), { message: 'bearer auth needs exactly one of token or tokenFile' })

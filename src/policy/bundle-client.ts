@@ -39,7 +39,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, fetch, type Response } from 'undici';
 import type { BundleConfig } from '../config/schema.ts';
@@ -139,6 +139,11 @@ export function bundleSource(config: BundleConfig): string {
   const identity = [url.protocol, url.username, url.host, url.pathname, query, auth.type, auth.type === 'none' ? '' : auth.scheme, who];
   return createHash('sha256').update(JSON.stringify(identity)).digest('hex');
 }
+
+/** Characters an HTTP header value cannot carry (control characters but tab, and beyond Latin-1). */
+const HEADER_UNSAFE = /[\u0000-\u0008\u000a-\u001f\u007f\u0100-\uffff]/;
+/** A "not modified" answer to a long poll sooner than this is the service not holding requests: the next one waits the poll delay. */
+const LONG_POLL_MIN_MS = 500;
 
 /** An error as logged and kept in the status: URLs in it shown without credentials or query (fetch errors quote them). */
 function errorText(e: unknown): string {
@@ -348,6 +353,8 @@ export class BundleClient {
         this.#keyFiles = keys.files;
         unlock();
         if (rotated) {
+          // The next request is unconditional: a 304 would keep the bundle the retired key signed, every poll looking healthy.
+          this.#etag = undefined;
           this.#opts.logger.info({ url: this.shownUrl, activeRevision: this.#opts.holder.revision ?? null }, 'policy bundle signing keys changed; bundles are verified with the new keys from now on');
           // The bundle signed with the new key may be there already (rejected before the rotation): ask now.
           this.#wake?.();
@@ -406,9 +413,13 @@ export class BundleClient {
 
   async #run(): Promise<void> {
     while (!this.#stopped) {
-      await this.poll();
+      const started = Date.now();
+      const outcome = await this.poll();
       if (this.#stopped) break;
-      if (this.#failures === 0 && this.#longPolling) continue; // the service holds the next request
+      // The service holds the next request. One that answers "not modified" to a long poll at once does not
+      // hold them: the next request waits the poll delay (such a service made thousands of requests a second).
+      const unheld = outcome.kind === 'not-modified' && Date.now() - started < LONG_POLL_MIN_MS;
+      if (this.#failures === 0 && this.#longPolling && !unheld) continue;
       const delay = nextDelayMs(this.#opts.config.polling, this.#failures, this.#random);
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
@@ -418,10 +429,17 @@ export class BundleClient {
     }
   }
 
-  async #authorization(): Promise<string | undefined> {
+  async #authorization(signal: AbortSignal): Promise<string | undefined> {
     const auth = this.#opts.config.auth;
     if (auth.type === 'none') return undefined;
-    const token = auth.token ?? (await readFile(auth.tokenFile!, 'utf8')).trim();
+    let token = auth.token;
+    if (token === undefined) {
+      // A regular file only: reading a FIFO (or a device) would wait for a writer, beyond the download's timeout.
+      if (!(await stat(auth.tokenFile!)).isFile()) throw new Error(`tokenFile ${JSON.stringify(auth.tokenFile)} is not a regular file`);
+      token = (await readFile(auth.tokenFile!, { encoding: 'utf8', signal })).trim();
+    }
+    // Not sent, and not quoted: the HTTP client's error for such a header value quotes the whole value (the token).
+    if (token === '' || HEADER_UNSAFE.test(token)) throw new Error('the bundle service token is empty or holds a character a header cannot carry (control or non-Latin-1)');
     return `${auth.scheme} ${token}`;
   }
 
@@ -455,7 +473,7 @@ export class BundleClient {
     const timeoutMs = this.#opts.config.timeoutMs + (wait ?? 0) * 1000;
     const timeout = setTimeout(() => controller.abort(new Error(`bundle download timed out after ${timeoutMs} ms`)), timeoutMs);
     try {
-      const authorization = await this.#authorization();
+      const authorization = await this.#authorization(controller.signal);
       if (authorization !== undefined) headers['authorization'] = authorization;
       const res = await this.#get(headers, controller.signal);
       if (res.status === 304 && !conditional) {
@@ -480,11 +498,24 @@ export class BundleClient {
       }
       const etag = res.headers.get('etag') ?? undefined;
       const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-      this.#longPolling = longPollWait !== undefined && mediaType === BUNDLE_CONTENT_TYPE;
+      // Long polling needs an ETag to send (a long-poll request is a conditional one).
+      this.#longPolling = longPollWait !== undefined && mediaType === BUNDLE_CONTENT_TYPE && etag !== undefined;
       const bytes = await this.#readBody(res);
+      const active = this.#active;
+      const source = `bundle:${this.shownUrl}`;
+      if (active?.source === source && active.verification === this.#verification && Buffer.compare(active.bytes, bytes) === 0 && this.#opts.holder.ready) {
+        // The bundle this service gave, again (a service without ETags, or one that ignores If-None-Match): not modified.
+        // Activating it again would close every live tail and empty the caches at each poll.
+        this.#etag = etag;
+        this.#lastSuccessfulDownload = this.#lastSuccessfulRequest = new Date();
+        this.#failures = 0;
+        this.#lastError = undefined;
+        log.debug({ url: this.shownUrl, etag: etag ?? null }, 'policy bundle unchanged');
+        return { kind: 'not-modified' };
+      }
       const loaded = await this.#exclusive(async () => {
         const l = await this.#load(bytes, this.#configData);
-        this.#activate(l, `bundle:${this.shownUrl}`, etag, bytes);
+        this.#activate(l, source, etag, bytes);
         return l;
       });
       this.#lastSuccessfulDownload = this.#lastSuccessfulRequest = new Date();

@@ -5,6 +5,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
 import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
 import { parseConfig } from '../../src/config/load.ts';
-import type { BundleConfig } from '../../src/config/schema.ts';
+import { bundleSchema, type BundleConfig } from '../../src/config/schema.ts';
 import { BUNDLE_CONTENT_TYPE, BundleClient, bundleUrl, displayUrl, nextDelayMs } from '../../src/policy/bundle-client.ts';
 import { PolicyHolder } from '../../src/policy/holder.ts';
 
@@ -34,7 +35,8 @@ beforeAll(async () => {
     if (served.status !== undefined) return void res.writeHead(served.status).end();
     if (req.headers.authorization !== 'Bearer t0k') return void res.writeHead(401).end();
     if (req.headers['if-none-match'] === served.etag) return void res.writeHead(304).end();
-    res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+    // An empty etag: a service that sends none.
+    res.writeHead(200, { ...(served.etag === '' ? {} : { etag: served.etag }), 'content-type': 'application/gzip' }).end(served.body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const addr = server.address();
@@ -231,6 +233,49 @@ describe('BundleClient', () => {
     expect(shown).not.toContain('PRESIGNED');
   });
 
+  it('a token that a header cannot carry is not sent, and not quoted in the error or the log (the HTTP client\'s own error quotes it)', async () => {
+    const tokenFile = join(tempDir('lbac-token-'), 'token');
+    writeFileSync(tokenFile, 't0k\nSECRET-PART\n');
+    const logged: string[] = [];
+    const logger = { ...quiet, error: (o: object, m: string) => void logged.push(JSON.stringify(o) + m) };
+    served = { body: b1, etag: '"e1"' };
+    const client = await BundleClient.create({ config: config({ auth: { type: 'bearer', tokenFile, scheme: 'Bearer' } }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger });
+    const before = seen.length;
+    const outcome = await client.poll();
+    expect(outcome).toMatchObject({ kind: 'failed', error: expect.stringMatching(/token is empty or holds a character a header cannot carry/) });
+    expect(seen.length).toBe(before);
+    expect(JSON.stringify([outcome, client.status, logged])).not.toContain('SECRET');
+    expect(logged).toHaveLength(1);
+    // An inline token is checked by the config.
+    const inline = bundleSchema.safeParse({ url: 'http://b', auth: { type: 'bearer', token: 'a\nb' } });
+    expect(inline.success).toBe(false);
+    expect(JSON.stringify(inline.error?.issues)).toMatch(/CR, LF or NUL/);
+  });
+
+  it('a token file that is not a regular file (a FIFO would wait for a writer forever) fails the poll', async () => {
+    const fifo = join(tempDir('lbac-token-'), 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const client = await BundleClient.create({ config: config({ auth: { type: 'bearer', tokenFile: fifo, scheme: 'Bearer' } }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    const outcome = await Promise.race([client.poll(), new Promise((r) => setTimeout(() => r('still waiting'), 5_000))]);
+    expect(outcome).toMatchObject({ kind: 'failed', error: expect.stringMatching(/is not a regular file/) });
+  });
+
+  it('a service without ETags: the same bundle again is "not modified", not activated again (which would close live tails and empty caches)', async () => {
+    served = { body: b1, etag: '' };
+    const activated: string[] = [];
+    const logger = { ...quiet, info: (_o: object, m: string) => void (m === 'policy bundle activated' && activated.push(m)) };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'one' });
+    const since = holder.info?.activatedAt;
+    expect(await client.poll()).toEqual({ kind: 'not-modified' });
+    expect(await client.poll()).toEqual({ kind: 'not-modified' });
+    expect(activated).toHaveLength(1);
+    expect(holder.info?.activatedAt).toBe(since);
+    served = { body: b2, etag: '' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'two' });
+  });
+
   it('start() polls in the background until stop()', async () => {
     served = { body: b1, etag: '"e1"' };
     const holder = new PolicyHolder();
@@ -336,6 +381,30 @@ describe('long polling', () => {
     }
   });
 
+  it('a service that answers long polls at once, or sends no ETag to long-poll with, is polled with the normal delays', async () => {
+    for (const etag of ['"fast"', undefined]) {
+      const requests: number[] = [];
+      const server = createServer((req, res) => {
+        requests.push(Date.now());
+        if (etag !== undefined && req.headers['if-none-match'] === etag) return void res.writeHead(304).end();
+        res.writeHead(200, { ...(etag === undefined ? {} : { etag }), 'content-type': BUNDLE_CONTENT_TYPE }).end(b1);
+      });
+      const port = await listen(server);
+      const holder = new PolicyHolder();
+      const client = await BundleClient.create({ config: lpConfig(port), holder, entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+      try {
+        await client.start();
+        await until(() => holder.revision === 'one');
+        await new Promise((r) => setTimeout(r, 1_500));
+        // The first download, at most one long poll answered at once, then the 30–60 s delay.
+        expect(requests.length, `etag ${etag}`).toBeLessThanOrEqual(2);
+      } finally {
+        await client.stop();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    }
+  });
+
   it('a service without long polling (plain content type) is polled with the normal delays', async () => {
     const svc = longPollServer(false);
     svc.publish(b1, '"p1"');
@@ -393,7 +462,8 @@ describe('TLS to the bundle service', () => {
     foreignClient = otherPki.issue('foreign-client', { subject: '/CN=intruder' });
     https = createHttpsServer({ key: serverCert.keyPem, cert: serverCert.certPem, ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
       clients.push(String((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? ''));
-      res.writeHead(200, { etag: served.etag, 'content-type': 'application/gzip' }).end(served.body);
+      // An empty etag: a service that sends none.
+    res.writeHead(200, { ...(served.etag === '' ? {} : { etag: served.etag }), 'content-type': 'application/gzip' }).end(served.body);
     });
     await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
     httpsUrl = `https://127.0.0.1:${(https.address() as AddressInfo).port}`;

@@ -177,6 +177,18 @@ describe('BundleClient.prepareReload: a signing key rotated in its file', () => 
     expect(holder.revision).toBe('new-narrow');
   });
 
+  it('after a key rotation the next request is unconditional: a 304 does not keep the retired key\'s bundle looking healthy', async () => {
+    const { keyFile, holder, client } = await clientWithKeyFile();
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'old-wide' });
+    expect(await client.poll()).toEqual({ kind: 'not-modified' });
+    writeFileSync(keyFile, k2.publicKeyPem);
+    (await client.prepareReload(undefined)).commit();
+    // The service still has the retired key's bundle (same ETag): downloaded again, and refused.
+    expect(await client.poll()).toMatchObject({ kind: 'failed', error: expect.stringMatching(/signature/) });
+    expect(client.status.consecutiveFailures).toBe(1);
+    expect(holder.revision).toBe('old-wide');
+  });
+
   it('a reload that changes neither data nor keys holds up no download (the reload may wait on identity providers)', async () => {
     const { client } = await clientWithKeyFile();
     await client.poll();
