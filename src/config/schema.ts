@@ -427,6 +427,13 @@ export const oidcProviderSchema = z
 const secretHash = z
   .string()
   .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}$/, 'expected an scrypt hash "scrypt$N$r$p$salt$hash" (see docs/identity.md); plain-text secrets are not accepted');
+/** An API key's hash: scrypt, or SHA-256 for generated (random, 256-bit) keys, which need no slow hash. */
+const apiKeyHash = z
+  .string()
+  .regex(
+    /^(?:scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}|sha256\$[0-9a-f]{64})$/,
+    'expected "sha256$<hex>" (generated keys) or an scrypt hash "scrypt$N$r$p$salt$hash" (see docs/identity.md); plain-text secrets are not accepted',
+  );
 
 const staticSubjectSchema = z
   .strictObject({
@@ -495,7 +502,13 @@ export const apiKeyProviderSchema = z
     type: z.literal('apikey'),
     header: headerName.optional().describe('Header carrying the key (e.g. X-API-Key); default: Authorization: Bearer <key>.'),
     keys: z
-      .array(z.strictObject({ name: z.string().min(1), hash: secretHash, subject: staticSubjectSchema.default(staticSubjectSchema.parse({})) }))
+      .array(
+        z.strictObject({
+          name: z.string().min(1),
+          hash: apiKeyHash.describe('sha256$<hex> for a generated key (one lookup per request), or scrypt$… for a key a person chose (one scrypt per configured scrypt key for every unknown key: see docs/identity.md).'),
+          subject: staticSubjectSchema.default(staticSubjectSchema.parse({})),
+        }),
+      )
       .min(1),
     cacheTtlSeconds: z.number().int().min(0).default(60).describe('Verified keys are cached (by digest) this long.'),
     ...prefixFields,
@@ -507,7 +520,7 @@ export const apiKeyProviderSchema = z
       names.add(k.name);
     });
   })
-  .describe('Static API keys, stored as scrypt hashes.');
+  .describe('Static API keys, stored as SHA-256 digests (generated keys) or scrypt hashes.');
 
 export const basicProviderSchema = z
   .strictObject({

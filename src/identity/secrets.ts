@@ -12,7 +12,7 @@
  *
  *   node -e "import('./src/identity/secrets.ts').then(async (m) => { const k = m.generateApiKey(); console.log(k, await m.hashSecret(k)); })"
  */
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { ConcurrencyGate } from '../util/gate.ts';
 
 export interface ScryptParams {
@@ -98,6 +98,15 @@ export async function verifySecret(secret: string, stored: ParsedHash | string, 
   const h = typeof stored === 'string' ? parseSecretHash(stored) : stored;
   const got = await boundedScrypt(secret, h.salt, h.hash.length, { N: h.N, r: h.r, p: h.p, maxmem: maxmem(h.N, h.r) }, gone);
   return got.length === h.hash.length && timingSafeEqual(got, h.hash);
+}
+
+/**
+ * The stored form of a generated API key: its SHA-256. A key of 256 random bits
+ * cannot be guessed from a fast hash, and needs no slow one: a request with an
+ * unknown key then costs one digest, not one scrypt per configured key.
+ */
+export function apiKeyDigest(key: string): string {
+  return `sha256$${createHash('sha256').update(key, 'utf8').digest('hex')}`;
 }
 
 /** The prefix of generated API keys: recognisable by secret scanners, and never sent to an identity provider. */

@@ -2,7 +2,7 @@ import type { ApiKeyProviderConfig, BasicProviderConfig } from '../config/schema
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, JwtVerifier, tokenDigest } from './jwt.ts';
-import { parseSecretHash, verifySecret, type ParsedHash } from './secrets.ts';
+import { apiKeyDigest, parseSecretHash, verifySecret, type ParsedHash } from './secrets.ts';
 import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 
 type StaticSubject = ApiKeyProviderConfig['keys'][number]['subject'];
@@ -25,19 +25,24 @@ const NEGATIVE_TTL_MS = 10_000;
 const MAX_SECRET_BYTES = 4096;
 
 /**
- * Static API keys (for machine clients), stored as scrypt hashes. The key comes
- * from `Authorization: Bearer <key>` (JWT-shaped tokens are left to JWT
- * sources) or from a configured header. Configured hashes are checked one at
- * a time until one matches (constant-time compares; a refused key costs every
- * hash, and the timing of an accepted one tells only its position to someone
- * who holds it); verified and refused keys are cached by digest (refusals
- * briefly, bounded), so repeated requests cost one hash lookup.
+ * Static API keys (for machine clients), stored as SHA-256 digests (generated,
+ * random keys: one lookup per request) or scrypt hashes (keys a person chose).
+ * The key comes from `Authorization: Bearer <key>` (JWT-shaped tokens are left
+ * to JWT sources) or from a configured header. A key is looked up by its
+ * SHA-256 first; then the scrypt hashes are checked one at a time until one
+ * matches (constant-time compares; a refused key costs every scrypt hash, and
+ * the timing of an accepted one tells only its position to someone who holds
+ * it); verified and refused keys are cached by digest (refusals briefly,
+ * bounded), so repeated requests cost one hash lookup.
  * Revocation: remove the key from the config and restart/reload.
  */
 export class ApiKeySource implements IdentitySource {
   readonly name = 'apikey';
   readonly #cfg: ApiKeyProviderConfig;
+  /** scrypt-hashed keys, checked in turn. */
   readonly #keys: { name: string; hash: ParsedHash; subject: Subject }[];
+  /** SHA-256-stored (generated) keys, by their stored form. */
+  readonly #byDigest: Map<string, Subject>;
   readonly #cache = new LruCache<string, Subject>(10_000);
   readonly #negative = new LruCache<string, true>(1_000);
   readonly #header: string | undefined;
@@ -45,7 +50,9 @@ export class ApiKeySource implements IdentitySource {
   constructor(cfg: ApiKeyProviderConfig) {
     this.#cfg = cfg;
     this.#header = cfg.header?.toLowerCase();
-    this.#keys = cfg.keys.map((k) => ({ name: k.name, hash: parseSecretHash(k.hash), subject: staticSubject(k.subject, k.name, 'apikey', { apikey: k.name }) }));
+    const subjectOf = (k: ApiKeyProviderConfig['keys'][number]) => staticSubject(k.subject, k.name, 'apikey', { apikey: k.name });
+    this.#keys = cfg.keys.filter((k) => k.hash.startsWith('scrypt$')).map((k) => ({ name: k.name, hash: parseSecretHash(k.hash), subject: subjectOf(k) }));
+    this.#byDigest = new Map(cfg.keys.filter((k) => k.hash.startsWith('sha256$')).map((k) => [k.hash, subjectOf(k)]));
   }
 
   cacheStats(): IdentityCacheStats {
@@ -86,14 +93,13 @@ export class ApiKeySource implements IdentitySource {
     const hit = this.#cache.get(digest);
     if (hit !== undefined) return hit;
     if (this.#negative.get(digest) !== undefined) throw new InvalidTokenError('unknown API key (cached)');
+    let subject = this.#byDigest.size === 0 ? undefined : this.#byDigest.get(apiKeyDigest(key));
     // One hash at a time, so one request holds at most one of the bounded verification slots (secrets.ts).
-    let i = -1;
-    for (let j = 0; j < this.#keys.length && i < 0; j++) if (await verifySecret(key, this.#keys[j]!.hash, creds.gone)) i = j;
-    if (i < 0) {
+    for (let j = 0; j < this.#keys.length && subject === undefined; j++) if (await verifySecret(key, this.#keys[j]!.hash, creds.gone)) subject = this.#keys[j]!.subject;
+    if (subject === undefined) {
       this.#negative.set(digest, true, NEGATIVE_TTL_MS);
       throw new InvalidTokenError('unknown API key');
     }
-    const subject = this.#keys[i]!.subject;
     this.#cache.set(digest, subject, this.#cfg.cacheTtlSeconds * 1000);
     return subject;
   }
