@@ -1,3 +1,4 @@
+import { GatewayError } from '../errors.ts';
 import { isRecord } from '../util/is-record.ts';
 
 /** An upstream error answer as the client may get it: its content type and body. */
@@ -14,8 +15,9 @@ const BINARY = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
  * What of an upstream's non-2xx answer on a filtered route reaches a
  * restricted subject. The backends' own error answers carry a message, not
  * data: Prometheus-compatible stores answer `{"status":"error","errorType",
- * "error"}`, Loki and Tempo a line of text. That envelope is rebuilt from
- * those fields, and a text message passes as text. Any other body (JSON that
+ * "error"}`, Loki and Tempo a line of text. That envelope (or another JSON
+ * error's message fields) is rebuilt from those fields, and a text message
+ * passes as text. Any other body (JSON that
  * is not the envelope, protobuf, a cache's or proxy's stored answer under an
  * error status) has not been through the route's filter: undefined, and the
  * caller answers its own error instead (fail closed).
@@ -33,6 +35,11 @@ export function relayableError(raw: Uint8Array, contentType: string): RelayedErr
   return { contentType: /^text\//i.test(contentType) ? contentType : 'text/plain; charset=utf-8', body: text };
 }
 
+/**
+ * A JSON error, rebuilt from its message fields only: Prometheus'
+ * `{"status":"error","errorType","error"}`, and the `{"code","message"}` of
+ * gRPC-gateway style APIs or a bare `{"error"}` / `{"message"}`.
+ */
 function errorEnvelope(text: string): RelayedError | undefined {
   let body: unknown;
   try {
@@ -40,8 +47,24 @@ function errorEnvelope(text: string): RelayedError | undefined {
   } catch {
     return undefined;
   }
-  if (!isRecord(body) || body['status'] !== 'error' || typeof body['error'] !== 'string') return undefined;
-  const errorType = body['errorType'];
-  const out = typeof errorType === 'string' ? { status: 'error', errorType, error: body['error'] } : { status: 'error', error: body['error'] };
+  if (!isRecord(body)) return undefined;
+  const { status, errorType, error, code, message } = body;
+  let out: Record<string, unknown>;
+  if (status === 'error' && typeof error === 'string') out = typeof errorType === 'string' ? { status, errorType, error } : { status, error };
+  else if (status === undefined && typeof message === 'string') out = typeof code === 'number' ? { code, message } : { message };
+  else if (status === undefined && typeof error === 'string') out = { error };
+  else return undefined;
   return { contentType: 'application/json', body: JSON.stringify(out) };
+}
+
+/**
+ * An upstream's error answer (non-2xx) to a request whose answer is filtered:
+ * the backend's error message (relayableError), else the gateway's own error
+ * with the upstream's status (a body that is not a message is withheld).
+ */
+export function unfilteredErrorAnswer(raw: Uint8Array, contentType: string, status: number): RelayedError | GatewayError {
+  const relayed = relayableError(raw, contentType);
+  if (relayed !== undefined) return relayed;
+  const message = `upstream answered ${status}; its answer is not an error message and is withheld`;
+  return new GatewayError('upstream_error', message, status >= 400 && status <= 599 ? { status } : undefined);
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HEADER_NAME, headerKey, policyHeaderProblem } from '../util/header-name.ts';
+import { HEADER_NAME, headerKey, isEmptyHeaderValue, policyHeaderProblem } from '../util/header-name.ts';
 
 /**
  * The configuration schema: one source of truth for validation, TypeScript
@@ -24,7 +24,7 @@ const headerMap = z.record(headerName, headerValue);
  */
 const policyHeaderMap = z.record(headerName, z.string()).superRefine((headers, ctx) => {
   for (const [name, value] of Object.entries(headers)) {
-    const problem = policyHeaderProblem(name, value) ?? (value.split('|').every((v) => v.trim() === '') ? `the value of ${JSON.stringify(name)} is empty (an unset \${VAR}?)` : undefined);
+    const problem = policyHeaderProblem(name, value) ?? (isEmptyHeaderValue(value) ? `the value of ${JSON.stringify(name)} is empty (an unset \${VAR}?)` : undefined);
     if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, path: [name] });
   }
 });

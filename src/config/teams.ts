@@ -1,7 +1,7 @@
 import { RE2JS } from 're2js';
 import { DECISION_LIMITS } from '../policy/decision.ts';
 import { checkMatcherRegex, type Matcher, type MatcherGroup } from '../rewrite/matcher.ts';
-import { policyHeaderProblem } from '../util/header-name.ts';
+import { isEmptyHeaderValue, policyHeaderProblem } from '../util/header-name.ts';
 import type { ClaimsModeConfig, ParsedConfig, TeamConfig } from './schema.ts';
 
 /**
@@ -108,7 +108,7 @@ function janusHeaders(raw: unknown, path: (string | number)[]): Record<string, s
     const name = k.trim();
     const value = v.trim();
     // The same rules as native teams' headers (config/schema.ts): refused at load, not on every request.
-    const problem = policyHeaderProblem(name, value) ?? (value.split('|').every((v) => v.trim() === '') ? `the value of ${JSON.stringify(name)} is empty` : undefined);
+    const problem = policyHeaderProblem(name, value) ?? (isEmptyHeaderValue(value) ? `the value of ${JSON.stringify(name)} is empty` : undefined);
     if (problem !== undefined) throw new TeamsError(problem, p);
     out[name] = value;
   };

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Pool } from 'undici';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { FormParams } from '../backends/form-params.ts';
-import { relayableError, type RelayedError } from '../backends/error-answers.ts';
+import { unfilteredErrorAnswer } from '../backends/error-answers.ts';
 import { buildinfoVersion, versionProblem } from '../backends/versions.ts';
 import { responseFilterOf, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RouteSpec } from '../backends/routes.ts';
 import type { ResolvedUpstream } from '../config/load.ts';
@@ -105,18 +105,6 @@ export function traceLevelContext(upstream: ResolvedUpstream): { refuseTraceLeve
 }
 
 /** A filtered answer's body as Fastify sends it (a Buffer view of the filter's bytes, or its text). */
-/**
- * An upstream's error answer (non-2xx) to a request whose answer is filtered:
- * the backend's error message (relayableError), else the gateway's own error
- * with the upstream's status (a body that is not a message is withheld).
- */
-export function unfilteredErrorAnswer(raw: Uint8Array, contentType: string, status: number): RelayedError | GatewayError {
-  const relayed = relayableError(raw, contentType);
-  if (relayed !== undefined) return relayed;
-  const message = `upstream answered ${status}; its answer is not an error message and is withheld`;
-  return new GatewayError('upstream_error', message, status >= 400 && status <= 599 ? { status } : undefined);
-}
-
 export function sendable(out: RawFilteredResponse): string | Buffer {
   return typeof out.body === 'string' ? out.body : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength);
 }

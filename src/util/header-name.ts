@@ -56,6 +56,14 @@ export const FORBIDDEN_POLICY_HEADERS: ReadonlySet<string> = new Set([
   'expect',
 ]);
 
+/**
+ * A header value that names nothing: empty, or "|" joining no tenant (some
+ * stores read a missing tenant as their default one: Thanos' THANOS-TENANT).
+ */
+export function isEmptyHeaderValue(value: string): boolean {
+  return value.split('|').every((part) => part.trim() === '');
+}
+
 /** Why a policy may not set this header (name or value), or undefined. */
 export function policyHeaderProblem(name: string, value: string): string | undefined {
   if (!HEADER_NAME.test(name)) return `${JSON.stringify(name)} is not a valid HTTP header name`;

@@ -130,6 +130,14 @@ describe('headers of answers the gateway filters', () => {
     expect(r.headers['x-kept']).toBe('v');
   });
 
+  it('a redirect: the gateway\'s 502 without the upstream\'s headers (its Location, its cookies)', async () => {
+    next = { status: 302, headers: { ...JSON_HEADERS, location: 'http://prometheus.internal/x', 'set-cookie': 'sid=upstream', 'www-authenticate': 'Basic realm="internal"' }, body: ALERTS };
+    const r = await get('alice', '/prometheus/api/v1/alerts');
+    expect(r.statusCode).toBe(502);
+    expect(r.body).not.toContain('team-b-secret');
+    for (const h of ['location', 'set-cookie', 'www-authenticate']) expect(r.headers[h], h).toBeUndefined();
+  });
+
   it('an answer the filter cannot read: the gateway\'s 502 without the upstream\'s headers', async () => {
     next = { status: 200, headers: { ...JSON_HEADERS, 'set-cookie': 'sid=upstream', 'x-upstream-note': 'namespace=team-b-secret' }, body: 'not json' };
     const r = await get('alice', '/prometheus/api/v1/alerts');
@@ -147,6 +155,13 @@ describe('relayableError', () => {
       body: '{"status":"error","errorType":"bad_data","error":"parse error"}',
     });
     expect(relayableError(bytes(' {"status":"error","errorType":5,"error":"e"}'), '')?.body).toBe('{"status":"error","error":"e"}');
+  });
+  it('other JSON errors keep only their message fields: {code, message} (gRPC gateways), {error}, {message}', () => {
+    const rebuilt = (body: unknown) => relayableError(bytes(JSON.stringify(body)), 'application/json')?.body;
+    expect(rebuilt({ code: 3, message: 'invalid query', details: [{ namespace: 'team-b' }] })).toBe('{"code":3,"message":"invalid query"}');
+    expect(rebuilt({ error: 'too many requests', data: ['team-b'] })).toBe('{"error":"too many requests"}');
+    expect(rebuilt({ message: 'bad', code: '3' })).toBe('{"message":"bad"}');
+    expect(rebuilt({ status: 'success', error: 'x', data: ['team-b'] })).toBeUndefined();
   });
   it('JSON that is not the envelope, malformed JSON, binary and invalid UTF-8 are not relayable', () => {
     for (const body of ['{"status":"success","data":[]}', '{"status":"error","error":{"msg":"x"}}', '[{"status":"error","error":"e"}]', '{"status":"error","error":"e"', '\n[1,2']) {

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import { Agent, Pool } from 'undici';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { unfilteredErrorAnswer } from '../../backends/error-answers.ts';
 import { FormParams } from '../../backends/form-params.ts';
 import { responseFilterOf, type FanOutSpec, type LookupSpec, type RawFilteredResponse, type RawResponseFilter, type RouteSpec, type RouteTable } from '../../backends/routes.ts';
 import type { ResolvedUpstream } from '../../config/load.ts';
@@ -12,7 +13,7 @@ import { AnswerTooLarge, ByteBudget, DEFAULT_BUFFERED_ANSWER_BYTES, MAX_FILTERED
 import { decideAndEnforce, LANGUAGE, type Enforced } from '../enforce.ts';
 import { filterAnswer } from '../filter-offload.ts';
 import { LookupCache } from '../lookup-cache.ts';
-import { fanOutReply, lookupAnswer, lookupClientHeaders, MAX_FAN_OUT, requireVersion, sendable, traceLevelContext, unfilteredErrorAnswer, upstreamFailure, type Lookups } from '../side-requests.ts';
+import { fanOutReply, lookupAnswer, lookupClientHeaders, MAX_FAN_OUT, requireVersion, sendable, traceLevelContext, upstreamFailure, type Lookups } from '../side-requests.ts';
 import { cancellingDispatcher, CLIENT_GONE, ClientGone } from '../upstream-dispatcher.ts';
 import { downstreamHeaders, dropUpstreamHeaders, filteredDownstreamHeaders, FORM_CONTENT_TYPE, ownedHeaders, signedHeaders, upstreamHeaders } from '../upstream-headers.ts';
 import { clientGone } from './context.ts';
@@ -267,7 +268,7 @@ function relay(f: Forwarding, lookup: unknown): FastifyReply {
             (raw) => {
               // The reply has no upstream Content-Length or Content-Encoding (filteredDownstreamHeaders).
               // A redirect is not followed or relayed: its body is unfiltered and its Location the upstream's own address.
-              if (res.statusCode >= 300 && res.statusCode <= 399) return rep.send(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`));
+              if (res.statusCode >= 300 && res.statusCode <= 399) return answerOwn(new GatewayError('upstream_error', `upstream answered ${res.statusCode} (a redirect)`), res.statusCode);
               // Errors (4xx/5xx) pass as the backend's error message (relayableError), unless the route answers them
               // itself (RouteSpec.upstreamErrorAnswer: Tempo's trace by id); every 2xx answer is filtered.
               if (res.statusCode < 200 || res.statusCode > 299) {
