@@ -505,7 +505,7 @@ export const apiKeyProviderSchema = z
       .array(
         z.strictObject({
           name: z.string().min(1),
-          hash: apiKeyHash.describe('sha256$<hex> for a generated key (one lookup per request), or scrypt$… for a key a person chose (one scrypt per configured scrypt key for every unknown key: see docs/identity.md).'),
+          hash: apiKeyHash.describe('sha256$<hex> for a generated key (lbac_ and 43 base64url characters; one lookup per request; a key of another shape never matches a sha256 hash), or scrypt$… for a key a person chose (one scrypt per configured scrypt key for every unknown key: see docs/identity.md).'),
           subject: staticSubjectSchema.default(staticSubjectSchema.parse({})),
         }),
       )
@@ -515,9 +515,13 @@ export const apiKeyProviderSchema = z
   })
   .superRefine((p, ctx) => {
     const names = new Set<string>();
+    const hashes = new Set<string>();
     p.keys.forEach((k, i) => {
       if (names.has(k.name)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'name'], message: `duplicate key name "${k.name}"` });
+      // One generated key under two names would be either subject (a digest lookup keeps the last).
+      if (k.hash.startsWith('sha256$') && hashes.has(k.hash)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'hash'], message: `key "${k.name}" has the hash of an earlier key` });
       names.add(k.name);
+      hashes.add(k.hash);
     });
   })
   .describe('Static API keys, stored as SHA-256 digests (generated keys) or scrypt hashes.');
@@ -633,7 +637,12 @@ export const bundleSchema = z
     auth: z
       .strictObject({
         type: z.enum(['none', 'bearer']).default('none'),
-        token: secretString.optional().describe('Bearer token; use ${ENV_VAR} interpolation or tokenFile, not a literal.'),
+        token: z
+          .string()
+          .trim()
+          .pipe(secretString)
+          .optional()
+          .describe('Bearer token (surrounding whitespace removed, e.g. the newline of a ${ENV_VAR} from a file); use ${ENV_VAR} interpolation or tokenFile, not a literal.'),
         tokenFile: z.string().min(1).optional().describe('File holding the bearer token (relative to the config file; re-read on every request, so rotation needs no restart; a regular file of one line).'),
         scheme: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/).default('Bearer').describe('Authorization scheme.'),
       })

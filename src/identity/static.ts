@@ -2,7 +2,7 @@ import type { ApiKeyProviderConfig, BasicProviderConfig } from '../config/schema
 import type { Subject } from '../policy/decision.ts';
 import { LruCache } from '../util/lru.ts';
 import { InvalidTokenError, JwtVerifier, tokenDigest } from './jwt.ts';
-import { apiKeyDigest, parseSecretHash, verifySecret, type ParsedHash } from './secrets.ts';
+import { apiKeyDigest, GENERATED_API_KEY, parseSecretHash, verifySecret, type ParsedHash } from './secrets.ts';
 import { UNDECIDED, type Credentials, type IdentityCacheStats, type IdentitySource } from './source.ts';
 
 type StaticSubject = ApiKeyProviderConfig['keys'][number]['subject'];
@@ -26,7 +26,9 @@ const MAX_SECRET_BYTES = 4096;
 
 /**
  * Static API keys (for machine clients), stored as SHA-256 digests (generated,
- * random keys: one lookup per request) or scrypt hashes (keys a person chose).
+ * random keys, `lbac_` + 43 base64url characters: one lookup per request; a
+ * key of another shape is never looked up by digest) or scrypt hashes (keys a
+ * person chose).
  * The key comes from `Authorization: Bearer <key>` (JWT-shaped tokens are left
  * to JWT sources) or from a configured header. A key is looked up by its
  * SHA-256 first; then the scrypt hashes are checked one at a time until one
@@ -93,7 +95,9 @@ export class ApiKeySource implements IdentitySource {
     const hit = this.#cache.get(digest);
     if (hit !== undefined) return hit;
     if (this.#negative.get(digest) !== undefined) throw new InvalidTokenError('unknown API key (cached)');
-    let subject = this.#byDigest.size === 0 ? undefined : this.#byDigest.get(apiKeyDigest(key));
+    // Only a generated key (256 random bits) is looked up by its fast digest: a key a person chose stored as
+    // sha256$ would be guessable from a leaked config at SHA-256 speed, so it never matches.
+    let subject = this.#byDigest.size === 0 || !GENERATED_API_KEY.test(key) ? undefined : this.#byDigest.get(apiKeyDigest(key));
     // One hash at a time, so one request holds at most one of the bounded verification slots (secrets.ts).
     for (let j = 0; j < this.#keys.length && subject === undefined; j++) if (await verifySecret(key, this.#keys[j]!.hash, creds.gone)) subject = this.#keys[j]!.subject;
     if (subject === undefined) {

@@ -22,11 +22,11 @@ export type HashResult = { readonly hash: string } | { readonly error: string };
 /** Structured files from this size on are hashed off the event loop (smaller ones cost less than a thread). */
 export const OFF_THREAD_BYTES = 256 * 1024;
 /**
- * The hashing worker's heap: the event loop's own limit (`--max-old-space-size`, sized for the
- * container), so a file the event loop could canonicalise, the worker can (about 3 bytes of heap
- * per byte of file, once).
+ * The hashing worker's heap: half the event loop's limit (`--max-old-space-size`, sized for the
+ * container, which also holds the filter thread's heap), about 3 bytes of heap per byte of file.
+ * A file too large for it is a rejected bundle, not a process out of memory.
  */
-const WORKER_HEAP_MB = Math.floor(getHeapStatistics().heap_size_limit / 2 ** 20);
+const WORKER_HEAP_MB = Math.max(64, Math.floor(getHeapStatistics().heap_size_limit / 2 ** 21));
 /** A worker still hashing after this is ended (a linear pass over the largest bundle takes seconds). */
 const WORKER_TIMEOUT_MS = 60_000;
 

@@ -136,8 +136,8 @@ export function readTar(tar: Uint8Array): Map<string, Uint8Array> {
     pax = {};
     longName = undefined;
     if (type === '5') {
-      // Go reads no data for a directory (the blocks after its header are the next header): refused, not skipped.
-      if (size !== 0) throw new BundleFormatError(`tar: directory member ${JSON.stringify(rawName)} has data`);
+      // As Go: a directory has no data, whatever its size field says; the block after its header is the next header.
+      pos = dataStart;
       continue;
     }
     // Regular files only: '0', and the old '\0' (which Go reads as a directory when the name ends in "/").

@@ -38,6 +38,19 @@ describe('API keys stored as SHA-256', () => {
     expect(await mixed.authenticate(creds(chosen))).toMatchObject({ sub: 'chosen' });
   });
 
+  it('a key that is not of the generated shape never matches a sha256 hash (a chosen key stored so would be guessable)', async () => {
+    const chosen = 'hunter2';
+    const source = new ApiKeySource(apiKeyProviderSchema.parse({ type: 'apikey', keys: [{ name: 'weak', hash: apiKeyDigest(chosen) }, { name: 'test', hash: apiKeyDigest('test') }] }));
+    for (const k of [chosen, 'test']) expect(await refused(source.authenticate(creds(k)))).toBe('unauthenticated');
+  });
+
+  it('two keys with one sha256 hash are a config error (either subject, depending on the map)', () => {
+    const hash = apiKeyDigest(generateApiKey());
+    const parsed = apiKeyProviderSchema.safeParse({ type: 'apikey', keys: [{ name: 'a', hash }, { name: 'b', hash }] });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues.map((i) => i.message)).toContain('key "b" has the hash of an earlier key');
+  });
+
   it('the config takes sha256$<64 hex> for API keys only: basic-auth passwords stay scrypt', () => {
     expect(apiKeyProviderSchema.safeParse({ type: 'apikey', keys: [{ name: 'a', hash: `sha256$${'0'.repeat(64)}` }] }).success).toBe(true);
     expect(apiKeyProviderSchema.safeParse({ type: 'apikey', keys: [{ name: 'a', hash: `sha256$${'0'.repeat(63)}` }] }).success).toBe(false);

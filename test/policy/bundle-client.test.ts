@@ -6,7 +6,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../../e2e/harness/temp-dir.ts';
@@ -250,6 +250,18 @@ describe('BundleClient', () => {
     const inline = bundleSchema.safeParse({ url: 'http://b', auth: { type: 'bearer', token: 'a\nb' } });
     expect(inline.success).toBe(false);
     expect(JSON.stringify(inline.error?.issues)).toMatch(/CR, LF or NUL/);
+  });
+
+  it('a token file reached through symlinks (a Kubernetes Secret mount) is read; an inline token loses the newline of a ${VAR}', async () => {
+    const dir = tempDir('lbac-token-');
+    writeFileSync(join(dir, 'real'), 't0k\n');
+    symlinkSync('real', join(dir, '..data'));
+    symlinkSync('..data', join(dir, 'token'));
+    served = { body: b1, etag: '"e1"' };
+    const client = await BundleClient.create({ config: config({ auth: { type: 'bearer', tokenFile: join(dir, 'token'), scheme: 'Bearer' } }), holder: new PolicyHolder(), entrypoint: 'lbac/decision', configData: {}, logger: quiet });
+    expect(await client.poll()).toMatchObject({ kind: 'activated' });
+    const inline = bundleSchema.parse({ url: 'http://b', auth: { type: 'bearer', token: 't0k\n' } });
+    expect(inline.auth.token).toBe('t0k');
   });
 
   it('a token file that is not a regular file (a FIFO would wait for a writer forever) fails the poll', async () => {

@@ -141,6 +141,17 @@ describe('manifest, wasm and data', () => {
     expect(loaded.engine.evaluate(asUser(['gy'])).headers).toEqual({});
   });
 
+  it('"__proto__" keys of data files are data like any other key, merged and never a prototype', async () => {
+    const b = editBundle(plain, (n, d) => d, {
+      '/x/data.json': Buffer.from('{"__proto__": {"polluted": true}, "a": {"__proto__": {"k": 1}}}'),
+      '/x/a/data.json': Buffer.from('{"__proto__": {"j": 2}}'),
+    });
+    await loadBundle(b, { configData });
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    expect(Object.prototype).not.toHaveProperty('k');
+    expect(Object.prototype).not.toHaveProperty('j');
+  });
+
   it('data outside the manifest roots is rejected; data under them is accepted', async () => {
     // opa build itself enforces roots, so the "outside" case edits the manifest afterwards.
     const built = readFileSync(await buildBundle({ revision: 'roots-1', roots: ['lbac'], data: { lbac: { teams: { t: team('g', 'n') } } } }));
