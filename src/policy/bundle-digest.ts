@@ -150,6 +150,14 @@ export function canonicalJson(text: string): string {
     }
     return text.slice(start, i);
   };
+  // After an element: true at a ",", false at the closing bracket (both consumed).
+  const more = (close: number, expected: string): boolean => {
+    ws();
+    const c = text.charCodeAt(i);
+    if (c !== 0x2c && c !== close) fail(`expected ${expected}`);
+    i++;
+    return c === 0x2c;
+  };
   const value = (depth: number, out: CanonicalText): void => {
     if (depth > 512) fail('JSON nested too deeply');
     ws();
@@ -175,16 +183,10 @@ export function canonicalJson(text: string): string {
       out.push(']');
       return;
     }
-    for (let first = true; ; first = false) {
-      if (!first) out.push(',');
+    value(depth + 1, out);
+    while (more(0x5d, '"," or "]"')) {
+      out.push(',');
       value(depth + 1, out);
-      ws();
-      const c = text.charCodeAt(i);
-      i++;
-      if (c === 0x2c) continue;
-      if (c === 0x5d) break;
-      i--;
-      fail('expected "," or "]"');
     }
     out.push(']');
   };
@@ -196,7 +198,7 @@ export function canonicalJson(text: string): string {
     ws();
     if (text.charCodeAt(i) === 0x7d) i++;
     else {
-      for (;;) {
+      do {
         ws();
         if (text.charCodeAt(i) !== 0x22) fail('expected a string key');
         const [key, keyText, keyWide] = str();
@@ -205,14 +207,7 @@ export function canonicalJson(text: string): string {
         if (text.charCodeAt(i) !== 0x3a) fail('expected ":"');
         i++;
         members.set(key, { key, keyText, value: member(depth + 1) });
-        ws();
-        const c = text.charCodeAt(i);
-        i++;
-        if (c === 0x2c) continue;
-        if (c === 0x7d) break;
-        i--;
-        fail('expected "," or "}"');
-      }
+      } while (more(0x7d, '"," or "}"'));
     }
     const sorted = [...members.values()].sort(wide ? (a, b) => utf8Order(a.key, b.key) : (a, b) => unitOrder(a.key, b.key));
     out.push('{');

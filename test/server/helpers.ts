@@ -77,6 +77,11 @@ teams:
   team-a: { groups: [team-a], selectors: [{ namespace: "~team-a-.*" }], headers: { X-Scope-OrgID: tenant-a } }
 `;
 
+/** A config of these upstreams (YAML flow maps, one per line) with the test identity and teams, load shedding off. */
+export function upstreamsConfig(...upstreams: string[]): GatewayConfig {
+  return parseConfig(`server:\n  loadShedding: { enabled: false }\nupstreams:\n${upstreams.map((u) => `  - ${u}\n`).join('')}${TEST_IDENTITY_AND_TEAMS}`, { env: {} });
+}
+
 export function testConfig(upstreamUrl: string, extra = ''): GatewayConfig {
   return parseConfig(
     `

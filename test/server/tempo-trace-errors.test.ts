@@ -7,9 +7,8 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import { teamBOnlyTrace, traceJsonV1, traceJsonV2 } from '../backends/traces-fixtures.ts';
-import { TEST_IDENTITY_AND_TEAMS, testApp, type TestApp } from './helpers.ts';
+import { testApp, upstreamsConfig, type TestApp } from './helpers.ts';
 
 let up: Server;
 let gw: TestApp;
@@ -55,18 +54,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
   closedPort = (probe.address() as AddressInfo).port;
   await new Promise<void>((r) => probe.close(() => r()));
-  gw = await testApp(
-    parseConfig(
-      `
-server:
-  loadShedding: { enabled: false }
-upstreams:
-  - { name: traces, kind: tempo, url: "${upUrl}", mount: /tempo }
-  - { name: down, kind: tempo, url: "http://127.0.0.1:${closedPort}", mount: /down }
-${TEST_IDENTITY_AND_TEAMS}`,
-      { env: {} },
-    ),
-  );
+  gw = await testApp(upstreamsConfig(`{ name: traces, kind: tempo, url: "${upUrl}", mount: /tempo }`, `{ name: down, kind: tempo, url: "http://127.0.0.1:${closedPort}", mount: /down }`));
 });
 afterAll(async () => {
   await gw?.app.close();

@@ -6,9 +6,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import { relayableError } from '../../src/backends/error-answers.ts';
-import { TEST_IDENTITY_AND_TEAMS, testApp, type TestApp } from './helpers.ts';
+import { testApp, upstreamsConfig, type TestApp } from './helpers.ts';
 
 /** The upstream's next answer. */
 let next: { status: number; headers: Record<string, string>; body: string | Buffer } = { status: 200, headers: {}, body: '' };
@@ -32,18 +31,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(up.address() as AddressInfo).port}`;
-  gw = await testApp(
-    parseConfig(
-      `
-server:
-  loadShedding: { enabled: false }
-upstreams:
-  - { name: metrics, kind: prometheus, url: "${url}", mount: /prometheus }
-  - { name: traces, kind: tempo, url: "${url}", mount: /tempo }
-${TEST_IDENTITY_AND_TEAMS}`,
-      { env: {} },
-    ),
-  );
+  gw = await testApp(upstreamsConfig(`{ name: metrics, kind: prometheus, url: "${url}", mount: /prometheus }`, `{ name: traces, kind: tempo, url: "${url}", mount: /tempo }`));
 });
 afterAll(async () => {
   await gw?.app.close();
