@@ -37,8 +37,9 @@ export function relayableError(raw: Uint8Array, contentType: string): RelayedErr
 
 /**
  * A JSON error, rebuilt from its message fields only: Prometheus'
- * `{"status":"error","errorType","error"}`, and the `{"code","message"}` of
- * gRPC-gateway style APIs or a bare `{"error"}` / `{"message"}`.
+ * `{"status":"error","errorType","error"}`, Loki's `{"code","status","message"}`,
+ * the `{"code","message"}` of gRPC-gateway style APIs, a bare `{"error"}` or
+ * `{"message"}`.
  */
 function errorEnvelope(text: string): RelayedError | undefined {
   let body: unknown;
@@ -49,11 +50,14 @@ function errorEnvelope(text: string): RelayedError | undefined {
   }
   if (!isRecord(body)) return undefined;
   const { status, errorType, error, code, message } = body;
-  let out: Record<string, unknown>;
-  if (status === 'error' && typeof error === 'string') out = typeof errorType === 'string' ? { status, errorType, error } : { status, error };
-  else if (status === undefined && typeof message === 'string') out = typeof code === 'number' ? { code, message } : { message };
-  else if (status === undefined && typeof error === 'string') out = { error };
-  else return undefined;
+  if ((status !== undefined && status !== 'error') || (typeof error !== 'string' && typeof message !== 'string')) return undefined;
+  // In a fixed order, each field only when of its type: Loki's {code, status, message} too.
+  const out: Record<string, unknown> = {};
+  if (typeof code === 'number') out['code'] = code;
+  if (status === 'error') out['status'] = status;
+  if (typeof errorType === 'string') out['errorType'] = errorType;
+  if (typeof error === 'string') out['error'] = error;
+  if (typeof message === 'string') out['message'] = message;
   return { contentType: 'application/json', body: JSON.stringify(out) };
 }
 

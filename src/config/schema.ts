@@ -659,7 +659,7 @@ export const bundleSchema = z
           .positive()
           .optional()
           .describe(
-            'Enable HTTP long polling (OPA: polling.long_polling_timeout_seconds): once the service answers with Content-Type application/vnd.openpolicyagent.bundles, conditional requests carry "Prefer: modes=snapshot;wait=<this>" and the next request follows each answer at once; a service answering otherwise is polled with the delays above. Unset: plain polling.',
+            'Enable HTTP long polling (OPA: polling.long_polling_timeout_seconds): once the service answers with Content-Type application/vnd.openpolicyagent.bundles and an ETag, conditional requests carry "Prefer: modes=snapshot;wait=<this>" and the next request follows each answer at once (after a 304 within half a second: the polling delay); a service answering otherwise is polled with the delays above. Unset: plain polling.',
           ),
       })
       .refine((p) => p.minDelaySeconds <= p.maxDelaySeconds, { message: 'minDelaySeconds must not exceed maxDelaySeconds' })

@@ -21,12 +21,22 @@ export type HashResult = { readonly hash: string } | { readonly error: string };
 
 /** Structured files from this size on are hashed off the event loop (smaller ones cost less than a thread). */
 export const OFF_THREAD_BYTES = 256 * 1024;
+/** The event loop's old-space cap (`--max-old-space-size`, in MB), else V8's whole heap limit. */
+function oldSpaceLimitMb(): number {
+  const flags = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  for (const flag of flags.reverse()) {
+    const m = /^--max-old-space-size=(\d+)$/.exec(flag);
+    if (m !== null) return Number(m[1]);
+  }
+  return Math.floor(getHeapStatistics().heap_size_limit / 2 ** 20);
+}
+
 /**
- * The hashing worker's heap: half the event loop's limit (`--max-old-space-size`, sized for the
- * container, which also holds the filter thread's heap), about 3 bytes of heap per byte of file.
+ * The hashing worker's heap: half the event loop's old-space cap (sized for the container, which also
+ * holds the filter thread's heap), about 3 bytes of heap per byte of file; a small young generation.
  * A file too large for it is a rejected bundle, not a process out of memory.
  */
-const WORKER_HEAP_MB = Math.max(64, Math.floor(getHeapStatistics().heap_size_limit / 2 ** 21));
+const WORKER_LIMITS = { maxOldGenerationSizeMb: Math.max(64, Math.floor(oldSpaceLimitMb() / 2)), maxYoungGenerationSizeMb: 16 };
 /** A worker still hashing after this is ended (a linear pass over the largest bundle takes seconds). */
 const WORKER_TIMEOUT_MS = 60_000;
 
@@ -54,7 +64,7 @@ function hashOnWorker(jobs: readonly HashJob[]): Promise<HashResult[]> {
   // Each file in a buffer of its own, moved to the worker: a view would take its whole archive along.
   const own = jobs.map((j) => ({ path: j.path, algorithm: j.algorithm, bytes: new Uint8Array(j.bytes) }));
   return new Promise((resolve, reject) => {
-    const worker = new Worker(HASH_WORKER, { workerData: { jobs: own }, transferList: own.map((j) => j.bytes.buffer as ArrayBuffer), resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } });
+    const worker = new Worker(HASH_WORKER, { workerData: { jobs: own }, transferList: own.map((j) => j.bytes.buffer as ArrayBuffer), resourceLimits: WORKER_LIMITS });
     let settled = false;
     const settle = (f: () => void): void => {
       if (settled) return;

@@ -149,6 +149,8 @@ describe('relayableError', () => {
     expect(rebuilt({ code: 3, message: 'invalid query', details: [{ namespace: 'team-b' }] })).toBe('{"code":3,"message":"invalid query"}');
     expect(rebuilt({ error: 'too many requests', data: ['team-b'] })).toBe('{"error":"too many requests"}');
     expect(rebuilt({ message: 'bad', code: '3' })).toBe('{"message":"bad"}');
+    // Loki's JSON error (and the gateway's own for Loki).
+    expect(rebuilt({ code: 400, status: 'error', message: 'parse error at line 1', streams: [{ namespace: 'team-b' }] })).toBe('{"code":400,"status":"error","message":"parse error at line 1"}');
     expect(rebuilt({ status: 'success', error: 'x', data: ['team-b'] })).toBeUndefined();
   });
   it('JSON that is not the envelope, malformed JSON, binary and invalid UTF-8 are not relayable', () => {
