@@ -200,7 +200,7 @@ async function cmdCheckConfig(args: string[], io: Out): Promise<number> {
       if (p.type === 'jwt' && p.jwksFile !== undefined) await (await import('../identity/jwt.ts')).JwtVerifier.create(p);
       if (p.type === 'introspection') await (await import('../identity/introspection.ts')).IntrospectionSource.clientSecret(p);
     }
-    if (config.server.tls !== undefined) (await import('../server/tls.ts')).httpsOptions(config.server.tls);
+    if (config.server.tls !== undefined) (await import('../server/tls.ts')).httpsOptions(config.server.tls, config.server.requestTimeoutMs);
     // The audit file serve appends to: looked at, never created or opened.
     const auditNote = await (await import('../server/plugins/audit.ts')).checkAuditFile(config.audit, file);
     if (config.policy.bundle !== undefined) {

@@ -397,9 +397,14 @@ export const userinfoSchema = z
   })
   .describe('Enrich verified claims with the OIDC userinfo response (e.g. groups only available there). Token claims win over userinfo claims.');
 
-const jwksCacheSchema = z
+export const jwksCacheSchema = z
   .strictObject({
-    cooldownSeconds: z.number().int().min(0).default(30).describe('An unknown kid refetches the JWKS at most once per cooldown.'),
+    cooldownSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .default(30)
+      .describe('An unknown kid refetches the JWKS at most once per cooldown, and a failed fetch is not retried before it ends (the held keys verify meanwhile). At least 1: with none, every forged token would be a fetch.'),
     maxAgeSeconds: z.number().int().positive().default(600).describe('Refetch the JWKS after this long even without an unknown kid.'),
   })
   .describe('Remote JWKS caching.');

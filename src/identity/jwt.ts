@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { hash } from 'node:crypto';
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors as joseErrors, jwtVerify, type CryptoKey, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, decodeJwt, errors as joseErrors, jwtVerify, type CryptoKey, type FlattenedJWSInput, type CompactJWSHeaderParameters, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose';
 import type { ClaimsConfig, JwtProviderConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import type { Subject } from '../policy/decision.ts';
@@ -176,8 +176,46 @@ export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, 
   // jose caches the key set and refetches on an unknown kid at most once per cooldown.
   // Bodies are bounded (bounded-fetch.ts): a key set is a few KiB.
   const set = createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, cacheMaxAge: maxAgeMs, timeoutDuration: timeoutMs, [customFetch]: boundedFetch() });
-  const keys: RefreshableKeys = failClosedKeys(set);
-  keys.refresh = () => set.reload();
+  // jose counts its cooldown and max age from the last fetch that *succeeded*: while the endpoint fails, every
+  // request (anyone's: a token naming the issuer is enough) would fetch again, and past the max age every new
+  // token would be refused with the keys still held. After a failed fetch, the held keys verify and no fetch
+  // is made for a cooldown; a kid they lack cannot be decided then (503).
+  let failedAt = Number.NEGATIVE_INFINITY;
+  let held: { text: string; keys: JWTVerifyGetKey } | undefined;
+  const withHeldKeys = async (header: CompactJWSHeaderParameters, token: FlattenedJWSInput, cause: unknown): Promise<CryptoKey> => {
+    const jwks = set.jwks();
+    if (jwks === undefined) throw cause;
+    const text = JSON.stringify(jwks);
+    if (held?.text !== text) held = { text, keys: createLocalJWKSet(jwks) };
+    try {
+      return (await held.keys(header, token)) as CryptoKey;
+    } catch (e) {
+      if (e instanceof joseErrors.JWKSNoMatchingKey) throw cause;
+      throw e;
+    }
+  };
+  const fetchFailed = (e: unknown): boolean =>
+    !(e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported);
+  const getKey = async (header: CompactJWSHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> => {
+    if (Date.now() - failedAt < cooldownMs) return withHeldKeys(header, token, new Error('the key set could not be fetched lately (retried after the cooldown)'));
+    try {
+      return (await set(header, token)) as CryptoKey;
+    } catch (e) {
+      if (!fetchFailed(e)) throw e;
+      failedAt = Date.now();
+      return withHeldKeys(header, token, e);
+    }
+  };
+  const keys: RefreshableKeys = failClosedKeys(getKey);
+  keys.refresh = async () => {
+    try {
+      await set.reload();
+      failedAt = Number.NEGATIVE_INFINITY;
+    } catch (e) {
+      failedAt = Date.now();
+      throw e;
+    }
+  };
   return keys;
 }
 

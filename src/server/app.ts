@@ -91,7 +91,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Only the methods in the route tables: no implicit HEAD routes.
     exposeHeadRoutes: false,
     // server.tls: HTTPS, client certificates requested for `mtls` identity (server/tls.ts).
-    ...(config.server.tls === undefined ? {} : { https: httpsOptions(config.server.tls) }),
+    ...(config.server.tls === undefined ? {} : { https: httpsOptions(config.server.tls, config.server.requestTimeoutMs) }),
   });
   // A flood of connections (slow or idle ones included) is refused at the door before it exhausts the
   // process's file descriptors, which its upstream connections and audit file need too.

@@ -26,9 +26,12 @@ function read(file: string, key: string): Buffer {
  * from the first one (a self-signed CN=admin certificate was taken for a
  * verified one). mtls.ts also pins a connection to its first certificate.
  */
-export function httpsOptions(tls: ServerTlsConfig): ServerOptions {
+export function httpsOptions(tls: ServerTlsConfig, handshakeTimeoutMs: number): ServerOptions {
   const requestCert = tls.requestClientCert ?? tls.clientCA !== undefined;
   return {
+    // A connection that never completes its handshake holds a maxConnections slot: as long as a request may
+    // take to arrive (server.requestTimeoutMs), not Node's 120 s.
+    handshakeTimeout: handshakeTimeoutMs,
     cert: read(tls.cert, 'server.tls.cert'),
     key: read(tls.key, 'server.tls.key'),
     ...(tls.clientCA === undefined ? {} : { ca: read(tls.clientCA, 'server.tls.clientCA') }),

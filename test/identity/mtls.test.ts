@@ -5,7 +5,7 @@ import { createServer, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, TLSSocket } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki, type CertFiles, type TestPki } from '../../e2e/harness/certs.ts';
 import { configSchema, mtlsProviderSchema } from '../../src/config/schema.ts';
@@ -225,6 +225,26 @@ describe('a connection keeps the certificate it was first verified with (TLS 1.2
     expect(tlsInfoOf(s)).toMatchObject({ authorized: false, certificate: undefined, error: expect.stringMatching(/self-signed/) });
   });
 
+  it("the gateway's listener ends a connection that sends no TLS hello within the request timeout (not Node's 120 s)", async () => {
+    const pki = createTestPki('/CN=hello CA');
+    const dir = mkdtempSync(join(tmpdir(), 'lbac-hello-'));
+    const files = pki.issue('server', { subject: '/CN=server', san: ['IP:127.0.0.1'], serverAuth: true });
+    writeFileSync(join(dir, 'cert.pem'), files.certPem);
+    writeFileSync(join(dir, 'key.pem'), files.keyPem);
+    const server = createServer(httpsOptions({ cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') } as never, 300), (_req, res) => res.end('ok'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const silent = netConnect((server.address() as AddressInfo).port, '127.0.0.1');
+      silent.on('error', () => undefined);
+      const started = Date.now();
+      await new Promise<void>((r) => silent.once('close', () => r()));
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      server.close();
+      pki.cleanup();
+    }
+  });
+
   it("the gateway's listener refuses a client's renegotiation", async () => {
     const pki = createTestPki('/CN=reneg CA');
     const dir = mkdtempSync(join(tmpdir(), 'lbac-reneg-'));
@@ -232,7 +252,7 @@ describe('a connection keeps the certificate it was first verified with (TLS 1.2
     writeFileSync(join(dir, 'cert.pem'), files.certPem);
     writeFileSync(join(dir, 'key.pem'), files.keyPem);
     writeFileSync(join(dir, 'ca.pem'), pki.ca.certPem);
-    const server = createServer(httpsOptions({ cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), clientCA: join(dir, 'ca.pem') } as never), (_req, res) => res.end('ok'));
+    const server = createServer(httpsOptions({ cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), clientCA: join(dir, 'ca.pem') } as never, 30_000), (_req, res) => res.end('ok'));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     try {
       const client = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ca: pki.ca.certPem, maxVersion: 'TLSv1.2', servername: 'localhost', checkServerIdentity: () => undefined });
