@@ -225,14 +225,22 @@ describe('a connection keeps the certificate it was first verified with (TLS 1.2
     expect(tlsInfoOf(s)).toMatchObject({ authorized: false, certificate: undefined, error: expect.stringMatching(/self-signed/) });
   });
 
-  it("the gateway's listener ends a connection that sends no TLS hello within the request timeout (not Node's 120 s)", async () => {
-    const pki = createTestPki('/CN=hello CA');
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-hello-'));
+  /** An HTTPS server with the gateway's TLS options (httpsOptions), its certificate from a fresh CA that is also its clientCA. */
+  async function gatewayListener(name: string, handshakeTimeoutMs: number) {
+    const pki = createTestPki(`/CN=${name} CA`);
+    const dir = mkdtempSync(join(tmpdir(), `lbac-${name}-`));
     const files = pki.issue('server', { subject: '/CN=server', san: ['IP:127.0.0.1'], serverAuth: true });
     writeFileSync(join(dir, 'cert.pem'), files.certPem);
     writeFileSync(join(dir, 'key.pem'), files.keyPem);
-    const server = createServer(httpsOptions({ cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') } as never, 300), (_req, res) => res.end('ok'));
+    writeFileSync(join(dir, 'ca.pem'), pki.ca.certPem);
+    const tls = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), clientCA: join(dir, 'ca.pem') };
+    const server = createServer(httpsOptions(tls as never, handshakeTimeoutMs), (_req, res) => res.end('ok'));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    return { pki, server };
+  }
+
+  it("the gateway's listener ends a connection that sends no TLS hello within the request timeout (not Node's 120 s)", async () => {
+    const { pki, server } = await gatewayListener('hello', 300);
     try {
       const silent = netConnect((server.address() as AddressInfo).port, '127.0.0.1');
       silent.on('error', () => undefined);
@@ -246,14 +254,7 @@ describe('a connection keeps the certificate it was first verified with (TLS 1.2
   });
 
   it("the gateway's listener refuses a client's renegotiation", async () => {
-    const pki = createTestPki('/CN=reneg CA');
-    const dir = mkdtempSync(join(tmpdir(), 'lbac-reneg-'));
-    const files = pki.issue('server', { subject: '/CN=server', san: ['IP:127.0.0.1'], serverAuth: true });
-    writeFileSync(join(dir, 'cert.pem'), files.certPem);
-    writeFileSync(join(dir, 'key.pem'), files.keyPem);
-    writeFileSync(join(dir, 'ca.pem'), pki.ca.certPem);
-    const server = createServer(httpsOptions({ cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), clientCA: join(dir, 'ca.pem') } as never, 30_000), (_req, res) => res.end('ok'));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const { pki, server } = await gatewayListener('reneg', 30_000);
     try {
       const client = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ca: pki.ca.certPem, maxVersion: 'TLSv1.2', servername: 'localhost', checkServerIdentity: () => undefined });
       client.on('error', () => undefined);
