@@ -429,14 +429,15 @@ export const oidcProviderSchema = z
   })
   .describe('JWT access tokens verified against keys found by OIDC discovery.');
 
+const SCRYPT_HASH = String.raw`scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}`;
 const secretHash = z
   .string()
-  .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}$/, 'expected an scrypt hash "scrypt$N$r$p$salt$hash" (see docs/identity.md); plain-text secrets are not accepted');
+  .regex(new RegExp(`^${SCRYPT_HASH}$`), 'expected an scrypt hash "scrypt$N$r$p$salt$hash" (see docs/identity.md); plain-text secrets are not accepted');
 /** An API key's hash: scrypt, or SHA-256 for generated (random, 256-bit) keys, which need no slow hash. */
 const apiKeyHash = z
   .string()
   .regex(
-    /^(?:scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}|sha256\$[0-9a-f]{64})$/,
+    new RegExp(`^(?:${SCRYPT_HASH}|sha256\\$[0-9a-f]{64})$`),
     'expected "sha256$<hex>" (generated keys) or an scrypt hash "scrypt$N$r$p$salt$hash" (see docs/identity.md); plain-text secrets are not accepted',
   );
 

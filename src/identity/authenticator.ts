@@ -283,7 +283,7 @@ export class Authenticator {
         if (!(e instanceof GatewayError)) throw new GatewayError('identity_unavailable', `identity source ${source.name} failed unexpectedly`, { cause: e });
         // An overloaded one may be the wrong provider for this credential: later sources still try,
         // and if none accepts, the answer is its 503 (retry), not a 401 (log in again).
-        if (e instanceof GatewayError && e.code === 'overloaded') {
+        if (e.code === 'overloaded') {
           overloaded ??= e;
           if (source.sendsCredentials !== true) overloadedLocally = true;
         }

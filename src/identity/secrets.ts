@@ -113,7 +113,7 @@ export function apiKeyDigest(key: string): string {
 export const API_KEY_PREFIX = 'lbac_';
 
 /** What generateApiKey makes: the prefix and 256 bits in base64url. Only such a key is looked up by its SHA-256. */
-export const GENERATED_API_KEY = /^lbac_[A-Za-z0-9_-]{43}$/;
+export const GENERATED_API_KEY = new RegExp(`^${API_KEY_PREFIX}[A-Za-z0-9_-]{43}$`);
 
 /** A new random API key (256 bits), prefixed so it is recognisable in secret scanners and never JWT-shaped. */
 export function generateApiKey(): string {

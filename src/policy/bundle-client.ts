@@ -44,6 +44,7 @@ import { join } from 'node:path';
 import { Agent, fetch, type Response } from 'undici';
 import type { BundleConfig } from '../config/schema.ts';
 import { redactUrls, shownUrl } from '../util/shown-url.ts';
+import { BAD_HEADER_VALUE_CHAR } from '../util/header-name.ts';
 import { GatewayError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { loadBundle, type LoadedBundle } from './bundle.ts';
@@ -140,8 +141,6 @@ export function bundleSource(config: BundleConfig): string {
   return createHash('sha256').update(JSON.stringify(identity)).digest('hex');
 }
 
-/** Characters an HTTP header value cannot carry (control characters but tab, and beyond Latin-1). */
-const HEADER_UNSAFE = /[\u0000-\u0008\u000a-\u001f\u007f\u0100-\uffff]/;
 /** A "not modified" answer to a long poll sooner than this is the service not holding requests: the next one waits the poll delay. */
 const LONG_POLL_MIN_MS = 500;
 
@@ -439,7 +438,7 @@ export class BundleClient {
       token = (await readFile(auth.tokenFile!, { encoding: 'utf8', signal })).trim();
     }
     // Not sent, and not quoted: the HTTP client's error for such a header value quotes the whole value (the token).
-    if (token === '' || HEADER_UNSAFE.test(token)) throw new Error('the bundle service token is empty or holds a character a header cannot carry (control or non-Latin-1)');
+    if (token === '' || BAD_HEADER_VALUE_CHAR.test(token)) throw new Error('the bundle service token is empty or holds a character a header cannot carry (control or non-Latin-1)');
     return `${auth.scheme} ${token}`;
   }
 
@@ -456,6 +455,14 @@ export class BundleClient {
       chunks.push(chunk);
     }
     return Buffer.concat(chunks);
+  }
+
+  /** A request the service answered well (`downloaded`: with a bundle): the failure count and error cleared. */
+  #succeeded(downloaded: boolean): void {
+    this.#lastSuccessfulRequest = new Date();
+    if (downloaded) this.#lastSuccessfulDownload = this.#lastSuccessfulRequest;
+    this.#failures = 0;
+    this.#lastError = undefined;
   }
 
   /** One download attempt; never throws. */
@@ -486,9 +493,7 @@ export class BundleClient {
         // A 304 to a long-poll request keeps long polling; to a plain one it changes nothing.
         this.#longPolling = wait !== undefined;
         await res.body?.cancel();
-        this.#lastSuccessfulRequest = new Date();
-        this.#failures = 0;
-        this.#lastError = undefined;
+        this.#succeeded(false);
         log.debug({ url: this.shownUrl, etag: this.#etag }, 'policy bundle not modified');
         return { kind: 'not-modified' };
       }
@@ -507,9 +512,7 @@ export class BundleClient {
         // The bundle this service gave, again (a service without ETags, or one that ignores If-None-Match): not modified.
         // Activating it again would close every live tail and empty the caches at each poll.
         this.#etag = etag;
-        this.#lastSuccessfulDownload = this.#lastSuccessfulRequest = new Date();
-        this.#failures = 0;
-        this.#lastError = undefined;
+        this.#succeeded(true);
         log.debug({ url: this.shownUrl, etag: etag ?? null }, 'policy bundle unchanged');
         return { kind: 'not-modified' };
       }
@@ -518,9 +521,7 @@ export class BundleClient {
         this.#activate(l, source, etag, bytes);
         return l;
       });
-      this.#lastSuccessfulDownload = this.#lastSuccessfulRequest = new Date();
-      this.#failures = 0;
-      this.#lastError = undefined;
+      this.#succeeded(true);
       await this.#persist(bytes, etag, loaded.revision);
       return { kind: 'activated', revision: loaded.revision, etag };
     } catch (e) {
