@@ -150,6 +150,10 @@ export function subjectFromClaims(
   return Object.freeze(subject);
 }
 
+/** A key lookup's refusal that the key set gave (no key, several, an unsupported alg), not a failure to obtain it. */
+const keySetAnswered = (e: unknown): boolean =>
+  e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported;
+
 /**
  * Wraps a remote key set so that failures to *obtain* keys (network, timeout,
  * a non-200 or malformed JWKS) become `identity_unavailable` (503), while "no
@@ -163,7 +167,7 @@ export function failClosedKeys(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
       if (e instanceof GatewayError) throw e;
       const bounded = boundExceeded(e);
       if (bounded !== undefined) throw bounded;
-      if (e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported) throw e;
+      if (keySetAnswered(e)) throw e;
       throw new GatewayError('identity_unavailable', `identity provider key set unavailable: ${redactUrls((e as Error).message)}`, { cause: e });
     }
   };
@@ -181,28 +185,30 @@ export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, 
   // token would be refused with the keys still held. After a failed fetch, the held keys verify and no fetch
   // is made for a cooldown; a kid they lack cannot be decided then (503).
   let failedAt = Number.NEGATIVE_INFINITY;
-  let held: { text: string; keys: JWTVerifyGetKey } | undefined;
-  const withHeldKeys = async (header: CompactJWSHeaderParameters, token: FlattenedJWSInput, cause: unknown): Promise<CryptoKey> => {
+  // The keys held when the last fetch failed: jose replaces them only on a fetch that succeeds, which cannot
+  // happen before the cooldown ends, so one snapshot serves the whole cooldown.
+  let held: JWTVerifyGetKey | undefined;
+  const failed = (): void => {
+    failedAt = Date.now();
     const jwks = set.jwks();
-    if (jwks === undefined) throw cause;
-    const text = JSON.stringify(jwks);
-    if (held?.text !== text) held = { text, keys: createLocalJWKSet(jwks) };
+    held = jwks === undefined ? undefined : createLocalJWKSet(jwks);
+  };
+  const withHeldKeys = async (header: CompactJWSHeaderParameters, token: FlattenedJWSInput, cause: unknown): Promise<CryptoKey> => {
+    if (held === undefined) throw cause;
     try {
-      return (await held.keys(header, token)) as CryptoKey;
+      return (await held(header, token)) as CryptoKey;
     } catch (e) {
       if (e instanceof joseErrors.JWKSNoMatchingKey) throw cause;
       throw e;
     }
   };
-  const fetchFailed = (e: unknown): boolean =>
-    !(e instanceof joseErrors.JWKSNoMatchingKey || e instanceof joseErrors.JWKSMultipleMatchingKeys || e instanceof joseErrors.JOSENotSupported);
   const getKey = async (header: CompactJWSHeaderParameters, token: FlattenedJWSInput): Promise<CryptoKey> => {
     if (Date.now() - failedAt < cooldownMs) return withHeldKeys(header, token, new Error('the key set could not be fetched lately (retried after the cooldown)'));
     try {
       return (await set(header, token)) as CryptoKey;
     } catch (e) {
-      if (!fetchFailed(e)) throw e;
-      failedAt = Date.now();
+      if (keySetAnswered(e)) throw e;
+      failed();
       return withHeldKeys(header, token, e);
     }
   };
@@ -212,7 +218,7 @@ export function remoteKeySet(url: string, cooldownMs: number, maxAgeMs: number, 
       await set.reload();
       failedAt = Number.NEGATIVE_INFINITY;
     } catch (e) {
-      failedAt = Date.now();
+      failed();
       throw e;
     }
   };
