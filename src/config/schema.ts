@@ -394,6 +394,13 @@ export const userinfoSchema = z
     enabled: z.boolean().default(true),
     cacheTtlSeconds: z.number().int().positive().default(300).describe('Per-token cache of userinfo claims (never past the token\'s exp).'),
     cacheSize: z.number().int().positive().default(10_000),
+    negativeCacheTtlSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .default(10)
+      .describe('Tokens the provider refuses (401/403, a "sub" other than the token\'s) are refused without another call this long (0: not cached). Provider failures (5xx, network) are never cached.'),
+    negativeCacheSize: z.number().int().positive().default(1_000),
   })
   .describe('Enrich verified claims with the OIDC userinfo response (e.g. groups only available there). Token claims win over userinfo claims.');
 

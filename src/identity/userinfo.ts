@@ -52,12 +52,15 @@ export function mergeUserinfo(claims: Record<string, unknown>, info: Record<stri
 /**
  * OIDC userinfo enrichment: fetches the userinfo response for a verified token
  * (its `sub` must equal the token's), caches it per token digest for
- * `cacheTtlSeconds`, never past the token's `exp`.
+ * `cacheTtlSeconds`, never past the token's `exp`; a refusal for
+ * `negativeCacheTtlSeconds`.
  */
 export class UserinfoEnricher {
   readonly #discovery: OidcDiscovery;
   readonly #cfg: UserinfoConfig;
   readonly #cache: LruCache<string, Record<string, unknown>>;
+  // Tokens the provider refused: a revoked token replayed by a client would otherwise cost a call per request.
+  readonly #refused: LruCache<string, string>;
   // One call per new token however many requests carry it, and a bounded number at once.
   readonly #calls = new ConcurrencyGate(MAX_CONCURRENT_PROVIDER_CALLS, MAX_QUEUED_PROVIDER_CALLS, 'userinfo requests');
   readonly #flights = new SingleFlight<string, Record<string, unknown>>();
@@ -68,17 +71,21 @@ export class UserinfoEnricher {
     this.#discovery = discovery;
     this.#cfg = cfg;
     this.#cache = new LruCache(cfg.cacheSize);
+    this.#refused = new LruCache(cfg.negativeCacheSize);
   }
 
   async fetch(token: string, sub: string, exp: number | undefined, gone?: () => boolean): Promise<Record<string, unknown>> {
     const key = tokenDigest(token);
     const hit = this.#cache.get(key);
     if (hit !== undefined) return hit;
+    const refused = this.#refused.get(key);
+    if (refused !== undefined) throw new InvalidTokenError(`${refused} (cached)`);
     return this.#flights.run(key, (abandoned) => this.#fetch(token, key, sub, exp, abandoned), gone);
   }
 
   async #fetch(token: string, key: string, sub: string, exp: number | undefined, abandoned: () => boolean): Promise<Record<string, unknown>> {
     const since = this.#cache.generation;
+    const sinceRefused = this.#refused.generation;
     const config = await this.#discovery.get();
     if (config.serverMetadata().userinfo_endpoint === undefined) throw new GatewayError('identity_unavailable', 'the identity provider has no userinfo_endpoint');
     let info: Record<string, unknown>;
@@ -88,7 +95,11 @@ export class UserinfoEnricher {
         return (await client.fetchUserInfo(config, token, sub)) as Record<string, unknown>;
       }, abandoned);
     } catch (e) {
-      throw providerError('userinfo', e);
+      const error = providerError('userinfo', e);
+      if (error instanceof InvalidTokenError && this.#cfg.negativeCacheTtlSeconds > 0) {
+        this.#refused.set(key, error.message, this.#cfg.negativeCacheTtlSeconds * 1000, sinceRefused);
+      }
+      throw error;
     }
     const ttl = Math.min(this.#cfg.cacheTtlSeconds * 1000, exp === undefined ? Number.POSITIVE_INFINITY : exp * 1000 - Date.now());
     this.#cache.set(key, info, ttl, since);
@@ -98,6 +109,7 @@ export class UserinfoEnricher {
   /** Drop every cached answer (a config reload: groups may have changed at the provider). */
   forget(): void {
     this.#cache.clear();
+    this.#refused.clear();
     // A request from now on does not join a call started before (its answer is not cached either).
     this.#flights.forget();
   }

@@ -217,6 +217,49 @@ describe('OIDC discovery, JWKS and userinfo answers', () => {
   });
 });
 
+describe('userinfo refusals', () => {
+  it('a token the provider refuses (401, another sub) is refused again without a call for negativeCacheTtlSeconds; a 5xx is never cached; a reload forgets', async () => {
+    const discovery = { issuer: `${base}/realm`, jwks_uri: `${base}/realm/jwks`, userinfo_endpoint: `${base}/realm/userinfo` };
+    let answer: 'refuse' | 'other-sub' | 'fail' | 'ok' = 'refuse';
+    let calls = 0;
+    handler = (req, res) => {
+      if (req.url!.endsWith('openid-configuration')) return json(res, discovery);
+      if (req.url!.endsWith('/jwks')) return json(res, idp.jwks);
+      calls++;
+      if (answer === 'refuse') return res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();
+      if (answer === 'fail') return res.writeHead(502).end();
+      json(res, { sub: answer === 'other-sub' ? 'someone-else' : 'u1', groups: ['team-a'] });
+    };
+    const make = (negativeCacheTtlSeconds?: number) =>
+      createSource(oidcProviderSchema.parse({ type: 'oidc', issuer: `${base}/realm`, audience: 'lbac-gateway', userinfo: { enabled: true, ...(negativeCacheTtlSeconds === undefined ? {} : { negativeCacheTtlSeconds }) } }));
+    const src = await make();
+    const revoked = await idp.mint({ sub: 'u1' });
+    for (let i = 0; i < 3; i++) expect(await outcome(src.authenticate(bearer(revoked)))).toMatchObject({ status: 401, code: 'unauthenticated' });
+    expect(calls).toBe(1);
+    answer = 'other-sub';
+    const mismatched = await idp.mint({ sub: 'u1', jti: 'b' });
+    for (let i = 0; i < 3; i++) expect(await outcome(src.authenticate(bearer(mismatched)))).toMatchObject({ status: 401, message: expect.stringMatching(/subject mismatch/) });
+    expect(calls).toBe(2);
+    // A provider failure says nothing about the token: the next request asks again, and is accepted.
+    answer = 'fail';
+    const fresh = await idp.mint({ sub: 'u1', jti: 'c' });
+    expect(await outcome(src.authenticate(bearer(fresh)))).toMatchObject({ status: 503, code: 'identity_unavailable' });
+    answer = 'ok';
+    await expect(src.authenticate(bearer(fresh))).resolves.toMatchObject({ sub: 'u1', groups: ['team-a'] });
+    expect(calls).toBe(4);
+    // A reload forgets refusals (the provider may have been fixed).
+    await src.reloaded?.();
+    await expect(src.authenticate(bearer(revoked))).resolves.toMatchObject({ sub: 'u1' });
+    expect(calls).toBe(5);
+    // 0: not cached.
+    answer = 'refuse';
+    const uncached = await make(0);
+    const before = calls;
+    for (let i = 0; i < 2; i++) expect(await outcome(uncached.authenticate(bearer(revoked)))).toMatchObject({ status: 401 });
+    expect(calls - before).toBe(2);
+  });
+});
+
 describe('JSON Web Key Sets that are not one', () => {
   it('a key set that is not JSON, has no keys array, or no usable key is a 503 or a 401, never an accept', async () => {
     const token = await idp.mint({ sub: 'u1' });
