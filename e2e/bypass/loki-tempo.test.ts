@@ -440,6 +440,18 @@ const TEMPO_ATTACKS: Attack[] = [
     { name: `tag values of a dot-segment tag, v1 (/search/tag/${seg}/values)`, send: () => send('GET', `${T}/search/tag/${seg}/values`), status: 400 },
     { name: `tag values of a dot-segment tag, v2 (/v2/search/tag/${seg}/values)`, send: () => send('GET', `${T}/v2/search/tag/${seg}/values`), status: 400 },
   ]),
+  // A name holding a dot segment between (encoded) slashes: a proxy that decodes and normalises the path (nginx
+  // with a URI in proxy_pass) would send another route's path, e.g. Tempo's v1 tag values, which read no query.
+  // Unscoped tags are expanded to resource./span. lookups: refused before those, too.
+  ...['.%2F..%2F.service.name', 'span.x%2F..%2F..%2F..%2F..%2Fsearch%2Ftag%2Fservice.name', 'x%5C..%5Cy', '..%2Fx'].map((seg): Attack => ({
+    name: `tag values of a tag holding a dot segment (/v2/search/tag/${seg}/values)`,
+    send: () => send('GET', `${T}/v2/search/tag/${seg}/values`),
+    status: 400,
+  })),
+  ...['x%2F..%2F..%2Fquery', '..%2Fquery'].flatMap((seg): Attack[] => [
+    { name: `label values of a name holding a dot segment (/label/${seg}/values)`, send: () => send('GET', `${L}/label/${seg}/values`), status: 400 },
+    { name: `detected field values of a name holding a dot segment (/detected_field/${seg}/values)`, send: () => send('GET', `${L}/detected_field/${seg}/values`), status: 400 },
+  ]),
   // Tempo's v1 tag APIs take no query: nothing could restrict them.
   { name: 'tag values v1 are refused (Tempo reads no q there)', send: () => send('GET', `${T}/search/tag/k8s.namespace.name/values`), status: 403 },
   { name: 'tag names v1 are refused (Tempo reads no q there)', send: () => send('GET', `${T}/search/tags`), status: 403 },

@@ -260,7 +260,7 @@ export function upstreamPath(route: RouteSpec, params: Readonly<Record<string, s
     const v = params[name];
     if (v === undefined) throw new Error(`route ${route.endpoint}: missing path parameter ${name}`);
     // Callers refuse these first (pathParamProblem); never build a path that is not the route's.
-    if (isDotSegment(v)) throw new Error(`route ${route.endpoint}: path parameter ${name} is a dot segment`);
+    if (holdsDotSegment(v)) throw new Error(`route ${route.endpoint}: path parameter ${name} holds a dot segment`);
     out += encodeURIComponent(v) + template[i + 1]!;
   }
   return out;
@@ -274,15 +274,23 @@ function pathTemplateOf(pattern: string): readonly string[] {
   return template;
 }
 
-const isDotSegment = (v: string): boolean => v === '.' || v === '..';
+/**
+ * The value, or a part of it between slashes, is `.` or `..`. A parameter is
+ * sent percent-encoded (`%2F`), but a proxy between the gateway and the
+ * backend that decodes and normalises paths (nginx with a URI in `proxy_pass`)
+ * would resolve `a%2F..%2F..` and send another route's path. Backslashes count
+ * as slashes: URL parsers of special schemes read them so.
+ */
+const holdsDotSegment = (v: string): boolean => v.split(/[/\\]/).some((segment) => segment === '.' || segment === '..');
 
 /**
  * Why a path parameter cannot be forwarded, or undefined. `.` and `..` (also
  * sent as %2E, which the router decodes) would be dot segments in the upstream
  * URL, and URL parsing removes those: the request would reach another upstream
- * path than the route's. Then the route's own check.
+ * path than the route's; so would `x/../..` (holdsDotSegment) through a proxy
+ * that decodes `%2F`. Then the route's own check.
  */
 export function pathParamProblem(route: RouteSpec, name: string, value: string): string | undefined {
-  if (isDotSegment(value)) return `invalid ${name} ${JSON.stringify(value)}: a path parameter cannot be a dot segment`;
+  if (holdsDotSegment(value)) return `invalid ${name} ${JSON.stringify(value)}: a path parameter cannot be or hold a dot segment ("." or ".." between slashes)`;
   return route.validatePathParam?.(name, value);
 }

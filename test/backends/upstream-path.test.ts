@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { lokiRoutes } from '../../src/backends/loki.ts';
 import { prometheusRoutes } from '../../src/backends/prometheus.ts';
-import { upstreamPath, type RouteSpec } from '../../src/backends/routes.ts';
+import { pathParamProblem, upstreamPath, type RouteSpec } from '../../src/backends/routes.ts';
 import { tempoRoutes } from '../../src/backends/tempo.ts';
 
 const route = (path: string): RouteSpec => ({ endpoint: 'test', path, methods: ['GET'], enforced: [] });
@@ -17,6 +17,19 @@ describe('upstreamPath', () => {
   it('never builds a path that is not the route: a missing parameter or a dot segment throws', () => {
     expect(() => upstreamPath(route('/api/traces/:traceId'), {})).toThrow(/missing path parameter traceId/);
     for (const v of ['.', '..']) expect(() => upstreamPath(route('/api/v1/label/:name/values'), { name: v })).toThrow(/dot segment/);
+  });
+
+  it('refuses a parameter holding a dot segment between slashes or backslashes (a proxy decoding %2F would resolve it)', () => {
+    const r = route('/api/v2/search/tag/:tag/values');
+    for (const v of ['resource./../.service.name', '../x', 'x/..', 'a/./b', 'x\\..\\y', '..\\x']) {
+      expect(pathParamProblem(r, 'tag', v)).toMatch(/dot segment/);
+      expect(() => upstreamPath(r, { tag: v })).toThrow(/dot segment/);
+    }
+    // Dots that are not a whole segment are names.
+    for (const v of ['...', '.service.name', 'a..b', 'x/.y', '..x/y.']) {
+      expect(pathParamProblem(r, 'tag', v)).toBeUndefined();
+      expect(upstreamPath(r, { tag: v })).toBe(`/api/v2/search/tag/${encodeURIComponent(v)}/values`);
+    }
   });
 
   it('agrees with substituting the pattern textually, for every route of every backend', () => {
