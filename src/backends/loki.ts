@@ -8,7 +8,7 @@ import { filterLabelValues } from './filters.ts';
 import { mergeStatsAnswers, mergeVolumeAnswers } from './index-answers.ts';
 import { mergeListAnswers } from './list-answers.ts';
 import { logQueryOptions, mergeStreamAnswers } from './log-answers.ts';
-import type { EnforcedParam, FanOutSpec, RouteSpec, RouteTable } from './routes.ts';
+import { labelNamePathParamProblem, type EnforcedParam, type FanOutSpec, type RouteSpec, type RouteTable } from './routes.ts';
 import type { Params } from './form-params.ts';
 import { foldBareMatch } from './params.ts';
 
@@ -175,8 +175,6 @@ function volumeTargetLabels(params: Params, limits: RewriteLimits): void {
   if (labels.length > 0) params.set('targetLabels', labels.join(','));
 }
 
-const validLabelName = (_n: string, v: string) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined);
-
 const both = ['GET', 'POST'] as const;
 /**
  * Loki's query frontend hands queriers the chunks to read in `storeChunks`
@@ -209,7 +207,7 @@ export const lokiRoutes: RouteTable = {
       fanOut: listsFanOut,
       responseFilter: filterLabelValues,
       filters: (policy, { name }) => policyConstrainsLabel(policy, name ?? ''),
-      validatePathParam: validLabelName,
+      validatePathParam: labelNamePathParamProblem,
       headerEnforced: true,
     }),
     { endpoint: 'series', path: '/loki/api/v1/series', methods: both, completeParams: foldBareMatch, enforced: [matchParam] },
@@ -224,7 +222,7 @@ export const lokiRoutes: RouteTable = {
     scoped('detected_fields', '/loki/api/v1/detected_fields'),
     // Before 3.2 (grafana/loki#14012) the store side of detected_labels ignores the selector.
     scoped('detected_labels', '/loki/api/v1/detected_labels', { minVersion: '3.2.0' }),
-    scoped('detected_field_values', '/loki/api/v1/detected_field/:name/values', { methods: ['GET'], validatePathParam: validLabelName }),
+    scoped('detected_field_values', '/loki/api/v1/detected_field/:name/values', { methods: ['GET'], validatePathParam: labelNamePathParamProblem }),
     // Formatting reads no data; the text is formatted as written.
     { endpoint: 'format_query', path: '/loki/api/v1/format_query', methods: both, enforced: [] },
     { endpoint: 'buildinfo', path: '/loki/api/v1/status/buildinfo', methods: ['GET'], enforced: [] },

@@ -163,7 +163,7 @@ export function enforceParams<P extends Params>(
     for (const v of forwarded) params.append(spec.name, v);
   }
   if (params.size > MAX_FORWARDED_PARAMETERS) {
-    throw new QueryError(language, `${params.size} parameters; at most ${MAX_RECEIVED_PARAMETERS} are accepted`, 'query_too_large');
+    throw new QueryError(language, `${params.size} parameters once enforced; at most ${MAX_FORWARDED_PARAMETERS} are forwarded`, 'query_too_large');
   }
   return params;
 }

@@ -3,7 +3,7 @@ import { policyConstrainsLabel } from '../rewrite/matcher.ts';
 import { filterAlerts, filterLabelValues, filterMetadata, filterRules, type ResponseFilter } from './filters.ts';
 import { mergeMatrixAnswers, pinEvaluationTime } from './matrix-answers.ts';
 import { foldBareMatch } from './params.ts';
-import type { EnforcedParam, FanOutSpec, LookupSpec, RouteTable } from './routes.ts';
+import { labelNamePathParamProblem, type EnforcedParam, type FanOutSpec, type LookupSpec, type RouteTable } from './routes.ts';
 
 /**
  * Prometheus 3 accepts UTF-8 label names in the label-values path in its
@@ -112,7 +112,7 @@ export const prometheusRoutes: RouteTable = {
       // Values of a label the policy does not restrict (job, pod, __name__ for the metric browser) are
       // only those of the series match[] already limits: streamed, not read whole and re-encoded.
       filters: (policy, { name }) => policyConstrainsLabel(policy, unescapeLabelName(name ?? '')),
-      validatePathParam: (_n, v) => (v.length === 0 || v.length > 1024 || /[\0\r\n]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined),
+      validatePathParam: labelNamePathParamProblem,
     },
     { endpoint: 'query_exemplars', path: '/api/v1/query_exemplars', methods: ['GET', 'POST'], enforced: [queryParam] },
     // Formatting reads no data; the query is forwarded as written so Grafana's "format" shows the user's own text.

@@ -275,6 +275,15 @@ function pathTemplateOf(pattern: string): readonly string[] {
 }
 
 /**
+ * A label name in a path (`/label/:name/values`) for Prometheus and Loki: not
+ * empty, bounded, no NUL or line break, and no `/`: their routers answer a
+ * decoded `/` with a redirect to another path (Prometheus' UTF-8 names are
+ * sent `U__`-escaped).
+ */
+export const labelNamePathParamProblem = (_name: string, v: string): string | undefined =>
+  v.length === 0 || v.length > 1024 || /[\0\r\n/]/.test(v) ? `invalid label name ${JSON.stringify(v)}` : undefined;
+
+/**
  * The value, or a part of it between slashes, is `.` or `..`. A parameter is
  * sent percent-encoded (`%2F`), but a proxy between the gateway and the
  * backend that decodes and normalises paths (nginx with a URI in `proxy_pass`)

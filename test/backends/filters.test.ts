@@ -247,6 +247,7 @@ describe('response filters', () => {
     // The limit counts what would be forwarded: the padding plus the enforced match[].
     expect(enforceParams(route, padded(MAX_FORWARDED_PARAMETERS - 1), teamA, DEFAULT_LIMITS, 'promql').size).toBe(MAX_FORWARDED_PARAMETERS);
     expect(codeOf(() => enforceParams(route, padded(MAX_FORWARDED_PARAMETERS), teamA, DEFAULT_LIMITS, 'promql'))).toBe('query_too_large');
+    expect(() => enforceParams(route, padded(MAX_FORWARDED_PARAMETERS), teamA, DEFAULT_LIMITS, 'promql')).toThrow(`${MAX_FORWARDED_PARAMETERS + 1} parameters once enforced; at most ${MAX_FORWARDED_PARAMETERS} are forwarded`);
     expect(codeOf(() => enforceParams(route, padded(10_001), teamA, DEFAULT_LIMITS, 'promql'))).toBe('query_too_large');
     // Without match[], the policy's own selector is added: it counts too.
     const bare = new URLSearchParams(Array.from({ length: MAX_FORWARDED_PARAMETERS }, (): [string, string] => ['x', '1']));

@@ -40,4 +40,13 @@ describe('upstreamPath', () => {
       expect(upstreamPath(r, params)).toBe(expected);
     }
   });
+
+  it('a label name in a Prometheus or Loki path holds no "/" (their routers redirect a decoded one elsewhere)', () => {
+    const labelValues = [...prometheusRoutes.routes, ...lokiRoutes.routes].filter((r) => r.path.includes('/label/:name/values') || r.path.includes('/detected_field/:name/values'));
+    expect(labelValues.length).toBe(3);
+    for (const r of labelValues) {
+      for (const v of ['namespace/', 'a/b', '/x']) expect(pathParamProblem(r, 'name', v)).toMatch(/invalid label name/);
+      for (const v of ['namespace', 'U__http_2f_path', 'service.name']) expect(pathParamProblem(r, 'name', v)).toBeUndefined();
+    }
+  });
 });
