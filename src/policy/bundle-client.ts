@@ -47,7 +47,7 @@ import { redactUrls, shownUrl } from '../util/shown-url.ts';
 import { BAD_HEADER_VALUE_CHAR } from '../util/header-name.ts';
 import { GatewayError } from '../errors.ts';
 import { VERSION } from '../version.ts';
-import { loadBundle, type LoadedBundle } from './bundle.ts';
+import { loadBundle, readBundle, type BundleArchive, type LoadedBundle } from './bundle.ts';
 import { prepareVerification, type VerificationConfig } from './bundle-signature.ts';
 import type { PolicyHolder } from './holder.ts';
 
@@ -270,7 +270,7 @@ export class BundleClient {
   #loop: Promise<void> | undefined;
   #configData: Record<string, unknown>;
   /** The active bundle, as activated: a config reload loads it again with its new data (and the keys it was verified with). */
-  #active: { bytes: Uint8Array; source: string; etag: string | undefined; verification: VerificationConfig | undefined } | undefined;
+  #active: { bytes: Uint8Array; contentDigest: string; source: string; etag: string | undefined; verification: VerificationConfig | undefined } | undefined;
   /** Loading and activating a bundle are exclusive: a download never activates with data a reload replaced meanwhile. */
   #lock: Promise<void> = Promise.resolve();
 
@@ -516,8 +516,16 @@ export class BundleClient {
         log.debug({ url: this.shownUrl, etag: etag ?? null }, 'policy bundle unchanged');
         return { kind: 'not-modified' };
       }
+      const archive = readBundle(bytes, this.#opts.config.maxSizeBytes);
+      if (active?.source === source && active.verification === this.#verification && active.contentDigest === archive.contentDigest && this.#opts.holder.ready) {
+        // The same files in another archive (a service that builds the tarball at every request: new mtimes): not modified either.
+        this.#etag = etag;
+        this.#succeeded(true);
+        log.debug({ url: this.shownUrl, etag: etag ?? null }, 'policy bundle rebuilt with the same files; unchanged');
+        return { kind: 'not-modified' };
+      }
       const loaded = await this.#exclusive(async () => {
-        const l = await this.#load(bytes, this.#configData);
+        const l = await this.#load(archive, this.#configData);
         this.#activate(l, source, etag, bytes);
         return l;
       });
@@ -573,7 +581,7 @@ export class BundleClient {
     }
   }
 
-  #load(bytes: Uint8Array, configData: Record<string, unknown>, verification = this.#verification): Promise<LoadedBundle> {
+  #load(bytes: Uint8Array | BundleArchive, configData: Record<string, unknown>, verification = this.#verification): Promise<LoadedBundle> {
     return loadBundle(bytes, {
       configData,
       entrypoint: this.#opts.entrypoint,
@@ -585,7 +593,7 @@ export class BundleClient {
   #activate(loaded: LoadedBundle, source: string, etag: string | undefined, bytes: Uint8Array, verification = this.#verification): void {
     const previous = this.#opts.holder.revision;
     this.#opts.holder.activate(loaded.engine, source);
-    this.#active = { bytes, source, etag, verification };
+    this.#active = { bytes, contentDigest: loaded.contentDigest, source, etag, verification };
     this.#etag = etag;
     this.#revision = loaded.revision;
     this.#opts.logger.info(

@@ -15,6 +15,7 @@
  * where both give a value that is not an object on both sides is a conflict,
  * which rejects the bundle.
  */
+import { createHash } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { GatewayError, isGatewayError } from '../errors.ts';
 import { readBundleArchive, BundleFormatError, DEFAULT_MAX_UNCOMPRESSED_BYTES } from './bundle-tar.ts';
@@ -35,6 +36,20 @@ export interface LoadedBundle {
   revision: string;
   /** The key the signature verified with, if verification is configured. */
   signedBy: string | undefined;
+  /** BundleArchive.contentDigest of the archive it was loaded from. */
+  contentDigest: string;
+}
+
+/** A bundle archive read (gunzipped, untarred) but not yet verified or loaded. */
+export interface BundleArchive {
+  readonly files: ReadonlyMap<string, Uint8Array>;
+  /**
+   * SHA-256 over the files' paths and bytes in path order: what the bundle
+   * holds, whatever the tar and gzip around it (mtimes, owners, order,
+   * compression level). A service that rebuilds the same bundle at every
+   * poll gives other bytes with the same digest.
+   */
+  readonly contentDigest: string;
 }
 
 export interface LoadBundleOptions {
@@ -225,15 +240,34 @@ function wasmModule(files: ReadonlyMap<string, Uint8Array>, manifest: BundleMani
  * Reads, verifies and compiles a bundle. Throws BundleError (`policy_error`)
  * with the reason for anything malformed; nothing is activated here.
  */
-export async function loadBundle(bytes: Uint8Array, opts: LoadBundleOptions = {}): Promise<LoadedBundle> {
-  const entrypoint = opts.entrypoint ?? DEFAULT_ENTRYPOINT;
+/** Gunzip and untar a bundle (BundleError if it is not one), and digest what it holds. */
+export function readBundle(bytes: Uint8Array, maxUncompressedBytes = DEFAULT_MAX_UNCOMPRESSED_BYTES): BundleArchive {
   let files: Map<string, Uint8Array>;
   try {
-    files = readBundleArchive(bytes, { maxUncompressedBytes: opts.maxUncompressedBytes ?? DEFAULT_MAX_UNCOMPRESSED_BYTES });
+    files = readBundleArchive(bytes, { maxUncompressedBytes });
   } catch (e) {
     if (e instanceof BundleFormatError) throw new BundleError(`not a valid bundle: ${e.message}`, e);
     throw e;
   }
+  const hash = createHash('sha256');
+  const length = Buffer.alloc(8);
+  for (const path of [...files.keys()].sort()) {
+    const name = Buffer.from(path, 'utf8');
+    const content = files.get(path)!;
+    // Each part prefixed with its length: no two different file sets hash the same input.
+    length.writeBigUInt64BE(BigInt(name.length));
+    hash.update(length).update(name);
+    length.writeBigUInt64BE(BigInt(content.length));
+    hash.update(length).update(content);
+  }
+  return { files, contentDigest: hash.digest('hex') };
+}
+
+/** `input`: the archive's bytes, or the archive readBundle read from them (with the same maxUncompressedBytes). */
+export async function loadBundle(input: Uint8Array | BundleArchive, opts: LoadBundleOptions = {}): Promise<LoadedBundle> {
+  const entrypoint = opts.entrypoint ?? DEFAULT_ENTRYPOINT;
+  const archive = input instanceof Uint8Array ? readBundle(input, opts.maxUncompressedBytes ?? DEFAULT_MAX_UNCOMPRESSED_BYTES) : input;
+  const files = archive.files;
   let signedBy: string | undefined;
   if (opts.verification !== undefined) {
     try {
@@ -259,7 +293,7 @@ export async function loadBundle(bytes: Uint8Array, opts: LoadBundleOptions = {}
     if (isGatewayError(e)) throw new BundleError(`bundle policy rejected: ${e.message}`, e);
     throw e;
   }
-  return { engine, manifest, revision: engine.revision, signedBy };
+  return { engine, manifest, revision: engine.revision, signedBy, contentDigest: archive.contentDigest };
 }
 
 /** Whether the bytes look like a bundle (gzip magic) rather than a bare wasm. */

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../../e2e/harness/temp-dir.ts';
 import { buildBundle, generateSigningKey, type SigningKeyPair } from '../../e2e/harness/bundles.ts';
@@ -286,6 +287,43 @@ describe('BundleClient', () => {
     expect(holder.info?.activatedAt).toBe(since);
     served = { body: b2, etag: '' };
     expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'two' });
+  });
+
+  it('a service that builds the tarball at every request: the same files in other bytes are "not modified" too', async () => {
+    // Other gzip bytes, and a tar whose headers differ (mtime) but whose files are the same.
+    const tar = gunzipSync(b1);
+    const rebuilt = (mtime: number, level: number) => {
+      const t = Buffer.from(tar);
+      for (let at = 0; at + 512 <= t.length && t[at] !== 0; ) {
+        t.write(mtime.toString(8).padStart(11, '0') + '\0', at + 136, 'latin1');
+        t.fill(' ', at + 148, at + 156);
+        let sum = 0;
+        for (let i = at; i < at + 512; i++) sum += t[i]!;
+        t.write(sum.toString(8).padStart(6, '0') + '\0 ', at + 148, 'latin1');
+        at += 512 + Math.ceil(parseInt(t.toString('latin1', at + 124, at + 135), 8) / 512) * 512;
+      }
+      return gzipSync(t, { level });
+    };
+    const activated: string[] = [];
+    const logger = { ...quiet, info: (_o: object, m: string) => void (m === 'policy bundle activated' && activated.push(m)) };
+    const holder = new PolicyHolder();
+    const client = await BundleClient.create({ config: config(), holder, entrypoint: 'lbac/decision', configData: {}, logger });
+    served = { body: rebuilt(1_700_000_000, 9), etag: '"a"' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'one' });
+    for (const [mtime, level] of [[1_700_000_100, 1], [1_700_000_200, 6]] as const) {
+      served = { body: rebuilt(mtime, level), etag: `"${mtime}"` };
+      expect(Buffer.compare(gunzipSync(served.body), gunzipSync(rebuilt(1_700_000_000, 9)))).not.toBe(0);
+      expect(await client.poll()).toEqual({ kind: 'not-modified' });
+    }
+    expect(activated).toHaveLength(1);
+    // The ETag of the last answer is the one sent next.
+    const before = seen.length;
+    await client.poll();
+    expect(seen[before]?.['if-none-match']).toBe('"1700000200"');
+    // Other files: activated.
+    served = { body: b2, etag: '"b"' };
+    expect(await client.poll()).toMatchObject({ kind: 'activated', revision: 'two' });
+    expect(activated).toHaveLength(2);
   });
 
   it('start() polls in the background until stop()', async () => {
