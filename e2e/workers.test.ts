@@ -159,6 +159,43 @@ describe('worker processes', () => {
     expect(new Set(agreed.body.workers.map((w) => w.dataRevision)).size).toBe(1);
   });
 
+  it('workers on the same team data but different identity settings (a reload one of them missed) are not ready either; the digest compared is not shown', async () => {
+    type Readiness = { status: string; workers: Record<string, unknown>[] };
+    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
+      const r = await rawRequest(adminUrl, '/readyz');
+      return { code: r.status, body: JSON.parse(r.body) as Readiness };
+    };
+    const until = async (want: (r: { code: number; body: Readiness }) => boolean) => {
+      const deadline = Date.now() + 15_000;
+      let r = await readiness();
+      while (!want(r) && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await readiness();
+      }
+      return r;
+    };
+    const start = await until((r) => r.code === 200);
+    expect(start.code, JSON.stringify(start.body)).toBe(200);
+    const original = readFileSync(gw.configFile, 'utf8');
+    // Only the identity provider changes (its clock tolerance): the team data, and so dataRevision, stay.
+    const edited = original.replace(/(audience: lbac-gateway\n)/, '$1      clockToleranceSeconds: 7\n');
+    expect(edited).not.toBe(original);
+    writeFileSync(gw.configFile, edited);
+    try {
+      process.kill(Number(start.body.workers[0]!['pid']), 'SIGHUP');
+      const split = await until((r) => r.code === 503);
+      expect(split.code, JSON.stringify(split.body)).toBe(503);
+      expect(split.body.status).toMatch(/workers run different policy data or configuration/);
+      expect(new Set(split.body.workers.map((w) => w['dataRevision'])).size).toBe(1);
+      for (const w of split.body.workers) expect(Object.keys(w)).not.toContain('configRevision');
+    } finally {
+      writeFileSync(gw.configFile, original);
+      process.kill(gw.pid, 'SIGHUP');
+    }
+    const agreed = await until((r) => r.code === 200);
+    expect(agreed.code, JSON.stringify(agreed.body)).toBe(200);
+  });
+
   it('a worker whose reload failed for a transient cause retries it and converges with its sibling, no signal needed', async () => {
     type Readiness = { status: string; workers: { pid: number; dataRevision: string }[] };
     const readiness = async (): Promise<{ code: number; body: Readiness }> => {

@@ -34,6 +34,8 @@ export interface WorkerReadiness {
   readonly policyRevision: string | null;
   /** Digest of the policy data (teams, admins, …): after a reload every worker should show the same. */
   readonly dataRevision?: string;
+  /** reload.ts configRevision (identity, audit, key files, policy data): compared, never shown (it covers secrets). */
+  readonly configRevision?: string;
 }
 
 type Ask = 'metrics' | 'readiness';
@@ -135,14 +137,14 @@ export class ClusterAdmin {
 
 /** Status of a group whose workers run on different policy data (see groupReadiness). */
 export const WORKERS_DISAGREE =
-  'not ready: workers run different policy data (a reload failed in some; see the log: a transient failure is retried by the worker, otherwise fix and reload again)';
+  'not ready: workers run different policy data or configuration (a reload failed in some; see the log: a transient failure is retried by the worker, otherwise fix and reload again)';
 
 /**
  * The group's readiness. Until every expected worker runs (start-up,
  * replacement after a crash) the group is not ready. Nor is it while workers
- * report different `dataRevision`s: each worker reloads on its own, and one
- * whose reload was rejected keeps the team data the others replaced — perhaps
- * wider. A rejection for a transient cause (a file it could not read at that
+ * report different `dataRevision`s or `configRevision`s: each worker reloads
+ * on its own, and one whose reload was rejected keeps the team data, API keys
+ * or identity providers the others replaced — perhaps wider. A rejection for a transient cause (a file it could not read at that
  * moment) is retried by that worker with a backoff (GatewayRuntime.reload), so
  * the state clears by itself once the retry applies; one for a config error
  * lasts until the next reload. Never more than a reload's own duration otherwise.
@@ -150,7 +152,8 @@ export const WORKERS_DISAGREE =
 export function groupReadiness(workers: readonly WorkerReadiness[], expected: number): { ready: boolean; status: string } {
   if (workers.length < expected || !workers.every((w) => w.ready)) return { ready: false, status: 'not ready' };
   const data = new Set(workers.map((w) => w.dataRevision));
-  if (data.size > 1) return { ready: false, status: WORKERS_DISAGREE };
+  const config = new Set(workers.map((w) => w.configRevision));
+  if (data.size > 1 || config.size > 1) return { ready: false, status: WORKERS_DISAGREE };
   return { ready: true, status: 'ready' };
 }
 
@@ -173,7 +176,7 @@ export async function buildClusterAdminApp(logger: Logger, expectedWorkers: () =
     const { ready, status } = groupReadiness(workers.map((w) => w.readiness), expectedWorkers());
     return reply.code(ready ? 200 : 503).send({
       status,
-      workers: workers.map((w) => ({ pid: w.pid ?? null, ...w.readiness })),
+      workers: workers.map(({ pid, readiness: { configRevision: _secretDigest, ...shown } }) => ({ pid: pid ?? null, ...shown })),
     });
   });
   return app;

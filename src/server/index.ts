@@ -16,7 +16,7 @@ import { buildApp } from './app.ts';
 import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { AuditLog } from './plugins/audit.ts';
 import { readinessOf } from './plugins/health.ts';
-import { dataRevision, mergeReloadable, restartRequiredChanges } from './reload.ts';
+import { configRevision, dataRevision, mergeReloadable, restartRequiredChanges } from './reload.ts';
 import { classifyReloadError, reloadRetryDelayMs } from './reload-retry.ts';
 import { ConfigError } from '../errors.ts';
 import { redactErrorUrls } from '../util/shown-url.ts';
@@ -92,6 +92,8 @@ export class GatewayRuntime {
   #config: GatewayConfig;
   #authenticator: Authenticator;
   #dataRevision: string;
+  /** configRevision of the running config: workers compare it (the cluster's /readyz). */
+  #configRevision: string;
   /** keyFilesDigest of the running config, taken before its sources read the files (undefined: not known). */
   #keyDigest: string | undefined;
   #draining = false;
@@ -118,6 +120,7 @@ export class GatewayRuntime {
     this.#config = init.config;
     this.#authenticator = init.authenticator;
     this.#dataRevision = dataRevision(init.config);
+    this.#configRevision = configRevision(init.config, init.keyDigest);
     this.#keyDigest = init.keyDigest;
     this.holder = init.holder;
     this.metrics = init.metrics;
@@ -133,6 +136,9 @@ export class GatewayRuntime {
   }
   get dataRevision(): string {
     return this.#dataRevision;
+  }
+  get configRevision(): string {
+    return this.#configRevision;
   }
   get draining(): boolean {
     return this.#draining;
@@ -325,6 +331,7 @@ export class GatewayRuntime {
     this.#config = next;
     this.#authenticator = authenticator;
     this.#dataRevision = dataRevision(next);
+    this.#configRevision = configRevision(next, keyDigest);
     this.#keyDigest = keyDigest;
     if (engine !== undefined) this.holder.activate(engine, `file:${next.policyWasm}`);
     data?.commit();
@@ -578,6 +585,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
       ...readinessOf(runtime.holder, runtime.draining),
       policyRevision: runtime.holder.info?.revision ?? null,
       dataRevision: runtime.dataRevision,
+      configRevision: runtime.configRevision,
     }));
   } else if (config.server.adminListen !== undefined) {
     try {

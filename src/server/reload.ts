@@ -39,6 +39,18 @@ export function mergeReloadable(running: GatewayConfig, next: GatewayConfig): Ga
   };
 }
 
+/**
+ * Digest of everything a reload can change (the config but its restart-only
+ * parts, which mergeReloadable keeps: a worker started after an edit reads
+ * those anew) and of the key files it names (`keyDigest`): two workers with
+ * the same digest serve alike. It covers secrets (API key hashes, client
+ * secrets): compared, never shown.
+ */
+export function configRevision(config: GatewayConfig, keyDigest: string | undefined): string {
+  const reloadable = { ...config, server: undefined, upstreams: undefined, policy: { ...config.policy, bundle: undefined, entrypoint: undefined } };
+  return createHash('sha256').update(JSON.stringify(reloadable)).update('\n').update(keyDigest ?? '').digest('hex');
+}
+
 /** Short hash of the policy data (teams, admins): changes exactly when the data a decision reads changes. */
 export function dataRevision(config: GatewayConfig): string {
   return createHash('sha256').update(JSON.stringify(config.policyData)).digest('hex').slice(0, 12);

@@ -18,6 +18,11 @@ describe('groupReadiness', () => {
     expect(groupReadiness([worker('d2'), worker('d1')], 2)).toEqual({ ready: false, status: WORKERS_DISAGREE });
   });
 
+  it('not ready while workers run different configuration with the same team data (API keys, identity providers)', () => {
+    expect(groupReadiness([worker('d1', { configRevision: 'c2' }), worker('d1', { configRevision: 'c1' })], 2)).toEqual({ ready: false, status: WORKERS_DISAGREE });
+    expect(groupReadiness([worker('d1', { configRevision: 'c1' }), worker('d1', { configRevision: 'c1' })], 2).ready).toBe(true);
+  });
+
   it('bundle revisions may differ for a polling interval: that alone is not a disagreement', () => {
     expect(groupReadiness([worker('d1', { policyRevision: 'p2' }), worker('d1')], 2).ready).toBe(true);
   });
