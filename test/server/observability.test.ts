@@ -364,6 +364,38 @@ describe('request hygiene', () => {
   });
 });
 
+describe('load shedding right after the server listens', () => {
+  it('a stall before listening (the start) does not shed the first requests; one after that does', async () => {
+    const base = testConfig(up.url);
+    const p = await testApp({ ...base, server: { ...base.server, loadShedding: { enabled: true, maxEventLoopDelayMs: 150, sampleIntervalMs: 500, retryAfterSeconds: 7 } } });
+    const tick = () => new Promise((r) => setTimeout(r, 20));
+    // The mean delay of the next sample over the bound: a stall past one interval lets the overdue sample run
+    // (and reset the histogram) at the tick; the second stall is then nearly all that sample holds.
+    const stall = async () => {
+      for (let i = 0; i < 2; i++) {
+        const until = performance.now() + 800;
+        while (performance.now() < until);
+        await tick();
+      }
+    };
+    try {
+      await stall();
+      const url = await p.app.listen({ port: 0, host: '127.0.0.1' });
+      const ask = () => fetch(`${url}/prometheus/api/v1/query?query=up`, { headers: bearer('alice') });
+      // The sample the request is judged by measured the start, and its mean delay is over the bound: not shed.
+      expect((await ask()).status).toBe(200);
+      // Past the grace (two intervals), a stall sheds as always.
+      await new Promise((r) => setTimeout(r, 1_100));
+      await stall();
+      const shed = await ask();
+      expect(shed.status).toBe(503);
+      expect(shed.headers.get('retry-after')).toBe('7');
+    } finally {
+      await p.app.close();
+    }
+  });
+});
+
 describe('metrics', () => {
   it('records requests by upstream/endpoint/status/decision, stage latencies and rewrite rejections', async () => {
     await t.app.inject({ url: query('up'), headers: bearer('alice') });

@@ -49,6 +49,18 @@ export const limitsPlugin = fp<LimitsOptions>(
   async (app, opts) => {
     const ls = opts.loadShedding;
     if (ls.enabled) {
+      // The event loop is sampled from here on, and what runs before the server listens (the policy
+      // compiled, grammars loaded) stalls it: the samples a request is judged by in the first two
+      // intervals after listening may measure the start, not load. Then event-loop pressure does not
+      // shed (one freshly-ready worker answered 80 × 503 in half a second). Without a listen (inject), no grace.
+      let listenedAt: number | undefined;
+      app.addHook('onListen', (done) => {
+        listenedAt = performance.now();
+        done();
+      });
+      const startGraceMs = 2 * ls.sampleIntervalMs;
+      const startingUp = (type: string): boolean =>
+        (type === 'eventLoopDelay' || type === 'eventLoopUtilization') && listenedAt !== undefined && performance.now() - listenedAt < startGraceMs;
       await app.register(underPressure, {
         maxEventLoopDelay: ls.maxEventLoopDelayMs,
         ...(ls.maxEventLoopUtilization === undefined ? {} : { maxEventLoopUtilization: ls.maxEventLoopUtilization }),
@@ -59,6 +71,7 @@ export const limitsPlugin = fp<LimitsOptions>(
         // A rejected promise makes under-pressure fail the request with that error (rendered by the route's error handler).
         pressureHandler: (req: FastifyRequest, reply: FastifyReply, type: string): Promise<void> | undefined => {
           if (req.lbac.route === undefined) return undefined; // health, not-found: never shed
+          if (startingUp(type)) return undefined;
           req.lbac.shed = type;
           opts.metrics?.shed.inc({ reason: type });
           reply.header('retry-after', String(ls.retryAfterSeconds));
