@@ -9,7 +9,7 @@ import { serverSchema, upstreamSchema } from '../../src/config/schema.ts';
 import type { IdentitySource } from '../../src/identity/source.ts';
 import type { Subject } from '../../src/policy/decision.ts';
 import { GatewayError } from '../../src/errors.ts';
-import { msUntilExpiry } from '../../src/server/plugins/websocket.ts';
+import { clientHandshakeProblem, crossOriginProblem, msUntilExpiry } from '../../src/server/plugins/websocket.ts';
 import { testApp, type TestApp } from './helpers.ts';
 
 /** Subjects by bearer token; `auth` is the kind of credential that named them. */
@@ -131,6 +131,17 @@ describe('cross-site WebSocket hijacking', () => {
       await done;
     }
     expect(upgrades).toHaveLength(5);
+  });
+
+  it('the gateway\'s own origin is its Host under the scheme of the connection: over TLS only https:', () => {
+    const headers = (origin: string) => ({ host: 'gw.example', origin });
+    expect(crossOriginProblem(headers('https://gw.example'), true)).toBeUndefined();
+    expect(crossOriginProblem(headers('https://gw.example:443'), true)).toBeUndefined();
+    expect(crossOriginProblem(headers('http://gw.example'), true)).toMatch(/cross-origin/);
+    // Plain HTTP: either (a TLS proxy in front serves the page as https:).
+    expect(crossOriginProblem(headers('http://gw.example'), false)).toBeUndefined();
+    expect(crossOriginProblem(headers('https://gw.example'), false)).toBeUndefined();
+    expect(crossOriginProblem(headers('https://evil.example'), false)).toMatch(/cross-origin/);
   });
 });
 
@@ -273,6 +284,26 @@ describe('refusals before the decision', () => {
     expect(t.audit[1]).toMatchObject({ input: { subject: null, request: { endpoint: 'query' } }, response: { status: 400, error: 'bad_query' } });
     for (const line of t.audit) expect(line).not.toHaveProperty('result');
     expect(upgrades).toHaveLength(0);
+  });
+
+  it('what ws itself would refuse (another Upgrade value next to websocket, malformed subprotocols) is refused before Loki is contacted', async () => {
+    const key = 'dGhlIHNhbXBsZSBub25jZQ==';
+    t.audit.length = 0;
+    const refused: Record<string, string>[] = [
+      { upgrade: 'h2c, websocket', 'sec-websocket-key': key },
+      { upgrade: 'websocket, foo', 'sec-websocket-key': key },
+      // (Node's parser trims a header value's ends: padding never reaches either check.)
+      ...['a b', 'a,,b', 'a, a', 'a;b', 'a,', ''].map((p) => ({ 'sec-websocket-key': key, 'sec-websocket-protocol': p })),
+    ];
+    for (const headers of refused) expect([headers, await rawUpgrade(TAIL, { authorization: 'Bearer jwt', ...headers })]).toEqual([headers, 400]);
+    expect(upgrades).toHaveLength(0);
+    // Audited as the refusals they are, not as clients that left.
+    await expect.poll(() => t.audit.length).toBe(refused.length);
+    for (const line of t.audit) expect(line).toMatchObject({ response: { status: 400, error: 'bad_query' } });
+    // Subprotocols ws accepts pass the check.
+    const valid = { connection: 'Upgrade', upgrade: 'WebSocket', 'sec-websocket-version': '13', 'sec-websocket-key': key };
+    for (const p of ['v1', 'a, b', 'a ,b', 'a,\tb', "!#$%&'*+-.^_`|~"]) expect([p, clientHandshakeProblem({ ...valid, 'sec-websocket-protocol': p })]).toEqual([p, undefined]);
+    expect(clientHandshakeProblem(valid)).toBeUndefined();
   });
 });
 

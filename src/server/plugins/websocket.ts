@@ -38,16 +38,29 @@ const UPSTREAM_MAX_PAYLOAD = 64 * 1024 * 1024;
 const CLIENT_MAX_BUFFERED = 16 * 1024 * 1024;
 /**
  * Why a client's WebSocket handshake would be refused (RFC 6455 §4.2.1: a
- * Sec-WebSocket-Key of 16 base64 bytes, version 13), or undefined.
+ * Sec-WebSocket-Key of 16 base64 bytes, version 13), or undefined. At least
+ * as strict as ws's own checks (handleUpgrade), which run only after the
+ * upstream tail was opened: what ws would refuse is refused here, before.
  */
 export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | undefined {
-  // Node reports any Upgrade (h2c, …) as an upgrade; ws then refuses all but websocket, after the upstream tail was opened.
-  if (!headerTokens(headers['upgrade']).includes('websocket')) return 'not a WebSocket upgrade (Upgrade: websocket is required)';
+  // Node reports any Upgrade (h2c, …) as an upgrade; ws takes only the one value "websocket".
+  const upgrade = headers['upgrade'];
+  if (typeof upgrade !== 'string' || upgrade.toLowerCase() !== 'websocket') return 'not a WebSocket upgrade (Upgrade: websocket is required)';
   if (!headerTokens(headers['connection']).includes('upgrade')) return 'not a WebSocket upgrade (Connection: Upgrade is required)';
   const key = headers['sec-websocket-key'];
-  if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim())) return 'missing or invalid Sec-WebSocket-Key';
+  if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{22}==$/.test(key)) return 'missing or invalid Sec-WebSocket-Key';
   if (headers['sec-websocket-version'] !== '13') return 'unsupported Sec-WebSocket-Version (13 is required)';
+  const protocols = headers['sec-websocket-protocol'];
+  if (protocols !== undefined && !validSubprotocols(protocols)) return 'invalid Sec-WebSocket-Protocol';
   return undefined;
+}
+
+/** Tokens (RFC 7230 tchar), comma-separated, blanks only around commas, none twice: what ws's subprotocol parser accepts. */
+const SUBPROTOCOLS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*$/;
+function validSubprotocols(value: string | string[]): boolean {
+  if (typeof value !== 'string' || !SUBPROTOCOLS.test(value)) return false;
+  const names = value.split(',').map((p) => p.trim());
+  return new Set(names).size === names.length;
 }
 
 /**
@@ -60,18 +73,23 @@ export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | u
  * then read the tail. A browser always sends `Origin` with the handshake; other
  * clients (logcli, Grafana's backend) send none, and Grafana's data source proxy
  * (the way Grafana's browser side opens a tail) removes it. So an `Origin` that
- * is not the gateway's own (its `Host`; `null` and values that are no http(s)
- * origin included) is refused, whatever the credential.
+ * is not the gateway's own (its `Host`, and over TLS its https: scheme; `null`
+ * and values that are no http(s) origin included) is refused, whatever the
+ * credential.
  */
-export function crossOriginProblem(headers: IncomingHttpHeaders): string | undefined {
+export function crossOriginProblem(headers: IncomingHttpHeaders, tls: boolean): string | undefined {
   const origin = headers['origin'];
   if (origin === undefined) return undefined;
   const host = headers['host'];
   if (typeof host === 'string' && host !== '') {
     try {
       const o = new URL(origin);
+      // Over TLS only an https: page is the gateway's own: an http:// page of the same host is whoever is on the
+      // path (without HSTS), and the browser would still send the client certificate. Over plain HTTP either
+      // scheme (a TLS proxy in front: the page is https:).
+      const schemes = tls ? ['https:'] : ['http:', 'https:'];
       // Both as URL normalises them (case, default port), under the Origin's scheme.
-      if ((o.protocol === 'http:' || o.protocol === 'https:') && o.host === new URL(`${o.protocol}//${host}`).host) return undefined;
+      if (schemes.includes(o.protocol) && o.host === new URL(`${o.protocol}//${host}`).host) return undefined;
     } catch {
       // An Origin or Host that is no URL: not the gateway's own origin.
     }
@@ -309,7 +327,7 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       const generation = authenticatedUnder.get(req) ?? -1;
       const targets = opts.prepare(req);
       // Refused once decided (the decision is audited with the refusal), before Loki is contacted.
-      const crossOrigin = crossOriginProblem(req.headers);
+      const crossOrigin = crossOriginProblem(req.headers, (socket as { encrypted?: boolean }).encrypted === true);
       if (crossOrigin !== undefined) throw new GatewayError('forbidden', crossOrigin);
       const tails = app.websocketTails;
       if (!holdTail(tails, req, reply)) {
