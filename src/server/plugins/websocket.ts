@@ -325,6 +325,10 @@ export function websocketRoute(app: FastifyInstance, route: RouteSpec, opts: Web
       if (clientGone(req)) return abandoned(app, req, reply);
       // The state the tail is authenticated and decided under: a change since, or before it becomes a relay, closes it then (wsHandler).
       const generation = authenticatedUnder.get(req) ?? -1;
+      // A credential inside the sources' clock tolerance past its end is still served on HTTP routes, but a
+      // tail with it would be closed (1008) as soon as it opened: refused before Loki is contacted.
+      const left = msUntilExpiry(req.subject ?? undefined);
+      if (left !== undefined && left <= 0) throw new GatewayError('unauthenticated', 'the credential has expired (within the clock tolerance HTTP requests allow): renew it to open a tail');
       const targets = opts.prepare(req);
       // Refused once decided (the decision is audited with the refusal), before Loki is contacted.
       const crossOrigin = crossOriginProblem(req.headers, (socket as { encrypted?: boolean }).encrypted === true);
