@@ -119,12 +119,17 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
 
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
+/** Answer headers the gateway sets itself on every route's answer (the context plugin): never the upstream's. */
+const GATEWAY_ANSWER_HEADERS = ['x-request-id', 'cache-control', 'x-content-type-options', 'content-security-policy'] as const;
+
 /**
  * Upstream answer headers never relayed: hop-by-hop ones, `Location` (the upstream's own address;
  * the client would follow it past the gateway), and `Cache-Control`: an answer through the gateway
- * depends on who asked, and is always `private, no-store` (the context plugin sets it).
+ * depends on who asked, and is always `private, no-store` (the context plugin sets it), and the
+ * gateway's other own ones (nosniff, its CSP) an upstream's would replace.
  */
-const NOT_RELAYED = new Set([...HOP_BY_HOP, 'location', 'cache-control']);
+const NOT_RELAYED = new Set<string>([...HOP_BY_HOP, 'location', ...GATEWAY_ANSWER_HEADERS.filter((h) => h !== 'x-request-id')]);
+const GATEWAY_OWN: ReadonlySet<string> = new Set(GATEWAY_ANSWER_HEADERS);
 
 /**
  * The upstream answer's headers as relayed to the client: without the
@@ -227,11 +232,11 @@ export function signedHeaders(upstream: ResolvedUpstream, method: string, target
  * team's spans, and for errors about a trace), but `keep`: that answer must
  * be the same whatever the upstream answered (Go's http.Error adds
  * `X-Content-Type-Options`, a 200 does not). The gateway's own headers
- * (`X-Request-Id`, `Cache-Control`) stay.
+ * (GATEWAY_ANSWER_HEADERS) stay.
  */
 export function dropUpstreamHeaders(reply: FastifyReply, upstream: IncomingHttpHeaders, keep?: string): void {
   for (const name in upstream) {
     const lower = name.toLowerCase();
-    if (lower !== keep && lower !== 'x-request-id' && lower !== 'cache-control') reply.removeHeader(lower);
+    if (lower !== keep && !GATEWAY_OWN.has(lower)) reply.removeHeader(lower);
   }
 }

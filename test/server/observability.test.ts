@@ -158,9 +158,11 @@ describe('request hygiene', () => {
   });
 
   it('every answer of an upstream route is Cache-Control: private, no-store (it depends on who asked), whatever the upstream said', async () => {
-    const private_ = (res: { headers: Record<string, unknown> }) => expect(res.headers['cache-control']).toBe('private, no-store');
+    // And never sniffed, run or framed by a browser (an upstream's error page is relayed with its own Content-Type).
+    const private_ = (res: { headers: Record<string, unknown> }) =>
+      expect([res.headers['cache-control'], res.headers['x-content-type-options'], res.headers['content-security-policy']]).toEqual(['private, no-store', 'nosniff', "default-src 'none'; frame-ancestors 'none'; sandbox"]);
     private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
-    up.answerHeaders = { 'cache-control': 'public, max-age=600' };
+    up.answerHeaders = { 'cache-control': 'public, max-age=600', 'content-security-policy': "script-src 'unsafe-inline'", 'x-content-type-options': 'sniff-away' };
     try {
       private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
       private_(await t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: bearer('alice') }));
@@ -177,6 +179,7 @@ describe('request hygiene', () => {
     private_(await t.app.inject({ url: query('up') }));
     // Not a route of an upstream: nothing said.
     expect((await t.app.inject({ url: '/healthz' })).headers['cache-control']).toBeUndefined();
+    expect((await t.app.inject({ url: '/healthz' })).headers['content-security-policy']).toBeUndefined();
   });
 
   it('a client naming X-Request-Id in Connection does not remove the gateway\'s id from the upstream request', async () => {

@@ -26,6 +26,9 @@ export function requestIdFor(req: IncomingMessage): string {
  * upstream (the upstream plugin copies client headers, so the validated id
  * replaces whatever the client sent), and the error code of a failed request.
  */
+/** Nothing in an answer may load, run or be framed: the API answers data, never a page. */
+export const GATEWAY_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
 export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }>(
   async (app, { routes, draining }) => {
     app.decorateRequest('lbac', null as never);
@@ -41,7 +44,14 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
       // What an upstream route answers depends on who asked (the policy's selectors and tenants): no
       // cache may keep it for the next client of the same URL (RFC 9111 §5.2.2.5, §5.2.2.7; API keys,
       // mTLS and Grafana ID tokens send no Authorization that would stop a shared cache).
-      if (route !== undefined) reply.header('cache-control', 'private, no-store');
+      if (route !== undefined) {
+        reply.header('cache-control', 'private, no-store');
+        // An upstream's answer is relayed with its own Content-Type (an error page in front of a backend may be
+        // HTML reflecting the request): a browser that opens the URL must neither sniff it nor run it on the
+        // gateway's origin, which a tail's Origin check trusts.
+        reply.header('x-content-type-options', 'nosniff');
+        reply.header('content-security-policy', GATEWAY_CSP);
+      }
       // 'close' comes after every response; before its end only when the connection went first.
       // A WebSocket upgrade's lifecycle is the websocket plugin's: it records the relay when it ends, and
       // calls clientClosed itself for a client that leaves before the relay starts.
