@@ -196,6 +196,46 @@ describe('worker processes', () => {
     expect(agreed.code, JSON.stringify(agreed.body)).toBe(200);
   });
 
+  it('without a bundle, workers on different policy wasm bytes at the same path (a reload one of them missed) are not ready', async () => {
+    type Readiness = { status: string; workers: { pid: number; policyRevision: string }[] };
+    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
+      const r = await rawRequest(adminUrl, '/readyz');
+      return { code: r.status, body: JSON.parse(r.body) as Readiness };
+    };
+    const until = async (want: (r: { code: number; body: Readiness }) => boolean) => {
+      const deadline = Date.now() + 15_000;
+      let r = await readiness();
+      while (!want(r) && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await readiness();
+      }
+      return r;
+    };
+    const original = readFileSync(gw.configFile, 'utf8');
+    const wasm = readFileSync(new URL('../wasm/policy.wasm', import.meta.url));
+    const copy = `${gw.configFile}.policy.wasm`;
+    writeFileSync(copy, wasm);
+    // Every worker onto the copy.
+    writeFileSync(gw.configFile, `${original}policy:\n  wasm: ${copy}\n`);
+    try {
+      process.kill(gw.pid, 'SIGHUP');
+      const onCopy = await until((r) => r.code === 200 && r.body.workers.length === 2);
+      expect(onCopy.code, JSON.stringify(onCopy.body)).toBe(200);
+      // The same policy with a custom section appended: other bytes, another revision, the same path.
+      writeFileSync(copy, Buffer.concat([wasm, Buffer.from([0, 5, 4, 0x6c, 0x62, 0x61, 0x63])]));
+      process.kill(onCopy.body.workers[0]!.pid, 'SIGHUP');
+      const split = await until((r) => new Set(r.body.workers.map((w) => w.policyRevision)).size > 1);
+      expect(new Set(split.body.workers.map((w) => w.policyRevision)).size, JSON.stringify(split.body)).toBe(2);
+      expect(split.code).toBe(503);
+      expect(split.body.status).toMatch(/workers run different policy data or configuration/);
+    } finally {
+      writeFileSync(gw.configFile, original);
+      process.kill(gw.pid, 'SIGHUP');
+    }
+    const agreed = await until((r) => r.code === 200);
+    expect(agreed.code, JSON.stringify(agreed.body)).toBe(200);
+  });
+
   it('a worker whose reload failed for a transient cause retries it and converges with its sibling, no signal needed', async () => {
     type Readiness = { status: string; workers: { pid: number; dataRevision: string }[] };
     const readiness = async (): Promise<{ code: number; body: Readiness }> => {

@@ -139,7 +139,7 @@ export const serverSchema = z
       .strictObject({
         enabled: z.boolean().default(true),
         maxEventLoopDelayMs: z.number().positive().default(1000).describe('Shed when the mean event-loop delay exceeds this (0 < x).'),
-        maxEventLoopUtilization: z.number().gt(0).max(1).optional().describe('Shed when event-loop utilisation exceeds this (0..1). Unset: not checked.'),
+        maxEventLoopUtilization: z.number().gt(0).max(1).optional().describe('Shed when event-loop utilisation over the last sample interval exceeds this (0..1). Unset: not checked.'),
         maxHeapUsedBytes: z.number().int().positive().optional().describe('Shed when the V8 heap exceeds this. Unset: not checked.'),
         maxRssBytes: z.number().int().positive().optional().describe('Shed when the resident set exceeds this. Unset: not checked.'),
         sampleIntervalMs: z.number().int().min(100).default(1000).describe('How often the process is sampled (≥ 100: shorter intervals can see no event-loop samples, which under-pressure treats as overload).'),

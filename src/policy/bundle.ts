@@ -236,10 +236,6 @@ function wasmModule(files: ReadonlyMap<string, Uint8Array>, manifest: BundleMani
   return bytes;
 }
 
-/**
- * Reads, verifies and compiles a bundle. Throws BundleError (`policy_error`)
- * with the reason for anything malformed; nothing is activated here.
- */
 /** Gunzip and untar a bundle (BundleError if it is not one), and digest what it holds. */
 export function readBundle(bytes: Uint8Array, maxUncompressedBytes = DEFAULT_MAX_UNCOMPRESSED_BYTES): BundleArchive {
   let files: Map<string, Uint8Array>;
@@ -263,7 +259,12 @@ export function readBundle(bytes: Uint8Array, maxUncompressedBytes = DEFAULT_MAX
   return { files, contentDigest: hash.digest('hex') };
 }
 
-/** `input`: the archive's bytes, or the archive readBundle read from them (with the same maxUncompressedBytes). */
+/**
+ * Reads, verifies and compiles a bundle. Throws BundleError (`policy_error`)
+ * with the reason for anything malformed; nothing is activated here.
+ * `input`: the archive's bytes, or the archive readBundle read from them (with
+ * the same maxUncompressedBytes).
+ */
 export async function loadBundle(input: Uint8Array | BundleArchive, opts: LoadBundleOptions = {}): Promise<LoadedBundle> {
   const entrypoint = opts.entrypoint ?? DEFAULT_ENTRYPOINT;
   const archive = input instanceof Uint8Array ? readBundle(input, opts.maxUncompressedBytes ?? DEFAULT_MAX_UNCOMPRESSED_BYTES) : input;

@@ -585,7 +585,9 @@ export async function startGateway(config: GatewayConfig, logger: Logger = creat
       ...readinessOf(runtime.holder, runtime.draining),
       policyRevision: runtime.holder.info?.revision ?? null,
       dataRevision: runtime.dataRevision,
-      configRevision: runtime.configRevision,
+      // Without a bundle, the policy file is read again at each reload: a worker whose reload was rejected may run
+      // an older (wider) wasm, so its revision is compared too. Bundles reach workers a polling interval apart.
+      configRevision: runtime.config.policy.bundle === undefined ? `${runtime.configRevision} ${runtime.holder.revision ?? ''}` : runtime.configRevision,
     }));
   } else if (config.server.adminListen !== undefined) {
     try {

@@ -43,8 +43,9 @@ export function mergeReloadable(running: GatewayConfig, next: GatewayConfig): Ga
  * Digest of everything a reload can change (the config but its restart-only
  * parts, which mergeReloadable keeps: a worker started after an edit reads
  * those anew) and of the key files it names (`keyDigest`): two workers with
- * the same digest serve alike. It covers secrets (API key hashes, client
- * secrets): compared, never shown.
+ * the same digest serve alike, but for the policy wasm's bytes (the cluster
+ * readiness adds the policy revision where a reload reads the file). It covers
+ * secrets (API key hashes, client secrets): compared, never shown.
  */
 export function configRevision(config: GatewayConfig, keyDigest: string | undefined): string {
   const reloadable = { ...config, server: undefined, upstreams: undefined, policy: { ...config.policy, bundle: undefined, entrypoint: undefined } };

@@ -119,17 +119,19 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
 
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
-/** Answer headers the gateway sets itself on every route's answer (the context plugin): never the upstream's. */
-const GATEWAY_ANSWER_HEADERS = ['x-request-id', 'cache-control', 'x-content-type-options', 'content-security-policy'] as const;
+/**
+ * Answer headers the gateway sets itself on every route's answer (the context plugin), never the
+ * upstream's: the request id the client and the audit log know (a proxy in front of the backend may
+ * answer its own), `Cache-Control: private, no-store` (an answer through the gateway depends on who
+ * asked), nosniff and the gateway's CSP.
+ */
+const GATEWAY_ANSWER_HEADERS: ReadonlySet<string> = new Set(['x-request-id', 'cache-control', 'x-content-type-options', 'content-security-policy']);
 
 /**
  * Upstream answer headers never relayed: hop-by-hop ones, `Location` (the upstream's own address;
- * the client would follow it past the gateway), and `Cache-Control`: an answer through the gateway
- * depends on who asked, and is always `private, no-store` (the context plugin sets it), and the
- * gateway's other own ones (nosniff, its CSP) an upstream's would replace.
+ * the client would follow it past the gateway), and the gateway's own (GATEWAY_ANSWER_HEADERS).
  */
-const NOT_RELAYED = new Set<string>([...HOP_BY_HOP, 'location', ...GATEWAY_ANSWER_HEADERS.filter((h) => h !== 'x-request-id')]);
-const GATEWAY_OWN: ReadonlySet<string> = new Set(GATEWAY_ANSWER_HEADERS);
+const NOT_RELAYED = new Set<string>([...HOP_BY_HOP, 'location', ...GATEWAY_ANSWER_HEADERS]);
 
 /**
  * The upstream answer's headers as relayed to the client: without the
@@ -237,6 +239,6 @@ export function signedHeaders(upstream: ResolvedUpstream, method: string, target
 export function dropUpstreamHeaders(reply: FastifyReply, upstream: IncomingHttpHeaders, keep?: string): void {
   for (const name in upstream) {
     const lower = name.toLowerCase();
-    if (lower !== keep && !GATEWAY_OWN.has(lower)) reply.removeHeader(lower);
+    if (lower !== keep && !GATEWAY_ANSWER_HEADERS.has(lower)) reply.removeHeader(lower);
   }
 }

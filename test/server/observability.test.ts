@@ -162,9 +162,12 @@ describe('request hygiene', () => {
     const private_ = (res: { headers: Record<string, unknown> }) =>
       expect([res.headers['cache-control'], res.headers['x-content-type-options'], res.headers['content-security-policy']]).toEqual(['private, no-store', 'nosniff', "default-src 'none'; frame-ancestors 'none'; sandbox"]);
     private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
-    up.answerHeaders = { 'cache-control': 'public, max-age=600', 'content-security-policy': "script-src 'unsafe-inline'", 'x-content-type-options': 'sniff-away' };
+    up.answerHeaders = { 'cache-control': 'public, max-age=600', 'content-security-policy': "script-src 'unsafe-inline'", 'x-content-type-options': 'sniff-away', 'x-request-id': 'the-upstream-s-own' };
     try {
-      private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
+      const relayed = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-request-id': 'the-client-s' } });
+      private_(relayed);
+      // The id the client sent and the audit log has, not one a proxy in front of the backend answered.
+      expect(relayed.headers['x-request-id']).toBe('the-client-s');
       private_(await t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: bearer('alice') }));
     } finally {
       delete up.answerHeaders;
@@ -393,6 +396,39 @@ describe('load shedding right after the server listens', () => {
       const shed = await ask();
       expect(shed.status).toBe(503);
       expect(shed.headers.get('retry-after')).toBe('7');
+    } finally {
+      await p.app.close();
+    }
+  });
+
+  it('event-loop utilisation is judged over the last interval, not since the start: a busy start does not shed an idle gateway once the grace is over', async () => {
+    const base = testConfig(up.url);
+    const p = await testApp({ ...base, server: { ...base.server, loadShedding: { enabled: true, maxEventLoopDelayMs: 60_000, maxEventLoopUtilization: 0.5, sampleIntervalMs: 200, retryAfterSeconds: 7 } } });
+    try {
+      const until = performance.now() + 2_000;
+      while (performance.now() < until);
+      const url = await p.app.listen({ port: 0, host: '127.0.0.1' });
+      // Past the grace (400 ms) and two idle samples.
+      await new Promise((r) => setTimeout(r, 900));
+      expect((await fetch(`${url}/prometheus/api/v1/query?query=up`, { headers: bearer('alice') })).status).toBe(200);
+    } finally {
+      await p.app.close();
+    }
+  });
+
+  it('during the grace, the memory limits still shed', async () => {
+    const base = testConfig(up.url);
+    const p = await testApp({ ...base, server: { ...base.server, loadShedding: { enabled: true, maxEventLoopDelayMs: 150, maxHeapUsedBytes: 1, sampleIntervalMs: 500, retryAfterSeconds: 7 } } });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const until = performance.now() + 800;
+        while (performance.now() < until);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const url = await p.app.listen({ port: 0, host: '127.0.0.1' });
+      const shed = await fetch(`${url}/prometheus/api/v1/query?query=up`, { headers: bearer('alice') });
+      expect(shed.status).toBe(503);
+      expect(await p.metrics.registry.metrics()).toMatch(/lbac_gateway_shed_requests_total\{reason="heapUsedBytes"\} 1/);
     } finally {
       await p.app.close();
     }

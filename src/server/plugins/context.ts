@@ -20,15 +20,15 @@ export function requestIdFor(req: IncomingMessage): string {
   return typeof h === 'string' && REQUEST_ID.test(h) ? h : newId();
 }
 
+/** Nothing in an answer may load, run or be framed: the API answers data, never a page. */
+export const GATEWAY_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
 /**
  * Per-request context, first of all hooks: the request state read by audit and
  * metrics (`req.lbac`), the request id echoed to the client and forwarded
  * upstream (the upstream plugin copies client headers, so the validated id
  * replaces whatever the client sent), and the error code of a failed request.
  */
-/** Nothing in an answer may load, run or be framed: the API answers data, never a page. */
-export const GATEWAY_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
-
 export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }>(
   async (app, { routes, draining }) => {
     app.decorateRequest('lbac', null as never);

@@ -61,9 +61,17 @@ export const limitsPlugin = fp<LimitsOptions>(
       const startGraceMs = 2 * ls.sampleIntervalMs;
       const startingUp = (type: string): boolean =>
         (type === 'eventLoopDelay' || type === 'eventLoopUtilization') && listenedAt !== undefined && performance.now() - listenedAt < startGraceMs;
+      // under-pressure stops at the first limit passed: the memory limits it did not look at, looked at here.
+      const memoryPressure = (): 'heapUsedBytes' | 'rssBytes' | undefined => {
+        const m = app.memoryUsage();
+        if (ls.maxHeapUsedBytes !== undefined && m.heapUsed > ls.maxHeapUsedBytes) return 'heapUsedBytes';
+        if (ls.maxRssBytes !== undefined && m.rssBytes > ls.maxRssBytes) return 'rssBytes';
+        return undefined;
+      };
       await app.register(underPressure, {
         maxEventLoopDelay: ls.maxEventLoopDelayMs,
-        ...(ls.maxEventLoopUtilization === undefined ? {} : { maxEventLoopUtilization: ls.maxEventLoopUtilization }),
+        // Utilisation over the last sample interval, as the delay is; under-pressure's default is since it started.
+        ...(ls.maxEventLoopUtilization === undefined ? {} : { maxEventLoopUtilization: ls.maxEventLoopUtilization, eventLoopUtilizationMode: 'interval' as const }),
         ...(ls.maxHeapUsedBytes === undefined ? {} : { maxHeapUsedBytes: ls.maxHeapUsedBytes }),
         ...(ls.maxRssBytes === undefined ? {} : { maxRssBytes: ls.maxRssBytes }),
         sampleInterval: ls.sampleIntervalMs,
@@ -71,7 +79,11 @@ export const limitsPlugin = fp<LimitsOptions>(
         // A rejected promise makes under-pressure fail the request with that error (rendered by the route's error handler).
         pressureHandler: (req: FastifyRequest, reply: FastifyReply, type: string): Promise<void> | undefined => {
           if (req.lbac.route === undefined) return undefined; // health, not-found: never shed
-          if (startingUp(type)) return undefined;
+          if (startingUp(type)) {
+            const memory = memoryPressure();
+            if (memory === undefined) return undefined;
+            type = memory;
+          }
           req.lbac.shed = type;
           opts.metrics?.shed.inc({ reason: type });
           reply.header('retry-after', String(ls.retryAfterSeconds));
