@@ -213,16 +213,20 @@ describe('worker processes', () => {
     };
     const original = readFileSync(gw.configFile, 'utf8');
     const wasm = readFileSync(new URL('../wasm/policy.wasm', import.meta.url));
+    // The same policy with a custom section appended: other bytes, another revision.
+    const variant = (tag: number) => Buffer.concat([wasm, Buffer.from([0, 5, 4, 0x6c, 0x62, 0x61, tag])]);
     const copy = `${gw.configFile}.policy.wasm`;
-    writeFileSync(copy, wasm);
-    // Every worker onto the copy.
+    writeFileSync(copy, variant(1));
+    // Every worker onto the copy (seen by its revision, which neither ran before).
     writeFileSync(gw.configFile, `${original}policy:\n  wasm: ${copy}\n`);
     try {
+      const before = (await readiness()).body.workers[0]!.policyRevision;
       process.kill(gw.pid, 'SIGHUP');
-      const onCopy = await until((r) => r.code === 200 && r.body.workers.length === 2);
+      const onCopy = await until((r) => r.code === 200 && r.body.workers.length === 2 && r.body.workers.every((w) => w.policyRevision !== before));
       expect(onCopy.code, JSON.stringify(onCopy.body)).toBe(200);
-      // The same policy with a custom section appended: other bytes, another revision, the same path.
-      writeFileSync(copy, Buffer.concat([wasm, Buffer.from([0, 5, 4, 0x6c, 0x62, 0x61, 0x63])]));
+      expect(new Set(onCopy.body.workers.map((w) => w.policyRevision)).size).toBe(1);
+      // Other bytes at the same path, reloaded by one worker only.
+      writeFileSync(copy, variant(2));
       process.kill(onCopy.body.workers[0]!.pid, 'SIGHUP');
       const split = await until((r) => new Set(r.body.workers.map((w) => w.policyRevision)).size > 1);
       expect(new Set(split.body.workers.map((w) => w.policyRevision)).size, JSON.stringify(split.body)).toBe(2);

@@ -327,20 +327,25 @@ export class GatewayRuntime {
       data?.release();
       return reject(e);
     }
+    const nextRevision = configRevision(next, keyDigest);
+    // Nothing a decision or a live tail was decided under changed (a SIGHUP a config reloader sends for another key of
+    // its ConfigMap): the policy engine (and its decision cache) and the live tails are kept. The identity sources are
+    // built anew all the same, so their caches are forgotten (a reload still makes revocations at a provider apply).
+    const unchanged = nextRevision === this.#configRevision && (engine === undefined || (engine.revision === this.holder.revision && this.holder.info?.source === `file:${next.policyWasm}`));
     // The swap: synchronous, nothing can interleave.
     this.#config = next;
     this.#authenticator = authenticator;
     this.#dataRevision = dataRevision(next);
-    this.#configRevision = configRevision(next, keyDigest);
+    this.#configRevision = nextRevision;
     this.#keyDigest = keyDigest;
-    if (engine !== undefined) this.holder.activate(engine, `file:${next.policyWasm}`);
+    if (engine !== undefined && !unchanged) this.holder.activate(engine, `file:${next.policyWasm}`);
     data?.commit();
     switchAudit();
     if (restartRequired.length > 0) log.warn({ keys: restartRequired }, 'config change needs a restart to take effect (running values kept)');
-    log.info({ policyRevision: this.holder.revision, dataRevision: this.#dataRevision, teams: Object.keys(next.policyData.teams).length }, 'config reloaded');
+    log.info({ policyRevision: this.holder.revision, dataRevision: this.#dataRevision, teams: Object.keys(next.policyData.teams).length, unchanged }, 'config reloaded');
     this.metrics.configReloads.inc({ result: 'success' });
     this.metrics.configLastReload.set({ result: 'success' }, Date.now() / 1000);
-    this.#notify(this.#onReloaded, next, log);
+    if (!unchanged) this.#notify(this.#onReloaded, next, log);
     return { ok: true, restartRequired };
   }
 }

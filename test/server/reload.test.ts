@@ -52,6 +52,42 @@ describe('config reload', () => {
     }
   });
 
+  it('a reload that changes nothing that runs (a SIGHUP for another key of a ConfigMap) keeps the policy engine and the live tails; identity is built anew; a change swaps both', async () => {
+    const dir = tempDir('lbac-reload-');
+    const file = join(dir, 'gateway.yaml');
+    writeFileSync(file, yaml('a'));
+    const { app, runtime } = await createRuntime(await loadConfigFile(file), pino({ level: 'silent' }), { metrics: createMetrics({ defaultMetrics: false }) });
+    const swaps: string[] = [];
+    const reloads: string[] = [];
+    const offSwap = runtime.holder.onSwap((info) => void swaps.push(info.revision));
+    const offReload = runtime.onReloaded(() => void reloads.push('reloaded'));
+    try {
+      const engine = runtime.holder.info;
+      const authenticator = runtime.authenticator;
+      expect(await runtime.reload('SIGHUP')).toMatchObject({ ok: true });
+      expect([swaps, reloads]).toEqual([[], []]);
+      expect(runtime.holder.info).toBe(engine);
+      expect(runtime.authenticator).not.toBe(authenticator);
+      // Other team data: a new engine and the reload's listeners (which close live tails).
+      writeFileSync(file, yaml('b'));
+      expect(await runtime.reload('SIGHUP')).toMatchObject({ ok: true });
+      expect([swaps.length, reloads]).toEqual([1, ['reloaded']]);
+      // Any other reloadable setting (here the audit's) counts as a change too.
+      writeFileSync(file, yaml('b', 'audit: { sampleRate: 0.5 }'));
+      expect(await runtime.reload('SIGHUP')).toMatchObject({ ok: true });
+      expect([swaps.length, reloads.length]).toEqual([2, 2]);
+      // A restart-only one (server.*) changes nothing that runs: nothing swapped.
+      writeFileSync(file, yaml('b', 'audit: { sampleRate: 0.5 }\nserver: { tail: { recheckIntervalMs: 5000 } }'));
+      expect(await runtime.reload('SIGHUP')).toMatchObject({ ok: true });
+      expect([swaps.length, reloads.length]).toEqual([2, 2]);
+    } finally {
+      offSwap();
+      offReload();
+      runtime.stopRetries();
+      await app.close();
+    }
+  });
+
   it('lists the keys that need a restart', () => {
     const a = testConfig('http://127.0.0.1:1');
     const b = testConfig('http://127.0.0.1:2', 'audit: { sampleRate: 0.5 }');
