@@ -417,11 +417,17 @@ export class JwtVerifier implements IdentitySource {
     return this.verify(token, creds.gone);
   }
 
+  /** The token's (unverified) `iss` is one this source is configured for: its refusals of it are final. */
+  #namesIssuer(token: string): boolean {
+    const iss = JwtVerifier.unverifiedIssuer(token);
+    return iss !== undefined && (typeof this.options.issuer === 'string' ? iss === this.options.issuer : this.options.issuer.includes(iss));
+  }
+
   /** `gone`: the client went away (calls to the provider queued for it are dropped). */
   async verify(token: string, gone?: () => boolean): Promise<Subject> {
     if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
-    if (!JwtVerifier.looksLikeJwt(token)) throw new InvalidTokenError('malformed token');
-    if (!token.split('.').every(canonicalBase64url)) throw new InvalidTokenError('malformed token (a segment is not canonical base64url)');
+    if (!JwtVerifier.looksLikeJwt(token)) throw new InvalidTokenError('malformed token', undefined, false, false, this.#namesIssuer(token));
+    if (!token.split('.').every(canonicalBase64url)) throw new InvalidTokenError('malformed token (a segment is not canonical base64url)', undefined, false, false, this.#namesIssuer(token));
     const key = tokenDigest(token);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
@@ -456,14 +462,24 @@ export class JwtVerifier implements IdentitySource {
         throw new GatewayError('identity_unavailable', 'identity provider key set unreachable', { cause: e });
       }
       // jose checks claims only once the signature verified: a claim refusal (other than the issuer) is by this token's issuer.
-      const owned = (e instanceof joseErrors.JWTClaimValidationFailed || e instanceof joseErrors.JWTExpired) && e.claim !== 'iss';
+      // And a token that names this source's issuer is this source's to judge whatever the refusal (an algorithm outside
+      // `algorithms`, a key it does not hold, a bad signature): a later source (introspection with tokens: all) would
+      // otherwise accept what this one refused. Naming the issuer only makes a refusal final, never an acceptance.
+      const owned = ((e instanceof joseErrors.JWTClaimValidationFailed || e instanceof joseErrors.JWTExpired) && e.claim !== 'iss') || this.#namesIssuer(token);
       if (e instanceof joseErrors.JOSEError) throw new InvalidTokenError(`${e.code}: ${e.message}`, e, false, false, owned);
       throw new GatewayError('identity_unavailable', 'token verification failed unexpectedly', { cause: e });
     }
     let claims: Record<string, unknown> = payload;
     let extra: Record<string, unknown> | undefined;
-    if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token, gone));
-    const subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
+    let subject: Subject;
+    try {
+      if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token, gone));
+      subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
+    } catch (e) {
+      // Refused once verified as this issuer's token (userinfo refused it, no `sub`): final, as a claim refusal is.
+      if (e instanceof InvalidTokenError && !e.final) throw new InvalidTokenError(e.message, e.cause ?? e, e.missing, e.basicChallenge, true);
+      throw e;
+    }
     const exp = typeof payload['exp'] === 'number' ? payload['exp'] * 1000 : Date.now();
     this.#cache.set(key, subject, Math.min(exp - Date.now(), this.options.maxCacheMs ?? 300_000), since);
     return subject;

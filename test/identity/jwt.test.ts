@@ -155,6 +155,27 @@ describe('JwtVerifier', () => {
     await expect(verifier.verify(await idp.mint({ sub: 'p', azp: 'evil-client' }))).resolves.toMatchObject({ sub: 'p' });
     expect(() => jwtProviderSchema.parse({ type: 'jwt', jwksFile: idp.jwksPath, issuer: 'i', audience: 'a', authorizedParties: [] })).toThrow();
   });
+  it('a token naming this source\'s issuer is refused for good whatever the refusal (algorithm, unknown key, bad signature, no sub); another issuer\'s goes on to later sources', async () => {
+    // A later source that accepts anything (as introspection with tokens: all would, for a token its IdP calls active).
+    const later = { name: 'later', authenticate: async () => ({ sub: 'later', groups: ['admins'], roles: [], auth: 'x', claims: {} }) };
+    const both = new Authenticator([verifier, later]);
+    const outcome = async (token: string | Promise<string>) =>
+      both.authenticate({ headers: { authorization: `Bearer ${await token}` } }).then(
+        (s) => s.sub,
+        (e: GatewayError) => e.status,
+      );
+    // Refused before any signature check: an algorithm the source does not take, a key it does not hold.
+    expect(await outcome(idp.mint({ sub: 'x' }, { alg: 'HS256' }))).toBe(401);
+    expect(await outcome(idp.mint({ sub: 'x' }, { key: 'foreign', kid: 'next-key' }))).toBe(401);
+    expect(await outcome(idp.mint({ sub: 'x' }, { alg: 'none' }))).toBe(401);
+    // Refused after it: no subject.
+    expect(await outcome(idp.mint({ sub: null }))).toBe(401);
+    // Another issuer's token is not this source's: the later source judges it.
+    expect(await outcome(idp.mint({ sub: 'x' }, { issuer: 'https://partner.example', key: 'foreign' }))).toBe('later');
+    // And this issuer's valid token is this source's subject.
+    expect(await outcome(idp.mint({ sub: 'x' }))).toBe('x');
+  });
+
   it('rejects a wrong issuer and a wrong audience', async () => {
     await rejects(idp.mint({ sub: 'x' }, { issuer: 'https://evil' }), /iss/);
     await rejects(idp.mint({ sub: 'x' }, { audience: 'other-api' }), /aud/);

@@ -251,8 +251,12 @@ describe('userinfo refusals', () => {
     await src.reloaded?.();
     await expect(src.authenticate(bearer(revoked))).resolves.toMatchObject({ sub: 'u1' });
     expect(calls).toBe(5);
-    // 0: not cached.
+    // A refusal by userinfo is final: a later source (introspection with tokens: all) is not asked.
     answer = 'refuse';
+    const later = { name: 'later', authenticate: async () => ({ sub: 'later', groups: ['admins'], roles: [], auth: 'x', claims: {} }) };
+    const chained = new Authenticator([await make(), later]);
+    expect(await outcome(chained.authenticate({ headers: { authorization: `Bearer ${revoked}` } }))).toMatchObject({ status: 401 });
+    // 0: not cached.
     const uncached = await make(0);
     const before = calls;
     for (let i = 0; i < 2; i++) expect(await outcome(uncached.authenticate(bearer(revoked)))).toMatchObject({ status: 401 });
