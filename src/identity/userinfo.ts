@@ -23,7 +23,10 @@ export function providerError(what: string, e: unknown, tokenErrorsPossible = tr
   // A body over the bound fails inside the library's JSON parsing: say so, not "could not parse".
   const bounded = boundExceeded(e);
   if (bounded !== undefined) return new GatewayError('identity_unavailable', `${what} failed: ${bounded.message}`, { cause: e });
-  const status = (e as { status?: unknown }).status;
+  // openid-client puts the status on its error, or (an answer that is no conforming one: a 401 without a
+  // WWW-Authenticate challenge) the Response itself in `cause`.
+  const cause = (e as { cause?: unknown }).cause;
+  const status = (e as { status?: unknown }).status ?? (cause instanceof Response ? cause.status : undefined);
   // invalid_client: the gateway's own credentials are wrong — a configuration problem, not the caller's.
   const clientProblem = (e as { error?: unknown }).error === 'invalid_client';
   if (tokenErrorsPossible && !clientProblem && (e instanceof client.WWWAuthenticateChallengeError || status === 401 || status === 403)) {

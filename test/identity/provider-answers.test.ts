@@ -220,13 +220,14 @@ describe('OIDC discovery, JWKS and userinfo answers', () => {
 describe('userinfo refusals', () => {
   it('a token the provider refuses (401, another sub) is refused again without a call for negativeCacheTtlSeconds; a 5xx is never cached; a reload forgets', async () => {
     const discovery = { issuer: `${base}/realm`, jwks_uri: `${base}/realm/jwks`, userinfo_endpoint: `${base}/realm/userinfo` };
-    let answer: 'refuse' | 'other-sub' | 'fail' | 'ok' = 'refuse';
+    let answer: 'refuse' | 'refuse-bare' | 'other-sub' | 'fail' | 'ok' = 'refuse';
     let calls = 0;
     handler = (req, res) => {
       if (req.url!.endsWith('openid-configuration')) return json(res, discovery);
       if (req.url!.endsWith('/jwks')) return json(res, idp.jwks);
       calls++;
       if (answer === 'refuse') return res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();
+      if (answer === 'refuse-bare') return res.writeHead(401).end();
       if (answer === 'fail') return res.writeHead(502).end();
       json(res, { sub: answer === 'other-sub' ? 'someone-else' : 'u1', groups: ['team-a'] });
     };
@@ -251,6 +252,12 @@ describe('userinfo refusals', () => {
     await src.reloaded?.();
     await expect(src.authenticate(bearer(revoked))).resolves.toMatchObject({ sub: 'u1' });
     expect(calls).toBe(5);
+    // A 401 without a challenge is a refusal too (not "the provider failed"), cached as one.
+    answer = 'refuse-bare';
+    const bare = await idp.mint({ sub: 'u1', jti: 'd' });
+    const callsBefore = calls;
+    for (let i = 0; i < 2; i++) expect(await outcome(src.authenticate(bearer(bare)))).toMatchObject({ status: 401, code: 'unauthenticated' });
+    expect(calls - callsBefore).toBe(1);
     // A refusal by userinfo is final: a later source (introspection with tokens: all) is not asked.
     answer = 'refuse';
     const later = { name: 'later', authenticate: async () => ({ sub: 'later', groups: ['admins'], roles: [], auth: 'x', claims: {} }) };
