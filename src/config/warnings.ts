@@ -3,6 +3,7 @@ import { matcherMatches } from '../rewrite/matcher.ts';
 import { fieldNameOrNull } from '../rewrite/traceql-escape.ts';
 import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
 import { cleartextRemote } from '../util/loopback.ts';
+import { shownUrl } from '../util/shown-url.ts';
 import { namespaceOf, reservedNamespaces, type ReservedNamespace } from '../identity/namespace.ts';
 import { coveredUpstreams, decisionBoundProblem, decisionsOverBounds, overBoundsMessage, teamDecisionSize, usesDefaultPolicy, type PolicyTeam } from './teams.ts';
 
@@ -237,7 +238,7 @@ export function configWarnings(config: GatewayConfig): string[] {
     const cleartext = providerUrls(p).filter(cleartextRemote);
     if (cleartext.length > 0) {
       out.push(
-        `identity.providers[${i}] (${p.type}): ${cleartext.map((u) => JSON.stringify(u)).join(', ')} is plain HTTP to another host: anyone on the path can serve their own keys or answers (and so any identity) and read what is sent. Use https.`,
+        `identity.providers[${i}] (${p.type}): ${cleartext.map((u) => JSON.stringify(shownUrl(u))).join(', ')} is plain HTTP to another host: anyone on the path can serve their own keys or answers (and so any identity) and read what is sent. Use https.`,
       );
     }
     // RFC 7662 says nothing of audiences: many providers (Keycloak) call any valid token of the realm active,
@@ -298,7 +299,7 @@ export function configWarnings(config: GatewayConfig): string[] {
   const bundle = config.policy.bundle;
   if (bundle !== undefined && cleartextRemote(bundle.url)) {
     out.push(
-      `policy.bundle.url ${JSON.stringify(bundle.url)} is plain HTTP to another host: ${bundle.signing === undefined ? 'without policy.bundle.signing anyone on the path can serve the gateway a policy' : 'signed bundles cannot be forged there, but an older signed one can be replayed'}${bundle.auth.type === 'none' ? '' : ', and the bundle credential is sent in the clear'}. Use https.`,
+      `policy.bundle.url ${JSON.stringify(shownUrl(bundle.url))} is plain HTTP to another host: ${bundle.signing === undefined ? 'without policy.bundle.signing anyone on the path can serve the gateway a policy' : 'signed bundles cannot be forged there, but an older signed one can be replayed'}${bundle.auth.type === 'none' ? '' : ', and the bundle credential is sent in the clear'}. Use https.`,
     );
   }
   // Tempo's tag APIs ignore every condition of a lookup holding an unscoped attribute or an intrinsic their block readers

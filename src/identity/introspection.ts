@@ -205,7 +205,8 @@ export class IntrospectionSource implements IdentitySource {
     if (typeof r['nbf'] === 'number' && r['nbf'] - CLOCK_TOLERANCE_S > now) return 'token not yet valid';
     if (this.#cfg.issuer !== undefined && r['iss'] !== undefined && r['iss'] !== this.#cfg.issuer) return 'unexpected "iss"';
     const tt = r['token_type'];
-    if (tt !== undefined && (typeof tt !== 'string' || tt.toLowerCase() !== 'bearer')) return `unexpected token_type ${JSON.stringify(tt)}`;
+    // The provider's value is quoted only when it is a short token name: the reason reaches the log and the client's 401.
+    if (tt !== undefined && (typeof tt !== 'string' || tt.toLowerCase() !== 'bearer')) return typeof tt === 'string' && /^[A-Za-z0-9_.+-]{1,32}$/.test(tt) ? `unexpected token_type "${tt}"` : 'unexpected token_type';
     if (r['cnf'] !== undefined) return 'sender-constrained token (cnf) cannot be used as a plain bearer token';
     if (this.#cfg.audience !== undefined) {
       const want = typeof this.#cfg.audience === 'string' ? [this.#cfg.audience] : this.#cfg.audience;

@@ -129,9 +129,11 @@ const GATEWAY_ANSWER_HEADERS: ReadonlySet<string> = new Set(['x-request-id', 'ca
 
 /**
  * Upstream answer headers never relayed: hop-by-hop ones, `Location` (the upstream's own address;
- * the client would follow it past the gateway), and the gateway's own (GATEWAY_ANSWER_HEADERS).
+ * the client would follow it past the gateway), `Set-Cookie` (a session an auth proxy in front of the
+ * backend issues for the gateway's own upstream credential, which would work against the backend
+ * directly), and the gateway's own (GATEWAY_ANSWER_HEADERS).
  */
-const NOT_RELAYED = new Set<string>([...HOP_BY_HOP, 'location', ...GATEWAY_ANSWER_HEADERS]);
+const NOT_RELAYED = new Set<string>([...HOP_BY_HOP, 'location', 'set-cookie', ...GATEWAY_ANSWER_HEADERS]);
 
 /**
  * The upstream answer's headers as relayed to the client: without the

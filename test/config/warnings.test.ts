@@ -31,6 +31,9 @@ describe('config warnings', () => {
     const w = configWarnings(config('{ type: jwt, jwksUrl: "http://idp.example.com/keys", issuer: i, audience: a }'));
     expect(w).toHaveLength(1);
     expect(w[0]).toMatch(/identity\.providers\[0\] \(jwt\): "http:\/\/idp\.example\.com\/keys" is plain HTTP to another host/);
+    const withToken = configWarnings(config('{ type: jwt, jwksUrl: "http://idp.example.com/keys?token=tok-secret", issuer: i, audience: a }'));
+    expect(withToken[0]).toMatch(/"http:\/\/idp\.example\.com\/keys" is plain HTTP/);
+    expect(withToken.join('\n')).not.toMatch(/secret/);
     expect(configWarnings(config('{ type: oidc, issuer: "http://10.0.0.5:8080/realms/r", audience: a }'))[0]).toMatch(/\(oidc\): "http:\/\/10\.0\.0\.5:8080\/realms\/r" is plain HTTP/);
     expect(configWarnings(config('{ type: grafana, url: "http://grafana:3000", orgs: [1] }'))[0]).toMatch(/\(grafana\).*plain HTTP/);
     expect(configWarnings(config('{ type: introspection, introspectionUrl: "http://idp/i", clientId: gw, clientSecret: s, audience: gw }'))[0]).toMatch(/\(introspection\).*plain HTTP/);
@@ -57,7 +60,11 @@ policy: { bundle: ${bundle} }
       );
     const unsigned = configWarnings(withBundle('{ url: "http://bundles.internal" }'));
     expect(unsigned).toHaveLength(1);
-    expect(unsigned[0]).toMatch(/policy\.bundle\.url "http:\/\/bundles\.internal" is plain HTTP to another host: without policy\.bundle\.signing anyone on the path can serve the gateway a policy\. Use https\./);
+    expect(unsigned[0]).toMatch(/policy\.bundle\.url "http:\/\/bundles\.internal\/" is plain HTTP to another host: without policy\.bundle\.signing anyone on the path can serve the gateway a policy\. Use https\./);
+    // Shown without credentials in its query or user part.
+    const presigned = configWarnings(withBundle('{ url: "http://bundles.internal/b?X-Amz-Signature=sig-secret" }'));
+    expect(presigned[0]).toMatch(/policy\.bundle\.url "http:\/\/bundles\.internal\/b" is plain HTTP/);
+    expect(presigned.join('\n')).not.toMatch(/secret/);
     const signedWithToken = configWarnings(
       withBundle('{ url: "http://bundles.internal", auth: { type: bearer, token: t }, signing: { keys: [{ keyid: default, publicKey: "-----BEGIN PUBLIC KEY-----" }] } }'),
     );

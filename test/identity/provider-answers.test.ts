@@ -113,6 +113,17 @@ describe('token introspection answers', () => {
     }
   });
 
+  it('a token_type other than Bearer is refused, and named only when it is a short token name (the reason reaches the log and the 401)', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 60;
+    handler = (_req, res) => json(res, { active: true, sub: 'a', exp, token_type: 'DPoP' });
+    expect(await outcome(src.authenticate(bearer('tok-dpop')))).toMatchObject({ status: 401, message: 'introspection: unexpected token_type "DPoP"' });
+    // An IdP echoing its request (the gateway's Basic client credential, the token) there.
+    const echoed = `Basic ${Buffer.from('gw:client-secret-value').toString('base64')} tok-echo`;
+    handler = (_req, res) => json(res, { active: true, sub: 'a', exp, token_type: echoed });
+    const r = await outcome(src.authenticate(bearer('tok-echo')));
+    expect(r).toMatchObject({ status: 401, message: 'introspection: unexpected token_type' });
+  });
+
   it('an answer larger than the bound is a 503 quickly, whether declared or streamed, and is not cached', async () => {
     const mib = 64;
     handler = (_req, res) => endless(res, { active: true, sub: 'big' }, mib);

@@ -162,12 +162,14 @@ describe('request hygiene', () => {
     const private_ = (res: { headers: Record<string, unknown> }) =>
       expect([res.headers['cache-control'], res.headers['x-content-type-options'], res.headers['content-security-policy']]).toEqual(['private, no-store', 'nosniff', "default-src 'none'; frame-ancestors 'none'; sandbox"]);
     private_(await t.app.inject({ url: query('up'), headers: bearer('alice') }));
-    up.answerHeaders = { 'cache-control': 'public, max-age=600', 'content-security-policy': "script-src 'unsafe-inline'", 'x-content-type-options': 'sniff-away', 'x-request-id': 'the-upstream-s-own' };
+    up.answerHeaders = { 'cache-control': 'public, max-age=600', 'content-security-policy': "script-src 'unsafe-inline'", 'x-content-type-options': 'sniff-away', 'x-request-id': 'the-upstream-s-own', 'set-cookie': 'session=for-the-gateway-s-credential' };
     try {
       const relayed = await t.app.inject({ url: query('up'), headers: { ...bearer('alice'), 'x-request-id': 'the-client-s' } });
       private_(relayed);
       // The id the client sent and the audit log has, not one a proxy in front of the backend answered.
       expect(relayed.headers['x-request-id']).toBe('the-client-s');
+      // A session an auth proxy in front of the backend issued for the gateway's own credential.
+      expect(relayed.headers['set-cookie']).toBeUndefined();
       private_(await t.app.inject({ url: '/prometheus/api/v1/label/namespace/values', headers: bearer('alice') }));
     } finally {
       delete up.answerHeaders;
