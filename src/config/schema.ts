@@ -249,7 +249,10 @@ export const upstreamSchema = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'lower-case letters, digits, "-" and "_"').describe('Name used in decisions (request.upstream) and logs.'),
     kind: z.enum(['prometheus', 'loki', 'tempo']).describe('Backend kind; selects the route table and query language.'),
-    url: credentialFreeUrl('use upstreams[].auth').describe('Base URL of the backend, may include a path prefix (e.g. Mimir\'s /prometheus).'),
+    url: credentialFreeUrl('use upstreams[].auth')
+      // Only the origin and path are used: a query (a credential, a tenant) would be dropped without a word.
+      .refine((u) => !/[?#]/.test(u), { message: 'must not contain a query or fragment (only the origin and path are used; credentials go in upstreams[].auth, tenants come from the policy)' })
+      .describe('Base URL of the backend, may include a path prefix (e.g. Mimir\'s /prometheus).'),
     mount: z
       .string()
       .regex(/^\/([a-zA-Z0-9._-]+(\/[a-zA-Z0-9._-]+)*)?$/, 'an absolute path such as "/prometheus" (or "/")')

@@ -297,6 +297,13 @@ describe('URLs with credentials (user:password@) are refused, without repeating 
     expect(e.message).toMatch(message);
     expect(`${e.message} ${inspect(e)}`).not.toContain('S3CRET');
   });
+  it('an upstream URL with a query or fragment is refused (only its origin and path are used: a query would be dropped silently)', () => {
+    for (const url of ['http://127.0.0.1:9090/prefix/?api_key=S3CRET', 'http://127.0.0.1:9090/prefix/?', 'http://127.0.0.1:9090/prefix/#f']) {
+      const e = configError(minimal.replace('url: http://127.0.0.1:9090/prefix/', `url: "${url}"`));
+      expect(e.message).toMatch(/upstreams\.0\.url: must not contain a query or fragment/);
+      expect(`${e.message} ${inspect(e)}`).not.toContain('S3CRET');
+    }
+  });
   it('a pre-signed query is allowed (it is never shown: logs and status drop the query)', () => {
     expect(() => parseConfig(`${minimal}policy:\n  bundle:\n    url: https://bundles.example\n    resource: b.tar.gz?X-Amz-Signature=abc\n`, { env: {}, baseDir: '/etc/gw' })).not.toThrow();
   });
