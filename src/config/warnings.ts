@@ -235,7 +235,7 @@ export function configWarnings(config: GatewayConfig): string[] {
   config.identity.providers.forEach((p, i) => {
     // Over plain HTTP anyone on the path can answer: serve their own signing keys (and so mint any token),
     // call any token active, or read the tokens and client secret sent.
-    const cleartext = providerUrls(p).filter(cleartextRemote);
+    const cleartext = providerUrls(p).filter((u): u is string => cleartextRemote(u));
     if (cleartext.length > 0) {
       out.push(
         `identity.providers[${i}] (${p.type}): ${cleartext.map((u) => JSON.stringify(shownUrl(u))).join(', ')} is plain HTTP to another host: anyone on the path can serve their own keys or answers (and so any identity) and read what is sent. Use https.`,

@@ -404,7 +404,7 @@ export class JwtVerifier implements IdentitySource {
   async authenticate(creds: Credentials): Promise<Subject | undefined> {
     const token = creds.bearer;
     if (token === undefined) return undefined;
-    if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
+    if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large', undefined, false, false, this.#namesIssuer(token));
     // A token this verifier already verified (cache keyed by digest, bounded by exp) needs no
     // header/issuer decoding to be routed here: the common case costs one SHA-256 and a lookup.
     const hit = this.#cache.get(creds.bearerDigest?.() ?? tokenDigest(token));
@@ -417,7 +417,10 @@ export class JwtVerifier implements IdentitySource {
     return this.verify(token, creds.gone);
   }
 
-  /** The token's (unverified) `iss` is one this source is configured for: its refusals of it are final. */
+  /**
+   * The token's (unverified) `iss` is one this source is configured for: its refusals of it are final. Also for a
+   * token over maxTokenBytes (its size is bounded by the request's header limit; decoding is not verifying).
+   */
   #namesIssuer(token: string): boolean {
     const iss = JwtVerifier.unverifiedIssuer(token);
     return iss !== undefined && (typeof this.options.issuer === 'string' ? iss === this.options.issuer : this.options.issuer.includes(iss));
@@ -425,7 +428,7 @@ export class JwtVerifier implements IdentitySource {
 
   /** `gone`: the client went away (calls to the provider queued for it are dropped). */
   async verify(token: string, gone?: () => boolean): Promise<Subject> {
-    if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large');
+    if (token.length > this.options.maxTokenBytes) throw new InvalidTokenError('token too large', undefined, false, false, this.#namesIssuer(token));
     if (!JwtVerifier.looksLikeJwt(token)) throw new InvalidTokenError('malformed token', undefined, false, false, this.#namesIssuer(token));
     if (!token.split('.').every(canonicalBase64url)) throw new InvalidTokenError('malformed token (a segment is not canonical base64url)', undefined, false, false, this.#namesIssuer(token));
     const key = tokenDigest(token);

@@ -29,7 +29,10 @@ export function providerError(what: string, e: unknown, tokenErrorsPossible = tr
   const status = (e as { status?: unknown }).status ?? (cause instanceof Response ? cause.status : undefined);
   // invalid_client: the gateway's own credentials are wrong — a configuration problem, not the caller's.
   const clientProblem = (e as { error?: unknown }).error === 'invalid_client';
-  if (tokenErrorsPossible && !clientProblem && (e instanceof client.WWWAuthenticateChallengeError || status === 401 || status === 403)) {
+  // The token refused: a 401, or a 403 that says so in OAuth terms (a Bearer challenge, an OAuth error body). A bare
+  // 403 (a WAF's or proxy's block page) or a 5xx with a challenge is the provider failing: 503, never cached.
+  const oauthAnswer = e instanceof client.WWWAuthenticateChallengeError || e instanceof client.ResponseBodyError;
+  if (tokenErrorsPossible && !clientProblem && (status === 401 || (status === 403 && oauthAnswer))) {
     return new InvalidTokenError(`${what}: the identity provider rejected the token`, e);
   }
   const code = (e as { code?: unknown }).code;

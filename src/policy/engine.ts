@@ -116,6 +116,8 @@ export function policyHeaderNames(data: unknown): ReadonlySet<string> {
 export class PolicyEngine {
   /** Identifies the loaded policy in logs and /ready. */
   readonly revision: string;
+  /** SHA-256 (hex) of the wasm bytes: the same policy code exactly when equal (`revision` may be a bundle's name or 12 hex). */
+  readonly wasmSha256: string;
   readonly entrypoint: string;
   readonly #module: CompiledModule;
   readonly #initialPages: number;
@@ -137,7 +139,8 @@ export class PolicyEngine {
   /** What the built-in policy is given of a subject under the current data; undefined: the whole subject. */
   #project: SubjectProjection | undefined;
 
-  private constructor(module: CompiledModule, data: ArrayBuffer, owned: ReadonlySet<string>, revision: string, opts: PolicyEngineOptions, builtin: boolean, rawData: unknown) {
+  private constructor(module: CompiledModule, data: ArrayBuffer, owned: ReadonlySet<string>, revision: string, opts: PolicyEngineOptions, builtin: boolean, rawData: unknown, wasmSha256: string) {
+    this.wasmSha256 = wasmSha256;
     this.#module = module;
     this.#data = data;
     this.#ownedHeaders = owned;
@@ -174,7 +177,7 @@ export class PolicyEngine {
     }
     const digest = createHash('sha256').update(bytes).digest('hex');
     const revision = opts.revision ?? digest.slice(0, 12);
-    return new PolicyEngine(module, serialiseData(data), policyHeaderNames(data), revision, opts, digest === BUILTIN_POLICY_WASM_SHA256, data);
+    return new PolicyEngine(module, serialiseData(data), policyHeaderNames(data), revision, opts, digest === BUILTIN_POLICY_WASM_SHA256, data, digest);
   }
 
   /** `fromBytes` for a file; a file that cannot be read is `policy_unavailable`. */

@@ -331,7 +331,7 @@ export class GatewayRuntime {
     // Nothing a decision or a live tail was decided under changed (a SIGHUP a config reloader sends for another key of
     // its ConfigMap): the policy engine (and its decision cache) and the live tails are kept. The identity sources are
     // built anew all the same, so their caches are forgotten (a reload still makes revocations at a provider apply).
-    const unchanged = nextRevision === this.#configRevision && (engine === undefined || (engine.revision === this.holder.revision && this.holder.info?.source === `file:${next.policyWasm}`));
+    const unchanged = nextRevision === this.#configRevision && (engine === undefined || (engine.wasmSha256 === this.holder.engine?.wasmSha256 && this.holder.info?.source === `file:${next.policyWasm}`));
     // The swap: synchronous, nothing can interleave.
     this.#config = next;
     this.#authenticator = authenticator;

@@ -170,8 +170,11 @@ describe('JwtVerifier', () => {
     expect(await outcome(idp.mint({ sub: 'x' }, { alg: 'none' }))).toBe(401);
     // Refused after it: no subject.
     expect(await outcome(idp.mint({ sub: null }))).toBe(401);
-    // Another issuer's token is not this source's: the later source judges it.
+    // Too large to verify (a later source may take larger tokens): refused for good all the same.
+    expect(await outcome(idp.mint({ sub: 'x', pad: 'p'.repeat(20_000) }, { key: 'foreign' }))).toBe(401);
+    // Another issuer's token is not this source's: the later source judges it, also when too large for this one.
     expect(await outcome(idp.mint({ sub: 'x' }, { issuer: 'https://partner.example', key: 'foreign' }))).toBe('later');
+    expect(await outcome(idp.mint({ sub: 'x', pad: 'p'.repeat(20_000) }, { issuer: 'https://partner.example', key: 'foreign' }))).toBe('later');
     // And this issuer's valid token is this source's subject.
     expect(await outcome(idp.mint({ sub: 'x' }))).toBe('x');
   });

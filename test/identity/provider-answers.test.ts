@@ -231,7 +231,7 @@ describe('OIDC discovery, JWKS and userinfo answers', () => {
 describe('userinfo refusals', () => {
   it('a token the provider refuses (401, another sub) is refused again without a call for negativeCacheTtlSeconds; a 5xx is never cached; a reload forgets', async () => {
     const discovery = { issuer: `${base}/realm`, jwks_uri: `${base}/realm/jwks`, userinfo_endpoint: `${base}/realm/userinfo` };
-    let answer: 'refuse' | 'refuse-bare' | 'other-sub' | 'fail' | 'ok' = 'refuse';
+    let answer: 'refuse' | 'refuse-bare' | 'blocked' | 'forbidden' | 'other-sub' | 'fail' | 'ok' = 'refuse';
     let calls = 0;
     handler = (req, res) => {
       if (req.url!.endsWith('openid-configuration')) return json(res, discovery);
@@ -239,6 +239,9 @@ describe('userinfo refusals', () => {
       calls++;
       if (answer === 'refuse') return res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();
       if (answer === 'refuse-bare') return res.writeHead(401).end();
+      // A WAF's block page; and a 403 in OAuth terms.
+      if (answer === 'blocked') return res.writeHead(403, { 'content-type': 'text/html' }).end('<h1>Request blocked</h1>');
+      if (answer === 'forbidden') return res.writeHead(403, { 'www-authenticate': 'Bearer error="insufficient_scope"' }).end();
       if (answer === 'fail') return res.writeHead(502).end();
       json(res, { sub: answer === 'other-sub' ? 'someone-else' : 'u1', groups: ['team-a'] });
     };
@@ -269,6 +272,15 @@ describe('userinfo refusals', () => {
     const callsBefore = calls;
     for (let i = 0; i < 2; i++) expect(await outcome(src.authenticate(bearer(bare)))).toMatchObject({ status: 401, code: 'unauthenticated' });
     expect(calls - callsBefore).toBe(1);
+    // A bare 403 is the provider (or something in front of it) failing, not the token refused: 503, not cached.
+    answer = 'blocked';
+    const blocked = await idp.mint({ sub: 'u1', jti: 'e' });
+    expect(await outcome(src.authenticate(bearer(blocked)))).toMatchObject({ status: 503, code: 'identity_unavailable' });
+    answer = 'ok';
+    await expect(src.authenticate(bearer(blocked))).resolves.toMatchObject({ sub: 'u1' });
+    // A 403 with a Bearer challenge is a refusal.
+    answer = 'forbidden';
+    expect(await outcome(src.authenticate(bearer(await idp.mint({ sub: 'u1', jti: 'f' }))))).toMatchObject({ status: 401 });
     // A refusal by userinfo is final: a later source (introspection with tokens: all) is not asked.
     answer = 'refuse';
     const later = { name: 'later', authenticate: async () => ({ sub: 'later', groups: ['admins'], roles: [], auth: 'x', claims: {} }) };
