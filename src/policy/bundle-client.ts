@@ -508,24 +508,20 @@ export class BundleClient {
       const bytes = await this.#readBody(res);
       const active = this.#active;
       const source = `bundle:${this.shownUrl}`;
-      if (active?.source === source && active.verification === this.#verification && Buffer.compare(active.bytes, bytes) === 0 && this.#opts.holder.ready) {
-        // The bundle this service gave, again (a service without ETags, or one that ignores If-None-Match): not modified.
-        // Activating it again would close every live tail and empty the caches at each poll.
+      // The bundle this service gave, again (a service without ETags, or one that ignores If-None-Match), or the same
+      // files in another archive (one that builds the tarball at every request: new mtimes): not modified. Activating
+      // it again would close every live tail and empty the caches at each poll.
+      const comparable = active?.source === source && active.verification === this.#verification && this.#opts.holder.ready;
+      const sameBytes = comparable && Buffer.compare(active.bytes, bytes) === 0;
+      const archive = sameBytes ? undefined : readBundle(bytes, this.#opts.config.maxSizeBytes);
+      if (comparable && (sameBytes || active.contentDigest === archive?.contentDigest)) {
         this.#etag = etag;
         this.#succeeded(true);
-        log.debug({ url: this.shownUrl, etag: etag ?? null }, 'policy bundle unchanged');
-        return { kind: 'not-modified' };
-      }
-      const archive = readBundle(bytes, this.#opts.config.maxSizeBytes);
-      if (active?.source === source && active.verification === this.#verification && active.contentDigest === archive.contentDigest && this.#opts.holder.ready) {
-        // The same files in another archive (a service that builds the tarball at every request: new mtimes): not modified either.
-        this.#etag = etag;
-        this.#succeeded(true);
-        log.debug({ url: this.shownUrl, etag: etag ?? null }, 'policy bundle rebuilt with the same files; unchanged');
+        log.debug({ url: this.shownUrl, etag: etag ?? null, rebuilt: !sameBytes }, 'policy bundle unchanged');
         return { kind: 'not-modified' };
       }
       const loaded = await this.#exclusive(async () => {
-        const l = await this.#load(archive, this.#configData);
+        const l = await this.#load(archive ?? bytes, this.#configData);
         this.#activate(l, source, etag, bytes);
         return l;
       });
