@@ -384,7 +384,7 @@ export const jwtProviderSchema = z
     audience: audienceSchema.describe('Accepted "aud" value(s).'),
     algorithms: algorithmsSchema.default(['RS256', 'ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
-    maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
+    maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unverified (only their "iss" is read: one naming this issuer is not passed on to later sources).'),
     typ: typSchema,
     authorizedParties: authorizedPartiesSchema,
     claims: claimsSchema.default(claimsSchema.parse({})),
@@ -402,7 +402,7 @@ export const userinfoSchema = z
       .int()
       .min(0)
       .default(10)
-      .describe('Tokens the provider refuses (401/403, a "sub" other than the token\'s) are refused without another call this long (0: not cached). Provider failures (5xx, network) are never cached.'),
+      .describe('Tokens the provider refuses (401, a 403 with a Bearer challenge or OAuth error, a "sub" other than the token\'s) are refused without another call this long (0: not cached). Provider failures (5xx, a bare 403, network) are never cached.'),
     negativeCacheSize: z.number().int().positive().default(1_000),
   })
   .describe('Enrich verified claims with the OIDC userinfo response (e.g. groups only available there). Token claims win over userinfo claims.');
@@ -426,7 +426,7 @@ export const oidcProviderSchema = z
     audience: audienceSchema.describe('Accepted "aud" value(s) of JWT access tokens.'),
     algorithms: algorithmsSchema.default(['RS256', 'ES256']),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
-    maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unparsed.'),
+    maxTokenBytes: z.number().int().positive().default(16 * 1024).describe('Longer bearer tokens are rejected unverified (only their "iss" is read: one naming this issuer is not passed on to later sources).'),
     jwksUrl: httpUrl.optional().describe('Override the discovered jwks_uri. Needed when an https issuer announces a jwks_uri that is not https: that one is refused (503).'),
     typ: typSchema,
     authorizedParties: authorizedPartiesSchema,

@@ -59,6 +59,11 @@ function tokenIssuer(p: Provider): { issuer: string; byEndpoint: boolean } | und
   }
 }
 
+/** A provider named in a warning by its issuer, or its introspection endpoint shown without query (an api_key there). */
+function name(x: { p: Provider; i: number; from: { issuer: string; byEndpoint: boolean } }): string {
+  return `identity.providers[${x.i}] (${x.p.type}, ${x.from.byEndpoint ? `introspection endpoint ${JSON.stringify(shownUrl(x.from.issuer))}` : `issuer ${JSON.stringify(x.from.issuer)}`})`;
+}
+
 function sameIssuer(a: { issuer: string; byEndpoint: boolean }, b: { issuer: string; byEndpoint: boolean }): boolean {
   if (a.issuer === b.issuer) return true;
   // An introspection endpoint under the other's issuer URL (Keycloak: <issuer>/protocol/openid-connect/token/introspect).
@@ -89,7 +94,6 @@ function sharedNamespaces(providers: readonly Provider[]): string[] {
         ...(groups ? ["team and admin groups entries grant to either issuer's tokens carrying that group"] : []),
         ...(users ? ["users entries match either issuer's sub (and trusted username)"] : []),
       ].join(', and ');
-      const name = (x: (typeof tokens)[number]) => `identity.providers[${x.i}] (${x.p.type}, ${x.from.byEndpoint ? 'introspection endpoint' : 'issuer'} ${JSON.stringify(x.from.issuer)})`;
       out.push(
         `${name(a)} and ${name(b)} are different issuers whose ${shared} share one namespace (${unset} unset or equal on both): ${risk}. Set ${unset} on one of them (e.g. "partner:") and write the team and admin entries for its subjects with that prefix (docs/identity.md#several-identity-providers-prefixes).`,
       );
@@ -114,7 +118,6 @@ function claimsModeIssuers(config: GatewayConfig): string[] {
     const from = tokenIssuer(p);
     return from === undefined ? [] : [{ p, i, from }];
   });
-  const name = (x: (typeof tokens)[number]) => `identity.providers[${x.i}] (${x.p.type}, ${x.from.byEndpoint ? 'introspection endpoint' : 'issuer'} ${JSON.stringify(x.from.issuer)})`;
   const out: string[] = [];
   if (mode.issuers === undefined) {
     const distinct: typeof tokens = [];

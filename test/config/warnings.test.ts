@@ -157,6 +157,10 @@ ${providers.map((p) => `    - ${p}`).join('\n')}
       expect(
         shared(configWarnings(withProviders(corp(), '{ type: introspection, introspectionUrl: "https://corp.test/realms/mainx/introspect", clientId: gw, clientSecret: s, audience: gw }'))),
       ).toEqual([expect.stringMatching(/^identity\.providers\[0\] \(oidc, .*identity\.providers\[1\] \(introspection, introspection endpoint "https:\/\/corp\.test\/realms\/mainx\/introspect"\)/)]);
+      // Named without its query (a credential there is never shown).
+      const withKey = configWarnings(withProviders(corp(), '{ type: introspection, introspectionUrl: "https://corp.test/realms/mainx/introspect?api_key=S3CRET", clientId: gw, clientSecret: s, audience: gw }'));
+      expect(shared(withKey)).toEqual([expect.stringMatching(/introspection endpoint "https:\/\/corp\.test\/realms\/mainx\/introspect"\)/)]);
+      expect(withKey.join('\n')).not.toContain('S3CRET');
       // The operator writes the subjects of these: no third party chooses them.
       const key = `scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAAAA$BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB`;
       const apikey = `{ type: apikey, keys: [{ name: k, hash: "${key}", subject: { groups: [team-a] } }] }`;
