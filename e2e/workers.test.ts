@@ -19,6 +19,24 @@ let adminUrl: string;
 /** Requests the first test sent through the gateway (all 200). */
 let sent = 0;
 
+/** The primary's /readyz: the group's status and every worker's readiness. */
+type GroupReadiness = { status: string; workers: { pid: number; policyRevision: string; dataRevision: string; [k: string]: unknown }[] };
+async function groupReadiness(): Promise<{ code: number; body: GroupReadiness }> {
+  const r = await rawRequest(adminUrl, '/readyz');
+  return { code: r.status, body: JSON.parse(r.body) as GroupReadiness };
+}
+/** Polls `get` (every 100 ms, up to 15 s) until `want` holds; the last value either way. */
+async function pollUntil<T>(get: () => Promise<T> | T, want: (v: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 15_000;
+  let v = await get();
+  while (!want(v) && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 100));
+    v = await get();
+  }
+  return v;
+}
+const readinessUntil = (want: (r: { code: number; body: GroupReadiness }) => boolean) => pollUntil(groupReadiness, want);
+
 beforeAll(async () => {
   const now = Math.floor(Date.now() / 1000);
   evalTime = seedEndSeconds(now);
@@ -127,20 +145,7 @@ describe('worker processes', () => {
   });
 
   it('workers on different team data (a reload one of them missed) make the group not ready until all agree', async () => {
-    type Readiness = { status: string; workers: { pid: number; dataRevision: string }[] };
-    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
-      const r = await rawRequest(adminUrl, '/readyz');
-      return { code: r.status, body: JSON.parse(r.body) as Readiness };
-    };
-    const until = async (want: (r: { code: number; body: Readiness }) => boolean): Promise<{ code: number; body: Readiness }> => {
-      const deadline = Date.now() + 15_000;
-      let r = await readiness();
-      while (!want(r) && Date.now() < deadline) {
-        await new Promise((res) => setTimeout(res, 100));
-        r = await readiness();
-      }
-      return r;
-    };
+    const until = readinessUntil;
     const start = await until((r) => r.code === 200);
     expect(start.code, JSON.stringify(start.body)).toBe(200);
     // A narrowed team, reloaded by one worker only (as if the other's reload had been rejected).
@@ -160,20 +165,7 @@ describe('worker processes', () => {
   });
 
   it('workers on the same team data but different identity settings (a reload one of them missed) are not ready either; the digest compared is not shown', async () => {
-    type Readiness = { status: string; workers: Record<string, unknown>[] };
-    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
-      const r = await rawRequest(adminUrl, '/readyz');
-      return { code: r.status, body: JSON.parse(r.body) as Readiness };
-    };
-    const until = async (want: (r: { code: number; body: Readiness }) => boolean) => {
-      const deadline = Date.now() + 15_000;
-      let r = await readiness();
-      while (!want(r) && Date.now() < deadline) {
-        await new Promise((res) => setTimeout(res, 100));
-        r = await readiness();
-      }
-      return r;
-    };
+    const until = readinessUntil;
     const start = await until((r) => r.code === 200);
     expect(start.code, JSON.stringify(start.body)).toBe(200);
     const original = readFileSync(gw.configFile, 'utf8');
@@ -182,7 +174,7 @@ describe('worker processes', () => {
     expect(edited).not.toBe(original);
     writeFileSync(gw.configFile, edited);
     try {
-      process.kill(Number(start.body.workers[0]!['pid']), 'SIGHUP');
+      process.kill(start.body.workers[0]!.pid, 'SIGHUP');
       const split = await until((r) => r.code === 503);
       expect(split.code, JSON.stringify(split.body)).toBe(503);
       expect(split.body.status).toMatch(/workers run different policy data or configuration/);
@@ -197,20 +189,7 @@ describe('worker processes', () => {
   });
 
   it('without a bundle, workers on different policy wasm bytes at the same path (a reload one of them missed) are not ready', async () => {
-    type Readiness = { status: string; workers: { pid: number; policyRevision: string }[] };
-    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
-      const r = await rawRequest(adminUrl, '/readyz');
-      return { code: r.status, body: JSON.parse(r.body) as Readiness };
-    };
-    const until = async (want: (r: { code: number; body: Readiness }) => boolean) => {
-      const deadline = Date.now() + 15_000;
-      let r = await readiness();
-      while (!want(r) && Date.now() < deadline) {
-        await new Promise((res) => setTimeout(res, 100));
-        r = await readiness();
-      }
-      return r;
-    };
+    const until = readinessUntil;
     const original = readFileSync(gw.configFile, 'utf8');
     const wasm = readFileSync(new URL('../wasm/policy.wasm', import.meta.url));
     // The same policy with a custom section appended: other bytes, another revision.
@@ -220,7 +199,7 @@ describe('worker processes', () => {
     // Every worker onto the copy (seen by its revision, which neither ran before).
     writeFileSync(gw.configFile, `${original}policy:\n  wasm: ${copy}\n`);
     try {
-      const before = (await readiness()).body.workers[0]!.policyRevision;
+      const before = (await groupReadiness()).body.workers[0]!.policyRevision;
       process.kill(gw.pid, 'SIGHUP');
       const onCopy = await until((r) => r.code === 200 && r.body.workers.length === 2 && r.body.workers.every((w) => w.policyRevision !== before));
       expect(onCopy.code, JSON.stringify(onCopy.body)).toBe(200);
@@ -241,20 +220,8 @@ describe('worker processes', () => {
   });
 
   it('a worker whose reload failed for a transient cause retries it and converges with its sibling, no signal needed', async () => {
-    type Readiness = { status: string; workers: { pid: number; dataRevision: string }[] };
-    const readiness = async (): Promise<{ code: number; body: Readiness }> => {
-      const r = await rawRequest(adminUrl, '/readyz');
-      return { code: r.status, body: JSON.parse(r.body) as Readiness };
-    };
-    const until = async <T>(get: () => Promise<T> | T, want: (v: T) => boolean): Promise<T> => {
-      const deadline = Date.now() + 15_000;
-      let v = await get();
-      while (!want(v) && Date.now() < deadline) {
-        await new Promise((res) => setTimeout(res, 100));
-        v = await get();
-      }
-      return v;
-    };
+    const readiness = groupReadiness;
+    const until = pollUntil;
     const logOf = (pid: number, msg: string) =>
       gw
         .tail(3000)
