@@ -120,12 +120,25 @@ function connectionNominated(connection: string | string[] | undefined): Readonl
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
 /**
- * Answer headers the gateway sets itself on every route's answer (the context plugin), never the
- * upstream's: the request id the client and the audit log know (a proxy in front of the backend may
- * answer its own), `Cache-Control: private, no-store` (an answer through the gateway depends on who
- * asked), nosniff and the gateway's CSP.
+ * What the context plugin sets on every answer of an upstream route. What an upstream route answers
+ * depends on who asked (the policy's selectors and tenants): no cache may keep it for the next client
+ * of the same URL (RFC 9111 §5.2.2.5, §5.2.2.7; API keys, mTLS and Grafana ID tokens send no
+ * Authorization that would stop a shared cache). And an upstream's answer is relayed with its own
+ * Content-Type (an error page in front of a backend may be HTML reflecting the request): a browser
+ * that opens the URL must neither sniff it nor run it on the gateway's origin, which a tail's Origin
+ * check trusts; nothing in an answer may load, run or be framed.
  */
-const GATEWAY_ANSWER_HEADERS: ReadonlySet<string> = new Set(['x-request-id', 'cache-control', 'x-content-type-options', 'content-security-policy']);
+export const ROUTE_ANSWER_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'private, no-store',
+  'x-content-type-options': 'nosniff',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'; sandbox",
+};
+
+/**
+ * Answer headers the gateway sets itself, never the upstream's: the request id the client and the
+ * audit log know (a proxy in front of the backend may answer its own) and ROUTE_ANSWER_HEADERS.
+ */
+const GATEWAY_ANSWER_HEADERS: ReadonlySet<string> = new Set(['x-request-id', ...Object.keys(ROUTE_ANSWER_HEADERS)]);
 
 /**
  * Upstream answer headers never relayed: hop-by-hop ones, `Location` (the upstream's own address;

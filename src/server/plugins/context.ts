@@ -6,6 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { BackendKind } from '../../backends/routes.ts';
 import { toGatewayError } from '../error-format.ts';
 import { newRequestState } from '../request-state.ts';
+import { ROUTE_ANSWER_HEADERS } from '../upstream-headers.ts';
 import type { Recorder } from './hook.ts';
 
 /** Which upstream and route-table endpoint a registered route URL belongs to. */
@@ -19,9 +20,6 @@ export function requestIdFor(req: IncomingMessage): string {
   const h = req.headers['x-request-id'];
   return typeof h === 'string' && REQUEST_ID.test(h) ? h : newId();
 }
-
-/** Nothing in an answer may load, run or be framed: the API answers data, never a page. */
-export const GATEWAY_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
 /**
  * Per-request context, first of all hooks: the request state read by audit and
@@ -41,17 +39,8 @@ export const contextPlugin = fp<{ routes: RouteIndex; draining?: () => boolean }
       if (route !== undefined) req.lbac.route = route;
       req.headers['x-request-id'] = req.id;
       reply.header('x-request-id', req.id);
-      // What an upstream route answers depends on who asked (the policy's selectors and tenants): no
-      // cache may keep it for the next client of the same URL (RFC 9111 §5.2.2.5, §5.2.2.7; API keys,
-      // mTLS and Grafana ID tokens send no Authorization that would stop a shared cache).
-      if (route !== undefined) {
-        reply.header('cache-control', 'private, no-store');
-        // An upstream's answer is relayed with its own Content-Type (an error page in front of a backend may be
-        // HTML reflecting the request): a browser that opens the URL must neither sniff it nor run it on the
-        // gateway's origin, which a tail's Origin check trusts.
-        reply.header('x-content-type-options', 'nosniff');
-        reply.header('content-security-policy', GATEWAY_CSP);
-      }
+      // Not cached, sniffed, run or framed (ROUTE_ANSWER_HEADERS says why).
+      if (route !== undefined) reply.headers(ROUTE_ANSWER_HEADERS);
       // 'close' comes after every response; before its end only when the connection went first.
       // A WebSocket upgrade's lifecycle is the websocket plugin's: it records the relay when it ends, and
       // calls clientClosed itself for a client that leaves before the relay starts.
