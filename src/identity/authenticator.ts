@@ -74,11 +74,6 @@ export interface IdentityStats {
  * next source try; one that cannot decide (provider unreachable) fails the
  * request with 503. "Could not verify" is never "anonymous".
  */
-function issuersOf(s: JwtVerifier): readonly string[] {
-  const iss = s.options.issuer;
-  return typeof iss === 'string' ? [iss] : iss;
-}
-
 export class Authenticator {
   readonly #sources: readonly IdentitySource[];
   /**
@@ -126,8 +121,8 @@ export class Authenticator {
     // A JWT source's claim refusal is final unless a later JWT source judges the same issuer (another audience).
     this.#finalRefusal = this.#sources.map((s, i) => {
       if (!(s instanceof JwtVerifier)) return true;
-      const mine = issuersOf(s);
-      return !this.#sources.slice(i + 1).some((later) => later instanceof JwtVerifier && issuersOf(later).some((iss) => mine.includes(iss)));
+      const mine = s.issuers;
+      return !this.#sources.slice(i + 1).some((later) => later instanceof JwtVerifier && later.issuers.some((iss) => mine.includes(iss)));
     });
     this.#basic = sources.some((s) => s instanceof BasicAuthSource);
     this.#mtls = sources.some((s) => s instanceof MtlsSource);

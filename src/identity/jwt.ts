@@ -318,11 +318,14 @@ export interface JwtVerifierOptions {
 export class JwtVerifier implements IdentitySource {
   readonly name: string;
   readonly options: JwtVerifierOptions;
+  /** `options.issuer` as a list: what tokens are routed here by, and what its refusals own. */
+  readonly issuers: readonly string[];
   readonly #cache: LruCache<string, Subject>;
   readonly #acceptedTyp: ReadonlySet<string> | undefined;
 
   constructor(options: JwtVerifierOptions) {
     this.options = options;
+    this.issuers = typeof options.issuer === 'string' ? [options.issuer] : options.issuer;
     const typ = options.typ;
     this.#acceptedTyp = typ === undefined ? undefined : new Set((typeof typ === 'string' ? [typ] : typ).map(normalizedTyp));
     this.name = `${options.auth}:${String(options.issuer)}`;
@@ -412,7 +415,7 @@ export class JwtVerifier implements IdentitySource {
     if (!JwtVerifier.hasJoseHeader(token)) return undefined;
     if (this.options.routeByIssuer !== false) {
       const iss = JwtVerifier.unverifiedIssuer(token);
-      if (iss !== undefined && !(typeof this.options.issuer === 'string' ? [this.options.issuer] : this.options.issuer).includes(iss)) return undefined;
+      if (iss !== undefined && !this.issuers.includes(iss)) return undefined;
     }
     return this.verify(token, creds.gone);
   }
@@ -423,7 +426,7 @@ export class JwtVerifier implements IdentitySource {
    */
   #namesIssuer(token: string): boolean {
     const iss = JwtVerifier.unverifiedIssuer(token);
-    return iss !== undefined && (typeof this.options.issuer === 'string' ? iss === this.options.issuer : this.options.issuer.includes(iss));
+    return iss !== undefined && this.issuers.includes(iss);
   }
 
   /** `gone`: the client went away (calls to the provider queued for it are dropped). */
@@ -477,7 +480,7 @@ export class JwtVerifier implements IdentitySource {
     let subject: Subject;
     try {
       if (this.options.postVerify !== undefined) ({ claims, extra } = await this.options.postVerify(payload, token, gone));
-      subject = subjectFromClaims(claims, this.options.claims, this.options.auth, typeof this.options.issuer === 'string' ? this.options.issuer : this.options.issuer[0], extra);
+      subject = subjectFromClaims(claims, this.options.claims, this.options.auth, this.issuers[0], extra);
     } catch (e) {
       // Refused once verified as this issuer's token (userinfo refused it, no `sub`): final, as a claim refusal is.
       if (e instanceof InvalidTokenError && !e.final) throw new InvalidTokenError(e.message, e.cause ?? e, e.missing, e.basicChallenge, true);
