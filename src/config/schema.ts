@@ -660,7 +660,7 @@ export const bundleSchema = z
           .optional()
           .describe('Bearer token (surrounding whitespace removed, e.g. the newline of a ${ENV_VAR} from a file); use ${ENV_VAR} interpolation or tokenFile, not a literal.'),
         tokenFile: z.string().min(1).optional().describe('File holding the bearer token (relative to the config file; re-read on every request, so rotation needs no restart; a regular file of one line).'),
-        scheme: z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/).default('Bearer').describe('Authorization scheme.'),
+        scheme: z.string().regex(HEADER_NAME).default('Bearer').describe('Authorization scheme.'),
       })
       .refine((a) => a.type === 'none' || (a.token === undefined) !== (a.tokenFile === undefined), { message: 'bearer auth needs exactly one of token or tokenFile' })
       .default({ type: 'none', scheme: 'Bearer' })

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { newId } from '../util/ids.ts';
 import { TextMemo } from '../util/text-memo.ts';
+import { TCHAR } from '../util/header-name.ts';
 import type { AuditConfig } from '../config/schema.ts';
 import type { Decision, Subject } from '../policy/decision.ts';
 import type { LbacRequestState } from './request-state.ts';
@@ -301,6 +302,9 @@ const AUTH_SCHEMES = new Map(
   ['Basic', 'Bearer', 'Digest', 'DPoP', 'GNAP', 'HOBA', 'Mutual', 'Negotiate', 'NTLM', 'OAuth', 'PrivateToken', 'SCRAM-SHA-1', 'SCRAM-SHA-256', 'vapid', 'AWS4-HMAC-SHA256', 'ApiKey', 'Token'].map((s) => [s.toLowerCase(), s]),
 );
 
+/** `<scheme> <credential>`: the scheme an RFC 9110 token. */
+const AUTH_SCHEME_AND_CREDENTIAL = new RegExp(`^(${TCHAR}+) +\\S`);
+
 /**
  * The scheme of an Authorization header, for the audit log: a known scheme
  * followed by credentials, in its registered spelling; "other" for anything
@@ -311,7 +315,7 @@ export function authorizationSchemeOf(header: string | string[] | undefined): st
   if (header === undefined) return undefined;
   const value = (Array.isArray(header) ? header[0] : header)?.trim() ?? '';
   if (value === '') return undefined;
-  const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+) +\S/.exec(value);
+  const m = AUTH_SCHEME_AND_CREDENTIAL.exec(value);
   return (m === null ? undefined : AUTH_SCHEMES.get((m[1] as string).toLowerCase())) ?? 'other';
 }
 

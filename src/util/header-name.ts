@@ -28,8 +28,11 @@ export function headerLines(rawHeaders: readonly string[], lowerName: string): n
   return n;
 }
 
-/** An HTTP header name (RFC 9110 token). */
-export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** One character of an RFC 9110 token (tchar): header names, auth schemes, WebSocket subprotocols. */
+export const TCHAR = "[!#$%&'*+.^_`|~0-9A-Za-z-]";
+
+/** An HTTP header name, or any other RFC 9110 token (an auth scheme). */
+export const HEADER_NAME = new RegExp(`^${TCHAR}+$`);
 
 /**
  * Characters a header value must not hold: CR/LF/NUL (header injection) and the

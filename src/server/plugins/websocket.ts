@@ -28,6 +28,7 @@ import WebSocket from 'ws';
 import type { TlsConnectOptions } from '../../backends/credentials.ts';
 import type { BackendKind, RouteSpec } from '../../backends/routes.ts';
 import { GatewayError } from '../../errors.ts';
+import { TCHAR } from '../../util/header-name.ts';
 import { clientClosed, clientGone } from './context.ts';
 
 /** Largest message a client may send (they are dropped; the limit bounds what is read). */
@@ -56,7 +57,7 @@ export function clientHandshakeProblem(headers: IncomingHttpHeaders): string | u
 }
 
 /** Tokens (RFC 7230 tchar), comma-separated, blanks only around commas, none twice: what ws's subprotocol parser accepts. */
-const SUBPROTOCOLS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*$/;
+const SUBPROTOCOLS = new RegExp(`^${TCHAR}+(?:[ \\t]*,[ \\t]*${TCHAR}+)*$`);
 function validSubprotocols(value: string | string[]): boolean {
   if (typeof value !== 'string' || !SUBPROTOCOLS.test(value)) return false;
   const names = value.split(',').map((p) => p.trim());
