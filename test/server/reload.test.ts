@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../../e2e/harness/temp-dir.ts';
-import { loadConfigFile } from '../../src/config/load.ts';
+import { loadConfigFile, type GatewayConfig } from '../../src/config/load.ts';
 import { createRuntime, startGateway } from '../../src/server/index.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
-import { restartRequiredChanges } from '../../src/server/reload.ts';
+import { configRevision, mergeReloadable, restartRequiredChanges } from '../../src/server/reload.ts';
 import { testConfig } from './helpers.ts';
 import { buildBundle, generateSigningKey, serveBundles } from '../../e2e/harness/bundles.ts';
 import { createTestIssuer } from '../../e2e/harness/tokens.ts';
@@ -94,6 +94,29 @@ describe('config reload', () => {
     expect(restartRequiredChanges(a, b)).toEqual(['upstreams']);
     expect(restartRequiredChanges(a, { ...a, server: { ...a.server, adminListen: '127.0.0.1:9091' } })).toEqual(['server.adminListen']);
     expect(restartRequiredChanges(a, testConfig('http://127.0.0.1:1', 'audit: { sampleRate: 0.5 }'))).toEqual([]);
+  });
+
+  it('agrees with itself on the restart-only keys: what a reload keeps, what it reports and what workers compare', () => {
+    const a = testConfig('http://127.0.0.1:1');
+    const variants: GatewayConfig[] = [
+      testConfig('http://127.0.0.1:2'),
+      testConfig('http://127.0.0.1:1', 'audit: { sampleRate: 0.5 }'),
+      testConfig('http://127.0.0.1:2', 'audit: { sampleRate: 0.5 }'),
+      { ...a, server: { ...a.server, adminListen: '127.0.0.1:9091' } },
+      { ...a, policy: { ...a.policy, entrypoint: 'other/allow' } },
+      { ...a, policy: { ...a.policy, bundle: { ...({} as NonNullable<GatewayConfig['policy']['bundle']>), url: 'http://127.0.0.1:3/b.tar.gz' } } },
+    ];
+    for (const b of variants) {
+      const merged = mergeReloadable(a, b);
+      // The running config's restart-only keys are kept, so nothing is left to report...
+      expect(restartRequiredChanges(a, merged)).toEqual([]);
+      // ...and workers compare exactly the reloadable parts of the new file.
+      expect(configRevision(merged, 'k')).toBe(configRevision(b, 'k'));
+      // A change the reload reports is one it did not apply; one it does not report, it applied whole.
+      expect(JSON.stringify(merged) === JSON.stringify(b)).toBe(restartRequiredChanges(a, b).length === 0);
+      // The revision moves with the reloadable parts only.
+      expect(configRevision(b, 'k') === configRevision(a, 'k')).toBe(JSON.stringify(b.audit) === JSON.stringify(a.audit));
+    }
   });
 
   it('swaps the policy data on a good config, keeps everything on a bad one, keeps restart-only keys', async () => {
