@@ -62,7 +62,7 @@ export const serverSchema = z
       .int()
       .min(1000)
       .default(30_000)
-      .describe('Longest time to receive a whole request (headers and body); a client that sends slower is disconnected, so a stalled body holds no memory, socket or authenticated request for long.'),
+      .describe('Longest time to receive a whole request (headers and body); a client that sends slower is disconnected, so a stalled body holds no memory, socket or authenticated request for long. On a TLS listener it also bounds the handshake.'),
     sendTimeoutMs: z
       .number()
       .int()
@@ -146,7 +146,7 @@ export const serverSchema = z
         retryAfterSeconds: z.number().int().positive().default(10).describe('Retry-After on a shed (503) answer.'),
       })
       .default({ enabled: true, maxEventLoopDelayMs: 1000, sampleIntervalMs: 1000, retryAfterSeconds: 10 })
-      .describe('@fastify/under-pressure: upstream routes answer 503 + Retry-After while the process is overloaded (health routes never shed).'),
+      .describe('@fastify/under-pressure: upstream routes answer 503 + Retry-After while the process is overloaded (health routes never shed). For two sample intervals after the listener opens, event-loop delay and utilisation do not shed (they measured the start); heap and RSS do.'),
   })
   .describe('The gateway listener.');
 
@@ -476,7 +476,7 @@ export const introspectionProviderSchema = z
       .min(1)
       .optional()
       .describe('Accepted authorized parties: the client ids a token may have been issued to. The response "client_id" (RFC 7662) must be one of them; an active token without "client_id" is refused. Default: any client.'),
-    tokens: z.enum(['opaque', 'all']).default('opaque').describe('"opaque": JWT-shaped bearer tokens are left to other sources.'),
+    tokens: z.enum(['opaque', 'all']).default('opaque').describe('"opaque": JWT-shaped bearer tokens are left to other sources. "all": JWT-shaped ones too, but for one whose "iss" is a jwt/oidc source\'s issuer (that source\'s refusal is final: docs/identity.md).'),
     cacheTtlSeconds: z.number().int().positive().default(60).describe('Active results are cached this long, never past "exp".'),
     cacheSize: z.number().int().positive().default(10_000),
     negativeCacheTtlSeconds: z.number().int().min(0).default(10).describe('"active: false" results are cached this long (0: not at all).'),
