@@ -67,6 +67,18 @@ interface QueuedReload {
 /** Never log credentials: these paths are censored wherever they appear. */
 export const REDACT_PATHS = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-grafana-id"]', 'req.headers["x-id-token"]'];
 
+/**
+ * Node's HTTP parser errors (a malformed request, which Fastify logs at trace
+ * as "client error") carry the request's raw bytes as `rawPacket`: its
+ * Authorization header and query string. Never logged; `code`, `reason` and
+ * `bytesParsed` say what was wrong.
+ */
+function withoutRawRequest<T extends object>(serialised: T): T {
+  if (!('rawPacket' in serialised)) return serialised;
+  const { rawPacket: _raw, ...rest } = serialised;
+  return rest as T;
+}
+
 /** The gateway's logger (stdout unless `destination` is given: tests). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options: LoggerOptions = {
@@ -76,7 +88,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       // Log the path only: query strings may carry anything a client chose to put there.
       req: (req: { method: string; url: string; id: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0] }),
       // Errors quote the URLs they failed on (fetch, jose): shown without credentials or query, causes included.
-      err: (e: Error) => redactErrorUrls(pino.stdSerializers.err(e)),
+      err: (e: Error) => redactErrorUrls(withoutRawRequest(pino.stdSerializers.err(e))),
     },
   };
   return destination === undefined ? pino(options) : pino(options, destination);

@@ -36,6 +36,23 @@ describe('redactUrls', () => {
 });
 
 describe('the gateway logger', () => {
+  it('never logs the raw request a malformed one fails with (its Authorization header), only what was wrong', () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (chunk, _enc, done) => void (lines.push(String(chunk)), done()) });
+    const captured = createLogger('trace', sink);
+    // What Node's HTTP parser hands Fastify's clientError handler, which logs it at trace.
+    const err = Object.assign(new Error('Parse Error: Invalid header value char'), {
+      code: 'HPE_INVALID_HEADER_TOKEN',
+      bytesParsed: 40,
+      rawPacket: Buffer.from('GET /q?query=up HTTP/1.1\r\nAuthorization: Bearer SECRET-TOKEN\r\nX: \u0000\r\n\r\n'),
+    });
+    captured.trace({ err }, 'client error');
+    const line = JSON.parse(lines.join('')) as { err: Record<string, unknown> };
+    expect(line.err).not.toHaveProperty('rawPacket');
+    expect(line.err).toMatchObject({ code: 'HPE_INVALID_HEADER_TOKEN', bytesParsed: 40 });
+    expect(lines.join('')).not.toMatch(/SECRET|83,69,67/);
+  });
+
   it('logs errors (and their causes) with URLs redacted', () => {
     const lines: string[] = [];
     const sink = new Writable({ write: (chunk, _enc, done) => void (lines.push(String(chunk)), done()) });
