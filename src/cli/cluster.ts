@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import { relayLines, stdoutNeedsRelay } from './stdout-relay.ts';
 
 /**
  * Runs `workers` copies of the server under node:cluster. The primary only
@@ -88,7 +89,22 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   // connections (bundle mode); when the last one exits, the waiting ones are told to listen, so the
   // port answers (503 until a bundle arrives) instead of refusing connections.
   const listening = new Set<number>();
-  const fork = (): Worker => cluster.fork({ LBAC_CLUSTER_WORKER: '1', LBAC_SIBLINGS_SERVING: listening.size > 0 ? '1' : '0' });
+  // On a pipe or socket, workers' lines longer than 4 KiB would interleave: each worker writes to a pipe
+  // the primary reads and copies out whole lines at a time (./stdout-relay.ts).
+  const relayStdout = stdoutNeedsRelay();
+  if (relayStdout) cluster.setupPrimary({ stdio: ['inherit', 'pipe', 'inherit', 'ipc'] });
+  // Workers' output not relayed yet: the primary exits only once all of it is out (the audit lines a
+  // stopping worker flushes last included).
+  const relays = new Set<Promise<void>>();
+  const fork = (): Worker => {
+    const worker = cluster.fork({ LBAC_CLUSTER_WORKER: '1', LBAC_SIBLINGS_SERVING: listening.size > 0 ? '1' : '0' });
+    const out = worker.process.stdout;
+    if (relayStdout && out !== null) {
+      const relay = relayLines(out).finally(() => relays.delete(relay));
+      relays.add(relay);
+    }
+    return worker;
+  };
   for (let i = 0; i < count; i++) fork();
   log('started workers', { workers: count });
 
@@ -148,7 +164,7 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
       // The exit status reports the stop; crashes replaced earlier were logged when they happened.
       const stoppedBySignal = code === null && (signal === 'SIGTERM' || signal === 'SIGINT');
       if (code !== 0 && !stoppedBySignal) uncleanStops++;
-      if (alive === 0) resolve(startFailure ?? (uncleanStops > 0 ? 1 : 0));
+      if (alive === 0) void Promise.all(relays).then(() => resolve(startFailure ?? (uncleanStops > 0 ? 1 : 0)));
     });
   });
 }

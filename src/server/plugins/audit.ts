@@ -21,7 +21,8 @@ const DEFERRED_LINE_CHARS = 1024;
  * log. Lines are gathered for up to `audit.flushIntervalMs` (or 64 KiB) and
  * written together: one write per line was the largest single per-request cost
  * in the gateway's profile (docs/performance.md). Writes are synchronous, so
- * lines never interleave with the process log on stdout. Pending lines are
+ * lines never interleave with the process log on stdout (nor with other
+ * workers' lines: on a pipe the primary relays them, ../../cli/stdout-relay.ts). Pending lines are
  * written on `close()` (shutdown, reload) and when the process exits, so only a
  * hard kill (SIGKILL, OOM) loses them: at most one interval's worth.
  */

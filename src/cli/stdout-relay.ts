@@ -1,0 +1,96 @@
+import { fstatSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+
+/**
+ * Workers' stdout, relayed by the primary a whole line at a time.
+ *
+ * Each worker writes its audit batches (up to 64 KiB) and process-log lines to
+ * stdout with one write each. On a pipe or a socket (a container runtime's
+ * log FIFO, `| tee`), the kernel keeps only writes of up to 4 KiB (PIPE_BUF)
+ * whole: two workers' longer writes interleave mid-line, and log collectors
+ * drop the torn records. Workers that write to a pipe of their own, read by the
+ * primary and copied out here whole lines at a time, cannot tear each other's
+ * lines. A regular file needs none of this (Linux serialises writes to one
+ * open file), nor does a terminal.
+ */
+export function stdoutNeedsRelay(fd = 1): boolean {
+  try {
+    const stat = fstatSync(fd);
+    return stat.isFIFO() || stat.isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/** A line longer than this (no newline yet) is written in parts rather than held without bound. */
+export const MAX_HELD_LINE_BYTES = 64 * 1024 * 1024;
+
+const NEWLINE = 0x0a;
+
+/**
+ * Joins one worker's output chunks into whole lines: `write` gets only text
+ * that ends with a newline (several lines at once where a chunk held them).
+ * Pure: the relay below feeds it a worker's stdout.
+ */
+export class LineJoiner {
+  readonly #write: (lines: Buffer) => void;
+  readonly #maxHeld: number;
+  #held: Buffer[] = [];
+  #heldBytes = 0;
+
+  constructor(write: (lines: Buffer) => void, maxHeldBytes = MAX_HELD_LINE_BYTES) {
+    this.#write = write;
+    this.#maxHeld = maxHeldBytes;
+  }
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    const last = chunk.lastIndexOf(NEWLINE);
+    if (last === -1) {
+      this.#hold(chunk);
+      return;
+    }
+    const lines = chunk.subarray(0, last + 1);
+    this.#write(this.#held.length === 0 ? lines : Buffer.concat([...this.#held, lines]));
+    this.#held = [];
+    this.#heldBytes = 0;
+    if (last + 1 < chunk.length) this.#hold(chunk.subarray(last + 1));
+  }
+
+  /** The worker's output ended: a last unterminated line is ended, so the next worker's starts a line. */
+  end(): void {
+    if (this.#heldBytes === 0) return;
+    this.#write(Buffer.concat([...this.#held, Buffer.from('\n')]));
+    this.#held = [];
+    this.#heldBytes = 0;
+  }
+
+  #hold(part: Buffer): void {
+    this.#held.push(part);
+    this.#heldBytes += part.length;
+    if (this.#heldBytes <= this.#maxHeld) return;
+    this.#write(Buffer.concat(this.#held));
+    this.#held = [];
+    this.#heldBytes = 0;
+  }
+}
+
+/**
+ * Copies a worker's stdout to the primary's, whole lines at a time, with
+ * synchronous writes (stdout is synchronous for pipes and files on Linux), so
+ * lines from several workers and the primary's own log never interleave.
+ * Settles when the worker's stdout has ended (all of it relayed).
+ */
+export function relayLines(from: Readable, write: (lines: Buffer) => void = (lines) => void process.stdout.write(lines)): Promise<void> {
+  const joiner = new LineJoiner(write);
+  return new Promise<void>((resolve) => {
+    from.on('data', (chunk: Buffer) => joiner.push(chunk));
+    const done = (): void => {
+      joiner.end();
+      resolve();
+    };
+    from.once('end', done);
+    from.once('error', done);
+    from.once('close', done);
+  });
+}
