@@ -48,6 +48,7 @@ function queryBlock(state: LbacRequestState, hash: boolean): Record<string, unkn
   const conv = (p: Record<string, string[]> | undefined) =>
     p === undefined || !hash ? p : Object.fromEntries(Object.entries(p).map(([k, vs]) => [k, vs.map(sha256)]));
   const out: Record<string, unknown> = { original: conv(state.original) };
+  if (state.originalTruncated === true) out['original_truncated'] = true;
   if (state.rewritten !== undefined) out['rewritten'] = conv(state.rewritten);
   if (hash) out['hashed'] = 'sha256';
   return out;
@@ -194,7 +195,7 @@ export function decisionAuditLine(ctx: AuditContext, config: Pick<AuditConfig, '
 /** queryBlock's JSON, unhashed: written out, each text through jsonText (the same characters as JSON.stringify). */
 function queryJson(state: LbacRequestState): string | undefined {
   if (state.original === undefined) return undefined;
-  return `{"original":${paramsJson(state.original)}${state.rewritten === undefined ? '' : `,"rewritten":${paramsJson(state.rewritten)}`}}`;
+  return `{"original":${paramsJson(state.original)}${state.originalTruncated === true ? ',"original_truncated":true' : ''}${state.rewritten === undefined ? '' : `,"rewritten":${paramsJson(state.rewritten)}`}}`;
 }
 
 function queryJsonHashed(state: LbacRequestState): string | undefined {

@@ -129,7 +129,7 @@ export function decideAndEnforce(app: FastifyInstance, req: FastifyRequest, rout
   const search = q >= 0 ? rawUrl.slice(q + 1) : '';
   const body = typeof req.body === 'string' ? req.body : undefined;
   const params = mergeParams(search, body);
-  noteOriginalParams(req, route, params); // lbac: audit (original query, copied before enforcement changes params)
+  noteOriginalParams(req, route, params, limits.maxQueryLength); // lbac: audit (original query, copied before enforcement changes params)
   // policyEnforcement "header": where Loki enforces the policy (X-Prom-Label-Policy, upstreamHeaders), parameters are checked, not rewritten.
   const rewriteWith = decision.unrestricted || (upstream.policyEnforcement === 'header' && route.headerEnforced === true) ? undefined : decision.selectors;
   if (!decision.unrestricted && upstream.refuseTraceLevelIntrinsics) {

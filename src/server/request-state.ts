@@ -24,8 +24,10 @@ export interface LbacRequestState {
   revision?: string;
   /** The team/admin data revision the decision ran on (a reload may come before the response ends). */
   dataRevision?: string;
-  /** Query-bearing parameters as the client sent them (route.enforced names only). */
+  /** Query-bearing parameters as the client sent them (route.enforced names only; at most maxQueryLength characters in all). */
   original?: Record<string, string[]>;
+  /** `original` was cut: the client sent more (a query refused as too long, most often). */
+  originalTruncated?: true;
   /** The same parameters as forwarded (after enforcement); absent when rewriting failed. */
   rewritten?: Record<string, string[]>;
   /** performance.now() when enforcement (rewriting) started. */
@@ -88,10 +90,35 @@ export function noteDecision(req: FastifyRequest, request: RequestInfo, decision
   s.rewriteStartedAt = now;
 }
 
-/** Record the query parameters as the client sent them (copied: enforcement then changes `params` in place). */
-export function noteOriginalParams(req: FastifyRequest, route: RouteSpec, params: Params): void {
+/**
+ * Record the query parameters as the client sent them (copied: enforcement
+ * then changes `params` in place), at most `maxChars` characters of values in
+ * all: a query refused as too long is not written to the audit whole (a form
+ * body of `bodyLimitBytes` would make a line that size).
+ */
+export function noteOriginalParams(req: FastifyRequest, route: RouteSpec, params: Params, maxChars: number): void {
   const s = req.lbac as LbacRequestState | null;
-  if (s !== null) s.original = pick(route, params);
+  if (s === null) return;
+  const original = pick(route, params);
+  let left = maxChars;
+  let truncated = false;
+  for (const name of Object.keys(original)) {
+    original[name] = original[name]!.map((v) => {
+      const kept = v.length <= left ? v : cutAt(v, left);
+      if (kept.length < v.length) truncated = true;
+      left -= kept.length;
+      return kept;
+    });
+  }
+  s.original = original;
+  if (truncated) s.originalTruncated = true;
+}
+
+/** The first `chars` UTF-16 units of `text`, not splitting a surrogate pair. */
+function cutAt(text: string, chars: number): string {
+  const end = Math.max(0, chars);
+  const last = text.charCodeAt(end - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? end - 1 : end);
 }
 
 /** Record the parameters as forwarded (after enforcement); ends the rewrite stage and starts the upstream one. */

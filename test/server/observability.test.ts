@@ -82,6 +82,20 @@ describe('audit log', () => {
     expect((t.audit[1]!['query'] as Record<string, unknown>)['rewritten']).toBeUndefined();
   });
 
+  it('records at most maxQueryLength characters of a query refused as too long, and says it was cut', async () => {
+    const long = `up{job="${'x'.repeat(70 * 1024)}"}`;
+    const headers = { ...bearer('alice'), 'content-type': 'application/x-www-form-urlencoded' };
+    const r = await t.app.inject({ method: 'POST', url: '/prometheus/api/v1/query', headers, payload: `query=${encodeURIComponent(long)}` });
+    expect(r.statusCode).toBe(400);
+    expect(t.audit).toHaveLength(1);
+    const q = t.audit[0]!['query'] as { original: { query: string[] }; original_truncated?: boolean };
+    expect(q.original.query).toEqual([long.slice(0, 64 * 1024)]);
+    expect(q.original_truncated).toBe(true);
+    // A query within the limit is recorded whole, without the mark.
+    await t.app.inject({ method: 'POST', url: '/prometheus/api/v1/query', headers, payload: 'query=up' });
+    expect(t.audit[1]!['query']).not.toHaveProperty('original_truncated');
+  });
+
   it('writes nothing for requests outside the upstream routes (health, 404)', async () => {
     await t.app.inject({ url: '/healthz' });
     expect((await t.app.inject({ url: '/nowhere', headers: bearer('alice') })).statusCode).toBe(404);
