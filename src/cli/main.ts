@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { GatewayError, isGatewayError } from '../errors.ts';
 import type { SelectorPolicy } from '../rewrite/matcher.ts';
@@ -20,10 +19,13 @@ Usage:
 Commands:
   serve          start the gateway (default config: ./lbac-gateway.yaml or $LBAC_CONFIG)
   rewrite        print QUERY with every selector carrying the matchers (several --matcher = one AND-group;
-                 --policy takes a decision JSON whose "selectors" is a DNF list of groups)
+                 --policy takes a decision JSON whose "selectors" is a DNF list of groups).
+                 --jsonl: one output record per input line, in order: {"query": …} or {"error": …}
+                 (also for an empty line or one that is not valid UTF-8); exit 1 if any line failed
   policy eval    evaluate the policy for an input JSON and print the validated decision (the input's
                  subject as the gateway hands it over: groups and sub with the providers' prefixes;
-                 --provider N takes it as identity.providers[N] of --config yields it and prefixes it so)
+                 --provider N takes it as identity.providers[N] of --config yields it and prefixes it so;
+                 --verification-key and its options check the signature of the --bundle)
   check-config   validate a config file, the one serve would read by default (exit 1 with file, line and key on error)
 
 Options:
@@ -49,15 +51,26 @@ async function policyFromFlags(lang: SupportedLanguage, matchers: string[], poli
     return d.selectors;
   }
   if (matchers.length === 0) throw new GatewayError('bad_query', 'at least one --matcher (or --policy FILE) is required');
-  return [matchers.flatMap((m) => parseMatchers(lang, m))];
+  // Validated as a --policy file is (RE2 regexes, bounds): not every rewriter checks regexes itself,
+  // and a query with a regex the backend refuses is no successful rewrite.
+  const group = matchers.flatMap((m) => parseMatchers(lang, m));
+  try {
+    return validateDecision({ allow: true, selectors: [group] }).selectors;
+  } catch (e) {
+    throw new GatewayError('bad_query', `--matcher: ${errorMessage(e)}`, { cause: e });
+  }
 }
 
 async function cmdRewrite(args: string[], io: Out): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { lang: { type: 'string' }, matcher: { type: 'string', multiple: true }, policy: { type: 'string' }, jsonl: { type: 'boolean' } },
+    options: { lang: { type: 'string' }, matcher: { type: 'string', multiple: true }, policy: { type: 'string' }, jsonl: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
+  if (values.help === true) {
+    io.out(HELP);
+    return 0;
+  }
   const { getRewriter, isSupportedLanguage } = await import('../rewrite/index.ts');
   const lang = values.lang ?? '';
   if (!isSupportedLanguage(lang)) {
@@ -73,20 +86,26 @@ async function cmdRewrite(args: string[], io: Out): Promise<number> {
   }
   const rewriter = getRewriter(lang);
   if (values.jsonl) {
-    const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
-    for await (const line of rl) {
-      if (line.trim() === '') continue;
+    // Record N answers line N (jsonl-lines.ts); every line is answered before the exit status says whether any failed.
+    const { inputLines } = await import('./jsonl-lines.ts');
+    let failed = 0;
+    for await (const line of inputLines(process.stdin)) {
       let result: { query: string } | { error: string };
-      try {
-        const q: unknown = JSON.parse(line);
-        if (typeof q !== 'string') throw new Error('each line must be a JSON string');
-        result = { query: rewriter.rewrite(q, policy) };
-      } catch (e) {
-        result = { error: errorMessage(e) };
+      if ('error' in line) {
+        result = line;
+      } else {
+        try {
+          const q: unknown = JSON.parse(line.text);
+          if (typeof q !== 'string') throw new GatewayError('bad_query', 'each line must be a JSON string');
+          result = { query: rewriter.rewrite(q, policy) };
+        } catch (e) {
+          result = { error: errorMessage(e) };
+        }
       }
+      if ('error' in result) failed++;
       io.out(JSON.stringify(result));
     }
-    return 0;
+    return failed > 0 ? 1 : 0;
   }
   if (positionals.length !== 1) {
     io.err('rewrite: give exactly one QUERY argument (or --jsonl)');
@@ -116,10 +135,27 @@ async function cmdPolicyEval(args: string[], io: Out): Promise<number> {
       'signing-alg': { type: 'string' },
       scope: { type: 'string' },
       provider: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   });
+  if (values.help === true) {
+    io.out(HELP);
+    return 0;
+  }
   const usage =
     'usage: lbac-gateway policy eval --input FILE [--policy FILE.wasm | --bundle FILE.tar.gz [--verification-key PEM [--verification-key-id ID] [--signing-alg RS256] [--scope S]]] [--data FILE] [--config FILE [--provider N]]';
+  // The key and its options only apply to a --bundle (and the options only with the key): ignoring them
+  // silently would let a user believe a signature was checked.
+  const keyOptions = (['verification-key-id', 'signing-alg', 'scope'] as const).filter((o) => values[o] !== undefined);
+  if (values.bundle === undefined && (values['verification-key'] !== undefined || keyOptions.length > 0)) {
+    const given = [...(values['verification-key'] !== undefined ? ['verification-key'] : []), ...keyOptions].map((o) => `--${o}`).join(', ');
+    io.err(`policy eval: ${given} without --bundle: give the bundle as --bundle FILE.tar.gz to check its signature\n${usage}`);
+    return 2;
+  }
+  if (values['verification-key'] === undefined && keyOptions.length > 0) {
+    io.err(`policy eval: ${keyOptions.map((o) => `--${o}`).join(', ')} without --verification-key PEM (they go with the key)\n${usage}`);
+    return 2;
+  }
   if (positionals[0] !== 'eval' || values.input === undefined || (values.policy !== undefined && values.bundle !== undefined) || (values.provider !== undefined && values.config === undefined)) {
     io.err(usage);
     return 2;
@@ -229,7 +265,12 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
   };
   const onHup = () => reload();
   process.on('SIGHUP', onHup);
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, workers: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, workers: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help === true) {
+    process.off('SIGHUP', onHup);
+    io.out(HELP);
+    return 0;
+  }
   const file = values.config ?? process.env['LBAC_CONFIG'] ?? 'lbac-gateway.yaml';
   const { loadConfigFile } = await import('../config/load.ts');
   const { createLogger, startGateway } = await import('../server/index.ts');

@@ -6,7 +6,7 @@ import { tempDir } from '../../e2e/harness/temp-dir.ts';
 
 const bin = new URL('../../bin/lbac-gateway.js', import.meta.url).pathname;
 
-function run(args: string[], input?: string) {
+function run(args: string[], input?: string | Buffer) {
   const r = spawnSync(process.execPath, [bin, ...args], { input, encoding: 'utf8', timeout: 30_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -46,10 +46,57 @@ describe('lbac-gateway CLI', () => {
     expect(run(['rewrite', '--lang', 'promql', '--matcher', 'not a matcher', 'up']).code).toBe(2);
   });
 
-  it('rewrite --jsonl: one JSON result per input line, same order, errors inline', () => {
+  it('rewrite: a --matcher regex that is not RE2 is a usage error in every language, as in --policy', () => {
+    // PromQL used to print the query with the broken regex (which Prometheus then refuses) and exit 0.
+    for (const lang of ['promql', 'logql']) {
+      // In the matcher's string "\\1" is the regex \1: a backreference, which RE2 does not have.
+      for (const re of ['a(b', '(?P<x>a)\\\\1']) {
+        const r = run(['rewrite', '--lang', lang, '--matcher', `ns=~"${re}"`, '{job="x"}']);
+        expect({ lang, re, code: r.code, stdout: r.stdout }).toEqual({ lang, re, code: 2, stdout: '' });
+        expect(r.stderr).toMatch(/^rewrite: --matcher: .*not a valid RE2 regular expression/);
+      }
+    }
+    const bad = run(['rewrite', '--lang', 'promql', '--matcher', 'ns="a"', '--matcher', 'team!~"x)|(.*"', '--jsonl'], '"up"\n');
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toBe('');
+    const ok = run(['rewrite', '--lang', 'promql', '--matcher', 'ns=~"a|b"', '--matcher', 'team!~"x.*"', '{job="x"}']);
+    expect(ok).toMatchObject({ code: 0, stdout: '{job="x",ns=~"a|b",team!~"x.*"}\n' });
+  });
+
+  it('rewrite --jsonl: record N answers input line N, whatever the line holds', () => {
+    const lines = [
+      Buffer.from('\uFEFF"up"'), // a BOM at the start of the input is dropped
+      Buffer.from('"up{job=\\"a\u2028b\u2029c\\"}"'), // U+2028/U+2029 are allowed unescaped in a JSON string: not line ends
+      Buffer.from(''), // an empty line is answered, not skipped
+      Buffer.from('   '),
+      Buffer.from('"rate(x[1m])"\r'), // CRLF
+      Buffer.from([0x22, 0x75, 0x70, 0x7b, 0x61, 0x3d, 0x5c, 0x22, 0xc3, 0x28, 0x5c, 0x22, 0x7d, 0x22]), // "up{a=\"\xc3(\"}": invalid UTF-8
+      Buffer.from('"\uFEFFup"'), // a BOM inside the input is the line's own (and no query)
+      Buffer.from('"last"'), // no "\n" after the last line
+    ];
+    const r = run(['rewrite', '--lang', 'promql', '--matcher', 'ns="a"', '--jsonl'], Buffer.concat(lines.flatMap((l, i) => (i === 0 ? [l] : [Buffer.from('\n'), l]))));
+    const records = r.stdout.split('\n').slice(0, -1).map((l) => JSON.parse(l) as { query?: string; error?: string });
+    expect(records).toHaveLength(lines.length);
+    expect(records[0]).toEqual({ query: 'up{ns="a"}' });
+    expect(records[1]).toEqual({ query: 'up{job="a\u2028b\u2029c",ns="a"}' });
+    expect(records[2]).toEqual({ error: 'empty line' });
+    expect(records[3]).toEqual({ error: 'empty line' });
+    expect(records[4]).toEqual({ query: 'rate(x{ns="a"}[1m])' });
+    // Not rewritten with U+FFFD in place of the bad byte: that would be another query, reported as a success.
+    expect(records[5]).toEqual({ error: 'line is not valid UTF-8' });
+    expect(records[6]!.error).toBeDefined();
+    expect(records[7]).toEqual({ query: 'last{ns="a"}' });
+    expect(r.code).toBe(1);
+    // The "\n" that ends the input starts no line of its own.
+    const clean = run(['rewrite', '--lang', 'promql', '--matcher', 'ns="a"', '--jsonl'], '"up"\n"down"\n');
+    expect(clean).toMatchObject({ code: 0, stdout: '{"query":"up{ns=\\"a\\"}"}\n{"query":"down{ns=\\"a\\"}"}\n', stderr: '' });
+    expect(run(['rewrite', '--lang', 'promql', '--matcher', 'ns="a"', '--jsonl'], '')).toMatchObject({ code: 0, stdout: '' });
+  });
+
+  it('rewrite --jsonl: one JSON result per input line, same order, errors inline, exit 1 after all lines if any failed', () => {
     const input = ['"up"', '"sum(rate(x[5m]"', '42', '"rate(y[1m])"'].join('\n') + '\n';
     const r = run(['rewrite', '--lang', 'promql', '--matcher', 'ns="a"', '--jsonl'], input);
-    expect(r.code).toBe(0);
+    expect(r.code).toBe(1);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { query?: string; error?: string });
     expect(lines).toHaveLength(4);
     expect(lines[0]).toEqual({ query: 'up{ns="a"}' });
@@ -98,6 +145,16 @@ describe('lbac-gateway CLI', () => {
     expect(fromEnv.stdout.trim()).toBe(`${example}: OK (1 upstream(s), 2 team(s))`);
     expect(run(['check-config', example, '--config', example]).code).toBe(2);
     expect(run(['check-config', '--help']).stdout).toContain('check-config [FILE | --config FILE]');
+  });
+
+  it('--help / -h after any command prints the usage and exits 0 (serve starts nothing)', () => {
+    for (const args of [['rewrite', '--help'], ['rewrite', '--lang', 'promql', '-h'], ['policy', 'eval', '--help'], ['policy', '-h'], ['serve', '--help'], ['serve', '-h', '--config', 'missing.yaml'], ['check-config', '-h']]) {
+      const r = run(args);
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 0, stderr: '' });
+      expect(r.stdout).toContain('Usage:');
+      expect(r.stdout).toContain('lbac-gateway policy eval --input FILE');
+    }
+    expect(run(['--help']).stdout).toMatch(/--jsonl: one output record per input line.*\n.*exit 1 if any line failed/);
   });
 
   it('check-config reads the files only serve reads (listener TLS, bundle keys) and prints warnings', () => {
@@ -275,6 +332,26 @@ describe('lbac-gateway policy eval --provider', () => {
     const refused = evalAs({ sub: 'partner:u-1', groups: [] }, '0');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/another identity provider's namespace/);
+  });
+
+  it('refuses the signature options without --bundle (and the key\'s options without the key) as a usage error', () => {
+    const input = inputWith({ sub: 'u-1', groups: ['team-a'] });
+    const key = join(dir, 'unused.pub.pem');
+    writeFileSync(key, 'not read: the flags are refused first');
+    // They used to be ignored silently for a plain wasm, printing a decision as if a signature had been checked.
+    for (const extra of [['--verification-key', key], ['--verification-key', key, '--scope', 's'], ['--policy', 'x.wasm', '--verification-key', key]]) {
+      const r = run(['policy', 'eval', '--input', input, '--config', config, ...extra]);
+      expect({ extra, code: r.code, stdout: r.stdout }).toEqual({ extra, code: 2, stdout: '' });
+      expect(r.stderr).toMatch(/^policy eval: --verification-key(, --scope)? without --bundle: give the bundle as --bundle FILE\.tar\.gz/);
+    }
+    for (const extra of [['--verification-key-id', 'k'], ['--signing-alg', 'ES256'], ['--scope', 's']]) {
+      expect(run(['policy', 'eval', '--input', input, '--config', config, ...extra]).stderr).toMatch(new RegExp(`^policy eval: ${extra[0]} without --bundle`));
+      const withBundle = run(['policy', 'eval', '--input', input, '--bundle', 'b.tar.gz', ...extra]);
+      expect(withBundle.code).toBe(2);
+      expect(withBundle.stderr).toMatch(new RegExp(`^policy eval: ${extra[0]} without --verification-key PEM`));
+    }
+    // Without the options the same call decides.
+    expect(run(['policy', 'eval', '--input', input, '--config', config]).code).toBe(0);
   });
 
   it('needs --config and an index the config has', () => {

@@ -213,6 +213,17 @@ describe('helm chart deploy/helm/lbac-gateway', () => {
     }
   });
 
+  it('keeps an explicit podDisruptionBudget.maxUnavailable of 0 (no voluntary evictions); unset, 1', () => {
+    const pdbSpec = (...extra: string[]) => (byKind(manifests(template('--set', 'podDisruptionBudget.enabled=true', ...extra)), 'PodDisruptionBudget') as Any).spec;
+    // Sprig's `default 1` would take the 0 for unset and render 1.
+    const none = pdbSpec('--set', 'podDisruptionBudget.maxUnavailable=0');
+    expect(none.maxUnavailable).toBe(0);
+    expect(none.minAvailable).toBeUndefined();
+    expect(pdbSpec().maxUnavailable).toBe(1);
+    expect(pdbSpec('--set', 'podDisruptionBudget.maxUnavailable=null').maxUnavailable).toBe(1);
+    expect(pdbSpec('--set', 'podDisruptionBudget.maxUnavailable=2').maxUnavailable).toBe(2);
+  });
+
   it('uses an existing Secret instead of creating one', () => {
     const ms = manifests(template('--set', 'secret.existingSecret=gw-keys', '--set', 'secret.create=true'));
     expect(ms.some((m) => m.kind === 'Secret')).toBe(false);
