@@ -131,7 +131,8 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
   if (doc.warnings.length > 0) {
     const w = doc.warnings[0]!;
     const hint = /tag/i.test(w.message) ? ' (an unquoted value starting with "!" is a YAML tag: quote it, e.g. "!prod")' : '';
-    throw new ConfigError(`YAML: ${w.message.split('\n')[0]}${hint}`, { file, line: lineCounter.linePos(w.pos[0]).line });
+    // Without what follows the message's colon: the tag is the value as written (a password `!Pa55w0rd`).
+    throw new ConfigError(`YAML: ${w.message.split('\n')[0]!.replace(/:\s.*$/, '')}${hint}`, { file, line: lineCounter.linePos(w.pos[0]).line });
   }
   // JavaScript objects cannot hold a `__proto__` key as data: a team or label of that name would vanish
   // on the way (a selector without one of its matchers is wider). Refused where it is written.
@@ -141,7 +142,22 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
     },
   });
   interpolate(doc, env, lineOf, file);
-  const raw = (doc.toJS() ?? {}) as Record<string, unknown>;
+  let raw: Record<string, unknown>;
+  try {
+    raw = (doc.toJS() ?? {}) as Record<string, unknown>;
+  } catch {
+    // An alias naming no anchor: toJS's error names it, and it is the value as written (a password
+    // `*Pa55w0rd`). Reported at its line, without it (nor the error as a cause).
+    let line: { line?: number } = {};
+    visit(doc, {
+      Alias(_key, node) {
+        if (node.resolve(doc) !== undefined) return undefined;
+        line = lineOf(node);
+        return visit.BREAK;
+      },
+    });
+    throw new ConfigError('YAML: unresolved alias (an unquoted value starting with "*" is a YAML alias: quote it, e.g. "*prod")', { file, ...line });
+  }
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('the config must be a YAML mapping', { file });
   const applied: (typeof ENV_OVERRIDES)[number][] = [];
   for (const o of ENV_OVERRIDES) {

@@ -278,6 +278,16 @@ describe('team values that would not mean what they say are refused at load', ()
     expect(() => parseConfig(team('      - namespace: team-a\n        env: "!prod"\n'), { env: {}, baseDir: '/etc/gw' })).not.toThrow();
   });
   it.each([
+    ['a tag', 'password: !Pa55w0rd-S3CRET', /Unresolved tag \(an unquoted value starting with "!"/],
+    ['an alias', 'password: *Pa55w0rd-S3CRET', /unresolved alias \(an unquoted value starting with "\*"/],
+  ])('a secret written as %s is refused at its line without being quoted', (_what, line, message) => {
+    const text = `upstreams:\n  - name: m\n    kind: prometheus\n    url: http://127.0.0.1:9090\n    mount: /p\n    auth:\n      type: basic\n      username: svc\n      ${line}\n`;
+    const e = configError(text);
+    expect(e.message).toMatch(message);
+    expect(e.message).not.toContain('Pa55w0rd');
+    expect(e.line).toBe(9);
+  });
+  it.each([
     ['an empty tenant (an unset ${VAR})', '    headers: { X-Scope-OrgID: "${TENANT}" }\n', /X-Scope-OrgID.*empty/],
     ['a tenant list of nothing', '    headers: { X-Scope-OrgID: "|" }\n', /X-Scope-OrgID.*empty/],
     ['a header the decision validator refuses', '    headers: { Host: other }\n', /may not set "Host"/],
