@@ -12,7 +12,7 @@ import { AuditLog, auditPlugin } from './plugins/audit.ts';
 import { contextPlugin, requestIdFor, type RouteIndex } from './plugins/context.ts';
 import { GatewayLogController } from './log-controller.ts';
 import { lazyRequestLogger } from './request-logger.ts';
-import { installErrorHandlers } from './plugins/errors.ts';
+import { answerRouterRefusal, installErrorHandlers } from './plugins/errors.ts';
 import { healthPlugin } from './plugins/health.ts';
 import { identityPlugin } from './plugins/identity.ts';
 import { limitsPlugin } from './plugins/limits.ts';
@@ -88,6 +88,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // "incoming request" / "request completed" only with server.accessLog (server/log-controller.ts).
     logController: new GatewayLogController({ accessLog: config.server.accessLog }),
     return503OnClosing: true,
+    // The router's own refusals (invalid percent-encoding, a path parameter over maxParamLength) come
+    // before any hook: answered in the gateway's words and counted (plugins/errors.ts).
+    frameworkErrors: (err, req, reply) => void answerRouterRefusal(err, req, reply, app.lbacRecorders ?? []),
     // Only the methods in the route tables: no implicit HEAD routes.
     exposeHeadRoutes: false,
     // server.tls: HTTPS, client certificates requested for `mtls` identity (server/tls.ts).

@@ -96,6 +96,25 @@ describe('audit log', () => {
     expect(t.audit[1]!['query']).not.toHaveProperty('original_truncated');
   });
 
+  it("answers the router's own refusals (bad percent-encoding, a path parameter over the limit) in its words: counted, never echoing the path", async () => {
+    const cases = [
+      { url: '/prometheus/api/v1/label/%FF/values', status: 400, message: 'the path is not valid percent-encoding (not forwarded)' },
+      { url: '/prometheus/api/v1/label/%ZZ%3Cimg%20src=x%20onerror=alert(1)%3E/values', status: 400, message: 'the path is not valid percent-encoding (not forwarded)' },
+      { url: `/prometheus/api/v1/label/${'n'.repeat(1025)}/values`, status: 414, message: 'a path parameter is too long (not forwarded)' },
+    ];
+    for (const c of cases) {
+      const r = await t.app.inject({ url: c.url, headers: { ...bearer('alice'), 'x-request-id': 'bad-url-1' } });
+      expect(r.statusCode).toBe(c.status);
+      expect(JSON.parse(r.body)).toEqual({ status: 'error', errorType: 'bad_data', error: c.message });
+      expect(r.headers['x-request-id']).toBe('bad-url-1');
+      expect(r.headers['x-content-type-options']).toBe('nosniff');
+    }
+    expect(up.requests).toHaveLength(0);
+    expect(t.audit).toHaveLength(0);
+    const counted = (await t.metrics.registry.getSingleMetric('lbac_gateway_requests_total')!.get()).values.filter((v) => v.labels['endpoint'] === 'unmatched');
+    expect(counted.map((v) => [v.labels['status'], v.value])).toEqual(expect.arrayContaining([['400', 2], ['414', 1]]));
+  });
+
   it('writes nothing for requests outside the upstream routes (health, 404)', async () => {
     await t.app.inject({ url: '/healthz' });
     expect((await t.app.inject({ url: '/nowhere', headers: bearer('alice') })).statusCode).toBe(404);

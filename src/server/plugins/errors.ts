@@ -3,6 +3,9 @@ import type { BackendKind } from '../../backends/routes.ts';
 import { GatewayError } from '../../errors.ts';
 import { InvalidTokenError } from '../../identity/jwt.ts';
 import { renderError, toGatewayError } from '../error-format.ts';
+import { newRequestState } from '../request-state.ts';
+import { ROUTE_ANSWER_HEADERS } from '../upstream-headers.ts';
+import type { Recorder } from './hook.ts';
 
 /**
  * Retry-After (seconds) of a 503 or 429 whose cause names none: an identity provider
@@ -52,4 +55,31 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
     const r = renderError(kind, new GatewayError('not_found', 'unknown path (not forwarded)'));
     return reply.code(r.status).type(r.contentType).send(r.body);
   });
+}
+
+/**
+ * Fastify's router refusing a path before any route or hook runs (Fastify's
+ * `frameworkErrors`): a path that is not valid percent-encoding (`%FF`, `%zz`)
+ * or a path parameter over `maxParamLength`. Fastify's own answer repeats the
+ * path (whatever text a link put there) and nothing recorded the request:
+ * answered here in the gateway's words, with a request id, logged and counted
+ * (`endpoint="unmatched"`, as a 404). Never forwarded.
+ */
+export function answerRouterRefusal(err: { code?: string }, req: FastifyRequest, reply: FastifyReply, recorders: readonly Recorder[]): FastifyReply {
+  // No onRequest hook ran: the state the recorders read, and the answer's headers, are set here.
+  req.lbac = newRequestState();
+  reply.header('x-request-id', req.id);
+  reply.headers(ROUTE_ANSWER_HEADERS);
+  // Nor will an onResponse hook run: the recorders are called when the answer is out.
+  reply.raw.once('finish', () => {
+    for (const record of recorders) record(req, reply);
+  });
+  const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+  const refusal = tooLong
+    ? new GatewayError('bad_query', 'a path parameter is too long (not forwarded)', { status: 414 })
+    : new GatewayError('bad_query', 'the path is not valid percent-encoding (not forwarded)');
+  req.lbac.errorCode = refusal.code;
+  req.log.info({ code: err.code, status: refusal.status }, refusal.message);
+  const r = renderError(undefined, refusal);
+  return reply.code(r.status).type(r.contentType).send(r.body);
 }
