@@ -15,12 +15,13 @@ import aws4 from 'aws4';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { fileErrorCode } from '../util/file-error.ts';
+import { BAD_HEADER_VALUE_CHAR } from '../util/header-name.ts';
 
 export type UpstreamAuthConfig = NonNullable<UpstreamConfig['auth']>;
 export type UpstreamTlsConfig = NonNullable<UpstreamConfig['tls']>;
 
 /** Why credentials could not be built: every reason but `sign_failed` is a config problem. */
-export type CredentialsErrorReason = 'missing_credentials' | 'empty_secret' | 'unreadable_file' | 'invalid_pem' | 'key_mismatch' | 'sign_failed';
+export type CredentialsErrorReason = 'missing_credentials' | 'empty_secret' | 'unsendable_secret' | 'unreadable_file' | 'invalid_pem' | 'key_mismatch' | 'sign_failed';
 
 /**
  * A credentials problem. `key` is the config key relative to the upstream
@@ -65,6 +66,12 @@ function fingerprint(...parts: string[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
+/**
+ * What a header value cannot carry (the HTTP client refuses the request: a 502 on every request otherwise),
+ * said without the value.
+ */
+const UNSENDABLE = 'a control character (CR, LF, NUL, …) or a character beyond Latin-1 (U+00FF), which a header cannot carry';
+
 /** Secret file contents: trailing newlines (as editors and `echo` leave them) removed. */
 export function trimSecret(text: string): string {
   return text.replace(/(\r?\n)+$/, '');
@@ -106,7 +113,7 @@ export class UpstreamCredentials {
         break;
       case 'bearer':
         if (secrets.token === '') throw new CredentialsError('empty_secret', 'auth.token', 'bearer token is empty');
-        if (/[\r\n\0]/.test(secrets.token)) throw new CredentialsError('empty_secret', 'auth.token', 'bearer token must be one line');
+        if (BAD_HEADER_VALUE_CHAR.test(secrets.token)) throw new CredentialsError('unsendable_secret', 'auth.token', `bearer token holds ${UNSENDABLE}`);
         this.#static = { authorization: `Bearer ${secrets.token}` };
         this.#fingerprint = fingerprint('bearer', secrets.token);
         break;
@@ -216,7 +223,11 @@ export interface SecretSources {
   readonly env: NodeJS.ProcessEnv;
 }
 
-function readSecret(src: SecretSources, file: string, key: string): string {
+/**
+ * A secret file's one line. `inHeader`: sent as it is in a header (a bearer token), so held to what a header
+ * can carry; a basic password is sent base64-encoded (as UTF-8) and may hold any other character.
+ */
+function readSecret(src: SecretSources, file: string, key: string, inHeader: boolean): string {
   let text: string;
   try {
     text = src.readFile(file);
@@ -226,6 +237,7 @@ function readSecret(src: SecretSources, file: string, key: string): string {
   const secret = trimSecret(text);
   if (secret === '') throw new CredentialsError('empty_secret', key, `${key.split('.').pop()} ${JSON.stringify(file)} is empty`);
   if (/[\r\n\0]/.test(secret)) throw new CredentialsError('empty_secret', key, `${key.split('.').pop()} ${JSON.stringify(file)} must hold a single line`);
+  if (inHeader && BAD_HEADER_VALUE_CHAR.test(secret)) throw new CredentialsError('unsendable_secret', key, `${key.split('.').pop()} ${JSON.stringify(file)} holds ${UNSENDABLE}`);
   return secret;
 }
 
@@ -236,10 +248,10 @@ export function resolveAuth(auth: UpstreamAuthConfig, src: SecretSources): Upstr
       return new UpstreamCredentials({
         type: 'basic',
         username: auth.username,
-        password: auth.password ?? readSecret(src, auth.passwordFile!, 'auth.passwordFile'),
+        password: auth.password ?? readSecret(src, auth.passwordFile!, 'auth.passwordFile', false),
       });
     case 'bearer':
-      return new UpstreamCredentials({ type: 'bearer', token: auth.token ?? readSecret(src, auth.tokenFile!, 'auth.tokenFile') });
+      return new UpstreamCredentials({ type: 'bearer', token: auth.token ?? readSecret(src, auth.tokenFile!, 'auth.tokenFile', true) });
     case 'sigv4': {
       if (auth.accessKeyId !== undefined && auth.secretAccessKey !== undefined) {
         return new UpstreamCredentials({ type: 'sigv4', region: auth.region, service: auth.service, accessKeyId: auth.accessKeyId, secretAccessKey: auth.secretAccessKey, sessionToken: auth.sessionToken });
@@ -254,6 +266,10 @@ export function resolveAuth(auth: UpstreamAuthConfig, src: SecretSources): Upstr
         );
       }
       const token = src.env['AWS_SESSION_TOKEN'];
+      // The key id (in Authorization) and the session token (X-Amz-Security-Token) are sent as they are; the config's are checked by the schema.
+      for (const [name, value] of [['AWS_ACCESS_KEY_ID', accessKeyId], ['AWS_SESSION_TOKEN', token]] as const) {
+        if (value !== undefined && BAD_HEADER_VALUE_CHAR.test(value)) throw new CredentialsError('unsendable_secret', 'auth', `sigv4: the environment variable ${name} holds ${UNSENDABLE}`);
+      }
       return new UpstreamCredentials({ type: 'sigv4', region: auth.region, service: auth.service, accessKeyId, secretAccessKey, sessionToken: token === undefined || token === '' ? undefined : token });
     }
   }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HEADER_NAME, headerKey, isEmptyHeaderValue, policyHeaderProblem } from '../util/header-name.ts';
+import { BAD_HEADER_VALUE_CHAR, HEADER_NAME, headerKey, isEmptyHeaderValue, policyHeaderProblem } from '../util/header-name.ts';
 
 /**
  * The configuration schema: one source of truth for validation, TypeScript
@@ -12,10 +12,16 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"')
   .describe('Address to listen on, "host:port".');
 
-/** An HTTP header name (RFC 9110 token), and what a header value must not contain: shared with the Janus format (teams.ts). */
-const HEADER_VALUE_FORBIDDEN = /[\r\n\0]/;
+/**
+ * Text sent verbatim in a header (upstream headers, a bearer token, sigv4's key id and session token) must be
+ * what the HTTP client can send, the rule policy decision headers follow: refused at load, not with a 502 on
+ * every request. Checked after ${ENV} interpolation (config/load.ts interpolates before validating); the
+ * message never repeats the value, which may be a secret.
+ */
+const sendableInHeader = (v: string) => !BAD_HEADER_VALUE_CHAR.test(v);
+const UNSENDABLE_IN_HEADER = 'must not contain a control character (CR, LF, NUL, …) or a character beyond Latin-1 (U+00FF): it is sent in a header';
 const headerName = z.string().regex(HEADER_NAME, 'not a valid HTTP header name');
-const headerValue = z.string().refine((v) => !HEADER_VALUE_FORBIDDEN.test(v), 'header values must not contain CR, LF or NUL');
+const headerValue = z.string().refine(sendableInHeader, `header values ${UNSENDABLE_IN_HEADER}`);
 const headerMap = z.record(headerName, headerValue);
 /**
  * Headers a team or the admins set: what the decision validator accepts
@@ -168,6 +174,8 @@ const secretString = z
   .string()
   .min(1)
   .refine((v) => !/[\r\n\0]/.test(v), 'must not contain CR, LF or NUL');
+/** A secret sent as it is in a header (a basic password is not: it goes base64-encoded, as UTF-8). */
+const headerSecretString = z.string().min(1).refine(sendableInHeader, UNSENDABLE_IN_HEADER);
 const exactlyOne = (a: unknown, b: unknown) => (a === undefined) !== (b === undefined);
 
 export const upstreamAuthSchema = z
@@ -183,7 +191,7 @@ export const upstreamAuthSchema = z
     z
       .strictObject({
         type: z.literal('bearer'),
-        token: secretString.optional().describe('Bearer token; prefer tokenFile or ${ENV_VAR} interpolation over a literal.'),
+        token: headerSecretString.optional().describe('Bearer token; prefer tokenFile or ${ENV_VAR} interpolation over a literal. Sent as it is: no control character but tab, nothing beyond Latin-1 (as for tokenFile).'),
         tokenFile: z.string().min(1).optional().describe('File holding the token (relative to the config file; read at load, trailing newline removed).'),
       })
       .refine((a) => exactlyOne(a.token, a.tokenFile), { message: 'set exactly one of token or tokenFile' }),
@@ -192,9 +200,9 @@ export const upstreamAuthSchema = z
         type: z.literal('sigv4'),
         region: z.string().regex(/^[a-z0-9-]+$/, 'an AWS region such as "eu-west-1"').describe('AWS region of the endpoint (e.g. "eu-west-1").'),
         service: z.string().regex(/^[a-z0-9-]+$/, 'an AWS service signing name such as "aps"').default('aps').describe('Service signing name: "aps" for Amazon Managed Service for Prometheus.'),
-        accessKeyId: z.string().min(1).optional().describe('Access key id. With secretAccessKey; when both are unset, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN are read from the environment at load.'),
+        accessKeyId: z.string().min(1).refine(sendableInHeader, UNSENDABLE_IN_HEADER).optional().describe('Access key id. With secretAccessKey; when both are unset, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN are read from the environment at load.'),
         secretAccessKey: secretString.optional().describe('Secret access key (use ${ENV_VAR} interpolation, not a literal).'),
-        sessionToken: secretString.optional().describe('Session token of temporary credentials (needs accessKeyId and secretAccessKey).'),
+        sessionToken: headerSecretString.optional().describe('Session token of temporary credentials (needs accessKeyId and secretAccessKey).'),
       })
       .refine((a) => (a.accessKeyId === undefined) === (a.secretAccessKey === undefined), {
         message: 'set both accessKeyId and secretAccessKey, or neither (then they are read from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)',
@@ -265,7 +273,7 @@ export const upstreamSchema = z
       .optional()
       .describe('The backend release (e.g. "3.4.2"), for endpoints older releases answer for the whole tenant (Loki labels and label values before 3.0, detected_labels before 3.2). Default: read from its buildinfo every few minutes; set it for builds whose version is not a release (weekly k123-…, main-…).'),
     forwardAuthorization: z.boolean().default(false).describe('Forward the client\'s Authorization header upstream (off: the gateway owns credentials). Not with auth.'),
-    headers: headerMap.default({}).describe('Extra headers sent upstream (e.g. a tenant id). Credentials belong in auth: a header auth sets (Authorization, X-Amz-*) may not also be set here.'),
+    headers: headerMap.default({}).describe('Extra headers sent upstream (e.g. a tenant id); a value may hold no control character but tab and nothing beyond Latin-1 (checked at load, after ${ENV_VAR} interpolation). Credentials belong in auth: a header auth sets (Authorization, X-Amz-*) may not also be set here.'),
     dropHeaders: z
       .array(headerName)
       .max(256)

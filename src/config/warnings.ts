@@ -2,6 +2,7 @@ import type { GatewayConfig } from './load.ts';
 import { matcherMatches } from '../rewrite/matcher.ts';
 import { fieldNameOrNull } from '../rewrite/traceql-escape.ts';
 import { isTagConditionField } from '../rewrite/traceql-syntax.ts';
+import { headerKey } from '../util/header-name.ts';
 import { cleartextRemote } from '../util/loopback.ts';
 import { shownUrl } from '../util/shown-url.ts';
 import { namespaceOf, reservedNamespaces, type ReservedNamespace } from '../identity/namespace.ts';
@@ -57,6 +58,21 @@ function tokenIssuer(p: Provider): { issuer: string; byEndpoint: boolean } | und
     default:
       return undefined;
   }
+}
+
+type Upstream = GatewayConfig['upstreams'][number];
+
+/**
+ * The secrets an upstream's requests carry as they are: the basic or bearer
+ * credential of auth, an Authorization set in headers, or the clients'
+ * own (forwardAuthorization). Not sigv4's: a signature gives away no key.
+ */
+function upstreamCredentials(u: Upstream): string[] {
+  const sent: string[] = [];
+  if (u.auth?.type === 'basic' || u.auth?.type === 'bearer') sent.push(`the ${u.auth.type} credential of auth`);
+  for (const name of Object.keys(u.headers)) if (headerKey(name) === 'authorization') sent.push(`the ${JSON.stringify(name)} of headers`);
+  if (u.forwardAuthorization) sent.push("the clients' own Authorization (forwardAuthorization)");
+  return sent;
 }
 
 /** A provider named in a warning by its issuer, or its introspection endpoint shown without query (an api_key there). */
@@ -299,6 +315,13 @@ export function configWarnings(config: GatewayConfig): string[] {
       out.push(`teams.${name}.labels (${JSON.stringify(team.labels)}) is not enforced: every label name the team's selectors reach stays visible. Restrict with selectors, or remove labels.`);
     }
   }
+  config.upstreams.forEach((u, i) => {
+    // Over plain HTTP anyone on the path reads the credential and can query the upstream with it.
+    const sent = cleartextRemote(u.url) ? upstreamCredentials(u) : [];
+    if (sent.length > 0) {
+      out.push(`upstreams[${i}] (${u.name}): ${JSON.stringify(shownUrl(u.url))} is plain HTTP to another host, and ${sent.join(' and ')} ${sent.length > 1 ? 'are' : 'is'} sent in the clear: anyone on the path can read it and use it. Use https.`);
+    }
+  });
   const bundle = config.policy.bundle;
   if (bundle !== undefined && cleartextRemote(bundle.url)) {
     out.push(

@@ -165,6 +165,27 @@ describe('resolveAuth', () => {
     expect(two.message).not.toContain('a\nb');
   });
 
+  it('refuses what a header cannot carry in a secret sent as it is (bearer, sigv4 key id and session token), never showing it; a basic password goes base64-encoded', () => {
+    const odd: Record<string, string> = { 'snow.txt': 'S3CRET\u2603\n', 'ctl.txt': 'S3CRET\u0001\n', 'latin1.txt': 'caf\u00e9\tS3CRET\n' };
+    const read = (f: string) => odd[f] ?? readFile(f);
+    for (const file of ['snow.txt', 'ctl.txt']) {
+      const e = thrown(() => resolveAuth({ type: 'bearer', tokenFile: file }, { readFile: read, env: {} }));
+      expect(e, file).toMatchObject({ reason: 'unsendable_secret', key: 'auth.tokenFile', code: 'config_invalid' });
+      expect(e.message, file).not.toContain('S3CRET');
+    }
+    expect(resolveAuth({ type: 'bearer', tokenFile: 'latin1.txt' }, { readFile: read, env: {} }).headers()['authorization']).toBe('Bearer caf\u00e9\tS3CRET');
+    expect(thrown(() => new UpstreamCredentials({ type: 'bearer', token: 'S3CRET\u2603' }))).toMatchObject({ reason: 'unsendable_secret', key: 'auth.token' });
+    const env = { AWS_ACCESS_KEY_ID: 'AKIA', AWS_SECRET_ACCESS_KEY: 's' };
+    for (const bad of [{ AWS_SESSION_TOKEN: 'S3CRET\u2603' }, { AWS_ACCESS_KEY_ID: 'AKIA\u0001' }]) {
+      const e = thrown(() => resolveAuth({ type: 'sigv4', region: 'eu-west-1', service: 'aps' }, { readFile, env: { ...env, ...bad } }));
+      expect(e).toMatchObject({ reason: 'unsendable_secret', key: 'auth' });
+      expect(e.message).toMatch(new RegExp(`the environment variable ${Object.keys(bad)[0]} holds a control character`));
+      expect(e.message).not.toMatch(/S3CRET|AKIA/);
+    }
+    const basic = resolveAuth({ type: 'basic', username: 'u', passwordFile: 'snow.txt' }, { readFile: read, env: {} });
+    expect(basic.headers()['authorization']).toBe(`Basic ${Buffer.from('u:S3CRET\u2603', 'utf8').toString('base64')}`);
+  });
+
   it('sigv4: config keys win over the environment; without them the environment is read; neither is an error', () => {
     const env = { AWS_ACCESS_KEY_ID: 'AKIAENV', AWS_SECRET_ACCESS_KEY: 'env-secret', AWS_SESSION_TOKEN: 'env-token' };
     const req = { method: 'GET', url: 'https://h/', headers: {} };

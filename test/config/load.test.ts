@@ -391,6 +391,35 @@ describe('upstream credentials and TLS (upstreams[].auth, upstreams[].tls)', () 
     expect(load(withUpstream('headers: { Authorization: "Bearer static" }')).upstreams[0]!.headers).toEqual({ Authorization: 'Bearer static' });
   });
 
+  it('header values and the secrets sent as they are in a header hold only what a header can carry, checked after ${ENV} interpolation, never shown', () => {
+    writeFileSync(join(dir, 'secrets', 'bad-token'), Buffer.from([0xff, 0x53, 0x33, 0x43, 0x52, 0x45, 0x54, 0x01, 0x0a])); // \xff S3CRET \x01 \n
+    writeFileSync(join(dir, 'secrets', 'snowman-password'), 'S3CRET\u2603\n');
+    const UNSENDABLE = /a control character \(CR, LF, NUL, …\) or a character beyond Latin-1 \(U\+00FF\)/;
+    const refused = (text: string, env: NodeJS.ProcessEnv, key: string, line: number) => {
+      const e = loadError(text, env);
+      expect(e, key).toMatchObject({ key, line });
+      expect(e.message, key).toMatch(UNSENDABLE);
+      expect(e.message, key).not.toMatch(/S3CRET/);
+    };
+    // What undici refuses (every request a 502) is refused at load: a control character, a character beyond U+00FF, ...
+    refused(withUpstream('headers: { X-Ctl: "${CTL}" }'), { CTL: 'S3CRET\u0001' }, 'upstreams.0.headers.X-Ctl', 6);
+    refused(withUpstream('headers: { X-Api-Key: "S3CRET\\u2603" }'), {}, 'upstreams.0.headers.X-Api-Key', 6);
+    refused(withUpstream('auth: { type: bearer, token: "${TOK}" }'), { TOK: 'S3CRET\u2603' }, 'upstreams.0.auth.token', 6);
+    refused(withUpstream('auth: { type: bearer, token: "${TOK}" }'), { TOK: 'S3CRET\u007f' }, 'upstreams.0.auth.token', 6);
+    // ... a token file that is not one sendable line (an invalid UTF-8 byte reads as U+FFFD), read at load so a reload is refused too.
+    refused(withUpstream('auth:\n  type: bearer\n  tokenFile: secrets/bad-token'), {}, 'upstreams.0.auth.tokenFile', 8);
+    // ... sigv4's key id (in Authorization) and session token (X-Amz-Security-Token), from the config or the environment.
+    refused(withUpstream('auth: { type: sigv4, region: eu-west-1, accessKeyId: AKIA, secretAccessKey: s, sessionToken: "${T}" }'), { T: 'S3CRET\u2603' }, 'upstreams.0.auth.sessionToken', 6);
+    refused(withUpstream('auth: { type: sigv4, region: eu-west-1 }'), { AWS_ACCESS_KEY_ID: 'AKIA', AWS_SECRET_ACCESS_KEY: 's', AWS_SESSION_TOKEN: 'S3CRET\u2603' }, 'upstreams.0.auth', 6);
+    // What a header can carry stays accepted: HTAB, Latin-1.
+    const latin1 = load(withUpstream('headers: { X-Tenant: "${V}" }\nauth: { type: bearer, token: "${V}" }'), { V: 'caf\u00e9\tx\u00ff' });
+    expect(latin1.upstreams[0]!.headers).toEqual({ 'X-Tenant': 'caf\u00e9\tx\u00ff' });
+    expect(latin1.upstreams[0]!.auth!.headers()).toEqual({ authorization: 'Bearer caf\u00e9\tx\u00ff' });
+    // A basic password is sent base64-encoded (UTF-8): any character but CR, LF, NUL can be sent.
+    const basic = load(withUpstream('auth: { type: basic, username: "\u00fcser\u2603", passwordFile: secrets/snowman-password }'));
+    expect(basic.upstreams[0]!.auth!.headers()).toEqual({ authorization: `Basic ${Buffer.from('\u00fcser\u2603:S3CRET\u2603', 'utf8').toString('base64')}` });
+  });
+
   it('dropHeaders: a list of header names, empty by default; a name that is not a header name is an error naming the key', () => {
     expect(load(withUpstream('')).upstreams[0]!.dropHeaders).toEqual([]);
     expect(load(withUpstream('dropHeaders: [X-Forwarded-User, X_WEBAUTH_USER]')).upstreams[0]!.dropHeaders).toEqual(['X-Forwarded-User', 'X_WEBAUTH_USER']);

@@ -73,6 +73,34 @@ policy: { bundle: ${bundle} }
     expect(configWarnings(withBundle('{ url: "http://127.0.0.1:8181" }'))).toEqual([]);
   });
 
+  it('an upstream sent a credential over plain HTTP to another host is flagged, never with the secret; sigv4, loopback and https are not', () => {
+    const withUpstream = (url: string, extra: string) =>
+      parseConfig(
+        `
+upstreams: [{ name: metrics, kind: prometheus, url: "${url}", ${extra} }]
+identity: { providers: [{ type: jwt, jwksUrl: "https://idp/j", issuer: i, audience: a }] }
+`,
+        { env: { PW: 'pw-secret' } },
+      );
+    const bearer = configWarnings(withUpstream('http://prom.example.com:9090/prom', 'auth: { type: bearer, token: tok-secret }'));
+    expect(bearer).toEqual([
+      'upstreams[0] (metrics): "http://prom.example.com:9090/prom" is plain HTTP to another host, and the bearer credential of auth is sent in the clear: anyone on the path can read it and use it. Use https.',
+    ]);
+    expect(configWarnings(withUpstream('http://10.0.0.5:9090', 'auth: { type: basic, username: u, password: "${PW}" }'))[0]).toMatch(/^upstreams\[0\] \(metrics\): "http:\/\/10\.0\.0\.5:9090\/" is plain HTTP to another host, and the basic credential of auth is sent in the clear/);
+    // An Authorization header (any case), or the clients' own forwarded.
+    expect(configWarnings(withUpstream('http://mimir.svc:8080', 'headers: { AUTHORIZATION: "Bearer tok-secret" }'))[0]).toMatch(/and the "AUTHORIZATION" of headers is sent in the clear/);
+    expect(configWarnings(withUpstream('http://mimir.svc:8080', 'forwardAuthorization: true'))[0]).toMatch(/and the clients' own Authorization \(forwardAuthorization\) is sent in the clear/);
+    // The secret itself never (an upstream URL holds no query or userinfo: the schema refuses them).
+    expect(bearer.join('\n')).not.toMatch(/secret/);
+    // SigV4 sends a signature, not its key; other headers are not credentials; loopback and https are not on a path.
+    expect(configWarnings(withUpstream('http://prom.example.com', 'auth: { type: sigv4, region: eu-west-1, accessKeyId: AKIA, secretAccessKey: s }'))).toEqual([]);
+    expect(configWarnings(withUpstream('http://prom.example.com', 'headers: { X-Scope-OrgID: tenant-a }'))).toEqual([]);
+    expect(configWarnings(withUpstream('http://prom.example.com', ''))).toEqual([]);
+    for (const url of ['http://127.0.0.1:9090', 'http://localhost:9090', 'http://[::1]:9090', 'https://prom.example.com']) {
+      expect(configWarnings(withUpstream(url, 'auth: { type: bearer, token: t }')), url).toEqual([]);
+    }
+  });
+
   it('an introspection source without an audience is flagged (providers call other services\' tokens active)', () => {
     const base = 'type: introspection, introspectionUrl: "http://127.0.0.1:9/i", clientId: gw, clientSecret: s';
     const w = configWarnings(config(`{ ${base} }`));
