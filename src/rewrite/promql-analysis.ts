@@ -16,6 +16,7 @@ import {
   FunctionCall,
   FunctionCallBody,
   FunctionIdentifier,
+  HistogramQuantiles,
   Identifier,
   Info,
   LabelJoin,
@@ -252,6 +253,7 @@ const LABEL_NAME_ARGS = new Map<number, (i: number) => boolean>([
   [SortByLabel, (i) => i >= 1], // sort_by_label(v, label…)
   [SortByLabelDesc, (i) => i >= 1],
   [CountValues, (i) => i === 0], // count_values("label", v)
+  [HistogramQuantiles, (i) => i === 1], // histogram_quantiles(v, label, φ…)
 ]);
 
 /**
@@ -396,6 +398,7 @@ export function analyze(input: string, opts: AnalyzeOptions): Analysis {
       case LabelJoin:
       case SortByLabel:
       case SortByLabelDesc:
+      case HistogramQuantiles:
       case CountValues:
         if (parent === (id === CountValues ? AggregateOp : FunctionIdentifier)) checkLabelNameArgs(text, c.node, LABEL_NAME_ARGS.get(id)!, opts);
         break;

@@ -107,11 +107,14 @@ export function unsupportedNumberAt(text: string, pos: number): { from: number; 
   // A run that starts with a digit is no identifier: `5m:0X1f` is a subquery's range and step.
   const colon = text.lastIndexOf(':', pos - 1);
   if (/[0-9]/.test(text[from] ?? '') && colon >= from) from = colon + 1;
+  // …and a run that starts with the colon is a step after a range already read (`x[5 :1.]`).
+  if (text[from] === ':') from++;
   LEZER_REJECTED_NUMBER.lastIndex = from;
   const m = LEZER_REJECTED_NUMBER.exec(text);
   if (m === null || from + m[0].length < pos) return null;
   const after = text[from + m[0].length];
-  if (after !== undefined && /[0-9A-Za-z_.:]/.test(after)) return null;
+  // A ":" may follow: `x[5.:1m]` is a subquery whose range is the number.
+  if (after !== undefined && /[0-9A-Za-z_.]/.test(after)) return null;
   const n = m[0];
   let respelled: string;
   if (n[1] === 'x' || n[1] === 'X') {

@@ -387,6 +387,17 @@ describe('rewritePromQL: number literals', () => {
     expect(rewritePromQL('max_over_time(up[5m:0X1f])', NS)).toBe(`max_over_time(up{${M}}[5m:0x1f])`);
     expect(rewritePromQL('up[1h:5.]', NS)).toBe(`up{${M}}[1h:5 ]`);
   });
+  it.each([
+    ['up[5.:1m]', `up{${M}}[5 :1m]`],
+    ['up[5.:]', `up{${M}}[5 :]`],
+    ['rate(up[5.e1:1m])', `rate(up{${M}}[5e1 :1m])`],
+    ['rate(up[0X1f:1m])', `rate(up{${M}}[0x1f:1m])`],
+    ['rate(up[0x1_f:1m])', `rate(up{${M}}[0x01f:1m])`],
+    ['up[5.:1.]', `up{${M}}[5 :1 ]`],
+    ['rate(a:b[5.:1m])', `rate(a:b{${M}}[5 :1m])`],
+  ])('respells a subquery range before its colon: %j', (q, out) => {
+    expect(rewritePromQL(q, NS)).toBe(out);
+  });
   it('bounds the re-parses a query full of such numbers can cause', () => {
     const q = Array.from({ length: 17 }, () => '5.').join(' + ');
     const e = errorOf(() => rewritePromQL(q, NS));
@@ -774,6 +785,7 @@ describe('reserved label names (__lbac_…, the labels the rewriter writes)', ()
     ['sort_by_label(up, "job", "__lbac_x")', '__lbac_x', 26],
     ['sort_by_label_desc(up, "__lbac_x")', '__lbac_x', 24],
     ['count_values("__lbac_x", up)', '__lbac_x', 14],
+    ['histogram_quantiles(up, "__lbac_metric_name__", 0.5, 0.9)', '__lbac_metric_name__', 25],
     ['sum(rate(x[5m])) / count_values without (job) ("\u005f_lbac_x", up)', '__lbac_x', 48],
   ])('%j is refused (bad_query), naming %j at char %i', (q, name, char) => {
     const e = errorOf(() => rewritePromQL(q, NS));
