@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { relayLines, stdoutNeedsRelay } from './stdout-relay.ts';
+import type { StdoutRelay } from './stdout-relay.ts';
 
 /**
  * Runs `workers` copies of the server under node:cluster. The primary only
@@ -79,7 +79,13 @@ export function untilNoSiblingListens(): { readonly promise: Promise<void>; canc
 /** How long a worker must serve before a crash streak is considered over. */
 const STABLE_AFTER_MS = 30_000;
 
-export async function superviseWorkers(count: number, log: (msg: string, extra?: Record<string, unknown>) => void): Promise<number> {
+/**
+ * `stdout`: where stdout is a pipe or socket (stdoutNeedsRelay), the relay
+ * the workers' output goes through: on a pipe, two workers' lines longer than
+ * 4 KiB would interleave, so each worker writes to a pipe of its own and the
+ * primary copies out whole lines at a time (./stdout-relay.ts).
+ */
+export async function superviseWorkers(count: number, log: (msg: string, extra?: Record<string, unknown>) => void, stdout?: StdoutRelay): Promise<number> {
   let stopping = false;
   let failures = 0;
   let uncleanStops = 0;
@@ -89,18 +95,17 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   // connections (bundle mode); when the last one exits, the waiting ones are told to listen, so the
   // port answers (503 until a bundle arrives) instead of refusing connections.
   const listening = new Set<number>();
-  // On a pipe or socket, workers' lines longer than 4 KiB would interleave: each worker writes to a pipe
-  // the primary reads and copies out whole lines at a time (./stdout-relay.ts).
-  const relayStdout = stdoutNeedsRelay();
-  if (relayStdout) cluster.setupPrimary({ stdio: ['inherit', 'pipe', 'inherit', 'ipc'] });
+  if (stdout !== undefined) cluster.setupPrimary({ stdio: ['inherit', 'pipe', 'inherit', 'ipc'] });
   // Workers' output not relayed yet: the primary exits only once all of it is out (the audit lines a
   // stopping worker flushes last included).
   const relays = new Set<Promise<void>>();
+  // Replacements waiting out their delay: a stop cancels them (one forked after the stop would serve on).
+  const restarts = new Set<NodeJS.Timeout>();
   const fork = (): Worker => {
     const worker = cluster.fork({ LBAC_CLUSTER_WORKER: '1', LBAC_SIBLINGS_SERVING: listening.size > 0 ? '1' : '0' });
     const out = worker.process.stdout;
-    if (relayStdout && out !== null) {
-      const relay = relayLines(out).finally(() => relays.delete(relay));
+    if (stdout !== undefined && out !== null) {
+      const relay = stdout.relay(out).finally(() => relays.delete(relay));
       relays.add(relay);
     }
     return worker;
@@ -130,8 +135,16 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
       if (!worker.isDead()) failures = 0;
     }, STABLE_AFTER_MS).unref();
   });
+  // Settles the supervision once no worker is left, all their output relayed.
+  let finish: () => void = () => undefined;
   const forward = (signal: NodeJS.Signals) => {
-    if (signal !== 'SIGHUP') stopping = true;
+    if (signal !== 'SIGHUP') {
+      stopping = true;
+      for (const timer of restarts) clearTimeout(timer);
+      restarts.clear();
+      // Every worker had crashed and its replacement was waiting: nothing will exit any more.
+      if (Object.keys(cluster.workers ?? {}).length === 0) finish();
+    }
     const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
     if (signal === 'SIGHUP') {
       const now = new Set(relay.reload(workers.map((w) => w.id)));
@@ -143,6 +156,14 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
   process.on('SIGHUP', () => forward('SIGHUP'));
 
   return new Promise<number>((resolve) => {
+    let finished = false;
+    finish = () => {
+      if (finished) return;
+      finished = true;
+      void Promise.all(relays)
+        .then(() => stdout?.flushed())
+        .then(() => resolve(startFailure ?? (uncleanStops > 0 ? 1 : 0)));
+    };
     cluster.on('exit', (worker, code, signal) => {
       relay.exited(worker.id);
       listening.delete(worker.id);
@@ -157,14 +178,18 @@ export async function superviseWorkers(count: number, log: (msg: string, extra?:
       if (!stopping) {
         failures++;
         log('worker exited unexpectedly; replacing it', { pid: worker.process.pid, code, signal });
-        setTimeout(fork, Math.min(30_000, 250 * 2 ** Math.min(failures, 7)));
+        const timer = setTimeout(() => {
+          restarts.delete(timer);
+          if (!stopping) fork();
+        }, Math.min(30_000, 250 * 2 ** Math.min(failures, 7)));
+        restarts.add(timer);
         return;
       }
       // A worker still starting when the signal came dies of it: that is a clean stop too.
       // The exit status reports the stop; crashes replaced earlier were logged when they happened.
       const stoppedBySignal = code === null && (signal === 'SIGTERM' || signal === 'SIGINT');
       if (code !== 0 && !stoppedBySignal) uncleanStops++;
-      if (alive === 0) void Promise.all(relays).then(() => resolve(startFailure ?? (uncleanStops > 0 ? 1 : 0)));
+      if (alive === 0) finish();
     });
   });
 }

@@ -291,19 +291,23 @@ async function cmdServe(args: string[], io: Out): Promise<number> {
   }
   const workers = resolveWorkers(flag === undefined ? config.server.workers : flag === 'auto' ? 'auto' : Number(flag));
   if (workers > 1 && cluster.isPrimary) {
+    // On a pipe or socket, the workers' output and the primary's own log go through one relay (whole lines).
+    const { StdoutRelay, stdoutNeedsRelay } = await import('./stdout-relay.ts');
+    const stdout = stdoutNeedsRelay() ? new StdoutRelay() : undefined;
+    const primaryLogger = stdout === undefined ? logger : createLogger(config.server.logLevel, stdout.destination);
     // The primary owns the admin listener: metrics aggregated over all workers, readiness of all.
     const adminListen = config.server.adminListen;
     let admin: import('fastify').FastifyInstance | undefined;
     if (adminListen !== undefined) {
       const { buildClusterAdminApp } = await import('../server/cluster-admin.ts');
       const { splitHostPort } = await import('../server/admin.ts');
-      admin = await buildClusterAdminApp(logger.child({ component: 'admin' }), () => workers);
+      admin = await buildClusterAdminApp(primaryLogger.child({ component: 'admin' }), () => workers);
       const adminUrl = await admin.listen(splitHostPort(adminListen));
-      logger.info({ url: adminUrl, workers }, 'admin listener (metrics of all workers) started');
+      primaryLogger.info({ url: adminUrl, workers }, 'admin listener (metrics of all workers) started');
     }
     // Workers read the config themselves, after any reload asked for so far.
     process.off('SIGHUP', onHup);
-    const code = await superviseWorkers(workers, (msg, extra) => logger.info({ ...extra }, msg));
+    const code = await superviseWorkers(workers, (msg, extra) => primaryLogger.info({ ...extra }, msg), stdout);
     await admin?.close();
     return code;
   }

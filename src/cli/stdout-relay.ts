@@ -76,21 +76,76 @@ export class LineJoiner {
 }
 
 /**
- * Copies a worker's stdout to the primary's, whole lines at a time, with
- * synchronous writes (stdout is synchronous for pipes and files on Linux), so
- * lines from several workers and the primary's own log never interleave.
- * Settles when the worker's stdout has ended (all of it relayed).
+ * Copies workers' stdout to the primary's whole lines at a time, through one
+ * ordered queue (process.stdout) that the primary's own log goes through too
+ * (`destination`), so no line is written into another. Bounded: when stdout
+ * does not keep up (a stalled log reader; a full pipe makes Node queue the
+ * write), every worker's pipe is paused until it drains, and workers then
+ * wait on their own writes as they would on a full stdout. When the reader is
+ * gone (EPIPE), output is read and dropped: the workers keep serving, as they
+ * did writing to the closed pipe themselves.
  */
-export function relayLines(from: Readable, write: (lines: Buffer) => void = (lines) => void process.stdout.write(lines)): Promise<void> {
-  const joiner = new LineJoiner(write);
-  return new Promise<void>((resolve) => {
-    from.on('data', (chunk: Buffer) => joiner.push(chunk));
-    const done = (): void => {
-      joiner.end();
-      resolve();
-    };
-    from.once('end', done);
-    from.once('error', done);
-    from.once('close', done);
-  });
+export class StdoutRelay {
+  readonly #out: NodeJS.WritableStream & { readonly writableLength?: number };
+  readonly #sources = new Set<Readable>();
+  #paused = false;
+  #gone = false;
+
+  constructor(out: NodeJS.WritableStream = process.stdout) {
+    this.#out = out;
+    out.on('error', () => {
+      this.#gone = true;
+      this.#resumeAll();
+    });
+    out.on('drain', () => this.#resumeAll());
+  }
+
+  /** Whole lines (or the primary's log lines): written in order with everything else. */
+  write(lines: Buffer | string): void {
+    if (this.#gone) return;
+    if (!this.#out.write(lines) && !this.#paused) {
+      this.#paused = true;
+      for (const source of this.#sources) source.pause();
+    }
+  }
+
+  /** A pino destination for the primary's own log. */
+  readonly destination = { write: (line: string): void => this.write(line) };
+
+  /** Relays `from` (a worker's stdout) until it ends; settles once all of it is handed to stdout. */
+  relay(from: Readable): Promise<void> {
+    const joiner = new LineJoiner((lines) => this.write(lines));
+    this.#sources.add(from);
+    if (this.#paused) from.pause();
+    return new Promise<void>((resolve) => {
+      from.on('data', (chunk: Buffer) => joiner.push(chunk));
+      const done = (): void => {
+        if (!this.#sources.delete(from)) return;
+        joiner.end();
+        resolve();
+      };
+      from.once('end', done);
+      from.once('error', done);
+      from.once('close', done);
+    });
+  }
+
+  /** Settles when what was handed to stdout is written (or stdout is gone): before the primary exits. */
+  flushed(): Promise<void> {
+    if (this.#gone || (this.#out.writableLength ?? 0) === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const settle = (): void => {
+        this.#out.off('drain', settle);
+        this.#out.off('error', settle);
+        resolve();
+      };
+      this.#out.on('drain', settle);
+      this.#out.on('error', settle);
+    });
+  }
+
+  #resumeAll(): void {
+    this.#paused = false;
+    for (const source of this.#sources) source.resume();
+  }
 }
