@@ -124,7 +124,9 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
   const lineOf = (n: Node | null | undefined): { line?: number } => (n?.range ? { line: lineCounter.linePos(n.range[0]).line } : {});
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    throw new ConfigError(`YAML syntax: ${e.message.split('\n')[0]}`, { file, line: lineCounter.linePos(e.pos[0]).line });
+    const hint = /tag/i.test(e.message) ? ' (an unquoted value starting with "!" is a YAML tag: quote it, e.g. "!prod")' : '';
+    // Without what follows the message's colon: it may be the value as written (a password `!a!Pa55w0rd`).
+    throw new ConfigError(`YAML syntax: ${e.message.split('\n')[0]!.replace(/:\s.*$/, '')}${hint}`, { file, line: lineCounter.linePos(e.pos[0]).line });
   }
   // A warning is YAML read otherwise than written; the one that matters is an unquoted `!value`, a tag:
   // `env: !prod` would load as env: "" (a selector on series without the label), `!prod x` as "x".

@@ -280,6 +280,7 @@ describe('team values that would not mean what they say are refused at load', ()
   it.each([
     ['a tag', 'password: !Pa55w0rd-S3CRET', /Unresolved tag \(an unquoted value starting with "!"/],
     ['an alias', 'password: *Pa55w0rd-S3CRET', /unresolved alias \(an unquoted value starting with "\*"/],
+    ['a tag with a handle', 'password: !a!Pa55w0rd-S3CRET', /YAML syntax: Could not resolve tag \(an unquoted value starting with "!"/],
   ])('a secret written as %s is refused at its line without being quoted', (_what, line, message) => {
     const text = `upstreams:\n  - name: m\n    kind: prometheus\n    url: http://127.0.0.1:9090\n    mount: /p\n    auth:\n      type: basic\n      username: svc\n      ${line}\n`;
     const e = configError(text);
