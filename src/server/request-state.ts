@@ -103,12 +103,20 @@ export function noteOriginalParams(req: FastifyRequest, route: RouteSpec, params
   let left = maxChars;
   let truncated = false;
   for (const name of Object.keys(original)) {
-    original[name] = original[name]!.map((v) => {
-      const kept = v.length <= left ? v : cutAt(v, left);
-      if (kept.length < v.length) truncated = true;
-      left -= kept.length;
-      return kept;
-    });
+    const kept: string[] = [];
+    for (const v of original[name]!) {
+      if (v.length <= left) {
+        kept.push(v);
+        left -= v.length;
+        continue;
+      }
+      truncated = true;
+      // Values past the budget are left out, not recorded as "" (which a client may have sent).
+      if (left > 0) kept.push(cutAt(v, left));
+      left = 0;
+    }
+    if (kept.length > 0) original[name] = kept;
+    else delete original[name];
   }
   s.original = original;
   if (truncated) s.originalTruncated = true;
