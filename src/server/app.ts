@@ -64,6 +64,12 @@ export function routeIndex(config: GatewayConfig): RouteIndex {
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
+  // The backend a path falls under (its longest mount), for errors in its format before any route matched.
+  const mounts = [...config.upstreams].sort((a, b) => b.mountPrefix.length - a.mountPrefix.length);
+  const kindOfPath = (url: string): BackendKind | undefined => {
+    const path = url.split('?')[0]!;
+    return mounts.find((u) => u.mountPrefix === '' || path === u.mountPrefix || path.startsWith(u.mountPrefix + '/'))?.kind;
+  };
   const current = deps.current ?? (() => config);
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
@@ -90,7 +96,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     // The router's own refusals (invalid percent-encoding, a path parameter over maxParamLength) come
     // before any hook: answered in the gateway's words and counted (plugins/errors.ts).
-    frameworkErrors: (err, req, reply) => void answerRouterRefusal(err, req, reply, app.lbacRecorders ?? []),
+    frameworkErrors: (err, req, reply) => void answerRouterRefusal(err, req, reply, app.lbacRecorders ?? [], kindOfPath(req.raw.url ?? '')),
     // Only the methods in the route tables: no implicit HEAD routes.
     exposeHeadRoutes: false,
     // server.tls: HTTPS, client certificates requested for `mtls` identity (server/tls.ts).

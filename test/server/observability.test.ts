@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildAuditRecord, redact, shouldAudit } from '../../src/server/audit.ts';
 import { newRequestState } from '../../src/server/request-state.ts';
-import { startUpstream, testApp, testConfig, SUBJECTS, type TestApp, type Upstream } from './helpers.ts';
+import { startUpstream, testApp, testConfig, upstreamsConfig, SUBJECTS, type TestApp, type Upstream } from './helpers.ts';
 
 let up: Upstream;
 let t: TestApp;
@@ -123,6 +123,21 @@ describe('audit log', () => {
     expect(t.audit).toHaveLength(0);
     const counted = (await t.metrics.registry.getSingleMetric('lbac_gateway_requests_total')!.get()).values.filter((v) => v.labels['endpoint'] === 'unmatched');
     expect(counted.map((v) => [v.labels['status'], v.value])).toEqual(expect.arrayContaining([['400', 2], ['414', 1]]));
+  });
+
+  it("answers a router refusal under a Loki or Tempo mount in that backend's format", async () => {
+    const own = await testApp(upstreamsConfig(`{ name: logs, kind: loki, url: "${up.url}", mount: /loki }`, `{ name: traces, kind: tempo, url: "${up.url}", mount: /tempo }`));
+    try {
+      const loki = await own.app.inject({ url: '/loki/api/v1/label/%FF/values', headers: bearer('alice') });
+      expect(loki.statusCode).toBe(400);
+      expect(JSON.parse(loki.body)).toMatchObject({ code: 400, status: 'error', message: 'the path is not valid percent-encoding (not forwarded)' });
+      const tempo = await own.app.inject({ url: '/tempo/api/traces/%ZZ', headers: bearer('alice') });
+      expect(tempo.statusCode).toBe(400);
+      expect(tempo.headers['content-type']).toMatch(/^text\/plain/);
+      expect(tempo.body).toBe('the path is not valid percent-encoding (not forwarded)\n');
+    } finally {
+      await own.app.close();
+    }
   });
 
   it('writes nothing for requests outside the upstream routes (health, 404)', async () => {

@@ -65,7 +65,7 @@ export function installErrorHandlers(app: FastifyInstance, kind: BackendKind | u
  * answered here in the gateway's words, with a request id, logged and counted
  * (`endpoint="unmatched"`, as a 404). Never forwarded.
  */
-export function answerRouterRefusal(err: { code?: string }, req: FastifyRequest, reply: FastifyReply, recorders: readonly Recorder[]): FastifyReply {
+export function answerRouterRefusal(err: { code?: string }, req: FastifyRequest, reply: FastifyReply, recorders: readonly Recorder[], kind: BackendKind | undefined): FastifyReply {
   // No onRequest hook ran: the state the recorders read, and the answer's headers, are set here.
   req.lbac = newRequestState();
   reply.header('x-request-id', req.id);
@@ -80,6 +80,7 @@ export function answerRouterRefusal(err: { code?: string }, req: FastifyRequest,
     : new GatewayError('bad_query', 'the path is not valid percent-encoding (not forwarded)');
   req.lbac.errorCode = refusal.code;
   req.log.info({ code: err.code, status: refusal.status }, refusal.message);
-  const r = renderError(undefined, refusal);
+  // In the format of the backend whose mount the path is under (as its 404 is).
+  const r = renderError(kind, refusal);
   return reply.code(r.status).type(r.contentType).send(r.body);
 }
