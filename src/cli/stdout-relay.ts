@@ -133,15 +133,9 @@ export class StdoutRelay {
   /** Settles when what was handed to stdout is written (or stdout is gone): before the primary exits. */
   flushed(): Promise<void> {
     if (this.#gone || (this.#out.writableLength ?? 0) === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const settle = (): void => {
-        this.#out.off('drain', settle);
-        this.#out.off('error', settle);
-        resolve();
-      };
-      this.#out.on('drain', settle);
-      this.#out.on('error', settle);
-    });
+    // An empty write's callback runs once everything before it is out ('drain' comes only after a write
+    // that went past the high-water mark: a shorter queue would be waited for forever), or on an error.
+    return new Promise<void>((resolve) => void this.#out.write('', () => resolve()));
   }
 
   #resumeAll(): void {

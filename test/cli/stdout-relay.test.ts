@@ -55,11 +55,11 @@ describe('LineJoiner', () => {
 
 describe('StdoutRelay', () => {
   /** A stdout whose writes complete only when `release` is called: a full pipe. */
-  function slowStdout(): { out: Writable; written: string[]; release: () => void } {
+  function slowStdout(highWaterMark = 16): { out: Writable; written: string[]; release: () => void } {
     const written: string[] = [];
     const pending: (() => void)[] = [];
     const out = new Writable({
-      highWaterMark: 16,
+      highWaterMark,
       write: (chunk: Buffer, _enc, done) => {
         written.push(chunk.toString());
         pending.push(done);
@@ -91,6 +91,25 @@ describe('StdoutRelay', () => {
     release();
     await flushed;
     expect(written.join('')).toBe('x'.repeat(40) + '\n{"b":1}\n');
+  });
+
+  it('is flushed once a queue shorter than the high-water mark is written (no drain comes for it)', async () => {
+    const { out, written, release } = slowStdout(64 * 1024);
+    const relay = new StdoutRelay(out);
+    const a = new PassThrough();
+    const done = relay.relay(a);
+    a.end('{"a":1}\n{"a":2}\n');
+    await done;
+    let flushed = false;
+    const settled = relay.flushed().then(() => (flushed = true));
+    await new Promise((r) => setImmediate(r));
+    expect(flushed).toBe(false);
+    for (let i = 0; i < 3 && !flushed; i++) {
+      release();
+      await new Promise((r) => setImmediate(r));
+    }
+    await settled;
+    expect(written.join('')).toBe('{"a":1}\n{"a":2}\n');
   });
 
   it('drops output once stdout is gone (EPIPE), reading on so workers never block', async () => {
