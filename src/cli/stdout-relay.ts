@@ -23,7 +23,8 @@ export function stdoutNeedsRelay(fd = 1): boolean {
 }
 
 /** A line longer than this (no newline yet) is written in parts rather than held without bound. */
-export const MAX_HELD_LINE_BYTES = 64 * 1024 * 1024;
+// Well over the longest audit line (4 MiB of forwarded parameters, the query as sent, the subject).
+export const MAX_HELD_LINE_BYTES = 16 * 1024 * 1024;
 
 const NEWLINE = 0x0a;
 
