@@ -15,7 +15,7 @@ import aws4 from 'aws4';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { fileErrorCode } from '../util/file-error.ts';
-import { BAD_HEADER_VALUE_CHAR } from '../util/header-name.ts';
+import { BAD_HEADER_VALUE_CHAR, BAD_HEADER_VALUE_TEXT } from '../util/header-name.ts';
 
 export type UpstreamAuthConfig = NonNullable<UpstreamConfig['auth']>;
 export type UpstreamTlsConfig = NonNullable<UpstreamConfig['tls']>;
@@ -70,7 +70,7 @@ function fingerprint(...parts: string[]): string {
  * What a header value cannot carry (the HTTP client refuses the request: a 502 on every request otherwise),
  * said without the value.
  */
-const UNSENDABLE = 'a control character (CR, LF, NUL, …) or a character beyond Latin-1 (U+00FF), which a header cannot carry';
+const UNSENDABLE = `${BAD_HEADER_VALUE_TEXT}, which a header cannot carry`;
 
 /** Secret file contents: trailing newlines (as editors and `echo` leave them) removed. */
 export function trimSecret(text: string): string {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BAD_HEADER_VALUE_CHAR, HEADER_NAME, headerKey, isEmptyHeaderValue, policyHeaderProblem } from '../util/header-name.ts';
+import { BAD_HEADER_VALUE_CHAR, BAD_HEADER_VALUE_TEXT, HEADER_NAME, headerKey, isEmptyHeaderValue, policyHeaderProblem } from '../util/header-name.ts';
 
 /**
  * The configuration schema: one source of truth for validation, TypeScript
@@ -19,7 +19,7 @@ const hostPort = z
  * message never repeats the value, which may be a secret.
  */
 const sendableInHeader = (v: string) => !BAD_HEADER_VALUE_CHAR.test(v);
-const UNSENDABLE_IN_HEADER = 'must not contain a control character (CR, LF, NUL, …) or a character beyond Latin-1 (U+00FF): it is sent in a header';
+const UNSENDABLE_IN_HEADER = `must not contain ${BAD_HEADER_VALUE_TEXT}: it is sent in a header`;
 const headerName = z.string().regex(HEADER_NAME, 'not a valid HTTP header name');
 const headerValue = z.string().refine(sendableInHeader, `header values ${UNSENDABLE_IN_HEADER}`);
 const headerMap = z.record(headerName, headerValue);

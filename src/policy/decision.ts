@@ -7,7 +7,7 @@
  * with a log line naming the bad field), never an allow.
  */
 import { GatewayError } from '../errors.ts';
-import { BAD_HEADER_VALUE_CHAR, FORBIDDEN_POLICY_HEADERS, HEADER_NAME, isEmptyHeaderValue } from '../util/header-name.ts';
+import { BAD_HEADER_VALUE_CHAR, BAD_HEADER_VALUE_TEXT, FORBIDDEN_POLICY_HEADERS, HEADER_NAME, isEmptyHeaderValue } from '../util/header-name.ts';
 import { checkMatcherRegex, isMatchOp, matcherKey, MATCH_OPS } from '../rewrite/matcher.ts';
 import type { Matcher, MatcherGroup, SelectorPolicy } from '../rewrite/matcher.ts';
 
@@ -223,7 +223,7 @@ function validateHeaders(raw: unknown, count: ByteCount): Record<string, string>
     seen.set(lower, name);
     if (typeof value !== 'string') fail(`headers[${JSON.stringify(name)}] must be a string, got ${describe(value)}`);
     spend(count, value, `headers[${JSON.stringify(name)}]`);
-    if (BAD_HEADER_VALUE_CHAR.test(value)) fail(`headers[${JSON.stringify(name)}] contains a control character (CR, LF, NUL, …) or a non-Latin-1 character`);
+    if (BAD_HEADER_VALUE_CHAR.test(value)) fail(`headers[${JSON.stringify(name)}] contains ${BAD_HEADER_VALUE_TEXT}`);
     // As the teams config refuses it (isEmptyHeaderValue).
     if (isEmptyHeaderValue(value)) fail(`headers[${JSON.stringify(name)}] is empty`);
     out[name] = value;

@@ -41,6 +41,9 @@ export const HEADER_NAME = new RegExp(`^${TCHAR}+$`);
  */
 export const BAD_HEADER_VALUE_CHAR = /[\u0000-\u0008\u000a-\u001f\u007f]|[^\u0000-\u00ff]/u;
 
+/** What BAD_HEADER_VALUE_CHAR matches, for messages (which never repeat the value). */
+export const BAD_HEADER_VALUE_TEXT = 'a control character (CR, LF, NUL, …) or a character beyond Latin-1 (U+00FF)';
+
 /**
  * Headers a policy (or a team) may not set: they frame the HTTP message or
  * belong to the connection (setting them could desynchronise the upstream
@@ -71,6 +74,6 @@ export function isEmptyHeaderValue(value: string): boolean {
 export function policyHeaderProblem(name: string, value: string): string | undefined {
   if (!HEADER_NAME.test(name)) return `${JSON.stringify(name)} is not a valid HTTP header name`;
   if (FORBIDDEN_POLICY_HEADERS.has(name.toLowerCase())) return `the policy may not set ${JSON.stringify(name)}`;
-  if (BAD_HEADER_VALUE_CHAR.test(value)) return `the value of ${JSON.stringify(name)} contains a control character (CR, LF, NUL, …) or a non-Latin-1 character`;
+  if (BAD_HEADER_VALUE_CHAR.test(value)) return `the value of ${JSON.stringify(name)} contains ${BAD_HEADER_VALUE_TEXT}`;
   return undefined;
 }
