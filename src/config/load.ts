@@ -115,6 +115,16 @@ export interface LoadOptions {
   readonly baseDir?: string;
 }
 
+/**
+ * A YAML error's or warning's first line without what follows its colon (the
+ * tag or text as written: a password `!Pa55w0rd`, `!a!Pa55w0rd`), with a hint
+ * where it is about a tag.
+ */
+function yamlProblem(message: string): string {
+  const hint = /tag/i.test(message) ? ' (an unquoted value starting with "!" is a YAML tag: quote it, e.g. "!prod")' : '';
+  return `${message.split('\n')[0]!.replace(/:\s.*$/, '')}${hint}`;
+}
+
 /** Parse, interpolate, override, validate and resolve a YAML config text. */
 export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig {
   const env = opts.env ?? process.env;
@@ -124,17 +134,13 @@ export function parseConfig(text: string, opts: LoadOptions = {}): GatewayConfig
   const lineOf = (n: Node | null | undefined): { line?: number } => (n?.range ? { line: lineCounter.linePos(n.range[0]).line } : {});
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
-    const hint = /tag/i.test(e.message) ? ' (an unquoted value starting with "!" is a YAML tag: quote it, e.g. "!prod")' : '';
-    // Without what follows the message's colon: it may be the value as written (a password `!a!Pa55w0rd`).
-    throw new ConfigError(`YAML syntax: ${e.message.split('\n')[0]!.replace(/:\s.*$/, '')}${hint}`, { file, line: lineCounter.linePos(e.pos[0]).line });
+    throw new ConfigError(`YAML syntax: ${yamlProblem(e.message)}`, { file, line: lineCounter.linePos(e.pos[0]).line });
   }
   // A warning is YAML read otherwise than written; the one that matters is an unquoted `!value`, a tag:
   // `env: !prod` would load as env: "" (a selector on series without the label), `!prod x` as "x".
   if (doc.warnings.length > 0) {
     const w = doc.warnings[0]!;
-    const hint = /tag/i.test(w.message) ? ' (an unquoted value starting with "!" is a YAML tag: quote it, e.g. "!prod")' : '';
-    // Without what follows the message's colon: the tag is the value as written (a password `!Pa55w0rd`).
-    throw new ConfigError(`YAML: ${w.message.split('\n')[0]!.replace(/:\s.*$/, '')}${hint}`, { file, line: lineCounter.linePos(w.pos[0]).line });
+    throw new ConfigError(`YAML: ${yamlProblem(w.message)}`, { file, line: lineCounter.linePos(w.pos[0]).line });
   }
   // JavaScript objects cannot hold a `__proto__` key as data: a team or label of that name would vanish
   // on the way (a selector without one of its matchers is wider). Refused where it is written.
